@@ -1,0 +1,29 @@
+// common/encoding.hpp: hex and base64 (standard alphabet, padded, as Go's StdEncoding).
+//
+// Role: byte <-> text conversions for digests and signatures. Pure; depends on nothing but
+// common/result.hpp.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace sigil {
+
+std::string hex_encode(std::string_view bytes);
+// Accepts upper or lower case; rejects odd length and non-hex characters.
+Result<std::string> hex_decode(std::string_view hex);
+// True when s is non-empty lowercase hex.
+bool is_lower_hex(std::string_view s) noexcept;
+
+std::string base64_encode(std::string_view bytes);
+// Strict standard base64 with padding; ASCII whitespace (as in PEM bodies) is skipped.
+Result<std::string> base64_decode(std::string_view text);
+
+// Lowercases ASCII letters only.
+std::string ascii_lower(std::string_view s);
+// Removes leading and trailing ASCII whitespace.
+std::string_view trim(std::string_view s) noexcept;
+
+}  // namespace sigil

@@ -1,0 +1,58 @@
+// crypto/keys.hpp: public keys and signature checks (ECDSA P-256/384/521, Ed25519, RSA).
+//
+// Role: load PEM/DER public keys from untrusted text and verify raw signatures over messages
+// the way cosign does (ECDSA: ASN.1 DER over the hash; Ed25519: pure; RSA: PKCS#1 v1.5, or
+// PSS when asked). Pure: OpenSSL and common only; no I/O, no clock, no Asio. Every OpenSSL
+// return value is checked and its error queue cleared; failures are values, never exceptions.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace sigil::crypto {
+
+enum class HashAlgorithm { sha224, sha256, sha384, sha512 };
+
+// "sha224" | "sha256" | "sha384" | "sha512" (policy-controller's key.hashAlgorithm values).
+Result<HashAlgorithm> parse_hash_algorithm(std::string_view name);
+const char* hash_name(HashAlgorithm h) noexcept;
+
+enum class KeyType { ecdsa_p256, ecdsa_p384, ecdsa_p521, ed25519, rsa };
+const char* key_type_name(KeyType t) noexcept;
+
+class PublicKey {
+ public:
+  // One "-----BEGIN PUBLIC KEY-----" block (PKIX SubjectPublicKeyInfo); also accepts
+  // "RSA PUBLIC KEY" (PKCS#1). Rejects unsupported curves, RSA < 2048 bits, trailing junk.
+  static Result<PublicKey> from_pem(std::string_view pem);
+  static Result<PublicKey> from_der(std::string_view spki_der);
+
+  KeyType type() const noexcept { return type_; }
+  // SubjectPublicKeyInfo DER, for comparing keys and computing key ids.
+  const std::string& spki_der() const noexcept { return spki_der_; }
+
+  // Verifies sig over message. hash is ignored for Ed25519 (pure). Returns
+  // Errc::verification when the signature does not check.
+  Status verify(std::string_view message, std::string_view signature,
+                HashAlgorithm hash = HashAlgorithm::sha256) const;
+
+  // Opaque OpenSSL handle (EVP_PKEY*), shared and immutable.
+  const void* native() const noexcept { return pkey_.get(); }
+
+ private:
+  std::shared_ptr<void> pkey_;
+  KeyType type_ = KeyType::ecdsa_p256;
+  std::string spki_der_;
+};
+
+// The default hash cosign uses for a key type: P-384 -> sha384, P-521 -> sha512, else sha256.
+HashAlgorithm default_hash_for(KeyType t) noexcept;
+
+// SHA-256 of bytes, raw (32 bytes) or lowercase hex.
+std::string sha256(std::string_view bytes);
+std::string sha256_hex(std::string_view bytes);
+
+}  // namespace sigil::crypto

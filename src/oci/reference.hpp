@@ -1,0 +1,45 @@
+// oci/reference.hpp: image reference grammar, normalization and digests.
+//
+// Role: parse what a pod spec says (`nginx`, `myacr.azurecr.io/app:1.0@sha256:...`) into a
+// normalized Reference, following distribution/reference (docker.io + library/ defaults,
+// `index.docker.io` -> `docker.io`, `:latest` when neither tag nor digest). Pure: depends only
+// on common (no I/O, no Asio, no OpenSSL).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace sigil::oci {
+
+struct Reference {
+  std::string registry;    // "docker.io", "myacr.azurecr.io", "127.0.0.1:5000"
+  std::string repository;  // "library/nginx", "team/app"
+  std::string tag;         // may be empty when digest is set
+  std::string digest;      // "sha256:<64 hex>" or empty
+
+  // registry + "/" + repository
+  std::string name() const;
+  // Full normalized form: name[:tag][@digest]
+  std::string str() const;
+  // name@digest when a digest is known, else name:tag
+  std::string pinned() const;
+  bool has_digest() const noexcept { return !digest.empty(); }
+};
+
+// Parses and normalizes. Rejects anything that distribution/reference rejects (uppercase
+// repository, empty components, bad tag, bad digest, name > 255 chars), with a message.
+Result<Reference> parse_reference(std::string_view text);
+
+// True for "sha256:<64 lowercase hex>" or "sha512:<128 lowercase hex>". sigil only verifies
+// sha256 digests; others are rejected by callers with Errc::unsupported.
+bool is_valid_digest(std::string_view digest) noexcept;
+
+// The registry host used for API calls: "docker.io" -> "registry-1.docker.io".
+std::string api_host(std::string_view registry);
+
+// Legacy cosign signature tag for a digest: "sha256:abc" -> "sha256-abc.sig".
+std::string signature_tag(std::string_view digest);
+
+}  // namespace sigil::oci

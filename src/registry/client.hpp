@@ -1,0 +1,54 @@
+// registry/client.hpp: the OCI distribution client interface the verify engine talks to.
+//
+// Role: tag -> digest, manifests and blobs by digest, every answer verified (bytes hashed and
+// compared to the digest asked for, sizes capped) and every call bounded by the caller's
+// deadline. This header is the interface only; registry/http_client.hpp is the HTTPS
+// implementation. Depends on common, oci and Boost.Asio (awaitable) only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "common/result.hpp"
+#include "oci/reference.hpp"
+
+namespace sigil::registry {
+
+using Deadline = std::chrono::steady_clock::time_point;
+
+struct ManifestResponse {
+  std::string digest;        // "sha256:..." of the exact bytes (verified)
+  std::string media_type;    // Content-Type
+  std::string body;          // empty for resolve()
+};
+
+class Client {
+ public:
+  virtual ~Client() = default;
+
+  // Tag -> digest with HEAD (full Accept list); GET and hash when the registry omits
+  // Docker-Content-Digest. A reference that carries a digest is returned as is, no request.
+  virtual boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
+                                                              Deadline deadline) = 0;
+
+  // GET a manifest by tag or digest in registry/repository. By digest: the body's sha256 must
+  // equal it. Errc::not_found on 404 (e.g. no .sig tag: "not signed").
+  virtual boost::asio::awaitable<Result<ManifestResponse>> get_manifest(
+      const std::string& registry, const std::string& repository, const std::string& reference,
+      Deadline deadline) = 0;
+
+  // GET a blob by digest, at most max_size bytes, sha256-checked.
+  virtual boost::asio::awaitable<Result<std::string>> get_blob(const std::string& registry,
+                                                               const std::string& repository,
+                                                               const std::string& digest,
+                                                               int64_t max_size,
+                                                               Deadline deadline) = 0;
+
+  // Number of HTTP requests sent so far (for benchmarks and tests).
+  virtual uint64_t request_count() const = 0;
+};
+
+}  // namespace sigil::registry

@@ -1,0 +1,62 @@
+#include <catch2/catch.hpp>
+
+#include "common/clock.hpp"
+#include "common/encoding.hpp"
+
+using namespace sigil;
+
+TEST_CASE("hex round trip and rejection") {
+  CHECK(hex_encode(std::string("\x00\xff\x10", 3)) == "00ff10");
+  auto d = hex_decode("00FF10");
+  REQUIRE(d.ok());
+  CHECK(*d == std::string("\x00\xff\x10", 3));
+  CHECK_FALSE(hex_decode("abc").ok());
+  CHECK_FALSE(hex_decode("zz").ok());
+  CHECK(is_lower_hex("0a9f"));
+  CHECK_FALSE(is_lower_hex("0A9F"));
+  CHECK_FALSE(is_lower_hex(""));
+}
+
+TEST_CASE("base64 matches RFC 4648 vectors") {
+  auto [plain, enc] = GENERATE(table<std::string, std::string>({{"", ""},
+                                                                {"f", "Zg=="},
+                                                                {"fo", "Zm8="},
+                                                                {"foo", "Zm9v"},
+                                                                {"foob", "Zm9vYg=="},
+                                                                {"fooba", "Zm9vYmE="},
+                                                                {"foobar", "Zm9vYmFy"}}));
+  CHECK(base64_encode(plain) == enc);
+  auto d = base64_decode(enc);
+  REQUIRE(d.ok());
+  CHECK(*d == plain);
+}
+
+TEST_CASE("base64 rejects malformed input") {
+  auto bad = GENERATE(as<std::string>{}, "Zg=", "Z===", "Zm9v!A==", "Zg==Zg==", "=Zg=", "Zm=v");
+  CHECK_FALSE(base64_decode(bad).ok());
+}
+
+TEST_CASE("base64 skips PEM whitespace") {
+  auto d = base64_decode("Zm9v\nYmFy\r\n");
+  REQUIRE(d.ok());
+  CHECK(*d == "foobar");
+}
+
+TEST_CASE("Result carries value or error") {
+  Result<int> ok = 3;
+  CHECK(ok.ok());
+  CHECK(*ok == 3);
+  Result<int> bad = make_error(Errc::parse_error, "nope");
+  CHECK_FALSE(bad.ok());
+  CHECK(bad.error().code == Errc::parse_error);
+  CHECK(std::string(errc_name(Errc::timeout)) == "timeout");
+  Status s;
+  CHECK(s.ok());
+}
+
+TEST_CASE("ManualClock advances") {
+  ManualClock c;
+  auto t0 = c.now();
+  c.advance(std::chrono::seconds(5));
+  CHECK(c.now() - t0 == std::chrono::seconds(5));
+}
