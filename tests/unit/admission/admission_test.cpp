@@ -1,0 +1,303 @@
+// Tests for admission/: decoding real-shaped AdmissionReview bodies, malformed bodies, and
+// the response encoding.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "admission/admission.hpp"
+
+using sigil::Errc;
+using sigil::admission::decode_review;
+using sigil::admission::encode_response;
+using sigil::admission::Response;
+using json = nlohmann::json;
+
+namespace {
+
+std::string read_data(const std::string& name) {
+  std::ifstream in(std::string(SIGIL_SOURCE_DIR) + "/tests/unit/admission/data/" + name,
+                   std::ios::binary);
+  REQUIRE(in.good());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> images_of(const sigil::admission::Request& r) {
+  std::vector<std::string> out;
+  for (const auto& u : r.images) out.push_back(u.image);
+  return out;
+}
+
+// A minimal valid review around a request object, for the malformed-input tables.
+json base_review() {
+  return json::parse(R"({
+    "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+    "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "operation": "CREATE", "namespace": "default", "name": "p",
+                "object": {"apiVersion": "v1", "kind": "Pod",
+                           "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}}}
+  })");
+}
+
+}  // namespace
+
+TEST_CASE("fixture bodies decode to the expected images", "[admission]") {
+  struct Case {
+    const char* file;
+    bool judged;
+    std::vector<std::string> images;
+  };
+  auto c = GENERATE_COPY(values<Case>({
+      {"configmap-create.json", false, {}},
+      {"cronjob-create.json", true, {"myregistry.azurecr.io/batch/report:2026.11"}},
+      {"deployment-create.json",
+       true,
+       {"myregistry.azurecr.io/init:v1", "myregistry.azurecr.io/myapp:v1"}},
+      {"pod-create-by-controller.json", true, {"chetandevsecops.azurecr.io/myapp:v1"}},
+      {"pod-create-dry-run.json", true, {"myregistry.azurecr.io/tools/debug:1.0"}},
+      {"pod-create-init-and-sidecar.json",
+       true,
+       {"myregistry.azurecr.io/app/migrate:v3",
+        "myregistry.azurecr.io/app/web@sha256:"
+        "0d3f0a5e5c6b1d7f2e8a9b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e",
+        "myregistry.azurecr.io/infra/proxy:2.4.1@sha256:"
+        "5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d"}},
+      {"pod-create-kubectl-run.json", true, {"myregistry.azurecr.io/tools/debug:1.0"}},
+      {"pod-update-ephemeral-containers.json",
+       true,
+       {"chetandevsecops.azurecr.io/myapp:v1", "docker.io/library/busybox:1.36"}},
+      {"pod-update-image.json", true, {"chetandevsecops.azurecr.io/myapp:v2"}},
+  }));
+  CAPTURE(c.file);
+  auto r = decode_review(read_data(c.file));
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->uid.empty());
+  CHECK(r->judged == c.judged);
+  CHECK(images_of(*r) == c.images);
+}
+
+TEST_CASE("fixture details: paths, operation, subresource, dry run", "[admission]") {
+  auto dep = decode_review(read_data("deployment-create.json"));
+  REQUIRE(dep.ok());
+  CHECK(dep->kind == "Deployment");
+  CHECK(dep->group == "apps");
+  REQUIRE(dep->images.size() == 2);
+  CHECK(dep->images[0].path == "spec.template.spec.initContainers[0] (init)");
+  CHECK(dep->images[1].path == "spec.template.spec.containers[0] (app)");
+
+  auto cron = decode_review(read_data("cronjob-create.json"));
+  REQUIRE(cron.ok());
+  REQUIRE(cron->images.size() == 1);
+  CHECK(cron->images[0].path.rfind("spec.jobTemplate.spec.template.spec.containers[0]", 0) == 0);
+
+  auto eph = decode_review(read_data("pod-update-ephemeral-containers.json"));
+  REQUIRE(eph.ok());
+  CHECK(eph->operation == "UPDATE");
+  CHECK(eph->sub_resource == "ephemeralcontainers");
+  CHECK(eph->namespace_ == "default");
+  CHECK(eph->name == "myapp-7d9c8b5f4-x2x9k");
+  REQUIRE(eph->images.size() == 2);
+  CHECK(eph->images[1].path == "spec.ephemeralContainers[0] (debugger-abcde)");
+
+  auto upd = decode_review(read_data("pod-update-image.json"));
+  REQUIRE(upd.ok());
+  // The new object's image, never the old one.
+  CHECK(images_of(*upd) == std::vector<std::string>{"chetandevsecops.azurecr.io/myapp:v2"});
+
+  auto dry = decode_review(read_data("pod-create-dry-run.json"));
+  REQUIRE(dry.ok());
+  CHECK(dry->dry_run);
+  CHECK_FALSE(dep->dry_run);
+}
+
+TEST_CASE("every judged kind finds its pod spec", "[admission]") {
+  struct Case {
+    const char* group;
+    const char* kind;
+    const char* object;
+    bool judged;
+  };
+  const char* tmpl =
+      R"({"spec":{"template":{"spec":{"containers":[{"name":"c","image":"x:1"}]}}}})";
+  auto c = GENERATE_COPY(values<Case>({
+      {"", "Pod", R"({"spec":{"containers":[{"name":"c","image":"x:1"}]}})", true},
+      {"", "ReplicationController", tmpl, true},
+      {"apps", "Deployment", tmpl, true},
+      {"apps", "ReplicaSet", tmpl, true},
+      {"apps", "StatefulSet", tmpl, true},
+      {"apps", "DaemonSet", tmpl, true},
+      {"batch", "Job", tmpl, true},
+      {"batch", "CronJob",
+       R"({"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"image":"x:1"}]}}}}}})",
+       true},
+      // Same kind name in another group is not ours.
+      {"example.com", "Deployment", tmpl, false},
+      {"", "Deployment", tmpl, false},
+      {"", "Service", R"({"spec":{}})", false},
+  }));
+  CAPTURE(c.group, c.kind);
+  json doc = base_review();
+  doc["request"]["kind"] = {{"group", c.group}, {"version", "v1"}, {"kind", c.kind}};
+  doc["request"]["object"] = json::parse(c.object);
+  auto r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK(r->judged == c.judged);
+  if (c.judged) {
+    CHECK(images_of(*r) == std::vector<std::string>{"x:1"});
+  } else {
+    CHECK(r->images.empty());
+  }
+}
+
+TEST_CASE("DELETE and CONNECT are not judged", "[admission]") {
+  auto op = GENERATE(as<std::string>{}, "DELETE", "CONNECT");
+  json doc = base_review();
+  doc["request"]["operation"] = op;
+  doc["request"]["object"] = nullptr;
+  auto r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->judged);
+  CHECK(r->images.empty());
+}
+
+TEST_CASE("duplicate images keep the first path", "[admission]") {
+  json doc = base_review();
+  doc["request"]["object"]["spec"] = json::parse(R"({
+      "initContainers": [{"name": "i", "image": "a:1"}],
+      "containers": [{"name": "c1", "image": "a:1"}, {"name": "c2", "image": "b:1"}]})");
+  auto r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  REQUIRE(r->images.size() == 2);
+  CHECK(r->images[0].image == "a:1");
+  CHECK(r->images[0].path == "spec.initContainers[0] (i)");
+  CHECK(r->images[1].image == "b:1");
+}
+
+TEST_CASE("malformed bodies are errors, never a silent allow", "[admission]") {
+  SECTION("not a review at all") {
+    auto body = GENERATE(as<std::string>{}, "", "not json", "[]", "[1,2]", "\"str\"", "42", "null",
+                         "{", R"({"apiVersion":"admission.k8s.io/v1"})", std::string(100000, '['),
+                         std::string(100000, '{'),
+                         "{\"a\":" + std::string(70, '[') + std::string(70, ']') + "}");
+    CAPTURE(body.substr(0, 80));
+    auto r = decode_review(body);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::parse_error);
+  }
+  SECTION("field-level defects") {
+    struct Case {
+      const char* pointer;  // JSON pointer to replace
+      const char* value;    // JSON value, or "DELETE"
+      const char* expect;   // substring of the message
+    };
+    auto c = GENERATE(values<Case>({
+        {"/apiVersion", R"("admission.k8s.io/v1beta1")", "v1beta1"},
+        {"/apiVersion", "DELETE", "apiVersion"},
+        {"/kind", R"("Review")", "kind"},
+        {"/request", "DELETE", "request"},
+        {"/request", "[]", "request"},
+        {"/request/uid", "DELETE", "uid"},
+        {"/request/uid", R"("")", "uid"},
+        {"/request/uid", "7", "uid"},
+        {"/request/kind", "DELETE", "request.kind"},
+        {"/request/kind/kind", "3", "request.kind.kind"},
+        {"/request/operation", R"("PATCH")", "operation"},
+        {"/request/operation", "DELETE", "operation"},
+        {"/request/dryRun", R"("yes")", "dryRun"},
+        {"/request/object", "null", "request.object"},
+        {"/request/object", "DELETE", "request.object"},
+        {"/request/object/spec", "DELETE", "spec"},
+        {"/request/object/spec/containers", R"({"image":"x"})", "not an array"},
+        {"/request/object/spec/containers/0", R"("nginx")", "not an object"},
+        {"/request/object/spec/containers/0/image", "DELETE", "image"},
+        {"/request/object/spec/containers/0/image", "42", "image"},
+        {"/request/object/spec/containers/0/image", "1e999999", ""},
+        {"/request/object/spec/containers/0/image", "null", "image"},
+        {"/request/object/spec/containers/0/image", R"(["nginx"])", "image"},
+        {"/request/object/spec/containers/0/image", R"("")", "image"},
+        {"/request/object/spec/containers/0/name", "12345678901234567890123456789", "name"},
+        {"/request/object/spec/initContainers", R"([{"name":"x"}])", "initContainers[0]"},
+    }));
+    CAPTURE(c.pointer, c.value);
+    json doc = base_review();
+    std::string body;
+    if (std::string(c.value) == "DELETE") {
+      json::json_pointer p(c.pointer);
+      doc[p.parent_pointer()].erase(p.back());
+      body = doc.dump();
+    } else {
+      // Splice the raw text in so that values nlohmann would not produce (1e999999) reach us.
+      doc[json::json_pointer(c.pointer)] = "@@SPLICE@@";
+      body = doc.dump();
+      body.replace(body.find("\"@@SPLICE@@\""), 12, c.value);
+    }
+    auto r = decode_review(body);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error().message, Catch::Contains(c.expect));
+  }
+}
+
+TEST_CASE("container cap", "[admission]") {
+  json doc = base_review();
+  json list = json::array();
+  for (int i = 0; i < 1001; ++i)
+    list.push_back({{"name", "c"}, {"image", "a:" + std::to_string(i)}});
+  doc["request"]["object"]["spec"]["containers"] = list;
+  auto r = decode_review(doc.dump());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::too_large);
+
+  list.erase(list.begin());
+  doc["request"]["object"]["spec"]["containers"] = list;
+  auto ok = decode_review(doc.dump());
+  REQUIRE(ok.ok());
+  CHECK(ok->images.size() == 1000);
+}
+
+TEST_CASE("encode_response: allowed", "[admission]") {
+  Response resp;
+  resp.uid = "abc-123";
+  resp.allowed = true;
+  json out = json::parse(encode_response(resp));
+  CHECK(out["apiVersion"] == "admission.k8s.io/v1");
+  CHECK(out["kind"] == "AdmissionReview");
+  CHECK(out["response"]["uid"] == "abc-123");
+  CHECK(out["response"]["allowed"] == true);
+  CHECK_FALSE(out["response"].contains("status"));
+  CHECK_FALSE(out["response"].contains("warnings"));
+  CHECK_FALSE(out["response"].contains("auditAnnotations"));
+}
+
+TEST_CASE("encode_response: denied with warnings and annotations", "[admission]") {
+  Response resp;
+  resp.uid = "u\"quote";
+  resp.allowed = false;
+  resp.message = "image x is not signed: \xff bad utf8 \"quoted\"";
+  resp.warnings = {"w1", "w2"};
+  resp.audit_annotations = {{"sigil.dev/verdict", "denied"}};
+  json out = json::parse(encode_response(resp));
+  const json& r = out["response"];
+  CHECK(r["uid"] == "u\"quote");
+  CHECK(r["allowed"] == false);
+  CHECK(r["status"]["code"] == 403);
+  CHECK(r["status"]["reason"] == "Forbidden");
+  CHECK_THAT(r["status"]["message"].get<std::string>(), Catch::Contains("\"quoted\""));
+  CHECK(r["warnings"] == json::array({"w1", "w2"}));
+  CHECK(r["auditAnnotations"]["sigil.dev/verdict"] == "denied");
+
+  // Round trip: the response uid is the request uid.
+  auto req = decode_review(read_data("pod-create-kubectl-run.json"));
+  REQUIRE(req.ok());
+  Response back;
+  back.uid = req->uid;
+  back.allowed = true;
+  back.warnings = {"warned"};
+  json echoed = json::parse(encode_response(back));
+  CHECK(echoed["response"]["uid"] == req->uid);
+  CHECK(echoed["response"]["warnings"][0] == "warned");
+}
