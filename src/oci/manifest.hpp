@@ -18,10 +18,12 @@ namespace sigil::oci {
 namespace media {
 inline constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
 inline constexpr std::string_view kOciIndex = "application/vnd.oci.image.index.v1+json";
-inline constexpr std::string_view kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr std::string_view kDockerManifest =
+    "application/vnd.docker.distribution.manifest.v2+json";
 inline constexpr std::string_view kDockerManifestList =
     "application/vnd.docker.distribution.manifest.list.v2+json";
-inline constexpr std::string_view kCosignSimpleSigning = "application/vnd.dev.cosign.simplesigning.v1+json";
+inline constexpr std::string_view kCosignSimpleSigning =
+    "application/vnd.dev.cosign.simplesigning.v1+json";
 // The Accept header for resolving a tag: index types first so a multi-arch tag resolves to
 // its index digest, exactly as cosign signs it.
 inline constexpr std::string_view kManifestAccept =

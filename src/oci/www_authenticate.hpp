@@ -16,8 +16,12 @@ namespace sigil::oci {
 struct Challenge {
   std::string scheme;                         // lowercased: "bearer", "basic"
   std::map<std::string, std::string> params;  // keys lowercased, values unquoted
+  std::string token68;  // `Negotiate abc==` form (RFC 7235 token68); then params is empty
 };
 
+// Fails (parse_error) on empty input, unterminated quoted strings, control characters, a
+// parameter named twice in one challenge, and anything outside the RFC 7235 grammar; too_large
+// above 16 KiB. Empty list elements (",,") are skipped as RFC 9110 #rule allows.
 Result<std::vector<Challenge>> parse_www_authenticate(std::string_view header);
 
 }  // namespace sigil::oci
