@@ -37,6 +37,8 @@ struct Verdict {
 
 struct EngineOptions {
   std::chrono::seconds cache_ttl{300};
+  // Denials are kept shorter, so an image signed just after a denied rollout is admitted soon.
+  std::chrono::seconds negative_cache_ttl{30};
   size_t cache_capacity = 10000;
   int64_t max_signature_payload = 1 << 20;  // bytes per payload blob
   size_t max_signatures = 64;               // layers read from one .sig manifest

@@ -1,0 +1,312 @@
+#include "app/commands.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_future.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "app/config.hpp"
+#include "common/clock.hpp"
+#include "registry/http_client.hpp"
+#include "server/server.hpp"
+#include "server/validator.hpp"
+#include "verify/engine.hpp"
+
+namespace sigil::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr int kExitAdmitted = 0;
+constexpr int kExitDenied = 1;
+constexpr int kExitUsage = 2;
+
+int config_error(const std::string& message) {
+  std::fprintf(stderr, "sigil: %s\n", message.c_str());
+  return kExitUsage;
+}
+
+void add_registry_flags(CLI::App& cmd, RegistrySettings& r) {
+  cmd.add_option("--registry-config", r.config_file,
+                 "docker config.json with registry credentials (auths: auth, username/password, "
+                 "identitytoken)");
+  cmd.add_option("--registry-ca", r.ca_file, "PEM file of extra CA certificates for private registries");
+  cmd.add_option("--insecure-registry", r.insecure_hosts,
+                 "HOST:PORT of a development registry that may be reached over plain HTTP (repeatable)");
+}
+
+Result<registry::ClientOptions> registry_options(const RegistrySettings& r) {
+  registry::ClientOptions o;
+  o.ca_file = r.ca_file;
+  o.insecure_hosts = r.insecure_hosts;
+  if (!r.config_file.empty()) {
+    auto text = read_file(r.config_file, 1u << 20);
+    if (!text.ok()) return make_error(Errc::invalid_argument, "--registry-config " + text.error().message);
+    auto cfg = registry::parse_docker_config(*text);
+    if (!cfg.ok()) {
+      return make_error(Errc::invalid_argument, "--registry-config " + r.config_file + ": " + cfg.error().message);
+    }
+    o.credentials = std::move(*cfg);
+  }
+  return o;
+}
+
+const char* outcome_name(verify::Outcome o) {
+  switch (o) {
+    case verify::Outcome::allowed: return "allowed";
+    case verify::Outcome::warned: return "warned";
+    case verify::Outcome::denied: return "denied";
+  }
+  return "denied";
+}
+
+// ---------------------------------------------------------------------------------- verify
+
+struct VerifyArgs {
+  std::vector<std::string> images;
+  std::vector<std::string> policies;
+  std::string key;
+  std::string hash = "sha256";
+  std::string no_match = "deny";
+  std::string output = "text";
+  std::string timeout = "30s";
+  RegistrySettings registry;
+};
+
+int run_verify(const VerifyArgs& a) {
+  if (a.policies.empty() == a.key.empty()) {
+    return config_error("verify: give either --policy PATH (repeatable) or --key FILE");
+  }
+  auto timeout = parse_duration(a.timeout);
+  if (!timeout.ok()) return config_error("--timeout: " + timeout.error().message);
+  auto no_match = policy::parse_no_match(a.no_match);
+  if (!no_match.ok()) return config_error("--no-match-policy: " + no_match.error().message);
+
+  std::shared_ptr<const policy::PolicySet> policies;
+  if (!a.key.empty()) {
+    auto pem = read_file(a.key, 1u << 20);
+    if (!pem.ok()) return config_error("--key " + pem.error().message);
+    auto p = policy::key_policy(*pem, a.key);
+    if (!p.ok()) return config_error("--key " + a.key + ": " + p.error().message);
+    std::vector<policy::Policy> v;
+    v.push_back(std::move(*p));
+    policies = std::make_shared<const policy::PolicySet>(std::move(v), *no_match, 1);
+  } else {
+    auto loaded = load_policies(a.policies, *no_match, 1);
+    if (!loaded.ok()) return config_error(loaded.error().message);
+    policies = std::move(*loaded);
+  }
+  auto ropts = registry_options(a.registry);
+  if (!ropts.ok()) return config_error(ropts.error().message);
+
+  asio::io_context io;
+  registry::HttpClient client(io.get_executor(), std::move(*ropts));
+  if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);
+  SystemClock clock;
+  verify::Engine engine(client, clock);
+  const auto deadline = std::chrono::steady_clock::now() + *timeout;
+  std::vector<std::future<verify::Verdict>> futures;
+  for (const auto& image : a.images) {
+    futures.push_back(asio::co_spawn(io, engine.verify(image, policies, deadline), asio::use_future));
+  }
+  io.run();
+
+  bool denied = false;
+  nlohmann::json out = nlohmann::json::array();
+  for (auto& f : futures) {
+    verify::Verdict v = f.get();
+    denied = denied || v.outcome == verify::Outcome::denied;
+    if (a.output == "json") {
+      out.push_back({{"image", v.image},
+                     {"digest", v.digest},
+                     {"allowed", v.outcome != verify::Outcome::denied},
+                     {"outcome", outcome_name(v.outcome)},
+                     {"reason", v.reason_code},
+                     {"message", v.message},
+                     {"warnings", v.warnings}});
+    } else {
+      const char* mark = v.outcome == verify::Outcome::denied ? "DENIED " : v.outcome == verify::Outcome::warned ? "WARNED " : "ALLOWED";
+      std::printf("%s %s\n", mark, v.message.c_str());
+      if (!v.reason_code.empty() && v.outcome == verify::Outcome::denied) std::printf("        reason: %s\n", v.reason_code.c_str());
+      for (const auto& w : v.warnings) {
+        if (w != v.message) std::printf("        warning: %s\n", w.c_str());
+      }
+    }
+  }
+  if (a.output == "json") std::printf("%s\n", (a.images.size() == 1 ? out[0] : out).dump(2).c_str());
+  return denied ? kExitDenied : kExitAdmitted;
+}
+
+// ----------------------------------------------------------------------------------- serve
+
+// The live policy snapshot: requests load it without a lock; SIGHUP swaps it.
+class PolicyStore {
+ public:
+  explicit PolicyStore(std::shared_ptr<const policy::PolicySet> p) : current_(std::move(p)) {}
+  std::shared_ptr<const policy::PolicySet> get() const { return current_.load(); }
+  void set(std::shared_ptr<const policy::PolicySet> p) { current_.store(std::move(p)); }
+
+ private:
+  std::atomic<std::shared_ptr<const policy::PolicySet>> current_;
+};
+
+int run_serve(Settings s) {
+  if (s.tls_cert.empty() || s.tls_key.empty()) {
+    return config_error("serve: --tls-cert and --tls-key are required (sigil serves HTTPS only)");
+  }
+  if (s.policy_paths.empty()) return config_error("serve: give at least one --policy PATH");
+  auto no_match = policy::parse_no_match(s.no_match);
+  if (!no_match.ok()) return config_error("--no-match-policy: " + no_match.error().message);
+  auto level = spdlog::level::from_str(s.log_level);
+  if (level == spdlog::level::off && s.log_level != "off") return config_error("--log-level: unknown level \"" + s.log_level + "\"");
+  spdlog::set_level(level);
+
+  std::atomic<uint64_t> generation{1};
+  auto loaded = load_policies(s.policy_paths, *no_match, generation);
+  if (!loaded.ok()) return config_error(loaded.error().message);
+  PolicyStore store(std::move(*loaded));
+  spdlog::info("loaded {} polic{} from {} path{}", store.get()->policies().size(),
+               store.get()->policies().size() == 1 ? "y" : "ies", s.policy_paths.size(),
+               s.policy_paths.size() == 1 ? "" : "s");
+
+  auto ropts = registry_options(s.registry);
+  if (!ropts.ok()) return config_error(ropts.error().message);
+
+  unsigned threads = s.threads ? s.threads : std::max(1u, std::thread::hardware_concurrency());
+  asio::io_context io(static_cast<int>(threads));
+  registry::HttpClient client(io.get_executor(), std::move(*ropts));
+  if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);
+  SystemClock clock;
+  verify::EngineOptions eopts;
+  eopts.cache_ttl = s.cache_ttl;
+  eopts.negative_cache_ttl = s.negative_cache_ttl;
+  eopts.cache_capacity = s.cache_size;
+  verify::Engine engine(client, clock, eopts);
+
+  server::Validator validator([&](std::string image, server::Deadline deadline) {
+    return engine.verify(std::move(image), store.get(), deadline);
+  });
+  server::ServerOptions sopts;
+  sopts.listen = s.listen;
+  sopts.tls_cert_file = s.tls_cert;
+  sopts.tls_key_file = s.tls_key;
+  sopts.default_timeout = s.timeout;
+  server::Server srv(io, sopts, validator);
+  if (auto st = srv.start(); !st.ok()) return config_error(st.error().message);
+  spdlog::info("sigil serving https on {} (port {})", s.listen, srv.port());
+
+  asio::signal_set stop_signals(io, SIGINT, SIGTERM);
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: shutting down", sig);
+    srv.stop();
+  });
+  // SIGHUP re-reads the policy files; a broken set is refused and the last good one stays.
+  asio::signal_set hup(io, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hup = [&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    auto next = load_policies(s.policy_paths, *no_match, ++generation);
+    if (next.ok()) {
+      store.set(std::move(*next));
+      spdlog::info("policies reloaded (generation {})", generation.load());
+    } else {
+      spdlog::error("policy reload refused, keeping the previous set: {}", next.error().message);
+    }
+    hup.async_wait(on_hup);
+  };
+  hup.async_wait(on_hup);
+
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  return 0;
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  CLI::App app{"sigil: admit only container images with a trusted cosign signature"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "sigil 0.1.0");
+
+  Settings settings;
+  std::string config_file;
+  auto* serve = app.add_subcommand("serve", "run the HTTPS admission webhook");
+  serve->add_option("--config", config_file, "YAML config file (flags given on the command line win)");
+  serve->add_option("--listen", settings.listen, "ADDR:PORT to listen on (default 0.0.0.0:8443)");
+  serve->add_option("--tls-cert", settings.tls_cert, "PEM certificate chain for the webhook");
+  serve->add_option("--tls-key", settings.tls_key, "PEM private key for the webhook");
+  serve->add_option("--policy", settings.policy_paths, "ClusterImagePolicy YAML file or directory (repeatable)");
+  serve->add_option("--no-match-policy", settings.no_match, "what to do with an image no policy matches: deny|warn|allow");
+  std::string timeout_flag;
+  serve->add_option("--timeout", timeout_flag, "budget when the API server sends no ?timeout= (default 10s)");
+  serve->add_option("--threads", settings.threads, "worker threads (default: number of cores)");
+  serve->add_option("--log-level", settings.log_level, "trace|debug|info|warn|error");
+  add_registry_flags(*serve, settings.registry);
+
+  VerifyArgs va;
+  auto* verify_cmd = app.add_subcommand("verify", "verify images the way the webhook would, for CI and policy authors");
+  verify_cmd->add_option("image", va.images, "image reference(s)")->required();
+  verify_cmd->add_option("--policy", va.policies, "ClusterImagePolicy YAML file or directory (repeatable)");
+  verify_cmd->add_option("--key", va.key, "PEM public key (cosign-style; instead of --policy)");
+  verify_cmd->add_option("--no-match-policy", va.no_match, "deny|warn|allow");
+  verify_cmd->add_option("--output,-o", va.output, "text|json")->check(CLI::IsMember({"text", "json"}));
+  verify_cmd->add_option("--timeout", va.timeout, "overall time budget (default 30s)");
+  add_registry_flags(*verify_cmd, va.registry);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  if (serve->parsed()) {
+    if (!config_file.empty()) {
+      // The file is the base; flags given on the command line are applied again on top.
+      Settings from_file;
+      if (auto st = load_config_file(config_file, from_file); !st.ok()) return config_error(st.error().message);
+      auto given = [&](const char* flag) { return serve->count(flag) > 0; };
+      if (!given("--listen")) settings.listen = from_file.listen;
+      if (!given("--tls-cert")) settings.tls_cert = from_file.tls_cert;
+      if (!given("--tls-key")) settings.tls_key = from_file.tls_key;
+      if (!given("--policy")) settings.policy_paths = from_file.policy_paths;
+      if (!given("--no-match-policy")) settings.no_match = from_file.no_match;
+      if (!given("--threads")) settings.threads = from_file.threads;
+      if (!given("--log-level")) settings.log_level = from_file.log_level;
+      if (!given("--registry-config")) settings.registry.config_file = from_file.registry.config_file;
+      if (!given("--registry-ca")) settings.registry.ca_file = from_file.registry.ca_file;
+      if (!given("--insecure-registry")) settings.registry.insecure_hosts = from_file.registry.insecure_hosts;
+      settings.timeout = from_file.timeout;
+      settings.cache_ttl = from_file.cache_ttl;
+      settings.negative_cache_ttl = from_file.negative_cache_ttl;
+      settings.cache_size = from_file.cache_size;
+    }
+    if (!timeout_flag.empty()) {
+      auto t = parse_duration(timeout_flag);
+      if (!t.ok()) return config_error("--timeout: " + t.error().message);
+      settings.timeout = *t;
+    }
+    return run_serve(std::move(settings));
+  }
+  if (verify_cmd->parsed()) return run_verify(va);
+  return kExitUsage;
+}
+
+}  // namespace sigil::app

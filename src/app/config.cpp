@@ -1,0 +1,145 @@
+#include "app/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "server/duration.hpp"
+
+namespace sigil::app {
+
+namespace fs = std::filesystem;
+
+Result<std::string> read_file(const std::string& path, size_t max_size) {
+  std::error_code ec;
+  auto size = fs::file_size(path, ec);
+  if (ec) return make_error(Errc::not_found, path + ": " + ec.message());
+  if (size > max_size) return make_error(Errc::too_large, path + ": file is larger than " + std::to_string(max_size) + " bytes");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(Errc::not_found, path + ": cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  auto d = server::parse_go_duration(text);
+  if (!d.ok()) return d.error();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+}
+
+namespace {
+
+template <class T>
+Status get(const YAML::Node& node, const char* key, T& out, const std::string& path) {
+  const YAML::Node v = node[key];
+  if (!v) return {};
+  try {
+    out = v.as<T>();
+  } catch (const YAML::Exception& e) {
+    return make_error(Errc::invalid_argument, path + ": setting \"" + key + "\": " + e.msg);
+  }
+  return {};
+}
+
+Status get_duration(const YAML::Node& node, const char* key, std::chrono::milliseconds& out,
+                    const std::string& path) {
+  std::string text;
+  if (auto s = get(node, key, text, path); !s.ok()) return s;
+  if (text.empty()) return {};
+  auto d = parse_duration(text);
+  if (!d.ok()) return make_error(Errc::invalid_argument, path + ": setting \"" + key + "\": " + d.error().message);
+  out = *d;
+  return {};
+}
+
+}  // namespace
+
+Status load_config_file(const std::string& path, Settings& s) {
+  auto text = read_file(path, 1u << 20);
+  if (!text.ok()) return make_error(Errc::invalid_argument, "--config " + text.error().message);
+  YAML::Node root;
+  try {
+    root = YAML::Load(*text);
+  } catch (const YAML::Exception& e) {
+    return make_error(Errc::invalid_argument, path + ": " + e.what());
+  }
+  if (!root.IsMap()) return make_error(Errc::invalid_argument, path + ": the config must be a YAML mapping");
+  static const char* kKnown[] = {"listen", "tlsCert", "tlsKey", "policies", "noMatchPolicy", "registry",
+                                 "timeout", "cache", "threads", "logLevel"};
+  for (const auto& kv : root) {
+    auto key = kv.first.as<std::string>();
+    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+      return make_error(Errc::invalid_argument, path + ": unknown setting \"" + key + "\"");
+    }
+  }
+  Status st;
+  if (!(st = get(root, "listen", s.listen, path)).ok()) return st;
+  if (!(st = get(root, "tlsCert", s.tls_cert, path)).ok()) return st;
+  if (!(st = get(root, "tlsKey", s.tls_key, path)).ok()) return st;
+  if (!(st = get(root, "policies", s.policy_paths, path)).ok()) return st;
+  if (!(st = get(root, "noMatchPolicy", s.no_match, path)).ok()) return st;
+  if (!(st = get(root, "threads", s.threads, path)).ok()) return st;
+  if (!(st = get(root, "logLevel", s.log_level, path)).ok()) return st;
+  if (!(st = get_duration(root, "timeout", s.timeout, path)).ok()) return st;
+  if (const YAML::Node reg = root["registry"]) {
+    if (!(st = get(reg, "config", s.registry.config_file, path)).ok()) return st;
+    if (!(st = get(reg, "ca", s.registry.ca_file, path)).ok()) return st;
+    if (!(st = get(reg, "insecure", s.registry.insecure_hosts, path)).ok()) return st;
+  }
+  if (const YAML::Node cache = root["cache"]) {
+    std::chrono::milliseconds ttl = s.cache_ttl, neg = s.negative_cache_ttl;
+    if (!(st = get_duration(cache, "ttl", ttl, path)).ok()) return st;
+    if (!(st = get_duration(cache, "negativeTtl", neg, path)).ok()) return st;
+    if (!(st = get(cache, "size", s.cache_size, path)).ok()) return st;
+    s.cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
+    s.negative_cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(neg);
+  }
+  return {};
+}
+
+Result<std::shared_ptr<const policy::PolicySet>> load_policies(const std::vector<std::string>& paths,
+                                                               policy::NoMatch no_match,
+                                                               uint64_t generation) {
+  std::vector<std::string> files;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      std::vector<std::string> in_dir;
+      for (const auto& e : fs::directory_iterator(p, ec)) {
+        auto ext = e.path().extension().string();
+        if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml")) in_dir.push_back(e.path().string());
+      }
+      if (ec) return make_error(Errc::invalid_argument, "--policy " + p + ": " + ec.message());
+      std::sort(in_dir.begin(), in_dir.end());
+      files.insert(files.end(), in_dir.begin(), in_dir.end());
+    } else if (fs::exists(p, ec)) {
+      files.push_back(p);
+    } else {
+      return make_error(Errc::invalid_argument, "--policy " + p + ": no such file or directory");
+    }
+  }
+  std::vector<policy::Policy> all;
+  std::map<std::string, std::string> seen;  // name -> origin
+  for (const auto& f : files) {
+    auto text = read_file(f);
+    if (!text.ok()) return make_error(Errc::invalid_argument, "--policy " + text.error().message);
+    auto parsed = policy::parse_policies(*text, f);
+    if (!parsed.ok()) return make_error(Errc::invalid_argument, parsed.error().message);
+    for (auto& p : *parsed) {
+      auto [it, fresh] = seen.emplace(p.name, p.origin);
+      if (!fresh) {
+        return make_error(Errc::invalid_argument, "policy \"" + p.name + "\" is defined twice: in " + it->second +
+                                                      " and in " + p.origin);
+      }
+      all.push_back(std::move(p));
+    }
+  }
+  return std::make_shared<const policy::PolicySet>(std::move(all), no_match, generation);
+}
+
+}  // namespace sigil::app

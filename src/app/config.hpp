@@ -1,0 +1,52 @@
+// app/config.hpp: sigil's settings, from a YAML --config file and command-line flags.
+//
+// Role: the one place that reads files and flags for startup. A bad setting is an error that
+// names the setting (and the file), and main exits non-zero with it. Depends on everything.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "policy/policy.hpp"
+
+namespace sigil::app {
+
+struct RegistrySettings {
+  std::string config_file;                   // docker config.json with credentials
+  std::string ca_file;                       // extra CA bundle for private registries
+  std::vector<std::string> insecure_hosts;   // HOST:PORT allowed plain HTTP
+};
+
+struct Settings {
+  std::string listen = "0.0.0.0:8443";
+  std::string tls_cert;
+  std::string tls_key;
+  std::vector<std::string> policy_paths;
+  std::string no_match = "deny";
+  RegistrySettings registry;
+  std::chrono::milliseconds timeout{10000};   // used when the API server sends no ?timeout=
+  std::chrono::seconds cache_ttl{300};
+  std::chrono::seconds negative_cache_ttl{30};
+  size_t cache_size = 10000;
+  unsigned threads = 0;  // 0 = number of cores
+  std::string log_level = "info";
+};
+
+// Reads a YAML config file into settings (fields absent from the file keep their values).
+Status load_config_file(const std::string& path, Settings& settings);
+
+// Go-style duration ("10s", "500ms", "1m30s").
+Result<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+// Loads every ClusterImagePolicy from files and directories (*.yaml, *.yml; not recursive),
+// and compiles one PolicySet. Duplicate policy names are an error naming both files.
+Result<std::shared_ptr<const policy::PolicySet>> load_policies(const std::vector<std::string>& paths,
+                                                               policy::NoMatch no_match,
+                                                               uint64_t generation);
+
+Result<std::string> read_file(const std::string& path, size_t max_size = 16u << 20);
+
+}  // namespace sigil::app

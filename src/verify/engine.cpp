@@ -1,0 +1,357 @@
+#include "verify/engine.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+
+#include "common/encoding.hpp"
+#include "oci/manifest.hpp"
+#include "oci/reference.hpp"
+
+namespace sigil::verify {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+
+// "sha256:0123456789ab…" — enough to tell digests apart in one line.
+std::string short_digest(std::string_view digest) {
+  constexpr size_t kKeep = 7 + 12;
+  if (digest.size() <= kKeep) return std::string(digest);
+  return std::string(digest.substr(0, kKeep)) + "…";
+}
+
+const char* registry_reason(Errc code) {
+  switch (code) {
+    case Errc::unauthorized: return "REGISTRY_AUTH";
+    case Errc::timeout: return "TIMEOUT";
+    case Errc::not_found: return "IMAGE_NOT_FOUND";
+    case Errc::verification: return "REGISTRY_INTEGRITY";
+    case Errc::too_large: return "REGISTRY_INTEGRITY";
+    default: return "REGISTRY_UNAVAILABLE";
+  }
+}
+
+Verdict deny(std::string image, std::string digest, std::string reason, std::string message) {
+  Verdict v;
+  v.outcome = Outcome::denied;
+  v.image = std::move(image);
+  v.digest = std::move(digest);
+  v.reason_code = std::move(reason);
+  v.message = std::move(message);
+  return v;
+}
+
+// A registry failure becomes a denial whose message says what the registry did; it is never
+// cached, so the next admission tries again.
+Verdict registry_denial(const std::string& image, const std::string& digest, const Error& e,
+                        std::string_view doing) {
+  std::string msg = "image " + image + ": " + std::string(doing) + ": " + e.message;
+  return deny(image, digest, registry_reason(e.code), std::move(msg));
+}
+
+using VerdictChannel = asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
+
+struct InFlight {
+  std::vector<std::shared_ptr<VerdictChannel>> waiters;
+};
+
+struct CacheEntry {
+  Verdict verdict;
+  std::chrono::system_clock::time_point expires;
+  std::list<std::string>::iterator lru;
+};
+
+}  // namespace
+
+struct Engine::Impl {
+  registry::Client& client;
+  const Clock& clock;
+  EngineOptions options;
+
+  mutable std::mutex mu;
+  std::unordered_map<std::string, CacheEntry> cache;
+  std::list<std::string> lru;  // front = most recently used
+  std::unordered_map<std::string, InFlight> in_flight;
+  Stats stats;
+
+  Impl(registry::Client& c, const Clock& k, EngineOptions o) : client(c), clock(k), options(o) {}
+
+  std::optional<Verdict> cache_get(const std::string& key) {
+    std::lock_guard lock(mu);
+    auto it = cache.find(key);
+    if (it == cache.end()) {
+      ++stats.cache_misses;
+      return std::nullopt;
+    }
+    if (clock.now() >= it->second.expires) {
+      lru.erase(it->second.lru);
+      cache.erase(it);
+      ++stats.cache_misses;
+      return std::nullopt;
+    }
+    lru.splice(lru.begin(), lru, it->second.lru);
+    ++stats.cache_hits;
+    Verdict v = it->second.verdict;
+    v.cached = true;
+    return v;
+  }
+
+  void cache_put(const std::string& key, const Verdict& v) {
+    // Only judgements about signatures are cached; a registry or deadline failure is retried.
+    bool judgement = v.outcome != Outcome::denied || v.reason_code == "NOT_SIGNED" ||
+                     v.reason_code == "BAD_SIGNATURE" || v.reason_code == "DIGEST_MISMATCH" ||
+                     v.reason_code == "STATIC_FAIL" || v.reason_code == "UNTRUSTED_KEY" ||
+                     v.reason_code == "WRONG_TYPE";
+    if (!judgement || options.cache_capacity == 0) return;
+    auto ttl = v.outcome == Outcome::denied ? std::min(options.cache_ttl, options.negative_cache_ttl)
+                                            : options.cache_ttl;
+    if (ttl.count() <= 0) return;
+    std::lock_guard lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) {
+      lru.erase(it->second.lru);
+      cache.erase(it);
+    }
+    while (cache.size() >= options.cache_capacity && !lru.empty()) {
+      cache.erase(lru.back());
+      lru.pop_back();
+    }
+    lru.push_front(key);
+    cache.emplace(key, CacheEntry{v, clock.now() + ttl, lru.begin()});
+  }
+
+  // Fetches every legacy cosign signature of digest (sha256-<hex>.sig in the same repository).
+  // A missing .sig tag means "no signatures", not an error.
+  asio::awaitable<Result<std::vector<crypto::Signature>>> fetch_signatures(
+      const oci::Reference& ref, const std::string& digest, registry::Deadline deadline) {
+    std::vector<crypto::Signature> out;
+    const std::string tag = oci::signature_tag(digest);
+    auto manifest = co_await client.get_manifest(ref.registry, ref.repository, tag, deadline);
+    if (!manifest.ok()) {
+      if (manifest.error().code == Errc::not_found) co_return out;
+      co_return manifest.error();
+    }
+    auto parsed = oci::parse_manifest(manifest->body, manifest->media_type);
+    if (!parsed.ok()) {
+      co_return make_error(Errc::parse_error,
+                           "signature manifest " + tag + " is malformed: " + parsed.error().message);
+    }
+    if (parsed->is_index) {
+      co_return make_error(Errc::parse_error, "signature tag " + tag + " holds an index, not a manifest");
+    }
+    size_t index = 0;
+    for (const auto& layer : parsed->layers) {
+      if (out.size() >= options.max_signatures) break;
+      const size_t layer_index = index++;
+      if (layer.media_type != oci::media::kCosignSimpleSigning) continue;
+      auto sig_it = layer.annotations.find(std::string(crypto::kAnnotationSignature));
+      if (sig_it == layer.annotations.end()) continue;  // cosign itself rejects such a layer
+      auto raw_sig = base64_decode(sig_it->second);
+      if (!raw_sig.ok() || raw_sig->empty()) continue;
+      if (layer.size > options.max_signature_payload) continue;
+      auto payload = co_await client.get_blob(ref.registry, ref.repository, layer.digest,
+                                              options.max_signature_payload, deadline);
+      if (!payload.ok()) co_return payload.error();
+      crypto::Signature sig;
+      sig.payload = std::move(*payload);
+      sig.signature = std::move(*raw_sig);
+      if (auto c = layer.annotations.find(std::string(crypto::kAnnotationCertificate));
+          c != layer.annotations.end()) {
+        sig.certificate_pem = c->second;
+      }
+      if (auto c = layer.annotations.find(std::string(crypto::kAnnotationChain));
+          c != layer.annotations.end()) {
+        sig.chain_pem = c->second;
+      }
+      if (auto c = layer.annotations.find(std::string(crypto::kAnnotationBundle));
+          c != layer.annotations.end()) {
+        sig.bundle_json = c->second;
+      }
+      sig.source = tag + " layer " + std::to_string(layer_index);
+      out.push_back(std::move(sig));
+    }
+    co_return out;
+  }
+
+  // The uncached work for one (image name, digest) under one policy snapshot.
+  asio::awaitable<Verdict> evaluate(const std::string& image, const oci::Reference& ref,
+                                    const std::string& digest,
+                                    const std::vector<const policy::Policy*>& matched,
+                                    registry::Deadline deadline) {
+    std::vector<crypto::Signature> signatures;
+    if (policy::PolicySet::needs_signatures(matched)) {
+      auto fetched = co_await fetch_signatures(ref, digest, deadline);
+      if (!fetched.ok()) co_return registry_denial(image, digest, fetched.error(), "fetching signatures");
+      signatures = std::move(*fetched);
+    }
+    Verdict v;
+    v.image = image;
+    v.digest = digest;
+    v.outcome = Outcome::allowed;
+    std::vector<std::string> denials;
+    std::vector<std::string> satisfied;
+    for (const policy::Policy* p : matched) {
+      policy::PolicyResult r = policy::evaluate(*p, digest, signatures);
+      if (r.satisfied) {
+        satisfied.push_back(p->name + (r.authority.empty() ? "" : "/" + r.authority));
+        continue;
+      }
+      std::string line = "image " + image + " (" + short_digest(digest) + ") is not admitted by policy " +
+                         p->name + ": " + r.message;
+      if (p->mode == policy::Mode::warn) {
+        v.warnings.push_back(line + " (warn mode)");
+        continue;
+      }
+      if (v.reason_code.empty()) v.reason_code = r.reason_code;
+      denials.push_back(std::move(line));
+    }
+    if (!denials.empty()) {
+      v.outcome = Outcome::denied;
+      std::string msg;
+      for (const auto& d : denials) msg += (msg.empty() ? "" : "; ") + d;
+      v.message = std::move(msg);
+    } else if (!v.warnings.empty()) {
+      v.outcome = Outcome::warned;
+      v.reason_code = "WARN";
+      v.message = v.warnings.front();
+    } else {
+      std::string by;
+      for (const auto& s : satisfied) by += (by.empty() ? "" : ", ") + s;
+      v.message = "image " + image + " (" + short_digest(digest) + ") admitted by " + by;
+    }
+    co_return v;
+  }
+
+  // Waits for the leader of an identical in-flight verification, bounded by our deadline.
+  asio::awaitable<std::optional<Verdict>> wait_for(std::shared_ptr<VerdictChannel> ch,
+                                                   registry::Deadline deadline) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
+    auto result = co_await (ch->async_receive(asio::as_tuple(asio::use_awaitable)) ||
+                            timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (result.index() == 0) {
+      auto& [ec, verdict] = std::get<0>(result);
+      if (!ec) co_return verdict;
+    }
+    co_return std::nullopt;
+  }
+};
+
+Engine::Engine(registry::Client& client, const Clock& clock, EngineOptions options)
+    : impl_(std::make_unique<Impl>(client, clock, options)) {}
+Engine::~Engine() = default;
+
+Engine::Stats Engine::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->stats;
+}
+
+asio::awaitable<Verdict> Engine::verify(std::string image,
+                                        std::shared_ptr<const policy::PolicySet> policies,
+                                        registry::Deadline deadline) {
+  Impl& d = *impl_;
+  if (!policies) co_return deny(image, "", "INTERNAL", "image " + image + ": no policy set is loaded");
+
+  auto ref = oci::parse_reference(image);
+  if (!ref.ok()) {
+    co_return deny(image, "", "INVALID_IMAGE",
+                   "image \"" + image + "\" is not a valid image reference: " + ref.error().message);
+  }
+  auto matched = policies->match(*ref);
+  if (matched.empty()) {
+    Verdict v;
+    v.image = image;
+    v.reason_code = "NO_MATCHING_POLICY";
+    switch (policies->no_match()) {
+      case policy::NoMatch::allow:
+        v.outcome = Outcome::allowed;
+        v.message = "image " + image + " matches no ClusterImagePolicy (allowed by no-match-policy)";
+        break;
+      case policy::NoMatch::warn:
+        v.outcome = Outcome::warned;
+        v.message = "image " + image + " matches no ClusterImagePolicy";
+        v.warnings.push_back(v.message);
+        break;
+      case policy::NoMatch::deny:
+        v.outcome = Outcome::denied;
+        v.message = "image " + image +
+                    " matches no ClusterImagePolicy, and images without a policy are denied";
+        break;
+    }
+    co_return v;
+  }
+
+  // Verify digests, never tags: the tag is resolved exactly once here, and everything below
+  // works on that digest.
+  std::string digest = ref->digest;
+  if (digest.empty()) {
+    auto resolved = co_await d.client.resolve(*ref, deadline);
+    if (!resolved.ok()) co_return registry_denial(image, "", resolved.error(), "resolving the tag");
+    digest = std::move(*resolved);
+  }
+  if (digest.rfind("sha256:", 0) != 0 || !oci::is_valid_digest(digest)) {
+    co_return deny(image, digest, "INVALID_IMAGE",
+                   "image " + image + ": only sha256 digests can be verified, got " + digest);
+  }
+
+  const std::string key =
+      ref->name() + "@" + digest + "#" + std::to_string(policies->generation());
+  if (auto hit = d.cache_get(key)) {
+    hit->image = image;
+    co_return *hit;
+  }
+
+  // Coalesce: the first request for a key does the work; later identical ones wait for it.
+  auto executor = co_await asio::this_coro::executor;
+  std::shared_ptr<VerdictChannel> my_channel;
+  {
+    std::lock_guard lock(d.mu);
+    auto it = d.in_flight.find(key);
+    if (it != d.in_flight.end()) {
+      my_channel = std::make_shared<VerdictChannel>(executor, 1);
+      it->second.waiters.push_back(my_channel);
+      ++d.stats.coalesced;
+    } else {
+      d.in_flight.emplace(key, InFlight{});
+    }
+  }
+  if (my_channel) {
+    auto v = co_await d.wait_for(my_channel, deadline);
+    if (v) {
+      v->image = image;
+      co_return *v;
+    }
+    co_return deny(image, digest, "TIMEOUT",
+                   "image " + image + ": verification did not finish before the webhook deadline");
+  }
+
+  Verdict v;
+  try {
+    v = co_await d.evaluate(image, *ref, digest, matched, deadline);
+  } catch (const std::exception& e) {
+    // Fail closed: a bug below must never become an allow.
+    v = deny(image, digest, "INTERNAL", "image " + image + ": internal error: " + e.what());
+  }
+  d.cache_put(key, v);
+  std::vector<std::shared_ptr<VerdictChannel>> waiters;
+  {
+    std::lock_guard lock(d.mu);
+    auto it = d.in_flight.find(key);
+    if (it != d.in_flight.end()) {
+      waiters = std::move(it->second.waiters);
+      d.in_flight.erase(it);
+    }
+  }
+  for (auto& w : waiters) w->try_send(boost::system::error_code{}, v);
+  co_return v;
+}
+
+}  // namespace sigil::verify

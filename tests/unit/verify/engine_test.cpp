@@ -1,0 +1,352 @@
+// The verify engine against an in-memory registry (registry::Client is an interface; the real
+// HTTPS client is exercised against the real registry in tests/integration). Signatures are
+// real: made here with OpenSSL over cosign's exact payload bytes.
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <catch2/catch.hpp>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "common/encoding.hpp"
+#include "crypto/keys.hpp"
+#include "oci/reference.hpp"
+#include "policy/policy.hpp"
+#include "verify/engine.hpp"
+
+namespace asio = boost::asio;
+using namespace sigil;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Key {
+  std::shared_ptr<EVP_PKEY> pkey;
+  std::string pub_pem;
+};
+
+Key make_key() {
+  EVP_PKEY* k = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  REQUIRE(k != nullptr);
+  Key key{std::shared_ptr<EVP_PKEY>(k, EVP_PKEY_free), {}};
+  BIO* bio = BIO_new(BIO_s_mem());
+  REQUIRE(PEM_write_bio_PUBKEY(bio, k) == 1);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  key.pub_pem.assign(data, static_cast<size_t>(n));
+  BIO_free(bio);
+  return key;
+}
+
+std::string sign(const Key& key, const std::string& message) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  REQUIRE(EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, key.pkey.get()) == 1);
+  size_t len = 0;
+  REQUIRE(EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(message.data()),
+                         message.size()) == 1);
+  std::string sig(len, '\0');
+  REQUIRE(EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len,
+                         reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1);
+  sig.resize(len);
+  EVP_MD_CTX_free(ctx);
+  return sig;
+}
+
+std::string payload_for(const std::string& digest) {
+  return R"({"critical":{"identity":{"docker-reference":"reg.test/team/app"},"image":{"docker-manifest-digest":")" +
+         digest + R"("},"type":"cosign container image signature"},"optional":null})";
+}
+
+std::string fake_digest(char c) { return "sha256:" + std::string(64, c); }
+
+// An in-memory registry: tags, manifests and blobs, with call counting and failure switches.
+class FakeRegistry final : public registry::Client {
+ public:
+  std::map<std::string, std::string> tags;       // "repo:tag" -> digest
+  std::map<std::string, std::string> manifests;  // "repo:ref" -> body
+  std::map<std::string, std::string> blobs;      // digest -> body
+  bool fail_unavailable = false;
+  std::chrono::milliseconds delay{0};
+  mutable std::atomic<uint64_t> calls{0};
+
+  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, registry::Deadline) override {
+    co_await pause();
+    if (ref.has_digest()) co_return ref.digest;
+    ++calls;
+    if (fail_unavailable) co_return make_error(Errc::unavailable, "HTTP 503 from registry");
+    auto it = tags.find(ref.repository + ":" + ref.tag);
+    if (it == tags.end()) co_return make_error(Errc::not_found, "manifest unknown");
+    co_return it->second;
+  }
+  asio::awaitable<Result<registry::ManifestResponse>> get_manifest(const std::string&, const std::string& repo,
+                                                                   const std::string& reference,
+                                                                   registry::Deadline) override {
+    co_await pause();
+    ++calls;
+    if (fail_unavailable) co_return make_error(Errc::unavailable, "HTTP 503 from registry");
+    auto it = manifests.find(repo + ":" + reference);
+    if (it == manifests.end()) co_return make_error(Errc::not_found, "manifest unknown");
+    co_return registry::ManifestResponse{"", "application/vnd.oci.image.manifest.v1+json", it->second};
+  }
+  asio::awaitable<Result<std::string>> get_blob(const std::string&, const std::string&, const std::string& digest,
+                                                int64_t, registry::Deadline) override {
+    co_await pause();
+    ++calls;
+    auto it = blobs.find(digest);
+    if (it == blobs.end()) co_return make_error(Errc::not_found, "blob unknown");
+    co_return it->second;
+  }
+  uint64_t request_count() const override { return calls; }
+
+  // Attach a legacy cosign signature (one layer per entry) to image digest in repo.
+  void attach(const std::string& repo, const std::string& image_digest,
+              const std::vector<std::pair<std::string, std::string>>& payload_and_sig) {
+    std::string layers;
+    for (const auto& [payload, sig] : payload_and_sig) {
+      std::string d = "sha256:" + crypto::sha256_hex(payload);
+      blobs[d] = payload;
+      if (!layers.empty()) layers += ",";
+      layers += R"({"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":)" +
+                std::to_string(payload.size()) + R"(,"digest":")" + d +
+                R"(","annotations":{"dev.cosignproject.cosign/signature":")" + base64_encode(sig) + R"("}})";
+    }
+    std::string manifest =
+        R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":")" +
+        fake_digest('c') + R"("},"layers":[)" + layers + "]}";
+    manifests[repo + ":" + oci::signature_tag(image_digest)] = manifest;
+  }
+
+ private:
+  asio::awaitable<void> pause() {
+    if (delay.count() > 0) {
+      asio::steady_timer t(co_await asio::this_coro::executor, delay);
+      co_await t.async_wait(asio::use_awaitable);
+    }
+  }
+};
+
+std::shared_ptr<const policy::PolicySet> policies_for(const std::string& pub_pem, const char* mode = "enforce",
+                                                      policy::NoMatch no_match = policy::NoMatch::deny,
+                                                      uint64_t generation = 1) {
+  std::string indented;
+  for (size_t i = 0, start = 0; i <= pub_pem.size(); ++i) {
+    if (i == pub_pem.size() || pub_pem[i] == '\n') {
+      if (i > start) indented += "          " + pub_pem.substr(start, i - start) + "\n";
+      start = i + 1;
+    }
+  }
+  std::string yaml = std::string(R"(apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: team-images
+spec:
+  mode: )") + mode + R"(
+  images:
+    - glob: "reg.test/team/**"
+  authorities:
+    - name: release-key
+      key:
+        data: |
+)" + indented;
+  auto parsed = policy::parse_policies(yaml, "test.yaml");
+  if (!parsed.ok()) FAIL(parsed.error().message);
+  return std::make_shared<const policy::PolicySet>(std::move(*parsed), no_match, generation);
+}
+
+verify::Verdict run(verify::Engine& engine, const std::string& image,
+                    std::shared_ptr<const policy::PolicySet> policies, std::chrono::milliseconds budget = 5s) {
+  asio::io_context io;
+  auto fut = asio::co_spawn(io, engine.verify(image, policies, std::chrono::steady_clock::now() + budget),
+                            asio::use_future);
+  io.run();
+  return fut.get();
+}
+
+struct Fixture {
+  FakeRegistry reg;
+  ManualClock clock{std::chrono::system_clock::time_point(std::chrono::hours(24 * 365 * 50))};
+  Key key = make_key();
+  Key other = make_key();
+  std::string digest = fake_digest('a');
+  Fixture() { reg.tags["team/app:v1"] = digest; }
+};
+
+}  // namespace
+
+TEST_CASE("a key-signed image is admitted, tag resolved to the signed digest") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.outcome == verify::Outcome::allowed);
+  CHECK(v.digest == f.digest);
+  CHECK(v.message.find("team-images") != std::string::npos);
+  // HEAD + .sig manifest + payload blob
+  CHECK(f.reg.calls == 3);
+}
+
+TEST_CASE("an unsigned image is denied with NOT_SIGNED naming image and policy") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason_code == "NOT_SIGNED");
+  CHECK(v.message.find("reg.test/team/app:v1") != std::string::npos);
+  CHECK(v.message.find("team-images") != std::string::npos);
+}
+
+TEST_CASE("a signature by an untrusted key is denied") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.other, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason_code != "NOT_SIGNED");
+}
+
+TEST_CASE("a signature copied from another image is denied") {
+  Fixture f;
+  std::string other_digest = fake_digest('b');
+  // A valid signature by the trusted key, but over the other image's digest, placed under
+  // this image's .sig tag.
+  f.reg.attach("team/app", f.digest, {{payload_for(other_digest), sign(f.key, payload_for(other_digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason_code == "DIGEST_MISMATCH");
+}
+
+TEST_CASE("a tag moved to an unsigned digest after signing is denied") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  CHECK(run(engine, "reg.test/team/app:v1", policies).outcome == verify::Outcome::allowed);
+  f.reg.tags["team/app:v1"] = fake_digest('d');  // moved, unsigned
+  auto v = run(engine, "reg.test/team/app:v1", policies);
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.digest == fake_digest('d'));
+  CHECK_FALSE(v.cached);
+}
+
+TEST_CASE("one good signature among bad ones admits the image") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest,
+               {{payload_for(f.digest), sign(f.other, payload_for(f.digest))},
+                {payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  CHECK(run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).outcome == verify::Outcome::allowed);
+}
+
+TEST_CASE("verdicts are cached by digest and policy generation, with a TTL") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock, verify::EngineOptions{});
+  auto policies = policies_for(f.key.pub_pem);
+  std::string pinned = "reg.test/team/app@" + f.digest;
+  CHECK(run(engine, pinned, policies).outcome == verify::Outcome::allowed);
+  uint64_t after_first = f.reg.calls;
+  auto second = run(engine, pinned, policies);
+  CHECK(second.outcome == verify::Outcome::allowed);
+  CHECK(second.cached);
+  CHECK(f.reg.calls == after_first);  // no registry traffic on the cached path
+
+  // A new policy generation is a new key.
+  auto v3 = run(engine, pinned, policies_for(f.key.pub_pem, "enforce", policy::NoMatch::deny, 2));
+  CHECK_FALSE(v3.cached);
+
+  f.clock.advance(std::chrono::seconds(301));
+  auto v4 = run(engine, pinned, policies);
+  CHECK_FALSE(v4.cached);
+}
+
+TEST_CASE("registry failures deny and are not cached") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  f.reg.fail_unavailable = true;
+  auto v = run(engine, "reg.test/team/app:v1", policies);
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason_code == "REGISTRY_UNAVAILABLE");
+  f.reg.fail_unavailable = false;
+  CHECK(run(engine, "reg.test/team/app:v1", policies).outcome == verify::Outcome::allowed);
+}
+
+TEST_CASE("warn mode admits with a warning") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem, "warn"));
+  CHECK(v.outcome == verify::Outcome::warned);
+  REQUIRE_FALSE(v.warnings.empty());
+  CHECK(v.warnings[0].find("team-images") != std::string::npos);
+}
+
+TEST_CASE("an image no policy matches follows no-match-policy") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  auto deny = run(engine, "other.test/x:1", policies_for(f.key.pub_pem));
+  CHECK(deny.outcome == verify::Outcome::denied);
+  CHECK(deny.reason_code == "NO_MATCHING_POLICY");
+  CHECK(run(engine, "other.test/x:1", policies_for(f.key.pub_pem, "enforce", policy::NoMatch::allow)).outcome ==
+        verify::Outcome::allowed);
+  CHECK(run(engine, "other.test/x:1", policies_for(f.key.pub_pem, "enforce", policy::NoMatch::warn)).outcome ==
+        verify::Outcome::warned);
+  CHECK(f.reg.calls == 0);
+}
+
+TEST_CASE("an invalid reference is denied, not crashed on") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "Reg.test/UPPER/..bad", policies_for(f.key.pub_pem));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason_code == "INVALID_IMAGE");
+}
+
+TEST_CASE("identical concurrent verifications are coalesced") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  f.reg.delay = 50ms;
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  asio::io_context io;
+  std::vector<std::future<verify::Verdict>> futures;
+  for (int i = 0; i < 8; ++i) {
+    futures.push_back(asio::co_spawn(
+        io, engine.verify("reg.test/team/app@" + f.digest, policies, std::chrono::steady_clock::now() + 5s),
+        asio::use_future));
+  }
+  std::thread t2([&] { io.run(); });
+  io.run();
+  t2.join();
+  for (auto& fu : futures) CHECK(fu.get().outcome == verify::Outcome::allowed);
+  CHECK(f.reg.calls == 2);  // .sig manifest + payload, once
+  CHECK(engine.stats().coalesced == 7);
+}
+
+TEST_CASE("a verification that outlives its deadline is denied with TIMEOUT for waiters") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  f.reg.delay = 300ms;
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  asio::io_context io;
+  auto leader = asio::co_spawn(
+      io, engine.verify("reg.test/team/app@" + f.digest, policies, std::chrono::steady_clock::now() + 5s),
+      asio::use_future);
+  auto waiter = asio::co_spawn(
+      io, engine.verify("reg.test/team/app@" + f.digest, policies, std::chrono::steady_clock::now() + 50ms),
+      asio::use_future);
+  io.run();
+  CHECK(leader.get().outcome == verify::Outcome::allowed);
+  auto w = waiter.get();
+  CHECK(w.outcome == verify::Outcome::denied);
+  CHECK(w.reason_code == "TIMEOUT");
+}
