@@ -309,6 +309,11 @@ def _probe(url, ctx):
         return None
 
 
+# Popen objects of the processes this interpreter started, kept so they are reaped on stop
+# (and not reported as leaked while they are meant to keep running).
+_procs = {}
+
+
 def _alive(pid):
     try:
         os.kill(pid, 0)
@@ -385,6 +390,7 @@ def _start_token_server(d, tls, user, password):
     p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "token-server", "--dir", d],
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                          start_new_session=True)
+    _procs[p.pid] = p
     log.close()
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
@@ -430,6 +436,7 @@ def start(d, tls=False, auth="none", user=None, password=None):
         log = open(log_path, "ab")
         p = subprocess.Popen([REGISTRY_BIN, "serve", cfg_path], stdin=subprocess.DEVNULL,
                              stdout=log, stderr=log, start_new_session=True, cwd=d)
+        _procs[p.pid] = p
         log.close()
         deadline = time.monotonic() + READY_TIMEOUT
         url = "%s://127.0.0.1:%d/v2/" % (scheme, port)
@@ -458,6 +465,16 @@ def start(d, tls=False, auth="none", user=None, password=None):
 
 
 def _kill(pid, timeout=5.0):
+    p = _procs.pop(pid, None)
+    if p is not None:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return
     if not pid or not _alive(pid):
         return
     try:

@@ -1,0 +1,322 @@
+"""Shared plumbing for sigil's end-to-end tests: paths, the real registry, the real sigil.
+
+Environment (set by tests/integration/CMakeLists.txt):
+  SIGIL_BIN         path of the sigil executable (tests that need it fail without it)
+  SIGIL_SOURCE_DIR  repository root (for tests/support and the shared tools next to it)
+  SIGIL_WORK_DIR    scratch directory under the build tree
+Tests skip only when /usr/bin/docker-registry is not installed.
+"""
+import copy
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("SIGIL_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "../../.."))
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "support"))
+
+import fixture  # noqa: E402
+import registry  # noqa: E402
+
+DATA = os.path.join(HERE, "data")
+SHARED_DIR = os.path.abspath(os.path.join(SOURCE_DIR, "..", "shared"))
+
+
+def require_registry():
+    if not os.access(registry.REGISTRY_BIN, os.X_OK):
+        raise unittest.SkipTest("docker-registry is not installed (apt-get install docker-registry)"
+                                "; the end-to-end tests need the real distribution registry")
+
+
+def sigil_bin():
+    b = os.environ.get("SIGIL_BIN", "")
+    if not b or not os.access(b, os.X_OK):
+        raise AssertionError("SIGIL_BIN=%r is not an executable sigil; build the `sigil` target"
+                             " and run through ctest" % b)
+    return b
+
+
+def work_dir(name):
+    root = os.environ.get("SIGIL_WORK_DIR") or tempfile.gettempdir()
+    os.makedirs(root, exist_ok=True)
+    return tempfile.mkdtemp(prefix=name + "-", dir=root)
+
+
+def tail(path, n=40):
+    return registry._tail(path, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# registry
+
+
+class RunningRegistry:
+    """registry.py start/stop around a test class, plus a fixture client for it."""
+
+    def __init__(self, name, tls=False, auth="none"):
+        self.dir = work_dir(name)
+        self.env = registry.start(self.dir, tls=tls, auth=auth)
+        self.address = self.env["address"]
+        self.env_path = os.path.join(self.dir, "env.json")
+        self.client = fixture.Registry.from_env(self.env)
+
+    def stop(self):
+        registry.stop(self.dir)
+
+    def ref(self, repo, tag=None, digest=None):
+        r = "%s/%s" % (self.address, repo)
+        if tag:
+            r += ":" + tag
+        if digest:
+            r += "@" + digest
+        return r
+
+    def push(self, repo, tag, content):
+        return fixture.push_image(self.client, repo, tag, content)
+
+    def token_count(self):
+        try:
+            with open(os.path.join(self.dir, "token_count")) as f:
+                return int(f.read().strip() or 0)
+        except OSError:
+            return 0
+
+
+class StallServer:
+    """Accepts TCP connections and never answers: a registry that hangs."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.conns = []
+        self.accepted = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(c)  # hold it open, read nothing, answer nothing
+            self.accepted += 1
+
+    def stop(self):
+        self._stop = True
+        self.thread.join(2)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# policies and keys
+
+
+class Keys:
+    """Key pairs made at test time in dir: keys['a'] -> (private path, public PEM bytes)."""
+
+    def __init__(self, d, names_algs):
+        self.paths = {}
+        for name, alg in names_algs:
+            k, p = fixture.keygen(alg, os.path.join(d, name))
+            self.paths[name] = (k, p)
+
+    def key(self, name):
+        return self.paths[name][0]
+
+    def pub_path(self, name):
+        return self.paths[name][1]
+
+    def pub(self, name):
+        with open(self.paths[name][1], "rb") as f:
+            return f.read()
+
+
+def write_policy(d, name, globs, keys, mode=None):
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(fixture.policy_yaml(name, globs, keys, mode))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# admission reviews
+
+
+def review(name, images=None, uid=None):
+    """Loads data/NAME.json and substitutes image names: images = {placeholder: new}."""
+    with open(os.path.join(DATA, name + ".json")) as f:
+        doc = json.load(f)
+    images = images or {}
+
+    def walk(o):
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if k == "image" and isinstance(v, str) and v in images:
+                    o[k] = images[v]
+                else:
+                    walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+
+    walk(doc)
+    if uid:
+        doc["request"]["uid"] = uid
+    return doc
+
+
+def pod_review(images, uid="0f1e2d3c-0000-4000-8000-000000000001", kind="Pod"):
+    """A kubectl-run Pod with one container per image."""
+    doc = review("pod-create-kubectl-run", uid=uid)
+    base = doc["request"]["object"]["spec"]["containers"][0]
+    cs = []
+    for i, img in enumerate(images):
+        c = copy.deepcopy(base)
+        c["name"] = "c%d" % i
+        c["image"] = img
+        cs.append(c)
+    doc["request"]["object"]["spec"]["containers"] = cs
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# sigil
+
+
+def free_port():
+    return registry.free_port()
+
+
+class SigilServer:
+    """`sigil serve` on 127.0.0.1 with a TLS certificate from a CA made at test time."""
+
+    def __init__(self, name, policies, extra_args=(), env=None):
+        self.dir = work_dir("sigil-" + name)
+        tls = registry.write_tls_material(self.dir)
+        self.ca = tls["ca.crt"]
+        self.ctx = ssl.create_default_context(cafile=self.ca)
+        self.log = os.path.join(self.dir, "sigil.log")
+        last = ""
+        for _attempt in range(5):
+            self.port = free_port()
+            args = [sigil_bin(), "serve", "--listen", "127.0.0.1:%d" % self.port,
+                    "--tls-cert", tls["server.crt"], "--tls-key", tls["server.key"]]
+            for p in policies:
+                args += ["--policy", p]
+            args += list(extra_args)
+            self.args = args
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=log, env=env, start_new_session=True)
+            if self._wait_ready(15.0):
+                return
+            last = tail(self.log)
+            self.stop()
+            if "in use" not in last:
+                break
+        raise AssertionError("sigil serve did not become ready: %s\nlog tail:\n%s" %
+                             (" ".join(self.args), last))
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                status, _ = self.get("/readyz", timeout=1)
+                if status == 200:
+                    return True
+            except (OSError, ssl.SSLError, http.client.HTTPException):
+                pass
+            time.sleep(0.05)
+        return False
+
+    def _conn(self, timeout):
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx,
+                                           timeout=timeout)
+
+    def get(self, path, timeout=5):
+        c = self._conn(timeout)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def post_raw(self, body, path="/validate", timeout=30,
+                 content_type="application/json"):
+        """Returns (status, body bytes). A server that answers early and closes while the body
+        is still being sent is fine: its answer is read all the same."""
+        c = self._conn(timeout)
+        try:
+            c.putrequest("POST", path)
+            c.putheader("Content-Type", content_type)
+            c.putheader("Content-Length", str(len(body)))
+            c.endheaders()
+            try:
+                for i in range(0, len(body), 1 << 16):
+                    c.send(body[i:i + (1 << 16)])
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                pass
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def validate(self, review_doc, query="", timeout=30):
+        """POSTs an AdmissionReview; returns (http status, response object or None)."""
+        status, body = self.post_raw(json.dumps(review_doc).encode(), "/validate" + query,
+                                     timeout)
+        if status != 200:
+            return status, None
+        doc = json.loads(body)
+        assert doc.get("apiVersion") == "admission.k8s.io/v1", doc
+        assert doc.get("kind") == "AdmissionReview", doc
+        return status, doc["response"]
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_tail(self):
+        return tail(self.log)
+
+
+def run_sigil(args, timeout=60, env=None):
+    """Runs the sigil CLI; returns CompletedProcess (text)."""
+    return subprocess.run([sigil_bin()] + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+def message(resp):
+    return ((resp or {}).get("status") or {}).get("message", "")
+
+
+def have(cmd):
+    return shutil.which(cmd) is not None
