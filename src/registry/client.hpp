@@ -20,9 +20,9 @@ namespace sigil::registry {
 using Deadline = std::chrono::steady_clock::time_point;
 
 struct ManifestResponse {
-  std::string digest;        // "sha256:..." of the exact bytes (verified)
-  std::string media_type;    // Content-Type
-  std::string body;          // empty for resolve()
+  std::string digest;      // "sha256:..." of the exact bytes (verified)
+  std::string media_type;  // Content-Type
+  std::string body;        // empty for resolve()
 };
 
 class Client {

@@ -1,0 +1,297 @@
+#include "registry/auth.hpp"
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/encoding.hpp"
+
+namespace sigil::registry {
+
+namespace {
+
+bool unreserved(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+std::string pct_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (unreserved(static_cast<char>(c))) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+bool host_ok(std::string_view host) noexcept {
+  if (host.empty() || host.size() > 253) return false;
+  for (char c : host) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool port_ok(std::string_view port) noexcept {
+  if (port.empty() || port.size() > 5) return false;
+  unsigned v = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<unsigned>(c - '0');
+  }
+  return v >= 1 && v <= 65535;
+}
+
+Result<Url> from_view(const boost::urls::url_view_base& u) {
+  std::string scheme = ascii_lower(std::string_view(u.scheme().data(), u.scheme().size()));
+  if (scheme != "https" && scheme != "http") {
+    return make_error(Errc::invalid_argument, "URL scheme must be http or https");
+  }
+  if (!u.has_authority() || u.has_userinfo()) {
+    return make_error(Errc::invalid_argument, "URL must have a host and no user info");
+  }
+  Url out;
+  out.scheme = scheme;
+  auto ht = u.host_type();
+  if (ht == boost::urls::host_type::ipv6) {
+    out.host = ascii_lower(std::string(u.encoded_host_address()));
+  } else if (ht == boost::urls::host_type::ipv4 || ht == boost::urls::host_type::name) {
+    out.host = ascii_lower(std::string(u.encoded_host()));
+  } else {
+    return make_error(Errc::invalid_argument, "URL host is not supported");
+  }
+  if (!host_ok(out.host)) return make_error(Errc::invalid_argument, "URL host is invalid");
+  if (u.has_port()) {
+    out.port = std::string(u.port());
+    if (!port_ok(out.port)) return make_error(Errc::invalid_argument, "URL port is invalid");
+  } else {
+    out.port = scheme == "https" ? "443" : "80";
+  }
+  out.target = std::string(u.encoded_target());
+  if (out.target.empty()) out.target = "/";
+  if (out.target.front() != '/') out.target.insert(out.target.begin(), '/');
+  for (char c : out.target) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      return make_error(Errc::invalid_argument, "URL has control characters");
+    }
+  }
+  return out;
+}
+
+bool repo_ok(std::string_view r) noexcept {
+  if (r.empty() || r.size() > 255 || r.front() == '/' || r.back() == '/') return false;
+  char prev = '/';
+  for (char c : r) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-' || c == '/';
+    if (!ok) return false;
+    if (c == '/' && prev == '/') return false;
+    if (c == '.' && prev == '/') return false;  // no "." or ".." segments
+    prev = c;
+  }
+  return true;
+}
+
+bool tag_ok(std::string_view t) noexcept {
+  if (t.empty() || t.size() > 128 || t.front() == '.' || t.front() == '-') return false;
+  for (char c : t) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool digest_ok(std::string_view d) noexcept {
+  auto colon = d.find(':');
+  if (colon == std::string_view::npos || colon == 0 || d.size() - colon - 1 < 32 ||
+      d.size() > 200) {
+    return false;
+  }
+  for (size_t i = 0; i < colon; ++i) {
+    char c = d[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '.' || c == '_' ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return is_lower_hex(d.substr(colon + 1));
+}
+
+Result<TokenResponse> parse_token_impl(std::string_view body) {
+  auto doc = nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return make_error(Errc::parse_error, "token response is not a JSON object");
+  }
+  TokenResponse out;
+  for (const char* name : {"token", "access_token"}) {
+    auto it = doc.find(name);
+    if (it != doc.end() && it->is_string() && !it->get_ref<const std::string&>().empty()) {
+      out.token = it->get<std::string>();
+      break;
+    }
+  }
+  if (out.token.empty()) return make_error(Errc::parse_error, "token response has no token");
+  for (char c : out.token) {
+    // The token goes into an HTTP header: refuse anything that could split it.
+    if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) {
+      return make_error(Errc::parse_error, "token response token has invalid characters");
+    }
+  }
+  auto exp = doc.find("expires_in");
+  if (exp != doc.end() && exp->is_number_integer()) {
+    auto v = exp->get<int64_t>();
+    if (v > 0) out.expires_in = std::chrono::seconds(std::min<int64_t>(v, 24 * 3600));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string Url::authority() const {
+  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return h + ":" + port;
+}
+
+Result<Url> parse_url(std::string_view text) {
+  auto u = boost::urls::parse_absolute_uri(boost::urls::string_view(text.data(), text.size()));
+  if (!u) return make_error(Errc::invalid_argument, "not an absolute URL");
+  return from_view(*u);
+}
+
+Result<Url> resolve_location(const Url& base, std::string_view location) {
+  auto ref =
+      boost::urls::parse_uri_reference(boost::urls::string_view(location.data(), location.size()));
+  if (!ref) return make_error(Errc::invalid_argument, "redirect Location is not a URL");
+  auto b = boost::urls::parse_absolute_uri(base.scheme + "://" + base.authority() + base.target);
+  if (!b) return make_error(Errc::internal, "cannot rebuild base URL");
+  boost::urls::url dest;
+  auto r = boost::urls::resolve(*b, *ref, dest);
+  if (!r) return make_error(Errc::invalid_argument, "redirect Location cannot be resolved");
+  dest.remove_fragment();
+  return from_view(dest);
+}
+
+Result<std::pair<std::string, std::string>> split_host_port(std::string_view registry,
+                                                            std::string_view default_port) {
+  std::string host;
+  std::string port(default_port);
+  if (!registry.empty() && registry.front() == '[') {
+    auto close = registry.find(']');
+    if (close == std::string_view::npos) {
+      return make_error(Errc::invalid_argument, "registry host has an unterminated IPv6 literal");
+    }
+    host = std::string(registry.substr(1, close - 1));
+    auto rest = registry.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return make_error(Errc::invalid_argument, "bad registry host");
+      port = std::string(rest.substr(1));
+    }
+  } else {
+    auto colon = registry.find(':');
+    host = std::string(registry.substr(0, colon));
+    if (colon != std::string_view::npos) port = std::string(registry.substr(colon + 1));
+    if (host.find(':') != std::string::npos) {
+      return make_error(Errc::invalid_argument, "bad registry host");
+    }
+  }
+  host = ascii_lower(host);
+  if (!host_ok(host) || !port_ok(port)) {
+    return make_error(Errc::invalid_argument, "registry host is not a valid host[:port]");
+  }
+  return std::pair{host, port};
+}
+
+Result<std::string> manifest_path(std::string_view repository, std::string_view reference) {
+  if (!repo_ok(repository)) return make_error(Errc::invalid_argument, "invalid repository name");
+  if (!tag_ok(reference) && !digest_ok(reference)) {
+    return make_error(Errc::invalid_argument, "invalid tag or digest");
+  }
+  return "/v2/" + std::string(repository) + "/manifests/" + std::string(reference);
+}
+
+Result<std::string> blob_path(std::string_view repository, std::string_view digest) {
+  if (!repo_ok(repository)) return make_error(Errc::invalid_argument, "invalid repository name");
+  if (!digest_ok(digest)) return make_error(Errc::invalid_argument, "invalid digest");
+  return "/v2/" + std::string(repository) + "/blobs/" + std::string(digest);
+}
+
+Result<Url> token_url(std::string_view realm, std::string_view service, std::string_view scope) {
+  auto u = parse_url(realm);
+  if (!u) return make_error(Errc::parse_error, "bearer realm is not an http(s) URL");
+  std::string q;
+  if (!service.empty()) q += "service=" + pct_encode(service);
+  if (!scope.empty()) q += (q.empty() ? "" : "&") + std::string("scope=") + pct_encode(scope);
+  if (!q.empty()) {
+    u->target += (u->target.find('?') == std::string::npos ? "?" : "&") + q;
+  }
+  return u;
+}
+
+std::string pull_scope(std::string_view repository) {
+  return "repository:" + std::string(repository) + ":pull";
+}
+
+std::string refresh_token_form(std::string_view service, std::string_view scope,
+                               std::string_view refresh_token, std::string_view client_id) {
+  return "grant_type=refresh_token&service=" + pct_encode(service) + "&scope=" + pct_encode(scope) +
+         "&client_id=" + pct_encode(client_id) + "&refresh_token=" + pct_encode(refresh_token);
+}
+
+Result<TokenResponse> parse_token_response(std::string_view body) {
+  try {
+    return parse_token_impl(body);
+  } catch (const std::exception&) {
+    return make_error(Errc::parse_error, "token response is malformed");
+  }
+}
+
+std::chrono::steady_clock::duration token_ttl(std::chrono::seconds expires_in) {
+  using namespace std::chrono_literals;
+  if (expires_in <= 0s) return 0s;
+  if (expires_in > 20s) return expires_in - 10s;
+  return expires_in / 2;
+}
+
+std::string basic_authorization(std::string_view user, std::string_view password) {
+  std::string up(user);
+  up += ':';
+  up += password;
+  return "Basic " + base64_encode(up);
+}
+
+std::optional<std::string> TokenCache::get(const std::string& authority, const std::string& scope,
+                                           TimePoint now) const {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find({authority, scope});
+  if (it == entries_.end() || now >= it->second.expires_at) return std::nullopt;
+  return it->second.token;
+}
+
+void TokenCache::put(const std::string& authority, const std::string& scope, std::string token,
+                     TimePoint expires_at) {
+  std::lock_guard lock(mu_);
+  // Bound memory: a flood of distinct scopes only costs re-fetching tokens.
+  if (entries_.size() >= 4096) entries_.clear();
+  entries_[{authority, scope}] = Entry{std::move(token), expires_at};
+}
+
+void TokenCache::erase(const std::string& authority, const std::string& scope) {
+  std::lock_guard lock(mu_);
+  entries_.erase({authority, scope});
+}
+
+size_t TokenCache::size() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+
+}  // namespace sigil::registry

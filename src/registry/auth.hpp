@@ -1,0 +1,103 @@
+// registry/auth.hpp: the pieces of registry authentication that need no socket: URLs, token
+// responses, the bearer-token cache, and the rules for where credentials may go.
+//
+// Role: keep every auth decision a pure, unit-testable function. No Asio/Beast; time is passed
+// in (steady_clock time points), never read here. Depends on common, nlohmann/json, Boost.URL.
+//
+// Credential rules (see also http_client.hpp):
+//  - Basic credentials belong to one registry host (exact normalized host:port).
+//  - A Bearer realm must be https, unless the registry itself is an insecure (plain HTTP) host.
+//    The realm host may differ from the registry host (Docker Hub: auth.docker.io); the
+//    REGISTRY host's Basic credentials are sent to the realm only over https.
+//  - Authorization is never sent to a host other than the registry it belongs to, so a
+//    redirect (e.g. to blob storage) is followed without it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace sigil::registry {
+
+// An absolute http(s) URL split into what a request needs.
+struct Url {
+  std::string scheme;  // "https" or "http"
+  std::string host;    // lowercased; IPv6 without brackets
+  std::string port;    // always set ("443" / "80" defaults)
+  std::string target;  // path + "?" + query, at least "/"
+
+  // "host:port" with brackets for IPv6, the key used for connection pooling and for deciding
+  // whether two URLs belong to the same origin.
+  std::string authority() const;
+  bool same_origin(const Url& other) const {
+    return scheme == other.scheme && host == other.host && port == other.port;
+  }
+};
+
+// Parses an absolute http/https URL; rejects userinfo, fragments-only, other schemes.
+Result<Url> parse_url(std::string_view text);
+// Resolves a Location header (absolute or relative) against base.
+Result<Url> resolve_location(const Url& base, std::string_view location);
+
+// Splits "host[:port]" (as in a registry name) into host and port; default_port when absent.
+// Rejects anything with characters outside a host name / IP literal.
+Result<std::pair<std::string, std::string>> split_host_port(std::string_view registry,
+                                                            std::string_view default_port);
+
+// "/v2/<repo>/manifests/<ref>" and "/v2/<repo>/blobs/<digest>"; repository and reference are
+// validated (distribution grammar characters only) so nothing can smuggle path or query parts.
+Result<std::string> manifest_path(std::string_view repository, std::string_view reference);
+Result<std::string> blob_path(std::string_view repository, std::string_view digest);
+
+// realm?service=...&scope=... with proper percent-encoding (realm may carry its own query).
+Result<Url> token_url(std::string_view realm, std::string_view service, std::string_view scope);
+// "repository:<repo>:pull"
+std::string pull_scope(std::string_view repository);
+
+// application/x-www-form-urlencoded body for the refresh_token grant (identitytoken).
+std::string refresh_token_form(std::string_view service, std::string_view scope,
+                               std::string_view refresh_token, std::string_view client_id);
+
+struct TokenResponse {
+  std::string token;  // "token", else "access_token"
+  std::chrono::seconds expires_in{60};
+};
+
+// Parses a token endpoint answer: {"token"|"access_token": "...", "expires_in": N}.
+// Missing/invalid expires_in -> 60 s (the distribution spec default); no token -> parse_error.
+Result<TokenResponse> parse_token_response(std::string_view body);
+
+// How long a cached token is used: expires_in minus a skew (10 s, or half for short tokens).
+std::chrono::steady_clock::duration token_ttl(std::chrono::seconds expires_in);
+
+// "Basic base64(user:pass)"
+std::string basic_authorization(std::string_view user, std::string_view password);
+
+// Thread-safe cache of bearer tokens per (registry authority, scope).
+class TokenCache {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  std::optional<std::string> get(const std::string& authority, const std::string& scope,
+                                 TimePoint now) const;
+  void put(const std::string& authority, const std::string& scope, std::string token,
+           TimePoint expires_at);
+  void erase(const std::string& authority, const std::string& scope);
+  size_t size() const;
+
+ private:
+  struct Entry {
+    std::string token;
+    TimePoint expires_at;
+  };
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, Entry> entries_;
+};
+
+}  // namespace sigil::registry

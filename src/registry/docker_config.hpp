@@ -1,0 +1,47 @@
+// registry/docker_config.hpp: pull credentials from a docker config.json (or a Kubernetes
+// .dockerconfigjson Secret), keyed by exact normalized registry host.
+//
+// Role: parse outside bytes into credentials and look them up by host. Pure: no I/O, no
+// Asio; depends on common and nlohmann/json (wrapped here: nothing throws out).
+// Lookup is by EXACT normalized host ("x.azurecr.io" never matches "x.azurecr.io.evil.com").
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace sigil::registry {
+
+struct Credential {
+  std::string username;
+  std::string password;
+  std::string identity_token;  // docker "identitytoken": an OAuth2 refresh token
+
+  bool has_basic() const noexcept { return !username.empty() || !password.empty(); }
+  bool empty() const noexcept { return !has_basic() && identity_token.empty(); }
+};
+
+struct DockerConfig {
+  // Keys are normalized hosts (see normalize_registry_host).
+  std::map<std::string, Credential> auths;
+
+  // Credential for exactly this registry host (normalized first); nullopt when none.
+  std::optional<Credential> find(std::string_view registry) const;
+};
+
+// Docker's key forms: "host", "host:port", "https://host", "http://host/v1/", "host/path".
+// Strips the scheme and any path, lowercases, maps Docker Hub aliases (index.docker.io,
+// registry-1.docker.io, registry.hub.docker.com) to "docker.io". Empty result when the key has
+// no usable host (empty, userinfo, spaces...).
+std::string normalize_registry_host(std::string_view key);
+
+// Parses {"auths": {"<key>": {"auth": base64(user:pass) | "username"/"password" |
+// "identitytoken"}}}. Unknown top-level members (credsStore, credHelpers, proxies) are ignored.
+// Malformed JSON, wrong member types, bad base64 or an "auth" without ':' fail with
+// Errc::parse_error; error messages never contain secret values.
+Result<DockerConfig> parse_docker_config(std::string_view json);
+
+}  // namespace sigil::registry

@@ -1,0 +1,79 @@
+// registry/http_client.hpp: the HTTPS implementation of registry::Client (Boost.Beast).
+//
+// Role: talk the OCI distribution API to real registries: TLS 1.2+ with peer, SNI and
+// hostname/IP verification; keep-alive connection pool per (scheme, host, port); anonymous,
+// Basic and Bearer-token auth with a token cache; retries with backoff for 429/5xx/connection
+// errors; every operation bounded by the caller's Deadline. Beast stays behind the pimpl.
+//
+// Where credentials go (security choices):
+//  - Credentials are looked up by the EXACT normalized registry host (docker_config.hpp).
+//  - Authorization (Basic or Bearer) is sent only to the registry's own scheme://host:port;
+//    redirects to any other origin (blob storage) are followed WITHOUT Authorization.
+//  - Bearer realm must be https unless the registry is listed in insecure_hosts. The realm
+//    host may differ from the registry host (Docker Hub uses auth.docker.io), so the registry's
+//    Basic credentials / identity token are sent to the realm, but only over https.
+//  - Plain HTTP is used only for hosts listed in insecure_hosts ("host:port"), never by default.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include "common/result.hpp"
+#include "registry/client.hpp"
+#include "registry/docker_config.hpp"
+
+namespace sigil::registry {
+
+struct ClientOptions {
+  std::string ca_file;                      // extra PEM bundle, added to the system roots
+  std::vector<std::string> insecure_hosts;  // "host:port" allowed over plain HTTP
+  DockerConfig credentials;
+  int64_t max_manifest_size = 4 * 1024 * 1024;
+  int max_retries = 3;           // extra attempts after the first, for 429/5xx/network
+  size_t max_idle_per_host = 4;  // idle keep-alive connections kept per origin
+  std::string user_agent = "sigil/0.1";
+  std::chrono::milliseconds backoff_base{100};  // 100, 200, 400 ms ... with jitter
+  std::chrono::milliseconds max_backoff{5000};
+  int max_redirects = 3;
+};
+
+class HttpClient final : public Client {
+ public:
+  // Never throws on bad options: a client whose setup failed (unreadable CA file, TLS context
+  // failure) answers every call with that error (fail closed); see init_status().
+  HttpClient(boost::asio::any_io_executor executor, ClientOptions options);
+  ~HttpClient() override;
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  Status init_status() const;
+
+  boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
+                                                      Deadline deadline) override;
+  boost::asio::awaitable<Result<ManifestResponse>> get_manifest(const std::string& registry,
+                                                                const std::string& repository,
+                                                                const std::string& reference,
+                                                                Deadline deadline) override;
+  boost::asio::awaitable<Result<std::string>> get_blob(const std::string& registry,
+                                                       const std::string& repository,
+                                                       const std::string& digest, int64_t max_size,
+                                                       Deadline deadline) override;
+  uint64_t request_count() const override;
+
+  // Token requests alone (a subset of request_count), for tests of the token cache.
+  uint64_t token_request_count() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// "sha256:<hex>" of bytes, via OpenSSL EVP. Errc::internal if OpenSSL fails.
+Result<std::string> sha256_digest(std::string_view bytes);
+
+}  // namespace sigil::registry
