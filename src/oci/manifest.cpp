@@ -176,11 +176,6 @@ Result<Manifest> build(const json& doc, std::string_view content_type) {
 
   const bool has_manifests = doc.contains("manifests");
   const bool has_image_fields = doc.contains("config") || doc.contains("layers");
-  // A document that is both an index and an image is ambiguous (CVE-2021-41190): clients
-  // could disagree on what was signed. Refuse it whatever its mediaType says.
-  if (has_manifests && has_image_fields) {
-    return fail("document", "has both \"manifests\" and \"config\"/\"layers\" (ambiguous)");
-  }
 
   if (!body_type->empty()) {
     m.media_type = *body_type;
@@ -196,6 +191,8 @@ Result<Manifest> build(const json& doc, std::string_view content_type) {
   }
   m.is_index = m.media_type == media::kOciIndex || m.media_type == media::kDockerManifestList;
 
+  // A document that is both an index and an image is ambiguous (CVE-2021-41190): clients
+  // could disagree on what was signed. Refuse it whatever its mediaType says.
   if (m.is_index) {
     if (has_image_fields) return fail("document", "an index must not have config or layers");
     if (auto st = parse_descriptor_list(doc, "manifests", m.manifests); !st) {

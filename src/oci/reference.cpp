@@ -8,9 +8,9 @@
 //   domain-component := [a-zA-Z0-9] | [a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]
 //   path-component := [a-z0-9]+ ( ( [._] | "__" | "-"+ ) [a-z0-9]+ )*
 //   tag            := [\w][\w.-]{0,127}
-// Deviations, both on the safe side: the registry host is lowercased (DNS is case-insensitive,
-// and policy globs must not be dodged by `MYACR.azurecr.io`), a port must be <= 65535, and only
-// sha256/sha512 digests are accepted (is_valid_digest).
+// Deviations, all on the safe side: the registry host is lowercased (when it stays a domain) (DNS
+// is case-insensitive, and policy globs must not be dodged by `MYACR.azurecr.io`), a port must be
+// <= 65535, and only sha256/sha512 digests are accepted (is_valid_digest).
 #include "oci/reference.hpp"
 
 #include <algorithm>
@@ -294,7 +294,12 @@ Result<Reference> parse_reference(std::string_view text) {
     ref.registry = std::string(kDefaultDomain);
   } else {
     if (auto why = check_domain(domain); !why.empty()) return fail(text, why);
+    // Lowercase the host unless that would make it stop being a domain: `Foo/bar` is registry
+    // "Foo" only because of its uppercase, and "foo/bar" would mean docker.io/foo/bar.
     ref.registry = lower(domain);
+    if (ref.registry.find_first_of(".:") == std::string::npos && ref.registry != "localhost") {
+      ref.registry = std::string(domain);
+    }
     if (ref.registry == kLegacyDefaultDomain) ref.registry = std::string(kDefaultDomain);
   }
   if (remainder.empty()) return fail(text, "missing repository name");
