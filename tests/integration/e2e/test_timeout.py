@@ -1,0 +1,47 @@
+"""The webhook's ?timeout= is honoured: a registry that accepts and never answers makes sigil
+deny with TIMEOUT before the API server would give up, never hang, never allow."""
+import json
+import time
+import unittest
+
+import harness
+
+
+def setUpModule():
+    harness.require_registry()
+
+
+class TimeoutTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        harness.sigil_bin()
+        cls.stall = harness.StallServer()
+        cls.addClassCleanup(cls.stall.stop)
+        d = harness.work_dir("timeout")
+        keys = harness.Keys(d, [("a", "p256")])
+        pol = harness.write_policy(d + "/policies", "stalled", "%s/**" % cls.stall.address,
+                                   {"key-a": keys.pub("a")})
+        cls.sigil = harness.SigilServer("timeout", [pol],
+                                        ["--insecure-registry", cls.stall.address])
+        cls.addClassCleanup(cls.sigil.stop)
+
+    def test_timeout_2s(self):
+        image = "%s/test/hang:v1" % self.stall.address
+        t0 = time.monotonic()
+        status, resp = self.sigil.validate(harness.pod_review([image]), "?timeout=2s",
+                                           timeout=30)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(status, 200)
+        self.assertIs(resp["allowed"], False, json.dumps(resp))
+        self.assertIn("TIMEOUT", json.dumps(resp))
+        self.assertGreater(self.stall.accepted, 0, "sigil never contacted the registry")
+        # The API server stops waiting at 2 s; sigil must answer before that. The bound is
+        # generous for a loaded 2-core CI machine but far below sigil's 10 s default.
+        self.assertLess(elapsed, 2.5, "answered after %.2fs" % elapsed)
+
+    def test_server_still_answers_after_timeouts(self):
+        self.assertEqual(self.sigil.get("/healthz")[0], 200)
+
+
+if __name__ == "__main__":
+    unittest.main()
