@@ -43,6 +43,8 @@ class PublicKey {
   const void* native() const noexcept { return pkey_.get(); }
 
  private:
+  static PublicKey make(std::shared_ptr<void> pkey, KeyType type, std::string spki_der);
+
   std::shared_ptr<void> pkey_;
   KeyType type_ = KeyType::ecdsa_p256;
   std::string spki_der_;

@@ -1,0 +1,305 @@
+// crypto/cosign.cpp: the simple-signing payload parser and the key-based signature check.
+#include "crypto/cosign.hpp"
+
+#include <exception>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "common/encoding.hpp"
+
+namespace sigil::crypto {
+
+namespace {
+
+using json = nlohmann::json;
+
+// cosign payloads are a few hundred bytes; anything this large is not one.
+constexpr size_t kMaxPayloadBytes = 1024 * 1024;
+constexpr int kMaxDepth = 32;
+
+// Folds a key the way Go's encoding/json matches struct field names (bytes.EqualFold): ASCII
+// case plus the two non-ASCII runes whose fold orbit reaches ASCII: U+212A KELVIN SIGN (k) and
+// U+017F LATIN SMALL LETTER LONG S (s).
+std::string fold_key(std::string_view key) {
+  std::string out;
+  out.reserve(key.size());
+  for (size_t i = 0; i < key.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(key[i]);
+    if (c == 0xE2 && i + 2 < key.size() && static_cast<unsigned char>(key[i + 1]) == 0x84 &&
+        static_cast<unsigned char>(key[i + 2]) == 0xAA) {
+      out.push_back('k');
+      i += 2;
+    } else if (c == 0xC5 && i + 1 < key.size() && static_cast<unsigned char>(key[i + 1]) == 0xBF) {
+      out.push_back('s');
+      i += 1;
+    } else if (c >= 'A' && c <= 'Z') {
+      out.push_back(static_cast<char>(c - 'A' + 'a'));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+struct ParseRejected : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Tracks open containers while nlohmann parses, to reject duplicate keys (which nlohmann would
+// silently collapse) and excessive nesting. Objects Go decodes into structs (the document,
+// critical, critical.image, critical.identity) reject keys that are equal after folding,
+// because Go would match both to one field; other objects reject exact duplicates.
+class DuplicateGuard {
+ public:
+  bool operator()(int depth, json::parse_event_t event, json& parsed) {
+    if (depth > kMaxDepth) throw ParseRejected("nesting deeper than 32 levels");
+    switch (event) {
+      case json::parse_event_t::object_start:
+        open(true);
+        break;
+      case json::parse_event_t::array_start:
+        open(false);
+        break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        if (!stack_.empty()) stack_.pop_back();
+        break;
+      case json::parse_event_t::key: {
+        if (stack_.empty() || !parsed.is_string()) break;
+        Frame& top = stack_.back();
+        const auto& key = parsed.get_ref<const std::string&>();
+        top.pending_key = fold_key(key);
+        std::string id = top.struct_level >= 0 ? top.pending_key : key;
+        if (!top.keys.insert(std::move(id)).second) {
+          throw ParseRejected("duplicate key \"" + key.substr(0, 64) + "\"");
+        }
+        break;
+      }
+      case json::parse_event_t::value:
+        break;
+    }
+    return true;
+  }
+
+ private:
+  struct Frame {
+    bool is_object = false;
+    int struct_level = -1;  // 0 document, 1 critical, 2 image/identity, -1 free-form
+    std::set<std::string> keys;
+    std::string pending_key;
+  };
+
+  void open(bool is_object) {
+    Frame f;
+    f.is_object = is_object;
+    if (is_object) {
+      if (stack_.empty()) {
+        f.struct_level = 0;
+      } else {
+        const Frame& parent = stack_.back();
+        if (parent.is_object && parent.struct_level == 0 && parent.pending_key == "critical") {
+          f.struct_level = 1;
+        } else if (parent.is_object && parent.struct_level == 1 &&
+                   (parent.pending_key == "image" || parent.pending_key == "identity")) {
+          f.struct_level = 2;
+        }
+      }
+    }
+    stack_.push_back(std::move(f));
+  }
+
+  std::vector<Frame> stack_;
+};
+
+// The member of obj whose folded key equals name (already folded), or nullptr. Duplicates
+// after folding were rejected by DuplicateGuard, so at most one matches.
+const json* member(const json& obj, std::string_view name) {
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    if (fold_key(it.key()) == name) return &*it;
+  }
+  return nullptr;
+}
+
+Error field_error(std::string_view field, std::string_view what) {
+  return make_error(Errc::parse_error,
+                    "simple-signing payload: " + std::string(field) + " " + std::string(what));
+}
+
+Result<SimpleSigningPayload> extract(const json& doc) {
+  if (!doc.is_object()) return field_error("document", "must be a JSON object");
+  SimpleSigningPayload out;
+
+  const json* critical = member(doc, "critical");
+  if (critical == nullptr) return field_error("critical", "is missing");
+  if (!critical->is_object()) return field_error("critical", "must be an object");
+
+  const json* type = member(*critical, "type");
+  if (type == nullptr) return field_error("critical.type", "is missing");
+  if (!type->is_string()) return field_error("critical.type", "must be a string");
+  out.type = type->get<std::string>();
+
+  const json* image = member(*critical, "image");
+  if (image == nullptr) return field_error("critical.image", "is missing");
+  if (!image->is_object()) return field_error("critical.image", "must be an object");
+  const json* digest = member(*image, "docker-manifest-digest");
+  if (digest == nullptr) return field_error("critical.image.docker-manifest-digest", "is missing");
+  if (!digest->is_string()) {
+    return field_error("critical.image.docker-manifest-digest", "must be a string");
+  }
+  out.docker_manifest_digest = digest->get<std::string>();
+
+  const json* identity = member(*critical, "identity");
+  if (identity != nullptr && !identity->is_null()) {
+    if (!identity->is_object()) return field_error("critical.identity", "must be an object");
+    const json* ref = member(*identity, "docker-reference");
+    if (ref != nullptr && !ref->is_null()) {
+      if (!ref->is_string()) {
+        return field_error("critical.identity.docker-reference", "must be a string");
+      }
+      out.docker_reference = ref->get<std::string>();
+    }
+  }
+
+  const json* optional = member(doc, "optional");
+  if (optional != nullptr && !optional->is_null()) {
+    if (!optional->is_object()) return field_error("optional", "must be an object or null");
+    for (auto it = optional->begin(); it != optional->end(); ++it) {
+      if (it->is_string()) out.optional[it.key()] = it->get<std::string>();
+    }
+  }
+  return out;
+}
+
+// Printable, bounded rendering of outside text for messages: control bytes become '?'.
+std::string printable(std::string_view s, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < max; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
+  }
+  if (s.size() > max) out += "…";
+  return out;
+}
+
+// "sha256:0123456789ab…": the algorithm and the first 12 hex characters.
+std::string short_digest(std::string_view digest) {
+  if (digest.empty()) return "(empty)";
+  size_t colon = digest.find(':');
+  if (colon == std::string_view::npos || colon > 16) return printable(digest, 19);
+  return printable(digest.substr(0, colon + 1), 17) + printable(digest.substr(colon + 1), 12);
+}
+
+bool valid_digest(std::string_view d) {
+  size_t colon = d.find(':');
+  if (colon == std::string_view::npos) return false;
+  std::string_view alg = d.substr(0, colon);
+  std::string_view hex = d.substr(colon + 1);
+  size_t want = alg == "sha256" ? 64 : alg == "sha384" ? 96 : alg == "sha512" ? 128 : 0;
+  return want != 0 && hex.size() == want && is_lower_hex(hex);
+}
+
+SignatureCheck fail(SignatureFailure f, std::string message) {
+  SignatureCheck c;
+  c.ok = false;
+  c.failure = f;
+  c.message = std::move(message);
+  return c;
+}
+
+}  // namespace
+
+Result<SimpleSigningPayload> parse_simple_signing(std::string_view payload) {
+  if (payload.size() > kMaxPayloadBytes) {
+    return make_error(Errc::too_large, "simple-signing payload is larger than 1 MiB");
+  }
+  try {
+    DuplicateGuard guard;
+    json doc = json::parse(payload.begin(), payload.end(), std::ref(guard),
+                           /*allow_exceptions=*/true, /*ignore_comments=*/false);
+    return extract(doc);
+  } catch (const ParseRejected& e) {
+    return make_error(Errc::parse_error, std::string("simple-signing payload: ") + e.what());
+  } catch (const json::parse_error& e) {
+    return make_error(Errc::parse_error,
+                      std::string("simple-signing payload is not valid JSON: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return make_error(Errc::too_large, "simple-signing payload exhausted memory");
+  } catch (const std::exception& e) {
+    return make_error(Errc::parse_error, std::string("simple-signing payload: ") + e.what());
+  } catch (...) {
+    return make_error(Errc::internal, "simple-signing payload: unexpected failure");
+  }
+}
+
+const char* signature_failure_name(SignatureFailure f) noexcept {
+  switch (f) {
+    case SignatureFailure::none:
+      return "none";
+    case SignatureFailure::bad_signature:
+      return "bad_signature";
+    case SignatureFailure::wrong_type:
+      return "wrong_type";
+    case SignatureFailure::digest_mismatch:
+      return "digest_mismatch";
+    case SignatureFailure::malformed_payload:
+      return "malformed_payload";
+    case SignatureFailure::invalid_argument:
+      return "invalid_argument";
+  }
+  return "unknown";
+}
+
+SignatureCheck check_signature_with_key(const Signature& sig, const PublicKey& key,
+                                        HashAlgorithm hash, std::string_view expected_digest) {
+  try {
+    if (!valid_digest(expected_digest)) {
+      return fail(SignatureFailure::invalid_argument, "expected image digest \"" +
+                                                          printable(expected_digest, 80) +
+                                                          "\" is not <algorithm>:<lowercase hex>");
+    }
+    if (sig.signature.empty()) {
+      return fail(SignatureFailure::bad_signature, "signature is empty");
+    }
+    if (auto v = key.verify(sig.payload, sig.signature, hash); !v) {
+      return fail(SignatureFailure::bad_signature,
+                  "signature does not verify with the policy's key");
+    }
+    auto parsed = parse_simple_signing(sig.payload);
+    if (!parsed) {
+      return fail(SignatureFailure::malformed_payload,
+                  "signed payload is malformed: " + parsed.error().message);
+    }
+    if (parsed->type != kCosignSignatureType) {
+      return fail(SignatureFailure::wrong_type, "payload type is \"" + printable(parsed->type, 64) +
+                                                    "\", not a cosign container image signature");
+    }
+    if (parsed->docker_manifest_digest != expected_digest) {
+      return fail(SignatureFailure::digest_mismatch,
+                  "signature is for " + short_digest(parsed->docker_manifest_digest) +
+                      ", not for " + short_digest(expected_digest) +
+                      " (copied from another image?)");
+    }
+    SignatureCheck ok;
+    ok.ok = true;
+    ok.failure = SignatureFailure::none;
+    ok.payload = std::move(parsed).value();
+    return ok;
+  } catch (...) {
+    // Only allocation can throw here; fail closed.
+    return fail(SignatureFailure::bad_signature, "signature check failed unexpectedly");
+  }
+}
+
+Status verify_signature_with_key(const Signature& sig, const PublicKey& key, HashAlgorithm hash,
+                                 std::string_view expected_digest) {
+  SignatureCheck c = check_signature_with_key(sig, key, hash, expected_digest);
+  if (c.ok) return {};
+  Errc code =
+      c.failure == SignatureFailure::invalid_argument ? Errc::invalid_argument : Errc::verification;
+  return make_error(code, std::move(c.message));
+}
+
+}  // namespace sigil::crypto
