@@ -19,23 +19,35 @@
 #include "crypto/keys.hpp"
 #include "oci/reference.hpp"
 
+namespace re2 {
+class RE2;
+}  // namespace re2
+
 namespace sigil::policy {
 
 enum class Mode { enforce, warn };
 enum class NoMatch { deny, warn, allow };
 Result<NoMatch> parse_no_match(std::string_view s);  // "deny" | "warn" | "allow"
 
-// A compiled image glob with policy-controller semantics.
+// A compiled image glob with policy-controller semantics (see policy.cpp for the full rules):
+// `*` matches within one path component (no `/`), `**` across components, `?` one character
+// other than `/`, everything else literally; the glob must match a whole candidate string.
+// The candidates for an image are its repository name and that name with its tag and/or
+// digest, each spelled with the registry as written by users: for Docker Hub images
+// `index.docker.io/library/nginx`, `docker.io/library/nginx`, `library/nginx` and `nginx`.
+// Matching compiles to an anchored RE2 regex, linear in the input.
 class Glob {
  public:
   static Result<Glob> compile(std::string_view pattern);
-  // image: a normalized reference name ("docker.io/library/nginx" or with tag/digest).
   bool matches(const oci::Reference& image) const;
   const std::string& pattern() const noexcept { return pattern_; }
+  // The pattern after policy-controller's rewrites ("*" -> "index.docker.io/library/*").
+  const std::string& normalized() const noexcept { return normalized_; }
 
  private:
   std::string pattern_;
   std::string normalized_;
+  std::shared_ptr<const re2::RE2> re_;
 };
 
 struct Authority {
@@ -59,6 +71,10 @@ struct Policy {
 // "<origin> document <n> (<name>): spec.authorities[0].key.data: <what is wrong>".
 Result<std::vector<Policy>> parse_policies(std::string_view yaml, std::string_view origin);
 
+// The policy `sigil verify --key FILE` uses: named "cli-key", matching every image (`**`), one
+// key authority with the key's default cosign hash. Fails if pem is not a supported public key.
+Result<Policy> key_policy(std::string_view pem, std::string_view origin);
+
 // An immutable snapshot. Requests hold a shared_ptr<const PolicySet> for their whole life.
 class PolicySet {
  public:
@@ -81,12 +97,18 @@ class PolicySet {
 struct PolicyResult {
   bool satisfied = false;
   std::string policy;
-  std::string authority;    // the authority that passed, when satisfied
-  std::string reason_code;  // NOT_SIGNED, BAD_SIGNATURE, DIGEST_MISMATCH, STATIC_FAIL, ...
-  std::string message;      // one readable phrase: why no authority passed
+  std::string authority;  // the authority that passed, when satisfied
+  // NOT_SIGNED (no signatures at all), DIGEST_MISMATCH (a signature verified with a trusted
+  // key but binds another digest), BAD_SIGNATURE (signatures exist, none verifies with any key
+  // authority, or a verified payload is malformed), STATIC_FAIL, UNSUPPORTED_DIGEST.
+  std::string reason_code;
+  std::string message;  // one readable phrase: why no authority passed
 };
 
-// Within one policy any authority may satisfy it. digest is the admitted "sha256:..." digest.
+// Within one policy any authority may satisfy it (as in policy-controller, a static fail
+// authority never passes but does not veto another authority that does). When none passes the
+// result carries the most informative reason: STATIC_FAIL, then NOT_SIGNED, DIGEST_MISMATCH,
+// BAD_SIGNATURE. digest is the admitted "sha256:..." digest.
 PolicyResult evaluate(const Policy& policy, std::string_view digest,
                       const std::vector<crypto::Signature>& signatures);
 

@@ -1,0 +1,589 @@
+// Tests for policy/: glob semantics (policy-controller's table), ClusterImagePolicy parsing
+// and validation errors, matching, and evaluation of authorities over real signatures.
+#include <catch2/catch.hpp>
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "policy/policy.hpp"
+
+using sigil::Errc;
+using namespace sigil::policy;
+namespace crypto = sigil::crypto;
+namespace oci = sigil::oci;
+
+namespace {
+
+std::string read_data(const std::string& name) {
+  std::ifstream in(std::string(SIGIL_SOURCE_DIR) + "/tests/unit/policy/data/" + name,
+                   std::ios::binary);
+  REQUIRE(in.good());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+oci::Reference ref(const std::string& s) {
+  auto r = oci::parse_reference(s);
+  INFO("reference " << s);
+  REQUIRE(r.ok());
+  return *r;
+}
+
+// A freshly generated signing key (test-only), signing the way cosign does: ECDSA over the
+// digest of the payload, DER-encoded.
+class TestKey {
+ public:
+  explicit TestKey(const char* curve) : pkey_(EVP_EC_gen(curve), EVP_PKEY_free) {
+    REQUIRE(pkey_);
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+    REQUIRE(PEM_write_bio_PUBKEY(bio.get(), pkey_.get()) == 1);
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio.get(), &data);
+    pem_.assign(data, static_cast<std::size_t>(n));
+  }
+  const std::string& pem() const { return pem_; }
+  std::string sign(const std::string& msg, const EVP_MD* md = EVP_sha256()) const {
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    REQUIRE(EVP_DigestSignInit(ctx.get(), nullptr, md, nullptr, pkey_.get()) == 1);
+    std::size_t len = 0;
+    const auto* p = reinterpret_cast<const unsigned char*>(msg.data());
+    REQUIRE(EVP_DigestSign(ctx.get(), nullptr, &len, p, msg.size()) == 1);
+    std::string sig(len, '\0');
+    REQUIRE(EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len, p,
+                           msg.size()) == 1);
+    sig.resize(len);
+    return sig;
+  }
+
+ private:
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey_;
+  std::string pem_;
+};
+
+const std::string kDigestA = "sha256:" + std::string(64, 'a');
+const std::string kDigestB = "sha256:" + std::string(64, 'b');
+
+std::string payload_for(const std::string& digest,
+                        const std::string& type = "cosign container image signature") {
+  return R"({"critical":{"identity":{"docker-reference":"myregistry.azurecr.io/app"},)"
+         R"("image":{"docker-manifest-digest":")" +
+         digest + R"("},"type":")" + type + R"("},"optional":null})";
+}
+
+crypto::Signature sig_for(const TestKey& k, const std::string& digest,
+                          const EVP_MD* md = EVP_sha256()) {
+  crypto::Signature s;
+  s.payload = payload_for(digest);
+  s.signature = k.sign(s.payload, md);
+  s.source = "test";
+  return s;
+}
+
+std::string indent(const std::string& text, int n) {
+  std::string out, pad(n, ' ');
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out += pad + line + "\n";
+  return out;
+}
+
+std::string key_policy_yaml(const std::string& pem, const std::string& extra_key = "") {
+  return "apiVersion: policy.sigstore.dev/v1beta1\n"
+         "kind: ClusterImagePolicy\n"
+         "metadata:\n  name: prod-images\n"
+         "spec:\n  images:\n  - glob: \"**\"\n  authorities:\n  - name: release-key\n"
+         "    key:\n" +
+         extra_key + "      data: |\n" + indent(pem, 8);
+}
+
+Policy one_policy(const std::string& yaml) {
+  auto ps = parse_policies(yaml, "test.yaml");
+  INFO((ps.ok() ? std::string() : ps.error().message));
+  REQUIRE(ps.ok());
+  REQUIRE(ps->size() == 1);
+  return std::move(ps->front());
+}
+
+}  // namespace
+
+TEST_CASE("glob matching follows policy-controller", "[policy][glob]") {
+  struct Case {
+    const char* image;
+    const char* glob;
+    bool want;
+  };
+  // policy-controller's pkg/apis/glob table, plus sigil's additions at the end.
+  auto c = GENERATE(values<Case>({
+      {"foo", "index.docker.io/library/foo:latest", true},
+      {"foo", "index.docker.io/library/foo:*", true},
+      {"foo", "index.docker.io/library/*", true},
+      {"foo", "index.docker.io/library/*:latest", true},
+      {"foo", "index.docker.io/*/*", true},
+      {"foo", "index.docker.io/**", true},
+      {"foo", "index.docker.**", true},
+      {"foo", "inde**", true},
+      {"foo", "**", true},
+      {"foo", "foo", true},
+      {"foo", "foo*", true},
+      {"foo", "foo**", true},
+      {"myuser/myapp", "index.docker.io/myuser/myapp:latest", true},
+      {"myuser/myapp", "index.docker.io/myuser/myapp:*", true},
+      {"myuser/myapp", "index.docker.io/myuser/*", true},
+      {"myuser/myapp", "index.docker.io/myuser/*:latest", true},
+      {"myuser/myapp", "index.docker.io/*/*", true},
+      {"myuser/myapp", "index.docker.io/**", true},
+      {"myuser/myapp", "**", true},
+      {"myuser/myapp", "myuser/myapp", true},
+      {"myuser/myapp", "myuser/myapp*", true},
+      {"ghcr.io/foo/bar", "ghcr.io/*/*", true},
+      {"ghcr.io/foo/bar", "ghcr.io/**", true},
+      {"ghcr.io/foo", "ghcr.io/*/*", false},
+      {"ghcr.io/foo", "ghcr.io/**", true},
+      {"ghcr.io/foo", "ghc**", true},
+      {"ghcr.io/foo", "*/**", true},
+      {"ghcr.io/foo", "ghcr.io/foo*", true},
+      {"prefix-ghcr.io/foo", "ghcr.io/foo", false},
+      {"ghcr.io/foo-suffix", "ghcr.io/foo", false},
+      {"ghcrxio/foo", "ghcr.io/**", false},
+      {"foo", "*", true},
+      {"myuser/myapp", "*/*", true},
+      // "*" is Docker Hub library only; it must not reach another registry or user.
+      {"ghcr.io/foo", "*", false},
+      {"myuser/myapp", "*", false},
+      // sigil additions: docker.io spelling, ?, digests, tag globs, lookalike hosts.
+      {"nginx", "docker.io/library/nginx", true},
+      {"nginx:1.25", "docker.io/library/nginx:1.2?", true},
+      {"nginx:1.25", "docker.io/library/nginx:1.3?", false},
+      {"a.io/x/y:v1", "a.io/x/?", true},
+      {"a.io/x/yy:v1", "a.io/x/?", false},
+      {"a.io/x/y", "a.io/?/y", true},
+      {"a.io/x/y", "a.io/?y", false},
+      {"myregistry.azurecr.io/app:v1", "myregistry.azurecr.io/**", true},
+      {"myregistry.azurecr.io.evil.com/app:v1", "myregistry.azurecr.io/**", false},
+      {"evil.com/myregistry.azurecr.io/app", "myregistry.azurecr.io/**", false},
+      {"myregistry.azurecr.io/team/app:v1", "myregistry.azurecr.io/*", false},
+      {"myregistry.azurecr.io/app:v1", "myregistry.azurecr.io/app:v2", false},
+      {"myregistry.azurecr.io/"
+       "app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+       "myregistry.azurecr.io/app@sha256:a*", true},
+      {"myregistry.azurecr.io/"
+       "app:v1@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+       "myregistry.azurecr.io/app:v1", true},
+      {"localhost:5000/app:v1", "localhost:5000/*", true},
+      {"localhost:5000/app:v1", "localhost:5001/*", false},
+      {"MyRegistry.azurecr.io/app", "myregistry.azurecr.io/app", true},  // hosts: any case
+      {"myregistry.azurecr.io/app", "myregistry.azurecr.io/App", false},
+  }));
+  CAPTURE(c.image, c.glob);
+  auto g = Glob::compile(c.glob);
+  REQUIRE(g.ok());
+  CHECK(g->matches(ref(c.image)) == c.want);
+}
+
+TEST_CASE("invalid globs are rejected", "[policy][glob]") {
+  auto bad = GENERATE(as<std::string>{}, "", ".+", "[a-z]*", "a b", "ghcr.io/{x}", "a|b", "(a)",
+                      "a\\.b", "a$", "^a", "a\nb", std::string(2000, 'a'));
+  CAPTURE(bad);
+  auto g = Glob::compile(bad);
+  REQUIRE_FALSE(g.ok());
+  CHECK(g.error().code == Errc::invalid_argument);
+}
+
+TEST_CASE("bare * and */* are rewritten to Docker Hub", "[policy][glob]") {
+  CHECK(Glob::compile("*")->normalized() == "index.docker.io/library/*");
+  CHECK(Glob::compile("*/*")->normalized() == "index.docker.io/*/*");
+  CHECK(Glob::compile("ghcr.io/*")->normalized() == "ghcr.io/*");
+}
+
+TEST_CASE("valid policy files parse", "[policy][parse]") {
+  auto key = parse_policies(read_data("valid-key.yaml"), "policies/valid-key.yaml");
+  REQUIRE(key.ok());
+  REQUIRE(key->size() == 1);
+  const Policy& p = key->front();
+  CHECK(p.name == "prod-images");
+  CHECK(p.origin == "policies/valid-key.yaml document 1");
+  CHECK(p.mode == Mode::enforce);
+  REQUIRE(p.globs.size() == 1);
+  CHECK(p.globs[0].pattern() == "myregistry.azurecr.io/**");
+  REQUIRE(p.authorities.size() == 1);
+  CHECK(p.authorities[0].name == "release-key");
+  CHECK(p.authorities[0].kind == Authority::Kind::key);
+  REQUIRE(p.authorities[0].key.has_value());
+  CHECK(p.authorities[0].key->type() == crypto::KeyType::ecdsa_p256);
+  CHECK(p.authorities[0].hash == crypto::HashAlgorithm::sha256);
+
+  auto multi = parse_policies(read_data("valid-multi.yaml"), "multi.yaml");
+  INFO((multi.ok() ? "" : multi.error().message));
+  REQUIRE(multi.ok());
+  REQUIRE(multi->size() == 2);
+  const Policy& a = (*multi)[0];
+  CHECK(a.name == "p384-images");
+  CHECK(a.origin == "multi.yaml document 1");  // comments before the first --- are no document
+  CHECK(a.mode == Mode::warn);
+  CHECK(a.globs.size() == 2);
+  REQUIRE(a.authorities.size() == 2);
+  CHECK(a.authorities[0].name == "authority-0");
+  CHECK(a.authorities[0].key->type() == crypto::KeyType::ecdsa_p384);
+  CHECK(a.authorities[0].hash == crypto::HashAlgorithm::sha384);  // cosign's default for P-384
+  CHECK(a.authorities[1].name == "sha512-key");
+  CHECK(a.authorities[1].hash == crypto::HashAlgorithm::sha512);
+  const Policy& b = (*multi)[1];
+  CHECK(b.name == "allow-system");
+  CHECK(b.origin == "multi.yaml document 3");  // the empty document 2 is skipped
+  REQUIRE(b.authorities.size() == 1);
+  CHECK(b.authorities[0].kind == Authority::Kind::static_pass);
+
+  auto sf = parse_policies(read_data("valid-static-fail.yaml"), "sf.yaml");
+  REQUIRE(sf.ok());
+  REQUIRE(sf->size() == 1);
+  CHECK(sf->front().authorities[0].kind == Authority::Kind::static_fail);
+  CHECK(sf->front().authorities[0].static_message == "do not deploy :latest");
+
+  auto empty = parse_policies("---\n---\n# nothing\n", "empty.yaml");
+  REQUIRE(empty.ok());
+  CHECK(empty->empty());
+}
+
+TEST_CASE("invalid policy files fail with a located message", "[policy][parse]") {
+  struct Case {
+    const char* file;
+    Errc code;
+    const char* expect;
+  };
+  auto c = GENERATE(values<Case>({
+      {"invalid-keyless.yaml", Errc::unsupported,
+       "f.yaml document 1 (keyless-policy): spec.authorities[0].keyless: keyless authorities "
+       "are not supported yet"},
+      {"invalid-bad-pem.yaml", Errc::invalid_argument,
+       "f.yaml document 2 (prod-images): spec.authorities[0].key.data: not a PEM public key"},
+      {"invalid-syntax.yaml", Errc::parse_error, "YAML syntax error at line"},
+      {"invalid-unknown-field.yaml", Errc::invalid_argument,
+       "f.yaml document 1 (typo): spec.authorites: unknown field"},
+      {"invalid-other-kind.yaml", Errc::unsupported,
+       "kind: \"ConfigMap\" is not ClusterImagePolicy"},
+      {"invalid-cue-policy.yaml", Errc::unsupported, "spec.policy: CUE/Rego"},
+      {"invalid-secretref.yaml", Errc::unsupported, "spec.authorities[0].key.secretRef:"},
+      {"invalid-duplicate-key.yaml", Errc::invalid_argument, "spec.authorities: duplicate field"},
+      {"invalid-deep.yaml", Errc::parse_error, "f.yaml"},
+      {"invalid-not-map.yaml", Errc::invalid_argument, "document 1: expected a mapping"},
+      {"invalid-anchors.yaml", Errc::invalid_argument, "apiVersion: missing"},
+  }));
+  CAPTURE(c.file);
+  auto r = parse_policies(read_data(c.file), "f.yaml");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == c.code);
+  CHECK_THAT(r.error().message, Catch::Contains(c.expect));
+}
+
+TEST_CASE("YAML syntax errors name the line", "[policy][parse]") {
+  auto r = parse_policies(read_data("invalid-syntax.yaml"), "f.yaml");
+  REQUIRE_FALSE(r.ok());
+  // The unterminated flow sequence opens on line 6 and the parser notices at line 7.
+  CHECK_THAT(r.error().message, Catch::Matches(".*at line [67] column.*"));
+}
+
+TEST_CASE("field-level validation", "[policy][parse]") {
+  struct Case {
+    const char* spec;  // YAML for `spec:` (indented by the test)
+    Errc code;
+    const char* expect;
+  };
+  auto c = GENERATE(values<Case>({
+      {"images: [{glob: '**'}]", Errc::invalid_argument, "spec.authorities: missing"},
+      {"images: [{glob: '**'}]\nauthorities: []", Errc::invalid_argument,
+       "spec.authorities: expected a non-empty list"},
+      {"authorities: [{static: {action: pass}}]", Errc::invalid_argument, "spec.images: missing"},
+      {"images: []\nauthorities: [{static: {action: pass}}]", Errc::invalid_argument,
+       "spec.images: expected a non-empty list"},
+      {"images: [{}]\nauthorities: [{static: {action: pass}}]", Errc::invalid_argument,
+       "spec.images[0].glob: missing"},
+      {"images: [{glob: '.+'}]\nauthorities: [{static: {action: pass}}]", Errc::invalid_argument,
+       "spec.images[0].glob: invalid glob"},
+      {"images: [{glob: '**', regex: '.*'}]\nauthorities: [{static: {action: pass}}]",
+       Errc::invalid_argument, "spec.images[0].regex: unknown field"},
+      {"images: [{glob: [a]}]\nauthorities: [{static: {action: pass}}]", Errc::invalid_argument,
+       "spec.images[0].glob: expected a string"},
+      {"images: [{glob: '**'}]\nauthorities: [{}]", Errc::invalid_argument,
+       "spec.authorities[0]: expected exactly one of key, keyless, static"},
+      {"images: [{glob: '**'}]\nauthorities: [{name: x}]", Errc::invalid_argument,
+       "spec.authorities[0]: expected exactly one of"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, key: {data: x}}]",
+       Errc::invalid_argument, "got both"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: maybe}}]", Errc::invalid_argument,
+       "spec.authorities[0].static.action: unsupported action"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {}}]", Errc::invalid_argument,
+       "spec.authorities[0].static.action: missing"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass, why: x}}]",
+       Errc::invalid_argument, "static.why: unknown field"},
+      {"images: [{glob: '**'}]\nauthorities: [{name: x, static: {action: pass}}, {name: x, static: "
+       "{action: pass}}]",
+       Errc::invalid_argument, "spec.authorities[1].name: duplicate authority name"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'azurekms://v/k'}}]", Errc::unsupported,
+       "key.kms: KMS keys are not supported yet"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {}}]", Errc::invalid_argument,
+       "key.data: missing"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {data: 'not a key'}}]", Errc::invalid_argument,
+       "key.data: not a PEM public key"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, source: [{oci: a.io/s}]}]",
+       Errc::unsupported, "spec.authorities[0].source:"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, ctlog: {url: x}}]",
+       Errc::unsupported, "spec.authorities[0].ctlog:"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: []}]",
+       Errc::unsupported, "spec.authorities[0].attestations: attestations are not supported yet"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, rfc3161timestamp: {}}]",
+       Errc::unsupported, "spec.authorities[0].rfc3161timestamp:"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}}]\nmatch: [{resource: pods}]",
+       Errc::unsupported, "spec.match:"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}}]\nmode: audit",
+       Errc::invalid_argument, "spec.mode: unsupported mode \"audit\""},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}}]\nmode: [warn]",
+       Errc::invalid_argument, "spec.mode: expected a string"},
+      {"images: {glob: '**'}\nauthorities: [{static: {action: pass}}]", Errc::invalid_argument,
+       "spec.images: expected a non-empty list"},
+  }));
+  CAPTURE(c.spec);
+  std::string yaml =
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata:\n  name: pol\nspec:\n" +
+      indent(c.spec, 2);
+  auto r = parse_policies(yaml, "f.yaml");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == c.code);
+  CHECK_THAT(r.error().message, Catch::StartsWith("f.yaml document 1 (pol): "));
+  CHECK_THAT(r.error().message, Catch::Contains(c.expect));
+}
+
+TEST_CASE("document-level validation", "[policy][parse]") {
+  const std::string spec =
+      "spec:\n  images: [{glob: '**'}]\n  authorities: [{static: {action: pass}}]\n";
+  struct Case {
+    std::string head;
+    Errc code;
+    const char* expect;
+  };
+  auto c = GENERATE_COPY(values<Case>({
+      {"apiVersion: v1\nkind: ClusterImagePolicy\nmetadata: {name: a}\n", Errc::unsupported,
+       "apiVersion: \"v1\" is not supported"},
+      {"kind: ClusterImagePolicy\nmetadata: {name: a}\n", Errc::invalid_argument,
+       "apiVersion: missing"},
+      {"apiVersion: sigil.dev/v1alpha1\nmetadata: {name: a}\n", Errc::invalid_argument,
+       "kind: missing"},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: TrustRoot\nmetadata: {name: a}\n", Errc::unsupported,
+       "\"TrustRoot\""},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\n", Errc::invalid_argument,
+       "metadata.name: missing"},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {labels: {}}\n",
+       Errc::invalid_argument, "metadata.name: missing"},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: Prod_Images}\n",
+       Errc::invalid_argument, "not a DNS-1123 name"},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: -a}\n",
+       Errc::invalid_argument, "not a DNS-1123 name"},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: a, colour: "
+       "red}\n",
+       Errc::invalid_argument, "metadata.colour: unknown field"},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: a}\nextra: 1\n",
+       Errc::invalid_argument, "(a): extra: unknown field"},
+  }));
+  CAPTURE(c.head);
+  auto r = parse_policies(c.head + spec, "f.yaml");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == c.code);
+  CHECK_THAT(r.error().message, Catch::Contains(c.expect));
+}
+
+TEST_CASE("duplicate policy names in one file are rejected", "[policy][parse]") {
+  const std::string doc =
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: a}\n"
+      "spec:\n  images: [{glob: '**'}]\n  authorities: [{static: {action: pass}}]\n";
+  auto r = parse_policies(doc + "---\n" + doc, "f.yaml");
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.error().message, Catch::Contains("document 2 (a): metadata.name: duplicate"));
+}
+
+TEST_CASE("hostile YAML never crashes", "[policy][parse]") {
+  auto text = GENERATE(as<std::string>{}, "", "\t", "{", "[", "*x", "&a [*a]", "!!binary x",
+                       "%YAML 9.9\n---\na: 1", std::string(1 << 20 | 1, 'a'),
+                       std::string(5000, '{'), std::string(5000, '-') + " x",
+                       "kind: ClusterImagePolicy\nkind: ClusterImagePolicy\n");
+  CAPTURE(text.substr(0, 40));
+  auto r = parse_policies(text, "f.yaml");
+  if (r.ok()) CHECK(r->empty());
+}
+
+TEST_CASE("PolicySet matches in load order", "[policy][match]") {
+  auto ps = parse_policies(read_data("valid-multi.yaml") + "---\n" + read_data("valid-key.yaml"),
+                           "m.yaml");
+  REQUIRE(ps.ok());
+  PolicySet set(std::move(*ps), NoMatch::deny, 7);
+  CHECK(set.generation() == 7);
+  CHECK(set.no_match() == NoMatch::deny);
+
+  auto names = [&](const std::string& image) {
+    std::vector<std::string> out;
+    for (const Policy* p : set.match(ref(image))) out.push_back(p->name);
+    return out;
+  };
+  CHECK(names("ghcr.io/org/app:v1") == std::vector<std::string>{"p384-images"});
+  CHECK(names("nginx:1.25") == std::vector<std::string>{"p384-images"});
+  CHECK(names("mcr.microsoft.com/oss/kube:1") == std::vector<std::string>{"allow-system"});
+  CHECK(names("myregistry.azurecr.io/app@sha256:" + std::string(64, 'c')) ==
+        std::vector<std::string>{"prod-images"});
+  CHECK(names("quay.io/other/app:v1").empty());
+
+  CHECK(PolicySet::needs_signatures(set.match(ref("ghcr.io/org/app:v1"))));
+  CHECK_FALSE(PolicySet::needs_signatures(set.match(ref("mcr.microsoft.com/oss/kube:1"))));
+  CHECK_FALSE(PolicySet::needs_signatures({}));
+}
+
+TEST_CASE("parse_no_match", "[policy]") {
+  CHECK(*parse_no_match("deny") == NoMatch::deny);
+  CHECK(*parse_no_match("warn") == NoMatch::warn);
+  CHECK(*parse_no_match("allow") == NoMatch::allow);
+  auto bad = GENERATE(as<std::string>{}, "", "Deny", "ignore", "allow ");
+  CHECK_FALSE(parse_no_match(bad).ok());
+}
+
+TEST_CASE("evaluate: key authority", "[policy][evaluate]") {
+  TestKey release("P-256");
+  TestKey other("P-256");
+  Policy p = one_policy(key_policy_yaml(release.pem()));
+
+  SECTION("a good signature for this digest satisfies") {
+    auto r = evaluate(p, kDigestA, {sig_for(other, kDigestA), sig_for(release, kDigestA)});
+    CHECK(r.satisfied);
+    CHECK(r.policy == "prod-images");
+    CHECK(r.authority == "release-key");
+  }
+  SECTION("no signatures -> NOT_SIGNED") {
+    auto r = evaluate(p, kDigestA, {});
+    CHECK_FALSE(r.satisfied);
+    CHECK(r.reason_code == "NOT_SIGNED");
+    CHECK_THAT(r.message, Catch::Contains("no signatures found"));
+    CHECK_THAT(r.message, Catch::Contains("'release-key'"));
+  }
+  SECTION("signature by another key -> BAD_SIGNATURE") {
+    auto r = evaluate(p, kDigestA, {sig_for(other, kDigestA), sig_for(other, kDigestB)});
+    CHECK_FALSE(r.satisfied);
+    CHECK(r.reason_code == "BAD_SIGNATURE");
+    CHECK(r.message == "2 signatures found, none verifies with key authority 'release-key'");
+  }
+  SECTION("signature copied from another image -> DIGEST_MISMATCH") {
+    auto r = evaluate(p, kDigestA, {sig_for(other, kDigestA), sig_for(release, kDigestB)});
+    CHECK_FALSE(r.satisfied);
+    CHECK(r.reason_code == "DIGEST_MISMATCH");
+    CHECK_THAT(r.message, Catch::Contains("sha256:bbbbbbbbbbbb"));
+    CHECK_THAT(r.message, Catch::Contains("not this image"));
+  }
+  SECTION("tampered payload -> not satisfied") {
+    auto s = sig_for(release, kDigestB);
+    s.payload = payload_for(kDigestA);  // same length, signature now over other bytes
+    auto r = evaluate(p, kDigestA, {s});
+    CHECK_FALSE(r.satisfied);
+    CHECK(r.reason_code == "BAD_SIGNATURE");
+  }
+  SECTION("wrong payload type -> not satisfied") {
+    crypto::Signature s;
+    s.payload = payload_for(kDigestA, "some other type");
+    s.signature = release.sign(s.payload);
+    auto r = evaluate(p, kDigestA, {s});
+    CHECK_FALSE(r.satisfied);
+    CHECK(r.reason_code == "BAD_SIGNATURE");
+    CHECK_THAT(r.message, Catch::Contains("payload"));
+  }
+  SECTION("empty or garbage signature bytes") {
+    crypto::Signature s;
+    s.payload = payload_for(kDigestA);
+    auto sigbytes = GENERATE(as<std::string>{}, "", "x", std::string(72, '\0'));
+    s.signature = sigbytes;
+    auto r = evaluate(p, kDigestA, {s});
+    CHECK_FALSE(r.satisfied);
+    CHECK(r.reason_code == "BAD_SIGNATURE");
+  }
+  SECTION("a digest that is not sha256 is never satisfied by a key") {
+    auto d =
+        GENERATE(as<std::string>{}, "", "latest", "sha256:abc", "sha512:" + std::string(128, 'a'));
+    auto r = evaluate(p, d, {sig_for(release, d)});
+    CHECK_FALSE(r.satisfied);
+    CHECK(r.reason_code == "UNSUPPORTED_DIGEST");
+  }
+}
+
+TEST_CASE("evaluate: hash algorithm follows the key", "[policy][evaluate]") {
+  TestKey k384("P-384");
+  Policy p = one_policy(key_policy_yaml(k384.pem()));
+  REQUIRE(p.authorities[0].hash == crypto::HashAlgorithm::sha384);
+  CHECK(evaluate(p, kDigestA, {sig_for(k384, kDigestA, EVP_sha384())}).satisfied);
+  // Signed over sha256 but the authority uses sha384: must not verify.
+  CHECK_FALSE(evaluate(p, kDigestA, {sig_for(k384, kDigestA, EVP_sha256())}).satisfied);
+
+  Policy p256 = one_policy(key_policy_yaml(k384.pem(), "      hashAlgorithm: sha256\n"));
+  CHECK(p256.authorities[0].hash == crypto::HashAlgorithm::sha256);
+  CHECK(evaluate(p256, kDigestA, {sig_for(k384, kDigestA, EVP_sha256())}).satisfied);
+  CHECK_FALSE(evaluate(p256, kDigestA, {sig_for(k384, kDigestA, EVP_sha384())}).satisfied);
+}
+
+TEST_CASE("evaluate: static authorities", "[policy][evaluate]") {
+  TestKey release("P-256");
+  const std::string head =
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: s}\n"
+      "spec:\n  images: [{glob: '**'}]\n  authorities:\n";
+  const std::string key_auth = "  - name: k\n    key:\n      data: |\n" + indent(release.pem(), 8);
+
+  Policy pass = one_policy(head + "  - {name: ok, static: {action: pass}}\n");
+  auto rp = evaluate(pass, kDigestA, {});
+  CHECK(rp.satisfied);
+  CHECK(rp.authority == "ok");
+
+  Policy fail = one_policy(head + "  - {name: no, static: {action: fail, message: frozen}}\n");
+  auto rf = evaluate(fail, kDigestA, {sig_for(release, kDigestA)});
+  CHECK_FALSE(rf.satisfied);
+  CHECK(rf.reason_code == "STATIC_FAIL");
+  CHECK(rf.message == "disallowed by static authority 'no': frozen");
+
+  // policy-controller: any authority may satisfy the policy, a static fail only never passes.
+  Policy mixed = one_policy(head + "  - {name: no, static: {action: fail}}\n" + key_auth);
+  CHECK(evaluate(mixed, kDigestA, {sig_for(release, kDigestA)}).satisfied);
+  auto rm = evaluate(mixed, kDigestA, {});
+  CHECK_FALSE(rm.satisfied);
+  CHECK(rm.reason_code == "STATIC_FAIL");
+}
+
+TEST_CASE("evaluate: second key authority may satisfy", "[policy][evaluate]") {
+  TestKey a("P-256"), b("P-256");
+  const std::string yaml =
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: two}\n"
+      "spec:\n  images: [{glob: '**'}]\n  authorities:\n"
+      "  - name: a\n    key:\n      data: |\n" +
+      indent(a.pem(), 8) + "  - name: b\n    key:\n      data: |\n" + indent(b.pem(), 8);
+  Policy p = one_policy(yaml);
+  auto r = evaluate(p, kDigestA, {sig_for(b, kDigestA)});
+  CHECK(r.satisfied);
+  CHECK(r.authority == "b");
+  TestKey c("P-256");
+  auto none = evaluate(p, kDigestA, {sig_for(c, kDigestA)});
+  CHECK(none.message == "1 signature found, it does not verify with key authorities 'a', 'b'");
+}
+
+TEST_CASE("key_policy for sigil verify --key", "[policy]") {
+  TestKey k("P-384");
+  auto p = key_policy(k.pem(), "cosign.pub");
+  REQUIRE(p.ok());
+  CHECK(p->name == "cli-key");
+  CHECK(p->origin == "cosign.pub");
+  REQUIRE(p->globs.size() == 1);
+  CHECK(p->globs[0].matches(ref("anything.example/x/y:z")));
+  CHECK(p->globs[0].matches(ref("nginx")));
+  REQUIRE(p->authorities.size() == 1);
+  CHECK(p->authorities[0].hash == crypto::HashAlgorithm::sha384);
+  CHECK(evaluate(*p, kDigestA, {sig_for(k, kDigestA, EVP_sha384())}).satisfied);
+
+  auto bad = key_policy("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "k.pub");
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(bad.error().message, Catch::StartsWith("k.pub: not a PEM public key"));
+}
