@@ -1,0 +1,267 @@
+#include "server/validator.hpp"
+
+// GCC 12 reports a false -Wmismatched-new-delete for Asio's awaitable frame allocator in large
+// coroutines (GCC bug 105357-like); the frame's operator new/delete are a matched pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include <exception>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "admission/admission.hpp"
+
+namespace sigil::server {
+namespace {
+
+namespace asio = boost::asio;
+using verify::Outcome;
+using verify::Verdict;
+
+constexpr size_t kMaxWarning = 120;
+constexpr size_t kMaxMessage = 8 * 1024;
+constexpr size_t kMaxAnnotation = 2 * 1024;
+constexpr size_t kMaxWarnings = 20;
+
+std::string json_error(std::string_view message) {
+  nlohmann::json j;
+  j["error"] = std::string(message);
+  // error_handler_t::replace: a message quoting invalid UTF-8 must not throw.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+HttpReply ok_json(std::string body) {
+  return HttpReply{200, "application/json", std::move(body)};
+}
+
+// Runs one verifier and turns any exception into a denied verdict (fail closed).
+asio::awaitable<Verdict> run_one(const VerifyImage* fn, std::string image, Deadline deadline) {
+  try {
+    if (!*fn) throw std::runtime_error("no verifier configured");
+    Verdict v = co_await (*fn)(image, deadline);
+    if (v.image.empty()) v.image = image;
+    co_return v;
+  } catch (const std::exception& e) {
+    Verdict v;
+    v.outcome = Outcome::denied;
+    v.image = image;
+    v.reason_code = "INTERNAL";
+    v.message = "image " + image + " could not be verified: internal error: " + e.what();
+    co_return v;
+  } catch (...) {
+    Verdict v;
+    v.outcome = Outcome::denied;
+    v.image = image;
+    v.reason_code = "INTERNAL";
+    v.message = "image " + image + " could not be verified: internal error";
+    co_return v;
+  }
+}
+
+// "spec.containers[0] (app)" -> "spec.containers[0] app": the path goes inside parentheses.
+std::string bare_path(std::string_view path) {
+  std::string out;
+  for (char c : path)
+    if (c != '(' && c != ')') out += c;
+  return out;
+}
+
+std::string paths_of(const std::vector<std::string>& paths) {
+  std::string out;
+  for (const auto& p : paths) {
+    if (!out.empty()) out += ", ";
+    out += bare_path(p);
+  }
+  return out;
+}
+
+// One line per denied image, naming image, container path and the verdict's reason.
+std::string deny_line(const Verdict& v, const std::string& image,
+                      const std::vector<std::string>& paths) {
+  const std::string where = paths.empty() ? "" : " (" + paths_of(paths) + ")";
+  const std::string prefix = "image " + image;
+  std::string msg = v.message;
+  if (msg.empty()) {
+    msg = prefix + where + " denied: " + (v.reason_code.empty() ? "UNKNOWN" : v.reason_code);
+  } else if (msg.rfind(prefix, 0) == 0 &&
+             (msg.size() == prefix.size() || msg[prefix.size()] == ' ' ||
+              msg[prefix.size()] == ':')) {
+    msg.insert(prefix.size(), where);
+  } else {
+    msg = prefix + where + ": " + msg;
+  }
+  // A status message is one line.
+  for (char& c : msg)
+    if (c == '\n' || c == '\r') c = ' ';
+  return msg;
+}
+
+const char* outcome_name(Outcome o) {
+  switch (o) {
+    case Outcome::allowed:
+      return "allowed";
+    case Outcome::warned:
+      return "warned";
+    case Outcome::denied:
+      return "denied";
+  }
+  return "denied";
+}
+
+}  // namespace
+
+std::string truncate_politely(std::string_view s, size_t max_len) {
+  if (s.size() <= max_len) return std::string(s);
+  if (max_len < 3) return std::string(max_len, '.');
+  size_t cut = max_len - 3;
+  // Do not split a UTF-8 sequence: back up over continuation bytes.
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(s.substr(0, cut)) + "...";
+}
+
+Validator::Validator(VerifyImage verify_image) : verify_image_(std::move(verify_image)) {}
+
+asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline deadline) const {
+  const auto start = std::chrono::steady_clock::now();
+  auto decoded = admission::decode_review(body);
+  if (!decoded) {
+    spdlog::warn("admission rejected: malformed AdmissionReview: {}",
+                 truncate_politely(decoded.error().message, 200));
+    co_return HttpReply{400, "application/json",
+                        json_error("malformed AdmissionReview: " + decoded.error().message)};
+  }
+  const admission::Request& req = *decoded;
+  admission::Response resp;
+  resp.uid = req.uid;
+
+  auto log_line = [&](const char* decision, const std::string& reasons) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    spdlog::info(
+        "admission uid={} kind={} op={} object={}/{} dryRun={} images={} decision={} "
+        "reasons={} latency_ms={}",
+        req.uid, req.kind, req.operation, req.namespace_, req.name, req.dry_run, req.images.size(),
+        decision, reasons.empty() ? "-" : reasons, ms);
+  };
+
+  if (!req.judged || req.operation == "DELETE" || req.operation == "CONNECT" ||
+      req.images.empty()) {
+    resp.allowed = true;
+    log_line("allowed-unjudged", "");
+    co_return ok_json(admission::encode_response(resp));
+  }
+
+  // Distinct images, each with every path it appears at, in first-seen order.
+  std::vector<std::string> images;
+  std::map<std::string, std::vector<std::string>> paths;
+  for (const auto& use : req.images) {
+    auto [it, inserted] = paths.try_emplace(use.image);
+    if (inserted) images.push_back(use.image);
+    it->second.push_back(use.path);
+  }
+
+  // Verify all images concurrently; the group waits for every verifier, and a cancellation of
+  // this coroutine (the Server's deadline) is forwarded to each of them.
+  auto ex = co_await asio::this_coro::executor;
+  using Op = decltype(asio::co_spawn(ex, run_one(nullptr, {}, {}), asio::deferred));
+  std::vector<Op> ops;
+  ops.reserve(images.size());
+  for (const auto& image : images)
+    ops.push_back(asio::co_spawn(ex, run_one(&verify_image_, image, deadline), asio::deferred));
+
+  std::vector<Verdict> verdicts(images.size());
+  std::vector<bool> have(images.size(), false);
+  {
+    auto [order, errors, values] =
+        co_await asio::experimental::make_parallel_group(std::move(ops))
+            .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+    (void)order;
+    for (size_t i = 0; i < values.size() && i < images.size(); ++i) {
+      if (errors[i]) continue;  // run_one catches everything; treat a stray exception as deny
+      verdicts[i] = std::move(values[i]);
+      have[i] = true;
+    }
+  }
+
+  std::vector<std::string> deny_lines;
+  std::string reasons;
+  nlohmann::json summary = nlohmann::json::object();
+  for (size_t i = 0; i < images.size(); ++i) {
+    Verdict& v = verdicts[i];
+    if (!have[i]) {
+      v = Verdict{};
+      v.outcome = Outcome::denied;
+      v.reason_code = "INTERNAL";
+      v.message = "image " + images[i] + " could not be verified: internal error";
+    }
+    std::string entry = outcome_name(v.outcome);
+    if (!v.reason_code.empty()) entry += " " + v.reason_code;
+    if (!v.digest.empty()) entry += " " + v.digest;
+    summary[images[i]] = entry;
+    if (v.outcome == Outcome::denied) {
+      deny_lines.push_back(deny_line(v, images[i], paths[images[i]]));
+      if (!reasons.empty()) reasons += ",";
+      reasons += v.reason_code.empty() ? "UNKNOWN" : v.reason_code;
+    } else {
+      std::vector<std::string> ws = v.warnings;
+      if (v.outcome == Outcome::warned && ws.empty())
+        ws.push_back(v.message.empty() ? "image " + images[i] + " admitted with a warning"
+                                       : v.message);
+      for (const auto& w : ws) {
+        if (resp.warnings.size() >= kMaxWarnings) break;
+        resp.warnings.push_back(truncate_politely(w, kMaxWarning));
+      }
+      if (v.outcome == Outcome::warned) {
+        if (!reasons.empty()) reasons += ",";
+        reasons += v.reason_code.empty() ? "WARNED" : v.reason_code;
+      }
+    }
+  }
+
+  resp.audit_annotations["images"] = truncate_politely(
+      summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), kMaxAnnotation);
+  if (!deny_lines.empty()) {
+    std::string msg;
+    for (const auto& line : deny_lines) {
+      if (!msg.empty()) msg += "; ";
+      msg += line;
+    }
+    resp.allowed = false;
+    resp.reason = "Forbidden";
+    resp.code = 403;
+    resp.message = truncate_politely(msg, kMaxMessage);
+    log_line("denied", reasons);
+  } else {
+    resp.allowed = true;
+    log_line(resp.warnings.empty() ? "allowed" : "allowed-with-warnings", reasons);
+  }
+  co_return ok_json(admission::encode_response(resp));
+}
+
+HttpReply Validator::timeout_reply(std::string_view body) const {
+  admission::Response resp;
+  auto decoded = admission::decode_review(body);
+  if (decoded) resp.uid = decoded->uid;
+  resp.allowed = false;
+  resp.reason = "TIMEOUT";
+  resp.code = 403;
+  resp.message = "sigil did not finish verifying within the webhook timeout (TIMEOUT)";
+  resp.audit_annotations["images"] = "TIMEOUT";
+  spdlog::warn("admission uid={} kind={} object={}/{} decision=denied reasons=TIMEOUT",
+               decoded ? decoded->uid : "?", decoded ? decoded->kind : "?",
+               decoded ? decoded->namespace_ : "?", decoded ? decoded->name : "?");
+  return ok_json(admission::encode_response(resp));
+}
+
+}  // namespace sigil::server

@@ -1,0 +1,54 @@
+// server/validator.hpp: the /validate glue between an AdmissionReview body and the verifier.
+//
+// Role: decode the review (admission/), verify every distinct image concurrently through an
+// injected VerifyImage function (the verify engine in production, a fake in tests), combine
+// the verdicts and encode the response. No sockets and no Beast here; the Server owns the
+// transport and the hard deadline. Never throws; an internal failure denies.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "verify/engine.hpp"
+
+namespace sigil::server {
+
+struct HttpReply {
+  int status = 500;
+  std::string content_type;
+  std::string body;
+};
+
+using Deadline = std::chrono::steady_clock::time_point;
+
+// Verifies one image (as written in the pod spec) before the deadline. Must not throw; if it
+// does, the image is denied with reason INTERNAL.
+using VerifyImage =
+    std::function<boost::asio::awaitable<verify::Verdict>(std::string image, Deadline deadline)>;
+
+class Validator {
+ public:
+  explicit Validator(VerifyImage verify_image);
+
+  // body: the raw POST body. Returns 400 for an undecodable review, else 200 with an
+  // AdmissionReview response. Verifies every distinct image concurrently; each verifier gets
+  // the deadline. The caller is responsible for guarding the deadline itself (see Server).
+  boost::asio::awaitable<HttpReply> handle(std::string_view body, Deadline deadline) const;
+
+  // The deny sent when verification did not finish in time: allowed=false, reason TIMEOUT,
+  // uid echoed when the body decodes. Synchronous and cheap.
+  HttpReply timeout_reply(std::string_view body) const;
+
+ private:
+  VerifyImage verify_image_;
+};
+
+// Shortens s to at most max_len bytes, ending in "..." when cut, never splitting a UTF-8
+// sequence.
+std::string truncate_politely(std::string_view s, size_t max_len);
+
+}  // namespace sigil::server
