@@ -95,11 +95,22 @@ Result<KeyType> ec_key_type(EVP_PKEY* pkey) {
     return openssl_error(Errc::unsupported, "EC public key on unsupported curve " +
                                                 std::string(curve) + "; use P-256, P-384 or P-521");
   }
-  // The decoder checks the point is on the curve; this also refuses the point at infinity
-  // and points outside the prime-order subgroup.
+  // Explicit curve parameters that happen to equal a named curve are resolved to its name by
+  // OpenSSL; Go (and so cosign) refuses them, and their SPKI would not compare equal to the
+  // named form, so refuse them too.
+  char encoding[32] = {0};
+  if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_EC_ENCODING, encoding, sizeof(encoding),
+                                     &len) != 1 ||
+      std::string_view(encoding, strnlen(encoding, sizeof(encoding))) != "named_curve") {
+    return openssl_error(Errc::unsupported,
+                         "EC public key uses explicit curve parameters; only named curves "
+                         "(P-256, P-384, P-521) are supported");
+  }
+  // The decoder refuses points off the curve but accepts the point at infinity; the quick
+  // public check refuses both (the NIST curves have cofactor 1, so no subgroup check is needed).
   PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey, nullptr));
   if (!ctx) return openssl_error(Errc::internal, "EVP_PKEY_CTX_new_from_pkey failed");
-  if (EVP_PKEY_public_check(ctx.get()) != 1) {
+  if (EVP_PKEY_public_check_quick(ctx.get()) != 1) {
     return openssl_error(Errc::parse_error,
                          "EC public key is not a valid point on " + std::string(curve));
   }

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <openssl/core_names.h>
+
 #include "crypto/keys.hpp"
 #include "test_keys.hpp"
 
@@ -239,6 +241,14 @@ TEST_CASE("PEM: rejected shapes") {
   CHECK(ERR_peek_error() == 0);
 }
 
+TEST_CASE("PEM: headers inside a public key block are named") {
+  auto k = PublicKey::from_pem(
+      "-----BEGIN PUBLIC KEY-----\nProc-Type: 4,ENCRYPTED\n\nMFkw\n"
+      "-----END PUBLIC KEY-----\n");
+  REQUIRE_FALSE(k.ok());
+  CHECK_THAT(k.error().message, Catch::Contains("headers"));
+}
+
 TEST_CASE("PEM: a private key gets a clear message") {
   auto input = GENERATE(as<std::string>{}, key("P-256").priv_pem, key("ED25519").priv_pem,
                         key("P-256").pub_pem + key("P-256").priv_pem,
@@ -259,6 +269,32 @@ TEST_CASE("unsupported curves and algorithms are rejected") {
   CHECK_FALSE(PublicKey::from_der(key(kind).spki_der).ok());
 }
 
+TEST_CASE("EC keys with explicit curve parameters are rejected") {
+  // P-256 written with its full parameters instead of the named-curve OID.
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr), EVP_PKEY_CTX_free);
+  REQUIRE(ctx);
+  REQUIRE(EVP_PKEY_keygen_init(ctx.get()) == 1);
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>("P-256"), 0),
+      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_EC_ENCODING, const_cast<char*>("explicit"),
+                                       0),
+      OSSL_PARAM_construct_end()};
+  REQUIRE(EVP_PKEY_CTX_set_params(ctx.get(), params) == 1);
+  EVP_PKEY* raw = nullptr;
+  REQUIRE(EVP_PKEY_generate(ctx.get(), &raw) == 1);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(raw, EVP_PKEY_free);
+  unsigned char* der = nullptr;
+  int len = i2d_PUBKEY(pkey.get(), &der);
+  REQUIRE(len > 100);  // the parameters make it much longer than the 91-byte named form
+  std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  auto k = PublicKey::from_der(spki);
+  REQUIRE_FALSE(k.ok());
+  CHECK(k.error().code == Errc::unsupported);
+  CHECK(ERR_peek_error() == 0);
+}
+
 TEST_CASE("RSA keys below 2048 bits are rejected") {
   auto k = PublicKey::from_pem(key("RSA1024").pub_pem);
   REQUIRE_FALSE(k.ok());
@@ -275,7 +311,10 @@ TEST_CASE("EC points off the curve or at infinity are rejected") {
       "\x30\x19\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01"
       "\x07\x03\x02\x00\x00",
       27);
-  CHECK_FALSE(PublicKey::from_der(infinity).ok());
+  auto inf = PublicKey::from_der(infinity);
+  REQUIRE_FALSE(inf.ok());
+  CHECK(inf.error().code == Errc::parse_error);
+  CHECK_THAT(inf.error().message, Catch::Contains("not a valid point"));
   // Last byte of Y changed: the point is no longer on the curve.
   std::string der = key("P-256").spki_der;
   CHECK_FALSE(PublicKey::from_der(flip_bit(der, der.size() - 1)).ok());
