@@ -272,21 +272,20 @@ SignatureCheck check_signature_with_key(const Signature& sig, const PublicKey& k
       return fail(SignatureFailure::malformed_payload,
                   "signed payload is malformed: " + parsed.error().message);
     }
+    SignatureCheck c;
     if (parsed->type != kCosignSignatureType) {
-      return fail(SignatureFailure::wrong_type, "payload type is \"" + printable(parsed->type, 64) +
-                                                    "\", not a cosign container image signature");
+      c = fail(SignatureFailure::wrong_type, "payload type is \"" + printable(parsed->type, 64) +
+                                                 "\", not a cosign container image signature");
+    } else if (parsed->docker_manifest_digest != expected_digest) {
+      c = fail(SignatureFailure::digest_mismatch,
+               "signature is for " + short_digest(parsed->docker_manifest_digest) + ", not for " +
+                   short_digest(expected_digest) + " (copied from another image?)");
+    } else {
+      c.ok = true;
+      c.failure = SignatureFailure::none;
     }
-    if (parsed->docker_manifest_digest != expected_digest) {
-      return fail(SignatureFailure::digest_mismatch,
-                  "signature is for " + short_digest(parsed->docker_manifest_digest) +
-                      ", not for " + short_digest(expected_digest) +
-                      " (copied from another image?)");
-    }
-    SignatureCheck ok;
-    ok.ok = true;
-    ok.failure = SignatureFailure::none;
-    ok.payload = std::move(parsed).value();
-    return ok;
+    c.payload = std::move(parsed).value();
+    return c;
   } catch (...) {
     // Only allocation can throw here; fail closed.
     return fail(SignatureFailure::bad_signature, "signature check failed unexpectedly");

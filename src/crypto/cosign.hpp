@@ -62,7 +62,7 @@ struct SignatureCheck {
   bool ok = false;  // fail closed: a default-constructed check is a failure
   SignatureFailure failure = SignatureFailure::bad_signature;
   std::string message;           // one readable phrase naming what failed; empty when ok
-  SimpleSigningPayload payload;  // the parsed claims, filled when ok
+  SimpleSigningPayload payload;  // the signed claims: when ok, wrong_type or digest_mismatch
 };
 
 // The complete key-based check, in cosign's order: (1) signature over the exact payload bytes

@@ -179,6 +179,7 @@ TEST_CASE("key-based check: a signature copied from another image fails") {
   auto c = check_signature_with_key(s, load("P-256"), HashAlgorithm::sha256, kDigestA);
   CHECK_FALSE(c.ok);
   CHECK(c.failure == SignatureFailure::digest_mismatch);
+  CHECK(c.payload.docker_manifest_digest == kDigestB);  // for the caller's message
   CHECK(c.message ==
         "signature is for sha256:9f86d081884c…, not for sha256:2d4e4a6c8f1b… (copied from "
         "another image?)");
