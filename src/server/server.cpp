@@ -162,6 +162,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       boost::system::error_code ignored;
       self->acceptor.close(ignored);
       self->close_connections(/*only_idle=*/true);
+      if (self->connections() == 0) return;
       self->grace_timer.expires_after(self->opts.shutdown_grace);
       self->grace_timer.async_wait(
           [self](boost::system::error_code) { self->close_connections(/*only_idle=*/false); });
@@ -221,6 +222,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     ~Registration() {
       std::lock_guard lock(self->mu);
       self->conns.erase(id);
+      if (self->stopping && self->conns.empty()) {
+        // The last connection is gone: end the grace period early.
+        asio::post(self->acceptor.get_executor(), [s = self] { s->grace_timer.cancel(); });
+      }
     }
   };
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
@@ -192,6 +193,12 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
       verdicts[i] = std::move(values[i]);
       have[i] = true;
     }
+  }
+
+  // The Server gave up on us (deadline) and already answered TIMEOUT: say so, nothing else.
+  if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) {
+    log_line("abandoned-after-deadline", "TIMEOUT");
+    co_return ok_json(admission::encode_response(resp));  // resp.allowed is false
   }
 
   std::vector<std::string> deny_lines;

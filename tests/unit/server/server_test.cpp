@@ -1,0 +1,304 @@
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include <openssl/ssl.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <nlohmann/json.hpp>
+
+#include "server/server.hpp"
+#include "test_support.hpp"
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using nlohmann::json;
+using namespace sigil::server;
+using namespace sigil::server::test;
+
+namespace {
+
+// A Server on 127.0.0.1:0 with the fake verifier, run on one background thread.
+struct Harness {
+  explicit Harness(ServerOptions o = {}) : pki(make_pki()), validator(fake.fn()) {
+    o.listen = "127.0.0.1:0";
+    o.cert_file = pki.cert_file;
+    o.key_file = pki.key_file;
+    o.ready = [this] { return ready.load(); };
+    server = std::make_unique<Server>(ioc, o, validator);
+    auto st = server->start();
+    if (!st) FAIL("start: " << st.error().message);
+    thread = std::thread([this] { ioc.run(); });
+  }
+  ~Harness() {
+    server->stop();
+    // Everything winds down by itself (a stubborn verifier may take 3 s); never hang.
+    if (!stopped_wait(8s)) ioc.stop();
+    thread.join();
+    std::error_code ec;
+    std::filesystem::remove_all(pki.dir, ec);
+  }
+  bool stopped_wait(std::chrono::milliseconds max) {
+    const auto end = std::chrono::steady_clock::now() + max;
+    while (std::chrono::steady_clock::now() < end) {
+      if (ioc.stopped()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+  ClientReply post(const std::string& target, const std::string& body, ClientOptions co = {}) {
+    return https_request(server->port(), pki.ca_pem, "POST", target, body, co);
+  }
+  ClientReply get(const std::string& target, ClientOptions co = {}) {
+    return https_request(server->port(), pki.ca_pem, "GET", target, "", co);
+  }
+
+  TestPki pki;
+  FakeVerifier fake;
+  Validator validator;
+  std::atomic<bool> ready{true};
+  asio::io_context ioc;
+  std::unique_ptr<Server> server;
+  std::thread thread;
+};
+
+json response_of(const ClientReply& r) {
+  INFO(r.error);
+  REQUIRE(r.ok);
+  REQUIRE(r.status == 200);
+  REQUIRE(r.content_type == "application/json");
+  return json::parse(r.body)["response"];
+}
+
+}  // namespace
+
+TEST_CASE("server: allow over real TLS, uid echoed", "[server]") {
+  Harness h;
+  CHECK(h.server->port() != 0);
+  auto resp = response_of(h.post("/validate?timeout=10s", pod_with_images({"r/good:1"}, "u-1")));
+  CHECK(resp["allowed"] == true);
+  CHECK(resp["uid"] == "u-1");
+}
+
+TEST_CASE("server: deny names image and container path", "[server]") {
+  Harness h;
+  auto resp = response_of(
+      h.post("/validate", pod_with_images({"r/good:1", "127.0.0.1:5000/test/bad:v1"}, "u-2")));
+  CHECK(resp["allowed"] == false);
+  CHECK(resp["uid"] == "u-2");
+  CHECK(resp["status"]["message"] ==
+        "image 127.0.0.1:5000/test/bad:v1 (spec.containers[1] c1) denied by policy prod: no "
+        "signatures found");
+}
+
+TEST_CASE("server: warn is admitted with warnings; ConfigMap untouched", "[server]") {
+  Harness h;
+  auto resp = response_of(h.post("/validate", pod_with_images({"r/warn:1"})));
+  CHECK(resp["allowed"] == true);
+  CHECK(resp["warnings"].size() == 1);
+  auto cm = response_of(h.post("/validate", read_fixture("configmap-create.json")));
+  CHECK(cm["allowed"] == true);
+  CHECK(h.fake.calls == 1);
+}
+
+TEST_CASE("server: malformed JSON is a 400", "[server]") {
+  Harness h;
+  auto r = h.post("/validate", "{\"kind\": \"AdmissionReview\", ");
+  REQUIRE(r.ok);
+  CHECK(r.status == 400);
+  CHECK(json::parse(r.body).contains("error"));
+}
+
+TEST_CASE("server: an 8 MiB body is refused without harm", "[server]") {
+  Harness h;
+  std::string big = pod_with_images({"r/good:1"});
+  big.insert(big.size() - 1, ",\"pad\":\"" + std::string(8 * 1024 * 1024, 'x') + "\"");
+  auto r = h.post("/validate", big, ClientOptions{0, "", 20s});
+  if (r.ok) {
+    CHECK((r.status == 413 || r.status == 400));
+  } else {
+    WARN("client saw a transport error instead of 413: " << r.error);
+  }
+  CHECK(h.fake.calls == 0);
+  auto health = h.get("/healthz");
+  CHECK(health.status == 200);
+}
+
+TEST_CASE("server: a stalled verifier is answered with TIMEOUT before the deadline", "[server]") {
+  Harness h;
+  SECTION("verifier honours cancellation") {
+    auto r = h.post("/validate?timeout=1s", pod_with_images({"r/stall:1"}, "u-t"));
+    auto resp = response_of(r);
+    CHECK(resp["allowed"] == false);
+    CHECK(resp["uid"] == "u-t");
+    CHECK(r.body.find("TIMEOUT") != std::string::npos);
+    CHECK(r.elapsed < 1500ms);
+  }
+  SECTION("verifier ignores cancellation") {
+    auto r = h.post("/validate?timeout=1s", pod_with_images({"r/stubborn:1"}, "u-s"));
+    auto resp = response_of(r);
+    CHECK(resp["allowed"] == false);
+    CHECK(r.body.find("TIMEOUT") != std::string::npos);
+    CHECK(r.elapsed < 1500ms);
+  }
+}
+
+TEST_CASE("server: two slow images are verified concurrently", "[server]") {
+  Harness h;
+  auto r = h.post("/validate", pod_with_images({"r/slow:a", "r/slow:b"}));
+  auto resp = response_of(r);
+  CHECK(resp["allowed"] == true);
+  CHECK(h.fake.max_in_flight == 2);
+  CHECK(r.elapsed < 590ms);  // serial verification takes >= 600 ms
+}
+
+TEST_CASE("server: health, readiness, 404 and 405", "[server]") {
+  Harness h;
+  auto health = h.get("/healthz");
+  CHECK(health.status == 200);
+  CHECK(health.body == "ok\n");
+  CHECK(h.get("/readyz").status == 200);
+  h.ready = false;
+  CHECK(h.get("/readyz").status == 503);
+  h.ready = true;
+  CHECK(h.get("/readyz").status == 200);
+  CHECK(h.get("/nope").status == 404);
+  CHECK(h.get("/validatex").status == 404);
+  auto r = h.get("/validate");
+  CHECK(r.status == 405);
+  CHECK(r.allow == "POST");
+  CHECK(h.post("/healthz", "x").status == 405);
+}
+
+TEST_CASE("server: keep-alive is honoured, bad timeouts fall back to the default", "[server]") {
+  Harness h;
+  auto r = h.post("/validate?timeout=bogus&x=1", pod_with_images({"r/good:1"}));
+  CHECK(response_of(r)["allowed"] == true);
+}
+
+TEST_CASE("server: plain HTTP to the TLS port fails cleanly", "[server]") {
+  Harness h;
+  asio::io_context ioc;
+  asio::ip::tcp::socket s(ioc);
+  s.connect({asio::ip::make_address("127.0.0.1"), h.server->port()});
+  const std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  asio::write(s, asio::buffer(req));
+  std::string got;
+  boost::system::error_code ec;
+  asio::read(s, asio::dynamic_buffer(got), ec);  // until the server closes
+  CHECK(ec);
+  CHECK(got.find("HTTP/1.1 200") == std::string::npos);
+  CHECK(h.get("/healthz").status == 200);
+}
+
+TEST_CASE("server: a client that sends nothing is dropped", "[server]") {
+  ServerOptions o;
+  o.handshake_timeout = 1s;
+  Harness h(o);
+  asio::io_context ioc;
+  asio::ip::tcp::socket s(ioc);
+  s.connect({asio::ip::make_address("127.0.0.1"), h.server->port()});
+  const auto start = std::chrono::steady_clock::now();
+  std::array<char, 64> buf{};
+  boost::system::error_code ec;
+  // Blocks until the server closes; bounded by SO_RCVTIMEO so the test cannot hang.
+  struct timeval tv {
+    5, 0
+  };
+  setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  s.read_some(asio::buffer(buf), ec);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  CHECK(ec);
+  CHECK(elapsed < 3s);
+}
+
+TEST_CASE("server: TLS 1.1 is refused, TLS 1.2 accepted", "[server]") {
+  Harness h;
+  auto old = h.get("/healthz", ClientOptions{TLS1_1_VERSION, "", 5s});
+  CHECK_FALSE(old.ok);
+  CHECK(old.error.find("handshake") != std::string::npos);
+  auto v12 = h.get("/healthz", ClientOptions{TLS1_2_VERSION, "", 5s});
+  CHECK(v12.ok);
+  CHECK(v12.status == 200);
+}
+
+TEST_CASE("server: the certificate is reloaded when its files change", "[server]") {
+  ServerOptions o;
+  o.cert_check_interval = 0ms;
+  Harness h(o);
+  auto before = h.get("/healthz");
+  CHECK(before.peer_cn == "sigil-test-server");
+  std::this_thread::sleep_for(20ms);  // a distinct mtime
+  rewrite_leaf(h.pki, "sigil-test-server-2");
+  auto after = h.get("/healthz");
+  CHECK(after.status == 200);
+  CHECK(after.peer_cn == "sigil-test-server-2");
+
+  SECTION("a broken pair keeps the current certificate") {
+    std::this_thread::sleep_for(20ms);
+    {
+      std::ofstream f(h.pki.cert_file, std::ios::trunc);
+      f << "-----BEGIN CERTIFICATE-----\nnot a cert\n-----END CERTIFICATE-----\n";
+    }
+    auto still = h.get("/healthz");
+    CHECK(still.status == 200);
+    CHECK(still.peer_cn == "sigil-test-server-2");
+  }
+}
+
+TEST_CASE("server: start fails clearly on bad settings", "[server]") {
+  auto pki = make_pki();
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  asio::io_context ioc;
+  SECTION("bad listen address") {
+    ServerOptions o;
+    o.listen = "nowhere";
+    o.cert_file = pki.cert_file;
+    o.key_file = pki.key_file;
+    Server s(ioc, o, v);
+    auto st = s.start();
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().message.find("listen address") != std::string::npos);
+  }
+  SECTION("missing key") {
+    ServerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.cert_file = pki.cert_file;
+    o.key_file = (pki.dir / "missing.key").string();
+    Server s(ioc, o, v);
+    auto st = s.start();
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().message.find("missing.key") != std::string::npos);
+  }
+  SECTION("key does not match cert") {
+    auto other = make_pki();
+    ServerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.cert_file = pki.cert_file;
+    o.key_file = other.key_file;
+    Server s(ioc, o, v);
+    auto st = s.start();
+    REQUIRE_FALSE(st.ok());
+    std::error_code ec;
+    std::filesystem::remove_all(other.dir, ec);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(pki.dir, ec);
+}
+
+TEST_CASE("server: stop lets an in-flight request finish", "[server]") {
+  Harness h;
+  ClientReply r;
+  std::thread client([&] { r = h.post("/validate", pod_with_images({"r/slow:1"})); });
+  std::this_thread::sleep_for(100ms);
+  h.server->stop();
+  client.join();
+  CHECK(response_of(r)["allowed"] == true);
+  // With nothing in flight the io_context runs out of work promptly (no lingering grace timer).
+  CHECK(h.stopped_wait(2s));
+}

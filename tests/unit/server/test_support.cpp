@@ -1,0 +1,334 @@
+#include "test_support.hpp"
+
+// GCC 12 false positive on Asio's coroutine frame allocator (see src/server/validator.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <nlohmann/json.hpp>
+
+namespace sigil::server::test {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+void check(bool ok, const char* what) {
+  if (!ok) throw std::runtime_error(std::string("OpenSSL test PKI: ") + what);
+}
+
+using KeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+using CertPtr = std::unique_ptr<X509, decltype(&X509_free)>;
+
+KeyPtr new_key() {
+  KeyPtr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"), &EVP_PKEY_free);
+  check(k != nullptr, "keygen");
+  return k;
+}
+
+void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+  check(ext != nullptr, "extension");
+  const int ok = X509_add_ext(cert, ext, -1);
+  X509_EXTENSION_free(ext);
+  check(ok == 1, "add extension");
+}
+
+CertPtr make_cert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key,
+                  bool ca) {
+  CertPtr c(X509_new(), &X509_free);
+  check(c != nullptr, "X509_new");
+  static std::mt19937_64 rng{std::random_device{}()};
+  check(X509_set_version(c.get(), 2) == 1, "version");
+  check(ASN1_INTEGER_set_uint64(X509_get_serialNumber(c.get()), rng() >> 2) == 1, "serial");
+  check(X509_gmtime_adj(X509_getm_notBefore(c.get()), -3600) != nullptr, "notBefore");
+  check(X509_gmtime_adj(X509_getm_notAfter(c.get()), 24 * 3600) != nullptr, "notAfter");
+  check(X509_set_pubkey(c.get(), key) == 1, "pubkey");
+  X509_NAME* name = X509_get_subject_name(c.get());
+  check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                   reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
+                                   0) == 1,
+        "CN");
+  X509* iss = issuer ? issuer : c.get();
+  check(X509_set_issuer_name(c.get(), X509_get_subject_name(iss)) == 1, "issuer");
+  if (ca) {
+    add_ext(c.get(), iss, NID_basic_constraints, "critical,CA:TRUE");
+    add_ext(c.get(), iss, NID_key_usage, "critical,keyCertSign,cRLSign");
+  } else {
+    add_ext(c.get(), iss, NID_basic_constraints, "critical,CA:FALSE");
+    add_ext(c.get(), iss, NID_key_usage, "critical,digitalSignature");
+    add_ext(c.get(), iss, NID_ext_key_usage, "serverAuth");
+    add_ext(c.get(), iss, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
+  }
+  check(X509_sign(c.get(), issuer_key ? issuer_key : key, EVP_sha256()) > 0, "sign");
+  return c;
+}
+
+std::string cert_pem(X509* c) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
+  check(bio && PEM_write_bio_X509(bio.get(), c) == 1, "PEM cert");
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
+std::string key_pem(EVP_PKEY* k) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
+  check(bio && PEM_write_bio_PrivateKey(bio.get(), k, nullptr, nullptr, 0, nullptr, nullptr) == 1,
+        "PEM key");
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
+void write_file(const std::filesystem::path& p, const std::string& data) {
+  const auto tmp = p.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << data;
+    if (!f) throw std::runtime_error("cannot write " + tmp);
+  }
+  std::filesystem::rename(tmp, p);
+}
+
+void write_leaf(const TestPki& pki, const std::string& cn) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pki.ca_pem.data(), static_cast<int>(pki.ca_pem.size())), &BIO_free);
+  CertPtr ca(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
+  check(ca != nullptr, "read CA");
+  std::ifstream kf(pki.dir / "ca.key");
+  std::stringstream ks;
+  ks << kf.rdbuf();
+  const std::string ca_key_pem = ks.str();
+  std::unique_ptr<BIO, decltype(&BIO_free)> kbio(
+      BIO_new_mem_buf(ca_key_pem.data(), static_cast<int>(ca_key_pem.size())), &BIO_free);
+  KeyPtr ca_key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr), &EVP_PKEY_free);
+  check(ca_key != nullptr, "read CA key");
+  auto key = new_key();
+  auto leaf = make_cert(key.get(), cn, ca.get(), ca_key.get(), false);
+  write_file(pki.key_file, key_pem(key.get()));
+  write_file(pki.cert_file, cert_pem(leaf.get()));
+}
+
+}  // namespace
+
+TestPki make_pki(const std::string& leaf_cn) {
+  TestPki pki;
+  static std::mt19937_64 rng{std::random_device{}()};
+  pki.dir = std::filesystem::temp_directory_path() / ("sigil-server-test-" + std::to_string(rng()));
+  std::filesystem::create_directories(pki.dir);
+  auto ca_key = new_key();
+  auto ca = make_cert(ca_key.get(), "sigil test CA", nullptr, nullptr, true);
+  pki.ca_pem = cert_pem(ca.get());
+  write_file(pki.dir / "ca.pem", pki.ca_pem);
+  write_file(pki.dir / "ca.key", key_pem(ca_key.get()));
+  pki.cert_file = (pki.dir / "server.pem").string();
+  pki.key_file = (pki.dir / "server.key").string();
+  write_leaf(pki, leaf_cn);
+  return pki;
+}
+
+void rewrite_leaf(const TestPki& pki, const std::string& leaf_cn) {
+  write_leaf(pki, leaf_cn);
+}
+
+std::string read_fixture(const std::string& name) {
+  const std::string path = std::string(SIGIL_SOURCE_DIR) + "/tests/unit/server/data/" + name;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("missing fixture " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string pod_with_images(const std::vector<std::string>& images, const std::string& uid) {
+  auto j = nlohmann::json::parse(read_fixture("pod-create-kubectl-run.json"));
+  j["request"]["uid"] = uid;
+  auto& containers = j["request"]["object"]["spec"]["containers"];
+  const auto tmpl = containers.at(0);
+  containers = nlohmann::json::array();
+  for (size_t i = 0; i < images.size(); ++i) {
+    auto c = tmpl;
+    c["name"] = "c" + std::to_string(i);
+    c["image"] = images[i];
+    containers.push_back(c);
+  }
+  return j.dump();
+}
+
+asio::awaitable<verify::Verdict> FakeVerifier::operator()(std::string image, Deadline) {
+  ++calls;
+  const int now = ++in_flight;
+  int prev = max_in_flight.load();
+  while (now > prev && !max_in_flight.compare_exchange_weak(prev, now)) {
+  }
+  struct Leave {
+    std::atomic<int>& n;
+    ~Leave() { --n; }
+  } leave{in_flight};
+  verify::Verdict v;
+  v.image = image;
+  v.digest = "sha256:" + std::string(64, 'a');
+  auto ex = co_await asio::this_coro::executor;
+  if (image.find("throw") != std::string::npos) throw std::runtime_error("verifier exploded");
+  if (image.find("stubborn") != std::string::npos) {
+    co_await asio::this_coro::reset_cancellation_state(asio::disable_cancellation());
+    asio::steady_timer t(ex, 3s);
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  } else if (image.find("stall") != std::string::npos) {
+    asio::steady_timer t(ex, 20s);
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      v.outcome = verify::Outcome::denied;
+      v.reason_code = "TIMEOUT";
+      v.message = "image " + image + " verification cancelled";
+      co_return v;
+    }
+  } else if (image.find("slow") != std::string::npos) {
+    asio::steady_timer t(ex, 300ms);
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  if (image.find("bad") != std::string::npos) {
+    v.outcome = verify::Outcome::denied;
+    v.reason_code = "NOT_SIGNED";
+    v.message = "image " + image + " denied by policy prod: no signatures found";
+  } else if (image.find("warn") != std::string::npos) {
+    v.outcome = verify::Outcome::warned;
+    v.reason_code = "NOT_SIGNED";
+    v.message = "image " + image + " is not signed (policy audit is in warn mode)";
+    v.warnings.push_back("image " + image + " would be denied by policy audit: no signatures " +
+                         "found; this warning is long on purpose so that it must be shortened " +
+                         "before it reaches kubectl");
+  } else if (image.find("good") != std::string::npos || image.find("slow") != std::string::npos ||
+             image.find("stall") != std::string::npos ||
+             image.find("stubborn") != std::string::npos) {
+    v.outcome = verify::Outcome::allowed;
+  } else {
+    v.outcome = verify::Outcome::denied;
+    v.reason_code = "NO_MATCHING_POLICY";
+    v.message = "image " + image + " matches no policy";
+  }
+  co_return v;
+}
+
+VerifyImage FakeVerifier::fn() {
+  return [this](std::string image, Deadline d) { return (*this)(std::move(image), d); };
+}
+
+namespace {
+
+asio::awaitable<void> client_coro(ssl::context& ctx, uint16_t port, const std::string& method,
+                                  const std::string& target, const std::string& body,
+                                  const ClientOptions& options, ClientReply& out) {
+  auto ex = co_await asio::this_coro::executor;
+  beast::ssl_stream<beast::tcp_stream> s(ex, ctx);
+  auto& lowest = beast::get_lowest_layer(s);
+  lowest.expires_after(options.timeout);
+  auto [cec] =
+      co_await lowest.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                                    asio::as_tuple(asio::use_awaitable));
+  if (cec) {
+    out.error = "connect: " + cec.message();
+    co_return;
+  }
+  X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s.native_handle()), "127.0.0.1");
+  auto [hec] =
+      co_await s.async_handshake(ssl::stream_base::client, asio::as_tuple(asio::use_awaitable));
+  if (hec) {
+    out.error = "handshake: " + hec.message();
+    co_return;
+  }
+  if (X509* peer = SSL_get1_peer_certificate(s.native_handle())) {
+    char cn[256] = {};
+    X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+    out.peer_cn = cn;
+    X509_free(peer);
+  }
+  std::string raw =
+      method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + options.extra_headers;
+  if (method == "POST" || !body.empty())
+    raw +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  raw += "\r\n";
+  raw += body;
+  auto [wec, wn] =
+      co_await asio::async_write(s, asio::buffer(raw), asio::as_tuple(asio::use_awaitable));
+  (void)wn;
+  beast::flat_buffer buf;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+  auto [rec, rn] = co_await http::async_read(s, buf, parser, asio::as_tuple(asio::use_awaitable));
+  (void)rn;
+  if (rec) {
+    out.error = std::string(wec ? "write: " + wec.message() + "; " : "") + "read: " + rec.message();
+    co_return;
+  }
+  auto& res = parser.get();
+  out.ok = true;
+  out.status = static_cast<int>(res.result_int());
+  out.body = res.body();
+  out.allow = std::string(res[http::field::allow]);
+  out.content_type = std::string(res[http::field::content_type]);
+}
+
+}  // namespace
+
+ClientReply https_request(uint16_t port, const std::string& ca_pem, const std::string& method,
+                          const std::string& target, const std::string& body,
+                          const ClientOptions& options) {
+  ClientReply out;
+  ssl::context ctx(ssl::context::tls_client);
+  boost::system::error_code ec;
+  ctx.add_certificate_authority(asio::buffer(ca_pem), ec);
+  if (ec) throw std::runtime_error("client CA: " + ec.message());
+  ctx.set_verify_mode(ssl::verify_peer);
+  if (options.max_tls_version) {
+    SSL_CTX_set_security_level(ctx.native_handle(), 0);
+    SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_VERSION);
+    SSL_CTX_set_cipher_list(ctx.native_handle(), "ALL:@SECLEVEL=0");
+    SSL_CTX_set_max_proto_version(ctx.native_handle(), options.max_tls_version);
+  }
+  asio::io_context ioc;
+  const auto start = std::chrono::steady_clock::now();
+  asio::co_spawn(ioc, client_coro(ctx, port, method, target, body, options, out),
+                 [&](std::exception_ptr e) {
+                   if (e) out.error = "client exception";
+                 });
+  ioc.run_for(options.timeout + 2s);
+  out.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
+  if (!ioc.stopped()) out.error = "client timed out";
+  return out;
+}
+
+}  // namespace sigil::server::test

@@ -1,0 +1,66 @@
+// Test helpers for the server module: a CA and a server certificate for 127.0.0.1 made with
+// OpenSSL at test time, a fake verifier, fixture loading, and a TLS client on Beast.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "server/validator.hpp"
+
+namespace sigil::server::test {
+
+struct TestPki {
+  std::filesystem::path dir;
+  std::string ca_pem;
+  std::string cert_file, key_file;
+};
+
+// Creates a fresh temp dir holding ca.pem, server.pem (leaf + nothing else) and server.key for
+// IP 127.0.0.1. cn names the leaf so tests can tell certificates apart.
+TestPki make_pki(const std::string& leaf_cn = "sigil-test-server");
+// Writes a new leaf (same CA) over pki.cert_file/key_file.
+void rewrite_leaf(const TestPki& pki, const std::string& leaf_cn);
+
+std::string read_fixture(const std::string& name);
+// kubectl-run Pod fixture with its containers replaced by one container per image.
+std::string pod_with_images(const std::vector<std::string>& images,
+                            const std::string& uid = "3a2c9f0e-4b1d-4c9e-9a51-0d4f3c1b2e71");
+
+// The fake verifier: "good" -> allowed, "bad" -> denied NOT_SIGNED, "warn" -> warned,
+// "slow" -> allowed after 300 ms, "stall" -> allowed after 20 s, "stubborn" -> ignores
+// cancellation and answers after 3 s, "throw" -> throws. Tracks concurrency.
+struct FakeVerifier {
+  std::atomic<int> in_flight{0};
+  std::atomic<int> max_in_flight{0};
+  std::atomic<int> calls{0};
+  boost::asio::awaitable<verify::Verdict> operator()(std::string image, Deadline deadline);
+  VerifyImage fn();
+};
+
+struct ClientOptions {
+  int max_tls_version = 0;  // 0 = library default; e.g. TLS1_1_VERSION
+  std::string extra_headers;
+  std::chrono::milliseconds timeout{10000};
+};
+
+struct ClientReply {
+  bool ok = false;    // a complete HTTP response was read
+  std::string error;  // transport error otherwise
+  int status = 0;
+  std::string body;
+  std::string allow;
+  std::string content_type;
+  std::string peer_cn;  // CN of the server certificate
+  std::chrono::milliseconds elapsed{0};
+};
+
+ClientReply https_request(uint16_t port, const std::string& ca_pem, const std::string& method,
+                          const std::string& target, const std::string& body = "",
+                          const ClientOptions& options = {});
+
+}  // namespace sigil::server::test

@@ -1,0 +1,202 @@
+#include <catch2/catch.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "server/validator.hpp"
+#include "test_support.hpp"
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using nlohmann::json;
+using sigil::server::HttpReply;
+using sigil::server::Validator;
+using sigil::server::test::FakeVerifier;
+using sigil::server::test::pod_with_images;
+using sigil::server::test::read_fixture;
+
+namespace {
+
+HttpReply run(const Validator& v, const std::string& body,
+              std::chrono::steady_clock::duration budget = 5s) {
+  asio::io_context ioc;
+  HttpReply out;
+  bool done = false;
+  asio::co_spawn(ioc, v.handle(body, std::chrono::steady_clock::now() + budget),
+                 [&](std::exception_ptr e, HttpReply r) {
+                   REQUIRE_FALSE(e);
+                   out = std::move(r);
+                   done = true;
+                 });
+  ioc.run_for(30s);
+  REQUIRE(done);
+  return out;
+}
+
+json response_of(const HttpReply& r) {
+  REQUIRE(r.status == 200);
+  REQUIRE(r.content_type == "application/json");
+  auto j = json::parse(r.body);
+  REQUIRE(j.contains("response"));
+  return j["response"];
+}
+
+}  // namespace
+
+TEST_CASE("validator allows a pod whose images all verify and echoes the uid", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto resp = response_of(
+      run(v, pod_with_images({"reg.example/good:1", "reg.example/good:2"}, "uid-allow-1")));
+  CHECK(resp["uid"] == "uid-allow-1");
+  CHECK(resp["allowed"] == true);
+  CHECK(fake.calls == 2);
+}
+
+TEST_CASE("validator denies when any image is denied, naming image and path", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto resp = response_of(
+      run(v, pod_with_images({"reg.example/good:1", "127.0.0.1:5000/test/bad:v1"}, "uid-d")));
+  CHECK(resp["uid"] == "uid-d");
+  CHECK(resp["allowed"] == false);
+  const std::string msg = resp["status"]["message"];
+  CHECK(msg ==
+        "image 127.0.0.1:5000/test/bad:v1 (spec.containers[1] c1) denied by policy prod: no "
+        "signatures found");
+  CHECK(msg.find("good") == std::string::npos);
+}
+
+TEST_CASE("validator joins several denials with '; '", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto resp = response_of(run(v, pod_with_images({"r/bad:1", "r/unknown:2"})));
+  CHECK(resp["allowed"] == false);
+  const std::string msg = resp["status"]["message"];
+  CHECK(msg.find("image r/bad:1 (spec.containers[0] c0) denied by policy prod") == 0);
+  CHECK(msg.find("; image r/unknown:2 (spec.containers[1] c1) matches no policy") !=
+        std::string::npos);
+}
+
+TEST_CASE("a warned image is admitted with short warnings", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto resp = response_of(run(v, pod_with_images({"r/warn:1", "r/good:1"})));
+  CHECK(resp["allowed"] == true);
+  REQUIRE(resp.contains("warnings"));
+  REQUIRE(resp["warnings"].size() == 1);
+  const std::string w = resp["warnings"][0];
+  CHECK(w.size() <= 120);
+  CHECK(w.find("r/warn:1") != std::string::npos);
+  CHECK(w.substr(w.size() - 3) == "...");
+}
+
+TEST_CASE("a verifier that throws denies (fail closed)", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto resp = response_of(run(v, pod_with_images({"r/good:1", "r/throw:1"})));
+  CHECK(resp["allowed"] == false);
+  CHECK(std::string(resp["status"]["message"]).find("r/throw:1") != std::string::npos);
+}
+
+TEST_CASE("a missing verifier denies", "[validator]") {
+  Validator v(nullptr);
+  auto resp = response_of(run(v, pod_with_images({"r/good:1"})));
+  CHECK(resp["allowed"] == false);
+}
+
+TEST_CASE("kinds sigil does not judge are allowed without verification", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto resp = response_of(run(v, read_fixture("configmap-create.json")));
+  CHECK(resp["allowed"] == true);
+  CHECK(resp["uid"] == "a5b6c7d8-e9f0-4a1b-2c3d-4e5f6a7b8c9d");
+  CHECK(fake.calls == 0);
+}
+
+TEST_CASE("DELETE is not judged", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto j = json::parse(pod_with_images({"r/bad:1"}));
+  j["request"]["operation"] = "DELETE";
+  auto resp = response_of(run(v, j.dump()));
+  CHECK(resp["allowed"] == true);
+  CHECK(fake.calls == 0);
+}
+
+TEST_CASE("dryRun is judged like a real request", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto j = json::parse(read_fixture("pod-create-dry-run.json"));
+  auto& c = j["request"]["object"]["spec"]["containers"];
+  for (auto& container : c) container["image"] = "r/bad:1";
+  auto resp = response_of(run(v, j.dump()));
+  CHECK(resp["allowed"] == false);
+  CHECK(fake.calls >= 1);
+}
+
+TEST_CASE("every fixture kind that carries images is verified", "[validator]") {
+  const char* name =
+      GENERATE("pod-create-by-controller.json", "pod-create-kubectl-run.json",
+               "pod-create-init-and-sidecar.json", "deployment-create.json", "cronjob-create.json",
+               "pod-update-image.json", "pod-update-ephemeral-containers.json");
+  CAPTURE(name);
+  FakeVerifier fake;  // fixture images contain neither "good" nor "bad": no policy -> deny
+  Validator v(fake.fn());
+  auto resp = response_of(run(v, read_fixture(name)));
+  CHECK(resp["allowed"] == false);
+  CHECK(fake.calls >= 1);
+  CHECK(std::string(resp["status"]["message"]).find("matches no policy") != std::string::npos);
+}
+
+TEST_CASE("malformed reviews get 400 naming the problem", "[validator]") {
+  const char* body = GENERATE("", "{", "not json", "[]", R"({"kind":"AdmissionReview"})",
+                              R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"})");
+  CAPTURE(body);
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto r = run(v, body);
+  CHECK(r.status == 400);
+  auto j = json::parse(r.body);
+  CHECK(j.contains("error"));
+  CHECK(fake.calls == 0);
+}
+
+TEST_CASE("images are verified concurrently", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  const auto start = std::chrono::steady_clock::now();
+  auto resp = response_of(run(v, pod_with_images({"r/slow:1", "r/slow:2", "r/slow:3"})));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  CHECK(resp["allowed"] == true);
+  CHECK(fake.max_in_flight == 3);
+  CHECK(elapsed < 850ms);  // serial would be >= 900 ms
+}
+
+TEST_CASE("the same image in two containers is verified once", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto resp = response_of(run(v, pod_with_images({"r/good:1", "r/good:1"})));
+  CHECK(resp["allowed"] == true);
+  CHECK(fake.calls == 1);
+}
+
+TEST_CASE("timeout reply denies with TIMEOUT and echoes the uid", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto resp = response_of(v.timeout_reply(pod_with_images({"r/good:1"}, "uid-t")));
+  CHECK(resp["uid"] == "uid-t");
+  CHECK(resp["allowed"] == false);
+  CHECK(resp["status"]["reason"] == "TIMEOUT");
+}
+
+TEST_CASE("truncate_politely", "[validator]") {
+  using sigil::server::truncate_politely;
+  CHECK(truncate_politely("short", 120) == "short");
+  CHECK(truncate_politely(std::string(200, 'x'), 120).size() == 120);
+  // Never splits a UTF-8 sequence: "é" is 2 bytes.
+  std::string s = std::string(116, 'a') + "\xC3\xA9" + "bbbb";
+  auto t = truncate_politely(s, 120);
+  CHECK(t == std::string(116, 'a') + "...");
+}
