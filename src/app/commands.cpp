@@ -197,8 +197,8 @@ int run_serve(Settings s) {
   });
   server::ServerOptions sopts;
   sopts.listen = s.listen;
-  sopts.tls_cert_file = s.tls_cert;
-  sopts.tls_key_file = s.tls_key;
+  sopts.cert_file = s.tls_cert;
+  sopts.key_file = s.tls_key;
   sopts.default_timeout = s.timeout;
   server::Server srv(io, sopts, validator);
   if (auto st = srv.start(); !st.ok()) return config_error(st.error().message);
