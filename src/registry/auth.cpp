@@ -171,7 +171,8 @@ Result<Url> resolve_location(const Url& base, std::string_view location) {
   auto ref =
       boost::urls::parse_uri_reference(boost::urls::string_view(location.data(), location.size()));
   if (!ref) return make_error(Errc::invalid_argument, "redirect Location is not a URL");
-  auto b = boost::urls::parse_absolute_uri(base.scheme + "://" + base.authority() + base.target);
+  const std::string base_text = base.scheme + "://" + base.authority() + base.target;
+  auto b = boost::urls::parse_absolute_uri(base_text);  // a view into base_text
   if (!b) return make_error(Errc::internal, "cannot rebuild base URL");
   boost::urls::url dest;
   auto r = boost::urls::resolve(*b, *ref, dest);

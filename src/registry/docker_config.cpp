@@ -99,6 +99,17 @@ std::string normalize_registry_host(std::string_view key) {
     if (!host_char_ok(c)) return {};
   }
   if (s.front() == '.' || s.front() == '-' || s.front() == ':') return {};
+  if (s.front() != '[') {
+    // host[:port] with a numeric port
+    auto colon = s.find(':');
+    if (colon != std::string_view::npos) {
+      auto port = s.substr(colon + 1);
+      if (port.empty() || port.size() > 5 ||
+          port.find_first_not_of("0123456789") != std::string_view::npos) {
+        return {};
+      }
+    }
+  }
   if (s == "index.docker.io" || s == "registry-1.docker.io" || s == "registry.hub.docker.com") {
     return "docker.io";
   }

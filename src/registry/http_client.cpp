@@ -305,6 +305,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
       if (hec == beast::error::timeout || Clock::now() >= deadline) {
         co_return timeout_error("waiting for " + where);
       }
+      if (hec == http::error::body_limit) {
+        co_return make_error(Errc::too_large, "response from " + where + " exceeds the " +
+                                                  std::to_string(req.body_limit) + " byte limit");
+      }
       // Nothing at all came back: typical of a keep-alive connection the server closed.
       stale = hec == http::error::end_of_stream || hec == asio::error::eof ||
               hec == asio::error::connection_reset || hec == ssl::error::stream_truncated;
@@ -353,8 +357,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     r.location = field(http::field::location);
     r.retry_after = field(http::field::retry_after);
     if (!(req.method != http::verb::head && cl && *cl > limit)) r.body = p.release().body();
-    keep_alive =
-        h.keep_alive() && p.is_done() && !(req.method != http::verb::head && cl && *cl > limit);
+    // Bytes beyond the response (we never pipeline) mean a confused peer: do not reuse.
+    keep_alive = h.keep_alive() && p.is_done() && conn.buffer.size() == 0 &&
+                 !(req.method != http::verb::head && cl && *cl > limit);
     co_return r;
   }
 
@@ -375,9 +380,13 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
       requests.fetch_add(1, std::memory_order_relaxed);
       bool stale = false;
       bool keep_alive = false;
-      Result<Resp> r =
-          conn->tls ? co_await exchange_on(*conn->tls, *conn, req, deadline, stale, keep_alive)
-                    : co_await exchange_on(*conn->plain, *conn, req, deadline, stale, keep_alive);
+      // No co_await inside ?: (GCC 12 miscompiles it).
+      Result<Resp> r = make_error(Errc::internal, "no exchange");
+      if (conn->tls) {
+        r = co_await exchange_on(*conn->tls, *conn, req, deadline, stale, keep_alive);
+      } else {
+        r = co_await exchange_on(*conn->plain, *conn, req, deadline, stale, keep_alive);
+      }
       if (!r) {
         if (reused && stale) continue;
         if (r.error().code == Errc::too_large || r.error().code == Errc::timeout) {
@@ -662,7 +671,7 @@ awaitable<Result<std::string>> HttpClient::resolve(const oci::Reference& ref, De
   auto st = init_status();
   if (!st) co_return st.error();
   auto impl = impl_;
-  co_return co_await guarded<std::string>([&]() -> awaitable<Result<std::string>> {
+  auto body = [&]() -> awaitable<Result<std::string>> {
     auto path = manifest_path(ref.repository, ref.tag);
     if (!path) co_return path.error();
     auto r = co_await impl->fetch(http::verb::head, ref.registry, ref.repository, *path,
@@ -687,7 +696,8 @@ awaitable<Result<std::string>> HttpClient::resolve(const oci::Reference& ref, De
     auto m = co_await get_manifest(ref.registry, ref.repository, ref.tag, deadline);
     if (!m) co_return m.error();
     co_return m->digest;
-  });
+  };
+  co_return co_await guarded<std::string>(body);
 }
 
 awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& registry,
@@ -697,7 +707,7 @@ awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& 
   auto st = init_status();
   if (!st) co_return st.error();
   auto impl = impl_;
-  co_return co_await guarded<ManifestResponse>([&]() -> awaitable<Result<ManifestResponse>> {
+  auto body = [&]() -> awaitable<Result<ManifestResponse>> {
     const bool by_digest = reference.find(':') != std::string::npos;
     if (by_digest && !is_sha256_digest(reference)) {
       co_return make_error(Errc::unsupported,
@@ -728,7 +738,8 @@ awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& 
     out.media_type = r->content_type;
     out.body = std::move(r->body);
     co_return out;
-  });
+  };
+  co_return co_await guarded<ManifestResponse>(body);
 }
 
 awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
@@ -738,7 +749,7 @@ awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
   auto st = init_status();
   if (!st) co_return st.error();
   auto impl = impl_;
-  co_return co_await guarded<std::string>([&]() -> awaitable<Result<std::string>> {
+  auto body = [&]() -> awaitable<Result<std::string>> {
     if (!is_sha256_digest(digest)) {
       co_return make_error(Errc::unsupported, "blob digest " + digest + " is not sha256");
     }
@@ -761,7 +772,8 @@ awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
                            "blob " + what + ": registry served bytes with digest " + *d);
     }
     co_return std::move(r->body);
-  });
+  };
+  co_return co_await guarded<std::string>(body);
 }
 
 }  // namespace sigil::registry

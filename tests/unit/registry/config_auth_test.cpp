@@ -1,0 +1,197 @@
+// Pure parts of the registry module: docker config, host normalization, URLs, tokens.
+#include <catch2/catch.hpp>
+
+#include "common/encoding.hpp"
+#include "registry/auth.hpp"
+#include "registry/docker_config.hpp"
+#include "registry/http_client.hpp"
+
+using namespace sigil;
+using namespace sigil::registry;
+
+TEST_CASE("docker config: every credential form") {
+  std::string auth = base64_encode("alice:s3:cret");  // password may contain ':'
+  std::string json = R"({"auths":{
+    "https://index.docker.io/v1/": {"auth": ")" +
+                     auth + R"("},
+    "myacr.azurecr.io": {"username": "00000000-0000", "password": "pw"},
+    "http://Local.Test:5000/v2/": {"identitytoken": "refresh-abc"},
+    "empty.example": {"auth": ""}
+  }, "credsStore": "desktop"})";
+  auto cfg = parse_docker_config(json);
+  REQUIRE(cfg.ok());
+  CHECK(cfg->auths.size() == 3);
+  auto hub = cfg->find("docker.io");
+  REQUIRE(hub);
+  CHECK(hub->username == "alice");
+  CHECK(hub->password == "s3:cret");
+  CHECK(cfg->find("registry-1.docker.io"));
+  auto acr = cfg->find("myacr.azurecr.io");
+  REQUIRE(acr);
+  CHECK(acr->username == "00000000-0000");
+  CHECK(acr->password == "pw");
+  auto local = cfg->find("local.test:5000");
+  REQUIRE(local);
+  CHECK(local->identity_token == "refresh-abc");
+  CHECK_FALSE(local->has_basic());
+  CHECK_FALSE(cfg->find("empty.example"));
+}
+
+TEST_CASE("docker config: auth wins over username/password, as docker does") {
+  auto cfg = parse_docker_config(R"({"auths":{"r.io":{"auth":")" + base64_encode("u1:p1") +
+                                 R"(","username":"u2","password":"p2"}}})");
+  REQUIRE(cfg.ok());
+  CHECK(cfg->find("r.io")->username == "u1");
+}
+
+TEST_CASE("docker config: lookalike hosts never match") {
+  auto cfg = parse_docker_config(R"({"auths":{"x.azurecr.io":{"username":"u","password":"p"}}})");
+  REQUIRE(cfg.ok());
+  CHECK(cfg->find("x.azurecr.io"));
+  CHECK(cfg->find("X.AzureCR.io"));
+  auto host = GENERATE(as<std::string>{}, "x.azurecr.io.evil.com", "evil.com/x.azurecr.io",
+                       "evilx.azurecr.io", "azurecr.io", "x.azurecr.io:443", "x.azurecr.io.",
+                       "y.x.azurecr.io", "");
+  CAPTURE(host);
+  CHECK_FALSE(cfg->find(host));
+}
+
+TEST_CASE("docker config: malformed input is an error, never a throw") {
+  auto bad = GENERATE(
+      as<std::string>{}, "", "{", "[]", "null", R"({"auths":[]})", R"({"auths":{"r.io":"x"}})",
+      R"({"auths":{"r.io":{"auth":5}}})", R"({"auths":{"r.io":{"auth":"!!!"}}})",
+      R"({"auths":{"r.io":{"auth":"bm9jb2xvbg=="}}})",  // "nocolon"
+      R"({"auths":{"r.io":{"username":["u"]}}})", R"({"auths":{"":{"username":"u"}}})",
+      R"({"auths":{"user@r.io":{"username":"u"}}})",
+      R"({"auths":{"r.io":{"username":"u"},"https://r.io":{"username":"v"}}})");
+  CAPTURE(bad);
+  auto cfg = parse_docker_config(bad);
+  REQUIRE_FALSE(cfg.ok());
+  CHECK(cfg.error().code == Errc::parse_error);
+}
+
+TEST_CASE("docker config: error messages carry no secrets") {
+  auto cfg = parse_docker_config(R"({"auths":{"r.io":{"auth":"c2VjcmV0LXZhbHVl!"}}})");
+  REQUIRE_FALSE(cfg.ok());
+  CHECK(cfg.error().message.find("c2VjcmV0") == std::string::npos);
+}
+
+TEST_CASE("normalize_registry_host") {
+  auto [in, out] = GENERATE(table<std::string, std::string>({
+      {"myreg.io", "myreg.io"},
+      {"https://myreg.io", "myreg.io"},
+      {"http://myreg.io/v1/", "myreg.io"},
+      {"MyReg.IO:5000/", "myreg.io:5000"},
+      {"https://index.docker.io/v1/", "docker.io"},
+      {"registry-1.docker.io", "docker.io"},
+      {"127.0.0.1:5000", "127.0.0.1:5000"},
+      {"ftp://x", ""},
+      {"a b", ""},
+      {"u:p@host", ""},
+  }));
+  CAPTURE(in);
+  CHECK(normalize_registry_host(in) == out);
+}
+
+TEST_CASE("URL building validates every component") {
+  CHECK(*manifest_path("team/app", "v1.0") == "/v2/team/app/manifests/v1.0");
+  std::string d = "sha256:" + std::string(64, 'a');
+  CHECK(*manifest_path("team/app", d) == "/v2/team/app/manifests/" + d);
+  CHECK(*blob_path("a/b", d) == "/v2/a/b/blobs/" + d);
+  auto bad_repo = GENERATE(as<std::string>{}, "", "/a", "a/", "a//b", "A/b", "a/../b", "a?x", "a#b",
+                           "a b", "a%2fb");
+  CAPTURE(bad_repo);
+  CHECK_FALSE(manifest_path(bad_repo, "v1").ok());
+  CHECK_FALSE(blob_path(bad_repo, d).ok());
+  auto bad_ref = GENERATE(as<std::string>{}, "", "v1/../x", "v1?x=1", ".hidden", "sha256:zz",
+                          "sha256:" + std::string(64, 'A'), std::string(129, 'a'));
+  CAPTURE(bad_ref);
+  CHECK_FALSE(manifest_path("a", bad_ref).ok());
+  CHECK_FALSE(blob_path("a", "v1").ok());
+}
+
+TEST_CASE("token URL keeps the realm's query and encodes parameters") {
+  auto u = token_url("https://auth.example.com/token?x=1", "registry.example.com",
+                     "repository:team/app:pull");
+  REQUIRE(u.ok());
+  CHECK(u->scheme == "https");
+  CHECK(u->host == "auth.example.com");
+  CHECK(u->port == "443");
+  CHECK(u->target ==
+        "/token?x=1&service=registry.example.com&scope=repository%3Ateam%2Fapp%3Apull");
+  CHECK_FALSE(token_url("ftp://x/token", "s", "x").ok());
+  CHECK_FALSE(token_url("/relative", "s", "x").ok());
+  CHECK_FALSE(token_url("https://user:pw@x/token", "s", "x").ok());
+}
+
+TEST_CASE("URL parsing and redirect resolution") {
+  auto base = parse_url("https://Reg.Example:8443/v2/a/blobs/sha256:x");
+  REQUIRE(base.ok());
+  CHECK(base->authority() == "reg.example:8443");
+  auto rel = resolve_location(*base, "/other/path?sig=1");
+  REQUIRE(rel.ok());
+  CHECK(rel->same_origin(*base));
+  CHECK(rel->target == "/other/path?sig=1");
+  auto abs = resolve_location(*base, "https://blob.store/x#frag");
+  REQUIRE(abs.ok());
+  CHECK_FALSE(abs->same_origin(*base));
+  CHECK(abs->target == "/x");
+  auto v6 = parse_url("http://[::1]:5000/v2/");
+  REQUIRE(v6.ok());
+  CHECK(v6->host == "::1");
+  CHECK(v6->authority() == "[::1]:5000");
+  CHECK_FALSE(resolve_location(*base, "javascript:alert(1)").ok());
+  CHECK_FALSE(parse_url("https://x:99999/").ok());
+}
+
+TEST_CASE("split_host_port") {
+  CHECK(split_host_port("myreg.io", "443")->second == "443");
+  CHECK(split_host_port("MyReg.io:5000", "443")->first == "myreg.io");
+  CHECK(split_host_port("[::1]:5000", "443")->first == "::1");
+  auto bad = GENERATE(as<std::string>{}, "", "a/b", "a:b:c", "a:0", "a:", "[::1", "a@b", "a b");
+  CAPTURE(bad);
+  CHECK_FALSE(split_host_port(bad, "443").ok());
+}
+
+TEST_CASE("token responses") {
+  auto t = parse_token_response(R"({"token":"abc","expires_in":300})");
+  REQUIRE(t.ok());
+  CHECK(t->token == "abc");
+  CHECK(t->expires_in == std::chrono::seconds(300));
+  auto a = parse_token_response(R"({"access_token":"xyz"})");
+  REQUIRE(a.ok());
+  CHECK(a->token == "xyz");
+  CHECK(a->expires_in == std::chrono::seconds(60));  // spec default
+  CHECK(parse_token_response(R"({"token":"a","expires_in":-5})")->expires_in ==
+        std::chrono::seconds(60));
+  auto bad = GENERATE(as<std::string>{}, "", "[]", "{}", R"({"token":""})", R"({"token":5})",
+                      R"({"token":"a\r\nX-Evil: 1"})", R"({"token":"a b"})");
+  CAPTURE(bad);
+  CHECK_FALSE(parse_token_response(bad).ok());
+}
+
+TEST_CASE("token TTL subtracts a skew and the cache expires") {
+  using namespace std::chrono_literals;
+  CHECK(token_ttl(60s) == 50s);
+  CHECK(token_ttl(10s) == 5s);
+  CHECK(token_ttl(0s) == 0s);
+  TokenCache c;
+  auto t0 = std::chrono::steady_clock::time_point{} + 1000s;
+  c.put("r:443", "repository:a:pull", "tok", t0 + token_ttl(60s));
+  CHECK(c.get("r:443", "repository:a:pull", t0) == std::optional<std::string>("tok"));
+  CHECK(c.get("r:443", "repository:a:pull", t0 + 49s));
+  CHECK_FALSE(c.get("r:443", "repository:a:pull", t0 + 50s));
+  CHECK_FALSE(c.get("r:443", "repository:b:pull", t0));   // per scope
+  CHECK_FALSE(c.get("r2:443", "repository:a:pull", t0));  // per host
+  c.erase("r:443", "repository:a:pull");
+  CHECK_FALSE(c.get("r:443", "repository:a:pull", t0));
+}
+
+TEST_CASE("basic authorization and sha256") {
+  CHECK(basic_authorization("aladdin", "opensesame") == "Basic YWxhZGRpbjpvcGVuc2VzYW1l");
+  CHECK(*sha256_digest("") ==
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(refresh_token_form("s", "repository:a:pull", "t&x", "sigil") ==
+        "grant_type=refresh_token&service=s&scope=repository%3Aa%3Apull&client_id=sigil&"
+        "refresh_token=t%26x");
+}

@@ -1,0 +1,610 @@
+// HttpClient against a fake registry speaking real HTTP/1.1 on 127.0.0.1:0 (Beast coroutine
+// server in this file), with failure injection: the n-th request fails, n loops to success.
+#include <atomic>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <catch2/catch.hpp>
+
+#include "common/encoding.hpp"
+#include "oci/manifest.hpp"
+#include "registry/auth.hpp"
+#include "registry/http_client.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using namespace sigil;
+using namespace sigil::registry;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Seen {
+  std::string method;
+  std::string target;
+  std::string authorization;
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct Reply {
+  Reply(unsigned s = 200, Headers h = {}, std::string b = {}, bool tr = false, bool st = false)
+      : status(s), headers(std::move(h)), body(std::move(b)), truncate(tr), stall(st) {}
+  unsigned status;
+  Headers headers;
+  std::string body;
+  bool truncate;                     // announce the body, send half, close
+  bool stall;                        // never answer (until the client gives up)
+  bool omit_content_length = false;  // chunked body
+};
+
+using Handler = std::function<Reply(const http::request<http::string_body>&)>;
+
+// A tiny HTTP/1.1 server: one coroutine per connection, keep-alive honoured.
+class FakeServer {
+ public:
+  FakeServer(asio::io_context& ioc, Handler h)
+      : acceptor_(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        handler_(std::move(h)) {
+    asio::co_spawn(ioc, accept_loop(), asio::detached);
+  }
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  std::string authority() const { return "127.0.0.1:" + std::to_string(port()); }
+  std::vector<Seen> seen() {
+    std::lock_guard l(mu_);
+    return seen_;
+  }
+  void stop() {
+    asio::post(acceptor_.get_executor(), [this] { acceptor_.close(); });
+  }
+
+ private:
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, sock] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+      asio::co_spawn(acceptor_.get_executor(), session(std::move(sock)), asio::detached);
+    }
+  }
+  asio::awaitable<void> session(tcp::socket sock) {
+    beast::flat_buffer buf;
+    for (;;) {
+      http::request<http::string_body> req;
+      auto [ec, n] = co_await http::async_read(sock, buf, req, asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+      {
+        std::lock_guard l(mu_);
+        seen_.push_back({std::string(req.method_string()), std::string(req.target()),
+                         std::string(req[http::field::authorization])});
+      }
+      Reply r = handler_(req);
+      if (r.stall) {
+        asio::steady_timer t(sock.get_executor());
+        t.expires_after(3s);
+        co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+        co_return;
+      }
+      http::response<http::string_body> res{static_cast<http::status>(r.status), 11};
+      for (auto& [k, v] : r.headers) res.set(k, v);
+      res.keep_alive(req.keep_alive());
+      if (r.truncate) {
+        std::string head = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(r.body.size()) +
+                           "\r\n\r\n" + r.body.substr(0, r.body.size() / 2);
+        co_await asio::async_write(sock, asio::buffer(head), asio::as_tuple(asio::use_awaitable));
+        co_return;
+      }
+      res.body() = r.body;
+      if (r.omit_content_length) {
+        res.chunked(true);
+      } else {
+        res.prepare_payload();
+        if (req.method() == http::verb::head) res.content_length(r.body.size());
+      }
+      if (req.method() == http::verb::head) {
+        http::response_serializer<http::string_body> sr(res);
+        sr.split(true);
+        auto [wec, wn] =
+            co_await http::async_write_header(sock, sr, asio::as_tuple(asio::use_awaitable));
+        if (wec) co_return;
+      } else {
+        auto [wec, wn] = co_await http::async_write(sock, res, asio::as_tuple(asio::use_awaitable));
+        if (wec) co_return;
+      }
+      if (!res.keep_alive()) co_return;
+    }
+  }
+
+  tcp::acceptor acceptor_;
+  Handler handler_;
+  std::mutex mu_;
+  std::vector<Seen> seen_;
+};
+
+// An io_context running on a background thread for the duration of a test.
+struct Loop {
+  asio::io_context ioc;
+  asio::executor_work_guard<asio::io_context::executor_type> guard{ioc.get_executor()};
+  std::thread thread{[this] { ioc.run(); }};
+  ~Loop() {
+    guard.reset();
+    ioc.stop();
+    thread.join();
+  }
+  template <class T>
+  static asio::awaitable<std::optional<T>> wrap(asio::awaitable<T> aw) {
+    co_return co_await std::move(aw);
+  }
+  template <class T>
+  T run(asio::awaitable<T> aw) {
+    return *asio::co_spawn(ioc, wrap(std::move(aw)), asio::use_future).get();
+  }
+};
+
+const std::string kManifest =
+    R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
+    R"("config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:)" +
+    std::string(64, '0') + R"(","size":2},"layers":[]})";
+const std::string kBlob = "{\"critical\":{\"image\":{}}}";
+std::string digest_of(const std::string& s) {
+  return *sha256_digest(s);
+}
+
+// A registry with one repo "team/app" (tag v1), optional bearer auth with its own token
+// endpoint at /token, and failure injection on the fail_at-th request (1-based).
+struct FakeRegistry {
+  enum class Fault { none, e401, e404, e429, e500, truncate, corrupt, stall };
+  Fault fault = Fault::none;
+  int fail_at = 0;
+  bool bearer = false;
+  bool send_digest_header = true;
+  std::atomic<int> count{0};
+  std::atomic<bool> applied{false};  // the fault changed a reply
+  std::atomic<int> token_hits{0};
+  std::string realm;          // set once the port is known
+  std::string blob_redirect;  // when set, blob GETs redirect here
+
+  Reply handle(const http::request<http::string_body>& req) {
+    int n = ++count;
+    std::string target(req.target());
+    if (n == fail_at && fault != Fault::corrupt && fault != Fault::none) applied = true;
+    if (n == fail_at) {
+      switch (fault) {
+        case Fault::e401:
+          return {401, {{"WWW-Authenticate", "Bearer realm=\"" + realm + "\",service=\"fake\""}}};
+        case Fault::e404:
+          return {404, {}, R"({"errors":[{"code":"MANIFEST_UNKNOWN"}]})"};
+        case Fault::e429:
+          return {429, {{"Retry-After", "0"}}};
+        case Fault::e500:
+          return {500};
+        case Fault::truncate:
+          return {200, {}, kManifest, true};
+        case Fault::stall:
+          return {200, {}, {}, false, true};
+        default:
+          break;
+      }
+    }
+    bool corrupt = n == fail_at && fault == Fault::corrupt;
+    if (target.rfind("/token", 0) == 0) {
+      ++token_hits;
+      if (corrupt) applied = true;
+      return {200,
+              {{"Content-Type", "application/json"}},
+              corrupt ? "{\"tok" : R"({"token":"good-token","expires_in":300})"};
+    }
+    if (bearer && std::string(req[http::field::authorization]) != "Bearer good-token") {
+      return {401, {{"WWW-Authenticate", "Bearer realm=\"" + realm + "\",service=\"fake\""}}};
+    }
+    const std::string mpath = "/v2/team/app/manifests/";
+    if (target == mpath + "v1" || target == mpath + digest_of(kManifest)) {
+      Reply r{200, {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}}, kManifest};
+      if (send_digest_header) r.headers.push_back({"Docker-Content-Digest", digest_of(kManifest)});
+      if (corrupt && req.method() == http::verb::get) {
+        r.body[10] ^= 1;
+        applied = true;
+      }
+      return r;
+    }
+    if (target == "/v2/team/app/blobs/" + digest_of(kBlob)) {
+      if (!blob_redirect.empty()) return {307, {{"Location", blob_redirect}}};
+      Reply r{200, {{"Content-Type", "application/octet-stream"}}, kBlob};
+      if (corrupt) {
+        r.body[0] = 'X';
+        applied = true;
+      }
+      return r;
+    }
+    return {404, {}, R"({"errors":[{"code":"NAME_UNKNOWN"}]})"};
+  }
+};
+
+ClientOptions options_for(const std::string& authority) {
+  ClientOptions o;
+  o.insecure_hosts = {authority};
+  o.backoff_base = 5ms;
+  return o;
+}
+
+struct Flow {
+  Result<std::string> digest = make_error(Errc::internal, "not run");
+  Result<ManifestResponse> manifest = make_error(Errc::internal, "not run");
+  Result<std::string> blob = make_error(Errc::internal, "not run");
+  Error first_error() const {
+    if (!digest) return digest.error();
+    if (!manifest) return manifest.error();
+    return blob.error();
+  }
+  bool ok() const { return digest.ok() && manifest.ok() && blob.ok(); }
+};
+
+asio::awaitable<Flow> full_flow(HttpClient& c, std::string registry, Deadline deadline) {
+  Flow f;
+  oci::Reference ref{registry, "team/app", "v1", ""};
+  f.digest = co_await c.resolve(ref, deadline);
+  if (!f.digest) co_return f;
+  f.manifest = co_await c.get_manifest(registry, "team/app", *f.digest, deadline);
+  if (!f.manifest) co_return f;
+  f.blob = co_await c.get_blob(registry, "team/app", digest_of(kBlob), 1 << 20, deadline);
+  co_return f;
+}
+
+}  // namespace
+
+TEST_CASE("happy path: resolve, manifest by digest, blob; 3 requests") {
+  Loop loop;
+  FakeRegistry reg;
+  FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  REQUIRE(c.init_status().ok());
+  auto f = loop.run(full_flow(c, srv.authority(), std::chrono::steady_clock::now() + 5s));
+  REQUIRE(f.ok());
+  CHECK(*f.digest == digest_of(kManifest));
+  CHECK(f.manifest->body == kManifest);
+  CHECK(f.manifest->media_type == "application/vnd.oci.image.manifest.v1+json");
+  CHECK(*f.blob == kBlob);
+  CHECK(c.request_count() == 3);
+  auto seen = srv.seen();
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0].method == "HEAD");
+}
+
+TEST_CASE("a reference with a digest resolves with zero requests") {
+  Loop loop;
+  HttpClient c(loop.ioc.get_executor(), ClientOptions{});
+  std::string d = "sha256:" + std::string(64, 'a');
+  auto r = loop.run(
+      c.resolve(oci::Reference{"127.0.0.1:1", "a", "", d}, std::chrono::steady_clock::now() + 1s));
+  REQUIRE(r.ok());
+  CHECK(*r == d);
+  CHECK(c.request_count() == 0);
+}
+
+TEST_CASE("no Docker-Content-Digest: GET and hash") {
+  Loop loop;
+  FakeRegistry reg;
+  reg.send_digest_header = false;
+  FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto d = loop.run(c.resolve(oci::Reference{srv.authority(), "team/app", "v1", ""},
+                              std::chrono::steady_clock::now() + 5s));
+  REQUIRE(d.ok());
+  CHECK(*d == digest_of(kManifest));
+}
+
+TEST_CASE("failure injection: the n-th request fails, n loops until success") {
+  using F = FakeRegistry::Fault;
+  auto [fault, bearer, allowed] = GENERATE(table<F, bool, std::vector<Errc>>({
+      {F::e401, true, {Errc::unauthorized}},
+      {F::e404, false, {Errc::not_found}},
+      {F::e404, true, {Errc::not_found, Errc::unavailable}},  // 404 from the token endpoint
+      {F::e429, true, {}},
+      {F::e500, false, {}},
+      {F::truncate, false, {}},
+      {F::corrupt, false, {Errc::verification}},
+      {F::corrupt, true, {Errc::verification, Errc::parse_error}},
+      {F::stall, false, {Errc::timeout}},
+  }));
+  CAPTURE(static_cast<int>(fault), bearer);
+  bool succeeded = false;
+  for (int n = 1; n <= 12 && !succeeded; ++n) {
+    CAPTURE(n);
+    Loop loop;
+    FakeRegistry reg;
+    reg.fault = fault;
+    reg.fail_at = n;
+    reg.bearer = bearer;
+    FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+    reg.realm = "http://" + srv.authority() + "/token";
+    HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+    auto deadline = std::chrono::steady_clock::now() + (fault == F::stall ? 400ms : 5s);
+    auto f = loop.run(full_flow(c, srv.authority(), deadline));
+    bool fired = reg.count >= n;
+    bool applied = reg.applied;
+    if (f.ok()) {
+      CHECK(*f.digest == digest_of(kManifest));
+      CHECK(*f.blob == kBlob);
+      succeeded = !fired;
+      if (applied && !allowed.empty()) {
+        // Some faults may be absorbed (a 401 by re-auth, a 404 token by anonymous retry...)
+        // but digest corruption must never be.
+        CHECK(fault != F::corrupt);
+      }
+      // retried faults: the flow absorbs them
+    } else {
+      INFO(f.first_error().message);
+      REQUIRE(fired);
+      CHECK(std::find(allowed.begin(), allowed.end(), f.first_error().code) != allowed.end());
+    }
+    srv.stop();
+  }
+  CHECK(succeeded);
+}
+
+TEST_CASE("retried faults (429, 500, truncated) never surface while retries remain") {
+  using F = FakeRegistry::Fault;
+  auto fault = GENERATE(F::e429, F::e500, F::truncate);
+  for (int n = 1; n <= 3; ++n) {
+    Loop loop;
+    FakeRegistry reg;
+    reg.fault = fault;
+    reg.fail_at = n;
+    CAPTURE(static_cast<int>(fault), n);
+    FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+    HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+    auto f = loop.run(full_flow(c, srv.authority(), std::chrono::steady_clock::now() + 5s));
+    INFO((f.ok() ? std::string() : f.first_error().message));
+    CHECK(f.ok());
+    // 3 + the retry. A truncated HEAD answer is complete (no body); its connection is either
+    // dropped (leftover bytes seen) or found dead on reuse and retried fresh.
+    if (fault == F::truncate && n == 1) {
+      CHECK(c.request_count() >= 3);
+      CHECK(c.request_count() <= 4);
+    } else {
+      CHECK(c.request_count() == 4);
+    }
+  }
+}
+
+TEST_CASE("persistent 500 gives up with unavailable, bounded by max_retries") {
+  Loop loop;
+  std::atomic<int> hits{0};
+  FakeServer srv(loop.ioc, [&](auto&) {
+    ++hits;
+    return Reply{503};
+  });
+  auto o = options_for(srv.authority());
+  o.max_retries = 2;
+  HttpClient c(loop.ioc.get_executor(), o);
+  auto r = loop.run(c.resolve(oci::Reference{srv.authority(), "a", "v1", ""},
+                              std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::unavailable);
+  CHECK(hits == 3);
+}
+
+TEST_CASE("Retry-After past the deadline is not waited for") {
+  Loop loop;
+  FakeServer srv(loop.ioc, [&](auto&) { return Reply{429, {{"Retry-After", "30"}}}; });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto start = std::chrono::steady_clock::now();
+  auto r = loop.run(c.resolve(oci::Reference{srv.authority(), "a", "v1", ""}, start + 2s));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::unavailable);
+  CHECK(std::chrono::steady_clock::now() - start < 1s);
+}
+
+TEST_CASE("404 on resolve is not_found and names the image") {
+  Loop loop;
+  FakeRegistry reg;
+  FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto r = loop.run(c.resolve(oci::Reference{srv.authority(), "team/app", "nope", ""},
+                              std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::not_found);
+  CHECK(r.error().message.find("team/app:nope") != std::string::npos);
+  CHECK(c.request_count() == 1);  // 4xx is not retried
+}
+
+TEST_CASE("manifest by digest: other bytes fail verification") {
+  Loop loop;
+  FakeRegistry reg;
+  FakeServer srv(loop.ioc, [&](auto& r) {
+    auto rep = reg.handle(r);
+    if (rep.body == kManifest) rep.body = kManifest + " ";
+    return rep;
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto m = loop.run(c.get_manifest(srv.authority(), "team/app", digest_of(kManifest),
+                                   std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(m.ok());
+  CHECK(m.error().code == Errc::verification);
+}
+
+TEST_CASE("size caps: Content-Length above cap and chunked bodies over cap") {
+  auto chunked = GENERATE(false, true);
+  Loop loop;
+  std::string big(100, 'x');
+  FakeServer srv(loop.ioc, [&](auto&) {
+    Reply r{200, {}, big};
+    r.omit_content_length = chunked;
+    return r;
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto b = loop.run(
+      c.get_blob(srv.authority(), "a", digest_of(big), 99, std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(b.ok());
+  INFO(b.error().message);
+  CHECK(b.error().code == Errc::too_large);
+  auto ok = loop.run(
+      c.get_blob(srv.authority(), "a", digest_of(big), 100, std::chrono::steady_clock::now() + 5s));
+  CHECK(ok.ok());
+}
+
+TEST_CASE("bearer: token cached per scope, re-auth once, proactive token for new scope") {
+  Loop loop;
+  FakeRegistry reg;
+  reg.bearer = true;
+  FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+  reg.realm = "http://" + srv.authority() + "/token";
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  oci::Reference ref{srv.authority(), "team/app", "v1", ""};
+  auto dl = std::chrono::steady_clock::now() + 5s;
+  REQUIRE(loop.run(c.resolve(ref, dl)).ok());
+  CHECK(c.request_count() == 3);  // 401, token, HEAD
+  CHECK(c.token_request_count() == 1);
+  REQUIRE(loop.run(c.resolve(ref, dl)).ok());
+  CHECK(c.request_count() == 4);  // cached token: HEAD only
+  CHECK(c.token_request_count() == 1);
+  // Another repository: known bearer host, so token first, no 401 round trip.
+  auto other = loop.run(c.resolve(oci::Reference{srv.authority(), "team/other", "v1", ""}, dl));
+  CHECK(other.error().code == Errc::not_found);
+  CHECK(c.request_count() == 6);
+  CHECK(c.token_request_count() == 2);
+}
+
+TEST_CASE("bearer: credentials are not sent to a plain-http realm") {
+  Loop loop;
+  FakeRegistry reg;
+  reg.bearer = true;
+  FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+  reg.realm = "http://" + srv.authority() + "/token";
+  auto o = options_for(srv.authority());
+  o.credentials.auths[srv.authority()] = Credential{"user", "pass", ""};
+  HttpClient c(loop.ioc.get_executor(), o);
+  REQUIRE(loop.run(c.resolve(oci::Reference{srv.authority(), "team/app", "v1", ""},
+                             std::chrono::steady_clock::now() + 5s))
+              .ok());
+  for (auto& s : srv.seen()) {
+    if (s.target.rfind("/token", 0) == 0) CHECK(s.authorization.empty());
+  }
+}
+
+TEST_CASE("basic auth: right, wrong and missing credentials") {
+  enum Case { right, wrong, missing, lookalike };
+  auto which = GENERATE(right, wrong, missing, lookalike);
+  Loop loop;
+  const std::string good = basic_authorization("alice", "pw");
+  FakeRegistry reg;
+  FakeServer srv(loop.ioc, [&](const http::request<http::string_body>& r) {
+    if (std::string(r[http::field::authorization]) != good) {
+      return Reply{401, {{"WWW-Authenticate", "Basic realm=\"fake\""}}};
+    }
+    return reg.handle(r);
+  });
+  auto o = options_for(srv.authority());
+  if (which == right) o.credentials.auths[srv.authority()] = Credential{"alice", "pw", ""};
+  if (which == wrong) o.credentials.auths[srv.authority()] = Credential{"alice", "nope", ""};
+  if (which == lookalike) o.credentials.auths["127.0.0.1"] = Credential{"alice", "pw", ""};
+  HttpClient c(loop.ioc.get_executor(), o);
+  auto r = loop.run(c.resolve(oci::Reference{srv.authority(), "team/app", "v1", ""},
+                              std::chrono::steady_clock::now() + 5s));
+  if (which == right) {
+    REQUIRE(r.ok());
+    // The host is now known to use Basic: the next call sends it at once.
+    auto before = c.request_count();
+    REQUIRE(loop.run(c.resolve(oci::Reference{srv.authority(), "team/app", "v1", ""},
+                               std::chrono::steady_clock::now() + 5s))
+                .ok());
+    CHECK(c.request_count() == before + 1);
+  } else {
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unauthorized);
+    for (auto& s : srv.seen()) CHECK(s.authorization.find("pw") == std::string::npos);
+  }
+}
+
+TEST_CASE("redirect to another host: followed, but without Authorization") {
+  Loop loop;
+  FakeServer storage(loop.ioc, [&](auto&) { return Reply{200, {}, kBlob}; });
+  FakeRegistry reg;
+  reg.bearer = true;
+  FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+  reg.realm = "http://" + srv.authority() + "/token";
+  reg.blob_redirect = "http://" + storage.authority() + "/blobs/x?sig=1";
+  auto o = options_for(srv.authority());
+  o.insecure_hosts.push_back(storage.authority());
+  HttpClient c(loop.ioc.get_executor(), o);
+  auto b = loop.run(c.get_blob(srv.authority(), "team/app", digest_of(kBlob), 1 << 20,
+                               std::chrono::steady_clock::now() + 5s));
+  REQUIRE(b.ok());
+  CHECK(*b == kBlob);
+  auto seen = storage.seen();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].target == "/blobs/x?sig=1");
+  CHECK(seen[0].authorization.empty());
+  // The registry itself did get the token.
+  CHECK(srv.seen().back().authorization == "Bearer good-token");
+}
+
+TEST_CASE("redirect to plain http (not an insecure host) is refused; redirect loops end") {
+  Loop loop;
+  FakeServer storage(loop.ioc, [&](auto&) { return Reply{200, {}, kBlob}; });
+  FakeRegistry reg;
+  FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+  reg.blob_redirect = "http://" + storage.authority() + "/blobs/x";
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto b = loop.run(c.get_blob(srv.authority(), "team/app", digest_of(kBlob), 1 << 20,
+                               std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(b.ok());
+  CHECK(storage.seen().empty());
+
+  reg.blob_redirect = "/v2/team/app/blobs/" + digest_of(kBlob);  // to itself, forever
+  auto loopy = loop.run(c.get_blob(srv.authority(), "team/app", digest_of(kBlob), 1 << 20,
+                                   std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(loopy.ok());
+  CHECK(loopy.error().code == Errc::unavailable);
+}
+
+TEST_CASE("plain http is never used unless the host is listed insecure") {
+  Loop loop;
+  FakeRegistry reg;
+  FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+  HttpClient c(loop.ioc.get_executor(), ClientOptions{});
+  auto r = loop.run(c.resolve(oci::Reference{srv.authority(), "team/app", "v1", ""},
+                              std::chrono::steady_clock::now() + 2s));
+  REQUIRE_FALSE(r.ok());                               // TLS handshake against a plain server fails
+  for (auto& s : srv.seen()) CHECK(s.method.empty());  // no HTTP request was parsed
+}
+
+TEST_CASE("keep-alive: connections are reused") {
+  Loop loop;
+  FakeRegistry reg;
+  std::atomic<int> conns{0};
+  FakeServer srv(loop.ioc, [&](auto& r) { return reg.handle(r); });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(loop.run(full_flow(c, srv.authority(), std::chrono::steady_clock::now() + 5s)).ok());
+  }
+  CHECK(c.request_count() == 9);
+  (void)conns;
+}
+
+TEST_CASE("bad CA file fails closed") {
+  Loop loop;
+  ClientOptions o;
+  o.ca_file = "/nonexistent/ca.pem";
+  HttpClient c(loop.ioc.get_executor(), o);
+  CHECK_FALSE(c.init_status().ok());
+  auto r = loop.run(
+      c.resolve(oci::Reference{"r.io", "a", "v1", ""}, std::chrono::steady_clock::now() + 1s));
+  REQUIRE_FALSE(r.ok());
+  CHECK(c.request_count() == 0);
+}
