@@ -11,9 +11,11 @@
 #include <exception>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 namespace sigil::policy {
@@ -21,6 +23,7 @@ namespace {
 
 constexpr std::size_t kMaxYamlBytes = 1 << 20;
 constexpr std::size_t kMaxGlobLength = 1024;
+constexpr std::size_t kMaxDocuments = 1000;
 
 // ---------------------------------------------------------------------------------------------
 // Glob semantics (policy-controller pkg/apis/glob, mirrored and documented here).
@@ -389,6 +392,58 @@ Result<Policy> parse_document(const YAML::Node& doc, Where& w) {
   return p;
 }
 
+// Walks the event stream without building nodes, to find the documents' count before
+// YAML::LoadAll runs: yaml-cpp 0.7's parser can return "another document" forever on some
+// malformed inputs (",z" does it), and LoadAll would then loop and allocate without end.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    stalled_ = count_ > 0 && mark.pos == last_.pos;
+    last_ = mark;
+    ++count_;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  std::size_t count() const { return count_; }
+  bool stalled() const { return stalled_; }
+  const YAML::Mark& last() const { return last_; }
+
+ private:
+  std::size_t count_ = 0;
+  bool stalled_ = false;
+  YAML::Mark last_ = YAML::Mark::null_mark();
+};
+
+Status check_document_stream(const std::string& text, std::string_view origin) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter;
+  while (parser.HandleNextDocument(counter)) {
+    if (counter.stalled()) {
+      return make_error(Errc::parse_error, std::string(origin) + ": YAML syntax error at line " +
+                                               std::to_string(counter.last().line + 1) +
+                                               " column " +
+                                               std::to_string(counter.last().column + 1) +
+                                               ": the parser cannot make progress");
+    }
+    if (counter.count() > kMaxDocuments) {
+      return make_error(Errc::too_large, std::string(origin) + ": more than " +
+                                             std::to_string(kMaxDocuments) + " YAML documents");
+    }
+  }
+  return {};
+}
+
 Result<std::vector<Policy>> parse_all(std::string_view yaml, std::string_view origin) {
   if (yaml.size() > kMaxYamlBytes) {
     return make_error(Errc::too_large, std::string(origin) + ": larger than " +
@@ -396,7 +451,9 @@ Result<std::vector<Policy>> parse_all(std::string_view yaml, std::string_view or
   }
   std::vector<YAML::Node> docs;
   try {
-    docs = YAML::LoadAll(std::string(yaml));
+    const std::string text(yaml);
+    if (auto st = check_document_stream(text, origin); !st) return st.error();
+    docs = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
     std::string m = std::string(origin) + ": YAML syntax error";
     if (e.mark.line >= 0) {
