@@ -634,9 +634,12 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
             if (c.failure == crypto::SignatureFailure::digest_mismatch &&
                 mismatch_authority.empty()) {
               mismatch_authority = a.name;
-              auto parsed = crypto::parse_simple_signing(sig.payload);
-              mismatch_digest =
-                  parsed ? parsed->docker_manifest_digest : std::string("another digest");
+              // crypto fills the claims on digest_mismatch; parse again only if it did not.
+              mismatch_digest = c.payload.docker_manifest_digest;
+              if (mismatch_digest.empty()) {
+                auto parsed = crypto::parse_simple_signing(sig.payload);
+                mismatch_digest = parsed ? parsed->docker_manifest_digest : "another digest";
+              }
             } else if ((c.failure == crypto::SignatureFailure::wrong_type ||
                         c.failure == crypto::SignatureFailure::malformed_payload) &&
                        payload_problem.empty()) {
