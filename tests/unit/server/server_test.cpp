@@ -302,3 +302,13 @@ TEST_CASE("server: stop lets an in-flight request finish", "[server]") {
   // With nothing in flight the io_context runs out of work promptly (no lingering grace timer).
   CHECK(h.stopped_wait(2s));
 }
+
+TEST_CASE("server: oversized headers get 431", "[server]") {
+  Harness h;
+  ClientOptions co;
+  co.extra_headers = "X-Pad: " + std::string(20 * 1024, 'h') + "\r\n";
+  auto r = h.get("/healthz", co);
+  REQUIRE(r.ok);
+  CHECK(r.status == 431);
+  CHECK(h.get("/healthz").status == 200);
+}
