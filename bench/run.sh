@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# bench/run.sh: the one command for sigil's benchmarks (see bench/README.md).
+#   (a) requests/s of POST /validate on the cached path under wrk on 127.0.0.1, beside
+#       bench_bare_responder (a fixed AdmissionReview over the same TLS stack) in the same run,
+#       and their ratio (target >= 0.5);
+#   (b) cold verification latency (p50, p99) of new, tag-referenced, key-signed images against a
+#       local registry, and registry requests per image (target <= 4).
+# Environment: BUILD_DIR (default build/), BENCH_SKIP_BUILD=1 (use the binaries as they are),
+# BENCH_IMAGES (60), BENCH_THREADS (2, for both servers), BENCH_DURATION (10s),
+# BENCH_CONNECTIONS (32), BENCH_LOG_LEVEL (sigil's --log-level, default info as deployed),
+# BENCH_DIR (work directory; default a fresh mktemp, removed at the end unless BENCH_KEEP=1).
+# Everything listens on 127.0.0.1 only and is stopped on exit.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+IMAGES="${BENCH_IMAGES:-60}"
+THREADS="${BENCH_THREADS:-2}"
+DURATION="${BENCH_DURATION:-10s}"
+CONNS="${BENCH_CONNECTIONS:-32}"
+LOG_LEVEL="${BENCH_LOG_LEVEL:-info}"
+PY=/usr/bin/python3
+SUPPORT="$ROOT/tests/support"
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  "$ROOT/scripts/deps.sh"
+  echo "== building (scripts/build.sh -> $BUILD_DIR)"
+  BUILD_DIR="$BUILD_DIR" "$ROOT/scripts/build.sh" >/dev/null
+fi
+SIGIL="$BUILD_DIR/sigil"
+BARE="$BUILD_DIR/bench_bare_responder"
+COLD="$BUILD_DIR/bench_cold_verify"
+for b in "$SIGIL" "$BARE" "$COLD"; do
+  [ -x "$b" ] || { echo "bench: $b is missing (build failed?)" >&2; exit 2; }
+done
+command -v wrk >/dev/null || { echo "bench: wrk is missing (scripts/deps.sh installs it)" >&2; exit 2; }
+
+W="${BENCH_DIR:-$(mktemp -d /tmp/sigil-bench.XXXXXX)}"
+mkdir -p "$W"
+SIGIL_PID=""
+BARE_PID=""
+# stop_pid NAME PID: SIGTERM, up to 5 s to exit, then SIGKILL (and say so).
+stop_pid() {
+  kill "$2" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do kill -0 "$2" 2>/dev/null || { wait "$2" 2>/dev/null || true; return 0; }; sleep 0.1; done
+  echo "bench: $1 (pid $2) still running 5 s after SIGTERM; killing it" >&2
+  kill -9 "$2" 2>/dev/null || true
+  wait "$2" 2>/dev/null || true
+}
+cleanup() {
+  [ -n "$SIGIL_PID" ] && stop_pid sigil "$SIGIL_PID"
+  [ -n "$BARE_PID" ] && stop_pid bench_bare_responder "$BARE_PID"
+  "$PY" "$SUPPORT/registry.py" stop --dir "$W/registry" >/dev/null 2>&1 || true
+  if [ -z "${BENCH_DIR:-}" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$W"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+# kv FILE KEY -> the value of KEY=... in FILE (last one wins)
+kv() { awk -F= -v k="$2" '$1 == k { v = $2 } END { print v }' "$1"; }
+
+echo "== local registry on 127.0.0.1"
+REG=$("$PY" "$SUPPORT/registry.py" start --dir "$W/registry")
+echo "   $REG"
+
+echo "== pushing and signing $IMAGES distinct images with one key"
+"$PY" "$SUPPORT/fixture.py" keygen --alg p256 "$W/bench" >/dev/null
+# One Python process for all of them (a process per push would dominate the setup time).
+"$PY" - "$SUPPORT" "$REG" "$W/bench.key" "$IMAGES" "$W/signed.txt" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import fixture
+reg_addr, key_path, n, out = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+# out: "IMAGE:TAG DIGEST" per line
+reg = fixture.connect(reg_addr)
+key = fixture.load_private_key(key_path)
+with open(out, "w") as f:
+    for i in range(n):
+        repo = "bench/app%02d" % i
+        digest = fixture.push_image(reg, repo, "v1", "sigil bench image %d\n" % i)
+        fixture.sign(reg, repo, digest, key)
+        f.write("%s/%s:v1 %s\n" % (reg_addr, repo, digest))
+PY
+cut -d' ' -f1 "$W/signed.txt" > "$W/images.txt"
+
+{
+  cat <<YAML
+apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: bench-images
+spec:
+  images:
+    - glob: "$REG/bench/**"
+  authorities:
+    - name: bench-key
+      key:
+        data: |
+YAML
+  sed 's/^/          /' "$W/bench.pub"
+} > "$W/policy.yaml"
+
+echo "== (b) cold verification: bench_cold_verify over $IMAGES new images"
+"$COLD" --registry "$REG" --policy "$W/policy.yaml" --images-file "$W/images.txt" \
+  > "$W/cold.txt" 2> "$W/cold.err" || {
+  echo "bench: bench_cold_verify failed:" >&2; cat "$W/cold.err" >&2; exit 1; }
+
+echo "== serving certificate (throwaway CA)"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj "/CN=sigil bench CA" -keyout "$W/ca.key" -out "$W/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+  -keyout "$W/tls.key" -out "$W/tls.csr" 2>/dev/null
+printf "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n" > "$W/ext.cnf"
+openssl x509 -req -in "$W/tls.csr" -CA "$W/ca.crt" -CAkey "$W/ca.key" -CAcreateserial -days 1 \
+  -extfile "$W/ext.cnf" -out "$W/tls.crt" 2>/dev/null
+
+# The AdmissionReviews wrk posts: `kubectl run` of the first signed image, by tag (each
+# admission resolves the tag: one HEAD to the registry even when the verdict is cached) and
+# by digest (the fully cached path: no registry request).
+review() {  # review IMAGE > body
+  "$PY" - "$ROOT/examples/admission/pod-create-kubectl-run.json" "$1" <<'PY'
+import json, sys
+body = json.load(open(sys.argv[1]))
+body["request"]["object"]["spec"]["containers"][0]["image"] = sys.argv[2]
+print(json.dumps(body))
+PY
+}
+read -r FIRST FIRST_DIGEST < "$W/signed.txt"
+review "$FIRST" > "$W/review-tag.json"
+review "${FIRST%:v1}@$FIRST_DIGEST" > "$W/review-digest.json"
+
+SIGIL_PORT=$(free_port)
+"$SIGIL" serve --listen "127.0.0.1:$SIGIL_PORT" --tls-cert "$W/tls.crt" --tls-key "$W/tls.key" \
+  --policy "$W/policy.yaml" --insecure-registry "$REG" --threads "$THREADS" \
+  --log-level "$LOG_LEVEL" > "$W/sigil.log" 2>&1 &
+SIGIL_PID=$!
+BARE_PORT=$(free_port)
+"$BARE" --listen "127.0.0.1:$BARE_PORT" --cert "$W/tls.crt" --key "$W/tls.key" \
+  --threads "$THREADS" > "$W/bare.log" 2>&1 &
+BARE_PID=$!
+
+post() {  # post PORT [BODY] -> response body
+  curl -s --max-time 15 --cacert "$W/ca.crt" -H 'Content-Type: application/json' \
+    --data-binary @"${2:-$W/review-tag.json}" "https://127.0.0.1:$1/validate?timeout=10s"
+}
+for _ in $(seq 1 100); do
+  curl -sf --cacert "$W/ca.crt" "https://127.0.0.1:$SIGIL_PORT/readyz" >/dev/null 2>&1 && break
+  kill -0 "$SIGIL_PID" 2>/dev/null || { echo "bench: sigil exited:" >&2; cat "$W/sigil.log" >&2; exit 1; }
+  sleep 0.1
+done
+for _ in $(seq 1 100); do
+  post "$BARE_PORT" >/dev/null 2>&1 && break
+  kill -0 "$BARE_PID" 2>/dev/null || { echo "bench: bare responder exited:" >&2; cat "$W/bare.log" >&2; exit 1; }
+  sleep 0.1
+done
+
+allowed() { "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["response"]["allowed"] is True else 1)'; }
+echo "== warming sigil's cache with one request (by tag, then by digest)"
+for kind in tag digest; do
+  post "$SIGIL_PORT" "$W/review-$kind.json" > "$W/warm-$kind.json" || true
+  allowed < "$W/warm-$kind.json" || {
+    echo "bench: sigil did not admit the signed image ($kind):" >&2
+    cat "$W/warm-$kind.json" "$W/sigil.log" >&2; exit 1; }
+done
+
+WRK=(wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/bench/post.lua")
+echo "== (a) wrk ${WRK[*]:1:3} against bench_bare_responder"
+BENCH_BODY="$W/review-tag.json" "${WRK[@]}" "https://127.0.0.1:$BARE_PORT/validate?timeout=10s" > "$W/wrk-bare.txt" 2>&1
+for kind in tag digest; do
+  echo "== (a) wrk ${WRK[*]:1:3} against sigil, image by $kind (threads=$THREADS, log level $LOG_LEVEL)"
+  BENCH_BODY="$W/review-$kind.json" "${WRK[@]}" "https://127.0.0.1:$SIGIL_PORT/validate?timeout=10s" \
+    > "$W/wrk-sigil-$kind.txt" 2>&1
+done
+# After load: still admitting (not a pile of timeouts answered 200 with allowed=false)?
+SIGIL_STILL_ALLOWS=yes
+for kind in tag digest; do
+  post "$SIGIL_PORT" "$W/review-$kind.json" > "$W/after-$kind.json" || true
+  allowed < "$W/after-$kind.json" || SIGIL_STILL_ALLOWS=no
+done
+SIGIL_RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SIGIL_PID/status" 2>/dev/null || echo "?")
+BARE_RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$BARE_PID/status" 2>/dev/null || echo "?")
+DENIED_LINES=$(grep -c 'decision=denied' "$W/sigil.log" || true)
+
+[ -n "$(kv "$W/wrk-bare.txt" wrk.rps)" ] && [ -n "$(kv "$W/wrk-sigil-tag.txt" wrk.rps)" ] &&
+  [ -n "$(kv "$W/wrk-sigil-digest.txt" wrk.rps)" ] ||
+  { echo "bench: wrk produced no result:" >&2; cat "$W"/wrk-*.txt >&2; exit 1; }
+RPS_B=$(kv "$W/wrk-bare.txt" wrk.rps)
+ratio() { awk -v s="$(kv "$1" wrk.rps)" -v b="$RPS_B" 'BEGIN { printf "%.2f", (b > 0 ? s / b : 0) }'; }
+RATIO_T=$(ratio "$W/wrk-sigil-tag.txt"); RATIO_D=$(ratio "$W/wrk-sigil-digest.txt")
+REQ_MAX=$(kv "$W/cold.txt" cold.tag.requests_max)
+mark() { if awk -v v="$1" -v t="$3" "BEGIN { exit !(v $2 t) }"; then echo PASS; else echo FAIL; fi; }
+RATIO_T_MARK=$(mark "$RATIO_T" ">=" 0.5); RATIO_D_MARK=$(mark "$RATIO_D" ">=" 0.5)
+REQ_MARK=$(mark "$REQ_MAX" "<=" 4)
+errs() { echo $(( $(kv "$1" wrk.errors) + $(kv "$1" wrk.non2xx) )); }
+row() {  # row LABEL KEY
+  printf '%-40s %12s %12s %12s\n' "$1" "$(kv "$W/wrk-sigil-tag.txt" "$2")" \
+    "$(kv "$W/wrk-sigil-digest.txt" "$2")" "$(kv "$W/wrk-bare.txt" "$2")"
+}
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+echo
+echo "sigil benchmark ($(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), server threads=$THREADS, wrk -t2 -c$CONNS -d$DURATION)"
+printf '%-40s %12s %12s %12s\n' "(a) POST /validate, cached verdict" "sigil (tag)" "sigil (dig)" "bare"
+row "    requests/s" wrk.rps
+row "    latency p50 (ms)" wrk.p50_ms
+row "    latency p99 (ms)" wrk.p99_ms
+printf '%-40s %12s %12s %12s\n' "    socket errors + non-2xx" "$(errs "$W/wrk-sigil-tag.txt")" \
+  "$(errs "$W/wrk-sigil-digest.txt")" "$(errs "$W/wrk-bare.txt")"
+printf '%-40s %12s %12s %12s   target >= 0.50: %s (tag) %s (digest)\n' "    ratio to bare" "$RATIO_T" \
+  "$RATIO_D" "1.00" "$RATIO_T_MARK" "$RATIO_D_MARK"
+printf '%-40s %25s %12s\n' "    peak RSS (MiB, VmHWM)" "$(mib "$SIGIL_RSS_KB")" "$(mib "$BARE_RSS_KB")"
+printf '%-40s %25s\n' "    sigil still admits after the runs" "$SIGIL_STILL_ALLOWS"
+printf '%-40s %25s\n' "    denials logged during the runs" "$DENIED_LINES"
+echo
+printf '%-44s %12s %12s\n' "(b) cold verification, $(kv "$W/cold.txt" cold.tag.images) new images" "by tag" "by digest"
+printf '%-44s %12s %12s\n' "    latency p50 (ms)" "$(kv "$W/cold.txt" cold.tag.p50_ms)" "$(kv "$W/cold.txt" cold.digest.p50_ms)"
+printf '%-44s %12s %12s\n' "    latency p99 (ms)" "$(kv "$W/cold.txt" cold.tag.p99_ms)" "$(kv "$W/cold.txt" cold.digest.p99_ms)"
+printf '%-44s %12s %12s\n' "    latency mean (ms)" "$(kv "$W/cold.txt" cold.tag.mean_ms)" "$(kv "$W/cold.txt" cold.digest.mean_ms)"
+printf '%-44s %12s %12s\n' "    registry requests per image (mean)" "$(kv "$W/cold.txt" cold.tag.requests_mean)" "$(kv "$W/cold.txt" cold.digest.requests_mean)"
+printf '%-44s %12s %12s   target <= 4 (by tag)  %s\n' "    registry requests per image (max)" "$REQ_MAX" "$(kv "$W/cold.txt" cold.digest.requests_max)" "$REQ_MARK"
+echo
+[ "$RATIO_T_MARK" = PASS ] && [ "$RATIO_D_MARK" = PASS ] && [ "$REQ_MARK" = PASS ] && [ "$SIGIL_STILL_ALLOWS" = yes ] && exit 0
+exit 1
