@@ -7,8 +7,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 "$ROOT/scripts/deps.sh"
 echo "== building sigil"
-"$ROOT/scripts/build.sh" >/dev/null
-SIGIL="$ROOT/build/sigil"
+[ "${SIGIL_SKIP_BUILD:-0}" = 1 ] || "$ROOT/scripts/build.sh" >/dev/null
+SIGIL="${SIGIL_BIN:-$ROOT/build/sigil}"
 PY=/usr/bin/python3
 SUPPORT="$ROOT/tests/support"
 W="${DEMO_DIR:-$(mktemp -d /tmp/sigil-demo.XXXXXX)}"

@@ -7,6 +7,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cstdio>
 #include <iostream>
@@ -204,14 +205,32 @@ int run_serve(Settings s) {
   if (auto st = srv.start(); !st.ok()) return config_error(st.error().message);
   spdlog::info("sigil serving https on {} (port {})", s.listen, srv.port());
 
-  asio::signal_set stop_signals(io, SIGINT, SIGTERM);
-  stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
-    spdlog::info("signal {}: shutting down", sig);
-    srv.stop();
-  });
   // SIGHUP re-reads the policy files; a broken set is refused and the last good one stays.
   asio::signal_set hup(io, SIGHUP);
+  asio::signal_set stop_signals(io, SIGINT, SIGTERM);
+  asio::steady_timer stop_deadline(io);
+  std::function<void(const boost::system::error_code&)> check_stopped;
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: shutting down (in-flight requests get up to {} ms)", sig,
+                 sopts.shutdown_grace.count());
+    hup.cancel();
+    srv.stop();
+    // Idle registry connections and stragglers must not keep the process alive: after the
+    // grace period the loop is stopped whatever is left.
+    const auto give_up = std::chrono::steady_clock::now() + sopts.shutdown_grace + std::chrono::seconds(1);
+    check_stopped = [&, give_up](const boost::system::error_code& tec) {
+      if (tec) return;
+      if (srv.connections() == 0 || std::chrono::steady_clock::now() >= give_up) {
+        io.stop();
+        return;
+      }
+      stop_deadline.expires_after(std::chrono::milliseconds(50));
+      stop_deadline.async_wait(check_stopped);
+    };
+    stop_deadline.expires_after(std::chrono::milliseconds(50));
+    stop_deadline.async_wait(check_stopped);
+  });
   std::function<void(const boost::system::error_code&, int)> on_hup = [&](const boost::system::error_code& ec, int) {
     if (ec) return;
     auto next = load_policies(s.policy_paths, *no_match, ++generation);
