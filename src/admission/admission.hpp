@@ -22,14 +22,14 @@ struct ImageUse {
 
 struct Request {
   std::string uid;
-  std::string kind;         // request.kind.kind
-  std::string group;        // request.kind.group
-  std::string operation;    // CREATE | UPDATE | DELETE | CONNECT
-  std::string sub_resource; // "" or "ephemeralcontainers"
+  std::string kind;          // request.kind.kind
+  std::string group;         // request.kind.group
+  std::string operation;     // CREATE | UPDATE | DELETE | CONNECT
+  std::string sub_resource;  // "" or "ephemeralcontainers"
   std::string namespace_;
   std::string name;
   bool dry_run = false;
-  bool judged = false;       // true when the kind carries a pod spec sigil checks
+  bool judged = false;           // true when the kind carries a pod spec sigil checks
   std::vector<ImageUse> images;  // distinct by (image); empty when nothing to check
 };
 
@@ -39,9 +39,9 @@ Result<Request> decode_review(std::string_view body);
 struct Response {
   std::string uid;
   bool allowed = false;
-  std::string message;   // status.message when denied
-  std::string reason;    // status.reason (e.g. "Forbidden")
-  int code = 403;        // status.code when denied
+  std::string message;  // status.message when denied
+  std::string reason;   // status.reason (e.g. "Forbidden")
+  int code = 403;       // status.code when denied
   std::vector<std::string> warnings;
   std::map<std::string, std::string> audit_annotations;
 };

@@ -40,9 +40,11 @@ void add_registry_flags(CLI::App& cmd, RegistrySettings& r) {
   cmd.add_option("--registry-config", r.config_file,
                  "docker config.json with registry credentials (auths: auth, username/password, "
                  "identitytoken)");
-  cmd.add_option("--registry-ca", r.ca_file, "PEM file of extra CA certificates for private registries");
-  cmd.add_option("--insecure-registry", r.insecure_hosts,
-                 "HOST:PORT of a development registry that may be reached over plain HTTP (repeatable)");
+  cmd.add_option("--registry-ca", r.ca_file,
+                 "PEM file of extra CA certificates for private registries");
+  cmd.add_option(
+      "--insecure-registry", r.insecure_hosts,
+      "HOST:PORT of a development registry that may be reached over plain HTTP (repeatable)");
 }
 
 Result<registry::ClientOptions> registry_options(const RegistrySettings& r) {
@@ -51,10 +53,12 @@ Result<registry::ClientOptions> registry_options(const RegistrySettings& r) {
   o.insecure_hosts = r.insecure_hosts;
   if (!r.config_file.empty()) {
     auto text = read_file(r.config_file, 1u << 20);
-    if (!text.ok()) return make_error(Errc::invalid_argument, "--registry-config " + text.error().message);
+    if (!text.ok())
+      return make_error(Errc::invalid_argument, "--registry-config " + text.error().message);
     auto cfg = registry::parse_docker_config(*text);
     if (!cfg.ok()) {
-      return make_error(Errc::invalid_argument, "--registry-config " + r.config_file + ": " + cfg.error().message);
+      return make_error(Errc::invalid_argument,
+                        "--registry-config " + r.config_file + ": " + cfg.error().message);
     }
     o.credentials = std::move(*cfg);
   }
@@ -63,9 +67,12 @@ Result<registry::ClientOptions> registry_options(const RegistrySettings& r) {
 
 const char* outcome_name(verify::Outcome o) {
   switch (o) {
-    case verify::Outcome::allowed: return "allowed";
-    case verify::Outcome::warned: return "warned";
-    case verify::Outcome::denied: return "denied";
+    case verify::Outcome::allowed:
+      return "allowed";
+    case verify::Outcome::warned:
+      return "warned";
+    case verify::Outcome::denied:
+      return "denied";
   }
   return "denied";
 }
@@ -117,7 +124,8 @@ int run_verify(const VerifyArgs& a) {
   const auto deadline = std::chrono::steady_clock::now() + *timeout;
   std::vector<std::future<verify::Verdict>> futures;
   for (const auto& image : a.images) {
-    futures.push_back(asio::co_spawn(io, engine.verify(image, policies, deadline), asio::use_future));
+    futures.push_back(
+        asio::co_spawn(io, engine.verify(image, policies, deadline), asio::use_future));
   }
   io.run();
 
@@ -135,15 +143,19 @@ int run_verify(const VerifyArgs& a) {
                      {"message", v.message},
                      {"warnings", v.warnings}});
     } else {
-      const char* mark = v.outcome == verify::Outcome::denied ? "DENIED " : v.outcome == verify::Outcome::warned ? "WARNED " : "ALLOWED";
+      const char* mark = v.outcome == verify::Outcome::denied   ? "DENIED "
+                         : v.outcome == verify::Outcome::warned ? "WARNED "
+                                                                : "ALLOWED";
       std::printf("%s %s\n", mark, v.message.c_str());
-      if (!v.reason_code.empty() && v.outcome == verify::Outcome::denied) std::printf("        reason: %s\n", v.reason_code.c_str());
+      if (!v.reason_code.empty() && v.outcome == verify::Outcome::denied)
+        std::printf("        reason: %s\n", v.reason_code.c_str());
       for (const auto& w : v.warnings) {
         if (w != v.message) std::printf("        warning: %s\n", w.c_str());
       }
     }
   }
-  if (a.output == "json") std::printf("%s\n", (a.images.size() == 1 ? out[0] : out).dump(2).c_str());
+  if (a.output == "json")
+    std::printf("%s\n", (a.images.size() == 1 ? out[0] : out).dump(2).c_str());
   return denied ? kExitDenied : kExitAdmitted;
 }
 
@@ -168,7 +180,8 @@ int run_serve(Settings s) {
   auto no_match = policy::parse_no_match(s.no_match);
   if (!no_match.ok()) return config_error("--no-match-policy: " + no_match.error().message);
   auto level = spdlog::level::from_str(s.log_level);
-  if (level == spdlog::level::off && s.log_level != "off") return config_error("--log-level: unknown level \"" + s.log_level + "\"");
+  if (level == spdlog::level::off && s.log_level != "off")
+    return config_error("--log-level: unknown level \"" + s.log_level + "\"");
   spdlog::set_level(level);
 
   std::atomic<uint64_t> generation{1};
@@ -218,7 +231,8 @@ int run_serve(Settings s) {
     srv.stop();
     // Idle registry connections and stragglers must not keep the process alive: after the
     // grace period the loop is stopped whatever is left.
-    const auto give_up = std::chrono::steady_clock::now() + sopts.shutdown_grace + std::chrono::seconds(1);
+    const auto give_up =
+        std::chrono::steady_clock::now() + sopts.shutdown_grace + std::chrono::seconds(1);
     check_stopped = [&, give_up](const boost::system::error_code& tec) {
       if (tec) return;
       if (srv.connections() == 0 || std::chrono::steady_clock::now() >= give_up) {
@@ -231,17 +245,19 @@ int run_serve(Settings s) {
     stop_deadline.expires_after(std::chrono::milliseconds(50));
     stop_deadline.async_wait(check_stopped);
   });
-  std::function<void(const boost::system::error_code&, int)> on_hup = [&](const boost::system::error_code& ec, int) {
-    if (ec) return;
-    auto next = load_policies(s.policy_paths, *no_match, ++generation);
-    if (next.ok()) {
-      store.set(std::move(*next));
-      spdlog::info("policies reloaded (generation {})", generation.load());
-    } else {
-      spdlog::error("policy reload refused, keeping the previous set: {}", next.error().message);
-    }
-    hup.async_wait(on_hup);
-  };
+  std::function<void(const boost::system::error_code&, int)> on_hup =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        auto next = load_policies(s.policy_paths, *no_match, ++generation);
+        if (next.ok()) {
+          store.set(std::move(*next));
+          spdlog::info("policies reloaded (generation {})", generation.load());
+        } else {
+          spdlog::error("policy reload refused, keeping the previous set: {}",
+                        next.error().message);
+        }
+        hup.async_wait(on_hup);
+      };
   hup.async_wait(on_hup);
 
   std::vector<std::thread> pool;
@@ -261,25 +277,32 @@ int run(int argc, char** argv) {
   Settings settings;
   std::string config_file;
   auto* serve = app.add_subcommand("serve", "run the HTTPS admission webhook");
-  serve->add_option("--config", config_file, "YAML config file (flags given on the command line win)");
+  serve->add_option("--config", config_file,
+                    "YAML config file (flags given on the command line win)");
   serve->add_option("--listen", settings.listen, "ADDR:PORT to listen on (default 0.0.0.0:8443)");
   serve->add_option("--tls-cert", settings.tls_cert, "PEM certificate chain for the webhook");
   serve->add_option("--tls-key", settings.tls_key, "PEM private key for the webhook");
-  serve->add_option("--policy", settings.policy_paths, "ClusterImagePolicy YAML file or directory (repeatable)");
-  serve->add_option("--no-match-policy", settings.no_match, "what to do with an image no policy matches: deny|warn|allow");
+  serve->add_option("--policy", settings.policy_paths,
+                    "ClusterImagePolicy YAML file or directory (repeatable)");
+  serve->add_option("--no-match-policy", settings.no_match,
+                    "what to do with an image no policy matches: deny|warn|allow");
   std::string timeout_flag;
-  serve->add_option("--timeout", timeout_flag, "budget when the API server sends no ?timeout= (default 10s)");
+  serve->add_option("--timeout", timeout_flag,
+                    "budget when the API server sends no ?timeout= (default 10s)");
   serve->add_option("--threads", settings.threads, "worker threads (default: number of cores)");
   serve->add_option("--log-level", settings.log_level, "trace|debug|info|warn|error");
   add_registry_flags(*serve, settings.registry);
 
   VerifyArgs va;
-  auto* verify_cmd = app.add_subcommand("verify", "verify images the way the webhook would, for CI and policy authors");
+  auto* verify_cmd = app.add_subcommand(
+      "verify", "verify images the way the webhook would, for CI and policy authors");
   verify_cmd->add_option("image", va.images, "image reference(s)")->required();
-  verify_cmd->add_option("--policy", va.policies, "ClusterImagePolicy YAML file or directory (repeatable)");
+  verify_cmd->add_option("--policy", va.policies,
+                         "ClusterImagePolicy YAML file or directory (repeatable)");
   verify_cmd->add_option("--key", va.key, "PEM public key (cosign-style; instead of --policy)");
   verify_cmd->add_option("--no-match-policy", va.no_match, "deny|warn|allow");
-  verify_cmd->add_option("--output,-o", va.output, "text|json")->check(CLI::IsMember({"text", "json"}));
+  verify_cmd->add_option("--output,-o", va.output, "text|json")
+      ->check(CLI::IsMember({"text", "json"}));
   verify_cmd->add_option("--timeout", va.timeout, "overall time budget (default 30s)");
   add_registry_flags(*verify_cmd, va.registry);
 
@@ -300,7 +323,8 @@ int run(int argc, char** argv) {
     if (!config_file.empty()) {
       // The file is the base; flags given on the command line are applied again on top.
       Settings from_file;
-      if (auto st = load_config_file(config_file, from_file); !st.ok()) return config_error(st.error().message);
+      if (auto st = load_config_file(config_file, from_file); !st.ok())
+        return config_error(st.error().message);
       auto given = [&](const char* flag) { return serve->count(flag) > 0; };
       if (!given("--listen")) settings.listen = from_file.listen;
       if (!given("--tls-cert")) settings.tls_cert = from_file.tls_cert;
@@ -309,9 +333,11 @@ int run(int argc, char** argv) {
       if (!given("--no-match-policy")) settings.no_match = from_file.no_match;
       if (!given("--threads")) settings.threads = from_file.threads;
       if (!given("--log-level")) settings.log_level = from_file.log_level;
-      if (!given("--registry-config")) settings.registry.config_file = from_file.registry.config_file;
+      if (!given("--registry-config"))
+        settings.registry.config_file = from_file.registry.config_file;
       if (!given("--registry-ca")) settings.registry.ca_file = from_file.registry.ca_file;
-      if (!given("--insecure-registry")) settings.registry.insecure_hosts = from_file.registry.insecure_hosts;
+      if (!given("--insecure-registry"))
+        settings.registry.insecure_hosts = from_file.registry.insecure_hosts;
       settings.timeout = from_file.timeout;
       settings.cache_ttl = from_file.cache_ttl;
       settings.negative_cache_ttl = from_file.negative_cache_ttl;

@@ -18,7 +18,9 @@ Result<std::string> read_file(const std::string& path, size_t max_size) {
   std::error_code ec;
   auto size = fs::file_size(path, ec);
   if (ec) return make_error(Errc::not_found, path + ": " + ec.message());
-  if (size > max_size) return make_error(Errc::too_large, path + ": file is larger than " + std::to_string(max_size) + " bytes");
+  if (size > max_size)
+    return make_error(Errc::too_large,
+                      path + ": file is larger than " + std::to_string(max_size) + " bytes");
   std::ifstream in(path, std::ios::binary);
   if (!in) return make_error(Errc::not_found, path + ": cannot open");
   std::ostringstream ss;
@@ -52,7 +54,9 @@ Status get_duration(const YAML::Node& node, const char* key, std::chrono::millis
   if (auto s = get(node, key, text, path); !s.ok()) return s;
   if (text.empty()) return {};
   auto d = parse_duration(text);
-  if (!d.ok()) return make_error(Errc::invalid_argument, path + ": setting \"" + key + "\": " + d.error().message);
+  if (!d.ok())
+    return make_error(Errc::invalid_argument,
+                      path + ": setting \"" + key + "\": " + d.error().message);
   out = *d;
   return {};
 }
@@ -68,9 +72,10 @@ Status load_config_file(const std::string& path, Settings& s) {
   } catch (const YAML::Exception& e) {
     return make_error(Errc::invalid_argument, path + ": " + e.what());
   }
-  if (!root.IsMap()) return make_error(Errc::invalid_argument, path + ": the config must be a YAML mapping");
-  static const char* kKnown[] = {"listen", "tlsCert", "tlsKey", "policies", "noMatchPolicy", "registry",
-                                 "timeout", "cache", "threads", "logLevel"};
+  if (!root.IsMap())
+    return make_error(Errc::invalid_argument, path + ": the config must be a YAML mapping");
+  static const char* kKnown[] = {"listen",   "tlsCert", "tlsKey", "policies", "noMatchPolicy",
+                                 "registry", "timeout", "cache",  "threads",  "logLevel"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
@@ -102,9 +107,8 @@ Status load_config_file(const std::string& path, Settings& s) {
   return {};
 }
 
-Result<std::shared_ptr<const policy::PolicySet>> load_policies(const std::vector<std::string>& paths,
-                                                               policy::NoMatch no_match,
-                                                               uint64_t generation) {
+Result<std::shared_ptr<const policy::PolicySet>> load_policies(
+    const std::vector<std::string>& paths, policy::NoMatch no_match, uint64_t generation) {
   std::vector<std::string> files;
   for (const auto& p : paths) {
     std::error_code ec;
@@ -112,7 +116,8 @@ Result<std::shared_ptr<const policy::PolicySet>> load_policies(const std::vector
       std::vector<std::string> in_dir;
       for (const auto& e : fs::directory_iterator(p, ec)) {
         auto ext = e.path().extension().string();
-        if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml")) in_dir.push_back(e.path().string());
+        if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml"))
+          in_dir.push_back(e.path().string());
       }
       if (ec) return make_error(Errc::invalid_argument, "--policy " + p + ": " + ec.message());
       std::sort(in_dir.begin(), in_dir.end());
@@ -133,8 +138,9 @@ Result<std::shared_ptr<const policy::PolicySet>> load_policies(const std::vector
     for (auto& p : *parsed) {
       auto [it, fresh] = seen.emplace(p.name, p.origin);
       if (!fresh) {
-        return make_error(Errc::invalid_argument, "policy \"" + p.name + "\" is defined twice: in " + it->second +
-                                                      " and in " + p.origin);
+        return make_error(
+            Errc::invalid_argument,
+            "policy \"" + p.name + "\" is defined twice: in " + it->second + " and in " + p.origin);
       }
       all.push_back(std::move(p));
     }

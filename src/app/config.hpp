@@ -15,9 +15,9 @@
 namespace sigil::app {
 
 struct RegistrySettings {
-  std::string config_file;                   // docker config.json with credentials
-  std::string ca_file;                       // extra CA bundle for private registries
-  std::vector<std::string> insecure_hosts;   // HOST:PORT allowed plain HTTP
+  std::string config_file;                  // docker config.json with credentials
+  std::string ca_file;                      // extra CA bundle for private registries
+  std::vector<std::string> insecure_hosts;  // HOST:PORT allowed plain HTTP
 };
 
 struct Settings {
@@ -27,7 +27,7 @@ struct Settings {
   std::vector<std::string> policy_paths;
   std::string no_match = "deny";
   RegistrySettings registry;
-  std::chrono::milliseconds timeout{10000};   // used when the API server sends no ?timeout=
+  std::chrono::milliseconds timeout{10000};  // used when the API server sends no ?timeout=
   std::chrono::seconds cache_ttl{300};
   std::chrono::seconds negative_cache_ttl{30};
   size_t cache_size = 10000;
@@ -43,9 +43,8 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 // Loads every ClusterImagePolicy from files and directories (*.yaml, *.yml; not recursive),
 // and compiles one PolicySet. Duplicate policy names are an error naming both files.
-Result<std::shared_ptr<const policy::PolicySet>> load_policies(const std::vector<std::string>& paths,
-                                                               policy::NoMatch no_match,
-                                                               uint64_t generation);
+Result<std::shared_ptr<const policy::PolicySet>> load_policies(
+    const std::vector<std::string>& paths, policy::NoMatch no_match, uint64_t generation);
 
 Result<std::string> read_file(const std::string& path, size_t max_size = 16u << 20);
 

@@ -2,4 +2,6 @@
 // carries a cosign signature the cluster's policies trust.
 #include "app/commands.hpp"
 
-int main(int argc, char** argv) { return sigil::app::run(argc, argv); }
+int main(int argc, char** argv) {
+  return sigil::app::run(argc, argv);
+}

@@ -7,16 +7,26 @@ namespace sigil {
 
 const char* errc_name(Errc code) noexcept {
   switch (code) {
-    case Errc::invalid_argument: return "invalid_argument";
-    case Errc::parse_error: return "parse_error";
-    case Errc::too_large: return "too_large";
-    case Errc::not_found: return "not_found";
-    case Errc::unauthorized: return "unauthorized";
-    case Errc::unavailable: return "unavailable";
-    case Errc::timeout: return "timeout";
-    case Errc::verification: return "verification";
-    case Errc::unsupported: return "unsupported";
-    case Errc::internal: return "internal";
+    case Errc::invalid_argument:
+      return "invalid_argument";
+    case Errc::parse_error:
+      return "parse_error";
+    case Errc::too_large:
+      return "too_large";
+    case Errc::not_found:
+      return "not_found";
+    case Errc::unauthorized:
+      return "unauthorized";
+    case Errc::unavailable:
+      return "unavailable";
+    case Errc::timeout:
+      return "timeout";
+    case Errc::verification:
+      return "verification";
+    case Errc::unsupported:
+      return "unsupported";
+    case Errc::internal:
+      return "internal";
   }
   return "internal";
 }
@@ -40,7 +50,9 @@ constexpr std::array<int8_t, 256> make_b64_table() {
 }
 constexpr auto kB64Table = make_b64_table();
 
-bool is_space(char c) noexcept { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+bool is_space(char c) noexcept {
+  return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
 }  // namespace
 
 std::string hex_encode(std::string_view bytes) {
@@ -108,7 +120,8 @@ Result<std::string> base64_decode(std::string_view text) {
   for (char c : text) {
     if (!is_space(c)) clean.push_back(c);
   }
-  if (clean.size() % 4 != 0) return make_error(Errc::parse_error, "base64 length is not a multiple of 4");
+  if (clean.size() % 4 != 0)
+    return make_error(Errc::parse_error, "base64 length is not a multiple of 4");
   std::string out;
   out.reserve(clean.size() / 4 * 3);
   for (size_t i = 0; i < clean.size(); i += 4) {
@@ -118,7 +131,8 @@ Result<std::string> base64_decode(std::string_view text) {
       char c = clean[i + j];
       if (c == '=') {
         // Padding only in the last quantum, only in its last two places, and only trailing.
-        if (i + 4 != clean.size() || j < 2) return make_error(Errc::parse_error, "misplaced base64 padding");
+        if (i + 4 != clean.size() || j < 2)
+          return make_error(Errc::parse_error, "misplaced base64 padding");
         ++pad;
         v[j] = 0;
         continue;
@@ -127,7 +141,8 @@ Result<std::string> base64_decode(std::string_view text) {
       v[j] = kB64Table[static_cast<unsigned char>(c)];
       if (v[j] < 0) return make_error(Errc::parse_error, "invalid base64 character");
     }
-    uint32_t n = (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) | uint32_t(v[3]);
+    uint32_t n =
+        (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) | uint32_t(v[3]);
     out.push_back(static_cast<char>((n >> 16) & 0xff));
     if (pad < 2) out.push_back(static_cast<char>((n >> 8) & 0xff));
     if (pad < 1) out.push_back(static_cast<char>(n & 0xff));

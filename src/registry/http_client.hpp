@@ -34,8 +34,9 @@ struct ClientOptions {
   std::vector<std::string> insecure_hosts;  // "host:port" allowed over plain HTTP
   DockerConfig credentials;
   int64_t max_manifest_size = 4 * 1024 * 1024;
-  int max_retries = 3;           // extra attempts after the first, for 429/5xx/network
-  size_t max_idle_per_host = 64;  // idle keep-alive connections kept per origin (>= webhook concurrency)
+  int max_retries = 3;  // extra attempts after the first, for 429/5xx/network
+  size_t max_idle_per_host =
+      64;  // idle keep-alive connections kept per origin (>= webhook concurrency)
   std::string user_agent = "sigil/0.1";
   std::chrono::milliseconds backoff_base{100};  // 100, 200, 400 ms ... with jitter
   std::chrono::milliseconds max_backoff{5000};

@@ -174,16 +174,21 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
 
   // Verify all images concurrently; the group waits for every verifier, and a cancellation of
   // this coroutine (the Server's deadline) is forwarded to each of them.
-  auto ex = co_await asio::this_coro::executor;
-  using Op = decltype(asio::co_spawn(ex, run_one(nullptr, {}, {}), asio::deferred));
-  std::vector<Op> ops;
-  ops.reserve(images.size());
-  for (const auto& image : images)
-    ops.push_back(asio::co_spawn(ex, run_one(&verify_image_, image, deadline), asio::deferred));
-
   std::vector<Verdict> verdicts(images.size());
   std::vector<bool> have(images.size(), false);
-  {
+  if (images.size() == 1) {
+    // Most pods run one image: await it directly (no spawn, no group); cancellation from the
+    // Server still reaches it through this coroutine's own cancellation state.
+    verdicts[0] = co_await run_one(&verify_image_, images[0], deadline);
+    have[0] = true;
+  } else {
+    auto ex = co_await asio::this_coro::executor;
+    using Op = decltype(asio::co_spawn(ex, run_one(nullptr, {}, {}), asio::deferred));
+    std::vector<Op> ops;
+    ops.reserve(images.size());
+    for (const auto& image : images)
+      ops.push_back(asio::co_spawn(ex, run_one(&verify_image_, image, deadline), asio::deferred));
+
     auto [order, errors, values] =
         co_await asio::experimental::make_parallel_group(std::move(ops))
             .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);

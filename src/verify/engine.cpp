@@ -30,12 +30,18 @@ std::string short_digest(std::string_view digest) {
 
 const char* registry_reason(Errc code) {
   switch (code) {
-    case Errc::unauthorized: return "REGISTRY_AUTH";
-    case Errc::timeout: return "TIMEOUT";
-    case Errc::not_found: return "IMAGE_NOT_FOUND";
-    case Errc::verification: return "REGISTRY_INTEGRITY";
-    case Errc::too_large: return "REGISTRY_INTEGRITY";
-    default: return "REGISTRY_UNAVAILABLE";
+    case Errc::unauthorized:
+      return "REGISTRY_AUTH";
+    case Errc::timeout:
+      return "TIMEOUT";
+    case Errc::not_found:
+      return "IMAGE_NOT_FOUND";
+    case Errc::verification:
+      return "REGISTRY_INTEGRITY";
+    case Errc::too_large:
+      return "REGISTRY_INTEGRITY";
+    default:
+      return "REGISTRY_UNAVAILABLE";
   }
 }
 
@@ -57,7 +63,8 @@ Verdict registry_denial(const std::string& image, const std::string& digest, con
   return deny(image, digest, registry_reason(e.code), std::move(msg));
 }
 
-using VerdictChannel = asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
+using VerdictChannel =
+    asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
 
 struct InFlight {
   std::vector<std::shared_ptr<VerdictChannel>> waiters;
@@ -111,8 +118,9 @@ struct Engine::Impl {
                      v.reason_code == "STATIC_FAIL" || v.reason_code == "UNTRUSTED_KEY" ||
                      v.reason_code == "WRONG_TYPE";
     if (!judgement || options.cache_capacity == 0) return;
-    auto ttl = v.outcome == Outcome::denied ? std::min(options.cache_ttl, options.negative_cache_ttl)
-                                            : options.cache_ttl;
+    auto ttl = v.outcome == Outcome::denied
+                   ? std::min(options.cache_ttl, options.negative_cache_ttl)
+                   : options.cache_ttl;
     if (ttl.count() <= 0) return;
     std::lock_guard lock(mu);
     auto it = cache.find(key);
@@ -141,11 +149,12 @@ struct Engine::Impl {
     }
     auto parsed = oci::parse_manifest(manifest->body, manifest->media_type);
     if (!parsed.ok()) {
-      co_return make_error(Errc::parse_error,
-                           "signature manifest " + tag + " is malformed: " + parsed.error().message);
+      co_return make_error(Errc::parse_error, "signature manifest " + tag +
+                                                  " is malformed: " + parsed.error().message);
     }
     if (parsed->is_index) {
-      co_return make_error(Errc::parse_error, "signature tag " + tag + " holds an index, not a manifest");
+      co_return make_error(Errc::parse_error,
+                           "signature tag " + tag + " holds an index, not a manifest");
     }
     size_t index = 0;
     for (const auto& layer : parsed->layers) {
@@ -189,7 +198,8 @@ struct Engine::Impl {
     std::vector<crypto::Signature> signatures;
     if (policy::PolicySet::needs_signatures(matched)) {
       auto fetched = co_await fetch_signatures(ref, digest, deadline);
-      if (!fetched.ok()) co_return registry_denial(image, digest, fetched.error(), "fetching signatures");
+      if (!fetched.ok())
+        co_return registry_denial(image, digest, fetched.error(), "fetching signatures");
       signatures = std::move(*fetched);
     }
     Verdict v;
@@ -204,8 +214,8 @@ struct Engine::Impl {
         satisfied.push_back(p->name + (r.authority.empty() ? "" : "/" + r.authority));
         continue;
       }
-      std::string line = "image " + image + " (" + short_digest(digest) + ") is not admitted by policy " +
-                         p->name + ": " + r.message;
+      std::string line = "image " + image + " (" + short_digest(digest) +
+                         ") is not admitted by policy " + p->name + ": " + r.message;
       if (p->mode == policy::Mode::warn) {
         v.warnings.push_back(line + " (warn mode)");
         continue;
@@ -258,12 +268,14 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
                                         std::shared_ptr<const policy::PolicySet> policies,
                                         registry::Deadline deadline) {
   Impl& d = *impl_;
-  if (!policies) co_return deny(image, "", "INTERNAL", "image " + image + ": no policy set is loaded");
+  if (!policies)
+    co_return deny(image, "", "INTERNAL", "image " + image + ": no policy set is loaded");
 
   auto ref = oci::parse_reference(image);
   if (!ref.ok()) {
-    co_return deny(image, "", "INVALID_IMAGE",
-                   "image \"" + image + "\" is not a valid image reference: " + ref.error().message);
+    co_return deny(
+        image, "", "INVALID_IMAGE",
+        "image \"" + image + "\" is not a valid image reference: " + ref.error().message);
   }
   auto matched = policies->match(*ref);
   if (matched.empty()) {
@@ -273,7 +285,8 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
     switch (policies->no_match()) {
       case policy::NoMatch::allow:
         v.outcome = Outcome::allowed;
-        v.message = "image " + image + " matches no ClusterImagePolicy (allowed by no-match-policy)";
+        v.message =
+            "image " + image + " matches no ClusterImagePolicy (allowed by no-match-policy)";
         break;
       case policy::NoMatch::warn:
         v.outcome = Outcome::warned;
@@ -302,8 +315,7 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
                    "image " + image + ": only sha256 digests can be verified, got " + digest);
   }
 
-  const std::string key =
-      ref->name() + "@" + digest + "#" + std::to_string(policies->generation());
+  const std::string key = ref->name() + "@" + digest + "#" + std::to_string(policies->generation());
   if (auto hit = d.cache_get(key)) {
     hit->image = image;
     co_return *hit;

@@ -26,11 +26,12 @@ enum class Outcome { allowed, denied, warned };
 
 struct Verdict {
   Outcome outcome = Outcome::denied;
-  std::string image;        // as written in the pod spec
-  std::string digest;       // resolved digest, when known
-  std::string reason_code;  // stable: NOT_SIGNED, BAD_SIGNATURE, DIGEST_MISMATCH, NO_MATCHING_POLICY,
-                            // REGISTRY_AUTH, REGISTRY_UNAVAILABLE, TIMEOUT, INVALID_IMAGE, STATIC_FAIL
-  std::string message;      // one line naming the image, the policy and why
+  std::string image;   // as written in the pod spec
+  std::string digest;  // resolved digest, when known
+  std::string
+      reason_code;      // stable: NOT_SIGNED, BAD_SIGNATURE, DIGEST_MISMATCH, NO_MATCHING_POLICY,
+                        // REGISTRY_AUTH, REGISTRY_UNAVAILABLE, TIMEOUT, INVALID_IMAGE, STATIC_FAIL
+  std::string message;  // one line naming the image, the policy and why
   std::vector<std::string> warnings;
   bool cached = false;
 };

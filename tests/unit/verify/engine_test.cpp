@@ -53,7 +53,8 @@ std::string sign(const Key& key, const std::string& message) {
                          message.size()) == 1);
   std::string sig(len, '\0');
   REQUIRE(EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len,
-                         reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1);
+                         reinterpret_cast<const unsigned char*>(message.data()),
+                         message.size()) == 1);
   sig.resize(len);
   EVP_MD_CTX_free(ctx);
   return sig;
@@ -64,7 +65,9 @@ std::string payload_for(const std::string& digest) {
          digest + R"("},"type":"cosign container image signature"},"optional":null})";
 }
 
-std::string fake_digest(char c) { return "sha256:" + std::string(64, c); }
+std::string fake_digest(char c) {
+  return "sha256:" + std::string(64, c);
+}
 
 // An in-memory registry: tags, manifests and blobs, with call counting and failure switches.
 class FakeRegistry final : public registry::Client {
@@ -76,7 +79,8 @@ class FakeRegistry final : public registry::Client {
   std::chrono::milliseconds delay{0};
   mutable std::atomic<uint64_t> calls{0};
 
-  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, registry::Deadline) override {
+  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
+                                               registry::Deadline) override {
     co_await pause();
     if (ref.has_digest()) co_return ref.digest;
     ++calls;
@@ -85,7 +89,8 @@ class FakeRegistry final : public registry::Client {
     if (it == tags.end()) co_return make_error(Errc::not_found, "manifest unknown");
     co_return it->second;
   }
-  asio::awaitable<Result<registry::ManifestResponse>> get_manifest(const std::string&, const std::string& repo,
+  asio::awaitable<Result<registry::ManifestResponse>> get_manifest(const std::string&,
+                                                                   const std::string& repo,
                                                                    const std::string& reference,
                                                                    registry::Deadline) override {
     co_await pause();
@@ -93,10 +98,12 @@ class FakeRegistry final : public registry::Client {
     if (fail_unavailable) co_return make_error(Errc::unavailable, "HTTP 503 from registry");
     auto it = manifests.find(repo + ":" + reference);
     if (it == manifests.end()) co_return make_error(Errc::not_found, "manifest unknown");
-    co_return registry::ManifestResponse{"", "application/vnd.oci.image.manifest.v1+json", it->second};
+    co_return registry::ManifestResponse{"", "application/vnd.oci.image.manifest.v1+json",
+                                         it->second};
   }
-  asio::awaitable<Result<std::string>> get_blob(const std::string&, const std::string&, const std::string& digest,
-                                                int64_t, registry::Deadline) override {
+  asio::awaitable<Result<std::string>> get_blob(const std::string&, const std::string&,
+                                                const std::string& digest, int64_t,
+                                                registry::Deadline) override {
     co_await pause();
     ++calls;
     auto it = blobs.find(digest);
@@ -115,7 +122,8 @@ class FakeRegistry final : public registry::Client {
       if (!layers.empty()) layers += ",";
       layers += R"({"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":)" +
                 std::to_string(payload.size()) + R"(,"digest":")" + d +
-                R"(","annotations":{"dev.cosignproject.cosign/signature":")" + base64_encode(sig) + R"("}})";
+                R"(","annotations":{"dev.cosignproject.cosign/signature":")" + base64_encode(sig) +
+                R"("}})";
     }
     std::string manifest =
         R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":")" +
@@ -132,9 +140,9 @@ class FakeRegistry final : public registry::Client {
   }
 };
 
-std::shared_ptr<const policy::PolicySet> policies_for(const std::string& pub_pem, const char* mode = "enforce",
-                                                      policy::NoMatch no_match = policy::NoMatch::deny,
-                                                      uint64_t generation = 1) {
+std::shared_ptr<const policy::PolicySet> policies_for(
+    const std::string& pub_pem, const char* mode = "enforce",
+    policy::NoMatch no_match = policy::NoMatch::deny, uint64_t generation = 1) {
   std::string indented;
   for (size_t i = 0, start = 0; i <= pub_pem.size(); ++i) {
     if (i == pub_pem.size() || pub_pem[i] == '\n') {
@@ -161,10 +169,12 @@ spec:
 }
 
 verify::Verdict run(verify::Engine& engine, const std::string& image,
-                    std::shared_ptr<const policy::PolicySet> policies, std::chrono::milliseconds budget = 5s) {
+                    std::shared_ptr<const policy::PolicySet> policies,
+                    std::chrono::milliseconds budget = 5s) {
   asio::io_context io;
-  auto fut = asio::co_spawn(io, engine.verify(image, policies, std::chrono::steady_clock::now() + budget),
-                            asio::use_future);
+  auto fut =
+      asio::co_spawn(io, engine.verify(image, policies, std::chrono::steady_clock::now() + budget),
+                     asio::use_future);
   io.run();
   return fut.get();
 }
@@ -204,7 +214,8 @@ TEST_CASE("an unsigned image is denied with NOT_SIGNED naming image and policy")
 
 TEST_CASE("a signature by an untrusted key is denied") {
   Fixture f;
-  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.other, payload_for(f.digest))}});
+  f.reg.attach("team/app", f.digest,
+               {{payload_for(f.digest), sign(f.other, payload_for(f.digest))}});
   verify::Engine engine(f.reg, f.clock);
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
   CHECK(v.outcome == verify::Outcome::denied);
@@ -216,7 +227,8 @@ TEST_CASE("a signature copied from another image is denied") {
   std::string other_digest = fake_digest('b');
   // A valid signature by the trusted key, but over the other image's digest, placed under
   // this image's .sig tag.
-  f.reg.attach("team/app", f.digest, {{payload_for(other_digest), sign(f.key, payload_for(other_digest))}});
+  f.reg.attach("team/app", f.digest,
+               {{payload_for(other_digest), sign(f.key, payload_for(other_digest))}});
   verify::Engine engine(f.reg, f.clock);
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
   CHECK(v.outcome == verify::Outcome::denied);
@@ -242,7 +254,8 @@ TEST_CASE("one good signature among bad ones admits the image") {
                {{payload_for(f.digest), sign(f.other, payload_for(f.digest))},
                 {payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
   verify::Engine engine(f.reg, f.clock);
-  CHECK(run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).outcome == verify::Outcome::allowed);
+  CHECK(run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).outcome ==
+        verify::Outcome::allowed);
 }
 
 TEST_CASE("verdicts are cached by digest and policy generation, with a TTL") {
@@ -295,10 +308,11 @@ TEST_CASE("an image no policy matches follows no-match-policy") {
   auto deny = run(engine, "other.test/x:1", policies_for(f.key.pub_pem));
   CHECK(deny.outcome == verify::Outcome::denied);
   CHECK(deny.reason_code == "NO_MATCHING_POLICY");
-  CHECK(run(engine, "other.test/x:1", policies_for(f.key.pub_pem, "enforce", policy::NoMatch::allow)).outcome ==
-        verify::Outcome::allowed);
-  CHECK(run(engine, "other.test/x:1", policies_for(f.key.pub_pem, "enforce", policy::NoMatch::warn)).outcome ==
-        verify::Outcome::warned);
+  CHECK(
+      run(engine, "other.test/x:1", policies_for(f.key.pub_pem, "enforce", policy::NoMatch::allow))
+          .outcome == verify::Outcome::allowed);
+  CHECK(run(engine, "other.test/x:1", policies_for(f.key.pub_pem, "enforce", policy::NoMatch::warn))
+            .outcome == verify::Outcome::warned);
   CHECK(f.reg.calls == 0);
 }
 
@@ -319,9 +333,10 @@ TEST_CASE("identical concurrent verifications are coalesced") {
   asio::io_context io;
   std::vector<std::future<verify::Verdict>> futures;
   for (int i = 0; i < 8; ++i) {
-    futures.push_back(asio::co_spawn(
-        io, engine.verify("reg.test/team/app@" + f.digest, policies, std::chrono::steady_clock::now() + 5s),
-        asio::use_future));
+    futures.push_back(asio::co_spawn(io,
+                                     engine.verify("reg.test/team/app@" + f.digest, policies,
+                                                   std::chrono::steady_clock::now() + 5s),
+                                     asio::use_future));
   }
   std::thread t2([&] { io.run(); });
   io.run();
@@ -338,12 +353,14 @@ TEST_CASE("a verification that outlives its deadline is denied with TIMEOUT for 
   verify::Engine engine(f.reg, f.clock);
   auto policies = policies_for(f.key.pub_pem);
   asio::io_context io;
-  auto leader = asio::co_spawn(
-      io, engine.verify("reg.test/team/app@" + f.digest, policies, std::chrono::steady_clock::now() + 5s),
-      asio::use_future);
-  auto waiter = asio::co_spawn(
-      io, engine.verify("reg.test/team/app@" + f.digest, policies, std::chrono::steady_clock::now() + 50ms),
-      asio::use_future);
+  auto leader = asio::co_spawn(io,
+                               engine.verify("reg.test/team/app@" + f.digest, policies,
+                                             std::chrono::steady_clock::now() + 5s),
+                               asio::use_future);
+  auto waiter = asio::co_spawn(io,
+                               engine.verify("reg.test/team/app@" + f.digest, policies,
+                                             std::chrono::steady_clock::now() + 50ms),
+                               asio::use_future);
   io.run();
   CHECK(leader.get().outcome == verify::Outcome::allowed);
   auto w = waiter.get();
