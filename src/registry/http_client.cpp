@@ -20,6 +20,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -181,6 +182,11 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   }
 
   void put_idle(const std::string& key, std::unique_ptr<Conn> c) {
+    // Disarm the request's deadline before the connection rests in the pool: an armed Beast
+    // timer would fire later on another io thread, racing whichever request reuses (or the
+    // destructor that frees) this connection. Cancelled, its handler only sees
+    // operation_aborted and touches nothing.
+    c->lowest().expires_never();
     std::lock_guard lock(mu);
     auto& v = idle[key];
     if (v.size() < opts.max_idle_per_host) v.push_back(std::move(c));
@@ -628,7 +634,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 HttpClient::HttpClient(boost::asio::any_io_executor executor, ClientOptions options) {
   try {
     impl_ = std::make_shared<Impl>();
-    impl_->ex = std::move(executor);
+    impl_->ex = asio::make_strand(executor);
     impl_->opts = std::move(options);
     impl_->init = impl_->setup();
   } catch (const std::exception& e) {
@@ -655,10 +661,18 @@ uint64_t HttpClient::token_request_count() const {
 namespace {
 
 // Runs body, turning any exception (bad_alloc, a library surprise) into Errc::internal.
+// The body runs on the client's strand: Beast streams are not thread-safe, and a stream's
+// deadline timer fires on the executor of the operation that armed it. With every connection
+// touched only from the strand, a timer handler can never race the request that reuses (or
+// the error path that frees) its connection, whatever number of threads runs the io_context.
 template <class T, class F>
-awaitable<Result<T>> guarded(F&& body) {
+awaitable<Result<T>> guarded(const asio::any_io_executor& strand, F&& body) {
   try {
-    co_return co_await body();
+    // co_spawn needs a default-constructible result; Result<T> is not, so wrap it.
+    auto wrapped = [&]() -> awaitable<std::optional<Result<T>>> { co_return co_await body(); };
+    auto r = co_await asio::co_spawn(strand, wrapped(), asio::use_awaitable);
+    if (!r) co_return make_error(Errc::internal, "registry client: no result");
+    co_return std::move(*r);
   } catch (const std::exception& e) {
     co_return make_error(Errc::internal, std::string("registry client: ") + e.what());
   }
@@ -697,7 +711,7 @@ awaitable<Result<std::string>> HttpClient::resolve(const oci::Reference& ref, De
     if (!m) co_return m.error();
     co_return m->digest;
   };
-  co_return co_await guarded<std::string>(body);
+  co_return co_await guarded<std::string>(impl->ex, body);
 }
 
 awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& registry,
@@ -739,7 +753,7 @@ awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& 
     out.body = std::move(r->body);
     co_return out;
   };
-  co_return co_await guarded<ManifestResponse>(body);
+  co_return co_await guarded<ManifestResponse>(impl->ex, body);
 }
 
 awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
@@ -773,7 +787,7 @@ awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
     }
     co_return std::move(r->body);
   };
-  co_return co_await guarded<std::string>(body);
+  co_return co_await guarded<std::string>(impl->ex, body);
 }
 
 }  // namespace sigil::registry

@@ -117,11 +117,11 @@ Deadline soon() {
 }
 
 // Push, then resolve, fetch the manifest by digest and its config blob.
-void check_round_trip(Registry& reg, HttpClient& c) {
+// l must be the loop whose executor the client was built with: one io_context, as in sigil.
+void check_round_trip(Registry& reg, HttpClient& c, Loop& l) {
   std::string digest = reg.push("team/app", "v1", "hello " + reg.address);
   REQUIRE(oci::is_valid_digest(digest));
   oci::Reference ref{reg.address, "team/app", "v1", ""};
-  Loop l;
   auto d = l.run(c.resolve(ref, soon()));
   INFO((d.ok() ? std::string() : d.error().message));
   REQUIRE(d.ok());
@@ -152,13 +152,13 @@ TEST_CASE("real registry") {
   SECTION("plain http via insecure_hosts") {
     Registry reg("");
     HttpClient c(loop.ioc.get_executor(), options_for(reg, false));
-    check_round_trip(reg, c);
+    check_round_trip(reg, c, loop);
   }
   SECTION("TLS with the test CA; without the CA the handshake fails") {
     Registry reg("--tls");
     HttpClient c(loop.ioc.get_executor(), options_for(reg, false));
     REQUIRE(c.init_status().ok());
-    check_round_trip(reg, c);
+    check_round_trip(reg, c, loop);
     ClientOptions no_ca;
     HttpClient untrusted(loop.ioc.get_executor(), no_ca);
     auto r = loop.run(untrusted.resolve(oci::Reference{reg.address, "team/app", "v1", ""}, soon()));
@@ -168,7 +168,7 @@ TEST_CASE("real registry") {
   SECTION("basic auth: right and wrong credentials") {
     Registry reg("--tls --auth basic --user alice --password s3cret");
     HttpClient c(loop.ioc.get_executor(), options_for(reg, true));
-    check_round_trip(reg, c);
+    check_round_trip(reg, c, loop);
     HttpClient wrong(loop.ioc.get_executor(), options_for(reg, true, "wrong"));
     auto r = loop.run(wrong.resolve(oci::Reference{reg.address, "team/app", "v1", ""}, soon()));
     REQUIRE_FALSE(r.ok());
@@ -181,7 +181,7 @@ TEST_CASE("real registry") {
   SECTION("token auth: tokens cached; wrong credentials unauthorized") {
     Registry reg("--tls --auth token --user alice --password s3cret");
     HttpClient c(loop.ioc.get_executor(), options_for(reg, true));
-    check_round_trip(reg, c);
+    check_round_trip(reg, c, loop);
     oci::Reference ref{reg.address, "team/app", "v1", ""};
     int tokens_before = reg.token_count();
     auto before = c.request_count();
