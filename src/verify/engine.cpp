@@ -63,6 +63,17 @@ Verdict registry_denial(const std::string& image, const std::string& digest, con
   return deny(image, digest, registry_reason(e.code), std::move(msg));
 }
 
+// A policy in warn mode never blocks, not even when the registry fails: when every policy
+// that matched is in warn mode, a registry failure becomes a warning.
+Verdict soften_if_all_warn(Verdict v, const std::vector<const policy::Policy*>& matched) {
+  for (const policy::Policy* p : matched) {
+    if (p->mode != policy::Mode::warn) return v;
+  }
+  v.outcome = Outcome::warned;
+  v.warnings.push_back(v.message + " (warn mode)");
+  return v;
+}
+
 using VerdictChannel =
     asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
 
@@ -112,11 +123,12 @@ struct Engine::Impl {
   }
 
   void cache_put(const std::string& key, const Verdict& v) {
-    // Only judgements about signatures are cached; a registry or deadline failure is retried.
-    bool judgement = v.outcome != Outcome::denied || v.reason_code == "NOT_SIGNED" ||
-                     v.reason_code == "BAD_SIGNATURE" || v.reason_code == "DIGEST_MISMATCH" ||
-                     v.reason_code == "STATIC_FAIL" || v.reason_code == "UNTRUSTED_KEY" ||
-                     v.reason_code == "WRONG_TYPE";
+    // Only judgements about signatures are cached; a registry, deadline or internal failure
+    // (even one a warn-mode policy turned into a warning) is retried on the next admission.
+    const std::string& rc = v.reason_code;
+    bool failure = rc == "REGISTRY_AUTH" || rc == "REGISTRY_UNAVAILABLE" || rc == "TIMEOUT" ||
+                   rc == "IMAGE_NOT_FOUND" || rc == "REGISTRY_INTEGRITY" || rc == "INTERNAL";
+    bool judgement = !failure;
     if (!judgement || options.cache_capacity == 0) return;
     auto ttl = v.outcome == Outcome::denied
                    ? std::min(options.cache_ttl, options.negative_cache_ttl)
@@ -198,8 +210,10 @@ struct Engine::Impl {
     std::vector<crypto::Signature> signatures;
     if (policy::PolicySet::needs_signatures(matched)) {
       auto fetched = co_await fetch_signatures(ref, digest, deadline);
-      if (!fetched.ok())
-        co_return registry_denial(image, digest, fetched.error(), "fetching signatures");
+      if (!fetched.ok()) {
+        co_return soften_if_all_warn(
+            registry_denial(image, digest, fetched.error(), "fetching signatures"), matched);
+      }
       signatures = std::move(*fetched);
     }
     Verdict v;
@@ -307,7 +321,10 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   std::string digest = ref->digest;
   if (digest.empty()) {
     auto resolved = co_await d.client.resolve(*ref, deadline);
-    if (!resolved.ok()) co_return registry_denial(image, "", resolved.error(), "resolving the tag");
+    if (!resolved.ok()) {
+      co_return soften_if_all_warn(
+          registry_denial(image, "", resolved.error(), "resolving the tag"), matched);
+    }
     digest = std::move(*resolved);
   }
   if (digest.rfind("sha256:", 0) != 0 || !oci::is_valid_digest(digest)) {

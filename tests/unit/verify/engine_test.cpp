@@ -367,3 +367,22 @@ TEST_CASE("a verification that outlives its deadline is denied with TIMEOUT for 
   CHECK(w.outcome == verify::Outcome::denied);
   CHECK(w.reason_code == "TIMEOUT");
 }
+
+TEST_CASE("a registry failure under warn-mode policies only warns, and is not cached") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  auto warn_only = policies_for(f.key.pub_pem, "warn");
+  f.reg.fail_unavailable = true;
+  auto v = run(engine, "reg.test/team/app:v1", warn_only);
+  CHECK(v.outcome == verify::Outcome::warned);
+  CHECK(v.reason_code == "REGISTRY_UNAVAILABLE");
+  REQUIRE_FALSE(v.warnings.empty());
+  // An enforcing policy still fails closed.
+  auto enforce = policies_for(f.key.pub_pem);
+  CHECK(run(engine, "reg.test/team/app:v1", enforce).outcome == verify::Outcome::denied);
+  f.reg.fail_unavailable = false;
+  auto again = run(engine, "reg.test/team/app:v1", warn_only);
+  CHECK(again.outcome == verify::Outcome::allowed);
+  CHECK_FALSE(again.cached);
+}
