@@ -150,6 +150,25 @@ Result<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
+namespace {
+std::string printable(std::string_view s, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < max; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
+  }
+  if (s.size() > max) out += "\xE2\x80\xA6";  // U+2026
+  return out;
+}
+}  // namespace
+
+std::string short_digest(std::string_view digest) {
+  if (digest.empty()) return "(empty)";
+  size_t colon = digest.find(':');
+  if (colon == std::string_view::npos || colon > 16) return printable(digest, 19);
+  return printable(digest.substr(0, colon + 1), 17) + printable(digest.substr(colon + 1), 12);
+}
+
 std::string ascii_lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) {

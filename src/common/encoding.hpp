@@ -21,6 +21,11 @@ std::string base64_encode(std::string_view bytes);
 // Strict standard base64 with padding; ASCII whitespace (as in PEM bodies) is skipped.
 Result<std::string> base64_decode(std::string_view text);
 
+// "sha256:0123456789ab…": the algorithm and the first 12 characters after it, for one-line
+// messages. Control bytes become '?' (digests in messages may come from untrusted payloads);
+// an empty digest reads "(empty)".
+std::string short_digest(std::string_view digest);
+
 // Lowercases ASCII letters only.
 std::string ascii_lower(std::string_view s);
 // Removes leading and trailing ASCII whitespace.

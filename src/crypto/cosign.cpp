@@ -184,14 +184,6 @@ std::string printable(std::string_view s, size_t max) {
   return out;
 }
 
-// "sha256:0123456789ab…": the algorithm and the first 12 hex characters.
-std::string short_digest(std::string_view digest) {
-  if (digest.empty()) return "(empty)";
-  size_t colon = digest.find(':');
-  if (colon == std::string_view::npos || colon > 16) return printable(digest, 19);
-  return printable(digest.substr(0, colon + 1), 17) + printable(digest.substr(colon + 1), 12);
-}
-
 bool valid_digest(std::string_view d) {
   size_t colon = d.find(':');
   if (colon == std::string_view::npos) return false;

@@ -5,6 +5,8 @@
 // rejected rather than silently shadowed.
 #include "policy/policy.hpp"
 
+#include "common/encoding.hpp"
+
 #include <re2/re2.h>
 
 #include <cstddef>
@@ -476,13 +478,6 @@ Result<std::vector<Policy>> parse_all(std::string_view yaml, std::string_view or
     out.push_back(std::move(*p));
   }
   return out;
-}
-
-std::string short_digest(std::string_view d) {
-  const auto colon = d.find(':');
-  if (colon == std::string_view::npos) return std::string(d.substr(0, 19));
-  if (d.size() <= colon + 1 + 12) return std::string(d);
-  return std::string(d.substr(0, colon + 1 + 12)) + "\xE2\x80\xA6";  // U+2026
 }
 
 }  // namespace

@@ -21,13 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// "sha256:0123456789ab…" — enough to tell digests apart in one line.
-std::string short_digest(std::string_view digest) {
-  constexpr size_t kKeep = 7 + 12;
-  if (digest.size() <= kKeep) return std::string(digest);
-  return std::string(digest.substr(0, kKeep)) + "…";
-}
-
 const char* registry_reason(Errc code) {
   switch (code) {
     case Errc::unauthorized:

@@ -60,3 +60,11 @@ TEST_CASE("ManualClock advances") {
   c.advance(std::chrono::seconds(5));
   CHECK(c.now() - t0 == std::chrono::seconds(5));
 }
+
+TEST_CASE("short_digest keeps the algorithm and 12 characters, printable only") {
+  CHECK(short_digest("sha256:" + std::string(64, 'a')) == "sha256:aaaaaaaaaaaa…");
+  CHECK(short_digest("sha256:abc") == "sha256:abc");
+  CHECK(short_digest("") == "(empty)");
+  CHECK(short_digest("sha256:ab\ncd") == "sha256:ab?cd");
+  CHECK(short_digest(std::string(40, 'x')).size() == 19 + std::string("…").size());
+}

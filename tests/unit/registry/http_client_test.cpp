@@ -70,9 +70,19 @@ class FakeServer {
     std::lock_guard l(mu_);
     return seen_;
   }
+  // Closes the acceptor on the loop's thread and waits for it: a close still queued when the
+  // server is destroyed would run on a dangling `this` (seen as "close: Bad file descriptor").
+  // The Loop that runs the io_context must outlive the server (declare it first).
   void stop() {
-    asio::post(acceptor_.get_executor(), [this] { acceptor_.close(); });
+    std::promise<void> done;
+    asio::post(acceptor_.get_executor(), [this, &done] {
+      boost::system::error_code ec;
+      acceptor_.close(ec);
+      done.set_value();
+    });
+    done.get_future().wait();
   }
+  ~FakeServer() { stop(); }
 
  private:
   asio::awaitable<void> accept_loop() {

@@ -386,3 +386,15 @@ TEST_CASE("a registry failure under warn-mode policies only warns, and is not ca
   CHECK(again.outcome == verify::Outcome::allowed);
   CHECK_FALSE(again.cached);
 }
+
+TEST_CASE("a tag that resolves to a non-sha256 digest is denied, never verified") {
+  Fixture f;
+  // A valid sha512 digest: the registry may answer it, but cosign signs sha256 digests and
+  // the engine must not compare or fetch anything for another algorithm.
+  f.reg.tags["team/app:v1"] = "sha512:" + std::string(128, 'e');
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason_code == "INVALID_IMAGE");
+  CHECK(f.reg.calls == 1);  // the HEAD only; no signature fetched
+}
