@@ -39,6 +39,12 @@ class PublicKey {
   Status verify(std::string_view message, std::string_view signature,
                 HashAlgorithm hash = HashAlgorithm::sha256) const;
 
+  // Verifies sig over a message of which only the hash is known (sigstore messageSignature
+  // bundles verified against a digest): ECDSA and RSA PKCS#1 v1.5 only; Ed25519 (pure) cannot
+  // and returns Errc::unsupported. digest must have the length of `hash`.
+  Status verify_prehashed(std::string_view digest, std::string_view signature,
+                          HashAlgorithm hash) const;
+
   // Opaque OpenSSL handle (EVP_PKEY*), shared and immutable.
   const void* native() const noexcept { return pkey_.get(); }
 

@@ -1,0 +1,2 @@
+// crypto/bundle.cpp: see bundle.hpp.
+#include "crypto/bundle.hpp"

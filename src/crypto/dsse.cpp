@@ -1,0 +1,2 @@
+// crypto/dsse.cpp: see dsse.hpp.
+#include "crypto/dsse.hpp"

@@ -1,0 +1,2 @@
+// crypto/jcs.cpp: see jcs.hpp.
+#include "crypto/jcs.hpp"

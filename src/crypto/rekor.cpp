@@ -1,0 +1,2 @@
+// crypto/rekor.cpp: see rekor.hpp.
+#include "crypto/rekor.hpp"

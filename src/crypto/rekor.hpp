@@ -1,0 +1,94 @@
+// crypto/rekor.hpp: Rekor transparency log entries, verified offline.
+//
+// Role: read a log entry as cosign's legacy `dev.sigstore.cosign/bundle` annotation or a
+// sigstore bundle's `tlogEntries[]` carry it; verify its signed entry timestamp (SET: ECDSA
+// or Ed25519 over the RFC 8785 form of {body, integratedTime, logID, logIndex}); verify its
+// RFC 6962 inclusion proof and the signed checkpoint (signed note) it ends in; and parse the
+// entry body (hashedrekord, dsse, intoto) so the caller can check it records this signature,
+// this key and this payload hash. Pure: common, crypto and nlohmann only.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "crypto/trust_root.hpp"
+
+namespace sigil::crypto {
+
+struct InclusionProof {
+  int64_t log_index = 0;  // index inside the tree (shard), may differ from the global index
+  std::string root_hash;  // raw 32 bytes
+  int64_t tree_size = 0;
+  std::vector<std::string> hashes;  // raw 32-byte hashes, leaf to root
+  std::string checkpoint;           // the signed note text; empty when the proof has none
+};
+
+struct TlogEntry {
+  int64_t log_index = 0;  // global log index
+  std::string log_id;     // raw bytes (32 for Rekor v1)
+  std::string kind;       // kindVersion.kind ("hashedrekord"), or from the body when absent
+  std::string version;    // kindVersion.version ("0.0.1")
+  int64_t integrated_time = 0;     // seconds since the epoch; 0 for Rekor v2 entries
+  std::string canonicalized_body;  // raw bytes of the entry body (base64-decoded)
+  std::string signed_entry_timestamp;  // raw signature bytes; empty when there is none
+  std::optional<InclusionProof> inclusion_proof;
+};
+
+// cosign's legacy annotation:
+// {"SignedEntryTimestamp":"<b64>","Payload":{"body":"<b64>","integratedTime":N,
+//  "logIndex":N,"logID":"<hex>"}}. Strict; Errc::parse_error naming the field.
+Result<TlogEntry> parse_rekor_bundle_annotation(std::string_view json);
+
+// One element of a sigstore bundle's verificationMaterial.tlogEntries (protobuf JSON: int64
+// fields as strings or numbers, bytes base64). Used by crypto/bundle.
+Result<TlogEntry> parse_bundle_tlog_entry(std::string_view json);
+
+// What an entry body records. Verifiers are normalized to DER: a certificate or a
+// SubjectPublicKeyInfo, whichever the entry holds.
+struct RekorVerifier {
+  bool is_certificate = false;
+  std::string der;
+};
+
+struct RekorBody {
+  std::string kind;         // hashedrekord | dsse | intoto
+  std::string api_version;  // 0.0.1 | 0.0.2
+  // hashedrekord: spec.data.hash (the hash of the signed artifact bytes; for Rekor v2
+  // hashedrekord over DSSE, the hash of the PAE). dsse/intoto: the payload hash.
+  HashAlgorithm hash_algorithm = HashAlgorithm::sha256;
+  std::string hash;           // raw bytes
+  std::string envelope_hash;  // dsse 0.0.1: spec.envelopeHash (raw), else empty
+  std::vector<std::string> signatures;  // raw signature bytes, in body order
+  std::vector<RekorVerifier> verifiers;  // one per signature
+};
+
+// Parses a canonicalized body: hashedrekord 0.0.1 and 0.0.2, dsse 0.0.1 and 0.0.2, intoto
+// 0.0.2. Any other kind or version is Errc::unsupported naming it.
+Result<RekorBody> parse_rekor_body(std::string_view canonicalized_body);
+
+// Checks the SET: picks nothing itself; `log` must be the log whose id equals entry.log_id.
+// Errc::verification when the entry has no SET or it does not verify.
+Status verify_signed_entry_timestamp(const TlogEntry& entry, const TransparencyLog& log);
+
+// Recomputes the root from the leaf SHA-256(0x00 || body) and the proof (RFC 6962 / 9162
+// section 2.1.3.2), requires it to equal proof.root_hash, and, when the proof carries a
+// checkpoint, verifies the signed note with `log`'s key (Rekor v1 origin "<host> - <tree id>"
+// with key hint = SHA-256(SPKI)[:4]; Rekor v2 origin = the host of log.base_url with the
+// Ed25519 hint SHA-256(origin || "\n" || 0x01 || raw key)[:4], or the ECDSA v1 hint) and
+// requires its tree size and root hash to equal the proof's. `require_checkpoint` makes a
+// proof without a checkpoint fail.
+Status verify_inclusion_proof(const TlogEntry& entry, const TransparencyLog& log,
+                              bool require_checkpoint);
+
+// RFC 6962 Merkle helpers, exposed for tests.
+std::string merkle_leaf_hash(std::string_view leaf);  // SHA-256(0x00 || leaf)
+// Root for a leaf hash at index in a tree of size, or an error when the proof's length is wrong.
+Result<std::string> merkle_root_from_inclusion_proof(int64_t index, int64_t tree_size,
+                                                     std::string_view leaf_hash,
+                                                     const std::vector<std::string>& proof);
+
+}  // namespace sigil::crypto

@@ -1,0 +1,2 @@
+// crypto/sct.cpp: see sct.hpp.
+#include "crypto/sct.hpp"

@@ -1,0 +1,55 @@
+// crypto/trust_root.hpp: the trust material a keyless verification starts from.
+//
+// Role: parse sigstore's `trusted_root.json` (protobuf-specs TrustedRoot, protobuf JSON:
+// camelCase, bytes as standard base64, enums by name) into Fulcio CAs, Rekor logs, CT logs and
+// timestamp authorities, each with its validity window. Pure: common, crypto, nlohmann; the
+// caller reads the file. Nothing here fetches anything: sigil never contacts TUF at runtime.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "crypto/keys.hpp"
+#include "crypto/x509.hpp"
+
+namespace sigil::crypto {
+
+// A Rekor (transparency log) or CT log instance.
+struct TransparencyLog {
+  std::string base_url;  // "https://rekor.sigstore.dev"
+  // The 32-byte log id (raw, not base64): trusted_root `logId.keyId`; for logs given only by
+  // key (TrustRoot sigstoreKeys, tests) SHA-256 of the key's SubjectPublicKeyInfo DER.
+  std::string log_id;
+  // For Rekor v2 (rekor-tiles) logs, the checkpoint key id when the root states one
+  // (`checkpointKeyId.keyId`); empty otherwise.
+  std::string checkpoint_key_id;
+  PublicKey key;
+  HashAlgorithm hash = HashAlgorithm::sha256;  // from keyDetails / hashAlgorithm
+  TimeRange valid_for;                         // publicKey.validFor
+};
+
+struct TrustedRoot {
+  std::string name;  // where it came from, for messages ("trusted_root.json", "TrustRoot prod")
+  std::vector<CertificateAuthority> certificate_authorities;  // Fulcio
+  std::vector<TransparencyLog> tlogs;                         // Rekor
+  std::vector<TransparencyLog> ctlogs;                        // certificate transparency
+  std::vector<CertificateAuthority> timestamp_authorities;    // RFC 3161 TSAs
+};
+
+// Parses trusted_root.json. Accepts mediaType
+// "application/vnd.dev.sigstore.trustedroot+json;version=0.1" (and 0.2) or an absent mediaType;
+// rejects anything else. Each entry is checked: base64, DER, key type against keyDetails,
+// RFC 3339 times. An entry whose key type sigil cannot use (e.g. a future algorithm) is an
+// error naming the entry, never silently skipped. Inputs over 4 MiB are Errc::too_large.
+// `name` is recorded in the result for messages.
+Result<TrustedRoot> parse_trusted_root(std::string_view json, std::string_view name);
+
+// The log in logs whose log_id equals id (raw bytes), or nullptr.
+const TransparencyLog* find_log(const std::vector<TransparencyLog>& logs, std::string_view id);
+
+// SHA-256 of a key's SubjectPublicKeyInfo DER: the log id convention of Rekor v1 and CT.
+std::string key_log_id(const PublicKey& key);
+
+}  // namespace sigil::crypto

@@ -1,0 +1,2 @@
+// crypto/tsa.cpp: see tsa.hpp.
+#include "crypto/tsa.hpp"

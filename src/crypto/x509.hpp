@@ -1,0 +1,141 @@
+// crypto/x509.hpp: X.509 certificates for keyless verification (Fulcio leaves, CA chains).
+//
+// Role: parse certificates from untrusted PEM/DER, read what sigstore puts in a Fulcio leaf
+// (subject alternative names, the OIDC issuer extensions 1.3.6.1.4.1.57264.1.1 and .1.8), and
+// validate a leaf against a certificate authority at a given time (the signing time proved by
+// a transparency log or a timestamp, never the wall clock). Pure: OpenSSL and common only; no
+// I/O, no clock, no Asio. Every OpenSSL return value is checked and its error queue cleared.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "crypto/keys.hpp"
+
+namespace sigil::crypto {
+
+using TimePoint = std::chrono::system_clock::time_point;
+
+// A validity window as sigstore's trusted_root.json states it: start and end both optional,
+// both inclusive (conformance `trust-root-*-validity-end-inclusive`). An absent start means
+// "since always", an absent end "still valid".
+struct TimeRange {
+  std::optional<TimePoint> start;
+  std::optional<TimePoint> end;
+  bool contains(TimePoint t) const noexcept {
+    return (!start || t >= *start) && (!end || t <= *end);
+  }
+};
+
+class Certificate {
+ public:
+  // Exactly one DER certificate; trailing bytes are rejected.
+  static Result<Certificate> from_der(std::string_view der);
+  // Exactly one "-----BEGIN CERTIFICATE-----" block (surrounding whitespace allowed).
+  static Result<Certificate> from_pem(std::string_view pem);
+
+  const std::string& der() const noexcept { return der_; }
+  TimePoint not_before() const noexcept { return not_before_; }
+  TimePoint not_after() const noexcept { return not_after_; }
+  // Valid at t: not_before <= t <= not_after.
+  bool valid_at(TimePoint t) const noexcept { return t >= not_before_ && t <= not_after_; }
+  // The subject public key; fails for key types crypto/keys does not support.
+  Result<PublicKey> public_key() const;
+  // SubjectPublicKeyInfo DER (for SCT issuer key hashes and key comparisons).
+  const std::string& spki_der() const noexcept { return spki_der_; }
+  // "O=sigstore.dev, CN=sigstore-intermediate"-style one-line subject, for messages.
+  std::string subject_line() const;
+  bool is_self_signed() const;
+  bool is_ca() const;  // basicConstraints CA:TRUE
+
+  // Opaque OpenSSL handle (X509*), shared and immutable.
+  const void* native() const noexcept { return x509_.get(); }
+
+ private:
+  std::shared_ptr<void> x509_;
+  std::string der_;
+  std::string spki_der_;
+  TimePoint not_before_{};
+  TimePoint not_after_{};
+  friend struct CertificateAccess;
+};
+
+// Every CERTIFICATE block in pem, in order. Rejects other block types, text between blocks
+// other than whitespace, an empty input, and more than 16 certificates.
+Result<std::vector<Certificate>> parse_pem_certificates(std::string_view pem);
+
+struct SubjectAltName {
+  enum class Type { email, uri, dns, ip, other_name };
+  Type type = Type::email;
+  // email / URI / DNS as written; IP in its textual form; other_name: the UTF8String of the
+  // Fulcio username OtherName (type-id 1.3.6.1.4.1.57264.1.7). Other OtherName types are
+  // skipped.
+  std::string value;
+};
+const char* san_type_name(SubjectAltName::Type t) noexcept;
+
+// What a Fulcio leaf says about who signed.
+struct CertificateIdentity {
+  std::vector<SubjectAltName> sans;  // every SAN, in certificate order
+  // The OIDC issuer: extension 1.3.6.1.4.1.57264.1.8 (DER UTF8String) when present, else
+  // 1.3.6.1.4.1.57264.1.1 (raw bytes of the URL). Empty when the leaf has neither.
+  std::string issuer;
+};
+
+// Reads the SANs and the issuer extensions. A malformed .1.8 extension (not a UTF8String) is
+// an error, never silently replaced by .1.1.
+Result<CertificateIdentity> certificate_identity(const Certificate& leaf);
+
+// A trusted certificate authority: sigstore trusted_root.json `certificateAuthorities[]` and
+// `timestampAuthorities[]`, or a policy's `keyless.ca-cert`.
+struct CertificateAuthority {
+  std::string uri;                 // informational ("https://fulcio.sigstore.dev")
+  std::string subject;             // informational
+  std::vector<Certificate> chain;  // intermediates first, the root (trust anchor) last
+  TimeRange valid_for;             // when this CA may have issued (empty = always)
+};
+
+enum class ExtendedKeyUsage { code_signing, time_stamping };
+
+// The path a leaf was validated along: path[0] is the leaf, path[1] its issuer, ... , the
+// trust anchor last.
+struct VerifiedChain {
+  std::vector<Certificate> path;
+  const Certificate& issuer() const { return path.at(1); }
+};
+
+// Validates leaf -> (untrusted intermediates from the signature, then ca.chain's
+// intermediates) -> ca.chain.back() (the only trust anchor), with every certificate on the path
+// valid at `at` (the "hybrid" model sigstore uses), `at` inside ca.valid_for, and the leaf
+// carrying the extended key usage `eku`. A leaf that is itself a CA, a path longer than 8, or
+// an unknown critical extension fails. Errc::verification with a readable reason.
+Result<VerifiedChain> verify_certificate(const Certificate& leaf,
+                                         const std::vector<Certificate>& untrusted_intermediates,
+                                         const CertificateAuthority& ca, TimePoint at,
+                                         ExtendedKeyUsage eku);
+
+// Tries every CA in turn and returns the first path that validates; the error of the last
+// failure otherwise (or "no certificate authority is configured").
+Result<VerifiedChain> verify_certificate_any(
+    const Certificate& leaf, const std::vector<Certificate>& untrusted_intermediates,
+    const std::vector<CertificateAuthority>& cas, TimePoint at, ExtendedKeyUsage eku);
+
+// Seconds since the epoch <-> TimePoint, for log entries and tests.
+inline TimePoint from_unix_seconds(int64_t s) {
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::seconds(s)));
+}
+inline int64_t to_unix_seconds(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+// RFC 3339 UTC ("2024-03-19T17:26:26Z") for messages.
+std::string format_time(TimePoint t);
+// RFC 3339 as protobuf JSON writes Timestamps: "2021-01-12T11:53:27Z", optional fraction,
+// "Z" or a numeric offset.
+Result<TimePoint> parse_rfc3339(std::string_view text);
+
+}  // namespace sigil::crypto
