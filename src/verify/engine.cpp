@@ -13,6 +13,7 @@
 #include "common/encoding.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
+#include "verify/tag_resolver.hpp"
 
 namespace sigil::verify {
 
@@ -86,6 +87,7 @@ struct Engine::Impl {
   registry::Client& client;
   const Clock& clock;
   EngineOptions options;
+  TagResolver resolver;
 
   mutable std::mutex mu;
   std::unordered_map<std::string, CacheEntry> cache;
@@ -93,7 +95,8 @@ struct Engine::Impl {
   std::unordered_map<std::string, InFlight> in_flight;
   Stats stats;
 
-  Impl(registry::Client& c, const Clock& k, EngineOptions o) : client(c), clock(k), options(o) {}
+  Impl(registry::Client& c, const Clock& k, EngineOptions o)
+      : client(c), clock(k), options(o), resolver(c) {}
 
   std::optional<Verdict> cache_get(const std::string& key) {
     std::lock_guard lock(mu);
@@ -267,8 +270,15 @@ Engine::Engine(registry::Client& client, const Clock& clock, EngineOptions optio
 Engine::~Engine() = default;
 
 Engine::Stats Engine::stats() const {
-  std::lock_guard lock(impl_->mu);
-  return impl_->stats;
+  Stats s;
+  {
+    std::lock_guard lock(impl_->mu);
+    s = impl_->stats;
+  }
+  const auto r = impl_->resolver.stats();
+  s.tag_resolutions = r.requests;
+  s.tag_reads = r.reads;
+  return s;
 }
 
 asio::awaitable<Verdict> Engine::verify(std::string image,
@@ -313,7 +323,9 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   // works on that digest.
   std::string digest = ref->digest;
   if (digest.empty()) {
-    auto resolved = co_await d.client.resolve(*ref, deadline);
+    // Coalesced with concurrent admissions of the same tag, but never answered from before
+    // this request arrived (tag_resolver.hpp): a moved tag is seen at once.
+    auto resolved = co_await d.resolver.resolve(*ref, deadline);
     if (!resolved.ok()) {
       co_return soften_if_all_warn(
           registry_denial(image, "", resolved.error(), "resolving the tag"), matched);

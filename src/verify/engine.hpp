@@ -59,6 +59,8 @@ class Engine {
 
   struct Stats {
     uint64_t cache_hits = 0, cache_misses = 0, coalesced = 0;
+    uint64_t tag_resolutions = 0;  // tags resolved for admissions
+    uint64_t tag_reads = 0;        // registry reads those needed (shared by concurrent requests)
   };
   Stats stats() const;
 
