@@ -370,12 +370,16 @@ def simple_signing_payload(docker_reference, digest, type_=COSIGN_TYPE, optional
                     "optional": optional})
 
 
-def _other_digest(d):
+def other_digest(d):
+    """A well-formed digest that is not `d` (what a signature over another image names)."""
     return sha256_digest(b"not-" + d.encode())
 
 
-def push_signature_layer(reg, repo, digest, payload, signature_b64, append=False):
-    """Writes (or extends, with append) the .sig manifest of `digest`; returns its digest."""
+def push_signature_layer(reg, repo, digest, payload, signature_b64, append=False,
+                         annotations=None):
+    """Writes (or extends, with append) the .sig manifest of `digest`; returns its digest.
+    annotations: more layer annotations next to the signature (certificate, chain, bundle,
+    rfc3161timestamp: sigstore_fixture.py)."""
     tag = signature_tag(digest)
     layers = []
     if append:
@@ -384,7 +388,7 @@ def push_signature_layer(reg, repo, digest, payload, signature_b64, append=False
             layers = json.loads(old)["layers"]
     layers.append({"mediaType": MT_SIMPLESIGNING, "size": len(payload),
                    "digest": reg.put_blob(repo, payload),
-                   "annotations": {ANN_SIGNATURE: signature_b64}})
+                   "annotations": dict({ANN_SIGNATURE: signature_b64}, **(annotations or {}))})
     cfg = compact({"architecture": "", "created": "0001-01-01T00:00:00Z",
                    "history": [{"created": "0001-01-01T00:00:00Z"} for _ in layers], "os": "",
                    "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]},
@@ -405,7 +409,7 @@ def sign(reg, repo, digest, key, variant="ok", append=False, docker_reference=No
         raise FixtureError("unknown variant %r" % variant)
     if isinstance(key, str):
         key = load_private_key(key)
-    signed = _other_digest(digest) if variant == "payload-digest" else digest
+    signed = other_digest(digest) if variant == "payload-digest" else digest
     type_ = "cosign container image attestation" if variant == "wrong-type" else COSIGN_TYPE
     payload = simple_signing_payload(docker_reference or "%s/%s" % (reg.address, repo), signed,
                                      type_)
