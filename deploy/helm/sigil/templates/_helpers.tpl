@@ -1,0 +1,164 @@
+{{/* Names ------------------------------------------------------------------------------ */}}
+
+{{- define "sigil.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The resource name prefix; DNS-1123, at most 63 characters (it is also the Service name). */}}
+{{- define "sigil.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sigil.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sigil.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sigil.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sigil.labels" -}}
+helm.sh/chart: {{ include "sigil.chart" . }}
+{{ include "sigil.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sigil
+{{- end -}}
+
+{{- define "sigil.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "sigil.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sigil.priorityClassName" -}}
+{{- if .Values.priorityClassName -}}
+{{- .Values.priorityClassName -}}
+{{- else if .Values.priorityClass.create -}}
+{{- printf "%s-critical" (include "sigil.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sigil.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sigil.tlsSecretName" -}}
+{{- printf "%s-tls" (include "sigil.fullname" .) -}}
+{{- end -}}
+
+{{- define "sigil.caSecretName" -}}
+{{- printf "%s-ca" (include "sigil.fullname" .) -}}
+{{- end -}}
+
+{{- define "sigil.trustedRootConfigMap" -}}
+{{- if .Values.config.trustedRoot.json -}}
+{{- printf "%s-trusted-root" (include "sigil.fullname" .) -}}
+{{- else -}}
+{{- .Values.config.trustedRoot.configMap -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The names the serving certificate must be valid for (the API server dials <svc>.<ns>.svc),
+comma-separated: use with splitList ",". */}}
+{{- define "sigil.dnsNames" -}}
+{{- $svc := include "sigil.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | join "," -}}
+{{- end -}}
+
+{{/* Namespaces the pod webhook never sees: kube-system, the release namespace, and the user's;
+comma-separated. */}}
+{{- define "sigil.excludedNamespaces" -}}
+{{- concat (list "kube-system" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq | join "," -}}
+{{- end -}}
+
+{{/* Checks that span several values (values.schema.json checks each value on its own). */}}
+{{- define "sigil.validate" -}}
+{{- $budget := add (int .Values.webhook.timeoutSeconds) (int .Values.preStopSleepSeconds) -}}
+{{- if le (int .Values.terminationGracePeriodSeconds) $budget -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + webhook.timeoutSeconds (%d): a stopping replica must be able to answer the admissions it has accepted" (int .Values.terminationGracePeriodSeconds) $budget) -}}
+{{- end -}}
+{{- if and .Values.config.trustedRoot.json .Values.config.trustedRoot.configMap -}}
+{{- fail "config.trustedRoot: set json or configMap, not both" -}}
+{{- end -}}
+{{- if and (eq .Values.tls.mode "helm") (gt (int .Values.tls.helm.renewBeforeDays) (int .Values.tls.helm.certValidityDays)) -}}
+{{- fail "tls.helm.renewBeforeDays must not exceed tls.helm.certValidityDays (every upgrade would renew the certificate)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The serving certificate in tls.mode=helm, as YAML: caCrt, caKey, tlsCrt, tlsKey (base64, as in a
+Secret), caNotAfter, tlsNotAfter (Unix seconds).
+
+The CA and the serving certificate are read back from the Secrets this chart wrote before (lookup),
+so an upgrade keeps them and the caBundle stays the same. A certificate is generated again only when
+its Secret is missing, when it expires within tls.helm.renewBeforeDays, or (serving certificate)
+when the Service's DNS names changed. A serving certificate is renewed under the existing CA, so
+renewal never changes the caBundle. Without a cluster (helm template, --dry-run, Argo CD) lookup
+finds nothing and every render generates a new CA: see NOTES.txt.
+*/}}
+{{- define "sigil.helmTLS" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $now := now | unixEpoch | int64 -}}
+{{- $renew := mul (int .Values.tls.helm.renewBeforeDays) 86400 -}}
+{{- $dnsKey := include "sigil.dnsNames" . -}}
+{{- $dnsNames := list -}}
+{{- range splitList "," $dnsKey -}}
+{{- $dnsNames = append $dnsNames . -}}
+{{- end -}}
+{{- $caSecret := lookup "v1" "Secret" $ns (include "sigil.caSecretName" .) | default dict -}}
+{{- $tlsSecret := lookup "v1" "Secret" $ns (include "sigil.tlsSecretName" .) | default dict -}}
+{{- $caData := get $caSecret "data" | default dict -}}
+{{- $caAnn := dig "metadata" "annotations" dict $caSecret -}}
+{{- $tlsData := get $tlsSecret "data" | default dict -}}
+{{- $tlsAnn := dig "metadata" "annotations" dict $tlsSecret -}}
+{{- $out := dict -}}
+{{- $ca := dict -}}
+{{- $caFresh := true -}}
+{{- $caNotAfter := get $caAnn "sigil.dev/not-after" | default "0" | int64 -}}
+{{- if and (hasKey $caData "tls.crt") (hasKey $caData "tls.key") (gt $caNotAfter (add $now $renew)) -}}
+{{- $ca = buildCustomCert (get $caData "tls.crt") (get $caData "tls.key") -}}
+{{- $caFresh = false -}}
+{{- $_ := set $out "caCrt" (get $caData "tls.crt") -}}
+{{- $_ := set $out "caKey" (get $caData "tls.key") -}}
+{{- $_ := set $out "caNotAfter" $caNotAfter -}}
+{{- else -}}
+{{- $days := int .Values.tls.helm.caValidityDays -}}
+{{- $ca = genCA (printf "%s-webhook-ca" (include "sigil.fullname" .)) $days -}}
+{{- $_ := set $out "caCrt" ($ca.Cert | b64enc) -}}
+{{- $_ := set $out "caKey" ($ca.Key | b64enc) -}}
+{{- $_ := set $out "caNotAfter" (add $now (mul $days 86400)) -}}
+{{- end -}}
+{{- $tlsNotAfter := get $tlsAnn "sigil.dev/not-after" | default "0" | int64 -}}
+{{- $reuse := and (not $caFresh) (hasKey $tlsData "tls.crt") (hasKey $tlsData "tls.key") (gt $tlsNotAfter (add $now $renew)) (eq (get $tlsAnn "sigil.dev/dns-names") $dnsKey) -}}
+{{- if $reuse -}}
+{{- $_ := set $out "tlsCrt" (get $tlsData "tls.crt") -}}
+{{- $_ := set $out "tlsKey" (get $tlsData "tls.key") -}}
+{{- $_ := set $out "tlsNotAfter" $tlsNotAfter -}}
+{{- else -}}
+{{- $days := int .Values.tls.helm.certValidityDays -}}
+{{- $cert := genSignedCert (index $dnsNames 2) nil $dnsNames $days $ca -}}
+{{- $_ := set $out "tlsCrt" ($cert.Cert | b64enc) -}}
+{{- $_ := set $out "tlsKey" ($cert.Key | b64enc) -}}
+{{- $_ := set $out "tlsNotAfter" (add $now (mul $days 86400)) -}}
+{{- end -}}
+{{- $_ := set $out "dnsNames" $dnsKey -}}
+{{- toYaml $out -}}
+{{- end -}}

@@ -1,0 +1,722 @@
+#!/usr/bin/env python3
+"""The Helm chart deploy/helm/sigil, rendered for real by tests/support/helmrender.
+
+Builds the renderer (Go, GOPATH mode, Debian's sprig and yaml packages; no network), renders the
+chart with its defaults and with several value sets, and checks what the cluster depends on: the
+webhook configuration, RBAC, availability settings, probes, sigil's config file, the serving
+certificate, values.schema.json, and that deploy/manifests/ is what deploy/render.sh produces.
+Run: /usr/bin/python3 tests/deploy/test_chart.py (exit 77: skipped, with the reason).
+"""
+
+import base64
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CHART = os.path.join(ROOT, "deploy", "helm", "sigil")
+RENDERER_SRC = os.path.join(ROOT, "tests", "support", "helmrender")
+GOPATH = "/usr/share/gocode"
+SPRIG = os.path.join(GOPATH, "src", "github.com", "Masterminds", "sprig")
+YAML3 = os.path.join(GOPATH, "src", "gopkg.in", "yaml.v3")
+
+
+def skip(reason):
+    print("SKIP: " + reason + " (scripts/deps.sh installs golang-go golang-github-masterminds-sprig-dev "
+          "golang-gopkg-yaml.v3-dev python3-yaml)")
+    sys.exit(77)
+
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover
+    skip("python3-yaml is not installed")
+if not shutil.which("go"):
+    skip("go is not installed")
+if not os.path.isdir(SPRIG) or not os.path.isdir(YAML3):
+    skip("sprig or yaml.v3 is missing under %s" % GOPATH)
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+except ImportError:  # pragma: no cover
+    x509 = None
+
+TMP = tempfile.mkdtemp(prefix="sigil-chart-test-")
+RENDERER = os.path.join(TMP, "helmrender")
+
+# What sigil needs in the cluster: exactly these rules (see templates/rbac.yaml).
+EXPECTED_RULES = {
+    ("sigil.dev", "clusterimagepolicies", "get"), ("sigil.dev", "clusterimagepolicies", "list"),
+    ("sigil.dev", "clusterimagepolicies", "watch"),
+    ("sigil.dev", "imagepolicies", "get"), ("sigil.dev", "imagepolicies", "list"), ("sigil.dev", "imagepolicies", "watch"),
+    ("sigil.dev", "trustroots", "get"), ("sigil.dev", "trustroots", "list"), ("sigil.dev", "trustroots", "watch"),
+    ("sigil.dev", "clusterimagepolicies/status", "get"), ("sigil.dev", "clusterimagepolicies/status", "patch"),
+    ("sigil.dev", "clusterimagepolicies/status", "update"),
+    ("sigil.dev", "imagepolicies/status", "get"), ("sigil.dev", "imagepolicies/status", "patch"),
+    ("sigil.dev", "imagepolicies/status", "update"),
+    ("sigil.dev", "trustroots/status", "get"), ("sigil.dev", "trustroots/status", "patch"),
+    ("sigil.dev", "trustroots/status", "update"),
+    ("", "secrets", "get"),
+    ("", "serviceaccounts", "get"),
+}
+CONFIG_KEYS = {"listen", "tlsCert", "tlsKey", "noMatchPolicy", "timeout", "logLevel", "cache", "registry",
+               "kube", "trustedRoot", "threads"}
+WORKLOADS = {("", "pods"), ("", "pods/ephemeralcontainers"), ("", "replicationcontrollers"), ("apps", "deployments"),
+             ("apps", "replicasets"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("batch", "jobs"),
+             ("batch", "cronjobs")}
+
+
+def setUpModule():
+    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOFLAGS="")
+    if not env.get("GOCACHE") and not env.get("HOME") and not env.get("XDG_CACHE_HOME"):
+        env["GOCACHE"] = os.path.join(TMP, "gocache")
+    r = subprocess.run(["go", "build", "-o", RENDERER, "./tests/support/helmrender"], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("building helmrender failed:\n" + r.stdout + r.stderr)
+
+
+def tearDownModule():
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+class RenderError(Exception):
+    pass
+
+
+def render_raw(*args, chart=CHART, name="sigil", namespace="sigil", check=True):
+    cmd = [RENDERER, "--name", name, "--namespace", namespace, *args, chart]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RenderError(r.stderr)
+    return r
+
+
+def render(*args, **kw):
+    """Renders and parses: a list of objects (every document must parse and be an object)."""
+    r = render_raw(*args, **kw)
+    docs = []
+    for d in yaml.safe_load_all(r.stdout):
+        if d is None:
+            continue
+        assert isinstance(d, dict), "a document is not a mapping: %r" % (d,)
+        docs.append(d)
+    return docs
+
+
+def one(docs, kind, name=None):
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, "expected one %s %s, found %d" % (kind, name or "", len(found))
+    return found[0]
+
+
+def webhooks(docs):
+    vwc = one(docs, "ValidatingWebhookConfiguration")
+    return vwc, {w["name"]: w for w in vwc["webhooks"]}
+
+
+def container(docs):
+    dep = one(docs, "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    return dep, c
+
+
+class Defaults(unittest.TestCase):
+    """helm install sigil deploy/helm/sigil -n sigil, no values."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.raw = render_raw("--include-crds").stdout
+        cls.docs = render("--include-crds")
+
+    def test_every_document_is_a_named_object(self):
+        self.assertGreaterEqual(len(self.docs), 14)
+        for d in self.docs:
+            self.assertTrue(d.get("apiVersion") and d.get("kind"), d)
+            self.assertTrue(d.get("metadata", {}).get("name"), d)
+        namespaced = {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Secret", "PodDisruptionBudget", "Pod"}
+        for d in self.docs:
+            if d["kind"] in namespaced:
+                self.assertEqual(d["metadata"].get("namespace"), "sigil", d["kind"])
+
+    def test_kinds_and_helm_order(self):
+        kinds = [d["kind"] for d in self.docs]
+        self.assertEqual(kinds[:3], ["CustomResourceDefinition"] * 3, "crds/ first")
+        for k in ("ServiceAccount", "ConfigMap", "Secret", "ClusterRole", "ClusterRoleBinding", "Service",
+                  "Deployment", "PodDisruptionBudget", "ValidatingWebhookConfiguration", "Pod"):
+            self.assertIn(k, kinds)
+        self.assertLess(kinds.index("ServiceAccount"), kinds.index("ClusterRoleBinding"))
+        self.assertLess(kinds.index("Service"), kinds.index("Deployment"))
+        self.assertEqual(kinds[-1], "Pod", "the helm test hook comes after the manifests")
+        self.assertEqual(kinds[-2], "ValidatingWebhookConfiguration", "unknown kinds sort last")
+        self.assertNotIn("NOTES.txt", self.raw)
+        self.assertIn("# Source: sigil/crds/clusterimagepolicies.sigil.dev.yaml", self.raw)
+
+    def test_webhook_configuration(self):
+        vwc, hooks = webhooks(self.docs)
+        self.assertEqual(sorted(hooks), ["validate-policy.sigil.dev", "validate.sigil.dev"])
+        self.assertEqual(vwc["metadata"]["annotations"]["admissions.enforcer/disabled"], "true")
+        for w in hooks.values():
+            self.assertEqual(w["sideEffects"], "None")
+            self.assertEqual(w["admissionReviewVersions"], ["v1"])
+            self.assertEqual(w["timeoutSeconds"], 10)
+            self.assertEqual(w["failurePolicy"], "Fail")
+            self.assertEqual(w["matchPolicy"], "Equivalent")
+            svc = w["clientConfig"]["service"]
+            self.assertEqual((svc["name"], svc["namespace"], svc["port"]), ("sigil", "sigil", 443))
+            self.assertNotIn("url", w["clientConfig"], "AKS: the API server must reach sigil through the Service")
+        pods = hooks["validate.sigil.dev"]
+        self.assertEqual(pods["clientConfig"]["service"]["path"], "/validate")
+        covered = set()
+        for rule in pods["rules"]:
+            self.assertEqual(sorted(rule["operations"]), ["CREATE", "UPDATE"])
+            self.assertEqual(rule["apiVersions"], ["v1"])
+            for g in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    covered.add((g, r))
+        self.assertEqual(covered, WORKLOADS)
+        pol = hooks["validate-policy.sigil.dev"]
+        self.assertEqual(pol["clientConfig"]["service"]["path"], "/validate-policy")
+        (rule,) = pol["rules"]
+        self.assertEqual(rule["apiGroups"], ["sigil.dev"])
+        self.assertEqual(sorted(rule["resources"]), ["clusterimagepolicies", "imagepolicies", "trustroots"])
+        self.assertEqual(sorted(rule["operations"]), ["CREATE", "UPDATE"])
+        self.assertFalse(any("/status" in r for r in rule["resources"]), "sigil's own status writes must not loop")
+
+    def test_webhook_never_blocks_its_own_namespace_or_kube_system(self):
+        _, hooks = webhooks(self.docs)
+        exprs = hooks["validate.sigil.dev"]["namespaceSelector"]["matchExpressions"]
+        (excl,) = [e for e in exprs if e["key"] == "kubernetes.io/metadata.name"]
+        self.assertEqual(excl["operator"], "NotIn")
+        self.assertIn("kube-system", excl["values"])
+        self.assertIn("sigil", excl["values"])
+        self.assertNotIn("objectSelector", hooks["validate.sigil.dev"], "labels on pods must not bypass sigil")
+
+    def test_ca_bundle_is_the_serving_certificates_ca(self):
+        _, hooks = webhooks(self.docs)
+        tls = one(self.docs, "Secret", "sigil-tls")
+        ca = one(self.docs, "Secret", "sigil-ca")
+        self.assertEqual(tls["type"], "kubernetes.io/tls")
+        for w in hooks.values():
+            self.assertEqual(w["clientConfig"]["caBundle"], tls["data"]["ca.crt"])
+        self.assertEqual(ca["data"]["tls.crt"], tls["data"]["ca.crt"])
+        self.assertIn(b"BEGIN CERTIFICATE", base64.b64decode(tls["data"]["ca.crt"]))
+        if x509 is None:
+            self.skipTest("python3-cryptography missing: certificate chain not checked")
+        cacert = x509.load_pem_x509_certificate(base64.b64decode(tls["data"]["ca.crt"]))
+        leaf = x509.load_pem_x509_certificate(base64.b64decode(tls["data"]["tls.crt"]))
+        cacert.public_key().verify(leaf.signature, leaf.tbs_certificate_bytes, padding.PKCS1v15(),
+                                   leaf.signature_hash_algorithm)
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        self.assertIn("sigil.sigil.svc", sans, "the API server dials <service>.<namespace>.svc")
+        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        self.assertIn(ExtendedKeyUsageOID.SERVER_AUTH, list(eku))
+        days = (leaf.not_valid_after - leaf.not_valid_before).days
+        self.assertGreater(days, 365)
+        self.assertTrue(cacert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+
+    def test_rbac_is_exactly_what_sigil_needs(self):
+        role = one(self.docs, "ClusterRole")
+        granted = set()
+        for rule in role["rules"]:
+            self.assertEqual(set(rule), {"apiGroups", "resources", "verbs"}, "no resourceNames/nonResourceURLs tricks")
+            for field in ("apiGroups", "resources", "verbs"):
+                self.assertNotIn("*", rule[field], "a wildcard widens the role: %r" % rule)
+            for g in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    for v in rule["verbs"]:
+                        granted.add((g, r, v))
+        self.assertEqual(granted, EXPECTED_RULES)
+        secret_verbs = {v for g, r, v in granted if r == "secrets"}
+        self.assertEqual(secret_verbs, {"get"}, "list/watch on secrets would let sigil read every secret")
+        self.assertFalse({v for g, r, v in granted} & {"create", "delete", "deletecollection", "escalate", "bind", "impersonate"})
+        binding = one(self.docs, "ClusterRoleBinding")
+        self.assertEqual(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sigil"})
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "sigil", "namespace": "sigil"}])
+        dep, _ = container(self.docs)
+        self.assertEqual(dep["spec"]["template"]["spec"]["serviceAccountName"], "sigil")
+        self.assertFalse([d for d in self.docs if d["kind"] in ("Role", "RoleBinding")])
+
+    def test_rbac_check_catches_widening(self):
+        # The checks above, on a role someone widened: they must fail.
+        widened = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+                   {"apiGroups": ["sigil.dev"], "resources": ["*"], "verbs": ["*"]}]
+        granted = {(g, r, v) for rule in widened for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+        self.assertNotEqual(granted, EXPECTED_RULES)
+        self.assertTrue(any("*" in rule["verbs"] for rule in widened))
+
+    def test_availability(self):
+        dep, c = container(self.docs)
+        spec = dep["spec"]
+        self.assertEqual(spec["replicas"], 2)
+        self.assertEqual(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0)
+        pod = spec["template"]["spec"]
+        keys = {t["topologyKey"] for t in pod["topologySpreadConstraints"]}
+        self.assertIn("kubernetes.io/hostname", keys)
+        for t in pod["topologySpreadConstraints"]:
+            self.assertEqual(t["labelSelector"]["matchLabels"], spec["selector"]["matchLabels"])
+        assert_pdb_never_blocks_drains(self, self.docs)
+        self.assertGreater(pod["terminationGracePeriodSeconds"], 10 + 5,
+                           "grace must outlast preStop + the webhook timeout")
+        self.assertNotIn("priorityClassName", pod)
+
+    def test_probes_use_https(self):
+        _, c = container(self.docs)
+        (port,) = c["ports"]
+        self.assertEqual((port["name"], port["containerPort"]), ("https", 8443))
+        expect = {"readinessProbe": "/readyz", "livenessProbe": "/healthz", "startupProbe": "/healthz"}
+        for probe, path in expect.items():
+            get = c[probe]["httpGet"]
+            self.assertEqual((get["path"], get["scheme"]), (path, "HTTPS"), probe)
+            self.assertIn(get["port"], ("https", 8443))
+        # The renderer's default Kubernetes is 1.31, where the preStop sleep action exists.
+        self.assertEqual(c["lifecycle"]["preStop"]["sleep"]["seconds"], 5)
+
+    def test_runs_non_root_read_only(self):
+        dep, c = container(self.docs)
+        psc = dep["spec"]["template"]["spec"]["securityContext"]
+        self.assertTrue(psc["runAsNonRoot"])
+        self.assertNotEqual(psc["runAsUser"], 0)
+        self.assertEqual(psc["seccompProfile"]["type"], "RuntimeDefault")
+        sc = c["securityContext"]
+        self.assertTrue(sc["readOnlyRootFilesystem"])
+        self.assertFalse(sc["allowPrivilegeEscalation"])
+        self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+        self.assertIn("requests", c["resources"])
+        self.assertIn("memory", c["resources"]["limits"])
+
+    def test_service(self):
+        svc = one(self.docs, "Service")
+        (p,) = svc["spec"]["ports"]
+        self.assertEqual((p["port"], p["targetPort"]), (443, "https"))
+        dep, _ = container(self.docs)
+        self.assertEqual(svc["spec"]["selector"], dep["spec"]["selector"]["matchLabels"])
+
+    def test_config_file(self):
+        cm = one(self.docs, "ConfigMap", "sigil")
+        cfg = yaml.safe_load(cm["data"]["config.yaml"])
+        self.assertLessEqual(set(cfg), CONFIG_KEYS, "sigil refuses unknown config keys")
+        self.assertEqual(cfg["kube"], {"enabled": True})
+        self.assertEqual(cfg["listen"], "0.0.0.0:8443")
+        self.assertEqual(cfg["noMatchPolicy"], "deny")
+        self.assertEqual(cfg["timeout"], "10s")
+        self.assertEqual(cfg["cache"], {"ttl": "5m", "negativeTtl": "30s", "size": 10000})
+        self.assertNotIn("policies", cfg, "policies come from the cluster")
+        self.assertNotIn("trustedRoot", cfg)
+        dep, c = container(self.docs)
+        self.assertEqual(c["command"] + c["args"], ["sigil", "serve", "--config", "/etc/sigil/config.yaml"])
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        self.assertEqual(mounts["/etc/sigil/config.yaml"]["subPath"], "config.yaml")
+        self.assertIn("/etc/sigil/tls", mounts)
+        self.assertTrue(cfg["tlsCert"].startswith("/etc/sigil/tls/") and cfg["tlsKey"].startswith("/etc/sigil/tls/"))
+        vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        self.assertEqual(vols[mounts["/etc/sigil/tls"]["name"]]["secret"]["secretName"], "sigil-tls")
+        self.assertIn("checksum/config", dep["spec"]["template"]["metadata"]["annotations"])
+
+    def test_helm_test_pod(self):
+        pod = one(self.docs, "Pod")
+        self.assertEqual(pod["metadata"]["annotations"]["helm.sh/hook"], "test")
+        (c,) = pod["spec"]["containers"]
+        self.assertIn("https://sigil.sigil.svc:443/readyz", c["args"])
+        self.assertIn("--cacert", c["args"])
+        self.assertEqual(pod["spec"]["restartPolicy"], "Never")
+        self.assertFalse([d for d in render("--skip-tests") if d["kind"] == "Pod"])
+
+    def test_notes(self):
+        notes = os.path.join(TMP, "notes.txt")
+        render_raw("--notes-out", notes)
+        with open(notes) as f:
+            text = f.read()
+        self.assertIn("helm template", text)
+        self.assertIn("Argo CD", text)
+        self.assertIn("noMatchPolicy is deny", text)
+        self.assertIn("kube-system, sigil", text)
+
+
+def assert_pdb_never_blocks_drains(tc, docs):
+    pdb = one(docs, "PodDisruptionBudget")
+    tc.assertNotIn("minAvailable", pdb["spec"])
+    mu = pdb["spec"]["maxUnavailable"]
+    if isinstance(mu, str):
+        tc.assertTrue(mu.endswith("%") and int(mu[:-1]) > 0, mu)
+    else:
+        tc.assertGreaterEqual(mu, 1)
+    dep, _ = container(docs)
+    tc.assertEqual(pdb["spec"]["selector"]["matchLabels"], dep["spec"]["selector"]["matchLabels"])
+
+
+class ValueSets(unittest.TestCase):
+    def test_cert_manager_mode(self):
+        docs = render("--set", "tls.mode=cert-manager")
+        vwc, hooks = webhooks(docs)
+        self.assertEqual(vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"], "sigil/sigil-tls")
+        for w in hooks.values():
+            self.assertNotIn("caBundle", w["clientConfig"], "cainjector fills it in")
+        self.assertFalse([d for d in docs if d["kind"] == "Secret"], "no key material rendered")
+        cert = one(docs, "Certificate", "sigil-tls")
+        self.assertIn("sigil.sigil.svc", cert["spec"]["dnsNames"])
+        self.assertEqual(cert["spec"]["secretName"], "sigil-tls")
+        self.assertEqual(cert["spec"]["issuerRef"]["name"], "sigil-ca")
+        self.assertTrue(one(docs, "Certificate", "sigil-ca")["spec"]["isCA"])
+        one(docs, "Issuer", "sigil-ca")
+        one(docs, "Issuer", "sigil-selfsigned")
+        dep, c = container(docs)
+        vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        self.assertEqual(vols["tls"]["secret"]["secretName"], "sigil-tls")
+        # With the user's issuer, no chart CA.
+        docs = render("--set", "tls.mode=cert-manager", "--set", "tls.certManager.issuerRef.name=corp-ca",
+                      "--set", "tls.certManager.issuerRef.kind=ClusterIssuer")
+        self.assertFalse([d for d in docs if d["kind"] == "Issuer"])
+        self.assertEqual(one(docs, "Certificate")["spec"]["issuerRef"], {"name": "corp-ca", "kind": "ClusterIssuer"})
+        # cert-manager renders are reproducible (what deploy/manifests relies on).
+        self.assertEqual(render_raw("--set", "tls.mode=cert-manager").stdout, render_raw("--set", "tls.mode=cert-manager").stdout)
+
+    def test_custom_namespace_exclusions(self):
+        values = os.path.join(TMP, "exclusions.yaml")
+        with open(values, "w") as f:
+            f.write("webhook:\n  excludeNamespaces: [gatekeeper-system, calico-system, sigil]\n"
+                    "  namespaceSelectorExpressions:\n    - {key: sigil.dev/exempt, operator: DoesNotExist}\n")
+        docs = render("-f", values, namespace="security")
+        _, hooks = webhooks(docs)
+        exprs = hooks["validate.sigil.dev"]["namespaceSelector"]["matchExpressions"]
+        self.assertEqual(exprs[0], {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                    "values": ["kube-system", "security", "gatekeeper-system", "calico-system", "sigil"]})
+        self.assertEqual(exprs[1], {"key": "sigil.dev/exempt", "operator": "DoesNotExist"})
+        self.assertEqual(hooks["validate.sigil.dev"]["clientConfig"]["service"]["namespace"], "security")
+        self.assertNotIn("namespaceSelector", hooks["validate-policy.sigil.dev"])
+
+    def test_failure_policy_ignore(self):
+        docs = render("--set", "webhook.failurePolicy=Ignore")
+        _, hooks = webhooks(docs)
+        self.assertEqual(hooks["validate.sigil.dev"]["failurePolicy"], "Ignore")
+        self.assertEqual(hooks["validate-policy.sigil.dev"]["failurePolicy"], "Fail", "configured on its own")
+
+    def test_replicas_3(self):
+        docs = render("--set", "replicas=3", "--set", "podDisruptionBudget.maxUnavailable=34%")
+        dep, _ = container(docs)
+        self.assertEqual(dep["spec"]["replicas"], 3)
+        assert_pdb_never_blocks_drains(self, docs)
+        docs = render("--set", "replicas=1")
+        assert_pdb_never_blocks_drains(self, docs)
+
+    def test_everything_switched_on(self):
+        values = os.path.join(TMP, "all.yaml")
+        with open(values, "w") as f:
+            yaml.safe_dump({
+                "priorityClass": {"create": True},
+                "networkPolicy": {"enabled": True, "ingressFrom": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                     "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}]},
+                "config": {"threads": 4, "logLevel": "debug", "noMatchPolicy": "warn", "timeout": "8s",
+                           "registry": {"configSecret": "acr-pull", "caConfigMap": "corp-ca", "insecure": ["127.0.0.1:5000"]},
+                           "trustedRoot": {"json": "{\"mediaType\": \"application/vnd.dev.sigstore.trustedroot+json;version=0.1\"}"}},
+                "webhook": {"matchConditions": [{"name": "not-dry-run", "expression": "!request.dryRun"}],
+                            "annotations": {"example.com/owner": "platform"}, "disableAKSAdmissionsEnforcer": False},
+                "image": {"digest": "sha256:" + "a" * 64},
+                "podLabels": {"azure.workload.identity/use": "true"},
+                "serviceAccount": {"annotations": {"azure.workload.identity/client-id": "00000000-0000-0000-0000-000000000000"}},
+                "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+            }, f)
+        docs = render("-f", values)
+        pc = one(docs, "PriorityClass")
+        dep, c = container(docs)
+        pod = dep["spec"]["template"]["spec"]
+        self.assertEqual(pod["priorityClassName"], pc["metadata"]["name"])
+        self.assertEqual(pc["value"], 1000000)
+        self.assertEqual(c["image"], "ghcr.io/sigil-dev/sigil@sha256:" + "a" * 64)
+        cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+        self.assertLessEqual(set(cfg), CONFIG_KEYS)
+        self.assertEqual(cfg["threads"], 4)
+        self.assertEqual(cfg["timeout"], "8s")
+        self.assertEqual(cfg["registry"], {"config": "/etc/sigil/registry/config.json", "ca": "/etc/sigil/registry/ca.pem",
+                                           "insecure": ["127.0.0.1:5000"]})
+        # Every file the config names is mounted.
+        mounts = [m["mountPath"] for m in c["volumeMounts"]]
+        for p in (cfg["registry"]["config"], cfg["registry"]["ca"], cfg["trustedRoot"], cfg["tlsCert"], cfg["tlsKey"]):
+            self.assertTrue(any(p.startswith(m + "/") for m in mounts), p)
+        vols = {v["name"]: v for v in pod["volumes"]}
+        srcs = vols["registry"]["projected"]["sources"]
+        self.assertEqual(srcs[0]["secret"]["items"], [{"key": ".dockerconfigjson", "path": "config.json"}])
+        self.assertEqual(srcs[1]["configMap"]["name"], "corp-ca")
+        tr = one(docs, "ConfigMap", "sigil-trusted-root")
+        self.assertIn("trustedroot", tr["data"]["trusted_root.json"])
+        self.assertEqual(vols["trusted-root"]["configMap"]["name"], "sigil-trusted-root")
+        vwc, hooks = webhooks(docs)
+        self.assertNotIn("admissions.enforcer/disabled", vwc["metadata"]["annotations"])
+        self.assertEqual(vwc["metadata"]["annotations"]["example.com/owner"], "platform")
+        self.assertEqual(hooks["validate.sigil.dev"]["matchConditions"][0]["name"], "not-dry-run")
+        np = one(docs, "NetworkPolicy")
+        self.assertEqual(np["spec"]["ingress"][0]["ports"], [{"port": 8443, "protocol": "TCP"}])
+        self.assertEqual(len(np["spec"]["ingress"][0]["from"]), 2, "konnectivity + the helm test pod")
+        self.assertEqual(c["env"], [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}])
+
+    def test_pre_stop_sleep_only_where_supported(self):
+        _, c = container(render("--kube-version", "1.29.4"))
+        self.assertNotIn("lifecycle", c)
+        _, c = container(render("--kube-version", "1.30.0"))
+        self.assertEqual(c["lifecycle"]["preStop"]["sleep"]["seconds"], 5)
+        _, c = container(render("--set", "preStopSleepSeconds=0"))
+        self.assertNotIn("lifecycle", c)
+
+    def test_kube_version_floor(self):
+        r = render_raw("--kube-version", "1.24.9", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("chart requires kubeVersion", r.stderr)
+        render("--kube-version", "v1.28.3-aks.1")
+
+    def test_release_name_prefixes(self):
+        docs = render(name="prod")
+        _, hooks = webhooks(docs)
+        self.assertEqual(hooks["validate.sigil.dev"]["clientConfig"]["service"]["name"], "prod-sigil")
+        one(docs, "Service", "prod-sigil")
+        one(docs, "ClusterRole", "prod-sigil")
+
+
+class Schema(unittest.TestCase):
+    def rejected(self, *args):
+        r = render_raw(*args, check=False)
+        self.assertNotEqual(r.returncode, 0, "accepted: %r" % (args,))
+        self.assertIn("values don't meet the specifications of the schema", r.stderr)
+        return r.stderr
+
+    def test_rejects_bad_values(self):
+        cases = [
+            (("--set", "webhook.failurePolicy=Maybe"), "/webhook/failurePolicy"),
+            (("--set", "webhook.timeoutSeconds=31"), "/webhook/timeoutSeconds"),
+            (("--set-string", "replicas=2"), "/replicas"),
+            (("--set", "replicas=0"), "/replicas"),
+            (("--set", "podDisruptionBudget.maxUnavailable=0"), "/podDisruptionBudget/maxUnavailable"),
+            (("--set", "podDisruptionBudget.minAvailable=2"), "'minAvailable' not allowed"),
+            (("--set", "tls.mode=self-signed"), "/tls/mode"),
+            (("--set", "config.noMatchPolicy=reject"), "/config/noMatchPolicy"),
+            (("--set", "config.cache.ttl=5 minutes"), "/config/cache/ttl"),
+            (("--set", "webhook.excludeNamespaces[0]=Not_A_Namespace"), "/webhook/excludeNamespaces/0"),
+            (("--set", "image.digest=latest"), "/image/digest"),
+            (("--set", "replica=3"), "'replica' not allowed"),
+        ]
+        for args, needle in cases:
+            with self.subTest(args=args):
+                self.assertIn(needle, self.rejected(*args))
+
+    def test_skip_schema_validation(self):
+        r = render_raw("--skip-schema-validation", "--set", "config.logLevel=loud")
+        self.assertEqual(r.returncode, 0)
+
+    def test_cross_value_checks(self):
+        r = render_raw("--set", "terminationGracePeriodSeconds=12", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("terminationGracePeriodSeconds (12) must exceed", r.stderr)
+        r = render_raw("--set", "config.trustedRoot.json=x", "--set", "config.trustedRoot.configMap=x", check=False)
+        self.assertIn("set json or configMap, not both", r.stderr)
+        r = render_raw("--set", "serviceAccount.create=false", check=False)
+        self.assertIn("serviceAccount.name is required", r.stderr)
+
+    def test_values_yaml_documents_every_schema_key(self):
+        with open(os.path.join(CHART, "values.schema.json")) as f:
+            schema = json.load(f)
+        with open(os.path.join(CHART, "values.yaml")) as f:
+            values = yaml.safe_load(f)
+
+        optional = {"successThreshold", "initialDelaySeconds"}  # probe fields left at Kubernetes' defaults
+
+        def walk(s, v, path):
+            if s.get("type") != "object" or "properties" not in s or not v:
+                return
+            self.assertIs(s.get("additionalProperties"), False, path + ": unknown keys must be refused")
+            self.assertEqual(set(s["properties"]) - optional, set(v), path + ": values.yaml and the schema must list the same keys")
+            for k, sub in s["properties"].items():
+                if isinstance(v.get(k), dict):
+                    walk(sub, v[k], path + "/" + k)
+        walk(schema, values, "")
+
+
+class Certificates(unittest.TestCase):
+    """tls.mode=helm keeps its certificate across upgrades (lookup), and renews without a CA change."""
+
+    def secrets(self, docs):
+        return [d for d in docs if d["kind"] == "Secret"]
+
+    def lookup_file(self, secrets, name):
+        p = os.path.join(TMP, name)
+        with open(p, "w") as f:
+            yaml.safe_dump_all(secrets, f)
+        return p
+
+    def ca_bundle(self, docs):
+        return webhooks(docs)[1]["validate.sigil.dev"]["clientConfig"]["caBundle"]
+
+    def test_every_render_without_a_cluster_is_new(self):
+        a, b = render(), render()
+        self.assertNotEqual(self.ca_bundle(a), self.ca_bundle(b), "the helm template / Argo CD caveat")
+
+    def test_upgrade_keeps_the_certificate(self):
+        first = render()
+        lk = self.lookup_file(self.secrets(first), "lookup-keep.yaml")
+        second = render("--is-upgrade", "--lookup", lk)
+        self.assertEqual(self.ca_bundle(first), self.ca_bundle(second))
+        self.assertEqual(one(first, "Secret", "sigil-tls")["data"], one(second, "Secret", "sigil-tls")["data"])
+
+    def test_renewal_keeps_the_ca(self):
+        first = render()
+        secrets = self.secrets(first)
+        tls = [s for s in secrets if s["metadata"]["name"] == "sigil-tls"][0]
+        soon = int(datetime.datetime.now(datetime.timezone.utc).timestamp()) + 10 * 86400
+        tls["metadata"]["annotations"]["sigil.dev/not-after"] = str(soon)
+        second = render("--is-upgrade", "--lookup", self.lookup_file(secrets, "lookup-renew.yaml"))
+        self.assertEqual(self.ca_bundle(first), self.ca_bundle(second), "renewal must not change the caBundle")
+        new = one(second, "Secret", "sigil-tls")
+        self.assertNotEqual(new["data"]["tls.crt"], tls["data"]["tls.crt"])
+        self.assertGreater(int(new["metadata"]["annotations"]["sigil.dev/not-after"]), soon)
+        if x509 is not None:
+            ca = x509.load_pem_x509_certificate(base64.b64decode(self.ca_bundle(second)))
+            leaf = x509.load_pem_x509_certificate(base64.b64decode(new["data"]["tls.crt"]))
+            ca.public_key().verify(leaf.signature, leaf.tbs_certificate_bytes, padding.PKCS1v15(),
+                                   leaf.signature_hash_algorithm)
+
+    def test_new_service_name_gets_a_new_certificate(self):
+        first = render()
+        lk = self.lookup_file(self.secrets(first), "lookup-rename.yaml")
+        second = render("--is-upgrade", "--lookup", lk, "--set", "fullnameOverride=sigil-webhook")
+        # Other Secret names: nothing found, everything new, and valid for the new name.
+        self.assertIn("sigil-webhook.sigil.svc", one(second, "Secret", "sigil-webhook-tls")["metadata"]["annotations"]["sigil.dev/dns-names"])
+
+
+class Renderer(unittest.TestCase):
+    """helmrender behaves like `helm template` where the chart relies on it."""
+
+    def chart(self, files):
+        d = tempfile.mkdtemp(dir=TMP)
+        for name, text in files.items():
+            p = os.path.join(d, name)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "w") as f:
+                f.write(text)
+        return d
+
+    def test_engine_basics(self):
+        d = self.chart({
+            "Chart.yaml": "apiVersion: v2\nname: demo\nversion: 1.2.3\nappVersion: \"9\"\n",
+            "values.yaml": "a: {b: 1, c: keep}\nbig: 1000000\nlist: [x]\ngone: here\n",
+            "crds/c.yaml": "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: cs.demo.dev}\n",
+            "templates/_h.tpl": '{{- define "demo.n" -}}{{ .Release.Name }}-{{ .Chart.Name }}{{- end -}}',
+            "templates/cm.yaml": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ include \"demo.n\" . }}\ndata:\n"
+                "  b: {{ .Values.a.b | quote }}\n  c: {{ .Values.a.c }}\n  big: {{ .Values.big | quote }}\n"
+                "  set: {{ kindOf .Values.n }}-{{ .Values.n }}\n  str: {{ kindOf .Values.s }}\n"
+                "  gone: {{ hasKey .Values \"gone\" | quote }}\n  missing: \"{{ .Values.nope }}\"\n"
+                "  tpl: {{ tpl \"{{ .Chart.Version }}\" . }}\n  list: {{ toJson .Values.l }}\n"
+                "  yaml: |\n    {{- toYaml .Values.a | nindent 4 }}\n"
+                "  caps: {{ .Capabilities.KubeVersion.Minor }}-{{ .Capabilities.APIVersions.Has \"apps/v1\" }}\n"
+                "  tmpl: {{ .Template.Name }}\n"),
+            "templates/sa.yaml": "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: first\n---\n# empty\n---\n",
+            "templates/hook.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: t\n  annotations:\n    helm.sh/hook: test\n",
+            "templates/NOTES.txt": "notes for {{ .Release.Name }}",
+        })
+        out = render_raw("--include-crds", "--set", "a.b=2,n=3,s=true", "--set", "gone=null", "--set", "l={p,q}",
+                         "--kube-version", "1.27.1", chart=d, name="rel", namespace="ns").stdout
+        docs = [x for x in yaml.safe_load_all(out) if x]
+        self.assertEqual([x["kind"] for x in docs], ["CustomResourceDefinition", "ServiceAccount", "ConfigMap", "Pod"])
+        data = docs[2]["data"]
+        self.assertEqual(docs[2]["metadata"]["name"], "rel-demo")
+        self.assertEqual(data["b"], "2")
+        self.assertEqual(data["c"], "keep", "maps merge")
+        self.assertEqual(data["big"], "1e+06", "numbers from YAML files are float64, as in Helm")
+        self.assertEqual(data["set"], "int64-3", "--set integers are int64")
+        self.assertEqual(data["str"], "bool")
+        self.assertEqual(data["gone"], "false", "null deletes a default")
+        self.assertEqual(data["missing"], "", "missing keys render empty, not <no value>")
+        self.assertEqual(data["tpl"], "1.2.3")
+        self.assertEqual(data["list"], ["p", "q"], "--set l={p,q} is a list")
+        self.assertEqual(yaml.safe_load(data["yaml"]), {"b": 2, "c": "keep"})
+        self.assertEqual(data["caps"], "27-true")
+        self.assertEqual(data["tmpl"], "demo/templates/cm.yaml")
+        self.assertNotIn("notes for", out)
+        self.assertIn("# Source: demo/crds/c.yaml", out)
+
+    def test_files_set_json_set_file_and_helmignore(self):
+        d = self.chart({
+            "Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+            ".helmignore": "*.bak\nsecret/\n",
+            "files/a.conf": "A", "files/b.conf": "B", "files/old.bak": "X", "secret/k": "K",
+            "templates/cm.yaml": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n"
+                "  {{- (.Files.Glob \"files/*\").AsConfig | nindent 2 }}\n"
+                "  k: {{ .Files.Get \"secret/k\" | quote }}\n  j: {{ toJson .Values.j | quote }}\n"
+                "  f: {{ .Values.f | quote }}\n"),
+            "templates/z.yaml": "apiVersion: example.com/v1\nkind: Zebra\nmetadata:\n  name: z\n---\n"
+                                "apiVersion: example.com/v1\nkind: Aardvark\nmetadata:\n  name: a\n",
+            "templates/hook.yaml": "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\n  annotations:\n"
+                                   "    helm.sh/hook: pre-install\n",
+        })
+        content = os.path.join(TMP, "content.txt")
+        with open(content, "w") as f:
+            f.write("from a file")
+        out = render_raw("--set-json", 'j={"a":[1,2],"b":"x,y"}', "--set-file", "f=" + content, chart=d).stdout
+        docs = [x for x in yaml.safe_load_all(out) if x]
+        self.assertEqual([x["kind"] for x in docs], ["ConfigMap", "Aardvark", "Zebra", "Job"])
+        data = docs[0]["data"]
+        self.assertEqual((data["a.conf"], data["b.conf"]), ("A", "B"))
+        self.assertNotIn("old.bak", data, ".helmignore")
+        self.assertEqual(data["k"], "", ".helmignore'd directory")
+        self.assertEqual(json.loads(data["j"]), {"a": [1, 2], "b": "x,y"})
+        self.assertEqual(data["f"], "from a file")
+        self.assertNotIn("kind: Job", render_raw("--no-hooks", chart=d).stdout)
+
+    def test_errors_like_helm(self):
+        d = self.chart({
+            "Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+            "templates/x.yaml": "{{ required \"x.y is required\" .Values.x }}\n",
+        })
+        r = render_raw(chart=d, check=False)
+        self.assertIn("execution error at (demo/templates/x.yaml:1:3): x.y is required", r.stderr)
+        d = self.chart({
+            "Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+            "templates/x.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  annotations:\n    a: true\n",
+        })
+        r = render_raw(chart=d, check=False)
+        self.assertIn("YAML parse error on demo/templates/x.yaml", r.stderr, "annotations must be strings")
+
+
+class PlainManifests(unittest.TestCase):
+    def test_committed_manifests_are_render_sh_output(self):
+        out = os.path.join(TMP, "manifests")
+        r = subprocess.run([os.path.join(ROOT, "deploy", "render.sh"), out], env=dict(os.environ, HELMRENDER=RENDERER),
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        committed_dir = os.path.join(ROOT, "deploy", "manifests")
+        made = sorted(f for f in os.listdir(out) if f.endswith(".yaml"))
+        committed = sorted(f for f in os.listdir(committed_dir) if f.endswith(".yaml"))
+        self.assertEqual(made, committed)
+        for name in made:
+            with open(os.path.join(out, name)) as a, open(os.path.join(committed_dir, name)) as b:
+                self.assertEqual(a.read(), b.read(), "deploy/manifests/%s is stale: run deploy/render.sh" % name)
+
+    def test_manifests_are_complete(self):
+        docs = []
+        d = os.path.join(ROOT, "deploy", "manifests")
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".yaml"):
+                with open(os.path.join(d, name)) as f:
+                    docs += [x for x in yaml.safe_load_all(f) if x]
+        kinds = [x["kind"] for x in docs]
+        self.assertEqual(kinds[0], "Namespace")
+        self.assertEqual(kinds.count("CustomResourceDefinition"), 3)
+        for k in ("ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service",
+                  "PodDisruptionBudget", "ValidatingWebhookConfiguration", "Certificate"):
+            self.assertIn(k, kinds)
+        self.assertNotIn("Secret", kinds, "no private key may be committed")
+        self.assertNotIn("Pod", kinds, "no helm test hook")
+        _, c = container(docs)
+        self.assertNotIn("lifecycle", c, "rendered for Kubernetes 1.25")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
