@@ -18,7 +18,8 @@
 
 namespace sigil::crypto {
 
-inline constexpr std::string_view kBundleMediaTypeV03 = "application/vnd.dev.sigstore.bundle.v0.3+json";
+inline constexpr std::string_view kBundleMediaTypeV03 =
+    "application/vnd.dev.sigstore.bundle.v0.3+json";
 
 struct Bundle {
   std::string media_type;
@@ -46,7 +47,12 @@ struct Bundle {
 // (conformance `bundle-unknown-version_fail`). Exactly one of certificate /
 // x509CertificateChain / publicKey; exactly one of messageSignature / dsseEnvelope; v0.1
 // requires an inclusion promise on every entry, v0.2+ an inclusion proof. A v0.3 bundle must
-// use `certificate`, not a chain. Strict JSON (duplicate keys rejected, 4 MiB cap).
+// use `certificate`, not a chain (v0.1/v0.2 may use either). Protobuf JSON: camelCase or
+// proto field names (not both), null as absent, int64 as string or number, bytes as padded
+// standard base64, unknown members ignored. tlogEntries as parse_bundle_tlog_entry;
+// a messageDigest with a digest needs SHA2_256/384/512 and a digest of that length. Strict JSON
+// (duplicate keys rejected, 4 MiB cap: Errc::too_large); other errors Errc::parse_error
+// naming the field ("sigstore bundle: verificationMaterial.tlogEntries[0].logId is missing").
 Result<Bundle> parse_bundle(std::string_view json);
 
 }  // namespace sigil::crypto

@@ -1,7 +1,8 @@
 // crypto/dsse.hpp: DSSE envelopes and in-toto statements (cosign v3 signatures, attestations).
 //
 // Role: the pre-authentication encoding a DSSE signature is made over, the envelope JSON, and
-// the in-toto statement whose subject binds the image digest. Pure: common and nlohmann only.
+// the in-toto statement whose subject binds the image digest. Nothing is verified here. Pure:
+// common and nlohmann only (nlohmann stays out of this header; see the detail block below).
 #pragma once
 
 #include <map>
@@ -31,8 +32,11 @@ struct DsseEnvelope {
   std::vector<DsseSignature> signatures;
 };
 
-// Strict: payload, payloadType (strings) and signatures (non-empty array of {sig, keyid?})
-// required; base64 must be valid; duplicate keys rejected; inputs over 4 MiB Errc::too_large.
+// Strict: payload (base64 string, may decode to nothing), payloadType (non-empty string) and
+// signatures (non-empty array of {sig: non-empty base64, keyid?: string or null}) required;
+// member names exact (as the DSSE spec writes them), unknown members ignored, null taken as
+// absent; duplicate keys rejected; inputs over 4 MiB Errc::too_large, else Errc::parse_error
+// naming the field.
 Result<DsseEnvelope> parse_dsse_envelope(std::string_view json);
 
 struct InTotoSubject {
@@ -47,11 +51,16 @@ struct InTotoStatement {
   std::string predicate_json;  // the predicate re-serialized (compact), "" when absent
 };
 
+inline constexpr std::string_view kInTotoStatementV01 = "https://in-toto.io/Statement/v0.1";
+inline constexpr std::string_view kInTotoStatementV1 = "https://in-toto.io/Statement/v1";
+
 // Strict parse of an in-toto statement: _type must be one of the two known statement types,
-// subject a non-empty array of objects with a digest map of strings, predicateType a string.
+// subject a non-empty array of objects with a digest map of strings (name, when present, a
+// string), predicateType a string. Duplicate keys rejected; over 4 MiB Errc::too_large.
 Result<InTotoStatement> parse_in_toto_statement(std::string_view json);
 
-// True when some subject's digest map holds `algorithm` -> `hex` (case-insensitive hex).
+// True when some subject's digest map holds `algorithm` (exactly) -> `hex` (ASCII
+// case-insensitive, non-empty).
 bool statement_binds(const InTotoStatement& s, std::string_view algorithm, std::string_view hex);
 
 }  // namespace sigil::crypto

@@ -28,23 +28,32 @@ struct InclusionProof {
 };
 
 struct TlogEntry {
-  int64_t log_index = 0;  // global log index
-  std::string log_id;     // raw bytes (32 for Rekor v1)
-  std::string kind;       // kindVersion.kind ("hashedrekord"), or from the body when absent
-  std::string version;    // kindVersion.version ("0.0.1")
-  int64_t integrated_time = 0;     // seconds since the epoch; 0 for Rekor v2 entries
-  std::string canonicalized_body;  // raw bytes of the entry body (base64-decoded)
+  int64_t log_index = 0;        // global log index
+  std::string log_id;           // raw bytes (32 for Rekor v1)
+  std::string kind;             // kindVersion.kind ("hashedrekord"), or from the body when absent
+  std::string version;          // kindVersion.version ("0.0.1")
+  int64_t integrated_time = 0;  // seconds since the epoch; 0 for Rekor v2 entries
+  std::string canonicalized_body;      // raw bytes of the entry body (base64-decoded)
   std::string signed_entry_timestamp;  // raw signature bytes; empty when there is none
   std::optional<InclusionProof> inclusion_proof;
 };
 
 // cosign's legacy annotation:
 // {"SignedEntryTimestamp":"<b64>","Payload":{"body":"<b64>","integratedTime":N,
-//  "logIndex":N,"logID":"<hex>"}}. Strict; Errc::parse_error naming the field.
+//  "logIndex":N,"logID":"<hex>"}}. Member names match case-insensitively, as cosign's Go
+// decoder matches them (two names that match the same field are an error); unknown members
+// are ignored. All five fields are required: integers non-negative, logID lowercase hex,
+// body and SET non-empty base64. kind/version are read from the body, which must be a JSON
+// object with string kind and apiVersion. Strict JSON; over 4 MiB Errc::too_large, else
+// Errc::parse_error naming the field.
 Result<TlogEntry> parse_rekor_bundle_annotation(std::string_view json);
 
 // One element of a sigstore bundle's verificationMaterial.tlogEntries (protobuf JSON: int64
-// fields as strings or numbers, bytes base64). Used by crypto/bundle.
+// fields as strings or numbers, bytes base64, null as absent, proto field names accepted).
+// Required: logId.keyId, kindVersion.kind and .version (equal to the body's kind and
+// apiVersion), canonicalizedBody. inclusionPromise, when present, must carry a SET;
+// inclusionProof, when present, a 32-byte rootHash and 32-byte hashes (at most 64); its
+// checkpoint may be absent (verify_inclusion_proof decides). Used by crypto/bundle.
 Result<TlogEntry> parse_bundle_tlog_entry(std::string_view json);
 
 // What an entry body records. Verifiers are normalized to DER: a certificate or a
@@ -61,26 +70,49 @@ struct RekorBody {
   // hashedrekord over DSSE, the hash of the PAE). dsse/intoto: the payload hash.
   HashAlgorithm hash_algorithm = HashAlgorithm::sha256;
   std::string hash;           // raw bytes
-  std::string envelope_hash;  // dsse 0.0.1: spec.envelopeHash (raw), else empty
-  std::vector<std::string> signatures;  // raw signature bytes, in body order
+  std::string envelope_hash;  // dsse 0.0.1: spec.envelopeHash; intoto 0.0.2: spec.content.hash
+                              // (raw; the hash of the whole envelope JSON); else empty
+  std::vector<std::string> signatures;   // raw signature bytes, in body order
   std::vector<RekorVerifier> verifiers;  // one per signature
 };
 
 // Parses a canonicalized body: hashedrekord 0.0.1 and 0.0.2, dsse 0.0.1 and 0.0.2, intoto
-// 0.0.2. Any other kind or version is Errc::unsupported naming it.
+// 0.0.2. Any other kind or version is Errc::unsupported naming it. Signatures are returned
+// raw (intoto 0.0.2 stores base64 of the envelope's base64 signature: both layers are
+// removed). PEM verifiers (v1 kinds) may be a certificate chain: the first certificate is
+// the verifier. Certificates must parse as X.509; keys must load as PublicKey (their DER is
+// re-encoded SPKI). Strict JSON with exact member names; Errc::parse_error naming the field.
 Result<RekorBody> parse_rekor_body(std::string_view canonicalized_body);
 
-// Checks the SET: picks nothing itself; `log` must be the log whose id equals entry.log_id.
-// Errc::verification when the entry has no SET or it does not verify.
+// Checks the SET: picks nothing itself; `log` must be the log whose id equals entry.log_id
+// (checked). Errc::verification when the entry has no SET, is from another log, or the SET
+// does not verify with log.key and log.hash. The log's validFor window is the caller's.
 Status verify_signed_entry_timestamp(const TlogEntry& entry, const TransparencyLog& log);
+
+// What a verified checkpoint states.
+struct Checkpoint {
+  std::string origin;
+  int64_t tree_size = 0;
+  std::string root_hash;                 // raw 32 bytes
+  std::vector<std::string> extra_lines;  // the optional lines after the root hash
+};
+
+// Verifies a checkpoint (signed note) with `log`'s key: the note text (origin, size, base64
+// root hash, optional non-empty lines) ends at the last blank line; signature lines follow,
+// "<U+2014> <name> <base64(4-byte key hint || signature)>". A Rekor v1 origin
+// ("<host> - <tree id>") takes the hint SHA-256(SPKI)[:4]; any other origin is a Rekor v2
+// (C2SP tlog-checkpoint) origin, which must equal the host of log.base_url and name the
+// signature line, with the hint SHA-256(origin || "\n" || 0x01 || raw key)[:4] for Ed25519,
+// SHA-256(SPKI)[:4] for ECDSA (and, for either, the first 4 bytes of log.checkpoint_key_id
+// when set). Every line whose hint (and, v2, name) matches must verify, and one must.
+// Errc::verification otherwise (also for a malformed note).
+Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLog& log);
 
 // Recomputes the root from the leaf SHA-256(0x00 || body) and the proof (RFC 6962 / 9162
 // section 2.1.3.2), requires it to equal proof.root_hash, and, when the proof carries a
-// checkpoint, verifies the signed note with `log`'s key (Rekor v1 origin "<host> - <tree id>"
-// with key hint = SHA-256(SPKI)[:4]; Rekor v2 origin = the host of log.base_url with the
-// Ed25519 hint SHA-256(origin || "\n" || 0x01 || raw key)[:4], or the ECDSA v1 hint) and
-// requires its tree size and root hash to equal the proof's. `require_checkpoint` makes a
-// proof without a checkpoint fail.
+// checkpoint, verifies the signed note with `log`'s key (verify_checkpoint) and requires its
+// tree size and root hash to equal the proof's. `require_checkpoint` makes a proof without a
+// checkpoint fail. entry.log_id must equal log.log_id. Errc::verification on any failure.
 Status verify_inclusion_proof(const TlogEntry& entry, const TransparencyLog& log,
                               bool require_checkpoint);
 

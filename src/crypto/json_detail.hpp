@@ -1,0 +1,60 @@
+// crypto/json_detail.hpp: the strict JSON reading the crypto parsers share. PRIVATE to
+// crypto/: included only by its .cpp files (jcs, dsse, rekor, bundle), never by another
+// module, so nlohmann stays out of every public header.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "crypto/dsse.hpp"
+#include "crypto/rekor.hpp"
+
+namespace sigil::crypto::detail {
+
+inline constexpr size_t kMaxJsonBytes = 4 * 1024 * 1024;
+inline constexpr int kMaxJsonDepth = 64;
+
+// Parses text as one JSON value: duplicate member names (after unescaping), nesting deeper
+// than kMaxJsonDepth, a leading byte order mark, invalid UTF-8 and lone surrogates are
+// Errc::parse_error; more than max_bytes is Errc::too_large. Messages start with `what`
+// ("sigstore bundle: duplicate key \"mediaType\""). Never throws.
+Result<nlohmann::json> parse_json_strict(std::string_view text, std::string_view what,
+                                         size_t max_bytes = kMaxJsonBytes);
+
+// Protobuf JSON (the proto3 JSON mapping sigstore bundles and trusted roots use). Errors are
+// Errc::parse_error "<field> <what is wrong>", without a document prefix.
+//
+// The member of obj spelled json_name (lowerCamelCase) or proto_name (the .proto field name,
+// which protobuf JSON parsers also accept); nullptr when absent or null (null means "not
+// set" in protobuf JSON). Both spellings at once is an error naming `field`.
+Result<const nlohmann::json*> pb_member(const nlohmann::json& obj, std::string_view json_name,
+                                        std::string_view proto_name, std::string_view field);
+// `bytes`: standard base64 with padding (what every protobuf JSON printer writes); whitespace
+// and the URL-safe alphabet are refused.
+Result<std::string> pb_bytes(const nlohmann::json& v, std::string_view field);
+// `int64`/`uint64` fields: a JSON integer or a decimal string ("79571823"), no fraction, no
+// exponent, no leading zeros or '+'; must lie in [min, INT64_MAX].
+Result<int64_t> pb_int64(const nlohmann::json& v, std::string_view field, int64_t min);
+// `string` fields.
+Result<std::string> pb_string(const nlohmann::json& v, std::string_view field);
+
+// Outside text for an error message: at most max bytes, control and non-ASCII bytes as '?'
+// (messages go to logs and JSON responses, so they stay ASCII whatever the input was).
+std::string printable(std::string_view s, size_t max);
+
+// parse_bundle_tlog_entry on a parsed value; `path` prefixes field names in messages
+// ("verificationMaterial.tlogEntries[0]"), which carry no document prefix.
+Result<TlogEntry> tlog_entry_from_json(const nlohmann::json& v, std::string_view path);
+
+// The envelope in v, already parsed strictly. `path` prefixes field names in messages
+// ("dsseEnvelope"). With protobuf_names, payload_type is accepted for payloadType (protobuf
+// JSON allows the proto field name; both at once is an error).
+Result<DsseEnvelope> dsse_envelope_from_json(const nlohmann::json& v, std::string_view path,
+                                             bool protobuf_names);
+
+}  // namespace sigil::crypto::detail
