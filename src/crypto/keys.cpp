@@ -406,6 +406,50 @@ Status PublicKey::verify(std::string_view message, std::string_view signature,
   return {};
 }
 
+Status PublicKey::verify_prehashed(std::string_view digest, std::string_view signature,
+                                   HashAlgorithm hash) const {
+  auto* pkey = static_cast<EVP_PKEY*>(pkey_.get());
+  if (pkey == nullptr) {
+    return make_error(Errc::internal, "verify_prehashed called on an empty PublicKey");
+  }
+  if (type_ == KeyType::ed25519) {
+    return make_error(Errc::unsupported,
+                      "Ed25519 signs the whole message; it cannot be verified against a digest");
+  }
+  const EVP_MD* md = evp_md(hash);
+  if (md == nullptr) return make_error(Errc::invalid_argument, "unknown hash algorithm");
+  if (digest.size() != static_cast<size_t>(EVP_MD_get_size(md))) {
+    return make_error(Errc::invalid_argument, "digest of " + std::to_string(digest.size()) +
+                                                  " bytes is not a " + hash_name(hash) + " digest");
+  }
+  if (signature.empty()) return make_error(Errc::verification, "signature is empty");
+  if (signature.size() > 4096) {
+    return make_error(Errc::verification, "signature is implausibly long");
+  }
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey, nullptr));
+  if (!ctx) return openssl_error(Errc::internal, "EVP_PKEY_CTX_new_from_pkey failed");
+  if (EVP_PKEY_verify_init(ctx.get()) != 1) {
+    return openssl_error(Errc::internal, "EVP_PKEY_verify_init failed");
+  }
+  if (type_ == KeyType::rsa && EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING) <= 0) {
+    return openssl_error(Errc::internal, "cannot select RSA PKCS#1 v1.5 padding");
+  }
+  // The digest algorithm matters for RSA (it is inside the DigestInfo) and fixes the expected
+  // digest length for ECDSA.
+  if (EVP_PKEY_CTX_set_signature_md(ctx.get(), md) <= 0) {
+    return openssl_error(Errc::internal, "cannot set the signature digest");
+  }
+  int rc = EVP_PKEY_verify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                           signature.size(), reinterpret_cast<const unsigned char*>(digest.data()),
+                           digest.size());
+  if (rc != 1) {
+    return openssl_error(Errc::verification, std::string("signature does not verify (") +
+                                                 key_type_name(type_) + ", " + hash_name(hash) +
+                                                 ", prehashed)");
+  }
+  return {};
+}
+
 std::string sha256(std::string_view bytes) {
   unsigned char out[SHA256_DIGEST_LENGTH];
   if (SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), out) == nullptr) {

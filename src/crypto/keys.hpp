@@ -41,7 +41,8 @@ class PublicKey {
 
   // Verifies sig over a message of which only the hash is known (sigstore messageSignature
   // bundles verified against a digest): ECDSA and RSA PKCS#1 v1.5 only; Ed25519 (pure) cannot
-  // and returns Errc::unsupported. digest must have the length of `hash`.
+  // and returns Errc::unsupported. digest must have the length of `hash`
+  // (Errc::invalid_argument otherwise); for RSA, `hash` is the algorithm the DigestInfo names.
   Status verify_prehashed(std::string_view digest, std::string_view signature,
                           HashAlgorithm hash) const;
 

@@ -1,2 +1,197 @@
-// crypto/sct.cpp: see sct.hpp.
+// crypto/sct.cpp: see sct.hpp. OpenSSL's CT API parses the SCT list; the RFC 6962 signed data
+// is rebuilt here (OpenSSL's CTLOG_STORE can only be filled from a file, and crypto/ does no I/O)
+// and checked with the CT log's key through crypto/keys.
 #include "crypto/sct.hpp"
+
+#include <openssl/ct.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "common/encoding.hpp"
+
+namespace sigil::crypto {
+
+namespace {
+
+// A Fulcio leaf carries one SCT; a list this long is not worth the signature checks.
+constexpr int kMaxScts = 16;
+
+struct X509Deleter {
+  void operator()(X509* p) const noexcept { X509_free(p); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+struct SctListDeleter {
+  void operator()(STACK_OF(SCT) * p) const noexcept { SCT_LIST_free(p); }
+};
+using SctListPtr = std::unique_ptr<STACK_OF(SCT), SctListDeleter>;
+struct OpensslFree {
+  void operator()(unsigned char* p) const noexcept { OPENSSL_free(p); }
+};
+
+Error openssl_error(Errc code, std::string message) {
+  ERR_clear_error();
+  return make_error(code, std::move(message));
+}
+
+void put_u8(std::string& out, unsigned v) {
+  out.push_back(static_cast<char>(v & 0xff));
+}
+void put_u16(std::string& out, size_t v) {
+  put_u8(out, static_cast<unsigned>(v >> 8));
+  put_u8(out, static_cast<unsigned>(v));
+}
+void put_u24(std::string& out, size_t v) {
+  put_u8(out, static_cast<unsigned>(v >> 16));
+  put_u16(out, v & 0xffff);
+}
+void put_u64(std::string& out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) put_u8(out, static_cast<unsigned>(v >> shift));
+}
+
+TimePoint from_millis(uint64_t ms) noexcept {
+  using Dur = TimePoint::duration;
+  constexpr auto kMaxMs = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Dur::max()).count());
+  if (ms >= kMaxMs) return TimePoint::max();
+  return TimePoint(
+      std::chrono::duration_cast<Dur>(std::chrono::milliseconds(static_cast<int64_t>(ms))));
+}
+
+std::string short_hex(std::string_view raw) {
+  return hex_encode(raw.substr(0, 8));
+}
+
+// The precertificate TBS: the leaf's TBSCertificate re-encoded without the SCT list extension
+// (RFC 6962 section 3.2: the poison extension of the precertificate and the SCT list of the
+// final certificate are the only differences).
+Result<std::string> precert_tbs(const X509* leaf) {
+  X509Ptr dup(X509_dup(leaf));
+  if (!dup) return openssl_error(Errc::internal, "cannot copy the certificate");
+  int idx = X509_get_ext_by_NID(dup.get(), NID_ct_precert_scts, -1);
+  if (idx < 0) return openssl_error(Errc::internal, "SCT extension vanished");
+  X509_EXTENSION* ext = X509_delete_ext(dup.get(), idx);
+  if (ext == nullptr) return openssl_error(Errc::internal, "cannot remove the SCT extension");
+  X509_EXTENSION_free(ext);
+  unsigned char* der = nullptr;
+  int len = i2d_re_X509_tbs(dup.get(), &der);
+  std::unique_ptr<unsigned char, OpensslFree> guard(der);
+  if (len <= 0) return openssl_error(Errc::internal, "cannot re-encode the precertificate TBS");
+  return std::string(reinterpret_cast<const char*>(der), static_cast<size_t>(len));
+}
+
+// Checks one SCT; the error says why it does not count.
+Status check_sct(const SCT* sct, const std::string& tbs, const std::string& issuer_key_hash,
+                 const std::vector<TransparencyLog>& ctlogs) {
+  if (SCT_get_version(sct) != SCT_VERSION_V1) {
+    return make_error(Errc::verification, "SCT has an unknown version");
+  }
+  unsigned char* id_data = nullptr;
+  size_t id_len = SCT_get0_log_id(sct, &id_data);
+  std::string_view log_id(reinterpret_cast<const char*>(id_data), id_data ? id_len : 0);
+  const TransparencyLog* log = find_log(ctlogs, log_id);
+  if (log == nullptr) {
+    return make_error(Errc::verification,
+                      "SCT is from CT log " + short_hex(log_id) + "..., which is not trusted");
+  }
+  uint64_t ts = SCT_get_timestamp(sct);
+  TimePoint when = from_millis(ts);
+  if (!log->valid_for.contains(when)) {
+    return make_error(Errc::verification,
+                      "SCT timestamp " + format_time(when) +
+                          " is outside the validity window of CT log " +
+                          (log->base_url.empty() ? short_hex(log_id) : log->base_url));
+  }
+  int nid = SCT_get_signature_nid(sct);
+  KeyType kt = log->key.type();
+  bool ec = kt == KeyType::ecdsa_p256 || kt == KeyType::ecdsa_p384 || kt == KeyType::ecdsa_p521;
+  if (!((nid == NID_ecdsa_with_SHA256 && ec) ||
+        (nid == NID_sha256WithRSAEncryption && kt == KeyType::rsa))) {
+    return make_error(Errc::verification,
+                      "SCT signature algorithm does not match the key of CT log " +
+                          (log->base_url.empty() ? short_hex(log_id) : log->base_url));
+  }
+  unsigned char* ext = nullptr;
+  size_t ext_len = SCT_get0_extensions(sct, &ext);
+  unsigned char* sig = nullptr;
+  size_t sig_len = SCT_get0_signature(sct, &sig);
+  if (sig == nullptr || sig_len == 0) return make_error(Errc::verification, "SCT has no signature");
+  if (ext_len > 0xffff || tbs.size() > 0xffffff) {
+    return make_error(Errc::verification, "SCT fields are too long");
+  }
+  // RFC 6962 section 3.2, digitally-signed struct for a precert_entry.
+  std::string signed_data;
+  signed_data.reserve(tbs.size() + ext_len + 64);
+  put_u8(signed_data, 0);  // version v1
+  put_u8(signed_data, 0);  // signature_type certificate_timestamp
+  put_u64(signed_data, ts);
+  put_u16(signed_data, 1);  // entry_type precert_entry
+  signed_data += issuer_key_hash;
+  put_u24(signed_data, tbs.size());
+  signed_data += tbs;
+  put_u16(signed_data, ext_len);
+  if (ext_len > 0 && ext != nullptr)
+    signed_data.append(reinterpret_cast<const char*>(ext), ext_len);
+  auto ok =
+      log->key.verify(signed_data, std::string_view(reinterpret_cast<const char*>(sig), sig_len),
+                      HashAlgorithm::sha256);
+  if (!ok) {
+    return make_error(Errc::verification,
+                      "SCT signature from CT log " +
+                          (log->base_url.empty() ? short_hex(log_id) : log->base_url) +
+                          " does not verify");
+  }
+  return {};
+}
+
+}  // namespace
+
+Status verify_embedded_sct(const Certificate& leaf, const Certificate& issuer,
+                           const std::vector<TransparencyLog>& ctlogs) {
+  const auto* x = static_cast<const X509*>(leaf.native());
+  if (x == nullptr || issuer.native() == nullptr) {
+    return make_error(Errc::internal, "verify_embedded_sct on an empty certificate");
+  }
+  int crit = 0;
+  SctListPtr scts(
+      static_cast<STACK_OF(SCT)*>(X509_get_ext_d2i(x, NID_ct_precert_scts, &crit, nullptr)));
+  if (!scts) {
+    if (crit == -1) {
+      ERR_clear_error();
+      return make_error(Errc::verification,
+                        "the certificate has no embedded SCT (signed certificate timestamp)");
+    }
+    return openssl_error(Errc::verification, "the certificate's embedded SCT list is malformed");
+  }
+  int n = sk_SCT_num(scts.get());
+  if (n <= 0) return openssl_error(Errc::verification, "the certificate's SCT list is empty");
+  if (n > kMaxScts) {
+    return openssl_error(Errc::verification, "the certificate carries more than 16 SCTs");
+  }
+  auto tbs = precert_tbs(x);
+  if (!tbs) return std::move(tbs).error();
+  const std::string issuer_key_hash = sha256(issuer.spki_der());
+  if (issuer_key_hash.size() != 32) return make_error(Errc::internal, "SHA-256 failed");
+
+  std::string reasons;
+  for (int i = 0; i < n; ++i) {
+    auto st = check_sct(sk_SCT_value(scts.get(), i), *tbs, issuer_key_hash, ctlogs);
+    if (st) {
+      ERR_clear_error();
+      return {};
+    }
+    if (!reasons.empty()) reasons += "; ";
+    reasons += st.error().message;
+  }
+  ERR_clear_error();
+  return make_error(Errc::verification, n == 1 ? "embedded SCT does not verify: " + reasons
+                                               : "none of the " + std::to_string(n) +
+                                                     " embedded SCTs verifies: " + reasons);
+}
+
+}  // namespace sigil::crypto

@@ -18,7 +18,9 @@ namespace sigil::crypto {
 // timestamp inside that log key's validity window, and (c) verifies over the RFC 6962
 // precert_entry signed data with issuer_key_hash = SHA-256(issuer's SPKI DER). Errc::verification
 // with a readable reason otherwise: the leaf has no SCT extension, the list is malformed, no
-// SCT is from a trusted log, or none verifies.
+// SCT is from a trusted log, or none verifies. Only v1 SCTs signed with ECDSA or RSA over
+// SHA-256 (RFC 6962's algorithms) are considered; SCT timestamps are milliseconds. At most 16
+// SCTs are examined. The message lists why each SCT did not count.
 Status verify_embedded_sct(const Certificate& leaf, const Certificate& issuer,
                            const std::vector<TransparencyLog>& ctlogs);
 

@@ -32,10 +32,12 @@ struct TransparencyLog {
 
 struct TrustedRoot {
   std::string name;  // where it came from, for messages ("trusted_root.json", "TrustRoot prod")
+  // certChain order is kept: leaf-most first, root last (see CertificateAuthority::chain).
   std::vector<CertificateAuthority> certificate_authorities;  // Fulcio
   std::vector<TransparencyLog> tlogs;                         // Rekor
   std::vector<TransparencyLog> ctlogs;                        // certificate transparency
-  std::vector<CertificateAuthority> timestamp_authorities;    // RFC 3161 TSAs
+  // chain[0] is the TSA signing certificate, as sigstore lists it.
+  std::vector<CertificateAuthority> timestamp_authorities;  // RFC 3161 TSAs
 };
 
 // Parses trusted_root.json. Accepts mediaType
@@ -44,6 +46,17 @@ struct TrustedRoot {
 // RFC 3339 times. An entry whose key type sigil cannot use (e.g. a future algorithm) is an
 // error naming the entry, never silently skipped. Inputs over 4 MiB are Errc::too_large.
 // `name` is recorded in the result for messages.
+// Protobuf JSON as Go's protojson reads it: unknown fields are ignored; a field may be spelled
+// lowerCamelCase or with its proto name (not both); JSON null means absent; enums by name or
+// number; bytes in standard or URL-safe base64, padded or not. Stricter than protojson: a
+// repeated key anywhere is an error; each certChain certificate must be issued by the next (a
+// reversed chain would make the leaf-most certificate the trust anchor); validFor.end may not
+// precede start; hashAlgorithm must be SHA2_256 (or unspecified). keyDetails sets
+// TransparencyLog::hash (P-256: sha256, P-384_SHA_384: sha384, P-521_SHA_512: sha512, the
+// deprecated P384/P521_SHA_256: sha256, Ed25519, RSA PKCS#1 v1.5 2048/3072/4096 with the stated
+// modulus size: sha256); absent or UNSPECIFIED takes default_hash_for(key type); RSA-PSS,
+// Ed25519ph, LMS, ML-DSA and unknown values are Errc::unsupported. Errors read
+// "tlogs[1].publicKey.rawBytes: not base64".
 Result<TrustedRoot> parse_trusted_root(std::string_view json, std::string_view name);
 
 // The log in logs whose log_id equals id (raw bytes), or nullptr.

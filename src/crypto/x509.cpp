@@ -1,2 +1,895 @@
-// crypto/x509.cpp: see x509.hpp.
+// crypto/x509.cpp: see x509.hpp. X.509 parsing, Fulcio identity extensions and path validation
+// with OpenSSL 3's X509_STORE, plus the checks OpenSSL does not make for us (extended key usage
+// for code signing, leaf-is-not-a-CA, the hybrid validity model, the CA's validFor window).
 #include "crypto/x509.hpp"
+
+#include <arpa/inet.h>
+#include <openssl/asn1.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "common/encoding.hpp"
+
+namespace sigil::crypto {
+
+namespace {
+
+// A Fulcio leaf is 2-4 KiB; CA certificates are smaller. Anything this large is not a
+// certificate sigil has a use for.
+constexpr size_t kMaxCertificateBytes = 64 * 1024;
+constexpr size_t kMaxPemBytes = 1024 * 1024;
+constexpr size_t kMaxPemCertificates = 16;
+// leaf + at most 6 intermediates + trust anchor.
+constexpr size_t kMaxPathLength = 8;
+constexpr size_t kMaxUntrusted = 16;
+
+constexpr const char* kOidFulcioIssuerV1 = "1.3.6.1.4.1.57264.1.1";
+constexpr const char* kOidFulcioIssuerV2 = "1.3.6.1.4.1.57264.1.8";
+constexpr const char* kOidFulcioUsername = "1.3.6.1.4.1.57264.1.7";
+
+struct X509Deleter {
+  void operator()(X509* p) const noexcept { X509_free(p); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+struct StoreDeleter {
+  void operator()(X509_STORE* p) const noexcept { X509_STORE_free(p); }
+};
+using StorePtr = std::unique_ptr<X509_STORE, StoreDeleter>;
+struct StoreCtxDeleter {
+  void operator()(X509_STORE_CTX* p) const noexcept { X509_STORE_CTX_free(p); }
+};
+using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, StoreCtxDeleter>;
+// A stack that does not own its certificates (they belong to Certificate objects).
+struct StackDeleter {
+  void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_free(p); }
+};
+using StackPtr = std::unique_ptr<STACK_OF(X509), StackDeleter>;
+// A stack that owns a reference to each certificate (X509_STORE_CTX_get1_chain).
+struct OwningStackDeleter {
+  void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_pop_free(p, X509_free); }
+};
+using OwningStackPtr = std::unique_ptr<STACK_OF(X509), OwningStackDeleter>;
+struct GeneralNamesDeleter {
+  void operator()(GENERAL_NAMES* p) const noexcept { GENERAL_NAMES_free(p); }
+};
+using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, GeneralNamesDeleter>;
+struct ObjectDeleter {
+  void operator()(ASN1_OBJECT* p) const noexcept { ASN1_OBJECT_free(p); }
+};
+using ObjectPtr = std::unique_ptr<ASN1_OBJECT, ObjectDeleter>;
+struct Utf8Deleter {
+  void operator()(ASN1_UTF8STRING* p) const noexcept { ASN1_UTF8STRING_free(p); }
+};
+using Utf8Ptr = std::unique_ptr<ASN1_UTF8STRING, Utf8Deleter>;
+struct OpensslFree {
+  void operator()(unsigned char* p) const noexcept { OPENSSL_free(p); }
+};
+
+// Every failure path leaves OpenSSL's thread-local error queue empty.
+Error openssl_error(Errc code, std::string message) {
+  ERR_clear_error();
+  return make_error(code, std::move(message));
+}
+
+X509* mutable_x509(const Certificate& c) {
+  // OpenSSL's verification API takes non-const pointers; it only reads the certificate (the
+  // extension cache it may fill was filled, under its own lock, when the certificate parsed).
+  return const_cast<X509*>(static_cast<const X509*>(c.native()));
+}
+
+// ---- calendar arithmetic (proleptic Gregorian, UTC) ----------------------------------------
+
+constexpr int64_t days_from_civil(int64_t y, unsigned m, unsigned d) noexcept {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+struct Civil {
+  int64_t year;
+  unsigned month;
+  unsigned day;
+};
+
+constexpr Civil civil_from_days(int64_t z) noexcept {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t y = static_cast<int64_t>(yoe) + era * 400;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+  return Civil{y + (m <= 2), m, d};
+}
+
+constexpr bool is_leap(int64_t y) noexcept {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+constexpr unsigned days_in_month(int64_t y, unsigned m) noexcept {
+  constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && is_leap(y) ? 29 : kDays[m - 1];
+}
+
+// Seconds (+ nanoseconds) since the epoch -> TimePoint, clamped to what a TimePoint can hold
+// (system_clock counts nanoseconds in 64 bits: roughly years 1678 to 2262). A certificate's
+// "99991231235959Z" (no well-defined expiry, RFC 5280 section 4.1.2.5) becomes TimePoint::max().
+TimePoint clamp_time(int64_t seconds, int64_t nanos = 0) noexcept {
+  using Dur = TimePoint::duration;
+  constexpr int64_t kMaxSeconds =
+      std::chrono::duration_cast<std::chrono::seconds>(Dur::max()).count() - 1;
+  constexpr int64_t kMinSeconds =
+      std::chrono::duration_cast<std::chrono::seconds>(Dur::min()).count() + 1;
+  if (seconds >= kMaxSeconds) return TimePoint::max();
+  if (seconds <= kMinSeconds) return TimePoint::min();
+  return TimePoint(std::chrono::duration_cast<Dur>(std::chrono::seconds(seconds)) +
+                   std::chrono::duration_cast<Dur>(std::chrono::nanoseconds(nanos)));
+}
+
+Result<TimePoint> asn1_to_time(const ASN1_TIME* t, const char* what) {
+  struct tm tm {};
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) {
+    return openssl_error(Errc::parse_error, std::string("certificate ") + what + " is malformed");
+  }
+  int64_t days = days_from_civil(int64_t{tm.tm_year} + 1900, static_cast<unsigned>(tm.tm_mon + 1),
+                                 static_cast<unsigned>(tm.tm_mday));
+  int64_t secs = days * 86400 + int64_t{tm.tm_hour} * 3600 + int64_t{tm.tm_min} * 60 + tm.tm_sec;
+  return clamp_time(secs);
+}
+
+// ---- small text helpers ---------------------------------------------------------------------
+
+bool is_space(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+bool only_space(std::string_view s) noexcept {
+  for (char c : s) {
+    if (!is_space(c)) return false;
+  }
+  return true;
+}
+
+// Text from a certificate, made safe for a one-line message.
+std::string printable(std::string_view s, size_t max = 200) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && out.size() < max; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
+// Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as Go's
+// utf8.Valid, which cosign's parsers apply to UTF8String values.
+bool valid_utf8(std::string_view s) noexcept {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;  // truncated sequence
+    for (size_t k = 1; k <= n; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+bool is_ascii(std::string_view s) noexcept {
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  }
+  return true;
+}
+
+std::string_view asn1_view(const ASN1_STRING* s) {
+  if (s == nullptr) return {};
+  const unsigned char* data = ASN1_STRING_get0_data(s);
+  int len = ASN1_STRING_length(s);
+  if (data == nullptr || len <= 0) return {};
+  return std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(len));
+}
+
+// The textual form Go's net.IP.String() gives: dotted quad for IPv4 (also for IPv4-mapped
+// IPv6), RFC 5952 for IPv6.
+Result<std::string> ip_text(std::string_view raw) {
+  char buf[INET6_ADDRSTRLEN] = {0};
+  const auto* b = reinterpret_cast<const unsigned char*>(raw.data());
+  if (raw.size() == 4 ||
+      (raw.size() == 16 && std::memcmp(b, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)) {
+    const unsigned char* v4 = raw.size() == 4 ? b : b + 12;
+    return std::to_string(v4[0]) + "." + std::to_string(v4[1]) + "." + std::to_string(v4[2]) + "." +
+           std::to_string(v4[3]);
+  }
+  if (raw.size() != 16) {
+    return make_error(Errc::parse_error, "certificate has an IP address SAN of " +
+                                             std::to_string(raw.size()) + " bytes");
+  }
+  if (inet_ntop(AF_INET6, raw.data(), buf, sizeof(buf)) == nullptr) {
+    return make_error(Errc::parse_error, "certificate has a malformed IPv6 address SAN");
+  }
+  return std::string(buf);
+}
+
+ObjectPtr make_oid(const char* dotted) {
+  return ObjectPtr(OBJ_txt2obj(dotted, 1));
+}
+
+// The extension with this OID, or nullptr. Duplicates were rejected when the certificate parsed.
+X509_EXTENSION* find_extension(const X509* x, const ASN1_OBJECT* oid) {
+  int idx = X509_get_ext_by_OBJ(x, oid, -1);
+  return idx < 0 ? nullptr : X509_get_ext(x, idx);
+}
+
+// RFC 5280 section 4.2: a certificate MUST NOT include more than one instance of an extension.
+bool has_duplicate_extensions(const X509* x) {
+  int n = X509_get_ext_count(x);
+  for (int i = 0; i < n; ++i) {
+    const ASN1_OBJECT* a = X509_EXTENSION_get_object(X509_get_ext(x, i));
+    for (int j = 0; j < i; ++j) {
+      if (OBJ_cmp(a, X509_EXTENSION_get_object(X509_get_ext(x, j))) == 0) return true;
+    }
+  }
+  return false;
+}
+
+Result<std::string> i2d_string(X509* x) {
+  int len = i2d_X509(x, nullptr);
+  if (len <= 0) return openssl_error(Errc::internal, "cannot encode certificate");
+  std::string out(static_cast<size_t>(len), '\0');
+  auto* p = reinterpret_cast<unsigned char*>(out.data());
+  if (i2d_X509(x, &p) != len) return openssl_error(Errc::internal, "cannot encode certificate");
+  return out;
+}
+
+// Reads one DER tag-length header at der[pos]; returns the header length and sets len, or 0.
+size_t der_header(std::string_view der, size_t pos, size_t& len) {
+  if (pos + 2 > der.size()) return 0;
+  auto b = [&](size_t i) { return static_cast<unsigned char>(der[i]); };
+  unsigned first = b(pos + 1);
+  if (first < 0x80) {
+    len = first;
+    return 2;
+  }
+  size_t n = first & 0x7f;
+  if (n == 0 || n > 4 || pos + 2 + n > der.size()) return 0;
+  len = 0;
+  for (size_t i = 0; i < n; ++i) len = (len << 8) | b(pos + 2 + i);
+  return 2 + n;
+}
+
+// The TBSCertificate bytes inside a certificate's DER (its first element), or empty.
+std::string_view tbs_of(std::string_view der) {
+  size_t outer_len = 0;
+  size_t outer = der_header(der, 0, outer_len);
+  if (outer == 0) return {};
+  size_t tbs_len = 0;
+  size_t tbs_hdr = der_header(der, outer, tbs_len);
+  if (tbs_hdr == 0 || outer + tbs_hdr + tbs_len > der.size()) return {};
+  return der.substr(outer, tbs_hdr + tbs_len);
+}
+
+// OpenSSL keeps the TBSCertificate exactly as received (and hashes that for the signature);
+// re-encoding it must give the same bytes, or the input was BER rather than DER and the
+// precertificate TBS rebuilt for SCTs would not be what was signed.
+bool tbs_is_der(const X509* x, std::string_view der) {
+  std::string_view orig = tbs_of(der);
+  if (orig.empty()) return false;
+  X509Ptr dup(X509_dup(x));
+  if (!dup) return false;
+  unsigned char* re = nullptr;
+  int re_len = i2d_re_X509_tbs(dup.get(), &re);
+  std::unique_ptr<unsigned char, OpensslFree> re_guard(re);
+  return re_len > 0 && static_cast<size_t>(re_len) == orig.size() &&
+         std::memcmp(orig.data(), re, orig.size()) == 0;
+}
+
+std::string describe_range(const TimeRange& r) {
+  return "[" + (r.start ? format_time(*r.start) : std::string("-")) + ", " +
+         (r.end ? format_time(*r.end) : std::string("-")) + "]";
+}
+
+std::string ca_name(const CertificateAuthority& ca) {
+  if (!ca.uri.empty()) return printable(ca.uri);
+  if (!ca.subject.empty()) return printable(ca.subject);
+  if (!ca.chain.empty()) {
+    std::string s = ca.chain.back().subject_line();
+    if (!s.empty()) return s;
+  }
+  return "(unnamed)";
+}
+
+const char* eku_name(ExtendedKeyUsage eku) noexcept {
+  return eku == ExtendedKeyUsage::code_signing ? "code signing" : "time stamping";
+}
+
+uint32_t eku_bit(ExtendedKeyUsage eku) noexcept {
+  return eku == ExtendedKeyUsage::code_signing ? XKU_CODE_SIGN : XKU_TIMESTAMP;
+}
+
+std::string cert_label(const Certificate& c) {
+  std::string s = c.subject_line();
+  return s.empty() ? std::string("(empty subject)") : s;
+}
+
+}  // namespace
+
+struct CertificateAccess {
+  static Certificate make(X509Ptr x, std::string der, std::string spki, TimePoint nb,
+                          TimePoint na) {
+    Certificate c;
+    X509* raw = x.release();
+    c.x509_ = std::shared_ptr<void>(raw, [](void* p) { X509_free(static_cast<X509*>(p)); });
+    c.der_ = std::move(der);
+    c.spki_der_ = std::move(spki);
+    c.not_before_ = nb;
+    c.not_after_ = na;
+    return c;
+  }
+};
+
+// ---- Certificate ------------------------------------------------------------------------------
+
+Result<Certificate> Certificate::from_der(std::string_view der) {
+  if (der.empty()) return make_error(Errc::parse_error, "certificate DER is empty");
+  if (der.size() > kMaxCertificateBytes) {
+    return make_error(Errc::too_large, "certificate is larger than 64 KiB");
+  }
+  const auto* begin = reinterpret_cast<const unsigned char*>(der.data());
+  const unsigned char* p = begin;
+  X509Ptr x(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!x) return openssl_error(Errc::parse_error, "certificate DER does not parse");
+  if (p != begin + der.size()) {
+    return openssl_error(Errc::parse_error, "certificate DER has trailing bytes");
+  }
+  // Canonical DER only (as Go's parser, and so cosign, demands): the bytes we hash, compare and
+  // re-encode for SCTs are then the bytes we were given.
+  auto again = i2d_string(x.get());
+  if (!again) return std::move(again).error();
+  if (*again != der || !tbs_is_der(x.get(), der)) {
+    return openssl_error(Errc::parse_error, "certificate is not DER-encoded (BER is not accepted)");
+  }
+  // Fills OpenSSL's extension cache now, once, so later shared use only reads it.
+  uint32_t flags = X509_get_extension_flags(x.get());
+  if ((flags & EXFLAG_INVALID) != 0) {
+    return openssl_error(Errc::parse_error, "certificate has a malformed extension");
+  }
+  if (has_duplicate_extensions(x.get())) {
+    return openssl_error(Errc::parse_error, "certificate repeats an extension");
+  }
+  auto nb = asn1_to_time(X509_get0_notBefore(x.get()), "notBefore");
+  if (!nb) return std::move(nb).error();
+  auto na = asn1_to_time(X509_get0_notAfter(x.get()), "notAfter");
+  if (!na) return std::move(na).error();
+  X509_PUBKEY* pub = X509_get_X509_PUBKEY(x.get());
+  unsigned char* spki = nullptr;
+  int spki_len = pub ? i2d_X509_PUBKEY(pub, &spki) : -1;
+  std::unique_ptr<unsigned char, OpensslFree> spki_guard(spki);
+  if (spki_len <= 0) {
+    return openssl_error(Errc::parse_error, "certificate public key cannot be encoded");
+  }
+  std::string spki_der(reinterpret_cast<const char*>(spki), static_cast<size_t>(spki_len));
+  ERR_clear_error();
+  return CertificateAccess::make(std::move(x), std::string(der), std::move(spki_der), *nb, *na);
+}
+
+Result<Certificate> Certificate::from_pem(std::string_view pem) {
+  auto certs = parse_pem_certificates(pem);
+  if (!certs) return std::move(certs).error();
+  if (certs->size() != 1) {
+    return make_error(Errc::parse_error,
+                      "expected exactly one certificate, found " + std::to_string(certs->size()));
+  }
+  return std::move(certs->front());
+}
+
+Result<PublicKey> Certificate::public_key() const {
+  if (!x509_) return make_error(Errc::internal, "public_key called on an empty Certificate");
+  return PublicKey::from_der(spki_der_);
+}
+
+std::string Certificate::subject_line() const {
+  const auto* x = static_cast<const X509*>(x509_.get());
+  if (x == nullptr) return {};
+  const X509_NAME* name = X509_get_subject_name(x);
+  if (name == nullptr) return {};
+  std::string out;
+  int n = X509_NAME_entry_count(name);
+  for (int i = 0; i < n && out.size() < 300; ++i) {
+    const X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+    const ASN1_OBJECT* obj = X509_NAME_ENTRY_get_object(e);
+    std::string key;
+    int nid = OBJ_obj2nid(obj);
+    const char* sn = nid == NID_undef ? nullptr : OBJ_nid2sn(nid);
+    if (sn != nullptr) {
+      key = sn;
+    } else {
+      char buf[80] = {0};
+      if (OBJ_obj2txt(buf, sizeof(buf), obj, 1) > 0) key = buf;
+    }
+    unsigned char* utf8 = nullptr;
+    int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+    std::unique_ptr<unsigned char, OpensslFree> guard(utf8);
+    std::string value = len >= 0 ? printable(std::string_view(reinterpret_cast<const char*>(utf8),
+                                                              static_cast<size_t>(len)))
+                                 : std::string("?");
+    if (!out.empty()) out += ", ";
+    out += key + "=" + value;
+  }
+  ERR_clear_error();
+  return out;
+}
+
+bool Certificate::is_self_signed() const {
+  X509* x = static_cast<X509*>(x509_.get());
+  if (x == nullptr) return false;
+  int rc = X509_self_signed(x, 1);
+  ERR_clear_error();
+  return rc == 1;
+}
+
+bool Certificate::is_ca() const {
+  X509* x = static_cast<X509*>(x509_.get());
+  if (x == nullptr) return false;
+  return (X509_get_extension_flags(x) & EXFLAG_CA) != 0;
+}
+
+// ---- PEM ----------------------------------------------------------------------------------------
+
+Result<std::vector<Certificate>> parse_pem_certificates(std::string_view pem) {
+  if (pem.size() > kMaxPemBytes) {
+    return make_error(Errc::too_large, "certificate PEM is larger than 1 MiB");
+  }
+  std::vector<Certificate> out;
+  constexpr std::string_view kBegin = "-----BEGIN ";
+  size_t pos = 0;
+  while (true) {
+    size_t begin = pem.find(kBegin, pos);
+    if (begin == std::string_view::npos) {
+      if (!only_space(pem.substr(pos))) {
+        return make_error(Errc::parse_error, out.empty()
+                                                 ? "text before the first certificate PEM block"
+                                                 : "unexpected text after a certificate PEM block");
+      }
+      break;
+    }
+    if (!only_space(pem.substr(pos, begin - pos))) {
+      return make_error(Errc::parse_error, out.empty()
+                                               ? "unexpected text before the first PEM block"
+                                               : "unexpected text between PEM blocks");
+    }
+    size_t label_start = begin + kBegin.size();
+    size_t label_end = pem.find("-----", label_start);
+    if (label_end == std::string_view::npos) {
+      return make_error(Errc::parse_error, "malformed PEM BEGIN line");
+    }
+    std::string_view label = pem.substr(label_start, label_end - label_start);
+    if (label.find_first_of("\r\n") != std::string_view::npos) {
+      return make_error(Errc::parse_error, "malformed PEM BEGIN line");
+    }
+    if (label.find("PRIVATE KEY") != std::string_view::npos) {
+      return make_error(Errc::invalid_argument,
+                        "a private key was given where a certificate is expected");
+    }
+    if (label != "CERTIFICATE") {
+      return make_error(Errc::parse_error,
+                        "PEM block type \"" + printable(label, 40) + "\" is not CERTIFICATE");
+    }
+    size_t body_start = label_end + 5;
+    constexpr std::string_view kEnd = "-----END CERTIFICATE-----";
+    size_t end = pem.find(kEnd, body_start);
+    if (end == std::string_view::npos) {
+      return make_error(Errc::parse_error, "certificate PEM block has no END line");
+    }
+    std::string_view body = pem.substr(body_start, end - body_start);
+    if (body.find(':') != std::string_view::npos) {
+      return make_error(Errc::parse_error, "PEM headers are not allowed in a certificate block");
+    }
+    if (body.find("-----") != std::string_view::npos) {
+      return make_error(Errc::parse_error, "certificate PEM block is not terminated");
+    }
+    if (out.size() == kMaxPemCertificates) {
+      return make_error(Errc::too_large, "more than 16 certificates in PEM");
+    }
+    auto der = base64_decode(body);
+    if (!der) return make_error(Errc::parse_error, "certificate PEM body is not valid base64");
+    auto cert = Certificate::from_der(*der);
+    if (!cert) {
+      return make_error(cert.error().code, "certificate " + std::to_string(out.size() + 1) +
+                                               " in PEM: " + cert.error().message);
+    }
+    out.push_back(std::move(*cert));
+    pos = end + kEnd.size();
+  }
+  if (out.empty()) return make_error(Errc::parse_error, "no certificate PEM block found");
+  return out;
+}
+
+// ---- identity -------------------------------------------------------------------------------
+
+const char* san_type_name(SubjectAltName::Type t) noexcept {
+  switch (t) {
+    case SubjectAltName::Type::email:
+      return "email";
+    case SubjectAltName::Type::uri:
+      return "uri";
+    case SubjectAltName::Type::dns:
+      return "dns";
+    case SubjectAltName::Type::ip:
+      return "ip";
+    case SubjectAltName::Type::other_name:
+      return "othername";
+  }
+  return "unknown";
+}
+
+Result<CertificateIdentity> certificate_identity(const Certificate& leaf) {
+  const X509* x = static_cast<const X509*>(leaf.native());
+  if (x == nullptr)
+    return make_error(Errc::internal, "certificate_identity on an empty Certificate");
+  CertificateIdentity id;
+
+  int crit = 0;
+  GeneralNamesPtr names(
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, &crit, nullptr)));
+  if (!names && crit >= 0) {
+    return openssl_error(Errc::parse_error, "certificate subjectAltName extension is malformed");
+  }
+  if (!names && crit == -2) {
+    return openssl_error(Errc::parse_error, "certificate has more than one subjectAltName");
+  }
+  ObjectPtr username_oid = make_oid(kOidFulcioUsername);
+  if (!username_oid) return openssl_error(Errc::internal, "cannot create an OID");
+  for (int i = 0; names && i < sk_GENERAL_NAME_num(names.get()); ++i) {
+    const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names.get(), i);
+    SubjectAltName san;
+    switch (gn->type) {
+      case GEN_EMAIL:
+      case GEN_URI:
+      case GEN_DNS: {
+        std::string_view v = asn1_view(gn->d.ia5);
+        if (!is_ascii(v)) {
+          return openssl_error(Errc::parse_error,
+                               "certificate subjectAltName holds a non-ASCII IA5String");
+        }
+        san.type = gn->type == GEN_EMAIL ? SubjectAltName::Type::email
+                   : gn->type == GEN_URI ? SubjectAltName::Type::uri
+                                         : SubjectAltName::Type::dns;
+        san.value = std::string(v);
+        break;
+      }
+      case GEN_IPADD: {
+        auto text = ip_text(asn1_view(gn->d.iPAddress));
+        if (!text) return openssl_error(text.error().code, text.error().message);
+        san.type = SubjectAltName::Type::ip;
+        san.value = std::move(*text);
+        break;
+      }
+      case GEN_OTHERNAME: {
+        const OTHERNAME* on = gn->d.otherName;
+        if (on == nullptr || on->type_id == nullptr ||
+            OBJ_cmp(on->type_id, username_oid.get()) != 0) {
+          continue;  // other OtherName types are not identities sigil matches
+        }
+        if (on->value == nullptr || on->value->type != V_ASN1_UTF8STRING) {
+          return openssl_error(Errc::parse_error,
+                               "certificate username SAN (1.3.6.1.4.1.57264.1.7) is not a "
+                               "UTF8String");
+        }
+        std::string_view v = asn1_view(on->value->value.utf8string);
+        if (!valid_utf8(v)) {
+          return openssl_error(Errc::parse_error,
+                               "certificate username SAN (1.3.6.1.4.1.57264.1.7) is not UTF-8");
+        }
+        san.type = SubjectAltName::Type::other_name;
+        san.value = std::string(v);
+        break;
+      }
+      default:
+        continue;  // directoryName, registeredID, x400Address, ediPartyName
+    }
+    id.sans.push_back(std::move(san));
+  }
+
+  ObjectPtr v2_oid = make_oid(kOidFulcioIssuerV2);
+  ObjectPtr v1_oid = make_oid(kOidFulcioIssuerV1);
+  if (!v2_oid || !v1_oid) return openssl_error(Errc::internal, "cannot create an OID");
+  if (X509_EXTENSION* v2 = find_extension(x, v2_oid.get())) {
+    std::string_view raw = asn1_view(X509_EXTENSION_get_data(v2));
+    const auto* begin = reinterpret_cast<const unsigned char*>(raw.data());
+    const unsigned char* p = begin;
+    Utf8Ptr s(raw.empty() ? nullptr
+                          : d2i_ASN1_UTF8STRING(nullptr, &p, static_cast<long>(raw.size())));
+    if (!s || p != begin + raw.size()) {
+      return openssl_error(Errc::parse_error,
+                           "certificate OIDC issuer extension 1.3.6.1.4.1.57264.1.8 is not a DER "
+                           "UTF8String");
+    }
+    std::string_view v = asn1_view(s.get());
+    if (!valid_utf8(v)) {
+      return openssl_error(Errc::parse_error,
+                           "certificate OIDC issuer extension 1.3.6.1.4.1.57264.1.8 is not UTF-8");
+    }
+    id.issuer = std::string(v);
+  } else if (X509_EXTENSION* v1 = find_extension(x, v1_oid.get())) {
+    id.issuer = std::string(asn1_view(X509_EXTENSION_get_data(v1)));
+  }
+  ERR_clear_error();
+  return id;
+}
+
+// ---- path validation --------------------------------------------------------------------------
+
+Result<VerifiedChain> verify_certificate(const Certificate& leaf,
+                                         const std::vector<Certificate>& untrusted_intermediates,
+                                         const CertificateAuthority& ca, TimePoint at,
+                                         ExtendedKeyUsage eku) {
+  const std::string who = "certificate authority " + ca_name(ca);
+  if (leaf.native() == nullptr) {
+    return make_error(Errc::internal, "verify_certificate on an empty leaf");
+  }
+  if (ca.chain.empty()) return make_error(Errc::verification, who + " has no certificates");
+  for (const auto& c : ca.chain) {
+    if (c.native() == nullptr) return make_error(Errc::internal, who + " has an empty certificate");
+  }
+  if (untrusted_intermediates.size() > kMaxUntrusted) {
+    return make_error(Errc::verification, "more than 16 intermediate certificates were supplied");
+  }
+  X509* leaf_x = mutable_x509(leaf);
+
+  // Checks OpenSSL does not make (no purpose is set: OpenSSL 3.0 has none for code signing).
+  if (leaf.is_ca()) {
+    return make_error(Errc::verification, "the signing certificate is a CA certificate");
+  }
+  uint32_t leaf_flags = X509_get_extension_flags(leaf_x);
+  if ((leaf_flags & EXFLAG_XKUSAGE) == 0 ||
+      (X509_get_extended_key_usage(leaf_x) & eku_bit(eku)) == 0) {
+    return make_error(Errc::verification, std::string("the signing certificate lacks the ") +
+                                              eku_name(eku) + " extended key usage");
+  }
+  if (!ca.valid_for.contains(at)) {
+    return make_error(Errc::verification, "time " + format_time(at) +
+                                              " is outside the validity window " +
+                                              describe_range(ca.valid_for) + " of " + who);
+  }
+
+  StorePtr store(X509_STORE_new());
+  if (!store) return openssl_error(Errc::internal, "X509_STORE_new failed");
+  const Certificate& anchor = ca.chain.back();
+  if (X509_STORE_add_cert(store.get(), mutable_x509(anchor)) != 1) {
+    return openssl_error(Errc::internal, "cannot add the trust anchor to the store");
+  }
+  StackPtr untrusted(sk_X509_new_null());
+  if (!untrusted) return openssl_error(Errc::internal, "sk_X509_new_null failed");
+  for (const auto& c : untrusted_intermediates) {
+    if (c.native() == nullptr || sk_X509_push(untrusted.get(), mutable_x509(c)) <= 0) {
+      return openssl_error(Errc::internal, "cannot collect intermediate certificates");
+    }
+  }
+  for (size_t i = 0; i + 1 < ca.chain.size(); ++i) {
+    if (sk_X509_push(untrusted.get(), mutable_x509(ca.chain[i])) <= 0) {
+      return openssl_error(Errc::internal, "cannot collect intermediate certificates");
+    }
+  }
+  StoreCtxPtr ctx(X509_STORE_CTX_new());
+  if (!ctx) return openssl_error(Errc::internal, "X509_STORE_CTX_new failed");
+  if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf_x, untrusted.get()) != 1) {
+    return openssl_error(Errc::internal, "X509_STORE_CTX_init failed");
+  }
+  X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
+  if (param == nullptr) return openssl_error(Errc::internal, "no verification parameters");
+  // Seconds resolution; sub-second precision is re-checked below with valid_at.
+  int64_t at_seconds = std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
+  if (at_seconds < static_cast<int64_t>(std::numeric_limits<time_t>::min()) ||
+      at_seconds > static_cast<int64_t>(std::numeric_limits<time_t>::max())) {
+    return make_error(Errc::verification, "verification time is out of range");
+  }
+  X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(at_seconds));
+  X509_VERIFY_PARAM_set_depth(param, static_cast<int>(kMaxPathLength));
+  // The anchor is whatever the CA lists last, self-signed or not (Go's x509 semantics, which
+  // sigstore-go and cosign use); only that one certificate is trusted.
+  if (X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN) != 1) {
+    return openssl_error(Errc::internal, "cannot set verification flags");
+  }
+  if (X509_verify_cert(ctx.get()) != 1) {
+    int err = X509_STORE_CTX_get_error(ctx.get());
+    int depth = X509_STORE_CTX_get_error_depth(ctx.get());
+    std::string reason = X509_verify_cert_error_string(err);
+    return openssl_error(Errc::verification, "certificate chain does not verify against " + who +
+                                                 " at " + format_time(at) + ": " + reason +
+                                                 " (depth " + std::to_string(depth) + ")");
+  }
+  OwningStackPtr chain(X509_STORE_CTX_get1_chain(ctx.get()));
+  if (!chain) return openssl_error(Errc::internal, "no verified chain");
+
+  // Map OpenSSL's chain back to the Certificate objects it was built from.
+  VerifiedChain out;
+  int n = sk_X509_num(chain.get());
+  for (int i = 0; i < n; ++i) {
+    const X509* c = sk_X509_value(chain.get(), i);
+    const Certificate* found = nullptr;
+    if (c == leaf_x) found = &leaf;
+    for (const auto& u : untrusted_intermediates) {
+      if (!found && u.native() == c) found = &u;
+    }
+    for (const auto& u : ca.chain) {
+      if (!found && u.native() == c) found = &u;
+    }
+    if (found == nullptr) return openssl_error(Errc::internal, "verified chain has a stranger");
+    out.path.push_back(*found);
+  }
+  ERR_clear_error();
+  if (out.path.size() < 2) {
+    return make_error(Errc::verification,
+                      "the signing certificate is itself the trust anchor of " + who);
+  }
+  if (out.path.size() > kMaxPathLength) {
+    return make_error(Errc::verification, "certificate path of " + std::to_string(out.path.size()) +
+                                              " certificates is longer than 8");
+  }
+  // The hybrid model: every certificate on the path valid at the signing time (OpenSSL checked
+  // this at second resolution; this repeats it at full resolution).
+  for (const auto& c : out.path) {
+    if (!c.valid_at(at)) {
+      return make_error(Errc::verification, "certificate " + cert_label(c) + " is not valid at " +
+                                                format_time(at) + " (valid " +
+                                                format_time(c.not_before()) + " to " +
+                                                format_time(c.not_after()) + ")");
+    }
+  }
+  // Go's rule (x509.Verify with KeyUsages): a CA on the path that states extended key usages
+  // must allow this one.
+  for (size_t i = 1; i < out.path.size(); ++i) {
+    X509* c = mutable_x509(out.path[i]);
+    if ((X509_get_extension_flags(c) & EXFLAG_XKUSAGE) != 0 &&
+        (X509_get_extended_key_usage(c) & (eku_bit(eku) | XKU_ANYEKU)) == 0) {
+      return make_error(Errc::verification, "CA certificate " + cert_label(out.path[i]) +
+                                                " does not permit " + eku_name(eku));
+    }
+  }
+  return out;
+}
+
+Result<VerifiedChain> verify_certificate_any(
+    const Certificate& leaf, const std::vector<Certificate>& untrusted_intermediates,
+    const std::vector<CertificateAuthority>& cas, TimePoint at, ExtendedKeyUsage eku) {
+  if (cas.empty()) {
+    return make_error(Errc::verification, "no certificate authority is configured");
+  }
+  Error last;
+  for (const auto& ca : cas) {
+    auto r = verify_certificate(leaf, untrusted_intermediates, ca, at, eku);
+    if (r) return r;
+    last = std::move(r).error();
+  }
+  return last;
+}
+
+// ---- time -----------------------------------------------------------------------------------
+
+std::string format_time(TimePoint t) {
+  using namespace std::chrono;
+  auto secs = floor<seconds>(t.time_since_epoch());
+  int64_t s = secs.count();
+  auto nanos = duration_cast<nanoseconds>(t.time_since_epoch() - secs).count();
+  int64_t days = s >= 0 ? s / 86400 : -((-s + 86399) / 86400);
+  int64_t rem = s - days * 86400;
+  Civil c = civil_from_days(days);
+  char buf[64];
+  int n = std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02uT%02lld:%02lld:%02lld",
+                        static_cast<long long>(c.year), c.month, c.day,
+                        static_cast<long long>(rem / 3600), static_cast<long long>(rem % 3600 / 60),
+                        static_cast<long long>(rem % 60));
+  std::string out(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  if (nanos != 0) {
+    char frac[16];
+    std::snprintf(frac, sizeof(frac), ".%09lld", static_cast<long long>(nanos));
+    std::string f(frac);
+    while (f.back() == '0') f.pop_back();
+    out += f;
+  }
+  out += 'Z';
+  return out;
+}
+
+Result<TimePoint> parse_rfc3339(std::string_view text) {
+  auto fail = [&]() {
+    return make_error(Errc::parse_error, "\"" + printable(text, 40) + "\" is not an RFC 3339 time");
+  };
+  size_t i = 0;
+  auto digits = [&](size_t n, int64_t& out) {
+    if (i + n > text.size()) return false;
+    out = 0;
+    for (size_t k = 0; k < n; ++k) {
+      char c = text[i + k];
+      if (c < '0' || c > '9') return false;
+      out = out * 10 + (c - '0');
+    }
+    i += n;
+    return true;
+  };
+  auto expect = [&](char a, char b = '\0') {
+    if (i >= text.size() || (text[i] != a && (b == '\0' || text[i] != b))) return false;
+    ++i;
+    return true;
+  };
+  int64_t year, month, day, hour, minute, second;
+  if (!digits(4, year) || !expect('-') || !digits(2, month) || !expect('-') || !digits(2, day) ||
+      !expect('T', 't') || !digits(2, hour) || !expect(':') || !digits(2, minute) || !expect(':') ||
+      !digits(2, second)) {
+    return fail();
+  }
+  if (month < 1 || month > 12 || day < 1 ||
+      day > days_in_month(year, static_cast<unsigned>(month)) || hour > 23 || minute > 59 ||
+      second > 59) {
+    return fail();
+  }
+  int64_t nanos = 0;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    size_t start = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      if (i - start < 9) nanos = nanos * 10 + (text[i] - '0');
+      ++i;
+    }
+    size_t nd = i - start;
+    if (nd == 0 || nd > 9) return fail();
+    for (size_t k = nd; k < 9; ++k) nanos *= 10;
+  }
+  int64_t offset = 0;
+  if (i < text.size() && (text[i] == 'Z' || text[i] == 'z')) {
+    ++i;
+  } else if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
+    int sign = text[i] == '-' ? -1 : 1;
+    ++i;
+    int64_t oh, om;
+    if (!digits(2, oh) || !expect(':') || !digits(2, om) || oh > 23 || om > 59) return fail();
+    offset = sign * (oh * 3600 + om * 60);
+  } else {
+    return fail();
+  }
+  if (i != text.size()) return fail();
+  int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset;
+  return clamp_time(secs, nanos);
+}
+
+}  // namespace sigil::crypto

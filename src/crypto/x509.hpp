@@ -34,7 +34,9 @@ struct TimeRange {
 
 class Certificate {
  public:
-  // Exactly one DER certificate; trailing bytes are rejected.
+  // Exactly one DER certificate; trailing bytes are rejected, and so are BER encodings OpenSSL
+  // would re-encode differently (non-minimal lengths: the bytes hashed and re-encoded for SCTs
+  // must be the bytes given), a malformed or repeated extension, and inputs over 64 KiB.
   static Result<Certificate> from_der(std::string_view der);
   // Exactly one "-----BEGIN CERTIFICATE-----" block (surrounding whitespace allowed).
   static Result<Certificate> from_pem(std::string_view pem);
@@ -48,7 +50,8 @@ class Certificate {
   Result<PublicKey> public_key() const;
   // SubjectPublicKeyInfo DER (for SCT issuer key hashes and key comparisons).
   const std::string& spki_der() const noexcept { return spki_der_; }
-  // "O=sigstore.dev, CN=sigstore-intermediate"-style one-line subject, for messages.
+  // "O=sigstore.dev, CN=sigstore-intermediate"-style one-line subject, for messages (control
+  // characters replaced by '?'). Empty for an empty subject, as Fulcio leaves have.
   std::string subject_line() const;
   bool is_self_signed() const;
   bool is_ca() const;  // basicConstraints CA:TRUE
@@ -72,11 +75,13 @@ Result<std::vector<Certificate>> parse_pem_certificates(std::string_view pem);
 struct SubjectAltName {
   enum class Type { email, uri, dns, ip, other_name };
   Type type = Type::email;
-  // email / URI / DNS as written; IP in its textual form; other_name: the UTF8String of the
-  // Fulcio username OtherName (type-id 1.3.6.1.4.1.57264.1.7). Other OtherName types are
-  // skipped.
+  // email / URI / DNS as written; IP in its textual form (Go's net.IP.String(): dotted quad,
+  // also for IPv4-mapped IPv6; RFC 5952 otherwise); other_name: the UTF8String of the Fulcio
+  // username OtherName (type-id 1.3.6.1.4.1.57264.1.7). Other OtherName types, directoryName
+  // and registeredID are skipped.
   std::string value;
 };
+// "email" | "uri" | "dns" | "ip" | "othername".
 const char* san_type_name(SubjectAltName::Type t) noexcept;
 
 // What a Fulcio leaf says about who signed.
@@ -87,17 +92,24 @@ struct CertificateIdentity {
   std::string issuer;
 };
 
-// Reads the SANs and the issuer extensions. A malformed .1.8 extension (not a UTF8String) is
-// an error, never silently replaced by .1.1.
+// Reads the SANs and the issuer extensions. A malformed .1.8 extension (not exactly one DER
+// UTF8String of valid UTF-8) is an error, never silently replaced by .1.1. So are SANs Go's
+// parser (and so cosign) refuses: a non-ASCII email/URI/DNS name, an IP address that is not 4
+// or 16 bytes, a username OtherName that is not a UTF-8 UTF8String. A leaf without SANs gives
+// an empty list.
 Result<CertificateIdentity> certificate_identity(const Certificate& leaf);
 
 // A trusted certificate authority: sigstore trusted_root.json `certificateAuthorities[]` and
 // `timestampAuthorities[]`, or a policy's `keyless.ca-cert`.
 struct CertificateAuthority {
-  std::string uri;                 // informational ("https://fulcio.sigstore.dev")
-  std::string subject;             // informational
-  std::vector<Certificate> chain;  // intermediates first, the root (trust anchor) last
-  TimeRange valid_for;             // when this CA may have issued (empty = always)
+  std::string uri;      // informational ("https://fulcio.sigstore.dev")
+  std::string subject;  // informational
+  // Leaf-most first, the root (trust anchor) last: trusted_root.json's certChain order. For a
+  // Fulcio CA that is {intermediates..., root}; for a timestamp authority sigstore lists the
+  // TSA's signing certificate first ({tsa, intermediates..., root}). Only chain.back() is
+  // trusted; the others are untrusted path-building material.
+  std::vector<Certificate> chain;
+  TimeRange valid_for;  // when this CA may have issued (empty = always)
 };
 
 enum class ExtendedKeyUsage { code_signing, time_stamping };
@@ -114,6 +126,13 @@ struct VerifiedChain {
 // valid at `at` (the "hybrid" model sigstore uses), `at` inside ca.valid_for, and the leaf
 // carrying the extended key usage `eku`. A leaf that is itself a CA, a path longer than 8, or
 // an unknown critical extension fails. Errc::verification with a readable reason.
+// Details: the anchor need not be self-signed (Go's semantics; OpenSSL's partial-chain mode);
+// the leaf must have an extendedKeyUsage extension that lists `eku` (anyExtendedKeyUsage is not
+// enough) and a CA on the path that lists extended key usages must list `eku` or
+// anyExtendedKeyUsage (Go's rule); the leaf may not be the anchor itself; a certificate is
+// valid from notBefore up to, not including, its notAfter second (OpenSSL's comparison, one
+// second stricter than RFC 5280's inclusive end). The critical SAN of an empty-subject Fulcio
+// leaf is understood. More than 16 untrusted intermediates fail.
 Result<VerifiedChain> verify_certificate(const Certificate& leaf,
                                          const std::vector<Certificate>& untrusted_intermediates,
                                          const CertificateAuthority& ca, TimePoint at,

@@ -290,7 +290,7 @@ TEST_CASE("fixed vector: a P-256 signature made by the openssl CLI") {
   CHECK(k->type() == KeyType::ecdsa_p256);
   auto raw = base64_decode(sig_b64);
   REQUIRE(raw.ok());
-  Signature s{payload, *raw, "", "", "", "fixed vector"};
+  Signature s{payload, *raw, "", "", "", "fixed vector", ""};
   auto c = check_signature_with_key(s, *k, HashAlgorithm::sha256, kDigestA);
   CHECK(c.ok);
   CHECK(c.payload.docker_reference == "127.0.0.1:5000/test/a");

@@ -1,0 +1,604 @@
+// Certificates: parsing, Fulcio identity extensions, path validation at a given time.
+#include <catch2/catch.hpp>
+
+#include <openssl/asn1.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/encoding.hpp"
+#include "crypto/trust_root.hpp"
+#include "crypto/x509.hpp"
+#include "pki_fixture.hpp"
+
+using namespace sigil;
+using namespace sigil::crypto;
+using namespace std::chrono_literals;
+using sigil::test::CertSpec;
+using sigil::test::FulcioPki;
+using sigil::test::RawExtension;
+using sigil::test::SanEntry;
+
+namespace {
+
+const FulcioPki& pki() {
+  static const FulcioPki p = FulcioPki::create();
+  return p;
+}
+
+TimePoint t0() {
+  return sigil::test::test_epoch();
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+Result<VerifiedChain> verify_at(const Certificate& leaf, TimePoint at,
+                                const CertificateAuthority& ca = pki().authority(),
+                                ExtendedKeyUsage eku = ExtendedKeyUsage::code_signing) {
+  return verify_certificate(leaf, {}, ca, at, eku);
+}
+
+Certificate leaf_with(const CertSpec& spec) {
+  return pki().leaf(spec).certificate();
+}
+
+}  // namespace
+
+// ---- parsing ------------------------------------------------------------------------------------
+
+TEST_CASE("a certificate parses from DER and PEM and keeps its bytes") {
+  auto cert = pki().leaf(t0());
+  auto der = Certificate::from_der(cert.der());
+  REQUIRE(der.ok());
+  CHECK(der->der() == cert.der());
+  auto pem = Certificate::from_pem(cert.pem());
+  REQUIRE(pem.ok());
+  CHECK(pem->der() == cert.der());
+  CHECK(der->not_before() == t0());
+  CHECK(der->not_after() == t0() + 10min);
+  CHECK(der->valid_at(t0()));
+  CHECK(der->valid_at(t0() + 10min));
+  CHECK_FALSE(der->valid_at(t0() - 1s));
+  CHECK_FALSE(der->valid_at(t0() + 10min + 1ms));
+  auto key = der->public_key();
+  REQUIRE(key.ok());
+  CHECK(key->type() == KeyType::ecdsa_p256);
+  CHECK(der->spki_der() == key->spki_der());
+  CHECK(der->subject_line().empty());
+  CHECK_FALSE(der->is_ca());
+  CHECK_FALSE(der->is_self_signed());
+}
+
+TEST_CASE("CA certificates report subject, CA flag and self-signature") {
+  auto root = pki().root.certificate();
+  auto inter = pki().intermediate.certificate();
+  CHECK(root.subject_line() == "O=sigil-test, CN=sigil-test-root");
+  CHECK(inter.subject_line() == "O=sigil-test, CN=sigil-test-intermediate");
+  CHECK(root.is_ca());
+  CHECK(inter.is_ca());
+  CHECK(root.is_self_signed());
+  CHECK_FALSE(inter.is_self_signed());
+  auto key = root.public_key();
+  REQUIRE(key.ok());
+  CHECK(key->type() == KeyType::ecdsa_p384);
+}
+
+TEST_CASE("parse_pem_certificates keeps order and refuses what is not certificates") {
+  std::string two = pki().intermediate.pem() + "\n" + pki().root.pem();
+  auto certs = parse_pem_certificates(two);
+  REQUIRE(certs.ok());
+  REQUIRE(certs->size() == 2);
+  CHECK((*certs)[0].der() == pki().intermediate.der());
+  CHECK((*certs)[1].der() == pki().root.der());
+  CHECK(parse_pem_certificates("  \n" + two + "\n\n").ok());
+
+  CHECK_FALSE(Certificate::from_pem(two).ok());  // from_pem wants exactly one
+
+  struct Bad {
+    std::string pem;
+    Errc code;
+  };
+  std::string one = pki().root.pem();
+  std::string body = one.substr(one.find('\n') + 1);
+  body = body.substr(0, body.find("-----END"));
+  auto bad = GENERATE_COPY(
+      Bad{"", Errc::parse_error}, Bad{"   \n", Errc::parse_error},
+      Bad{"junk\n" + one, Errc::parse_error}, Bad{one + "junk", Errc::parse_error},
+      Bad{one + "junk\n" + one, Errc::parse_error},
+      Bad{"-----BEGIN PUBLIC KEY-----\n" + body + "-----END PUBLIC KEY-----\n", Errc::parse_error},
+      Bad{"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", Errc::invalid_argument},
+      Bad{"-----BEGIN CERTIFICATE-----\n" + body, Errc::parse_error},
+      Bad{"-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n" + body +
+              "-----END CERTIFICATE-----\n",
+          Errc::parse_error},
+      Bad{"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", Errc::parse_error},
+      Bad{"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", Errc::parse_error});
+  auto r = parse_pem_certificates(bad.pem);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == bad.code);
+}
+
+TEST_CASE("parse_pem_certificates caps the number of certificates at 16") {
+  std::string pem;
+  for (int i = 0; i < 16; ++i) pem += pki().root.pem();
+  CHECK(parse_pem_certificates(pem).ok());
+  pem += pki().root.pem();
+  auto r = parse_pem_certificates(pem);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::too_large);
+}
+
+TEST_CASE("from_der refuses trailing bytes, truncation and BER") {
+  std::string der = pki().root.der();
+  CHECK_FALSE(Certificate::from_der("").ok());
+  CHECK_FALSE(Certificate::from_der(der + std::string(1, '\0')).ok());
+  CHECK_FALSE(Certificate::from_der(der.substr(0, der.size() - 1)).ok());
+  // Non-minimal long-form lengths: BER that OpenSSL reads but DER forbids. Re-encoding would
+  // not give back the bytes that were signed and hashed.
+  REQUIRE(static_cast<unsigned char>(der[1]) == 0x82);
+  REQUIRE(static_cast<unsigned char>(der[5]) == 0x82);
+  SECTION("outer SEQUENCE") {
+    std::string ber = std::string("\x30\x83\x00", 3) + der.substr(2);
+    auto r = Certificate::from_der(ber);
+    REQUIRE_FALSE(r.ok());
+    CHECK(contains(r.error().message, "DER"));
+  }
+  SECTION("TBSCertificate") {
+    size_t outer_len =
+        (static_cast<unsigned char>(der[2]) << 8 | static_cast<unsigned char>(der[3])) + 1;
+    std::string ber = std::string("\x30\x82", 2) + static_cast<char>(outer_len >> 8) +
+                      static_cast<char>(outer_len & 0xff) + std::string("\x30\x83\x00", 3) +
+                      der.substr(6);
+    auto r = Certificate::from_der(ber);
+    REQUIRE_FALSE(r.ok());
+    CHECK(contains(r.error().message, "DER"));
+  }
+}
+
+TEST_CASE("from_der refuses a repeated extension") {
+  CertSpec spec = pki().leaf_spec(t0());
+  spec.extra = {RawExtension{"1.3.6.1.4.1.57264.1.2", "push", false},
+                RawExtension{"1.3.6.1.4.1.57264.1.2", "push", false}};
+  auto r = Certificate::from_der(pki().leaf(spec).der());
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "repeats"));
+}
+
+TEST_CASE("validity beyond what a time_point holds is clamped, not wrapped") {
+  CertSpec spec = pki().leaf_spec(t0());
+  spec.not_after_seconds = 253402300799;  // 9999-12-31T23:59:59Z
+  auto cert = pki().leaf(spec).certificate();
+  CHECK(cert.not_after() == TimePoint::max());
+  CHECK(cert.valid_at(t0() + 24h * 365 * 200));
+}
+
+// ---- identity
+// ------------------------------------------------------------------------------------
+
+TEST_CASE("certificate_identity reads every SAN type") {
+  struct Case {
+    SanEntry san;
+    SubjectAltName::Type type;
+    std::string value;
+  };
+  auto c = GENERATE(
+      Case{SanEntry::email("alice@example.com"), SubjectAltName::Type::email, "alice@example.com"},
+      Case{SanEntry::uri("https://github.com/o/r/.github/workflows/w.yml@refs/heads/main"),
+           SubjectAltName::Type::uri,
+           "https://github.com/o/r/.github/workflows/w.yml@refs/heads/main"},
+      Case{SanEntry::uri("spiffe://cluster.local/ns/default/sa/builder"), SubjectAltName::Type::uri,
+           "spiffe://cluster.local/ns/default/sa/builder"},
+      Case{SanEntry::dns("builder.example.com"), SubjectAltName::Type::dns, "builder.example.com"},
+      Case{SanEntry::ip(std::string("\xc0\x00\x02\x01", 4)), SubjectAltName::Type::ip, "192.0.2.1"},
+      Case{SanEntry::ip(std::string("\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01", 16)),
+           SubjectAltName::Type::ip, "2001:db8::1"},
+      Case{SanEntry::ip(std::string("\0\0\0\0\0\0\0\0\0\0\xff\xff\x0a\x00\x00\x01", 16)),
+           SubjectAltName::Type::ip, "10.0.0.1"},
+      Case{SanEntry::username("octocat!github.com"), SubjectAltName::Type::other_name,
+           "octocat!github.com"},
+      Case{SanEntry::username("\xc3\xa9t\xc3\xa9"), SubjectAltName::Type::other_name,
+           "\xc3\xa9t\xc3\xa9"});
+  CertSpec spec = pki().leaf_spec(t0());
+  spec.sans = {c.san};
+  auto id = certificate_identity(leaf_with(spec));
+  REQUIRE(id.ok());
+  REQUIRE(id->sans.size() == 1);
+  CHECK(id->sans[0].type == c.type);
+  CHECK(id->sans[0].value == c.value);
+  CHECK(id->issuer == "https://accounts.example.com");
+}
+
+TEST_CASE("certificate_identity keeps SAN order and skips foreign OtherNames") {
+  CertSpec spec = pki().leaf_spec(t0());
+  SanEntry foreign;
+  foreign.kind = SanEntry::Kind::other_name;
+  foreign.oid = "1.3.6.1.4.1.311.20.2.3";  // Microsoft UPN
+  foreign.value = "alice@corp.example";
+  spec.sans = {SanEntry::uri("https://a.example/x"), foreign, SanEntry::email("b@example.com"),
+               SanEntry::username("carol")};
+  auto id = certificate_identity(leaf_with(spec));
+  REQUIRE(id.ok());
+  REQUIRE(id->sans.size() == 3);
+  CHECK(id->sans[0].type == SubjectAltName::Type::uri);
+  CHECK(id->sans[1].type == SubjectAltName::Type::email);
+  CHECK(id->sans[2].type == SubjectAltName::Type::other_name);
+  CHECK(id->sans[2].value == "carol");
+  CHECK(std::string(san_type_name(SubjectAltName::Type::other_name)) == "othername");
+}
+
+TEST_CASE("certificate_identity refuses malformed SANs") {
+  SanEntry bad_username = SanEntry::username("carol");
+  bad_username.value_type = V_ASN1_IA5STRING;
+  SanEntry bad_utf8 = SanEntry::username("\xc3\x28");
+  auto san = GENERATE_COPY(from_range(std::vector<SanEntry>{
+      bad_username, bad_utf8, SanEntry::ip(std::string("\x01\x02\x03\x04\x05", 5)),
+      SanEntry::email("al\xc3\xa9@example.com")}));
+  CertSpec spec = pki().leaf_spec(t0());
+  spec.sans = {san};
+  auto id = certificate_identity(leaf_with(spec));
+  REQUIRE_FALSE(id.ok());
+  CHECK(id.error().code == Errc::parse_error);
+}
+
+TEST_CASE("the OIDC issuer prefers 1.3.6.1.4.1.57264.1.8 over .1.1") {
+  CertSpec spec = pki().leaf_spec(t0());
+  spec.issuer_v1 = "https://v1.example.com";
+  spec.issuer_v2 = "https://v2.example.com";
+  auto both = certificate_identity(leaf_with(spec));
+  REQUIRE(both.ok());
+  CHECK(both->issuer == "https://v2.example.com");
+
+  spec.issuer_v2.reset();
+  auto v1 = certificate_identity(leaf_with(spec));
+  REQUIRE(v1.ok());
+  CHECK(v1->issuer == "https://v1.example.com");
+
+  spec.issuer_v1.reset();
+  spec.issuer_v2 = "https://v2.example.com";
+  auto v2 = certificate_identity(leaf_with(spec));
+  REQUIRE(v2.ok());
+  CHECK(v2->issuer == "https://v2.example.com");
+
+  spec.issuer_v2.reset();
+  auto none = certificate_identity(leaf_with(spec));
+  REQUIRE(none.ok());
+  CHECK(none->issuer.empty());
+}
+
+TEST_CASE("a malformed .1.8 issuer is an error, never replaced by .1.1") {
+  auto raw = GENERATE(std::string("https://raw.example.com"),                // raw bytes, not DER
+                      sigil::test::der_ia5("https://ia5.example.com"),       // wrong string type
+                      sigil::test::der_utf8("https://x.example.com") + "x",  // trailing byte
+                      sigil::test::der_utf8("\xff\xfe"),                     // not UTF-8
+                      std::string());
+  CertSpec spec = pki().leaf_spec(t0());
+  spec.issuer_v1 = "https://v1.example.com";
+  spec.issuer_v2.reset();
+  spec.extra = {RawExtension{sigil::test::kOidFulcioIssuerV2, raw, false}};
+  auto id = certificate_identity(leaf_with(spec));
+  REQUIRE_FALSE(id.ok());
+  CHECK(contains(id.error().message, "1.3.6.1.4.1.57264.1.8"));
+}
+
+TEST_CASE("the public-good Fulcio leaf reads as its workflow identity") {
+  auto leaf = Certificate::from_der(sigil::test::public_good_sample().leaf_der);
+  REQUIRE(leaf.ok());
+  auto id = certificate_identity(*leaf);
+  REQUIRE(id.ok());
+  REQUIRE(id->sans.size() == 1);
+  CHECK(id->sans[0].type == SubjectAltName::Type::uri);
+  CHECK(id->sans[0].value ==
+        "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/"
+        "workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main");
+  CHECK(id->issuer == "https://token.actions.githubusercontent.com");
+  CHECK(leaf->subject_line().empty());
+}
+
+// ---- path validation
+// -----------------------------------------------------------------------------
+
+TEST_CASE("a Fulcio-like leaf validates along leaf -> intermediate -> root") {
+  auto leaf = pki().leaf(t0()).certificate();
+  // Empty subject with a critical SAN: OpenSSL must not treat the SAN as unhandled.
+  auto chain = verify_at(leaf, t0() + 1min);
+  REQUIRE(chain.ok());
+  REQUIRE(chain->path.size() == 3);
+  CHECK(chain->path[0].der() == leaf.der());
+  CHECK(chain->issuer().der() == pki().intermediate.der());
+  CHECK(chain->path[2].der() == pki().root.der());
+  // Boundaries of the leaf's window, inclusive at the start.
+  CHECK(verify_at(leaf, t0()).ok());
+  CHECK(verify_at(leaf, t0() + 10min - 1s).ok());
+}
+
+TEST_CASE("path validation: a leaf from another CA fails") {
+  static const FulcioPki other = FulcioPki::create();
+  auto leaf = other.leaf(t0()).certificate();
+  auto r = verify_at(leaf, t0() + 1min);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::verification);
+  // ... and so does our leaf against the other CA.
+  CHECK_FALSE(verify_at(pki().leaf(t0()).certificate(), t0() + 1min, other.authority()).ok());
+}
+
+TEST_CASE("path validation: a leaf signed by the wrong key fails") {
+  // Same issuer name as the intermediate, but signed by a stranger's key.
+  auto stranger = sigil::test::generate_key("P-384");
+  auto forged = sigil::test::issue(pki().leaf_spec(t0()), sigil::test::generate_key(),
+                                   pki().intermediate, stranger);
+  CHECK_FALSE(verify_at(forged.certificate(), t0() + 1min).ok());
+}
+
+TEST_CASE("path validation: the leaf must be valid at the signing time") {
+  auto leaf = pki().leaf(t0()).certificate();
+  auto at = GENERATE(t0() - 1s, t0() + 10min + 1s, t0() + 24h);
+  auto r = verify_at(leaf, at);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::verification);
+  // The leaf's notAfter second itself: OpenSSL's time check treats it as expired; the
+  // sub-second check below it must at least never accept a time after notAfter.
+  CHECK_FALSE(verify_at(leaf, t0() + 10min + 1ms).ok());
+}
+
+TEST_CASE("path validation: every CA on the path must be valid at the signing time (hybrid)") {
+  // An intermediate that only becomes valid an hour after the leaf was issued.
+  FulcioPki late = FulcioPki::create();
+  CertSpec inter;
+  inter.subject = "O=sigil-test,CN=late-intermediate";
+  inter.not_before = t0() + 1h;
+  inter.not_after = t0() + 48h;
+  inter.ca = true;
+  inter.path_len = 0;
+  inter.key_usage = "critical,keyCertSign,cRLSign";
+  auto inter_key = sigil::test::generate_key("P-384");
+  auto inter_cert = sigil::test::issue(inter, inter_key, late.root, late.root_key);
+  auto leaf =
+      sigil::test::issue(late.leaf_spec(t0()), sigil::test::generate_key(), inter_cert, inter_key);
+  CertificateAuthority ca;
+  ca.uri = "https://late.test";
+  ca.chain = {inter_cert.certificate(), late.root.certificate()};
+  auto r = verify_at(leaf.certificate(), t0() + 1min, ca);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::verification);
+
+  // An expired root fails the same way.
+  CertSpec old_root;
+  old_root.subject = "O=sigil-test,CN=old-root";
+  old_root.not_before = t0() - 48h;
+  old_root.not_after = t0() - 1h;
+  old_root.ca = true;
+  old_root.key_usage = "critical,keyCertSign,cRLSign";
+  auto old_key = sigil::test::generate_key("P-256");
+  auto old = sigil::test::self_signed(old_root, old_key);
+  auto leaf2 = sigil::test::issue(late.leaf_spec(t0()), sigil::test::generate_key(), old, old_key);
+  CertificateAuthority old_ca;
+  old_ca.chain = {old.certificate()};
+  CHECK_FALSE(verify_at(leaf2.certificate(), t0() + 1min, old_ca).ok());
+}
+
+TEST_CASE("path validation: the signing time must lie inside the CA's validFor") {
+  auto leaf = pki().leaf(t0()).certificate();
+  TimePoint at = t0() + 1min;
+  CertificateAuthority ca = pki().authority();
+  SECTION("start after the signing time") {
+    ca.valid_for.start = at + 1s;
+    auto r = verify_at(leaf, at, ca);
+    REQUIRE_FALSE(r.ok());
+    CHECK(contains(r.error().message, "validity window"));
+  }
+  SECTION("end before the signing time") {
+    ca.valid_for.end = at - 1ms;
+    CHECK_FALSE(verify_at(leaf, at, ca).ok());
+  }
+  SECTION("both ends are inclusive") {
+    ca.valid_for.start = at;
+    ca.valid_for.end = at;
+    CHECK(verify_at(leaf, at, ca).ok());
+  }
+}
+
+TEST_CASE("path validation: the leaf must carry the requested extended key usage") {
+  CertSpec spec = pki().leaf_spec(t0());
+  auto eku = GENERATE(std::vector<std::string>{}, std::vector<std::string>{"serverAuth"},
+                      std::vector<std::string>{"timeStamping"},
+                      std::vector<std::string>{"anyExtendedKeyUsage"});
+  spec.ext_key_usage = eku;
+  auto r = verify_at(leaf_with(spec), t0() + 1min);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "code signing"));
+}
+
+TEST_CASE("path validation: a code-signing leaf is not a timestamping certificate") {
+  auto r = verify_at(pki().leaf(t0()).certificate(), t0() + 1min, pki().authority(),
+                     ExtendedKeyUsage::time_stamping);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "time stamping"));
+}
+
+TEST_CASE("path validation: an intermediate whose EKU excludes code signing fails") {
+  FulcioPki p = FulcioPki::create();
+  CertSpec inter;
+  inter.subject = "O=sigil-test,CN=tls-intermediate";
+  inter.not_before = t0() - 24h;
+  inter.not_after = t0() + 24h;
+  inter.ca = true;
+  inter.key_usage = "critical,keyCertSign";
+  inter.ext_key_usage = {"serverAuth"};
+  auto key = sigil::test::generate_key("P-384");
+  auto inter_cert = sigil::test::issue(inter, key, p.root, p.root_key);
+  auto leaf = sigil::test::issue(p.leaf_spec(t0()), sigil::test::generate_key(), inter_cert, key);
+  CertificateAuthority ca;
+  ca.chain = {inter_cert.certificate(), p.root.certificate()};
+  auto r = verify_at(leaf.certificate(), t0() + 1min, ca);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "does not permit code signing"));
+}
+
+TEST_CASE("path validation: a leaf that is a CA fails") {
+  CertSpec spec = pki().leaf_spec(t0());
+  spec.ca = true;
+  auto r = verify_at(leaf_with(spec), t0() + 1min);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "is a CA"));
+}
+
+TEST_CASE("path validation: an unknown critical extension fails") {
+  CertSpec spec = pki().leaf_spec(t0());
+  spec.extra = {RawExtension{"1.3.6.1.4.1.99999.1", sigil::test::der_utf8("x"), true}};
+  auto r = verify_at(leaf_with(spec), t0() + 1min);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "critical"));
+}
+
+TEST_CASE("path validation: at most 8 certificates on the path") {
+  FulcioPki p = FulcioPki::create();
+  // root -> i1 -> ... -> iN -> leaf; the CA lists them leaf-most first.
+  auto build = [&](int intermediates) {
+    std::vector<sigil::test::Cert> chain;
+    sigil::test::Cert issuer = p.root;
+    sigil::test::KeyPair issuer_key = p.root_key;
+    for (int i = 0; i < intermediates; ++i) {
+      CertSpec s;
+      s.subject = "O=sigil-test,CN=deep-" + std::to_string(i);
+      s.not_before = t0() - 24h;
+      s.not_after = t0() + 24h;
+      s.ca = true;
+      s.key_usage = "critical,keyCertSign";
+      auto k = sigil::test::generate_key("P-256");
+      issuer = sigil::test::issue(s, k, issuer, issuer_key);
+      issuer_key = k;
+      chain.insert(chain.begin(), issuer);
+    }
+    auto leaf =
+        sigil::test::issue(p.leaf_spec(t0()), sigil::test::generate_key(), issuer, issuer_key);
+    CertificateAuthority ca;
+    for (const auto& c : chain) ca.chain.push_back(c.certificate());
+    ca.chain.push_back(p.root.certificate());
+    return verify_at(leaf.certificate(), t0() + 1min, ca);
+  };
+  auto ok = build(6);  // leaf + 6 + root = 8
+  REQUIRE(ok.ok());
+  CHECK(ok->path.size() == 8);
+  auto r = build(7);  // 9
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::verification);
+}
+
+TEST_CASE(
+    "path validation: intermediates may come from the signature; the anchor is chain.back()") {
+  auto leaf = pki().leaf(t0()).certificate();
+  CertificateAuthority root_only;
+  root_only.chain = {pki().root.certificate()};
+  // Without the intermediate there is no path.
+  CHECK_FALSE(verify_at(leaf, t0() + 1min, root_only).ok());
+  auto r = verify_certificate(leaf, {pki().intermediate.certificate()}, root_only, t0() + 1min,
+                              ExtendedKeyUsage::code_signing);
+  REQUIRE(r.ok());
+  CHECK(r->path.size() == 3);
+  // A CA that lists only the intermediate trusts it as the anchor (Go's semantics).
+  CertificateAuthority inter_only;
+  inter_only.chain = {pki().intermediate.certificate()};
+  auto r2 = verify_at(leaf, t0() + 1min, inter_only);
+  REQUIRE(r2.ok());
+  CHECK(r2->path.size() == 2);
+  // An untrusted copy of the root does not make another CA's leaf trusted.
+  static const FulcioPki other = FulcioPki::create();
+  CHECK_FALSE(verify_certificate(other.leaf(t0()).certificate(),
+                                 {other.intermediate.certificate(), other.root.certificate()},
+                                 pki().authority(), t0() + 1min, ExtendedKeyUsage::code_signing)
+                  .ok());
+}
+
+TEST_CASE("path validation: a CA with no certificates fails cleanly") {
+  CertificateAuthority empty;
+  empty.uri = "https://empty.test";
+  auto r = verify_at(pki().leaf(t0()).certificate(), t0() + 1min, empty);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "no certificates"));
+}
+
+TEST_CASE("verify_certificate_any tries each CA") {
+  static const FulcioPki other = FulcioPki::create();
+  auto leaf = pki().leaf(t0()).certificate();
+  auto r = verify_certificate_any(leaf, {}, {other.authority(), pki().authority()}, t0() + 1min,
+                                  ExtendedKeyUsage::code_signing);
+  REQUIRE(r.ok());
+  CHECK(r->issuer().der() == pki().intermediate.der());
+  CHECK_FALSE(verify_certificate_any(leaf, {}, {other.authority()}, t0() + 1min,
+                                     ExtendedKeyUsage::code_signing)
+                  .ok());
+  auto none = verify_certificate_any(leaf, {}, {}, t0() + 1min, ExtendedKeyUsage::code_signing);
+  REQUIRE_FALSE(none.ok());
+  CHECK(contains(none.error().message, "no certificate authority"));
+}
+
+TEST_CASE("the public-good leaf validates at its Rekor time and not an hour later") {
+  auto root = parse_trusted_root(
+      sigil::test::read_source_file("data/sigstore/trusted_root.public-good.json"), "public-good");
+  REQUIRE(root.ok());
+  auto leaf = Certificate::from_der(sigil::test::public_good_sample().leaf_der);
+  REQUIRE(leaf.ok());
+  TimePoint at = from_unix_seconds(sigil::test::public_good_sample().integrated_time);
+  auto r = verify_certificate_any(*leaf, {}, root->certificate_authorities, at,
+                                  ExtendedKeyUsage::code_signing);
+  REQUIRE(r.ok());
+  CHECK(r->path.size() == 3);
+  CHECK(r->issuer().subject_line() == "O=sigstore.dev, CN=sigstore-intermediate");
+  CHECK_FALSE(verify_certificate_any(*leaf, {}, root->certificate_authorities, at + 1h,
+                                     ExtendedKeyUsage::code_signing)
+                  .ok());
+}
+
+// ---- time ---------------------------------------------------------------------------------------
+
+TEST_CASE("parse_rfc3339 reads protobuf JSON timestamps") {
+  struct Case {
+    const char* text;
+    int64_t seconds;
+    int64_t nanos;
+  };
+  auto c = GENERATE(Case{"2021-01-12T11:53:27Z", 1610452407, 0},
+                    Case{"2022-12-31T23:59:59.999Z", 1672531199, 999000000},
+                    Case{"2022-12-31T23:59:59.123456789Z", 1672531199, 123456789},
+                    Case{"2022-12-31T23:59:59.5Z", 1672531199, 500000000},
+                    Case{"2021-01-12T12:53:27+01:00", 1610452407, 0},
+                    Case{"2021-01-12T06:23:27-05:30", 1610452407, 0},
+                    Case{"2021-01-12t11:53:27z", 1610452407, 0},
+                    Case{"2024-02-29T00:00:00Z", 1709164800, 0}, Case{"1970-01-01T00:00:00Z", 0, 0},
+                    Case{"1969-12-31T23:59:59Z", -1, 0});
+  auto t = parse_rfc3339(c.text);
+  REQUIRE(t.ok());
+  auto expect = from_unix_seconds(c.seconds) +
+                std::chrono::duration_cast<TimePoint::duration>(std::chrono::nanoseconds(c.nanos));
+  CHECK(*t == expect);
+}
+
+TEST_CASE("parse_rfc3339 refuses what is not RFC 3339") {
+  auto text = GENERATE("", "2021-01-12", "2021-01-12T11:53:27", "2021-01-12 11:53:27Z",
+                       "2021-01-12T11:53:27.Z", "2021-01-12T11:53:27.1234567890Z",
+                       "2021-02-29T00:00:00Z", "2021-13-01T00:00:00Z", "2021-01-32T00:00:00Z",
+                       "2021-01-12T24:00:00Z", "2021-01-12T11:60:00Z", "2021-01-12T11:53:60Z",
+                       "2021-01-12T11:53:27Zjunk", "2021-01-12T11:53:27+1:00",
+                       "2021-01-12T11:53:27+01", "2021-1-12T11:53:27Z", "+2021-01-12T11:53:27Z");
+  CHECK_FALSE(parse_rfc3339(text).ok());
+}
+
+TEST_CASE("far-future RFC 3339 times clamp to TimePoint::max") {
+  auto t = parse_rfc3339("9999-12-31T23:59:59Z");
+  REQUIRE(t.ok());
+  CHECK(*t == TimePoint::max());
+}
+
+TEST_CASE("format_time writes RFC 3339 UTC and round-trips") {
+  CHECK(format_time(from_unix_seconds(1710869186)) == "2024-03-19T17:26:26Z");
+  CHECK(format_time(from_unix_seconds(0)) == "1970-01-01T00:00:00Z");
+  CHECK(format_time(from_unix_seconds(-1)) == "1969-12-31T23:59:59Z");
+  auto text = GENERATE("2022-12-31T23:59:59.999Z", "2021-01-12T11:53:27Z",
+                       "2000-02-29T12:00:00.000000001Z");
+  auto t = parse_rfc3339(text);
+  REQUIRE(t.ok());
+  CHECK(format_time(*t) == text);
+}
