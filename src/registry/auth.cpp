@@ -225,6 +225,44 @@ Result<std::string> blob_path(std::string_view repository, std::string_view dige
   return "/v2/" + std::string(repository) + "/blobs/" + std::string(digest);
 }
 
+Result<std::string> referrers_path(std::string_view repository, std::string_view digest,
+                                   std::string_view artifact_type) {
+  if (!repo_ok(repository)) return make_error(Errc::invalid_argument, "invalid repository name");
+  if (!digest_ok(digest)) return make_error(Errc::invalid_argument, "invalid digest");
+  std::string p = "/v2/" + std::string(repository) + "/referrers/" + std::string(digest);
+  if (!artifact_type.empty()) p += "?artifactType=" + pct_encode(artifact_type);
+  return p;
+}
+
+std::string link_next_target(std::string_view link) {
+  // Link: <target>; rel="next"[, <other>; rel="prev"]
+  size_t pos = 0;
+  while (pos < link.size()) {
+    size_t lt = link.find('<', pos);
+    if (lt == std::string_view::npos) return "";
+    size_t gt = link.find('>', lt);
+    if (gt == std::string_view::npos) return "";
+    std::string_view target = link.substr(lt + 1, gt - lt - 1);
+    size_t end = link.find(',', gt);
+    std::string_view params =
+        link.substr(gt + 1, end == std::string_view::npos ? end : end - gt - 1);
+    std::string lowered = ascii_lower(params);
+    bool next = lowered.find("rel=\"next\"") != std::string::npos ||
+                lowered.find("rel=next") != std::string::npos;
+    if (next) {
+      // Same origin only, and nothing that could leave the /v2/ API or smuggle bytes.
+      if (target.empty() || target.front() != '/' || target.rfind("/v2/", 0) != 0) return "";
+      for (char c : target) {
+        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '#' || c == '\\') return "";
+      }
+      return std::string(target);
+    }
+    if (end == std::string_view::npos) break;
+    pos = end + 1;
+  }
+  return "";
+}
+
 Result<Url> token_url(std::string_view realm, std::string_view service, std::string_view scope) {
   auto u = parse_url(realm);
   if (!u) return make_error(Errc::parse_error, "bearer realm is not an http(s) URL");

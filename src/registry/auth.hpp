@@ -54,6 +54,13 @@ Result<std::pair<std::string, std::string>> split_host_port(std::string_view reg
 // validated (distribution grammar characters only) so nothing can smuggle path or query parts.
 Result<std::string> manifest_path(std::string_view repository, std::string_view reference);
 Result<std::string> blob_path(std::string_view repository, std::string_view digest);
+// "/v2/<repo>/referrers/<digest>[?artifactType=<pct-encoded>]" (OCI distribution 1.1).
+Result<std::string> referrers_path(std::string_view repository, std::string_view digest,
+                                   std::string_view artifact_type);
+// The target of the `rel="next"` entry of a Link header (RFC 8288, as the distribution spec
+// paginates: `</v2/repo/referrers/sha256:..?n=10&last=..>; rel="next"`), or "" when absent or
+// unparsable. Only a path on the same origin is returned; an absolute URL is refused ("").
+std::string link_next_target(std::string_view link);
 
 // realm?service=...&scope=... with proper percent-encoding (realm may carry its own query).
 Result<Url> token_url(std::string_view realm, std::string_view service, std::string_view scope);

@@ -9,10 +9,12 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 
 #include "common/result.hpp"
+#include "oci/manifest.hpp"
 #include "oci/reference.hpp"
 
 namespace sigil::registry {
@@ -46,6 +48,19 @@ class Client {
                                                                const std::string& digest,
                                                                int64_t max_size,
                                                                Deadline deadline) = 0;
+
+  // GET /v2/<repository>/referrers/<digest> (OCI distribution 1.1): the descriptors of the
+  // manifests whose subject is digest, following `Link: <…>; rel="next"` pages (bounded), and
+  // filtered client-side to artifact_type when it is not empty (registries may ignore the
+  // filter). Errc::unsupported when the registry has no referrers API (a 404: the spec forbids
+  // a registry that has one to answer 404); callers then read the referrers tag schema. This
+  // default is for clients without the API.
+  virtual boost::asio::awaitable<Result<std::vector<oci::Descriptor>>> get_referrers(
+      const std::string& registry, const std::string& repository, const std::string& digest,
+      const std::string& artifact_type, Deadline deadline) {
+    (void)registry, (void)repository, (void)digest, (void)artifact_type, (void)deadline;
+    co_return make_error(Errc::unsupported, "this registry client has no referrers API");
+  }
 
   // Number of HTTP requests sent so far (for benchmarks and tests).
   virtual uint64_t request_count() const = 0;

@@ -86,6 +86,7 @@ struct Resp {
   std::string www_authenticate;
   std::string location;
   std::string retry_after;
+  std::string link;
   std::string body;
 };
 
@@ -362,6 +363,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     r.www_authenticate = field(http::field::www_authenticate);
     r.location = field(http::field::location);
     r.retry_after = field(http::field::retry_after);
+    r.link = field(http::field::link);
     if (!(req.method != http::verb::head && cl && *cl > limit)) r.body = p.release().body();
     // Bytes beyond the response (we never pipeline) mean a confused peer: do not reuse.
     keep_alive = h.keep_alive() && p.is_done() && conn.buffer.size() == 0 &&
@@ -788,6 +790,62 @@ awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
     co_return std::move(r->body);
   };
   co_return co_await guarded<std::string>(impl->ex, body);
+}
+
+awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
+    const std::string& registry, const std::string& repository, const std::string& digest,
+    const std::string& artifact_type, Deadline deadline) {
+  auto st = init_status();
+  if (!st) co_return st.error();
+  auto impl = impl_;
+  auto body = [&]() -> awaitable<Result<std::vector<oci::Descriptor>>> {
+    if (!is_sha256_digest(digest)) {
+      co_return make_error(Errc::unsupported, "referrers of " + digest + ": not a sha256 digest");
+    }
+    auto first = referrers_path(repository, digest, artifact_type);
+    if (!first) co_return first.error();
+    const std::string what = registry + "/" + repository + "@" + digest;
+    std::vector<oci::Descriptor> out;
+    std::string path = std::move(*first);
+    for (int page = 0; !path.empty(); ++page) {
+      if (page >= impl->opts.max_referrers_pages) {
+        co_return make_error(Errc::too_large, "referrers of " + what + ": more than " +
+                                                  std::to_string(impl->opts.max_referrers_pages) +
+                                                  " pages");
+      }
+      auto r = co_await impl->fetch(http::verb::get, registry, repository, path,
+                                    std::string(oci::media::kOciIndex),
+                                    static_cast<uint64_t>(impl->opts.max_manifest_size), deadline);
+      if (!r) co_return r.error();
+      if (r->status == 404) {
+        co_return make_error(Errc::unsupported, "registry " + registry + " has no referrers API");
+      }
+      if (r->status != 200) {
+        co_return make_error(Errc::unavailable,
+                             "listing referrers of " + what + ": " + status_text(r->status));
+      }
+      auto index = oci::parse_manifest(r->body, r->content_type);
+      if (!index) {
+        co_return make_error(Errc::parse_error,
+                             "referrers of " + what + ": " + index.error().message);
+      }
+      if (!index->is_index) {
+        co_return make_error(Errc::parse_error, "referrers of " + what + ": not an image index");
+      }
+      for (auto& d : index->manifests) {
+        if (!artifact_type.empty() && d.artifact_type != artifact_type) continue;
+        if (out.size() >= impl->opts.max_referrers) {
+          co_return make_error(Errc::too_large, "referrers of " + what + ": more than " +
+                                                    std::to_string(impl->opts.max_referrers) +
+                                                    " descriptors");
+        }
+        out.push_back(std::move(d));
+      }
+      path = link_next_target(r->link);
+    }
+    co_return out;
+  };
+  co_return co_await guarded<std::vector<oci::Descriptor>>(impl->ex, body);
 }
 
 }  // namespace sigil::registry

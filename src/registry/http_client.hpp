@@ -41,6 +41,8 @@ struct ClientOptions {
   std::chrono::milliseconds backoff_base{100};  // 100, 200, 400 ms ... with jitter
   std::chrono::milliseconds max_backoff{5000};
   int max_redirects = 3;
+  int max_referrers_pages = 16;  // Link rel="next" pages followed at most
+  size_t max_referrers = 1024;   // descriptors kept at most, over all pages
 };
 
 class HttpClient final : public Client {
@@ -64,6 +66,9 @@ class HttpClient final : public Client {
                                                        const std::string& repository,
                                                        const std::string& digest, int64_t max_size,
                                                        Deadline deadline) override;
+  boost::asio::awaitable<Result<std::vector<oci::Descriptor>>> get_referrers(
+      const std::string& registry, const std::string& repository, const std::string& digest,
+      const std::string& artifact_type, Deadline deadline) override;
   uint64_t request_count() const override;
 
   // Token requests alone (a subset of request_count), for tests of the token cache.

@@ -195,3 +195,27 @@ TEST_CASE("basic authorization and sha256") {
         "grant_type=refresh_token&service=s&scope=repository%3Aa%3Apull&client_id=sigil&"
         "refresh_token=t%26x");
 }
+
+TEST_CASE("referrers path and Link pagination") {
+  const std::string d = "sha256:" + std::string(64, 'a');
+  auto p = referrers_path("team/app", d, "application/vnd.dev.sigstore.bundle.v0.3+json");
+  REQUIRE(p.ok());
+  CHECK(*p == "/v2/team/app/referrers/" + d +
+                  "?artifactType=application%2Fvnd.dev.sigstore.bundle.v0.3%2Bjson");
+  CHECK(referrers_path("team/app", d, "").value() == "/v2/team/app/referrers/" + d);
+  CHECK_FALSE(referrers_path("team/../x", d, "").ok());
+  CHECK_FALSE(referrers_path("team/app", "sha256:zz", "").ok());
+
+  CHECK(link_next_target(R"(</v2/team/app/referrers/x?n=2&last=b>; rel="next")") ==
+        "/v2/team/app/referrers/x?n=2&last=b");
+  CHECK(link_next_target(
+            R"(</v2/a/referrers/x?p=1>; rel="prev", </v2/a/referrers/x?p=3>; rel=next)") ==
+        "/v2/a/referrers/x?p=3");
+  CHECK(link_next_target("").empty());
+  CHECK(link_next_target(R"(</v2/a/referrers/x?p=1>; rel="prev")").empty());
+  // Never another origin, never outside the API, never control bytes.
+  CHECK(link_next_target(R"(<https://evil.example/v2/a/referrers/x>; rel="next")").empty());
+  CHECK(link_next_target(R"(</token?x=1>; rel="next")").empty());
+  CHECK(link_next_target("</v2/a/referrers/x\r\nX-Evil: 1>; rel=\"next\"").empty());
+  CHECK(link_next_target(R"(<//evil.example/v2/a>; rel="next")").empty());
+}

@@ -618,3 +618,91 @@ TEST_CASE("bad CA file fails closed") {
   REQUIRE_FALSE(r.ok());
   CHECK(c.request_count() == 0);
 }
+
+namespace {
+
+std::string index_of(const std::vector<std::pair<std::string, char>>& entries) {
+  std::string m;
+  for (const auto& [type, c] : entries) {
+    if (!m.empty()) m += ",";
+    m += R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:)" +
+         std::string(64, c) + R"(","size":500,"artifactType":")" + type + R"("})";
+  }
+  return R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)" +
+         m + "]}";
+}
+
+const std::string kBundleType = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const std::string kSubject = "sha256:" + std::string(64, 'e');
+
+}  // namespace
+
+TEST_CASE("referrers: an index, filtered client-side, pages followed") {
+  Loop loop;
+  const std::string base = "/v2/team/app/referrers/" + kSubject;
+  FakeServer srv(loop.ioc, [&](const http::request<http::string_body>& req) -> Reply {
+    std::string t(req.target());
+    if (t.rfind(base, 0) != 0) return {404, {}, "404 page not found"};
+    if (t.find("page=2") != std::string::npos) {
+      return {200,
+              {{"Content-Type", "application/vnd.oci.image.index.v1+json"}},
+              index_of({{kBundleType, '3'}})};
+    }
+    // The registry ignores the filter (it may): sigil filters itself.
+    return {200,
+            {{"Content-Type", "application/vnd.oci.image.index.v1+json"},
+             {"Link", "<" + base + "?page=2>; rel=\"next\""}},
+            index_of({{kBundleType, '1'}, {"application/spdx+json", '2'}})};
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto r = loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, kBundleType,
+                                    std::chrono::steady_clock::now() + 5s));
+  REQUIRE(r.ok());
+  REQUIRE(r->size() == 2);
+  CHECK((*r)[0].digest == "sha256:" + std::string(64, '1'));
+  CHECK((*r)[1].digest == "sha256:" + std::string(64, '3'));
+  auto seen = srv.seen();
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].target.find("artifactType=application%2Fvnd.dev.sigstore.bundle.v0.3%2Bjson") !=
+        std::string::npos);
+}
+
+TEST_CASE("referrers: a 404 means the registry has no referrers API") {
+  Loop loop;
+  FakeServer srv(loop.ioc, [&](const http::request<http::string_body>&) -> Reply {
+    return {404, {{"Content-Type", "text/plain"}}, "404 page not found"};
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto r = loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, "",
+                                    std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::unsupported);
+}
+
+TEST_CASE("referrers: endless pages and non-index answers are errors, not loops") {
+  Loop loop;
+  const std::string base = "/v2/team/app/referrers/" + kSubject;
+  bool manifest_instead = false;
+  FakeServer srv(loop.ioc, [&](const http::request<http::string_body>&) -> Reply {
+    if (manifest_instead) {
+      return {200, {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}}, kManifest};
+    }
+    return {200,
+            {{"Content-Type", "application/vnd.oci.image.index.v1+json"},
+             {"Link", "<" + base + "?again=1>; rel=\"next\""}},
+            index_of({})};
+  });
+  auto opts = options_for(srv.authority());
+  opts.max_referrers_pages = 4;
+  HttpClient c(loop.ioc.get_executor(), opts);
+  auto r = loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, "",
+                                    std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::too_large);
+  CHECK(srv.seen().size() == 4);
+  manifest_instead = true;
+  auto m = loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, "",
+                                    std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(m.ok());
+  CHECK(m.error().code == Errc::parse_error);
+}
