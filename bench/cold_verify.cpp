@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "app/config.hpp"
+#include "app/trust.hpp"
 #include "common/clock.hpp"
 #include "policy/policy.hpp"
 #include "registry/http_client.hpp"
@@ -157,7 +158,7 @@ size_t report(const char* prefix, const Pass& pass) {
 int run(int argc, char** argv) {
   CLI::App app{
       "bench_cold_verify: cold verification latency (p50/p99) and registry requests per image"};
-  std::string registry_addr, images_file, timeout_text = "10s";
+  std::string registry_addr, images_file, trusted_root, timeout_text = "10s";
   std::vector<std::string> policy_paths, images;
   bool verbose = false;
   app.add_option("--registry", registry_addr,
@@ -167,6 +168,8 @@ int run(int argc, char** argv) {
       ->required();
   app.add_option("--images-file", images_file, "file with one tag-referenced image per line");
   app.add_option("--timeout", timeout_text, "deadline of one verification (Go duration)");
+  app.add_option("--trusted-root", trusted_root,
+                 "trusted_root.json for keyless policies (default: public-good)");
   app.add_flag("--verbose", verbose, "one line per image on stderr");
   app.add_option("images", images, "tag-referenced images");
   try {
@@ -200,7 +203,8 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "bench_cold_verify: --timeout: %s\n", timeout.error().message.c_str());
     return 2;
   }
-  auto policies = sigil::app::load_policies(policy_paths, sigil::policy::NoMatch::deny, 1);
+  auto policies = sigil::app::load_policies(policy_paths, sigil::policy::NoMatch::deny, 1,
+                                            sigil::app::default_trust_root(trusted_root));
   if (!policies.ok()) {
     std::fprintf(stderr, "bench_cold_verify: %s\n", policies.error().message.c_str());
     return 2;

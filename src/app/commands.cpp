@@ -10,12 +10,17 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "app/config.hpp"
+#include "app/trust.hpp"
 #include "common/clock.hpp"
+#include "crypto/bundle.hpp"
+#include "crypto/sigstore.hpp"
+#include "oci/reference.hpp"
 #include "registry/http_client.hpp"
 #include "server/server.hpp"
 #include "server/validator.hpp"
@@ -83,6 +88,9 @@ struct VerifyArgs {
   std::vector<std::string> images;
   std::vector<std::string> policies;
   std::string key;
+  std::string identity, identity_regexp, issuer, issuer_regexp;  // keyless, cosign's flags
+  bool insecure_ignore_sct = false;
+  std::string trusted_root;
   std::string hash = "sha256";
   std::string no_match = "deny";
   std::string output = "text";
@@ -91,25 +99,41 @@ struct VerifyArgs {
 };
 
 int run_verify(const VerifyArgs& a) {
-  if (a.policies.empty() == a.key.empty()) {
-    return config_error("verify: give either --policy PATH (repeatable) or --key FILE");
+  const bool keyless = !a.identity.empty() || !a.identity_regexp.empty() || !a.issuer.empty() ||
+                       !a.issuer_regexp.empty();
+  const int modes = (a.policies.empty() ? 0 : 1) + (a.key.empty() ? 0 : 1) + (keyless ? 1 : 0);
+  if (modes != 1) {
+    return config_error(
+        "verify: give exactly one of --policy PATH (repeatable), --key FILE, or "
+        "--certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]");
   }
   auto timeout = parse_duration(a.timeout);
   if (!timeout.ok()) return config_error("--timeout: " + timeout.error().message);
   auto no_match = policy::parse_no_match(a.no_match);
   if (!no_match.ok()) return config_error("--no-match-policy: " + no_match.error().message);
+  const auto default_root = default_trust_root(a.trusted_root);
 
   std::shared_ptr<const policy::PolicySet> policies;
-  if (!a.key.empty()) {
-    auto pem = read_file(a.key, 1u << 20);
-    if (!pem.ok()) return config_error("--key " + pem.error().message);
-    auto p = policy::key_policy(*pem, a.key);
-    if (!p.ok()) return config_error("--key " + a.key + ": " + p.error().message);
+  if (!a.key.empty() || keyless) {
+    Result<policy::Policy> p = make_error(Errc::internal, "no policy");
+    if (!a.key.empty()) {
+      auto pem = read_file(a.key, 1u << 20);
+      if (!pem.ok()) return config_error("--key " + pem.error().message);
+      p = policy::key_policy(*pem, a.key);
+      if (!p.ok()) return config_error("--key " + a.key + ": " + p.error().message);
+    } else {
+      p = policy::identity_policy(a.identity, a.identity_regexp, a.issuer, a.issuer_regexp,
+                                  a.insecure_ignore_sct);
+      if (!p.ok()) return config_error(p.error().message);
+    }
     std::vector<policy::Policy> v;
     v.push_back(std::move(*p));
+    if (auto st = policy::link_trust_roots(v, {}, default_root); !st.ok()) {
+      return config_error(st.error().message);
+    }
     policies = std::make_shared<const policy::PolicySet>(std::move(v), *no_match, 1);
   } else {
-    auto loaded = load_policies(a.policies, *no_match, 1);
+    auto loaded = load_policies(a.policies, *no_match, 1, default_root);
     if (!loaded.ok()) return config_error(loaded.error().message);
     policies = std::move(*loaded);
   }
@@ -159,6 +183,109 @@ int run_verify(const VerifyArgs& a) {
   return denied ? kExitDenied : kExitAdmitted;
 }
 
+// ---------------------------------------------------------------------------- verify-bundle
+
+// The sigstore-conformance protocol: verify-bundle [--staging] --bundle FILE
+// (--certificate-identity ID --certificate-oidc-issuer URL | --key FILE) [--trusted-root FILE]
+// FILE_OR_DIGEST. The checks are the ones image bundles get (crypto::verify_entity), with the
+// artifact a blob: a file, or `sha256:<hex>` when no such file exists.
+struct VerifyBundleArgs {
+  std::string bundle;
+  std::string key;
+  std::string identity, identity_regexp, issuer, issuer_regexp;
+  std::string trusted_root;
+  bool staging = false;
+  std::string artifact;
+};
+
+int run_verify_bundle(const VerifyBundleArgs& a) {
+  const bool keyless = !a.identity.empty() || !a.identity_regexp.empty();
+  if (keyless == !a.key.empty()) {
+    return config_error(
+        "verify-bundle: give either --certificate-identity (with --certificate-oidc-issuer) or "
+        "--key FILE");
+  }
+  if (a.staging && a.trusted_root.empty()) {
+    return config_error("verify-bundle: sigil ships no staging trust root; pass --trusted-root");
+  }
+  auto root = default_trust_root(a.trusted_root)();
+  if (!root.ok()) return config_error(root.error().message);
+
+  crypto::Artifact artifact;
+  artifact.kind = crypto::Artifact::Kind::blob;
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(a.artifact, ec)) {
+    auto bytes = read_file(a.artifact, 1u << 30);
+    if (!bytes.ok()) return config_error(bytes.error().message);
+    artifact.digest = "sha256:" + crypto::sha256_hex(*bytes);
+    artifact.bytes = std::move(*bytes);
+  } else if (a.artifact.rfind("sha256:", 0) == 0 && oci::is_valid_digest(a.artifact)) {
+    artifact.digest = a.artifact;
+  } else {
+    return config_error("verify-bundle: " + a.artifact + " is neither a file nor sha256:<hex>");
+  }
+
+  auto fail = [&](const std::string& why) {
+    std::fprintf(stderr, "sigil: verify-bundle: %s: %s\n", a.bundle.c_str(), why.c_str());
+    return kExitDenied;
+  };
+  auto text = read_file(a.bundle, 4u << 20);
+  if (!text.ok()) return fail(text.error().message);
+  auto bundle = crypto::parse_bundle(*text);
+  if (!bundle.ok()) return fail(bundle.error().message);
+  auto entity = crypto::entity_from_bundle(*bundle, a.bundle);
+  if (!entity.ok()) return fail(entity.error().message);
+
+  std::vector<policy::Policy> ps;
+  if (keyless) {
+    auto p = policy::identity_policy(a.identity, a.identity_regexp, a.issuer, a.issuer_regexp,
+                                     /*insecure_ignore_sct=*/false);
+    if (!p.ok()) return config_error(p.error().message);
+    ps.push_back(std::move(*p));
+  } else {
+    auto pem = read_file(a.key, 1u << 20);
+    if (!pem.ok()) return config_error("--key " + pem.error().message);
+    auto p = policy::key_policy(*pem, a.key);
+    if (!p.ok()) return config_error("--key " + a.key + ": " + p.error().message);
+    // As sigstore's verifiers do for bundles: the key's signature must be in the log, and
+    // its time proved.
+    p->authorities.front().ctlog_present = true;
+    p->authorities.front().ctlog_url.clear();
+    ps.push_back(std::move(*p));
+  }
+  auto shared_root = *root;
+  policy::DefaultTrustRoot given =
+      [shared_root]() -> Result<std::shared_ptr<const crypto::TrustedRoot>> { return shared_root; };
+  if (!keyless) {
+    // key_policy's authority has no ctlog reference; require the log of the given root.
+    ps.front().authorities.front().ctlog_trust_root_ref = "";
+  }
+  if (auto st = policy::link_trust_roots(ps, {}, given); !st.ok()) {
+    return config_error(st.error().message);
+  }
+  policy::Authority& auth = ps.front().authorities.front();
+  crypto::Requirements req = policy::requirements_for(auth);
+  if (!keyless) {
+    req.require_tlog = !shared_root->tlogs.empty();
+    req.tlogs = &shared_root->tlogs;
+    req.tsas = &shared_root->timestamp_authorities;
+    req.min_signing_times = 1;
+  }
+  crypto::VerifiedSignature v = crypto::verify_entity(*entity, req, artifact);
+  if (!v.ok) return fail(v.message);
+  if (keyless) {
+    bool matched = false;
+    for (const auto& id : auth.identities) matched = matched || id.matches(v.identity);
+    if (!matched) {
+      std::string who = v.identity.sans.empty() ? "(no SAN)" : v.identity.sans.front().value;
+      return fail("signed by " + who + " (issuer " + v.identity.issuer + "), not by " +
+                  auth.identities.front().describe());
+    }
+  }
+  std::printf("OK: %s verified for %s\n", a.bundle.c_str(), artifact.digest.c_str());
+  return kExitAdmitted;
+}
+
 // ----------------------------------------------------------------------------------- serve
 
 // The live policy snapshot: requests load it without a lock; SIGHUP swaps it.
@@ -185,7 +312,8 @@ int run_serve(Settings s) {
   spdlog::set_level(level);
 
   std::atomic<uint64_t> generation{1};
-  auto loaded = load_policies(s.policy_paths, *no_match, generation);
+  const auto default_root = default_trust_root(s.trusted_root_file);
+  auto loaded = load_policies(s.policy_paths, *no_match, generation, default_root);
   if (!loaded.ok()) return config_error(loaded.error().message);
   PolicyStore store(std::move(*loaded));
   spdlog::info("loaded {} polic{} from {} path{}", store.get()->policies().size(),
@@ -214,6 +342,11 @@ int run_serve(Settings s) {
   sopts.cert_file = s.tls_cert;
   sopts.key_file = s.tls_key;
   sopts.default_timeout = s.timeout;
+  // kubectl apply of a broken policy fails with the field named, before the watch sees it.
+  sopts.check_policy = [](const std::string& kind, const std::string& object_json) {
+    auto docs = policy::parse_documents(object_json, kind);
+    return docs.ok() ? std::string() : docs.error().message;
+  };
   server::Server srv(io, sopts, validator);
   if (auto st = srv.start(); !st.ok()) return config_error(st.error().message);
   spdlog::info("sigil serving https on {} (port {})", s.listen, srv.port());
@@ -248,7 +381,7 @@ int run_serve(Settings s) {
   std::function<void(const boost::system::error_code&, int)> on_hup =
       [&](const boost::system::error_code& ec, int) {
         if (ec) return;
-        auto next = load_policies(s.policy_paths, *no_match, ++generation);
+        auto next = load_policies(s.policy_paths, *no_match, ++generation, default_root);
         if (next.ok()) {
           store.set(std::move(*next));
           spdlog::info("policies reloaded (generation {})", generation.load());
@@ -286,6 +419,9 @@ int run(int argc, char** argv) {
                     "ClusterImagePolicy YAML file or directory (repeatable)");
   serve->add_option("--no-match-policy", settings.no_match,
                     "what to do with an image no policy matches: deny|warn|allow");
+  serve->add_option("--trusted-root", settings.trusted_root_file,
+                    "sigstore trusted_root.json for keyless policies without trustRootRef "
+                    "(default: the public-good root shipped with sigil)");
   std::string timeout_flag;
   serve->add_option("--timeout", timeout_flag,
                     "budget when the API server sends no ?timeout= (default 10s)");
@@ -304,7 +440,37 @@ int run(int argc, char** argv) {
   verify_cmd->add_option("--output,-o", va.output, "text|json")
       ->check(CLI::IsMember({"text", "json"}));
   verify_cmd->add_option("--timeout", va.timeout, "overall time budget (default 30s)");
+  verify_cmd->add_option("--certificate-identity", va.identity,
+                         "keyless: the signer's identity (a SAN of the Fulcio certificate), exact");
+  verify_cmd->add_option("--certificate-identity-regexp", va.identity_regexp,
+                         "keyless: RE2 regular expression the whole identity must match");
+  verify_cmd->add_option("--certificate-oidc-issuer", va.issuer,
+                         "keyless: the OIDC issuer of the certificate, exact");
+  verify_cmd->add_option("--certificate-oidc-issuer-regexp", va.issuer_regexp,
+                         "keyless: RE2 regular expression the whole issuer must match");
+  verify_cmd->add_flag("--insecure-ignore-sct", va.insecure_ignore_sct,
+                       "keyless: do not require an embedded SCT (private CAs without CT)");
+  verify_cmd->add_option("--trusted-root", va.trusted_root,
+                         "sigstore trusted_root.json (default: the public-good root shipped "
+                         "with sigil)");
   add_registry_flags(*verify_cmd, va.registry);
+
+  VerifyBundleArgs vb;
+  auto* vb_cmd = app.add_subcommand(
+      "verify-bundle",
+      "verify a blob or digest against a sigstore bundle (sigstore-conformance protocol)");
+  vb_cmd->add_option("--bundle", vb.bundle, "the sigstore bundle (JSON)")->required();
+  vb_cmd->add_option("--certificate-identity", vb.identity, "expected identity (SAN), exact");
+  vb_cmd->add_option("--certificate-identity-regexp", vb.identity_regexp,
+                     "RE2 expression the whole identity must match");
+  vb_cmd->add_option("--certificate-oidc-issuer", vb.issuer, "expected OIDC issuer, exact");
+  vb_cmd->add_option("--certificate-oidc-issuer-regexp", vb.issuer_regexp,
+                     "RE2 expression the whole issuer must match");
+  vb_cmd->add_option("--key", vb.key, "PEM public key (instead of an identity)");
+  vb_cmd->add_option("--trusted-root", vb.trusted_root,
+                     "sigstore trusted_root.json (default: public-good)");
+  vb_cmd->add_flag("--staging", vb.staging, "use the staging instance (needs --trusted-root)");
+  vb_cmd->add_option("artifact", vb.artifact, "FILE or sha256:<hex>")->required();
 
   try {
     app.parse(argc, argv);
@@ -331,6 +497,7 @@ int run(int argc, char** argv) {
       if (!given("--tls-key")) settings.tls_key = from_file.tls_key;
       if (!given("--policy")) settings.policy_paths = from_file.policy_paths;
       if (!given("--no-match-policy")) settings.no_match = from_file.no_match;
+      if (!given("--trusted-root")) settings.trusted_root_file = from_file.trusted_root_file;
       if (!given("--threads")) settings.threads = from_file.threads;
       if (!given("--log-level")) settings.log_level = from_file.log_level;
       if (!given("--registry-config"))
@@ -351,6 +518,7 @@ int run(int argc, char** argv) {
     return run_serve(std::move(settings));
   }
   if (verify_cmd->parsed()) return run_verify(va);
+  if (vb_cmd->parsed()) return run_verify_bundle(vb);
   return kExitUsage;
 }
 

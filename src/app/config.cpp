@@ -74,8 +74,9 @@ Status load_config_file(const std::string& path, Settings& s) {
   }
   if (!root.IsMap())
     return make_error(Errc::invalid_argument, path + ": the config must be a YAML mapping");
-  static const char* kKnown[] = {"listen",   "tlsCert", "tlsKey", "policies", "noMatchPolicy",
-                                 "registry", "timeout", "cache",  "threads",  "logLevel"};
+  static const char* kKnown[] = {"listen",        "tlsCert",  "tlsKey",     "policies",
+                                 "noMatchPolicy", "registry", "timeout",    "cache",
+                                 "threads",       "logLevel", "trustedRoot"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
@@ -88,6 +89,7 @@ Status load_config_file(const std::string& path, Settings& s) {
   if (!(st = get(root, "tlsKey", s.tls_key, path)).ok()) return st;
   if (!(st = get(root, "policies", s.policy_paths, path)).ok()) return st;
   if (!(st = get(root, "noMatchPolicy", s.no_match, path)).ok()) return st;
+  if (!(st = get(root, "trustedRoot", s.trusted_root_file, path)).ok()) return st;
   if (!(st = get(root, "threads", s.threads, path)).ok()) return st;
   if (!(st = get(root, "logLevel", s.log_level, path)).ok()) return st;
   if (!(st = get_duration(root, "timeout", s.timeout, path)).ok()) return st;
@@ -108,7 +110,8 @@ Status load_config_file(const std::string& path, Settings& s) {
 }
 
 Result<std::shared_ptr<const policy::PolicySet>> load_policies(
-    const std::vector<std::string>& paths, policy::NoMatch no_match, uint64_t generation) {
+    const std::vector<std::string>& paths, policy::NoMatch no_match, uint64_t generation,
+    const policy::DefaultTrustRoot& default_root) {
   std::vector<std::string> files;
   for (const auto& p : paths) {
     std::error_code ec;
@@ -129,21 +132,30 @@ Result<std::shared_ptr<const policy::PolicySet>> load_policies(
     }
   }
   std::vector<policy::Policy> all;
-  std::map<std::string, std::string> seen;  // name -> origin
+  std::vector<policy::TrustRootDocument> roots;
+  std::map<std::string, std::string> seen;  // "policy <name>" / "TrustRoot <name>" -> origin
   for (const auto& f : files) {
     auto text = read_file(f);
     if (!text.ok()) return make_error(Errc::invalid_argument, "--policy " + text.error().message);
-    auto parsed = policy::parse_policies(*text, f);
+    auto parsed = policy::parse_documents(*text, f);
     if (!parsed.ok()) return make_error(Errc::invalid_argument, parsed.error().message);
-    for (auto& p : *parsed) {
-      auto [it, fresh] = seen.emplace(p.name, p.origin);
-      if (!fresh) {
-        return make_error(
-            Errc::invalid_argument,
-            "policy \"" + p.name + "\" is defined twice: in " + it->second + " and in " + p.origin);
-      }
+    auto once = [&](const std::string& what, const std::string& origin) -> Status {
+      auto [it, fresh] = seen.emplace(what, origin);
+      if (fresh) return {};
+      return make_error(Errc::invalid_argument,
+                        what + " is defined twice: in " + it->second + " and in " + origin);
+    };
+    for (auto& p : parsed->policies) {
+      if (auto st = once("policy \"" + p.name + "\"", p.origin); !st) return st.error();
       all.push_back(std::move(p));
     }
+    for (auto& r : parsed->trust_roots) {
+      if (auto st = once("TrustRoot \"" + r.name + "\"", r.origin); !st) return st.error();
+      roots.push_back(std::move(r));
+    }
+  }
+  if (auto st = policy::link_trust_roots(all, roots, default_root); !st) {
+    return make_error(Errc::invalid_argument, st.error().message);
   }
   return std::make_shared<const policy::PolicySet>(std::move(all), no_match, generation);
 }

@@ -26,6 +26,9 @@ struct Settings {
   std::string tls_key;
   std::vector<std::string> policy_paths;
   std::string no_match = "deny";
+  // trusted_root.json for keyless authorities that name no TrustRoot ("" = the public-good
+  // root compiled into sigil).
+  std::string trusted_root_file;
   RegistrySettings registry;
   std::chrono::milliseconds timeout{10000};  // used when the API server sends no ?timeout=
   std::chrono::seconds cache_ttl{300};
@@ -41,10 +44,13 @@ Status load_config_file(const std::string& path, Settings& settings);
 // Go-style duration ("10s", "500ms", "1m30s").
 Result<std::chrono::milliseconds> parse_duration(std::string_view text);
 
-// Loads every ClusterImagePolicy from files and directories (*.yaml, *.yml; not recursive),
-// and compiles one PolicySet. Duplicate policy names are an error naming both files.
+// Loads every ClusterImagePolicy, ImagePolicy and TrustRoot from files and directories
+// (*.yaml, *.yml; not recursive), resolves trustRootRef across all of them (default_root for
+// keyless authorities that name none), and compiles one PolicySet. Duplicate names are an
+// error naming both files.
 Result<std::shared_ptr<const policy::PolicySet>> load_policies(
-    const std::vector<std::string>& paths, policy::NoMatch no_match, uint64_t generation);
+    const std::vector<std::string>& paths, policy::NoMatch no_match, uint64_t generation,
+    const policy::DefaultTrustRoot& default_root);
 
 Result<std::string> read_file(const std::string& path, size_t max_size = 16u << 20);
 

@@ -19,6 +19,7 @@ inline constexpr std::string_view kAnnotationSignature = "dev.cosignproject.cosi
 inline constexpr std::string_view kAnnotationCertificate = "dev.sigstore.cosign/certificate";
 inline constexpr std::string_view kAnnotationChain = "dev.sigstore.cosign/chain";
 inline constexpr std::string_view kAnnotationBundle = "dev.sigstore.cosign/bundle";
+inline constexpr std::string_view kAnnotationRfc3161 = "dev.sigstore.cosign/rfc3161timestamp";
 
 struct SimpleSigningPayload {
   std::string type;                    // critical.type
@@ -42,8 +43,9 @@ struct Signature {
   std::string signature;        // raw (base64-decoded) signature bytes
   std::string certificate_pem;  // keyless only; empty for key-signed
   std::string chain_pem;
-  std::string bundle_json;  // Rekor bundle annotation, if any
-  std::string source;       // where it came from, for messages ("sha256-ab.sig layer 0")
+  std::string bundle_json;   // Rekor bundle annotation, if any
+  std::string source;        // where it came from, for messages ("sha256-ab.sig layer 0")
+  std::string rfc3161_json;  // {"SignedRFC3161Timestamp":"<b64 DER>"} annotation, if any
 };
 
 // Why a key-based signature check failed, for callers that map failures to reason codes

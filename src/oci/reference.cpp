@@ -344,4 +344,19 @@ std::string signature_tag(std::string_view digest) {
   return out + ".sig";
 }
 
+std::string referrers_tag(std::string_view digest) {
+  // distribution-spec "Referrers Tag Schema": <alg>-<ref>, alg cut to 32 characters and ref to
+  // 64, every character a tag may not hold replaced by '-'.
+  const auto colon = digest.find(':');
+  std::string alg(digest.substr(0, std::min<size_t>(colon, 32)));
+  std::string ref(colon == std::string_view::npos ? "" : digest.substr(colon + 1, 64));
+  std::string out = alg + "-" + ref;
+  for (char& c : out) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '-';
+    if (!ok) c = '-';
+  }
+  return out;
+}
+
 }  // namespace sigil::oci

@@ -42,4 +42,8 @@ std::string api_host(std::string_view registry);
 // Legacy cosign signature tag for a digest: "sha256:abc" -> "sha256-abc.sig".
 std::string signature_tag(std::string_view digest);
 
+// OCI 1.1 referrers tag schema for registries without the referrers API:
+// "sha256:abc" -> "sha256-abc" (an index of the manifests whose subject is that digest).
+std::string referrers_tag(std::string_view digest);
+
 }  // namespace sigil::oci

@@ -9,9 +9,11 @@
 
 #include <re2/re2.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -185,16 +187,173 @@ bool dns1123_subdomain(std::string_view s) {
   return true;
 }
 
+// A PEM text, or the base64 of one (policy-controller's []byte fields arrive as base64 in
+// YAML/JSON; people also paste PEM directly).
+Result<std::string> pem_or_base64_pem(const std::string& text) {
+  std::string_view t = trim(text);
+  if (t.rfind("-----BEGIN", 0) == 0) return std::string(t);
+  auto decoded = base64_decode(t);
+  if (!decoded) return make_error(Errc::invalid_argument, "neither PEM nor base64 of a PEM");
+  std::string_view d = trim(*decoded);
+  if (d.rfind("-----BEGIN", 0) != 0) {
+    return make_error(Errc::invalid_argument, "base64 that does not decode to a PEM");
+  }
+  return std::string(d);
+}
+
+Result<std::shared_ptr<const re2::RE2>> compile_regexp(const std::string& pattern, const Where& w,
+                                                       const std::string& path) {
+  if (pattern.size() > kMaxGlobLength) {
+    return w.err(Errc::invalid_argument, path, "regular expression longer than 1024 characters");
+  }
+  RE2::Options opts;
+  opts.set_log_errors(false);
+  opts.set_max_mem(1 << 20);
+  auto re = std::make_shared<const RE2>(pattern, opts);
+  if (!re->ok()) {
+    return w.err(Errc::invalid_argument, path, "invalid regular expression: " + re->error());
+  }
+  return std::shared_ptr<const re2::RE2>(std::move(re));
+}
+
+Result<Identity> parse_identity(const YAML::Node& node, const Where& w, const std::string& path) {
+  auto f = fields(node, w, path);
+  if (!f) return f.error();
+  if (auto st =
+          check_fields(*f, w, path, {"issuer", "subject", "issuerRegExp", "subjectRegExp"}, {});
+      !st) {
+    return st.error();
+  }
+  Identity id;
+  auto str = [&](const char* k, std::string& out) -> Status {
+    if (const auto* n = get(*f, k)) {
+      auto v = scalar(*n, w, path + "." + k);
+      if (!v) return v.error();
+      if (v->empty()) return w.err(Errc::invalid_argument, path + "." + k, "empty");
+      out = *v;
+    }
+    return {};
+  };
+  for (auto [k, out] : {std::pair{"issuer", &id.issuer}, std::pair{"subject", &id.subject},
+                        std::pair{"issuerRegExp", &id.issuer_regexp},
+                        std::pair{"subjectRegExp", &id.subject_regexp}}) {
+    if (auto st = str(k, *out); !st) return st.error();
+  }
+  if (id.issuer.empty() == id.issuer_regexp.empty()) {
+    return w.err(Errc::invalid_argument, path,
+                 "expected exactly one of issuer, issuerRegExp (the OIDC issuer must be pinned)");
+  }
+  if (id.subject.empty() == id.subject_regexp.empty()) {
+    return w.err(Errc::invalid_argument, path,
+                 "expected exactly one of subject, subjectRegExp (the signer must be pinned)");
+  }
+  if (!id.issuer_regexp.empty()) {
+    auto re = compile_regexp(id.issuer_regexp, w, path + ".issuerRegExp");
+    if (!re) return re.error();
+    id.issuer_re = std::move(*re);
+  }
+  if (!id.subject_regexp.empty()) {
+    auto re = compile_regexp(id.subject_regexp, w, path + ".subjectRegExp");
+    if (!re) return re.error();
+    id.subject_re = std::move(*re);
+  }
+  return id;
+}
+
+// keyless.ca-cert / key: {data: PEM} (secretRef and kms are not supported yet).
+Result<std::string> key_ref_data(const YAML::Node& node, const Where& w, const std::string& path,
+                                 const char* what) {
+  auto f = fields(node, w, path);
+  if (!f) return f.error();
+  if (auto st = check_fields(
+          *f, w, path, {"data"},
+          {{"secretRef", "keys from Secrets (secretRef) are"}, {"kms", "KMS keys are"}});
+      !st) {
+    return st.error();
+  }
+  const auto* data = get(*f, "data");
+  if (!data)
+    return w.err(Errc::invalid_argument, path + ".data", std::string("missing (") + what + ")");
+  return scalar(*data, w, path + ".data");
+}
+
+Status parse_keyless(const YAML::Node& node, const Where& w, const std::string& path,
+                     Authority& a) {
+  auto f = fields(node, w, path);
+  if (!f) return f.error();
+  if (auto st = check_fields(
+          *f, w, path, {"url", "identities", "ca-cert", "trustRootRef", "insecureIgnoreSCT"}, {});
+      !st) {
+    return st;
+  }
+  a.kind = Authority::Kind::keyless;
+  if (const auto* u = get(*f, "url")) {
+    // Fulcio's URL: sigil never contacts Fulcio; the CAs come from the trust root.
+    auto v = scalar(*u, w, path + ".url");
+    if (!v) return v.error();
+  }
+  const auto* ids = get(*f, "identities");
+  if (!ids) {
+    return w.err(Errc::invalid_argument, path + ".identities",
+                 "missing (at least one issuer/subject pair: without it any signer would do)");
+  }
+  if (!ids->IsSequence() || ids->size() == 0) {
+    return w.err(Errc::invalid_argument, path + ".identities",
+                 "expected a non-empty list" + line_of(*ids));
+  }
+  for (std::size_t i = 0; i < ids->size(); ++i) {
+    auto id = parse_identity((*ids)[i], w, path + ".identities[" + std::to_string(i) + "]");
+    if (!id) return id.error();
+    a.identities.push_back(std::move(*id));
+  }
+  if (const auto* t = get(*f, "trustRootRef")) {
+    auto v = scalar(*t, w, path + ".trustRootRef");
+    if (!v) return v.error();
+    a.keyless_trust_root_ref = *v;
+  }
+  if (const auto* c = get(*f, "ca-cert")) {
+    const std::string cp = path + ".ca-cert";
+    auto data = key_ref_data(*c, w, cp, "a PEM CA certificate chain");
+    if (!data) return data.error();
+    auto pem = pem_or_base64_pem(*data);
+    if (!pem) return w.err(Errc::invalid_argument, cp + ".data", pem.error().message);
+    auto certs = crypto::parse_pem_certificates(*pem);
+    if (!certs) return w.err(Errc::invalid_argument, cp + ".data", certs.error().message);
+    if (!certs->back().is_self_signed()) {
+      return w.err(Errc::invalid_argument, cp + ".data",
+                   "the last certificate must be the self-signed root CA");
+    }
+    crypto::CertificateAuthority ca;
+    ca.subject = certs->back().subject_line();
+    ca.uri = "ca-cert of authority " + a.name;
+    ca.chain = std::move(*certs);
+    a.ca_cert = std::move(ca);
+    if (!a.keyless_trust_root_ref.empty()) {
+      return w.err(Errc::invalid_argument, path,
+                   "expected at most one of ca-cert, trustRootRef (both name the CA)");
+    }
+  }
+  if (const auto* n = get(*f, "insecureIgnoreSCT")) {
+    auto v = scalar(*n, w, path + ".insecureIgnoreSCT");
+    if (!v) return v.error();
+    if (*v == "true") {
+      a.insecure_ignore_sct = true;
+    } else if (*v != "false") {
+      return w.err(Errc::invalid_argument, path + ".insecureIgnoreSCT", "expected true or false");
+    }
+  }
+  return {};
+}
+
 Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const std::string& path,
                                   std::size_t index) {
   auto f = fields(node, w, path);
   if (!f) return f.error();
-  if (auto st = check_fields(*f, w, path, {"name", "key", "static"},
-                             {{"keyless", "keyless authorities are"},
-                              {"source", "authority source (signatures in another repository) is"},
-                              {"ctlog", "transparency log (ctlog) checks are"},
-                              {"attestations", "attestations are"},
-                              {"rfc3161timestamp", "RFC 3161 timestamp authorities are"}});
+  if (auto st = check_fields(
+          *f, w, path,
+          {"name", "key", "keyless", "static", "ctlog", "rfc3161timestamp", "signatureFormat"},
+          {{"source", "authority source (signatures in another repository) is"},
+           {"attestations", "attestations are"}});
       !st) {
     return st.error();
   }
@@ -207,14 +366,59 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
     a.name = *s;
   }
   const auto* key = get(*f, "key");
+  const auto* keyless = get(*f, "keyless");
   const auto* stat = get(*f, "static");
-  if (key && stat) {
-    return w.err(Errc::invalid_argument, path, "expected exactly one of key, static; got both");
-  }
-  if (!key && !stat) {
+  if ((key ? 1 : 0) + (keyless ? 1 : 0) + (stat ? 1 : 0) != 1) {
     return w.err(Errc::invalid_argument, path, "expected exactly one of key, keyless, static");
   }
+  if (const auto* sf = get(*f, "signatureFormat")) {
+    auto v = scalar(*sf, w, path + ".signatureFormat");
+    if (!v) return v.error();
+    if (*v == "legacy") {
+      a.format = SignatureFormat::legacy;
+    } else if (*v == "bundle") {
+      a.format = SignatureFormat::bundle;
+    } else {
+      return w.err(Errc::invalid_argument, path + ".signatureFormat",
+                   "unsupported \"" + *v + "\" (legacy or bundle; absent: both)");
+    }
+  }
+  if (const auto* c = get(*f, "ctlog"); c != nullptr || f->count("ctlog")) {
+    const std::string cp = path + ".ctlog";
+    a.ctlog_present = true;
+    if (c != nullptr) {
+      auto cf = fields(*c, w, cp);
+      if (!cf) return cf.error();
+      if (auto st = check_fields(*cf, w, cp, {"url", "trustRootRef"}, {}); !st) return st.error();
+      if (const auto* u = get(*cf, "url")) {
+        auto v = scalar(*u, w, cp + ".url");
+        if (!v) return v.error();
+        a.ctlog_url = *v;
+      }
+      if (const auto* t = get(*cf, "trustRootRef")) {
+        auto v = scalar(*t, w, cp + ".trustRootRef");
+        if (!v) return v.error();
+        a.ctlog_trust_root_ref = *v;
+      }
+    }
+  }
+  if (const auto* r = get(*f, "rfc3161timestamp")) {
+    const std::string rp = path + ".rfc3161timestamp";
+    auto rf = fields(*r, w, rp);
+    if (!rf) return rf.error();
+    if (auto st = check_fields(*rf, w, rp, {"trustRootRef"}, {}); !st) return st.error();
+    const auto* t = get(*rf, "trustRootRef");
+    if (!t) return w.err(Errc::invalid_argument, rp + ".trustRootRef", "missing");
+    auto v = scalar(*t, w, rp + ".trustRootRef");
+    if (!v) return v.error();
+    a.tsa_trust_root_ref = *v;
+  }
   if (stat) {
+    if (a.ctlog_present || !a.tsa_trust_root_ref.empty()) {
+      return w.err(Errc::invalid_argument, path,
+                   "a static authority checks no signature: ctlog and rfc3161timestamp make no "
+                   "sense here");
+    }
     const std::string sp = path + ".static";
     auto sf = fields(*stat, w, sp);
     if (!sf) return sf.error();
@@ -236,6 +440,10 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
       if (!msg) return msg.error();
       a.static_message = *msg;
     }
+    return a;
+  }
+  if (keyless) {
+    if (auto st = parse_keyless(*keyless, w, path + ".keyless", a); !st) return st.error();
     return a;
   }
   const std::string kp = path + ".key";
@@ -272,8 +480,16 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
   return a;
 }
 
+// One parsed document: a policy or a trust root.
+struct ParsedDocument {
+  std::optional<Policy> policy;
+  std::optional<TrustRootDocument> trust_root;
+};
+
+Result<TrustRootDocument> parse_trust_root_spec(const YAML::Node& spec, const Where& w);
+
 // Parses one non-empty document. w.name is filled as soon as metadata.name is known.
-Result<Policy> parse_document(const YAML::Node& doc, Where& w) {
+Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w) {
   auto top = fields(doc, w, "");
   if (!top) return top.error();
 
@@ -281,15 +497,30 @@ Result<Policy> parse_document(const YAML::Node& doc, Where& w) {
   if (!kind) return w.err(Errc::invalid_argument, "kind", "missing");
   auto k = scalar(*kind, w, "kind");
   if (!k) return k.error();
-  if (*k != "ClusterImagePolicy") {
-    return w.err(Errc::unsupported, "kind", "\"" + *k + "\" is not ClusterImagePolicy");
+  const bool is_cip = *k == "ClusterImagePolicy";
+  const bool is_ip = *k == "ImagePolicy";
+  const bool is_trust_root = *k == "TrustRoot";
+  if (!is_cip && !is_ip && !is_trust_root) {
+    return w.err(Errc::unsupported, "kind",
+                 "\"" + *k + "\" is not ClusterImagePolicy, ImagePolicy or TrustRoot");
   }
   const auto* api = get(*top, "apiVersion");
   if (!api) return w.err(Errc::invalid_argument, "apiVersion", "missing");
   auto av = scalar(*api, w, "apiVersion");
   if (!av) return av.error();
-  if (*av != "sigil.dev/v1alpha1" && *av != "policy.sigstore.dev/v1beta1" &&
-      *av != "policy.sigstore.dev/v1alpha1") {
+  const bool sigil_api = *av == "sigil.dev/v1alpha1";
+  const bool pc_api = *av == "policy.sigstore.dev/v1beta1" || *av == "policy.sigstore.dev/v1alpha1";
+  if (is_ip && !sigil_api) {
+    return w.err(Errc::unsupported, "apiVersion",
+                 "\"" + *av + "\" is not supported for ImagePolicy (sigil.dev/v1alpha1)");
+  }
+  if (is_trust_root && !sigil_api && *av != "policy.sigstore.dev/v1alpha1") {
+    return w.err(Errc::unsupported, "apiVersion",
+                 "\"" + *av +
+                     "\" is not supported for TrustRoot (sigil.dev/v1alpha1, "
+                     "policy.sigstore.dev/v1alpha1)");
+  }
+  if (!sigil_api && !pc_api) {
     return w.err(Errc::unsupported, "apiVersion",
                  "\"" + *av +
                      "\" is not supported (sigil.dev/v1alpha1, policy.sigstore.dev/v1beta1, "
@@ -319,10 +550,36 @@ Result<Policy> parse_document(const YAML::Node& doc, Where& w) {
                  "\"" + *nm + "\" is not a DNS-1123 name (lowercase letters, digits, '-', '.')");
   }
   w.name = *nm;
+  std::string ns;
+  if (const auto* n = get(*mf, "namespace")) {
+    auto v = scalar(*n, w, "metadata.namespace");
+    if (!v) return v.error();
+    ns = *v;
+  }
+  if (is_ip && !dns1123_subdomain(ns)) {
+    return w.err(Errc::invalid_argument, "metadata.namespace",
+                 ns.empty() ? "missing (an ImagePolicy applies to the pods of its namespace)"
+                            : "\"" + ns + "\" is not a namespace name");
+  }
+  if (!is_ip && !ns.empty()) {
+    return w.err(Errc::invalid_argument, "metadata.namespace",
+                 "a " + *k + " is cluster-wide" +
+                     (is_cip ? std::string("; use an ImagePolicy to scope a policy to a namespace")
+                             : std::string()));
+  }
 
   if (auto st = check_fields(*top, w, "", {"apiVersion", "kind", "metadata", "spec", "status"}, {});
       !st) {
     return st.error();
+  }
+  if (is_trust_root) {
+    const auto* tspec = get(*top, "spec");
+    if (!tspec) return w.err(Errc::invalid_argument, "spec", "missing");
+    auto tr = parse_trust_root_spec(*tspec, w);
+    if (!tr) return tr.error();
+    ParsedDocument out;
+    out.trust_root = std::move(*tr);
+    return out;
   }
   const auto* spec = get(*top, "spec");
   if (!spec) return w.err(Errc::invalid_argument, "spec", "missing");
@@ -338,6 +595,8 @@ Result<Policy> parse_document(const YAML::Node& doc, Where& w) {
   Policy p;
   p.name = *nm;
   p.origin = w.origin + " document " + std::to_string(w.doc);
+  p.namespace_scope = ns;
+  if (is_ip) p.name = ns + "/" + *nm;  // messages say which namespace's policy it is
 
   const auto* images = get(*sf, "images");
   if (!images) return w.err(Errc::invalid_argument, "spec.images", "missing (at least one glob)");
@@ -391,7 +650,164 @@ Result<Policy> parse_document(const YAML::Node& doc, Where& w) {
                    "unsupported mode \"" + *m + "\" (enforce or warn)");
     }
   }
-  return p;
+  ParsedDocument out;
+  out.policy = std::move(p);
+  return out;
+}
+
+// TrustRoot spec: policy-controller's `sigstoreKeys` (bring your own keys). `remote` and
+// `repository` are TUF, which sigil never fetches: an explicit error rather than an ignored
+// field. PEM fields are base64 of a PEM (as the Go []byte type serializes) or the PEM itself.
+Result<crypto::TransparencyLog> parse_tlog_instance(const YAML::Node& node, const Where& w,
+                                                    const std::string& path) {
+  auto f = fields(node, w, path);
+  if (!f) return f.error();
+  if (auto st = check_fields(*f, w, path, {"baseURL", "hashAlgorithm", "publicKey"}, {}); !st) {
+    return st.error();
+  }
+  crypto::TransparencyLog log;
+  if (const auto* u = get(*f, "baseURL")) {
+    auto v = scalar(*u, w, path + ".baseURL");
+    if (!v) return v.error();
+    log.base_url = *v;
+  }
+  if (const auto* h = get(*f, "hashAlgorithm")) {
+    auto v = scalar(*h, w, path + ".hashAlgorithm");
+    if (!v) return v.error();
+    // policy-controller writes "sha-256"; accept the spellings people use.
+    std::string n = ascii_lower(*v);
+    n.erase(std::remove(n.begin(), n.end(), '-'), n.end());
+    n.erase(std::remove(n.begin(), n.end(), '_'), n.end());
+    if (n == "sha2256") n = "sha256";
+    if (n != "sha256") {
+      return w.err(Errc::invalid_argument, path + ".hashAlgorithm",
+                   "unsupported \"" + *v + "\" (transparency logs use sha-256)");
+    }
+  }
+  const auto* k = get(*f, "publicKey");
+  if (!k) return w.err(Errc::invalid_argument, path + ".publicKey", "missing");
+  auto text = scalar(*k, w, path + ".publicKey");
+  if (!text) return text.error();
+  auto pem = pem_or_base64_pem(*text);
+  if (!pem) return w.err(Errc::invalid_argument, path + ".publicKey", pem.error().message);
+  auto key = crypto::PublicKey::from_pem(*pem);
+  if (!key) return w.err(Errc::invalid_argument, path + ".publicKey", key.error().message);
+  log.key = std::move(*key);
+  log.hash = crypto::default_hash_for(log.key.type());
+  log.log_id = crypto::key_log_id(log.key);
+  return log;
+}
+
+Result<crypto::CertificateAuthority> parse_ca_instance(const YAML::Node& node, const Where& w,
+                                                       const std::string& path) {
+  auto f = fields(node, w, path);
+  if (!f) return f.error();
+  if (auto st = check_fields(*f, w, path, {"subject", "uri", "certChain"}, {}); !st) {
+    return st.error();
+  }
+  crypto::CertificateAuthority ca;
+  if (const auto* u = get(*f, "uri")) {
+    auto v = scalar(*u, w, path + ".uri");
+    if (!v) return v.error();
+    ca.uri = *v;
+  }
+  if (const auto* subj = get(*f, "subject")) {
+    auto sf = fields(*subj, w, path + ".subject");
+    if (!sf) return sf.error();
+    if (auto st = check_fields(*sf, w, path + ".subject", {"organization", "commonName"}, {});
+        !st) {
+      return st.error();
+    }
+    for (const char* key : {"organization", "commonName"}) {
+      if (const auto* n = get(*sf, key)) {
+        auto v = scalar(*n, w, path + ".subject." + key);
+        if (!v) return v.error();
+        ca.subject +=
+            (ca.subject.empty() ? "" : ", ") + std::string(key[0] == 'o' ? "O=" : "CN=") + *v;
+      }
+    }
+  }
+  const auto* c = get(*f, "certChain");
+  if (!c) return w.err(Errc::invalid_argument, path + ".certChain", "missing");
+  auto text = scalar(*c, w, path + ".certChain");
+  if (!text) return text.error();
+  auto pem = pem_or_base64_pem(*text);
+  if (!pem) return w.err(Errc::invalid_argument, path + ".certChain", pem.error().message);
+  auto certs = crypto::parse_pem_certificates(*pem);
+  if (!certs) return w.err(Errc::invalid_argument, path + ".certChain", certs.error().message);
+  if (!certs->back().is_self_signed()) {
+    return w.err(Errc::invalid_argument, path + ".certChain",
+                 "the last certificate must be the self-signed root");
+  }
+  ca.chain = std::move(*certs);
+  return ca;
+}
+
+Result<TrustRootDocument> parse_trust_root_spec(const YAML::Node& spec, const Where& w) {
+  auto sf = fields(spec, w, "spec");
+  if (!sf) return sf.error();
+  if (auto st = check_fields(*sf, w, "spec", {"sigstoreKeys"},
+                             {{"remote",
+                               "TUF trust roots (spec.remote: sigil never fetches TUF "
+                               "metadata; use spec.sigstoreKeys) are"},
+                              {"repository",
+                               "serialized TUF repositories (spec.repository; use "
+                               "spec.sigstoreKeys) are"}});
+      !st) {
+    return st.error();
+  }
+  const auto* keys = get(*sf, "sigstoreKeys");
+  if (!keys) return w.err(Errc::invalid_argument, "spec.sigstoreKeys", "missing");
+  const std::string kp = "spec.sigstoreKeys";
+  auto kf = fields(*keys, w, kp);
+  if (!kf) return kf.error();
+  if (auto st = check_fields(
+          *kf, w, kp, {"certificateAuthorities", "tLogs", "ctLogs", "timestampAuthorities"}, {});
+      !st) {
+    return st.error();
+  }
+  auto root = std::make_shared<crypto::TrustedRoot>();
+  root->name = "TrustRoot " + w.name;
+  auto list = [&](const char* key, auto&& each) -> Status {
+    const auto* n = get(*kf, key);
+    if (!n) return {};
+    if (!n->IsSequence()) {
+      return w.err(Errc::invalid_argument, kp + "." + key, "expected a list" + line_of(*n));
+    }
+    for (std::size_t i = 0; i < n->size(); ++i) {
+      if (auto st = each((*n)[i], kp + "." + key + "[" + std::to_string(i) + "]"); !st) return st;
+    }
+    return {};
+  };
+  auto cas = [&](std::vector<crypto::CertificateAuthority>& out) {
+    return [&out, &w](const YAML::Node& n, const std::string& p) -> Status {
+      auto ca = parse_ca_instance(n, w, p);
+      if (!ca) return ca.error();
+      out.push_back(std::move(*ca));
+      return {};
+    };
+  };
+  auto logs = [&](std::vector<crypto::TransparencyLog>& out) {
+    return [&out, &w](const YAML::Node& n, const std::string& p) -> Status {
+      auto log = parse_tlog_instance(n, w, p);
+      if (!log) return log.error();
+      out.push_back(std::move(*log));
+      return {};
+    };
+  };
+  if (auto st = list("certificateAuthorities", cas(root->certificate_authorities)); !st) {
+    return st.error();
+  }
+  if (auto st = list("tLogs", logs(root->tlogs)); !st) return st.error();
+  if (auto st = list("ctLogs", logs(root->ctlogs)); !st) return st.error();
+  if (auto st = list("timestampAuthorities", cas(root->timestamp_authorities)); !st) {
+    return st.error();
+  }
+  TrustRootDocument doc;
+  doc.name = w.name;
+  doc.origin = w.origin + " document " + std::to_string(w.doc);
+  doc.root = std::move(root);
+  return doc;
 }
 
 // Walks the event stream without building nodes, to find the documents' count before
@@ -446,7 +862,7 @@ Status check_document_stream(const std::string& text, std::string_view origin) {
   return {};
 }
 
-Result<std::vector<Policy>> parse_all(std::string_view yaml, std::string_view origin) {
+Result<Documents> parse_all(std::string_view yaml, std::string_view origin) {
   if (yaml.size() > kMaxYamlBytes) {
     return make_error(Errc::too_large, std::string(origin) + ": larger than " +
                                            std::to_string(kMaxYamlBytes) + " bytes");
@@ -464,18 +880,26 @@ Result<std::vector<Policy>> parse_all(std::string_view yaml, std::string_view or
     }
     return make_error(Errc::parse_error, m + ": " + e.msg);
   }
-  std::vector<Policy> out;
+  Documents out;
   std::set<std::string> names;
   for (std::size_t i = 0; i < docs.size(); ++i) {
     if (!docs[i].IsDefined() || docs[i].IsNull()) continue;  // empty document
     Where w{std::string(origin), i + 1, ""};
-    auto p = parse_document(docs[i], w);
-    if (!p) return p.error();
-    if (!names.insert(p->name).second) {
-      return w.err(Errc::invalid_argument, "metadata.name",
-                   "duplicate policy name \"" + p->name + "\" in this file");
+    auto d = parse_document(docs[i], w);
+    if (!d) return d.error();
+    if (d->policy) {
+      if (!names.insert("policy " + d->policy->name).second) {
+        return w.err(Errc::invalid_argument, "metadata.name",
+                     "duplicate policy name \"" + d->policy->name + "\" in this file");
+      }
+      out.policies.push_back(std::move(*d->policy));
+    } else if (d->trust_root) {
+      if (!names.insert("trustroot " + d->trust_root->name).second) {
+        return w.err(Errc::invalid_argument, "metadata.name",
+                     "duplicate TrustRoot name \"" + d->trust_root->name + "\" in this file");
+      }
+      out.trust_roots.push_back(std::move(*d->trust_root));
     }
-    out.push_back(std::move(*p));
   }
   return out;
 }
@@ -537,7 +961,7 @@ bool Glob::matches(const oci::Reference& image) const {
   return false;
 }
 
-Result<std::vector<Policy>> parse_policies(std::string_view yaml, std::string_view origin) {
+Result<Documents> parse_documents(std::string_view yaml, std::string_view origin) {
   try {
     return parse_all(yaml, origin);
   } catch (const YAML::Exception& e) {
@@ -546,6 +970,155 @@ Result<std::vector<Policy>> parse_policies(std::string_view yaml, std::string_vi
     return make_error(Errc::internal, std::string(origin) + ": " + e.what());
   } catch (...) {
     return make_error(Errc::internal, std::string(origin) + ": unexpected failure");
+  }
+}
+
+Result<std::vector<Policy>> parse_policies(std::string_view yaml, std::string_view origin) {
+  auto docs = parse_documents(yaml, origin);
+  if (!docs) return docs.error();
+  DefaultTrustRoot none = []() -> Result<std::shared_ptr<const crypto::TrustedRoot>> {
+    return make_error(Errc::invalid_argument,
+                      "no default trust root here: name a TrustRoot with trustRootRef");
+  };
+  if (auto st = link_trust_roots(docs->policies, docs->trust_roots, none); !st) return st.error();
+  return std::move(docs->policies);
+}
+
+namespace {
+
+std::string normalized_url(std::string_view u) {
+  std::string s = ascii_lower(trim(u));
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+Status link_trust_roots(std::vector<Policy>& policies, const std::vector<TrustRootDocument>& roots,
+                        const DefaultTrustRoot& default_root) {
+  try {
+    std::optional<Result<std::shared_ptr<const crypto::TrustedRoot>>> fallback;
+    for (auto& p : policies) {
+      for (std::size_t i = 0; i < p.authorities.size(); ++i) {
+        Authority& a = p.authorities[i];
+        const std::string where = p.origin + " (" + p.name + "): spec.authorities[" +
+                                  std::to_string(i) + "] (" + a.name + ")";
+        auto fail = [&](const std::string& what) {
+          return make_error(Errc::invalid_argument, where + ": " + what);
+        };
+        using RootPtr = std::shared_ptr<const crypto::TrustedRoot>;
+        auto named = [&](const std::string& ref, const char* field) -> Result<RootPtr> {
+          for (const auto& r : roots) {
+            if (r.name == ref) return r.root;
+          }
+          return fail(std::string(field) + ": \"" + ref + "\" names no TrustRoot");
+        };
+        auto the_default = [&](const char* why) -> Result<RootPtr> {
+          if (!fallback)
+            fallback =
+                default_root
+                    ? default_root()
+                    : Result<RootPtr>(make_error(Errc::invalid_argument, "none is configured"));
+          if (!fallback->ok()) {
+            return fail(std::string(why) + " needs the default trust root, which is unusable: " +
+                        fallback->error().message);
+          }
+          return fallback->value();
+        };
+        a.cas.clear();
+        a.tlogs.clear();
+        a.ctlogs.clear();
+        a.tsas.clear();
+        a.require_tlog = false;
+        if (a.kind == Authority::Kind::static_pass || a.kind == Authority::Kind::static_fail) {
+          a.linked = true;
+          continue;
+        }
+        RootPtr keyless_root;  // the root a keyless authority's CA (and default logs) come from
+        if (a.kind == Authority::Kind::keyless) {
+          if (!a.keyless_trust_root_ref.empty()) {
+            auto r = named(a.keyless_trust_root_ref, "keyless.trustRootRef");
+            if (!r) return r.error();
+            keyless_root = *r;
+          } else if (!a.ca_cert) {
+            auto r = the_default("a keyless authority without trustRootRef");
+            if (!r) return r.error();
+            keyless_root = *r;
+          }
+          if (a.ca_cert) {
+            a.cas.push_back(*a.ca_cert);
+          } else {
+            a.cas = keyless_root->certificate_authorities;
+            if (a.cas.empty()) {
+              return fail(keyless_root->name + " has no certificate authorities (Fulcio)");
+            }
+          }
+          if (!a.insecure_ignore_sct) {
+            RootPtr ct = keyless_root;
+            if (!ct) {
+              auto r = the_default("checking SCTs of a ca-cert authority");
+              if (!r) return r.error();
+              ct = *r;
+            }
+            a.ctlogs = ct->ctlogs;
+            if (a.ctlogs.empty()) {
+              return fail(ct->name +
+                          " has no CT logs to check the certificate's SCT against (set "
+                          "keyless.insecureIgnoreSCT: true if your CA has none)");
+            }
+          }
+        }
+        // Rekor.
+        const bool ctlog_configured =
+            a.ctlog_present && (!a.ctlog_url.empty() || !a.ctlog_trust_root_ref.empty());
+        a.require_tlog = a.kind == Authority::Kind::keyless ? (!a.ctlog_present || ctlog_configured)
+                                                            : ctlog_configured;
+        if (a.require_tlog) {
+          RootPtr tl;
+          if (!a.ctlog_trust_root_ref.empty()) {
+            auto r = named(a.ctlog_trust_root_ref, "ctlog.trustRootRef");
+            if (!r) return r.error();
+            tl = *r;
+          } else if (keyless_root) {
+            tl = keyless_root;
+          } else {
+            auto r = the_default("a transparency log check without ctlog.trustRootRef");
+            if (!r) return r.error();
+            tl = *r;
+          }
+          for (const auto& log : tl->tlogs) {
+            if (a.ctlog_url.empty() ||
+                normalized_url(log.base_url) == normalized_url(a.ctlog_url)) {
+              a.tlogs.push_back(log);
+            }
+          }
+          if (a.tlogs.empty()) {
+            return fail(a.ctlog_url.empty()
+                            ? tl->name + " has no transparency logs (Rekor)"
+                            : "ctlog.url " + a.ctlog_url + ": no transparency log of " + tl->name +
+                                  " has that base URL");
+          }
+        }
+        // RFC 3161 timestamp authorities.
+        if (!a.tsa_trust_root_ref.empty()) {
+          auto r = named(a.tsa_trust_root_ref, "rfc3161timestamp.trustRootRef");
+          if (!r) return r.error();
+          a.tsas = (*r)->timestamp_authorities;
+          if (a.tsas.empty()) return fail((*r)->name + " has no timestamp authorities");
+        } else if (keyless_root) {
+          a.tsas = keyless_root->timestamp_authorities;
+        }
+        if (a.kind == Authority::Kind::keyless && !a.require_tlog && a.tsas.empty()) {
+          return fail(
+              "with ctlog: {} the signing time can only be proved by an RFC 3161 timestamp, but "
+              "no timestamp authority is configured (rfc3161timestamp.trustRootRef)");
+        }
+        a.linked = true;
+      }
+    }
+    return {};
+  } catch (const std::exception& e) {
+    return make_error(Errc::internal, std::string("linking trust roots: ") + e.what());
   }
 }
 
@@ -566,16 +1139,64 @@ Result<Policy> key_policy(std::string_view pem, std::string_view origin) {
   a.kind = Authority::Kind::key;
   a.hash = crypto::default_hash_for(pk->type());
   a.key = std::move(*pk);
+  a.linked = true;
+  p.authorities.push_back(std::move(a));
+  return p;
+}
+
+Result<Policy> identity_policy(std::string_view subject, std::string_view subject_regexp,
+                               std::string_view issuer, std::string_view issuer_regexp,
+                               bool insecure_ignore_sct) {
+  Where w{"command line", 1, "cli-keyless"};
+  Identity id;
+  id.subject = std::string(subject);
+  id.subject_regexp = std::string(subject_regexp);
+  id.issuer = std::string(issuer);
+  id.issuer_regexp = std::string(issuer_regexp);
+  if (id.subject.empty() == id.subject_regexp.empty()) {
+    return make_error(Errc::invalid_argument,
+                      "give exactly one of --certificate-identity, --certificate-identity-regexp");
+  }
+  if (id.issuer.empty() == id.issuer_regexp.empty()) {
+    return make_error(Errc::invalid_argument,
+                      "give exactly one of --certificate-oidc-issuer, "
+                      "--certificate-oidc-issuer-regexp");
+  }
+  if (!id.subject_regexp.empty()) {
+    auto re = compile_regexp(id.subject_regexp, w, "--certificate-identity-regexp");
+    if (!re) return re.error();
+    id.subject_re = std::move(*re);
+  }
+  if (!id.issuer_regexp.empty()) {
+    auto re = compile_regexp(id.issuer_regexp, w, "--certificate-oidc-issuer-regexp");
+    if (!re) return re.error();
+    id.issuer_re = std::move(*re);
+  }
+  auto glob = Glob::compile("**");
+  if (!glob) return glob.error();
+  Policy p;
+  p.name = "cli-keyless";
+  p.origin = "command line";
+  p.globs.push_back(std::move(*glob));
+  Authority a;
+  a.name = "identity";
+  a.kind = Authority::Kind::keyless;
+  a.identities.push_back(std::move(id));
+  a.insecure_ignore_sct = insecure_ignore_sct;
   p.authorities.push_back(std::move(a));
   return p;
 }
 
 PolicySet::PolicySet(std::vector<Policy> policies, NoMatch no_match, uint64_t generation)
-    : policies_(std::move(policies)), no_match_(no_match), generation_(generation) {}
+    : policies_(std::move(policies)), no_match_(no_match), generation_(generation) {
+  for (const auto& p : policies_) has_namespaced_ = has_namespaced_ || !p.namespace_scope.empty();
+}
 
-std::vector<const Policy*> PolicySet::match(const oci::Reference& image) const {
+std::vector<const Policy*> PolicySet::match(const oci::Reference& image,
+                                            std::string_view ns) const {
   std::vector<const Policy*> out;
   for (const auto& p : policies_) {
+    if (!p.namespace_scope.empty() && p.namespace_scope != ns) continue;
     for (const auto& g : p.globs) {
       if (g.matches(image)) {
         out.push_back(&p);
@@ -590,109 +1211,10 @@ bool PolicySet::needs_signatures(const std::vector<const Policy*>& matched) {
   for (const Policy* p : matched) {
     if (p == nullptr) continue;
     for (const auto& a : p->authorities) {
-      if (a.kind == Authority::Kind::key) return true;
+      if (a.kind == Authority::Kind::key || a.kind == Authority::Kind::keyless) return true;
     }
   }
   return false;
-}
-
-PolicyResult evaluate(const Policy& policy, std::string_view digest,
-                      const std::vector<crypto::Signature>& signatures) {
-  PolicyResult r;
-  r.policy = policy.name;
-  try {
-    const Authority* static_fail = nullptr;
-    std::vector<std::string> key_names;
-    std::string mismatch_authority, mismatch_digest, payload_problem;
-    const bool digest_ok = digest.rfind("sha256:", 0) == 0 && oci::is_valid_digest(digest);
-
-    for (const auto& a : policy.authorities) {
-      switch (a.kind) {
-        case Authority::Kind::static_pass:
-          r.satisfied = true;
-          r.authority = a.name;
-          return r;
-        case Authority::Kind::static_fail:
-          if (static_fail == nullptr) static_fail = &a;
-          break;
-        case Authority::Kind::key: {
-          key_names.push_back(a.name);
-          if (!a.key || !digest_ok) break;
-          for (const auto& sig : signatures) {
-            const crypto::SignatureCheck c =
-                crypto::check_signature_with_key(sig, *a.key, a.hash, digest);
-            if (c.ok && c.failure == crypto::SignatureFailure::none) {
-              r.satisfied = true;
-              r.authority = a.name;
-              return r;
-            }
-            if (c.failure == crypto::SignatureFailure::digest_mismatch &&
-                mismatch_authority.empty()) {
-              mismatch_authority = a.name;
-              // crypto fills the claims on digest_mismatch; parse again only if it did not.
-              mismatch_digest = c.payload.docker_manifest_digest;
-              if (mismatch_digest.empty()) {
-                auto parsed = crypto::parse_simple_signing(sig.payload);
-                mismatch_digest = parsed ? parsed->docker_manifest_digest : "another digest";
-              }
-            } else if ((c.failure == crypto::SignatureFailure::wrong_type ||
-                        c.failure == crypto::SignatureFailure::malformed_payload) &&
-                       payload_problem.empty()) {
-              payload_problem = "signature verified with key authority '" + a.name +
-                                "' but its payload is unusable: " + c.message;
-            }
-          }
-          break;
-        }
-      }
-    }
-
-    auto quoted_names = [&] {
-      std::string s;
-      for (std::size_t i = 0; i < key_names.size(); ++i) {
-        if (i) s += ", ";
-        s += "'" + key_names[i] + "'";
-      }
-      return (key_names.size() == 1 ? "key authority " : "key authorities ") + s;
-    };
-
-    if (static_fail != nullptr) {
-      r.reason_code = "STATIC_FAIL";
-      r.authority = static_fail->name;
-      r.message = "disallowed by static authority '" + static_fail->name + "'";
-      if (!static_fail->static_message.empty()) r.message += ": " + static_fail->static_message;
-    } else if (!key_names.empty() && !digest_ok) {
-      r.reason_code = "UNSUPPORTED_DIGEST";
-      r.message = "digest \"" + short_digest(digest) + "\" is not a sha256 digest; " +
-                  quoted_names() + " cannot be checked";
-    } else if (key_names.empty()) {
-      // Unreachable for parsed policies (every authority is key or static); fail closed.
-      r.reason_code = "NO_AUTHORITY";
-      r.message = "policy has no authority that can pass";
-    } else if (signatures.empty()) {
-      r.reason_code = "NOT_SIGNED";
-      r.message = "no signatures found (" + quoted_names() + ")";
-    } else if (!mismatch_authority.empty()) {
-      r.reason_code = "DIGEST_MISMATCH";
-      r.authority = mismatch_authority;
-      r.message = "signature verified with key authority '" + mismatch_authority + "' but is for " +
-                  short_digest(mismatch_digest) + ", not this image (copied from another image?)";
-    } else if (!payload_problem.empty()) {
-      r.reason_code = "BAD_SIGNATURE";
-      r.message = payload_problem;
-    } else {
-      r.reason_code = "BAD_SIGNATURE";
-      r.message = std::to_string(signatures.size()) +
-                  (signatures.size() == 1 ? " signature found, it does not verify with "
-                                          : " signatures found, none verifies with ") +
-                  quoted_names();
-    }
-  } catch (...) {
-    r.satisfied = false;
-    r.reason_code = "INTERNAL";
-    r.message = "internal error while evaluating policy";
-  }
-  return r;
 }
 
 }  // namespace sigil::policy

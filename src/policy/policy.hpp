@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,9 @@
 #include "common/result.hpp"
 #include "crypto/cosign.hpp"
 #include "crypto/keys.hpp"
+#include "crypto/sigstore.hpp"
+#include "crypto/trust_root.hpp"
+#include "crypto/x509.hpp"
 #include "oci/reference.hpp"
 
 namespace re2 {
@@ -50,66 +54,171 @@ class Glob {
   std::shared_ptr<const re2::RE2> re_;
 };
 
+// One accepted keyless identity (policy-controller `keyless.identities[]`): the issuer is
+// matched against the leaf's Fulcio OIDC issuer, the subject against every SAN of the leaf.
+// Exact strings compare byte for byte; regular expressions are RE2 (Go's syntax and linear
+// time) and must match the WHOLE string (cosign matches any substring; sigil is strict).
+struct Identity {
+  std::string issuer, subject;                // exact, when set
+  std::string issuer_regexp, subject_regexp;  // as written, when set
+  std::shared_ptr<const re2::RE2> issuer_re, subject_re;
+  bool matches(const crypto::CertificateIdentity& id) const;
+  std::string describe() const;  // "issuer https://… subject ~ ^https://github.com/org/.*$"
+};
+
+// Where the signatures of an image may be (policy-controller `signatureFormat`).
+enum class SignatureFormat {
+  any,     // legacy .sig tags and sigstore bundles (sigil's default)
+  legacy,  // only sha256-<hex>.sig
+  bundle,  // only sigstore bundles attached as OCI 1.1 referrers
+};
+
 struct Authority {
-  enum class Kind { key, static_pass, static_fail };
+  enum class Kind { key, keyless, static_pass, static_fail };
   std::string name;  // spec.authorities[i].name, or "authority-<i>"
   Kind kind = Kind::key;
+  SignatureFormat format = SignatureFormat::any;
+
+  // key
   std::optional<crypto::PublicKey> key;
   crypto::HashAlgorithm hash = crypto::HashAlgorithm::sha256;
   std::string static_message;  // for static fail
+
+  // keyless
+  std::vector<Identity> identities;
+  std::string keyless_trust_root_ref;                   // keyless.trustRootRef
+  std::optional<crypto::CertificateAuthority> ca_cert;  // keyless.ca-cert (instead of Fulcio)
+  bool insecure_ignore_sct = false;
+
+  // Rekor (`ctlog`): absent -> required for keyless, off for keys; `ctlog: {}` -> off;
+  // with url and/or trustRootRef -> required.
+  bool ctlog_present = false;
+  std::string ctlog_url;
+  std::string ctlog_trust_root_ref;
+  // RFC 3161 timestamp authorities (`rfc3161timestamp.trustRootRef`).
+  std::string tsa_trust_root_ref;
+
+  // Filled by link_trust_roots(): the material the checks use.
+  bool require_tlog = false;
+  std::vector<crypto::CertificateAuthority> cas;
+  std::vector<crypto::TransparencyLog> tlogs;
+  std::vector<crypto::TransparencyLog> ctlogs;
+  std::vector<crypto::CertificateAuthority> tsas;
+  bool linked = false;
 };
 
 struct Policy {
   std::string name;    // metadata.name
   std::string origin;  // "policies/prod.yaml document 2", for messages
+  // Empty for a ClusterImagePolicy; an ImagePolicy's metadata.namespace (it applies only to
+  // pods of that namespace, and can only add requirements).
+  std::string namespace_scope;
   std::vector<Glob> globs;
   std::vector<Authority> authorities;
   Mode mode = Mode::enforce;
 };
 
+// A TrustRoot document (policy-controller's `spec.sigstoreKeys`), compiled.
+struct TrustRootDocument {
+  std::string name;
+  std::string origin;
+  std::shared_ptr<const crypto::TrustedRoot> root;
+};
+
+// Every document of one YAML text: ClusterImagePolicy, ImagePolicy and TrustRoot.
+struct Documents {
+  std::vector<Policy> policies;
+  std::vector<TrustRootDocument> trust_roots;
+};
+Result<Documents> parse_documents(std::string_view yaml, std::string_view origin);
+
+// The trust root keyless authorities use when they name none: `--trusted-root FILE`, or the
+// sigstore public-good root shipped with sigil. Called at most once, and only when some
+// authority needs it, so key-only policies never need any trust root (air-gapped clusters).
+using DefaultTrustRoot = std::function<Result<std::shared_ptr<const crypto::TrustedRoot>>()>;
+
+// Resolves every trustRootRef against roots (by name) or the default, and fills each
+// authority's CAs, logs and TSAs. Errors name the policy, the authority and the reference:
+// an unknown TrustRoot, a root without the CAs/logs an authority needs, a `ctlog.url` that no
+// log of the root has, a keyless authority with neither a log nor a timestamp authority to
+// prove its signing time.
+Status link_trust_roots(std::vector<Policy>& policies, const std::vector<TrustRootDocument>& roots,
+                        const DefaultTrustRoot& default_root);
+
 // Parses every document in one YAML text. origin names the file in error messages, which read
-// "<origin> document <n> (<name>): spec.authorities[0].key.data: <what is wrong>".
+// "<origin> document <n> (<name>): spec.authorities[0].key.data: <what is wrong>". The
+// policies of parse_documents(), linked against the TrustRoots of the same text and no default
+// root (for key-only use and tests).
 Result<std::vector<Policy>> parse_policies(std::string_view yaml, std::string_view origin);
 
 // The policy `sigil verify --key FILE` uses: named "cli-key", matching every image (`**`), one
 // key authority with the key's default cosign hash. Fails if pem is not a supported public key.
 Result<Policy> key_policy(std::string_view pem, std::string_view origin);
 
+// The policy `sigil verify --certificate-identity[-regexp] --certificate-oidc-issuer[-regexp]`
+// (and `sigil verify-bundle`) uses: named "cli-keyless", matching every image, one keyless
+// authority with that identity (exactly one of subject / subject_regexp, and of issuer /
+// issuer_regexp), Rekor and SCT required (unless insecure_ignore_sct). Not yet linked: call
+// link_trust_roots with the default root.
+Result<Policy> identity_policy(std::string_view subject, std::string_view subject_regexp,
+                               std::string_view issuer, std::string_view issuer_regexp,
+                               bool insecure_ignore_sct);
+
 // An immutable snapshot. Requests hold a shared_ptr<const PolicySet> for their whole life.
 class PolicySet {
  public:
   PolicySet(std::vector<Policy> policies, NoMatch no_match, uint64_t generation);
-  // Every policy with at least one glob matching the image, in load order.
-  std::vector<const Policy*> match(const oci::Reference& image) const;
+  // Every policy with at least one glob matching the image, in load order: the cluster-wide
+  // ones and those scoped to `ns` (empty: cluster-wide ones only).
+  std::vector<const Policy*> match(const oci::Reference& image, std::string_view ns = {}) const;
+  // True when some policy is namespace-scoped (verdicts then depend on the namespace).
+  bool has_namespaced() const noexcept { return has_namespaced_; }
   const std::vector<Policy>& policies() const noexcept { return policies_; }
   NoMatch no_match() const noexcept { return no_match_; }
   uint64_t generation() const noexcept { return generation_; }
-  // True when any matched policy needs signatures fetched (has a key authority).
+  // True when any matched policy needs signatures fetched (has a key or keyless authority).
   static bool needs_signatures(const std::vector<const Policy*>& matched);
 
  private:
   std::vector<Policy> policies_;
   NoMatch no_match_;
   uint64_t generation_;
+  bool has_namespaced_ = false;
 };
+
+// Everything found for one image digest: legacy .sig layers and bundles, normalized, plus
+// what could not be read (named in denials, never used).
+struct Evidence {
+  std::vector<crypto::SignedEntity> signatures;
+  std::vector<std::string> unreadable;  // "referrer sha256:ab…: bundle: unknown media type"
+};
+
+// Legacy .sig layers -> Evidence (unparsable certificate/bundle annotations go to unreadable).
+Evidence evidence_from_legacy(const std::vector<crypto::Signature>& signatures);
 
 // The outcome of one policy for one image digest.
 struct PolicyResult {
   bool satisfied = false;
   std::string policy;
   std::string authority;  // the authority that passed, when satisfied
-  // NOT_SIGNED (no signatures at all), DIGEST_MISMATCH (a signature verified with a trusted
-  // key but binds another digest), BAD_SIGNATURE (signatures exist, none verifies with any key
-  // authority, or a verified payload is malformed), STATIC_FAIL, UNSUPPORTED_DIGEST.
+  // Stable codes: NOT_SIGNED (no signatures at all), DIGEST_MISMATCH (a trusted signature
+  // binds another digest), IDENTITY_MISMATCH (a valid keyless signature by an identity the
+  // policy does not accept), UNTRUSTED_CERTIFICATE, SCT_INVALID, TLOG_INVALID,
+  // NO_SIGNING_TIME, TIMESTAMP_INVALID, BAD_SIGNATURE, STATIC_FAIL, UNSUPPORTED_DIGEST.
   std::string reason_code;
   std::string message;  // one readable phrase: why no authority passed
 };
 
 // Within one policy any authority may satisfy it (as in policy-controller, a static fail
 // authority never passes but does not veto another authority that does). When none passes the
-// result carries the most informative reason: STATIC_FAIL, then NOT_SIGNED, DIGEST_MISMATCH,
-// BAD_SIGNATURE. digest is the admitted "sha256:..." digest.
+// result carries the most informative reason (STATIC_FAIL first, then NOT_SIGNED, then the
+// failure that got furthest through the checks). digest is the admitted "sha256:..." digest.
+PolicyResult evaluate(const Policy& policy, std::string_view digest, const Evidence& evidence);
+// Legacy convenience: evaluate(policy, digest, evidence_from_legacy(signatures)).
 PolicyResult evaluate(const Policy& policy, std::string_view digest,
                       const std::vector<crypto::Signature>& signatures);
+
+// The crypto requirements of one linked authority (exposed for `sigil verify-bundle`).
+crypto::Requirements requirements_for(const Authority& a);
 
 }  // namespace sigil::policy

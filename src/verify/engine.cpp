@@ -11,6 +11,8 @@
 #include <unordered_map>
 
 #include "common/encoding.hpp"
+#include "crypto/bundle.hpp"
+#include "crypto/sigstore.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
 #include "verify/tag_resolver.hpp"
@@ -75,6 +77,21 @@ struct InFlight {
   std::vector<std::shared_ptr<VerdictChannel>> waiters;
 };
 
+struct FoundBundle {
+  std::string json;
+  std::string source;  // "referrer sha256:ab…"
+};
+
+struct BundleHaul {
+  std::vector<FoundBundle> bundles;
+  std::vector<std::string> unreadable;
+};
+
+bool is_bundle_type(std::string_view t) {
+  return t == crypto::kBundleMediaTypeV03 ||
+         t.rfind("application/vnd.dev.sigstore.bundle+json;version=", 0) == 0;
+}
+
 struct CacheEntry {
   Verdict verdict;
   std::chrono::system_clock::time_point expires;
@@ -93,6 +110,9 @@ struct Engine::Impl {
   std::unordered_map<std::string, CacheEntry> cache;
   std::list<std::string> lru;  // front = most recently used
   std::unordered_map<std::string, InFlight> in_flight;
+  // Registries that answered the referrers API with 404: read their tag schema instead, for a
+  // while (one request per image saved).
+  std::unordered_map<std::string, std::chrono::system_clock::time_point> no_referrers_api;
   Stats stats;
 
   Impl(registry::Client& c, const Clock& k, EngineOptions o)
@@ -192,10 +212,113 @@ struct Engine::Impl {
           c != layer.annotations.end()) {
         sig.bundle_json = c->second;
       }
-      sig.source = tag + " layer " + std::to_string(layer_index);
+      if (auto c = layer.annotations.find(std::string(crypto::kAnnotationRfc3161));
+          c != layer.annotations.end()) {
+        sig.rfc3161_json = c->second;
+      }
+      sig.source = ".sig layer " + std::to_string(layer_index);
       out.push_back(std::move(sig));
     }
     co_return out;
+  }
+
+  bool registry_lacks_referrers(const std::string& registry) {
+    std::lock_guard lock(mu);
+    auto it = no_referrers_api.find(registry);
+    if (it == no_referrers_api.end()) return false;
+    if (clock.now() >= it->second) {
+      no_referrers_api.erase(it);
+      return false;
+    }
+    return true;
+  }
+  void remember_no_referrers(const std::string& registry) {
+    std::lock_guard lock(mu);
+    if (no_referrers_api.size() > 4096) no_referrers_api.clear();
+    no_referrers_api[registry] = clock.now() + options.no_referrers_memo;
+  }
+
+  // Sigstore bundles attached to digest as OCI 1.1 referrers (cosign v3's default): the
+  // referrers API, or where the registry has none, the referrers tag schema `sha256-<hex>`.
+  // Each bundle manifest is fetched by digest (so its bytes are verified) and must name this
+  // digest as its subject; an index that lists other things is not trusted for anything.
+  asio::awaitable<Result<BundleHaul>> fetch_bundles(const oci::Reference& ref,
+                                                    const std::string& digest,
+                                                    registry::Deadline deadline) {
+    BundleHaul haul;
+    std::vector<oci::Descriptor> listed;
+    bool via_api = !registry_lacks_referrers(ref.registry);
+    if (via_api) {
+      auto r = co_await client.get_referrers(ref.registry, ref.repository, digest,
+                                             std::string(crypto::kBundleMediaTypeV03), deadline);
+      if (r.ok()) {
+        listed = std::move(*r);
+      } else if (r.error().code == Errc::unsupported) {
+        remember_no_referrers(ref.registry);
+        via_api = false;
+      } else {
+        co_return r.error();
+      }
+    }
+    const std::string schema_tag = oci::referrers_tag(digest);
+    if (!via_api) {
+      auto idx = co_await client.get_manifest(ref.registry, ref.repository, schema_tag, deadline);
+      if (!idx.ok()) {
+        if (idx.error().code == Errc::not_found) co_return haul;
+        co_return idx.error();
+      }
+      auto parsed = oci::parse_manifest(idx->body, idx->media_type);
+      if (!parsed.ok() || !parsed->is_index) {
+        haul.unreadable.push_back("referrers tag " + schema_tag + ": " +
+                                  (parsed.ok() ? "not an image index" : parsed.error().message));
+        co_return haul;
+      }
+      listed = std::move(parsed->manifests);
+    }
+    size_t taken = 0;
+    for (const auto& d : listed) {
+      if (!is_bundle_type(d.artifact_type)) continue;
+      if (taken++ >= options.max_bundles) break;
+      const std::string where = "referrer " + short_digest(d.digest);
+      auto m = co_await client.get_manifest(ref.registry, ref.repository, d.digest, deadline);
+      if (!m.ok()) {
+        if (m.error().code == Errc::not_found) {
+          haul.unreadable.push_back(where + ": listed but not found");
+          continue;
+        }
+        co_return m.error();
+      }
+      auto manifest = oci::parse_manifest(m->body, m->media_type);
+      if (!manifest.ok() || manifest->is_index) {
+        haul.unreadable.push_back(
+            where + ": " + (manifest.ok() ? std::string("an index") : manifest.error().message));
+        continue;
+      }
+      if (!manifest->subject || manifest->subject->digest != digest) {
+        haul.unreadable.push_back(where + ": its subject is not this image");
+        continue;
+      }
+      const oci::Descriptor* layer = nullptr;
+      for (const auto& l : manifest->layers) {
+        if (is_bundle_type(l.media_type)) {
+          layer = &l;
+          break;
+        }
+      }
+      if (layer == nullptr) {
+        haul.unreadable.push_back(where + ": no sigstore bundle layer");
+        continue;
+      }
+      if (layer->size > options.max_bundle_size) {
+        haul.unreadable.push_back(where + ": bundle larger than the cap");
+        continue;
+      }
+      auto blob = co_await client.get_blob(ref.registry, ref.repository, layer->digest,
+                                           options.max_bundle_size, deadline);
+      if (!blob.ok()) co_return blob.error();
+      haul.bundles.push_back({std::move(*blob), where});
+    }
+    co_return haul;
   }
 
   // The uncached work for one (image name, digest) under one policy snapshot.
@@ -203,14 +326,51 @@ struct Engine::Impl {
                                     const std::string& digest,
                                     const std::vector<const policy::Policy*>& matched,
                                     registry::Deadline deadline) {
-    std::vector<crypto::Signature> signatures;
+    using namespace asio::experimental::awaitable_operators;
+    policy::Evidence evidence;
+    std::optional<Error> fetch_failure;  // a source that could not be read
     if (policy::PolicySet::needs_signatures(matched)) {
-      auto fetched = co_await fetch_signatures(ref, digest, deadline);
-      if (!fetched.ok()) {
-        co_return soften_if_all_warn(
-            registry_denial(image, digest, fetched.error(), "fetching signatures"), matched);
+      bool legacy = false, bundles = false;
+      for (const policy::Policy* p : matched) {
+        for (const auto& a : p->authorities) {
+          legacy = legacy || a.format != policy::SignatureFormat::bundle;
+          bundles = bundles || a.format != policy::SignatureFormat::legacy;
+        }
       }
-      signatures = std::move(*fetched);
+      // Both places are read at once: the latency is the slower of the two, not their sum.
+      auto legacy_task =
+          [&]() -> asio::awaitable<std::optional<Result<std::vector<crypto::Signature>>>> {
+        if (!legacy) co_return std::vector<crypto::Signature>{};
+        co_return co_await fetch_signatures(ref, digest, deadline);
+      };
+      auto bundle_task = [&]() -> asio::awaitable<std::optional<Result<BundleHaul>>> {
+        if (!bundles) co_return BundleHaul{};
+        co_return co_await fetch_bundles(ref, digest, deadline);
+      };
+      auto [sigs, haul] = co_await (legacy_task() && bundle_task());
+      if (sigs && sigs->ok()) {
+        evidence = policy::evidence_from_legacy(sigs->value());
+      } else {
+        fetch_failure = sigs ? sigs->error() : make_error(Errc::internal, "no result");
+      }
+      if (haul && haul->ok()) {
+        for (auto& b : haul->value().bundles) {
+          auto parsed = crypto::parse_bundle(b.json);
+          if (!parsed.ok()) {
+            evidence.unreadable.push_back(b.source + ": " + parsed.error().message);
+            continue;
+          }
+          auto e = crypto::entity_from_bundle(*parsed, b.source);
+          if (!e.ok()) {
+            evidence.unreadable.push_back(b.source + ": " + e.error().message);
+            continue;
+          }
+          evidence.signatures.push_back(std::move(*e));
+        }
+        for (auto& u : haul->value().unreadable) evidence.unreadable.push_back(std::move(u));
+      } else if (!fetch_failure) {
+        fetch_failure = haul ? haul->error() : make_error(Errc::internal, "no result");
+      }
     }
     Verdict v;
     v.image = image;
@@ -219,7 +379,7 @@ struct Engine::Impl {
     std::vector<std::string> denials;
     std::vector<std::string> satisfied;
     for (const policy::Policy* p : matched) {
-      policy::PolicyResult r = policy::evaluate(*p, digest, signatures);
+      policy::PolicyResult r = policy::evaluate(*p, digest, evidence);
       if (r.satisfied) {
         satisfied.push_back(p->name + (r.authority.empty() ? "" : "/" + r.authority));
         continue;
@@ -232,6 +392,12 @@ struct Engine::Impl {
       }
       if (v.reason_code.empty()) v.reason_code = r.reason_code;
       denials.push_back(std::move(line));
+    }
+    if (fetch_failure && (!denials.empty() || !v.warnings.empty())) {
+      // Some signatures could not be read, and what was read does not admit the image: the
+      // missing ones might have. A registry failure, never cached, retried next admission.
+      co_return soften_if_all_warn(
+          registry_denial(image, digest, *fetch_failure, "fetching signatures"), matched);
     }
     if (!denials.empty()) {
       v.outcome = Outcome::denied;

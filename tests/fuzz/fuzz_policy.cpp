@@ -33,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string digest = "sha256:" + std::string(64, 'a');
   for (const auto& p : *r) {
     if (p.name.empty() || p.globs.empty() || p.authorities.empty()) std::abort();
-    auto res = sigil::policy::evaluate(p, digest, {});
+    auto res = sigil::policy::evaluate(p, digest, std::vector<sigil::crypto::Signature>{});
     // With no signatures only a static pass authority can satisfy a policy.
     bool has_pass = false;
     for (const auto& a : p.authorities) {

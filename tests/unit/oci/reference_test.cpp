@@ -8,6 +8,7 @@ using sigil::Errc;
 using sigil::oci::api_host;
 using sigil::oci::is_valid_digest;
 using sigil::oci::parse_reference;
+using sigil::oci::referrers_tag;
 using sigil::oci::signature_tag;
 
 namespace {
@@ -264,4 +265,12 @@ TEST_CASE("api_host and signature_tag", "[oci][reference]") {
   CHECK(api_host("127.0.0.1:5000") == "127.0.0.1:5000");
   CHECK(signature_tag("sha256:abc") == "sha256-abc.sig");
   CHECK(signature_tag(kSha256) == "sha256-" + kHex64 + ".sig");
+}
+
+TEST_CASE("referrers_tag follows the referrers tag schema", "[oci][reference]") {
+  const std::string hex(64, 'a');
+  CHECK(referrers_tag("sha256:" + hex) == "sha256-" + hex);
+  CHECK(referrers_tag("sha512:" + std::string(128, 'b')) == "sha512-" + std::string(64, 'b'));
+  CHECK(referrers_tag("a+b:" + hex) == "a-b-" + hex);
+  CHECK(referrers_tag(std::string(40, 'x') + ":" + hex) == std::string(32, 'x') + "-" + hex);
 }

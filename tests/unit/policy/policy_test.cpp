@@ -258,9 +258,9 @@ TEST_CASE("invalid policy files fail with a located message", "[policy][parse]")
     const char* expect;
   };
   auto c = GENERATE(values<Case>({
-      {"invalid-keyless.yaml", Errc::unsupported,
-       "f.yaml document 1 (keyless-policy): spec.authorities[0].keyless: keyless authorities "
-       "are not supported yet"},
+      {"invalid-keyless.yaml", Errc::invalid_argument,
+       "f.yaml document 1 (keyless-policy): spec.authorities[0] (authority-0): a keyless "
+       "authority without trustRootRef needs the default trust root"},
       {"invalid-bad-pem.yaml", Errc::invalid_argument,
        "f.yaml document 2 (prod-images): spec.authorities[0].key.data: not a PEM public key"},
       {"invalid-syntax.yaml", Errc::parse_error, "YAML syntax error at line"},
@@ -315,7 +315,7 @@ TEST_CASE("field-level validation", "[policy][parse]") {
       {"images: [{glob: '**'}]\nauthorities: [{name: x}]", Errc::invalid_argument,
        "spec.authorities[0]: expected exactly one of"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, key: {data: x}}]",
-       Errc::invalid_argument, "got both"},
+       Errc::invalid_argument, "expected exactly one of key, keyless, static"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: maybe}}]", Errc::invalid_argument,
        "spec.authorities[0].static.action: unsupported action"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {}}]", Errc::invalid_argument,
@@ -334,11 +334,11 @@ TEST_CASE("field-level validation", "[policy][parse]") {
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, source: [{oci: a.io/s}]}]",
        Errc::unsupported, "spec.authorities[0].source:"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, ctlog: {url: x}}]",
-       Errc::unsupported, "spec.authorities[0].ctlog:"},
+       Errc::invalid_argument, "a static authority checks no signature"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: []}]",
        Errc::unsupported, "spec.authorities[0].attestations: attestations are not supported yet"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, rfc3161timestamp: {}}]",
-       Errc::unsupported, "spec.authorities[0].rfc3161timestamp:"},
+       Errc::invalid_argument, "spec.authorities[0].rfc3161timestamp.trustRootRef: missing"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}}]\nmatch: [{resource: pods}]",
        Errc::unsupported, "spec.match:"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}}]\nmode: audit",
@@ -374,8 +374,18 @@ TEST_CASE("document-level validation", "[policy][parse]") {
        "apiVersion: missing"},
       {"apiVersion: sigil.dev/v1alpha1\nmetadata: {name: a}\n", Errc::invalid_argument,
        "kind: missing"},
-      {"apiVersion: sigil.dev/v1alpha1\nkind: TrustRoot\nmetadata: {name: a}\n", Errc::unsupported,
-       "\"TrustRoot\""},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: Secret\nmetadata: {name: a}\n", Errc::unsupported,
+       "\"Secret\" is not ClusterImagePolicy, ImagePolicy or TrustRoot"},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: TrustRoot\nmetadata: {name: a}\n",
+       Errc::invalid_argument, "spec.authorities: unknown field"},
+      {"apiVersion: policy.sigstore.dev/v1beta1\nkind: ImagePolicy\nmetadata: {name: a, "
+       "namespace: t}\n",
+       Errc::unsupported, "not supported for ImagePolicy"},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: a}\n",
+       Errc::invalid_argument, "metadata.namespace: missing"},
+      {"apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: a, namespace: "
+       "t}\n",
+       Errc::invalid_argument, "use an ImagePolicy"},
       {"apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\n", Errc::invalid_argument,
        "metadata.name: missing"},
       {"apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {labels: {}}\n",
@@ -471,7 +481,7 @@ TEST_CASE("evaluate: key authority", "[policy][evaluate]") {
     CHECK(r.authority == "release-key");
   }
   SECTION("no signatures -> NOT_SIGNED") {
-    auto r = evaluate(p, kDigestA, {});
+    auto r = evaluate(p, kDigestA, std::vector<crypto::Signature>{});
     CHECK_FALSE(r.satisfied);
     CHECK(r.reason_code == "NOT_SIGNED");
     CHECK_THAT(r.message, Catch::Contains("no signatures found"));
@@ -546,7 +556,7 @@ TEST_CASE("evaluate: static authorities", "[policy][evaluate]") {
   const std::string key_auth = "  - name: k\n    key:\n      data: |\n" + indent(release.pem(), 8);
 
   Policy pass = one_policy(head + "  - {name: ok, static: {action: pass}}\n");
-  auto rp = evaluate(pass, kDigestA, {});
+  auto rp = evaluate(pass, kDigestA, std::vector<crypto::Signature>{});
   CHECK(rp.satisfied);
   CHECK(rp.authority == "ok");
 
@@ -559,7 +569,7 @@ TEST_CASE("evaluate: static authorities", "[policy][evaluate]") {
   // policy-controller: any authority may satisfy the policy, a static fail only never passes.
   Policy mixed = one_policy(head + "  - {name: no, static: {action: fail}}\n" + key_auth);
   CHECK(evaluate(mixed, kDigestA, {sig_for(release, kDigestA)}).satisfied);
-  auto rm = evaluate(mixed, kDigestA, {});
+  auto rm = evaluate(mixed, kDigestA, std::vector<crypto::Signature>{});
   CHECK_FALSE(rm.satisfied);
   CHECK(rm.reason_code == "STATIC_FAIL");
 }

@@ -1,0 +1,125 @@
+// crypto/sigstore.hpp: one signature, in any of cosign's formats, verified offline.
+//
+// Role: the layering of cosign and sigstore-go, in one place: (1) the signing time, proved by
+// the transparency log's signed entry timestamp or an RFC 3161 timestamp; (2) the tlog entry:
+// its SET and inclusion proof, and that its body records this very signature, key and payload
+// hash; (3) the certificate chain to a trusted CA at every proved time, with the code-signing
+// EKU and an embedded SCT; (4) the signature over the exact signed bytes with the leaf's key
+// (or the policy's key); (5) the claims: the payload binds the admitted digest. The caller
+// (policy/) matches the identity this returns against its identities. Pure: common, crypto,
+// nlohmann.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "crypto/bundle.hpp"
+#include "crypto/cosign.hpp"
+#include "crypto/keys.hpp"
+#include "crypto/rekor.hpp"
+#include "crypto/trust_root.hpp"
+#include "crypto/x509.hpp"
+
+namespace sigil::crypto {
+
+// A signature as found, normalized over the three shapes cosign produces.
+struct SignedEntity {
+  enum class Kind {
+    simple_signing,     // legacy .sig layer: signature over the simple-signing payload
+    message_signature,  // bundle messageSignature: signature over the artifact bytes
+    dsse,               // bundle DSSE envelope: signature over PAE(payloadType, payload)
+  };
+  Kind kind = Kind::simple_signing;
+  std::string source;     // for messages: "sha256-ab….sig layer 0", "referrer sha256:cd…"
+  std::string signature;  // raw bytes
+  // simple_signing: the payload bytes; dsse: the envelope payload (the in-toto statement);
+  // message_signature: unused (the artifact is the caller's).
+  std::string payload;
+  std::string payload_type;                                        // dsse
+  HashAlgorithm message_digest_algorithm = HashAlgorithm::sha256;  // message_signature
+  std::string message_digest;                                      // raw; may be empty
+  // Leaf first, then the chain the signer supplied (legacy chain annotation, bundle v0.1/0.2).
+  std::vector<std::string> certificates_der;
+  std::vector<TlogEntry> tlog_entries;
+  std::vector<std::string> rfc3161_timestamps;  // DER
+  int bundle_minor_version = 0;                 // 0 = not from a bundle
+  bool signature_count_ok = true;               // DSSE: exactly one signature in the envelope
+};
+
+// From a legacy .sig layer: certificate and chain PEM, the Rekor bundle annotation, the RFC
+// 3161 annotation. Errc::parse_error when an annotation present is malformed (a signature
+// whose material does not parse is skipped by callers with that message, never half-used).
+Result<SignedEntity> entity_from_legacy(const Signature& sig);
+Result<SignedEntity> entity_from_bundle(const Bundle& bundle, std::string source);
+
+// What the artifact is, for the binding check.
+struct Artifact {
+  enum class Kind {
+    image,  // an image digest: simple-signing docker-manifest-digest, or DSSE subject
+    blob,   // a blob digest (verify-bundle): messageSignature digest, or DSSE subject
+  };
+  Kind kind = Kind::image;
+  std::string digest;  // "sha256:<hex>"
+  // blob only: the artifact bytes when the caller has them (needed to verify Ed25519
+  // messageSignatures; ECDSA/RSA verify against the digest alone).
+  std::optional<std::string> bytes;
+};
+
+// What one authority demands. Exactly one of `key` / `cas`.
+struct Requirements {
+  // Key authority: the signature must verify with this key. A certificate in the entity is
+  // ignored (cosign: --key wins).
+  const PublicKey* key = nullptr;
+  HashAlgorithm key_hash = HashAlgorithm::sha256;
+  // Keyless authority: the leaf must chain to one of these CAs at each signing time.
+  const std::vector<CertificateAuthority>* cas = nullptr;
+
+  // Transparency log: when require_tlog, at least one entry must verify (SET or inclusion proof
+  // with checkpoint, against `tlogs` chosen by log id) and record this signature.
+  const std::vector<TransparencyLog>* tlogs = nullptr;
+  bool require_tlog = false;
+  // Embedded SCT against `ctlogs` (keyless only).
+  const std::vector<TransparencyLog>* ctlogs = nullptr;
+  bool require_sct = true;
+  // RFC 3161 timestamp authorities; a verified timestamp is a signing time.
+  const std::vector<CertificateAuthority>* tsas = nullptr;
+  // At least this many verified signing times (SET integrated times + timestamps). Keyless
+  // needs >= 1: a keyless signature without a proved time is refused (cosign would use "now").
+  size_t min_signing_times = 1;
+  // For image artifacts: the in-toto predicate a DSSE bundle must carry to count as an image
+  // signature (cosign v3 `sign`). Attestations are not signatures.
+  std::string_view dsse_predicate = "https://sigstore.dev/cosign/sign/v1";
+};
+
+enum class Failure {
+  none,
+  malformed,              // the entity's material does not parse
+  bad_signature,          // the signature does not verify with the key / leaf
+  wrong_type,             // simple-signing type, DSSE payload type or predicate is not ours
+  digest_mismatch,        // a valid signature that binds another digest
+  untrusted_certificate,  // no chain to a trusted CA at the signing time, or bad EKU
+  sct,                    // no verifiable embedded SCT
+  tlog,                   // tlog entry missing, not verifying, or not about this signature
+  timestamp,              // an RFC 3161 timestamp does not verify
+  no_signing_time,        // keyless, but nothing proves when it was signed
+  unsupported,            // a valid format sigil cannot verify (e.g. Ed25519 over a digest)
+};
+const char* failure_name(Failure f) noexcept;
+
+struct VerifiedSignature {
+  bool ok = false;
+  Failure failure = Failure::malformed;
+  std::string message;                   // one readable phrase; empty when ok
+  CertificateIdentity identity;          // keyless: the leaf's SANs and OIDC issuer
+  std::vector<TimePoint> signing_times;  // every verified time (SETs, timestamps)
+  std::string bound_digest;              // what the payload names, when it could be read
+};
+
+// Verifies entity against req and artifact in the order described at the top. Never throws.
+VerifiedSignature verify_entity(const SignedEntity& entity, const Requirements& req,
+                                const Artifact& artifact);
+
+}  // namespace sigil::crypto

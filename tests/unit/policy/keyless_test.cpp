@@ -1,0 +1,327 @@
+// Keyless authorities, TrustRoot documents, trust-root linking and identity matching, with a
+// Fulcio-like CA, CT log and Rekor-like log minted at test time (tests/support/cpp).
+#include <catch2/catch.hpp>
+#include <sstream>
+#include <string>
+
+#include "common/encoding.hpp"
+#include "crypto/sigstore.hpp"
+#include "pki_fixture.hpp"
+#include "policy/policy.hpp"
+#include "rekor_fixture.hpp"
+
+using namespace sigil;
+using namespace sigil::policy;
+using sigil::test::FulcioPki;
+using sigil::test::KeyPair;
+using sigil::test::TestLog;
+
+namespace {
+
+const std::string kDigest = "sha256:" + std::string(64, 'a');
+const std::string kOther = "sha256:" + std::string(64, 'b');
+
+std::string indent(const std::string& text, int n) {
+  std::string out, pad(n, ' ');
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out += pad + line + "\n";
+  return out;
+}
+
+std::string payload_for(const std::string& digest) {
+  return R"({"critical":{"identity":{"docker-reference":"reg.test/app"},"image":{"docker-manifest-digest":")" +
+         digest + R"("},"type":"cosign container image signature"},"optional":null})";
+}
+
+// A trust world and the YAML that describes it as a policy-controller TrustRoot.
+struct World {
+  FulcioPki pki = FulcioPki::create();
+  TestLog rekor;
+  std::string trust_root_yaml(const std::string& name = "corp") const {
+    const std::string chain = pki.intermediate.pem() + pki.root.pem();
+    return "apiVersion: policy.sigstore.dev/v1alpha1\nkind: TrustRoot\nmetadata:\n  name: " + name +
+           "\nspec:\n  sigstoreKeys:\n    certificateAuthorities:\n    - subject: {organization: "
+           "sigil.test, commonName: fulcio}\n      uri: https://fulcio.sigil.test\n      "
+           "certChain: " +
+           base64_encode(chain) +
+           "\n    tLogs:\n    - baseURL: https://rekor.test\n      hashAlgorithm: sha-256\n      "
+           "publicKey: " +
+           base64_encode(rekor.key.public_pem()) +
+           "\n    ctLogs:\n    - baseURL: https://ctfe.sigil.test\n      hashAlgorithm: sha-256\n  "
+           "    publicKey: " +
+           base64_encode(pki.ct_key.public_pem()) + "\n";
+  }
+  // A keyless legacy signature over payload_for(digest) by email, logged.
+  crypto::SignedEntity signature(const std::string& digest,
+                                 const std::string& email = "release@corp.test",
+                                 const std::string& issuer = "https://accounts.corp.test") const {
+    KeyPair key;
+    auto leaf = pki.leaf(pki.leaf_spec(sigil::test::test_epoch(), email, issuer), &key);
+    crypto::SignedEntity e;
+    e.kind = crypto::SignedEntity::Kind::simple_signing;
+    e.source = "sha256-aa.sig layer 0";
+    e.payload = payload_for(digest);
+    e.signature = key.sign(e.payload);
+    e.certificates_der = {leaf.der()};
+    e.tlog_entries = {rekor.entry(TestLog::hashedrekord(e.payload, e.signature, leaf.pem()),
+                                  crypto::to_unix_seconds(sigil::test::test_epoch()) + 30)};
+    return e;
+  }
+};
+
+std::string keyless_policy(const std::string& keyless_body, const std::string& extra = "") {
+  return "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: "
+         "prod\nspec:\n  images:\n  - glob: \"**\"\n  authorities:\n  - name: release\n    "
+         "keyless:\n" +
+         indent(keyless_body, 6) + extra;
+}
+
+Result<std::vector<Policy>> parse_and_link(const std::string& yaml,
+                                           const DefaultTrustRoot& fallback = nullptr) {
+  auto docs = parse_documents(yaml, "f.yaml");
+  if (!docs) return docs.error();
+  DefaultTrustRoot none = []() -> Result<std::shared_ptr<const crypto::TrustedRoot>> {
+    return make_error(Errc::invalid_argument, "none in this test");
+  };
+  if (auto st = link_trust_roots(docs->policies, docs->trust_roots, fallback ? fallback : none);
+      !st) {
+    return st.error();
+  }
+  return std::move(docs->policies);
+}
+
+Evidence evidence(std::vector<crypto::SignedEntity> s) {
+  Evidence e;
+  e.signatures = std::move(s);
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("a keyless policy with a TrustRoot admits only its identity", "[policy][keyless]") {
+  World w;
+  const std::string yaml =
+      w.trust_root_yaml() + "---\n" +
+      keyless_policy(
+          "trustRootRef: corp\nidentities:\n- issuer: https://accounts.corp.test\n  subject: "
+          "release@corp.test\n");
+  auto ps = parse_and_link(yaml);
+  INFO((ps ? std::string() : ps.error().message));
+  REQUIRE(ps.ok());
+  const Policy& p = ps->front();
+  REQUIRE(p.authorities.front().kind == Authority::Kind::keyless);
+  CHECK(p.authorities.front().require_tlog);
+  CHECK(p.authorities.front().tlogs.size() == 1);
+  CHECK(p.authorities.front().ctlogs.size() == 1);
+
+  auto ok = evaluate(p, kDigest, evidence({w.signature(kDigest)}));
+  INFO(ok.message);
+  CHECK(ok.satisfied);
+  CHECK(ok.authority == "release");
+
+  auto stranger = evaluate(p, kDigest, evidence({w.signature(kDigest, "mallory@corp.test")}));
+  CHECK_FALSE(stranger.satisfied);
+  CHECK(stranger.reason_code == "IDENTITY_MISMATCH");
+  CHECK_THAT(stranger.message, Catch::Contains("mallory@corp.test"));
+  CHECK_THAT(stranger.message, Catch::Contains("release@corp.test"));
+
+  auto other_issuer = evaluate(
+      p, kDigest, evidence({w.signature(kDigest, "release@corp.test", "https://evil.test")}));
+  CHECK(other_issuer.reason_code == "IDENTITY_MISMATCH");
+
+  auto copied = evaluate(p, kDigest, evidence({w.signature(kOther)}));
+  CHECK(copied.reason_code == "DIGEST_MISMATCH");
+
+  auto none = evaluate(p, kDigest, evidence({}));
+  CHECK(none.reason_code == "NOT_SIGNED");
+  CHECK_THAT(none.message, Catch::Contains("keyless authority 'release'"));
+
+  // The right identity from a CA this trust root does not hold.
+  World elsewhere;
+  auto foreign = evaluate(p, kDigest, evidence({elsewhere.signature(kDigest)}));
+  CHECK_FALSE(foreign.satisfied);
+  CHECK(foreign.reason_code == "TLOG_INVALID");  // its log is not ours either
+}
+
+TEST_CASE("identity regular expressions must match the whole string", "[policy][keyless]") {
+  World w;
+  const std::string yaml =
+      w.trust_root_yaml() + "---\n" +
+      keyless_policy(
+          "trustRootRef: corp\nidentities:\n- issuerRegExp: 'https://accounts\\.corp\\.test'\n  "
+          "subjectRegExp: '.*@corp\\.test'\n");
+  auto ps = parse_and_link(yaml);
+  REQUIRE(ps.ok());
+  const Policy& p = ps->front();
+  CHECK(evaluate(p, kDigest, evidence({w.signature(kDigest, "anyone@corp.test")})).satisfied);
+  // A substring match (cosign's behaviour) would admit these; sigil does not.
+  CHECK_FALSE(
+      evaluate(p, kDigest, evidence({w.signature(kDigest, "x@corp.test.evil.example")})).satisfied);
+  CHECK_FALSE(evaluate(p, kDigest,
+                       evidence({w.signature(kDigest, "a@corp.test",
+                                             "https://accounts.corp.test.evil.example")}))
+                  .satisfied);
+}
+
+TEST_CASE("keyless authorities are validated and linked with clear errors", "[policy][keyless]") {
+  World w;
+  struct Case {
+    std::string keyless;
+    std::string extra;
+    std::string expect;
+  };
+  auto c = GENERATE_COPY(values<Case>({
+      {"trustRootRef: corp\n", "", "keyless.identities: missing"},
+      {"trustRootRef: corp\nidentities: []\n", "", "keyless.identities: expected a non-empty list"},
+      {"trustRootRef: corp\nidentities:\n- subject: a@b\n", "",
+       "expected exactly one of issuer, issuerRegExp"},
+      {"trustRootRef: corp\nidentities:\n- issuer: https://i\n", "",
+       "expected exactly one of subject, subjectRegExp"},
+      {"trustRootRef: corp\nidentities:\n- issuer: https://i\n  subject: a\n  subjectRegExp: a\n",
+       "", "expected exactly one of subject, subjectRegExp"},
+      {"trustRootRef: corp\nidentities:\n- issuer: https://i\n  subjectRegExp: '(unclosed'\n", "",
+       "subjectRegExp: invalid regular expression"},
+      {"trustRootRef: nope\nidentities:\n- issuer: https://i\n  subject: a\n", "",
+       "keyless.trustRootRef: \"nope\" names no TrustRoot"},
+      {"identities:\n- issuer: https://i\n  subject: a\n", "",
+       "needs the default trust root, which is unusable: none in this test"},
+      {"trustRootRef: corp\nidentities:\n- issuer: https://i\n  subject: a\n",
+       "    ctlog:\n      url: https://rekor.elsewhere.test\n",
+       "ctlog.url https://rekor.elsewhere.test: no transparency log of TrustRoot corp"},
+      {"trustRootRef: corp\nidentities:\n- issuer: https://i\n  subject: a\n", "    ctlog: {}\n",
+       "the signing time can only be proved by an RFC 3161 timestamp"},
+      {"trustRootRef: corp\nidentities:\n- issuer: https://i\n  subject: a\ninsecureIgnoreSCT: "
+       "maybe\n",
+       "", "insecureIgnoreSCT: expected true or false"},
+      {"trustRootRef: corp\nidentities:\n- issuer: https://i\n  subject: a\nfulcio: x\n", "",
+       "keyless.fulcio: unknown field"},
+  }));
+  CAPTURE(c.keyless, c.extra);
+  auto ps = parse_and_link(w.trust_root_yaml() + "---\n" + keyless_policy(c.keyless, c.extra));
+  REQUIRE_FALSE(ps.ok());
+  CHECK_THAT(ps.error().message, Catch::Contains(c.expect));
+  CHECK_THAT(ps.error().message, Catch::Contains("f.yaml"));
+}
+
+TEST_CASE("the default trust root is used only when needed", "[policy][keyless]") {
+  World w;
+  int calls = 0;
+  auto docs = parse_documents(w.trust_root_yaml("corp"), "roots.yaml");
+  REQUIRE(docs.ok());
+  auto root = docs->trust_roots.front().root;
+  DefaultTrustRoot counting = [&]() -> Result<std::shared_ptr<const crypto::TrustedRoot>> {
+    ++calls;
+    return root;
+  };
+  // Key-only policies never ask for it (air-gapped clusters need no trust root at all).
+  const std::string key_only =
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: k}\nspec:\n  "
+      "images: [{glob: '**'}]\n  authorities: [{static: {action: pass}}]\n";
+  REQUIRE(parse_and_link(key_only, counting).ok());
+  CHECK(calls == 0);
+  std::string second = keyless_policy("identities:\n- issuer: https://x\n  subject: y\n");
+  second.replace(second.find("name: prod"), 10, "name: prod2");
+  auto ps = parse_and_link(keyless_policy("identities:\n- issuer: https://accounts.corp.test\n  "
+                                          "subject: release@corp.test\n") +
+                               "---\n" + second,
+                           counting);
+  REQUIRE(ps.ok());
+  CHECK(calls == 1);  // once for both
+  CHECK(evaluate(ps->front(), kDigest, evidence({w.signature(kDigest)})).satisfied);
+}
+
+TEST_CASE("ca-cert authorities chain to the given CA", "[policy][keyless]") {
+  World w;
+  const std::string pem = w.pki.intermediate.pem() + w.pki.root.pem();
+  auto ps = parse_and_link(keyless_policy("ca-cert:\n  data: |\n" + indent(pem, 4) +
+                                              "insecureIgnoreSCT: true\nidentities:\n- issuer: "
+                                              "https://accounts.corp.test\n  subject: "
+                                              "release@corp.test\n",
+                                          "    ctlog:\n      trustRootRef: corp\n") +
+                           "---\n" + w.trust_root_yaml());
+  INFO((ps ? std::string() : ps.error().message));
+  REQUIRE(ps.ok());
+  CHECK(evaluate(ps->front(), kDigest, evidence({w.signature(kDigest)})).satisfied);
+  World other;
+  CHECK_FALSE(evaluate(ps->front(), kDigest, evidence({other.signature(kDigest)})).satisfied);
+  auto leaf_only =
+      parse_and_link(keyless_policy("ca-cert:\n  data: |\n" + indent(w.pki.intermediate.pem(), 4) +
+                                    "identities:\n- issuer: https://i\n  subject: a\n"));
+  REQUIRE_FALSE(leaf_only.ok());
+  CHECK_THAT(leaf_only.error().message, Catch::Contains("self-signed root"));
+}
+
+TEST_CASE("TrustRoot documents are validated field by field", "[policy][trustroot]") {
+  World w;
+  const std::string head =
+      "apiVersion: policy.sigstore.dev/v1alpha1\nkind: TrustRoot\nmetadata: {name: t}\n";
+  struct Case {
+    std::string spec;
+    std::string expect;
+  };
+  auto c = GENERATE_COPY(values<Case>({
+      {"spec: {}", "spec.sigstoreKeys: missing"},
+      {"spec: {remote: {root: x, mirror: https://tuf}}", "spec.remote: TUF trust roots"},
+      {"spec: {repository: {root: x}}", "spec.repository: serialized TUF repositories"},
+      {"spec: {sigstoreKeys: {tLogs: [{publicKey: bm90IGEgcGVt}]}}",
+       "spec.sigstoreKeys.tLogs[0].publicKey: base64 that does not decode to a PEM"},
+      {"spec: {sigstoreKeys: {tLogs: [{baseURL: x}]}}",
+       "spec.sigstoreKeys.tLogs[0].publicKey: missing"},
+      {"spec: {sigstoreKeys: {tLogs: [{hashAlgorithm: md5, publicKey: x}]}}",
+       "spec.sigstoreKeys.tLogs[0].hashAlgorithm: unsupported \"md5\""},
+      {"spec: {sigstoreKeys: {certificateAuthorities: [{certChain: '" +
+           base64_encode(w.pki.intermediate.pem()) + "'}]}}",
+       "spec.sigstoreKeys.certificateAuthorities[0].certChain: the last certificate must be "
+       "the self-signed root"},
+      {"spec: {sigstoreKeys: {ctLogs: {}}}", "spec.sigstoreKeys.ctLogs: expected a list"},
+      {"spec: {sigstoreKeys: {tlogs: []}}", "spec.sigstoreKeys.tlogs: unknown field"},
+  }));
+  CAPTURE(c.spec);
+  auto d = parse_documents(head + c.spec + "\n", "f.yaml");
+  REQUIRE_FALSE(d.ok());
+  CHECK_THAT(d.error().message, Catch::Contains("f.yaml document 1 (t): " + c.expect));
+}
+
+TEST_CASE("TrustRoot PEM fields accept base64 of PEM (policy-controller) or PEM itself",
+          "[policy][trustroot]") {
+  World w;
+  auto b64 = parse_documents(w.trust_root_yaml(), "a.yaml");
+  REQUIRE(b64.ok());
+  const auto& r = *b64->trust_roots.front().root;
+  CHECK(r.certificate_authorities.size() == 1);
+  CHECK(r.certificate_authorities.front().chain.size() == 2);
+  REQUIRE(r.tlogs.size() == 1);
+  CHECK(r.tlogs.front().log_id == crypto::key_log_id(w.rekor.log().key));
+  CHECK(r.ctlogs.size() == 1);
+  const std::string pem_yaml =
+      "apiVersion: sigil.dev/v1alpha1\nkind: TrustRoot\nmetadata: {name: p}\nspec:\n  "
+      "sigstoreKeys:\n    tLogs:\n    - publicKey: |\n" +
+      indent(w.rekor.key.public_pem(), 8);
+  auto pem = parse_documents(pem_yaml, "b.yaml");
+  INFO((pem ? std::string() : pem.error().message));
+  REQUIRE(pem.ok());
+  CHECK(pem->trust_roots.front().root->tlogs.size() == 1);
+}
+
+TEST_CASE("ImagePolicies apply only in their namespace and never replace cluster policies",
+          "[policy][namespace]") {
+  const std::string yaml =
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: base}\nspec:\n  "
+      "images: [{glob: '**'}]\n  authorities: [{static: {action: pass}}]\n---\n"
+      "apiVersion: sigil.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: team, namespace: "
+      "team-a}\nspec:\n  images: [{glob: 'reg.test/**'}]\n  authorities: [{static: {action: "
+      "fail, message: team-a signs its images}}]\n";
+  auto ps = parse_policies(yaml, "f.yaml");
+  INFO((ps ? std::string() : ps.error().message));
+  REQUIRE(ps.ok());
+  REQUIRE(ps->size() == 2);
+  CHECK(ps->at(1).name == "team-a/team");
+  CHECK(ps->at(1).namespace_scope == "team-a");
+  PolicySet set(std::move(*ps), NoMatch::deny, 1);
+  CHECK(set.has_namespaced());
+  auto ref = oci::parse_reference("reg.test/app:v1");
+  REQUIRE(ref.ok());
+  CHECK(set.match(*ref, "team-a").size() == 2);
+  CHECK(set.match(*ref, "team-b").size() == 1);
+  CHECK(set.match(*ref).size() == 1);  // no namespace: cluster policies only
+}
