@@ -183,6 +183,16 @@ Result<Request> decode(std::string_view body) {
     out.dry_run = dry->get<bool>();
   }
 
+  if (out.group == "sigil.dev" && (out.operation == "CREATE" || out.operation == "UPDATE")) {
+    auto obj = r.find("object");
+    if (obj == r.end() || !obj->is_object()) {
+      return parse_err("request.object: missing or not an object for " + out.operation + " of " +
+                       out.kind);
+    }
+    out.object_json = obj->dump(-1, ' ', false, json::error_handler_t::replace);
+    return out;
+  }
+
   const auto path = pod_spec_path(out.group, out.kind);
   if (path.empty() || (out.operation != "CREATE" && out.operation != "UPDATE")) {
     out.judged = false;
@@ -211,6 +221,23 @@ Result<Request> decode(std::string_view body) {
   Extractor ex(out.images);
   for (const char* field : {"initContainers", "containers", "ephemeralContainers"}) {
     if (auto st = ex.list(*spec, spec_path, field); !st) return st.error();
+  }
+  auto sa = opt_string(*spec, "serviceAccountName", "request.object." + spec_path);
+  if (!sa) return sa.error();
+  out.service_account = sa->empty() ? "default" : std::move(*sa);
+  auto ips = spec->find("imagePullSecrets");
+  if (ips != spec->end() && !ips->is_null()) {
+    if (!ips->is_array()) {
+      return parse_err("request.object." + spec_path + ".imagePullSecrets: not a list");
+    }
+    for (const auto& e : *ips) {
+      if (!e.is_object()) continue;
+      auto n = e.find("name");
+      if (n != e.end() && n->is_string() && !n->get_ref<const std::string&>().empty() &&
+          out.image_pull_secrets.size() < 64) {
+        out.image_pull_secrets.push_back(n->get<std::string>());
+      }
+    }
   }
   return out;
 }

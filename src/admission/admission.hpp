@@ -31,6 +31,13 @@ struct Request {
   bool dry_run = false;
   bool judged = false;           // true when the kind carries a pod spec sigil checks
   std::vector<ImageUse> images;  // distinct by (image); empty when nothing to check
+  // The pod spec's registry credentials, as the kubelet would use them (judged kinds only):
+  // spec.serviceAccountName ("default" when absent) and spec.imagePullSecrets[].name.
+  std::string service_account;
+  std::vector<std::string> image_pull_secrets;
+  // The new object as compact JSON, for sigil.dev kinds (ClusterImagePolicy, ImagePolicy,
+  // TrustRoot) on CREATE/UPDATE only: what POST /validate-policy judges.
+  std::string object_json;
 };
 
 // Fails (Errc::parse_error) on malformed JSON, wrong apiVersion/kind, missing request/uid.

@@ -414,6 +414,15 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         } else {
           reply = co_await validate_guarded(self, std::move(req.body()), deadline);
         }
+      } else if (path == "/validate-policy") {
+        if (req.method() != http::verb::post) {
+          reply = text(405, "method not allowed: use POST");
+          allow = "POST";
+        } else if (!o.check_policy) {
+          reply = text(404, "not found: policy validation is not enabled");
+        } else {
+          reply = handle_policy_review(req.body(), o.check_policy);
+        }
       } else if (path == "/healthz") {
         reply = is_get ? text(200, "ok") : text(405, "method not allowed: use GET");
         if (!is_get) allow = "GET, HEAD";

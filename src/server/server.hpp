@@ -40,6 +40,8 @@ struct ServerOptions {
   double max_margin_fraction = 0.25;
   // /readyz answers 200 when this returns true (an empty function counts as ready).
   std::function<bool()> ready;
+  // POST /validate-policy (the policies' own validating webhook); 404 when empty.
+  CheckPolicyObject check_policy;
   std::chrono::milliseconds handshake_timeout{5000};  // TCP accept -> TLS established
   std::chrono::milliseconds read_timeout{10000};      // first request: headers and body
   std::chrono::milliseconds idle_timeout{60000};      // keep-alive wait for the next request

@@ -261,6 +261,35 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
   co_return ok_json(admission::encode_response(resp));
 }
 
+HttpReply handle_policy_review(std::string_view body, const CheckPolicyObject& check) {
+  auto decoded = admission::decode_review(body);
+  if (!decoded) {
+    return HttpReply{400, "application/json",
+                     json_error("malformed AdmissionReview: " + decoded.error().message)};
+  }
+  admission::Response resp;
+  resp.uid = decoded->uid;
+  resp.allowed = true;
+  if (!decoded->object_json.empty() && check) {
+    std::string problem;
+    try {
+      problem = check(decoded->kind, decoded->object_json);
+    } catch (const std::exception& e) {
+      problem = std::string("internal error while checking the policy: ") + e.what();
+    }
+    if (!problem.empty()) {
+      resp.allowed = false;
+      resp.reason = "Invalid";
+      resp.code = 422;
+      resp.message = truncate_politely(problem, kMaxMessage);
+    }
+  }
+  spdlog::info("policy review uid={} kind={} op={} object={}/{} decision={}", decoded->uid,
+               decoded->kind, decoded->operation, decoded->namespace_, decoded->name,
+               resp.allowed ? "allowed" : "denied");
+  return ok_json(admission::encode_response(resp));
+}
+
 HttpReply Validator::timeout_reply(std::string_view body) const {
   admission::Response resp;
   auto decoded = admission::decode_review(body);

@@ -47,6 +47,14 @@ class Validator {
   VerifyImage verify_image_;
 };
 
+// POST /validate-policy: judges a sigil.dev custom resource (ClusterImagePolicy, ImagePolicy,
+// TrustRoot) being created or updated, so that `kubectl apply` of a broken policy fails with a
+// message naming the field instead of the policy failing later in the watch. check returns ""
+// when the object is valid, else the one-line reason. Other kinds and DELETE are allowed.
+using CheckPolicyObject =
+    std::function<std::string(const std::string& kind, const std::string& object_json)>;
+HttpReply handle_policy_review(std::string_view body, const CheckPolicyObject& check);
+
 // Shortens s to at most max_len bytes, ending in "..." when cut, never splitting a UTF-8
 // sequence.
 std::string truncate_politely(std::string_view s, size_t max_len);

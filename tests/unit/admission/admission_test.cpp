@@ -301,3 +301,40 @@ TEST_CASE("encode_response: denied with warnings and annotations", "[admission]"
   CHECK(echoed["response"]["uid"] == req->uid);
   CHECK(echoed["response"]["warnings"][0] == "warned");
 }
+
+TEST_CASE("pull credentials the kubelet would use are read from the pod spec", "[admission]") {
+  json doc = base_review();
+  auto& spec = doc["request"]["object"]["spec"];
+  spec["containers"] = json::parse(R"([{"name":"a","image":"r/a:1"}])");
+  auto plain = decode_review(doc.dump());
+  REQUIRE(plain.ok());
+  CHECK(plain->service_account == "default");
+  CHECK(plain->image_pull_secrets.empty());
+  spec["serviceAccountName"] = "builder";
+  spec["imagePullSecrets"] = json::parse(R"([{"name":"acr"},{"name":""},{},{"name":"hub"}])");
+  auto r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK(r->service_account == "builder");
+  CHECK(r->image_pull_secrets == std::vector<std::string>{"acr", "hub"});
+  spec["imagePullSecrets"] = "acr";
+  CHECK_FALSE(decode_review(doc.dump()).ok());
+}
+
+TEST_CASE("sigil.dev objects are handed over whole for policy validation", "[admission]") {
+  json doc = base_review();
+  doc["request"]["kind"] = {
+      {"group", "sigil.dev"}, {"version", "v1alpha1"}, {"kind", "ClusterImagePolicy"}};
+  doc["request"]["object"] = json::parse(
+      R"({"apiVersion":"sigil.dev/v1alpha1","kind":"ClusterImagePolicy","metadata":{"name":"p"},"spec":{}})");
+  auto r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->judged);
+  CHECK(json::parse(r->object_json) == doc["request"]["object"]);
+  doc["request"]["operation"] = "DELETE";
+  auto del = decode_review(doc.dump());
+  REQUIRE(del.ok());
+  CHECK(del->object_json.empty());
+  doc["request"]["operation"] = "CREATE";
+  doc["request"]["object"] = nullptr;
+  CHECK_FALSE(decode_review(doc.dump()).ok());
+}

@@ -312,3 +312,54 @@ TEST_CASE("server: oversized headers get 431", "[server]") {
   CHECK(r.status == 431);
   CHECK(h.get("/healthz").status == 200);
 }
+
+namespace {
+
+std::string policy_review(const std::string& kind, const std::string& spec_json,
+                          const std::string& op = "CREATE") {
+  return R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"p-1",)"
+         R"("kind":{"group":"sigil.dev","version":"v1alpha1","kind":")" +
+         kind + R"("},"operation":")" + op +
+         R"(","name":"prod","object":{"apiVersion":"sigil.dev/v1alpha1","kind":")" + kind +
+         R"(","metadata":{"name":"prod"},"spec":)" + spec_json + "}}}";
+}
+
+}  // namespace
+
+TEST_CASE("server: /validate-policy judges sigil.dev objects with the given check", "[server]") {
+  ServerOptions o;
+  std::vector<std::string> seen;
+  o.check_policy = [&seen](const std::string& kind, const std::string& object_json) {
+    seen.push_back(kind);
+    return object_json.find("\"bad\"") == std::string::npos
+               ? std::string()
+               : std::string("f document 1 (prod): spec.images[0].glob: invalid glob \"bad\"");
+  };
+  Harness h(o);
+  auto good = response_of(h.post("/validate-policy", policy_review("ClusterImagePolicy", "{}")));
+  CHECK(good["allowed"] == true);
+  CHECK(good["uid"] == "p-1");
+  auto bad = response_of(
+      h.post("/validate-policy", policy_review("ClusterImagePolicy", R"({"glob":"bad"})")));
+  CHECK(bad["allowed"] == false);
+  CHECK(bad["status"]["code"] == 422);
+  CHECK(bad["status"]["message"] ==
+        "f document 1 (prod): spec.images[0].glob: invalid glob \"bad\"");
+  // DELETE and other kinds are not judged.
+  auto del = response_of(h.post(
+      "/validate-policy", policy_review("ClusterImagePolicy", R"({"glob":"bad"})", "DELETE")));
+  CHECK(del["allowed"] == true);
+  auto cm = response_of(h.post("/validate-policy", read_fixture("configmap-create.json")));
+  CHECK(cm["allowed"] == true);
+  CHECK(seen == std::vector<std::string>{"ClusterImagePolicy", "ClusterImagePolicy"});
+  auto get = h.get("/validate-policy");
+  REQUIRE(get.ok);
+  CHECK(get.status == 405);
+}
+
+TEST_CASE("server: /validate-policy is 404 unless configured", "[server]") {
+  Harness h;
+  auto r = h.post("/validate-policy", policy_review("TrustRoot", "{}"));
+  REQUIRE(r.ok);
+  CHECK(r.status == 404);
+}
