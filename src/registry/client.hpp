@@ -53,8 +53,8 @@ class Client {
   // manifests whose subject is digest, following `Link: <…>; rel="next"` pages (bounded), and
   // filtered client-side to artifact_type when it is not empty (registries may ignore the
   // filter). Errc::unsupported when the registry has no referrers API (a 404: the spec forbids
-  // a registry that has one to answer 404); callers then read the referrers tag schema. This
-  // default is for clients without the API.
+  // a registry that has one to answer 404; implementations may remember it for a while);
+  // callers then read the referrers tag schema. This default is for clients without the API.
   virtual boost::asio::awaitable<Result<std::vector<oci::Descriptor>>> get_referrers(
       const std::string& registry, const std::string& repository, const std::string& digest,
       const std::string& artifact_type, Deadline deadline) {

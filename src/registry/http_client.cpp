@@ -114,6 +114,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   std::mutex mu;  // guards idle and host_auth
   std::map<std::string, std::vector<std::unique_ptr<Conn>>> idle;
   std::map<std::string, HostAuth> host_auth;
+  // Registries whose referrers API answered 404 (they have none), until when to believe it:
+  // their callers read the referrers tag schema instead, one request per image saved.
+  std::map<std::string, Clock::time_point> no_referrers;
   TokenCache tokens;
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> token_requests{0};
@@ -804,6 +807,17 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
     }
     auto first = referrers_path(repository, digest, artifact_type);
     if (!first) co_return first.error();
+    const auto unsupported = [&] {
+      return make_error(Errc::unsupported, "registry " + registry + " has no referrers API");
+    };
+    {
+      std::lock_guard lock(impl->mu);
+      auto it = impl->no_referrers.find(registry);
+      if (it != impl->no_referrers.end()) {
+        if (Clock::now() < it->second) co_return unsupported();
+        impl->no_referrers.erase(it);
+      }
+    }
     const std::string what = registry + "/" + repository + "@" + digest;
     std::vector<oci::Descriptor> out;
     std::string path = std::move(*first);
@@ -818,7 +832,10 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
                                     static_cast<uint64_t>(impl->opts.max_manifest_size), deadline);
       if (!r) co_return r.error();
       if (r->status == 404) {
-        co_return make_error(Errc::unsupported, "registry " + registry + " has no referrers API");
+        std::lock_guard lock(impl->mu);
+        if (impl->no_referrers.size() > 4096) impl->no_referrers.clear();
+        impl->no_referrers[registry] = Clock::now() + impl->opts.no_referrers_memo;
+        co_return unsupported();
       }
       if (r->status != 200) {
         co_return make_error(Errc::unavailable,

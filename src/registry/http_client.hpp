@@ -43,6 +43,8 @@ struct ClientOptions {
   int max_redirects = 3;
   int max_referrers_pages = 16;  // Link rel="next" pages followed at most
   size_t max_referrers = 1024;   // descriptors kept at most, over all pages
+  // How long a registry whose referrers API answered 404 is taken to have none.
+  std::chrono::seconds no_referrers_memo{600};
 };
 
 class HttpClient final : public Client {

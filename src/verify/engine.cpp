@@ -110,9 +110,6 @@ struct Engine::Impl {
   std::unordered_map<std::string, CacheEntry> cache;
   std::list<std::string> lru;  // front = most recently used
   std::unordered_map<std::string, InFlight> in_flight;
-  // Registries that answered the referrers API with 404: read their tag schema instead, for a
-  // while (one request per image saved).
-  std::unordered_map<std::string, std::chrono::system_clock::time_point> no_referrers_api;
   Stats stats;
 
   Impl(registry::Client& c, const Clock& k, EngineOptions o)
@@ -222,22 +219,6 @@ struct Engine::Impl {
     co_return out;
   }
 
-  bool registry_lacks_referrers(const std::string& registry) {
-    std::lock_guard lock(mu);
-    auto it = no_referrers_api.find(registry);
-    if (it == no_referrers_api.end()) return false;
-    if (clock.now() >= it->second) {
-      no_referrers_api.erase(it);
-      return false;
-    }
-    return true;
-  }
-  void remember_no_referrers(const std::string& registry) {
-    std::lock_guard lock(mu);
-    if (no_referrers_api.size() > 4096) no_referrers_api.clear();
-    no_referrers_api[registry] = clock.now() + options.no_referrers_memo;
-  }
-
   // Sigstore bundles attached to digest as OCI 1.1 referrers (cosign v3's default): the
   // referrers API, or where the registry has none, the referrers tag schema `sha256-<hex>`.
   // Each bundle manifest is fetched by digest (so its bytes are verified) and must name this
@@ -247,18 +228,15 @@ struct Engine::Impl {
                                                     registry::Deadline deadline) {
     BundleHaul haul;
     std::vector<oci::Descriptor> listed;
-    bool via_api = !registry_lacks_referrers(ref.registry);
-    if (via_api) {
-      auto r = co_await client.get_referrers(ref.registry, ref.repository, digest,
-                                             std::string(crypto::kBundleMediaTypeV03), deadline);
-      if (r.ok()) {
-        listed = std::move(*r);
-      } else if (r.error().code == Errc::unsupported) {
-        remember_no_referrers(ref.registry);
-        via_api = false;
-      } else {
-        co_return r.error();
-      }
+    bool via_api = true;
+    auto r = co_await client.get_referrers(ref.registry, ref.repository, digest,
+                                           std::string(crypto::kBundleMediaTypeV03), deadline);
+    if (r.ok()) {
+      listed = std::move(*r);
+    } else if (r.error().code == Errc::unsupported) {
+      via_api = false;  // no referrers API: the tag schema
+    } else {
+      co_return r.error();
     }
     const std::string schema_tag = oci::referrers_tag(digest);
     if (!via_api) {

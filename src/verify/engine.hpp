@@ -45,8 +45,6 @@ struct EngineOptions {
   size_t max_signatures = 64;               // layers read from one .sig manifest
   size_t max_bundles = 16;                  // sigstore bundles read per image
   int64_t max_bundle_size = 1 << 20;        // bytes per bundle blob
-  // How long a registry whose referrers API answered 404 is read through the tag schema only.
-  std::chrono::seconds no_referrers_memo{600};
 };
 
 class Engine {

@@ -706,3 +706,18 @@ TEST_CASE("referrers: endless pages and non-index answers are errors, not loops"
   REQUIRE_FALSE(m.ok());
   CHECK(m.error().code == Errc::parse_error);
 }
+
+TEST_CASE("referrers: a registry without the API is remembered, not asked again") {
+  Loop loop;
+  FakeServer srv(loop.ioc, [&](const http::request<http::string_body>&) -> Reply {
+    return {404, {{"Content-Type", "text/plain"}}, "404 page not found"};
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  for (int i = 0; i < 3; ++i) {
+    auto r = loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, "",
+                                      std::chrono::steady_clock::now() + 5s));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unsupported);
+  }
+  CHECK(c.request_count() == 1);
+}

@@ -1,0 +1,181 @@
+// bench_keyless_verify: CPU time of one keyless verification on a warm process, against the
+// raw signature checks it performs.
+//
+// A keyless signature needs five public-key operations: the signature itself (leaf key,
+// ECDSA P-256), the Rekor SET (P-256), the embedded SCT (P-256), and the chain (the leaf
+// signed by the intermediate, the intermediate by the root: P-384 each). The "raw" cost is
+// those five operations alone, timed with OpenSSL directly on the same keys and sizes; the
+// "verify" cost is crypto::verify_entity doing everything (parsing the certificates, the tlog
+// body, JCS, chain building, identity extraction, claims). Target: verify <= 3x raw.
+//
+// Two shapes are measured: a legacy .sig layer (certificate + Rekor bundle annotation) and a
+// cosign v3 DSSE bundle with an inclusion proof and checkpoint (one more P-256 check: the
+// checkpoint note). Material is minted in-process by tests/support/cpp (no network).
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/encoding.hpp"
+#include "crypto/dsse.hpp"
+#include "crypto/sigstore.hpp"
+#include "pki_fixture.hpp"
+#include "rekor_fixture.hpp"
+
+using namespace sigil;
+using namespace sigil::crypto;
+
+namespace {
+
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// Median of `rounds` runs of `iterations` calls, as CPU microseconds per call.
+double per_call_us(const std::function<void()>& fn, int iterations, int rounds = 7) {
+  for (int i = 0; i < iterations / 10 + 1; ++i) fn();  // warm caches
+  std::vector<double> samples;
+  for (int r = 0; r < rounds; ++r) {
+    const double t0 = cpu_seconds();
+    for (int i = 0; i < iterations; ++i) fn();
+    samples.push_back((cpu_seconds() - t0) * 1e6 / iterations);
+  }
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+bool evp_verify(EVP_PKEY* key, const EVP_MD* md, const std::string& msg, const std::string& sig) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool ok = EVP_DigestVerifyInit(ctx, nullptr, md, nullptr, key) == 1 &&
+            EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                             reinterpret_cast<const unsigned char*>(msg.data()), msg.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  return ok;
+}
+
+std::string payload_for(const std::string& digest) {
+  return R"({"critical":{"identity":{"docker-reference":"reg.test/app"},"image":{"docker-manifest-digest":")" +
+         digest + R"("},"type":"cosign container image signature"},"optional":null})";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bench_keyless_verify: CPU per keyless verification vs its raw signature checks"};
+  int iterations = 400;
+  app.add_option("--iterations", iterations, "calls per timing round (default 400)");
+  CLI11_PARSE(app, argc, argv);
+
+  const auto t0 = sigil::test::test_epoch();
+  auto pki = sigil::test::FulcioPki::create(t0);
+  sigil::test::TestLog rekor;
+  std::vector<CertificateAuthority> cas{pki.authority()};
+  std::vector<TransparencyLog> tlogs{rekor.log()};
+  std::vector<TransparencyLog> ctlogs{pki.ct_log()};
+  std::vector<CertificateAuthority> tsas;
+  Requirements req;
+  req.cas = &cas;
+  req.tlogs = &tlogs;
+  req.require_tlog = true;
+  req.ctlogs = &ctlogs;
+  req.require_sct = true;
+  req.tsas = &tsas;
+  req.min_signing_times = 1;
+
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  Artifact image;
+  image.kind = Artifact::Kind::image;
+  image.digest = digest;
+
+  // Legacy .sig: payload signed by the leaf; Rekor SET over a hashedrekord entry.
+  sigil::test::KeyPair leaf_key;
+  auto leaf = pki.leaf(pki.leaf_spec(t0), &leaf_key);
+  SignedEntity legacy;
+  legacy.kind = SignedEntity::Kind::simple_signing;
+  legacy.payload = payload_for(digest);
+  legacy.signature = leaf_key.sign(legacy.payload);
+  legacy.certificates_der = {leaf.der()};
+  legacy.tlog_entries = {
+      rekor.entry(sigil::test::TestLog::hashedrekord(legacy.payload, legacy.signature, leaf.pem()),
+                  to_unix_seconds(t0) + 30)};
+  if (!verify_entity(legacy, req, image).ok) {
+    std::fprintf(stderr, "bench_keyless_verify: the legacy signature does not verify\n");
+    return 1;
+  }
+
+  // The raw operations that verification performs, on the same keys and bytes.
+  const TlogEntry& entry = legacy.tlog_entries.front();
+  const std::string set_msg = R"({"body":")" + base64_encode(entry.canonicalized_body) +
+                              R"(","integratedTime":)" + std::to_string(entry.integrated_time) +
+                              R"(,"logID":")" + hex_encode(entry.log_id) + R"(","logIndex":42})";
+  const std::string tbs = sigil::test::precert_tbs(leaf);
+  sigil::test::SctSpec sct = pki.sct_at(t0);
+  const std::string sct_data = std::string(2, '\0') + std::string(8, 'T') + "\x00\x01" +
+                               std::string(32, 'k') + "\x00\x00\x00" + tbs + "\x00\x00";
+  const std::string sct_sig = pki.ct_key.sign(sct_data);
+  EVP_PKEY* leaf_pub = X509_get0_pubkey(leaf.x509.get());
+  EVP_PKEY* inter_pub = X509_get0_pubkey(pki.intermediate.x509.get());
+  EVP_PKEY* root_pub = X509_get0_pubkey(pki.root.x509.get());
+  EVP_PKEY* log_pub = rekor.key.pkey.get();
+  EVP_PKEY* ct_pub = pki.ct_key.pkey.get();
+  bool raw_ok = true;
+  const double raw_sig = per_call_us(
+      [&] { raw_ok &= evp_verify(leaf_pub, EVP_sha256(), legacy.payload, legacy.signature); },
+      iterations);
+  const double raw_set = per_call_us(
+      [&] { raw_ok &= evp_verify(log_pub, EVP_sha256(), set_msg, entry.signed_entry_timestamp); },
+      iterations);
+  const double raw_sct = per_call_us(
+      [&] { raw_ok &= evp_verify(ct_pub, EVP_sha256(), sct_data, sct_sig); }, iterations);
+  const double raw_leaf_cert =
+      per_call_us([&] { raw_ok &= X509_verify(leaf.x509.get(), inter_pub) == 1; }, iterations);
+  const double raw_inter_cert = per_call_us(
+      [&] { raw_ok &= X509_verify(pki.intermediate.x509.get(), root_pub) == 1; }, iterations);
+  if (!raw_ok) {
+    std::fprintf(stderr, "bench_keyless_verify: a raw check failed\n");
+    return 1;
+  }
+  const double raw_legacy = raw_sig + raw_set + raw_sct + raw_leaf_cert + raw_inter_cert;
+  bool all_ok = true;
+  const double legacy_us =
+      per_call_us([&] { all_ok &= verify_entity(legacy, req, image).ok; }, iterations);
+
+  // A cosign v3 DSSE bundle, logged with a SET (the dsse body) and verified the same way.
+  SignedEntity dsse;
+  dsse.kind = SignedEntity::Kind::dsse;
+  dsse.bundle_minor_version = 3;
+  dsse.payload_type = std::string(kInTotoPayloadType);
+  dsse.payload =
+      R"({"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"reg.test/app","digest":{"sha256":")" +
+      digest.substr(7) +
+      R"("}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{}})";
+  dsse.signature = leaf_key.sign(dsse_pae(dsse.payload_type, dsse.payload));
+  dsse.certificates_der = {leaf.der()};
+  dsse.tlog_entries = {
+      rekor.entry(sigil::test::TestLog::dsse(dsse.payload, dsse.signature, leaf.pem()),
+                  to_unix_seconds(t0) + 30)};
+  const double dsse_us =
+      per_call_us([&] { all_ok &= verify_entity(dsse, req, image).ok; }, iterations);
+  if (!all_ok) {
+    std::fprintf(stderr, "bench_keyless_verify: a verification failed while timing\n");
+    return 1;
+  }
+
+  std::printf("raw.signature_us=%.1f\nraw.set_us=%.1f\nraw.sct_us=%.1f\n", raw_sig, raw_set,
+              raw_sct);
+  std::printf("raw.leaf_cert_us=%.1f\nraw.intermediate_cert_us=%.1f\nraw.total_us=%.1f\n",
+              raw_leaf_cert, raw_inter_cert, raw_legacy);
+  std::printf("verify.legacy_us=%.1f\nverify.dsse_bundle_us=%.1f\n", legacy_us, dsse_us);
+  std::printf("ratio.legacy=%.2f\nratio.dsse_bundle=%.2f\n", legacy_us / raw_legacy,
+              dsse_us / raw_legacy);
+  return 0;
+}
