@@ -154,6 +154,10 @@ Result<std::shared_ptr<const policy::PolicySet>> load_policies(
       roots.push_back(std::move(r));
     }
   }
+  // Files cannot name Secrets: only the Kubernetes API can read them (serve --kube).
+  if (auto st = policy::resolve_secrets(all, nullptr, ""); !st) {
+    return make_error(Errc::invalid_argument, st.error().message);
+  }
   if (auto st = policy::link_trust_roots(all, roots, default_root); !st) {
     return make_error(Errc::invalid_argument, st.error().message);
   }

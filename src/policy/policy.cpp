@@ -109,6 +109,7 @@ struct Where {
   std::string origin;
   std::size_t doc = 0;
   std::string name;
+  std::string ns;  // the document's metadata.namespace (ImagePolicy)
 
   std::string prefix() const {
     std::string p = origin + " document " + std::to_string(doc);
@@ -260,21 +261,97 @@ Result<Identity> parse_identity(const YAML::Node& node, const Where& w, const st
   return id;
 }
 
-// keyless.ca-cert / key: {data: PEM} (secretRef and kms are not supported yet).
-Result<std::string> key_ref_data(const YAML::Node& node, const Where& w, const std::string& path,
-                                 const char* what) {
+Result<SecretRef> parse_secret_ref(const YAML::Node& node, const Where& w,
+                                   const std::string& path) {
   auto f = fields(node, w, path);
   if (!f) return f.error();
-  if (auto st = check_fields(
-          *f, w, path, {"data"},
-          {{"secretRef", "keys from Secrets (secretRef) are"}, {"kms", "KMS keys are"}});
-      !st) {
-    return st.error();
+  if (auto st = check_fields(*f, w, path, {"name", "namespace"}, {}); !st) return st.error();
+  SecretRef ref;
+  ref.field = path;
+  const auto* n = get(*f, "name");
+  if (!n) return w.err(Errc::invalid_argument, path + ".name", "missing");
+  auto name = scalar(*n, w, path + ".name");
+  if (!name) return name.error();
+  if (!dns1123_subdomain(*name)) {
+    return w.err(Errc::invalid_argument, path + ".name", "\"" + *name + "\" is not a Secret name");
   }
+  ref.name = *name;
+  if (const auto* nsn = get(*f, "namespace")) {
+    auto v = scalar(*nsn, w, path + ".namespace");
+    if (!v) return v.error();
+    if (!v->empty() && !dns1123_subdomain(*v)) {
+      return w.err(Errc::invalid_argument, path + ".namespace",
+                   "\"" + *v + "\" is not a namespace name");
+    }
+    ref.namespace_ = *v;
+  }
+  if (!w.ns.empty()) {
+    // An ImagePolicy: its own namespace only, so a team cannot read another team's Secrets.
+    if (!ref.namespace_.empty() && ref.namespace_ != w.ns) {
+      return w.err(Errc::invalid_argument, path + ".namespace",
+                   "an ImagePolicy may only read Secrets of its own namespace (" + w.ns + ")");
+    }
+    ref.namespace_ = w.ns;
+  }
+  return ref;
+}
+
+// keyless.ca-cert / key: exactly one of data (PEM) and secretRef; kms is not supported.
+struct KeyRef {
+  std::optional<std::string> data;
+  std::optional<SecretRef> secret;
+  std::map<std::string, YAML::Node> fields;  // the others (hashAlgorithm)
+};
+
+Result<KeyRef> parse_key_ref(const YAML::Node& node, const Where& w, const std::string& path,
+                             const char* what, std::initializer_list<std::string_view> more) {
+  auto f = fields(node, w, path);
+  if (!f) return f.error();
+  std::vector<std::string_view> known{"data", "secretRef"};
+  known.insert(known.end(), more.begin(), more.end());
+  for (const auto& [key, value] : *f) {
+    const std::string at = path + "." + key;
+    if (key == "kms") return w.err(Errc::unsupported, at, "KMS keys are not supported yet");
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return w.err(Errc::invalid_argument, at, "unknown field" + line_of(value));
+    }
+  }
+  KeyRef out;
+  out.fields = *f;
   const auto* data = get(*f, "data");
-  if (!data)
-    return w.err(Errc::invalid_argument, path + ".data", std::string("missing (") + what + ")");
-  return scalar(*data, w, path + ".data");
+  const auto* secret = get(*f, "secretRef");
+  if ((data != nullptr) == (secret != nullptr)) {
+    return w.err(Errc::invalid_argument, path,
+                 std::string("expected exactly one of data (") + what + "), secretRef");
+  }
+  if (data) {
+    auto v = scalar(*data, w, path + ".data");
+    if (!v) return v.error();
+    out.data = *v;
+  } else {
+    auto ref = parse_secret_ref(*secret, w, path + ".secretRef");
+    if (!ref) return ref.error();
+    out.secret = std::move(*ref);
+  }
+  return out;
+}
+
+// A CA chain (PEM, or base64 of one) whose last certificate is the self-signed root.
+Result<crypto::CertificateAuthority> ca_from_text(const std::string& text,
+                                                  const std::string& authority_name) {
+  auto pem = pem_or_base64_pem(text);
+  if (!pem) return pem.error();
+  auto certs = crypto::parse_pem_certificates(*pem);
+  if (!certs) return certs.error();
+  if (!certs->back().is_self_signed()) {
+    return make_error(Errc::invalid_argument,
+                      "the last certificate must be the self-signed root CA");
+  }
+  crypto::CertificateAuthority ca;
+  ca.subject = certs->back().subject_line();
+  ca.uri = "ca-cert of authority " + authority_name;
+  ca.chain = std::move(*certs);
+  return ca;
 }
 
 Status parse_keyless(const YAML::Node& node, const Where& w, const std::string& path,
@@ -313,21 +390,15 @@ Status parse_keyless(const YAML::Node& node, const Where& w, const std::string& 
   }
   if (const auto* c = get(*f, "ca-cert")) {
     const std::string cp = path + ".ca-cert";
-    auto data = key_ref_data(*c, w, cp, "a PEM CA certificate chain");
-    if (!data) return data.error();
-    auto pem = pem_or_base64_pem(*data);
-    if (!pem) return w.err(Errc::invalid_argument, cp + ".data", pem.error().message);
-    auto certs = crypto::parse_pem_certificates(*pem);
-    if (!certs) return w.err(Errc::invalid_argument, cp + ".data", certs.error().message);
-    if (!certs->back().is_self_signed()) {
-      return w.err(Errc::invalid_argument, cp + ".data",
-                   "the last certificate must be the self-signed root CA");
+    auto ref = parse_key_ref(*c, w, cp, "a PEM CA certificate chain", {});
+    if (!ref) return ref.error();
+    if (ref->data) {
+      auto ca = ca_from_text(*ref->data, a.name);
+      if (!ca) return w.err(Errc::invalid_argument, cp + ".data", ca.error().message);
+      a.ca_cert = std::move(*ca);
+    } else {
+      a.ca_cert_secret = std::move(ref->secret);
     }
-    crypto::CertificateAuthority ca;
-    ca.subject = certs->back().subject_line();
-    ca.uri = "ca-cert of authority " + a.name;
-    ca.chain = std::move(*certs);
-    a.ca_cert = std::move(ca);
     if (!a.keyless_trust_root_ref.empty()) {
       return w.err(Errc::invalid_argument, path,
                    "expected at most one of ca-cert, trustRootRef (both name the CA)");
@@ -447,25 +518,21 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
     return a;
   }
   const std::string kp = path + ".key";
-  auto kf = fields(*key, w, kp);
-  if (!kf) return kf.error();
-  if (auto st = check_fields(
-          *kf, w, kp, {"data", "hashAlgorithm"},
-          {{"secretRef", "keys from Secrets (secretRef) are"}, {"kms", "KMS keys are"}});
-      !st) {
-    return st.error();
-  }
-  const auto* data = get(*kf, "data");
-  if (!data) return w.err(Errc::invalid_argument, kp + ".data", "missing (a PEM public key)");
-  auto pem = scalar(*data, w, kp + ".data");
-  if (!pem) return pem.error();
-  auto pk = crypto::PublicKey::from_pem(*pem);
-  if (!pk) {
-    return w.err(Errc::invalid_argument, kp + ".data",
-                 "not a PEM public key: " + pk.error().message);
-  }
+  auto ref = parse_key_ref(*key, w, kp, "a PEM public key", {"hashAlgorithm"});
+  if (!ref) return ref.error();
+  const auto& kf = &ref->fields;
   a.kind = Authority::Kind::key;
-  a.hash = crypto::default_hash_for(pk->type());
+  if (ref->data) {
+    auto pk = crypto::PublicKey::from_pem(*ref->data);
+    if (!pk) {
+      return w.err(Errc::invalid_argument, kp + ".data",
+                   "not a PEM public key: " + pk.error().message);
+    }
+    a.hash = crypto::default_hash_for(pk->type());
+    a.key = std::move(*pk);
+  } else {
+    a.key_secret = std::move(ref->secret);
+  }
   if (const auto* h = get(*kf, "hashAlgorithm")) {
     auto hs = scalar(*h, w, kp + ".hashAlgorithm");
     if (!hs) return hs.error();
@@ -475,8 +542,8 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
                    "unsupported \"" + *hs + "\" (sha224, sha256, sha384 or sha512)");
     }
     a.hash = *ha;
+    a.explicit_hash = *ha;
   }
-  a.key = std::move(*pk);
   return a;
 }
 
@@ -556,6 +623,7 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w) {
     if (!v) return v.error();
     ns = *v;
   }
+  w.ns = is_ip ? ns : std::string();
   if (is_ip && !dns1123_subdomain(ns)) {
     return w.err(Errc::invalid_argument, "metadata.namespace",
                  ns.empty() ? "missing (an ImagePolicy applies to the pods of its namespace)"
@@ -884,7 +952,7 @@ Result<Documents> parse_all(std::string_view yaml, std::string_view origin) {
   std::set<std::string> names;
   for (std::size_t i = 0; i < docs.size(); ++i) {
     if (!docs[i].IsDefined() || docs[i].IsNull()) continue;  // empty document
-    Where w{std::string(origin), i + 1, ""};
+    Where w{std::string(origin), i + 1, "", ""};
     auto d = parse_document(docs[i], w);
     if (!d) return d.error();
     if (d->policy) {
@@ -980,6 +1048,7 @@ Result<std::vector<Policy>> parse_policies(std::string_view yaml, std::string_vi
     return make_error(Errc::invalid_argument,
                       "no default trust root here: name a TrustRoot with trustRootRef");
   };
+  if (auto st = resolve_secrets(docs->policies, nullptr, ""); !st) return st.error();
   if (auto st = link_trust_roots(docs->policies, docs->trust_roots, none); !st) return st.error();
   return std::move(docs->policies);
 }
@@ -1033,6 +1102,15 @@ Status link_trust_roots(std::vector<Policy>& policies, const std::vector<TrustRo
         if (a.kind == Authority::Kind::static_pass || a.kind == Authority::Kind::static_fail) {
           a.linked = true;
           continue;
+        }
+        if (a.kind == Authority::Kind::key && !a.key) {
+          return fail(a.key_secret ? "key.secretRef: the Secret " + a.key_secret->namespace_ + "/" +
+                                         a.key_secret->name + " has not been read"
+                                   : std::string("no key"));
+        }
+        if (a.kind == Authority::Kind::keyless && a.ca_cert_secret && !a.ca_cert) {
+          return fail("keyless.ca-cert.secretRef: the Secret " + a.ca_cert_secret->namespace_ +
+                      "/" + a.ca_cert_secret->name + " has not been read");
         }
         RootPtr keyless_root;  // the root a keyless authority's CA (and default logs) come from
         if (a.kind == Authority::Kind::keyless) {
@@ -1122,6 +1200,101 @@ Status link_trust_roots(std::vector<Policy>& policies, const std::vector<TrustRo
   }
 }
 
+std::vector<SecretRef> secret_refs(const std::vector<Policy>& policies,
+                                   std::string_view default_namespace) {
+  std::vector<SecretRef> out;
+  auto add = [&](SecretRef r) {
+    if (r.namespace_.empty()) r.namespace_ = std::string(default_namespace);
+    for (const auto& o : out) {
+      if (o.namespace_ == r.namespace_ && o.name == r.name) return;
+    }
+    out.push_back(std::move(r));
+  };
+  for (const auto& p : policies) {
+    for (const auto& a : p.authorities) {
+      if (a.key_secret) add(*a.key_secret);
+      if (a.ca_cert_secret) add(*a.ca_cert_secret);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// The value of the first of `preferred` keys present in data, else the only one.
+Result<std::string> secret_value(const std::map<std::string, std::string>& data,
+                                 std::initializer_list<const char*> preferred,
+                                 const std::string& secret) {
+  for (const char* k : preferred) {
+    if (auto it = data.find(k); it != data.end()) return it->second;
+  }
+  if (data.size() == 1) return data.begin()->second;
+  std::string keys;
+  for (const auto& [k, v] : data) keys += (keys.empty() ? "" : ", ") + k;
+  std::string want;
+  for (const char* k : preferred) want += (want.empty() ? "" : " or ") + std::string(k);
+  return make_error(Errc::invalid_argument,
+                    "the Secret " + secret + " has " +
+                        (data.empty() ? std::string("no data") : "keys " + keys) + "; expected " +
+                        want + ", or exactly one key");
+}
+
+}  // namespace
+
+Status resolve_secrets(std::vector<Policy>& policies, const SecretLookup& lookup,
+                       std::string_view default_namespace) {
+  try {
+    for (auto& p : policies) {
+      for (auto& a : p.authorities) {
+        auto read = [&](const SecretRef& ref,
+                        std::initializer_list<const char*> preferred) -> Result<std::string> {
+          const std::string ns =
+              ref.namespace_.empty() ? std::string(default_namespace) : ref.namespace_;
+          const std::string where = p.origin + " (" + p.name + "): " + ref.field;
+          if (!lookup) {
+            return make_error(Errc::invalid_argument,
+                              where + ": keys from Secrets need the Kubernetes API (serve --kube)");
+          }
+          auto data = lookup(ns, ref.name);
+          if (!data) {
+            return make_error(data.error().code, where + ": " + data.error().message);
+          }
+          auto v = secret_value(*data, preferred, ns + "/" + ref.name);
+          if (!v) return make_error(Errc::invalid_argument, where + ": " + v.error().message);
+          return v;
+        };
+        if (a.key_secret) {
+          auto pem = read(*a.key_secret, {"cosign.pub"});
+          if (!pem) return pem.error();
+          auto pk = crypto::PublicKey::from_pem(*pem);
+          if (!pk) {
+            return make_error(
+                Errc::invalid_argument,
+                p.origin + " (" + p.name + "): " + a.key_secret->field +
+                    ": the Secret does not hold a PEM public key: " + pk.error().message);
+          }
+          a.hash = a.explicit_hash ? *a.explicit_hash : crypto::default_hash_for(pk->type());
+          a.key = std::move(*pk);
+        }
+        if (a.ca_cert_secret) {
+          auto text = read(*a.ca_cert_secret, {"ca.crt", "ca.pem"});
+          if (!text) return text.error();
+          auto ca = ca_from_text(*text, a.name);
+          if (!ca) {
+            return make_error(Errc::invalid_argument,
+                              p.origin + " (" + p.name + "): " + a.ca_cert_secret->field +
+                                  ": the Secret does not hold a CA chain: " + ca.error().message);
+          }
+          a.ca_cert = std::move(*ca);
+        }
+      }
+    }
+    return {};
+  } catch (const std::exception& e) {
+    return make_error(Errc::internal, std::string("reading Secrets: ") + e.what());
+  }
+}
+
 Result<Policy> key_policy(std::string_view pem, std::string_view origin) {
   auto pk = crypto::PublicKey::from_pem(pem);
   if (!pk) {
@@ -1147,7 +1320,7 @@ Result<Policy> key_policy(std::string_view pem, std::string_view origin) {
 Result<Policy> identity_policy(std::string_view subject, std::string_view subject_regexp,
                                std::string_view issuer, std::string_view issuer_regexp,
                                bool insecure_ignore_sct) {
-  Where w{"command line", 1, "cli-keyless"};
+  Where w{"command line", 1, "cli-keyless", ""};
   Identity id;
   id.subject = std::string(subject);
   id.subject_regexp = std::string(subject_regexp);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -73,21 +74,33 @@ enum class SignatureFormat {
   bundle,  // only sigstore bundles attached as OCI 1.1 referrers
 };
 
+// A Secret a policy reads its key or CA from (policy-controller `secretRef`). An empty
+// namespace means sigil's own (ClusterImagePolicy); an ImagePolicy may only name Secrets of
+// its own namespace.
+struct SecretRef {
+  std::string namespace_;
+  std::string name;
+  std::string field;  // "spec.authorities[0].key.secretRef", for messages
+};
+
 struct Authority {
   enum class Kind { key, keyless, static_pass, static_fail };
   std::string name;  // spec.authorities[i].name, or "authority-<i>"
   Kind kind = Kind::key;
   SignatureFormat format = SignatureFormat::any;
 
-  // key
+  // key (from key.data, or from key_secret once resolve_secrets() has read it)
   std::optional<crypto::PublicKey> key;
   crypto::HashAlgorithm hash = crypto::HashAlgorithm::sha256;
+  std::optional<crypto::HashAlgorithm> explicit_hash;  // key.hashAlgorithm, when given
+  std::optional<SecretRef> key_secret;
   std::string static_message;  // for static fail
 
   // keyless
   std::vector<Identity> identities;
   std::string keyless_trust_root_ref;                   // keyless.trustRootRef
   std::optional<crypto::CertificateAuthority> ca_cert;  // keyless.ca-cert (instead of Fulcio)
+  std::optional<SecretRef> ca_cert_secret;              // keyless.ca-cert.secretRef
   bool insecure_ignore_sct = false;
 
   // Rekor (`ctlog`): absent -> required for keyless, off for keys; `ctlog: {}` -> off;
@@ -131,6 +144,22 @@ struct Documents {
   std::vector<TrustRootDocument> trust_roots;
 };
 Result<Documents> parse_documents(std::string_view yaml, std::string_view origin);
+
+// Every Secret the policies refer to (key.secretRef, keyless.ca-cert.secretRef), with empty
+// namespaces replaced by default_namespace. Duplicates removed.
+std::vector<SecretRef> secret_refs(const std::vector<Policy>& policies,
+                                   std::string_view default_namespace);
+
+// Reads a Secret's data (values base64-decoded) for resolve_secrets(); errors name the Secret.
+using SecretLookup = std::function<Result<std::map<std::string, std::string>>(
+    const std::string& ns, const std::string& name)>;
+
+// Fills keys and CAs from their Secrets: a public key is the data key `cosign.pub` (cosign's
+// k8s:// convention) or the Secret's only key; a CA chain is `ca.crt`, `ca.pem` or the only
+// key. Errors name the policy, the field and the Secret (never its content). With an empty
+// lookup every secretRef is an error ("needs the Kubernetes API").
+Status resolve_secrets(std::vector<Policy>& policies, const SecretLookup& lookup,
+                       std::string_view default_namespace);
 
 // The trust root keyless authorities use when they name none: `--trusted-root FILE`, or the
 // sigstore public-good root shipped with sigil. Called at most once, and only when some

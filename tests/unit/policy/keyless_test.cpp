@@ -325,3 +325,68 @@ TEST_CASE("ImagePolicies apply only in their namespace and never replace cluster
   CHECK(set.match(*ref, "team-b").size() == 1);
   CHECK(set.match(*ref).size() == 1);  // no namespace: cluster policies only
 }
+
+TEST_CASE("keys and CA chains from Secrets", "[policy][secrets]") {
+  World w;
+  KeyPair signer = sigil::test::generate_key("P-256");
+  const std::string cip =
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: k}\nspec:\n  "
+      "images: [{glob: '**'}]\n  authorities:\n  - name: from-secret\n    key:\n      secretRef: "
+      "{name: cosign-pub}\n";
+  const std::string ip =
+      "apiVersion: sigil.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: t, namespace: team}\n"
+      "spec:\n  images: [{glob: '**'}]\n  authorities:\n  - key:\n      secretRef: {name: "
+      "team-key}\n";
+  auto docs = parse_documents(cip + "---\n" + ip, "f.yaml");
+  REQUIRE(docs.ok());
+  auto refs = secret_refs(docs->policies, "sigil-system");
+  REQUIRE(refs.size() == 2);
+  CHECK(refs[0].namespace_ == "sigil-system");  // a ClusterImagePolicy: sigil's namespace
+  CHECK(refs[1].namespace_ == "team");          // an ImagePolicy: its own
+  std::vector<std::string> asked;
+  SecretLookup lookup = [&](const std::string& ns,
+                            const std::string& name) -> Result<std::map<std::string, std::string>> {
+    asked.push_back(ns + "/" + name);
+    if (name == "cosign-pub")
+      return std::map<std::string, std::string>{{"cosign.pub", signer.public_pem()},
+                                                {"README", "x"}};
+    if (name == "team-key")
+      return std::map<std::string, std::string>{{"anything", signer.public_pem()}};
+    return make_error(Errc::not_found, "secrets \"" + name + "\" not found");
+  };
+  REQUIRE(resolve_secrets(docs->policies, lookup, "sigil-system").ok());
+  CHECK(asked == std::vector<std::string>{"sigil-system/cosign-pub", "team/team-key"});
+  REQUIRE(link_trust_roots(docs->policies, {}, nullptr).ok());
+  crypto::SignedEntity e;
+  e.kind = crypto::SignedEntity::Kind::simple_signing;
+  e.payload = payload_for(kDigest);
+  e.signature = signer.sign(e.payload);
+  CHECK(evaluate(docs->policies[0], kDigest, evidence({e})).satisfied);
+
+  // What goes wrong is named, never the Secret's content.
+  auto missing = parse_documents(cip, "f.yaml");
+  REQUIRE(missing.ok());
+  SecretLookup empty = [](const std::string&,
+                          const std::string& name) -> Result<std::map<std::string, std::string>> {
+    if (name == "cosign-pub") return std::map<std::string, std::string>{{"a", "x"}, {"b", "y"}};
+    return make_error(Errc::not_found, "not found");
+  };
+  auto st = resolve_secrets(missing->policies, empty, "sigil-system");
+  REQUIRE_FALSE(st.ok());
+  CHECK_THAT(st.error().message, Catch::Contains("spec.authorities[0].key.secretRef"));
+  CHECK_THAT(st.error().message, Catch::Contains("keys a, b; expected cosign.pub"));
+  // Unresolved, linking refuses rather than evaluating without a key.
+  auto unlinked = parse_documents(cip, "f.yaml");
+  REQUIRE(unlinked.ok());
+  auto lk = link_trust_roots(unlinked->policies, {}, nullptr);
+  REQUIRE_FALSE(lk.ok());
+  CHECK_THAT(lk.error().message, Catch::Contains("has not been read"));
+  // An ImagePolicy cannot reach into another namespace.
+  auto cross = parse_documents(
+      "apiVersion: sigil.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: t, namespace: team}\n"
+      "spec:\n  images: [{glob: '**'}]\n  authorities:\n  - key:\n      secretRef: {name: k, "
+      "namespace: kube-system}\n",
+      "f.yaml");
+  REQUIRE_FALSE(cross.ok());
+  CHECK_THAT(cross.error().message, Catch::Contains("only read Secrets of its own namespace"));
+}
