@@ -1,0 +1,161 @@
+#include "kube/cache.hpp"
+
+// GCC 12 false positive on Asio's coroutine frame allocator (see src/server/validator.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+namespace sigil::kube {
+
+using boost::asio::awaitable;
+using SysTime = std::chrono::system_clock::time_point;
+
+namespace {
+
+template <class T>
+struct Entry {
+  std::shared_ptr<const T> value;  // null: cached 404
+  Error missing;
+  SysTime expires;
+};
+
+template <class T>
+class Table {
+ public:
+  // A live entry, or nullopt.
+  std::optional<Entry<T>> find(const std::string& key, SysTime now) const {
+    auto it = map_.find(key);
+    if (it == map_.end() || it->second.expires <= now) return std::nullopt;
+    return it->second;
+  }
+  void put(std::string key, Entry<T> e, SysTime now, size_t max) {
+    map_[std::move(key)] = std::move(e);
+    if (map_.size() <= max) return;
+    for (auto it = map_.begin(); it != map_.end();) {
+      it = it->second.expires <= now ? map_.erase(it) : std::next(it);
+    }
+    while (map_.size() > max) {
+      auto oldest = map_.begin();
+      for (auto it = map_.begin(); it != map_.end(); ++it) {
+        if (it->second.expires < oldest->second.expires) oldest = it;
+      }
+      map_.erase(oldest);
+    }
+  }
+  void clear() { map_.clear(); }
+
+ private:
+  std::map<std::string, Entry<T>> map_;
+};
+
+}  // namespace
+
+struct SecretCache::Impl {
+  std::shared_ptr<Client> client;
+  CacheOptions opts;
+  const Clock& clock;
+  mutable std::mutex mu;
+  Table<Secret> secrets;
+  Table<ServiceAccount> accounts;
+  CacheStats st;
+
+  Impl(std::shared_ptr<Client> c, CacheOptions o, const Clock& k)
+      : client(std::move(c)), opts(o), clock(k) {}
+
+  template <class T, class Fetch>
+  awaitable<Result<std::shared_ptr<const T>>> get(Table<T>& table, const char* kind, std::string ns,
+                                                  std::string name, Deadline deadline,
+                                                  Fetch& fetch) {
+    const std::string key = ns + "/" + name;
+    // Lookup and store happen in plain functions: no lock is held, and no variable declared in
+    // a condition lives, across a suspension point of this coroutine.
+    std::optional<Entry<T>> hit = lookup(table, key);
+    if (hit) {
+      if (hit->value) co_return hit->value;
+      co_return hit->missing;
+    }
+    Result<T> r = co_await fetch(std::move(ns), std::move(name), deadline);
+    co_return store(table, kind, key, std::move(r));
+  }
+
+  template <class T>
+  std::optional<Entry<T>> lookup(Table<T>& table, const std::string& key) {
+    std::lock_guard lock(mu);
+    auto e = table.find(key, clock.now());
+    if (!e) {
+      ++st.misses;
+    } else if (e->value) {
+      ++st.hits;
+    } else {
+      ++st.negative_hits;
+    }
+    return e;
+  }
+
+  template <class T>
+  Result<std::shared_ptr<const T>> store(Table<T>& table, const char* kind, const std::string& key,
+                                         Result<T> r) {
+    std::lock_guard lock(mu);
+    const SysTime now = clock.now();
+    if (r) {
+      auto v = std::make_shared<const T>(std::move(r).value());
+      table.put(key, Entry<T>{v, {}, now + opts.ttl}, now, opts.max_entries);
+      return std::shared_ptr<const T>(v);
+    }
+    if (r.error().code == Errc::not_found && opts.negative_ttl.count() > 0) {
+      Error missing = make_error(Errc::not_found, std::string(kind) + " " + key + " not found (" +
+                                                      r.error().message + ")");
+      table.put(key, Entry<T>{nullptr, missing, now + opts.negative_ttl}, now, opts.max_entries);
+      return missing;
+    }
+    return std::move(r).error();
+  }
+};
+
+SecretCache::SecretCache(std::shared_ptr<Client> client, CacheOptions options, const Clock& clock)
+    : impl_(std::make_shared<Impl>(std::move(client), options, clock)) {}
+
+SecretCache::~SecretCache() = default;
+
+awaitable<Result<std::shared_ptr<const Secret>>> SecretCache::secret(std::string ns,
+                                                                     std::string name,
+                                                                     Deadline deadline) {
+  auto impl = impl_;
+  auto client = impl->client;
+  // A named lambda: GCC 12 destroys a temporary one in a co_await expression twice.
+  auto fetch = [client](std::string n, std::string m, Deadline d) -> awaitable<Result<Secret>> {
+    co_return co_await client->get_secret(std::move(n), std::move(m), d);
+  };
+  co_return co_await impl->get<Secret>(impl->secrets, "Secret", std::move(ns), std::move(name),
+                                       deadline, fetch);
+}
+
+awaitable<Result<std::shared_ptr<const ServiceAccount>>> SecretCache::service_account(
+    std::string ns, std::string name, Deadline deadline) {
+  auto impl = impl_;
+  auto client = impl->client;
+  auto fetch = [client](std::string n, std::string m,
+                        Deadline d) -> awaitable<Result<ServiceAccount>> {
+    co_return co_await client->get_service_account(std::move(n), std::move(m), d);
+  };
+  co_return co_await impl->get<ServiceAccount>(impl->accounts, "ServiceAccount", std::move(ns),
+                                               std::move(name), deadline, fetch);
+}
+
+void SecretCache::clear() {
+  std::lock_guard lock(impl_->mu);
+  impl_->secrets.clear();
+  impl_->accounts.clear();
+}
+
+CacheStats SecretCache::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->st;
+}
+
+}  // namespace sigil::kube

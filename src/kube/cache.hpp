@@ -1,0 +1,59 @@
+// kube/cache.hpp: Secrets and ServiceAccounts read through a small TTL cache, for public keys
+// and pull credentials (a pod's imagePullSecrets plus its ServiceAccount's).
+//
+// Role: keep admission requests from hitting the API server for every pod. A found object is
+// kept for `ttl`, a 404 for `negative_ttl` (a missing pull secret is common and must not
+// cost a GET per pod); other errors are not cached. Entries are keyed by namespace/name; the
+// oldest expire first when max_entries is reached. Secret values are never logged. Takes a
+// Clock so tests can move time. Depends on kube/client.hpp and common/clock.hpp.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/clock.hpp"
+#include "kube/client.hpp"
+
+namespace sigil::kube {
+
+struct CacheOptions {
+  std::chrono::seconds ttl{60};
+  std::chrono::seconds negative_ttl{10};
+  size_t max_entries = 4096;  // per kind (Secrets, ServiceAccounts)
+};
+
+struct CacheStats {
+  uint64_t hits = 0;
+  uint64_t negative_hits = 0;
+  uint64_t misses = 0;  // each one a GET
+};
+
+class SecretCache {
+ public:
+  // clock must outlive the cache.
+  SecretCache(std::shared_ptr<Client> client, CacheOptions options, const Clock& clock);
+  ~SecretCache();
+  SecretCache(const SecretCache&) = delete;
+  SecretCache& operator=(const SecretCache&) = delete;
+
+  // The Secret ns/name, from the cache or one GET. not_found (cached) when it does not exist.
+  boost::asio::awaitable<Result<std::shared_ptr<const Secret>>> secret(std::string ns,
+                                                                       std::string name,
+                                                                       Deadline deadline);
+  // The ServiceAccount ns/name, likewise.
+  boost::asio::awaitable<Result<std::shared_ptr<const ServiceAccount>>> service_account(
+      std::string ns, std::string name, Deadline deadline);
+
+  // Forgets everything (e.g. after a Secret watch event, or on SIGHUP). Thread-safe.
+  void clear();
+  CacheStats stats() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace sigil::kube

@@ -1,0 +1,169 @@
+// kube/client.hpp: sigil's Kubernetes API client (HTTPS, bearer token or client certificate).
+//
+// Role: the only code in sigil that talks to the API server. TLS 1.2+ verified against the
+// cluster CA (hostname or IP SAN), keep-alive connections reused, a bearer token re-read from
+// its file every token_reload and once more after a 401 (bound service-account tokens rotate),
+// every call bounded by a deadline and cancellable, response sizes capped, metav1.Status
+// error bodies turned into one readable line with the HTTP code. GET, paged LIST, WATCH
+// streams, merge-patch of the status subresource, Secrets and ServiceAccounts.
+// Depends on common, kube's pure parsers, Boost.Asio (awaitable) in this header; Beast,
+// OpenSSL and nlohmann stay in the .cpp (pimpl). Never throws: every failure is a Result.
+//
+// Errors: 401/403 -> unauthorized, 404 -> not_found, 400/422 -> invalid_argument, 413 ->
+// too_large, 504 -> timeout, anything else (410, 409, 429, 5xx, network) -> unavailable. The
+// message carries "HTTP <code>" and the server's reason and message.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "common/result.hpp"
+#include "kube/config.hpp"
+#include "kube/object.hpp"
+#include "kube/watch.hpp"
+
+namespace sigil::kube {
+
+using Deadline = std::chrono::steady_clock::time_point;
+
+// Aborts the calls it is handed, from any thread: an in-flight request or watch read ends
+// promptly with Errc::unavailable ("cancelled"), later calls fail at once. Copies share state.
+class Cancel {
+ public:
+  Cancel();
+  void cancel() const;  // idempotent
+  bool cancelled() const;
+
+  // For implementations: fn runs once on cancel() (on the cancelling thread; it should only
+  // post work), or at once when already cancelled (then 0 is returned). unsubscribe(id) after
+  // the operation ends.
+  uint64_t subscribe(std::function<void()> fn) const;
+  void unsubscribe(uint64_t id) const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> s_;
+};
+
+struct ClientOptions {
+  std::chrono::milliseconds token_reload{60000};  // token file re-read period (client-go: 1 min)
+  size_t max_response = 32 * 1024 * 1024;         // GET / one LIST page / PATCH answer
+  size_t max_event = kDefaultMaxEventSize;        // one watch event
+  size_t max_idle = 4;                            // idle keep-alive connections kept
+  std::string user_agent = "sigil/0.1";
+};
+
+struct ListOptions {
+  int64_t limit = 500;         // page size; 0 = no limit
+  std::string continue_token;  // from the previous page
+  std::string label_selector;
+  std::string field_selector;
+};
+
+struct WatchOptions {
+  std::string resource_version;   // start after this version ("" = server's choice)
+  int64_t timeout_seconds = 300;  // the server ends the stream after this (0 = server default)
+  bool allow_bookmarks = true;
+  std::string label_selector;
+  std::string field_selector;
+  // The stream's own deadline is now + timeout_seconds + read_slack: a silent half-open
+  // connection is given up then.
+  std::chrono::milliseconds read_slack{30000};
+};
+
+class Client;
+
+// An open watch. next() reads until at least one event has arrived and returns those events
+// (in order; several when they shared a read). An empty vector: the server ended the watch
+// cleanly (timeoutSeconds passed); later calls return empty too. After an error every later
+// call returns that error. Errors: the connection dropped
+// (mid-stream or mid-event), the stream deadline passed, an event was malformed or oversized,
+// or the Cancel given to Client::watch fired. Events already returned stay valid.
+//
+// When the server refused the watch with HTTP 410 (Gone/Expired) or "resourceVersion too
+// large", watch() still succeeds and next() yields one synthesized ERROR event carrying that
+// Status: both forms of "your resourceVersion is gone" reach the caller the same way.
+class WatchStream {
+ public:
+  ~WatchStream();
+  WatchStream(const WatchStream&) = delete;
+  WatchStream& operator=(const WatchStream&) = delete;
+
+  boost::asio::awaitable<Result<std::vector<WatchEvent>>> next();
+  // Closes the connection (thread-safe); a pending next() ends with an error.
+  void close();
+
+  struct Impl;
+  explicit WatchStream(std::shared_ptr<Impl> impl);
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+class Client {
+ public:
+  // Never throws on bad configuration: a client whose TLS setup failed (a CA or client key that
+  // does not parse) answers every call with that error; see init_status().
+  Client(boost::asio::any_io_executor executor, ClusterConfig config, ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  Status init_status() const;
+  const ClusterConfig& config() const;
+  // The executor the client was built with (its connections run on a private strand of it).
+  boost::asio::any_io_executor executor() const;
+
+  // GET one object. not_found on 404.
+  boost::asio::awaitable<Result<Object>> get(Resource resource, std::string ns, std::string name,
+                                             Deadline deadline, Cancel cancel = {});
+  // One LIST page (limit + continue). An expired continue token fails (HTTP 410).
+  boost::asio::awaitable<Result<ObjectList>> list_page(Resource resource, std::string ns,
+                                                       ListOptions options, Deadline deadline,
+                                                       Cancel cancel = {});
+  // The whole collection, following continue tokens (options.limit per page). When a continue
+  // token expires (410) the list restarts from the first page, once. resource_version is the
+  // first page's (the consistent snapshot the pages belong to).
+  boost::asio::awaitable<Result<ObjectList>> list(Resource resource, std::string ns,
+                                                  ListOptions options, Deadline deadline,
+                                                  Cancel cancel = {});
+  // Opens a watch (?watch=true&resourceVersion=&allowWatchBookmarks=&timeoutSeconds=).
+  // connect_deadline bounds connecting and the response header; see WatchStream for reads.
+  boost::asio::awaitable<Result<std::unique_ptr<WatchStream>>> watch(Resource resource,
+                                                                     std::string ns,
+                                                                     WatchOptions options,
+                                                                     Deadline connect_deadline,
+                                                                     Cancel cancel = {});
+  // PATCH <object>/status with Content-Type application/merge-patch+json (RFC 7386); returns
+  // the object as the server stored it.
+  boost::asio::awaitable<Result<Object>> merge_patch_status(Resource resource, std::string ns,
+                                                            std::string name,
+                                                            std::string patch_json,
+                                                            Deadline deadline, Cancel cancel = {});
+  // GET a core/v1 Secret (values decoded; never log them) / ServiceAccount. not_found on 404.
+  boost::asio::awaitable<Result<Secret>> get_secret(std::string ns, std::string name,
+                                                    Deadline deadline, Cancel cancel = {});
+  boost::asio::awaitable<Result<ServiceAccount>> get_service_account(std::string ns,
+                                                                     std::string name,
+                                                                     Deadline deadline,
+                                                                     Cancel cancel = {});
+
+  // HTTP requests sent so far, and how often the token file was read (tests, metrics).
+  uint64_t request_count() const;
+  uint64_t token_reads() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace sigil::kube

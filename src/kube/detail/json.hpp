@@ -1,0 +1,34 @@
+// kube/detail/json.hpp: nlohmann/json helpers shared by kube's .cpp files.
+//
+// Role: internal to the kube module (never included by a public kube header or by another
+// module), so nlohmann stays out of the headers others see. Every function is exception-free.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.hpp"
+#include "kube/object.hpp"
+
+namespace sigil::kube::detail {
+
+// False when brackets nest deeper than max_depth (strings skipped): checked before nlohmann
+// sees outside bytes, so a hostile body can neither exhaust the stack nor build a deep tree.
+bool json_depth_ok(std::string_view body, size_t max_depth);
+// Parses with the depth check; parse_error "<what>: not valid JSON" otherwise.
+Result<nlohmann::json> parse_json(std::string_view text, const char* what);
+// An optional string member ("" when absent or null); parse_error for another type.
+Result<std::string> opt_string(const nlohmann::json& obj, const char* key,
+                               const std::string& where);
+Result<ObjectMeta> parse_meta(const nlohmann::json& obj, const std::string& where,
+                              bool allow_nameless);
+// metadata + compact JSON text of obj.
+Result<Object> object_from_json(const nlohmann::json& obj, const std::string& where,
+                                bool allow_nameless);
+// Best effort: a metav1.Status from whatever members are there.
+ApiStatus status_from_json(const nlohmann::json& obj);
+
+}  // namespace sigil::kube::detail

@@ -1,0 +1,229 @@
+// SecretCache TTLs (positive and negative) and the Ready-condition status writer.
+#include <catch2/catch.hpp>
+
+#include "common/clock.hpp"
+#include "common/encoding.hpp"
+#include "fake_api.hpp"
+#include "kube/cache.hpp"
+#include "kube/status.hpp"
+
+using namespace sigil;
+using namespace sigil::kube;
+using namespace sigil::kube::test;
+
+namespace {
+
+Deadline in(std::chrono::milliseconds d) {
+  return std::chrono::steady_clock::now() + d;
+}
+
+json secret(const std::string& ns, const std::string& name, const std::string& value) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Secret"},
+          {"metadata", {{"name", name}, {"namespace", ns}}},
+          {"type", "Opaque"},
+          {"data", {{"cosign.pub", base64_encode(value)}}}};
+}
+
+Object object_of(const json& j) {
+  auto o = parse_object(j.dump());
+  REQUIRE(o.ok());
+  return *o;
+}
+
+const auto kNow = std::chrono::system_clock::time_point(std::chrono::seconds(1714564800));
+
+}  // namespace
+
+TEST_CASE("secret cache: hits within the TTL, refetches after it") {
+  FakeApi api;
+  api.create("secrets", secret("app", "keys", "v1"));
+  Loop loop;
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  ManualClock clock(kNow);
+  SecretCache cache(client, CacheOptions{}, clock);
+  auto a = loop.run(cache.secret("app", "keys", in(5s)));
+  REQUIRE(a.ok());
+  CHECK((*a)->data.at("cosign.pub") == "v1");
+  api.update("secrets", "app/keys", [](json& j) { j["data"]["cosign.pub"] = base64_encode("v2"); });
+  auto b = loop.run(cache.secret("app", "keys", in(5s)));
+  REQUIRE(b.ok());
+  CHECK((*b)->data.at("cosign.pub") == "v1");  // cached
+  CHECK(api.count("GET", "/api/v1/namespaces/app/secrets") == 1);
+  clock.advance(std::chrono::seconds(61));
+  auto c = loop.run(cache.secret("app", "keys", in(5s)));
+  REQUIRE(c.ok());
+  CHECK((*c)->data.at("cosign.pub") == "v2");
+  CHECK(api.count("GET", "/api/v1/namespaces/app/secrets") == 2);
+  CHECK(cache.stats().hits == 1);
+  CHECK(cache.stats().misses == 2);
+  cache.clear();
+  REQUIRE(loop.run(cache.secret("app", "keys", in(5s))).ok());
+  CHECK(api.count("GET", "/api/v1/namespaces/app/secrets") == 3);
+}
+
+TEST_CASE("secret cache: 404s are cached briefly, other errors not at all") {
+  FakeApi api;
+  Loop loop;
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  ManualClock clock(kNow);
+  CacheOptions co;
+  co.negative_ttl = std::chrono::seconds(10);
+  SecretCache cache(client, co, clock);
+  for (int i = 0; i < 3; ++i) {
+    auto r = loop.run(cache.secret("app", "missing", in(5s)));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::not_found);
+  }
+  CHECK(api.count("GET", "/api/v1/namespaces/app/secrets/missing") == 1);
+  CHECK(cache.stats().negative_hits == 2);
+  api.create("secrets", secret("app", "missing", "now here"));
+  clock.advance(std::chrono::seconds(11));
+  auto found = loop.run(cache.secret("app", "missing", in(5s)));
+  REQUIRE(found.ok());
+
+  api.fail_gets_with = 500;
+  for (int i = 0; i < 2; ++i) {
+    auto r = loop.run(cache.service_account("app", "default", in(5s)));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unavailable);
+  }
+  CHECK(api.count("GET", "/api/v1/namespaces/app/serviceaccounts/default") == 2);
+}
+
+TEST_CASE("secret cache: bounded size") {
+  FakeApi api;
+  Loop loop;
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  ManualClock clock(kNow);
+  CacheOptions co;
+  co.max_entries = 2;
+  SecretCache cache(client, co, clock);
+  for (const char* n : {"a", "b", "c"}) {
+    api.create("secrets", secret("app", n, n));
+    REQUIRE(loop.run(cache.secret("app", n, in(5s))).ok());
+    clock.advance(std::chrono::seconds(1));
+  }
+  REQUIRE(loop.run(cache.secret("app", "c", in(5s))).ok());  // newest kept
+  CHECK(cache.stats().hits == 1);
+  REQUIRE(loop.run(cache.secret("app", "a", in(5s))).ok());  // oldest evicted
+  CHECK(cache.stats().misses == 4);
+}
+
+TEST_CASE("ready_status_patch: writes when the object does not show it, not when it does") {
+  json obj = policy_object("prod");
+  obj["metadata"]["generation"] = 3;
+  obj["metadata"]["resourceVersion"] = "10";
+  ReadyCondition ok{true, "Compiled", "policy compiled: 2 authorities", 3};
+
+  auto p = ready_status_patch(object_of(obj), ok, kNow);
+  REQUIRE(p.ok());
+  REQUIRE(p->has_value());
+  auto patch = json::parse(**p);
+  CHECK(patch["status"]["observedGeneration"] == 3);
+  const auto& ready = patch["status"]["conditions"][0];
+  CHECK(ready["type"] == "Ready");
+  CHECK(ready["status"] == "True");
+  CHECK(ready["reason"] == "Compiled");
+  CHECK(ready["observedGeneration"] == 3);
+  CHECK(ready["lastTransitionTime"] == "2024-05-01T12:00:00Z");
+
+  // The object after the patch shows it: nothing to write.
+  obj.merge_patch(patch);
+  auto same = ready_status_patch(object_of(obj), ok, kNow + std::chrono::hours(1));
+  REQUIRE(same.ok());
+  CHECK_FALSE(same->has_value());
+
+  SECTION("a new generation is written; lastTransitionTime stays while the status is the same") {
+    obj["metadata"]["generation"] = 4;
+    ReadyCondition next = ok;
+    next.observed_generation = 4;
+    auto p2 = ready_status_patch(object_of(obj), next, kNow + std::chrono::hours(1));
+    REQUIRE(p2->has_value());
+    auto j = json::parse(**p2);
+    CHECK(j["status"]["observedGeneration"] == 4);
+    CHECK(j["status"]["conditions"][0]["lastTransitionTime"] == "2024-05-01T12:00:00Z");
+  }
+  SECTION("a flip to False moves lastTransitionTime") {
+    ReadyCondition bad{false, "InvalidPolicy", "spec.authorities[0].key: not PEM", 3};
+    auto p2 = ready_status_patch(object_of(obj), bad, kNow + std::chrono::hours(1));
+    REQUIRE(p2->has_value());
+    auto j = json::parse(**p2);
+    CHECK(j["status"]["conditions"][0]["status"] == "False");
+    CHECK(j["status"]["conditions"][0]["lastTransitionTime"] == "2024-05-01T13:00:00Z");
+  }
+  SECTION("a changed message alone is written") {
+    ReadyCondition msg = ok;
+    msg.message = "policy compiled: 3 authorities";
+    CHECK(ready_status_patch(object_of(obj), msg, kNow)->has_value());
+  }
+  SECTION("other condition types are kept, in place") {
+    obj["status"]["conditions"] =
+        json::array({{{"type", "Synced"}, {"status", "True"}}, obj["status"]["conditions"][0]});
+    ReadyCondition msg = ok;
+    msg.message = "changed";
+    auto j = json::parse(**ready_status_patch(object_of(obj), msg, kNow));
+    REQUIRE(j["status"]["conditions"].size() == 2);
+    CHECK(j["status"]["conditions"][0]["type"] == "Synced");
+    CHECK(j["status"]["conditions"][1]["message"] == "changed");
+  }
+}
+
+TEST_CASE("ready_status_patch: bad reasons and invalid UTF-8") {
+  json obj = policy_object("prod");
+  for (const char* bad : {"", "has space", "9Lives", "Ends,", "semi;colon"}) {
+    auto r = ready_status_patch(object_of(obj), ReadyCondition{true, bad, "m", 1}, kNow);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::invalid_argument);
+  }
+  // A message with invalid UTF-8 is cleaned, so what the server shows back compares equal.
+  ReadyCondition c{false, "InvalidPolicy", std::string("bad \xff byte ") + std::string(5000, 'x'),
+                   1};
+  auto p = ready_status_patch(object_of(obj), c, kNow);
+  REQUIRE(p->has_value());
+  auto patch = json::parse(**p);
+  const std::string shown = patch["status"]["conditions"][0]["message"];
+  CHECK(shown.rfind("bad ? byte ", 0) == 0);
+  CHECK(shown.size() == 4096);
+  obj.merge_patch(patch);
+  CHECK_FALSE(ready_status_patch(object_of(obj), c, kNow)->has_value());
+}
+
+TEST_CASE("StatusWriter: patches once, not again for the same object or a stale copy") {
+  FakeApi api;
+  api.create("clusterimagepolicies", policy_object("prod"));
+  Loop loop;
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  ManualClock clock(kNow);
+  StatusWriter writer(client, resources::cluster_image_policies(), clock);
+  const Object before = object_of(*api.object("clusterimagepolicies", "prod"));
+  ReadyCondition ok{true, "Compiled", "fine", 1};
+  auto w1 = loop.run(writer.write(before, ok, in(5s)));
+  REQUIRE(w1.ok());
+  CHECK(*w1);
+  // The watch has not delivered our write yet: the stale copy must not trigger another PATCH.
+  auto w2 = loop.run(writer.write(before, ok, in(5s)));
+  REQUIRE(w2.ok());
+  CHECK_FALSE(*w2);
+  // The object as the server now shows it: nothing to do.
+  const Object after = object_of(*api.object("clusterimagepolicies", "prod"));
+  auto w3 = loop.run(writer.write(after, ok, in(5s)));
+  REQUIRE(w3.ok());
+  CHECK_FALSE(*w3);
+  CHECK(api.patches().size() == 1);
+  CHECK(writer.patches() == 1);
+  auto st = json::parse(api.patches()[0]);
+  CHECK(st["status"]["conditions"][0]["status"] == "True");
+  // A real change is written.
+  auto w4 =
+      loop.run(writer.write(after, ReadyCondition{false, "InvalidPolicy", "broken", 1}, in(5s)));
+  REQUIRE(w4.ok());
+  CHECK(*w4);
+  CHECK(api.patches().size() == 2);
+  // Errors are values.
+  json ghost = policy_object("ghost");
+  ghost["metadata"]["resourceVersion"] = "1";
+  auto w5 = loop.run(writer.write(object_of(ghost), ok, in(5s)));
+  REQUIRE_FALSE(w5.ok());
+  CHECK(w5.error().code == Errc::not_found);
+}

@@ -1,0 +1,453 @@
+// kube::Client against the fake API server: TLS verification, bearer tokens and rotation,
+// keep-alive reuse, paging, error bodies, caps, deadlines, cancellation, status patches.
+#include <catch2/catch.hpp>
+
+#include "common/encoding.hpp"
+#include "fake_api.hpp"
+#include "kube/client.hpp"
+
+using namespace sigil;
+using namespace sigil::kube;
+using namespace sigil::kube::test;
+
+namespace {
+
+Deadline in(std::chrono::milliseconds d) {
+  return std::chrono::steady_clock::now() + d;
+}
+
+bool contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+const Resource kCip = resources::cluster_image_policies();
+
+}  // namespace
+
+TEST_CASE("GET an object over verified TLS with a bearer token; 404 is not_found") {
+  FakeApi api;
+  api.create("clusterimagepolicies", policy_object("prod", "", {{"images", {{{"glob", "**"}}}}}));
+  Loop loop;
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  REQUIRE(client->init_status().ok());
+  auto o = loop.run(client->get(kCip, "", "prod", in(5s)));
+  REQUIRE(o.ok());
+  CHECK(o->meta.name == "prod");
+  CHECK(o->meta.generation == 1);
+  CHECK(contains(o->json, "\"glob\":\"**\""));
+  auto seen = api.seen();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].authorization == "Bearer good-token");
+  CHECK(seen[0].path == "/apis/sigil.dev/v1alpha1/clusterimagepolicies/prod");
+
+  auto missing = loop.run(client->get(kCip, "", "nope", in(5s)));
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().code == Errc::not_found);
+  CHECK(contains(missing.error().message, "HTTP 404"));
+  CHECK(contains(missing.error().message, "NotFound: clusterimagepolicies \"nope\" not found"));
+}
+
+TEST_CASE("keep-alive: sequential calls reuse one connection") {
+  FakeApi api;
+  api.create("clusterimagepolicies", policy_object("a"));
+  Loop loop;
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  for (int i = 0; i < 5; ++i) REQUIRE(loop.run(client->get(kCip, "", "a", in(5s))).ok());
+  CHECK(api.connections() == 1);
+  CHECK(client->request_count() == 5);
+}
+
+TEST_CASE("TLS: a server certificate from another CA or for another name is refused") {
+  FakeApi api;
+  Loop loop;
+  SECTION("other CA") {
+    auto cfg = api.config();
+    cfg.ca_pem = pki().other_ca_pem;
+    Client client(loop.ioc.get_executor(), cfg);
+    auto r = loop.run(client.get(kCip, "", "a", in(5s)));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unavailable);
+    CHECK(contains(r.error().message, "certificate verification failed"));
+  }
+  SECTION("name mismatch via tls-server-name") {
+    auto cfg = api.config();
+    cfg.tls_server_name = "kubernetes.evil.example";
+    Client client(loop.ioc.get_executor(), cfg);
+    auto r = loop.run(client.get(kCip, "", "a", in(5s)));
+    REQUIRE_FALSE(r.ok());
+    CHECK(contains(r.error().message, "certificate verification failed"));
+  }
+  SECTION("the right name via tls-server-name works") {
+    auto cfg = api.config();
+    cfg.tls_server_name = "localhost";
+    Client client(loop.ioc.get_executor(), cfg);
+    auto r = loop.run(client.get(kCip, "", "a", in(5s)));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::not_found);  // TLS fine, object missing
+  }
+  SECTION("a CA that does not parse fails every call") {
+    auto cfg = api.config();
+    cfg.ca_pem = "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n";
+    Client client(loop.ioc.get_executor(), cfg);
+    CHECK_FALSE(client.init_status().ok());
+    auto r = loop.run(client.get(kCip, "", "a", in(5s)));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::invalid_argument);
+    CHECK(api.connections() == 0);
+  }
+}
+
+TEST_CASE("client certificate authentication (kubeconfig client-certificate-data)") {
+  FakeOptions fo;
+  fo.require_client_cert = true;
+  fo.token = "";
+  FakeApi api(fo);
+  api.create("clusterimagepolicies", policy_object("a"));
+  Loop loop;
+  auto cfg = api.config();
+  cfg.token.clear();
+  {
+    Client without(loop.ioc.get_executor(), cfg);
+    CHECK_FALSE(loop.run(without.get(kCip, "", "a", in(5s))).ok());
+  }
+  cfg.client_cert_pem = pki().client_cert_pem;
+  cfg.client_key_pem = pki().client_key_pem;
+  Client with(loop.ioc.get_executor(), cfg);
+  REQUIRE(with.init_status().ok());
+  CHECK(loop.run(with.get(kCip, "", "a", in(5s))).ok());
+  auto bad = cfg;
+  bad.client_key_pem = pki().server_key_pem;  // does not match the certificate
+  Client mismatched(loop.ioc.get_executor(), bad);
+  CHECK_FALSE(mismatched.init_status().ok());
+}
+
+TEST_CASE("token: a wrong token is a readable 401, never echoed") {
+  FakeApi api;
+  Loop loop;
+  auto cfg = api.config();
+  cfg.token = "wrong-token-value";
+  Client client(loop.ioc.get_executor(), cfg);
+  auto r = loop.run(client.get(kCip, "", "a", in(5s)));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::unauthorized);
+  CHECK(contains(r.error().message, "HTTP 401"));
+  CHECK_FALSE(contains(r.error().message, "wrong-token-value"));
+  CHECK(api.unauthorized() == 1);  // no retry without a token file
+}
+
+TEST_CASE("token rotation: a 401 re-reads the token file and retries once") {
+  FakeApi api;
+  api.create("clusterimagepolicies", policy_object("a"));
+  TempDir dir;
+  const std::string tf = dir.file("token", "tok-1\n");
+  api.set_token("tok-1");
+  Loop loop;
+  auto cfg = api.config();
+  cfg.token = "tok-1";
+  cfg.token_file = tf;
+  ClientOptions co;
+  co.token_reload = std::chrono::hours(1);  // only the 401 path re-reads
+  Client client(loop.ioc.get_executor(), cfg, co);
+  REQUIRE(loop.run(client.get(kCip, "", "a", in(5s))).ok());
+  CHECK(client.token_reads() == 0);
+
+  write_file_atomic(tf, "tok-2\n");
+  api.set_token("tok-2");
+  REQUIRE(loop.run(client.get(kCip, "", "a", in(5s))).ok());
+  CHECK(api.unauthorized() == 1);
+  CHECK(client.token_reads() == 1);
+  auto seen = api.seen();
+  CHECK(seen.back().authorization == "Bearer tok-2");
+
+  SECTION("a 401 with an unchanged file is final") {
+    api.set_token("tok-3");
+    auto r = loop.run(client.get(kCip, "", "a", in(5s)));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unauthorized);
+    CHECK(api.unauthorized() == 2);
+  }
+}
+
+TEST_CASE("token rotation: the file is re-read every token_reload") {
+  FakeApi api;
+  api.create("clusterimagepolicies", policy_object("a"));
+  TempDir dir;
+  const std::string tf = dir.file("token", "tok-1");
+  api.set_token("tok-1");
+  Loop loop;
+  auto cfg = api.config();
+  cfg.token = "tok-1";
+  cfg.token_file = tf;
+  ClientOptions co;
+  co.token_reload = 100ms;
+  Client client(loop.ioc.get_executor(), cfg, co);
+  REQUIRE(loop.run(client.get(kCip, "", "a", in(5s))).ok());
+  write_file_atomic(tf, "tok-2");
+  api.set_token("tok-2");
+  std::this_thread::sleep_for(150ms);
+  REQUIRE(loop.run(client.get(kCip, "", "a", in(5s))).ok());
+  CHECK(api.unauthorized() == 0);  // the periodic re-read found it first
+  CHECK(client.token_reads() >= 1);
+  SECTION("an unreadable file keeps the last good token") {
+    std::filesystem::remove(tf);
+    std::this_thread::sleep_for(150ms);
+    CHECK(loop.run(client.get(kCip, "", "a", in(5s))).ok());
+  }
+}
+
+TEST_CASE("LIST follows continue tokens; an expired token restarts the list once") {
+  FakeApi api;
+  for (int i = 0; i < 7; ++i)
+    api.create("clusterimagepolicies", policy_object("p" + std::to_string(i)));
+  const std::string rv = api.resource_version();
+  Loop loop;
+  Client client(loop.ioc.get_executor(), api.config());
+  ListOptions lo;
+  lo.limit = 3;
+  auto page = loop.run(client.list_page(kCip, "", lo, in(5s)));
+  REQUIRE(page.ok());
+  CHECK(page->items.size() == 3);
+  CHECK_FALSE(page->continue_token.empty());
+
+  auto all = loop.run(client.list(kCip, "", lo, in(5s)));
+  REQUIRE(all.ok());
+  CHECK(all->items.size() == 7);
+  CHECK(all->resource_version == rv);
+  CHECK(all->items.front().meta.name == "p0");
+  CHECK(all->items.back().meta.name == "p6");
+  CHECK(api.count("GET", "/apis/sigil.dev/v1alpha1/clusterimagepolicies") == 4);
+  auto seen = api.seen();
+  CHECK(seen[1].query.at("limit") == "3");
+  CHECK(seen[2].query.count("continue") == 1);
+
+  api.expire_continue = true;
+  auto again = loop.run(client.list(kCip, "", lo, in(5s)));
+  REQUIRE(again.ok());
+  CHECK(again->items.size() == 7);
+  CHECK(api.count("GET", "/apis/sigil.dev/v1alpha1/clusterimagepolicies") == 4 + 2 + 3);
+
+  auto single = loop.run(client.list_page(kCip, "", ListOptions{3, "3:" + rv, "", ""}, in(5s)));
+  REQUIRE(single.ok());
+  api.expire_continue = true;
+  auto gone = loop.run(client.list_page(kCip, "", ListOptions{3, "3:" + rv, "", ""}, in(5s)));
+  REQUIRE_FALSE(gone.ok());
+  CHECK(contains(gone.error().message, "HTTP 410"));
+  CHECK(contains(gone.error().message, "Expired"));
+}
+
+TEST_CASE("response size caps") {
+  FakeApi api;
+  api.create("clusterimagepolicies", policy_object("big", "", {{"blob", std::string(8000, 'x')}}));
+  Loop loop;
+  ClientOptions co;
+  co.max_response = 4096;
+  Client client(loop.ioc.get_executor(), api.config(), co);
+  auto r = loop.run(client.get(kCip, "", "big", in(5s)));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::too_large);
+  // The client still works afterwards (the oversized answer's connection was dropped).
+  api.create("clusterimagepolicies", policy_object("small"));
+  CHECK(loop.run(client.get(kCip, "", "small", in(5s))).ok());
+}
+
+TEST_CASE("every call is bounded by its deadline and can be cancelled") {
+  FakeApi api;
+  api.stall_ms = 3000;
+  Loop loop;
+  Client client(loop.ioc.get_executor(), api.config());
+  const auto start = std::chrono::steady_clock::now();
+  auto r = loop.run(client.get_secret("ns", "stall", in(200ms)));
+  const auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::timeout);
+  CHECK(took < 2s);
+
+  Cancel cancel;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(100ms);
+    cancel.cancel();
+  });
+  const auto start2 = std::chrono::steady_clock::now();
+  auto c = loop.run(client.get_secret("ns", "stall", in(10s), cancel));
+  canceller.join();
+  REQUIRE_FALSE(c.ok());
+  CHECK(contains(c.error().message, "cancelled"));
+  CHECK(std::chrono::steady_clock::now() - start2 < 2s);
+  // Already cancelled: fails at once, sends nothing.
+  const auto before = api.seen().size();
+  CHECK_FALSE(loop.run(client.get_secret("ns", "x", in(5s), cancel)).ok());
+  CHECK(api.seen().size() == before);
+}
+
+TEST_CASE("HTTP errors map to error codes with the server's message") {
+  FakeApi api;
+  Loop loop;
+  Client client(loop.ioc.get_executor(), api.config());
+  api.fail_gets_with = 403;
+  auto f = loop.run(client.get_secret("ns", "x", in(5s)));
+  CHECK(f.error().code == Errc::unauthorized);
+  CHECK(contains(f.error().message, "HTTP 403"));
+  api.fail_gets_with = 500;
+  auto u = loop.run(client.get_secret("ns", "x", in(5s)));
+  CHECK(u.error().code == Errc::unavailable);
+  CHECK(contains(u.error().message, "injected failure"));
+  api.fail_gets_with = 504;
+  CHECK(loop.run(client.get_secret("ns", "x", in(5s))).error().code == Errc::timeout);
+}
+
+TEST_CASE("merge-patch on /status sends the patch and returns the stored object") {
+  FakeApi api;
+  api.create("clusterimagepolicies", policy_object("prod"));
+  Loop loop;
+  Client client(loop.ioc.get_executor(), api.config());
+  auto r = loop.run(client.merge_patch_status(kCip, "", "prod",
+                                              R"J({"status":{"observedGeneration":1}})J", in(5s)));
+  REQUIRE(r.ok());
+  CHECK(contains(r->json, "\"observedGeneration\":1"));
+  auto seen = api.seen();
+  REQUIRE_FALSE(seen.empty());
+  CHECK(seen.back().method == "PATCH");
+  CHECK(seen.back().path == "/apis/sigil.dev/v1alpha1/clusterimagepolicies/prod/status");
+  CHECK(seen.back().content_type == "application/merge-patch+json");
+  REQUIRE(api.patches().size() == 1);
+  auto missing = loop.run(client.merge_patch_status(kCip, "", "gone", "{}", in(5s)));
+  CHECK(missing.error().code == Errc::not_found);
+}
+
+TEST_CASE("GET Secret and ServiceAccount") {
+  FakeApi api;
+  api.create("secrets", {{"apiVersion", "v1"},
+                         {"kind", "Secret"},
+                         {"metadata", {{"name", "pull"}, {"namespace", "app"}}},
+                         {"type", "kubernetes.io/dockerconfigjson"},
+                         {"data", {{".dockerconfigjson", base64_encode(R"J({"auths":{}})J")}}}});
+  api.create("serviceaccounts", {{"apiVersion", "v1"},
+                                 {"kind", "ServiceAccount"},
+                                 {"metadata", {{"name", "default"}, {"namespace", "app"}}},
+                                 {"imagePullSecrets", {{{"name", "pull"}}}}});
+  Loop loop;
+  Client client(loop.ioc.get_executor(), api.config());
+  auto s = loop.run(client.get_secret("app", "pull", in(5s)));
+  REQUIRE(s.ok());
+  CHECK(s->data.at(".dockerconfigjson") == R"J({"auths":{}})J");
+  auto sa = loop.run(client.get_service_account("app", "default", in(5s)));
+  REQUIRE(sa.ok());
+  CHECK(sa->image_pull_secrets == std::vector<std::string>{"pull"});
+  CHECK(loop.run(client.get_secret("other", "pull", in(5s))).error().code == Errc::not_found);
+  CHECK(api.seen()[0].path == "/api/v1/namespaces/app/secrets/pull");
+}
+
+TEST_CASE("a kubeconfig on disk drives a working client") {
+  FakeApi api;
+  api.create("clusterimagepolicies", policy_object("a"));
+  TempDir dir;
+  dir.file("ca.pem", pki().ca_pem);
+  dir.file("token", "good-token\n");
+  const std::string path =
+      dir.file("config",
+               "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: fake\n"
+               "  cluster:\n    server: https://127.0.0.1:" +
+                   std::to_string(api.port()) +
+                   "\n    certificate-authority: ca.pem\ncontexts:\n- name: test\n  context:\n"
+                   "    cluster: fake\n    user: me\nusers:\n- name: me\n  user:\n"
+                   "    tokenFile: token\n");
+  auto cfg = load_kubeconfig(path);
+  REQUIRE(cfg.ok());
+  Loop loop;
+  Client client(loop.ioc.get_executor(), *cfg);
+  CHECK(loop.run(client.get(kCip, "", "a", in(5s))).ok());
+}
+
+TEST_CASE("a watch stream delivers events, bookmarks, and a clean end") {
+  FakeApi api;
+  const std::string rv = api.resource_version();
+  Loop loop;
+  Client client(loop.ioc.get_executor(), api.config());
+  WatchOptions wo;
+  wo.resource_version = rv;
+  wo.timeout_seconds = 1;
+  auto w = loop.run(client.watch(kCip, "", wo, in(5s)));
+  REQUIRE(w.ok());
+  api.create("clusterimagepolicies", policy_object("a"));
+  std::vector<WatchEvent> got;
+  while (got.empty()) {
+    auto evs = loop.run((*w)->next());
+    REQUIRE(evs.ok());
+    REQUIRE_FALSE(evs->empty());
+    for (auto& e : *evs) got.push_back(std::move(e));
+  }
+  CHECK(got[0].type == EventType::added);
+  CHECK(got[0].object.meta.name == "a");
+  api.bookmark();
+  auto bm = loop.run((*w)->next());
+  REQUIRE(bm.ok());
+  REQUIRE(bm->size() == 1);
+  CHECK((*bm)[0].type == EventType::bookmark);
+  CHECK((*bm)[0].object.meta.resource_version == api.resource_version());
+  auto end = loop.run((*w)->next());  // timeoutSeconds=1: the server ends the stream
+  REQUIRE(end.ok());
+  CHECK(end->empty());
+  auto seen = api.seen();
+  CHECK(seen[0].query.at("watch") == "true");
+  CHECK(seen[0].query.at("resourceVersion") == rv);
+  CHECK(seen[0].query.at("allowWatchBookmarks") == "true");
+  CHECK(seen[0].query.at("timeoutSeconds") == "1");
+}
+
+TEST_CASE("a watch refused with HTTP 410 yields a synthesized ERROR 410 event") {
+  FakeApi api;
+  api.create("clusterimagepolicies", policy_object("a"));
+  const std::string old = "100";
+  api.compact();
+  api.gone_as_http = true;
+  Loop loop;
+  Client client(loop.ioc.get_executor(), api.config());
+  WatchOptions wo;
+  wo.resource_version = old;
+  auto w = loop.run(client.watch(kCip, "", wo, in(5s)));
+  REQUIRE(w.ok());
+  auto evs = loop.run((*w)->next());
+  REQUIRE(evs.ok());
+  REQUIRE(evs->size() == 1);
+  CHECK((*evs)[0].type == EventType::error);
+  CHECK((*evs)[0].status.code == 410);
+  CHECK(loop.run((*w)->next())->empty());
+}
+
+TEST_CASE("a watch read is cancelled promptly") {
+  FakeApi api;
+  Loop loop;
+  Client client(loop.ioc.get_executor(), api.config());
+  Cancel cancel;
+  WatchOptions wo;
+  wo.timeout_seconds = 30;
+  auto w = loop.run(client.watch(kCip, "", wo, in(5s), cancel));
+  REQUIRE(w.ok());
+  std::thread t([&] {
+    std::this_thread::sleep_for(100ms);
+    cancel.cancel();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto evs = loop.run((*w)->next());
+  t.join();
+  REQUIRE_FALSE(evs.ok());
+  CHECK(std::chrono::steady_clock::now() - start < 2s);
+}
+
+TEST_CASE("a watch event larger than max_event fails the stream, not the process") {
+  FakeApi api;
+  Loop loop;
+  ClientOptions co;
+  co.max_event = 2048;
+  Client client(loop.ioc.get_executor(), api.config(), co);
+  WatchOptions wo;
+  wo.resource_version = api.resource_version();
+  wo.timeout_seconds = 10;
+  auto w = loop.run(client.watch(kCip, "", wo, in(5s)));
+  REQUIRE(w.ok());
+  api.create("clusterimagepolicies", policy_object("big", "", {{"blob", std::string(4096, 'x')}}));
+  auto evs = loop.run((*w)->next());
+  REQUIRE_FALSE(evs.ok());
+  CHECK(evs.error().code == Errc::too_large);
+  CHECK_FALSE(loop.run((*w)->next()).ok());  // the stream stays failed
+}
