@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,10 +17,16 @@
 #include "common/result.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
+#include "registry/docker_config.hpp"
 
 namespace sigil::registry {
 
 using Deadline = std::chrono::steady_clock::time_point;
+
+// Registry credentials of one admission: the pod's imagePullSecrets and its ServiceAccount's,
+// as the kubelet would pull with. Looked up by exact host before the client's own
+// credentials; tokens obtained with them are cached apart. Null: the client's own only.
+using PullCredentials = std::shared_ptr<const DockerConfig>;
 
 struct ManifestResponse {
   std::string digest;      // "sha256:..." of the exact bytes (verified)
@@ -34,20 +41,21 @@ class Client {
   // Tag -> digest with HEAD (full Accept list); GET and hash when the registry omits
   // Docker-Content-Digest. A reference that carries a digest is returned as is, no request.
   virtual boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
-                                                              Deadline deadline) = 0;
+                                                              Deadline deadline,
+                                                              PullCredentials creds = {}) = 0;
 
   // GET a manifest by tag or digest in registry/repository. By digest: the body's sha256 must
   // equal it. Errc::not_found on 404 (e.g. no .sig tag: "not signed").
   virtual boost::asio::awaitable<Result<ManifestResponse>> get_manifest(
       const std::string& registry, const std::string& repository, const std::string& reference,
-      Deadline deadline) = 0;
+      Deadline deadline, PullCredentials creds = {}) = 0;
 
   // GET a blob by digest, at most max_size bytes, sha256-checked.
   virtual boost::asio::awaitable<Result<std::string>> get_blob(const std::string& registry,
                                                                const std::string& repository,
                                                                const std::string& digest,
-                                                               int64_t max_size,
-                                                               Deadline deadline) = 0;
+                                                               int64_t max_size, Deadline deadline,
+                                                               PullCredentials creds = {}) = 0;
 
   // GET /v2/<repository>/referrers/<digest> (OCI distribution 1.1): the descriptors of the
   // manifests whose subject is digest, following `Link: <…>; rel="next"` pages (bounded), and
@@ -57,8 +65,9 @@ class Client {
   // callers then read the referrers tag schema. This default is for clients without the API.
   virtual boost::asio::awaitable<Result<std::vector<oci::Descriptor>>> get_referrers(
       const std::string& registry, const std::string& repository, const std::string& digest,
-      const std::string& artifact_type, Deadline deadline) {
+      const std::string& artifact_type, Deadline deadline, PullCredentials creds = {}) {
     (void)registry, (void)repository, (void)digest, (void)artifact_type, (void)deadline;
+    (void)creds;
     co_return make_error(Errc::unsupported, "this registry client has no referrers API");
   }
 

@@ -134,4 +134,22 @@ Result<DockerConfig> parse_docker_config(std::string_view json) {
   }
 }
 
+Result<DockerConfig> parse_dockercfg(std::string_view json) {
+  try {
+    auto doc = nlohmann::json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded()) return make_error(Errc::parse_error, "dockercfg: not valid JSON");
+    if (!doc.is_object()) return make_error(Errc::parse_error, "dockercfg: not a JSON object");
+    nlohmann::json wrapped = {{"auths", std::move(doc)}};
+    return parse_impl(wrapped.dump());
+  } catch (const std::exception&) {
+    return make_error(Errc::parse_error, "dockercfg: malformed");
+  } catch (...) {
+    return make_error(Errc::internal, "dockercfg: unexpected failure");
+  }
+}
+
+void merge_into(DockerConfig& into, const DockerConfig& from) {
+  for (const auto& [host, cred] : from.auths) into.auths.emplace(host, cred);
+}
+
 }  // namespace sigil::registry

@@ -44,4 +44,12 @@ std::string normalize_registry_host(std::string_view key);
 // Errc::parse_error; error messages never contain secret values.
 Result<DockerConfig> parse_docker_config(std::string_view json);
 
+// The legacy `.dockercfg` form (Secret type kubernetes.io/dockercfg): the auths map itself,
+// {"<key>": {"auth": ...}}, with the same rules.
+Result<DockerConfig> parse_dockercfg(std::string_view json);
+
+// Adds from's hosts that into does not have yet (the first credential for a host wins, as the
+// kubelet tries a pod's pull secrets in order).
+void merge_into(DockerConfig& into, const DockerConfig& from);
+
 }  // namespace sigil::registry

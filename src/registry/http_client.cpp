@@ -454,14 +454,39 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
   // ---- auth ----
 
-  std::string basic_for(const std::string& registry) const {
-    auto cred = opts.credentials.find(registry);
+  // The credential for registry: the admission's pull secrets first (kubelet order), then the
+  // client's own config. Lookup by exact host in both.
+  std::optional<Credential> credential_for(const std::string& registry,
+                                           const DockerConfig* extra) const {
+    if (extra != nullptr) {
+      if (auto c = extra->find(registry)) return c;
+    }
+    return opts.credentials.find(registry);
+  }
+
+  // Which credential a cached token belongs to: tokens obtained with one pod's pull secret are
+  // never handed to a request that came with another (or none).
+  static std::string token_scope(const std::string& scope, const std::optional<Credential>& c) {
+    if (!c || c->empty()) return scope;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    const std::string material = c->username + '\0' + c->password + '\0' + c->identity_token;
+    if (EVP_Digest(material.data(), material.size(), md, &len, EVP_sha256(), nullptr) != 1) {
+      ERR_clear_error();
+      return scope + "#unhashable";
+    }
+    return scope + "#" + hex_encode(std::string_view(reinterpret_cast<const char*>(md), 8));
+  }
+
+  std::string basic_for(const std::string& registry, const DockerConfig* extra) const {
+    auto cred = credential_for(registry, extra);
     if (!cred || !cred->has_basic()) return {};
     return basic_authorization(cred->username, cred->password);
   }
 
   awaitable<Status> fetch_token(const Url& origin, const std::string& registry, const HostAuth& ha,
-                                const std::string& scope, Deadline deadline) {
+                                const std::string& scope, Deadline deadline,
+                                const DockerConfig* extra) {
     auto url = token_url(ha.realm, ha.service, scope);
     if (!url) co_return url.error();
     bool registry_plain = origin.scheme == "http";
@@ -473,9 +498,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     req.url = *url;
     req.body_limit = kTokenBodyLimit;
     req.accept = "application/json";
-    auto cred = opts.credentials.find(registry);
+    auto cred = credential_for(registry, extra);
     // Credentials of the registry go to its realm only over https (see http_client.hpp).
     bool may_send = cred && url->scheme == "https";
+    cred && (url->scheme == "https" || (registry_plain && url->same_origin(origin)));
     if (cred && !may_send) {
       spdlog::warn("registry: not sending credentials for {} to a plain-http token realm",
                    registry);
@@ -503,7 +529,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     }
     auto tok = parse_token_response(r->body);
     if (!tok) co_return tok.error();
-    tokens.put(origin.authority(), scope, std::move(tok->token),
+    tokens.put(origin.authority(), token_scope(scope, cred), std::move(tok->token),
                Clock::now() + token_ttl(tok->expires_in));
     co_return Status{};
   }
@@ -511,26 +537,28 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   // The Authorization header to send to origin for scope, fetching a token when the host is
   // known to use bearer auth and none is cached. Empty: anonymous.
   awaitable<Result<std::string>> authorization_for(const Url& origin, const std::string& registry,
-                                                   const std::string& scope, Deadline deadline) {
+                                                   const std::string& scope, Deadline deadline,
+                                                   const DockerConfig* extra) {
     HostAuth ha;
     {
       std::lock_guard lock(mu);
       auto it = host_auth.find(origin.authority());
       if (it != host_auth.end()) ha = it->second;
     }
-    if (ha.kind == HostAuth::kBasic) co_return basic_for(registry);
+    if (ha.kind == HostAuth::kBasic) co_return basic_for(registry, extra);
     if (ha.kind != HostAuth::kBearer) co_return std::string();
-    if (auto t = tokens.get(origin.authority(), scope, Clock::now())) co_return "Bearer " + *t;
-    auto st = co_await fetch_token(origin, registry, ha, scope, deadline);
+    const std::string key = token_scope(scope, credential_for(registry, extra));
+    if (auto t = tokens.get(origin.authority(), key, Clock::now())) co_return "Bearer " + *t;
+    auto st = co_await fetch_token(origin, registry, ha, scope, deadline, extra);
     if (!st) co_return st.error();
-    if (auto t = tokens.get(origin.authority(), scope, Clock::now())) co_return "Bearer " + *t;
+    if (auto t = tokens.get(origin.authority(), key, Clock::now())) co_return "Bearer " + *t;
     co_return make_error(Errc::unauthorized, "token for " + registry + " expired immediately");
   }
 
   // Handles a 401 challenge: records how the host authenticates and refreshes the token.
   awaitable<Status> on_challenge(const Url& origin, const std::string& registry,
                                  const std::string& scope, const std::string& header,
-                                 Deadline deadline) {
+                                 Deadline deadline, const DockerConfig* extra) {
     auto challenges = oci::parse_www_authenticate(header);
     if (!challenges || challenges->empty()) {
       co_return make_error(Errc::unauthorized,
@@ -554,7 +582,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
       auto svc = bearer->params.find("service");
       if (svc != bearer->params.end()) ha.service = svc->second;
     } else if (basic) {
-      if (basic_for(registry).empty()) {
+      if (basic_for(registry, extra).empty()) {
         co_return make_error(Errc::unauthorized, "registry " + registry +
                                                      " requires credentials and none are "
                                                      "configured for it");
@@ -568,9 +596,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
       std::lock_guard lock(mu);
       host_auth[origin.authority()] = ha;
     }
-    tokens.erase(origin.authority(), scope);
+    tokens.erase(origin.authority(), token_scope(scope, credential_for(registry, extra)));
     if (ha.kind == HostAuth::kBearer)
-      co_return co_await fetch_token(origin, registry, ha, scope, deadline);
+      co_return co_await fetch_token(origin, registry, ha, scope, deadline, extra);
     co_return Status{};
   }
 
@@ -578,7 +606,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   // retries, and redirects (GET only; Authorization never leaves the registry's origin).
   awaitable<Result<Resp>> fetch(http::verb method, const std::string& registry,
                                 const std::string& repository, const std::string& path,
-                                std::string accept, uint64_t limit, Deadline deadline) {
+                                std::string accept, uint64_t limit, Deadline deadline,
+                                const DockerConfig* extra) {
     auto o = origin(registry);
     if (!o) co_return o.error();
     Url cur = *o;
@@ -595,7 +624,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
       req.accept = accept;
       req.body_limit = limit;
       if (same) {
-        auto a = co_await authorization_for(*o, registry, scope, deadline);
+        auto a = co_await authorization_for(*o, registry, scope, deadline, extra);
         if (!a) co_return a.error();
         req.authorization = std::move(*a);
       }
@@ -604,7 +633,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
       unsigned s = r->status;
       if (s == 401 && same && !reauthed) {
         reauthed = true;
-        auto st = co_await on_challenge(*o, registry, scope, r->www_authenticate, deadline);
+        auto st = co_await on_challenge(*o, registry, scope, r->www_authenticate, deadline, extra);
         if (!st) co_return st.error();
         continue;
       }
@@ -685,7 +714,8 @@ awaitable<Result<T>> guarded(const asio::any_io_executor& strand, F&& body) {
 
 }  // namespace
 
-awaitable<Result<std::string>> HttpClient::resolve(const oci::Reference& ref, Deadline deadline) {
+awaitable<Result<std::string>> HttpClient::resolve(const oci::Reference& ref, Deadline deadline,
+                                                   PullCredentials creds) {
   if (ref.has_digest()) co_return ref.digest;
   auto st = init_status();
   if (!st) co_return st.error();
@@ -693,8 +723,9 @@ awaitable<Result<std::string>> HttpClient::resolve(const oci::Reference& ref, De
   auto body = [&]() -> awaitable<Result<std::string>> {
     auto path = manifest_path(ref.repository, ref.tag);
     if (!path) co_return path.error();
-    auto r = co_await impl->fetch(http::verb::head, ref.registry, ref.repository, *path,
-                                  std::string(oci::media::kManifestAccept), 0, deadline);
+    auto r =
+        co_await impl->fetch(http::verb::head, ref.registry, ref.repository, *path,
+                             std::string(oci::media::kManifestAccept), 0, deadline, creds.get());
     if (!r) co_return r.error();
     if (r->status == 404) {
       co_return make_error(Errc::not_found, "image " + ref.str() + " not found in registry");
@@ -712,7 +743,7 @@ awaitable<Result<std::string>> HttpClient::resolve(const oci::Reference& ref, De
       co_return r->docker_digest;
     }
     // No digest header: fetch the manifest and hash it ourselves.
-    auto m = co_await get_manifest(ref.registry, ref.repository, ref.tag, deadline);
+    auto m = co_await get_manifest(ref.registry, ref.repository, ref.tag, deadline, creds);
     if (!m) co_return m.error();
     co_return m->digest;
   };
@@ -722,7 +753,8 @@ awaitable<Result<std::string>> HttpClient::resolve(const oci::Reference& ref, De
 awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& registry,
                                                              const std::string& repository,
                                                              const std::string& reference,
-                                                             Deadline deadline) {
+                                                             Deadline deadline,
+                                                             PullCredentials creds) {
   auto st = init_status();
   if (!st) co_return st.error();
   auto impl = impl_;
@@ -734,9 +766,9 @@ awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& 
     }
     auto path = manifest_path(repository, reference);
     if (!path) co_return path.error();
-    auto r = co_await impl->fetch(http::verb::get, registry, repository, *path,
-                                  std::string(oci::media::kManifestAccept),
-                                  static_cast<uint64_t>(impl->opts.max_manifest_size), deadline);
+    auto r = co_await impl->fetch(
+        http::verb::get, registry, repository, *path, std::string(oci::media::kManifestAccept),
+        static_cast<uint64_t>(impl->opts.max_manifest_size), deadline, creds.get());
     if (!r) co_return r.error();
     const std::string what = registry + "/" + repository + (by_digest ? "@" : ":") + reference;
     if (r->status == 404) {
@@ -764,7 +796,7 @@ awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& 
 awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
                                                     const std::string& repository,
                                                     const std::string& digest, int64_t max_size,
-                                                    Deadline deadline) {
+                                                    Deadline deadline, PullCredentials creds) {
   auto st = init_status();
   if (!st) co_return st.error();
   auto impl = impl_;
@@ -776,7 +808,7 @@ awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
     auto path = blob_path(repository, digest);
     if (!path) co_return path.error();
     auto r = co_await impl->fetch(http::verb::get, registry, repository, *path, std::string(),
-                                  static_cast<uint64_t>(max_size), deadline);
+                                  static_cast<uint64_t>(max_size), deadline, creds.get());
     if (!r) co_return r.error();
     const std::string what = registry + "/" + repository + "@" + digest;
     if (r->status == 404) co_return make_error(Errc::not_found, "blob " + what + " not found");
@@ -797,7 +829,7 @@ awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
 
 awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
     const std::string& registry, const std::string& repository, const std::string& digest,
-    const std::string& artifact_type, Deadline deadline) {
+    const std::string& artifact_type, Deadline deadline, PullCredentials creds) {
   auto st = init_status();
   if (!st) co_return st.error();
   auto impl = impl_;
@@ -827,9 +859,9 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
                                                   std::to_string(impl->opts.max_referrers_pages) +
                                                   " pages");
       }
-      auto r = co_await impl->fetch(http::verb::get, registry, repository, path,
-                                    std::string(oci::media::kOciIndex),
-                                    static_cast<uint64_t>(impl->opts.max_manifest_size), deadline);
+      auto r = co_await impl->fetch(
+          http::verb::get, registry, repository, path, std::string(oci::media::kOciIndex),
+          static_cast<uint64_t>(impl->opts.max_manifest_size), deadline, creds.get());
       if (!r) co_return r.error();
       if (r->status == 404) {
         std::lock_guard lock(impl->mu);

@@ -58,19 +58,19 @@ class HttpClient final : public Client {
 
   Status init_status() const;
 
-  boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
-                                                      Deadline deadline) override;
-  boost::asio::awaitable<Result<ManifestResponse>> get_manifest(const std::string& registry,
-                                                                const std::string& repository,
-                                                                const std::string& reference,
-                                                                Deadline deadline) override;
+  boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, Deadline deadline,
+                                                      PullCredentials creds = {}) override;
+  boost::asio::awaitable<Result<ManifestResponse>> get_manifest(
+      const std::string& registry, const std::string& repository, const std::string& reference,
+      Deadline deadline, PullCredentials creds = {}) override;
   boost::asio::awaitable<Result<std::string>> get_blob(const std::string& registry,
                                                        const std::string& repository,
                                                        const std::string& digest, int64_t max_size,
-                                                       Deadline deadline) override;
+                                                       Deadline deadline,
+                                                       PullCredentials creds = {}) override;
   boost::asio::awaitable<Result<std::vector<oci::Descriptor>>> get_referrers(
       const std::string& registry, const std::string& repository, const std::string& digest,
-      const std::string& artifact_type, Deadline deadline) override;
+      const std::string& artifact_type, Deadline deadline, PullCredentials creds = {}) override;
   uint64_t request_count() const override;
 
   // Token requests alone (a subset of request_count), for tests of the token cache.

@@ -1,5 +1,6 @@
 #include "verify/engine.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
@@ -164,10 +165,12 @@ struct Engine::Impl {
   // Fetches every legacy cosign signature of digest (sha256-<hex>.sig in the same repository).
   // A missing .sig tag means "no signatures", not an error.
   asio::awaitable<Result<std::vector<crypto::Signature>>> fetch_signatures(
-      const oci::Reference& ref, const std::string& digest, registry::Deadline deadline) {
+      const oci::Reference& ref, const std::string& digest, registry::Deadline deadline,
+      const registry::PullCredentials& creds) {
     std::vector<crypto::Signature> out;
     const std::string tag = oci::signature_tag(digest);
-    auto manifest = co_await client.get_manifest(ref.registry, ref.repository, tag, deadline);
+    auto manifest =
+        co_await client.get_manifest(ref.registry, ref.repository, tag, deadline, creds);
     if (!manifest.ok()) {
       if (manifest.error().code == Errc::not_found) co_return out;
       co_return manifest.error();
@@ -192,7 +195,7 @@ struct Engine::Impl {
       if (!raw_sig.ok() || raw_sig->empty()) continue;
       if (layer.size > options.max_signature_payload) continue;
       auto payload = co_await client.get_blob(ref.registry, ref.repository, layer.digest,
-                                              options.max_signature_payload, deadline);
+                                              options.max_signature_payload, deadline, creds);
       if (!payload.ok()) co_return payload.error();
       crypto::Signature sig;
       sig.payload = std::move(*payload);
@@ -225,12 +228,14 @@ struct Engine::Impl {
   // digest as its subject; an index that lists other things is not trusted for anything.
   asio::awaitable<Result<BundleHaul>> fetch_bundles(const oci::Reference& ref,
                                                     const std::string& digest,
-                                                    registry::Deadline deadline) {
+                                                    registry::Deadline deadline,
+                                                    const registry::PullCredentials& creds) {
     BundleHaul haul;
     std::vector<oci::Descriptor> listed;
     bool via_api = true;
-    auto r = co_await client.get_referrers(ref.registry, ref.repository, digest,
-                                           std::string(crypto::kBundleMediaTypeV03), deadline);
+    auto r =
+        co_await client.get_referrers(ref.registry, ref.repository, digest,
+                                      std::string(crypto::kBundleMediaTypeV03), deadline, creds);
     if (r.ok()) {
       listed = std::move(*r);
     } else if (r.error().code == Errc::unsupported) {
@@ -240,7 +245,8 @@ struct Engine::Impl {
     }
     const std::string schema_tag = oci::referrers_tag(digest);
     if (!via_api) {
-      auto idx = co_await client.get_manifest(ref.registry, ref.repository, schema_tag, deadline);
+      auto idx =
+          co_await client.get_manifest(ref.registry, ref.repository, schema_tag, deadline, creds);
       if (!idx.ok()) {
         if (idx.error().code == Errc::not_found) co_return haul;
         co_return idx.error();
@@ -258,7 +264,8 @@ struct Engine::Impl {
       if (!is_bundle_type(d.artifact_type)) continue;
       if (taken++ >= options.max_bundles) break;
       const std::string where = "referrer " + short_digest(d.digest);
-      auto m = co_await client.get_manifest(ref.registry, ref.repository, d.digest, deadline);
+      auto m =
+          co_await client.get_manifest(ref.registry, ref.repository, d.digest, deadline, creds);
       if (!m.ok()) {
         if (m.error().code == Errc::not_found) {
           haul.unreadable.push_back(where + ": listed but not found");
@@ -292,7 +299,7 @@ struct Engine::Impl {
         continue;
       }
       auto blob = co_await client.get_blob(ref.registry, ref.repository, layer->digest,
-                                           options.max_bundle_size, deadline);
+                                           options.max_bundle_size, deadline, creds);
       if (!blob.ok()) co_return blob.error();
       haul.bundles.push_back({std::move(*blob), where});
     }
@@ -303,7 +310,8 @@ struct Engine::Impl {
   asio::awaitable<Verdict> evaluate(const std::string& image, const oci::Reference& ref,
                                     const std::string& digest,
                                     const std::vector<const policy::Policy*>& matched,
-                                    registry::Deadline deadline) {
+                                    registry::Deadline deadline,
+                                    const registry::PullCredentials& creds) {
     using namespace asio::experimental::awaitable_operators;
     policy::Evidence evidence;
     std::optional<Error> fetch_failure;  // a source that could not be read
@@ -319,11 +327,11 @@ struct Engine::Impl {
       auto legacy_task =
           [&]() -> asio::awaitable<std::optional<Result<std::vector<crypto::Signature>>>> {
         if (!legacy) co_return std::vector<crypto::Signature>{};
-        co_return co_await fetch_signatures(ref, digest, deadline);
+        co_return co_await fetch_signatures(ref, digest, deadline, creds);
       };
       auto bundle_task = [&]() -> asio::awaitable<std::optional<Result<BundleHaul>>> {
         if (!bundles) co_return BundleHaul{};
-        co_return co_await fetch_bundles(ref, digest, deadline);
+        co_return co_await fetch_bundles(ref, digest, deadline, creds);
       };
       auto [sigs, haul] = co_await (legacy_task() && bundle_task());
       if (sigs && sigs->ok()) {
@@ -427,7 +435,7 @@ Engine::Stats Engine::stats() const {
 
 asio::awaitable<Verdict> Engine::verify(std::string image,
                                         std::shared_ptr<const policy::PolicySet> policies,
-                                        registry::Deadline deadline) {
+                                        registry::Deadline deadline, Context context) {
   Impl& d = *impl_;
   if (!policies)
     co_return deny(image, "", "INTERNAL", "image " + image + ": no policy set is loaded");
@@ -438,8 +446,15 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
         image, "", "INVALID_IMAGE",
         "image \"" + image + "\" is not a valid image reference: " + ref.error().message);
   }
-  auto matched = policies->match(*ref);
-  if (matched.empty()) {
+  auto matched = policies->match(*ref, context.namespace_);
+  // The no-match behaviour follows the ClusterImagePolicies alone: a namespace's ImagePolicy
+  // can add requirements, never stand in for a cluster policy (an ImagePolicy `static: pass`
+  // for ** must not lift a cluster-wide deny).
+  const bool cluster_matched =
+      std::any_of(matched.begin(), matched.end(),
+                  [](const policy::Policy* p) { return p->namespace_scope.empty(); });
+  std::string no_match_warning;
+  if (!cluster_matched) {
     Verdict v;
     v.image = image;
     v.reason_code = "NO_MATCHING_POLICY";
@@ -453,6 +468,7 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
         v.outcome = Outcome::warned;
         v.message = "image " + image + " matches no ClusterImagePolicy";
         v.warnings.push_back(v.message);
+        no_match_warning = v.message;
         break;
       case policy::NoMatch::deny:
         v.outcome = Outcome::denied;
@@ -460,7 +476,8 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
                     " matches no ClusterImagePolicy, and images without a policy are denied";
         break;
     }
-    co_return v;
+    // Without namespace policies to add requirements, that is the answer.
+    if (v.outcome == Outcome::denied || matched.empty()) co_return v;
   }
 
   // Verify digests, never tags: the tag is resolved exactly once here, and everything below
@@ -469,7 +486,8 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   if (digest.empty()) {
     // Coalesced with concurrent admissions of the same tag, but never answered from before
     // this request arrived (tag_resolver.hpp): a moved tag is seen at once.
-    auto resolved = co_await d.resolver.resolve(*ref, deadline);
+    auto resolved =
+        co_await d.resolver.resolve(*ref, deadline, context.credentials, context.credentials_id);
     if (!resolved.ok()) {
       co_return soften_if_all_warn(
           registry_denial(image, "", resolved.error(), "resolving the tag"), matched);
@@ -481,7 +499,12 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
                    "image " + image + ": only sha256 digests can be verified, got " + digest);
   }
 
-  const std::string key = ref->name() + "@" + digest + "#" + std::to_string(policies->generation());
+  // The verdict depends on the digest and the policies that applied (a namespace's
+  // ImagePolicies among them), never on who asked: signatures are judged the same for all.
+  std::string key = ref->name() + "@" + digest + "#" + std::to_string(policies->generation());
+  if (policies->has_namespaced()) key += "#ns=" + context.namespace_;
+  // In-flight work is shared only with the same credentials (a registry failure is theirs).
+  const std::string flight = key + "#creds=" + context.credentials_id;
   if (auto hit = d.cache_get(key)) {
     hit->image = image;
     co_return *hit;
@@ -492,13 +515,13 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   std::shared_ptr<VerdictChannel> my_channel;
   {
     std::lock_guard lock(d.mu);
-    auto it = d.in_flight.find(key);
+    auto it = d.in_flight.find(flight);
     if (it != d.in_flight.end()) {
       my_channel = std::make_shared<VerdictChannel>(executor, 1);
       it->second.waiters.push_back(my_channel);
       ++d.stats.coalesced;
     } else {
-      d.in_flight.emplace(key, InFlight{});
+      d.in_flight.emplace(flight, InFlight{});
     }
   }
   if (my_channel) {
@@ -513,16 +536,21 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
 
   Verdict v;
   try {
-    v = co_await d.evaluate(image, *ref, digest, matched, deadline);
+    v = co_await d.evaluate(image, *ref, digest, matched, deadline, context.credentials);
   } catch (const std::exception& e) {
     // Fail closed: a bug below must never become an allow.
     v = deny(image, digest, "INTERNAL", "image " + image + ": internal error: " + e.what());
+  }
+  if (!no_match_warning.empty() && v.outcome != Outcome::denied) {
+    v.outcome = Outcome::warned;
+    v.warnings.push_back(no_match_warning);
+    if (v.reason_code.empty()) v.reason_code = "NO_MATCHING_POLICY";
   }
   d.cache_put(key, v);
   std::vector<std::shared_ptr<VerdictChannel>> waiters;
   {
     std::lock_guard lock(d.mu);
-    auto it = d.in_flight.find(key);
+    auto it = d.in_flight.find(flight);
     if (it != d.in_flight.end()) {
       waiters = std::move(it->second.waiters);
       d.in_flight.erase(it);

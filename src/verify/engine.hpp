@@ -36,6 +36,16 @@ struct Verdict {
   bool cached = false;
 };
 
+// Who is asking: namespace-scoped policies and registry credentials depend on it.
+struct Context {
+  std::string namespace_;                 // the admitted object's namespace ("" = none)
+  registry::PullCredentials credentials;  // the pod's pull secrets (null: sigil's own only)
+  // Identifies `credentials` (e.g. a hash of them): verifications and tag reads are shared
+  // only between requests with the same credentials, so a pod without access never gets
+  // another pod's registry failure, and vice versa.
+  std::string credentials_id;
+};
+
 struct EngineOptions {
   std::chrono::seconds cache_ttl{300};
   // Denials are kept shorter, so an image signed just after a denied rollout is admitted soon.
@@ -57,7 +67,7 @@ class Engine {
   // image: as written in the pod spec. Never throws; every failure is a denied Verdict.
   boost::asio::awaitable<Verdict> verify(std::string image,
                                          std::shared_ptr<const policy::PolicySet> policies,
-                                         registry::Deadline deadline);
+                                         registry::Deadline deadline, Context context = {});
 
   struct Stats {
     uint64_t cache_hits = 0, cache_misses = 0, coalesced = 0;

@@ -47,6 +47,7 @@ std::string key_of(const oci::Reference& ref) {
 
 struct TagResolver::Round {
   oci::Reference ref;
+  registry::PullCredentials creds;
   registry::Deadline deadline{};
   std::vector<std::shared_ptr<Channel>> waiters;
 };
@@ -67,7 +68,7 @@ asio::awaitable<void> TagResolver::run_rounds(std::shared_ptr<Shared> s, std::st
   for (;;) {
     ReadOutcome out;
     try {
-      auto r = co_await s->client.resolve(round.ref, round.deadline);
+      auto r = co_await s->client.resolve(round.ref, round.deadline, round.creds);
       if (r.ok()) {
         out.ok = true;
         out.digest = std::move(r).value();
@@ -100,11 +101,13 @@ TagResolver::Stats TagResolver::stats() const {
 }
 
 asio::awaitable<Result<std::string>> TagResolver::resolve(const oci::Reference& ref,
-                                                          registry::Deadline deadline) {
+                                                          registry::Deadline deadline,
+                                                          registry::PullCredentials creds,
+                                                          std::string credentials_id) {
   using namespace asio::experimental::awaitable_operators;
   auto executor = co_await asio::this_coro::executor;
   auto channel = std::make_shared<Channel>(executor, 1);
-  const std::string key = key_of(ref);
+  const std::string key = key_of(ref) + "#" + credentials_id;
   std::optional<Round> start;
   {
     std::lock_guard lock(shared_->mu);
@@ -112,12 +115,12 @@ asio::awaitable<Result<std::string>> TagResolver::resolve(const oci::Reference& 
     auto [it, inserted] = shared_->running.try_emplace(key);
     if (inserted) {
       // Nothing in flight: a read that starts now serves this request.
-      start = Round{ref, deadline, {channel}};
+      start = Round{ref, creds, deadline, {channel}};
       ++shared_->stats.reads;
     } else {
       // A read is in flight, but it started before we arrived: wait for the next one.
       auto& next = it->second.next;
-      if (!next) next = Round{ref, deadline, {}};
+      if (!next) next = Round{ref, creds, deadline, {}};
       next->deadline = std::max(next->deadline, deadline);
       next->waiters.push_back(channel);
     }

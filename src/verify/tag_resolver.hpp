@@ -37,8 +37,11 @@ class TagResolver {
   // ref.tag must be set and ref.digest empty (callers use the digest of a pinned reference
   // directly). Waits at most until deadline: Errc::timeout after it. A registry read runs with
   // the latest deadline of the requests that share it.
+  // Reads are shared only between requests with the same credentials_id.
   boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
-                                                      registry::Deadline deadline);
+                                                      registry::Deadline deadline,
+                                                      registry::PullCredentials creds = {},
+                                                      std::string credentials_id = {});
 
   struct Stats {
     uint64_t requests = 0;  // resolve() calls

@@ -721,3 +721,56 @@ TEST_CASE("referrers: a registry without the API is remembered, not asked again"
   }
   CHECK(c.request_count() == 1);
 }
+
+TEST_CASE("pull credentials of one admission are used for that call only") {
+  // Over plain http the bearer flow never carries credentials (see the realm test above), so
+  // this checks per-call credentials with Basic; token separation per credential is checked
+  // end to end against the real registry with token auth over TLS (test_kube_e2e).
+  Loop loop;
+  const std::string alice = basic_authorization("alice", "pw");
+  FakeRegistry reg;
+  std::vector<std::string> auth_seen;
+  std::mutex mu;
+  FakeServer srv(loop.ioc, [&](const http::request<http::string_body>& r) -> Reply {
+    std::string auth(r[http::field::authorization]);
+    {
+      std::lock_guard l(mu);
+      auth_seen.push_back(auth);
+    }
+    if (auth != alice) return Reply{401, {{"WWW-Authenticate", "Basic realm=\"fake\""}}};
+    return reg.handle(r);
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));  // no own credentials
+  auto pod = std::make_shared<DockerConfig>();
+  pod->auths[srv.authority()] = Credential{"alice", "pw", ""};
+  const oci::Reference ref{srv.authority(), "team/app", "v1", ""};
+  auto dl = std::chrono::steady_clock::now() + 5s;
+  REQUIRE(loop.run(c.resolve(ref, dl, pod)).ok());
+  // The next admission comes without them: the host is known to want Basic, but the client
+  // has nothing of its own to send, and alice's password is not reused.
+  auto anonymous = loop.run(c.resolve(ref, dl));
+  REQUIRE_FALSE(anonymous.ok());
+  CHECK(anonymous.error().code == Errc::unauthorized);
+  REQUIRE(
+      loop.run(c.get_blob(srv.authority(), "team/app", digest_of(kBlob), 1 << 20, dl, pod)).ok());
+  std::lock_guard l(mu);
+  size_t with_alice = 0;
+  for (const auto& a : auth_seen) with_alice += a == alice;
+  CHECK(with_alice == 2);  // the two calls that carried her credentials
+}
+
+TEST_CASE("docker config: the legacy .dockercfg form and merging") {
+  auto legacy = parse_dockercfg(R"({"myacr.azurecr.io":{"auth":"dTpw"}})");
+  REQUIRE(legacy.ok());
+  REQUIRE(legacy->find("myacr.azurecr.io"));
+  CHECK(legacy->find("myacr.azurecr.io")->username == "u");
+  CHECK_FALSE(parse_dockercfg("[]").ok());
+  CHECK_FALSE(parse_dockercfg(R"({"x": 1})").ok());
+  DockerConfig a, b;
+  a.auths["r.io"] = Credential{"first", "1", ""};
+  b.auths["r.io"] = Credential{"second", "2", ""};
+  b.auths["s.io"] = Credential{"s", "3", ""};
+  merge_into(a, b);
+  CHECK(a.find("r.io")->username == "first");
+  CHECK(a.find("s.io")->username == "s");
+}

@@ -78,10 +78,12 @@ class FakeRegistry final : public registry::Client {
   bool fail_unavailable = false;
   std::chrono::milliseconds delay{0};
   mutable std::atomic<uint64_t> calls{0};
+  std::vector<registry::PullCredentials> seen_creds;  // per call, in order
 
-  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
-                                               registry::Deadline) override {
+  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, registry::Deadline,
+                                               registry::PullCredentials creds) override {
     co_await pause();
+    seen_creds.push_back(creds);
     if (ref.has_digest()) co_return ref.digest;
     ++calls;
     if (fail_unavailable) co_return make_error(Errc::unavailable, "HTTP 503 from registry");
@@ -89,11 +91,11 @@ class FakeRegistry final : public registry::Client {
     if (it == tags.end()) co_return make_error(Errc::not_found, "manifest unknown");
     co_return it->second;
   }
-  asio::awaitable<Result<registry::ManifestResponse>> get_manifest(const std::string&,
-                                                                   const std::string& repo,
-                                                                   const std::string& reference,
-                                                                   registry::Deadline) override {
+  asio::awaitable<Result<registry::ManifestResponse>> get_manifest(
+      const std::string&, const std::string& repo, const std::string& reference, registry::Deadline,
+      registry::PullCredentials creds) override {
     co_await pause();
+    seen_creds.push_back(creds);
     ++calls;
     if (fail_unavailable) co_return make_error(Errc::unavailable, "HTTP 503 from registry");
     auto it = manifests.find(repo + ":" + reference);
@@ -103,7 +105,8 @@ class FakeRegistry final : public registry::Client {
   }
   asio::awaitable<Result<std::string>> get_blob(const std::string&, const std::string&,
                                                 const std::string& digest, int64_t,
-                                                registry::Deadline) override {
+                                                registry::Deadline,
+                                                registry::PullCredentials) override {
     co_await pause();
     ++calls;
     auto it = blobs.find(digest);
@@ -170,11 +173,11 @@ spec:
 
 verify::Verdict run(verify::Engine& engine, const std::string& image,
                     std::shared_ptr<const policy::PolicySet> policies,
-                    std::chrono::milliseconds budget = 5s) {
+                    std::chrono::milliseconds budget = 5s, verify::Context context = {}) {
   asio::io_context io;
-  auto fut =
-      asio::co_spawn(io, engine.verify(image, policies, std::chrono::steady_clock::now() + budget),
-                     asio::use_future);
+  auto fut = asio::co_spawn(
+      io, engine.verify(image, policies, std::chrono::steady_clock::now() + budget, context),
+      asio::use_future);
   io.run();
   return fut.get();
 }
@@ -398,4 +401,87 @@ TEST_CASE("a tag that resolves to a non-sha256 digest is denied, never verified"
   CHECK(v.outcome == verify::Outcome::denied);
   CHECK(v.reason_code == "INVALID_IMAGE");
   CHECK(f.reg.calls == 1);  // the HEAD only; no signature fetched
+}
+
+namespace {
+
+// A cluster policy (static pass for reg.test/team/**) plus a namespace policy of "team-a"
+// requiring the key, for the same images.
+std::shared_ptr<const policy::PolicySet> with_image_policy(const std::string& pub_pem,
+                                                           const std::string& cluster_glob,
+                                                           policy::NoMatch no_match) {
+  std::string indented;
+  for (size_t i = 0, start = 0; i <= pub_pem.size(); ++i) {
+    if (i == pub_pem.size() || pub_pem[i] == '\n') {
+      if (i > start) indented += "          " + pub_pem.substr(start, i - start) + "\n";
+      start = i + 1;
+    }
+  }
+  std::string yaml =
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: "
+      "base}\nspec:\n  images: [{glob: \"" +
+      cluster_glob +
+      "\"}]\n  authorities: [{static: {action: pass}}]\n---\n"
+      "apiVersion: sigil.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: signed, "
+      "namespace: team-a}\nspec:\n  images:\n    - glob: \"reg.test/team/**\"\n  "
+      "authorities:\n    - key:\n        data: |\n" +
+      indented;
+  auto parsed = policy::parse_policies(yaml, "test.yaml");
+  if (!parsed.ok()) FAIL(parsed.error().message);
+  return std::make_shared<const policy::PolicySet>(std::move(*parsed), no_match, 1);
+}
+
+}  // namespace
+
+TEST_CASE("an ImagePolicy adds requirements in its namespace only") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  auto set = with_image_policy(f.key.pub_pem, "reg.test/**", policy::NoMatch::deny);
+  // Unsigned: the cluster policy passes everyone, team-a's policy wants the key.
+  auto elsewhere = run(engine, "reg.test/team/app:v1", set, 5s, {"team-b", {}, ""});
+  CHECK(elsewhere.outcome == verify::Outcome::allowed);
+  auto in_team = run(engine, "reg.test/team/app:v1", set, 5s, {"team-a", {}, ""});
+  CHECK(in_team.outcome == verify::Outcome::denied);
+  CHECK(in_team.reason_code == "NOT_SIGNED");
+  CHECK(in_team.message.find("team-a/signed") != std::string::npos);
+  // The cached team-b verdict was not reused for team-a (and the reverse).
+  CHECK(run(engine, "reg.test/team/app:v1", set, 5s, {"team-b", {}, ""}).outcome ==
+        verify::Outcome::allowed);
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine fresh(f.reg, f.clock);  // team-a's denial is cached for a while in the first
+  CHECK(run(fresh, "reg.test/team/app:v1", set, 5s, {"team-a", {}, ""}).outcome ==
+        verify::Outcome::allowed);
+}
+
+TEST_CASE("an ImagePolicy never stands in for a missing ClusterImagePolicy") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  // No cluster policy matches reg.test/team/**; team-a's (satisfied) policy must not admit it
+  // past a cluster-wide deny.
+  auto deny_set = with_image_policy(f.key.pub_pem, "other.test/**", policy::NoMatch::deny);
+  auto v = run(engine, "reg.test/team/app:v1", deny_set, 5s, {"team-a", {}, ""});
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason_code == "NO_MATCHING_POLICY");
+  // With no-match allow, the namespace policy still applies (it adds requirements).
+  auto allow_set = with_image_policy(f.key.pub_pem, "other.test/**", policy::NoMatch::allow);
+  CHECK(run(engine, "reg.test/team/app:v1", allow_set, 5s, {"team-a", {}, ""}).outcome ==
+        verify::Outcome::allowed);
+  f.reg.tags["team/unsigned:v1"] = fake_digest('d');
+  auto unsigned_v = run(engine, "reg.test/team/unsigned:v1", allow_set, 5s, {"team-a", {}, ""});
+  CHECK(unsigned_v.outcome == verify::Outcome::denied);
+  CHECK(unsigned_v.reason_code == "NOT_SIGNED");
+}
+
+TEST_CASE("the pod's pull credentials reach every registry call") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  auto creds = std::make_shared<registry::DockerConfig>();
+  creds->auths["reg.test"] = registry::Credential{"pod-user", "pod-pass", ""};
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem), 5s,
+               {"default", creds, "pod-creds"});
+  CHECK(v.outcome == verify::Outcome::allowed);
+  REQUIRE(f.reg.seen_creds.size() >= 3);
+  for (const auto& c : f.reg.seen_creds) CHECK(c == creds);
 }

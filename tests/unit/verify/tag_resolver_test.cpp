@@ -30,8 +30,8 @@ class SlowTags final : public registry::Client {
   bool fail = false;
   int reads = 0;
 
-  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
-                                               registry::Deadline) override {
+  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, registry::Deadline,
+                                               registry::PullCredentials) override {
     ++reads;
     const bool failing = fail;
     auto it = tags.find(ref.repository + ":" + ref.tag);
@@ -42,15 +42,14 @@ class SlowTags final : public registry::Client {
     if (seen.empty()) co_return make_error(Errc::not_found, "manifest unknown");
     co_return seen;
   }
-  asio::awaitable<Result<registry::ManifestResponse>> get_manifest(const std::string&,
-                                                                   const std::string&,
-                                                                   const std::string&,
-                                                                   registry::Deadline) override {
+  asio::awaitable<Result<registry::ManifestResponse>> get_manifest(
+      const std::string&, const std::string&, const std::string&, registry::Deadline,
+      registry::PullCredentials) override {
     co_return make_error(Errc::not_found, "unused");
   }
   asio::awaitable<Result<std::string>> get_blob(const std::string&, const std::string&,
-                                                const std::string&, int64_t,
-                                                registry::Deadline) override {
+                                                const std::string&, int64_t, registry::Deadline,
+                                                registry::PullCredentials) override {
     co_return make_error(Errc::not_found, "unused");
   }
   uint64_t request_count() const override { return static_cast<uint64_t>(reads); }
