@@ -334,9 +334,10 @@ int run_serve(Settings s) {
   eopts.cache_capacity = s.cache_size;
   verify::Engine engine(client, clock, eopts);
 
-  server::Validator validator([&](std::string image, server::Deadline deadline) {
-    return engine.verify(std::move(image), store.get(), deadline);
-  });
+  server::Validator validator(
+      [&](std::string image, const verify::Context& ctx, server::Deadline deadline) {
+        return engine.verify(std::move(image), store.get(), deadline, ctx);
+      });
   server::ServerOptions sopts;
   sopts.listen = s.listen;
   sopts.cert_file = s.tls_cert;

@@ -46,10 +46,11 @@ HttpReply ok_json(std::string body) {
 }
 
 // Runs one verifier and turns any exception into a denied verdict (fail closed).
-asio::awaitable<Verdict> run_one(const VerifyImage* fn, std::string image, Deadline deadline) {
+asio::awaitable<Verdict> run_one(const VerifyImage* fn, std::string image,
+                                 const verify::Context* context, Deadline deadline) {
   try {
     if (!*fn) throw std::runtime_error("no verifier configured");
-    Verdict v = co_await (*fn)(image, deadline);
+    Verdict v = co_await (*fn)(image, *context, deadline);
     if (v.image.empty()) v.image = image;
     co_return v;
   } catch (const std::exception& e) {
@@ -130,7 +131,8 @@ std::string truncate_politely(std::string_view s, size_t max_len) {
   return std::string(s.substr(0, cut)) + "...";
 }
 
-Validator::Validator(VerifyImage verify_image) : verify_image_(std::move(verify_image)) {}
+Validator::Validator(VerifyImage verify_image, MakeContext make_context)
+    : verify_image_(std::move(verify_image)), make_context_(std::move(make_context)) {}
 
 asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline deadline) const {
   const auto start = std::chrono::steady_clock::now();
@@ -172,6 +174,20 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
     it->second.push_back(use.path);
   }
 
+  // Who is asking (namespace, pull credentials), once for all images. A failure here only
+  // means fewer credentials: the namespace is always known.
+  verify::Context context;
+  context.namespace_ = req.namespace_;
+  if (make_context_) {
+    try {
+      context = co_await make_context_(req, deadline);
+    } catch (const std::exception& e) {
+      spdlog::warn("admission uid={}: building its context failed: {}", req.uid, e.what());
+      context = verify::Context{};
+      context.namespace_ = req.namespace_;
+    }
+  }
+
   // Verify all images concurrently; the group waits for every verifier, and a cancellation of
   // this coroutine (the Server's deadline) is forwarded to each of them.
   std::vector<Verdict> verdicts(images.size());
@@ -179,15 +195,16 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
   if (images.size() == 1) {
     // Most pods run one image: await it directly (no spawn, no group); cancellation from the
     // Server still reaches it through this coroutine's own cancellation state.
-    verdicts[0] = co_await run_one(&verify_image_, images[0], deadline);
+    verdicts[0] = co_await run_one(&verify_image_, images[0], &context, deadline);
     have[0] = true;
   } else {
     auto ex = co_await asio::this_coro::executor;
-    using Op = decltype(asio::co_spawn(ex, run_one(nullptr, {}, {}), asio::deferred));
+    using Op = decltype(asio::co_spawn(ex, run_one(nullptr, {}, nullptr, {}), asio::deferred));
     std::vector<Op> ops;
     ops.reserve(images.size());
     for (const auto& image : images)
-      ops.push_back(asio::co_spawn(ex, run_one(&verify_image_, image, deadline), asio::deferred));
+      ops.push_back(
+          asio::co_spawn(ex, run_one(&verify_image_, image, &context, deadline), asio::deferred));
 
     auto [order, errors, values] =
         co_await asio::experimental::make_parallel_group(std::move(ops))

@@ -13,6 +13,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include "admission/admission.hpp"
 #include "verify/engine.hpp"
 
 namespace sigil::server {
@@ -25,14 +26,19 @@ struct HttpReply {
 
 using Deadline = std::chrono::steady_clock::time_point;
 
-// Verifies one image (as written in the pod spec) before the deadline. Must not throw; if it
-// does, the image is denied with reason INTERNAL.
-using VerifyImage =
-    std::function<boost::asio::awaitable<verify::Verdict>(std::string image, Deadline deadline)>;
+// Verifies one image (as written in the pod spec) for the admission described by context,
+// before the deadline. Must not throw; if it does, the image is denied with reason INTERNAL.
+using VerifyImage = std::function<boost::asio::awaitable<verify::Verdict>(
+    std::string image, const verify::Context& context, Deadline deadline)>;
+
+// Builds the verification context of one admission (its namespace, the registry credentials
+// its pod would pull with), once per request. The default: the namespace only.
+using MakeContext = std::function<boost::asio::awaitable<verify::Context>(
+    const admission::Request& request, Deadline deadline)>;
 
 class Validator {
  public:
-  explicit Validator(VerifyImage verify_image);
+  explicit Validator(VerifyImage verify_image, MakeContext make_context = {});
 
   // body: the raw POST body. Returns 400 for an undecodable review, else 200 with an
   // AdmissionReview response. Verifies every distinct image concurrently; each verifier gets
@@ -45,6 +51,7 @@ class Validator {
 
  private:
   VerifyImage verify_image_;
+  MakeContext make_context_;
 };
 
 // POST /validate-policy: judges a sigil.dev custom resource (ClusterImagePolicy, ImagePolicy,

@@ -242,7 +242,13 @@ asio::awaitable<verify::Verdict> FakeVerifier::operator()(std::string image, Dea
 }
 
 VerifyImage FakeVerifier::fn() {
-  return [this](std::string image, Deadline d) { return (*this)(std::move(image), d); };
+  return [this](std::string image, const verify::Context& ctx, Deadline d) {
+    {
+      std::lock_guard lock(mu);
+      last_ns = ctx.namespace_;
+    }
+    return (*this)(std::move(image), d);
+  };
 }
 
 namespace {

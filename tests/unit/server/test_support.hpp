@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,13 @@ struct FakeVerifier {
   std::atomic<int> in_flight{0};
   std::atomic<int> max_in_flight{0};
   std::atomic<int> calls{0};
+  // The Context's namespace of the last call.
+  std::string last_namespace() const {
+    std::lock_guard lock(mu);
+    return last_ns;
+  }
+  mutable std::mutex mu;
+  std::string last_ns;
   boost::asio::awaitable<verify::Verdict> operator()(std::string image, Deadline deadline);
   VerifyImage fn();
 };

@@ -200,3 +200,32 @@ TEST_CASE("truncate_politely", "[validator]") {
   auto t = truncate_politely(s, 120);
   CHECK(t == std::string(116, 'a') + "...");
 }
+
+TEST_CASE("validator builds the admission's context once and hands it to every image",
+          "[validator]") {
+  FakeVerifier fake;
+  std::atomic<int> made{0};
+  std::string seen_sa;
+  std::vector<std::string> seen_secrets;
+  Validator v(fake.fn(),
+              [&](const sigil::admission::Request& req,
+                  sigil::server::Deadline) -> boost::asio::awaitable<sigil::verify::Context> {
+                ++made;
+                seen_sa = req.service_account;
+                seen_secrets = req.image_pull_secrets;
+                sigil::verify::Context c;
+                c.namespace_ = "ns-from-context";
+                co_return c;
+              });
+  auto resp = response_of(run(v, pod_with_images({"reg.example/good:1", "reg.example/good:2"})));
+  CHECK(resp["allowed"] == true);
+  CHECK(made == 1);
+  CHECK(fake.calls == 2);
+  CHECK(fake.last_namespace() == "ns-from-context");
+  CHECK(seen_sa == "default");
+  // Without a context maker the request's own namespace is passed on.
+  FakeVerifier plain;
+  Validator v2(plain.fn());
+  response_of(run(v2, pod_with_images({"reg.example/good:1"})));
+  CHECK(plain.last_namespace() == "default");
+}
