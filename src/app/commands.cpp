@@ -15,11 +15,14 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "app/cluster.hpp"
 #include "app/config.hpp"
 #include "app/trust.hpp"
 #include "common/clock.hpp"
 #include "crypto/bundle.hpp"
 #include "crypto/sigstore.hpp"
+#include "kube/client.hpp"
+#include "kube/config.hpp"
 #include "oci/reference.hpp"
 #include "registry/http_client.hpp"
 #include "server/server.hpp"
@@ -303,7 +306,9 @@ int run_serve(Settings s) {
   if (s.tls_cert.empty() || s.tls_key.empty()) {
     return config_error("serve: --tls-cert and --tls-key are required (sigil serves HTTPS only)");
   }
-  if (s.policy_paths.empty()) return config_error("serve: give at least one --policy PATH");
+  if (s.policy_paths.empty() && !s.kube.enabled) {
+    return config_error("serve: give at least one --policy PATH, or --kube");
+  }
   auto no_match = policy::parse_no_match(s.no_match);
   if (!no_match.ok()) return config_error("--no-match-policy: " + no_match.error().message);
   auto level = spdlog::level::from_str(s.log_level);
@@ -313,12 +318,24 @@ int run_serve(Settings s) {
 
   std::atomic<uint64_t> generation{1};
   const auto default_root = default_trust_root(s.trusted_root_file);
-  auto loaded = load_policies(s.policy_paths, *no_match, generation, default_root);
-  if (!loaded.ok()) return config_error(loaded.error().message);
-  PolicyStore store(std::move(*loaded));
-  spdlog::info("loaded {} polic{} from {} path{}", store.get()->policies().size(),
-               store.get()->policies().size() == 1 ? "y" : "ies", s.policy_paths.size(),
-               s.policy_paths.size() == 1 ? "" : "s");
+  // Without --kube the files are the whole set; with it they are loaded by the cluster source
+  // (and link against the cluster's TrustRoots), and nothing is served before the first sync.
+  std::shared_ptr<const policy::PolicySet> initial;
+  if (s.kube.enabled) {
+    if (auto docs = load_documents(s.policy_paths); !docs.ok()) {
+      return config_error(docs.error().message);
+    }
+    initial =
+        std::make_shared<const policy::PolicySet>(std::vector<policy::Policy>{}, *no_match, 0);
+  } else {
+    auto loaded = load_policies(s.policy_paths, *no_match, generation, default_root);
+    if (!loaded.ok()) return config_error(loaded.error().message);
+    initial = std::move(*loaded);
+    spdlog::info("loaded {} polic{} from {} path{}", initial->policies().size(),
+                 initial->policies().size() == 1 ? "y" : "ies", s.policy_paths.size(),
+                 s.policy_paths.size() == 1 ? "" : "s");
+  }
+  PolicyStore store(std::move(initial));
 
   auto ropts = registry_options(s.registry);
   if (!ropts.ok()) return config_error(ropts.error().message);
@@ -334,15 +351,62 @@ int run_serve(Settings s) {
   eopts.cache_capacity = s.cache_size;
   verify::Engine engine(client, clock, eopts);
 
+  // The Kubernetes API: policies, trust roots, Secrets and pull credentials.
+  std::unique_ptr<ClusterPolicies> cluster;
+  if (s.kube.enabled) {
+    Result<kube::ClusterConfig> kcfg = make_error(Errc::internal, "no cluster configuration");
+    std::string own_ns = s.kube.namespace_;
+    if (s.kube.kubeconfig.empty()) {
+      kcfg = kube::in_cluster_config();
+      if (!kcfg.ok()) {
+        return config_error("--kube: " + kcfg.error().message +
+                            (kcfg.error().code == Errc::not_found
+                                 ? " (outside a cluster, pass --kubeconfig FILE)"
+                                 : ""));
+      }
+      if (own_ns.empty()) own_ns = kcfg->default_namespace;
+    } else {
+      kube::KubeconfigOptions ko;
+      ko.context = s.kube.context;
+      kcfg = kube::load_kubeconfig(s.kube.kubeconfig, ko);
+      if (!kcfg.ok()) return config_error("--kubeconfig: " + kcfg.error().message);
+      if (own_ns.empty()) own_ns = "sigil-system";
+    }
+    auto kclient = std::make_shared<kube::Client>(io.get_executor(), std::move(*kcfg));
+    if (auto st = kclient->init_status(); !st.ok())
+      return config_error("--kube: " + st.error().message);
+    ClusterOptions co;
+    co.own_namespace = own_ns;
+    co.no_match = *no_match;
+    co.default_root = default_root;
+    co.file_documents = [paths = s.policy_paths]() { return load_documents(paths); };
+    cluster = std::make_unique<ClusterPolicies>(
+        io, kclient, clock, std::move(co),
+        [&store](std::shared_ptr<const policy::PolicySet> set) { store.set(std::move(set)); });
+    if (auto st = cluster->start(); !st.ok()) return config_error(st.error().message);
+    spdlog::info("kube: watching sigil.dev policies and trust roots at {} (own namespace {})",
+                 kclient->config().source, own_ns);
+  }
+
+  server::MakeContext make_context;
+  if (cluster) {
+    make_context = [&cluster](const admission::Request& req, server::Deadline deadline) {
+      return cluster->context_for(req, deadline);
+    };
+  }
   server::Validator validator(
       [&](std::string image, const verify::Context& ctx, server::Deadline deadline) {
         return engine.verify(std::move(image), store.get(), deadline, ctx);
-      });
+      },
+      std::move(make_context));
   server::ServerOptions sopts;
   sopts.listen = s.listen;
   sopts.cert_file = s.tls_cert;
   sopts.key_file = s.tls_key;
   sopts.default_timeout = s.timeout;
+  // Not ready before the cluster's policies are in force: a replica with an empty set would
+  // deny (or with noMatchPolicy allow, admit) every pod.
+  if (cluster) sopts.ready = [&cluster] { return cluster->ready(); };
   // kubectl apply of a broken policy fails with the field named, before the watch sees it.
   sopts.check_policy = [](const std::string& kind, const std::string& object_json) {
     auto docs = policy::parse_documents(object_json, kind);
@@ -362,6 +426,7 @@ int run_serve(Settings s) {
     spdlog::info("signal {}: shutting down (in-flight requests get up to {} ms)", sig,
                  sopts.shutdown_grace.count());
     hup.cancel();
+    if (cluster) cluster->stop();
     srv.stop();
     // Idle registry connections and stragglers must not keep the process alive: after the
     // grace period the loop is stopped whatever is left.
@@ -382,6 +447,11 @@ int run_serve(Settings s) {
   std::function<void(const boost::system::error_code&, int)> on_hup =
       [&](const boost::system::error_code& ec, int) {
         if (ec) return;
+        if (cluster) {
+          cluster->reload_files();
+          hup.async_wait(on_hup);
+          return;
+        }
         auto next = load_policies(s.policy_paths, *no_match, ++generation, default_root);
         if (next.ok()) {
           store.set(std::move(*next));
@@ -420,6 +490,14 @@ int run(int argc, char** argv) {
                     "ClusterImagePolicy YAML file or directory (repeatable)");
   serve->add_option("--no-match-policy", settings.no_match,
                     "what to do with an image no policy matches: deny|warn|allow");
+  serve->add_flag("--kube", settings.kube.enabled,
+                  "take ClusterImagePolicies, ImagePolicies, TrustRoots and Secrets from the "
+                  "Kubernetes API (in-cluster, or --kubeconfig)");
+  serve->add_option("--kubeconfig", settings.kube.kubeconfig,
+                    "kubeconfig file for --kube outside a cluster");
+  serve->add_option("--kube-context", settings.kube.context, "kubeconfig context");
+  serve->add_option("--kube-namespace", settings.kube.namespace_,
+                    "sigil's own namespace (secretRef of ClusterImagePolicies)");
   serve->add_option("--trusted-root", settings.trusted_root_file,
                     "sigstore trusted_root.json for keyless policies without trustRootRef "
                     "(default: the public-good root shipped with sigil)");
@@ -499,6 +577,10 @@ int run(int argc, char** argv) {
       if (!given("--policy")) settings.policy_paths = from_file.policy_paths;
       if (!given("--no-match-policy")) settings.no_match = from_file.no_match;
       if (!given("--trusted-root")) settings.trusted_root_file = from_file.trusted_root_file;
+      if (!given("--kube")) settings.kube.enabled = from_file.kube.enabled;
+      if (!given("--kubeconfig")) settings.kube.kubeconfig = from_file.kube.kubeconfig;
+      if (!given("--kube-context")) settings.kube.context = from_file.kube.context;
+      if (!given("--kube-namespace")) settings.kube.namespace_ = from_file.kube.namespace_;
       if (!given("--threads")) settings.threads = from_file.threads;
       if (!given("--log-level")) settings.log_level = from_file.log_level;
       if (!given("--registry-config"))

@@ -90,6 +90,21 @@ Status load_config_file(const std::string& path, Settings& s) {
   if (!(st = get(root, "policies", s.policy_paths, path)).ok()) return st;
   if (!(st = get(root, "noMatchPolicy", s.no_match, path)).ok()) return st;
   if (!(st = get(root, "trustedRoot", s.trusted_root_file, path)).ok()) return st;
+  if (const YAML::Node kube = root["kube"]) {
+    if (!kube.IsMap()) {
+      return make_error(Errc::invalid_argument, path + ": setting \"kube\" must be a mapping");
+    }
+    for (const auto& kv : kube) {
+      auto key = kv.first.as<std::string>();
+      if (key != "enabled" && key != "kubeconfig" && key != "context" && key != "namespace") {
+        return make_error(Errc::invalid_argument, path + ": unknown setting \"kube." + key + "\"");
+      }
+    }
+    if (!(st = get(kube, "enabled", s.kube.enabled, path)).ok()) return st;
+    if (!(st = get(kube, "kubeconfig", s.kube.kubeconfig, path)).ok()) return st;
+    if (!(st = get(kube, "context", s.kube.context, path)).ok()) return st;
+    if (!(st = get(kube, "namespace", s.kube.namespace_, path)).ok()) return st;
+  }
   if (!(st = get(root, "threads", s.threads, path)).ok()) return st;
   if (!(st = get(root, "logLevel", s.log_level, path)).ok()) return st;
   if (!(st = get_duration(root, "timeout", s.timeout, path)).ok()) return st;
@@ -109,9 +124,7 @@ Status load_config_file(const std::string& path, Settings& s) {
   return {};
 }
 
-Result<std::shared_ptr<const policy::PolicySet>> load_policies(
-    const std::vector<std::string>& paths, policy::NoMatch no_match, uint64_t generation,
-    const policy::DefaultTrustRoot& default_root) {
+Result<policy::Documents> load_documents(const std::vector<std::string>& paths) {
   std::vector<std::string> files;
   for (const auto& p : paths) {
     std::error_code ec;
@@ -131,8 +144,7 @@ Result<std::shared_ptr<const policy::PolicySet>> load_policies(
       return make_error(Errc::invalid_argument, "--policy " + p + ": no such file or directory");
     }
   }
-  std::vector<policy::Policy> all;
-  std::vector<policy::TrustRootDocument> roots;
+  policy::Documents all;
   std::map<std::string, std::string> seen;  // "policy <name>" / "TrustRoot <name>" -> origin
   for (const auto& f : files) {
     auto text = read_file(f);
@@ -147,13 +159,23 @@ Result<std::shared_ptr<const policy::PolicySet>> load_policies(
     };
     for (auto& p : parsed->policies) {
       if (auto st = once("policy \"" + p.name + "\"", p.origin); !st) return st.error();
-      all.push_back(std::move(p));
+      all.policies.push_back(std::move(p));
     }
     for (auto& r : parsed->trust_roots) {
       if (auto st = once("TrustRoot \"" + r.name + "\"", r.origin); !st) return st.error();
-      roots.push_back(std::move(r));
+      all.trust_roots.push_back(std::move(r));
     }
   }
+  return all;
+}
+
+Result<std::shared_ptr<const policy::PolicySet>> load_policies(
+    const std::vector<std::string>& paths, policy::NoMatch no_match, uint64_t generation,
+    const policy::DefaultTrustRoot& default_root) {
+  auto docs = load_documents(paths);
+  if (!docs.ok()) return docs.error();
+  auto& all = docs->policies;
+  auto& roots = docs->trust_roots;
   // Files cannot name Secrets: only the Kubernetes API can read them (serve --kube).
   if (auto st = policy::resolve_secrets(all, nullptr, ""); !st) {
     return make_error(Errc::invalid_argument, st.error().message);

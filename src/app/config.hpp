@@ -20,6 +20,16 @@ struct RegistrySettings {
   std::vector<std::string> insecure_hosts;  // HOST:PORT allowed plain HTTP
 };
 
+// serve --kube: policies, trust roots and Secrets from the Kubernetes API.
+struct KubeSettings {
+  bool enabled = false;
+  std::string kubeconfig;  // "" = in-cluster service account
+  std::string context;     // kubeconfig context ("" = current-context)
+  // sigil's own namespace (a ClusterImagePolicy's secretRef without namespace); "" = the pod's
+  // namespace in-cluster, "sigil-system" with a kubeconfig.
+  std::string namespace_;
+};
+
 struct Settings {
   std::string listen = "0.0.0.0:8443";
   std::string tls_cert;
@@ -29,6 +39,7 @@ struct Settings {
   // trusted_root.json for keyless authorities that name no TrustRoot ("" = the public-good
   // root compiled into sigil).
   std::string trusted_root_file;
+  KubeSettings kube;
   RegistrySettings registry;
   std::chrono::milliseconds timeout{10000};  // used when the API server sends no ?timeout=
   std::chrono::seconds cache_ttl{300};
@@ -43,6 +54,10 @@ Status load_config_file(const std::string& path, Settings& settings);
 
 // Go-style duration ("10s", "500ms", "1m30s").
 Result<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+// Reads every document of the policy files and directories (*.yaml, *.yml; not recursive),
+// unlinked. Duplicate names across files are an error naming both files.
+Result<policy::Documents> load_documents(const std::vector<std::string>& paths);
 
 // Loads every ClusterImagePolicy, ImagePolicy and TrustRoot from files and directories
 // (*.yaml, *.yml; not recursive), resolves trustRootRef across all of them (default_root for

@@ -162,6 +162,11 @@ crypto::Requirements requirements_for(const Authority& a) {
 }
 
 PolicyResult evaluate(const Policy& policy, std::string_view digest, const Evidence& evidence) {
+  return evaluate(policy, digest, [&evidence](const Authority&) { return &evidence; });
+}
+
+PolicyResult evaluate(const Policy& policy, std::string_view digest,
+                      const EvidenceFor& evidence_for) {
   PolicyResult r;
   r.policy = policy.name;
   try {
@@ -170,6 +175,7 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest, const Evide
     const bool digest_ok = digest.rfind("sha256:", 0) == 0 && oci::is_valid_digest(digest);
     Best best;
     size_t considered = 0;  // signatures some authority looked at
+    std::vector<const Evidence*> looked_at;
 
     for (const auto& a : policy.authorities) {
       if (a.kind == Authority::Kind::static_pass) {
@@ -193,7 +199,12 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest, const Evide
       artifact.kind = crypto::Artifact::Kind::image;
       artifact.digest = std::string(digest);
       size_t seen_here = 0;
-      for (const auto& e : evidence.signatures) {
+      const Evidence* evidence = evidence_for ? evidence_for(a) : nullptr;
+      if (evidence == nullptr) continue;
+      if (std::find(looked_at.begin(), looked_at.end(), evidence) == looked_at.end()) {
+        looked_at.push_back(evidence);
+      }
+      for (const auto& e : evidence->signatures) {
         if (!format_allows(a, e)) continue;
         ++seen_here;
         const crypto::VerifiedSignature v = crypto::verify_entity(e, req, artifact);
@@ -255,10 +266,14 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest, const Evide
       return std::string(kind) + (checking.size() == 1 ? "authority " : "authorities ") + s;
     };
     auto unreadable_note = [&] {
-      if (evidence.unreadable.empty()) return std::string();
-      return "; " + std::to_string(evidence.unreadable.size()) + " signature" +
-             (evidence.unreadable.size() == 1 ? " could" : "s could") +
-             " not be read: " + printable(evidence.unreadable.front(), 200);
+      std::vector<std::string> all;
+      for (const Evidence* ev : looked_at) {
+        all.insert(all.end(), ev->unreadable.begin(), ev->unreadable.end());
+      }
+      if (all.empty()) return std::string();
+      return "; " + std::to_string(all.size()) + " signature" +
+             (all.size() == 1 ? " could" : "s could") +
+             " not be read: " + printable(all.front(), 200);
     };
 
     if (static_fail != nullptr) {

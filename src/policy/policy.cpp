@@ -420,11 +420,10 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
                                   std::size_t index) {
   auto f = fields(node, w, path);
   if (!f) return f.error();
-  if (auto st = check_fields(
-          *f, w, path,
-          {"name", "key", "keyless", "static", "ctlog", "rfc3161timestamp", "signatureFormat"},
-          {{"source", "authority source (signatures in another repository) is"},
-           {"attestations", "attestations are"}});
+  if (auto st = check_fields(*f, w, path,
+                             {"name", "key", "keyless", "static", "ctlog", "rfc3161timestamp",
+                              "signatureFormat", "source"},
+                             {{"attestations", "attestations are"}});
       !st) {
     return st.error();
   }
@@ -441,6 +440,59 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
   const auto* stat = get(*f, "static");
   if ((key ? 1 : 0) + (keyless ? 1 : 0) + (stat ? 1 : 0) != 1) {
     return w.err(Errc::invalid_argument, path, "expected exactly one of key, keyless, static");
+  }
+  if (const auto* src = get(*f, "source")) {
+    const std::string sp = path + ".source";
+    if (!src->IsSequence())
+      return w.err(Errc::invalid_argument, sp, "expected a list" + line_of(*src));
+    for (std::size_t i = 0; i < src->size(); ++i) {
+      const std::string ip = sp + "[" + std::to_string(i) + "]";
+      auto sf = fields((*src)[i], w, ip);
+      if (!sf) return sf.error();
+      if (auto st = check_fields(*sf, w, ip, {"oci", "signaturePullSecrets"},
+                                 {{"tagPrefix", "signature tag prefixes (tagPrefix) are"}});
+          !st) {
+        return st.error();
+      }
+      SignatureSource source;
+      if (const auto* oci = get(*sf, "oci")) {
+        auto v = scalar(*oci, w, ip + ".oci");
+        if (!v) return v.error();
+        // A repository, as cosign's COSIGN_REPOSITORY names one: no tag, no digest.
+        auto ref = oci::parse_reference(*v);
+        const size_t slash = v->rfind('/');
+        const bool has_tag =
+            v->find(':', slash == std::string::npos ? 0 : slash) != std::string::npos;
+        if (!ref || v->find('@') != std::string::npos || has_tag) {
+          return w.err(Errc::invalid_argument, ip + ".oci",
+                       "\"" + *v + "\" is not a repository (registry/path, no tag or digest)");
+        }
+        source.registry = ref->registry;
+        source.repository = ref->repository;
+      }
+      if (const auto* ps = get(*sf, "signaturePullSecrets")) {
+        if (!ps->IsSequence()) {
+          return w.err(Errc::invalid_argument, ip + ".signaturePullSecrets",
+                       "expected a list" + line_of(*ps));
+        }
+        for (std::size_t j = 0; j < ps->size(); ++j) {
+          const std::string pp = ip + ".signaturePullSecrets[" + std::to_string(j) + "]";
+          auto pf = fields((*ps)[j], w, pp);
+          if (!pf) return pf.error();
+          if (auto st = check_fields(*pf, w, pp, {"name"}, {}); !st) return st.error();
+          const auto* n = get(*pf, "name");
+          if (!n) return w.err(Errc::invalid_argument, pp + ".name", "missing");
+          auto name = scalar(*n, w, pp + ".name");
+          if (!name) return name.error();
+          if (!dns1123_subdomain(*name)) {
+            return w.err(Errc::invalid_argument, pp + ".name",
+                         "\"" + *name + "\" is not a Secret name");
+          }
+          source.pull_secrets.push_back(*name);
+        }
+      }
+      a.sources.push_back(std::move(source));
+    }
   }
   if (const auto* sf = get(*f, "signatureFormat")) {
     auto v = scalar(*sf, w, path + ".signatureFormat");
@@ -1293,6 +1345,12 @@ Status resolve_secrets(std::vector<Policy>& policies, const SecretLookup& lookup
   } catch (const std::exception& e) {
     return make_error(Errc::internal, std::string("reading Secrets: ") + e.what());
   }
+}
+
+std::string SignatureSource::key() const {
+  std::string k = registry + "/" + repository + "|";
+  for (const auto& s : pull_secrets) k += s + ",";
+  return k;
 }
 
 Result<Policy> key_policy(std::string_view pem, std::string_view origin) {

@@ -83,11 +83,23 @@ struct SecretRef {
   std::string field;  // "spec.authorities[0].key.secretRef", for messages
 };
 
+// Where an authority reads signatures (policy-controller `source[]`): another repository
+// (cosign's COSIGN_REPOSITORY) and the pull secrets (in the admitted object's namespace) that
+// reading it needs.
+struct SignatureSource {
+  std::string registry;                   // "myacr.azurecr.io"; empty: the image's own repository
+  std::string repository;                 // "signatures/payments"
+  std::vector<std::string> pull_secrets;  // signaturePullSecrets[].name
+  std::string key() const;                // identifies the source for sharing fetches
+};
+
 struct Authority {
   enum class Kind { key, keyless, static_pass, static_fail };
   std::string name;  // spec.authorities[i].name, or "authority-<i>"
   Kind kind = Kind::key;
   SignatureFormat format = SignatureFormat::any;
+  // Empty: the image's own repository with the admission's credentials.
+  std::vector<SignatureSource> sources;
 
   // key (from key.data, or from key_secret once resolve_secrets() has read it)
   std::optional<crypto::PublicKey> key;
@@ -243,6 +255,10 @@ struct PolicyResult {
 // result carries the most informative reason (STATIC_FAIL first, then NOT_SIGNED, then the
 // failure that got furthest through the checks). digest is the admitted "sha256:..." digest.
 PolicyResult evaluate(const Policy& policy, std::string_view digest, const Evidence& evidence);
+// The same, with each authority judged on the evidence of its own sources (nullptr: none).
+using EvidenceFor = std::function<const Evidence*(const Authority&)>;
+PolicyResult evaluate(const Policy& policy, std::string_view digest,
+                      const EvidenceFor& evidence_for);
 // Legacy convenience: evaluate(policy, digest, evidence_from_legacy(signatures)).
 PolicyResult evaluate(const Policy& policy, std::string_view digest,
                       const std::vector<crypto::Signature>& signatures);

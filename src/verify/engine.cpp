@@ -8,6 +8,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <list>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 
@@ -307,57 +308,122 @@ struct Engine::Impl {
   }
 
   // The uncached work for one (image name, digest) under one policy snapshot.
+  // Everything one signature location holds for digest: legacy .sig layers and bundles,
+  // read at once (the latency is the slower of the two, not their sum).
+  struct Gathered {
+    policy::Evidence evidence;
+    std::optional<Error> failure;  // a part that could not be read
+  };
+  asio::awaitable<Gathered> gather(const oci::Reference& where, const std::string& digest,
+                                   bool legacy, bool bundles, registry::Deadline deadline,
+                                   const registry::PullCredentials& creds) {
+    using namespace asio::experimental::awaitable_operators;
+    Gathered g;
+    auto legacy_task =
+        [&]() -> asio::awaitable<std::optional<Result<std::vector<crypto::Signature>>>> {
+      if (!legacy) co_return std::vector<crypto::Signature>{};
+      co_return co_await fetch_signatures(where, digest, deadline, creds);
+    };
+    auto bundle_task = [&]() -> asio::awaitable<std::optional<Result<BundleHaul>>> {
+      if (!bundles) co_return BundleHaul{};
+      co_return co_await fetch_bundles(where, digest, deadline, creds);
+    };
+    auto [sigs, haul] = co_await (legacy_task() && bundle_task());
+    if (sigs && sigs->ok()) {
+      g.evidence = policy::evidence_from_legacy(sigs->value());
+    } else {
+      g.failure = sigs ? sigs->error() : make_error(Errc::internal, "no result");
+    }
+    if (haul && haul->ok()) {
+      for (auto& b : haul->value().bundles) {
+        auto parsed = crypto::parse_bundle(b.json);
+        if (!parsed.ok()) {
+          g.evidence.unreadable.push_back(b.source + ": " + parsed.error().message);
+          continue;
+        }
+        auto e = crypto::entity_from_bundle(*parsed, b.source);
+        if (!e.ok()) {
+          g.evidence.unreadable.push_back(b.source + ": " + e.error().message);
+          continue;
+        }
+        g.evidence.signatures.push_back(std::move(*e));
+      }
+      for (auto& u : haul->value().unreadable) g.evidence.unreadable.push_back(std::move(u));
+    } else if (!g.failure) {
+      g.failure = haul ? haul->error() : make_error(Errc::internal, "no result");
+    }
+    co_return g;
+  }
+
+  // The uncached work for one (image name, digest) under one policy snapshot.
   asio::awaitable<Verdict> evaluate(const std::string& image, const oci::Reference& ref,
                                     const std::string& digest,
                                     const std::vector<const policy::Policy*>& matched,
-                                    registry::Deadline deadline,
-                                    const registry::PullCredentials& creds) {
-    using namespace asio::experimental::awaitable_operators;
-    policy::Evidence evidence;
-    std::optional<Error> fetch_failure;  // a source that could not be read
-    if (policy::PolicySet::needs_signatures(matched)) {
+                                    registry::Deadline deadline, const Context& context) {
+    // Where each authority reads signatures: the image's own repository with the admission's
+    // credentials, or its `source` repositories with their signaturePullSecrets. Every
+    // distinct location is read once, whatever number of authorities uses it.
+    struct Location {
+      oci::Reference where;
+      std::vector<std::string> pull_secrets;
       bool legacy = false, bundles = false;
-      for (const policy::Policy* p : matched) {
-        for (const auto& a : p->authorities) {
-          legacy = legacy || a.format != policy::SignatureFormat::bundle;
-          bundles = bundles || a.format != policy::SignatureFormat::legacy;
+      Gathered got;
+    };
+    std::map<std::string, Location> locations;
+    std::map<const policy::Authority*, std::vector<std::string>> uses;  // authority -> keys
+    for (const policy::Policy* p : matched) {
+      for (const auto& a : p->authorities) {
+        if (a.kind != policy::Authority::Kind::key && a.kind != policy::Authority::Kind::keyless) {
+          continue;
         }
-      }
-      // Both places are read at once: the latency is the slower of the two, not their sum.
-      auto legacy_task =
-          [&]() -> asio::awaitable<std::optional<Result<std::vector<crypto::Signature>>>> {
-        if (!legacy) co_return std::vector<crypto::Signature>{};
-        co_return co_await fetch_signatures(ref, digest, deadline, creds);
-      };
-      auto bundle_task = [&]() -> asio::awaitable<std::optional<Result<BundleHaul>>> {
-        if (!bundles) co_return BundleHaul{};
-        co_return co_await fetch_bundles(ref, digest, deadline, creds);
-      };
-      auto [sigs, haul] = co_await (legacy_task() && bundle_task());
-      if (sigs && sigs->ok()) {
-        evidence = policy::evidence_from_legacy(sigs->value());
-      } else {
-        fetch_failure = sigs ? sigs->error() : make_error(Errc::internal, "no result");
-      }
-      if (haul && haul->ok()) {
-        for (auto& b : haul->value().bundles) {
-          auto parsed = crypto::parse_bundle(b.json);
-          if (!parsed.ok()) {
-            evidence.unreadable.push_back(b.source + ": " + parsed.error().message);
-            continue;
-          }
-          auto e = crypto::entity_from_bundle(*parsed, b.source);
-          if (!e.ok()) {
-            evidence.unreadable.push_back(b.source + ": " + e.error().message);
-            continue;
-          }
-          evidence.signatures.push_back(std::move(*e));
+        std::vector<policy::SignatureSource> sources = a.sources;
+        if (sources.empty()) sources.emplace_back();
+        for (const auto& src : sources) {
+          Location loc;
+          loc.where.registry = src.registry.empty() ? ref.registry : src.registry;
+          loc.where.repository = src.repository.empty() ? ref.repository : src.repository;
+          loc.pull_secrets = src.pull_secrets;
+          std::string key = loc.where.registry + "/" + loc.where.repository + "|";
+          for (const auto& ps : src.pull_secrets) key += ps + ",";
+          auto [it, fresh] = locations.try_emplace(key, std::move(loc));
+          it->second.legacy = it->second.legacy || a.format != policy::SignatureFormat::bundle;
+          it->second.bundles = it->second.bundles || a.format != policy::SignatureFormat::legacy;
+          uses[&a].push_back(key);
         }
-        for (auto& u : haul->value().unreadable) evidence.unreadable.push_back(std::move(u));
-      } else if (!fetch_failure) {
-        fetch_failure = haul ? haul->error() : make_error(Errc::internal, "no result");
       }
     }
+    std::optional<Error> fetch_failure;
+    for (auto& [key, loc] : locations) {
+      registry::PullCredentials creds = context.credentials;
+      if (!loc.pull_secrets.empty()) {
+        if (context.source_credentials) {
+          creds = co_await context.source_credentials(loc.pull_secrets, deadline);
+        } else {
+          creds = nullptr;  // signaturePullSecrets without the Kubernetes API: sigil's own only
+        }
+      }
+      loc.got = co_await gather(loc.where, digest, loc.legacy, loc.bundles, deadline, creds);
+      if (loc.got.failure && !fetch_failure) fetch_failure = loc.got.failure;
+    }
+    // An authority with several sources sees all their signatures.
+    std::map<const policy::Authority*, policy::Evidence> merged;
+    for (const auto& [authority, keys] : uses) {
+      if (keys.size() < 2) continue;
+      policy::Evidence& m = merged[authority];
+      for (const auto& k : keys) {
+        const auto& ev = locations.at(k).got.evidence;
+        m.signatures.insert(m.signatures.end(), ev.signatures.begin(), ev.signatures.end());
+        m.unreadable.insert(m.unreadable.end(), ev.unreadable.begin(), ev.unreadable.end());
+      }
+    }
+    const policy::EvidenceFor evidence_for =
+        [&](const policy::Authority& a) -> const policy::Evidence* {
+      if (auto m = merged.find(&a); m != merged.end()) return &m->second;
+      auto u = uses.find(&a);
+      if (u == uses.end() || u->second.empty()) return nullptr;
+      return &locations.at(u->second.front()).got.evidence;
+    };
+
     Verdict v;
     v.image = image;
     v.digest = digest;
@@ -365,7 +431,7 @@ struct Engine::Impl {
     std::vector<std::string> denials;
     std::vector<std::string> satisfied;
     for (const policy::Policy* p : matched) {
-      policy::PolicyResult r = policy::evaluate(*p, digest, evidence);
+      policy::PolicyResult r = policy::evaluate(*p, digest, evidence_for);
       if (r.satisfied) {
         satisfied.push_back(p->name + (r.authority.empty() ? "" : "/" + r.authority));
         continue;
@@ -536,7 +602,7 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
 
   Verdict v;
   try {
-    v = co_await d.evaluate(image, *ref, digest, matched, deadline, context.credentials);
+    v = co_await d.evaluate(image, *ref, digest, matched, deadline, context);
   } catch (const std::exception& e) {
     // Fail closed: a bug below must never become an allow.
     v = deny(image, digest, "INTERNAL", "image " + image + ": internal error: " + e.what());

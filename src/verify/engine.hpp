@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,12 @@ struct Context {
   // only between requests with the same credentials, so a pod without access never gets
   // another pod's registry failure, and vice versa.
   std::string credentials_id;
+  // Credentials for an authority's signature source: its signaturePullSecrets, read in this
+  // admission's namespace. Empty function: such sources are read with sigil's own
+  // credentials only.
+  std::function<boost::asio::awaitable<registry::PullCredentials>(
+      std::vector<std::string> secret_names, registry::Deadline deadline)>
+      source_credentials;
 };
 
 struct EngineOptions {

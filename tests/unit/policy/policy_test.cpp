@@ -332,8 +332,13 @@ TEST_CASE("field-level validation", "[policy][parse]") {
        "key: expected exactly one of data (a PEM public key), secretRef"},
       {"images: [{glob: '**'}]\nauthorities: [{key: {data: 'not a key'}}]", Errc::invalid_argument,
        "key.data: not a PEM public key"},
-      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, source: [{oci: a.io/s}]}]",
-       Errc::unsupported, "spec.authorities[0].source:"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, source: [{oci: a.io/s, "
+       "tagPrefix: x}]}]",
+       Errc::unsupported, "spec.authorities[0].source[0].tagPrefix: signature tag prefixes"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, source: [{oci: "
+       "'a.io/s@sha256:"
+       "aaaa'}]}]",
+       Errc::invalid_argument, "source[0].oci: \"a.io/s@sha256:aaaa\" is not a repository"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, ctlog: {url: x}}]",
        Errc::invalid_argument, "a static authority checks no signature"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: []}]",

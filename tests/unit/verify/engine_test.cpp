@@ -405,6 +405,14 @@ TEST_CASE("a tag that resolves to a non-sha256 digest is denied, never verified"
 
 namespace {
 
+verify::Context in_ns(std::string ns, registry::PullCredentials creds = {}, std::string id = {}) {
+  verify::Context c;
+  c.namespace_ = std::move(ns);
+  c.credentials = std::move(creds);
+  c.credentials_id = std::move(id);
+  return c;
+}
+
 // A cluster policy (static pass for reg.test/team/**) plus a namespace policy of "team-a"
 // requiring the key, for the same images.
 std::shared_ptr<const policy::PolicySet> with_image_policy(const std::string& pub_pem,
@@ -438,18 +446,18 @@ TEST_CASE("an ImagePolicy adds requirements in its namespace only") {
   verify::Engine engine(f.reg, f.clock);
   auto set = with_image_policy(f.key.pub_pem, "reg.test/**", policy::NoMatch::deny);
   // Unsigned: the cluster policy passes everyone, team-a's policy wants the key.
-  auto elsewhere = run(engine, "reg.test/team/app:v1", set, 5s, {"team-b", {}, ""});
+  auto elsewhere = run(engine, "reg.test/team/app:v1", set, 5s, in_ns("team-b"));
   CHECK(elsewhere.outcome == verify::Outcome::allowed);
-  auto in_team = run(engine, "reg.test/team/app:v1", set, 5s, {"team-a", {}, ""});
+  auto in_team = run(engine, "reg.test/team/app:v1", set, 5s, in_ns("team-a"));
   CHECK(in_team.outcome == verify::Outcome::denied);
   CHECK(in_team.reason_code == "NOT_SIGNED");
   CHECK(in_team.message.find("team-a/signed") != std::string::npos);
   // The cached team-b verdict was not reused for team-a (and the reverse).
-  CHECK(run(engine, "reg.test/team/app:v1", set, 5s, {"team-b", {}, ""}).outcome ==
+  CHECK(run(engine, "reg.test/team/app:v1", set, 5s, in_ns("team-b")).outcome ==
         verify::Outcome::allowed);
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
   verify::Engine fresh(f.reg, f.clock);  // team-a's denial is cached for a while in the first
-  CHECK(run(fresh, "reg.test/team/app:v1", set, 5s, {"team-a", {}, ""}).outcome ==
+  CHECK(run(fresh, "reg.test/team/app:v1", set, 5s, in_ns("team-a")).outcome ==
         verify::Outcome::allowed);
 }
 
@@ -460,15 +468,15 @@ TEST_CASE("an ImagePolicy never stands in for a missing ClusterImagePolicy") {
   // No cluster policy matches reg.test/team/**; team-a's (satisfied) policy must not admit it
   // past a cluster-wide deny.
   auto deny_set = with_image_policy(f.key.pub_pem, "other.test/**", policy::NoMatch::deny);
-  auto v = run(engine, "reg.test/team/app:v1", deny_set, 5s, {"team-a", {}, ""});
+  auto v = run(engine, "reg.test/team/app:v1", deny_set, 5s, in_ns("team-a"));
   CHECK(v.outcome == verify::Outcome::denied);
   CHECK(v.reason_code == "NO_MATCHING_POLICY");
   // With no-match allow, the namespace policy still applies (it adds requirements).
   auto allow_set = with_image_policy(f.key.pub_pem, "other.test/**", policy::NoMatch::allow);
-  CHECK(run(engine, "reg.test/team/app:v1", allow_set, 5s, {"team-a", {}, ""}).outcome ==
+  CHECK(run(engine, "reg.test/team/app:v1", allow_set, 5s, in_ns("team-a")).outcome ==
         verify::Outcome::allowed);
   f.reg.tags["team/unsigned:v1"] = fake_digest('d');
-  auto unsigned_v = run(engine, "reg.test/team/unsigned:v1", allow_set, 5s, {"team-a", {}, ""});
+  auto unsigned_v = run(engine, "reg.test/team/unsigned:v1", allow_set, 5s, in_ns("team-a"));
   CHECK(unsigned_v.outcome == verify::Outcome::denied);
   CHECK(unsigned_v.reason_code == "NOT_SIGNED");
 }
@@ -480,8 +488,65 @@ TEST_CASE("the pod's pull credentials reach every registry call") {
   auto creds = std::make_shared<registry::DockerConfig>();
   creds->auths["reg.test"] = registry::Credential{"pod-user", "pod-pass", ""};
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem), 5s,
-               {"default", creds, "pod-creds"});
+               in_ns("default", creds, "pod-creds"));
   CHECK(v.outcome == verify::Outcome::allowed);
   REQUIRE(f.reg.seen_creds.size() >= 3);
   for (const auto& c : f.reg.seen_creds) CHECK(c == creds);
+}
+
+TEST_CASE("an authority's source: signatures from another repository, with its pull secrets") {
+  Fixture f;
+  // The signature lives in reg.test/signatures, not next to the image.
+  f.reg.attach("signatures", f.digest,
+               {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  std::string indented;
+  for (size_t i = 0, start = 0; i <= f.key.pub_pem.size(); ++i) {
+    if (i == f.key.pub_pem.size() || f.key.pub_pem[i] == '\n') {
+      if (i > start) indented += "          " + f.key.pub_pem.substr(start, i - start) + "\n";
+      start = i + 1;
+    }
+  }
+  auto parse = [&](const std::string& source, uint64_t generation) {
+    std::string yaml =
+        "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n"
+        "  images: [{glob: \"reg.test/team/**\"}]\n  authorities:\n    - name: k\n" +
+        source + "      key:\n        data: |\n" + indented;
+    auto parsed = policy::parse_policies(yaml, "test.yaml");
+    if (!parsed.ok()) FAIL(parsed.error().message);
+    return std::make_shared<const policy::PolicySet>(std::move(*parsed), policy::NoMatch::deny,
+                                                     generation);
+  };
+  auto own = parse("", 1);
+  auto sourced = parse(
+      "      source: [{oci: reg.test/signatures, signaturePullSecrets: [{name: sig-pull}]}]\n", 2);
+  verify::Engine engine(f.reg, f.clock);
+  CHECK(run(engine, "reg.test/team/app:v1", own).reason_code == "NOT_SIGNED");
+
+  auto sig_creds = std::make_shared<registry::DockerConfig>();
+  sig_creds->auths["reg.test"] = registry::Credential{"sig-reader", "pw", ""};
+  std::vector<std::string> asked;
+  verify::Context ctx = in_ns("team-a");
+  ctx.source_credentials = [&](std::vector<std::string> names,
+                               registry::Deadline) -> asio::awaitable<registry::PullCredentials> {
+    asked.insert(asked.end(), names.begin(), names.end());
+    co_return sig_creds;
+  };
+  f.reg.seen_creds.clear();
+  auto v = run(engine, "reg.test/team/app:v1", sourced, 5s, ctx);
+  CHECK(v.outcome == verify::Outcome::allowed);
+  CHECK(asked == std::vector<std::string>{"sig-pull"});
+  // The tag was resolved with the pod's credentials (none), the signature read with the
+  // source's.
+  REQUIRE(f.reg.seen_creds.size() >= 3);
+  CHECK(f.reg.seen_creds.front() == nullptr);
+  CHECK(f.reg.seen_creds.back() == sig_creds);
+
+  // A source repository is a repository: a tag or digest in it is refused.
+  auto bad = policy::parse_policies(
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n"
+      "  images: [{glob: '**'}]\n  authorities: [{static: {action: pass}, source: [{oci: "
+      "'reg.test/sigs:v1'}]}]\n",
+      "t.yaml");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message.find("is not a repository") != std::string::npos);
 }
