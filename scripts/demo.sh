@@ -2,7 +2,10 @@
 # The main job, end to end on this machine: installs what is missing, builds sigil, starts a
 # real distribution registry on 127.0.0.1 holding a signed and an unsigned demo image, runs
 # `sigil serve` over HTTPS with a generated CA and a policy trusting the demo key, then posts
-# two AdmissionReviews to it and shows the allow and the deny (with its reason).
+# two AdmissionReviews to it and shows the allow and the deny (with its reason). Then the same
+# for keyless signing: a self-made sigstore (Fulcio-like CA, CT log, Rekor-like log, all on this
+# machine) signs one image as release@demo.test and one as someone else; a keyless policy
+# admits only the first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 "$ROOT/scripts/deps.sh"
@@ -24,13 +27,24 @@ echo "== starting a local registry (docker-registry) on 127.0.0.1"
 REG=$("$PY" "$SUPPORT/registry.py" start --dir "$W/registry")
 echo "   registry at $REG"
 
-echo "== pushing two demo images and signing one with the demo key"
+echo "== pushing demo images: one signed with the demo key, one unsigned, two signed keyless"
 "$PY" "$SUPPORT/fixture.py" keygen --alg p256 "$W/demo" >/dev/null
 SIGNED=$("$PY" "$SUPPORT/fixture.py" push-image --registry "$REG" --repo demo/signed --tag v1 --content "signed demo")
 "$PY" "$SUPPORT/fixture.py" push-image --registry "$REG" --repo demo/unsigned --tag v1 --content "unsigned demo" >/dev/null
 "$PY" "$SUPPORT/fixture.py" sign --registry "$REG" --repo demo/signed --digest "$SIGNED" --key "$W/demo.key" >/dev/null
 echo "   $REG/demo/signed:v1   -> $SIGNED (signed)"
 echo "   $REG/demo/unsigned:v1 (not signed)"
+"$PY" - "$SUPPORT" "$REG" "$W/sigstore" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import fixture, sigstore_fixture as sf
+reg = fixture.connect(sys.argv[2])
+auth = sf.init(sys.argv[3])
+for repo, who in (("demo/keyless", "release@demo.test"), ("demo/impostor", "mallory@demo.test")):
+    d = fixture.push_image(reg, repo, "v1", "keyless demo " + repo)
+    sf.bundle(reg, repo, d, sf.Signer(keyless=auth, identity=who, issuer="https://login.demo.test"))
+    print("   %s/%s:v1 -> %s (cosign v3 bundle, keyless, signed by %s)" % (sys.argv[2], repo, d, who))
+PY
 
 echo "== generating a CA and a serving certificate for sigil"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=sigil demo CA" \
@@ -41,7 +55,7 @@ printf "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:sigil.sigil.svc\nextendedK
 openssl x509 -req -in "$W/tls.csr" -CA "$W/ca.crt" -CAkey "$W/ca.key" -CAcreateserial -days 1 \
   -extfile "$W/ext.cnf" -out "$W/tls.crt" 2>/dev/null
 
-echo "== writing a ClusterImagePolicy that trusts the demo key"
+echo "== writing ClusterImagePolicies: one trusts the demo key, one the identity release@demo.test"
 {
   cat <<YAML
 apiVersion: policy.sigstore.dev/v1beta1
@@ -50,13 +64,34 @@ metadata:
   name: demo-images
 spec:
   images:
-    - glob: "$REG/demo/**"
+    - glob: "$REG/demo/signed"
+    - glob: "$REG/demo/unsigned"
   authorities:
     - name: demo-key
       key:
         data: |
 YAML
   sed 's/^/          /' "$W/demo.pub"
+  cat <<YAML
+---
+apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: demo-keyless
+spec:
+  images:
+    - glob: "$REG/demo/keyless"
+    - glob: "$REG/demo/impostor"
+  authorities:
+    - name: release-identity
+      keyless:
+        trustRootRef: sigil-test
+        identities:
+          - issuer: https://login.demo.test
+            subject: release@demo.test
+---
+YAML
+  cat "$W/sigstore/trustroot.yaml"
 } > "$W/policy.yaml"
 
 PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -89,7 +124,8 @@ if not r["allowed"]:
 for w in r.get("warnings", []):
     print("   warning: " + w)'
 }
-for case in "signed:11111111-aaaa-4bbb-8ccc-000000000001" "unsigned:22222222-aaaa-4bbb-8ccc-000000000002"; do
+for case in "signed:11111111-aaaa-4bbb-8ccc-000000000001" "unsigned:22222222-aaaa-4bbb-8ccc-000000000002" \
+            "keyless:33333333-aaaa-4bbb-8ccc-000000000003" "impostor:44444444-aaaa-4bbb-8ccc-000000000004"; do
   name=${case%%:*}; uid=${case#*:}
   echo "== POST /validate: kubectl run with $REG/demo/$name:v1"
   review "$REG/demo/$name:v1" "$uid" |
