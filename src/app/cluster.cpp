@@ -72,7 +72,8 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
         cip_status(client, kube::resources::cluster_image_policies(), clock),
         ip_status(client, kube::resources::image_policies(), clock),
         tr_status(client, kube::resources::trust_roots(), clock),
-        resync_timer(strand) {
+        resync_timer(strand),
+        retry_timer(strand) {
     // The default trust root is parsed at most once per process (and only when needed).
     auto inner = opts.default_root;
     auto memo =
@@ -100,6 +101,8 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   kube::StatusWriter cip_status, ip_status, tr_status;
   std::unique_ptr<kube::Reflector> cips, ips, trs;
   asio::steady_timer resync_timer;
+  asio::steady_timer retry_timer;
+  bool retry_armed = false;  // strand only
 
   mutable std::mutex mu;  // guards the snapshots, file_docs and stats
   std::shared_ptr<const kube::Snapshot> cip_snap, ip_snap, tr_snap;
@@ -113,6 +116,8 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   std::map<std::string, LastGood<policy::Policy>> last_policy;           // by kind/key
   std::map<std::string, LastGood<policy::TrustRootDocument>> last_root;  // by key
   std::vector<policy::Policy> last_file_policies;
+  std::string last_fingerprint;
+  std::atomic<uint64_t> file_generation{0};  // bumped by reload_files()
 
   std::atomic<bool> ready{false};
   std::atomic<bool> stopped{false};
@@ -156,8 +161,23 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
     resync_timer.expires_after(opts.resync);
     resync_timer.async_wait([self](const boost::system::error_code& ec) {
       if (ec || self->stopped) return;
+      // Re-read every Secret now, not when its cache entry happens to expire.
+      self->cache.clear();
       self->trigger();
       self->arm_resync();
+    });
+  }
+
+  // A status write failed: compile (and so write) again soon, once.
+  void retry_soon() {
+    if (retry_armed || stopped) return;
+    retry_armed = true;
+    auto self = shared_from_this();
+    retry_timer.expires_after(opts.status_retry);
+    retry_timer.async_wait([self](const boost::system::error_code& ec) {
+      self->retry_armed = false;
+      if (ec || self->stopped) return;
+      self->trigger();
     });
   }
 
@@ -188,13 +208,20 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   }
 
   // Reads every Secret the policies name (through the cache).
-  asio::awaitable<std::map<std::string, Result<std::map<std::string, std::string>>>> read_secrets(
-      const std::vector<policy::SecretRef>& refs) {
-    std::map<std::string, Result<std::map<std::string, std::string>>> out;
+  struct SecretsRead {
+    std::map<std::string, Result<std::map<std::string, std::string>>> data;
+    std::string fingerprint;  // which versions were read: a change means a new policy set
+  };
+  asio::awaitable<SecretsRead> read_secrets(const std::vector<policy::SecretRef>& refs) {
+    SecretsRead read;
+    auto& out = read.data;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     for (const auto& r : refs) {
       auto s = co_await cache.secret(r.namespace_, r.name, deadline);
       const std::string key = r.namespace_ + "/" + r.name;
+      read.fingerprint +=
+          key + "@" +
+          (s.ok() ? (*s)->meta.resource_version : std::string(errc_name(s.error().code))) + ";";
       if (s.ok()) {
         out.emplace(key, (*s)->data);
       } else {
@@ -219,6 +246,16 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
     }
     if (!cs || !is || !ts || !files) co_return;  // not every resource listed yet
 
+    // What this compile is made of: when it equals the last one's (a status write or a label
+    // change came back as MODIFIED), the published set stays, and with it the verdict cache.
+    std::string fingerprint = "files#" + std::to_string(file_generation) + ";";
+    for (const auto* snap : {ts.get(), cs.get(), is.get()}) {
+      for (const auto& obj : snap->objects) {
+        fingerprint += obj->meta.key() + "@" + obj->meta.uid + "#" +
+                       std::to_string(obj->meta.generation) + ";";
+      }
+      fingerprint += "|";
+    }
     std::vector<PendingStatus> statuses;
     std::set<std::string> present;
     uint64_t invalid = 0;
@@ -297,7 +334,8 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
     for (const auto& c : candidates) {
       if (c.parsed) parsed_only.push_back(*c.parsed);
     }
-    auto secrets = co_await read_secrets(policy::secret_refs(parsed_only, opts.own_namespace));
+    auto secrets_read = co_await read_secrets(policy::secret_refs(parsed_only, opts.own_namespace));
+    const auto& secrets = secrets_read.data;
     policy::SecretLookup lookup =
         [&secrets](const std::string& ns,
                    const std::string& name) -> Result<std::map<std::string, std::string>> {
@@ -382,7 +420,11 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
             auto r = co_await p.writer->write(
                 std::move(p.object), std::move(p.condition),
                 std::chrono::steady_clock::now() + std::chrono::seconds(10));
-            if (!r.ok()) spdlog::warn("kube: writing status failed: {}", r.error().message);
+            if (!r.ok()) {
+              spdlog::warn("kube: writing status failed (retried in {} ms): {}",
+                           self->opts.status_retry.count(), r.error().message);
+              self->retry_soon();
+            }
           },
           asio::detached);
     }
@@ -435,6 +477,7 @@ void ClusterPolicies::reload_files() {
     std::lock_guard lock(impl_->mu);
     impl_->file_docs = std::move(*docs);
   }
+  ++impl_->file_generation;
   impl_->trigger();
 }
 

@@ -41,7 +41,9 @@ struct ClusterOptions {
   // the cluster's TrustRoots too). Called at start and by reload_files().
   std::function<Result<policy::Documents>()> file_documents;
   // Secrets are re-read and the set recompiled at least this often.
-  std::chrono::seconds resync{60};
+  std::chrono::milliseconds resync{60000};
+  // After a failed status write, the next attempt comes this soon.
+  std::chrono::milliseconds status_retry{3000};
   // Reflector timings (tests shorten them).
   std::chrono::milliseconds backoff_initial{800};
   std::chrono::milliseconds backoff_max{30000};
@@ -77,8 +79,9 @@ class ClusterPolicies {
 
   struct Stats {
     uint64_t compiles = 0;
-    uint64_t policies = 0;  // in the last published set
-    uint64_t invalid = 0;   // objects whose current generation is not enforced
+    uint64_t published = 0;  // compiles whose inputs changed: a new PolicySet generation
+    uint64_t policies = 0;   // in the last published set
+    uint64_t invalid = 0;    // objects whose current generation is not enforced
   };
   Stats stats() const;
 

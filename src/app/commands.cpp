@@ -380,6 +380,7 @@ int run_serve(Settings s) {
     co.no_match = *no_match;
     co.default_root = default_root;
     co.file_documents = [paths = s.policy_paths]() { return load_documents(paths); };
+    co.resync = std::max(std::chrono::milliseconds(1000), s.kube.resync);
     cluster = std::make_unique<ClusterPolicies>(
         io, kclient, clock, std::move(co),
         [&store](std::shared_ptr<const policy::PolicySet> set) { store.set(std::move(set)); });
@@ -498,6 +499,9 @@ int run(int argc, char** argv) {
   serve->add_option("--kube-context", settings.kube.context, "kubeconfig context");
   serve->add_option("--kube-namespace", settings.kube.namespace_,
                     "sigil's own namespace (secretRef of ClusterImagePolicies)");
+  std::string resync_flag;
+  serve->add_option("--kube-resync", resync_flag,
+                    "how often Secrets are re-read and the policies recompiled (default 60s)");
   serve->add_option("--trusted-root", settings.trusted_root_file,
                     "sigstore trusted_root.json for keyless policies without trustRootRef "
                     "(default: the public-good root shipped with sigil)");
@@ -581,6 +585,7 @@ int run(int argc, char** argv) {
       if (!given("--kubeconfig")) settings.kube.kubeconfig = from_file.kube.kubeconfig;
       if (!given("--kube-context")) settings.kube.context = from_file.kube.context;
       if (!given("--kube-namespace")) settings.kube.namespace_ = from_file.kube.namespace_;
+      settings.kube.resync = from_file.kube.resync;
       if (!given("--threads")) settings.threads = from_file.threads;
       if (!given("--log-level")) settings.log_level = from_file.log_level;
       if (!given("--registry-config"))
@@ -592,6 +597,11 @@ int run(int argc, char** argv) {
       settings.cache_ttl = from_file.cache_ttl;
       settings.negative_cache_ttl = from_file.negative_cache_ttl;
       settings.cache_size = from_file.cache_size;
+    }
+    if (!resync_flag.empty()) {
+      auto r = parse_duration(resync_flag);
+      if (!r.ok()) return config_error("--kube-resync: " + r.error().message);
+      settings.kube.resync = *r;
     }
     if (!timeout_flag.empty()) {
       auto t = parse_duration(timeout_flag);

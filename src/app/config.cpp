@@ -74,9 +74,9 @@ Status load_config_file(const std::string& path, Settings& s) {
   }
   if (!root.IsMap())
     return make_error(Errc::invalid_argument, path + ": the config must be a YAML mapping");
-  static const char* kKnown[] = {"listen",        "tlsCert",  "tlsKey",     "policies",
-                                 "noMatchPolicy", "registry", "timeout",    "cache",
-                                 "threads",       "logLevel", "trustedRoot"};
+  static const char* kKnown[] = {"listen",        "tlsCert",  "tlsKey",      "policies",
+                                 "noMatchPolicy", "registry", "timeout",     "cache",
+                                 "threads",       "logLevel", "trustedRoot", "kube"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
@@ -96,7 +96,8 @@ Status load_config_file(const std::string& path, Settings& s) {
     }
     for (const auto& kv : kube) {
       auto key = kv.first.as<std::string>();
-      if (key != "enabled" && key != "kubeconfig" && key != "context" && key != "namespace") {
+      if (key != "enabled" && key != "kubeconfig" && key != "context" && key != "namespace" &&
+          key != "resync") {
         return make_error(Errc::invalid_argument, path + ": unknown setting \"kube." + key + "\"");
       }
     }
@@ -104,6 +105,9 @@ Status load_config_file(const std::string& path, Settings& s) {
     if (!(st = get(kube, "kubeconfig", s.kube.kubeconfig, path)).ok()) return st;
     if (!(st = get(kube, "context", s.kube.context, path)).ok()) return st;
     if (!(st = get(kube, "namespace", s.kube.namespace_, path)).ok()) return st;
+    std::chrono::milliseconds resync = s.kube.resync;
+    if (!(st = get_duration(kube, "resync", resync, path)).ok()) return st;
+    s.kube.resync = resync;
   }
   if (!(st = get(root, "threads", s.threads, path)).ok()) return st;
   if (!(st = get(root, "logLevel", s.log_level, path)).ok()) return st;

@@ -28,6 +28,8 @@ struct KubeSettings {
   // sigil's own namespace (a ClusterImagePolicy's secretRef without namespace); "" = the pod's
   // namespace in-cluster, "sigil-system" with a kubeconfig.
   std::string namespace_;
+  // How often Secrets (secretRef keys) are re-read and the set recompiled.
+  std::chrono::milliseconds resync{60000};
 };
 
 struct Settings {
