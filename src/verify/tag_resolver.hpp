@@ -40,8 +40,13 @@ class TagResolver {
   // Reads are shared only between requests with the same credentials_id.
   boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
                                                       registry::Deadline deadline,
-                                                      registry::PullCredentials creds = {},
-                                                      std::string credentials_id = {});
+                                                      registry::PullCredentials creds,
+                                                      std::string credentials_id);
+  // Without credentials. (No default arguments on coroutines: see Engine::verify.)
+  boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
+                                                      registry::Deadline deadline) {
+    return resolve(ref, deadline, registry::PullCredentials{}, std::string());
+  }
 
   struct Stats {
     uint64_t requests = 0;  // resolve() calls
