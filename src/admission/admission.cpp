@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_depth.hpp"
+
 namespace sigil::admission {
 namespace {
 
@@ -22,34 +24,6 @@ constexpr std::size_t kMaxContainers = 1000;
 
 Error parse_err(std::string what) {
   return make_error(Errc::parse_error, "AdmissionReview: " + std::move(what));
-}
-
-// Rejects nesting deeper than kMaxDepth before nlohmann sees the body, so a hostile body of
-// a million '[' can neither exhaust the stack nor make us allocate a deep tree.
-bool depth_ok(std::string_view body) {
-  std::size_t depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : body) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxDepth) return false;
-    } else if ((c == '}' || c == ']') && depth > 0) {
-      --depth;
-    }
-  }
-  return true;
 }
 
 // Reads an optional string member; fails if present with another type.
@@ -121,7 +95,9 @@ class Extractor {
 };
 
 Result<Request> decode(std::string_view body) {
-  if (!depth_ok(body)) {
+  // Before nlohmann sees the body: a million '[' must neither exhaust the stack nor build a
+  // deep tree.
+  if (!json_depth_ok(body, kMaxDepth)) {
     return parse_err("JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
   }
   json doc = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);

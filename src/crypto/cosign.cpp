@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/encoding.hpp"
+#include "crypto/json_detail.hpp"
 
 namespace sigil::crypto {
 
@@ -19,30 +20,6 @@ using json = nlohmann::json;
 // cosign payloads are a few hundred bytes; anything this large is not one.
 constexpr size_t kMaxPayloadBytes = 1024 * 1024;
 constexpr int kMaxDepth = 32;
-
-// Folds a key the way Go's encoding/json matches struct field names (bytes.EqualFold): ASCII
-// case plus the two non-ASCII runes whose fold orbit reaches ASCII: U+212A KELVIN SIGN (k) and
-// U+017F LATIN SMALL LETTER LONG S (s).
-std::string fold_key(std::string_view key) {
-  std::string out;
-  out.reserve(key.size());
-  for (size_t i = 0; i < key.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(key[i]);
-    if (c == 0xE2 && i + 2 < key.size() && static_cast<unsigned char>(key[i + 1]) == 0x84 &&
-        static_cast<unsigned char>(key[i + 2]) == 0xAA) {
-      out.push_back('k');
-      i += 2;
-    } else if (c == 0xC5 && i + 1 < key.size() && static_cast<unsigned char>(key[i + 1]) == 0xBF) {
-      out.push_back('s');
-      i += 1;
-    } else if (c >= 'A' && c <= 'Z') {
-      out.push_back(static_cast<char>(c - 'A' + 'a'));
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out;
-}
 
 struct ParseRejected : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -71,7 +48,7 @@ class DuplicateGuard {
         if (stack_.empty() || !parsed.is_string()) break;
         Frame& top = stack_.back();
         const auto& key = parsed.get_ref<const std::string&>();
-        top.pending_key = fold_key(key);
+        top.pending_key = detail::go_fold(key);
         std::string id = top.struct_level >= 0 ? top.pending_key : key;
         if (!top.keys.insert(std::move(id)).second) {
           throw ParseRejected("duplicate key \"" + key.substr(0, 64) + "\"");
@@ -118,7 +95,7 @@ class DuplicateGuard {
 // after folding were rejected by DuplicateGuard, so at most one matches.
 const json* member(const json& obj, std::string_view name) {
   for (auto it = obj.begin(); it != obj.end(); ++it) {
-    if (fold_key(it.key()) == name) return &*it;
+    if (detail::go_fold(it.key()) == name) return &*it;
   }
   return nullptr;
 }

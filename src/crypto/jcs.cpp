@@ -290,6 +290,27 @@ std::string ecmascript_number(double value) {
 
 namespace detail {
 
+std::string go_fold(std::string_view key) {
+  std::string out;
+  out.reserve(key.size());
+  for (size_t i = 0; i < key.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(key[i]);
+    if (c == 0xE2 && i + 2 < key.size() && static_cast<unsigned char>(key[i + 1]) == 0x84 &&
+        static_cast<unsigned char>(key[i + 2]) == 0xAA) {
+      out.push_back('k');  // U+212A
+      i += 2;
+    } else if (c == 0xC5 && i + 1 < key.size() && static_cast<unsigned char>(key[i + 1]) == 0xBF) {
+      out.push_back('s');  // U+017F
+      i += 1;
+    } else if (c >= 'A' && c <= 'Z') {
+      out.push_back(static_cast<char>(c - 'A' + 'a'));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
 Result<json> parse_json_strict(std::string_view text, std::string_view what, size_t max_bytes) {
   const std::string name(what);
   if (text.size() > max_bytes) {

@@ -1,5 +1,5 @@
 // crypto/json_detail.hpp: the strict JSON reading the crypto parsers share. PRIVATE to
-// crypto/: included only by its .cpp files (jcs, dsse, rekor, bundle), never by another
+// crypto/: included only by its .cpp files (jcs, dsse, rekor, bundle, cosign), never by another
 // module, so nlohmann stays out of every public header.
 #pragma once
 
@@ -42,6 +42,12 @@ Result<std::string> pb_bytes(const nlohmann::json& v, std::string_view field);
 Result<int64_t> pb_int64(const nlohmann::json& v, std::string_view field, int64_t min);
 // `string` fields.
 Result<std::string> pb_string(const nlohmann::json& v, std::string_view field);
+
+// A member name folded the way Go's encoding/json matches names to struct fields
+// (bytes.EqualFold): ASCII case, plus U+212A KELVIN SIGN (k) and U+017F LATIN SMALL LETTER
+// LONG S (s), the two non-ASCII runes whose fold orbit reaches ASCII. cosign reads its JSON
+// with Go, so two names equal after folding are one field to it, and must be to us.
+std::string go_fold(std::string_view key);
 
 // Outside text for an error message: at most max bytes, control and non-ASCII bytes as '?'
 // (messages go to logs and JSON responses, so they stay ASCII whatever the input was).

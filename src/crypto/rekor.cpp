@@ -56,35 +56,11 @@ std::string short_hex(std::string_view raw) {
 
 // --- Go encoding/json member matching (for cosign's annotation) --------------------------
 
-// Folds a member name the way Go matches JSON names to struct fields (bytes.EqualFold): ASCII
-// case, plus U+212A KELVIN SIGN (k) and U+017F LATIN SMALL LETTER LONG S (s), the two
-// non-ASCII runes whose fold orbit reaches ASCII.
-std::string go_fold(std::string_view key) {
-  std::string out;
-  out.reserve(key.size());
-  for (size_t i = 0; i < key.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(key[i]);
-    if (c == 0xE2 && i + 2 < key.size() && static_cast<unsigned char>(key[i + 1]) == 0x84 &&
-        static_cast<unsigned char>(key[i + 2]) == 0xAA) {
-      out.push_back('k');
-      i += 2;
-    } else if (c == 0xC5 && i + 1 < key.size() && static_cast<unsigned char>(key[i + 1]) == 0xBF) {
-      out.push_back('s');
-      i += 1;
-    } else if (c >= 'A' && c <= 'Z') {
-      out.push_back(static_cast<char>(c - 'A' + 'a'));
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  return out;
-}
-
 // The one member whose folded name equals `folded`, nullptr when none (or null).
 Result<const json*> go_member(const json& obj, std::string_view folded, std::string_view field) {
   const json* found = nullptr;
   for (auto it = obj.begin(); it != obj.end(); ++it) {
-    if (go_fold(it.key()) != folded) continue;
+    if (detail::go_fold(it.key()) != folded) continue;
     if (found != nullptr)
       return parse_err(field, "is given twice (member names differing in case)");
     if (!it->is_null()) found = &*it;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/encoding.hpp"
+#include "common/json_depth.hpp"
 #include "kube/detail/json.hpp"
 
 namespace sigil::kube {
@@ -143,32 +144,6 @@ std::string sanitize_text(std::string_view text, size_t max) {
 }
 
 namespace detail {
-
-bool json_depth_ok(std::string_view body, size_t max_depth) {
-  size_t depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : body) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) return false;
-    } else if ((c == '}' || c == ']') && depth > 0) {
-      --depth;
-    }
-  }
-  return true;
-}
 
 Result<json> parse_json(std::string_view text, const char* what) {
   if (!json_depth_ok(text, kMaxJsonDepth)) {

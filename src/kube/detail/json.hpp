@@ -15,10 +15,8 @@
 
 namespace sigil::kube::detail {
 
-// False when brackets nest deeper than max_depth (strings skipped): checked before nlohmann
-// sees outside bytes, so a hostile body can neither exhaust the stack nor build a deep tree.
-bool json_depth_ok(std::string_view body, size_t max_depth);
-// Parses with the depth check; parse_error "<what>: not valid JSON" otherwise.
+// Parses with the depth check (sigil::json_depth_ok); parse_error "<what>: not valid JSON"
+// otherwise.
 Result<nlohmann::json> parse_json(std::string_view text, const char* what);
 // An optional string member ("" when absent or null); parse_error for another type.
 Result<std::string> opt_string(const nlohmann::json& obj, const char* key,
