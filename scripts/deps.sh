@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(
   cmake ninja-build ccache g++ pkg-config clang libclang-rt-14-dev clang-format
-  libboost1.81-dev libboost-url1.81-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev
+  libboost1.81-dev libboost-url1.81-dev libssl-dev nlohmann-json3-dev libsimdjson-dev libyaml-cpp-dev
   libspdlog-dev catch2 libre2-dev libcli11-dev libgoogle-perftools-dev
   docker-registry apache2-utils python3 python3-cryptography python3-cryptography-vectors python3-nacl openssl curl wrk
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev python3-yaml

@@ -1,44 +1,68 @@
 // admission/admission.cpp: AdmissionReview decode (image extraction per kind) and encode.
 //
-// nlohmann is used in its non-throwing parse mode, and every access below is type-checked;
-// a try/catch at each public function is the last line so that no exception ever escapes.
+// The review is read with simdjson's DOM (the API server waits for every admission, and the
+// parse was half of the CPU of a cached admission with nlohmann); the response is built with
+// nlohmann. Every access below is type-checked with error codes; a try/catch at each public
+// function is the last line so that no exception ever escapes. simdjson validates UTF-8 and
+// limits nesting (kMaxDepth) while it parses. A member named twice in one object reads as its
+// first occurrence; the API server re-serializes every object, so it never sends one.
 #include "admission/admission.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
+#include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
 
+#include <simdjson.h>
 #include <nlohmann/json.hpp>
-
-#include "common/json_depth.hpp"
 
 namespace sigil::admission {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::json;  // encode_response only
+namespace dom = simdjson::dom;
 
 constexpr std::size_t kMaxDepth = 64;
 constexpr std::size_t kMaxContainers = 1000;
+// Bodies up to this size are parsed by a parser kept per thread (its buffers grow to the largest
+// body it has seen, about 15 bytes per input byte); a larger one gets a parser of its own, freed
+// when the call returns, so one 7 MiB review does not pin 100 MiB per thread for good.
+constexpr std::size_t kReusedParserBytes = 256 * 1024;
 
 Error parse_err(std::string what) {
   return make_error(Errc::parse_error, "AdmissionReview: " + std::move(what));
 }
 
-// Reads an optional string member; fails if present with another type.
-Result<std::string> opt_string(const json& obj, const char* key, const std::string& where) {
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return std::string();
-  if (!it->is_string()) return parse_err(where + "." + key + ": not a string");
-  return it->get<std::string>();
+// The member `key` of obj; nullopt when absent or null (Kubernetes treats both the same).
+std::optional<dom::element> member(dom::object obj, std::string_view key) {
+  dom::element e;
+  if (obj.at_key(key).get(e) != simdjson::SUCCESS || e.is_null()) return std::nullopt;
+  return e;
 }
 
-Result<std::string> req_string(const json& obj, const char* key, const std::string& where) {
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return parse_err(where + "." + key + ": missing");
-  if (!it->is_string()) return parse_err(where + "." + key + ": not a string");
-  return it->get<std::string>();
+// Reads an optional string member; fails if present with another type.
+Result<std::string> opt_string(dom::object obj, const char* key, const std::string& where) {
+  auto e = member(obj, key);
+  if (!e) return std::string();
+  std::string_view v;
+  if (e->get_string().get(v) != simdjson::SUCCESS) {
+    return parse_err(where + "." + key + ": not a string");
+  }
+  return std::string(v);
+}
+
+Result<std::string> req_string(dom::object obj, const char* key, const std::string& where) {
+  auto e = member(obj, key);
+  if (!e) return parse_err(where + "." + key + ": missing");
+  std::string_view v;
+  if (e->get_string().get(v) != simdjson::SUCCESS) {
+    return parse_err(where + "." + key + ": not a string");
+  }
+  return std::string(v);
 }
 
 // Where the pod spec lives inside the object, per (group, kind). Empty when sigil does not judge
@@ -61,48 +85,74 @@ class Extractor {
  public:
   explicit Extractor(std::vector<ImageUse>& out) : out_(out) {}
 
-  Status list(const json& spec, const std::string& spec_path, const char* field) {
-    auto it = spec.find(field);
-    if (it == spec.end() || it->is_null()) return {};
+  Status list(dom::object spec, const std::string& spec_path, const char* field) {
+    auto e = member(spec, field);
+    if (!e) return {};
     const std::string list_path = spec_path + "." + field;
-    if (!it->is_array()) return parse_err(list_path + ": not an array");
+    dom::array items;
+    if (e->get_array().get(items) != simdjson::SUCCESS) {
+      return parse_err(list_path + ": not an array");
+    }
     std::size_t i = 0;
-    for (const json& c : *it) {
+    for (dom::element item : items) {
       const std::string at = list_path + "[" + std::to_string(i++) + "]";
       if (++count_ > kMaxContainers) {
         return make_error(Errc::too_large, "AdmissionReview: more than " +
                                                std::to_string(kMaxContainers) + " containers");
       }
-      if (!c.is_object()) return parse_err(at + ": not an object");
+      dom::object c;
+      if (item.get_object().get(c) != simdjson::SUCCESS) return parse_err(at + ": not an object");
       auto name = opt_string(c, "name", at);
       if (!name) return name.error();
-      auto image = c.find("image");
-      if (image == c.end() || !image->is_string()) {
+      dom::element image;
+      std::string_view img;
+      if (c.at_key("image").get(image) != simdjson::SUCCESS ||
+          image.get_string().get(img) != simdjson::SUCCESS) {
         return parse_err(at + ".image: missing or not a string");
       }
-      std::string img = image->get<std::string>();
       if (img.empty()) return parse_err(at + ".image: empty");
       std::string path = name->empty() ? at : at + " (" + *name + ")";
-      if (seen_.insert(img).second) out_.push_back(ImageUse{std::move(img), std::move(path)});
+      if (seen_.emplace(img).second) out_.push_back(ImageUse{std::string(img), std::move(path)});
     }
     return {};
   }
 
  private:
   std::vector<ImageUse>& out_;
-  std::set<std::string> seen_;
+  std::set<std::string, std::less<>> seen_;
   std::size_t count_ = 0;
 };
 
-Result<Request> decode(std::string_view body) {
-  // Before nlohmann sees the body: a million '[' must neither exhaust the stack nor build a
-  // deep tree.
-  if (!json_depth_ok(body, kMaxDepth)) {
-    return parse_err("JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
+Error json_error(simdjson::error_code code) {
+  switch (code) {
+    case simdjson::DEPTH_ERROR:
+      return parse_err("JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    case simdjson::CAPACITY:
+      return make_error(Errc::too_large, "AdmissionReview: body too large to parse");
+    case simdjson::MEMALLOC:
+      return make_error(Errc::internal, "AdmissionReview: out of memory while parsing");
+    case simdjson::UTF8_ERROR:
+      return parse_err("body is not valid UTF-8");
+    default:
+      return parse_err(std::string("body is not valid JSON (") + simdjson::error_message(code) +
+                       ")");
   }
-  json doc = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return parse_err("body is not valid JSON");
-  if (!doc.is_object()) return parse_err("body is not a JSON object");
+}
+
+// Parses body with `parser` (depth-limited) into what decode needs. Every string is copied out
+// before the parser is reused, so no view into its buffers outlives this call.
+Result<Request> decode_with(dom::parser& parser, std::string_view body) {
+  if (parser.max_depth() != kMaxDepth) {
+    if (auto err = parser.allocate(std::max<std::size_t>(body.size(), 1024), kMaxDepth)) {
+      return json_error(err);
+    }
+  }
+  dom::element root;
+  if (auto err = parser.parse(body.data(), body.size()).get(root)) return json_error(err);
+  dom::object doc;
+  if (root.get_object().get(doc) != simdjson::SUCCESS) {
+    return parse_err("body is not a JSON object");
+  }
 
   auto api_version = req_string(doc, "apiVersion", "review");
   if (!api_version) return api_version.error();
@@ -115,11 +165,11 @@ Result<Request> decode(std::string_view body) {
   if (!kind) return kind.error();
   if (*kind != "AdmissionReview") return parse_err("kind \"" + *kind + "\" is not AdmissionReview");
 
-  auto req_it = doc.find("request");
-  if (req_it == doc.end() || !req_it->is_object()) {
+  auto req_el = member(doc, "request");
+  dom::object r;
+  if (!req_el || req_el->get_object().get(r) != simdjson::SUCCESS) {
     return parse_err("request: missing or not an object");
   }
-  const json& r = *req_it;
 
   Request out;
   auto uid = req_string(r, "uid", "request");
@@ -127,11 +177,14 @@ Result<Request> decode(std::string_view body) {
   if (uid->empty()) return parse_err("request.uid: empty");
   out.uid = std::move(*uid);
 
-  auto k = r.find("kind");
-  if (k == r.end() || !k->is_object()) return parse_err("request.kind: missing or not an object");
-  auto kk = req_string(*k, "kind", "request.kind");
+  auto k_el = member(r, "kind");
+  dom::object k;
+  if (!k_el || k_el->get_object().get(k) != simdjson::SUCCESS) {
+    return parse_err("request.kind: missing or not an object");
+  }
+  auto kk = req_string(k, "kind", "request.kind");
   if (!kk) return kk.error();
-  auto kg = opt_string(*k, "group", "request.kind");
+  auto kg = opt_string(k, "group", "request.kind");
   if (!kg) return kg.error();
   out.kind = std::move(*kk);
   out.group = std::move(*kg);
@@ -153,24 +206,34 @@ Result<Request> decode(std::string_view body) {
   if (!name) return name.error();
   out.name = std::move(*name);
 
-  auto dry = r.find("dryRun");
-  if (dry != r.end() && !dry->is_null()) {
-    if (!dry->is_boolean()) return parse_err("request.dryRun: not a boolean");
-    out.dry_run = dry->get<bool>();
+  if (auto dry = member(r, "dryRun")) {
+    bool b = false;
+    if (dry->get_bool().get(b) != simdjson::SUCCESS) {
+      return parse_err("request.dryRun: not a boolean");
+    }
+    out.dry_run = b;
   }
 
-  if (out.group == "sigil.dev" && (out.operation == "CREATE" || out.operation == "UPDATE")) {
-    auto obj = r.find("object");
-    if (obj == r.end() || !obj->is_object()) {
+  const bool writes = out.operation == "CREATE" || out.operation == "UPDATE";
+  auto object = [&]() -> Result<dom::object> {
+    auto e = member(r, "object");
+    dom::object o;
+    if (!e || e->get_object().get(o) != simdjson::SUCCESS) {
       return parse_err("request.object: missing or not an object for " + out.operation + " of " +
                        out.kind);
     }
-    out.object_json = obj->dump(-1, ' ', false, json::error_handler_t::replace);
+    return o;
+  };
+
+  if (out.group == "sigil.dev" && writes) {
+    auto obj = object();
+    if (!obj) return obj.error();
+    out.object_json = simdjson::minify(*obj);
     return out;
   }
 
   const auto path = pod_spec_path(out.group, out.kind);
-  if (path.empty() || (out.operation != "CREATE" && out.operation != "UPDATE")) {
+  if (path.empty() || !writes) {
     out.judged = false;
     return out;
   }
@@ -178,44 +241,50 @@ Result<Request> decode(std::string_view body) {
 
   // The new object. For UPDATE (including the ephemeralcontainers subresource) every image of
   // the new object is checked, not only the changed ones: simple, and never weaker.
-  auto obj = r.find("object");
-  if (obj == r.end() || !obj->is_object()) {
-    return parse_err("request.object: missing or not an object for " + out.operation + " of " +
-                     out.kind);
-  }
-  const json* spec = &*obj;
+  auto obj = object();
+  if (!obj) return obj.error();
+  dom::object spec = *obj;
   std::string spec_path;
   for (const char* step : path) {
-    auto next = spec->find(step);
     spec_path += spec_path.empty() ? step : std::string(".") + step;
-    if (next == spec->end() || !next->is_object()) {
+    auto next = member(spec, step);
+    if (!next || next->get_object().get(spec) != simdjson::SUCCESS) {
       return parse_err("request.object." + spec_path + ": missing or not an object");
     }
-    spec = &*next;
   }
 
   Extractor ex(out.images);
   for (const char* field : {"initContainers", "containers", "ephemeralContainers"}) {
-    if (auto st = ex.list(*spec, spec_path, field); !st) return st.error();
+    if (auto st = ex.list(spec, spec_path, field); !st) return st.error();
   }
-  auto sa = opt_string(*spec, "serviceAccountName", "request.object." + spec_path);
+  auto sa = opt_string(spec, "serviceAccountName", "request.object." + spec_path);
   if (!sa) return sa.error();
   out.service_account = sa->empty() ? "default" : std::move(*sa);
-  auto ips = spec->find("imagePullSecrets");
-  if (ips != spec->end() && !ips->is_null()) {
-    if (!ips->is_array()) {
+  if (auto ips = member(spec, "imagePullSecrets")) {
+    dom::array list;
+    if (ips->get_array().get(list) != simdjson::SUCCESS) {
       return parse_err("request.object." + spec_path + ".imagePullSecrets: not a list");
     }
-    for (const auto& e : *ips) {
-      if (!e.is_object()) continue;
-      auto n = e.find("name");
-      if (n != e.end() && n->is_string() && !n->get_ref<const std::string&>().empty() &&
+    for (dom::element e : list) {
+      dom::object ref;
+      std::string_view n;
+      if (e.get_object().get(ref) != simdjson::SUCCESS) continue;
+      if (ref.at_key("name").get_string().get(n) == simdjson::SUCCESS && !n.empty() &&
           out.image_pull_secrets.size() < 64) {
-        out.image_pull_secrets.push_back(n->get<std::string>());
+        out.image_pull_secrets.emplace_back(n);
       }
     }
   }
   return out;
+}
+
+Result<Request> decode(std::string_view body) {
+  if (body.size() <= kReusedParserBytes) {
+    thread_local dom::parser parser;
+    return decode_with(parser, body);
+  }
+  dom::parser parser;
+  return decode_with(parser, body);
 }
 
 }  // namespace

@@ -220,7 +220,10 @@ TEST_CASE("malformed bodies are errors, never a silent allow", "[admission]") {
         {"/request/object/spec/containers/0/image", "null", "image"},
         {"/request/object/spec/containers/0/image", R"(["nginx"])", "image"},
         {"/request/object/spec/containers/0/image", R"("")", "image"},
-        {"/request/object/spec/containers/0/name", "12345678901234567890123456789", "name"},
+        // An integer beyond 64 bits is refused as a whole (simdjson), wherever it stands: the API
+        // server never writes one, and a clear parse error is what a body with one gets.
+        {"/request/object/spec/containers/0/name", "12345678901234567890123456789", "number"},
+        {"/request/object/metadata", R"({"n":123456789012345678901234567890})", "number"},
         {"/request/object/spec/initContainers", R"([{"name":"x"}])", "initContainers[0]"},
     }));
     CAPTURE(c.pointer, c.value);
@@ -240,6 +243,42 @@ TEST_CASE("malformed bodies are errors, never a silent allow", "[admission]") {
     REQUIRE_FALSE(r.ok());
     CHECK_THAT(r.error().message, Catch::Contains(c.expect));
   }
+}
+
+TEST_CASE("nesting is bounded while parsing", "[admission]") {
+  // review > request > object > metadata > x: four levels above the nested value.
+  auto with_nesting = [](int levels) {
+    json doc = base_review();
+    doc["request"]["object"]["metadata"]["x"] = "@@SPLICE@@";
+    std::string body = doc.dump();
+    body.replace(body.find("\"@@SPLICE@@\""), 12,
+                 std::string(levels, '[') + std::string(levels, ']'));
+    return decode_review(body);
+  };
+  CHECK(with_nesting(60).ok());
+  auto deep = with_nesting(61);
+  REQUIRE_FALSE(deep.ok());
+  CHECK(deep.error().code == Errc::parse_error);
+  CHECK_THAT(deep.error().message, Catch::Contains("deeper than 64"));
+  // A hostile body of a million '[' (balanced or not) is refused, not recursed into.
+  auto hostile = decode_review(std::string(1000000, '['));
+  REQUIRE_FALSE(hostile.ok());
+  CHECK(hostile.error().code == Errc::parse_error);
+  auto balanced = decode_review(std::string(1000000, '[') + std::string(1000000, ']'));
+  REQUIRE_FALSE(balanced.ok());
+  CHECK_THAT(balanced.error().message, Catch::Contains("deeper than 64"));
+}
+
+TEST_CASE("a large review gets a parser of its own, and the next small one still parses",
+          "[admission]") {
+  json doc = base_review();
+  doc["request"]["object"]["metadata"]["annotations"]["big"] = std::string(400 * 1024, 'a');
+  auto big = decode_review(doc.dump());
+  REQUIRE(big.ok());
+  CHECK(big->images.size() == 1);
+  auto small = decode_review(base_review().dump());
+  REQUIRE(small.ok());
+  CHECK(small->images.size() == 1);
 }
 
 TEST_CASE("container cap", "[admission]") {
