@@ -1,10 +1,10 @@
 // admission/admission.cpp: AdmissionReview decode (image extraction per kind) and encode.
 //
 // The review is read with simdjson's DOM (the API server waits for every admission, and the
-// parse was half of the CPU of a cached admission with nlohmann); the response is built with
-// nlohmann. Every access below is type-checked with error codes; a try/catch at each public
-// function is the last line so that no exception ever escapes. simdjson validates UTF-8 and
-// limits nesting (kMaxDepth) while it parses. A member named twice in one object reads as its
+// parse was half of the CPU of a cached admission with nlohmann's DOM); the response, a fixed
+// shape, is written directly. Every access below is type-checked with error codes; a try/catch at
+// each public function is the last line so that no exception ever escapes. simdjson validates UTF-8
+// and limits nesting (kMaxDepth) while it parses. A member named twice in one object reads as its
 // first occurrence; the API server re-serializes every object, so it never sends one.
 #include "admission/admission.hpp"
 
@@ -18,12 +18,10 @@
 #include <utility>
 
 #include <simdjson.h>
-#include <nlohmann/json.hpp>
 
 namespace sigil::admission {
 namespace {
 
-using json = nlohmann::json;  // encode_response only
 namespace dom = simdjson::dom;
 
 constexpr std::size_t kMaxDepth = 64;
@@ -299,27 +297,129 @@ Result<Request> decode_review(std::string_view body) {
   }
 }
 
+namespace {
+
+// Appends s as a JSON string literal. Valid UTF-8 is copied as is; each byte that does not
+// start a well-formed sequence (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF)
+// becomes U+FFFD, so the output is always valid JSON in valid UTF-8 whatever the message
+// quotes. '"', '\' and the C0 controls are escaped.
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  auto cont = [&](size_t at, unsigned char lo = 0x80, unsigned char hi = 0xBF) {
+    return at < n && p[at] >= lo && p[at] <= hi;
+  };
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
+        default:
+          if (c < 0x20) {
+            out += "\\u00";
+            out.push_back(kHex[c >> 4]);
+            out.push_back(kHex[c & 0xF]);
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = cont(i + 1) ? 2 : 0;
+    } else if (c == 0xE0) {
+      len = cont(i + 1, 0xA0) && cont(i + 2) ? 3 : 0;
+    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+      len = cont(i + 1) && cont(i + 2) ? 3 : 0;
+    } else if (c == 0xED) {
+      len = cont(i + 1, 0x80, 0x9F) && cont(i + 2) ? 3 : 0;
+    } else if (c == 0xF0) {
+      len = cont(i + 1, 0x90) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+      len = cont(i + 1) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+    } else if (c == 0xF4) {
+      len = cont(i + 1, 0x80, 0x8F) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+    }
+    if (len == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
+      ++i;
+    } else {
+      out.append(s.data() + i, len);
+      i += len;
+    }
+  }
+  out.push_back('"');
+}
+
+}  // namespace
+
+// Written directly rather than through a JSON DOM: it runs on every admission, and the fixed
+// shape needs no more than string escaping (tested against nlohmann's parser, and fuzzed).
 std::string encode_response(const Response& response) {
   try {
-    json resp = json::object();
-    resp["uid"] = response.uid;
-    resp["allowed"] = response.allowed;
+    std::string out;
+    out.reserve(256 + response.uid.size() + response.message.size());
+    out += R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":)";
+    append_json_string(out, response.uid);
+    out += response.allowed ? R"(,"allowed":true)" : R"(,"allowed":false)";
     if (!response.allowed) {
-      resp["status"] = json{{"code", response.code},
-                            {"reason", response.reason.empty() ? "Forbidden" : response.reason},
-                            {"message", response.message}};
+      out += R"(,"status":{"code":)";
+      out += std::to_string(response.code);
+      out += R"(,"reason":)";
+      append_json_string(out, response.reason.empty() ? "Forbidden" : response.reason);
+      out += R"(,"message":)";
+      append_json_string(out, response.message);
+      out.push_back('}');
     }
-    if (!response.warnings.empty()) resp["warnings"] = response.warnings;
+    if (!response.warnings.empty()) {
+      out += R"(,"warnings":[)";
+      for (size_t i = 0; i < response.warnings.size(); ++i) {
+        if (i) out.push_back(',');
+        append_json_string(out, response.warnings[i]);
+      }
+      out.push_back(']');
+    }
     if (!response.audit_annotations.empty()) {
-      resp["auditAnnotations"] = response.audit_annotations;
+      out += R"(,"auditAnnotations":{)";
+      bool first = true;
+      for (const auto& [key, value] : response.audit_annotations) {
+        if (!first) out.push_back(',');
+        first = false;
+        append_json_string(out, key);
+        out.push_back(':');
+        append_json_string(out, value);
+      }
+      out.push_back('}');
     }
-    json doc = {{"apiVersion", "admission.k8s.io/v1"},
-                {"kind", "AdmissionReview"},
-                {"response", std::move(resp)}};
-    // Messages may quote outside bytes: replace invalid UTF-8 rather than throw.
-    return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+    out += "}}";
+    return out;
   } catch (...) {
-    // Cannot happen with the replace handler; fail closed with a body the API server accepts.
+    // Only std::bad_alloc can get here; fail closed with a body the API server accepts.
     return R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"",)"
            R"("allowed":false,"status":{"code":500,"message":"sigil: internal error encoding response"}}})";
   }

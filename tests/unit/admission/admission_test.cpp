@@ -341,6 +341,89 @@ TEST_CASE("encode_response: denied with warnings and annotations", "[admission]"
   CHECK(echoed["response"]["warnings"][0] == "warned");
 }
 
+namespace {
+
+// True when s is well-formed UTF-8, as nlohmann's strict serializer judges it.
+bool valid_utf8(const std::string& s) {
+  try {
+    (void)json(s).dump();
+    return true;
+  } catch (const json::type_error&) {
+    return false;
+  }
+}
+
+// Encodes s in every string slot of a denied response and parses the result strictly.
+json encode_everywhere(const std::string& s) {
+  Response resp;
+  resp.uid = s;
+  resp.allowed = false;
+  resp.code = 403;
+  resp.reason = s;
+  resp.message = s;
+  resp.warnings = {s, "after"};
+  resp.audit_annotations = {{s, s}, {"z", "last"}};
+  return json::parse(encode_response(resp));  // throws on invalid JSON or invalid UTF-8
+}
+
+}  // namespace
+
+TEST_CASE("encode_response: valid JSON in valid UTF-8 whatever the strings hold", "[admission]") {
+  std::vector<std::string> cases = {
+      "",
+      "plain",
+      "quote \" backslash \\ slash /",
+      std::string("nul \0 inside", 12),
+      "\x01\x02\x1f\x7f\b\f\n\r\t",
+      "\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91 \xf4\x8f\xbf\xbf",  // 2-, 3-, 4-byte, U+10FFFF
+      "\x80",                                                     // lone continuation byte
+      "\xc0\x80 \xc1\xbf",                                        // overlong NUL, overlong '?'
+      "\xe0\x80\x80 \xe0\x9f\xbf",                                // overlong 3-byte
+      "\xed\xa0\x80 \xed\xbf\xbf",                                // UTF-16 surrogates
+      "\xf0\x80\x80\x80 \xf4\x90\x80\x80 \xf5\x80\x80\x80",       // overlong, > U+10FFFF
+      "\xfe\xff",
+      "truncated \xe2\x82",
+      "truncated \xf0\x9f\x94",
+      "\xe2\x82\x22 quote after a cut sequence",
+  };
+  // Random bytes too (fixed seed, so a failure reproduces).
+  uint32_t x = 2463534242u;
+  for (int n = 0; n < 2000; ++n) {
+    std::string r(static_cast<size_t>(n % 24), '\0');
+    for (auto& ch : r) {
+      x ^= x << 13;
+      x ^= x >> 17;
+      x ^= x << 5;
+      ch = static_cast<char>(x & 0xff);
+    }
+    cases.push_back(r);
+  }
+  for (const auto& s : cases) {
+    CAPTURE(json(s).dump(-1, ' ', true, json::error_handler_t::replace));
+    json out;
+    REQUIRE_NOTHROW(out = encode_everywhere(s));
+    const json& r = out["response"];
+    REQUIRE(r["allowed"] == false);
+    REQUIRE(r["status"]["code"] == 403);
+    REQUIRE(r["warnings"].size() == 2);
+    REQUIRE(r["warnings"][1] == "after");
+    REQUIRE(r["auditAnnotations"]["z"] == "last");
+    if (valid_utf8(s)) {
+      // Valid text survives exactly, in every slot.
+      CHECK(r["uid"] == s);
+      CHECK(r["status"]["message"] == s);
+      CHECK(r["warnings"][0] == s);
+      CHECK(r["auditAnnotations"][s] == s);
+      if (!s.empty()) CHECK(r["status"]["reason"] == s);
+    } else {
+      // Invalid bytes become U+FFFD; what is left is never longer than 3 bytes per input byte.
+      const auto msg = r["status"]["message"].get<std::string>();
+      CHECK(msg.find("\xef\xbf\xbd") != std::string::npos);
+      CHECK(msg.size() <= 3 * s.size());
+    }
+  }
+}
+
 TEST_CASE("pull credentials the kubelet would use are read from the pod spec", "[admission]") {
   json doc = base_review();
   auto& spec = doc["request"]["object"]["spec"];
