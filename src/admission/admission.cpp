@@ -19,6 +19,8 @@
 
 #include <simdjson.h>
 
+#include "common/json_text.hpp"
+
 namespace sigil::admission {
 namespace {
 
@@ -296,87 +298,6 @@ Result<Request> decode_review(std::string_view body) {
     return make_error(Errc::internal, "AdmissionReview: unexpected failure while decoding");
   }
 }
-
-namespace {
-
-// Appends s as a JSON string literal. Valid UTF-8 is copied as is; each byte that does not
-// start a well-formed sequence (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF)
-// becomes U+FFFD, so the output is always valid JSON in valid UTF-8 whatever the message
-// quotes. '"', '\' and the C0 controls are escaped.
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  auto cont = [&](size_t at, unsigned char lo = 0x80, unsigned char hi = 0xBF) {
-    return at < n && p[at] >= lo && p[at] <= hi;
-  };
-  while (i < n) {
-    const unsigned char c = p[i];
-    if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        default:
-          if (c < 0x20) {
-            out += "\\u00";
-            out.push_back(kHex[c >> 4]);
-            out.push_back(kHex[c & 0xF]);
-          } else {
-            out.push_back(static_cast<char>(c));
-          }
-      }
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = cont(i + 1) ? 2 : 0;
-    } else if (c == 0xE0) {
-      len = cont(i + 1, 0xA0) && cont(i + 2) ? 3 : 0;
-    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-      len = cont(i + 1) && cont(i + 2) ? 3 : 0;
-    } else if (c == 0xED) {
-      len = cont(i + 1, 0x80, 0x9F) && cont(i + 2) ? 3 : 0;
-    } else if (c == 0xF0) {
-      len = cont(i + 1, 0x90) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-    } else if (c >= 0xF1 && c <= 0xF3) {
-      len = cont(i + 1) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-    } else if (c == 0xF4) {
-      len = cont(i + 1, 0x80, 0x8F) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-    }
-    if (len == 0) {
-      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
-      ++i;
-    } else {
-      out.append(s.data() + i, len);
-      i += len;
-    }
-  }
-  out.push_back('"');
-}
-
-}  // namespace
 
 // Written directly rather than through a JSON DOM: it runs on every admission, and the fixed
 // shape needs no more than string escaping (tested against nlohmann's parser, and fuzzed).

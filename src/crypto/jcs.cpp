@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/encoding.hpp"
+#include "common/json_text.hpp"
 
 namespace sigil::crypto {
 
@@ -126,49 +127,6 @@ std::u16string utf16(std::string_view s) {
   return out;
 }
 
-// RFC 8785 section 3.2.2.2: only '"', '\\' and the C0 controls are escaped; the five with a
-// short form use it, the others \u00xx in lowercase hex. Everything else is copied, so
-// non-ASCII stays raw UTF-8 and '/' and U+007F are not escaped.
-void append_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xF]);
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
-  out.push_back('"');
-}
-
 void append_canonical(std::string& out, const json& v) {
   switch (v.type()) {
     case json::value_t::null:
@@ -190,7 +148,8 @@ void append_canonical(std::string& out, const json& v) {
       return;
     }
     case json::value_t::string:
-      append_string(out, v.get_ref<const std::string&>());
+      // The text is valid UTF-8 (parse_json_strict), so nothing is replaced: RFC 8785 bytes.
+      append_json_string(out, v.get_ref<const std::string&>());
       return;
     case json::value_t::array: {
       out.push_back('[');
@@ -216,7 +175,7 @@ void append_canonical(std::string& out, const json& v) {
       for (const auto& [_, it] : members) {
         if (!first) out.push_back(',');
         first = false;
-        append_string(out, it.key());
+        append_json_string(out, it.key());
         out.push_back(':');
         append_canonical(out, *it);
       }

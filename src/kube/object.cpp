@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/encoding.hpp"
-#include "common/json_depth.hpp"
+#include "common/json_text.hpp"
 #include "kube/detail/json.hpp"
 
 namespace sigil::kube {

@@ -1,0 +1,43 @@
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "common/json_text.hpp"
+
+using namespace sigil;
+
+namespace {
+std::string lit(std::string_view s) {
+  std::string out;
+  append_json_string(out, s);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("append_json_string escapes exactly as RFC 8785 prescribes") {
+  CHECK(lit("") == R"("")");
+  CHECK(lit("a/b\x7f") == "\"a/b\x7f\"");  // '/' and DEL are not escaped
+  CHECK(lit("\"\\") == R"("\"\\")");
+  CHECK(lit("\b\f\n\r\t") == R"("\b\f\n\r\t")");
+  CHECK(lit(std::string("\x00\x01\x1f", 3)) == R"("\u0000\u0001\u001f")");  // lowercase hex
+  CHECK(lit("\xc3\xa9\xe2\x82\xac\xf0\x9f\x94\x91") == "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x94\x91\"");
+}
+
+TEST_CASE("append_json_string replaces every byte that starts no well-formed UTF-8 sequence") {
+  const std::string fffd = "\xef\xbf\xbd";
+  CHECK(lit("\x80") == "\"" + fffd + "\"");
+  CHECK(lit("\xc0\x80") == "\"" + fffd + fffd + "\"");                        // overlong
+  CHECK(lit("\xed\xa0\x80") == "\"" + fffd + fffd + fffd + "\"");             // surrogate
+  CHECK(lit("\xf4\x90\x80\x80") == "\"" + fffd + fffd + fffd + fffd + "\"");  // > U+10FFFF
+  CHECK(lit("a\xe2\x82") == "\"a" + fffd + fffd + "\"");                      // cut at the end
+  CHECK(lit("\xe2\x82\"") == "\"" + fffd + fffd + "\\\"\"");  // a quote after a cut sequence
+  CHECK(lit("\xf4\x8f\xbf\xbf") == "\"\xf4\x8f\xbf\xbf\"");   // U+10FFFF itself is fine
+}
+
+TEST_CASE("json_depth_ok counts brackets outside strings only") {
+  CHECK(json_depth_ok("[[[]]]", 3));
+  CHECK_FALSE(json_depth_ok("[[[[]]]]", 3));
+  CHECK(json_depth_ok(R"(["[[[[[[", "\"[[[[["])", 1));
+  CHECK_FALSE(json_depth_ok(std::string(100000, '['), 64));
+  CHECK(json_depth_ok("]]]]", 1));  // unbalanced closers are the parser's problem
+}
