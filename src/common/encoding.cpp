@@ -150,7 +150,6 @@ Result<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
-namespace {
 std::string printable(std::string_view s, size_t max) {
   std::string out;
   for (size_t i = 0; i < s.size() && i < max; ++i) {
@@ -160,7 +159,6 @@ std::string printable(std::string_view s, size_t max) {
   if (s.size() > max) out += "\xE2\x80\xA6";  // U+2026
   return out;
 }
-}  // namespace
 
 std::string short_digest(std::string_view digest) {
   if (digest.empty()) return "(empty)";

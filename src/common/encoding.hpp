@@ -26,6 +26,10 @@ Result<std::string> base64_decode(std::string_view text);
 // an empty digest reads "(empty)".
 std::string short_digest(std::string_view digest);
 
+// Outside text (from certificates, payloads, objects) made safe for a one-line message: at most
+// max bytes, C0 controls and DEL as '?', and "…" when cut. Other bytes are kept.
+std::string printable(std::string_view s, size_t max = 200);
+
 // Lowercases ASCII letters only.
 std::string ascii_lower(std::string_view s);
 // Removes leading and trailing ASCII whitespace.

@@ -150,17 +150,6 @@ Result<SimpleSigningPayload> extract(const json& doc) {
   return out;
 }
 
-// Printable, bounded rendering of outside text for messages: control bytes become '?'.
-std::string printable(std::string_view s, size_t max) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < max; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
-  }
-  if (s.size() > max) out += "…";
-  return out;
-}
-
 bool valid_digest(std::string_view d) {
   size_t colon = d.find(':');
   if (colon == std::string_view::npos) return false;

@@ -163,17 +163,6 @@ bool only_space(std::string_view s) noexcept {
   return true;
 }
 
-// Text from a certificate, made safe for a one-line message.
-std::string printable(std::string_view s, size_t max = 200) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && out.size() < max; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
-  }
-  if (s.size() > max) out += "...";
-  return out;
-}
-
 // Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as Go's
 // utf8.Valid, which cosign's parsers apply to UTF8String values.
 bool valid_utf8(std::string_view s) noexcept {

@@ -130,17 +130,7 @@ std::string ApiStatus::describe() const {
 }
 
 std::string sanitize_text(std::string_view text, size_t max) {
-  std::string out;
-  out.reserve(std::min(text.size(), max) + 3);
-  for (char c : text) {
-    if (out.size() >= max) {
-      out += "...";
-      break;
-    }
-    auto u = static_cast<unsigned char>(c);
-    out.push_back(u < 0x20 || u == 0x7f ? '?' : c);
-  }
-  return out;
+  return printable(text, max);
 }
 
 namespace detail {

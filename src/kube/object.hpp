@@ -113,7 +113,7 @@ struct ServiceAccount {
 };
 Result<ServiceAccount> parse_service_account(std::string_view json);
 
-// Control bytes -> '?', cut at max bytes with "...": for server text placed in messages.
+// sigil::printable with a longer default: for server text placed in messages.
 std::string sanitize_text(std::string_view text, size_t max = 512);
 
 }  // namespace sigil::kube

@@ -19,17 +19,6 @@ namespace sigil::policy {
 
 namespace {
 
-// Printable, bounded rendering of outside text (identities come from certificates).
-std::string printable(std::string_view s, size_t max = 200) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < max; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
-  }
-  if (s.size() > max) out += "…";
-  return out;
-}
-
 const char* kind_word(const Authority& a) {
   return a.kind == Authority::Kind::keyless ? "keyless" : "key";
 }

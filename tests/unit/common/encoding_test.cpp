@@ -68,3 +68,11 @@ TEST_CASE("short_digest keeps the algorithm and 12 characters, printable only") 
   CHECK(short_digest("sha256:ab\ncd") == "sha256:ab?cd");
   CHECK(short_digest(std::string(40, 'x')).size() == 19 + std::string("…").size());
 }
+
+TEST_CASE("printable makes outside text safe for one line") {
+  CHECK(printable("plain text") == "plain text");
+  CHECK(printable("a\nb\x1b[31m\x7f") == "a?b?[31m?");
+  CHECK(printable("\xc3\xa9") == "\xc3\xa9");  // other bytes are kept
+  CHECK(printable("abcdef", 3) == "abc\xE2\x80\xA6");
+  CHECK(printable("abc", 3) == "abc");
+}
