@@ -25,6 +25,8 @@ const char* errc_name(Errc code) noexcept {
       return "verification";
     case Errc::unsupported:
       return "unsupported";
+    case Errc::exhausted:
+      return "exhausted";
     case Errc::internal:
       return "internal";
   }

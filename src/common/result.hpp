@@ -21,6 +21,7 @@ enum class Errc {
   timeout,           // the deadline passed
   verification,      // a signature or digest check failed
   unsupported,       // a valid feature sigil does not implement (yet)
+  exhausted,         // a budget (bytes held, work per admission) is spent; retried later
   internal,          // a bug or library failure; callers fail closed
 };
 

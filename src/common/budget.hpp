@@ -1,0 +1,107 @@
+// common/budget.hpp: byte budgets for what outside parties can make sigil hold in memory.
+//
+// Role: a registry chosen by whoever creates a pod decides how many bytes sigil downloads
+// (signature manifests, payloads, bundles). Every such byte is taken from a budget before it
+// is read and given back when it is dropped: one budget per admission, chained to one for the
+// whole process, so no admission and no crowd of admissions can push the process past its
+// memory limit. Past a budget the work fails with Errc::exhausted and the admission is denied
+// (never allowed, never an outage). Pure and thread-safe (atomics only); no I/O, no clock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+namespace sigil {
+
+class ByteBudget {
+ public:
+  // Taking from this budget takes from parent (optional) too; the parent is kept alive.
+  explicit ByteBudget(uint64_t limit, std::shared_ptr<ByteBudget> parent = nullptr) noexcept
+      : limit_(limit), parent_(std::move(parent)) {}
+  ByteBudget(const ByteBudget&) = delete;
+  ByteBudget& operator=(const ByteBudget&) = delete;
+
+  // Takes n bytes from this budget and every parent, all or nothing.
+  bool try_take(uint64_t n) noexcept {
+    uint64_t used = used_.load(std::memory_order_relaxed);
+    do {
+      if (n > limit_ || used > limit_ - n) return false;
+    } while (!used_.compare_exchange_weak(used, used + n, std::memory_order_relaxed));
+    if (parent_ != nullptr && !parent_->try_take(n)) {
+      used_.fetch_sub(n, std::memory_order_relaxed);
+      return false;
+    }
+    return true;
+  }
+  void give(uint64_t n) noexcept {
+    used_.fetch_sub(n, std::memory_order_relaxed);
+    if (parent_ != nullptr) parent_->give(n);
+  }
+  uint64_t used() const noexcept { return used_.load(std::memory_order_relaxed); }
+  uint64_t limit() const noexcept { return limit_; }
+  // The high-water mark is not kept: peak RSS is measured from outside (bench/).
+
+ private:
+  std::atomic<uint64_t> used_{0};
+  const uint64_t limit_;
+  const std::shared_ptr<ByteBudget> parent_;
+};
+
+// Bytes taken from a budget, given back when the reservation is destroyed or released. The
+// budget must outlive the reservation.
+class Reservation {
+ public:
+  Reservation() noexcept = default;
+  // An empty reservation when the budget cannot give n bytes (check with ok()).
+  static Reservation take(ByteBudget& budget, uint64_t n) noexcept {
+    Reservation r;
+    if (budget.try_take(n)) {
+      r.budget_ = &budget;
+      r.bytes_ = n;
+      r.ok_ = true;
+    }
+    return r;
+  }
+  Reservation(Reservation&& o) noexcept
+      : budget_(std::exchange(o.budget_, nullptr)),
+        bytes_(std::exchange(o.bytes_, 0)),
+        ok_(std::exchange(o.ok_, false)) {}
+  Reservation& operator=(Reservation&& o) noexcept {
+    if (this != &o) {
+      release();
+      budget_ = std::exchange(o.budget_, nullptr);
+      bytes_ = std::exchange(o.bytes_, 0);
+      ok_ = std::exchange(o.ok_, false);
+    }
+    return *this;
+  }
+  Reservation(const Reservation&) = delete;
+  Reservation& operator=(const Reservation&) = delete;
+  ~Reservation() { release(); }
+
+  bool ok() const noexcept { return ok_; }
+  uint64_t bytes() const noexcept { return bytes_; }
+  // Gives back what is no longer held (e.g. a reservation made for a cap, once the real size
+  // is known). Returns false, keeping everything, if n is more than is held.
+  bool shrink_to(uint64_t n) noexcept {
+    if (budget_ == nullptr || n > bytes_) return false;
+    budget_->give(bytes_ - n);
+    bytes_ = n;
+    return true;
+  }
+  void release() noexcept {
+    if (budget_ != nullptr && bytes_ > 0) budget_->give(bytes_);
+    budget_ = nullptr;
+    bytes_ = 0;
+    ok_ = false;
+  }
+
+ private:
+  ByteBudget* budget_ = nullptr;
+  uint64_t bytes_ = 0;
+  bool ok_ = false;
+};
+
+}  // namespace sigil
