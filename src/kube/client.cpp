@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -192,7 +193,12 @@ template <class T, class F>
 awaitable<Result<T>> guarded(const asio::any_io_executor& strand, F&& body) {
   try {
     auto wrapped = [&]() -> awaitable<std::optional<Result<T>>> { co_return co_await body(); };
-    auto r = co_await asio::co_spawn(strand, wrapped(), asio::use_awaitable);
+    // Not connected to the caller's cancellation slot, as in the registry client: Boost
+    // 1.81's co_spawn forwards a cancellation across executors through a pointer that
+    // dangles once the child finished. Calls stop at their deadline or the client's Cancel.
+    auto r = co_await asio::co_spawn(
+        strand, wrapped(),
+        asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
     if (!r) co_return make_error(Errc::internal, "kube client: no result");
     co_return std::move(*r);
   } catch (const std::exception& e) {

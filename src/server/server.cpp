@@ -9,8 +9,6 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -259,37 +257,41 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   }
 
   // Runs the validator on its own coroutine and answers TIMEOUT when it has not finished by
-  // the deadline; the reply never waits for a verifier that ignores cancellation.
+  // the deadline; the reply never waits for a verifier that is late.
+  //
+  // The lifetime rule, in one place: the validation is never cancelled. It owns (shares) its
+  // body and the server, and every wait inside it (registry, Kubernetes API, coalesced
+  // verifications) ends at the same deadline, so an abandoned validation finishes on its own
+  // moments later and frees what it held. Emitting an Asio cancellation into it instead
+  // reached child operations on other executors through Boost 1.81's co_spawn cancellation
+  // handler, which dispatches a raw pointer to a signal that is gone once the child finished:
+  // the use-after-free that crashed replicas when admissions were cut with fetches in flight.
   static asio::awaitable<HttpReply> validate_guarded(std::shared_ptr<Impl> self, std::string body,
                                                      Deadline deadline) {
     auto ex = co_await asio::this_coro::executor;
     struct State {
       explicit State(const asio::any_io_executor& e) : timer(e) {}
       asio::steady_timer timer;
-      asio::cancellation_signal cancel;
       std::optional<HttpReply> reply;
     };
     auto st = std::make_shared<State>(ex);
     auto shared_body = std::make_shared<const std::string>(std::move(body));
     st->timer.expires_at(deadline);
-    asio::co_spawn(
-        ex,
-        [self, shared_body, deadline]() -> asio::awaitable<HttpReply> {
-          co_return co_await self->validator.handle(*shared_body, deadline);
-        },
-        asio::bind_cancellation_slot(
-            st->cancel.slot(), [st](std::exception_ptr e, HttpReply reply) {
-              if (e) {
-                st->reply = HttpReply{500, "application/json",
-                                      R"({"error":"internal error while validating"})"};
-              } else {
-                st->reply = std::move(reply);
-              }
-              st->timer.cancel();
-            }));
+    auto run = [self, shared_body, deadline]() -> asio::awaitable<HttpReply> {
+      co_return co_await self->validator.handle(*shared_body, deadline);
+    };
+    // Completes on ex (this connection's strand), like the timer: no data race on st.
+    asio::co_spawn(ex, run(), [st](std::exception_ptr e, HttpReply reply) {
+      if (e) {
+        st->reply =
+            HttpReply{500, "application/json", R"({"error":"internal error while validating"})"};
+      } else {
+        st->reply = std::move(reply);
+      }
+      st->timer.cancel();
+    });
     co_await st->timer.async_wait(use_tuple);
     if (st->reply) co_return std::move(*st->reply);
-    st->cancel.emit(asio::cancellation_type::terminal);
     co_return self->validator.timeout_reply(*shared_body);
   }
 

@@ -6,13 +6,13 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
+#include <algorithm>
 #include <exception>
 #include <map>
 #include <utility>
 #include <vector>
 
 #include <spdlog/spdlog.h>
-#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
@@ -67,6 +67,28 @@ asio::awaitable<Verdict> run_one(const VerifyImage* fn, std::string image,
     v.reason_code = "INTERNAL";
     v.message = "image " + image + " could not be verified: internal error";
     co_return v;
+  }
+}
+
+// The images of one admission, verified by a few workers on one strand (no locks needed):
+// each worker takes the next image until none is left.
+constexpr size_t kMaxParallelImages = 4;
+struct Batch {
+  const VerifyImage* fn;
+  const std::vector<std::string>* images;
+  const verify::Context* context;
+  Deadline deadline;
+  std::vector<Verdict>* verdicts;
+  std::vector<char>* have;
+  size_t next;
+};
+
+asio::awaitable<void> verify_batch(Batch* b) {
+  if (b == nullptr) co_return;
+  while (b->next < b->images->size()) {
+    const size_t i = b->next++;
+    (*b->verdicts)[i] = co_await run_one(b->fn, (*b->images)[i], b->context, b->deadline);
+    (*b->have)[i] = 1;
   }
 }
 
@@ -188,37 +210,32 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
     }
   }
 
-  // Verify all images concurrently; the group waits for every verifier, and a cancellation of
-  // this coroutine (the Server's deadline) is forwarded to each of them.
+  // Verify the images concurrently, at most kMaxParallelImages at a time (a pod of 50 images
+  // from one hostile registry must not open 50 fetch pipelines at once); the group waits for
+  // every worker, and each verification ends by the deadline on its own.
   std::vector<Verdict> verdicts(images.size());
-  std::vector<bool> have(images.size(), false);
+  std::vector<char> have(images.size(), 0);
   if (images.size() == 1) {
-    // Most pods run one image: await it directly (no spawn, no group); cancellation from the
-    // Server still reaches it through this coroutine's own cancellation state.
+    // Most pods run one image: await it directly (no spawn, no group).
     verdicts[0] = co_await run_one(&verify_image_, images[0], &context, deadline);
-    have[0] = true;
+    have[0] = 1;
   } else {
     auto ex = co_await asio::this_coro::executor;
-    using Op = decltype(asio::co_spawn(ex, run_one(nullptr, {}, nullptr, {}), asio::deferred));
+    Batch batch{&verify_image_, &images, &context, deadline, &verdicts, &have, 0};
+    using Op = decltype(asio::co_spawn(ex, verify_batch(nullptr), asio::deferred));
     std::vector<Op> ops;
-    ops.reserve(images.size());
-    for (const auto& image : images)
-      ops.push_back(
-          asio::co_spawn(ex, run_one(&verify_image_, image, &context, deadline), asio::deferred));
-
-    auto [order, errors, values] =
-        co_await asio::experimental::make_parallel_group(std::move(ops))
-            .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+    const size_t workers = std::min(images.size(), kMaxParallelImages);
+    ops.reserve(workers);
+    for (size_t w = 0; w < workers; ++w)
+      ops.push_back(asio::co_spawn(ex, verify_batch(&batch), asio::deferred));
+    auto [order, errors] = co_await asio::experimental::make_parallel_group(std::move(ops))
+                               .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
     (void)order;
-    for (size_t i = 0; i < values.size() && i < images.size(); ++i) {
-      if (errors[i]) continue;  // run_one catches everything; treat a stray exception as deny
-      verdicts[i] = std::move(values[i]);
-      have[i] = true;
-    }
+    (void)errors;  // run_one catches everything; an image left without a verdict is denied
   }
 
-  // The Server gave up on us (deadline) and already answered TIMEOUT: say so, nothing else.
-  if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) {
+  // Past the deadline the Server has already answered TIMEOUT for us: say so, nothing else.
+  if (std::chrono::steady_clock::now() >= deadline) {
     log_line("abandoned-after-deadline", "TIMEOUT");
     co_return ok_json(admission::encode_response(resp));  // resp.allowed is false
   }
