@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_text.hpp"
 #include "oci/reference.hpp"
 
 namespace sigil::oci {
@@ -252,6 +253,33 @@ Result<Manifest> parse_manifest(std::string_view bytes, std::string_view content
   } catch (...) {
     return make_error(Errc::internal, "manifest: unknown error while parsing");
   }
+}
+
+std::vector<std::string> distribution_error_codes(std::string_view body) {
+  std::vector<std::string> out;
+  if (body.size() > 64 * 1024) return out;
+  try {
+    // Depth 4 is all this document needs; anything much deeper is not one.
+    if (!json_depth_ok(body, 8)) return out;
+    auto j = nlohmann::json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) return out;
+    auto it = j.find("errors");
+    if (it == j.end() || !it->is_array()) return out;
+    for (const auto& e : *it) {
+      if (out.size() >= 16) break;
+      if (!e.is_object()) continue;
+      auto c = e.find("code");
+      if (c == e.end() || !c->is_string()) continue;
+      const auto& code = c->get_ref<const std::string&>();
+      if (code.empty() || code.size() > 64) continue;
+      bool printable = true;
+      for (char ch : code) printable = printable && ch > 0x20 && ch < 0x7f;
+      if (printable) out.push_back(code);
+    }
+  } catch (const std::exception&) {
+    out.clear();
+  }
+  return out;
 }
 
 }  // namespace sigil::oci

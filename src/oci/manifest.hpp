@@ -57,4 +57,11 @@ struct Manifest {
 // content_type is the HTTP Content-Type (may be empty). Fails on anything malformed.
 Result<Manifest> parse_manifest(std::string_view bytes, std::string_view content_type = {});
 
+// The `code`s of a distribution-spec error body (`{"errors":[{"code":"NAME_UNKNOWN",...}]}`),
+// at most 16, each at most 64 printable ASCII characters. Empty when the body is not such a
+// document (a plain "404 page not found", HTML, anything else): that is how a registry
+// without a route (no referrers API) differs from one that routed the request and found no
+// repository (NAME_UNKNOWN). Never fails.
+std::vector<std::string> distribution_error_codes(std::string_view body);
+
 }  // namespace sigil::oci

@@ -60,15 +60,34 @@ class Client {
   // GET /v2/<repository>/referrers/<digest> (OCI distribution 1.1): the descriptors of the
   // manifests whose subject is digest, following `Link: <…>; rel="next"` pages (bounded), and
   // filtered client-side to artifact_type when it is not empty (registries may ignore the
-  // filter). Errc::unsupported when the registry has no referrers API (a 404: the spec forbids
-  // a registry that has one to answer 404; implementations may remember it for a while);
-  // callers then read the referrers tag schema. This default is for clients without the API.
+  // filter). Errc::unsupported when the registry has no referrers API (a bare 404: the spec
+  // forbids a registry that has one to answer 404; implementations may remember it for a
+  // while, per repository); callers then read the referrers tag schema. Errc::not_found when
+  // the registry answered 404 with a distribution error (NAME_UNKNOWN): ambiguous, callers
+  // fall back to the tag schema for this call but must not treat the result as definitive.
+  // This default is for clients without the API.
   virtual boost::asio::awaitable<Result<std::vector<oci::Descriptor>>> get_referrers(
       const std::string& registry, const std::string& repository, const std::string& digest,
       const std::string& artifact_type, Deadline deadline, PullCredentials creds = {}) {
     (void)registry, (void)repository, (void)digest, (void)artifact_type, (void)deadline;
     (void)creds;
     co_return make_error(Errc::unsupported, "this registry client has no referrers API");
+  }
+
+  // True when the client holds credentials of its own (configured docker config, later
+  // Azure identity) for registry: what it reads there with them, a pod without pull access
+  // could not read itself.
+  virtual bool has_credentials_for(const std::string& registry) const {
+    (void)registry;
+    return false;
+  }
+
+  // True when creds (an admission's pull credentials) hold a credential for registry, looked
+  // up as this client looks them up. The default, for clients without a lookup of their own,
+  // answers for any non-null creds (the cautious answer: such verdicts are kept apart).
+  virtual bool covers(const PullCredentials& creds, const std::string& registry) const {
+    (void)registry;
+    return creds != nullptr;
   }
 
   // Number of HTTP requests sent so far (for benchmarks and tests).

@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -114,8 +115,12 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   std::mutex mu;  // guards idle and host_auth
   std::map<std::string, std::vector<std::unique_ptr<Conn>>> idle;
   std::map<std::string, HostAuth> host_auth;
-  // Registries whose referrers API answered 404 (they have none), until when to believe it:
-  // their callers read the referrers tag schema instead, one request per image saved.
+  // Repositories ("registry/repository") whose referrers endpoint answered a 404 that no
+  // route served (no distribution error body: the registry has no referrers API), until when
+  // to believe it: callers read the referrers tag schema instead, one request per image saved.
+  // Kept per repository, and learnt only from that unambiguous answer: a NAME_UNKNOWN 404 (a
+  // repository that does not exist, which any pod creator can name) says nothing about the
+  // registry, so one admission can never make bundles on a whole host invisible.
   std::map<std::string, Clock::time_point> no_referrers;
   TokenCache tokens;
   std::atomic<uint64_t> requests{0};
@@ -499,9 +504,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     req.body_limit = kTokenBodyLimit;
     req.accept = "application/json";
     auto cred = credential_for(registry, extra);
-    // Credentials of the registry go to its realm only over https (see http_client.hpp).
-    bool may_send = cred && url->scheme == "https";
-    cred && (url->scheme == "https" || (registry_plain && url->same_origin(origin)));
+    // Credentials of the registry go to its realm only over https (see http_client.hpp), even
+    // for a listed plain-http registry's own realm: a token service is never sent a password
+    // in the clear (the test "credentials are not sent to a plain-http realm" pins this).
+    const bool may_send = cred && url->scheme == "https";
     if (cred && !may_send) {
       spdlog::warn("registry: not sending credentials for {} to a plain-http token realm",
                    registry);
@@ -685,6 +691,14 @@ Status HttpClient::init_status() const {
   return impl_->init;
 }
 
+bool HttpClient::has_credentials_for(const std::string& registry) const {
+  return impl_ && impl_->opts.credentials.find(registry).has_value();
+}
+
+bool HttpClient::covers(const PullCredentials& creds, const std::string& registry) const {
+  return creds && creds->find(registry).has_value();
+}
+
 uint64_t HttpClient::request_count() const {
   return impl_ ? impl_->requests.load() : 0;
 }
@@ -704,7 +718,15 @@ awaitable<Result<T>> guarded(const asio::any_io_executor& strand, F&& body) {
   try {
     // co_spawn needs a default-constructible result; Result<T> is not, so wrap it.
     auto wrapped = [&]() -> awaitable<std::optional<Result<T>>> { co_return co_await body(); };
-    auto r = co_await asio::co_spawn(strand, wrapped(), asio::use_awaitable);
+    // The caller's cancellation slot is deliberately NOT connected to this co_spawn: Boost
+    // 1.81's co_spawn forwards a cancellation to another executor by dispatching a raw
+    // pointer to its signal, which dangles when the child finishes first (the crash of an
+    // admission cut by its deadline while fetches were in flight). Registry work stops at
+    // its deadline instead (ARCHITECTURE.md, "Async model": deadlines, not cancellation,
+    // across executors).
+    auto r = co_await asio::co_spawn(
+        strand, wrapped(),
+        asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
     if (!r) co_return make_error(Errc::internal, "registry client: no result");
     co_return std::move(*r);
   } catch (const std::exception& e) {
@@ -842,9 +864,10 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
     const auto unsupported = [&] {
       return make_error(Errc::unsupported, "registry " + registry + " has no referrers API");
     };
+    const std::string memo_key = registry + "/" + repository;
     {
       std::lock_guard lock(impl->mu);
-      auto it = impl->no_referrers.find(registry);
+      auto it = impl->no_referrers.find(memo_key);
       if (it != impl->no_referrers.end()) {
         if (Clock::now() < it->second) co_return unsupported();
         impl->no_referrers.erase(it);
@@ -864,9 +887,15 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
           static_cast<uint64_t>(impl->opts.max_manifest_size), deadline, creds.get());
       if (!r) co_return r.error();
       if (r->status == 404) {
+        if (!oci::distribution_error_codes(r->body).empty()) {
+          // The registry routed the request and has no such repository or manifest: it may
+          // well have a referrers API. Nothing is learnt; this caller falls back once.
+          co_return make_error(Errc::not_found,
+                               "referrers of " + what + ": the registry knows no such repository");
+        }
         std::lock_guard lock(impl->mu);
         if (impl->no_referrers.size() > 4096) impl->no_referrers.clear();
-        impl->no_referrers[registry] = Clock::now() + impl->opts.no_referrers_memo;
+        impl->no_referrers[memo_key] = Clock::now() + impl->opts.no_referrers_memo;
         co_return unsupported();
       }
       if (r->status != 200) {

@@ -33,7 +33,10 @@ struct ClientOptions {
   std::string ca_file;                      // extra PEM bundle, added to the system roots
   std::vector<std::string> insecure_hosts;  // "host:port" allowed over plain HTTP
   DockerConfig credentials;
-  int64_t max_manifest_size = 4 * 1024 * 1024;
+  // Every manifest sigil reads is small: a tag's index, a .sig manifest (one layer per
+  // signature), a referrers index (one descriptor per referrer). 1 MiB holds thousands of
+  // entries; the cap bounds what one hostile registry answer can make sigil hold.
+  int64_t max_manifest_size = 1024 * 1024;
   int max_retries = 3;  // extra attempts after the first, for 429/5xx/network
   size_t max_idle_per_host =
       64;  // idle keep-alive connections kept per origin (>= webhook concurrency)
@@ -43,7 +46,7 @@ struct ClientOptions {
   int max_redirects = 3;
   int max_referrers_pages = 16;  // Link rel="next" pages followed at most
   size_t max_referrers = 1024;   // descriptors kept at most, over all pages
-  // How long a registry whose referrers API answered 404 is taken to have none.
+  // How long a repository whose referrers endpoint answered a bare 404 is taken to have none.
   std::chrono::seconds no_referrers_memo{600};
 };
 
@@ -72,6 +75,8 @@ class HttpClient final : public Client {
       const std::string& registry, const std::string& repository, const std::string& digest,
       const std::string& artifact_type, Deadline deadline, PullCredentials creds = {}) override;
   uint64_t request_count() const override;
+  bool has_credentials_for(const std::string& registry) const override;
+  bool covers(const PullCredentials& creds, const std::string& registry) const override;
 
   // Token requests alone (a subset of request_count), for tests of the token cache.
   uint64_t token_request_count() const;

@@ -1,4 +1,4 @@
-// Fuzzes oci::parse_manifest (registry bytes). The first input byte picks a Content-Type so the
+// Fuzzes oci::parse_manifest and oci::distribution_error_codes (registry bytes). The first input byte picks a Content-Type so the
 // body/header agreement logic is exercised too; parsed output must satisfy the model's checks.
 #include <cstddef>
 #include <cstdint>
@@ -35,6 +35,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     --size;
   }
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  for (const auto& code : sigil::oci::distribution_error_codes(bytes)) {
+    if (code.empty() || code.size() > 64) std::abort();
+  }
   const auto m = sigil::oci::parse_manifest(bytes, content_type);
   if (!m.ok()) {
     if (m.error().message.empty()) std::abort();

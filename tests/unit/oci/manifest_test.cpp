@@ -294,3 +294,23 @@ TEST_CASE("parse_manifest mismatch error names both types", "[oci][manifest]") {
   // A generic Content-Type neither defines nor contradicts the body's type.
   CHECK(parse_manifest(kCosignSig, "application/octet-stream").ok());
 }
+
+TEST_CASE("distribution_error_codes tells a routed 404 from a missing route", "[oci][manifest]") {
+  using sigil::oci::distribution_error_codes;
+  CHECK(distribution_error_codes(
+            R"({"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]})") ==
+        std::vector<std::string>{"NAME_UNKNOWN"});
+  CHECK(distribution_error_codes(
+            R"({"errors":[{"code":"MANIFEST_UNKNOWN"},{"code":"DENIED","detail":[1,2]}]})") ==
+        std::vector<std::string>{"MANIFEST_UNKNOWN", "DENIED"});
+  // Not a distribution error document: no codes.
+  CHECK(distribution_error_codes("404 page not found\n").empty());
+  CHECK(distribution_error_codes("<html>nginx</html>").empty());
+  CHECK(distribution_error_codes("").empty());
+  CHECK(distribution_error_codes(R"({"errors":"NAME_UNKNOWN"})").empty());
+  CHECK(distribution_error_codes(R"({"errors":[{"code":""},{"code":7},{"code":"A B"}]})").empty());
+  CHECK(distribution_error_codes(R"([{"code":"NAME_UNKNOWN"}])").empty());
+  std::string deep = R"({"errors":[{"code":"X","detail":)" + std::string(5000, '[') +
+                     std::string(5000, ']') + "}]}";
+  CHECK(distribution_error_codes(deep).empty());
+}

@@ -722,6 +722,51 @@ TEST_CASE("referrers: a registry without the API is remembered, not asked again"
   CHECK(c.request_count() == 1);
 }
 
+TEST_CASE("referrers: a NAME_UNKNOWN 404 teaches nothing about the registry") {
+  // Anyone who can create a pod can name a repository that does not exist on a real
+  // registry. Its 404 (with a distribution error body) must not make the registry look like
+  // one without a referrers API: bundle-signed images in other repositories would then be
+  // looked up through the tag schema only, found unsigned, and that denial cached.
+  Loop loop;
+  const std::string real = "/v2/team/app/referrers/" + kSubject;
+  FakeServer srv(loop.ioc, [&](const http::request<http::string_body>& req) -> Reply {
+    std::string t(req.target());
+    if (t.rfind(real, 0) == 0) {
+      return {200,
+              {{"Content-Type", "application/vnd.oci.image.index.v1+json"}},
+              index_of({{kBundleType, '1'}})};
+    }
+    return {404,
+            {{"Content-Type", "application/json"}},
+            R"({"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]})"};
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto none = loop.run(c.get_referrers(srv.authority(), "attacker/nothing", kSubject, "",
+                                       std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.error().code == Errc::not_found);  // ambiguous: not "no referrers API"
+  auto r = loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, "",
+                                    std::chrono::steady_clock::now() + 5s));
+  REQUIRE(r.ok());
+  CHECK(r->size() == 1);
+  CHECK(srv.seen().size() == 2);
+}
+
+TEST_CASE("referrers: a registry without the API is remembered per repository") {
+  Loop loop;
+  FakeServer srv(loop.ioc, [&](const http::request<http::string_body>&) -> Reply {
+    return {404, {{"Content-Type", "text/plain"}}, "404 page not found"};
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  for (const char* repo : {"team/app", "team/app", "team/other"}) {
+    auto r = loop.run(c.get_referrers(srv.authority(), repo, kSubject, "",
+                                      std::chrono::steady_clock::now() + 5s));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unsupported);
+  }
+  CHECK(c.request_count() == 2);  // one per repository
+}
+
 TEST_CASE("pull credentials of one admission are used for that call only") {
   // Over plain http the bearer flow never carries credentials (see the realm test above), so
   // this checks per-call credentials with Basic; token separation per credential is checked
