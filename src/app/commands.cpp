@@ -147,7 +147,9 @@ int run_verify(const VerifyArgs& a) {
   registry::HttpClient client(io.get_executor(), std::move(*ropts));
   if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);
   SystemClock clock;
-  verify::Engine engine(client, clock);
+  verify::EngineOptions eopts;
+  eopts.reveal_private_details = true;  // whoever runs this holds the credentials
+  verify::Engine engine(client, clock, eopts);
   const auto deadline = std::chrono::steady_clock::now() + *timeout;
   std::vector<std::future<verify::Verdict>> futures;
   for (const auto& image : a.images) {
@@ -349,6 +351,7 @@ int run_serve(Settings s) {
   eopts.cache_ttl = s.cache_ttl;
   eopts.negative_cache_ttl = s.negative_cache_ttl;
   eopts.cache_capacity = s.cache_size;
+  eopts.reveal_private_details = s.registry.reveal_private_details;
   verify::Engine engine(client, clock, eopts);
 
   // The Kubernetes API: policies, trust roots, Secrets and pull credentials.
@@ -389,12 +392,20 @@ int run_serve(Settings s) {
                  kclient->config().source, own_ns);
   }
 
-  server::MakeContext make_context;
-  if (cluster) {
-    make_context = [&cluster](const admission::Request& req, server::Deadline deadline) {
-      return cluster->context_for(req, deadline);
-    };
-  }
+  // Every admission gets one byte budget for all its images (engine.hpp), and with --kube its
+  // namespace's pull credentials.
+  server::MakeContext make_context =
+      [&cluster, &engine](const admission::Request& req,
+                          server::Deadline deadline) -> asio::awaitable<verify::Context> {
+    verify::Context ctx;
+    if (cluster) {
+      ctx = co_await cluster->context_for(req, deadline);
+    } else {
+      ctx.namespace_ = req.namespace_;
+    }
+    ctx.budget = engine.admission_budget();
+    co_return ctx;
+  };
   server::Validator validator(
       [&](std::string image, const verify::Context& ctx, server::Deadline deadline) {
         return engine.verify(std::move(image), store.get(), deadline, ctx);
@@ -593,6 +604,7 @@ int run(int argc, char** argv) {
       if (!given("--registry-ca")) settings.registry.ca_file = from_file.registry.ca_file;
       if (!given("--insecure-registry"))
         settings.registry.insecure_hosts = from_file.registry.insecure_hosts;
+      settings.registry.reveal_private_details = from_file.registry.reveal_private_details;
       settings.timeout = from_file.timeout;
       settings.cache_ttl = from_file.cache_ttl;
       settings.negative_cache_ttl = from_file.negative_cache_ttl;

@@ -116,6 +116,8 @@ Status load_config_file(const std::string& path, Settings& s) {
     if (!(st = get(reg, "config", s.registry.config_file, path)).ok()) return st;
     if (!(st = get(reg, "ca", s.registry.ca_file, path)).ok()) return st;
     if (!(st = get(reg, "insecure", s.registry.insecure_hosts, path)).ok()) return st;
+    if (!(st = get(reg, "revealPrivateDetails", s.registry.reveal_private_details, path)).ok())
+      return st;
   }
   if (const YAML::Node cache = root["cache"]) {
     std::chrono::milliseconds ttl = s.cache_ttl, neg = s.negative_cache_ttl;

@@ -18,6 +18,9 @@ struct RegistrySettings {
   std::string config_file;                  // docker config.json with credentials
   std::string ca_file;                      // extra CA bundle for private registries
   std::vector<std::string> insecure_hosts;  // HOST:PORT allowed plain HTTP
+  // Denials name the digest and signer of an image sigil read with its own credentials even
+  // when the pod holds none for that registry (off: withheld, see verify/engine.hpp).
+  bool reveal_private_details = false;
 };
 
 // serve --kube: policies, trust roots and Secrets from the Kubernetes API.

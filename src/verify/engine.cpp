@@ -1,23 +1,25 @@
+// verify/engine.cpp: see engine.hpp.
 #include "verify/engine.hpp"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <list>
-#include <map>
-#include <mutex>
-#include <unordered_map>
 
 #include "common/encoding.hpp"
-#include "crypto/bundle.hpp"
-#include "crypto/sigstore.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
 #include "verify/tag_resolver.hpp"
+#include "verify/verdict_cache.hpp"
 
 namespace sigil::verify {
 
@@ -35,9 +37,11 @@ const char* registry_reason(Errc code) {
     case Errc::not_found:
       return "IMAGE_NOT_FOUND";
     case Errc::verification:
-      return "REGISTRY_INTEGRITY";
     case Errc::too_large:
+    case Errc::parse_error:
       return "REGISTRY_INTEGRITY";
+    case Errc::exhausted:
+      return "BUDGET_EXCEEDED";
     default:
       return "REGISTRY_UNAVAILABLE";
   }
@@ -53,12 +57,42 @@ Verdict deny(std::string image, std::string digest, std::string reason, std::str
   return v;
 }
 
-// A registry failure becomes a denial whose message says what the registry did; it is never
-// cached, so the next admission tries again.
-Verdict registry_denial(const std::string& image, const std::string& digest, const Error& e,
-                        std::string_view doing) {
-  std::string msg = "image " + image + ": " + std::string(doing) + ": " + e.message;
-  return deny(image, digest, registry_reason(e.code), std::move(msg));
+// A registry failure becomes a denial that says what kind of failure, at which registry, and
+// nothing more: the registry is chosen by whoever creates the pod, and raw connection errors
+// ("Connection refused", "wrong version number", a TLS verification error) would tell them
+// which internal ports are closed, plain HTTP or TLS. The details go to sigil's log. Never
+// cached: the next admission tries again.
+Verdict registry_denial(const std::string& image, const std::string& digest,
+                        const std::string& host, const Error& e, std::string_view doing) {
+  spdlog::warn("image {}: {} at registry {}: {} ({})", image, doing, host, e.message,
+               errc_name(e.code));
+  std::string what;
+  switch (e.code) {
+    case Errc::unauthorized:
+      what = "registry " + host +
+             " refused access; check the pod's imagePullSecrets or "
+             "sigil's registry credentials";
+      break;
+    case Errc::timeout:
+      what = "registry " + host + " did not answer before the webhook deadline";
+      break;
+    case Errc::not_found:
+      what = "not found in registry " + host;
+      break;
+    case Errc::verification:
+    case Errc::too_large:
+    case Errc::parse_error:
+      what = "registry " + host + " served content that fails sigil's checks";
+      break;
+    case Errc::exhausted:
+      what = e.message;  // ours, names no registry detail
+      break;
+    default:
+      what = "registry " + host + " could not be reached or failed";
+      break;
+  }
+  return deny(image, digest, registry_reason(e.code),
+              "image " + image + ": " + std::string(doing) + ": " + what);
 }
 
 // A policy in warn mode never blocks, not even when the registry fails: when every policy
@@ -72,33 +106,42 @@ Verdict soften_if_all_warn(Verdict v, const std::vector<const policy::Policy*>& 
   return v;
 }
 
-using VerdictChannel =
-    asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
-
-struct InFlight {
-  std::vector<std::shared_ptr<VerdictChannel>> waiters;
-};
-
-struct FoundBundle {
-  std::string json;
-  std::string source;  // "referrer sha256:ab…"
-};
-
-struct BundleHaul {
-  std::vector<FoundBundle> bundles;
-  std::vector<std::string> unreadable;
-};
-
-bool is_bundle_type(std::string_view t) {
-  return t == crypto::kBundleMediaTypeV03 ||
-         t.rfind("application/vnd.dev.sigstore.bundle+json;version=", 0) == 0;
+// The phrase a denial gives when its details are withheld.
+std::string reason_phrase(std::string_view code) {
+  if (code == "NOT_SIGNED") return "no signature found";
+  if (code == "BAD_SIGNATURE") return "no signature verifies with the policy's authorities";
+  if (code == "DIGEST_MISMATCH") return "a valid signature names another image";
+  if (code == "IDENTITY_MISMATCH") return "signed by an identity the policy does not accept";
+  if (code == "UNTRUSTED_CERTIFICATE") return "the signing certificate is not trusted";
+  if (code == "TLOG_INVALID") return "no valid transparency log entry";
+  if (code == "SCT_INVALID") return "no valid certificate transparency proof";
+  if (code == "NO_SIGNING_TIME") return "nothing proves when it was signed";
+  if (code == "TIMESTAMP_INVALID") return "its timestamp does not verify";
+  return "its signatures do not satisfy the policy";
 }
 
-struct CacheEntry {
-  Verdict verdict;
-  std::chrono::system_clock::time_point expires;
-  std::list<std::string>::iterator lru;
-};
+// The verdict was built for `from` (a coalesced leader, a cached entry): name `to` instead.
+void rename_image(Verdict& v, const std::string& from, const std::string& to) {
+  if (from == to) return;
+  const std::string a = "image " + from, b = "image " + to;
+  auto fix = [&](std::string& s) {
+    for (size_t pos = s.find(a); pos != std::string::npos; pos = s.find(a, pos)) {
+      const size_t end = pos + a.size();
+      if (end < s.size() && s[end] != ' ' && s[end] != ':') {
+        pos = end;
+        continue;
+      }
+      s.replace(pos, a.size(), b);
+      pos += b.size();
+    }
+  };
+  fix(v.message);
+  for (auto& w : v.warnings) fix(w);
+  v.image = to;
+}
+
+using VerdictChannel =
+    asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
 
 }  // namespace
 
@@ -107,270 +150,42 @@ struct Engine::Impl {
   const Clock& clock;
   EngineOptions options;
   TagResolver resolver;
+  VerdictCache cache;
+  std::shared_ptr<ByteBudget> process_budget;
 
   mutable std::mutex mu;
-  std::unordered_map<std::string, CacheEntry> cache;
-  std::list<std::string> lru;  // front = most recently used
-  std::unordered_map<std::string, InFlight> in_flight;
-  Stats stats;
+  std::unordered_map<std::string, std::vector<std::shared_ptr<VerdictChannel>>> in_flight;
+  uint64_t coalesced = 0;
 
   Impl(registry::Client& c, const Clock& k, EngineOptions o)
-      : client(c), clock(k), options(o), resolver(c) {}
+      : client(c),
+        clock(k),
+        options(o),
+        resolver(c),
+        cache(k, o.cache_capacity, o.cache_ttl, o.negative_cache_ttl),
+        process_budget(std::make_shared<ByteBudget>(o.max_process_bytes)) {}
 
-  std::optional<Verdict> cache_get(const std::string& key) {
-    std::lock_guard lock(mu);
-    auto it = cache.find(key);
-    if (it == cache.end()) {
-      ++stats.cache_misses;
-      return std::nullopt;
-    }
-    if (clock.now() >= it->second.expires) {
-      lru.erase(it->second.lru);
-      cache.erase(it);
-      ++stats.cache_misses;
-      return std::nullopt;
-    }
-    lru.splice(lru.begin(), lru, it->second.lru);
-    ++stats.cache_hits;
-    Verdict v = it->second.verdict;
-    v.cached = true;
-    return v;
+  // Whether the pod's own credentials cover host (then what sigil reads there is theirs to
+  // read, and shared only with requests holding the same credentials).
+  bool pod_holds(const Context& context, const std::string& host) const {
+    return client.covers(context.credentials, host);
   }
 
-  void cache_put(const std::string& key, const Verdict& v) {
-    // Only judgements about signatures are cached; a registry, deadline or internal failure
-    // (even one a warn-mode policy turned into a warning) is retried on the next admission.
-    const std::string& rc = v.reason_code;
-    bool failure = rc == "REGISTRY_AUTH" || rc == "REGISTRY_UNAVAILABLE" || rc == "TIMEOUT" ||
-                   rc == "IMAGE_NOT_FOUND" || rc == "REGISTRY_INTEGRITY" || rc == "INTERNAL";
-    bool judgement = !failure;
-    if (!judgement || options.cache_capacity == 0) return;
-    auto ttl = v.outcome == Outcome::denied
-                   ? std::min(options.cache_ttl, options.negative_cache_ttl)
-                   : options.cache_ttl;
-    if (ttl.count() <= 0) return;
-    std::lock_guard lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) {
-      lru.erase(it->second.lru);
-      cache.erase(it);
-    }
-    while (cache.size() >= options.cache_capacity && !lru.empty()) {
-      cache.erase(lru.back());
-      lru.pop_back();
-    }
-    lru.push_front(key);
-    cache.emplace(key, CacheEntry{v, clock.now() + ttl, lru.begin()});
-  }
-
-  // Fetches every legacy cosign signature of digest (sha256-<hex>.sig in the same repository).
-  // A missing .sig tag means "no signatures", not an error.
-  asio::awaitable<Result<std::vector<crypto::Signature>>> fetch_signatures(
-      const oci::Reference& ref, const std::string& digest, registry::Deadline deadline,
-      const registry::PullCredentials& creds) {
-    std::vector<crypto::Signature> out;
-    const std::string tag = oci::signature_tag(digest);
-    auto manifest =
-        co_await client.get_manifest(ref.registry, ref.repository, tag, deadline, creds);
-    if (!manifest.ok()) {
-      if (manifest.error().code == Errc::not_found) co_return out;
-      co_return manifest.error();
-    }
-    auto parsed = oci::parse_manifest(manifest->body, manifest->media_type);
-    if (!parsed.ok()) {
-      co_return make_error(Errc::parse_error, "signature manifest " + tag +
-                                                  " is malformed: " + parsed.error().message);
-    }
-    if (parsed->is_index) {
-      co_return make_error(Errc::parse_error,
-                           "signature tag " + tag + " holds an index, not a manifest");
-    }
-    size_t index = 0;
-    for (const auto& layer : parsed->layers) {
-      if (out.size() >= options.max_signatures) break;
-      const size_t layer_index = index++;
-      if (layer.media_type != oci::media::kCosignSimpleSigning) continue;
-      auto sig_it = layer.annotations.find(std::string(crypto::kAnnotationSignature));
-      if (sig_it == layer.annotations.end()) continue;  // cosign itself rejects such a layer
-      auto raw_sig = base64_decode(sig_it->second);
-      if (!raw_sig.ok() || raw_sig->empty()) continue;
-      if (layer.size > options.max_signature_payload) continue;
-      auto payload = co_await client.get_blob(ref.registry, ref.repository, layer.digest,
-                                              options.max_signature_payload, deadline, creds);
-      if (!payload.ok()) co_return payload.error();
-      crypto::Signature sig;
-      sig.payload = std::move(*payload);
-      sig.signature = std::move(*raw_sig);
-      if (auto c = layer.annotations.find(std::string(crypto::kAnnotationCertificate));
-          c != layer.annotations.end()) {
-        sig.certificate_pem = c->second;
-      }
-      if (auto c = layer.annotations.find(std::string(crypto::kAnnotationChain));
-          c != layer.annotations.end()) {
-        sig.chain_pem = c->second;
-      }
-      if (auto c = layer.annotations.find(std::string(crypto::kAnnotationBundle));
-          c != layer.annotations.end()) {
-        sig.bundle_json = c->second;
-      }
-      if (auto c = layer.annotations.find(std::string(crypto::kAnnotationRfc3161));
-          c != layer.annotations.end()) {
-        sig.rfc3161_json = c->second;
-      }
-      sig.source = ".sig layer " + std::to_string(layer_index);
-      out.push_back(std::move(sig));
-    }
-    co_return out;
-  }
-
-  // Sigstore bundles attached to digest as OCI 1.1 referrers (cosign v3's default): the
-  // referrers API, or where the registry has none, the referrers tag schema `sha256-<hex>`.
-  // Each bundle manifest is fetched by digest (so its bytes are verified) and must name this
-  // digest as its subject; an index that lists other things is not trusted for anything.
-  asio::awaitable<Result<BundleHaul>> fetch_bundles(const oci::Reference& ref,
-                                                    const std::string& digest,
-                                                    registry::Deadline deadline,
-                                                    const registry::PullCredentials& creds) {
-    BundleHaul haul;
-    std::vector<oci::Descriptor> listed;
-    bool via_api = true;
-    auto r =
-        co_await client.get_referrers(ref.registry, ref.repository, digest,
-                                      std::string(crypto::kBundleMediaTypeV03), deadline, creds);
-    if (r.ok()) {
-      listed = std::move(*r);
-    } else if (r.error().code == Errc::unsupported) {
-      via_api = false;  // no referrers API: the tag schema
-    } else {
-      co_return r.error();
-    }
-    const std::string schema_tag = oci::referrers_tag(digest);
-    if (!via_api) {
-      auto idx =
-          co_await client.get_manifest(ref.registry, ref.repository, schema_tag, deadline, creds);
-      if (!idx.ok()) {
-        if (idx.error().code == Errc::not_found) co_return haul;
-        co_return idx.error();
-      }
-      auto parsed = oci::parse_manifest(idx->body, idx->media_type);
-      if (!parsed.ok() || !parsed->is_index) {
-        haul.unreadable.push_back("referrers tag " + schema_tag + ": " +
-                                  (parsed.ok() ? "not an image index" : parsed.error().message));
-        co_return haul;
-      }
-      listed = std::move(parsed->manifests);
-    }
-    size_t taken = 0;
-    for (const auto& d : listed) {
-      if (!is_bundle_type(d.artifact_type)) continue;
-      if (taken++ >= options.max_bundles) break;
-      const std::string where = "referrer " + short_digest(d.digest);
-      auto m =
-          co_await client.get_manifest(ref.registry, ref.repository, d.digest, deadline, creds);
-      if (!m.ok()) {
-        if (m.error().code == Errc::not_found) {
-          haul.unreadable.push_back(where + ": listed but not found");
-          continue;
-        }
-        co_return m.error();
-      }
-      auto manifest = oci::parse_manifest(m->body, m->media_type);
-      if (!manifest.ok() || manifest->is_index) {
-        haul.unreadable.push_back(
-            where + ": " + (manifest.ok() ? std::string("an index") : manifest.error().message));
-        continue;
-      }
-      if (!manifest->subject || manifest->subject->digest != digest) {
-        haul.unreadable.push_back(where + ": its subject is not this image");
-        continue;
-      }
-      const oci::Descriptor* layer = nullptr;
-      for (const auto& l : manifest->layers) {
-        if (is_bundle_type(l.media_type)) {
-          layer = &l;
-          break;
-        }
-      }
-      if (layer == nullptr) {
-        haul.unreadable.push_back(where + ": no sigstore bundle layer");
-        continue;
-      }
-      if (layer->size > options.max_bundle_size) {
-        haul.unreadable.push_back(where + ": bundle larger than the cap");
-        continue;
-      }
-      auto blob = co_await client.get_blob(ref.registry, ref.repository, layer->digest,
-                                           options.max_bundle_size, deadline, creds);
-      if (!blob.ok()) co_return blob.error();
-      haul.bundles.push_back({std::move(*blob), where});
-    }
-    co_return haul;
-  }
-
-  // The uncached work for one (image name, digest) under one policy snapshot.
-  // Everything one signature location holds for digest: legacy .sig layers and bundles,
-  // read at once (the latency is the slower of the two, not their sum).
-  struct Gathered {
-    policy::Evidence evidence;
-    std::optional<Error> failure;  // a part that could not be read
+  // Where each authority reads signatures: the image's own repository with the admission's
+  // credentials, or its `source` repositories with their signaturePullSecrets.
+  struct Source {
+    Location where;
+    std::vector<std::string> pull_secrets;
+    bool legacy = false, bundles = false;
+    FetchedEvidence got;
   };
-  asio::awaitable<Gathered> gather(const oci::Reference& where, const std::string& digest,
-                                   bool legacy, bool bundles, registry::Deadline deadline,
-                                   const registry::PullCredentials& creds) {
-    using namespace asio::experimental::awaitable_operators;
-    Gathered g;
-    auto legacy_task =
-        [&]() -> asio::awaitable<std::optional<Result<std::vector<crypto::Signature>>>> {
-      if (!legacy) co_return std::vector<crypto::Signature>{};
-      co_return co_await fetch_signatures(where, digest, deadline, creds);
-    };
-    auto bundle_task = [&]() -> asio::awaitable<std::optional<Result<BundleHaul>>> {
-      if (!bundles) co_return BundleHaul{};
-      co_return co_await fetch_bundles(where, digest, deadline, creds);
-    };
-    auto [sigs, haul] = co_await (legacy_task() && bundle_task());
-    if (sigs && sigs->ok()) {
-      g.evidence = policy::evidence_from_legacy(sigs->value());
-    } else {
-      g.failure = sigs ? sigs->error() : make_error(Errc::internal, "no result");
-    }
-    if (haul && haul->ok()) {
-      for (auto& b : haul->value().bundles) {
-        auto parsed = crypto::parse_bundle(b.json);
-        if (!parsed.ok()) {
-          g.evidence.unreadable.push_back(b.source + ": " + parsed.error().message);
-          continue;
-        }
-        auto e = crypto::entity_from_bundle(*parsed, b.source);
-        if (!e.ok()) {
-          g.evidence.unreadable.push_back(b.source + ": " + e.error().message);
-          continue;
-        }
-        g.evidence.signatures.push_back(std::move(*e));
-      }
-      for (auto& u : haul->value().unreadable) g.evidence.unreadable.push_back(std::move(u));
-    } else if (!g.failure) {
-      g.failure = haul ? haul->error() : make_error(Errc::internal, "no result");
-    }
-    co_return g;
-  }
-
-  // The uncached work for one (image name, digest) under one policy snapshot.
-  asio::awaitable<Verdict> evaluate(const std::string& image, const oci::Reference& ref,
-                                    const std::string& digest,
-                                    const std::vector<const policy::Policy*>& matched,
-                                    registry::Deadline deadline, const Context& context) {
-    // Where each authority reads signatures: the image's own repository with the admission's
-    // credentials, or its `source` repositories with their signaturePullSecrets. Every
-    // distinct location is read once, whatever number of authorities uses it.
-    struct Location {
-      oci::Reference where;
-      std::vector<std::string> pull_secrets;
-      bool legacy = false, bundles = false;
-      Gathered got;
-    };
-    std::map<std::string, Location> locations;
+  struct Plan {
+    std::map<std::string, Source> sources;                              // by location key
     std::map<const policy::Authority*, std::vector<std::string>> uses;  // authority -> keys
+    bool namespace_secrets = false;  // some source reads signaturePullSecrets
+  };
+  static Plan plan(const oci::Reference& ref, const std::vector<const policy::Policy*>& matched) {
+    Plan out;
     for (const policy::Policy* p : matched) {
       for (const auto& a : p->authorities) {
         if (a.kind != policy::Authority::Kind::key && a.kind != policy::Authority::Kind::keyless) {
@@ -379,39 +194,97 @@ struct Engine::Impl {
         std::vector<policy::SignatureSource> sources = a.sources;
         if (sources.empty()) sources.emplace_back();
         for (const auto& src : sources) {
-          Location loc;
-          loc.where.registry = src.registry.empty() ? ref.registry : src.registry;
-          loc.where.repository = src.repository.empty() ? ref.repository : src.repository;
-          loc.pull_secrets = src.pull_secrets;
-          std::string key = loc.where.registry + "/" + loc.where.repository + "|";
+          Source s;
+          s.where.registry = src.registry.empty() ? ref.registry : src.registry;
+          s.where.repository = src.repository.empty() ? ref.repository : src.repository;
+          s.pull_secrets = src.pull_secrets;
+          std::string key = s.where.registry + "/" + s.where.repository + "|";
           for (const auto& ps : src.pull_secrets) key += ps + ",";
-          auto [it, fresh] = locations.try_emplace(key, std::move(loc));
+          out.namespace_secrets = out.namespace_secrets || !src.pull_secrets.empty();
+          auto [it, fresh] = out.sources.try_emplace(key, std::move(s));
           it->second.legacy = it->second.legacy || a.format != policy::SignatureFormat::bundle;
           it->second.bundles = it->second.bundles || a.format != policy::SignatureFormat::legacy;
-          uses[&a].push_back(key);
+          out.uses[&a].push_back(key);
         }
       }
     }
+    return out;
+  }
+
+  // Everything the verdict for (ref, digest) depends on, as a string. Two admissions share a
+  // cached or in-flight verdict only when every part is equal:
+  //  - the repository and the digest (signatures live in the repository);
+  //  - the policy generation and exactly which of its policies matched (globs match the tag:
+  //    `app:dev` and `app:prod` of one digest may answer to different policies);
+  //  - the namespace, when some signature source reads Secrets there;
+  //  - the pod's credentials, where they cover a registry this verdict reads: what a registry
+  //    shows with them (or without them: a 404 instead of a 401) is theirs alone.
+  std::string verdict_key(const oci::Reference& ref, const std::string& digest,
+                          const policy::PolicySet& set,
+                          const std::vector<const policy::Policy*>& matched, const Plan& plan,
+                          const Context& context) const {
+    std::string key;
+    key.reserve(ref.registry.size() + ref.repository.size() + digest.size() + 32);
+    key += ref.registry;
+    key += '/';
+    key += ref.repository;
+    key += '@';
+    key += digest;
+    key += "#g";
+    key += std::to_string(set.generation());
+    key += "#p";
+    const policy::Policy* base = set.policies().data();
+    for (const policy::Policy* p : matched) {
+      key += std::to_string(p - base);
+      key += ',';
+    }
+    if (plan.namespace_secrets) key += "#ns=" + context.namespace_;
+    bool creds = pod_holds(context, ref.registry);
+    for (const auto& [k, s] : plan.sources) creds = creds || pod_holds(context, s.where.registry);
+    if (creds) key += "#c=" + context.credentials_id;
+    return key;
+  }
+
+  // The uncached work for one (image, digest) under one policy snapshot.
+  asio::awaitable<Verdict> evaluate(const std::string& image, const std::string& digest,
+                                    const std::vector<const policy::Policy*>& matched, Plan& plan,
+                                    registry::Deadline deadline, const Context& context,
+                                    ByteBudget& budget) {
+    // Every distinct location is read once, whatever number of authorities uses it.
     std::optional<Error> fetch_failure;
-    for (auto& [key, loc] : locations) {
+    std::string failed_host;
+    bool guessed = false;
+    bool private_read = false;  // something was read with credentials the pod does not hold
+    for (auto& [key, src] : plan.sources) {
       registry::PullCredentials creds = context.credentials;
-      if (!loc.pull_secrets.empty()) {
+      if (!src.pull_secrets.empty()) {
         if (context.source_credentials) {
-          creds = co_await context.source_credentials(loc.pull_secrets, deadline);
+          creds = co_await context.source_credentials(src.pull_secrets, deadline);
         } else {
           creds = nullptr;  // signaturePullSecrets without the Kubernetes API: sigil's own only
         }
       }
-      loc.got = co_await gather(loc.where, digest, loc.legacy, loc.bundles, deadline, creds);
-      if (loc.got.failure && !fetch_failure) fetch_failure = loc.got.failure;
+      if (!client.covers(creds, src.where.registry) &&
+          client.has_credentials_for(src.where.registry)) {
+        private_read = true;
+      }
+      src.got = co_await fetch_evidence(client, src.where, digest, src.legacy, src.bundles,
+                                        deadline, creds, budget, options.limits);
+      if (src.got.failure && !fetch_failure) {
+        fetch_failure = src.got.failure;
+        failed_host = src.where.registry;
+      }
+      guessed = guessed || src.got.guessed;
     }
+    const bool withhold = private_read && !options.reveal_private_details;
+
     // An authority with several sources sees all their signatures.
     std::map<const policy::Authority*, policy::Evidence> merged;
-    for (const auto& [authority, keys] : uses) {
+    for (const auto& [authority, keys] : plan.uses) {
       if (keys.size() < 2) continue;
       policy::Evidence& m = merged[authority];
       for (const auto& k : keys) {
-        const auto& ev = locations.at(k).got.evidence;
+        const auto& ev = plan.sources.at(k).got.evidence;
         m.signatures.insert(m.signatures.end(), ev.signatures.begin(), ev.signatures.end());
         m.unreadable.insert(m.unreadable.end(), ev.unreadable.begin(), ev.unreadable.end());
       }
@@ -419,9 +292,9 @@ struct Engine::Impl {
     const policy::EvidenceFor evidence_for =
         [&](const policy::Authority& a) -> const policy::Evidence* {
       if (auto m = merged.find(&a); m != merged.end()) return &m->second;
-      auto u = uses.find(&a);
-      if (u == uses.end() || u->second.empty()) return nullptr;
-      return &locations.at(u->second.front()).got.evidence;
+      auto u = plan.uses.find(&a);
+      if (u == plan.uses.end() || u->second.empty()) return nullptr;
+      return &plan.sources.at(u->second.front()).got.evidence;
     };
 
     Verdict v;
@@ -438,6 +311,14 @@ struct Engine::Impl {
       }
       std::string line = "image " + image + " (" + short_digest(digest) +
                          ") is not admitted by policy " + p->name + ": " + r.message;
+      if (withhold && r.reason_code != "STATIC_FAIL") {
+        spdlog::info("{} [withheld from the pod: read with sigil's own registry credentials]",
+                     line);
+        line = "image " + image + " is not admitted by policy " + p->name + ": " +
+               reason_phrase(r.reason_code) +
+               " (details withheld: sigil read this image with registry credentials the pod "
+               "does not hold; see sigil's log)";
+      }
       if (p->mode == policy::Mode::warn) {
         v.warnings.push_back(line + " (warn mode)");
         continue;
@@ -449,21 +330,26 @@ struct Engine::Impl {
       // Some signatures could not be read, and what was read does not admit the image: the
       // missing ones might have. A registry failure, never cached, retried next admission.
       co_return soften_if_all_warn(
-          registry_denial(image, digest, *fetch_failure, "fetching signatures"), matched);
+          registry_denial(image, digest, failed_host, *fetch_failure, "fetching signatures"),
+          matched);
     }
     if (!denials.empty()) {
       v.outcome = Outcome::denied;
       std::string msg;
       for (const auto& d : denials) msg += (msg.empty() ? "" : "; ") + d;
       v.message = std::move(msg);
+      // "Not signed" learnt from a guess about the registry is not remembered.
+      if (guessed) v.cacheable = false;
     } else if (!v.warnings.empty()) {
       v.outcome = Outcome::warned;
       v.reason_code = "WARN";
       v.message = v.warnings.front();
+      if (guessed) v.cacheable = false;
     } else {
       std::string by;
       for (const auto& s : satisfied) by += (by.empty() ? "" : ", ") + s;
-      v.message = "image " + image + " (" + short_digest(digest) + ") admitted by " + by;
+      v.message = "image " + image + (withhold ? "" : " (" + short_digest(digest) + ")") +
+                  " admitted by " + by;
     }
     co_return v;
   }
@@ -487,11 +373,17 @@ Engine::Engine(registry::Client& client, const Clock& clock, EngineOptions optio
     : impl_(std::make_unique<Impl>(client, clock, options)) {}
 Engine::~Engine() = default;
 
+std::shared_ptr<ByteBudget> Engine::admission_budget() const {
+  return std::make_shared<ByteBudget>(impl_->options.max_admission_bytes, impl_->process_budget);
+}
+
 Engine::Stats Engine::stats() const {
   Stats s;
+  s.cache_hits = impl_->cache.hits();
+  s.cache_misses = impl_->cache.misses();
   {
     std::lock_guard lock(impl_->mu);
-    s = impl_->stats;
+    s.coalesced = impl_->coalesced;
   }
   const auto r = impl_->resolver.stats();
   s.tag_resolutions = r.requests;
@@ -556,7 +448,8 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
         co_await d.resolver.resolve(*ref, deadline, context.credentials, context.credentials_id);
     if (!resolved.ok()) {
       co_return soften_if_all_warn(
-          registry_denial(image, "", resolved.error(), "resolving the tag"), matched);
+          registry_denial(image, "", ref->registry, resolved.error(), "resolving the tag"),
+          matched);
     }
     digest = std::move(*resolved);
   }
@@ -565,14 +458,10 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
                    "image " + image + ": only sha256 digests can be verified, got " + digest);
   }
 
-  // The verdict depends on the digest and the policies that applied (a namespace's
-  // ImagePolicies among them), never on who asked: signatures are judged the same for all.
-  std::string key = ref->name() + "@" + digest + "#" + std::to_string(policies->generation());
-  if (policies->has_namespaced()) key += "#ns=" + context.namespace_;
-  // In-flight work is shared only with the same credentials (a registry failure is theirs).
-  const std::string flight = key + "#creds=" + context.credentials_id;
-  if (auto hit = d.cache_get(key)) {
-    hit->image = image;
+  Impl::Plan plan = Impl::plan(*ref, matched);
+  const std::string key = d.verdict_key(*ref, digest, *policies, matched, plan, context);
+  if (auto hit = d.cache.get(key)) {
+    rename_image(*hit, hit->image, image);
     co_return *hit;
   }
 
@@ -581,28 +470,30 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   std::shared_ptr<VerdictChannel> my_channel;
   {
     std::lock_guard lock(d.mu);
-    auto it = d.in_flight.find(flight);
+    auto it = d.in_flight.find(key);
     if (it != d.in_flight.end()) {
       my_channel = std::make_shared<VerdictChannel>(executor, 1);
-      it->second.waiters.push_back(my_channel);
-      ++d.stats.coalesced;
+      it->second.push_back(my_channel);
+      ++d.coalesced;
     } else {
-      d.in_flight.emplace(flight, InFlight{});
+      d.in_flight.emplace(key, std::vector<std::shared_ptr<VerdictChannel>>{});
     }
   }
   if (my_channel) {
     auto v = co_await d.wait_for(my_channel, deadline);
     if (v) {
-      v->image = image;
+      rename_image(*v, v->image, image);
       co_return *v;
     }
     co_return deny(image, digest, "TIMEOUT",
                    "image " + image + ": verification did not finish before the webhook deadline");
   }
 
+  std::shared_ptr<ByteBudget> budget = context.budget;
+  if (!budget) budget = admission_budget();
   Verdict v;
   try {
-    v = co_await d.evaluate(image, *ref, digest, matched, deadline, context);
+    v = co_await d.evaluate(image, digest, matched, plan, deadline, context, *budget);
   } catch (const std::exception& e) {
     // Fail closed: a bug below must never become an allow.
     v = deny(image, digest, "INTERNAL", "image " + image + ": internal error: " + e.what());
@@ -612,13 +503,13 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
     v.warnings.push_back(no_match_warning);
     if (v.reason_code.empty()) v.reason_code = "NO_MATCHING_POLICY";
   }
-  d.cache_put(key, v);
+  d.cache.put(key, v);
   std::vector<std::shared_ptr<VerdictChannel>> waiters;
   {
     std::lock_guard lock(d.mu);
-    auto it = d.in_flight.find(flight);
+    auto it = d.in_flight.find(key);
     if (it != d.in_flight.end()) {
-      waiters = std::move(it->second.waiters);
+      waiters = std::move(it->second);
       d.in_flight.erase(it);
     }
   }

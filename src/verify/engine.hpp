@@ -1,11 +1,14 @@
 // verify/engine.hpp: image -> digest -> signatures -> verdict, with caches and deadlines.
 //
-// Role: the engine both `sigil serve` and `sigil verify` use. For one image it resolves the tag
-// once, fetches the legacy cosign signatures, evaluates every matching policy and returns a
-// Verdict. Verdicts are cached by (digest, policy generation) with a TTL and bounded size;
-// identical in-flight verifications are coalesced. Registry failures deny with
-// REGISTRY_UNAVAILABLE / TIMEOUT (fail closed) and are never cached. Depends on crypto,
-// policy, oci and the registry::Client interface (not its implementation).
+// Role: the engine both `sigil serve` and `sigil verify` use. For one image it matches the
+// policies, resolves the tag once, reads the signatures (evidence.hpp) within the admission's
+// byte budget, evaluates every matching policy and returns a Verdict. Verdicts are cached and
+// identical in-flight verifications coalesced under a key of everything a verdict depends on
+// (verdict_key): the repository and digest, the exact set of matched policies of this policy
+// generation, the namespace where signature sources read its Secrets, and the pod's registry
+// credentials where they apply. Registry failures deny with REGISTRY_* / TIMEOUT (fail
+// closed), say nothing about the registry's internals, and are never cached. Depends on
+// crypto, policy, oci and the registry::Client interface (not its implementation).
 #pragma once
 
 #include <chrono>
@@ -17,25 +20,14 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include "common/budget.hpp"
 #include "common/clock.hpp"
 #include "policy/policy.hpp"
 #include "registry/client.hpp"
+#include "verify/evidence.hpp"
+#include "verify/verdict.hpp"
 
 namespace sigil::verify {
-
-enum class Outcome { allowed, denied, warned };
-
-struct Verdict {
-  Outcome outcome = Outcome::denied;
-  std::string image;   // as written in the pod spec
-  std::string digest;  // resolved digest, when known
-  std::string
-      reason_code;      // stable: NOT_SIGNED, BAD_SIGNATURE, DIGEST_MISMATCH, NO_MATCHING_POLICY,
-                        // REGISTRY_AUTH, REGISTRY_UNAVAILABLE, TIMEOUT, INVALID_IMAGE, STATIC_FAIL
-  std::string message;  // one line naming the image, the policy and why
-  std::vector<std::string> warnings;
-  bool cached = false;
-};
 
 // Who is asking: namespace-scoped policies and registry credentials depend on it.
 struct Context {
@@ -51,6 +43,9 @@ struct Context {
   std::function<boost::asio::awaitable<registry::PullCredentials>(
       std::vector<std::string> secret_names, registry::Deadline deadline)>
       source_credentials;
+  // The admission's byte budget (Engine::admission_budget()), shared by all its images.
+  // Null: each verify() call gets a budget of its own.
+  std::shared_ptr<ByteBudget> budget;
 };
 
 struct EngineOptions {
@@ -58,10 +53,15 @@ struct EngineOptions {
   // Denials are kept shorter, so an image signed just after a denied rollout is admitted soon.
   std::chrono::seconds negative_cache_ttl{30};
   size_t cache_capacity = 10000;
-  int64_t max_signature_payload = 1 << 20;  // bytes per payload blob
-  size_t max_signatures = 64;               // layers read from one .sig manifest
-  size_t max_bundles = 16;                  // sigstore bundles read per image
-  int64_t max_bundle_size = 1 << 20;        // bytes per bundle blob
+  EvidenceLimits limits;
+  // Registry data one admission may make sigil hold (manifests being read, payloads, bundles),
+  // and all admissions together. Past either, the image is denied with BUDGET_EXCEEDED.
+  uint64_t max_admission_bytes = 16u << 20;
+  uint64_t max_process_bytes = 256u << 20;
+  // Denials normally withhold the digest and the signer's identity when sigil read the image
+  // with registry credentials of its own that the pod does not hold (the pod's creator could
+  // not read them). true: say everything (the `sigil verify` command line, trusted clusters).
+  bool reveal_private_details = false;
 };
 
 class Engine {
@@ -83,6 +83,9 @@ class Engine {
                                          registry::Deadline deadline) {
     return verify(std::move(image), std::move(policies), deadline, Context{});
   }
+
+  // A fresh per-admission byte budget, chained to the process budget.
+  std::shared_ptr<ByteBudget> admission_budget() const;
 
   struct Stats {
     uint64_t cache_hits = 0, cache_misses = 0, coalesced = 0;

@@ -76,9 +76,15 @@ class FakeRegistry final : public registry::Client {
   std::map<std::string, std::string> manifests;  // "repo:ref" -> body
   std::map<std::string, std::string> blobs;      // digest -> body
   bool fail_unavailable = false;
+  std::string fail_message = "HTTP 503 from registry";
   std::chrono::milliseconds delay{0};
   mutable std::atomic<uint64_t> calls{0};
   std::vector<registry::PullCredentials> seen_creds;  // per call, in order
+  std::map<std::string, int> blob_fetches;            // digest -> GETs
+  bool own_credentials = false;                       // sigil's own credentials cover reg.test
+  bool sig_needs_creds = false;        // without pull credentials a .sig reads as 404 (not 401)
+  Errc referrers = Errc::unsupported;  // what get_referrers answers
+  std::atomic<uint64_t> referrer_calls{0};
 
   asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, registry::Deadline,
                                                registry::PullCredentials creds) override {
@@ -86,7 +92,7 @@ class FakeRegistry final : public registry::Client {
     seen_creds.push_back(creds);
     if (ref.has_digest()) co_return ref.digest;
     ++calls;
-    if (fail_unavailable) co_return make_error(Errc::unavailable, "HTTP 503 from registry");
+    if (fail_unavailable) co_return make_error(Errc::unavailable, fail_message);
     auto it = tags.find(ref.repository + ":" + ref.tag);
     if (it == tags.end()) co_return make_error(Errc::not_found, "manifest unknown");
     co_return it->second;
@@ -97,7 +103,11 @@ class FakeRegistry final : public registry::Client {
     co_await pause();
     seen_creds.push_back(creds);
     ++calls;
-    if (fail_unavailable) co_return make_error(Errc::unavailable, "HTTP 503 from registry");
+    if (fail_unavailable) co_return make_error(Errc::unavailable, fail_message);
+    if (sig_needs_creds && !creds && reference.size() > 4 &&
+        reference.compare(reference.size() - 4, 4, ".sig") == 0) {
+      co_return make_error(Errc::not_found, "manifest unknown");
+    }
     auto it = manifests.find(repo + ":" + reference);
     if (it == manifests.end()) co_return make_error(Errc::not_found, "manifest unknown");
     co_return registry::ManifestResponse{"", "application/vnd.oci.image.manifest.v1+json",
@@ -109,11 +119,22 @@ class FakeRegistry final : public registry::Client {
                                                 registry::PullCredentials) override {
     co_await pause();
     ++calls;
+    ++blob_fetches[digest];
     auto it = blobs.find(digest);
     if (it == blobs.end()) co_return make_error(Errc::not_found, "blob unknown");
     co_return it->second;
   }
+  asio::awaitable<Result<std::vector<oci::Descriptor>>> get_referrers(
+      const std::string&, const std::string&, const std::string&, const std::string&,
+      registry::Deadline, registry::PullCredentials) override {
+    co_await pause();
+    ++referrer_calls;  // not in `calls`: the older tests count the other requests
+    co_return make_error(referrers, "referrers");
+  }
   uint64_t request_count() const override { return calls; }
+  bool has_credentials_for(const std::string& registry) const override {
+    return own_credentials && registry == "reg.test";
+  }
 
   // Attach a legacy cosign signature (one layer per entry) to image digest in repo.
   void attach(const std::string& repo, const std::string& image_digest,
@@ -549,4 +570,241 @@ TEST_CASE("an authority's source: signatures from another repository, with its p
       "t.yaml");
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().message.find("is not a repository") != std::string::npos);
+}
+
+// ------------------------------------------------------------------ verdict integrity (#9)
+
+namespace {
+
+std::string indent_pem(const std::string& pem) {
+  std::string out;
+  for (size_t i = 0, start = 0; i <= pem.size(); ++i) {
+    if (i == pem.size() || pem[i] == '\n') {
+      if (i > start) out += "          " + pem.substr(start, i - start) + "\n";
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+std::string key_policy_doc(const std::string& name, const std::string& glob,
+                           const std::string& pub_pem) {
+  return "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: " +
+         name + "\nspec:\n  images:\n    - glob: \"" + glob +
+         "\"\n  authorities:\n    - name: " + name + "-key\n      key:\n        data: |\n" +
+         indent_pem(pub_pem);
+}
+
+std::shared_ptr<const policy::PolicySet> set_of(const std::string& yaml) {
+  auto parsed = policy::parse_policies(yaml, "test.yaml");
+  if (!parsed.ok()) FAIL(parsed.error().message);
+  return std::make_shared<const policy::PolicySet>(std::move(*parsed), policy::NoMatch::deny, 1);
+}
+
+// Two tags of one digest signed by the CI key only; the :prod tag also needs the release key.
+struct TwoTags : Fixture {
+  Key ci = make_key();
+  Key release = make_key();
+  std::shared_ptr<const policy::PolicySet> set =
+      set_of(key_policy_doc("ci", "reg.test/team/**", ci.pub_pem) + "---\n" +
+             key_policy_doc("release", "reg.test/team/app:prod", release.pub_pem));
+  TwoTags() {
+    reg.tags["team/app:dev"] = digest;
+    reg.tags["team/app:prod"] = digest;
+    reg.attach("team/app", digest, {{payload_for(digest), sign(ci, payload_for(digest))}});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a verdict is never shared between tags that match different policies") {
+  TwoTags f;
+  SECTION("the dev tag first") {
+    verify::Engine engine(f.reg, f.clock);
+    CHECK(run(engine, "reg.test/team/app:dev", f.set).outcome == verify::Outcome::allowed);
+    auto prod = run(engine, "reg.test/team/app:prod", f.set);
+    CHECK(prod.outcome == verify::Outcome::denied);
+    CHECK(prod.message.find("policy release") != std::string::npos);
+    CHECK(prod.message.find("reg.test/team/app:prod") != std::string::npos);
+    auto pinned = run(engine, "reg.test/team/app:prod@" + f.digest, f.set);
+    CHECK(pinned.outcome == verify::Outcome::denied);
+  }
+  SECTION("the prod tag first") {
+    verify::Engine engine(f.reg, f.clock);
+    CHECK(run(engine, "reg.test/team/app:prod", f.set).outcome == verify::Outcome::denied);
+    auto dev = run(engine, "reg.test/team/app:dev", f.set);
+    CHECK(dev.outcome == verify::Outcome::allowed);
+    CHECK_FALSE(dev.cached);
+  }
+  SECTION("both at once (coalescing)") {
+    f.reg.delay = 20ms;
+    verify::Engine engine(f.reg, f.clock);
+    asio::io_context io;
+    const auto dl = std::chrono::steady_clock::now() + 5s;
+    auto dev =
+        asio::co_spawn(io, engine.verify("reg.test/team/app:dev", f.set, dl), asio::use_future);
+    auto prod =
+        asio::co_spawn(io, engine.verify("reg.test/team/app:prod", f.set, dl), asio::use_future);
+    auto dev2 =
+        asio::co_spawn(io, engine.verify("reg.test/team/app:dev", f.set, dl), asio::use_future);
+    io.run();
+    CHECK(dev.get().outcome == verify::Outcome::allowed);
+    CHECK(prod.get().outcome == verify::Outcome::denied);
+    auto second = dev2.get();
+    CHECK(second.outcome == verify::Outcome::allowed);
+    CHECK(second.message.find("reg.test/team/app:dev") != std::string::npos);
+  }
+}
+
+TEST_CASE("a coalesced or cached verdict names the image the request asked about") {
+  TwoTags f;
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);  // one policy for all tags: they share
+  auto a = run(engine, "reg.test/team/app:dev", policies);
+  auto b = run(engine, "reg.test/team/app:prod", policies);
+  REQUIRE(b.cached);
+  CHECK(b.image == "reg.test/team/app:prod");
+  CHECK(b.message.find("reg.test/team/app:prod") != std::string::npos);
+  CHECK(b.message.find("app:dev") == std::string::npos);
+  CHECK(a.reason_code == b.reason_code);
+}
+
+TEST_CASE("an answer read without the pod's credentials is never reused with them") {
+  Fixture f;
+  f.reg.sig_needs_creds = true;  // a registry that says 404, not 401, to the anonymous
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  auto creds = std::make_shared<registry::DockerConfig>();
+  creds->auths["reg.test"] = registry::Credential{"pod-user", "pod-pass", ""};
+  auto policies = policies_for(f.key.pub_pem);
+  SECTION("anonymous first") {
+    verify::Engine engine(f.reg, f.clock);
+    CHECK(run(engine, "reg.test/team/app:v1", policies, 5s, in_ns("a")).reason_code ==
+          "NOT_SIGNED");
+    auto with = run(engine, "reg.test/team/app:v1", policies, 5s, in_ns("a", creds, "a|pull"));
+    CHECK(with.outcome == verify::Outcome::allowed);
+    CHECK_FALSE(with.cached);
+  }
+  SECTION("with credentials first") {
+    verify::Engine engine(f.reg, f.clock);
+    CHECK(run(engine, "reg.test/team/app:v1", policies, 5s, in_ns("a", creds, "a|pull")).outcome ==
+          verify::Outcome::allowed);
+    auto without = run(engine, "reg.test/team/app:v1", policies, 5s, in_ns("b"));
+    CHECK(without.outcome == verify::Outcome::denied);
+    CHECK_FALSE(without.cached);
+  }
+}
+
+TEST_CASE("a denial withholds what sigil read with credentials the pod does not hold") {
+  Fixture f;
+  f.reg.own_credentials = true;
+  f.reg.attach("team/app", f.digest,
+               {{payload_for(f.digest), sign(f.other, payload_for(f.digest))}});
+  auto policies = policies_for(f.key.pub_pem);
+  const std::string shown = short_digest(f.digest);
+  SECTION("withheld by default") {
+    verify::Engine engine(f.reg, f.clock);
+    auto v = run(engine, "reg.test/team/app:v1", policies);
+    CHECK(v.outcome == verify::Outcome::denied);
+    CHECK(v.reason_code == "BAD_SIGNATURE");
+    CHECK(v.message.find(shown) == std::string::npos);
+    CHECK(v.message.find(f.digest.substr(7, 12)) == std::string::npos);
+    CHECK(v.message.find("withheld") != std::string::npos);
+    CHECK(v.message.find("policy team-images") != std::string::npos);
+  }
+  SECTION("the pod's own credentials: everything is said") {
+    verify::Engine engine(f.reg, f.clock);
+    auto creds = std::make_shared<registry::DockerConfig>();
+    creds->auths["reg.test"] = registry::Credential{"pod-user", "pod-pass", ""};
+    auto v = run(engine, "reg.test/team/app:v1", policies, 5s, in_ns("a", creds, "a|pull"));
+    CHECK(v.message.find(shown) != std::string::npos);
+  }
+  SECTION("revealed when configured") {
+    verify::EngineOptions o;
+    o.reveal_private_details = true;
+    verify::Engine engine(f.reg, f.clock, o);
+    auto v = run(engine, "reg.test/team/app:v1", policies);
+    CHECK(v.message.find(shown) != std::string::npos);
+    CHECK(v.message.find("withheld") == std::string::npos);
+  }
+}
+
+TEST_CASE("a registry failure is named by kind, never by its raw error") {
+  Fixture f;
+  f.reg.fail_unavailable = true;
+  f.reg.fail_message = "cannot connect to 10.1.2.3:5000: Connection refused";
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.reason_code == "REGISTRY_UNAVAILABLE");
+  CHECK(v.message.find("Connection refused") == std::string::npos);
+  CHECK(v.message.find("10.1.2.3") == std::string::npos);
+  CHECK(v.message.find("registry reg.test") != std::string::npos);
+}
+
+TEST_CASE("a blob listed many times is read once") {
+  Fixture f;
+  std::vector<std::pair<std::string, std::string>> layers;
+  for (int i = 0; i < 40; ++i) {
+    // ECDSA signatures are randomised: 40 distinct signatures over one payload blob.
+    layers.emplace_back(payload_for(f.digest), sign(f.other, payload_for(f.digest)));
+  }
+  layers.emplace_back(payload_for(f.digest), sign(f.key, payload_for(f.digest)));
+  f.reg.attach("team/app", f.digest, layers);
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.outcome == verify::Outcome::allowed);
+  const std::string blob = "sha256:" + crypto::sha256_hex(payload_for(f.digest));
+  CHECK(f.reg.blob_fetches[blob] == 1);
+}
+
+TEST_CASE("past the admission's byte budget the image is denied, and it is not cached") {
+  Fixture f;
+  std::vector<std::pair<std::string, std::string>> layers;
+  for (int i = 0; i < 60; ++i) {
+    std::string junk(200 * 1024, static_cast<char>('a' + i % 26));
+    junk += std::to_string(i);
+    layers.emplace_back(junk, sign(f.other, junk));
+  }
+  f.reg.attach("team/app", f.digest, layers);
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason_code == "BUDGET_EXCEEDED");
+  CHECK(v.message.find("budget") != std::string::npos);
+  const auto before = f.reg.calls.load();
+  auto again = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK_FALSE(again.cached);
+  CHECK(f.reg.calls > before);
+}
+
+TEST_CASE("past the process byte budget every image is denied, then admitted when it frees") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::EngineOptions o;
+  o.max_process_bytes = 1u << 20;  // exactly one manifest read at a time
+  verify::Engine engine(f.reg, f.clock, o);
+  auto hog = engine.admission_budget();
+  REQUIRE(hog->try_take(1));  // someone else holds a byte
+  verify::Context ctx;
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem), 5s, ctx);
+  CHECK(v.reason_code == "BUDGET_EXCEEDED");
+  CHECK(v.message.find("process budget") != std::string::npos);
+  hog->give(1);
+  CHECK(run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).outcome ==
+        verify::Outcome::allowed);
+}
+
+TEST_CASE("'not signed' learnt from an ambiguous referrers answer is not cached") {
+  Fixture f;
+  f.reg.referrers = Errc::not_found;  // NAME_UNKNOWN: the registry may well have the API
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.reason_code == "NOT_SIGNED");
+  auto again = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK_FALSE(again.cached);
+  // A registry that plainly has no referrers API gives a definitive answer, remembered.
+  f.reg.referrers = Errc::unsupported;
+  verify::Engine other(f.reg, f.clock);
+  CHECK(run(other, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).reason_code ==
+        "NOT_SIGNED");
+  CHECK(run(other, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).cached);
 }

@@ -1,0 +1,70 @@
+// verify/verdict_cache.cpp: see verdict_cache.hpp.
+#include "verify/verdict_cache.hpp"
+
+#include <algorithm>
+
+namespace sigil::verify {
+
+bool is_transient_reason(std::string_view rc) noexcept {
+  return rc == "REGISTRY_AUTH" || rc == "REGISTRY_UNAVAILABLE" || rc == "TIMEOUT" ||
+         rc == "IMAGE_NOT_FOUND" || rc == "REGISTRY_INTEGRITY" || rc == "INTERNAL" ||
+         rc == "BUDGET_EXCEEDED" || rc == "POLICY_UNAVAILABLE";
+}
+
+VerdictCache::VerdictCache(const Clock& clock, size_t capacity, std::chrono::seconds ttl,
+                           std::chrono::seconds negative_ttl)
+    : clock_(clock), capacity_(capacity), ttl_(ttl), negative_ttl_(negative_ttl) {}
+
+std::optional<Verdict> VerdictCache::get(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) {
+    ++misses_;
+    return std::nullopt;
+  }
+  if (clock_.now() >= it->second.expires) {
+    lru_.erase(it->second.lru);
+    entries_.erase(it);
+    ++misses_;
+    return std::nullopt;
+  }
+  lru_.splice(lru_.begin(), lru_, it->second.lru);
+  ++hits_;
+  Verdict v = it->second.verdict;
+  v.cached = true;
+  return v;
+}
+
+void VerdictCache::put(const std::string& key, const Verdict& v) {
+  // Only judgements about signatures are cached; a registry, deadline, budget or internal
+  // failure (even one a warn-mode policy turned into a warning) is retried next admission.
+  if (!v.cacheable || is_transient_reason(v.reason_code) || capacity_ == 0) return;
+  const auto ttl = v.outcome == Outcome::denied ? std::min(ttl_, negative_ttl_) : ttl_;
+  if (ttl.count() <= 0) return;
+  std::lock_guard lock(mu_);
+  if (auto it = entries_.find(key); it != entries_.end()) {
+    lru_.erase(it->second.lru);
+    entries_.erase(it);
+  }
+  while (entries_.size() >= capacity_ && !lru_.empty()) {
+    entries_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  lru_.push_front(key);
+  entries_.emplace(key, Entry{v, clock_.now() + ttl, lru_.begin()});
+}
+
+size_t VerdictCache::size() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+uint64_t VerdictCache::hits() const {
+  std::lock_guard lock(mu_);
+  return hits_;
+}
+uint64_t VerdictCache::misses() const {
+  std::lock_guard lock(mu_);
+  return misses_;
+}
+
+}  // namespace sigil::verify

@@ -1,0 +1,53 @@
+// verify/verdict_cache.hpp: the bounded, TTL'd cache of verdicts.
+//
+// Role: remember judgements about signatures so a digest already verified under the same
+// policies is answered without the registry. The key is built by the engine (verdict_key) from
+// everything the verdict depends on; this class only stores, expires and evicts (LRU). Only
+// judgements are kept: registry, deadline, budget and internal failures, and anything marked
+// not cacheable (a verdict built on a guess), are answered once and forgotten. Thread-safe.
+// Depends on common (Clock) and the Verdict type only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "common/clock.hpp"
+#include "verify/verdict.hpp"
+
+namespace sigil::verify {
+
+class VerdictCache {
+ public:
+  VerdictCache(const Clock& clock, size_t capacity, std::chrono::seconds ttl,
+               std::chrono::seconds negative_ttl);
+
+  // A copy of the cached verdict, marked cached; nullopt on a miss or an expired entry.
+  std::optional<Verdict> get(const std::string& key);
+  // Stores v when it is a judgement (see is_cacheable); denials live negative_ttl.
+  void put(const std::string& key, const Verdict& v);
+
+  size_t size() const;
+  uint64_t hits() const;
+  uint64_t misses() const;
+
+ private:
+  struct Entry {
+    Verdict verdict;
+    std::chrono::system_clock::time_point expires;
+    std::list<std::string>::iterator lru;
+  };
+  const Clock& clock_;
+  const size_t capacity_;
+  const std::chrono::seconds ttl_, negative_ttl_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> entries_;
+  std::list<std::string> lru_;  // front = most recently used
+  uint64_t hits_ = 0, misses_ = 0;
+};
+
+}  // namespace sigil::verify
