@@ -142,7 +142,8 @@ struct Engine::Impl {
     // (even one a warn-mode policy turned into a warning) is retried on the next admission.
     const std::string& rc = v.reason_code;
     bool failure = rc == "REGISTRY_AUTH" || rc == "REGISTRY_UNAVAILABLE" || rc == "TIMEOUT" ||
-                   rc == "IMAGE_NOT_FOUND" || rc == "REGISTRY_INTEGRITY" || rc == "INTERNAL";
+                   rc == "IMAGE_NOT_FOUND" || rc == "REGISTRY_INTEGRITY" || rc == "INTERNAL" ||
+                   rc == "POLICY_UNAVAILABLE";
     bool judgement = !failure;
     if (!judgement || options.cache_capacity == 0) return;
     auto ttl = v.outcome == Outcome::denied
