@@ -160,10 +160,10 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
   r.policy = policy.name;
   try {
     if (policy.unavailable) {
-      // A policy that could not be compiled denies what it matches; it never drops out.
+      // A policy that could not be compiled denies what it matches; it never drops out. Like
+      // every message here it follows "... is not admitted by policy <name>: ".
       r.reason_code = "POLICY_UNAVAILABLE";
-      r.message = "policy " + policy.name +
-                  " cannot be enforced yet: " + printable(*policy.unavailable, 400);
+      r.message = "the policy cannot be enforced yet: " + printable(*policy.unavailable, 400);
       return r;
     }
     const Authority* static_fail = nullptr;

@@ -627,7 +627,7 @@ TEST_CASE("evaluate: an unavailable policy fails every image it matches", "[poli
     CHECK(r.reason_code == "POLICY_UNAVAILABLE");
     // one line: outside text is made printable
     CHECK(r.message ==
-          "policy prod-images cannot be enforced yet: spec.authorities[0].key.secretRef: the "
+          "the policy cannot be enforced yet: spec.authorities[0].key.secretRef: the "
           "Secret s/k does not exist?(twice)");
   }
   // it needs no signatures, even with an authority left on it
