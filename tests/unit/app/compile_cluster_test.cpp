@@ -253,7 +253,7 @@ TEST_CASE("a policy that never compiled is unavailable and denies what it matche
           "the policy cannot be enforced yet: spec.authorities[0].key.secretRef: the "
           "Secret sigil-system/cosign-pub could not be read (HTTP 500); retrying");
     // the other policy is untouched, and the unavailable one fetches no signatures
-    CHECK(judge(c, "reg.test/other/app:v1")[0].reason_code == "NOT_SIGNED");
+    CHECK(judge(c, "reg.test/other/app:v1").at(0).reason_code == "NOT_SIGNED");
     policy::PolicySet set(c.policies, policy::NoMatch::deny, 1);
     CHECK_FALSE(policy::PolicySet::needs_signatures(set.match(ref("reg.test/prod/app:v1"))));
     CHECK(policy::PolicySet::needs_signatures(set.match(ref("reg.test/other/app:v1"))));
@@ -297,7 +297,7 @@ TEST_CASE("a policy that never compiled is unavailable and denies what it matche
                          "  policy: {type: cue, data: 'x'}\n");
     auto c = compile_cluster(in, {}, options());
     CHECK(c.policy_statuses[0].outcome == ObjectOutcome::unavailable);
-    CHECK(judge(c, "reg.test/prod/app:v1")[0].reason_code == "POLICY_UNAVAILABLE");
+    CHECK(judge(c, "reg.test/prod/app:v1").at(0).reason_code == "POLICY_UNAVAILABLE");
   }
 }
 
@@ -312,7 +312,7 @@ TEST_CASE("an unavailable policy in warn mode stays in warn mode", "[app][compil
   CHECK(c.policies[0].mode == policy::Mode::warn);
   CHECK(c.policy_statuses[0].message.find("get a warning") != std::string::npos);
   // evaluate() fails it; the engine turns a warn-mode failure into a warning
-  CHECK(judge(c, "reg.test/soft/x:1")[0].reason_code == "POLICY_UNAVAILABLE");
+  CHECK(judge(c, "reg.test/soft/x:1").at(0).reason_code == "POLICY_UNAVAILABLE");
 
   SECTION("an unreadable mode is enforce") {
     in.policies = {cip("soft", "reg.test/soft/**", key_data(pem_a()), 1, "", "  mode: [warn]\n")};
@@ -363,7 +363,7 @@ TEST_CASE("the last good generation stays in force when a new one breaks",
     CHECK(st.message.find("could not be read (timed out)") != std::string::npos);
     CHECK(st.message.find("generation 1 stays in force") != std::string::npos);
     CHECK(c2.state.policies.at("ClusterImagePolicy/sticky").generation == 1);
-    CHECK(judge(c2, "reg.test/sticky/a:1")[0].reason_code == "NOT_SIGNED");
+    CHECK(judge(c2, "reg.test/sticky/a:1").at(0).reason_code == "NOT_SIGNED");
     CHECK(c2.kept == 1);
     // and generation 3 that compiles replaces it
     in.policies = {cip("sticky", "reg.test/sticky/**", key_data(pem_b()), 3)};
@@ -407,7 +407,7 @@ TEST_CASE("a deleted object's last good is forgotten; a recreated one inherits n
     CHECK(c2.policies[0].unavailable);
     CHECK(c2.policy_statuses[0].outcome == ObjectOutcome::unavailable);
     CHECK(c2.state.policies.empty());
-    CHECK(judge(c2, "reg.test/p/x:1")[0].reason_code == "POLICY_UNAVAILABLE");
+    CHECK(judge(c2, "reg.test/p/x:1").at(0).reason_code == "POLICY_UNAVAILABLE");
   }
 }
 
@@ -431,7 +431,7 @@ TEST_CASE("TrustRoots: a missing one makes its policies unavailable until it app
   CHECK(c2.policy_statuses.at(0).ready);
   CHECK_FALSE(c2.policies.at(0).unavailable);
   CHECK(c2.policies.at(0).authorities.at(0).cas.size() == 1);
-  CHECK(judge(c2, "reg.test/corp/app:1")[0].reason_code == "NOT_SIGNED");
+  CHECK(judge(c2, "reg.test/corp/app:1").at(0).reason_code == "NOT_SIGNED");
 
   SECTION("a TrustRoot generation that breaks keeps the last good one") {
     in.trust_roots = {trust_root(pki, "corp", 2, true)};
@@ -483,10 +483,11 @@ TEST_CASE("file policies link against the cluster and follow the same rules",
   CHECK(c1.retry);
   REQUIRE(c1.file_problems.size() == 2);
   CHECK(c1.file_problems[0].find("policies/files.yaml document 1 (file-keyless)") == 0);
-  CHECK(judge(c1, "reg.test/f/a:1")[0].message ==
+  CHECK(judge(c1, "reg.test/f/a:1").at(0).message ==
         "the policy cannot be enforced yet: spec.authorities[0] (release): "
         "keyless.trustRootRef: \"corp\" names no TrustRoot");
-  CHECK(judge(c1, "reg.test/s/a:1")[0].message.find("(HTTP 503); retrying") != std::string::npos);
+  CHECK(judge(c1, "reg.test/s/a:1").at(0).message.find("(HTTP 503); retrying") !=
+        std::string::npos);
 
   in.trust_roots = {trust_root(pki, "corp")};
   in.secrets["sigil-system/fk"] = secret({{"cosign.pub", pem_b()}});
