@@ -100,6 +100,7 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   bool dirty = false;
   uint64_t generation = 0;
   CompileState in_force;                      // what the last compile left in force
+  ParseCache parsed;                          // the objects of the last compile, parsed
   std::map<std::string, std::string> logged;  // object -> the problem last logged for it
   std::atomic<uint64_t> file_generation{0};   // bumped by reload_files()
 
@@ -221,7 +222,8 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   // is not in the snapshots. Never logs a Secret's content.
   asio::awaitable<void> read_secrets(ClusterInputs& inputs) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    const std::vector<policy::SecretRef> refs = cluster_secret_refs(inputs, opts.own_namespace);
+    const std::vector<policy::SecretRef> refs =
+        cluster_secret_refs(inputs, parsed, opts.own_namespace);
     for (const auto& r : refs) {
       const std::string key = r.namespace_ + "/" + r.name;
       if (inputs.secrets.count(key)) continue;
@@ -291,12 +293,13 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
       inputs.policies.push_back(cluster_object(ObjectKind::image_policy, *o));
       pols.emplace_back(&ip_status, o.get());
     }
+    parsed = parse_objects(inputs, parsed);
     co_await read_secrets(inputs);
 
     CompileOptions copts;
     copts.own_namespace = opts.own_namespace;
     copts.default_root = default_root;
-    ClusterCompile result = compile_cluster(inputs, in_force, copts);
+    ClusterCompile result = compile_cluster(inputs, parsed, in_force, copts);
     in_force = std::move(result.state);
     const size_t count = result.policies.size();
     const bool first = !ready.load();

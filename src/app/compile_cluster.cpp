@@ -81,6 +81,27 @@ policy::Policy unavailable_policy(policy::Policy scope, std::string why) {
   return scope;
 }
 
+std::string cache_key(const ClusterObject& obj) {
+  return std::string(kind_name(obj.kind)) + "/" + obj.key();
+}
+
+// The origin in parse errors: "TrustRoot corp", "ImagePolicy team/p".
+std::string origin_of(const ClusterObject& obj) {
+  if (obj.kind == ObjectKind::trust_root) return "TrustRoot " + obj.name;
+  return std::string(kind_name(obj.kind)) + " " + obj.key();
+}
+
+// obj parsed: from the cache when it holds this uid and generation, else parsed now.
+const Result<policy::Documents>& parsed_docs(const ParseCache& parsed, const ClusterObject& obj,
+                                             std::optional<Result<policy::Documents>>& scratch) {
+  auto it = parsed.find(cache_key(obj));
+  if (it != parsed.end() && it->second.uid == obj.uid && it->second.generation == obj.generation) {
+    return it->second.docs;
+  }
+  scratch = policy::parse_documents(obj.json, origin_of(obj));
+  return *scratch;
+}
+
 void count(ClusterCompile& out, ObjectOutcome o) {
   if (o == ObjectOutcome::unavailable) ++out.unavailable;
   if (o == ObjectOutcome::kept) ++out.kept;
@@ -120,20 +141,48 @@ SecretRead secret_read_failure(const std::string& ns, const std::string& name, c
   return r;
 }
 
-std::vector<policy::SecretRef> cluster_secret_refs(const ClusterInputs& inputs,
-                                                   const std::string& own_namespace) {
-  std::vector<policy::Policy> parsed = inputs.files.policies;
-  for (const auto& obj : inputs.policies) {
-    auto d = policy::parse_documents(obj.json, std::string(kind_name(obj.kind)) + " " + obj.key());
-    if (d.ok()) {
-      for (auto& p : d->policies) parsed.push_back(std::move(p));
+ParseCache parse_objects(const ClusterInputs& inputs, const ParseCache& previous) {
+  ParseCache out;
+  for (const auto* list : {&inputs.trust_roots, &inputs.policies}) {
+    for (const auto& obj : *list) {
+      const std::string key = cache_key(obj);
+      auto it = previous.find(key);
+      if (obj.generation != 0 && it != previous.end() && it->second.uid == obj.uid &&
+          it->second.generation == obj.generation) {
+        out.insert(*it);
+        continue;
+      }
+      out.insert_or_assign(key, ParsedObject{obj.uid, obj.generation,
+                                             policy::parse_documents(obj.json, origin_of(obj))});
     }
   }
-  return policy::secret_refs(parsed, own_namespace);
+  return out;
 }
 
-ClusterCompile compile_cluster(const ClusterInputs& in, const CompileState& last,
-                               const CompileOptions& opts) {
+std::vector<policy::SecretRef> cluster_secret_refs(const ClusterInputs& inputs,
+                                                   const ParseCache& parsed,
+                                                   const std::string& own_namespace) {
+  std::vector<policy::Policy> policies = inputs.files.policies;
+  for (const auto& obj : inputs.policies) {
+    std::optional<Result<policy::Documents>> scratch;
+    const auto& d = parsed_docs(parsed, obj, scratch);
+    if (d.ok()) policies.insert(policies.end(), d->policies.begin(), d->policies.end());
+  }
+  return policy::secret_refs(policies, own_namespace);
+}
+
+std::vector<policy::SecretRef> cluster_secret_refs(const ClusterInputs& inputs,
+                                                   const std::string& own_namespace) {
+  return cluster_secret_refs(inputs, parse_objects(inputs, {}), own_namespace);
+}
+
+ClusterCompile compile_cluster(const ClusterInputs& inputs, const CompileState& last,
+                               const CompileOptions& options) {
+  return compile_cluster(inputs, parse_objects(inputs, {}), last, options);
+}
+
+ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed,
+                               const CompileState& last, const CompileOptions& opts) {
   ClusterCompile out;
   std::string& fp = out.state.fingerprint;
   fp = "files#" + std::to_string(in.files_generation) + ";";
@@ -143,8 +192,9 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const CompileState& last
   for (const auto& obj : in.trust_roots) {
     const std::string key = obj.key();
     fp += "TrustRoot " + key + "@" + obj.uid + "#" + std::to_string(obj.generation) + ";";
-    const std::string origin = "TrustRoot " + obj.name;
-    auto d = policy::parse_documents(obj.json, origin);
+    const std::string origin = origin_of(obj);
+    std::optional<Result<policy::Documents>> scratch;
+    const auto& d = parsed_docs(parsed, obj, scratch);
     std::string problem;
     if (!d.ok()) {
       problem = local_message(d.error().message, origin + " document");
@@ -235,19 +285,20 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const CompileState& last
   for (const auto& obj : in.policies) {
     const std::string kind = kind_name(obj.kind);
     const std::string key = kind + "/" + obj.key();
-    const std::string origin = kind + " " + obj.key();
+    const std::string origin = origin_of(obj);
     fp += key + "@" + obj.uid + "#" + std::to_string(obj.generation) + ";";
 
     Built b;
     std::optional<policy::Policy> scope;  // what it applies to, once its globs were read
-    auto d = policy::parse_documents(obj.json, origin);
+    std::optional<Result<policy::Documents>> scratch;
+    const auto& d = parsed_docs(parsed, obj, scratch);
     if (!d.ok()) {
       b.problem = d.error().message;
     } else if (d->policies.size() != 1 || !d->trust_roots.empty()) {
       b.problem = "not a " + kind;
     } else {
       scope = d->policies.front();
-      b = build(std::move(d->policies.front()));
+      b = build(d->policies.front());
     }
     if (b.policy) {
       out.state.policies[key] = {obj.uid, obj.generation, *b.policy};

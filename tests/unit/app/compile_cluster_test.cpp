@@ -571,3 +571,45 @@ TEST_CASE("secret_read_failure says what happened in one line", "[app][compile_c
     CHECK(r.data.error().code == c.e.code);
   }
 }
+
+TEST_CASE("parses are kept across compiles by uid and generation", "[app][compile_cluster]") {
+  Pki pki;
+  ClusterInputs in;
+  in.trust_roots = {trust_root(pki, "corp")};
+  in.policies = {cip("p", "reg.test/p/**", key_data(pem_a()), 1),
+                 cip("q", "reg.test/q/**", key_data(pem_a()), 1)};
+  ParseCache first = parse_objects(in, {});
+  REQUIRE(first.size() == 3);
+  CHECK(first.count("TrustRoot/corp") == 1);
+  CHECK(first.count("ClusterImagePolicy/p") == 1);
+
+  // Same uid and generation: the earlier parse is used, even though the text now differs (a
+  // spec change always comes with a new generation; this shows the parse was not redone).
+  ClusterInputs same = in;
+  same.policies[0].json =
+      policy_yaml("ClusterImagePolicy", "p", "reg.test/bad glob", key_data(pem_a()));
+  ParseCache second = parse_objects(same, first);
+  auto c = compile_cluster(same, second, {}, options());
+  CHECK(c.policies.at(0).globs.at(0).pattern() == "reg.test/p/**");
+  // A new generation, a new uid, or no generation at all: parsed again.
+  for (auto change : {0, 1, 2}) {
+    ClusterInputs next = same;
+    if (change == 0) next.policies[0].generation = 2;
+    if (change == 1) next.policies[0].uid = "uid-new";
+    if (change == 2) next.policies[0].generation = 0;
+    ParseCache again = parse_objects(next, change == 2 ? parse_objects(next, {}) : first);
+    auto c2 = compile_cluster(next, again, {}, options());
+    CHECK(c2.policy_statuses.at(0).outcome == ObjectOutcome::invalid);  // the bad glob
+  }
+  // Objects that are gone are dropped.
+  ClusterInputs fewer = in;
+  fewer.policies.pop_back();
+  fewer.trust_roots.clear();
+  CHECK(parse_objects(fewer, first).size() == 1);
+  // The Secrets named come from the same parses.
+  ClusterInputs withref = in;
+  withref.policies[1] = cip("q", "reg.test/q/**", key_secret("k"), 2);
+  auto refs = cluster_secret_refs(withref, parse_objects(withref, first), "sigil-system");
+  REQUIRE(refs.size() == 1);
+  CHECK(refs[0].name == "k");
+}
