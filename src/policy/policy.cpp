@@ -1102,9 +1102,12 @@ bool Glob::matches(const oci::Reference& image) const {
   return false;
 }
 
-Result<Documents> parse_documents(std::string_view yaml, std::string_view origin) {
+namespace {
+
+// parse_all with every exception turned into an error naming the origin.
+Result<Documents> parse_guarded(std::string_view yaml, std::string_view origin, bool scope_only) {
   try {
-    return parse_all(yaml, origin);
+    return parse_all(yaml, origin, scope_only);
   } catch (const YAML::Exception& e) {
     return make_error(Errc::parse_error, std::string(origin) + ": YAML error: " + e.msg);
   } catch (const std::exception& e) {
@@ -1114,22 +1117,20 @@ Result<Documents> parse_documents(std::string_view yaml, std::string_view origin
   }
 }
 
+}  // namespace
+
+Result<Documents> parse_documents(std::string_view yaml, std::string_view origin) {
+  return parse_guarded(yaml, origin, false);
+}
+
 Result<Policy> parse_policy_scope(std::string_view yaml, std::string_view origin) {
-  try {
-    auto docs = parse_all(yaml, origin, true);
-    if (!docs) return docs.error();
-    if (docs->policies.size() != 1 || !docs->trust_roots.empty()) {
-      return make_error(Errc::invalid_argument,
-                        std::string(origin) + ": expected exactly one policy document");
-    }
-    return std::move(docs->policies.front());
-  } catch (const YAML::Exception& e) {
-    return make_error(Errc::parse_error, std::string(origin) + ": YAML error: " + e.msg);
-  } catch (const std::exception& e) {
-    return make_error(Errc::internal, std::string(origin) + ": " + e.what());
-  } catch (...) {
-    return make_error(Errc::internal, std::string(origin) + ": unexpected failure");
+  auto docs = parse_guarded(yaml, origin, true);
+  if (!docs) return docs.error();
+  if (docs->policies.size() != 1 || !docs->trust_roots.empty()) {
+    return make_error(Errc::invalid_argument,
+                      std::string(origin) + ": expected exactly one policy document");
   }
+  return std::move(docs->policies.front());
 }
 
 Result<std::vector<Policy>> parse_policies(std::string_view yaml, std::string_view origin) {
