@@ -315,7 +315,7 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
       ++stats.compiles;
       if (result.changed || first) ++stats.published;
       stats.policies = count;
-      stats.invalid = result.invalid + result.kept;
+      stats.invalid = result.invalid + result.kept + result.unavailable;
       stats.unavailable = result.unavailable;
     }
     if (first) {

@@ -92,7 +92,7 @@ class ClusterPolicies {
     uint64_t published = 0;    // compiles whose inputs changed: a new PolicySet generation
     uint64_t policies = 0;     // in the last published set (unavailable ones included)
     uint64_t invalid = 0;      // objects whose current generation is not enforced
-    uint64_t unavailable = 0;  // policies that deny what they match (POLICY_UNAVAILABLE)
+    uint64_t unavailable = 0;  // of those, policies denying what they match
   };
   Stats stats() const;
 
