@@ -1,6 +1,8 @@
 // app/cluster.cpp: see cluster.hpp.
 #include "app/cluster.hpp"
 
+#include "app/compile_cluster.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <vector>
 
@@ -28,28 +31,6 @@ namespace sigil::app {
 namespace asio = boost::asio;
 
 namespace {
-
-constexpr const char* kCompiled = "Compiled";
-constexpr const char* kInvalid = "Invalid";
-constexpr const char* kSecretUnavailable = "SecretUnavailable";
-
-// A single-object parse error reads "<origin> document 1 (<name>): field: what"; the status
-// of that object needs only "field: what".
-std::string local_message(const std::string& message, const std::string& origin,
-                          const std::string& name) {
-  const std::string prefix = origin + " document 1 (" + name + "): ";
-  if (message.rfind(prefix, 0) == 0) return message.substr(prefix.size());
-  const std::string bare = origin + " document 1: ";
-  if (message.rfind(bare, 0) == 0) return message.substr(bare.size());
-  return message;
-}
-
-template <class T>
-struct LastGood {
-  std::string uid;
-  int64_t generation = 0;
-  T value;
-};
 
 struct PendingStatus {
   kube::StatusWriter* writer = nullptr;
@@ -73,7 +54,8 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
         ip_status(client, kube::resources::image_policies(), clock),
         tr_status(client, kube::resources::trust_roots(), clock),
         resync_timer(strand),
-        retry_timer(strand) {
+        retry_timer(strand),
+        secret_timer(strand) {
     // The default trust root is parsed at most once per process (and only when needed).
     auto inner = opts.default_root;
     auto memo =
@@ -102,7 +84,11 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   std::unique_ptr<kube::Reflector> cips, ips, trs;
   asio::steady_timer resync_timer;
   asio::steady_timer retry_timer;
-  bool retry_armed = false;  // strand only
+  bool retry_armed = false;                     // strand only
+  asio::steady_timer secret_timer;              // re-reads Secrets whose read failed (not 404)
+  bool secret_retry_armed = false;              // strand only
+  int secret_failures = 0;                      // strand only: compiles in a row with a failed read
+  std::mt19937_64 rng{std::random_device{}()};  // strand only: backoff jitter
 
   mutable std::mutex mu;  // guards the snapshots, file_docs and stats
   std::shared_ptr<const kube::Snapshot> cip_snap, ip_snap, tr_snap;
@@ -113,11 +99,10 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   bool compiling = false;
   bool dirty = false;
   uint64_t generation = 0;
-  std::map<std::string, LastGood<policy::Policy>> last_policy;           // by kind/key
-  std::map<std::string, LastGood<policy::TrustRootDocument>> last_root;  // by key
-  std::vector<policy::Policy> last_file_policies;
-  std::string last_fingerprint;
-  std::atomic<uint64_t> file_generation{0};  // bumped by reload_files()
+  CompileState in_force;                      // what the last compile left in force
+  ParseCache parsed;                          // the objects of the last compile, parsed
+  std::map<std::string, std::string> logged;  // object -> the problem last logged for it
+  std::atomic<uint64_t> file_generation{0};   // bumped by reload_files()
 
   std::atomic<bool> ready{false};
   std::atomic<bool> stopped{false};
@@ -207,31 +192,77 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
     self->compiling = false;
   }
 
-  // Reads every Secret the policies name (through the cache).
-  struct SecretsRead {
-    std::map<std::string, Result<std::map<std::string, std::string>>> data;
-    std::string fingerprint;  // which versions were read: a change means a new policy set
-  };
-  asio::awaitable<SecretsRead> read_secrets(const std::vector<policy::SecretRef>& refs) {
-    SecretsRead read;
-    auto& out = read.data;
+  // Secret reads that failed with something other than 404 are retried with an exponential,
+  // capped, jittered backoff (backoff_initial .. backoff_max), not left to the next resync.
+  std::chrono::milliseconds backoff_delay(int n) {
+    const int shift = std::clamp(n - 1, 0, 30);
+    const int64_t base = std::max<int64_t>(opts.backoff_initial.count(), 1);
+    const int64_t cap = std::max<int64_t>(opts.backoff_max.count(), base);
+    const int64_t d = base > (cap >> shift) ? cap : std::min(cap, base << shift);
+    std::uniform_int_distribution<int64_t> dist(std::max<int64_t>(d / 2, 1), d);
+    return std::chrono::milliseconds(dist(rng));
+  }
+
+  void retry_secrets() {
+    ++secret_failures;
+    if (secret_retry_armed || stopped) return;
+    secret_retry_armed = true;
+    const auto delay = backoff_delay(secret_failures);
+    spdlog::info("kube: reading Secrets again in {} ms", delay.count());
+    auto self = shared_from_this();
+    secret_timer.expires_after(delay);
+    secret_timer.async_wait([self](const boost::system::error_code& ec) {
+      self->secret_retry_armed = false;
+      if (ec || self->stopped) return;
+      self->trigger();
+    });
+  }
+
+  // Reads every Secret the policies name (through the cache): the compile's only input that
+  // is not in the snapshots. Never logs a Secret's content.
+  asio::awaitable<void> read_secrets(ClusterInputs& inputs) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    const std::vector<policy::SecretRef> refs =
+        cluster_secret_refs(inputs, parsed, opts.own_namespace);
     for (const auto& r : refs) {
-      auto s = co_await cache.secret(r.namespace_, r.name, deadline);
       const std::string key = r.namespace_ + "/" + r.name;
-      read.fingerprint +=
-          key + "@" +
-          (s.ok() ? (*s)->meta.resource_version : std::string(errc_name(s.error().code))) + ";";
+      if (inputs.secrets.count(key)) continue;
+      auto s = co_await cache.secret(r.namespace_, r.name, deadline);
       if (s.ok()) {
-        out.emplace(key, (*s)->data);
-      } else {
-        out.emplace(key, make_error(s.error().code,
-                                    s.error().code == Errc::not_found
-                                        ? "the Secret " + key + " does not exist"
-                                        : "reading the Secret " + key + ": " + s.error().message));
+        SecretRead read;
+        read.data = (*s)->data;
+        read.version = (*s)->meta.resource_version;
+        inputs.secrets.emplace(key, std::move(read));
+        continue;
       }
+      if (s.error().code != Errc::not_found) {
+        spdlog::warn("kube: reading the Secret {} failed: {}", key, s.error().message);
+      }
+      inputs.secrets.emplace(key, secret_read_failure(r.namespace_, r.name, s.error()));
     }
-    co_return out;
+  }
+
+  static ClusterObject cluster_object(ObjectKind kind, const kube::Object& o) {
+    ClusterObject c;
+    c.kind = kind;
+    c.namespace_ = o.meta.namespace_;
+    c.name = o.meta.name;
+    c.uid = o.meta.uid;
+    c.generation = o.meta.generation;
+    c.json = o.json;
+    return c;
+  }
+
+  // Logs an object's problem when it is new or changed (compiles repeat every resync).
+  void log_problem(const std::string& what, const ObjectStatus& st) {
+    if (st.ready) {
+      if (logged.erase(what)) spdlog::info("kube: {}: {}", what, st.message);
+      return;
+    }
+    auto& last = logged[what];
+    if (last == st.message) return;
+    last = st.message;
+    spdlog::warn("kube: {}: {}", what, st.message);
   }
 
   asio::awaitable<void> compile_once() {
@@ -246,172 +277,99 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
     }
     if (!cs || !is || !ts || !files) co_return;  // not every resource listed yet
 
-    // What this compile is made of: when it equals the last one's (a status write or a label
-    // change came back as MODIFIED), the published set stays, and with it the verdict cache.
-    std::string fingerprint = "files#" + std::to_string(file_generation) + ";";
-    for (const auto* snap : {ts.get(), cs.get(), is.get()}) {
-      for (const auto& obj : snap->objects) {
-        fingerprint += obj->meta.key() + "@" + obj->meta.uid + "#" +
-                       std::to_string(obj->meta.generation) + ";";
-      }
-      fingerprint += "|";
+    ClusterInputs inputs;
+    inputs.files = std::move(*files);
+    inputs.files_generation = file_generation;
+    std::vector<std::pair<kube::StatusWriter*, const kube::Object*>> roots, pols;
+    for (const auto& o : ts->objects) {
+      inputs.trust_roots.push_back(cluster_object(ObjectKind::trust_root, *o));
+      roots.emplace_back(&tr_status, o.get());
     }
-    std::vector<PendingStatus> statuses;
-    std::set<std::string> present;
-    uint64_t invalid = 0;
-    auto status = [&](kube::StatusWriter& w, const kube::Object& o, bool ok, const char* reason,
-                      std::string message) {
-      kube::ReadyCondition c;
-      c.ready = ok;
-      c.reason = reason;
-      c.message = std::move(message);
-      c.observed_generation = o.meta.generation;
-      statuses.push_back(PendingStatus{&w, o, std::move(c)});
-      if (!ok) ++invalid;
-    };
+    for (const auto& o : cs->objects) {
+      inputs.policies.push_back(cluster_object(ObjectKind::cluster_image_policy, *o));
+      pols.emplace_back(&cip_status, o.get());
+    }
+    for (const auto& o : is->objects) {
+      inputs.policies.push_back(cluster_object(ObjectKind::image_policy, *o));
+      pols.emplace_back(&ip_status, o.get());
+    }
+    parsed = parse_objects(inputs, parsed);
+    co_await read_secrets(inputs);
 
-    // TrustRoots first: the policies link against them.
-    std::vector<policy::TrustRootDocument> roots = files->trust_roots;
-    for (const auto& obj : ts->objects) {
-      const std::string key = "trustroot/" + obj->meta.key();
-      present.insert(key);
-      const std::string origin = "TrustRoot " + obj->meta.name;
-      auto d = policy::parse_documents(obj->json, origin);
-      std::string problem;
-      if (!d.ok()) {
-        problem = local_message(d.error().message, origin, obj->meta.name);
-      } else if (d->trust_roots.size() != 1 || !d->policies.empty()) {
-        problem = "not a TrustRoot";
-      }
-      if (problem.empty()) {
-        roots.push_back(d->trust_roots.front());
-        last_root[key] = {obj->meta.uid, obj->meta.generation, d->trust_roots.front()};
-        status(tr_status, *obj, true, kCompiled, "loaded");
-        continue;
-      }
-      auto lg = last_root.find(key);
-      if (lg != last_root.end() && lg->second.uid == obj->meta.uid) {
-        roots.push_back(lg->second.value);
-        problem += "; generation " + std::to_string(lg->second.generation) + " stays in force";
-      }
-      status(tr_status, *obj, false, kInvalid, problem);
+    CompileOptions copts;
+    copts.own_namespace = opts.own_namespace;
+    copts.default_root = default_root;
+    ClusterCompile result = compile_cluster(inputs, parsed, in_force, copts);
+    in_force = std::move(result.state);
+    const size_t count = result.policies.size();
+    const bool first = !ready.load();
+    // Nothing the compile depends on changed (a status write or a label change came back as
+    // MODIFIED, a resync re-read the same Secrets): the published set stays, and with it the
+    // verdict cache.
+    if (result.changed || first) {
+      publish(std::make_shared<const policy::PolicySet>(std::move(result.policies), opts.no_match,
+                                                        ++generation));
     }
-
-    // Policies: parse each object on its own.
-    struct Candidate {
-      kube::StatusWriter* writer;
-      const kube::Object* object;
-      std::string key, origin, display;
-      std::optional<policy::Policy> parsed;
-      std::string problem;
-    };
-    std::vector<Candidate> candidates;
-    auto add_candidates = [&](const kube::Snapshot& snap, const char* kind,
-                              kube::StatusWriter& writer) {
-      for (const auto& obj : snap.objects) {
-        Candidate c;
-        c.writer = &writer;
-        c.object = obj.get();
-        c.key = std::string(kind) + "/" + obj->meta.key();
-        c.origin = std::string(kind) + " " + obj->meta.key();
-        c.display = obj->meta.namespace_.empty() ? obj->meta.name : obj->meta.key();
-        present.insert(c.key);
-        auto d = policy::parse_documents(obj->json, c.origin);
-        if (!d.ok()) {
-          c.problem = local_message(d.error().message, c.origin, c.display);
-        } else if (d->policies.size() != 1 || !d->trust_roots.empty()) {
-          c.problem = std::string("not a ") + kind;
-        } else {
-          c.parsed = std::move(d->policies.front());
-        }
-        candidates.push_back(std::move(c));
-      }
-    };
-    add_candidates(*cs, "ClusterImagePolicy", cip_status);
-    add_candidates(*is, "ImagePolicy", ip_status);
-
-    std::vector<policy::Policy> parsed_only;
-    for (const auto& c : candidates) {
-      if (c.parsed) parsed_only.push_back(*c.parsed);
-    }
-    auto secrets_read = co_await read_secrets(policy::secret_refs(parsed_only, opts.own_namespace));
-    const auto& secrets = secrets_read.data;
-    policy::SecretLookup lookup =
-        [&secrets](const std::string& ns,
-                   const std::string& name) -> Result<std::map<std::string, std::string>> {
-      auto it = secrets.find(ns + "/" + name);
-      if (it == secrets.end()) return make_error(Errc::internal, "the Secret was not read");
-      return it->second;
-    };
-
-    std::vector<policy::Policy> compiled;
-    for (auto& c : candidates) {
-      const char* reason = kInvalid;
-      if (c.parsed) {
-        std::vector<policy::Policy> one{std::move(*c.parsed)};
-        if (auto st = policy::resolve_secrets(one, lookup, opts.own_namespace); !st) {
-          reason = kSecretUnavailable;
-          c.problem = local_message(st.error().message, c.origin, c.display);
-        } else if (auto lk = policy::link_trust_roots(one, roots, default_root); !lk) {
-          c.problem = local_message(lk.error().message, c.origin, c.display);
-        } else {
-          last_policy[c.key] = {c.object->meta.uid, c.object->meta.generation, one.front()};
-          compiled.push_back(std::move(one.front()));
-          status(*c.writer, *c.object, true, kCompiled,
-                 "enforced (generation " + std::to_string(c.object->meta.generation) + ")");
-          continue;
-        }
-      }
-      // This generation cannot be enforced: keep the last one that could, never relax.
-      auto lg = last_policy.find(c.key);
-      if (lg != last_policy.end() && lg->second.uid == c.object->meta.uid) {
-        compiled.push_back(lg->second.value);
-        c.problem += "; generation " + std::to_string(lg->second.generation) + " stays in force";
-      } else {
-        c.problem += "; not enforced";
-      }
-      status(*c.writer, *c.object, false, reason, c.problem);
-    }
-    for (auto it = last_policy.begin(); it != last_policy.end();) {
-      it = present.count(it->first) ? std::next(it) : last_policy.erase(it);
-    }
-    for (auto it = last_root.begin(); it != last_root.end();) {
-      it = present.count(it->first) ? std::next(it) : last_root.erase(it);
-    }
-
-    // File policies link against every TrustRoot too; a failure keeps the previous ones.
-    std::vector<policy::Policy> file_policies = files->policies;
-    auto fst = policy::resolve_secrets(file_policies, nullptr, opts.own_namespace);
-    if (fst.ok()) fst = policy::link_trust_roots(file_policies, roots, default_root);
-    if (fst.ok()) {
-      last_file_policies = file_policies;
-    } else {
-      spdlog::error(
-          "kube: file policies do not compile against the cluster's trust roots, the "
-          "previous ones stay: {}",
-          fst.error().message);
-    }
-    std::vector<policy::Policy> all = last_file_policies;
-    for (auto& p : compiled) all.push_back(std::move(p));
-    const size_t count = all.size();
-    auto set =
-        std::make_shared<const policy::PolicySet>(std::move(all), opts.no_match, ++generation);
-    publish(std::move(set));
     {
       std::lock_guard lock(mu);
       ++stats.compiles;
+      if (result.changed || first) ++stats.published;
       stats.policies = count;
-      stats.invalid = invalid;
+      stats.invalid = result.invalid + result.kept + result.unavailable;
+      stats.unavailable = result.unavailable;
     }
-    if (!ready.exchange(true)) {
-      spdlog::info("kube: synced: {} polic{} in force ({} not enforceable)", count,
-                   count == 1 ? "y" : "ies", invalid);
-    } else {
-      spdlog::info("kube: policy set generation {}: {} polic{} ({} not enforceable)", generation,
-                   count, count == 1 ? "y" : "ies", invalid);
+    if (first) {
+      ready = true;
+      spdlog::info(
+          "kube: synced: {} polic{} in force ({} unavailable, denying what they match; "
+          "{} invalid; {} on an earlier generation)",
+          count, count == 1 ? "y" : "ies", result.unavailable, result.invalid, result.kept);
+    } else if (result.changed) {
+      spdlog::info(
+          "kube: policy set generation {}: {} polic{} ({} unavailable, {} invalid, {} on "
+          "an earlier generation)",
+          generation, count, count == 1 ? "y" : "ies", result.unavailable, result.invalid,
+          result.kept);
     }
 
-    // Status writes are best effort and never hold up the next compile.
+    // Statuses: logged when they change, written (best effort) when the object differs.
+    std::vector<PendingStatus> statuses;
+    std::set<std::string> present;
+    auto add = [&](kube::StatusWriter* w, const kube::Object* o, const ObjectStatus& st,
+                   const char* kind) {
+      const std::string what = std::string(kind) + " " + o->meta.key();
+      present.insert(what);
+      log_problem(what, st);
+      kube::ReadyCondition c;
+      c.ready = st.ready;
+      c.reason = st.reason;
+      c.message = st.message;
+      c.observed_generation = st.generation;
+      statuses.push_back(PendingStatus{w, *o, std::move(c)});
+    };
+    for (size_t i = 0; i < roots.size(); ++i) {
+      add(roots[i].first, roots[i].second, result.root_statuses[i], "TrustRoot");
+    }
+    for (size_t i = 0; i < pols.size(); ++i) {
+      add(pols[i].first, pols[i].second, result.policy_statuses[i],
+          kind_name(inputs.policies[i].kind));
+    }
+    for (size_t i = 0; i < result.file_problems.size(); ++i) {
+      ObjectStatus st;
+      st.message = result.file_problems[i];
+      const std::string what = "--policy problem " + std::to_string(i + 1);
+      present.insert(what);
+      log_problem(what, st);
+    }
+    for (auto it = logged.begin(); it != logged.end();) {
+      it = present.count(it->first) ? std::next(it) : logged.erase(it);
+    }
+    if (result.retry) {
+      retry_secrets();
+    } else {
+      secret_failures = 0;
+    }
+
     auto self = shared_from_this();
     for (auto& p : statuses) {
       asio::co_spawn(
@@ -459,7 +417,11 @@ void ClusterPolicies::stop() {
     if (r) r->stop();
   }
   auto impl = impl_;
-  asio::post(impl->strand, [impl] { impl->resync_timer.cancel(); });
+  asio::post(impl->strand, [impl] {
+    impl->resync_timer.cancel();
+    impl->retry_timer.cancel();
+    impl->secret_timer.cancel();
+  });
 }
 
 bool ClusterPolicies::ready() const {

@@ -159,6 +159,13 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
   PolicyResult r;
   r.policy = policy.name;
   try {
+    if (policy.unavailable) {
+      // A policy that could not be compiled denies what it matches; it never drops out. Like
+      // every message here it follows "... is not admitted by policy <name>: ".
+      r.reason_code = "POLICY_UNAVAILABLE";
+      r.message = "the policy cannot be enforced yet: " + printable(*policy.unavailable, 400);
+      return r;
+    }
     const Authority* static_fail = nullptr;
     std::vector<const Authority*> checking;  // key and keyless authorities
     const bool digest_ok = digest.rfind("sha256:", 0) == 0 && oci::is_valid_digest(digest);

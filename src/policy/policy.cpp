@@ -607,8 +607,10 @@ struct ParsedDocument {
 
 Result<TrustRootDocument> parse_trust_root_spec(const YAML::Node& spec, const Where& w);
 
-// Parses one non-empty document. w.name is filled as soon as metadata.name is known.
-Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w) {
+// Parses one non-empty document. w.name is filled as soon as metadata.name is known. With
+// scope_only (parse_policy_scope) only what a policy applies to is read: fields sigil does not
+// know are skipped, the authorities are not read, and an unreadable mode means enforce.
+Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w, bool scope_only = false) {
   auto top = fields(doc, w, "");
   if (!top) return top.error();
 
@@ -651,12 +653,14 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w) {
   if (!meta) return w.err(Errc::invalid_argument, "metadata.name", "missing");
   auto mf = fields(*meta, w, "metadata");
   if (!mf) return mf.error();
-  if (auto st = check_fields(
-          *mf, w, "metadata",
-          {"name", "labels", "annotations", "uid", "resourceVersion", "generation",
-           "creationTimestamp", "managedFields", "finalizers", "ownerReferences", "namespace",
-           "generateName", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"},
-          {});
+  if (auto st = scope_only
+                    ? Status{}
+                    : check_fields(*mf, w, "metadata",
+                                   {"name", "labels", "annotations", "uid", "resourceVersion",
+                                    "generation", "creationTimestamp", "managedFields",
+                                    "finalizers", "ownerReferences", "namespace", "generateName",
+                                    "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"},
+                                   {});
       !st) {
     return st.error();
   }
@@ -688,9 +692,14 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w) {
                              : std::string()));
   }
 
-  if (auto st = check_fields(*top, w, "", {"apiVersion", "kind", "metadata", "spec", "status"}, {});
+  if (auto st = scope_only ? Status{}
+                           : check_fields(*top, w, "",
+                                          {"apiVersion", "kind", "metadata", "spec", "status"}, {});
       !st) {
     return st.error();
+  }
+  if (is_trust_root && scope_only) {
+    return w.err(Errc::invalid_argument, "kind", "a TrustRoot is not a policy");
   }
   if (is_trust_root) {
     const auto* tspec = get(*top, "spec");
@@ -705,9 +714,10 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w) {
   if (!spec) return w.err(Errc::invalid_argument, "spec", "missing");
   auto sf = fields(*spec, w, "spec");
   if (!sf) return sf.error();
-  if (auto st = check_fields(*sf, w, "spec", {"images", "authorities", "mode"},
-                             {{"policy", "CUE/Rego policies (spec.policy) are"},
-                              {"match", "resource selectors (spec.match) are"}});
+  if (auto st = scope_only ? Status{}
+                           : check_fields(*sf, w, "spec", {"images", "authorities", "mode"},
+                                          {{"policy", "CUE/Rego policies (spec.policy) are"},
+                                           {"match", "resource selectors (spec.match) are"}});
       !st) {
     return st.error();
   }
@@ -728,7 +738,9 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w) {
     const std::string ip = "spec.images[" + std::to_string(i) + "]";
     auto imf = fields((*images)[i], w, ip);
     if (!imf) return imf.error();
-    if (auto st = check_fields(*imf, w, ip, {"glob"}, {}); !st) return st.error();
+    if (auto st = scope_only ? Status{} : check_fields(*imf, w, ip, {"glob"}, {}); !st) {
+      return st.error();
+    }
     const auto* g = get(*imf, "glob");
     if (!g) return w.err(Errc::invalid_argument, ip + ".glob", "missing");
     auto gs = scalar(*g, w, ip + ".glob");
@@ -736,6 +748,14 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w) {
     auto glob = Glob::compile(*gs);
     if (!glob) return w.err(Errc::invalid_argument, ip + ".glob", glob.error().message);
     p.globs.push_back(std::move(*glob));
+  }
+  if (scope_only) {
+    // An unreadable mode is enforce: a policy that cannot be read never only warns.
+    const auto* mode = get(*sf, "mode");
+    p.mode = mode && mode->IsScalar() && mode->Scalar() == "warn" ? Mode::warn : Mode::enforce;
+    ParsedDocument out;
+    out.policy = std::move(p);
+    return out;
   }
 
   const auto* auths = get(*sf, "authorities");
@@ -982,7 +1002,8 @@ Status check_document_stream(const std::string& text, std::string_view origin) {
   return {};
 }
 
-Result<Documents> parse_all(std::string_view yaml, std::string_view origin) {
+Result<Documents> parse_all(std::string_view yaml, std::string_view origin,
+                            bool scope_only = false) {
   if (yaml.size() > kMaxYamlBytes) {
     return make_error(Errc::too_large, std::string(origin) + ": larger than " +
                                            std::to_string(kMaxYamlBytes) + " bytes");
@@ -1005,7 +1026,7 @@ Result<Documents> parse_all(std::string_view yaml, std::string_view origin) {
   for (std::size_t i = 0; i < docs.size(); ++i) {
     if (!docs[i].IsDefined() || docs[i].IsNull()) continue;  // empty document
     Where w{std::string(origin), i + 1, "", ""};
-    auto d = parse_document(docs[i], w);
+    auto d = parse_document(docs[i], w, scope_only);
     if (!d) return d.error();
     if (d->policy) {
       if (!names.insert("policy " + d->policy->name).second) {
@@ -1081,9 +1102,12 @@ bool Glob::matches(const oci::Reference& image) const {
   return false;
 }
 
-Result<Documents> parse_documents(std::string_view yaml, std::string_view origin) {
+namespace {
+
+// parse_all with every exception turned into an error naming the origin.
+Result<Documents> parse_guarded(std::string_view yaml, std::string_view origin, bool scope_only) {
   try {
-    return parse_all(yaml, origin);
+    return parse_all(yaml, origin, scope_only);
   } catch (const YAML::Exception& e) {
     return make_error(Errc::parse_error, std::string(origin) + ": YAML error: " + e.msg);
   } catch (const std::exception& e) {
@@ -1091,6 +1115,22 @@ Result<Documents> parse_documents(std::string_view yaml, std::string_view origin
   } catch (...) {
     return make_error(Errc::internal, std::string(origin) + ": unexpected failure");
   }
+}
+
+}  // namespace
+
+Result<Documents> parse_documents(std::string_view yaml, std::string_view origin) {
+  return parse_guarded(yaml, origin, false);
+}
+
+Result<Policy> parse_policy_scope(std::string_view yaml, std::string_view origin) {
+  auto docs = parse_guarded(yaml, origin, true);
+  if (!docs) return docs.error();
+  if (docs->policies.size() != 1 || !docs->trust_roots.empty()) {
+    return make_error(Errc::invalid_argument,
+                      std::string(origin) + ": expected exactly one policy document");
+  }
+  return std::move(docs->policies.front());
 }
 
 Result<std::vector<Policy>> parse_policies(std::string_view yaml, std::string_view origin) {
@@ -1440,7 +1480,7 @@ std::vector<const Policy*> PolicySet::match(const oci::Reference& image,
 
 bool PolicySet::needs_signatures(const std::vector<const Policy*>& matched) {
   for (const Policy* p : matched) {
-    if (p == nullptr) continue;
+    if (p == nullptr || p->unavailable) continue;  // it fails without looking at signatures
     for (const auto& a : p->authorities) {
       if (a.kind == Authority::Kind::key || a.kind == Authority::Kind::keyless) return true;
     }

@@ -141,6 +141,12 @@ struct Policy {
   std::vector<Glob> globs;
   std::vector<Authority> authorities;
   Mode mode = Mode::enforce;
+  // Set on a policy that is in the cluster but cannot be enforced: its globs were read, its
+  // authorities could not be built (a Secret missing or unreadable, a TrustRoot absent, a
+  // field sigil refuses). It still matches as usual, and evaluate() fails every image it
+  // matches with POLICY_UNAVAILABLE (a warning in warn mode): a policy that cannot compile
+  // never silently drops out. One line saying why, never secret content; no authorities.
+  std::optional<std::string> unavailable;
 };
 
 // A TrustRoot document (policy-controller's `spec.sigstoreKeys`), compiled.
@@ -156,6 +162,12 @@ struct Documents {
   std::vector<TrustRootDocument> trust_roots;
 };
 Result<Documents> parse_documents(std::string_view yaml, std::string_view origin);
+
+// What one policy document applies to, for a document parse_documents() refuses: its name,
+// namespace scope, spec.images globs and mode (warn only when it says exactly `warn`), without
+// authorities and without refusing fields sigil does not know. Fails when even those cannot
+// be read (then the policy has nothing to match). The caller marks the result unavailable.
+Result<Policy> parse_policy_scope(std::string_view yaml, std::string_view origin);
 
 // Every Secret the policies refer to (key.secretRef, keyless.ca-cert.secretRef), with empty
 // namespaces replaced by default_namespace. Duplicates removed.
@@ -217,7 +229,8 @@ class PolicySet {
   const std::vector<Policy>& policies() const noexcept { return policies_; }
   NoMatch no_match() const noexcept { return no_match_; }
   uint64_t generation() const noexcept { return generation_; }
-  // True when any matched policy needs signatures fetched (has a key or keyless authority).
+  // True when any matched policy needs signatures fetched (has a key or keyless authority and
+  // is not unavailable).
   static bool needs_signatures(const std::vector<const Policy*>& matched);
 
  private:
@@ -245,7 +258,8 @@ struct PolicyResult {
   // Stable codes: NOT_SIGNED (no signatures at all), DIGEST_MISMATCH (a trusted signature
   // binds another digest), IDENTITY_MISMATCH (a valid keyless signature by an identity the
   // policy does not accept), UNTRUSTED_CERTIFICATE, SCT_INVALID, TLOG_INVALID,
-  // NO_SIGNING_TIME, TIMESTAMP_INVALID, BAD_SIGNATURE, STATIC_FAIL, UNSUPPORTED_DIGEST.
+  // NO_SIGNING_TIME, TIMESTAMP_INVALID, BAD_SIGNATURE, STATIC_FAIL, UNSUPPORTED_DIGEST,
+  // POLICY_UNAVAILABLE (Policy::unavailable: the policy could not be compiled).
   std::string reason_code;
   std::string message;  // one readable phrase: why no authority passed
 };

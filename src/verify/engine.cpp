@@ -311,7 +311,8 @@ struct Engine::Impl {
       }
       std::string line = "image " + image + " (" + short_digest(digest) +
                          ") is not admitted by policy " + p->name + ": " + r.message;
-      if (withhold && r.reason_code != "STATIC_FAIL") {
+      // A static message and an unavailable policy say nothing the registry told sigil.
+      if (withhold && r.reason_code != "STATIC_FAIL" && r.reason_code != "POLICY_UNAVAILABLE") {
         spdlog::info("{} [withheld from the pod: read with sigil's own registry credentials]",
                      line);
         line = "image " + image + " is not admitted by policy " + p->name + ": " +

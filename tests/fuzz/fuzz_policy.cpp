@@ -8,7 +8,8 @@
 // the default root is asked for at most once, and a usable one only ever helps; a linked
 // keyless authority has CAs, identities, CT logs unless SCTs are off, a log when it requires
 // one and a timestamp authority when it does not; with no (or only junk) signatures a policy
-// is satisfied exactly when it has a static pass authority.
+// is satisfied exactly when it has a static pass authority; parse_policy_scope reads an
+// accepted policy's name, namespace, mode and globs the same way.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -209,6 +210,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto legacy = sigil::policy::parse_policies(text, kOrigin);
   auto docs = sigil::policy::parse_documents(text, kOrigin);
+
+  // What a policy applies to (serve --kube keeps a policy it cannot compile by its scope): a
+  // document parse_documents accepts has the same scope; a refusal names the origin.
+  auto scope = sigil::policy::parse_policy_scope(text, kOrigin);
+  if (!scope.ok() && !names_origin(scope.error().message)) std::abort();
+  if (docs.ok() && docs->policies.size() == 1 && docs->trust_roots.empty()) {
+    const Policy& p = docs->policies.front();
+    if (!scope.ok() || scope->name != p.name || scope->namespace_scope != p.namespace_scope ||
+        scope->mode != p.mode || !scope->authorities.empty() || scope->unavailable ||
+        scope->globs.size() != p.globs.size()) {
+      std::abort();
+    }
+    for (size_t i = 0; i < p.globs.size(); ++i) {
+      if (scope->globs[i].pattern() != p.globs[i].pattern()) std::abort();
+    }
+  }
   if (!docs.ok()) {
     if (legacy.ok() || !names_origin(docs.error().message)) std::abort();
     return 0;

@@ -9,7 +9,10 @@ The contract under test:
   - each object gets status.observedGeneration and a Ready condition (True/Compiled, or
     False/Invalid naming the field, or False/SecretUnavailable) through PATCH .../status;
     a policy that fails to compile does not affect the others; an earlier good generation of
-    it stays in force; one that never compiled is not enforced;
+    it stays in force; one that never compiled but whose globs can be read denies every image
+    it matches with POLICY_UNAVAILABLE (warns in warn mode) until it compiles, so a policy
+    that cannot be compiled never lets through what it would have denied; a Secret read that
+    fails with anything but 404 is retried with backoff, well before the resync;
   - key.secretRef reads the Secret's cosign.pub (or its only key), re-read periodically; a
     ClusterImagePolicy's Secret without namespace is in --kube-namespace (default
     sigil-system); an ImagePolicy's are always in its own namespace;
@@ -84,6 +87,8 @@ class World:
             "tr/app": "a", "conv/app": "a", "file/a": "a", "file/unsigned": None,
             "wf/a": "a", "wf/b": "b", "wfgap/a": "a", "wfnew/a": "a", "wfsref/a": "a",
             "ready/a": "a", "ready/unsigned": None, "paging/a": "a",
+            "ua/a": "a", "ua/unsigned": None, "ua404/a": "a", "uatr/a": "a", "uawarn/a": "a",
+            "uasticky/a": "a", "uasticky/b": "b", "uabad/a": "a",
         }
         for repo, who in signed.items():
             d = self.reg.push(repo, "v1", "kube e2e " + repo)
@@ -107,6 +112,9 @@ class World:
 
 def key_auth(name, pem):
     return {"name": name, "key": {"data": pem}}
+
+
+STATIC_PASS = {"name": "anything", "static": {"action": "pass"}}
 
 
 def secret_auth(name, secret, namespace=None):
@@ -276,7 +284,8 @@ class KubeSigil(harness.SigilServer):
     harness.SigilServer it can start without waiting for /readyz."""
 
     def __init__(self, name, kubeconfig=None, config_file=None, namespace=SIGIL_NS,
-                 policies=(), extra_args=(), wait_ready=True, ready_timeout=30.0):
+                 policies=(), extra_args=(), wait_ready=True, ready_timeout=30.0,
+                 resync=RESYNC):
         self.dir = harness.work_dir("sigil-" + name)
         tls = registry.write_tls_material(self.dir)
         self.ca = tls["ca.crt"]
@@ -291,7 +300,7 @@ class KubeSigil(harness.SigilServer):
             if config_file:
                 args += ["--config", config_file]
             else:
-                args += ["--kube", "--kubeconfig", kubeconfig, "--kube-resync", RESYNC]
+                args += ["--kube", "--kubeconfig", kubeconfig, "--kube-resync", resync]
                 if namespace:
                     args += ["--kube-namespace", namespace]
             for p in policies:
@@ -687,11 +696,14 @@ class KubePolicyTest(KubeCase):
         c = self.wait_ready_condition(CIP, "br-bad-key", status="False", reasons="Invalid",
                                       generation=1)
         self.assertIn("spec.authorities[0].key", c["message"])
-        # the good one is enforced; the broken ones never compiled, so they enforce nothing
+        # the good one is enforced; the one whose globs cannot be read has nothing to match;
+        # the one whose key is broken never compiled, so it denies what it matches
         self.assertVerdict(W.ref("br/good-a"), True)
         self.assertVerdict(W.ref("br/good-unsigned"), False, "NOT_SIGNED")
         self.assertVerdict(W.ref("br/broken-a"), False, "NO_MATCHING_POLICY")
-        self.assertVerdict(W.ref("br/badkey-a"), False, "NO_MATCHING_POLICY")
+        v = self.assertVerdict(W.ref("br/badkey-a"), False, "POLICY_UNAVAILABLE")
+        self.assertIn("policy br-bad-key: the policy cannot be enforced yet: spec.authorities[0].key",
+                      v.message)
 
     def test_valid_then_invalid_keeps_last_good_generation(self):
         ka, kb = key_auth("key-a", W.pub("a")), key_auth("key-b", W.pub("b"))
@@ -748,8 +760,9 @@ class KubePolicyTest(KubeCase):
         self.assertVerdict(W.ref("sref/a-img"), True)
         self.assertVerdict(W.ref("sref/a-img-b"), False, "BAD_SIGNATURE")
         self.assertVerdict(W.ref("sref/b-img"), True)
-        self.assertVerdict(W.ref("sref/m-img"), False)
-        self.assertVerdict(W.ref("sref/x-img"), False)
+        v = self.assertVerdict(W.ref("sref/m-img"), False, "POLICY_UNAVAILABLE")
+        self.assertIn("the Secret %s/not-yet does not exist" % SIGIL_NS, v.message)
+        self.assertVerdict(W.ref("sref/x-img"), False, "POLICY_UNAVAILABLE")
         # Secrets are re-read: the missing one appears, the other one's key is rotated
         t0 = time.monotonic()
         fk.apply("Secret", fake_kube.secret_object("not-yet", SIGIL_NS,
@@ -765,6 +778,75 @@ class KubePolicyTest(KubeCase):
         self.wait_ready_condition(CIP, "sref-missing", timeout=SECRET_REFRESH_TIMEOUT)
         print("\n  [Secret re-read: created one used after %.1f s, rotated one after %.1f s] "
               % (t_appeared, t_rotated), end="", flush=True)
+
+    # ---- policies that cannot be compiled ------------------------------------------------
+    # Each has a static-pass baseline for the same images beside it: were the broken policy
+    # to drop out, its images would be admitted.
+
+    def warnings(self, v):
+        return " ".join((v.resp or {}).get("warnings") or [])
+
+    def test_missing_secret_denies_what_the_policy_matches(self):
+        self.own(CIP, cip("ua404-baseline", [W.glob("ua404/**")], [STATIC_PASS]))
+        self.own(CIP, cip("ua404-prod", [W.glob("ua404/**")],
+                          [secret_auth("release", "ua404-absent")]))
+        c = self.wait_ready_condition(CIP, "ua404-prod", status="False",
+                                      reasons="SecretUnavailable")
+        self.assertIn("ua404-absent does not exist", c["message"])
+        self.assertIn("POLICY_UNAVAILABLE", c["message"])
+        self.wait_ready_condition(CIP, "ua404-baseline")
+        v = self.assertVerdict(W.ref("ua404/a"), False, "POLICY_UNAVAILABLE")
+        self.assertEqual(v.code, 403, repr(v))
+        self.assertNotIn("\n", v.message)
+        self.assertIn("policy ua404-prod: the policy cannot be enforced yet: spec.authorities[0].key."
+                      "secretRef: the Secret %s/ua404-absent does not exist" % SIGIL_NS,
+                      v.message)
+        self.assertRegex(v.entry(W.ref("ua404/a")),
+                         r"^denied POLICY_UNAVAILABLE sha256:[0-9a-f]{64}$")
+        # the Secret appears: picked up at the next resync (a 404 is not retried sooner)
+        self.fk.apply("Secret", fake_kube.secret_object("ua404-absent", SIGIL_NS,
+                                                        {"cosign.pub": W.pub("a")}))
+        self.addCleanup(self.fk.delete, "Secret", "ua404-absent", SIGIL_NS)
+        self.wait_verdict(W.ref("ua404/a"), True, timeout=SECRET_REFRESH_TIMEOUT)
+        self.wait_ready_condition(CIP, "ua404-prod", timeout=SECRET_REFRESH_TIMEOUT)
+
+    def test_missing_trust_root_denies_what_the_policy_matches(self):
+        keyless = {"name": "corp-keyless", "keyless": {
+            "trustRootRef": "ua-no-such-root", "insecureIgnoreSCT": True,
+            "identities": [{"issuer": "https://issuer.corp.example",
+                            "subject": "release@corp.example"}]}}
+        self.own(CIP, cip("uatr-baseline", [W.glob("uatr/**")], [STATIC_PASS]))
+        self.own(CIP, cip("uatr-keyless", [W.glob("uatr/**")], [keyless]))
+        c = self.wait_ready_condition(CIP, "uatr-keyless", status="False", reasons="Invalid")
+        self.assertIn("ua-no-such-root", c["message"])
+        self.wait_ready_condition(CIP, "uatr-baseline")
+        v = self.assertVerdict(W.ref("uatr/a"), False, "POLICY_UNAVAILABLE")
+        self.assertIn("policy uatr-keyless: the policy cannot be enforced yet", v.message)
+        self.assertIn('"ua-no-such-root" names no TrustRoot', v.message)
+
+    def test_unavailable_policy_in_warn_mode_warns(self):
+        self.own(CIP, cip("uawarn-baseline", [W.glob("uawarn/**")], [STATIC_PASS]))
+        self.own(CIP, cip("uawarn-soft", [W.glob("uawarn/**")],
+                          [secret_auth("release", "uawarn-absent")], mode="warn"))
+        c = self.wait_ready_condition(CIP, "uawarn-soft", status="False",
+                                      reasons="SecretUnavailable")
+        self.assertIn("warning", c["message"])
+        self.wait_ready_condition(CIP, "uawarn-baseline")
+        v = self.assertVerdict(W.ref("uawarn/a"), True)
+        # warned, not simply allowed by the baseline (the warning itself is cut short)
+        self.assertTrue(v.entry(W.ref("uawarn/a")).startswith("warned "), repr(v))
+        self.assertIn("not admitted by policy uawarn-soft", self.warnings(v), repr(v))
+
+    def test_unreadable_globs_match_nothing(self):
+        # a glob sigil refuses: nothing to match, so the baseline decides; the status says so
+        self.own(CIP, cip("uabad-baseline", [W.glob("uabad/**")], [STATIC_PASS]))
+        self.own(CIP, cip("uabad-globs", [W.glob("uabad/bad glob/**")],
+                          [key_auth("key-a", W.pub("a"))]))
+        c = self.wait_ready_condition(CIP, "uabad-globs", status="False", reasons="Invalid")
+        self.assertIn("spec.images[0].glob", c["message"])
+        self.assertIn("images cannot be read", c["message"])
+        self.wait_ready_condition(CIP, "uabad-baseline")
+        self.assertVerdict(W.ref("uabad/a"), True)
 
     # ---- namespaces -----------------------------------------------------------------------
 
@@ -807,8 +889,10 @@ class KubePolicyTest(KubeCase):
                                   reasons=("SecretUnavailable", "Invalid"))
         self.assertEqual(self.fk.count("/api/v1/namespaces/%s/secrets/team-key-bait" % SIGIL_NS),
                          0, "an ImagePolicy made sigil read a Secret outside its namespace")
-        # never compiled, so it adds nothing: the cluster's static pass decides
-        self.assertVerdict(W.ref("nsp/steal-b"), True, ns="team-c")
+        # it cannot be enforced, so it denies what it matches in its own namespace (without
+        # ever reading the Secret); other namespaces see only the cluster's static pass
+        self.assertVerdict(W.ref("nsp/steal-b"), False, "POLICY_UNAVAILABLE", ns="team-c")
+        self.assertVerdict(W.ref("nsp/steal-b"), True, ns="team-d")
 
     # ---- trust roots --------------------------------------------------------------------
 
@@ -824,13 +908,15 @@ class KubePolicyTest(KubeCase):
         self.own(CIP, cip("tr-keyless", [W.glob("tr/**")], [keyless]))
         c = self.wait_ready_condition(CIP, "tr-keyless", status="False", reasons="Invalid")
         self.assertIn("corp-root", c["message"])
-        self.assertVerdict(W.ref("tr/app"), False, "NO_MATCHING_POLICY")
+        v = self.assertVerdict(W.ref("tr/app"), False, "POLICY_UNAVAILABLE")
+        self.assertIn("corp-root", v.message)
         # the TrustRoot appears: it compiles, and the policy naming it is recompiled
         self.own(TR, trust_root("corp-root", ca_pem, rekor_pub))
         self.wait_ready_condition(TR, "corp-root")
         self.wait_ready_condition(CIP, "tr-keyless")
         v = self.wait_verdict(W.ref("tr/app"), False)
-        self.assertNotEqual(v.reason(W.ref("tr/app")), "NO_MATCHING_POLICY", repr(v))
+        self.assertNotIn(v.reason(W.ref("tr/app")), ("NO_MATCHING_POLICY", "POLICY_UNAVAILABLE"),
+                         repr(v))
         # a broken TrustRoot is refused with the field named
         broken = trust_root("tr-broken", b"not a certificate", rekor_pub)
         self.own(TR, broken)
@@ -1102,6 +1188,101 @@ class KubeWatchFaultsTest(KubeCase):
         self.assertTrue(patched and patched[-1]["code"] == 200, patched)
         print("\n  [401s seen during rotation: %d] " % (self.fk.stats["unauthorized"] -
                                                       unauthorized), end="", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# a Secret that cannot be read when sigil starts
+
+
+class KubeSecretFaultTest(KubeCase):
+    """A fresh sigil whose first reads of a policy's Secret fail with HTTP 500. Its resync is
+    10 minutes, so only the retry (exponential backoff from 0.8 s) can bring the policy in.
+    A static-pass baseline matches the same images: had the broken policy dropped out, they
+    would be admitted."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_fake("secret-fault")
+        fk = cls.fk
+        fk.apply("Secret", fake_kube.secret_object("ua-key", SIGIL_NS, {"cosign.pub": W.pub("a")}))
+        fk.apply("Secret", fake_kube.secret_object("uasticky-key", SIGIL_NS,
+                                                   {"cosign.pub": W.pub("b")}))
+        fk.apply(CIP, cip("ua-baseline", [W.glob("ua/**"), W.glob("uasticky/**")],
+                          [STATIC_PASS]))
+
+    def start(self, name):
+        self.sigil = KubeSigil(name, kubeconfig=self.kubeconfig, resync="10m",
+                               extra_args=["--insecure-registry", W.addr])
+        self.addCleanup(self.sigil.stop)
+
+    def fail_secret(self, name):
+        path = "/api/v1/namespaces/%s/secrets/%s" % (SIGIL_NS, name)
+        self.fk.fail_next(-1, code=500, path=path, method="GET")
+        self.addCleanup(self.fk.clear_faults)
+        return path
+
+    def test_fresh_process_secret_500_denies_until_the_retry_compiles_it(self):
+        self.fk.apply(CIP, cip("ua-prod", [W.glob("ua/**")], [secret_auth("release", "ua-key")]))
+        self.addCleanup(self.fk.delete, CIP, "ua-prod")
+        path = self.fail_secret("ua-key")
+        self.start("kube-secret-500")
+        # ready (the policy denies, so it is safe), and the images it matches are denied
+        self.assertEqual(self.sigil.readyz(), 200)
+        for img in ("ua/unsigned", "ua/a"):
+            v = self.assertVerdict(W.ref(img), False, "POLICY_UNAVAILABLE")
+            self.assertEqual(v.code, 403, repr(v))
+            self.assertNotIn("\n", v.message)
+            self.assertIn("policy ua-prod: the policy cannot be enforced yet: spec.authorities[0].key."
+                          "secretRef: the Secret %s/ua-key could not be read (HTTP 500); "
+                          "retrying" % SIGIL_NS, v.message)
+        c = self.wait_ready_condition(CIP, "ua-prod", status="False", reasons="SecretUnavailable")
+        self.assertIn("HTTP 500", c["message"])
+        self.assertIn("denied (POLICY_UNAVAILABLE)", c["message"])
+        # retried with backoff while it fails, not left to the resync
+        ok, _ = eventually(lambda: self.fk.count(path, method="GET") >= 4, 40)
+        self.assertTrue(ok, "the failed Secret read was not retried" + self.diag())
+        self.assertVerdict(W.ref("ua/unsigned"), False, "POLICY_UNAVAILABLE")
+        times = [r["time"] for r in self.fk.requests(path, method="GET")]
+        gaps = ["%.1f" % (b - a) for a, b in zip(times, times[1:])]
+        # the fault clears: the next retry compiles the policy
+        t0 = time.monotonic()
+        self.fk.clear_faults()
+        self.wait_verdict(W.ref("ua/a"), True, timeout=60)
+        took = time.monotonic() - t0
+        self.assertVerdict(W.ref("ua/unsigned"), False, "NOT_SIGNED")
+        self.wait_ready_condition(CIP, "ua-prod")
+        codes = [r["code"] for r in self.fk.requests(path, method="GET")]
+        self.assertEqual(codes[-1], 200, codes)
+        self.assertEqual(set(codes[:-1]), {500}, codes)
+        print("\n  [gaps between failed Secret reads: %s s; compiled %.1f s after the fault "
+              "cleared (resync 10 min)] " % (", ".join(gaps), took), end="", flush=True)
+
+    def test_last_good_generation_stays_while_the_new_one_cannot_read_its_secret(self):
+        self.fk.apply(CIP, cip("uasticky", [W.glob("uasticky/**")],
+                               [key_auth("key-a", W.pub("a"))]))
+        self.addCleanup(self.fk.delete, CIP, "uasticky")
+        self.start("kube-secret-sticky")
+        self.wait_ready_condition(CIP, "uasticky", generation=1)
+        self.assertVerdict(W.ref("uasticky/a"), True)
+        self.assertVerdict(W.ref("uasticky/b"), False, "BAD_SIGNATURE")
+        # generation 2 reads key b from a Secret, whose reads fail
+        path = self.fail_secret("uasticky-key")
+        self.fk.apply(CIP, cip("uasticky", [W.glob("uasticky/**")],
+                               [secret_auth("release", "uasticky-key")]))
+        c = self.wait_ready_condition(CIP, "uasticky", status="False",
+                                      reasons="SecretUnavailable", generation=2)
+        self.assertIn("HTTP 500", c["message"])
+        self.assertIn("generation 1 stays in force", c["message"])
+        for _ in range(3):
+            self.assertVerdict(W.ref("uasticky/a"), True)
+            self.assertVerdict(W.ref("uasticky/b"), False, "BAD_SIGNATURE")
+        ok, _ = eventually(lambda: self.fk.count(path, method="GET") >= 2, 40)
+        self.assertTrue(ok, "the failed Secret read was not retried" + self.diag())
+        # the fault clears: generation 2 is compiled by the retry
+        self.fk.clear_faults()
+        self.wait_verdict(W.ref("uasticky/b"), True, timeout=60)
+        self.assertVerdict(W.ref("uasticky/a"), False, "BAD_SIGNATURE")
+        self.wait_ready_condition(CIP, "uasticky", generation=2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -613,3 +613,77 @@ TEST_CASE("key_policy for sigil verify --key", "[policy]") {
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(bad.error().message, Catch::StartsWith("k.pub: not a PEM public key"));
 }
+
+TEST_CASE("evaluate: an unavailable policy fails every image it matches", "[policy][evaluate]") {
+  auto ps = parse_policies(read_data("valid-key.yaml"), "k.yaml");
+  REQUIRE(ps.ok());
+  Policy p = ps->front();
+  p.authorities.clear();
+  p.unavailable = "spec.authorities[0].key.secretRef: the Secret s/k does not exist\n(twice)";
+  for (const std::string& digest : {"sha256:" + std::string(64, 'a'), std::string("md5:x")}) {
+    auto r = evaluate(p, digest, Evidence{});
+    CHECK_FALSE(r.satisfied);
+    CHECK(r.policy == "prod-images");
+    CHECK(r.reason_code == "POLICY_UNAVAILABLE");
+    // one line: outside text is made printable
+    CHECK(r.message ==
+          "the policy cannot be enforced yet: spec.authorities[0].key.secretRef: the "
+          "Secret s/k does not exist?(twice)");
+  }
+  // it needs no signatures, even with an authority left on it
+  Policy with_authority = ps->front();
+  with_authority.unavailable = "why";
+  CHECK_FALSE(PolicySet::needs_signatures({&with_authority}));
+  CHECK(evaluate(with_authority, "sha256:" + std::string(64, 'a'), Evidence{}).reason_code ==
+        "POLICY_UNAVAILABLE");
+  CHECK(PolicySet::needs_signatures({&ps->front()}));
+}
+
+TEST_CASE("parse_policy_scope reads what a refused policy applies to", "[policy][parse]") {
+  SECTION("fields after the globs are not read") {
+    for (const char* name : {"invalid-bad-pem.yaml", "invalid-cue-policy.yaml"}) {
+      INFO(name);
+      std::string text = read_data(name);
+      if (auto sep = text.find("---\n"); sep != std::string::npos) text = text.substr(sep + 4);
+      REQUIRE_FALSE(parse_documents(text, "f.yaml").ok());
+      auto s = parse_policy_scope(text, "f.yaml");
+      REQUIRE(s.ok());
+      CHECK_FALSE(s->globs.empty());
+      CHECK(s->authorities.empty());
+      CHECK(s->mode == Mode::enforce);
+      CHECK_FALSE(s->unavailable);  // the caller says why
+    }
+  }
+  SECTION("an ImagePolicy keeps its namespace; warn only when it says warn") {
+    const std::string ip =
+        "apiVersion: sigil.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p, namespace: "
+        "team}\nspec:\n  mode: warn\n  images: [{glob: 'reg.test/**'}]\n  authorities: "
+        "[{name: a, key: {data: nope}}]\n";
+    auto s = parse_policy_scope(ip, "o");
+    REQUIRE(s.ok());
+    CHECK(s->name == "team/p");
+    CHECK(s->namespace_scope == "team");
+    CHECK(s->mode == Mode::warn);
+    CHECK(s->globs.at(0).matches(ref("reg.test/app:1")));
+    std::string odd = ip;
+    odd.replace(odd.find("mode: warn"), 10, "mode: Warn");
+    auto s2 = parse_policy_scope(odd, "o");
+    REQUIRE(s2.ok());
+    CHECK(s2->mode == Mode::enforce);
+  }
+  SECTION("globs that cannot be read, or no policy at all, fail") {
+    const std::vector<std::string> bad = {
+        "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n  "
+        "images: [{glob: 'bad glob'}]\n",
+        "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n  "
+        "authorities: []\n",
+        "apiVersion: sigil.dev/v1alpha1\nkind: TrustRoot\nmetadata: {name: r}\nspec: {}\n",
+        "kind: [\n",
+        "",
+    };
+    for (const auto& text : bad) {
+      INFO(text);
+      CHECK_FALSE(parse_policy_scope(text, "o").ok());
+    }
+  }
+}

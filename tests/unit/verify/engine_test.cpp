@@ -808,3 +808,40 @@ TEST_CASE("'not signed' learnt from an ambiguous referrers answer is not cached"
         "NOT_SIGNED");
   CHECK(run(other, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).cached);
 }
+
+TEST_CASE("a policy that cannot be compiled denies what it matches, and is never cached") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  for (const char* mode : {"enforce", "warn"}) {
+    INFO(mode);
+    auto base = policies_for(f.key.pub_pem, mode);
+    std::vector<policy::Policy> ps = base->policies();
+    ps[0].authorities.clear();
+    ps[0].unavailable = "spec.authorities[0].key.secretRef: the Secret s/k does not exist";
+    auto set = std::make_shared<const policy::PolicySet>(std::move(ps), policy::NoMatch::allow,
+                                                         mode[0] == 'e' ? 7 : 8);
+    const std::string pinned = "reg.test/team/app@" + f.digest;
+    for (int i = 0; i < 2; ++i) {
+      const uint64_t calls = f.reg.calls;
+      auto v = run(engine, pinned, set);
+      // A denial is never cached. (A warning is, like every warned verdict, for this policy
+      // set generation only: the set that has the policy compiled is a new generation.)
+      if (mode[0] == 'e') CHECK_FALSE(v.cached);
+      CHECK(f.reg.calls == calls);  // no signatures fetched for a policy that cannot judge them
+      const std::string line =
+          "is not admitted by policy team-images: the policy cannot be "
+          "enforced yet: spec.authorities[0].key.secretRef: the Secret s/k "
+          "does not exist";
+      if (mode[0] == 'e') {
+        CHECK(v.outcome == verify::Outcome::denied);
+        CHECK(v.reason_code == "POLICY_UNAVAILABLE");
+        CHECK(v.message.find(line) != std::string::npos);
+      } else {
+        CHECK(v.outcome == verify::Outcome::warned);
+        REQUIRE_FALSE(v.warnings.empty());
+        CHECK(v.warnings[0].find(line) != std::string::npos);
+      }
+    }
+  }
+}

@@ -1,0 +1,353 @@
+// app/compile_cluster.cpp: see compile_cluster.hpp.
+#include "app/compile_cluster.hpp"
+
+#include <cctype>
+#include <exception>
+#include <optional>
+#include <utility>
+
+namespace sigil::app {
+
+namespace {
+
+constexpr const char* kCompiled = "Compiled";
+constexpr const char* kInvalid = "Invalid";
+constexpr const char* kSecretUnavailable = "SecretUnavailable";
+
+// A policy error reads "<origin> document <n> (<name>): field: what"; the object's own status
+// (and a denial naming the policy) needs only "field: what". head is "<origin> document" or
+// a policy's origin ("<file> document 2").
+std::string local_message(const std::string& message, const std::string& head) {
+  if (message.rfind(head, 0) != 0) return message;
+  size_t i = head.size();
+  if (i < message.size() && message[i] == ' ' && i + 1 < message.size() &&
+      std::isdigit(static_cast<unsigned char>(message[i + 1]))) {
+    ++i;
+  }
+  while (i < message.size() && std::isdigit(static_cast<unsigned char>(message[i]))) ++i;
+  if (message.compare(i, 2, " (") == 0) {
+    const size_t end = message.find("): ", i);
+    if (end != std::string::npos) return message.substr(end + 3);
+  }
+  if (message.compare(i, 2, ": ") == 0) return message.substr(i + 2);
+  return message;
+}
+
+// The short cause of a failed read, for people: "HTTP 500", "timed out", ...
+std::string brief_cause(const Error& e) {
+  const std::string& m = e.message;
+  for (size_t at = m.find("HTTP "); at != std::string::npos; at = m.find("HTTP ", at + 1)) {
+    if (at + 8 <= m.size() && std::isdigit(static_cast<unsigned char>(m[at + 5])) &&
+        std::isdigit(static_cast<unsigned char>(m[at + 6])) &&
+        std::isdigit(static_cast<unsigned char>(m[at + 7]))) {
+      return m.substr(at, 8);
+    }
+  }
+  switch (e.code) {
+    case Errc::timeout:
+      return "timed out";
+    case Errc::unauthorized:
+      return "access denied";
+    case Errc::too_large:
+      return "too large";
+    case Errc::parse_error:
+      return "unreadable answer";
+    default:
+      return "API server unavailable";
+  }
+}
+
+ObjectStatus make_status(ObjectOutcome outcome, const char* reason, std::string message,
+                         int64_t generation) {
+  ObjectStatus s;
+  s.outcome = outcome;
+  s.ready = outcome == ObjectOutcome::compiled;
+  s.reason = reason;
+  s.message = std::move(message);
+  s.generation = generation;
+  return s;
+}
+
+std::string meanwhile(policy::Mode mode) {
+  return mode == policy::Mode::warn
+             ? "; meanwhile the images it matches get a warning (POLICY_UNAVAILABLE, warn mode)"
+             : "; meanwhile the images it matches are denied (POLICY_UNAVAILABLE)";
+}
+
+// A policy that cannot be compiled, reduced to what it applies to.
+policy::Policy unavailable_policy(policy::Policy scope, std::string why) {
+  scope.authorities.clear();
+  scope.unavailable = std::move(why);
+  return scope;
+}
+
+std::string cache_key(const ClusterObject& obj) {
+  return std::string(kind_name(obj.kind)) + "/" + obj.key();
+}
+
+// The origin in parse errors: "TrustRoot corp", "ImagePolicy team/p".
+std::string origin_of(const ClusterObject& obj) {
+  if (obj.kind == ObjectKind::trust_root) return "TrustRoot " + obj.name;
+  return std::string(kind_name(obj.kind)) + " " + obj.key();
+}
+
+// obj parsed: from the cache when it holds this uid and generation, else parsed now.
+const Result<policy::Documents>& parsed_docs(const ParseCache& parsed, const ClusterObject& obj,
+                                             std::optional<Result<policy::Documents>>& scratch) {
+  auto it = parsed.find(cache_key(obj));
+  if (it != parsed.end() && it->second.uid == obj.uid && it->second.generation == obj.generation) {
+    return it->second.docs;
+  }
+  scratch = policy::parse_documents(obj.json, origin_of(obj));
+  return *scratch;
+}
+
+void count(ClusterCompile& out, ObjectOutcome o) {
+  if (o == ObjectOutcome::unavailable) ++out.unavailable;
+  if (o == ObjectOutcome::kept) ++out.kept;
+  if (o == ObjectOutcome::invalid) ++out.invalid;
+}
+
+}  // namespace
+
+const char* kind_name(ObjectKind kind) noexcept {
+  switch (kind) {
+    case ObjectKind::cluster_image_policy:
+      return "ClusterImagePolicy";
+    case ObjectKind::image_policy:
+      return "ImagePolicy";
+    case ObjectKind::trust_root:
+      return "TrustRoot";
+  }
+  return "object";
+}
+
+std::string ClusterObject::key() const {
+  return namespace_.empty() ? name : namespace_ + "/" + name;
+}
+
+SecretRead secret_read_failure(const std::string& ns, const std::string& name, const Error& e) {
+  SecretRead r;
+  const std::string key = ns + "/" + name;
+  if (e.code == Errc::not_found) {
+    r.data = make_error(Errc::not_found, "the Secret " + key + " does not exist");
+    r.version = "missing";
+  } else {
+    const std::string cause = brief_cause(e);
+    r.data =
+        make_error(e.code, "the Secret " + key + " could not be read (" + cause + "); retrying");
+    r.version = "error " + cause;
+  }
+  return r;
+}
+
+ParseCache parse_objects(const ClusterInputs& inputs, const ParseCache& previous) {
+  ParseCache out;
+  for (const auto* list : {&inputs.trust_roots, &inputs.policies}) {
+    for (const auto& obj : *list) {
+      const std::string key = cache_key(obj);
+      auto it = previous.find(key);
+      if (obj.generation != 0 && it != previous.end() && it->second.uid == obj.uid &&
+          it->second.generation == obj.generation) {
+        out.insert(*it);
+        continue;
+      }
+      out.insert_or_assign(key, ParsedObject{obj.uid, obj.generation,
+                                             policy::parse_documents(obj.json, origin_of(obj))});
+    }
+  }
+  return out;
+}
+
+std::vector<policy::SecretRef> cluster_secret_refs(const ClusterInputs& inputs,
+                                                   const ParseCache& parsed,
+                                                   const std::string& own_namespace) {
+  std::vector<policy::Policy> policies = inputs.files.policies;
+  for (const auto& obj : inputs.policies) {
+    std::optional<Result<policy::Documents>> scratch;
+    const auto& d = parsed_docs(parsed, obj, scratch);
+    if (d.ok()) policies.insert(policies.end(), d->policies.begin(), d->policies.end());
+  }
+  return policy::secret_refs(policies, own_namespace);
+}
+
+std::vector<policy::SecretRef> cluster_secret_refs(const ClusterInputs& inputs,
+                                                   const std::string& own_namespace) {
+  return cluster_secret_refs(inputs, parse_objects(inputs, {}), own_namespace);
+}
+
+ClusterCompile compile_cluster(const ClusterInputs& inputs, const CompileState& last,
+                               const CompileOptions& options) {
+  return compile_cluster(inputs, parse_objects(inputs, {}), last, options);
+}
+
+ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed,
+                               const CompileState& last, const CompileOptions& opts) {
+  ClusterCompile out;
+  std::string& fp = out.state.fingerprint;
+  fp = "files#" + std::to_string(in.files_generation) + ";";
+
+  // TrustRoots first: the policies link against them.
+  std::vector<policy::TrustRootDocument> roots = in.files.trust_roots;
+  for (const auto& obj : in.trust_roots) {
+    const std::string key = obj.key();
+    fp += "TrustRoot " + key + "@" + obj.uid + "#" + std::to_string(obj.generation) + ";";
+    const std::string origin = origin_of(obj);
+    std::optional<Result<policy::Documents>> scratch;
+    const auto& d = parsed_docs(parsed, obj, scratch);
+    std::string problem;
+    if (!d.ok()) {
+      problem = local_message(d.error().message, origin + " document");
+    } else if (d->trust_roots.size() != 1 || !d->policies.empty()) {
+      problem = "not a TrustRoot";
+    }
+    if (problem.empty()) {
+      roots.push_back(d->trust_roots.front());
+      out.state.roots[key] = {obj.uid, obj.generation, d->trust_roots.front()};
+      out.root_statuses.push_back(
+          make_status(ObjectOutcome::compiled, kCompiled, "loaded", obj.generation));
+      continue;
+    }
+    ObjectStatus s;
+    auto lg = last.roots.find(key);
+    if (lg != last.roots.end() && lg->second.uid == obj.uid) {
+      roots.push_back(lg->second.value);
+      out.state.roots[key] = lg->second;
+      s = make_status(
+          ObjectOutcome::kept, kInvalid,
+          problem + "; generation " + std::to_string(lg->second.generation) + " stays in force",
+          obj.generation);
+    } else {
+      s = make_status(ObjectOutcome::invalid, kInvalid,
+                      problem + "; not loaded: policies naming it cannot be enforced",
+                      obj.generation);
+    }
+    count(out, s.outcome);
+    out.root_statuses.push_back(std::move(s));
+  }
+
+  // Secrets, as the caller read them.
+  for (const auto& [key, read] : in.secrets) {
+    fp += "Secret " + key + "@" + read.version + ";";
+    if (!read.data.ok() && read.data.error().code != Errc::not_found) out.retry = true;
+  }
+  const policy::SecretLookup lookup =
+      [&in](const std::string& ns,
+            const std::string& name) -> Result<std::map<std::string, std::string>> {
+    auto it = in.secrets.find(ns + "/" + name);
+    if (it == in.secrets.end()) {
+      return make_error(Errc::internal, "the Secret " + ns + "/" + name + " was not read");
+    }
+    return it->second.data;
+  };
+  // Secrets, then TrustRoots: the authorities of one policy, or why they cannot be built.
+  struct Built {
+    std::optional<policy::Policy> policy;
+    const char* reason = kInvalid;
+    std::string problem;  // the full message
+  };
+  auto build = [&](policy::Policy p) {
+    Built b;
+    std::vector<policy::Policy> one{std::move(p)};
+    if (auto st = policy::resolve_secrets(one, lookup, opts.own_namespace); !st) {
+      b.reason = kSecretUnavailable;
+      b.problem = st.error().message;
+    } else if (auto lk = policy::link_trust_roots(one, roots, opts.default_root); !lk) {
+      b.problem = lk.error().message;
+    } else {
+      b.policy = std::move(one.front());
+    }
+    return b;
+  };
+
+  // File policies (parsed at load; they may name the cluster's TrustRoots and Secrets).
+  for (const auto& fpol : in.files.policies) {
+    Built b = build(fpol);
+    if (b.policy) {
+      out.state.file_policies[fpol.name] = *b.policy;
+      out.policies.push_back(std::move(*b.policy));
+      continue;
+    }
+    auto lg = last.file_policies.find(fpol.name);
+    if (lg != last.file_policies.end()) {
+      out.state.file_policies[fpol.name] = lg->second;
+      out.policies.push_back(lg->second);
+      out.file_problems.push_back(b.problem + "; its previous version stays in force");
+      count(out, ObjectOutcome::kept);
+    } else {
+      out.policies.push_back(unavailable_policy(fpol, local_message(b.problem, fpol.origin)));
+      out.file_problems.push_back(b.problem + meanwhile(fpol.mode));
+      count(out, ObjectOutcome::unavailable);
+    }
+  }
+
+  // Cluster policies: each object on its own.
+  for (const auto& obj : in.policies) {
+    const std::string kind = kind_name(obj.kind);
+    const std::string key = kind + "/" + obj.key();
+    const std::string origin = origin_of(obj);
+    fp += key + "@" + obj.uid + "#" + std::to_string(obj.generation) + ";";
+
+    Built b;
+    std::optional<policy::Policy> scope;  // what it applies to, once its globs were read
+    std::optional<Result<policy::Documents>> scratch;
+    const auto& d = parsed_docs(parsed, obj, scratch);
+    if (!d.ok()) {
+      b.problem = d.error().message;
+    } else if (d->policies.size() != 1 || !d->trust_roots.empty()) {
+      b.problem = "not a " + kind;
+    } else {
+      scope = d->policies.front();
+      b = build(d->policies.front());
+    }
+    if (b.policy) {
+      out.state.policies[key] = {obj.uid, obj.generation, *b.policy};
+      out.policies.push_back(std::move(*b.policy));
+      out.policy_statuses.push_back(make_status(
+          ObjectOutcome::compiled, kCompiled,
+          "enforced (generation " + std::to_string(obj.generation) + ")", obj.generation));
+      continue;
+    }
+    const std::string problem = local_message(b.problem, origin + " document");
+    ObjectStatus s;
+    auto lg = last.policies.find(key);
+    if (lg != last.policies.end() && lg->second.uid == obj.uid) {
+      // This generation cannot be enforced: keep the last one that could, never relax.
+      out.state.policies[key] = lg->second;
+      out.policies.push_back(lg->second.value);
+      s = make_status(
+          ObjectOutcome::kept, b.reason,
+          problem + "; generation " + std::to_string(lg->second.generation) + " stays in force",
+          obj.generation);
+    } else {
+      if (!scope && d.ok() == false) {
+        // The whole document was refused: maybe its globs can still be read.
+        auto sc = policy::parse_policy_scope(obj.json, origin);
+        if (sc.ok()) {
+          scope = std::move(*sc);
+        } else {
+          s = make_status(ObjectOutcome::invalid, kInvalid,
+                          local_message(sc.error().message, origin + " document") +
+                              "; nothing is enforced: its images cannot be read",
+                          obj.generation);
+        }
+      }
+      if (scope) {
+        const policy::Mode mode = scope->mode;
+        out.policies.push_back(unavailable_policy(std::move(*scope), problem));
+        s = make_status(ObjectOutcome::unavailable, b.reason, problem + meanwhile(mode),
+                        obj.generation);
+      } else if (s.message.empty()) {
+        s = make_status(ObjectOutcome::invalid, kInvalid,
+                        problem + "; nothing is enforced: its images cannot be read",
+                        obj.generation);
+      }
+    }
+    count(out, s.outcome);
+    out.policy_statuses.push_back(std::move(s));
+  }
+  out.changed = out.state.fingerprint != last.fingerprint;
+  return out;
+}
+
+}  // namespace sigil::app
