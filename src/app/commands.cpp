@@ -425,6 +425,12 @@ int run_serve(Settings s) {
   sopts.cert_file = s.tls_cert;
   sopts.key_file = s.tls_key;
   sopts.default_timeout = s.timeout;
+  sopts.max_body = s.server.max_body;
+  sopts.body_budget = s.server.body_budget;
+  sopts.max_connections = s.server.max_connections;
+  sopts.max_connections_per_peer = s.server.max_connections_per_peer;
+  sopts.read_timeout = s.server.read_timeout;
+  sopts.idle_timeout = s.server.idle_timeout;
   // Not ready before the cluster's policies are in force: a replica with an empty set would
   // deny (or with noMatchPolicy allow, admit) every pod.
   if (cluster) sopts.ready = [&cluster] { return cluster->ready(); };
