@@ -623,6 +623,7 @@ int run(int argc, char** argv) {
       settings.cache_ttl = from_file.cache_ttl;
       settings.negative_cache_ttl = from_file.negative_cache_ttl;
       settings.cache_size = from_file.cache_size;
+      settings.server = from_file.server;
     }
     if (!resync_flag.empty()) {
       auto r = parse_duration(resync_flag);
