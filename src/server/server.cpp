@@ -294,6 +294,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         socket.close(ignored);
         continue;
       }
+      // No Nagle: the TLS session tickets sent after the handshake are small and unacknowledged
+      // when the response is written, so Nagle would hold the response for the client's delayed
+      // ACK (40 ms on Linux) on every new connection's first request.
+      boost::system::error_code nec;
+      socket.set_option(tcp::no_delay(true), nec);
       auto conn = std::make_shared<Conn>();
       auto reg = std::make_unique<Registration>(self, adm.id);
       {
@@ -502,6 +507,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       BodyReservation body_bytes(self->budget);
       const auto content_length = parser.content_length();
       if (!parser.is_done() && content_length && !body_bytes.grow_to(*content_length)) {
+        std::string().swap(req.body());  // the parser may have reserved it already
         HttpReply busy = self->over_budget_reply();
         std::string retry_after = "1";
         const size_t drain_limit = std::min<size_t>(*content_length, o.max_body);
@@ -540,6 +546,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           }
         }
         if (over_budget) {
+          std::string().swap(req.body());  // not held through the answer and the drain
           HttpReply busy = self->over_budget_reply();
           std::string retry_after = "1";
           co_await refuse(stream, req.version(), std::move(busy), std::move(retry_after),
@@ -548,6 +555,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           break;
         }
         if (bec == http::error::body_limit) {
+          std::string().swap(req.body());
           HttpReply too_large = text(
               413, "request body exceeds the limit of " + std::to_string(o.max_body) + " bytes");
           std::string no_retry;
