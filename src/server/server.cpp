@@ -481,7 +481,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         std::string no_retry;
         co_await refuse(stream, 11, std::move(answer), std::move(no_retry), o.write_timeout,
                         drain_limit, 2000ms);
-        clean = false;
+        if (drain_limit > 0) clean = false;  // the drain ends when the client stops or times out
         break;
       }
 
