@@ -9,6 +9,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -58,6 +59,25 @@ void add_registry_flags(CLI::App& cmd, RegistrySettings& r) {
 Result<registry::ClientOptions> registry_options(const RegistrySettings& r) {
   registry::ClientOptions o;
   o.ca_file = r.ca_file;
+  for (const auto& h : r.insecure_hosts) {
+    // Image references name "host:443" as "host" (the https origin), whose plain-HTTP port
+    // would be 80: plain HTTP on port 443 cannot be named, so it is refused here.
+    std::string lower = h;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string canonical = oci::canonical_registry(lower);
+    auto has_port = [](const std::string& x) {
+      const auto colon = x.rfind(':');
+      const auto close = x.rfind(']');
+      return colon != std::string::npos && (close == std::string::npos || colon > close);
+    };
+    if (has_port(lower) && !has_port(canonical)) {
+      return make_error(Errc::invalid_argument,
+                        "insecure registry \"" + h +
+                            "\": port 443 is the https port, and image references to it are "
+                            "normalized to \"" +
+                            canonical + "\" (https); serve a plain-HTTP registry on another port");
+    }
+  }
   o.insecure_hosts = r.insecure_hosts;
   if (!r.config_file.empty()) {
     auto text = read_file(r.config_file, 1u << 20);
@@ -416,6 +436,12 @@ int run_serve(Settings s) {
   sopts.cert_file = s.tls_cert;
   sopts.key_file = s.tls_key;
   sopts.default_timeout = s.timeout;
+  sopts.max_body = s.server.max_body;
+  sopts.body_budget = s.server.body_budget;
+  sopts.max_connections = s.server.max_connections;
+  sopts.max_connections_per_peer = s.server.max_connections_per_peer;
+  sopts.read_timeout = s.server.read_timeout;
+  sopts.idle_timeout = s.server.idle_timeout;
   // Not ready before the cluster's policies are in force: a replica with an empty set would
   // deny (or with noMatchPolicy allow, admit) every pod.
   if (cluster) sopts.ready = [&cluster] { return cluster->ready(); };
@@ -609,6 +635,7 @@ int run(int argc, char** argv) {
       settings.cache_ttl = from_file.cache_ttl;
       settings.negative_cache_ttl = from_file.negative_cache_ttl;
       settings.cache_size = from_file.cache_size;
+      settings.server = from_file.server;
     }
     if (!resync_flag.empty()) {
       auto r = parse_duration(resync_flag);

@@ -34,7 +34,61 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
 }
 
+Result<size_t> parse_size(std::string_view text) {
+  auto bad = [&] {
+    return make_error(Errc::invalid_argument,
+                      "\"" + std::string(text.substr(0, 40)) +
+                          "\" is not a size (bytes, or a number with Ki, Mi or Gi)");
+  };
+  size_t shift = 0;
+  std::string_view digits = text;
+  if (text.ends_with("Ki")) {
+    shift = 10;
+  } else if (text.ends_with("Mi")) {
+    shift = 20;
+  } else if (text.ends_with("Gi")) {
+    shift = 30;
+  }
+  if (shift) digits.remove_suffix(2);
+  if (digits.empty() || digits.size() > 12 ||
+      digits.find_first_not_of("0123456789") != std::string_view::npos) {
+    return bad();
+  }
+  const uint64_t n = std::stoull(std::string(digits));
+  if (n > (uint64_t{1} << 40) >> shift) return bad();  // at most 1 TiB
+  return static_cast<size_t>(n << shift);
+}
+
 namespace {
+
+Status get_size(const YAML::Node& node, const char* key, size_t& out, const std::string& path) {
+  const YAML::Node v = node[key];
+  if (!v) return {};
+  if (!v.IsScalar()) {
+    return make_error(Errc::invalid_argument,
+                      path + ": setting \"server." + key + "\": not a size");
+  }
+  auto n = parse_size(v.Scalar());
+  if (!n) {
+    return make_error(Errc::invalid_argument,
+                      path + ": setting \"server." + key + "\": " + n.error().message);
+  }
+  out = *n;
+  return {};
+}
+
+Status get_count(const YAML::Node& node, const char* key, size_t& out, const std::string& path) {
+  const YAML::Node v = node[key];
+  if (!v) return {};
+  const std::string text = v.IsScalar() ? v.Scalar() : std::string();
+  if (text.empty() || text.size() > 9 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
+    return make_error(Errc::invalid_argument,
+                      path + ": setting \"server." + key + "\": not a whole number");
+  }
+  out = std::stoul(text);
+  return {};
+}
 
 template <class T>
 Status get(const YAML::Node& node, const char* key, T& out, const std::string& path) {
@@ -74,9 +128,9 @@ Status load_config_file(const std::string& path, Settings& s) {
   }
   if (!root.IsMap())
     return make_error(Errc::invalid_argument, path + ": the config must be a YAML mapping");
-  static const char* kKnown[] = {"listen",        "tlsCert",  "tlsKey",      "policies",
-                                 "noMatchPolicy", "registry", "timeout",     "cache",
-                                 "threads",       "logLevel", "trustedRoot", "kube"};
+  static const char* kKnown[] = {"listen",      "tlsCert", "tlsKey", "policies", "noMatchPolicy",
+                                 "registry",    "timeout", "cache",  "threads",  "logLevel",
+                                 "trustedRoot", "kube",    "server"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
@@ -108,6 +162,46 @@ Status load_config_file(const std::string& path, Settings& s) {
     std::chrono::milliseconds resync = s.kube.resync;
     if (!(st = get_duration(kube, "resync", resync, path)).ok()) return st;
     s.kube.resync = resync;
+  }
+  if (const YAML::Node srv = root["server"]) {
+    if (!srv.IsMap()) {
+      return make_error(Errc::invalid_argument, path + ": setting \"server\" must be a mapping");
+    }
+    static const char* kServerKeys[] = {"maxBody",        "bodyBudget",
+                                        "maxConnections", "maxConnectionsPerPeer",
+                                        "readTimeout",    "idleTimeout"};
+    for (const auto& kv : srv) {
+      auto key = kv.first.as<std::string>();
+      if (std::find(std::begin(kServerKeys), std::end(kServerKeys), key) == std::end(kServerKeys)) {
+        return make_error(Errc::invalid_argument,
+                          path + ": unknown setting \"server." + key + "\"");
+      }
+    }
+    auto& sv = s.server;
+    if (!(st = get_size(srv, "maxBody", sv.max_body, path)).ok()) return st;
+    if (!(st = get_size(srv, "bodyBudget", sv.body_budget, path)).ok()) return st;
+    if (!(st = get_count(srv, "maxConnections", sv.max_connections, path)).ok()) return st;
+    if (!(st = get_count(srv, "maxConnectionsPerPeer", sv.max_connections_per_peer, path)).ok()) {
+      return st;
+    }
+    if (!(st = get_duration(srv, "readTimeout", sv.read_timeout, path)).ok()) return st;
+    if (!(st = get_duration(srv, "idleTimeout", sv.idle_timeout, path)).ok()) return st;
+    auto fail = [&](const std::string& why) {
+      return make_error(Errc::invalid_argument, path + ": setting \"server." + why);
+    };
+    if (sv.max_body == 0) return fail("maxBody\" must be more than 0");
+    if (sv.body_budget - sv.body_budget / 4 < sv.max_body) {
+      return fail("bodyBudget\" (" + std::to_string(sv.body_budget) +
+                  " bytes) must be at least 4/3 of server.maxBody (" + std::to_string(sv.max_body) +
+                  " bytes): a quarter of the budget is kept for small bodies");
+    }
+    if (sv.max_connections == 0) return fail("maxConnections\" must be more than 0");
+    if (sv.max_connections_per_peer == 0 || sv.max_connections_per_peer > sv.max_connections) {
+      return fail("maxConnectionsPerPeer\" must be from 1 to server.maxConnections");
+    }
+    if (sv.read_timeout.count() <= 0 || sv.idle_timeout.count() <= 0) {
+      return fail("readTimeout\" and \"server.idleTimeout\" must be more than 0");
+    }
   }
   if (!(st = get(root, "threads", s.threads, path)).ok()) return st;
   if (!(st = get(root, "logLevel", s.log_level, path)).ok()) return st;

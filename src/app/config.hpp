@@ -35,6 +35,16 @@ struct KubeSettings {
   std::chrono::milliseconds resync{60000};
 };
 
+// The webhook listener's limits (config `server:`); defaults as in server::ServerOptions.
+struct ServerSettings {
+  size_t max_body = 4u << 20;                    // maxBody: one request body, bytes
+  size_t body_budget = 64u << 20;                // bodyBudget: all bodies being read at once, bytes
+  size_t max_connections = 2048;                 // maxConnections
+  size_t max_connections_per_peer = 512;         // maxConnectionsPerPeer
+  std::chrono::milliseconds read_timeout{5000};  // readTimeout: first request, and bodies
+  std::chrono::milliseconds idle_timeout{30000};  // idleTimeout: keep-alive wait
+};
+
 struct Settings {
   std::string listen = "0.0.0.0:8443";
   std::string tls_cert;
@@ -46,6 +56,7 @@ struct Settings {
   std::string trusted_root_file;
   KubeSettings kube;
   RegistrySettings registry;
+  ServerSettings server;
   std::chrono::milliseconds timeout{10000};  // used when the API server sends no ?timeout=
   std::chrono::seconds cache_ttl{300};
   std::chrono::seconds negative_cache_ttl{30};
@@ -59,6 +70,10 @@ Status load_config_file(const std::string& path, Settings& settings);
 
 // Go-style duration ("10s", "500ms", "1m30s").
 Result<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+// A size in bytes: "4194304", or with a binary suffix as Kubernetes writes them ("4Mi", "512Ki",
+// "1Gi").
+Result<size_t> parse_size(std::string_view text);
 
 // Reads every document of the policy files and directories (*.yaml, *.yml; not recursive),
 // unlinked. Duplicate names across files are an error naming both files.

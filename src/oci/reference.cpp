@@ -11,6 +11,17 @@
 // Deviations, all on the safe side: the registry host is lowercased (when it stays a domain) (DNS
 // is case-insensitive, and policy globs must not be dodged by `MYACR.azurecr.io`), a port must be
 // <= 65535, and only sha256/sha512 digests are accepted (is_valid_digest).
+//
+// Beyond normalize.go, one registry has one spelling, so that a stricter per-registry policy glob
+// cannot be dodged beside a `**` baseline by another spelling of the same origin:
+//   - the port is written without leading zeros, and the HTTPS default port is dropped
+//     (`myacr.azurecr.io:443` and `:0443` -> `myacr.azurecr.io`, the same https origin), unless
+//     the host would then stop being a domain (`foo:443/x` stays: `foo/x` is docker.io/foo/x);
+//   - `registry-1.docker.io` (Docker Hub's API host) and `registry.hub.docker.com` name Docker
+//     Hub like `index.docker.io` does: all three become `docker.io` (with `library/` for
+//     single-component names, as normalize.go does for `index.docker.io`).
+// The normalized registry is also what the registry client contacts (oci::api_host), so the
+// verdict is always about the origin the kubelet pulls from.
 #include "oci/reference.hpp"
 
 #include <algorithm>
@@ -30,7 +41,10 @@ constexpr std::size_t kInputLengthMax = 1024;
 constexpr std::size_t kQuoteMax = 96;
 
 constexpr std::string_view kDefaultDomain = "docker.io";
-constexpr std::string_view kLegacyDefaultDomain = "index.docker.io";
+// Other names of Docker Hub: normalize.go's legacy default, the API host, the old web host.
+constexpr std::string_view kHubAliases[] = {"index.docker.io", "registry-1.docker.io",
+                                            "registry.hub.docker.com"};
+constexpr std::string_view kHttpsDefaultPort = "443";
 constexpr std::string_view kOfficialRepoPrefix = "library/";
 constexpr std::string_view kDefaultTag = "latest";
 
@@ -181,6 +195,36 @@ std::string check_domain(std::string_view d) {
   return {};
 }
 
+// Whether a registry spelling is read back as a registry: it has a '.' or ':', is localhost, or
+// is an IPv6 literal. (An uppercase-only host like "Foo" is kept as written by the caller.)
+bool reads_as_domain(std::string_view r) noexcept {
+  return r.find_first_of(".:") != std::string_view::npos || r == "localhost" ||
+         (!r.empty() && r.front() == '[');
+}
+
+}  // namespace
+
+std::string canonical_registry(std::string registry) {
+  const auto close = registry.rfind(']');
+  const auto colon = registry.rfind(':');
+  if (colon != std::string::npos && (close == std::string::npos || colon > close)) {
+    std::string_view port = std::string_view(registry).substr(colon + 1);
+    while (port.size() > 1 && port.front() == '0') port.remove_prefix(1);
+    std::string host = registry.substr(0, colon);
+    if (port == kHttpsDefaultPort && reads_as_domain(host)) {
+      registry = std::move(host);
+    } else {
+      registry = host + ":" + std::string(port);
+    }
+  }
+  for (const auto alias : kHubAliases) {
+    if (registry == alias) return std::string(kDefaultDomain);
+  }
+  return registry;
+}
+
+namespace {
+
 bool valid_tag(std::string_view t) noexcept {
   if (t.empty() || t.size() > kTagLengthMax || !is_word(t[0])) return false;
   for (char c : t) {
@@ -297,10 +341,11 @@ Result<Reference> parse_reference(std::string_view text) {
     // Lowercase the host unless that would make it stop being a domain: `Foo/bar` is registry
     // "Foo" only because of its uppercase, and "foo/bar" would mean docker.io/foo/bar.
     ref.registry = lower(domain);
-    if (ref.registry.find_first_of(".:") == std::string::npos && ref.registry != "localhost") {
+    if (!reads_as_domain(ref.registry)) {
       ref.registry = std::string(domain);
+    } else {
+      ref.registry = canonical_registry(std::move(ref.registry));
     }
-    if (ref.registry == kLegacyDefaultDomain) ref.registry = std::string(kDefaultDomain);
   }
   if (remainder.empty()) return fail(text, "missing repository name");
   if (std::any_of(remainder.begin(), remainder.end(), is_upper)) {

@@ -45,6 +45,14 @@ constexpr std::size_t kMaxDocuments = 1000;
 // registry written as `index.docker.io/`, `docker.io/`, or (Docker Hub only) omitted, with and
 // without `library/`. A glob therefore matches when policy-controller's would; matching more
 // spellings only makes more policies apply, which can only add requirements (fail closed).
+//
+// The image's registry is normalized (oci/reference.cpp: lowercase host, no `:443`, Docker Hub's
+// aliases as docker.io), so `myacr.azurecr.io:443/prod/app` is matched as
+// `myacr.azurecr.io/prod/app` and cannot dodge a `myacr.azurecr.io/prod/**` policy. The other
+// spellings of the same origin are candidates too, so a glob written with one of them still
+// applies: `host:443/` beside `host/`, and for Docker Hub also `registry-1.docker.io/` and
+// `registry.hub.docker.com/` (each with `:443`). A glob with an uppercase letter in its
+// registry or repository can never match a normalized name, so it is refused at load.
 // ---------------------------------------------------------------------------------------------
 
 bool valid_glob_char(char c) {
@@ -75,10 +83,22 @@ std::string glob_to_regex(std::string_view glob) {
   return re;
 }
 
+// Whether a normalized registry has no port and would still be read as a registry with one
+// (so `host:443` is another spelling of it).
+bool default_port_spelling(std::string_view registry) {
+  const auto close = registry.rfind(']');
+  const auto colon = registry.rfind(':');
+  const bool has_port =
+      colon != std::string_view::npos && (close == std::string_view::npos || colon > close);
+  return !has_port && (registry.find('.') != std::string_view::npos || registry == "localhost" ||
+                       registry.front() == '[');
+}
+
 std::vector<std::string> candidates(const oci::Reference& image) {
   std::vector<std::string> bases;
   const bool hub = image.registry == "docker.io" || image.registry == "index.docker.io";
   if (hub) {
+    // The spellings users write first (most globs match one of them and stop there).
     bases.push_back("index.docker.io/" + image.repository);
     bases.push_back("docker.io/" + image.repository);
     bases.push_back(image.repository);
@@ -86,8 +106,18 @@ std::vector<std::string> candidates(const oci::Reference& image) {
     if (image.repository.rfind(kLibrary, 0) == 0) {
       bases.push_back(image.repository.substr(kLibrary.size()));
     }
-  } else {
+    for (const char* host : {"registry-1.docker.io", "registry.hub.docker.com"}) {
+      bases.push_back(std::string(host) + "/" + image.repository);
+    }
+    for (const char* host :
+         {"index.docker.io", "docker.io", "registry-1.docker.io", "registry.hub.docker.com"}) {
+      bases.push_back(std::string(host) + ":443/" + image.repository);
+    }
+  } else if (!image.registry.empty()) {
     bases.push_back(image.registry + "/" + image.repository);
+    if (default_port_spelling(image.registry)) {
+      bases.push_back(image.registry + ":443/" + image.repository);
+    }
   }
   std::vector<std::string> out;
   for (const auto& b : bases) {
@@ -1067,6 +1097,35 @@ Result<Glob> Glob::compile(std::string_view pattern) {
         return make_error(Errc::invalid_argument,
                           "invalid glob \"" + std::string(pattern) +
                               "\": only letters, digits and - _ : / . @ * ? are allowed");
+      }
+    }
+    // The name part (before a tag or digest) must be lowercase: image names are matched
+    // normalized, so an uppercase letter there would make the glob match nothing, silently.
+    {
+      std::string_view name = pattern.substr(0, pattern.find('@'));
+      const auto last_slash = name.rfind('/');
+      if (const auto colon = name.find(':', last_slash == std::string_view::npos ? 0 : last_slash);
+          colon != std::string_view::npos) {
+        name = name.substr(0, colon);
+      }
+      const auto upper =
+          std::find_if(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+      if (upper != name.end()) {
+        const auto first_slash = name.find('/');
+        const bool in_registry = first_slash != std::string_view::npos &&
+                                 static_cast<std::size_t>(upper - name.begin()) < first_slash;
+        std::string lowered(pattern);
+        for (std::size_t i = 0; i < name.size(); ++i) {
+          if (lowered[i] >= 'A' && lowered[i] <= 'Z')
+            lowered[i] = static_cast<char>(lowered[i] + 32);
+        }
+        return make_error(
+            Errc::invalid_argument,
+            "invalid glob \"" + std::string(pattern) + "\": the " +
+                (in_registry ? "registry" : "repository") +
+                " must be lowercase (image names are matched lowercased and normalized, so "
+                "this glob would match nothing); write \"" +
+                lowered + "\"");
       }
     }
     Glob g;

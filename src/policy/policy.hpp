@@ -39,8 +39,12 @@ Result<NoMatch> parse_no_match(std::string_view s);  // "deny" | "warn" | "allow
 // other than `/`, everything else literally; the glob must match a whole candidate string.
 // The candidates for an image are its repository name and that name with its tag and/or
 // digest, each spelled with the registry as written by users: for Docker Hub images
-// `index.docker.io/library/nginx`, `docker.io/library/nginx`, `library/nginx` and `nginx`.
-// Matching compiles to an anchored RE2 regex, linear in the input.
+// `index.docker.io/library/nginx`, `docker.io/library/nginx`, `library/nginx` and `nginx`
+// (and `registry-1.docker.io/...`, `registry.hub.docker.com/...`); for other registries
+// `host/...` and `host:443/...`. The image itself is normalized first (oci::parse_reference), so
+// no spelling of an origin escapes a glob written for it. A glob whose registry or repository
+// has an uppercase letter is refused (it could never match). Matching compiles to an anchored
+// RE2 regex, linear in the input.
 class Glob {
  public:
   static Result<Glob> compile(std::string_view pattern);

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/encoding.hpp"
+#include "oci/reference.hpp"
 
 namespace sigil::registry {
 
@@ -110,10 +111,9 @@ std::string normalize_registry_host(std::string_view key) {
       }
     }
   }
-  if (s == "index.docker.io" || s == "registry-1.docker.io" || s == "registry.hub.docker.com") {
-    return "docker.io";
-  }
-  return std::string(s);
+  // As image references are normalized (oci::canonical_registry): "host:443" is "host", and
+  // Docker Hub's other names are docker.io.
+  return oci::canonical_registry(std::string(s));
 }
 
 std::optional<Credential> DockerConfig::find(std::string_view registry) const {

@@ -24,6 +24,7 @@
 #include <boost/url/parse.hpp>
 
 #include "server/duration.hpp"
+#include "server/limits.hpp"
 #include "server/tls.hpp"
 
 namespace sigil::server {
@@ -42,6 +43,33 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 bool all_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
+
+// Bodies up to this size may use the whole body budget; larger ones leave a quarter of it free.
+constexpr size_t kSmallBody = 256 * 1024;
+
+// A connection's peer for the per-peer cap: the IP address (an IPv4-mapped IPv6 address as
+// IPv4, so a dual-stack listener counts one client once).
+std::string peer_key(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  }
+  return a.to_string();
+}
+
+// At most one warning per interval for events a flood repeats thousands of times a second.
+class RareWarning {
+ public:
+  bool due() {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto last = last_.load(std::memory_order_relaxed);
+    const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(10s);
+    if (last != 0 && now - last < interval.count()) return false;
+    return last_.compare_exchange_strong(last, now, std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<std::chrono::steady_clock::rep> last_{0};
+};
 
 }  // namespace
 
@@ -102,10 +130,12 @@ std::chrono::milliseconds request_budget(std::string_view timeout_param,
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   using Stream = beast::ssl_stream<beast::tcp_stream>;
 
-  // Per-connection state shared with stop(); touched only on the connection's strand.
+  // Per-connection state shared with stop() and eviction; touched only on the connection's
+  // strand.
   struct Conn {
     Stream* stream = nullptr;
-    bool busy = false;  // a request is being read, judged or answered
+    bool busy = false;     // a request is being read, judged or answered
+    bool evicted = false;  // close when idle, or right after the response being worked on
   };
 
   Impl(asio::io_context& io, ServerOptions o, Validator& v)
@@ -114,7 +144,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         validator(v),
         certs(opts.cert_file, opts.key_file, opts.cert_check_interval),
         acceptor(asio::make_strand(io)),
-        grace_timer(acceptor.get_executor()) {}
+        grace_timer(acceptor.get_executor()),
+        table(ConnectionLimits{opts.max_connections, opts.max_connections_per_peer}),
+        budget(opts.body_budget, kSmallBody, opts.body_budget / 4) {}
 
   asio::io_context& ioc;
   const ServerOptions opts;
@@ -126,14 +158,30 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<uint16_t> bound_port{0};
 
+  ConnectionTable table;
+  BodyBudget budget;
+  std::atomic<uint64_t> budget_refusals{0};
+  RareWarning cap_warning, budget_warning;
+
+  // Open connections by their ConnectionTable id, for stop() and eviction.
   mutable std::mutex mu;
-  uint64_t next_id = 0;
   std::map<uint64_t, std::pair<asio::any_io_executor, std::weak_ptr<Conn>>> conns;
 
   Status start() {
     if (started.exchange(true)) return make_error(Errc::internal, "server already started");
     auto addr = parse_listen_address(opts.listen);
     if (!addr) return addr.error();
+    if (opts.max_body == 0) return make_error(Errc::invalid_argument, "max body must be > 0");
+    if (budget.large_limit() < opts.max_body) {
+      return make_error(Errc::invalid_argument,
+                        "body budget " + std::to_string(opts.body_budget) +
+                            " bytes is too small for the max body of " +
+                            std::to_string(opts.max_body) +
+                            " bytes: a body may use at most three quarters of the budget");
+    }
+    if (opts.max_connections == 0 || opts.max_connections_per_peer == 0) {
+      return make_error(Errc::invalid_argument, "connection limits must be > 0");
+    }
     if (auto st = certs.load(); !st) return st;
     boost::system::error_code ec;
     const tcp::endpoint ep(asio::ip::make_address(addr->host, ec), addr->port);
@@ -185,6 +233,30 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     return conns.size();
   }
 
+  ServerStats stats() const {
+    ServerStats st;
+    st.connections = connections();
+    st.evicted = table.evictions();
+    st.refused = table.refusals();
+    st.body_bytes_in_use = budget.in_use();
+    st.body_budget_refusals = budget_refusals.load();
+    return st;
+  }
+
+  // Closes an idle connection to make room for a new one (on its strand: when it turned busy
+  // in the meantime, it finishes that request and closes after the response).
+  void evict(uint64_t id) {
+    std::lock_guard lock(mu);
+    auto it = conns.find(id);
+    if (it == conns.end()) return;
+    asio::post(it->second.first, [weak = it->second.second] {
+      auto c = weak.lock();
+      if (!c) return;
+      c->evicted = true;
+      if (!c->busy && c->stream) beast::get_lowest_layer(*c->stream).cancel();
+    });
+  }
+
   static asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self) {
     while (!self->stopping) {
       auto [ec, socket] =
@@ -197,20 +269,51 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         co_await t.async_wait(use_tuple);
         continue;
       }
-      if (self->connections() >= self->opts.max_connections) {
-        spdlog::warn("connection limit {} reached, dropping a new connection",
-                     self->opts.max_connections);
+      boost::system::error_code pec;
+      const auto remote = socket.remote_endpoint(pec);
+      if (pec) {  // already gone
         boost::system::error_code ignored;
         socket.close(ignored);
         continue;
       }
+      const std::string peer = peer_key(remote.address());
+      const auto adm = self->table.admit(peer, std::chrono::steady_clock::now());
+      if ((adm.at_peer_cap || adm.at_global_cap) && self->cap_warning.due()) {
+        const auto st = self->stats();
+        spdlog::warn(
+            "connection cap reached ({} from {} of {} per peer, {} of {} in all): idle "
+            "connections are evicted to make room ({} so far), new ones refused only when none "
+            "is idle ({} so far)",
+            self->table.peer_count(peer), peer, self->opts.max_connections_per_peer, st.connections,
+            self->opts.max_connections, st.evicted, st.refused);
+      }
+      if (!adm.admitted) {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      // No Nagle: the TLS session tickets sent after the handshake are small and unacknowledged
+      // when the response is written, so Nagle would hold the response for the client's delayed
+      // ACK (40 ms on Linux) on every new connection's first request.
+      boost::system::error_code nec;
+      socket.set_option(tcp::no_delay(true), nec);
+      auto conn = std::make_shared<Conn>();
+      auto reg = std::make_unique<Registration>(self, adm.id);
+      {
+        std::lock_guard lock(self->mu);
+        self->conns.emplace(adm.id,
+                            std::make_pair(socket.get_executor(), std::weak_ptr<Conn>(conn)));
+      }
+      if (adm.evict) self->evict(*adm.evict);
       auto ctx = self->certs.current();
       auto ex = socket.get_executor();
-      asio::co_spawn(ex, session(self, std::move(socket), std::move(ctx)), asio::detached);
+      asio::co_spawn(
+          ex, session(self, std::move(socket), std::move(ctx), std::move(conn), std::move(reg)),
+          asio::detached);
     }
   }
 
-  // Registers a connection for stop(); unregisters on destruction.
+  // Unregisters a connection (from stop()'s list and the ConnectionTable) on destruction.
   struct Registration {
     Registration(std::shared_ptr<Impl> s, uint64_t i) : self(std::move(s)), id(i) {}
     Registration(const Registration&) = delete;
@@ -218,6 +321,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     std::shared_ptr<Impl> self;
     uint64_t id;
     ~Registration() {
+      self->table.remove(id);
       std::lock_guard lock(self->mu);
       self->conns.erase(id);
       if (self->stopping && self->conns.empty()) {
@@ -243,10 +347,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     return HttpReply{status, "text/plain; charset=utf-8", std::move(body) + "\n"};
   }
 
-  // Reads and discards what the client is still sending (bounded), so that it sees our error
-  // response instead of a connection reset.
-  static asio::awaitable<void> drain(Stream& stream, size_t limit) {
-    beast::get_lowest_layer(stream).expires_after(2s);
+  // Reads and discards what the client is still sending (bounded in bytes and time), so that it
+  // sees our error response instead of a connection reset.
+  static asio::awaitable<void> drain(Stream& stream, size_t limit, std::chrono::milliseconds time) {
+    beast::get_lowest_layer(stream).expires_after(time);
     std::array<char, 16 * 1024> buf{};
     size_t total = 0;
     while (total < limit) {
@@ -295,34 +399,58 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     co_return self->validator.timeout_reply(*shared_body);
   }
 
-  static asio::awaitable<void> session(std::shared_ptr<Impl> self, tcp::socket socket,
-                                       std::shared_ptr<ssl::context> ctx) {
-    if (!ctx) co_return;
-    Stream stream(beast::tcp_stream(std::move(socket)), *ctx);
-    auto conn = std::make_shared<Conn>();
-    conn->stream = &stream;
-    uint64_t id = 0;
-    {
-      std::lock_guard lock(self->mu);
-      id = self->next_id++;
-      self->conns.emplace(id, std::make_pair(stream.get_executor(), std::weak_ptr<Conn>(conn)));
+  // Answers an error and closes: the response (Connection: close), then what the client is
+  // still sending is read and dropped (up to drain_limit bytes, for up to drain_time), so that
+  // it sees the answer rather than a reset.
+  static asio::awaitable<void> refuse(Stream& stream, unsigned version, HttpReply reply,
+                                      std::string retry_after,
+                                      std::chrono::milliseconds write_timeout, size_t drain_limit,
+                                      std::chrono::milliseconds drain_time) {
+    auto res = make_response(version, false, reply);
+    if (!retry_after.empty()) res.set(http::field::retry_after, retry_after);
+    beast::get_lowest_layer(stream).expires_after(write_timeout);
+    auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
+    (void)wn;
+    if (!wec && drain_limit > 0) co_await drain(stream, drain_limit, drain_time);
+  }
+
+  HttpReply over_budget_reply() {
+    const auto refusals = ++budget_refusals;
+    if (budget_warning.due()) {
+      spdlog::warn(
+          "request bodies being read exceed the body budget of {} bytes: answering 503 ({} so "
+          "far)",
+          opts.body_budget, refusals);
     }
-    const Registration reg(self, id);
-    if (self->stopping) co_return;
+    return text(503, "server busy: request bodies being read exceed the budget of " +
+                         std::to_string(opts.body_budget) + " bytes; retry");
+  }
+
+  static asio::awaitable<void> session(std::shared_ptr<Impl> self, tcp::socket socket,
+                                       std::shared_ptr<ssl::context> ctx,
+                                       std::shared_ptr<Conn> conn,
+                                       std::unique_ptr<Registration> reg) {
+    // reg is held for the session's lifetime: it unregisters the connection at the end.
+    if (!ctx || self->stopping || conn->evicted) co_return;
+    Stream stream(beast::tcp_stream(std::move(socket)), *ctx);
+    conn->stream = &stream;
     const auto& o = self->opts;
     auto& tcp_layer = beast::get_lowest_layer(stream);
+    auto& table = self->table;
+    const auto id = reg->id;
 
     tcp_layer.expires_after(o.handshake_timeout);
     auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, use_tuple);
     if (hec) {
       spdlog::debug("TLS handshake failed: {}", hec.message());
+      conn->stream = nullptr;
       co_return;
     }
 
     beast::flat_buffer buffer;
     bool first = true;
     bool clean = true;  // whether to attempt a TLS close_notify at the end
-    while (!self->stopping) {
+    while (!self->stopping && !conn->evicted) {
       conn->busy = false;
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(std::min<size_t>(o.max_header, UINT32_MAX)));
@@ -331,6 +459,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
       (void)rn;
       conn->busy = true;
+      table.set_busy(id, true, std::chrono::steady_clock::now());
       std::optional<HttpReply> early;  // an error answer; the connection closes after it
       if (rec == http::error::body_limit) {
         early =
@@ -339,7 +468,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         early = text(
             431, "request header exceeds the limit of " + std::to_string(o.max_header) + " bytes");
       } else if (rec) {
-        if (rec == beast::error::timeout) clean = false;
+        if (rec == beast::error::timeout || conn->evicted) clean = false;
         if (rec != http::error::end_of_stream && rec != beast::error::timeout &&
             rec != asio::error::operation_aborted && rec != asio::ssl::error::stream_truncated &&
             rec != asio::error::eof && buffer.size() > 0) {
@@ -349,11 +478,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         }
       }
       if (early) {
-        auto res = make_response(11, false, *early);
-        tcp_layer.expires_after(o.write_timeout);
-        auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
-        (void)wn;
-        if (!wec && early->status == 413) co_await drain(stream, 2 * o.max_body);
+        const size_t drain_limit = early->status == 413 ? 2 * o.max_body : 0;
+        HttpReply answer = std::move(*early);
+        std::string no_retry;
+        co_await refuse(stream, 11, std::move(answer), std::move(no_retry), o.write_timeout,
+                        drain_limit, 2000ms);
+        if (drain_limit > 0) clean = false;  // the drain ends when the client stops or times out
         break;
       }
 
@@ -373,6 +503,22 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       }
       const Deadline deadline = received + request_budget(timeout_param, o);
 
+      // The body's bytes, from the process-wide budget: all of Content-Length before reading
+      // (so an answer comes before the client has sent it), or a chunked body as it arrives.
+      // Held until this request is answered.
+      BodyReservation body_bytes(self->budget);
+      const auto content_length = parser.content_length();
+      if (!parser.is_done() && content_length && !body_bytes.grow_to(*content_length)) {
+        std::string().swap(req.body());  // the parser may have reserved it already
+        HttpReply busy = self->over_budget_reply();
+        std::string retry_after = "1";
+        const size_t drain_limit = std::min<size_t>(*content_length, o.max_body);
+        co_await refuse(stream, req.version(), std::move(busy), std::move(retry_after),
+                        o.write_timeout, drain_limit, 1000ms);
+        clean = false;
+        break;
+      }
+
       if (http::token_list{req[http::field::expect]}.exists("100-continue") ||
           beast::iequals(req[http::field::expect], "100-continue")) {
         http::response<http::empty_body> cont{http::status::continue_, req.version()};
@@ -382,21 +528,42 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         if (cec) break;
       }
 
-      // Body: bounded by the limit and by the request's own deadline.
+      // Body: bounded by the limit, the budget and the request's own deadline.
       if (!parser.is_done()) {
         const auto left = deadline - std::chrono::steady_clock::now();
         tcp_layer.expires_after(std::max<std::chrono::steady_clock::duration>(
             std::min<std::chrono::steady_clock::duration>(left, o.read_timeout), 1ms));
-        auto [bec, bn] = co_await http::async_read(stream, buffer, parser, use_tuple);
-        (void)bn;
+        boost::system::error_code bec;
+        bool over_budget = false;
+        while (!parser.is_done()) {
+          auto [rec2, bn] = co_await http::async_read_some(stream, buffer, parser, use_tuple);
+          (void)bn;
+          if (rec2) {
+            bec = rec2;
+            break;
+          }
+          if (!content_length && !body_bytes.grow_to(req.body().capacity())) {
+            over_budget = true;
+            break;
+          }
+        }
+        if (over_budget) {
+          std::string().swap(req.body());  // not held through the answer and the drain
+          HttpReply busy = self->over_budget_reply();
+          std::string retry_after = "1";
+          co_await refuse(stream, req.version(), std::move(busy), std::move(retry_after),
+                          o.write_timeout, o.max_body, 1000ms);
+          clean = false;
+          break;
+        }
         if (bec == http::error::body_limit) {
-          auto res = make_response(req.version(), false,
-                                   text(413, "request body exceeds the limit of " +
-                                                 std::to_string(o.max_body) + " bytes"));
-          tcp_layer.expires_after(o.write_timeout);
-          auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
-          (void)wn;
-          if (!wec) co_await drain(stream, 2 * o.max_body);
+          std::string().swap(req.body());
+          HttpReply too_large = text(
+              413, "request body exceeds the limit of " + std::to_string(o.max_body) + " bytes");
+          std::string no_retry;
+          co_await refuse(stream, req.version(), std::move(too_large), std::move(no_retry),
+                          o.write_timeout, 2 * o.max_body, 2000ms);
+          clean = false;
           break;
         }
         if (bec) {
@@ -447,7 +614,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         reply = text(404, "not found");
       }
 
-      const bool keep_alive = req.keep_alive() && !self->stopping;
+      const bool keep_alive = req.keep_alive() && !self->stopping && !conn->evicted;
       auto res = make_response(req.version(), keep_alive, reply);
       if (!allow.empty()) res.set(http::field::allow, allow);
       if (req.method() == http::verb::head) {
@@ -463,6 +630,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       }
       if (!keep_alive) break;
       first = false;
+      conn->busy = false;
+      table.set_busy(id, false, std::chrono::steady_clock::now());
     }
     conn->busy = false;
     if (clean) {
@@ -494,6 +663,9 @@ uint16_t Server::port() const {
 }
 size_t Server::connections() const {
   return impl_->connections();
+}
+ServerStats Server::stats() const {
+  return impl_->stats();
 }
 
 }  // namespace sigil::server

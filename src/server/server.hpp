@@ -1,11 +1,12 @@
 // server/server.hpp: the HTTPS listener for the admission webhook.
 //
 // Role: accept TLS connections (Beast over Asio, C++20 coroutines, a strand per connection),
-// parse HTTP/1.1 requests with bounded headers and bodies, route POST /validate to the
-// Validator under a hard deadline derived from the API server's `?timeout=`, answer
-// /healthz and /readyz, reload the certificate when its files change, stop gracefully.
-// Beast stays out of this header (pimpl). Depends on common, admission (via Validator) and the
-// verify interface; never on a registry or policy implementation.
+// parse HTTP/1.1 requests with bounded headers and bodies (and a process-wide budget for bodies
+// being read), bound connections per peer and in all (server/limits.hpp), route POST /validate to
+// the Validator under a hard deadline derived from the API server's `?timeout=`, answer /healthz
+// and /readyz, reload the certificate when its files change, stop gracefully. Beast stays out of
+// this header (pimpl). Depends on common, admission (via Validator) and the verify interface; never
+// on a registry or policy implementation.
 #pragma once
 
 #include <chrono>
@@ -27,10 +28,18 @@ struct ServerOptions {
   // "ADDR:PORT": "0.0.0.0:8443", "127.0.0.1:0", "[::1]:8443", ":8443" (all IPv4). Port 0 picks
   // an ephemeral port; Server::port() tells which.
   std::string listen = "0.0.0.0:8443";
-  std::string cert_file;              // PEM certificate chain, leaf first
-  std::string key_file;               // PEM private key
-  size_t max_body = 7 * 1024 * 1024;  // larger bodies get 413 and the connection is closed
-  size_t max_header = 16 * 1024;      // larger headers get 431
+  std::string cert_file;  // PEM certificate chain, leaf first
+  std::string key_file;   // PEM private key
+  // Larger bodies get 413 and the connection is closed. An AdmissionReview carries the object
+  // and, for UPDATE, the old object: each at most about 1.5 MiB as stored, so 4 MiB is ample.
+  size_t max_body = 4 * 1024 * 1024;
+  // Bytes of request bodies being read at once, over all connections (reserved from
+  // Content-Length before the body is read, or as a chunked body arrives; given back when the
+  // request is answered). Past it the request gets 503 with Retry-After and the connection
+  // closes. A quarter of it is kept for bodies of at most 256 KiB (the API server's usual
+  // reviews), which a flood of large bodies cannot take.
+  size_t body_budget = 64 * 1024 * 1024;
+  size_t max_header = 16 * 1024;  // larger headers get 431
   // Verification budget: min(?timeout=, default_timeout, max_timeout) minus a margin of
   // min(safety_margin, budget * max_margin_fraction), so the reply leaves before the API
   // server gives up. A missing or malformed ?timeout= uses default_timeout.
@@ -43,12 +52,31 @@ struct ServerOptions {
   // POST /validate-policy (the policies' own validating webhook); 404 when empty.
   CheckPolicyObject check_policy;
   std::chrono::milliseconds handshake_timeout{5000};  // TCP accept -> TLS established
-  std::chrono::milliseconds read_timeout{10000};      // first request: headers and body
-  std::chrono::milliseconds idle_timeout{60000};      // keep-alive wait for the next request
+  // The first request's headers (after the handshake), and any body: the API server sends a
+  // request at once, so a slow one is a slowloris.
+  std::chrono::milliseconds read_timeout{5000};
+  // Keep-alive wait for the next request's headers. Shorter than the API server's own idle
+  // timeout (Go's transport: 90 s), long enough that a busy cluster reuses connections.
+  std::chrono::milliseconds idle_timeout{30000};
   std::chrono::milliseconds write_timeout{10000};
   std::chrono::milliseconds cert_check_interval{10000};  // mtime check, on new connections
   std::chrono::milliseconds shutdown_grace{10000};       // stop(): in-flight requests finish
+  // Open connections, in all and per peer address. At either cap the idlest idle connection
+  // (the peer's own first) is closed to make room; a busy one never is, and only when every
+  // candidate is busy is the new connection refused. On AKS the API server arrives through a
+  // few konnectivity-agent pod IPs: evicting idle connections, not refusing new ones, is what
+  // keeps its keep-alive pool working while someone floods the port.
   size_t max_connections = 2048;
+  size_t max_connections_per_peer = 512;
+};
+
+// Counters for tests, logs and metrics.
+struct ServerStats {
+  size_t connections = 0;             // open now
+  uint64_t evicted = 0;               // idle connections closed to make room for new ones
+  uint64_t refused = 0;               // new connections closed at a cap with no idle one to evict
+  size_t body_bytes_in_use = 0;       // of body_budget, now
+  uint64_t body_budget_refusals = 0;  // requests answered 503 because of body_budget
 };
 
 class Server {
@@ -69,6 +97,7 @@ class Server {
   uint16_t port() const;
   // Number of open connections (for tests and metrics).
   size_t connections() const;
+  ServerStats stats() const;
 
  private:
   struct Impl;

@@ -234,12 +234,9 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
     (void)errors;  // run_one catches everything; an image left without a verdict is denied
   }
 
-  // Past the deadline the Server has already answered TIMEOUT for us: say so, nothing else.
-  if (std::chrono::steady_clock::now() >= deadline) {
-    log_line("abandoned-after-deadline", "TIMEOUT");
-    co_return ok_json(admission::encode_response(resp));  // resp.allowed is false
-  }
-
+  // Finished at or after the deadline: the Server may already have answered TIMEOUT, or may
+  // still take this answer (whichever of the two completes first on the connection's strand);
+  // either way the answer below is complete and correct, so it is built as usual.
   std::vector<std::string> deny_lines;
   std::string reasons;
   nlohmann::json summary = nlohmann::json::object();

@@ -68,7 +68,10 @@ EXPECTED_RULES = {
     ("", "serviceaccounts", "get"),
 }
 CONFIG_KEYS = {"listen", "tlsCert", "tlsKey", "noMatchPolicy", "timeout", "logLevel", "cache", "registry",
-               "kube", "trustedRoot", "threads"}
+               "kube", "trustedRoot", "threads", "server"}
+# The AKS API server's path to webhooks: the konnectivity-agent pods in kube-system.
+KONNECTIVITY = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}
 WORKLOADS = {("", "pods"), ("", "pods/ephemeralcontainers"), ("", "replicationcontrollers"), ("apps", "deployments"),
              ("apps", "replicasets"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("batch", "jobs"),
              ("batch", "cronjobs")}
@@ -142,7 +145,8 @@ class Defaults(unittest.TestCase):
         for d in self.docs:
             self.assertTrue(d.get("apiVersion") and d.get("kind"), d)
             self.assertTrue(d.get("metadata", {}).get("name"), d)
-        namespaced = {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Secret", "PodDisruptionBudget", "Pod"}
+        namespaced = {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Secret", "PodDisruptionBudget", "Pod",
+                      "NetworkPolicy"}
         for d in self.docs:
             if d["kind"] in namespaced:
                 self.assertEqual(d["metadata"].get("namespace"), "sigil", d["kind"])
@@ -309,6 +313,9 @@ class Defaults(unittest.TestCase):
         self.assertEqual(cfg["noMatchPolicy"], "deny")
         self.assertEqual(cfg["timeout"], "10s")
         self.assertEqual(cfg["cache"], {"ttl": "5m", "negativeTtl": "30s", "size": 10000})
+        # The listener's limits (issue 9: bodies and connections an unauthenticated client may hold).
+        self.assertEqual(cfg["server"], {"maxBody": "4Mi", "bodyBudget": "64Mi", "maxConnections": 2048,
+                                         "maxConnectionsPerPeer": 512, "readTimeout": "5s", "idleTimeout": "30s"})
         self.assertNotIn("policies", cfg, "policies come from the cluster")
         self.assertNotIn("trustedRoot", cfg)
         dep, c = container(self.docs)
@@ -339,6 +346,29 @@ class Defaults(unittest.TestCase):
         self.assertIn("Argo CD", text)
         self.assertIn("noMatchPolicy is deny", text)
         self.assertIn("kube-system, sigil", text)
+        self.assertIn("The release namespace sigil is exempt", text)
+        self.assertIn("only the konnectivity-agent pods in kube-system", text)
+
+    def test_network_policy_admits_only_the_api_servers_path(self):
+        np = one(self.docs, "NetworkPolicy")
+        dep, c = container(self.docs)
+        spec = np["spec"]
+        self.assertEqual(spec["podSelector"]["matchLabels"], dep["spec"]["selector"]["matchLabels"])
+        self.assertEqual(spec["policyTypes"], ["Ingress"])
+        (rule,) = spec["ingress"]
+        self.assertEqual(rule["ports"], [{"port": 8443, "protocol": "TCP"}], "the webhook port only")
+        self.assertEqual(c["ports"][0]["containerPort"], 8443)
+        konnectivity, test_pod = rule["from"]
+        self.assertEqual(konnectivity, KONNECTIVITY)
+        # The only other source is the `helm test` pod, by labels no ordinary pod carries.
+        self.assertEqual(set(test_pod), {"podSelector"})
+        self.assertEqual(test_pod["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "test")
+        pod = one(self.docs, "Pod")
+        for k, v in test_pod["podSelector"]["matchLabels"].items():
+            self.assertEqual(pod["metadata"]["labels"].get(k), v, "the helm test pod must be allowed in")
+        # Probes come from the node (always allowed by NetworkPolicy) and use the same port.
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            self.assertIn(c[probe]["httpGet"]["port"], ("https", 8443))
 
 
 def assert_pdb_never_blocks_drains(tc, docs):
@@ -392,6 +422,43 @@ class ValueSets(unittest.TestCase):
         self.assertEqual(exprs[1], {"key": "sigil.dev/exempt", "operator": "DoesNotExist"})
         self.assertEqual(hooks["validate.sigil.dev"]["clientConfig"]["service"]["namespace"], "security")
         self.assertNotIn("namespaceSelector", hooks["validate-policy.sigil.dev"])
+
+    def test_network_policy_values(self):
+        values = os.path.join(TMP, "np.yaml")
+        with open(values, "w") as f:
+            yaml.safe_dump({"networkPolicy": {"ingressFrom": [{"ipBlock": {"cidr": "10.0.0.0/28"}}]}}, f)
+        np = one(render("-f", values), "NetworkPolicy")
+        (rule,) = np["spec"]["ingress"]
+        self.assertEqual(rule["from"][0], {"ipBlock": {"cidr": "10.0.0.0/28"}}, "the list replaces the AKS default")
+        self.assertEqual(len(rule["from"]), 2)
+        notes = os.path.join(TMP, "np-notes.txt")
+        render_raw("-f", values, "--notes-out", notes)
+        with open(notes) as f:
+            self.assertIn("only networkPolicy.ingressFrom may reach", f.read())
+        # An empty list: port 8443 from anywhere, nothing else.
+        np = one(render("--set-json", "networkPolicy.ingressFrom=[]"), "NetworkPolicy")
+        self.assertEqual(np["spec"]["ingress"], [{"ports": [{"port": 8443, "protocol": "TCP"}]}])
+        self.assertFalse([d for d in render("--set", "networkPolicy.enabled=false") if d["kind"] == "NetworkPolicy"])
+
+    def test_refuses_shared_namespaces(self):
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "kube-flannel"):
+            with self.subTest(namespace=ns):
+                r = render_raw(namespace=ns, check=False)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertIn('refusing to install into namespace "%s"' % ns, r.stderr)
+                self.assertIn("exempt from sigil's webhook", r.stderr)
+                self.assertIn("allowSharedNamespace=true", r.stderr)
+        docs = render("--set", "allowSharedNamespace=true", namespace="default")
+        self.assertEqual(one(docs, "Deployment")["metadata"]["namespace"], "default")
+        for ns in ("sigil", "sigil-system", "security", "kubesigil"):
+            render(namespace=ns)
+
+    def test_server_limits(self):
+        docs = render("--set", "config.server.maxBody=6Mi", "--set", "config.server.bodyBudget=128Mi",
+                      "--set", "config.server.maxConnectionsPerPeer=1024", "--set", "config.server.idleTimeout=45s")
+        cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+        self.assertEqual(cfg["server"], {"maxBody": "6Mi", "bodyBudget": "128Mi", "maxConnections": 2048,
+                                         "maxConnectionsPerPeer": 1024, "readTimeout": "5s", "idleTimeout": "45s"})
 
     def test_failure_policy_ignore(self):
         docs = render("--set", "webhook.failurePolicy=Ignore")
@@ -501,6 +568,10 @@ class Schema(unittest.TestCase):
             (("--set", "webhook.excludeNamespaces[0]=Not_A_Namespace"), "/webhook/excludeNamespaces/0"),
             (("--set", "image.digest=latest"), "/image/digest"),
             (("--set", "replica=3"), "'replica' not allowed"),
+            (("--set", "config.server.maxBody=4MB"), "/config/server/maxBody"),
+            (("--set", "config.server.maxConnections=0"), "/config/server/maxConnections"),
+            (("--set", "config.server.idleTimeout=30"), "/config/server/idleTimeout"),
+            (("--set-string", "allowSharedNamespace=yes"), "/allowSharedNamespace"),
         ]
         for args, needle in cases:
             with self.subTest(args=args):
@@ -710,7 +781,7 @@ class PlainManifests(unittest.TestCase):
         self.assertEqual(kinds[0], "Namespace")
         self.assertEqual(kinds.count("CustomResourceDefinition"), 3)
         for k in ("ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service",
-                  "PodDisruptionBudget", "ValidatingWebhookConfiguration", "Certificate"):
+                  "PodDisruptionBudget", "ValidatingWebhookConfiguration", "Certificate", "NetworkPolicy"):
             self.assertIn(k, kinds)
         self.assertNotIn("Secret", kinds, "no private key may be committed")
         self.assertNotIn("Pod", kinds, "no helm test hook")

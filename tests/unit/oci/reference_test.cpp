@@ -47,7 +47,7 @@ TEST_CASE("parse_reference normalizes valid references", "[oci][reference]") {
       {"127.0.0.1:5000/app:1", "127.0.0.1:5000", "app", "1", ""},
       {"[::1]:5000/foo:tag", "[::1]:5000", "foo", "tag", ""},
       {"[::1]/foo", "[::1]", "foo", "latest", ""},
-      {"[2001:db8::1]:443/a/b", "[2001:db8::1]:443", "a/b", "latest", ""},
+      {"[2001:db8::1]:5443/a/b", "[2001:db8::1]:5443", "a/b", "latest", ""},
       {"myacr.azurecr.io/app:1.0@" + kSha256, "myacr.azurecr.io", "app", "1.0", kSha256},
       {"myacr.azurecr.io/team/app@" + kSha512, "myacr.azurecr.io", "team/app", "", kSha512},
       {"gcr.io/distroless/static:nonroot", "gcr.io", "distroless/static", "nonroot", ""},
@@ -60,6 +60,25 @@ TEST_CASE("parse_reference normalizes valid references", "[oci][reference]") {
       {"LOCALHOST/bar", "localhost", "bar", "latest", ""},
       {"MyACR.AzureCR.io/app", "myacr.azurecr.io", "app", "latest", ""},
       {"INDEX.DOCKER.IO/library/nginx", "docker.io", "library/nginx", "latest", ""},
+      // one origin, one name: the HTTPS default port and Docker Hub's other hosts
+      {"myacr.azurecr.io:443/prod/app", "myacr.azurecr.io", "prod/app", "latest", ""},
+      {"myacr.azurecr.io:0443/prod/app:v1", "myacr.azurecr.io", "prod/app", "v1", ""},
+      {"MyACR.azurecr.io:443/prod/app", "myacr.azurecr.io", "prod/app", "latest", ""},
+      {"myacr.azurecr.io:05000/app", "myacr.azurecr.io:5000", "app", "latest", ""},
+      {"myacr.azurecr.io:4430/app", "myacr.azurecr.io:4430", "app", "latest", ""},
+      {"myacr.azurecr.io:80/app", "myacr.azurecr.io:80", "app", "latest", ""},
+      {"localhost:443/app", "localhost", "app", "latest", ""},
+      {"127.0.0.1:443/app", "127.0.0.1", "app", "latest", ""},
+      {"[2001:db8::1]:443/a/b", "[2001:db8::1]", "a/b", "latest", ""},
+      {"[::1]:00443/a", "[::1]", "a", "latest", ""},
+      {"foo:443/bar", "foo:443", "bar", "latest", ""},  // "foo/bar" would be docker.io/foo/bar
+      {"index.docker.io:443/nginx", "docker.io", "library/nginx", "latest", ""},
+      {"docker.io:443/library/nginx", "docker.io", "library/nginx", "latest", ""},
+      {"registry-1.docker.io/library/nginx:1.25", "docker.io", "library/nginx", "1.25", ""},
+      {"registry-1.docker.io/nginx", "docker.io", "library/nginx", "latest", ""},
+      {"Registry-1.Docker.io:443/myuser/app", "docker.io", "myuser/app", "latest", ""},
+      {"registry.hub.docker.com/library/nginx", "docker.io", "library/nginx", "latest", ""},
+      {"registry-2.docker.io/nginx", "registry-2.docker.io", "nginx", "latest", ""},
       // path-component separators
       {"a/b.c", "docker.io", "a/b.c", "latest", ""},
       {"a/b_c", "docker.io", "a/b_c", "latest", ""},
@@ -257,6 +276,34 @@ TEST_CASE("is_valid_digest", "[oci][reference]") {
   }));
   CAPTURE(bad);
   CHECK_FALSE(is_valid_digest(bad));
+}
+
+TEST_CASE("every spelling of one origin parses to one name", "[oci][reference]") {
+  // The registry client contacts api_host(registry): https://myacr.azurecr.io (port 443) for
+  // `myacr.azurecr.io:443/...`, the origin the kubelet pulls it from.
+  const auto a = parse_reference("myacr.azurecr.io/prod/app:v1");
+  REQUIRE(a.ok());
+  for (const std::string other :
+       {"myacr.azurecr.io:443/prod/app:v1", "MYACR.AZURECR.IO/prod/app:v1",
+        "myacr.azurecr.io:00443/prod/app:v1"}) {
+    CAPTURE(other);
+    const auto b = parse_reference(other);
+    REQUIRE(b.ok());
+    CHECK(b->str() == a->str());
+    CHECK(api_host(b->registry) == "myacr.azurecr.io");
+  }
+  const auto hub = parse_reference("nginx:1.25");
+  REQUIRE(hub.ok());
+  for (const std::string other :
+       {"docker.io/library/nginx:1.25", "index.docker.io/nginx:1.25",
+        "registry-1.docker.io/library/nginx:1.25", "registry-1.docker.io:443/nginx:1.25",
+        "registry.hub.docker.com/library/nginx:1.25"}) {
+    CAPTURE(other);
+    const auto b = parse_reference(other);
+    REQUIRE(b.ok());
+    CHECK(b->str() == hub->str());
+    CHECK(api_host(b->registry) == "registry-1.docker.io");
+  }
 }
 
 TEST_CASE("api_host and signature_tag", "[oci][reference]") {

@@ -178,8 +178,27 @@ TEST_CASE("glob matching follows policy-controller", "[policy][glob]") {
        "myregistry.azurecr.io/app:v1", true},
       {"localhost:5000/app:v1", "localhost:5000/*", true},
       {"localhost:5000/app:v1", "localhost:5001/*", false},
-      {"MyRegistry.azurecr.io/app", "myregistry.azurecr.io/app", true},  // hosts: any case
-      {"myregistry.azurecr.io/app", "myregistry.azurecr.io/App", false},
+      {"MyRegistry.azurecr.io/app", "myregistry.azurecr.io/app", true},        // hosts: any case
+      {"myregistry.azurecr.io/app:V1", "myregistry.azurecr.io/app:V1", true},  // tags keep case
+      {"myregistry.azurecr.io/app:v1", "myregistry.azurecr.io/app:V1", false},
+      // One origin, one name: the default port and Docker Hub's other hosts cannot dodge a
+      // glob, and a glob written with them still applies.
+      {"myacr.azurecr.io:443/prod/app", "myacr.azurecr.io/prod/**", true},
+      {"myacr.azurecr.io:0443/prod/app:v1", "myacr.azurecr.io/prod/**", true},
+      {"myacr.azurecr.io/prod/app", "myacr.azurecr.io:443/prod/**", true},
+      {"myacr.azurecr.io:443/prod/app", "myacr.azurecr.io:443/prod/**", true},
+      {"myacr.azurecr.io/prod/app", "myacr.azurecr.io:*/prod/**", true},
+      {"myacr.azurecr.io:5000/prod/app", "myacr.azurecr.io/prod/**", false},
+      {"myacr.azurecr.io/prod/app", "myacr.azurecr.io:5000/prod/**", false},
+      {"127.0.0.1:443/prod/app", "127.0.0.1/prod/**", true},
+      {"registry-1.docker.io/library/nginx", "docker.io/library/nginx", true},
+      {"registry-1.docker.io/nginx", "nginx", true},
+      {"registry.hub.docker.com/library/nginx:1", "index.docker.io/library/*", true},
+      {"index.docker.io:443/myuser/app", "docker.io/myuser/**", true},
+      {"nginx", "registry-1.docker.io/library/nginx", true},
+      {"nginx", "registry-1.docker.io:443/library/**", true},
+      {"myuser/app", "registry.hub.docker.com/myuser/*", true},
+      {"registry-2.docker.io/library/nginx", "docker.io/**", false},
   }));
   CAPTURE(c.image, c.glob);
   auto g = Glob::compile(c.glob);
@@ -194,6 +213,69 @@ TEST_CASE("invalid globs are rejected", "[policy][glob]") {
   auto g = Glob::compile(bad);
   REQUIRE_FALSE(g.ok());
   CHECK(g.error().code == Errc::invalid_argument);
+}
+
+TEST_CASE("a glob with an uppercase registry or repository is refused", "[policy][glob]") {
+  struct Case {
+    const char* glob;
+    const char* part;
+    const char* fix;
+  };
+  auto c = GENERATE(values<Case>({
+      {"MyACR.azurecr.io/prod/**", "registry", "\"myacr.azurecr.io/prod/**\""},
+      {"myacr.azurecr.IO:443/**", "registry", "\"myacr.azurecr.io:443/**\""},
+      {"myacr.azurecr.io/Prod/**", "repository", "\"myacr.azurecr.io/prod/**\""},
+      {"myacr.azurecr.io/app:V1@sha256:*", "nothing", ""},
+      {"Nginx", "repository", "\"nginx\""},
+      {"Nginx:Latest", "repository", "\"nginx:Latest\""},
+  }));
+  CAPTURE(c.glob);
+  auto g = Glob::compile(c.glob);
+  if (std::string(c.part) == "nothing") {
+    CHECK(g.ok());  // uppercase in a tag is fine: tags keep their case
+    return;
+  }
+  REQUIRE_FALSE(g.ok());
+  CHECK(g.error().code == Errc::invalid_argument);
+  CHECK_THAT(g.error().message,
+             Catch::Contains(std::string("the ") + c.part + " must be lowercase"));
+  CHECK_THAT(g.error().message, Catch::Contains(c.fix));
+}
+
+TEST_CASE("a stricter per-registry policy cannot be dodged with another spelling",
+          "[policy][match]") {
+  // Policy A `**` needs key1; policy B `myacr.azurecr.io/prod/**` needs key2. An image signed by
+  // key1 only is admitted by A and refused by B, whichever way its registry is spelled.
+  TestKey key1("P-256");
+  TestKey key2("P-256");
+  auto policy_yaml = [](const std::string& name, const std::string& glob, const std::string& key,
+                        const std::string& pem) {
+    return "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n"
+           "  name: " +
+           name + "\nspec:\n  images:\n  - glob: \"" + glob +
+           "\"\n  authorities:\n  - name: " + key + "\n    key:\n      data: |\n" + indent(pem, 8);
+  };
+  auto ps =
+      parse_policies(policy_yaml("a-baseline", "**", "key1", key1.pem()) + "---\n" +
+                         policy_yaml("b-prod", "myacr.azurecr.io/prod/**", "key2", key2.pem()),
+                     "dodge.yaml");
+  REQUIRE(ps.ok());
+  PolicySet set(std::move(*ps), NoMatch::deny, 1);
+  const auto image =
+      GENERATE(as<std::string>{}, "myacr.azurecr.io/prod/app", "myacr.azurecr.io:443/prod/app",
+               "MYACR.azurecr.io:443/prod/app:v1", "myacr.azurecr.io:0443/prod/app");
+  CAPTURE(image);
+  const auto matched = set.match(ref(image));
+  std::vector<std::string> names;
+  for (const Policy* p : matched) names.push_back(p->name);
+  REQUIRE(names == std::vector<std::string>{"a-baseline", "b-prod"});
+  const std::vector<crypto::Signature> sigs{sig_for(key1, kDigestA)};
+  CHECK(evaluate(*matched[0], kDigestA, sigs).satisfied);
+  const auto b = evaluate(*matched[1], kDigestA, sigs);
+  CHECK_FALSE(b.satisfied);
+  CHECK(b.reason_code == "BAD_SIGNATURE");
+  // Another registry (another port) is another origin: only the baseline applies.
+  CHECK(set.match(ref("myacr.azurecr.io:5000/prod/app")).size() == 1);
 }
 
 TEST_CASE("bare * and */* are rewritten to Docker Hub", "[policy][glob]") {

@@ -49,9 +49,12 @@ TEST_CASE("docker config: lookalike hosts never match") {
   REQUIRE(cfg.ok());
   CHECK(cfg->find("x.azurecr.io"));
   CHECK(cfg->find("X.AzureCR.io"));
+  // The same https origin, spelled with its default port (image references are normalized
+  // the same way), is not a lookalike.
+  CHECK(cfg->find("x.azurecr.io:443"));
   auto host = GENERATE(as<std::string>{}, "x.azurecr.io.evil.com", "evil.com/x.azurecr.io",
-                       "evilx.azurecr.io", "azurecr.io", "x.azurecr.io:443", "x.azurecr.io.",
-                       "y.x.azurecr.io", "");
+                       "evilx.azurecr.io", "azurecr.io", "x.azurecr.io:4430", "x.azurecr.io:80",
+                       "x.azurecr.io.", "y.x.azurecr.io", "");
   CAPTURE(host);
   CHECK_FALSE(cfg->find(host));
 }
@@ -85,6 +88,11 @@ TEST_CASE("normalize_registry_host") {
       {"https://index.docker.io/v1/", "docker.io"},
       {"registry-1.docker.io", "docker.io"},
       {"127.0.0.1:5000", "127.0.0.1:5000"},
+      // one origin, one key: images are normalized the same way (oci::canonical_registry)
+      {"myreg.io:443", "myreg.io"},
+      {"https://MyReg.io:0443/v1/", "myreg.io"},
+      {"registry.hub.docker.com", "docker.io"},
+      {"foo:443", "foo:443"},
       {"ftp://x", ""},
       {"a b", ""},
       {"u:p@host", ""},

@@ -255,11 +255,16 @@ namespace {
 
 asio::awaitable<void> client_coro(ssl::context& ctx, uint16_t port, const std::string& method,
                                   const std::string& target, const std::string& body,
-                                  const ClientOptions& options, ClientReply& out) {
+                                  const ClientOptions& options, const std::string& source_ip,
+                                  ClientReply& out) {
   auto ex = co_await asio::this_coro::executor;
   beast::ssl_stream<beast::tcp_stream> s(ex, ctx);
   auto& lowest = beast::get_lowest_layer(s);
   lowest.expires_after(options.timeout);
+  if (!source_ip.empty()) {
+    lowest.socket().open(tcp::v4());
+    lowest.socket().bind(tcp::endpoint(asio::ip::make_address(source_ip), 0));
+  }
   auto [cec] =
       co_await lowest.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
                                     asio::as_tuple(asio::use_awaitable));
@@ -312,6 +317,13 @@ asio::awaitable<void> client_coro(ssl::context& ctx, uint16_t port, const std::s
 ClientReply https_request(uint16_t port, const std::string& ca_pem, const std::string& method,
                           const std::string& target, const std::string& body,
                           const ClientOptions& options) {
+  return https_request_from("", port, ca_pem, method, target, body, options);
+}
+
+ClientReply https_request_from(const std::string& source_ip, uint16_t port,
+                               const std::string& ca_pem, const std::string& method,
+                               const std::string& target, const std::string& body,
+                               const ClientOptions& options) {
   ClientReply out;
   ssl::context ctx(ssl::context::tls_client);
   boost::system::error_code ec;
@@ -326,7 +338,7 @@ ClientReply https_request(uint16_t port, const std::string& ca_pem, const std::s
   }
   asio::io_context ioc;
   const auto start = std::chrono::steady_clock::now();
-  asio::co_spawn(ioc, client_coro(ctx, port, method, target, body, options, out),
+  asio::co_spawn(ioc, client_coro(ctx, port, method, target, body, options, source_ip, out),
                  [&](std::exception_ptr e) {
                    if (e) out.error = "client exception";
                  });
@@ -335,6 +347,165 @@ ClientReply https_request(uint16_t port, const std::string& ca_pem, const std::s
       std::chrono::steady_clock::now() - start);
   if (!ioc.stopped()) out.error = "client timed out";
   return out;
+}
+
+struct RawTlsClient::Impl {
+  Impl(uint16_t p, const std::string& ca_pem, const std::string& src) : port(p), source(src) {
+    boost::system::error_code ec;
+    ctx.add_certificate_authority(asio::buffer(ca_pem), ec);
+    if (ec) throw std::runtime_error("client CA: " + ec.message());
+    ctx.set_verify_mode(ssl::verify_peer);
+  }
+  // Starts one operation (start(handler)), runs it for up to t; cancels it past t.
+  template <class Start>
+  boost::system::error_code run(Start start, std::chrono::milliseconds t, size_t* n = nullptr) {
+    bool done = false;
+    boost::system::error_code result = asio::error::timed_out;
+    start([&](boost::system::error_code ec, size_t bytes = 0) {
+      done = true;
+      result = ec;
+      if (n) *n = bytes;
+    });
+    ioc.restart();
+    ioc.run_for(t);
+    if (!done) {
+      boost::system::error_code ignored;
+      stream.lowest_layer().cancel(ignored);
+      ioc.restart();
+      ioc.run_for(2s);
+      return asio::error::timed_out;
+    }
+    return result;
+  }
+
+  asio::io_context ioc;
+  ssl::context ctx{ssl::context::tls_client};
+  ssl::stream<tcp::socket> stream{ioc, ctx};
+  uint16_t port;
+  std::string source;
+  std::string pending;  // received and not yet consumed
+};
+
+RawTlsClient::RawTlsClient(uint16_t port, const std::string& ca_pem, const std::string& source_ip)
+    : impl_(std::make_unique<Impl>(port, ca_pem, source_ip)) {}
+RawTlsClient::~RawTlsClient() = default;
+
+std::string RawTlsClient::connect(std::chrono::milliseconds timeout) {
+  auto& s = impl_->stream;
+  boost::system::error_code ec;
+  s.lowest_layer().open(tcp::v4(), ec);
+  if (!ec) s.lowest_layer().bind(tcp::endpoint(asio::ip::make_address(impl_->source), 0), ec);
+  if (ec) return "bind: " + ec.message();
+  ec = impl_->run(
+      [&](auto h) {
+        s.lowest_layer().async_connect(
+            tcp::endpoint(asio::ip::make_address("127.0.0.1"), impl_->port),
+            [h](boost::system::error_code e) mutable { h(e); });
+      },
+      timeout);
+  if (ec) return "connect: " + ec.message();
+  X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s.native_handle()), "127.0.0.1");
+  ec = impl_->run(
+      [&](auto h) {
+        s.async_handshake(ssl::stream_base::client,
+                          [h](boost::system::error_code e) mutable { h(e); });
+      },
+      timeout);
+  if (ec) return "handshake: " + ec.message();
+  return {};
+}
+
+bool RawTlsClient::send(const std::string& bytes, std::chrono::milliseconds timeout) {
+  auto ec = impl_->run(
+      [&](auto h) {
+        asio::async_write(impl_->stream, asio::buffer(bytes),
+                          [h](boost::system::error_code e, size_t n) mutable { h(e, n); });
+      },
+      timeout);
+  return !ec;
+}
+
+RawTlsClient::Response RawTlsClient::read_response(std::chrono::milliseconds timeout) {
+  Response out;
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  auto& p = impl_->pending;
+  std::array<char, 16 * 1024> buf{};
+  while (true) {
+    const auto head_end = p.find("\r\n\r\n");
+    if (head_end != std::string::npos) {
+      out.headers = p.substr(0, head_end + 4);
+      size_t length = 0;
+      std::string lower = out.headers;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (auto cl = lower.find("\r\ncontent-length:"); cl != std::string::npos) {
+        length = std::stoul(lower.substr(cl + 17));
+      }
+      if (p.size() >= head_end + 4 + length) {
+        out.body = p.substr(head_end + 4, length);
+        p.erase(0, head_end + 4 + length);
+        if (out.headers.rfind("HTTP/1.1 ", 0) == 0)
+          out.status = std::stoi(out.headers.substr(9, 3));
+        out.ok = out.status != 0;
+        return out;
+      }
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left <= 0ms) {
+      out.error = "timed out";
+      return out;
+    }
+    size_t n = 0;
+    auto ec = impl_->run(
+        [&](auto h) {
+          impl_->stream.async_read_some(
+              asio::buffer(buf), [h](boost::system::error_code e, size_t k) mutable { h(e, k); });
+        },
+        left, &n);
+    p.append(buf.data(), n);
+    if (ec) {
+      out.error = ec.message();
+      if (n == 0 && ec != asio::error::timed_out) {
+        // Closed: maybe with a complete response in pending (handled by the next loop turn).
+        const auto head_end2 = p.find("\r\n\r\n");
+        if (head_end2 == std::string::npos) return out;
+        out.headers = p.substr(0, head_end2 + 4);
+        out.body = p.substr(head_end2 + 4);
+        if (out.headers.rfind("HTTP/1.1 ", 0) == 0)
+          out.status = std::stoi(out.headers.substr(9, 3));
+        out.ok = out.status != 0;
+        p.clear();
+        return out;
+      }
+      if (ec == asio::error::timed_out) return out;
+    }
+  }
+}
+
+bool RawTlsClient::closed_within(std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  std::array<char, 16 * 1024> buf{};
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left <= 0ms) return false;
+    auto ec = impl_->run(
+        [&](auto h) {
+          impl_->stream.async_read_some(
+              asio::buffer(buf), [h](boost::system::error_code e, size_t k) mutable { h(e, k); });
+        },
+        left);
+    if (ec == asio::error::timed_out) return false;
+    if (ec) return true;
+  }
+}
+
+std::string post_head(const std::string& target, const std::string& content_length) {
+  std::string h =
+      "POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+  h += content_length.empty() ? "Transfer-Encoding: chunked\r\n"
+                              : "Content-Length: " + content_length + "\r\n";
+  return h + "\r\n";
 }
 
 }  // namespace sigil::server::test

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -70,5 +71,43 @@ struct ClientReply {
 ClientReply https_request(uint16_t port, const std::string& ca_pem, const std::string& method,
                           const std::string& target, const std::string& body = "",
                           const ClientOptions& options = {});
+// The same from another local address (each 127.0.0.x is its own peer to the server).
+ClientReply https_request_from(const std::string& source_ip, uint16_t port,
+                               const std::string& ca_pem, const std::string& method,
+                               const std::string& target, const std::string& body,
+                               const ClientOptions& options);
+
+// A TLS connection held open by a test, to play a client that connects and then does as it
+// likes: idles, sends part of a request, trickles bytes. Every call is bounded by its timeout.
+class RawTlsClient {
+ public:
+  RawTlsClient(uint16_t port, const std::string& ca_pem,
+               const std::string& source_ip = "127.0.0.1");
+  ~RawTlsClient();
+  RawTlsClient(const RawTlsClient&) = delete;
+  RawTlsClient& operator=(const RawTlsClient&) = delete;
+
+  // TCP connect (from source_ip) and TLS handshake: "" when done, else what failed.
+  std::string connect(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  bool send(const std::string& bytes, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  struct Response {
+    bool ok = false;  // a status line, headers and the Content-Length body were read
+    int status = 0;
+    std::string headers;  // the header block, as received
+    std::string body;
+    std::string error;
+  };
+  Response read_response(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // True when the server closes the connection within timeout (what it sends first is dropped).
+  bool closed_within(std::chrono::milliseconds timeout);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// "POST target HTTP/1.1" headers for a body of content_length bytes ("" = chunked), ending
+// with the blank line.
+std::string post_head(const std::string& target, const std::string& content_length);
 
 }  // namespace sigil::server::test

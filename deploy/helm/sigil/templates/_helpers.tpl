@@ -91,6 +91,10 @@ comma-separated. */}}
 
 {{/* Checks that span several values (values.schema.json checks each value on its own). */}}
 {{- define "sigil.validate" -}}
+{{- $ns := .Release.Namespace -}}
+{{- if and (not .Values.allowSharedNamespace) (or (eq $ns "default") (hasPrefix "kube-" $ns)) -}}
+{{- fail (printf "refusing to install into namespace %q: the release namespace is exempt from sigil's webhook (sigil must always be able to start its own pods), so every pod in %q would run unchecked. Install into a namespace of sigil's own (helm install ... --namespace sigil --create-namespace), or set allowSharedNamespace=true to accept that" $ns $ns) -}}
+{{- end -}}
 {{- $budget := add (int .Values.webhook.timeoutSeconds) (int .Values.preStopSleepSeconds) -}}
 {{- if le (int .Values.terminationGracePeriodSeconds) $budget -}}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + webhook.timeoutSeconds (%d): a stopping replica must be able to answer the admissions it has accepted" (int .Values.terminationGracePeriodSeconds) $budget) -}}
