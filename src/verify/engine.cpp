@@ -459,6 +459,10 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
                    "image " + image + ": only sha256 digests can be verified, got " + digest);
   }
 
+  // Declared before the plan: the evidence the plan will hold keeps reservations on it, and
+  // locals are destroyed in reverse order.
+  std::shared_ptr<ByteBudget> budget = context.budget;
+  if (!budget) budget = admission_budget();
   Impl::Plan plan = Impl::plan(*ref, matched);
   const std::string key = d.verdict_key(*ref, digest, *policies, matched, plan, context);
   if (auto hit = d.cache.get(key)) {
@@ -490,8 +494,6 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
                    "image " + image + ": verification did not finish before the webhook deadline");
   }
 
-  std::shared_ptr<ByteBudget> budget = context.budget;
-  if (!budget) budget = admission_budget();
   Verdict v;
   try {
     v = co_await d.evaluate(image, digest, matched, plan, deadline, context, *budget);
