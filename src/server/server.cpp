@@ -26,6 +26,7 @@
 #include <boost/url/parse.hpp>
 
 #include "server/duration.hpp"
+#include "server/mutator.hpp"
 #include "server/tls.hpp"
 
 namespace sigil::server {
@@ -258,9 +259,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     }
   }
 
-  // Runs the validator on its own coroutine and answers TIMEOUT when it has not finished by
-  // the deadline; the reply never waits for a verifier that ignores cancellation.
-  static asio::awaitable<HttpReply> validate_guarded(std::shared_ptr<Impl> self, std::string body,
+  // Runs the handler (the Validator, or the Mutator) on its own coroutine and answers its
+  // timeout_reply when it has not finished by the deadline; the reply never waits for a
+  // verifier that ignores cancellation. The handler outlives every connection.
+  template <class Handler>
+  static asio::awaitable<HttpReply> validate_guarded(std::shared_ptr<Impl> self,
+                                                     const Handler* handler, std::string body,
                                                      Deadline deadline) {
     auto ex = co_await asio::this_coro::executor;
     struct State {
@@ -274,8 +278,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     st->timer.expires_at(deadline);
     asio::co_spawn(
         ex,
-        [self, shared_body, deadline]() -> asio::awaitable<HttpReply> {
-          co_return co_await self->validator.handle(*shared_body, deadline);
+        [self, handler, shared_body, deadline]() -> asio::awaitable<HttpReply> {
+          co_return co_await handler->handle(*shared_body, deadline);
         },
         asio::bind_cancellation_slot(
             st->cancel.slot(), [st](std::exception_ptr e, HttpReply reply) {
@@ -290,7 +294,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     co_await st->timer.async_wait(use_tuple);
     if (st->reply) co_return std::move(*st->reply);
     st->cancel.emit(asio::cancellation_type::terminal);
-    co_return self->validator.timeout_reply(*shared_body);
+    co_return handler->timeout_reply(*shared_body);
   }
 
   static asio::awaitable<void> session(std::shared_ptr<Impl> self, tcp::socket socket,
@@ -412,7 +416,17 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           reply = text(405, "method not allowed: use POST");
           allow = "POST";
         } else {
-          reply = co_await validate_guarded(self, std::move(req.body()), deadline);
+          reply =
+              co_await validate_guarded(self, &self->validator, std::move(req.body()), deadline);
+        }
+      } else if (path == "/mutate") {
+        if (req.method() != http::verb::post) {
+          reply = text(405, "method not allowed: use POST");
+          allow = "POST";
+        } else if (!o.mutator) {
+          reply = text(404, "not found: the mutating webhook is not enabled");
+        } else {
+          reply = co_await validate_guarded(self, o.mutator, std::move(req.body()), deadline);
         }
       } else if (path == "/validate-policy") {
         if (req.method() != http::verb::post) {

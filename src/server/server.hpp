@@ -2,7 +2,8 @@
 //
 // Role: accept TLS connections (Beast over Asio, C++20 coroutines, a strand per connection),
 // parse HTTP/1.1 requests with bounded headers and bodies, route POST /validate to the
-// Validator under a hard deadline derived from the API server's `?timeout=`, answer
+// Validator and POST /mutate to the Mutator, each under a hard deadline derived from the API
+// server's `?timeout=`, answer
 // /healthz and /readyz, reload the certificate when its files change, stop gracefully.
 // Beast stays out of this header (pimpl). Depends on common, admission (via Validator) and the
 // verify interface; never on a registry or policy implementation.
@@ -23,6 +24,8 @@
 
 namespace sigil::server {
 
+class Mutator;
+
 struct ServerOptions {
   // "ADDR:PORT": "0.0.0.0:8443", "127.0.0.1:0", "[::1]:8443", ":8443" (all IPv4). Port 0 picks
   // an ephemeral port; Server::port() tells which.
@@ -42,6 +45,9 @@ struct ServerOptions {
   std::function<bool()> ready;
   // POST /validate-policy (the policies' own validating webhook); 404 when empty.
   CheckPolicyObject check_policy;
+  // POST /mutate (pins Pods' tags to verified digests); 404 when null. Must outlive the Server's
+  // connections, as the Validator does.
+  const Mutator* mutator = nullptr;
   std::chrono::milliseconds handshake_timeout{5000};  // TCP accept -> TLS established
   std::chrono::milliseconds read_timeout{10000};      // first request: headers and body
   std::chrono::milliseconds idle_timeout{60000};      // keep-alive wait for the next request
