@@ -705,7 +705,7 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w) {
   if (!spec) return w.err(Errc::invalid_argument, "spec", "missing");
   auto sf = fields(*spec, w, "spec");
   if (!sf) return sf.error();
-  if (auto st = check_fields(*sf, w, "spec", {"images", "authorities", "mode"},
+  if (auto st = check_fields(*sf, w, "spec", {"images", "authorities", "mode", "requireDigest"},
                              {{"policy", "CUE/Rego policies (spec.policy) are"},
                               {"match", "resource selectors (spec.match) are"}});
       !st) {
@@ -768,6 +768,15 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w) {
     } else {
       return w.err(Errc::invalid_argument, "spec.mode",
                    "unsupported mode \"" + *m + "\" (enforce or warn)");
+    }
+  }
+  if (const auto* rd = get(*sf, "requireDigest")) {
+    auto v = scalar(*rd, w, "spec.requireDigest");
+    if (!v) return v.error();
+    if (*v == "true") {
+      p.require_digest = true;
+    } else if (*v != "false") {
+      return w.err(Errc::invalid_argument, "spec.requireDigest", "expected true or false");
     }
   }
   ParsedDocument out;

@@ -141,6 +141,10 @@ struct Policy {
   std::vector<Glob> globs;
   std::vector<Authority> authorities;
   Mode mode = Mode::enforce;
+  // spec.requireDigest: an image this policy matches must be referenced by digest
+  // (name@sha256:... or name:tag@sha256:...); a tag-only reference is refused (DIGEST_REQUIRED)
+  // before any registry is asked. For clusters that forbid mutation (no /mutate pinning).
+  bool require_digest = false;
 };
 
 // A TrustRoot document (policy-controller's `spec.sigstoreKeys`), compiled.
