@@ -193,6 +193,29 @@ class MutateTest(unittest.TestCase):
                          self.ref("test/other", "v1", self.img["test/other"]))
         self.assertEqual(obj["containers"][0]["image"], self.ref("test/signed"))
 
+    def test_updates_that_run_nothing_new_are_not_judged(self):
+        # A pod running an unsigned image (admitted before its policy existed, say): removing its
+        # finalizer, labelling it, or finishing its deletion must not be refused.
+        review = harness.pod_review([self.ref("test/unsigned")], uid="6c1f0000-0000-4000-8000-000000000009")
+        req = review["request"]
+        req["operation"] = "UPDATE"
+        req["oldObject"] = json.loads(json.dumps(req["object"]))
+        req["oldObject"]["metadata"]["finalizers"] = ["batch.kubernetes.io/job-tracking"]
+        req["object"]["metadata"]["labels"] = {"touched": "yes"}
+        self.assertIs(self.validate(review)["allowed"], True)
+        self.assertEqual(harness.json_patch_of(self.mutate(review)), [])
+        # Changing its image is judged.
+        changed = json.loads(json.dumps(review))
+        changed["request"]["object"]["spec"]["containers"][0]["image"] = self.ref("test/unsigned", "v2")
+        self.assertIs(self.validate(changed)["allowed"], False)
+        # Unless the pod is being deleted.
+        changed["request"]["object"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:04:05Z"
+        self.assertIs(self.validate(changed)["allowed"], True)
+        with open(self.sigil.log) as f:
+            log = f.read()
+        self.assertIn("decision=allowed-unjudged reasons=IMAGES_UNCHANGED", log)
+        self.assertIn("decision=allowed-unjudged reasons=BEING_DELETED", log)
+
     def test_pinning_setting_reaches_sigil(self):
         with open(self.sigil.log) as f:
             self.assertIn("pinning: on", f.read())
