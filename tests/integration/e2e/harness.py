@@ -287,18 +287,14 @@ class SigilServer:
 
     def validate(self, review_doc, query="", timeout=30):
         """POSTs an AdmissionReview; returns (http status, response object or None)."""
-        status, body = self.post_raw(json.dumps(review_doc).encode(), "/validate" + query,
-                                     timeout)
-        if status != 200:
-            return status, None
-        doc = json.loads(body)
-        assert doc.get("apiVersion") == "admission.k8s.io/v1", doc
-        assert doc.get("kind") == "AdmissionReview", doc
-        return status, doc["response"]
+        return self.review(review_doc, "/validate" + query, timeout)
 
     def mutate(self, review_doc, query="", timeout=30):
         """POSTs an AdmissionReview to /mutate; returns (http status, response object or None)."""
-        status, body = self.post_raw(json.dumps(review_doc).encode(), "/mutate" + query, timeout)
+        return self.review(review_doc, "/mutate" + query, timeout)
+
+    def review(self, review_doc, target, timeout=30):
+        status, body = self.post_raw(json.dumps(review_doc).encode(), target, timeout)
         if status != 200:
             return status, None
         doc = json.loads(body)
