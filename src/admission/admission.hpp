@@ -19,8 +19,9 @@ namespace sigil::admission {
 struct ImageUse {
   std::string image;  // exactly as written in the spec
   std::string path;   // "spec.containers[0] (app)", for messages
-  std::string
-      pointer;  // RFC 6901 pointer of the image field in the object: "/spec/containers/0/image"
+  // RFC 6901 pointer of the image field in the object ("/spec/containers/0/image"): where
+  // /mutate patches it, and what an UPDATE's new and old images are compared by.
+  std::string pointer;
 };
 
 struct Request {
