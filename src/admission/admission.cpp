@@ -11,14 +11,14 @@
 #include <algorithm>
 #include <cstddef>
 #include <exception>
-#include <functional>
+#include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 
 #include <simdjson.h>
 
+#include "common/encoding.hpp"
 #include "common/json_text.hpp"
 
 namespace sigil::admission {
@@ -81,21 +81,26 @@ std::vector<const char*> pod_spec_path(const std::string& group, const std::stri
   return {};
 }
 
+// Appends every image use of one container list (spec.<field>) to out, each with its message
+// path and its JSON pointer (built from the steps actually taken, never from the message path).
 class Extractor {
  public:
   explicit Extractor(std::vector<ImageUse>& out) : out_(out) {}
 
-  Status list(dom::object spec, const std::string& spec_path, const char* field) {
+  Status list(dom::object spec, const std::string& spec_path, const std::string& spec_pointer,
+              const char* field) {
     auto e = member(spec, field);
     if (!e) return {};
     const std::string list_path = spec_path + "." + field;
+    const std::string list_pointer = spec_pointer + "/" + json_pointer_token(field);
     dom::array items;
     if (e->get_array().get(items) != simdjson::SUCCESS) {
       return parse_err(list_path + ": not an array");
     }
     std::size_t i = 0;
     for (dom::element item : items) {
-      const std::string at = list_path + "[" + std::to_string(i++) + "]";
+      const std::string index = std::to_string(i++);
+      const std::string at = list_path + "[" + index + "]";
       if (++count_ > kMaxContainers) {
         return make_error(Errc::too_large, "AdmissionReview: more than " +
                                                std::to_string(kMaxContainers) + " containers");
@@ -112,16 +117,59 @@ class Extractor {
       }
       if (img.empty()) return parse_err(at + ".image: empty");
       std::string path = name->empty() ? at : at + " (" + *name + ")";
-      if (seen_.emplace(img).second) out_.push_back(ImageUse{std::string(img), std::move(path)});
+      out_.push_back(
+          ImageUse{std::string(img), std::move(path), list_pointer + "/" + index + "/image"});
     }
     return {};
   }
 
  private:
   std::vector<ImageUse>& out_;
-  std::set<std::string, std::less<>> seen_;
   std::size_t count_ = 0;
 };
+
+// The pod spec inside obj along path, with its message path ("spec.template.spec") and pointer
+// ("/spec/template/spec").
+struct PodSpec {
+  dom::object spec;
+  std::string path;
+  std::string pointer;
+};
+
+Result<PodSpec> find_pod_spec(dom::object obj, const std::vector<const char*>& steps,
+                              const char* object_name) {
+  PodSpec out;
+  out.spec = obj;
+  for (const char* step : steps) {
+    out.path += out.path.empty() ? step : std::string(".") + step;
+    out.pointer += "/" + json_pointer_token(step);
+    auto next = member(out.spec, step);
+    if (!next || next->get_object().get(out.spec) != simdjson::SUCCESS) {
+      return parse_err(std::string(object_name) + "." + out.path + ": missing or not an object");
+    }
+  }
+  return out;
+}
+
+Status extract_images(const PodSpec& ps, std::vector<ImageUse>& out) {
+  Extractor ex(out);
+  for (const char* field : {"initContainers", "containers", "ephemeralContainers"}) {
+    if (auto st = ex.list(ps.spec, ps.path, ps.pointer, field); !st) return st.error();
+  }
+  return {};
+}
+
+// True when obj.metadata.deletionTimestamp is a non-empty string (what the API server writes
+// for an object being deleted). Anything else, including a malformed value, reads as "not being
+// deleted": the object is then judged as usual.
+bool being_deleted(dom::object obj) {
+  auto meta = member(obj, "metadata");
+  dom::object m;
+  if (!meta || meta->get_object().get(m) != simdjson::SUCCESS) return false;
+  auto ts = member(m, "deletionTimestamp");
+  std::string_view v;
+  return ts && ts->get_string().get(v) == simdjson::SUCCESS && !v.empty();
+}
 
 Error json_error(simdjson::error_code code) {
   switch (code) {
@@ -240,23 +288,30 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
   out.judged = true;
 
   // The new object. For UPDATE (including the ephemeralcontainers subresource) every image of
-  // the new object is checked, not only the changed ones: simple, and never weaker.
+  // the new object is listed, not only the changed ones; old_images tells which are new.
   auto obj = object();
   if (!obj) return obj.error();
-  dom::object spec = *obj;
-  std::string spec_path;
-  for (const char* step : path) {
-    spec_path += spec_path.empty() ? step : std::string(".") + step;
-    auto next = member(spec, step);
-    if (!next || next->get_object().get(spec) != simdjson::SUCCESS) {
-      return parse_err("request.object." + spec_path + ": missing or not an object");
+  auto pod_spec = find_pod_spec(*obj, path, "request.object");
+  if (!pod_spec) return pod_spec.error();
+  if (auto st = extract_images(*pod_spec, out.images); !st) return st.error();
+  out.deleting = being_deleted(*obj);
+
+  // The old object of an UPDATE, read the same way. A defect in it only means that no image
+  // counts as unchanged: it never fails the review, and never admits anything by itself.
+  if (out.operation == "UPDATE") {
+    dom::object old;
+    if (auto e = member(r, "oldObject"); e && e->get_object().get(old) == simdjson::SUCCESS) {
+      auto old_spec = find_pod_spec(old, path, "request.oldObject");
+      if (old_spec && extract_images(*old_spec, out.old_images)) {
+        out.has_old_images = true;
+      } else {
+        out.old_images.clear();
+      }
     }
   }
 
-  Extractor ex(out.images);
-  for (const char* field : {"initContainers", "containers", "ephemeralContainers"}) {
-    if (auto st = ex.list(spec, spec_path, field); !st) return st.error();
-  }
+  const dom::object spec = pod_spec->spec;
+  const std::string& spec_path = pod_spec->path;
   auto sa = opt_string(spec, "serviceAccountName", "request.object." + spec_path);
   if (!sa) return sa.error();
   out.service_account = sa->empty() ? "default" : std::move(*sa);
@@ -278,13 +333,33 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
   return out;
 }
 
+// The parser kept per thread (see kReusedParserBytes), shared by decode and review_uid; neither
+// keeps a view into it past its return.
+dom::parser& reused_parser() {
+  thread_local dom::parser parser;
+  return parser;
+}
+
 Result<Request> decode(std::string_view body) {
-  if (body.size() <= kReusedParserBytes) {
-    thread_local dom::parser parser;
-    return decode_with(parser, body);
-  }
+  if (body.size() <= kReusedParserBytes) return decode_with(reused_parser(), body);
   dom::parser parser;
   return decode_with(parser, body);
+}
+
+std::string uid_with(dom::parser& parser, std::string_view body) {
+  if (parser.max_depth() != kMaxDepth) {
+    if (parser.allocate(std::max<std::size_t>(body.size(), 1024), kMaxDepth)) return {};
+  }
+  dom::element root;
+  std::string_view api_version, kind, uid;
+  if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS ||
+      root["apiVersion"].get_string().get(api_version) != simdjson::SUCCESS ||
+      api_version != "admission.k8s.io/v1" ||
+      root["kind"].get_string().get(kind) != simdjson::SUCCESS || kind != "AdmissionReview" ||
+      root["request"]["uid"].get_string().get(uid) != simdjson::SUCCESS) {
+    return {};
+  }
+  return std::string(uid);
 }
 
 }  // namespace
@@ -299,6 +374,64 @@ Result<Request> decode_review(std::string_view body) {
   }
 }
 
+std::string review_uid(std::string_view body) {
+  try {
+    if (body.size() <= kReusedParserBytes) return uid_with(reused_parser(), body);
+    dom::parser parser;
+    return uid_with(parser, body);
+  } catch (...) {
+    return {};
+  }
+}
+
+std::string json_pointer_token(std::string_view token) {
+  std::string out;
+  out.reserve(token.size());
+  for (char c : token) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::vector<const ImageUse*> new_image_uses(const Request& request) {
+  std::vector<const ImageUse*> out;
+  const bool compare = request.operation == "UPDATE" && request.has_old_images;
+  std::map<std::string_view, std::string_view> old;  // pointer -> image
+  if (compare) {
+    for (const auto& use : request.old_images) old.emplace(use.pointer, use.image);
+  }
+  for (const auto& use : request.images) {
+    auto it = compare ? old.find(use.pointer) : old.end();
+    if (it == old.end() || it->second != use.image) out.push_back(&use);
+  }
+  return out;
+}
+
+// A fixed shape written like encode_response below: only the strings need escaping.
+std::string encode_image_patch(const std::vector<ImagePatch>& patches) {
+  std::string out = "[";
+  for (const auto& p : patches) {
+    if (out.size() > 1) out.push_back(',');
+    out += R"({"op":"test","path":)";
+    append_json_string(out, p.pointer);
+    out += R"(,"value":)";
+    append_json_string(out, p.from);
+    out += R"(},{"op":"replace","path":)";
+    append_json_string(out, p.pointer);
+    out += R"(,"value":)";
+    append_json_string(out, p.to);
+    out.push_back('}');
+  }
+  out.push_back(']');
+  return out;
+}
+
 // Written directly rather than through a JSON DOM: it runs on every admission, and the fixed
 // shape needs no more than string escaping (tested against nlohmann's parser, and fuzzed).
 std::string encode_response(const Response& response) {
@@ -308,6 +441,10 @@ std::string encode_response(const Response& response) {
     out += R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":)";
     append_json_string(out, response.uid);
     out += response.allowed ? R"(,"allowed":true)" : R"(,"allowed":false)";
+    if (response.allowed && !response.patch.empty()) {
+      out += R"(,"patchType":"JSONPatch","patch":)";
+      append_json_string(out, base64_encode(response.patch));
+    }
     if (!response.allowed) {
       out += R"(,"status":{"code":)";
       out += std::to_string(response.code);

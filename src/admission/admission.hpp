@@ -2,8 +2,9 @@
 //
 // Role: turn the API server's JSON into the list of images a request would run (containers,
 // initContainers, ephemeralContainers of Pods, and the pod templates of Deployment,
-// ReplicaSet, StatefulSet, DaemonSet, Job, CronJob), and build the response. Pure: common,
-// oci and nlohmann only; never throws across its boundary.
+// ReplicaSet, StatefulSet, DaemonSet, Job, CronJob), each with the JSON pointer it sits at, and
+// the old object's images for an UPDATE; build the response, with a JSONPatch for /mutate.
+// Pure: common and simdjson only; never throws across its boundary.
 #pragma once
 
 #include <map>
@@ -18,6 +19,9 @@ namespace sigil::admission {
 struct ImageUse {
   std::string image;  // exactly as written in the spec
   std::string path;   // "spec.containers[0] (app)", for messages
+  // RFC 6901 pointer of the image field in the object ("/spec/containers/0/image"): where
+  // /mutate patches it, and what an UPDATE's new and old images are compared by.
+  std::string pointer;
 };
 
 struct Request {
@@ -29,8 +33,17 @@ struct Request {
   std::string namespace_;
   std::string name;
   bool dry_run = false;
-  bool judged = false;           // true when the kind carries a pod spec sigil checks
-  std::vector<ImageUse> images;  // distinct by (image); empty when nothing to check
+  bool judged = false;  // true when the kind carries a pod spec sigil checks
+  // Every image use of the new object, in spec order (initContainers, containers,
+  // ephemeralContainers); one image may appear at several pointers. Empty when nothing to check.
+  std::vector<ImageUse> images;
+  // UPDATE of a judged kind: the image uses of request.oldObject, extracted the same way.
+  // has_old_images is false when the review carries no oldObject or its pod spec cannot be read
+  // (then nothing counts as unchanged).
+  std::vector<ImageUse> old_images;
+  bool has_old_images = false;
+  // The new object's metadata.deletionTimestamp is set: the object is being deleted.
+  bool deleting = false;
   // The pod spec's registry credentials, as the kubelet would use them (judged kinds only):
   // spec.serviceAccountName ("default" when absent) and spec.imagePullSecrets[].name.
   std::string service_account;
@@ -43,6 +56,28 @@ struct Request {
 // Fails (Errc::parse_error) on malformed JSON, wrong apiVersion/kind, missing request/uid.
 Result<Request> decode_review(std::string_view body);
 
+// request.uid of an AdmissionReview v1, or "" when body is not one: for answering a review whose
+// object decode_review refused (the mutating webhook admits such a review unchanged).
+std::string review_uid(std::string_view body);
+
+// The image uses of request.images that are new: every one, unless the request is an UPDATE
+// whose oldObject held the same image at the same pointer (then that use is not new). An UPDATE
+// with no new use (a label change, a finalizer removal, a scale to zero) runs nothing new.
+std::vector<const ImageUse*> new_image_uses(const Request& request);
+
+// One JSON pointer token escaped per RFC 6901: '~' -> "~0", '/' -> "~1".
+std::string json_pointer_token(std::string_view token);
+
+// A JSONPatch (RFC 6902) that rewrites image fields: for each, a `test` that the field still
+// holds `from` (so a patch can never land on another field than the one verified), then a
+// `replace` with `to`.
+struct ImagePatch {
+  std::string pointer;
+  std::string from;
+  std::string to;
+};
+std::string encode_image_patch(const std::vector<ImagePatch>& patches);
+
 struct Response {
   std::string uid;
   bool allowed = false;
@@ -51,6 +86,9 @@ struct Response {
   int code = 403;       // status.code when denied
   std::vector<std::string> warnings;
   std::map<std::string, std::string> audit_annotations;
+  // A JSONPatch document (JSON text), sent base64-encoded with patchType JSONPatch; only with
+  // allowed (the API server applies no patch of a denied request).
+  std::string patch;
 };
 
 std::string encode_response(const Response& response);

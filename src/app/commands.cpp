@@ -26,6 +26,7 @@
 #include "kube/config.hpp"
 #include "oci/reference.hpp"
 #include "registry/http_client.hpp"
+#include "server/mutator.hpp"
 #include "server/server.hpp"
 #include "server/validator.hpp"
 #include "verify/engine.hpp"
@@ -426,11 +427,18 @@ int run_serve(Settings s) {
     ctx.budget = engine.admission_budget();
     co_return ctx;
   };
-  server::Validator validator(
-      [&](std::string image, const verify::Context& ctx, server::Deadline deadline) {
-        return engine.verify(std::move(image), store.get(), deadline, ctx);
-      },
-      std::move(make_context));
+  // /validate and /mutate verify through the same engine (and cache): the digest /mutate pins
+  // is the one it verified, and /validate then finds that verdict cached.
+  const server::VerifyImage verify_image = [&](std::string image, const verify::Context& ctx,
+                                               server::Deadline deadline) {
+    return engine.verify(std::move(image), store.get(), deadline, ctx);
+  };
+  server::Validator validator(verify_image, make_context);
+  server::Mutator mutator(verify_image, make_context);
+  // pinning: the chart registered /mutate, so Pods run the digests sigil verified. Nothing
+  // depends on it yet (a short tag cache will, issue 14); /mutate is served either way.
+  spdlog::info("pinning: {}", s.pinning ? "on (the mutating webhook pins Pods' tags to digests)"
+                                        : "off (tags are resolved at every admission)");
   server::ServerOptions sopts;
   sopts.listen = s.listen;
   sopts.cert_file = s.tls_cert;
@@ -450,6 +458,7 @@ int run_serve(Settings s) {
     auto docs = policy::parse_documents(object_json, kind);
     return docs.ok() ? std::string() : docs.error().message;
   };
+  sopts.mutator = &mutator;
   server::Server srv(io, sopts, validator);
   if (auto st = srv.start(); !st.ok()) return config_error(st.error().message);
   spdlog::info("sigil serving https on {} (port {})", s.listen, srv.port());
@@ -547,6 +556,9 @@ int run(int argc, char** argv) {
                     "budget when the API server sends no ?timeout= (default 10s)");
   serve->add_option("--threads", settings.threads, "worker threads (default: number of cores)");
   serve->add_option("--log-level", settings.log_level, "trace|debug|info|warn|error");
+  serve->add_flag("--pinning", settings.pinning,
+                  "the mutating webhook (POST /mutate) is registered, so Pods run the digests "
+                  "sigil verified (informational; /mutate is always served)");
   add_registry_flags(*serve, settings.registry);
 
   VerifyArgs va;
@@ -625,6 +637,7 @@ int run(int argc, char** argv) {
       settings.kube.resync = from_file.kube.resync;
       if (!given("--threads")) settings.threads = from_file.threads;
       if (!given("--log-level")) settings.log_level = from_file.log_level;
+      if (!given("--pinning")) settings.pinning = from_file.pinning;
       if (!given("--registry-config"))
         settings.registry.config_file = from_file.registry.config_file;
       if (!given("--registry-ca")) settings.registry.ca_file = from_file.registry.ca_file;

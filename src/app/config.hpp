@@ -62,6 +62,10 @@ struct Settings {
   std::chrono::seconds negative_cache_ttl{30};
   size_t cache_size = 10000;
   unsigned threads = 0;  // 0 = number of cores
+  // The mutating webhook (POST /mutate) is registered: Pods' tags are pinned to the digests sigil
+  // verified, so the kubelet runs exactly those. Set by the chart with the webhook; nothing
+  // depends on it yet (a short tag cache will).
+  bool pinning = false;
   std::string log_level = "info";
 };
 

@@ -745,7 +745,8 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w, bool scop
   auto sf = fields(*spec, w, "spec");
   if (!sf) return sf.error();
   if (auto st = scope_only ? Status{}
-                           : check_fields(*sf, w, "spec", {"images", "authorities", "mode"},
+                           : check_fields(*sf, w, "spec",
+                                          {"images", "authorities", "mode", "requireDigest"},
                                           {{"policy", "CUE/Rego policies (spec.policy) are"},
                                            {"match", "resource selectors (spec.match) are"}});
       !st) {
@@ -783,6 +784,8 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w, bool scop
     // An unreadable mode is enforce: a policy that cannot be read never only warns.
     const auto* mode = get(*sf, "mode");
     p.mode = mode && mode->IsScalar() && mode->Scalar() == "warn" ? Mode::warn : Mode::enforce;
+    const auto* rd = get(*sf, "requireDigest");
+    p.require_digest = rd && rd->IsScalar() && rd->Scalar() == "true";
     ParsedDocument out;
     out.policy = std::move(p);
     return out;
@@ -818,6 +821,15 @@ Result<ParsedDocument> parse_document(const YAML::Node& doc, Where& w, bool scop
     } else {
       return w.err(Errc::invalid_argument, "spec.mode",
                    "unsupported mode \"" + *m + "\" (enforce or warn)");
+    }
+  }
+  if (const auto* rd = get(*sf, "requireDigest")) {
+    auto v = scalar(*rd, w, "spec.requireDigest");
+    if (!v) return v.error();
+    if (*v == "true") {
+      p.require_digest = true;
+    } else if (*v != "false") {
+      return w.err(Errc::invalid_argument, "spec.requireDigest", "expected true or false");
     }
   }
   ParsedDocument out;

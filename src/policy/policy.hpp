@@ -145,6 +145,10 @@ struct Policy {
   std::vector<Glob> globs;
   std::vector<Authority> authorities;
   Mode mode = Mode::enforce;
+  // spec.requireDigest: an image this policy matches must be referenced by digest
+  // (name@sha256:... or name:tag@sha256:...); a tag-only reference is refused (DIGEST_REQUIRED)
+  // before any registry is asked. For clusters that forbid mutation (no /mutate pinning).
+  bool require_digest = false;
   // Set on a policy that is in the cluster but cannot be enforced: its globs were read, its
   // authorities could not be built (a Secret missing or unreadable, a TrustRoot absent, a
   // field sigil refuses). It still matches as usual, and evaluate() fails every image it

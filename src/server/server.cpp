@@ -25,6 +25,7 @@
 
 #include "server/duration.hpp"
 #include "server/limits.hpp"
+#include "server/mutator.hpp"
 #include "server/tls.hpp"
 
 namespace sigil::server {
@@ -360,8 +361,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     }
   }
 
-  // Runs the validator on its own coroutine and answers TIMEOUT when it has not finished by
-  // the deadline; the reply never waits for a verifier that is late.
+  // Runs the handler (the Validator, or the Mutator) on its own coroutine and answers its
+  // timeout_reply when it has not finished by the deadline; the reply never waits for a
+  // verifier that is late. The handler outlives every connection.
   //
   // The lifetime rule, in one place: the validation is never cancelled. It owns (shares) its
   // body and the server, and every wait inside it (registry, Kubernetes API, coalesced
@@ -370,7 +372,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   // reached child operations on other executors through Boost 1.81's co_spawn cancellation
   // handler, which dispatches a raw pointer to a signal that is gone once the child finished:
   // the use-after-free that crashed replicas when admissions were cut with fetches in flight.
-  static asio::awaitable<HttpReply> validate_guarded(std::shared_ptr<Impl> self, std::string body,
+  template <class Handler>
+  static asio::awaitable<HttpReply> validate_guarded(std::shared_ptr<Impl> self,
+                                                     const Handler* handler, std::string body,
                                                      Deadline deadline) {
     auto ex = co_await asio::this_coro::executor;
     struct State {
@@ -381,8 +385,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     auto st = std::make_shared<State>(ex);
     auto shared_body = std::make_shared<const std::string>(std::move(body));
     st->timer.expires_at(deadline);
-    auto run = [self, shared_body, deadline]() -> asio::awaitable<HttpReply> {
-      co_return co_await self->validator.handle(*shared_body, deadline);
+    auto run = [self, handler, shared_body, deadline]() -> asio::awaitable<HttpReply> {
+      co_return co_await handler->handle(*shared_body, deadline);
     };
     // Completes on ex (this connection's strand), like the timer: no data race on st.
     asio::co_spawn(ex, run(), [st](std::exception_ptr e, HttpReply reply) {
@@ -396,7 +400,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     });
     co_await st->timer.async_wait(use_tuple);
     if (st->reply) co_return std::move(*st->reply);
-    co_return self->validator.timeout_reply(*shared_body);
+    co_return handler->timeout_reply(*shared_body);
   }
 
   // Answers an error and closes: the response (Connection: close), then what the client is
@@ -581,7 +585,17 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           reply = text(405, "method not allowed: use POST");
           allow = "POST";
         } else {
-          reply = co_await validate_guarded(self, std::move(req.body()), deadline);
+          reply =
+              co_await validate_guarded(self, &self->validator, std::move(req.body()), deadline);
+        }
+      } else if (path == "/mutate") {
+        if (req.method() != http::verb::post) {
+          reply = text(405, "method not allowed: use POST");
+          allow = "POST";
+        } else if (!o.mutator) {
+          reply = text(404, "not found: the mutating webhook is not enabled");
+        } else {
+          reply = co_await validate_guarded(self, o.mutator, std::move(req.body()), deadline);
         }
       } else if (path == "/validate-policy") {
         if (req.method() != http::verb::post) {

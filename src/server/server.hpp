@@ -3,10 +3,10 @@
 // Role: accept TLS connections (Beast over Asio, C++20 coroutines, a strand per connection),
 // parse HTTP/1.1 requests with bounded headers and bodies (and a process-wide budget for bodies
 // being read), bound connections per peer and in all (server/limits.hpp), route POST /validate to
-// the Validator under a hard deadline derived from the API server's `?timeout=`, answer /healthz
-// and /readyz, reload the certificate when its files change, stop gracefully. Beast stays out of
-// this header (pimpl). Depends on common, admission (via Validator) and the verify interface; never
-// on a registry or policy implementation.
+// the Validator and POST /mutate to the Mutator, each under a hard deadline derived from the API
+// server's `?timeout=`, answer /healthz and /readyz, reload the certificate when its files change,
+// stop gracefully. Beast stays out of this header (pimpl). Depends on common, admission (via
+// Validator) and the verify interface; never on a registry or policy implementation.
 #pragma once
 
 #include <chrono>
@@ -23,6 +23,8 @@
 #include "server/validator.hpp"
 
 namespace sigil::server {
+
+class Mutator;
 
 struct ServerOptions {
   // "ADDR:PORT": "0.0.0.0:8443", "127.0.0.1:0", "[::1]:8443", ":8443" (all IPv4). Port 0 picks
@@ -51,6 +53,9 @@ struct ServerOptions {
   std::function<bool()> ready;
   // POST /validate-policy (the policies' own validating webhook); 404 when empty.
   CheckPolicyObject check_policy;
+  // POST /mutate (pins Pods' tags to verified digests); 404 when null. Must outlive the Server's
+  // connections, as the Validator does.
+  const Mutator* mutator = nullptr;
   std::chrono::milliseconds handshake_timeout{5000};  // TCP accept -> TLS established
   // The first request's headers (after the handshake), and any body: the API server sends a
   // request at once, so a slow one is a slowloris.

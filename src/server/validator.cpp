@@ -153,6 +153,60 @@ std::string truncate_politely(std::string_view s, size_t max_len) {
   return std::string(s.substr(0, cut)) + "...";
 }
 
+asio::awaitable<verify::Context> build_context(const MakeContext& make_context,
+                                               const admission::Request& request,
+                                               Deadline deadline) {
+  verify::Context context;
+  context.namespace_ = request.namespace_;
+  if (!make_context) co_return context;
+  try {
+    context = co_await make_context(request, deadline);
+  } catch (const std::exception& e) {
+    spdlog::warn("admission uid={}: building its context failed: {}", request.uid, e.what());
+    context = verify::Context{};
+    context.namespace_ = request.namespace_;
+  }
+  co_return context;
+}
+
+asio::awaitable<std::vector<Verdict>> verify_all(const VerifyImage& verify_image,
+                                                 const std::vector<std::string>& images,
+                                                 const verify::Context& context,
+                                                 Deadline deadline) {
+  // Concurrently, at most kMaxParallelImages at a time (a pod of 50 images from one hostile
+  // registry must not open 50 fetch pipelines at once); the group waits for every worker, and
+  // each verification ends by the deadline on its own.
+  std::vector<Verdict> verdicts(images.size());
+  std::vector<char> have(images.size(), 0);
+  if (images.size() == 1) {
+    // Most pods run one image: await it directly (no spawn, no group).
+    verdicts[0] = co_await run_one(&verify_image, images[0], &context, deadline);
+    have[0] = 1;
+  } else if (!images.empty()) {
+    auto ex = co_await asio::this_coro::executor;
+    Batch batch{&verify_image, &images, &context, deadline, &verdicts, &have, 0};
+    using Op = decltype(asio::co_spawn(ex, verify_batch(nullptr), asio::deferred));
+    std::vector<Op> ops;
+    const size_t workers = std::min(images.size(), kMaxParallelImages);
+    ops.reserve(workers);
+    for (size_t w = 0; w < workers; ++w)
+      ops.push_back(asio::co_spawn(ex, verify_batch(&batch), asio::deferred));
+    auto [order, errors] = co_await asio::experimental::make_parallel_group(std::move(ops))
+                               .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+    (void)order;
+    (void)errors;  // run_one catches everything; an image left without a verdict is denied
+  }
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (have[i]) continue;
+    verdicts[i] = Verdict{};
+    verdicts[i].outcome = Outcome::denied;
+    verdicts[i].image = images[i];
+    verdicts[i].reason_code = "INTERNAL";
+    verdicts[i].message = "image " + images[i] + " could not be verified: internal error";
+  }
+  co_return verdicts;
+}
+
 Validator::Validator(VerifyImage verify_image, MakeContext make_context)
     : verify_image_(std::move(verify_image)), make_context_(std::move(make_context)) {}
 
@@ -186,6 +240,22 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
     log_line("allowed-unjudged", "");
     co_return ok_json(admission::encode_response(resp));
   }
+  // Nothing new can run, so nothing is asked of a registry: an object being deleted (a Job's
+  // pod losing its finalizer must not hang in Terminating because a registry is down), and an
+  // UPDATE whose every image the old object already had at the same place (a label, a
+  // finalizer, a scale to zero). Pods are always judged when they are created: the API server
+  // clears a deletionTimestamp on CREATE before validating webhooks run, and a CREATE that
+  // still carries one is judged all the same.
+  if (req.operation == "UPDATE" && req.deleting) {
+    resp.allowed = true;
+    log_line("allowed-unjudged", "BEING_DELETED");
+    co_return ok_json(admission::encode_response(resp));
+  }
+  if (req.operation == "UPDATE" && admission::new_image_uses(req).empty()) {
+    resp.allowed = true;
+    log_line("allowed-unjudged", "IMAGES_UNCHANGED");
+    co_return ok_json(admission::encode_response(resp));
+  }
 
   // Distinct images, each with every path it appears at, in first-seen order.
   std::vector<std::string> images;
@@ -196,43 +266,9 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
     it->second.push_back(use.path);
   }
 
-  // Who is asking (namespace, pull credentials), once for all images. A failure here only
-  // means fewer credentials: the namespace is always known.
-  verify::Context context;
-  context.namespace_ = req.namespace_;
-  if (make_context_) {
-    try {
-      context = co_await make_context_(req, deadline);
-    } catch (const std::exception& e) {
-      spdlog::warn("admission uid={}: building its context failed: {}", req.uid, e.what());
-      context = verify::Context{};
-      context.namespace_ = req.namespace_;
-    }
-  }
-
-  // Verify the images concurrently, at most kMaxParallelImages at a time (a pod of 50 images
-  // from one hostile registry must not open 50 fetch pipelines at once); the group waits for
-  // every worker, and each verification ends by the deadline on its own.
-  std::vector<Verdict> verdicts(images.size());
-  std::vector<char> have(images.size(), 0);
-  if (images.size() == 1) {
-    // Most pods run one image: await it directly (no spawn, no group).
-    verdicts[0] = co_await run_one(&verify_image_, images[0], &context, deadline);
-    have[0] = 1;
-  } else {
-    auto ex = co_await asio::this_coro::executor;
-    Batch batch{&verify_image_, &images, &context, deadline, &verdicts, &have, 0};
-    using Op = decltype(asio::co_spawn(ex, verify_batch(nullptr), asio::deferred));
-    std::vector<Op> ops;
-    const size_t workers = std::min(images.size(), kMaxParallelImages);
-    ops.reserve(workers);
-    for (size_t w = 0; w < workers; ++w)
-      ops.push_back(asio::co_spawn(ex, verify_batch(&batch), asio::deferred));
-    auto [order, errors] = co_await asio::experimental::make_parallel_group(std::move(ops))
-                               .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-    (void)order;
-    (void)errors;  // run_one catches everything; an image left without a verdict is denied
-  }
+  // Who is asking (namespace, pull credentials), once for all images; then every image at once.
+  const verify::Context context = co_await build_context(make_context_, req, deadline);
+  std::vector<Verdict> verdicts = co_await verify_all(verify_image_, images, context, deadline);
 
   // Finished at or after the deadline: the Server may already have answered TIMEOUT, or may
   // still take this answer (whichever of the two completes first on the connection's strand);
@@ -242,12 +278,6 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
   nlohmann::json summary = nlohmann::json::object();
   for (size_t i = 0; i < images.size(); ++i) {
     Verdict& v = verdicts[i];
-    if (!have[i]) {
-      v = Verdict{};
-      v.outcome = Outcome::denied;
-      v.reason_code = "INTERNAL";
-      v.message = "image " + images[i] + " could not be verified: internal error";
-    }
     std::string entry = outcome_name(v.outcome);
     if (!v.reason_code.empty()) entry += " " + v.reason_code;
     if (!v.digest.empty()) entry += " " + v.digest;

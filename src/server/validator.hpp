@@ -10,6 +10,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -36,6 +37,20 @@ using VerifyImage = std::function<boost::asio::awaitable<verify::Verdict>(
 using MakeContext = std::function<boost::asio::awaitable<verify::Context>(
     const admission::Request& request, Deadline deadline)>;
 
+// The verification context of one admission: make_context's answer, or the request's namespace
+// alone when there is none or it throws.
+boost::asio::awaitable<verify::Context> build_context(const MakeContext& make_context,
+                                                      const admission::Request& request,
+                                                      Deadline deadline);
+
+// Verifies every image (a few at a time, concurrently) and returns their verdicts in the same
+// order. A verifier that throws, or a result that is lost, is a denied verdict with reason
+// INTERNAL (fail closed). Each verifier ends by the deadline on its own. The arguments must stay
+// alive until the returned awaitable completes.
+boost::asio::awaitable<std::vector<verify::Verdict>> verify_all(
+    const VerifyImage& verify_image, const std::vector<std::string>& images,
+    const verify::Context& context, Deadline deadline);
+
 class Validator {
  public:
   explicit Validator(VerifyImage verify_image, MakeContext make_context = {});
@@ -43,6 +58,9 @@ class Validator {
   // body: the raw POST body. Returns 400 for an undecodable review, else 200 with an
   // AdmissionReview response. Verifies every distinct image concurrently; each verifier gets
   // the deadline. The caller is responsible for guarding the deadline itself (see Server).
+  // Allowed without any verification: kinds and operations sigil does not judge, an UPDATE of
+  // an object whose metadata.deletionTimestamp is set, and an UPDATE whose every image use
+  // oldObject already had at the same JSON pointer (admission::new_image_uses is empty).
   boost::asio::awaitable<HttpReply> handle(std::string_view body, Deadline deadline) const;
 
   // The deny sent when verification did not finish in time: allowed=false, reason TIMEOUT,

@@ -439,6 +439,41 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
     if (v.outcome == Outcome::denied || matched.empty()) co_return v;
   }
 
+  // spec.requireDigest: a tag-only reference such a policy matches is refused before any
+  // registry is asked (clusters that forbid /mutate's pinning). A policy in warn mode warns
+  // instead: the image is verified pinned to the digest its tag resolves to now, and the warning
+  // is added on the way out, never cached (it depends on how the image is written).
+  if (ref->digest.empty()) {
+    const policy::Policy* enforcing = nullptr;
+    const policy::Policy* warning = nullptr;
+    for (const policy::Policy* p : matched) {
+      if (!p->require_digest) continue;
+      const policy::Policy*& slot = p->mode == policy::Mode::warn ? warning : enforcing;
+      if (slot == nullptr) slot = p;
+    }
+    if (const policy::Policy* strict = enforcing ? enforcing : warning) {
+      const std::string why = "image " + image + " is referenced by tag; policy " + strict->name +
+                              " requires a digest (" + ref->name() + ":" + ref->tag +
+                              "@sha256:...)";
+      if (enforcing) co_return deny(image, "", "DIGEST_REQUIRED", why);
+      auto now =
+          co_await d.resolver.resolve(*ref, deadline, context.credentials, context.credentials_id);
+      if (!now.ok()) {
+        co_return soften_if_all_warn(
+            registry_denial(image, "", ref->registry, now.error(), "resolving the tag"), matched);
+      }
+      std::string pinned = ref->name() + ":" + ref->tag + "@" + *now;
+      Verdict v = co_await verify(std::move(pinned), policies, deadline, context);
+      rename_image(v, v.image, image);
+      if (v.outcome != Outcome::denied) {
+        v.outcome = Outcome::warned;
+        if (v.reason_code.empty()) v.reason_code = "DIGEST_REQUIRED";
+      }
+      v.warnings.push_back(why + " (warn mode)");
+      co_return v;
+    }
+  }
+
   // Verify digests, never tags: the tag is resolved exactly once here, and everything below
   // works on that digest.
   std::string digest = ref->digest;

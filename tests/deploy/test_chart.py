@@ -68,7 +68,7 @@ EXPECTED_RULES = {
     ("", "serviceaccounts", "get"),
 }
 CONFIG_KEYS = {"listen", "tlsCert", "tlsKey", "noMatchPolicy", "timeout", "logLevel", "cache", "registry",
-               "kube", "trustedRoot", "threads", "server"}
+               "kube", "trustedRoot", "threads", "server", "pinning"}
 # The AKS API server's path to webhooks: the konnectivity-agent pods in kube-system.
 KONNECTIVITY = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                 "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}
@@ -126,6 +126,29 @@ def webhooks(docs):
     return vwc, {w["name"]: w for w in vwc["webhooks"]}
 
 
+def mutating(docs):
+    """The MutatingWebhookConfiguration and its only webhook."""
+    mwc = one(docs, "MutatingWebhookConfiguration")
+    (hook,) = mwc["webhooks"]
+    return mwc, hook
+
+
+def assert_mutating_shares_validating(tc, docs):
+    """mutate.sigil.dev has validate.sigil.dev's failure policy, timeout, exclusions, conditions,
+    service, CA and annotations: the two can never drift apart."""
+    vwc, hooks = webhooks(docs)
+    mwc, m = mutating(docs)
+    v = hooks["validate.sigil.dev"]
+    for field in ("failurePolicy", "timeoutSeconds", "namespaceSelector", "matchConditions", "sideEffects",
+                  "admissionReviewVersions", "matchPolicy"):
+        tc.assertEqual(m.get(field), v.get(field), field)
+    tc.assertEqual(m["clientConfig"].get("caBundle"), v["clientConfig"].get("caBundle"))
+    tc.assertEqual({k: x for k, x in m["clientConfig"]["service"].items() if k != "path"},
+                   {k: x for k, x in v["clientConfig"]["service"].items() if k != "path"})
+    tc.assertEqual(mwc["metadata"].get("annotations"), vwc["metadata"].get("annotations"))
+    tc.assertEqual(mwc["metadata"]["name"], vwc["metadata"]["name"])
+
+
 def container(docs):
     dep = one(docs, "Deployment")
     (c,) = dep["spec"]["template"]["spec"]["containers"]
@@ -155,12 +178,14 @@ class Defaults(unittest.TestCase):
         kinds = [d["kind"] for d in self.docs]
         self.assertEqual(kinds[:3], ["CustomResourceDefinition"] * 3, "crds/ first")
         for k in ("ServiceAccount", "ConfigMap", "Secret", "ClusterRole", "ClusterRoleBinding", "Service",
-                  "Deployment", "PodDisruptionBudget", "ValidatingWebhookConfiguration", "Pod"):
+                  "Deployment", "PodDisruptionBudget", "MutatingWebhookConfiguration",
+                  "ValidatingWebhookConfiguration", "Pod"):
             self.assertIn(k, kinds)
         self.assertLess(kinds.index("ServiceAccount"), kinds.index("ClusterRoleBinding"))
         self.assertLess(kinds.index("Service"), kinds.index("Deployment"))
         self.assertEqual(kinds[-1], "Pod", "the helm test hook comes after the manifests")
         self.assertEqual(kinds[-2], "ValidatingWebhookConfiguration", "unknown kinds sort last")
+        self.assertEqual(kinds[-3], "MutatingWebhookConfiguration", "unknown kinds sort by kind")
         self.assertNotIn("NOTES.txt", self.raw)
         self.assertIn("# Source: sigil/crds/clusterimagepolicies.sigil.dev.yaml", self.raw)
 
@@ -194,6 +219,25 @@ class Defaults(unittest.TestCase):
         self.assertEqual(sorted(rule["resources"]), ["clusterimagepolicies", "imagepolicies", "trustroots"])
         self.assertEqual(sorted(rule["operations"]), ["CREATE", "UPDATE"])
         self.assertFalse(any("/status" in r for r in rule["resources"]), "sigil's own status writes must not loop")
+
+    def test_mutating_webhook_pins_pods_only(self):
+        _, m = mutating(self.docs)
+        self.assertEqual(m["name"], "mutate.sigil.dev")
+        self.assertEqual(m["clientConfig"]["service"]["path"], "/mutate")
+        self.assertEqual(m["reinvocationPolicy"], "IfNeeded")
+        self.assertEqual(m["sideEffects"], "None")
+        covered = set()
+        for rule in m["rules"]:
+            self.assertEqual(sorted(rule["operations"]), ["CREATE", "UPDATE"])
+            self.assertEqual(rule["apiVersions"], ["v1"])
+            self.assertEqual(rule["scope"], "Namespaced")
+            covered |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
+        # Pods and `kubectl debug`, never a workload's template (GitOps would see drift).
+        self.assertEqual(covered, {("", "pods"), ("", "pods/ephemeralcontainers")})
+        self.assertNotIn("objectSelector", m, "labels on pods must not bypass pinning")
+        assert_mutating_shares_validating(self, self.docs)
+        cfg = yaml.safe_load(one(self.docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+        self.assertIs(cfg["pinning"], True, "sigil is told that Pods are pinned")
 
     def test_webhook_never_blocks_its_own_namespace_or_kube_system(self):
         _, hooks = webhooks(self.docs)
@@ -346,6 +390,7 @@ class Defaults(unittest.TestCase):
         self.assertIn("Argo CD", text)
         self.assertIn("noMatchPolicy is deny", text)
         self.assertIn("kube-system, sigil", text)
+        self.assertIn("pinned to the digest sigil verified", text)
         self.assertIn("The release namespace sigil is exempt", text)
         self.assertIn("only the konnectivity-agent pods in kube-system", text)
 
@@ -390,6 +435,9 @@ class ValueSets(unittest.TestCase):
         self.assertEqual(vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"], "sigil/sigil-tls")
         for w in hooks.values():
             self.assertNotIn("caBundle", w["clientConfig"], "cainjector fills it in")
+        mwc, m = mutating(docs)
+        self.assertEqual(mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"], "sigil/sigil-tls")
+        self.assertNotIn("caBundle", m["clientConfig"])
         self.assertFalse([d for d in docs if d["kind"] == "Secret"], "no key material rendered")
         cert = one(docs, "Certificate", "sigil-tls")
         self.assertIn("sigil.sigil.svc", cert["spec"]["dnsNames"])
@@ -422,6 +470,7 @@ class ValueSets(unittest.TestCase):
         self.assertEqual(exprs[1], {"key": "sigil.dev/exempt", "operator": "DoesNotExist"})
         self.assertEqual(hooks["validate.sigil.dev"]["clientConfig"]["service"]["namespace"], "security")
         self.assertNotIn("namespaceSelector", hooks["validate-policy.sigil.dev"])
+        assert_mutating_shares_validating(self, docs)
 
     def test_network_policy_values(self):
         values = os.path.join(TMP, "np.yaml")
@@ -465,6 +514,21 @@ class ValueSets(unittest.TestCase):
         _, hooks = webhooks(docs)
         self.assertEqual(hooks["validate.sigil.dev"]["failurePolicy"], "Ignore")
         self.assertEqual(hooks["validate-policy.sigil.dev"]["failurePolicy"], "Fail", "configured on its own")
+        self.assertEqual(mutating(docs)[1]["failurePolicy"], "Ignore")
+        docs = render("--set", "webhook.timeoutSeconds=5")
+        self.assertEqual(mutating(docs)[1]["timeoutSeconds"], 5)
+        assert_mutating_shares_validating(self, docs)
+
+    def test_mutating_webhook_can_be_switched_off(self):
+        docs = render("--set", "webhook.mutating.enabled=false")
+        self.assertFalse([d for d in docs if d["kind"] == "MutatingWebhookConfiguration"])
+        webhooks(docs)  # validation stays
+        cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+        self.assertIs(cfg["pinning"], False)
+        notes = os.path.join(TMP, "notes-no-mutating.txt")
+        render_raw("--set", "webhook.mutating.enabled=false", "--notes-out", notes)
+        with open(notes) as f:
+            self.assertIn("requireDigest", f.read())
 
     def test_replicas_3(self):
         docs = render("--set", "replicas=3", "--set", "podDisruptionBudget.maxUnavailable=34%")
@@ -520,6 +584,7 @@ class ValueSets(unittest.TestCase):
         self.assertNotIn("admissions.enforcer/disabled", vwc["metadata"]["annotations"])
         self.assertEqual(vwc["metadata"]["annotations"]["example.com/owner"], "platform")
         self.assertEqual(hooks["validate.sigil.dev"]["matchConditions"][0]["name"], "not-dry-run")
+        assert_mutating_shares_validating(self, docs)
         np = one(docs, "NetworkPolicy")
         self.assertEqual(np["spec"]["ingress"][0]["ports"], [{"port": 8443, "protocol": "TCP"}])
         self.assertEqual(len(np["spec"]["ingress"][0]["from"]), 2, "konnectivity + the helm test pod")
@@ -568,6 +633,8 @@ class Schema(unittest.TestCase):
             (("--set", "webhook.excludeNamespaces[0]=Not_A_Namespace"), "/webhook/excludeNamespaces/0"),
             (("--set", "image.digest=latest"), "/image/digest"),
             (("--set", "replica=3"), "'replica' not allowed"),
+            (("--set-string", "webhook.mutating.enabled=yes"), "/webhook/mutating/enabled"),
+            (("--set", "webhook.mutating.reinvoke=true"), "'reinvoke' not allowed"),
             (("--set", "config.server.maxBody=4MB"), "/config/server/maxBody"),
             (("--set", "config.server.maxConnections=0"), "/config/server/maxConnections"),
             (("--set", "config.server.idleTimeout=30"), "/config/server/idleTimeout"),
@@ -781,7 +848,8 @@ class PlainManifests(unittest.TestCase):
         self.assertEqual(kinds[0], "Namespace")
         self.assertEqual(kinds.count("CustomResourceDefinition"), 3)
         for k in ("ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service",
-                  "PodDisruptionBudget", "ValidatingWebhookConfiguration", "Certificate", "NetworkPolicy"):
+                  "PodDisruptionBudget", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+                  "Certificate", "NetworkPolicy"):
             self.assertIn(k, kinds)
         self.assertNotIn("Secret", kinds, "no private key may be committed")
         self.assertNotIn("Pod", kinds, "no helm test hook")

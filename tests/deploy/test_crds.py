@@ -251,6 +251,17 @@ spec:
 """)
         self.assertValid(doc)
 
+    def test_require_digest_is_a_boolean_on_both_policy_kinds(self):
+        self.assertValid(cip(requireDigest=True))
+        self.assertValid(cip(requireDigest=False))
+        self.assertRefused(cip(requireDigest="yes"), "spec.requireDigest")
+        ip = cip(requireDigest=True)
+        ip["kind"] = "ImagePolicy"
+        ip["metadata"]["namespace"] = "team"
+        self.assertValid(ip)
+        ip["spec"]["requireDigest"] = 1
+        self.assertRefused(ip, "spec.requireDigest")
+
     def test_refuses_unknown_fields(self):
         obj = cip()
         obj["spec"]["imagez"] = []

@@ -1,4 +1,5 @@
-// Fuzz target: AdmissionReview decoding (outside bytes from the API server) and re-encoding.
+// Fuzz target: AdmissionReview decoding (outside bytes from the API server) and re-encoding,
+// with the JSON pointers of the images, the old object of an UPDATE and the /mutate JSONPatch.
 // Also a property of encode_response: whatever bytes a message quotes (here the whole input),
 // the response is valid JSON in valid UTF-8, and valid UTF-8 text survives exactly.
 #include <simdjson.h>
@@ -8,6 +9,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "admission/admission.hpp"
 
@@ -37,23 +39,51 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view body(reinterpret_cast<const char*>(data), size);
   check_encoding(body.substr(0, 4096));
   auto r = sigil::admission::decode_review(body);
+  const std::string uid = sigil::admission::review_uid(body);
   if (!r.ok()) {
     if (r.error().message.empty()) std::abort();  // every failure says why
     return 0;
   }
   // Invariants of a successful decode.
-  if (r->uid.empty()) std::abort();
-  if (r->images.size() > 1000) std::abort();
-  if (!r->judged && !r->images.empty()) std::abort();
-  for (const auto& use : r->images) {
-    if (use.image.empty() || use.path.empty()) std::abort();
+  if (r->uid.empty() || uid != r->uid) std::abort();
+  if (r->images.size() > 1000 || r->old_images.size() > 1000) std::abort();
+  if (!r->judged && !(r->images.empty() && r->old_images.empty())) std::abort();
+  if (!r->has_old_images && !r->old_images.empty()) std::abort();
+  if (r->has_old_images && r->operation != "UPDATE") std::abort();
+  for (const auto* list : {&r->images, &r->old_images}) {
+    for (const auto& use : *list) {
+      if (use.image.empty() || use.path.empty()) std::abort();
+      // A pointer into the object's pod spec, ending at an image field.
+      if (use.pointer.rfind("/spec/", 0) != 0) std::abort();
+      if (use.pointer.size() < 7 || use.pointer.substr(use.pointer.size() - 6) != "/image") {
+        std::abort();
+      }
+    }
   }
+  const auto fresh = sigil::admission::new_image_uses(*r);
+  if (fresh.size() > r->images.size()) std::abort();
+  if (!r->has_old_images && fresh.size() != r->images.size()) std::abort();
+
+  // The patch /mutate would send for the new uses is valid JSON, whatever the images hold.
+  std::vector<sigil::admission::ImagePatch> patches;
+  for (const auto* use : fresh) patches.push_back({use->pointer, use->image, use->image + "@x"});
+  const std::string patch = sigil::admission::encode_image_patch(patches);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(patch).get(doc) != simdjson::SUCCESS) std::abort();
+  simdjson::dom::array ops;
+  if (doc.get_array().get(ops) != simdjson::SUCCESS || ops.size() != 2 * patches.size()) {
+    std::abort();
+  }
+
   sigil::admission::Response resp;
   resp.uid = r->uid;
   resp.allowed = r->images.empty();
   resp.message = r->images.empty() ? "" : r->images.front().image;
   if (r->images.size() > 1) resp.warnings.push_back(r->images[1].image);
+  resp.patch = patch;
   const std::string out = sigil::admission::encode_response(resp);
   if (out.empty() || out.front() != '{') std::abort();
+  if (parser.parse(out).get(doc) != simdjson::SUCCESS) std::abort();
   return 0;
 }

@@ -1,5 +1,6 @@
-// Fuzzes oci::parse_manifest and oci::distribution_error_codes (registry bytes). The first input byte picks a Content-Type so the
-// body/header agreement logic is exercised too; parsed output must satisfy the model's checks.
+// Fuzzes oci::parse_manifest and oci::distribution_error_codes (registry bytes). The first
+// input byte picks a Content-Type so the body/header agreement logic is exercised too; parsed
+// output must satisfy the model's checks.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

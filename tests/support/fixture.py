@@ -458,8 +458,9 @@ def docker_config(path, creds):
     return path
 
 
-def policy_yaml(name, globs, keys, mode=None):
-    """A ClusterImagePolicy (policy.sigstore.dev/v1beta1); keys = {authority: public PEM}."""
+def policy_yaml(name, globs, keys, mode=None, require_digest=False):
+    """A ClusterImagePolicy (policy.sigstore.dev/v1beta1); keys = {authority: public PEM}.
+    require_digest: spec.requireDigest (tag-only references are refused)."""
     if isinstance(globs, str):
         globs = [globs]
     out = ["apiVersion: policy.sigstore.dev/v1beta1", "kind: ClusterImagePolicy",
@@ -472,6 +473,8 @@ def policy_yaml(name, globs, keys, mode=None):
         out += ["        " + line for line in pem.strip().splitlines()]
     if mode:
         out.append("  mode: %s" % mode)
+    if require_digest:
+        out.append("  requireDigest: true")
     return "\n".join(out) + "\n"
 
 

@@ -6,6 +6,7 @@ Environment (set by tests/integration/CMakeLists.txt):
   SIGIL_WORK_DIR    scratch directory under the build tree
 Tests skip only when /usr/bin/docker-registry is not installed.
 """
+import base64
 import copy
 import http.client
 import json
@@ -150,11 +151,11 @@ class Keys:
             return f.read()
 
 
-def write_policy(d, name, globs, keys, mode=None):
+def write_policy(d, name, globs, keys, mode=None, require_digest=False):
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, name + ".yaml")
     with open(path, "w") as f:
-        f.write(fixture.policy_yaml(name, globs, keys, mode))
+        f.write(fixture.policy_yaml(name, globs, keys, mode, require_digest))
     return path
 
 
@@ -286,8 +287,14 @@ class SigilServer:
 
     def validate(self, review_doc, query="", timeout=30):
         """POSTs an AdmissionReview; returns (http status, response object or None)."""
-        status, body = self.post_raw(json.dumps(review_doc).encode(), "/validate" + query,
-                                     timeout)
+        return self.review(review_doc, "/validate" + query, timeout)
+
+    def mutate(self, review_doc, query="", timeout=30):
+        """POSTs an AdmissionReview to /mutate; returns (http status, response object or None)."""
+        return self.review(review_doc, "/mutate" + query, timeout)
+
+    def review(self, review_doc, target, timeout=30):
+        status, body = self.post_raw(json.dumps(review_doc).encode(), target, timeout)
         if status != 200:
             return status, None
         doc = json.loads(body)
@@ -316,6 +323,40 @@ def run_sigil(args, timeout=60, env=None):
 
 def message(resp):
     return ((resp or {}).get("status") or {}).get("message", "")
+
+
+def json_patch_of(resp):
+    """The JSONPatch of an admission response (base64 in `patch`), or [] when there is none."""
+    if "patch" not in (resp or {}):
+        assert "patchType" not in (resp or {}), resp
+        return []
+    assert resp.get("patchType") == "JSONPatch", resp
+    return json.loads(base64.b64decode(resp["patch"]))
+
+
+def _pointer_parent(doc, pointer):
+    assert pointer.startswith("/"), pointer
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+    for t in tokens[:-1]:
+        doc = doc[int(t)] if isinstance(doc, list) else doc[t]
+    last = tokens[-1]
+    return doc, int(last) if isinstance(doc, list) else last
+
+
+def apply_json_patch(obj, patch):
+    """Applies the `test` and `replace` operations of an RFC 6902 patch (what the API server does
+    with a webhook's patch); a failing test raises, as it makes the API server refuse the patch."""
+    obj = copy.deepcopy(obj)
+    for op in patch:
+        parent, key = _pointer_parent(obj, op["path"])
+        if op["op"] == "test":
+            if parent[key] != op["value"]:
+                raise AssertionError("JSONPatch test failed at %s: %r != %r" % (op["path"], parent[key], op["value"]))
+        elif op["op"] == "replace":
+            parent[key] = op["value"]
+        else:
+            raise AssertionError("unexpected JSONPatch operation %r" % op)
+    return obj
 
 
 def have(cmd):

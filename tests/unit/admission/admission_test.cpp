@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "admission/admission.hpp"
+#include "common/encoding.hpp"
 
 using sigil::Errc;
 using sigil::admission::decode_review;
@@ -165,17 +166,224 @@ TEST_CASE("DELETE and CONNECT are not judged", "[admission]") {
   CHECK(r->images.empty());
 }
 
-TEST_CASE("duplicate images keep the first path", "[admission]") {
+TEST_CASE("every use of an image is listed, with its own path and pointer", "[admission]") {
   json doc = base_review();
   doc["request"]["object"]["spec"] = json::parse(R"({
       "initContainers": [{"name": "i", "image": "a:1"}],
-      "containers": [{"name": "c1", "image": "a:1"}, {"name": "c2", "image": "b:1"}]})");
+      "containers": [{"name": "c1", "image": "a:1"}, {"name": "c2", "image": "b:1"}],
+      "ephemeralContainers": [{"name": "dbg", "image": "a:1"}]})");
   auto r = decode_review(doc.dump());
   REQUIRE(r.ok());
-  REQUIRE(r->images.size() == 2);
-  CHECK(r->images[0].image == "a:1");
+  REQUIRE(r->images.size() == 4);
+  CHECK(images_of(*r) == std::vector<std::string>{"a:1", "a:1", "b:1", "a:1"});
   CHECK(r->images[0].path == "spec.initContainers[0] (i)");
-  CHECK(r->images[1].image == "b:1");
+  CHECK(r->images[0].pointer == "/spec/initContainers/0/image");
+  CHECK(r->images[1].pointer == "/spec/containers/0/image");
+  CHECK(r->images[2].pointer == "/spec/containers/1/image");
+  CHECK(r->images[3].path == "spec.ephemeralContainers[0] (dbg)");
+  CHECK(r->images[3].pointer == "/spec/ephemeralContainers/0/image");
+}
+
+TEST_CASE("each image's JSON pointer names the very field it was read from", "[admission]") {
+  // The pointer is what /mutate patches: resolved against the object, it must give the image.
+  const char* name = GENERATE("deployment-create.json", "cronjob-create.json",
+                              "pod-create-init-and-sidecar.json", "pod-create-kubectl-run.json",
+                              "pod-update-ephemeral-containers.json", "pod-update-image.json");
+  CAPTURE(name);
+  const std::string body = read_data(name);
+  auto r = decode_review(body);
+  REQUIRE(r.ok());
+  REQUIRE_FALSE(r->images.empty());
+  const json object = json::parse(body)["request"]["object"];
+  for (const auto& use : r->images) {
+    CAPTURE(use.pointer);
+    CHECK(object.at(json::json_pointer(use.pointer)) == use.image);
+  }
+  if (std::string(name) == "cronjob-create.json") {
+    CHECK(r->images[0].pointer == "/spec/jobTemplate/spec/template/spec/containers/0/image");
+  }
+}
+
+TEST_CASE("json_pointer_token escapes '~' and '/' as RFC 6901 says", "[admission]") {
+  using sigil::admission::json_pointer_token;
+  CHECK(json_pointer_token("containers") == "containers");
+  CHECK(json_pointer_token("a/b") == "a~1b");
+  CHECK(json_pointer_token("a~b") == "a~0b");
+  CHECK(json_pointer_token("~/") == "~0~1");
+  CHECK(json_pointer_token("~1") == "~01");  // not "~1", which would read back as "/"
+  CHECK(json_pointer_token("") == "");
+  // Read back by an independent implementation.
+  json o = {{"a/b~c", "x"}};
+  CHECK(o.at(json::json_pointer("/" + json_pointer_token("a/b~c"))) == "x");
+}
+
+namespace {
+
+// A Pod UPDATE: oldObject with old_spec, object with new_spec.
+json pod_update(const char* old_spec, const char* new_spec) {
+  json doc = base_review();
+  doc["request"]["operation"] = "UPDATE";
+  doc["request"]["oldObject"] = doc["request"]["object"];
+  doc["request"]["oldObject"]["spec"] = json::parse(old_spec);
+  doc["request"]["object"]["spec"] = json::parse(new_spec);
+  return doc;
+}
+
+std::vector<std::string> new_pointers(const sigil::admission::Request& r) {
+  std::vector<std::string> out;
+  for (const auto* use : sigil::admission::new_image_uses(r)) out.push_back(use->pointer);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("new_image_uses: what an UPDATE adds or changes, by pointer", "[admission]") {
+  struct Case {
+    const char* what;
+    const char* old_spec;
+    const char* new_spec;
+    std::vector<std::string> fresh;  // pointers of the new uses
+  };
+  const char* two = R"({"initContainers":[{"name":"i","image":"i:1"}],
+                        "containers":[{"name":"a","image":"a:1"},{"name":"b","image":"b:1"}]})";
+  auto c = GENERATE_COPY(values<Case>({
+      {"nothing changed (a label, a finalizer)", two, two, {}},
+      {"one image changed",
+       two,
+       R"({"initContainers":[{"name":"i","image":"i:1"}],
+           "containers":[{"name":"a","image":"a:2"},{"name":"b","image":"b:1"}]})",
+       {"/spec/containers/0/image"}},
+      {"images swapped between containers",
+       two,
+       R"({"initContainers":[{"name":"i","image":"i:1"}],
+           "containers":[{"name":"a","image":"b:1"},{"name":"b","image":"a:1"}]})",
+       {"/spec/containers/0/image", "/spec/containers/1/image"}},
+      {"an image moved from initContainers to containers",
+       R"({"initContainers":[{"name":"i","image":"x:1"}],"containers":[{"name":"a","image":"a:1"}]})",
+       R"({"containers":[{"name":"i","image":"x:1"},{"name":"a","image":"a:1"}]})",
+       {"/spec/containers/0/image", "/spec/containers/1/image"}},
+      {"an ephemeral container added",
+       two,
+       R"({"initContainers":[{"name":"i","image":"i:1"}],
+           "containers":[{"name":"a","image":"a:1"},{"name":"b","image":"b:1"}],
+           "ephemeralContainers":[{"name":"dbg","image":"a:1"}]})",
+       {"/spec/ephemeralContainers/0/image"}},
+      {"a container removed",
+       two,
+       R"({"initContainers":[{"name":"i","image":"i:1"}],"containers":[{"name":"a","image":"a:1"}]})",
+       {}},
+  }));
+  CAPTURE(c.what);
+  auto r = decode_review(pod_update(c.old_spec, c.new_spec).dump());
+  REQUIRE(r.ok());
+  CHECK(r->has_old_images);
+  CHECK(new_pointers(*r) == c.fresh);
+}
+
+TEST_CASE("new_image_uses: without a readable oldObject every use is new", "[admission]") {
+  const char* spec = R"({"containers":[{"name":"a","image":"a:1"}]})";
+  SECTION("CREATE ignores an oldObject") {
+    json doc = pod_update(spec, spec);
+    doc["request"]["operation"] = "CREATE";
+    auto r = decode_review(doc.dump());
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->has_old_images);
+    CHECK(new_pointers(*r) == std::vector<std::string>{"/spec/containers/0/image"});
+  }
+  SECTION("a defective or missing oldObject") {
+    struct Case {
+      const char* pointer;
+      const char* value;  // JSON, or "DELETE"
+    };
+    auto c = GENERATE(values<Case>({
+        {"/request/oldObject", "DELETE"},
+        {"/request/oldObject", "null"},
+        {"/request/oldObject", "[]"},
+        {"/request/oldObject/spec", "DELETE"},
+        {"/request/oldObject/spec", "7"},
+        {"/request/oldObject/spec/containers", R"({"image":"a:1"})"},
+        {"/request/oldObject/spec/containers/0/image", "42"},
+        {"/request/oldObject/spec/containers/0/image", R"("")"},
+    }));
+    CAPTURE(c.pointer, c.value);
+    json doc = pod_update(spec, spec);
+    json::json_pointer p(c.pointer);
+    if (std::string(c.value) == "DELETE") {
+      doc[p.parent_pointer()].erase(p.back());
+    } else {
+      doc[p] = json::parse(c.value);
+    }
+    auto r = decode_review(doc.dump());
+    REQUIRE(r.ok());  // the old object never fails the review
+    CHECK_FALSE(r->has_old_images);
+    CHECK(r->old_images.empty());
+    CHECK(new_pointers(*r) == std::vector<std::string>{"/spec/containers/0/image"});
+  }
+  SECTION("an old object with too many containers") {
+    json doc = pod_update(spec, spec);
+    json list = json::array();
+    for (int i = 0; i < 1001; ++i) list.push_back({{"name", "c"}, {"image", "a:1"}});
+    doc["request"]["oldObject"]["spec"]["containers"] = list;
+    auto r = decode_review(doc.dump());
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->has_old_images);
+    CHECK(new_pointers(*r).size() == 1);
+  }
+}
+
+TEST_CASE("new_image_uses on the fixtures: a changed image and an added debug container",
+          "[admission]") {
+  auto upd = decode_review(read_data("pod-update-image.json"));
+  REQUIRE(upd.ok());
+  CHECK(upd->has_old_images);
+  CHECK(new_pointers(*upd) == std::vector<std::string>{"/spec/containers/0/image"});
+  auto eph = decode_review(read_data("pod-update-ephemeral-containers.json"));
+  REQUIRE(eph.ok());
+  CHECK(eph->has_old_images);
+  CHECK(new_pointers(*eph) == std::vector<std::string>{"/spec/ephemeralContainers/0/image"});
+}
+
+TEST_CASE("deletionTimestamp marks an object being deleted", "[admission]") {
+  struct Case {
+    const char* value;  // JSON for metadata.deletionTimestamp, or nullptr: absent
+    bool deleting;
+  };
+  auto c = GENERATE(values<Case>({
+      {nullptr, false},
+      {R"("2026-01-02T03:04:05Z")", true},
+      {"null", false},
+      {R"("")", false},
+      {"17", false},
+      {"{}", false},
+  }));
+  CAPTURE(c.value ? c.value : "(absent)");
+  json doc = base_review();
+  doc["request"]["object"]["metadata"] = {{"name", "p"}};
+  if (c.value) doc["request"]["object"]["metadata"]["deletionTimestamp"] = json::parse(c.value);
+  auto r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK(r->deleting == c.deleting);
+  // The old object's deletionTimestamp is not the new object's.
+  json upd = pod_update(R"({"containers":[{"name":"a","image":"a:1"}]})",
+                        R"({"containers":[{"name":"a","image":"a:1"}]})");
+  upd["request"]["oldObject"]["metadata"] = {{"deletionTimestamp", "2026-01-02T03:04:05Z"}};
+  auto u = decode_review(upd.dump());
+  REQUIRE(u.ok());
+  CHECK_FALSE(u->deleting);
+}
+
+TEST_CASE("review_uid reads the uid of a review decode_review refuses", "[admission]") {
+  using sigil::admission::review_uid;
+  json doc = base_review();
+  doc["request"]["object"]["spec"]["containers"][0]["image"] = "";
+  REQUIRE_FALSE(decode_review(doc.dump()).ok());
+  CHECK(review_uid(doc.dump()) == "u-1");
+  CHECK(review_uid("") == "");
+  CHECK(review_uid("{") == "");
+  CHECK(review_uid(R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"})") == "");
+  doc["apiVersion"] = "admission.k8s.io/v1beta1";
+  CHECK(review_uid(doc.dump()) == "");
+  CHECK(review_uid(std::string(1000000, '[')) == "");
 }
 
 TEST_CASE("malformed bodies are errors, never a silent allow", "[admission]") {
@@ -310,6 +518,47 @@ TEST_CASE("encode_response: allowed", "[admission]") {
   CHECK_FALSE(out["response"].contains("status"));
   CHECK_FALSE(out["response"].contains("warnings"));
   CHECK_FALSE(out["response"].contains("auditAnnotations"));
+}
+
+TEST_CASE("encode_response: a patch goes out base64-encoded as a JSONPatch", "[admission]") {
+  using sigil::admission::encode_image_patch;
+  using sigil::admission::ImagePatch;
+  Response resp;
+  resp.uid = "u-p";
+  resp.allowed = true;
+  resp.patch = encode_image_patch(
+      {ImagePatch{"/spec/containers/0/image", "r/a:1", "r/a:1@sha256:" + std::string(64, 'a')},
+       ImagePatch{"/spec/initContainers/1/image", "r/\"odd\"", "r/\"odd\"@x"}});
+  json out = json::parse(encode_response(resp));
+  const json& r = out["response"];
+  CHECK(r["allowed"] == true);
+  CHECK(r["patchType"] == "JSONPatch");
+  auto raw = sigil::base64_decode(r["patch"].get<std::string>());
+  REQUIRE(raw.ok());
+  const json patch = json::parse(*raw);
+  CHECK(patch == json::parse(R"([
+    {"op":"test","path":"/spec/containers/0/image","value":"r/a:1"},
+    {"op":"replace","path":"/spec/containers/0/image",
+     "value":"r/a:1@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+    {"op":"test","path":"/spec/initContainers/1/image","value":"r/\"odd\""},
+    {"op":"replace","path":"/spec/initContainers/1/image","value":"r/\"odd\"@x"}])"));
+  // Applied by an independent implementation, it rewrites exactly those fields.
+  json object = json::parse(R"({"spec":{"containers":[{"image":"r/a:1"}],
+      "initContainers":[{"image":"i"},{"image":"r/\"odd\""}]}})");
+  json patched = object.patch(patch);
+  CHECK(patched["spec"]["containers"][0]["image"] == "r/a:1@sha256:" + std::string(64, 'a'));
+  CHECK(patched["spec"]["initContainers"][1]["image"] == "r/\"odd\"@x");
+  CHECK(patched["spec"]["initContainers"][0]["image"] == "i");
+  // A field that no longer holds what was verified: the test operation refuses the patch.
+  object["spec"]["containers"][0]["image"] = "r/other:1";
+  CHECK_THROWS(object.patch(patch));
+  // No patch when denied, and none when empty.
+  resp.allowed = false;
+  CHECK_FALSE(json::parse(encode_response(resp))["response"].contains("patch"));
+  resp.allowed = true;
+  resp.patch.clear();
+  CHECK_FALSE(json::parse(encode_response(resp))["response"].contains("patchType"));
+  CHECK(encode_image_patch({}) == "[]");
 }
 
 TEST_CASE("encode_response: denied with warnings and annotations", "[admission]") {

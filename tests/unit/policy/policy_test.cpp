@@ -696,6 +696,34 @@ TEST_CASE("key_policy for sigil verify --key", "[policy]") {
   CHECK_THAT(bad.error().message, Catch::StartsWith("k.pub: not a PEM public key"));
 }
 
+TEST_CASE("spec.requireDigest: true or false, on both kinds of policy", "[policy][parse]") {
+  const std::string base =
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n"
+      "  images: [{glob: '**'}]\n  authorities: [{static: {action: pass}}]\n";
+  auto plain = parse_policies(base, "f.yaml");
+  REQUIRE(plain.ok());
+  CHECK_FALSE(plain->front().require_digest);
+  auto on = parse_policies(base + "  requireDigest: true\n", "f.yaml");
+  REQUIRE(on.ok());
+  CHECK(on->front().require_digest);
+  auto off = parse_policies(base + "  requireDigest: false\n", "f.yaml");
+  REQUIRE(off.ok());
+  CHECK_FALSE(off->front().require_digest);
+  auto ip = parse_policies(
+      "apiVersion: sigil.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p, namespace: team}\n"
+      "spec:\n  requireDigest: true\n  images: [{glob: '**'}]\n"
+      "  authorities: [{static: {action: pass}}]\n",
+      "f.yaml");
+  REQUIRE(ip.ok());
+  CHECK(ip->front().require_digest);
+  for (const char* bad : {"yes", "1", "[true]", "{}", "TRUE"}) {
+    CAPTURE(bad);
+    auto r = parse_policies(base + "  requireDigest: " + bad + "\n", "f.yaml");
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error().message, Catch::Contains("spec.requireDigest"));
+  }
+}
+
 TEST_CASE("evaluate: an unavailable policy fails every image it matches", "[policy][evaluate]") {
   auto ps = parse_policies(read_data("valid-key.yaml"), "k.yaml");
   REQUIRE(ps.ok());

@@ -229,3 +229,135 @@ TEST_CASE("validator builds the admission's context once and hands it to every i
   response_of(run(v2, pod_with_images({"reg.example/good:1"})));
   CHECK(plain.last_namespace() == "default");
 }
+
+// ---------------------------------------------------------------------------------------------
+// UPDATEs that run nothing new, and objects being deleted, are admitted without a registry call.
+
+namespace {
+
+// A verifier that denies every image and counts its calls: whatever it is asked is refused, so
+// an admission that passes was never judged.
+struct DenyAll {
+  std::atomic<int> calls{0};
+  sigil::server::VerifyImage fn() {
+    return [this](std::string image, const sigil::verify::Context&,
+                  sigil::server::Deadline) -> boost::asio::awaitable<sigil::verify::Verdict> {
+      ++calls;
+      sigil::verify::Verdict v;
+      v.outcome = sigil::verify::Outcome::denied;
+      v.image = image;
+      v.reason_code = "NOT_SIGNED";
+      v.message = "image " + image + " is not admitted by policy p: no signatures found";
+      co_return v;
+    };
+  }
+};
+
+// An UPDATE of the kubectl-run Pod: oldObject is the object as created, object as edit() leaves
+// it.
+template <class Edit>
+std::string pod_update(Edit edit) {
+  json doc = json::parse(read_fixture("pod-create-kubectl-run.json"));
+  auto& r = doc["request"];
+  r["operation"] = "UPDATE";
+  r["object"]["metadata"]["finalizers"] = json::array({"batch.kubernetes.io/job-tracking"});
+  r["oldObject"] = r["object"];
+  edit(r);
+  return doc.dump();
+}
+
+}  // namespace
+
+TEST_CASE("an UPDATE that changes no image is admitted without verification", "[validator]") {
+  DenyAll fake;
+  Validator v(fake.fn());
+  SECTION("a finalizer removed") {
+    auto body = pod_update([](json& r) { r["object"]["metadata"].erase("finalizers"); });
+    auto resp = response_of(run(v, body));
+    CHECK(resp["allowed"] == true);
+  }
+  SECTION("a label added") {
+    auto body = pod_update([](json& r) { r["object"]["metadata"]["labels"]["x"] = "y"; });
+    CHECK(response_of(run(v, body))["allowed"] == true);
+  }
+  SECTION("a Deployment scaled to zero") {
+    json doc = json::parse(read_fixture("deployment-create.json"));
+    auto& r = doc["request"];
+    r["operation"] = "UPDATE";
+    r["oldObject"] = r["object"];
+    r["object"]["spec"]["replicas"] = 0;
+    CHECK(response_of(run(v, doc.dump()))["allowed"] == true);
+  }
+  SECTION("a CronJob suspended") {
+    json doc = json::parse(read_fixture("cronjob-create.json"));
+    auto& r = doc["request"];
+    r["operation"] = "UPDATE";
+    r["oldObject"] = r["object"];
+    r["object"]["spec"]["suspend"] = true;
+    CHECK(response_of(run(v, doc.dump()))["allowed"] == true);
+  }
+  CHECK(fake.calls == 0);
+}
+
+TEST_CASE("an UPDATE that changes or adds an image is verified", "[validator]") {
+  DenyAll fake;
+  Validator v(fake.fn());
+  SECTION("the container's image changed") {
+    auto resp = response_of(run(v, read_fixture("pod-update-image.json")));
+    CHECK(resp["allowed"] == false);
+    CHECK(std::string(resp["status"]["message"]).find("myapp:v2") != std::string::npos);
+  }
+  SECTION("kubectl debug adds an ephemeral container") {
+    auto resp = response_of(run(v, read_fixture("pod-update-ephemeral-containers.json")));
+    CHECK(resp["allowed"] == false);
+    CHECK(std::string(resp["status"]["message"]).find("busybox") != std::string::npos);
+  }
+  SECTION("the same image moved to another container") {
+    auto body = pod_update([](json& r) {
+      auto& cs = r["object"]["spec"]["containers"];
+      cs.push_back(cs[0]);
+      cs[1]["name"] = "second";
+    });
+    CHECK(response_of(run(v, body))["allowed"] == false);
+  }
+  SECTION("a Deployment's template image changed") {
+    json doc = json::parse(read_fixture("deployment-create.json"));
+    auto& r = doc["request"];
+    r["operation"] = "UPDATE";
+    r["oldObject"] = r["object"];
+    r["object"]["spec"]["template"]["spec"]["containers"][0]["image"] = "reg.example/new:2";
+    CHECK(response_of(run(v, doc.dump()))["allowed"] == false);
+  }
+  SECTION("no oldObject to compare with") {
+    auto body = pod_update([](json& r) { r.erase("oldObject"); });
+    CHECK(response_of(run(v, body))["allowed"] == false);
+  }
+  SECTION("an oldObject whose images cannot be read") {
+    auto body = pod_update([](json& r) { r["oldObject"]["spec"]["containers"] = "x"; });
+    CHECK(response_of(run(v, body))["allowed"] == false);
+  }
+  CHECK(fake.calls >= 1);
+}
+
+TEST_CASE("an object being deleted is admitted without verification", "[validator]") {
+  DenyAll fake;
+  Validator v(fake.fn());
+  // A terminating pod losing its last finalizer, and one whose image an UPDATE changes.
+  auto finalizer = pod_update([](json& r) {
+    r["oldObject"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:04:05Z";
+    r["object"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:04:05Z";
+    r["object"]["metadata"].erase("finalizers");
+  });
+  CHECK(response_of(run(v, finalizer))["allowed"] == true);
+  auto changed = pod_update([](json& r) {
+    r["object"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:04:05Z";
+    r["object"]["spec"]["containers"][0]["image"] = "reg.example/other:1";
+  });
+  CHECK(response_of(run(v, changed))["allowed"] == true);
+  CHECK(fake.calls == 0);
+  // A CREATE never carries a deletionTimestamp past the API server: one that does is judged.
+  json create = json::parse(read_fixture("pod-create-kubectl-run.json"));
+  create["request"]["object"]["metadata"]["deletionTimestamp"] = "2026-01-02T03:04:05Z";
+  CHECK(response_of(run(v, create.dump()))["allowed"] == false);
+  CHECK(fake.calls == 1);
+}

@@ -809,6 +809,108 @@ TEST_CASE("'not signed' learnt from an ambiguous referrers answer is not cached"
   CHECK(run(other, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).cached);
 }
 
+// ---------------------------------------------------------------------------------------------
+// spec.requireDigest, and what /mutate relies on: a digest only when a policy matched.
+
+namespace {
+
+// team-images (the key, for reg.test/team/**) with requireDigest and the given mode, and an
+// unrelated policy for reg.test/other/** without it.
+std::shared_ptr<const policy::PolicySet> digest_required(const std::string& pub_pem,
+                                                         const char* mode) {
+  std::string indented;
+  for (size_t i = 0, start = 0; i <= pub_pem.size(); ++i) {
+    if (i == pub_pem.size() || pub_pem[i] == '\n') {
+      if (i > start) indented += "          " + pub_pem.substr(start, i - start) + "\n";
+      start = i + 1;
+    }
+  }
+  const std::string key = "  authorities:\n    - key:\n        data: |\n" + indented;
+  std::string yaml =
+      std::string("apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\n") +
+      "metadata: {name: team-images}\nspec:\n  requireDigest: true\n  mode: " + mode +
+      "\n  images: [{glob: \"reg.test/team/**\"}]\n" + key +
+      "---\napiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\n"
+      "metadata: {name: other}\nspec:\n  images: [{glob: \"reg.test/other/**\"}]\n" +
+      key;
+  auto parsed = policy::parse_policies(yaml, "test.yaml");
+  if (!parsed.ok()) FAIL(parsed.error().message);
+  return std::make_shared<const policy::PolicySet>(std::move(*parsed), policy::NoMatch::deny, 1);
+}
+
+}  // namespace
+
+TEST_CASE("requireDigest denies a tag-only reference before asking any registry") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  f.reg.tags["other/app:v1"] = f.digest;
+  f.reg.attach("other/app", f.digest,
+               {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  auto set = digest_required(f.key.pub_pem, "enforce");
+
+  auto tag = run(engine, "reg.test/team/app:v1", set);
+  CHECK(tag.outcome == verify::Outcome::denied);
+  CHECK(tag.reason_code == "DIGEST_REQUIRED");
+  CHECK(tag.message ==
+        "image reg.test/team/app:v1 is referenced by tag; policy team-images requires a digest "
+        "(reg.test/team/app:v1@sha256:...)");
+  CHECK(tag.digest.empty());
+  CHECK(f.reg.calls == 0);
+  // An implied :latest is a tag too.
+  CHECK(run(engine, "reg.test/team/app", set).reason_code == "DIGEST_REQUIRED");
+  CHECK(f.reg.calls == 0);
+
+  // By digest, with or without the tag: verified as usual.
+  CHECK(run(engine, "reg.test/team/app@" + f.digest, set).outcome == verify::Outcome::allowed);
+  CHECK(run(engine, "reg.test/team/app:v1@" + f.digest, set).outcome == verify::Outcome::allowed);
+  // A policy without it still takes tags.
+  CHECK(run(engine, "reg.test/other/app:v1", set).outcome == verify::Outcome::allowed);
+}
+
+TEST_CASE("requireDigest in warn mode warns, verifies the digest, and caches no warning") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  auto set = digest_required(f.key.pub_pem, "warn");
+
+  auto tag = run(engine, "reg.test/team/app:v1", set);
+  CHECK(tag.outcome == verify::Outcome::warned);
+  CHECK(tag.image == "reg.test/team/app:v1");
+  CHECK(tag.digest == f.digest);
+  REQUIRE(tag.warnings.size() == 1);
+  CHECK(tag.warnings[0].find("is referenced by tag; policy team-images requires a digest") !=
+        std::string::npos);
+  // The signed digest, by digest: admitted, and the tag's warning was not cached with it.
+  auto pinned = run(engine, "reg.test/team/app:v1@" + f.digest, set);
+  CHECK(pinned.outcome == verify::Outcome::allowed);
+  CHECK(pinned.cached);
+  CHECK(pinned.warnings.empty());
+  // A tag moved to an unsigned digest: the warn-mode policy still only warns, about both.
+  f.reg.tags["team/app:v1"] = fake_digest('d');
+  auto moved = run(engine, "reg.test/team/app:v1", set);
+  CHECK(moved.outcome == verify::Outcome::warned);
+  CHECK(moved.digest == fake_digest('d'));
+  CHECK(moved.warnings.size() == 2);
+}
+
+TEST_CASE("a verdict carries a digest only when a policy matched and the tag resolved") {
+  // What /mutate pins by: no digest, nothing pinned.
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  auto allow = policies_for(f.key.pub_pem, "enforce", policy::NoMatch::allow);
+  auto unmatched = run(engine, "other.test/x:1", allow);
+  CHECK(unmatched.outcome == verify::Outcome::allowed);
+  CHECK(unmatched.digest.empty());
+  CHECK(f.reg.calls == 0);
+  auto missing = run(engine, "reg.test/team/nothing:v1", allow);
+  CHECK(missing.reason_code == "IMAGE_NOT_FOUND");
+  CHECK(missing.digest.empty());
+  auto matched = run(engine, "reg.test/team/app:v1", allow);
+  CHECK(matched.reason_code == "NOT_SIGNED");
+  CHECK(matched.digest == f.digest);
+}
+
 TEST_CASE("a policy that cannot be compiled denies what it matches, and is never cached") {
   Fixture f;
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
