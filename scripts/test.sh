@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test. This is what CI runs (.ci/run).
-#   1. format check (clang-format) of src/ tests/ bench/
+#   1. format check (clang-format) of the modules, tests/ and bench/
 #   2. sanitizer build (ASan + UBSan) running the unit, fuzz-corpus and integration tests
 #   3. the libFuzzer targets built with clang and each run briefly on its corpus
 #   4. the main build with -Werror running the whole suite; its ctest summary ends the output
@@ -13,7 +13,7 @@ export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 JOBS="${JOBS:-$(nproc)}"
 
 echo "== format check"
-files=$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 2>/dev/null || true)
+files=$(git ls-files '*.cpp' '*.hpp' 2>/dev/null || true)
 if [ -n "$files" ]; then
   clang-format --dry-run --Werror $files
 fi

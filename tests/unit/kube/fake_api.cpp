@@ -1,10 +1,5 @@
 #include "fake_api.hpp"
 
-// GCC 12 false positive on Asio's coroutine frame allocator (see src/server/validator.cpp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
 #include <fstream>
 #include <random>
 #include <sstream>

@@ -1,11 +1,5 @@
 #include "server/mutator.hpp"
 
-// GCC 12 reports a false -Wmismatched-new-delete for Asio's awaitable frame allocator in large
-// coroutines (GCC bug 105357-like); the frame's operator new/delete are a matched pair.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <map>

@@ -1,10 +1,5 @@
 #include "kube/client.hpp"
 
-// GCC 12 false positive on Asio's coroutine frame allocator (see src/server/validator.cpp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
