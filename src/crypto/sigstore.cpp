@@ -10,6 +10,7 @@
 
 #include "common/encoding.hpp"
 #include "crypto/dsse.hpp"
+#include "crypto/go_base64.hpp"
 #include "crypto/sct.hpp"
 #include "crypto/tsa.hpp"
 
@@ -161,7 +162,7 @@ Result<SignedEntity> entity_from_legacy(const Signature& sig) {
                           "rfc3161timestamp annotation: expected {\"SignedRFC3161Timestamp\": "
                           "\"<base64>\"}");
       }
-      auto der = base64_decode(doc["SignedRFC3161Timestamp"].get<std::string>());
+      auto der = detail::go_std_base64(doc["SignedRFC3161Timestamp"].get<std::string>());
       if (!der || der->empty()) {
         return make_error(Errc::parse_error, "rfc3161timestamp annotation: not base64");
       }

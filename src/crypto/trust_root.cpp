@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/encoding.hpp"
+#include "crypto/go_base64.hpp"
 
 namespace sigil::crypto {
 
@@ -61,23 +62,9 @@ Result<std::string> string_field(const json& obj, const std::string& where, cons
   return (*f)->get<std::string>();
 }
 
-// Protobuf JSON `bytes`: standard or URL-safe base64, padded or not.
+// Protobuf JSON `bytes`, exactly as Go's protojson reads them.
 Result<std::string> decode_bytes(const std::string& text, const std::string& where) {
-  std::string norm;
-  norm.reserve(text.size() + 3);
-  for (char c : text) {
-    if (c == '-') {
-      norm.push_back('+');
-    } else if (c == '_') {
-      norm.push_back('/');
-    } else {
-      norm.push_back(c);
-    }
-  }
-  if (norm.find('=') == std::string::npos) {
-    while (norm.size() % 4 != 0) norm.push_back('=');
-  }
-  auto raw = base64_decode(norm);
+  auto raw = detail::protojson_base64(text);
   if (!raw) return entry_error(Errc::parse_error, where, "not base64");
   return std::move(*raw);
 }
