@@ -361,8 +361,12 @@ Result<PublicKey> PublicKey::from_pem(std::string_view pem) {
   auto der = base64_decode(block.body);
   if (!der) return make_error(Errc::parse_error, "PEM body is not valid base64");
   if (block.label == "PUBLIC KEY") return from_der(*der);
+  return from_pkcs1_der(*der);
+}
+
+Result<PublicKey> PublicKey::from_pkcs1_der(std::string_view der) {
   auto decoded = decode_all(
-      *der,
+      der,
       [](const unsigned char** p, long n) { return d2i_PublicKey(EVP_PKEY_RSA, nullptr, p, n); },
       "RSA public key DER (PKCS#1)");
   auto parts = finish(std::move(decoded));

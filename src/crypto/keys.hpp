@@ -29,6 +29,8 @@ class PublicKey {
   // "RSA PUBLIC KEY" (PKCS#1). Rejects unsupported curves, RSA < 2048 bits, trailing junk.
   static Result<PublicKey> from_pem(std::string_view pem);
   static Result<PublicKey> from_der(std::string_view spki_der);
+  // A DER PKCS#1 RSAPublicKey (RFC 8017 A.1.1), as trusted roots encode PKCS1_RSA_PKCS1V5 keys.
+  static Result<PublicKey> from_pkcs1_der(std::string_view der);
 
   KeyType type() const noexcept { return type_; }
   // SubjectPublicKeyInfo DER, for comparing keys and computing key ids.
