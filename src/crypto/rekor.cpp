@@ -143,20 +143,6 @@ Result<std::string> need_bytes(const json& obj, std::string_view name, const std
   return raw;
 }
 
-size_t digest_size(HashAlgorithm h) {
-  switch (h) {
-    case HashAlgorithm::sha224:
-      return 28;
-    case HashAlgorithm::sha256:
-      return 32;
-    case HashAlgorithm::sha384:
-      return 48;
-    case HashAlgorithm::sha512:
-      return 64;
-  }
-  return 0;
-}
-
 // Rekor v1 schemas: {"algorithm":"sha256","value":"<lowercase hex>"}.
 Result<std::pair<HashAlgorithm, std::string>> v1_hash(const json& obj, const std::string& path) {
   auto alg = need_string(obj, "algorithm", path);

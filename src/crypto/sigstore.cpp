@@ -28,11 +28,24 @@ VerifiedSignature fail(Failure f, std::string message) {
   return v;
 }
 
-// "sha256:<hex>" -> raw 32 bytes, or "" when not a sha256 digest.
-std::string raw_sha256(std::string_view digest) {
-  if (digest.rfind("sha256:", 0) != 0 || digest.size() != 71) return "";
-  auto raw = hex_decode(digest.substr(7));
-  return raw ? *raw : "";
+// The digest algorithms an artifact may be named by, with the names in-toto subjects and
+// "<alg>:<hex>" strings use for them.
+constexpr std::pair<std::string_view, HashAlgorithm> kArtifactHashes[] = {
+    {"sha256", HashAlgorithm::sha256},
+    {"sha384", HashAlgorithm::sha384},
+    {"sha512", HashAlgorithm::sha512},
+};
+
+std::string_view algorithm_name(HashAlgorithm h) {
+  for (auto [name, alg] : kArtifactHashes) {
+    if (alg == h) return name;
+  }
+  return hash_name(h);
+}
+
+// "sha256:<hex>" names the artifact by its digest.
+std::string digest_string(HashAlgorithm h, std::string_view raw) {
+  return std::string(algorithm_name(h)) + ":" + hex_encode(raw);
 }
 
 // The verifier a Rekor body records, compared with the one that checked the signature: the
@@ -96,6 +109,21 @@ Status body_matches(const SignedEntity& e, const RekorBody& body, const std::str
 }
 
 }  // namespace
+
+std::optional<std::pair<HashAlgorithm, std::string>> parse_artifact_digest(std::string_view text) {
+  size_t colon = text.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  std::string_view name = text.substr(0, colon);
+  std::string_view hex = text.substr(colon + 1);
+  for (auto [n, alg] : kArtifactHashes) {
+    if (n != name) continue;
+    if (hex.size() != 2 * digest_size(alg) || !is_lower_hex(hex)) return std::nullopt;
+    auto raw = hex_decode(hex);
+    if (!raw) return std::nullopt;
+    return std::make_pair(alg, std::move(*raw));
+  }
+  return std::nullopt;
+}
 
 const char* failure_name(Failure f) noexcept {
   switch (f) {
@@ -209,7 +237,15 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
     if (e.signature.empty()) return fail(Failure::bad_signature, "signature is empty");
 
     // What was signed.
-    const std::string artifact_raw = raw_sha256(artifact.digest);
+    auto named = parse_artifact_digest(artifact.digest);
+    if (!named ||
+        (artifact.kind == Artifact::Kind::image && named->first != HashAlgorithm::sha256)) {
+      return fail(Failure::unsupported,
+                  "the artifact digest is not a sha256, sha384 or sha512 "
+                  "digest (images: sha256)");
+    }
+    const HashAlgorithm artifact_alg = named->first;
+    const std::string artifact_raw = std::move(named->second);
     std::string signed_bytes;
     std::string message_digest;  // message_signature: the raw digest the signature covers
     bool prehashed = false;
@@ -220,33 +256,37 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
       case SignedEntity::Kind::dsse:
         signed_bytes = dsse_pae(e.payload_type, e.payload);
         break;
-      case SignedEntity::Kind::message_signature:
+      case SignedEntity::Kind::message_signature: {
         if (artifact.kind != Artifact::Kind::blob) {
           return fail(Failure::wrong_type,
                       "a message signature over a blob is not an image signature (cosign v3 "
                       "signs images with DSSE bundles)");
         }
-        if (e.message_digest_algorithm != HashAlgorithm::sha256) {
-          return fail(Failure::unsupported, "only SHA-256 message digests are supported");
+        // The artifact's digest in the bundle's algorithm: computed from its bytes when the
+        // caller has them, else the digest given, which must then use that algorithm.
+        const HashAlgorithm alg = e.message_digest_algorithm;
+        if (artifact.bytes) {
+          message_digest = digest(alg, *artifact.bytes);
+          if (message_digest.empty()) return fail(Failure::malformed, "cannot hash the artifact");
+        } else if (artifact_alg == alg) {
+          message_digest = artifact_raw;
+        } else {
+          return fail(Failure::unsupported,
+                      "the bundle signs a " + std::string(algorithm_name(alg)) +
+                          " digest, which a " + std::string(algorithm_name(artifact_alg)) +
+                          " digest of the artifact cannot be checked against (pass the file)");
         }
-        if (artifact_raw.empty()) {
-          return fail(Failure::unsupported, "the artifact digest is not sha256");
-        }
-        if (!e.message_digest.empty() && e.message_digest != artifact_raw) {
+        if (!e.message_digest.empty() && e.message_digest != message_digest) {
           VerifiedSignature v =
               fail(Failure::digest_mismatch,
-                   "the bundle signs " + short_digest("sha256:" + hex_encode(e.message_digest)) +
-                       ", not " + short_digest(artifact.digest));
-          v.bound_digest = "sha256:" + hex_encode(e.message_digest);
+                   "the bundle signs " + short_digest(digest_string(alg, e.message_digest)) +
+                       ", not " + short_digest(digest_string(alg, message_digest)));
+          v.bound_digest = digest_string(alg, e.message_digest);
           return v;
         }
-        message_digest = artifact_raw;
-        if (artifact.bytes) {
-          signed_bytes = *artifact.bytes;
-        } else {
-          prehashed = true;
-        }
+        if (artifact.bytes) signed_bytes = *artifact.bytes;
         break;
+      }
     }
 
     // The verifying key: the policy's, or the leaf certificate's.
@@ -286,8 +326,15 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
     }
 
     // (4, done first: cheapest, and nothing else matters if it fails) the signature.
-    Status sig_ok = prehashed ? key->verify_prehashed(message_digest, e.signature, hash)
-                              : key->verify(signed_bytes, e.signature, hash);
+    // A message signature is checked, as sigstore-go checks it, over the bundle's digest in the
+    // bundle's algorithm (the artifact's bytes only ever reach it through that digest), except
+    // Ed25519's, which signs the bytes themselves and so needs them.
+    if (e.kind == SignedEntity::Kind::message_signature) {
+      prehashed = key->type() != KeyType::ed25519 || !artifact.bytes;
+    }
+    Status sig_ok =
+        prehashed ? key->verify_prehashed(message_digest, e.signature, e.message_digest_algorithm)
+                  : key->verify(signed_bytes, e.signature, hash);
     if (!sig_ok) {
       if (sig_ok.error().code == Errc::unsupported) {
         return fail(Failure::unsupported,
@@ -429,15 +476,24 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
           return fail(Failure::wrong_type, "predicate type " + st->predicate_type.substr(0, 120) +
                                                " makes it an attestation, not an image signature");
         }
-        const std::string hex = artifact.digest.size() > 7 ? artifact.digest.substr(7) : "";
-        if (artifact_raw.empty() || !statement_binds(*st, "sha256", hex)) {
+        // A subject names the artifact by any digest sigstore-go computes (sha256, sha384,
+        // sha512): with the artifact's bytes each is recomputed, else the given one must match.
+        bool bound = false;
+        if (artifact.bytes) {
+          for (auto [name, alg] : kArtifactHashes) {
+            bound = bound || statement_binds(*st, name, hex_encode(digest(alg, *artifact.bytes)));
+          }
+        } else {
+          bound = statement_binds(*st, algorithm_name(artifact_alg), hex_encode(artifact_raw));
+        }
+        if (!bound) {
           VerifiedSignature v =
               fail(Failure::digest_mismatch,
                    "the in-toto statement's subject is not " + short_digest(artifact.digest));
-          for (const auto& s : st->subjects) {
-            auto it = s.digest.find("sha256");
-            if (it != s.digest.end()) {
-              v.bound_digest = "sha256:" + it->second;
+          for (const auto& sub : st->subjects) {
+            auto it = sub.digest.find(std::string(algorithm_name(artifact_alg)));
+            if (it != sub.digest.end()) {
+              v.bound_digest = it->first + ":" + it->second;
               break;
             }
           }
@@ -447,7 +503,7 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
         break;
       }
       case SignedEntity::Kind::message_signature:
-        if (!prehashed && sha256(signed_bytes) != artifact_raw) {
+        if (artifact.bytes && digest(artifact_alg, *artifact.bytes) != artifact_raw) {
           return fail(Failure::digest_mismatch, "the artifact bytes do not hash to its digest");
         }
         out.bound_digest = artifact.digest;
