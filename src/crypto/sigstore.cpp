@@ -442,24 +442,35 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
       out.identity = std::move(*id);
     }
 
-    // (5) The claims: the payload binds the admitted digest.
+    // (5) The claims: the payload binds the admitted digest. Everything before verified, so a
+    // failure here still reports who signed (the caller checks its identities first).
+    auto claim_fail = [&out](Failure f, std::string message) {
+      VerifiedSignature v = out;
+      v.ok = false;
+      v.failure = f;
+      v.message = std::move(message);
+      return v;
+    };
     switch (e.kind) {
       case SignedEntity::Kind::simple_signing: {
         if (artifact.kind != Artifact::Kind::image) {
-          return fail(Failure::wrong_type, "a container image signature, not a blob signature");
+          return claim_fail(Failure::wrong_type,
+                            "a container image signature, not a blob signature");
         }
         auto p = parse_simple_signing(e.payload);
         if (!p)
-          return fail(Failure::wrong_type, "signed payload is malformed: " + p.error().message);
+          return claim_fail(Failure::wrong_type,
+                            "signed payload is malformed: " + p.error().message);
         out.bound_digest = p->docker_manifest_digest;
         if (p->type != kCosignSignatureType) {
-          return fail(Failure::wrong_type,
-                      "payload type is not a cosign container image signature");
+          return claim_fail(Failure::wrong_type,
+                            "payload type is not a cosign container image signature");
         }
         if (p->docker_manifest_digest != artifact.digest) {
-          VerifiedSignature v = fail(Failure::digest_mismatch,
-                                     "signature is for " + short_digest(p->docker_manifest_digest) +
-                                         ", not for " + short_digest(artifact.digest));
+          VerifiedSignature v =
+              claim_fail(Failure::digest_mismatch,
+                         "signature is for " + short_digest(p->docker_manifest_digest) +
+                             ", not for " + short_digest(artifact.digest));
           v.bound_digest = p->docker_manifest_digest;
           return v;
         }
@@ -467,14 +478,15 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
       }
       case SignedEntity::Kind::dsse: {
         if (e.payload_type != kInTotoPayloadType) {
-          return fail(Failure::wrong_type, "DSSE payload type is not in-toto");
+          return claim_fail(Failure::wrong_type, "DSSE payload type is not in-toto");
         }
         auto st = parse_in_toto_statement(e.payload);
-        if (!st) return fail(Failure::wrong_type, "in-toto statement: " + st.error().message);
+        if (!st) return claim_fail(Failure::wrong_type, "in-toto statement: " + st.error().message);
         if (artifact.kind == Artifact::Kind::image && !req.dsse_predicate.empty() &&
             st->predicate_type != req.dsse_predicate) {
-          return fail(Failure::wrong_type, "predicate type " + st->predicate_type.substr(0, 120) +
-                                               " makes it an attestation, not an image signature");
+          return claim_fail(Failure::wrong_type,
+                            "predicate type " + st->predicate_type.substr(0, 120) +
+                                " makes it an attestation, not an image signature");
         }
         // A subject names the artifact by any digest sigstore-go computes (sha256, sha384,
         // sha512): with the artifact's bytes each is recomputed, else the given one must match.
@@ -488,8 +500,8 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
         }
         if (!bound) {
           VerifiedSignature v =
-              fail(Failure::digest_mismatch,
-                   "the in-toto statement's subject is not " + short_digest(artifact.digest));
+              claim_fail(Failure::digest_mismatch,
+                         "the in-toto statement's subject is not " + short_digest(artifact.digest));
           for (const auto& sub : st->subjects) {
             auto it = sub.digest.find(std::string(algorithm_name(artifact_alg)));
             if (it != sub.digest.end()) {
@@ -504,7 +516,8 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
       }
       case SignedEntity::Kind::message_signature:
         if (artifact.bytes && digest(artifact_alg, *artifact.bytes) != artifact_raw) {
-          return fail(Failure::digest_mismatch, "the artifact bytes do not hash to its digest");
+          return claim_fail(Failure::digest_mismatch,
+                            "the artifact bytes do not hash to its digest");
         }
         out.bound_digest = artifact.digest;
         break;

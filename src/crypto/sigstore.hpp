@@ -122,8 +122,11 @@ const char* failure_name(Failure f) noexcept;
 struct VerifiedSignature {
   bool ok = false;
   Failure failure = Failure::malformed;
-  std::string message;                   // one readable phrase; empty when ok
-  CertificateIdentity identity;          // keyless: the leaf's SANs and OIDC issuer
+  std::string message;  // one readable phrase; empty when ok
+  // keyless: the leaf's SANs and OIDC issuer. Also filled when only the claims failed
+  // (wrong_type, digest_mismatch): signature, log entry, chain and SCT all verified, so the
+  // caller can say "signed by someone not accepted" before it says "payload unusable".
+  CertificateIdentity identity;
   std::vector<TimePoint> signing_times;  // every verified time (SETs, timestamps)
   std::string bound_digest;              // what the payload names, when it could be read
 };
