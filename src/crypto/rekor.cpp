@@ -474,6 +474,60 @@ bool has_space(std::string_view s) {
   return s.find_first_of(" \t\r\n") != std::string_view::npos;
 }
 
+// The next code point of s at pos (well-formed UTF-8 only: no overlong forms, surrogates or
+// values past U+10FFFF, as Go's utf8.DecodeRune accepts), advancing pos; -1 when malformed.
+int32_t next_rune(std::string_view s, size_t& pos) {
+  const auto b0 = static_cast<unsigned char>(s[pos]);
+  if (b0 < 0x80) {
+    ++pos;
+    return b0;
+  }
+  size_t n;
+  int32_t r;
+  int32_t min;
+  if ((b0 & 0xE0) == 0xC0) {
+    n = 2, r = b0 & 0x1F, min = 0x80;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    n = 3, r = b0 & 0x0F, min = 0x800;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    n = 4, r = b0 & 0x07, min = 0x10000;
+  } else {
+    return -1;
+  }
+  if (pos + n > s.size()) return -1;
+  for (size_t i = 1; i < n; ++i) {
+    const auto b = static_cast<unsigned char>(s[pos + i]);
+    if ((b & 0xC0) != 0x80) return -1;
+    r = (r << 6) | (b & 0x3F);
+  }
+  if (r < min || r > 0x10FFFF || (r >= 0xD800 && r <= 0xDFFF)) return -1;
+  pos += n;
+  return r;
+}
+
+// golang.org/x/mod/sumdb/note: a note is valid UTF-8 with no control character but '\n'.
+bool note_characters_ok(std::string_view note) {
+  for (size_t pos = 0; pos < note.size();) {
+    int32_t r = next_rune(note, pos);
+    if (r < 0 || (r < 0x20 && r != '\n')) return false;
+  }
+  return true;
+}
+
+// note's isValidName: non-empty UTF-8 without '+' or white space (Go's unicode.IsSpace).
+bool note_name_ok(std::string_view name) {
+  if (name.empty()) return false;
+  for (size_t pos = 0; pos < name.size();) {
+    int32_t r = next_rune(name, pos);
+    if (r < 0 || r == '+') return false;
+    const bool space = (r >= 0x09 && r <= 0x0D) || r == 0x20 || r == 0x85 || r == 0xA0 ||
+                       r == 0x1680 || (r >= 0x2000 && r <= 0x200A) || r == 0x2028 || r == 0x2029 ||
+                       r == 0x202F || r == 0x205F || r == 0x3000;
+    if (space) return false;
+  }
+  return true;
+}
+
 // Decimal tree size as the note writes it: digits only, no leading zeros (except "0").
 bool parse_size(std::string_view s, int64_t& out) {
   if (s.empty() || s.size() > 19 || (s.size() > 1 && s.front() == '0')) return false;
@@ -934,6 +988,11 @@ Result<std::string> merkle_root_from_inclusion_proof(int64_t index, int64_t tree
 Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLog& log) {
   try {
     if (note.size() > kMaxCheckpointBytes) return verify_err("checkpoint is larger than 256 KiB");
+    if (!note_characters_ok(note)) {
+      return verify_err(
+          "checkpoint is not a signed note: not UTF-8, or a control character other than "
+          "newline");
+    }
     size_t split = note.rfind("\n\n");
     if (split == std::string_view::npos) {
       return verify_err("checkpoint is not a signed note: no blank line before its signatures");
@@ -1000,6 +1059,10 @@ Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLo
       }
       std::string_view name = rest.substr(0, space);
       std::string_view b64 = rest.substr(space + 1);
+      if (!note_name_ok(name)) {
+        return verify_err("checkpoint signature line names \"" + printable(name, 80) +
+                          "\", which is not a valid signer name");
+      }
       if (b64.empty() || has_space(b64)) {
         return verify_err("checkpoint signature line is malformed");
       }

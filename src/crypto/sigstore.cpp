@@ -76,21 +76,26 @@ Status body_matches(const SignedEntity& e, const RekorBody& body, const std::str
     return make_error(Errc::verification,
                       "log entry records another signature or signer (" + body.kind + ")");
   }
-  if (body.hash_algorithm != HashAlgorithm::sha256) {
-    return make_error(Errc::unsupported, "log entry hashes with something other than SHA-256");
-  }
+  // The entry states its hash algorithm (Rekor v2 takes it from the key's details: SHA-384 for
+  // a P-384 key); the bytes are hashed with it here.
+  const HashAlgorithm h = body.hash_algorithm;
   std::string expected;
   if (body.kind == "hashedrekord") {
     switch (e.kind) {
       case SignedEntity::Kind::simple_signing:
-        expected = sha256(e.payload);
+        expected = digest(h, e.payload);
         break;
       case SignedEntity::Kind::message_signature:
+        if (h != e.message_digest_algorithm) {
+          return make_error(Errc::verification, std::string("log entry records a ") + hash_name(h) +
+                                                    " digest, the bundle a " +
+                                                    hash_name(e.message_digest_algorithm) + " one");
+        }
         expected = message_digest;
         break;
       case SignedEntity::Kind::dsse:
         // Rekor v2 logs DSSE as a hashedrekord over the PAE.
-        expected = sha256(signed_bytes);
+        expected = digest(h, signed_bytes);
         break;
     }
   } else if (body.kind == "dsse" || body.kind == "intoto") {
@@ -98,7 +103,7 @@ Status body_matches(const SignedEntity& e, const RekorBody& body, const std::str
       return make_error(Errc::verification, "log entry is a " + body.kind +
                                                 " entry, but the signature is not a DSSE envelope");
     }
-    expected = sha256(e.payload);
+    expected = digest(h, e.payload);
   } else {
     return make_error(Errc::unsupported, "log entry kind " + body.kind + " is not supported");
   }
