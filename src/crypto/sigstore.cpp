@@ -445,6 +445,7 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
       auto id = certificate_identity(*leaf);
       if (!id) return fail(Failure::malformed, "certificate identity: " + id.error().message);
       out.identity = std::move(*id);
+      out.identity_proved = true;
     }
 
     // (5) The claims: the payload binds the admitted digest. Everything before verified, so a

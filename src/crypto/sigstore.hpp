@@ -123,10 +123,12 @@ struct VerifiedSignature {
   bool ok = false;
   Failure failure = Failure::malformed;
   std::string message;  // one readable phrase; empty when ok
-  // keyless: the leaf's SANs and OIDC issuer. Also filled when only the claims failed
-  // (wrong_type, digest_mismatch): signature, log entry, chain and SCT all verified, so the
-  // caller can say "signed by someone not accepted" before it says "payload unusable".
+  // keyless: the leaf's SANs and OIDC issuer, once signature, log entry, chain and SCT all
+  // verified (identity_proved). Also filled when only the claims failed afterwards (wrong_type,
+  // digest_mismatch), so the caller can say "signed by someone not accepted" before it says
+  // "payload unusable"; a failure before that point leaves it empty and identity_proved false.
   CertificateIdentity identity;
+  bool identity_proved = false;
   std::vector<TimePoint> signing_times;  // every verified time (SETs, timestamps)
   std::string bound_digest;              // what the payload names, when it could be read
 };

@@ -200,8 +200,7 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
         // Keyless: who signed, once the certificate is proved, comes before what was signed. A
         // signer the authority does not accept is the denial even when its payload is also
         // unusable (an attestation, another image's digest): the authority never trusts it.
-        const bool signer_known = v.ok || v.failure == crypto::Failure::wrong_type ||
-                                  v.failure == crypto::Failure::digest_mismatch;
+        const bool signer_known = v.ok || v.identity_proved;
         bool accepted_signer = a.kind == Authority::Kind::key;
         if (a.kind == Authority::Kind::keyless && signer_known) {
           for (const auto& id : a.identities)

@@ -276,8 +276,11 @@ TEST_CASE("DSSE image signatures (cosign v3 bundles)", "[sigstore]") {
     return e;
   };
   CHECK(verify_entity(make(statement_for(kDigest)), w.keyless(), image()).ok);
-  CHECK(verify_entity(make(statement_for(kOther)), w.keyless(), image()).failure ==
-        Failure::digest_mismatch);
+  auto other = verify_entity(make(statement_for(kOther)), w.keyless(), image());
+  CHECK(other.failure == Failure::digest_mismatch);
+  // Only the claims failed: who signed is proved and reported.
+  CHECK(other.identity_proved);
+  CHECK(other.identity.sans.front().value == "signer@example.com");
   // An attestation by the same signer is not a signature.
   CHECK(verify_entity(make(statement_for(kDigest, "https://slsa.dev/provenance/v1")), w.keyless(),
                       image())
@@ -290,7 +293,10 @@ TEST_CASE("DSSE image signatures (cosign v3 bundles)", "[sigstore]") {
   // The signature is over the PAE, not the bare statement.
   auto bare = make(statement_for(kDigest));
   bare.signature = key.sign(statement_for(kDigest));
-  CHECK(verify_entity(bare, w.keyless(), image()).failure == Failure::bad_signature);
+  auto vb = verify_entity(bare, w.keyless(), image());
+  CHECK(vb.failure == Failure::bad_signature);
+  CHECK_FALSE(vb.identity_proved);  // nothing proved who signed
+  CHECK(vb.identity.sans.empty());
 }
 
 TEST_CASE("key authorities: tlog only when asked, claims always", "[sigstore]") {

@@ -453,6 +453,20 @@ TEST_CASE("a signer the authority does not accept is named first", "[policy][key
     auto copied = evaluate(p, kDigest, evidence({bundle("release@corp.test", sign, kOther)}));
     CHECK(copied.reason_code == "DIGEST_MISMATCH");
   }
+  SECTION("a failure before the certificate is proved says nothing of the signer") {
+    // A blob's message signature is refused for an image before anything is verified: it must
+    // not read as "signed by (no subject alternative name)".
+    crypto::SignedEntity blob = bundle("mallory@corp.test", sign, kDigest);
+    blob.kind = crypto::SignedEntity::Kind::message_signature;
+    blob.message_digest = std::string(32, 'a');
+    auto r = evaluate(p, kDigest, evidence({blob}));
+    CHECK(r.reason_code != "IDENTITY_MISMATCH");
+    CHECK_THAT(r.message, !Catch::Contains("signed by"));
+    // And a signature that does not verify is a bad signature, whoever the certificate names.
+    crypto::SignedEntity bad = bundle("mallory@corp.test", sign, kDigest);
+    bad.signature.back() ^= 1;
+    CHECK(evaluate(p, kDigest, evidence({bad})).reason_code == "BAD_SIGNATURE");
+  }
   SECTION("and its signature admits") {
     auto r = evaluate(p, kDigest, evidence({bundle("release@corp.test", sign, kDigest)}));
     INFO(r.message);
