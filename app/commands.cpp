@@ -214,7 +214,7 @@ int run_verify(const VerifyArgs& a) {
 // The sigstore-conformance protocol: verify-bundle [--staging] --bundle FILE
 // (--certificate-identity ID --certificate-oidc-issuer URL | --key FILE) [--trusted-root FILE]
 // FILE_OR_DIGEST. The checks are the ones image bundles get (crypto::verify_entity), with the
-// artifact a blob: a file, or `sha256:<hex>` when no such file exists.
+// artifact a blob: a file, or `sha256:`, `sha384:` or `sha512:<hex>` when no such file exists.
 struct VerifyBundleArgs {
   std::string bundle;
   std::string key;
@@ -245,10 +245,11 @@ int run_verify_bundle(const VerifyBundleArgs& a) {
     if (!bytes.ok()) return config_error(bytes.error().message);
     artifact.digest = "sha256:" + crypto::sha256_hex(*bytes);
     artifact.bytes = std::move(*bytes);
-  } else if (a.artifact.rfind("sha256:", 0) == 0 && oci::is_valid_digest(a.artifact)) {
-    artifact.digest = a.artifact;
+  } else if (crypto::parse_artifact_digest(a.artifact)) {
+    artifact.digest = a.artifact;  // sha256:, sha384: or sha512:<hex>
   } else {
-    return config_error("verify-bundle: " + a.artifact + " is neither a file nor sha256:<hex>");
+    return config_error("verify-bundle: " + a.artifact +
+                        " is neither a file nor sha256:, sha384: or sha512:<hex>");
   }
 
   auto fail = [&](const std::string& why) {
@@ -602,7 +603,7 @@ int run(int argc, char** argv) {
   vb_cmd->add_option("--trusted-root", vb.trusted_root,
                      "sigstore trusted_root.json (default: public-good)");
   vb_cmd->add_flag("--staging", vb.staging, "use the staging instance (needs --trusted-root)");
-  vb_cmd->add_option("artifact", vb.artifact, "FILE or sha256:<hex>")->required();
+  vb_cmd->add_option("artifact", vb.artifact, "FILE or sha256:|sha384:|sha512:<hex>")->required();
 
   try {
     app.parse(argc, argv);

@@ -9,6 +9,7 @@
 #include <new>
 #include <utility>
 
+#include "crypto/go_base64.hpp"
 #include "crypto/jcs.hpp"
 
 namespace sigil::crypto {
@@ -37,6 +38,16 @@ const json* member(const json& obj, std::string_view name) {
 Error prefixed(std::string_view doc, Error e) {
   e.message = std::string(doc) + ": " + e.message;
   return e;
+}
+
+// A bundle's envelope is protobuf JSON (protojson `bytes`); a bare envelope (cosign's .att
+// layers) is read by go-securesystemslib, which takes standard and then URL-safe base64.
+Result<std::string> envelope_bytes(const json& v, const std::string& field, bool protobuf) {
+  if (protobuf) return detail::pb_bytes(v, field);
+  if (!v.is_string()) return field_error(field, "must be a base64 string");
+  auto raw = detail::dsse_base64(v.get_ref<const std::string&>());
+  if (!raw) return field_error(field, "is " + raw.error().message);
+  return raw;
 }
 
 }  // namespace
@@ -78,7 +89,7 @@ Result<DsseEnvelope> dsse_envelope_from_json(const json& v, std::string_view pat
 
     const json* payload = member(v, "payload");
     if (payload == nullptr) return field_error(join(path, "payload"), "is missing");
-    auto raw = detail::pb_bytes(*payload, join(path, "payload"));
+    auto raw = envelope_bytes(*payload, join(path, "payload"), protobuf_names);
     if (!raw) return std::move(raw).error();
     env.payload = std::move(raw).value();
 
@@ -93,7 +104,7 @@ Result<DsseEnvelope> dsse_envelope_from_json(const json& v, std::string_view pat
       DsseSignature out;
       const json* sig = member(s, "sig");
       if (sig == nullptr) return field_error(at + ".sig", "is missing");
-      auto sig_raw = detail::pb_bytes(*sig, at + ".sig");
+      auto sig_raw = envelope_bytes(*sig, at + ".sig", protobuf_names);
       if (!sig_raw) return std::move(sig_raw).error();
       if (sig_raw->empty()) return field_error(at + ".sig", "is empty");
       out.sig = std::move(sig_raw).value();

@@ -21,6 +21,7 @@
 
 #include "common/encoding.hpp"
 #include "common/json_text.hpp"
+#include "crypto/go_base64.hpp"
 
 namespace sigil::crypto {
 
@@ -320,15 +321,17 @@ Result<std::string> pb_bytes(const json& v, std::string_view field) {
   if (!v.is_string()) {
     return make_error(Errc::parse_error, std::string(field) + " must be a base64 string");
   }
-  const auto& s = v.get_ref<const std::string&>();
-  for (char c : s) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
-      return make_error(Errc::parse_error,
-                        std::string(field) + " is not valid base64 (contains whitespace)");
-    }
+  auto raw = protojson_base64(v.get_ref<const std::string&>());
+  if (!raw) return make_error(Errc::parse_error, std::string(field) + " is " + raw.error().message);
+  return std::move(raw).value();
+}
+
+Result<std::string> go_std_bytes(const json& v, std::string_view field) {
+  if (!v.is_string()) {
+    return make_error(Errc::parse_error, std::string(field) + " must be a base64 string");
   }
-  auto raw = base64_decode(s);
-  if (!raw) return make_error(Errc::parse_error, std::string(field) + " is not valid base64");
+  auto raw = go_std_base64(v.get_ref<const std::string&>());
+  if (!raw) return make_error(Errc::parse_error, std::string(field) + " is " + raw.error().message);
   return std::move(raw).value();
 }
 

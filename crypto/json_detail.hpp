@@ -34,9 +34,12 @@ Result<nlohmann::json> parse_json_strict(std::string_view text, std::string_view
 // set" in protobuf JSON). Both spellings at once is an error naming `field`.
 Result<const nlohmann::json*> pb_member(const nlohmann::json& obj, std::string_view json_name,
                                         std::string_view proto_name, std::string_view field);
-// `bytes`: standard base64 with padding (what every protobuf JSON printer writes); whitespace
-// and the URL-safe alphabet are refused.
+// `bytes`, as Go's protojson reads them (protojson_base64 in go_base64.hpp): standard or
+// URL-safe alphabet, padded or not, '\r' and '\n' skipped; any other whitespace is refused.
 Result<std::string> pb_bytes(const nlohmann::json& v, std::string_view field);
+// A base64 string as Go's base64.StdEncoding reads it (go_std_base64): what go-openapi's
+// strfmt.Base64 and encoding/json's []byte fields accept (cosign annotations, Rekor v1 bodies).
+Result<std::string> go_std_bytes(const nlohmann::json& v, std::string_view field);
 // `int64`/`uint64` fields: a JSON integer or a decimal string ("79571823"), no fraction, no
 // exponent, no leading zeros or '+'; must lie in [min, INT64_MAX].
 Result<int64_t> pb_int64(const nlohmann::json& v, std::string_view field, int64_t min);

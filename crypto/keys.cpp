@@ -361,8 +361,12 @@ Result<PublicKey> PublicKey::from_pem(std::string_view pem) {
   auto der = base64_decode(block.body);
   if (!der) return make_error(Errc::parse_error, "PEM body is not valid base64");
   if (block.label == "PUBLIC KEY") return from_der(*der);
+  return from_pkcs1_der(*der);
+}
+
+Result<PublicKey> PublicKey::from_pkcs1_der(std::string_view der) {
   auto decoded = decode_all(
-      *der,
+      der,
       [](const unsigned char** p, long n) { return d2i_PublicKey(EVP_PKEY_RSA, nullptr, p, n); },
       "RSA public key DER (PKCS#1)");
   auto parts = finish(std::move(decoded));
@@ -459,6 +463,31 @@ std::string sha256(std::string_view bytes) {
     return {};
   }
   return std::string(reinterpret_cast<const char*>(out), sizeof(out));
+}
+
+size_t digest_size(HashAlgorithm h) noexcept {
+  switch (h) {
+    case HashAlgorithm::sha224:
+      return 28;
+    case HashAlgorithm::sha256:
+      return 32;
+    case HashAlgorithm::sha384:
+      return 48;
+    case HashAlgorithm::sha512:
+      return 64;
+  }
+  return 0;
+}
+
+std::string digest(HashAlgorithm h, std::string_view bytes) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  const EVP_MD* md = evp_md(h);
+  if (md == nullptr || EVP_Digest(bytes.data(), bytes.size(), out, &len, md, nullptr) != 1) {
+    ERR_clear_error();
+    return {};  // as sha256(): an empty digest never equals a real one
+  }
+  return std::string(reinterpret_cast<const char*>(out), len);
 }
 
 std::string sha256_hex(std::string_view bytes) {

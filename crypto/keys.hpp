@@ -6,6 +6,7 @@
 // return value is checked and its error queue cleared; failures are values, never exceptions.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -29,6 +30,8 @@ class PublicKey {
   // "RSA PUBLIC KEY" (PKCS#1). Rejects unsupported curves, RSA < 2048 bits, trailing junk.
   static Result<PublicKey> from_pem(std::string_view pem);
   static Result<PublicKey> from_der(std::string_view spki_der);
+  // A DER PKCS#1 RSAPublicKey (RFC 8017 A.1.1), as trusted roots encode PKCS1_RSA_PKCS1V5 keys.
+  static Result<PublicKey> from_pkcs1_der(std::string_view der);
 
   KeyType type() const noexcept { return type_; }
   // SubjectPublicKeyInfo DER, for comparing keys and computing key ids.
@@ -63,5 +66,9 @@ HashAlgorithm default_hash_for(KeyType t) noexcept;
 // SHA-256 of bytes, raw (32 bytes) or lowercase hex.
 std::string sha256(std::string_view bytes);
 std::string sha256_hex(std::string_view bytes);
+// The raw digest of bytes with h; empty only if OpenSSL fails (so it never equals a real one).
+std::string digest(HashAlgorithm h, std::string_view bytes);
+// Its length in bytes (SHA-224: 28, SHA-256: 32, SHA-384: 48, SHA-512: 64).
+size_t digest_size(HashAlgorithm h) noexcept;
 
 }  // namespace sigil::crypto

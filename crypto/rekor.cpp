@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "common/encoding.hpp"
+#include "crypto/go_base64.hpp"
 #include "crypto/jcs.hpp"
 
 namespace sigil::crypto {
@@ -127,27 +128,19 @@ Result<std::string> need_string(const json& obj, std::string_view name, const st
   return detail::pb_string(**v, join(path, name));
 }
 
-Result<std::string> need_bytes(const json& obj, std::string_view name, const std::string& path) {
+// Non-empty base64 bytes. Rekor v1 bodies are go-openapi types (strfmt.Base64: Go's
+// StdEncoding); Rekor v2 bodies are protobuf JSON (protojson `bytes`).
+enum class Bytes { v1, v2 };
+
+Result<std::string> need_bytes(const json& obj, std::string_view name, const std::string& path,
+                               Bytes rule = Bytes::v1) {
   auto v = need(obj, name, path);
   if (!v) return std::move(v).error();
-  auto raw = detail::pb_bytes(**v, join(path, name));
+  auto raw = rule == Bytes::v2 ? detail::pb_bytes(**v, join(path, name))
+                               : detail::go_std_bytes(**v, join(path, name));
   if (!raw) return raw;
   if (raw->empty()) return parse_err(join(path, name), "is empty");
   return raw;
-}
-
-size_t digest_size(HashAlgorithm h) {
-  switch (h) {
-    case HashAlgorithm::sha224:
-      return 28;
-    case HashAlgorithm::sha256:
-      return 32;
-    case HashAlgorithm::sha384:
-      return 48;
-    case HashAlgorithm::sha512:
-      return 64;
-  }
-  return 0;
 }
 
 // Rekor v1 schemas: {"algorithm":"sha256","value":"<lowercase hex>"}.
@@ -188,7 +181,7 @@ Result<std::pair<HashAlgorithm, std::string>> v2_hash(const json& obj, const std
   } else {
     return parse_err(join(path, "algorithm"), "\"" + printable(*alg, 32) + "\" is not supported");
   }
-  auto digest = need_bytes(obj, "digest", path);
+  auto digest = need_bytes(obj, "digest", path, Bytes::v2);
   if (!digest) return std::move(digest).error();
   if (digest->size() != digest_size(h)) {
     return parse_err(join(path, "digest"), std::string("is not a ") + hash_name(h) + " digest");
@@ -306,7 +299,7 @@ Result<RekorVerifier> v2_verifier(const json& obj, const std::string& path) {
   const std::string sub = join(path, is_cert ? "x509Certificate" : "publicKey");
   const json& holder = is_cert ? *cert : *key;
   if (!holder.is_object()) return parse_err(sub, "must be an object");
-  auto der = need_bytes(holder, "rawBytes", sub);
+  auto der = need_bytes(holder, "rawBytes", sub, Bytes::v2);
   if (!der) return std::move(der).error();
   if (const json* details = member(obj, "keyDetails"); details && !details->is_string()) {
     return parse_err(join(path, "keyDetails"), "must be a string");
@@ -348,7 +341,7 @@ Status hashedrekord_v001(const json& spec, RekorBody& out) {
 // Rekor v2 "Signature": {"content": b64, "verifier": Verifier}.
 Status v2_signature(const json& sig, const std::string& path, RekorBody& out) {
   if (!sig.is_object()) return parse_err(path, "must be an object");
-  auto content = need_bytes(sig, "content", path);
+  auto content = need_bytes(sig, "content", path, Bytes::v2);
   if (!content) return std::move(content).error();
   auto vobj = need_object(sig, "verifier", path);
   if (!vobj) return std::move(vobj).error();
@@ -453,7 +446,7 @@ Status intoto_v002(const json& spec, RekorBody& out) {
     if (!s.is_object()) return parse_err(at, "must be an object");
     auto outer = need_bytes(s, "sig", at);
     if (!outer) return std::move(outer).error();
-    auto sig = base64_decode(*outer);
+    auto sig = detail::go_std_base64(*outer);
     if (!sig || sig->empty()) {
       return parse_err(join(at, "sig"), "does not hold a base64 signature");
     }
@@ -476,9 +469,63 @@ std::string node_hash(std::string_view left, std::string_view right) {
   return sha256(buf);
 }
 
-// base64_decode skips whitespace (for PEM bodies); note fields must not contain any.
+// Go's note.Open refuses control characters and splits fields at spaces: note fields hold none.
 bool has_space(std::string_view s) {
   return s.find_first_of(" \t\r\n") != std::string_view::npos;
+}
+
+// The next code point of s at pos (well-formed UTF-8 only: no overlong forms, surrogates or
+// values past U+10FFFF, as Go's utf8.DecodeRune accepts), advancing pos; -1 when malformed.
+int32_t next_rune(std::string_view s, size_t& pos) {
+  const auto b0 = static_cast<unsigned char>(s[pos]);
+  if (b0 < 0x80) {
+    ++pos;
+    return b0;
+  }
+  size_t n;
+  int32_t r;
+  int32_t min;
+  if ((b0 & 0xE0) == 0xC0) {
+    n = 2, r = b0 & 0x1F, min = 0x80;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    n = 3, r = b0 & 0x0F, min = 0x800;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    n = 4, r = b0 & 0x07, min = 0x10000;
+  } else {
+    return -1;
+  }
+  if (pos + n > s.size()) return -1;
+  for (size_t i = 1; i < n; ++i) {
+    const auto b = static_cast<unsigned char>(s[pos + i]);
+    if ((b & 0xC0) != 0x80) return -1;
+    r = (r << 6) | (b & 0x3F);
+  }
+  if (r < min || r > 0x10FFFF || (r >= 0xD800 && r <= 0xDFFF)) return -1;
+  pos += n;
+  return r;
+}
+
+// golang.org/x/mod/sumdb/note: a note is valid UTF-8 with no control character but '\n'.
+bool note_characters_ok(std::string_view note) {
+  for (size_t pos = 0; pos < note.size();) {
+    int32_t r = next_rune(note, pos);
+    if (r < 0 || (r < 0x20 && r != '\n')) return false;
+  }
+  return true;
+}
+
+// note's isValidName: non-empty UTF-8 without '+' or white space (Go's unicode.IsSpace).
+bool note_name_ok(std::string_view name) {
+  if (name.empty()) return false;
+  for (size_t pos = 0; pos < name.size();) {
+    int32_t r = next_rune(name, pos);
+    if (r < 0 || r == '+') return false;
+    const bool space = (r >= 0x09 && r <= 0x0D) || r == 0x20 || r == 0x85 || r == 0xA0 ||
+                       r == 0x1680 || (r >= 0x2000 && r <= 0x200A) || r == 0x2028 || r == 0x2029 ||
+                       r == 0x202F || r == 0x205F || r == 0x3000;
+    if (space) return false;
+  }
+  return true;
 }
 
 // Decimal tree size as the note writes it: digits only, no leading zeros (except "0").
@@ -598,7 +645,7 @@ Result<TlogEntry> parse_rekor_bundle_annotation(std::string_view text) {
     auto set = go_member(v, "signedentrytimestamp", "SignedEntryTimestamp");
     if (!set) return prefixed(what, std::move(set).error());
     if (*set == nullptr) return prefixed(what, parse_err("SignedEntryTimestamp", "is missing"));
-    auto set_raw = detail::pb_bytes(**set, "SignedEntryTimestamp");
+    auto set_raw = detail::go_std_bytes(**set, "SignedEntryTimestamp");
     if (!set_raw) return prefixed(what, std::move(set_raw).error());
     if (set_raw->empty()) return prefixed(what, parse_err("SignedEntryTimestamp", "is empty"));
     e.signed_entry_timestamp = std::move(set_raw).value();
@@ -612,7 +659,7 @@ Result<TlogEntry> parse_rekor_bundle_annotation(std::string_view text) {
     auto body = go_member(p, "body", "Payload.body");
     if (!body) return prefixed(what, std::move(body).error());
     if (*body == nullptr) return prefixed(what, parse_err("Payload.body", "is missing"));
-    auto body_raw = detail::pb_bytes(**body, "Payload.body");
+    auto body_raw = detail::go_std_bytes(**body, "Payload.body");
     if (!body_raw) return prefixed(what, std::move(body_raw).error());
     if (body_raw->empty()) return prefixed(what, parse_err("Payload.body", "is empty"));
     e.canonicalized_body = std::move(body_raw).value();
@@ -941,6 +988,11 @@ Result<std::string> merkle_root_from_inclusion_proof(int64_t index, int64_t tree
 Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLog& log) {
   try {
     if (note.size() > kMaxCheckpointBytes) return verify_err("checkpoint is larger than 256 KiB");
+    if (!note_characters_ok(note)) {
+      return verify_err(
+          "checkpoint is not a signed note: not UTF-8, or a control character other than "
+          "newline");
+    }
     size_t split = note.rfind("\n\n");
     if (split == std::string_view::npos) {
       return verify_err("checkpoint is not a signed note: no blank line before its signatures");
@@ -968,7 +1020,7 @@ Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLo
       return verify_err("checkpoint tree size \"" + printable(lines[1], 24) +
                         "\" is not a decimal number");
     }
-    auto root = base64_decode(lines[2]);
+    auto root = detail::go_std_base64(lines[2]);
     if (!root || root->size() != kHashSize || has_space(lines[2])) {
       return verify_err("checkpoint root hash is not a base64 SHA-256 hash");
     }
@@ -1007,10 +1059,14 @@ Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLo
       }
       std::string_view name = rest.substr(0, space);
       std::string_view b64 = rest.substr(space + 1);
+      if (!note_name_ok(name)) {
+        return verify_err("checkpoint signature line names \"" + printable(name, 80) +
+                          "\", which is not a valid signer name");
+      }
       if (b64.empty() || has_space(b64)) {
         return verify_err("checkpoint signature line is malformed");
       }
-      auto sig = base64_decode(b64);
+      auto sig = detail::go_std_base64(b64);
       if (!sig || sig->size() < 5) return verify_err("checkpoint signature is not valid base64");
       std::string_view hint = std::string_view(*sig).substr(0, 4);
       bool ours = false;

@@ -104,8 +104,11 @@ struct Checkpoint {
 // (C2SP tlog-checkpoint) origin, which must equal the host of log.base_url and name the
 // signature line, with the hint SHA-256(origin || "\n" || 0x01 || raw key)[:4] for Ed25519,
 // SHA-256(SPKI)[:4] for ECDSA (and, for either, the first 4 bytes of log.checkpoint_key_id
-// when set). Every line whose hint (and, v2, name) matches must verify, and one must.
-// Errc::verification otherwise (also for a malformed note).
+// when set). Every line whose hint (and, v2, name) matches must verify, and one must; other
+// lines (witness cosignatures, other keys of the origin) are skipped, in any order. As Go's
+// golang.org/x/mod/sumdb/note, the whole note must be UTF-8 without control characters other
+// than newline, and every signature line must name a valid signer (no '+', no white space),
+// even one that is skipped. Errc::verification otherwise (also for a malformed note).
 Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLog& log);
 
 // Recomputes the root from the leaf SHA-256(0x00 || body) and the proof (RFC 6962 / 9162

@@ -10,6 +10,7 @@
 
 #include "common/encoding.hpp"
 #include "crypto/dsse.hpp"
+#include "crypto/go_base64.hpp"
 #include "crypto/sct.hpp"
 #include "crypto/tsa.hpp"
 
@@ -27,11 +28,24 @@ VerifiedSignature fail(Failure f, std::string message) {
   return v;
 }
 
-// "sha256:<hex>" -> raw 32 bytes, or "" when not a sha256 digest.
-std::string raw_sha256(std::string_view digest) {
-  if (digest.rfind("sha256:", 0) != 0 || digest.size() != 71) return "";
-  auto raw = hex_decode(digest.substr(7));
-  return raw ? *raw : "";
+// The digest algorithms an artifact may be named by, with the names in-toto subjects and
+// "<alg>:<hex>" strings use for them.
+constexpr std::pair<std::string_view, HashAlgorithm> kArtifactHashes[] = {
+    {"sha256", HashAlgorithm::sha256},
+    {"sha384", HashAlgorithm::sha384},
+    {"sha512", HashAlgorithm::sha512},
+};
+
+std::string_view algorithm_name(HashAlgorithm h) {
+  for (auto [name, alg] : kArtifactHashes) {
+    if (alg == h) return name;
+  }
+  return hash_name(h);
+}
+
+// "sha256:<hex>" names the artifact by its digest.
+std::string digest_string(HashAlgorithm h, std::string_view raw) {
+  return std::string(algorithm_name(h)) + ":" + hex_encode(raw);
 }
 
 // The verifier a Rekor body records, compared with the one that checked the signature: the
@@ -62,21 +76,26 @@ Status body_matches(const SignedEntity& e, const RekorBody& body, const std::str
     return make_error(Errc::verification,
                       "log entry records another signature or signer (" + body.kind + ")");
   }
-  if (body.hash_algorithm != HashAlgorithm::sha256) {
-    return make_error(Errc::unsupported, "log entry hashes with something other than SHA-256");
-  }
+  // The entry states its hash algorithm (Rekor v2 takes it from the key's details: SHA-384 for
+  // a P-384 key); the bytes are hashed with it here.
+  const HashAlgorithm h = body.hash_algorithm;
   std::string expected;
   if (body.kind == "hashedrekord") {
     switch (e.kind) {
       case SignedEntity::Kind::simple_signing:
-        expected = sha256(e.payload);
+        expected = digest(h, e.payload);
         break;
       case SignedEntity::Kind::message_signature:
+        if (h != e.message_digest_algorithm) {
+          return make_error(Errc::verification, std::string("log entry records a ") + hash_name(h) +
+                                                    " digest, the bundle a " +
+                                                    hash_name(e.message_digest_algorithm) + " one");
+        }
         expected = message_digest;
         break;
       case SignedEntity::Kind::dsse:
         // Rekor v2 logs DSSE as a hashedrekord over the PAE.
-        expected = sha256(signed_bytes);
+        expected = digest(h, signed_bytes);
         break;
     }
   } else if (body.kind == "dsse" || body.kind == "intoto") {
@@ -84,7 +103,7 @@ Status body_matches(const SignedEntity& e, const RekorBody& body, const std::str
       return make_error(Errc::verification, "log entry is a " + body.kind +
                                                 " entry, but the signature is not a DSSE envelope");
     }
-    expected = sha256(e.payload);
+    expected = digest(h, e.payload);
   } else {
     return make_error(Errc::unsupported, "log entry kind " + body.kind + " is not supported");
   }
@@ -95,6 +114,21 @@ Status body_matches(const SignedEntity& e, const RekorBody& body, const std::str
 }
 
 }  // namespace
+
+std::optional<std::pair<HashAlgorithm, std::string>> parse_artifact_digest(std::string_view text) {
+  size_t colon = text.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  std::string_view name = text.substr(0, colon);
+  std::string_view hex = text.substr(colon + 1);
+  for (auto [n, alg] : kArtifactHashes) {
+    if (n != name) continue;
+    if (hex.size() != 2 * digest_size(alg) || !is_lower_hex(hex)) return std::nullopt;
+    auto raw = hex_decode(hex);
+    if (!raw) return std::nullopt;
+    return std::make_pair(alg, std::move(*raw));
+  }
+  return std::nullopt;
+}
 
 const char* failure_name(Failure f) noexcept {
   switch (f) {
@@ -161,7 +195,7 @@ Result<SignedEntity> entity_from_legacy(const Signature& sig) {
                           "rfc3161timestamp annotation: expected {\"SignedRFC3161Timestamp\": "
                           "\"<base64>\"}");
       }
-      auto der = base64_decode(doc["SignedRFC3161Timestamp"].get<std::string>());
+      auto der = detail::go_std_base64(doc["SignedRFC3161Timestamp"].get<std::string>());
       if (!der || der->empty()) {
         return make_error(Errc::parse_error, "rfc3161timestamp annotation: not base64");
       }
@@ -208,7 +242,15 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
     if (e.signature.empty()) return fail(Failure::bad_signature, "signature is empty");
 
     // What was signed.
-    const std::string artifact_raw = raw_sha256(artifact.digest);
+    auto named = parse_artifact_digest(artifact.digest);
+    if (!named ||
+        (artifact.kind == Artifact::Kind::image && named->first != HashAlgorithm::sha256)) {
+      return fail(Failure::unsupported,
+                  "the artifact digest is not a sha256, sha384 or sha512 "
+                  "digest (images: sha256)");
+    }
+    const HashAlgorithm artifact_alg = named->first;
+    const std::string artifact_raw = std::move(named->second);
     std::string signed_bytes;
     std::string message_digest;  // message_signature: the raw digest the signature covers
     bool prehashed = false;
@@ -219,33 +261,37 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
       case SignedEntity::Kind::dsse:
         signed_bytes = dsse_pae(e.payload_type, e.payload);
         break;
-      case SignedEntity::Kind::message_signature:
+      case SignedEntity::Kind::message_signature: {
         if (artifact.kind != Artifact::Kind::blob) {
           return fail(Failure::wrong_type,
                       "a message signature over a blob is not an image signature (cosign v3 "
                       "signs images with DSSE bundles)");
         }
-        if (e.message_digest_algorithm != HashAlgorithm::sha256) {
-          return fail(Failure::unsupported, "only SHA-256 message digests are supported");
+        // The artifact's digest in the bundle's algorithm: computed from its bytes when the
+        // caller has them, else the digest given, which must then use that algorithm.
+        const HashAlgorithm alg = e.message_digest_algorithm;
+        if (artifact.bytes) {
+          message_digest = digest(alg, *artifact.bytes);
+          if (message_digest.empty()) return fail(Failure::malformed, "cannot hash the artifact");
+        } else if (artifact_alg == alg) {
+          message_digest = artifact_raw;
+        } else {
+          return fail(Failure::unsupported,
+                      "the bundle signs a " + std::string(algorithm_name(alg)) +
+                          " digest, which a " + std::string(algorithm_name(artifact_alg)) +
+                          " digest of the artifact cannot be checked against (pass the file)");
         }
-        if (artifact_raw.empty()) {
-          return fail(Failure::unsupported, "the artifact digest is not sha256");
-        }
-        if (!e.message_digest.empty() && e.message_digest != artifact_raw) {
+        if (!e.message_digest.empty() && e.message_digest != message_digest) {
           VerifiedSignature v =
               fail(Failure::digest_mismatch,
-                   "the bundle signs " + short_digest("sha256:" + hex_encode(e.message_digest)) +
-                       ", not " + short_digest(artifact.digest));
-          v.bound_digest = "sha256:" + hex_encode(e.message_digest);
+                   "the bundle signs " + short_digest(digest_string(alg, e.message_digest)) +
+                       ", not " + short_digest(digest_string(alg, message_digest)));
+          v.bound_digest = digest_string(alg, e.message_digest);
           return v;
         }
-        message_digest = artifact_raw;
-        if (artifact.bytes) {
-          signed_bytes = *artifact.bytes;
-        } else {
-          prehashed = true;
-        }
+        if (artifact.bytes) signed_bytes = *artifact.bytes;
         break;
+      }
     }
 
     // The verifying key: the policy's, or the leaf certificate's.
@@ -285,8 +331,15 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
     }
 
     // (4, done first: cheapest, and nothing else matters if it fails) the signature.
-    Status sig_ok = prehashed ? key->verify_prehashed(message_digest, e.signature, hash)
-                              : key->verify(signed_bytes, e.signature, hash);
+    // A message signature is checked, as sigstore-go checks it, over the bundle's digest in the
+    // bundle's algorithm (the artifact's bytes only ever reach it through that digest), except
+    // Ed25519's, which signs the bytes themselves and so needs them.
+    if (e.kind == SignedEntity::Kind::message_signature) {
+      prehashed = key->type() != KeyType::ed25519 || !artifact.bytes;
+    }
+    Status sig_ok =
+        prehashed ? key->verify_prehashed(message_digest, e.signature, e.message_digest_algorithm)
+                  : key->verify(signed_bytes, e.signature, hash);
     if (!sig_ok) {
       if (sig_ok.error().code == Errc::unsupported) {
         return fail(Failure::unsupported,
@@ -392,26 +445,38 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
       auto id = certificate_identity(*leaf);
       if (!id) return fail(Failure::malformed, "certificate identity: " + id.error().message);
       out.identity = std::move(*id);
+      out.identity_proved = true;
     }
 
-    // (5) The claims: the payload binds the admitted digest.
+    // (5) The claims: the payload binds the admitted digest. Everything before verified, so a
+    // failure here still reports who signed (the caller checks its identities first).
+    auto claim_fail = [&out](Failure f, std::string message) {
+      VerifiedSignature v = out;
+      v.ok = false;
+      v.failure = f;
+      v.message = std::move(message);
+      return v;
+    };
     switch (e.kind) {
       case SignedEntity::Kind::simple_signing: {
         if (artifact.kind != Artifact::Kind::image) {
-          return fail(Failure::wrong_type, "a container image signature, not a blob signature");
+          return claim_fail(Failure::wrong_type,
+                            "a container image signature, not a blob signature");
         }
         auto p = parse_simple_signing(e.payload);
         if (!p)
-          return fail(Failure::wrong_type, "signed payload is malformed: " + p.error().message);
+          return claim_fail(Failure::wrong_type,
+                            "signed payload is malformed: " + p.error().message);
         out.bound_digest = p->docker_manifest_digest;
         if (p->type != kCosignSignatureType) {
-          return fail(Failure::wrong_type,
-                      "payload type is not a cosign container image signature");
+          return claim_fail(Failure::wrong_type,
+                            "payload type is not a cosign container image signature");
         }
         if (p->docker_manifest_digest != artifact.digest) {
-          VerifiedSignature v = fail(Failure::digest_mismatch,
-                                     "signature is for " + short_digest(p->docker_manifest_digest) +
-                                         ", not for " + short_digest(artifact.digest));
+          VerifiedSignature v =
+              claim_fail(Failure::digest_mismatch,
+                         "signature is for " + short_digest(p->docker_manifest_digest) +
+                             ", not for " + short_digest(artifact.digest));
           v.bound_digest = p->docker_manifest_digest;
           return v;
         }
@@ -419,24 +484,34 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
       }
       case SignedEntity::Kind::dsse: {
         if (e.payload_type != kInTotoPayloadType) {
-          return fail(Failure::wrong_type, "DSSE payload type is not in-toto");
+          return claim_fail(Failure::wrong_type, "DSSE payload type is not in-toto");
         }
         auto st = parse_in_toto_statement(e.payload);
-        if (!st) return fail(Failure::wrong_type, "in-toto statement: " + st.error().message);
+        if (!st) return claim_fail(Failure::wrong_type, "in-toto statement: " + st.error().message);
         if (artifact.kind == Artifact::Kind::image && !req.dsse_predicate.empty() &&
             st->predicate_type != req.dsse_predicate) {
-          return fail(Failure::wrong_type, "predicate type " + st->predicate_type.substr(0, 120) +
-                                               " makes it an attestation, not an image signature");
+          return claim_fail(Failure::wrong_type,
+                            "predicate type " + st->predicate_type.substr(0, 120) +
+                                " makes it an attestation, not an image signature");
         }
-        const std::string hex = artifact.digest.size() > 7 ? artifact.digest.substr(7) : "";
-        if (artifact_raw.empty() || !statement_binds(*st, "sha256", hex)) {
+        // A subject names the artifact by any digest sigstore-go computes (sha256, sha384,
+        // sha512): with the artifact's bytes each is recomputed, else the given one must match.
+        bool bound = false;
+        if (artifact.bytes) {
+          for (auto [name, alg] : kArtifactHashes) {
+            bound = bound || statement_binds(*st, name, hex_encode(digest(alg, *artifact.bytes)));
+          }
+        } else {
+          bound = statement_binds(*st, algorithm_name(artifact_alg), hex_encode(artifact_raw));
+        }
+        if (!bound) {
           VerifiedSignature v =
-              fail(Failure::digest_mismatch,
-                   "the in-toto statement's subject is not " + short_digest(artifact.digest));
-          for (const auto& s : st->subjects) {
-            auto it = s.digest.find("sha256");
-            if (it != s.digest.end()) {
-              v.bound_digest = "sha256:" + it->second;
+              claim_fail(Failure::digest_mismatch,
+                         "the in-toto statement's subject is not " + short_digest(artifact.digest));
+          for (const auto& sub : st->subjects) {
+            auto it = sub.digest.find(std::string(algorithm_name(artifact_alg)));
+            if (it != sub.digest.end()) {
+              v.bound_digest = it->first + ":" + it->second;
               break;
             }
           }
@@ -446,8 +521,9 @@ VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
         break;
       }
       case SignedEntity::Kind::message_signature:
-        if (!prehashed && sha256(signed_bytes) != artifact_raw) {
-          return fail(Failure::digest_mismatch, "the artifact bytes do not hash to its digest");
+        if (artifact.bytes && digest(artifact_alg, *artifact.bytes) != artifact_raw) {
+          return claim_fail(Failure::digest_mismatch,
+                            "the artifact bytes do not hash to its digest");
         }
         out.bound_digest = artifact.digest;
         break;

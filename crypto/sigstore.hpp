@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.hpp"
@@ -62,11 +63,20 @@ struct Artifact {
     blob,   // a blob digest (verify-bundle): messageSignature digest, or DSSE subject
   };
   Kind kind = Kind::image;
-  std::string digest;  // "sha256:<hex>"
+  // "sha256:<hex>"; a blob may also be named "sha384:<hex>" or "sha512:<hex>" (lowercase hex).
+  // A DSSE statement binds it when a subject carries this digest; a message signature when its
+  // messageDigest is this digest in the same algorithm.
+  std::string digest;
   // blob only: the artifact bytes when the caller has them (needed to verify Ed25519
-  // messageSignatures; ECDSA/RSA verify against the digest alone).
+  // messageSignatures; ECDSA/RSA verify against the digest alone). With them, a message
+  // signature's digest and a DSSE subject's digests (sha256, sha384, sha512) are recomputed,
+  // whatever algorithm `digest` uses.
   std::optional<std::string> bytes;
 };
+
+// "sha256:<64 hex>", "sha384:<96 hex>" or "sha512:<128 hex>" (lowercase) -> the algorithm and
+// the raw digest; nullopt for anything else.
+std::optional<std::pair<HashAlgorithm, std::string>> parse_artifact_digest(std::string_view text);
 
 // What one authority demands. Exactly one of `key` / `cas`.
 struct Requirements {
@@ -112,8 +122,13 @@ const char* failure_name(Failure f) noexcept;
 struct VerifiedSignature {
   bool ok = false;
   Failure failure = Failure::malformed;
-  std::string message;                   // one readable phrase; empty when ok
-  CertificateIdentity identity;          // keyless: the leaf's SANs and OIDC issuer
+  std::string message;  // one readable phrase; empty when ok
+  // keyless: the leaf's SANs and OIDC issuer, once signature, log entry, chain and SCT all
+  // verified (identity_proved). Also filled when only the claims failed afterwards (wrong_type,
+  // digest_mismatch), so the caller can say "signed by someone not accepted" before it says
+  // "payload unusable"; a failure before that point leaves it empty and identity_proved false.
+  CertificateIdentity identity;
+  bool identity_proved = false;
   std::vector<TimePoint> signing_times;  // every verified time (SETs, timestamps)
   std::string bound_digest;              // what the payload names, when it could be read
 };

@@ -10,10 +10,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <set>
 #include <utility>
 
 #include "common/encoding.hpp"
+#include "crypto/go_base64.hpp"
 
 namespace sigil::crypto {
 
@@ -61,23 +63,9 @@ Result<std::string> string_field(const json& obj, const std::string& where, cons
   return (*f)->get<std::string>();
 }
 
-// Protobuf JSON `bytes`: standard or URL-safe base64, padded or not.
+// Protobuf JSON `bytes`, exactly as Go's protojson reads them.
 Result<std::string> decode_bytes(const std::string& text, const std::string& where) {
-  std::string norm;
-  norm.reserve(text.size() + 3);
-  for (char c : text) {
-    if (c == '-') {
-      norm.push_back('+');
-    } else if (c == '_') {
-      norm.push_back('/');
-    } else {
-      norm.push_back(c);
-    }
-  }
-  if (norm.find('=') == std::string::npos) {
-    while (norm.size() % 4 != 0) norm.push_back('=');
-  }
-  auto raw = base64_decode(norm);
+  auto raw = detail::protojson_base64(text);
   if (!raw) return entry_error(Errc::parse_error, where, "not base64");
   return std::move(*raw);
 }
@@ -103,11 +91,17 @@ Result<const json*> object_field(const json& obj, const std::string& where, cons
   return *f;
 }
 
+// validFor: required, with a start (protobuf-specs TimeRange: start is not optional, end is).
+// An entry without a start would be trusted since the beginning of time; sigstore-go refuses
+// such a log key, and so does sigil, for every log, CA and TSA entry alike.
 Result<TimeRange> time_range(const json& obj, const std::string& where) {
   TimeRange out;
   auto vf = object_field(obj, where, "validFor", "valid_for");
   if (!vf) return std::move(vf).error();
-  if (*vf == nullptr) return out;
+  if (*vf == nullptr) {
+    return entry_error(Errc::parse_error, where + ".validFor",
+                       "missing (every entry must say since when it is valid)");
+  }
   const std::string here = where + ".validFor";
   for (const char* which : {"start", "end"}) {
     auto s = string_field(**vf, here, which, nullptr);
@@ -117,7 +111,12 @@ Result<TimeRange> time_range(const json& obj, const std::string& where) {
     if (!t) return entry_error(Errc::parse_error, here + "." + which, "not an RFC 3339 time");
     (std::string_view(which) == "start" ? out.start : out.end) = *t;
   }
-  if (out.start && out.end && *out.end < *out.start) {
+  if (!out.start) {
+    return entry_error(Errc::parse_error, here + ".start",
+                       "missing (an entry without a start would be valid since the beginning "
+                       "of time)");
+  }
+  if (out.end && *out.end < *out.start) {
     return entry_error(Errc::parse_error, here, "end is before start");
   }
   return out;
@@ -127,7 +126,8 @@ struct KeyDetails {
   bool specified = false;
   KeyType type = KeyType::ecdsa_p256;
   HashAlgorithm hash = HashAlgorithm::sha256;
-  int rsa_bits = 0;  // PKIX_RSA_PKCS1V15_<bits>_SHA256
+  int rsa_bits = 0;    // PKIX_RSA_PKCS1V15_<bits>_SHA256
+  bool pkcs1 = false;  // PKCS1_RSA_PKCS1V5: rawBytes is a PKCS#1 RSAPublicKey, not SPKI
 };
 
 // sigstore's PublicKeyDetails (protobuf-specs sigstore_common.proto), by name or number.
@@ -141,6 +141,18 @@ Result<KeyDetails> key_details(const json* v, const std::string& where) {
     switch (v->get<int64_t>()) {
       case 0:
         name = "PUBLIC_KEY_DETAILS_UNSPECIFIED";
+        break;
+      case 1:
+        name = "PKCS1_RSA_PKCS1V5";
+        break;
+      case 2:
+        name = "PKCS1_RSA_PSS";
+        break;
+      case 3:
+        name = "PKIX_RSA_PKCS1V5";
+        break;
+      case 4:
+        name = "PKIX_RSA_PSS";
         break;
       case 5:
         name = "PKIX_ECDSA_P256_SHA_256";
@@ -202,6 +214,11 @@ Result<KeyDetails> key_details(const json* v, const std::string& where) {
     set(KeyType::rsa, HashAlgorithm::sha256, 3072);
   } else if (name == "PKIX_RSA_PKCS1V15_4096_SHA256") {
     set(KeyType::rsa, HashAlgorithm::sha256, 4096);
+  } else if (name == "PKCS1_RSA_PKCS1V5") {
+    // Deprecated, but the old CT log key of every Sigstore staging root still uses it; sigstore-go
+    // reads it with x509.ParsePKCS1PublicKey. PKCS#1 v1.5 with SHA-256, any modulus size.
+    set(KeyType::rsa, HashAlgorithm::sha256);
+    d.pkcs1 = true;
   } else {
     std::string shown = name.size() > 48 ? name.substr(0, 48) + "..." : name;
     for (char& c : shown) {
@@ -243,19 +260,37 @@ Result<TransparencyLog> parse_log(const json& e, const std::string& where) {
   auto url = string_field(e, where, "baseUrl", "base_url");
   if (!url) return std::move(url).error();
   log.base_url = std::move(*url);
-  if (auto st = tree_hash(e, where); !st) return std::move(st).error();
 
   auto pk = object_field(e, where, "publicKey", "public_key");
   if (!pk) return std::move(pk).error();
   if (*pk == nullptr) return entry_error(Errc::parse_error, where + ".publicKey", "missing");
   const std::string pk_where = where + ".publicKey";
+  // Malformed before unusable: what would refuse the root (no validFor.start, no logId) is
+  // checked before what only skips the entry (a key type or tree hash sigil cannot use).
+  auto range = time_range(**pk, pk_where);
+  if (!range) return std::move(range).error();
+  auto id = object_field(e, where, "logId", "log_id");
+  if (!id) return std::move(id).error();
+  if (*id == nullptr) return entry_error(Errc::parse_error, where + ".logId", "missing");
+  auto key_id = bytes_field(**id, where + ".logId", "keyId", "key_id", true);
+  if (!key_id) return std::move(key_id).error();
+  log.log_id = std::move(*key_id);
+
+  auto cp = object_field(e, where, "checkpointKeyId", "checkpoint_key_id");
+  if (!cp) return std::move(cp).error();
+  if (*cp != nullptr) {
+    auto cp_id = bytes_field(**cp, where + ".checkpointKeyId", "keyId", "key_id", false);
+    if (!cp_id) return std::move(cp_id).error();
+    log.checkpoint_key_id = std::move(*cp_id);
+  }
+  if (auto st = tree_hash(e, where); !st) return std::move(st).error();
   auto raw = bytes_field(**pk, pk_where, "rawBytes", "raw_bytes", true);
   if (!raw) return std::move(raw).error();
   auto kd_field = field(**pk, pk_where, "keyDetails", "key_details");
   if (!kd_field) return std::move(kd_field).error();
   auto kd = key_details(*kd_field, pk_where + ".keyDetails");
   if (!kd) return std::move(kd).error();
-  auto key = PublicKey::from_der(*raw);
+  auto key = kd->pkcs1 ? PublicKey::from_pkcs1_der(*raw) : PublicKey::from_der(*raw);
   if (!key) {
     return entry_error(key.error().code, pk_where + ".rawBytes", key.error().message);
   }
@@ -275,24 +310,7 @@ Result<TransparencyLog> parse_log(const json& e, const std::string& where) {
     log.hash = default_hash_for(key->type());
   }
   log.key = std::move(*key);
-  auto range = time_range(**pk, pk_where);
-  if (!range) return std::move(range).error();
   log.valid_for = *range;
-
-  auto id = object_field(e, where, "logId", "log_id");
-  if (!id) return std::move(id).error();
-  if (*id == nullptr) return entry_error(Errc::parse_error, where + ".logId", "missing");
-  auto key_id = bytes_field(**id, where + ".logId", "keyId", "key_id", true);
-  if (!key_id) return std::move(key_id).error();
-  log.log_id = std::move(*key_id);
-
-  auto cp = object_field(e, where, "checkpointKeyId", "checkpoint_key_id");
-  if (!cp) return std::move(cp).error();
-  if (*cp != nullptr) {
-    auto cp_id = bytes_field(**cp, where + ".checkpointKeyId", "keyId", "key_id", false);
-    if (!cp_id) return std::move(cp_id).error();
-    log.checkpoint_key_id = std::move(*cp_id);
-  }
   return log;
 }
 
@@ -355,17 +373,31 @@ Result<CertificateAuthority> parse_authority(const json& e, const std::string& w
   return ca;
 }
 
+// An entry sigil cannot use (Errc::unsupported: a key type, curve or tree hash it does not
+// implement) is skipped with a warning, as long as another entry of the same list is usable;
+// anything malformed refuses the whole root.
 template <class T, class Parse>
 Status parse_list(const json& root, const char* camel, const char* snake, Parse parse,
-                  std::vector<T>& out) {
+                  std::vector<T>& out, std::vector<std::string>& warnings) {
   auto f = field(root, "trusted root", camel, snake);
   if (!f) return std::move(f).error();
   if (*f == nullptr) return {};
   if (!(*f)->is_array()) return entry_error(Errc::parse_error, camel, "not an array");
+  std::optional<Error> first_skipped;
   for (size_t i = 0; i < (*f)->size(); ++i) {
     auto r = parse((**f)[i], std::string(camel) + "[" + std::to_string(i) + "]");
-    if (!r) return std::move(r).error();
+    if (!r) {
+      if (r.error().code != Errc::unsupported) return std::move(r).error();
+      warnings.push_back(r.error().message + "; this entry is skipped");
+      if (!first_skipped) first_skipped = std::move(r).error();
+      continue;
+    }
     out.push_back(std::move(*r));
+  }
+  if (out.empty() && first_skipped) {
+    Error e = std::move(*first_skipped);
+    e.message = std::string(camel) + ": no entry sigil can use (" + e.message + ")";
+    return e;
   }
   return {};
 }
@@ -436,19 +468,19 @@ Result<TrustedRoot> parse_trusted_root(std::string_view text, std::string_view n
     }
     TrustedRoot out;
     out.name = std::string(name);
-    if (auto st = parse_list(root, "tlogs", nullptr, parse_log, out.tlogs); !st) {
+    if (auto st = parse_list(root, "tlogs", nullptr, parse_log, out.tlogs, out.warnings); !st) {
       return std::move(st).error();
     }
     if (auto st = parse_list(root, "certificateAuthorities", "certificate_authorities",
-                             parse_authority, out.certificate_authorities);
+                             parse_authority, out.certificate_authorities, out.warnings);
         !st) {
       return std::move(st).error();
     }
-    if (auto st = parse_list(root, "ctlogs", nullptr, parse_log, out.ctlogs); !st) {
+    if (auto st = parse_list(root, "ctlogs", nullptr, parse_log, out.ctlogs, out.warnings); !st) {
       return std::move(st).error();
     }
     if (auto st = parse_list(root, "timestampAuthorities", "timestamp_authorities", parse_authority,
-                             out.timestamp_authorities);
+                             out.timestamp_authorities, out.warnings);
         !st) {
       return std::move(st).error();
     }

@@ -204,29 +204,31 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
         if (!format_allows(a, e)) continue;
         ++seen_here;
         const crypto::VerifiedSignature v = crypto::verify_entity(e, req, artifact);
-        if (v.ok) {
-          if (a.kind == Authority::Kind::key) {
-            r.satisfied = true;
-            r.authority = a.name;
-            return r;
-          }
-          for (const auto& id : a.identities) {
-            if (id.matches(v.identity)) {
-              r.satisfied = true;
-              r.authority = a.name;
-              return r;
-            }
-          }
-          std::string accepts;
+        // Keyless: who signed, once the certificate is proved, comes before what was signed. A
+        // signer the authority does not accept is the denial even when its payload is also
+        // unusable (an attestation, another image's digest): the authority never trusts it.
+        const bool signer_known = v.ok || v.identity_proved;
+        bool accepted_signer = a.kind == Authority::Kind::key;
+        if (a.kind == Authority::Kind::keyless && signer_known) {
           for (const auto& id : a.identities)
-            accepts += (accepts.empty() ? "" : "; ") + id.describe();
-          best.offer("IDENTITY_MISMATCH",
-                     "signed by " + printable(first_san(v.identity)) + " (issuer " +
-                         printable(v.identity.issuer.empty() ? "none" : v.identity.issuer) +
-                         "), which keyless authority '" + a.name + "' does not accept (" + accepts +
-                         ")",
-                     a.name);
-          continue;
+            accepted_signer = accepted_signer || id.matches(v.identity);
+          if (!accepted_signer) {
+            std::string accepts;
+            for (const auto& id : a.identities)
+              accepts += (accepts.empty() ? "" : "; ") + id.describe();
+            best.offer("IDENTITY_MISMATCH",
+                       "signed by " + printable(first_san(v.identity)) + " (issuer " +
+                           printable(v.identity.issuer.empty() ? "none" : v.identity.issuer) +
+                           "), which keyless authority '" + a.name + "' does not accept (" +
+                           accepts + ")",
+                       a.name);
+            continue;
+          }
+        }
+        if (v.ok) {
+          r.satisfied = true;
+          r.authority = a.name;
+          return r;
         }
         std::string code = reason_for(v.failure);
         std::string msg;

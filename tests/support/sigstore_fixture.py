@@ -2,7 +2,7 @@
 """Keyless and bundle test material for sigil: a self-made sigstore deployment and what it signs.
 
 usage (every command also exists as a function: `import sigstore_fixture`):
-  sigstore_fixture.py init STATE [--time ISO] [--name NAME]
+  sigstore_fixture.py init STATE [--time ISO] [--name NAME] [--rekor-v2]
   sigstore_fixture.py sign   --registry ADDR|--env ENV --repo R (--digest D|--tag T) SIGNER
                              [--append] [--docker-reference REF]
   sigstore_fixture.py bundle --registry ADDR|--env ENV --repo R (--digest D|--tag T) SIGNER
@@ -11,7 +11,8 @@ usage (every command also exists as a function: `import sigstore_fixture`):
   sigstore_fixture.py bundle --no-push --out FILE (--digest D | --artifact FILE) SIGNER ...
 SIGNER is either --key KEY.pem (PKCS#8, e.g. from `fixture.py keygen`) [--rekor-state STATE]
 or --keyless STATE [--identity ID] [--san-type email|uri|othername] [--issuer URL]
-[--issuer-ext v1|v2|both]; plus [--no-tlog] [--tsa [STATE]] [--time ISO] [--variant V].
+[--issuer-ext v1|v2|both]; plus [--no-tlog] [--rekor-v2] [--tsa [STATE]] [--time ISO]
+[--variant V].
 Each command prints one JSON object (digests, tags, paths) on stdout.
 
 What each command makes (section numbers are those of docs/sigstore-formats.md in ../shared):
@@ -22,6 +23,9 @@ What each command makes (section numbers are those of docs/sigstore-formats.md i
   leaf with the critical timeStamping EKU, answered by `openssl ts -reply` with a generated
   config), and two descriptions of that trust: trusted_root.json (sigstore TrustedRoot,
   protobuf JSON) and trustroot.yaml (policy-controller TrustRoot with spec.sigstoreKeys).
+  With --rekor-v2 also a Rekor v2 (rekor-tiles) log, in trusted_root.json only (a TrustRoot's
+  sigstoreKeys cannot name a v2 log's id): Ed25519 key, origin log2025-1.rekor.sigil.test, log id
+  = the C2SP note key hash SHA-256(origin || "\n" || 0x01 || key), its own Merkle tree.
 * Fulcio-like leaves (1.3.1, 1.3.2), minted per signature for an ephemeral P-256 key: empty
   subject, critical SAN (email, URI or the OtherName 1.3.6.1.4.1.57264.1.7), codeSigning EKU,
   issuer extensions .1.1 (raw URL) and/or .1.8 (DER UTF8String), an embedded SCT from the CT key
@@ -42,6 +46,11 @@ What each command makes (section numbers are those of docs/sigstore-formats.md i
   bundle's media type, empty config {}, one layer = the bundle, subject = the image) and, since
   the registry has no referrers API (distribution 2.8), the referrers tag-schema index at tag
   sha256-<hex>, extended when more bundles are added. --no-push --out FILE writes only the bundle.
+  A --rekor-v2 signer (STATE made with init --rekor-v2) logs as cosign v3 does on Rekor v2:
+  a hashedrekord 0.0.2 entry (for DSSE over SHA-256 of the PAE), no SET and no integrated time,
+  an inclusion proof whose checkpoint carries a witness cosignature before the log's own line,
+  and (by default) an RFC 3161 timestamp, the only proof of the signing time. A message bundle
+  over an --artifact names it in the in-toto subject by sha256 and by --subject-digests.
 
 Variants (--variant, default ok) change exactly one thing each; VARIANTS says which command takes
 which, and Signer refuses a variant that cannot apply (e.g. no-sct with a key):
@@ -73,6 +82,7 @@ STATE layout (written by init, read by everything else):
   rekor/{key,pub}.pem         log key
   rekor/leaves.bin            the Merkle tree: 32-byte leaf hashes, in order
   rekor/entries.jsonl         one line per entry: tree index, logIndex, integratedTime, kind, body
+  rekor2/{key,pub}.pem, rekor2/leaves.bin, witness.pem   the Rekor v2 log (init --rekor-v2)
   tsa/{root,tsa}.pem, .key    TSA root and signing leaf; tsa/ts.cnf, tsa/serial for openssl ts
 The signing time is --time (default now, to the second); the leaf is valid from it for ten
 minutes and the log integrates the entry at that second. `openssl ts` always stamps the wall
@@ -128,6 +138,8 @@ OID_SCT_LIST = ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
 ORG = "sigil.test"
 FULCIO_URL = "https://fulcio.sigil.test"
 REKOR_URL = "https://rekor.sigil.test"
+REKOR2_URL = "https://log2025-1.rekor.sigil.test"
+WITNESS_NAME = "witness.sigil.test/w1"
 CTFE_URL = "https://ctfe.sigil.test"
 TSA_URL = "https://tsa.sigil.test"
 DEFAULT_IDENTITY = "signer@example.com"
@@ -267,6 +279,22 @@ def _locked(path):
 # RFC 6962 Merkle tree (1.0, 1.3.3)
 
 
+def note_key_hash(name, key):
+    """C2SP signed-note Ed25519 key hash: SHA-256(name || "\\n" || 0x01 || raw key). Its first 4
+    bytes are a signature line's key hint; all 32 are a Rekor v2 log's id."""
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return sha256(name.encode() + b"\n\x01" + raw)
+
+
+def cosignature_line(key, name, note, timestamp=None):
+    """A C2SP tlog-cosignature (cosignature/v1) line over the note text by an Ed25519 witness."""
+    ts = int(timestamp if timestamp is not None else parse_time().timestamp())
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    hint = sha256(name.encode() + b"\n\x04" + raw)[:4]
+    sig = key.sign(b"cosignature/v1\ntime %d\n" % ts + note.encode())
+    return "\u2014 %s %s\n" % (name, b64(hint + struct.pack(">Q", ts) + sig))
+
+
 def leaf_hash(entry):
     return sha256(b"\x00" + entry)
 
@@ -382,11 +410,13 @@ class LogEntry:
                           separators=(",", ":"))
 
     def proto(self, kind, with_proof):
-        """A bundle's tlogEntries[] element (protobuf JSON, int64 as strings; 1.4)."""
+        """A bundle's tlogEntries[] element (protobuf JSON, int64 as strings; 1.4). A Rekor v2
+        entry (no SET) has no inclusionPromise and, its integrated time being 0, none of that."""
         e = {"logIndex": str(self.log_index), "logId": {"keyId": b64(self.log_id)},
-             "kindVersion": {"kind": kind, "version": "0.0.1"},
-             "integratedTime": str(self.integrated_time),
-             "inclusionPromise": {"signedEntryTimestamp": b64(self.set)}}
+             "kindVersion": {"kind": kind, "version": "0.0.1" if self.set else "0.0.2"}}
+        if self.set is not None:
+            e["integratedTime"] = str(self.integrated_time)
+            e["inclusionPromise"] = {"signedEntryTimestamp": b64(self.set)}
         if with_proof:
             e["inclusionProof"] = {"logIndex": str(self.tree_index), "rootHash": b64(self.root),
                                    "treeSize": str(self.tree_size),
@@ -419,6 +449,11 @@ class Authority:
         self.tsa_root = _load_cert(self.path("tsa", "root.pem"))
         self.tsa_cert = _load_cert(self.path("tsa", "tsa.pem"))
         self.rekor_log_id = sha256(spki_der(self.rekor_key))
+        self.rekor2_key = self.witness_key = self.rekor2_log_id = None
+        if "rekor2" in self.meta:
+            self.rekor2_key = _load_key(self.path("rekor2", "key.pem"))
+            self.witness_key = _load_key(self.path("rekor2", "witness.pem"))
+            self.rekor2_log_id = note_key_hash(self.meta["rekor2"]["origin"], self.rekor2_key)
         self.trusted_root = self.path("trusted_root.json")
         self.trustroot_yaml = self.path("trustroot.yaml")
 
@@ -437,7 +472,7 @@ class Authority:
     # -- creation
 
     @classmethod
-    def create(cls, state, time=None, name="sigil-test"):
+    def create(cls, state, time=None, name="sigil-test", rekor_v2=False):
         t = parse_time(time)
         start = t - TRUST_START
         for sub in ("fulcio", "ctlog", "rekor", "tsa"):
@@ -485,8 +520,17 @@ class Authority:
                          "tsa": TSA_URL},
                 "rekor": {"origin": "%s - %d" % (REKOR_URL[len("https://"):], tree_id),
                           "shard_offset": SHARD_OFFSET}}
-        _write(p("state.json"), json.dumps(meta, indent=2) + "\n")
         fillers = [leaf_hash(b"sigil filler entry %d" % i) for i in range(FILLER_ENTRIES)]
+        if rekor_v2:
+            os.makedirs(p("rekor2"), exist_ok=True)
+            rekor2_key, witness_key = (ed25519.Ed25519PrivateKey.generate() for _ in range(2))
+            _write(p("rekor2", "key.pem"), _private_pem(rekor2_key), 0o600)
+            _write(p("rekor2", "pub.pem"), fixture.public_pem(rekor2_key))
+            _write(p("rekor2", "witness.pem"), _private_pem(witness_key), 0o600)
+            _write(p("rekor2", "leaves.bin"), b"".join(fillers))
+            meta["urls"]["rekor2"] = REKOR2_URL
+            meta["rekor2"] = {"origin": REKOR2_URL[len("https://"):]}
+        _write(p("state.json"), json.dumps(meta, indent=2) + "\n")
         _write(p("rekor", "leaves.bin"), b"".join(fillers))
         _write(p("rekor", "entries.jsonl"), "")
 
@@ -513,8 +557,14 @@ class Authority:
                                                                for c in chain]},
                     "validFor": start}
 
+        tlogs = [log(REKOR_URL, self.rekor_key)]
+        if self.rekor2_key is not None:
+            tlogs.append({"baseUrl": REKOR2_URL, "hashAlgorithm": "SHA2_256",
+                          "publicKey": {"rawBytes": b64(spki_der(self.rekor2_key)),
+                                        "keyDetails": "PKIX_ED25519", "validFor": start},
+                          "logId": {"keyId": b64(self.rekor2_log_id)}})
         return {"mediaType": MT_TRUSTED_ROOT,
-                "tlogs": [log(REKOR_URL, self.rekor_key)],
+                "tlogs": tlogs,
                 "certificateAuthorities": [ca(FULCIO_URL, self.fulcio_root,
                                               [self.fulcio_intermediate, self.fulcio_root])],
                 "ctlogs": [log(CTFE_URL, self.ct_key)],
@@ -645,6 +695,33 @@ class Authority:
     def log_size(self):
         return os.path.getsize(self.path("rekor", "leaves.bin")) // 32
 
+    def log_entry_v2(self, body, variant="ok"):
+        """Appends body to the Rekor v2 log; the LogEntry has no SET and no integrated time, and
+        its checkpoint (C2SP signed note) is cosigned by a witness whose line comes first."""
+        if self.rekor2_key is None:
+            raise FixtureError("%s has no Rekor v2 log: make it with init --rekor-v2" % self.dir)
+        leaves_path = self.path("rekor2", "leaves.bin")
+        with _locked(self.path("rekor2", "lock")):
+            raw = _read(leaves_path)
+            leaves = [raw[i:i + 32] for i in range(0, len(raw), 32)]
+            index = len(leaves)
+            leaves += [leaf_hash(body), leaf_hash(b"sigil v2 filler entry %d" % (index + 1))]
+            with open(leaves_path, "ab") as f:
+                f.write(b"".join(leaves[index:]))
+        root = tree_root(leaves)
+        path = inclusion_path(index, leaves)
+        if variant == "bad-inclusion":
+            path[0] = flip(path[0])
+        origin = self.meta["rekor2"]["origin"]
+        note = "%s\n%d\n%s\n" % (origin, len(leaves), b64(root))
+        note_sig = self.rekor2_key.sign(note.encode())
+        if variant == "bad-checkpoint":
+            note_sig = flip(note_sig)
+        checkpoint = (note + "\n" + cosignature_line(self.witness_key, WITNESS_NAME, note) +
+                      "\u2014 %s %s\n" % (origin, b64(self.rekor2_log_id[:4] + note_sig)))
+        return LogEntry(body, 0, index, self.rekor2_log_id, index, len(leaves), root, path, None,
+                        checkpoint)
+
     # -- TSA
 
     def timestamp(self, data, variant="ok"):
@@ -666,9 +743,9 @@ class Authority:
             return _read(reply)
 
 
-def init(state, time=None, name="sigil-test"):
+def init(state, time=None, name="sigil-test", rekor_v2=False):
     """Makes the deployment in STATE; returns the Authority (see Authority.paths())."""
-    return Authority.create(state, time, name)
+    return Authority.create(state, time, name, rekor_v2)
 
 
 def _authority(a):
@@ -689,7 +766,7 @@ class Signer:
 
     def __init__(self, key=None, keyless=None, identity=DEFAULT_IDENTITY, san_type="email",
                  issuer=DEFAULT_ISSUER, issuer_ext="both", rekor=None, tsa=None, tlog=True,
-                 time=None, variant="ok"):
+                 time=None, variant="ok", rekor_v2=False):
         if variant not in VARIANTS:
             raise FixtureError("unknown variant %r (%s)" % (variant, ", ".join(VARIANTS)))
         if (key is None) == (keyless is None):
@@ -703,6 +780,9 @@ class Signer:
                 raise FixtureError("no-time means no timestamp: drop --tsa")
             tlog = False
         self.log = home if tlog else None
+        self.rekor_v2 = rekor_v2 and self.log is not None
+        if self.rekor_v2 and tsa is None:
+            tsa = True  # cosign v3 on Rekor v2 always asks a TSA: the log proves no time
         if tsa is True and home is None:
             raise FixtureError("--tsa without a STATE: give --tsa STATE or --rekor-state")
         self.tsa = home if tsa is True else _authority(tsa or None)
@@ -729,6 +809,8 @@ class Signer:
             raise FixtureError("variant %s needs a log entry (keyless, or --rekor-state)" % v)
         if v == "bad-tsa" and self.tsa is None:
             raise FixtureError("variant bad-tsa needs --tsa")
+        if self.rekor_v2 and v in ("bad-set", "expired-at-tlog"):
+            raise FixtureError("variant %s needs a SET, which Rekor v2 entries lack" % v)
         if self.tsa and self.leaf is not None and v != "expired-at-tlog":
             now = dt.datetime.now(dt.timezone.utc)
             if not (self.leaf.not_valid_before.replace(tzinfo=dt.timezone.utc) <= now <=
@@ -766,7 +848,19 @@ class Signer:
     def record(self, body, kind):
         if self.log is None:
             return None
+        if self.rekor_v2:
+            return self.log.log_entry_v2(body, self.variant)
         return self.log.log_entry(body, int(self.time.timestamp()), kind, self.variant)
+
+    def key_details(self):
+        """protobuf-specs PublicKeyDetails of the signing key (a Rekor v2 verifier's)."""
+        k = self.key
+        if isinstance(k, ed25519.Ed25519PrivateKey):
+            return "PKIX_ED25519"
+        if isinstance(k, ec.EllipticCurvePrivateKey):
+            return {"secp256r1": "PKIX_ECDSA_P256_SHA_256", "secp384r1": "PKIX_ECDSA_P384_SHA_384",
+                    "secp521r1": "PKIX_ECDSA_P521_SHA_512"}[k.curve.name]
+        return "PKIX_RSA_PKCS1V15_%d_SHA256" % k.key_size
 
     def timestamp(self, signature):
         return self.tsa.timestamp(signature, self.variant) if self.tsa else None
@@ -781,6 +875,20 @@ def hashedrekord_body(hex_digest, signature, verifier_pem):
     return jcs({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
         "data": {"hash": {"algorithm": "sha256", "value": hex_digest}},
         "signature": {"content": b64(signature), "publicKey": {"content": b64(verifier_pem)}}}})
+
+
+def hashedrekord_v002_body(digest, signature, signer):
+    """Rekor v2 hashedrekord 0.0.2 as stored (JCS of protobuf JSON; 1.3.3): the SHA-256 digest of
+    the signed bytes (for DSSE: of the PAE), the signature and its verifier (the leaf's DER, or
+    the key's SPKI) with the key's details."""
+    if signer.leaf is not None:
+        verifier = {"x509Certificate": {"rawBytes": b64(cert_der(signer.leaf))}}
+    else:
+        verifier = {"publicKey": {"rawBytes": b64(spki_der(signer.key))}}
+    verifier["keyDetails"] = signer.key_details()
+    return jcs({"apiVersion": "0.0.2", "kind": "hashedrekord", "spec": {"hashedRekordV002": {
+        "data": {"algorithm": "SHA2_256", "digest": b64(digest)},
+        "signature": {"content": b64(signature), "verifier": verifier}}}})
 
 
 def dsse_body(envelope, payload, signature, verifier_pem):
@@ -831,15 +939,17 @@ def sign(reg, repo, digest, signer, append=False, docker_reference=None):
 # bundles (1.4)
 
 
-def statement(digest, name, predicate_type=COSIGN_SIGN_PREDICATE):
-    """The cosign v3 `sign` statement for `digest` (compact JSON bytes)."""
+def statement(digest, name, predicate_type=COSIGN_SIGN_PREDICATE, digests=None):
+    """The cosign v3 `sign` statement for `digest` (compact JSON bytes); `digests` (alg -> hex)
+    replaces the subject's digest map (e.g. a subject named only by sha512)."""
     return compact({"_type": STATEMENT_V1,
-                    "subject": [{"name": name, "digest": {"sha256": digest.split(":", 1)[1]}}],
+                    "subject": [{"name": name,
+                                 "digest": digests or {"sha256": digest.split(":", 1)[1]}}],
                     "predicateType": predicate_type, "predicate": {}})
 
 
 def make_bundle(signer, digest=None, artifact=None, version="0.3", content="dsse",
-                subject_name=None, predicate_type=COSIGN_SIGN_PREDICATE):
+                subject_name=None, predicate_type=COSIGN_SIGN_PREDICATE, subject_digests=None):
     """A sigstore bundle over an image digest (dsse, or message with `artifact`) or an
     artifact's bytes (artifact: bytes or a path). Returns {"bundle": bytes, "media_type",
     "digest" (what it binds), "content", "signature", "predicate_type", "log_entry", "variant",
@@ -856,6 +966,8 @@ def make_bundle(signer, digest=None, artifact=None, version="0.3", content="dsse
         raise FixtureError("root-in-bundle needs an x509CertificateChain: version 0.1 or 0.2")
     if v == "wrong-predicate" and content != "dsse":
         raise FixtureError("wrong-predicate needs --content dsse")
+    if signer.rekor_v2 and version == "0.1":
+        raise FixtureError("a Rekor v2 entry has no SET: bundle version 0.2 or 0.3")
     if isinstance(artifact, str):
         subject_name = subject_name or os.path.basename(artifact)
         artifact = _read(artifact)
@@ -867,13 +979,26 @@ def make_bundle(signer, digest=None, artifact=None, version="0.3", content="dsse
 
     if content == "dsse":
         ptype = WRONG_PREDICATE if v == "wrong-predicate" else predicate_type
-        payload = statement(bound, subject_name or digest, ptype)
+        digests = None
+        if subject_digests:
+            if artifact is None:
+                raise FixtureError("subject digests other than sha256 need the artifact bytes")
+            subject_bytes = b"not-" + artifact if v == "payload-digest" else artifact
+            digests = {alg: hashlib.new(alg, subject_bytes).hexdigest()
+                       for alg in subject_digests}
+        payload = statement(bound, subject_name or digest, ptype, digests)
         sig = signer.sign(pae(MT_INTOTO, payload))
         envelope = {"payload": b64(payload), "payloadType": MT_INTOTO,
                     "signatures": [{"sig": b64(sig), "keyid": ""}]}
-        body = dsse_body(compact(envelope), payload, signer.logged_signature(sig),
-                         signer.verifier_pem())
-        kind, signed_content = "dsse", {"dsseEnvelope": envelope}
+        if signer.rekor_v2:  # "hashedrekord over DSSE" (rekor-v2-spec 6.1.4)
+            body = hashedrekord_v002_body(sha256(pae(MT_INTOTO, payload)),
+                                          signer.logged_signature(sig), signer)
+            kind = "hashedrekord"
+        else:
+            body = dsse_body(compact(envelope), payload, signer.logged_signature(sig),
+                             signer.verifier_pem())
+            kind = "dsse"
+        signed_content = {"dsseEnvelope": envelope}
     else:
         ptype = None
         if artifact is not None:
@@ -883,7 +1008,11 @@ def make_bundle(signer, digest=None, artifact=None, version="0.3", content="dsse
         else:
             md = bytes.fromhex(bound.split(":", 1)[1])
             sig = signer.sign_digest(md)
-        body = hashedrekord_body(md.hex(), signer.logged_signature(sig), signer.verifier_pem())
+        if signer.rekor_v2:
+            body = hashedrekord_v002_body(md, signer.logged_signature(sig), signer)
+        else:
+            body = hashedrekord_body(md.hex(), signer.logged_signature(sig),
+                                     signer.verifier_pem())
         kind = "hashedrekord"
         signed_content = {"messageSignature": {
             "messageDigest": {"algorithm": "SHA2_256", "digest": b64(md)}, "signature": b64(sig)}}
@@ -958,7 +1087,7 @@ def push_bundle(reg, repo, image_digest, made, created=None):
 
 
 def bundle(reg, repo, digest, signer, version="0.3", content="dsse", artifact=None,
-           subject_name=None, predicate_type=COSIGN_SIGN_PREDICATE):
+           subject_name=None, predicate_type=COSIGN_SIGN_PREDICATE, subject_digests=None):
     """make_bundle + push_bundle for an image in the registry. A message bundle without an
     artifact signs the image manifest bytes (so it binds the image digest)."""
     if content == "message" and artifact is None:
@@ -966,7 +1095,8 @@ def bundle(reg, repo, digest, signer, version="0.3", content="dsse", artifact=No
         if artifact is None:
             raise FixtureError("%s not found in %s" % (digest, repo))
     made = make_bundle(signer, digest, artifact, version, content,
-                       subject_name or "%s/%s" % (reg.address, repo), predicate_type)
+                       subject_name or "%s/%s" % (reg.address, repo), predicate_type,
+                       subject_digests)
     return dict(made, image=digest, **push_bundle(reg, repo, digest, made, rfc3339(signer.time)))
 
 
@@ -984,6 +1114,8 @@ def _signer_args(p):
     g.add_argument("--issuer-ext", default="both", choices=["v1", "v2", "both"])
     g.add_argument("--rekor-state", metavar="STATE", help="log key-signed entries in STATE")
     g.add_argument("--no-tlog", action="store_true", help="no log entry")
+    g.add_argument("--rekor-v2", action="store_true",
+                   help="log in the Rekor v2 log of the STATE (init --rekor-v2)")
     g.add_argument("--tsa", nargs="?", const=True, metavar="STATE",
                    help="add an RFC 3161 timestamp (TSA of STATE, default the log's)")
     g.add_argument("--time", help="signing time, ISO 8601 (default now)")
@@ -1001,7 +1133,7 @@ def _target_args(p, required=True):
 def _make_signer(a):
     return Signer(key=a.key, keyless=a.keyless, identity=a.identity, san_type=a.san_type,
                   issuer=a.issuer, issuer_ext=a.issuer_ext, rekor=a.rekor_state, tsa=a.tsa,
-                  tlog=not a.no_tlog, time=a.time, variant=a.variant)
+                  tlog=not a.no_tlog, time=a.time, variant=a.variant, rekor_v2=a.rekor_v2)
 
 
 def _resolve(reg, a):
@@ -1010,6 +1142,10 @@ def _resolve(reg, a):
     if not a.tag:
         raise FixtureError("need --digest or --tag")
     return reg.resolve(a.repo, a.tag)
+
+
+def _subject_digests(a):
+    return [x for x in (a.subject_digests or "").split(",") if x] or None
 
 
 def _printable(d):
@@ -1026,6 +1162,7 @@ def main(argv=None):
     i.add_argument("state")
     i.add_argument("--time", help="the deployment's 'now', ISO 8601 (default now)")
     i.add_argument("--name", default="sigil-test", help="metadata.name of trustroot.yaml")
+    i.add_argument("--rekor-v2", action="store_true", help="also a Rekor v2 (rekor-tiles) log")
     s = sub.add_parser("sign", help="legacy cosign .sig signature")
     _target_args(s)
     _signer_args(s)
@@ -1039,12 +1176,14 @@ def main(argv=None):
     b.add_argument("--artifact", help="file for a message bundle")
     b.add_argument("--predicate-type", default=COSIGN_SIGN_PREDICATE)
     b.add_argument("--subject-name", help="in-toto subject name (default registry/repo)")
+    b.add_argument("--subject-digests", help="comma-separated algorithms naming the subject "
+                   "(e.g. sha512; needs --artifact)")
     b.add_argument("--no-push", action="store_true", help="only write --out")
     b.add_argument("--out", help="also write the bundle JSON to this file")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "init":
-            out = Authority.create(a.state, a.time, a.name).paths()
+            out = Authority.create(a.state, a.time, a.name, a.rekor_v2).paths()
         elif a.cmd == "sign":
             reg = fixture.connect(a.registry, a.env)
             out = sign(reg, a.repo, _resolve(reg, a), _make_signer(a), a.append,
@@ -1053,13 +1192,13 @@ def main(argv=None):
             if not a.out:
                 raise FixtureError("--no-push needs --out")
             out = make_bundle(_make_signer(a), a.digest, a.artifact, a.version, a.content,
-                              a.subject_name, a.predicate_type)
+                              a.subject_name, a.predicate_type, _subject_digests(a))
         else:
             if not a.repo:
                 raise FixtureError("bundle needs --repo (or --no-push)")
             reg = fixture.connect(a.registry, a.env)
             out = bundle(reg, a.repo, _resolve(reg, a), _make_signer(a), a.version, a.content,
-                         a.artifact, a.subject_name, a.predicate_type)
+                         a.artifact, a.subject_name, a.predicate_type, _subject_digests(a))
         if a.cmd == "bundle" and a.out:
             _write(a.out, out["bundle"])
             out["out"] = a.out

@@ -583,7 +583,7 @@ Cert FulcioPki::leaf(TimePoint not_before, KeyPair* key) const {
 
 // ---- TestTsa ------------------------------------------------------------------------------------
 
-TestTsa TestTsa::create(TimePoint start, bool with_eku) {
+TestTsa TestTsa::create(TimePoint start, bool with_eku, std::optional<TimePoint> not_after) {
   TestTsa t;
   t.with_eku_ = with_eku;
   t.root_key = generate_key("P-256");
@@ -591,7 +591,7 @@ TestTsa TestTsa::create(TimePoint start, bool with_eku) {
   CertSpec root;
   root.subject = "O=sigil-test,CN=sigil-test-tsa-root";
   root.not_before = start - std::chrono::hours(24);
-  root.not_after = start + std::chrono::hours(24 * 3650);
+  root.not_after = not_after ? *not_after : start + std::chrono::hours(24 * 3650);
   root.ca = true;
   root.key_usage = "critical,keyCertSign,cRLSign";
   t.root = self_signed(root, t.root_key);

@@ -197,8 +197,10 @@ struct TestTsa {
 
   // Root (P-256, CA) -> TSA certificate (P-256) valid from start - 1 day for 10 years.
   // with_eku=false leaves the EKU out (the token is then signed without TS_RESP_CTX, which
-  // refuses such a signer).
-  static TestTsa create(TimePoint start = test_epoch(), bool with_eku = true);
+  // refuses such a signer). not_after, when set, ends the validity of both certificates there
+  // (a chain that has expired since: RFC 3161 timestamps stay valid after their TSA's chain).
+  static TestTsa create(TimePoint start = test_epoch(), bool with_eku = true,
+                        std::optional<TimePoint> not_after = std::nullopt);
 
   // chain {cert, root}: the trusted_root.json order for timestampAuthorities.
   crypto::CertificateAuthority authority() const;

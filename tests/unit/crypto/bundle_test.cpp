@@ -184,7 +184,7 @@ TEST_CASE("bundle structure rules") {
           bundle(kV03, R"("certificate":{"rawBytes":"@@@@"})", entry(proof()), kDsse),
           "certificate.rawBytes is not valid base64"},
       Row{"chain certificate not base64",
-          bundle(kV02, R"("x509CertificateChain":{"certificates":[{"rawBytes":"QQ"}]})",
+          bundle(kV02, R"("x509CertificateChain":{"certificates":[{"rawBytes":"QQ="}]})",
                  entry(proof()), kDsse),
           "certificates[0].rawBytes"},
       Row{"signature not base64",

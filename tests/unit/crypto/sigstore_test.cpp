@@ -3,6 +3,10 @@
 // over hand-built entry bodies, and an RFC 3161 TSA. Each check has a case that fails when the
 // check is removed.
 #include <catch2/catch.hpp>
+
+#include <openssl/evp.h>
+
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -272,8 +276,11 @@ TEST_CASE("DSSE image signatures (cosign v3 bundles)", "[sigstore]") {
     return e;
   };
   CHECK(verify_entity(make(statement_for(kDigest)), w.keyless(), image()).ok);
-  CHECK(verify_entity(make(statement_for(kOther)), w.keyless(), image()).failure ==
-        Failure::digest_mismatch);
+  auto other = verify_entity(make(statement_for(kOther)), w.keyless(), image());
+  CHECK(other.failure == Failure::digest_mismatch);
+  // Only the claims failed: who signed is proved and reported.
+  CHECK(other.identity_proved);
+  CHECK(other.identity.sans.front().value == "signer@example.com");
   // An attestation by the same signer is not a signature.
   CHECK(verify_entity(make(statement_for(kDigest, "https://slsa.dev/provenance/v1")), w.keyless(),
                       image())
@@ -286,7 +293,10 @@ TEST_CASE("DSSE image signatures (cosign v3 bundles)", "[sigstore]") {
   // The signature is over the PAE, not the bare statement.
   auto bare = make(statement_for(kDigest));
   bare.signature = key.sign(statement_for(kDigest));
-  CHECK(verify_entity(bare, w.keyless(), image()).failure == Failure::bad_signature);
+  auto vb = verify_entity(bare, w.keyless(), image());
+  CHECK(vb.failure == Failure::bad_signature);
+  CHECK_FALSE(vb.identity_proved);  // nothing proved who signed
+  CHECK(vb.identity.sans.empty());
 }
 
 TEST_CASE("key authorities: tlog only when asked, claims always", "[sigstore]") {
@@ -382,4 +392,126 @@ TEST_CASE("legacy annotations become an entity; malformed ones are errors", "[si
     b.*broken = "{not it";
     CHECK_FALSE(entity_from_legacy(b).ok());
   }
+}
+
+// ---- issue 13, point 4: artifacts and in-toto subjects named by sha384 / sha512 -------------
+
+TEST_CASE("artifact digests: sha256, sha384 and sha512 in lowercase hex", "[sigstore]") {
+  auto ok = [](const std::string& s) { return parse_artifact_digest(s).has_value(); };
+  CHECK(ok("sha256:" + std::string(64, 'a')));
+  CHECK(ok("sha384:" + std::string(96, '0')));
+  CHECK(ok("sha512:" + std::string(128, 'f')));
+  auto d = parse_artifact_digest("sha512:" + std::string(128, 'f'));
+  REQUIRE(d);
+  CHECK(d->first == HashAlgorithm::sha512);
+  CHECK(d->second == std::string(64, '\xff'));
+  CHECK_FALSE(ok("sha512:" + std::string(64, 'a')));   // a sha256's length
+  CHECK_FALSE(ok("sha384:" + std::string(128, 'a')));  // a sha512's length
+  CHECK_FALSE(ok("sha256:" + std::string(64, 'A')));   // uppercase
+  CHECK_FALSE(ok("sha224:" + std::string(56, 'a')));
+  CHECK_FALSE(ok("md5:" + std::string(32, 'a')));
+  CHECK_FALSE(ok(std::string(64, 'a')));
+  CHECK_FALSE(ok("sha256:"));
+}
+
+TEST_CASE("DSSE blobs: a subject named by sha384 or sha512 binds the artifact", "[sigstore]") {
+  // sigstore-go's DSSE bundles may name their subject only by sha512 (or sha384).
+  World w;
+  KeyPair key;
+  auto leaf = w.pki.leaf(w.pki.leaf_spec(w.t0), &key);
+  const std::string blob = "release.tar.gz contents\n";
+  const std::string h384 = hex_encode(digest(HashAlgorithm::sha384, blob));
+  const std::string h512 = hex_encode(digest(HashAlgorithm::sha512, blob));
+  auto entity_for = [&](const std::string& digests) {
+    const std::string st =
+        R"({"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"release.tar.gz","digest":{)" +
+        digests + R"(}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{}})";
+    SignedEntity e;
+    e.kind = SignedEntity::Kind::dsse;
+    e.bundle_minor_version = 3;
+    e.payload_type = std::string(kInTotoPayloadType);
+    e.payload = st;
+    e.signature = key.sign(dsse_pae(e.payload_type, st));
+    e.certificates_der = {leaf.der()};
+    e.tlog_entries = {
+        w.rekor.entry(TestLog::dsse(st, e.signature, leaf.pem()), to_unix_seconds(w.t0) + 30)};
+    return e;
+  };
+  auto artifact = [&](const std::string& digest, bool bytes) {
+    Artifact a;
+    a.kind = Artifact::Kind::blob;
+    a.digest = digest;
+    if (bytes) a.bytes = blob;
+    return a;
+  };
+  const std::string by256 = "sha256:" + sha256_hex(blob);
+
+  SECTION("only sha512") {
+    auto e = entity_for(R"("sha512":")" + h512 + "\"");
+    auto v = verify_entity(e, w.keyless(), artifact(by256, /*bytes=*/true));  // the file
+    INFO(v.message);
+    CHECK(v.ok);
+    CHECK(verify_entity(e, w.keyless(), artifact("sha512:" + h512, false)).ok);
+    // A digest in another algorithm cannot be compared without the file.
+    CHECK(verify_entity(e, w.keyless(), artifact(by256, false)).failure ==
+          Failure::digest_mismatch);
+    CHECK(verify_entity(e, w.keyless(), artifact("sha384:" + h384, false)).failure ==
+          Failure::digest_mismatch);
+    // Another artifact.
+    const std::string other = hex_encode(digest(HashAlgorithm::sha512, "other"));
+    CHECK(verify_entity(e, w.keyless(), artifact("sha512:" + other, false)).failure ==
+          Failure::digest_mismatch);
+    Artifact other_file = artifact(by256, true);
+    other_file.bytes = "other";
+    other_file.digest = "sha256:" + sha256_hex("other");
+    CHECK(verify_entity(e, w.keyless(), other_file).failure == Failure::digest_mismatch);
+  }
+  SECTION("only sha384") {
+    auto e = entity_for(R"("sha384":")" + h384 + "\"");
+    CHECK(verify_entity(e, w.keyless(), artifact(by256, true)).ok);
+    CHECK(verify_entity(e, w.keyless(), artifact("sha384:" + h384, false)).ok);
+  }
+  SECTION("a wrong sha512 next to a right sha256 still binds by sha256") {
+    // As sigstore-go: a subject matches when one of its digests does.
+    auto e = entity_for(R"("sha256":")" + sha256_hex(blob) + R"(","sha512":")" +
+                        std::string(128, '0') + "\"");
+    CHECK(verify_entity(e, w.keyless(), artifact(by256, false)).ok);
+    CHECK_FALSE(verify_entity(e, w.keyless(), artifact("sha512:" + h512, false)).ok);
+  }
+}
+
+TEST_CASE("message signatures: the bundle's digest algorithm decides", "[sigstore]") {
+  World w;
+  KeyPair key;
+  auto leaf = w.pki.leaf(w.pki.leaf_spec(w.t0), &key);
+  const std::string blob = "hello, sigil\n";
+  SignedEntity e;
+  e.kind = SignedEntity::Kind::message_signature;
+  e.bundle_minor_version = 3;
+  e.message_digest_algorithm = HashAlgorithm::sha512;
+  e.message_digest = digest(HashAlgorithm::sha512, blob);
+  e.signature = key.sign_digest(e.message_digest, EVP_sha512());
+  e.certificates_der = {leaf.der()};
+  e.rfc3161_timestamps = {w.tsa.stamp(e.signature, w.t0 + std::chrono::minutes(1))};
+  Requirements req = w.keyless();
+  req.require_tlog = false;  // the entry is a hashedrekord 0.0.1 of sha256 in TestLog
+  Artifact file;
+  file.kind = Artifact::Kind::blob;
+  file.digest = "sha256:" + sha256_hex(blob);
+  file.bytes = blob;
+  auto v = verify_entity(e, req, file);
+  INFO(v.message);
+  CHECK(v.ok);
+  Artifact d512;
+  d512.kind = Artifact::Kind::blob;
+  d512.digest = "sha512:" + hex_encode(e.message_digest);
+  CHECK(verify_entity(e, req, d512).ok);
+  Artifact d256 = d512;
+  d256.digest = "sha256:" + sha256_hex(blob);
+  auto u = verify_entity(e, req, d256);
+  CHECK(u.failure == Failure::unsupported);
+  CHECK(u.message.find("sha512") != std::string::npos);
+  Artifact wrong = d512;
+  wrong.digest = "sha512:" + std::string(128, '0');
+  CHECK(verify_entity(e, req, wrong).failure == Failure::digest_mismatch);
 }

@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 // Test-only: nlohmann (header-only, a dependency of crypto) edits the JSON under test.
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
 #include <nlohmann/json.hpp>
 
 #include <string>
@@ -209,17 +211,6 @@ TEST_CASE("malformed entries are errors that name the entry") {
       Case{"keyDetails disagree with the key",
            [](json& j) { j["tlogs"][0]["publicKey"]["keyDetails"] = "PKIX_ED25519"; },
            "tlogs[0].publicKey: key is ecdsa-p256 but keyDetails says ed25519"},
-      Case{"keyDetails unsupported",
-           [](json& j) { j["tlogs"][0]["publicKey"]["keyDetails"] = "PKIX_RSA_PSS_2048_SHA256"; },
-           "tlogs[0].publicKey.keyDetails: PKIX_RSA_PSS_2048_SHA256 is not a key type"},
-      Case{"keyDetails from the future",
-           [](json& j) { j["ctlogs"][1]["publicKey"]["keyDetails"] = "ML_DSA_65"; },
-           "ctlogs[1].publicKey.keyDetails: ML_DSA_65"},
-      Case{"keyDetails an unknown number",
-           [](json& j) { j["ctlogs"][1]["publicKey"]["keyDetails"] = 99; },
-           "ctlogs[1].publicKey.keyDetails: #99"},
-      Case{"hashAlgorithm not SHA-256",
-           [](json& j) { j["tlogs"][0]["hashAlgorithm"] = "SHA2_384"; }, "tlogs[0].hashAlgorithm"},
       Case{"logId missing", [](json& j) { j["ctlogs"][1].erase("logId"); },
            "ctlogs[1].logId: missing"},
       Case{"logId.keyId not base64", [](json& j) { j["tlogs"][0]["logId"]["keyId"] = "%%%"; },
@@ -291,4 +282,145 @@ TEST_CASE("an empty object is an empty trusted root") {
   REQUIRE(r.ok());
   CHECK(r->tlogs.empty());
   CHECK(r->certificate_authorities.empty());
+}
+
+// ---- issue 13: staging roots, unusable entries, validFor.start ----------------------------
+
+namespace {
+
+// The PKCS#1 RSAPublicKey DER of an RSA key, as PKCS1_RSA_PKCS1V5 entries carry it.
+std::string pkcs1_der(const sigil::test::KeyPair& k) {
+  unsigned char* der = nullptr;
+  int len = i2d_PublicKey(k.pkey.get(), &der);
+  REQUIRE(len > 0);
+  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a staging root's PKCS1_RSA_PKCS1V5 CT key loads, as sigstore-go reads it") {
+  // Every Sigstore staging trusted_root.json lists ctfe.sigstage.dev/test this way.
+  const auto& rsa = sigil::test::cached_key("RSA2048");
+  for (json details : {json("PKCS1_RSA_PKCS1V5"), json(1)}) {
+    json j = good();
+    j["ctlogs"][0]["publicKey"]["rawBytes"] = base64_encode(pkcs1_der(rsa));
+    j["ctlogs"][0]["publicKey"]["keyDetails"] = details;
+    auto r = parse_trusted_root(j.dump(), "staging");
+    INFO((r ? std::string() : r.error().message));
+    REQUIRE(r.ok());
+    CHECK(r->warnings.empty());
+    REQUIRE(r->ctlogs.size() == 2);
+    const auto& log = r->ctlogs[0];
+    CHECK(log.key.type() == KeyType::rsa);
+    CHECK(log.key.spki_der() == rsa.spki_der());
+    CHECK(log.hash == HashAlgorithm::sha256);
+    CHECK(log.key.verify("tbs", rsa.sign("tbs"), log.hash).ok());
+  }
+  SECTION("an SPKI under PKCS1_RSA_PKCS1V5 is malformed") {
+    json j = good();
+    j["ctlogs"][0]["publicKey"]["rawBytes"] = base64_encode(rsa.spki_der());
+    j["ctlogs"][0]["publicKey"]["keyDetails"] = "PKCS1_RSA_PKCS1V5";
+    auto r = parse_trusted_root(j.dump(), "t");
+    REQUIRE_FALSE(r.ok());
+    CHECK(contains(r.error().message, "ctlogs[0].publicKey.rawBytes"));
+  }
+}
+
+TEST_CASE("an entry sigil cannot use is skipped with a warning, unless none is left") {
+  struct Case {
+    const char* what;
+    void (*edit)(json&);
+    const char* names;
+  };
+  auto c = GENERATE(
+      Case{"RSA-PSS",
+           [](json& j) { j["tlogs"][0]["publicKey"]["keyDetails"] = "PKIX_RSA_PSS_2048_SHA256"; },
+           "tlogs[0].publicKey.keyDetails: PKIX_RSA_PSS_2048_SHA256 is not a key type"},
+      Case{"the deprecated PKIX_RSA_PKCS1V5, which sigstore-go does not read",
+           [](json& j) { j["tlogs"][0]["publicKey"]["keyDetails"] = 3; },
+           "tlogs[0].publicKey.keyDetails: PKIX_RSA_PKCS1V5"},
+      Case{"from the future",
+           [](json& j) { j["ctlogs"][1]["publicKey"]["keyDetails"] = "ML_DSA_65"; },
+           "ctlogs[1].publicKey.keyDetails: ML_DSA_65"},
+      Case{"an unknown number", [](json& j) { j["ctlogs"][1]["publicKey"]["keyDetails"] = 99; },
+           "ctlogs[1].publicKey.keyDetails: #99"},
+      Case{"a tree hash other than SHA-256",
+           [](json& j) { j["tlogs"][0]["hashAlgorithm"] = "SHA2_384"; }, "tlogs[0].hashAlgorithm"},
+      Case{"a key on a curve sigil does not implement",
+           [](json& j) {
+             j["tlogs"][1]["publicKey"]["rawBytes"] =
+                 base64_encode(sigil::test::generate_key("secp256k1").spki_der());
+             j["tlogs"][1]["publicKey"].erase("keyDetails");
+           },
+           "tlogs[1].publicKey.rawBytes"});
+  INFO(c.what);
+  json j = good();
+  c.edit(j);
+  auto r = parse_trusted_root(j.dump(), "t");
+  INFO((r ? std::string() : r.error().message));
+  REQUIRE(r.ok());
+  REQUIRE(r->warnings.size() == 1);
+  CHECK(contains(r->warnings[0], c.names));
+  CHECK(contains(r->warnings[0], "skipped"));
+  CHECK(r->tlogs.size() + r->ctlogs.size() == 3);  // one of the four logs is gone
+  CHECK(r->certificate_authorities.size() == 2);
+
+  SECTION("when every entry of the list is unusable, the root is refused") {
+    json all = good();
+    for (auto& log : all["ctlogs"]) log["publicKey"]["keyDetails"] = "LMS_SHA256";
+    auto none = parse_trusted_root(all.dump(), "t");
+    REQUIRE_FALSE(none.ok());
+    CHECK(none.error().code == Errc::unsupported);
+    CHECK(contains(none.error().message, "ctlogs: no entry sigil can use"));
+  }
+}
+
+TEST_CASE("validFor must state a start, for every log, CA and TSA entry") {
+  struct Case {
+    const char* what;
+    void (*edit)(json&);
+    const char* names;
+  };
+  auto c =
+      GENERATE(Case{"a Rekor key without start",
+                    [](json& j) { j["tlogs"][0]["publicKey"]["validFor"].erase("start"); },
+                    "tlogs[0].publicKey.validFor.start: missing"},
+               Case{"a Rekor key with only an end",
+                    [](json& j) {
+                      j["tlogs"][1]["publicKey"]["validFor"] = {{"end", "2030-01-01T00:00:00Z"}};
+                    },
+                    "tlogs[1].publicKey.validFor.start: missing"},
+               Case{"a Rekor key without validFor",
+                    [](json& j) { j["tlogs"][0]["publicKey"].erase("validFor"); },
+                    "tlogs[0].publicKey.validFor: missing"},
+               Case{"a CT key without start",
+                    [](json& j) { j["ctlogs"][1]["publicKey"]["validFor"].erase("start"); },
+                    "ctlogs[1].publicKey.validFor.start: missing"},
+               Case{"a Fulcio CA without start",
+                    [](json& j) { j["certificateAuthorities"][0]["validFor"].erase("start"); },
+                    "certificateAuthorities[0].validFor.start: missing"},
+               Case{"a Fulcio CA without validFor",
+                    [](json& j) { j["certificateAuthorities"][1].erase("validFor"); },
+                    "certificateAuthorities[1].validFor: missing"},
+               Case{"a TSA without start",
+                    [](json& j) { j["timestampAuthorities"][0]["validFor"] = json::object(); },
+                    "timestampAuthorities[0].validFor.start: missing"},
+               Case{"start given as null",
+                    [](json& j) { j["tlogs"][0]["publicKey"]["validFor"]["start"] = nullptr; },
+                    "tlogs[0].publicKey.validFor.start: missing"},
+               Case{"an entry that would be skipped is still malformed",
+                    [](json& j) {
+                      j["ctlogs"][0]["publicKey"]["keyDetails"] = "PKIX_RSA_PSS_2048_SHA256";
+                      j["ctlogs"][0]["publicKey"]["validFor"].erase("start");
+                    },
+                    "ctlogs[0].publicKey.validFor.start: missing"});
+  INFO(c.what);
+  json j = good();
+  c.edit(j);
+  auto r = parse_trusted_root(j.dump(), "t");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::parse_error);
+  CHECK(contains(r.error().message, c.names));
 }

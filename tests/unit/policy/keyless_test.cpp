@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/encoding.hpp"
+#include "crypto/dsse.hpp"
 #include "crypto/sigstore.hpp"
 #include "pki_fixture.hpp"
 #include "policy/policy.hpp"
@@ -389,4 +390,86 @@ TEST_CASE("keys and CA chains from Secrets", "[policy][secrets]") {
       "f.yaml");
   REQUIRE_FALSE(cross.ok());
   CHECK_THAT(cross.error().message, Catch::Contains("only read Secrets of its own namespace"));
+}
+
+TEST_CASE("a signer the authority does not accept is named first", "[policy][keyless]") {
+  // Issue 13, point 5: who signed comes before what was signed. An attestation (or a signature
+  // for another image) by a stranger is "signed by the wrong identity", never "verified with
+  // keyless authority ... but its payload is unusable".
+  World w;
+  const std::string yaml =
+      w.trust_root_yaml() + "---\n" +
+      keyless_policy(
+          "trustRootRef: corp\nidentities:\n- issuer: https://accounts.corp.test\n  subject: "
+          "release@corp.test\n");
+  auto ps = parse_and_link(yaml);
+  REQUIRE(ps.ok());
+  const Policy& p = ps->front();
+
+  // A cosign v3 DSSE bundle by `email` whose statement has this predicate and subject.
+  auto bundle = [&](const std::string& email, const std::string& predicate,
+                    const std::string& digest) {
+    KeyPair key;
+    auto leaf = w.pki.leaf(
+        w.pki.leaf_spec(sigil::test::test_epoch(), email, "https://accounts.corp.test"), &key);
+    const std::string st =
+        R"({"_type":"https://in-toto.io/Statement/v1","subject":[{"digest":{"sha256":")" +
+        digest.substr(7) + R"("}}],"predicateType":")" + predicate + R"(","predicate":{}})";
+    crypto::SignedEntity e;
+    e.kind = crypto::SignedEntity::Kind::dsse;
+    e.source = "referrer sha256:dd";
+    e.bundle_minor_version = 3;
+    e.payload_type = std::string(crypto::kInTotoPayloadType);
+    e.payload = st;
+    e.signature = key.sign(crypto::dsse_pae(e.payload_type, st));
+    e.certificates_der = {leaf.der()};
+    e.tlog_entries = {w.rekor.entry(TestLog::dsse(st, e.signature, leaf.pem()),
+                                    crypto::to_unix_seconds(sigil::test::test_epoch()) + 30)};
+    return e;
+  };
+  const std::string sign = "https://sigstore.dev/cosign/sign/v1";
+  const std::string slsa = "https://slsa.dev/provenance/v1";
+
+  SECTION("an attestation by a stranger") {
+    auto r = evaluate(p, kDigest, evidence({bundle("mallory@corp.test", slsa, kDigest)}));
+    INFO(r.message);
+    CHECK_FALSE(r.satisfied);
+    CHECK(r.reason_code == "IDENTITY_MISMATCH");
+    CHECK_THAT(r.message, Catch::StartsWith("signed by mallory@corp.test"));
+    CHECK_THAT(r.message, !Catch::Contains("unusable"));
+  }
+  SECTION("a signature for another image by a stranger") {
+    auto r = evaluate(p, kDigest, evidence({bundle("mallory@corp.test", sign, kOther)}));
+    CHECK(r.reason_code == "IDENTITY_MISMATCH");
+    CHECK_THAT(r.message, !Catch::Contains("copied from another image"));
+    // Legacy signatures alike.
+    auto legacy = evaluate(p, kDigest, evidence({w.signature(kOther, "mallory@corp.test")}));
+    CHECK(legacy.reason_code == "IDENTITY_MISMATCH");
+  }
+  SECTION("the accepted signer's attestation is still described by its payload") {
+    auto r = evaluate(p, kDigest, evidence({bundle("release@corp.test", slsa, kDigest)}));
+    CHECK(r.reason_code == "BAD_SIGNATURE");
+    CHECK_THAT(r.message, Catch::Contains("payload is unusable"));
+    auto copied = evaluate(p, kDigest, evidence({bundle("release@corp.test", sign, kOther)}));
+    CHECK(copied.reason_code == "DIGEST_MISMATCH");
+  }
+  SECTION("a failure before the certificate is proved says nothing of the signer") {
+    // A blob's message signature is refused for an image before anything is verified: it must
+    // not read as "signed by (no subject alternative name)".
+    crypto::SignedEntity blob = bundle("mallory@corp.test", sign, kDigest);
+    blob.kind = crypto::SignedEntity::Kind::message_signature;
+    blob.message_digest = std::string(32, 'a');
+    auto r = evaluate(p, kDigest, evidence({blob}));
+    CHECK(r.reason_code != "IDENTITY_MISMATCH");
+    CHECK_THAT(r.message, !Catch::Contains("signed by"));
+    // And a signature that does not verify is a bad signature, whoever the certificate names.
+    crypto::SignedEntity bad = bundle("mallory@corp.test", sign, kDigest);
+    bad.signature.back() ^= 1;
+    CHECK(evaluate(p, kDigest, evidence({bad})).reason_code == "BAD_SIGNATURE");
+  }
+  SECTION("and its signature admits") {
+    auto r = evaluate(p, kDigest, evidence({bundle("release@corp.test", sign, kDigest)}));
+    INFO(r.message);
+    CHECK(r.satisfied);
+  }
 }
