@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/encoding.hpp"
+#include "crypto/go_base64.hpp"
 #include "crypto/json_detail.hpp"
 
 namespace sigil::crypto {
@@ -257,6 +258,10 @@ Status verify_signature_with_key(const Signature& sig, const PublicKey& key, Has
   Errc code =
       c.failure == SignatureFailure::invalid_argument ? Errc::invalid_argument : Errc::verification;
   return make_error(code, std::move(c.message));
+}
+
+Result<std::string> decode_signature_annotation(std::string_view text) {
+  return detail::go_std_base64(text);
 }
 
 }  // namespace sigil::crypto

@@ -21,6 +21,10 @@ inline constexpr std::string_view kAnnotationChain = "dev.sigstore.cosign/chain"
 inline constexpr std::string_view kAnnotationBundle = "dev.sigstore.cosign/bundle";
 inline constexpr std::string_view kAnnotationRfc3161 = "dev.sigstore.cosign/rfc3161timestamp";
 
+// The raw signature in a .sig layer's `dev.cosignproject.cosign/signature` annotation, decoded
+// as cosign (Go's base64.StdEncoding) decodes it. Errc::parse_error when it is not that.
+Result<std::string> decode_signature_annotation(std::string_view text);
+
 struct SimpleSigningPayload {
   std::string type;                    // critical.type
   std::string docker_manifest_digest;  // critical.image.docker-manifest-digest

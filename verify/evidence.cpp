@@ -98,7 +98,7 @@ asio::awaitable<Result<Part>> read_legacy(registry::Client& client, const Locati
     const std::string sig_b64 = annotation(layer, crypto::kAnnotationSignature);
     if (sig_b64.empty()) continue;  // cosign itself rejects such a layer
     const std::string where_layer = ".sig layer " + std::to_string(layer_index);
-    auto raw_sig = base64_decode(sig_b64);
+    auto raw_sig = crypto::decode_signature_annotation(sig_b64);
     if (!raw_sig.ok() || raw_sig->empty()) {
       out.unreadable.push_back(where_layer + ": the signature annotation is not base64");
       continue;
