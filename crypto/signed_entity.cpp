@@ -1,0 +1,541 @@
+// crypto/sigstore.cpp: see sigstore.hpp. The order of the checks follows cosign's
+// verification layering; each step's failure is a distinct Failure so that policy/ can tell a
+// person which link broke.
+#include "crypto/sigstore.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "common/encoding.hpp"
+#include "crypto/dsse.hpp"
+#include "crypto/go_base64.hpp"
+#include "crypto/sct.hpp"
+#include "crypto/tsa.hpp"
+
+namespace sigil::crypto {
+
+namespace {
+
+using json = nlohmann::json;
+
+VerifiedSignature fail(Failure f, std::string message) {
+  VerifiedSignature v;
+  v.ok = false;
+  v.failure = f;
+  v.message = std::move(message);
+  return v;
+}
+
+// The digest algorithms an artifact may be named by, with the names in-toto subjects and
+// "<alg>:<hex>" strings use for them.
+constexpr std::pair<std::string_view, HashAlgorithm> kArtifactHashes[] = {
+    {"sha256", HashAlgorithm::sha256},
+    {"sha384", HashAlgorithm::sha384},
+    {"sha512", HashAlgorithm::sha512},
+};
+
+std::string_view algorithm_name(HashAlgorithm h) {
+  for (auto [name, alg] : kArtifactHashes) {
+    if (alg == h) return name;
+  }
+  return hash_name(h);
+}
+
+// "sha256:<hex>" names the artifact by its digest.
+std::string digest_string(HashAlgorithm h, std::string_view raw) {
+  return std::string(algorithm_name(h)) + ":" + hex_encode(raw);
+}
+
+// The verifier a Rekor body records, compared with the one that checked the signature: the
+// same certificate (keyless), or the same public key (key-signed: the body holds the key, or
+// a certificate for it).
+bool same_verifier(const RekorVerifier& recorded, const std::optional<Certificate>& leaf,
+                   const PublicKey& key) {
+  if (leaf) return recorded.is_certificate && recorded.der == leaf->der();
+  if (!recorded.is_certificate) return recorded.der == key.spki_der();
+  auto cert = Certificate::from_der(recorded.der);
+  return cert && cert->spki_der() == key.spki_der();
+}
+
+// Does the entry's body record exactly this signature, this verifier and this payload?
+Status body_matches(const SignedEntity& e, const RekorBody& body, const std::string& signed_bytes,
+                    const std::string& message_digest, const std::optional<Certificate>& leaf,
+                    const PublicKey& key) {
+  if (body.signatures.empty() || body.signatures.size() != body.verifiers.size()) {
+    return make_error(Errc::verification, "log entry records no signature");
+  }
+  bool sig_found = false;
+  for (size_t i = 0; i < body.signatures.size(); ++i) {
+    if (body.signatures[i] == e.signature && same_verifier(body.verifiers[i], leaf, key)) {
+      sig_found = true;
+    }
+  }
+  if (!sig_found) {
+    return make_error(Errc::verification,
+                      "log entry records another signature or signer (" + body.kind + ")");
+  }
+  // The entry states its hash algorithm (Rekor v2 takes it from the key's details: SHA-384 for
+  // a P-384 key); the bytes are hashed with it here.
+  const HashAlgorithm h = body.hash_algorithm;
+  std::string expected;
+  if (body.kind == "hashedrekord") {
+    switch (e.kind) {
+      case SignedEntity::Kind::simple_signing:
+        expected = digest(h, e.payload);
+        break;
+      case SignedEntity::Kind::message_signature:
+        if (h != e.message_digest_algorithm) {
+          return make_error(Errc::verification, std::string("log entry records a ") + hash_name(h) +
+                                                    " digest, the bundle a " +
+                                                    hash_name(e.message_digest_algorithm) + " one");
+        }
+        expected = message_digest;
+        break;
+      case SignedEntity::Kind::dsse:
+        // Rekor v2 logs DSSE as a hashedrekord over the PAE.
+        expected = digest(h, signed_bytes);
+        break;
+    }
+  } else if (body.kind == "dsse" || body.kind == "intoto") {
+    if (e.kind != SignedEntity::Kind::dsse) {
+      return make_error(Errc::verification, "log entry is a " + body.kind +
+                                                " entry, but the signature is not a DSSE envelope");
+    }
+    expected = digest(h, e.payload);
+  } else {
+    return make_error(Errc::unsupported, "log entry kind " + body.kind + " is not supported");
+  }
+  if (expected.empty() || body.hash != expected) {
+    return make_error(Errc::verification, "log entry records another payload hash");
+  }
+  return {};
+}
+
+}  // namespace
+
+std::optional<std::pair<HashAlgorithm, std::string>> parse_artifact_digest(std::string_view text) {
+  size_t colon = text.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  std::string_view name = text.substr(0, colon);
+  std::string_view hex = text.substr(colon + 1);
+  for (auto [n, alg] : kArtifactHashes) {
+    if (n != name) continue;
+    if (hex.size() != 2 * digest_size(alg) || !is_lower_hex(hex)) return std::nullopt;
+    auto raw = hex_decode(hex);
+    if (!raw) return std::nullopt;
+    return std::make_pair(alg, std::move(*raw));
+  }
+  return std::nullopt;
+}
+
+const char* failure_name(Failure f) noexcept {
+  switch (f) {
+    case Failure::none:
+      return "none";
+    case Failure::malformed:
+      return "malformed";
+    case Failure::bad_signature:
+      return "bad_signature";
+    case Failure::wrong_type:
+      return "wrong_type";
+    case Failure::digest_mismatch:
+      return "digest_mismatch";
+    case Failure::untrusted_certificate:
+      return "untrusted_certificate";
+    case Failure::sct:
+      return "sct";
+    case Failure::tlog:
+      return "tlog";
+    case Failure::timestamp:
+      return "timestamp";
+    case Failure::no_signing_time:
+      return "no_signing_time";
+    case Failure::unsupported:
+      return "unsupported";
+  }
+  return "unknown";
+}
+
+Result<SignedEntity> entity_from_legacy(const Signature& sig) {
+  try {
+    SignedEntity e;
+    e.kind = SignedEntity::Kind::simple_signing;
+    e.source = sig.source;
+    e.signature = sig.signature;
+    e.payload = sig.payload;
+    if (!trim(sig.certificate_pem).empty()) {
+      auto leaf = parse_pem_certificates(sig.certificate_pem);
+      if (!leaf)
+        return make_error(Errc::parse_error, "certificate annotation: " + leaf.error().message);
+      if (leaf->size() != 1) {
+        return make_error(Errc::parse_error, "certificate annotation holds " +
+                                                 std::to_string(leaf->size()) + " certificates");
+      }
+      e.certificates_der.push_back(leaf->front().der());
+      if (!trim(sig.chain_pem).empty()) {
+        auto chain = parse_pem_certificates(sig.chain_pem);
+        if (!chain)
+          return make_error(Errc::parse_error, "chain annotation: " + chain.error().message);
+        for (const auto& c : *chain) e.certificates_der.push_back(c.der());
+      }
+    }
+    if (!trim(sig.bundle_json).empty()) {
+      auto entry = parse_rekor_bundle_annotation(sig.bundle_json);
+      if (!entry)
+        return make_error(Errc::parse_error, "bundle annotation: " + entry.error().message);
+      e.tlog_entries.push_back(std::move(*entry));
+    }
+    if (!trim(sig.rfc3161_json).empty()) {
+      json doc = json::parse(sig.rfc3161_json, nullptr, /*allow_exceptions=*/false);
+      if (!doc.is_object() || !doc.contains("SignedRFC3161Timestamp") ||
+          !doc["SignedRFC3161Timestamp"].is_string()) {
+        return make_error(Errc::parse_error,
+                          "rfc3161timestamp annotation: expected {\"SignedRFC3161Timestamp\": "
+                          "\"<base64>\"}");
+      }
+      auto der = detail::go_std_base64(doc["SignedRFC3161Timestamp"].get<std::string>());
+      if (!der || der->empty()) {
+        return make_error(Errc::parse_error, "rfc3161timestamp annotation: not base64");
+      }
+      e.rfc3161_timestamps.push_back(std::move(*der));
+    }
+    return e;
+  } catch (const std::exception& ex) {
+    return make_error(Errc::parse_error, std::string("signature annotations: ") + ex.what());
+  }
+}
+
+Result<SignedEntity> entity_from_bundle(const Bundle& b, std::string source) {
+  SignedEntity e;
+  e.source = std::move(source);
+  e.bundle_minor_version = b.minor_version > 0 ? b.minor_version : 1;
+  e.certificates_der = b.certificates_der;
+  e.tlog_entries = b.tlog_entries;
+  e.rfc3161_timestamps = b.rfc3161_timestamps;
+  if (b.content == Bundle::Content::message_signature) {
+    e.kind = SignedEntity::Kind::message_signature;
+    e.signature = b.signature;
+    e.message_digest_algorithm = b.message_digest_algorithm;
+    e.message_digest = b.message_digest;
+  } else {
+    e.kind = SignedEntity::Kind::dsse;
+    e.payload_type = b.envelope.payload_type;
+    e.payload = b.envelope.payload;
+    e.signature_count_ok = b.envelope.signatures.size() == 1;
+    if (!b.envelope.signatures.empty()) e.signature = b.envelope.signatures.front().sig;
+  }
+  return e;
+}
+
+VerifiedSignature verify_entity(const SignedEntity& e, const Requirements& req,
+                                const Artifact& artifact) {
+  try {
+    const bool keyless = req.key == nullptr;
+    if (keyless && req.cas == nullptr) {
+      return fail(Failure::malformed, "no key and no certificate authority to verify with");
+    }
+    if (!e.signature_count_ok) {
+      return fail(Failure::malformed, "a DSSE envelope must carry exactly one signature");
+    }
+    if (e.signature.empty()) return fail(Failure::bad_signature, "signature is empty");
+
+    // What was signed.
+    auto named = parse_artifact_digest(artifact.digest);
+    if (!named ||
+        (artifact.kind == Artifact::Kind::image && named->first != HashAlgorithm::sha256)) {
+      return fail(Failure::unsupported,
+                  "the artifact digest is not a sha256, sha384 or sha512 "
+                  "digest (images: sha256)");
+    }
+    const HashAlgorithm artifact_alg = named->first;
+    const std::string artifact_raw = std::move(named->second);
+    std::string signed_bytes;
+    std::string message_digest;  // message_signature: the raw digest the signature covers
+    bool prehashed = false;
+    switch (e.kind) {
+      case SignedEntity::Kind::simple_signing:
+        signed_bytes = e.payload;
+        break;
+      case SignedEntity::Kind::dsse:
+        signed_bytes = dsse_pae(e.payload_type, e.payload);
+        break;
+      case SignedEntity::Kind::message_signature: {
+        if (artifact.kind != Artifact::Kind::blob) {
+          return fail(Failure::wrong_type,
+                      "a message signature over a blob is not an image signature (cosign v3 "
+                      "signs images with DSSE bundles)");
+        }
+        // The artifact's digest in the bundle's algorithm: computed from its bytes when the
+        // caller has them, else the digest given, which must then use that algorithm.
+        const HashAlgorithm alg = e.message_digest_algorithm;
+        if (artifact.bytes) {
+          message_digest = digest(alg, *artifact.bytes);
+          if (message_digest.empty()) return fail(Failure::malformed, "cannot hash the artifact");
+        } else if (artifact_alg == alg) {
+          message_digest = artifact_raw;
+        } else {
+          return fail(Failure::unsupported,
+                      "the bundle signs a " + std::string(algorithm_name(alg)) +
+                          " digest, which a " + std::string(algorithm_name(artifact_alg)) +
+                          " digest of the artifact cannot be checked against (pass the file)");
+        }
+        if (!e.message_digest.empty() && e.message_digest != message_digest) {
+          VerifiedSignature v =
+              fail(Failure::digest_mismatch,
+                   "the bundle signs " + short_digest(digest_string(alg, e.message_digest)) +
+                       ", not " + short_digest(digest_string(alg, message_digest)));
+          v.bound_digest = digest_string(alg, e.message_digest);
+          return v;
+        }
+        if (artifact.bytes) signed_bytes = *artifact.bytes;
+        break;
+      }
+    }
+
+    // The verifying key: the policy's, or the leaf certificate's.
+    std::optional<Certificate> leaf;
+    std::vector<Certificate> untrusted;
+    std::optional<PublicKey> leaf_key;
+    const PublicKey* key = req.key;
+    HashAlgorithm hash = req.key_hash;
+    if (keyless) {
+      if (e.certificates_der.empty()) {
+        return fail(Failure::untrusted_certificate,
+                    "not a keyless signature: it carries no certificate");
+      }
+      auto c = Certificate::from_der(e.certificates_der.front());
+      if (!c) return fail(Failure::malformed, "certificate: " + c.error().message);
+      leaf = std::move(*c);
+      for (size_t i = 1; i < e.certificates_der.size(); ++i) {
+        auto ci = Certificate::from_der(e.certificates_der[i]);
+        if (!ci) return fail(Failure::malformed, "certificate chain: " + ci.error().message);
+        if (ci->is_self_signed()) {
+          // A signer cannot bring its own root (conformance bundle-with-root-cert_fail); the
+          // legacy chain annotation lists the root by habit and is simply not trusted here.
+          if (e.bundle_minor_version != 0) {
+            return fail(Failure::untrusted_certificate,
+                        "the bundle includes a root certificate; roots come only from the trust "
+                        "root");
+          }
+          continue;
+        }
+        untrusted.push_back(std::move(*ci));
+      }
+      auto k = leaf->public_key();
+      if (!k) return fail(Failure::malformed, "certificate key: " + k.error().message);
+      leaf_key = std::move(*k);
+      key = &*leaf_key;
+      hash = default_hash_for(key->type());
+    }
+
+    // (4, done first: cheapest, and nothing else matters if it fails) the signature.
+    // A message signature is checked, as sigstore-go checks it, over the bundle's digest in the
+    // bundle's algorithm (the artifact's bytes only ever reach it through that digest), except
+    // Ed25519's, which signs the bytes themselves and so needs them.
+    if (e.kind == SignedEntity::Kind::message_signature) {
+      prehashed = key->type() != KeyType::ed25519 || !artifact.bytes;
+    }
+    Status sig_ok =
+        prehashed ? key->verify_prehashed(message_digest, e.signature, e.message_digest_algorithm)
+                  : key->verify(signed_bytes, e.signature, hash);
+    if (!sig_ok) {
+      if (sig_ok.error().code == Errc::unsupported) {
+        return fail(Failure::unsupported,
+                    sig_ok.error().message + " (pass the artifact file instead of its digest)");
+      }
+      return fail(Failure::bad_signature, keyless
+                                              ? "signature does not verify with its certificate"
+                                              : "signature does not verify with the policy's key");
+    }
+
+    VerifiedSignature out;
+    // (1, 2) Transparency log entries: SET and/or inclusion proof, about this very signature.
+    bool tlog_ok = false;
+    std::string tlog_problem;
+    if (req.require_tlog) {
+      for (const auto& entry : e.tlog_entries) {
+        const TransparencyLog* log = req.tlogs ? find_log(*req.tlogs, entry.log_id) : nullptr;
+        if (log == nullptr) {
+          tlog_problem = "its log entry is from a transparency log the policy does not trust";
+          continue;
+        }
+        auto body = parse_rekor_body(entry.canonicalized_body);
+        if (!body) {
+          tlog_problem = "log entry body: " + body.error().message;
+          continue;
+        }
+        if (auto m = body_matches(e, *body, signed_bytes, message_digest, leaf, *key); !m) {
+          return fail(Failure::tlog, m.error().message);
+        }
+        bool proved = false;
+        if (!entry.signed_entry_timestamp.empty()) {
+          if (auto st = verify_signed_entry_timestamp(entry, *log); !st) {
+            return fail(Failure::tlog, st.error().message);
+          }
+          const TimePoint t = from_unix_seconds(entry.integrated_time);
+          if (!log->valid_for.contains(t)) {
+            return fail(Failure::tlog,
+                        "the log's key was not valid at the entry's time " + format_time(t));
+          }
+          out.signing_times.push_back(t);
+          proved = true;
+        }
+        if (entry.inclusion_proof) {
+          if (auto st = verify_inclusion_proof(entry, *log, e.bundle_minor_version >= 2); !st) {
+            return fail(Failure::tlog, st.error().message);
+          }
+          proved = true;
+        }
+        if (proved) {
+          tlog_ok = true;
+        } else {
+          tlog_problem =
+              "its log entry has neither a signed entry timestamp nor an inclusion proof";
+        }
+      }
+      if (!tlog_ok) {
+        return fail(Failure::tlog, tlog_problem.empty()
+                                       ? "it has no transparency log entry (Rekor), which the "
+                                         "policy requires"
+                                       : tlog_problem);
+      }
+    }
+
+    // (1) RFC 3161 timestamps over the signature bytes.
+    if (req.tsas != nullptr && !req.tsas->empty()) {
+      for (const auto& ts : e.rfc3161_timestamps) {
+        auto t = verify_rfc3161_timestamp(ts, e.signature, *req.tsas);
+        if (!t) return fail(Failure::timestamp, "RFC 3161 timestamp: " + t.error().message);
+        out.signing_times.push_back(*t);
+      }
+    }
+
+    // (3) The certificate: chained to a trusted CA at every proved signing time, code signing,
+    // and logged in certificate transparency.
+    if (out.signing_times.size() < req.min_signing_times) {
+      return fail(Failure::no_signing_time,
+                  keyless ? "nothing proves when it was signed (no verified transparency log "
+                            "timestamp or RFC 3161 timestamp), so its short-lived certificate "
+                            "cannot be checked"
+                          : "nothing proves when it was signed (no verified transparency log "
+                            "timestamp or RFC 3161 timestamp)");
+    }
+    if (keyless) {
+      std::optional<VerifiedChain> chain;
+      for (const TimePoint t : out.signing_times) {
+        auto vc =
+            verify_certificate_any(*leaf, untrusted, *req.cas, t, ExtendedKeyUsage::code_signing);
+        if (!vc) {
+          return fail(Failure::untrusted_certificate, "certificate not trusted at signing time " +
+                                                          format_time(t) + ": " +
+                                                          vc.error().message);
+        }
+        if (!chain) chain = std::move(*vc);
+      }
+      if (req.require_sct) {
+        if (req.ctlogs == nullptr || req.ctlogs->empty()) {
+          return fail(Failure::sct, "no CT log is configured to check the certificate's SCT");
+        }
+        if (auto st = verify_embedded_sct(*leaf, chain->issuer(), *req.ctlogs); !st) {
+          return fail(Failure::sct, "certificate transparency: " + st.error().message);
+        }
+      }
+      auto id = certificate_identity(*leaf);
+      if (!id) return fail(Failure::malformed, "certificate identity: " + id.error().message);
+      out.identity = std::move(*id);
+      out.identity_proved = true;
+    }
+
+    // (5) The claims: the payload binds the admitted digest. Everything before verified, so a
+    // failure here still reports who signed (the caller checks its identities first).
+    auto claim_fail = [&out](Failure f, std::string message) {
+      VerifiedSignature v = out;
+      v.ok = false;
+      v.failure = f;
+      v.message = std::move(message);
+      return v;
+    };
+    switch (e.kind) {
+      case SignedEntity::Kind::simple_signing: {
+        if (artifact.kind != Artifact::Kind::image) {
+          return claim_fail(Failure::wrong_type,
+                            "a container image signature, not a blob signature");
+        }
+        auto p = parse_simple_signing(e.payload);
+        if (!p)
+          return claim_fail(Failure::wrong_type,
+                            "signed payload is malformed: " + p.error().message);
+        out.bound_digest = p->docker_manifest_digest;
+        if (p->type != kCosignSignatureType) {
+          return claim_fail(Failure::wrong_type,
+                            "payload type is not a cosign container image signature");
+        }
+        if (p->docker_manifest_digest != artifact.digest) {
+          VerifiedSignature v =
+              claim_fail(Failure::digest_mismatch,
+                         "signature is for " + short_digest(p->docker_manifest_digest) +
+                             ", not for " + short_digest(artifact.digest));
+          v.bound_digest = p->docker_manifest_digest;
+          return v;
+        }
+        break;
+      }
+      case SignedEntity::Kind::dsse: {
+        if (e.payload_type != kInTotoPayloadType) {
+          return claim_fail(Failure::wrong_type, "DSSE payload type is not in-toto");
+        }
+        auto st = parse_in_toto_statement(e.payload);
+        if (!st) return claim_fail(Failure::wrong_type, "in-toto statement: " + st.error().message);
+        if (artifact.kind == Artifact::Kind::image && !req.dsse_predicate.empty() &&
+            st->predicate_type != req.dsse_predicate) {
+          return claim_fail(Failure::wrong_type,
+                            "predicate type " + st->predicate_type.substr(0, 120) +
+                                " makes it an attestation, not an image signature");
+        }
+        // A subject names the artifact by any digest sigstore-go computes (sha256, sha384,
+        // sha512): with the artifact's bytes each is recomputed, else the given one must match.
+        bool bound = false;
+        if (artifact.bytes) {
+          for (auto [name, alg] : kArtifactHashes) {
+            bound = bound || statement_binds(*st, name, hex_encode(digest(alg, *artifact.bytes)));
+          }
+        } else {
+          bound = statement_binds(*st, algorithm_name(artifact_alg), hex_encode(artifact_raw));
+        }
+        if (!bound) {
+          VerifiedSignature v =
+              claim_fail(Failure::digest_mismatch,
+                         "the in-toto statement's subject is not " + short_digest(artifact.digest));
+          for (const auto& sub : st->subjects) {
+            auto it = sub.digest.find(std::string(algorithm_name(artifact_alg)));
+            if (it != sub.digest.end()) {
+              v.bound_digest = it->first + ":" + it->second;
+              break;
+            }
+          }
+          return v;
+        }
+        out.bound_digest = artifact.digest;
+        break;
+      }
+      case SignedEntity::Kind::message_signature:
+        if (artifact.bytes && digest(artifact_alg, *artifact.bytes) != artifact_raw) {
+          return claim_fail(Failure::digest_mismatch,
+                            "the artifact bytes do not hash to its digest");
+        }
+        out.bound_digest = artifact.digest;
+        break;
+    }
+    out.ok = true;
+    out.failure = Failure::none;
+    return out;
+  } catch (const std::exception& ex) {
+    return fail(Failure::malformed, std::string("verification failed unexpectedly: ") + ex.what());
+  } catch (...) {
+    return fail(Failure::malformed, "verification failed unexpectedly");
+  }
+}
+
+}  // namespace sigil::crypto
