@@ -140,6 +140,7 @@ Result<std::string> base64_decode(std::string_view text) {
         continue;
       }
       if (pad > 0) return make_error(Errc::parse_error, "misplaced base64 padding");
+      // NOLINTNEXTLINE(bugprone-signed-char-misuse): -1 marks a byte outside the alphabet
       v[j] = kB64Table[static_cast<unsigned char>(c)];
       if (v[j] < 0) return make_error(Errc::parse_error, "invalid base64 character");
     }
