@@ -25,7 +25,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
-#include "pki_fixture.hpp"
+#include "pki.hpp"
 #include "run_coro.hpp"
 
 namespace sigil::test {
@@ -513,7 +513,7 @@ FakeHttpServer::FakeHttpServer(StreamHandler handler, FakeHttpOptions options)
   impl_->handler = std::move(handler);
   impl_->opts = std::move(options);
   if (impl_->opts.tls) {
-    const TlsPki& p = tls_pki();
+    const FakeTls& p = tls_pki();
     impl_->ctx.emplace(ssl::context::tls_server);
     auto& ctx = *impl_->ctx;
     const std::string cert =
@@ -635,9 +635,9 @@ std::string ip4(unsigned char a, unsigned char b, unsigned char c, unsigned char
                      static_cast<char>(d)};
 }
 
-TlsPki make_tls_pki() {
+FakeTls make_tls_pki() {
   const auto now = std::chrono::system_clock::now();
-  TlsPki p;
+  FakeTls p;
   const KeyPair ca_key = generate_key("P-256");
   CertSpec ca;
   ca.subject = "O=sigil tests,CN=sigil test CA";
@@ -688,8 +688,8 @@ TlsPki make_tls_pki() {
 
 }  // namespace
 
-const TlsPki& tls_pki() {
-  static const TlsPki p = make_tls_pki();
+const FakeTls& tls_pki() {
+  static const FakeTls p = make_tls_pki();
   return p;
 }
 

@@ -1,7 +1,7 @@
 // tests/support/cpp/fake_http.hpp: the one fake HTTP server of the C++ tests.
 //
 // Role: a real HTTP/1.1 server on 127.0.0.1:0 (Boost.Beast), plain or TLS (certificates from
-// tls_pki(), minted at test time with pki_fixture), on its own thread, that the net, registry
+// tls_pki(), minted at test time with pki.hpp), on its own thread, that the net, registry
 // and kube tests (and the Azure ones after them) talk to over real sockets. A handler answers
 // each request, either with a whole HttpReply or, for streaming answers (a Kubernetes watch),
 // by writing to the connection itself. Failure injection, the n-th request failing while the
@@ -130,7 +130,7 @@ class FakeHttpServer {
 };
 
 // The TLS material of the fake servers, minted once per test process.
-struct TlsPki {
+struct FakeTls {
   std::string ca_pem;
   std::string ca_file;  // ca_pem written to a file (for options that take a path)
   std::string server_cert_pem, server_key_pem;          // SAN IP:127.0.0.1, IP:::1, DNS:localhost
@@ -140,6 +140,6 @@ struct TlsPki {
   std::string client_cert_pem, client_key_pem;          // clientAuth, CN=sigil-test-client
   std::string other_ca_pem;                             // an unrelated CA
 };
-const TlsPki& tls_pki();
+const FakeTls& tls_pki();
 
 }  // namespace sigil::test
