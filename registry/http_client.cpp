@@ -367,9 +367,13 @@ uint64_t HttpClient::token_request_count() const {
 
 namespace {
 
-// Runs body, turning any exception into an error: a bad_alloc or a library surprise is
-// Errc::internal, and the operation_aborted that a cancelled coroutine meets at its next
-// co_await is a cancellation.
+// Runs body on the caller's executor, turning any exception into an error: a bad_alloc or a
+// library surprise is Errc::internal, and the operation_aborted that a cancelled coroutine
+// meets at its next co_await is a cancellation. No hop to another executor here: the only
+// one is net::Client's to its strand, which binds an EMPTY cancellation slot to its co_spawn
+// and bridges the caller's slot itself (Boost 1.81's co_spawn forwards a cancellation across
+// executors through a raw pointer that dangles once the child finished: the crash of an
+// admission cut short with fetches in flight). The Impl's own state is behind its mutex.
 template <class T, class F>
 awaitable<Result<T>> guarded(F& body) {
   try {
