@@ -1,0 +1,222 @@
+// net/client.hpp: sigil's one outbound HTTP(S) layer (HTTP/1.1 on Boost.Beast, OpenSSL 3).
+//
+// Role: every byte sigil sends to another server goes through net::Client: the registry client
+// (registry/), the Kubernetes client (kube/) and the Azure identity clients. It owns what
+// those must never each re-implement: client TLS (TLS 1.2+, peer verification against the
+// client's own roots, SNI and host-name checks for names, IP-SAN checks and no SNI for IP
+// literals, an optional client certificate), connecting under a deadline, a bounded idle pool
+// per origin, body and header caps, redirects that never carry credentials to another origin,
+// retries with jittered backoff and Retry-After, streaming answers (watches), and cancellation
+// through Asio cancellation slots. It knows nothing of registries, tokens or Kubernetes: auth
+// schemes, status meanings and retry budgets are the callers'. Depends on common, Boost.Asio
+// (awaitable) in this header, Beast and OpenSSL in the .cpp only; never throws: every failure
+// is a Result.
+//
+// Errors: invalid_argument (a malformed request: a header with CR/LF, a credential in
+// `headers`; or a bad TLS setup, from every call), timeout (the deadline passed), too_large (a
+// 2xx body or a header over its cap), unavailable (resolve/connect/TLS/read failures, a refused
+// or endless redirect, cancellation: the message ends in "cancelled"). A 4xx/5xx answer is a
+// Response, not an error.
+//
+// Threads and cancellation: a Client may be used from any thread. Its connections live on a
+// private strand; send() and the stream reads run there and complete on the caller's
+// executor. A call honours the caller's cancellation slot (this_coro::cancellation_state):
+// on cancellation the call's connection is closed on the strand and the call ends with
+// "cancelled". The bridge holds the call's state by shared ownership and does nothing once the
+// call is over, because Boost 1.81's co_spawn forwards a cancellation to another executor
+// through a raw pointer that dangles when the child finishes first. CancelSignal is the
+// thread-safe trigger for work that must be stopped from another thread (a reflector's stop).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+
+#include "common/deadline.hpp"
+#include "common/result.hpp"
+#include "net/retry.hpp"
+#include "net/tls.hpp"
+#include "net/url.hpp"
+
+namespace sigil::net {
+
+enum class Method { get, head, post, put, patch, delete_ };
+const char* method_name(Method method) noexcept;
+
+using Header = std::pair<std::string, std::string>;
+using Headers = std::vector<Header>;
+
+// The first value of the field `name` (case-insensitive), or "" when absent.
+std::string find_header(const Headers& headers, std::string_view name);
+
+struct Request {
+  Method method = Method::get;
+  Url url;
+  // Accept, Content-Type, Metadata, ...: never credentials. Authorization, Proxy-Authorization
+  // and Cookie here are refused (invalid_argument): a credential goes in `authorization`.
+  Headers headers;
+  // The Authorization value, sent only to url's origin (scheme, host and port): a redirect to
+  // any other origin is followed without it.
+  std::string authorization;
+  std::string body;  // sent with Content-Length (forms, patches); empty for GET/HEAD
+  // Redirects (301, 302, 303, 307, 308 answering a GET or HEAD) followed at most this many
+  // times; 0 (the default): a 3xx is the answer. Past the limit: unavailable.
+  int max_redirects = 0;
+  // Whether a redirect may go to `to`. Unset: only to https URLs (never a downgrade).
+  std::function<bool(const Url& to)> redirect_allowed;
+  RetryPolicy retry;  // default: no retries
+};
+
+// Helpers for the requests sigil makes.
+Request get_request(Url url, std::string accept = {});
+// POST application/x-www-form-urlencoded (token endpoints), Accept: application/json.
+Request form_post(Url url, const std::vector<std::pair<std::string, std::string>>& fields);
+
+struct Limits {
+  uint64_t max_body = 1024 * 1024;  // a 2xx body longer than this fails with too_large
+  // A non-2xx body longer than this is cut (Response::truncated), not an error: error bodies
+  // are for messages.
+  uint64_t max_error_body = 64 * 1024;
+  uint32_t max_header = 32 * 1024;  // status line and fields; more fails with too_large
+};
+
+struct Response {
+  unsigned status = 0;
+  Headers headers;
+  std::string body;
+  bool truncated = false;  // an error body over max_error_body: body holds at most its start
+  Url url;                 // where the answer came from (after redirects)
+  std::string header(std::string_view name) const { return find_header(headers, name); }
+};
+
+// One request on the wire as send()/open() made it, for metrics (every attempt, retries and
+// redirect hops included). status 0: no answer; then error says why.
+struct Exchange {
+  std::string origin;  // "https://host:port"
+  Method method = Method::get;
+  unsigned status = 0;
+  Errc error = Errc::internal;  // meaningful when status == 0
+  std::chrono::steady_clock::duration duration{};
+  bool reused = false;  // sent on a pooled connection
+};
+// Called on the client's strand after each exchange; must be quick and must not throw.
+using Observer = std::function<void(const Exchange&)>;
+
+struct ClientOptions {
+  TlsOptions tls;
+  std::string user_agent = "sigil/0.1";
+  size_t max_idle_per_origin = 16;  // idle keep-alive connections kept per origin
+  size_t max_origins = 256;         // origins with idle connections kept at most
+  // An idle connection unused this long is closed instead of reused: servers drop idle
+  // keep-alive connections (Go's default 90 s, nginx 75 s), and one found dead costs a retry.
+  std::chrono::milliseconds idle_timeout{50000};
+  bool tcp_nodelay = true;  // Nagle off on every socket (false only to measure its cost)
+  Observer observer;
+};
+
+class Client;
+
+// An answer read as it arrives (a Kubernetes watch): the status and header first, then the
+// body in pieces. The connection is never pooled again. Not thread-safe except close(); one
+// read at a time.
+class ResponseStream {
+ public:
+  ~ResponseStream();
+  ResponseStream(const ResponseStream&) = delete;
+  ResponseStream& operator=(const ResponseStream&) = delete;
+
+  unsigned status() const;
+  const Headers& headers() const;
+  std::string header(std::string_view name) const { return find_header(headers(), name); }
+  const Url& url() const;
+
+  // The next bytes of the body as they arrive (at most 16 KiB; chunk boundaries are not
+  // kept), or "" once the body has ended cleanly. Bytes that arrived together with an error
+  // are returned first; the error comes with the next call, and every later call repeats it.
+  // The caller bounds what it accumulates (one watch event, say).
+  boost::asio::awaitable<Result<std::string>> read_some(Deadline deadline);
+  // The rest of the body, at most `limit` bytes; a longer body is cut (not an error). For
+  // reading an error answer's message.
+  boost::asio::awaitable<Result<std::string>> read_rest(uint64_t limit, Deadline deadline);
+  // From any thread: closes the connection; a pending read ends with an error.
+  void close();
+
+  struct Impl;
+  explicit ResponseStream(std::shared_ptr<Impl> impl);
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+class Client {
+ public:
+  // Never throws on bad options: a client whose TLS setup failed (a CA or client key that
+  // does not parse) answers every call with that error; see init_status().
+  Client(boost::asio::any_io_executor executor, ClientOptions options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  Status init_status() const;
+
+  // Sends `request` and reads the whole answer, following redirects and retrying as the
+  // request says, all before `deadline`. A connection taken from the pool that fails before
+  // any byte of the answer (a keep-alive connection the server closed) is replaced by a fresh
+  // one once, whatever the retry policy.
+  boost::asio::awaitable<Result<Response>> send(Request request, Deadline deadline, Limits limits);
+
+  // Sends `request` (no redirects, no retries but the stale-connection one) and returns once
+  // the status and header have arrived before `deadline`; the body is then read from the
+  // stream, each read with its own deadline. limits.max_header applies.
+  boost::asio::awaitable<Result<std::unique_ptr<ResponseStream>>> open(Request request,
+                                                                       Deadline deadline,
+                                                                       Limits limits);
+
+  uint64_t request_count() const;     // requests written so far (every attempt)
+  uint64_t connection_count() const;  // connections opened so far
+
+  struct PoolStats {
+    size_t idle = 0;  // connections resting in the pool now
+    // Of those, how many still have a deadline armed on their stream: always 0. A pooled
+    // connection's timer must never fire on the request that reuses it (the expires_never
+    // rule); tests check it here.
+    size_t idle_armed = 0;
+  };
+  PoolStats pool_stats() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// A cancellation that any thread may trigger, for coroutines that run on one executor (a
+// strand) and were bound to it: co_spawn(strand, work(), bind_cancellation_slot(sig.slot(),
+// handler)) with a handler that has no associated executor. cancel() posts the emission to
+// that executor, so the signal is only ever touched there; net calls inside `work` then end
+// with "cancelled", timers and other Asio operations with operation_aborted (co_await
+// this_coro::throw_if_cancelled(false) to see them as values).
+class CancelSignal {
+ public:
+  explicit CancelSignal(boost::asio::any_io_executor executor);
+  // The slot to bind. Call it on the executor, or before anything may call cancel().
+  boost::asio::cancellation_slot slot() const;
+  // From any thread, idempotent: emits cancellation_type::terminal on the executor.
+  void cancel() const;
+  bool cancelled() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> s_;
+};
+
+}  // namespace sigil::net
