@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test. This is what CI runs (.ci/run).
+#   0. module rules (scripts/check-deps.py): no include ARCHITECTURE.md forbids; seconds
 #   1. format check (clang-format) of the modules, tests/ and bench/
 #   2. sanitizer build (ASan + UBSan) running the unit, fuzz-corpus and integration tests
 #   3. the libFuzzer targets built with clang and each run briefly on its corpus
@@ -8,6 +9,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+
+# First and cheap (python3 only): a forbidden include fails the run before anything is built.
+echo "== module rules (check-deps)"
+python3 "$ROOT/scripts/check-deps.py" "$ROOT"
+
 "$ROOT/scripts/deps.sh"
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 JOBS="${JOBS:-$(nproc)}"
