@@ -164,6 +164,20 @@ TEST_CASE("the verdict cache keeps judgements and refuses every transient reason
     cache.put("k", v);
     CHECK_FALSE(cache.get("k"));
   }
+  SECTION("a warning that rests on the moment is not kept, though the verdict reports WARN") {
+    for (Reason transient : kTransient) {
+      INFO(std::string(verify::name(transient)));
+      verify::VerdictCache cache(clock, 100, std::chrono::seconds(300), std::chrono::seconds(30));
+      verify::Verdict v = verdict_for(Reason::warn);
+      v.warnings.push_back(verify::Finding{transient, "warn-images", "", "why", true});
+      CHECK_FALSE(verify::is_cacheable(v));
+      cache.put("k", v);
+      CHECK_FALSE(cache.get("k"));
+    }
+    verify::Verdict judged = verdict_for(Reason::warn);
+    judged.warnings.push_back(verify::Finding{Reason::not_signed, "warn-images", "", "why", true});
+    CHECK(verify::is_cacheable(judged));
+  }
   SECTION("a judgement marked not cacheable (a guess about the registry) is not kept") {
     verify::VerdictCache cache(clock, 100, std::chrono::seconds(300), std::chrono::seconds(30));
     verify::Verdict v = verdict_for(Reason::not_signed);
