@@ -10,8 +10,8 @@
 
 #include "app/compile_cluster.hpp"
 #include "common/encoding.hpp"
-#include "sigstore_pki.hpp"
 #include "policy/policy.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::app;

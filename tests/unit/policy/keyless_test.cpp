@@ -7,9 +7,9 @@
 #include "common/encoding.hpp"
 #include "crypto/dsse.hpp"
 #include "crypto/sigstore.hpp"
-#include "sigstore_pki.hpp"
 #include "policy/policy.hpp"
 #include "rekor_fixture.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::policy;
