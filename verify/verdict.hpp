@@ -99,7 +99,7 @@ std::optional<Reason> reason_named(std::string_view code) noexcept;
 // admission tries again.
 bool is_transient(Reason r) noexcept;
 // Which reason a verdict reports first when several policies refuse one image: the higher
-// first. Every transient reason outranks every other (so a verdict's reported reason says
+// first. Every transient reason outranks every other (so a denial's reported reason says
 // whether it may be cached): the moment (a bug, the budget, the deadline, the registry, a policy
 // that cannot be enforced now) outranks a judgement, which may rest on what could not be read;
 // a deliberate static fail outranks what signatures say; among signature failures, the one that
