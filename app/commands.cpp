@@ -19,6 +19,7 @@
 #include "app/cluster.hpp"
 #include "app/config.hpp"
 #include "app/trust.hpp"
+#include "app/webhook.hpp"
 #include "common/clock.hpp"
 #include "crypto/bundle.hpp"
 #include "crypto/sigstore.hpp"
@@ -26,9 +27,7 @@
 #include "kube/config.hpp"
 #include "oci/reference.hpp"
 #include "registry/http_client.hpp"
-#include "server/mutator.hpp"
 #include "server/server.hpp"
-#include "server/validator.hpp"
 #include "verify/engine.hpp"
 
 namespace sigil::app {
@@ -184,23 +183,29 @@ int run_verify(const VerifyArgs& a) {
   for (auto& f : futures) {
     verify::Verdict v = f.get();
     denied = denied || v.outcome == verify::Outcome::denied;
+    const std::string reason(verify::name(verify::reported_reason(v)));
+    const std::string message = verify::message(v);
+    const std::vector<std::string> warnings = verify::warning_lines(v);
     if (a.output == "json") {
       out.push_back({{"image", v.image},
                      {"digest", v.digest},
                      {"allowed", v.outcome != verify::Outcome::denied},
                      {"outcome", outcome_name(v.outcome)},
-                     {"reason", v.reason_code},
-                     {"message", v.message},
-                     {"warnings", v.warnings}});
+                     {"reason", reason},
+                     {"policy", v.policy},
+                     {"authority", v.authority},
+                     {"detail", v.detail},
+                     {"message", message},
+                     {"warnings", warnings}});
     } else {
       const char* mark = v.outcome == verify::Outcome::denied   ? "DENIED "
                          : v.outcome == verify::Outcome::warned ? "WARNED "
                                                                 : "ALLOWED";
-      std::printf("%s %s\n", mark, v.message.c_str());
-      if (!v.reason_code.empty() && v.outcome == verify::Outcome::denied)
-        std::printf("        reason: %s\n", v.reason_code.c_str());
-      for (const auto& w : v.warnings) {
-        if (w != v.message) std::printf("        warning: %s\n", w.c_str());
+      std::printf("%s %s\n", mark, message.c_str());
+      if (!reason.empty() && v.outcome == verify::Outcome::denied)
+        std::printf("        reason: %s\n", reason.c_str());
+      for (const auto& w : warnings) {
+        if (w != message) std::printf("        warning: %s\n", w.c_str());
       }
     }
   }
@@ -315,17 +320,6 @@ int run_verify_bundle(const VerifyBundleArgs& a) {
 
 // ----------------------------------------------------------------------------------- serve
 
-// The live policy snapshot: requests load it without a lock; SIGHUP swaps it.
-class PolicyStore {
- public:
-  explicit PolicyStore(std::shared_ptr<const policy::PolicySet> p) : current_(std::move(p)) {}
-  std::shared_ptr<const policy::PolicySet> get() const { return current_.load(); }
-  void set(std::shared_ptr<const policy::PolicySet> p) { current_.store(std::move(p)); }
-
- private:
-  std::atomic<std::shared_ptr<const policy::PolicySet>> current_;
-};
-
 int run_serve(Settings s) {
   if (s.tls_cert.empty() || s.tls_key.empty()) {
     return config_error("serve: --tls-cert and --tls-key are required (sigil serves HTTPS only)");
@@ -414,28 +408,9 @@ int run_serve(Settings s) {
                  kclient->config().source, own_ns);
   }
 
-  // Every admission gets one byte budget for all its images (engine.hpp), and with --kube its
-  // namespace's pull credentials.
-  server::MakeContext make_context =
-      [&cluster, &engine](const admission::Request& req,
-                          server::Deadline deadline) -> asio::awaitable<verify::Context> {
-    verify::Context ctx;
-    if (cluster) {
-      ctx = co_await cluster->context_for(req, deadline);
-    } else {
-      ctx.namespace_ = req.namespace_;
-    }
-    ctx.budget = engine.admission_budget();
-    co_return ctx;
-  };
-  // /validate and /mutate verify through the same engine (and cache): the digest /mutate pins
-  // is the one it verified, and /validate then finds that verdict cached.
-  const server::VerifyImage verify_image = [&](std::string image, const verify::Context& ctx,
-                                               server::Deadline deadline) {
-    return engine.verify(std::move(image), store.get(), deadline, ctx);
-  };
-  server::Validator validator(verify_image, make_context);
-  server::Mutator mutator(verify_image, make_context);
+  // The bridge from the server to the engine: what /validate and /mutate call for each image
+  // (app/webhook.hpp).
+  Webhook webhook(engine, store, cluster.get());
   // pinning: the chart registered /mutate, so Pods run the digests sigil verified. Nothing
   // depends on it yet (a short tag cache will, issue 14); /mutate is served either way.
   spdlog::info("pinning: {}", s.pinning ? "on (the mutating webhook pins Pods' tags to digests)"
@@ -459,8 +434,8 @@ int run_serve(Settings s) {
     auto docs = policy::parse_documents(object_json, kind);
     return docs.ok() ? std::string() : docs.error().message;
   };
-  sopts.mutator = &mutator;
-  server::Server srv(io, sopts, validator);
+  sopts.mutator = &webhook.mutator();
+  server::Server srv(io, sopts, webhook.validator());
   if (auto st = srv.start(); !st.ok()) return config_error(st.error().message);
   spdlog::info("sigil serving https on {} (port {})", s.listen, srv.port());
 

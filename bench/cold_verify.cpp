@@ -132,7 +132,8 @@ size_t report(const char* prefix, const Pass& pass) {
     if (s.verdict.outcome == Outcome::denied) {
       if (denied == 0) {
         std::fprintf(stderr, "bench_cold_verify: %s not admitted: %s: %s\n", s.image.c_str(),
-                     s.verdict.reason_code.c_str(), s.verdict.message.c_str());
+                     std::string(sigil::verify::name(s.verdict.reason)).c_str(),
+                     sigil::verify::message(s.verdict).c_str());
       }
       ++denied;
     }

@@ -26,8 +26,8 @@
 #include "common/encoding.hpp"
 #include "crypto/dsse.hpp"
 #include "crypto/sigstore.hpp"
-#include "sigstore_pki.hpp"
 #include "rekor_fixture.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;

@@ -1,6 +1,6 @@
 // policy/policy.cpp: the PolicySet snapshot, and the ready-made policies of the command line
 // (key_policy, identity_policy). Parsing is in document.cpp and its neighbours, evaluation in
-// evaluate.cpp.
+// judge.cpp.
 #include "policy/policy.hpp"
 
 #include <string>

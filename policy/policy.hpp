@@ -2,9 +2,9 @@
 //
 // Role: parse multi-document YAML in sigstore policy-controller's ClusterImagePolicy schema
 // (apiVersion sigil.dev/v1alpha1, policy.sigstore.dev/v1beta1 or v1alpha1), validate every
-// field (unsupported ones are errors, never ignored), compile globs and keys once, and evaluate
-// an image's signatures against a policy's authorities. Pure: common, crypto, oci, yaml-cpp;
-// no I/O (callers read files), no clock, no Asio.
+// field (unsupported ones are errors, never ignored), compile globs and keys once, and judge an
+// image's signatures against a policy's authorities (judge(), typed results: no reason strings
+// here). Pure: common, crypto, oci, yaml-cpp; no I/O (callers read files), no clock, no Asio.
 #pragma once
 
 #include <cstdint>
@@ -151,9 +151,9 @@ struct Policy {
   bool require_digest = false;
   // Set on a policy that is in the cluster but cannot be enforced: its globs were read, its
   // authorities could not be built (a Secret missing or unreadable, a TrustRoot absent, a
-  // field sigil refuses). It still matches as usual, and evaluate() fails every image it
-  // matches with POLICY_UNAVAILABLE (a warning in warn mode): a policy that cannot compile
-  // never silently drops out. One line saying why, never secret content; no authorities.
+  // field sigil refuses). It still matches as usual, and judge() fails every image it matches
+  // with Unmet::unavailable (POLICY_UNAVAILABLE; a warning in warn mode): a policy that cannot
+  // compile never silently drops out. One line saying why, never secret content; no authorities.
   std::optional<std::string> unavailable;
 };
 
@@ -258,32 +258,46 @@ struct Evidence {
 // Legacy .sig layers -> Evidence (unparsable certificate/bundle annotations go to unreadable).
 Evidence evidence_from_legacy(const std::vector<crypto::Signature>& signatures);
 
+// Why one policy does not admit an image digest, at the policy level. Typed, never a string:
+// verify/ maps it (with crypto's failure) to the stable reason codes people see
+// (verify/reason_map.hpp).
+enum class Unmet {
+  none,                // satisfied
+  unavailable,         // Policy::unavailable: the policy could not be compiled
+  static_fail,         // a `static: fail` authority (it vetoes even a passing one's absence)
+  unsupported_digest,  // the digest is not sha256: no key or keyless authority can check it
+  no_authority,        // no authority can pass (unreachable for parsed policies)
+  not_signed,          // no signature any authority could look at
+  identity_mismatch,   // a keyless signature, proved, by an identity no authority accepts
+  signature,  // signatures failed crypto's checks: PolicyResult::signature_failure says how
+  internal,   // an unexpected failure while judging (fails closed)
+};
+
 // The outcome of one policy for one image digest.
 struct PolicyResult {
   bool satisfied = false;
   std::string policy;
-  std::string authority;  // the authority that passed, when satisfied
-  // Stable codes: NOT_SIGNED (no signatures at all), DIGEST_MISMATCH (a trusted signature
-  // binds another digest), IDENTITY_MISMATCH (a valid keyless signature by an identity the
-  // policy does not accept), UNTRUSTED_CERTIFICATE, SCT_INVALID, TLOG_INVALID,
-  // NO_SIGNING_TIME, TIMESTAMP_INVALID, BAD_SIGNATURE, STATIC_FAIL, UNSUPPORTED_DIGEST,
-  // POLICY_UNAVAILABLE (Policy::unavailable: the policy could not be compiled).
-  std::string reason_code;
+  // The authority that passed (satisfied), or whose failure message describes.
+  std::string authority;
+  Unmet unmet = Unmet::internal;  // Unmet::none exactly when satisfied
+  // For Unmet::signature: how the most informative signature failed (never none).
+  crypto::Failure signature_failure = crypto::Failure::none;
   std::string message;  // one readable phrase: why no authority passed
 };
 
-// Within one policy any authority may satisfy it (as in policy-controller, a static fail
-// authority never passes but does not veto another authority that does). When none passes the
-// result carries the most informative reason (STATIC_FAIL first, then NOT_SIGNED, then the
-// failure that got furthest through the checks). digest is the admitted "sha256:..." digest.
-PolicyResult evaluate(const Policy& policy, std::string_view digest, const Evidence& evidence);
+// Judges one policy against an image digest's signatures. Within one policy any authority may
+// satisfy it (as in policy-controller, a static fail authority never passes but does not veto
+// another authority that does). When none passes the result says, in this order: STATIC_FAIL,
+// an unsupported digest, no signatures at all, else the failure that got furthest through the
+// checks (a proved signer the authority does not accept comes just below a signature that binds
+// another digest). digest is the admitted "sha256:..." digest. Never throws.
+PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence& evidence);
 // The same, with each authority judged on the evidence of its own sources (nullptr: none).
 using EvidenceFor = std::function<const Evidence*(const Authority&)>;
-PolicyResult evaluate(const Policy& policy, std::string_view digest,
-                      const EvidenceFor& evidence_for);
-// Legacy convenience: evaluate(policy, digest, evidence_from_legacy(signatures)).
-PolicyResult evaluate(const Policy& policy, std::string_view digest,
-                      const std::vector<crypto::Signature>& signatures);
+PolicyResult judge(const Policy& policy, std::string_view digest, const EvidenceFor& evidence_for);
+// Legacy convenience: judge(policy, digest, evidence_from_legacy(signatures)).
+PolicyResult judge(const Policy& policy, std::string_view digest,
+                   const std::vector<crypto::Signature>& signatures);
 
 // The crypto requirements of one linked authority (exposed for `sigil verify-bundle`).
 crypto::Requirements requirements_for(const Authority& a);

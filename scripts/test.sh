@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test. This is what CI runs (.ci/run).
+#   0. module rules (scripts/check-deps.py): no include ARCHITECTURE.md forbids; seconds
 #   1. format check (clang-format) of the modules, tests/ and bench/
 #   2. sanitizer build (ASan + UBSan) running the unit, fuzz-corpus and integration tests
 #   3. clang-tidy (.clang-tidy, warnings are errors) on the module sources changed since the
@@ -28,6 +29,10 @@ stage() {  # stage NAME: closes the stage before and opens NAME
   [ -n "$1" ] && echo "== $1"
   return 0
 }
+
+# First and cheap (python3 only): a forbidden include fails the run before anything is built.
+stage "module rules (check-deps)"
+python3 "$ROOT/scripts/check-deps.py" "$ROOT"
 
 stage "dependencies (scripts/deps.sh)"
 "$ROOT/scripts/deps.sh"

@@ -133,7 +133,8 @@ asio::awaitable<HttpReply> Mutator::handle(std::string_view body, Deadline deadl
       // No policy matched it, or its tag could not be resolved: left as written, and /validate
       // judges it (denies it, if it must).
       if (!unresolved.empty()) unresolved += ",";
-      unresolved += verdicts[i].reason_code.empty() ? "NO_DIGEST" : verdicts[i].reason_code;
+      const verify::Reason reason = verify::reported_reason(verdicts[i]);
+      unresolved += reason == verify::Reason::none ? "NO_DIGEST" : verify::name(reason);
       continue;
     }
     summary[images[i]] = verdicts[i].digest;

@@ -26,6 +26,7 @@
 #include "server/duration.hpp"
 #include "server/limits.hpp"
 #include "server/mutator.hpp"
+#include "server/router.hpp"
 #include "server/tls.hpp"
 
 namespace sigil::server {
@@ -47,6 +48,25 @@ bool all_digits(std::string_view s) {
 
 // Bodies up to this size may use the whole body budget; larger ones leave a quarter of it free.
 constexpr size_t kSmallBody = 256 * 1024;
+
+// The router's name for a request method.
+Method method_of(http::verb verb) {
+  switch (verb) {
+    case http::verb::get:
+      return Method::get;
+    case http::verb::head:
+      return Method::head;
+    case http::verb::post:
+      return Method::post;
+    default:
+      return Method::other;
+  }
+}
+
+// A reply known at once, as a route's awaitable.
+asio::awaitable<HttpReply> at_once(HttpReply reply) {
+  co_return reply;
+}
 
 // A connection's peer for the per-peer cap: the IP address (an IPv4-mapped IPv6 address as
 // IPv4, so a dual-stack listener counts one client once).
@@ -147,7 +167,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         acceptor(asio::make_strand(io)),
         grace_timer(acceptor.get_executor()),
         table(ConnectionLimits{opts.max_connections, opts.max_connections_per_peer}),
-        budget(opts.body_budget, kSmallBody, opts.body_budget / 4) {}
+        budget(opts.body_budget, kSmallBody, opts.body_budget / 4),
+        router(routes()) {}
 
   asio::io_context& ioc;
   const ServerOptions opts;
@@ -161,12 +182,48 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   ConnectionTable table;
   BodyBudget budget;
+  const Router router;
   std::atomic<uint64_t> budget_refusals{0};
   RareWarning cap_warning, budget_warning;
 
   // Open connections by their ConnectionTable id, for stop() and eviction.
   mutable std::mutex mu;
   std::map<uint64_t, std::pair<asio::any_io_executor, std::weak_ptr<Conn>>> conns;
+
+  // The webhook listener's routes: every path this port serves, and what answers it. The
+  // admission routes run under the request's deadline through validate_guarded; the rest answer
+  // at once. Handlers run while a session holds a shared_ptr to this Impl.
+  Router routes() {
+    Router r;
+    r.post("/validate", [this](RouteRequest req) {
+      return validate_guarded(shared_from_this(), &validator, std::move(req.body), req.deadline);
+    });
+    r.post("/mutate", [this](RouteRequest req) {
+      if (!opts.mutator) {
+        return at_once(text_reply(404, "not found: the mutating webhook is not enabled"));
+      }
+      return validate_guarded(shared_from_this(), opts.mutator, std::move(req.body), req.deadline);
+    });
+    r.post("/validate-policy", [this](RouteRequest req) {
+      if (!opts.check_policy) {
+        return at_once(text_reply(404, "not found: policy validation is not enabled"));
+      }
+      return at_once(handle_policy_review(req.body, opts.check_policy));
+    });
+    r.get("/healthz", [](RouteRequest) { return at_once(text_reply(200, "ok")); });
+    r.get("/readyz", [this](RouteRequest) {
+      bool ready = !stopping;
+      if (ready && opts.ready) {
+        try {
+          ready = opts.ready();
+        } catch (...) {
+          ready = false;
+        }
+      }
+      return at_once(ready ? text_reply(200, "ok") : text_reply(503, "not ready"));
+    });
+    return r;
+  }
 
   Status start() {
     if (started.exchange(true)) return make_error(Errc::internal, "server already started");
@@ -338,14 +395,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     res.set(http::field::server, "sigil");
     res.set(http::field::content_type,
             reply.content_type.empty() ? "text/plain; charset=utf-8" : reply.content_type);
+    if (!reply.allow.empty()) res.set(http::field::allow, reply.allow);
     res.keep_alive(keep_alive);
     res.body() = reply.body;
     res.prepare_payload();
     return res;
-  }
-
-  static HttpReply text(int status, std::string body) {
-    return HttpReply{status, "text/plain; charset=utf-8", std::move(body) + "\n"};
   }
 
   // Reads and discards what the client is still sending (bounded in bytes and time), so that it
@@ -426,8 +480,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           "far)",
           opts.body_budget, refusals);
     }
-    return text(503, "server busy: request bodies being read exceed the budget of " +
-                         std::to_string(opts.body_budget) + " bytes; retry");
+    return text_reply(503, "server busy: request bodies being read exceed the budget of " +
+                               std::to_string(opts.body_budget) + " bytes; retry");
   }
 
   static asio::awaitable<void> session(std::shared_ptr<Impl> self, tcp::socket socket,
@@ -466,17 +520,17 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       table.set_busy(id, true, std::chrono::steady_clock::now());
       std::optional<HttpReply> early;  // an error answer; the connection closes after it
       if (rec == http::error::body_limit) {
-        early =
-            text(413, "request body exceeds the limit of " + std::to_string(o.max_body) + " bytes");
+        early = text_reply(
+            413, "request body exceeds the limit of " + std::to_string(o.max_body) + " bytes");
       } else if (rec == http::error::header_limit) {
-        early = text(
+        early = text_reply(
             431, "request header exceeds the limit of " + std::to_string(o.max_header) + " bytes");
       } else if (rec) {
         if (rec == beast::error::timeout || conn->evicted) clean = false;
         if (rec != http::error::end_of_stream && rec != beast::error::timeout &&
             rec != asio::error::operation_aborted && rec != asio::ssl::error::stream_truncated &&
             rec != asio::error::eof && buffer.size() > 0) {
-          early = text(400, "malformed HTTP request: " + rec.message());
+          early = text_reply(400, "malformed HTTP request: " + rec.message());
         } else {
           break;
         }
@@ -562,7 +616,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         }
         if (bec == http::error::body_limit) {
           std::string().swap(req.body());
-          HttpReply too_large = text(
+          HttpReply too_large = text_reply(
               413, "request body exceeds the limit of " + std::to_string(o.max_body) + " bytes");
           std::string no_retry;
           co_await refuse(stream, req.version(), std::move(too_large), std::move(no_retry),
@@ -577,60 +631,16 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         }
       }
 
-      HttpReply reply;
-      const bool is_get = req.method() == http::verb::get || req.method() == http::verb::head;
-      std::string allow;
-      if (path == "/validate") {
-        if (req.method() != http::verb::post) {
-          reply = text(405, "method not allowed: use POST");
-          allow = "POST";
-        } else {
-          reply =
-              co_await validate_guarded(self, &self->validator, std::move(req.body()), deadline);
-        }
-      } else if (path == "/mutate") {
-        if (req.method() != http::verb::post) {
-          reply = text(405, "method not allowed: use POST");
-          allow = "POST";
-        } else if (!o.mutator) {
-          reply = text(404, "not found: the mutating webhook is not enabled");
-        } else {
-          reply = co_await validate_guarded(self, o.mutator, std::move(req.body()), deadline);
-        }
-      } else if (path == "/validate-policy") {
-        if (req.method() != http::verb::post) {
-          reply = text(405, "method not allowed: use POST");
-          allow = "POST";
-        } else if (!o.check_policy) {
-          reply = text(404, "not found: policy validation is not enabled");
-        } else {
-          reply = handle_policy_review(req.body(), o.check_policy);
-        }
-      } else if (path == "/healthz") {
-        reply = is_get ? text(200, "ok") : text(405, "method not allowed: use GET");
-        if (!is_get) allow = "GET, HEAD";
-      } else if (path == "/readyz") {
-        if (!is_get) {
-          reply = text(405, "method not allowed: use GET");
-          allow = "GET, HEAD";
-        } else {
-          bool ready = !self->stopping;
-          if (ready && o.ready) {
-            try {
-              ready = o.ready();
-            } catch (...) {
-              ready = false;
-            }
-          }
-          reply = ready ? text(200, "ok") : text(503, "not ready");
-        }
-      } else {
-        reply = text(404, "not found");
-      }
+      // What answers it: server/router.hpp, the table in routes().
+      RouteRequest route;
+      route.method = method_of(req.method());
+      route.path = std::string(path);
+      route.body = std::move(req.body());
+      route.deadline = deadline;
+      HttpReply reply = co_await self->router.dispatch(std::move(route));
 
       const bool keep_alive = req.keep_alive() && !self->stopping && !conn->evicted;
       auto res = make_response(req.version(), keep_alive, reply);
-      if (!allow.empty()) res.set(http::field::allow, allow);
       if (req.method() == http::verb::head) {
         res.body().clear();
         res.content_length(reply.body.size());

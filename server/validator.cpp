@@ -21,6 +21,7 @@ namespace {
 
 namespace asio = boost::asio;
 using verify::Outcome;
+using verify::Reason;
 using verify::Verdict;
 
 constexpr size_t kMaxWarning = 120;
@@ -45,22 +46,13 @@ asio::awaitable<Verdict> run_one(const VerifyImage* fn, std::string image,
   try {
     if (!*fn) throw std::runtime_error("no verifier configured");
     Verdict v = co_await (*fn)(image, *context, deadline);
-    if (v.image.empty()) v.image = image;
+    v.image = image;  // the verdict names the image this admission asked about
     co_return v;
   } catch (const std::exception& e) {
-    Verdict v;
-    v.outcome = Outcome::denied;
-    v.image = image;
-    v.reason_code = "INTERNAL";
-    v.message = "image " + image + " could not be verified: internal error: " + e.what();
-    co_return v;
+    co_return verify::denial(image, Reason::internal,
+                             std::string("could not be verified: internal error: ") + e.what());
   } catch (...) {
-    Verdict v;
-    v.outcome = Outcome::denied;
-    v.image = image;
-    v.reason_code = "INTERNAL";
-    v.message = "image " + image + " could not be verified: internal error";
-    co_return v;
+    co_return verify::denial(image, Reason::internal, "could not be verified: internal error");
   }
 }
 
@@ -84,44 +76,6 @@ asio::awaitable<void> verify_batch(Batch* b) {
     (*b->verdicts)[i] = co_await run_one(b->fn, (*b->images)[i], b->context, b->deadline);
     (*b->have)[i] = 1;
   }
-}
-
-// "spec.containers[0] (app)" -> "spec.containers[0] app": the path goes inside parentheses.
-std::string bare_path(std::string_view path) {
-  std::string out;
-  for (char c : path)
-    if (c != '(' && c != ')') out += c;
-  return out;
-}
-
-std::string paths_of(const std::vector<std::string>& paths) {
-  std::string out;
-  for (const auto& p : paths) {
-    if (!out.empty()) out += ", ";
-    out += bare_path(p);
-  }
-  return out;
-}
-
-// One line per denied image, naming image, container path and the verdict's reason.
-std::string deny_line(const Verdict& v, const std::string& image,
-                      const std::vector<std::string>& paths) {
-  const std::string where = paths.empty() ? "" : " (" + paths_of(paths) + ")";
-  const std::string prefix = "image " + image;
-  std::string msg = v.message;
-  if (msg.empty()) {
-    msg = prefix + where + " denied: " + (v.reason_code.empty() ? "UNKNOWN" : v.reason_code);
-  } else if (msg.rfind(prefix, 0) == 0 &&
-             (msg.size() == prefix.size() || msg[prefix.size()] == ' ' ||
-              msg[prefix.size()] == ':')) {
-    msg.insert(prefix.size(), where);
-  } else {
-    msg = prefix + where + ": " + msg;
-  }
-  // A status message is one line.
-  for (char& c : msg)
-    if (c == '\n' || c == '\r') c = ' ';
-  return msg;
 }
 
 const char* outcome_name(Outcome o) {
@@ -192,11 +146,8 @@ asio::awaitable<std::vector<Verdict>> verify_all(const VerifyImage& verify_image
   }
   for (size_t i = 0; i < images.size(); ++i) {
     if (have[i]) continue;
-    verdicts[i] = Verdict{};
-    verdicts[i].outcome = Outcome::denied;
-    verdicts[i].image = images[i];
-    verdicts[i].reason_code = "INTERNAL";
-    verdicts[i].message = "image " + images[i] + " could not be verified: internal error";
+    verdicts[i] =
+        verify::denial(images[i], Reason::internal, "could not be verified: internal error");
   }
   co_return verdicts;
 }
@@ -272,26 +223,28 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
   nlohmann::json summary = nlohmann::json::object();
   for (size_t i = 0; i < images.size(); ++i) {
     Verdict& v = verdicts[i];
+    v.image = images[i];
+    v.containers = paths[images[i]];
+    // The audit annotation: "denied NOT_SIGNED sha256:...", "allowed", "warned WARN sha256:...".
+    const std::string_view reason = verify::name(verify::reported_reason(v));
     std::string entry = outcome_name(v.outcome);
-    if (!v.reason_code.empty()) entry += " " + v.reason_code;
+    if (!reason.empty()) entry += " " + std::string(reason);
     if (!v.digest.empty()) entry += " " + v.digest;
     summary[images[i]] = entry;
     if (v.outcome == Outcome::denied) {
-      deny_lines.push_back(deny_line(v, images[i], paths[images[i]]));
+      deny_lines.push_back(verify::message(v));
       if (!reasons.empty()) reasons += ",";
-      reasons += v.reason_code.empty() ? "UNKNOWN" : v.reason_code;
+      reasons += reason;
     } else {
-      std::vector<std::string> ws = v.warnings;
-      if (v.outcome == Outcome::warned && ws.empty())
-        ws.push_back(v.message.empty() ? "image " + images[i] + " admitted with a warning"
-                                       : v.message);
+      std::vector<std::string> ws = verify::warning_lines(v);
+      if (v.outcome == Outcome::warned && ws.empty()) ws.push_back(verify::message(v));
       for (const auto& w : ws) {
         if (resp.warnings.size() >= kMaxWarnings) break;
         resp.warnings.push_back(truncate_politely(w, kMaxWarning));
       }
       if (v.outcome == Outcome::warned) {
         if (!reasons.empty()) reasons += ",";
-        reasons += v.reason_code.empty() ? "WARNED" : v.reason_code;
+        reasons += reason;
       }
     }
   }
@@ -350,7 +303,7 @@ HttpReply Validator::timeout_reply(std::string_view body) const {
   auto decoded = admission::decode_review(body);
   if (decoded) resp.uid = decoded->uid;
   resp.allowed = false;
-  resp.reason = "TIMEOUT";
+  resp.reason = std::string(verify::name(Reason::timeout));
   resp.code = 403;
   resp.message = "sigil did not finish verifying within the webhook timeout (TIMEOUT)";
   resp.audit_annotations["images"] = "TIMEOUT";

@@ -1,9 +1,11 @@
 // server/validator.hpp: the /validate glue between an AdmissionReview body and the verifier.
 //
 // Role: decode the review (admission/), verify every distinct image concurrently through an
-// injected VerifyImage function (the verify engine in production, a fake in tests), combine
-// the verdicts and encode the response. No sockets and no Beast here; the Server owns the
-// transport and the hard deadline. Never throws; an internal failure denies.
+// injected VerifyImage function (app/webhook.cpp binds it to the verify engine in production; a
+// fake in tests), give each verdict the containers that use its image, and encode the response
+// with the verdicts' own one-line messages (verify::message) and reason codes. No sockets and no
+// Beast here; the Server owns the transport and the hard deadline. Sees only verify/verdict.hpp
+// and verify/context.hpp, never the engine. Never throws; an internal failure denies.
 #pragma once
 
 #include <chrono>
@@ -15,7 +17,9 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "admission/admission.hpp"
-#include "verify/engine.hpp"
+#include "common/deadline.hpp"
+#include "verify/context.hpp"
+#include "verify/verdict.hpp"
 
 namespace sigil::server {
 
@@ -23,9 +27,10 @@ struct HttpReply {
   int status = 500;
   std::string content_type;
   std::string body;
+  std::string allow = {};  // the Allow header of a 405 (router.hpp)
 };
 
-using Deadline = std::chrono::steady_clock::time_point;
+using Deadline = sigil::Deadline;
 
 // Verifies one image (as written in the pod spec) for the admission described by context,
 // before the deadline. Must not throw; if it does, the image is denied with reason INTERNAL.

@@ -18,6 +18,7 @@
 #include "common/encoding.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
+#include "verify/reason_map.hpp"
 #include "verify/tag_resolver.hpp"
 #include "verify/verdict_cache.hpp"
 
@@ -28,33 +29,23 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const char* registry_reason(Errc code) {
+Reason registry_reason(Errc code) {
   switch (code) {
     case Errc::unauthorized:
-      return "REGISTRY_AUTH";
+      return Reason::registry_auth;
     case Errc::timeout:
-      return "TIMEOUT";
+      return Reason::timeout;
     case Errc::not_found:
-      return "IMAGE_NOT_FOUND";
+      return Reason::image_not_found;
     case Errc::verification:
     case Errc::too_large:
     case Errc::parse_error:
-      return "REGISTRY_INTEGRITY";
+      return Reason::registry_integrity;
     case Errc::exhausted:
-      return "BUDGET_EXCEEDED";
+      return Reason::budget_exceeded;
     default:
-      return "REGISTRY_UNAVAILABLE";
+      return Reason::registry_unavailable;
   }
-}
-
-Verdict deny(std::string image, std::string digest, std::string reason, std::string message) {
-  Verdict v;
-  v.outcome = Outcome::denied;
-  v.image = std::move(image);
-  v.digest = std::move(digest);
-  v.reason_code = std::move(reason);
-  v.message = std::move(message);
-  return v;
 }
 
 // A registry failure becomes a denial that says what kind of failure, at which registry, and
@@ -91,8 +82,9 @@ Verdict registry_denial(const std::string& image, const std::string& digest,
       what = "registry " + host + " could not be reached or failed";
       break;
   }
-  return deny(image, digest, registry_reason(e.code),
-              "image " + image + ": " + std::string(doing) + ": " + what);
+  Verdict v = denial(image, registry_reason(e.code), std::string(doing) + ": " + what);
+  v.digest = digest;
+  return v;
 }
 
 // A policy in warn mode never blocks, not even when the registry fails: when every policy
@@ -102,42 +94,10 @@ Verdict soften_if_all_warn(Verdict v, const std::vector<const policy::Policy*>& 
     if (p->mode != policy::Mode::warn) return v;
   }
   v.outcome = Outcome::warned;
-  v.warnings.push_back(v.message + " (warn mode)");
+  Finding w = v.primary();
+  w.warn_mode = true;
+  v.warnings.push_back(std::move(w));
   return v;
-}
-
-// The phrase a denial gives when its details are withheld.
-std::string reason_phrase(std::string_view code) {
-  if (code == "NOT_SIGNED") return "no signature found";
-  if (code == "BAD_SIGNATURE") return "no signature verifies with the policy's authorities";
-  if (code == "DIGEST_MISMATCH") return "a valid signature names another image";
-  if (code == "IDENTITY_MISMATCH") return "signed by an identity the policy does not accept";
-  if (code == "UNTRUSTED_CERTIFICATE") return "the signing certificate is not trusted";
-  if (code == "TLOG_INVALID") return "no valid transparency log entry";
-  if (code == "SCT_INVALID") return "no valid certificate transparency proof";
-  if (code == "NO_SIGNING_TIME") return "nothing proves when it was signed";
-  if (code == "TIMESTAMP_INVALID") return "its timestamp does not verify";
-  return "its signatures do not satisfy the policy";
-}
-
-// The verdict was built for `from` (a coalesced leader, a cached entry): name `to` instead.
-void rename_image(Verdict& v, const std::string& from, const std::string& to) {
-  if (from == to) return;
-  const std::string a = "image " + from, b = "image " + to;
-  auto fix = [&](std::string& s) {
-    for (size_t pos = s.find(a); pos != std::string::npos; pos = s.find(a, pos)) {
-      const size_t end = pos + a.size();
-      if (end < s.size() && s[end] != ' ' && s[end] != ':') {
-        pos = end;
-        continue;
-      }
-      s.replace(pos, a.size(), b);
-      pos += b.size();
-    }
-  };
-  fix(v.message);
-  for (auto& w : v.warnings) fix(w);
-  v.image = to;
 }
 
 using VerdictChannel =
@@ -245,11 +205,12 @@ struct Engine::Impl {
     return key;
   }
 
-  // The uncached work for one (image, digest) under one policy snapshot.
-  asio::awaitable<Verdict> evaluate(const std::string& image, const std::string& digest,
-                                    const std::vector<const policy::Policy*>& matched, Plan& plan,
-                                    registry::Deadline deadline, const Context& context,
-                                    ByteBudget& budget) {
+  // The uncached work for one (image, digest) under one policy snapshot: read the signatures
+  // of every source once, judge every matched policy (policy::judge), combine the results.
+  asio::awaitable<Verdict> verify_digest(const std::string& image, const std::string& digest,
+                                         const std::vector<const policy::Policy*>& matched,
+                                         Plan& plan, registry::Deadline deadline,
+                                         const Context& context, ByteBudget& budget) {
     // Every distinct location is read once, whatever number of authorities uses it.
     std::optional<Error> fetch_failure;
     std::string failed_host;
@@ -300,57 +261,55 @@ struct Engine::Impl {
     Verdict v;
     v.image = image;
     v.digest = digest;
-    v.outcome = Outcome::allowed;
-    std::vector<std::string> denials;
-    std::vector<std::string> satisfied;
+    v.withheld = withhold;
+    std::vector<Finding> refusals;
+    std::vector<Finding> satisfied;
     for (const policy::Policy* p : matched) {
-      policy::PolicyResult r = policy::evaluate(*p, digest, evidence_for);
-      if (r.satisfied) {
-        satisfied.push_back(p->name + (r.authority.empty() ? "" : "/" + r.authority));
+      const policy::PolicyResult r = policy::judge(*p, digest, evidence_for);
+      const Reason reason = reason_for(r);
+      if (reason == Reason::none) {
+        satisfied.push_back(Finding{Reason::none, p->name, r.authority, "", false});
         continue;
       }
-      std::string line = "image " + image + " (" + short_digest(digest) +
-                         ") is not admitted by policy " + p->name + ": " + r.message;
-      // A static message and an unavailable policy say nothing the registry told sigil.
-      if (withhold && r.reason_code != "STATIC_FAIL" && r.reason_code != "POLICY_UNAVAILABLE") {
-        spdlog::info("{} [withheld from the pod: read with sigil's own registry credentials]",
-                     line);
-        line = "image " + image + " is not admitted by policy " + p->name + ": " +
-               reason_phrase(r.reason_code) +
-               " (details withheld: sigil read this image with registry credentials the pod "
-               "does not hold; see sigil's log)";
+      Finding f{reason, p->name, r.authority, r.message, p->mode == policy::Mode::warn};
+      if (withhold) {
+        spdlog::info(
+            "image {} ({}) is not admitted by policy {}: {} [{}; withheld from the pod: read with "
+            "sigil's own registry credentials]",
+            image, short_digest(digest), p->name, r.message, name(reason));
       }
-      if (p->mode == policy::Mode::warn) {
-        v.warnings.push_back(line + " (warn mode)");
-        continue;
-      }
-      if (v.reason_code.empty()) v.reason_code = r.reason_code;
-      denials.push_back(std::move(line));
+      (f.warn_mode ? v.warnings : refusals).push_back(std::move(f));
     }
-    if (fetch_failure && (!denials.empty() || !v.warnings.empty())) {
+    if (fetch_failure && (!refusals.empty() || !v.warnings.empty())) {
       // Some signatures could not be read, and what was read does not admit the image: the
       // missing ones might have. A registry failure, never cached, retried next admission.
       co_return soften_if_all_warn(
           registry_denial(image, digest, failed_host, *fetch_failure, "fetching signatures"),
           matched);
     }
-    if (!denials.empty()) {
+    if (!refusals.empty()) {
+      // Every enforcing policy that refuses is named, the most severe first (verdict.hpp).
+      std::stable_sort(refusals.begin(), refusals.end(), [](const Finding& a, const Finding& b) {
+        return severity(a.reason) > severity(b.reason);
+      });
       v.outcome = Outcome::denied;
-      std::string msg;
-      for (const auto& d : denials) msg += (msg.empty() ? "" : "; ") + d;
-      v.message = std::move(msg);
+      v.report(refusals.front());
+      v.also.assign(refusals.begin() + 1, refusals.end());
       // "Not signed" learnt from a guess about the registry is not remembered.
       if (guessed) v.cacheable = false;
     } else if (!v.warnings.empty()) {
+      const Finding& first = v.warnings.front();
       v.outcome = Outcome::warned;
-      v.reason_code = "WARN";
-      v.message = v.warnings.front();
+      v.report(Finding{Reason::warn, first.policy, first.authority, first.detail, false});
       if (guessed) v.cacheable = false;
     } else {
-      std::string by;
-      for (const auto& s : satisfied) by += (by.empty() ? "" : ", ") + s;
-      v.message = "image " + image + (withhold ? "" : " (" + short_digest(digest) + ")") +
-                  " admitted by " + by;
+      v.outcome = Outcome::allowed;
+      if (!satisfied.empty()) {
+        v.report(satisfied.front());
+        v.also.assign(satisfied.begin() + 1, satisfied.end());
+      } else {
+        v.reason = Reason::none;
+      }
     }
     co_return v;
   }
@@ -396,14 +355,12 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
                                         std::shared_ptr<const policy::PolicySet> policies,
                                         registry::Deadline deadline, Context context) {
   Impl& d = *impl_;
-  if (!policies)
-    co_return deny(image, "", "INTERNAL", "image " + image + ": no policy set is loaded");
+  if (!policies) co_return denial(image, Reason::internal, "no policy set is loaded");
 
   auto ref = oci::parse_reference(image);
   if (!ref.ok()) {
-    co_return deny(
-        image, "", "INVALID_IMAGE",
-        "image \"" + image + "\" is not a valid image reference: " + ref.error().message);
+    co_return denial(image, Reason::invalid_image,
+                     "not a valid image reference: " + ref.error().message);
   }
   auto matched = policies->match(*ref, context.namespace_);
   // The no-match behaviour follows the ClusterImagePolicies alone: a namespace's ImagePolicy
@@ -412,27 +369,23 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   const bool cluster_matched =
       std::any_of(matched.begin(), matched.end(),
                   [](const policy::Policy* p) { return p->namespace_scope.empty(); });
-  std::string no_match_warning;
+  const Finding no_match{Reason::no_matching_policy, "", "", "", false};
+  bool warn_no_match = false;
   if (!cluster_matched) {
     Verdict v;
     v.image = image;
-    v.reason_code = "NO_MATCHING_POLICY";
+    v.report(no_match);
     switch (policies->no_match()) {
       case policy::NoMatch::allow:
         v.outcome = Outcome::allowed;
-        v.message =
-            "image " + image + " matches no ClusterImagePolicy (allowed by no-match-policy)";
         break;
       case policy::NoMatch::warn:
         v.outcome = Outcome::warned;
-        v.message = "image " + image + " matches no ClusterImagePolicy";
-        v.warnings.push_back(v.message);
-        no_match_warning = v.message;
+        v.warnings.push_back(no_match);
+        warn_no_match = true;
         break;
       case policy::NoMatch::deny:
         v.outcome = Outcome::denied;
-        v.message = "image " + image +
-                    " matches no ClusterImagePolicy, and images without a policy are denied";
         break;
     }
     // Without namespace policies to add requirements, that is the answer.
@@ -452,10 +405,14 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
       if (slot == nullptr) slot = p;
     }
     if (const policy::Policy* strict = enforcing ? enforcing : warning) {
-      const std::string why = "image " + image + " is referenced by tag; policy " + strict->name +
-                              " requires a digest (" + ref->name() + ":" + ref->tag +
-                              "@sha256:...)";
-      if (enforcing) co_return deny(image, "", "DIGEST_REQUIRED", why);
+      // The detail is the reference the policy wants to see.
+      Finding why{Reason::digest_required, strict->name, "",
+                  ref->name() + ":" + ref->tag + "@sha256:...", false};
+      if (enforcing) {
+        Verdict v = denial(image, Reason::digest_required, why.detail);
+        v.report(why);
+        co_return v;
+      }
       auto now =
           co_await d.resolver.resolve(*ref, deadline, context.credentials, context.credentials_id);
       if (!now.ok()) {
@@ -464,12 +421,16 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
       }
       std::string pinned = ref->name() + ":" + ref->tag + "@" + *now;
       Verdict v = co_await verify(std::move(pinned), policies, deadline, context);
-      rename_image(v, v.image, image);
+      v.image = image;  // rendered as the pod wrote it
       if (v.outcome != Outcome::denied) {
         v.outcome = Outcome::warned;
-        if (v.reason_code.empty()) v.reason_code = "DIGEST_REQUIRED";
+        if (v.reason == Reason::none) {
+          v.report(why);
+          v.also.clear();
+        }
       }
-      v.warnings.push_back(why + " (warn mode)");
+      why.warn_mode = true;
+      v.warnings.push_back(std::move(why));
       co_return v;
     }
   }
@@ -490,8 +451,10 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
     digest = std::move(*resolved);
   }
   if (digest.rfind("sha256:", 0) != 0 || !oci::is_valid_digest(digest)) {
-    co_return deny(image, digest, "INVALID_IMAGE",
-                   "image " + image + ": only sha256 digests can be verified, got " + digest);
+    Verdict v =
+        denial(image, Reason::invalid_image, "only sha256 digests can be verified, got " + digest);
+    v.digest = digest;
+    co_return v;
   }
 
   // Declared before the plan: the evidence the plan will hold keeps reservations on it, and
@@ -501,7 +464,7 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   Impl::Plan plan = Impl::plan(*ref, matched);
   const std::string key = d.verdict_key(*ref, digest, *policies, matched, plan, context);
   if (auto hit = d.cache.get(key)) {
-    rename_image(*hit, hit->image, image);
+    hit->image = image;  // the verdict names whoever asks: it holds no text about the image
     co_return *hit;
   }
 
@@ -522,24 +485,30 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   if (my_channel) {
     auto v = co_await d.wait_for(my_channel, deadline);
     if (v) {
-      rename_image(*v, v->image, image);
+      v->image = image;
       co_return *v;
     }
-    co_return deny(image, digest, "TIMEOUT",
-                   "image " + image + ": verification did not finish before the webhook deadline");
+    Verdict late =
+        denial(image, Reason::timeout, "verification did not finish before the webhook deadline");
+    late.digest = digest;
+    co_return late;
   }
 
   Verdict v;
   try {
-    v = co_await d.evaluate(image, digest, matched, plan, deadline, context, *budget);
+    v = co_await d.verify_digest(image, digest, matched, plan, deadline, context, *budget);
   } catch (const std::exception& e) {
     // Fail closed: a bug below must never become an allow.
-    v = deny(image, digest, "INTERNAL", "image " + image + ": internal error: " + e.what());
+    v = denial(image, Reason::internal, std::string("internal error: ") + e.what());
+    v.digest = digest;
   }
-  if (!no_match_warning.empty() && v.outcome != Outcome::denied) {
+  if (warn_no_match && v.outcome != Outcome::denied) {
     v.outcome = Outcome::warned;
-    v.warnings.push_back(no_match_warning);
-    if (v.reason_code.empty()) v.reason_code = "NO_MATCHING_POLICY";
+    v.warnings.push_back(no_match);
+    if (v.reason == Reason::none) {
+      v.report(no_match);
+      v.also.clear();
+    }
   }
   d.cache.put(key, v);
   std::vector<std::shared_ptr<VerdictChannel>> waiters;

@@ -2,10 +2,11 @@
 //
 // Role: the engine both `sigil serve` and `sigil verify` use. For one image it matches the
 // policies, resolves the tag once, reads the signatures (evidence.hpp) within the admission's
-// byte budget, evaluates every matching policy and returns a Verdict. Verdicts are cached and
-// identical in-flight verifications coalesced under a key of everything a verdict depends on
-// (verdict_key): the repository and digest, the exact set of matched policies of this policy
-// generation, the namespace where signature sources read its Secrets, and the pod's registry
+// byte budget, judges every matching policy (policy::judge, mapped to verify::Reason by
+// reason_map.hpp) and returns a Verdict (verdict.hpp), which holds facts, not text. Verdicts are
+// cached and identical in-flight verifications coalesced under a key of everything a verdict
+// depends on (verdict_key): the repository and digest, the exact set of matched policies of this
+// policy generation, the namespace where signature sources read its Secrets, and the pod's registry
 // credentials where they apply. Registry failures deny with REGISTRY_* / TIMEOUT (fail
 // closed), say nothing about the registry's internals, and are never cached. Depends on
 // crypto, policy, oci and the registry::Client interface (not its implementation).
@@ -13,7 +14,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,29 +24,11 @@
 #include "common/clock.hpp"
 #include "policy/policy.hpp"
 #include "registry/client.hpp"
+#include "verify/context.hpp"
 #include "verify/evidence.hpp"
 #include "verify/verdict.hpp"
 
 namespace sigil::verify {
-
-// Who is asking: namespace-scoped policies and registry credentials depend on it.
-struct Context {
-  std::string namespace_;                 // the admitted object's namespace ("" = none)
-  registry::PullCredentials credentials;  // the pod's pull secrets (null: sigil's own only)
-  // Identifies `credentials` (e.g. a hash of them): verifications and tag reads are shared
-  // only between requests with the same credentials, so a pod without access never gets
-  // another pod's registry failure, and vice versa.
-  std::string credentials_id;
-  // Credentials for an authority's signature source: its signaturePullSecrets, read in this
-  // admission's namespace. Empty function: such sources are read with sigil's own
-  // credentials only.
-  std::function<boost::asio::awaitable<registry::PullCredentials>(
-      std::vector<std::string> secret_names, registry::Deadline deadline)>
-      source_credentials;
-  // The admission's byte budget (Engine::admission_budget()), shared by all its images.
-  // Null: each verify() call gets a budget of its own.
-  std::shared_ptr<ByteBudget> budget;
-};
 
 struct EngineOptions {
   std::chrono::seconds cache_ttl{300};

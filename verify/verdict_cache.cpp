@@ -5,12 +5,6 @@
 
 namespace sigil::verify {
 
-bool is_transient_reason(std::string_view rc) noexcept {
-  return rc == "REGISTRY_AUTH" || rc == "REGISTRY_UNAVAILABLE" || rc == "TIMEOUT" ||
-         rc == "IMAGE_NOT_FOUND" || rc == "REGISTRY_INTEGRITY" || rc == "INTERNAL" ||
-         rc == "BUDGET_EXCEEDED" || rc == "POLICY_UNAVAILABLE";
-}
-
 VerdictCache::VerdictCache(const Clock& clock, size_t capacity, std::chrono::seconds ttl,
                            std::chrono::seconds negative_ttl)
     : clock_(clock), capacity_(capacity), ttl_(ttl), negative_ttl_(negative_ttl) {}
@@ -35,10 +29,24 @@ std::optional<Verdict> VerdictCache::get(const std::string& key) {
   return v;
 }
 
+bool is_cacheable(const Verdict& v) noexcept {
+  if (!v.cacheable || is_transient(reported_reason(v))) return false;
+  // A denial reports its most severe refusal, and every transient reason outranks every other
+  // (verdict.hpp: severity), but a warning reports WARN: what a warn-mode policy said is in
+  // warnings, and a refusal in also must not hide behind a judgement either.
+  for (const auto& f : v.also) {
+    if (is_transient(f.reason)) return false;
+  }
+  for (const auto& f : v.warnings) {
+    if (is_transient(f.reason)) return false;
+  }
+  return true;
+}
+
 void VerdictCache::put(const std::string& key, const Verdict& v) {
   // Only judgements about signatures are cached; a registry, deadline, budget or internal
   // failure (even one a warn-mode policy turned into a warning) is retried next admission.
-  if (!v.cacheable || is_transient_reason(v.reason_code) || capacity_ == 0) return;
+  if (!is_cacheable(v) || capacity_ == 0) return;
   const auto ttl = v.outcome == Outcome::denied ? std::min(ttl_, negative_ttl_) : ttl_;
   if (ttl.count() <= 0) return;
   std::lock_guard lock(mu_);

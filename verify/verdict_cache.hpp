@@ -21,6 +21,10 @@
 
 namespace sigil::verify {
 
+// Whether v may be remembered: it is marked cacheable and none of its findings (the reported
+// one, the other refusals, the warnings) has a transient reason (verdict.hpp: is_transient).
+bool is_cacheable(const Verdict& v) noexcept;
+
 class VerdictCache {
  public:
   VerdictCache(const Clock& clock, size_t capacity, std::chrono::seconds ttl,
@@ -28,7 +32,7 @@ class VerdictCache {
 
   // A copy of the cached verdict, marked cached; nullopt on a miss or an expired entry.
   std::optional<Verdict> get(const std::string& key);
-  // Stores v when it is a judgement (see is_cacheable); denials live negative_ttl.
+  // Stores v when is_cacheable(v); denials live negative_ttl.
   void put(const std::string& key, const Verdict& v);
 
   size_t size() const;

@@ -177,12 +177,19 @@ void check_policies(const std::vector<Policy>& policies, bool linked) {
     // No signatures at all, and a junk one.
     sigil::policy::Evidence none;
     for (const sigil::policy::Evidence* evidence : {&none, &junk}) {
-      auto res = sigil::policy::evaluate(p, digest, *evidence);
+      auto res = sigil::policy::judge(p, digest, *evidence);
       if (res.satisfied != pass) std::abort();
-      if (!res.satisfied && (res.reason_code.empty() || res.message.empty())) std::abort();
+      // Satisfied exactly when nothing is unmet; a refusal says why, and a signature refusal
+      // names crypto's failure.
+      if (res.satisfied != (res.unmet == sigil::policy::Unmet::none)) std::abort();
+      if (!res.satisfied && res.message.empty()) std::abort();
+      if (res.unmet == sigil::policy::Unmet::signature &&
+          res.signature_failure == sigil::crypto::Failure::none) {
+        std::abort();
+      }
     }
     // The legacy entry point agrees.
-    if (sigil::policy::evaluate(p, digest, std::vector<sigil::crypto::Signature>{}).satisfied !=
+    if (sigil::policy::judge(p, digest, std::vector<sigil::crypto::Signature>{}).satisfied !=
         pass) {
       std::abort();
     }

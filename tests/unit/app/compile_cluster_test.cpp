@@ -10,8 +10,8 @@
 
 #include "app/compile_cluster.hpp"
 #include "common/encoding.hpp"
-#include "sigstore_pki.hpp"
 #include "policy/policy.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::app;
@@ -144,14 +144,14 @@ oci::Reference ref(const std::string& s) {
   return *r;
 }
 
-// The result of every policy of the compiled set that matches image, as evaluate() judges it
+// The result of every policy of the compiled set that matches image, as policy::judge() judges it
 // with no signatures at all.
-std::vector<policy::PolicyResult> judge(const ClusterCompile& c, const std::string& image,
-                                        const std::string& ns = "") {
+std::vector<policy::PolicyResult> judge_all(const ClusterCompile& c, const std::string& image,
+                                            const std::string& ns = "") {
   policy::PolicySet set(c.policies, policy::NoMatch::deny, 1);
   std::vector<policy::PolicyResult> out;
   for (const auto* p : set.match(ref(image), ns)) {
-    out.push_back(policy::evaluate(*p, kDigest, policy::Evidence{}));
+    out.push_back(policy::judge(*p, kDigest, policy::Evidence{}));
   }
   return out;
 }
@@ -186,10 +186,10 @@ TEST_CASE("a policy that compiles is in force and becomes the last good",
   CHECK_FALSE(c.retry);
   CHECK(c.unavailable + c.kept + c.invalid == 0);
   // enforced with its key: an unsigned image fails as NOT_SIGNED, not as unavailable
-  auto r = judge(c, "reg.test/prod/app:v1");
+  auto r = judge_all(c, "reg.test/prod/app:v1");
   REQUIRE(r.size() == 1);
-  CHECK(r[0].reason_code == "NOT_SIGNED");
-  CHECK(judge(c, "reg.test/other/app:v1").empty());
+  CHECK(r[0].unmet == policy::Unmet::not_signed);
+  CHECK(judge_all(c, "reg.test/other/app:v1").empty());
 }
 
 TEST_CASE("a key from a Secret, in sigil's namespace or the ImagePolicy's own",
@@ -245,15 +245,15 @@ TEST_CASE("a policy that never compiled is unavailable and denies what it matche
     CHECK(st.message.find("denied (POLICY_UNAVAILABLE)") != std::string::npos);
     // nothing of it was in force before, and nothing is remembered as good
     CHECK(c.state.policies.count("ClusterImagePolicy/prod-images") == 0);
-    auto r = judge(c, "reg.test/prod/app:v1");
+    auto r = judge_all(c, "reg.test/prod/app:v1");
     REQUIRE(r.size() == 1);
     CHECK_FALSE(r[0].satisfied);
-    CHECK(r[0].reason_code == "POLICY_UNAVAILABLE");
+    CHECK(r[0].unmet == policy::Unmet::unavailable);
     CHECK(r[0].message ==
           "the policy cannot be enforced yet: spec.authorities[0].key.secretRef: the "
           "Secret sigil-system/cosign-pub could not be read (HTTP 500); retrying");
     // the other policy is untouched, and the unavailable one fetches no signatures
-    CHECK(judge(c, "reg.test/other/app:v1").at(0).reason_code == "NOT_SIGNED");
+    CHECK(judge_all(c, "reg.test/other/app:v1").at(0).unmet == policy::Unmet::not_signed);
     policy::PolicySet set(c.policies, policy::NoMatch::deny, 1);
     CHECK_FALSE(policy::PolicySet::needs_signatures(set.match(ref("reg.test/prod/app:v1"))));
     CHECK(policy::PolicySet::needs_signatures(set.match(ref("reg.test/other/app:v1"))));
@@ -263,9 +263,9 @@ TEST_CASE("a policy that never compiled is unavailable and denies what it matche
         "sigil-system", "cosign-pub", make_error(Errc::not_found, "GET ...: HTTP 404"));
     auto c = compile_cluster(in, {}, options());
     CHECK_FALSE(c.retry);
-    auto r = judge(c, "reg.test/prod/app:v1");
+    auto r = judge_all(c, "reg.test/prod/app:v1");
     REQUIRE(r.size() == 1);
-    CHECK(r[0].reason_code == "POLICY_UNAVAILABLE");
+    CHECK(r[0].unmet == policy::Unmet::unavailable);
     CHECK(r[0].message.find("the Secret sigil-system/cosign-pub does not exist") !=
           std::string::npos);
     CHECK(c.policy_statuses[0].reason == "SecretUnavailable");
@@ -273,9 +273,9 @@ TEST_CASE("a policy that never compiled is unavailable and denies what it matche
   SECTION("the Secret holds no public key; its content is never quoted") {
     in.secrets["sigil-system/cosign-pub"] = secret({{"cosign.pub", "s3cr3t-not-a-key"}});
     auto c = compile_cluster(in, {}, options());
-    auto r = judge(c, "reg.test/prod/app:v1");
+    auto r = judge_all(c, "reg.test/prod/app:v1");
     REQUIRE(r.size() == 1);
-    CHECK(r[0].reason_code == "POLICY_UNAVAILABLE");
+    CHECK(r[0].unmet == policy::Unmet::unavailable);
     CHECK(r[0].message.find("does not hold a PEM public key") != std::string::npos);
     CHECK(r[0].message.find("s3cr3t") == std::string::npos);
     CHECK(c.policy_statuses[0].message.find("s3cr3t") == std::string::npos);
@@ -288,16 +288,16 @@ TEST_CASE("a policy that never compiled is unavailable and denies what it matche
     CHECK(st.outcome == ObjectOutcome::unavailable);
     CHECK(st.reason == "Invalid");
     CHECK(st.message.find("spec.authorities[0].key") != std::string::npos);
-    auto r = judge(c, "reg.test/prod/app:v1");
+    auto r = judge_all(c, "reg.test/prod/app:v1");
     REQUIRE(r.size() == 1);
-    CHECK(r[0].reason_code == "POLICY_UNAVAILABLE");
+    CHECK(r[0].unmet == policy::Unmet::unavailable);
   }
   SECTION("a spec field sigil does not support (CUE policy)") {
     in.policies[0] = cip("prod-images", "reg.test/prod/**", key_data(pem_a()), 1, "",
                          "  policy: {type: cue, data: 'x'}\n");
     auto c = compile_cluster(in, {}, options());
     CHECK(c.policy_statuses[0].outcome == ObjectOutcome::unavailable);
-    CHECK(judge(c, "reg.test/prod/app:v1").at(0).reason_code == "POLICY_UNAVAILABLE");
+    CHECK(judge_all(c, "reg.test/prod/app:v1").at(0).unmet == policy::Unmet::unavailable);
   }
 }
 
@@ -311,8 +311,8 @@ TEST_CASE("an unavailable policy in warn mode stays in warn mode", "[app][compil
   CHECK(c.policies[0].unavailable);
   CHECK(c.policies[0].mode == policy::Mode::warn);
   CHECK(c.policy_statuses[0].message.find("get a warning") != std::string::npos);
-  // evaluate() fails it; the engine turns a warn-mode failure into a warning
-  CHECK(judge(c, "reg.test/soft/x:1").at(0).reason_code == "POLICY_UNAVAILABLE");
+  // policy::judge() fails it; the engine turns a warn-mode failure into a warning
+  CHECK(judge_all(c, "reg.test/soft/x:1").at(0).unmet == policy::Unmet::unavailable);
 
   SECTION("an unreadable mode is enforce") {
     in.policies = {cip("soft", "reg.test/soft/**", key_data(pem_a()), 1, "", "  mode: [warn]\n")};
@@ -363,7 +363,7 @@ TEST_CASE("the last good generation stays in force when a new one breaks",
     CHECK(st.message.find("could not be read (timed out)") != std::string::npos);
     CHECK(st.message.find("generation 1 stays in force") != std::string::npos);
     CHECK(c2.state.policies.at("ClusterImagePolicy/sticky").generation == 1);
-    CHECK(judge(c2, "reg.test/sticky/a:1").at(0).reason_code == "NOT_SIGNED");
+    CHECK(judge_all(c2, "reg.test/sticky/a:1").at(0).unmet == policy::Unmet::not_signed);
     CHECK(c2.kept == 1);
     // and generation 3 that compiles replaces it
     in.policies = {cip("sticky", "reg.test/sticky/**", key_data(pem_b()), 3)};
@@ -407,7 +407,7 @@ TEST_CASE("a deleted object's last good is forgotten; a recreated one inherits n
     CHECK(c2.policies[0].unavailable);
     CHECK(c2.policy_statuses[0].outcome == ObjectOutcome::unavailable);
     CHECK(c2.state.policies.empty());
-    CHECK(judge(c2, "reg.test/p/x:1").at(0).reason_code == "POLICY_UNAVAILABLE");
+    CHECK(judge_all(c2, "reg.test/p/x:1").at(0).unmet == policy::Unmet::unavailable);
   }
 }
 
@@ -420,9 +420,9 @@ TEST_CASE("TrustRoots: a missing one makes its policies unavailable until it app
   REQUIRE(c1.policies.size() == 1);
   CHECK(c1.policies[0].unavailable);
   CHECK(c1.policy_statuses[0].reason == "Invalid");
-  auto r = judge(c1, "reg.test/corp/app:1");
+  auto r = judge_all(c1, "reg.test/corp/app:1");
   REQUIRE(r.size() == 1);
-  CHECK(r[0].reason_code == "POLICY_UNAVAILABLE");
+  CHECK(r[0].unmet == policy::Unmet::unavailable);
   CHECK(r[0].message.find("\"corp\" names no TrustRoot") != std::string::npos);
 
   in.trust_roots = {trust_root(pki, "corp")};
@@ -431,7 +431,7 @@ TEST_CASE("TrustRoots: a missing one makes its policies unavailable until it app
   CHECK(c2.policy_statuses.at(0).ready);
   CHECK_FALSE(c2.policies.at(0).unavailable);
   CHECK(c2.policies.at(0).authorities.at(0).cas.size() == 1);
-  CHECK(judge(c2, "reg.test/corp/app:1").at(0).reason_code == "NOT_SIGNED");
+  CHECK(judge_all(c2, "reg.test/corp/app:1").at(0).unmet == policy::Unmet::not_signed);
 
   SECTION("a TrustRoot generation that breaks keeps the last good one") {
     in.trust_roots = {trust_root(pki, "corp", 2, true)};
@@ -483,10 +483,10 @@ TEST_CASE("file policies link against the cluster and follow the same rules",
   CHECK(c1.retry);
   REQUIRE(c1.file_problems.size() == 2);
   CHECK(c1.file_problems[0].find("policies/files.yaml document 1 (file-keyless)") == 0);
-  CHECK(judge(c1, "reg.test/f/a:1").at(0).message ==
+  CHECK(judge_all(c1, "reg.test/f/a:1").at(0).message ==
         "the policy cannot be enforced yet: spec.authorities[0] (release): "
         "keyless.trustRootRef: \"corp\" names no TrustRoot");
-  CHECK(judge(c1, "reg.test/s/a:1").at(0).message.find("(HTTP 503); retrying") !=
+  CHECK(judge_all(c1, "reg.test/s/a:1").at(0).message.find("(HTTP 503); retrying") !=
         std::string::npos);
 
   in.trust_roots = {trust_root(pki, "corp")};
@@ -514,12 +514,12 @@ TEST_CASE("an unavailable ImagePolicy applies only to its namespace", "[app][com
       secret_read_failure("team-a", "k", make_error(Errc::unauthorized, "HTTP 403 (Forbidden)"));
   auto c = compile_cluster(in, {}, options());
   CHECK(c.retry);
-  auto a = judge(c, "reg.test/app:1", "team-a");
+  auto a = judge_all(c, "reg.test/app:1", "team-a");
   REQUIRE(a.size() == 2);
   CHECK(a[1].policy == "team-a/extra");
-  CHECK(a[1].reason_code == "POLICY_UNAVAILABLE");
+  CHECK(a[1].unmet == policy::Unmet::unavailable);
   CHECK(a[1].message.find("team-a/k could not be read (HTTP 403)") != std::string::npos);
-  CHECK(judge(c, "reg.test/app:1", "team-b").size() == 1);
+  CHECK(judge_all(c, "reg.test/app:1", "team-b").size() == 1);
 }
 
 TEST_CASE("equal inputs compile to an unchanged set", "[app][compile_cluster]") {

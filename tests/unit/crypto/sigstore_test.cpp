@@ -15,8 +15,8 @@
 #include "crypto/keys.hpp"
 #include "crypto/rekor.hpp"
 #include "crypto/sigstore.hpp"
-#include "sigstore_pki.hpp"
 #include "rekor_fixture.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;

@@ -7,9 +7,9 @@
 #include "common/encoding.hpp"
 #include "crypto/dsse.hpp"
 #include "crypto/sigstore.hpp"
-#include "sigstore_pki.hpp"
 #include "policy/policy.hpp"
 #include "rekor_fixture.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::policy;
@@ -18,6 +18,14 @@ using sigil::test::KeyPair;
 using sigil::test::TestLog;
 
 namespace {
+
+// What a policy result refuses with: a policy-level Unmet, or crypto's failure for signatures.
+[[maybe_unused]] bool refused(const PolicyResult& r, Unmet u) {
+  return !r.satisfied && r.unmet == u;
+}
+[[maybe_unused]] bool refused(const PolicyResult& r, sigil::crypto::Failure f) {
+  return !r.satisfied && r.unmet == Unmet::signature && r.signature_failure == f;
+}
 
 const std::string kDigest = "sha256:" + std::string(64, 'a');
 const std::string kOther = "sha256:" + std::string(64, 'b');
@@ -115,33 +123,33 @@ TEST_CASE("a keyless policy with a TrustRoot admits only its identity", "[policy
   CHECK(p.authorities.front().tlogs.size() == 1);
   CHECK(p.authorities.front().ctlogs.size() == 1);
 
-  auto ok = evaluate(p, kDigest, evidence({w.signature(kDigest)}));
+  auto ok = judge(p, kDigest, evidence({w.signature(kDigest)}));
   INFO(ok.message);
   CHECK(ok.satisfied);
   CHECK(ok.authority == "release");
 
-  auto stranger = evaluate(p, kDigest, evidence({w.signature(kDigest, "mallory@corp.test")}));
+  auto stranger = judge(p, kDigest, evidence({w.signature(kDigest, "mallory@corp.test")}));
   CHECK_FALSE(stranger.satisfied);
-  CHECK(stranger.reason_code == "IDENTITY_MISMATCH");
+  CHECK(refused(stranger, Unmet::identity_mismatch));
   CHECK_THAT(stranger.message, Catch::Contains("mallory@corp.test"));
   CHECK_THAT(stranger.message, Catch::Contains("release@corp.test"));
 
-  auto other_issuer = evaluate(
-      p, kDigest, evidence({w.signature(kDigest, "release@corp.test", "https://evil.test")}));
-  CHECK(other_issuer.reason_code == "IDENTITY_MISMATCH");
+  auto other_issuer =
+      judge(p, kDigest, evidence({w.signature(kDigest, "release@corp.test", "https://evil.test")}));
+  CHECK(refused(other_issuer, Unmet::identity_mismatch));
 
-  auto copied = evaluate(p, kDigest, evidence({w.signature(kOther)}));
-  CHECK(copied.reason_code == "DIGEST_MISMATCH");
+  auto copied = judge(p, kDigest, evidence({w.signature(kOther)}));
+  CHECK(refused(copied, crypto::Failure::digest_mismatch));
 
-  auto none = evaluate(p, kDigest, evidence({}));
-  CHECK(none.reason_code == "NOT_SIGNED");
+  auto none = judge(p, kDigest, evidence({}));
+  CHECK(refused(none, Unmet::not_signed));
   CHECK_THAT(none.message, Catch::Contains("keyless authority 'release'"));
 
   // The right identity from a CA this trust root does not hold.
   World elsewhere;
-  auto foreign = evaluate(p, kDigest, evidence({elsewhere.signature(kDigest)}));
+  auto foreign = judge(p, kDigest, evidence({elsewhere.signature(kDigest)}));
   CHECK_FALSE(foreign.satisfied);
-  CHECK(foreign.reason_code == "TLOG_INVALID");  // its log is not ours either
+  CHECK(refused(foreign, crypto::Failure::tlog));  // its log is not ours either
 }
 
 TEST_CASE("identity regular expressions must match the whole string", "[policy][keyless]") {
@@ -154,13 +162,13 @@ TEST_CASE("identity regular expressions must match the whole string", "[policy][
   auto ps = parse_and_link(yaml);
   REQUIRE(ps.ok());
   const Policy& p = ps->front();
-  CHECK(evaluate(p, kDigest, evidence({w.signature(kDigest, "anyone@corp.test")})).satisfied);
+  CHECK(judge(p, kDigest, evidence({w.signature(kDigest, "anyone@corp.test")})).satisfied);
   // A substring match (cosign's behaviour) would admit these; sigil does not.
   CHECK_FALSE(
-      evaluate(p, kDigest, evidence({w.signature(kDigest, "x@corp.test.evil.example")})).satisfied);
-  CHECK_FALSE(evaluate(p, kDigest,
-                       evidence({w.signature(kDigest, "a@corp.test",
-                                             "https://accounts.corp.test.evil.example")}))
+      judge(p, kDigest, evidence({w.signature(kDigest, "x@corp.test.evil.example")})).satisfied);
+  CHECK_FALSE(judge(p, kDigest,
+                    evidence({w.signature(kDigest, "a@corp.test",
+                                          "https://accounts.corp.test.evil.example")}))
                   .satisfied);
 }
 
@@ -228,7 +236,7 @@ TEST_CASE("the default trust root is used only when needed", "[policy][keyless]"
                            counting);
   REQUIRE(ps.ok());
   CHECK(calls == 1);  // once for both
-  CHECK(evaluate(ps->front(), kDigest, evidence({w.signature(kDigest)})).satisfied);
+  CHECK(judge(ps->front(), kDigest, evidence({w.signature(kDigest)})).satisfied);
 }
 
 TEST_CASE("ca-cert authorities chain to the given CA", "[policy][keyless]") {
@@ -242,9 +250,9 @@ TEST_CASE("ca-cert authorities chain to the given CA", "[policy][keyless]") {
                            "---\n" + w.trust_root_yaml());
   INFO((ps ? std::string() : ps.error().message));
   REQUIRE(ps.ok());
-  CHECK(evaluate(ps->front(), kDigest, evidence({w.signature(kDigest)})).satisfied);
+  CHECK(judge(ps->front(), kDigest, evidence({w.signature(kDigest)})).satisfied);
   World other;
-  CHECK_FALSE(evaluate(ps->front(), kDigest, evidence({other.signature(kDigest)})).satisfied);
+  CHECK_FALSE(judge(ps->front(), kDigest, evidence({other.signature(kDigest)})).satisfied);
   auto leaf_only =
       parse_and_link(keyless_policy("ca-cert:\n  data: |\n" + indent(w.pki.intermediate.pem(), 4) +
                                     "identities:\n- issuer: https://i\n  subject: a\n"));
@@ -362,7 +370,7 @@ TEST_CASE("keys and CA chains from Secrets", "[policy][secrets]") {
   e.kind = crypto::SignedEntity::Kind::simple_signing;
   e.payload = payload_for(kDigest);
   e.signature = signer.sign(e.payload);
-  CHECK(evaluate(docs->policies[0], kDigest, evidence({e})).satisfied);
+  CHECK(judge(docs->policies[0], kDigest, evidence({e})).satisfied);
 
   // What goes wrong is named, never the Secret's content.
   auto missing = parse_documents(cip, "f.yaml");
@@ -431,27 +439,27 @@ TEST_CASE("a signer the authority does not accept is named first", "[policy][key
   const std::string slsa = "https://slsa.dev/provenance/v1";
 
   SECTION("an attestation by a stranger") {
-    auto r = evaluate(p, kDigest, evidence({bundle("mallory@corp.test", slsa, kDigest)}));
+    auto r = judge(p, kDigest, evidence({bundle("mallory@corp.test", slsa, kDigest)}));
     INFO(r.message);
     CHECK_FALSE(r.satisfied);
-    CHECK(r.reason_code == "IDENTITY_MISMATCH");
+    CHECK(refused(r, Unmet::identity_mismatch));
     CHECK_THAT(r.message, Catch::StartsWith("signed by mallory@corp.test"));
     CHECK_THAT(r.message, !Catch::Contains("unusable"));
   }
   SECTION("a signature for another image by a stranger") {
-    auto r = evaluate(p, kDigest, evidence({bundle("mallory@corp.test", sign, kOther)}));
-    CHECK(r.reason_code == "IDENTITY_MISMATCH");
+    auto r = judge(p, kDigest, evidence({bundle("mallory@corp.test", sign, kOther)}));
+    CHECK(refused(r, Unmet::identity_mismatch));
     CHECK_THAT(r.message, !Catch::Contains("copied from another image"));
     // Legacy signatures alike.
-    auto legacy = evaluate(p, kDigest, evidence({w.signature(kOther, "mallory@corp.test")}));
-    CHECK(legacy.reason_code == "IDENTITY_MISMATCH");
+    auto legacy = judge(p, kDigest, evidence({w.signature(kOther, "mallory@corp.test")}));
+    CHECK(refused(legacy, Unmet::identity_mismatch));
   }
   SECTION("the accepted signer's attestation is still described by its payload") {
-    auto r = evaluate(p, kDigest, evidence({bundle("release@corp.test", slsa, kDigest)}));
-    CHECK(r.reason_code == "BAD_SIGNATURE");
+    auto r = judge(p, kDigest, evidence({bundle("release@corp.test", slsa, kDigest)}));
+    CHECK(refused(r, crypto::Failure::wrong_type));  // BAD_SIGNATURE to people (verify/reason_map)
     CHECK_THAT(r.message, Catch::Contains("payload is unusable"));
-    auto copied = evaluate(p, kDigest, evidence({bundle("release@corp.test", sign, kOther)}));
-    CHECK(copied.reason_code == "DIGEST_MISMATCH");
+    auto copied = judge(p, kDigest, evidence({bundle("release@corp.test", sign, kOther)}));
+    CHECK(refused(copied, crypto::Failure::digest_mismatch));
   }
   SECTION("a failure before the certificate is proved says nothing of the signer") {
     // A blob's message signature is refused for an image before anything is verified: it must
@@ -459,16 +467,16 @@ TEST_CASE("a signer the authority does not accept is named first", "[policy][key
     crypto::SignedEntity blob = bundle("mallory@corp.test", sign, kDigest);
     blob.kind = crypto::SignedEntity::Kind::message_signature;
     blob.message_digest = std::string(32, 'a');
-    auto r = evaluate(p, kDigest, evidence({blob}));
-    CHECK(r.reason_code != "IDENTITY_MISMATCH");
+    auto r = judge(p, kDigest, evidence({blob}));
+    CHECK_FALSE(refused(r, Unmet::identity_mismatch));
     CHECK_THAT(r.message, !Catch::Contains("signed by"));
     // And a signature that does not verify is a bad signature, whoever the certificate names.
     crypto::SignedEntity bad = bundle("mallory@corp.test", sign, kDigest);
     bad.signature.back() ^= 1;
-    CHECK(evaluate(p, kDigest, evidence({bad})).reason_code == "BAD_SIGNATURE");
+    CHECK(refused(judge(p, kDigest, evidence({bad})), crypto::Failure::bad_signature));
   }
   SECTION("and its signature admits") {
-    auto r = evaluate(p, kDigest, evidence({bundle("release@corp.test", sign, kDigest)}));
+    auto r = judge(p, kDigest, evidence({bundle("release@corp.test", sign, kDigest)}));
     INFO(r.message);
     CHECK(r.satisfied);
   }

@@ -22,6 +22,14 @@ using sigil::test::KeyPair;
 
 namespace {
 
+// What a policy result refuses with: a policy-level Unmet, or crypto's failure for signatures.
+[[maybe_unused]] bool refused(const PolicyResult& r, Unmet u) {
+  return !r.satisfied && r.unmet == u;
+}
+[[maybe_unused]] bool refused(const PolicyResult& r, sigil::crypto::Failure f) {
+  return !r.satisfied && r.unmet == Unmet::signature && r.signature_failure == f;
+}
+
 std::string read_data(const std::string& name) {
   std::ifstream in(std::string(SIGIL_SOURCE_DIR) + "/tests/unit/policy/data/" + name,
                    std::ios::binary);
@@ -240,10 +248,10 @@ TEST_CASE("a stricter per-registry policy cannot be dodged with another spelling
   for (const Policy* p : matched) names.push_back(p->name);
   REQUIRE(names == std::vector<std::string>{"a-baseline", "b-prod"});
   const std::vector<crypto::Signature> sigs{sig_for(key1, kDigestA)};
-  CHECK(evaluate(*matched[0], kDigestA, sigs).satisfied);
-  const auto b = evaluate(*matched[1], kDigestA, sigs);
+  CHECK(judge(*matched[0], kDigestA, sigs).satisfied);
+  const auto b = judge(*matched[1], kDigestA, sigs);
   CHECK_FALSE(b.satisfied);
-  CHECK(b.reason_code == "BAD_SIGNATURE");
+  CHECK(refused(b, crypto::Failure::bad_signature));
   // Another registry (another port) is another origin: only the baseline applies.
   CHECK(set.match(ref("myacr.azurecr.io:5000/prod/app")).size() == 1);
 }
@@ -527,51 +535,51 @@ TEST_CASE("parse_no_match", "[policy]") {
   CHECK_FALSE(parse_no_match(bad).ok());
 }
 
-TEST_CASE("evaluate: key authority", "[policy][evaluate]") {
+TEST_CASE("judge: key authority", "[policy][judge]") {
   KeyPair release = generate_key("P-256");
   KeyPair other = generate_key("P-256");
   Policy p = one_policy(key_policy_yaml(release.public_pem()));
 
   SECTION("a good signature for this digest satisfies") {
-    auto r = evaluate(p, kDigestA, {sig_for(other, kDigestA), sig_for(release, kDigestA)});
+    auto r = judge(p, kDigestA, {sig_for(other, kDigestA), sig_for(release, kDigestA)});
     CHECK(r.satisfied);
     CHECK(r.policy == "prod-images");
     CHECK(r.authority == "release-key");
   }
   SECTION("no signatures -> NOT_SIGNED") {
-    auto r = evaluate(p, kDigestA, std::vector<crypto::Signature>{});
+    auto r = judge(p, kDigestA, std::vector<crypto::Signature>{});
     CHECK_FALSE(r.satisfied);
-    CHECK(r.reason_code == "NOT_SIGNED");
+    CHECK(refused(r, Unmet::not_signed));
     CHECK_THAT(r.message, Catch::Contains("no signatures found"));
     CHECK_THAT(r.message, Catch::Contains("'release-key'"));
   }
   SECTION("signature by another key -> BAD_SIGNATURE") {
-    auto r = evaluate(p, kDigestA, {sig_for(other, kDigestA), sig_for(other, kDigestB)});
+    auto r = judge(p, kDigestA, {sig_for(other, kDigestA), sig_for(other, kDigestB)});
     CHECK_FALSE(r.satisfied);
-    CHECK(r.reason_code == "BAD_SIGNATURE");
+    CHECK(refused(r, crypto::Failure::bad_signature));
     CHECK(r.message == "2 signatures found, none verifies with key authority 'release-key'");
   }
   SECTION("signature copied from another image -> DIGEST_MISMATCH") {
-    auto r = evaluate(p, kDigestA, {sig_for(other, kDigestA), sig_for(release, kDigestB)});
+    auto r = judge(p, kDigestA, {sig_for(other, kDigestA), sig_for(release, kDigestB)});
     CHECK_FALSE(r.satisfied);
-    CHECK(r.reason_code == "DIGEST_MISMATCH");
+    CHECK(refused(r, crypto::Failure::digest_mismatch));
     CHECK_THAT(r.message, Catch::Contains("sha256:bbbbbbbbbbbb"));
     CHECK_THAT(r.message, Catch::Contains("not this image"));
   }
   SECTION("tampered payload -> not satisfied") {
     auto s = sig_for(release, kDigestB);
     s.payload = payload_for(kDigestA);  // same length, signature now over other bytes
-    auto r = evaluate(p, kDigestA, {s});
+    auto r = judge(p, kDigestA, {s});
     CHECK_FALSE(r.satisfied);
-    CHECK(r.reason_code == "BAD_SIGNATURE");
+    CHECK(refused(r, crypto::Failure::bad_signature));
   }
   SECTION("wrong payload type -> not satisfied") {
     crypto::Signature s;
     s.payload = payload_for(kDigestA, "some other type");
     s.signature = release.sign(s.payload);
-    auto r = evaluate(p, kDigestA, {s});
+    auto r = judge(p, kDigestA, {s});
     CHECK_FALSE(r.satisfied);
-    CHECK(r.reason_code == "BAD_SIGNATURE");
+    CHECK(refused(r, crypto::Failure::wrong_type));  // BAD_SIGNATURE to people
     CHECK_THAT(r.message, Catch::Contains("payload"));
   }
   SECTION("empty or garbage signature bytes") {
@@ -579,34 +587,34 @@ TEST_CASE("evaluate: key authority", "[policy][evaluate]") {
     s.payload = payload_for(kDigestA);
     auto sigbytes = GENERATE(as<std::string>{}, "", "x", std::string(72, '\0'));
     s.signature = sigbytes;
-    auto r = evaluate(p, kDigestA, {s});
+    auto r = judge(p, kDigestA, {s});
     CHECK_FALSE(r.satisfied);
-    CHECK(r.reason_code == "BAD_SIGNATURE");
+    CHECK(refused(r, crypto::Failure::bad_signature));
   }
   SECTION("a digest that is not sha256 is never satisfied by a key") {
     auto d =
         GENERATE(as<std::string>{}, "", "latest", "sha256:abc", "sha512:" + std::string(128, 'a'));
-    auto r = evaluate(p, d, {sig_for(release, d)});
+    auto r = judge(p, d, {sig_for(release, d)});
     CHECK_FALSE(r.satisfied);
-    CHECK(r.reason_code == "UNSUPPORTED_DIGEST");
+    CHECK(refused(r, Unmet::unsupported_digest));
   }
 }
 
-TEST_CASE("evaluate: hash algorithm follows the key", "[policy][evaluate]") {
+TEST_CASE("judge: hash algorithm follows the key", "[policy][judge]") {
   KeyPair k384 = generate_key("P-384");
   Policy p = one_policy(key_policy_yaml(k384.public_pem()));
   REQUIRE(p.authorities[0].hash == crypto::HashAlgorithm::sha384);
-  CHECK(evaluate(p, kDigestA, {sig_for(k384, kDigestA, EVP_sha384())}).satisfied);
+  CHECK(judge(p, kDigestA, {sig_for(k384, kDigestA, EVP_sha384())}).satisfied);
   // Signed over sha256 but the authority uses sha384: must not verify.
-  CHECK_FALSE(evaluate(p, kDigestA, {sig_for(k384, kDigestA, EVP_sha256())}).satisfied);
+  CHECK_FALSE(judge(p, kDigestA, {sig_for(k384, kDigestA, EVP_sha256())}).satisfied);
 
   Policy p256 = one_policy(key_policy_yaml(k384.public_pem(), "      hashAlgorithm: sha256\n"));
   CHECK(p256.authorities[0].hash == crypto::HashAlgorithm::sha256);
-  CHECK(evaluate(p256, kDigestA, {sig_for(k384, kDigestA, EVP_sha256())}).satisfied);
-  CHECK_FALSE(evaluate(p256, kDigestA, {sig_for(k384, kDigestA, EVP_sha384())}).satisfied);
+  CHECK(judge(p256, kDigestA, {sig_for(k384, kDigestA, EVP_sha256())}).satisfied);
+  CHECK_FALSE(judge(p256, kDigestA, {sig_for(k384, kDigestA, EVP_sha384())}).satisfied);
 }
 
-TEST_CASE("evaluate: static authorities", "[policy][evaluate]") {
+TEST_CASE("judge: static authorities", "[policy][judge]") {
   KeyPair release = generate_key("P-256");
   const std::string head =
       "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: s}\n"
@@ -615,25 +623,25 @@ TEST_CASE("evaluate: static authorities", "[policy][evaluate]") {
       "  - name: k\n    key:\n      data: |\n" + indent(release.public_pem(), 8);
 
   Policy pass = one_policy(head + "  - {name: ok, static: {action: pass}}\n");
-  auto rp = evaluate(pass, kDigestA, std::vector<crypto::Signature>{});
+  auto rp = judge(pass, kDigestA, std::vector<crypto::Signature>{});
   CHECK(rp.satisfied);
   CHECK(rp.authority == "ok");
 
   Policy fail = one_policy(head + "  - {name: no, static: {action: fail, message: frozen}}\n");
-  auto rf = evaluate(fail, kDigestA, {sig_for(release, kDigestA)});
+  auto rf = judge(fail, kDigestA, {sig_for(release, kDigestA)});
   CHECK_FALSE(rf.satisfied);
-  CHECK(rf.reason_code == "STATIC_FAIL");
+  CHECK(refused(rf, Unmet::static_fail));
   CHECK(rf.message == "disallowed by static authority 'no': frozen");
 
   // policy-controller: any authority may satisfy the policy, a static fail only never passes.
   Policy mixed = one_policy(head + "  - {name: no, static: {action: fail}}\n" + key_auth);
-  CHECK(evaluate(mixed, kDigestA, {sig_for(release, kDigestA)}).satisfied);
-  auto rm = evaluate(mixed, kDigestA, std::vector<crypto::Signature>{});
+  CHECK(judge(mixed, kDigestA, {sig_for(release, kDigestA)}).satisfied);
+  auto rm = judge(mixed, kDigestA, std::vector<crypto::Signature>{});
   CHECK_FALSE(rm.satisfied);
-  CHECK(rm.reason_code == "STATIC_FAIL");
+  CHECK(refused(rm, Unmet::static_fail));
 }
 
-TEST_CASE("evaluate: second key authority may satisfy", "[policy][evaluate]") {
+TEST_CASE("judge: second key authority may satisfy", "[policy][judge]") {
   KeyPair a = generate_key("P-256");
   KeyPair b = generate_key("P-256");
   const std::string yaml =
@@ -643,11 +651,11 @@ TEST_CASE("evaluate: second key authority may satisfy", "[policy][evaluate]") {
       indent(a.public_pem(), 8) + "  - name: b\n    key:\n      data: |\n" +
       indent(b.public_pem(), 8);
   Policy p = one_policy(yaml);
-  auto r = evaluate(p, kDigestA, {sig_for(b, kDigestA)});
+  auto r = judge(p, kDigestA, {sig_for(b, kDigestA)});
   CHECK(r.satisfied);
   CHECK(r.authority == "b");
   KeyPair c = generate_key("P-256");
-  auto none = evaluate(p, kDigestA, {sig_for(c, kDigestA)});
+  auto none = judge(p, kDigestA, {sig_for(c, kDigestA)});
   CHECK(none.message == "1 signature found, it does not verify with key authorities 'a', 'b'");
 }
 
@@ -662,7 +670,7 @@ TEST_CASE("key_policy for sigil verify --key", "[policy]") {
   CHECK(p->globs[0].matches(ref("nginx")));
   REQUIRE(p->authorities.size() == 1);
   CHECK(p->authorities[0].hash == crypto::HashAlgorithm::sha384);
-  CHECK(evaluate(*p, kDigestA, {sig_for(k, kDigestA, EVP_sha384())}).satisfied);
+  CHECK(judge(*p, kDigestA, {sig_for(k, kDigestA, EVP_sha384())}).satisfied);
 
   auto bad = key_policy("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "k.pub");
   REQUIRE_FALSE(bad.ok());
@@ -697,17 +705,17 @@ TEST_CASE("spec.requireDigest: true or false, on both kinds of policy", "[policy
   }
 }
 
-TEST_CASE("evaluate: an unavailable policy fails every image it matches", "[policy][evaluate]") {
+TEST_CASE("judge: an unavailable policy fails every image it matches", "[policy][judge]") {
   auto ps = parse_policies(read_data("valid-key.yaml"), "k.yaml");
   REQUIRE(ps.ok());
   Policy p = ps->front();
   p.authorities.clear();
   p.unavailable = "spec.authorities[0].key.secretRef: the Secret s/k does not exist\n(twice)";
   for (const std::string& digest : {"sha256:" + std::string(64, 'a'), std::string("md5:x")}) {
-    auto r = evaluate(p, digest, Evidence{});
+    auto r = judge(p, digest, Evidence{});
     CHECK_FALSE(r.satisfied);
     CHECK(r.policy == "prod-images");
-    CHECK(r.reason_code == "POLICY_UNAVAILABLE");
+    CHECK(refused(r, Unmet::unavailable));
     // one line: outside text is made printable
     CHECK(r.message ==
           "the policy cannot be enforced yet: spec.authorities[0].key.secretRef: the "
@@ -717,8 +725,8 @@ TEST_CASE("evaluate: an unavailable policy fails every image it matches", "[poli
   Policy with_authority = ps->front();
   with_authority.unavailable = "why";
   CHECK_FALSE(PolicySet::needs_signatures({&with_authority}));
-  CHECK(evaluate(with_authority, "sha256:" + std::string(64, 'a'), Evidence{}).reason_code ==
-        "POLICY_UNAVAILABLE");
+  CHECK(refused(judge(with_authority, "sha256:" + std::string(64, 'a'), Evidence{}),
+                Unmet::unavailable));
   CHECK(PolicySet::needs_signatures({&ps->front()}));
 }
 

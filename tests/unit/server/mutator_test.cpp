@@ -74,23 +74,24 @@ struct FakeEngine {
       }
       if (image.find("nomatch") != std::string::npos) {
         v.outcome = Outcome::allowed;
-        v.reason_code = "NO_MATCHING_POLICY";
+        v.reason = sigil::verify::Reason::no_matching_policy;
         co_return v;
       }
       if (image.find("missing") != std::string::npos) {
         v.outcome = Outcome::denied;
-        v.reason_code = "IMAGE_NOT_FOUND";
+        v.reason = sigil::verify::Reason::image_not_found;
         co_return v;
       }
       if (image.find("sha512") != std::string::npos) {
         v.outcome = Outcome::denied;
-        v.reason_code = "INVALID_IMAGE";
+        v.reason = sigil::verify::Reason::invalid_image;
         v.digest = "sha512:" + std::string(128, 'a');
         co_return v;
       }
       v.digest = digest_of(image);
       v.outcome = image.find("unsigned") != std::string::npos ? Outcome::denied : Outcome::allowed;
-      if (v.outcome == Outcome::denied) v.reason_code = "NOT_SIGNED";
+      v.reason = v.outcome == Outcome::denied ? sigil::verify::Reason::not_signed
+                                              : sigil::verify::Reason::none;
       co_return v;
     };
   }

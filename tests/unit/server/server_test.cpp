@@ -91,8 +91,8 @@ TEST_CASE("server: deny names image and container path", "[server]") {
   CHECK(resp["allowed"] == false);
   CHECK(resp["uid"] == "u-2");
   CHECK(resp["status"]["message"] ==
-        "image 127.0.0.1:5000/test/bad:v1 (spec.containers[1] c1) denied by policy prod: no "
-        "signatures found");
+        "image 127.0.0.1:5000/test/bad:v1 (spec.containers[1] c1) (sha256:aaaaaaaaaaaa…) is not "
+        "admitted by policy prod: no signatures found");
 }
 
 TEST_CASE("server: warn is admitted with warnings; ConfigMap untouched", "[server]") {

@@ -205,8 +205,8 @@ asio::awaitable<verify::Verdict> FakeVerifier::operator()(std::string image, Dea
     auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) {
       v.outcome = verify::Outcome::denied;
-      v.reason_code = "TIMEOUT";
-      v.message = "image " + image + " verification cancelled";
+      v.reason = verify::Reason::timeout;
+      v.detail = "verification cancelled";
       co_return v;
     }
   } else if (image.find("slow") != std::string::npos) {
@@ -215,23 +215,27 @@ asio::awaitable<verify::Verdict> FakeVerifier::operator()(std::string image, Dea
   }
   if (image.find("bad") != std::string::npos) {
     v.outcome = verify::Outcome::denied;
-    v.reason_code = "NOT_SIGNED";
-    v.message = "image " + image + " denied by policy prod: no signatures found";
+    v.reason = verify::Reason::not_signed;
+    v.policy = "prod";
+    v.detail = "no signatures found";
   } else if (image.find("warn") != std::string::npos) {
     v.outcome = verify::Outcome::warned;
-    v.reason_code = "NOT_SIGNED";
-    v.message = "image " + image + " is not signed (policy audit is in warn mode)";
-    v.warnings.push_back("image " + image + " would be denied by policy audit: no signatures " +
-                         "found; this warning is long on purpose so that it must be shortened " +
-                         "before it reaches kubectl");
+    v.reason = verify::Reason::warn;
+    v.policy = "audit";
+    v.detail = "no signatures found";
+    v.warnings.push_back(verify::Finding{verify::Reason::not_signed, "audit", "",
+                                         "no signatures found; this warning is long on purpose "
+                                         "so that it must be shortened before it reaches kubectl",
+                                         true});
   } else if (image.find("good") != std::string::npos || image.find("slow") != std::string::npos ||
              image.find("stall") != std::string::npos ||
              image.find("stubborn") != std::string::npos) {
     v.outcome = verify::Outcome::allowed;
+    v.reason = verify::Reason::none;
+    v.policy = "prod";
   } else {
     v.outcome = verify::Outcome::denied;
-    v.reason_code = "NO_MATCHING_POLICY";
-    v.message = "image " + image + " matches no policy";
+    v.reason = verify::Reason::no_matching_policy;
   }
   co_return v;
 }

@@ -63,8 +63,8 @@ TEST_CASE("validator denies when any image is denied, naming image and path", "[
   CHECK(resp["allowed"] == false);
   const std::string msg = resp["status"]["message"];
   CHECK(msg ==
-        "image 127.0.0.1:5000/test/bad:v1 (spec.containers[1] c1) denied by policy prod: no "
-        "signatures found");
+        "image 127.0.0.1:5000/test/bad:v1 (spec.containers[1] c1) (sha256:aaaaaaaaaaaa…) is not "
+        "admitted by policy prod: no signatures found");
   CHECK(msg.find("good") == std::string::npos);
 }
 
@@ -74,9 +74,10 @@ TEST_CASE("validator joins several denials with '; '", "[validator]") {
   auto resp = response_of(run(v, pod_with_images({"r/bad:1", "r/unknown:2"})));
   CHECK(resp["allowed"] == false);
   const std::string msg = resp["status"]["message"];
-  CHECK(msg.find("image r/bad:1 (spec.containers[0] c0) denied by policy prod") == 0);
-  CHECK(msg.find("; image r/unknown:2 (spec.containers[1] c1) matches no policy") !=
-        std::string::npos);
+  CHECK(msg.find("image r/bad:1 (spec.containers[0] c0) (sha256:aaaaaaaaaaaa…) is not admitted "
+                 "by policy prod") == 0);
+  CHECK(msg.find("; image r/unknown:2 (spec.containers[1] c1) matches no ClusterImagePolicy, "
+                 "and images without a policy are denied") != std::string::npos);
 }
 
 TEST_CASE("a warned image is admitted with short warnings", "[validator]") {
@@ -147,7 +148,8 @@ TEST_CASE("every fixture kind that carries images is verified", "[validator]") {
   auto resp = response_of(run(v, read_fixture(name)));
   CHECK(resp["allowed"] == false);
   CHECK(fake.calls >= 1);
-  CHECK(std::string(resp["status"]["message"]).find("matches no policy") != std::string::npos);
+  CHECK(std::string(resp["status"]["message"]).find("matches no ClusterImagePolicy") !=
+        std::string::npos);
 }
 
 TEST_CASE("malformed reviews get 400 naming the problem", "[validator]") {
@@ -243,11 +245,9 @@ struct DenyAll {
     return [this](std::string image, const sigil::verify::Context&,
                   sigil::server::Deadline) -> boost::asio::awaitable<sigil::verify::Verdict> {
       ++calls;
-      sigil::verify::Verdict v;
-      v.outcome = sigil::verify::Outcome::denied;
-      v.image = image;
-      v.reason_code = "NOT_SIGNED";
-      v.message = "image " + image + " is not admitted by policy p: no signatures found";
+      sigil::verify::Verdict v =
+          sigil::verify::denial(image, sigil::verify::Reason::not_signed, "no signatures found");
+      v.policy = "p";
       co_return v;
     };
   }

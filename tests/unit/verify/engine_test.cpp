@@ -221,7 +221,7 @@ TEST_CASE("a key-signed image is admitted, tag resolved to the signed digest") {
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
   CHECK(v.outcome == verify::Outcome::allowed);
   CHECK(v.digest == f.digest);
-  CHECK(v.message.find("team-images") != std::string::npos);
+  CHECK(verify::message(v).find("team-images") != std::string::npos);
   // HEAD + .sig manifest + payload blob, and the referrers tag schema (this fake registry has
   // no referrers API) looked at at the same time for sigstore bundles
   CHECK(f.reg.calls == 4);
@@ -232,9 +232,9 @@ TEST_CASE("an unsigned image is denied with NOT_SIGNED naming image and policy")
   verify::Engine engine(f.reg, f.clock);
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
   CHECK(v.outcome == verify::Outcome::denied);
-  CHECK(v.reason_code == "NOT_SIGNED");
-  CHECK(v.message.find("reg.test/team/app:v1") != std::string::npos);
-  CHECK(v.message.find("team-images") != std::string::npos);
+  CHECK(v.reason == verify::Reason::not_signed);
+  CHECK(verify::message(v).find("reg.test/team/app:v1") != std::string::npos);
+  CHECK(verify::message(v).find("team-images") != std::string::npos);
 }
 
 TEST_CASE("a signature by an untrusted key is denied") {
@@ -244,7 +244,7 @@ TEST_CASE("a signature by an untrusted key is denied") {
   verify::Engine engine(f.reg, f.clock);
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
   CHECK(v.outcome == verify::Outcome::denied);
-  CHECK(v.reason_code != "NOT_SIGNED");
+  CHECK(v.reason != verify::Reason::not_signed);
 }
 
 TEST_CASE("a signature copied from another image is denied") {
@@ -257,7 +257,7 @@ TEST_CASE("a signature copied from another image is denied") {
   verify::Engine engine(f.reg, f.clock);
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
   CHECK(v.outcome == verify::Outcome::denied);
-  CHECK(v.reason_code == "DIGEST_MISMATCH");
+  CHECK(v.reason == verify::Reason::digest_mismatch);
 }
 
 TEST_CASE("a tag moved to an unsigned digest after signing is denied") {
@@ -313,7 +313,7 @@ TEST_CASE("registry failures deny and are not cached") {
   f.reg.fail_unavailable = true;
   auto v = run(engine, "reg.test/team/app:v1", policies);
   CHECK(v.outcome == verify::Outcome::denied);
-  CHECK(v.reason_code == "REGISTRY_UNAVAILABLE");
+  CHECK(v.reason == verify::Reason::registry_unavailable);
   f.reg.fail_unavailable = false;
   CHECK(run(engine, "reg.test/team/app:v1", policies).outcome == verify::Outcome::allowed);
 }
@@ -324,7 +324,7 @@ TEST_CASE("warn mode admits with a warning") {
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem, "warn"));
   CHECK(v.outcome == verify::Outcome::warned);
   REQUIRE_FALSE(v.warnings.empty());
-  CHECK(v.warnings[0].find("team-images") != std::string::npos);
+  CHECK(verify::warning_lines(v)[0].find("team-images") != std::string::npos);
 }
 
 TEST_CASE("an image no policy matches follows no-match-policy") {
@@ -332,7 +332,7 @@ TEST_CASE("an image no policy matches follows no-match-policy") {
   verify::Engine engine(f.reg, f.clock);
   auto deny = run(engine, "other.test/x:1", policies_for(f.key.pub_pem));
   CHECK(deny.outcome == verify::Outcome::denied);
-  CHECK(deny.reason_code == "NO_MATCHING_POLICY");
+  CHECK(deny.reason == verify::Reason::no_matching_policy);
   CHECK(
       run(engine, "other.test/x:1", policies_for(f.key.pub_pem, "enforce", policy::NoMatch::allow))
           .outcome == verify::Outcome::allowed);
@@ -346,7 +346,7 @@ TEST_CASE("an invalid reference is denied, not crashed on") {
   verify::Engine engine(f.reg, f.clock);
   auto v = run(engine, "Reg.test/UPPER/..bad", policies_for(f.key.pub_pem));
   CHECK(v.outcome == verify::Outcome::denied);
-  CHECK(v.reason_code == "INVALID_IMAGE");
+  CHECK(v.reason == verify::Reason::invalid_image);
 }
 
 TEST_CASE("identical concurrent verifications are coalesced") {
@@ -390,7 +390,7 @@ TEST_CASE("a verification that outlives its deadline is denied with TIMEOUT for 
   CHECK(leader.get().outcome == verify::Outcome::allowed);
   auto w = waiter.get();
   CHECK(w.outcome == verify::Outcome::denied);
-  CHECK(w.reason_code == "TIMEOUT");
+  CHECK(w.reason == verify::Reason::timeout);
 }
 
 TEST_CASE("a registry failure under warn-mode policies only warns, and is not cached") {
@@ -401,7 +401,7 @@ TEST_CASE("a registry failure under warn-mode policies only warns, and is not ca
   f.reg.fail_unavailable = true;
   auto v = run(engine, "reg.test/team/app:v1", warn_only);
   CHECK(v.outcome == verify::Outcome::warned);
-  CHECK(v.reason_code == "REGISTRY_UNAVAILABLE");
+  CHECK(v.reason == verify::Reason::registry_unavailable);
   REQUIRE_FALSE(v.warnings.empty());
   // An enforcing policy still fails closed.
   auto enforce = policies_for(f.key.pub_pem);
@@ -420,7 +420,7 @@ TEST_CASE("a tag that resolves to a non-sha256 digest is denied, never verified"
   verify::Engine engine(f.reg, f.clock);
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
   CHECK(v.outcome == verify::Outcome::denied);
-  CHECK(v.reason_code == "INVALID_IMAGE");
+  CHECK(v.reason == verify::Reason::invalid_image);
   CHECK(f.reg.calls == 1);  // the HEAD only; no signature fetched
 }
 
@@ -471,8 +471,8 @@ TEST_CASE("an ImagePolicy adds requirements in its namespace only") {
   CHECK(elsewhere.outcome == verify::Outcome::allowed);
   auto in_team = run(engine, "reg.test/team/app:v1", set, 5s, in_ns("team-a"));
   CHECK(in_team.outcome == verify::Outcome::denied);
-  CHECK(in_team.reason_code == "NOT_SIGNED");
-  CHECK(in_team.message.find("team-a/signed") != std::string::npos);
+  CHECK(in_team.reason == verify::Reason::not_signed);
+  CHECK(verify::message(in_team).find("team-a/signed") != std::string::npos);
   // The cached team-b verdict was not reused for team-a (and the reverse).
   CHECK(run(engine, "reg.test/team/app:v1", set, 5s, in_ns("team-b")).outcome ==
         verify::Outcome::allowed);
@@ -491,7 +491,7 @@ TEST_CASE("an ImagePolicy never stands in for a missing ClusterImagePolicy") {
   auto deny_set = with_image_policy(f.key.pub_pem, "other.test/**", policy::NoMatch::deny);
   auto v = run(engine, "reg.test/team/app:v1", deny_set, 5s, in_ns("team-a"));
   CHECK(v.outcome == verify::Outcome::denied);
-  CHECK(v.reason_code == "NO_MATCHING_POLICY");
+  CHECK(v.reason == verify::Reason::no_matching_policy);
   // With no-match allow, the namespace policy still applies (it adds requirements).
   auto allow_set = with_image_policy(f.key.pub_pem, "other.test/**", policy::NoMatch::allow);
   CHECK(run(engine, "reg.test/team/app:v1", allow_set, 5s, in_ns("team-a")).outcome ==
@@ -499,7 +499,7 @@ TEST_CASE("an ImagePolicy never stands in for a missing ClusterImagePolicy") {
   f.reg.tags["team/unsigned:v1"] = fake_digest('d');
   auto unsigned_v = run(engine, "reg.test/team/unsigned:v1", allow_set, 5s, in_ns("team-a"));
   CHECK(unsigned_v.outcome == verify::Outcome::denied);
-  CHECK(unsigned_v.reason_code == "NOT_SIGNED");
+  CHECK(unsigned_v.reason == verify::Reason::not_signed);
 }
 
 TEST_CASE("the pod's pull credentials reach every registry call") {
@@ -541,7 +541,7 @@ TEST_CASE("an authority's source: signatures from another repository, with its p
   auto sourced = parse(
       "      source: [{oci: reg.test/signatures, signaturePullSecrets: [{name: sig-pull}]}]\n", 2);
   verify::Engine engine(f.reg, f.clock);
-  CHECK(run(engine, "reg.test/team/app:v1", own).reason_code == "NOT_SIGNED");
+  CHECK(run(engine, "reg.test/team/app:v1", own).reason == verify::Reason::not_signed);
 
   auto sig_creds = std::make_shared<registry::DockerConfig>();
   sig_creds->auths["reg.test"] = registry::Credential{"sig-reader", "pw", ""};
@@ -624,8 +624,8 @@ TEST_CASE("a verdict is never shared between tags that match different policies"
     CHECK(run(engine, "reg.test/team/app:dev", f.set).outcome == verify::Outcome::allowed);
     auto prod = run(engine, "reg.test/team/app:prod", f.set);
     CHECK(prod.outcome == verify::Outcome::denied);
-    CHECK(prod.message.find("policy release") != std::string::npos);
-    CHECK(prod.message.find("reg.test/team/app:prod") != std::string::npos);
+    CHECK(verify::message(prod).find("policy release") != std::string::npos);
+    CHECK(verify::message(prod).find("reg.test/team/app:prod") != std::string::npos);
     auto pinned = run(engine, "reg.test/team/app:prod@" + f.digest, f.set);
     CHECK(pinned.outcome == verify::Outcome::denied);
   }
@@ -652,7 +652,7 @@ TEST_CASE("a verdict is never shared between tags that match different policies"
     CHECK(prod.get().outcome == verify::Outcome::denied);
     auto second = dev2.get();
     CHECK(second.outcome == verify::Outcome::allowed);
-    CHECK(second.message.find("reg.test/team/app:dev") != std::string::npos);
+    CHECK(verify::message(second).find("reg.test/team/app:dev") != std::string::npos);
   }
 }
 
@@ -664,9 +664,9 @@ TEST_CASE("a coalesced or cached verdict names the image the request asked about
   auto b = run(engine, "reg.test/team/app:prod", policies);
   REQUIRE(b.cached);
   CHECK(b.image == "reg.test/team/app:prod");
-  CHECK(b.message.find("reg.test/team/app:prod") != std::string::npos);
-  CHECK(b.message.find("app:dev") == std::string::npos);
-  CHECK(a.reason_code == b.reason_code);
+  CHECK(verify::message(b).find("reg.test/team/app:prod") != std::string::npos);
+  CHECK(verify::message(b).find("app:dev") == std::string::npos);
+  CHECK(a.reason == b.reason);
 }
 
 TEST_CASE("an answer read without the pod's credentials is never reused with them") {
@@ -678,8 +678,8 @@ TEST_CASE("an answer read without the pod's credentials is never reused with the
   auto policies = policies_for(f.key.pub_pem);
   SECTION("anonymous first") {
     verify::Engine engine(f.reg, f.clock);
-    CHECK(run(engine, "reg.test/team/app:v1", policies, 5s, in_ns("a")).reason_code ==
-          "NOT_SIGNED");
+    CHECK(run(engine, "reg.test/team/app:v1", policies, 5s, in_ns("a")).reason ==
+          verify::Reason::not_signed);
     auto with = run(engine, "reg.test/team/app:v1", policies, 5s, in_ns("a", creds, "a|pull"));
     CHECK(with.outcome == verify::Outcome::allowed);
     CHECK_FALSE(with.cached);
@@ -705,26 +705,26 @@ TEST_CASE("a denial withholds what sigil read with credentials the pod does not 
     verify::Engine engine(f.reg, f.clock);
     auto v = run(engine, "reg.test/team/app:v1", policies);
     CHECK(v.outcome == verify::Outcome::denied);
-    CHECK(v.reason_code == "BAD_SIGNATURE");
-    CHECK(v.message.find(shown) == std::string::npos);
-    CHECK(v.message.find(f.digest.substr(7, 12)) == std::string::npos);
-    CHECK(v.message.find("withheld") != std::string::npos);
-    CHECK(v.message.find("policy team-images") != std::string::npos);
+    CHECK(v.reason == verify::Reason::bad_signature);
+    CHECK(verify::message(v).find(shown) == std::string::npos);
+    CHECK(verify::message(v).find(f.digest.substr(7, 12)) == std::string::npos);
+    CHECK(verify::message(v).find("withheld") != std::string::npos);
+    CHECK(verify::message(v).find("policy team-images") != std::string::npos);
   }
   SECTION("the pod's own credentials: everything is said") {
     verify::Engine engine(f.reg, f.clock);
     auto creds = std::make_shared<registry::DockerConfig>();
     creds->auths["reg.test"] = registry::Credential{"pod-user", "pod-pass", ""};
     auto v = run(engine, "reg.test/team/app:v1", policies, 5s, in_ns("a", creds, "a|pull"));
-    CHECK(v.message.find(shown) != std::string::npos);
+    CHECK(verify::message(v).find(shown) != std::string::npos);
   }
   SECTION("revealed when configured") {
     verify::EngineOptions o;
     o.reveal_private_details = true;
     verify::Engine engine(f.reg, f.clock, o);
     auto v = run(engine, "reg.test/team/app:v1", policies);
-    CHECK(v.message.find(shown) != std::string::npos);
-    CHECK(v.message.find("withheld") == std::string::npos);
+    CHECK(verify::message(v).find(shown) != std::string::npos);
+    CHECK(verify::message(v).find("withheld") == std::string::npos);
   }
 }
 
@@ -734,10 +734,10 @@ TEST_CASE("a registry failure is named by kind, never by its raw error") {
   f.reg.fail_message = "cannot connect to 10.1.2.3:5000: Connection refused";
   verify::Engine engine(f.reg, f.clock);
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
-  CHECK(v.reason_code == "REGISTRY_UNAVAILABLE");
-  CHECK(v.message.find("Connection refused") == std::string::npos);
-  CHECK(v.message.find("10.1.2.3") == std::string::npos);
-  CHECK(v.message.find("registry reg.test") != std::string::npos);
+  CHECK(v.reason == verify::Reason::registry_unavailable);
+  CHECK(verify::message(v).find("Connection refused") == std::string::npos);
+  CHECK(verify::message(v).find("10.1.2.3") == std::string::npos);
+  CHECK(verify::message(v).find("registry reg.test") != std::string::npos);
 }
 
 TEST_CASE("a blob listed many times is read once") {
@@ -768,8 +768,8 @@ TEST_CASE("past the admission's byte budget the image is denied, and it is not c
   verify::Engine engine(f.reg, f.clock);
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
   CHECK(v.outcome == verify::Outcome::denied);
-  CHECK(v.reason_code == "BUDGET_EXCEEDED");
-  CHECK(v.message.find("budget") != std::string::npos);
+  CHECK(v.reason == verify::Reason::budget_exceeded);
+  CHECK(verify::message(v).find("budget") != std::string::npos);
   const auto before = f.reg.calls.load();
   auto again = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
   CHECK_FALSE(again.cached);
@@ -786,8 +786,8 @@ TEST_CASE("past the process byte budget every image is denied, then admitted whe
   REQUIRE(hog->try_take(1));  // someone else holds a byte
   verify::Context ctx;
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem), 5s, ctx);
-  CHECK(v.reason_code == "BUDGET_EXCEEDED");
-  CHECK(v.message.find("process budget") != std::string::npos);
+  CHECK(v.reason == verify::Reason::budget_exceeded);
+  CHECK(verify::message(v).find("process budget") != std::string::npos);
   hog->give(1);
   CHECK(run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).outcome ==
         verify::Outcome::allowed);
@@ -798,14 +798,14 @@ TEST_CASE("'not signed' learnt from an ambiguous referrers answer is not cached"
   f.reg.referrers = Errc::not_found;  // NAME_UNKNOWN: the registry may well have the API
   verify::Engine engine(f.reg, f.clock);
   auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
-  CHECK(v.reason_code == "NOT_SIGNED");
+  CHECK(v.reason == verify::Reason::not_signed);
   auto again = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
   CHECK_FALSE(again.cached);
   // A registry that plainly has no referrers API gives a definitive answer, remembered.
   f.reg.referrers = Errc::unsupported;
   verify::Engine other(f.reg, f.clock);
-  CHECK(run(other, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).reason_code ==
-        "NOT_SIGNED");
+  CHECK(run(other, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).reason ==
+        verify::Reason::not_signed);
   CHECK(run(other, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).cached);
 }
 
@@ -851,14 +851,14 @@ TEST_CASE("requireDigest denies a tag-only reference before asking any registry"
 
   auto tag = run(engine, "reg.test/team/app:v1", set);
   CHECK(tag.outcome == verify::Outcome::denied);
-  CHECK(tag.reason_code == "DIGEST_REQUIRED");
-  CHECK(tag.message ==
+  CHECK(tag.reason == verify::Reason::digest_required);
+  CHECK(verify::message(tag) ==
         "image reg.test/team/app:v1 is referenced by tag; policy team-images requires a digest "
         "(reg.test/team/app:v1@sha256:...)");
   CHECK(tag.digest.empty());
   CHECK(f.reg.calls == 0);
   // An implied :latest is a tag too.
-  CHECK(run(engine, "reg.test/team/app", set).reason_code == "DIGEST_REQUIRED");
+  CHECK(run(engine, "reg.test/team/app", set).reason == verify::Reason::digest_required);
   CHECK(f.reg.calls == 0);
 
   // By digest, with or without the tag: verified as usual.
@@ -879,8 +879,8 @@ TEST_CASE("requireDigest in warn mode warns, verifies the digest, and caches no 
   CHECK(tag.image == "reg.test/team/app:v1");
   CHECK(tag.digest == f.digest);
   REQUIRE(tag.warnings.size() == 1);
-  CHECK(tag.warnings[0].find("is referenced by tag; policy team-images requires a digest") !=
-        std::string::npos);
+  CHECK(verify::warning_lines(tag)[0].find(
+            "is referenced by tag; policy team-images requires a digest") != std::string::npos);
   // The signed digest, by digest: admitted, and the tag's warning was not cached with it.
   auto pinned = run(engine, "reg.test/team/app:v1@" + f.digest, set);
   CHECK(pinned.outcome == verify::Outcome::allowed);
@@ -904,10 +904,10 @@ TEST_CASE("a verdict carries a digest only when a policy matched and the tag res
   CHECK(unmatched.digest.empty());
   CHECK(f.reg.calls == 0);
   auto missing = run(engine, "reg.test/team/nothing:v1", allow);
-  CHECK(missing.reason_code == "IMAGE_NOT_FOUND");
+  CHECK(missing.reason == verify::Reason::image_not_found);
   CHECK(missing.digest.empty());
   auto matched = run(engine, "reg.test/team/app:v1", allow);
-  CHECK(matched.reason_code == "NOT_SIGNED");
+  CHECK(matched.reason == verify::Reason::not_signed);
   CHECK(matched.digest == f.digest);
 }
 
@@ -927,9 +927,8 @@ TEST_CASE("a policy that cannot be compiled denies what it matches, and is never
     for (int i = 0; i < 2; ++i) {
       const uint64_t calls = f.reg.calls;
       auto v = run(engine, pinned, set);
-      // A denial is never cached. (A warning is, like every warned verdict, for this policy
-      // set generation only: the set that has the policy compiled is a new generation.)
-      if (mode[0] == 'e') CHECK_FALSE(v.cached);
+      // Never cached, neither the denial nor the warning a warn-mode policy turns it into.
+      CHECK_FALSE(v.cached);
       CHECK(f.reg.calls == calls);  // no signatures fetched for a policy that cannot judge them
       const std::string line =
           "is not admitted by policy team-images: the policy cannot be "
@@ -937,12 +936,12 @@ TEST_CASE("a policy that cannot be compiled denies what it matches, and is never
           "does not exist";
       if (mode[0] == 'e') {
         CHECK(v.outcome == verify::Outcome::denied);
-        CHECK(v.reason_code == "POLICY_UNAVAILABLE");
-        CHECK(v.message.find(line) != std::string::npos);
+        CHECK(v.reason == verify::Reason::policy_unavailable);
+        CHECK(verify::message(v).find(line) != std::string::npos);
       } else {
         CHECK(v.outcome == verify::Outcome::warned);
         REQUIRE_FALSE(v.warnings.empty());
-        CHECK(v.warnings[0].find(line) != std::string::npos);
+        CHECK(verify::warning_lines(v)[0].find(line) != std::string::npos);
       }
     }
   }

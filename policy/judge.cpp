@@ -1,4 +1,4 @@
-// policy/evaluate.cpp: an image's signatures against one policy's authorities.
+// policy/judge.cpp: an image's signatures against one policy's authorities (policy::judge).
 //
 // Every signature (legacy .sig layer or bundle) is verified by crypto::verify_entity with the
 // authority's requirements; a keyless signature that verifies must also come from one of the
@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -23,57 +24,54 @@ const char* kind_word(const Authority& a) {
   return a.kind == Authority::Kind::keyless ? "keyless" : "key";
 }
 
-// How far a failure got, highest first; the most informative failure wins the denial.
-int rank(std::string_view code) {
-  static constexpr std::pair<std::string_view, int> kRanks[] = {
-      {"DIGEST_MISMATCH", 100},      {"IDENTITY_MISMATCH", 90},     {"WRONG_TYPE", 80},
-      {"SCT_INVALID", 70},           {"TLOG_INVALID", 60},          {"TIMESTAMP_INVALID", 55},
-      {"NO_SIGNING_TIME", 50},       {"UNTRUSTED_CERTIFICATE", 40}, {"BAD_SIGNATURE", 30},
-      {"UNSUPPORTED_SIGNATURE", 20}, {"MALFORMED_SIGNATURE", 10},
-  };
-  for (auto [c, r] : kRanks) {
-    if (c == code) return r;
+// One refusal a signature earned: a crypto failure, or a proved signer no authority accepts.
+struct Refusal {
+  Unmet unmet = Unmet::signature;  // signature or identity_mismatch
+  crypto::Failure failure = crypto::Failure::bad_signature;
+};
+
+// How far a signature got through the checks, highest first: the most informative refusal wins
+// the policy's denial. A proved signer the authority does not accept ranks just below a
+// signature that binds another digest (the signer is wrong whatever it signed).
+int progress(const Refusal& r) {
+  if (r.unmet == Unmet::identity_mismatch) return 90;
+  switch (r.failure) {
+    case crypto::Failure::digest_mismatch:
+      return 100;
+    case crypto::Failure::wrong_type:
+      return 80;
+    case crypto::Failure::sct:
+      return 70;
+    case crypto::Failure::tlog:
+      return 60;
+    case crypto::Failure::timestamp:
+      return 55;
+    case crypto::Failure::no_signing_time:
+      return 50;
+    case crypto::Failure::untrusted_certificate:
+      return 40;
+    case crypto::Failure::bad_signature:
+      return 30;
+    case crypto::Failure::unsupported:
+      return 20;
+    case crypto::Failure::malformed:
+      return 10;
+    case crypto::Failure::none:
+      return 0;
   }
   return 0;
 }
 
-std::string reason_for(crypto::Failure f) {
-  switch (f) {
-    case crypto::Failure::digest_mismatch:
-      return "DIGEST_MISMATCH";
-    case crypto::Failure::wrong_type:
-      return "WRONG_TYPE";
-    case crypto::Failure::sct:
-      return "SCT_INVALID";
-    case crypto::Failure::tlog:
-      return "TLOG_INVALID";
-    case crypto::Failure::timestamp:
-      return "TIMESTAMP_INVALID";
-    case crypto::Failure::no_signing_time:
-      return "NO_SIGNING_TIME";
-    case crypto::Failure::untrusted_certificate:
-      return "UNTRUSTED_CERTIFICATE";
-    case crypto::Failure::unsupported:
-      return "UNSUPPORTED_SIGNATURE";
-    case crypto::Failure::malformed:
-      return "MALFORMED_SIGNATURE";
-    case crypto::Failure::bad_signature:
-    case crypto::Failure::none:
-      break;
-  }
-  return "BAD_SIGNATURE";
-}
-
 struct Best {
   int rank = -1;
-  std::string code;
+  std::optional<Refusal> refusal;
   std::string message;
   std::string authority;
-  void offer(std::string c, std::string m, const std::string& auth) {
-    int r = policy::rank(c);
-    if (r > rank) {
-      rank = r;
-      code = std::move(c);
+  void offer(Refusal r, std::string m, const std::string& auth) {
+    const int p = progress(r);
+    if (p > rank) {
+      rank = p;
+      refusal = r;
       message = std::move(m);
       authority = auth;
     }
@@ -150,19 +148,18 @@ crypto::Requirements requirements_for(const Authority& a) {
   return req;
 }
 
-PolicyResult evaluate(const Policy& policy, std::string_view digest, const Evidence& evidence) {
-  return evaluate(policy, digest, [&evidence](const Authority&) { return &evidence; });
+PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence& evidence) {
+  return judge(policy, digest, [&evidence](const Authority&) { return &evidence; });
 }
 
-PolicyResult evaluate(const Policy& policy, std::string_view digest,
-                      const EvidenceFor& evidence_for) {
+PolicyResult judge(const Policy& policy, std::string_view digest, const EvidenceFor& evidence_for) {
   PolicyResult r;
   r.policy = policy.name;
   try {
     if (policy.unavailable) {
       // A policy that could not be compiled denies what it matches; it never drops out. Like
       // every message here it follows "... is not admitted by policy <name>: ".
-      r.reason_code = "POLICY_UNAVAILABLE";
+      r.unmet = Unmet::unavailable;
       r.message = "the policy cannot be enforced yet: " + printable(*policy.unavailable, 400);
       return r;
     }
@@ -176,6 +173,7 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
     for (const auto& a : policy.authorities) {
       if (a.kind == Authority::Kind::static_pass) {
         r.satisfied = true;
+        r.unmet = Unmet::none;
         r.authority = a.name;
         return r;
       }
@@ -186,8 +184,8 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
       checking.push_back(&a);
       if (!digest_ok) continue;
       if (!a.linked) {
-        best.offer("MALFORMED_SIGNATURE", "authority '" + a.name + "' has no trust material",
-                   a.name);
+        best.offer({Unmet::signature, crypto::Failure::malformed},
+                   "authority '" + a.name + "' has no trust material", a.name);
         continue;
       }
       const crypto::Requirements req = requirements_for(a);
@@ -216,7 +214,7 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
             std::string accepts;
             for (const auto& id : a.identities)
               accepts += (accepts.empty() ? "" : "; ") + id.describe();
-            best.offer("IDENTITY_MISMATCH",
+            best.offer({Unmet::identity_mismatch, crypto::Failure::none},
                        "signed by " + printable(first_san(v.identity)) + " (issuer " +
                            printable(v.identity.issuer.empty() ? "none" : v.identity.issuer) +
                            "), which keyless authority '" + a.name + "' does not accept (" +
@@ -227,10 +225,10 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
         }
         if (v.ok) {
           r.satisfied = true;
+          r.unmet = Unmet::none;
           r.authority = a.name;
           return r;
         }
-        std::string code = reason_for(v.failure);
         std::string msg;
         if (v.failure == crypto::Failure::wrong_type) {
           msg = "signature verified with " + std::string(kind_word(a)) + " authority '" + a.name +
@@ -246,7 +244,7 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
           msg = printable(v.message, 300) + " (" + e.source + ", " + kind_word(a) + " authority '" +
                 a.name + "')";
         }
-        best.offer(code, msg, a.name);
+        best.offer({Unmet::signature, v.failure}, msg, a.name);
       }
       considered = std::max(considered, seen_here);
     }
@@ -275,45 +273,51 @@ PolicyResult evaluate(const Policy& policy, std::string_view digest,
     };
 
     if (static_fail != nullptr) {
-      r.reason_code = "STATIC_FAIL";
+      r.unmet = Unmet::static_fail;
       r.authority = static_fail->name;
       r.message = "disallowed by static authority '" + static_fail->name + "'";
       if (!static_fail->static_message.empty()) r.message += ": " + static_fail->static_message;
     } else if (!checking.empty() && !digest_ok) {
-      r.reason_code = "UNSUPPORTED_DIGEST";
+      r.unmet = Unmet::unsupported_digest;
       r.message = "digest \"" + short_digest(digest) + "\" is not a sha256 digest; " +
                   quoted_names() + " cannot be checked";
     } else if (checking.empty()) {
       // Unreachable for parsed policies (every authority is key, keyless or static).
-      r.reason_code = "NO_AUTHORITY";
+      r.unmet = Unmet::no_authority;
       r.message = "policy has no authority that can pass";
     } else if (considered == 0) {
-      r.reason_code = "NOT_SIGNED";
+      r.unmet = Unmet::not_signed;
       r.message = "no signatures found (" + quoted_names() + ")" + unreadable_note();
-    } else if (best.code == "BAD_SIGNATURE" && best.message.empty()) {
-      r.reason_code = "BAD_SIGNATURE";
+    } else if (best.refusal && best.refusal->unmet == Unmet::signature &&
+               best.refusal->failure == crypto::Failure::bad_signature && best.message.empty()) {
+      r.unmet = Unmet::signature;
+      r.signature_failure = crypto::Failure::bad_signature;
       r.message = std::to_string(considered) +
                   (considered == 1 ? " signature found, it does not verify with "
                                    : " signatures found, none verifies with ") +
                   quoted_names() + unreadable_note();
     } else {
-      // WRONG_TYPE only ranks: to people it is a bad signature (the payload is not ours).
-      r.reason_code = best.code.empty() || best.code == "WRONG_TYPE" ? "BAD_SIGNATURE" : best.code;
+      r.unmet = best.refusal ? best.refusal->unmet : Unmet::signature;
+      r.signature_failure = best.refusal ? best.refusal->failure : crypto::Failure::bad_signature;
+      // A failure that names none (a bug below) is still a bad signature, never a pass.
+      if (r.unmet == Unmet::signature && r.signature_failure == crypto::Failure::none) {
+        r.signature_failure = crypto::Failure::bad_signature;
+      }
       r.authority = best.authority;
       r.message =
           best.message.empty() ? "no signature verifies (" + quoted_names() + ")" : best.message;
     }
   } catch (...) {
     r.satisfied = false;
-    r.reason_code = "INTERNAL";
+    r.unmet = Unmet::internal;
     r.message = "internal error while evaluating policy";
   }
   return r;
 }
 
-PolicyResult evaluate(const Policy& policy, std::string_view digest,
-                      const std::vector<crypto::Signature>& signatures) {
-  return evaluate(policy, digest, evidence_from_legacy(signatures));
+PolicyResult judge(const Policy& policy, std::string_view digest,
+                   const std::vector<crypto::Signature>& signatures) {
+  return judge(policy, digest, evidence_from_legacy(signatures));
 }
 
 }  // namespace sigil::policy

@@ -1,0 +1,50 @@
+// app/webhook.cpp: see webhook.hpp.
+#include "app/webhook.hpp"
+
+#include <utility>
+
+#include "app/cluster.hpp"
+
+namespace sigil::app {
+
+namespace asio = boost::asio;
+
+Webhook::Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolicies* cluster)
+    : engine_(engine),
+      store_(store),
+      cluster_(cluster),
+      validator_(
+          [this](std::string image, const verify::Context& context, Deadline deadline) {
+            return verify_image(std::move(image), context, deadline);
+          },
+          [this](const admission::Request& request, Deadline deadline) {
+            return admission_context(request, deadline);
+          }),
+      mutator_(
+          [this](std::string image, const verify::Context& context, Deadline deadline) {
+            return verify_image(std::move(image), context, deadline);
+          },
+          [this](const admission::Request& request, Deadline deadline) {
+            return admission_context(request, deadline);
+          }) {}
+
+asio::awaitable<verify::Verdict> Webhook::verify_image(std::string image,
+                                                       const verify::Context& context,
+                                                       Deadline deadline) const {
+  // Not a coroutine: the engine's coroutine owns its copies of everything.
+  return engine_.verify(std::move(image), store_.get(), deadline, context);
+}
+
+asio::awaitable<verify::Context> Webhook::admission_context(const admission::Request& request,
+                                                            Deadline deadline) const {
+  verify::Context context;
+  if (cluster_ != nullptr) {
+    context = co_await cluster_->context_for(request, deadline);
+  } else {
+    context.namespace_ = request.namespace_;
+  }
+  context.budget = engine_.admission_budget();
+  co_return context;
+}
+
+}  // namespace sigil::app
