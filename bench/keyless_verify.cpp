@@ -26,7 +26,7 @@
 #include "common/encoding.hpp"
 #include "crypto/dsse.hpp"
 #include "crypto/sigstore.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 #include "rekor_fixture.hpp"
 
 using namespace sigil;

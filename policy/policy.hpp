@@ -34,7 +34,7 @@ enum class Mode { enforce, warn };
 enum class NoMatch { deny, warn, allow };
 Result<NoMatch> parse_no_match(std::string_view s);  // "deny" | "warn" | "allow"
 
-// A compiled image glob with policy-controller semantics (see policy.cpp for the full rules):
+// A compiled image glob with policy-controller semantics (see glob.cpp for the full rules):
 // `*` matches within one path component (no `/`), `**` across components, `?` one character
 // other than `/`, everything else literally; the glob must match a whole candidate string.
 // The candidates for an image are its repository name and that name with its tag and/or

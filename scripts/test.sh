@@ -31,7 +31,7 @@ if [ "${SIGIL_QUICK:-0}" != 1 ]; then
   echo "== libFuzzer targets (clang), 20 s each"
   cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
     -DCMAKE_CXX_COMPILER=clang++ -DSIGIL_FUZZ=ON >/dev/null
-  ninja -C build-fuzz -j"$JOBS" $(ninja -C build-fuzz -t targets all | grep -o '^fuzz_[a-z_]*' | sort -u)
+  ninja -C build-fuzz -j"$JOBS" $(ninja -C build-fuzz -t targets all | grep -o '^fuzz_[a-z0-9_]*' | sort -u)
   for f in build-fuzz/fuzz_*; do
     name=$(basename "$f"); name=${name#fuzz_}
     mkdir -p "build-fuzz/corpus-$name"

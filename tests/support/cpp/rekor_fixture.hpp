@@ -6,7 +6,7 @@
 // key, entries (hashedrekord and dsse 0.0.2) proved only by an RFC 6962 inclusion proof into a
 // tree of filler leaves and a C2SP checkpoint (signed note) that witnesses may cosign, with no
 // SET and no integrated time. Verifier tests need no network and no checked-in keys.
-// Test-only, header-only; uses pki_fixture's KeyPair.
+// Test-only, header-only; uses pki.hpp's KeyPair.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +18,7 @@
 #include "crypto/keys.hpp"
 #include "crypto/rekor.hpp"
 #include "crypto/trust_root.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 
 namespace sigil::test {
 

@@ -10,7 +10,7 @@
 
 #include "app/compile_cluster.hpp"
 #include "common/encoding.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 #include "policy/policy.hpp"
 
 using namespace sigil;

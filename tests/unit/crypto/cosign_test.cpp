@@ -1,13 +1,13 @@
 #include <catch2/catch.hpp>
 
+#include "common/encoding.hpp"
 #include "crypto/cosign.hpp"
-#include "test_keys.hpp"
+#include "pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;
-using sigil::crypto::testing::flip_bit;
-using sigil::crypto::testing::key;
-using sigil::crypto::testing::sign;
+using sigil::test::cached_key;
+using sigil::test::flip_bit;
 
 namespace {
 
@@ -26,13 +26,13 @@ std::string payload_for(const std::string& digest,
 Signature signed_by(const char* kind, const std::string& payload, const EVP_MD* md) {
   Signature s;
   s.payload = payload;
-  s.signature = sign(key(kind), payload, md);
+  s.signature = cached_key(kind).sign(payload, md);
   s.source = "sha256-test.sig layer 0";
   return s;
 }
 
 PublicKey load(const char* kind) {
-  auto k = PublicKey::from_pem(key(kind).pub_pem);
+  auto k = PublicKey::from_pem(cached_key(kind).public_pem());
   REQUIRE(k.ok());
   return *k;
 }

@@ -5,10 +5,11 @@
 #include "common/encoding.hpp"
 #include "crypto/dsse.hpp"
 #include "crypto/keys.hpp"
-#include "test_keys.hpp"
+#include "pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;
+using sigil::test::cached_key;
 
 namespace {
 
@@ -38,11 +39,11 @@ TEST_CASE("DSSE PAE is the DSSEv1 encoding") {
 }
 
 TEST_CASE("a DSSE envelope signature verifies over the PAE, not the envelope") {
-  const auto& k = testing::key("P-256");
-  auto pub = PublicKey::from_pem(k.pub_pem);
+  const auto& k = cached_key("P-256");
+  auto pub = PublicKey::from_pem(k.public_pem());
   REQUIRE(pub.ok());
   std::string pae = dsse_pae(kInTotoPayloadType, kStatement);
-  std::string sig = testing::sign(k, pae, EVP_sha256());
+  std::string sig = k.sign(pae, EVP_sha256());
   auto env = parse_dsse_envelope(envelope(kStatement, base64_encode(sig)));
   REQUIRE(env.ok());
   CHECK(env->payload_type == kInTotoPayloadType);

@@ -14,7 +14,7 @@
 #include "crypto/rekor.hpp"
 #include "crypto/sigstore.hpp"
 #include "crypto/trust_root.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;

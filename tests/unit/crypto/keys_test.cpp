@@ -1,15 +1,23 @@
 #include <catch2/catch.hpp>
 
 #include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 
+#include <memory>
+#include <string>
+
+#include "common/encoding.hpp"
 #include "crypto/keys.hpp"
-#include "test_keys.hpp"
+#include "pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;
-using sigil::crypto::testing::flip_bit;
-using sigil::crypto::testing::key;
-using sigil::crypto::testing::sign;
+using sigil::test::cached_key;
+using sigil::test::flip_bit;
+using sigil::test::to_pem;
 
 namespace {
 
@@ -43,7 +51,7 @@ Kind any_kind() {
 }
 
 PublicKey load(const char* kind) {
-  auto k = PublicKey::from_pem(key(kind).pub_pem);
+  auto k = PublicKey::from_pem(cached_key(kind).public_pem());
   REQUIRE(k.ok());
   return *k;
 }
@@ -58,8 +66,8 @@ TEST_CASE("each key type verifies its own signature") {
   PublicKey pub = load(kind.name);
   CHECK(pub.type() == kind.type);
   CHECK(default_hash_for(pub.type()) == kind.hash);
-  CHECK(pub.spki_der() == key(kind.name).spki_der);
-  std::string sig = sign(key(kind.name), kMessage, md_for(kind));
+  CHECK(pub.spki_der() == cached_key(kind.name).spki_der());
+  std::string sig = cached_key(kind.name).sign(kMessage, md_for(kind));
   CHECK(pub.verify(kMessage, sig, kind.hash).ok());
   CHECK(ERR_peek_error() == 0);
 }
@@ -67,16 +75,9 @@ TEST_CASE("each key type verifies its own signature") {
 TEST_CASE("a signature fails with another key of the same type") {
   Kind kind = any_kind();
   INFO(kind.name);
-  std::string sig = sign(key(kind.name), kMessage, md_for(kind));
+  std::string sig = cached_key(kind.name).sign(kMessage, md_for(kind));
   // A second, independent key of the same kind: generated directly, not cached.
-  testing::TestKey other;
-  other.pkey.reset(testing::keygen(kind.name), EVP_PKEY_free);
-  REQUIRE(other.pkey);
-  unsigned char* der = nullptr;
-  int len = i2d_PUBKEY(other.pkey.get(), &der);
-  REQUIRE(len > 0);
-  std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-  OPENSSL_free(der);
+  std::string spki = sigil::test::generate_key(kind.name).spki_der();
   auto pub = PublicKey::from_der(spki);
   REQUIRE(pub.ok());
   auto st = pub->verify(kMessage, sig, kind.hash);
@@ -86,7 +87,7 @@ TEST_CASE("a signature fails with another key of the same type") {
 }
 
 TEST_CASE("a signature fails with a key of another type") {
-  std::string sig = sign(key("P-256"), kMessage, EVP_sha256());
+  std::string sig = cached_key("P-256").sign(kMessage, EVP_sha256());
   for (const char* other : {"P-384", "ED25519", "RSA2048"}) {
     INFO(other);
     auto st = load(other).verify(kMessage, sig, HashAlgorithm::sha256);
@@ -99,7 +100,7 @@ TEST_CASE("a flipped bit in the signature fails") {
   Kind kind = any_kind();
   INFO(kind.name);
   PublicKey pub = load(kind.name);
-  std::string sig = sign(key(kind.name), kMessage, md_for(kind));
+  std::string sig = cached_key(kind.name).sign(kMessage, md_for(kind));
   size_t pos = GENERATE(0u, 5u, 1000u);  // 1000 -> last byte
   size_t at = pos < sig.size() ? pos : sig.size() - 1;
   INFO("byte " << at);
@@ -113,7 +114,7 @@ TEST_CASE("a flipped bit in the message fails") {
   Kind kind = any_kind();
   INFO(kind.name);
   PublicKey pub = load(kind.name);
-  std::string sig = sign(key(kind.name), kMessage, md_for(kind));
+  std::string sig = cached_key(kind.name).sign(kMessage, md_for(kind));
   auto st = pub.verify(flip_bit(kMessage, 10, 5), sig, kind.hash);
   REQUIRE_FALSE(st.ok());
   CHECK(st.error().code == Errc::verification);
@@ -125,7 +126,7 @@ TEST_CASE("a signature made with one hash fails when checked with another") {
   for (const char* name : {"P-256", "P-384", "RSA2048"}) {
     INFO(name);
     PublicKey pub = load(name);
-    std::string sig = sign(key(name), kMessage, EVP_sha256());
+    std::string sig = cached_key(name).sign(kMessage, EVP_sha256());
     CHECK(pub.verify(kMessage, sig, HashAlgorithm::sha256).ok());
     CHECK_FALSE(pub.verify(kMessage, sig, HashAlgorithm::sha384).ok());
     CHECK_FALSE(pub.verify(kMessage, sig, HashAlgorithm::sha512).ok());
@@ -135,13 +136,13 @@ TEST_CASE("a signature made with one hash fails when checked with another") {
 
 TEST_CASE("Ed25519 is pure: the hash argument is ignored") {
   PublicKey pub = load("ED25519");
-  std::string sig = sign(key("ED25519"), kMessage, nullptr);
+  std::string sig = cached_key("ED25519").sign(kMessage, nullptr);
   CHECK(pub.verify(kMessage, sig, HashAlgorithm::sha512).ok());
 }
 
 TEST_CASE("RSA signatures are PKCS#1 v1.5, not PSS") {
   PublicKey pub = load("RSA2048");
-  const auto& k = key("RSA2048");
+  const auto& k = cached_key("RSA2048");
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_PKEY_CTX* pctx = nullptr;
   REQUIRE(EVP_DigestSignInit(ctx.get(), &pctx, EVP_sha256(), nullptr, k.pkey.get()) == 1);
@@ -160,7 +161,7 @@ TEST_CASE("malformed signatures are rejected cleanly") {
   Kind kind = any_kind();
   INFO(kind.name);
   PublicKey pub = load(kind.name);
-  std::string sig = sign(key(kind.name), kMessage, md_for(kind));
+  std::string sig = cached_key(kind.name).sign(kMessage, md_for(kind));
   auto bad = GENERATE_COPY(std::string(), std::string(1, '\0'), sig + std::string(1, '\0'),
                            sig.substr(0, sig.size() - 1), std::string(5000, 'A'));
   auto st = pub.verify(kMessage, bad, kind.hash);
@@ -175,11 +176,11 @@ TEST_CASE("verify on a default-constructed key fails closed") {
 }
 
 TEST_CASE("PEM: accepted shapes") {
-  const std::string& pem = key("P-256").pub_pem;
+  const std::string& pem = cached_key("P-256").public_pem();
   SECTION("surrounding whitespace") {
     auto k = PublicKey::from_pem("\n  \t" + pem + "\n\n  ");
     REQUIRE(k.ok());
-    CHECK(k->spki_der() == key("P-256").spki_der);
+    CHECK(k->spki_der() == cached_key("P-256").spki_der());
   }
   SECTION("CRLF line endings") {
     std::string crlf;
@@ -190,23 +191,23 @@ TEST_CASE("PEM: accepted shapes") {
     CHECK(PublicKey::from_pem(crlf).ok());
   }
   SECTION("RSA PUBLIC KEY (PKCS#1) gives the same key as PUBLIC KEY") {
-    const auto& rsa = key("RSA2048");
-    auto k = PublicKey::from_pem(testing::to_pem("RSA PUBLIC KEY", testing::pkcs1_der(rsa)));
+    const auto& rsa = cached_key("RSA2048");
+    auto k = PublicKey::from_pem(to_pem("RSA PUBLIC KEY", rsa.pkcs1_der()));
     REQUIRE(k.ok());
     CHECK(k->type() == KeyType::rsa);
-    CHECK(k->spki_der() == rsa.spki_der);
-    std::string sig = sign(rsa, kMessage, EVP_sha256());
+    CHECK(k->spki_der() == rsa.spki_der());
+    std::string sig = rsa.sign(kMessage, EVP_sha256());
     CHECK(k->verify(kMessage, sig).ok());
   }
   SECTION("DER") {
-    auto k = PublicKey::from_der(key("ED25519").spki_der);
+    auto k = PublicKey::from_der(cached_key("ED25519").spki_der());
     REQUIRE(k.ok());
     CHECK(k->type() == KeyType::ed25519);
   }
 }
 
 TEST_CASE("PEM: rejected shapes") {
-  const std::string& pem = key("P-256").pub_pem;
+  const std::string& pem = cached_key("P-256").public_pem();
   std::string body = pem.substr(pem.find('\n') + 1);
   body = body.substr(0, body.find("-----END"));
   auto [name, input] = GENERATE_COPY(table<std::string, std::string>({
@@ -215,11 +216,11 @@ TEST_CASE("PEM: rejected shapes") {
       {"junk after", pem + "junk\n"},
       {"junk before", "junk\n" + pem},
       {"two blocks", pem + pem},
-      {"two blocks of different keys", pem + key("P-384").pub_pem},
+      {"two blocks of different keys", pem + cached_key("P-384").public_pem()},
       {"truncated base64", "-----BEGIN PUBLIC KEY-----\n" + body.substr(0, body.size() - 6) +
                                "\n-----END PUBLIC KEY-----\n"},
       {"base64 of a truncated key",
-       testing::to_pem("PUBLIC KEY", key("P-256").spki_der.substr(0, 60))},
+       to_pem("PUBLIC KEY", cached_key("P-256").spki_der().substr(0, 60))},
       {"bad base64 character",
        "-----BEGIN PUBLIC KEY-----\n!" + body.substr(1) + "-----END PUBLIC KEY-----\n"},
       {"no END line", "-----BEGIN PUBLIC KEY-----\n" + body},
@@ -228,12 +229,11 @@ TEST_CASE("PEM: rejected shapes") {
       {"certificate label", "-----BEGIN CERTIFICATE-----\n" + body + "-----END CERTIFICATE-----\n"},
       {"PEM headers", "-----BEGIN PUBLIC KEY-----\nProc-Type: 4,ENCRYPTED\n\n" + body +
                           "-----END PUBLIC KEY-----\n"},
-      {"raw DER given as PEM", key("P-256").spki_der},
+      {"raw DER given as PEM", cached_key("P-256").spki_der()},
       {"SPKI inside RSA PUBLIC KEY label",
-       testing::to_pem("RSA PUBLIC KEY", key("RSA2048").spki_der)},
-      {"PKCS#1 inside PUBLIC KEY label",
-       testing::to_pem("PUBLIC KEY", testing::pkcs1_der(key("RSA2048")))},
-      {"DER with trailing byte", testing::to_pem("PUBLIC KEY", key("P-256").spki_der + "x")},
+       to_pem("RSA PUBLIC KEY", cached_key("RSA2048").spki_der())},
+      {"PKCS#1 inside PUBLIC KEY label", to_pem("PUBLIC KEY", cached_key("RSA2048").pkcs1_der())},
+      {"DER with trailing byte", to_pem("PUBLIC KEY", cached_key("P-256").spki_der() + "x")},
   }));
   INFO(name);
   auto k = PublicKey::from_pem(input);
@@ -250,8 +250,9 @@ TEST_CASE("PEM: headers inside a public key block are named") {
 }
 
 TEST_CASE("PEM: a private key gets a clear message") {
-  auto input = GENERATE(as<std::string>{}, key("P-256").priv_pem, key("ED25519").priv_pem,
-                        key("P-256").pub_pem + key("P-256").priv_pem,
+  auto input = GENERATE(as<std::string>{}, cached_key("P-256").private_pem(),
+                        cached_key("ED25519").private_pem(),
+                        cached_key("P-256").public_pem() + cached_key("P-256").private_pem(),
                         "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n",
                         "-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----\neyJrZGYiOnt9fQ==\n");
   auto k = PublicKey::from_pem(input);
@@ -262,11 +263,11 @@ TEST_CASE("PEM: a private key gets a clear message") {
 TEST_CASE("unsupported curves and algorithms are rejected") {
   auto kind = GENERATE(as<std::string>{}, "secp256k1", "P-224", "brainpoolP256r1", "ED448");
   INFO(kind);
-  auto k = PublicKey::from_pem(key(kind).pub_pem);
+  auto k = PublicKey::from_pem(cached_key(kind).public_pem());
   REQUIRE_FALSE(k.ok());
   CHECK(k.error().code == Errc::unsupported);
   CHECK(ERR_peek_error() == 0);
-  CHECK_FALSE(PublicKey::from_der(key(kind).spki_der).ok());
+  CHECK_FALSE(PublicKey::from_der(cached_key(kind).spki_der()).ok());
 }
 
 TEST_CASE("EC keys with explicit curve parameters are rejected") {
@@ -296,12 +297,11 @@ TEST_CASE("EC keys with explicit curve parameters are rejected") {
 }
 
 TEST_CASE("RSA keys below 2048 bits are rejected") {
-  auto k = PublicKey::from_pem(key("RSA1024").pub_pem);
+  auto k = PublicKey::from_pem(cached_key("RSA1024").public_pem());
   REQUIRE_FALSE(k.ok());
   CHECK(k.error().code == Errc::unsupported);
   CHECK(k.error().message.find("1024") != std::string::npos);
-  auto k1 =
-      PublicKey::from_pem(testing::to_pem("RSA PUBLIC KEY", testing::pkcs1_der(key("RSA1024"))));
+  auto k1 = PublicKey::from_pem(to_pem("RSA PUBLIC KEY", cached_key("RSA1024").pkcs1_der()));
   CHECK_FALSE(k1.ok());
 }
 
@@ -316,7 +316,7 @@ TEST_CASE("EC points off the curve or at infinity are rejected") {
   CHECK(inf.error().code == Errc::parse_error);
   CHECK_THAT(inf.error().message, Catch::Contains("not a valid point"));
   // Last byte of Y changed: the point is no longer on the curve.
-  std::string der = key("P-256").spki_der;
+  std::string der = cached_key("P-256").spki_der();
   CHECK_FALSE(PublicKey::from_der(flip_bit(der, der.size() - 1)).ok());
   CHECK(ERR_peek_error() == 0);
 }

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "crypto/keys.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;

@@ -16,7 +16,7 @@
 #include "crypto/keys.hpp"
 #include "crypto/rekor.hpp"
 #include "crypto/sigstore.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 #include "rekor_fixture.hpp"
 
 using namespace sigil;

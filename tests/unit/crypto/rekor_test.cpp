@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <chrono>
 #include <cstdint>
 #include <fstream>
 #include <iterator>
@@ -15,73 +16,52 @@
 #include "crypto/bundle.hpp"
 #include "crypto/keys.hpp"
 #include "crypto/rekor.hpp"
-#include "test_keys.hpp"
+#include "pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;
+using sigil::test::cached_key;
+using sigil::test::KeyPair;
+using sigil::test::to_pem;
 
 namespace {
 
-using testing::TestKey;
-
 // --- keys and logs ----------------------------------------------------------------------
 
-bool is_ed25519(const TestKey& k) {
+bool is_ed25519(const KeyPair& k) {
   return EVP_PKEY_get_base_id(k.pkey.get()) == EVP_PKEY_ED25519;
 }
 
-std::string sign_msg(const TestKey& k, std::string_view msg) {
-  return testing::sign(k, msg, is_ed25519(k) ? nullptr : EVP_sha256());
+std::string sign_msg(const KeyPair& k, std::string_view msg) {
+  return k.sign(msg, is_ed25519(k) ? nullptr : EVP_sha256());
 }
 
-// An independent key of the kind (test_keys caches one per name).
-const TestKey& other_key(const std::string& kind) {
-  static std::map<std::string, TestKey> cache;
+// An independent key of the kind (cached_key caches another one per name).
+const KeyPair& other_key(const std::string& kind) {
+  static std::map<std::string, KeyPair> cache;
   auto it = cache.find(kind);
-  if (it != cache.end()) return it->second;
-  TestKey k;
-  k.pkey.reset(testing::keygen(kind), EVP_PKEY_free);
-  REQUIRE(k.pkey);
-  unsigned char* der = nullptr;
-  int len = i2d_PUBKEY(k.pkey.get(), &der);
-  REQUIRE(len > 0);
-  k.spki_der.assign(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-  OPENSSL_free(der);
-  k.pub_pem = testing::to_pem("PUBLIC KEY", k.spki_der);
-  return cache.emplace(kind, std::move(k)).first->second;
+  if (it == cache.end()) it = cache.emplace(kind, sigil::test::generate_key(kind)).first;
+  return it->second;
 }
 
-TransparencyLog log_for(const TestKey& k, std::string base_url = "https://rekor.example.dev") {
+TransparencyLog log_for(const KeyPair& k, std::string base_url = "https://rekor.example.dev") {
   TransparencyLog log;
-  auto pub = PublicKey::from_der(k.spki_der);
+  auto pub = PublicKey::from_der(k.spki_der());
   REQUIRE(pub.ok());
   log.key = *pub;
-  log.log_id = sha256(k.spki_der);
+  log.log_id = sha256(k.spki_der());
   log.base_url = std::move(base_url);
   return log;
 }
 
 // A self-signed certificate for key k, DER.
-std::string certificate_for(const TestKey& k) {
-  std::unique_ptr<X509, decltype(&X509_free)> x(X509_new(), X509_free);
-  REQUIRE(x);
-  REQUIRE(X509_set_version(x.get(), 2) == 1);
-  REQUIRE(ASN1_INTEGER_set(X509_get_serialNumber(x.get()), 7) == 1);
-  REQUIRE(X509_gmtime_adj(X509_getm_notBefore(x.get()), 0) != nullptr);
-  REQUIRE(X509_gmtime_adj(X509_getm_notAfter(x.get()), 600) != nullptr);
-  X509_NAME* name = X509_get_subject_name(x.get());
-  REQUIRE(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                     reinterpret_cast<const unsigned char*>("rekor test"), -1, -1,
-                                     0) == 1);
-  REQUIRE(X509_set_issuer_name(x.get(), name) == 1);
-  REQUIRE(X509_set_pubkey(x.get(), k.pkey.get()) == 1);
-  REQUIRE(X509_sign(x.get(), k.pkey.get(), is_ed25519(k) ? nullptr : EVP_sha256()) > 0);
-  unsigned char* der = nullptr;
-  int len = i2d_X509(x.get(), &der);
-  REQUIRE(len > 0);
-  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-  OPENSSL_free(der);
-  return out;
+std::string certificate_for(const KeyPair& k) {
+  sigil::test::CertSpec spec;
+  spec.subject = "CN=rekor test";
+  spec.not_before = sigil::test::test_epoch();
+  spec.not_after = spec.not_before + std::chrono::minutes(10);
+  spec.key_ids = false;
+  return sigil::test::self_signed(spec, k).der();
 }
 
 std::string read_file(const std::string& rel) {
@@ -112,11 +92,11 @@ std::string set_message(std::string_view body, int64_t time, std::string_view lo
          ",\"logID\":\"" + hex_encode(log_id) + "\",\"logIndex\":" + std::to_string(index) + "}";
 }
 
-TlogEntry signed_entry(const TestKey& log_key, std::string body, int64_t index = 1234,
+TlogEntry signed_entry(const KeyPair& log_key, std::string body, int64_t index = 1234,
                        int64_t time = 1700000000) {
   TlogEntry e;
   e.log_index = index;
-  e.log_id = sha256(log_key.spki_der);
+  e.log_id = sha256(log_key.spki_der());
   e.kind = "hashedrekord";
   e.version = "0.0.1";
   e.integrated_time = time;
@@ -193,13 +173,13 @@ std::string sig_line(std::string_view name, std::string_view hint, std::string_v
          "\n";
 }
 
-std::string spki_hint(const TestKey& k) {
-  return sha256(k.spki_der).substr(0, 4);
+std::string spki_hint(const KeyPair& k) {
+  return sha256(k.spki_der()).substr(0, 4);
 }
 
 // C2SP signed-note Ed25519 key hint; the raw key is the last 32 bytes of its SPKI.
-std::string ed25519_hint(std::string_view origin, const TestKey& k) {
-  return sha256(std::string(origin) + "\n\x01" + k.spki_der.substr(k.spki_der.size() - 32))
+std::string ed25519_hint(std::string_view origin, const KeyPair& k) {
+  return sha256(std::string(origin) + "\n\x01" + k.spki_der().substr(k.spki_der().size() - 32))
       .substr(0, 4);
 }
 
@@ -207,17 +187,17 @@ constexpr std::string_view kV1Origin = "rekor.example.dev - 1193050959916656506"
 constexpr std::string_view kV2Origin = "log2025-1.rekor.example.dev";
 
 // A v1 checkpoint signed by k: "rekor.example.dev - <tree>".
-std::string v1_checkpoint(const TestKey& k, int64_t size, std::string_view root,
+std::string v1_checkpoint(const KeyPair& k, int64_t size, std::string_view root,
                           const std::vector<std::string>& extra = {
                               "Timestamp: 1700000000000000000"}) {
   std::string text = note_text(kV1Origin, size, root, extra);
   return text + "\n" + sig_line("rekor.example.dev", spki_hint(k), sign_msg(k, text));
 }
 
-TlogEntry tree_entry(const Tree& t, size_t i, const TestKey& log_key, std::string checkpoint) {
+TlogEntry tree_entry(const Tree& t, size_t i, const KeyPair& log_key, std::string checkpoint) {
   TlogEntry e;
   e.log_index = static_cast<int64_t>(i) + 1000000;  // global index differs from the tree index
-  e.log_id = sha256(log_key.spki_der);
+  e.log_id = sha256(log_key.spki_der());
   e.canonicalized_body = t.bodies[i];
   InclusionProof p;
   p.log_index = static_cast<int64_t>(i);
@@ -366,14 +346,14 @@ TEST_CASE("Rekor Merkle: index and size out of range, hashes of the wrong length
 TEST_CASE("Rekor SET: a signed entry timestamp verifies, for ECDSA and Ed25519 logs") {
   const std::string kind = GENERATE("P-256", "ED25519");
   INFO(kind);
-  const TestKey& k = testing::key(kind);
+  const KeyPair& k = cached_key(kind);
   TransparencyLog log = log_for(k);
   TlogEntry e = signed_entry(k, "{\"kind\":\"x\"}");
   CHECK(verify_signed_entry_timestamp(e, log).ok());
 }
 
 TEST_CASE("Rekor SET: every signed field is bound") {
-  const TestKey& k = testing::key("P-256");
+  const KeyPair& k = cached_key("P-256");
   TransparencyLog log = log_for(k);
   const TlogEntry good = signed_entry(k, "{\"apiVersion\":\"0.0.1\",\"kind\":\"hashedrekord\"}");
   REQUIRE(verify_signed_entry_timestamp(good, log).ok());
@@ -443,7 +423,7 @@ TEST_CASE("Rekor SET: every signed field is bound") {
 // checkpoint
 
 TEST_CASE("Rekor inclusion: proofs with v1 checkpoints verify at every index") {
-  const TestKey& k = testing::key("P-256");
+  const KeyPair& k = cached_key("P-256");
   TransparencyLog log = log_for(k);
   const size_t n = GENERATE(1, 2, 3, 7, 13);
   Tree t(n);
@@ -457,7 +437,7 @@ TEST_CASE("Rekor inclusion: proofs with v1 checkpoints verify at every index") {
 }
 
 TEST_CASE("Rekor inclusion: every check on the proof") {
-  const TestKey& k = testing::key("P-256");
+  const KeyPair& k = cached_key("P-256");
   TransparencyLog log = log_for(k);
   Tree t(13);
   const size_t i = 6;
@@ -536,7 +516,7 @@ TEST_CASE("Rekor inclusion: every check on the proof") {
 }
 
 TEST_CASE("Rekor inclusion: every check on the checkpoint") {
-  const TestKey& k = testing::key("P-256");
+  const KeyPair& k = cached_key("P-256");
   TransparencyLog log = log_for(k);
   Tree t(7);
   const size_t i = 3;
@@ -579,7 +559,7 @@ TEST_CASE("Rekor inclusion: every check on the checkpoint") {
     fails(text + "\n" + sig_line("rekor.example.dev", flip(spki_hint(k), 0), sig), "no key hint");
   }
   SECTION("signed by another key") {
-    const TestKey& o = other_key("P-256");
+    const KeyPair& o = other_key("P-256");
     fails(text + "\n" + sig_line("rekor.example.dev", spki_hint(o), sign_msg(o, text)),
           "no key hint");
     // ... even when it claims this log's hint.
@@ -636,7 +616,7 @@ TEST_CASE("Rekor inclusion: every check on the checkpoint") {
           "fewer than three lines");
   }
   SECTION("other signers' lines are skipped, ours must be among them") {
-    const TestKey& witness = testing::key("ED25519");
+    const KeyPair& witness = cached_key("ED25519");
     std::string wline = sig_line("witness.example", ed25519_hint("witness.example", witness),
                                  sign_msg(witness, text));
     CHECK(
@@ -653,7 +633,7 @@ TEST_CASE("Rekor inclusion: every check on the checkpoint") {
 }
 
 TEST_CASE("Rekor checkpoint: extra lines are kept, v1 origin and name are free") {
-  const TestKey& k = testing::key("P-256");
+  const KeyPair& k = cached_key("P-256");
   TransparencyLog log = log_for(k);
   const std::string root(32, '\x42');
   std::string text = note_text(kV1Origin, 99, root, {"Timestamp: 1", "other: x"});
@@ -667,7 +647,7 @@ TEST_CASE("Rekor checkpoint: extra lines are kept, v1 origin and name are free")
 }
 
 TEST_CASE("Rekor checkpoint: Rekor v2 (Ed25519) origins, names and hints") {
-  const TestKey& k = testing::key("ED25519");
+  const KeyPair& k = cached_key("ED25519");
   TransparencyLog log = log_for(k, "https://" + std::string(kV2Origin));
   Tree t(3);
   const std::string text = note_text(kV2Origin, 3, t.root());
@@ -730,7 +710,7 @@ TEST_CASE("Rekor checkpoint: Rekor v2 (Ed25519) origins, names and hints") {
 }
 
 TEST_CASE("Rekor checkpoint: Rekor v2 with an ECDSA key uses the SPKI hint") {
-  const TestKey& k = testing::key("P-256");
+  const KeyPair& k = cached_key("P-256");
   TransparencyLog log = log_for(k, "https://" + std::string(kV2Origin));
   const std::string root(32, '\x07');
   const std::string text = note_text(kV2Origin, 10, root);
@@ -741,7 +721,7 @@ TEST_CASE("Rekor checkpoint: Rekor v2 with an ECDSA key uses the SPKI hint") {
 }
 
 TEST_CASE("Rekor checkpoint: size limits") {
-  const TestKey& k = testing::key("P-256");
+  const KeyPair& k = cached_key("P-256");
   TransparencyLog log = log_for(k);
   std::string text = note_text(kV1Origin, 1, std::string(32, 'r'));
   std::string line = sig_line("n", spki_hint(other_key("P-256")), "sigsig");
@@ -756,10 +736,10 @@ TEST_CASE("Rekor checkpoint: size limits") {
 // ============================================================================ parsers
 
 TEST_CASE("Rekor annotation: cosign's dev.sigstore.cosign/bundle") {
-  const TestKey& k = testing::key("P-256");
+  const KeyPair& k = cached_key("P-256");
   TransparencyLog log = log_for(k);
-  const TestKey& signer = testing::key("prime256v1");
-  std::string body = hashedrekord_body("sig", signer.pub_pem);
+  const KeyPair& signer = cached_key("prime256v1");
+  std::string body = hashedrekord_body("sig", signer.public_pem());
   TlogEntry e = signed_entry(k, body, 4242424, 1795536205);
   const std::string ann = "{\"SignedEntryTimestamp\":\"" + base64_encode(e.signed_entry_timestamp) +
                           "\",\"Payload\":{\"body\":\"" + base64_encode(body) +
@@ -1017,11 +997,11 @@ TEST_CASE("Rekor tlog entry: more than 64 proof hashes") {
 // ============================================================================ bodies
 
 TEST_CASE("Rekor body: hashedrekord 0.0.1 with a key, a certificate and a chain") {
-  const TestKey& signer = testing::key("P-256");
+  const KeyPair& signer = cached_key("P-256");
   const std::string cert = certificate_for(signer);
-  const std::string cert_pem = testing::to_pem("CERTIFICATE", cert);
+  const std::string cert_pem = to_pem("CERTIFICATE", cert);
 
-  auto with_key = parse_rekor_body(hashedrekord_body("rawsig", signer.pub_pem));
+  auto with_key = parse_rekor_body(hashedrekord_body("rawsig", signer.public_pem()));
   if (!with_key) INFO(with_key.error().message);
   REQUIRE(with_key.ok());
   CHECK(with_key->kind == "hashedrekord");
@@ -1033,16 +1013,16 @@ TEST_CASE("Rekor body: hashedrekord 0.0.1 with a key, a certificate and a chain"
   CHECK(with_key->signatures[0] == "rawsig");
   REQUIRE(with_key->verifiers.size() == 1);
   CHECK_FALSE(with_key->verifiers[0].is_certificate);
-  CHECK(with_key->verifiers[0].der == signer.spki_der);
+  CHECK(with_key->verifiers[0].der == signer.spki_der());
 
   auto with_cert = parse_rekor_body(hashedrekord_body("rawsig", cert_pem));
   REQUIRE(with_cert.ok());
   CHECK(with_cert->verifiers[0].is_certificate);
   CHECK(with_cert->verifiers[0].der == cert);
 
-  const std::string other = certificate_for(testing::key("ED25519"));
-  auto chain = parse_rekor_body(
-      hashedrekord_body("rawsig", cert_pem + testing::to_pem("CERTIFICATE", other)));
+  const std::string other = certificate_for(cached_key("ED25519"));
+  auto chain =
+      parse_rekor_body(hashedrekord_body("rawsig", cert_pem + to_pem("CERTIFICATE", other)));
   REQUIRE(chain.ok());
   CHECK(chain->verifiers[0].der == cert);
 
@@ -1051,42 +1031,40 @@ TEST_CASE("Rekor body: hashedrekord 0.0.1 with a key, a certificate and a chain"
       "\"algorithm\":\"sha512\",\"value\":\"" +
       std::string(128, 'e') +
       "\"}},\"signature\":{\"content\":\"AQ==\",\"publicKey\":{\"content\":\"" +
-      base64_encode(signer.pub_pem) + "\"}}}}");
+      base64_encode(signer.public_pem()) + "\"}}}}");
   REQUIRE(sha512.ok());
   CHECK(sha512->hash_algorithm == HashAlgorithm::sha512);
 }
 
 TEST_CASE("Rekor body: hashedrekord 0.0.1 is strict") {
-  const TestKey& signer = testing::key("P-256");
-  const std::string cert_pem = testing::to_pem("CERTIFICATE", certificate_for(signer));
+  const KeyPair& signer = cached_key("P-256");
+  const std::string cert_pem = to_pem("CERTIFICATE", certificate_for(signer));
   struct Row {
     const char* why;
     std::string body;
     const char* names;
   };
   auto row = GENERATE_COPY(
-      Row{"uppercase hex", hashedrekord_body("s", signer.pub_pem, std::string(64, 'A')),
+      Row{"uppercase hex", hashedrekord_body("s", signer.public_pem(), std::string(64, 'A')),
           "spec.data.hash.value"},
-      Row{"short digest", hashedrekord_body("s", signer.pub_pem, std::string(62, 'a')),
+      Row{"short digest", hashedrekord_body("s", signer.public_pem(), std::string(62, 'a')),
           "spec.data.hash.value"},
-      Row{"empty signature", hashedrekord_body("", signer.pub_pem),
+      Row{"empty signature", hashedrekord_body("", signer.public_pem()),
           "spec.signature.content is empty"},
       Row{"key not PEM", hashedrekord_body("s", "not pem"), "holds no PEM block"},
-      Row{"private key PEM", hashedrekord_body("s", testing::key("P-256").priv_pem),
+      Row{"private key PEM", hashedrekord_body("s", cached_key("P-256").private_pem()),
           "not a CERTIFICATE or PUBLIC KEY"},
-      Row{"two public keys", hashedrekord_body("s", signer.pub_pem + signer.pub_pem),
+      Row{"two public keys", hashedrekord_body("s", signer.public_pem() + signer.public_pem()),
           "more than one public key"},
-      Row{"certificate then key", hashedrekord_body("s", cert_pem + signer.pub_pem),
+      Row{"certificate then key", hashedrekord_body("s", cert_pem + signer.public_pem()),
           "mixes PEM block types"},
-      Row{"text around the PEM", hashedrekord_body("s", "junk" + signer.pub_pem), "outside"},
+      Row{"text around the PEM", hashedrekord_body("s", "junk" + signer.public_pem()), "outside"},
       Row{"certificate that does not parse",
-          hashedrekord_body("s", testing::to_pem("CERTIFICATE", "garbage")),
-          "not a DER certificate"},
-      Row{"key that does not parse",
-          hashedrekord_body("s", testing::to_pem("PUBLIC KEY", "garbage")),
+          hashedrekord_body("s", to_pem("CERTIFICATE", "garbage")), "not a DER certificate"},
+      Row{"key that does not parse", hashedrekord_body("s", to_pem("PUBLIC KEY", "garbage")),
           "not a usable public key"},
       Row{"certificate with trailing bytes",
-          hashedrekord_body("s", testing::to_pem("CERTIFICATE", certificate_for(signer) + "x")),
+          hashedrekord_body("s", to_pem("CERTIFICATE", certificate_for(signer) + "x")),
           "after the certificate"},
       Row{"missing signature",
           R"({"apiVersion":"0.0.1","kind":"hashedrekord","spec":{"data":{"hash":{"algorithm":"sha256","value":")" +
@@ -1106,7 +1084,7 @@ TEST_CASE("Rekor body: hashedrekord 0.0.1 is strict") {
 }
 
 TEST_CASE("Rekor body: hashedrekord 0.0.2 (Rekor v2)") {
-  const TestKey& signer = testing::key("P-256");
+  const KeyPair& signer = cached_key("P-256");
   const std::string cert = certificate_for(signer);
   const std::string digest = sha256("artifact");
   auto body = [&](std::string verifier) {
@@ -1129,31 +1107,31 @@ TEST_CASE("Rekor body: hashedrekord 0.0.2 (Rekor v2)") {
   auto k =
       parse_rekor_body(body("{\"keyDetails\":\"PKIX_ECDSA_P256_SHA_256\",\"publicKey\":{"
                             "\"rawBytes\":\"" +
-                            base64_encode(signer.spki_der) + "\"}}"));
+                            base64_encode(signer.spki_der()) + "\"}}"));
   REQUIRE(k.ok());
   CHECK_FALSE(k->verifiers[0].is_certificate);
-  CHECK(k->verifiers[0].der == signer.spki_der);
+  CHECK(k->verifiers[0].der == signer.spki_der());
 
   auto both = parse_rekor_body(
-      body("{\"publicKey\":{\"rawBytes\":\"" + base64_encode(signer.spki_der) +
+      body("{\"publicKey\":{\"rawBytes\":\"" + base64_encode(signer.spki_der()) +
            "\"},\"x509Certificate\":{\"rawBytes\":\"" + base64_encode(cert) + "\"}}"));
   REQUIRE_FALSE(both.ok());
   CHECK(both.error().message.find("exactly one of publicKey and x509Certificate") !=
         std::string::npos);
   CHECK_FALSE(parse_rekor_body(body("{\"keyDetails\":\"PKIX_ED25519\"}")).ok());
   std::string sha1 =
-      body("{\"publicKey\":{\"rawBytes\":\"" + base64_encode(signer.spki_der) + "\"}}");
+      body("{\"publicKey\":{\"rawBytes\":\"" + base64_encode(signer.spki_der()) + "\"}}");
   sha1.replace(sha1.find("SHA2_256"), 8, "SHA1");
   CHECK_FALSE(parse_rekor_body(sha1).ok());
   std::string short_digest =
-      body("{\"publicKey\":{\"rawBytes\":\"" + base64_encode(signer.spki_der) + "\"}}");
+      body("{\"publicKey\":{\"rawBytes\":\"" + base64_encode(signer.spki_der()) + "\"}}");
   short_digest.replace(short_digest.find(base64_encode(digest)), base64_encode(digest).size(),
                        base64_encode(digest.substr(0, 20)));
   CHECK_FALSE(parse_rekor_body(short_digest).ok());
 }
 
 TEST_CASE("Rekor body: dsse 0.0.1 and 0.0.2") {
-  const TestKey& signer = testing::key("P-256");
+  const KeyPair& signer = cached_key("P-256");
   const std::string cert = certificate_for(signer);
   const std::string payload_hash = sha256("payload");
   const std::string envelope_hash = sha256("envelope");
@@ -1164,9 +1142,9 @@ TEST_CASE("Rekor body: dsse 0.0.1 and 0.0.2") {
       "\"},\"payloadHash\":{\"algorithm\":"
       "\"sha256\",\"value\":\"" +
       hex_encode(payload_hash) + "\"},\"signatures\":[{\"signature\":\"" +
-      base64_encode("sig-one") + "\",\"verifier\":\"" +
-      base64_encode(testing::to_pem("CERTIFICATE", cert)) + "\"},{\"signature\":\"" +
-      base64_encode("sig-two") + "\",\"verifier\":\"" + base64_encode(signer.pub_pem) + "\"}]}}";
+      base64_encode("sig-one") + "\",\"verifier\":\"" + base64_encode(to_pem("CERTIFICATE", cert)) +
+      "\"},{\"signature\":\"" + base64_encode("sig-two") + "\",\"verifier\":\"" +
+      base64_encode(signer.public_pem()) + "\"}]}}";
   auto d1 = parse_rekor_body(v1);
   if (!d1) INFO(d1.error().message);
   REQUIRE(d1.ok());
@@ -1177,7 +1155,7 @@ TEST_CASE("Rekor body: dsse 0.0.1 and 0.0.2") {
   REQUIRE(d1->verifiers.size() == 2);
   CHECK(d1->verifiers[0].is_certificate);
   CHECK(d1->verifiers[0].der == cert);
-  CHECK(d1->verifiers[1].der == signer.spki_der);
+  CHECK(d1->verifiers[1].der == signer.spki_der());
 
   std::string no_env = v1;
   no_env.replace(no_env.find("envelopeHash"), 12, "envelopeHasx");
@@ -1204,13 +1182,13 @@ TEST_CASE("Rekor body: dsse 0.0.1 and 0.0.2") {
 }
 
 TEST_CASE("Rekor body: intoto 0.0.2 signatures are base64 twice") {
-  const TestKey& signer = testing::key("P-256");
+  const KeyPair& signer = cached_key("P-256");
   const std::string raw_sig = "\x30\x45raw-signature";
   const std::string body =
       "{\"apiVersion\":\"0.0.2\",\"kind\":\"intoto\",\"spec\":{\"content\":{\"envelope\":{"
       "\"payloadType\":\"application/vnd.in-toto+json\",\"signatures\":[{\"keyid\":\"k\","
       "\"publicKey\":\"" +
-      base64_encode(signer.pub_pem) + "\",\"sig\":\"" + base64_encode(base64_encode(raw_sig)) +
+      base64_encode(signer.public_pem()) + "\",\"sig\":\"" + base64_encode(base64_encode(raw_sig)) +
       "\"}]},\"hash\":{\"algorithm\":\"sha256\",\"value\":\"" + sha256_hex("envelope") +
       "\"},\"payloadHash\":{\"algorithm\":\"sha256\",\"value\":\"" + sha256_hex("payload") +
       "\"}}}}";
@@ -1220,7 +1198,7 @@ TEST_CASE("Rekor body: intoto 0.0.2 signatures are base64 twice") {
   CHECK(b->hash == sha256("payload"));
   CHECK(b->envelope_hash == sha256("envelope"));
   CHECK(b->signatures == std::vector<std::string>{raw_sig});
-  CHECK(b->verifiers[0].der == signer.spki_der);
+  CHECK(b->verifiers[0].der == signer.spki_der());
   std::string once = body;
   once.replace(once.find(base64_encode(base64_encode(raw_sig))),
                base64_encode(base64_encode(raw_sig)).size(), base64_encode("*not base64*"));

@@ -7,7 +7,7 @@
 
 #include "crypto/sct.hpp"
 #include "crypto/trust_root.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;

@@ -1,5 +1,5 @@
 // crypto::verify_entity, the whole keyless (and key) verification, link by link. Material is
-// minted here: a Fulcio-like CA and CT log (pki_fixture), a Rekor-like log key signing SETs
+// minted here: a Fulcio-like CA and CT log (sigstore_pki), a Rekor-like log key signing SETs
 // over hand-built entry bodies, and an RFC 3161 TSA. Each check has a case that fails when the
 // check is removed.
 #include <catch2/catch.hpp>
@@ -15,7 +15,7 @@
 #include "crypto/keys.hpp"
 #include "crypto/rekor.hpp"
 #include "crypto/sigstore.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 #include "rekor_fixture.hpp"
 
 using namespace sigil;

@@ -10,7 +10,7 @@
 
 #include "common/encoding.hpp"
 #include "crypto/trust_root.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;

@@ -6,7 +6,7 @@
 
 #include "crypto/trust_root.hpp"
 #include "crypto/tsa.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::crypto;

@@ -7,7 +7,7 @@
 #include "common/encoding.hpp"
 #include "crypto/dsse.hpp"
 #include "crypto/sigstore.hpp"
-#include "pki_fixture.hpp"
+#include "sigstore_pki.hpp"
 #include "policy/policy.hpp"
 #include "rekor_fixture.hpp"
 

@@ -2,9 +2,7 @@
 // and validation errors, matching, and evaluation of authorities over real signatures.
 #include <catch2/catch.hpp>
 
-#include <openssl/bio.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include <fstream>
 #include <memory>
@@ -12,12 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "pki.hpp"
 #include "policy/policy.hpp"
 
 using sigil::Errc;
 using namespace sigil::policy;
 namespace crypto = sigil::crypto;
 namespace oci = sigil::oci;
+using sigil::test::generate_key;
+using sigil::test::KeyPair;
 
 namespace {
 
@@ -37,37 +38,6 @@ oci::Reference ref(const std::string& s) {
   return *r;
 }
 
-// A freshly generated signing key (test-only), signing the way cosign does: ECDSA over the
-// digest of the payload, DER-encoded.
-class TestKey {
- public:
-  explicit TestKey(const char* curve) : pkey_(EVP_EC_gen(curve), EVP_PKEY_free) {
-    REQUIRE(pkey_);
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
-    REQUIRE(PEM_write_bio_PUBKEY(bio.get(), pkey_.get()) == 1);
-    char* data = nullptr;
-    long n = BIO_get_mem_data(bio.get(), &data);
-    pem_.assign(data, static_cast<std::size_t>(n));
-  }
-  const std::string& pem() const { return pem_; }
-  std::string sign(const std::string& msg, const EVP_MD* md = EVP_sha256()) const {
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    REQUIRE(EVP_DigestSignInit(ctx.get(), nullptr, md, nullptr, pkey_.get()) == 1);
-    std::size_t len = 0;
-    const auto* p = reinterpret_cast<const unsigned char*>(msg.data());
-    REQUIRE(EVP_DigestSign(ctx.get(), nullptr, &len, p, msg.size()) == 1);
-    std::string sig(len, '\0');
-    REQUIRE(EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len, p,
-                           msg.size()) == 1);
-    sig.resize(len);
-    return sig;
-  }
-
- private:
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey_;
-  std::string pem_;
-};
-
 const std::string kDigestA = "sha256:" + std::string(64, 'a');
 const std::string kDigestB = "sha256:" + std::string(64, 'b');
 
@@ -78,7 +48,7 @@ std::string payload_for(const std::string& digest,
          digest + R"("},"type":")" + type + R"("},"optional":null})";
 }
 
-crypto::Signature sig_for(const TestKey& k, const std::string& digest,
+crypto::Signature sig_for(const KeyPair& k, const std::string& digest,
                           const EVP_MD* md = EVP_sha256()) {
   crypto::Signature s;
   s.payload = payload_for(digest);
@@ -246,8 +216,8 @@ TEST_CASE("a stricter per-registry policy cannot be dodged with another spelling
           "[policy][match]") {
   // Policy A `**` needs key1; policy B `myacr.azurecr.io/prod/**` needs key2. An image signed by
   // key1 only is admitted by A and refused by B, whichever way its registry is spelled.
-  TestKey key1("P-256");
-  TestKey key2("P-256");
+  KeyPair key1 = generate_key("P-256");
+  KeyPair key2 = generate_key("P-256");
   auto policy_yaml = [](const std::string& name, const std::string& glob, const std::string& key,
                         const std::string& pem) {
     return "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n"
@@ -255,10 +225,10 @@ TEST_CASE("a stricter per-registry policy cannot be dodged with another spelling
            name + "\nspec:\n  images:\n  - glob: \"" + glob +
            "\"\n  authorities:\n  - name: " + key + "\n    key:\n      data: |\n" + indent(pem, 8);
   };
-  auto ps =
-      parse_policies(policy_yaml("a-baseline", "**", "key1", key1.pem()) + "---\n" +
-                         policy_yaml("b-prod", "myacr.azurecr.io/prod/**", "key2", key2.pem()),
-                     "dodge.yaml");
+  auto ps = parse_policies(
+      policy_yaml("a-baseline", "**", "key1", key1.public_pem()) + "---\n" +
+          policy_yaml("b-prod", "myacr.azurecr.io/prod/**", "key2", key2.public_pem()),
+      "dodge.yaml");
   REQUIRE(ps.ok());
   PolicySet set(std::move(*ps), NoMatch::deny, 1);
   const auto image =
@@ -558,9 +528,9 @@ TEST_CASE("parse_no_match", "[policy]") {
 }
 
 TEST_CASE("evaluate: key authority", "[policy][evaluate]") {
-  TestKey release("P-256");
-  TestKey other("P-256");
-  Policy p = one_policy(key_policy_yaml(release.pem()));
+  KeyPair release = generate_key("P-256");
+  KeyPair other = generate_key("P-256");
+  Policy p = one_policy(key_policy_yaml(release.public_pem()));
 
   SECTION("a good signature for this digest satisfies") {
     auto r = evaluate(p, kDigestA, {sig_for(other, kDigestA), sig_for(release, kDigestA)});
@@ -623,25 +593,26 @@ TEST_CASE("evaluate: key authority", "[policy][evaluate]") {
 }
 
 TEST_CASE("evaluate: hash algorithm follows the key", "[policy][evaluate]") {
-  TestKey k384("P-384");
-  Policy p = one_policy(key_policy_yaml(k384.pem()));
+  KeyPair k384 = generate_key("P-384");
+  Policy p = one_policy(key_policy_yaml(k384.public_pem()));
   REQUIRE(p.authorities[0].hash == crypto::HashAlgorithm::sha384);
   CHECK(evaluate(p, kDigestA, {sig_for(k384, kDigestA, EVP_sha384())}).satisfied);
   // Signed over sha256 but the authority uses sha384: must not verify.
   CHECK_FALSE(evaluate(p, kDigestA, {sig_for(k384, kDigestA, EVP_sha256())}).satisfied);
 
-  Policy p256 = one_policy(key_policy_yaml(k384.pem(), "      hashAlgorithm: sha256\n"));
+  Policy p256 = one_policy(key_policy_yaml(k384.public_pem(), "      hashAlgorithm: sha256\n"));
   CHECK(p256.authorities[0].hash == crypto::HashAlgorithm::sha256);
   CHECK(evaluate(p256, kDigestA, {sig_for(k384, kDigestA, EVP_sha256())}).satisfied);
   CHECK_FALSE(evaluate(p256, kDigestA, {sig_for(k384, kDigestA, EVP_sha384())}).satisfied);
 }
 
 TEST_CASE("evaluate: static authorities", "[policy][evaluate]") {
-  TestKey release("P-256");
+  KeyPair release = generate_key("P-256");
   const std::string head =
       "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: s}\n"
       "spec:\n  images: [{glob: '**'}]\n  authorities:\n";
-  const std::string key_auth = "  - name: k\n    key:\n      data: |\n" + indent(release.pem(), 8);
+  const std::string key_auth =
+      "  - name: k\n    key:\n      data: |\n" + indent(release.public_pem(), 8);
 
   Policy pass = one_policy(head + "  - {name: ok, static: {action: pass}}\n");
   auto rp = evaluate(pass, kDigestA, std::vector<crypto::Signature>{});
@@ -663,24 +634,26 @@ TEST_CASE("evaluate: static authorities", "[policy][evaluate]") {
 }
 
 TEST_CASE("evaluate: second key authority may satisfy", "[policy][evaluate]") {
-  TestKey a("P-256"), b("P-256");
+  KeyPair a = generate_key("P-256");
+  KeyPair b = generate_key("P-256");
   const std::string yaml =
       "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: two}\n"
       "spec:\n  images: [{glob: '**'}]\n  authorities:\n"
       "  - name: a\n    key:\n      data: |\n" +
-      indent(a.pem(), 8) + "  - name: b\n    key:\n      data: |\n" + indent(b.pem(), 8);
+      indent(a.public_pem(), 8) + "  - name: b\n    key:\n      data: |\n" +
+      indent(b.public_pem(), 8);
   Policy p = one_policy(yaml);
   auto r = evaluate(p, kDigestA, {sig_for(b, kDigestA)});
   CHECK(r.satisfied);
   CHECK(r.authority == "b");
-  TestKey c("P-256");
+  KeyPair c = generate_key("P-256");
   auto none = evaluate(p, kDigestA, {sig_for(c, kDigestA)});
   CHECK(none.message == "1 signature found, it does not verify with key authorities 'a', 'b'");
 }
 
 TEST_CASE("key_policy for sigil verify --key", "[policy]") {
-  TestKey k("P-384");
-  auto p = key_policy(k.pem(), "cosign.pub");
+  KeyPair k = generate_key("P-384");
+  auto p = key_policy(k.public_pem(), "cosign.pub");
   REQUIRE(p.ok());
   CHECK(p->name == "cli-key");
   CHECK(p->origin == "cosign.pub");

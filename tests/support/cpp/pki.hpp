@@ -1,26 +1,30 @@
-// tests/support/cpp/pki_fixture.hpp: a test PKI minted at test time with OpenSSL's C API.
+// tests/support/cpp/pki.hpp: keys and certificates minted at test time with OpenSSL's C API.
 //
-// Role: everything keyless verification needs to be tested without the network or checked-in
-// private keys: self-signed roots, intermediates, Fulcio-like leaves (empty subject, critical
-// SAN with an email, URI or the Fulcio username OtherName, codeSigning EKU, the OIDC issuer
-// extensions 1.3.6.1.4.1.57264.1.1 / .1.8, an embedded SCT list signed by a test CT log key),
-// and an RFC 3161 timestamp authority answering with OpenSSL's TS_RESP_CTX. Every knob a
-// negative test needs (validity, EKU, CA flag, raw extensions, SCT corruption, ...) is a field.
-// Test-only: failures throw std::runtime_error (Catch2 reports them); never link into sigil.
+// Role: the one place tests make keys and certificates: key pairs of every kind sigil reads,
+// signatures with them, and certificates from a spec in which every knob a negative test
+// needs (validity, EKU, CA flag, SANs, raw extensions, an embedded SCT list, ...) is a field.
+// tls_pki.hpp builds TLS serving certificates on it; sigstore_pki.hpp Fulcio-like CAs, CT logs
+// and timestamp authorities. OpenSSL only (library sigil_test_pki), so the test of any module
+// may link it; KeyPair::public_key and Cert::certificate (sigil's crypto types) are defined
+// in sigil_test_sigstore. Test-only: failures throw std::runtime_error (Catch2 reports them);
+// never link into sigil.
 #pragma once
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "crypto/trust_root.hpp"
-#include "crypto/x509.hpp"
+namespace sigil::crypto {
+class PublicKey;
+class Certificate;
+}  // namespace sigil::crypto
 
 namespace sigil::test {
 
@@ -42,17 +46,26 @@ struct KeyPair {
 
   std::string spki_der() const;
   std::string public_pem() const;
+  std::string private_pem() const;  // PKCS#8 "PRIVATE KEY"
+  std::string pkcs1_der() const;    // RSA only: PKCS#1 RSAPublicKey
+  // As sigil loads it: defined in sigstore_pki.cpp (link sigil_test_sigstore to use it).
   crypto::PublicKey public_key() const;
-  // ECDSA (DER) / RSA PKCS#1 v1.5 over md(message); Ed25519 pure (md ignored).
+  // ECDSA (DER) / RSA PKCS#1 v1.5 over md(message); EdDSA pure (md ignored).
   std::string sign(std::string_view message, const EVP_MD* md = EVP_sha256()) const;
   // Signature over an already computed digest (ECDSA / RSA only).
   std::string sign_digest(std::string_view digest, const EVP_MD* md) const;
 };
 
-// A fresh key: "P-256", "P-384", "P-521", "ED25519", "RSA2048", "RSA3072".
+// A fresh key: an EC curve by name ("P-256", "P-384", "P-521", "secp256k1", ...), "ED25519",
+// "ED448", "RSA1024", "RSA2048", "RSA3072" or "RSA4096".
 KeyPair generate_key(const std::string& kind = "P-256");
 // One key per kind per test run (RSA generation is slow).
 const KeyPair& cached_key(const std::string& kind);
+
+// Wraps DER as PEM with the given label ("PUBLIC KEY", "CERTIFICATE", ...), 64 columns.
+std::string to_pem(std::string_view label, std::string_view der);
+// s with bit `bit` of byte `byte` flipped (a tampered signature, key or payload).
+std::string flip_bit(std::string s, size_t byte, int bit = 0);
 
 // ---- certificates -------------------------------------------------------------------------------
 
@@ -61,7 +74,8 @@ struct Cert {
 
   std::string der() const;
   std::string pem() const;
-  // Parsed with sigil (throws when sigil refuses it).
+  // Parsed with sigil (throws when sigil refuses it): defined in sigstore_pki.cpp (link
+  // sigil_test_sigstore to use it).
   crypto::Certificate certificate() const;
   // The extnValue contents of the extension with this dotted OID, or nullopt.
   std::optional<std::string> extension_value(const char* oid) const;
@@ -149,84 +163,23 @@ std::string der_ia5(std::string_view s);
 // The TBSCertificate of c re-encoded without the SCT list extension.
 std::string precert_tbs(const Cert& c);
 
-// ---- a Fulcio-like CA and CT log
-// -----------------------------------------------------------------
+// ---- for the other support files ----------------------------------------------------------
 
-struct FulcioPki {
-  TimePoint start;  // CA certificates are valid from start - 1 day to start + 3650 days
-  KeyPair root_key;
-  KeyPair intermediate_key;
-  KeyPair ct_key;
-  Cert root;
-  Cert intermediate;
+namespace detail {
 
-  // Root (P-384, self-signed, CA) -> intermediate (P-384, CA, pathlen 0, EKU codeSigning as
-  // Fulcio's). CT log key P-256.
-  static FulcioPki create(TimePoint start = test_epoch());
-
-  // chain {intermediate, root}: the trusted_root.json order.
-  crypto::CertificateAuthority authority() const;
-  crypto::TransparencyLog ct_log() const;
-  // The Fulcio profile: empty subject, critical SAN email, codeSigning EKU, KU
-  // digitalSignature, 10 minutes from not_before, issuer in .1.1 and .1.8.
-  CertSpec leaf_spec(TimePoint not_before, std::string email = "signer@example.com",
-                     std::string issuer = "https://accounts.example.com") const;
-  // An SCT from ct_key at t.
-  SctSpec sct_at(TimePoint t) const;
-  // A leaf for a fresh P-256 key, issued by the intermediate, with one valid SCT at
-  // not_before. `key` receives the leaf's private key when non-null.
-  Cert leaf(const CertSpec& spec, KeyPair* key = nullptr) const;
-  Cert leaf(TimePoint not_before, KeyPair* key = nullptr) const;
+// Throws std::runtime_error naming `what` and OpenSSL's first queued error, which it clears.
+[[noreturn]] void fail(const std::string& what);
+inline void check(bool ok, const std::string& what) {
+  if (!ok) fail(what);
+}
+template <class T, void (*F)(T*)>
+struct Free {
+  void operator()(T* p) const noexcept { F(p); }
 };
+int64_t unix_seconds(TimePoint t);
+// The contents of a memory BIO.
+std::string bio_string(BIO* bio);
 
-// ---- an RFC 3161 timestamp authority
-// --------------------------------------------------------------
-
-struct StampOptions {
-  const EVP_MD* imprint_md = EVP_sha256();
-  bool include_certs = true;  // certReq: embed the signing certificate
-  bool bare_token = false;    // return the TimeStampToken (ContentInfo), not a TimeStampResp
-  bool reject = false;        // the TSA answers with status "rejection" (badAlg)
-};
-
-struct TestTsa {
-  KeyPair root_key;
-  KeyPair key;
-  Cert root;
-  Cert cert;  // signing certificate: critical EKU timeStamping unless made without
-
-  // Root (P-256, CA) -> TSA certificate (P-256) valid from start - 1 day for 10 years.
-  // with_eku=false leaves the EKU out (the token is then signed without TS_RESP_CTX, which
-  // refuses such a signer). not_after, when set, ends the validity of both certificates there
-  // (a chain that has expired since: RFC 3161 timestamps stay valid after their TSA's chain).
-  static TestTsa create(TimePoint start = test_epoch(), bool with_eku = true,
-                        std::optional<TimePoint> not_after = std::nullopt);
-
-  // chain {cert, root}: the trusted_root.json order for timestampAuthorities.
-  crypto::CertificateAuthority authority() const;
-  // A DER TimeStampResp (or token) over data, genTime = gen_time (whole seconds).
-  std::string stamp(std::string_view data, TimePoint gen_time, const StampOptions& opts = {}) const;
-
- private:
-  bool with_eku_ = true;
-};
-
-// ---- real sigstore material
-// ----------------------------------------------------------------------
-
-// From sigstore-conformance `test/assets/bundle-verify/dsse-with-hashedrekord-happy-path` (public
-// good instance, 2026-05-13): a Fulcio leaf (URI SAN, GitHub Actions issuer, one SCT from
-// ctfe.sigstore.dev/2022), the DSSE signature it made, the sigstore TSA's RFC 3161 response over
-// that signature, and the Rekor integratedTime. Verify against trusted_root.public-good.json.
-struct PublicGoodSample {
-  std::string leaf_der;
-  std::string signature;
-  std::string timestamp_der;
-  int64_t integrated_time = 0;
-};
-const PublicGoodSample& public_good_sample();
-
-// A file of the source tree (tests may read files; sigil's modules may not).
-std::string read_source_file(const std::string& relative_path);
+}  // namespace detail
 
 }  // namespace sigil::test

@@ -1,0 +1,197 @@
+// policy/glob.cpp: image globs, compiled once to anchored RE2 regexes (see Glob in policy.hpp).
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "policy/policy.hpp"
+
+namespace sigil::policy {
+namespace {
+
+constexpr std::size_t kMaxGlobLength = 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Glob semantics (policy-controller pkg/apis/glob, mirrored and documented here).
+//
+// policy-controller validates a glob against [a-zA-Z0-9-_:/*.], rewrites the bare globs "*"
+// and "*/*" to "index.docker.io/library/*" and "index.docker.io/*/*", translates "." to a
+// literal dot, "**" to ".*" and "*" to "[^/]*", anchors the regex, and matches it against the
+// image's full name as go-containerregistry spells it (`index.docker.io/library/nginx:latest`,
+// or `...@sha256:...`), falling back to the image string exactly as written in the pod spec.
+//
+// sigil keeps those rules and additionally accepts `?` (one character other than `/`) and `@`
+// (so a glob may name a digest). Because sigil sees a parsed oci::Reference rather than the
+// original string, the glob is tried against every spelling policy-controller could have seen:
+// the repository name alone and with ":tag", "@digest" and ":tag@digest", each with the
+// registry written as `index.docker.io/`, `docker.io/`, or (Docker Hub only) omitted, with and
+// without `library/`. A glob therefore matches when policy-controller's would; matching more
+// spellings only makes more policies apply, which can only add requirements (fail closed).
+//
+// The image's registry is normalized (oci/reference.cpp: lowercase host, no `:443`, Docker Hub's
+// aliases as docker.io), so `myacr.azurecr.io:443/prod/app` is matched as
+// `myacr.azurecr.io/prod/app` and cannot dodge a `myacr.azurecr.io/prod/**` policy. The other
+// spellings of the same origin are candidates too, so a glob written with one of them still
+// applies: `host:443/` beside `host/`, and for Docker Hub also `registry-1.docker.io/` and
+// `registry.hub.docker.com/` (each with `:443`). A glob with an uppercase letter in its
+// registry or repository can never match a normalized name, so it is refused at load.
+// ---------------------------------------------------------------------------------------------
+
+bool valid_glob_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == ':' || c == '/' || c == '*' || c == '.' || c == '?' || c == '@';
+}
+
+std::string glob_to_regex(std::string_view glob) {
+  std::string re;
+  re.reserve(glob.size() * 2);
+  for (std::size_t i = 0; i < glob.size(); ++i) {
+    const char c = glob[i];
+    if (c == '*') {
+      if (i + 1 < glob.size() && glob[i + 1] == '*') {
+        re += ".*";
+        ++i;
+      } else {
+        re += "[^/]*";
+      }
+    } else if (c == '?') {
+      re += "[^/]";
+    } else if (c == '.') {
+      re += "\\.";
+    } else {
+      re += c;  // [A-Za-z0-9-_:/@] are literal in RE2 outside a class
+    }
+  }
+  return re;
+}
+
+// Whether a normalized registry has no port and would still be read as a registry with one
+// (so `host:443` is another spelling of it).
+bool default_port_spelling(std::string_view registry) {
+  const auto close = registry.rfind(']');
+  const auto colon = registry.rfind(':');
+  const bool has_port =
+      colon != std::string_view::npos && (close == std::string_view::npos || colon > close);
+  return !has_port && (registry.find('.') != std::string_view::npos || registry == "localhost" ||
+                       registry.front() == '[');
+}
+
+std::vector<std::string> candidates(const oci::Reference& image) {
+  std::vector<std::string> bases;
+  const bool hub = image.registry == "docker.io" || image.registry == "index.docker.io";
+  if (hub) {
+    // The spellings users write first (most globs match one of them and stop there).
+    bases.push_back("index.docker.io/" + image.repository);
+    bases.push_back("docker.io/" + image.repository);
+    bases.push_back(image.repository);
+    constexpr std::string_view kLibrary = "library/";
+    if (image.repository.rfind(kLibrary, 0) == 0) {
+      bases.push_back(image.repository.substr(kLibrary.size()));
+    }
+    for (const char* host : {"registry-1.docker.io", "registry.hub.docker.com"}) {
+      bases.push_back(std::string(host) + "/" + image.repository);
+    }
+    for (const char* host :
+         {"index.docker.io", "docker.io", "registry-1.docker.io", "registry.hub.docker.com"}) {
+      bases.push_back(std::string(host) + ":443/" + image.repository);
+    }
+  } else if (!image.registry.empty()) {
+    bases.push_back(image.registry + "/" + image.repository);
+    if (default_port_spelling(image.registry)) {
+      bases.push_back(image.registry + ":443/" + image.repository);
+    }
+  }
+  std::vector<std::string> out;
+  for (const auto& b : bases) {
+    out.push_back(b);
+    if (!image.tag.empty()) out.push_back(b + ":" + image.tag);
+    if (!image.digest.empty()) {
+      out.push_back(b + "@" + image.digest);
+      if (!image.tag.empty()) out.push_back(b + ":" + image.tag + "@" + image.digest);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<Glob> Glob::compile(std::string_view pattern) {
+  try {
+    if (pattern.empty()) return make_error(Errc::invalid_argument, "glob is empty");
+    if (pattern.size() > kMaxGlobLength) {
+      return make_error(Errc::invalid_argument,
+                        "glob is longer than " + std::to_string(kMaxGlobLength) + " characters");
+    }
+    for (char c : pattern) {
+      if (!valid_glob_char(c)) {
+        return make_error(Errc::invalid_argument,
+                          "invalid glob \"" + std::string(pattern) +
+                              "\": only letters, digits and - _ : / . @ * ? are allowed");
+      }
+    }
+    // The name part (before a tag or digest) must be lowercase: image names are matched
+    // normalized, so an uppercase letter there would make the glob match nothing, silently.
+    {
+      std::string_view name = pattern.substr(0, pattern.find('@'));
+      const auto last_slash = name.rfind('/');
+      if (const auto colon = name.find(':', last_slash == std::string_view::npos ? 0 : last_slash);
+          colon != std::string_view::npos) {
+        name = name.substr(0, colon);
+      }
+      const auto upper =
+          std::find_if(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+      if (upper != name.end()) {
+        const auto first_slash = name.find('/');
+        const bool in_registry = first_slash != std::string_view::npos &&
+                                 static_cast<std::size_t>(upper - name.begin()) < first_slash;
+        std::string lowered(pattern);
+        for (std::size_t i = 0; i < name.size(); ++i) {
+          if (lowered[i] >= 'A' && lowered[i] <= 'Z')
+            lowered[i] = static_cast<char>(lowered[i] + 32);
+        }
+        return make_error(
+            Errc::invalid_argument,
+            "invalid glob \"" + std::string(pattern) + "\": the " +
+                (in_registry ? "registry" : "repository") +
+                " must be lowercase (image names are matched lowercased and normalized, so "
+                "this glob would match nothing); write \"" +
+                lowered + "\"");
+      }
+    }
+    Glob g;
+    g.pattern_ = std::string(pattern);
+    g.normalized_ = g.pattern_;
+    if (g.normalized_ == "*") g.normalized_ = "index.docker.io/library/*";
+    if (g.normalized_ == "*/*") g.normalized_ = "index.docker.io/*/*";
+    RE2::Options opts;
+    opts.set_log_errors(false);
+    opts.set_case_sensitive(true);
+    auto re = std::make_shared<const RE2>(glob_to_regex(g.normalized_), opts);
+    if (!re->ok()) {
+      return make_error(Errc::invalid_argument,
+                        "invalid glob \"" + std::string(pattern) + "\": " + re->error());
+    }
+    g.re_ = std::move(re);
+    return g;
+  } catch (const std::exception& e) {
+    return make_error(Errc::internal, std::string("compiling glob: ") + e.what());
+  }
+}
+
+bool Glob::matches(const oci::Reference& image) const {
+  if (!re_) return false;
+  try {
+    for (const auto& c : candidates(image)) {
+      if (RE2::FullMatch(c, *re_)) return true;
+    }
+  } catch (...) {
+    // Allocation failure: report a match, which makes the policy apply (fail closed).
+    return true;
+  }
+  return false;
+}
+
+}  // namespace sigil::policy
