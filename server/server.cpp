@@ -157,6 +157,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   asio::steady_timer grace_timer;
   std::atomic<bool> started{false};
   std::atomic<bool> stopping{false};
+  std::atomic<bool> lame{false};  // lame_duck(): not ready, keep-alive off, still serving
   std::atomic<uint16_t> bound_port{0};
 
   ConnectionTable table;
@@ -614,7 +615,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           reply = text(405, "method not allowed: use GET");
           allow = "GET, HEAD";
         } else {
-          bool ready = !self->stopping;
+          bool ready = !self->stopping && !self->lame;
           if (ready && o.ready) {
             try {
               ready = o.ready();
@@ -622,13 +623,15 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
               ready = false;
             }
           }
-          reply = ready ? text(200, "ok") : text(503, "not ready");
+          reply = ready                            ? text(200, "ok")
+                  : (self->stopping || self->lame) ? text(503, "shutting down")
+                                                   : text(503, "not ready");
         }
       } else {
         reply = text(404, "not found");
       }
 
-      const bool keep_alive = req.keep_alive() && !self->stopping && !conn->evicted;
+      const bool keep_alive = req.keep_alive() && !self->stopping && !self->lame && !conn->evicted;
       auto res = make_response(req.version(), keep_alive, reply);
       if (!allow.empty()) res.set(http::field::allow, allow);
       if (req.method() == http::verb::head) {
@@ -671,6 +674,9 @@ Status Server::start() {
 }
 void Server::stop() {
   if (impl_->started) impl_->stop();
+}
+void Server::lame_duck() {
+  impl_->lame = true;
 }
 uint16_t Server::port() const {
   return impl_->bound_port;
