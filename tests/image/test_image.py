@@ -166,7 +166,7 @@ class Image(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         if cls.proc is not None and cls.proc.poll() is None:
-            cls.proc.send_signal(signal.SIGTERM)
+            cls.proc.send_signal(signal.SIGINT)  # no lame duck
             try:
                 cls.proc.wait(15)
             except subprocess.TimeoutExpired:
