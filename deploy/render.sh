@@ -6,8 +6,8 @@
 #   deploy/manifests/30-sigil.yaml       everything else (config, certificate, Deployment, PDB,
 #                                        Service, ValidatingWebhookConfiguration)
 # with the values in deploy/render-values.yaml, for a current Kubernetes (KUBE_VERSION below: the
-# output uses matchConditions, the PDB's unhealthyPodEvictionPolicy and the preStop sleep action,
-# so it needs Kubernetes >= 1.30; older clusters use the chart, which renders for their version). `kubectl apply -f deploy/manifests/` applies them
+# output uses matchConditions and the PDB's unhealthyPodEvictionPolicy, so it needs Kubernetes
+# >= 1.28; older clusters use the chart, which renders for their version). `kubectl apply -f deploy/manifests/` applies them
 # in that order. tests/deploy/test_chart.py checks that the committed files are this script's output.
 #
 #   deploy/render.sh [OUT_DIR]       (default: deploy/manifests)

@@ -3,11 +3,8 @@
 #   1. format check (clang-format) of the modules, tests/ and bench/
 #   2. sanitizer build (ASan + UBSan) running the unit, fuzz-corpus and integration tests
 #   3. the libFuzzer targets built with clang and each run briefly on its corpus
-#   4. the container image (scripts/test-image.sh), only when its inputs changed in the last
-#      commit and this machine has not passed them yet (scripts/image-inputs.sh needed)
-#   5. the main build with -Werror running the whole suite; its ctest summary ends the output
-# SIGIL_QUICK=1 skips steps 2, 3 and 4 (for a fast local loop); SIGIL_IMAGE_TEST=1/0 forces
-# step 4 on or off.
+#   4. the main build with -Werror running the whole suite; its ctest summary ends the output
+# SIGIL_QUICK=1 skips steps 2 and 3 (for a fast local loop).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -39,11 +36,6 @@ if [ "${SIGIL_QUICK:-0}" != 1 ]; then
       || { echo "fuzzer $name found a crash:"; "$f" -max_total_time=20 "build-fuzz/corpus-$name" "tests/fuzz/corpus/$name" 2>&1 | tail -40; exit 1; }
     echo "fuzz_$name: ok"
   done
-fi
-
-if [ "${SIGIL_QUICK:-0}" != 1 ] && "$ROOT/scripts/image-inputs.sh" needed; then
-  echo "== container image (scripts/test-image.sh)"
-  "$ROOT/scripts/test-image.sh"
 fi
 
 echo "== main build (-Werror) and the whole suite"

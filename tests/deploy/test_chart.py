@@ -327,8 +327,8 @@ class Defaults(unittest.TestCase):
         for t in pod["topologySpreadConstraints"]:
             self.assertEqual(t["labelSelector"]["matchLabels"], spec["selector"]["matchLabels"])
         assert_pdb_never_blocks_drains(self, self.docs)
-        self.assertGreater(pod["terminationGracePeriodSeconds"], 10 + 5,
-                           "grace must outlast preStop + the webhook timeout")
+        self.assertGreater(pod["terminationGracePeriodSeconds"], 15 + 10 + 1,
+                           "grace must outlast the lame duck + the webhook timeout")
         self.assertEqual(pod["priorityClassName"], "system-cluster-critical")
         quota = one(self.docs, "ResourceQuota")
         self.assertEqual(quota["spec"]["scopeSelector"]["matchExpressions"],
@@ -349,8 +349,7 @@ class Defaults(unittest.TestCase):
             get = c[probe]["httpGet"]
             self.assertEqual((get["path"], get["scheme"]), (path, "HTTPS"), probe)
             self.assertIn(get["port"], ("https", 8443))
-        # The renderer's default Kubernetes is 1.31, where the preStop sleep action exists.
-        self.assertEqual(c["lifecycle"]["preStop"]["sleep"]["seconds"], 5)
+        self.assertNotIn("lifecycle", c, "no preStop: sigil's lame duck keeps it serving after SIGTERM")
 
     def test_runs_non_root_read_only(self):
         dep, c = container(self.docs)
@@ -383,7 +382,8 @@ class Defaults(unittest.TestCase):
         self.assertEqual(cfg["cache"], {"ttl": "5m", "negativeTtl": "30s", "size": 10000})
         # The listener's limits (issue 9: bodies and connections an unauthenticated client may hold).
         self.assertEqual(cfg["server"], {"maxBody": "4Mi", "bodyBudget": "64Mi", "maxConnections": 2048,
-                                         "maxConnectionsPerPeer": 512, "readTimeout": "5s", "idleTimeout": "30s"})
+                                         "maxConnectionsPerPeer": 512, "readTimeout": "5s", "idleTimeout": "30s",
+                                         "lameDuck": "15s"})
         self.assertNotIn("policies", cfg, "policies come from the cluster")
         self.assertNotIn("trustedRoot", cfg)
         dep, c = container(self.docs)
@@ -535,7 +535,8 @@ class ValueSets(unittest.TestCase):
                       "--set", "config.server.maxConnectionsPerPeer=1024", "--set", "config.server.idleTimeout=45s")
         cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
         self.assertEqual(cfg["server"], {"maxBody": "6Mi", "bodyBudget": "128Mi", "maxConnections": 2048,
-                                         "maxConnectionsPerPeer": 1024, "readTimeout": "5s", "idleTimeout": "45s"})
+                                         "maxConnectionsPerPeer": 1024, "readTimeout": "5s", "idleTimeout": "45s",
+                                         "lameDuck": "15s"})
 
     def test_failure_policy_ignore(self):
         docs = render("--set", "webhook.failurePolicy=Ignore")
@@ -620,13 +621,24 @@ class ValueSets(unittest.TestCase):
         self.assertEqual(len(np["spec"]["ingress"][0]["from"]), 2, "konnectivity + the helm test pod")
         self.assertEqual(c["env"], [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}])
 
-    def test_pre_stop_sleep_only_where_supported(self):
-        _, c = container(render("--kube-version", "1.29.4"))
-        self.assertNotIn("lifecycle", c)
-        _, c = container(render("--kube-version", "1.30.0"))
-        self.assertEqual(c["lifecycle"]["preStop"]["sleep"]["seconds"], 5)
-        _, c = container(render("--set", "preStopSleepSeconds=0"))
-        self.assertNotIn("lifecycle", c)
+    def test_lame_duck_and_grace_follow_the_webhook_timeout(self):
+        def shutdown(*args):
+            docs = render(*args)
+            dep, c = container(docs)
+            pod = dep["spec"]["template"]["spec"]
+            cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+            self.assertNotIn("lifecycle", c, "sigil's own lame duck replaces a preStop sleep")
+            return cfg["server"]["lameDuck"], pod["terminationGracePeriodSeconds"]
+
+        # The lame duck outlasts the webhook timeout; the grace, the lame duck and a drain.
+        self.assertEqual(shutdown(), ("15s", 30))
+        self.assertEqual(shutdown("--set", "webhook.timeoutSeconds=25"), ("30s", 60))
+        self.assertEqual(shutdown("--set", "lameDuckSeconds=0"), ("0s", 15))
+        self.assertEqual(shutdown("--set", "lameDuckSeconds=40", "--set", "terminationGracePeriodSeconds=90"),
+                         ("40s", 90))
+        r = render_raw("--set", "lameDuckSeconds=40", "--set", "terminationGracePeriodSeconds=45", check=False)
+        self.assertIn("terminationGracePeriodSeconds (45) must exceed lameDuckSeconds + webhook.timeoutSeconds + 1 (51)",
+                      r.stderr)
 
     def test_kube_version_floor(self):
         r = render_raw("--kube-version", "1.24.9", check=False)
@@ -1337,7 +1349,7 @@ class PlainManifests(unittest.TestCase):
         self.assertNotIn("Pod", kinds, "no helm test hook")
         # Rendered for a current Kubernetes: everything the chart renders only on newer versions.
         _, c = container(docs)
-        self.assertEqual(c["lifecycle"]["preStop"]["sleep"]["seconds"], 5)
+        self.assertNotIn("lifecycle", c, "no preStop: sigil's lame duck keeps it serving after SIGTERM")
         self.assertIn("unhealthyPodEvictionPolicy", one(docs, "PodDisruptionBudget")["spec"])
         _, hooks = webhooks(docs)
         self.assertEqual(len(hooks["validate.sigil.dev"]["matchConditions"]), 4)

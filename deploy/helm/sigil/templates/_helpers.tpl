@@ -194,9 +194,10 @@ to failurePolicy). webhook.matchConditions are appended. */}}
 {{- if and (not .Values.allowSharedNamespace) (or (eq $ns "default") (hasPrefix "kube-" $ns)) -}}
 {{- fail (printf "refusing to install into namespace %q: the release namespace is exempt from sigil's webhook (sigil must always be able to start its own pods), so every pod in %q would run unchecked. Install into a namespace of sigil's own (helm install ... --namespace sigil --create-namespace), or set allowSharedNamespace=true to accept that" $ns $ns) -}}
 {{- end -}}
-{{- $budget := add (int .Values.webhook.timeoutSeconds) (int .Values.preStopSleepSeconds) -}}
-{{- if le (int .Values.terminationGracePeriodSeconds) $budget -}}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + webhook.timeoutSeconds (%d): a stopping replica must be able to answer the admissions it has accepted" (int .Values.terminationGracePeriodSeconds) $budget) -}}
+{{- $budget := add (include "sigil.lameDuckSeconds" . | int) (int .Values.webhook.timeoutSeconds) 1 -}}
+{{- $grace := include "sigil.terminationGracePeriodSeconds" . | int -}}
+{{- if le $grace $budget -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed lameDuckSeconds + webhook.timeoutSeconds + 1 (%d): a stopping replica must be able to answer the admissions it has accepted" $grace $budget) -}}
 {{- end -}}
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) -}}
 {{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" -}}
@@ -267,4 +268,22 @@ finds nothing and every render generates a new CA: see NOTES.txt.
 {{- end -}}
 {{- $_ := set $out "dnsNames" $dnsKey -}}
 {{- toYaml $out -}}
+{{- end -}}
+
+{{/* sigil's lame duck after SIGTERM, in seconds (lameDuckSeconds; null: the webhook timeout + 5). */}}
+{{- define "sigil.lameDuckSeconds" -}}
+{{- if kindIs "invalid" .Values.lameDuckSeconds -}}
+{{- add (int .Values.webhook.timeoutSeconds) 5 -}}
+{{- else -}}
+{{- int .Values.lameDuckSeconds -}}
+{{- end -}}
+{{- end -}}
+
+{{/* SIGTERM to SIGKILL: the lame duck, then the drain (bounded by the webhook timeout), + 5 s. */}}
+{{- define "sigil.terminationGracePeriodSeconds" -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
+{{- add (include "sigil.lameDuckSeconds" . | int) (int .Values.webhook.timeoutSeconds) 5 -}}
+{{- else -}}
+{{- int .Values.terminationGracePeriodSeconds -}}
+{{- end -}}
 {{- end -}}
