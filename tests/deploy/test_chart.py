@@ -636,6 +636,8 @@ class ValueSets(unittest.TestCase):
         self.assertEqual(shutdown("--set", "lameDuckSeconds=0"), ("0s", 15))
         self.assertEqual(shutdown("--set", "lameDuckSeconds=40", "--set", "terminationGracePeriodSeconds=90"),
                          ("40s", 90))
+        # A values file written for chart 0.1 still installs (preStopSleepSeconds is ignored).
+        self.assertEqual(shutdown("--set", "preStopSleepSeconds=5"), ("15s", 30))
         r = render_raw("--set", "lameDuckSeconds=40", "--set", "terminationGracePeriodSeconds=45", check=False)
         self.assertIn("terminationGracePeriodSeconds (45) must exceed lameDuckSeconds + webhook.timeoutSeconds + 1 (51)",
                       r.stderr)
@@ -723,6 +725,7 @@ class Schema(unittest.TestCase):
             values = yaml.safe_load(f)
 
         optional = {"successThreshold", "initialDelaySeconds"}  # probe fields left at Kubernetes' defaults
+        optional |= {"preStopSleepSeconds"}  # removed in 0.2.0: accepted (0.1 values files) and ignored
 
         def walk(s, v, path):
             if s.get("type") != "object" or "properties" not in s or not v:
