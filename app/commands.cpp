@@ -426,6 +426,8 @@ int run_serve(Settings s) {
   sopts.max_connections_per_peer = s.server.max_connections_per_peer;
   sopts.read_timeout = s.server.read_timeout;
   sopts.idle_timeout = s.server.idle_timeout;
+  // Drain: every request's budget ends by min(timeout, max_timeout) (request_budget).
+  sopts.shutdown_grace = std::min(s.timeout, sopts.max_timeout) + std::chrono::seconds(1);
   // Not ready before the cluster's policies are in force: a replica with an empty set would
   // deny (or with noMatchPolicy allow, admit) every pod.
   if (cluster) sopts.ready = [&cluster] { return cluster->ready(); };
@@ -444,8 +446,30 @@ int run_serve(Settings s) {
   asio::signal_set stop_signals(io, SIGINT, SIGTERM);
   asio::steady_timer stop_deadline(io);
   std::function<void(const boost::system::error_code&)> check_stopped;
+  // SIGTERM (what the kubelet sends) starts the lame duck: /readyz answers 503 while admissions
+  // are still served, so requests routed here before the endpoints moved away get their answer.
+  // Then, or at once on SIGINT (Ctrl-C) or a second signal: stop accepting, drain, exit 0.
+  const auto lame_duck = s.server.lame_duck.value_or(s.timeout + std::chrono::seconds(5));
+  asio::steady_timer lame_duck_timer(io);
+  std::atomic<bool> shutting_down{false};
+  std::function<void(int)> shut_down;
   stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
+    if (sig != SIGTERM || lame_duck.count() <= 0) return shut_down(sig);
+    spdlog::info("SIGTERM: lame duck for {} ms (/readyz answers 503, admissions are served)",
+                 lame_duck.count());
+    srv.lame_duck();
+    lame_duck_timer.expires_after(lame_duck);
+    lame_duck_timer.async_wait([&, sig](const boost::system::error_code& tec) {
+      if (!tec) shut_down(sig);
+    });
+    stop_signals.async_wait([&](const boost::system::error_code& sec, int again) {
+      if (!sec) shut_down(again);
+    });
+  });
+  shut_down = [&](int sig) {
+    if (shutting_down.exchange(true)) return;
+    lame_duck_timer.cancel();
     spdlog::info("signal {}: shutting down (in-flight requests get up to {} ms)", sig,
                  sopts.shutdown_grace.count());
     hup.cancel();
@@ -466,7 +490,7 @@ int run_serve(Settings s) {
     };
     stop_deadline.expires_after(std::chrono::milliseconds(50));
     stop_deadline.async_wait(check_stopped);
-  });
+  };
   std::function<void(const boost::system::error_code&, int)> on_hup =
       [&](const boost::system::error_code& ec, int) {
         if (ec) return;

@@ -167,9 +167,9 @@ Status load_config_file(const std::string& path, Settings& s) {
     if (!srv.IsMap()) {
       return make_error(Errc::invalid_argument, path + ": setting \"server\" must be a mapping");
     }
-    static const char* kServerKeys[] = {"maxBody",        "bodyBudget",
-                                        "maxConnections", "maxConnectionsPerPeer",
-                                        "readTimeout",    "idleTimeout"};
+    static const char* kServerKeys[] = {
+        "maxBody",     "bodyBudget",  "maxConnections", "maxConnectionsPerPeer",
+        "readTimeout", "idleTimeout", "lameDuck"};
     for (const auto& kv : srv) {
       auto key = kv.first.as<std::string>();
       if (std::find(std::begin(kServerKeys), std::end(kServerKeys), key) == std::end(kServerKeys)) {
@@ -201,6 +201,12 @@ Status load_config_file(const std::string& path, Settings& s) {
     }
     if (sv.read_timeout.count() <= 0 || sv.idle_timeout.count() <= 0) {
       return fail("readTimeout\" and \"server.idleTimeout\" must be more than 0");
+    }
+    // "" (the chart's default) keeps the default: timeout + 5 s.
+    if (const YAML::Node ld = srv["lameDuck"]; ld && !(ld.IsScalar() && ld.Scalar().empty())) {
+      std::chrono::milliseconds lame_duck{0};  // a negative duration is not a duration
+      if (!(st = get_duration(srv, "lameDuck", lame_duck, path)).ok()) return st;
+      sv.lame_duck = lame_duck;
     }
   }
   if (!(st = get(root, "threads", s.threads, path)).ok()) return st;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,10 @@ struct ServerSettings {
   size_t max_connections_per_peer = 512;         // maxConnectionsPerPeer
   std::chrono::milliseconds read_timeout{5000};  // readTimeout: first request, and bodies
   std::chrono::milliseconds idle_timeout{30000};  // idleTimeout: keep-alive wait
+  // lameDuck: after SIGTERM, how long /readyz answers 503 while admissions are still served,
+  // before sigil stops accepting, drains and exits. Unset: `timeout` + 5 s (a request sent just
+  // before the endpoints moved away still gets its answer); 0 skips it.
+  std::optional<std::chrono::milliseconds> lame_duck;
 };
 
 struct Settings {

@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import ssl
+import signal
 import statistics
 import subprocess
 import sys
@@ -80,7 +81,7 @@ class Sigil:
         raise RuntimeError("sigil did not start: see " + self.log)
 
     def stop(self):
-        self.proc.terminate()
+        self.proc.send_signal(signal.SIGINT)  # no lame duck (SIGTERM would start one)
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:

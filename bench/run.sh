@@ -42,11 +42,11 @@ W="${BENCH_DIR:-$(mktemp -d /tmp/sigil-bench.XXXXXX)}"
 mkdir -p "$W"
 SIGIL_PID=""
 BARE_PID=""
-# stop_pid NAME PID: SIGTERM, up to 5 s to exit, then SIGKILL (and say so).
+# stop_pid NAME PID: SIGINT (sigil: no lame duck), up to 5 s to exit, then SIGKILL (and say so).
 stop_pid() {
-  kill "$2" 2>/dev/null || return 0
+  kill -INT "$2" 2>/dev/null || return 0
   for _ in $(seq 1 50); do kill -0 "$2" 2>/dev/null || { wait "$2" 2>/dev/null || true; return 0; }; sleep 0.1; done
-  echo "bench: $1 (pid $2) still running 5 s after SIGTERM; killing it" >&2
+  echo "bench: $1 (pid $2) still running 5 s after SIGINT; killing it" >&2
   kill -9 "$2" 2>/dev/null || true
   wait "$2" 2>/dev/null || true
 }

@@ -18,7 +18,7 @@ W="${DEMO_DIR:-$(mktemp -d /tmp/sigil-demo.XXXXXX)}"
 mkdir -p "$W"
 SERVER_PID=""
 cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  [ -n "$SERVER_PID" ] && kill -INT "$SERVER_PID" 2>/dev/null || true
   "$PY" "$SUPPORT/registry.py" stop --dir "$W/registry" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT

@@ -178,6 +178,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   asio::steady_timer grace_timer;
   std::atomic<bool> started{false};
   std::atomic<bool> stopping{false};
+  std::atomic<bool> lame{false};  // lame_duck(): not ready, keep-alive off, still serving
   std::atomic<uint16_t> bound_port{0};
 
   ConnectionTable table;
@@ -212,7 +213,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     });
     r.get("/healthz", [](RouteRequest) { return at_once(text_reply(200, "ok")); });
     r.get("/readyz", [this](RouteRequest) {
-      bool ready = !stopping;
+      // Lame duck (SIGTERM): not ready, so endpoints move on, while admissions are still served.
+      bool ready = !stopping && !lame;
       if (ready && opts.ready) {
         try {
           ready = opts.ready();
@@ -220,7 +222,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           ready = false;
         }
       }
-      return at_once(ready ? text_reply(200, "ok") : text_reply(503, "not ready"));
+      return at_once(ready                ? text_reply(200, "ok")
+                     : (stopping || lame) ? text_reply(503, "shutting down")
+                                          : text_reply(503, "not ready"));
     });
     return r;
   }
@@ -639,7 +643,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       route.deadline = deadline;
       HttpReply reply = co_await self->router.dispatch(std::move(route));
 
-      const bool keep_alive = req.keep_alive() && !self->stopping && !conn->evicted;
+      const bool keep_alive = req.keep_alive() && !self->stopping && !self->lame && !conn->evicted;
       auto res = make_response(req.version(), keep_alive, reply);
       if (req.method() == http::verb::head) {
         res.body().clear();
@@ -681,6 +685,9 @@ Status Server::start() {
 }
 void Server::stop() {
   if (impl_->started) impl_->stop();
+}
+void Server::lame_duck() {
+  impl_->lame = true;
 }
 uint16_t Server::port() const {
   return impl_->bound_port;

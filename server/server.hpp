@@ -98,6 +98,11 @@ class Server {
   // Stops accepting, closes idle connections, lets in-flight requests finish for up to
   // shutdown_grace, then closes everything. Thread-safe; idempotent.
   void stop();
+  // Lame duck, the first step of a graceful shutdown (SIGTERM): /readyz answers 503 from now on,
+  // so load balancers and endpoints move away, while every request is still served as before;
+  // responses carry `Connection: close`, so pooled keep-alive connections move too. stop() ends
+  // it. Thread-safe; idempotent.
+  void lame_duck();
   // The bound port (the real one when listening on port 0); 0 before start().
   uint16_t port() const;
   // Number of open connections (for tests and metrics).

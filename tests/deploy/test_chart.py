@@ -12,6 +12,7 @@ import base64
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,6 +68,12 @@ EXPECTED_RULES = {
     ("", "secrets", "get"),
     ("", "serviceaccounts", "get"),
 }
+CRD_FILES = os.path.join(CHART, "files", "crds")
+EXAMPLES = os.path.join(ROOT, "examples", "policies")
+sys.dont_write_bytecode = True  # keep tests/deploy free of __pycache__
+sys.path.insert(0, HERE)
+import crdschema  # noqa: E402
+
 CONFIG_KEYS = {"listen", "tlsCert", "tlsKey", "noMatchPolicy", "timeout", "logLevel", "cache", "registry",
                "kube", "trustedRoot", "threads", "server", "pinning"}
 # The AKS API server's path to webhooks: the konnectivity-agent pods in kube-system.
@@ -164,19 +171,21 @@ class Defaults(unittest.TestCase):
         cls.docs = render("--include-crds")
 
     def test_every_document_is_a_named_object(self):
-        self.assertGreaterEqual(len(self.docs), 14)
+        self.assertGreaterEqual(len(self.docs), 16)
         for d in self.docs:
             self.assertTrue(d.get("apiVersion") and d.get("kind"), d)
             self.assertTrue(d.get("metadata", {}).get("name"), d)
         namespaced = {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Secret", "PodDisruptionBudget", "Pod",
-                      "NetworkPolicy"}
+                      "NetworkPolicy", "ResourceQuota"}
         for d in self.docs:
             if d["kind"] in namespaced:
                 self.assertEqual(d["metadata"].get("namespace"), "sigil", d["kind"])
 
     def test_kinds_and_helm_order(self):
         kinds = [d["kind"] for d in self.docs]
-        self.assertEqual(kinds[:3], ["CustomResourceDefinition"] * 3, "crds/ first")
+        self.assertEqual(kinds.count("CustomResourceDefinition"), 3, "the CRDs are templates (crds.install)")
+        self.assertLess(kinds.index("CustomResourceDefinition"), kinds.index("Deployment"))
+        self.assertLess(kinds.index("ResourceQuota"), kinds.index("Deployment"), "the quota admits the pods")
         for k in ("ServiceAccount", "ConfigMap", "Secret", "ClusterRole", "ClusterRoleBinding", "Service",
                   "Deployment", "PodDisruptionBudget", "MutatingWebhookConfiguration",
                   "ValidatingWebhookConfiguration", "Pod"):
@@ -187,7 +196,8 @@ class Defaults(unittest.TestCase):
         self.assertEqual(kinds[-2], "ValidatingWebhookConfiguration", "unknown kinds sort last")
         self.assertEqual(kinds[-3], "MutatingWebhookConfiguration", "unknown kinds sort by kind")
         self.assertNotIn("NOTES.txt", self.raw)
-        self.assertIn("# Source: sigil/crds/clusterimagepolicies.sigil.dev.yaml", self.raw)
+        self.assertIn("# Source: sigil/templates/crds.yaml", self.raw)
+        self.assertNotIn("# Source: sigil/crds/", self.raw, "no crds/ directory: Helm would never upgrade it")
 
     def test_webhook_configuration(self):
         vwc, hooks = webhooks(self.docs)
@@ -246,7 +256,12 @@ class Defaults(unittest.TestCase):
         self.assertEqual(excl["operator"], "NotIn")
         self.assertIn("kube-system", excl["values"])
         self.assertIn("sigil", excl["values"])
+        self.assertNotIn("cert-manager", excl["values"], "only in tls.mode=cert-manager")
         self.assertNotIn("objectSelector", hooks["validate.sigil.dev"], "labels on pods must not bypass sigil")
+        # The Admissions Enforcer is told to keep away, so its exclusions are added back (AKS add-ons).
+        self.assertIn({"key": "control-plane", "operator": "DoesNotExist"}, exprs)
+        self.assertIn({"key": "kubernetes.azure.com/managedby", "operator": "NotIn", "values": ["aks"]}, exprs)
+        self.assertFalse([e for e in exprs if e["key"] == "sigil.dev/enforce"], "scope: all by default")
 
     def test_ca_bundle_is_the_serving_certificates_ca(self):
         _, hooks = webhooks(self.docs)
@@ -312,9 +327,18 @@ class Defaults(unittest.TestCase):
         for t in pod["topologySpreadConstraints"]:
             self.assertEqual(t["labelSelector"]["matchLabels"], spec["selector"]["matchLabels"])
         assert_pdb_never_blocks_drains(self, self.docs)
-        self.assertGreater(pod["terminationGracePeriodSeconds"], 10 + 5,
-                           "grace must outlast preStop + the webhook timeout")
-        self.assertNotIn("priorityClassName", pod)
+        self.assertGreater(pod["terminationGracePeriodSeconds"], 15 + 10 + 1,
+                           "grace must outlast the lame duck + the webhook timeout")
+        self.assertEqual(pod["priorityClassName"], "system-cluster-critical")
+        quota = one(self.docs, "ResourceQuota")
+        self.assertEqual(quota["spec"]["scopeSelector"]["matchExpressions"],
+                         [{"operator": "In", "scopeName": "PriorityClass", "values": ["system-cluster-critical"]}])
+        self.assertGreaterEqual(int(quota["spec"]["hard"]["pods"]), 2 * (spec["replicas"] + 1),
+                                "room for a rolling update with pods still terminating")
+        self.assertFalse([d for d in self.docs if d["kind"] in ("PriorityClass", "HorizontalPodAutoscaler")])
+        pdb = one(self.docs, "PodDisruptionBudget")
+        self.assertEqual(pdb["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow",
+                         "a crash-looping replica must never block a drain")
 
     def test_probes_use_https(self):
         _, c = container(self.docs)
@@ -325,8 +349,7 @@ class Defaults(unittest.TestCase):
             get = c[probe]["httpGet"]
             self.assertEqual((get["path"], get["scheme"]), (path, "HTTPS"), probe)
             self.assertIn(get["port"], ("https", 8443))
-        # The renderer's default Kubernetes is 1.31, where the preStop sleep action exists.
-        self.assertEqual(c["lifecycle"]["preStop"]["sleep"]["seconds"], 5)
+        self.assertNotIn("lifecycle", c, "no preStop: sigil's lame duck keeps it serving after SIGTERM")
 
     def test_runs_non_root_read_only(self):
         dep, c = container(self.docs)
@@ -354,12 +377,13 @@ class Defaults(unittest.TestCase):
         self.assertLessEqual(set(cfg), CONFIG_KEYS, "sigil refuses unknown config keys")
         self.assertEqual(cfg["kube"], {"enabled": True})
         self.assertEqual(cfg["listen"], "0.0.0.0:8443")
-        self.assertEqual(cfg["noMatchPolicy"], "deny")
+        self.assertEqual(cfg["noMatchPolicy"], "warn", "a fresh install cannot lock anyone out")
         self.assertEqual(cfg["timeout"], "10s")
         self.assertEqual(cfg["cache"], {"ttl": "5m", "negativeTtl": "30s", "size": 10000})
         # The listener's limits (issue 9: bodies and connections an unauthenticated client may hold).
         self.assertEqual(cfg["server"], {"maxBody": "4Mi", "bodyBudget": "64Mi", "maxConnections": 2048,
-                                         "maxConnectionsPerPeer": 512, "readTimeout": "5s", "idleTimeout": "30s"})
+                                         "maxConnectionsPerPeer": 512, "readTimeout": "5s", "idleTimeout": "30s",
+                                         "lameDuck": "15s"})
         self.assertNotIn("policies", cfg, "policies come from the cluster")
         self.assertNotIn("trustedRoot", cfg)
         dep, c = container(self.docs)
@@ -388,7 +412,11 @@ class Defaults(unittest.TestCase):
             text = f.read()
         self.assertIn("helm template", text)
         self.assertIn("Argo CD", text)
-        self.assertIn("noMatchPolicy is deny", text)
+        self.assertIn("noMatchPolicy is warn", text)
+        self.assertIn("--set config.noMatchPolicy=deny", text, "NOTES say how to turn it to deny")
+        self.assertIn("--wait", text)
+        self.assertIn("policyMode=warn", text, "the phased rollout")
+        self.assertIn("aks-mcr.yaml", text)
         self.assertIn("kube-system, sigil", text)
         self.assertIn("pinned to the digest sigil verified", text)
         self.assertIn("The release namespace sigil is exempt", text)
@@ -467,7 +495,7 @@ class ValueSets(unittest.TestCase):
         exprs = hooks["validate.sigil.dev"]["namespaceSelector"]["matchExpressions"]
         self.assertEqual(exprs[0], {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
                                     "values": ["kube-system", "security", "gatekeeper-system", "calico-system", "sigil"]})
-        self.assertEqual(exprs[1], {"key": "sigil.dev/exempt", "operator": "DoesNotExist"})
+        self.assertEqual(exprs[-1], {"key": "sigil.dev/exempt", "operator": "DoesNotExist"}, "after the chart's own")
         self.assertEqual(hooks["validate.sigil.dev"]["clientConfig"]["service"]["namespace"], "security")
         self.assertNotIn("namespaceSelector", hooks["validate-policy.sigil.dev"])
         assert_mutating_shares_validating(self, docs)
@@ -507,7 +535,8 @@ class ValueSets(unittest.TestCase):
                       "--set", "config.server.maxConnectionsPerPeer=1024", "--set", "config.server.idleTimeout=45s")
         cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
         self.assertEqual(cfg["server"], {"maxBody": "6Mi", "bodyBudget": "128Mi", "maxConnections": 2048,
-                                         "maxConnectionsPerPeer": 1024, "readTimeout": "5s", "idleTimeout": "45s"})
+                                         "maxConnectionsPerPeer": 1024, "readTimeout": "5s", "idleTimeout": "45s",
+                                         "lameDuck": "15s"})
 
     def test_failure_policy_ignore(self):
         docs = render("--set", "webhook.failurePolicy=Ignore")
@@ -542,6 +571,7 @@ class ValueSets(unittest.TestCase):
         values = os.path.join(TMP, "all.yaml")
         with open(values, "w") as f:
             yaml.safe_dump({
+                "priorityClassName": "",
                 "priorityClass": {"create": True},
                 "networkPolicy": {"enabled": True, "ingressFrom": [
                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
@@ -583,20 +613,34 @@ class ValueSets(unittest.TestCase):
         vwc, hooks = webhooks(docs)
         self.assertNotIn("admissions.enforcer/disabled", vwc["metadata"]["annotations"])
         self.assertEqual(vwc["metadata"]["annotations"]["example.com/owner"], "platform")
-        self.assertEqual(hooks["validate.sigil.dev"]["matchConditions"][0]["name"], "not-dry-run")
+        self.assertEqual(hooks["validate.sigil.dev"]["matchConditions"][-1]["name"], "not-dry-run", "after the chart's")
+        self.assertFalse([d for d in docs if d["kind"] == "ResourceQuota"], "only for the system-* classes")
         assert_mutating_shares_validating(self, docs)
         np = one(docs, "NetworkPolicy")
         self.assertEqual(np["spec"]["ingress"][0]["ports"], [{"port": 8443, "protocol": "TCP"}])
         self.assertEqual(len(np["spec"]["ingress"][0]["from"]), 2, "konnectivity + the helm test pod")
         self.assertEqual(c["env"], [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}])
 
-    def test_pre_stop_sleep_only_where_supported(self):
-        _, c = container(render("--kube-version", "1.29.4"))
-        self.assertNotIn("lifecycle", c)
-        _, c = container(render("--kube-version", "1.30.0"))
-        self.assertEqual(c["lifecycle"]["preStop"]["sleep"]["seconds"], 5)
-        _, c = container(render("--set", "preStopSleepSeconds=0"))
-        self.assertNotIn("lifecycle", c)
+    def test_lame_duck_and_grace_follow_the_webhook_timeout(self):
+        def shutdown(*args):
+            docs = render(*args)
+            dep, c = container(docs)
+            pod = dep["spec"]["template"]["spec"]
+            cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+            self.assertNotIn("lifecycle", c, "sigil's own lame duck replaces a preStop sleep")
+            return cfg["server"]["lameDuck"], pod["terminationGracePeriodSeconds"]
+
+        # The lame duck outlasts the webhook timeout; the grace, the lame duck and a drain.
+        self.assertEqual(shutdown(), ("15s", 30))
+        self.assertEqual(shutdown("--set", "webhook.timeoutSeconds=25"), ("30s", 60))
+        self.assertEqual(shutdown("--set", "lameDuckSeconds=0"), ("0s", 15))
+        self.assertEqual(shutdown("--set", "lameDuckSeconds=40", "--set", "terminationGracePeriodSeconds=90"),
+                         ("40s", 90))
+        # A values file written for chart 0.1 still installs (preStopSleepSeconds is ignored).
+        self.assertEqual(shutdown("--set", "preStopSleepSeconds=5"), ("15s", 30))
+        r = render_raw("--set", "lameDuckSeconds=40", "--set", "terminationGracePeriodSeconds=45", check=False)
+        self.assertIn("terminationGracePeriodSeconds (45) must exceed lameDuckSeconds + webhook.timeoutSeconds + 1 (51)",
+                      r.stderr)
 
     def test_kube_version_floor(self):
         r = render_raw("--kube-version", "1.24.9", check=False)
@@ -639,10 +683,24 @@ class Schema(unittest.TestCase):
             (("--set", "config.server.maxConnections=0"), "/config/server/maxConnections"),
             (("--set", "config.server.idleTimeout=30"), "/config/server/idleTimeout"),
             (("--set-string", "allowSharedNamespace=yes"), "/allowSharedNamespace"),
+            (("--set", "scope=some"), "/scope"),
+            (("--set", "policyMode=audit"), "/policyMode"),
+            (("--set", "crds.install=maybe"), "/crds/install"),
+            (("--set", "crds.keep=false"), "'keep' not allowed"),
+            (("--set", "autoscaling.maxReplicas=0"), "/autoscaling/maxReplicas"),
+            (("--set", "podDisruptionBudget.unhealthyPodEvictionPolicy=Never"), "/podDisruptionBudget/unhealthyPodEvictionPolicy"),
+            (("--set", "tls.certManager.namespace=Cert_Manager"), "/tls/certManager/namespace"),
+            (("--set", "policies.Bad_Name.images[0].glob=x"), "/policies"),
+            (("--set-json", 'policies.p={"images":[{"glob":"x"}]}'), "/policies/p"),
+            (("--set-json", 'policies.p={"images":[{"glob":"x"}],"authorities":[{"name":"a","static":{"action":"pass"}}],"match":[]}'),
+             "'match' not allowed"),
         ]
         for args, needle in cases:
             with self.subTest(args=args):
                 self.assertIn(needle, self.rejected(*args))
+
+    def test_global_is_accepted_for_subcharts(self):
+        render("--set", "global.imageRegistry=myacr.azurecr.io", "--set", "global.imagePullSecrets[0].name=x")
 
     def test_skip_schema_validation(self):
         r = render_raw("--skip-schema-validation", "--set", "config.logLevel=loud")
@@ -656,6 +714,9 @@ class Schema(unittest.TestCase):
         self.assertIn("set json or configMap, not both", r.stderr)
         r = render_raw("--set", "serviceAccount.create=false", check=False)
         self.assertIn("serviceAccount.name is required", r.stderr)
+        r = render_raw("--set", "autoscaling.enabled=true", "--set", "autoscaling.minReplicas=5",
+                       "--set", "autoscaling.maxReplicas=3", check=False)
+        self.assertIn("autoscaling.maxReplicas must be at least autoscaling.minReplicas", r.stderr)
 
     def test_values_yaml_documents_every_schema_key(self):
         with open(os.path.join(CHART, "values.schema.json")) as f:
@@ -664,6 +725,7 @@ class Schema(unittest.TestCase):
             values = yaml.safe_load(f)
 
         optional = {"successThreshold", "initialDelaySeconds"}  # probe fields left at Kubernetes' defaults
+        optional |= {"preStopSleepSeconds"}  # removed in 0.2.0: accepted (0.1 values files) and ignored
 
         def walk(s, v, path):
             if s.get("type") != "object" or "properties" not in s or not v:
@@ -674,6 +736,441 @@ class Schema(unittest.TestCase):
                 if isinstance(v.get(k), dict):
                     walk(sub, v[k], path + "/" + k)
         walk(schema, values, "")
+
+
+def selector_matches(selector, labels):
+    """A Kubernetes label selector (matchLabels + matchExpressions, or a Service's plain map)
+    against a set of labels."""
+    if "matchLabels" not in selector and "matchExpressions" not in selector:
+        selector = {"matchLabels": selector}
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        k, op, vals = e["key"], e["operator"], e.get("values", [])
+        if op == "In" and labels.get(k) not in vals:
+            return False
+        if op == "NotIn" and k in labels and labels[k] in vals:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+    return True
+
+
+def pod_selectors(docs):
+    """Every selector in the render that picks pods: (where, selector)."""
+    out = []
+    for d in docs:
+        kind, name, spec = d["kind"], d["metadata"]["name"], d.get("spec") or {}
+        where = "%s %s" % (kind, name)
+        if kind == "Service" and spec.get("selector"):
+            out.append((where + " spec.selector", spec["selector"]))
+        elif kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "PodDisruptionBudget"):
+            out.append((where + " spec.selector", spec["selector"]))
+            for t in (spec.get("template") or {}).get("spec", {}).get("topologySpreadConstraints", []):
+                out.append((where + " topologySpreadConstraints", t["labelSelector"]))
+        elif kind == "NetworkPolicy":
+            out.append((where + " spec.podSelector", spec["podSelector"]))
+    return out
+
+
+class HookPods(unittest.TestCase):
+    """Issue 12 bug: the `helm test` pod carried the Service's and the PDB's selector labels, so
+    while it ran the API server could send admissions to the curl pod, and the PDB counted it."""
+
+    def hook_pods(self, docs):
+        return [d for d in docs if d["kind"] == "Pod" and "helm.sh/hook" in d["metadata"].get("annotations", {})]
+
+    def test_no_hook_pod_matches_a_workload_selector(self):
+        for args in ((), ("--set", "autoscaling.enabled=true"), ("--set", "networkPolicy.enabled=false"),
+                     ("--set", "tls.mode=cert-manager"), ("--set", "nameOverride=verify")):
+            docs = render(*args)
+            hooks = self.hook_pods(docs)
+            self.assertTrue(hooks, "the helm test pod is rendered")
+            selectors = pod_selectors(docs)
+            self.assertGreaterEqual(len(selectors), 5, [w for w, _ in selectors])
+            for pod in hooks:
+                for where, sel in selectors:
+                    with self.subTest(args=args, selector=where):
+                        self.assertFalse(selector_matches(sel, pod["metadata"]["labels"]),
+                                         "hook pod %s matches %s" % (pod["metadata"]["name"], where))
+
+    def test_webhook_pods_match_every_workload_selector(self):
+        docs = render()
+        dep, _ = container(docs)
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        self.assertEqual(labels["app.kubernetes.io/component"], "webhook")
+        for where, sel in pod_selectors(docs):
+            with self.subTest(selector=where):
+                self.assertTrue(selector_matches(sel, labels), where)
+
+    def test_the_check_catches_the_old_selectors(self):
+        # The selectors of chart 0.1.0 (name and instance only) matched the test pod.
+        pod = self.hook_pods(render())[0]
+        old = {"app.kubernetes.io/name": "sigil", "app.kubernetes.io/instance": "sigil"}
+        self.assertTrue(selector_matches(old, pod["metadata"]["labels"]))
+        self.assertTrue(selector_matches({"matchLabels": old}, pod["metadata"]["labels"]))
+
+    def test_the_test_pod_still_reaches_the_webhook(self):
+        docs = render()
+        pod = self.hook_pods(docs)[0]
+        (rule,) = one(docs, "NetworkPolicy")["spec"]["ingress"]
+        self.assertTrue(any(selector_matches(p["podSelector"], pod["metadata"]["labels"])
+                            for p in rule["from"] if set(p) == {"podSelector"}))
+
+
+class CRDsInTemplates(unittest.TestCase):
+    def test_crds_are_the_files_kept_on_uninstall(self):
+        docs = render()
+        crds = {d["metadata"]["name"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
+        files = crdschema.load_crds(CRD_FILES)
+        self.assertEqual(sorted(crds), sorted(c["metadata"]["name"] for c, _ in files.values()))
+        for crd, _ in files.values():
+            got = crds[crd["metadata"]["name"]]
+            self.assertEqual(got["spec"], crd["spec"], "rendered as written")
+            self.assertEqual(got["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+                             "uninstall must not delete the CRDs (and with them every policy)")
+            self.assertEqual(got["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm")
+            self.assertEqual(got["metadata"]["labels"]["app.kubernetes.io/component"], "crd")
+        self.assertFalse(os.path.isdir(os.path.join(CHART, "crds")), "crds/ is never upgraded by Helm")
+
+    def test_crds_install_false(self):
+        docs = render("--set", "crds.install=false")
+        self.assertFalse([d for d in docs if d["kind"] == "CustomResourceDefinition"])
+        notes = os.path.join(TMP, "notes-nocrds.txt")
+        render_raw("--set", "crds.install=false", "--notes-out", notes)
+        with open(notes) as f:
+            self.assertIn("crds.install is false", f.read())
+
+
+class Policies(unittest.TestCase):
+    """`policies`: ClusterImagePolicies of the release, valid for the CRD they are written for."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.crds = crdschema.load_crds(CRD_FILES)
+        cls.values = os.path.join(TMP, "policies.yaml")
+        with open(os.path.join(EXAMPLES, "aks-mcr.yaml")) as f:
+            mcr = yaml.safe_load(f)
+        with open(os.path.join(EXAMPLES, "key-based.yaml")) as f:
+            prod = yaml.safe_load(f)
+        with open(cls.values, "w") as f:
+            yaml.safe_dump({"policies": {"aks-mcr": mcr["spec"], "prod-images": prod["spec"]}}, f)
+
+    def cips(self, docs):
+        return {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterImagePolicy"}
+
+    def test_rendered_once_the_api_serves_them(self):
+        docs = render("-f", self.values, "--api-versions", "sigil.dev/v1alpha1")
+        cips = self.cips(docs)
+        self.assertEqual(sorted(cips), ["aks-mcr", "prod-images"])
+        for name, cip in cips.items():
+            self.assertEqual(crdschema.validate_object(self.crds, cip), [], name)
+            self.assertEqual(cip["metadata"]["labels"]["app.kubernetes.io/instance"], "sigil")
+            self.assertNotIn("mode", cip["spec"], "each policy's own mode (default enforce)")
+        self.assertEqual(cips["aks-mcr"]["spec"]["images"], [{"glob": "mcr.microsoft.com/**"}])
+        kinds = [d["kind"] for d in docs]
+        self.assertLess(kinds.index("ClusterImagePolicy"), kinds.index("ValidatingWebhookConfiguration"))
+
+    def test_first_install_defers_them(self):
+        # Without sigil.dev/v1alpha1 in the API (the install that creates the CRDs), Helm could not
+        # build the objects at all: they wait for the next upgrade, and NOTES say so.
+        self.assertEqual(self.cips(render("-f", self.values)), {})
+        notes = os.path.join(TMP, "notes-policies.txt")
+        render_raw("-f", self.values, "--notes-out", notes)
+        with open(notes) as f:
+            text = f.read()
+        self.assertIn("NOT YET APPLIED: the 2 ClusterImagePolicies", text)
+        render_raw("-f", self.values, "--api-versions", "sigil.dev/v1alpha1", "--notes-out", notes)
+        with open(notes) as f:
+            text = f.read()
+        self.assertNotIn("NOT YET APPLIED", text)
+        self.assertIn("Policies of this release: aks-mcr, prod-images.", text)
+
+    def test_policy_mode_for_a_phased_rollout(self):
+        for mode in ("warn", "enforce"):
+            docs = render("-f", self.values, "--api-versions", "sigil.dev/v1alpha1", "--set", "policyMode=" + mode)
+            for name, cip in self.cips(docs).items():
+                self.assertEqual(cip["spec"]["mode"], mode, name)
+                self.assertEqual(crdschema.validate_object(self.crds, cip), [], name)
+
+    def test_a_policy_the_crd_refuses_is_caught(self):
+        # The same check on a policy the API server would refuse (the schema check is not vacuous).
+        docs = render("--set-json", 'policies.bad={"images":[{"glob":"x"}],"authorities":[{"name":"a"}]}',
+                      "--api-versions", "sigil.dev/v1alpha1")
+        self.assertNotEqual(crdschema.validate_object(self.crds, self.cips(docs)["bad"]), [])
+
+
+class Scope(unittest.TestCase):
+    def test_labelled_scope_on_both_pod_webhooks(self):
+        docs = render("--set", "scope=labelled")
+        _, hooks = webhooks(docs)
+        opt_in = {"key": "sigil.dev/enforce", "operator": "In", "values": ["true"]}
+        self.assertIn(opt_in, hooks["validate.sigil.dev"]["namespaceSelector"]["matchExpressions"])
+        self.assertNotIn("namespaceSelector", hooks["validate-policy.sigil.dev"], "policies are cluster matters")
+        assert_mutating_shares_validating(self, docs)
+        sel = hooks["validate.sigil.dev"]["namespaceSelector"]
+        ns = lambda name, **labels: dict(labels, **{"kubernetes.io/metadata.name": name})  # noqa: E731
+        self.assertTrue(selector_matches(sel, ns("shop", **{"sigil.dev/enforce": "true"})))
+        self.assertFalse(selector_matches(sel, ns("shop")))
+        self.assertFalse(selector_matches(sel, ns("shop", **{"sigil.dev/enforce": "false"})))
+        self.assertFalse(selector_matches(sel, ns("sigil", **{"sigil.dev/enforce": "true"})), "never its own namespace")
+        notes = os.path.join(TMP, "notes-labelled.txt")
+        render_raw("--set", "scope=labelled", "--notes-out", notes)
+        with open(notes) as f:
+            self.assertIn("kubectl label namespace NAME sigil.dev/enforce=true", f.read())
+
+
+class AKS(unittest.TestCase):
+    def selector(self, docs):
+        return webhooks(docs)[1]["validate.sigil.dev"]["namespaceSelector"]
+
+    def test_enforcer_exclusions_follow_the_opt_out(self):
+        sel = self.selector(render())
+        ns = {"kubernetes.io/metadata.name": "app-routing-system"}
+        self.assertTrue(selector_matches(sel, ns))
+        self.assertFalse(selector_matches(sel, dict(ns, **{"kubernetes.azure.com/managedby": "aks"})))
+        self.assertFalse(selector_matches(sel, dict(ns, **{"control-plane": "true"})))
+        self.assertTrue(selector_matches(sel, dict(ns, **{"kubernetes.azure.com/managedby": "someone"})))
+        # The Admissions Enforcer left in charge: it adds those itself, the chart does not.
+        docs = render("--set", "webhook.disableAKSAdmissionsEnforcer=false")
+        sel = self.selector(docs)
+        self.assertEqual([e["key"] for e in sel["matchExpressions"]], ["kubernetes.io/metadata.name"])
+        self.assertNotIn("annotations", one(docs, "ValidatingWebhookConfiguration")["metadata"])
+        assert_mutating_shares_validating(self, docs)
+
+    def test_cert_manager_namespace_excluded_in_cert_manager_mode(self):
+        for args, ns in (((), "cert-manager"), (("--set", "tls.certManager.namespace=security-certs"), "security-certs")):
+            docs = render("--set", "tls.mode=cert-manager", *args)
+            sel = self.selector(docs)
+            self.assertIn(ns, sel["matchExpressions"][0]["values"])
+            self.assertFalse(selector_matches(sel, {"kubernetes.io/metadata.name": ns}))
+            assert_mutating_shares_validating(self, docs)
+
+    def test_mcr_example_is_a_valid_policy(self):
+        with open(os.path.join(EXAMPLES, "aks-mcr.yaml")) as f:
+            doc = yaml.safe_load(f)
+        self.assertEqual(crdschema.validate_object(crdschema.load_crds(CRD_FILES), doc), [])
+        self.assertEqual(doc["spec"]["images"], [{"glob": "mcr.microsoft.com/**"}])
+
+
+class MatchConditions(unittest.TestCase):
+    """matchConditions only where the API server has them on (>= 1.28), identical on both pod
+    webhooks, and each CEL path the one of its kind."""
+
+    def conditions(self, *args):
+        docs = render(*args)
+        assert_mutating_shares_validating(self, docs)
+        return webhooks(docs)[1]["validate.sigil.dev"].get("matchConditions")
+
+    def test_only_from_1_28(self):
+        self.assertIsNone(self.conditions("--kube-version", "1.27.9"))
+        self.assertIsNone(self.conditions("--kube-version", "1.27.9", "--set-json",
+                                          'webhook.matchConditions=[{"name":"x","expression":"true"}]'))
+        self.assertEqual(len(self.conditions("--kube-version", "1.28.0")), 4)
+        self.assertEqual(len(self.conditions("--kube-version", "v1.28.3-aks.1")), 4)
+
+    def test_each_kind_is_read_at_its_own_path(self):
+        conds = {c["name"]: c["expression"] for c in self.conditions()}
+        self.assertEqual(sorted(conds), ["cronjob-images-changed", "not-being-deleted", "pod-images-changed",
+                                         "template-images-changed"])
+        paths = {"pod-images-changed": "spec", "template-images-changed": "spec.template.spec",
+                 "cronjob-images-changed": "spec.jobTemplate.spec.template.spec"}
+        covered = {}
+        for name, path in paths.items():
+            e = conds[name]
+            self.assertTrue(e.startswith("request.operation != 'UPDATE' || "), name)
+            for side in ("object", "oldObject"):
+                for field in ("initContainers", "containers", "ephemeralContainers"):
+                    self.assertIn("%s.%s.%s.map(c, has(c.image) ? c.image : '')" % (side, path, field), e)
+            # No other PodSpec path appears in it.
+            for other, p in paths.items():
+                if other != name and len(p) > len(path):
+                    self.assertNotIn("object.%s.containers" % p, e)
+            for r in re.findall(r"'([a-z]+)'", e.split("||")[1]):
+                covered.setdefault(r, []).append(name)
+        # Every resource the validating webhook registers has exactly one images-changed condition.
+        rules = webhooks(render())[1]["validate.sigil.dev"]["rules"]
+        resources = {r.split("/")[0] for rule in rules for r in rule["resources"]}
+        self.assertEqual(set(covered), resources)
+        self.assertTrue(all(len(v) == 1 for v in covered.values()), covered)
+        self.assertEqual(covered["cronjobs"], ["cronjob-images-changed"])
+        self.assertEqual(covered["pods"], ["pod-images-changed"])
+
+    def test_switches(self):
+        user = '[{"name":"not-dry-run","expression":"!request.dryRun"}]'
+        conds = self.conditions("--set", "webhook.defaultMatchConditions=false", "--set-json", "webhook.matchConditions=" + user)
+        self.assertEqual(conds, [{"name": "not-dry-run", "expression": "!request.dryRun"}])
+        self.assertIsNone(self.conditions("--set", "webhook.defaultMatchConditions=false"))
+        conds = self.conditions("--set-json", "webhook.matchConditions=" + user)
+        self.assertEqual([c["name"] for c in conds][-1], "not-dry-run")
+        _, hooks = webhooks(render())
+        self.assertNotIn("matchConditions", hooks["validate-policy.sigil.dev"])
+
+
+CEL_JS = os.path.join(ROOT, "tests", "support", "cel-js")
+
+
+def cel_evaluator():
+    """Installs tests/support/cel-js (pinned @bufbuild/cel) once per lock file under the system temp
+    directory; returns a function (conditions, cases) -> results. Skips when node/npm are missing
+    or the npm registry cannot be reached."""
+    import hashlib
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        raise unittest.SkipTest("node and npm are not installed: the matchConditions are not evaluated")
+    h = hashlib.sha256()
+    for name in ("package.json", "package-lock.json", "eval.mjs"):
+        with open(os.path.join(CEL_JS, name), "rb") as f:
+            h.update(f.read())
+    dest = os.path.join(tempfile.gettempdir(), "sigil-node", "cel-js-" + h.hexdigest()[:12])
+    if not os.path.isdir(os.path.join(dest, "node_modules", "@bufbuild", "cel")):
+        tmp = dest + ".tmp%d" % os.getpid()
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(CEL_JS, tmp)
+        try:
+            r = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=tmp, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            r = None
+        if r is None or r.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise unittest.SkipTest("npm ci could not install @bufbuild/cel (is the npm registry reachable?)")
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+
+    def evaluate(conditions, cases):
+        r = subprocess.run([node, os.path.join(dest, "eval.mjs")], input=json.dumps({"conditions": conditions, "cases": cases}),
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError("eval.mjs failed:\n" + r.stderr)
+        return json.loads(r.stdout)
+    return evaluate
+
+
+def _spec(*images, init=(), image_less=False):
+    cs = [{"name": "c%d" % i, "image": img} for i, img in enumerate(images)]
+    if image_less:
+        cs.append({"name": "no-image"})
+    spec = {"containers": cs}
+    if init:
+        spec["initContainers"] = [{"name": "i%d" % i, "image": img} for i, img in enumerate(init)]
+    return spec
+
+
+def _wrap(kind, spec, **extra):
+    """A namespaced object of `kind` whose pod spec is `spec`, at that kind's own path."""
+    obj = {"apiVersion": "v1", "kind": kind, "metadata": {"name": "x", "namespace": "shop"}}
+    if kind == "Pod":
+        obj["spec"] = spec
+    elif kind == "CronJob":
+        obj["spec"] = {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": spec}}}}
+    else:
+        obj["spec"] = {"replicas": 2, "template": {"metadata": {"labels": {"a": "b"}}, "spec": spec}}
+    obj["spec"].update(extra)
+    return obj
+
+
+RESOURCES = {"Pod": "pods", "Deployment": "deployments", "ReplicaSet": "replicasets", "StatefulSet": "statefulsets",
+             "DaemonSet": "daemonsets", "Job": "jobs", "ReplicationController": "replicationcontrollers",
+             "CronJob": "cronjobs"}
+
+
+class MatchConditionsCEL(unittest.TestCase):
+    """The rendered matchConditions, evaluated by a real CEL evaluator on the AdmissionRequests the
+    API server would send: sigil is called whenever an image can change, skipped only for UPDATEs
+    that keep every image or touch an object being deleted, and no expression ever fails."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.evaluate = staticmethod(cel_evaluator())
+        cls.conditions = webhooks(render())[1]["validate.sigil.dev"]["matchConditions"]
+
+    def case(self, name, kind, op, new, old=None, sub=""):
+        req = {"operation": op, "resource": {"group": "", "version": "v1", "resource": RESOURCES[kind]},
+               "subResource": sub, "kind": {"kind": kind}, "namespace": "shop", "dryRun": False}
+        return {"name": name, "request": req, "object": new, "oldObject": old}
+
+    def cases(self):
+        out = []
+        for kind in RESOURCES:
+            a, b = _spec("app:1", init=("init:1",)), _spec("app:1", init=("init:1",))
+            out.append((self.case(kind + " create", kind, "CREATE", _wrap(kind, a)), True))
+            same_new = _wrap(kind, a)
+            same_new["metadata"]["labels"] = {"changed": "yes"}
+            out.append((self.case(kind + " update, same images", kind, "UPDATE", same_new, _wrap(kind, b)), False))
+            out.append((self.case(kind + " update, image changed", kind, "UPDATE", _wrap(kind, _spec("app:2", init=("init:1",))),
+                                  _wrap(kind, b)), True))
+            out.append((self.case(kind + " update, init image changed", kind, "UPDATE",
+                                  _wrap(kind, _spec("app:1", init=("evil:1",))), _wrap(kind, b)), True))
+            out.append((self.case(kind + " update, container added", kind, "UPDATE",
+                                  _wrap(kind, _spec("app:1", "side:1", init=("init:1",))), _wrap(kind, b)), True))
+            out.append((self.case(kind + " update, an image-less container", kind, "UPDATE",
+                                  _wrap(kind, _spec("app:1", image_less=True)), _wrap(kind, _spec("app:1", image_less=True))), False))
+            gone = _wrap(kind, a)
+            gone["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+            out.append((self.case(kind + " update while being deleted", kind, "UPDATE", gone, _wrap(kind, b)), False))
+        debug = _spec("app:1")
+        debug["ephemeralContainers"] = [{"name": "debugger", "image": "busybox:1"}]
+        out.append((self.case("kubectl debug", "Pod", "UPDATE", _wrap("Pod", debug), _wrap("Pod", _spec("app:1")),
+                              sub="ephemeralcontainers"), True))
+        rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "x"}, "spec": {"replicas": 1}}
+        out.append((self.case("rc without a template", "ReplicationController", "UPDATE", rc, rc), True))
+        return out
+
+    def test_called_exactly_when_an_image_can_change(self):
+        cases = self.cases()
+        results = self.evaluate(self.conditions, [c for c, _ in cases])
+        for c, want_call in cases:
+            got = results[c["name"]]
+            with self.subTest(case=c["name"]):
+                errors = {k: v for k, v in got.items() if v is not True and v is not False}
+                self.assertEqual(errors, {}, "an expression failed (failurePolicy would decide)")
+                self.assertEqual(all(got.values()), want_call, got)
+
+    def test_a_wrong_path_is_caught(self):
+        # The CronJob condition reading a pod template's path: its skip case must then fail.
+        wrong = [dict(c, expression=c["expression"].replace("spec.jobTemplate.spec.template.spec", "spec.template.spec"))
+                 if c["name"] == "cronjob-images-changed" else c for c in self.conditions]
+        same = _wrap("CronJob", _spec("app:1"))
+        results = self.evaluate(wrong, [self.case("cron same", "CronJob", "UPDATE", same, same)])
+        self.assertTrue(all(results["cron same"].values()), "with the wrong path every CronJob update calls sigil")
+
+
+class VersionGated(unittest.TestCase):
+    def test_pdb_unhealthy_pod_eviction_policy_from_1_27(self):
+        self.assertNotIn("unhealthyPodEvictionPolicy", one(render("--kube-version", "1.26.15"), "PodDisruptionBudget")["spec"])
+        self.assertEqual(one(render("--kube-version", "1.27.0"), "PodDisruptionBudget")["spec"]["unhealthyPodEvictionPolicy"],
+                         "AlwaysAllow")
+        pdb = one(render("--set", "podDisruptionBudget.unhealthyPodEvictionPolicy="), "PodDisruptionBudget")
+        self.assertNotIn("unhealthyPodEvictionPolicy", pdb["spec"])
+
+
+class Scaling(unittest.TestCase):
+    def test_autoscaler_on_cpu(self):
+        docs = render("--set", "autoscaling.enabled=true", "--set", "autoscaling.maxReplicas=8")
+        hpa = one(docs, "HorizontalPodAutoscaler")
+        dep, c = container(docs)
+        self.assertNotIn("replicas", dep["spec"], "the autoscaler owns the replica count")
+        self.assertEqual(hpa["spec"]["scaleTargetRef"], {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                         "name": dep["metadata"]["name"]})
+        self.assertEqual((hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]), (2, 8))
+        (metric,) = hpa["spec"]["metrics"]
+        self.assertEqual(metric["resource"]["name"], "cpu")
+        self.assertEqual(metric["resource"]["target"], {"type": "Utilization", "averageUtilization": 75})
+        self.assertIn("cpu", c["resources"]["requests"], "utilization is relative to the request")
+        self.assertGreaterEqual(int(one(docs, "ResourceQuota")["spec"]["hard"]["pods"]), 2 * 8)
+        assert_pdb_never_blocks_drains(self, docs)
+
+    def test_priority(self):
+        self.assertFalse([d for d in render("--set", "priorityClass.quota=false") if d["kind"] == "ResourceQuota"])
+        docs = render("--set", "priorityClassName=")
+        self.assertNotIn("priorityClassName", container(docs)[0]["spec"]["template"]["spec"])
+        self.assertFalse([d for d in docs if d["kind"] == "ResourceQuota"])
+        docs = render("--set", "priorityClassName=system-node-critical")
+        self.assertEqual(one(docs, "ResourceQuota")["spec"]["scopeSelector"]["matchExpressions"][0]["values"],
+                         ["system-node-critical"])
 
 
 class Certificates(unittest.TestCase):
@@ -853,8 +1350,16 @@ class PlainManifests(unittest.TestCase):
             self.assertIn(k, kinds)
         self.assertNotIn("Secret", kinds, "no private key may be committed")
         self.assertNotIn("Pod", kinds, "no helm test hook")
+        # Rendered for a current Kubernetes: everything the chart renders only on newer versions.
         _, c = container(docs)
-        self.assertNotIn("lifecycle", c, "rendered for Kubernetes 1.25")
+        self.assertNotIn("lifecycle", c, "no preStop: sigil's lame duck keeps it serving after SIGTERM")
+        self.assertIn("unhealthyPodEvictionPolicy", one(docs, "PodDisruptionBudget")["spec"])
+        _, hooks = webhooks(docs)
+        self.assertEqual(len(hooks["validate.sigil.dev"]["matchConditions"]), 4)
+        excl = hooks["validate.sigil.dev"]["namespaceSelector"]["matchExpressions"][0]
+        self.assertIn("cert-manager", excl["values"], "cert-manager issues these manifests' certificate")
+        with open(os.path.join(ROOT, "deploy", "render.sh")) as f:
+            self.assertRegex(f.read(), r"\nKUBE_VERSION=1\.(3[3-9]|[4-9][0-9])\.")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""sigil's CRDs (deploy/helm/sigil/crds): structural schemas, and what they accept and refuse.
+"""sigil's CRDs (deploy/helm/sigil/files/crds): structural schemas, and what they accept and refuse.
 
 Every example under examples/policies/ must be accepted; crafted bad policies must be refused with
 the API server's kind of message. Run: /usr/bin/python3 tests/deploy/test_crds.py (exit 77: skipped).
@@ -13,7 +13,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-CRD_DIR = os.path.join(ROOT, "deploy", "helm", "sigil", "crds")
+CRD_DIR = os.path.join(ROOT, "deploy", "helm", "sigil", "files", "crds")
 EXAMPLES = os.path.join(ROOT, "examples", "policies")
 
 try:
