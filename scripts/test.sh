@@ -4,7 +4,7 @@
 #   1. format check (clang-format) of the modules, tests/ and bench/
 #   2. sanitizer build (ASan + UBSan) running the unit, fuzz-corpus and integration tests
 #   3. clang-tidy (.clang-tidy, warnings are errors) on the module sources changed since the
-#      commit in .ci/tidy-base (SIGIL_TIDY=all: every module source)
+#      commit in .ci/verified-base (SIGIL_TIDY=all: every module source)
 #   4. the libFuzzer targets built with clang and each run briefly on its corpus, two at a time
 #   5. the main build with -Werror running the whole suite; its ctest summary ends the output
 # Each stage prints its wall time, and a table of them all comes just before the last summary.
@@ -54,7 +54,7 @@ if [ "${SIGIL_QUICK:-0}" != 1 ]; then
 
   stage "clang-tidy"
   modules='^(common|asio|crypto|oci|policy|admission|net|registry|kube|verify|server|app|azure)/'
-  if [ "${SIGIL_TIDY:-changed}" = all ] || ! base=$(cat .ci/tidy-base 2>/dev/null) \
+  if [ "${SIGIL_TIDY:-changed}" = all ] || ! base=$(cat .ci/verified-base 2>/dev/null) \
       || ! git cat-file -e "$base^{commit}" 2>/dev/null; then
     tidy_files=$(git ls-files '*.cpp' | grep -E "$modules" || true)
   else
