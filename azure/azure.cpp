@@ -422,18 +422,18 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     const auto dl = [] { return std::chrono::steady_clock::now() + seconds(30); };
     for (auto& [i, scope] : aad_due) {
       auto r = co_await aad_for(i, scope, dl(), true);
-      if (!r) refresh_failures++;
+      (r ? refreshes : refresh_failures)++;
       log_state("refresh " + identities[i].name + " token for " + scope,
                 r ? Status() : Status(r.error()));
     }
     for (const std::string& host : rt_due) {
       auto r = co_await refresh_token(host, dl(), true);
-      if (!r) refresh_failures++;
+      (r ? refreshes : refresh_failures)++;
       log_state("refresh registry " + host, r ? Status() : Status(r.error()));
     }
     for (auto& [host, scope] : at_due) {
       auto r = co_await access_token(host, scope, dl());
-      if (!r) refresh_failures++;
+      (r ? refreshes : refresh_failures)++;
       log_state("refresh " + host + " " + scope, r ? Status() : Status(r.error()));
     }
   }
@@ -473,7 +473,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> stopped{false};
   std::atomic<bool> started{false};
   std::atomic<uint64_t> aad_requests{0}, imds_requests{0}, exchange_requests{0}, token_requests{0},
-      vault_requests{0}, refresh_failures{0};
+      vault_requests{0}, refresh_failures{0}, refreshes{0};
 };
 
 AzureCredentials::AzureCredentials(asio::any_io_executor executor, Options options)
@@ -583,6 +583,7 @@ Stats AzureCredentials::stats() const {
   s.token_requests = impl_->token_requests;
   s.vault_requests = impl_->vault_requests;
   s.refresh_failures = impl_->refresh_failures;
+  s.refreshes = impl_->refreshes;
   return s;
 }
 
