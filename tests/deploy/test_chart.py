@@ -590,6 +590,30 @@ class ValueSets(unittest.TestCase):
         self.assertEqual(len(np["spec"]["ingress"][0]["from"]), 2, "konnectivity + the helm test pod")
         self.assertEqual(c["env"], [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}])
 
+    def test_azure_workload_identity(self):
+        """azureWorkloadIdentity.clientId: the ServiceAccount annotation the federated credential
+        names and the pod label the AKS webhook mutates on; other annotations and labels stay."""
+        cid = "11111111-2222-3333-4444-555555555555"
+        docs = render("--set", "azureWorkloadIdentity.clientId=" + cid,
+                      "--set", "serviceAccount.annotations.example\\.com/team=platform",
+                      "--set", "podLabels.team=platform")
+        sa = one(docs, "ServiceAccount")
+        self.assertEqual(sa["metadata"]["annotations"],
+                         {"azure.workload.identity/client-id": cid, "example.com/team": "platform"})
+        dep, _ = container(docs)
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        self.assertEqual(labels["azure.workload.identity/use"], "true")
+        self.assertEqual(labels["team"], "platform")
+        # Not on the selector: the Deployment's selector is immutable across upgrades.
+        self.assertNotIn("azure.workload.identity/use", dep["spec"]["selector"]["matchLabels"])
+        # Off by default: no label, no annotation.
+        plain = render()
+        self.assertNotIn("annotations", one(plain, "ServiceAccount")["metadata"])
+        dep0, _ = container(plain)
+        self.assertNotIn("azure.workload.identity/use", dep0["spec"]["template"]["metadata"]["labels"])
+        bad = render_raw("--set", "azureWorkloadIdentity.clientId=not-a-guid", check=False)
+        self.assertNotEqual(bad.returncode, 0)
+
     def test_pre_stop_sleep_only_where_supported(self):
         _, c = container(render("--kube-version", "1.29.4"))
         self.assertNotIn("lifecycle", c)
