@@ -20,9 +20,9 @@ using namespace sigil;
 using namespace sigil::azure;
 using namespace sigil::azure::testing;
 using namespace std::chrono_literals;
-using sigil::test::Fault;
 using sigil::test::FakeHttpOptions;
 using sigil::test::FakeHttpServer;
+using sigil::test::Fault;
 using sigil::test::HttpReply;
 using sigil::test::HttpRequest;
 using sigil::test::Loop;
@@ -53,7 +53,8 @@ Form parse_form(std::string_view body) {
     const size_t amp = body.find('&');
     const std::string_view kv = body.substr(0, amp);
     const size_t eq = kv.find('=');
-    if (eq != std::string_view::npos) f[pct_decode(kv.substr(0, eq))] = pct_decode(kv.substr(eq + 1));
+    if (eq != std::string_view::npos)
+      f[pct_decode(kv.substr(0, eq))] = pct_decode(kv.substr(eq + 1));
     if (amp == std::string_view::npos) break;
     body.remove_prefix(amp + 1);
   }
@@ -66,7 +67,9 @@ FakeHttpOptions tls_server() {
   return o;
 }
 
-Deadline in(std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; }
+Deadline in(std::chrono::milliseconds d) {
+  return std::chrono::steady_clock::now() + d;
+}
 
 // Entra ID, IMDS, an ACR registry host and a Key Vault, sharing one clock and token books.
 struct World {
@@ -109,7 +112,9 @@ struct World {
         f["client_assertion_type"] != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
       return HttpReply::json(400, R"({"error":"unsupported_grant_type"})");
     if (f["client_id"] != client_id || f["client_assertion"] != current)
-      return HttpReply::json(401, R"({"error":"invalid_client","error_description":"AADSTS700024: Client assertion is not within its valid time range."})");
+      return HttpReply::json(
+          401,
+          R"({"error":"invalid_client","error_description":"AADSTS700024: Client assertion is not within its valid time range."})");
     const std::string tok = mint(aad_ttl, "");
     aad_tokens[tok] = f["scope"];
     return HttpReply::json(200, R"({"token_type":"Bearer","expires_in":)" +
@@ -121,18 +126,22 @@ struct World {
     imds_seen.push_back(r);
     if (r.path != "/metadata/identity/oauth2/token") return HttpReply::json(404, "{}");
     if (r.header("Metadata") != "true")
-      return HttpReply::json(400, R"({"error":"invalid_request","error_description":"Required metadata header not specified"})");
+      return HttpReply::json(
+          400,
+          R"({"error":"invalid_request","error_description":"Required metadata header not specified"})");
     auto q = r.query;
     if (q["api-version"] != "2018-02-01") return HttpReply::json(400, R"({"error":"bad api"})");
     if (q["client_id"] != kubelet_id)
-      return HttpReply::json(400, R"({"error":"invalid_request","error_description":"Identity not found"})");
+      return HttpReply::json(
+          400, R"({"error":"invalid_request","error_description":"Identity not found"})");
     const std::string tok = mint(aad_ttl, "");
     aad_tokens[tok] = q["resource"] + "/.default";
     const std::string exp = std::to_string(unix_now() + aad_ttl);
     // Numbers as strings, as IMDS sends them.
-    return HttpReply::json(200, R"({"access_token":")" + tok + R"(","refresh_token":"","expires_in":")" +
-                                    std::to_string(aad_ttl) + R"(","expires_on":")" + exp +
-                                    R"(","resource":")" + q["resource"] + R"(","token_type":"Bearer"})");
+    return HttpReply::json(
+        200, R"({"access_token":")" + tok + R"(","refresh_token":"","expires_in":")" +
+                 std::to_string(aad_ttl) + R"(","expires_on":")" + exp + R"(","resource":")" +
+                 q["resource"] + R"(","token_type":"Bearer"})");
   }
 
   HttpReply on_acr(const HttpRequest& r) {
@@ -145,7 +154,8 @@ struct World {
         return HttpReply::json(400, R"({"errors":[{"code":"UNSUPPORTED"}]})");
       if (it == aad_tokens.end() || it->second != std::string(kAcrScope) ||
           (f.count("tenant") && f["tenant"] != tenant))
-        return HttpReply::json(401, R"({"errors":[{"code":"UNAUTHORIZED","message":"invalid AAD token"}]})");
+        return HttpReply::json(
+            401, R"({"errors":[{"code":"UNAUTHORIZED","message":"invalid AAD token"}]})");
       const std::string rt = mint(refresh_ttl, R"(,"grant_type":"refresh_token")");
       refresh_tokens.insert(rt);
       return HttpReply::json(200, R"({"refresh_token":")" + rt + "\"}");
@@ -153,7 +163,8 @@ struct World {
     if (r.path == "/oauth2/token" && r.method == "POST") {
       token_forms.push_back(f);
       if (f["grant_type"] != "refresh_token" || !refresh_tokens.count(f["refresh_token"]))
-        return HttpReply::json(401, R"({"errors":[{"code":"UNAUTHORIZED","message":"invalid refresh token"}]})");
+        return HttpReply::json(
+            401, R"({"errors":[{"code":"UNAUTHORIZED","message":"invalid refresh token"}]})");
       if (f["service"] != acr.authority()) return HttpReply::json(400, "{}");
       const std::string at = mint(access_ttl, R"(,"scope":")" + f["scope"] + "\"");
       access_tokens.insert(at);
@@ -212,7 +223,8 @@ struct World {
 
   Options options(bool wi, bool mi) {
     Options o;
-    if (wi) o.workload_identity = WorkloadIdentityConfig{client_id, tenant, token_file, aad.origin()};
+    if (wi)
+      o.workload_identity = WorkloadIdentityConfig{client_id, tenant, token_file, aad.origin()};
     if (mi) {
       o.managed_identity.enabled = true;
       o.managed_identity.client_id = kubelet_id;
@@ -478,9 +490,8 @@ TEST_CASE("azure: no identity configured: nothing for any host") {
   auto r = loop.run(az.for_registry(w.acr.authority(), "app", in(10s)));
   REQUIRE(r.ok());
   CHECK_FALSE(r->has_value());
-  auto bad = loop.run(
-      AzureCredentials(loop.ioc.get_executor(), w.options(true, false))
-          .for_registry(w.acr.authority(), "app:push repository:x", in(10s)));
+  auto bad = loop.run(AzureCredentials(loop.ioc.get_executor(), w.options(true, false))
+                          .for_registry(w.acr.authority(), "app:push repository:x", in(10s)));
   CHECK_FALSE(bad.ok());
 }
 
