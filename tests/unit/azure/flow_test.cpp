@@ -576,3 +576,38 @@ TEST_CASE("keyvault: vault hosts outside the list get no token; other schemes ar
   CHECK_FALSE(direct.ok());
   CHECK(w.acr.requests() == 0);
 }
+
+TEST_CASE("azure: misconfiguration is an init error naming the setting") {
+  World w;
+  Loop loop(1);
+  Options http_authority = w.options(true, false);
+  http_authority.workload_identity->authority_host = "http://login.example/";
+  AzureCredentials a(loop.ioc.get_executor(), http_authority);
+  REQUIRE_FALSE(a.init_status().ok());
+  CHECK(a.init_status().error().message.find("AZURE_AUTHORITY_HOST") != std::string::npos);
+  auto r = loop.run(a.for_registry(w.acr.authority(), "app", in(5s)));
+  CHECK_FALSE(r.ok());  // fails closed, sends nothing
+  Options warm = w.options(true, false);
+  warm.warm_registries = {"x.azurecr.io"};  // not in this list
+  AzureCredentials b(loop.ioc.get_executor(), warm);
+  REQUIRE_FALSE(b.init_status().ok());
+  CHECK(b.init_status().error().message.find("warm registry") != std::string::npos);
+  CHECK(w.aad.requests() == 0);
+  CHECK(w.acr.requests() == 0);
+  CHECK(ManagedIdentityConfig{}.endpoint == "http://169.254.169.254");
+}
+
+TEST_CASE("azure: workload identity from the environment the AKS webhook injects") {
+  std::map<std::string, std::string> env{
+      {"AZURE_CLIENT_ID", "c"}, {"AZURE_TENANT_ID", "t"}, {"AZURE_FEDERATED_TOKEN_FILE", "/f"}};
+  auto get = [&](const char* n) -> const char* {
+    auto it = env.find(n);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+  auto wi = workload_identity_from_env(get);
+  REQUIRE(wi.has_value());
+  CHECK(wi->authority_host == "https://login.microsoftonline.com/");
+  CHECK(wi->token_file == "/f");
+  env["AZURE_TENANT_ID"] = "";
+  CHECK_FALSE(workload_identity_from_env(get).has_value());
+}
