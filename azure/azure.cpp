@@ -389,7 +389,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     for (const std::string& r : opt.warm_registries) {
       const std::string host = normalize_host(r);
       auto rt = co_await refresh_token(host, std::chrono::steady_clock::now() + seconds(30), false);
-      if (!rt) refresh_failures++;
+      (rt ? refreshes : refresh_failures)++;
       log_state("warm registry " + host, rt ? Status() : Status(rt.error()));
     }
   }

@@ -123,7 +123,7 @@ struct Stats {
   uint64_t token_requests = 0;     // /oauth2/token
   uint64_t vault_requests = 0;     // Key Vault GET /keys
   uint64_t refresh_failures = 0;   // background refreshes that failed
-  uint64_t refreshes = 0;          // background refreshes that succeeded (stored)
+  uint64_t refreshes = 0;          // background refreshes (and start warms) that succeeded
 };
 
 class AzureCredentials final : public CredentialSource {
