@@ -258,10 +258,82 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     co_return make_error(Errc::unauthorized, errors);
   }
 
+  // --- coalescing ---------------------------------------------------------------------------
+  // Concurrent fetches of the same token (a burst of admissions on a cold cache, a background
+  // refresh meeting an admission) share one request: the first caller fetches, the others poll
+  // its result every few milliseconds until it is there or their deadline passes. Polling
+  // keeps every waiter on its own executor and timer (no cross-thread wake-up of a timer).
+
+  struct Flight {
+    bool done = false;
+    std::optional<Result<std::string>> result;
+  };
+
+  // The caller's flight for key, and whether it leads it.
+  std::pair<std::shared_ptr<Flight>, bool> join(const std::string& key) {
+    std::lock_guard lock(mu);
+    auto& f = flights[key];
+    if (f) return {f, false};
+    f = std::make_shared<Flight>();
+    return {f, true};
+  }
+
+  void land(const std::string& key, const std::shared_ptr<Flight>& f,
+            const Result<std::string>& r) {
+    std::lock_guard lock(mu);
+    f->result = r;
+    f->done = true;
+    auto it = flights.find(key);
+    if (it != flights.end() && it->second == f) flights.erase(it);
+  }
+
+  asio::awaitable<Result<std::string>> follow(std::shared_ptr<Flight> f, Deadline deadline) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+      {
+        std::lock_guard lock(mu);
+        if (f->done) co_return *f->result;
+      }
+      if (std::chrono::steady_clock::now() >= deadline)
+        co_return make_error(Errc::timeout, "timed out waiting for a token being fetched");
+      timer.expires_after(std::chrono::milliseconds(5));
+      auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return make_error(Errc::unavailable, "waiting for a token: cancelled");
+    }
+  }
+
   // --- ACR ----------------------------------------------------------------------------------
 
   asio::awaitable<Result<std::string>> refresh_token(std::string host, Deadline deadline,
                                                      bool force) {
+    if (!force) {
+      std::lock_guard lock(mu);
+      auto it = refresh.find(host);
+      if (it != refresh.end() && it->second.expires_at - now() > opt.min_validity)
+        co_return it->second.token;
+    }
+    const std::string key = "refresh " + host;
+    std::pair<std::shared_ptr<Flight>, bool> joined = join(key);
+    std::shared_ptr<Flight> flight = joined.first;
+    if (!joined.second) co_return co_await follow(flight, deadline);
+    auto r = co_await refresh_token_once(host, deadline, force);
+    land(key, flight, r);
+    co_return r;
+  }
+
+  asio::awaitable<Result<std::string>> access_token(std::string host, std::string scope,
+                                                    Deadline deadline) {
+    const std::string key = "access " + host + " " + scope;
+    std::pair<std::shared_ptr<Flight>, bool> joined = join(key);
+    std::shared_ptr<Flight> flight = joined.first;
+    if (!joined.second) co_return co_await follow(flight, deadline);
+    auto r = co_await access_token_once(host, scope, deadline);
+    land(key, flight, r);
+    co_return r;
+  }
+
+  asio::awaitable<Result<std::string>> refresh_token_once(std::string host, Deadline deadline,
+                                                          bool force) {
     if (!force) {
       std::lock_guard lock(mu);
       auto it = refresh.find(host);
@@ -323,8 +395,8 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     co_return make_error(Errc::unauthorized, errors);
   }
 
-  asio::awaitable<Result<std::string>> access_token(std::string host, std::string scope,
-                                                    Deadline deadline) {
+  asio::awaitable<Result<std::string>> access_token_once(std::string host, std::string scope,
+                                                         Deadline deadline) {
     auto url = net::parse_url("https://" + host + "/oauth2/token");
     if (!url)
       co_return make_error(Errc::invalid_argument, "bad registry host " + printable(host, 100));
@@ -470,6 +542,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::string, Refresh> refresh;                        // registry host
   std::map<std::pair<std::string, std::string>, Access> access;  // (host, scope)
   std::map<std::string, std::string> last_logged;
+  std::map<std::string, std::shared_ptr<Flight>> flights;  // in-flight fetches, by key
   std::atomic<bool> stopped{false};
   std::atomic<bool> started{false};
   std::atomic<uint64_t> aad_requests{0}, imds_requests{0}, exchange_requests{0}, token_requests{0},

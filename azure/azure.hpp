@@ -7,7 +7,9 @@
 // then managed identity through IMDS (opt-in; a user-assigned one, e.g. the kubelet identity,
 // only by its client id). An AAD token is exchanged on the registry's own host for an ACR
 // refresh token (/oauth2/exchange), and that for an access token per (registry, scope)
-// (/oauth2/token, expiry from the JWT's exp). Everything is cached; a background task
+// (/oauth2/token, expiry from the JWT's exp). Everything is cached, and concurrent fetches of
+// the same refresh or access token share one request (a follower gets the leader's result,
+// its error included); a background task
 // refreshes what is about to expire (refresh_before, 5 min), so a warm process makes no AAD or
 // IMDS call on an admission's path; configured registries are warmed at start (a failure is a
 // log line, never an outage). Azure-derived tokens go only to hosts of the allowlists

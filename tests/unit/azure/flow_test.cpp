@@ -613,3 +613,27 @@ TEST_CASE("azure: workload identity from the environment the AKS webhook injects
   env["AZURE_TENANT_ID"] = "";
   CHECK_FALSE(workload_identity_from_env(get).has_value());
 }
+
+TEST_CASE("azure: a burst of admissions on a cold cache shares one exchange and one token") {
+  World w;
+  Loop loop(2);
+  AzureCredentials az(loop.ioc.get_executor(), w.options(true, false));
+  std::vector<std::future<std::optional<Result<std::optional<std::string>>>>> calls;
+  for (int i = 0; i < 16; ++i) {
+    calls.push_back(boost::asio::co_spawn(
+        loop.ioc,
+        sigil::test::detail::as_optional(az.for_registry(w.acr.authority(), "app", in(10s))),
+        boost::asio::use_future));
+  }
+  std::set<std::string> tokens;
+  for (auto& c : calls) {
+    auto r = *c.get();
+    REQUIRE(r.ok());
+    REQUIRE(r->has_value());
+    tokens.insert(**r);
+  }
+  CHECK(tokens.size() == 1);
+  CHECK(az.stats().aad_requests == 1);
+  CHECK(az.stats().exchange_requests == 1);
+  CHECK(az.stats().token_requests == 1);
+}
