@@ -119,13 +119,19 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
     auto self = shared_from_this();
     cips = std::make_unique<kube::Reflector>(
         client, reflector_options(kube::resources::cluster_image_policies()),
-        [self](std::shared_ptr<const kube::Snapshot> s) { self->changed(&Impl::cip_snap, s); });
-    ips = std::make_unique<kube::Reflector>(
-        client, reflector_options(kube::resources::image_policies()),
-        [self](std::shared_ptr<const kube::Snapshot> s) { self->changed(&Impl::ip_snap, s); });
-    trs = std::make_unique<kube::Reflector>(
-        client, reflector_options(kube::resources::trust_roots()),
-        [self](std::shared_ptr<const kube::Snapshot> s) { self->changed(&Impl::tr_snap, s); });
+        [self](std::shared_ptr<const kube::Snapshot> s) {
+          self->changed(&Impl::cip_snap, std::move(s));
+        });
+    ips = std::make_unique<kube::Reflector>(client,
+                                            reflector_options(kube::resources::image_policies()),
+                                            [self](std::shared_ptr<const kube::Snapshot> s) {
+                                              self->changed(&Impl::ip_snap, std::move(s));
+                                            });
+    trs =
+        std::make_unique<kube::Reflector>(client, reflector_options(kube::resources::trust_roots()),
+                                          [self](std::shared_ptr<const kube::Snapshot> s) {
+                                            self->changed(&Impl::tr_snap, std::move(s));
+                                          });
     cips->start();
     ips->start();
     trs->start();

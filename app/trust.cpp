@@ -15,7 +15,7 @@ void log_skipped(const crypto::TrustedRoot& root) {
 }  // namespace
 
 policy::DefaultTrustRoot default_trust_root(std::string file) {
-  return [file]() -> Result<std::shared_ptr<const crypto::TrustedRoot>> {
+  return [file = std::move(file)]() -> Result<std::shared_ptr<const crypto::TrustedRoot>> {
     if (file.empty()) {
       auto root = crypto::parse_trusted_root(public_good_trusted_root(),
                                              "the sigstore public-good trusted root");

@@ -140,6 +140,7 @@ Result<std::string> base64_decode(std::string_view text) {
         continue;
       }
       if (pad > 0) return make_error(Errc::parse_error, "misplaced base64 padding");
+      // NOLINTNEXTLINE(bugprone-signed-char-misuse): -1 marks a byte outside the alphabet
       v[j] = kB64Table[static_cast<unsigned char>(c)];
       if (v[j] < 0) return make_error(Errc::parse_error, "invalid base64 character");
     }
@@ -156,7 +157,7 @@ std::string printable(std::string_view s, size_t max) {
   std::string out;
   for (size_t i = 0; i < s.size() && i < max; ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
+    out.push_back(c < 0x20 || c >= 0x7f ? '?' : static_cast<char>(c));
   }
   if (s.size() > max) out += "\xE2\x80\xA6";  // U+2026
   return out;

@@ -27,7 +27,8 @@ Result<std::string> base64_decode(std::string_view text);
 std::string short_digest(std::string_view digest);
 
 // Outside text (from certificates, payloads, objects) made safe for a one-line message: at most
-// max bytes, C0 controls and DEL as '?', and "…" when cut. Other bytes are kept.
+// max bytes, C0 controls, DEL and every non-ASCII byte as '?', and "…" when cut. ASCII only,
+// so a cut never splits a UTF-8 sequence (JSON serializers refuse invalid UTF-8).
 std::string printable(std::string_view s, size_t max = 200);
 
 // Lowercases ASCII letters only.

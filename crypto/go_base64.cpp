@@ -55,6 +55,7 @@ Result<std::string> go_base64_decode(std::string_view text, Base64Alphabet alpha
   uint32_t acc = 0;
   int bits = 0;
   for (size_t i = 0; i < data_len; ++i) {
+    // NOLINTNEXTLINE(bugprone-signed-char-misuse): -1 marks a byte outside the alphabet
     int v = table[static_cast<unsigned char>(clean[i])];
     if (v < 0)
       return bad(clean[i] == '=' ? "misplaced padding" : "a character outside the alphabet");

@@ -368,16 +368,6 @@ Result<int64_t> pb_int64(const json& v, std::string_view field, int64_t min) {
   return out;
 }
 
-std::string printable(std::string_view s, size_t max) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < max; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    out.push_back(c < 0x20 || c >= 0x7f ? '?' : static_cast<char>(c));
-  }
-  if (s.size() > max) out += "...";
-  return out;
-}
-
 Result<std::string> pb_string(const json& v, std::string_view field) {
   if (!v.is_string())
     return make_error(Errc::parse_error, std::string(field) + " must be a string");

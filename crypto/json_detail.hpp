@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/encoding.hpp"
 #include "common/result.hpp"
 #include "crypto/dsse.hpp"
 #include "crypto/rekor.hpp"
@@ -52,9 +53,8 @@ Result<std::string> pb_string(const nlohmann::json& v, std::string_view field);
 // with Go, so two names equal after folding are one field to it, and must be to us.
 std::string go_fold(std::string_view key);
 
-// Outside text for an error message: at most max bytes, control and non-ASCII bytes as '?'
-// (messages go to logs and JSON responses, so they stay ASCII whatever the input was).
-std::string printable(std::string_view s, size_t max);
+// Outside text for an error message: common/encoding.hpp's printable (ASCII only).
+using sigil::printable;
 
 // parse_bundle_tlog_entry on a parsed value; `path` prefixes field names in messages
 // ("verificationMaterial.tlogEntries[0]"), which carry no document prefix.

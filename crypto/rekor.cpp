@@ -39,8 +39,6 @@ using json = nlohmann::json;
 
 constexpr size_t kMaxProofHashes = 64;
 
-using detail::join;
-using detail::kHashSize;
 using detail::log_name;
 using detail::parse_err;
 using detail::prefixed;

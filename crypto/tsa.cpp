@@ -221,6 +221,7 @@ Status verify_with(PKCS7* token, const std::string& digest, TimePoint when,
   TS_VERIFY_CTX_set_flags(ctx.get(), TS_VFY_VERSION | TS_VFY_SIGNATURE | TS_VFY_IMPRINT);
   auto* imprint = static_cast<unsigned char*>(OPENSSL_malloc(digest.size()));
   if (imprint == nullptr) return openssl_error(Errc::internal, "out of memory");
+  // NOLINTNEXTLINE(bugprone-not-null-terminated-result): a digest, not a string
   std::memcpy(imprint, digest.data(), digest.size());
   // The context owns what is set from here on.
   TS_VERIFY_CTX_set_imprint(ctx.get(), imprint, static_cast<long>(digest.size()));

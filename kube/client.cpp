@@ -1,10 +1,6 @@
 #include "kube/client.hpp"
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-
-#include <array>
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -12,27 +8,19 @@
 #include <utility>
 
 #include <spdlog/spdlog.h>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/ip/address.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+#include <boost/system/system_error.hpp>
+
+#include "net/client.hpp"
 
 namespace sigil::kube {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace ssl = asio::ssl;
-using tcp = asio::ip::tcp;
 using asio::awaitable;
 using SteadyClock = std::chrono::steady_clock;
 
@@ -89,55 +77,8 @@ void Cancel::unsubscribe(uint64_t id) const {
 
 namespace {
 
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-constexpr size_t kErrorBodyLimit = 64 * 1024;
+constexpr uint64_t kErrorBodyLimit = 64 * 1024;
 constexpr uint32_t kHeaderLimit = 64 * 1024;
-constexpr size_t kReadChunk = 16 * 1024;
-
-using Stream = beast::ssl_stream<beast::tcp_stream>;
-
-struct Conn {
-  Conn(const asio::any_io_executor& ex, ssl::context& ctx) : stream(ex, ctx), resolver(ex) {}
-  Stream stream;
-  tcp::resolver resolver;
-  beast::flat_buffer buffer;
-  bool closed = false;  // closed by a Cancel; never reused
-  beast::tcp_stream& low() { return stream.next_layer(); }
-  // Strand only.
-  void close() {
-    closed = true;
-    resolver.cancel();
-    low().close();
-  }
-};
-
-// While alive, a Cancel closes `conn` (on the strand). Constructed and destroyed on the strand.
-class CancelHook {
- public:
-  CancelHook(const Cancel& cancel, const asio::any_io_executor& strand,
-             const std::shared_ptr<Conn>& conn)
-      : cancel_(cancel), active_(std::make_shared<std::atomic<bool>>(true)) {
-    std::weak_ptr<Conn> weak = conn;
-    auto active = active_;
-    id_ = cancel_.subscribe([strand, weak, active] {
-      asio::post(strand, [weak, active] {
-        if (!active->load()) return;
-        if (auto c = weak.lock()) c->close();
-      });
-    });
-  }
-  ~CancelHook() {
-    active_->store(false);
-    cancel_.unsubscribe(id_);
-  }
-  CancelHook(const CancelHook&) = delete;
-  CancelHook& operator=(const CancelHook&) = delete;
-
- private:
-  Cancel cancel_;
-  std::shared_ptr<std::atomic<bool>> active_;
-  uint64_t id_ = 0;
-};
 
 struct Resp {
   unsigned status = 0;
@@ -151,11 +92,9 @@ Error timeout_error(const std::string& what) {
 Error cancelled_error(const std::string& what) {
   return make_error(Errc::unavailable, what + ": cancelled");
 }
-
-bool is_ip_literal(const std::string& host) {
-  boost::system::error_code ec;
-  (void)asio::ip::make_address(host, ec);
-  return !ec;
+// A net error, named after the call it ended ("GET /api/v1/...: TLS handshake with ...").
+Error call_error(const std::string& what, const Error& e) {
+  return make_error(e.code, what + ": " + e.message);
 }
 
 Errc errc_for_status(unsigned s) {
@@ -181,30 +120,62 @@ Error api_error(const std::string& what, const Resp& r) {
   return make_error(errc_for_status(r.status), std::move(msg));
 }
 
-// Runs body on the client's strand (connections, the pool and the token are touched only
-// there), turning any exception into Errc::internal. Pass the body as a named lambda: GCC 12
-// destroys a temporary coroutine lambda in a co_await expression twice.
-template <class T, class F>
-awaitable<Result<T>> guarded(const asio::any_io_executor& strand, F&& body) {
-  try {
-    auto wrapped = [&]() -> awaitable<std::optional<Result<T>>> { co_return co_await body(); };
-    // Not connected to the caller's cancellation slot, as in the registry client: Boost
-    // 1.81's co_spawn forwards a cancellation across executors through a pointer that
-    // dangles once the child finished. Calls stop at their deadline or the client's Cancel.
-    auto r = co_await asio::co_spawn(
-        strand, wrapped(),
-        asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
-    if (!r) co_return make_error(Errc::internal, "kube client: no result");
-    co_return std::move(*r);
-  } catch (const std::exception& e) {
-    co_return make_error(Errc::internal, std::string("kube client: ") + e.what());
-  }
-}
+// The bridge from a kube::Cancel (a flag any thread may raise) to net's one cancellation
+// idiom, Asio cancellation slots. A call runs on the client's strand under co_spawn, bound to
+// `signal`; Cancel::cancel() posts the emission to the strand, and it is emitted only while
+// the call's body runs there. So co_spawn's forwarding handler always meets a live child and
+// dispatches inline (it is on the child's executor): Boost 1.81's raw-pointer dispatch to a
+// child that already finished cannot happen. net::Client then sees the emission on the
+// body's slot and closes the call's connection.
+struct CallCancel {
+  asio::cancellation_signal signal;  // emitted on the strand only
+  bool running = false;              // strand only
+};
 
-bool transport_closed(const boost::system::error_code& ec) {
-  return ec == http::error::end_of_stream || ec == asio::error::eof ||
-         ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-         ec == ssl::error::stream_truncated;
+// Runs body on the client's strand (the token is touched only there), honouring `cancel`
+// and turning any exception into an error. Pass the body as a named lambda: GCC 12 destroys
+// a temporary coroutine lambda in a co_await expression twice.
+template <class T, class F>
+awaitable<Result<T>> guarded(const asio::any_io_executor& strand, const Cancel& cancel, F& body) {
+  if (cancel.cancelled()) co_return cancelled_error("kube client");
+  auto cc = std::make_shared<CallCancel>();
+  const uint64_t id = cancel.subscribe([cc, strand] {
+    asio::post(strand, [cc] {
+      if (cc->running) cc->signal.emit(asio::cancellation_type::terminal);
+    });
+  });
+  auto wrapped = [&body, &cancel, cc]() -> awaitable<std::optional<Result<T>>> {
+    cc->running = true;
+    std::optional<Result<T>> out;
+    // A cancel() whose emission ran before `running` was set is seen here.
+    if (cancel.cancelled()) {
+      out.emplace(cancelled_error("kube client"));
+    } else {
+      try {
+        out.emplace(co_await body());
+      } catch (const boost::system::system_error& e) {
+        if (e.code() == asio::error::operation_aborted) {
+          out.emplace(cancelled_error("kube client"));
+        } else {
+          out.emplace(make_error(Errc::internal, std::string("kube client: ") + e.what()));
+        }
+      } catch (const std::exception& e) {
+        out.emplace(make_error(Errc::internal, std::string("kube client: ") + e.what()));
+      }
+    }
+    cc->running = false;
+    co_return out;
+  };
+  std::optional<Result<T>> r;
+  try {
+    r = co_await asio::co_spawn(
+        strand, wrapped(), asio::bind_cancellation_slot(cc->signal.slot(), asio::use_awaitable));
+  } catch (const std::exception& e) {
+    r.emplace(make_error(Errc::internal, std::string("kube client: ") + e.what()));
+  }
+  cancel.unsubscribe(id);
+  if (!r) co_return make_error(Errc::internal, "kube client: no result");
+  co_return std::move(*r);
 }
 
 std::string list_query(const ListOptions& o) {
@@ -230,78 +201,50 @@ std::string list_query(const ListOptions& o) {
 
 struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   asio::any_io_executor base;  // the executor the client was given
-  asio::any_io_executor ex;    // a strand of it: every connection is touched only here
+  asio::any_io_executor ex;    // a strand of it: calls run here (the token is strand-only)
   ClusterConfig cfg;
   ClientOptions opts;
   Status init;
-  ssl::context ctx{ssl::context::tls_client};
-  std::string host_header;
-  std::string verify_name;  // DNS name or IP checked in the server certificate
-  bool verify_ip = false;
+  std::unique_ptr<net::Client> http;
+  net::Url base_url;  // https://host:port, target = base_path
 
   // Strand only.
-  std::vector<std::shared_ptr<Conn>> idle;
   std::string token;
   SteadyClock::time_point token_read_at;
 
-  std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> token_reads{0};
 
   Status setup() {
     if (cfg.host.empty())
       return make_error(Errc::invalid_argument, "kube client: no API server host");
-    SSL_CTX* c = ctx.native_handle();
-    if (SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION) != 1) {
-      ERR_clear_error();
-      return make_error(Errc::internal, "kube client: cannot require TLS 1.2");
+    auto url = net::parse_url(cfg.server_url());
+    if (!url || url->scheme != "https") {
+      return make_error(Errc::invalid_argument, "kube client (" + cfg.source +
+                                                    "): the API server URL " + cfg.server_url() +
+                                                    " is not a valid https URL");
     }
-    boost::system::error_code ec;
+    base_url = std::move(*url);
+    base_url.target = cfg.base_path;
+    net::ClientOptions no;
     if (cfg.insecure_skip_tls_verify) {
       spdlog::warn("kube: TLS verification of the API server {} is DISABLED ({})", cfg.host,
                    cfg.source);
-      ctx.set_verify_mode(ssl::verify_none, ec);
-    } else {
-      if (cfg.ca_pem.empty()) {
-        ctx.set_default_verify_paths(ec);
-        if (ec) {
-          ERR_clear_error();
-          return make_error(Errc::internal, "kube client: cannot load the system CA certificates");
-        }
-      } else {
-        ctx.add_certificate_authority(asio::buffer(cfg.ca_pem), ec);
-        if (ec) {
-          ERR_clear_error();
-          return make_error(Errc::invalid_argument,
-                            "kube client (" + cfg.source +
-                                "): the cluster CA is not a valid PEM certificate bundle");
-        }
-      }
-      ctx.set_verify_mode(ssl::verify_peer, ec);
+      no.tls.insecure_skip_verify = true;
     }
-    if (!cfg.client_cert_pem.empty() || !cfg.client_key_pem.empty()) {
-      ctx.use_certificate_chain(asio::buffer(cfg.client_cert_pem), ec);
-      if (ec) {
-        ERR_clear_error();
-        return make_error(Errc::invalid_argument, "kube client (" + cfg.source +
-                                                      "): the client certificate does not parse");
-      }
-      ctx.use_private_key(asio::buffer(cfg.client_key_pem), ssl::context::pem, ec);
-      if (ec || SSL_CTX_check_private_key(c) != 1) {
-        ERR_clear_error();
-        return make_error(Errc::invalid_argument,
-                          "kube client (" + cfg.source +
-                              "): the client key does not parse or does not match the certificate");
-      }
+    // The cluster CA alone when there is one, else the system roots.
+    no.tls.system_roots = cfg.ca_pem.empty();
+    no.tls.ca_pem = cfg.ca_pem;
+    no.tls.client_cert_pem = cfg.client_cert_pem;
+    no.tls.client_key_pem = cfg.client_key_pem;
+    no.tls.server_name = cfg.tls_server_name;
+    no.user_agent = opts.user_agent;
+    no.max_idle_per_origin = std::min<size_t>(opts.max_idle, 64);
+    http = std::make_unique<net::Client>(base, std::move(no));
+    if (auto st = http->init_status(); !st) {
+      return make_error(st.error().code, "kube client (" + cfg.source + "): " + st.error().message);
     }
-    ERR_clear_error();
-    const bool v6 = cfg.host.find(':') != std::string::npos;
-    host_header = (v6 ? "[" + cfg.host + "]" : cfg.host);
-    if (cfg.port != "443") host_header += ":" + cfg.port;
-    verify_name = cfg.tls_server_name.empty() ? cfg.host : cfg.tls_server_name;
-    verify_ip = cfg.tls_server_name.empty() && is_ip_literal(cfg.host);
     token = cfg.token;
     token_read_at = SteadyClock::now();
-    if (opts.max_idle > 64) opts.max_idle = 64;
     return {};
   }
 
@@ -330,222 +273,58 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     return token;
   }
 
-  // ---- connections (strand only) ----
+  // ---- requests ----
 
-  void put_idle(std::shared_ptr<Conn> c) {
-    if (c->closed) return;
-    // Disarm the deadline before the connection rests in the pool (see registry/http_client).
-    c->low().expires_never();
-    if (idle.size() < opts.max_idle) idle.push_back(std::move(c));
-  }
-
-  std::shared_ptr<Conn> take_idle() {
-    if (idle.empty()) return nullptr;
-    auto c = std::move(idle.back());
-    idle.pop_back();
-    return c;
-  }
-
-  awaitable<Status> connect(Conn& conn, Deadline deadline, const std::string& what) {
-    const std::string where = cfg.host + ":" + cfg.port;
-    // Resolve, bounded by a timer that cancels the resolver.
-    asio::steady_timer timer(ex);
-    timer.expires_at(deadline);
-    bool timed_out = false;
-    timer.async_wait([&conn, &timed_out](boost::system::error_code ec) {
-      if (!ec) {
-        timed_out = true;
-        conn.resolver.cancel();
-      }
-    });
-    auto [rec, results] = co_await conn.resolver.async_resolve(cfg.host, cfg.port, use_tuple);
-    timer.cancel();
-    if (conn.closed) co_return cancelled_error(what);
-    if (timed_out) co_return timeout_error(what + ": resolving " + cfg.host);
-    if (rec) {
-      co_return make_error(Errc::unavailable, what + ": cannot resolve API server host " +
-                                                  cfg.host + ": " + rec.message());
-    }
-    conn.low().expires_at(deadline);
-    auto [cec, ep] = co_await conn.low().async_connect(results, use_tuple);
-    (void)ep;
-    if (conn.closed) co_return cancelled_error(what);
-    if (cec) {
-      if (cec == beast::error::timeout) co_return timeout_error(what + ": connecting to " + where);
-      co_return make_error(Errc::unavailable,
-                           what + ": cannot connect to API server " + where + ": " + cec.message());
-    }
-    SSL* s = conn.stream.native_handle();
-    bool ok;
-    if (verify_ip) {
-      ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s), verify_name.c_str()) == 1;
-    } else {
-      ok = SSL_set_tlsext_host_name(s, verify_name.c_str()) == 1 &&
-           SSL_set1_host(s, verify_name.c_str()) == 1;
-    }
-    if (!ok) {
-      ERR_clear_error();
-      co_return make_error(Errc::internal,
-                           what + ": cannot set TLS verification for " + verify_name);
-    }
-    conn.low().expires_at(deadline);
-    auto [hec] = co_await conn.stream.async_handshake(ssl::stream_base::client, use_tuple);
-    if (conn.closed) co_return cancelled_error(what);
-    if (hec) {
-      if (hec == beast::error::timeout)
-        co_return timeout_error(what + ": TLS handshake with " + where);
-      std::string why = hec.message();
-      const long vr = SSL_get_verify_result(s);
-      if (vr != X509_V_OK) {
-        why = std::string("certificate verification failed: ") + X509_verify_cert_error_string(vr);
-      }
-      ERR_clear_error();
-      co_return make_error(Errc::unavailable,
-                           what + ": TLS handshake with API server " + where + " failed: " + why);
-    }
-    co_return Status{};
-  }
-
-  http::request<http::string_body> make_request(http::verb method, const std::string& target,
-                                                const std::string& body,
-                                                const std::string& content_type) {
-    http::request<http::string_body> m{method, cfg.base_path + target, 11};
-    m.set(http::field::host, host_header);
-    m.set(http::field::user_agent, opts.user_agent);
-    m.set(http::field::accept, "application/json");
+  net::Request make_request(net::Method method, const std::string& target, std::string body,
+                            const std::string& content_type) {
+    net::Request r;
+    r.method = method;
+    r.url = base_url;
+    r.url.target = cfg.base_path + target;
+    r.headers.emplace_back("Accept", "application/json");
+    if (!content_type.empty()) r.headers.emplace_back("Content-Type", content_type);
     const std::string& tok = current_token();
-    if (!tok.empty()) m.set(http::field::authorization, "Bearer " + tok);
-    if (!content_type.empty()) m.set(http::field::content_type, content_type);
-    m.body() = body;
-    m.keep_alive(true);
-    m.prepare_payload();
-    return m;
+    if (!tok.empty()) r.authorization = "Bearer " + tok;
+    r.body = std::move(body);
+    return r;
   }
 
-  // Sends `m` on a pooled or new connection and reads the response header into `parser`.
-  // A reused connection that turns out closed by the server is replaced once.
-  template <class Parser>
-  awaitable<Result<std::shared_ptr<Conn>>> send(http::request<http::string_body>& m,
-                                                Parser& parser_slot, Deadline deadline,
-                                                const Cancel& cancel, const std::string& what,
-                                                std::optional<CancelHook>& hook) {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (cancel.cancelled()) co_return cancelled_error(what);
-      if (SteadyClock::now() >= deadline) co_return timeout_error(what);
-      auto conn = take_idle();
-      const bool reused = conn != nullptr;
-      if (!conn) conn = std::make_shared<Conn>(ex, ctx);
-      hook.reset();
-      hook.emplace(cancel, ex, conn);
-      if (!reused) {
-        auto st = co_await connect(*conn, deadline, what);
-        if (!st) co_return st.error();
-      }
-      requests.fetch_add(1, std::memory_order_relaxed);
-      conn->low().expires_at(deadline);
-      auto [wec, wn] = co_await http::async_write(conn->stream, m, use_tuple);
-      (void)wn;
-      if (conn->closed) co_return cancelled_error(what);
-      if (wec) {
-        if (wec == beast::error::timeout) co_return timeout_error(what + ": sending");
-        if (reused) continue;
-        co_return make_error(Errc::unavailable, what + ": sending failed: " + wec.message());
-      }
-      parser_slot.emplace();
-      auto& p = *parser_slot;
-      p.header_limit(kHeaderLimit);
-      conn->low().expires_at(deadline);
-      auto [hec, hn] = co_await http::async_read_header(conn->stream, conn->buffer, p, use_tuple);
-      (void)hn;
-      if (conn->closed) co_return cancelled_error(what);
-      if (hec) {
-        if (hec == beast::error::timeout)
-          co_return timeout_error(what + ": waiting for the answer");
-        if (reused && transport_closed(hec)) {
-          conn->buffer.clear();
-          continue;
-        }
-        co_return make_error(Errc::unavailable,
-                             what + ": reading the answer failed: " + hec.message());
-      }
-      co_return conn;
-    }
-    co_return make_error(Errc::unavailable, what + ": the API server closed the connection");
+  static net::Limits limits(uint64_t max_body) {
+    net::Limits l;
+    l.max_body = max_body;
+    l.max_error_body = kErrorBodyLimit;
+    l.max_header = kHeaderLimit;
+    return l;
   }
 
-  // One request and its whole response (body capped at limit for 2xx, 64 KiB otherwise).
-  awaitable<Result<Resp>> round_trip(http::verb method, const std::string& target,
-                                     const std::string& body, const std::string& content_type,
-                                     size_t limit, Deadline deadline, const Cancel& cancel,
-                                     const std::string& what) {
-    auto m = make_request(method, target, body, content_type);
-    std::optional<http::response_parser<http::string_body>> parser;
-    std::optional<CancelHook> hook;
-    auto c = co_await send(m, parser, deadline, cancel, what, hook);
-    if (!c) co_return c.error();
-    auto conn = std::move(*c);
-    auto& p = *parser;
-    Resp r;
-    r.status = p.get().result_int();
-    r.content_type = std::string(p.get()[http::field::content_type]);
-    const bool success = r.status >= 200 && r.status < 300;
-    const uint64_t cap = success ? limit : kErrorBodyLimit;
-    auto cl = p.content_length();
-    if (cl && *cl > cap) {
-      if (success) {
-        co_return make_error(Errc::too_large, what + ": answer of " + std::to_string(*cl) +
-                                                  " bytes exceeds the " + std::to_string(cap) +
-                                                  " byte limit");
-      }
-      co_return r;  // an oversized error body is not read; the connection is dropped
-    }
-    p.body_limit(cap);
-    conn->low().expires_at(deadline);
-    auto [bec, bn] = co_await http::async_read(conn->stream, conn->buffer, p, use_tuple);
-    (void)bn;
-    if (conn->closed) co_return cancelled_error(what);
-    if (bec) {
-      if (bec == beast::error::timeout) co_return timeout_error(what + ": reading the answer");
-      if (bec == http::error::body_limit) {
-        if (!success) co_return r;
-        co_return make_error(Errc::too_large,
-                             what + ": answer exceeds the " + std::to_string(cap) + " byte limit");
-      }
-      co_return make_error(Errc::unavailable,
-                           what + ": reading the answer failed: " + bec.message());
-    }
-    r.body = std::move(p.get().body());
-    if (p.get().keep_alive()) {
-      hook.reset();
-      put_idle(std::move(conn));
-    }
-    co_return r;
-  }
-
-  // round_trip, with the token re-read and the request sent once more after a 401.
-  awaitable<Result<Resp>> request(http::verb method, const std::string& target,
+  // One request and its whole answer (body capped at limit for 2xx, 64 KiB otherwise), with
+  // the token re-read and the request sent once more after a 401.
+  awaitable<Result<Resp>> request(net::Method method, const std::string& target,
                                   const std::string& body, const std::string& content_type,
-                                  size_t limit, Deadline deadline, const Cancel& cancel) {
+                                  size_t limit, Deadline deadline) {
     if (!init) co_return init.error();
-    const std::string what = std::string(http::to_string(method)) + " " + target;
+    const std::string what = std::string(net::method_name(method)) + " " + target;
     for (int attempt = 0;; ++attempt) {
-      auto r =
-          co_await round_trip(method, target, body, content_type, limit, deadline, cancel, what);
-      if (!r) co_return r;
+      auto r = co_await http->send(make_request(method, target, body, content_type), deadline,
+                                   limits(limit));
+      if (!r) co_return call_error(what, r.error());
       if (r->status == 401 && attempt == 0 && reload_token()) {
         spdlog::info("kube: API server answered 401; retrying with the rotated token");
         continue;
       }
-      co_return r;
+      Resp out;
+      out.status = r->status;
+      out.content_type = r->header("Content-Type");
+      out.body = std::move(r->body);
+      co_return out;
     }
   }
 
   // One LIST page; status is the HTTP status (0 when none arrived).
   awaitable<Result<ObjectList>> list_page(const std::string& path, const ListOptions& o,
-                                          Deadline deadline, const Cancel& cancel,
-                                          unsigned& status) {
+                                          Deadline deadline, unsigned& status) {
     const std::string target = path + list_query(o);
-    auto r = co_await request(http::verb::get, target, {}, {}, opts.max_response, deadline, cancel);
+    auto r = co_await request(net::Method::get, target, {}, {}, opts.max_response, deadline);
     if (!r) co_return r.error();
     status = r->status;
     if (r->status != 200) co_return api_error("LIST " + path, *r);
@@ -566,40 +345,26 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
 struct WatchStream::Impl {
   std::shared_ptr<Client::Impl> client;
-  std::shared_ptr<Conn> conn;
-  std::optional<http::response_parser<http::buffer_body>> parser;
-  std::optional<CancelHook> hook;
+  std::unique_ptr<net::ResponseStream> stream;
   EventStreamParser events;
   Deadline deadline{};
   Cancel cancel;
   std::string what;
   std::optional<WatchEvent> synthesized;  // an HTTP 410 turned into an ERROR event
-  std::optional<Error> pending_error;     // an error seen after events that were returned
   std::optional<Error> failed;            // once failed, every later next() says so
-  bool done = false;
-  std::array<char, kReadChunk> buf{};
+  bool done = false;                      // strand only
 
   explicit Impl(size_t max_event) : events(max_event) {}
-
-  ~Impl() {
-    hook.reset();  // thread-safe: an atomic flag and the Cancel's mutex
-    // Release the connection on the strand: its timer and socket belong there.
-    if (conn && client) {
-      asio::post(client->ex, [c = std::move(conn)] {
-        c->low().expires_never();
-        c->close();
-      });
-    }
-  }
 
   Result<std::vector<WatchEvent>> fail(Error e) {
     done = true;
     failed = e;
-    if (conn) conn->close();
+    if (stream) stream->close();
     return e;
   }
 
-  // Strand only.
+  // Strand only. net returns the bytes that came with a drop first and the error with the
+  // next read, so events that arrived before a drop are delivered before it.
   awaitable<Result<std::vector<WatchEvent>>> read_events() {
     std::vector<WatchEvent> none;
     if (synthesized) {
@@ -609,53 +374,32 @@ struct WatchStream::Impl {
       done = true;
       co_return out;
     }
-    if (pending_error) {
-      Error e = std::move(*pending_error);
-      pending_error.reset();
-      co_return fail(std::move(e));
-    }
     if (failed) co_return *failed;
-    if (done) co_return none;
+    if (done || !stream) co_return none;
     for (;;) {
-      if (cancel.cancelled() || conn->closed) co_return fail(cancelled_error(what));
-      auto& p = *parser;
-      if (p.is_done()) {
+      if (cancel.cancelled()) co_return fail(cancelled_error(what));
+      auto r = co_await stream->read_some(deadline);
+      if (!r) {
+        if (cancel.cancelled()) co_return fail(cancelled_error(what));
+        if (r.error().code == Errc::timeout) {
+          co_return fail(timeout_error(what + ": no end of the watch by its deadline"));
+        }
+        co_return fail(
+            make_error(Errc::unavailable,
+                       what + ": watch stream dropped" +
+                           std::string(events.mid_event() ? " in the middle of an event" : "") +
+                           ": " + r.error().message));
+      }
+      if (r->empty()) {
         done = true;
         auto fin = events.finish();
         if (!fin) co_return fail(make_error(Errc::unavailable, what + ": " + fin.error().message));
-        conn->close();
+        stream->close();
         co_return std::move(*fin);
       }
-      p.get().body().data = buf.data();
-      p.get().body().size = buf.size();
-      conn->low().expires_at(deadline);
-      auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buffer, p, use_tuple);
-      (void)n;
-      if (ec == http::error::need_buffer) ec = {};
-      const size_t got = buf.size() - p.get().body().size;
-      std::optional<Error> err;
-      if (conn->closed || cancel.cancelled()) {
-        err = cancelled_error(what);
-      } else if (ec == beast::error::timeout) {
-        err = timeout_error(what + ": no end of the watch by its deadline");
-      } else if (ec) {
-        const bool mid = events.mid_event() || got > 0;
-        err =
-            make_error(Errc::unavailable, what + ": watch stream dropped" +
-                                              std::string(mid ? " in the middle of an event" : "") +
-                                              ": " + ec.message());
-      }
-      if (got > 0) {
-        auto evs = events.feed(std::string_view(buf.data(), got));
-        if (!evs) co_return fail(make_error(evs.error().code, what + ": " + evs.error().message));
-        if (!evs->empty()) {
-          // Events that arrived with the error are delivered first; the error comes next call.
-          if (err) pending_error = std::move(*err);
-          co_return std::move(*evs);
-        }
-        if (!err) continue;
-      }
-      if (err) co_return fail(std::move(*err));
+      auto evs = events.feed(*r);
+      if (!evs) co_return fail(make_error(evs.error().code, what + ": " + evs.error().message));
+      if (!evs->empty()) co_return std::move(*evs);
     }
   }
 };
@@ -668,15 +412,13 @@ awaitable<Result<std::vector<WatchEvent>>> WatchStream::next() {
   auto body = [impl]() -> awaitable<Result<std::vector<WatchEvent>>> {
     co_return co_await impl->read_events();
   };
-  co_return co_await guarded<std::vector<WatchEvent>>(impl->client->ex, body);
+  co_return co_await guarded<std::vector<WatchEvent>>(impl->client->ex, impl->cancel, body);
 }
 
 void WatchStream::close() {
   auto impl = impl_;
-  asio::post(impl->client->ex, [impl] {
-    impl->done = true;
-    if (impl->conn) impl->conn->close();
-  });
+  if (impl->stream) impl->stream->close();  // thread-safe; a pending read ends with an error
+  asio::post(impl->client->ex, [impl] { impl->done = true; });
 }
 
 awaitable<Result<std::unique_ptr<WatchStream>>> Client::Impl::open_watch(const std::string& target,
@@ -690,35 +432,24 @@ awaitable<Result<std::unique_ptr<WatchStream>>> Client::Impl::open_watch(const s
     impl->client = shared_from_this();
     impl->cancel = cancel;
     impl->what = what;
-    auto m = make_request(http::verb::get, target, {}, {});
-    auto c = co_await send(m, impl->parser, deadline, cancel, what, impl->hook);
-    if (!c) co_return c.error();
-    impl->conn = std::move(*c);
-    auto& p = *impl->parser;
-    p.body_limit(boost::none);  // a watch is endless; each event is capped instead
-    const unsigned status = p.get().result_int();
+    auto s = co_await http->open(make_request(net::Method::get, target, {}, {}), deadline,
+                                 limits(opts.max_response));
+    if (!s) co_return call_error(what, s.error());
+    const unsigned status = (*s)->status();
     if (status == 200) {
       const auto span =
           std::chrono::seconds(std::max<int64_t>(wo.timeout_seconds, 0)) + wo.read_slack;
       impl->deadline = SteadyClock::now() + span;
+      impl->stream = std::move(*s);
       co_return std::make_unique<WatchStream>(std::move(impl));
     }
     // An error answer: read its (small) body, then decide.
     Resp r;
     r.status = status;
-    r.content_type = std::string(p.get()[http::field::content_type]);
-    while (!p.is_done() && r.body.size() < kErrorBodyLimit) {
-      p.get().body().data = impl->buf.data();
-      p.get().body().size = impl->buf.size();
-      impl->conn->low().expires_at(deadline);
-      auto [ec, n] =
-          co_await http::async_read_some(impl->conn->stream, impl->conn->buffer, p, use_tuple);
-      (void)n;
-      if (ec == http::error::need_buffer) ec = {};
-      r.body.append(impl->buf.data(), impl->buf.size() - p.get().body().size);
-      if (ec) break;
-    }
-    impl->conn->close();
+    r.content_type = (*s)->header("Content-Type");
+    auto b = co_await (*s)->read_rest(kErrorBodyLimit, deadline);
+    if (b) r.body = std::move(*b);
+    (*s)->close();
     if (status == 401 && attempt == 0 && reload_token()) {
       spdlog::info("kube: API server answered 401 to a watch; retrying with the rotated token");
       continue;
@@ -750,7 +481,6 @@ Client::Client(asio::any_io_executor executor, ClusterConfig config, ClientOptio
     impl_->opts = std::move(options);
     impl_->init = impl_->setup();
   } catch (const std::exception& e) {
-    ERR_clear_error();
     if (impl_)
       impl_->init = make_error(Errc::internal, std::string("kube client setup: ") + e.what());
   }
@@ -772,7 +502,7 @@ boost::asio::any_io_executor Client::executor() const {
 }
 
 uint64_t Client::request_count() const {
-  return impl_ ? impl_->requests.load() : 0;
+  return impl_ && impl_->http ? impl_->http->request_count() : 0;
 }
 
 uint64_t Client::token_reads() const {
@@ -785,15 +515,15 @@ awaitable<Result<Object>> Client::get(Resource resource, std::string ns, std::st
   auto path = object_path(resource, ns, name);
   if (!path) co_return path.error();
   auto body = [&]() -> awaitable<Result<Object>> {
-    auto r = co_await impl->request(http::verb::get, *path, {}, {}, impl->opts.max_response,
-                                    deadline, cancel);
+    auto r =
+        co_await impl->request(net::Method::get, *path, {}, {}, impl->opts.max_response, deadline);
     if (!r) co_return r.error();
     if (r->status != 200) co_return api_error("GET " + *path, *r);
     auto o = parse_object(r->body);
     if (!o) co_return make_error(o.error().code, "GET " + *path + ": " + o.error().message);
     co_return std::move(*o);
   };
-  co_return co_await guarded<Object>(impl->ex, body);
+  co_return co_await guarded<Object>(impl->ex, cancel, body);
 }
 
 awaitable<Result<ObjectList>> Client::list_page(Resource resource, std::string ns,
@@ -804,9 +534,9 @@ awaitable<Result<ObjectList>> Client::list_page(Resource resource, std::string n
   if (!path) co_return path.error();
   auto body = [&]() -> awaitable<Result<ObjectList>> {
     unsigned status = 0;
-    co_return co_await impl->list_page(*path, options, deadline, cancel, status);
+    co_return co_await impl->list_page(*path, options, deadline, status);
   };
-  co_return co_await guarded<ObjectList>(impl->ex, body);
+  co_return co_await guarded<ObjectList>(impl->ex, cancel, body);
 }
 
 awaitable<Result<ObjectList>> Client::list(Resource resource, std::string ns, ListOptions options,
@@ -821,7 +551,7 @@ awaitable<Result<ObjectList>> Client::list(Resource resource, std::string ns, Li
       page.continue_token.clear();
       for (bool first = true;; first = false) {
         unsigned status = 0;
-        auto r = co_await impl->list_page(*path, page, deadline, cancel, status);
+        auto r = co_await impl->list_page(*path, page, deadline, status);
         if (!r) {
           // An expired continue token (410) restarts the list from the top, once.
           if (!first && status == 410 && round == 0) break;
@@ -836,7 +566,7 @@ awaitable<Result<ObjectList>> Client::list(Resource resource, std::string ns, Li
                    resource.display());
     }
   };
-  co_return co_await guarded<ObjectList>(impl->ex, body);
+  co_return co_await guarded<ObjectList>(impl->ex, cancel, body);
 }
 
 awaitable<Result<std::unique_ptr<WatchStream>>> Client::watch(Resource resource, std::string ns,
@@ -863,7 +593,7 @@ awaitable<Result<std::unique_ptr<WatchStream>>> Client::watch(Resource resource,
   auto body = [&]() -> awaitable<Result<std::unique_ptr<WatchStream>>> {
     co_return co_await impl->open_watch(target, options, connect_deadline, cancel, what);
   };
-  co_return co_await guarded<std::unique_ptr<WatchStream>>(impl->ex, body);
+  co_return co_await guarded<std::unique_ptr<WatchStream>>(impl->ex, cancel, body);
 }
 
 awaitable<Result<Object>> Client::merge_patch_status(Resource resource, std::string ns,
@@ -877,15 +607,15 @@ awaitable<Result<Object>> Client::merge_patch_status(Resource resource, std::str
   }
   auto body = [&]() -> awaitable<Result<Object>> {
     auto r =
-        co_await impl->request(http::verb::patch, *path, patch_json, "application/merge-patch+json",
-                               impl->opts.max_response, deadline, cancel);
+        co_await impl->request(net::Method::patch, *path, patch_json,
+                               "application/merge-patch+json", impl->opts.max_response, deadline);
     if (!r) co_return r.error();
     if (r->status != 200) co_return api_error("PATCH " + *path, *r);
     auto o = parse_object(r->body);
     if (!o) co_return make_error(o.error().code, "PATCH " + *path + ": " + o.error().message);
     co_return std::move(*o);
   };
-  co_return co_await guarded<Object>(impl->ex, body);
+  co_return co_await guarded<Object>(impl->ex, cancel, body);
 }
 
 awaitable<Result<Secret>> Client::get_secret(std::string ns, std::string name, Deadline deadline,
@@ -894,15 +624,15 @@ awaitable<Result<Secret>> Client::get_secret(std::string ns, std::string name, D
   auto path = object_path(resources::secrets(), ns, name);
   if (!path) co_return path.error();
   auto body = [&]() -> awaitable<Result<Secret>> {
-    auto r = co_await impl->request(http::verb::get, *path, {}, {}, impl->opts.max_response,
-                                    deadline, cancel);
+    auto r =
+        co_await impl->request(net::Method::get, *path, {}, {}, impl->opts.max_response, deadline);
     if (!r) co_return r.error();
     if (r->status != 200) co_return api_error("GET " + *path, *r);
     auto s = parse_secret(r->body);
     if (!s) co_return make_error(s.error().code, "GET " + *path + ": " + s.error().message);
     co_return std::move(*s);
   };
-  co_return co_await guarded<Secret>(impl->ex, body);
+  co_return co_await guarded<Secret>(impl->ex, cancel, body);
 }
 
 awaitable<Result<ServiceAccount>> Client::get_service_account(std::string ns, std::string name,
@@ -911,15 +641,15 @@ awaitable<Result<ServiceAccount>> Client::get_service_account(std::string ns, st
   auto path = object_path(resources::service_accounts(), ns, name);
   if (!path) co_return path.error();
   auto body = [&]() -> awaitable<Result<ServiceAccount>> {
-    auto r = co_await impl->request(http::verb::get, *path, {}, {}, impl->opts.max_response,
-                                    deadline, cancel);
+    auto r =
+        co_await impl->request(net::Method::get, *path, {}, {}, impl->opts.max_response, deadline);
     if (!r) co_return r.error();
     if (r->status != 200) co_return api_error("GET " + *path, *r);
     auto s = parse_service_account(r->body);
     if (!s) co_return make_error(s.error().code, "GET " + *path + ": " + s.error().message);
     co_return std::move(*s);
   };
-  co_return co_await guarded<ServiceAccount>(impl->ex, body);
+  co_return co_await guarded<ServiceAccount>(impl->ex, cancel, body);
 }
 
 }  // namespace sigil::kube

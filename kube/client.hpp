@@ -1,13 +1,16 @@
 // kube/client.hpp: sigil's Kubernetes API client (HTTPS, bearer token or client certificate).
 //
-// Role: the only code in sigil that talks to the API server. TLS 1.2+ verified against the
-// cluster CA (hostname or IP SAN), keep-alive connections reused, a bearer token re-read from
-// its file every token_reload and once more after a 401 (bound service-account tokens rotate),
-// every call bounded by a deadline and cancellable, response sizes capped, metav1.Status
-// error bodies turned into one readable line with the HTTP code. GET, paged LIST, WATCH
-// streams, merge-patch of the status subresource, Secrets and ServiceAccounts.
-// Depends on common, kube's pure parsers, Boost.Asio (awaitable) in this header; Beast,
-// OpenSSL and nlohmann stay in the .cpp (pimpl). Never throws: every failure is a Result.
+// Role: the only code in sigil that talks to the API server, in Kubernetes terms: GET, paged
+// LIST, WATCH streams, merge-patch of the status subresource, Secrets and ServiceAccounts; a
+// bearer token re-read from its file every token_reload and once more after a 401 (bound
+// service-account tokens rotate); metav1.Status error bodies turned into one readable line
+// with the HTTP code; a watch refused with 410 turned into an ERROR event. The transport is
+// net::Client's (net/client.hpp): TLS 1.2+ verified against the cluster CA (host name or IP
+// SAN, tls-server-name, client certificates), the keep-alive pool and its expires_never rule,
+// the stale-connection retry, body and header caps, deadlines, and cancellation: a Cancel
+// fired from any thread reaches net as an Asio cancellation on the call's slot.
+// Depends on common and Boost.Asio (awaitable) in this header; net, nlohmann and spdlog stay
+// in the .cpp (pimpl). Never throws: every failure is a Result.
 //
 // Errors: 401/403 -> unauthorized, 404 -> not_found, 400/422 -> invalid_argument, 413 ->
 // too_large, 504 -> timeout, anything else (410, 409, 429, 5xx, network) -> unavailable. The

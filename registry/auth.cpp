@@ -1,90 +1,15 @@
 #include "registry/auth.hpp"
 
-#include <boost/url/parse.hpp>
-#include <boost/url/url.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/encoding.hpp"
 
 namespace sigil::registry {
 
+using net::parse_url;
+using net::pct_encode;
+
 namespace {
-
-bool unreserved(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-std::string pct_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (unreserved(static_cast<char>(c))) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
-
-bool host_ok(std::string_view host) noexcept {
-  if (host.empty() || host.size() > 253) return false;
-  for (char c : host) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '-' || c == '_' || c == ':';
-    if (!ok) return false;
-  }
-  return true;
-}
-
-bool port_ok(std::string_view port) noexcept {
-  if (port.empty() || port.size() > 5) return false;
-  unsigned v = 0;
-  for (char c : port) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<unsigned>(c - '0');
-  }
-  return v >= 1 && v <= 65535;
-}
-
-Result<Url> from_view(const boost::urls::url_view_base& u) {
-  std::string scheme = ascii_lower(std::string_view(u.scheme().data(), u.scheme().size()));
-  if (scheme != "https" && scheme != "http") {
-    return make_error(Errc::invalid_argument, "URL scheme must be http or https");
-  }
-  if (!u.has_authority() || u.has_userinfo()) {
-    return make_error(Errc::invalid_argument, "URL must have a host and no user info");
-  }
-  Url out;
-  out.scheme = scheme;
-  auto ht = u.host_type();
-  if (ht == boost::urls::host_type::ipv6) {
-    out.host = ascii_lower(std::string(u.encoded_host_address()));
-  } else if (ht == boost::urls::host_type::ipv4 || ht == boost::urls::host_type::name) {
-    out.host = ascii_lower(std::string(u.encoded_host()));
-  } else {
-    return make_error(Errc::invalid_argument, "URL host is not supported");
-  }
-  if (!host_ok(out.host)) return make_error(Errc::invalid_argument, "URL host is invalid");
-  if (u.has_port()) {
-    out.port = std::string(u.port());
-    if (!port_ok(out.port)) return make_error(Errc::invalid_argument, "URL port is invalid");
-  } else {
-    out.port = scheme == "https" ? "443" : "80";
-  }
-  out.target = std::string(u.encoded_target());
-  if (out.target.empty()) out.target = "/";
-  if (out.target.front() != '/') out.target.insert(out.target.begin(), '/');
-  for (char c : out.target) {
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
-      return make_error(Errc::invalid_argument, "URL has control characters");
-    }
-  }
-  return out;
-}
 
 bool repo_ok(std::string_view r) noexcept {
   if (r.empty() || r.size() > 255 || r.front() == '/' || r.back() == '/') return false;
@@ -156,61 +81,6 @@ Result<TokenResponse> parse_token_impl(std::string_view body) {
 
 }  // namespace
 
-std::string Url::authority() const {
-  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  return h + ":" + port;
-}
-
-Result<Url> parse_url(std::string_view text) {
-  auto u = boost::urls::parse_absolute_uri(boost::urls::string_view(text.data(), text.size()));
-  if (!u) return make_error(Errc::invalid_argument, "not an absolute URL");
-  return from_view(*u);
-}
-
-Result<Url> resolve_location(const Url& base, std::string_view location) {
-  auto ref =
-      boost::urls::parse_uri_reference(boost::urls::string_view(location.data(), location.size()));
-  if (!ref) return make_error(Errc::invalid_argument, "redirect Location is not a URL");
-  const std::string base_text = base.scheme + "://" + base.authority() + base.target;
-  auto b = boost::urls::parse_absolute_uri(base_text);  // a view into base_text
-  if (!b) return make_error(Errc::internal, "cannot rebuild base URL");
-  boost::urls::url dest;
-  auto r = boost::urls::resolve(*b, *ref, dest);
-  if (!r) return make_error(Errc::invalid_argument, "redirect Location cannot be resolved");
-  dest.remove_fragment();
-  return from_view(dest);
-}
-
-Result<std::pair<std::string, std::string>> split_host_port(std::string_view registry,
-                                                            std::string_view default_port) {
-  std::string host;
-  std::string port(default_port);
-  if (!registry.empty() && registry.front() == '[') {
-    auto close = registry.find(']');
-    if (close == std::string_view::npos) {
-      return make_error(Errc::invalid_argument, "registry host has an unterminated IPv6 literal");
-    }
-    host = std::string(registry.substr(1, close - 1));
-    auto rest = registry.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return make_error(Errc::invalid_argument, "bad registry host");
-      port = std::string(rest.substr(1));
-    }
-  } else {
-    auto colon = registry.find(':');
-    host = std::string(registry.substr(0, colon));
-    if (colon != std::string_view::npos) port = std::string(registry.substr(colon + 1));
-    if (host.find(':') != std::string::npos) {
-      return make_error(Errc::invalid_argument, "bad registry host");
-    }
-  }
-  host = ascii_lower(host);
-  if (!host_ok(host) || !port_ok(port)) {
-    return make_error(Errc::invalid_argument, "registry host is not a valid host[:port]");
-  }
-  return std::pair{host, port};
-}
-
 Result<std::string> manifest_path(std::string_view repository, std::string_view reference) {
   if (!repo_ok(repository)) return make_error(Errc::invalid_argument, "invalid repository name");
   if (!tag_ok(reference) && !digest_ok(reference)) {
@@ -263,7 +133,8 @@ std::string link_next_target(std::string_view link) {
   return "";
 }
 
-Result<Url> token_url(std::string_view realm, std::string_view service, std::string_view scope) {
+Result<net::Url> token_url(std::string_view realm, std::string_view service,
+                           std::string_view scope) {
   auto u = parse_url(realm);
   if (!u) return make_error(Errc::parse_error, "bearer realm is not an http(s) URL");
   std::string q;
@@ -281,8 +152,11 @@ std::string pull_scope(std::string_view repository) {
 
 std::string refresh_token_form(std::string_view service, std::string_view scope,
                                std::string_view refresh_token, std::string_view client_id) {
-  return "grant_type=refresh_token&service=" + pct_encode(service) + "&scope=" + pct_encode(scope) +
-         "&client_id=" + pct_encode(client_id) + "&refresh_token=" + pct_encode(refresh_token);
+  return net::form_encode({{"grant_type", "refresh_token"},
+                           {"service", std::string(service)},
+                           {"scope", std::string(scope)},
+                           {"client_id", std::string(client_id)},
+                           {"refresh_token", std::string(refresh_token)}});
 }
 
 Result<TokenResponse> parse_token_response(std::string_view body) {

@@ -1,8 +1,10 @@
-// registry/auth.hpp: the pieces of registry authentication that need no socket: URLs, token
-// responses, the bearer-token cache, and the rules for where credentials may go.
+// registry/auth.hpp: the pieces of registry authentication that need no socket: API paths,
+// token requests and responses, the bearer-token cache, and the rules for where credentials
+// may go.
 //
 // Role: keep every auth decision a pure, unit-testable function. No Asio/Beast; time is passed
-// in (steady_clock time points), never read here. Depends on common, nlohmann/json, Boost.URL.
+// in (steady_clock time points), never read here. URLs and origins are net's (net/url.hpp).
+// Depends on common, net/url.hpp, nlohmann/json.
 //
 // Credential rules (see also http_client.hpp):
 //  - Basic credentials belong to one registry host (exact normalized host:port).
@@ -10,7 +12,7 @@
 //    The realm host may differ from the registry host (Docker Hub: auth.docker.io); the
 //    REGISTRY host's Basic credentials are sent to the realm only over https.
 //  - Authorization is never sent to a host other than the registry it belongs to, so a
-//    redirect (e.g. to blob storage) is followed without it.
+//    redirect (e.g. to blob storage) is followed without it (net::Client enforces it).
 #pragma once
 
 #include <chrono>
@@ -22,33 +24,9 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "net/url.hpp"
 
 namespace sigil::registry {
-
-// An absolute http(s) URL split into what a request needs.
-struct Url {
-  std::string scheme;  // "https" or "http"
-  std::string host;    // lowercased; IPv6 without brackets
-  std::string port;    // always set ("443" / "80" defaults)
-  std::string target;  // path + "?" + query, at least "/"
-
-  // "host:port" with brackets for IPv6, the key used for connection pooling and for deciding
-  // whether two URLs belong to the same origin.
-  std::string authority() const;
-  bool same_origin(const Url& other) const {
-    return scheme == other.scheme && host == other.host && port == other.port;
-  }
-};
-
-// Parses an absolute http/https URL; rejects userinfo, fragments-only, other schemes.
-Result<Url> parse_url(std::string_view text);
-// Resolves a Location header (absolute or relative) against base.
-Result<Url> resolve_location(const Url& base, std::string_view location);
-
-// Splits "host[:port]" (as in a registry name) into host and port; default_port when absent.
-// Rejects anything with characters outside a host name / IP literal.
-Result<std::pair<std::string, std::string>> split_host_port(std::string_view registry,
-                                                            std::string_view default_port);
 
 // "/v2/<repo>/manifests/<ref>" and "/v2/<repo>/blobs/<digest>"; repository and reference are
 // validated (distribution grammar characters only) so nothing can smuggle path or query parts.
@@ -63,7 +41,8 @@ Result<std::string> referrers_path(std::string_view repository, std::string_view
 std::string link_next_target(std::string_view link);
 
 // realm?service=...&scope=... with proper percent-encoding (realm may carry its own query).
-Result<Url> token_url(std::string_view realm, std::string_view service, std::string_view scope);
+Result<net::Url> token_url(std::string_view realm, std::string_view service,
+                           std::string_view scope);
 // "repository:<repo>:pull"
 std::string pull_scope(std::string_view repository);
 

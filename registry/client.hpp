@@ -14,6 +14,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include "common/deadline.hpp"
 #include "common/result.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
@@ -21,7 +22,8 @@
 
 namespace sigil::registry {
 
-using Deadline = std::chrono::steady_clock::time_point;
+// sigil::Deadline (common/deadline.hpp), also spelt registry::Deadline by callers.
+using sigil::Deadline;
 
 // Registry credentials of one admission: the pod's imagePullSecrets and its ServiceAccount's,
 // as the kubelet would pull with. Looked up by exact host before the client's own

@@ -2,31 +2,16 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <vector>
 
 #include <spdlog/spdlog.h>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/ip/address.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/system/system_error.hpp>
 
 #include "common/encoding.hpp"
 #include "oci/manifest.hpp"
@@ -36,13 +21,9 @@
 
 namespace sigil::registry {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace ssl = asio::ssl;
-using tcp = asio::ip::tcp;
-using asio::awaitable;
+using boost::asio::awaitable;
 using Clock = std::chrono::steady_clock;
+using net::Url;
 
 Result<std::string> sha256_digest(std::string_view bytes) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -63,34 +44,6 @@ bool is_sha256_digest(std::string_view d) {
   return d.size() == 71 && d.substr(0, 7) == "sha256:" && is_lower_hex(d.substr(7));
 }
 
-struct Conn {
-  std::unique_ptr<beast::tcp_stream> plain;
-  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
-  beast::flat_buffer buffer;
-  beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *plain; }
-};
-
-struct Req {
-  http::verb method = http::verb::get;
-  Url url;
-  std::string accept;
-  std::string authorization;
-  std::string body;
-  std::string content_type;
-  uint64_t body_limit = 0;
-};
-
-struct Resp {
-  unsigned status = 0;
-  std::string content_type;
-  std::string docker_digest;
-  std::string www_authenticate;
-  std::string location;
-  std::string retry_after;
-  std::string link;
-  std::string body;
-};
-
 struct HostAuth {
   enum Kind { kNone, kBasic, kBearer } kind = kNone;
   std::string realm;
@@ -108,12 +61,10 @@ std::string status_text(unsigned s) {
 }  // namespace
 
 struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
-  asio::any_io_executor ex;
   ClientOptions opts;
   Status init;
-  ssl::context ctx{ssl::context::tls_client};
-  std::mutex mu;  // guards idle and host_auth
-  std::map<std::string, std::vector<std::unique_ptr<Conn>>> idle;
+  std::unique_ptr<net::Client> http;
+  std::mutex mu;  // guards host_auth and no_referrers
   std::map<std::string, HostAuth> host_auth;
   // Repositories ("registry/repository") whose referrers endpoint answered a 404 that no
   // route served (no distribution error body: the registry has no referrers API), until when
@@ -123,30 +74,31 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   // registry, so one admission can never make bundles on a whole host invisible.
   std::map<std::string, Clock::time_point> no_referrers;
   TokenCache tokens;
-  std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> token_requests{0};
 
-  Status setup() {
-    SSL_CTX* c = ctx.native_handle();
-    if (SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION) != 1) {
-      ERR_clear_error();
-      return make_error(Errc::internal, "cannot require TLS 1.2");
-    }
-    if (SSL_CTX_set_default_verify_paths(c) != 1) {
-      ERR_clear_error();
-      return make_error(Errc::internal, "cannot load the system CA certificates");
-    }
-    if (!opts.ca_file.empty() &&
-        SSL_CTX_load_verify_locations(c, opts.ca_file.c_str(), nullptr) != 1) {
-      ERR_clear_error();
-      return make_error(Errc::invalid_argument,
-                        "registry CA file " + opts.ca_file + " cannot be loaded as PEM");
-    }
-    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
+  Status setup(const boost::asio::any_io_executor& executor) {
     for (auto& h : opts.insecure_hosts) h = ascii_lower(h);
     if (opts.max_retries < 0) opts.max_retries = 0;
     if (opts.max_redirects < 0) opts.max_redirects = 0;
+    net::ClientOptions no;
+    no.tls.system_roots = true;
+    if (!opts.ca_file.empty()) no.tls.ca_files.push_back(opts.ca_file);
+    no.user_agent = opts.user_agent;
+    no.max_idle_per_origin = opts.max_idle_per_host;
+    no.observer = opts.observer;
+    http = std::make_unique<net::Client>(executor, std::move(no));
+    if (auto st = http->init_status(); !st) {
+      return make_error(st.error().code, "registry TLS setup: " + st.error().message);
+    }
     return {};
+  }
+
+  net::RetryPolicy retry_policy() const {
+    net::RetryPolicy p;
+    p.max_retries = opts.max_retries;
+    p.backoff_base = opts.backoff_base;
+    p.max_backoff = opts.max_backoff;
+    return p;
   }
 
   bool insecure(std::string_view registry, const std::string& authority) const {
@@ -161,300 +113,21 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   Result<Url> origin(const std::string& registry) const {
     if (registry.empty()) return make_error(Errc::invalid_argument, "empty registry host");
     std::string api = oci::api_host(registry);
-    auto hp = split_host_port(api, "443");
-    if (!hp) return hp.error();
+    auto hp = net::split_host_port(api, "443");
+    if (!hp)
+      return make_error(Errc::invalid_argument, "registry host " + api + ": " + hp.error().message);
     Url u;
     u.host = hp->first;
     u.port = hp->second;
     bool plain = insecure(registry, u.authority()) || insecure(api, u.authority());
     if (plain) {
-      auto hp80 = split_host_port(api, "80");
+      auto hp80 = net::split_host_port(api, "80");
       if (!hp80) return hp80.error();
       u.port = hp80->second;
     }
     u.scheme = plain ? "http" : "https";
     u.target = "/";
     return u;
-  }
-
-  // ---- connection pool ----
-
-  static std::string pool_key(const Url& u) { return u.scheme + "://" + u.authority(); }
-
-  std::unique_ptr<Conn> take_idle(const std::string& key) {
-    std::lock_guard lock(mu);
-    auto it = idle.find(key);
-    if (it == idle.end() || it->second.empty()) return nullptr;
-    auto c = std::move(it->second.back());
-    it->second.pop_back();
-    return c;
-  }
-
-  void put_idle(const std::string& key, std::unique_ptr<Conn> c) {
-    // Disarm the request's deadline before the connection rests in the pool: an armed Beast
-    // timer would fire later on another io thread, racing whichever request reuses (or the
-    // destructor that frees) this connection. Cancelled, its handler only sees
-    // operation_aborted and touches nothing.
-    c->lowest().expires_never();
-    std::lock_guard lock(mu);
-    auto& v = idle[key];
-    if (v.size() < opts.max_idle_per_host) v.push_back(std::move(c));
-  }
-
-  awaitable<Result<std::unique_ptr<Conn>>> connect(const Url& url, Deadline deadline,
-                                                   bool& retryable) {
-    using namespace asio::experimental::awaitable_operators;
-    retryable = true;
-    tcp::resolver resolver(ex);
-    asio::steady_timer timer(ex);
-    timer.expires_at(deadline);
-    auto raced =
-        co_await (resolver.async_resolve(url.host, url.port, asio::as_tuple(asio::use_awaitable)) ||
-                  timer.async_wait(asio::as_tuple(asio::use_awaitable)));
-    if (raced.index() == 1) co_return timeout_error("resolving " + url.host);
-    auto [rec, results] = std::get<0>(std::move(raced));
-    if (rec) {
-      co_return make_error(Errc::unavailable,
-                           "cannot resolve registry host " + url.host + ": " + rec.message());
-    }
-    auto conn = std::make_unique<Conn>();
-    if (url.scheme == "https") {
-      conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ex, ctx);
-    } else {
-      conn->plain = std::make_unique<beast::tcp_stream>(ex);
-    }
-    auto& low = conn->lowest();
-    low.expires_at(deadline);
-    auto [cec, ep] = co_await low.async_connect(results, asio::as_tuple(asio::use_awaitable));
-    (void)ep;
-    if (cec) {
-      if (cec == beast::error::timeout || Clock::now() >= deadline) {
-        co_return timeout_error("connecting to " + url.authority());
-      }
-      co_return make_error(Errc::unavailable,
-                           "cannot connect to " + url.authority() + ": " + cec.message());
-    }
-    if (conn->tls) {
-      SSL* s = conn->tls->native_handle();
-      boost::system::error_code aec;
-      auto addr = asio::ip::make_address(url.host, aec);
-      (void)addr;
-      bool ok;
-      if (aec) {
-        // DNS name: SNI plus hostname verification during the handshake.
-        ok = SSL_set_tlsext_host_name(s, url.host.c_str()) == 1 &&
-             SSL_set1_host(s, url.host.c_str()) == 1;
-      } else {
-        // IP literal: no SNI (RFC 6066), verify an IP SAN instead.
-        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s), url.host.c_str()) == 1;
-      }
-      if (!ok) {
-        ERR_clear_error();
-        retryable = false;
-        co_return make_error(Errc::internal, "cannot set TLS verification for " + url.host);
-      }
-      SSL_set_verify(s, SSL_VERIFY_PEER, nullptr);
-      low.expires_at(deadline);
-      auto [hec] = co_await conn->tls->async_handshake(ssl::stream_base::client,
-                                                       asio::as_tuple(asio::use_awaitable));
-      if (hec) {
-        if (hec == beast::error::timeout || Clock::now() >= deadline) {
-          co_return timeout_error("TLS handshake with " + url.authority());
-        }
-        std::string why = hec.message();
-        long vr = SSL_get_verify_result(s);
-        if (vr != X509_V_OK) {
-          why =
-              std::string("certificate verification failed: ") + X509_verify_cert_error_string(vr);
-          retryable = false;
-        }
-        ERR_clear_error();
-        co_return make_error(Errc::unavailable,
-                             "TLS handshake with " + url.authority() + " failed: " + why);
-      }
-    }
-    co_return std::move(conn);
-  }
-
-  template <class Stream>
-  awaitable<Result<Resp>> exchange_on(Stream& stream, Conn& conn, const Req& req, Deadline deadline,
-                                      bool& stale, bool& keep_alive) {
-    stale = false;
-    keep_alive = false;
-    auto& low = conn.lowest();
-    http::request<http::string_body> m{req.method, req.url.target, 11};
-    bool default_port = (req.url.scheme == "https" && req.url.port == "443") ||
-                        (req.url.scheme == "http" && req.url.port == "80");
-    std::string host_hdr =
-        req.url.host.find(':') != std::string::npos ? "[" + req.url.host + "]" : req.url.host;
-    if (!default_port) host_hdr += ":" + req.url.port;
-    m.set(http::field::host, host_hdr);
-    m.set(http::field::user_agent, opts.user_agent);
-    if (!req.accept.empty()) m.set(http::field::accept, req.accept);
-    if (!req.authorization.empty()) m.set(http::field::authorization, req.authorization);
-    if (!req.content_type.empty()) m.set(http::field::content_type, req.content_type);
-    m.body() = req.body;
-    m.keep_alive(true);
-    m.prepare_payload();
-
-    const std::string where = req.url.authority();
-    low.expires_at(deadline);
-    auto [wec, wn] = co_await http::async_write(stream, m, asio::as_tuple(asio::use_awaitable));
-    (void)wn;
-    if (wec) {
-      if (wec == beast::error::timeout || Clock::now() >= deadline) {
-        co_return timeout_error("sending to " + where);
-      }
-      stale = true;
-      co_return make_error(Errc::unavailable, "sending to " + where + " failed: " + wec.message());
-    }
-    http::response_parser<http::string_body> p;
-    p.header_limit(32 * 1024);
-    p.body_limit(req.body_limit);
-    if (req.method == http::verb::head) p.skip(true);
-    low.expires_at(deadline);
-    auto [hec, hn] = co_await http::async_read_header(stream, conn.buffer, p,
-                                                      asio::as_tuple(asio::use_awaitable));
-    (void)hn;
-    if (hec) {
-      if (hec == beast::error::timeout || Clock::now() >= deadline) {
-        co_return timeout_error("waiting for " + where);
-      }
-      if (hec == http::error::body_limit) {
-        co_return make_error(Errc::too_large, "response from " + where + " exceeds the " +
-                                                  std::to_string(req.body_limit) + " byte limit");
-      }
-      // Nothing at all came back: typical of a keep-alive connection the server closed.
-      stale = hec == http::error::end_of_stream || hec == asio::error::eof ||
-              hec == asio::error::connection_reset || hec == ssl::error::stream_truncated;
-      co_return make_error(Errc::unavailable,
-                           "reading response from " + where + " failed: " + hec.message());
-    }
-    Resp r;
-    r.status = p.get().result_int();
-    bool success = r.status >= 200 && r.status < 300;
-    uint64_t limit = success ? req.body_limit : std::min(req.body_limit, kErrorBodyLimit);
-    if (!success) limit = kErrorBodyLimit;
-    auto cl = p.content_length();
-    if (req.method != http::verb::head && cl && *cl > limit) {
-      if (success) {
-        co_return make_error(Errc::too_large, "response from " + where + " is " +
-                                                  std::to_string(*cl) + " bytes, over the " +
-                                                  std::to_string(limit) + " byte limit");
-      }
-      // An oversized error body: skip it, drop the connection.
-      p.skip(true);
-    } else {
-      p.body_limit(limit);
-    }
-    if (!p.is_done()) {
-      low.expires_at(deadline);
-      auto [bec, bn] =
-          co_await http::async_read(stream, conn.buffer, p, asio::as_tuple(asio::use_awaitable));
-      (void)bn;
-      if (bec) {
-        if (bec == http::error::body_limit) {
-          co_return make_error(Errc::too_large, "response from " + where + " exceeds the " +
-                                                    std::to_string(limit) + " byte limit");
-        }
-        if (bec == beast::error::timeout || Clock::now() >= deadline) {
-          co_return timeout_error("reading from " + where);
-        }
-        co_return make_error(Errc::unavailable,
-                             "response from " + where + " truncated: " + bec.message());
-      }
-    }
-    const auto& h = p.get();
-    auto field = [&](http::field f) { return std::string(h[f]); };
-    r.content_type = field(http::field::content_type);
-    r.docker_digest = std::string(h["Docker-Content-Digest"]);
-    r.www_authenticate = field(http::field::www_authenticate);
-    r.location = field(http::field::location);
-    r.retry_after = field(http::field::retry_after);
-    r.link = field(http::field::link);
-    if (!(req.method != http::verb::head && cl && *cl > limit)) r.body = p.release().body();
-    // Bytes beyond the response (we never pipeline) mean a confused peer: do not reuse.
-    keep_alive = h.keep_alive() && p.is_done() && conn.buffer.size() == 0 &&
-                 !(req.method != http::verb::head && cl && *cl > limit);
-    co_return r;
-  }
-
-  // One HTTP exchange, on a pooled connection when one is idle. A pooled connection that fails
-  // before any response byte is retried once on a fresh connection.
-  awaitable<Result<Resp>> round_trip(const Req& req, Deadline deadline, bool& retryable) {
-    const std::string key = pool_key(req.url);
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      retryable = true;
-      if (Clock::now() >= deadline) co_return timeout_error("request to " + req.url.authority());
-      std::unique_ptr<Conn> conn = attempt == 0 ? take_idle(key) : nullptr;
-      bool reused = conn != nullptr;
-      if (!conn) {
-        auto c = co_await connect(req.url, deadline, retryable);
-        if (!c) co_return c.error();
-        conn = std::move(*c);
-      }
-      requests.fetch_add(1, std::memory_order_relaxed);
-      bool stale = false;
-      bool keep_alive = false;
-      // No co_await inside ?: (GCC 12 miscompiles it).
-      Result<Resp> r = make_error(Errc::internal, "no exchange");
-      if (conn->tls) {
-        r = co_await exchange_on(*conn->tls, *conn, req, deadline, stale, keep_alive);
-      } else {
-        r = co_await exchange_on(*conn->plain, *conn, req, deadline, stale, keep_alive);
-      }
-      if (!r) {
-        if (reused && stale) continue;
-        if (r.error().code == Errc::too_large || r.error().code == Errc::timeout) {
-          retryable = false;
-        }
-        co_return r;
-      }
-      if (keep_alive) put_idle(key, std::move(conn));
-      co_return r;
-    }
-    co_return make_error(Errc::unavailable, "request to " + req.url.authority() + " failed");
-  }
-
-  // Waits before retry number `attempt` (0-based). False when the wait would pass the deadline.
-  awaitable<bool> backoff(int attempt, const std::string& retry_after, Deadline deadline) {
-    auto delay = opts.backoff_base * (1LL << std::min(attempt, 16));
-    if (delay > opts.max_backoff) delay = opts.max_backoff;
-    {
-      thread_local std::mt19937_64 rng{std::random_device{}()};
-      std::uniform_int_distribution<int64_t> dist(delay.count() / 2, delay.count());
-      delay = std::chrono::milliseconds(dist(rng));
-    }
-    if (!retry_after.empty() && retry_after.size() <= 6 &&
-        retry_after.find_first_not_of("0123456789") == std::string::npos) {
-      delay = std::chrono::seconds(std::stoll(retry_after));
-    }
-    if (Clock::now() + delay >= deadline) co_return false;
-    asio::steady_timer t(co_await asio::this_coro::executor);
-    t.expires_after(delay);
-    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
-    co_return Clock::now() < deadline;
-  }
-
-  // round_trip with retries for network errors, 429 and 5xx. Returns the final response,
-  // whatever its status (a 5xx after the last retry included).
-  awaitable<Result<Resp>> send_retrying(const Req& req, Deadline deadline) {
-    for (int attempt = 0;; ++attempt) {
-      bool retryable = false;
-      auto r = co_await round_trip(req, deadline, retryable);
-      bool again;
-      std::string retry_after;
-      if (!r) {
-        again = retryable;
-      } else {
-        again = r->status == 429 || r->status >= 500;
-        retry_after = r->retry_after;
-      }
-      if (!again || attempt >= opts.max_retries) co_return r;
-      spdlog::debug("registry: retrying {} {} ({})", std::string(http::to_string(req.method)),
-                    req.url.authority(), r ? status_text(r->status) : r.error().message);
-      if (!co_await backoff(attempt, retry_after, deadline)) co_return r;
-    }
   }
 
   // ---- auth ----
@@ -499,10 +172,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
       co_return make_error(Errc::unauthorized,
                            "registry " + registry + " sent a bearer realm that is not https");
     }
-    Req req;
-    req.url = *url;
-    req.body_limit = kTokenBodyLimit;
-    req.accept = "application/json";
+    net::Request req = net::get_request(*url, "application/json");
+    req.retry = retry_policy();
     auto cred = credential_for(registry, extra);
     // Credentials of the registry go to its realm only over https (see http_client.hpp), even
     // for a listed plain-http registry's own realm: a token service is never sent a password
@@ -513,17 +184,18 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
                    registry);
     }
     if (may_send && !cred->identity_token.empty()) {
-      req.method = http::verb::post;
-      req.content_type = "application/x-www-form-urlencoded";
-      auto u2 = parse_url(ha.realm);
+      auto u2 = net::parse_url(ha.realm);
       if (!u2) co_return u2.error();
-      req.url = *u2;
+      req = net::form_post(*u2, {});
+      req.retry = retry_policy();
       req.body = refresh_token_form(ha.service, scope, cred->identity_token, "sigil");
     } else if (may_send && cred->has_basic()) {
       req.authorization = basic_authorization(cred->username, cred->password);
     }
     token_requests.fetch_add(1, std::memory_order_relaxed);
-    auto r = co_await send_retrying(req, deadline);
+    net::Limits limits;
+    limits.max_body = kTokenBodyLimit;
+    auto r = co_await http->send(std::move(req), deadline, limits);
     if (!r) co_return r.error();
     if (r->status == 401 || r->status == 403) {
       co_return make_error(Errc::unauthorized, "token service for " + registry + " refused (" +
@@ -609,37 +281,41 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   }
 
   // A registry API call with auth (anonymous first, then per challenge, re-auth once on 401),
-  // retries, and redirects (GET only; Authorization never leaves the registry's origin).
-  awaitable<Result<Resp>> fetch(http::verb method, const std::string& registry,
-                                const std::string& repository, const std::string& path,
-                                std::string accept, uint64_t limit, Deadline deadline,
-                                const DockerConfig* extra) {
+  // net's retries, and redirects (GET only; net never carries Authorization to another
+  // origin, and refuses plain http but to an insecure host).
+  awaitable<Result<net::Response>> fetch(net::Method method, const std::string& registry,
+                                         const std::string& repository, const std::string& path,
+                                         std::string accept, uint64_t limit, Deadline deadline,
+                                         const DockerConfig* extra) {
     auto o = origin(registry);
     if (!o) co_return o.error();
-    Url cur = *o;
-    cur.target = path;
+    Url url = *o;
+    url.target = path;
     const std::string scope = pull_scope(repository);
+    net::Limits limits;
+    limits.max_body = limit;
+    limits.max_error_body = kErrorBodyLimit;
     bool reauthed = false;
-    int redirects = 0;
     for (;;) {
       if (Clock::now() >= deadline) co_return timeout_error("registry " + registry);
-      const bool same = cur.same_origin(*o);
-      Req req;
+      auto a = co_await authorization_for(*o, registry, scope, deadline, extra);
+      if (!a) co_return a.error();
+      net::Request req = net::get_request(url, accept);
       req.method = method;
-      req.url = cur;
-      req.accept = accept;
-      req.body_limit = limit;
-      if (same) {
-        auto a = co_await authorization_for(*o, registry, scope, deadline, extra);
-        if (!a) co_return a.error();
-        req.authorization = std::move(*a);
-      }
-      auto r = co_await send_retrying(req, deadline);
-      if (!r) co_return r;
-      unsigned s = r->status;
+      req.authorization = std::move(*a);
+      req.retry = retry_policy();
+      if (method == net::Method::get) req.max_redirects = opts.max_redirects;
+      req.redirect_allowed = [this](const Url& to) {
+        return to.scheme == "https" || insecure(to.authority(), to.authority());
+      };
+      auto r = co_await http->send(std::move(req), deadline, limits);
+      if (!r) co_return r.error();
+      const unsigned s = r->status;
+      const bool same = r->url.same_origin(*o);
       if (s == 401 && same && !reauthed) {
         reauthed = true;
-        auto st = co_await on_challenge(*o, registry, scope, r->www_authenticate, deadline, extra);
+        auto st = co_await on_challenge(*o, registry, scope, r->header("WWW-Authenticate"),
+                                        deadline, extra);
         if (!st) co_return st.error();
         continue;
       }
@@ -651,21 +327,6 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
         co_return make_error(Errc::unavailable,
                              "registry " + registry + " unavailable (" + status_text(s) + ")");
       }
-      if ((s == 301 || s == 302 || s == 303 || s == 307 || s == 308) && method == http::verb::get) {
-        if (++redirects > opts.max_redirects) {
-          co_return make_error(Errc::unavailable, "registry " + registry + ": too many redirects");
-        }
-        auto next = resolve_location(cur, r->location);
-        if (!next)
-          co_return make_error(Errc::unavailable,
-                               "registry " + registry + ": " + next.error().message);
-        if (next->scheme != "https" && !insecure(next->authority(), next->authority())) {
-          co_return make_error(Errc::unavailable,
-                               "registry " + registry + " redirected to a plain-http URL");
-        }
-        cur = std::move(*next);
-        continue;
-      }
       co_return r;
     }
   }
@@ -674,13 +335,11 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 HttpClient::HttpClient(boost::asio::any_io_executor executor, ClientOptions options) {
   try {
     impl_ = std::make_shared<Impl>();
-    impl_->ex = asio::make_strand(executor);
     impl_->opts = std::move(options);
-    impl_->init = impl_->setup();
+    impl_->init = impl_->setup(executor);
   } catch (const std::exception& e) {
-    ERR_clear_error();
     if (impl_)
-      impl_->init = make_error(Errc::internal, std::string("TLS setup failed: ") + e.what());
+      impl_->init = make_error(Errc::internal, std::string("registry client: ") + e.what());
   }
 }
 
@@ -700,7 +359,7 @@ bool HttpClient::covers(const PullCredentials& creds, const std::string& registr
 }
 
 uint64_t HttpClient::request_count() const {
-  return impl_ ? impl_->requests.load() : 0;
+  return impl_ && impl_->http ? impl_->http->request_count() : 0;
 }
 uint64_t HttpClient::token_request_count() const {
   return impl_ ? impl_->token_requests.load() : 0;
@@ -708,27 +367,22 @@ uint64_t HttpClient::token_request_count() const {
 
 namespace {
 
-// Runs body, turning any exception (bad_alloc, a library surprise) into Errc::internal.
-// The body runs on the client's strand: Beast streams are not thread-safe, and a stream's
-// deadline timer fires on the executor of the operation that armed it. With every connection
-// touched only from the strand, a timer handler can never race the request that reuses (or
-// the error path that frees) its connection, whatever number of threads runs the io_context.
+// Runs body on the caller's executor, turning any exception into an error: a bad_alloc or a
+// library surprise is Errc::internal, and the operation_aborted that a cancelled coroutine
+// meets at its next co_await is a cancellation. No hop to another executor here: the only
+// one is net::Client's to its strand, which binds an EMPTY cancellation slot to its co_spawn
+// and bridges the caller's slot itself (Boost 1.81's co_spawn forwards a cancellation across
+// executors through a raw pointer that dangles once the child finished: the crash of an
+// admission cut short with fetches in flight). The Impl's own state is behind its mutex.
 template <class T, class F>
-awaitable<Result<T>> guarded(const asio::any_io_executor& strand, F&& body) {
+awaitable<Result<T>> guarded(F& body) {
   try {
-    // co_spawn needs a default-constructible result; Result<T> is not, so wrap it.
-    auto wrapped = [&]() -> awaitable<std::optional<Result<T>>> { co_return co_await body(); };
-    // The caller's cancellation slot is deliberately NOT connected to this co_spawn: Boost
-    // 1.81's co_spawn forwards a cancellation to another executor by dispatching a raw
-    // pointer to its signal, which dangles when the child finishes first (the crash of an
-    // admission cut by its deadline while fetches were in flight). Registry work stops at
-    // its deadline instead (ARCHITECTURE.md, "Async model": deadlines, not cancellation,
-    // across executors).
-    auto r = co_await asio::co_spawn(
-        strand, wrapped(),
-        asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
-    if (!r) co_return make_error(Errc::internal, "registry client: no result");
-    co_return std::move(*r);
+    co_return co_await body();
+  } catch (const boost::system::system_error& e) {
+    if (e.code() == boost::asio::error::operation_aborted) {
+      co_return make_error(Errc::unavailable, "registry client: cancelled");
+    }
+    co_return make_error(Errc::internal, std::string("registry client: ") + e.what());
   } catch (const std::exception& e) {
     co_return make_error(Errc::internal, std::string("registry client: ") + e.what());
   }
@@ -746,7 +400,7 @@ awaitable<Result<std::string>> HttpClient::resolve(const oci::Reference& ref, De
     auto path = manifest_path(ref.repository, ref.tag);
     if (!path) co_return path.error();
     auto r =
-        co_await impl->fetch(http::verb::head, ref.registry, ref.repository, *path,
+        co_await impl->fetch(net::Method::head, ref.registry, ref.repository, *path,
                              std::string(oci::media::kManifestAccept), 0, deadline, creds.get());
     if (!r) co_return r.error();
     if (r->status == 404) {
@@ -756,20 +410,20 @@ awaitable<Result<std::string>> HttpClient::resolve(const oci::Reference& ref, De
       co_return make_error(Errc::unavailable, "resolving " + ref.str() + ": registry answered " +
                                                   status_text(r->status));
     }
-    if (!r->docker_digest.empty()) {
-      if (!is_sha256_digest(r->docker_digest)) {
+    if (!r->header("Docker-Content-Digest").empty()) {
+      if (!is_sha256_digest(r->header("Docker-Content-Digest"))) {
         co_return make_error(Errc::verification,
                              "resolving " + ref.str() +
                                  ": registry sent a Docker-Content-Digest that is not sha256");
       }
-      co_return r->docker_digest;
+      co_return r->header("Docker-Content-Digest");
     }
     // No digest header: fetch the manifest and hash it ourselves.
     auto m = co_await get_manifest(ref.registry, ref.repository, ref.tag, deadline, creds);
     if (!m) co_return m.error();
     co_return m->digest;
   };
-  co_return co_await guarded<std::string>(impl->ex, body);
+  co_return co_await guarded<std::string>(body);
 }
 
 awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& registry,
@@ -789,7 +443,7 @@ awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& 
     auto path = manifest_path(repository, reference);
     if (!path) co_return path.error();
     auto r = co_await impl->fetch(
-        http::verb::get, registry, repository, *path, std::string(oci::media::kManifestAccept),
+        net::Method::get, registry, repository, *path, std::string(oci::media::kManifestAccept),
         static_cast<uint64_t>(impl->opts.max_manifest_size), deadline, creds.get());
     if (!r) co_return r.error();
     const std::string what = registry + "/" + repository + (by_digest ? "@" : ":") + reference;
@@ -808,11 +462,11 @@ awaitable<Result<ManifestResponse>> HttpClient::get_manifest(const std::string& 
     }
     ManifestResponse out;
     out.digest = std::move(*d);
-    out.media_type = r->content_type;
+    out.media_type = r->header("Content-Type");
     out.body = std::move(r->body);
     co_return out;
   };
-  co_return co_await guarded<ManifestResponse>(impl->ex, body);
+  co_return co_await guarded<ManifestResponse>(body);
 }
 
 awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
@@ -829,7 +483,7 @@ awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
     if (max_size < 0) co_return make_error(Errc::invalid_argument, "negative blob size cap");
     auto path = blob_path(repository, digest);
     if (!path) co_return path.error();
-    auto r = co_await impl->fetch(http::verb::get, registry, repository, *path, std::string(),
+    auto r = co_await impl->fetch(net::Method::get, registry, repository, *path, std::string(),
                                   static_cast<uint64_t>(max_size), deadline, creds.get());
     if (!r) co_return r.error();
     const std::string what = registry + "/" + repository + "@" + digest;
@@ -846,7 +500,7 @@ awaitable<Result<std::string>> HttpClient::get_blob(const std::string& registry,
     }
     co_return std::move(r->body);
   };
-  co_return co_await guarded<std::string>(impl->ex, body);
+  co_return co_await guarded<std::string>(body);
 }
 
 awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
@@ -883,7 +537,7 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
                                                   " pages");
       }
       auto r = co_await impl->fetch(
-          http::verb::get, registry, repository, path, std::string(oci::media::kOciIndex),
+          net::Method::get, registry, repository, path, std::string(oci::media::kOciIndex),
           static_cast<uint64_t>(impl->opts.max_manifest_size), deadline, creds.get());
       if (!r) co_return r.error();
       if (r->status == 404) {
@@ -902,7 +556,7 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
         co_return make_error(Errc::unavailable,
                              "listing referrers of " + what + ": " + status_text(r->status));
       }
-      auto index = oci::parse_manifest(r->body, r->content_type);
+      auto index = oci::parse_manifest(r->body, r->header("Content-Type"));
       if (!index) {
         co_return make_error(Errc::parse_error,
                              "referrers of " + what + ": " + index.error().message);
@@ -919,11 +573,11 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
         }
         out.push_back(std::move(d));
       }
-      path = link_next_target(r->link);
+      path = link_next_target(r->header("Link"));
     }
     co_return out;
   };
-  co_return co_await guarded<std::vector<oci::Descriptor>>(impl->ex, body);
+  co_return co_await guarded<std::vector<oci::Descriptor>>(body);
 }
 
 }  // namespace sigil::registry

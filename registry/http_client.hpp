@@ -1,9 +1,10 @@
-// registry/http_client.hpp: the HTTPS implementation of registry::Client (Boost.Beast).
+// registry/http_client.hpp: the HTTPS implementation of registry::Client, on net::Client.
 //
-// Role: talk the OCI distribution API to real registries: TLS 1.2+ with peer, SNI and
-// hostname/IP verification; keep-alive connection pool per (scheme, host, port); anonymous,
-// Basic and Bearer-token auth with a token cache; retries with backoff for 429/5xx/connection
-// errors; every operation bounded by the caller's Deadline. Beast stays behind the pimpl.
+// Role: talk the OCI distribution API to real registries: anonymous, Basic and Bearer-token
+// auth with a token cache, which origin is plain HTTP (insecure_hosts), digests checked,
+// referrers paged. The transport (TLS 1.2+ with peer, SNI and host-name/IP verification,
+// keep-alive pool per origin, retries with backoff for 429/5xx/connection errors, redirects,
+// caps, cancellation) is net's; every operation is bounded by the caller's Deadline.
 //
 // Where credentials go (security choices):
 //  - Credentials are looked up by the EXACT normalized registry host (docker_config.hpp).
@@ -24,13 +25,14 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include "common/result.hpp"
+#include "net/client.hpp"
 #include "registry/client.hpp"
 #include "registry/docker_config.hpp"
 
 namespace sigil::registry {
 
 struct ClientOptions {
-  std::string ca_file;                      // extra PEM bundle, added to the system roots
+  std::string ca_file;  // extra PEM bundle, added to the system roots (OpenSSL's default paths)
   std::vector<std::string> insecure_hosts;  // "host:port" allowed over plain HTTP
   DockerConfig credentials;
   // Every manifest sigil reads is small: a tag's index, a .sig manifest (one layer per
@@ -48,6 +50,8 @@ struct ClientOptions {
   size_t max_referrers = 1024;   // descriptors kept at most, over all pages
   // How long a repository whose referrers endpoint answered a bare 404 is taken to have none.
   std::chrono::seconds no_referrers_memo{600};
+  // Told of every HTTP exchange (origin, status or error, duration): the metrics hook.
+  net::Observer observer;
 };
 
 class HttpClient final : public Client {

@@ -72,7 +72,9 @@ TEST_CASE("short_digest keeps the algorithm and 12 characters, printable only") 
 TEST_CASE("printable makes outside text safe for one line") {
   CHECK(printable("plain text") == "plain text");
   CHECK(printable("a\nb\x1b[31m\x7f") == "a?b?[31m?");
-  CHECK(printable("\xc3\xa9") == "\xc3\xa9");  // other bytes are kept
+  // Non-ASCII bytes too: a cut UTF-8 sequence would make the JSON response invalid.
+  CHECK(printable("\xc3\xa9") == "??");
+  CHECK(printable("a\xc3\xa9", 2) == "a?\xE2\x80\xA6");
   CHECK(printable("abcdef", 3) == "abc\xE2\x80\xA6");
   CHECK(printable("abc", 3) == "abc");
 }

@@ -1,4 +1,4 @@
-// Pure parts of the registry module: docker config, host normalization, URLs, tokens.
+// Pure parts of the registry module: docker config, host normalization, API paths, tokens.
 #include <catch2/catch.hpp>
 
 #include "common/encoding.hpp"
@@ -132,34 +132,8 @@ TEST_CASE("token URL keeps the realm's query and encodes parameters") {
   CHECK_FALSE(token_url("https://user:pw@x/token", "s", "x").ok());
 }
 
-TEST_CASE("URL parsing and redirect resolution") {
-  auto base = parse_url("https://Reg.Example:8443/v2/a/blobs/sha256:x");
-  REQUIRE(base.ok());
-  CHECK(base->authority() == "reg.example:8443");
-  auto rel = resolve_location(*base, "/other/path?sig=1");
-  REQUIRE(rel.ok());
-  CHECK(rel->same_origin(*base));
-  CHECK(rel->target == "/other/path?sig=1");
-  auto abs = resolve_location(*base, "https://blob.store/x#frag");
-  REQUIRE(abs.ok());
-  CHECK_FALSE(abs->same_origin(*base));
-  CHECK(abs->target == "/x");
-  auto v6 = parse_url("http://[::1]:5000/v2/");
-  REQUIRE(v6.ok());
-  CHECK(v6->host == "::1");
-  CHECK(v6->authority() == "[::1]:5000");
-  CHECK_FALSE(resolve_location(*base, "javascript:alert(1)").ok());
-  CHECK_FALSE(parse_url("https://x:99999/").ok());
-}
-
-TEST_CASE("split_host_port") {
-  CHECK(split_host_port("myreg.io", "443")->second == "443");
-  CHECK(split_host_port("MyReg.io:5000", "443")->first == "myreg.io");
-  CHECK(split_host_port("[::1]:5000", "443")->first == "::1");
-  auto bad = GENERATE(as<std::string>{}, "", "a/b", "a:b:c", "a:0", "a:", "[::1", "a@b", "a b");
-  CAPTURE(bad);
-  CHECK_FALSE(split_host_port(bad, "443").ok());
-}
+// URL parsing, redirect resolution and split_host_port are net's:
+// tests/unit/net/url_retry_test.cpp.
 
 TEST_CASE("token responses") {
   auto t = parse_token_response(R"({"token":"abc","expires_in":300})");
