@@ -68,7 +68,7 @@ EXPECTED_RULES = {
     ("", "serviceaccounts", "get"),
 }
 CONFIG_KEYS = {"listen", "tlsCert", "tlsKey", "noMatchPolicy", "timeout", "logLevel", "cache", "registry",
-               "kube", "trustedRoot", "threads", "server", "pinning"}
+               "kube", "trustedRoot", "threads", "server", "pinning", "azure"}
 # The AKS API server's path to webhooks: the konnectivity-agent pods in kube-system.
 KONNECTIVITY = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                 "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}
@@ -611,6 +611,12 @@ class ValueSets(unittest.TestCase):
         self.assertNotIn("annotations", one(plain, "ServiceAccount")["metadata"])
         dep0, _ = container(plain)
         self.assertNotIn("azure.workload.identity/use", dep0["spec"]["template"]["metadata"]["labels"])
+        # The config's azure: section, as is.
+        cfg_docs = render("--set", "config.azure.managedIdentity.enabled=true",
+                          "--set", "config.azure.managedIdentity.clientId=" + cid)
+        cfg = yaml.safe_load(one(cfg_docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+        self.assertEqual(cfg["azure"], {"managedIdentity": {"enabled": True, "clientId": cid}})
+        self.assertNotIn("azure", yaml.safe_load(one(plain, "ConfigMap", "sigil")["data"]["config.yaml"]))
         bad = render_raw("--set", "azureWorkloadIdentity.clientId=not-a-guid", check=False)
         self.assertNotEqual(bad.returncode, 0)
 
