@@ -16,7 +16,8 @@
 // (hosts.hpp); nothing token-shaped is ever logged. Does I/O through net::Client; depends on
 // common, crypto, net (and spdlog privately).
 //
-// How registry/ calls it (the credential chain, per registry host, in this order):
+// How registry/ calls it (registry::ClientOptions::identity, adapted in app/commands.cpp;
+// the credential chain, per registry host, in this order):
 //   1. the admitted pod's pull secrets (PullCredentials, exact host);
 //   2. the configured docker config (exact host);
 //   3. + 4. `co_await azure->for_registry(host, repository, deadline)`:
