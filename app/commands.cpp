@@ -156,6 +156,7 @@ struct VerifyArgs {
   std::string output = "text";
   std::string timeout = "30s";
   RegistrySettings registry;
+  std::string config;  // serve's --config: its registry: and azure: sections apply
 };
 
 int run_verify(const VerifyArgs& a) {
@@ -627,6 +628,9 @@ int run(int argc, char** argv) {
                          "sigstore trusted_root.json (default: the public-good root shipped "
                          "with sigil)");
   add_registry_flags(*verify_cmd, va.registry);
+  verify_cmd->add_option("--config", va.config,
+                         "the config file `serve` takes: its registry: and azure: sections are "
+                         "used (flags win), so a CI job pulls the way the webhook does");
 
   VerifyBundleArgs vb;
   auto* vb_cmd = app.add_subcommand(
@@ -704,7 +708,20 @@ int run(int argc, char** argv) {
     }
     return run_serve(std::move(settings));
   }
-  if (verify_cmd->parsed()) return run_verify(va);
+  if (verify_cmd->parsed()) {
+    if (!va.config.empty()) {
+      Settings from_file;
+      if (auto st = load_config_file(va.config, from_file); !st.ok())
+        return config_error(st.error().message);
+      const auto vgiven = [&](const char* flag) { return verify_cmd->count(flag) > 0; };
+      if (!vgiven("--registry-config")) va.registry.config_file = from_file.registry.config_file;
+      if (!vgiven("--registry-ca")) va.registry.ca_file = from_file.registry.ca_file;
+      if (!vgiven("--insecure-registry"))
+        va.registry.insecure_hosts = from_file.registry.insecure_hosts;
+      va.registry.azure = from_file.registry.azure;
+    }
+    return run_verify(va);
+  }
   if (vb_cmd->parsed()) return run_verify_bundle(vb);
   return kExitUsage;
 }
