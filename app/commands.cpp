@@ -20,6 +20,8 @@
 #include "app/config.hpp"
 #include "app/trust.hpp"
 #include "app/webhook.hpp"
+#include "azure/azure.hpp"
+#include "azure/config.hpp"
 #include "common/clock.hpp"
 #include "crypto/bundle.hpp"
 #include "crypto/sigstore.hpp"
@@ -54,6 +56,40 @@ void add_registry_flags(CLI::App& cmd, RegistrySettings& r) {
   cmd.add_option(
       "--insecure-registry", r.insecure_hosts,
       "HOST:PORT of a development registry that may be reached over plain HTTP (repeatable)");
+}
+
+// azure::AzureCredentials as the registry client's identity source.
+class AzureIdentity final : public registry::CredentialSource {
+ public:
+  explicit AzureIdentity(std::shared_ptr<azure::AzureCredentials> az) : az_(std::move(az)) {}
+  bool covers(std::string_view registry) const override { return az_->covers(registry); }
+  asio::awaitable<Result<std::optional<std::string>>> for_registry(
+      std::string registry, std::string repository, registry::Deadline deadline) override {
+    return az_->for_registry(std::move(registry), std::move(repository), deadline);
+  }
+  void rejected(std::string_view registry, std::string_view repository) override {
+    az_->rejected(registry, repository);
+  }
+
+ private:
+  std::shared_ptr<azure::AzureCredentials> az_;
+};
+
+// The Azure identities of `azure:` (Workload Identity from the env, IMDS when enabled) as
+// o.identity; nothing when none is configured. `start`: warm and refresh in the background
+// (serve; `sigil verify` fetches on demand and exits).
+Status attach_azure(registry::ClientOptions& o, const RegistrySettings& r,
+                    const asio::any_io_executor& executor, bool start) {
+  auto aopts = azure::make_options(r.azure, [](const char* n) { return std::getenv(n); });
+  if (!aopts.ok()) return aopts.error();
+  if (!aopts->workload_identity && !aopts->managed_identity.enabled) return {};
+  if (!r.ca_file.empty()) aopts->tls.ca_files.push_back(r.ca_file);
+  auto az = std::make_shared<azure::AzureCredentials>(executor, std::move(*aopts));
+  if (auto st = az->init_status(); !st.ok()) return st.error();
+  for (const auto& name : az->identity_names()) spdlog::info("azure: using {}", name);
+  if (start) az->start();
+  o.identity = std::make_shared<AzureIdentity>(std::move(az));
+  return {};
 }
 
 Result<registry::ClientOptions> registry_options(const RegistrySettings& r) {
@@ -119,6 +155,7 @@ struct VerifyArgs {
   std::string output = "text";
   std::string timeout = "30s";
   RegistrySettings registry;
+  std::string config;  // serve's --config: its registry: and azure: sections apply
 };
 
 int run_verify(const VerifyArgs& a) {
@@ -164,6 +201,8 @@ int run_verify(const VerifyArgs& a) {
   if (!ropts.ok()) return config_error(ropts.error().message);
 
   asio::io_context io;
+  if (auto st = attach_azure(*ropts, a.registry, io.get_executor(), false); !st.ok())
+    return config_error(st.error().message);
   registry::HttpClient client(io.get_executor(), std::move(*ropts));
   if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);
   SystemClock clock;
@@ -360,6 +399,8 @@ int run_serve(Settings s) {
 
   unsigned threads = s.threads ? s.threads : std::max(1u, std::thread::hardware_concurrency());
   asio::io_context io(static_cast<int>(threads));
+  if (auto st = attach_azure(*ropts, s.registry, io.get_executor(), true); !st.ok())
+    return config_error(st.error().message);
   registry::HttpClient client(io.get_executor(), std::move(*ropts));
   if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);
   SystemClock clock;
@@ -586,6 +627,9 @@ int run(int argc, char** argv) {
                          "sigstore trusted_root.json (default: the public-good root shipped "
                          "with sigil)");
   add_registry_flags(*verify_cmd, va.registry);
+  verify_cmd->add_option("--config", va.config,
+                         "the config file `serve` takes: its registry: and azure: sections are "
+                         "used (flags win), so a CI job pulls the way the webhook does");
 
   VerifyBundleArgs vb;
   auto* vb_cmd = app.add_subcommand(
@@ -644,6 +688,7 @@ int run(int argc, char** argv) {
       if (!given("--insecure-registry"))
         settings.registry.insecure_hosts = from_file.registry.insecure_hosts;
       settings.registry.reveal_private_details = from_file.registry.reveal_private_details;
+      settings.registry.azure = from_file.registry.azure;
       settings.timeout = from_file.timeout;
       settings.cache_ttl = from_file.cache_ttl;
       settings.negative_cache_ttl = from_file.negative_cache_ttl;
@@ -662,7 +707,20 @@ int run(int argc, char** argv) {
     }
     return run_serve(std::move(settings));
   }
-  if (verify_cmd->parsed()) return run_verify(va);
+  if (verify_cmd->parsed()) {
+    if (!va.config.empty()) {
+      Settings from_file;
+      if (auto st = load_config_file(va.config, from_file); !st.ok())
+        return config_error(st.error().message);
+      const auto vgiven = [&](const char* flag) { return verify_cmd->count(flag) > 0; };
+      if (!vgiven("--registry-config")) va.registry.config_file = from_file.registry.config_file;
+      if (!vgiven("--registry-ca")) va.registry.ca_file = from_file.registry.ca_file;
+      if (!vgiven("--insecure-registry"))
+        va.registry.insecure_hosts = from_file.registry.insecure_hosts;
+      va.registry.azure = from_file.registry.azure;
+    }
+    return run_verify(va);
+  }
   if (vb_cmd->parsed()) return run_verify_bundle(vb);
   return kExitUsage;
 }

@@ -130,7 +130,7 @@ Status load_config_file(const std::string& path, Settings& s) {
     return make_error(Errc::invalid_argument, path + ": the config must be a YAML mapping");
   static const char* kKnown[] = {"listen",      "tlsCert", "tlsKey", "policies", "noMatchPolicy",
                                  "registry",    "timeout", "cache",  "threads",  "logLevel",
-                                 "trustedRoot", "kube",    "server", "pinning"};
+                                 "trustedRoot", "kube",    "server", "pinning",  "azure"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
@@ -213,6 +213,12 @@ Status load_config_file(const std::string& path, Settings& s) {
   if (!(st = get(root, "logLevel", s.log_level, path)).ok()) return st;
   if (!(st = get(root, "pinning", s.pinning, path)).ok()) return st;
   if (!(st = get_duration(root, "timeout", s.timeout, path)).ok()) return st;
+  if (const YAML::Node az = root["azure"]) {
+    auto parsed = azure::parse_azure_settings(az);
+    if (!parsed.ok())
+      return make_error(Errc::invalid_argument, path + ": " + parsed.error().message);
+    s.registry.azure = std::move(*parsed);
+  }
   if (const YAML::Node reg = root["registry"]) {
     if (!(st = get(reg, "config", s.registry.config_file, path)).ok()) return st;
     if (!(st = get(reg, "ca", s.registry.ca_file, path)).ok()) return st;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "azure/config.hpp"
 #include "common/result.hpp"
 #include "policy/policy.hpp"
 
@@ -22,6 +23,9 @@ struct RegistrySettings {
   // Denials name the digest and signer of an image sigil read with its own credentials even
   // when the pod holds none for that registry (off: withheld, see verify/engine.hpp).
   bool reveal_private_details = false;
+  // `azure:` (azure/config.hpp): Workload Identity and IMDS for ACR hosts, after the docker
+  // config.
+  azure::AzureSettings azure;
 };
 
 // serve --kube: policies, trust roots and Secrets from the Kubernetes API.

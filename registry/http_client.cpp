@@ -287,6 +287,24 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
                                          const std::string& repository, const std::string& path,
                                          std::string accept, uint64_t limit, Deadline deadline,
                                          const DockerConfig* extra) {
+    std::string identity_error;
+    auto r = co_await fetch_with(method, registry, repository, path, std::move(accept), limit,
+                                 deadline, extra, &identity_error);
+    if (!r && r.error().code == Errc::unauthorized && !identity_error.empty())
+      co_return make_error(Errc::unauthorized, r.error().message + "; " + identity_error);
+    co_return r;
+  }
+
+  awaitable<Result<net::Response>> fetch_with(net::Method method, const std::string& registry,
+                                              const std::string& repository,
+                                              const std::string& path, std::string accept,
+                                              uint64_t limit, Deadline deadline,
+                                              const DockerConfig* extra,
+                                              std::string* identity_error) {
+    // The identity source (Azure) only where neither the pod's pull secrets nor the docker
+    // config name the host: those come first, as in the kubelet's order.
+    bool use_identity = opts.identity != nullptr && opts.identity->covers(registry) &&
+                        !credential_for(registry, extra).has_value();
     auto o = origin(registry);
     if (!o) co_return o.error();
     Url url = *o;
@@ -298,7 +316,17 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     bool reauthed = false;
     for (;;) {
       if (Clock::now() >= deadline) co_return timeout_error("registry " + registry);
-      auto a = co_await authorization_for(*o, registry, scope, deadline, extra);
+      Result<std::string> a = std::string();
+      if (use_identity) {
+        auto c = co_await opts.identity->for_registry(registry, repository, deadline);
+        if (c && c->has_value()) {
+          a = std::move(**c);
+        } else {
+          if (!c) *identity_error = c.error().message;
+          use_identity = false;  // nothing from the identities: anonymous from here on
+        }
+      }
+      if (!use_identity) a = co_await authorization_for(*o, registry, scope, deadline, extra);
       if (!a) co_return a.error();
       net::Request req = net::get_request(url, accept);
       req.method = method;
@@ -314,6 +342,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
       const bool same = r->url.same_origin(*o);
       if (s == 401 && same && !reauthed) {
         reauthed = true;
+        if (use_identity) {  // the identity's token refused: a fresh one, once
+          opts.identity->rejected(registry, repository);
+          continue;
+        }
         auto st = co_await on_challenge(*o, registry, scope, r->header("WWW-Authenticate"),
                                         deadline, extra);
         if (!st) co_return st.error();
@@ -351,7 +383,8 @@ Status HttpClient::init_status() const {
 }
 
 bool HttpClient::has_credentials_for(const std::string& registry) const {
-  return impl_ && impl_->opts.credentials.find(registry).has_value();
+  return impl_ && (impl_->opts.credentials.find(registry).has_value() ||
+                   (impl_->opts.identity && impl_->opts.identity->covers(registry)));
 }
 
 bool HttpClient::covers(const PullCredentials& creds, const std::string& registry) const {

@@ -19,10 +19,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 
 #include "common/result.hpp"
 #include "net/client.hpp"
@@ -31,10 +34,26 @@
 
 namespace sigil::registry {
 
+// Credentials tried after the admission's pull secrets and the configured docker config, for
+// hosts neither names: the Azure identities (azure::CredentialSource, adapted in app/). A value
+// is the Authorization for that registry's /v2/ (an ACR access token: sent as is, never through
+// the WWW-Authenticate realm flow); after a 401 with it, rejected() and one more for_registry().
+// nullopt: nothing for this host (go on anonymously). An error: every identity failed (go on
+// anonymously; a denial then carries the message, which names each identity tried).
+class CredentialSource {
+ public:
+  virtual ~CredentialSource() = default;
+  virtual bool covers(std::string_view registry) const = 0;
+  virtual boost::asio::awaitable<Result<std::optional<std::string>>> for_registry(
+      std::string registry, std::string repository, Deadline deadline) = 0;
+  virtual void rejected(std::string_view registry, std::string_view repository) = 0;
+};
+
 struct ClientOptions {
   std::string ca_file;  // extra PEM bundle, added to the system roots (OpenSSL's default paths)
   std::vector<std::string> insecure_hosts;  // "host:port" allowed over plain HTTP
   DockerConfig credentials;
+  std::shared_ptr<CredentialSource> identity;  // after `credentials` (null: none)
   // Every manifest sigil reads is small: a tag's index, a .sig manifest (one layer per
   // signature), a referrers index (one descriptor per referrer). 1 MiB holds thousands of
   // entries; the cap bounds what one hostile registry answer can make sigil hold.

@@ -21,6 +21,7 @@ ALLOWED = {
     "policy": {"common", "crypto", "oci"},
     "admission": {"common", "oci"},
     "net": {"common"},
+    "azure": {"common", "crypto", "net"},
     "registry": {"common", "oci", "net"},
     "kube": {"common", "net"},
     "verify": {"common", "crypto", "policy", "oci",

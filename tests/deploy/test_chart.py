@@ -75,7 +75,7 @@ sys.path.insert(0, HERE)
 import crdschema  # noqa: E402
 
 CONFIG_KEYS = {"listen", "tlsCert", "tlsKey", "noMatchPolicy", "timeout", "logLevel", "cache", "registry",
-               "kube", "trustedRoot", "threads", "server", "pinning"}
+               "kube", "trustedRoot", "threads", "server", "pinning", "azure"}
 # The AKS API server's path to webhooks: the konnectivity-agent pods in kube-system.
 KONNECTIVITY = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                 "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}
@@ -641,6 +641,36 @@ class ValueSets(unittest.TestCase):
         r = render_raw("--set", "lameDuckSeconds=40", "--set", "terminationGracePeriodSeconds=45", check=False)
         self.assertIn("terminationGracePeriodSeconds (45) must exceed lameDuckSeconds + webhook.timeoutSeconds + 1 (51)",
                       r.stderr)
+
+    def test_azure_workload_identity(self):
+        """azureWorkloadIdentity.clientId: the ServiceAccount annotation the federated credential
+        names and the pod label the AKS webhook mutates on; other annotations and labels stay."""
+        cid = "11111111-2222-3333-4444-555555555555"
+        docs = render("--set", "azureWorkloadIdentity.clientId=" + cid,
+                      "--set", "serviceAccount.annotations.example\\.com/team=platform",
+                      "--set", "podLabels.team=platform")
+        sa = one(docs, "ServiceAccount")
+        self.assertEqual(sa["metadata"]["annotations"],
+                         {"azure.workload.identity/client-id": cid, "example.com/team": "platform"})
+        dep, _ = container(docs)
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        self.assertEqual(labels["azure.workload.identity/use"], "true")
+        self.assertEqual(labels["team"], "platform")
+        # Not on the selector: the Deployment's selector is immutable across upgrades.
+        self.assertNotIn("azure.workload.identity/use", dep["spec"]["selector"]["matchLabels"])
+        # Off by default: no label, no annotation.
+        plain = render()
+        self.assertNotIn("annotations", one(plain, "ServiceAccount")["metadata"])
+        dep0, _ = container(plain)
+        self.assertNotIn("azure.workload.identity/use", dep0["spec"]["template"]["metadata"]["labels"])
+        # The config's azure: section, as is.
+        cfg_docs = render("--set", "config.azure.managedIdentity.enabled=true",
+                          "--set", "config.azure.managedIdentity.clientId=" + cid)
+        cfg = yaml.safe_load(one(cfg_docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+        self.assertEqual(cfg["azure"], {"managedIdentity": {"enabled": True, "clientId": cid}})
+        self.assertNotIn("azure", yaml.safe_load(one(plain, "ConfigMap", "sigil")["data"]["config.yaml"]))
+        bad = render_raw("--set", "azureWorkloadIdentity.clientId=not-a-guid", check=False)
+        self.assertNotEqual(bad.returncode, 0)
 
     def test_kube_version_floor(self):
         r = render_raw("--kube-version", "1.24.9", check=False)

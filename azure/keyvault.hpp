@@ -1,0 +1,61 @@
+// azure/keyvault.hpp: public keys from Azure Key Vault for `key.kms: azurekms://...`.
+//
+// Role: resolve a ClusterImagePolicy's azurekms:// key to a crypto::PublicKey with the same
+// Azure identity as the registry (issue 11 item 6): GET https://<vault>/keys/<key>[/<version>]
+// ?api-version=7.4 with an AAD token for https://vault.azure.net/.default, sent only to hosts
+// of Options::vaults (default *.vault.azure.net). Keys are cached: a versioned key never
+// changes; an unversioned one (the newest version, which rotation changes) is refetched every
+// `refresh`, and at once when a signature fails to verify with it, at most every
+// `min_refetch` per key. When a scheduled refetch fails, the cached key stays in use (a log
+// line); the first fetch failing is an error the caller turns into a denial.
+//
+// How verify/ (or policy/'s compile) uses it: `key(uri)` for each azurekms authority before
+// checking signatures; when none of an image's signatures verifies with that key,
+// `refetch_after_failure(uri)` and, when it returns a key, check once more with it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "azure/azure.hpp"
+#include "azure/jwk.hpp"
+#include "common/deadline.hpp"
+#include "common/result.hpp"
+#include "crypto/keys.hpp"
+
+namespace sigil::azure {
+
+struct KeyVaultOptions {
+  std::chrono::seconds refresh{3600};     // unversioned keys: refetched this often
+  std::chrono::seconds min_refetch{300};  // after a verification failure, at most this often
+};
+
+class KeyVaultKeys {
+ public:
+  KeyVaultKeys(std::shared_ptr<AzureCredentials> azure, KeyVaultOptions options);
+  ~KeyVaultKeys();
+  KeyVaultKeys(const KeyVaultKeys&) = delete;
+  KeyVaultKeys& operator=(const KeyVaultKeys&) = delete;
+
+  // The key `uri` (azurekms://...) names. Errors: unsupported (another KMS scheme),
+  // invalid_argument (a malformed URI, a vault host outside the list), unauthorized (no
+  // identity, AAD or Key Vault refused), not_found, verification (the key is disabled),
+  // parse_error / unsupported (a JWK sigil cannot use).
+  boost::asio::awaitable<Result<crypto::PublicKey>> key(std::string uri, Deadline deadline);
+
+  // A signature did not verify with key(uri): refetch it now unless it was fetched less than
+  // min_refetch ago; the new key when it differs from the cached one, nullopt otherwise.
+  boost::asio::awaitable<Result<std::optional<crypto::PublicKey>>> refetch_after_failure(
+      std::string uri, Deadline deadline);
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace sigil::azure

@@ -1,0 +1,639 @@
+// AzureCredentials and KeyVaultKeys against fake Entra ID, IMDS, ACR and Key Vault servers
+// (real HTTP over real sockets on 127.0.0.1, TLS with the test CA) that speak the wire formats
+// of platform-facts section 1 and mint tokens on a clock the test moves.
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include <catch2/catch.hpp>
+
+#include "azure/azure.hpp"
+#include "azure/keyvault.hpp"
+#include "fake_http.hpp"
+#include "jwk_helpers.hpp"
+#include "net/client.hpp"
+#include "run_coro.hpp"
+
+using namespace sigil;
+using namespace sigil::azure;
+using namespace sigil::azure::testing;
+using namespace std::chrono_literals;
+using sigil::test::FakeHttpOptions;
+using sigil::test::FakeHttpServer;
+using sigil::test::Fault;
+using sigil::test::HttpReply;
+using sigil::test::HttpRequest;
+using sigil::test::Loop;
+using sigil::test::tls_pki;
+
+namespace {
+
+using Form = std::map<std::string, std::string>;
+
+std::string pct_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size()) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+Form parse_form(std::string_view body) {
+  Form f;
+  while (!body.empty()) {
+    const size_t amp = body.find('&');
+    const std::string_view kv = body.substr(0, amp);
+    const size_t eq = kv.find('=');
+    if (eq != std::string_view::npos)
+      f[pct_decode(kv.substr(0, eq))] = pct_decode(kv.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    body.remove_prefix(amp + 1);
+  }
+  return f;
+}
+
+FakeHttpOptions tls_server() {
+  FakeHttpOptions o;
+  o.tls = true;
+  return o;
+}
+
+Deadline in(std::chrono::milliseconds d) {
+  return std::chrono::steady_clock::now() + d;
+}
+
+// Entra ID, IMDS, an ACR registry host and a Key Vault, sharing one clock and token books.
+struct World {
+  std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(
+      std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()));
+  std::mutex mu;
+  std::map<std::string, std::string> aad_tokens;  // token -> scope (resource for IMDS)
+  std::set<std::string> refresh_tokens, access_tokens, revoked;
+  std::vector<Form> aad_forms, exchange_forms, token_forms;
+  std::vector<HttpRequest> imds_seen;
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> vault_keys;
+  int aad_ttl = 3600, refresh_ttl = 3 * 3600, access_ttl = 3600;
+  const std::string tenant = "tenant-1", client_id = "client-1", kubelet_id = "kubelet-id";
+  int n = 0;
+  sigil::test::TempDir dir;
+  std::string token_file = dir.file("azure-identity-token", "federated-1");
+  FakeHttpServer aad{[this](const HttpRequest& r) { return on_aad(r); }, tls_server()};
+  FakeHttpServer imds{[this](const HttpRequest& r) { return on_imds(r); }};
+  FakeHttpServer acr{[this](const HttpRequest& r) { return on_acr(r); }, tls_server()};
+  FakeHttpServer vault{[this](const HttpRequest& r) { return on_vault(r); }, tls_server()};
+
+  int64_t unix_now() const {
+    return std::chrono::duration_cast<std::chrono::seconds>(clock->now().time_since_epoch())
+        .count();
+  }
+  std::string mint(int ttl, const std::string& extra) {  // under mu
+    return unsigned_jwt(R"({"tid":")" + tenant + R"(","exp":)" + std::to_string(unix_now() + ttl) +
+                        R"(,"jti":)" + std::to_string(++n) + extra + "}");
+  }
+
+  HttpReply on_aad(const HttpRequest& r) {
+    if (r.method != "POST" || r.path != "/" + tenant + "/oauth2/v2.0/token")
+      return HttpReply::json(404, R"({"error":"not_found"})");
+    Form f = parse_form(r.body);
+    std::lock_guard lock(mu);
+    aad_forms.push_back(f);
+    std::ifstream in(token_file);
+    std::string current((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (f["grant_type"] != "client_credentials" ||
+        f["client_assertion_type"] != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+      return HttpReply::json(400, R"({"error":"unsupported_grant_type"})");
+    if (f["client_id"] != client_id || f["client_assertion"] != current)
+      return HttpReply::json(
+          401,
+          R"({"error":"invalid_client","error_description":"AADSTS700024: Client assertion is not within its valid time range."})");
+    const std::string tok = mint(aad_ttl, "");
+    aad_tokens[tok] = f["scope"];
+    return HttpReply::json(200, R"({"token_type":"Bearer","expires_in":)" +
+                                    std::to_string(aad_ttl) + R"(,"access_token":")" + tok + "\"}");
+  }
+
+  HttpReply on_imds(const HttpRequest& r) {
+    std::lock_guard lock(mu);
+    imds_seen.push_back(r);
+    if (r.path != "/metadata/identity/oauth2/token") return HttpReply::json(404, "{}");
+    if (r.header("Metadata") != "true")
+      return HttpReply::json(
+          400,
+          R"({"error":"invalid_request","error_description":"Required metadata header not specified"})");
+    auto q = r.query;
+    if (q["api-version"] != "2018-02-01") return HttpReply::json(400, R"({"error":"bad api"})");
+    if (q["client_id"] != kubelet_id)
+      return HttpReply::json(
+          400, R"({"error":"invalid_request","error_description":"Identity not found"})");
+    const std::string tok = mint(aad_ttl, "");
+    aad_tokens[tok] = q["resource"] + "/.default";
+    const std::string exp = std::to_string(unix_now() + aad_ttl);
+    // Numbers as strings, as IMDS sends them.
+    return HttpReply::json(
+        200, R"({"access_token":")" + tok + R"(","refresh_token":"","expires_in":")" +
+                 std::to_string(aad_ttl) + R"(","expires_on":")" + exp + R"(","resource":")" +
+                 q["resource"] + R"(","token_type":"Bearer"})");
+  }
+
+  HttpReply on_acr(const HttpRequest& r) {
+    std::lock_guard lock(mu);
+    Form f = parse_form(r.body);
+    if (r.path == "/oauth2/exchange" && r.method == "POST") {
+      exchange_forms.push_back(f);
+      auto it = aad_tokens.find(f["access_token"]);
+      if (f["grant_type"] != "access_token" || f["service"] != acr.authority())
+        return HttpReply::json(400, R"({"errors":[{"code":"UNSUPPORTED"}]})");
+      if (it == aad_tokens.end() || it->second != std::string(kAcrScope) ||
+          (f.count("tenant") && f["tenant"] != tenant))
+        return HttpReply::json(
+            401, R"({"errors":[{"code":"UNAUTHORIZED","message":"invalid AAD token"}]})");
+      const std::string rt = mint(refresh_ttl, R"(,"grant_type":"refresh_token")");
+      refresh_tokens.insert(rt);
+      return HttpReply::json(200, R"({"refresh_token":")" + rt + "\"}");
+    }
+    if (r.path == "/oauth2/token" && r.method == "POST") {
+      token_forms.push_back(f);
+      if (f["grant_type"] != "refresh_token" || !refresh_tokens.count(f["refresh_token"]))
+        return HttpReply::json(
+            401, R"({"errors":[{"code":"UNAUTHORIZED","message":"invalid refresh token"}]})");
+      if (f["service"] != acr.authority()) return HttpReply::json(400, "{}");
+      const std::string at = mint(access_ttl, R"(,"scope":")" + f["scope"] + "\"");
+      access_tokens.insert(at);
+      return HttpReply::json(200, R"({"access_token":")" + at + "\"}");
+    }
+    if (r.path.rfind("/v2/", 0) == 0) {
+      const std::string auth = r.header("Authorization");
+      const std::string tok = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
+      if (!access_tokens.count(tok) || revoked.count(tok)) {
+        HttpReply rep = HttpReply::json(401, R"({"errors":[{"code":"UNAUTHORIZED"}]})");
+        rep.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"" + acr.origin() +
+                                                         "/oauth2/token\",service=\"" +
+                                                         acr.authority() + "\"");
+        return rep;
+      }
+      return HttpReply::json(200, R"({"schemaVersion":2})");
+    }
+    return HttpReply::json(404, "{}");
+  }
+
+  HttpReply on_vault(const HttpRequest& r) {
+    std::lock_guard lock(mu);
+    const std::string auth = r.header("Authorization");
+    const std::string tok = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
+    auto it = aad_tokens.find(tok);
+    if (it == aad_tokens.end() || it->second != std::string(kVaultScope))
+      return HttpReply::json(401, R"({"error":{"code":"Unauthorized","message":"AKV10000"}})");
+    if (r.query.count("api-version") == 0 || r.query.at("api-version") != "7.4")
+      return HttpReply::json(400, R"({"error":{"code":"BadParameter"}})");
+    std::vector<std::string> parts;
+    for (size_t s = 1; s < r.path.size();) {
+      size_t e = r.path.find('/', s);
+      parts.push_back(r.path.substr(s, e == std::string::npos ? e : e - s));
+      if (e == std::string::npos) break;
+      s = e + 1;
+    }
+    if (parts.size() < 2 || parts.size() > 3 || parts[0] != "keys" || !vault_keys.count(parts[1]))
+      return HttpReply::json(404, R"({"error":{"code":"KeyNotFound"}})");
+    const auto& versions = vault_keys[parts[1]];
+    std::pair<std::string, std::string> v = versions.back();
+    if (parts.size() == 3) {
+      bool found = false;
+      for (const auto& x : versions)
+        if (x.first == parts[2]) v = x, found = true;
+      if (!found) return HttpReply::json(404, R"({"error":{"code":"KeyNotFound"}})");
+    }
+    std::string key = v.second;
+    key.pop_back();
+    key += R"(,"kid":")" + vault.origin() + "/keys/" + parts[1] + "/" + v.first + R"("})";
+    return HttpReply::json(200, R"({"key":)" + key + R"(,"attributes":{"enabled":true}})");
+  }
+
+  void rotate_token_file(const std::string& content) {
+    sigil::test::write_file_atomic(token_file, content);
+  }
+
+  Options options(bool wi, bool mi) {
+    Options o;
+    if (wi)
+      o.workload_identity = WorkloadIdentityConfig{client_id, tenant, token_file, aad.origin()};
+    if (mi) {
+      o.managed_identity.enabled = true;
+      o.managed_identity.client_id = kubelet_id;
+      o.managed_identity.endpoint = imds.origin();
+    }
+    o.registries = HostAllowlist::parse({acr.authority()}).value();
+    o.vaults = HostAllowlist::parse({vault.authority()}).value();
+    o.tls.system_roots = false;
+    o.tls.ca_pem = tls_pki().ca_pem;
+    o.clock = clock;
+    o.refresh_tick = 20ms;
+    o.imds_retry.backoff_base = 10ms;
+    o.imds_retry.max_backoff = 50ms;
+    return o;
+  }
+};
+
+// A GET of a manifest on the fake ACR with `authorization`, as registry/ will send it.
+unsigned v2_get(Loop& loop, World& w, const std::string& authorization) {
+  net::ClientOptions co;
+  co.tls.system_roots = false;
+  co.tls.ca_pem = tls_pki().ca_pem;
+  net::Client c(loop.ioc.get_executor(), co);
+  net::Request req = net::get_request(net::parse_url(w.acr.url("/v2/app/manifests/v1")).value());
+  req.authorization = authorization;
+  auto r = loop.run(c.send(req, in(5s), net::Limits{}));
+  REQUIRE(r.ok());
+  return r->status;
+}
+
+std::string bearer(Loop& loop, AzureCredentials& az, const std::string& host,
+                   const std::string& repo = "app") {
+  auto r = loop.run(az.for_registry(host, repo, in(10s)));
+  INFO((r ? std::string() : r.error().message));
+  REQUIRE(r.ok());
+  REQUIRE(r->has_value());
+  REQUIRE((*r)->rfind("Bearer ", 0) == 0);
+  return **r;
+}
+
+}  // namespace
+
+TEST_CASE("azure: workload identity end to end, and the rotated token file is read again") {
+  World w;
+  Loop loop(2);
+  AzureCredentials az(loop.ioc.get_executor(), w.options(true, false));
+  REQUIRE(az.init_status().ok());
+  const std::string t = bearer(loop, az, w.acr.authority());
+  CHECK(v2_get(loop, w, t) == 200);
+  {
+    std::lock_guard lock(w.mu);
+    REQUIRE(w.aad_forms.size() == 1);
+    Form& f = w.aad_forms[0];
+    CHECK(f["client_id"] == w.client_id);
+    CHECK(f["grant_type"] == "client_credentials");
+    CHECK(f["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    CHECK(f["client_assertion"] == "federated-1");
+    CHECK(f["scope"] == "https://containerregistry.azure.net/.default");
+    REQUIRE(w.exchange_forms.size() == 1);
+    CHECK(w.exchange_forms[0]["tenant"] == w.tenant);
+    CHECK(w.exchange_forms[0]["service"] == w.acr.authority());
+    REQUIRE(w.token_forms.size() == 1);
+    CHECK(w.token_forms[0]["scope"] == "repository:app:pull");
+  }
+  // Cached: a second admission costs nothing.
+  CHECK(bearer(loop, az, w.acr.authority()) == t);
+  CHECK(w.aad.requests() == 1);
+  CHECK(w.acr.requests() == 3);  // exchange, token, the v2 GET
+
+  // The kubelet rotates the projected token; the old one is no longer accepted by AAD.
+  w.rotate_token_file("federated-2");
+  auto again = loop.run(az.aad_token(std::string(kAcrScope), in(10s), true));
+  INFO((again ? std::string() : again.error().message));
+  REQUIRE(again.ok());
+  std::lock_guard lock(w.mu);
+  CHECK(w.aad_forms.back()["client_assertion"] == "federated-2");
+}
+
+TEST_CASE("azure: managed identity through IMDS end to end (client id, Metadata header)") {
+  World w;
+  Loop loop(2);
+  AzureCredentials az(loop.ioc.get_executor(), w.options(false, true));
+  const std::string t = bearer(loop, az, w.acr.authority());
+  CHECK(v2_get(loop, w, t) == 200);
+  std::lock_guard lock(w.mu);
+  REQUIRE(w.imds_seen.size() == 1);
+  const HttpRequest& r = w.imds_seen[0];
+  CHECK(r.method == "GET");
+  CHECK(r.header("Metadata") == "true");
+  CHECK(r.query.at("api-version") == "2018-02-01");
+  CHECK(r.query.at("resource") == "https://containerregistry.azure.net");
+  CHECK(r.query.at("client_id") == w.kubelet_id);
+  // The tenant came from the AAD token's tid.
+  REQUIRE(w.exchange_forms.size() == 1);
+  CHECK(w.exchange_forms[0]["tenant"] == w.tenant);
+}
+
+TEST_CASE("azure: IMDS numbers as strings give the token's expiry") {
+  World w;
+  Loop loop(2);
+  AzureCredentials az(loop.ioc.get_executor(), w.options(false, true));
+  auto t = loop.run(az.aad_token(std::string(kAcrScope), in(10s), false));
+  REQUIRE(t.ok());
+  CHECK(t->expires_at == w.clock->now() + std::chrono::seconds(w.aad_ttl));
+}
+
+TEST_CASE("azure: IMDS 429 and 500 are answered by a retry") {
+  auto fault = GENERATE(Fault::http_429, Fault::http_500);
+  CAPTURE(sigil::test::fault_name(fault));
+  World w;
+  w.imds.fail_nth(fault, 1);
+  Loop loop(2);
+  AzureCredentials az(loop.ioc.get_executor(), w.options(false, true));
+  const std::string t = bearer(loop, az, w.acr.authority());
+  CHECK(w.imds.fault_fired());
+  CHECK(w.imds.requests() == 2);
+  CHECK(v2_get(loop, w, t) == 200);
+}
+
+TEST_CASE("azure: tokens are refreshed in the background; no AAD call on the request path") {
+  World w;
+  w.refresh_ttl = 3600;  // every token expires at the same time
+  Loop loop(2);
+  Options o = w.options(true, false);
+  o.warm_registries = {w.acr.authority()};
+  AzureCredentials az(loop.ioc.get_executor(), o);
+  az.start();
+  // Warmed at start: AAD token and refresh token, before any admission.
+  // (Waiting for the warm to be stored: concurrent cold fetches are not coalesced.)
+  REQUIRE(sigil::test::eventually([&] { return az.stats().refreshes == 1; }));
+  CHECK(az.stats().exchange_requests == 1);
+  CHECK(az.stats().aad_requests == 1);
+  const std::string t1 = bearer(loop, az, w.acr.authority());
+  CHECK(az.stats().aad_requests == 1);
+  CHECK(az.stats().token_requests == 1);
+
+  // 57 minutes on: every token is inside the 5-minute refresh window.
+  w.clock->advance(57min);
+  REQUIRE(sigil::test::eventually([&] { return az.stats().refreshes >= 4; }));
+  CHECK(az.stats().aad_requests == 2);
+  CHECK(az.stats().exchange_requests == 2);
+  CHECK(az.stats().token_requests == 2);
+  CHECK(az.stats().refresh_failures == 0);
+
+  // 62 minutes on: the first tokens have expired; the admission path uses the new ones and
+  // sends nothing to AAD or the registry's token endpoints.
+  w.clock->advance(5min);
+  const Stats before = az.stats();
+  const std::string t2 = bearer(loop, az, w.acr.authority());
+  const Stats after = az.stats();
+  CHECK(t2 != t1);
+  CHECK(after.aad_requests == before.aad_requests);
+  CHECK(after.imds_requests == before.imds_requests);
+  CHECK(after.exchange_requests == before.exchange_requests);
+  CHECK(after.token_requests == before.token_requests);
+  CHECK(v2_get(loop, w, t2) == 200);
+  az.stop();
+}
+
+TEST_CASE("azure: a warm failure at start is a log line and a counter, not an outage") {
+  World w;
+  Loop loop(2);
+  Options o = w.options(true, false);
+  o.workload_identity->client_id = "someone-else";  // AAD refuses
+  o.warm_registries = {w.acr.authority()};
+  AzureCredentials az(loop.ioc.get_executor(), o);
+  az.start();
+  REQUIRE(sigil::test::eventually([&] { return az.stats().refresh_failures >= 1; }));
+  auto r = loop.run(az.for_registry(w.acr.authority(), "app", in(10s)));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("invalid_client") != std::string::npos);
+}
+
+TEST_CASE("azure: a 401 from the registry, then a refreshed token") {
+  World w;
+  Loop loop(2);
+  AzureCredentials az(loop.ioc.get_executor(), w.options(true, false));
+  const std::string host = w.acr.authority();
+  const std::string t1 = bearer(loop, az, host);
+  REQUIRE(v2_get(loop, w, t1) == 200);
+  {
+    std::lock_guard lock(w.mu);
+    w.revoked.insert(t1.substr(7));
+  }
+  REQUIRE(v2_get(loop, w, t1) == 401);
+  az.rejected(host, "app");
+  const std::string t2 = bearer(loop, az, host);
+  CHECK(t2 != t1);
+  CHECK(v2_get(loop, w, t2) == 200);
+  CHECK(az.stats().exchange_requests == 1);  // the refresh token was still good
+
+  // The registry forgot every refresh token too: /oauth2/token answers 401, and the refresh
+  // token is exchanged anew, once, within the same call.
+  {
+    std::lock_guard lock(w.mu);
+    w.refresh_tokens.clear();
+    w.revoked.insert(t2.substr(7));
+  }
+  az.rejected(host, "app");
+  const std::string t3 = bearer(loop, az, host);
+  CHECK(v2_get(loop, w, t3) == 200);
+  CHECK(az.stats().exchange_requests == 2);
+}
+
+TEST_CASE("azure: a lookalike host gets no token and no request is sent anywhere") {
+  World w;
+  Loop loop(2);
+  Options o = w.options(true, true);
+  o.registries = HostAllowlist::default_registries();
+  AzureCredentials az(loop.ioc.get_executor(), o);
+  for (const std::string& host :
+       std::vector<std::string>{"x.azurecr.io.evil.example", "x.azurecr.io.127.0.0.1.nip.io",
+                                "evil-azurecr.io", "127.0.0.1", w.acr.authority()}) {
+    CAPTURE(host);
+    CHECK_FALSE(az.covers(host));
+    auto r = loop.run(az.for_registry(host, "app", in(10s)));
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->has_value());
+  }
+  // The configured list: only the exact host:port.
+  AzureCredentials exact(loop.ioc.get_executor(), w.options(true, true));
+  const std::string other_port = "127.0.0.1:" + std::to_string(w.acr.port() == 1 ? 2 : 1);
+  for (const std::string& host : std::vector<std::string>{
+           "127.0.0.1", other_port, "localhost:" + std::to_string(w.acr.port())}) {
+    CAPTURE(host);
+    auto r = loop.run(exact.for_registry(host, "app", in(10s)));
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->has_value());
+  }
+  CHECK(w.aad.requests() == 0);
+  CHECK(w.imds.requests() == 0);
+  CHECK(w.acr.requests() == 0);
+}
+
+TEST_CASE("azure: every source failing is one error naming each source tried") {
+  World w;
+  Loop loop(2);
+  Options o = w.options(true, true);
+  o.workload_identity->client_id = "someone-else";
+  o.managed_identity.client_id = "not-on-this-node";
+  AzureCredentials az(loop.ioc.get_executor(), o);
+  auto r = loop.run(az.for_registry(w.acr.authority(), "app", in(10s)));
+  REQUIRE_FALSE(r.ok());
+  const std::string& m = r.error().message;
+  CAPTURE(m);
+  CHECK(m.find("azure workload identity (client id someone-else)") != std::string::npos);
+  CHECK(m.find("invalid_client") != std::string::npos);
+  CHECK(m.find("azure managed identity (client id not-on-this-node)") != std::string::npos);
+  CHECK(m.find("Identity not found") != std::string::npos);
+  CHECK(m.find("eyJ") == std::string::npos);  // nothing token-shaped
+
+  Options missing = w.options(true, false);
+  missing.workload_identity->token_file = (w.dir.path / "absent").string();
+  AzureCredentials az2(loop.ioc.get_executor(), missing);
+  auto r2 = loop.run(az2.for_registry(w.acr.authority(), "app", in(10s)));
+  REQUIRE_FALSE(r2.ok());
+  CHECK(r2.error().message.find("federated token file") != std::string::npos);
+}
+
+TEST_CASE("azure: no identity configured: nothing for any host") {
+  World w;
+  Loop loop(2);
+  AzureCredentials az(loop.ioc.get_executor(), w.options(false, false));
+  CHECK_FALSE(az.has_identity());
+  auto r = loop.run(az.for_registry(w.acr.authority(), "app", in(10s)));
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->has_value());
+  auto bad = loop.run(AzureCredentials(loop.ioc.get_executor(), w.options(true, false))
+                          .for_registry(w.acr.authority(), "app:push repository:x", in(10s)));
+  CHECK_FALSE(bad.ok());
+}
+
+TEST_CASE("keyvault: a JWK key is fetched with a vault token, cached, and a rotation picked up") {
+  World w;
+  const auto k1 = sigil::test::generate_key("P-256");
+  const auto k2 = sigil::test::generate_key("P-384");
+  const auto k3 = sigil::test::cached_key("RSA2048");
+  w.vault_keys["cosign"] = {{"v1", jwk_of(k1, "P-256")}};
+  Loop loop(2);
+  auto az = std::make_shared<AzureCredentials>(loop.ioc.get_executor(), w.options(true, false));
+  KeyVaultKeys kv(az, KeyVaultOptions{});
+  const std::string uri = "azurekms://" + w.vault.authority() + "/cosign";
+  auto key = loop.run(kv.key(uri, in(10s)));
+  INFO((key ? std::string() : key.error().message));
+  REQUIRE(key.ok());
+  CHECK(key->spki_der() == k1.spki_der());
+  CHECK(w.vault.requests() == 1);
+  {
+    std::lock_guard lock(w.mu);
+    REQUIRE(w.aad_forms.size() == 1);
+    CHECK(w.aad_forms[0]["scope"] == "https://vault.azure.net/.default");
+  }
+
+  // Rotated in the vault: the cache keeps the old key until a verification fails.
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_keys["cosign"].emplace_back("v2", jwk_of(k2, "P-384"));
+  }
+  CHECK(loop.run(kv.key(uri, in(10s)))->spki_der() == k1.spki_der());
+  CHECK(w.vault.requests() == 1);
+  // Fetched less than min_refetch (5 min) ago: a verification failure refetches nothing yet.
+  auto early = loop.run(kv.refetch_after_failure(uri, in(10s)));
+  REQUIRE(early.ok());
+  CHECK_FALSE(early->has_value());
+  CHECK(w.vault.requests() == 1);
+  w.clock->advance(301s);
+  auto fresh = loop.run(kv.refetch_after_failure(uri, in(10s)));
+  REQUIRE(fresh.ok());
+  REQUIRE(fresh->has_value());
+  CHECK((*fresh)->spki_der() == k2.spki_der());
+  const std::string sig = k2.sign("payload", EVP_sha384());
+  CHECK((*fresh)->verify("payload", sig, crypto::HashAlgorithm::sha384).ok());
+  CHECK(loop.run(kv.key(uri, in(10s)))->spki_der() == k2.spki_der());
+  // At most every min_refetch: a second failure right after fetches nothing.
+  auto limited = loop.run(kv.refetch_after_failure(uri, in(10s)));
+  REQUIRE(limited.ok());
+  CHECK_FALSE(limited->has_value());
+  CHECK(w.vault.requests() == 2);
+
+  // On the key's own schedule: an hour on, the newest version is looked at again.
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_keys["cosign"].emplace_back("v3", jwk_of(k3));
+  }
+  w.clock->advance(61min);
+  CHECK(loop.run(kv.key(uri, in(10s)))->spki_der() == k3.spki_der());
+  // A versioned key is that version.
+  CHECK(loop.run(kv.key(uri + "/v1", in(10s)))->spki_der() == k1.spki_der());
+}
+
+TEST_CASE("keyvault: vault hosts outside the list get no token; other schemes are unsupported") {
+  World w;
+  Loop loop(2);
+  auto az = std::make_shared<AzureCredentials>(loop.ioc.get_executor(), w.options(true, false));
+  KeyVaultKeys kv(az, KeyVaultOptions{});
+  for (const std::string& uri : std::vector<std::string>{
+           "azurekms://127.0.0.1:1/cosign", "azurekms://v.vault.azure.net.evil/cosign",
+           "azurekms://localhost:" + std::to_string(w.vault.port()) + "/cosign"}) {
+    CAPTURE(uri);
+    auto r = loop.run(kv.key(uri, in(10s)));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::invalid_argument);
+  }
+  CHECK(w.aad.requests() == 0);
+  CHECK(w.vault.requests() == 0);
+  auto aws = loop.run(kv.key("awskms:///alias/cosign", in(10s)));
+  REQUIRE_FALSE(aws.ok());
+  CHECK(aws.error().code == Errc::unsupported);
+  // A token for the vault never goes to another host, whatever the caller asks.
+  auto direct = loop.run(az->get_with_bearer(w.acr.url("/keys/x"), "t", in(10s)));
+  CHECK_FALSE(direct.ok());
+  CHECK(w.acr.requests() == 0);
+}
+
+TEST_CASE("azure: misconfiguration is an init error naming the setting") {
+  World w;
+  Loop loop(1);
+  Options http_authority = w.options(true, false);
+  http_authority.workload_identity->authority_host = "http://login.example/";
+  AzureCredentials a(loop.ioc.get_executor(), http_authority);
+  REQUIRE_FALSE(a.init_status().ok());
+  CHECK(a.init_status().error().message.find("AZURE_AUTHORITY_HOST") != std::string::npos);
+  auto r = loop.run(a.for_registry(w.acr.authority(), "app", in(5s)));
+  CHECK_FALSE(r.ok());  // fails closed, sends nothing
+  Options warm = w.options(true, false);
+  warm.warm_registries = {"x.azurecr.io"};  // not in this list
+  AzureCredentials b(loop.ioc.get_executor(), warm);
+  REQUIRE_FALSE(b.init_status().ok());
+  CHECK(b.init_status().error().message.find("warm registry") != std::string::npos);
+  CHECK(w.aad.requests() == 0);
+  CHECK(w.acr.requests() == 0);
+  CHECK(ManagedIdentityConfig{}.endpoint == "http://169.254.169.254");
+}
+
+TEST_CASE("azure: workload identity from the environment the AKS webhook injects") {
+  std::map<std::string, std::string> env{
+      {"AZURE_CLIENT_ID", "c"}, {"AZURE_TENANT_ID", "t"}, {"AZURE_FEDERATED_TOKEN_FILE", "/f"}};
+  auto get = [&](const char* n) -> const char* {
+    auto it = env.find(n);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+  auto wi = workload_identity_from_env(get);
+  REQUIRE(wi.has_value());
+  CHECK(wi->authority_host == "https://login.microsoftonline.com/");
+  CHECK(wi->token_file == "/f");
+  env["AZURE_TENANT_ID"] = "";
+  CHECK_FALSE(workload_identity_from_env(get).has_value());
+}
+
+TEST_CASE("azure: a burst of admissions on a cold cache shares one exchange and one token") {
+  World w;
+  Loop loop(2);
+  AzureCredentials az(loop.ioc.get_executor(), w.options(true, false));
+  std::vector<std::future<std::optional<Result<std::optional<std::string>>>>> calls;
+  for (int i = 0; i < 16; ++i) {
+    calls.push_back(boost::asio::co_spawn(
+        loop.ioc,
+        sigil::test::detail::as_optional(az.for_registry(w.acr.authority(), "app", in(10s))),
+        boost::asio::use_future));
+  }
+  std::set<std::string> tokens;
+  for (auto& c : calls) {
+    auto r = *c.get();
+    REQUIRE(r.ok());
+    REQUIRE(r->has_value());
+    tokens.insert(**r);
+  }
+  CHECK(tokens.size() == 1);
+  CHECK(az.stats().aad_requests == 1);
+  CHECK(az.stats().exchange_requests == 1);
+  CHECK(az.stats().token_requests == 1);
+}
