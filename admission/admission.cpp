@@ -67,15 +67,23 @@ Result<std::string> req_string(dom::object obj, const char* key, const std::stri
 
 // Where the pod spec lives inside the object, per (group, kind). Empty when sigil does not judge
 // the kind.
-std::vector<const char*> pod_spec_path(const std::string& group, const std::string& kind) {
-  if (group.empty() && kind == "Pod") return {"spec"};
-  if (group.empty() && kind == "ReplicationController") return {"spec", "template", "spec"};
-  if (group == "apps" && (kind == "Deployment" || kind == "ReplicaSet" || kind == "StatefulSet" ||
-                          kind == "DaemonSet")) {
+// Where the pod spec sits, by request.resource and request.subResource: what the API server
+// routed, whatever request.kind says. A pod's only judged subresource is ephemeralcontainers
+// (the one that adds images); others (status, binding, eviction, ...) change no image.
+std::vector<const char*> pod_spec_path(const std::string& group, const std::string& resource,
+                                       const std::string& sub_resource) {
+  if (group.empty() && resource == "pods") {
+    if (sub_resource.empty() || sub_resource == "ephemeralcontainers") return {"spec"};
+    return {};
+  }
+  if (!sub_resource.empty()) return {};  // scale, status, ...: no pod template in the object
+  if (group.empty() && resource == "replicationcontrollers") return {"spec", "template", "spec"};
+  if (group == "apps" && (resource == "deployments" || resource == "replicasets" ||
+                          resource == "statefulsets" || resource == "daemonsets")) {
     return {"spec", "template", "spec"};
   }
-  if (group == "batch" && kind == "Job") return {"spec", "template", "spec"};
-  if (group == "batch" && kind == "CronJob") {
+  if (group == "batch" && resource == "jobs") return {"spec", "template", "spec"};
+  if (group == "batch" && resource == "cronjobs") {
     return {"spec", "jobTemplate", "spec", "template", "spec"};
   }
   return {};
@@ -237,6 +245,20 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
   out.kind = std::move(*kk);
   out.group = std::move(*kg);
 
+  // request.resource is what the API server routed (and what the webhook's rules match); the
+  // kind only names the object in messages.
+  auto res_el = member(r, "resource");
+  dom::object res;
+  if (!res_el || res_el->get_object().get(res) != simdjson::SUCCESS) {
+    return parse_err("request.resource: missing or not an object");
+  }
+  auto rr = req_string(res, "resource", "request.resource");
+  if (!rr) return rr.error();
+  auto rg = opt_string(res, "group", "request.resource");
+  if (!rg) return rg.error();
+  out.resource = std::move(*rr);
+  out.resource_group = std::move(*rg);
+
   auto op = req_string(r, "operation", "request");
   if (!op) return op.error();
   if (*op != "CREATE" && *op != "UPDATE" && *op != "DELETE" && *op != "CONNECT") {
@@ -273,14 +295,14 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
     return o;
   };
 
-  if (out.group == "sigil.dev" && writes) {
+  if (out.resource_group == "sigil.dev" && writes) {
     auto obj = object();
     if (!obj) return obj.error();
     out.object_json = simdjson::minify(*obj);
     return out;
   }
 
-  const auto path = pod_spec_path(out.group, out.kind);
+  const auto path = pod_spec_path(out.resource_group, out.resource, out.sub_resource);
   if (path.empty() || !writes) {
     out.judged = false;
     return out;

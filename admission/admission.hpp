@@ -26,14 +26,18 @@ struct ImageUse {
 
 struct Request {
   std::string uid;
-  std::string kind;          // request.kind.kind
-  std::string group;         // request.kind.group
-  std::string operation;     // CREATE | UPDATE | DELETE | CONNECT
-  std::string sub_resource;  // "" or "ephemeralcontainers"
+  std::string kind;            // request.kind.kind (for messages only)
+  std::string group;           // request.kind.group (for messages only)
+  std::string resource_group;  // request.resource.group: with resource, what decides
+  std::string resource;        // request.resource.resource ("pods", "deployments", ...)
+  std::string operation;       // CREATE | UPDATE | DELETE | CONNECT
+  std::string sub_resource;    // request.subResource: "" or e.g. "ephemeralcontainers"
   std::string namespace_;
   std::string name;
   bool dry_run = false;
-  bool judged = false;  // true when the kind carries a pod spec sigil checks
+  // true when the resource carries a pod spec sigil checks. Decided by request.resource and
+  // request.subResource (the API server's routing), never by the kind's spelling.
+  bool judged = false;
   // Every image use of the new object, in spec order (initContainers, containers,
   // ephemeralContainers); one image may appear at several pointers. Empty when nothing to check.
   std::vector<ImageUse> images;

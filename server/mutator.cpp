@@ -90,7 +90,7 @@ asio::awaitable<HttpReply> Mutator::handle(std::string_view body, Deadline deadl
   };
 
   // Pods only (never workload templates), and only their spec or ephemeral containers.
-  const bool pod = req.group.empty() && req.kind == "Pod" && req.judged &&
+  const bool pod = req.resource_group.empty() && req.resource == "pods" && req.judged &&
                    (req.sub_resource.empty() || req.sub_resource == "ephemeralcontainers");
   if (!pod) {
     log_line(0, "NOT_A_POD_SPEC_WRITE");

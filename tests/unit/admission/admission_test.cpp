@@ -39,6 +39,7 @@ json base_review() {
   return json::parse(R"({
     "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
     "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
                 "operation": "CREATE", "namespace": "default", "name": "p",
                 "object": {"apiVersion": "v1", "kind": "Pod",
                            "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}}}
@@ -116,9 +117,10 @@ TEST_CASE("fixture details: paths, operation, subresource, dry run", "[admission
   CHECK_FALSE(dep->dry_run);
 }
 
-TEST_CASE("every judged kind finds its pod spec", "[admission]") {
+TEST_CASE("every judged resource finds its pod spec", "[admission]") {
   struct Case {
     const char* group;
+    const char* resource;
     const char* kind;
     const char* object;
     bool judged;
@@ -126,24 +128,25 @@ TEST_CASE("every judged kind finds its pod spec", "[admission]") {
   const char* tmpl =
       R"({"spec":{"template":{"spec":{"containers":[{"name":"c","image":"x:1"}]}}}})";
   auto c = GENERATE_COPY(values<Case>({
-      {"", "Pod", R"({"spec":{"containers":[{"name":"c","image":"x:1"}]}})", true},
-      {"", "ReplicationController", tmpl, true},
-      {"apps", "Deployment", tmpl, true},
-      {"apps", "ReplicaSet", tmpl, true},
-      {"apps", "StatefulSet", tmpl, true},
-      {"apps", "DaemonSet", tmpl, true},
-      {"batch", "Job", tmpl, true},
-      {"batch", "CronJob",
+      {"", "pods", "Pod", R"({"spec":{"containers":[{"name":"c","image":"x:1"}]}})", true},
+      {"", "replicationcontrollers", "ReplicationController", tmpl, true},
+      {"apps", "deployments", "Deployment", tmpl, true},
+      {"apps", "replicasets", "ReplicaSet", tmpl, true},
+      {"apps", "statefulsets", "StatefulSet", tmpl, true},
+      {"apps", "daemonsets", "DaemonSet", tmpl, true},
+      {"batch", "jobs", "Job", tmpl, true},
+      {"batch", "cronjobs", "CronJob",
        R"({"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"image":"x:1"}]}}}}}})",
        true},
-      // Same kind name in another group is not ours.
-      {"example.com", "Deployment", tmpl, false},
-      {"", "Deployment", tmpl, false},
-      {"", "Service", R"({"spec":{}})", false},
+      // Same resource name in another group is not ours.
+      {"example.com", "deployments", "Deployment", tmpl, false},
+      {"", "deployments", "Deployment", tmpl, false},
+      {"", "services", "Service", R"({"spec":{}})", false},
   }));
-  CAPTURE(c.group, c.kind);
+  CAPTURE(c.group, c.resource);
   json doc = base_review();
   doc["request"]["kind"] = {{"group", c.group}, {"version", "v1"}, {"kind", c.kind}};
+  doc["request"]["resource"] = {{"group", c.group}, {"version", "v1"}, {"resource", c.resource}};
   doc["request"]["object"] = json::parse(c.object);
   auto r = decode_review(doc.dump());
   REQUIRE(r.ok());
@@ -153,6 +156,47 @@ TEST_CASE("every judged kind finds its pod spec", "[admission]") {
   } else {
     CHECK(r->images.empty());
   }
+}
+
+TEST_CASE("the resource decides what is judged, never the kind's spelling", "[admission]") {
+  // A review for pods whose kind is spelled otherwise is still a pod: checked, not waved through.
+  auto kind = GENERATE(as<std::string>{}, "pod", "Pods", "PodTemplate", "ConfigMap", "");
+  CAPTURE(kind);
+  json doc = base_review();
+  doc["request"]["kind"]["kind"] = kind;
+  auto r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK(r->judged);
+  CHECK(images_of(*r) == std::vector<std::string>{"nginx:1.25"});
+
+  // And a kind that says Pod on another resource judges nothing.
+  json other = base_review();
+  other["request"]["resource"] = {{"group", ""}, {"version", "v1"}, {"resource", "configmaps"}};
+  auto o = decode_review(other.dump());
+  REQUIRE(o.ok());
+  CHECK_FALSE(o->judged);
+}
+
+TEST_CASE("a pod's subresources: ephemeralcontainers is judged, the others change no image",
+          "[admission]") {
+  auto sub = GENERATE(as<std::string>{}, "", "ephemeralcontainers", "status", "binding");
+  CAPTURE(sub);
+  json doc = base_review();
+  doc["request"]["operation"] = "UPDATE";
+  if (!sub.empty()) doc["request"]["subResource"] = sub;
+  auto r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK(r->judged == (sub.empty() || sub == "ephemeralcontainers"));
+}
+
+TEST_CASE("request.resource is required", "[admission]") {
+  json doc = base_review();
+  doc["request"].erase("resource");
+  auto r = decode_review(doc.dump());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("request.resource") != std::string::npos);
+  doc["request"]["resource"] = {{"group", ""}, {"version", "v1"}};
+  CHECK_FALSE(decode_review(doc.dump()).ok());
 }
 
 TEST_CASE("DELETE and CONNECT are not judged", "[admission]") {
@@ -695,6 +739,8 @@ TEST_CASE("sigil.dev objects are handed over whole for policy validation", "[adm
   json doc = base_review();
   doc["request"]["kind"] = {
       {"group", "sigil.dev"}, {"version", "v1alpha1"}, {"kind", "ClusterImagePolicy"}};
+  doc["request"]["resource"] = {
+      {"group", "sigil.dev"}, {"version", "v1alpha1"}, {"resource", "clusterimagepolicies"}};
   doc["request"]["object"] = json::parse(
       R"({"apiVersion":"sigil.dev/v1alpha1","kind":"ClusterImagePolicy","metadata":{"name":"p"},"spec":{}})");
   auto r = decode_review(doc.dump());

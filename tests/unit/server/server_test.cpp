@@ -315,11 +315,20 @@ TEST_CASE("server: oversized headers get 431", "[server]") {
 
 namespace {
 
+// "ClusterImagePolicy" -> "clusterimagepolicies", as the CRDs name their resources.
+std::string lower_plural(const std::string& kind) {
+  std::string s;
+  for (char c : kind) s.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  if (!s.empty() && s.back() == 'y') return s.substr(0, s.size() - 1) + "ies";
+  return s + "s";
+}
+
 std::string policy_review(const std::string& kind, const std::string& spec_json,
                           const std::string& op = "CREATE") {
   return R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"p-1",)"
          R"("kind":{"group":"sigil.dev","version":"v1alpha1","kind":")" +
-         kind + R"("},"operation":")" + op +
+         kind + R"("},"resource":{"group":"sigil.dev","version":"v1alpha1","resource":")" +
+         lower_plural(kind) + R"("},"operation":")" + op +
          R"(","name":"prod","object":{"apiVersion":"sigil.dev/v1alpha1","kind":")" + kind +
          R"(","metadata":{"name":"prod"},"spec":)" + spec_json + "}}}";
 }
