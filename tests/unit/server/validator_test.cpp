@@ -68,6 +68,18 @@ TEST_CASE("validator denies when any image is denied, naming image and path", "[
   CHECK(msg.find("good") == std::string::npos);
 }
 
+TEST_CASE("a denial names every container that uses the image, once per image", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto resp = response_of(run(v, pod_with_images({"r/bad:1", "r/good:1", "r/bad:1", "r/bad:1"})));
+  CHECK(resp["allowed"] == false);
+  CHECK(fake.calls == 2);  // verified once per distinct image
+  const std::string msg = resp["status"]["message"];
+  CHECK(msg ==
+        "image r/bad:1 (spec.containers[0] c0, spec.containers[2] c2, spec.containers[3] "
+        "c3) (sha256:aaaaaaaaaaaa…) is not admitted by policy prod: no signatures found");
+}
+
 TEST_CASE("validator joins several denials with '; '", "[validator]") {
   FakeVerifier fake;
   Validator v(fake.fn());
