@@ -228,7 +228,8 @@ class AcrFront(_Fake):
     """`reg` is a registry.start(..., tls=?, auth="token") env; `aad_tokens` a callable giving
     the set of AAD tokens that may be exchanged (FakeAad.issued | FakeImds.issued)."""
 
-    def __init__(self, reg_env, aad_tokens, tls_dir, access_ttl=300, refresh_ttl=3 * 3600):
+    def __init__(self, reg_env, aad_tokens, tls_dir, access_ttl=300, refresh_ttl=3 * 3600,
+                 anonymous=False):
         paths = registry.write_tls_material(tls_dir)
         super().__init__("acr", paths["server.crt"], paths["server.key"])
         self.ca = paths["ca.crt"]
@@ -236,15 +237,20 @@ class AcrFront(_Fake):
         self.aad_tokens = aad_tokens
         self.access_ttl, self.refresh_ttl = access_ttl, refresh_ttl
         d = reg_env["dir"]
-        with open(os.path.join(d, "token-signer.key"), "rb") as f:
-            self.signer_key = serialization.load_pem_private_key(f.read(), None)
-        with open(os.path.join(d, "token-signer.crt"), "rb") as f:
-            self.signer_cert = x509.load_pem_x509_certificate(f.read())
+        self.signer_key = self.signer_cert = None
+        if not anonymous:
+            with open(os.path.join(d, "token-signer.key"), "rb") as f:
+                self.signer_key = serialization.load_pem_private_key(f.read(), None)
+            with open(os.path.join(d, "token-signer.crt"), "rb") as f:
+                self.signer_cert = x509.load_pem_x509_certificate(f.read())
         self.refresh_tokens = {}  # token -> (tenant, exp)
         self.revoked_access = set()
         self.authorizations = []  # (path, had Authorization) for redirect/lookalike checks
         # A BlobStore: blob GETs are then answered 307 to it, as ACR sends them to storage.
         self.redirect_blobs_to = None
+        # A registry without auth behind the same front (a benchmark's baseline): /v2/ passed
+        # through without any Authorization check.
+        self.anonymous = anonymous
 
     def challenge(self, scope=None):
         c = 'Bearer realm="%s/oauth2/token",service="%s"' % (self.url, self.address)
@@ -310,7 +316,9 @@ class AcrFront(_Fake):
         auth = h.headers.get("Authorization", "")
         with self.lock:
             self.authorizations.append((h.path, bool(auth)))
-        if not auth.startswith("Bearer ") or auth[7:] in self.revoked_access:
+        if self.anonymous:
+            auth = ""
+        elif not auth.startswith("Bearer ") or auth[7:] in self.revoked_access:
             return self.send_json(h, 401, {"errors": [{"code": "UNAUTHORIZED",
                                                        "message": "authentication required"}]},
                                   {"WWW-Authenticate": self.challenge()}, method)
@@ -345,7 +353,7 @@ class AcrFront(_Fake):
         else:
             conn = http.client.HTTPConnection(self.reg["address"], timeout=30)
         try:
-            headers = {"Authorization": auth}
+            headers = {"Authorization": auth} if auth else {}
             if accept:
                 headers["Accept"] = accept
             conn.request(method, path, headers=headers)
