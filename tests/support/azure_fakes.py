@@ -245,6 +245,8 @@ class AcrFront(_Fake):
                 self.signer_cert = x509.load_pem_x509_certificate(f.read())
         self.refresh_tokens = {}  # token -> (tenant, exp)
         self.revoked_access = set()
+        self.issued_access = []
+        self.refused = 0  # /v2/ requests with an Authorization answered 401
         self.authorizations = []  # (path, had Authorization) for redirect/lookalike checks
         # A BlobStore: blob GETs are then answered 307 to it, as ACR sends them to storage.
         self.redirect_blobs_to = None
@@ -310,7 +312,14 @@ class AcrFront(_Fake):
                 access.append(p)
         tok = registry.make_jwt(self.signer_key, self.signer_cert, "aad-identity", access,
                                 self.reg["service"], self.access_ttl)
+        with self.lock:
+            self.issued_access.append(tok)
         self.send_json(h, 200, {"access_token": tok})  # no expires_in: the JWT's exp says
+
+    def revoke_access_tokens(self):
+        """Every access token issued so far is answered 401 from now on (a revoked grant)."""
+        with self.lock:
+            self.revoked_access.update(self.issued_access)
 
     def _v2(self, h, method):
         auth = h.headers.get("Authorization", "")
@@ -319,6 +328,9 @@ class AcrFront(_Fake):
         if self.anonymous:
             auth = ""
         elif not auth.startswith("Bearer ") or auth[7:] in self.revoked_access:
+            if auth:
+                with self.lock:
+                    self.refused += 1
             return self.send_json(h, 401, {"errors": [{"code": "UNAUTHORIZED",
                                                        "message": "authentication required"}]},
                                   {"WWW-Authenticate": self.challenge()}, method)

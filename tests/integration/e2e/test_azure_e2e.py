@@ -170,6 +170,24 @@ class WorkloadIdentityTest(unittest.TestCase):
         d = delta(before, counts())
         self.assertEqual((d["exchange"], d["token"]), (0, 0), d)
 
+    def test_401_then_one_refresh(self):
+        resp = admit(self.s, image("team/app1"), "wi-401-a")
+        self.assertIs(resp["allowed"], True, json.dumps(resp) + self.s.log_tail())
+        W["acr"].revoke_access_tokens()
+        refused = W["acr"].refused
+        before = counts()
+        # A new image in the same repository: the cached access token is refused, sigil drops
+        # it, fetches one new access token and is admitted.
+        client = fixture.connect(env=W["reg"])
+        dig = fixture.push_image(client, "team/app1", "v2", "second image in app1")
+        fixture.sign(client, "team/app1", dig, W["keys"].key("a"))
+        resp = admit(self.s, "%s/team/app1:v2" % W["acr"].address, "wi-401-b")
+        self.assertIs(resp["allowed"], True, json.dumps(resp) + self.s.log_tail())
+        d = delta(before, counts())
+        self.assertGreaterEqual(d["token"], 1, d)
+        self.assertEqual(d["aad"], 0, d)
+        self.assertGreaterEqual(W["acr"].refused - refused, 1, "the revoked token was never sent")
+
     def test_redirect_carries_no_authorization(self):
         store = W["store"]
         W["acr"].redirect_blobs_to = store
