@@ -228,7 +228,8 @@ class AcrFront(_Fake):
     """`reg` is a registry.start(..., tls=?, auth="token") env; `aad_tokens` a callable giving
     the set of AAD tokens that may be exchanged (FakeAad.issued | FakeImds.issued)."""
 
-    def __init__(self, reg_env, aad_tokens, tls_dir, access_ttl=300, refresh_ttl=3 * 3600):
+    def __init__(self, reg_env, aad_tokens, tls_dir, access_ttl=300, refresh_ttl=3 * 3600,
+                 anonymous=False):
         paths = registry.write_tls_material(tls_dir)
         super().__init__("acr", paths["server.crt"], paths["server.key"])
         self.ca = paths["ca.crt"]
@@ -236,13 +237,22 @@ class AcrFront(_Fake):
         self.aad_tokens = aad_tokens
         self.access_ttl, self.refresh_ttl = access_ttl, refresh_ttl
         d = reg_env["dir"]
-        with open(os.path.join(d, "token-signer.key"), "rb") as f:
-            self.signer_key = serialization.load_pem_private_key(f.read(), None)
-        with open(os.path.join(d, "token-signer.crt"), "rb") as f:
-            self.signer_cert = x509.load_pem_x509_certificate(f.read())
+        self.signer_key = self.signer_cert = None
+        if not anonymous:
+            with open(os.path.join(d, "token-signer.key"), "rb") as f:
+                self.signer_key = serialization.load_pem_private_key(f.read(), None)
+            with open(os.path.join(d, "token-signer.crt"), "rb") as f:
+                self.signer_cert = x509.load_pem_x509_certificate(f.read())
         self.refresh_tokens = {}  # token -> (tenant, exp)
         self.revoked_access = set()
+        self.issued_access = []
+        self.refused = 0  # /v2/ requests with an Authorization answered 401
         self.authorizations = []  # (path, had Authorization) for redirect/lookalike checks
+        # A BlobStore: blob GETs are then answered 307 to it, as ACR sends them to storage.
+        self.redirect_blobs_to = None
+        # A registry without auth behind the same front (a benchmark's baseline): /v2/ passed
+        # through without any Authorization check.
+        self.anonymous = anonymous
 
     def challenge(self, scope=None):
         c = 'Bearer realm="%s/oauth2/token",service="%s"' % (self.url, self.address)
@@ -255,6 +265,13 @@ class AcrFront(_Fake):
             return self._exchange(h, form)
         if path == "/oauth2/token" and method == "POST":
             return self._token(h, form)
+        if path == "/oauth2/token" and method == "GET":
+            # The anonymous realm flow: ACR with anonymous pull disabled refuses it.
+            with self.lock:
+                self.authorizations.append((path, bool(h.headers.get("Authorization"))))
+            return self.send_json(h, 401, {"errors": [{"code": "UNAUTHORIZED", "message":
+                                                       "anonymous pull is disabled"}]},
+                                  {"WWW-Authenticate": self.challenge()}, method)
         if path.startswith("/v2"):
             return self._v2(h, method)
         self.send_json(h, 404, {"errors": [{"code": "NOT_FOUND"}]}, method=method)
@@ -295,16 +312,51 @@ class AcrFront(_Fake):
                 access.append(p)
         tok = registry.make_jwt(self.signer_key, self.signer_cert, "aad-identity", access,
                                 self.reg["service"], self.access_ttl)
+        with self.lock:
+            self.issued_access.append(tok)
         self.send_json(h, 200, {"access_token": tok})  # no expires_in: the JWT's exp says
+
+    def revoke_access_tokens(self):
+        """Every access token issued so far is answered 401 from now on (a revoked grant)."""
+        with self.lock:
+            self.revoked_access.update(self.issued_access)
 
     def _v2(self, h, method):
         auth = h.headers.get("Authorization", "")
         with self.lock:
             self.authorizations.append((h.path, bool(auth)))
-        if not auth.startswith("Bearer ") or auth[7:] in self.revoked_access:
+        if self.anonymous:
+            auth = ""
+        elif not auth.startswith("Bearer ") or auth[7:] in self.revoked_access:
+            if auth:
+                with self.lock:
+                    self.refused += 1
             return self.send_json(h, 401, {"errors": [{"code": "UNAUTHORIZED",
                                                        "message": "authentication required"}]},
                                   {"WWW-Authenticate": self.challenge()}, method)
+        store = self.redirect_blobs_to
+        if store is not None and method == "GET" and "/blobs/sha256:" in h.path:
+            body, status = self._upstream("GET", h.path, auth, h.headers.get("Accept"))[1:]
+            if status != 200:
+                return self.send_json(h, status, {"errors": [{"code": "BLOB_UNKNOWN"}]})
+            h.send_response(307)
+            h.send_header("Location", store.put(body))
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        r, body, _ = self._upstream(method, h.path, auth, h.headers.get("Accept"))
+        h.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() in ("content-type", "docker-content-digest", "location"):
+                h.send_header(k, v)
+            if k.lower() == "www-authenticate":
+                h.send_header(k, self.challenge())
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if method != "HEAD":
+            h.wfile.write(body)
+
+    def _upstream(self, method, path, auth, accept):
         import http.client
         scheme = self.reg["scheme"]
         if scheme == "https":
@@ -313,20 +365,42 @@ class AcrFront(_Fake):
         else:
             conn = http.client.HTTPConnection(self.reg["address"], timeout=30)
         try:
-            headers = {"Authorization": auth}
-            if h.headers.get("Accept"):
-                headers["Accept"] = h.headers["Accept"]
-            conn.request(method, h.path, headers=headers)
+            headers = {"Authorization": auth} if auth else {}
+            if accept:
+                headers["Accept"] = accept
+            conn.request(method, path, headers=headers)
             r = conn.getresponse()
             body = r.read()
         finally:
             conn.close()
-        h.send_response(r.status)
-        for k, v in r.getheaders():
-            if k.lower() in ("content-type", "docker-content-digest", "location"):
-                h.send_header(k, v)
-            if k.lower() == "www-authenticate":
-                h.send_header(k, self.challenge())
+        return r, body, r.status
+
+
+class BlobStore(_Fake):
+    """Blob storage on another origin (ACR's 307 target): serves what put() stored under a
+    one-time path and records whether each GET carried an Authorization (it must not)."""
+
+    def __init__(self, tls_dir):
+        paths = registry.write_tls_material(tls_dir)
+        super().__init__("storage", paths["server.crt"], paths["server.key"])
+        self.ca = paths["ca.crt"]
+        self.blobs = {}
+        self.authorizations = []  # (path, had Authorization)
+
+    def put(self, body):
+        name = "/blob/" + uuid.uuid4().hex
+        with self.lock:
+            self.blobs[name] = body
+        return self.url + name + "?sig=sas-token"
+
+    def handle(self, h, method, path, query, form):
+        with self.lock:
+            self.authorizations.append((path, bool(h.headers.get("Authorization"))))
+            body = self.blobs.get(path)
+        if body is None:
+            return self.send_json(h, 404, {"error": "BlobNotFound"}, method=method)
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         if method != "HEAD":

@@ -1,0 +1,311 @@
+"""ACR the way AKS does it, end to end (issue 11): the real `sigil serve` with an `azure:` config
+section admits a signed image that lives behind tests/support/azure_fakes.py's AcrFront (the
+registry host the way ACR serves it: /oauth2/exchange, /oauth2/token, /v2/ passed to the REAL
+distribution registry with token auth), with its AAD token from FakeAad (Workload Identity, the
+env the AKS webhook injects) or FakeImds (managed identity). Every negative asserts on the fakes'
+request logs: what reached which host, with or without an Authorization."""
+import json
+import os
+import time
+import unittest
+
+import harness
+from harness import fixture, registry
+
+import azure_fakes  # tests/support, on the path through harness
+
+TENANT = "72f988bf-0000-0000-0000-2d7cd011db47"
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+KUBELET_ID = "99999999-8888-7777-6666-555555555555"
+
+W = {}  # the world: registry, fakes, keys, images
+
+
+def setUpModule():
+    harness.require_registry()
+    harness.sigil_bin()
+    d = harness.work_dir("azure-e2e")
+    W["dir"] = d
+    for sub in ("registry", "aad-tls", "acr-tls", "store-tls", "policies"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    W["token_file"] = os.path.join(d, "azure-identity-token")
+    with open(W["token_file"], "w") as f:
+        f.write("federated-token-1")
+    reg = registry.start(os.path.join(d, "registry"), tls=False, auth="token")
+    unittest.addModuleCleanup(registry.stop, os.path.join(d, "registry"))
+    client = fixture.connect(env=reg)
+    keys = harness.Keys(d, [("a", "p256")])
+    W["keys"] = keys
+    W["digests"] = {}
+    for i in range(8):
+        repo = "team/app%d" % i
+        W["digests"][repo] = fixture.push_image(client, repo, "v1", "hello from acr %d" % i)
+        fixture.sign(client, repo, W["digests"][repo], keys.key("a"))
+    fixture.push_image(client, "team/unsigned", "v1", "unsigned in acr")
+    aad_tls = registry.write_tls_material(os.path.join(d, "aad-tls"))
+    aad = azure_fakes.FakeAad(TENANT, CLIENT_ID, W["token_file"], ttl=3599,
+                              cert=aad_tls["server.crt"], key=aad_tls["server.key"])
+    imds = azure_fakes.FakeImds(TENANT, client_ids=(KUBELET_ID,))
+    acr = azure_fakes.AcrFront(reg, lambda: aad.issued | imds.issued,
+                               os.path.join(d, "acr-tls"))
+    store = azure_fakes.BlobStore(os.path.join(d, "store-tls"))
+    for fake in (aad, imds, acr, store):
+        unittest.addModuleCleanup(fake.stop)
+    W.update(reg=reg, aad=aad, imds=imds, acr=acr, store=store)
+    # One bundle of every fake's CA: registry.ca (system roots plus this) is what sigil's
+    # outbound TLS trusts, for the registry and for AAD alike.
+    W["ca"] = os.path.join(d, "ca-bundle.pem")
+    with open(W["ca"], "wb") as out:
+        for ca in (aad_tls["ca.crt"], acr.ca, store.ca):
+            with open(ca, "rb") as f:
+                out.write(f.read())
+    W["policy"] = harness.write_policy(os.path.join(d, "policies"), "acr",
+                                       ["%s/**" % acr.address, "localhost:%s/**" %
+                                        acr.address.split(":")[1]], {"a": keys.pub("a")})
+
+
+def image(repo, host=None):
+    return "%s/%s:v1" % (host or W["acr"].address, repo)
+
+
+def wi_env(token_file=None, client_id=CLIENT_ID):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    env.update(AZURE_CLIENT_ID=client_id, AZURE_TENANT_ID=TENANT,
+               AZURE_FEDERATED_TOKEN_FILE=token_file or W["token_file"],
+               AZURE_AUTHORITY_HOST=W["aad"].authority())
+    return env
+
+
+def no_wi_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+
+
+def write_config(name, azure):
+    path = os.path.join(W["dir"], name + ".yaml")
+    with open(path, "w") as f:
+        json.dump({"azure": azure, "registry": {"ca": W["ca"]},
+                   "cache": {"ttl": "0s", "negativeTtl": "0s"}}, f)  # JSON is YAML
+    return path
+
+
+def serve(name, azure, env):
+    s = harness.SigilServer("azure-" + name, [W["policy"]],
+                            ["--config", write_config(name, azure), "--log-level", "debug"],
+                            env=env)
+    return s
+
+
+def admit(s, img, uid):
+    status, resp = s.validate(harness.pod_review([img], uid=uid))
+    assert status == 200, status
+    return resp
+
+
+def counts():
+    a = W["acr"]
+    with a.lock:
+        posts = [p for m, p, _ in a.requests if m == "POST"]
+    return {"aad": W["aad"].count("/"), "imds": W["imds"].count("/"),
+            "exchange": posts.count("/oauth2/exchange"), "token": posts.count("/oauth2/token")}
+
+
+def wait_warm(s, before):
+    """/readyz does not wait for Azure; the start's warm-up is done when the exchange ran."""
+    deadline = time.monotonic() + 15
+    while counts()["exchange"] == before["exchange"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counts()["exchange"] > before["exchange"], "no warm-up:\n" + s.log_tail()
+
+
+def reasons(resp):
+    """The audit annotation's verdicts: "denied REGISTRY_AUTH ...", "allowed"."""
+    return json.dumps((resp or {}).get("auditAnnotations") or {})
+
+
+def delta(before, after):
+    return {k: after[k] - before[k] for k in after}
+
+
+class WorkloadIdentityTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        before = counts()
+        cls.s = serve("wi", {"workloadIdentity": "true", "registryHosts": [W["acr"].address],
+                             "warmRegistries": [W["acr"].address]}, wi_env())
+        cls.addClassCleanup(cls.s.stop)
+        wait_warm(cls.s, before)
+
+    def test_admitted_through_workload_identity(self):
+        before = counts()
+        resp = admit(self.s, image("team/app0"), "wi-1")
+        self.assertIs(resp["allowed"], True, json.dumps(resp) + self.s.log_tail())
+        resp = admit(self.s, image("team/unsigned"), "wi-2")
+        self.assertIs(resp["allowed"], False, json.dumps(resp))
+        self.assertIn("NOT_SIGNED", reasons(resp))
+        # The registry was warmed at start: the AAD token and the refresh token are cached, so
+        # the admissions asked AAD nothing; only access tokens per repository scope.
+        d = delta(before, counts())
+        self.assertEqual(d["aad"], 0, d)
+        self.assertEqual(d["exchange"], 0, d)
+        self.assertGreaterEqual(d["token"], 1, d)
+        with open(self.s.log) as f:
+            self.assertNotIn("federated-token-1", f.read())
+
+    def test_lookalike_host_gets_no_token(self):
+        # localhost:PORT is the same AcrFront under a name the allowlist does not hold: sigil
+        # must reach it anonymously (and be denied), never with an Azure-derived token.
+        port = W["acr"].address.split(":")[1]
+        acr = W["acr"]
+        with acr.lock:
+            seen = len(acr.authorizations)
+        before = counts()
+        resp = admit(self.s, image("team/app1", "localhost:" + port), "wi-lookalike")
+        self.assertIs(resp["allowed"], False, json.dumps(resp))
+        self.assertIn("REGISTRY_AUTH", reasons(resp), harness.message(resp))
+        with acr.lock:
+            new = acr.authorizations[seen:]
+        self.assertTrue(new, "sigil never reached the lookalike host")
+        self.assertEqual([p for p, had in new if had], [],
+                         "an Authorization reached a host outside the allowlist")
+        d = delta(before, counts())
+        self.assertEqual((d["exchange"], d["token"]), (0, 0), d)
+
+    def test_401_then_one_refresh(self):
+        resp = admit(self.s, image("team/app1"), "wi-401-a")
+        self.assertIs(resp["allowed"], True, json.dumps(resp) + self.s.log_tail())
+        W["acr"].revoke_access_tokens()
+        refused = W["acr"].refused
+        before = counts()
+        # A new image in the same repository: the cached access token is refused, sigil drops
+        # it, fetches one new access token and is admitted.
+        client = fixture.connect(env=W["reg"])
+        dig = fixture.push_image(client, "team/app1", "v2", "second image in app1")
+        fixture.sign(client, "team/app1", dig, W["keys"].key("a"))
+        resp = admit(self.s, "%s/team/app1:v2" % W["acr"].address, "wi-401-b")
+        self.assertIs(resp["allowed"], True, json.dumps(resp) + self.s.log_tail())
+        d = delta(before, counts())
+        self.assertGreaterEqual(d["token"], 1, d)
+        self.assertEqual(d["aad"], 0, d)
+        self.assertGreaterEqual(W["acr"].refused - refused, 1, "the revoked token was never sent")
+
+    def test_redirect_carries_no_authorization(self):
+        store = W["store"]
+        W["acr"].redirect_blobs_to = store
+        try:
+            resp = admit(self.s, image("team/app2"), "wi-redirect")
+        finally:
+            W["acr"].redirect_blobs_to = None
+        self.assertIs(resp["allowed"], True, json.dumps(resp) + self.s.log_tail())
+        with store.lock:
+            got = list(store.authorizations)
+        self.assertTrue(got, "no blob was fetched through the redirect")
+        self.assertEqual([p for p, had in got if had], [],
+                         "an Authorization followed the 307 to another origin")
+
+
+class ManagedIdentityTest(unittest.TestCase):
+    def test_admitted_through_imds(self):
+        s = serve("imds", {"workloadIdentity": "false",
+                           "managedIdentity": {"enabled": True, "clientId": KUBELET_ID,
+                                               "endpoint": W["imds"].url},
+                           "registryHosts": [W["acr"].address]}, no_wi_env())
+        try:
+            before = counts()
+            resp = admit(s, image("team/app3"), "imds-1")
+            self.assertIs(resp["allowed"], True, json.dumps(resp) + s.log_tail())
+            d = delta(before, counts())
+            self.assertGreaterEqual(d["imds"], 1, d)
+            self.assertEqual(d["aad"], 0, d)
+        finally:
+            s.stop()
+
+    def test_imds_429_retried(self):
+        s = serve("imds429", {"workloadIdentity": "false",
+                              "managedIdentity": {"enabled": True, "clientId": KUBELET_ID,
+                                                  "endpoint": W["imds"].url},
+                              "registryHosts": [W["acr"].address]}, no_wi_env())
+        try:
+            W["imds"].fail_next(1, 429, "/metadata")
+            resp = admit(s, image("team/app4"), "imds-429")
+            self.assertIs(resp["allowed"], True, json.dumps(resp) + s.log_tail())
+        finally:
+            s.stop()
+
+
+class AllSourcesFailTest(unittest.TestCase):
+    def test_denial_names_the_sources_tried(self):
+        bad = os.path.join(W["dir"], "stale-token")
+        with open(bad, "w") as f:
+            f.write("not-the-current-federated-token")
+        s = serve("fail", {"workloadIdentity": "true",
+                           "managedIdentity": {"enabled": True, "clientId":
+                                               "00000000-dead-beef-0000-000000000000",
+                                               "endpoint": W["imds"].url},
+                           "registryHosts": [W["acr"].address]}, wi_env(token_file=bad))
+        try:
+            resp = admit(s, image("team/app5"), "fail-1")
+            self.assertIs(resp["allowed"], False, json.dumps(resp))
+            msg = harness.message(resp)
+            self.assertNotIn("\n", msg)
+            self.assertIn("REGISTRY_AUTH", reasons(resp), msg)
+            self.assertIn("refused access", msg)
+            # The denial line withholds the registry's and AAD's words (ARCHITECTURE 3); the
+            # log line of that failure names every source tried and why.
+            with open(s.log) as f:
+                log = f.read()
+            failure = [ln for ln in log.splitlines() if "team/app5" in ln and "warning" in ln]
+            self.assertTrue(failure, log)
+            self.assertIn("azure workload identity", failure[-1])
+            self.assertIn("azure managed identity", failure[-1])
+            self.assertIn("unauthorized", failure[-1])
+            self.assertNotIn("not-the-current-federated-token", msg + log)
+        finally:
+            s.stop()
+
+
+class BackgroundRefreshTest(unittest.TestCase):
+    """AAD tokens living 45 s with refreshBeforeSeconds 300: every background tick (15 s)
+    refreshes them, so tokens expire in the middle of the run; admissions after the first
+    tokens' expiry still make no AAD or exchange call."""
+
+    def test_expiry_mid_run_refreshed_in_background(self):
+        aad, acr = W["aad"], W["acr"]
+        old_ttl, old_access = aad.ttl, acr.access_ttl
+        aad.ttl, acr.access_ttl = 45, 45
+        s = None
+        try:
+            warm_before = counts()
+            s = serve("refresh", {"workloadIdentity": "true",
+                                  "registryHosts": [acr.address],
+                                  "warmRegistries": [acr.address],
+                                  "refreshBeforeSeconds": 300}, wi_env())
+            wait_warm(s, warm_before)
+            resp = admit(s, image("team/app6"), "refresh-0")
+            self.assertIs(resp["allowed"], True, json.dumps(resp) + s.log_tail())
+            started = time.monotonic()
+            # Past the first AAD and access tokens' expiry (45 s), with refreshes in between.
+            while time.monotonic() - started < 50:
+                time.sleep(1)
+            # Right after a background refresh, so the next tick is ~15 s away.
+            n = aad.count("/")
+            deadline = time.monotonic() + 20
+            while aad.count("/") == n and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertGreater(aad.count("/"), n, "no background AAD refresh:\n" + s.log_tail())
+            time.sleep(0.5)
+            before = counts()
+            resp = admit(s, image("team/app7"), "refresh-1")
+            self.assertIs(resp["allowed"], True, json.dumps(resp) + s.log_tail())
+            resp = admit(s, image("team/app6"), "refresh-2")
+            self.assertIs(resp["allowed"], True, json.dumps(resp) + s.log_tail())
+            d = delta(before, counts())
+            self.assertEqual((d["aad"], d["exchange"]), (0, 0),
+                             "AAD or the exchange on the admission path: %s" % d)
+        finally:
+            aad.ttl, acr.access_ttl = old_ttl, old_access
+            if s:
+                s.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
