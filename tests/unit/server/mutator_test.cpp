@@ -56,7 +56,7 @@ struct FakeEngine {
 
   sigil::server::VerifyImage fn() {
     return [this](std::string image, const sigil::verify::Context&,
-                  sigil::server::Deadline deadline) -> asio::awaitable<Verdict> {
+                  sigil::Deadline deadline) -> asio::awaitable<Verdict> {
       ++calls;
       {
         std::lock_guard lock(mu);

@@ -211,7 +211,7 @@ TEST_CASE("validator builds the admission's context once and hands it to every i
   std::vector<std::string> seen_secrets;
   Validator v(fake.fn(),
               [&](const sigil::admission::Request& req,
-                  sigil::server::Deadline) -> boost::asio::awaitable<sigil::verify::Context> {
+                  sigil::Deadline) -> boost::asio::awaitable<sigil::verify::Context> {
                 ++made;
                 seen_sa = req.service_account;
                 seen_secrets = req.image_pull_secrets;
@@ -243,7 +243,7 @@ struct DenyAll {
   std::atomic<int> calls{0};
   sigil::server::VerifyImage fn() {
     return [this](std::string image, const sigil::verify::Context&,
-                  sigil::server::Deadline) -> boost::asio::awaitable<sigil::verify::Verdict> {
+                  sigil::Deadline) -> boost::asio::awaitable<sigil::verify::Verdict> {
       ++calls;
       sigil::verify::Verdict v =
           sigil::verify::denial(image, sigil::verify::Reason::not_signed, "no signatures found");
