@@ -12,9 +12,9 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 using sigil::server::HttpReply;
 using sigil::server::Validator;
-using sigil::server::test::FakeVerifier;
-using sigil::server::test::pod_with_images;
-using sigil::server::test::read_fixture;
+using sigil::test::FakeVerifier;
+using sigil::test::pod_with_images;
+using sigil::test::read_fixture;
 
 namespace {
 
