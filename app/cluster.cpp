@@ -465,7 +465,7 @@ struct PullCredentials {
 // dockercfg; others skipped), the first credential for a host winning as in the kubelet.
 asio::awaitable<PullCredentials> read_pull_secrets(kube::SecretCache& cache, const std::string& ns,
                                                    const std::vector<std::string>& names,
-                                                   std::chrono::steady_clock::time_point deadline) {
+                                                   Deadline deadline) {
   PullCredentials out;
   out.config = std::make_shared<registry::DockerConfig>();
   out.id = ns;
@@ -501,8 +501,8 @@ asio::awaitable<PullCredentials> read_pull_secrets(kube::SecretCache& cache, con
 
 }  // namespace
 
-asio::awaitable<verify::Context> ClusterPolicies::context_for(
-    const admission::Request& request, std::chrono::steady_clock::time_point deadline) {
+asio::awaitable<verify::Context> ClusterPolicies::context_for(const admission::Request& request,
+                                                              Deadline deadline) {
   verify::Context ctx;
   ctx.namespace_ = request.namespace_;
   if (request.namespace_.empty()) co_return ctx;
@@ -512,9 +512,8 @@ asio::awaitable<verify::Context> ClusterPolicies::context_for(
   const std::string ns = request.namespace_;
   auto impl = impl_;
   // Signature sources' signaturePullSecrets come from the admitted object's namespace too.
-  ctx.source_credentials =
-      [impl, ns](std::vector<std::string> names,
-                 registry::Deadline dl) -> asio::awaitable<registry::PullCredentials> {
+  ctx.source_credentials = [impl, ns](std::vector<std::string> names,
+                                      Deadline dl) -> asio::awaitable<registry::PullCredentials> {
     auto budget_for_source =
         std::min(dl, std::chrono::steady_clock::now() + std::chrono::seconds(2));
     auto creds = co_await read_pull_secrets(impl->cache, ns, names, budget_for_source);

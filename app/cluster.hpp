@@ -30,6 +30,7 @@
 
 #include "admission/admission.hpp"
 #include "common/clock.hpp"
+#include "common/deadline.hpp"
 #include "common/result.hpp"
 #include "policy/policy.hpp"
 #include "verify/engine.hpp"
@@ -84,8 +85,8 @@ class ClusterPolicies {
   // of the pod's imagePullSecrets plus its ServiceAccount's (dockerconfigjson / dockercfg, in
   // the pod's namespace only). Secrets that cannot be read are skipped (logged, never their
   // content): the registry then answers for itself.
-  boost::asio::awaitable<verify::Context> context_for(
-      const admission::Request& request, std::chrono::steady_clock::time_point deadline);
+  boost::asio::awaitable<verify::Context> context_for(const admission::Request& request,
+                                                      Deadline deadline);
 
   struct Stats {
     uint64_t compiles = 0;

@@ -28,14 +28,13 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include "common/deadline.hpp"
 #include "common/result.hpp"
 #include "kube/config.hpp"
 #include "kube/object.hpp"
 #include "kube/watch.hpp"
 
 namespace sigil::kube {
-
-using Deadline = std::chrono::steady_clock::time_point;
 
 // Aborts the calls it is handed, from any thread: an in-flight request or watch read ends
 // promptly with Errc::unavailable ("cancelled"), later calls fail at once. Copies share state.

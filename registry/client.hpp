@@ -22,9 +22,6 @@
 
 namespace sigil::registry {
 
-// sigil::Deadline (common/deadline.hpp), also spelt registry::Deadline by callers.
-using sigil::Deadline;
-
 // Registry credentials of one admission: the pod's imagePullSecrets and its ServiceAccount's,
 // as the kubelet would pull with. Looked up by exact host before the client's own
 // credentials; tokens obtained with them are cached apart. Null: the client's own only.

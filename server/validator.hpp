@@ -30,8 +30,6 @@ struct HttpReply {
   std::string allow = {};  // the Allow header of a 405 (router.hpp)
 };
 
-using Deadline = sigil::Deadline;
-
 // Verifies one image (as written in the pod spec) for the admission described by context,
 // before the deadline. Must not throw; if it does, the image is denied with reason INTERNAL.
 using VerifyImage = std::function<boost::asio::awaitable<verify::Verdict>(

@@ -209,8 +209,8 @@ struct Engine::Impl {
   // of every source once, judge every matched policy (policy::judge), combine the results.
   asio::awaitable<Verdict> verify_digest(const std::string& image, const std::string& digest,
                                          const std::vector<const policy::Policy*>& matched,
-                                         Plan& plan, registry::Deadline deadline,
-                                         const Context& context, ByteBudget& budget) {
+                                         Plan& plan, Deadline deadline, const Context& context,
+                                         ByteBudget& budget) {
     // Every distinct location is read once, whatever number of authorities uses it.
     std::optional<Error> fetch_failure;
     std::string failed_host;
@@ -316,7 +316,7 @@ struct Engine::Impl {
 
   // Waits for the leader of an identical in-flight verification, bounded by our deadline.
   asio::awaitable<std::optional<Verdict>> wait_for(std::shared_ptr<VerdictChannel> ch,
-                                                   registry::Deadline deadline) {
+                                                   Deadline deadline) {
     using namespace asio::experimental::awaitable_operators;
     asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
     auto result = co_await (ch->async_receive(asio::as_tuple(asio::use_awaitable)) ||
@@ -353,7 +353,7 @@ Engine::Stats Engine::stats() const {
 
 asio::awaitable<Verdict> Engine::verify(std::string image,
                                         std::shared_ptr<const policy::PolicySet> policies,
-                                        registry::Deadline deadline, Context context) {
+                                        Deadline deadline, Context context) {
   Impl& d = *impl_;
   if (!policies) co_return denial(image, Reason::internal, "no policy set is loaded");
 

@@ -56,13 +56,13 @@ class Engine {
   // image: as written in the pod spec. Never throws; every failure is a denied Verdict.
   boost::asio::awaitable<Verdict> verify(std::string image,
                                          std::shared_ptr<const policy::PolicySet> policies,
-                                         registry::Deadline deadline, Context context);
+                                         Deadline deadline, Context context);
   // verify() for an admission without a namespace or credentials (sigil verify, benchmarks).
   // Not a default argument: GCC 12 relocates a coroutine's defaulted class-type argument
   // bitwise into the frame, which corrupts std::string (a double free seen here).
   boost::asio::awaitable<Verdict> verify(std::string image,
                                          std::shared_ptr<const policy::PolicySet> policies,
-                                         registry::Deadline deadline) {
+                                         Deadline deadline) {
     return verify(std::move(image), std::move(policies), deadline, Context{});
   }
 

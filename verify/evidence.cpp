@@ -59,7 +59,7 @@ struct Part {
 // Legacy cosign signatures: sha256-<hex>.sig in the same repository. A missing tag means
 // "no signatures", not an error.
 asio::awaitable<Result<Part>> read_legacy(registry::Client& client, const Location& where,
-                                          const std::string& digest, registry::Deadline deadline,
+                                          const std::string& digest, Deadline deadline,
                                           const registry::PullCredentials& creds,
                                           ByteBudget& budget, const EvidenceLimits& limits) {
   Part out;
@@ -154,7 +154,7 @@ asio::awaitable<Result<Part>> read_legacy(registry::Client& client, const Locati
 // manifest is fetched by digest (so its bytes are verified) and must name this digest as its
 // subject; an index that lists other things is not trusted for anything.
 asio::awaitable<Result<Part>> read_bundles(registry::Client& client, const Location& where,
-                                           const std::string& digest, registry::Deadline deadline,
+                                           const std::string& digest, Deadline deadline,
                                            const registry::PullCredentials& creds,
                                            ByteBudget& budget, const EvidenceLimits& limits) {
   Part out;
@@ -266,7 +266,7 @@ asio::awaitable<Result<Part>> read_bundles(registry::Client& client, const Locat
 
 asio::awaitable<FetchedEvidence> fetch_evidence(registry::Client& client, const Location& where,
                                                 const std::string& digest, bool legacy,
-                                                bool bundles, registry::Deadline deadline,
+                                                bool bundles, Deadline deadline,
                                                 registry::PullCredentials creds, ByteBudget& budget,
                                                 const EvidenceLimits& limits) {
   using namespace asio::experimental::awaitable_operators;

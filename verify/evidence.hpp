@@ -55,7 +55,7 @@ struct FetchedEvidence {
 // both at once. Never throws.
 boost::asio::awaitable<FetchedEvidence> fetch_evidence(
     registry::Client& client, const Location& where, const std::string& digest, bool legacy,
-    bool bundles, registry::Deadline deadline, registry::PullCredentials creds, ByteBudget& budget,
+    bool bundles, Deadline deadline, registry::PullCredentials creds, ByteBudget& budget,
     const EvidenceLimits& limits);
 
 }  // namespace sigil::verify

@@ -48,7 +48,7 @@ std::string key_of(const oci::Reference& ref) {
 struct TagResolver::Round {
   oci::Reference ref;
   registry::PullCredentials creds;
-  registry::Deadline deadline{};
+  Deadline deadline{};
   std::vector<std::shared_ptr<Channel>> waiters;
 };
 
@@ -101,7 +101,7 @@ TagResolver::Stats TagResolver::stats() const {
 }
 
 asio::awaitable<Result<std::string>> TagResolver::resolve(const oci::Reference& ref,
-                                                          registry::Deadline deadline,
+                                                          Deadline deadline,
                                                           registry::PullCredentials creds,
                                                           std::string credentials_id) {
   using namespace asio::experimental::awaitable_operators;

@@ -38,13 +38,12 @@ class TagResolver {
   // directly). Waits at most until deadline: Errc::timeout after it. A registry read runs with
   // the latest deadline of the requests that share it.
   // Reads are shared only between requests with the same credentials_id.
-  boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
-                                                      registry::Deadline deadline,
+  boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, Deadline deadline,
                                                       registry::PullCredentials creds,
                                                       std::string credentials_id);
   // Without credentials. (No default arguments on coroutines: see Engine::verify.)
   boost::asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref,
-                                                      registry::Deadline deadline) {
+                                                      Deadline deadline) {
     return resolve(ref, deadline, registry::PullCredentials{}, std::string());
   }
 

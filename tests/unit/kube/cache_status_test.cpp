@@ -9,7 +9,7 @@
 
 using namespace sigil;
 using namespace sigil::kube;
-using namespace sigil::kube::test;
+using namespace sigil::test;
 
 namespace {
 
@@ -38,7 +38,7 @@ const auto kNow = std::chrono::system_clock::time_point(std::chrono::seconds(171
 TEST_CASE("secret cache: hits within the TTL, refetches after it") {
   FakeApi api;
   api.create("secrets", secret("app", "keys", "v1"));
-  Loop loop;
+  Loop loop(2);
   auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
   ManualClock clock(kNow);
   SecretCache cache(client, CacheOptions{}, clock);
@@ -64,7 +64,7 @@ TEST_CASE("secret cache: hits within the TTL, refetches after it") {
 
 TEST_CASE("secret cache: 404s are cached briefly, other errors not at all") {
   FakeApi api;
-  Loop loop;
+  Loop loop(2);
   auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
   ManualClock clock(kNow);
   CacheOptions co;
@@ -93,7 +93,7 @@ TEST_CASE("secret cache: 404s are cached briefly, other errors not at all") {
 
 TEST_CASE("secret cache: bounded size") {
   FakeApi api;
-  Loop loop;
+  Loop loop(2);
   auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
   ManualClock clock(kNow);
   CacheOptions co;
@@ -192,7 +192,7 @@ TEST_CASE("ready_status_patch: bad reasons and invalid UTF-8") {
 TEST_CASE("StatusWriter: patches once, not again for the same object or a stale copy") {
   FakeApi api;
   api.create("clusterimagepolicies", policy_object("prod"));
-  Loop loop;
+  Loop loop(2);
   auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
   ManualClock clock(kNow);
   StatusWriter writer(client, resources::cluster_image_policies(), clock);

@@ -13,7 +13,7 @@
 
 using namespace sigil;
 using namespace sigil::kube;
-using namespace sigil::kube::test;
+using namespace sigil::test;
 
 namespace {
 
@@ -32,7 +32,7 @@ const Resource kCip = resources::cluster_image_policies();
 TEST_CASE("GET an object over verified TLS with a bearer token; 404 is not_found") {
   FakeApi api;
   api.create("clusterimagepolicies", policy_object("prod", "", {{"images", {{{"glob", "**"}}}}}));
-  Loop loop;
+  Loop loop(2);
   auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
   REQUIRE(client->init_status().ok());
   auto o = loop.run(client->get(kCip, "", "prod", in(5s)));
@@ -55,7 +55,7 @@ TEST_CASE("GET an object over verified TLS with a bearer token; 404 is not_found
 TEST_CASE("keep-alive: sequential calls reuse one connection") {
   FakeApi api;
   api.create("clusterimagepolicies", policy_object("a"));
-  Loop loop;
+  Loop loop(2);
   auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
   for (int i = 0; i < 5; ++i) REQUIRE(loop.run(client->get(kCip, "", "a", in(5s))).ok());
   CHECK(api.connections() == 1);
@@ -64,7 +64,7 @@ TEST_CASE("keep-alive: sequential calls reuse one connection") {
 
 TEST_CASE("TLS: a server certificate from another CA or for another name is refused") {
   FakeApi api;
-  Loop loop;
+  Loop loop(2);
   SECTION("other CA") {
     auto cfg = api.config();
     cfg.ca_pem = pki().other_ca_pem;
@@ -108,7 +108,7 @@ TEST_CASE("client certificate authentication (kubeconfig client-certificate-data
   fo.token = "";
   FakeApi api(fo);
   api.create("clusterimagepolicies", policy_object("a"));
-  Loop loop;
+  Loop loop(2);
   auto cfg = api.config();
   cfg.token.clear();
   {
@@ -128,7 +128,7 @@ TEST_CASE("client certificate authentication (kubeconfig client-certificate-data
 
 TEST_CASE("token: a wrong token is a readable 401, never echoed") {
   FakeApi api;
-  Loop loop;
+  Loop loop(2);
   auto cfg = api.config();
   cfg.token = "wrong-token-value";
   Client client(loop.ioc.get_executor(), cfg);
@@ -146,7 +146,7 @@ TEST_CASE("token rotation: a 401 re-reads the token file and retries once") {
   TempDir dir;
   const std::string tf = dir.file("token", "tok-1\n");
   api.set_token("tok-1");
-  Loop loop;
+  Loop loop(2);
   auto cfg = api.config();
   cfg.token = "tok-1";
   cfg.token_file = tf;
@@ -179,7 +179,7 @@ TEST_CASE("token rotation: the file is re-read every token_reload") {
   TempDir dir;
   const std::string tf = dir.file("token", "tok-1");
   api.set_token("tok-1");
-  Loop loop;
+  Loop loop(2);
   auto cfg = api.config();
   cfg.token = "tok-1";
   cfg.token_file = tf;
@@ -205,7 +205,7 @@ TEST_CASE("LIST follows continue tokens; an expired token restarts the list once
   for (int i = 0; i < 7; ++i)
     api.create("clusterimagepolicies", policy_object("p" + std::to_string(i)));
   const std::string rv = api.resource_version();
-  Loop loop;
+  Loop loop(2);
   Client client(loop.ioc.get_executor(), api.config());
   ListOptions lo;
   lo.limit = 3;
@@ -243,7 +243,7 @@ TEST_CASE("LIST follows continue tokens; an expired token restarts the list once
 TEST_CASE("response size caps") {
   FakeApi api;
   api.create("clusterimagepolicies", policy_object("big", "", {{"blob", std::string(8000, 'x')}}));
-  Loop loop;
+  Loop loop(2);
   ClientOptions co;
   co.max_response = 4096;
   Client client(loop.ioc.get_executor(), api.config(), co);
@@ -258,7 +258,7 @@ TEST_CASE("response size caps") {
 TEST_CASE("every call is bounded by its deadline and can be cancelled") {
   FakeApi api;
   api.stall_ms = 3000;
-  Loop loop;
+  Loop loop(2);
   Client client(loop.ioc.get_executor(), api.config());
   const auto start = std::chrono::steady_clock::now();
   auto r = loop.run(client.get_secret("ns", "stall", in(200ms)));
@@ -301,7 +301,8 @@ TEST_CASE("Cancel fired at random points while calls are in flight (run under AS
     for (int i = 0; i < kCallers; ++i) {
       const std::string name = i % 2 ? "stall" : "x";
       futs.push_back(boost::asio::co_spawn(
-          loop.ioc, Loop::wrap(client.get_secret("ns", name, in(10s), cancels[i])),
+          loop.ioc,
+          sigil::test::detail::as_optional(client.get_secret("ns", name, in(10s), cancels[i])),
           boost::asio::use_future));
     }
     for (int i = 0; i < kCallers; ++i) {
@@ -327,7 +328,7 @@ TEST_CASE("Cancel fired at random points while calls are in flight (run under AS
 
 TEST_CASE("HTTP errors map to error codes with the server's message") {
   FakeApi api;
-  Loop loop;
+  Loop loop(2);
   Client client(loop.ioc.get_executor(), api.config());
   api.fail_gets_with = 403;
   auto f = loop.run(client.get_secret("ns", "x", in(5s)));
@@ -344,7 +345,7 @@ TEST_CASE("HTTP errors map to error codes with the server's message") {
 TEST_CASE("merge-patch on /status sends the patch and returns the stored object") {
   FakeApi api;
   api.create("clusterimagepolicies", policy_object("prod"));
-  Loop loop;
+  Loop loop(2);
   Client client(loop.ioc.get_executor(), api.config());
   auto r = loop.run(client.merge_patch_status(kCip, "", "prod",
                                               R"J({"status":{"observedGeneration":1}})J", in(5s)));
@@ -371,7 +372,7 @@ TEST_CASE("GET Secret and ServiceAccount") {
                                  {"kind", "ServiceAccount"},
                                  {"metadata", {{"name", "default"}, {"namespace", "app"}}},
                                  {"imagePullSecrets", {{{"name", "pull"}}}}});
-  Loop loop;
+  Loop loop(2);
   Client client(loop.ioc.get_executor(), api.config());
   auto s = loop.run(client.get_secret("app", "pull", in(5s)));
   REQUIRE(s.ok());
@@ -399,7 +400,7 @@ TEST_CASE("a kubeconfig on disk drives a working client") {
                    "    tokenFile: token\n");
   auto cfg = load_kubeconfig(path);
   REQUIRE(cfg.ok());
-  Loop loop;
+  Loop loop(2);
   Client client(loop.ioc.get_executor(), *cfg);
   CHECK(loop.run(client.get(kCip, "", "a", in(5s))).ok());
 }
@@ -407,7 +408,7 @@ TEST_CASE("a kubeconfig on disk drives a working client") {
 TEST_CASE("a watch stream delivers events, bookmarks, and a clean end") {
   FakeApi api;
   const std::string rv = api.resource_version();
-  Loop loop;
+  Loop loop(2);
   Client client(loop.ioc.get_executor(), api.config());
   WatchOptions wo;
   wo.resource_version = rv;
@@ -446,7 +447,7 @@ TEST_CASE("a watch refused with HTTP 410 yields a synthesized ERROR 410 event") 
   const std::string old = "100";
   api.compact();
   api.gone_as_http = true;
-  Loop loop;
+  Loop loop(2);
   Client client(loop.ioc.get_executor(), api.config());
   WatchOptions wo;
   wo.resource_version = old;
@@ -462,7 +463,7 @@ TEST_CASE("a watch refused with HTTP 410 yields a synthesized ERROR 410 event") 
 
 TEST_CASE("a watch read is cancelled promptly") {
   FakeApi api;
-  Loop loop;
+  Loop loop(2);
   Client client(loop.ioc.get_executor(), api.config());
   Cancel cancel;
   WatchOptions wo;
@@ -482,7 +483,7 @@ TEST_CASE("a watch read is cancelled promptly") {
 
 TEST_CASE("a watch event larger than max_event fails the stream, not the process") {
   FakeApi api;
-  Loop loop;
+  Loop loop(2);
   ClientOptions co;
   co.max_event = 2048;
   Client client(loop.ioc.get_executor(), api.config(), co);

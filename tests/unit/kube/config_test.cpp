@@ -9,8 +9,8 @@
 
 using namespace sigil;
 using namespace sigil::kube;
-using sigil::kube::test::pki;
-using sigil::kube::test::TempDir;
+using sigil::test::pki;
+using sigil::test::TempDir;
 
 namespace {
 

@@ -21,7 +21,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
-namespace sigil::kube::test {
+namespace sigil::test {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -211,50 +211,6 @@ std::string key_of(const json& obj) {
 const Pki& pki() {
   static const Pki p = make_pki();
   return p;
-}
-
-TempDir::TempDir() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  path = std::filesystem::temp_directory_path() / ("sigil-kube-test-" + std::to_string(rng()));
-  std::filesystem::create_directories(path);
-}
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path, ec);
-}
-std::string TempDir::file(const std::string& name, const std::string& content) const {
-  auto p = path / name;
-  std::filesystem::create_directories(p.parent_path());
-  write_file_atomic(p, content);
-  return p.string();
-}
-
-void write_file_atomic(const std::filesystem::path& p, const std::string& data) {
-  const auto tmp = p.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << data;
-    if (!f) throw std::runtime_error("cannot write " + tmp);
-  }
-  std::filesystem::rename(tmp, p);
-}
-
-Loop::Loop(int threads) : guard(ioc.get_executor()) {
-  for (int i = 0; i < threads; ++i) workers.emplace_back([this] { ioc.run(); });
-}
-Loop::~Loop() {
-  guard.reset();
-  ioc.stop();
-  for (auto& t : workers) t.join();
-}
-
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
 }
 
 json policy_object(const std::string& name, const std::string& ns, json spec) {
@@ -706,8 +662,8 @@ uint16_t FakeApi::port() const {
   return impl_->acceptor.local_endpoint().port();
 }
 
-ClusterConfig FakeApi::config() const {
-  ClusterConfig c;
+kube::ClusterConfig FakeApi::config() const {
+  kube::ClusterConfig c;
   c.host = "127.0.0.1";
   c.port = std::to_string(port());
   c.ca_pem = pki().ca_pem;
@@ -821,4 +777,4 @@ std::vector<std::string> FakeApi::patches() const {
   return impl_->patches;
 }
 
-}  // namespace sigil::kube::test
+}  // namespace sigil::test

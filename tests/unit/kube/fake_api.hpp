@@ -27,8 +27,9 @@
 #include <nlohmann/json.hpp>
 
 #include "kube/config.hpp"
+#include "run_coro.hpp"
 
-namespace sigil::kube::test {
+namespace sigil::test {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
@@ -42,37 +43,6 @@ struct Pki {
 };
 // One PKI per test process (key generation is the slow part).
 const Pki& pki();
-
-// A fresh temp directory, removed by the destructor.
-struct TempDir {
-  TempDir();
-  ~TempDir();
-  std::filesystem::path path;
-  std::string file(const std::string& name,
-                   const std::string& content) const;  // writes, returns path
-};
-void write_file_atomic(const std::filesystem::path& p, const std::string& data);
-
-// An io_context run by `threads` background threads for the duration of a test.
-struct Loop {
-  explicit Loop(int threads = 2);
-  ~Loop();
-  boost::asio::io_context ioc;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard;
-  std::vector<std::thread> workers;
-
-  template <class T>
-  static boost::asio::awaitable<std::optional<T>> wrap(boost::asio::awaitable<T> aw) {
-    co_return co_await std::move(aw);
-  }
-  template <class T>
-  T run(boost::asio::awaitable<T> aw) {
-    return *boost::asio::co_spawn(ioc, wrap(std::move(aw)), boost::asio::use_future).get();
-  }
-};
-
-// Polls pred every 5 ms until true or timeout; returns the last value.
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 5000ms);
 
 struct Seen {
   std::string method, path;
@@ -95,7 +65,7 @@ class FakeApi {
 
   uint16_t port() const;
   // host 127.0.0.1, this port, the test CA, token "good-token".
-  ClusterConfig config() const;
+  kube::ClusterConfig config() const;
 
   // ---- state (every change bumps the global resourceVersion and logs a watch event) ----
   // plural: "clusterimagepolicies" (cluster-scoped), "imagepolicies", "secrets", ...
@@ -155,4 +125,4 @@ class FakeApi {
 // A CR of sigil's kinds: {"apiVersion":"sigil.dev/v1alpha1","kind":..,"metadata":{..},"spec":..}
 json policy_object(const std::string& name, const std::string& ns = "", json spec = json::object());
 
-}  // namespace sigil::kube::test
+}  // namespace sigil::test

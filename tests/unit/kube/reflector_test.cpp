@@ -15,7 +15,7 @@
 
 using namespace sigil;
 using namespace sigil::kube;
-using namespace sigil::kube::test;
+using namespace sigil::test;
 
 namespace {
 

@@ -19,7 +19,7 @@
 namespace asio = boost::asio;
 using namespace sigil;
 using namespace sigil::net;
-using namespace sigil::net::testing;
+using namespace sigil::test;
 
 namespace {
 

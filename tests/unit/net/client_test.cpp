@@ -11,8 +11,7 @@
 
 using namespace sigil;
 using namespace sigil::net;
-using namespace sigil::net::testing;
-using sigil::test::Fault;
+using namespace sigil::test;
 
 namespace {
 

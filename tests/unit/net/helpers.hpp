@@ -8,30 +8,23 @@
 #include "net/client.hpp"
 #include "run_coro.hpp"
 
-namespace sigil::net::testing {
+namespace sigil::test {
 
 using namespace std::chrono_literals;
-using sigil::test::FakeHttpOptions;
-using sigil::test::FakeHttpServer;
-using sigil::test::HttpConn;
-using sigil::test::HttpReply;
-using sigil::test::HttpRequest;
-using sigil::test::Loop;
-using sigil::test::tls_pki;
 
 inline Deadline in(std::chrono::milliseconds d) {
   return std::chrono::steady_clock::now() + d;
 }
 
-inline Url url_of(const FakeHttpServer& s, const std::string& target = "/") {
-  auto u = parse_url(s.url(target));
+inline net::Url url_of(const FakeHttpServer& s, const std::string& target = "/") {
+  auto u = net::parse_url(s.url(target));
   if (!u) throw std::runtime_error("bad test URL " + s.url(target));
   return *u;
 }
 
 // Trusts the test CA only.
-inline ClientOptions tls_options() {
-  ClientOptions o;
+inline net::ClientOptions tls_options() {
+  net::ClientOptions o;
   o.tls.system_roots = false;
   o.tls.ca_pem = tls_pki().ca_pem;
   return o;
@@ -49,4 +42,4 @@ inline bool contains(const std::string& hay, const std::string& needle) {
   return hay.find(needle) != std::string::npos;
 }
 
-}  // namespace sigil::net::testing
+}  // namespace sigil::test

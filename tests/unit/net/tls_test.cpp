@@ -8,7 +8,7 @@
 
 using namespace sigil;
 using namespace sigil::net;
-using namespace sigil::net::testing;
+using namespace sigil::test;
 
 namespace {
 

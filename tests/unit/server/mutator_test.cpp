@@ -28,8 +28,8 @@ using nlohmann::json;
 using sigil::server::HttpReply;
 using sigil::server::Mutator;
 using sigil::server::pin_image;
-using sigil::server::test::pod_with_images;
-using sigil::server::test::read_fixture;
+using sigil::test::pod_with_images;
+using sigil::test::read_fixture;
 using sigil::verify::Outcome;
 using sigil::verify::Verdict;
 
@@ -56,7 +56,7 @@ struct FakeEngine {
 
   sigil::server::VerifyImage fn() {
     return [this](std::string image, const sigil::verify::Context&,
-                  sigil::server::Deadline deadline) -> asio::awaitable<Verdict> {
+                  sigil::Deadline deadline) -> asio::awaitable<Verdict> {
       ++calls;
       {
         std::lock_guard lock(mu);
@@ -335,7 +335,7 @@ namespace {
 
 struct MutateServer {
   explicit MutateServer(bool with_mutator = true)
-      : pki(sigil::server::test::make_pki()), validator(engine.fn()), mutator(engine.fn()) {
+      : pki(sigil::test::make_pki()), validator(engine.fn()), mutator(engine.fn()) {
     sigil::server::ServerOptions o;
     o.listen = "127.0.0.1:0";
     o.cert_file = pki.cert_file;
@@ -356,12 +356,12 @@ struct MutateServer {
     std::error_code ec;
     std::filesystem::remove_all(pki.dir, ec);
   }
-  sigil::server::test::ClientReply request(const std::string& method, const std::string& target,
-                                           const std::string& body = "") {
-    return sigil::server::test::https_request(server->port(), pki.ca_pem, method, target, body);
+  sigil::test::ClientReply request(const std::string& method, const std::string& target,
+                                   const std::string& body = "") {
+    return sigil::test::https_request(server->port(), pki.ca_pem, method, target, body);
   }
 
-  sigil::server::test::TestPki pki;
+  sigil::test::TestPki pki;
   FakeEngine engine;
   sigil::server::Validator validator;
   Mutator mutator;

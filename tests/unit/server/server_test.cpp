@@ -18,7 +18,7 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using nlohmann::json;
 using namespace sigil::server;
-using namespace sigil::server::test;
+using namespace sigil::test;
 
 namespace {
 

@@ -24,7 +24,7 @@
 #include <boost/beast/ssl.hpp>
 #include <nlohmann/json.hpp>
 
-namespace sigil::server::test {
+namespace sigil::test {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -240,7 +240,7 @@ asio::awaitable<verify::Verdict> FakeVerifier::operator()(std::string image, Dea
   co_return v;
 }
 
-VerifyImage FakeVerifier::fn() {
+server::VerifyImage FakeVerifier::fn() {
   return [this](std::string image, const verify::Context& ctx, Deadline d) {
     {
       std::lock_guard lock(mu);
@@ -507,4 +507,4 @@ std::string post_head(const std::string& target, const std::string& content_leng
   return h + "\r\n";
 }
 
-}  // namespace sigil::server::test
+}  // namespace sigil::test

@@ -14,7 +14,7 @@
 
 #include "server/validator.hpp"
 
-namespace sigil::server::test {
+namespace sigil::test {
 
 struct TestPki {
   std::filesystem::path dir;
@@ -48,7 +48,7 @@ struct FakeVerifier {
   mutable std::mutex mu;
   std::string last_ns;
   boost::asio::awaitable<verify::Verdict> operator()(std::string image, Deadline deadline);
-  VerifyImage fn();
+  server::VerifyImage fn();
 };
 
 struct ClientOptions {
@@ -110,4 +110,4 @@ class RawTlsClient {
 // with the blank line.
 std::string post_head(const std::string& target, const std::string& content_length);
 
-}  // namespace sigil::server::test
+}  // namespace sigil::test

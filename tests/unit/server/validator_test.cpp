@@ -12,9 +12,9 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 using sigil::server::HttpReply;
 using sigil::server::Validator;
-using sigil::server::test::FakeVerifier;
-using sigil::server::test::pod_with_images;
-using sigil::server::test::read_fixture;
+using sigil::test::FakeVerifier;
+using sigil::test::pod_with_images;
+using sigil::test::read_fixture;
 
 namespace {
 
@@ -223,7 +223,7 @@ TEST_CASE("validator builds the admission's context once and hands it to every i
   std::vector<std::string> seen_secrets;
   Validator v(fake.fn(),
               [&](const sigil::admission::Request& req,
-                  sigil::server::Deadline) -> boost::asio::awaitable<sigil::verify::Context> {
+                  sigil::Deadline) -> boost::asio::awaitable<sigil::verify::Context> {
                 ++made;
                 seen_sa = req.service_account;
                 seen_secrets = req.image_pull_secrets;
@@ -255,7 +255,7 @@ struct DenyAll {
   std::atomic<int> calls{0};
   sigil::server::VerifyImage fn() {
     return [this](std::string image, const sigil::verify::Context&,
-                  sigil::server::Deadline) -> boost::asio::awaitable<sigil::verify::Verdict> {
+                  sigil::Deadline) -> boost::asio::awaitable<sigil::verify::Verdict> {
       ++calls;
       sigil::verify::Verdict v =
           sigil::verify::denial(image, sigil::verify::Reason::not_signed, "no signatures found");

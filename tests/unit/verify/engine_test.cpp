@@ -86,7 +86,7 @@ class FakeRegistry final : public registry::Client {
   Errc referrers = Errc::unsupported;  // what get_referrers answers
   std::atomic<uint64_t> referrer_calls{0};
 
-  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, registry::Deadline,
+  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, sigil::Deadline,
                                                registry::PullCredentials creds) override {
     co_await pause();
     seen_creds.push_back(creds);
@@ -98,7 +98,7 @@ class FakeRegistry final : public registry::Client {
     co_return it->second;
   }
   asio::awaitable<Result<registry::ManifestResponse>> get_manifest(
-      const std::string&, const std::string& repo, const std::string& reference, registry::Deadline,
+      const std::string&, const std::string& repo, const std::string& reference, sigil::Deadline,
       registry::PullCredentials creds) override {
     co_await pause();
     seen_creds.push_back(creds);
@@ -114,8 +114,7 @@ class FakeRegistry final : public registry::Client {
                                          it->second};
   }
   asio::awaitable<Result<std::string>> get_blob(const std::string&, const std::string&,
-                                                const std::string& digest, int64_t,
-                                                registry::Deadline,
+                                                const std::string& digest, int64_t, sigil::Deadline,
                                                 registry::PullCredentials) override {
     co_await pause();
     ++calls;
@@ -126,7 +125,7 @@ class FakeRegistry final : public registry::Client {
   }
   asio::awaitable<Result<std::vector<oci::Descriptor>>> get_referrers(
       const std::string&, const std::string&, const std::string&, const std::string&,
-      registry::Deadline, registry::PullCredentials) override {
+      sigil::Deadline, registry::PullCredentials) override {
     co_await pause();
     ++referrer_calls;  // not in `calls`: the older tests count the other requests
     co_return make_error(referrers, "referrers");
@@ -548,7 +547,7 @@ TEST_CASE("an authority's source: signatures from another repository, with its p
   std::vector<std::string> asked;
   verify::Context ctx = in_ns("team-a");
   ctx.source_credentials = [&](std::vector<std::string> names,
-                               registry::Deadline) -> asio::awaitable<registry::PullCredentials> {
+                               sigil::Deadline) -> asio::awaitable<registry::PullCredentials> {
     asked.insert(asked.end(), names.begin(), names.end());
     co_return sig_creds;
   };

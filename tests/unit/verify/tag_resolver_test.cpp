@@ -30,7 +30,7 @@ class SlowTags final : public registry::Client {
   bool fail = false;
   int reads = 0;
 
-  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, registry::Deadline,
+  asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, sigil::Deadline,
                                                registry::PullCredentials) override {
     ++reads;
     const bool failing = fail;
@@ -43,12 +43,12 @@ class SlowTags final : public registry::Client {
     co_return seen;
   }
   asio::awaitable<Result<registry::ManifestResponse>> get_manifest(
-      const std::string&, const std::string&, const std::string&, registry::Deadline,
+      const std::string&, const std::string&, const std::string&, sigil::Deadline,
       registry::PullCredentials) override {
     co_return make_error(Errc::not_found, "unused");
   }
   asio::awaitable<Result<std::string>> get_blob(const std::string&, const std::string&,
-                                                const std::string&, int64_t, registry::Deadline,
+                                                const std::string&, int64_t, sigil::Deadline,
                                                 registry::PullCredentials) override {
     co_return make_error(Errc::not_found, "unused");
   }

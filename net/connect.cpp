@@ -1,0 +1,171 @@
+// net/connect.cpp: the idle pool (the expires_never rule, dead-connection checks), resolving
+// under a deadline, connecting plain or TLS with SNI and host verification.
+#include <poll.h>
+
+#include <spdlog/spdlog.h>
+
+#include "net/detail/client_impl.hpp"
+#include "net/detail/tls.hpp"
+
+namespace sigil::net {
+
+std::shared_ptr<Conn> Client::Impl::take_idle(const std::string& origin) {
+  auto it = idle.find(origin);
+  if (it == idle.end()) return nullptr;
+  auto& v = it->second;
+  std::shared_ptr<Conn> found;
+  const auto now = SteadyClock::now();
+  while (!v.empty() && !found) {
+    auto c = std::move(v.back());
+    v.pop_back();
+    --idle_total;
+    if (c->armed) --idle_armed;
+    if (now - c->idle_since < opts.idle_timeout && !c->looks_dead()) found = std::move(c);
+  }
+  if (v.empty()) idle.erase(it);
+  return found;
+}
+
+void Client::Impl::park(std::shared_ptr<Conn> c) {
+  // The expires_never rule: the deadline of the request that just ended must not stay
+  // armed on a connection that waits for another request.
+  c->disarm();
+  if (c->closed || opts.max_idle_per_origin == 0) return;
+  auto it = idle.find(c->origin);
+  if (it == idle.end()) {
+    if (idle.size() >= opts.max_origins) return;
+    it = idle.emplace(c->origin, std::vector<std::shared_ptr<Conn>>{}).first;
+  }
+  if (it->second.size() >= opts.max_idle_per_origin) return;
+  c->idle_since = SteadyClock::now();
+  if (c->armed) ++idle_armed;
+  it->second.push_back(std::move(c));
+  ++idle_total;
+}
+
+void Client::Impl::observe(const Url& url, Method method, unsigned status, Errc error,
+                           SteadyClock::time_point start, bool reused) {
+  if (!opts.observer) return;
+  Exchange e;
+  e.origin = url.origin();
+  e.method = method;
+  e.status = status;
+  e.error = error;
+  e.duration = SteadyClock::now() - start;
+  e.reused = reused;
+  try {
+    opts.observer(e);
+  } catch (...) {
+    spdlog::warn("net: the exchange observer threw; ignored");
+  }
+}
+
+awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url& url,
+                                                                      Deadline deadline,
+                                                                      CallState& call) {
+  boost::system::error_code ec;
+  const auto port = static_cast<unsigned short>(std::stoul(url.port));
+  auto addr = asio::ip::make_address(url.host, ec);
+  if (!ec) co_return std::vector<tcp::endpoint>{tcp::endpoint(addr, port)};
+  auto rs = std::make_shared<Resolving>(strand);
+  call.resolving = rs;
+  asio::steady_timer timer(strand);
+  timer.expires_at(deadline);
+  // The handler holds the shared state, never this frame: it may run after we are gone.
+  timer.async_wait([rs](boost::system::error_code tec) {
+    if (!tec) {
+      rs->timed_out = true;
+      rs->resolver.cancel();
+    }
+  });
+  auto [rec, results] = co_await rs->resolver.async_resolve(url.host, url.port, use_tuple);
+  timer.cancel();
+  if (call.cancelled) co_return cancelled_error("resolving " + url.host);
+  if (rs->timed_out) co_return timeout_error("resolving " + url.host);
+  if (rec) {
+    co_return make_error(Errc::unavailable,
+                         "cannot resolve host " + url.host + ": " + rec.message());
+  }
+  std::vector<tcp::endpoint> out;
+  for (const auto& r : results) out.push_back(r.endpoint());
+  if (out.empty()) co_return make_error(Errc::unavailable, "host " + url.host + " has no address");
+  co_return out;
+}
+
+awaitable<Result<std::shared_ptr<Conn>>> Client::Impl::connect(const Url& url, Deadline deadline,
+                                                               CallState& call, bool& retryable) {
+  retryable = true;
+  const std::string where = url.authority();
+  auto eps = co_await endpoints(url, deadline, call);
+  if (!eps) {
+    retryable = eps.error().code == Errc::unavailable && !call.cancelled;
+    co_return eps.error();
+  }
+  auto conn = std::make_shared<Conn>();
+  conn->origin = url.origin();
+  if (url.scheme == "https") {
+    conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(strand, *ctx);
+  } else {
+    conn->plain = std::make_unique<beast::tcp_stream>(strand);
+  }
+  call.active = conn;
+  conn->arm(deadline);
+  auto [cec, ep] = co_await conn->lowest().async_connect(*eps, use_tuple);
+  (void)ep;
+  if (call.cancelled) co_return cancelled_error("connecting to " + where);
+  if (cec) {
+    if (cec == beast::error::timeout || SteadyClock::now() >= deadline) {
+      retryable = false;
+      co_return timeout_error("connecting to " + where);
+    }
+    co_return make_error(Errc::unavailable, "cannot connect to " + where + ": " + cec.message());
+  }
+  connections.fetch_add(1, std::memory_order_relaxed);
+  if (opts.tcp_nodelay) {
+    // Nagle would hold a small write (a request right after the TLS Finished, a body
+    // written after its header) until the peer's delayed ACK: up to 40 ms per request.
+    boost::system::error_code nec;
+    conn->lowest().socket().set_option(tcp::no_delay(true), nec);
+    if (nec) spdlog::debug("net: TCP_NODELAY on {}: {}", where, nec.message());
+  }
+  if (conn->tls) {
+    SSL* s = conn->tls->native_handle();
+    if (auto st = detail::prepare_handshake(s, url.host, opts.tls); !st) {
+      retryable = false;
+      co_return st.error();
+    }
+    conn->arm(deadline);
+    auto [hec] = co_await conn->tls->async_handshake(ssl::stream_base::client, use_tuple);
+    if (call.cancelled) co_return cancelled_error("TLS handshake with " + where);
+    if (hec) {
+      if (hec == beast::error::timeout || SteadyClock::now() >= deadline) {
+        retryable = false;
+        co_return timeout_error("TLS handshake with " + where);
+      }
+      std::string why = hec.message();
+      if (auto v = detail::verification_failure(s)) {
+        why = *v;
+        retryable = false;
+      }
+      co_return make_error(Errc::unavailable, "TLS handshake with " + where + " failed: " + why);
+    }
+  }
+  co_return conn;
+}
+
+awaitable<Result<std::shared_ptr<Conn>>> Client::Impl::acquire(const Url& url, Deadline deadline,
+                                                               CallState& call, bool fresh,
+                                                               bool& reused, bool& retryable) {
+  reused = false;
+  retryable = true;
+  if (!fresh) {
+    if (auto c = take_idle(url.origin())) {
+      reused = true;
+      call.active = c;
+      co_return c;
+    }
+  }
+  co_return co_await connect(url, deadline, call, retryable);
+}
+
+}  // namespace sigil::net

@@ -1,0 +1,293 @@
+// net/detail/client_impl.hpp: the private parts of net::Client, shared by its sources.
+//
+// Role: net/client.cpp holds the public API and the request checks; net/connect.cpp the idle
+// pool, resolving under a deadline, connecting and the TLS handshake; net/exchange.cpp one
+// exchange with its caps, the retry loop and redirects; net/stream.cpp streaming answers
+// (Client::open, ResponseStream). Everything runs on the client's strand. Included only by
+// net/*.cpp.
+#pragma once
+
+#include <poll.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include "net/client.hpp"
+
+namespace sigil::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace detail {
+
+inline constexpr auto use_tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
+inline constexpr size_t kReadChunk = 16 * 1024;
+
+Error timeout_error(const std::string& what);
+Error cancelled_error(const std::string& what);
+boost::beast::http::verb verb_of(Method m);
+// A request net can send as asked, or why not.
+Status check_request(const Request& r);
+bool is_redirect(unsigned s);
+// A connection error on a keep-alive connection that the peer closed while it was idle.
+bool closed_by_peer(const boost::system::error_code& ec);
+
+// ---------------------------------------------------------------------------------------------
+// Connections (touched only on the client's strand)
+
+struct Conn {
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  std::string origin;
+  SteadyClock::time_point idle_since{};
+  bool closed = false;
+  // Whether the stream's deadline timer is set: every operation arms it with its call's
+  // deadline; parking the connection disarms it (the expires_never rule).
+  bool armed = false;
+
+  beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *plain; }
+  void arm(Deadline deadline) {
+    lowest().expires_at(deadline);
+    armed = true;
+  }
+  void disarm() {
+    lowest().expires_never();
+    armed = false;
+  }
+  void close() {
+    closed = true;
+    lowest().close();
+  }
+  // An idle connection is never readable: we never pipeline, so bytes or an EOF waiting on
+  // it mean the peer closed it (or sent a TLS alert). Checked without blocking.
+  bool looks_dead() {
+    if (closed || !lowest().socket().is_open()) return true;
+    pollfd p{};
+    p.fd = lowest().socket().native_handle();
+    p.events = POLLIN;
+    const int n = ::poll(&p, 1, 0);
+    return n != 0;  // readable, hung up, or poll itself failed
+  }
+};
+
+// Name resolution in flight, shared with its deadline timer and with a cancellation.
+struct Resolving {
+  explicit Resolving(const asio::any_io_executor& ex) : resolver(ex) {}
+  tcp::resolver resolver;
+  bool timed_out = false;
+};
+
+// One call (send, open, or a stream read) on the strand. The caller's cancellation slot holds
+// a shared reference: a cancellation posted after the call ended finds done == true and
+// touches nothing else.
+struct CallState {
+  bool cancelled = false;
+  bool done = false;
+  std::weak_ptr<Conn> active;
+  std::weak_ptr<Resolving> resolving;
+  std::shared_ptr<asio::steady_timer> sleeping;
+
+  void cancel() {
+    if (done || cancelled) return;
+    cancelled = true;
+    if (auto c = active.lock()) c->close();
+    if (auto r = resolving.lock()) r->resolver.cancel();
+    if (sleeping) sleeping->cancel();
+  }
+};
+
+struct Attempt {
+  Result<Response> result = make_error(Errc::internal, "no attempt");
+  bool retryable = false;  // a network failure worth another attempt
+  bool stale = false;      // failed before any byte of the answer, on a pooled connection
+};
+
+}  // namespace detail
+
+using detail::Attempt;
+using detail::CallState;
+using detail::cancelled_error;
+using detail::check_request;
+using detail::closed_by_peer;
+using detail::Conn;
+using detail::is_redirect;
+using detail::kReadChunk;
+using detail::Resolving;
+using detail::timeout_error;
+using detail::use_tuple;
+using detail::verb_of;
+
+// ---------------------------------------------------------------------------------------------
+// Client::Impl
+
+struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
+  asio::any_io_executor strand;
+  ClientOptions opts;
+  Status init;
+  std::shared_ptr<ssl::context> ctx;
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> connections{0};
+  std::atomic<size_t> idle_total{0};
+  std::atomic<size_t> idle_armed{0};
+
+  // Strand only.
+  std::map<std::string, std::vector<std::shared_ptr<Conn>>> idle;
+
+  // ---- the pool (net/connect.cpp) ----
+
+  std::shared_ptr<Conn> take_idle(const std::string& origin);
+  void park(std::shared_ptr<Conn> c);
+
+  // ---- connecting (net/connect.cpp) ----
+
+  void observe(const Url& url, Method method, unsigned status, Errc error,
+               SteadyClock::time_point start, bool reused);
+
+  awaitable<Result<std::vector<tcp::endpoint>>> endpoints(const Url& url, Deadline deadline,
+                                                          CallState& call);
+
+  // A new connection to url's origin, TLS handshake done for https. `retryable` is false
+  // when another attempt cannot help (the certificate was refused, the deadline passed).
+  awaitable<Result<std::shared_ptr<Conn>>> connect(const Url& url, Deadline deadline,
+                                                   CallState& call, bool& retryable);
+
+  // A connection to url's origin: an idle one when there is one, else a new one.
+  awaitable<Result<std::shared_ptr<Conn>>> acquire(const Url& url, Deadline deadline,
+                                                   CallState& call, bool fresh, bool& reused,
+                                                   bool& retryable);
+
+  // ---- one exchange, retries, redirects (net/exchange.cpp) ----
+
+  http::request<http::string_body> make_message(const Request& req, const Url& url,
+                                                bool with_auth) const;
+
+  // Writes m and reads the answer's header into p. stale: failed before any answer byte.
+  template <class Stream, class Parser>
+  awaitable<Status> write_and_read_header(Stream& stream, Conn& conn,
+                                          http::request<http::string_body>& m, Parser& p,
+                                          const Limits& limits, Deadline deadline, CallState& call,
+                                          const std::string& where, bool& stale) {
+    stale = false;
+    conn.arm(deadline);
+    auto [wec, wn] = co_await http::async_write(stream, m, use_tuple);
+    (void)wn;
+    if (call.cancelled) co_return cancelled_error("sending to " + where);
+    if (wec) {
+      if (wec == beast::error::timeout || SteadyClock::now() >= deadline) {
+        co_return timeout_error("sending to " + where);
+      }
+      stale = true;  // nothing of an answer was read
+      co_return make_error(Errc::unavailable, "sending to " + where + " failed: " + wec.message());
+    }
+    p.header_limit(limits.max_header);
+    conn.arm(deadline);
+    auto [hec, hn] = co_await http::async_read_header(stream, conn.buffer, p, use_tuple);
+    (void)hn;
+    if (call.cancelled) co_return cancelled_error("waiting for " + where);
+    if (hec) {
+      if (hec == beast::error::timeout || SteadyClock::now() >= deadline) {
+        co_return timeout_error("waiting for " + where);
+      }
+      if (hec == http::error::header_limit) {
+        co_return make_error(Errc::too_large, "the answer of " + where + " has a header over " +
+                                                  std::to_string(limits.max_header) + " bytes");
+      }
+      stale = hec == http::error::end_of_stream || (closed_by_peer(hec) && conn.buffer.size() == 0);
+      co_return make_error(Errc::unavailable,
+                           "reading the answer of " + where + " failed: " + hec.message());
+    }
+    co_return Status{};
+  }
+
+  template <class Stream>
+  awaitable<Attempt> exchange_on(Stream& stream, Conn& conn, http::request<http::string_body>& m,
+                                 const Url& url, bool head, const Limits& limits, Deadline deadline,
+                                 CallState& call, bool& keep);
+
+  // One request to url on one connection; a pooled connection that turns out dead before any
+  // answer byte is replaced by a fresh one once.
+  awaitable<Attempt> round_trip(const Request& req, const Url& url, bool with_auth,
+                                const Limits& limits, Deadline deadline, CallState& call);
+
+  // Waits `delay` unless it would pass the deadline or the call is cancelled. False: do not
+  // retry.
+  awaitable<bool> sleep(std::chrono::milliseconds delay, Deadline deadline, CallState& call);
+
+  // round_trip with the request's retry policy: network errors, 429 and 5xx again after a
+  // backoff (or the server's Retry-After), within the deadline. The last answer is returned
+  // whatever its status.
+  awaitable<Result<Response>> send_retrying(const Request& req, const Url& url, bool with_auth,
+                                            const Limits& limits, Deadline deadline,
+                                            CallState& call);
+
+  awaitable<Result<Response>> send_on_strand(const Request& req, Deadline deadline,
+                                             const Limits& limits, CallState& call);
+
+  // ---- running on the strand, with the caller's cancellation bridged ----
+
+  // Runs body(call) on the strand. The caller's cancellation slot gets a handler that owns
+  // the call's state and posts its cancellation to the strand; co_spawn's own cancellation
+  // forwarding is left unconnected (Boost 1.81 dispatches a raw pointer to the child's
+  // signal, which dangles when the child finished first).
+  template <class T, class Body>
+  static awaitable<Result<T>> on_strand(std::shared_ptr<Impl> self, std::string what, Body& body) {
+    auto cs = co_await asio::this_coro::cancellation_state;
+    if (cs.cancelled() != asio::cancellation_type::none) co_return cancelled_error(what);
+    auto call = std::make_shared<CallState>();
+    asio::cancellation_slot slot = cs.slot();
+    if (slot.is_connected()) {
+      slot.assign([call, strand = self->strand](asio::cancellation_type) {
+        asio::post(strand, [call] { call->cancel(); });
+      });
+    }
+    auto run = [&body, call, &what]() -> awaitable<std::optional<Result<T>>> {
+      std::optional<Result<T>> out;
+      try {
+        out.emplace(co_await body(*call));
+      } catch (const std::exception& e) {
+        out.emplace(make_error(Errc::internal, what + ": " + e.what()));
+      }
+      call->done = true;
+      co_return out;
+    };
+    std::optional<Result<T>> r;
+    try {
+      r = co_await asio::co_spawn(
+          self->strand, run(),
+          asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
+    } catch (const std::exception& e) {
+      r.emplace(make_error(Errc::internal, what + ": " + e.what()));
+    }
+    if (slot.is_connected()) slot.clear();
+    if (!r) co_return make_error(Errc::internal, what + ": no result");
+    co_return std::move(*r);
+  }
+};
+
+}  // namespace sigil::net
