@@ -65,8 +65,10 @@ if [ "${SIGIL_QUICK:-0}" != 1 ]; then
     echo "$tidy_files" | xargs -n1 -P"$JOBS" clang-tidy -p build-asan --quiet 2>&1 \
       | grep -v -E '^[0-9]+ warnings? (and [0-9]+ errors? )?generated|^Suppressed|^Use -header-filter|^$' \
       > build-asan/tidy.log || true
-    if grep -q -E 'warning:|error:' build-asan/tidy.log; then
-      cat build-asan/tidy.log
+    # Diagnostics located in system headers are not ours to fix: clang 14's analyzer does not
+    # model coroutines and reports Boost.Asio's awaitable internals (core.CallAndMessage).
+    if grep -E '^[^ ]+:[0-9]+:[0-9]+: (warning|error):' build-asan/tidy.log | grep -q -v '^/usr/'; then
+      grep -v '^/usr/' build-asan/tidy.log
       echo "clang-tidy found the problems above"
       exit 1
     fi
