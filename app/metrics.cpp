@@ -42,10 +42,12 @@ namespace {
 
 // Admission latency: the webhook answers in milliseconds when cached, in seconds when a
 // registry is slow, and never past the API server's timeout (at most 30 s).
-const prom::Histogram::BucketBoundaries kAdmissionBuckets = {
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
-const prom::Histogram::BucketBoundaries kRegistryBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                            0.5,   1,    2.5,   5,    10};
+prom::Histogram::BucketBoundaries admission_buckets() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+}
+prom::Histogram::BucketBoundaries registry_buckets() {
+  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+}
 
 constexpr server::AdmissionResult kResults[] = {
     server::AdmissionResult::allowed, server::AdmissionResult::warned,
@@ -149,7 +151,7 @@ struct Metrics::Impl {
       for (size_t i = 0; i < std::size(kResults); ++i) {
         admission_by[r][i] = &admission_seconds.Add(
             {{"route", routes[r]}, {"result", std::string(server::result_name(kResults[i]))}},
-            kAdmissionBuckets);
+            admission_buckets());
       }
     }
     for (size_t o = 0; o < std::size(kOutcomes); ++o) {
@@ -270,7 +272,7 @@ void Metrics::registry_exchange(const net::Exchange& e) {
   const std::string status =
       e.status != 0 ? std::to_string(e.status) : std::string("error:") + errc_name(e.error);
   impl_->registry_requests.Add({{"host", host}, {"status", status}}).Increment();
-  impl_->registry_seconds.Add({{"host", host}}, kRegistryBuckets)
+  impl_->registry_seconds.Add({{"host", host}}, registry_buckets())
       .Observe(std::chrono::duration<double>(e.duration).count());
 }
 
