@@ -229,16 +229,22 @@ for kind in tag digest; do
   done
 done
 
+# cpu_ticks PID: user + system CPU time of the process so far, in clock ticks (/proc/PID/stat).
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 WRK=(wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/bench/post.lua")
 echo "== (a) wrk ${WRK[*]:1:3} against bench_bare_responder"
 BENCH_BODY="$W/review-tag.json" "${WRK[@]}" "https://127.0.0.1:$BARE_PORT/validate?timeout=10s" > "$W/wrk-bare.txt" 2>&1
 for kind in tag digest; do
   echo "== (a) wrk ${WRK[*]:1:3} against sigil, image by $kind (threads=$THREADS, log level $LOG_LEVEL)"
+  c0=$(cpu_ticks "$SIGIL_PID")
   BENCH_BODY="$W/review-$kind.json" "${WRK[@]}" "https://127.0.0.1:$SIGIL_PORT/validate?timeout=10s" \
     > "$W/wrk-sigil-$kind.txt" 2>&1
+  echo "sigil.cpu_ticks=$(( $(cpu_ticks "$SIGIL_PID") - c0 ))" >> "$W/wrk-sigil-$kind.txt"
   echo "== (a) the same against sigil with --metrics-listen, image by $kind"
+  c0=$(cpu_ticks "$SIGILM_PID")
   BENCH_BODY="$W/review-$kind.json" "${WRK[@]}" "https://127.0.0.1:$SIGILM_PORT/validate?timeout=10s" \
     > "$W/wrk-sigilm-$kind.txt" 2>&1
+  echo "sigil.cpu_ticks=$(( $(cpu_ticks "$SIGILM_PID") - c0 ))" >> "$W/wrk-sigilm-$kind.txt"
 done
 curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" > "$W/metrics.txt" || true
 METRICS_ADMISSIONS=$(awk '/^sigil_admission_duration_seconds_count\{/ { n += $2 } END { print n + 0 }' "$W/metrics.txt")
@@ -286,6 +292,14 @@ printf '%-40s %12s %12s\n' "    with /metrics on: requests/s" "$(kv "$W/wrk-sigi
   "$(kv "$W/wrk-sigilm-digest.txt" wrk.rps)"
 printf '%-40s %12s %12s   (%s admissions observed)\n' "    metrics on / off" "$(mratio tag)" \
   "$(mratio digest)" "$METRICS_ADMISSIONS"
+# CPU per admission is steadier than requests/s on a shared machine: other load steals wall time
+# from both servers alike, but not CPU time from the one being measured.
+cpu_us() { awk -v t="$(kv "$1" sigil.cpu_ticks)" -v n="$(kv "$1" wrk.requests)" -v hz="$(getconf CLK_TCK)" \
+  'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }'; }
+printf '%-40s %12s %12s\n' "    CPU us per admission, metrics off" "$(cpu_us "$W/wrk-sigil-tag.txt")" \
+  "$(cpu_us "$W/wrk-sigil-digest.txt")"
+printf '%-40s %12s %12s\n' "    CPU us per admission, metrics on" "$(cpu_us "$W/wrk-sigilm-tag.txt")" \
+  "$(cpu_us "$W/wrk-sigilm-digest.txt")"
 printf '%-40s %25s\n' "    sigil still admits after the runs" "$SIGIL_STILL_ALLOWS"
 printf '%-40s %25s\n' "    denials logged during the runs" "$DENIED_LINES"
 echo
