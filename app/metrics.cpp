@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -55,6 +56,7 @@ constexpr server::AdmissionResult kResults[] = {
 constexpr verify::Outcome kOutcomes[] = {verify::Outcome::allowed, verify::Outcome::warned,
                                          verify::Outcome::denied};
 constexpr size_t kReasons = std::size(verify::kAllReasons);
+constexpr size_t kMaxRegistryHosts = 64;
 
 const char* outcome_label(verify::Outcome o) {
   switch (o) {
@@ -140,6 +142,9 @@ struct Metrics::Impl {
   std::array<std::array<prom::Histogram*, std::size(kResults)>, 2> admission_by{};
   // outcome x reason, created up front: a verdict costs an index and an atomic add.
   std::array<std::array<prom::Counter*, kReasons>, std::size(kOutcomes)> verdict_by{};
+
+  std::mutex hosts_mu;
+  std::set<std::string, std::less<>> hosts;  // registry hosts with series of their own
 
   mutable std::mutex mu;  // the scrape-time sources
   const verify::Engine* engine = nullptr;
@@ -268,7 +273,20 @@ void Metrics::verdict(const verify::Verdict& v) {
 }
 
 void Metrics::registry_exchange(const net::Exchange& e) {
-  const std::string host = host_of(e.origin);
+  // Hosts come from the images pods name (where a policy's globs match them): past
+  // kMaxRegistryHosts distinct ones, the rest share host="other", so pods cannot grow the
+  // series without bound.
+  std::string host = host_of(e.origin);
+  {
+    std::lock_guard lock(impl_->hosts_mu);
+    if (impl_->hosts.count(host) == 0) {
+      if (impl_->hosts.size() < kMaxRegistryHosts) {
+        impl_->hosts.insert(host);
+      } else {
+        host = "other";
+      }
+    }
+  }
   const std::string status =
       e.status != 0 ? std::to_string(e.status) : std::string("error:") + errc_name(e.error);
   impl_->registry_requests.Add({{"host", host}, {"status", status}}).Increment();

@@ -94,6 +94,23 @@ TEST_CASE("metrics: registry exchanges by host and status; token refreshes by so
                R"(sigil_token_refreshes_total{result="failed",source="workload-identity"})") == 1);
 }
 
+TEST_CASE("metrics: registry hosts beyond 64 share host=\"other\"") {
+  Metrics m;
+  sigil::net::Exchange e;
+  e.status = 200;
+  for (int i = 0; i < 70; ++i) {
+    e.origin = "https://r" + std::to_string(i) + ".example";
+    m.registry_exchange(e);
+  }
+  e.origin = "https://r0.example";  // a host seen before the cap keeps its series
+  m.registry_exchange(e);
+  const std::string text = m.scrape();
+  CHECK(sample(text, R"(sigil_registry_requests_total{host="r0.example",status="200"})") == 2);
+  CHECK(sample(text, R"(sigil_registry_requests_total{host="r63.example",status="200"})") == 1);
+  CHECK(sample(text, R"(sigil_registry_requests_total{host="r64.example",status="200"})") == -1);
+  CHECK(sample(text, R"(sigil_registry_requests_total{host="other",status="200"})") == 6);
+}
+
 TEST_CASE("metrics: the policy state and the process figures are read at scrape time") {
   Metrics m;
   CHECK(m.scrape().find("sigil_policy_synced") == std::string::npos);
