@@ -18,6 +18,7 @@
 
 #include "app/cluster.hpp"
 #include "app/config.hpp"
+#include "app/metrics.hpp"
 #include "app/trust.hpp"
 #include "app/webhook.hpp"
 #include "azure/azure.hpp"
@@ -398,6 +399,13 @@ int run_serve(Settings s) {
   if (!ropts.ok()) return config_error(ropts.error().message);
 
   unsigned threads = s.threads ? s.threads : std::max(1u, std::thread::hardware_concurrency());
+  // Before the io_context: the metrics listener's connections and the observers below use it
+  // until the loop's last handler is gone. Without metrics.listen nothing is observed.
+  Metrics metrics;
+  const bool metrics_on = !s.metrics.listen.empty();
+  if (metrics_on) {
+    ropts->observer = [&metrics](const net::Exchange& e) { metrics.registry_exchange(e); };
+  }
   asio::io_context io(static_cast<int>(threads));
   if (auto st = attach_azure(*ropts, s.registry, io.get_executor(), true); !st.ok())
     return config_error(st.error().message);
@@ -451,7 +459,7 @@ int run_serve(Settings s) {
 
   // The bridge from the server to the engine: what /validate and /mutate call for each image
   // (app/webhook.hpp).
-  Webhook webhook(engine, store, cluster.get());
+  Webhook webhook(engine, store, cluster.get(), metrics_on ? &metrics : nullptr);
   // pinning: the chart registered /mutate, so Pods run the digests sigil verified. Nothing
   // depends on it yet (a short tag cache will, issue 14); /mutate is served either way.
   spdlog::info("pinning: {}", s.pinning ? "on (the mutating webhook pins Pods' tags to digests)"
@@ -478,6 +486,26 @@ int run_serve(Settings s) {
     return docs.ok() ? std::string() : docs.error().message;
   };
   sopts.mutator = &webhook.mutator();
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (metrics_on) {
+    sopts.observe_admission = [&metrics](std::string_view route, server::AdmissionResult result,
+                                         std::chrono::steady_clock::duration elapsed) {
+      metrics.admission(route, result, elapsed);
+    };
+    metrics.set_engine(&engine);
+    metrics.set_policy_state([&store, &cluster] {
+      PolicyState ps;
+      ps.source = cluster ? "kube" : "files";
+      ps.synced = !cluster || cluster->ready();
+      const auto set = store.get();
+      ps.generation = set ? set->generation() : 0;
+      ps.policies = set ? set->policies().size() : 0;
+      return ps;
+    });
+    metrics_server = std::make_unique<MetricsServer>(io, metrics, s.metrics.listen);
+    if (auto st = metrics_server->start(); !st.ok()) return config_error(st.error().message);
+    spdlog::info("metrics: http://{}/metrics (port {})", s.metrics.listen, metrics_server->port());
+  }
   server::Server srv(io, sopts, webhook.validator());
   if (auto st = srv.start(); !st.ok()) return config_error(st.error().message);
   spdlog::info("sigil serving https on {} (port {})", s.listen, srv.port());
@@ -515,6 +543,7 @@ int run_serve(Settings s) {
                  sopts.shutdown_grace.count());
     hup.cancel();
     if (cluster) cluster->stop();
+    if (metrics_server) metrics_server->stop();
     srv.stop();
     // Idle registry connections and stragglers must not keep the process alive: after the
     // grace period the loop is stopped whatever is left.
@@ -600,6 +629,9 @@ int run(int argc, char** argv) {
   serve->add_flag("--pinning", settings.pinning,
                   "the mutating webhook (POST /mutate) is registered, so Pods run the digests "
                   "sigil verified (informational; /mutate is always served)");
+  serve->add_option("--metrics-listen", settings.metrics.listen,
+                    "ADDR:PORT of a plain-HTTP listener for GET /metrics (Prometheus text "
+                    "format); off when not given");
   add_registry_flags(*serve, settings.registry);
 
   VerifyArgs va;
@@ -694,6 +726,7 @@ int run(int argc, char** argv) {
       settings.negative_cache_ttl = from_file.negative_cache_ttl;
       settings.cache_size = from_file.cache_size;
       settings.server = from_file.server;
+      if (!given("--metrics-listen")) settings.metrics = from_file.metrics;
     }
     if (!resync_flag.empty()) {
       auto r = parse_duration(resync_flag);

@@ -128,9 +128,10 @@ Status load_config_file(const std::string& path, Settings& s) {
   }
   if (!root.IsMap())
     return make_error(Errc::invalid_argument, path + ": the config must be a YAML mapping");
-  static const char* kKnown[] = {"listen",      "tlsCert", "tlsKey", "policies", "noMatchPolicy",
-                                 "registry",    "timeout", "cache",  "threads",  "logLevel",
-                                 "trustedRoot", "kube",    "server", "pinning",  "azure"};
+  static const char* kKnown[] = {"listen",        "tlsCert",  "tlsKey",      "policies",
+                                 "noMatchPolicy", "registry", "timeout",     "cache",
+                                 "threads",       "logLevel", "trustedRoot", "kube",
+                                 "server",        "pinning",  "azure",       "metrics"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
@@ -208,6 +209,19 @@ Status load_config_file(const std::string& path, Settings& s) {
       if (!(st = get_duration(srv, "lameDuck", lame_duck, path)).ok()) return st;
       sv.lame_duck = lame_duck;
     }
+  }
+  if (const YAML::Node m = root["metrics"]) {
+    if (!m.IsMap()) {
+      return make_error(Errc::invalid_argument, path + ": setting \"metrics\" must be a mapping");
+    }
+    for (const auto& kv : m) {
+      auto key = kv.first.as<std::string>();
+      if (key != "listen") {
+        return make_error(Errc::invalid_argument,
+                          path + ": unknown setting \"metrics." + key + "\"");
+      }
+    }
+    if (!(st = get(m, "listen", s.metrics.listen, path)).ok()) return st;
   }
   if (!(st = get(root, "threads", s.threads, path)).ok()) return st;
   if (!(st = get(root, "logLevel", s.log_level, path)).ok()) return st;

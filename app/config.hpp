@@ -54,6 +54,11 @@ struct ServerSettings {
   std::optional<std::chrono::milliseconds> lame_duck;
 };
 
+// The plain-HTTP metrics listener (config `metrics:`).
+struct MetricsSettings {
+  std::string listen;  // "ADDR:PORT" or ":9090"; "" = no /metrics
+};
+
 struct Settings {
   std::string listen = "0.0.0.0:8443";
   std::string tls_cert;
@@ -66,6 +71,7 @@ struct Settings {
   KubeSettings kube;
   RegistrySettings registry;
   ServerSettings server;
+  MetricsSettings metrics;
   std::chrono::milliseconds timeout{10000};  // used when the API server sends no ?timeout=
   std::chrono::seconds cache_ttl{300};
   std::chrono::seconds negative_cache_ttl{30};

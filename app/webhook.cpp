@@ -4,17 +4,21 @@
 #include <utility>
 
 #include "app/cluster.hpp"
+#include "app/metrics.hpp"
 
 namespace sigil::app {
 
 namespace asio = boost::asio;
 
-Webhook::Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolicies* cluster)
+Webhook::Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolicies* cluster,
+                 Metrics* metrics)
     : engine_(engine),
       store_(store),
       cluster_(cluster),
+      metrics_(metrics),
       validator_(
           [this](std::string image, const verify::Context& context, Deadline deadline) {
+            if (metrics_ != nullptr) return verify_counted(std::move(image), context, deadline);
             return verify_image(std::move(image), context, deadline);
           },
           [this](const admission::Request& request, Deadline deadline) {
@@ -33,6 +37,15 @@ asio::awaitable<verify::Verdict> Webhook::verify_image(std::string image,
                                                        Deadline deadline) const {
   // Not a coroutine: the engine's coroutine owns its copies of everything.
   return engine_.verify(std::move(image), store_.get(), deadline, context);
+}
+
+asio::awaitable<verify::Verdict> Webhook::verify_counted(std::string image, verify::Context context,
+                                                         Deadline deadline) const {
+  // A coroutine of its own, owning its copies (the context by value).
+  verify::Verdict v =
+      co_await engine_.verify(std::move(image), store_.get(), deadline, std::move(context));
+  metrics_->verdict(v);
+  co_return v;
 }
 
 asio::awaitable<verify::Context> Webhook::admission_context(const admission::Request& request,

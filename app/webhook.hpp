@@ -26,6 +26,7 @@
 namespace sigil::app {
 
 class ClusterPolicies;
+class Metrics;
 
 // The live policy snapshot: requests load it without a lock; SIGHUP or the cluster swap it.
 class PolicyStore {
@@ -40,9 +41,10 @@ class PolicyStore {
 
 class Webhook {
  public:
-  // engine, store and cluster (null without --kube) must outlive the Webhook, and the Webhook
-  // every server connection.
-  Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolicies* cluster);
+  // engine, store, cluster (null without --kube) and metrics (null: none counted) must outlive
+  // the Webhook, and the Webhook every server connection.
+  Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolicies* cluster,
+          Metrics* metrics = nullptr);
   Webhook(const Webhook&) = delete;
   Webhook& operator=(const Webhook&) = delete;
 
@@ -50,6 +52,10 @@ class Webhook {
   boost::asio::awaitable<verify::Verdict> verify_image(std::string image,
                                                        const verify::Context& context,
                                                        Deadline deadline) const;
+  // verify_image, then the verdict counted by reason (POST /validate with metrics on; /mutate
+  // is not counted, so an image pinned then validated counts once).
+  boost::asio::awaitable<verify::Verdict> verify_counted(std::string image, verify::Context context,
+                                                         Deadline deadline) const;
   // Who is asking (server::MakeContext): with --kube the cluster's answer (namespace, the pod's
   // and its ServiceAccount's imagePullSecrets), else the namespace alone; and a fresh byte
   // budget for all the admission's images.
@@ -63,6 +69,7 @@ class Webhook {
   verify::Engine& engine_;
   const PolicyStore& store_;
   ClusterPolicies* cluster_;
+  Metrics* metrics_;
   server::Validator validator_;
   server::Mutator mutator_;
 };

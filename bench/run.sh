@@ -41,6 +41,7 @@ command -v wrk >/dev/null || { echo "bench: wrk is missing (scripts/deps.sh inst
 W="${BENCH_DIR:-$(mktemp -d /tmp/sigil-bench.XXXXXX)}"
 mkdir -p "$W"
 SIGIL_PID=""
+SIGILM_PID=""
 BARE_PID=""
 # stop_pid NAME PID: SIGINT (sigil: no lame duck), up to 5 s to exit, then SIGKILL (and say so).
 stop_pid() {
@@ -52,6 +53,7 @@ stop_pid() {
 }
 cleanup() {
   [ -n "$SIGIL_PID" ] && stop_pid sigil "$SIGIL_PID"
+  [ -n "$SIGILM_PID" ] && stop_pid sigil-metrics "$SIGILM_PID"
   [ -n "$BARE_PID" ] && stop_pid bench_bare_responder "$BARE_PID"
   "$PY" "$SUPPORT/registry.py" stop --dir "$W/registry" >/dev/null 2>&1 || true
   if [ -z "${BENCH_DIR:-}" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$W"; fi
@@ -183,6 +185,14 @@ SIGIL_PORT=$(free_port)
   --policy "$W/policy.yaml" --insecure-registry "$REG" --threads "$THREADS" \
   --log-level "$LOG_LEVEL" > "$W/sigil.log" 2>&1 &
 SIGIL_PID=$!
+# The same sigil with /metrics on (every admission observed, every registry exchange counted):
+# benched right after the one above, for the metrics overhead on the cached path.
+SIGILM_PORT=$(free_port)
+METRICS_PORT=$(free_port)
+"$SIGIL" serve --listen "127.0.0.1:$SIGILM_PORT" --tls-cert "$W/tls.crt" --tls-key "$W/tls.key" \
+  --policy "$W/policy.yaml" --insecure-registry "$REG" --threads "$THREADS" \
+  --log-level "$LOG_LEVEL" --metrics-listen "127.0.0.1:$METRICS_PORT" > "$W/sigil-metrics.log" 2>&1 &
+SIGILM_PID=$!
 BARE_PORT=$(free_port)
 "$BARE" --listen "127.0.0.1:$BARE_PORT" --cert "$W/tls.crt" --key "$W/tls.key" \
   --threads "$THREADS" > "$W/bare.log" 2>&1 &
@@ -198,6 +208,11 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 for _ in $(seq 1 100); do
+  curl -sf --cacert "$W/ca.crt" "https://127.0.0.1:$SIGILM_PORT/readyz" >/dev/null 2>&1 && break
+  kill -0 "$SIGILM_PID" 2>/dev/null || { echo "bench: sigil (metrics) exited:" >&2; cat "$W/sigil-metrics.log" >&2; exit 1; }
+  sleep 0.1
+done
+for _ in $(seq 1 100); do
   post "$BARE_PORT" >/dev/null 2>&1 && break
   kill -0 "$BARE_PID" 2>/dev/null || { echo "bench: bare responder exited:" >&2; cat "$W/bare.log" >&2; exit 1; }
   sleep 0.1
@@ -206,20 +221,33 @@ done
 allowed() { "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["response"]["allowed"] is True else 1)'; }
 echo "== warming sigil's cache with one request (by tag, then by digest)"
 for kind in tag digest; do
-  post "$SIGIL_PORT" "$W/review-$kind.json" > "$W/warm-$kind.json" || true
-  allowed < "$W/warm-$kind.json" || {
-    echo "bench: sigil did not admit the signed image ($kind):" >&2
-    cat "$W/warm-$kind.json" "$W/sigil.log" >&2; exit 1; }
+  for port in "$SIGIL_PORT" "$SIGILM_PORT"; do
+    post "$port" "$W/review-$kind.json" > "$W/warm-$kind.json" || true
+    allowed < "$W/warm-$kind.json" || {
+      echo "bench: sigil did not admit the signed image ($kind, port $port):" >&2
+      cat "$W/warm-$kind.json" "$W/sigil.log" "$W/sigil-metrics.log" >&2; exit 1; }
+  done
 done
 
+# cpu_ticks PID: user + system CPU time of the process so far, in clock ticks (/proc/PID/stat).
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 WRK=(wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/bench/post.lua")
 echo "== (a) wrk ${WRK[*]:1:3} against bench_bare_responder"
 BENCH_BODY="$W/review-tag.json" "${WRK[@]}" "https://127.0.0.1:$BARE_PORT/validate?timeout=10s" > "$W/wrk-bare.txt" 2>&1
 for kind in tag digest; do
   echo "== (a) wrk ${WRK[*]:1:3} against sigil, image by $kind (threads=$THREADS, log level $LOG_LEVEL)"
+  c0=$(cpu_ticks "$SIGIL_PID")
   BENCH_BODY="$W/review-$kind.json" "${WRK[@]}" "https://127.0.0.1:$SIGIL_PORT/validate?timeout=10s" \
     > "$W/wrk-sigil-$kind.txt" 2>&1
+  echo "sigil.cpu_ticks=$(( $(cpu_ticks "$SIGIL_PID") - c0 ))" >> "$W/wrk-sigil-$kind.txt"
+  echo "== (a) the same against sigil with --metrics-listen, image by $kind"
+  c0=$(cpu_ticks "$SIGILM_PID")
+  BENCH_BODY="$W/review-$kind.json" "${WRK[@]}" "https://127.0.0.1:$SIGILM_PORT/validate?timeout=10s" \
+    > "$W/wrk-sigilm-$kind.txt" 2>&1
+  echo "sigil.cpu_ticks=$(( $(cpu_ticks "$SIGILM_PID") - c0 ))" >> "$W/wrk-sigilm-$kind.txt"
 done
+curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" > "$W/metrics.txt" || true
+METRICS_ADMISSIONS=$(awk '/^sigil_admission_duration_seconds_count\{/ { n += $2 } END { print n + 0 }' "$W/metrics.txt")
 # After load: still admitting (not a pile of timeouts answered 200 with allowed=false)?
 SIGIL_STILL_ALLOWS=yes
 for kind in tag digest; do
@@ -258,6 +286,20 @@ printf '%-40s %12s %12s %12s\n' "    socket errors + non-2xx" "$(errs "$W/wrk-si
 printf '%-40s %12s %12s %12s   target >= 0.50: %s (tag) %s (digest)\n' "    ratio to bare" "$RATIO_T" \
   "$RATIO_D" "1.00" "$RATIO_T_MARK" "$RATIO_D_MARK"
 printf '%-40s %25s %12s\n' "    peak RSS (MiB, VmHWM)" "$(mib "$SIGIL_RSS_KB")" "$(mib "$BARE_RSS_KB")"
+mratio() { awk -v m="$(kv "$W/wrk-sigilm-$1.txt" wrk.rps)" -v s="$(kv "$W/wrk-sigil-$1.txt" wrk.rps)" \
+  'BEGIN { printf "%.3f", (s > 0 ? m / s : 0) }'; }
+printf '%-40s %12s %12s\n' "    with /metrics on: requests/s" "$(kv "$W/wrk-sigilm-tag.txt" wrk.rps)" \
+  "$(kv "$W/wrk-sigilm-digest.txt" wrk.rps)"
+printf '%-40s %12s %12s   (%s admissions observed)\n' "    metrics on / off" "$(mratio tag)" \
+  "$(mratio digest)" "$METRICS_ADMISSIONS"
+# CPU per admission is steadier than requests/s on a shared machine: other load steals wall time
+# from both servers alike, but not CPU time from the one being measured.
+cpu_us() { awk -v t="$(kv "$1" sigil.cpu_ticks)" -v n="$(kv "$1" wrk.requests)" -v hz="$(getconf CLK_TCK)" \
+  'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }'; }
+printf '%-40s %12s %12s\n' "    CPU us per admission, metrics off" "$(cpu_us "$W/wrk-sigil-tag.txt")" \
+  "$(cpu_us "$W/wrk-sigil-digest.txt")"
+printf '%-40s %12s %12s\n' "    CPU us per admission, metrics on" "$(cpu_us "$W/wrk-sigilm-tag.txt")" \
+  "$(cpu_us "$W/wrk-sigilm-digest.txt")"
 printf '%-40s %25s\n' "    sigil still admits after the runs" "$SIGIL_STILL_ALLOWS"
 printf '%-40s %25s\n' "    denials logged during the runs" "$DENIED_LINES"
 echo

@@ -197,13 +197,15 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Router routes() {
     Router r;
     r.post("/validate", [this](RouteRequest req) {
-      return validate_guarded(shared_from_this(), &validator, std::move(req.body), req.deadline);
+      return validate_guarded(shared_from_this(), &validator, "validate", std::move(req.body),
+                              req.deadline);
     });
     r.post("/mutate", [this](RouteRequest req) {
       if (!opts.mutator) {
         return at_once(text_reply(404, "not found: the mutating webhook is not enabled"));
       }
-      return validate_guarded(shared_from_this(), opts.mutator, std::move(req.body), req.deadline);
+      return validate_guarded(shared_from_this(), opts.mutator, "mutate", std::move(req.body),
+                              req.deadline);
     });
     r.post("/validate-policy", [this](RouteRequest req) {
       if (!opts.check_policy) {
@@ -432,8 +434,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   // the use-after-free that crashed replicas when admissions were cut with fetches in flight.
   template <class Handler>
   static asio::awaitable<HttpReply> validate_guarded(std::shared_ptr<Impl> self,
-                                                     const Handler* handler, std::string body,
-                                                     Deadline deadline) {
+                                                     const Handler* handler, const char* route,
+                                                     std::string body, Deadline deadline) {
+    const auto started = std::chrono::steady_clock::now();
     auto ex = co_await asio::this_coro::executor;
     struct State {
       explicit State(const asio::any_io_executor& e) : timer(e) {}
@@ -457,8 +460,18 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       st->timer.cancel();
     });
     co_await st->timer.async_wait(use_tuple);
-    if (st->reply) co_return std::move(*st->reply);
-    co_return handler->timeout_reply(*shared_body);
+    HttpReply reply = st->reply ? std::move(*st->reply) : handler->timeout_reply(*shared_body);
+    if (self->opts.observe_admission) {
+      AdmissionResult result = reply.result;
+      if (result == AdmissionResult::none) {
+        result = reply.status == 200 ? AdmissionResult::allowed : AdmissionResult::error;
+      }
+      try {
+        self->opts.observe_admission(route, result, std::chrono::steady_clock::now() - started);
+      } catch (...) {  // metrics never fail an admission
+      }
+    }
+    co_return reply;
   }
 
   // Answers an error and closes: the response (Connection: close), then what the client is

@@ -56,6 +56,13 @@ struct ServerOptions {
   // POST /mutate (pins Pods' tags to verified digests); 404 when null. Must outlive the Server's
   // connections, as the Validator does.
   const Mutator* mutator = nullptr;
+  // Told of every answered POST /validate and /mutate (route "validate" or "mutate"): its result
+  // (a 200 the handler did not classify counts as allowed, any other status as error; the
+  // TIMEOUT reply as denied) and the time from the body read to the answer. Metrics (app/);
+  // must be quick and must not throw.
+  std::function<void(std::string_view route, AdmissionResult result,
+                     std::chrono::steady_clock::duration elapsed)>
+      observe_admission;
   std::chrono::milliseconds handshake_timeout{5000};  // TCP accept -> TLS established
   // The first request's headers (after the handshake), and any body: the API server sends a
   // request at once, so a slow one is a slowloris.

@@ -266,7 +266,11 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
     resp.allowed = true;
     log_line(resp.warnings.empty() ? "allowed" : "allowed-with-warnings", reasons);
   }
-  co_return ok_json(admission::encode_response(resp));
+  HttpReply reply = ok_json(admission::encode_response(resp));
+  reply.result = !resp.allowed           ? AdmissionResult::denied
+                 : resp.warnings.empty() ? AdmissionResult::allowed
+                                         : AdmissionResult::warned;
+  co_return reply;
 }
 
 HttpReply handle_policy_review(std::string_view body, const CheckPolicyObject& check) {
@@ -310,7 +314,25 @@ HttpReply Validator::timeout_reply(std::string_view body) const {
   spdlog::warn("admission uid={} kind={} object={}/{} decision=denied reasons=TIMEOUT",
                decoded ? decoded->uid : "?", decoded ? decoded->kind : "?",
                decoded ? decoded->namespace_ : "?", decoded ? decoded->name : "?");
-  return ok_json(admission::encode_response(resp));
+  HttpReply reply = ok_json(admission::encode_response(resp));
+  reply.result = AdmissionResult::denied;
+  return reply;
+}
+
+std::string_view result_name(AdmissionResult r) noexcept {
+  switch (r) {
+    case AdmissionResult::none:
+      return "none";
+    case AdmissionResult::allowed:
+      return "allowed";
+    case AdmissionResult::warned:
+      return "warned";
+    case AdmissionResult::denied:
+      return "denied";
+    case AdmissionResult::error:
+      return "error";
+  }
+  return "error";
 }
 
 }  // namespace sigil::server

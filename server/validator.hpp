@@ -9,6 +9,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -23,11 +24,17 @@
 
 namespace sigil::server {
 
+// What an admission answered, for metrics (ServerOptions::observe_admission). none: the reply
+// is not an admission decision (the server counts a 200 as allowed, anything else as error).
+enum class AdmissionResult : uint8_t { none, allowed, warned, denied, error };
+std::string_view result_name(AdmissionResult r) noexcept;
+
 struct HttpReply {
   int status = 500;
   std::string content_type;
   std::string body;
   std::string allow = {};  // the Allow header of a 405 (router.hpp)
+  AdmissionResult result = AdmissionResult::none;
 };
 
 // Verifies one image (as written in the pod spec) for the admission described by context,

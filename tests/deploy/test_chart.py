@@ -75,7 +75,7 @@ sys.path.insert(0, HERE)
 import crdschema  # noqa: E402
 
 CONFIG_KEYS = {"listen", "tlsCert", "tlsKey", "noMatchPolicy", "timeout", "logLevel", "cache", "registry",
-               "kube", "trustedRoot", "threads", "server", "pinning", "azure"}
+               "kube", "trustedRoot", "threads", "server", "pinning", "azure", "metrics"}
 # The AKS API server's path to webhooks: the konnectivity-agent pods in kube-system.
 KONNECTIVITY = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                 "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}
@@ -716,6 +716,9 @@ class Schema(unittest.TestCase):
             (("--set", "scope=some"), "/scope"),
             (("--set", "policyMode=audit"), "/policyMode"),
             (("--set", "crds.install=maybe"), "/crds/install"),
+            (("--set", "metrics.port=0"), "/metrics/port"),
+            (("--set", "metrics.prometheusRule.rejectionRateThreshold=2"), "/metrics/prometheusRule/rejectionRateThreshold"),
+            (("--set", "metrics.serviceMonitor.interval=often"), "/metrics/serviceMonitor/interval"),
             (("--set", "crds.keep=false"), "'keep' not allowed"),
             (("--set", "autoscaling.maxReplicas=0"), "/autoscaling/maxReplicas"),
             (("--set", "podDisruptionBudget.unhealthyPodEvictionPolicy=Never"), "/podDisruptionBudget/unhealthyPodEvictionPolicy"),
@@ -766,6 +769,83 @@ class Schema(unittest.TestCase):
                 if isinstance(v.get(k), dict):
                     walk(sub, v[k], path + "/" + k)
         walk(schema, values, "")
+
+
+class Metrics(unittest.TestCase):
+    """metrics.*: the plain-HTTP /metrics port, the ServiceMonitor and the PrometheusRule."""
+
+    def test_off_by_default(self):
+        docs = render()
+        cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+        self.assertNotIn("metrics", cfg)
+        _, c = container(docs)
+        self.assertEqual([p["name"] for p in c["ports"]], ["https"])
+        self.assertEqual([p["name"] for p in one(docs, "Service")["spec"]["ports"]], ["https"])
+        kinds = {d["kind"] for d in docs}
+        self.assertNotIn("ServiceMonitor", kinds)
+        self.assertNotIn("PrometheusRule", kinds)
+
+    def test_switched_on(self):
+        docs = render("--set", "metrics.enabled=true", "--set", "metrics.port=9191",
+                      "--set", "metrics.serviceMonitor.enabled=true",
+                      "--set", "metrics.serviceMonitor.labels.release=kube-prometheus",
+                      "--set", "metrics.prometheusRule.enabled=true",
+                      "--set-json", "metrics.prometheusRule.rejectionRateThreshold=0.1",
+                      "--set-json", 'metrics.ingressFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]')
+        cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+        self.assertEqual(cfg["metrics"], {"listen": ":9191"})
+        self.assertEqual(cfg["listen"], "0.0.0.0:8443", "the webhook keeps its own port")
+        dep, c = container(docs)
+        ports = {p["name"]: p for p in c["ports"]}
+        self.assertEqual(ports["metrics"]["containerPort"], 9191)
+        self.assertEqual(ports["https"]["containerPort"], 8443)
+        svc = one(docs, "Service")
+        sports = {p["name"]: p for p in svc["spec"]["ports"]}
+        self.assertEqual((sports["metrics"]["port"], sports["metrics"]["targetPort"]), (9191, "metrics"))
+        # The NetworkPolicy opens the metrics port to metrics.ingressFrom only; 8443 is unchanged.
+        webhook_rule, metrics_rule = one(docs, "NetworkPolicy")["spec"]["ingress"]
+        self.assertEqual(webhook_rule["ports"], [{"port": 8443, "protocol": "TCP"}])
+        self.assertEqual(metrics_rule["ports"], [{"port": 9191, "protocol": "TCP"}])
+        self.assertEqual(metrics_rule["from"], [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])
+        # The ServiceMonitor selects the Service and scrapes its metrics port over plain HTTP.
+        sm = one(docs, "ServiceMonitor")
+        self.assertEqual(sm["apiVersion"], "monitoring.coreos.com/v1")
+        self.assertEqual(sm["metadata"]["labels"]["release"], "kube-prometheus")
+        self.assertTrue(selector_matches(sm["spec"]["selector"], svc["metadata"]["labels"]))
+        self.assertEqual(sm["spec"]["namespaceSelector"], {"matchNames": ["sigil"]})
+        (ep,) = sm["spec"]["endpoints"]
+        self.assertEqual((ep["port"], ep["path"], ep["scheme"], ep["interval"]), ("metrics", "/metrics", "http", "30s"))
+        # The rules: no ready replica, the rejection rate, the API server's calling errors.
+        rule = one(docs, "PrometheusRule")
+        (group,) = rule["spec"]["groups"]
+        alerts = {r["alert"]: r for r in group["rules"]}
+        self.assertEqual(set(alerts), {"SigilNoReadyReplica", "SigilHighRejectionRate", "SigilWebhookCallingErrors"})
+        self.assertIn('kube_deployment_status_replicas_available{namespace="sigil", deployment="sigil"} == 0',
+                      alerts["SigilNoReadyReplica"]["expr"])
+        rej = alerts["SigilHighRejectionRate"]["expr"]
+        self.assertIn('result="denied"', rej)
+        self.assertTrue(rej.rstrip().endswith("> 0.1"), rej)
+        calling = alerts["SigilWebhookCallingErrors"]["expr"]
+        self.assertIn("apiserver_admission_webhook_rejection_count", calling)
+        self.assertIn("calling_webhook_error", calling)
+        # Its name regex covers every webhook the chart registers.
+        names = [w["name"] for d in docs if d["kind"].endswith("WebhookConfiguration") for w in d["webhooks"]]
+        regex = re.search(r'name=~"([^"]+)"', calling).group(1).replace("\\\\", "\\")
+        for n in names:
+            self.assertRegex(n, "^(?:" + regex + ")$")
+        self.assertIn("{{ $labels.name }}", alerts["SigilWebhookCallingErrors"]["annotations"]["summary"])
+        self.assertIn("more than 10% of admissions", alerts["SigilHighRejectionRate"]["annotations"]["summary"])
+        # Every sigil_* series the rules read is one sigil exports (app/metrics.cpp).
+        with open(os.path.join(ROOT, "app", "metrics.cpp")) as f:
+            exported = f.read()
+        for r in group["rules"]:
+            for metric in re.findall(r"\b(sigil_[a-z_]+?)(?:_count|_sum|_bucket)?\{", r["expr"] + str(r.get("annotations"))):
+                self.assertIn('"%s"' % metric, exported, metric)
+
+    def test_rule_without_service_monitor(self):
+        docs = render("--set", "metrics.prometheusRule.enabled=true")
+        self.assertEqual(len([d for d in docs if d["kind"] == "PrometheusRule"]), 1)
+        self.assertNotIn("ServiceMonitor", {d["kind"] for d in docs}, "metrics.enabled is off")
 
 
 def selector_matches(selector, labels):

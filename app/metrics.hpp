@@ -1,0 +1,98 @@
+// app/metrics.hpp: sigil's Prometheus metrics and the plain-HTTP /metrics listener.
+//
+// Role: the one registry of metrics (prometheus-cpp core, Debian's prometheus-cpp-dev) and the
+// listener that serves it (config `metrics.listen`, off when empty). It lives in app/ so the
+// modules stay free of it: the pure ones (common, crypto, oci, policy, admission) never see a
+// metric, and server/ and net/ only call the plain observer functions app/ hands them
+// (ServerOptions::observe_admission, net::ClientOptions::observer). Counters that modules already
+// keep (the engine's cache statistics), the policy snapshot and the process's own figures
+// (/proc/self) are read when Prometheus scrapes, so they cost nothing on the admission path.
+// Hot-path series (admission latency by result, verdicts by reason) are created up front and
+// found by index, never by label lookup.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/io_context.hpp>
+
+#include "common/result.hpp"
+#include "net/client.hpp"
+#include "server/validator.hpp"
+#include "verify/engine.hpp"
+#include "verify/verdict.hpp"
+
+namespace sigil::app {
+
+// What the policy source says at scrape time.
+struct PolicyState {
+  std::string source;   // "files" or "kube"
+  bool synced = false;  // the policies in force are the source's (kube: first sync done)
+  uint64_t generation = 0;
+  size_t policies = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // One answered admission (server::ServerOptions::observe_admission).
+  void admission(std::string_view route, server::AdmissionResult result,
+                 std::chrono::steady_clock::duration elapsed);
+  // One image's verdict for POST /validate, by outcome and reason code (verify::name).
+  void verdict(const verify::Verdict& v);
+  // One registry HTTP exchange (net::Observer): by host and status ("error:<errc>" when there
+  // was no answer), with its latency.
+  void registry_exchange(const net::Exchange& e);
+  // A credential token refresh by source ("acr", "workload-identity", ...) and whether it
+  // worked. The family sigil_token_refreshes_total exists already; nothing calls this yet (the
+  // Azure credential sources will).
+  void token_refresh(std::string_view source, bool ok);
+
+  // Read at scrape time. Each must outlive the Metrics or be reset before it goes.
+  void set_engine(const verify::Engine* engine);
+  void set_policy_state(std::function<PolicyState()> state);
+
+  // The exposition, Prometheus text format 0.0.4.
+  std::string scrape() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The process's own figures from /proc (Linux), as Prometheus' process collector names them.
+struct ProcessFigures {
+  double resident_bytes = 0, virtual_bytes = 0, cpu_seconds = 0, start_time_seconds = 0;
+  double open_fds = 0, max_fds = 0;
+};
+Result<ProcessFigures> read_process_figures();
+
+// GET /metrics (and /healthz) on a plain-HTTP port of its own: one request per connection, a
+// small header cap, a read timeout, a cap on connections at once. Never the webhook's port.
+class MetricsServer {
+ public:
+  MetricsServer(boost::asio::io_context& io, const Metrics& metrics, std::string listen);
+  ~MetricsServer();
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  // Binds the listener ("ADDR:PORT", ":9090"); fails naming the address.
+  Status start();
+  void stop();
+  uint16_t port() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace sigil::app

@@ -1,0 +1,154 @@
+// app/metrics.hpp: what each observer call does to the exposition, the config section, and the
+// /proc/self figures.
+#include "app/metrics.hpp"
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <string>
+
+#include "app/config.hpp"
+
+using sigil::app::Metrics;
+namespace verify = sigil::verify;
+namespace server = sigil::server;
+
+namespace {
+
+// The value of the one exposition line that starts with `series ` (name and labels exactly as
+// serialised), or -1.
+double sample(const std::string& text, const std::string& series) {
+  const std::string needle = "\n" + series + " ";
+  const auto at = ("\n" + text).find(needle);
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 1));
+}
+
+}  // namespace
+
+TEST_CASE("metrics: a verdict counts by outcome and reason code") {
+  Metrics m;
+  const std::string series = R"(sigil_verdicts_total{outcome="denied",reason="NOT_SIGNED"})";
+  CHECK(sample(m.scrape(), series) == 0);
+  verify::Verdict v = verify::denial("img", verify::Reason::not_signed, "no signatures");
+  m.verdict(v);
+  m.verdict(v);
+  CHECK(sample(m.scrape(), series) == 2);
+  verify::Verdict ok;
+  ok.outcome = verify::Outcome::allowed;
+  ok.reason = verify::Reason::none;
+  m.verdict(ok);
+  CHECK(sample(m.scrape(), R"(sigil_verdicts_total{outcome="allowed",reason="NONE"})") == 1);
+  // A denial without a reason reports INTERNAL (verify::reported_reason), never NONE.
+  verify::Verdict bare;
+  m.verdict(bare);
+  CHECK(sample(m.scrape(), R"(sigil_verdicts_total{outcome="denied",reason="INTERNAL"})") == 1);
+  CHECK(m.scrape().find(R"(outcome="denied",reason="NONE")") == std::string::npos);
+}
+
+TEST_CASE("metrics: admissions observe the histogram of their route and result") {
+  Metrics m;
+  m.admission("validate", server::AdmissionResult::denied, std::chrono::milliseconds(3));
+  m.admission("mutate", server::AdmissionResult::allowed, std::chrono::milliseconds(1));
+  m.admission("validate", server::AdmissionResult::none, std::chrono::milliseconds(1));
+  const std::string text = m.scrape();
+  CHECK(sample(text,
+               R"(sigil_admission_duration_seconds_count{result="denied",route="validate"})") == 1);
+  CHECK(sample(text,
+               R"(sigil_admission_duration_seconds_count{result="allowed",route="mutate"})") == 1);
+  CHECK(sample(text,
+               R"(sigil_admission_duration_seconds_count{result="error",route="validate"})") == 1);
+  CHECK(
+      sample(
+          text,
+          R"(sigil_admission_duration_seconds_bucket{result="denied",route="validate",le="0.0025"})") ==
+      0);
+  CHECK(
+      sample(
+          text,
+          R"(sigil_admission_duration_seconds_bucket{result="denied",route="validate",le="0.005"})") ==
+      1);
+}
+
+TEST_CASE("metrics: registry exchanges by host and status; token refreshes by source") {
+  Metrics m;
+  sigil::net::Exchange e;
+  e.origin = "https://myacr.azurecr.io";
+  e.status = 200;
+  e.duration = std::chrono::milliseconds(20);
+  m.registry_exchange(e);
+  e.status = 0;
+  e.error = sigil::Errc::timeout;
+  m.registry_exchange(e);
+  CHECK(m.scrape().find("# TYPE sigil_token_refreshes_total counter") == std::string::npos);
+  m.token_refresh("workload-identity", false);
+  const std::string text = m.scrape();
+  CHECK(sample(text, R"(sigil_registry_requests_total{host="myacr.azurecr.io",status="200"})") ==
+        1);
+  CHECK(
+      sample(text,
+             R"(sigil_registry_requests_total{host="myacr.azurecr.io",status="error:timeout"})") ==
+      1);
+  CHECK(sample(text, R"(sigil_registry_request_duration_seconds_count{host="myacr.azurecr.io"})") ==
+        2);
+  CHECK(sample(text,
+               R"(sigil_token_refreshes_total{result="failed",source="workload-identity"})") == 1);
+}
+
+TEST_CASE("metrics: registry hosts beyond 64 share host=\"other\"") {
+  Metrics m;
+  sigil::net::Exchange e;
+  e.status = 200;
+  for (int i = 0; i < 70; ++i) {
+    e.origin = "https://r" + std::to_string(i) + ".example";
+    m.registry_exchange(e);
+  }
+  e.origin = "https://r0.example";  // a host seen before the cap keeps its series
+  m.registry_exchange(e);
+  const std::string text = m.scrape();
+  CHECK(sample(text, R"(sigil_registry_requests_total{host="r0.example",status="200"})") == 2);
+  CHECK(sample(text, R"(sigil_registry_requests_total{host="r63.example",status="200"})") == 1);
+  CHECK(sample(text, R"(sigil_registry_requests_total{host="r64.example",status="200"})") == -1);
+  CHECK(sample(text, R"(sigil_registry_requests_total{host="other",status="200"})") == 6);
+}
+
+TEST_CASE("metrics: the policy state and the process figures are read at scrape time") {
+  Metrics m;
+  CHECK(m.scrape().find("sigil_policy_synced") == std::string::npos);
+  bool synced = false;
+  m.set_policy_state([&] {
+    sigil::app::PolicyState s;
+    s.source = "kube";
+    s.synced = synced;
+    s.generation = 7;
+    s.policies = 3;
+    return s;
+  });
+  CHECK(sample(m.scrape(), R"(sigil_policy_synced{source="kube"})") == 0);
+  synced = true;
+  CHECK(sample(m.scrape(), R"(sigil_policy_synced{source="kube"})") == 1);
+  CHECK(sample(m.scrape(), "sigil_policy_generation") == 7);
+  auto p = sigil::app::read_process_figures();
+  REQUIRE(p.ok());
+  CHECK(p->resident_bytes > 1e6);
+  CHECK(p->open_fds >= 3);
+  CHECK(p->start_time_seconds > 1.7e9);
+  CHECK(sample(m.scrape(), "process_open_fds") >= 3);
+}
+
+TEST_CASE("config: metrics.listen, and unknown metrics keys refused") {
+  const std::string path = std::string(SIGIL_BINARY_DIR) + "/metrics_test_config.yaml";
+  {
+    std::ofstream f(path);
+    f << "metrics:\n  listen: \":9090\"\n";
+  }
+  sigil::app::Settings s;
+  REQUIRE(sigil::app::load_config_file(path, s).ok());
+  CHECK(s.metrics.listen == ":9090");
+  {
+    std::ofstream f(path);
+    f << "metrics:\n  port: 9090\n";
+  }
+  auto st = sigil::app::load_config_file(path, s);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().message.find("unknown setting \"metrics.port\"") != std::string::npos);
+}
