@@ -94,7 +94,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     SysTime last_used;
   };
 
-  Impl(asio::any_io_executor executor, Options o)
+  Impl(const asio::any_io_executor& executor, Options o)
       : ex(executor), opt(std::move(o)), client(executor, client_options(opt)) {
     if (opt.workload_identity) {
       identities.push_back({Kind::workload, "azure workload identity (client id " +
@@ -549,7 +549,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
       vault_requests{0}, refresh_failures{0}, refreshes{0};
 };
 
-AzureCredentials::AzureCredentials(asio::any_io_executor executor, Options options)
+AzureCredentials::AzureCredentials(const asio::any_io_executor& executor, Options options)
     : impl_(std::make_shared<Impl>(executor, std::move(options))) {}
 
 AzureCredentials::~AzureCredentials() {

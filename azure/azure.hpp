@@ -132,7 +132,7 @@ struct Stats {
 class AzureCredentials final : public CredentialSource {
  public:
   // Never throws: a bad TLS setup answers every call with its error (init_status()).
-  AzureCredentials(boost::asio::any_io_executor executor, Options options);
+  AzureCredentials(const boost::asio::any_io_executor& executor, Options options);
   ~AzureCredentials() override;
   AzureCredentials(const AzureCredentials&) = delete;
   AzureCredentials& operator=(const AzureCredentials&) = delete;

@@ -472,7 +472,7 @@ awaitable<Result<std::unique_ptr<WatchStream>>> Client::Impl::open_watch(const s
 // ---------------------------------------------------------------------------------------------
 // Client
 
-Client::Client(asio::any_io_executor executor, ClusterConfig config, ClientOptions options) {
+Client::Client(const asio::any_io_executor& executor, ClusterConfig config, ClientOptions options) {
   try {
     impl_ = std::make_shared<Impl>();
     impl_->base = executor;

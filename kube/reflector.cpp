@@ -373,7 +373,7 @@ Reflector::~Reflector() {
 void Reflector::start() {
   if (impl_->started.exchange(true) || impl_->stopping) return;
   impl_->running = true;
-  asio::co_spawn(impl_->strand, Impl::run(impl_), [impl = impl_](std::exception_ptr e) {
+  asio::co_spawn(impl_->strand, Impl::run(impl_), [impl = impl_](const std::exception_ptr& e) {
     impl->running = false;
     if (!e) return;
     try {

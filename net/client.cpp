@@ -145,7 +145,7 @@ bool closed_by_peer(const boost::system::error_code& ec) {
 // ---------------------------------------------------------------------------------------------
 // Client
 
-Client::Client(asio::any_io_executor executor, ClientOptions options) {
+Client::Client(const asio::any_io_executor& executor, ClientOptions options) {
   try {
     impl_ = std::make_shared<Impl>();
     impl_->strand = asio::make_strand(executor);

@@ -161,7 +161,7 @@ class Client {
  public:
   // Never throws on bad options: a client whose TLS setup failed (a CA or client key that
   // does not parse) answers every call with that error; see init_status().
-  Client(boost::asio::any_io_executor executor, ClientOptions options);
+  Client(const boost::asio::any_io_executor& executor, ClientOptions options);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

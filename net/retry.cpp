@@ -104,6 +104,7 @@ milliseconds backoff_delay(const RetryPolicy& policy, int retry, double unit) {
   // base * 2^shift without overflow.
   const int64_t d = base > (cap >> shift) ? cap : std::min(cap, base << shift);
   unit = std::clamp(unit, 0.0, 1.0);
+  // NOLINTNEXTLINE(bugprone-integer-division): halves of whole milliseconds, on purpose
   return milliseconds(d / 2 + static_cast<int64_t>(static_cast<double>(d - d / 2) * unit));
 }
 

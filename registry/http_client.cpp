@@ -364,7 +364,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   }
 };
 
-HttpClient::HttpClient(boost::asio::any_io_executor executor, ClientOptions options) {
+HttpClient::HttpClient(const boost::asio::any_io_executor& executor, ClientOptions options) {
   try {
     impl_ = std::make_shared<Impl>();
     impl_->opts = std::move(options);

@@ -77,7 +77,7 @@ class HttpClient final : public Client {
  public:
   // Never throws on bad options: a client whose setup failed (unreadable CA file, TLS context
   // failure) answers every call with that error (fail closed); see init_status().
-  HttpClient(boost::asio::any_io_executor executor, ClientOptions options);
+  HttpClient(const boost::asio::any_io_executor& executor, ClientOptions options);
   ~HttpClient() override;
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;

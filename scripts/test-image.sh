@@ -11,11 +11,11 @@
 #
 # Environment: SIGIL_IMAGE_STORE (default /var/tmp/sigil-image-test) holds the image store and
 # the base image; SIGIL_IMAGE_KEEP=1 keeps the built image.
-# Too long for every CI run: .ci/run calls it only with SIGIL_IMAGE_TEST=1 (and says when the
-# last commit changed its inputs, scripts/image-inputs.sh). Measured on the 2-core CI-like
-# machine with other builds running: 13 min 45 s with a cold compiler cache (the build stage's
-# compile is 13.7 min of it), 4 min 35 s with a warm one (apt archives and ccache are build
-# caches between runs); a machine's first run adds about a minute of debootstrap.
+# Too long for every CI run: .ci/run calls it when its inputs changed since .ci/verified-base
+# (scripts/image-inputs.sh), or with SIGIL_IMAGE_TEST=1. Measured on the 2-core CI-like machine
+# with other builds running: 13 min 45 s with a cold compiler cache (the build stage's compile is
+# 13.7 min of it), 4 min 35 s to 9 min with a warm one (apt archives and ccache are build caches
+# between runs); a machine's first run adds about a minute of debootstrap.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STORE="${SIGIL_IMAGE_STORE:-/var/tmp/sigil-image-test}"

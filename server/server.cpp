@@ -207,14 +207,14 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       return validate_guarded(shared_from_this(), opts.mutator, "mutate", std::move(req.body),
                               req.deadline);
     });
-    r.post("/validate-policy", [this](RouteRequest req) {
+    r.post("/validate-policy", [this](const RouteRequest& req) {
       if (!opts.check_policy) {
         return at_once(text_reply(404, "not found: policy validation is not enabled"));
       }
       return at_once(handle_policy_review(req.body, opts.check_policy));
     });
-    r.get("/healthz", [](RouteRequest) { return at_once(text_reply(200, "ok")); });
-    r.get("/readyz", [this](RouteRequest) {
+    r.get("/healthz", [](const RouteRequest&) { return at_once(text_reply(200, "ok")); });
+    r.get("/readyz", [this](const RouteRequest&) {
       // Lame duck (SIGTERM): not ready, so endpoints move on, while admissions are still served.
       bool ready = !stopping && !lame;
       if (ready && opts.ready) {
@@ -450,7 +450,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       co_return co_await handler->handle(*shared_body, deadline);
     };
     // Completes on ex (this connection's strand), like the timer: no data race on st.
-    asio::co_spawn(ex, run(), [st](std::exception_ptr e, HttpReply reply) {
+    // NOLINTNEXTLINE(performance-unnecessary-value-param): moved from below
+    asio::co_spawn(ex, run(), [st](const std::exception_ptr& e, HttpReply reply) {
       if (e) {
         st->reply =
             HttpReply{500, "application/json", R"({"error":"internal error while validating"})"};
