@@ -64,8 +64,9 @@ class AzureIdentity final : public registry::CredentialSource {
  public:
   explicit AzureIdentity(std::shared_ptr<azure::AzureCredentials> az) : az_(std::move(az)) {}
   bool covers(std::string_view registry) const override { return az_->covers(registry); }
-  asio::awaitable<Result<std::optional<std::string>>> for_registry(
-      std::string registry, std::string repository, Deadline deadline) override {
+  asio::awaitable<Result<std::optional<std::string>>> for_registry(std::string registry,
+                                                                   std::string repository,
+                                                                   Deadline deadline) override {
     return az_->for_registry(std::move(registry), std::move(repository), deadline);
   }
   void rejected(std::string_view registry, std::string_view repository) override {
