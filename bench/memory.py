@@ -156,10 +156,8 @@ def main():
                  "--metrics-listen", "127.0.0.1:%d" % mport, "--insecure-registry", reg_addr,
                  "--log-level", "warn"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-            c = Client(port, ctx)
             for _ in range(500):
                 try:
-                    c.conn = None
                     conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=1)
                     conn.request("GET", "/readyz")
                     if conn.getresponse().status == 200:
