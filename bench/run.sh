@@ -8,9 +8,12 @@
 #   (c) keyless: CPU time of one keyless verification on a warm process against the raw
 #       signature checks it performs (target <= 3x), and the cold admission of new keyless-signed
 #       images (legacy .sig and cosign v3 bundles found through the referrers tag schema).
+#   (h) memory and startup: VmRSS with BENCH_MEMORY_IMAGES cached verdicts and the bytes per
+#       verdict (target <= 60 MB with 10k), and process start to /readyz (target <= 200 ms).
 # Environment: BUILD_DIR (default build/), BENCH_SKIP_BUILD=1 (use the binaries as they are),
 # BENCH_IMAGES (60), BENCH_THREADS (2, for both servers), BENCH_DURATION (10s),
 # BENCH_CONNECTIONS (32), BENCH_LOG_LEVEL (sigil's --log-level, default info as deployed),
+# BENCH_MEMORY_IMAGES (10000: the cached verdicts of (h); pushing them takes about 6 minutes),
 # BENCH_DIR (work directory; default a fresh mktemp, removed at the end unless BENCH_KEEP=1).
 # Everything listens on 127.0.0.1 only and is stopped on exit.
 set -euo pipefail
@@ -21,6 +24,7 @@ THREADS="${BENCH_THREADS:-2}"
 DURATION="${BENCH_DURATION:-10s}"
 CONNS="${BENCH_CONNECTIONS:-32}"
 LOG_LEVEL="${BENCH_LOG_LEVEL:-info}"
+MEM_IMAGES="${BENCH_MEMORY_IMAGES:-10000}"
 PY=/usr/bin/python3
 SUPPORT="$ROOT/tests/support"
 
@@ -155,6 +159,12 @@ for kind in keyless bundles; do
 done
 "$KEYLESS" > "$W/keyless-cpu.txt" 2> "$W/keyless-cpu.err" || {
   echo "bench: bench_keyless_verify failed:" >&2; cat "$W/keyless-cpu.err" >&2; exit 1; }
+
+echo "== (h) memory with ${MEM_IMAGES} cached verdicts (bench/memory.py) and start/stop (bench/shutdown.py)"
+"$PY" "$ROOT/bench/memory.py" --sigil "$SIGIL" --images "$MEM_IMAGES" > "$W/memory.txt" 2>&1 || {
+  echo "bench: bench/memory.py failed:" >&2; cat "$W/memory.txt" >&2; exit 1; }
+"$PY" "$ROOT/bench/shutdown.py" --sigil "$SIGIL" --runs 5 > "$W/shutdown.txt" 2>&1 || {
+  echo "bench: bench/shutdown.py failed:" >&2; cat "$W/shutdown.txt" >&2; exit 1; }
 
 echo "== serving certificate (throwaway CA)"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
@@ -323,6 +333,10 @@ printf '%-44s %12s %12s\n' "    cold admission, $(kv "$W/cold-keyless.txt" keyle
 printf '%-44s %12s %12s\n' "      latency p50 (ms)" "$(kv "$W/cold-keyless.txt" keyless.tag.p50_ms)" "$(kv "$W/cold-bundles.txt" bundles.tag.p50_ms)"
 printf '%-44s %12s %12s\n' "      latency p99 (ms)" "$(kv "$W/cold-keyless.txt" keyless.tag.p99_ms)" "$(kv "$W/cold-bundles.txt" bundles.tag.p99_ms)"
 printf '%-44s %12s %12s\n' "      registry requests per image (max)" "$(kv "$W/cold-keyless.txt" keyless.tag.requests_max_after_first)" "$(kv "$W/cold-bundles.txt" bundles.tag.requests_max_after_first)"
+echo
+echo "(h) memory and startup (bench/memory.py, bench/shutdown.py)"
+sed -n 's/^VmRSS/    VmRSS/p; s/^per cached/    per cached/p; s/^admitted/    admitted/p' "$W/memory.txt"
+sed -n 's/^start -> \/readyz/    start -> \/readyz (target <= 200 ms)/p; s/^SIGTERM/    SIGTERM/p' "$W/shutdown.txt"
 echo
 [ "$RATIO_T_MARK" = PASS ] && [ "$RATIO_D_MARK" = PASS ] && [ "$REQ_MARK" = PASS ] && [ "$KEYLESS_MARK" = PASS ] && [ "$SIGIL_STILL_ALLOWS" = yes ] && exit 0
 exit 1

@@ -168,6 +168,11 @@ Status parse_keyless(const YAML::Node& node, const Where& w, const std::string& 
     // Fulcio's URL: sigil never contacts Fulcio; the CAs come from the trust root.
     auto v = scalar(*u, w, path + ".url");
     if (!v) return v.error();
+    // policy-controller refuses both: url names the CA of a trust root, ca-cert names another.
+    if (get(*f, "ca-cert")) {
+      return w.err(Errc::invalid_argument, path,
+                   "expected at most one of url, ca-cert (both name the CA)");
+    }
   }
   const auto* ids = get(*f, "identities");
   if (!ids) {
@@ -260,6 +265,11 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
       if (const auto* oci = get(*sf, "oci")) {
         auto v = scalar(*oci, w, ip + ".oci");
         if (!v) return v.error();
+        if (v->empty()) {
+          return w.err(Errc::invalid_argument, ip + ".oci",
+                       "empty (a repository, registry/path, or leave oci out to use the "
+                       "image's own)");
+        }
         // A repository, as cosign's COSIGN_REPOSITORY names one: no tag, no digest.
         auto ref = oci::parse_reference(*v);
         const size_t slash = v->rfind('/');

@@ -204,6 +204,10 @@ TEST_CASE("keyless authorities are validated and linked with clear errors", "[po
        "", "insecureIgnoreSCT: expected true or false"},
       {"trustRootRef: corp\nidentities:\n- issuer: https://i\n  subject: a\nfulcio: x\n", "",
        "keyless.fulcio: unknown field"},
+      // policy-controller refuses url together with ca-cert; so does sigil, naming the field.
+      {"url: https://fulcio.sigstore.dev\nca-cert:\n  secretRef: {name: ca}\nidentities:\n- "
+       "issuer: https://i\n  subject: a\n",
+       "", "keyless: expected at most one of url, ca-cert"},
   }));
   CAPTURE(c.keyless, c.extra);
   auto ps = parse_and_link(w.trust_root_yaml() + "---\n" + keyless_policy(c.keyless, c.extra));

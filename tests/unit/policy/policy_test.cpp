@@ -399,6 +399,9 @@ TEST_CASE("field-level validation", "[policy][parse]") {
        "'a.io/s@sha256:"
        "aaaa'}]}]",
        Errc::invalid_argument, "source[0].oci: \"a.io/s@sha256:aaaa\" is not a repository"},
+      // policy-controller parity: an empty oci names no repository.
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, source: [{oci: ''}]}]",
+       Errc::invalid_argument, "spec.authorities[0].source[0].oci: empty"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, ctlog: {url: x}}]",
        Errc::invalid_argument, "a static authority checks no signature"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: []}]",
