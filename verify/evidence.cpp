@@ -1,5 +1,6 @@
 // verify/evidence.cpp: see evidence.hpp.
 #include "verify/evidence.hpp"
+#include "verify/attestations.hpp"
 
 #include <map>
 #include <set>
@@ -25,8 +26,10 @@ std::string mib(uint64_t bytes) {
   return m > 0 ? std::to_string(m) + " MiB" : std::to_string(bytes >> 10) + " KiB";
 }
 
+}  // namespace
+
 // Takes n bytes for `what`, or says which budget is spent.
-Result<Reservation> take(ByteBudget& budget, uint64_t n, const std::string& what) {
+Result<Reservation> detail::take(ByteBudget& budget, uint64_t n, const std::string& what) {
   Reservation r = Reservation::take(budget, n);
   if (r.ok()) return r;
   if (n > budget.limit() || budget.used() > budget.limit() - n) {
@@ -38,6 +41,10 @@ Result<Reservation> take(ByteBudget& budget, uint64_t n, const std::string& what
                         ": sigil holds too much registry data right now (its process budget); "
                         "retry shortly");
 }
+
+namespace {
+
+using detail::take;
 
 bool is_bundle_type(std::string_view t) {
   return t == crypto::kBundleMediaTypeV03 ||
@@ -265,15 +272,14 @@ asio::awaitable<Result<Part>> read_bundles(registry::Client& client, const Locat
 }  // namespace
 
 asio::awaitable<FetchedEvidence> fetch_evidence(registry::Client& client, const Location& where,
-                                                const std::string& digest, bool legacy,
-                                                bool bundles, Deadline deadline,
-                                                registry::PullCredentials creds, ByteBudget& budget,
-                                                const EvidenceLimits& limits) {
+                                                const std::string& digest, Wanted wanted,
+                                                Deadline deadline, registry::PullCredentials creds,
+                                                ByteBudget& budget, const EvidenceLimits& limits) {
   using namespace asio::experimental::awaitable_operators;
   FetchedEvidence out;
   // Named lambdas (GCC 12: no lambda temporary inside a co_await expression).
   auto legacy_task = [&]() -> asio::awaitable<std::optional<Result<Part>>> {
-    if (!legacy) co_return Part{};
+    if (!wanted.legacy) co_return Part{};
     try {
       co_return co_await read_legacy(client, where, digest, deadline, creds, budget, limits);
     } catch (const std::exception& e) {
@@ -281,22 +287,37 @@ asio::awaitable<FetchedEvidence> fetch_evidence(registry::Client& client, const 
     }
   };
   auto bundle_task = [&]() -> asio::awaitable<std::optional<Result<Part>>> {
-    if (!bundles) co_return Part{};
+    if (!wanted.bundles) co_return Part{};
     try {
       co_return co_await read_bundles(client, where, digest, deadline, creds, budget, limits);
     } catch (const std::exception& e) {
       co_return make_error(Errc::internal, std::string("reading bundles: ") + e.what());
     }
   };
-  auto [sigs, haul] = co_await (legacy_task() && bundle_task());
-  for (auto* part : {&sigs, &haul}) {
+  auto attestation_task = [&]() -> asio::awaitable<std::optional<Result<Part>>> {
+    if (!wanted.attestations) co_return Part{};
+    try {
+      auto got = co_await read_attestations(client, where, digest, deadline, creds, budget, limits);
+      if (!got.ok()) co_return got.error();
+      Part p;
+      p.signatures = std::move(got->attestations);  // moved to evidence.attestations below
+      p.unreadable = std::move(got->unreadable);
+      p.held = std::move(got->held);
+      co_return p;
+    } catch (const std::exception& e) {
+      co_return make_error(Errc::internal, std::string("reading attestations: ") + e.what());
+    }
+  };
+  auto [sigs, haul, atts] = co_await (legacy_task() && bundle_task() && attestation_task());
+  for (auto* part : {&sigs, &haul, &atts}) {
     if (!*part || !(*part)->ok()) {
       if (!out.failure)
         out.failure = *part ? (*part)->error() : make_error(Errc::internal, "no result");
       continue;
     }
     Part& p = (*part)->value();
-    for (auto& s : p.signatures) out.evidence.signatures.push_back(std::move(s));
+    auto& into = part == &atts ? out.evidence.attestations : out.evidence.signatures;
+    for (auto& s : p.signatures) into.push_back(std::move(s));
     for (auto& u : p.unreadable) out.evidence.unreadable.push_back(std::move(u));
     for (auto& h : p.held) out.held.push_back(std::move(h));
     out.guessed = out.guessed || p.guessed;

@@ -30,6 +30,10 @@ struct EvidenceLimits {
   // Bytes per simple-signing payload. cosign's are a few hundred bytes; a larger layer is
   // listed as unreadable, never fetched.
   int64_t max_signature_payload = 256 * 1024;
+  // Legacy attestations (sha256-<hex>.att): layers read, and bytes per DSSE envelope (an SBOM
+  // attestation can be large; crypto's envelope parser refuses more than 4 MiB anyway).
+  size_t max_attestations = 32;
+  int64_t max_attestation_size = 4 << 20;
   size_t max_bundles = 16;            // sigstore bundles read per image
   int64_t max_bundle_size = 1 << 20;  // bytes per bundle blob
   // Taken from the budget while a manifest is read (the registry client's cap per manifest).
@@ -51,11 +55,17 @@ struct FetchedEvidence {
   std::vector<Reservation> held;  // the budget the evidence holds, given back with it
 };
 
-// Reads what `where` holds for digest: legacy signatures when `legacy`, bundles when `bundles`,
-// both at once. Never throws.
+// What to read at one location.
+struct Wanted {
+  bool legacy = false;        // sha256-<hex>.sig
+  bool bundles = false;       // sigstore bundle referrers
+  bool attestations = false;  // sha256-<hex>.att (verify/attestations.hpp)
+};
+
+// Reads what `where` holds for digest, every wanted part at once. Never throws.
 boost::asio::awaitable<FetchedEvidence> fetch_evidence(
-    registry::Client& client, const Location& where, const std::string& digest, bool legacy,
-    bool bundles, Deadline deadline, registry::PullCredentials creds, ByteBudget& budget,
+    registry::Client& client, const Location& where, const std::string& digest, Wanted wanted,
+    Deadline deadline, registry::PullCredentials creds, ByteBudget& budget,
     const EvidenceLimits& limits);
 
 }  // namespace sigil::verify
