@@ -269,6 +269,21 @@ asio::awaitable<Result<Part>> read_bundles(registry::Client& client, const Locat
   co_return out;
 }
 
+// Legacy attestations (attestations.cpp), as a Part whose signatures are the attestations.
+asio::awaitable<Result<Part>> read_attestation_part(registry::Client& client, const Location& where,
+                                                    const std::string& digest, Deadline deadline,
+                                                    const registry::PullCredentials& creds,
+                                                    ByteBudget& budget,
+                                                    const EvidenceLimits& limits) {
+  auto got = co_await read_attestations(client, where, digest, deadline, creds, budget, limits);
+  if (!got.ok()) co_return got.error();
+  Part p;
+  p.signatures = std::move(got->attestations);
+  p.unreadable = std::move(got->unreadable);
+  p.held = std::move(got->held);
+  co_return p;
+}
+
 }  // namespace
 
 asio::awaitable<FetchedEvidence> fetch_evidence(registry::Client& client, const Location& where,
@@ -297,13 +312,8 @@ asio::awaitable<FetchedEvidence> fetch_evidence(registry::Client& client, const 
   auto attestation_task = [&]() -> asio::awaitable<std::optional<Result<Part>>> {
     if (!wanted.attestations) co_return Part{};
     try {
-      auto got = co_await read_attestations(client, where, digest, deadline, creds, budget, limits);
-      if (!got.ok()) co_return got.error();
-      Part p;
-      p.signatures = std::move(got->attestations);  // moved to evidence.attestations below
-      p.unreadable = std::move(got->unreadable);
-      p.held = std::move(got->held);
-      co_return p;
+      co_return co_await read_attestation_part(client, where, digest, deadline, creds, budget,
+                                               limits);
     } catch (const std::exception& e) {
       co_return make_error(Errc::internal, std::string("reading attestations: ") + e.what());
     }

@@ -147,8 +147,6 @@ int severity(Reason r) noexcept {
       return 45;
     case Reason::identity_mismatch:
       return 44;
-    case Reason::missing_attestation:
-      return 43;
     case Reason::sct_invalid:
       return 43;
     case Reason::tlog_invalid:
@@ -165,6 +163,9 @@ int severity(Reason r) noexcept {
       return 37;
     case Reason::malformed_signature:
       return 36;
+    // Nothing of a required kind found: like NOT_SIGNED, after every failure of what was found.
+    case Reason::missing_attestation:
+      return 31;
     case Reason::not_signed:
       return 30;
     case Reason::warn:
