@@ -1,7 +1,8 @@
 // verify/evidence.hpp: every signature one repository holds for one digest, read in budget.
 //
 // Role: the registry side of verification. For an image digest it reads the legacy cosign
-// signatures (the `sha256-<hex>.sig` manifest and its payload blobs) and the sigstore bundles
+// signatures (the `sha256-<hex>.sig` manifest and its payload blobs), the legacy attestations
+// (`sha256-<hex>.att`, DSSE envelope blobs) and the sigstore bundles
 // attached as OCI 1.1 referrers (the referrers API, or the referrers tag schema where the
 // registry has none), concurrently, and turns them into policy::Evidence. Everything read is
 // untrusted and bounded: each manifest and blob is hashed against its digest by the client,
@@ -59,7 +60,7 @@ struct FetchedEvidence {
 struct Wanted {
   bool legacy = false;        // sha256-<hex>.sig
   bool bundles = false;       // sigstore bundle referrers
-  bool attestations = false;  // sha256-<hex>.att (verify/attestations.hpp)
+  bool attestations = false;  // sha256-<hex>.att: DSSE envelopes, into Evidence::attestations
 };
 
 // Reads what `where` holds for digest, every wanted part at once. Never throws.
