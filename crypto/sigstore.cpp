@@ -367,7 +367,8 @@ Stop check_tlog_entries(const SignedEntity& e, const Requirements& req, const Ma
 Stop check_timestamps(const SignedEntity& e, const Requirements& req, VerifiedSignature& out) {
   if (req.tsas == nullptr || req.tsas->empty()) return std::nullopt;
   for (const auto& ts : e.rfc3161_timestamps) {
-    auto t = verify_rfc3161_timestamp(ts, e.signature, *req.tsas);
+    auto t = verify_rfc3161_timestamp(ts, e.timestamped.empty() ? e.signature : e.timestamped,
+                                      *req.tsas);
     if (!t) return fail(Failure::timestamp, "RFC 3161 timestamp: " + t.error().message);
     out.signing_times.push_back(*t);
   }

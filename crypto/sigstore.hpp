@@ -48,6 +48,10 @@ struct SignedEntity {
   std::vector<std::string> rfc3161_timestamps;  // DER
   int bundle_minor_version = 0;                 // 0 = not from a bundle
   bool signature_count_ok = true;               // DSSE: exactly one signature in the envelope
+  // The bytes the RFC 3161 timestamps cover; empty: the raw signature. A legacy .att layer's
+  // timestamp covers the envelope blob (cosign VerifyRFC3161Timestamp: an attestation's
+  // signature annotation is empty, so its payload is stamped).
+  std::string timestamped;
 };
 
 // From a legacy .sig layer: certificate and chain PEM, the Rekor bundle annotation, the RFC
@@ -55,6 +59,14 @@ struct SignedEntity {
 // whose material does not parse is skipped by callers with that message, never half-used).
 Result<SignedEntity> entity_from_legacy(const Signature& sig);
 Result<SignedEntity> entity_from_bundle(const Bundle& bundle, std::string source);
+// From a legacy cosign attestation layer (sha256-<hex>.att, docs/sigstore-formats.md 1.2): the
+// layer blob is a DSSE envelope; the layer's certificate, chain, bundle and rfc3161timestamp
+// annotations (in `annotations`, whose signature and payload are ignored) are read as for a
+// .sig layer. One entity per envelope signature (cosign accepts an envelope when any verifies),
+// at most max_signatures. Errc::parse_error for a malformed envelope or annotation.
+Result<std::vector<SignedEntity>> entities_from_attestation_layer(std::string_view envelope_json,
+                                                                  const Signature& annotations,
+                                                                  size_t max_signatures);
 
 // What the artifact is, for the binding check.
 struct Artifact {

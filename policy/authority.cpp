@@ -229,8 +229,8 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
   if (!f) return f.error();
   if (auto st = check_fields(*f, w, path,
                              {"name", "key", "keyless", "static", "ctlog", "rfc3161timestamp",
-                              "signatureFormat", "source"},
-                             {{"attestations", "attestations are"}});
+                              "signatureFormat", "source", "attestations"},
+                             {});
       !st) {
     return st.error();
   }
@@ -348,7 +348,16 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
     if (!v) return v.error();
     a.tsa_trust_root_ref = *v;
   }
+  if (const auto* att = get(*f, "attestations")) {
+    auto list = parse_attestations(*att, w, path + ".attestations");
+    if (!list) return list.error();
+    a.attestations = std::move(*list);
+  }
   if (stat) {
+    if (!a.attestations.empty()) {
+      return w.err(Errc::invalid_argument, path + ".attestations",
+                   "a static authority checks no attestation");
+    }
     if (a.ctlog_present || !a.tsa_trust_root_ref.empty()) {
       return w.err(Errc::invalid_argument, path,
                    "a static authority checks no signature: ctlog and rfc3161timestamp make no "

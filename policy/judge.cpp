@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/encoding.hpp"
+#include "policy/attestation_detail.hpp"
 #include "policy/policy.hpp"
 
 namespace sigil::policy {
@@ -30,36 +31,8 @@ struct Refusal {
   crypto::Failure failure = crypto::Failure::bad_signature;
 };
 
-// How far a signature got through the checks, highest first: the most informative refusal wins
-// the policy's denial. A proved signer the authority does not accept ranks just below a
-// signature that binds another digest (the signer is wrong whatever it signed).
 int progress(const Refusal& r) {
-  if (r.unmet == Unmet::identity_mismatch) return 90;
-  switch (r.failure) {
-    case crypto::Failure::digest_mismatch:
-      return 100;
-    case crypto::Failure::wrong_type:
-      return 80;
-    case crypto::Failure::sct:
-      return 70;
-    case crypto::Failure::tlog:
-      return 60;
-    case crypto::Failure::timestamp:
-      return 55;
-    case crypto::Failure::no_signing_time:
-      return 50;
-    case crypto::Failure::untrusted_certificate:
-      return 40;
-    case crypto::Failure::bad_signature:
-      return 30;
-    case crypto::Failure::unsupported:
-      return 20;
-    case crypto::Failure::malformed:
-      return 10;
-    case crypto::Failure::none:
-      return 0;
-  }
-  return 0;
+  return detail::progress(r.unmet, r.failure);
 }
 
 struct Best {
@@ -95,6 +68,40 @@ std::string first_san(const crypto::CertificateIdentity& id) {
 }
 
 }  // namespace
+
+// How far a signature got through the checks, highest first: the most informative refusal wins
+// the policy's denial. A proved signer the authority does not accept ranks just below a
+// signature that binds another digest (the signer is wrong whatever it signed); an attestation
+// authority whose signer verified but whose predicate type is absent just below that.
+int detail::progress(Unmet unmet, crypto::Failure failure) {
+  if (unmet == Unmet::identity_mismatch) return 90;
+  if (unmet == Unmet::missing_attestation) return 85;
+  switch (failure) {
+    case crypto::Failure::digest_mismatch:
+      return 100;
+    case crypto::Failure::wrong_type:
+      return 80;
+    case crypto::Failure::sct:
+      return 70;
+    case crypto::Failure::tlog:
+      return 60;
+    case crypto::Failure::timestamp:
+      return 55;
+    case crypto::Failure::no_signing_time:
+      return 50;
+    case crypto::Failure::untrusted_certificate:
+      return 40;
+    case crypto::Failure::bad_signature:
+      return 30;
+    case crypto::Failure::unsupported:
+      return 20;
+    case crypto::Failure::malformed:
+      return 10;
+    case crypto::Failure::none:
+      return 0;
+  }
+  return 0;
+}
 
 bool Identity::matches(const crypto::CertificateIdentity& id) const {
   try {
@@ -197,6 +204,19 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
       if (evidence == nullptr) continue;
       if (std::find(looked_at.begin(), looked_at.end(), evidence) == looked_at.end()) {
         looked_at.push_back(evidence);
+      }
+      if (!a.attestations.empty()) {
+        // Attestations instead of signatures (policy-controller): attestation.cpp.
+        auto o = detail::judge_attestations(a, digest, *evidence);
+        if (o.satisfied) {
+          r.satisfied = true;
+          r.unmet = Unmet::none;
+          r.authority = a.name;
+          return r;
+        }
+        best.offer({o.unmet, o.failure}, o.message, a.name);
+        considered = std::max<size_t>(considered, 1);  // its message says what was found
+        continue;
       }
       for (const auto& e : evidence->signatures) {
         if (!format_allows(a, e)) continue;

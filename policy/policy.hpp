@@ -97,6 +97,20 @@ struct SignatureSource {
   std::string key() const;                // identifies the source for sharing fetches
 };
 
+// One attestation an authority requires (policy-controller `authorities[].attestations[]`): a
+// verified in-toto statement of this predicate type, signed as the authority demands of
+// signatures, whose subject is the admitted digest. policy/attestation.cpp.
+struct Attestation {
+  std::string name;            // attestations[i].name
+  std::string predicate_type;  // as written: a URI or one of cosign's abbreviations
+  std::string predicate_uri;   // what the statement's predicateType must equal
+};
+
+// cosign's `--type` abbreviations (cmd/cosign/cli/options/predicate.go PredicateTypeMap):
+// "slsaprovenance" -> "https://slsa.dev/provenance/v0.2", ..., "custom" ->
+// "https://cosign.sigstore.dev/attestation/v1"; anything else is returned as it is (a URI).
+std::string predicate_uri(std::string_view predicate_type);
+
 struct Authority {
   enum class Kind { key, keyless, static_pass, static_fail };
   std::string name;  // spec.authorities[i].name, or "authority-<i>"
@@ -111,6 +125,9 @@ struct Authority {
   std::optional<crypto::HashAlgorithm> explicit_hash;  // key.hashAlgorithm, when given
   std::optional<SecretRef> key_secret;
   std::string static_message;  // for static fail
+  // Non-empty: the authority passes on attestations (every one of these predicate types), not
+  // on signatures, as policy-controller's does.
+  std::vector<Attestation> attestations;
 
   // keyless
   std::vector<Identity> identities;
@@ -252,6 +269,9 @@ class PolicySet {
 // what could not be read (named in denials, never used).
 struct Evidence {
   std::vector<crypto::SignedEntity> signatures;
+  // Legacy cosign attestations (sha256-<hex>.att layers, DSSE). Bundles, attestations or not,
+  // are all in `signatures`.
+  std::vector<crypto::SignedEntity> attestations;
   std::vector<std::string> unreadable;  // "referrer sha256:ab…: bundle: unknown media type"
 };
 
@@ -262,13 +282,14 @@ Evidence evidence_from_legacy(const std::vector<crypto::Signature>& signatures);
 // verify/ maps it (with crypto's failure) to the stable reason codes people see
 // (verify/reason_map.hpp).
 enum class Unmet {
-  none,                // satisfied
-  unavailable,         // Policy::unavailable: the policy could not be compiled
-  static_fail,         // a `static: fail` authority (it vetoes even a passing one's absence)
-  unsupported_digest,  // the digest is not sha256: no key or keyless authority can check it
-  no_authority,        // no authority can pass (unreachable for parsed policies)
-  not_signed,          // no signature any authority could look at
-  identity_mismatch,   // a keyless signature, proved, by an identity no authority accepts
+  none,                 // satisfied
+  unavailable,          // Policy::unavailable: the policy could not be compiled
+  static_fail,          // a `static: fail` authority (it vetoes even a passing one's absence)
+  unsupported_digest,   // the digest is not sha256: no key or keyless authority can check it
+  no_authority,         // no authority can pass (unreachable for parsed policies)
+  not_signed,           // no signature any authority could look at
+  identity_mismatch,    // a keyless signature, proved, by an identity no authority accepts
+  missing_attestation,  // no attestation of a required predicate type (none claims it)
   signature,  // signatures failed crypto's checks: PolicyResult::signature_failure says how
   internal,   // an unexpected failure while judging (fails closed)
 };

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/result.hpp"
 #include "crypto/trust_root.hpp"
@@ -70,6 +71,10 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
 // A CA chain (PEM, or base64 of one) whose last certificate is the self-signed root.
 Result<crypto::CertificateAuthority> ca_from_text(const std::string& text,
                                                   const std::string& authority_name);
+
+// attestation.cpp: spec.authorities[i].attestations.
+Result<std::vector<Attestation>> parse_attestations(const YAML::Node& node, const Where& w,
+                                                    const std::string& path);
 
 // trust_root_spec.cpp: the spec of a TrustRoot document.
 Result<TrustRootDocument> parse_trust_root_spec(const YAML::Node& spec, const Where& w);

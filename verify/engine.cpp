@@ -136,7 +136,7 @@ struct Engine::Impl {
   struct Source {
     Location where;
     std::vector<std::string> pull_secrets;
-    bool legacy = false, bundles = false;
+    Wanted wanted;  // .sig, bundles, .att
     FetchedEvidence got;
   };
   struct Plan {
@@ -162,8 +162,12 @@ struct Engine::Impl {
           for (const auto& ps : src.pull_secrets) key += ps + ",";
           out.namespace_secrets = out.namespace_secrets || !src.pull_secrets.empty();
           auto [it, fresh] = out.sources.try_emplace(key, std::move(s));
-          it->second.legacy = it->second.legacy || a.format != policy::SignatureFormat::bundle;
-          it->second.bundles = it->second.bundles || a.format != policy::SignatureFormat::legacy;
+          // An authority with attestations reads .att instead of .sig (bundles hold both).
+          Wanted& w = it->second.wanted;
+          const bool tags = a.format != policy::SignatureFormat::bundle;
+          w.legacy = w.legacy || (tags && a.attestations.empty());
+          w.attestations = w.attestations || (tags && !a.attestations.empty());
+          w.bundles = w.bundles || a.format != policy::SignatureFormat::legacy;
           out.uses[&a].push_back(key);
         }
       }
@@ -229,8 +233,8 @@ struct Engine::Impl {
           client.has_credentials_for(src.where.registry)) {
         private_read = true;
       }
-      src.got = co_await fetch_evidence(client, src.where, digest, src.legacy, src.bundles,
-                                        deadline, creds, budget, options.limits);
+      src.got = co_await fetch_evidence(client, src.where, digest, src.wanted, deadline, creds,
+                                        budget, options.limits);
       if (src.got.failure && !fetch_failure) {
         fetch_failure = src.got.failure;
         failed_host = src.where.registry;
@@ -247,6 +251,7 @@ struct Engine::Impl {
       for (const auto& k : keys) {
         const auto& ev = plan.sources.at(k).got.evidence;
         m.signatures.insert(m.signatures.end(), ev.signatures.begin(), ev.signatures.end());
+        m.attestations.insert(m.attestations.end(), ev.attestations.begin(), ev.attestations.end());
         m.unreadable.insert(m.unreadable.end(), ev.unreadable.begin(), ev.unreadable.end());
       }
     }

@@ -1,6 +1,7 @@
 // verify/evidence.cpp: see evidence.hpp.
 #include "verify/evidence.hpp"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <utility>
@@ -262,18 +263,131 @@ asio::awaitable<Result<Part>> read_bundles(registry::Client& client, const Locat
   co_return out;
 }
 
+// Legacy cosign attestations (docs/sigstore-formats.md 1.2): the `.att` tag of a digest is an OCI
+// manifest whose layers are DSSE envelopes (application/vnd.dsse.envelope.v1+json), one per
+// attestation, with the certificate, chain, Rekor bundle and RFC 3161 annotations of a `.sig`
+// layer. Each blob is read by digest (hashed by the client) within the budget and becomes
+// crypto::SignedEntity values for policy/ to verify; what cannot be read is listed, never used.
+constexpr std::string_view kDsseEnvelopeMediaType = "application/vnd.dsse.envelope.v1+json";
+
+struct AttestationPart {
+  std::vector<crypto::SignedEntity> attestations;
+  std::vector<std::string> unreadable;
+  std::vector<Reservation> held;
+};
+
+// "sha256:<hex>" -> "sha256-<hex>.att".
+std::string attestation_tag(const std::string& digest) {
+  std::string tag = oci::signature_tag(digest);  // sha256-<hex>.sig
+  return tag.substr(0, tag.size() - 4) + ".att";
+}
+
+asio::awaitable<Result<AttestationPart>> read_attestations(
+    registry::Client& client, const Location& where, const std::string& digest, Deadline deadline,
+    const registry::PullCredentials& creds, ByteBudget& budget, const EvidenceLimits& limits) {
+  AttestationPart out;
+  const std::string tag = attestation_tag(digest);
+  auto reserved = take(budget, limits.manifest_reservation, "reading attestation manifest " + tag);
+  if (!reserved.ok()) co_return reserved.error();
+  auto manifest =
+      co_await client.get_manifest(where.registry, where.repository, tag, deadline, creds);
+  if (!manifest.ok()) {
+    if (manifest.error().code == Errc::not_found) co_return out;
+    co_return manifest.error();
+  }
+  auto parsed = oci::parse_manifest(manifest->body, manifest->media_type);
+  if (!parsed.ok()) {
+    co_return make_error(Errc::parse_error, "attestation manifest " + tag +
+                                                " is malformed: " + parsed.error().message);
+  }
+  if (parsed->is_index) {
+    co_return make_error(Errc::parse_error,
+                         "attestation tag " + tag + " holds an index, not a manifest");
+  }
+  reserved->shrink_to(std::min<uint64_t>(limits.manifest_reservation, manifest->body.size() * 2));
+
+  std::set<std::string> seen;  // exact duplicate layers are dropped
+  size_t index = 0, taken = 0;
+  for (const auto& layer : parsed->layers) {
+    const size_t layer_index = index++;
+    if (layer.media_type != kDsseEnvelopeMediaType) continue;
+    const std::string where_layer = ".att layer " + std::to_string(layer_index);
+    if (taken >= limits.max_attestations) {
+      out.unreadable.push_back(tag + ": more than " + std::to_string(limits.max_attestations) +
+                               " attestations; the rest were not read");
+      break;
+    }
+    if (layer.size > limits.max_attestation_size) {
+      out.unreadable.push_back(where_layer + ": an envelope of " + std::to_string(layer.size) +
+                               " bytes is over sigil's cap of " +
+                               std::to_string(limits.max_attestation_size));
+      continue;
+    }
+    crypto::Signature annotations;
+    annotations.certificate_pem = annotation(layer, crypto::kAnnotationCertificate);
+    annotations.chain_pem = annotation(layer, crypto::kAnnotationChain);
+    annotations.bundle_json = annotation(layer, crypto::kAnnotationBundle);
+    annotations.rfc3161_json = annotation(layer, crypto::kAnnotationRfc3161);
+    annotations.source = where_layer;
+    std::string identity = layer.digest;
+    for (const std::string* part : {&annotations.certificate_pem, &annotations.chain_pem,
+                                    &annotations.bundle_json, &annotations.rfc3161_json}) {
+      identity += '\0' + std::to_string(part->size()) + ':' + *part;
+    }
+    if (!seen.insert(std::move(identity)).second) continue;
+    ++taken;
+    // The blob while it is read and parsed (twice: the parse holds the decoded payload), then
+    // what the entities keep (payload, envelope for the timestamp, annotations).
+    const auto size = static_cast<uint64_t>(layer.size);
+    auto reading = take(budget, 2 * size, "reading attestations");
+    if (!reading.ok()) co_return reading.error();
+    auto blob = co_await client.get_blob(where.registry, where.repository, layer.digest, layer.size,
+                                         deadline, creds);
+    if (!blob.ok()) co_return blob.error();
+    auto entities = crypto::entities_from_attestation_layer(*blob, annotations, 4);
+    if (!entities.ok()) {
+      out.unreadable.push_back(where_layer + ": " + entities.error().message);
+      continue;
+    }
+    uint64_t kept = 0;
+    for (const auto& e : *entities) {
+      kept += e.payload.size() + e.timestamped.size() + e.signature.size() + 1024;
+      for (const auto& c : e.certificates_der) kept += c.size();
+    }
+    auto held = take(budget, kept, "reading attestations");
+    if (!held.ok()) co_return held.error();
+    out.held.push_back(std::move(*held));
+    for (auto& e : *entities) out.attestations.push_back(std::move(e));
+  }
+  co_return out;
+}
+
+// Legacy attestations, as a Part whose signatures are the attestations.
+asio::awaitable<Result<Part>> read_attestation_part(registry::Client& client, const Location& where,
+                                                    const std::string& digest, Deadline deadline,
+                                                    const registry::PullCredentials& creds,
+                                                    ByteBudget& budget,
+                                                    const EvidenceLimits& limits) {
+  auto got = co_await read_attestations(client, where, digest, deadline, creds, budget, limits);
+  if (!got.ok()) co_return got.error();
+  Part p;
+  p.signatures = std::move(got->attestations);
+  p.unreadable = std::move(got->unreadable);
+  p.held = std::move(got->held);
+  co_return p;
+}
+
 }  // namespace
 
 asio::awaitable<FetchedEvidence> fetch_evidence(registry::Client& client, const Location& where,
-                                                const std::string& digest, bool legacy,
-                                                bool bundles, Deadline deadline,
-                                                registry::PullCredentials creds, ByteBudget& budget,
-                                                const EvidenceLimits& limits) {
+                                                const std::string& digest, Wanted wanted,
+                                                Deadline deadline, registry::PullCredentials creds,
+                                                ByteBudget& budget, const EvidenceLimits& limits) {
   using namespace asio::experimental::awaitable_operators;
   FetchedEvidence out;
   // Named lambdas (GCC 12: no lambda temporary inside a co_await expression).
   auto legacy_task = [&]() -> asio::awaitable<std::optional<Result<Part>>> {
-    if (!legacy) co_return Part{};
+    if (!wanted.legacy) co_return Part{};
     try {
       co_return co_await read_legacy(client, where, digest, deadline, creds, budget, limits);
     } catch (const std::exception& e) {
@@ -281,22 +395,32 @@ asio::awaitable<FetchedEvidence> fetch_evidence(registry::Client& client, const 
     }
   };
   auto bundle_task = [&]() -> asio::awaitable<std::optional<Result<Part>>> {
-    if (!bundles) co_return Part{};
+    if (!wanted.bundles) co_return Part{};
     try {
       co_return co_await read_bundles(client, where, digest, deadline, creds, budget, limits);
     } catch (const std::exception& e) {
       co_return make_error(Errc::internal, std::string("reading bundles: ") + e.what());
     }
   };
-  auto [sigs, haul] = co_await (legacy_task() && bundle_task());
-  for (auto* part : {&sigs, &haul}) {
+  auto attestation_task = [&]() -> asio::awaitable<std::optional<Result<Part>>> {
+    if (!wanted.attestations) co_return Part{};
+    try {
+      co_return co_await read_attestation_part(client, where, digest, deadline, creds, budget,
+                                               limits);
+    } catch (const std::exception& e) {
+      co_return make_error(Errc::internal, std::string("reading attestations: ") + e.what());
+    }
+  };
+  auto [sigs, haul, atts] = co_await (legacy_task() && bundle_task() && attestation_task());
+  for (auto* part : {&sigs, &haul, &atts}) {
     if (!*part || !(*part)->ok()) {
       if (!out.failure)
         out.failure = *part ? (*part)->error() : make_error(Errc::internal, "no result");
       continue;
     }
     Part& p = (*part)->value();
-    for (auto& s : p.signatures) out.evidence.signatures.push_back(std::move(s));
+    auto& into = part == &atts ? out.evidence.attestations : out.evidence.signatures;
+    for (auto& s : p.signatures) into.push_back(std::move(s));
     for (auto& u : p.unreadable) out.evidence.unreadable.push_back(std::move(u));
     for (auto& h : p.held) out.held.push_back(std::move(h));
     out.guessed = out.guessed || p.guessed;

@@ -1,7 +1,8 @@
 // verify/evidence.hpp: every signature one repository holds for one digest, read in budget.
 //
 // Role: the registry side of verification. For an image digest it reads the legacy cosign
-// signatures (the `sha256-<hex>.sig` manifest and its payload blobs) and the sigstore bundles
+// signatures (the `sha256-<hex>.sig` manifest and its payload blobs), the legacy attestations
+// (`sha256-<hex>.att`, DSSE envelope blobs) and the sigstore bundles
 // attached as OCI 1.1 referrers (the referrers API, or the referrers tag schema where the
 // registry has none), concurrently, and turns them into policy::Evidence. Everything read is
 // untrusted and bounded: each manifest and blob is hashed against its digest by the client,
@@ -30,6 +31,10 @@ struct EvidenceLimits {
   // Bytes per simple-signing payload. cosign's are a few hundred bytes; a larger layer is
   // listed as unreadable, never fetched.
   int64_t max_signature_payload = 256 * 1024;
+  // Legacy attestations (sha256-<hex>.att): layers read, and bytes per DSSE envelope (an SBOM
+  // attestation can be large; crypto's envelope parser refuses more than 4 MiB anyway).
+  size_t max_attestations = 32;
+  int64_t max_attestation_size = 4 << 20;
   size_t max_bundles = 16;            // sigstore bundles read per image
   int64_t max_bundle_size = 1 << 20;  // bytes per bundle blob
   // Taken from the budget while a manifest is read (the registry client's cap per manifest).
@@ -51,11 +56,17 @@ struct FetchedEvidence {
   std::vector<Reservation> held;  // the budget the evidence holds, given back with it
 };
 
-// Reads what `where` holds for digest: legacy signatures when `legacy`, bundles when `bundles`,
-// both at once. Never throws.
+// What to read at one location.
+struct Wanted {
+  bool legacy = false;        // sha256-<hex>.sig
+  bool bundles = false;       // sigstore bundle referrers
+  bool attestations = false;  // sha256-<hex>.att: DSSE envelopes, into Evidence::attestations
+};
+
+// Reads what `where` holds for digest, every wanted part at once. Never throws.
 boost::asio::awaitable<FetchedEvidence> fetch_evidence(
-    registry::Client& client, const Location& where, const std::string& digest, bool legacy,
-    bool bundles, Deadline deadline, registry::PullCredentials creds, ByteBudget& budget,
+    registry::Client& client, const Location& where, const std::string& digest, Wanted wanted,
+    Deadline deadline, registry::PullCredentials creds, ByteBudget& budget,
     const EvidenceLimits& limits);
 
 }  // namespace sigil::verify

@@ -54,6 +54,8 @@ Reason reason_for(const policy::PolicyResult& result) noexcept {
       return Reason::not_signed;
     case policy::Unmet::identity_mismatch:
       return Reason::identity_mismatch;
+    case policy::Unmet::missing_attestation:
+      return Reason::missing_attestation;
     case policy::Unmet::signature:
       return reason_for(result.signature_failure);
     case policy::Unmet::internal:

@@ -17,6 +17,8 @@ std::string_view name(Reason r) noexcept {
       return "DIGEST_MISMATCH";
     case Reason::identity_mismatch:
       return "IDENTITY_MISMATCH";
+    case Reason::missing_attestation:
+      return "MISSING_ATTESTATION";
     case Reason::untrusted_certificate:
       return "UNTRUSTED_CERTIFICATE";
     case Reason::tlog_invalid:
@@ -89,6 +91,7 @@ bool is_transient(Reason r) noexcept {
     case Reason::bad_signature:
     case Reason::digest_mismatch:
     case Reason::identity_mismatch:
+    case Reason::missing_attestation:
     case Reason::untrusted_certificate:
     case Reason::tlog_invalid:
     case Reason::sct_invalid:
@@ -160,6 +163,9 @@ int severity(Reason r) noexcept {
       return 37;
     case Reason::malformed_signature:
       return 36;
+    // Nothing of a required kind found: like NOT_SIGNED, after every failure of what was found.
+    case Reason::missing_attestation:
+      return 31;
     case Reason::not_signed:
       return 30;
     case Reason::warn:
@@ -216,6 +222,8 @@ std::string_view withheld_phrase(Reason r) {
       return "a valid signature names another image";
     case Reason::identity_mismatch:
       return "signed by an identity the policy does not accept";
+    case Reason::missing_attestation:
+      return "no verified attestation of a type the policy requires";
     case Reason::untrusted_certificate:
       return "the signing certificate is not trusted";
     case Reason::tlog_invalid:

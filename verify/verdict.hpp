@@ -28,10 +28,11 @@ enum class Reason : uint8_t {
   none,  // admitted by its policies: nothing to report
 
   // Judgements about the image's signatures (policy/ and crypto/ decided them).
-  not_signed,         // NOT_SIGNED: no signature at all for the digest
-  bad_signature,      // BAD_SIGNATURE: signatures exist, none verifies
-  digest_mismatch,    // DIGEST_MISMATCH: a valid signature binds another digest
-  identity_mismatch,  // IDENTITY_MISMATCH: a valid keyless signature by an identity not accepted
+  not_signed,           // NOT_SIGNED: no signature at all for the digest
+  bad_signature,        // BAD_SIGNATURE: signatures exist, none verifies
+  digest_mismatch,      // DIGEST_MISMATCH: a valid signature binds another digest
+  identity_mismatch,    // IDENTITY_MISMATCH: a valid keyless signature by an identity not accepted
+  missing_attestation,  // MISSING_ATTESTATION: no attestation of a required predicate type
   untrusted_certificate,  // UNTRUSTED_CERTIFICATE: no chain to a trusted CA, or no code signing
   tlog_invalid,           // TLOG_INVALID: no valid transparency log entry for the signature
   sct_invalid,            // SCT_INVALID: no valid embedded SCT
@@ -66,6 +67,7 @@ inline constexpr Reason kAllReasons[] = {
     Reason::bad_signature,
     Reason::digest_mismatch,
     Reason::identity_mismatch,
+    Reason::missing_attestation,
     Reason::untrusted_certificate,
     Reason::tlog_invalid,
     Reason::sct_invalid,

@@ -317,7 +317,8 @@ spec:
 
     def test_refuses_policy_controller_fields_sigil_does_not_enforce(self):
         cases = [
-            ("attestations", cip(authorities=[{"key": {"data": KEY}, "attestations": [{"name": "sbom", "predicateType": "spdx"}]}])),
+            ("attestations[].policy", cip(authorities=[{"key": {"data": KEY}, "attestations": [
+                {"name": "sbom", "predicateType": "spdx", "policy": {"type": "cue", "data": "x: 1"}}]}])),
             ("spec.policy", cip(policy={"type": "cue", "data": "predicateType: \"cosign.sigstore.dev/attestation/v1\""})),
             ("spec.match", cip(match=[{"resource": "pods", "version": "v1"}])),
             ("key.kms", cip(authorities=[{"key": {"kms": "azurekms://vault.vault.azure.net/key"}}])),
@@ -326,6 +327,17 @@ spec:
         for field, obj in cases:
             with self.subTest(field=field):
                 self.assertRefused(obj, "sigil does not enforce")
+
+    def test_attestations(self):
+        # issue 13 point 9: policy-controller's attestations (name, predicateType) are accepted
+        att = [{"name": "provenance", "predicateType": "slsaprovenance1"},
+               {"name": "sbom", "predicateType": "https://spdx.dev/Document"}]
+        self.assertValid(cip(authorities=[{"key": {"data": KEY}, "attestations": att}]))
+        self.assertRefused(cip(authorities=[{"key": {"data": KEY}, "attestations": [{"name": "x"}]}]),
+                           "predicateType: Required value")
+        self.assertRefused(cip(authorities=[{"key": {"data": KEY},
+                                             "attestations": [{"name": "x", "predicateType": "spdx", "extra": 1}]}]),
+                           "unknown field")
 
     def test_image_policy_scoping(self):
         ip = {"apiVersion": "sigil.dev/v1alpha1", "kind": "ImagePolicy",

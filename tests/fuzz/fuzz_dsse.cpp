@@ -1,9 +1,11 @@
-// Fuzzes the DSSE envelope and in-toto statement parsers and the PAE encoding.
+// Fuzzes the DSSE envelope and in-toto statement parsers, the PAE encoding, and a legacy .att
+// layer read into entities (crypto/attestation.cpp).
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "crypto/dsse.hpp"
+#include "crypto/sigstore.hpp"
 
 namespace {
 
@@ -42,6 +44,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       __builtin_trap();
     }
     check_statement(env->payload);
+  }
+  // A .att layer: exactly one entity per envelope signature (capped), each the envelope's.
+  sigil::crypto::Signature annotations;
+  auto att = sigil::crypto::entities_from_attestation_layer(in, annotations, 4);
+  if (att.ok() != env.ok()) __builtin_trap();
+  if (att) {
+    if (att->empty() || att->size() > 4) __builtin_trap();
+    for (const auto& e : *att) {
+      if (e.kind != sigil::crypto::SignedEntity::Kind::dsse || e.timestamped != in)
+        __builtin_trap();
+    }
   }
   check_statement(in);
   return 0;

@@ -118,8 +118,10 @@ def run(script, args, timeout=120):
                           stdin=subprocess.DEVNULL)
 
 
-def sign(out_dir, image_digests=(), blobs=(), identity=None, issuer=None, tsa=False, tlog=True):
-    """Signs with the real sigstore-js signer against @sigstore/mock services (sign.js)."""
+def sign(out_dir, image_digests=(), blobs=(), identity=None, issuer=None, tsa=False, tlog=True,
+         predicate_type=None):
+    """Signs with the real sigstore-js signer against @sigstore/mock services (sign.js);
+    predicate_type: attest image digests with that in-toto predicate instead of cosign's sign."""
     args = ["--out", out_dir]
     for d in image_digests:
         args += ["--image-digest", d]
@@ -133,6 +135,8 @@ def sign(out_dir, image_digests=(), blobs=(), identity=None, issuer=None, tsa=Fa
         args.append("--tsa")
     if not tlog:
         args.append("--no-tlog")
+    if predicate_type:
+        args += ["--predicate-type", predicate_type]
     r = run("sign.js", args)
     if r.returncode != 0:
         raise AssertionError("sign.js failed:\n" + r.stdout + r.stderr)

@@ -5,10 +5,12 @@
 //
 // usage: node sign.js --out DIR [--image-digest sha256:HEX]... [--blob FILE]...
 //                     [--identity URI] [--issuer URL] [--tsa] [--no-tlog]
+//                     [--predicate-type URI]
 // writes DIR/trusted_root.json (the mock CA, CT log, Rekor and TSA keys of this run) and
 //   DIR/image-<hex>.sigstore.json  v0.3 DSSE bundle of the cosign v3 `sign` statement
-//                                  (predicateType https://sigstore.dev/cosign/sign/v1) with a
-//                                  dsse 0.0.1 Rekor entry, per --image-digest
+//                                  (predicateType https://sigstore.dev/cosign/sign/v1, or an
+//                                  attestation's with --predicate-type) with a dsse 0.0.1 Rekor
+//                                  entry, per --image-digest
 //   DIR/blob-<name>.sigstore.json  v0.2 messageSignature bundle over FILE, per --blob
 // and prints {"trusted_root", "identity", "issuer", "bundles": [{kind, digest, path}]}.
 //
@@ -32,7 +34,7 @@ const INTOTO = 'application/vnd.in-toto+json';
 const REKOR_URL = 'https://rekor.local'; // checkpoint names must match the trusted root's URL
 
 function parseArgs(argv) {
-  const a = { images: [], blobs: [], tlog: true, tsa: false,
+  const a = { images: [], blobs: [], tlog: true, tsa: false, predicateType: COSIGN_SIGN_PREDICATE,
     identity: 'https://github.com/sigil-test/app/.github/workflows/release.yml@refs/heads/main',
     issuer: 'https://token.actions.githubusercontent.com' };
   for (let i = 0; i < argv.length; i++) {
@@ -48,6 +50,7 @@ function parseArgs(argv) {
       case '--issuer': a.issuer = value(); break;
       case '--tsa': a.tsa = true; break;
       case '--no-tlog': a.tlog = false; break;
+      case '--predicate-type': a.predicateType = value(); break;
       default: throw new Error('unknown argument ' + argv[i]);
     }
   }
@@ -135,10 +138,10 @@ async function startServices() {
   return { server, url: 'http://127.0.0.1:' + server.address().port, trustedRoot };
 }
 
-function cosignStatement(digest) {
+function cosignStatement(digest, predicateType) {
   return Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1',
     subject: [{ name: 'image', digest: { sha256: digest.slice('sha256:'.length) } }],
-    predicateType: COSIGN_SIGN_PREDICATE, predicate: {} }));
+    predicateType, predicate: {} }));
 }
 
 async function main() {
@@ -156,7 +159,7 @@ async function main() {
       return p;
     };
     for (const d of a.images) {
-      const bundle = await sigstore.attest(cosignStatement(d), INTOTO, opts);
+      const bundle = await sigstore.attest(cosignStatement(d, a.predicateType), INTOTO, opts);
       bundles.push({ kind: 'image', digest: d,
         path: write('image-' + d.slice(7) + '.sigstore.json', bundle) });
     }

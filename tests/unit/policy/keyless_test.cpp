@@ -485,3 +485,53 @@ TEST_CASE("a signer the authority does not accept is named first", "[policy][key
     CHECK(r.satisfied);
   }
 }
+
+TEST_CASE("a keyless authority with attestations checks the attestation's signer and log",
+          "[policy][keyless][attestation]") {
+  World w;
+  const std::string yaml =
+      w.trust_root_yaml() + "---\n" +
+      keyless_policy(
+          "trustRootRef: corp\nidentities:\n- issuer: https://accounts.corp.test\n  subject: "
+          "release@corp.test\n",
+          "    attestations:\n    - name: provenance\n      predicateType: slsaprovenance1\n");
+  auto ps = parse_and_link(yaml);
+  INFO((ps.ok() ? std::string() : ps.error().message));
+  REQUIRE(ps.ok());
+  const Policy& p = ps->front();
+  const std::string slsa = "https://slsa.dev/provenance/v1";
+  // A legacy .att layer by `email`, logged as a dsse entry.
+  auto att = [&](const std::string& email, const std::string& digest, bool logged = true) {
+    KeyPair key;
+    auto leaf = w.pki.leaf(
+        w.pki.leaf_spec(sigil::test::test_epoch(), email, "https://accounts.corp.test"), &key);
+    const std::string st =
+        R"({"_type":"https://in-toto.io/Statement/v0.1","subject":[{"digest":{"sha256":")" +
+        digest.substr(7) + R"("}}],"predicateType":")" + slsa + R"(","predicate":{}})";
+    crypto::SignedEntity e;
+    e.kind = crypto::SignedEntity::Kind::dsse;
+    e.source = ".att layer 0";
+    e.payload_type = std::string(crypto::kInTotoPayloadType);
+    e.payload = st;
+    e.signature = key.sign(crypto::dsse_pae(e.payload_type, st));
+    e.certificates_der = {leaf.der()};
+    if (logged) {
+      e.tlog_entries = {w.rekor.entry(TestLog::dsse(st, e.signature, leaf.pem()),
+                                      crypto::to_unix_seconds(sigil::test::test_epoch()) + 30)};
+    }
+    Evidence ev;
+    ev.attestations = {e};
+    return ev;
+  };
+  auto ok = judge(p, kDigest, att("release@corp.test", kDigest));
+  INFO(ok.message);
+  CHECK(ok.satisfied);
+  auto stranger = judge(p, kDigest, att("mallory@corp.test", kDigest));
+  CHECK(refused(stranger, Unmet::identity_mismatch));
+  CHECK_THAT(stranger.message, Catch::Contains(slsa));
+  CHECK_THAT(stranger.message, Catch::Contains("mallory@corp.test"));
+  auto unlogged = judge(p, kDigest, att("release@corp.test", kDigest, false));
+  CHECK(refused(unlogged, crypto::Failure::tlog));
+  auto copied = judge(p, kDigest, att("release@corp.test", kOther));
+  CHECK(refused(copied, crypto::Failure::digest_mismatch));
+}

@@ -404,8 +404,35 @@ TEST_CASE("field-level validation", "[policy][parse]") {
        Errc::invalid_argument, "spec.authorities[0].source[0].oci: empty"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, ctlog: {url: x}}]",
        Errc::invalid_argument, "a static authority checks no signature"},
-      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: []}]",
-       Errc::unsupported, "spec.authorities[0].attestations: attestations are not supported yet"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: [{name: a, "
+       "predicateType: spdx}]}]",
+       Errc::invalid_argument,
+       "spec.authorities[0].attestations: a static authority checks no "
+       "attestation"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: [{name: a, "
+       "predicateType: spdx, policy: {type: cue, data: 'x: 1'}}]}]",
+       Errc::unsupported,
+       "spec.authorities[0].attestations[0].policy: attestation policies (CUE, Rego) are not "
+       "supported"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: [{name: a}]}]",
+       Errc::invalid_argument, "spec.authorities[0].attestations[0].predicateType: missing"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: "
+       "[{predicateType: spdx}]}]",
+       Errc::invalid_argument, "spec.authorities[0].attestations[0].name: missing"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: [{name: a, "
+       "predicateType: sbom}]}]",
+       Errc::invalid_argument,
+       "attestations[0].predicateType: \"sbom\" is neither a URI nor one of cosign's predicate "
+       "types (slsaprovenance, slsaprovenance02, slsaprovenance1, link, spdx, spdxjson, cyclonedx, "
+       "vuln, openvex, custom)"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: [{name: a, "
+       "predicateType: spdx}, {name: a, predicateType: vuln}]}]",
+       Errc::invalid_argument, "attestations[1].name: \"a\" is used twice"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: [{name: a, "
+       "predicateType: spdx, when: x}]}]",
+       Errc::invalid_argument, "attestations[0].when: unknown field"},
+      {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, attestations: {name: a}}]",
+       Errc::invalid_argument, "spec.authorities[0].attestations: expected a list"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, rfc3161timestamp: {}}]",
        Errc::invalid_argument, "spec.authorities[0].rfc3161timestamp.trustRootRef: missing"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}}]\nmatch: [{resource: pods}]",

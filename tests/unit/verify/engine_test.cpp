@@ -945,3 +945,88 @@ TEST_CASE("a policy that cannot be compiled denies what it matches, and is never
     }
   }
 }
+
+namespace {
+
+// The same policy as policies_for, its authority requiring a provenance attestation.
+std::shared_ptr<const policy::PolicySet> attestation_policies(const std::string& pub_pem,
+                                                              uint64_t generation) {
+  std::string indented;
+  for (size_t i = 0, start = 0; i <= pub_pem.size(); ++i) {
+    if (i == pub_pem.size() || pub_pem[i] == '\n') {
+      if (i > start) indented += "          " + pub_pem.substr(start, i - start) + "\n";
+      start = i + 1;
+    }
+  }
+  const std::string yaml =
+      "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\n"
+      "metadata:\n  name: team-images\nspec:\n  images:\n    - glob: "
+      "\"reg.test/team/**\"\n  authorities:\n    - name: release-key\n"
+      "      attestations:\n        - {name: provenance, predicateType: "
+      "slsaprovenance1}\n      key:\n        data: |\n" +
+      indented;
+  auto parsed = policy::parse_policies(yaml, "test.yaml");
+  if (!parsed.ok()) FAIL(parsed.error().message);
+  return std::make_shared<const policy::PolicySet>(std::move(*parsed), policy::NoMatch::deny,
+                                                   generation);
+}
+
+// A cosign .att manifest for image_digest with one DSSE envelope layer signed by key.
+void attach_attestation(FakeRegistry& reg, const std::string& repo, const std::string& image_digest,
+                        const Key& key) {
+  const std::string statement =
+      R"({"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://slsa.dev/provenance/v1","subject":[{"name":"x","digest":{"sha256":")" +
+      image_digest.substr(7) + R"("}}],"predicate":{}})";
+  const std::string type = "application/vnd.in-toto+json";
+  const std::string pae = "DSSEv1 " + std::to_string(type.size()) + " " + type + " " +
+                          std::to_string(statement.size()) + " " + statement;
+  const std::string envelope = R"({"payloadType":")" + type + R"(","payload":")" +
+                               base64_encode(statement) + R"(","signatures":[{"keyid":"","sig":")" +
+                               base64_encode(sign(key, pae)) + R"("}]})";
+  const std::string d = "sha256:" + crypto::sha256_hex(envelope);
+  reg.blobs[d] = envelope;
+  std::string tag = oci::signature_tag(image_digest);
+  tag.replace(tag.size() - 4, 4, ".att");
+  reg.manifests[repo + ":" + tag] =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":")" +
+      fake_digest('c') +
+      R"("},"layers":[{"mediaType":"application/vnd.dsse.envelope.v1+json","size":)" +
+      std::to_string(envelope.size()) + R"(,"digest":")" + d +
+      R"(","annotations":{"dev.cosignproject.cosign/signature":"","predicateType":"https://slsa.dev/provenance/v1"}}]})";
+}
+
+}  // namespace
+
+TEST_CASE("an authority with attestations reads the .att tag, and its verdicts are its own") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  // Signed, not attested: the signature policy admits; the attestation policy (the next
+  // generation) must not reuse that verdict.
+  auto signed_only = run(engine, "reg.test/team/app:v1",
+                         policies_for(f.key.pub_pem, "enforce", policy::NoMatch::deny, 1));
+  CHECK(signed_only.outcome == verify::Outcome::allowed);
+  auto attested = attestation_policies(f.key.pub_pem, 2);
+  auto v = run(engine, "reg.test/team/app:v1", attested);
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason == verify::Reason::missing_attestation);
+  CHECK_THAT(verify::message(v), Catch::Contains("https://slsa.dev/provenance/v1"));
+
+  attach_attestation(f.reg, "team/app", f.digest, f.key);
+  f.clock.advance(std::chrono::minutes(10));  // past the denial's TTL
+  auto ok = run(engine, "reg.test/team/app:v1", attested);
+  INFO(verify::message(ok));
+  CHECK(ok.outcome == verify::Outcome::allowed);
+  // An attestation copied to another image's .att tag does not admit it.
+  f.reg.tags["team/other:v1"] = fake_digest('e');
+  f.reg.manifests["team/other:" + [&] {
+    std::string t = oci::signature_tag(fake_digest('e'));
+    return t.replace(t.size() - 4, 4, ".att");
+  }()] = f.reg.manifests["team/app:" + [&] {
+    std::string t = oci::signature_tag(f.digest);
+    return t.replace(t.size() - 4, 4, ".att");
+  }()];
+  auto copied = run(engine, "reg.test/team/other:v1", attested);
+  CHECK(copied.outcome == verify::Outcome::denied);
+  CHECK(copied.reason == verify::Reason::digest_mismatch);
+}

@@ -1,0 +1,32 @@
+// policy/attestation_detail.hpp: judging an authority's attestations. PRIVATE to policy/:
+// included by judge.cpp and attestation.cpp only.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "crypto/sigstore.hpp"
+#include "policy/policy.hpp"
+
+namespace sigil::policy::detail {
+
+// How far a refusal got through the checks (judge.cpp): the higher, the more a person can act
+// on it. Shared so that an attestation's refusal competes fairly with a signature's.
+int progress(Unmet unmet, crypto::Failure failure);
+
+// The outcome of one authority with attestations for one image digest.
+struct AttestationOutcome {
+  bool satisfied = false;
+  Unmet unmet = Unmet::missing_attestation;  // or signature, identity_mismatch
+  crypto::Failure failure = crypto::Failure::none;
+  std::string message;  // one phrase naming the first missing predicate type
+};
+
+// Every predicate type of a.attestations must have a DSSE in-toto statement in `evidence` (a
+// legacy .att layer or a bundle) that verifies with the authority's requirements (key or
+// certificate chain, Rekor, SCT, timestamps), comes from an accepted identity (keyless) and
+// names `digest` as a subject. Never throws.
+AttestationOutcome judge_attestations(const Authority& a, std::string_view digest,
+                                      const Evidence& evidence);
+
+}  // namespace sigil::policy::detail
