@@ -129,9 +129,9 @@ class FakeHttpServer {
   std::shared_ptr<Impl> impl_;
 };
 
-// The TLS material of the fake servers, minted once per test process.
+// The TLS material of the fake servers, minted once per test process with tls_pki.hpp.
 struct FakeTls {
-  std::string ca_pem;
+  std::string ca_pem, ca_key_pem;
   std::string ca_file;  // ca_pem written to a file (for options that take a path)
   std::string server_cert_pem, server_key_pem;          // SAN IP:127.0.0.1, IP:::1, DNS:localhost
   std::string other_name_cert_pem, other_name_key_pem;  // SAN DNS:other.example only
