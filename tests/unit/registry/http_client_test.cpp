@@ -2,6 +2,7 @@
 // FakeHttpServer, tests/support/cpp/fake_http.hpp), with failure injection: the n-th request
 // fails (the server's fail_nth, or a corrupted answer from FakeRegistry), n loops to success.
 #include <atomic>
+#include <map>
 #include <mutex>
 
 #include <catch2/catch.hpp>
@@ -96,32 +97,19 @@ struct FakeRegistry {
 void plan(FakeHttpServer& srv, FakeRegistry& reg, FakeRegistry::Fault fault, int n) {
   using F = FakeRegistry::Fault;
   using sigil::test::Fault;
-  switch (fault) {
-    case F::none:
-      return;
-    case F::corrupt:
-      reg.fail_at = n;
-      return;
-    case F::e401:
-      srv.fail_nth(Fault::http_401, n,
-                   {{"WWW-Authenticate", "Bearer realm=\"" + reg.realm + "\",service=\"fake\""}});
-      return;
-    case F::e404:
-      srv.fail_nth(Fault::http_404, n);
-      return;
-    case F::e429:
-      srv.fail_nth(Fault::http_429, n);
-      return;
-    case F::e500:
-      srv.fail_nth(Fault::http_500, n);
-      return;
-    case F::truncate:
-      srv.fail_nth(Fault::truncated_body, n);
-      return;
-    case F::stall:
-      srv.fail_nth(Fault::stall, n);
-      return;
+  if (fault == F::none) return;
+  if (fault == F::corrupt) {
+    reg.fail_at = n;
+    return;
   }
+  static const std::map<F, Fault> kServerFault = {
+      {F::e401, Fault::http_401}, {F::e404, Fault::http_404},           {F::e429, Fault::http_429},
+      {F::e500, Fault::http_500}, {F::truncate, Fault::truncated_body}, {F::stall, Fault::stall}};
+  sigil::test::HttpHeaders headers;
+  if (fault == F::e401) {
+    headers = {{"WWW-Authenticate", "Bearer realm=\"" + reg.realm + "\",service=\"fake\""}};
+  }
+  srv.fail_nth(kServerFault.at(fault), n, headers);
 }
 
 ClientOptions options_for(const std::string& authority) {
