@@ -45,21 +45,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string pct_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else if (s[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 std::map<std::string, std::string> parse_query(std::string_view q) {
   std::map<std::string, std::string> out;
   size_t start = 0;
@@ -69,8 +54,8 @@ std::map<std::string, std::string> parse_query(std::string_view q) {
     auto kv = q.substr(start, end - start);
     if (!kv.empty()) {
       const size_t eq = kv.find('=');
-      out[pct_decode(kv.substr(0, eq))] =
-          eq == std::string_view::npos ? "" : pct_decode(kv.substr(eq + 1));
+      out[percent_decode(kv.substr(0, eq), true)] =
+          eq == std::string_view::npos ? "" : percent_decode(kv.substr(eq + 1), true);
     }
     start = end + 1;
   }
@@ -85,6 +70,21 @@ const char* reason_of(unsigned status) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+
+std::string percent_decode(std::string_view s, bool plus_as_space) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else if (s[i] == '+' && plus_as_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
 
 std::string HttpRequest::header(std::string_view name) const {
   const std::string want = lower(name);

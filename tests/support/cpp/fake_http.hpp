@@ -25,6 +25,9 @@ namespace sigil::test {
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
+// %XX sequences decoded; with plus_as_space (query strings), '+' as a space too.
+std::string percent_decode(std::string_view s, bool plus_as_space);
+
 struct HttpRequest {
   int number = 0;                            // 1-based, over the server's life
   int connection = 0;                        // 1-based number of the connection it came on

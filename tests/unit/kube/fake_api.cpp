@@ -17,16 +17,7 @@ namespace {
 // ---- HTTP helpers ----
 
 std::string pct_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
+  return percent_decode(s, false);
 }
 
 std::vector<std::string> split(std::string_view s, char sep) {
