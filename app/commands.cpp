@@ -131,18 +131,6 @@ Result<registry::ClientOptions> registry_options(const RegistrySettings& r) {
   return o;
 }
 
-const char* outcome_name(verify::Outcome o) {
-  switch (o) {
-    case verify::Outcome::allowed:
-      return "allowed";
-    case verify::Outcome::warned:
-      return "warned";
-    case verify::Outcome::denied:
-      return "denied";
-  }
-  return "denied";
-}
-
 // ---------------------------------------------------------------------------------- verify
 
 struct VerifyArgs {
@@ -231,7 +219,7 @@ int run_verify(const VerifyArgs& a) {
       out.push_back({{"image", v.image},
                      {"digest", v.digest},
                      {"allowed", v.outcome != verify::Outcome::denied},
-                     {"outcome", outcome_name(v.outcome)},
+                     {"outcome", verify::name(v.outcome)},
                      {"reason", reason},
                      {"policy", v.policy},
                      {"authority", v.authority},

@@ -58,18 +58,6 @@ constexpr verify::Outcome kOutcomes[] = {verify::Outcome::allowed, verify::Outco
 constexpr size_t kReasons = std::size(verify::kAllReasons);
 constexpr size_t kMaxRegistryHosts = 64;
 
-const char* outcome_label(verify::Outcome o) {
-  switch (o) {
-    case verify::Outcome::allowed:
-      return "allowed";
-    case verify::Outcome::warned:
-      return "warned";
-    case verify::Outcome::denied:
-      return "denied";
-  }
-  return "denied";
-}
-
 // The reason label: verify::name(), "NONE" for an admitted image (name() is "" for it).
 std::string reason_label(verify::Reason r) {
   const std::string_view n = verify::name(r);
@@ -168,7 +156,7 @@ struct Metrics::Impl {
             kOutcomes[o] == verify::Outcome::denied ? reason != verify::Reason::none : true;
         if (!possible) continue;
         verdict_by[o][i] = &verdicts.Add(
-            {{"outcome", outcome_label(kOutcomes[o])}, {"reason", reason_label(reason)}});
+            {{"outcome", verify::name(kOutcomes[o])}, {"reason", reason_label(reason)}});
       }
     }
   }

@@ -1,10 +1,8 @@
 // crypto/cosign.cpp: the simple-signing payload parser and the key-based signature check.
 #include "crypto/cosign.hpp"
 
-#include <exception>
 #include <nlohmann/json.hpp>
-#include <set>
-#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -22,78 +20,20 @@ using json = nlohmann::json;
 constexpr size_t kMaxPayloadBytes = 1024 * 1024;
 constexpr int kMaxDepth = 32;
 
-struct ParseRejected : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// Tracks open containers while nlohmann parses, to reject duplicate keys (which nlohmann would
-// silently collapse) and excessive nesting. Objects Go decodes into structs (the document,
-// critical, critical.image, critical.identity) reject keys that are equal after folding,
-// because Go would match both to one field; other objects reject exact duplicates.
-class DuplicateGuard {
- public:
-  bool operator()(int depth, json::parse_event_t event, json& parsed) {
-    if (depth > kMaxDepth) throw ParseRejected("nesting deeper than 32 levels");
-    switch (event) {
-      case json::parse_event_t::object_start:
-        open(true);
-        break;
-      case json::parse_event_t::array_start:
-        open(false);
-        break;
-      case json::parse_event_t::object_end:
-      case json::parse_event_t::array_end:
-        if (!stack_.empty()) stack_.pop_back();
-        break;
-      case json::parse_event_t::key: {
-        if (stack_.empty() || !parsed.is_string()) break;
-        Frame& top = stack_.back();
-        const auto& key = parsed.get_ref<const std::string&>();
-        top.pending_key = detail::go_fold(key);
-        std::string id = top.struct_level >= 0 ? top.pending_key : key;
-        if (!top.keys.insert(std::move(id)).second) {
-          throw ParseRejected("duplicate key \"" + key.substr(0, 64) + "\"");
-        }
-        break;
-      }
-      case json::parse_event_t::value:
-        break;
-    }
-    return true;
-  }
-
- private:
-  struct Frame {
-    bool is_object = false;
-    int struct_level = -1;  // 0 document, 1 critical, 2 image/identity, -1 free-form
-    std::set<std::string> keys;
-    std::string pending_key;
-  };
-
-  void open(bool is_object) {
-    Frame f;
-    f.is_object = is_object;
-    if (is_object) {
-      if (stack_.empty()) {
-        f.struct_level = 0;
-      } else {
-        const Frame& parent = stack_.back();
-        if (parent.is_object && parent.struct_level == 0 && parent.pending_key == "critical") {
-          f.struct_level = 1;
-        } else if (parent.is_object && parent.struct_level == 1 &&
-                   (parent.pending_key == "image" || parent.pending_key == "identity")) {
-          f.struct_level = 2;
-        }
-      }
-    }
-    stack_.push_back(std::move(f));
-  }
-
-  std::vector<Frame> stack_;
-};
+// Go decodes the document, critical, critical.image and critical.identity into structs,
+// matching member names case-insensitively: there, names equal after folding are one field
+// (a duplicate); other objects (optional) compare names exactly.
+std::string member_identity(const std::vector<std::string>& path, const std::string& key) {
+  const bool go_struct =
+      path.empty() ||
+      (detail::go_fold(path[0]) == "critical" &&
+       (path.size() == 1 || (path.size() == 2 && (detail::go_fold(path[1]) == "image" ||
+                                                  detail::go_fold(path[1]) == "identity"))));
+  return go_struct ? detail::go_fold(key) : key;
+}
 
 // The member of obj whose folded key equals name (already folded), or nullptr. Duplicates
-// after folding were rejected by DuplicateGuard, so at most one matches.
+// after folding were rejected by member_identity, so at most one matches.
 const json* member(const json& obj, std::string_view name) {
   for (auto it = obj.begin(); it != obj.end(); ++it) {
     if (detail::go_fold(it.key()) == name) return &*it;
@@ -174,23 +114,10 @@ Result<SimpleSigningPayload> parse_simple_signing(std::string_view payload) {
   if (payload.size() > kMaxPayloadBytes) {
     return make_error(Errc::too_large, "simple-signing payload is larger than 1 MiB");
   }
-  try {
-    DuplicateGuard guard;
-    json doc = json::parse(payload.begin(), payload.end(), std::ref(guard),
-                           /*allow_exceptions=*/true, /*ignore_comments=*/false);
-    return extract(doc);
-  } catch (const ParseRejected& e) {
-    return make_error(Errc::parse_error, std::string("simple-signing payload: ") + e.what());
-  } catch (const json::parse_error& e) {
-    return make_error(Errc::parse_error,
-                      std::string("simple-signing payload is not valid JSON: ") + e.what());
-  } catch (const std::bad_alloc&) {
-    return make_error(Errc::too_large, "simple-signing payload exhausted memory");
-  } catch (const std::exception& e) {
-    return make_error(Errc::parse_error, std::string("simple-signing payload: ") + e.what());
-  } catch (...) {
-    return make_error(Errc::internal, "simple-signing payload: unexpected failure");
-  }
+  auto doc = detail::parse_json_strict(payload, "simple-signing payload", kMaxPayloadBytes,
+                                       kMaxDepth, member_identity);
+  if (!doc) return doc.error();
+  return extract(*doc);
 }
 
 const char* signature_failure_name(SignatureFailure f) noexcept {

@@ -36,10 +36,13 @@ struct Rejected : std::runtime_error {
 using detail::printable;
 
 // Watches the parse: rejects a member name repeated in one object (nlohmann would silently
-// keep the last) and nesting deeper than detail::kMaxJsonDepth. Throws Rejected, which
-// parse_json_strict turns into an error before it leaves this file.
+// keep the last; with an identity, names equal through it) and nesting deeper than max_depth.
+// Throws Rejected, which parse_json_strict turns into an error before it leaves this file.
 class StrictGuard {
  public:
+  StrictGuard(int max_depth, detail::MemberIdentity identity)
+      : max_depth_(max_depth), identity_(identity) {}
+
   bool operator()(int /*depth*/, json::parse_event_t event, json& parsed) {
     switch (event) {
       case json::parse_event_t::object_start:
@@ -55,7 +58,9 @@ class StrictGuard {
       case json::parse_event_t::key:
         if (!stack_.empty() && stack_.back().is_object && parsed.is_string()) {
           const auto& key = parsed.get_ref<const std::string&>();
-          if (!stack_.back().keys.insert(key).second) {
+          Frame& top = stack_.back();
+          top.pending_key = key;
+          if (!top.keys.insert(identity_ ? identity_(path(), key) : key).second) {
             throw Rejected("duplicate key \"" + printable(key, 64) + "\"");
           }
         }
@@ -69,18 +74,30 @@ class StrictGuard {
  private:
   struct Frame {
     bool is_object = false;
+    std::string name;         // its member name in the parent ("" in an array, or the root)
+    std::string pending_key;  // objects: the member being read
     std::set<std::string> keys;
   };
 
   void open(bool is_object) {
-    if (stack_.size() >= static_cast<size_t>(detail::kMaxJsonDepth)) {
-      throw Rejected("nesting deeper than " + std::to_string(detail::kMaxJsonDepth) + " levels");
+    if (stack_.size() >= static_cast<size_t>(max_depth_)) {
+      throw Rejected("nesting deeper than " + std::to_string(max_depth_) + " levels");
     }
     Frame f;
     f.is_object = is_object;
+    if (!stack_.empty() && stack_.back().is_object) f.name = stack_.back().pending_key;
     stack_.push_back(std::move(f));
   }
 
+  // The member names from the document down to the innermost open container.
+  std::vector<std::string> path() const {
+    std::vector<std::string> out;
+    for (size_t i = 1; i < stack_.size(); ++i) out.push_back(stack_[i].name);
+    return out;
+  }
+
+  int max_depth_;
+  detail::MemberIdentity identity_;
   std::vector<Frame> stack_;
 };
 
@@ -272,6 +289,11 @@ std::string go_fold(std::string_view key) {
 }
 
 Result<json> parse_json_strict(std::string_view text, std::string_view what, size_t max_bytes) {
+  return parse_json_strict(text, what, max_bytes, kMaxJsonDepth, nullptr);
+}
+
+Result<json> parse_json_strict(std::string_view text, std::string_view what, size_t max_bytes,
+                               int max_depth, MemberIdentity identity) {
   const std::string name(what);
   if (text.size() > max_bytes) {
     return make_error(Errc::too_large,
@@ -283,7 +305,7 @@ Result<json> parse_json_strict(std::string_view text, std::string_view what, siz
     return make_error(Errc::parse_error, name + " starts with a byte order mark");
   }
   try {
-    StrictGuard guard;
+    StrictGuard guard(max_depth, identity);
     json doc = json::parse(text.data(), text.data() + text.size(), std::ref(guard),
                            /*allow_exceptions=*/true, /*ignore_comments=*/false);
     return doc;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/encoding.hpp"
 #include "common/result.hpp"
@@ -26,6 +27,16 @@ inline constexpr int kMaxJsonDepth = 64;
 // ("sigstore bundle: duplicate key \"mediaType\""). Never throws.
 Result<nlohmann::json> parse_json_strict(std::string_view text, std::string_view what,
                                          size_t max_bytes = kMaxJsonBytes);
+
+// How parse_json_strict tells the member names of one object apart: two names with equal
+// results are duplicates. `path` holds the names leading from the document to the object
+// ("" for an array element); `key` is the unescaped name.
+using MemberIdentity = std::string (*)(const std::vector<std::string>& path,
+                                       const std::string& key);
+// The same with a nesting limit of max_depth and names compared through identity (e.g.
+// go_fold for the objects Go decodes into structs).
+Result<nlohmann::json> parse_json_strict(std::string_view text, std::string_view what,
+                                         size_t max_bytes, int max_depth, MemberIdentity identity);
 
 // Protobuf JSON (the proto3 JSON mapping sigstore bundles and trusted roots use). Errors are
 // Errc::parse_error "<field> <what is wrong>", without a document prefix.

@@ -14,10 +14,16 @@
 #include <vector>
 
 #include "common/encoding.hpp"
+#include "crypto/detail/ossl.hpp"
 
 namespace sigil::crypto {
 
 namespace {
+
+using detail::MdCtxPtr;
+using detail::openssl_error;
+using detail::PkeyCtxPtr;
+using detail::PkeyPtr;
 
 // RSA moduli outside [2048, 16384] bits are refused: below is weak, above is OpenSSL's
 // own verification limit (and an easy way to make each check expensive).
@@ -25,28 +31,6 @@ constexpr int kMinRsaBits = 2048;
 constexpr int kMaxRsaBits = 16384;
 // A public key PEM is a few kilobytes at most; refuse megabytes of text early.
 constexpr size_t kMaxPemBytes = 64 * 1024;
-
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const noexcept { EVP_MD_CTX_free(p); }
-};
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
-
-struct PkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* p) const noexcept { EVP_PKEY_CTX_free(p); }
-};
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter>;
-
-// Every failure path leaves OpenSSL's thread-local error queue empty, so a later, unrelated
-// call never reports a stale error.
-Error openssl_error(Errc code, std::string message) {
-  ERR_clear_error();
-  return make_error(code, std::move(message));
-}
 
 bool is_space(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';

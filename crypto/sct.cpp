@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/encoding.hpp"
+#include "crypto/detail/ossl.hpp"
 
 namespace sigil::crypto {
 
@@ -22,22 +23,13 @@ namespace {
 // A Fulcio leaf carries one SCT; a list this long is not worth the signature checks.
 constexpr int kMaxScts = 16;
 
-struct X509Deleter {
-  void operator()(X509* p) const noexcept { X509_free(p); }
-};
-using X509Ptr = std::unique_ptr<X509, X509Deleter>;
 struct SctListDeleter {
   void operator()(STACK_OF(SCT) * p) const noexcept { SCT_LIST_free(p); }
 };
 using SctListPtr = std::unique_ptr<STACK_OF(SCT), SctListDeleter>;
-struct OpensslFree {
-  void operator()(unsigned char* p) const noexcept { OPENSSL_free(p); }
-};
-
-Error openssl_error(Errc code, std::string message) {
-  ERR_clear_error();
-  return make_error(code, std::move(message));
-}
+using detail::openssl_error;
+using detail::OpensslFree;
+using detail::X509Ptr;
 
 void put_u8(std::string& out, unsigned v) {
   out.push_back(static_cast<char>(v & 0xff));

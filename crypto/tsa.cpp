@@ -19,6 +19,8 @@
 #include <string>
 #include <utility>
 
+#include "crypto/detail/ossl.hpp"
+
 namespace sigil::crypto {
 
 namespace {
@@ -36,33 +38,18 @@ struct Pkcs7Deleter {
 struct TstInfoDeleter {
   void operator()(TS_TST_INFO* p) const noexcept { TS_TST_INFO_free(p); }
 };
-struct StoreDeleter {
-  void operator()(X509_STORE* p) const noexcept { X509_STORE_free(p); }
-};
 struct VerifyCtxDeleter {
   void operator()(TS_VERIFY_CTX* p) const noexcept { TS_VERIFY_CTX_free(p); }
-};
-struct OwningStackDeleter {
-  void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_pop_free(p, X509_free); }
-};
-struct StackDeleter {
-  void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_free(p); }
-};
-struct OpensslFree {
-  void operator()(unsigned char* p) const noexcept { OPENSSL_free(p); }
 };
 using TsRespPtr = std::unique_ptr<TS_RESP, TsRespDeleter>;
 using Pkcs7Ptr = std::unique_ptr<PKCS7, Pkcs7Deleter>;
 using TstInfoPtr = std::unique_ptr<TS_TST_INFO, TstInfoDeleter>;
-using StorePtr = std::unique_ptr<X509_STORE, StoreDeleter>;
 using VerifyCtxPtr = std::unique_ptr<TS_VERIFY_CTX, VerifyCtxDeleter>;
-using OwningStackPtr = std::unique_ptr<STACK_OF(X509), OwningStackDeleter>;
-using StackPtr = std::unique_ptr<STACK_OF(X509), StackDeleter>;
-
-Error openssl_error(Errc code, std::string message) {
-  ERR_clear_error();
-  return make_error(code, std::move(message));
-}
+using detail::openssl_error;
+using detail::OpensslFree;
+using detail::OwningStackPtr;
+using detail::StackPtr;
+using detail::StorePtr;
 
 // The most specific thing OpenSSL said about a failure ("message imprint mismatch",
 // "Verify error:unable to get local issuer certificate"), then the queue is cleared.

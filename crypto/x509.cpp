@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "common/encoding.hpp"
+#include "crypto/detail/ossl.hpp"
 
 namespace sigil::crypto {
 
@@ -35,49 +36,16 @@ constexpr const char* kOidFulcioIssuerV1 = "1.3.6.1.4.1.57264.1.1";
 constexpr const char* kOidFulcioIssuerV2 = "1.3.6.1.4.1.57264.1.8";
 constexpr const char* kOidFulcioUsername = "1.3.6.1.4.1.57264.1.7";
 
-struct X509Deleter {
-  void operator()(X509* p) const noexcept { X509_free(p); }
-};
-using X509Ptr = std::unique_ptr<X509, X509Deleter>;
-struct StoreDeleter {
-  void operator()(X509_STORE* p) const noexcept { X509_STORE_free(p); }
-};
-using StorePtr = std::unique_ptr<X509_STORE, StoreDeleter>;
-struct StoreCtxDeleter {
-  void operator()(X509_STORE_CTX* p) const noexcept { X509_STORE_CTX_free(p); }
-};
-using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, StoreCtxDeleter>;
-// A stack that does not own its certificates (they belong to Certificate objects).
-struct StackDeleter {
-  void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_free(p); }
-};
-using StackPtr = std::unique_ptr<STACK_OF(X509), StackDeleter>;
-// A stack that owns a reference to each certificate (X509_STORE_CTX_get1_chain).
-struct OwningStackDeleter {
-  void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_pop_free(p, X509_free); }
-};
-using OwningStackPtr = std::unique_ptr<STACK_OF(X509), OwningStackDeleter>;
-struct GeneralNamesDeleter {
-  void operator()(GENERAL_NAMES* p) const noexcept { GENERAL_NAMES_free(p); }
-};
-using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, GeneralNamesDeleter>;
-struct ObjectDeleter {
-  void operator()(ASN1_OBJECT* p) const noexcept { ASN1_OBJECT_free(p); }
-};
-using ObjectPtr = std::unique_ptr<ASN1_OBJECT, ObjectDeleter>;
-struct Utf8Deleter {
-  void operator()(ASN1_UTF8STRING* p) const noexcept { ASN1_UTF8STRING_free(p); }
-};
-using Utf8Ptr = std::unique_ptr<ASN1_UTF8STRING, Utf8Deleter>;
-struct OpensslFree {
-  void operator()(unsigned char* p) const noexcept { OPENSSL_free(p); }
-};
-
-// Every failure path leaves OpenSSL's thread-local error queue empty.
-Error openssl_error(Errc code, std::string message) {
-  ERR_clear_error();
-  return make_error(code, std::move(message));
-}
+using detail::GeneralNamesPtr;
+using detail::ObjectPtr;
+using detail::openssl_error;
+using detail::OpensslFree;
+using detail::OwningStackPtr;
+using detail::StackPtr;
+using detail::StoreCtxPtr;
+using detail::StorePtr;
+using detail::Utf8Ptr;
+using detail::X509Ptr;
 
 X509* mutable_x509(const Certificate& c) {
   // OpenSSL's verification API takes non-const pointers; it only reads the certificate (the

@@ -78,18 +78,6 @@ asio::awaitable<void> verify_batch(Batch* b) {
   }
 }
 
-const char* outcome_name(Outcome o) {
-  switch (o) {
-    case Outcome::allowed:
-      return "allowed";
-    case Outcome::warned:
-      return "warned";
-    case Outcome::denied:
-      return "denied";
-  }
-  return "denied";
-}
-
 }  // namespace
 
 std::string truncate_politely(std::string_view s, size_t max_len) {
@@ -227,7 +215,7 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
     v.containers = paths[images[i]];
     // The audit annotation: "denied NOT_SIGNED sha256:...", "allowed", "warned WARN sha256:...".
     const std::string_view reason = verify::name(verify::reported_reason(v));
-    std::string entry = outcome_name(v.outcome);
+    std::string entry = verify::name(v.outcome);
     if (!reason.empty()) entry += " " + std::string(reason);
     if (!v.digest.empty()) entry += " " + v.digest;
     summary[images[i]] = entry;

@@ -5,6 +5,18 @@
 
 namespace sigil::verify {
 
+const char* name(Outcome o) noexcept {
+  switch (o) {
+    case Outcome::allowed:
+      return "allowed";
+    case Outcome::warned:
+      return "warned";
+    case Outcome::denied:
+      return "denied";
+  }
+  return "denied";
+}
+
 std::string_view name(Reason r) noexcept {
   switch (r) {
     case Reason::none:

@@ -92,6 +92,9 @@ inline constexpr Reason kAllReasons[] = {
     Reason::internal,
 };
 
+// The outcome as logs, audit entries and metric labels spell it: "allowed", "warned",
+// "denied".
+const char* name(Outcome o) noexcept;
 // The stable code ("NOT_SIGNED", ...); "" for Reason::none and for a value out of range.
 std::string_view name(Reason r) noexcept;
 // The Reason whose name() is code, if any (not none).

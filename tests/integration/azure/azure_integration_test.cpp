@@ -13,34 +13,24 @@
 #include <optional>
 #include <thread>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "azure/azure.hpp"
 #include "crypto/keys.hpp"
+#include "integration.hpp"
 #include "net/client.hpp"
 
-namespace asio = boost::asio;
 namespace fs = std::filesystem;
 using namespace sigil;
 using namespace sigil::azure;
 using namespace std::chrono_literals;
+using namespace sigil::test;
 
 namespace {
 
-const std::string kSupport = std::string(SIGIL_SOURCE_DIR) + "/tests/support/";
 const std::string kWorld =
     std::string(SIGIL_SOURCE_DIR) + "/tests/integration/azure/azure_world.py";
-
-bool have_tools() {
-  return fs::exists("/usr/bin/docker-registry") &&
-         std::system(
-             (std::string(SIGIL_PYTHON) + " -c 'import cryptography' 2>/dev/null").c_str()) == 0;
-}
 
 // azure_world.py, running until this process closes its stdin.
 struct World {
@@ -50,7 +40,7 @@ struct World {
   World() {
     char tmpl[] = "/tmp/sigil-azure-it-XXXXXX";
     dir = ::mkdtemp(tmpl);
-    proc = ::popen((std::string(SIGIL_PYTHON) + " " + kWorld + " --dir " + dir).c_str(), "w");
+    proc = ::popen(python(kWorld + " --dir " + dir).c_str(), "w");
     if (proc == nullptr) throw std::runtime_error("cannot start azure_world.py");
     const auto end = std::chrono::steady_clock::now() + 120s;
     while (!fs::exists(dir + "/world.json")) {
@@ -72,29 +62,6 @@ struct World {
 World& world() {
   static World w;
   return w;
-}
-
-struct Loop {
-  asio::io_context ioc;
-  asio::executor_work_guard<asio::io_context::executor_type> guard{ioc.get_executor()};
-  std::thread thread{[this] { ioc.run(); }};
-  ~Loop() {
-    guard.reset();
-    ioc.stop();
-    thread.join();
-  }
-  template <class T>
-  static asio::awaitable<std::optional<T>> wrap(asio::awaitable<T> aw) {
-    co_return co_await std::move(aw);
-  }
-  template <class T>
-  T run(asio::awaitable<T> aw) {
-    return *asio::co_spawn(ioc, wrap(std::move(aw)), asio::use_future).get();
-  }
-};
-
-Deadline soon() {
-  return std::chrono::steady_clock::now() + 20s;
 }
 
 Options base_options(const World& w) {
@@ -137,10 +104,7 @@ void check_pull(Loop& l, AzureCredentials& az, const World& w) {
 }  // namespace
 
 TEST_CASE("integration: workload identity -> AAD -> ACR exchange -> the real registry") {
-  if (!have_tools()) {
-    WARN("docker-registry or python3-cryptography missing: skipped");
-    std::exit(77);  // ctest SKIP_RETURN_CODE
-  }
+  skip_without_registry_tools();
   World& w = world();
   Loop l;
   Options o = base_options(w);
@@ -162,7 +126,7 @@ TEST_CASE("integration: workload identity -> AAD -> ACR exchange -> the real reg
 }
 
 TEST_CASE("integration: the kubelet identity through IMDS -> ACR exchange -> the real registry") {
-  if (!have_tools()) std::exit(77);
+  skip_without_registry_tools();
   World& w = world();
   Loop l;
   Options o = base_options(w);

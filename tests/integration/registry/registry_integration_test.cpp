@@ -10,43 +10,21 @@
 #include <optional>
 #include <thread>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/encoding.hpp"
+#include "integration.hpp"
 #include "oci/manifest.hpp"
 #include "registry/http_client.hpp"
 
-namespace asio = boost::asio;
 namespace fs = std::filesystem;
 using namespace sigil;
 using namespace sigil::registry;
 using namespace std::chrono_literals;
+using namespace sigil::test;
 
 namespace {
-
-const std::string kSupport = std::string(SIGIL_SOURCE_DIR) + "/tests/support/";
-
-// Runs a command, returns its stdout (trimmed) or nullopt on a non-zero exit.
-std::optional<std::string> run(const std::string& cmd) {
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return std::nullopt;
-  std::string out;
-  char buf[512];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int rc = ::pclose(p);
-  if (rc != 0) return std::nullopt;
-  return std::string(trim(out));
-}
-
-bool have_tools() {
-  return fs::exists("/usr/bin/docker-registry") &&
-         run(std::string(SIGIL_PYTHON) + " -c 'import cryptography' 2>/dev/null").has_value();
-}
 
 struct Registry {
   std::string dir;
@@ -55,22 +33,21 @@ struct Registry {
   Registry(const std::string& flags) {
     char tmpl[] = "/tmp/sigil-reg-it-XXXXXX";
     dir = ::mkdtemp(tmpl);
-    auto out = run(std::string(SIGIL_PYTHON) + " " + kSupport + "registry.py start --dir " + dir +
-                   " " + flags);
+    auto out = run_command(python(support_dir() + "registry.py start --dir " + dir + " " + flags));
     if (!out) FAIL("registry.py start " << flags << " failed");
     address = *out;
     std::ifstream f(dir + "/env.json");
     env = nlohmann::json::parse(f);
   }
   ~Registry() {
-    (void)run(std::string(SIGIL_PYTHON) + " " + kSupport + "registry.py stop --dir " + dir);
+    (void)run_command(python(support_dir() + "registry.py stop --dir " + dir));
     std::error_code ec;
     fs::remove_all(dir, ec);
   }
   std::string push(const std::string& repo, const std::string& tag, const std::string& content) {
-    auto out =
-        run(std::string(SIGIL_PYTHON) + " " + kSupport + "fixture.py push-image --env " + dir +
-            "/env.json --repo " + repo + " --tag " + tag + " --content '" + content + "'");
+    auto out = run_command(python(support_dir() + "fixture.py push-image --env " + dir +
+                                  "/env.json --repo " + repo + " --tag " + tag + " --content '" +
+                                  content + "'"));
     if (!out) FAIL("fixture.py push-image failed");
     return *out;
   }
@@ -79,25 +56,6 @@ struct Registry {
     int n = 0;
     f >> n;
     return n;
-  }
-};
-
-struct Loop {
-  asio::io_context ioc;
-  asio::executor_work_guard<asio::io_context::executor_type> guard{ioc.get_executor()};
-  std::thread thread{[this] { ioc.run(); }};
-  ~Loop() {
-    guard.reset();
-    ioc.stop();
-    thread.join();
-  }
-  template <class T>
-  static asio::awaitable<std::optional<T>> wrap(asio::awaitable<T> aw) {
-    co_return co_await std::move(aw);
-  }
-  template <class T>
-  T run(asio::awaitable<T> aw) {
-    return *asio::co_spawn(ioc, wrap(std::move(aw)), asio::use_future).get();
   }
 };
 
@@ -110,10 +68,6 @@ ClientOptions options_for(const Registry& r, bool with_creds, const std::string&
         r.env["user"], password.empty() ? r.env["password"].get<std::string>() : password, ""};
   }
   return o;
-}
-
-Deadline soon() {
-  return std::chrono::steady_clock::now() + 20s;
 }
 
 // Push, then resolve, fetch the manifest by digest and its config blob.
@@ -143,10 +97,7 @@ void check_round_trip(Registry& reg, HttpClient& c, Loop& l) {
 }  // namespace
 
 TEST_CASE("real registry") {
-  if (!have_tools()) {
-    WARN("docker-registry or python3-cryptography not installed: skipping");
-    std::exit(77);  // ctest SKIP_RETURN_CODE
-  }
+  skip_without_registry_tools();
   Loop loop;
 
   SECTION("plain http via insecure_hosts") {

@@ -1,12 +1,10 @@
 #include "fake_http.hpp"
 
-#include <openssl/pem.h>
+#include <openssl/ssl.h>
 
 #include <atomic>
-#include <fstream>
 #include <future>
 #include <mutex>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -25,8 +23,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
-#include "pki.hpp"
 #include "run_coro.hpp"
+#include "tls_pki.hpp"
 
 namespace sigil::test {
 
@@ -47,21 +45,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string pct_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else if (s[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 std::map<std::string, std::string> parse_query(std::string_view q) {
   std::map<std::string, std::string> out;
   size_t start = 0;
@@ -71,8 +54,8 @@ std::map<std::string, std::string> parse_query(std::string_view q) {
     auto kv = q.substr(start, end - start);
     if (!kv.empty()) {
       const size_t eq = kv.find('=');
-      out[pct_decode(kv.substr(0, eq))] =
-          eq == std::string_view::npos ? "" : pct_decode(kv.substr(eq + 1));
+      out[percent_decode(kv.substr(0, eq), true)] =
+          eq == std::string_view::npos ? "" : percent_decode(kv.substr(eq + 1), true);
     }
     start = end + 1;
   }
@@ -87,6 +70,21 @@ const char* reason_of(unsigned status) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+
+std::string percent_decode(std::string_view s, bool plus_as_space) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else if (s[i] == '+' && plus_as_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
 
 std::string HttpRequest::header(std::string_view name) const {
   const std::string want = lower(name);
@@ -619,15 +617,9 @@ int FakeHttpServer::failed_handshakes() const {
 
 namespace {
 
-std::string key_pem(const KeyPair& k) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
-  if (!bio || PEM_write_bio_PrivateKey(bio.get(), k.pkey.get(), nullptr, nullptr, 0, nullptr,
-                                       nullptr) != 1) {
-    throw std::runtime_error("test PKI: cannot write a private key");
-  }
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(n));
+void take(const TlsIdentity& id, std::string& cert_pem, std::string& key_pem) {
+  cert_pem = id.cert_pem();
+  key_pem = id.key_pem();
 }
 
 std::string ip4(unsigned char a, unsigned char b, unsigned char c, unsigned char d) {
@@ -635,53 +627,32 @@ std::string ip4(unsigned char a, unsigned char b, unsigned char c, unsigned char
                      static_cast<char>(d)};
 }
 
+CertSpec server_spec(const std::string& cn, std::vector<SanEntry> sans) {
+  CertSpec s = TlsPki::leaf_spec(cn, "serverAuth");
+  s.sans = std::move(sans);
+  s.san_critical = false;
+  return s;
+}
+
 FakeTls make_tls_pki() {
-  const auto now = std::chrono::system_clock::now();
+  const TlsPki ca = TlsPki::create("sigil test CA");
   FakeTls p;
-  const KeyPair ca_key = generate_key("P-256");
-  CertSpec ca;
-  ca.subject = "O=sigil tests,CN=sigil test CA";
-  ca.not_before = now - std::chrono::hours(1);
-  ca.not_after = now + std::chrono::hours(24 * 30);
-  ca.ca = true;
-  ca.key_usage = "critical,keyCertSign,cRLSign";
-  const Cert ca_cert = self_signed(ca, ca_key);
-  p.ca_pem = ca_cert.pem();
-
-  auto leaf = [&](const std::string& cn, std::vector<SanEntry> sans, bool server,
-                  std::string& cert_out, std::string& key_out, bool expired = false) {
-    const KeyPair k = generate_key("P-256");
-    CertSpec s;
-    s.subject = "O=sigil tests,CN=" + cn;
-    s.not_before = expired ? now - std::chrono::hours(48) : now - std::chrono::hours(1);
-    s.not_after = expired ? now - std::chrono::hours(24) : now + std::chrono::hours(24 * 30);
-    s.ca = false;
-    s.key_usage = "critical,digitalSignature";
-    s.ext_key_usage = {server ? "serverAuth" : "clientAuth"};
-    s.sans = std::move(sans);
-    s.san_critical = false;
-    cert_out = issue(s, k, ca_cert, ca_key).pem();
-    key_out = key_pem(k);
-  };
-  const std::string v6_loopback(15, '\0');
-  leaf("localhost",
-       {SanEntry::ip(ip4(127, 0, 0, 1)), SanEntry::ip(v6_loopback + '\1'),
-        SanEntry::dns("localhost")},
-       true, p.server_cert_pem, p.server_key_pem);
-  leaf("other.example", {SanEntry::dns("other.example")}, true, p.other_name_cert_pem,
-       p.other_name_key_pem);
-  leaf("127.0.0.2", {SanEntry::ip(ip4(127, 0, 0, 2))}, true, p.other_ip_cert_pem,
+  p.ca_pem = ca.ca_pem();
+  p.ca_key_pem = ca.ca_key().private_pem();
+  take(ca.server("localhost"), p.server_cert_pem, p.server_key_pem);
+  take(ca.issue(server_spec("other.example", {SanEntry::dns("other.example")})),
+       p.other_name_cert_pem, p.other_name_key_pem);
+  take(ca.issue(server_spec("127.0.0.2", {SanEntry::ip(ip4(127, 0, 0, 2))})), p.other_ip_cert_pem,
        p.other_ip_key_pem);
-  leaf("localhost", {SanEntry::ip(ip4(127, 0, 0, 1)), SanEntry::dns("localhost")}, true,
-       p.expired_cert_pem, p.expired_key_pem, true);
-  leaf("sigil-test-client", {}, false, p.client_cert_pem, p.client_key_pem);
-
-  const KeyPair other_key = generate_key("P-256");
-  CertSpec other = ca;
-  other.subject = "O=elsewhere,CN=some other CA";
-  p.other_ca_pem = self_signed(other, other_key).pem();
-
-  static TempDir dir;
+  CertSpec expired =
+      server_spec("localhost", {SanEntry::ip(ip4(127, 0, 0, 1)), SanEntry::dns("localhost")});
+  const auto now = std::chrono::system_clock::now();
+  expired.not_before = now - std::chrono::hours(48);
+  expired.not_after = now - std::chrono::hours(24);
+  take(ca.issue(expired), p.expired_cert_pem, p.expired_key_pem);
+  take(ca.client("sigil-test-client"), p.client_cert_pem, p.client_key_pem);
+  p.other_ca_pem = TlsPki::create("some other CA").ca_pem();
+  static const TempDir dir;
   p.ca_file = dir.file("ca.pem", p.ca_pem);
   return p;
 }
@@ -691,37 +662,6 @@ FakeTls make_tls_pki() {
 const FakeTls& tls_pki() {
   static const FakeTls p = make_tls_pki();
   return p;
-}
-
-// ---------------------------------------------------------------------------------------------
-// run_coro.hpp's TempDir
-
-TempDir::TempDir() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  path = std::filesystem::temp_directory_path() / ("sigil-test-" + std::to_string(rng()));
-  std::filesystem::create_directories(path);
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path, ec);
-}
-
-std::string TempDir::file(const std::string& name, const std::string& content) const {
-  auto p = path / name;
-  std::filesystem::create_directories(p.parent_path());
-  write_file_atomic(p, content);
-  return p.string();
-}
-
-void write_file_atomic(const std::filesystem::path& p, const std::string& data) {
-  const auto tmp = p.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << data;
-    if (!f) throw std::runtime_error("cannot write " + tmp);
-  }
-  std::filesystem::rename(tmp, p);
 }
 
 }  // namespace sigil::test

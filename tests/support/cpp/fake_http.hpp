@@ -25,6 +25,9 @@ namespace sigil::test {
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
+// %XX sequences decoded; with plus_as_space (query strings), '+' as a space too.
+std::string percent_decode(std::string_view s, bool plus_as_space);
+
 struct HttpRequest {
   int number = 0;                            // 1-based, over the server's life
   int connection = 0;                        // 1-based number of the connection it came on
@@ -129,9 +132,9 @@ class FakeHttpServer {
   std::shared_ptr<Impl> impl_;
 };
 
-// The TLS material of the fake servers, minted once per test process.
+// The TLS material of the fake servers, minted once per test process with tls_pki.hpp.
 struct FakeTls {
-  std::string ca_pem;
+  std::string ca_pem, ca_key_pem;
   std::string ca_file;  // ca_pem written to a file (for options that take a path)
   std::string server_cert_pem, server_key_pem;          // SAN IP:127.0.0.1, IP:::1, DNS:localhost
   std::string other_name_cert_pem, other_name_key_pem;  // SAN DNS:other.example only

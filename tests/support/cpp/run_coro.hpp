@@ -3,7 +3,8 @@
 // Role: the one "run a coroutine" helper of the C++ tests. A Loop is an io_context run by
 // background threads for the duration of a test (clients under test live on it); run() spawns
 // an awaitable on it and blocks until its result. run_coro() is the same on a private
-// single-threaded io_context. Also eventually() (poll a condition) and TempDir. Test-only.
+// single-threaded io_context. Also eventually() (poll a condition); TempDir comes with
+// tls_pki.hpp. Test-only.
 #pragma once
 
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <functional>
 #include <future>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +21,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+
+#include "tls_pki.hpp"
 
 namespace sigil::test {
 
@@ -62,12 +66,18 @@ struct Loop {
   std::vector<std::thread> workers;
 };
 
-// Runs aw to completion on a private io_context on this thread.
+// Runs aw to completion on a private io_context on this thread. A coroutine still running
+// after `limit` fails the test (std::runtime_error) instead of hanging it.
 template <class T>
-T run_coro(boost::asio::awaitable<T> aw) {
+T run_coro(boost::asio::awaitable<T> aw,
+           std::chrono::milliseconds limit = std::chrono::milliseconds(60000)) {
   boost::asio::io_context ioc;
   auto f = boost::asio::co_spawn(ioc, detail::as_optional(std::move(aw)), boost::asio::use_future);
-  ioc.run();
+  ioc.run_for(limit);
+  if (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    throw std::runtime_error("run_coro: the coroutine did not finish within " +
+                             std::to_string(limit.count()) + " ms");
+  }
   return *f.get();
 }
 
@@ -81,18 +91,5 @@ inline bool eventually(const std::function<bool()>& pred,
   }
   return pred();
 }
-
-// A fresh directory under the system temp directory, removed with everything in it.
-struct TempDir {
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  // Writes content to name (atomically: a reader never sees half a file); returns the path.
-  std::string file(const std::string& name, const std::string& content) const;
-  std::filesystem::path path;
-};
-// Writes data to p through a temporary file and a rename.
-void write_file_atomic(const std::filesystem::path& p, const std::string& data);
 
 }  // namespace sigil::test

@@ -19,14 +19,6 @@ CertSpec tls_spec(const std::string& cn) {
   return s;
 }
 
-CertSpec leaf_spec(const std::string& cn, const char* usage) {
-  CertSpec s = tls_spec(cn);
-  s.ca = false;
-  s.key_usage = "critical,digitalSignature";
-  s.ext_key_usage = {usage};
-  return s;
-}
-
 }  // namespace
 
 TlsPki TlsPki::create(const std::string& ca_cn) {
@@ -39,23 +31,32 @@ TlsPki TlsPki::create(const std::string& ca_cn) {
   return p;
 }
 
+CertSpec TlsPki::leaf_spec(const std::string& cn, const std::string& ext_key_usage) {
+  CertSpec s = tls_spec(cn);
+  s.ca = false;
+  s.key_usage = "critical,digitalSignature";
+  s.ext_key_usage = {ext_key_usage};
+  return s;
+}
+
+TlsIdentity TlsPki::issue(const CertSpec& spec) const {
+  TlsIdentity id;
+  id.key = generate_key("P-256");
+  id.cert = sigil::test::issue(spec, id.key, ca_.cert, ca_.key);
+  return id;
+}
+
 TlsIdentity TlsPki::server(const std::string& cn, const std::vector<std::string>& extra_dns) const {
   CertSpec s = leaf_spec(cn, "serverAuth");
   s.san_critical = false;
   s.sans = {SanEntry::ip(std::string("\x7f\x00\x00\x01", 4)),
             SanEntry::ip(std::string(15, '\0') + '\x01'), SanEntry::dns("localhost")};
   for (const auto& d : extra_dns) s.sans.push_back(SanEntry::dns(d));
-  TlsIdentity id;
-  id.key = generate_key("P-256");
-  id.cert = issue(s, id.key, ca_.cert, ca_.key);
-  return id;
+  return issue(s);
 }
 
 TlsIdentity TlsPki::client(const std::string& cn) const {
-  TlsIdentity id;
-  id.key = generate_key("P-256");
-  id.cert = issue(leaf_spec(cn, "clientAuth"), id.key, ca_.cert, ca_.key);
-  return id;
+  return issue(leaf_spec(cn, "clientAuth"));
 }
 
 std::filesystem::path make_temp_dir(const std::string& prefix) {
@@ -75,6 +76,20 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
     if (!f) throw std::runtime_error("cannot write " + tmp.string());
   }
   std::filesystem::rename(tmp, path);
+}
+
+TempDir::TempDir() : path(make_temp_dir("sigil-test")) {}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
+std::string TempDir::file(const std::string& name, const std::string& content) const {
+  auto p = path / name;
+  std::filesystem::create_directories(p.parent_path());
+  write_file_atomically(p, content);
+  return p.string();
 }
 
 TlsFiles write_tls_files(const std::filesystem::path& dir, const std::string& name,

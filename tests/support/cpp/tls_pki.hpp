@@ -40,6 +40,12 @@ class TlsPki {
                      const std::vector<std::string>& extra_dns = {}) const;
   // A fresh P-256 key and a certificate for it: CA:FALSE, digitalSignature, clientAuth.
   TlsIdentity client(const std::string& cn = "sigil-test-client") const;
+  // A fresh P-256 key and a certificate for it exactly as spec says, issued by this CA (for
+  // the odd ones: other SANs only, expired, ...).
+  TlsIdentity issue(const CertSpec& spec) const;
+  // CertSpec of a leaf: CN=cn, CA:FALSE, digitalSignature, this extended key usage, valid
+  // from an hour ago for a day; no SANs.
+  static CertSpec leaf_spec(const std::string& cn, const std::string& ext_key_usage);
 
  private:
   TlsIdentity ca_;
@@ -59,6 +65,16 @@ std::filesystem::path make_temp_dir(const std::string& prefix);
 void write_file_atomically(const std::filesystem::path& path, const std::string& text);
 // Writes id's key as dir/<name>.key and then its certificate as dir/<name>.pem, each
 // atomically (code that reloads on a change of the certificate finds the key already there).
+// A fresh directory under the system temp directory, removed with everything in it.
+struct TempDir {
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  // Writes content to name (atomically: a reader never sees half a file); returns the path.
+  std::string file(const std::string& name, const std::string& content) const;
+  std::filesystem::path path;
+};
 TlsFiles write_tls_files(const std::filesystem::path& dir, const std::string& name,
                          const TlsIdentity& id);
 

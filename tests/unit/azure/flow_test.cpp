@@ -218,7 +218,7 @@ struct World {
   }
 
   void rotate_token_file(const std::string& content) {
-    sigil::test::write_file_atomic(token_file, content);
+    sigil::test::write_file_atomically(token_file, content);
   }
 
   Options options(bool wi, bool mi) {

@@ -156,7 +156,7 @@ TEST_CASE("token rotation: a 401 re-reads the token file and retries once") {
   REQUIRE(loop.run(client.get(kCip, "", "a", in(5s))).ok());
   CHECK(client.token_reads() == 0);
 
-  write_file_atomic(tf, "tok-2\n");
+  write_file_atomically(tf, "tok-2\n");
   api.set_token("tok-2");
   REQUIRE(loop.run(client.get(kCip, "", "a", in(5s))).ok());
   CHECK(api.unauthorized() == 1);
@@ -187,7 +187,7 @@ TEST_CASE("token rotation: the file is re-read every token_reload") {
   co.token_reload = 100ms;
   Client client(loop.ioc.get_executor(), cfg, co);
   REQUIRE(loop.run(client.get(kCip, "", "a", in(5s))).ok());
-  write_file_atomic(tf, "tok-2");
+  write_file_atomically(tf, "tok-2");
   api.set_token("tok-2");
   std::this_thread::sleep_for(150ms);
   REQUIRE(loop.run(client.get(kCip, "", "a", in(5s))).ok());

@@ -1,152 +1,23 @@
+// tests/unit/kube/fake_api.cpp: the fake Kubernetes API server, as a handler on the shared
+// fake HTTP server (tests/support/cpp/fake_http.hpp: TLS, sessions, request log) with the
+// shared test PKI (tls_pki()). This file holds only what is Kubernetes: objects, lists with
+// continue, watches, /status merge-patch, and their failure knobs.
 #include "fake_api.hpp"
 
-#include <fstream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
-
 namespace sigil::test {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace ssl = asio::ssl;
-using tcp = asio::ip::tcp;
 
 namespace {
-
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-// ---- PKI ----
-
-void check(bool ok, const char* what) {
-  if (!ok) throw std::runtime_error(std::string("OpenSSL test PKI: ") + what);
-}
-
-using KeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
-using CertPtr = std::unique_ptr<X509, decltype(&X509_free)>;
-
-KeyPtr new_key() {
-  KeyPtr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"), &EVP_PKEY_free);
-  check(k != nullptr, "keygen");
-  return k;
-}
-
-void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-  check(ext != nullptr, "extension");
-  const int ok = X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-  check(ok == 1, "add extension");
-}
-
-enum class Kind { ca, server, client };
-
-CertPtr make_cert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key,
-                  Kind kind) {
-  CertPtr c(X509_new(), &X509_free);
-  check(c != nullptr, "X509_new");
-  static std::mt19937_64 rng{std::random_device{}()};
-  check(X509_set_version(c.get(), 2) == 1, "version");
-  check(ASN1_INTEGER_set_uint64(X509_get_serialNumber(c.get()), rng() >> 2) == 1, "serial");
-  check(X509_gmtime_adj(X509_getm_notBefore(c.get()), -3600) != nullptr, "notBefore");
-  check(X509_gmtime_adj(X509_getm_notAfter(c.get()), 24 * 3600) != nullptr, "notAfter");
-  check(X509_set_pubkey(c.get(), key) == 1, "pubkey");
-  X509_NAME* name = X509_get_subject_name(c.get());
-  check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                   reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
-                                   0) == 1,
-        "CN");
-  X509* iss = issuer ? issuer : c.get();
-  check(X509_set_issuer_name(c.get(), X509_get_subject_name(iss)) == 1, "issuer");
-  if (kind == Kind::ca) {
-    add_ext(c.get(), iss, NID_basic_constraints, "critical,CA:TRUE");
-    add_ext(c.get(), iss, NID_key_usage, "critical,keyCertSign,cRLSign");
-  } else {
-    add_ext(c.get(), iss, NID_basic_constraints, "critical,CA:FALSE");
-    add_ext(c.get(), iss, NID_key_usage, "critical,digitalSignature");
-    if (kind == Kind::server) {
-      add_ext(c.get(), iss, NID_ext_key_usage, "serverAuth");
-      add_ext(c.get(), iss, NID_subject_alt_name, "IP:127.0.0.1,IP:::1,DNS:localhost");
-    } else {
-      add_ext(c.get(), iss, NID_ext_key_usage, "clientAuth");
-    }
-  }
-  check(X509_sign(c.get(), issuer_key ? issuer_key : key, EVP_sha256()) > 0, "sign");
-  return c;
-}
-
-std::string bio_string(BIO* bio) {
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio, &data);
-  return std::string(data, static_cast<size_t>(n));
-}
-
-std::string cert_pem(X509* c) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
-  check(bio && PEM_write_bio_X509(bio.get(), c) == 1, "PEM cert");
-  return bio_string(bio.get());
-}
-
-std::string key_pem(EVP_PKEY* k) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
-  check(bio && PEM_write_bio_PrivateKey(bio.get(), k, nullptr, nullptr, 0, nullptr, nullptr) == 1,
-        "PEM key");
-  return bio_string(bio.get());
-}
-
-Pki make_pki() {
-  Pki p;
-  auto ca_key = new_key();
-  auto ca = make_cert(ca_key.get(), "sigil kube test CA", nullptr, nullptr, Kind::ca);
-  p.ca_pem = cert_pem(ca.get());
-  p.ca_key_pem = key_pem(ca_key.get());
-  auto sk = new_key();
-  auto sc = make_cert(sk.get(), "fake-apiserver", ca.get(), ca_key.get(), Kind::server);
-  p.server_cert_pem = cert_pem(sc.get());
-  p.server_key_pem = key_pem(sk.get());
-  auto ck = new_key();
-  auto cc = make_cert(ck.get(), "sigil-test-client", ca.get(), ca_key.get(), Kind::client);
-  p.client_cert_pem = cert_pem(cc.get());
-  p.client_key_pem = key_pem(ck.get());
-  auto ok = new_key();
-  auto oc = make_cert(ok.get(), "some other CA", nullptr, nullptr, Kind::ca);
-  p.other_ca_pem = cert_pem(oc.get());
-  return p;
-}
 
 // ---- HTTP helpers ----
 
 std::string pct_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
+  return percent_decode(s, false);
 }
 
 std::vector<std::string> split(std::string_view s, char sep) {
@@ -209,7 +80,19 @@ std::string key_of(const json& obj) {
 }  // namespace
 
 const Pki& pki() {
-  static const Pki p = make_pki();
+  static const Pki p = [] {
+    const FakeTls& t = tls_pki();
+    Pki out;
+    out.dir = std::filesystem::path(t.ca_file).parent_path();
+    out.ca_pem = t.ca_pem;
+    out.ca_key_pem = t.ca_key_pem;
+    out.server_cert_pem = t.server_cert_pem;
+    out.server_key_pem = t.server_key_pem;
+    out.client_cert_pem = t.client_cert_pem;
+    out.client_key_pem = t.client_key_pem;
+    out.other_ca_pem = t.other_ca_pem;
+    return out;
+  }();
   return p;
 }
 
@@ -231,15 +114,8 @@ struct Event {
 };
 
 struct FakeApi::Impl {
-  using Stream = beast::ssl_stream<beast::tcp_stream>;
-
-  asio::io_context ioc;  // first: destroyed last
   FakeApi* owner = nullptr;
   FakeOptions opts;
-  ssl::context ctx{ssl::context::tls_server};
-  tcp::acceptor acceptor{ioc};
-  std::thread thread;
-  std::atomic<bool> stopping{false};
 
   mutable std::mutex mu;
   int64_t rv = 100;
@@ -253,6 +129,9 @@ struct FakeApi::Impl {
   std::vector<std::string> patches;
   std::mt19937 rng{12345};
 
+  // Last member: destroyed (stopped) first, while the state its handler uses still lives.
+  std::unique_ptr<FakeHttpServer> http;
+
   void record_event(const std::string& type, const std::string& plural, const json& obj) {
     Event e;
     e.rv = rv;
@@ -263,84 +142,26 @@ struct FakeApi::Impl {
     log.push_back(std::move(e));
   }
 
-  // ---- sessions ----
-
-  asio::awaitable<void> accept_loop() {
-    for (;;) {
-      auto [ec, sock] = co_await acceptor.async_accept(use_tuple);
-      if (ec || stopping) co_return;
-      ++owner->accepted_;
-      asio::co_spawn(ioc, session(std::move(sock)), asio::detached);
-    }
+  static asio::awaitable<bool> respond(HttpConn& s, unsigned status, const json& body) {
+    co_return co_await s.reply(HttpReply::json(status, body.dump()));
   }
 
-  static asio::awaitable<bool> write_raw(Stream& s, const std::string& data) {
-    auto [ec, n] = co_await asio::async_write(s, asio::buffer(data), use_tuple);
-    (void)n;
-    co_return !ec;
-  }
-  static asio::awaitable<bool> write_chunk(Stream& s, const std::string& data) {
-    std::ostringstream o;
-    o << std::hex << data.size() << "\r\n" << data << "\r\n";
-    co_return co_await write_raw(s, o.str());
-  }
-  static void abort(Stream& s) {
-    boost::system::error_code ignored;
-    auto& sock = beast::get_lowest_layer(s).socket();
-    sock.shutdown(tcp::socket::shutdown_both, ignored);
-    sock.close(ignored);
-  }
-
-  static asio::awaitable<bool> respond(Stream& s, unsigned status, const json& body,
-                                       bool keep_alive) {
-    http::response<http::string_body> res{static_cast<http::status>(status), 11};
-    res.set(http::field::content_type, "application/json");
-    res.keep_alive(keep_alive);
-    res.body() = body.dump();
-    res.prepare_payload();
-    auto [ec, n] = co_await http::async_write(s, res, use_tuple);
-    (void)n;
-    co_return !ec;
-  }
-
-  asio::awaitable<void> session(tcp::socket sock) {
-    Stream stream(beast::tcp_stream(std::move(sock)), ctx);
-    beast::get_lowest_layer(stream).expires_after(5s);
-    auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, use_tuple);
-    if (hec) co_return;
-    beast::flat_buffer buf;
-    for (;;) {
-      http::request<http::string_body> req;
-      beast::get_lowest_layer(stream).expires_after(60s);
-      auto [ec, n] = co_await http::async_read(stream, buf, req, use_tuple);
-      (void)n;
-      if (ec || stopping) co_return;
-      beast::get_lowest_layer(stream).expires_never();
-      bool keep = co_await handle(stream, req);
-      if (!keep || !req.keep_alive()) {
-        abort(stream);
-        co_return;
-      }
-    }
-  }
-
-  // Returns whether the connection stays usable.
-  asio::awaitable<bool> handle(Stream& s, const http::request<http::string_body>& req) {
+  // Answers one request; returns whether the connection stays usable.
+  asio::awaitable<bool> handle(const HttpRequest& req, HttpConn& s) {
     Seen seen_req;
-    std::string target(req.target());
-    const size_t q = target.find('?');
-    seen_req.path = target.substr(0, q);
+    seen_req.path = req.path;
+    const size_t q = req.target.find('?');
     if (q != std::string::npos) {
-      for (const auto& kv : split(std::string_view(target).substr(q + 1), '&')) {
+      for (const auto& kv : split(std::string_view(req.target).substr(q + 1), '&')) {
         const size_t eq = kv.find('=');
         seen_req.query[pct_decode(kv.substr(0, eq))] =
             eq == std::string::npos ? "" : pct_decode(kv.substr(eq + 1));
       }
     }
-    seen_req.method = std::string(req.method_string());
-    seen_req.authorization = std::string(req[http::field::authorization]);
-    seen_req.content_type = std::string(req[http::field::content_type]);
-    seen_req.body = req.body();
+    seen_req.method = req.method;
+    seen_req.authorization = req.header("Authorization");
+    seen_req.content_type = req.header("Content-Type");
+    seen_req.body = req.body;
     const bool watch = seen_req.query.count("watch") &&
                        (seen_req.query["watch"] == "true" || seen_req.query["watch"] == "1");
     auto record = [&](int status) {
@@ -357,33 +178,31 @@ struct FakeApi::Impl {
       if (!tok.empty() && seen_req.authorization != "Bearer " + tok) {
         ++owner->unauthorized_;
         record(401);
-        co_return co_await respond(s, 401, status_json(401, "Unauthorized", "Unauthorized"), true);
+        co_return co_await respond(s, 401, status_json(401, "Unauthorized", "Unauthorized"));
       }
     }
     Route r = parse_route(seen_req.path);
     if (!r.ok) {
       record(404);
-      co_return co_await respond(s, 404, status_json(404, "NotFound", "no such path"), true);
+      co_return co_await respond(s, 404, status_json(404, "NotFound", "no such path"));
     }
-    if (req.method() == http::verb::get && r.name.empty() && watch) {
+    const bool get = req.method == "GET";
+    if (get && r.name.empty() && watch) {
       record(200);
       co_return co_await serve_watch(s, r, seen_req.query);
     }
-    if (req.method() == http::verb::get && r.name.empty()) {
+    if (get && r.name.empty()) {
       auto [status, body] = list(r, seen_req.query);
-      record(status);
-      co_return co_await respond(s, status, body, true);
+      record(static_cast<int>(status));
+      co_return co_await respond(s, status, body);
     }
-    if (req.method() == http::verb::get && r.sub.empty()) {
-      if (r.name == "stall") {
-        asio::steady_timer t(ioc, std::chrono::milliseconds(owner->stall_ms.load()));
-        co_await t.async_wait(use_tuple);
-      }
+    if (get && r.sub.empty()) {
+      if (r.name == "stall") co_await s.sleep(std::chrono::milliseconds(owner->stall_ms.load()));
       const int forced = owner->fail_gets_with.load();
       if (forced) {
         record(forced);
         co_return co_await respond(s, static_cast<unsigned>(forced),
-                                   status_json(forced, "InternalError", "injected failure"), true);
+                                   status_json(forced, "InternalError", "injected failure"));
       }
       unsigned status = 200;
       json body;
@@ -400,15 +219,15 @@ struct FakeApi::Impl {
         }
       }
       record(static_cast<int>(status));
-      co_return co_await respond(s, status, body, true);
+      co_return co_await respond(s, status, body);
     }
-    if (req.method() == http::verb::patch && r.sub == "status") {
-      auto [status, body] = patch_status(r, seen_req.content_type, req.body());
-      record(status);
-      co_return co_await respond(s, status, body, true);
+    if (req.method == "PATCH" && r.sub == "status") {
+      auto [status, body] = patch_status(r, seen_req.content_type, req.body);
+      record(static_cast<int>(status));
+      co_return co_await respond(s, status, body);
     }
     record(405);
-    co_return co_await respond(s, 405, status_json(405, "MethodNotAllowed", "not here"), true);
+    co_return co_await respond(s, 405, status_json(405, "MethodNotAllowed", "not here"));
   }
 
   std::pair<unsigned, json> list(const Route& r, std::map<std::string, std::string>& query) {
@@ -475,12 +294,12 @@ struct FakeApi::Impl {
     return {200, it->second};
   }
 
-  asio::awaitable<bool> serve_watch(Stream& s, const Route& r,
+  asio::awaitable<bool> serve_watch(HttpConn& s, const Route& r,
                                     std::map<std::string, std::string>& query) {
     if (owner->fail_watches.load() > 0) {
       --owner->fail_watches;
       co_return co_await respond(s, 500,
-                                 status_json(500, "InternalError", "injected watch failure"), true);
+                                 status_json(500, "InternalError", "injected watch failure"));
     }
     int64_t cursor = 0;
     bool gone = false;
@@ -502,24 +321,24 @@ struct FakeApi::Impl {
           {"causes",
            {{{"reason", "ResourceVersionTooLarge"}, {"message", "Too large resource version"}}}},
           {"retryAfterSeconds", 1}};
-      co_return co_await respond(s, 504, st, true);
+      co_return co_await respond(s, 504, st);
     }
     const std::string too_old = "too old resource version: " + std::to_string(cursor);
     if (gone && owner->gone_as_http.load()) {
-      co_return co_await respond(s, 410, status_json(410, "Expired", too_old), true);
+      co_return co_await respond(s, 410, status_json(410, "Expired", too_old));
     }
     const std::string head =
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-    if (!co_await write_raw(s, head)) co_return false;
+    if (!co_await s.write(head)) co_return false;
     if (gone) {
       json ev = {{"type", "ERROR"}, {"object", status_json(410, "Expired", too_old)}};
-      co_await write_chunk(s, ev.dump() + "\n");
-      co_await write_raw(s, "0\r\n\r\n");
+      co_await s.chunk(ev.dump() + "\n");
+      co_await s.write("0\r\n\r\n");
       co_return false;
     }
     if (owner->instant_end_watches.load() > 0) {
       --owner->instant_end_watches;
-      co_await write_raw(s, "0\r\n\r\n");
+      co_await s.write("0\r\n\r\n");
       co_return false;
     }
     const bool bookmarks = query["allowWatchBookmarks"] == "true";
@@ -528,10 +347,9 @@ struct FakeApi::Impl {
     // The knobs apply to the watch that is open when they are set (or the next one).
     int drop_budget = -1;  // events still to send before the connection is dropped
     bool mid = false;
-    asio::steady_timer tick(ioc);
     for (;;) {
-      if (stopping) {
-        abort(s);
+      if (s.stopping()) {
+        s.abort();
         co_return false;
       }
       std::vector<std::string> lines;
@@ -553,7 +371,7 @@ struct FakeApi::Impl {
         kick = kick_gen != k_gen;
       }
       if (kick) {
-        abort(s);
+        s.abort();
         co_return false;
       }
       const int knob = owner->drop_after_events.exchange(-1);
@@ -563,21 +381,21 @@ struct FakeApi::Impl {
         if (drop_budget >= 0 || mid) {
           for (size_t i = 0; i < lines.size(); ++i) {
             if (drop_budget == 0) {
-              abort(s);
+              s.abort();
               co_return false;
             }
             if (mid) {
-              co_await write_chunk(s, lines[i].substr(0, lines[i].size() / 2));
-              abort(s);
+              co_await s.chunk(lines[i].substr(0, lines[i].size() / 2));
+              s.abort();
               co_return false;
             }
-            if (!co_await write_chunk(s, lines[i])) co_return false;
+            if (!co_await s.chunk(lines[i])) co_return false;
             cursor = rvs[i];
             if (drop_budget > 0) --drop_budget;
             ++owner->events_sent_;
           }
           if (drop_budget == 0) {
-            abort(s);
+            s.abort();
             co_return false;
           }
         } else {
@@ -589,10 +407,10 @@ struct FakeApi::Impl {
             while (pos < all.size()) {
               std::uniform_int_distribution<size_t> d(1, 97);
               const size_t n = std::min(all.size() - pos, d(rng));
-              if (!co_await write_chunk(s, all.substr(pos, n))) co_return false;
+              if (!co_await s.chunk(all.substr(pos, n))) co_return false;
               pos += n;
             }
-          } else if (!co_await write_chunk(s, all)) {
+          } else if (!co_await s.chunk(all)) {
             co_return false;
           }
           cursor = rvs.back();
@@ -605,21 +423,20 @@ struct FakeApi::Impl {
                     {{"kind", "Bookmark"},
                      {"apiVersion", r.api_version},
                      {"metadata", {{"resourceVersion", std::to_string(now_rv)}}}}}};
-        if (!co_await write_chunk(s, bm.dump() + "\n")) co_return false;
+        if (!co_await s.chunk(bm.dump() + "\n")) co_return false;
         cursor = std::max(cursor, now_rv);
       }
       if (expire) {
         json ev = {{"type", "ERROR"},
                    {"object", status_json(410, "Expired", "too old resource version")}};
-        co_await write_chunk(s, ev.dump() + "\n");
-        co_await write_raw(s, "0\r\n\r\n");
+        co_await s.chunk(ev.dump() + "\n");
+        co_await s.write("0\r\n\r\n");
         co_return false;
       }
       if (std::chrono::steady_clock::now() >= end_at) {
-        co_return co_await write_raw(s, "0\r\n\r\n");
+        co_return co_await s.write("0\r\n\r\n");
       }
-      tick.expires_after(5ms);
-      co_await tick.async_wait(use_tuple);
+      co_await s.sleep(5ms);
     }
   }
 };
@@ -628,38 +445,30 @@ FakeApi::FakeApi(FakeOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->owner = this;
   impl_->opts = options;
   impl_->token = options.token;
-  const Pki& p = pki();
-  impl_->ctx.use_certificate_chain(asio::buffer(p.server_cert_pem));
-  impl_->ctx.use_private_key(asio::buffer(p.server_key_pem), ssl::context::pem);
-  if (options.require_client_cert) {
-    impl_->ctx.add_certificate_authority(asio::buffer(p.ca_pem));
-    impl_->ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
-  }
-  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
-  impl_->acceptor.open(ep.protocol());
-  impl_->acceptor.set_option(asio::socket_base::reuse_address(true));
-  impl_->acceptor.bind(ep);
-  impl_->acceptor.listen();
-  asio::co_spawn(impl_->ioc, impl_->accept_loop(), asio::detached);
-  impl_->thread = std::thread([i = impl_.get()] { i->ioc.run(); });
+  FakeHttpOptions http;
+  http.tls = true;
+  http.require_client_cert = options.require_client_cert;
+  impl_->http = std::make_unique<FakeHttpServer>(
+      StreamHandler([i = impl_.get()](const HttpRequest& req, HttpConn& conn) {
+        return i->handle(req, conn);
+      }),
+      http);
 }
 
 FakeApi::~FakeApi() {
-  impl_->stopping = true;
-  std::promise<void> done;
-  asio::post(impl_->ioc, [this, &done] {
-    boost::system::error_code ignored;
-    impl_->acceptor.close(ignored);
-    done.set_value();
-  });
-  done.get_future().wait();
-  std::this_thread::sleep_for(20ms);  // watch loops notice `stopping` within 5 ms
-  impl_->ioc.stop();
-  impl_->thread.join();
+  impl_->http->stop();  // every open watch ends; no handler runs after this
+}
+
+FakeHttpServer& FakeApi::http() {
+  return *impl_->http;
+}
+
+int FakeApi::connections() const {
+  return impl_->http->connections();
 }
 
 uint16_t FakeApi::port() const {
-  return impl_->acceptor.local_endpoint().port();
+  return impl_->http->port();
 }
 
 kube::ClusterConfig FakeApi::config() const {

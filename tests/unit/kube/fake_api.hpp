@@ -1,6 +1,7 @@
-// Test support for the kube module: a test PKI minted with OpenSSL, an io_context on
-// background threads, and an in-process fake Kubernetes API server on 127.0.0.1:0 speaking the
-// real wire format over real TLS: JSON lists with metadata.resourceVersion and continue paging,
+// Test support for the kube module: the shared test PKI (tls_pki(), as Pki), an io_context on
+// background threads (run_coro.hpp's Loop), and an in-process fake Kubernetes API server on
+// 127.0.0.1:0 (a handler on the shared FakeHttpServer) speaking the real wire format over real
+// TLS: JSON lists with metadata.resourceVersion and continue paging,
 // chunked watch streams of {"type","object"} events, bookmarks, 410 Gone both as an ERROR event
 // and as an HTTP status, connections dropped mid-stream and mid-event, bearer-token checks,
 // merge-patch on /status, Secrets and ServiceAccounts.
@@ -26,6 +27,7 @@
 #include <boost/asio/use_future.hpp>
 #include <nlohmann/json.hpp>
 
+#include "fake_http.hpp"
 #include "kube/config.hpp"
 #include "run_coro.hpp"
 
@@ -41,7 +43,7 @@ struct Pki {
   std::string client_cert_pem, client_key_pem;  // clientAuth, CN=sigil-test-client
   std::string other_ca_pem;                     // an unrelated CA
 };
-// One PKI per test process (key generation is the slow part).
+// One PKI per test process (key generation is the slow part): tls_pki()'s.
 const Pki& pki();
 
 struct Seen {
@@ -107,16 +109,19 @@ class FakeApi {
   std::vector<Seen> seen() const;
   int count(const std::string& method, const std::string& path_prefix = "",
             bool watch_only = false) const;
-  int connections() const { return accepted_.load(); }
+  int connections() const;  // accepted, TLS handshake or not
   int unauthorized() const { return unauthorized_.load(); }
   int events_sent() const { return events_sent_.load(); }
   std::vector<std::string> patches() const;  // bodies of PATCH /status
+
+  // The HTTP server underneath: its request log (seen()) and its transport-level failure
+  // injection (fail_nth: a TLS error, a stall, a truncated answer on the n-th request).
+  FakeHttpServer& http();
 
   struct Impl;
 
  private:
   std::shared_ptr<Impl> impl_;
-  std::atomic<int> accepted_{0};
   std::atomic<int> unauthorized_{0};
   std::atomic<int> events_sent_{0};
   friend struct Impl;

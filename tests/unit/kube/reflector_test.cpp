@@ -384,7 +384,7 @@ TEST_CASE("reflector: a rotated token is picked up after the watch meets 401") {
   Reflector r(client, fast(), rec.fn());
   r.start();
   REQUIRE(eventually([&] { return r.synced() && watches(api).size() == 1; }));
-  write_file_atomic(tf, "tok-2");
+  write_file_atomically(tf, "tok-2");
   api.set_token("tok-2");
   api.create(kPlural, policy_object("b"));
   api.kick();

@@ -10,7 +10,6 @@
 #include <thread>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -18,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/encoding.hpp"
+#include "run_coro.hpp"
 #include "server/mutator.hpp"
 #include "server/server.hpp"
 #include "test_support.hpp"
@@ -98,18 +98,7 @@ struct FakeEngine {
 };
 
 HttpReply run(const Mutator& m, const std::string& body) {
-  asio::io_context ioc;
-  HttpReply out;
-  bool done = false;
-  asio::co_spawn(ioc, m.handle(body, std::chrono::steady_clock::now() + 5s),
-                 [&](std::exception_ptr e, HttpReply r) {
-                   REQUIRE_FALSE(e);
-                   out = std::move(r);
-                   done = true;
-                 });
-  ioc.run_for(30s);
-  REQUIRE(done);
-  return out;
+  return sigil::test::run_coro(m.handle(body, std::chrono::steady_clock::now() + 5s), 30s);
 }
 
 json response_of(const HttpReply& r) {

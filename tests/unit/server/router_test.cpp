@@ -3,10 +3,7 @@
 
 #include <string>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/use_future.hpp>
-
+#include "run_coro.hpp"
 #include "server/router.hpp"
 
 namespace asio = boost::asio;
@@ -22,14 +19,11 @@ asio::awaitable<HttpReply> echo(RouteRequest req) {
 }
 
 HttpReply dispatch(const Router& router, Method method, std::string path, std::string body) {
-  asio::io_context io;
   RouteRequest req;
   req.method = method;
   req.path = std::move(path);
   req.body = std::move(body);
-  auto f = asio::co_spawn(io, router.dispatch(std::move(req)), asio::use_future);
-  io.run();
-  return f.get();
+  return sigil::test::run_coro(router.dispatch(std::move(req)));
 }
 
 Router table() {

@@ -2,14 +2,9 @@
 
 #include <fstream>
 #include <memory>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -33,128 +28,19 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
-namespace {
-
-void check(bool ok, const char* what) {
-  if (!ok) throw std::runtime_error(std::string("OpenSSL test PKI: ") + what);
-}
-
-using KeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
-using CertPtr = std::unique_ptr<X509, decltype(&X509_free)>;
-
-KeyPtr new_key() {
-  KeyPtr k(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"), &EVP_PKEY_free);
-  check(k != nullptr, "keygen");
-  return k;
-}
-
-void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-  check(ext != nullptr, "extension");
-  const int ok = X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-  check(ok == 1, "add extension");
-}
-
-CertPtr make_cert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key,
-                  bool ca) {
-  CertPtr c(X509_new(), &X509_free);
-  check(c != nullptr, "X509_new");
-  static std::mt19937_64 rng{std::random_device{}()};
-  check(X509_set_version(c.get(), 2) == 1, "version");
-  check(ASN1_INTEGER_set_uint64(X509_get_serialNumber(c.get()), rng() >> 2) == 1, "serial");
-  check(X509_gmtime_adj(X509_getm_notBefore(c.get()), -3600) != nullptr, "notBefore");
-  check(X509_gmtime_adj(X509_getm_notAfter(c.get()), 24 * 3600) != nullptr, "notAfter");
-  check(X509_set_pubkey(c.get(), key) == 1, "pubkey");
-  X509_NAME* name = X509_get_subject_name(c.get());
-  check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                   reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
-                                   0) == 1,
-        "CN");
-  X509* iss = issuer ? issuer : c.get();
-  check(X509_set_issuer_name(c.get(), X509_get_subject_name(iss)) == 1, "issuer");
-  if (ca) {
-    add_ext(c.get(), iss, NID_basic_constraints, "critical,CA:TRUE");
-    add_ext(c.get(), iss, NID_key_usage, "critical,keyCertSign,cRLSign");
-  } else {
-    add_ext(c.get(), iss, NID_basic_constraints, "critical,CA:FALSE");
-    add_ext(c.get(), iss, NID_key_usage, "critical,digitalSignature");
-    add_ext(c.get(), iss, NID_ext_key_usage, "serverAuth");
-    add_ext(c.get(), iss, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
-  }
-  check(X509_sign(c.get(), issuer_key ? issuer_key : key, EVP_sha256()) > 0, "sign");
-  return c;
-}
-
-std::string cert_pem(X509* c) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
-  check(bio && PEM_write_bio_X509(bio.get(), c) == 1, "PEM cert");
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(n));
-}
-
-std::string key_pem(EVP_PKEY* k) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
-  check(bio && PEM_write_bio_PrivateKey(bio.get(), k, nullptr, nullptr, 0, nullptr, nullptr) == 1,
-        "PEM key");
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(n));
-}
-
-void write_file(const std::filesystem::path& p, const std::string& data) {
-  const auto tmp = p.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << data;
-    if (!f) throw std::runtime_error("cannot write " + tmp);
-  }
-  std::filesystem::rename(tmp, p);
-}
-
-void write_leaf(const TestPki& pki, const std::string& cn) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
-      BIO_new_mem_buf(pki.ca_pem.data(), static_cast<int>(pki.ca_pem.size())), &BIO_free);
-  CertPtr ca(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
-  check(ca != nullptr, "read CA");
-  std::ifstream kf(pki.dir / "ca.key");
-  std::stringstream ks;
-  ks << kf.rdbuf();
-  const std::string ca_key_pem = ks.str();
-  std::unique_ptr<BIO, decltype(&BIO_free)> kbio(
-      BIO_new_mem_buf(ca_key_pem.data(), static_cast<int>(ca_key_pem.size())), &BIO_free);
-  KeyPtr ca_key(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr), &EVP_PKEY_free);
-  check(ca_key != nullptr, "read CA key");
-  auto key = new_key();
-  auto leaf = make_cert(key.get(), cn, ca.get(), ca_key.get(), false);
-  write_file(pki.key_file, key_pem(key.get()));
-  write_file(pki.cert_file, cert_pem(leaf.get()));
-}
-
-}  // namespace
-
 TestPki make_pki(const std::string& leaf_cn) {
   TestPki pki;
-  static std::mt19937_64 rng{std::random_device{}()};
-  pki.dir = std::filesystem::temp_directory_path() / ("sigil-server-test-" + std::to_string(rng()));
-  std::filesystem::create_directories(pki.dir);
-  auto ca_key = new_key();
-  auto ca = make_cert(ca_key.get(), "sigil test CA", nullptr, nullptr, true);
-  pki.ca_pem = cert_pem(ca.get());
-  write_file(pki.dir / "ca.pem", pki.ca_pem);
-  write_file(pki.dir / "ca.key", key_pem(ca_key.get()));
-  pki.cert_file = (pki.dir / "server.pem").string();
-  pki.key_file = (pki.dir / "server.key").string();
-  write_leaf(pki, leaf_cn);
+  pki.ca = std::make_shared<const TlsPki>(TlsPki::create());
+  pki.dir = make_temp_dir("sigil-server-test");
+  pki.ca_pem = pki.ca->ca_pem();
+  const TlsFiles files = write_tls_files(pki.dir, "server", pki.ca->server(leaf_cn));
+  pki.cert_file = files.cert_file;
+  pki.key_file = files.key_file;
   return pki;
 }
 
 void rewrite_leaf(const TestPki& pki, const std::string& leaf_cn) {
-  write_leaf(pki, leaf_cn);
+  write_tls_files(pki.dir, "server", pki.ca->server(leaf_cn));
 }
 
 std::string read_fixture(const std::string& name) {

@@ -1,5 +1,6 @@
-// Test helpers for the server module: a CA and a server certificate for 127.0.0.1 made with
-// OpenSSL at test time, a fake verifier, fixture loading, and a TLS client on Beast.
+// Test helpers for the server module: a CA and a server certificate for 127.0.0.1 from the
+// shared test PKI (tests/support/cpp/tls_pki.hpp), a fake verifier, fixture loading, and a TLS
+// client on Beast.
 #pragma once
 
 #include <atomic>
@@ -13,17 +14,19 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "server/validator.hpp"
+#include "tls_pki.hpp"
 
 namespace sigil::test {
 
 struct TestPki {
+  std::shared_ptr<const TlsPki> ca;  // the shared test PKI's CA (tls_pki.hpp)
   std::filesystem::path dir;
   std::string ca_pem;
   std::string cert_file, key_file;
 };
 
-// Creates a fresh temp dir holding ca.pem, server.pem (leaf + nothing else) and server.key for
-// IP 127.0.0.1. cn names the leaf so tests can tell certificates apart.
+// A fresh CA and a fresh temp dir holding server.pem (the leaf alone) and server.key for
+// 127.0.0.1, ::1 and localhost. cn names the leaf so tests can tell certificates apart.
 TestPki make_pki(const std::string& leaf_cn = "sigil-test-server");
 // Writes a new leaf (same CA) over pki.cert_file/key_file.
 void rewrite_leaf(const TestPki& pki, const std::string& leaf_cn);

@@ -1,9 +1,8 @@
 #include <catch2/catch.hpp>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
+#include "run_coro.hpp"
 #include "server/validator.hpp"
 #include "test_support.hpp"
 
@@ -20,18 +19,7 @@ namespace {
 
 HttpReply run(const Validator& v, const std::string& body,
               std::chrono::steady_clock::duration budget = 5s) {
-  asio::io_context ioc;
-  HttpReply out;
-  bool done = false;
-  asio::co_spawn(ioc, v.handle(body, std::chrono::steady_clock::now() + budget),
-                 [&](std::exception_ptr e, HttpReply r) {
-                   REQUIRE_FALSE(e);
-                   out = std::move(r);
-                   done = true;
-                 });
-  ioc.run_for(30s);
-  REQUIRE(done);
-  return out;
+  return sigil::test::run_coro(v.handle(body, std::chrono::steady_clock::now() + budget), 30s);
 }
 
 json response_of(const HttpReply& r) {

@@ -19,6 +19,7 @@
 #include "crypto/keys.hpp"
 #include "oci/reference.hpp"
 #include "policy/policy.hpp"
+#include "run_coro.hpp"
 #include "verify/engine.hpp"
 
 namespace asio = boost::asio;
@@ -194,12 +195,8 @@ spec:
 verify::Verdict run(verify::Engine& engine, const std::string& image,
                     std::shared_ptr<const policy::PolicySet> policies,
                     std::chrono::milliseconds budget = 5s, verify::Context context = {}) {
-  asio::io_context io;
-  auto fut = asio::co_spawn(
-      io, engine.verify(image, policies, std::chrono::steady_clock::now() + budget, context),
-      asio::use_future);
-  io.run();
-  return fut.get();
+  return sigil::test::run_coro(
+      engine.verify(image, policies, std::chrono::steady_clock::now() + budget, context));
 }
 
 struct Fixture {
