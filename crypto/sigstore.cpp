@@ -392,8 +392,8 @@ Stop check_certificate(const Requirements& req, const Material& m, VerifiedSigna
   if (!m.keyless) return std::nullopt;
   std::optional<VerifiedChain> chain;
   for (const TimePoint t : out.signing_times) {
-    auto vc =
-        verify_certificate_any(*m.leaf, m.untrusted, *req.cas, t, ExtendedKeyUsage::code_signing);
+    auto vc = verify_certificate_any(*m.leaf, m.untrusted, *req.cas, t,
+                                     ExtendedKeyUsage::code_signing, req.chain_cache);
     if (!vc) {
       return fail(Failure::untrusted_certificate, "certificate not trusted at signing time " +
                                                       format_time(t) + ": " + vc.error().message);
