@@ -303,14 +303,15 @@ std::string_view tbs_of(std::string_view der) {
 
 // OpenSSL keeps the TBSCertificate exactly as received (and hashes that for the signature);
 // re-encoding it must give the same bytes, or the input was BER rather than DER and the
-// precertificate TBS rebuilt for SCTs would not be what was signed.
-bool tbs_is_der(const X509* x, std::string_view der) {
+// precertificate TBS rebuilt for SCTs would not be what was signed. The re-encoding is done on
+// x itself, before anyone shares it (a copy would decode the public key a second time, which in
+// OpenSSL 3.0 costs as much as a P-256 signature check): from then on OpenSSL encodes x's TBS
+// afresh whenever it needs the bytes, and this check is what makes those the bytes received.
+bool tbs_is_der(X509* x, std::string_view der) {
   std::string_view orig = tbs_of(der);
   if (orig.empty()) return false;
-  X509Ptr dup(X509_dup(x));
-  if (!dup) return false;
   unsigned char* re = nullptr;
-  int re_len = i2d_re_X509_tbs(dup.get(), &re);
+  int re_len = i2d_re_X509_tbs(x, &re);
   std::unique_ptr<unsigned char, OpensslFree> re_guard(re);
   return re_len > 0 && static_cast<size_t>(re_len) == orig.size() &&
          std::memcmp(orig.data(), re, orig.size()) == 0;
@@ -417,7 +418,10 @@ Result<Certificate> Certificate::from_pem(std::string_view pem) {
 
 Result<PublicKey> Certificate::public_key() const {
   if (!x509_) return make_error(Errc::internal, "public_key called on an empty Certificate");
-  return PublicKey::from_der(spki_der_);
+  // The key d2i_X509 decoded, shared: decoding spki_der_ again would cost a second decoder.
+  const EVP_PKEY* pkey = X509_get0_pubkey(static_cast<const X509*>(x509_.get()));
+  if (pkey == nullptr) return PublicKey::from_der(spki_der_);  // names OpenSSL's complaint
+  return PublicKey::from_native(pkey, spki_der_);
 }
 
 std::string Certificate::subject_line() const {
