@@ -320,7 +320,8 @@ Stop check_tlog_entries(const SignedEntity& e, const Requirements& req, const Ma
       tlog_problem = "its log entry is from a transparency log the policy does not trust";
       continue;
     }
-    auto body = parse_rekor_body(entry.canonicalized_body);
+    auto body = parse_rekor_body(entry.canonicalized_body,
+                                 m.leaf ? std::string_view(m.leaf->der()) : std::string_view());
     if (!body) {
       tlog_problem = "log entry body: " + body.error().message;
       continue;
