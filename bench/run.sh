@@ -5,9 +5,10 @@
 #       and their ratio (target >= 0.5);
 #   (b) cold verification latency (p50, p99) of new, tag-referenced, key-signed images against a
 #       local registry, and registry requests per image (target <= 4);
-#   (c) keyless: CPU time of one keyless verification on a warm process against the raw
-#       signature checks it performs (target <= 3x), and the cold admission of new keyless-signed
-#       images (legacy .sig and cosign v3 bundles found through the referrers tag schema).
+#   (c) keyless: CPU time of one keyless verification on a warm process (chain cache warm)
+#       against the raw signature checks it performs (target <= 1.3x), and the cold admission of
+#       new keyless-signed images (legacy .sig and cosign v3 bundles found through the
+#       referrers tag schema).
 #   (h) memory and startup: VmRSS with BENCH_MEMORY_IMAGES cached verdicts and the bytes per
 #       verdict (target <= 60 MB with 10k), and process start to /readyz (target <= 200 ms).
 # Environment: BUILD_DIR (default build/), BENCH_SKIP_BUILD=1 (use the binaries as they are),
@@ -322,13 +323,14 @@ printf '%-44s %12s %12s   target <= 4 (by tag)  %s\n' "    registry requests per
 printf '%-44s %12s %12s\n' "    the run's first image (learns the registry)" "$(kv "$W/cold.txt" cold.tag.requests_first)" "$(kv "$W/cold.txt" cold.digest.requests_first)"
 echo
 KEYLESS_RATIO=$(kv "$W/keyless-cpu.txt" ratio.legacy)
-KEYLESS_MARK=$(mark "$KEYLESS_RATIO" "<=" 3)
+KEYLESS_MARK=$(mark "$KEYLESS_RATIO" "<=" 1.3)
 printf '%-44s %12s %12s\n' "(c) keyless, CPU per signature (warm)" "legacy .sig" "v3 bundle"
 printf '%-44s %12s %12s\n' "    verify_entity (us)" "$(kv "$W/keyless-cpu.txt" verify.legacy_us)" "$(kv "$W/keyless-cpu.txt" verify.dsse_bundle_us)"
-printf '%-44s %12s\n' "    raw checks it performs (us)" "$(kv "$W/keyless-cpu.txt" raw.total_us)"
+printf '%-44s %12s\n' "    raw checks it performs (us, leaf cert + 3)" "$(kv "$W/keyless-cpu.txt" raw.total_us)"
 printf '%-44s %12s\n' "      signature, SET, SCT (P-256, us each)" "$(kv "$W/keyless-cpu.txt" raw.signature_us) $(kv "$W/keyless-cpu.txt" raw.set_us) $(kv "$W/keyless-cpu.txt" raw.sct_us)"
-printf '%-44s %12s\n' "      leaf and intermediate certs (P-384, us)" "$(kv "$W/keyless-cpu.txt" raw.leaf_cert_us) $(kv "$W/keyless-cpu.txt" raw.intermediate_cert_us)"
-printf '%-44s %12s %12s   target <= 3x: %s\n' "    ratio" "$KEYLESS_RATIO" "$(kv "$W/keyless-cpu.txt" ratio.dsse_bundle)" "$KEYLESS_MARK"
+printf '%-44s %12s\n' "      leaf cert; intermediate, cached (P-384, us)" "$(kv "$W/keyless-cpu.txt" raw.leaf_cert_us) $(kv "$W/keyless-cpu.txt" raw.intermediate_cert_us)"
+printf '%-44s %12s %12s   target <= 1.3x: %s\n' "    ratio" "$KEYLESS_RATIO" "$(kv "$W/keyless-cpu.txt" ratio.dsse_bundle)" "$KEYLESS_MARK"
+printf '%-44s %12s\n' "    verify_entity without the chain cache (us)" "$(kv "$W/keyless-cpu.txt" verify.legacy_uncached_us)"
 printf '%-44s %12s %12s\n' "    cold admission, $(kv "$W/cold-keyless.txt" keyless.tag.images) new images, by tag" "legacy .sig" "v3 bundle"
 printf '%-44s %12s %12s\n' "      latency p50 (ms)" "$(kv "$W/cold-keyless.txt" keyless.tag.p50_ms)" "$(kv "$W/cold-bundles.txt" bundles.tag.p50_ms)"
 printf '%-44s %12s %12s\n' "      latency p99 (ms)" "$(kv "$W/cold-keyless.txt" keyless.tag.p99_ms)" "$(kv "$W/cold-bundles.txt" bundles.tag.p99_ms)"

@@ -268,6 +268,16 @@ Result<PublicKey> PublicKey::from_der(std::string_view spki_der) {
   return make(std::move(parts->pkey), parts->type, std::move(parts->spki_der));
 }
 
+Result<PublicKey> PublicKey::from_native(const void* evp_pkey, std::string spki_der) {
+  auto* pkey = const_cast<EVP_PKEY*>(static_cast<const EVP_PKEY*>(evp_pkey));
+  if (pkey == nullptr) return make_error(Errc::internal, "from_native without a key");
+  auto type = classify(pkey);
+  if (!type) return std::move(type).error();
+  if (EVP_PKEY_up_ref(pkey) != 1) return openssl_error(Errc::internal, "EVP_PKEY_up_ref failed");
+  std::shared_ptr<void> shared(pkey, [](void* p) { EVP_PKEY_free(static_cast<EVP_PKEY*>(p)); });
+  return make(std::move(shared), *type, std::move(spki_der));
+}
+
 Result<PublicKey> PublicKey::from_pem(std::string_view pem) {
   if (pem.size() > kMaxPemBytes) {
     return make_error(Errc::too_large, "public key PEM is larger than 64 KiB");

@@ -32,6 +32,11 @@ class PublicKey {
   static Result<PublicKey> from_der(std::string_view spki_der);
   // A DER PKCS#1 RSAPublicKey (RFC 8017 A.1.1), as trusted roots encode PKCS1_RSA_PKCS1V5 keys.
   static Result<PublicKey> from_pkcs1_der(std::string_view der);
+  // A key OpenSSL already decoded (an EVP_PKEY*, shared by taking a reference), such as a parsed
+  // certificate's, with its SubjectPublicKeyInfo DER: the same checks as from_der (supported
+  // type, curve, RSA size) without decoding it again (OpenSSL 3.0's decoder costs as much as a
+  // P-256 signature check).
+  static Result<PublicKey> from_native(const void* evp_pkey, std::string spki_der);
 
   KeyType type() const noexcept { return type_; }
   // SubjectPublicKeyInfo DER, for comparing keys and computing key ids.

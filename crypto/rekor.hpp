@@ -82,7 +82,11 @@ struct RekorBody {
 // removed). PEM verifiers (v1 kinds) may be a certificate chain: the first certificate is
 // the verifier. Certificates must parse as X.509; keys must load as PublicKey (their DER is
 // re-encoded SPKI). Strict JSON with exact member names; Errc::parse_error naming the field.
-Result<RekorBody> parse_rekor_body(std::string_view canonicalized_body);
+// known_certificate_der: a certificate the caller has already parsed (Certificate::from_der,
+// the signature's leaf); a verifier with exactly these bytes is not parsed again (in OpenSSL
+// 3.0 that costs as much as a signature check).
+Result<RekorBody> parse_rekor_body(std::string_view canonicalized_body,
+                                   std::string_view known_certificate_der = {});
 
 // Checks the SET: picks nothing itself; `log` must be the log whose id equals entry.log_id
 // (checked). Errc::verification when the entry has no SET, is from another log, or the SET

@@ -131,12 +131,16 @@ Status check_certificate_der(std::string_view der, const std::string& field) {
   return {};
 }
 
+// `known`: the DER of a certificate the caller has parsed already (the signature's leaf); the
+// same bytes here need not be parsed again.
 Result<RekorVerifier> verifier_from_der(std::string der, bool is_certificate,
-                                        const std::string& field) {
+                                        const std::string& field, std::string_view known) {
   RekorVerifier v;
   v.is_certificate = is_certificate;
   if (is_certificate) {
-    if (auto ok = check_certificate_der(der, field); !ok) return std::move(ok).error();
+    if (known.empty() || der != known) {
+      if (auto ok = check_certificate_der(der, field); !ok) return std::move(ok).error();
+    }
     v.der = std::move(der);
     return v;
   }
@@ -148,7 +152,8 @@ Result<RekorVerifier> verifier_from_der(std::string der, bool is_certificate,
 
 // A PEM text holding one PUBLIC KEY, or one or more CERTIFICATEs (a chain, leaf first: Rekor
 // stores the chain when a client submitted one). Text outside the blocks must be whitespace.
-Result<RekorVerifier> verifier_from_pem(std::string_view pem, const std::string& field) {
+Result<RekorVerifier> verifier_from_pem(std::string_view pem, const std::string& field,
+                                        std::string_view known) {
   auto only_space = [](std::string_view s) {
     for (char c : s) {
       if (c != ' ' && c != '\n' && c != '\r' && c != '\t') return false;
@@ -202,20 +207,21 @@ Result<RekorVerifier> verifier_from_pem(std::string_view pem, const std::string&
       return parse_err(field, "has a PEM body that is not valid base64");
     }
   }
-  return verifier_from_der(std::move(der).value(), label == "CERTIFICATE", field);
+  return verifier_from_der(std::move(der).value(), label == "CERTIFICATE", field, known);
 }
 
 // A base64 string holding PEM (Rekor v1 schemas' "format: byte" key fields).
 Result<RekorVerifier> verifier_from_b64_pem(const json& obj, std::string_view name,
-                                            const std::string& path) {
+                                            const std::string& path, std::string_view known) {
   auto pem = need_bytes(obj, name, path);
   if (!pem) return std::move(pem).error();
-  return verifier_from_pem(*pem, join(path, name));
+  return verifier_from_pem(*pem, join(path, name), known);
 }
 
 // Rekor v2 (protobuf Verifier): {"publicKey":{"rawBytes":..}} or
 // {"x509Certificate":{"rawBytes":..}}, plus keyDetails.
-Result<RekorVerifier> v2_verifier(const json& obj, const std::string& path) {
+Result<RekorVerifier> v2_verifier(const json& obj, const std::string& path,
+                                  std::string_view known) {
   const json* key = member(obj, "publicKey");
   const json* cert = member(obj, "x509Certificate");
   if ((key == nullptr) == (cert == nullptr)) {
@@ -230,7 +236,7 @@ Result<RekorVerifier> v2_verifier(const json& obj, const std::string& path) {
   if (const json* details = member(obj, "keyDetails"); details && !details->is_string()) {
     return parse_err(join(path, "keyDetails"), "must be a string");
   }
-  return verifier_from_der(std::move(der).value(), is_cert, join(sub, "rawBytes"));
+  return verifier_from_der(std::move(der).value(), is_cert, join(sub, "rawBytes"), known);
 }
 
 Result<const json*> need_array(const json& obj, std::string_view name, const std::string& path) {
@@ -241,7 +247,7 @@ Result<const json*> need_array(const json& obj, std::string_view name, const std
   return v;
 }
 
-Status hashedrekord_v001(const json& spec, RekorBody& out) {
+Status hashedrekord_v001(const json& spec, RekorBody& out, std::string_view known) {
   const std::string path = "spec";
   auto data = need_object(spec, "data", path);
   if (!data) return std::move(data).error();
@@ -257,7 +263,7 @@ Status hashedrekord_v001(const json& spec, RekorBody& out) {
   if (!content) return std::move(content).error();
   auto key = need_object(**sig, "publicKey", "spec.signature");
   if (!key) return std::move(key).error();
-  auto verifier = verifier_from_b64_pem(**key, "content", "spec.signature.publicKey");
+  auto verifier = verifier_from_b64_pem(**key, "content", "spec.signature.publicKey", known);
   if (!verifier) return std::move(verifier).error();
   out.signatures.push_back(std::move(content).value());
   out.verifiers.push_back(std::move(verifier).value());
@@ -265,20 +271,21 @@ Status hashedrekord_v001(const json& spec, RekorBody& out) {
 }
 
 // Rekor v2 "Signature": {"content": b64, "verifier": Verifier}.
-Status v2_signature(const json& sig, const std::string& path, RekorBody& out) {
+Status v2_signature(const json& sig, const std::string& path, RekorBody& out,
+                    std::string_view known) {
   if (!sig.is_object()) return parse_err(path, "must be an object");
   auto content = need_bytes(sig, "content", path, Bytes::v2);
   if (!content) return std::move(content).error();
   auto vobj = need_object(sig, "verifier", path);
   if (!vobj) return std::move(vobj).error();
-  auto verifier = v2_verifier(**vobj, join(path, "verifier"));
+  auto verifier = v2_verifier(**vobj, join(path, "verifier"), known);
   if (!verifier) return std::move(verifier).error();
   out.signatures.push_back(std::move(content).value());
   out.verifiers.push_back(std::move(verifier).value());
   return {};
 }
 
-Status hashedrekord_v002(const json& spec, RekorBody& out) {
+Status hashedrekord_v002(const json& spec, RekorBody& out, std::string_view known) {
   auto inner = need_object(spec, "hashedRekordV002", "spec");
   if (!inner) return std::move(inner).error();
   const std::string path = "spec.hashedRekordV002";
@@ -290,10 +297,10 @@ Status hashedrekord_v002(const json& spec, RekorBody& out) {
   out.hash = std::move(hash->second);
   auto sig = need(**inner, "signature", path);
   if (!sig) return std::move(sig).error();
-  return v2_signature(**sig, join(path, "signature"), out);
+  return v2_signature(**sig, join(path, "signature"), out, known);
 }
 
-Status dsse_v001(const json& spec, RekorBody& out) {
+Status dsse_v001(const json& spec, RekorBody& out, std::string_view known) {
   auto payload_hash = need_object(spec, "payloadHash", "spec");
   if (!payload_hash) return std::move(payload_hash).error();
   auto hash = v1_hash(**payload_hash, "spec.payloadHash");
@@ -314,7 +321,7 @@ Status dsse_v001(const json& spec, RekorBody& out) {
     // "signature" is the envelope's base64 signature text, kept as a string.
     auto sig = need_bytes(s, "signature", at);
     if (!sig) return std::move(sig).error();
-    auto verifier = verifier_from_b64_pem(s, "verifier", at);
+    auto verifier = verifier_from_b64_pem(s, "verifier", at, known);
     if (!verifier) return std::move(verifier).error();
     out.signatures.push_back(std::move(sig).value());
     out.verifiers.push_back(std::move(verifier).value());
@@ -322,7 +329,7 @@ Status dsse_v001(const json& spec, RekorBody& out) {
   return {};
 }
 
-Status dsse_v002(const json& spec, RekorBody& out) {
+Status dsse_v002(const json& spec, RekorBody& out, std::string_view known) {
   auto inner = need_object(spec, "dsseV002", "spec");
   if (!inner) return std::move(inner).error();
   const std::string path = "spec.dsseV002";
@@ -335,7 +342,8 @@ Status dsse_v002(const json& spec, RekorBody& out) {
   auto sigs = need_array(**inner, "signatures", path);
   if (!sigs) return std::move(sigs).error();
   for (size_t i = 0; i < (*sigs)->size(); ++i) {
-    auto ok = v2_signature((**sigs)[i], path + ".signatures[" + std::to_string(i) + "]", out);
+    auto ok =
+        v2_signature((**sigs)[i], path + ".signatures[" + std::to_string(i) + "]", out, known);
     if (!ok) return ok;
   }
   return {};
@@ -344,7 +352,7 @@ Status dsse_v002(const json& spec, RekorBody& out) {
 // rekor pkg/types/intoto/v0.0.2: spec.content.{envelope{payloadType, signatures[{keyid?,
 // sig, publicKey}]}, hash, payloadHash}. sig is base64 of the envelope's base64 signature
 // text; publicKey is base64 of PEM.
-Status intoto_v002(const json& spec, RekorBody& out) {
+Status intoto_v002(const json& spec, RekorBody& out, std::string_view known) {
   auto content = need_object(spec, "content", "spec");
   if (!content) return std::move(content).error();
   const std::string path = "spec.content";
@@ -376,7 +384,7 @@ Status intoto_v002(const json& spec, RekorBody& out) {
     if (!sig || sig->empty()) {
       return parse_err(join(at, "sig"), "does not hold a base64 signature");
     }
-    auto verifier = verifier_from_b64_pem(s, "publicKey", at);
+    auto verifier = verifier_from_b64_pem(s, "publicKey", at, known);
     if (!verifier) return std::move(verifier).error();
     out.signatures.push_back(std::move(sig).value());
     out.verifiers.push_back(std::move(verifier).value());
@@ -386,7 +394,9 @@ Status intoto_v002(const json& spec, RekorBody& out) {
 
 }  // namespace
 
-Result<RekorBody> parse_rekor_body(std::string_view canonicalized_body) {
+Result<RekorBody> parse_rekor_body(std::string_view canonicalized_body,
+                                   std::string_view known_certificate_der) {
+  const std::string_view known = known_certificate_der;
   constexpr std::string_view what = "log entry body";
   auto doc = detail::parse_json_strict(canonicalized_body, what);
   if (!doc) return std::move(doc).error();
@@ -405,15 +415,15 @@ Result<RekorBody> parse_rekor_body(std::string_view canonicalized_body) {
 
     Status parsed;
     if (out.kind == "hashedrekord" && out.api_version == "0.0.1") {
-      parsed = hashedrekord_v001(**spec, out);
+      parsed = hashedrekord_v001(**spec, out, known);
     } else if (out.kind == "hashedrekord" && out.api_version == "0.0.2") {
-      parsed = hashedrekord_v002(**spec, out);
+      parsed = hashedrekord_v002(**spec, out, known);
     } else if (out.kind == "dsse" && out.api_version == "0.0.1") {
-      parsed = dsse_v001(**spec, out);
+      parsed = dsse_v001(**spec, out, known);
     } else if (out.kind == "dsse" && out.api_version == "0.0.2") {
-      parsed = dsse_v002(**spec, out);
+      parsed = dsse_v002(**spec, out, known);
     } else if (out.kind == "intoto" && out.api_version == "0.0.2") {
-      parsed = intoto_v002(**spec, out);
+      parsed = intoto_v002(**spec, out, known);
     } else {
       return make_error(Errc::unsupported, "log entry kind " + printable(out.kind, 32) +
                                                " version " + printable(out.api_version, 16) +

@@ -10,7 +10,9 @@
 #include <openssl/x509v3.h>
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "common/encoding.hpp"
@@ -62,6 +64,98 @@ std::string short_hex(std::string_view raw) {
 // The precertificate TBS: the leaf's TBSCertificate re-encoded without the SCT list extension
 // (RFC 6962 section 3.2: the poison extension of the precertificate and the SCT list of the
 // final certificate are the only differences).
+// ---- the precertificate TBS by editing the DER ----------------------------------------------
+// Certificate::from_der admits only DER whose TBSCertificate re-encodes to itself, so removing
+// the SCT list extension from those bytes and re-encoding the three enclosing lengths minimally
+// gives exactly what OpenSSL's re-encoding of a copy without that extension gives (RFC 6962
+// section 3.2), without the copy (which decodes the public key again: in OpenSSL 3.0 that costs
+// as much as a signature check). Anything unexpected returns nullopt: the copy is made then.
+
+struct DerItem {
+  size_t start = 0;   // offset of the tag
+  size_t header = 0;  // tag + length bytes
+  size_t length = 0;  // content bytes
+  size_t end() const { return start + header + length; }
+};
+
+std::optional<DerItem> der_item(std::string_view der, size_t pos) {
+  if (pos + 2 > der.size()) return std::nullopt;
+  auto b = [&](size_t i) { return static_cast<unsigned char>(der[i]); };
+  if ((b(pos) & 0x1f) == 0x1f) return std::nullopt;  // multi-byte tags: not in a TBS we edit
+  DerItem it;
+  it.start = pos;
+  unsigned first = b(pos + 1);
+  if (first < 0x80) {
+    it.header = 2;
+    it.length = first;
+  } else {
+    size_t n = first & 0x7f;
+    if (n == 0 || n > 4 || pos + 2 + n > der.size()) return std::nullopt;
+    for (size_t i = 0; i < n; ++i) it.length = (it.length << 8) | b(pos + 2 + i);
+    it.header = 2 + n;
+  }
+  if (it.end() > der.size()) return std::nullopt;
+  return it;
+}
+
+std::string der_wrap(unsigned char tag, std::string_view content) {
+  std::string out(1, static_cast<char>(tag));
+  const size_t n = content.size();
+  if (n < 0x80) {
+    out.push_back(static_cast<char>(n));
+  } else {
+    std::string len;
+    for (size_t v = n; v != 0; v >>= 8) len.insert(len.begin(), static_cast<char>(v & 0xff));
+    out.push_back(static_cast<char>(0x80 | len.size()));
+    out += len;
+  }
+  out += content;
+  return out;
+}
+
+std::optional<std::string> precert_tbs_from_der(std::string_view cert) {
+  // OID 1.3.6.1.4.1.11129.2.4.2 (embedded SCT list), DER.
+  static constexpr std::string_view kSctOid("\x06\x0a\x2b\x06\x01\x04\x01\xd6\x79\x02\x04\x02", 12);
+  auto outer = der_item(cert, 0);
+  if (!outer || cert[0] != 0x30) return std::nullopt;
+  auto tbs = der_item(cert, outer->header);
+  if (!tbs || cert[tbs->start] != 0x30) return std::nullopt;
+  const std::string_view tbs_der = cert.substr(tbs->start, tbs->header + tbs->length);
+  // The TBS's elements; the extensions are the [3] at the end.
+  size_t pos = tbs->header;
+  std::optional<DerItem> exts_wrap;
+  while (pos < tbs_der.size()) {
+    auto it = der_item(tbs_der, pos);
+    if (!it) return std::nullopt;
+    if (static_cast<unsigned char>(tbs_der[pos]) == 0xa3) exts_wrap = it;
+    pos = it->end();
+  }
+  if (!exts_wrap || exts_wrap->end() != tbs_der.size()) return std::nullopt;
+  auto exts = der_item(tbs_der, exts_wrap->start + exts_wrap->header);
+  if (!exts || tbs_der[exts->start] != 0x30 || exts->end() != exts_wrap->end()) {
+    return std::nullopt;
+  }
+  std::string kept;  // the Extensions' content without the SCT list
+  size_t removed = 0;
+  for (pos = exts->start + exts->header; pos < exts->end();) {
+    auto ext = der_item(tbs_der, pos);
+    if (!ext || tbs_der[pos] != 0x30) return std::nullopt;
+    const std::string_view body = tbs_der.substr(pos + ext->header, ext->length);
+    if (body.substr(0, kSctOid.size()) == kSctOid) {
+      ++removed;
+    } else {
+      kept += tbs_der.substr(pos, ext->header + ext->length);
+    }
+    pos = ext->end();
+  }
+  if (removed != 1 || kept.empty()) return std::nullopt;
+  std::string content(tbs_der.substr(tbs->header, exts_wrap->start - tbs->header));
+  content += der_wrap(0xa3, der_wrap(0x30, kept));
+  return der_wrap(0x30, content);
+}
+
+// The precertificate TBS of a leaf that carries an SCT list: edited from its DER, or (for
+// shapes the editor does not expect) re-encoded by OpenSSL from a copy without the extension.
 Result<std::string> precert_tbs(const X509* leaf) {
   X509Ptr dup(X509_dup(leaf));
   if (!dup) return openssl_error(Errc::internal, "cannot copy the certificate");
@@ -165,7 +259,12 @@ Status verify_embedded_sct(const Certificate& leaf, const Certificate& issuer,
   if (n > kMaxScts) {
     return openssl_error(Errc::verification, "the certificate carries more than 16 SCTs");
   }
-  auto tbs = precert_tbs(x);
+  Result<std::string> tbs = make_error(Errc::internal, "no precertificate TBS");
+  if (auto edited = precert_tbs_from_der(leaf.der())) {
+    tbs = std::move(*edited);
+  } else {
+    tbs = precert_tbs(x);
+  }
   if (!tbs) return std::move(tbs).error();
   const std::string issuer_key_hash = sha256(issuer.spki_der());
   if (issuer_key_hash.size() != 32) return make_error(Errc::internal, "SHA-256 failed");

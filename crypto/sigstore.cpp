@@ -320,7 +320,8 @@ Stop check_tlog_entries(const SignedEntity& e, const Requirements& req, const Ma
       tlog_problem = "its log entry is from a transparency log the policy does not trust";
       continue;
     }
-    auto body = parse_rekor_body(entry.canonicalized_body);
+    auto body = parse_rekor_body(entry.canonicalized_body,
+                                 m.leaf ? std::string_view(m.leaf->der()) : std::string_view());
     if (!body) {
       tlog_problem = "log entry body: " + body.error().message;
       continue;
@@ -393,8 +394,8 @@ Stop check_certificate(const Requirements& req, const Material& m, VerifiedSigna
   if (!m.keyless) return std::nullopt;
   std::optional<VerifiedChain> chain;
   for (const TimePoint t : out.signing_times) {
-    auto vc =
-        verify_certificate_any(*m.leaf, m.untrusted, *req.cas, t, ExtendedKeyUsage::code_signing);
+    auto vc = verify_certificate_any(*m.leaf, m.untrusted, *req.cas, t,
+                                     ExtendedKeyUsage::code_signing, req.chain_cache);
     if (!vc) {
       return fail(Failure::untrusted_certificate, "certificate not trusted at signing time " +
                                                       format_time(t) + ": " + vc.error().message);

@@ -98,6 +98,9 @@ struct Requirements {
   HashAlgorithm key_hash = HashAlgorithm::sha256;
   // Keyless authority: the leaf must chain to one of these CAs at each signing time.
   const std::vector<CertificateAuthority>* cas = nullptr;
+  // Optional: CA paths validated before against these CAs (see ChainCache), owned by the
+  // caller, so that the chain costs one signature check (the leaf's) per signature.
+  ChainCache* chain_cache = nullptr;
 
   // Transparency log: when require_tlog, at least one entry must verify (SET or inclusion proof
   // with checkpoint, against `tlogs` chosen by log id) and record this signature.

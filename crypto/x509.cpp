@@ -12,8 +12,13 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <deque>
 #include <limits>
+#include <mutex>
+#include <unordered_map>
 #include <utility>
 
 #include "common/encoding.hpp"
@@ -266,14 +271,15 @@ std::string_view tbs_of(std::string_view der) {
 
 // OpenSSL keeps the TBSCertificate exactly as received (and hashes that for the signature);
 // re-encoding it must give the same bytes, or the input was BER rather than DER and the
-// precertificate TBS rebuilt for SCTs would not be what was signed.
-bool tbs_is_der(const X509* x, std::string_view der) {
+// precertificate TBS rebuilt for SCTs would not be what was signed. The re-encoding is done on
+// x itself, before anyone shares it (a copy would decode the public key a second time, which in
+// OpenSSL 3.0 costs as much as a P-256 signature check): from then on OpenSSL encodes x's TBS
+// afresh whenever it needs the bytes, and this check is what makes those the bytes received.
+bool tbs_is_der(X509* x, std::string_view der) {
   std::string_view orig = tbs_of(der);
   if (orig.empty()) return false;
-  X509Ptr dup(X509_dup(x));
-  if (!dup) return false;
   unsigned char* re = nullptr;
-  int re_len = i2d_re_X509_tbs(dup.get(), &re);
+  int re_len = i2d_re_X509_tbs(x, &re);
   std::unique_ptr<unsigned char, OpensslFree> re_guard(re);
   return re_len > 0 && static_cast<size_t>(re_len) == orig.size() &&
          std::memcmp(orig.data(), re, orig.size()) == 0;
@@ -380,7 +386,10 @@ Result<Certificate> Certificate::from_pem(std::string_view pem) {
 
 Result<PublicKey> Certificate::public_key() const {
   if (!x509_) return make_error(Errc::internal, "public_key called on an empty Certificate");
-  return PublicKey::from_der(spki_der_);
+  // The key d2i_X509 decoded, shared: decoding spki_der_ again would cost a second decoder.
+  const EVP_PKEY* pkey = X509_get0_pubkey(static_cast<const X509*>(x509_.get()));
+  if (pkey == nullptr) return PublicKey::from_der(spki_der_);  // names OpenSSL's complaint
+  return PublicKey::from_native(pkey, spki_der_);
 }
 
 std::string Certificate::subject_line() const {
@@ -615,10 +624,216 @@ Result<CertificateIdentity> certificate_identity(const Certificate& leaf) {
 
 // ---- path validation --------------------------------------------------------------------------
 
+namespace {
+
+// Sets what every validation here uses: the time (seconds; sub-second precision is checked by
+// the callers), the depth, and the partial-chain mode (the anchor is whatever the store holds,
+// self-signed or not: Go's x509 semantics, which sigstore-go and cosign use).
+Status set_verify_params(X509_STORE_CTX* ctx, TimePoint at) {
+  X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx);
+  if (param == nullptr) return openssl_error(Errc::internal, "no verification parameters");
+  int64_t at_seconds = std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
+  if (at_seconds < static_cast<int64_t>(std::numeric_limits<time_t>::min()) ||
+      at_seconds > static_cast<int64_t>(std::numeric_limits<time_t>::max())) {
+    return make_error(Errc::verification, "verification time is out of range");
+  }
+  X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(at_seconds));
+  X509_VERIFY_PARAM_set_depth(param, static_cast<int>(kMaxPathLength));
+  if (X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN) != 1) {
+    return openssl_error(Errc::internal, "cannot set verification flags");
+  }
+  return {};
+}
+
+// The checks every validated path passes last, whichever way it was built: its length, the
+// hybrid model (every certificate on the path valid at the signing time: OpenSSL checked this
+// at second resolution; this repeats it at full resolution), and Go's rule (x509.Verify with
+// KeyUsages): a CA on the path that states extended key usages must allow this one.
+Status check_path(const VerifiedChain& chain, TimePoint at, ExtendedKeyUsage eku,
+                  const std::string& who) {
+  if (chain.path.size() < 2) {
+    return make_error(Errc::verification,
+                      "the signing certificate is itself the trust anchor of " + who);
+  }
+  if (chain.path.size() > kMaxPathLength) {
+    return make_error(Errc::verification, "certificate path of " +
+                                              std::to_string(chain.path.size()) +
+                                              " certificates is longer than 8");
+  }
+  for (const auto& c : chain.path) {
+    if (!c.valid_at(at)) {
+      return make_error(Errc::verification, "certificate " + cert_label(c) + " is not valid at " +
+                                                format_time(at) + " (valid " +
+                                                format_time(c.not_before()) + " to " +
+                                                format_time(c.not_after()) + ")");
+    }
+  }
+  for (size_t i = 1; i < chain.path.size(); ++i) {
+    X509* c = mutable_x509(chain.path[i]);
+    if ((X509_get_extension_flags(c) & EXFLAG_XKUSAGE) != 0 &&
+        (X509_get_extended_key_usage(c) & (eku_bit(eku) | XKU_ANYEKU)) == 0) {
+      return make_error(Errc::verification, "CA certificate " + cert_label(chain.path[i]) +
+                                                " does not permit " + eku_name(eku));
+    }
+  }
+  return {};
+}
+
+// Constraints a CA places on the names or resources of every certificate below it: OpenSSL
+// checks them against the leaf only when that CA is on the chain it builds.
+bool constrains_leaf(const Certificate& c) {
+  const X509* x = static_cast<const X509*>(c.native());
+  return X509_get_ext_by_NID(x, NID_name_constraints, -1) >= 0 ||
+         X509_get_ext_by_NID(x, NID_sbgp_ipAddrBlock, -1) >= 0 ||
+         X509_get_ext_by_NID(x, NID_sbgp_autonomousSysNum, -1) >= 0;
+}
+
+void append_der(std::string& key, const std::string& der) {
+  const auto n = static_cast<uint32_t>(der.size());
+  for (int shift = 24; shift >= 0; shift -= 8)
+    key.push_back(static_cast<char>((n >> shift) & 0xff));
+  key += der;
+}
+
+// The CA entry's identity (every certificate of its chain, the anchor last) and the issuer's:
+// exact bytes, length-prefixed, so no two different (CA, issuer) pairs share a key.
+std::string chain_cache_key(const CertificateAuthority& ca, const Certificate& issuer) {
+  size_t total = issuer.der().size() + 8;
+  for (const auto& c : ca.chain) total += c.der().size() + 4;
+  std::string key;
+  key.reserve(total);
+  key += "ca";
+  for (const auto& c : ca.chain) append_der(key, c.der());
+  key += "issuer";
+  append_der(key, issuer.der());
+  return key;
+}
+
+}  // namespace
+
+// A path above some leaf, validated against one CA entry: path[0] issued that leaf, path.back()
+// is the CA's anchor. `store` trusts path[0] alone, for validating the next leaf under it.
+struct ChainCache::Entry {
+  std::vector<Certificate> path;
+  TimePoint not_before{};  // the latest notBefore on path
+  TimePoint not_after{};   // the earliest notAfter on path (exclusive, as OpenSSL's)
+  StorePtr store;
+};
+
+struct ChainCache::State {
+  mutable std::mutex mu;
+  std::unordered_map<std::string, std::shared_ptr<const Entry>> entries;
+  std::deque<std::string> order;  // insertion order, for eviction
+  std::atomic<uint64_t> hits{0};
+};
+
+ChainCache::ChainCache(size_t capacity)
+    : capacity_(capacity == 0 ? 1 : capacity), state_(std::make_unique<State>()) {}
+ChainCache::~ChainCache() = default;
+
+size_t ChainCache::size() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->entries.size();
+}
+
+uint64_t ChainCache::hits() const {
+  return state_->hits.load(std::memory_order_relaxed);
+}
+
+struct ChainCacheAccess {
+  static std::shared_ptr<const ChainCache::Entry> find(ChainCache& cache, const std::string& key) {
+    std::lock_guard<std::mutex> lock(cache.state_->mu);
+    auto it = cache.state_->entries.find(key);
+    return it == cache.state_->entries.end() ? nullptr : it->second;
+  }
+  static void hit(ChainCache& cache) { cache.state_->hits.fetch_add(1, std::memory_order_relaxed); }
+  // Remembers the part above the leaf of a path that validated against ca. Never fails the
+  // validation that produced it: a path that cannot be remembered is simply not.
+  static void remember(ChainCache& cache, const CertificateAuthority& ca,
+                       const VerifiedChain& chain) {
+    if (chain.path.size() < 3) return;  // leaf -> anchor: one signature check, nothing to save
+    for (size_t i = 2; i < chain.path.size(); ++i) {
+      if (constrains_leaf(chain.path[i])) return;
+    }
+    auto entry = std::make_shared<ChainCache::Entry>();
+    entry->path.assign(chain.path.begin() + 1, chain.path.end());
+    entry->not_before = TimePoint::min();
+    entry->not_after = TimePoint::max();
+    for (const auto& c : entry->path) {
+      entry->not_before = std::max(entry->not_before, c.not_before());
+      entry->not_after = std::min(entry->not_after, c.not_after());
+    }
+    entry->store.reset(X509_STORE_new());
+    if (!entry->store ||
+        X509_STORE_add_cert(entry->store.get(), mutable_x509(entry->path.front())) != 1) {
+      ERR_clear_error();
+      return;
+    }
+    std::string key = chain_cache_key(ca, entry->path.front());
+    std::lock_guard<std::mutex> lock(cache.state_->mu);
+    auto& st = *cache.state_;
+    if (st.entries.count(key) != 0) return;
+    while (st.entries.size() >= cache.capacity_ && !st.order.empty()) {
+      st.entries.erase(st.order.front());
+      st.order.pop_front();
+    }
+    st.order.push_back(key);
+    st.entries.emplace(std::move(key), std::move(entry));
+  }
+};
+
+namespace {
+
+// The short path: a remembered path above an issuer of this leaf, for this CA entry. Returns
+// the validated path, or nullopt for "validate in full" (no entry, or any check failed: the
+// full validation then decides, and words the refusal).
+std::optional<VerifiedChain> verify_with_cache(const Certificate& leaf,
+                                               const std::vector<Certificate>& untrusted,
+                                               const CertificateAuthority& ca, TimePoint at,
+                                               ExtendedKeyUsage eku, const std::string& who,
+                                               ChainCache& cache) {
+  X509* leaf_x = mutable_x509(leaf);
+  auto try_issuer = [&](const Certificate& candidate) -> std::optional<VerifiedChain> {
+    // Names, key identifiers and the issuer's keyCertSign: no signature check yet.
+    if (X509_check_issued(mutable_x509(candidate), leaf_x) != X509_V_OK) return std::nullopt;
+    auto entry = ChainCacheAccess::find(cache, chain_cache_key(ca, candidate));
+    if (!entry) return std::nullopt;
+    // The remembered part must be valid at the signing time, as OpenSSL judges it: from
+    // notBefore up to, not including, notAfter.
+    if (at < entry->not_before || at >= entry->not_after) return std::nullopt;
+    // OpenSSL validates the leaf under the issuer alone: the leaf's signature, validity and
+    // extensions, the issuer's validity, CA flag, key usage and name constraints.
+    StoreCtxPtr ctx(X509_STORE_CTX_new());
+    if (!ctx || X509_STORE_CTX_init(ctx.get(), entry->store.get(), leaf_x, nullptr) != 1 ||
+        !set_verify_params(ctx.get(), at) || X509_verify_cert(ctx.get()) != 1 ||
+        sk_X509_num(X509_STORE_CTX_get0_chain(ctx.get())) != 2) {
+      ERR_clear_error();
+      return std::nullopt;
+    }
+    ERR_clear_error();
+    VerifiedChain out;
+    out.path.reserve(entry->path.size() + 1);
+    out.path.push_back(leaf);
+    out.path.insert(out.path.end(), entry->path.begin(), entry->path.end());
+    if (!check_path(out, at, eku, who)) return std::nullopt;
+    ChainCacheAccess::hit(cache);
+    return out;
+  };
+  for (const auto& c : untrusted) {
+    if (auto r = try_issuer(c)) return r;
+  }
+  for (size_t i = 0; i + 1 < ca.chain.size(); ++i) {
+    if (auto r = try_issuer(ca.chain[i])) return r;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<VerifiedChain> verify_certificate(const Certificate& leaf,
                                          const std::vector<Certificate>& untrusted_intermediates,
                                          const CertificateAuthority& ca, TimePoint at,
-                                         ExtendedKeyUsage eku) {
+                                         ExtendedKeyUsage eku, ChainCache* cache) {
   const std::string who = "certificate authority " + ca_name(ca);
   if (leaf.native() == nullptr) {
     return make_error(Errc::internal, "verify_certificate on an empty leaf");
@@ -647,6 +862,11 @@ Result<VerifiedChain> verify_certificate(const Certificate& leaf,
                                               " is outside the validity window " +
                                               describe_range(ca.valid_for) + " of " + who);
   }
+  if (cache != nullptr) {
+    if (auto r = verify_with_cache(leaf, untrusted_intermediates, ca, at, eku, who, *cache)) {
+      return std::move(*r);
+    }
+  }
 
   StorePtr store(X509_STORE_new());
   if (!store) return openssl_error(Errc::internal, "X509_STORE_new failed");
@@ -671,21 +891,7 @@ Result<VerifiedChain> verify_certificate(const Certificate& leaf,
   if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf_x, untrusted.get()) != 1) {
     return openssl_error(Errc::internal, "X509_STORE_CTX_init failed");
   }
-  X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
-  if (param == nullptr) return openssl_error(Errc::internal, "no verification parameters");
-  // Seconds resolution; sub-second precision is re-checked below with valid_at.
-  int64_t at_seconds = std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
-  if (at_seconds < static_cast<int64_t>(std::numeric_limits<time_t>::min()) ||
-      at_seconds > static_cast<int64_t>(std::numeric_limits<time_t>::max())) {
-    return make_error(Errc::verification, "verification time is out of range");
-  }
-  X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(at_seconds));
-  X509_VERIFY_PARAM_set_depth(param, static_cast<int>(kMaxPathLength));
-  // The anchor is whatever the CA lists last, self-signed or not (Go's x509 semantics, which
-  // sigstore-go and cosign use); only that one certificate is trusted.
-  if (X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN) != 1) {
-    return openssl_error(Errc::internal, "cannot set verification flags");
-  }
+  if (auto st = set_verify_params(ctx.get(), at); !st) return std::move(st).error();
   if (X509_verify_cert(ctx.get()) != 1) {
     int err = X509_STORE_CTX_get_error(ctx.get());
     int depth = X509_STORE_CTX_get_error_depth(ctx.get());
@@ -714,46 +920,21 @@ Result<VerifiedChain> verify_certificate(const Certificate& leaf,
     out.path.push_back(*found);
   }
   ERR_clear_error();
-  if (out.path.size() < 2) {
-    return make_error(Errc::verification,
-                      "the signing certificate is itself the trust anchor of " + who);
-  }
-  if (out.path.size() > kMaxPathLength) {
-    return make_error(Errc::verification, "certificate path of " + std::to_string(out.path.size()) +
-                                              " certificates is longer than 8");
-  }
-  // The hybrid model: every certificate on the path valid at the signing time (OpenSSL checked
-  // this at second resolution; this repeats it at full resolution).
-  for (const auto& c : out.path) {
-    if (!c.valid_at(at)) {
-      return make_error(Errc::verification, "certificate " + cert_label(c) + " is not valid at " +
-                                                format_time(at) + " (valid " +
-                                                format_time(c.not_before()) + " to " +
-                                                format_time(c.not_after()) + ")");
-    }
-  }
-  // Go's rule (x509.Verify with KeyUsages): a CA on the path that states extended key usages
-  // must allow this one.
-  for (size_t i = 1; i < out.path.size(); ++i) {
-    X509* c = mutable_x509(out.path[i]);
-    if ((X509_get_extension_flags(c) & EXFLAG_XKUSAGE) != 0 &&
-        (X509_get_extended_key_usage(c) & (eku_bit(eku) | XKU_ANYEKU)) == 0) {
-      return make_error(Errc::verification, "CA certificate " + cert_label(out.path[i]) +
-                                                " does not permit " + eku_name(eku));
-    }
-  }
+  if (auto st = check_path(out, at, eku, who); !st) return std::move(st).error();
+  if (cache != nullptr) ChainCacheAccess::remember(*cache, ca, out);
   return out;
 }
 
 Result<VerifiedChain> verify_certificate_any(
     const Certificate& leaf, const std::vector<Certificate>& untrusted_intermediates,
-    const std::vector<CertificateAuthority>& cas, TimePoint at, ExtendedKeyUsage eku) {
+    const std::vector<CertificateAuthority>& cas, TimePoint at, ExtendedKeyUsage eku,
+    ChainCache* cache) {
   if (cas.empty()) {
     return make_error(Errc::verification, "no certificate authority is configured");
   }
   Error last;
   for (const auto& ca : cas) {
-    auto r = verify_certificate(leaf, untrusted_intermediates, ca, at, eku);
+    auto r = verify_certificate(leaf, untrusted_intermediates, ca, at, eku, cache);
     if (r) return r;
     last = std::move(r).error();
   }

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -121,6 +123,47 @@ struct VerifiedChain {
   const Certificate& issuer() const { return path.at(1); }
 };
 
+// Verified CA paths, remembered so that a signature costs one certificate signature check (its
+// leaf's) instead of one per certificate on its path. After a full path validation of
+// leaf -> I -> ... -> anchor against a CA succeeds, the part above the leaf (I ... anchor, its
+// signatures, CA flags, key usages, path lengths and critical extensions, all independent of
+// the leaf and of the time) is stored under a key made of the exact DER of every certificate of
+// that CA entry (its chain, the anchor included) and the exact DER of I, with its validity
+// window (the latest notBefore and earliest notAfter on I ... anchor). A later leaf is then
+// validated by OpenSSL against I alone (I as the only trust anchor: the leaf's signature,
+// extensions and validity, I's validity, flags and name constraints), the signing time must lie
+// in the window, and the composed path passes the same final checks as a full validation
+// (length, every certificate valid at the time, CA extended key usages). Only acceptances are
+// shortened: a miss, or any check of the short path that fails, runs the full validation, whose
+// verdict and message stand. Paths whose certificates above I carry name constraints or RFC
+// 3779 resources (which constrain the leaf itself) are not remembered.
+//
+// Owned by the caller and scoped to its trust material (policy/ gives each linked keyless
+// authority one); crypto/ stays pure: no clock, the time is the caller's. At most `capacity`
+// entries, oldest evicted first; only paths that validated to a configured anchor get in, so
+// signatures cannot fill it with strangers. Thread-safe: lookups and inserts take a mutex (a
+// hash lookup), the validation itself runs outside it on immutable entries.
+class ChainCache {
+ public:
+  static constexpr size_t kDefaultCapacity = 64;
+  explicit ChainCache(size_t capacity = kDefaultCapacity);
+  ~ChainCache();
+  ChainCache(const ChainCache&) = delete;
+  ChainCache& operator=(const ChainCache&) = delete;
+
+  size_t size() const;
+  size_t capacity() const noexcept { return capacity_; }
+  // Validations the cache shortened (for tests and benchmarks).
+  uint64_t hits() const;
+
+  struct Entry;  // defined in x509.cpp
+ private:
+  friend struct ChainCacheAccess;
+  struct State;
+  size_t capacity_;
+  std::unique_ptr<State> state_;
+};
+
 // Validates leaf -> (untrusted intermediates from the signature, then ca.chain's
 // intermediates) -> ca.chain.back() (the only trust anchor), with every certificate on the path
 // valid at `at` (the "hybrid" model sigstore uses), `at` inside ca.valid_for, and the leaf
@@ -132,17 +175,20 @@ struct VerifiedChain {
 // anyExtendedKeyUsage (Go's rule); the leaf may not be the anchor itself; a certificate is
 // valid from notBefore up to, not including, its notAfter second (OpenSSL's comparison, one
 // second stricter than RFC 5280's inclusive end). The critical SAN of an empty-subject Fulcio
-// leaf is understood. More than 16 untrusted intermediates fail.
+// leaf is understood. More than 16 untrusted intermediates fail. With a cache, a path above the
+// leaf validated before against this very CA entry is reused (see ChainCache), and a path
+// validated now is remembered; the result is the same with or without it.
 Result<VerifiedChain> verify_certificate(const Certificate& leaf,
                                          const std::vector<Certificate>& untrusted_intermediates,
                                          const CertificateAuthority& ca, TimePoint at,
-                                         ExtendedKeyUsage eku);
+                                         ExtendedKeyUsage eku, ChainCache* cache = nullptr);
 
 // Tries every CA in turn and returns the first path that validates; the error of the last
 // failure otherwise (or "no certificate authority is configured").
 Result<VerifiedChain> verify_certificate_any(
     const Certificate& leaf, const std::vector<Certificate>& untrusted_intermediates,
-    const std::vector<CertificateAuthority>& cas, TimePoint at, ExtendedKeyUsage eku);
+    const std::vector<CertificateAuthority>& cas, TimePoint at, ExtendedKeyUsage eku,
+    ChainCache* cache = nullptr);
 
 // Seconds since the epoch <-> TimePoint, for log entries and tests.
 inline TimePoint from_unix_seconds(int64_t s) {

@@ -145,6 +145,7 @@ crypto::Requirements requirements_for(const Authority& a) {
     req.require_sct = false;
   } else if (a.kind == Authority::Kind::keyless) {
     req.cas = &a.cas;
+    req.chain_cache = a.chain_cache.get();
     req.require_sct = !a.insecure_ignore_sct;
     req.ctlogs = &a.ctlogs;
     req.min_signing_times = 1;

@@ -56,6 +56,7 @@ Status link_trust_roots(std::vector<Policy>& policies, const std::vector<TrustRo
         a.tlogs.clear();
         a.ctlogs.clear();
         a.tsas.clear();
+        a.chain_cache.reset();
         a.require_tlog = false;
         if (a.kind == Authority::Kind::static_pass || a.kind == Authority::Kind::static_fail) {
           a.linked = true;
@@ -89,6 +90,7 @@ Status link_trust_roots(std::vector<Policy>& policies, const std::vector<TrustRo
               return fail(keyless_root->name + " has no certificate authorities (Fulcio)");
             }
           }
+          a.chain_cache = std::make_shared<crypto::ChainCache>();
           if (!a.insecure_ignore_sct) {
             RootPtr ct = keyless_root;
             if (!ct) {

@@ -150,6 +150,10 @@ struct Authority {
   std::vector<crypto::TransparencyLog> tlogs;
   std::vector<crypto::TransparencyLog> ctlogs;
   std::vector<crypto::CertificateAuthority> tsas;
+  // Keyless: CA paths validated against `cas`, so each signature pays for its leaf's check
+  // only (crypto::ChainCache). A new one at every link: it lives and dies with this trust
+  // material; shared (and thread-safe) between copies of this authority.
+  std::shared_ptr<crypto::ChainCache> chain_cache;
   bool linked = false;
 };
 

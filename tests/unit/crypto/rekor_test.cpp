@@ -1081,6 +1081,23 @@ TEST_CASE("Rekor body: hashedrekord 0.0.1 is strict") {
   CHECK(r.error().code == Errc::parse_error);
   INFO(r.error().message);
   CHECK(r.error().message.find(row.names) != std::string::npos);
+  // A certificate the caller already parsed spares only a verifier with exactly its bytes.
+  auto known = parse_rekor_body(row.body, certificate_for(signer));
+  REQUIRE_FALSE(known.ok());
+  CHECK(known.error().message.find(row.names) != std::string::npos);
+}
+
+TEST_CASE("Rekor body: the caller's parsed certificate is not parsed again, others are") {
+  const KeyPair& signer = cached_key("P-256");
+  const std::string cert = certificate_for(signer);
+  auto same = parse_rekor_body(hashedrekord_body("s", to_pem("CERTIFICATE", cert)), cert);
+  REQUIRE(same.ok());
+  REQUIRE(same->verifiers.size() == 1);
+  CHECK(same->verifiers.front().is_certificate);
+  CHECK(same->verifiers.front().der == cert);
+  auto garbage = parse_rekor_body(hashedrekord_body("s", to_pem("CERTIFICATE", "garbage")), cert);
+  REQUIRE_FALSE(garbage.ok());
+  CHECK(garbage.error().message.find("not a DER certificate") != std::string::npos);
 }
 
 TEST_CASE("Rekor body: hashedrekord 0.0.2 (Rekor v2)") {

@@ -515,3 +515,30 @@ TEST_CASE("message signatures: the bundle's digest algorithm decides", "[sigstor
   wrong.digest = "sha512:" + std::string(128, '0');
   CHECK(verify_entity(e, req, wrong).failure == Failure::digest_mismatch);
 }
+
+TEST_CASE("keyless with a chain cache: the intermediate is checked once, refusals stand",
+          "[sigstore]") {
+  World w;
+  ChainCache cache;
+  Requirements req = w.keyless();
+  req.chain_cache = &cache;
+  auto first = verify_entity(keyless_legacy(w, payload_for(kDigest)).entity, req, image());
+  INFO(first.message);
+  REQUIRE(first.ok);
+  CHECK(cache.size() == 1);
+  auto second = verify_entity(keyless_legacy(w, payload_for(kDigest)).entity, req, image());
+  REQUIRE(second.ok);
+  CHECK(cache.hits() == 1);
+  CHECK(second.identity.sans.front().value == "signer@example.com");
+
+  // Another Fulcio whose intermediate has the same name: its leaves are not ours, warm or not.
+  World other;
+  auto foreign = keyless_legacy(other, payload_for(kDigest));
+  foreign.entity.tlog_entries = {w.rekor.entry(
+      TestLog::hashedrekord(foreign.entity.payload, foreign.entity.signature, foreign.leaf.pem()),
+      to_unix_seconds(w.t0) + 30)};
+  auto v = verify_entity(foreign.entity, req, image());
+  CHECK_FALSE(v.ok);
+  CHECK(v.failure == Failure::untrusted_certificate);
+  CHECK(cache.hits() == 1);
+}

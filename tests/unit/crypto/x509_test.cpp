@@ -602,3 +602,229 @@ TEST_CASE("format_time writes RFC 3339 UTC and round-trips") {
   REQUIRE(t.ok());
   CHECK(format_time(*t) == text);
 }
+
+// ---- the chain cache ------------------------------------------------------------------------
+//
+// Each case warms a ChainCache with a path that validates, then asks the cache-shortened
+// validation about something that must still be refused. Every refusal is also checked without
+// the cache (the cache must never change a verdict), and `hits()` shows the short path ran.
+
+namespace {
+
+using sigil::test::Cert;
+using sigil::test::KeyPair;
+
+// A root and an intermediate with the given validity, Fulcio's profile otherwise.
+struct MiniCa {
+  KeyPair root_key = sigil::test::generate_key("P-384");
+  KeyPair inter_key = sigil::test::generate_key("P-384");
+  Cert root;
+  Cert inter;
+
+  static MiniCa make(TimePoint root_from, TimePoint root_to, TimePoint inter_from,
+                     TimePoint inter_to, std::vector<RawExtension> root_extra = {},
+                     const std::string& root_subject = "O=sigil-test,CN=cache-root") {
+    MiniCa m;
+    CertSpec root;
+    root.subject = root_subject;
+    root.not_before = root_from;
+    root.not_after = root_to;
+    root.ca = true;
+    root.key_usage = "critical,keyCertSign,cRLSign";
+    root.extra = std::move(root_extra);
+    m.root = sigil::test::self_signed(root, m.root_key);
+    CertSpec inter;
+    inter.subject = "O=sigil-test,CN=cache-intermediate";
+    inter.not_before = inter_from;
+    inter.not_after = inter_to;
+    inter.ca = true;
+    inter.path_len = 0;
+    inter.key_usage = "critical,keyCertSign,cRLSign";
+    inter.ext_key_usage = {"codeSigning"};
+    m.inter = sigil::test::issue(inter, m.inter_key, m.root, m.root_key);
+    return m;
+  }
+  CertificateAuthority authority() const {
+    CertificateAuthority ca;
+    ca.uri = "https://cache.test";
+    ca.chain = {inter.certificate(), root.certificate()};
+    return ca;
+  }
+  // A Fulcio-like leaf valid for ten minutes from not_before, issued by the intermediate.
+  Certificate leaf(TimePoint not_before, const std::string& email = "signer@example.com") const {
+    return sigil::test::issue(pki().leaf_spec(not_before, email), sigil::test::generate_key(),
+                              inter, inter_key)
+        .certificate();
+  }
+};
+
+Result<VerifiedChain> verify_with(ChainCache* cache, const Certificate& leaf, TimePoint at,
+                                  const CertificateAuthority& ca,
+                                  const std::vector<Certificate>& untrusted = {}) {
+  return verify_certificate(leaf, untrusted, ca, at, ExtendedKeyUsage::code_signing, cache);
+}
+
+}  // namespace
+
+TEST_CASE("chain cache: a second leaf under a remembered intermediate takes the short path") {
+  ChainCache cache;
+  auto ca = pki().authority();
+  auto first = verify_with(&cache, pki().leaf(t0()).certificate(), t0() + 1min, ca);
+  REQUIRE(first.ok());
+  CHECK(cache.size() == 1);
+  CHECK(cache.hits() == 0);
+  auto leaf = pki().leaf(t0() + 5min).certificate();
+  auto second = verify_with(&cache, leaf, t0() + 6min, ca);
+  REQUIRE(second.ok());
+  CHECK(cache.hits() == 1);
+  REQUIRE(second->path.size() == 3);
+  CHECK(second->path[0].der() == leaf.der());
+  CHECK(second->issuer().der() == pki().intermediate.der());
+  CHECK(second->path[2].der() == pki().root.der());
+  // An intermediate the signature brings (the legacy chain annotation) keys the same entry.
+  CertificateAuthority root_only;
+  root_only.chain = {pki().root.certificate()};
+  ChainCache other;
+  REQUIRE(verify_with(&other, pki().leaf(t0()).certificate(), t0() + 1min, root_only,
+                      {pki().intermediate.certificate()})
+              .ok());
+  REQUIRE(
+      verify_with(&other, leaf, t0() + 6min, root_only, {pki().intermediate.certificate()}).ok());
+  CHECK(other.hits() == 1);
+  // ... and without it there is still no path, cache or not.
+  CHECK_FALSE(verify_with(&other, leaf, t0() + 6min, root_only).ok());
+}
+
+TEST_CASE("chain cache: a signing time outside the intermediate's validity is still refused") {
+  // The intermediate expires at t0 + 1 h; its key still signs leaves after that.
+  const MiniCa m = MiniCa::make(t0() - 24h, t0() + 3650 * 24h, t0() - 24h, t0() + 1h);
+  const auto ca = m.authority();
+  ChainCache cache;
+  REQUIRE(verify_with(&cache, m.leaf(t0()), t0() + 1min, ca).ok());
+  REQUIRE(cache.size() == 1);
+  const auto hits = cache.hits();
+
+  SECTION("a leaf signed after the intermediate expired") {
+    auto late = m.leaf(t0() + 2h);
+    CHECK_FALSE(verify_with(nullptr, late, t0() + 2h + 1min, ca).ok());
+    CHECK_FALSE(verify_with(&cache, late, t0() + 2h + 1min, ca).ok());
+  }
+  SECTION("the intermediate's notAfter second itself (OpenSSL's exclusive end)") {
+    auto leaf = m.leaf(t0() + 55min);
+    CHECK_FALSE(verify_with(nullptr, leaf, t0() + 1h, ca).ok());
+    CHECK_FALSE(verify_with(&cache, leaf, t0() + 1h, ca).ok());
+    REQUIRE(verify_with(&cache, leaf, t0() + 1h - 1s, ca).ok());
+    CHECK(cache.hits() == hits + 1);
+  }
+  SECTION("before the intermediate's notBefore") {
+    const MiniCa n = MiniCa::make(t0() - 24h, t0() + 3650 * 24h, t0(), t0() + 24h);
+    ChainCache c2;
+    REQUIRE(verify_with(&c2, n.leaf(t0() + 1h), t0() + 1h + 1min, n.authority()).ok());
+    auto early = n.leaf(t0() - 30min);
+    CHECK_FALSE(verify_with(nullptr, early, t0() - 29min, n.authority()).ok());
+    CHECK_FALSE(verify_with(&c2, early, t0() - 29min, n.authority()).ok());
+  }
+}
+
+TEST_CASE("chain cache: a signing time outside the root's validity is still refused") {
+  // The root expires at t0 + 1 h, before the intermediate it issued (valid for days): the short
+  // path never shows the root to OpenSSL, so the remembered window must hold the root's end.
+  const MiniCa m = MiniCa::make(t0() - 24h, t0() + 1h, t0() - 24h, t0() + 48h);
+  const auto ca = m.authority();
+  ChainCache cache;
+  REQUIRE(verify_with(&cache, m.leaf(t0()), t0() + 1min, ca).ok());
+  REQUIRE(cache.size() == 1);
+  auto leaf = m.leaf(t0() + 55min);
+  // The root's notAfter second: expired for OpenSSL, although Certificate::valid_at includes it.
+  CHECK_FALSE(verify_with(nullptr, leaf, t0() + 1h, ca).ok());
+  CHECK_FALSE(verify_with(&cache, leaf, t0() + 1h, ca).ok());
+  CHECK_FALSE(verify_with(&cache, leaf, t0() + 1h + 1s, ca).ok());
+  REQUIRE(verify_with(&cache, leaf, t0() + 1h - 1s, ca).ok());
+  CHECK(cache.hits() == 1);
+}
+
+TEST_CASE("chain cache: the same intermediate under another trust root is refused") {
+  // Warm with the genuine CA {intermediate, root}, then present a CA entry that lists the same
+  // intermediate DER under a root that did not issue it: one with the same name and another key
+  // (OpenSSL chains by name, then the signature fails), and one of another CA altogether. A
+  // cache keyed on the intermediate alone would answer from the genuine root's entry.
+  const MiniCa m = MiniCa::make(t0() - 24h, t0() + 3650 * 24h, t0() - 24h, t0() + 3650 * 24h);
+  ChainCache cache;
+  REQUIRE(verify_with(&cache, m.leaf(t0()), t0() + 1min, m.authority()).ok());
+  REQUIRE(cache.size() == 1);
+
+  CertificateAuthority swapped;
+  swapped.uri = "https://swapped.test";
+  SECTION("a root with the same subject and another key") {
+    const MiniCa twin = MiniCa::make(t0() - 24h, t0() + 3650 * 24h, t0() - 24h, t0() + 3650 * 24h);
+    REQUIRE(twin.root.certificate().subject_line() == m.root.certificate().subject_line());
+    swapped.chain = {m.inter.certificate(), twin.root.certificate()};
+  }
+  SECTION("another CA's root") {
+    swapped.chain = {m.inter.certificate(), pki().root.certificate()};
+  }
+  auto leaf = m.leaf(t0() + 1min);
+  CHECK_FALSE(verify_with(nullptr, leaf, t0() + 2min, swapped).ok());
+  CHECK_FALSE(verify_with(&cache, leaf, t0() + 2min, swapped).ok());
+  CHECK(cache.hits() == 0);
+  // The genuine CA still takes the short path.
+  CHECK(verify_with(&cache, leaf, t0() + 2min, m.authority()).ok());
+  CHECK(cache.hits() == 1);
+}
+
+TEST_CASE("chain cache: a leaf not issued by the remembered intermediate is refused") {
+  ChainCache cache;
+  auto ca = pki().authority();
+  REQUIRE(verify_with(&cache, pki().leaf(t0()).certificate(), t0() + 1min, ca).ok());
+  REQUIRE(cache.size() == 1);
+  // The intermediate's name and key identifier, a stranger's signature.
+  auto stranger = sigil::test::generate_key("P-384");
+  auto forged = sigil::test::issue(pki().leaf_spec(t0()), sigil::test::generate_key(),
+                                   pki().intermediate, stranger)
+                    .certificate();
+  CHECK_FALSE(verify_with(nullptr, forged, t0() + 1min, ca).ok());
+  CHECK_FALSE(verify_with(&cache, forged, t0() + 1min, ca).ok());
+  // A leaf that is itself a CA, under the right intermediate: the leaf's own checks still run.
+  CertSpec spec = pki().leaf_spec(t0());
+  spec.ca = true;
+  CHECK_FALSE(verify_with(&cache, leaf_with(spec), t0() + 1min, ca).ok());
+  // An unknown critical extension on the leaf.
+  CertSpec crit = pki().leaf_spec(t0());
+  crit.extra = {RawExtension{"1.3.6.1.4.1.99999.1", sigil::test::der_utf8("x"), true}};
+  CHECK_FALSE(verify_with(&cache, leaf_with(crit), t0() + 1min, ca).ok());
+  CHECK(cache.hits() == 0);
+}
+
+TEST_CASE("chain cache: paths under a name-constrained root are not remembered") {
+  // NameConstraints: permittedSubtrees { rfc822Name "example.com" }. OpenSSL checks the leaf's
+  // emails against it only when the root is on the chain it builds, which the short path's is
+  // not; so such a path is validated in full every time.
+  const std::string nc = std::string("\x30\x11\xa0\x0f\x30\x0d\x81\x0b", 8) + "example.com";
+  const MiniCa m = MiniCa::make(t0() - 24h, t0() + 3650 * 24h, t0() - 24h, t0() + 3650 * 24h,
+                                {RawExtension{"2.5.29.30", nc, true}});
+  ChainCache cache;
+  REQUIRE(verify_with(&cache, m.leaf(t0(), "signer@example.com"), t0() + 1min, m.authority()).ok());
+  auto outside = m.leaf(t0(), "signer@elsewhere.test");
+  CHECK_FALSE(verify_with(nullptr, outside, t0() + 1min, m.authority()).ok());
+  CHECK_FALSE(verify_with(&cache, outside, t0() + 1min, m.authority()).ok());
+  CHECK(cache.size() == 0);
+}
+
+TEST_CASE("chain cache: the number of entries is bounded") {
+  ChainCache cache(2);
+  CHECK(cache.capacity() == 2);
+  std::vector<MiniCa> cas;
+  for (int i = 0; i < 3; ++i) {
+    cas.push_back(MiniCa::make(t0() - 24h, t0() + 3650 * 24h, t0() - 24h, t0() + 3650 * 24h));
+  }
+  for (const auto& m : cas) {
+    REQUIRE(verify_with(&cache, m.leaf(t0()), t0() + 1min, m.authority()).ok());
+    CHECK(cache.size() <= 2);
+  }
+  // The oldest was evicted: validated in full again (and remembered again), still accepted.
+  CHECK(verify_with(&cache, cas[0].leaf(t0()), t0() + 1min, cas[0].authority()).ok());
+  CHECK(cache.hits() == 0);
+  CHECK(verify_with(&cache, cas[2].leaf(t0()), t0() + 1min, cas[2].authority()).ok());
+  CHECK(cache.hits() == 1);
+  CHECK(cache.size() == 2);
+}

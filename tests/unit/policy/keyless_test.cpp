@@ -535,3 +535,36 @@ TEST_CASE("a keyless authority with attestations checks the attestation's signer
   auto copied = judge(p, kDigest, att("release@corp.test", kOther));
   CHECK(refused(copied, crypto::Failure::digest_mismatch));
 }
+
+TEST_CASE("each link gives a keyless authority its own chain cache", "[policy][keyless]") {
+  World w;
+  const std::string yaml =
+      w.trust_root_yaml() + "---\n" +
+      keyless_policy(
+          "trustRootRef: corp\nidentities:\n- issuer: https://accounts.corp.test\n  subject: "
+          "release@corp.test\n");
+  auto docs = parse_documents(yaml, "f.yaml");
+  REQUIRE(docs.ok());
+  DefaultTrustRoot none = []() -> Result<std::shared_ptr<const crypto::TrustedRoot>> {
+    return make_error(Errc::invalid_argument, "none in this test");
+  };
+  REQUIRE(link_trust_roots(docs->policies, docs->trust_roots, none).ok());
+  const Policy& p = docs->policies.front();
+  const Authority& a = p.authorities.front();
+  REQUIRE(a.chain_cache != nullptr);
+  CHECK(requirements_for(a).chain_cache == a.chain_cache.get());
+
+  // Judging signatures fills it; the second signature's chain takes the short path.
+  CHECK(judge(p, kDigest, evidence({w.signature(kDigest)})).satisfied);
+  CHECK(a.chain_cache->size() == 1);
+  CHECK(judge(p, kDigest, evidence({w.signature(kDigest)})).satisfied);
+  CHECK(a.chain_cache->hits() == 1);
+
+  // Linking again (new trust material) starts from an empty cache, never the old one.
+  const crypto::ChainCache* before = a.chain_cache.get();
+  auto keep = a.chain_cache;
+  REQUIRE(link_trust_roots(docs->policies, docs->trust_roots, none).ok());
+  REQUIRE(a.chain_cache != nullptr);
+  CHECK(a.chain_cache.get() != before);
+  CHECK(a.chain_cache->size() == 0);
+}
