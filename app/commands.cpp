@@ -16,11 +16,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "app/azure_glue.hpp"
 #include "app/cluster.hpp"
 #include "app/config.hpp"
 #include "app/metrics.hpp"
 #include "app/trust.hpp"
-#include "app/vault_keys.hpp"
 #include "app/webhook.hpp"
 #include "azure/azure.hpp"
 #include "azure/config.hpp"
@@ -68,7 +68,9 @@ class AzureIdentity final : public registry::CredentialSource {
   asio::awaitable<Result<std::optional<std::string>>> for_registry(std::string registry,
                                                                    std::string repository,
                                                                    Deadline deadline) override {
-    return az_->for_registry(std::move(registry), std::move(repository), deadline);
+    auto r = co_await az_->for_registry(std::move(registry), std::move(repository), deadline);
+    if (!r) co_return registry_trail(r.error());  // which identities failed, typed
+    co_return r;
   }
   void rejected(std::string_view registry, std::string_view repository) override {
     az_->rejected(registry, repository);

@@ -49,6 +49,60 @@ Reason registry_reason(Errc code) {
   }
 }
 
+const char* source_name(registry::CredentialSourceKind k) {
+  switch (k) {
+    case registry::CredentialSourceKind::pull_secret:
+      return "pod pull secret";
+    case registry::CredentialSourceKind::docker_config:
+      return "docker config";
+    case registry::CredentialSourceKind::workload_identity:
+      return "azure workload identity";
+    case registry::CredentialSourceKind::managed_identity:
+      return "azure managed identity";
+    case registry::CredentialSourceKind::azure_identity:
+      return "azure identity";
+    case registry::CredentialSourceKind::anonymous:
+      return "anonymous";
+  }
+  return "?";
+}
+
+const char* outcome_text(registry::CredentialOutcome o) {
+  switch (o) {
+    case registry::CredentialOutcome::none_for_host:
+      return "none for this host";
+    case registry::CredentialOutcome::not_configured:
+      return "not configured";
+    case registry::CredentialOutcome::not_for_host:
+      return "not allowed for this host";
+    case registry::CredentialOutcome::not_tried:
+      return "not tried";
+    case registry::CredentialOutcome::refused:
+      return "refused";
+    case registry::CredentialOutcome::unavailable:
+      return "unreachable";
+    case registry::CredentialOutcome::timeout:
+      return "timed out";
+    case registry::CredentialOutcome::failed:
+      return "failed";
+  }
+  return "?";
+}
+
+// "pod pull secret: none for this host; ...; anonymous: refused (401)": built from typed facts
+// only, so nothing a registry or Entra ID wrote (nor anything token-shaped) reaches a denial.
+std::string describe(const registry::CredentialTrail& trail) {
+  std::string out;
+  for (const auto& a : trail.tried) {
+    if (!out.empty()) out += "; ";
+    out += source_name(a.source);
+    out += ": ";
+    out += outcome_text(a.outcome);
+    if (a.status != 0) out += " (" + std::to_string(a.status) + ")";
+  }
+  return out;
+}
+
 // A registry failure becomes a denial that says what kind of failure, at which registry, and
 // nothing more: the registry is chosen by whoever creates the pod, and raw connection errors
 // ("Connection refused", "wrong version number", a TLS verification error) would tell them
@@ -61,9 +115,11 @@ Verdict registry_denial(const std::string& image, const std::string& digest,
   std::string what;
   switch (e.code) {
     case Errc::unauthorized:
-      what = "registry " + host +
-             " refused access; check the pod's imagePullSecrets or "
-             "sigil's registry credentials";
+      what = "registry " + host + " refused access";
+      // The credential sources tried, and what each gave (typed: registry/client.hpp).
+      if (const auto* trail = registry::credential_trail(e); trail && !trail->tried.empty())
+        what += " (tried " + describe(*trail) + ")";
+      what += "; check the pod's imagePullSecrets or sigil's registry credentials";
       break;
     case Errc::timeout:
       what = "registry " + host + " did not answer before the webhook deadline";

@@ -262,8 +262,18 @@ class AllSourcesFailTest(unittest.TestCase):
             self.assertNotIn("\n", msg)
             self.assertIn("REGISTRY_AUTH", reasons(resp), msg)
             self.assertIn("refused access", msg)
-            # The denial line withholds the registry's and AAD's words (ARCHITECTURE 3); the
-            # log line of that failure names every source tried and why.
+            # The denial names every credential source tried, in order, and what each gave, in
+            # sigil's words (typed, registry/client.hpp): never the registry's or AAD's words
+            # (ARCHITECTURE 3), nothing token-shaped.
+            tried = msg[msg.index("(tried "):]
+            order = ["pod pull secret: none for this host", "docker config: none for this host",
+                     "azure workload identity: refused", "azure managed identity: ",
+                     "anonymous: refused (401)"]
+            at = [tried.find(x) for x in order]
+            self.assertTrue(all(i >= 0 for i in at) and at == sorted(at), msg)
+            self.assertNotIn("AADSTS", msg)
+            self.assertNotIn("eyJ", msg)
+            # The log line of that failure has the details.
             with open(s.log) as f:
                 log = f.read()
             failure = [ln for ln in log.splitlines() if "team/app5" in ln and "warning" in ln]

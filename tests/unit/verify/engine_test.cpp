@@ -76,6 +76,7 @@ class FakeRegistry final : public registry::Client {
   std::map<std::string, std::string> manifests;  // "repo:ref" -> body
   std::map<std::string, std::string> blobs;      // digest -> body
   bool fail_unavailable = false;
+  std::optional<Error> fail_error;  // resolve() of a tag answers this
   std::string fail_message = "HTTP 503 from registry";
   std::chrono::milliseconds delay{0};
   mutable std::atomic<uint64_t> calls{0};
@@ -92,6 +93,7 @@ class FakeRegistry final : public registry::Client {
     seen_creds.push_back(creds);
     if (ref.has_digest()) co_return ref.digest;
     ++calls;
+    if (fail_error) co_return *fail_error;
     if (fail_unavailable) co_return make_error(Errc::unavailable, fail_message);
     auto it = tags.find(ref.repository + ":" + ref.tag);
     if (it == tags.end()) co_return make_error(Errc::not_found, "manifest unknown");
@@ -1091,4 +1093,32 @@ TEST_CASE("key.kms without a key resolver denies, never allows", "[kms]") {
   CHECK(v.outcome == verify::Outcome::denied);
   CHECK(v.reason == verify::Reason::policy_unavailable);
   CHECK_THAT(verify::message(v), Catch::Contains("no Key Vault access is configured"));
+}
+
+TEST_CASE("REGISTRY_AUTH names every credential source tried, in sigil's words only") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  Error e = make_error(Errc::unauthorized,
+                       "token service refused (HTTP 401); azure workload identity: AAD answered "
+                       "401 (invalid_client: AADSTS700024 eyJhbGciOi.secret)");
+  using K = registry::CredentialSourceKind;
+  using O = registry::CredentialOutcome;
+  auto trail = std::make_shared<registry::CredentialTrail>();
+  trail->tried = {{K::pull_secret, O::none_for_host, 0},
+                  {K::docker_config, O::none_for_host, 0},
+                  {K::workload_identity, O::refused, 0},
+                  {K::managed_identity, O::timeout, 0},
+                  {K::anonymous, O::refused, 401}};
+  e.detail = trail;
+  f.reg.fail_error = e;
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.reason == verify::Reason::registry_auth);
+  const std::string m = verify::message(v);
+  CHECK(m.find('\n') == std::string::npos);
+  CHECK_THAT(m, Catch::Contains("registry reg.test refused access (tried pod pull secret: none for "
+                                "this host; docker config: none for this host; azure workload "
+                                "identity: refused; azure managed identity: timed out; anonymous: "
+                                "refused (401))"));
+  CHECK(m.find("AADSTS") == std::string::npos);
+  CHECK(m.find("eyJ") == std::string::npos);
 }

@@ -1,5 +1,5 @@
-// app/vault_keys.cpp: see vault_keys.hpp.
-#include "app/vault_keys.hpp"
+// app/azure_glue.cpp: see azure_glue.hpp.
+#include "app/azure_glue.hpp"
 
 #include <chrono>
 #include <optional>
@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "azure/keyvault.hpp"
+#include "registry/client.hpp"
 
 namespace sigil::app {
 namespace {
@@ -36,6 +37,24 @@ std::shared_ptr<verify::KeyResolver> vault_key_resolver(
   o.refresh = std::chrono::seconds(settings.key_refresh_seconds);
   o.min_refetch = std::chrono::seconds(settings.key_min_refetch_seconds);
   return std::make_shared<VaultKeyResolver>(std::move(azure), o);
+}
+
+Error registry_trail(const Error& azure_error) {
+  Error e = azure_error;
+  const auto* failures = dynamic_cast<const azure::IdentityFailures*>(azure_error.detail.get());
+  auto t = std::make_shared<registry::CredentialTrail>();
+  if (failures != nullptr) {
+    for (const auto& item : failures->items) {
+      t->tried.push_back({item.managed ? registry::CredentialSourceKind::managed_identity
+                                       : registry::CredentialSourceKind::workload_identity,
+                          registry::outcome_of(item.code), 0});
+    }
+  } else {  // AAD gave a token; ACR's token endpoint (or something after it) failed
+    t->tried.push_back(
+        {registry::CredentialSourceKind::azure_identity, registry::outcome_of(e.code), 0});
+  }
+  e.detail = std::move(t);
+  return e;
 }
 
 }  // namespace sigil::app
