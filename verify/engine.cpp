@@ -189,7 +189,7 @@ struct Engine::Impl {
   std::unordered_map<std::string, std::vector<std::shared_ptr<VerdictChannel>>> in_flight;
   uint64_t coalesced = 0;
 
-  Impl(registry::Client& c, const Clock& k, EngineOptions o)
+  Impl(registry::Client& c, const Clock& k, const EngineOptions& o)
       : client(c),
         clock(k),
         options(o),
@@ -534,7 +534,7 @@ struct Engine::Impl {
   }
 };
 
-Engine::Engine(registry::Client& client, const Clock& clock, EngineOptions options)
+Engine::Engine(registry::Client& client, const Clock& clock, const EngineOptions& options)
     : impl_(std::make_unique<Impl>(client, clock, options)) {}
 Engine::~Engine() = default;
 

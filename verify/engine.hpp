@@ -56,7 +56,7 @@ struct EngineOptions {
 
 class Engine {
  public:
-  Engine(registry::Client& client, const Clock& clock, EngineOptions options = {});
+  Engine(registry::Client& client, const Clock& clock, const EngineOptions& options = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
