@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "app/azure_glue.hpp"
 #include "app/cluster.hpp"
 #include "app/config.hpp"
 #include "app/metrics.hpp"
@@ -67,7 +68,9 @@ class AzureIdentity final : public registry::CredentialSource {
   asio::awaitable<Result<std::optional<std::string>>> for_registry(std::string registry,
                                                                    std::string repository,
                                                                    Deadline deadline) override {
-    return az_->for_registry(std::move(registry), std::move(repository), deadline);
+    auto r = co_await az_->for_registry(std::move(registry), std::move(repository), deadline);
+    if (!r) co_return registry_trail(r.error());  // which identities failed, typed
+    co_return r;
   }
   void rejected(std::string_view registry, std::string_view repository) override {
     az_->rejected(registry, repository);
@@ -78,10 +81,11 @@ class AzureIdentity final : public registry::CredentialSource {
 };
 
 // The Azure identities of `azure:` (Workload Identity from the env, IMDS when enabled) as
-// o.identity; nothing when none is configured. `start`: warm and refresh in the background
-// (serve; `sigil verify` fetches on demand and exits).
+// o.identity, and Key Vault through them as `keys` (key.kms); nothing when none is configured.
+// `start`: warm and refresh in the background (serve; `sigil verify` fetches on demand).
 Status attach_azure(registry::ClientOptions& o, const RegistrySettings& r,
-                    const asio::any_io_executor& executor, bool start) {
+                    const asio::any_io_executor& executor, bool start,
+                    std::shared_ptr<verify::KeyResolver>& keys) {
   auto aopts = azure::make_options(r.azure, [](const char* n) { return std::getenv(n); });
   if (!aopts.ok()) return aopts.error();
   if (!aopts->workload_identity && !aopts->managed_identity.enabled) return {};
@@ -90,6 +94,7 @@ Status attach_azure(registry::ClientOptions& o, const RegistrySettings& r,
   if (auto st = az->init_status(); !st.ok()) return st.error();
   for (const auto& name : az->identity_names()) spdlog::info("azure: using {}", name);
   if (start) az->start();
+  keys = vault_key_resolver(az, r.azure);
   o.identity = std::make_shared<AzureIdentity>(std::move(az));
   return {};
 }
@@ -191,12 +196,12 @@ int run_verify(const VerifyArgs& a) {
   if (!ropts.ok()) return config_error(ropts.error().message);
 
   asio::io_context io;
-  if (auto st = attach_azure(*ropts, a.registry, io.get_executor(), false); !st.ok())
+  verify::EngineOptions eopts;
+  if (auto st = attach_azure(*ropts, a.registry, io.get_executor(), false, eopts.keys); !st.ok())
     return config_error(st.error().message);
   registry::HttpClient client(io.get_executor(), std::move(*ropts));
   if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);
   SystemClock clock;
-  verify::EngineOptions eopts;
   eopts.reveal_private_details = true;  // whoever runs this holds the credentials
   verify::Engine engine(client, clock, eopts);
   const auto deadline = std::chrono::steady_clock::now() + *timeout;
@@ -396,12 +401,12 @@ int run_serve(Settings s) {
     ropts->observer = [&metrics](const net::Exchange& e) { metrics.registry_exchange(e); };
   }
   asio::io_context io(static_cast<int>(threads));
-  if (auto st = attach_azure(*ropts, s.registry, io.get_executor(), true); !st.ok())
+  verify::EngineOptions eopts;
+  if (auto st = attach_azure(*ropts, s.registry, io.get_executor(), true, eopts.keys); !st.ok())
     return config_error(st.error().message);
   registry::HttpClient client(io.get_executor(), std::move(*ropts));
   if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);
   SystemClock clock;
-  verify::EngineOptions eopts;
   eopts.cache_ttl = s.cache_ttl;
   eopts.negative_cache_ttl = s.negative_cache_ttl;
   eopts.cache_capacity = s.cache_size;

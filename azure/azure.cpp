@@ -249,13 +249,17 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     if (identities.empty())
       co_return make_error(Errc::unauthorized, "no Azure identity configured");
     std::string errors;
+    auto failures = std::make_shared<IdentityFailures>();
     for (size_t i = 0; i < identities.size(); ++i) {
       auto t = co_await aad_for(i, scope, deadline, force);
       if (t) co_return std::make_pair(std::move(t).value(), i);
       if (!errors.empty()) errors += "; ";
       errors += identities[i].name + ": " + t.error().message;
+      failures->items.push_back({identities[i].kind == Kind::imds, t.error().code});
     }
-    co_return make_error(Errc::unauthorized, errors);
+    Error e = make_error(Errc::unauthorized, errors);
+    e.detail = std::move(failures);
+    co_return e;
   }
 
   // --- coalescing ---------------------------------------------------------------------------
@@ -346,15 +350,22 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     if (!url)
       co_return make_error(Errc::invalid_argument, "bad registry host " + printable(host, 100));
     std::string errors;
-    const auto fail = [&](size_t i, const std::string& m) {
+    auto failures = std::make_shared<IdentityFailures>();
+    const auto fail = [&](size_t i, Errc code, const std::string& m) {
       if (!errors.empty()) errors += "; ";
       errors += identities[i].name + ": " + m;
+      failures->items.push_back({identities[i].kind == Kind::imds, code});
+    };
+    const auto failure = [&](Errc code) {
+      Error e = make_error(code, errors);
+      e.detail = failures;
+      return e;
     };
     for (size_t i = 0; i < identities.size(); ++i) {
       for (int attempt = 0; attempt < 2; ++attempt) {
         auto a = co_await aad_for(i, std::string(kAcrScope), deadline, attempt == 1);
         if (!a) {
-          fail(i, a.error().message);
+          fail(i, a.error().code, a.error().message);
           break;
         }
         std::string tenant = a->tenant;
@@ -364,8 +375,8 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
         auto r = co_await client.send(std::move(req), deadline, token_limits());
         if (!r) {
           // The registry itself is unreachable: another identity will not help.
-          fail(i, "ACR " + host + " /oauth2/exchange: " + r.error().message);
-          co_return make_error(r.error().code, errors);
+          fail(i, r.error().code, "ACR " + host + " /oauth2/exchange: " + r.error().message);
+          co_return failure(r.error().code);
         }
         if (r->status == 401 && attempt == 0) {
           // AAD's token may have been revoked or its identity changed: fetch a new one once.
@@ -374,13 +385,14 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
           continue;
         }
         if (r->status != 200) {
-          fail(i, "ACR " + host + " /oauth2/exchange " +
-                      status_message(r->status, acr_error_message(r->body)));
+          fail(i, errc_of_status(r->status),
+               "ACR " + host + " /oauth2/exchange " +
+                   status_message(r->status, acr_error_message(r->body)));
           break;
         }
         auto rt = parse_acr_refresh_token(r->body);
         if (!rt) {
-          fail(i, "ACR " + host + " /oauth2/exchange: " + rt.error().message);
+          fail(i, Errc::parse_error, "ACR " + host + " /oauth2/exchange: " + rt.error().message);
           break;
         }
         auto exp = jwt_expiry(*rt);
@@ -392,7 +404,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
         co_return std::move(rt).value();
       }
     }
-    co_return make_error(Errc::unauthorized, errors);
+    co_return failure(Errc::unauthorized);
   }
 
   asio::awaitable<Result<std::string>> access_token_once(std::string host, std::string scope,

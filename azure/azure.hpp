@@ -74,6 +74,17 @@ class CredentialSource {
   virtual void rejected(std::string_view host, std::string_view repository) = 0;
 };
 
+// Attached (Error::detail) to the error of for_registry() and aad_token() when every identity
+// failed: each identity tried, in order, and the kind of its failure (the message has the
+// words; this is for a caller that must not repeat them, e.g. a denial).
+struct IdentityFailures final : ErrorDetail {
+  struct Item {
+    bool managed = false;  // false: Workload Identity; true: managed identity (IMDS)
+    Errc code = Errc::unauthorized;
+  };
+  std::vector<Item> items;
+};
+
 struct WorkloadIdentityConfig {
   std::string client_id;
   std::string tenant_id;

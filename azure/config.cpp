@@ -67,7 +67,7 @@ Result<AzureSettings> parse(const YAML::Node& node) {
   if (!node.IsMap()) return make_error(Errc::invalid_argument, "azure: must be a mapping");
   Status st = check_keys(node,
                          {"workloadIdentity", "managedIdentity", "registryHosts", "vaultHosts",
-                          "warmRegistries", "refreshBeforeSeconds"},
+                          "warmRegistries", "refreshBeforeSeconds", "keyVault"},
                          "azure");
   if (!st) return std::move(st).error();
   if (const YAML::Node wi = node["workloadIdentity"]) {
@@ -108,6 +108,23 @@ Result<AzureSettings> parse(const YAML::Node& node) {
     }
     if (s.refresh_before_seconds < 0 || s.refresh_before_seconds > 86400)
       return bad("refreshBeforeSeconds", "must be between 0 and 86400");
+  }
+  if (const YAML::Node kv = node["keyVault"]) {
+    if (!kv.IsMap()) return bad("keyVault", "must be a mapping");
+    if (!(st = check_keys(kv, {"refreshSeconds", "minRefetchSeconds"}, "azure.keyVault")))
+      return std::move(st).error();
+    for (auto [key, out] : {std::pair{"refreshSeconds", &s.key_refresh_seconds},
+                            std::pair{"minRefetchSeconds", &s.key_min_refetch_seconds}}) {
+      const YAML::Node v = kv[key];
+      if (!v) continue;
+      try {
+        *out = v.as<int>();
+      } catch (const YAML::Exception&) {
+        return bad(std::string("keyVault.") + key, "must be a number of seconds");
+      }
+      if (*out < 0 || *out > 86400)
+        return bad(std::string("keyVault.") + key, "must be between 0 and 86400");
+    }
   }
   return s;
 }

@@ -14,6 +14,9 @@
 //     vaultHosts: []                # replaces *.vault.azure.net when set
 //     warmRegistries: []            # fetched at start, kept fresh
 //     refreshBeforeSeconds: 300
+//     keyVault:                     # key.kms: azurekms:// keys (azure/keyvault.hpp)
+//       refreshSeconds: 3600        # an unversioned key is read again this often
+//       minRefetchSeconds: 300      # after a failed verification, at most this often
 #pragma once
 
 #include <functional>
@@ -39,6 +42,8 @@ struct AzureSettings {
   std::vector<std::string> vault_hosts;     // empty: *.vault.azure.net
   std::vector<std::string> warm_registries;
   int refresh_before_seconds = 300;
+  int key_refresh_seconds = 3600;     // KeyVaultOptions::refresh
+  int key_min_refetch_seconds = 300;  // KeyVaultOptions::min_refetch
 };
 
 // Fields absent keep their defaults; unknown fields are an error (a typo must not silently

@@ -5,6 +5,7 @@
 // library; every other module depends on it.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <variant>
@@ -27,13 +28,21 @@ enum class Errc {
 
 const char* errc_name(Errc code) noexcept;
 
+// Typed facts one module attaches to an error for another downstream (registry/'s list of
+// the credential sources it tried, for verify/'s REGISTRY_AUTH denial). Read with
+// dynamic_cast; never needed to understand the error.
+struct ErrorDetail {
+  virtual ~ErrorDetail() = default;
+};
+
 struct Error {
   Errc code = Errc::internal;
   std::string message;
+  std::shared_ptr<const ErrorDetail> detail;  // may be null
 };
 
 inline Error make_error(Errc code, std::string message) {
-  return Error{code, std::move(message)};
+  return Error{code, std::move(message), nullptr};
 }
 
 template <class T>

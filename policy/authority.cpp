@@ -1,6 +1,7 @@
 // policy/authority.cpp: one entry of spec.authorities (key, keyless, static; its sources,
 // signature format, ctlog and RFC 3161 settings) read and checked field by field.
 #include <algorithm>
+#include <cctype>
 #include <cstddef>
 #include <map>
 #include <optional>
@@ -92,10 +93,65 @@ Result<SecretRef> parse_secret_ref(const YAML::Node& node, const Where& w,
   return ref;
 }
 
-// keyless.ca-cert / key: exactly one of data (PEM) and secretRef; kms is not supported.
+// key.kms: "azurekms://<vault host>/<key>[/<version>]", the form cosign and policy-controller
+// write, checked for shape only and normalized (the host lowercased). Whether the vault host
+// may receive an Azure token is the resolver's rule (azure::HostAllowlist, configurable), and
+// the key is read from Key Vault at verification time (verify::KeyResolver): no I/O here.
+// Every other KMS scheme is refused by name.
+Result<std::string> parse_kms_uri(const std::string& uri, const Where& w, const std::string& at) {
+  constexpr std::string_view kScheme = "azurekms://";
+  const size_t sep = uri.find("://");
+  if (sep == std::string::npos) {
+    return w.err(Errc::invalid_argument, at,
+                 "\"" + uri + "\" is not a KMS URI (azurekms://<vault>.vault.azure.net/<key>)");
+  }
+  if (uri.compare(0, kScheme.size(), kScheme) != 0) {
+    std::string scheme = uri.substr(0, std::min<size_t>(sep, 30));
+    for (char& c : scheme) {
+      if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-' && c != '+') c = '?';
+    }
+    return w.err(Errc::unsupported, at,
+                 "KMS scheme \"" + scheme +
+                     "://\" is not supported (only azurekms://<vault>.vault.azure.net/<key>)");
+  }
+  const auto bad = [&](const std::string& why) {
+    return w.err(Errc::invalid_argument, at,
+                 "\"" + uri + "\" is not azurekms://<vault>/<key>[/<version>]: " + why);
+  };
+  std::string_view rest = std::string_view(uri).substr(kScheme.size());
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) return bad("no key name");
+  std::string host(rest.substr(0, slash));
+  for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const bool host_ok = !host.empty() && host.size() <= 253 && host.front() != '.' &&
+                       host.front() != ':' && std::all_of(host.begin(), host.end(), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' ||
+                                c == '-' || c == ':' || c == '[' || c == ']';
+                       });
+  if (!host_ok) return bad("bad vault host");
+  rest.remove_prefix(slash + 1);
+  const auto name_ok = [](std::string_view s, size_t max, bool dash) {
+    return !s.empty() && s.size() <= max && std::all_of(s.begin(), s.end(), [&](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || (dash && c == '-');
+    });
+  };
+  const size_t slash2 = rest.find('/');
+  const std::string_view key = rest.substr(0, slash2);
+  if (!name_ok(key, 127, true)) return bad("bad key name");
+  std::string out = std::string(kScheme) + host + "/" + std::string(key);
+  if (slash2 != std::string_view::npos) {
+    const std::string_view version = rest.substr(slash2 + 1);
+    if (!name_ok(version, 64, false)) return bad("bad key version");
+    out += "/" + std::string(version);
+  }
+  return out;
+}
+
+// keyless.ca-cert / key: exactly one of data (PEM), secretRef and (key only) kms.
 struct KeyRef {
   std::optional<std::string> data;
   std::optional<SecretRef> secret;
+  std::optional<std::string> kms;
   std::map<std::string, YAML::Node> fields;  // the others (hashAlgorithm)
 };
 
@@ -107,7 +163,8 @@ Result<KeyRef> parse_key_ref(const YAML::Node& node, const Where& w, const std::
   known.insert(known.end(), more.begin(), more.end());
   for (const auto& [key, value] : *f) {
     const std::string at = path + "." + key;
-    if (key == "kms") return w.err(Errc::unsupported, at, "KMS keys are not supported yet");
+    if (key == "kms" && std::find(known.begin(), known.end(), key) == known.end())
+      return w.err(Errc::unsupported, at, std::string("KMS is not supported for ") + what);
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return w.err(Errc::invalid_argument, at, "unknown field" + line_of(value));
     }
@@ -116,11 +173,19 @@ Result<KeyRef> parse_key_ref(const YAML::Node& node, const Where& w, const std::
   out.fields = *f;
   const auto* data = get(*f, "data");
   const auto* secret = get(*f, "secretRef");
-  if ((data != nullptr) == (secret != nullptr)) {
+  const auto* kms = get(*f, "kms");
+  if ((data ? 1 : 0) + (secret ? 1 : 0) + (kms ? 1 : 0) != 1) {
     return w.err(Errc::invalid_argument, path,
-                 std::string("expected exactly one of data (") + what + "), secretRef");
+                 std::string("expected exactly one of data (") + what + "), secretRef" +
+                     (std::find(known.begin(), known.end(), "kms") != known.end() ? ", kms" : ""));
   }
-  if (data) {
+  if (kms) {
+    auto v = scalar(*kms, w, path + ".kms");
+    if (!v) return v.error();
+    auto uri = parse_kms_uri(*v, w, path + ".kms");
+    if (!uri) return uri.error();
+    out.kms = std::move(*uri);
+  } else if (data) {
     auto v = scalar(*data, w, path + ".data");
     if (!v) return v.error();
     out.data = *v;
@@ -391,7 +456,7 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
     return a;
   }
   const std::string kp = path + ".key";
-  auto ref = parse_key_ref(*key, w, kp, "a PEM public key", {"hashAlgorithm"});
+  auto ref = parse_key_ref(*key, w, kp, "a PEM public key", {"hashAlgorithm", "kms"});
   if (!ref) return ref.error();
   const auto& kf = &ref->fields;
   a.kind = Authority::Kind::key;
@@ -403,6 +468,8 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
     }
     a.hash = crypto::default_hash_for(pk->type());
     a.key = std::move(*pk);
+  } else if (ref->kms) {
+    a.kms = std::move(*ref->kms);
   } else {
     a.key_secret = std::move(ref->secret);
   }

@@ -62,7 +62,7 @@ Status link_trust_roots(std::vector<Policy>& policies, const std::vector<TrustRo
           a.linked = true;
           continue;
         }
-        if (a.kind == Authority::Kind::key && !a.key) {
+        if (a.kind == Authority::Kind::key && !a.key && a.kms.empty()) {
           return fail(a.key_secret ? "key.secretRef: the Secret " + a.key_secret->namespace_ + "/" +
                                          a.key_secret->name + " has not been read"
                                    : std::string("no key"));

@@ -124,6 +124,10 @@ struct Authority {
   crypto::HashAlgorithm hash = crypto::HashAlgorithm::sha256;
   std::optional<crypto::HashAlgorithm> explicit_hash;  // key.hashAlgorithm, when given
   std::optional<SecretRef> key_secret;
+  // key.kms, normalized ("azurekms://myvault.vault.azure.net/cosign[/<version>]"). The key is
+  // not known at parse time: verify/ resolves it through its KeyResolver (Key Vault, in app/)
+  // for each verification, with `hash` = explicit_hash or the key type's default.
+  std::string kms;
   std::string static_message;  // for static fail
   // Non-empty: the authority passes on attestations (every one of these predicate types), not
   // on signatures, as policy-controller's does.

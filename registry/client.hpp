@@ -27,6 +27,54 @@ namespace sigil::registry {
 // credentials; tokens obtained with them are cached apart. Null: the client's own only.
 using PullCredentials = std::shared_ptr<const DockerConfig>;
 
+// The credential sources asked for a registry host, in the kubelet's order, and what each
+// gave: attached (as CredentialTrail, an ErrorDetail) to an Errc::unauthorized error, so the
+// REGISTRY_AUTH denial can name them. Typed on purpose: nothing a registry or Entra ID wrote,
+// and nothing token-shaped, can reach the denial through it.
+enum class CredentialSourceKind {
+  pull_secret,        // the admitted pod's imagePullSecrets
+  docker_config,      // sigil's configured docker config
+  workload_identity,  // Azure Workload Identity
+  managed_identity,   // Azure managed identity (IMDS)
+  azure_identity,     // an Azure identity's token (which one: see the log)
+  anonymous,
+};
+enum class CredentialOutcome {
+  none_for_host,   // the source has no credential for this host
+  not_configured,  // the source is not set up
+  not_for_host,    // the source may not send credentials to this host (host list)
+  not_tried,       // an earlier source had a credential for this host
+  refused,         // refused (401/403) by the registry, its token service, or Entra ID
+  unavailable,     // could not be reached or failed (5xx, network)
+  timeout,         // did not answer before the deadline
+  failed,          // anything else (a bad answer, a local misconfiguration)
+};
+struct CredentialAttempt {
+  CredentialSourceKind source;
+  CredentialOutcome outcome;
+  unsigned status = 0;  // the HTTP status that decided it, when known (401, 403)
+};
+struct CredentialTrail final : ErrorDetail {
+  std::vector<CredentialAttempt> tried;
+};
+// The trail attached to e, or nullptr.
+inline const CredentialTrail* credential_trail(const Error& e) {
+  return dynamic_cast<const CredentialTrail*>(e.detail.get());
+}
+// The outcome an error of this code stands for.
+inline CredentialOutcome outcome_of(Errc code) {
+  switch (code) {
+    case Errc::unauthorized:
+      return CredentialOutcome::refused;
+    case Errc::unavailable:
+      return CredentialOutcome::unavailable;
+    case Errc::timeout:
+      return CredentialOutcome::timeout;
+    default:
+      return CredentialOutcome::failed;
+  }
+}
+
 struct ManifestResponse {
   std::string digest;      // "sha256:..." of the exact bytes (verified)
   std::string media_type;  // Content-Type

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include <atomic>
+#include <cctype>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -280,6 +281,12 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     co_return Status{};
   }
 
+  // What the credential chain did in one fetch, for the REGISTRY_AUTH denial's trail.
+  struct AuthNotes {
+    std::optional<Error> identity_failure;  // the identity source's error (every identity failed)
+    bool identity_token_used = false;       // the registry refused the identity's token
+  };
+
   // A registry API call with auth (anonymous first, then per challenge, re-auth once on 401),
   // net's retries, and redirects (GET only; net never carries Authorization to another
   // origin, and refuses plain http but to an insecure host).
@@ -287,20 +294,81 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
                                          const std::string& repository, const std::string& path,
                                          std::string accept, uint64_t limit, Deadline deadline,
                                          const DockerConfig* extra) {
-    std::string identity_error;
+    AuthNotes notes;
     auto r = co_await fetch_with(method, registry, repository, path, std::move(accept), limit,
-                                 deadline, extra, &identity_error);
-    if (!r && r.error().code == Errc::unauthorized && !identity_error.empty())
-      co_return make_error(Errc::unauthorized, r.error().message + "; " + identity_error);
+                                 deadline, extra, &notes);
+    if (!r && r.error().code == Errc::unauthorized) {
+      Error e = r.error();
+      if (notes.identity_failure) e.message += "; " + notes.identity_failure->message;
+      e.detail = trail(registry, extra, notes, r.error());
+      co_return e;
+    }
     co_return r;
+  }
+
+  // The status in an error of this client ("... (401 Unauthorized)", "... (HTTP 401)"), 0
+  // when there is none.
+  static unsigned status_in(const std::string& m) {
+    const auto digit = [&](size_t i) {
+      return i < m.size() && std::isdigit(static_cast<unsigned char>(m[i])) != 0;
+    };
+    for (size_t at = m.find('('); at != std::string::npos; at = m.find('(', at + 1)) {
+      size_t i = at + 1;
+      if (m.compare(i, 5, "HTTP ") == 0) i += 5;
+      if (digit(i) && digit(i + 1) && digit(i + 2) && !digit(i + 3))
+        return static_cast<unsigned>(std::stoi(m.substr(i, 3)));
+    }
+    return 0;
+  }
+
+  // Every credential source, in the kubelet's order, and what it gave for registry: the
+  // REGISTRY_AUTH denial names them (registry/client.hpp).
+  std::shared_ptr<const CredentialTrail> trail(const std::string& registry,
+                                               const DockerConfig* extra, const AuthNotes& notes,
+                                               const Error& final_error) const {
+    using K = CredentialSourceKind;
+    using O = CredentialOutcome;
+    auto t = std::make_shared<CredentialTrail>();
+    const unsigned status = status_in(final_error.message);
+    const bool pod = extra != nullptr && extra->find(registry).has_value();
+    const bool config = opts.credentials.find(registry).has_value();
+    t->tried.push_back({K::pull_secret, pod ? O::refused : O::none_for_host, pod ? status : 0});
+    if (pod) {
+      t->tried.push_back({K::docker_config, O::not_tried, 0});
+    } else {
+      t->tried.push_back(
+          {K::docker_config, config ? O::refused : O::none_for_host, config ? status : 0});
+    }
+    if (!opts.identity) {
+      t->tried.push_back({K::workload_identity, O::not_configured, 0});
+      t->tried.push_back({K::managed_identity, O::not_configured, 0});
+    } else if (pod || config) {
+      t->tried.push_back({K::azure_identity, O::not_tried, 0});
+    } else if (!opts.identity->covers(registry)) {
+      t->tried.push_back({K::azure_identity, O::not_for_host, 0});
+    } else if (notes.identity_token_used) {
+      t->tried.push_back({K::azure_identity, O::refused, status});
+    } else if (notes.identity_failure) {
+      const CredentialTrail* inner = credential_trail(*notes.identity_failure);
+      if (inner != nullptr && !inner->tried.empty()) {
+        t->tried.insert(t->tried.end(), inner->tried.begin(), inner->tried.end());
+      } else {
+        t->tried.push_back({K::azure_identity, outcome_of(notes.identity_failure->code), 0});
+      }
+    } else {
+      t->tried.push_back({K::azure_identity, O::none_for_host, 0});
+    }
+    const bool anonymous = !pod && !config && !notes.identity_token_used;
+    t->tried.push_back(
+        {K::anonymous, anonymous ? O::refused : O::not_tried, anonymous ? status : 0});
+    return t;
   }
 
   awaitable<Result<net::Response>> fetch_with(net::Method method, const std::string& registry,
                                               const std::string& repository,
                                               const std::string& path, std::string accept,
                                               uint64_t limit, Deadline deadline,
-                                              const DockerConfig* extra,
-                                              std::string* identity_error) {
+                                              const DockerConfig* extra, AuthNotes* notes) {
     // The identity source (Azure) only where neither the pod's pull secrets nor the docker
     // config name the host: those come first, as in the kubelet's order.
     bool use_identity = opts.identity != nullptr && opts.identity->covers(registry) &&
@@ -322,7 +390,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
         if (c && c->has_value()) {
           a = std::move(**c);
         } else {
-          if (!c) *identity_error = c.error().message;
+          if (!c) notes->identity_failure = c.error();
           use_identity = false;  // nothing from the identities: anonymous from here on
         }
       }
@@ -352,6 +420,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
         continue;
       }
       if (s == 401 || s == 403) {
+        notes->identity_token_used = use_identity;
         co_return make_error(Errc::unauthorized, "registry " + registry + " denied access to " +
                                                      repository + " (" + status_text(s) + ")");
       }

@@ -16,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/encoding.hpp"
+#include "crypto/keys.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
 #include "verify/reason_map.hpp"
@@ -48,6 +49,60 @@ Reason registry_reason(Errc code) {
   }
 }
 
+const char* source_name(registry::CredentialSourceKind k) {
+  switch (k) {
+    case registry::CredentialSourceKind::pull_secret:
+      return "pod pull secret";
+    case registry::CredentialSourceKind::docker_config:
+      return "docker config";
+    case registry::CredentialSourceKind::workload_identity:
+      return "azure workload identity";
+    case registry::CredentialSourceKind::managed_identity:
+      return "azure managed identity";
+    case registry::CredentialSourceKind::azure_identity:
+      return "azure identity";
+    case registry::CredentialSourceKind::anonymous:
+      return "anonymous";
+  }
+  return "?";
+}
+
+const char* outcome_text(registry::CredentialOutcome o) {
+  switch (o) {
+    case registry::CredentialOutcome::none_for_host:
+      return "none for this host";
+    case registry::CredentialOutcome::not_configured:
+      return "not configured";
+    case registry::CredentialOutcome::not_for_host:
+      return "not allowed for this host";
+    case registry::CredentialOutcome::not_tried:
+      return "not tried";
+    case registry::CredentialOutcome::refused:
+      return "refused";
+    case registry::CredentialOutcome::unavailable:
+      return "unreachable";
+    case registry::CredentialOutcome::timeout:
+      return "timed out";
+    case registry::CredentialOutcome::failed:
+      return "failed";
+  }
+  return "?";
+}
+
+// "pod pull secret: none for this host; ...; anonymous: refused (401)": built from typed facts
+// only, so nothing a registry or Entra ID wrote (nor anything token-shaped) reaches a denial.
+std::string describe(const registry::CredentialTrail& trail) {
+  std::string out;
+  for (const auto& a : trail.tried) {
+    if (!out.empty()) out += "; ";
+    out += source_name(a.source);
+    out += ": ";
+    out += outcome_text(a.outcome);
+    if (a.status != 0) out += " (" + std::to_string(a.status) + ")";
+  }
+  return out;
+}
+
 // A registry failure becomes a denial that says what kind of failure, at which registry, and
 // nothing more: the registry is chosen by whoever creates the pod, and raw connection errors
 // ("Connection refused", "wrong version number", a TLS verification error) would tell them
@@ -60,9 +115,11 @@ Verdict registry_denial(const std::string& image, const std::string& digest,
   std::string what;
   switch (e.code) {
     case Errc::unauthorized:
-      what = "registry " + host +
-             " refused access; check the pod's imagePullSecrets or "
-             "sigil's registry credentials";
+      what = "registry " + host + " refused access";
+      // The credential sources tried, and what each gave (typed: registry/client.hpp).
+      if (const auto* trail = registry::credential_trail(e); trail && !trail->tried.empty())
+        what += " (tried " + describe(*trail) + ")";
+      what += "; check the pod's imagePullSecrets or sigil's registry credentials";
       break;
     case Errc::timeout:
       what = "registry " + host + " did not answer before the webhook deadline";
@@ -100,6 +157,21 @@ Verdict soften_if_all_warn(Verdict v, const std::vector<const policy::Policy*>& 
   return v;
 }
 
+// The `key.kms` keys of one verification, by URI: the key, or why it could not be read.
+using KmsKeys = std::map<std::string, Result<crypto::PublicKey>>;
+
+bool has_kms(const policy::Policy& p) {
+  return std::any_of(p.authorities.begin(), p.authorities.end(), [](const policy::Authority& a) {
+    return a.kind == policy::Authority::Kind::key && !a.kms.empty();
+  });
+}
+
+// A KMS authority with its key filled in, as judge() wants it.
+void use_key(policy::Authority& a, const crypto::PublicKey& key) {
+  a.key = key;
+  a.hash = a.explicit_hash ? *a.explicit_hash : crypto::default_hash_for(key.type());
+}
+
 using VerdictChannel =
     asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
 
@@ -117,7 +189,7 @@ struct Engine::Impl {
   std::unordered_map<std::string, std::vector<std::shared_ptr<VerdictChannel>>> in_flight;
   uint64_t coalesced = 0;
 
-  Impl(registry::Client& c, const Clock& k, EngineOptions o)
+  Impl(registry::Client& c, const Clock& k, const EngineOptions& o)
       : client(c),
         clock(k),
         options(o),
@@ -175,6 +247,127 @@ struct Engine::Impl {
     return out;
   }
 
+  // Reads every `key.kms` key the matched policies name (the resolver caches). Never throws.
+  asio::awaitable<KmsKeys> resolve_kms(const std::vector<const policy::Policy*>& matched,
+                                       Deadline deadline) {
+    KmsKeys out;
+    for (const policy::Policy* p : matched) {
+      for (const auto& a : p->authorities) {
+        if (a.kind != policy::Authority::Kind::key || a.kms.empty() || out.count(a.kms)) continue;
+        Result<crypto::PublicKey> k =
+            make_error(Errc::unsupported, "no Key Vault access is configured (the azure: section)");
+        if (options.keys) {
+          try {
+            k = co_await options.keys->key(a.kms, deadline);
+          } catch (const std::exception& e) {
+            k = make_error(Errc::internal, std::string("internal error: ") + e.what());
+          }
+        }
+        if (!k) {
+          // Resolvers may name the key first: it is named once, by the denial.
+          Error e = k.error();
+          if (e.message.rfind(a.kms + ": ", 0) == 0) e.message.erase(0, a.kms.size() + 2);
+          spdlog::warn("key {}: {}", a.kms, e.message);
+          k = std::move(e);
+        }
+        out.emplace(a.kms, std::move(k));
+      }
+    }
+    co_return out;
+  }
+
+  // Judges one policy. A policy with `key.kms` authorities is judged on a copy holding the
+  // keys read for this verification (an authority whose key could not be read is left out);
+  // when it is not satisfied, each KMS key some signature was checked against is looked at
+  // again (a rotation: the resolver rate-limits), and a changed key gets one more judgement.
+  // When the policy still fails and a key was unreadable, the key is the reason
+  // (POLICY_UNAVAILABLE, never cached). `rotated` is set when a key changed here.
+  asio::awaitable<policy::PolicyResult> judge_policy(const policy::Policy& p,
+                                                     const std::string& digest,
+                                                     const policy::EvidenceFor& evidence_for,
+                                                     KmsKeys& kms, std::set<std::string>& refetched,
+                                                     Deadline deadline, bool& rotated) {
+    if (!has_kms(p)) co_return policy::judge(p, digest, evidence_for);
+    policy::Policy copy = p;
+    copy.authorities.clear();
+    std::vector<const policy::Authority*> original;  // copy.authorities[i] stands for original[i]
+    std::string key_error;
+    std::string key_error_authority;
+    for (const auto& a : p.authorities) {
+      if (a.kind == policy::Authority::Kind::key && !a.kms.empty()) {
+        const auto it = kms.find(a.kms);
+        if (it == kms.end() || !it->second) {
+          if (key_error.empty()) {
+            key_error_authority = a.name;
+            key_error =
+                "key " + a.kms + " could not be read: " +
+                (it == kms.end() ? std::string("not resolved") : it->second.error().message);
+          }
+          continue;
+        }
+        copy.authorities.push_back(a);
+        use_key(copy.authorities.back(), *it->second);
+      } else {
+        copy.authorities.push_back(a);
+      }
+      original.push_back(&a);
+    }
+    const policy::EvidenceFor copy_evidence =
+        [&](const policy::Authority& a) -> const policy::Evidence* {
+      const auto i = static_cast<size_t>(&a - copy.authorities.data());
+      return i < original.size() ? evidence_for(*original[i]) : nullptr;
+    };
+    policy::PolicyResult r;
+    if (!copy.authorities.empty()) r = policy::judge(copy, digest, copy_evidence);
+    if (!r.satisfied && !copy.authorities.empty() && options.keys) {
+      bool changed = false;
+      for (size_t i = 0; i < copy.authorities.size(); ++i) {
+        policy::Authority& a = copy.authorities[i];
+        if (a.kms.empty()) continue;
+        const policy::Evidence* ev = evidence_for(*original[i]);
+        if (ev == nullptr || ev->signatures.empty()) continue;  // nothing failed with the key
+        if (!refetched.insert(a.kms).second) {
+          // Looked at already in this verification (another policy): use what it found.
+          if (auto it = kms.find(a.kms);
+              it != kms.end() && it->second && it->second->spki_der() != a.key->spki_der()) {
+            use_key(a, *it->second);
+            changed = true;
+          }
+          continue;
+        }
+        Result<std::optional<crypto::PublicKey>> fresh = std::optional<crypto::PublicKey>();
+        try {
+          fresh = co_await options.keys->refetch_after_failure(a.kms, deadline);
+        } catch (const std::exception& e) {
+          fresh = make_error(Errc::internal, std::string("internal error: ") + e.what());
+        }
+        if (!fresh) {
+          spdlog::warn("key {}: looking again after a failed verification: {}", a.kms,
+                       fresh.error().message);
+          continue;
+        }
+        if (!fresh->has_value()) continue;
+        spdlog::info("key {} changed (rotated): judging image {} again with the new key", a.kms,
+                     short_digest(digest));
+        kms.insert_or_assign(a.kms, **fresh);
+        use_key(a, **fresh);
+        changed = true;
+      }
+      if (changed) {
+        rotated = true;
+        r = policy::judge(copy, digest, copy_evidence);
+      }
+    }
+    if (!r.satisfied && !key_error.empty()) {
+      r.satisfied = false;
+      r.policy = p.name;
+      r.authority = key_error_authority;
+      r.unmet = policy::Unmet::unavailable;
+      r.message = key_error;
+    }
+    co_return r;
+  }
+
   // Everything the verdict for (ref, digest) depends on, as a string. Two admissions share a
   // cached or in-flight verdict only when every part is equal:
   //  - the repository and the digest (signatures live in the repository);
@@ -182,11 +375,12 @@ struct Engine::Impl {
   //    `app:dev` and `app:prod` of one digest may answer to different policies);
   //  - the namespace, when some signature source reads Secrets there;
   //  - the pod's credentials, where they cover a registry this verdict reads: what a registry
-  //    shows with them (or without them: a 404 instead of a 401) is theirs alone.
+  //    shows with them (or without them: a 404 instead of a 401) is theirs alone;
+  //  - the fingerprint of each `key.kms` key read for it.
   std::string verdict_key(const oci::Reference& ref, const std::string& digest,
                           const policy::PolicySet& set,
                           const std::vector<const policy::Policy*>& matched, const Plan& plan,
-                          const Context& context) const {
+                          const Context& context, const KmsKeys& kms) const {
     std::string key;
     key.reserve(ref.registry.size() + ref.repository.size() + digest.size() + 32);
     key += ref.registry;
@@ -206,6 +400,11 @@ struct Engine::Impl {
     bool creds = pod_holds(context, ref.registry);
     for (const auto& [k, s] : plan.sources) creds = creds || pod_holds(context, s.where.registry);
     if (creds) key += "#c=" + context.credentials_id;
+    // The KMS keys in use: a rotated key retires every verdict made with the old one.
+    for (const auto& [uri, k] : kms) {
+      key += "#k=" + uri + "=";
+      key += k ? crypto::sha256_hex(k->spki_der()).substr(0, 16) : std::string("!");
+    }
     return key;
   }
 
@@ -214,7 +413,7 @@ struct Engine::Impl {
   asio::awaitable<Verdict> verify_digest(const std::string& image, const std::string& digest,
                                          const std::vector<const policy::Policy*>& matched,
                                          Plan& plan, Deadline deadline, const Context& context,
-                                         ByteBudget& budget) {
+                                         ByteBudget& budget, KmsKeys& kms) {
     // Every distinct location is read once, whatever number of authorities uses it.
     std::optional<Error> fetch_failure;
     std::string failed_host;
@@ -269,8 +468,11 @@ struct Engine::Impl {
     v.withheld = withhold;
     std::vector<Finding> refusals;
     std::vector<Finding> satisfied;
+    std::set<std::string> refetched;
+    bool rotated = false;
     for (const policy::Policy* p : matched) {
-      const policy::PolicyResult r = policy::judge(*p, digest, evidence_for);
+      const policy::PolicyResult r =
+          co_await judge_policy(*p, digest, evidence_for, kms, refetched, deadline, rotated);
       const Reason reason = reason_for(r);
       if (reason == Reason::none) {
         satisfied.push_back(Finding{Reason::none, p->name, r.authority, "", false});
@@ -285,6 +487,9 @@ struct Engine::Impl {
       }
       (f.warn_mode ? v.warnings : refusals).push_back(std::move(f));
     }
+    // Judged with a key that changed during this verification: the verdict key names the old
+    // one, so this verdict is not remembered under it.
+    if (rotated) v.cacheable = false;
     if (fetch_failure && (!refusals.empty() || !v.warnings.empty())) {
       // Some signatures could not be read, and what was read does not admit the image: the
       // missing ones might have. A registry failure, never cached, retried next admission.
@@ -334,7 +539,7 @@ struct Engine::Impl {
   }
 };
 
-Engine::Engine(registry::Client& client, const Clock& clock, EngineOptions options)
+Engine::Engine(registry::Client& client, const Clock& clock, const EngineOptions& options)
     : impl_(std::make_unique<Impl>(client, clock, options)) {}
 Engine::~Engine() = default;
 
@@ -467,7 +672,8 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   std::shared_ptr<ByteBudget> budget = context.budget;
   if (!budget) budget = admission_budget();
   Impl::Plan plan = Impl::plan(*ref, matched);
-  const std::string key = d.verdict_key(*ref, digest, *policies, matched, plan, context);
+  KmsKeys kms = co_await d.resolve_kms(matched, deadline);
+  const std::string key = d.verdict_key(*ref, digest, *policies, matched, plan, context, kms);
   if (auto hit = d.cache.get(key)) {
     hit->image = image;  // the verdict names whoever asks: it holds no text about the image
     co_return *hit;
@@ -501,7 +707,7 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
 
   Verdict v;
   try {
-    v = co_await d.verify_digest(image, digest, matched, plan, deadline, context, *budget);
+    v = co_await d.verify_digest(image, digest, matched, plan, deadline, context, *budget, kms);
   } catch (const std::exception& e) {
     // Fail closed: a bug below must never become an allow.
     v = denial(image, Reason::internal, std::string("internal error: ") + e.what());

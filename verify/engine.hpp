@@ -7,9 +7,13 @@
 // cached and identical in-flight verifications coalesced under a key of everything a verdict
 // depends on (verdict_key): the repository and digest, the exact set of matched policies of this
 // policy generation, the namespace where signature sources read its Secrets, and the pod's registry
-// credentials where they apply. Registry failures deny with REGISTRY_* / TIMEOUT (fail
-// closed), say nothing about the registry's internals, and are never cached. Depends on
-// crypto, policy, oci and the registry::Client interface (not its implementation).
+// credentials where they apply, and the fingerprint of every `key.kms` key in use (so a key
+// rotation retires the verdicts made with the old key at once). KMS keys come from a
+// KeyResolver (keys.hpp); when no signature verifies with one, the resolver is asked once to
+// look again (refetch_after_failure) and a changed key gets one more judgement. Registry failures
+// deny with REGISTRY_* / TIMEOUT (fail closed), say nothing about the registry's internals, and are
+// never cached. Depends on crypto, policy, oci and the registry::Client interface (not its
+// implementation).
 #pragma once
 
 #include <chrono>
@@ -26,6 +30,7 @@
 #include "registry/client.hpp"
 #include "verify/context.hpp"
 #include "verify/evidence.hpp"
+#include "verify/keys.hpp"
 #include "verify/verdict.hpp"
 
 namespace sigil::verify {
@@ -44,11 +49,14 @@ struct EngineOptions {
   // with registry credentials of its own that the pod does not hold (the pod's creator could
   // not read them). true: say everything (the `sigil verify` command line, trusted clusters).
   bool reveal_private_details = false;
+  // Where `key.kms` keys come from (app/: Azure Key Vault). Null: such authorities cannot
+  // pass, and the images their policies match are denied with POLICY_UNAVAILABLE.
+  std::shared_ptr<KeyResolver> keys;
 };
 
 class Engine {
  public:
-  Engine(registry::Client& client, const Clock& clock, EngineOptions options = {});
+  Engine(registry::Client& client, const Clock& clock, const EngineOptions& options = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;

@@ -26,7 +26,7 @@ def setUpModule():
     harness.sigil_bin()
     d = harness.work_dir("azure-e2e")
     W["dir"] = d
-    for sub in ("registry", "aad-tls", "acr-tls", "store-tls", "policies"):
+    for sub in ("registry", "aad-tls", "acr-tls", "store-tls", "kv-tls", "policies"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
     W["token_file"] = os.path.join(d, "azure-identity-token")
     with open(W["token_file"], "w") as f:
@@ -34,7 +34,7 @@ def setUpModule():
     reg = registry.start(os.path.join(d, "registry"), tls=False, auth="token")
     unittest.addModuleCleanup(registry.stop, os.path.join(d, "registry"))
     client = fixture.connect(env=reg)
-    keys = harness.Keys(d, [("a", "p256")])
+    keys = harness.Keys(d, [("a", "p256"), ("kv1", "p256"), ("kv2", "p256"), ("other", "p256")])
     W["keys"] = keys
     W["digests"] = {}
     for i in range(8):
@@ -42,6 +42,11 @@ def setUpModule():
         W["digests"][repo] = fixture.push_image(client, repo, "v1", "hello from acr %d" % i)
         fixture.sign(client, repo, W["digests"][repo], keys.key("a"))
     fixture.push_image(client, "team/unsigned", "v1", "unsigned in acr")
+    # key.kms: images signed by the vault key's first version, by its second (after a
+    # rotation), and by a key the vault never held.
+    for repo, key in (("kv/v1", "kv1"), ("kv/v2", "kv2"), ("kv/v2b", "kv2"), ("kv/other", "other")):
+        W["digests"][repo] = fixture.push_image(client, repo, "v1", "key vault image " + repo)
+        fixture.sign(client, repo, W["digests"][repo], keys.key(key))
     aad_tls = registry.write_tls_material(os.path.join(d, "aad-tls"))
     aad = azure_fakes.FakeAad(TENANT, CLIENT_ID, W["token_file"], ttl=3599,
                               cert=aad_tls["server.crt"], key=aad_tls["server.key"])
@@ -49,19 +54,27 @@ def setUpModule():
     acr = azure_fakes.AcrFront(reg, lambda: aad.issued | imds.issued,
                                os.path.join(d, "acr-tls"))
     store = azure_fakes.BlobStore(os.path.join(d, "store-tls"))
-    for fake in (aad, imds, acr, store):
+    vault = azure_fakes.FakeKeyVault(os.path.join(d, "kv-tls"), lambda: aad.issued | imds.issued,
+                                     TENANT)
+    vault.keys["cosign"] = [("1f2e3d4c5b6a79880000000000000001", vault_jwk("kv1"))]
+    for fake in (aad, imds, acr, store, vault):
         unittest.addModuleCleanup(fake.stop)
-    W.update(reg=reg, aad=aad, imds=imds, acr=acr, store=store)
+    W.update(reg=reg, aad=aad, imds=imds, acr=acr, store=store, vault=vault)
     # One bundle of every fake's CA: registry.ca (system roots plus this) is what sigil's
     # outbound TLS trusts, for the registry and for AAD alike.
     W["ca"] = os.path.join(d, "ca-bundle.pem")
     with open(W["ca"], "wb") as out:
-        for ca in (aad_tls["ca.crt"], acr.ca, store.ca):
+        for ca in (aad_tls["ca.crt"], acr.ca, store.ca, vault.ca):
             with open(ca, "rb") as f:
                 out.write(f.read())
     W["policy"] = harness.write_policy(os.path.join(d, "policies"), "acr",
                                        ["%s/**" % acr.address, "localhost:%s/**" %
                                         acr.address.split(":")[1]], {"a": keys.pub("a")})
+
+
+def vault_jwk(name):
+    from cryptography.hazmat.primitives import serialization
+    return azure_fakes.ec_jwk(serialization.load_pem_public_key(W["keys"].pub(name)))
 
 
 def image(repo, host=None):
@@ -249,8 +262,18 @@ class AllSourcesFailTest(unittest.TestCase):
             self.assertNotIn("\n", msg)
             self.assertIn("REGISTRY_AUTH", reasons(resp), msg)
             self.assertIn("refused access", msg)
-            # The denial line withholds the registry's and AAD's words (ARCHITECTURE 3); the
-            # log line of that failure names every source tried and why.
+            # The denial names every credential source tried, in order, and what each gave, in
+            # sigil's words (typed, registry/client.hpp): never the registry's or AAD's words
+            # (ARCHITECTURE 3), nothing token-shaped.
+            tried = msg[msg.index("(tried "):]
+            order = ["pod pull secret: none for this host", "docker config: none for this host",
+                     "azure workload identity: refused", "azure managed identity: ",
+                     "anonymous: refused (401)"]
+            at = [tried.find(x) for x in order]
+            self.assertTrue(all(i >= 0 for i in at) and at == sorted(at), msg)
+            self.assertNotIn("AADSTS", msg)
+            self.assertNotIn("eyJ", msg)
+            # The log line of that failure has the details.
             with open(s.log) as f:
                 log = f.read()
             failure = [ln for ln in log.splitlines() if "team/app5" in ln and "warning" in ln]
@@ -259,6 +282,93 @@ class AllSourcesFailTest(unittest.TestCase):
             self.assertIn("azure managed identity", failure[-1])
             self.assertIn("unauthorized", failure[-1])
             self.assertNotIn("not-the-current-federated-token", msg + log)
+        finally:
+            s.stop()
+
+
+def kms_policy(name, vault_host):
+    """A ClusterImagePolicy whose one authority is a Key Vault key (cosign's azurekms form)."""
+    path = os.path.join(W["dir"], "policies-" + name, "kv.yaml")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("""apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: vault-signed
+spec:
+  images:
+    - glob: "%s/kv/**"
+  authorities:
+    - name: key-vault
+      key:
+        kms: azurekms://%s/cosign
+""" % (W["acr"].address, vault_host))
+    return path
+
+
+def serve_kms(name, vault_host):
+    cfg = os.path.join(W["dir"], name + ".yaml")
+    with open(cfg, "w") as f:
+        # The verdict cache stays on (its defaults): a rotation must retire cached verdicts.
+        json.dump({"azure": {"workloadIdentity": "true", "registryHosts": [W["acr"].address],
+                             "vaultHosts": [W["vault"].address],
+                             "keyVault": {"minRefetchSeconds": 0}},
+                   "registry": {"ca": W["ca"]}}, f)
+    return harness.SigilServer("azure-" + name, [kms_policy(name, vault_host)],
+                               ["--config", cfg, "--log-level", "debug"], env=wi_env())
+
+
+class KeyVaultKeyTest(unittest.TestCase):
+    """key.kms: azurekms://<vault>/<key> read from the (fake) Key Vault with the Workload
+    Identity's AAD token for https://vault.azure.net/.default, only from an allowed vault
+    host; a rotation (a new key version) is picked up when a signature fails with the old."""
+
+    def test_vault_key_admits_denies_and_follows_a_rotation(self):
+        vault = W["vault"]
+        s = serve_kms("kv", vault.address)
+        try:
+            resp = admit(s, image("kv/v1"), "kv-1")
+            self.assertIs(resp["allowed"], True, json.dumps(resp) + s.log_tail())
+            self.assertGreaterEqual(vault.count("/keys/cosign"), 1)
+            resp = admit(s, image("kv/other"), "kv-2")
+            self.assertIs(resp["allowed"], False, json.dumps(resp))
+            self.assertIn("BAD_SIGNATURE", reasons(resp), harness.message(resp))
+            # Signed by the key's next version, before the vault has it: denied. (That denial
+            # is cached for the negative TTL, so the rotation below is shown with kv/v2b.)
+            self.assertIs(admit(s, image("kv/v2"), "kv-3")["allowed"], False)
+
+            # The vault rotates: a new version becomes the newest. The first image signed with
+            # it fails with the cached key, sigil reads the key again and admits it.
+            vault.keys["cosign"].append(("2f2e3d4c5b6a79880000000000000002", vault_jwk("kv2")))
+            before = vault.count("/keys/cosign")
+            resp = admit(s, image("kv/v2b"), "kv-4")
+            self.assertIs(resp["allowed"], True, json.dumps(resp) + s.log_tail())
+            self.assertGreater(vault.count("/keys/cosign"), before, "the key was never refetched")
+            # The old version is no longer the key: its image's cached admission is retired.
+            resp = admit(s, image("kv/v1"), "kv-5")
+            self.assertIs(resp["allowed"], False, json.dumps(resp) + s.log_tail())
+            with open(s.log) as f:
+                log = f.read()
+            self.assertNotIn("federated-token-1", log)
+        finally:
+            vault.keys["cosign"] = vault.keys["cosign"][:1]
+            s.stop()
+
+    def test_vault_outside_the_host_list_gets_no_token(self):
+        # localhost:PORT is the same fake vault under a name vaultHosts does not hold.
+        vault = W["vault"]
+        port = vault.address.split(":")[1]
+        s = serve_kms("kv-lookalike", "localhost:" + port)
+        try:
+            before = vault.count("/")
+            resp = admit(s, image("kv/v1"), "kv-host")
+            self.assertIs(resp["allowed"], False, json.dumps(resp))
+            msg = harness.message(resp)
+            self.assertNotIn("\n", msg)
+            self.assertIn("POLICY_UNAVAILABLE", reasons(resp), msg)
+            self.assertIn("azurekms://localhost:%s/cosign" % port, msg)
+            self.assertIn("not in the Key Vault host list", msg)
+            self.assertEqual(vault.count("/"), before, "a vault outside the list was asked")
         finally:
             s.stop()
 

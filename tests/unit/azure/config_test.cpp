@@ -35,8 +35,11 @@ registryHosts: ["*.azurecr.io", "127.0.0.1:5000"]
 vaultHosts: ["*.vault.usgovcloudapi.net"]
 warmRegistries: [myacr.azurecr.io]
 refreshBeforeSeconds: 120
+keyVault: {refreshSeconds: 600, minRefetchSeconds: 0}
 )"));
   REQUIRE(s.ok());
+  CHECK(s->key_refresh_seconds == 600);
+  CHECK(s->key_min_refetch_seconds == 0);
   auto o = make_options(*s, env(kWiEnv));
   REQUIRE(o.ok());
   CHECK_FALSE(o->workload_identity.has_value());  // off, though the env is there
@@ -89,6 +92,9 @@ TEST_CASE("config: bad settings name the setting") {
       {"registryHosts: \"*.azurecr.io\"", "azure.registryHosts"},
       {"registryHost: []", "azure: unknown field \"registryHost\""},
       {"refreshBeforeSeconds: soon", "azure.refreshBeforeSeconds"},
+      {"keyVault: {minRefetchSeconds: -1}", "azure.keyVault.minRefetchSeconds"},
+      {"keyVault: {refreshSeconds: hourly}", "azure.keyVault.refreshSeconds"},
+      {"keyVault: {refresh: 1}", "azure.keyVault: unknown field \"refresh\""},
       {"[1, 2]", "azure: must be a mapping"},
   }));
   CAPTURE(row.yaml);

@@ -386,10 +386,34 @@ TEST_CASE("field-level validation", "[policy][parse]") {
       {"images: [{glob: '**'}]\nauthorities: [{name: x, static: {action: pass}}, {name: x, static: "
        "{action: pass}}]",
        Errc::invalid_argument, "spec.authorities[1].name: duplicate authority name"},
-      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'azurekms://v/k'}}]", Errc::unsupported,
-       "key.kms: KMS keys are not supported yet"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'awskms:///alias/cosign'}}]",
+       Errc::unsupported, "key.kms: KMS scheme \"awskms://\" is not supported"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'gcpkms://projects/p/keys/k'}}]",
+       Errc::unsupported, "key.kms: KMS scheme \"gcpkms://\" is not supported"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'hashivault://transit-key'}}]",
+       Errc::unsupported, "key.kms: KMS scheme \"hashivault://\" is not supported"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'k8s://ns/secret'}}]", Errc::unsupported,
+       "key.kms: KMS scheme \"k8s://\" is not supported"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'v.vault.azure.net/k'}}]",
+       Errc::invalid_argument, "key.kms: \"v.vault.azure.net/k\" is not a KMS URI"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'azurekms://v.vault.azure.net'}}]",
+       Errc::invalid_argument, "key.kms: \"azurekms://v.vault.azure.net\" is not azurekms://"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'azurekms://v.vault.azure.net/a/b/c'}}]",
+       Errc::invalid_argument, "bad key version"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'azurekms://v.vault.azure.net/a_b'}}]",
+       Errc::invalid_argument, "bad key name"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'azurekms://us@er/k'}}]",
+       Errc::invalid_argument, "bad vault host"},
+      {"images: [{glob: '**'}]\nauthorities: [{key: {kms: 'azurekms://v.vault.azure.net/k', "
+       "data: x}}]",
+       Errc::invalid_argument,
+       "key: expected exactly one of data (a PEM public key), secretRef, kms"},
+      {"images: [{glob: '**'}]\nauthorities: [{keyless: {identities: [{issuer: i, subject: s}], "
+       "ca-cert: {kms: 'azurekms://v.vault.azure.net/k'}}}]",
+       Errc::unsupported,
+       "keyless.ca-cert.kms: KMS is not supported for a PEM CA certificate chain"},
       {"images: [{glob: '**'}]\nauthorities: [{key: {}}]", Errc::invalid_argument,
-       "key: expected exactly one of data (a PEM public key), secretRef"},
+       "key: expected exactly one of data (a PEM public key), secretRef, kms"},
       {"images: [{glob: '**'}]\nauthorities: [{key: {data: 'not a key'}}]", Errc::invalid_argument,
        "key.data: not a PEM public key"},
       {"images: [{glob: '**'}]\nauthorities: [{static: {action: pass}, source: [{oci: a.io/s, "
@@ -453,6 +477,30 @@ TEST_CASE("field-level validation", "[policy][parse]") {
   CHECK(r.error().code == c.code);
   CHECK_THAT(r.error().message, Catch::StartsWith("f.yaml document 1 (pol): "));
   CHECK_THAT(r.error().message, Catch::Contains(c.expect));
+}
+
+TEST_CASE("key.kms: an azurekms URI is kept, normalized, for verify/ to resolve",
+          "[policy][parse][kms]") {
+  auto c = GENERATE(values<std::pair<const char*, const char*>>({
+      {"azurekms://MyVault.Vault.Azure.NET/cosign", "azurekms://myvault.vault.azure.net/cosign"},
+      {"azurekms://v.vault.azure.net/cosign-key/0123abcdef",
+       "azurekms://v.vault.azure.net/cosign-key/0123abcdef"},
+      {"azurekms://127.0.0.1:8443/k", "azurekms://127.0.0.1:8443/k"},
+  }));
+  const std::string yaml =
+      "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata: {name: "
+      "kv}\nspec:\n  images: [{glob: '**'}]\n  authorities:\n  - key:\n      kms: " +
+      std::string(c.first) + "\n      hashAlgorithm: sha384\n";
+  auto r = parse_policies(yaml, "f.yaml");
+  REQUIRE(r.ok());
+  const Authority& a = r->at(0).authorities.at(0);
+  CHECK(a.kind == Authority::Kind::key);
+  CHECK(a.kms == c.second);
+  CHECK_FALSE(a.key.has_value());  // no I/O at parse time: the key comes from verify/
+  CHECK_FALSE(a.key_secret.has_value());
+  REQUIRE(a.explicit_hash.has_value());
+  CHECK(*a.explicit_hash == crypto::HashAlgorithm::sha384);
+  CHECK(secret_refs(*r, "sigil").empty());
 }
 
 TEST_CASE("document-level validation", "[policy][parse]") {

@@ -77,6 +77,7 @@ class FakeRegistry final : public registry::Client {
   std::map<std::string, std::string> manifests;  // "repo:ref" -> body
   std::map<std::string, std::string> blobs;      // digest -> body
   bool fail_unavailable = false;
+  std::optional<Error> fail_error;  // resolve() of a tag answers this
   std::string fail_message = "HTTP 503 from registry";
   std::chrono::milliseconds delay{0};
   mutable std::atomic<uint64_t> calls{0};
@@ -93,6 +94,7 @@ class FakeRegistry final : public registry::Client {
     seen_creds.push_back(creds);
     if (ref.has_digest()) co_return ref.digest;
     ++calls;
+    if (fail_error) co_return *fail_error;
     if (fail_unavailable) co_return make_error(Errc::unavailable, fail_message);
     auto it = tags.find(ref.repository + ":" + ref.tag);
     if (it == tags.end()) co_return make_error(Errc::not_found, "manifest unknown");
@@ -1026,4 +1028,179 @@ TEST_CASE("an authority with attestations reads the .att tag, and its verdicts a
   auto copied = run(engine, "reg.test/team/other:v1", attested);
   CHECK(copied.outcome == verify::Outcome::denied);
   CHECK(copied.reason == verify::Reason::digest_mismatch);
+}
+
+// ---------------------------------------------------------------------------- key.kms keys
+
+namespace {
+
+// A Key Vault in memory, as verify::KeyResolver sees it: `current` is the key's newest version;
+// `cached` what key() hands out (KeyVaultKeys caches; a refetch reads `current`).
+class FakeKeys final : public verify::KeyResolver {
+ public:
+  std::optional<crypto::PublicKey> current;
+  std::optional<crypto::PublicKey> cached;
+  std::string fail;  // key() fails with this when set and nothing is cached
+  int key_calls = 0, refetches = 0;
+
+  asio::awaitable<Result<crypto::PublicKey>> key(std::string uri, sigil::Deadline) override {
+    ++key_calls;
+    if (!cached && !fail.empty()) co_return make_error(Errc::unauthorized, uri + ": " + fail);
+    if (!cached) cached = current;
+    co_return *cached;
+  }
+  asio::awaitable<Result<std::optional<crypto::PublicKey>>> refetch_after_failure(
+      std::string, sigil::Deadline) override {
+    ++refetches;
+    const bool changed = cached->spki_der() != current->spki_der();
+    cached = current;
+    co_return changed ? std::optional<crypto::PublicKey>(current)
+                      : std::optional<crypto::PublicKey>();
+  }
+};
+
+crypto::PublicKey public_key(const Key& k) {
+  auto pk = crypto::PublicKey::from_pem(k.pub_pem);
+  REQUIRE(pk.ok());
+  return *pk;
+}
+
+std::shared_ptr<const policy::PolicySet> kms_policies(uint64_t generation = 1) {
+  auto parsed = policy::parse_policies(R"(apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: vault-images
+spec:
+  images:
+    - glob: "reg.test/team/**"
+  authorities:
+    - name: vault-key
+      key:
+        kms: azurekms://myvault.vault.azure.net/cosign
+)",
+                                       "test.yaml");
+  if (!parsed.ok()) FAIL(parsed.error().message);
+  return std::make_shared<const policy::PolicySet>(std::move(*parsed), policy::NoMatch::deny,
+                                                   generation);
+}
+
+}  // namespace
+
+TEST_CASE("key.kms: the resolver's key admits its signature, another key's is denied", "[kms]") {
+  Fixture f;
+  auto keys = std::make_shared<FakeKeys>();
+  keys->current = public_key(f.key);
+  verify::EngineOptions o;
+  o.keys = keys;
+  verify::Engine engine(f.reg, f.clock, o);
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  const std::string other_digest = fake_digest('b');
+  f.reg.attach("team/app", other_digest,
+               {{payload_for(other_digest), sign(f.other, payload_for(other_digest))}});
+  auto ok = run(engine, "reg.test/team/app@" + f.digest, kms_policies());
+  CHECK(ok.outcome == verify::Outcome::allowed);
+  CHECK(ok.authority == "vault-key");
+  auto bad = run(engine, "reg.test/team/app@" + other_digest, kms_policies());
+  CHECK(bad.outcome == verify::Outcome::denied);
+  CHECK(bad.reason == verify::Reason::bad_signature);
+  CHECK(keys->refetches == 1);  // the failure made the engine look at the key again
+}
+
+TEST_CASE("key.kms: after a rotation, a failed verification refetches and the new key admits",
+          "[kms]") {
+  Fixture f;
+  auto keys = std::make_shared<FakeKeys>();
+  keys->current = public_key(f.key);
+  verify::EngineOptions o;
+  o.keys = keys;
+  verify::Engine engine(f.reg, f.clock, o);
+  auto policies = kms_policies();
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  const std::string old_pinned = "reg.test/team/app@" + f.digest;
+  CHECK(run(engine, old_pinned, policies).outcome == verify::Outcome::allowed);
+  CHECK(run(engine, old_pinned, policies).cached);
+
+  keys->current = public_key(f.other);  // the vault's new version; the resolver has the old one
+  const std::string new_digest = fake_digest('e');
+  f.reg.attach("team/app", new_digest,
+               {{payload_for(new_digest), sign(f.other, payload_for(new_digest))}});
+  auto v = run(engine, "reg.test/team/app@" + new_digest, policies);
+  CHECK(v.outcome == verify::Outcome::allowed);  // judged again with the refetched key
+  CHECK(keys->refetches == 1);
+  CHECK_FALSE(v.cached);
+  // Not remembered under the old key's fingerprint, but under the new one from now on.
+  CHECK_FALSE(run(engine, "reg.test/team/app@" + new_digest, policies).cached);
+  CHECK(run(engine, "reg.test/team/app@" + new_digest, policies).cached);
+
+  // The verdict made with the old key is retired with it: an image signed only by the old key
+  // is judged again (same policy generation, same TTL) and denied.
+  auto old = run(engine, old_pinned, policies);
+  CHECK_FALSE(old.cached);
+  CHECK(old.outcome == verify::Outcome::denied);
+  CHECK(old.reason == verify::Reason::bad_signature);
+}
+
+TEST_CASE("key.kms: a key that cannot be read denies with one clear line, never cached", "[kms]") {
+  Fixture f;
+  auto keys = std::make_shared<FakeKeys>();
+  keys->current = public_key(f.key);
+  keys->fail = "Key Vault answered 403 (Forbidden: no get permission)";
+  verify::EngineOptions o;
+  o.keys = keys;
+  verify::Engine engine(f.reg, f.clock, o);
+  auto policies = kms_policies();
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  auto v = run(engine, pinned, policies);
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason == verify::Reason::policy_unavailable);
+  const std::string m = verify::message(v);
+  CHECK(m.find('\n') == std::string::npos);
+  CHECK_THAT(m, Catch::Contains("vault-images") &&
+                    Catch::Contains("key azurekms://myvault.vault.azure.net/cosign could not be "
+                                    "read") &&
+                    Catch::Contains("403"));
+  keys->fail.clear();  // the vault answers again: the next admission asks again
+  auto again = run(engine, pinned, policies);
+  CHECK_FALSE(again.cached);
+  CHECK(again.outcome == verify::Outcome::allowed);
+  CHECK(keys->key_calls == 2);
+}
+
+TEST_CASE("key.kms without a key resolver denies, never allows", "[kms]") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  auto v = run(engine, "reg.test/team/app@" + f.digest, kms_policies());
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason == verify::Reason::policy_unavailable);
+  CHECK_THAT(verify::message(v), Catch::Contains("no Key Vault access is configured"));
+}
+
+TEST_CASE("REGISTRY_AUTH names every credential source tried, in sigil's words only") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  Error e = make_error(Errc::unauthorized,
+                       "token service refused (HTTP 401); azure workload identity: AAD answered "
+                       "401 (invalid_client: AADSTS700024 eyJhbGciOi.secret)");
+  using K = registry::CredentialSourceKind;
+  using O = registry::CredentialOutcome;
+  auto trail = std::make_shared<registry::CredentialTrail>();
+  trail->tried = {{K::pull_secret, O::none_for_host, 0},
+                  {K::docker_config, O::none_for_host, 0},
+                  {K::workload_identity, O::refused, 0},
+                  {K::managed_identity, O::timeout, 0},
+                  {K::anonymous, O::refused, 401}};
+  e.detail = trail;
+  f.reg.fail_error = e;
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.reason == verify::Reason::registry_auth);
+  const std::string m = verify::message(v);
+  CHECK(m.find('\n') == std::string::npos);
+  CHECK_THAT(m, Catch::Contains("registry reg.test refused access (tried pod pull secret: none for "
+                                "this host; docker config: none for this host; azure workload "
+                                "identity: refused; azure managed identity: timed out; anonymous: "
+                                "refused (401))"));
+  CHECK(m.find("AADSTS") == std::string::npos);
+  CHECK(m.find("eyJ") == std::string::npos);
 }
