@@ -18,6 +18,7 @@
 
 #include "app/cluster.hpp"
 #include "app/config.hpp"
+#include "app/events.hpp"
 #include "app/metrics.hpp"
 #include "app/trust.hpp"
 #include "app/webhook.hpp"
@@ -422,6 +423,7 @@ int run_serve(Settings s) {
 
   // The Kubernetes API: policies, trust roots, Secrets and pull credentials.
   std::unique_ptr<ClusterPolicies> cluster;
+  std::unique_ptr<kube::EventRecorder> events;
   if (s.kube.enabled) {
     Result<kube::ClusterConfig> kcfg = make_error(Errc::internal, "no cluster configuration");
     std::string own_ns = s.kube.namespace_;
@@ -456,6 +458,21 @@ int run_serve(Settings s) {
     if (auto st = cluster->start(); !st.ok()) return config_error(st.error().message);
     spdlog::info("kube: watching sigil.dev policies and trust roots at {} (own namespace {})",
                  kclient->config().source, own_ns);
+    if (s.events.enabled) {
+      // Events on denied and warned objects, off the admission path (app/events.hpp).
+      kube::EventRecorderOptions eo;
+      eo.per_object_interval = s.events.interval;
+      const char* pod = std::getenv("POD_NAME");
+      if (pod == nullptr) pod = std::getenv("HOSTNAME");
+      eo.instance = pod != nullptr ? pod : "sigil";
+      events = std::make_unique<kube::EventRecorder>(kclient, std::move(eo));
+      spdlog::info(
+          "events: Kubernetes Events on denied and warned objects (one per object and "
+          "reason every {} s)",
+          std::chrono::duration_cast<std::chrono::seconds>(s.events.interval).count());
+    }
+  } else if (s.events.enabled) {
+    spdlog::warn("events: events.enabled needs --kube (an API server to send them to); off");
   }
 
   // The bridge from the server to the engine: what /validate and /mutate call for each image
@@ -487,6 +504,13 @@ int run_serve(Settings s) {
     return docs.ok() ? std::string() : docs.error().message;
   };
   sopts.mutator = &webhook.mutator();
+  if (events) {
+    webhook.validator().set_observer([&events](const admission::Request& request,
+                                               const admission::Response& response,
+                                               const std::vector<verify::Verdict>& verdicts) {
+      if (auto e = admission_event(request, response, verdicts)) events->record(std::move(*e));
+    });
+  }
   std::unique_ptr<MetricsServer> metrics_server;
   if (metrics_on) {
     sopts.observe_admission = [&metrics](std::string_view route, server::AdmissionResult result,
@@ -494,6 +518,7 @@ int run_serve(Settings s) {
       metrics.admission(route, result, elapsed);
     };
     metrics.set_engine(&engine);
+    if (events) metrics.set_event_stats([&events] { return events->stats(); });
     metrics.set_policy_state([&store, &cluster] {
       PolicyState ps;
       ps.source = cluster ? "kube" : "files";
@@ -544,6 +569,7 @@ int run_serve(Settings s) {
                  sopts.shutdown_grace.count());
     hup.cancel();
     if (cluster) cluster->stop();
+    if (events) events->stop();
     if (metrics_server) metrics_server->stop();
     srv.stop();
     // Idle registry connections and stragglers must not keep the process alive: after the
@@ -633,6 +659,9 @@ int run(int argc, char** argv) {
   serve->add_option("--metrics-listen", settings.metrics.listen,
                     "ADDR:PORT of a plain-HTTP listener for GET /metrics (Prometheus text "
                     "format); off when not given");
+  serve->add_flag("--events", settings.events.enabled,
+                  "with --kube: Kubernetes Events on denied and warned objects (RBAC create on "
+                  "events)");
   add_registry_flags(*serve, settings.registry);
 
   VerifyArgs va;
@@ -728,6 +757,8 @@ int run(int argc, char** argv) {
       settings.cache_size = from_file.cache_size;
       settings.server = from_file.server;
       if (!given("--metrics-listen")) settings.metrics = from_file.metrics;
+      if (!given("--events")) settings.events.enabled = from_file.events.enabled;
+      settings.events.interval = from_file.events.interval;
     }
     if (!resync_flag.empty()) {
       auto r = parse_duration(resync_flag);

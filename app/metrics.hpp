@@ -22,6 +22,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "common/result.hpp"
+#include "kube/events.hpp"
 #include "net/client.hpp"
 #include "server/validator.hpp"
 #include "verify/engine.hpp"
@@ -60,6 +61,9 @@ class Metrics {
   // Read at scrape time. Each must outlive the Metrics or be reset before it goes.
   void set_engine(const verify::Engine* engine);
   void set_policy_state(std::function<PolicyState()> state);
+  // Kubernetes Events (kube::EventRecorder): sigil_events_total{result} and
+  // sigil_events_queued.
+  void set_event_stats(std::function<kube::EventRecorderStats()> stats);
 
   // The exposition, Prometheus text format 0.0.4.
   std::string scrape() const;
