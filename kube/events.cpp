@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/encoding.hpp"
@@ -65,6 +66,22 @@ bool plain(std::string_view s, size_t max, std::string_view extra) {
   if (s.size() > max) return false;
   return std::all_of(s.begin(), s.end(),
                      [&](char c) { return alnum(c) || extra.find(c) != std::string_view::npos; });
+}
+
+// One line of at most max bytes: control bytes as '?', other bytes kept (invalid UTF-8 is
+// replaced when the JSON is written), cut on a UTF-8 boundary with "\u2026" when too long.
+std::string one_line(std::string_view s, size_t max) {
+  std::string out;
+  const bool cut = s.size() > max;
+  size_t n = cut ? max - 3 : s.size();
+  while (cut && n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  out.reserve(n + 3);
+  for (size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
+  }
+  if (cut) out += "\xE2\x80\xA6";
+  return out;
 }
 
 std::string rfc3339_now() {
@@ -125,8 +142,7 @@ std::string encode_event(const Event& e, std::string_view name, std::string_view
   if (!e.involved.uid.empty()) io["uid"] = e.involved.uid;
   j["involvedObject"] = std::move(io);
   j["reason"] = e.reason;
-  // ASCII only, cut with a trailing ellipsis (3 bytes) inside the limit.
-  j["message"] = printable(e.message, kMaxEventMessage - 3);
+  j["message"] = one_line(e.message, kMaxEventMessage);
   j["type"] = e.type;
   if (!e.action.empty()) j["action"] = e.action;
   j["source"] = {{"component", std::string(controller)}};
@@ -279,26 +295,34 @@ EventRecorder::Outcome EventRecorder::record(Event event) {
     key.append(event.involved.kind).push_back('\0');
     key.append(event.involved.name).push_back('\0');
     key.append(event.reason);
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stopped || !impl_->client) return Outcome::stopped;
-    const SteadyTime t = impl_->now();
-    if (!impl_->allow_key(key, t)) {
-      ++impl_->st.rate_limited;
-      return Outcome::rate_limited;
-    }
-    if (impl_->queue.size() >= impl_->opt.queue_size) {
-      ++impl_->st.queue_full;
-      return Outcome::queue_full;
-    }
-    if (!impl_->take_token(t)) {
-      ++impl_->st.throttled;
-      return Outcome::throttled;
-    }
-    impl_->remember(key, t);
-    impl_->queue.push_back(std::move(event));
-    if (!impl_->running) {
+    bool start = false;
+    {
+      std::lock_guard lock(impl_->mu);
+      if (impl_->stopped || !impl_->client) return Outcome::stopped;
+      const SteadyTime t = impl_->now();
+      if (!impl_->allow_key(key, t)) {
+        ++impl_->st.rate_limited;
+        return Outcome::rate_limited;
+      }
+      if (impl_->queue.size() >= impl_->opt.queue_size) {
+        ++impl_->st.queue_full;
+        return Outcome::queue_full;
+      }
+      if (!impl_->take_token(t)) {
+        ++impl_->st.throttled;
+        return Outcome::throttled;
+      }
+      impl_->remember(key, t);
+      impl_->queue.push_back(std::move(event));
+      start = !impl_->running;
       impl_->running = true;
-      asio::co_spawn(impl_->client->executor(), Impl::drain(impl_), asio::detached);
+    }
+    // Posted, outside the lock: co_spawn would start the worker inline when the caller runs on
+    // the executor (an admission's coroutine does), and the worker takes the lock; the caller
+    // must not do the worker's first steps either.
+    if (start) {
+      auto ex = impl_->client->executor();
+      asio::post(ex, [impl = impl_, ex] { asio::co_spawn(ex, Impl::drain(impl), asio::detached); });
     }
     return Outcome::queued;
   } catch (const std::exception& e) {

@@ -55,7 +55,7 @@ inline constexpr size_t kMaxEventReason = 128;
 Status validate_event(const Event& event);
 
 // The JSON body of POST /api/v1/namespaces/<ns>/events: metadata.name, involvedObject, reason,
-// message (printable ASCII: control and non-ASCII bytes as '?', cut within kMaxEventMessage),
+// message (control bytes as '?', cut to kMaxEventMessage bytes on a UTF-8 boundary),
 // type, action, source.component and reportingComponent = controller, reportingInstance =
 // instance (cut to 128), firstTimestamp = lastTimestamp = timestamp (RFC 3339), count 1.
 std::string encode_event(const Event& event, std::string_view name, std::string_view timestamp,

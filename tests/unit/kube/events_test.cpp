@@ -119,14 +119,16 @@ TEST_CASE("event names stay DNS subdomains of at most 253 bytes; messages stay w
   CHECK(dotted.find("-.") == std::string::npos);
 
   Event e = denial("web");
-  e.message = std::string(100000, 'm') + "\n\x01\xff";
+  e.message = std::string(1020, 'm') + "\xE2\x80\xA6 and more" + std::string(100000, 'm');
   const json j = json::parse(encode_event(e, "web.1", "t", "sigil", std::string(500, 'i')));
-  CHECK(j["message"].get<std::string>().size() <= kMaxEventMessage);
+  const std::string cut = j["message"].get<std::string>();
+  CHECK(cut.size() <= kMaxEventMessage);
+  CHECK(cut == std::string(1020, 'm') + "\xE2\x80\xA6");  // never half of a UTF-8 sequence
   CHECK(j["reportingInstance"].get<std::string>().size() <= 128);
   Event nl = denial("web");
-  nl.message = "line one\nline two";
+  nl.message = "line one\nline two \xE2\x80\xA6";
   const json k = json::parse(encode_event(nl, "web.1", "t", "sigil", "i"));
-  CHECK(k["message"] == "line one?line two");
+  CHECK(k["message"] == "line one?line two \xE2\x80\xA6");
 }
 
 TEST_CASE("the recorder sends one Event, off the caller's thread") {
@@ -146,6 +148,18 @@ TEST_CASE("the recorder sends one Event, off the caller's thread") {
   CHECK(ev["message"] == denial("x").message);
   CHECK(ev["metadata"]["name"].get<std::string>().rfind("web-5d9f.", 0) == 0);
   CHECK(ev["reportingInstance"] == "sigil-0");
+}
+
+TEST_CASE("record() from a coroutine on the client's own executor (as an admission calls it)") {
+  FakeApi api;
+  Loop loop(1);  // one thread: the caller and the worker share it
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  EventRecorder rec(client, {});
+  auto call = [&rec]() -> boost::asio::awaitable<int> {
+    co_return static_cast<int>(rec.record(denial("inline")));
+  };
+  CHECK(loop.run(call()) == static_cast<int>(EventRecorder::Outcome::queued));
+  REQUIRE(eventually([&] { return rec.stats().sent == 1; }));
 }
 
 TEST_CASE("a burst of 100 identical denials makes one Event; another reason or object its own") {
