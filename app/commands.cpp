@@ -82,9 +82,15 @@ class AzureIdentity final : public registry::CredentialSource {
 // o.identity; nothing when none is configured. `start`: warm and refresh in the background
 // (serve; `sigil verify` fetches on demand and exits).
 Status attach_azure(registry::ClientOptions& o, const RegistrySettings& r,
-                    const asio::any_io_executor& executor, bool start) {
+                    const asio::any_io_executor& executor, bool start, Metrics* metrics = nullptr) {
   auto aopts = azure::make_options(r.azure, [](const char* n) { return std::getenv(n); });
   if (!aopts.ok()) return aopts.error();
+  if (metrics != nullptr) {
+    // sigil_token_refreshes_total{source, result}: every token fetched from AAD, IMDS or ACR.
+    aopts->on_refresh = [metrics](std::string_view source, bool ok) {
+      metrics->token_refresh(source, ok);
+    };
+  }
   if (!aopts->workload_identity && !aopts->managed_identity.enabled) return {};
   if (!r.ca_file.empty()) aopts->tls.ca_files.push_back(r.ca_file);
   auto az = std::make_shared<azure::AzureCredentials>(executor, std::move(*aopts));
@@ -409,7 +415,9 @@ int run_serve(Settings s) {
     ropts->observer = [&metrics](const net::Exchange& e) { metrics.registry_exchange(e); };
   }
   asio::io_context io(static_cast<int>(threads));
-  if (auto st = attach_azure(*ropts, s.registry, io.get_executor(), true); !st.ok())
+  if (auto st = attach_azure(*ropts, s.registry, io.get_executor(), true,
+                             metrics_on ? &metrics : nullptr);
+      !st.ok())
     return config_error(st.error().message);
   registry::HttpClient client(io.get_executor(), std::move(*ropts));
   if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);

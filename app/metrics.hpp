@@ -53,9 +53,9 @@ class Metrics {
   // One registry HTTP exchange (net::Observer): by host and status ("error:<errc>" when there
   // was no answer), with its latency.
   void registry_exchange(const net::Exchange& e);
-  // A credential token refresh by source ("acr", "workload-identity", ...) and whether it
-  // worked. The family sigil_token_refreshes_total exists already; nothing calls this yet (the
-  // Azure credential sources will).
+  // A credential token fetched from upstream, by source ("workload-identity",
+  // "managed-identity", "acr-refresh-token", "acr-access-token": azure::Options::on_refresh) and
+  // whether it worked.
   void token_refresh(std::string_view source, bool ok);
 
   // Read at scrape time. Each must outlive the Metrics or be reset before it goes.
