@@ -255,3 +255,25 @@ TEST_CASE("a hanging API server: record() returns at once, the queue is bounded,
   CHECK(rec.stats().queued == 0);
   CHECK(rec.record(denial("late")) == EventRecorder::Outcome::stopped);
 }
+
+TEST_CASE("the (object, reason) memory is an LRU of max_keys: the oldest is forgotten first") {
+  FakeApi api;
+  api.stall_ms = 20000;  // nothing needs to be sent: the first POST hangs, the rest wait
+  Loop loop(2);
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  EventRecorderOptions o;
+  o.max_keys = 64;
+  o.burst = 1e9;
+  o.queue_size = 100000;
+  EventRecorder rec(client, o);
+  REQUIRE(rec.record(denial("stall")) == EventRecorder::Outcome::queued);
+  for (int i = 0; i < 500; ++i) {
+    REQUIRE(rec.record(denial("pod-" + std::to_string(i))) == EventRecorder::Outcome::queued);
+  }
+  CHECK(rec.stats().keys == 64);
+  // The newest are remembered (limited); the oldest were forgotten (queued anew).
+  CHECK(rec.record(denial("pod-499")) == EventRecorder::Outcome::rate_limited);
+  CHECK(rec.record(denial("pod-0")) == EventRecorder::Outcome::queued);
+  CHECK(rec.stats().keys == 64);
+  rec.stop();
+}
