@@ -36,7 +36,8 @@ std::optional<kube::Event> admission_event(const admission::Request& request,
       e.involved.namespace_ = request.namespace_;
       e.involved.name = request.controller.name;
       e.involved.uid = request.controller.uid;
-      e.message = request.kind + " " + (request.name.empty() ? "(unnamed)" : request.name) +
+      e.message = request.kind + " " +
+                  (request.name.empty() ? "(name not yet generated)" : request.name) +
                   " denied: " + response.message;
     } else {
       e.involved = the_object(request, !created);
