@@ -55,8 +55,17 @@ std::optional<kube::Event> admission_event(const admission::Request& request,
   if (msg.empty()) return std::nullopt;
   e.reason = kReasonWarned;
   e.action = "Warn";
-  e.involved = the_object(request, true);
-  e.message = std::move(msg);
+  if (request.operation == "CREATE" && !request.controller.name.empty()) {
+    // As for a denial: one Event per controller and interval, not one per Pod it creates.
+    e.involved = {request.controller.api_version, request.controller.kind, request.namespace_,
+                  request.controller.name, request.controller.uid};
+    e.message = request.kind + " " +
+                (request.name.empty() ? "(name not yet generated)" : request.name) +
+                " admitted with a warning: " + msg;
+  } else {
+    e.involved = the_object(request, true);
+    e.message = std::move(msg);
+  }
   return e;
 }
 

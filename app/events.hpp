@@ -11,8 +11,10 @@
 // - a denied CREATE without a controller (`kubectl run`, a Deployment, a CronJob): the object
 //   itself by kind, namespace and name, without a uid, as it never exists. `kubectl get events`
 //   shows it (kubectl describe of a missing object cannot);
-// - a denied UPDATE, or any warned admission (the object is or will be stored): the object
-//   itself, with its uid, so `kubectl describe` lists it.
+// - a warned CREATE with a controller: the controller too (one Event per controller and
+//   interval during a `mode: warn` rollout, not one per Pod);
+// - a denied UPDATE, or a warned admission without controller (the object is or will be
+//   stored): the object itself, with its uid, so `kubectl describe` lists it.
 // Kyverno for comparison emits on the policy for blocked resources (kyverno#3279: an Event on an
 // object that does not exist), and policy-controller emits none; sigil's policies are
 // cluster-scoped, so an Event on the policy would land in `default` for everyone to read.

@@ -7,7 +7,8 @@ The contract under test:
   - a denied Pod CREATE with a controller gets one Warning Event ImageNotVerified on the
     controller (ownerReference kind, name, uid), whose message is the denial's one line and
     names the Pod; a bare Pod's Event names the Pod itself (no uid: it never exists); a warned
-    admission's Event names the object with its uid; a dry run gets none;
+    bare Pod's Event names it with its uid, a warned controller's Pods one Event on the
+    controller; a dry run gets none;
   - 100 identical denials make one Event (the others are counted as rate_limited);
   - an API server that does not answer the Event POST does not slow admissions;
   - hostile names (longer than Kubernetes allows) make no Event and no unbounded state.
@@ -154,7 +155,7 @@ class EventsTest(unittest.TestCase):
         self.assertEqual(self.events_of("bare-dry"), [])
 
     def test_warned_admission_event_names_the_object_with_its_uid(self):
-        doc = owned_pod_review(W.ref("evwarn/unsigned"), "warned-pod", "warned-rs", "rs-uid-1")
+        doc = owned_pod_review(W.ref("evwarn/unsigned"), "warned-pod", None, None)
         resp = self.validate(doc)
         self.assertTrue(resp["allowed"])
         self.assertTrue(resp.get("warnings"), resp)
@@ -164,7 +165,15 @@ class EventsTest(unittest.TestCase):
         self.assertEqual(ev["involvedObject"]["kind"], "Pod")
         self.assertEqual(ev["involvedObject"]["uid"],
                          doc["request"]["object"]["metadata"]["uid"])
-        self.assertEqual(self.events_of("warned-rs"), [])
+        # With a controller: on the controller, once for all its Pods.
+        for i in range(3):
+            resp = self.validate(owned_pod_review(W.ref("evwarn/unsigned"), "wpod-%d" % i,
+                                                  "warned-rs", "rs-uid-1"))
+            self.assertTrue(resp["allowed"])
+        (ev,) = self.wait_events("warned-rs")
+        self.assertEqual(ev["involvedObject"]["uid"], "rs-uid-1")
+        self.assertTrue(ev["message"].startswith("Pod wpod-0 admitted with a warning: "),
+                        ev["message"])
 
     def test_a_burst_of_100_identical_denials_makes_one_event(self):
         before = self.scrape()

@@ -79,8 +79,15 @@ TEST_CASE("warned: the object with its uid; allowed without warning, or a dry ru
   auto e = app::admission_event(r, ok, {warned});
   REQUIRE(e);
   CHECK(e->reason == "ImageVerificationWarning");
+  CHECK(e->involved.kind == "ReplicaSet");  // one per controller, not one per Pod
+  CHECK(e->involved.uid == "rs-uid");
+  CHECK(e->message.rfind("Pod web-5d9f-x7k2p admitted with a warning: ", 0) == 0);
+  auto bare = r;
+  bare.controller = {};
+  e = app::admission_event(bare, ok, {warned});
+  REQUIRE(e);
   CHECK(e->involved.kind == "Pod");
-  CHECK(e->involved.uid == "pod-uid");
+  CHECK(e->involved.uid == "pod-uid");  // it will exist: kubectl describe shows the Event
   CHECK_FALSE(e->message.empty());
 
   verify::Verdict allowed;
