@@ -179,6 +179,41 @@ bool being_deleted(dom::object obj) {
   return ts && ts->get_string().get(v) == simdjson::SUCCESS && !v.empty();
 }
 
+// metadata.uid and the controller ownerReference of obj, for Events. Lenient: a member of the
+// wrong type is skipped (it never decides an admission).
+void read_owner(dom::object obj, Request& out) {
+  auto meta = member(obj, "metadata");
+  dom::object m;
+  if (!meta || meta->get_object().get(m) != simdjson::SUCCESS) return;
+  std::string_view v;
+  if (auto uid = member(m, "uid"); uid && uid->get_string().get(v) == simdjson::SUCCESS) {
+    out.object_uid = std::string(v);
+  }
+  auto refs = member(m, "ownerReferences");
+  dom::array list;
+  if (!refs || refs->get_array().get(list) != simdjson::SUCCESS) return;
+  for (dom::element e : list) {
+    dom::object ref;
+    bool controller = false;
+    if (e.get_object().get(ref) != simdjson::SUCCESS) continue;
+    if (ref.at_key("controller").get_bool().get(controller) != simdjson::SUCCESS || !controller) {
+      continue;
+    }
+    OwnerRef o;
+    auto str = [&](const char* key, std::string& to) {
+      std::string_view s;
+      if (ref.at_key(key).get_string().get(s) != simdjson::SUCCESS) return false;
+      to = std::string(s);
+      return true;
+    };
+    if (str("apiVersion", o.api_version) && str("kind", o.kind) && str("name", o.name)) {
+      str("uid", o.uid);
+      out.controller = std::move(o);
+    }
+    return;  // Kubernetes allows one controller
+  }
+}
+
 Error json_error(simdjson::error_code code) {
   switch (code) {
     case simdjson::DEPTH_ERROR:
@@ -242,8 +277,11 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
   if (!kk) return kk.error();
   auto kg = opt_string(k, "group", "request.kind");
   if (!kg) return kg.error();
+  auto kv = opt_string(k, "version", "request.kind");
+  if (!kv) return kv.error();
   out.kind = std::move(*kk);
   out.group = std::move(*kg);
+  out.version = std::move(*kv);
 
   // request.resource is what the API server routed (and what the webhook's rules match); the
   // kind only names the object in messages.
@@ -317,6 +355,7 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
   if (!pod_spec) return pod_spec.error();
   if (auto st = extract_images(*pod_spec, out.images); !st) return st.error();
   out.deleting = being_deleted(*obj);
+  read_owner(*obj, out);
 
   // The old object of an UPDATE, read the same way. A defect in it only means that no image
   // counts as unchanged: it never fails the review, and never admits anything by itself.

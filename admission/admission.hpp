@@ -24,10 +24,16 @@ struct ImageUse {
   std::string pointer;
 };
 
+// A metadata.ownerReferences entry (what Kubernetes Events name as involvedObject).
+struct OwnerRef {
+  std::string api_version, kind, name, uid;
+};
+
 struct Request {
   std::string uid;
   std::string kind;            // request.kind.kind (for messages only)
   std::string group;           // request.kind.group (for messages only)
+  std::string version;         // request.kind.version (for Events' involvedObject)
   std::string resource_group;  // request.resource.group: with resource, what decides
   std::string resource;        // request.resource.resource ("pods", "deployments", ...)
   std::string operation;       // CREATE | UPDATE | DELETE | CONNECT
@@ -48,6 +54,11 @@ struct Request {
   bool has_old_images = false;
   // The new object's metadata.deletionTimestamp is set: the object is being deleted.
   bool deleting = false;
+  // Judged kinds: the new object's metadata.uid ("" when absent), and its controller (the
+  // ownerReference with controller: true; empty name when none). For Kubernetes Events only:
+  // read leniently, a malformed entry is ignored and never fails the review.
+  std::string object_uid;
+  OwnerRef controller;
   // The pod spec's registry credentials, as the kubelet would use them (judged kinds only):
   // spec.serviceAccountName ("default" when absent) and spec.imagePullSecrets[].name.
   std::string service_account;

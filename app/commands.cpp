@@ -19,6 +19,7 @@
 #include "app/azure_glue.hpp"
 #include "app/cluster.hpp"
 #include "app/config.hpp"
+#include "app/events.hpp"
 #include "app/metrics.hpp"
 #include "app/trust.hpp"
 #include "app/webhook.hpp"
@@ -85,9 +86,15 @@ class AzureIdentity final : public registry::CredentialSource {
 // `start`: warm and refresh in the background (serve; `sigil verify` fetches on demand).
 Status attach_azure(registry::ClientOptions& o, const RegistrySettings& r,
                     const asio::any_io_executor& executor, bool start,
-                    std::shared_ptr<verify::KeyResolver>& keys) {
+                    std::shared_ptr<verify::KeyResolver>& keys, Metrics* metrics = nullptr) {
   auto aopts = azure::make_options(r.azure, [](const char* n) { return std::getenv(n); });
   if (!aopts.ok()) return aopts.error();
+  if (metrics != nullptr) {
+    // sigil_token_refreshes_total{source, result}: every token fetched from AAD, IMDS or ACR.
+    aopts->on_refresh = [metrics](std::string_view source, bool ok) {
+      metrics->token_refresh(source, ok);
+    };
+  }
   if (!aopts->workload_identity && !aopts->managed_identity.enabled) return {};
   if (!r.ca_file.empty()) aopts->tls.ca_files.push_back(r.ca_file);
   auto az = std::make_shared<azure::AzureCredentials>(executor, std::move(*aopts));
@@ -402,7 +409,9 @@ int run_serve(Settings s) {
   }
   asio::io_context io(static_cast<int>(threads));
   verify::EngineOptions eopts;
-  if (auto st = attach_azure(*ropts, s.registry, io.get_executor(), true, eopts.keys); !st.ok())
+  if (auto st = attach_azure(*ropts, s.registry, io.get_executor(), true, eopts.keys,
+                             metrics_on ? &metrics : nullptr);
+      !st.ok())
     return config_error(st.error().message);
   registry::HttpClient client(io.get_executor(), std::move(*ropts));
   if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);
@@ -415,6 +424,7 @@ int run_serve(Settings s) {
 
   // The Kubernetes API: policies, trust roots, Secrets and pull credentials.
   std::unique_ptr<ClusterPolicies> cluster;
+  std::unique_ptr<kube::EventRecorder> events;
   if (s.kube.enabled) {
     Result<kube::ClusterConfig> kcfg = make_error(Errc::internal, "no cluster configuration");
     std::string own_ns = s.kube.namespace_;
@@ -449,6 +459,21 @@ int run_serve(Settings s) {
     if (auto st = cluster->start(); !st.ok()) return config_error(st.error().message);
     spdlog::info("kube: watching sigil.dev policies and trust roots at {} (own namespace {})",
                  kclient->config().source, own_ns);
+    if (s.events.enabled) {
+      // Events on denied and warned objects, off the admission path (app/events.hpp).
+      kube::EventRecorderOptions eo;
+      eo.per_object_interval = s.events.interval;
+      const char* pod = std::getenv("POD_NAME");
+      if (pod == nullptr) pod = std::getenv("HOSTNAME");
+      eo.instance = pod != nullptr ? pod : "sigil";
+      events = std::make_unique<kube::EventRecorder>(kclient, std::move(eo));
+      spdlog::info(
+          "events: Kubernetes Events on denied and warned objects (one per object and "
+          "reason every {} s)",
+          std::chrono::duration_cast<std::chrono::seconds>(s.events.interval).count());
+    }
+  } else if (s.events.enabled) {
+    spdlog::warn("events: events.enabled needs --kube (an API server to send them to); off");
   }
 
   // The bridge from the server to the engine: what /validate and /mutate call for each image
@@ -480,6 +505,13 @@ int run_serve(Settings s) {
     return docs.ok() ? std::string() : docs.error().message;
   };
   sopts.mutator = &webhook.mutator();
+  if (events) {
+    webhook.validator().set_observer([&events](const admission::Request& request,
+                                               const admission::Response& response,
+                                               const std::vector<verify::Verdict>& verdicts) {
+      if (auto e = admission_event(request, response, verdicts)) events->record(std::move(*e));
+    });
+  }
   std::unique_ptr<MetricsServer> metrics_server;
   if (metrics_on) {
     sopts.observe_admission = [&metrics](std::string_view route, server::AdmissionResult result,
@@ -487,6 +519,7 @@ int run_serve(Settings s) {
       metrics.admission(route, result, elapsed);
     };
     metrics.set_engine(&engine);
+    if (events) metrics.set_event_stats([&events] { return events->stats(); });
     metrics.set_policy_state([&store, &cluster] {
       PolicyState ps;
       ps.source = cluster ? "kube" : "files";
@@ -537,6 +570,7 @@ int run_serve(Settings s) {
                  sopts.shutdown_grace.count());
     hup.cancel();
     if (cluster) cluster->stop();
+    if (events) events->stop();
     if (metrics_server) metrics_server->stop();
     srv.stop();
     // Idle registry connections and stragglers must not keep the process alive: after the
@@ -626,6 +660,9 @@ int run(int argc, char** argv) {
   serve->add_option("--metrics-listen", settings.metrics.listen,
                     "ADDR:PORT of a plain-HTTP listener for GET /metrics (Prometheus text "
                     "format); off when not given");
+  serve->add_flag("--events", settings.events.enabled,
+                  "with --kube: Kubernetes Events on denied and warned objects (RBAC create on "
+                  "events)");
   add_registry_flags(*serve, settings.registry);
 
   VerifyArgs va;
@@ -721,6 +758,8 @@ int run(int argc, char** argv) {
       settings.cache_size = from_file.cache_size;
       settings.server = from_file.server;
       if (!given("--metrics-listen")) settings.metrics = from_file.metrics;
+      if (!given("--events")) settings.events.enabled = from_file.events.enabled;
+      settings.events.interval = from_file.events.interval;
     }
     if (!resync_flag.empty()) {
       auto r = parse_duration(resync_flag);

@@ -134,7 +134,8 @@ Status load_config_file(const std::string& path, Settings& s) {
                                  "server",        "pinning",  "azure",       "metrics"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
-    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+    if (key != "events" &&
+        std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
       return make_error(Errc::invalid_argument, path + ": unknown setting \"" + key + "\"");
     }
   }
@@ -222,6 +223,20 @@ Status load_config_file(const std::string& path, Settings& s) {
       }
     }
     if (!(st = get(m, "listen", s.metrics.listen, path)).ok()) return st;
+  }
+  if (const YAML::Node ev = root["events"]) {
+    if (!ev.IsMap()) {
+      return make_error(Errc::invalid_argument, path + ": setting \"events\" must be a mapping");
+    }
+    for (const auto& kv : ev) {
+      auto key = kv.first.as<std::string>();
+      if (key != "enabled" && key != "interval") {
+        return make_error(Errc::invalid_argument,
+                          path + ": unknown setting \"events." + key + "\"");
+      }
+    }
+    if (!(st = get(ev, "enabled", s.events.enabled, path)).ok()) return st;
+    if (!(st = get_duration(ev, "interval", s.events.interval, path)).ok()) return st;
   }
   if (!(st = get(root, "threads", s.threads, path)).ok()) return st;
   if (!(st = get(root, "logLevel", s.log_level, path)).ok()) return st;

@@ -59,6 +59,14 @@ struct MetricsSettings {
   std::string listen;  // "ADDR:PORT" or ":9090"; "" = no /metrics
 };
 
+// Kubernetes Events on denied and warned objects (config `events:`; needs --kube and RBAC
+// `create` on events). Off unless set; the chart turns it on.
+struct EventSettings {
+  bool enabled = false;
+  // One Event per (object, reason) per interval.
+  std::chrono::milliseconds interval{std::chrono::minutes(5)};
+};
+
 struct Settings {
   std::string listen = "0.0.0.0:8443";
   std::string tls_cert;
@@ -72,6 +80,7 @@ struct Settings {
   RegistrySettings registry;
   ServerSettings server;
   MetricsSettings metrics;
+  EventSettings events;
   std::chrono::milliseconds timeout{10000};  // used when the API server sends no ?timeout=
   std::chrono::seconds cache_ttl{300};
   std::chrono::seconds negative_cache_ttl{30};

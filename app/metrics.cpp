@@ -137,6 +137,7 @@ struct Metrics::Impl {
   mutable std::mutex mu;  // the scrape-time sources
   const verify::Engine* engine = nullptr;
   std::function<PolicyState()> policy_state;
+  std::function<kube::EventRecorderStats()> event_stats;
 
   Impl() {
     const char* routes[] = {"validate", "mutate"};
@@ -165,10 +166,35 @@ struct Metrics::Impl {
     std::vector<prom::MetricFamily> out;
     const verify::Engine* e = nullptr;
     std::function<PolicyState()> ps;
+    std::function<kube::EventRecorderStats()> es;
     {
       std::lock_guard lock(mu);
       e = engine;
       ps = policy_state;
+      es = event_stats;
+    }
+    if (es) {
+      const kube::EventRecorderStats st = es();
+      auto total = family("sigil_events_total",
+                          "Kubernetes Events on denied and warned objects, by result: sent, failed "
+                          "(the API server refused or did not answer), rate_limited (same object "
+                          "and reason within the interval), throttled (over the global rate), "
+                          "queue_full, invalid (a field Kubernetes would refuse)",
+                          prom::MetricType::Counter);
+      const std::pair<const char*, uint64_t> results[] = {{"sent", st.sent},
+                                                          {"failed", st.failed},
+                                                          {"rate_limited", st.rate_limited},
+                                                          {"throttled", st.throttled},
+                                                          {"queue_full", st.queue_full},
+                                                          {"invalid", st.invalid}};
+      for (const auto& [name, n] : results) {
+        add_value(total, static_cast<double>(n), {{"result", name}});
+      }
+      auto queued = family("sigil_events_queued", "Kubernetes Events waiting to be sent",
+                           prom::MetricType::Gauge);
+      add_value(queued, static_cast<double>(st.queued));
+      out.push_back(std::move(total));
+      out.push_back(std::move(queued));
     }
     if (e != nullptr) {
       const auto st = e->stats();
@@ -295,6 +321,11 @@ void Metrics::set_engine(const verify::Engine* engine) {
 void Metrics::set_policy_state(std::function<PolicyState()> state) {
   std::lock_guard lock(impl_->mu);
   impl_->policy_state = std::move(state);
+}
+
+void Metrics::set_event_stats(std::function<kube::EventRecorderStats()> stats) {
+  std::lock_guard lock(impl_->mu);
+  impl_->event_stats = std::move(stats);
 }
 
 std::string Metrics::scrape() const {

@@ -22,6 +22,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "common/result.hpp"
+#include "kube/events.hpp"
 #include "net/client.hpp"
 #include "server/validator.hpp"
 #include "verify/engine.hpp"
@@ -52,14 +53,17 @@ class Metrics {
   // One registry HTTP exchange (net::Observer): by host and status ("error:<errc>" when there
   // was no answer), with its latency.
   void registry_exchange(const net::Exchange& e);
-  // A credential token refresh by source ("acr", "workload-identity", ...) and whether it
-  // worked. The family sigil_token_refreshes_total exists already; nothing calls this yet (the
-  // Azure credential sources will).
+  // A credential token fetched from upstream, by source ("workload-identity",
+  // "managed-identity", "acr-refresh-token", "acr-access-token": azure::Options::on_refresh) and
+  // whether it worked.
   void token_refresh(std::string_view source, bool ok);
 
   // Read at scrape time. Each must outlive the Metrics or be reset before it goes.
   void set_engine(const verify::Engine* engine);
   void set_policy_state(std::function<PolicyState()> state);
+  // Kubernetes Events (kube::EventRecorder): sigil_events_total{result} and
+  // sigil_events_queued.
+  void set_event_stats(std::function<kube::EventRecorderStats()> stats);
 
   // The exposition, Prometheus text format 0.0.4.
   std::string scrape() const;

@@ -223,6 +223,15 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     co_return t;
   }
 
+  // Options::on_refresh, never throwing.
+  void report(std::string_view source, bool ok) const {
+    if (!opt.on_refresh) return;
+    try {
+      opt.on_refresh(source, ok);
+    } catch (...) {  // an observer's failure is not the credential's
+    }
+  }
+
   asio::awaitable<Result<AadToken>> aad_for(size_t i, std::string scope, Deadline deadline,
                                             bool force) {
     const auto key = std::make_pair(i, scope);
@@ -237,6 +246,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     } else {
       t = co_await fetch_imds(scope, deadline);
     }
+    report(identities[i].kind == Kind::workload ? "workload-identity" : "managed-identity", t.ok());
     if (t) {
       std::lock_guard lock(mu);
       aad.insert_or_assign(key, *t);
@@ -321,6 +331,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     std::shared_ptr<Flight> flight = joined.first;
     if (!joined.second) co_return co_await follow(flight, deadline);
     auto r = co_await refresh_token_once(host, deadline, force);
+    report("acr-refresh-token", r.ok());
     land(key, flight, r);
     co_return r;
   }
@@ -332,6 +343,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
     std::shared_ptr<Flight> flight = joined.first;
     if (!joined.second) co_return co_await follow(flight, deadline);
     auto r = co_await access_token_once(host, scope, deadline);
+    report("acr-access-token", r.ok());
     land(key, flight, r);
     co_return r;
   }

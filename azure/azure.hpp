@@ -127,6 +127,11 @@ struct Options {
   // IMDS: 429 and 5xx retried with backoff (IMDS asks for it).
   net::RetryPolicy imds_retry{4, std::chrono::milliseconds(500), std::chrono::milliseconds(8000)};
   std::shared_ptr<const Clock> clock = std::make_shared<SystemClock>();
+  // Told of every token fetched from upstream (not of cache hits), on the admission path or in
+  // the background: source "workload-identity" or "managed-identity" (AAD tokens),
+  // "acr-refresh-token" (/oauth2/exchange), "acr-access-token" (/oauth2/token), and whether it
+  // worked. Metrics (sigil_token_refreshes_total); must be quick and must not throw.
+  std::function<void(std::string_view source, bool ok)> on_refresh;
 };
 
 // Counters for metrics and tests (requests sent, per endpoint kind).

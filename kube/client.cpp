@@ -652,4 +652,26 @@ awaitable<Result<ServiceAccount>> Client::get_service_account(std::string ns, st
   co_return co_await guarded<ServiceAccount>(impl->ex, cancel, body);
 }
 
+awaitable<Result<ObjectMeta>> Client::create_event(std::string ns, std::string event_json,
+                                                   Deadline deadline, Cancel cancel) {
+  auto impl = impl_;
+  const Resource events{"", "v1", "events", true};
+  if (ns.empty()) co_return make_error(Errc::invalid_argument, "POST events: no namespace");
+  auto path = collection_path(events, ns);
+  if (!path) co_return path.error();
+  if (event_json.size() > impl->opts.max_response) {
+    co_return make_error(Errc::too_large, "POST " + *path + ": event too large");
+  }
+  auto body = [&]() -> awaitable<Result<ObjectMeta>> {
+    auto r = co_await impl->request(net::Method::post, *path, event_json, "application/json",
+                                    impl->opts.max_response, deadline);
+    if (!r) co_return r.error();
+    if (r->status != 201 && r->status != 200) co_return api_error("POST " + *path, *r);
+    auto o = parse_object(r->body);
+    if (!o) co_return make_error(o.error().code, "POST " + *path + ": " + o.error().message);
+    co_return std::move(o->meta);
+  };
+  co_return co_await guarded<ObjectMeta>(impl->ex, cancel, body);
+}
+
 }  // namespace sigil::kube

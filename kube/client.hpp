@@ -159,6 +159,11 @@ class Client {
                                                                      Deadline deadline,
                                                                      Cancel cancel = {});
 
+  // POST a core/v1 Event (JSON from kube/events.hpp's encode_event) to
+  // /api/v1/namespaces/<ns>/events; returns the metadata the server stored (201, or 200).
+  boost::asio::awaitable<Result<ObjectMeta>> create_event(std::string ns, std::string event_json,
+                                                          Deadline deadline, Cancel cancel);
+
   // HTTP requests sent so far, and how often the token file was read (tests, metrics).
   uint64_t request_count() const;
   uint64_t token_reads() const;

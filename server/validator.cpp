@@ -258,6 +258,13 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
   reply.result = !resp.allowed           ? AdmissionResult::denied
                  : resp.warnings.empty() ? AdmissionResult::allowed
                                          : AdmissionResult::warned;
+  if (observe_ && reply.result != AdmissionResult::allowed) {
+    try {
+      observe_(req, resp, verdicts);
+    } catch (const std::exception& e) {
+      spdlog::warn("admission uid={}: decision observer failed: {}", req.uid, e.what());
+    }
+  }
   co_return reply;
 }
 

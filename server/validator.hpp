@@ -61,9 +61,20 @@ boost::asio::awaitable<std::vector<verify::Verdict>> verify_all(
     const VerifyImage& verify_image, const std::vector<std::string>& images,
     const verify::Context& context, Deadline deadline);
 
+// Told of each judged POST /validate decision that denies or carries warnings, after the reply
+// is built: the decoded request, the response sent and the images' verdicts (in the order of
+// first use). Kubernetes Events (app/events.hpp). Runs on the admission's path: it must be quick
+// (queue, never wait) and must not throw (an exception is logged and ignored).
+using ObserveDecision =
+    std::function<void(const admission::Request& request, const admission::Response& response,
+                       const std::vector<verify::Verdict>& verdicts)>;
+
 class Validator {
  public:
   explicit Validator(VerifyImage verify_image, MakeContext make_context = {});
+
+  // Set before serving (not synchronised with handle()).
+  void set_observer(ObserveDecision observe) { observe_ = std::move(observe); }
 
   // body: the raw POST body. Returns 400 for an undecodable review, else 200 with an
   // AdmissionReview response. Verifies every distinct image concurrently; each verifier gets
@@ -80,6 +91,7 @@ class Validator {
  private:
   VerifyImage verify_image_;
   MakeContext make_context_;
+  ObserveDecision observe_;
 };
 
 // POST /validate-policy: judges a sigil.dev custom resource (ClusterImagePolicy, ImagePolicy,

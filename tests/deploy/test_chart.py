@@ -67,6 +67,7 @@ EXPECTED_RULES = {
     ("sigil.dev", "trustroots/status", "update"),
     ("", "secrets", "get"),
     ("", "serviceaccounts", "get"),
+    ("", "events", "create"),  # Kubernetes Events on denied objects (events.enabled, default on)
 }
 CRD_FILES = os.path.join(CHART, "files", "crds")
 EXAMPLES = os.path.join(ROOT, "examples", "policies")
@@ -75,7 +76,8 @@ sys.path.insert(0, HERE)
 import crdschema  # noqa: E402
 
 CONFIG_KEYS = {"listen", "tlsCert", "tlsKey", "noMatchPolicy", "timeout", "logLevel", "cache", "registry",
-               "kube", "trustedRoot", "threads", "server", "pinning", "azure", "metrics"}
+               "kube", "trustedRoot", "threads", "server", "pinning", "azure", "metrics",
+               "events"}
 # The AKS API server's path to webhooks: the konnectivity-agent pods in kube-system.
 KONNECTIVITY = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                 "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}
@@ -300,13 +302,28 @@ class Defaults(unittest.TestCase):
         self.assertEqual(granted, EXPECTED_RULES)
         secret_verbs = {v for g, r, v in granted if r == "secrets"}
         self.assertEqual(secret_verbs, {"get"}, "list/watch on secrets would let sigil read every secret")
-        self.assertFalse({v for g, r, v in granted} & {"create", "delete", "deletecollection", "escalate", "bind", "impersonate"})
+        self.assertFalse({v for g, r, v in granted} & {"delete", "deletecollection", "escalate", "bind", "impersonate"})
+        self.assertEqual({(g, r) for g, r, v in granted if v == "create"}, {("", "events")},
+                         "sigil creates Events and nothing else")
+        self.assertNotIn(("", "events", "patch"), granted, "no aggregation: create only")
         binding = one(self.docs, "ClusterRoleBinding")
         self.assertEqual(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sigil"})
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "sigil", "namespace": "sigil"}])
         dep, _ = container(self.docs)
         self.assertEqual(dep["spec"]["template"]["spec"]["serviceAccountName"], "sigil")
         self.assertFalse([d for d in self.docs if d["kind"] in ("Role", "RoleBinding")])
+
+    def test_events_value_drives_config_and_rbac(self):
+        cfg = yaml.safe_load(one(self.docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+        self.assertEqual(cfg["events"], {"enabled": True, "interval": "5m"}, "on by default")
+        off = render("--set", "events.enabled=false", "--set", "events.interval=10m")
+        cfg = yaml.safe_load(one(off, "ConfigMap", "sigil")["data"]["config.yaml"])
+        self.assertEqual(cfg["events"], {"enabled": False, "interval": "10m"})
+        rules = one(off, "ClusterRole")["rules"]
+        self.assertFalse([r for r in rules if "events" in r["resources"]],
+                         "no Events, no RBAC on events")
+        with self.assertRaises(RenderError):
+            render("--set", "events.interval=soon")
 
     def test_rbac_check_catches_widening(self):
         # The checks above, on a role someone widened: they must fail.

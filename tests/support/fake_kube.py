@@ -159,6 +159,7 @@ KINDS = [
     Kind("TrustRoot", "trustroots", "sigil.dev", "v1alpha1", False, True, True),
     Kind("Secret", "secrets", "", "v1", True, False, False),
     Kind("ServiceAccount", "serviceaccounts", "", "v1", True, False, False),
+    Kind("Event", "events", "", "v1", True, False, False),  # core/v1; created by POST
 ]
 _BY_NAME = {}
 for _k in KINDS:
@@ -820,6 +821,60 @@ class FakeKube:
             return [copy.deepcopy(o) for _, o in sorted(self._objects[kind.plural].items(),
                                                           key=lambda kv: (kv[0][0] or "",
                                                                           kv[0][1]))]
+
+    # ---- events (POST /api/v1/namespaces/<ns>/events) ----------------------------------------
+
+    def _create_event(self, ns, content_type, body):
+        """Creates a core/v1 Event as the API server's create and validation do (the parts of
+        ValidateEventCreate for a core/v1 request without eventTime): a DNS-subdomain name,
+        involvedObject.namespace equal to the Event's, reason and type present. 201 + stored."""
+        if content_type.split(";")[0].strip() != "application/json":
+            raise ApiError(415, "UnsupportedMediaType", "unsupported media type %r" % content_type)
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            raise ApiError(400, "BadRequest", "the body is not JSON")
+        if not isinstance(obj, dict) or obj.get("kind") != "Event" or obj.get("apiVersion") != "v1":
+            raise ApiError(400, "BadRequest", "the body is not a core/v1 Event")
+        md = obj.setdefault("metadata", {})
+        name = md.get("name", "")
+        if md.get("namespace", ns) != ns:
+            raise ApiError(400, "BadRequest", "the namespace of the provided object does not "
+                           "match the namespace sent on the request")
+        md["namespace"] = ns
+        errs = []
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*",
+                            name or "") or len(name) > 253:
+            errs.append("metadata.name: Invalid value: %r" % name[:80])
+        io = obj.get("involvedObject") or {}
+        if io.get("namespace") != ns:
+            errs.append("involvedObject.namespace: Invalid value: %r: does not match "
+                        "event.namespace" % io.get("namespace"))
+        if not obj.get("reason"):
+            errs.append("reason: Required value")
+        if obj.get("type") not in ("Normal", "Warning"):
+            errs.append("type: Unsupported value: %r" % obj.get("type"))
+        if len(obj.get("reportingInstance", "")) > 128:
+            errs.append("reportingInstance: Too long")
+        if errs:
+            raise ApiError(422, "Invalid", "Event %r is invalid: %s" % (name[:80],
+                                                                        ", ".join(errs)))
+        kind = kind_of("Event")
+        with self._cond:
+            store = self._objects[kind.plural]
+            if (ns, name) in store:
+                raise ApiError(409, "AlreadyExists", "events %r already exists" % name)
+            md["uid"] = str(uuid.uuid4())
+            md["creationTimestamp"] = now_rfc3339()
+            md["resourceVersion"] = str(self._bump())
+            store[(ns, name)] = obj
+            self._record(kind, ns, "ADDED", obj)
+            return copy.deepcopy(obj)
+
+    def events(self, ns=None):
+        """The Events created so far (in ns, or all), oldest first."""
+        evs = [e for e in self.objects("Event") if ns is None or e["metadata"]["namespace"] == ns]
+        return sorted(evs, key=lambda e: int(e["metadata"]["resourceVersion"]))
 
     # ---- credentials ------------------------------------------------------------------------
 
@@ -1526,6 +1581,10 @@ def _make_handler(fake):
                                              manager)
                     code = 200
                     return self._json(200, obj)
+                if method == "POST" and name is None and kind.kind == "Event" and ns:
+                    obj = fake._create_event(ns, self.headers.get("Content-Type", ""), body)
+                    code = 201
+                    return self._json(201, obj)
                 if sub is not None and sub != "status" or (
                         sub == "status" and not kind.status_subresource):
                     raise ApiError(404, "NotFound",

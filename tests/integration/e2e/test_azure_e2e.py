@@ -419,3 +419,68 @@ class BackgroundRefreshTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TokenRefreshMetricsTest(unittest.TestCase):
+    """sigil_token_refreshes_total{source, result} counts every token fetched from AAD, IMDS and
+    ACR (issue 12 point 8, fed by azure::Options::on_refresh): the counts equal what the fakes
+    served, and failures count as failed by source."""
+
+    def scrape(self, port):
+        import http.client
+        from test_metrics import parse_exposition
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            c.request("GET", "/metrics")
+            return parse_exposition(c.getresponse().read().decode())[0]
+        finally:
+            c.close()
+
+    def serve_with_metrics(self, name, azure, env):
+        port = harness.free_port()
+        s = harness.SigilServer("azure-" + name, [W["policy"]],
+                                ["--config", write_config(name, azure),
+                                 "--metrics-listen", "127.0.0.1:%d" % port], env=env)
+        self.addCleanup(s.stop)
+        return s, port
+
+    def test_refreshes_counted_by_source_and_result(self):
+        from test_metrics import value
+        before = counts()
+        s, port = self.serve_with_metrics("metrics-ok", {
+            "workloadIdentity": "true", "registryHosts": [W["acr"].address],
+            "warmRegistries": [W["acr"].address]}, wi_env())
+        wait_warm(s, before)
+        resp = admit(s, image("team/app1"), "metrics-1")
+        self.assertIs(resp["allowed"], True, json.dumps(resp) + s.log_tail())
+        d = delta(before, counts())
+        m = self.scrape(port)
+
+        def n(source, result):
+            return value(m, "sigil_token_refreshes_total", source=source, result=result)
+
+        self.assertGreaterEqual(d["aad"], 1, d)
+        self.assertEqual(n("workload-identity", "ok"), d["aad"], (d, m))
+        self.assertEqual(n("acr-refresh-token", "ok"), d["exchange"], (d, m))
+        self.assertEqual(n("acr-access-token", "ok"), d["token"], (d, m))
+        self.assertEqual(n("workload-identity", "failed") + n("acr-refresh-token", "failed") +
+                         n("acr-access-token", "failed"), 0, m)
+
+    def test_failures_counted_by_source(self):
+        from test_metrics import value
+        bad = os.path.join(W["dir"], "stale-token-metrics")
+        with open(bad, "w") as f:
+            f.write("not-the-current-federated-token")
+        s, port = self.serve_with_metrics("metrics-fail", {
+            "workloadIdentity": "true",
+            "managedIdentity": {"enabled": True, "clientId": "00000000-dead-beef-0000-000000000000",
+                                "endpoint": W["imds"].url},
+            "registryHosts": [W["acr"].address]}, wi_env(token_file=bad))
+        resp = admit(s, image("team/app5"), "metrics-fail-1")
+        self.assertIs(resp["allowed"], False, json.dumps(resp))
+        m = self.scrape(port)
+        self.assertGreaterEqual(value(m, "sigil_token_refreshes_total",
+                                      source="workload-identity", result="failed"), 1, m)
+        self.assertGreaterEqual(value(m, "sigil_token_refreshes_total",
+                                      source="managed-identity", result="failed"), 1, m)
+        self.assertEqual(value(m, "sigil_token_refreshes_total", result="ok"), 0, m)

@@ -755,3 +755,38 @@ TEST_CASE("sigil.dev objects are handed over whole for policy validation", "[adm
   doc["request"]["object"] = nullptr;
   CHECK_FALSE(decode_review(doc.dump()).ok());
 }
+
+TEST_CASE("the object's uid and controller ownerReference are read for Events, leniently",
+          "[admission]") {
+  auto r = decode_review(read_data("pod-create-by-controller.json"));
+  REQUIRE(r.ok());
+  CHECK(r->version == "v1");
+  CHECK(r->controller.kind == "ReplicaSet");
+  CHECK(r->controller.api_version == "apps/v1");
+  CHECK(r->controller.name == "myapp-7d9c8b5f4");
+  CHECK(r->controller.uid == "6f1c5a8e-8b1e-4d3a-9d43-2f0b8c1e7a11");
+
+  json doc = base_review();
+  auto& md = doc["request"]["object"]["metadata"];
+  md["uid"] = "pod-uid-1";
+  md["ownerReferences"] = json::array(
+      {{{"apiVersion", "v1"}, {"kind", "Node"}, {"name", "n1"}},  // not the controller
+       {{"apiVersion", "batch/v1"}, {"kind", "Job"}, {"name", "j"}, {"controller", true}}});
+  r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK(r->object_uid == "pod-uid-1");
+  CHECK(r->controller.kind == "Job");
+  CHECK(r->controller.uid.empty());
+
+  // Malformed metadata never fails the review: no controller is all it means.
+  auto bad = GENERATE(json("not a list"), json::array({1, "x"}),
+                      json::array({{{"kind", "ReplicaSet"}, {"name", "r"}, {"controller", "yes"}}}),
+                      json::array({{{"kind", 5}, {"name", "r"}, {"controller", true}}}));
+  md["ownerReferences"] = bad;
+  md["uid"] = 42;
+  r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK(r->controller.name.empty());
+  CHECK(r->object_uid.empty());
+  CHECK(r->images.size() == 1);
+}

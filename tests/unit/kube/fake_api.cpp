@@ -226,6 +226,40 @@ struct FakeApi::Impl {
       record(static_cast<int>(status));
       co_return co_await respond(s, status, body);
     }
+    if (req.method() == http::verb::post && r.name.empty() && r.sub.empty()) {
+      // Create (Events): 201 with the stored object. A POST of an object named "stall" or
+      // "stall.*" waits stall_ms first, as GETs of "stall" do.
+      json obj = json::parse(req.body(), nullptr, false);
+      const std::string name =
+          obj.is_object() && obj.contains("metadata") ? obj["metadata"].value("name", "") : "";
+      if (name == "stall" || name.rfind("stall.", 0) == 0) {
+        asio::steady_timer t(ioc, std::chrono::milliseconds(owner->stall_ms.load()));
+        co_await t.async_wait(use_tuple);
+      }
+      unsigned status = 201;
+      json body;
+      if (name.empty() || seen_req.content_type != "application/json") {
+        status = 422;
+        body = status_json(422, "Invalid", "metadata.name: Required value");
+      } else {
+        std::lock_guard lock(mu);
+        obj["metadata"]["namespace"] = r.ns;
+        const std::string key = r.ns.empty() ? name : r.ns + "/" + name;
+        if (objects[r.plural].count(key)) {
+          status = 409;
+          body = status_json(409, "AlreadyExists", r.plural + " \"" + name + "\" already exists");
+        } else {
+          ++rv;
+          obj["metadata"]["resourceVersion"] = std::to_string(rv);
+          obj["metadata"]["uid"] = "uid-" + std::to_string(next_uid++);
+          objects[r.plural][key] = obj;
+          record_event("ADDED", r.plural, obj);
+          body = obj;
+        }
+      }
+      record(static_cast<int>(status));
+      co_return co_await respond(s, status, body, true);
+    }
     record(405);
     co_return co_await respond(s, 405, status_json(405, "MethodNotAllowed", "not here"));
   }
