@@ -46,8 +46,7 @@ Result<std::string> cert_to_pem(X509* c) {
 
 Result<std::string> key_to_pem(EVP_PKEY* k) {
   BioPtr bio(BIO_new(BIO_s_mem()), &BIO_free);
-  if (!bio ||
-      PEM_write_bio_PrivateKey(bio.get(), k, nullptr, nullptr, 0, nullptr, nullptr) != 1)
+  if (!bio || PEM_write_bio_PrivateKey(bio.get(), k, nullptr, nullptr, 0, nullptr, nullptr) != 1)
     return ossl_error(Errc::internal, "cannot write the private key as PEM");
   return bio_text(bio.get());
 }
@@ -143,7 +142,8 @@ Result<CertAndKey> make_ca(std::string_view common_name, TimePoint not_before,
   return CertAndKey{std::move(*cert_pem), std::move(*key_pem)};
 }
 
-Result<CertAndKey> issue_server_cert(const CertAndKey& ca, const std::vector<std::string>& dns_names,
+Result<CertAndKey> issue_server_cert(const CertAndKey& ca,
+                                     const std::vector<std::string>& dns_names,
                                      TimePoint not_before, TimePoint not_after) {
   if (dns_names.empty())
     return make_error(Errc::invalid_argument, "a serving certificate needs a DNS name");

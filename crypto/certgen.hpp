@@ -26,15 +26,15 @@ struct CertAndKey {
 // A self-signed CA: basicConstraints critical CA:TRUE pathlen:0, keyUsage critical
 // keyCertSign+cRLSign, subject CN=common_name, a random 127-bit serial, a fresh P-256 key.
 // invalid_argument when not_after <= not_before or the name is empty.
-Result<CertAndKey> make_ca(std::string_view common_name, TimePoint not_before,
-                           TimePoint not_after);
+Result<CertAndKey> make_ca(std::string_view common_name, TimePoint not_before, TimePoint not_after);
 
 // A TLS server certificate signed by the CA: CN=dns_names.front(), SAN DNS:every name,
 // basicConstraints critical CA:FALSE, keyUsage critical digitalSignature, extendedKeyUsage
 // serverAuth, authority/subject key identifiers, a fresh P-256 key. The CA pair is checked
 // first (it must be a CA whose key matches). invalid_argument on no names, an empty name, or
 // not_after <= not_before; parse_error when the CA does not parse.
-Result<CertAndKey> issue_server_cert(const CertAndKey& ca, const std::vector<std::string>& dns_names,
+Result<CertAndKey> issue_server_cert(const CertAndKey& ca,
+                                     const std::vector<std::string>& dns_names,
                                      TimePoint not_before, TimePoint not_after);
 
 // The private key parses and is the key of the certificate (one PEM certificate).
