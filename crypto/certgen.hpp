@@ -21,6 +21,7 @@ namespace sigil::crypto {
 struct CertAndKey {
   std::string cert_pem;
   std::string key_pem;
+  bool operator==(const CertAndKey&) const = default;
 };
 
 // A self-signed CA: basicConstraints critical CA:TRUE pathlen:0, keyUsage critical
