@@ -6,6 +6,7 @@
 // that clock's time (X509_VERIFY_PARAM_set_time), so years pass without sleeping.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <set>
 
 #include <openssl/ssl.h>
@@ -14,6 +15,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 
+#include "app/config.hpp"
 #include "app/selfcert.hpp"
 #include "common/clock.hpp"
 #include "common/encoding.hpp"
@@ -410,4 +412,38 @@ TEST_CASE(
   CHECK(leaf_changes >= 12);  // serving renewals (every ~20 h) and switches
   CHECK(a.mismatched == 0);
   CHECK(b.mismatched == 0);
+}
+
+TEST_CASE("selfcert: the config section is read, and inconsistent settings are named") {
+  const std::string path = std::string(SIGIL_BINARY_DIR) + "/selfcert_test_config.yaml";
+  {
+    std::ofstream f(path);
+    f << "selfCert:\n  enabled: true\n  secretName: s\n  serviceName: svc\n"
+         "  validatingWebhooks: [v]\n  mutatingWebhooks: [m]\n  caValidity: 1000h\n"
+         "  caRenewBefore: 200h\n  certValidity: 100h\n  certRenewBefore: 30h\n"
+         "  rolloverGrace: 2h\n  resync: 30s\n";
+  }
+  Settings s;
+  REQUIRE(load_config_file(path, s).ok());
+  CHECK(s.self_cert.enabled);
+  CHECK(s.self_cert.secret_name == "s");
+  CHECK(s.self_cert.validating_webhooks == std::vector<std::string>{"v"});
+  CHECK(s.self_cert.ca_renew_before == 200h);
+  CHECK(s.self_cert.resync == 30s);
+  {
+    std::ofstream f(path);
+    f << "selfCert:\n  caValidty: 1h\n";
+  }
+  auto st = load_config_file(path, s);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().message.find("selfCert.caValidty") != std::string::npos);
+
+  SelfCertOptions o = options();
+  o.rollover_grace = 1s;
+  auto v = o.validate();
+  REQUIRE_FALSE(v.ok());
+  CHECK(v.error().message.find("rolloverGrace") != std::string::npos);
+  o = options();
+  o.cert_renew_before = o.cert_validity;
+  CHECK_FALSE(o.validate().ok());
 }
