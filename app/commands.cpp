@@ -21,6 +21,7 @@
 #include "app/config.hpp"
 #include "app/events.hpp"
 #include "app/metrics.hpp"
+#include "app/selfcert.hpp"
 #include "app/trust.hpp"
 #include "app/webhook.hpp"
 #include "azure/azure.hpp"
@@ -362,8 +363,13 @@ int run_verify_bundle(const VerifyBundleArgs& a) {
 // ----------------------------------------------------------------------------------- serve
 
 int run_serve(Settings s) {
-  if (s.tls_cert.empty() || s.tls_key.empty()) {
-    return config_error("serve: --tls-cert and --tls-key are required (sigil serves HTTPS only)");
+  if (s.self_cert.enabled && (!s.tls_cert.empty() || !s.tls_key.empty())) {
+    return config_error("serve: selfCert.enabled and --tls-cert/--tls-key exclude each other");
+  }
+  if (!s.self_cert.enabled && (s.tls_cert.empty() || s.tls_key.empty())) {
+    return config_error(
+        "serve: --tls-cert and --tls-key are required (sigil serves HTTPS only), or "
+        "selfCert.enabled in --config");
   }
   if (s.policy_paths.empty() && !s.kube.enabled) {
     return config_error("serve: give at least one --policy PATH, or --kube");
@@ -422,12 +428,15 @@ int run_serve(Settings s) {
   eopts.reveal_private_details = s.registry.reveal_private_details;
   verify::Engine engine(client, clock, eopts);
 
-  // The Kubernetes API: policies, trust roots, Secrets and pull credentials.
+  // The Kubernetes API: policies, trust roots, Secrets and pull credentials; and the
+  // self-managed certificate's Secret and webhook configurations.
   std::unique_ptr<ClusterPolicies> cluster;
   std::unique_ptr<kube::EventRecorder> events;
-  if (s.kube.enabled) {
+  std::shared_ptr<kube::Client> kclient;
+  std::string own_ns;
+  if (s.kube.enabled || s.self_cert.enabled) {
     Result<kube::ClusterConfig> kcfg = make_error(Errc::internal, "no cluster configuration");
-    std::string own_ns = s.kube.namespace_;
+    own_ns = s.kube.namespace_;
     if (s.kube.kubeconfig.empty()) {
       kcfg = kube::in_cluster_config();
       if (!kcfg.ok()) {
@@ -444,9 +453,11 @@ int run_serve(Settings s) {
       if (!kcfg.ok()) return config_error("--kubeconfig: " + kcfg.error().message);
       if (own_ns.empty()) own_ns = "sigil-system";
     }
-    auto kclient = std::make_shared<kube::Client>(io.get_executor(), std::move(*kcfg));
+    kclient = std::make_shared<kube::Client>(io.get_executor(), std::move(*kcfg));
     if (auto st = kclient->init_status(); !st.ok())
       return config_error("--kube: " + st.error().message);
+  }
+  if (s.kube.enabled) {
     ClusterOptions co;
     co.own_namespace = own_ns;
     co.no_match = *no_match;
@@ -487,6 +498,7 @@ int run_serve(Settings s) {
   sopts.listen = s.listen;
   sopts.cert_file = s.tls_cert;
   sopts.key_file = s.tls_key;
+  sopts.external_certificate = s.self_cert.enabled;
   sopts.default_timeout = s.timeout;
   sopts.max_body = s.server.max_body;
   sopts.body_budget = s.server.body_budget;
@@ -535,6 +547,36 @@ int run_serve(Settings s) {
   }
   server::Server srv(io, sopts, webhook.validator());
   if (auto st = srv.start(); !st.ok()) return config_error(st.error().message);
+  // selfCert: the certificate is minted or read from its Secret, handed to the server in
+  // memory, and its CA published on the webhook configurations; /readyz waits for it.
+  std::unique_ptr<SelfCert> self_cert;
+  if (s.self_cert.enabled) {
+    const auto& c = s.self_cert;
+    SelfCertOptions so;
+    so.namespace_ = own_ns;
+    so.secret_name = c.secret_name;
+    so.service_name = c.service_name;
+    so.cluster_domain = c.cluster_domain;
+    so.validating_webhooks = c.validating_webhooks;
+    so.mutating_webhooks = c.mutating_webhooks;
+    auto secs = [](std::chrono::milliseconds d) {
+      return std::chrono::duration_cast<std::chrono::seconds>(d);
+    };
+    so.ca_validity = secs(c.ca_validity);
+    so.ca_renew_before = secs(c.ca_renew_before);
+    so.cert_validity = secs(c.cert_validity);
+    so.cert_renew_before = secs(c.cert_renew_before);
+    so.rollover_grace = secs(c.rollover_grace);
+    so.resync = c.resync;
+    self_cert = std::make_unique<SelfCert>(
+        io, kclient, clock, std::move(so), [&srv](const std::string& cert, const std::string& key) {
+          auto st = srv.set_certificate(cert, key);
+          if (st) spdlog::info("selfcert: serving certificate installed");
+          return st;
+        });
+    if (auto st = self_cert->start(); !st.ok()) return config_error(st.error().message);
+    spdlog::info("selfcert: certificate from Secret {}/{}", own_ns, c.secret_name);
+  }
   spdlog::info("sigil serving https on {} (port {})", s.listen, srv.port());
 
   // SIGHUP re-reads the policy files; a broken set is refused and the last good one stays.
@@ -571,6 +613,7 @@ int run_serve(Settings s) {
     hup.cancel();
     if (cluster) cluster->stop();
     if (events) events->stop();
+    if (self_cert) self_cert->stop();
     if (metrics_server) metrics_server->stop();
     srv.stop();
     // Idle registry connections and stragglers must not keep the process alive: after the
@@ -760,6 +803,7 @@ int run(int argc, char** argv) {
       if (!given("--metrics-listen")) settings.metrics = from_file.metrics;
       if (!given("--events")) settings.events.enabled = from_file.events.enabled;
       settings.events.interval = from_file.events.interval;
+      settings.self_cert = from_file.self_cert;
     }
     if (!resync_flag.empty()) {
       auto r = parse_duration(resync_flag);

@@ -1,5 +1,7 @@
 #include "app/config.hpp"
 
+#include <set>
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -128,10 +130,10 @@ Status load_config_file(const std::string& path, Settings& s) {
   }
   if (!root.IsMap())
     return make_error(Errc::invalid_argument, path + ": the config must be a YAML mapping");
-  static const char* kKnown[] = {"listen",        "tlsCert",  "tlsKey",      "policies",
-                                 "noMatchPolicy", "registry", "timeout",     "cache",
-                                 "threads",       "logLevel", "trustedRoot", "kube",
-                                 "server",        "pinning",  "azure",       "metrics"};
+  static const char* kKnown[] = {"listen",      "tlsCert", "tlsKey", "policies", "noMatchPolicy",
+                                 "registry",    "timeout", "cache",  "threads",  "logLevel",
+                                 "trustedRoot", "kube",    "server", "pinning",  "azure",
+                                 "metrics",     "selfCert"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (key != "events" &&
@@ -237,6 +239,35 @@ Status load_config_file(const std::string& path, Settings& s) {
     }
     if (!(st = get(ev, "enabled", s.events.enabled, path)).ok()) return st;
     if (!(st = get_duration(ev, "interval", s.events.interval, path)).ok()) return st;
+  }
+  if (const YAML::Node sc = root["selfCert"]) {
+    if (!sc.IsMap()) {
+      return make_error(Errc::invalid_argument, path + ": setting \"selfCert\" must be a mapping");
+    }
+    static const std::set<std::string> kSelf = {
+        "enabled",          "secretName", "serviceName",   "clusterDomain", "validatingWebhooks",
+        "mutatingWebhooks", "caValidity", "caRenewBefore", "certValidity",  "certRenewBefore",
+        "rolloverGrace",    "resync"};
+    for (const auto& kv : sc) {
+      auto key = kv.first.as<std::string>();
+      if (!kSelf.count(key)) {
+        return make_error(Errc::invalid_argument,
+                          path + ": unknown setting \"selfCert." + key + "\"");
+      }
+    }
+    auto& c = s.self_cert;
+    if (!(st = get(sc, "enabled", c.enabled, path)).ok()) return st;
+    if (!(st = get(sc, "secretName", c.secret_name, path)).ok()) return st;
+    if (!(st = get(sc, "serviceName", c.service_name, path)).ok()) return st;
+    if (!(st = get(sc, "clusterDomain", c.cluster_domain, path)).ok()) return st;
+    if (!(st = get(sc, "validatingWebhooks", c.validating_webhooks, path)).ok()) return st;
+    if (!(st = get(sc, "mutatingWebhooks", c.mutating_webhooks, path)).ok()) return st;
+    if (!(st = get_duration(sc, "caValidity", c.ca_validity, path)).ok()) return st;
+    if (!(st = get_duration(sc, "caRenewBefore", c.ca_renew_before, path)).ok()) return st;
+    if (!(st = get_duration(sc, "certValidity", c.cert_validity, path)).ok()) return st;
+    if (!(st = get_duration(sc, "certRenewBefore", c.cert_renew_before, path)).ok()) return st;
+    if (!(st = get_duration(sc, "rolloverGrace", c.rollover_grace, path)).ok()) return st;
+    if (!(st = get_duration(sc, "resync", c.resync, path)).ok()) return st;
   }
   if (!(st = get(root, "threads", s.threads, path)).ok()) return st;
   if (!(st = get(root, "logLevel", s.log_level, path)).ok()) return st;

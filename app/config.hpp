@@ -67,6 +67,24 @@ struct EventSettings {
   std::chrono::milliseconds interval{std::chrono::minutes(5)};
 };
 
+// The self-managed serving certificate (config `selfCert:`, chart `tls.mode: self`;
+// app/selfcert.hpp). Replaces tlsCert/tlsKey; needs the Kubernetes API (kube.enabled is not
+// required: the same cluster configuration is used).
+struct SelfCertSettings {
+  bool enabled = false;
+  std::string secret_name = "sigil-webhook-tls";
+  std::string service_name = "sigil";
+  std::string cluster_domain = "cluster.local";
+  std::vector<std::string> validating_webhooks;
+  std::vector<std::string> mutating_webhooks;
+  std::chrono::milliseconds ca_validity{std::chrono::hours(87600)};
+  std::chrono::milliseconds ca_renew_before{std::chrono::hours(17520)};
+  std::chrono::milliseconds cert_validity{std::chrono::hours(8760)};
+  std::chrono::milliseconds cert_renew_before{std::chrono::hours(2920)};
+  std::chrono::milliseconds rollover_grace{std::chrono::hours(1)};
+  std::chrono::milliseconds resync{60000};
+};
+
 struct Settings {
   std::string listen = "0.0.0.0:8443";
   std::string tls_cert;
@@ -81,6 +99,7 @@ struct Settings {
   ServerSettings server;
   MetricsSettings metrics;
   EventSettings events;
+  SelfCertSettings self_cert;
   std::chrono::milliseconds timeout{10000};  // used when the API server sends no ?timeout=
   std::chrono::seconds cache_ttl{300};
   std::chrono::seconds negative_cache_ttl{30};

@@ -618,6 +618,62 @@ awaitable<Result<Object>> Client::merge_patch_status(Resource resource, std::str
   co_return co_await guarded<Object>(impl->ex, cancel, body);
 }
 
+namespace {
+
+// A write's answer: 200/201 -> the stored object, 409 -> conflict, anything else -> error.
+Result<Written> written(const std::string& what, const Resp& r) {
+  Written w;
+  if (r.status == 409) {
+    w.conflict = true;
+    if (auto st = parse_status(r.body)) w.status = std::move(*st);
+    if (w.status.code == 0) w.status.code = 409;
+    return w;
+  }
+  if (r.status != 200 && r.status != 201) return api_error(what, r);
+  auto o = parse_object(r.body);
+  if (!o) return make_error(o.error().code, what + ": " + o.error().message);
+  w.object = std::move(*o);
+  return w;
+}
+
+}  // namespace
+
+awaitable<Result<Written>> Client::create(Resource resource, std::string ns,
+                                          std::string object_json, Deadline deadline,
+                                          Cancel cancel) {
+  auto impl = impl_;
+  auto path = collection_path(resource, ns);
+  if (!path) co_return path.error();
+  if (object_json.size() > impl->opts.max_response) {
+    co_return make_error(Errc::too_large, "POST " + *path + ": object too large");
+  }
+  auto body = [&]() -> awaitable<Result<Written>> {
+    auto r = co_await impl->request(net::Method::post, *path, object_json, "application/json",
+                                    impl->opts.max_response, deadline);
+    if (!r) co_return r.error();
+    co_return written("POST " + *path, *r);
+  };
+  co_return co_await guarded<Written>(impl->ex, cancel, body);
+}
+
+awaitable<Result<Written>> Client::replace(Resource resource, std::string ns, std::string name,
+                                           std::string object_json, Deadline deadline,
+                                           Cancel cancel) {
+  auto impl = impl_;
+  auto path = object_path(resource, ns, name);
+  if (!path) co_return path.error();
+  if (object_json.size() > impl->opts.max_response) {
+    co_return make_error(Errc::too_large, "PUT " + *path + ": object too large");
+  }
+  auto body = [&]() -> awaitable<Result<Written>> {
+    auto r = co_await impl->request(net::Method::put, *path, object_json, "application/json",
+                                    impl->opts.max_response, deadline);
+    if (!r) co_return r.error();
+    co_return written("PUT " + *path, *r);
+  };
+  co_return co_await guarded<Written>(impl->ex, cancel, body);
+}
+
 awaitable<Result<Secret>> Client::get_secret(std::string ns, std::string name, Deadline deadline,
                                              Cancel cancel) {
   auto impl = impl_;

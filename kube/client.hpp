@@ -1,7 +1,8 @@
 // kube/client.hpp: sigil's Kubernetes API client (HTTPS, bearer token or client certificate).
 //
 // Role: the only code in sigil that talks to the API server, in Kubernetes terms: GET, paged
-// LIST, WATCH streams, merge-patch of the status subresource, Secrets and ServiceAccounts; a
+// LIST, WATCH streams, merge-patch of the status subresource, Secrets and ServiceAccounts,
+// create (POST) and replace (PUT, optimistic concurrency on resourceVersion, 409 as a value); a
 // bearer token re-read from its file every token_reload and once more after a 401 (bound
 // service-account tokens rotate); metav1.Status error bodies turned into one readable line
 // with the HTTP code; a watch refused with 410 turned into an ERROR event. The transport is
@@ -83,6 +84,16 @@ struct WatchOptions {
 
 class Client;
 
+// The answer to a write (create / replace). A 409 (AlreadyExists on create, Conflict on a
+// replace whose metadata.resourceVersion is stale) is an expected outcome of optimistic
+// concurrency, not an error: conflict is true, status carries the server's reason, and the
+// caller re-reads. Otherwise object is what the server stored.
+struct Written {
+  bool conflict = false;
+  ApiStatus status;
+  Object object;
+};
+
 // An open watch. next() reads until at least one event has arrived and returns those events
 // (in order; several when they shared a read). An empty vector: the server ended the watch
 // cleanly (timeoutSeconds passed); later calls return empty too. After an error every later
@@ -151,6 +162,16 @@ class Client {
                                                             std::string name,
                                                             std::string patch_json,
                                                             Deadline deadline, Cancel cancel = {});
+  // POST the object (JSON text) to its collection. Written::conflict on 409 (it exists).
+  boost::asio::awaitable<Result<Written>> create(Resource resource, std::string ns,
+                                                 std::string object_json, Deadline deadline,
+                                                 Cancel cancel = {});
+  // PUT the whole object (an update). The body should carry metadata.resourceVersion: the
+  // server then refuses it with 409 (Written::conflict) when the object changed since it was
+  // read, so no one's write is lost.
+  boost::asio::awaitable<Result<Written>> replace(Resource resource, std::string ns,
+                                                  std::string name, std::string object_json,
+                                                  Deadline deadline, Cancel cancel = {});
   // GET a core/v1 Secret (values decoded; never log them) / ServiceAccount. not_found on 404.
   boost::asio::awaitable<Result<Secret>> get_secret(std::string ns, std::string name,
                                                     Deadline deadline, Cancel cancel = {});

@@ -61,6 +61,12 @@ Resource secrets() {
 Resource service_accounts() {
   return {"", "v1", "serviceaccounts", true};
 }
+Resource validating_webhook_configurations() {
+  return {"admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", false};
+}
+Resource mutating_webhook_configurations() {
+  return {"admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", false};
+}
 }  // namespace resources
 
 std::string query_escape(std::string_view value) {

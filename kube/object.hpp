@@ -39,6 +39,9 @@ Resource trust_roots();             // cluster-scoped
 // Core resources read for keys and pull credentials.
 Resource secrets();
 Resource service_accounts();
+// sigil's own webhook registrations (self-managed certificate: their caBundle), cluster-scoped.
+Resource validating_webhook_configurations();
+Resource mutating_webhook_configurations();
 }  // namespace resources
 
 // The collection path: "/apis/<g>/<v>[/namespaces/<ns>]/<plural>" (core: "/api/v1/...").

@@ -163,7 +163,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       : ioc(io),
         opts(std::move(o)),
         validator(v),
-        certs(opts.cert_file, opts.key_file, opts.cert_check_interval),
+        // An empty file name is CertStore's memory mode.
+        certs(opts.external_certificate ? std::string() : opts.cert_file,
+              opts.external_certificate ? std::string() : opts.key_file, opts.cert_check_interval),
         acceptor(asio::make_strand(io)),
         grace_timer(acceptor.get_executor()),
         table(ConnectionLimits{opts.max_connections, opts.max_connections_per_peer}),
@@ -216,7 +218,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     r.get("/healthz", [](const RouteRequest&) { return at_once(text_reply(200, "ok")); });
     r.get("/readyz", [this](const RouteRequest&) {
       // Lame duck (SIGTERM): not ready, so endpoints move on, while admissions are still served.
-      bool ready = !stopping && !lame;
+      bool ready = !stopping && !lame && certs.loaded();
       if (ready && opts.ready) {
         try {
           ready = opts.ready();
@@ -246,7 +248,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     if (opts.max_connections == 0 || opts.max_connections_per_peer == 0) {
       return make_error(Errc::invalid_argument, "connection limits must be > 0");
     }
-    if (auto st = certs.load(); !st) return st;
+    if (!opts.external_certificate) {
+      if (auto st = certs.load(); !st) return st;
+    }
     boost::system::error_code ec;
     const tcp::endpoint ep(asio::ip::make_address(addr->host, ec), addr->port);
     if (ec) return make_error(Errc::invalid_argument, "listen address: " + ec.message());
@@ -340,6 +344,14 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         socket.close(ignored);
         continue;
       }
+      // No certificate yet (self-managed, still being minted): nothing to offer; the caller
+      // sees a closed connection and retries, and /readyz is not Ready.
+      auto ctx = self->certs.current();
+      if (!ctx) {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
       const std::string peer = peer_key(remote.address());
       const auto adm = self->table.admit(peer, std::chrono::steady_clock::now());
       if ((adm.at_peer_cap || adm.at_global_cap) && self->cap_warning.due()) {
@@ -369,7 +381,6 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                             std::make_pair(socket.get_executor(), std::weak_ptr<Conn>(conn)));
       }
       if (adm.evict) self->evict(*adm.evict);
-      auto ctx = self->certs.current();
       auto ex = socket.get_executor();
       asio::co_spawn(
           ex, session(self, std::move(socket), std::move(ctx), std::move(conn), std::move(reg)),
@@ -699,6 +710,12 @@ Status Server::start() {
 }
 void Server::stop() {
   if (impl_->started) impl_->stop();
+}
+Status Server::set_certificate(const std::string& cert_pem, const std::string& key_pem) {
+  return impl_->certs.set_pem(cert_pem, key_pem);
+}
+bool Server::has_certificate() const {
+  return impl_->certs.loaded();
 }
 void Server::lame_duck() {
   impl_->lame = true;

@@ -4,7 +4,8 @@
 // parse HTTP/1.1 requests with bounded headers and bodies (and a process-wide budget for bodies
 // being read), bound connections per peer and in all (server/limits.hpp), route POST /validate to
 // the Validator and POST /mutate to the Mutator, each under a hard deadline derived from the API
-// server's `?timeout=`, answer /healthz and /readyz, reload the certificate when its files change,
+// server's `?timeout=`, answer /healthz and /readyz, reload the certificate when its files change
+// (or take it from memory, set_certificate),
 // stop gracefully. Beast stays out of this header (pimpl). Depends on common, admission (via
 // Validator) and the verify interface; never on a registry or policy implementation.
 #pragma once
@@ -32,6 +33,10 @@ struct ServerOptions {
   std::string listen = "0.0.0.0:8443";
   std::string cert_file;  // PEM certificate chain, leaf first
   std::string key_file;   // PEM private key
+  // The certificate comes from memory through Server::set_certificate (the self-managed
+  // certificate of app/selfcert.hpp), not from the files above. Until the first one arrives,
+  // connections are closed at once and /readyz is not Ready.
+  bool external_certificate = false;
   // Larger bodies get 413 and the connection is closed. An AdmissionReview carries the object
   // and, for UPDATE, the old object: each at most about 1.5 MiB as stored, so 4 MiB is ample.
   size_t max_body = 4 * 1024 * 1024;
@@ -105,6 +110,11 @@ class Server {
   // Stops accepting, closes idle connections, lets in-flight requests finish for up to
   // shutdown_grace, then closes everything. Thread-safe; idempotent.
   void stop();
+  // external_certificate: installs (or hot-swaps) the serving certificate; new connections use
+  // it, open ones keep theirs. A pair whose key does not match is refused and the current one
+  // stays. Thread-safe.
+  Status set_certificate(const std::string& cert_pem, const std::string& key_pem);
+  bool has_certificate() const;
   // Lame duck, the first step of a graceful shutdown (SIGTERM): /readyz answers 503 from now on,
   // so load balancers and endpoints move away, while every request is still served as before;
   // responses carry `Connection: close`, so pooled keep-alive connections move too. stop() ends

@@ -25,8 +25,10 @@ std::string openssl_error(const std::string& what) {
 
 }  // namespace
 
-Result<std::shared_ptr<ssl::context>> make_server_context(const std::string& cert_file,
-                                                          const std::string& key_file) {
+namespace {
+
+// The hardened context without a certificate.
+Result<std::shared_ptr<ssl::context>> base_context() {
   ERR_clear_error();
   std::shared_ptr<ssl::context> ctx;
   try {
@@ -46,6 +48,17 @@ Result<std::shared_ptr<ssl::context>> make_server_context(const std::string& cer
                               "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                               "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") != 1)
     return make_error(Errc::internal, openssl_error("TLS: cannot set cipher list"));
+  return ctx;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<ssl::context>> make_server_context(const std::string& cert_file,
+                                                          const std::string& key_file) {
+  auto base = base_context();
+  if (!base) return base.error();
+  std::shared_ptr<ssl::context> ctx = std::move(*base);
+  SSL_CTX* native = ctx->native_handle();
   if (SSL_CTX_use_certificate_chain_file(native, cert_file.c_str()) != 1)
     return make_error(Errc::invalid_argument,
                       openssl_error("TLS certificate file " + cert_file + " unusable"));
@@ -58,6 +71,39 @@ Result<std::shared_ptr<ssl::context>> make_server_context(const std::string& cer
         openssl_error("TLS key " + key_file + " does not match certificate " + cert_file));
   ERR_clear_error();
   return ctx;
+}
+
+Result<std::shared_ptr<ssl::context>> make_server_context_pem(const std::string& cert_pem,
+                                                              const std::string& key_pem) {
+  auto base = base_context();
+  if (!base) return base.error();
+  std::shared_ptr<ssl::context> ctx = std::move(*base);
+  boost::system::error_code ec;
+  ctx->use_certificate_chain(boost::asio::buffer(cert_pem), ec);
+  if (ec) return make_error(Errc::invalid_argument, openssl_error("TLS certificate unusable"));
+  ctx->use_private_key(boost::asio::buffer(key_pem), ssl::context::pem, ec);
+  if (ec) return make_error(Errc::invalid_argument, openssl_error("TLS key unusable"));
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1)
+    return make_error(Errc::invalid_argument,
+                      openssl_error("TLS key does not match the certificate"));
+  ERR_clear_error();
+  return ctx;
+}
+
+CertStore::CertStore() : interval_(0) {}
+
+Status CertStore::set_pem(const std::string& cert_pem, const std::string& key_pem) {
+  auto ctx = make_server_context_pem(cert_pem, key_pem);
+  if (!ctx) return ctx.error();
+  std::lock_guard lock(mu_);
+  if (ctx_) ++reloads_;
+  ctx_ = std::move(*ctx);
+  return {};
+}
+
+bool CertStore::loaded() const {
+  std::lock_guard lock(mu_);
+  return ctx_ != nullptr;
 }
 
 CertStore::CertStore(std::string cert_file, std::string key_file,
@@ -94,6 +140,7 @@ Status CertStore::load() {
 
 std::shared_ptr<ssl::context> CertStore::current() {
   std::lock_guard lock(mu_);
+  if (cert_file_.empty()) return ctx_;  // from memory (set_pem): nothing to check
   const auto now = std::chrono::steady_clock::now();
   if (!ctx_ || now - last_check_ < interval_) return ctx_;
   last_check_ = now;

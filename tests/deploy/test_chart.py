@@ -77,7 +77,7 @@ import crdschema  # noqa: E402
 
 CONFIG_KEYS = {"listen", "tlsCert", "tlsKey", "noMatchPolicy", "timeout", "logLevel", "cache", "registry",
                "kube", "trustedRoot", "threads", "server", "pinning", "azure", "metrics",
-               "events"}
+               "events", "selfCert"}
 # The AKS API server's path to webhooks: the konnectivity-agent pods in kube-system.
 KONNECTIVITY = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                 "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}
@@ -188,7 +188,7 @@ class Defaults(unittest.TestCase):
         self.assertEqual(kinds.count("CustomResourceDefinition"), 3, "the CRDs are templates (crds.install)")
         self.assertLess(kinds.index("CustomResourceDefinition"), kinds.index("Deployment"))
         self.assertLess(kinds.index("ResourceQuota"), kinds.index("Deployment"), "the quota admits the pods")
-        for k in ("ServiceAccount", "ConfigMap", "Secret", "ClusterRole", "ClusterRoleBinding", "Service",
+        for k in ("ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
                   "Deployment", "PodDisruptionBudget", "MutatingWebhookConfiguration",
                   "ValidatingWebhookConfiguration", "Pod"):
             self.assertIn(k, kinds)
@@ -266,9 +266,10 @@ class Defaults(unittest.TestCase):
         self.assertFalse([e for e in exprs if e["key"] == "sigil.dev/enforce"], "scope: all by default")
 
     def test_ca_bundle_is_the_serving_certificates_ca(self):
-        _, hooks = webhooks(self.docs)
-        tls = one(self.docs, "Secret", "sigil-tls")
-        ca = one(self.docs, "Secret", "sigil-ca")
+        docs = render("--set", "tls.mode=helm")
+        _, hooks = webhooks(docs)
+        tls = one(docs, "Secret", "sigil-tls")
+        ca = one(docs, "Secret", "sigil-ca")
         self.assertEqual(tls["type"], "kubernetes.io/tls")
         for w in hooks.values():
             self.assertEqual(w["clientConfig"]["caBundle"], tls["data"]["ca.crt"])
@@ -291,7 +292,13 @@ class Defaults(unittest.TestCase):
     def test_rbac_is_exactly_what_sigil_needs(self):
         role = one(self.docs, "ClusterRole")
         granted = set()
+        named = set()
         for rule in role["rules"]:
+            if "resourceNames" in rule:  # tls.mode=self: sigil's own webhook configurations only
+                self.assertEqual(set(rule), {"apiGroups", "resources", "verbs", "resourceNames"})
+                named |= {(g, r, v, n) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+                          for n in rule["resourceNames"]}
+                continue
             self.assertEqual(set(rule), {"apiGroups", "resources", "verbs"}, "no resourceNames/nonResourceURLs tricks")
             for field in ("apiGroups", "resources", "verbs"):
                 self.assertNotIn("*", rule[field], "a wildcard widens the role: %r" % rule)
@@ -311,7 +318,24 @@ class Defaults(unittest.TestCase):
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "sigil", "namespace": "sigil"}])
         dep, _ = container(self.docs)
         self.assertEqual(dep["spec"]["template"]["spec"]["serviceAccountName"], "sigil")
-        self.assertFalse([d for d in self.docs if d["kind"] in ("Role", "RoleBinding")])
+        adm = "admissionregistration.k8s.io"
+        self.assertEqual(named, {(adm, r, v, "sigil") for r in ("validatingwebhookconfigurations",
+                                                                 "mutatingwebhookconfigurations")
+                                 for v in ("get", "update", "patch")})
+        # The self-managed certificate's Secret: update/patch by name; create cannot be limited by
+        # name (Kubernetes does not apply resourceNames to create), so it is alone in its rule.
+        (r,) = [d for d in self.docs if d["kind"] == "Role"]
+        self.assertEqual(r["metadata"]["namespace"], "sigil")
+        self.assertEqual(r["rules"], [
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["sigil-self-tls"],
+             "verbs": ["get", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}])
+        (rb,) = [d for d in self.docs if d["kind"] == "RoleBinding"]
+        self.assertEqual(rb["roleRef"]["name"], r["metadata"]["name"])
+        self.assertEqual(rb["subjects"], [{"kind": "ServiceAccount", "name": "sigil", "namespace": "sigil"}])
+        helm = render("--set", "tls.mode=helm")
+        self.assertFalse([d for d in helm if d["kind"] in ("Role", "RoleBinding")])
+        self.assertFalse([x for x in one(helm, "ClusterRole")["rules"] if "resourceNames" in x])
 
     def test_events_value_drives_config_and_rbac(self):
         cfg = yaml.safe_load(one(self.docs, "ConfigMap", "sigil")["data"]["config.yaml"])
@@ -407,11 +431,24 @@ class Defaults(unittest.TestCase):
         self.assertEqual(c["command"] + c["args"], ["sigil", "serve", "--config", "/etc/sigil/config.yaml"])
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         self.assertEqual(mounts["/etc/sigil/config.yaml"]["subPath"], "config.yaml")
-        self.assertIn("/etc/sigil/tls", mounts)
+        # tls.mode=self: no certificate files; sigil keeps its certificate in its own Secret.
+        self.assertNotIn("/etc/sigil/tls", mounts)
+        self.assertNotIn("tlsCert", cfg)
+        self.assertEqual(cfg["selfCert"], {
+            "enabled": True, "secretName": "sigil-self-tls", "serviceName": "sigil",
+            "validatingWebhooks": ["sigil"], "mutatingWebhooks": ["sigil"], "caValidity": "87600h",
+            "caRenewBefore": "17520h", "certValidity": "8760h", "certRenewBefore": "2920h",
+            "rolloverGrace": "1h", "resync": "1m"})
+        self.assertIn("checksum/config", dep["spec"]["template"]["metadata"]["annotations"])
+        # tls.mode=helm: the files from the Secret the chart generates.
+        docs = render("--set", "tls.mode=helm")
+        cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+        dep, c = container(docs)
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        self.assertNotIn("selfCert", cfg)
         self.assertTrue(cfg["tlsCert"].startswith("/etc/sigil/tls/") and cfg["tlsKey"].startswith("/etc/sigil/tls/"))
         vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
         self.assertEqual(vols[mounts["/etc/sigil/tls"]["name"]]["secret"]["secretName"], "sigil-tls")
-        self.assertIn("checksum/config", dep["spec"]["template"]["metadata"]["annotations"])
 
     def test_helm_test_pod(self):
         pod = one(self.docs, "Pod")
@@ -424,11 +461,16 @@ class Defaults(unittest.TestCase):
 
     def test_notes(self):
         notes = os.path.join(TMP, "notes.txt")
-        render_raw("--notes-out", notes)
+        render_raw("--notes-out", notes, "--set", "tls.mode=helm")
         with open(notes) as f:
             text = f.read()
         self.assertIn("helm template", text)
         self.assertIn("Argo CD", text)
+        render_raw("--notes-out", notes)
+        with open(notes) as f:
+            text = f.read()
+        self.assertIn("tls.mode=self", text)
+        self.assertIn("sigil-self-tls", text)
         self.assertIn("noMatchPolicy is warn", text)
         self.assertIn("--set config.noMatchPolicy=deny", text, "NOTES say how to turn it to deny")
         self.assertIn("--wait", text)
@@ -618,7 +660,7 @@ class ValueSets(unittest.TestCase):
                                            "insecure": ["127.0.0.1:5000"]})
         # Every file the config names is mounted.
         mounts = [m["mountPath"] for m in c["volumeMounts"]]
-        for p in (cfg["registry"]["config"], cfg["registry"]["ca"], cfg["trustedRoot"], cfg["tlsCert"], cfg["tlsKey"]):
+        for p in (cfg["registry"]["config"], cfg["registry"]["ca"], cfg["trustedRoot"]):
             self.assertTrue(any(p.startswith(m + "/") for m in mounts), p)
         vols = {v["name"]: v for v in pod["volumes"]}
         srcs = vols["registry"]["projected"]["sources"]
@@ -1316,23 +1358,23 @@ class Certificates(unittest.TestCase):
         return webhooks(docs)[1]["validate.sigil.dev"]["clientConfig"]["caBundle"]
 
     def test_every_render_without_a_cluster_is_new(self):
-        a, b = render(), render()
+        a, b = render("--set", "tls.mode=helm"), render("--set", "tls.mode=helm")
         self.assertNotEqual(self.ca_bundle(a), self.ca_bundle(b), "the helm template / Argo CD caveat")
 
     def test_upgrade_keeps_the_certificate(self):
-        first = render()
+        first = render("--set", "tls.mode=helm")
         lk = self.lookup_file(self.secrets(first), "lookup-keep.yaml")
-        second = render("--is-upgrade", "--lookup", lk)
+        second = render("--set", "tls.mode=helm", "--is-upgrade", "--lookup", lk)
         self.assertEqual(self.ca_bundle(first), self.ca_bundle(second))
         self.assertEqual(one(first, "Secret", "sigil-tls")["data"], one(second, "Secret", "sigil-tls")["data"])
 
     def test_renewal_keeps_the_ca(self):
-        first = render()
+        first = render("--set", "tls.mode=helm")
         secrets = self.secrets(first)
         tls = [s for s in secrets if s["metadata"]["name"] == "sigil-tls"][0]
         soon = int(datetime.datetime.now(datetime.timezone.utc).timestamp()) + 10 * 86400
         tls["metadata"]["annotations"]["sigil.dev/not-after"] = str(soon)
-        second = render("--is-upgrade", "--lookup", self.lookup_file(secrets, "lookup-renew.yaml"))
+        second = render("--set", "tls.mode=helm", "--is-upgrade", "--lookup", self.lookup_file(secrets, "lookup-renew.yaml"))
         self.assertEqual(self.ca_bundle(first), self.ca_bundle(second), "renewal must not change the caBundle")
         new = one(second, "Secret", "sigil-tls")
         self.assertNotEqual(new["data"]["tls.crt"], tls["data"]["tls.crt"])
@@ -1344,9 +1386,9 @@ class Certificates(unittest.TestCase):
                                    leaf.signature_hash_algorithm)
 
     def test_new_service_name_gets_a_new_certificate(self):
-        first = render()
+        first = render("--set", "tls.mode=helm")
         lk = self.lookup_file(self.secrets(first), "lookup-rename.yaml")
-        second = render("--is-upgrade", "--lookup", lk, "--set", "fullnameOverride=sigil-webhook")
+        second = render("--set", "tls.mode=helm", "--is-upgrade", "--lookup", lk, "--set", "fullnameOverride=sigil-webhook")
         # Other Secret names: nothing found, everything new, and valid for the new name.
         self.assertIn("sigil-webhook.sigil.svc", one(second, "Secret", "sigil-webhook-tls")["metadata"]["annotations"]["sigil.dev/dns-names"])
 
@@ -1487,6 +1529,65 @@ class PlainManifests(unittest.TestCase):
         self.assertIn("cert-manager", excl["values"], "cert-manager issues these manifests' certificate")
         with open(os.path.join(ROOT, "deploy", "render.sh")) as f:
             self.assertRegex(f.read(), r"\nKUBE_VERSION=1\.(3[3-9]|[4-9][0-9])\.")
+
+
+class SelfManagedCertificate(unittest.TestCase):
+    """tls.mode=self (the default): sigil owns its certificate; the chart renders no key material."""
+
+    def test_renders_are_stable_and_carry_no_certificate(self):
+        a, b = render_raw().stdout, render_raw().stdout
+        self.assertEqual(a, b, "GitOps: a render is the same every time")
+        self.assertNotIn("BEGIN CERTIFICATE", a)
+        self.assertNotIn("caBundle:", a, "sigil writes the caBundle; the chart must not clobber it")
+        docs = render()
+        self.assertFalse([d for d in docs if d["kind"] == "Secret"])
+        self.assertFalse([d for d in docs if d["kind"] == "Certificate"])
+        self.assertNotIn("cert-manager.io/inject-ca-from", one(docs, "ValidatingWebhookConfiguration")["metadata"]
+                         .get("annotations", {}))
+        # helm test verifies the serving certificate with the CA sigil keeps in its Secret.
+        pod = one(docs, "Pod")
+        self.assertEqual(pod["spec"]["volumes"][0]["secret"]["secretName"], "sigil-self-tls")
+
+    def test_the_config_names_what_rbac_allows(self):
+        for args, mutating in (((), True), (("--set", "webhook.mutating.enabled=false"), False),
+                               (("--set", "tls.self.secretName=my-tls", "--set", "fullnameOverride=sig"), True)):
+            docs = render(*args)
+            cfg = yaml.safe_load([d for d in docs if d["kind"] == "ConfigMap"
+                                  and "config.yaml" in d["data"]][0]["data"]["config.yaml"])["selfCert"]
+            vwc = one(docs, "ValidatingWebhookConfiguration")
+            svc = one(docs, "Service")
+            self.assertEqual(cfg["validatingWebhooks"], [vwc["metadata"]["name"]])
+            self.assertEqual(cfg["serviceName"], svc["metadata"]["name"])
+            for w in vwc["webhooks"]:
+                self.assertEqual(w["clientConfig"]["service"]["name"], cfg["serviceName"])
+            named = {(r["resources"][0], n) for r in one(docs, "ClusterRole")["rules"] for n in r.get("resourceNames", [])}
+            want = {("validatingwebhookconfigurations", vwc["metadata"]["name"])}
+            if mutating:
+                mwc = one(docs, "MutatingWebhookConfiguration")
+                self.assertEqual(cfg["mutatingWebhooks"], [mwc["metadata"]["name"]])
+                want.add(("mutatingwebhookconfigurations", mwc["metadata"]["name"]))
+            else:
+                self.assertNotIn("mutatingWebhooks", cfg)
+            self.assertEqual(named, want)
+            (role,) = [d for d in docs if d["kind"] == "Role"]
+            self.assertEqual(role["rules"][0]["resourceNames"], [cfg["secretName"]])
+        self.assertEqual(cfg["secretName"], "my-tls")
+
+    def test_values_are_checked(self):
+        r = render_raw("--set", "tls.mode=selfish", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        r = render_raw("--set", "tls.self.rolloverGrace=an hour", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("rolloverGrace", r.stderr)
+        r = render_raw("--set", "tls.self.unknown=1", check=False)
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_other_modes_need_no_self_rbac(self):
+        for mode in ("helm", "cert-manager"):
+            docs = render("--set", "tls.mode=" + mode)
+            self.assertFalse([d for d in docs if d["kind"] in ("Role", "RoleBinding")], mode)
+            cfg = yaml.safe_load(one(docs, "ConfigMap", "sigil")["data"]["config.yaml"])
+            self.assertNotIn("selfCert", cfg)
 
 
 if __name__ == "__main__":

@@ -498,3 +498,46 @@ TEST_CASE("a watch event larger than max_event fails the stream, not the process
   CHECK(evs.error().code == Errc::too_large);
   CHECK_FALSE(loop.run((*w)->next()).ok());  // the stream stays failed
 }
+
+TEST_CASE("create and replace: 409 is a conflict value, resourceVersion guards every update") {
+  FakeApi api;
+  Loop loop(2);
+  Client client(loop.ioc.get_executor(), api.config());
+  const Resource secrets = resources::secrets();
+  const std::string body =
+      R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"data":{"k":"dg=="}})";
+  auto made = loop.run(client.create(secrets, "ns", body, in(5s)));
+  REQUIRE(made.ok());
+  CHECK_FALSE(made->conflict);
+  CHECK(made->object.meta.namespace_ == "ns");
+  const std::string rv = made->object.meta.resource_version;
+  REQUIRE_FALSE(rv.empty());
+  auto again = loop.run(client.create(secrets, "ns", body, in(5s)));
+  REQUIRE(again.ok());
+  CHECK(again->conflict);
+  CHECK(again->status.reason == "AlreadyExists");
+
+  auto put = [&](const std::string& version, const std::string& value) {
+    const std::string b = R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s",)"
+                          R"("resourceVersion":")" +
+                          version + R"("},"data":{"k":")" + value + R"("}})";
+    return loop.run(client.replace(secrets, "ns", "s", b, in(5s)));
+  };
+  auto updated = put(rv, "dzI=");
+  REQUIRE(updated.ok());
+  CHECK_FALSE(updated->conflict);
+  CHECK(updated->object.meta.resource_version != rv);
+  // The same stale version again: refused, the stored value stays.
+  auto stale = put(rv, "eA==");
+  REQUIRE(stale.ok());
+  CHECK(stale->conflict);
+  CHECK(stale->status.reason == "Conflict");
+  auto s = loop.run(client.get_secret("ns", "s", in(5s)));
+  REQUIRE(s.ok());
+  CHECK(s->data.at("k") == "w2");
+  CHECK(api.count("PUT", "/api/v1/namespaces/ns/secrets/s") == 2);
+
+  auto missing = loop.run(client.replace(secrets, "ns", "nope", body, in(5s)));
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().code == Errc::not_found);
+}

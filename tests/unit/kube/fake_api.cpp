@@ -198,6 +198,11 @@ struct FakeApi::Impl {
     }
     if (get && r.sub.empty()) {
       if (r.name == "stall") co_await s.sleep(std::chrono::milliseconds(owner->stall_ms.load()));
+      if (owner->hide_gets.load() > 0) {  // a reader that lost a race: 404 though it exists
+        --owner->hide_gets;
+        record(404);
+        co_return co_await respond(s, 404, status_json(404, "NotFound", "hidden"));
+      }
       const int forced = owner->fail_gets_with.load();
       if (forced) {
         record(forced);
@@ -226,42 +231,71 @@ struct FakeApi::Impl {
       record(static_cast<int>(status));
       co_return co_await respond(s, status, body);
     }
-    if (req.method() == http::verb::post && r.name.empty() && r.sub.empty()) {
-      // Create (Events): 201 with the stored object. A POST of an object named "stall" or
-      // "stall.*" waits stall_ms first, as GETs of "stall" do.
-      json obj = json::parse(req.body(), nullptr, false);
+    const bool create = req.method == "POST" && r.name.empty() && r.sub.empty();
+    if (create) {
+      // A POST of an object named "stall" or "stall.*" (Events) waits stall_ms first, as GETs
+      // of "stall" do; the API server takes only JSON bodies.
+      json obj = json::parse(req.body, nullptr, false);
       const std::string name =
-          obj.is_object() && obj.contains("metadata") ? obj["metadata"].value("name", "") : "";
-      if (name == "stall" || name.rfind("stall.", 0) == 0) {
-        asio::steady_timer t(ioc, std::chrono::milliseconds(owner->stall_ms.load()));
-        co_await t.async_wait(use_tuple);
+          obj.is_object() && obj.contains("metadata") && obj["metadata"].is_object()
+              ? obj["metadata"].value("name", "")
+              : "";
+      if (name == "stall" || name.rfind("stall.", 0) == 0)
+        co_await s.sleep(std::chrono::milliseconds(owner->stall_ms.load()));
+      if (seen_req.content_type != "application/json") {
+        record(415);
+        co_return co_await respond(
+            s, 415, status_json(415, "UnsupportedMediaType", "want application/json"));
       }
-      unsigned status = 201;
-      json body;
-      if (name.empty() || seen_req.content_type != "application/json") {
-        status = 422;
-        body = status_json(422, "Invalid", "metadata.name: Required value");
-      } else {
-        std::lock_guard lock(mu);
-        obj["metadata"]["namespace"] = r.ns;
-        const std::string key = r.ns.empty() ? name : r.ns + "/" + name;
-        if (objects[r.plural].count(key)) {
-          status = 409;
-          body = status_json(409, "AlreadyExists", r.plural + " \"" + name + "\" already exists");
-        } else {
-          ++rv;
-          obj["metadata"]["resourceVersion"] = std::to_string(rv);
-          obj["metadata"]["uid"] = "uid-" + std::to_string(next_uid++);
-          objects[r.plural][key] = obj;
-          record_event("ADDED", r.plural, obj);
-          body = obj;
-        }
-      }
+    }
+    if (create || (req.method == "PUT" && !r.name.empty() && r.sub.empty())) {
+      auto [status, body] = write(r, create, req.body);
       record(static_cast<int>(status));
-      co_return co_await respond(s, status, body, true);
+      co_return co_await respond(s, status, body);
     }
     record(405);
     co_return co_await respond(s, 405, status_json(405, "MethodNotAllowed", "not here"));
+  }
+
+  // POST (create: 409 AlreadyExists) and PUT (update: 409 Conflict when the body's
+  // metadata.resourceVersion is not the stored one), as the API server answers them.
+  std::pair<unsigned, json> write(const Route& r, bool create, const std::string& text) {
+    json obj = json::parse(text, nullptr, false);
+    if (obj.is_discarded() || !obj.is_object() || !obj["metadata"].is_object())
+      return {400, status_json(400, "BadRequest", "body is not an object with metadata")};
+    auto& md = obj["metadata"];
+    if (!r.ns.empty()) md["namespace"] = r.ns;
+    if (!create) md["name"] = r.name;
+    const std::string name = md.value("name", "");
+    if (name.empty()) return {422, status_json(422, "Invalid", "metadata.name: Required value")};
+    const std::string key = r.ns.empty() ? name : r.ns + "/" + name;
+    std::lock_guard lock(mu);
+    auto& m = objects[r.plural];
+    auto it = m.find(key);
+    if (create && it != m.end())
+      return {409,
+              status_json(409, "AlreadyExists", r.plural + " \"" + name + "\" already exists")};
+    if (!create && it == m.end())
+      return {404, status_json(404, "NotFound", r.plural + " \"" + name + "\" not found")};
+    if (!create) {
+      const std::string want = md.value("resourceVersion", "");
+      const auto& stored = it->second["metadata"];
+      if (!want.empty() && want != stored.value("resourceVersion", ""))
+        return {409, status_json(409, "Conflict",
+                                 "Operation cannot be fulfilled on " + r.plural + " \"" + name +
+                                     "\": the object has been modified; please apply your "
+                                     "changes to the latest version and try again")};
+      md["uid"] = stored.value("uid", "");
+      md["creationTimestamp"] = stored.value("creationTimestamp", "");
+    } else {
+      md["uid"] = "uid-" + std::to_string(next_uid++);
+      md["creationTimestamp"] = "2024-05-01T12:00:00Z";
+    }
+    ++rv;
+    md["resourceVersion"] = std::to_string(rv);
+    m[key] = obj;
+    record_event(create ? "ADDED" : "MODIFIED", r.plural, obj);
+    return {create ? 201u : 200u, obj};
   }
 
   std::pair<unsigned, json> list(const Route& r, std::map<std::string, std::string>& query) {

@@ -4,7 +4,8 @@
 // TLS: JSON lists with metadata.resourceVersion and continue paging,
 // chunked watch streams of {"type","object"} events, bookmarks, 410 Gone both as an ERROR event
 // and as an HTTP status, connections dropped mid-stream and mid-event, bearer-token checks,
-// merge-patch on /status, Secrets and ServiceAccounts.
+// merge-patch on /status, Secrets and ServiceAccounts, POST (409 AlreadyExists) and PUT
+// (409 Conflict on a stale metadata.resourceVersion).
 #pragma once
 
 #include <atomic>
@@ -104,6 +105,7 @@ class FakeApi {
   std::atomic<bool> split_events{true};      // send events cut into random chunks
   std::atomic<int> stall_ms{0};              // GETs of objects named "stall" wait this long
   std::atomic<int> fail_gets_with{0};        // GETs answer this status (0 = normal)
+  std::atomic<int> hide_gets{0};             // next N GETs of one object: 404 (lost a race)
 
   // ---- what was seen ----
   std::vector<Seen> seen() const;

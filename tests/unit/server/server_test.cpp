@@ -372,3 +372,54 @@ TEST_CASE("server: /validate-policy is 404 unless configured", "[server]") {
   REQUIRE(r.ok);
   CHECK(r.status == 404);
 }
+
+namespace {
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+}  // namespace
+
+TEST_CASE("server: a certificate from memory; no TLS and not Ready before it, hot swap after",
+          "[server]") {
+  auto pki = make_pki();
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  asio::io_context ioc;
+  ServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.external_certificate = true;
+  Server srv(ioc, o, v);
+  REQUIRE(srv.start().ok());
+  std::thread t([&] { ioc.run(); });
+
+  CHECK_FALSE(srv.has_certificate());
+  auto none = https_request(srv.port(), pki.ca_pem, "GET", "/readyz");
+  CHECK_FALSE(none.ok);  // the connection is closed: there is nothing to offer
+
+  const std::string cert = slurp(pki.cert_file), key = slurp(pki.key_file);
+  // A key that is not the certificate's is refused, and nothing is installed.
+  auto other = make_pki("someone-else");
+  CHECK_FALSE(srv.set_certificate(cert, slurp(other.key_file)).ok());
+  CHECK_FALSE(srv.has_certificate());
+
+  REQUIRE(srv.set_certificate(cert, key).ok());
+  auto ready = https_request(srv.port(), pki.ca_pem, "GET", "/readyz");
+  CHECK(ready.status == 200);
+  CHECK(ready.peer_cn == "sigil-test-server");
+
+  rewrite_leaf(pki, "sigil-test-server-2");
+  REQUIRE(srv.set_certificate(slurp(pki.cert_file), slurp(pki.key_file)).ok());
+  CHECK(https_request(srv.port(), pki.ca_pem, "GET", "/healthz").peer_cn == "sigil-test-server-2");
+  // A broken pair later keeps the current certificate.
+  CHECK_FALSE(srv.set_certificate("garbage", key).ok());
+  CHECK(https_request(srv.port(), pki.ca_pem, "GET", "/healthz").peer_cn == "sigil-test-server-2");
+
+  srv.stop();
+  ioc.run_for(3s);
+  ioc.stop();
+  t.join();
+  std::error_code ec;
+  std::filesystem::remove_all(pki.dir, ec);
+  std::filesystem::remove_all(other.dir, ec);
+}

@@ -72,6 +72,12 @@ app.kubernetes.io/part-of: sigil
 {{- printf "%s-tls" (include "sigil.fullname" .) -}}
 {{- end -}}
 
+{{/* tls.mode=self: the Secret sigil creates and owns (its CA and serving certificate). A name of
+its own, so that moving from tls.mode=helm never has sigil and Helm writing the same Secret. */}}
+{{- define "sigil.selfSecretName" -}}
+{{- .Values.tls.self.secretName | default (printf "%s-self-tls" (include "sigil.fullname" .)) -}}
+{{- end -}}
+
 {{- define "sigil.caSecretName" -}}
 {{- printf "%s-ca" (include "sigil.fullname" .) -}}
 {{- end -}}
