@@ -1,6 +1,8 @@
 // crypto/x509.cpp: see x509.hpp. X.509 parsing, Fulcio identity extensions and path validation
 // with OpenSSL 3's X509_STORE, plus the checks OpenSSL does not make for us (extended key usage
 // for code signing, leaf-is-not-a-CA, the hybrid validity model, the CA's validFor window).
+// The cache of validated paths (ChainCache) and the short validation through it are in
+// chain_cache.cpp.
 #include "crypto/x509.hpp"
 
 #include <arpa/inet.h>
@@ -13,16 +15,13 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
-#include <deque>
 #include <limits>
-#include <mutex>
-#include <unordered_map>
 #include <utility>
 
 #include "common/encoding.hpp"
 #include "crypto/detail/ossl.hpp"
+#include "crypto/x509_detail.hpp"
 
 namespace sigil::crypto {
 
@@ -41,22 +40,19 @@ constexpr const char* kOidFulcioIssuerV1 = "1.3.6.1.4.1.57264.1.1";
 constexpr const char* kOidFulcioIssuerV2 = "1.3.6.1.4.1.57264.1.8";
 constexpr const char* kOidFulcioUsername = "1.3.6.1.4.1.57264.1.7";
 
+using detail::check_path;
 using detail::GeneralNamesPtr;
+using detail::mutable_x509;
 using detail::ObjectPtr;
 using detail::openssl_error;
 using detail::OpensslFree;
 using detail::OwningStackPtr;
+using detail::set_verify_params;
 using detail::StackPtr;
 using detail::StoreCtxPtr;
 using detail::StorePtr;
 using detail::Utf8Ptr;
 using detail::X509Ptr;
-
-X509* mutable_x509(const Certificate& c) {
-  // OpenSSL's verification API takes non-const pointers; it only reads the certificate (the
-  // extension cache it may fill was filled, under its own lock, when the certificate parsed).
-  return const_cast<X509*>(static_cast<const X509*>(c.native()));
-}
 
 // ---- calendar arithmetic (proleptic Gregorian, UTC) ----------------------------------------
 
@@ -624,12 +620,10 @@ Result<CertificateIdentity> certificate_identity(const Certificate& leaf) {
 
 // ---- path validation --------------------------------------------------------------------------
 
-namespace {
-
 // Sets what every validation here uses: the time (seconds; sub-second precision is checked by
 // the callers), the depth, and the partial-chain mode (the anchor is whatever the store holds,
 // self-signed or not: Go's x509 semantics, which sigstore-go and cosign use).
-Status set_verify_params(X509_STORE_CTX* ctx, TimePoint at) {
+Status detail::set_verify_params(X509_STORE_CTX* ctx, TimePoint at) {
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx);
   if (param == nullptr) return openssl_error(Errc::internal, "no verification parameters");
   int64_t at_seconds = std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
@@ -649,8 +643,8 @@ Status set_verify_params(X509_STORE_CTX* ctx, TimePoint at) {
 // hybrid model (every certificate on the path valid at the signing time: OpenSSL checked this
 // at second resolution; this repeats it at full resolution), and Go's rule (x509.Verify with
 // KeyUsages): a CA on the path that states extended key usages must allow this one.
-Status check_path(const VerifiedChain& chain, TimePoint at, ExtendedKeyUsage eku,
-                  const std::string& who) {
+Status detail::check_path(const VerifiedChain& chain, TimePoint at, ExtendedKeyUsage eku,
+                          const std::string& who) {
   if (chain.path.size() < 2) {
     return make_error(Errc::verification,
                       "the signing certificate is itself the trust anchor of " + who);
@@ -678,157 +672,6 @@ Status check_path(const VerifiedChain& chain, TimePoint at, ExtendedKeyUsage eku
   }
   return {};
 }
-
-// Constraints a CA places on the names or resources of every certificate below it: OpenSSL
-// checks them against the leaf only when that CA is on the chain it builds.
-bool constrains_leaf(const Certificate& c) {
-  const X509* x = static_cast<const X509*>(c.native());
-  return X509_get_ext_by_NID(x, NID_name_constraints, -1) >= 0 ||
-         X509_get_ext_by_NID(x, NID_sbgp_ipAddrBlock, -1) >= 0 ||
-         X509_get_ext_by_NID(x, NID_sbgp_autonomousSysNum, -1) >= 0;
-}
-
-void append_der(std::string& key, const std::string& der) {
-  const auto n = static_cast<uint32_t>(der.size());
-  for (int shift = 24; shift >= 0; shift -= 8)
-    key.push_back(static_cast<char>((n >> shift) & 0xff));
-  key += der;
-}
-
-// The CA entry's identity (every certificate of its chain, the anchor last) and the issuer's:
-// exact bytes, length-prefixed, so no two different (CA, issuer) pairs share a key.
-std::string chain_cache_key(const CertificateAuthority& ca, const Certificate& issuer) {
-  size_t total = issuer.der().size() + 8;
-  for (const auto& c : ca.chain) total += c.der().size() + 4;
-  std::string key;
-  key.reserve(total);
-  key += "ca";
-  for (const auto& c : ca.chain) append_der(key, c.der());
-  key += "issuer";
-  append_der(key, issuer.der());
-  return key;
-}
-
-}  // namespace
-
-// A path above some leaf, validated against one CA entry: path[0] issued that leaf, path.back()
-// is the CA's anchor. `store` trusts path[0] alone, for validating the next leaf under it.
-struct ChainCache::Entry {
-  std::vector<Certificate> path;
-  TimePoint not_before{};  // the latest notBefore on path
-  TimePoint not_after{};   // the earliest notAfter on path (exclusive, as OpenSSL's)
-  StorePtr store;
-};
-
-struct ChainCache::State {
-  mutable std::mutex mu;
-  std::unordered_map<std::string, std::shared_ptr<const Entry>> entries;
-  std::deque<std::string> order;  // insertion order, for eviction
-  std::atomic<uint64_t> hits{0};
-};
-
-ChainCache::ChainCache(size_t capacity)
-    : capacity_(capacity == 0 ? 1 : capacity), state_(std::make_unique<State>()) {}
-ChainCache::~ChainCache() = default;
-
-size_t ChainCache::size() const {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  return state_->entries.size();
-}
-
-uint64_t ChainCache::hits() const {
-  return state_->hits.load(std::memory_order_relaxed);
-}
-
-struct ChainCacheAccess {
-  static std::shared_ptr<const ChainCache::Entry> find(ChainCache& cache, const std::string& key) {
-    std::lock_guard<std::mutex> lock(cache.state_->mu);
-    auto it = cache.state_->entries.find(key);
-    return it == cache.state_->entries.end() ? nullptr : it->second;
-  }
-  static void hit(ChainCache& cache) { cache.state_->hits.fetch_add(1, std::memory_order_relaxed); }
-  // Remembers the part above the leaf of a path that validated against ca. Never fails the
-  // validation that produced it: a path that cannot be remembered is simply not.
-  static void remember(ChainCache& cache, const CertificateAuthority& ca,
-                       const VerifiedChain& chain) {
-    if (chain.path.size() < 3) return;  // leaf -> anchor: one signature check, nothing to save
-    for (size_t i = 2; i < chain.path.size(); ++i) {
-      if (constrains_leaf(chain.path[i])) return;
-    }
-    auto entry = std::make_shared<ChainCache::Entry>();
-    entry->path.assign(chain.path.begin() + 1, chain.path.end());
-    entry->not_before = TimePoint::min();
-    entry->not_after = TimePoint::max();
-    for (const auto& c : entry->path) {
-      entry->not_before = std::max(entry->not_before, c.not_before());
-      entry->not_after = std::min(entry->not_after, c.not_after());
-    }
-    entry->store.reset(X509_STORE_new());
-    if (!entry->store ||
-        X509_STORE_add_cert(entry->store.get(), mutable_x509(entry->path.front())) != 1) {
-      ERR_clear_error();
-      return;
-    }
-    std::string key = chain_cache_key(ca, entry->path.front());
-    std::lock_guard<std::mutex> lock(cache.state_->mu);
-    auto& st = *cache.state_;
-    if (st.entries.count(key) != 0) return;
-    while (st.entries.size() >= cache.capacity_ && !st.order.empty()) {
-      st.entries.erase(st.order.front());
-      st.order.pop_front();
-    }
-    st.order.push_back(key);
-    st.entries.emplace(std::move(key), std::move(entry));
-  }
-};
-
-namespace {
-
-// The short path: a remembered path above an issuer of this leaf, for this CA entry. Returns
-// the validated path, or nullopt for "validate in full" (no entry, or any check failed: the
-// full validation then decides, and words the refusal).
-std::optional<VerifiedChain> verify_with_cache(const Certificate& leaf,
-                                               const std::vector<Certificate>& untrusted,
-                                               const CertificateAuthority& ca, TimePoint at,
-                                               ExtendedKeyUsage eku, const std::string& who,
-                                               ChainCache& cache) {
-  X509* leaf_x = mutable_x509(leaf);
-  auto try_issuer = [&](const Certificate& candidate) -> std::optional<VerifiedChain> {
-    // Names, key identifiers and the issuer's keyCertSign: no signature check yet.
-    if (X509_check_issued(mutable_x509(candidate), leaf_x) != X509_V_OK) return std::nullopt;
-    auto entry = ChainCacheAccess::find(cache, chain_cache_key(ca, candidate));
-    if (!entry) return std::nullopt;
-    // The remembered part must be valid at the signing time, as OpenSSL judges it: from
-    // notBefore up to, not including, notAfter.
-    if (at < entry->not_before || at >= entry->not_after) return std::nullopt;
-    // OpenSSL validates the leaf under the issuer alone: the leaf's signature, validity and
-    // extensions, the issuer's validity, CA flag, key usage and name constraints.
-    StoreCtxPtr ctx(X509_STORE_CTX_new());
-    if (!ctx || X509_STORE_CTX_init(ctx.get(), entry->store.get(), leaf_x, nullptr) != 1 ||
-        !set_verify_params(ctx.get(), at) || X509_verify_cert(ctx.get()) != 1 ||
-        sk_X509_num(X509_STORE_CTX_get0_chain(ctx.get())) != 2) {
-      ERR_clear_error();
-      return std::nullopt;
-    }
-    ERR_clear_error();
-    VerifiedChain out;
-    out.path.reserve(entry->path.size() + 1);
-    out.path.push_back(leaf);
-    out.path.insert(out.path.end(), entry->path.begin(), entry->path.end());
-    if (!check_path(out, at, eku, who)) return std::nullopt;
-    ChainCacheAccess::hit(cache);
-    return out;
-  };
-  for (const auto& c : untrusted) {
-    if (auto r = try_issuer(c)) return r;
-  }
-  for (size_t i = 0; i + 1 < ca.chain.size(); ++i) {
-    if (auto r = try_issuer(ca.chain[i])) return r;
-  }
-  return std::nullopt;
-}
-
-}  // namespace
 
 Result<VerifiedChain> verify_certificate(const Certificate& leaf,
                                          const std::vector<Certificate>& untrusted_intermediates,
@@ -863,7 +706,8 @@ Result<VerifiedChain> verify_certificate(const Certificate& leaf,
                                               describe_range(ca.valid_for) + " of " + who);
   }
   if (cache != nullptr) {
-    if (auto r = verify_with_cache(leaf, untrusted_intermediates, ca, at, eku, who, *cache)) {
+    if (auto r =
+            detail::verify_with_cache(leaf, untrusted_intermediates, ca, at, eku, who, *cache)) {
       return std::move(*r);
     }
   }
@@ -921,7 +765,7 @@ Result<VerifiedChain> verify_certificate(const Certificate& leaf,
   }
   ERR_clear_error();
   if (auto st = check_path(out, at, eku, who); !st) return std::move(st).error();
-  if (cache != nullptr) ChainCacheAccess::remember(*cache, ca, out);
+  if (cache != nullptr) detail::remember_chain(*cache, ca, out);
   return out;
 }
 
