@@ -2,10 +2,10 @@
 // with OpenSSL 3's X509_STORE, plus the checks OpenSSL does not make for us (extended key usage
 // for code signing, leaf-is-not-a-CA, the hybrid validity model, the CA's validFor window).
 // The cache of validated paths (ChainCache) and the short validation through it are in
-// chain_cache.cpp.
+// chain_cache.cpp, the signer's identity (certificate_identity) in cert_identity.cpp, and
+// time conversions (ASN1_TIME, RFC 3339) in time.cpp.
 #include "crypto/x509.hpp"
 
-#include <arpa/inet.h>
 #include <openssl/asn1.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -36,14 +36,9 @@ constexpr size_t kMaxPemCertificates = 16;
 constexpr size_t kMaxPathLength = 8;
 constexpr size_t kMaxUntrusted = 16;
 
-constexpr const char* kOidFulcioIssuerV1 = "1.3.6.1.4.1.57264.1.1";
-constexpr const char* kOidFulcioIssuerV2 = "1.3.6.1.4.1.57264.1.8";
-constexpr const char* kOidFulcioUsername = "1.3.6.1.4.1.57264.1.7";
-
+using detail::asn1_to_time;
 using detail::check_path;
-using detail::GeneralNamesPtr;
 using detail::mutable_x509;
-using detail::ObjectPtr;
 using detail::openssl_error;
 using detail::OpensslFree;
 using detail::OwningStackPtr;
@@ -51,73 +46,7 @@ using detail::set_verify_params;
 using detail::StackPtr;
 using detail::StoreCtxPtr;
 using detail::StorePtr;
-using detail::Utf8Ptr;
 using detail::X509Ptr;
-
-// ---- calendar arithmetic (proleptic Gregorian, UTC) ----------------------------------------
-
-constexpr int64_t days_from_civil(int64_t y, unsigned m, unsigned d) noexcept {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-struct Civil {
-  int64_t year;
-  unsigned month;
-  unsigned day;
-};
-
-constexpr Civil civil_from_days(int64_t z) noexcept {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const int64_t y = static_cast<int64_t>(yoe) + era * 400;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-  return Civil{y + (m <= 2), m, d};
-}
-
-constexpr bool is_leap(int64_t y) noexcept {
-  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-constexpr unsigned days_in_month(int64_t y, unsigned m) noexcept {
-  constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  return m == 2 && is_leap(y) ? 29 : kDays[m - 1];
-}
-
-// Seconds (+ nanoseconds) since the epoch -> TimePoint, clamped to what a TimePoint can hold
-// (system_clock counts nanoseconds in 64 bits: roughly years 1678 to 2262). A certificate's
-// "99991231235959Z" (no well-defined expiry, RFC 5280 section 4.1.2.5) becomes TimePoint::max().
-TimePoint clamp_time(int64_t seconds, int64_t nanos = 0) noexcept {
-  using Dur = TimePoint::duration;
-  constexpr int64_t kMaxSeconds =
-      std::chrono::duration_cast<std::chrono::seconds>(Dur::max()).count() - 1;
-  constexpr int64_t kMinSeconds =
-      std::chrono::duration_cast<std::chrono::seconds>(Dur::min()).count() + 1;
-  if (seconds >= kMaxSeconds) return TimePoint::max();
-  if (seconds <= kMinSeconds) return TimePoint::min();
-  return TimePoint(std::chrono::duration_cast<Dur>(std::chrono::seconds(seconds)) +
-                   std::chrono::duration_cast<Dur>(std::chrono::nanoseconds(nanos)));
-}
-
-Result<TimePoint> asn1_to_time(const ASN1_TIME* t, const char* what) {
-  struct tm tm {};
-  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) {
-    return openssl_error(Errc::parse_error, std::string("certificate ") + what + " is malformed");
-  }
-  int64_t days = days_from_civil(int64_t{tm.tm_year} + 1900, static_cast<unsigned>(tm.tm_mon + 1),
-                                 static_cast<unsigned>(tm.tm_mday));
-  int64_t secs = days * 86400 + int64_t{tm.tm_hour} * 3600 + int64_t{tm.tm_min} * 60 + tm.tm_sec;
-  return clamp_time(secs);
-}
 
 // ---- small text helpers ---------------------------------------------------------------------
 
@@ -130,91 +59,6 @@ bool only_space(std::string_view s) noexcept {
     if (!is_space(c)) return false;
   }
   return true;
-}
-
-// Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as Go's
-// utf8.Valid, which cosign's parsers apply to UTF8String values.
-bool valid_utf8(std::string_view s) noexcept {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t n;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;  // truncated sequence
-    for (size_t k = 1; k <= n; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
-
-bool is_ascii(std::string_view s) noexcept {
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x80) return false;
-  }
-  return true;
-}
-
-std::string_view asn1_view(const ASN1_STRING* s) {
-  if (s == nullptr) return {};
-  const unsigned char* data = ASN1_STRING_get0_data(s);
-  int len = ASN1_STRING_length(s);
-  if (data == nullptr || len <= 0) return {};
-  return std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(len));
-}
-
-// The textual form Go's net.IP.String() gives: dotted quad for IPv4 (also for IPv4-mapped
-// IPv6), RFC 5952 for IPv6.
-Result<std::string> ip_text(std::string_view raw) {
-  char buf[INET6_ADDRSTRLEN] = {0};
-  const auto* b = reinterpret_cast<const unsigned char*>(raw.data());
-  if (raw.size() == 4 ||
-      (raw.size() == 16 && std::memcmp(b, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)) {
-    const unsigned char* v4 = raw.size() == 4 ? b : b + 12;
-    return std::to_string(v4[0]) + "." + std::to_string(v4[1]) + "." + std::to_string(v4[2]) + "." +
-           std::to_string(v4[3]);
-  }
-  if (raw.size() != 16) {
-    return make_error(Errc::parse_error, "certificate has an IP address SAN of " +
-                                             std::to_string(raw.size()) + " bytes");
-  }
-  if (inet_ntop(AF_INET6, raw.data(), buf, sizeof(buf)) == nullptr) {
-    return make_error(Errc::parse_error, "certificate has a malformed IPv6 address SAN");
-  }
-  return std::string(buf);
-}
-
-ObjectPtr make_oid(const char* dotted) {
-  return ObjectPtr(OBJ_txt2obj(dotted, 1));
-}
-
-// The extension with this OID, or nullptr. Duplicates were rejected when the certificate parsed.
-X509_EXTENSION* find_extension(const X509* x, const ASN1_OBJECT* oid) {
-  int idx = X509_get_ext_by_OBJ(x, oid, -1);
-  return idx < 0 ? nullptr : X509_get_ext(x, idx);
 }
 
 // RFC 5280 section 4.2: a certificate MUST NOT include more than one instance of an extension.
@@ -505,119 +349,6 @@ Result<std::vector<Certificate>> parse_pem_certificates(std::string_view pem) {
   return out;
 }
 
-// ---- identity -------------------------------------------------------------------------------
-
-const char* san_type_name(SubjectAltName::Type t) noexcept {
-  switch (t) {
-    case SubjectAltName::Type::email:
-      return "email";
-    case SubjectAltName::Type::uri:
-      return "uri";
-    case SubjectAltName::Type::dns:
-      return "dns";
-    case SubjectAltName::Type::ip:
-      return "ip";
-    case SubjectAltName::Type::other_name:
-      return "othername";
-  }
-  return "unknown";
-}
-
-Result<CertificateIdentity> certificate_identity(const Certificate& leaf) {
-  const X509* x = static_cast<const X509*>(leaf.native());
-  if (x == nullptr)
-    return make_error(Errc::internal, "certificate_identity on an empty Certificate");
-  CertificateIdentity id;
-
-  int crit = 0;
-  GeneralNamesPtr names(
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, &crit, nullptr)));
-  if (!names && crit >= 0) {
-    return openssl_error(Errc::parse_error, "certificate subjectAltName extension is malformed");
-  }
-  if (!names && crit == -2) {
-    return openssl_error(Errc::parse_error, "certificate has more than one subjectAltName");
-  }
-  ObjectPtr username_oid = make_oid(kOidFulcioUsername);
-  if (!username_oid) return openssl_error(Errc::internal, "cannot create an OID");
-  for (int i = 0; names && i < sk_GENERAL_NAME_num(names.get()); ++i) {
-    const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names.get(), i);
-    SubjectAltName san;
-    switch (gn->type) {
-      case GEN_EMAIL:
-      case GEN_URI:
-      case GEN_DNS: {
-        std::string_view v = asn1_view(gn->d.ia5);
-        if (!is_ascii(v)) {
-          return openssl_error(Errc::parse_error,
-                               "certificate subjectAltName holds a non-ASCII IA5String");
-        }
-        san.type = gn->type == GEN_EMAIL ? SubjectAltName::Type::email
-                   : gn->type == GEN_URI ? SubjectAltName::Type::uri
-                                         : SubjectAltName::Type::dns;
-        san.value = std::string(v);
-        break;
-      }
-      case GEN_IPADD: {
-        auto text = ip_text(asn1_view(gn->d.iPAddress));
-        if (!text) return openssl_error(text.error().code, text.error().message);
-        san.type = SubjectAltName::Type::ip;
-        san.value = std::move(*text);
-        break;
-      }
-      case GEN_OTHERNAME: {
-        const OTHERNAME* on = gn->d.otherName;
-        if (on == nullptr || on->type_id == nullptr ||
-            OBJ_cmp(on->type_id, username_oid.get()) != 0) {
-          continue;  // other OtherName types are not identities sigil matches
-        }
-        if (on->value == nullptr || on->value->type != V_ASN1_UTF8STRING) {
-          return openssl_error(Errc::parse_error,
-                               "certificate username SAN (1.3.6.1.4.1.57264.1.7) is not a "
-                               "UTF8String");
-        }
-        std::string_view v = asn1_view(on->value->value.utf8string);
-        if (!valid_utf8(v)) {
-          return openssl_error(Errc::parse_error,
-                               "certificate username SAN (1.3.6.1.4.1.57264.1.7) is not UTF-8");
-        }
-        san.type = SubjectAltName::Type::other_name;
-        san.value = std::string(v);
-        break;
-      }
-      default:
-        continue;  // directoryName, registeredID, x400Address, ediPartyName
-    }
-    id.sans.push_back(std::move(san));
-  }
-
-  ObjectPtr v2_oid = make_oid(kOidFulcioIssuerV2);
-  ObjectPtr v1_oid = make_oid(kOidFulcioIssuerV1);
-  if (!v2_oid || !v1_oid) return openssl_error(Errc::internal, "cannot create an OID");
-  if (X509_EXTENSION* v2 = find_extension(x, v2_oid.get())) {
-    std::string_view raw = asn1_view(X509_EXTENSION_get_data(v2));
-    const auto* begin = reinterpret_cast<const unsigned char*>(raw.data());
-    const unsigned char* p = begin;
-    Utf8Ptr s(raw.empty() ? nullptr
-                          : d2i_ASN1_UTF8STRING(nullptr, &p, static_cast<long>(raw.size())));
-    if (!s || p != begin + raw.size()) {
-      return openssl_error(Errc::parse_error,
-                           "certificate OIDC issuer extension 1.3.6.1.4.1.57264.1.8 is not a DER "
-                           "UTF8String");
-    }
-    std::string_view v = asn1_view(s.get());
-    if (!valid_utf8(v)) {
-      return openssl_error(Errc::parse_error,
-                           "certificate OIDC issuer extension 1.3.6.1.4.1.57264.1.8 is not UTF-8");
-    }
-    id.issuer = std::string(v);
-  } else if (X509_EXTENSION* v1 = find_extension(x, v1_oid.get())) {
-    id.issuer = std::string(asn1_view(X509_EXTENSION_get_data(v1)));
-  }
-  ERR_clear_error();
-  return id;
-}
-
 // ---- path validation --------------------------------------------------------------------------
 
 // Sets what every validation here uses: the time (seconds; sub-second precision is checked by
@@ -783,95 +514,6 @@ Result<VerifiedChain> verify_certificate_any(
     last = std::move(r).error();
   }
   return last;
-}
-
-// ---- time -----------------------------------------------------------------------------------
-
-std::string format_time(TimePoint t) {
-  using namespace std::chrono;
-  auto secs = floor<seconds>(t.time_since_epoch());
-  int64_t s = secs.count();
-  auto nanos = duration_cast<nanoseconds>(t.time_since_epoch() - secs).count();
-  int64_t days = s >= 0 ? s / 86400 : -((-s + 86399) / 86400);
-  int64_t rem = s - days * 86400;
-  Civil c = civil_from_days(days);
-  char buf[64];
-  int n = std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02uT%02lld:%02lld:%02lld",
-                        static_cast<long long>(c.year), c.month, c.day,
-                        static_cast<long long>(rem / 3600), static_cast<long long>(rem % 3600 / 60),
-                        static_cast<long long>(rem % 60));
-  std::string out(buf, n > 0 ? static_cast<size_t>(n) : 0);
-  if (nanos != 0) {
-    char frac[16];
-    std::snprintf(frac, sizeof(frac), ".%09lld", static_cast<long long>(nanos));
-    std::string f(frac);
-    while (f.back() == '0') f.pop_back();
-    out += f;
-  }
-  out += 'Z';
-  return out;
-}
-
-Result<TimePoint> parse_rfc3339(std::string_view text) {
-  auto fail = [&]() {
-    return make_error(Errc::parse_error, "\"" + printable(text, 40) + "\" is not an RFC 3339 time");
-  };
-  size_t i = 0;
-  auto digits = [&](size_t n, int64_t& out) {
-    if (i + n > text.size()) return false;
-    out = 0;
-    for (size_t k = 0; k < n; ++k) {
-      char c = text[i + k];
-      if (c < '0' || c > '9') return false;
-      out = out * 10 + (c - '0');
-    }
-    i += n;
-    return true;
-  };
-  auto expect = [&](char a, char b = '\0') {
-    if (i >= text.size() || (text[i] != a && (b == '\0' || text[i] != b))) return false;
-    ++i;
-    return true;
-  };
-  int64_t year, month, day, hour, minute, second;
-  if (!digits(4, year) || !expect('-') || !digits(2, month) || !expect('-') || !digits(2, day) ||
-      !expect('T', 't') || !digits(2, hour) || !expect(':') || !digits(2, minute) || !expect(':') ||
-      !digits(2, second)) {
-    return fail();
-  }
-  if (month < 1 || month > 12 || day < 1 ||
-      day > days_in_month(year, static_cast<unsigned>(month)) || hour > 23 || minute > 59 ||
-      second > 59) {
-    return fail();
-  }
-  int64_t nanos = 0;
-  if (i < text.size() && text[i] == '.') {
-    ++i;
-    size_t start = i;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-      if (i - start < 9) nanos = nanos * 10 + (text[i] - '0');
-      ++i;
-    }
-    size_t nd = i - start;
-    if (nd == 0 || nd > 9) return fail();
-    for (size_t k = nd; k < 9; ++k) nanos *= 10;
-  }
-  int64_t offset = 0;
-  if (i < text.size() && (text[i] == 'Z' || text[i] == 'z')) {
-    ++i;
-  } else if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
-    int sign = text[i] == '-' ? -1 : 1;
-    ++i;
-    int64_t oh, om;
-    if (!digits(2, oh) || !expect(':') || !digits(2, om) || oh > 23 || om > 59) return fail();
-    offset = sign * (oh * 3600 + om * 60);
-  } else {
-    return fail();
-  }
-  if (i != text.size()) return fail();
-  int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset;
-  return clamp_time(secs, nanos);
 }
 
 }  // namespace sigil::crypto

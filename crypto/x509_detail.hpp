@@ -1,7 +1,9 @@
-// crypto/x509_detail.hpp: what path validation (x509.cpp) and the chain cache (chain_cache.cpp)
-// share. PRIVATE to crypto/: included only by those two files.
+// crypto/x509_detail.hpp: what the X.509 sources share: certificates and path validation
+// (x509.cpp), the chain cache (chain_cache.cpp) and time conversions (time.cpp). PRIVATE to
+// crypto/: included only by those files.
 #pragma once
 
+#include <openssl/asn1.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
@@ -19,6 +21,10 @@ namespace sigil::crypto::detail {
 inline X509* mutable_x509(const Certificate& c) {
   return const_cast<X509*>(static_cast<const X509*>(c.native()));
 }
+
+// time.cpp. An ASN1_TIME (a certificate's notBefore or notAfter: `what`) as a TimePoint,
+// clamped to what one can hold; parse_error when malformed.
+Result<TimePoint> asn1_to_time(const ASN1_TIME* t, const char* what);
 
 // x509.cpp. Sets what every validation uses: the time (seconds; sub-second precision is
 // checked by the callers), the depth, and the partial-chain mode.
