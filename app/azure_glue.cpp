@@ -1,11 +1,15 @@
 // app/azure_glue.cpp: see azure_glue.hpp.
 #include "app/azure_glue.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <utility>
 
+#include "app/metrics.hpp"
 #include "azure/keyvault.hpp"
 #include "registry/client.hpp"
 
@@ -27,6 +31,25 @@ class VaultKeyResolver final : public verify::KeyResolver {
 
  private:
   azure::KeyVaultKeys keys_;
+};
+
+// azure::AzureCredentials as the registry client's identity source.
+class AzureIdentity final : public registry::CredentialSource {
+ public:
+  explicit AzureIdentity(std::shared_ptr<azure::AzureCredentials> az) : az_(std::move(az)) {}
+  bool covers(std::string_view registry) const override { return az_->covers(registry); }
+  boost::asio::awaitable<Result<std::optional<std::string>>> for_registry(
+      std::string registry, std::string repository, Deadline deadline) override {
+    auto r = co_await az_->for_registry(std::move(registry), std::move(repository), deadline);
+    if (!r) co_return registry_trail(r.error());  // which identities failed, typed
+    co_return r;
+  }
+  void rejected(std::string_view registry, std::string_view repository) override {
+    az_->rejected(registry, repository);
+  }
+
+ private:
+  std::shared_ptr<azure::AzureCredentials> az_;
 };
 
 }  // namespace
@@ -55,6 +78,28 @@ Error registry_trail(const Error& azure_error) {
   }
   e.detail = std::move(t);
   return e;
+}
+
+Status attach_azure(registry::ClientOptions& o, const RegistrySettings& r,
+                    const boost::asio::any_io_executor& executor, bool start,
+                    std::shared_ptr<verify::KeyResolver>& keys, Metrics* metrics) {
+  auto aopts = azure::make_options(r.azure, [](const char* n) { return std::getenv(n); });
+  if (!aopts.ok()) return aopts.error();
+  if (metrics != nullptr) {
+    // sigil_token_refreshes_total{source, result}: every token fetched from AAD, IMDS or ACR.
+    aopts->on_refresh = [metrics](std::string_view source, bool ok) {
+      metrics->token_refresh(source, ok);
+    };
+  }
+  if (!aopts->workload_identity && !aopts->managed_identity.enabled) return {};
+  if (!r.ca_file.empty()) aopts->tls.ca_files.push_back(r.ca_file);
+  auto az = std::make_shared<azure::AzureCredentials>(executor, std::move(*aopts));
+  if (auto st = az->init_status(); !st.ok()) return st.error();
+  for (const auto& name : az->identity_names()) spdlog::info("azure: using {}", name);
+  if (start) az->start();
+  keys = vault_key_resolver(az, r.azure);
+  o.identity = std::make_shared<AzureIdentity>(std::move(az));
+  return {};
 }
 
 }  // namespace sigil::app

@@ -130,14 +130,13 @@ Status load_config_file(const std::string& path, Settings& s) {
   }
   if (!root.IsMap())
     return make_error(Errc::invalid_argument, path + ": the config must be a YAML mapping");
-  static const char* kKnown[] = {"listen",      "tlsCert", "tlsKey", "policies", "noMatchPolicy",
-                                 "registry",    "timeout", "cache",  "threads",  "logLevel",
-                                 "trustedRoot", "kube",    "server", "pinning",  "azure",
-                                 "metrics",     "selfCert"};
+  static const char* kKnown[] = {"listen",      "tlsCert",  "tlsKey", "policies", "noMatchPolicy",
+                                 "registry",    "timeout",  "cache",  "threads",  "logLevel",
+                                 "trustedRoot", "kube",     "server", "pinning",  "azure",
+                                 "metrics",     "selfCert", "events"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
-    if (key != "events" &&
-        std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
       return make_error(Errc::invalid_argument, path + ": unknown setting \"" + key + "\"");
     }
   }

@@ -16,7 +16,7 @@
 // (hosts.hpp); nothing token-shaped is ever logged. Does I/O through net::Client; depends on
 // common, crypto, net (and spdlog privately).
 //
-// How registry/ calls it (registry::ClientOptions::identity, adapted in app/commands.cpp;
+// How registry/ calls it (registry::ClientOptions::identity, adapted in app/azure_glue.cpp;
 // the credential chain, per registry host, in this order):
 //   1. the admitted pod's pull secrets (PullCredentials, exact host);
 //   2. the configured docker config (exact host);

@@ -1,9 +1,11 @@
 // crypto/x509.cpp: see x509.hpp. X.509 parsing, Fulcio identity extensions and path validation
 // with OpenSSL 3's X509_STORE, plus the checks OpenSSL does not make for us (extended key usage
 // for code signing, leaf-is-not-a-CA, the hybrid validity model, the CA's validFor window).
+// The cache of validated paths (ChainCache) and the short validation through it are in
+// chain_cache.cpp, the signer's identity (certificate_identity) in cert_identity.cpp, and
+// time conversions (ASN1_TIME, RFC 3339) in time.cpp.
 #include "crypto/x509.hpp"
 
-#include <arpa/inet.h>
 #include <openssl/asn1.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -13,16 +15,13 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
-#include <deque>
 #include <limits>
-#include <mutex>
-#include <unordered_map>
 #include <utility>
 
 #include "common/encoding.hpp"
 #include "crypto/detail/ossl.hpp"
+#include "crypto/x509_detail.hpp"
 
 namespace sigil::crypto {
 
@@ -37,91 +36,17 @@ constexpr size_t kMaxPemCertificates = 16;
 constexpr size_t kMaxPathLength = 8;
 constexpr size_t kMaxUntrusted = 16;
 
-constexpr const char* kOidFulcioIssuerV1 = "1.3.6.1.4.1.57264.1.1";
-constexpr const char* kOidFulcioIssuerV2 = "1.3.6.1.4.1.57264.1.8";
-constexpr const char* kOidFulcioUsername = "1.3.6.1.4.1.57264.1.7";
-
-using detail::GeneralNamesPtr;
-using detail::ObjectPtr;
+using detail::asn1_to_time;
+using detail::check_path;
+using detail::mutable_x509;
 using detail::openssl_error;
 using detail::OpensslFree;
 using detail::OwningStackPtr;
+using detail::set_verify_params;
 using detail::StackPtr;
 using detail::StoreCtxPtr;
 using detail::StorePtr;
-using detail::Utf8Ptr;
 using detail::X509Ptr;
-
-X509* mutable_x509(const Certificate& c) {
-  // OpenSSL's verification API takes non-const pointers; it only reads the certificate (the
-  // extension cache it may fill was filled, under its own lock, when the certificate parsed).
-  return const_cast<X509*>(static_cast<const X509*>(c.native()));
-}
-
-// ---- calendar arithmetic (proleptic Gregorian, UTC) ----------------------------------------
-
-constexpr int64_t days_from_civil(int64_t y, unsigned m, unsigned d) noexcept {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-struct Civil {
-  int64_t year;
-  unsigned month;
-  unsigned day;
-};
-
-constexpr Civil civil_from_days(int64_t z) noexcept {
-  z += 719468;
-  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const int64_t y = static_cast<int64_t>(yoe) + era * 400;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-  return Civil{y + (m <= 2), m, d};
-}
-
-constexpr bool is_leap(int64_t y) noexcept {
-  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-constexpr unsigned days_in_month(int64_t y, unsigned m) noexcept {
-  constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  return m == 2 && is_leap(y) ? 29 : kDays[m - 1];
-}
-
-// Seconds (+ nanoseconds) since the epoch -> TimePoint, clamped to what a TimePoint can hold
-// (system_clock counts nanoseconds in 64 bits: roughly years 1678 to 2262). A certificate's
-// "99991231235959Z" (no well-defined expiry, RFC 5280 section 4.1.2.5) becomes TimePoint::max().
-TimePoint clamp_time(int64_t seconds, int64_t nanos = 0) noexcept {
-  using Dur = TimePoint::duration;
-  constexpr int64_t kMaxSeconds =
-      std::chrono::duration_cast<std::chrono::seconds>(Dur::max()).count() - 1;
-  constexpr int64_t kMinSeconds =
-      std::chrono::duration_cast<std::chrono::seconds>(Dur::min()).count() + 1;
-  if (seconds >= kMaxSeconds) return TimePoint::max();
-  if (seconds <= kMinSeconds) return TimePoint::min();
-  return TimePoint(std::chrono::duration_cast<Dur>(std::chrono::seconds(seconds)) +
-                   std::chrono::duration_cast<Dur>(std::chrono::nanoseconds(nanos)));
-}
-
-Result<TimePoint> asn1_to_time(const ASN1_TIME* t, const char* what) {
-  struct tm tm {};
-  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) {
-    return openssl_error(Errc::parse_error, std::string("certificate ") + what + " is malformed");
-  }
-  int64_t days = days_from_civil(int64_t{tm.tm_year} + 1900, static_cast<unsigned>(tm.tm_mon + 1),
-                                 static_cast<unsigned>(tm.tm_mday));
-  int64_t secs = days * 86400 + int64_t{tm.tm_hour} * 3600 + int64_t{tm.tm_min} * 60 + tm.tm_sec;
-  return clamp_time(secs);
-}
 
 // ---- small text helpers ---------------------------------------------------------------------
 
@@ -134,91 +59,6 @@ bool only_space(std::string_view s) noexcept {
     if (!is_space(c)) return false;
   }
   return true;
-}
-
-// Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as Go's
-// utf8.Valid, which cosign's parsers apply to UTF8String values.
-bool valid_utf8(std::string_view s) noexcept {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t n;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;  // truncated sequence
-    for (size_t k = 1; k <= n; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
-
-bool is_ascii(std::string_view s) noexcept {
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x80) return false;
-  }
-  return true;
-}
-
-std::string_view asn1_view(const ASN1_STRING* s) {
-  if (s == nullptr) return {};
-  const unsigned char* data = ASN1_STRING_get0_data(s);
-  int len = ASN1_STRING_length(s);
-  if (data == nullptr || len <= 0) return {};
-  return std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(len));
-}
-
-// The textual form Go's net.IP.String() gives: dotted quad for IPv4 (also for IPv4-mapped
-// IPv6), RFC 5952 for IPv6.
-Result<std::string> ip_text(std::string_view raw) {
-  char buf[INET6_ADDRSTRLEN] = {0};
-  const auto* b = reinterpret_cast<const unsigned char*>(raw.data());
-  if (raw.size() == 4 ||
-      (raw.size() == 16 && std::memcmp(b, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0)) {
-    const unsigned char* v4 = raw.size() == 4 ? b : b + 12;
-    return std::to_string(v4[0]) + "." + std::to_string(v4[1]) + "." + std::to_string(v4[2]) + "." +
-           std::to_string(v4[3]);
-  }
-  if (raw.size() != 16) {
-    return make_error(Errc::parse_error, "certificate has an IP address SAN of " +
-                                             std::to_string(raw.size()) + " bytes");
-  }
-  if (inet_ntop(AF_INET6, raw.data(), buf, sizeof(buf)) == nullptr) {
-    return make_error(Errc::parse_error, "certificate has a malformed IPv6 address SAN");
-  }
-  return std::string(buf);
-}
-
-ObjectPtr make_oid(const char* dotted) {
-  return ObjectPtr(OBJ_txt2obj(dotted, 1));
-}
-
-// The extension with this OID, or nullptr. Duplicates were rejected when the certificate parsed.
-X509_EXTENSION* find_extension(const X509* x, const ASN1_OBJECT* oid) {
-  int idx = X509_get_ext_by_OBJ(x, oid, -1);
-  return idx < 0 ? nullptr : X509_get_ext(x, idx);
 }
 
 // RFC 5280 section 4.2: a certificate MUST NOT include more than one instance of an extension.
@@ -509,127 +349,12 @@ Result<std::vector<Certificate>> parse_pem_certificates(std::string_view pem) {
   return out;
 }
 
-// ---- identity -------------------------------------------------------------------------------
-
-const char* san_type_name(SubjectAltName::Type t) noexcept {
-  switch (t) {
-    case SubjectAltName::Type::email:
-      return "email";
-    case SubjectAltName::Type::uri:
-      return "uri";
-    case SubjectAltName::Type::dns:
-      return "dns";
-    case SubjectAltName::Type::ip:
-      return "ip";
-    case SubjectAltName::Type::other_name:
-      return "othername";
-  }
-  return "unknown";
-}
-
-Result<CertificateIdentity> certificate_identity(const Certificate& leaf) {
-  const X509* x = static_cast<const X509*>(leaf.native());
-  if (x == nullptr)
-    return make_error(Errc::internal, "certificate_identity on an empty Certificate");
-  CertificateIdentity id;
-
-  int crit = 0;
-  GeneralNamesPtr names(
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, &crit, nullptr)));
-  if (!names && crit >= 0) {
-    return openssl_error(Errc::parse_error, "certificate subjectAltName extension is malformed");
-  }
-  if (!names && crit == -2) {
-    return openssl_error(Errc::parse_error, "certificate has more than one subjectAltName");
-  }
-  ObjectPtr username_oid = make_oid(kOidFulcioUsername);
-  if (!username_oid) return openssl_error(Errc::internal, "cannot create an OID");
-  for (int i = 0; names && i < sk_GENERAL_NAME_num(names.get()); ++i) {
-    const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names.get(), i);
-    SubjectAltName san;
-    switch (gn->type) {
-      case GEN_EMAIL:
-      case GEN_URI:
-      case GEN_DNS: {
-        std::string_view v = asn1_view(gn->d.ia5);
-        if (!is_ascii(v)) {
-          return openssl_error(Errc::parse_error,
-                               "certificate subjectAltName holds a non-ASCII IA5String");
-        }
-        san.type = gn->type == GEN_EMAIL ? SubjectAltName::Type::email
-                   : gn->type == GEN_URI ? SubjectAltName::Type::uri
-                                         : SubjectAltName::Type::dns;
-        san.value = std::string(v);
-        break;
-      }
-      case GEN_IPADD: {
-        auto text = ip_text(asn1_view(gn->d.iPAddress));
-        if (!text) return openssl_error(text.error().code, text.error().message);
-        san.type = SubjectAltName::Type::ip;
-        san.value = std::move(*text);
-        break;
-      }
-      case GEN_OTHERNAME: {
-        const OTHERNAME* on = gn->d.otherName;
-        if (on == nullptr || on->type_id == nullptr ||
-            OBJ_cmp(on->type_id, username_oid.get()) != 0) {
-          continue;  // other OtherName types are not identities sigil matches
-        }
-        if (on->value == nullptr || on->value->type != V_ASN1_UTF8STRING) {
-          return openssl_error(Errc::parse_error,
-                               "certificate username SAN (1.3.6.1.4.1.57264.1.7) is not a "
-                               "UTF8String");
-        }
-        std::string_view v = asn1_view(on->value->value.utf8string);
-        if (!valid_utf8(v)) {
-          return openssl_error(Errc::parse_error,
-                               "certificate username SAN (1.3.6.1.4.1.57264.1.7) is not UTF-8");
-        }
-        san.type = SubjectAltName::Type::other_name;
-        san.value = std::string(v);
-        break;
-      }
-      default:
-        continue;  // directoryName, registeredID, x400Address, ediPartyName
-    }
-    id.sans.push_back(std::move(san));
-  }
-
-  ObjectPtr v2_oid = make_oid(kOidFulcioIssuerV2);
-  ObjectPtr v1_oid = make_oid(kOidFulcioIssuerV1);
-  if (!v2_oid || !v1_oid) return openssl_error(Errc::internal, "cannot create an OID");
-  if (X509_EXTENSION* v2 = find_extension(x, v2_oid.get())) {
-    std::string_view raw = asn1_view(X509_EXTENSION_get_data(v2));
-    const auto* begin = reinterpret_cast<const unsigned char*>(raw.data());
-    const unsigned char* p = begin;
-    Utf8Ptr s(raw.empty() ? nullptr
-                          : d2i_ASN1_UTF8STRING(nullptr, &p, static_cast<long>(raw.size())));
-    if (!s || p != begin + raw.size()) {
-      return openssl_error(Errc::parse_error,
-                           "certificate OIDC issuer extension 1.3.6.1.4.1.57264.1.8 is not a DER "
-                           "UTF8String");
-    }
-    std::string_view v = asn1_view(s.get());
-    if (!valid_utf8(v)) {
-      return openssl_error(Errc::parse_error,
-                           "certificate OIDC issuer extension 1.3.6.1.4.1.57264.1.8 is not UTF-8");
-    }
-    id.issuer = std::string(v);
-  } else if (X509_EXTENSION* v1 = find_extension(x, v1_oid.get())) {
-    id.issuer = std::string(asn1_view(X509_EXTENSION_get_data(v1)));
-  }
-  ERR_clear_error();
-  return id;
-}
-
 // ---- path validation --------------------------------------------------------------------------
-
-namespace {
 
 // Sets what every validation here uses: the time (seconds; sub-second precision is checked by
 // the callers), the depth, and the partial-chain mode (the anchor is whatever the store holds,
 // self-signed or not: Go's x509 semantics, which sigstore-go and cosign use).
-Status set_verify_params(X509_STORE_CTX* ctx, TimePoint at) {
+Status detail::set_verify_params(X509_STORE_CTX* ctx, TimePoint at) {
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx);
   if (param == nullptr) return openssl_error(Errc::internal, "no verification parameters");
   int64_t at_seconds = std::chrono::floor<std::chrono::seconds>(at.time_since_epoch()).count();
@@ -649,8 +374,8 @@ Status set_verify_params(X509_STORE_CTX* ctx, TimePoint at) {
 // hybrid model (every certificate on the path valid at the signing time: OpenSSL checked this
 // at second resolution; this repeats it at full resolution), and Go's rule (x509.Verify with
 // KeyUsages): a CA on the path that states extended key usages must allow this one.
-Status check_path(const VerifiedChain& chain, TimePoint at, ExtendedKeyUsage eku,
-                  const std::string& who) {
+Status detail::check_path(const VerifiedChain& chain, TimePoint at, ExtendedKeyUsage eku,
+                          const std::string& who) {
   if (chain.path.size() < 2) {
     return make_error(Errc::verification,
                       "the signing certificate is itself the trust anchor of " + who);
@@ -678,157 +403,6 @@ Status check_path(const VerifiedChain& chain, TimePoint at, ExtendedKeyUsage eku
   }
   return {};
 }
-
-// Constraints a CA places on the names or resources of every certificate below it: OpenSSL
-// checks them against the leaf only when that CA is on the chain it builds.
-bool constrains_leaf(const Certificate& c) {
-  const X509* x = static_cast<const X509*>(c.native());
-  return X509_get_ext_by_NID(x, NID_name_constraints, -1) >= 0 ||
-         X509_get_ext_by_NID(x, NID_sbgp_ipAddrBlock, -1) >= 0 ||
-         X509_get_ext_by_NID(x, NID_sbgp_autonomousSysNum, -1) >= 0;
-}
-
-void append_der(std::string& key, const std::string& der) {
-  const auto n = static_cast<uint32_t>(der.size());
-  for (int shift = 24; shift >= 0; shift -= 8)
-    key.push_back(static_cast<char>((n >> shift) & 0xff));
-  key += der;
-}
-
-// The CA entry's identity (every certificate of its chain, the anchor last) and the issuer's:
-// exact bytes, length-prefixed, so no two different (CA, issuer) pairs share a key.
-std::string chain_cache_key(const CertificateAuthority& ca, const Certificate& issuer) {
-  size_t total = issuer.der().size() + 8;
-  for (const auto& c : ca.chain) total += c.der().size() + 4;
-  std::string key;
-  key.reserve(total);
-  key += "ca";
-  for (const auto& c : ca.chain) append_der(key, c.der());
-  key += "issuer";
-  append_der(key, issuer.der());
-  return key;
-}
-
-}  // namespace
-
-// A path above some leaf, validated against one CA entry: path[0] issued that leaf, path.back()
-// is the CA's anchor. `store` trusts path[0] alone, for validating the next leaf under it.
-struct ChainCache::Entry {
-  std::vector<Certificate> path;
-  TimePoint not_before{};  // the latest notBefore on path
-  TimePoint not_after{};   // the earliest notAfter on path (exclusive, as OpenSSL's)
-  StorePtr store;
-};
-
-struct ChainCache::State {
-  mutable std::mutex mu;
-  std::unordered_map<std::string, std::shared_ptr<const Entry>> entries;
-  std::deque<std::string> order;  // insertion order, for eviction
-  std::atomic<uint64_t> hits{0};
-};
-
-ChainCache::ChainCache(size_t capacity)
-    : capacity_(capacity == 0 ? 1 : capacity), state_(std::make_unique<State>()) {}
-ChainCache::~ChainCache() = default;
-
-size_t ChainCache::size() const {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  return state_->entries.size();
-}
-
-uint64_t ChainCache::hits() const {
-  return state_->hits.load(std::memory_order_relaxed);
-}
-
-struct ChainCacheAccess {
-  static std::shared_ptr<const ChainCache::Entry> find(ChainCache& cache, const std::string& key) {
-    std::lock_guard<std::mutex> lock(cache.state_->mu);
-    auto it = cache.state_->entries.find(key);
-    return it == cache.state_->entries.end() ? nullptr : it->second;
-  }
-  static void hit(ChainCache& cache) { cache.state_->hits.fetch_add(1, std::memory_order_relaxed); }
-  // Remembers the part above the leaf of a path that validated against ca. Never fails the
-  // validation that produced it: a path that cannot be remembered is simply not.
-  static void remember(ChainCache& cache, const CertificateAuthority& ca,
-                       const VerifiedChain& chain) {
-    if (chain.path.size() < 3) return;  // leaf -> anchor: one signature check, nothing to save
-    for (size_t i = 2; i < chain.path.size(); ++i) {
-      if (constrains_leaf(chain.path[i])) return;
-    }
-    auto entry = std::make_shared<ChainCache::Entry>();
-    entry->path.assign(chain.path.begin() + 1, chain.path.end());
-    entry->not_before = TimePoint::min();
-    entry->not_after = TimePoint::max();
-    for (const auto& c : entry->path) {
-      entry->not_before = std::max(entry->not_before, c.not_before());
-      entry->not_after = std::min(entry->not_after, c.not_after());
-    }
-    entry->store.reset(X509_STORE_new());
-    if (!entry->store ||
-        X509_STORE_add_cert(entry->store.get(), mutable_x509(entry->path.front())) != 1) {
-      ERR_clear_error();
-      return;
-    }
-    std::string key = chain_cache_key(ca, entry->path.front());
-    std::lock_guard<std::mutex> lock(cache.state_->mu);
-    auto& st = *cache.state_;
-    if (st.entries.count(key) != 0) return;
-    while (st.entries.size() >= cache.capacity_ && !st.order.empty()) {
-      st.entries.erase(st.order.front());
-      st.order.pop_front();
-    }
-    st.order.push_back(key);
-    st.entries.emplace(std::move(key), std::move(entry));
-  }
-};
-
-namespace {
-
-// The short path: a remembered path above an issuer of this leaf, for this CA entry. Returns
-// the validated path, or nullopt for "validate in full" (no entry, or any check failed: the
-// full validation then decides, and words the refusal).
-std::optional<VerifiedChain> verify_with_cache(const Certificate& leaf,
-                                               const std::vector<Certificate>& untrusted,
-                                               const CertificateAuthority& ca, TimePoint at,
-                                               ExtendedKeyUsage eku, const std::string& who,
-                                               ChainCache& cache) {
-  X509* leaf_x = mutable_x509(leaf);
-  auto try_issuer = [&](const Certificate& candidate) -> std::optional<VerifiedChain> {
-    // Names, key identifiers and the issuer's keyCertSign: no signature check yet.
-    if (X509_check_issued(mutable_x509(candidate), leaf_x) != X509_V_OK) return std::nullopt;
-    auto entry = ChainCacheAccess::find(cache, chain_cache_key(ca, candidate));
-    if (!entry) return std::nullopt;
-    // The remembered part must be valid at the signing time, as OpenSSL judges it: from
-    // notBefore up to, not including, notAfter.
-    if (at < entry->not_before || at >= entry->not_after) return std::nullopt;
-    // OpenSSL validates the leaf under the issuer alone: the leaf's signature, validity and
-    // extensions, the issuer's validity, CA flag, key usage and name constraints.
-    StoreCtxPtr ctx(X509_STORE_CTX_new());
-    if (!ctx || X509_STORE_CTX_init(ctx.get(), entry->store.get(), leaf_x, nullptr) != 1 ||
-        !set_verify_params(ctx.get(), at) || X509_verify_cert(ctx.get()) != 1 ||
-        sk_X509_num(X509_STORE_CTX_get0_chain(ctx.get())) != 2) {
-      ERR_clear_error();
-      return std::nullopt;
-    }
-    ERR_clear_error();
-    VerifiedChain out;
-    out.path.reserve(entry->path.size() + 1);
-    out.path.push_back(leaf);
-    out.path.insert(out.path.end(), entry->path.begin(), entry->path.end());
-    if (!check_path(out, at, eku, who)) return std::nullopt;
-    ChainCacheAccess::hit(cache);
-    return out;
-  };
-  for (const auto& c : untrusted) {
-    if (auto r = try_issuer(c)) return r;
-  }
-  for (size_t i = 0; i + 1 < ca.chain.size(); ++i) {
-    if (auto r = try_issuer(ca.chain[i])) return r;
-  }
-  return std::nullopt;
-}
-
-}  // namespace
 
 Result<VerifiedChain> verify_certificate(const Certificate& leaf,
                                          const std::vector<Certificate>& untrusted_intermediates,
@@ -863,7 +437,8 @@ Result<VerifiedChain> verify_certificate(const Certificate& leaf,
                                               describe_range(ca.valid_for) + " of " + who);
   }
   if (cache != nullptr) {
-    if (auto r = verify_with_cache(leaf, untrusted_intermediates, ca, at, eku, who, *cache)) {
+    if (auto r =
+            detail::verify_with_cache(leaf, untrusted_intermediates, ca, at, eku, who, *cache)) {
       return std::move(*r);
     }
   }
@@ -921,7 +496,7 @@ Result<VerifiedChain> verify_certificate(const Certificate& leaf,
   }
   ERR_clear_error();
   if (auto st = check_path(out, at, eku, who); !st) return std::move(st).error();
-  if (cache != nullptr) ChainCacheAccess::remember(*cache, ca, out);
+  if (cache != nullptr) detail::remember_chain(*cache, ca, out);
   return out;
 }
 
@@ -939,95 +514,6 @@ Result<VerifiedChain> verify_certificate_any(
     last = std::move(r).error();
   }
   return last;
-}
-
-// ---- time -----------------------------------------------------------------------------------
-
-std::string format_time(TimePoint t) {
-  using namespace std::chrono;
-  auto secs = floor<seconds>(t.time_since_epoch());
-  int64_t s = secs.count();
-  auto nanos = duration_cast<nanoseconds>(t.time_since_epoch() - secs).count();
-  int64_t days = s >= 0 ? s / 86400 : -((-s + 86399) / 86400);
-  int64_t rem = s - days * 86400;
-  Civil c = civil_from_days(days);
-  char buf[64];
-  int n = std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02uT%02lld:%02lld:%02lld",
-                        static_cast<long long>(c.year), c.month, c.day,
-                        static_cast<long long>(rem / 3600), static_cast<long long>(rem % 3600 / 60),
-                        static_cast<long long>(rem % 60));
-  std::string out(buf, n > 0 ? static_cast<size_t>(n) : 0);
-  if (nanos != 0) {
-    char frac[16];
-    std::snprintf(frac, sizeof(frac), ".%09lld", static_cast<long long>(nanos));
-    std::string f(frac);
-    while (f.back() == '0') f.pop_back();
-    out += f;
-  }
-  out += 'Z';
-  return out;
-}
-
-Result<TimePoint> parse_rfc3339(std::string_view text) {
-  auto fail = [&]() {
-    return make_error(Errc::parse_error, "\"" + printable(text, 40) + "\" is not an RFC 3339 time");
-  };
-  size_t i = 0;
-  auto digits = [&](size_t n, int64_t& out) {
-    if (i + n > text.size()) return false;
-    out = 0;
-    for (size_t k = 0; k < n; ++k) {
-      char c = text[i + k];
-      if (c < '0' || c > '9') return false;
-      out = out * 10 + (c - '0');
-    }
-    i += n;
-    return true;
-  };
-  auto expect = [&](char a, char b = '\0') {
-    if (i >= text.size() || (text[i] != a && (b == '\0' || text[i] != b))) return false;
-    ++i;
-    return true;
-  };
-  int64_t year, month, day, hour, minute, second;
-  if (!digits(4, year) || !expect('-') || !digits(2, month) || !expect('-') || !digits(2, day) ||
-      !expect('T', 't') || !digits(2, hour) || !expect(':') || !digits(2, minute) || !expect(':') ||
-      !digits(2, second)) {
-    return fail();
-  }
-  if (month < 1 || month > 12 || day < 1 ||
-      day > days_in_month(year, static_cast<unsigned>(month)) || hour > 23 || minute > 59 ||
-      second > 59) {
-    return fail();
-  }
-  int64_t nanos = 0;
-  if (i < text.size() && text[i] == '.') {
-    ++i;
-    size_t start = i;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-      if (i - start < 9) nanos = nanos * 10 + (text[i] - '0');
-      ++i;
-    }
-    size_t nd = i - start;
-    if (nd == 0 || nd > 9) return fail();
-    for (size_t k = nd; k < 9; ++k) nanos *= 10;
-  }
-  int64_t offset = 0;
-  if (i < text.size() && (text[i] == 'Z' || text[i] == 'z')) {
-    ++i;
-  } else if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
-    int sign = text[i] == '-' ? -1 : 1;
-    ++i;
-    int64_t oh, om;
-    if (!digits(2, oh) || !expect(':') || !digits(2, om) || oh > 23 || om > 59) return fail();
-    offset = sign * (oh * 3600 + om * 60);
-  } else {
-    return fail();
-  }
-  if (i != text.size()) return fail();
-  int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset;
-  return clamp_time(secs, nanos);
 }
 
 }  // namespace sigil::crypto

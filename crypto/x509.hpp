@@ -156,7 +156,7 @@ class ChainCache {
   // Validations the cache shortened (for tests and benchmarks).
   uint64_t hits() const;
 
-  struct Entry;  // defined in x509.cpp
+  struct Entry;  // defined in chain_cache.cpp
  private:
   friend struct ChainCacheAccess;
   struct State;

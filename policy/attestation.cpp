@@ -133,22 +133,6 @@ Result<std::vector<Attestation>> parse_attestations(const YAML::Node& node, cons
 
 namespace {
 
-const char* kind_word(const Authority& a) {
-  return a.kind == Authority::Kind::keyless ? "keyless" : "key";
-}
-
-bool format_allows(const Authority& a, const crypto::SignedEntity& e) {
-  switch (a.format) {
-    case SignatureFormat::any:
-      return true;
-    case SignatureFormat::legacy:
-      return e.bundle_minor_version == 0;
-    case SignatureFormat::bundle:
-      return e.bundle_minor_version != 0;
-  }
-  return false;
-}
-
 // The predicate type a DSSE entity claims, before anything is verified (for messages only);
 // "" when its payload is not an in-toto statement.
 std::string claimed_predicate(const crypto::SignedEntity& e) {

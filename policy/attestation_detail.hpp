@@ -14,6 +14,13 @@ namespace sigil::policy::detail {
 // on it. Shared so that an attestation's refusal competes fairly with a signature's.
 int progress(Unmet unmet, crypto::Failure failure);
 
+// "keyless" or "key", for messages (judge.cpp).
+const char* kind_word(const Authority& a);
+
+// Whether the authority's signatureFormat admits this entity: legacy .sig layers have bundle
+// minor version 0, bundles a non-zero one (judge.cpp).
+bool format_allows(const Authority& a, const crypto::SignedEntity& e);
+
 // The outcome of one authority with attestations for one image digest.
 struct AttestationOutcome {
   bool satisfied = false;

@@ -21,10 +21,6 @@ namespace sigil::policy {
 
 namespace {
 
-const char* kind_word(const Authority& a) {
-  return a.kind == Authority::Kind::keyless ? "keyless" : "key";
-}
-
 // One refusal a signature earned: a crypto failure, or a proved signer no authority accepts.
 struct Refusal {
   Unmet unmet = Unmet::signature;  // signature or identity_mismatch
@@ -51,7 +47,17 @@ struct Best {
   }
 };
 
-bool format_allows(const Authority& a, const crypto::SignedEntity& e) {
+std::string first_san(const crypto::CertificateIdentity& id) {
+  return id.sans.empty() ? std::string("(no subject alternative name)") : id.sans.front().value;
+}
+
+}  // namespace
+
+const char* detail::kind_word(const Authority& a) {
+  return a.kind == Authority::Kind::keyless ? "keyless" : "key";
+}
+
+bool detail::format_allows(const Authority& a, const crypto::SignedEntity& e) {
   switch (a.format) {
     case SignatureFormat::any:
       return true;
@@ -62,12 +68,6 @@ bool format_allows(const Authority& a, const crypto::SignedEntity& e) {
   }
   return false;
 }
-
-std::string first_san(const crypto::CertificateIdentity& id) {
-  return id.sans.empty() ? std::string("(no subject alternative name)") : id.sans.front().value;
-}
-
-}  // namespace
 
 // How far a signature got through the checks, highest first: the most informative refusal wins
 // the policy's denial. A proved signer the authority does not accept ranks just below a
@@ -220,7 +220,7 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
         continue;
       }
       for (const auto& e : evidence->signatures) {
-        if (!format_allows(a, e)) continue;
+        if (!detail::format_allows(a, e)) continue;
         ++seen_here;
         const crypto::VerifiedSignature v = crypto::verify_entity(e, req, artifact);
         // Keyless: who signed, once the certificate is proved, comes before what was signed. A
@@ -252,18 +252,18 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
         }
         std::string msg;
         if (v.failure == crypto::Failure::wrong_type) {
-          msg = "signature verified with " + std::string(kind_word(a)) + " authority '" + a.name +
-                "' but its payload is unusable: " + printable(v.message, 300);
+          msg = "signature verified with " + std::string(detail::kind_word(a)) + " authority '" +
+                a.name + "' but its payload is unusable: " + printable(v.message, 300);
         } else if (v.failure == crypto::Failure::digest_mismatch) {
-          msg = "signature verified with " + std::string(kind_word(a)) + " authority '" + a.name +
-                "' but is for " +
+          msg = "signature verified with " + std::string(detail::kind_word(a)) + " authority '" +
+                a.name + "' but is for " +
                 short_digest(v.bound_digest.empty() ? "another digest" : v.bound_digest) +
                 ", not this image (copied from another image?)";
         } else if (v.failure == crypto::Failure::bad_signature && a.kind == Authority::Kind::key) {
           msg.clear();  // summarized below with the count
         } else {
-          msg = printable(v.message, 300) + " (" + e.source + ", " + kind_word(a) + " authority '" +
-                a.name + "')";
+          msg = printable(v.message, 300) + " (" + e.source + ", " + detail::kind_word(a) +
+                " authority '" + a.name + "')";
         }
         best.offer({Unmet::signature, v.failure}, msg, a.name);
       }

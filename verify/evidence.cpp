@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -57,6 +58,43 @@ struct Part {
   bool guessed = false;
 };
 
+// The manifest a cosign tag (sha256-<hex>.sig or .att) holds, with the budget it takes (the
+// body and its parse) held by the caller until it is done with the layers. nullopt when the tag
+// does not exist: no signatures (or attestations), not an error. `what` names the tag's kind in
+// messages ("signature", "attestation").
+struct TagManifest {
+  oci::Manifest manifest;
+  Reservation reserved;
+};
+
+asio::awaitable<Result<std::optional<TagManifest>>> read_tag_manifest(
+    registry::Client& client, const Location& where, const std::string& tag,
+    const std::string& what, Deadline deadline, const registry::PullCredentials& creds,
+    ByteBudget& budget, const EvidenceLimits& limits) {
+  auto reserved = take(budget, limits.manifest_reservation, "reading " + what + " manifest " + tag);
+  if (!reserved.ok()) co_return reserved.error();
+  auto manifest =
+      co_await client.get_manifest(where.registry, where.repository, tag, deadline, creds);
+  if (!manifest.ok()) {
+    if (manifest.error().code == Errc::not_found) co_return std::optional<TagManifest>();
+    co_return manifest.error();
+  }
+  auto parsed = oci::parse_manifest(manifest->body, manifest->media_type);
+  if (!parsed.ok()) {
+    co_return make_error(Errc::parse_error,
+                         what + " manifest " + tag + " is malformed: " + parsed.error().message);
+  }
+  if (parsed->is_index) {
+    co_return make_error(Errc::parse_error,
+                         what + " tag " + tag + " holds an index, not a manifest");
+  }
+  reserved->shrink_to(std::min<uint64_t>(limits.manifest_reservation, manifest->body.size() * 2));
+  std::optional<TagManifest> out(std::in_place);
+  out->manifest = std::move(*parsed);
+  out->reserved = std::move(*reserved);
+  co_return out;
+}
+
 // Legacy cosign signatures: sha256-<hex>.sig in the same repository. A missing tag means
 // "no signatures", not an error.
 asio::awaitable<Result<Part>> read_legacy(registry::Client& client, const Location& where,
@@ -65,30 +103,16 @@ asio::awaitable<Result<Part>> read_legacy(registry::Client& client, const Locati
                                           ByteBudget& budget, const EvidenceLimits& limits) {
   Part out;
   const std::string tag = oci::signature_tag(digest);
-  auto reserved = take(budget, limits.manifest_reservation, "reading signature manifest " + tag);
-  if (!reserved.ok()) co_return reserved.error();
-  auto manifest =
-      co_await client.get_manifest(where.registry, where.repository, tag, deadline, creds);
-  if (!manifest.ok()) {
-    if (manifest.error().code == Errc::not_found) co_return out;
-    co_return manifest.error();
-  }
-  auto parsed = oci::parse_manifest(manifest->body, manifest->media_type);
-  if (!parsed.ok()) {
-    co_return make_error(Errc::parse_error,
-                         "signature manifest " + tag + " is malformed: " + parsed.error().message);
-  }
-  if (parsed->is_index) {
-    co_return make_error(Errc::parse_error,
-                         "signature tag " + tag + " holds an index, not a manifest");
-  }
-  // The body and its parse, until this function returns.
-  reserved->shrink_to(std::min<uint64_t>(limits.manifest_reservation, manifest->body.size() * 2));
+  auto fetched =
+      co_await read_tag_manifest(client, where, tag, "signature", deadline, creds, budget, limits);
+  if (!fetched.ok()) co_return fetched.error();
+  if (!fetched->has_value()) co_return out;
+  const oci::Manifest& manifest = (*fetched)->manifest;
 
   std::map<std::string, std::string> payloads;  // blob digest -> bytes: each blob read once
   std::set<std::string> seen;                   // exact duplicate layers are dropped
   size_t index = 0, taken = 0;
-  for (const auto& layer : parsed->layers) {
+  for (const auto& layer : manifest.layers) {
     const size_t layer_index = index++;
     if (taken >= limits.max_signatures) {
       out.unreadable.push_back(tag + ": more than " + std::to_string(limits.max_signatures) +
@@ -287,28 +311,15 @@ asio::awaitable<Result<AttestationPart>> read_attestations(
     const registry::PullCredentials& creds, ByteBudget& budget, const EvidenceLimits& limits) {
   AttestationPart out;
   const std::string tag = attestation_tag(digest);
-  auto reserved = take(budget, limits.manifest_reservation, "reading attestation manifest " + tag);
-  if (!reserved.ok()) co_return reserved.error();
-  auto manifest =
-      co_await client.get_manifest(where.registry, where.repository, tag, deadline, creds);
-  if (!manifest.ok()) {
-    if (manifest.error().code == Errc::not_found) co_return out;
-    co_return manifest.error();
-  }
-  auto parsed = oci::parse_manifest(manifest->body, manifest->media_type);
-  if (!parsed.ok()) {
-    co_return make_error(Errc::parse_error, "attestation manifest " + tag +
-                                                " is malformed: " + parsed.error().message);
-  }
-  if (parsed->is_index) {
-    co_return make_error(Errc::parse_error,
-                         "attestation tag " + tag + " holds an index, not a manifest");
-  }
-  reserved->shrink_to(std::min<uint64_t>(limits.manifest_reservation, manifest->body.size() * 2));
+  auto fetched = co_await read_tag_manifest(client, where, tag, "attestation", deadline, creds,
+                                            budget, limits);
+  if (!fetched.ok()) co_return fetched.error();
+  if (!fetched->has_value()) co_return out;
+  const oci::Manifest& manifest = (*fetched)->manifest;
 
   std::set<std::string> seen;  // exact duplicate layers are dropped
   size_t index = 0, taken = 0;
-  for (const auto& layer : parsed->layers) {
+  for (const auto& layer : manifest.layers) {
     const size_t layer_index = index++;
     if (layer.media_type != kDsseEnvelopeMediaType) continue;
     const std::string where_layer = ".att layer " + std::to_string(layer_index);

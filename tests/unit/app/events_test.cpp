@@ -1,6 +1,10 @@
 // app/events: which object a /validate decision's Event names, and when there is none.
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <fstream>
+#include <string>
 
+#include "app/config.hpp"
 #include "app/events.hpp"
 
 using namespace sigil;
@@ -96,4 +100,23 @@ TEST_CASE("warned: the object with its uid; allowed without warning, or a dry ru
   r.dry_run = true;
   CHECK_FALSE(app::admission_event(r, denied(), {}));
   CHECK_FALSE(app::admission_event(r, ok, {warned}));
+}
+
+TEST_CASE("config: the events section loads; an unknown top-level setting is refused") {
+  const std::string path = std::string(SIGIL_BINARY_DIR) + "/events_test_config.yaml";
+  {
+    std::ofstream f(path);
+    f << "events:\n  enabled: true\n  interval: 30s\n";
+  }
+  app::Settings s;
+  REQUIRE(app::load_config_file(path, s).ok());
+  CHECK(s.events.enabled);
+  CHECK(s.events.interval == std::chrono::seconds(30));
+  {
+    std::ofstream f(path);
+    f << "event:\n  enabled: true\n";
+  }
+  auto st = app::load_config_file(path, s);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().message.find("unknown setting \"event\"") != std::string::npos);
 }

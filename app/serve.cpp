@@ -1,0 +1,339 @@
+// app/serve.cpp: `sigil serve`, the wiring of the webhook: policies (files, or the cluster
+// with --kube), the registry client and verify::Engine, the Webhook bridge, server::Server,
+// metrics, Events and the self-managed certificate; then signals (SIGHUP reload, SIGTERM lame
+// duck and drain) and the io_context on N threads. Flags are bound in commands.cpp.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "app/azure_glue.hpp"
+#include "app/cluster.hpp"
+#include "app/commands_detail.hpp"
+#include "app/config.hpp"
+#include "app/events.hpp"
+#include "app/metrics.hpp"
+#include "app/selfcert.hpp"
+#include "app/trust.hpp"
+#include "app/webhook.hpp"
+#include "common/clock.hpp"
+#include "kube/client.hpp"
+#include "kube/config.hpp"
+#include "registry/http_client.hpp"
+#include "server/server.hpp"
+#include "verify/engine.hpp"
+
+namespace sigil::app {
+
+namespace asio = boost::asio;
+
+int detail::run_serve(Settings s) {
+  if (s.self_cert.enabled && (!s.tls_cert.empty() || !s.tls_key.empty())) {
+    return config_error("serve: selfCert.enabled and --tls-cert/--tls-key exclude each other");
+  }
+  if (!s.self_cert.enabled && (s.tls_cert.empty() || s.tls_key.empty())) {
+    return config_error(
+        "serve: --tls-cert and --tls-key are required (sigil serves HTTPS only), or "
+        "selfCert.enabled in --config");
+  }
+  if (s.policy_paths.empty() && !s.kube.enabled) {
+    return config_error("serve: give at least one --policy PATH, or --kube");
+  }
+  auto no_match = policy::parse_no_match(s.no_match);
+  if (!no_match.ok()) return config_error("--no-match-policy: " + no_match.error().message);
+  auto level = spdlog::level::from_str(s.log_level);
+  if (level == spdlog::level::off && s.log_level != "off")
+    return config_error("--log-level: unknown level \"" + s.log_level + "\"");
+  spdlog::set_level(level);
+
+  std::atomic<uint64_t> generation{1};
+  const auto default_root = default_trust_root(s.trusted_root_file);
+  // Without --kube the files are the whole set; with it they are loaded by the cluster source
+  // (and link against the cluster's TrustRoots), and nothing is served before the first sync.
+  std::shared_ptr<const policy::PolicySet> initial;
+  if (s.kube.enabled) {
+    if (auto docs = load_documents(s.policy_paths); !docs.ok()) {
+      return config_error(docs.error().message);
+    }
+    initial =
+        std::make_shared<const policy::PolicySet>(std::vector<policy::Policy>{}, *no_match, 0);
+  } else {
+    auto loaded = load_policies(s.policy_paths, *no_match, generation, default_root);
+    if (!loaded.ok()) return config_error(loaded.error().message);
+    initial = std::move(*loaded);
+    spdlog::info("loaded {} polic{} from {} path{}", initial->policies().size(),
+                 initial->policies().size() == 1 ? "y" : "ies", s.policy_paths.size(),
+                 s.policy_paths.size() == 1 ? "" : "s");
+  }
+  PolicyStore store(std::move(initial));
+
+  auto ropts = registry_options(s.registry);
+  if (!ropts.ok()) return config_error(ropts.error().message);
+
+  unsigned threads = s.threads ? s.threads : std::max(1u, std::thread::hardware_concurrency());
+  // Before the io_context: the metrics listener's connections and the observers below use it
+  // until the loop's last handler is gone. Without metrics.listen nothing is observed.
+  Metrics metrics;
+  const bool metrics_on = !s.metrics.listen.empty();
+  if (metrics_on) {
+    ropts->observer = [&metrics](const net::Exchange& e) { metrics.registry_exchange(e); };
+  }
+  asio::io_context io(static_cast<int>(threads));
+  verify::EngineOptions eopts;
+  if (auto st = attach_azure(*ropts, s.registry, io.get_executor(), true, eopts.keys,
+                             metrics_on ? &metrics : nullptr);
+      !st.ok())
+    return config_error(st.error().message);
+  registry::HttpClient client(io.get_executor(), std::move(*ropts));
+  if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);
+  SystemClock clock;
+  eopts.cache_ttl = s.cache_ttl;
+  eopts.negative_cache_ttl = s.negative_cache_ttl;
+  eopts.cache_capacity = s.cache_size;
+  eopts.reveal_private_details = s.registry.reveal_private_details;
+  verify::Engine engine(client, clock, eopts);
+
+  // The Kubernetes API: policies, trust roots, Secrets and pull credentials; and the
+  // self-managed certificate's Secret and webhook configurations.
+  std::unique_ptr<ClusterPolicies> cluster;
+  std::unique_ptr<kube::EventRecorder> events;
+  std::shared_ptr<kube::Client> kclient;
+  std::string own_ns;
+  if (s.kube.enabled || s.self_cert.enabled) {
+    Result<kube::ClusterConfig> kcfg = make_error(Errc::internal, "no cluster configuration");
+    own_ns = s.kube.namespace_;
+    if (s.kube.kubeconfig.empty()) {
+      kcfg = kube::in_cluster_config();
+      if (!kcfg.ok()) {
+        return config_error("--kube: " + kcfg.error().message +
+                            (kcfg.error().code == Errc::not_found
+                                 ? " (outside a cluster, pass --kubeconfig FILE)"
+                                 : ""));
+      }
+      if (own_ns.empty()) own_ns = kcfg->default_namespace;
+    } else {
+      kube::KubeconfigOptions ko;
+      ko.context = s.kube.context;
+      kcfg = kube::load_kubeconfig(s.kube.kubeconfig, ko);
+      if (!kcfg.ok()) return config_error("--kubeconfig: " + kcfg.error().message);
+      if (own_ns.empty()) own_ns = "sigil-system";
+    }
+    kclient = std::make_shared<kube::Client>(io.get_executor(), std::move(*kcfg));
+    if (auto st = kclient->init_status(); !st.ok())
+      return config_error("--kube: " + st.error().message);
+  }
+  if (s.kube.enabled) {
+    ClusterOptions co;
+    co.own_namespace = own_ns;
+    co.no_match = *no_match;
+    co.default_root = default_root;
+    co.file_documents = [paths = s.policy_paths]() { return load_documents(paths); };
+    co.resync = std::max(std::chrono::milliseconds(1000), s.kube.resync);
+    cluster = std::make_unique<ClusterPolicies>(
+        io, kclient, clock, std::move(co),
+        [&store](std::shared_ptr<const policy::PolicySet> set) { store.set(std::move(set)); });
+    if (auto st = cluster->start(); !st.ok()) return config_error(st.error().message);
+    spdlog::info("kube: watching sigil.dev policies and trust roots at {} (own namespace {})",
+                 kclient->config().source, own_ns);
+    if (s.events.enabled) {
+      // Events on denied and warned objects, off the admission path (app/events.hpp).
+      kube::EventRecorderOptions eo;
+      eo.per_object_interval = s.events.interval;
+      const char* pod = std::getenv("POD_NAME");
+      if (pod == nullptr) pod = std::getenv("HOSTNAME");
+      eo.instance = pod != nullptr ? pod : "sigil";
+      events = std::make_unique<kube::EventRecorder>(kclient, std::move(eo));
+      spdlog::info(
+          "events: Kubernetes Events on denied and warned objects (one per object and "
+          "reason every {} s)",
+          std::chrono::duration_cast<std::chrono::seconds>(s.events.interval).count());
+    }
+  } else if (s.events.enabled) {
+    spdlog::warn("events: events.enabled needs --kube (an API server to send them to); off");
+  }
+
+  // The bridge from the server to the engine: what /validate and /mutate call for each image
+  // (app/webhook.hpp).
+  Webhook webhook(engine, store, cluster.get(), metrics_on ? &metrics : nullptr);
+  // pinning: the chart registered /mutate, so Pods run the digests sigil verified. Nothing
+  // depends on it yet (a short tag cache will, issue 14); /mutate is served either way.
+  spdlog::info("pinning: {}", s.pinning ? "on (the mutating webhook pins Pods' tags to digests)"
+                                        : "off (tags are resolved at every admission)");
+  server::ServerOptions sopts;
+  sopts.listen = s.listen;
+  sopts.cert_file = s.tls_cert;
+  sopts.key_file = s.tls_key;
+  sopts.external_certificate = s.self_cert.enabled;
+  sopts.default_timeout = s.timeout;
+  sopts.max_body = s.server.max_body;
+  sopts.body_budget = s.server.body_budget;
+  sopts.max_connections = s.server.max_connections;
+  sopts.max_connections_per_peer = s.server.max_connections_per_peer;
+  sopts.read_timeout = s.server.read_timeout;
+  sopts.idle_timeout = s.server.idle_timeout;
+  // Drain: every request's budget ends by min(timeout, max_timeout) (request_budget).
+  sopts.shutdown_grace = std::min(s.timeout, sopts.max_timeout) + std::chrono::seconds(1);
+  // Not ready before the cluster's policies are in force: a replica with an empty set would
+  // deny (or with noMatchPolicy allow, admit) every pod.
+  if (cluster) sopts.ready = [&cluster] { return cluster->ready(); };
+  // kubectl apply of a broken policy fails with the field named, before the watch sees it.
+  sopts.check_policy = [](const std::string& kind, const std::string& object_json) {
+    auto docs = policy::parse_documents(object_json, kind);
+    return docs.ok() ? std::string() : docs.error().message;
+  };
+  sopts.mutator = &webhook.mutator();
+  if (events) {
+    webhook.validator().set_observer([&events](const admission::Request& request,
+                                               const admission::Response& response,
+                                               const std::vector<verify::Verdict>& verdicts) {
+      if (auto e = admission_event(request, response, verdicts)) events->record(std::move(*e));
+    });
+  }
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (metrics_on) {
+    sopts.observe_admission = [&metrics](std::string_view route, server::AdmissionResult result,
+                                         std::chrono::steady_clock::duration elapsed) {
+      metrics.admission(route, result, elapsed);
+    };
+    metrics.set_engine(&engine);
+    if (events) metrics.set_event_stats([&events] { return events->stats(); });
+    metrics.set_policy_state([&store, &cluster] {
+      PolicyState ps;
+      ps.source = cluster ? "kube" : "files";
+      ps.synced = !cluster || cluster->ready();
+      const auto set = store.get();
+      ps.generation = set ? set->generation() : 0;
+      ps.policies = set ? set->policies().size() : 0;
+      return ps;
+    });
+    metrics_server = std::make_unique<MetricsServer>(io, metrics, s.metrics.listen);
+    if (auto st = metrics_server->start(); !st.ok()) return config_error(st.error().message);
+    spdlog::info("metrics: http://{}/metrics (port {})", s.metrics.listen, metrics_server->port());
+  }
+  server::Server srv(io, sopts, webhook.validator());
+  if (auto st = srv.start(); !st.ok()) return config_error(st.error().message);
+  // selfCert: the certificate is minted or read from its Secret, handed to the server in
+  // memory, and its CA published on the webhook configurations; /readyz waits for it.
+  std::unique_ptr<SelfCert> self_cert;
+  if (s.self_cert.enabled) {
+    const auto& c = s.self_cert;
+    SelfCertOptions so;
+    so.namespace_ = own_ns;
+    so.secret_name = c.secret_name;
+    so.service_name = c.service_name;
+    so.cluster_domain = c.cluster_domain;
+    so.validating_webhooks = c.validating_webhooks;
+    so.mutating_webhooks = c.mutating_webhooks;
+    auto secs = [](std::chrono::milliseconds d) {
+      return std::chrono::duration_cast<std::chrono::seconds>(d);
+    };
+    so.ca_validity = secs(c.ca_validity);
+    so.ca_renew_before = secs(c.ca_renew_before);
+    so.cert_validity = secs(c.cert_validity);
+    so.cert_renew_before = secs(c.cert_renew_before);
+    so.rollover_grace = secs(c.rollover_grace);
+    so.resync = c.resync;
+    self_cert = std::make_unique<SelfCert>(
+        io, kclient, clock, std::move(so), [&srv](const std::string& cert, const std::string& key) {
+          auto st = srv.set_certificate(cert, key);
+          if (st) spdlog::info("selfcert: serving certificate installed");
+          return st;
+        });
+    if (auto st = self_cert->start(); !st.ok()) return config_error(st.error().message);
+    spdlog::info("selfcert: certificate from Secret {}/{}", own_ns, c.secret_name);
+  }
+  spdlog::info("sigil serving https on {} (port {})", s.listen, srv.port());
+
+  // SIGHUP re-reads the policy files; a broken set is refused and the last good one stays.
+  asio::signal_set hup(io, SIGHUP);
+  asio::signal_set stop_signals(io, SIGINT, SIGTERM);
+  asio::steady_timer stop_deadline(io);
+  std::function<void(const boost::system::error_code&)> check_stopped;
+  // SIGTERM (what the kubelet sends) starts the lame duck: /readyz answers 503 while admissions
+  // are still served, so requests routed here before the endpoints moved away get their answer.
+  // Then, or at once on SIGINT (Ctrl-C) or a second signal: stop accepting, drain, exit 0.
+  const auto lame_duck = s.server.lame_duck.value_or(s.timeout + std::chrono::seconds(5));
+  asio::steady_timer lame_duck_timer(io);
+  std::atomic<bool> shutting_down{false};
+  std::function<void(int)> shut_down;
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig != SIGTERM || lame_duck.count() <= 0) return shut_down(sig);
+    spdlog::info("SIGTERM: lame duck for {} ms (/readyz answers 503, admissions are served)",
+                 lame_duck.count());
+    srv.lame_duck();
+    lame_duck_timer.expires_after(lame_duck);
+    lame_duck_timer.async_wait([&, sig](const boost::system::error_code& tec) {
+      if (!tec) shut_down(sig);
+    });
+    stop_signals.async_wait([&](const boost::system::error_code& sec, int again) {
+      if (!sec) shut_down(again);
+    });
+  });
+  shut_down = [&](int sig) {
+    if (shutting_down.exchange(true)) return;
+    lame_duck_timer.cancel();
+    spdlog::info("signal {}: shutting down (in-flight requests get up to {} ms)", sig,
+                 sopts.shutdown_grace.count());
+    hup.cancel();
+    if (cluster) cluster->stop();
+    if (events) events->stop();
+    if (self_cert) self_cert->stop();
+    if (metrics_server) metrics_server->stop();
+    srv.stop();
+    // Idle registry connections and stragglers must not keep the process alive: after the
+    // grace period the loop is stopped whatever is left.
+    const auto give_up =
+        std::chrono::steady_clock::now() + sopts.shutdown_grace + std::chrono::seconds(1);
+    check_stopped = [&, give_up](const boost::system::error_code& tec) {
+      if (tec) return;
+      if (srv.connections() == 0 || std::chrono::steady_clock::now() >= give_up) {
+        io.stop();
+        return;
+      }
+      stop_deadline.expires_after(std::chrono::milliseconds(50));
+      stop_deadline.async_wait(check_stopped);
+    };
+    stop_deadline.expires_after(std::chrono::milliseconds(50));
+    stop_deadline.async_wait(check_stopped);
+  };
+  std::function<void(const boost::system::error_code&, int)> on_hup =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        if (cluster) {
+          cluster->reload_files();
+          hup.async_wait(on_hup);
+          return;
+        }
+        auto next = load_policies(s.policy_paths, *no_match, ++generation, default_root);
+        if (next.ok()) {
+          store.set(std::move(*next));
+          spdlog::info("policies reloaded (generation {})", generation.load());
+        } else {
+          spdlog::error("policy reload refused, keeping the previous set: {}",
+                        next.error().message);
+        }
+        hup.async_wait(on_hup);
+      };
+  hup.async_wait(on_hup);
+
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  return 0;
+}
+
+}  // namespace sigil::app
