@@ -438,3 +438,37 @@ TEST_CASE("Rekor v2: SHA-384 and SHA-512 entries, as a P-384 signer writes them"
     CHECK(verify_entity(e, w.keyless(), blob(true)).failure == Failure::tlog);
   }
 }
+
+TEST_CASE("Rekor v2 log ids: rekor_v2_log_id gives the ids trusted roots state", "[rekor2]") {
+  auto good = parse_trusted_root(
+      sigil::test::read_source_file("data/sigstore/trusted_root.public-good.json"), "public-good");
+  REQUIRE(good.ok());
+  REQUIRE(good->tlogs.size() == 2);
+  const TransparencyLog& v2 = good->tlogs[1];
+  CHECK(rekor_v2_origin(v2.base_url) == "log2025-1.rekor.sigstore.dev");
+  auto id = rekor_v2_log_id(v2.key, rekor_v2_origin(v2.base_url));
+  REQUIRE(id.ok());
+  CHECK(*id == v2.log_id);
+  CHECK(hex_encode(*id).substr(0, 16) == "cf1199155bddd051");
+  CHECK(*id != key_log_id(v2.key));
+  // Another origin, another id: the origin is part of what is hashed.
+  auto elsewhere = rekor_v2_log_id(v2.key, "log2025-2.rekor.sigstore.dev");
+  REQUIRE(elsewhere.ok());
+  CHECK(*elsewhere != *id);
+  // ECDSA: rekor-tiles keeps SHA-256(SPKI), Rekor v1's id.
+  const TransparencyLog& v1 = good->tlogs[0];
+  auto ecdsa = rekor_v2_log_id(v1.key, "rekor.sigstore.dev");
+  REQUIRE(ecdsa.ok());
+  CHECK(*ecdsa == v1.log_id);
+  // The test log's own id (computed independently in rekor_fixture.hpp).
+  TestLogV2 log;
+  auto mine = rekor_v2_log_id(log.log().key, log.origin);
+  REQUIRE(mine.ok());
+  CHECK(*mine == log.log().log_id);
+
+  CHECK(rekor_v2_origin("https://log.example:443/api/v2") == "log.example");
+  CHECK(rekor_v2_origin("https://user@log.example/") == "log.example");
+  CHECK(rekor_v2_origin("http://[::1]:8080") == "::1");
+  CHECK(rekor_v2_origin("log.example") == "log.example");
+  CHECK(rekor_v2_origin("") == "");
+}
