@@ -208,7 +208,8 @@ Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLo
     }
     std::string_view text = note.substr(0, split + 1);
     std::string_view sigs = note.substr(split + 2);
-    if (sigs.empty() || sigs.back() != '\n') {
+    if (sigs.empty()) return verify_err("checkpoint has no signature lines");
+    if (sigs.back() != '\n') {
       return verify_err("checkpoint signatures do not end with a newline");
     }
 
