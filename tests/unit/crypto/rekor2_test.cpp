@@ -472,3 +472,34 @@ TEST_CASE("Rekor v2 log ids: rekor_v2_log_id gives the ids trusted roots state",
   CHECK(rekor_v2_origin("log.example") == "log.example");
   CHECK(rekor_v2_origin("") == "");
 }
+
+// rekor-tiles' RSA key ID (pkg/note rsaKeyHash): SHA-256(origin || "\n" || 0xff ||
+// "PKIX-RSA-PKCS#1v1.5" || SPKI DER); its first 4 bytes are the checkpoint's key hint.
+TEST_CASE("Rekor v2: an RSA log's id and checkpoint hint", "[rekor2]") {
+  const sigil::test::KeyPair rsa = sigil::test::generate_key("RSA2048");
+  TransparencyLog log;
+  log.base_url = "https://rsa.rekor.test";
+  log.key = rsa.public_key();
+  log.hash = HashAlgorithm::sha256;
+  const std::string origin = rekor_v2_origin(log.base_url);
+  const std::string expected =
+      sha256(origin + "\n\xFF" + "PKIX-RSA-PKCS#1v1.5" + log.key.spki_der());
+  auto id = rekor_v2_log_id(log.key, origin);
+  REQUIRE(id.ok());
+  CHECK(*id == expected);
+  CHECK(*id != key_log_id(log.key));
+  log.log_id = *id;
+
+  const std::string text = origin + "\n7\n" + base64_encode(std::string(32, 'r')) + "\n";
+  auto note = [&](std::string_view hint) {
+    return text + "\n" +
+           sigil::test::note_signature_line(origin, hint, rsa.sign(text, EVP_sha256()));
+  };
+  auto good = verify_checkpoint(note(expected.substr(0, 4)), log);
+  INFO((good ? std::string() : good.error().message));
+  CHECK(good.ok());
+  // The v1 hint SHA-256(SPKI)[:4] is not this log's hint on a v2 checkpoint.
+  auto v1_hint = verify_checkpoint(note(key_log_id(log.key).substr(0, 4)), log);
+  REQUIRE_FALSE(v1_hint.ok());
+  CHECK(v1_hint.error().message.find("no key hint") != std::string::npos);
+}
