@@ -106,14 +106,27 @@ struct Checkpoint {
 // "<U+2014> <name> <base64(4-byte key hint || signature)>". A Rekor v1 origin
 // ("<host> - <tree id>") takes the hint SHA-256(SPKI)[:4]; any other origin is a Rekor v2
 // (C2SP tlog-checkpoint) origin, which must equal the host of log.base_url and name the
-// signature line, with the hint SHA-256(origin || "\n" || 0x01 || raw key)[:4] for Ed25519,
-// SHA-256(SPKI)[:4] for ECDSA (and, for either, the first 4 bytes of log.checkpoint_key_id
-// when set). Every line whose hint (and, v2, name) matches must verify, and one must; other
-// lines (witness cosignatures, other keys of the origin) are skipped, in any order. As Go's
-// golang.org/x/mod/sumdb/note, the whole note must be UTF-8 without control characters other
-// than newline, and every signature line must name a valid signer (no '+', no white space),
-// even one that is skipped. Errc::verification otherwise (also for a malformed note).
+// signature line, with the hint rekor_v2_log_id(log.key, origin)[:4] (Ed25519:
+// SHA-256(origin || "\n" || 0x01 || raw key)[:4]; ECDSA: SHA-256(SPKI)[:4]) or the first 4
+// bytes of log.checkpoint_key_id when set. Every line whose hint (and, v2, name) matches must
+// verify, and one must; other lines (witness cosignatures, other keys of the origin) are skipped,
+// in any order. As Go's golang.org/x/mod/sumdb/note, the whole note must be UTF-8 without control
+// characters other than newline, and every signature line must name a valid signer (no '+', no
+// white space), even one that is skipped. Errc::verification otherwise (also for a malformed note).
 Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLog& log);
+
+// The origin a Rekor v2 (rekor-tiles) log writes in its checkpoints: the host of its base URL,
+// as Go's url.URL.Hostname() gives it ("https://log2025-1.rekor.sigstore.dev:443/x" ->
+// "log2025-1.rekor.sigstore.dev"), which is what sigstore-go checks the origin against.
+std::string rekor_v2_origin(std::string_view base_url);
+
+// The full 32-byte C2SP signed-note key ID of a Rekor v2 log whose checkpoint origin is `origin`,
+// as rekor-tiles computes it (pkg/note KeyHash): the log's id in its entries (bundle
+// `logId.keyId`, trusted_root `logId.keyId`), and, its first 4 bytes, the key hint of the log's
+// checkpoint signature lines. Ed25519: SHA-256(origin || "\n" || 0x01 || 32-byte raw key); RSA:
+// SHA-256(origin || "\n" || 0xff || "PKIX-RSA-PKCS#1v1.5" || SPKI DER); ECDSA: SHA-256(SPKI DER),
+// the same as key_log_id (Rekor v1 and CT). Errc::internal when the raw key cannot be read.
+Result<std::string> rekor_v2_log_id(const PublicKey& key, std::string_view origin);
 
 // Recomputes the root from the leaf SHA-256(0x00 || body) and the proof (RFC 6962 / 9162
 // section 2.1.3.2), requires it to equal proof.root_hash, and, when the proof carries a

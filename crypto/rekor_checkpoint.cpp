@@ -151,24 +151,12 @@ Result<std::string> raw_public_key(const PublicKey& key) {
 Result<std::vector<std::string>> key_hints(const TransparencyLog& log, std::string_view origin,
                                            bool v1) {
   std::vector<std::string> hints;
-  const std::string spki_hint = sha256(log.key.spki_der()).substr(0, 4);
-  if (v1 || log.key.type() != KeyType::ed25519) {
-    if (!v1 && log.key.type() == KeyType::rsa) {
-      // rekor-tiles: SHA-256(origin || "\n" || 0xff || "PKIX-RSA-PKCS#1v1.5" || SPKI).
-      std::string m(origin);
-      m += "\n\xFFPKIX-RSA-PKCS#1v1.5";
-      m += log.key.spki_der();
-      hints.push_back(sha256(m).substr(0, 4));
-    } else {
-      hints.push_back(spki_hint);
-    }
+  if (v1) {
+    hints.push_back(sha256(log.key.spki_der()).substr(0, 4));
   } else {
-    auto raw = raw_public_key(log.key);
-    if (!raw) return std::move(raw).error();
-    std::string m(origin);
-    m += "\n\x01";
-    m += *raw;
-    hints.push_back(sha256(m).substr(0, 4));
+    auto id = rekor_v2_log_id(log.key, origin);
+    if (!id) return std::move(id).error();
+    hints.push_back(id->substr(0, 4));
   }
   if (log.checkpoint_key_id.size() >= 4) hints.push_back(log.checkpoint_key_id.substr(0, 4));
   for (const auto& h : hints) {
@@ -178,6 +166,33 @@ Result<std::vector<std::string>> key_hints(const TransparencyLog& log, std::stri
 }
 
 }  // namespace
+
+std::string rekor_v2_origin(std::string_view base_url) {
+  return url_host(base_url);
+}
+
+Result<std::string> rekor_v2_log_id(const PublicKey& key, std::string_view origin) {
+  std::string m(origin);
+  switch (key.type()) {
+    case KeyType::ed25519: {
+      auto raw = raw_public_key(key);
+      if (!raw) return std::move(raw).error();
+      m += "\n\x01";
+      m += *raw;
+      return sha256(m);
+    }
+    case KeyType::rsa:
+      m += "\n\xFFPKIX-RSA-PKCS#1v1.5";
+      m += key.spki_der();
+      return sha256(m);
+    case KeyType::ecdsa_p256:
+    case KeyType::ecdsa_p384:
+    case KeyType::ecdsa_p521:
+      // rekor-tiles keeps Rekor v1's SHA-256(SPKI) for ECDSA (not the C2SP form).
+      return sha256(key.spki_der());
+  }
+  return make_error(Errc::internal, "cannot compute the log's key ID");
+}
 
 Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLog& log) {
   try {
@@ -193,7 +208,8 @@ Result<Checkpoint> verify_checkpoint(std::string_view note, const TransparencyLo
     }
     std::string_view text = note.substr(0, split + 1);
     std::string_view sigs = note.substr(split + 2);
-    if (sigs.empty() || sigs.back() != '\n') {
+    if (sigs.empty()) return verify_err("checkpoint has no signature lines");
+    if (sigs.back() != '\n') {
       return verify_err("checkpoint signatures do not end with a newline");
     }
 

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "common/encoding.hpp"
+#include "crypto/rekor.hpp"
 #include "policy/yaml_detail.hpp"
 
 namespace sigil::policy::detail {
@@ -53,6 +55,28 @@ Result<crypto::TransparencyLog> parse_tlog_instance(const YAML::Node& node, cons
   log.hash = crypto::default_hash_for(log.key.type());
   log.log_id = crypto::key_log_id(log.key);
   return log;
+}
+
+// A Rekor log named only by key and base URL may be either generation, and its id in log
+// entries differs between them: Rekor v1 (and CT) use SHA-256(SPKI DER), which
+// parse_tlog_instance sets; a Rekor v2 (rekor-tiles) log uses its signed-note key ID,
+// SHA-256(origin || "\n" || 0x01 || raw key) for Ed25519 (crypto::rekor_v2_log_id), with the
+// base URL's host as origin; that is how public-good's log2025-1 appears in trusted_root.json.
+// policy-controller's TrustRoot has no field for the id or the generation, and Rekor v1 also
+// runs with Ed25519 keys, so the log is listed under both ids: the same key, URL and window, so
+// either entry verifies only what that key signed. Returns the v2 twin, or nothing when the ids
+// coincide (ECDSA) or there is no base URL (hence no origin to check a v2 checkpoint against).
+Result<std::optional<crypto::TransparencyLog>> rekor_v2_twin(const crypto::TransparencyLog& log,
+                                                             const Where& w,
+                                                             const std::string& path) {
+  const std::string origin = crypto::rekor_v2_origin(log.base_url);
+  if (origin.empty()) return std::optional<crypto::TransparencyLog>();
+  auto id = crypto::rekor_v2_log_id(log.key, origin);
+  if (!id) return w.err(Errc::invalid_argument, path + ".publicKey", id.error().message);
+  if (*id == log.log_id) return std::optional<crypto::TransparencyLog>();
+  crypto::TransparencyLog twin = log;
+  twin.log_id = std::move(*id);
+  return std::optional<crypto::TransparencyLog>(std::move(twin));
 }
 
 Result<crypto::CertificateAuthority> parse_ca_instance(const YAML::Node& node, const Where& w,
@@ -146,19 +170,26 @@ Result<TrustRootDocument> parse_trust_root_spec(const YAML::Node& spec, const Wh
       return {};
     };
   };
-  auto logs = [&](std::vector<crypto::TransparencyLog>& out) {
-    return [&out, &w](const YAML::Node& n, const std::string& p) -> Status {
+  auto logs = [&](std::vector<crypto::TransparencyLog>& out, bool rekor) {
+    return [&out, &w, rekor](const YAML::Node& n, const std::string& p) -> Status {
       auto log = parse_tlog_instance(n, w, p);
       if (!log) return log.error();
+      std::optional<crypto::TransparencyLog> twin;
+      if (rekor) {
+        auto v2 = rekor_v2_twin(*log, w, p);
+        if (!v2) return v2.error();
+        twin = std::move(*v2);
+      }
       out.push_back(std::move(*log));
+      if (twin) out.push_back(std::move(*twin));
       return {};
     };
   };
   if (auto st = list("certificateAuthorities", cas(root->certificate_authorities)); !st) {
     return st.error();
   }
-  if (auto st = list("tLogs", logs(root->tlogs)); !st) return st.error();
-  if (auto st = list("ctLogs", logs(root->ctlogs)); !st) return st.error();
+  if (auto st = list("tLogs", logs(root->tlogs, true)); !st) return st.error();
+  if (auto st = list("ctLogs", logs(root->ctlogs, false)); !st) return st.error();
   if (auto st = list("timestampAuthorities", cas(root->timestamp_authorities)); !st) {
     return st.error();
   }

@@ -23,9 +23,10 @@ What each command makes (section numbers are those of docs/sigstore-formats.md i
   leaf with the critical timeStamping EKU, answered by `openssl ts -reply` with a generated
   config), and two descriptions of that trust: trusted_root.json (sigstore TrustedRoot,
   protobuf JSON) and trustroot.yaml (policy-controller TrustRoot with spec.sigstoreKeys).
-  With --rekor-v2 also a Rekor v2 (rekor-tiles) log, in trusted_root.json only (a TrustRoot's
-  sigstoreKeys cannot name a v2 log's id): Ed25519 key, origin log2025-1.rekor.sigil.test, log id
-  = the C2SP note key hash SHA-256(origin || "\n" || 0x01 || key), its own Merkle tree.
+  With --rekor-v2 also a Rekor v2 (rekor-tiles) log, in both: Ed25519 key, origin
+  log2025-1.rekor.sigil.test, log id = the C2SP note key hash SHA-256(origin || "\n" || 0x01 ||
+  key), its own Merkle tree. trusted_root.json states that id; a TrustRoot's sigstoreKeys has no
+  id field, so there it is one more tLogs entry (base URL and key) and the verifier derives it.
 * Fulcio-like leaves (1.3.1, 1.3.2), minted per signature for an ephemeral P-256 key: empty
   subject, critical SAN (email, URI or the OtherName 1.3.6.1.4.1.57264.1.7), codeSigning EKU,
   issuer extensions .1.1 (raw URL) and/or .1.8 (DER UTF8String), an embedded SCT from the CT key
@@ -591,6 +592,8 @@ class Authority:
         out += ca_block("certificateAuthorities", FULCIO_URL, self.fulcio_root,
                         [self.fulcio_intermediate, self.fulcio_root])
         out += log_block("tLogs", REKOR_URL, self.rekor_key)
+        if self.rekor2_key is not None:
+            out += log_block("tLogs", REKOR2_URL, self.rekor2_key)[1:]
         out += log_block("ctLogs", CTFE_URL, self.ct_key)
         out += ca_block("timestampAuthorities", TSA_URL, self.tsa_root,
                         [self.tsa_cert, self.tsa_root])

@@ -5,8 +5,10 @@ the PAE) with an inclusion proof and a checkpoint (C2SP signed note, here cosign
 whose line comes first), no SET and no integrated time: the signing time comes from an RFC 3161
 timestamp alone. tests/support/sigstore_fixture.py makes such a log (init --rekor-v2) and signs
 with it; the images live in the real distribution registry with the bundles as OCI 1.1 referrers.
-`sigil serve` gets the trust as --trusted-root (a policy-controller TrustRoot cannot state a v2
-log's id). `sigil verify-bundle` takes the same material, and sha512 digests.
+`sigil serve` gets the trust as --trusted-root (which states the v2 log's id) and, in a second
+server, as a policy-controller TrustRoot named by trustRootRef (which cannot: sigil derives the
+id from the Ed25519 key and the base URL's host). `sigil verify-bundle` takes the same material,
+and sha512 digests.
 """
 import hashlib
 import json
@@ -24,12 +26,13 @@ def setUpModule():
     harness.require_registry()
 
 
-def keyless_policy(name, glob):
+def keyless_policy(name, glob, trust_root_ref=None):
+    ref = "      trustRootRef: %s\n" % trust_root_ref if trust_root_ref else ""
     return ("apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\n"
             "metadata:\n  name: %s\nspec:\n  images:\n  - glob: %s\n  authorities:\n"
-            "  - name: release\n    keyless:\n      identities:\n"
+            "  - name: release\n    keyless:\n%s      identities:\n"
             "      - issuer: %s\n        subject: %s\n" %
-            (name, json.dumps(glob), json.dumps(ISSUER), json.dumps(IDENTITY)))
+            (name, json.dumps(glob), ref, json.dumps(ISSUER), json.dumps(IDENTITY)))
 
 
 class Rekor2Admission(unittest.TestCase):
@@ -75,13 +78,30 @@ class Rekor2Admission(unittest.TestCase):
             ["--insecure-registry", cls.reg.address, "--trusted-root", cls.auth.trusted_root])
         cls.addClassCleanup(cls.sigil.stop)
 
-    def admit(self, repo):
-        status, resp = self.sigil.validate(harness.pod_review([self.reg.ref(repo, tag="v1")]))
-        self.assertEqual(status, 200, self.sigil.log_tail())
+        # The same trust as a policy-controller TrustRoot (sigstoreKeys: base URL and key per
+        # log, no log id), used through trustRootRef; the server has no --trusted-root.
+        crd = os.path.join(cls.work, "policies-trustroot")
+        os.makedirs(crd)
+        with open(cls.auth.trustroot_yaml) as f:
+            trust_root = f.read()
+        assert "https://log2025-1.rekor.sigil.test" in trust_root, trust_root
+        with open(os.path.join(crd, "trust.yaml"), "w") as f:
+            f.write(trust_root)
+        with open(os.path.join(crd, "keyless.yaml"), "w") as f:
+            f.write(keyless_policy("corp-rekor2-crd", "%s/rekor2/**" % cls.reg.address,
+                                   trust_root_ref="sigil-test"))
+        cls.sigil_crd = harness.SigilServer("rekor2-trustroot", [crd],
+                                            ["--insecure-registry", cls.reg.address])
+        cls.addClassCleanup(cls.sigil_crd.stop)
+
+    def admit(self, repo, server=None):
+        server = server or self.sigil
+        status, resp = server.validate(harness.pod_review([self.reg.ref(repo, tag="v1")]))
+        self.assertEqual(status, 200, server.log_tail())
         return resp
 
-    def assertDenied(self, repo, reason, *needles):
-        resp = self.admit(repo)
+    def assertDenied(self, repo, reason, *needles, server=None):
+        resp = self.admit(repo, server)
         self.assertIs(resp["allowed"], False, json.dumps(resp))
         self.assertIn(reason, resp["auditAnnotations"]["images"], json.dumps(resp))
         msg = harness.message(resp)
@@ -94,6 +114,19 @@ class Rekor2Admission(unittest.TestCase):
             with self.subTest(repo=repo):
                 resp = self.admit(repo)
                 self.assertIs(resp["allowed"], True, json.dumps(resp))
+
+    def test_rekor_v2_bundles_through_a_trustroot(self):
+        """A TrustRoot names the v2 log by key and URL only: its entries must still be found
+        (id = SHA-256(origin || "\\n" || 0x01 || key)) and checked, not skipped as untrusted."""
+        for repo in ("rekor2/ok", "rekor2/v02"):
+            with self.subTest(repo=repo):
+                resp = self.admit(repo, self.sigil_crd)
+                self.assertIs(resp["allowed"], True, json.dumps(resp))
+        # Found and checked: a broken checkpoint is a broken checkpoint, not an unknown log.
+        msg = self.assertDenied("rekor2/bad-checkpoint", "TLOG_INVALID", "checkpoint",
+                                server=self.sigil_crd)
+        self.assertNotIn("does not trust", msg)
+        self.assertDenied("rekor2/stranger", "IDENTITY_MISMATCH", server=self.sigil_crd)
 
     def test_broken_links_are_denied(self):
         cases = {

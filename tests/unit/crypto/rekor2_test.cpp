@@ -438,3 +438,68 @@ TEST_CASE("Rekor v2: SHA-384 and SHA-512 entries, as a P-384 signer writes them"
     CHECK(verify_entity(e, w.keyless(), blob(true)).failure == Failure::tlog);
   }
 }
+
+TEST_CASE("Rekor v2 log ids: rekor_v2_log_id gives the ids trusted roots state", "[rekor2]") {
+  auto good = parse_trusted_root(
+      sigil::test::read_source_file("data/sigstore/trusted_root.public-good.json"), "public-good");
+  REQUIRE(good.ok());
+  REQUIRE(good->tlogs.size() == 2);
+  const TransparencyLog& v2 = good->tlogs[1];
+  CHECK(rekor_v2_origin(v2.base_url) == "log2025-1.rekor.sigstore.dev");
+  auto id = rekor_v2_log_id(v2.key, rekor_v2_origin(v2.base_url));
+  REQUIRE(id.ok());
+  CHECK(*id == v2.log_id);
+  CHECK(hex_encode(*id).substr(0, 16) == "cf1199155bddd051");
+  CHECK(*id != key_log_id(v2.key));
+  // Another origin, another id: the origin is part of what is hashed.
+  auto elsewhere = rekor_v2_log_id(v2.key, "log2025-2.rekor.sigstore.dev");
+  REQUIRE(elsewhere.ok());
+  CHECK(*elsewhere != *id);
+  // ECDSA: rekor-tiles keeps SHA-256(SPKI), Rekor v1's id.
+  const TransparencyLog& v1 = good->tlogs[0];
+  auto ecdsa = rekor_v2_log_id(v1.key, "rekor.sigstore.dev");
+  REQUIRE(ecdsa.ok());
+  CHECK(*ecdsa == v1.log_id);
+  // The test log's own id (computed independently in rekor_fixture.hpp).
+  TestLogV2 log;
+  auto mine = rekor_v2_log_id(log.log().key, log.origin);
+  REQUIRE(mine.ok());
+  CHECK(*mine == log.log().log_id);
+
+  CHECK(rekor_v2_origin("https://log.example:443/api/v2") == "log.example");
+  CHECK(rekor_v2_origin("https://user@log.example/") == "log.example");
+  CHECK(rekor_v2_origin("http://[::1]:8080") == "::1");
+  CHECK(rekor_v2_origin("log.example") == "log.example");
+  CHECK(rekor_v2_origin("") == "");
+}
+
+// rekor-tiles' RSA key ID (pkg/note rsaKeyHash): SHA-256(origin || "\n" || 0xff ||
+// "PKIX-RSA-PKCS#1v1.5" || SPKI DER); its first 4 bytes are the checkpoint's key hint.
+TEST_CASE("Rekor v2: an RSA log's id and checkpoint hint", "[rekor2]") {
+  const sigil::test::KeyPair rsa = sigil::test::generate_key("RSA2048");
+  TransparencyLog log;
+  log.base_url = "https://rsa.rekor.test";
+  log.key = rsa.public_key();
+  log.hash = HashAlgorithm::sha256;
+  const std::string origin = rekor_v2_origin(log.base_url);
+  const std::string expected =
+      sha256(origin + "\n\xFF" + "PKIX-RSA-PKCS#1v1.5" + log.key.spki_der());
+  auto id = rekor_v2_log_id(log.key, origin);
+  REQUIRE(id.ok());
+  CHECK(*id == expected);
+  CHECK(*id != key_log_id(log.key));
+  log.log_id = *id;
+
+  const std::string text = origin + "\n7\n" + base64_encode(std::string(32, 'r')) + "\n";
+  auto note = [&](std::string_view hint) {
+    return text + "\n" +
+           sigil::test::note_signature_line(origin, hint, rsa.sign(text, EVP_sha256()));
+  };
+  auto good = verify_checkpoint(note(expected.substr(0, 4)), log);
+  INFO((good ? std::string() : good.error().message));
+  CHECK(good.ok());
+  // The v1 hint SHA-256(SPKI)[:4] is not this log's hint on a v2 checkpoint.
+  auto v1_hint = verify_checkpoint(note(key_log_id(log.key).substr(0, 4)), log);
+  REQUIRE_FALSE(v1_hint.ok());
+  CHECK(v1_hint.error().message.find("no key hint") != std::string::npos);
+}

@@ -316,6 +316,70 @@ TEST_CASE("TrustRoot PEM fields accept base64 of PEM (policy-controller) or PEM 
   CHECK(pem->trust_roots.front().root->tlogs.size() == 1);
 }
 
+namespace {
+
+std::string public_key_pem(const crypto::PublicKey& key) {
+  const std::string b64 = base64_encode(key.spki_der());
+  std::string pem = "-----BEGIN PUBLIC KEY-----\n";
+  for (size_t i = 0; i < b64.size(); i += 64) pem += b64.substr(i, 64) + "\n";
+  return pem + "-----END PUBLIC KEY-----\n";
+}
+
+}  // namespace
+
+// policy-controller's TrustRoot names a log by key and base URL only; the id its entries carry
+// is SHA-256(SPKI) for Rekor v1 and CT, and the signed-note key ID for a Rekor v2 Ed25519 log.
+// The compiled-in public-good root states both ids for its two logs: a TrustRoot listing the
+// same keys must find the same ids.
+TEST_CASE("a TrustRoot's Rekor logs are found under the ids public-good's trusted root states",
+          "[policy][trustroot][rekor2]") {
+  auto good = crypto::parse_trusted_root(
+      sigil::test::read_source_file("data/sigstore/trusted_root.public-good.json"), "public-good");
+  REQUIRE(good.ok());
+  REQUIRE(good->tlogs.size() == 2);
+  const crypto::TransparencyLog& v1 = good->tlogs[0];
+  const crypto::TransparencyLog& v2 = good->tlogs[1];
+  REQUIRE(v2.key.type() == crypto::KeyType::ed25519);
+  REQUIRE(v2.base_url == "https://log2025-1.rekor.sigstore.dev");
+  CHECK(hex_encode(v2.log_id).substr(0, 16) == "cf1199155bddd051");
+
+  const std::string yaml =
+      "apiVersion: policy.sigstore.dev/v1alpha1\nkind: TrustRoot\nmetadata: {name: pg}\nspec:\n"
+      "  sigstoreKeys:\n    tLogs:\n    - baseURL: " +
+      v1.base_url +
+      "\n      hashAlgorithm: sha-256\n      publicKey: " + base64_encode(public_key_pem(v1.key)) +
+      "\n    - baseURL: " + v2.base_url +
+      "\n      hashAlgorithm: sha-256\n      publicKey: " + base64_encode(public_key_pem(v2.key)) +
+      "\n    - hashAlgorithm: sha-256\n      publicKey: " + base64_encode(public_key_pem(v2.key)) +
+      "\n    ctLogs:\n    - baseURL: https://ct.example\n      publicKey: " +
+      base64_encode(public_key_pem(v2.key)) + "\n";
+  auto docs = parse_documents(yaml, "pg.yaml");
+  INFO((docs ? std::string() : docs.error().message));
+  REQUIRE(docs.ok());
+  const crypto::TrustedRoot& r = *docs->trust_roots.front().root;
+
+  // Rekor v2: the id of public-good's log2025-1, with its key and URL.
+  const crypto::TransparencyLog* found_v2 = crypto::find_log(r.tlogs, v2.log_id);
+  REQUIRE(found_v2 != nullptr);
+  CHECK(found_v2->key.spki_der() == v2.key.spki_der());
+  CHECK(found_v2->base_url == v2.base_url);
+  // The same Ed25519 key may serve a Rekor v1 log, whose entries name SHA-256(SPKI).
+  const crypto::TransparencyLog* found_v2_as_v1 =
+      crypto::find_log(r.tlogs, crypto::key_log_id(v2.key));
+  REQUIRE(found_v2_as_v1 != nullptr);
+  CHECK(found_v2_as_v1->key.spki_der() == v2.key.spki_der());
+  // Rekor v1 (ECDSA): one id, the one public-good states; rekor-tiles' ECDSA id is the same.
+  const crypto::TransparencyLog* found_v1 = crypto::find_log(r.tlogs, v1.log_id);
+  REQUIRE(found_v1 != nullptr);
+  CHECK(found_v1->key.spki_der() == v1.key.spki_der());
+  // ECDSA: one entry; Ed25519 with a URL: two; Ed25519 without a URL (no origin a v2
+  // checkpoint could name): one.
+  CHECK(r.tlogs.size() == 4);
+  // CT logs are named by SHA-256(SPKI) only (RFC 6962).
+  REQUIRE(r.ctlogs.size() == 1);
+  CHECK(r.ctlogs.front().log_id == crypto::key_log_id(v2.key));
+}
+
 TEST_CASE("ImagePolicies apply only in their namespace and never replace cluster policies",
           "[policy][namespace]") {
   const std::string yaml =
