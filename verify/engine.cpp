@@ -19,6 +19,7 @@
 #include "crypto/keys.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
+#include "verify/detail/kms.hpp"
 #include "verify/reason_map.hpp"
 #include "verify/tag_resolver.hpp"
 #include "verify/verdict_cache.hpp"
@@ -27,6 +28,7 @@ namespace sigil::verify {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using detail::KmsKeys;
 
 namespace {
 
@@ -157,21 +159,6 @@ Verdict soften_if_all_warn(Verdict v, const std::vector<const policy::Policy*>& 
   return v;
 }
 
-// The `key.kms` keys of one verification, by URI: the key, or why it could not be read.
-using KmsKeys = std::map<std::string, Result<crypto::PublicKey>>;
-
-bool has_kms(const policy::Policy& p) {
-  return std::any_of(p.authorities.begin(), p.authorities.end(), [](const policy::Authority& a) {
-    return a.kind == policy::Authority::Kind::key && !a.kms.empty();
-  });
-}
-
-// A KMS authority with its key filled in, as judge() wants it.
-void use_key(policy::Authority& a, const crypto::PublicKey& key) {
-  a.key = key;
-  a.hash = a.explicit_hash ? *a.explicit_hash : crypto::default_hash_for(key.type());
-}
-
 using VerdictChannel =
     asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
 
@@ -245,127 +232,6 @@ struct Engine::Impl {
       }
     }
     return out;
-  }
-
-  // Reads every `key.kms` key the matched policies name (the resolver caches). Never throws.
-  asio::awaitable<KmsKeys> resolve_kms(const std::vector<const policy::Policy*>& matched,
-                                       Deadline deadline) {
-    KmsKeys out;
-    for (const policy::Policy* p : matched) {
-      for (const auto& a : p->authorities) {
-        if (a.kind != policy::Authority::Kind::key || a.kms.empty() || out.count(a.kms)) continue;
-        Result<crypto::PublicKey> k =
-            make_error(Errc::unsupported, "no Key Vault access is configured (the azure: section)");
-        if (options.keys) {
-          try {
-            k = co_await options.keys->key(a.kms, deadline);
-          } catch (const std::exception& e) {
-            k = make_error(Errc::internal, std::string("internal error: ") + e.what());
-          }
-        }
-        if (!k) {
-          // Resolvers may name the key first: it is named once, by the denial.
-          Error e = k.error();
-          if (e.message.rfind(a.kms + ": ", 0) == 0) e.message.erase(0, a.kms.size() + 2);
-          spdlog::warn("key {}: {}", a.kms, e.message);
-          k = std::move(e);
-        }
-        out.emplace(a.kms, std::move(k));
-      }
-    }
-    co_return out;
-  }
-
-  // Judges one policy. A policy with `key.kms` authorities is judged on a copy holding the
-  // keys read for this verification (an authority whose key could not be read is left out);
-  // when it is not satisfied, each KMS key some signature was checked against is looked at
-  // again (a rotation: the resolver rate-limits), and a changed key gets one more judgement.
-  // When the policy still fails and a key was unreadable, the key is the reason
-  // (POLICY_UNAVAILABLE, never cached). `rotated` is set when a key changed here.
-  asio::awaitable<policy::PolicyResult> judge_policy(const policy::Policy& p,
-                                                     const std::string& digest,
-                                                     const policy::EvidenceFor& evidence_for,
-                                                     KmsKeys& kms, std::set<std::string>& refetched,
-                                                     Deadline deadline, bool& rotated) {
-    if (!has_kms(p)) co_return policy::judge(p, digest, evidence_for);
-    policy::Policy copy = p;
-    copy.authorities.clear();
-    std::vector<const policy::Authority*> original;  // copy.authorities[i] stands for original[i]
-    std::string key_error;
-    std::string key_error_authority;
-    for (const auto& a : p.authorities) {
-      if (a.kind == policy::Authority::Kind::key && !a.kms.empty()) {
-        const auto it = kms.find(a.kms);
-        if (it == kms.end() || !it->second) {
-          if (key_error.empty()) {
-            key_error_authority = a.name;
-            key_error =
-                "key " + a.kms + " could not be read: " +
-                (it == kms.end() ? std::string("not resolved") : it->second.error().message);
-          }
-          continue;
-        }
-        copy.authorities.push_back(a);
-        use_key(copy.authorities.back(), *it->second);
-      } else {
-        copy.authorities.push_back(a);
-      }
-      original.push_back(&a);
-    }
-    const policy::EvidenceFor copy_evidence =
-        [&](const policy::Authority& a) -> const policy::Evidence* {
-      const auto i = static_cast<size_t>(&a - copy.authorities.data());
-      return i < original.size() ? evidence_for(*original[i]) : nullptr;
-    };
-    policy::PolicyResult r;
-    if (!copy.authorities.empty()) r = policy::judge(copy, digest, copy_evidence);
-    if (!r.satisfied && !copy.authorities.empty() && options.keys) {
-      bool changed = false;
-      for (size_t i = 0; i < copy.authorities.size(); ++i) {
-        policy::Authority& a = copy.authorities[i];
-        if (a.kms.empty()) continue;
-        const policy::Evidence* ev = evidence_for(*original[i]);
-        if (ev == nullptr || ev->signatures.empty()) continue;  // nothing failed with the key
-        if (!refetched.insert(a.kms).second) {
-          // Looked at already in this verification (another policy): use what it found.
-          if (auto it = kms.find(a.kms);
-              it != kms.end() && it->second && it->second->spki_der() != a.key->spki_der()) {
-            use_key(a, *it->second);
-            changed = true;
-          }
-          continue;
-        }
-        Result<std::optional<crypto::PublicKey>> fresh = std::optional<crypto::PublicKey>();
-        try {
-          fresh = co_await options.keys->refetch_after_failure(a.kms, deadline);
-        } catch (const std::exception& e) {
-          fresh = make_error(Errc::internal, std::string("internal error: ") + e.what());
-        }
-        if (!fresh) {
-          spdlog::warn("key {}: looking again after a failed verification: {}", a.kms,
-                       fresh.error().message);
-          continue;
-        }
-        if (!fresh->has_value()) continue;
-        spdlog::info("key {} changed (rotated): judging image {} again with the new key", a.kms,
-                     short_digest(digest));
-        kms.insert_or_assign(a.kms, **fresh);
-        use_key(a, **fresh);
-        changed = true;
-      }
-      if (changed) {
-        rotated = true;
-        r = policy::judge(copy, digest, copy_evidence);
-      }
-    }
-    if (!r.satisfied && !key_error.empty()) {
-      r.satisfied = false;
-      r.policy = p.name;
-      r.authority = key_error_authority;
-      r.unmet = policy::Unmet::unavailable;
-      r.message = key_error;
-    }
-    co_return r;
   }
 
   // Everything the verdict for (ref, digest) depends on, as a string. Two admissions share a
@@ -471,8 +337,8 @@ struct Engine::Impl {
     std::set<std::string> refetched;
     bool rotated = false;
     for (const policy::Policy* p : matched) {
-      const policy::PolicyResult r =
-          co_await judge_policy(*p, digest, evidence_for, kms, refetched, deadline, rotated);
+      const policy::PolicyResult r = co_await detail::judge_policy(
+          options.keys.get(), *p, digest, evidence_for, kms, refetched, deadline, rotated);
       const Reason reason = reason_for(r);
       if (reason == Reason::none) {
         satisfied.push_back(Finding{Reason::none, p->name, r.authority, "", false});
@@ -672,7 +538,7 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   std::shared_ptr<ByteBudget> budget = context.budget;
   if (!budget) budget = admission_budget();
   Impl::Plan plan = Impl::plan(*ref, matched);
-  KmsKeys kms = co_await d.resolve_kms(matched, deadline);
+  KmsKeys kms = co_await detail::resolve_kms(d.options.keys.get(), matched, deadline);
   const std::string key = d.verdict_key(*ref, digest, *policies, matched, plan, context, kms);
   if (auto hit = d.cache.get(key)) {
     hit->image = image;  // the verdict names whoever asks: it holds no text about the image
