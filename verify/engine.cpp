@@ -21,6 +21,7 @@
 #include "oci/reference.hpp"
 #include "verify/detail/kms.hpp"
 #include "verify/reason_map.hpp"
+#include "verify/stale.hpp"
 #include "verify/tag_resolver.hpp"
 #include "verify/verdict_cache.hpp"
 
@@ -172,9 +173,12 @@ struct Engine::Impl {
   VerdictCache cache;
   std::shared_ptr<ByteBudget> process_budget;
 
+  LastKnownGood last_good;
+
   mutable std::mutex mu;
   std::unordered_map<std::string, std::vector<std::shared_ptr<VerdictChannel>>> in_flight;
   uint64_t coalesced = 0;
+  uint64_t stale_unavailable = 0, stale_timeout = 0;
 
   Impl(registry::Client& c, const Clock& k, const EngineOptions& o)
       : client(c),
@@ -182,7 +186,28 @@ struct Engine::Impl {
         options(o),
         resolver(c),
         cache(k, o.cache_capacity, o.cache_ttl, o.negative_cache_ttl),
-        process_budget(std::make_shared<ByteBudget>(o.max_process_bytes)) {}
+        process_budget(std::make_shared<ByteBudget>(o.max_process_bytes)),
+        last_good(k, o.cache_capacity, o.stale_if_error) {}
+
+  // fresh, or the last allow for key standing in for it when fresh failed only because the
+  // registry could not be reached (cache.staleIfError: stale.hpp). stale_ok: the image is
+  // referenced by digest or pinned (the caller knows how the pod wrote it).
+  Verdict or_last_known_good(Verdict fresh, const std::string& key, bool stale_ok) {
+    if (!stale_ok || !last_good.enabled() || !may_stand_in(fresh, true, options.pinning)) {
+      return fresh;
+    }
+    auto found = last_good.find(key);
+    if (!found) return fresh;
+    Verdict v = stand_in(fresh, *found, last_good.grace());
+    {
+      std::lock_guard lock(mu);
+      ++(v.reason == Reason::timeout ? stale_timeout : stale_unavailable);
+    }
+    // The audit trail: which image, which failure, the verdict's age and what it was.
+    spdlog::warn("{} [{}; stale verdict: {} by {}/{}]", warning_lines(v).front(), name(v.reason),
+                 name(found->verdict.outcome), found->verdict.policy, found->verdict.authority);
+    return v;
+  }
 
   // Whether the pod's own credentials cover host (then what sigil reads there is theirs to
   // read, and shared only with requests holding the same credentials).
@@ -424,12 +449,15 @@ Engine::Stats Engine::stats() const {
   const auto r = impl_->resolver.stats();
   s.tag_resolutions = r.requests;
   s.tag_reads = r.reads;
+  std::lock_guard lock(impl_->mu);
+  s.stale_registry_unavailable = impl_->stale_unavailable;
+  s.stale_timeout = impl_->stale_timeout;
   return s;
 }
 
-asio::awaitable<Verdict> Engine::verify(std::string image,
-                                        std::shared_ptr<const policy::PolicySet> policies,
-                                        Deadline deadline, Context context) {
+asio::awaitable<Verdict> Engine::verify_ref(std::string image,
+                                            std::shared_ptr<const policy::PolicySet> policies,
+                                            Deadline deadline, Context context, bool stale_ok) {
   Impl& d = *impl_;
   if (!policies) co_return denial(image, Reason::internal, "no policy set is loaded");
 
@@ -496,7 +524,9 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
             registry_denial(image, "", ref->registry, now.error(), "resolving the tag"), matched);
       }
       std::string pinned = ref->name() + ":" + ref->tag + "@" + *now;
-      Verdict v = co_await verify(std::move(pinned), policies, deadline, context);
+      // Unpinned, the pod runs the tag: no last-known-good verdict stands in for it.
+      Verdict v = co_await verify_ref(std::move(pinned), policies, deadline, context,
+                                      stale_ok && d.options.pinning);
       v.image = image;  // rendered as the pod wrote it
       if (v.outcome != Outcome::denied) {
         v.outcome = Outcome::warned;
@@ -526,6 +556,9 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
     }
     digest = std::move(*resolved);
   }
+  // A last-known-good allow may stand in when the registry cannot be reached: for a digest the
+  // pod wrote, or a tag /mutate pins (stale.hpp).
+  stale_ok = stale_ok && (!ref->digest.empty() || d.options.pinning);
   if (digest.rfind("sha256:", 0) != 0 || !oci::is_valid_digest(digest)) {
     Verdict v =
         denial(image, Reason::invalid_image, "only sha256 digests can be verified, got " + digest);
@@ -563,12 +596,12 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
     auto v = co_await d.wait_for(my_channel, deadline);
     if (v) {
       v->image = image;
-      co_return *v;
+      co_return d.or_last_known_good(std::move(*v), key, stale_ok);
     }
     Verdict late =
         denial(image, Reason::timeout, "verification did not finish before the webhook deadline");
     late.digest = digest;
-    co_return late;
+    co_return d.or_last_known_good(std::move(late), key, stale_ok);
   }
 
   Verdict v;
@@ -588,6 +621,7 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
     }
   }
   d.cache.put(key, v);
+  d.last_good.record(key, v);
   std::vector<std::shared_ptr<VerdictChannel>> waiters;
   {
     std::lock_guard lock(d.mu);
@@ -597,8 +631,9 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
       d.in_flight.erase(it);
     }
   }
+  // Waiters get the fresh verdict: each decides for itself whether a stale one may stand in.
   for (auto& w : waiters) w->try_send(boost::system::error_code{}, v);
-  co_return v;
+  co_return d.or_last_known_good(std::move(v), key, stale_ok);
 }
 
 }  // namespace sigil::verify
