@@ -375,7 +375,18 @@ std::vector<std::string> warning_lines(const Verdict& v) {
   std::vector<std::string> out;
   out.reserve(v.warnings.size());
   for (const auto& w : v.warnings) {
-    out.push_back(line(v, &w == v.warnings.data() ? stale_told(v, w) : w, Role::warn, false));
+    if (v.stale && &w == v.warnings.data()) {
+      // What matters first: the API server shows warnings of 120 characters at most (the
+      // server truncates), and the image reference is the long part. message() has it all.
+      std::string s =
+          v.stale->fresh.reason == Reason::timeout ? "registry timed out" : "registry unreachable";
+      s += "; admitted on a verdict from " + age_text(v.stale->age) +
+           " ago (cache.staleIfError=" + duration_text(v.stale->grace) +
+           "): " + image_text(v.image);
+      out.push_back(std::move(s));
+      continue;
+    }
+    out.push_back(line(v, w, Role::warn, false));
   }
   return out;
 }

@@ -157,7 +157,7 @@ struct Verdict {
   // verify/stale.hpp): the verification just made could not reach the registry (`fresh`:
   // REGISTRY_UNAVAILABLE or TIMEOUT, and its detail), and an allow for the same digest and
   // policies, `age` old, stands in. Such a verdict is warned (its reported reason is
-  // fresh.reason) and never cached; warning_lines() says so in one line.
+  // fresh.reason) and never cached; warning_lines() and message() say so in one line.
   struct Stale {
     Finding fresh;
     std::chrono::milliseconds age{0};
@@ -184,7 +184,8 @@ Reason reported_reason(const Verdict& v) noexcept;
 // more than one line.
 std::string message(const Verdict& v);
 // One line per warning (without the containers: warnings are short), "(warn mode)" marked; a
-// verdict admitted on a last-known-good one (Verdict::stale) says how old it is.
+// verdict admitted on a last-known-good one (Verdict::stale) says so first, and how old it is:
+// "registry unreachable; admitted on a verdict from 12m ago (cache.staleIfError=1h): <image>".
 std::vector<std::string> warning_lines(const Verdict& v);
 
 // A setting as written: "1h", "90m", "2s", "1500ms".
