@@ -425,6 +425,8 @@ int run_serve(Settings s) {
   eopts.cache_ttl = s.cache_ttl;
   eopts.negative_cache_ttl = s.negative_cache_ttl;
   eopts.cache_capacity = s.cache_size;
+  eopts.stale_if_error = s.stale_if_error;  // cache.staleIfError (verify/stale.hpp)
+  eopts.pinning = s.pinning;
   eopts.reveal_private_details = s.registry.reveal_private_details;
   verify::Engine engine(client, clock, eopts);
 
@@ -799,6 +801,7 @@ int run(int argc, char** argv) {
       settings.cache_ttl = from_file.cache_ttl;
       settings.negative_cache_ttl = from_file.negative_cache_ttl;
       settings.cache_size = from_file.cache_size;
+      settings.stale_if_error = from_file.stale_if_error;
       settings.server = from_file.server;
       if (!given("--metrics-listen")) settings.metrics = from_file.metrics;
       if (!given("--events")) settings.events.enabled = from_file.events.enabled;
