@@ -178,7 +178,6 @@ struct Engine::Impl {
   mutable std::mutex mu;
   std::unordered_map<std::string, std::vector<std::shared_ptr<VerdictChannel>>> in_flight;
   uint64_t coalesced = 0;
-  uint64_t stale_unavailable = 0, stale_timeout = 0;
 
   Impl(registry::Client& c, const Clock& k, const EngineOptions& o)
       : client(c),
@@ -188,26 +187,6 @@ struct Engine::Impl {
         cache(k, o.cache_capacity, o.cache_ttl, o.negative_cache_ttl),
         process_budget(std::make_shared<ByteBudget>(o.max_process_bytes)),
         last_good(k, o.cache_capacity, o.stale_if_error) {}
-
-  // fresh, or the last allow for key standing in for it when fresh failed only because the
-  // registry could not be reached (cache.staleIfError: stale.hpp). stale_ok: the image is
-  // referenced by digest or pinned (the caller knows how the pod wrote it).
-  Verdict or_last_known_good(Verdict fresh, const std::string& key, bool stale_ok) {
-    if (!stale_ok || !last_good.enabled() || !may_stand_in(fresh, true, options.pinning)) {
-      return fresh;
-    }
-    auto found = last_good.find(key);
-    if (!found) return fresh;
-    Verdict v = stand_in(fresh, *found, last_good.grace());
-    {
-      std::lock_guard lock(mu);
-      ++(v.reason == Reason::timeout ? stale_timeout : stale_unavailable);
-    }
-    // The audit trail: which image, which failure, the verdict's age and what it was.
-    spdlog::warn("{} [{}; stale verdict: {} by {}/{}]", warning_lines(v).front(), name(v.reason),
-                 name(found->verdict.outcome), found->verdict.policy, found->verdict.authority);
-    return v;
-  }
 
   // Whether the pod's own credentials cover host (then what sigil reads there is theirs to
   // read, and shared only with requests holding the same credentials).
@@ -449,15 +428,15 @@ Engine::Stats Engine::stats() const {
   const auto r = impl_->resolver.stats();
   s.tag_resolutions = r.requests;
   s.tag_reads = r.reads;
-  std::lock_guard lock(impl_->mu);
-  s.stale_registry_unavailable = impl_->stale_unavailable;
-  s.stale_timeout = impl_->stale_timeout;
+  s.stale_registry_unavailable = impl_->last_good.used(Reason::registry_unavailable);
+  s.stale_timeout = impl_->last_good.used(Reason::timeout);
   return s;
 }
 
 asio::awaitable<Verdict> Engine::verify_ref(std::string image,
                                             std::shared_ptr<const policy::PolicySet> policies,
-                                            Deadline deadline, Context context, bool stale_ok) {
+                                            Deadline deadline, Context context,
+                                            bool written_by_tag) {
   Impl& d = *impl_;
   if (!policies) co_return denial(image, Reason::internal, "no policy set is loaded");
 
@@ -524,9 +503,8 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
             registry_denial(image, "", ref->registry, now.error(), "resolving the tag"), matched);
       }
       std::string pinned = ref->name() + ":" + ref->tag + "@" + *now;
-      // Unpinned, the pod runs the tag: no last-known-good verdict stands in for it.
-      Verdict v = co_await verify_ref(std::move(pinned), policies, deadline, context,
-                                      stale_ok && d.options.pinning);
+      // The pod wrote the tag: a last-known-good verdict stands in only with pinning.
+      Verdict v = co_await verify_ref(std::move(pinned), policies, deadline, context, true);
       v.image = image;  // rendered as the pod wrote it
       if (v.outcome != Outcome::denied) {
         v.outcome = Outcome::warned;
@@ -557,8 +535,8 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
     digest = std::move(*resolved);
   }
   // A last-known-good allow may stand in when the registry cannot be reached: for a digest the
-  // pod wrote, or a tag /mutate pins (stale.hpp).
-  stale_ok = stale_ok && (!ref->digest.empty() || d.options.pinning);
+  // pod wrote, or a tag /mutate pins (stale.hpp: may_stand_in).
+  const bool by_digest = !ref->digest.empty() && !written_by_tag;
   if (digest.rfind("sha256:", 0) != 0 || !oci::is_valid_digest(digest)) {
     Verdict v =
         denial(image, Reason::invalid_image, "only sha256 digests can be verified, got " + digest);
@@ -596,12 +574,12 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
     auto v = co_await d.wait_for(my_channel, deadline);
     if (v) {
       v->image = image;
-      co_return d.or_last_known_good(std::move(*v), key, stale_ok);
+      co_return d.last_good.answer(std::move(*v), key, by_digest, d.options.pinning);
     }
     Verdict late =
         denial(image, Reason::timeout, "verification did not finish before the webhook deadline");
     late.digest = digest;
-    co_return d.or_last_known_good(std::move(late), key, stale_ok);
+    co_return d.last_good.answer(std::move(late), key, by_digest, d.options.pinning);
   }
 
   Verdict v;
@@ -633,7 +611,7 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   }
   // Waiters get the fresh verdict: each decides for itself whether a stale one may stand in.
   for (auto& w : waiters) w->try_send(boost::system::error_code{}, v);
-  co_return d.or_last_known_good(std::move(v), key, stale_ok);
+  co_return d.last_good.answer(std::move(v), key, by_digest, d.options.pinning);
 }
 
 }  // namespace sigil::verify

@@ -73,7 +73,7 @@ class Engine {
   boost::asio::awaitable<Verdict> verify(std::string image,
                                          std::shared_ptr<const policy::PolicySet> policies,
                                          Deadline deadline, Context context) {
-    return verify_ref(std::move(image), std::move(policies), deadline, std::move(context), true);
+    return verify_ref(std::move(image), std::move(policies), deadline, std::move(context), false);
   }
   // verify() for an admission without a namespace or credentials (sigil verify, benchmarks).
   // Not a default argument: GCC 12 relocates a coroutine's defaulted class-type argument
@@ -97,11 +97,12 @@ class Engine {
   Stats stats() const;
 
  private:
-  // verify(); stale_ok: false when the pod wrote a tag that nothing pins (requireDigest in warn
-  // mode verifies the digest the tag names now): no last-known-good verdict stands in for it.
+  // verify(); written_by_tag: image is the digest a tag the pod wrote names now (requireDigest
+  // in warn mode), which matters for last-known-good verdicts (stale.hpp: may_stand_in).
   boost::asio::awaitable<Verdict> verify_ref(std::string image,
                                              std::shared_ptr<const policy::PolicySet> policies,
-                                             Deadline deadline, Context context, bool stale_ok);
+                                             Deadline deadline, Context context,
+                                             bool written_by_tag);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

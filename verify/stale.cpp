@@ -1,6 +1,8 @@
 // verify/stale.cpp: see stale.hpp.
 #include "verify/stale.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include "verify/verdict_cache.hpp"
 
 namespace sigil::verify {
@@ -66,6 +68,26 @@ std::optional<LastKnownGood::Found> LastKnownGood::find(const std::string& key) 
   lru_.splice(lru_.begin(), lru_, it->second.lru);
   return Found{it->second.verdict,
                std::chrono::duration_cast<std::chrono::milliseconds>(now - it->second.verified)};
+}
+
+Verdict LastKnownGood::answer(Verdict fresh, const std::string& key, bool by_digest, bool pinning) {
+  if (!enabled() || !may_stand_in(fresh, by_digest, pinning)) return fresh;
+  auto found = find(key);
+  if (!found) return fresh;
+  Verdict v = stand_in(fresh, *found, grace_);
+  {
+    std::lock_guard lock(mu_);
+    ++(v.reason == Reason::timeout ? used_timeout_ : used_unavailable_);
+  }
+  spdlog::warn("{} [{}; stale verdict: {} by {}/{}]", message(v), name(v.reason),
+               name(found->verdict.outcome), found->verdict.policy, found->verdict.authority);
+  return v;
+}
+
+uint64_t LastKnownGood::used(Reason r) const {
+  std::lock_guard lock(mu_);
+  if (r == Reason::timeout) return used_timeout_;
+  return r == Reason::registry_unavailable ? used_unavailable_ : 0;
 }
 
 size_t LastKnownGood::size() const {

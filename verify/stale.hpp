@@ -66,6 +66,13 @@ class LastKnownGood {
   // The allow kept for key, if it is within the grace period now (an expired one is dropped).
   std::optional<Found> find(const std::string& key);
 
+  // fresh, or the allow kept for key standing in for it (may_stand_in and find), logged (the
+  // audit trail: image, failure, age, and the policy and authority that allowed it) and
+  // counted.
+  Verdict answer(Verdict fresh, const std::string& key, bool by_digest, bool pinning);
+  // How many answers stood in for a fresh verdict reporting r.
+  uint64_t used(Reason r) const;
+
   size_t size() const;
 
  private:
@@ -80,6 +87,7 @@ class LastKnownGood {
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> lru_;  // front = most recently recorded or used
+  uint64_t used_unavailable_ = 0, used_timeout_ = 0;
 };
 
 // fresh, replaced by the allow found (it stands with a warning): warned, reporting fresh's
