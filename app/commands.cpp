@@ -213,6 +213,7 @@ int run(int argc, char** argv) {
       settings.cache_ttl = from_file.cache_ttl;
       settings.negative_cache_ttl = from_file.negative_cache_ttl;
       settings.cache_size = from_file.cache_size;
+      settings.stale_if_error = from_file.stale_if_error;
       settings.server = from_file.server;
       if (!given("--metrics-listen")) settings.metrics = from_file.metrics;
       if (!given("--events")) settings.events.enabled = from_file.events.enabled;

@@ -286,10 +286,21 @@ Status load_config_file(const std::string& path, Settings& s) {
       return st;
   }
   if (const YAML::Node cache = root["cache"]) {
+    if (!cache.IsMap()) {
+      return make_error(Errc::invalid_argument, path + ": setting \"cache\" must be a mapping");
+    }
+    for (const auto& kv : cache) {
+      auto key = kv.first.as<std::string>();
+      if (key != "ttl" && key != "negativeTtl" && key != "size" && key != "staleIfError") {
+        return make_error(Errc::invalid_argument, path + ": unknown setting \"cache." + key + "\"");
+      }
+    }
     std::chrono::milliseconds ttl = s.cache_ttl, neg = s.negative_cache_ttl;
     if (!(st = get_duration(cache, "ttl", ttl, path)).ok()) return st;
     if (!(st = get_duration(cache, "negativeTtl", neg, path)).ok()) return st;
     if (!(st = get(cache, "size", s.cache_size, path)).ok()) return st;
+    // "" or "0" (the chart's default): off.
+    if (!(st = get_duration(cache, "staleIfError", s.stale_if_error, path)).ok()) return st;
     s.cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
     s.negative_cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(neg);
   }

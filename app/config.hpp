@@ -104,10 +104,13 @@ struct Settings {
   std::chrono::seconds cache_ttl{300};
   std::chrono::seconds negative_cache_ttl{30};
   size_t cache_size = 10000;
+  // cache.staleIfError: when the registry cannot be reached, an allow for the same digest and
+  // policies verified at most this long ago stands, with a warning (verify/stale.hpp). 0: off.
+  std::chrono::milliseconds stale_if_error{0};
   unsigned threads = 0;  // 0 = number of cores
   // The mutating webhook (POST /mutate) is registered: Pods' tags are pinned to the digests sigil
-  // verified, so the kubelet runs exactly those. Set by the chart with the webhook; nothing
-  // depends on it yet (a short tag cache will).
+  // verified, so the kubelet runs exactly those. Set by the chart with the webhook; with it a
+  // tag-referenced image may be admitted on a last-known-good verdict (cache.staleIfError).
   bool pinning = false;
   std::string log_level = "info";
 };

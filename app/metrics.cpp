@@ -213,10 +213,19 @@ struct Metrics::Impl {
       auto tags = family("sigil_tag_resolutions_total", "Tags resolved to digests for admissions",
                          prom::MetricType::Counter);
       add_value(tags, static_cast<double>(st.tag_resolutions));
+      auto stale = family("sigil_stale_verdicts_total",
+                          "Images admitted on a last-known-good verdict (cache.staleIfError) "
+                          "because the registry could not be reached, by that failure's reason",
+                          prom::MetricType::Counter);
+      add_value(stale, static_cast<double>(st.stale_registry_unavailable),
+                {{"reason", reason_label(verify::Reason::registry_unavailable)}});
+      add_value(stale, static_cast<double>(st.stale_timeout),
+                {{"reason", reason_label(verify::Reason::timeout)}});
       out.push_back(std::move(hits));
       out.push_back(std::move(misses));
       out.push_back(std::move(coalesced));
       out.push_back(std::move(tags));
+      out.push_back(std::move(stale));
     }
     if (ps) {
       PolicyState s;

@@ -102,6 +102,8 @@ int detail::run_serve(Settings s) {
   eopts.cache_ttl = s.cache_ttl;
   eopts.negative_cache_ttl = s.negative_cache_ttl;
   eopts.cache_capacity = s.cache_size;
+  eopts.stale_if_error = s.stale_if_error;  // cache.staleIfError (verify/stale.hpp)
+  eopts.pinning = s.pinning;
   eopts.reveal_private_details = s.registry.reveal_private_details;
   verify::Engine engine(client, clock, eopts);
 

@@ -19,7 +19,9 @@
 #include "crypto/keys.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
+#include "verify/detail/kms.hpp"
 #include "verify/reason_map.hpp"
+#include "verify/stale.hpp"
 #include "verify/tag_resolver.hpp"
 #include "verify/verdict_cache.hpp"
 
@@ -27,6 +29,7 @@ namespace sigil::verify {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using detail::KmsKeys;
 
 namespace {
 
@@ -157,21 +160,6 @@ Verdict soften_if_all_warn(Verdict v, const std::vector<const policy::Policy*>& 
   return v;
 }
 
-// The `key.kms` keys of one verification, by URI: the key, or why it could not be read.
-using KmsKeys = std::map<std::string, Result<crypto::PublicKey>>;
-
-bool has_kms(const policy::Policy& p) {
-  return std::any_of(p.authorities.begin(), p.authorities.end(), [](const policy::Authority& a) {
-    return a.kind == policy::Authority::Kind::key && !a.kms.empty();
-  });
-}
-
-// A KMS authority with its key filled in, as judge() wants it.
-void use_key(policy::Authority& a, const crypto::PublicKey& key) {
-  a.key = key;
-  a.hash = a.explicit_hash ? *a.explicit_hash : crypto::default_hash_for(key.type());
-}
-
 using VerdictChannel =
     asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
 
@@ -185,6 +173,8 @@ struct Engine::Impl {
   VerdictCache cache;
   std::shared_ptr<ByteBudget> process_budget;
 
+  LastKnownGood last_good;
+
   mutable std::mutex mu;
   std::unordered_map<std::string, std::vector<std::shared_ptr<VerdictChannel>>> in_flight;
   uint64_t coalesced = 0;
@@ -195,7 +185,8 @@ struct Engine::Impl {
         options(o),
         resolver(c),
         cache(k, o.cache_capacity, o.cache_ttl, o.negative_cache_ttl),
-        process_budget(std::make_shared<ByteBudget>(o.max_process_bytes)) {}
+        process_budget(std::make_shared<ByteBudget>(o.max_process_bytes)),
+        last_good(k, o.cache_capacity, o.stale_if_error) {}
 
   // Whether the pod's own credentials cover host (then what sigil reads there is theirs to
   // read, and shared only with requests holding the same credentials).
@@ -245,127 +236,6 @@ struct Engine::Impl {
       }
     }
     return out;
-  }
-
-  // Reads every `key.kms` key the matched policies name (the resolver caches). Never throws.
-  asio::awaitable<KmsKeys> resolve_kms(const std::vector<const policy::Policy*>& matched,
-                                       Deadline deadline) {
-    KmsKeys out;
-    for (const policy::Policy* p : matched) {
-      for (const auto& a : p->authorities) {
-        if (a.kind != policy::Authority::Kind::key || a.kms.empty() || out.count(a.kms)) continue;
-        Result<crypto::PublicKey> k =
-            make_error(Errc::unsupported, "no Key Vault access is configured (the azure: section)");
-        if (options.keys) {
-          try {
-            k = co_await options.keys->key(a.kms, deadline);
-          } catch (const std::exception& e) {
-            k = make_error(Errc::internal, std::string("internal error: ") + e.what());
-          }
-        }
-        if (!k) {
-          // Resolvers may name the key first: it is named once, by the denial.
-          Error e = k.error();
-          if (e.message.rfind(a.kms + ": ", 0) == 0) e.message.erase(0, a.kms.size() + 2);
-          spdlog::warn("key {}: {}", a.kms, e.message);
-          k = std::move(e);
-        }
-        out.emplace(a.kms, std::move(k));
-      }
-    }
-    co_return out;
-  }
-
-  // Judges one policy. A policy with `key.kms` authorities is judged on a copy holding the
-  // keys read for this verification (an authority whose key could not be read is left out);
-  // when it is not satisfied, each KMS key some signature was checked against is looked at
-  // again (a rotation: the resolver rate-limits), and a changed key gets one more judgement.
-  // When the policy still fails and a key was unreadable, the key is the reason
-  // (POLICY_UNAVAILABLE, never cached). `rotated` is set when a key changed here.
-  asio::awaitable<policy::PolicyResult> judge_policy(const policy::Policy& p,
-                                                     const std::string& digest,
-                                                     const policy::EvidenceFor& evidence_for,
-                                                     KmsKeys& kms, std::set<std::string>& refetched,
-                                                     Deadline deadline, bool& rotated) {
-    if (!has_kms(p)) co_return policy::judge(p, digest, evidence_for);
-    policy::Policy copy = p;
-    copy.authorities.clear();
-    std::vector<const policy::Authority*> original;  // copy.authorities[i] stands for original[i]
-    std::string key_error;
-    std::string key_error_authority;
-    for (const auto& a : p.authorities) {
-      if (a.kind == policy::Authority::Kind::key && !a.kms.empty()) {
-        const auto it = kms.find(a.kms);
-        if (it == kms.end() || !it->second) {
-          if (key_error.empty()) {
-            key_error_authority = a.name;
-            key_error =
-                "key " + a.kms + " could not be read: " +
-                (it == kms.end() ? std::string("not resolved") : it->second.error().message);
-          }
-          continue;
-        }
-        copy.authorities.push_back(a);
-        use_key(copy.authorities.back(), *it->second);
-      } else {
-        copy.authorities.push_back(a);
-      }
-      original.push_back(&a);
-    }
-    const policy::EvidenceFor copy_evidence =
-        [&](const policy::Authority& a) -> const policy::Evidence* {
-      const auto i = static_cast<size_t>(&a - copy.authorities.data());
-      return i < original.size() ? evidence_for(*original[i]) : nullptr;
-    };
-    policy::PolicyResult r;
-    if (!copy.authorities.empty()) r = policy::judge(copy, digest, copy_evidence);
-    if (!r.satisfied && !copy.authorities.empty() && options.keys) {
-      bool changed = false;
-      for (size_t i = 0; i < copy.authorities.size(); ++i) {
-        policy::Authority& a = copy.authorities[i];
-        if (a.kms.empty()) continue;
-        const policy::Evidence* ev = evidence_for(*original[i]);
-        if (ev == nullptr || ev->signatures.empty()) continue;  // nothing failed with the key
-        if (!refetched.insert(a.kms).second) {
-          // Looked at already in this verification (another policy): use what it found.
-          if (auto it = kms.find(a.kms);
-              it != kms.end() && it->second && it->second->spki_der() != a.key->spki_der()) {
-            use_key(a, *it->second);
-            changed = true;
-          }
-          continue;
-        }
-        Result<std::optional<crypto::PublicKey>> fresh = std::optional<crypto::PublicKey>();
-        try {
-          fresh = co_await options.keys->refetch_after_failure(a.kms, deadline);
-        } catch (const std::exception& e) {
-          fresh = make_error(Errc::internal, std::string("internal error: ") + e.what());
-        }
-        if (!fresh) {
-          spdlog::warn("key {}: looking again after a failed verification: {}", a.kms,
-                       fresh.error().message);
-          continue;
-        }
-        if (!fresh->has_value()) continue;
-        spdlog::info("key {} changed (rotated): judging image {} again with the new key", a.kms,
-                     short_digest(digest));
-        kms.insert_or_assign(a.kms, **fresh);
-        use_key(a, **fresh);
-        changed = true;
-      }
-      if (changed) {
-        rotated = true;
-        r = policy::judge(copy, digest, copy_evidence);
-      }
-    }
-    if (!r.satisfied && !key_error.empty()) {
-      r.satisfied = false;
-      r.policy = p.name;
-      r.authority = key_error_authority;
-      r.unmet = policy::Unmet::unavailable;
-      r.message = key_error;
-    }
-    co_return r;
   }
 
   // Everything the verdict for (ref, digest) depends on, as a string. Two admissions share a
@@ -471,8 +341,8 @@ struct Engine::Impl {
     std::set<std::string> refetched;
     bool rotated = false;
     for (const policy::Policy* p : matched) {
-      const policy::PolicyResult r =
-          co_await judge_policy(*p, digest, evidence_for, kms, refetched, deadline, rotated);
+      const policy::PolicyResult r = co_await detail::judge_policy(
+          options.keys.get(), *p, digest, evidence_for, kms, refetched, deadline, rotated);
       const Reason reason = reason_for(r);
       if (reason == Reason::none) {
         satisfied.push_back(Finding{Reason::none, p->name, r.authority, "", false});
@@ -558,12 +428,15 @@ Engine::Stats Engine::stats() const {
   const auto r = impl_->resolver.stats();
   s.tag_resolutions = r.requests;
   s.tag_reads = r.reads;
+  s.stale_registry_unavailable = impl_->last_good.used(Reason::registry_unavailable);
+  s.stale_timeout = impl_->last_good.used(Reason::timeout);
   return s;
 }
 
-asio::awaitable<Verdict> Engine::verify(std::string image,
-                                        std::shared_ptr<const policy::PolicySet> policies,
-                                        Deadline deadline, Context context) {
+asio::awaitable<Verdict> Engine::verify_ref(std::string image,
+                                            std::shared_ptr<const policy::PolicySet> policies,
+                                            Deadline deadline, Context context,
+                                            bool written_by_tag) {
   Impl& d = *impl_;
   if (!policies) co_return denial(image, Reason::internal, "no policy set is loaded");
 
@@ -630,7 +503,8 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
             registry_denial(image, "", ref->registry, now.error(), "resolving the tag"), matched);
       }
       std::string pinned = ref->name() + ":" + ref->tag + "@" + *now;
-      Verdict v = co_await verify(std::move(pinned), policies, deadline, context);
+      // The pod wrote the tag: a last-known-good verdict stands in only with pinning.
+      Verdict v = co_await verify_ref(std::move(pinned), policies, deadline, context, true);
       v.image = image;  // rendered as the pod wrote it
       if (v.outcome != Outcome::denied) {
         v.outcome = Outcome::warned;
@@ -660,6 +534,9 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
     }
     digest = std::move(*resolved);
   }
+  // A last-known-good allow may stand in when the registry cannot be reached: for a digest the
+  // pod wrote, or a tag /mutate pins (stale.hpp: may_stand_in).
+  const bool by_digest = !ref->digest.empty() && !written_by_tag;
   if (digest.rfind("sha256:", 0) != 0 || !oci::is_valid_digest(digest)) {
     Verdict v =
         denial(image, Reason::invalid_image, "only sha256 digests can be verified, got " + digest);
@@ -672,7 +549,7 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   std::shared_ptr<ByteBudget> budget = context.budget;
   if (!budget) budget = admission_budget();
   Impl::Plan plan = Impl::plan(*ref, matched);
-  KmsKeys kms = co_await d.resolve_kms(matched, deadline);
+  KmsKeys kms = co_await detail::resolve_kms(d.options.keys.get(), matched, deadline);
   const std::string key = d.verdict_key(*ref, digest, *policies, matched, plan, context, kms);
   if (auto hit = d.cache.get(key)) {
     hit->image = image;  // the verdict names whoever asks: it holds no text about the image
@@ -697,12 +574,12 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
     auto v = co_await d.wait_for(my_channel, deadline);
     if (v) {
       v->image = image;
-      co_return *v;
+      co_return d.last_good.answer(std::move(*v), key, by_digest, d.options.pinning);
     }
     Verdict late =
         denial(image, Reason::timeout, "verification did not finish before the webhook deadline");
     late.digest = digest;
-    co_return late;
+    co_return d.last_good.answer(std::move(late), key, by_digest, d.options.pinning);
   }
 
   Verdict v;
@@ -722,6 +599,7 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
     }
   }
   d.cache.put(key, v);
+  d.last_good.record(key, v);
   std::vector<std::shared_ptr<VerdictChannel>> waiters;
   {
     std::lock_guard lock(d.mu);
@@ -731,8 +609,9 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
       d.in_flight.erase(it);
     }
   }
+  // Waiters get the fresh verdict: each decides for itself whether a stale one may stand in.
   for (auto& w : waiters) w->try_send(boost::system::error_code{}, v);
-  co_return v;
+  co_return d.last_good.answer(std::move(v), key, by_digest, d.options.pinning);
 }
 
 }  // namespace sigil::verify

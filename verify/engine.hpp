@@ -12,8 +12,9 @@
 // KeyResolver (keys.hpp); when no signature verifies with one, the resolver is asked once to
 // look again (refetch_after_failure) and a changed key gets one more judgement. Registry failures
 // deny with REGISTRY_* / TIMEOUT (fail closed), say nothing about the registry's internals, and are
-// never cached. Depends on crypto, policy, oci and the registry::Client interface (not its
-// implementation).
+// never cached; with cache.staleIfError a recent allow for the same key may stand in for a
+// registry that could not be reached (stale.hpp). Depends on crypto, policy, oci and the
+// registry::Client interface (not its implementation).
 #pragma once
 
 #include <chrono>
@@ -52,6 +53,13 @@ struct EngineOptions {
   // Where `key.kms` keys come from (app/: Azure Key Vault). Null: such authorities cannot
   // pass, and the images their policies match are denied with POLICY_UNAVAILABLE.
   std::shared_ptr<KeyResolver> keys;
+  // cache.staleIfError (verify/stale.hpp): when a verification fails only because the registry
+  // could not be reached, an allow for the same verdict key made at most this long ago stands,
+  // with a warning. 0: off. Kept for cache_capacity keys (LRU), whatever cache_ttl says.
+  std::chrono::milliseconds stale_if_error{0};
+  // The mutating webhook pins Pods' tags to the verified digests (`pinning`): then an image
+  // referenced by tag may be admitted on a last-known-good verdict too; without it, never.
+  bool pinning = false;
 };
 
 class Engine {
@@ -64,7 +72,9 @@ class Engine {
   // image: as written in the pod spec. Never throws; every failure is a denied Verdict.
   boost::asio::awaitable<Verdict> verify(std::string image,
                                          std::shared_ptr<const policy::PolicySet> policies,
-                                         Deadline deadline, Context context);
+                                         Deadline deadline, Context context) {
+    return verify_ref(std::move(image), std::move(policies), deadline, std::move(context), false);
+  }
   // verify() for an admission without a namespace or credentials (sigil verify, benchmarks).
   // Not a default argument: GCC 12 relocates a coroutine's defaulted class-type argument
   // bitwise into the frame, which corrupts std::string (a double free seen here).
@@ -81,10 +91,19 @@ class Engine {
     uint64_t cache_hits = 0, cache_misses = 0, coalesced = 0;
     uint64_t tag_resolutions = 0;  // tags resolved for admissions
     uint64_t tag_reads = 0;        // registry reads those needed (shared by concurrent requests)
+    // Images admitted on a last-known-good verdict (cache.staleIfError), by the fresh failure.
+    uint64_t stale_registry_unavailable = 0, stale_timeout = 0;
   };
   Stats stats() const;
 
  private:
+  // verify(); written_by_tag: image is the digest a tag the pod wrote names now (requireDigest
+  // in warn mode), which matters for last-known-good verdicts (stale.hpp: may_stand_in).
+  boost::asio::awaitable<Verdict> verify_ref(std::string image,
+                                             std::shared_ptr<const policy::PolicySet> policies,
+                                             Deadline deadline, Context context,
+                                             bool written_by_tag);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,6 +1,9 @@
 // verify/verdict.cpp: see verdict.hpp. The one place a verdict becomes text.
 #include "verify/verdict.hpp"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "common/encoding.hpp"
 
 namespace sigil::verify {
@@ -335,6 +338,17 @@ std::string line(const Verdict& v, const Finding& f, Role role, bool with_contai
   return s;
 }
 
+// The first warning of a verdict admitted on a last-known-good one says so: "fetching
+// signatures: registry R could not be reached or failed; admitted on a verdict from 12m ago
+// (cache.staleIfError=1h)".
+Finding stale_told(const Verdict& v, const Finding& w) {
+  if (!v.stale) return w;
+  Finding f = w;
+  f.detail += "; admitted on a verdict from " + age_text(v.stale->age) +
+              " ago (cache.staleIfError=" + duration_text(v.stale->grace) + ")";
+  return f;
+}
+
 }  // namespace
 
 std::string message(const Verdict& v) {
@@ -342,7 +356,7 @@ std::string message(const Verdict& v) {
     case Outcome::allowed:
       return line(v, v.primary(), Role::admit, true);
     case Outcome::warned:
-      if (!v.warnings.empty()) return line(v, v.warnings.front(), Role::warn, true);
+      if (!v.warnings.empty()) return line(v, stale_told(v, v.warnings.front()), Role::warn, true);
       return line(v, v.primary(), Role::warn, true);
     case Outcome::denied:
       break;
@@ -360,8 +374,38 @@ std::string message(const Verdict& v) {
 std::vector<std::string> warning_lines(const Verdict& v) {
   std::vector<std::string> out;
   out.reserve(v.warnings.size());
-  for (const auto& w : v.warnings) out.push_back(line(v, w, Role::warn, false));
+  for (const auto& w : v.warnings) {
+    if (v.stale && &w == v.warnings.data()) {
+      // What matters first: the API server shows warnings of 120 characters at most (the
+      // server truncates), and the image reference is the long part. message() has it all.
+      std::string s =
+          v.stale->fresh.reason == Reason::timeout ? "registry timed out" : "registry unreachable";
+      s += "; admitted on a verdict from " + age_text(v.stale->age) +
+           " ago (cache.staleIfError=" + duration_text(v.stale->grace) +
+           "): " + image_text(v.image);
+      out.push_back(std::move(s));
+      continue;
+    }
+    out.push_back(line(v, w, Role::warn, false));
+  }
   return out;
+}
+
+std::string duration_text(std::chrono::milliseconds d) {
+  const int64_t ms = std::max<int64_t>(0, d.count());
+  if (ms % 1000 != 0) return std::to_string(ms) + "ms";
+  const int64_t s = ms / 1000;
+  if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+  if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
+  return std::to_string(s) + "s";
+}
+
+std::string age_text(std::chrono::milliseconds d) {
+  const int64_t s = std::max<int64_t>(0, d.count()) / 1000;
+  if (s < 60) return std::to_string(s) + "s";
+  if (s < 3600) return std::to_string(s / 60) + "m";
+  const int64_t m = s % 3600 / 60;
+  return std::to_string(s / 3600) + "h" + (m ? std::to_string(m) + "m" : std::string());
 }
 
 }  // namespace sigil::verify

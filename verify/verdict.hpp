@@ -11,6 +11,7 @@
 // Depends on common only.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -152,6 +153,18 @@ struct Verdict {
   // registry (an ambiguous referrers answer), whatever the outcome.
   bool cacheable = true;
 
+  // Set when the image is admitted on a last-known-good verdict (`cache.staleIfError`,
+  // verify/stale.hpp): the verification just made could not reach the registry (`fresh`:
+  // REGISTRY_UNAVAILABLE or TIMEOUT, and its detail), and an allow for the same digest and
+  // policies, `age` old, stands in. Such a verdict is warned (its reported reason is
+  // fresh.reason) and never cached; warning_lines() and message() say so in one line.
+  struct Stale {
+    Finding fresh;
+    std::chrono::milliseconds age{0};
+    std::chrono::milliseconds grace{0};  // the setting, for the warning
+  };
+  std::optional<Stale> stale;
+
   // The reported finding (reason, policy, authority, detail).
   Finding primary() const;
   // Sets the reported finding.
@@ -170,7 +183,14 @@ Reason reported_reason(const Verdict& v) noexcept;
 // <policy>/<authority>", ... Several refusing policies are joined with "; ". Never empty, never
 // more than one line.
 std::string message(const Verdict& v);
-// One line per warning (without the containers: warnings are short), "(warn mode)" marked.
+// One line per warning (without the containers: warnings are short), "(warn mode)" marked; a
+// verdict admitted on a last-known-good one (Verdict::stale) says so first, and how old it is:
+// "registry unreachable; admitted on a verdict from 12m ago (cache.staleIfError=1h): <image>".
 std::vector<std::string> warning_lines(const Verdict& v);
+
+// A setting as written: "1h", "90m", "2s", "1500ms".
+std::string duration_text(std::chrono::milliseconds d);
+// An age, rounded down for people: "45s", "12m", "1h30m".
+std::string age_text(std::chrono::milliseconds d);
 
 }  // namespace sigil::verify

@@ -597,6 +597,14 @@ class ValueSets(unittest.TestCase):
                                          "maxConnectionsPerPeer": 1024, "readTimeout": "5s", "idleTimeout": "45s",
                                          "lameDuck": "15s"})
 
+    def test_stale_if_error(self):
+        def cache(*args):
+            return yaml.safe_load(one(render(*args), "ConfigMap", "sigil")["data"]["config.yaml"])["cache"]
+        self.assertNotIn("staleIfError", cache(), "off unless set")
+        self.assertEqual(cache("--set", "config.cache.staleIfError=1h")["staleIfError"], "1h")
+        with self.assertRaises(RenderError):
+            render("--set", "config.cache.staleIfError=an hour")
+
     def test_failure_policy_ignore(self):
         docs = render("--set", "webhook.failurePolicy=Ignore")
         _, hooks = webhooks(docs)

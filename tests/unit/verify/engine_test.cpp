@@ -78,6 +78,7 @@ class FakeRegistry final : public registry::Client {
   std::map<std::string, std::string> blobs;      // digest -> body
   bool fail_unavailable = false;
   std::optional<Error> fail_error;  // resolve() of a tag answers this
+  std::optional<Error> fail_reads;  // manifest and referrers reads answer this (tags resolve)
   std::string fail_message = "HTTP 503 from registry";
   std::chrono::milliseconds delay{0};
   mutable std::atomic<uint64_t> calls{0};
@@ -107,6 +108,7 @@ class FakeRegistry final : public registry::Client {
     seen_creds.push_back(creds);
     ++calls;
     if (fail_unavailable) co_return make_error(Errc::unavailable, fail_message);
+    if (fail_reads) co_return *fail_reads;
     if (sig_needs_creds && !creds && reference.size() > 4 &&
         reference.compare(reference.size() - 4, 4, ".sig") == 0) {
       co_return make_error(Errc::not_found, "manifest unknown");
@@ -131,6 +133,8 @@ class FakeRegistry final : public registry::Client {
       sigil::Deadline, registry::PullCredentials) override {
     co_await pause();
     ++referrer_calls;  // not in `calls`: the older tests count the other requests
+    if (fail_unavailable) co_return make_error(Errc::unavailable, fail_message);
+    if (fail_reads) co_return *fail_reads;
     co_return make_error(referrers, "referrers");
   }
   uint64_t request_count() const override { return calls; }
@@ -1203,4 +1207,156 @@ TEST_CASE("REGISTRY_AUTH names every credential source tried, in sigil's words o
                                 "refused (401))"));
   CHECK(m.find("AADSTS") == std::string::npos);
   CHECK(m.find("eyJ") == std::string::npos);
+}
+
+// cache.staleIfError (verify/stale.hpp): a registry outage during steady traffic.
+namespace {
+
+verify::EngineOptions stale_options(bool pinning) {
+  verify::EngineOptions o;
+  o.cache_ttl = 10s;
+  o.stale_if_error = 1h;
+  o.pinning = pinning;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("staleIfError: by digest, an outage admits on the last allow with a warning, then denies",
+          "[stale]") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock, stale_options(false));
+  auto policies = policies_for(f.key.pub_pem);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  REQUIRE(run(engine, pinned, policies).outcome == verify::Outcome::allowed);
+
+  f.reg.fail_unavailable = true;
+  f.clock.advance(12min);  // past the verdict cache's TTL, inside the grace period
+  auto v = run(engine, pinned, policies);
+  CHECK(v.outcome == verify::Outcome::warned);
+  CHECK(v.reason == verify::Reason::registry_unavailable);
+  REQUIRE(v.stale);
+  CHECK(v.digest == f.digest);
+  CHECK_FALSE(v.cacheable);
+  REQUIRE(verify::warning_lines(v).size() == 1);
+  CHECK(verify::warning_lines(v)[0].rfind("registry unreachable; admitted on a verdict from 12m "
+                                          "ago (cache.staleIfError=1h)",
+                                          0) == 0);
+  CHECK(engine.stats().stale_registry_unavailable == 1);
+  // Not cached: the next admission asks the registry again.
+  const uint64_t before = f.reg.calls;
+  CHECK(run(engine, pinned, policies).stale);
+  CHECK(f.reg.calls > before);
+
+  f.clock.advance(48min + 1s);  // past the grace period (measured from the verification)
+  auto late = run(engine, pinned, policies);
+  CHECK(late.outcome == verify::Outcome::denied);
+  CHECK(late.reason == verify::Reason::registry_unavailable);
+  CHECK_FALSE(late.stale);
+}
+
+TEST_CASE("staleIfError: a timeout qualifies too; off by default", "[stale]") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  auto policies = policies_for(f.key.pub_pem);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  verify::EngineOptions off;
+  off.cache_ttl = 10s;
+  verify::Engine plain(f.reg, f.clock, off);
+  verify::Engine engine(f.reg, f.clock, stale_options(false));
+  REQUIRE(run(plain, pinned, policies).outcome == verify::Outcome::allowed);
+  REQUIRE(run(engine, pinned, policies).outcome == verify::Outcome::allowed);
+  f.reg.fail_reads = make_error(Errc::timeout, "no answer");
+  f.clock.advance(1min);
+  CHECK(run(plain, pinned, policies).outcome == verify::Outcome::denied);
+  auto v = run(engine, pinned, policies);
+  CHECK(v.outcome == verify::Outcome::warned);
+  CHECK(v.reason == verify::Reason::timeout);
+  CHECK(engine.stats().stale_timeout == 1);
+}
+
+TEST_CASE("staleIfError: never for another policy set, a previous denial, or another failure",
+          "[stale]") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock, stale_options(false));
+  auto policies = policies_for(f.key.pub_pem);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  REQUIRE(run(engine, pinned, policies).outcome == verify::Outcome::allowed);
+  f.clock.advance(1min);
+
+  SECTION("a new policy generation is another key") {
+    f.reg.fail_unavailable = true;
+    auto v = run(engine, pinned, policies_for(f.key.pub_pem, "enforce", policy::NoMatch::deny, 2));
+    CHECK(v.outcome == verify::Outcome::denied);
+    CHECK_FALSE(v.stale);
+  }
+  SECTION("the signature was removed: NOT_SIGNED, then the outage") {
+    f.reg.manifests.clear();
+    REQUIRE(run(engine, pinned, policies).reason == verify::Reason::not_signed);
+    f.clock.advance(1min);  // past the denial's cache TTL
+    f.reg.fail_unavailable = true;
+    auto v = run(engine, pinned, policies);
+    CHECK(v.outcome == verify::Outcome::denied);
+    CHECK_FALSE(v.stale);
+  }
+  SECTION("the registry refuses the credentials (REGISTRY_AUTH)") {
+    f.reg.fail_reads = make_error(Errc::unauthorized, "401");
+    auto v = run(engine, pinned, policies);
+    CHECK(v.reason == verify::Reason::registry_auth);
+    CHECK_FALSE(v.stale);
+  }
+  SECTION("the registry serves content that fails the checks") {
+    f.reg.fail_reads = make_error(Errc::verification, "digest mismatch");
+    auto v = run(engine, pinned, policies);
+    CHECK(v.reason == verify::Reason::registry_integrity);
+    CHECK_FALSE(v.stale);
+  }
+}
+
+TEST_CASE("staleIfError: a tag stands in only with pinning on", "[stale]") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  auto policies = policies_for(f.key.pub_pem);
+  const bool pinning = GENERATE(false, true);
+  INFO("pinning " << pinning);
+  verify::Engine engine(f.reg, f.clock, stale_options(pinning));
+  REQUIRE(run(engine, "reg.test/team/app:v1", policies).outcome == verify::Outcome::allowed);
+  // The tag still resolves; the signatures cannot be read.
+  f.reg.fail_reads = make_error(Errc::unavailable, "HTTP 503");
+  f.clock.advance(1min);
+  auto v = run(engine, "reg.test/team/app:v1", policies);
+  CHECK(v.outcome == (pinning ? verify::Outcome::warned : verify::Outcome::denied));
+  CHECK(v.stale.has_value() == pinning);
+  // The same digest written by the pod stands either way.
+  CHECK(run(engine, "reg.test/team/app@" + f.digest, policies).stale);
+}
+
+TEST_CASE("staleIfError: requireDigest in warn mode never stands in for an unpinned tag",
+          "[stale]") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  // A warn-mode requireDigest policy verifies the digest the tag names now (a recursion with
+  // the digest written); the enforcing key policy makes the registry failure a denial.
+  auto digests = policy::parse_policies(
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: digests}\n"
+      "spec:\n  mode: warn\n  requireDigest: true\n  images: [{glob: \"reg.test/team/**\"}]\n"
+      "  authorities: [{static: {action: pass}}]\n",
+      "digests.yaml");
+  REQUIRE(digests.ok());
+  auto keyed = policies_for(f.key.pub_pem);
+  std::vector<policy::Policy> all = std::move(*digests);
+  all.insert(all.end(), keyed->policies().begin(), keyed->policies().end());
+  auto policies =
+      std::make_shared<const policy::PolicySet>(std::move(all), policy::NoMatch::deny, 1);
+  const bool pinning = GENERATE(false, true);
+  INFO("pinning " << pinning);
+  verify::Engine engine(f.reg, f.clock, stale_options(pinning));
+  REQUIRE(run(engine, "reg.test/team/app:v1", policies).outcome == verify::Outcome::warned);
+  f.reg.fail_reads = make_error(Errc::unavailable, "HTTP 503");
+  f.clock.advance(1min);
+  auto v = run(engine, "reg.test/team/app:v1", policies);
+  CHECK(v.outcome == (pinning ? verify::Outcome::warned : verify::Outcome::denied));
+  CHECK(v.stale.has_value() == pinning);
 }
