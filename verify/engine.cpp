@@ -172,6 +172,12 @@ void use_key(policy::Authority& a, const crypto::PublicKey& key) {
   a.hash = a.explicit_hash ? *a.explicit_hash : crypto::default_hash_for(key.type());
 }
 
+// Only a caller that pins the Pod to the digest it gets may have a tag answered from before
+// the request arrived (tag_resolver.hpp).
+TagFreshness tag_freshness(const Context& context) {
+  return context.pins_digest ? TagFreshness::pinned : TagFreshness::fresh;
+}
+
 using VerdictChannel =
     asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
 
@@ -193,7 +199,7 @@ struct Engine::Impl {
       : client(c),
         clock(k),
         options(o),
-        resolver(c),
+        resolver(c, k, TagCacheOptions{o.tag_cache_ttl, o.tag_cache_capacity}),
         cache(k, o.cache_capacity, o.cache_ttl, o.negative_cache_ttl),
         process_budget(std::make_shared<ByteBudget>(o.max_process_bytes)) {}
 
@@ -558,6 +564,7 @@ Engine::Stats Engine::stats() const {
   const auto r = impl_->resolver.stats();
   s.tag_resolutions = r.requests;
   s.tag_reads = r.reads;
+  s.tag_cache_hits = r.cache_hits;
   return s;
 }
 
@@ -623,8 +630,8 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
         v.report(why);
         co_return v;
       }
-      auto now =
-          co_await d.resolver.resolve(*ref, deadline, context.credentials, context.credentials_id);
+      auto now = co_await d.resolver.resolve(*ref, deadline, context.credentials,
+                                             context.credentials_id, tag_freshness(context));
       if (!now.ok()) {
         co_return soften_if_all_warn(
             registry_denial(image, "", ref->registry, now.error(), "resolving the tag"), matched);
@@ -650,9 +657,11 @@ asio::awaitable<Verdict> Engine::verify(std::string image,
   std::string digest = ref->digest;
   if (digest.empty()) {
     // Coalesced with concurrent admissions of the same tag, but never answered from before
-    // this request arrived (tag_resolver.hpp): a moved tag is seen at once.
-    auto resolved =
-        co_await d.resolver.resolve(*ref, deadline, context.credentials, context.credentials_id);
+    // this request arrived (tag_resolver.hpp): a moved tag is seen at once. Except when the
+    // caller pins the Pod to the digest (/mutate with pinning): then the short tag cache may
+    // answer, since the Pod runs exactly the digest verified here.
+    auto resolved = co_await d.resolver.resolve(*ref, deadline, context.credentials,
+                                                context.credentials_id, tag_freshness(context));
     if (!resolved.ok()) {
       co_return soften_if_all_warn(
           registry_denial(image, "", ref->registry, resolved.error(), "resolving the tag"),
