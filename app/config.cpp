@@ -287,9 +287,15 @@ Status load_config_file(const std::string& path, Settings& s) {
       return st;
   }
   if (const YAML::Node cache = root["cache"]) {
-    std::chrono::milliseconds ttl = s.cache_ttl, neg = s.negative_cache_ttl;
+    std::chrono::milliseconds ttl = s.cache_ttl, neg = s.negative_cache_ttl, tag = s.tag_cache_ttl;
     if (!(st = get_duration(cache, "ttl", ttl, path)).ok()) return st;
     if (!(st = get_duration(cache, "negativeTtl", neg, path)).ok()) return st;
+    if (!(st = get_duration(cache, "tagTtl", tag, path)).ok()) return st;
+    if (tag.count() % 1000 != 0) {
+      return make_error(Errc::invalid_argument,
+                        path + ": setting \"cache.tagTtl\" must be whole seconds (e.g. 10s, 0s)");
+    }
+    s.tag_cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(tag);
     if (!(st = get(cache, "size", s.cache_size, path)).ok()) return st;
     s.cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
     s.negative_cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(neg);

@@ -104,10 +104,13 @@ struct Settings {
   std::chrono::seconds cache_ttl{300};
   std::chrono::seconds negative_cache_ttl{30};
   size_t cache_size = 10000;
+  // cache.tagTtl: with pinning, how long /mutate may pin a tag to the digest it resolved to
+  // before (verify/tag_resolver.hpp); a push becomes visible to /mutate within it. 0s: never.
+  std::chrono::seconds tag_cache_ttl{10};
   unsigned threads = 0;  // 0 = number of cores
   // The mutating webhook (POST /mutate) is registered: Pods' tags are pinned to the digests sigil
-  // verified, so the kubelet runs exactly those. Set by the chart with the webhook; nothing
-  // depends on it yet (a short tag cache will).
+  // verified, so the kubelet runs exactly those. Set by the chart with the webhook; turns on
+  // the tag cache of /mutate (cache.tagTtl).
   bool pinning = false;
   std::string log_level = "info";
 };
