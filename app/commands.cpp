@@ -707,7 +707,8 @@ int run(int argc, char** argv) {
   serve->add_option("--log-level", settings.log_level, "trace|debug|info|warn|error");
   serve->add_flag("--pinning", settings.pinning,
                   "the mutating webhook (POST /mutate) is registered, so Pods run the digests "
-                  "sigil verified (informational; /mutate is always served)");
+                  "sigil verified; /mutate may then pin a tag from a cache of cache.tagTtl (10s; "
+                  "/mutate is always served)");
   serve->add_option("--metrics-listen", settings.metrics.listen,
                     "ADDR:PORT of a plain-HTTP listener for GET /metrics (Prometheus text "
                     "format); off when not given");

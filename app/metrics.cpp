@@ -213,10 +213,15 @@ struct Metrics::Impl {
       auto tags = family("sigil_tag_resolutions_total", "Tags resolved to digests for admissions",
                          prom::MetricType::Counter);
       add_value(tags, static_cast<double>(st.tag_resolutions));
+      auto tag_hits = family("sigil_tag_cache_hits_total",
+                             "Tags /mutate took from the pinning tag cache (cache.tagTtl)",
+                             prom::MetricType::Counter);
+      add_value(tag_hits, static_cast<double>(st.tag_cache_hits));
       out.push_back(std::move(hits));
       out.push_back(std::move(misses));
       out.push_back(std::move(coalesced));
       out.push_back(std::move(tags));
+      out.push_back(std::move(tag_hits));
     }
     if (ps) {
       PolicyState s;

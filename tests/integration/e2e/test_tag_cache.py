@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import unittest
+import urllib.request
 
 import harness
 import latency_proxy
@@ -53,17 +54,19 @@ class TagCacheTest(unittest.TestCase):
         harness.write_policy(pol, POLICY, ["%s/**" % r.address, "%s/**" % cls.far.address],
                              {"key-a": cls.keys.pub("a")})
 
-        def sigil(name, config):
+        def sigil(name, config, extra=()):
             path = os.path.join(d, name + ".yaml")
             with open(path, "w") as f:
                 f.write(config)
             s = harness.SigilServer(name, [pol], ["--insecure-registry", r.address,
                                                   "--insecure-registry", cls.far.address,
-                                                  "--config", path])
+                                                  "--config", path] + list(extra))
             cls.addClassCleanup(s.stop)
             return s
 
-        cls.pinning = sigil("tagcache-pinning", "pinning: true\ncache: {tagTtl: 60s}\n")
+        cls.metrics_port = harness.free_port()
+        cls.pinning = sigil("tagcache-pinning", "pinning: true\ncache: {tagTtl: 60s}\n",
+                            ["--metrics-listen", "127.0.0.1:%d" % cls.metrics_port])
         cls.short = sigil("tagcache-short", "pinning: true\ncache: {tagTtl: 1s}\n")
         cls.unpinned = sigil("tagcache-off", "pinning: false\ncache: {tagTtl: 60s}\n")
 
@@ -90,6 +93,14 @@ class TagCacheTest(unittest.TestCase):
         self.assertEqual(status, 200, sigil.log_tail())
         return resp
 
+    def tag_cache_hits(self):
+        url = "http://127.0.0.1:%d/metrics" % self.metrics_port
+        with urllib.request.urlopen(url, timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("sigil_tag_cache_hits_total "):
+                    return float(line.split()[1])
+        self.fail("no sigil_tag_cache_hits_total in /metrics")
+
     @staticmethod
     def image_of(review):
         return review["request"]["object"]["spec"]["containers"][0]["image"]
@@ -109,6 +120,7 @@ class TagCacheTest(unittest.TestCase):
             self.assertIn(old, json.dumps(patch))
             self.assertNotIn(evil, json.dumps(patch))
             self.assertIs(self.validate(s, pinned)["allowed"], True)
+            self.assertGreaterEqual(self.tag_cache_hits(), 1)
             # A Pod that was not mutated reaches /validate tag-only: resolved fresh, the move is
             # seen at once and the unsigned digest is denied.
             resp = self.validate(s, harness.pod_review([self.ref(repo)]))
