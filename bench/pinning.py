@@ -79,18 +79,24 @@ class Sigil:
         self.local = threading.local()
 
     def post(self, path, doc):
-        c = getattr(self.local, "conn", None)
-        if c is None:
-            c = self.local.conn = http.client.HTTPSConnection(
-                "127.0.0.1", self.server.port, context=self.server.ctx, timeout=30)
         body = json.dumps(doc).encode()
-        try:
-            c.request("POST", path, body, {"Content-Type": "application/json"})
-            r = c.getresponse()
-            data = r.read()
-        except (OSError, http.client.HTTPException):
-            self.local.conn = None
-            raise
+        for attempt in (0, 1):
+            c = getattr(self.local, "conn", None)
+            reused = c is not None
+            if c is None:
+                c = self.local.conn = http.client.HTTPSConnection(
+                    "127.0.0.1", self.server.port, context=self.server.ctx, timeout=30)
+            try:
+                c.request("POST", path, body, {"Content-Type": "application/json"})
+                r = c.getresponse()
+                data = r.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self.local.conn = None
+                c.close()
+                # A kept-alive connection sigil closed while idle: once more on a new one.
+                if not reused or attempt == 1:
+                    raise
         if r.status != 200:
             raise RuntimeError("%s: HTTP %d %s" % (path, r.status, data[:200]))
         return json.loads(data)["response"]
