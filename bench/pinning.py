@@ -59,18 +59,6 @@ def kv(text):
     return out
 
 
-def settled(reg):
-    """sigil's registry requests, once no new access-log line came for 0.3 s."""
-    last, since = None, time.monotonic()
-    while True:
-        now = reg.sigil_requests()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since > 0.3:
-            return now
-        time.sleep(0.05)
-
-
 class Sigil:
     """A keep-alive HTTPS client per thread for one sigil."""
 
@@ -204,10 +192,10 @@ def main():
                    BENCH_VALIDATE_BODY=val_body)
         w_bare = wrk(base + ["-s", os.path.join(HERE, "post.lua")],
                      "https://127.0.0.1:%d/validate?timeout=10s" % bare_port, env, bare.pid)
-        before = len(settled(reg))
+        before = len(reg.settled_sigil_requests())
         w_sigil = wrk(base + ["-s", os.path.join(HERE, "mutate_validate.lua")],
                       "https://127.0.0.1:%d/" % server.port, env, server.proc.pid)
-        during = settled(reg)[before:]
+        during = reg.settled_sigil_requests()[before:]
         # For reference, in the same run: /validate alone of the pinned Pod (the cached path).
         w_val = wrk(base + ["-s", os.path.join(HERE, "post.lua")],
                     "https://127.0.0.1:%d/validate?timeout=10s" % server.port,
@@ -242,7 +230,7 @@ def main():
         delay = args.delay_ms
         lat, trips, counts = [], [], []
         for i, repo in enumerate(cold):
-            before = len(settled(reg))
+            before = len(reg.settled_sigil_requests())
             t0 = time.monotonic()
             allowed, pinned, _ = sigil.pod("%s/%s:v1" % (far.address, repo),
                                            "9b1d1000-0000-4000-8000-%012d" % i)
@@ -251,7 +239,7 @@ def main():
                 raise RuntimeError("cold image %s not admitted pinned" % repo)
             lat.append(ms)
             trips.append(int(ms // delay))  # whole delays the admission waited for
-            counts.append(len(settled(reg)[before:]))
+            counts.append(len(reg.settled_sigil_requests()[before:]))
         print("cold.delay_ms=%.0f" % delay)
         print("cold.images=%d" % len(cold))
         print("cold.p50_ms=%.1f" % statistics.median(lat))
@@ -268,7 +256,7 @@ def main():
             raise RuntimeError("burst learn image not admitted")
 
         def run_burst(one):
-            start = len(settled(reg))
+            start = len(reg.settled_sigil_requests())
             gate = threading.Barrier(args.burst)
 
             def go(i):
@@ -280,7 +268,7 @@ def main():
             if not all(r is True for r in res):
                 raise RuntimeError("a burst Pod was not admitted: %r" % [r for r in res if r
                                                                            is not True][:3])
-            return settled(reg)[start:]
+            return reg.settled_sigil_requests()[start:]
 
         def tally(reqs, digest, tag=None):
             name = "/v2/bench/burst"

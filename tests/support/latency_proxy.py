@@ -15,6 +15,18 @@ import threading
 import time
 
 
+def _forward(dst, data):
+    """Sends data to dst, or passes an end of stream on (b""). False when the pump is done."""
+    try:
+        if not data:
+            dst.shutdown(socket.SHUT_WR)
+            return False
+        dst.sendall(data)
+        return True
+    except OSError:
+        return False
+
+
 class LatencyProxy:
     def __init__(self, target, delay):
         host, port = target.rsplit(":", 1)
@@ -91,15 +103,7 @@ class LatencyProxy:
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-            if not data:
-                try:
-                    dst.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-                return
-            try:
-                dst.sendall(data)
-            except OSError:
+            if not _forward(dst, data):
                 return
 
     @staticmethod
@@ -109,13 +113,5 @@ class LatencyProxy:
                 data = src.recv(65536)
             except OSError:
                 data = b""
-            if not data:
-                try:
-                    dst.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-                return
-            try:
-                dst.sendall(data)
-            except OSError:
+            if not _forward(dst, data):
                 return

@@ -104,6 +104,18 @@ class RunningRegistry:
             pass
         return out
 
+    def settled_sigil_requests(self, quiet=0.3):
+        """sigil_requests() once no new access-log line came for `quiet` seconds (the registry
+        writes a line after its response, so the last ones may lag sigil's answer)."""
+        last, since = None, time.monotonic()
+        while True:
+            now = self.sigil_requests()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since > quiet:
+                return now
+            time.sleep(0.05)
+
     def token_count(self):
         try:
             with open(os.path.join(self.dir, "token_count")) as f:

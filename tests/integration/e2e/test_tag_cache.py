@@ -158,21 +158,10 @@ class TagCacheTest(unittest.TestCase):
     # -------------------------------------------------------------------------------------
     # Point 4: a burst of one new image, counted from the registry's access log.
 
-    def settled_requests(self):
-        """sigil's requests in the access log, once no new line came for 0.3 s."""
-        last, since = None, time.monotonic()
-        while True:
-            now = self.reg.sigil_requests()
-            if now != last:
-                last, since = now, time.monotonic()
-            elif time.monotonic() - since > 0.3:
-                return now
-            time.sleep(0.05)
-
     def burst(self, one_pod):
         """Runs one_pod(i) for i in 0..BURST-1, all released at once; returns sigil's registry
         requests during the burst."""
-        before = len(self.settled_requests())
+        before = len(self.reg.settled_sigil_requests())
         gate = threading.Barrier(BURST)
 
         def run(i):
@@ -183,7 +172,7 @@ class TagCacheTest(unittest.TestCase):
             results = list(pool.map(run, range(BURST)))
         for allowed in results:
             self.assertIs(allowed, True, self.pinning.log_tail())
-        return self.settled_requests()[before:]
+        return self.reg.settled_sigil_requests()[before:]
 
     @staticmethod
     def count(requests, method, path):
