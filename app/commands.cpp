@@ -113,7 +113,8 @@ int run(int argc, char** argv) {
   serve->add_option("--log-level", settings.log_level, "trace|debug|info|warn|error");
   serve->add_flag("--pinning", settings.pinning,
                   "the mutating webhook (POST /mutate) is registered, so Pods run the digests "
-                  "sigil verified (informational; /mutate is always served)");
+                  "sigil verified; /mutate may then pin a tag from a cache of cache.tagTtl (10s; "
+                  "/mutate is always served)");
   serve->add_option("--metrics-listen", settings.metrics.listen,
                     "ADDR:PORT of a plain-HTTP listener for GET /metrics (Prometheus text "
                     "format); off when not given");
@@ -214,6 +215,7 @@ int run(int argc, char** argv) {
       settings.negative_cache_ttl = from_file.negative_cache_ttl;
       settings.cache_size = from_file.cache_size;
       settings.stale_if_error = from_file.stale_if_error;
+      settings.tag_cache_ttl = from_file.tag_cache_ttl;
       settings.server = from_file.server;
       if (!given("--metrics-listen")) settings.metrics = from_file.metrics;
       if (!given("--events")) settings.events.enabled = from_file.events.enabled;

@@ -291,13 +291,20 @@ Status load_config_file(const std::string& path, Settings& s) {
     }
     for (const auto& kv : cache) {
       auto key = kv.first.as<std::string>();
-      if (key != "ttl" && key != "negativeTtl" && key != "size" && key != "staleIfError") {
+      if (key != "ttl" && key != "negativeTtl" && key != "size" && key != "staleIfError" &&
+          key != "tagTtl") {
         return make_error(Errc::invalid_argument, path + ": unknown setting \"cache." + key + "\"");
       }
     }
-    std::chrono::milliseconds ttl = s.cache_ttl, neg = s.negative_cache_ttl;
+    std::chrono::milliseconds ttl = s.cache_ttl, neg = s.negative_cache_ttl, tag = s.tag_cache_ttl;
     if (!(st = get_duration(cache, "ttl", ttl, path)).ok()) return st;
     if (!(st = get_duration(cache, "negativeTtl", neg, path)).ok()) return st;
+    if (!(st = get_duration(cache, "tagTtl", tag, path)).ok()) return st;
+    if (tag.count() % 1000 != 0) {
+      return make_error(Errc::invalid_argument,
+                        path + ": setting \"cache.tagTtl\" must be whole seconds (e.g. 10s, 0s)");
+    }
+    s.tag_cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(tag);
     if (!(st = get(cache, "size", s.cache_size, path)).ok()) return st;
     // "" or "0" (the chart's default): off.
     if (!(st = get_duration(cache, "staleIfError", s.stale_if_error, path)).ok()) return st;

@@ -107,10 +107,14 @@ struct Settings {
   // cache.staleIfError: when the registry cannot be reached, an allow for the same digest and
   // policies verified at most this long ago stands, with a warning (verify/stale.hpp). 0: off.
   std::chrono::milliseconds stale_if_error{0};
+  // cache.tagTtl: with pinning, how long /mutate may pin a tag to the digest it resolved to
+  // before (verify/tag_resolver.hpp); a push becomes visible to /mutate within it. 0s: never.
+  std::chrono::seconds tag_cache_ttl{10};
   unsigned threads = 0;  // 0 = number of cores
   // The mutating webhook (POST /mutate) is registered: Pods' tags are pinned to the digests sigil
-  // verified, so the kubelet runs exactly those. Set by the chart with the webhook; with it a
-  // tag-referenced image may be admitted on a last-known-good verdict (cache.staleIfError).
+  // verified, so the kubelet runs exactly those. Set by the chart with the webhook; turns on
+  // the tag cache of /mutate (cache.tagTtl), and with it a tag-referenced image may be admitted
+  // on a last-known-good verdict (cache.staleIfError).
   bool pinning = false;
   std::string log_level = "info";
 };

@@ -221,11 +221,16 @@ struct Metrics::Impl {
                 {{"reason", reason_label(verify::Reason::registry_unavailable)}});
       add_value(stale, static_cast<double>(st.stale_timeout),
                 {{"reason", reason_label(verify::Reason::timeout)}});
+      auto tag_hits = family("sigil_tag_cache_hits_total",
+                             "Tags /mutate took from the pinning tag cache (cache.tagTtl)",
+                             prom::MetricType::Counter);
+      add_value(tag_hits, static_cast<double>(st.tag_cache_hits));
       out.push_back(std::move(hits));
       out.push_back(std::move(misses));
       out.push_back(std::move(coalesced));
       out.push_back(std::move(tags));
       out.push_back(std::move(stale));
+      out.push_back(std::move(tag_hits));
     }
     if (ps) {
       PolicyState s;

@@ -104,6 +104,8 @@ int detail::run_serve(Settings s) {
   eopts.cache_capacity = s.cache_size;
   eopts.stale_if_error = s.stale_if_error;  // cache.staleIfError (verify/stale.hpp)
   eopts.pinning = s.pinning;
+  // The tag cache only with pinning: /mutate pins what it answers (verify/tag_resolver.hpp).
+  if (s.pinning) eopts.tag_cache_ttl = s.tag_cache_ttl;
   eopts.reveal_private_details = s.registry.reveal_private_details;
   verify::Engine engine(client, clock, eopts);
 
@@ -169,10 +171,16 @@ int detail::run_serve(Settings s) {
   // The bridge from the server to the engine: what /validate and /mutate call for each image
   // (app/webhook.hpp).
   Webhook webhook(engine, store, cluster.get(), metrics_on ? &metrics : nullptr);
-  // pinning: the chart registered /mutate, so Pods run the digests sigil verified. Nothing
-  // depends on it yet (a short tag cache will, issue 14); /mutate is served either way.
-  spdlog::info("pinning: {}", s.pinning ? "on (the mutating webhook pins Pods' tags to digests)"
-                                        : "off (tags are resolved at every admission)");
+  // pinning: the chart registered /mutate, so Pods run the digests sigil verified, and /mutate
+  // may pin a tag from the tag cache; /mutate is served either way.
+  if (s.pinning) {
+    spdlog::info(
+        "pinning: on (the mutating webhook pins Pods' tags to digests; /mutate may pin a tag to "
+        "the digest it resolved to within the last {} s)",
+        eopts.tag_cache_ttl.count());
+  } else {
+    spdlog::info("pinning: off (tags are resolved at every admission)");
+  }
   server::ServerOptions sopts;
   sopts.listen = s.listen;
   sopts.cert_file = s.tls_cert;

@@ -25,8 +25,11 @@ Webhook::Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolici
             return admission_context(request, deadline);
           }),
       mutator_(
+          // /mutate pins the Pod to the digest it gets: the tag cache may answer (pinning on).
           [this](std::string image, const verify::Context& context, Deadline deadline) {
-            return verify_image(std::move(image), context, deadline);
+            verify::Context pinning = context;
+            pinning.pins_digest = true;
+            return verify_image(std::move(image), pinning, deadline);
           },
           [this](const admission::Request& request, Deadline deadline) {
             return admission_context(request, deadline);

@@ -9,6 +9,10 @@
 #       against the raw signature checks it performs (target <= 1.3x), and the cold admission of
 #       new keyless-signed images (legacy .sig and cosign v3 bundles found through the
 #       referrers tag schema).
+#   (p) pinning (bench/pinning.py): a Pod by tag, mutate then validate, on the warm path against
+#       the bare responder (target >= 0.5, zero registry requests); a cold new tag's round trips
+#       on the critical path (target <= 3); a burst of 200 Pods of one new image, by tag and by
+#       digest, counted from the registry's access log (one request of each kind).
 #   (h) memory and startup: VmRSS with BENCH_MEMORY_IMAGES cached verdicts and the bytes per
 #       verdict (target <= 60 MB with 10k), and process start to /readyz (target <= 200 ms).
 # Environment: BUILD_DIR (default build/), BENCH_SKIP_BUILD=1 (use the binaries as they are),
@@ -166,6 +170,12 @@ echo "== (h) memory with ${MEM_IMAGES} cached verdicts (bench/memory.py) and sta
   echo "bench: bench/memory.py failed:" >&2; cat "$W/memory.txt" >&2; exit 1; }
 "$PY" "$ROOT/bench/shutdown.py" --sigil "$SIGIL" --runs 5 > "$W/shutdown.txt" 2>&1 || {
   echo "bench: bench/shutdown.py failed:" >&2; cat "$W/shutdown.txt" >&2; exit 1; }
+
+echo "== (p) pinning: mutate + validate warm path, cold tag round trips, 200-Pod bursts (bench/pinning.py)"
+PINNING_OK=yes
+"$PY" "$ROOT/bench/pinning.py" --sigil "$SIGIL" --bare "$BARE" --threads "$THREADS" \
+  --duration "$DURATION" --connections "$CONNS" > "$W/pinning.txt" 2>&1 || PINNING_OK=no
+grep -q '^warm.ratio=' "$W/pinning.txt" || { echo "bench: bench/pinning.py failed:" >&2; cat "$W/pinning.txt" >&2; exit 1; }
 
 echo "== serving certificate (throwaway CA)"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
@@ -336,9 +346,24 @@ printf '%-44s %12s %12s\n' "      latency p50 (ms)" "$(kv "$W/cold-keyless.txt" 
 printf '%-44s %12s %12s\n' "      latency p99 (ms)" "$(kv "$W/cold-keyless.txt" keyless.tag.p99_ms)" "$(kv "$W/cold-bundles.txt" bundles.tag.p99_ms)"
 printf '%-44s %12s %12s\n' "      registry requests per image (max)" "$(kv "$W/cold-keyless.txt" keyless.tag.requests_max_after_first)" "$(kv "$W/cold-bundles.txt" bundles.tag.requests_max_after_first)"
 echo
+P="$W/pinning.txt"
+echo "(p) pinning on: a Pod by tag, mutate then validate, warm (sigil --pinning, cache.tagTtl 60s)"
+printf '%-44s %12s %12s\n' "    requests/s (two per Pod)" "$(kv "$P" warm.sigil_rps)" "bare $(kv "$P" warm.bare_rps)"
+printf '%-44s %12s   target >= 0.50: %s\n' "    ratio to bare" "$(kv "$P" warm.ratio)" "$(mark "$(kv "$P" warm.ratio)" ">=" 0.5)"
+printf '%-44s %12s %12s   (CPU ratio %s)\n' "    CPU us per request, sigil / bare" "$(kv "$P" warm.sigil_cpu_us)" "$(kv "$P" warm.bare_cpu_us)" "$(kv "$P" warm.cpu_ratio)"
+printf '%-44s %12s   target 0: %s\n' "    registry requests during the run" "$(kv "$P" warm.registry_requests)" "$(mark "$(kv "$P" warm.registry_requests)" "==" 0)"
+printf '%-44s %12s   (%s ms per registry request, %s images)\n' "    cold new tag, p50 latency (ms)" "$(kv "$P" cold.p50_ms)" "$(kv "$P" cold.delay_ms)" "$(kv "$P" cold.images)"
+printf '%-44s %12s   target <= 3: %s\n' "    round trips on the critical path (max)" "$(kv "$P" cold.round_trips_max)" "$(mark "$(kv "$P" cold.round_trips_max)" "<=" 3)"
+printf '%-44s %12s\n' "    registry requests per cold image" "$(kv "$P" cold.requests_max)"
+printf '%-44s %12s %12s   target 1/1/1/1 and -/1/1/1\n' "    burst of $(kv "$P" burst.pods) Pods: HEAD/.sig/blob/referrers" \
+  "$(kv "$P" burst.tag.head)/$(kv "$P" burst.tag.sig)/$(kv "$P" burst.tag.blob)/$(kv "$P" burst.tag.referrers)" \
+  "-/$(kv "$P" burst.digest.sig)/$(kv "$P" burst.digest.blob)/$(kv "$P" burst.digest.referrers)"
+printf '%-44s %12s %12s\n' "      (by tag, by digest; total requests)" "$(kv "$P" burst.tag.total)" "$(kv "$P" burst.digest.total)"
+grep '^target missed' "$P" | sed 's/^/    /' || true
+echo
 echo "(h) memory and startup (bench/memory.py, bench/shutdown.py)"
 sed -n 's/^VmRSS/    VmRSS/p; s/^per cached/    per cached/p; s/^admitted/    admitted/p' "$W/memory.txt"
 sed -n 's/^start -> \/readyz/    start -> \/readyz (target <= 200 ms)/p; s/^SIGTERM/    SIGTERM/p' "$W/shutdown.txt"
 echo
-[ "$RATIO_T_MARK" = PASS ] && [ "$RATIO_D_MARK" = PASS ] && [ "$REQ_MARK" = PASS ] && [ "$KEYLESS_MARK" = PASS ] && [ "$SIGIL_STILL_ALLOWS" = yes ] && exit 0
+[ "$PINNING_OK" = yes ] && [ "$RATIO_T_MARK" = PASS ] && [ "$RATIO_D_MARK" = PASS ] && [ "$REQ_MARK" = PASS ] && [ "$KEYLESS_MARK" = PASS ] && [ "$SIGIL_STILL_ALLOWS" = yes ] && exit 0
 exit 1

@@ -36,6 +36,10 @@ struct Context {
   std::function<boost::asio::awaitable<std::shared_ptr<const registry::DockerConfig>>(
       std::vector<std::string> secret_names, Deadline deadline)>
       source_credentials;
+  // The caller pins the Pod to the digest the verdict names (POST /mutate writes
+  // name:tag@digest), so the Pod runs exactly the digest verified: its tags may be answered
+  // from the pinning tag cache (verify/tag_resolver.hpp). Never set for /validate.
+  bool pins_digest = false;
   // The admission's byte budget (Engine::admission_budget()), shared by all its images.
   // Null: each verification gets a budget of its own.
   std::shared_ptr<ByteBudget> budget;

@@ -160,6 +160,12 @@ Verdict soften_if_all_warn(Verdict v, const std::vector<const policy::Policy*>& 
   return v;
 }
 
+// Only a caller that pins the Pod to the digest it gets may have a tag answered from before
+// the request arrived (tag_resolver.hpp).
+TagFreshness tag_freshness(const Context& context) {
+  return context.pins_digest ? TagFreshness::pinned : TagFreshness::fresh;
+}
+
 using VerdictChannel =
     asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
 
@@ -183,7 +189,7 @@ struct Engine::Impl {
       : client(c),
         clock(k),
         options(o),
-        resolver(c),
+        resolver(c, k, TagCacheOptions{o.tag_cache_ttl, o.tag_cache_capacity}),
         cache(k, o.cache_capacity, o.cache_ttl, o.negative_cache_ttl),
         process_budget(std::make_shared<ByteBudget>(o.max_process_bytes)),
         last_good(k, o.cache_capacity, o.stale_if_error) {}
@@ -430,6 +436,7 @@ Engine::Stats Engine::stats() const {
   s.tag_reads = r.reads;
   s.stale_registry_unavailable = impl_->last_good.used(Reason::registry_unavailable);
   s.stale_timeout = impl_->last_good.used(Reason::timeout);
+  s.tag_cache_hits = r.cache_hits;
   return s;
 }
 
@@ -496,8 +503,8 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
         v.report(why);
         co_return v;
       }
-      auto now =
-          co_await d.resolver.resolve(*ref, deadline, context.credentials, context.credentials_id);
+      auto now = co_await d.resolver.resolve(*ref, deadline, context.credentials,
+                                             context.credentials_id, tag_freshness(context));
       if (!now.ok()) {
         co_return soften_if_all_warn(
             registry_denial(image, "", ref->registry, now.error(), "resolving the tag"), matched);
@@ -524,9 +531,11 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   std::string digest = ref->digest;
   if (digest.empty()) {
     // Coalesced with concurrent admissions of the same tag, but never answered from before
-    // this request arrived (tag_resolver.hpp): a moved tag is seen at once.
-    auto resolved =
-        co_await d.resolver.resolve(*ref, deadline, context.credentials, context.credentials_id);
+    // this request arrived (tag_resolver.hpp): a moved tag is seen at once. Except when the
+    // caller pins the Pod to the digest (/mutate with pinning): then the short tag cache may
+    // answer, since the Pod runs exactly the digest verified here.
+    auto resolved = co_await d.resolver.resolve(*ref, deadline, context.credentials,
+                                                context.credentials_id, tag_freshness(context));
     if (!resolved.ok()) {
       co_return soften_if_all_warn(
           registry_denial(image, "", ref->registry, resolved.error(), "resolving the tag"),

@@ -50,6 +50,11 @@ struct EngineOptions {
   // with registry credentials of its own that the pod does not hold (the pod's creator could
   // not read them). true: say everything (the `sigil verify` command line, trusted clusters).
   bool reveal_private_details = false;
+  // The tag -> digest cache of /mutate with `pinning` on (tag_resolver.hpp): how long an
+  // entry answers, counted from when its read started, and how many are kept. 0 s: none (and
+  // tags are always resolved fresh). Only requests whose Context::pins_digest is set use it.
+  std::chrono::seconds tag_cache_ttl{0};
+  size_t tag_cache_capacity = 10000;
   // Where `key.kms` keys come from (app/: Azure Key Vault). Null: such authorities cannot
   // pass, and the images their policies match are denied with POLICY_UNAVAILABLE.
   std::shared_ptr<KeyResolver> keys;
@@ -93,6 +98,7 @@ class Engine {
     uint64_t tag_reads = 0;        // registry reads those needed (shared by concurrent requests)
     // Images admitted on a last-known-good verdict (cache.staleIfError), by the fresh failure.
     uint64_t stale_registry_unavailable = 0, stale_timeout = 0;
+    uint64_t tag_cache_hits = 0;  // tags answered from the pinning tag cache
   };
   Stats stats() const;
 

@@ -11,6 +11,7 @@ import copy
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -61,6 +62,10 @@ def tail(path, n=40):
 # registry
 
 
+# `127.0.0.1 - - [date] "HEAD /v2/x/manifests/v1 HTTP/1.1" 200 1234 "" "sigil/0.1"`
+_ACCESS_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[0-9.]+" ([0-9]{3}) \S+ "[^"]*" "([^"]*)"')
+
+
 class RunningRegistry:
     """registry.py start/stop around a test class, plus a fixture client for it."""
 
@@ -84,6 +89,32 @@ class RunningRegistry:
 
     def push(self, repo, tag, content):
         return fixture.push_image(self.client, repo, tag, content)
+
+    def sigil_requests(self):
+        """The requests sigil (User-Agent sigil/...) sent, from the registry's own access log
+        (combined format): a list of (method, path, status)."""
+        out = []
+        try:
+            with open(os.path.join(self.dir, "registry.log"), errors="replace") as f:
+                for line in f:
+                    m = _ACCESS_LINE.search(line)
+                    if m and m.group(4).startswith("sigil/"):
+                        out.append((m.group(1), m.group(2), int(m.group(3))))
+        except OSError:
+            pass
+        return out
+
+    def settled_sigil_requests(self, quiet=0.3):
+        """sigil_requests() once no new access-log line came for `quiet` seconds (the registry
+        writes a line after its response, so the last ones may lag sigil's answer)."""
+        last, since = None, time.monotonic()
+        while True:
+            now = self.sigil_requests()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since > quiet:
+                return now
+            time.sleep(0.05)
 
     def token_count(self):
         try:
