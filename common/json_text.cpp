@@ -31,6 +31,7 @@ bool json_depth_ok(std::string_view text, std::size_t max_depth) noexcept {
 
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
+  out.reserve(out.size() + s.size() + 2);
   out.push_back('"');
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
@@ -39,6 +40,14 @@ void append_json_string(std::string& out, std::string_view s) {
     return at < n && p[at] >= lo && p[at] <= hi;
   };
   while (i < n) {
+    // The common case, a run of printable ASCII that needs no escaping, in one append.
+    size_t run = i;
+    while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\') ++run;
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      continue;
+    }
     const unsigned char c = p[i];
     if (c < 0x80) {
       switch (c) {

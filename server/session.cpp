@@ -46,14 +46,14 @@ Method method_of(http::verb verb) {
 }  // namespace
 
 http::response<http::string_body> Server::Impl::make_response(unsigned version, bool keep_alive,
-                                                              const HttpReply& reply) {
+                                                              HttpReply reply) {
   http::response<http::string_body> res{static_cast<http::status>(reply.status), version};
   res.set(http::field::server, "sigil");
   res.set(http::field::content_type,
           reply.content_type.empty() ? "text/plain; charset=utf-8" : reply.content_type);
   if (!reply.allow.empty()) res.set(http::field::allow, reply.allow);
   res.keep_alive(keep_alive);
-  res.body() = reply.body;
+  res.body() = std::move(reply.body);
   res.prepare_payload();
   return res;
 }
@@ -89,14 +89,15 @@ asio::awaitable<HttpReply> Server::Impl::validate_guarded(std::shared_ptr<Impl> 
                                                           std::string body, Deadline deadline) {
   const auto started = std::chrono::steady_clock::now();
   auto ex = co_await asio::this_coro::executor;
+  // The timer exists only when the handler suspends: a cached verdict completes inside
+  // co_spawn (it dispatches on this strand, and so does its completion), so it costs neither a
+  // timer nor a wait.
   struct State {
-    explicit State(const asio::any_io_executor& e) : timer(e) {}
-    asio::steady_timer timer;
+    std::optional<asio::steady_timer> timer;
     std::optional<HttpReply> reply;
   };
-  auto st = std::make_shared<State>(ex);
+  auto st = std::make_shared<State>();
   auto shared_body = std::make_shared<const std::string>(std::move(body));
-  st->timer.expires_at(deadline);
   auto run = [self, handler, shared_body, deadline]() -> asio::awaitable<HttpReply> {
     co_return co_await handler->handle(*shared_body, deadline);
   };
@@ -109,9 +110,12 @@ asio::awaitable<HttpReply> Server::Impl::validate_guarded(std::shared_ptr<Impl> 
     } else {
       st->reply = std::move(reply);
     }
-    st->timer.cancel();
+    if (st->timer) st->timer->cancel();
   });
-  co_await st->timer.async_wait(use_tuple);
+  if (!st->reply) {
+    st->timer.emplace(ex, deadline);
+    co_await st->timer->async_wait(use_tuple);
+  }
   HttpReply reply = st->reply ? std::move(*st->reply) : handler->timeout_reply(*shared_body);
   if (self->opts.observe_admission) {
     AdmissionResult result = reply.result;
@@ -134,7 +138,7 @@ asio::awaitable<void> Server::Impl::refuse(Stream& stream, unsigned version, Htt
                                            std::chrono::milliseconds write_timeout,
                                            size_t drain_limit,
                                            std::chrono::milliseconds drain_time) {
-  auto res = make_response(version, false, reply);
+  auto res = make_response(version, false, std::move(reply));
   if (!retry_after.empty()) res.set(http::field::retry_after, retry_after);
   beast::get_lowest_layer(stream).expires_after(write_timeout);
   auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
@@ -310,10 +314,11 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
     HttpReply reply = co_await self->router.dispatch(std::move(route));
 
     const bool keep_alive = req.keep_alive() && !self->stopping && !self->lame && !conn->evicted;
-    auto res = make_response(req.version(), keep_alive, reply);
+    const size_t body_size = reply.body.size();
+    auto res = make_response(req.version(), keep_alive, std::move(reply));
     if (req.method() == http::verb::head) {
       res.body().clear();
-      res.content_length(reply.body.size());
+      res.content_length(body_size);
     }
     tcp_layer.expires_after(o.write_timeout);
     auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);

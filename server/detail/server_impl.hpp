@@ -128,7 +128,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   // session.cpp: one connection.
 
   static boost::beast::http::response<boost::beast::http::string_body> make_response(
-      unsigned version, bool keep_alive, const HttpReply& reply);
+      unsigned version, bool keep_alive, HttpReply reply);
   // Reads and discards what the client is still sending (bounded in bytes and time), so that it
   // sees our error response instead of a connection reset.
   static boost::asio::awaitable<void> drain(Stream& stream, size_t limit,
