@@ -15,13 +15,14 @@ distribution registry on 127.0.0.1, one signed image, a key policy, then for eac
 
 The TLS handshake is outside the window; every other cost of a request is in it, on every thread
 of the server (Asio, OpenSSL, Beast, sigil). It prints both counts, their ratio, and the top
-functions of sigil by inclusive count (callgrind_annotate). valgrind is needed here only: this is
+components by exclusive count (OpenSSL, Asio, Beast, simdjson, malloc, sigil's files...). valgrind is needed here only: this is
 a benchmark, not part of ctest.
 """
 import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -138,6 +139,47 @@ def measure(name, cmd, port, ca, body, n, w, expect_allowed=True):
     return total_ir(dump) / n, dump
 
 
+def component(fn):
+    """A coarse owner for one callgrind_annotate function line."""
+    src = fn.split(":", 1)[0]
+    obj = re.search(r"\[([^\]]*)\]\s*$", fn)
+    obj = obj.group(1) if obj else ""
+    if "libcrypto" in obj or "libssl" in obj:
+        return "OpenSSL"
+    if "simdjson" in fn:
+        return "simdjson"
+    if "tcmalloc" in obj or re.search(r"\?\?\?:(free|malloc|calloc|realloc|memalign|operator new|"
+                                      r"operator delete|tc_)", fn) or re.search(r"libc\.so.*", obj) and \
+            re.search(r":(_int_)?(malloc|free|unlink_chunk|calloc)", fn):
+        return "malloc/free"
+    if "libc.so" in obj:
+        return "libc " + fn.split(":", 1)[1].split(" ")[0][:40]
+    for key, name in (("/boost/beast/http", "Beast http"), ("/boost/beast", "Beast core"),
+                      ("/boost/asio/ssl", "Asio ssl"), ("/boost/asio", "Asio"),
+                      ("spdlog", "spdlog/fmt"), ("/fmt/", "spdlog/fmt"), ("nlohmann", "nlohmann"),
+                      ("/c++/12/", "libstdc++ (inlined)"), ("libstdc++", "libstdc++"),
+                      ("libboost_url", "Boost.URL"), ("libre2", "RE2")):
+        if key in src or key in obj:
+            return name
+    if "/work/" in src or src.startswith("build/") or "/../" in src:
+        parts = src.split("/")
+        return "sigil " + "/".join(parts[-2:])
+    return "other"
+
+
+def components(dump, n):
+    out = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", dump],
+                         capture_output=True, text=True).stdout
+    by = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+\([ \d.]+%\)\s+(.*)$", line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        k = component(m.group(2))
+        by[k] = by.get(k, 0) + int(m.group(1).replace(",", ""))
+    return sorted(((v / n, k) for k, v in by.items()), reverse=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -198,16 +240,10 @@ def main():
             print(f"  bare / sigil = {results['bare'][0] / results['sigil'][0]:.3f} "
                   "(the rps ratio if both were CPU-bound on the same cores)")
         if "sigil" in results and args.top:
-            ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", results["sigil"][1]],
-                                 capture_output=True, text=True).stdout
-            with open(f"{w}/sigil.annotate.txt", "w") as f:
-                f.write(ann)
-            lines = [l for l in ann.splitlines() if l.strip() and l.strip()[0].isdigit()]
-            print(f"  sigil, top {args.top} by inclusive instructions (per admission):")
-            for l in lines[:args.top]:
-                ir = int(l.split()[0].replace(",", ""))
-                fn = l.split(None, 1)[1] if len(l.split(None, 1)) > 1 else ""
-                print(f"    {ir / args.requests:10.0f}  {fn[:150]}")
+            for name, (_, dump) in results.items():
+                print(f"  {name}, instructions per admission by component (exclusive counts):")
+                for ir, comp in components(dump, args.requests)[:args.top]:
+                    print(f"    {ir:10.0f}  {comp}")
     finally:
         registry.stop(reg_dir)
         if not args.keep:
