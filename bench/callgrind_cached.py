@@ -14,9 +14,9 @@ distribution registry on 127.0.0.1, one signed image, a key policy, then for eac
   dump, and the dump's total instruction count divided by N.
 
 The TLS handshake is outside the window; every other cost of a request is in it, on every thread
-of the server (Asio, OpenSSL, Beast, sigil). It prints both counts, their ratio, and the top
-components by exclusive count (OpenSSL, Asio, Beast, simdjson, malloc, sigil's files...). valgrind is needed here only: this is
-a benchmark, not part of ctest.
+of the server (Asio, OpenSSL, Beast, sigil). It prints both counts, their ratio, and each
+server's instructions by component, exclusive counts (OpenSSL, Asio, Beast, simdjson, malloc,
+sigil's files, ...). valgrind is needed here only: this is a benchmark, not part of ctest.
 """
 import argparse
 import http.client
