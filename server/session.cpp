@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/url/parse.hpp>
 
@@ -114,9 +115,10 @@ asio::awaitable<HttpReply> Server::Impl::validate_guarded(std::shared_ptr<Impl> 
                                                           std::string body, Deadline deadline) {
   const auto started = std::chrono::steady_clock::now();
   auto ex = co_await asio::this_coro::executor;
-  // The timer exists only when the handler suspends: a cached verdict completes inside
-  // co_spawn (it dispatches on this strand, and so does its completion), so it costs neither a
-  // timer nor a wait.
+  // The timer exists only when the handler is still running after one turn of this strand. A
+  // cached verdict finishes inside co_spawn (which dispatches on this strand), and co_spawn
+  // hands the result over through one post to the strand; a post of our own, queued behind
+  // it, finds the reply there, so such an admission costs neither a timer nor a cancel.
   struct State {
     std::optional<asio::steady_timer> timer;
     std::optional<HttpReply> reply;
@@ -137,6 +139,7 @@ asio::awaitable<HttpReply> Server::Impl::validate_guarded(std::shared_ptr<Impl> 
     }
     if (st->timer) st->timer->cancel();
   });
+  co_await asio::post(ex, asio::use_awaitable);
   if (!st->reply) {
     st->timer.emplace(ex, deadline);
     co_await st->timer->async_wait(use_tuple);
