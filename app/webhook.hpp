@@ -6,7 +6,7 @@
 // once per admission, admission_context(): the namespace, the pod's pull credentials (with
 // --kube, app/cluster.cpp) and the admission's byte budget. One Engine and one verdict cache
 // serve both routes, so the digest /mutate pins is the one /validate then finds verified.
-// Trail of a request: app/serve.cpp run_serve -> server/server.cpp (session, Router) ->
+// Trail of a request: app/serve.cpp run_serve -> server/session.cpp (session, Router) ->
 // server/validator.cpp Validator::handle -> here -> verify/engine.cpp Engine::verify.
 #pragma once
 

@@ -1,6 +1,8 @@
 // common/json_text.cpp: see json_text.hpp.
 #include "common/json_text.hpp"
 
+#include <array>
+
 namespace sigil {
 
 bool json_depth_ok(std::string_view text, std::size_t max_depth) noexcept {
@@ -29,8 +31,20 @@ bool json_depth_ok(std::string_view text, std::size_t max_depth) noexcept {
   return true;
 }
 
+namespace {
+
+// Bytes copied as they are without a look at their neighbours: printable ASCII but '"' and '\\'.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[static_cast<size_t>(c)] = c != '"' && c != '\\';
+  return t;
+}();
+
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
+  out.reserve(out.size() + s.size() + 2);
   out.push_back('"');
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
@@ -39,6 +53,14 @@ void append_json_string(std::string& out, std::string_view s) {
     return at < n && p[at] >= lo && p[at] <= hi;
   };
   while (i < n) {
+    // The common case, a run of printable ASCII that needs no escaping, in one append.
+    size_t run = i;
+    while (run < n && kPlain[p[run]]) ++run;
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      continue;
+    }
     const unsigned char c = p[i];
     if (c < 0x80) {
       switch (c) {

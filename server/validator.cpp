@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "admission/admission.hpp"
+#include "common/json_text.hpp"
 
 namespace sigil::server {
 namespace {
@@ -79,6 +80,24 @@ asio::awaitable<void> verify_batch(Batch* b) {
 }
 
 }  // namespace
+
+std::string audit_images_json(std::vector<std::pair<std::string, std::string>> entries) {
+  // Byte order of the keys (std::string's, which compares as unsigned char), as the nlohmann
+  // object this replaced wrote them; stable, so of equal keys the last one set is kept.
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::string out;
+  out.push_back('{');
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (i + 1 < entries.size() && entries[i + 1].first == entries[i].first) continue;
+    if (out.size() > 1) out.push_back(',');
+    append_json_string(out, entries[i].first);
+    out.push_back(':');
+    append_json_string(out, entries[i].second);
+  }
+  out.push_back('}');
+  return out;
+}
 
 std::string truncate_politely(std::string_view s, size_t max_len) {
   if (s.size() <= max_len) return std::string(s);
@@ -208,7 +227,8 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
   // either way the answer below is complete and correct, so it is built as usual.
   std::vector<std::string> deny_lines;
   std::string reasons;
-  nlohmann::json summary = nlohmann::json::object();
+  std::vector<std::pair<std::string, std::string>> summary;
+  summary.reserve(images.size());
   for (size_t i = 0; i < images.size(); ++i) {
     Verdict& v = verdicts[i];
     v.image = images[i];
@@ -216,9 +236,9 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
     // The audit annotation: "denied NOT_SIGNED sha256:...", "allowed", "warned WARN sha256:...".
     const std::string_view reason = verify::name(verify::reported_reason(v));
     std::string entry = verify::name(v.outcome);
-    if (!reason.empty()) entry += " " + std::string(reason);
-    if (!v.digest.empty()) entry += " " + v.digest;
-    summary[images[i]] = entry;
+    if (!reason.empty()) entry.append(" ").append(reason);
+    if (!v.digest.empty()) entry.append(" ").append(v.digest);
+    summary.emplace_back(images[i], std::move(entry));
     if (v.outcome == Outcome::denied) {
       deny_lines.push_back(verify::message(v));
       if (!reasons.empty()) reasons += ",";
@@ -237,8 +257,8 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
     }
   }
 
-  resp.audit_annotations["images"] = truncate_politely(
-      summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), kMaxAnnotation);
+  resp.audit_annotations["images"] =
+      truncate_politely(audit_images_json(std::move(summary)), kMaxAnnotation);
   if (!deny_lines.empty()) {
     std::string msg;
     for (const auto& line : deny_lines) {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
@@ -101,6 +102,12 @@ class Validator {
 using CheckPolicyObject =
     std::function<std::string(const std::string& kind, const std::string& object_json)>;
 HttpReply handle_policy_review(std::string_view body, const CheckPolicyObject& check);
+
+// The "images" audit annotation of a judged admission: a JSON object from each image to its
+// entry ("allowed", "denied NOT_SIGNED sha256:..."), keys in byte order (of equal keys, the
+// last), strings escaped by common/json_text.hpp (invalid UTF-8 becomes U+FFFD). Written
+// directly: it runs on every admission.
+std::string audit_images_json(std::vector<std::pair<std::string, std::string>> entries);
 
 // Shortens s to at most max_len bytes, ending in "..." when cut, never splitting a UTF-8
 // sequence.

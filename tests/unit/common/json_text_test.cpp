@@ -41,3 +41,16 @@ TEST_CASE("json_depth_ok counts brackets outside strings only") {
   CHECK_FALSE(json_depth_ok(std::string(100000, '['), 64));
   CHECK(json_depth_ok("]]]]", 1));  // unbalanced closers are the parser's problem
 }
+
+TEST_CASE("append_json_string escapes inside and at the ends of plain runs") {
+  // The plain-ASCII runs are appended in one piece: what ends a run must still be escaped.
+  CHECK(lit("abc\"def\\ghi\njkl") == R"("abc\"def\\ghi\njkl")");
+  CHECK(lit("\"abc\"") == R"("\"abc\"")");
+  CHECK(lit(std::string("x\x00y", 3)) == R"("x\u0000y")");
+  CHECK(lit("caf\xc3\xa9 ok\x1f") == "\"caf\xc3\xa9 ok\\u001f\"");
+  const std::string long_plain(5000, 'a');
+  CHECK(lit(long_plain + "\"") == "\"" + long_plain + "\\\"\"");
+  std::string out = "prefix:";  // appends, keeps what was there
+  append_json_string(out, "v");
+  CHECK(out == R"(prefix:"v")");
+}

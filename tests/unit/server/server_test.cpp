@@ -145,6 +145,16 @@ TEST_CASE("server: a stalled verifier is answered with TIMEOUT before the deadli
     CHECK(r.body.find("TIMEOUT") != std::string::npos);
     CHECK(r.elapsed < 1500ms);
   }
+  SECTION("timeout= after another parameter, and percent-escaped") {
+    // Split by hand when plain; through Boost.URL's decoding when escaped: both read 1s.
+    for (const char* target : {"/validate?dryRun=x&timeout=1s", "/validate?a=%20&timeout=%31s"}) {
+      auto r = h.post(target, pod_with_images({"r/stall:1"}, "u-q"));
+      auto resp = response_of(r);
+      CHECK(resp["allowed"] == false);
+      CHECK(r.body.find("TIMEOUT") != std::string::npos);
+      CHECK(r.elapsed < 1500ms);
+    }
+  }
 }
 
 TEST_CASE("server: two slow images are verified concurrently", "[server]") {

@@ -361,3 +361,28 @@ TEST_CASE("an object being deleted is admitted without verification", "[validato
   CHECK(response_of(run(v, create.dump()))["allowed"] == false);
   CHECK(fake.calls == 1);
 }
+
+TEST_CASE("the images audit annotation is JSON with every key and value escaped", "[validator]") {
+  using sigil::server::audit_images_json;
+  // One image: the shape every cached admission writes.
+  CHECK(audit_images_json({{"r.io/app@sha256:ab", "allowed sha256:ab"}}) ==
+        R"({"r.io/app@sha256:ab":"allowed sha256:ab"})");
+  CHECK(audit_images_json({}) == "{}");
+  // Quotes, backslashes, control characters and non-ASCII in what the pod spec wrote.
+  const std::string hostile = std::string("a\"b\\c\n\x01\x7f", 8) + "\xc3\xa9";
+  const std::string written = audit_images_json({{hostile, "denied \"X\""}});
+  CHECK(written == "{\"a\\\"b\\\\c\\n\\u0001\x7f\xc3\xa9\":\"denied \\\"X\\\"\"}");
+  const json parsed = json::parse(written);
+  REQUIRE(parsed.is_object());
+  CHECK(parsed.at(hostile) == "denied \"X\"");
+  // Invalid UTF-8 becomes U+FFFD, so the annotation is always valid JSON.
+  CHECK(json::parse(audit_images_json({{"bad\xff", "allowed"}})).at("bad\xef\xbf\xbd") ==
+        "allowed");
+  // Keys in byte order (as the nlohmann object it replaced wrote them), the same bytes as
+  // nlohmann's dump.
+  const std::vector<std::pair<std::string, std::string>> several = {
+      {"z.io/b", "denied NOT_SIGNED"}, {"a.io/\xc3\xa9", "allowed"}, {"a.io/a", "warned WARN"}};
+  json expected = json::object();
+  for (const auto& [k, v] : several) expected[k] = v;
+  CHECK(audit_images_json(several) == expected.dump());
+}
