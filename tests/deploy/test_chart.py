@@ -148,9 +148,11 @@ def assert_mutating_shares_validating(tc, docs):
     vwc, hooks = webhooks(docs)
     mwc, m = mutating(docs)
     v = hooks["validate.sigil.dev"]
-    for field in ("failurePolicy", "timeoutSeconds", "namespaceSelector", "matchConditions", "sideEffects",
+    for field in ("failurePolicy", "timeoutSeconds", "namespaceSelector", "matchConditions",
                   "admissionReviewVersions", "matchPolicy"):
         tc.assertEqual(m.get(field), v.get(field), field)
+    # /mutate never creates an Event; /validate does with events.enabled (test_side_effects_declared).
+    tc.assertEqual(m["sideEffects"], "None")
     tc.assertEqual(m["clientConfig"].get("caBundle"), v["clientConfig"].get("caBundle"))
     tc.assertEqual({k: x for k, x in m["clientConfig"]["service"].items() if k != "path"},
                    {k: x for k, x in v["clientConfig"]["service"].items() if k != "path"})
@@ -205,8 +207,8 @@ class Defaults(unittest.TestCase):
         vwc, hooks = webhooks(self.docs)
         self.assertEqual(sorted(hooks), ["validate-policy.sigil.dev", "validate.sigil.dev"])
         self.assertEqual(vwc["metadata"]["annotations"]["admissions.enforcer/disabled"], "true")
-        for w in hooks.values():
-            self.assertEqual(w["sideEffects"], "None")
+        for name, w in hooks.items():
+            self.assertEqual(w["sideEffects"], "NoneOnDryRun" if name == "validate.sigil.dev" else "None")
             self.assertEqual(w["admissionReviewVersions"], ["v1"])
             self.assertEqual(w["timeoutSeconds"], 10)
             self.assertEqual(w["failurePolicy"], "Fail")
@@ -604,6 +606,21 @@ class ValueSets(unittest.TestCase):
         self.assertEqual(cache("--set", "config.cache.staleIfError=1h")["staleIfError"], "1h")
         with self.assertRaises(RenderError):
             render("--set", "config.cache.staleIfError=an hour")
+
+    def test_side_effects_declared(self):
+        # Events are a side effect of a (non-dry-run) admission: declared NoneOnDryRun with them.
+        _, hooks = webhooks(render())
+        self.assertEqual(hooks["validate.sigil.dev"]["sideEffects"], "NoneOnDryRun")
+        _, hooks = webhooks(render("--set", "events.enabled=false"))
+        self.assertEqual(hooks["validate.sigil.dev"]["sideEffects"], "None")
+
+    def test_tag_ttl(self):
+        def cache(*args):
+            return yaml.safe_load(one(render(*args), "ConfigMap", "sigil")["data"]["config.yaml"])["cache"]
+        self.assertNotIn("tagTtl", cache(), "sigil's default unless set")
+        self.assertEqual(cache("--set", "config.cache.tagTtl=30s")["tagTtl"], "30s")
+        with self.assertRaises(RenderError):
+            render("--set", "config.cache.tagTtl=1.5s")  # sigil takes whole seconds only
 
     def test_failure_policy_ignore(self):
         docs = render("--set", "webhook.failurePolicy=Ignore")
