@@ -1,3 +1,8 @@
+// registry/http_client.cpp: HttpClient (see http_client.hpp): the origin of a registry (plain
+// http only for insecure_hosts), one registry API call with auth, net's retries and redirects
+// (Impl::fetch, fetch_with), and the public calls (resolve, get_manifest, get_blob,
+// get_referrers). The auth side (credentials, tokens, challenges, the credential trail) is in
+// http_auth.cpp; the Impl is declared in registry/detail/http_client_impl.hpp.
 #include "registry/http_client.hpp"
 
 #include <openssl/err.h>
@@ -17,13 +22,14 @@
 #include "common/encoding.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
-#include "oci/www_authenticate.hpp"
 #include "registry/auth.hpp"
+#include "registry/detail/http_client_impl.hpp"
 
 namespace sigil::registry {
 
 using boost::asio::awaitable;
 using Clock = std::chrono::steady_clock;
+using detail::status_text;
 using net::Url;
 
 Result<std::string> sha256_digest(std::string_view bytes) {
@@ -39,399 +45,152 @@ Result<std::string> sha256_digest(std::string_view bytes) {
 namespace {
 
 constexpr uint64_t kErrorBodyLimit = 64 * 1024;
-constexpr uint64_t kTokenBodyLimit = 1024 * 1024;
 
 bool is_sha256_digest(std::string_view d) {
   return d.size() == 71 && d.substr(0, 7) == "sha256:" && is_lower_hex(d.substr(7));
 }
 
-struct HostAuth {
-  enum Kind { kNone, kBasic, kBearer } kind = kNone;
-  std::string realm;
-  std::string service;
-};
-
 Error timeout_error(const std::string& what) {
   return make_error(Errc::timeout, what + ": deadline exceeded");
 }
 
-std::string status_text(unsigned s) {
-  return "HTTP " + std::to_string(s);
-}
-
 }  // namespace
 
-struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
-  ClientOptions opts;
-  Status init;
-  std::unique_ptr<net::Client> http;
-  std::mutex mu;  // guards host_auth and no_referrers
-  std::map<std::string, HostAuth> host_auth;
-  // Repositories ("registry/repository") whose referrers endpoint answered a 404 that no
-  // route served (no distribution error body: the registry has no referrers API), until when
-  // to believe it: callers read the referrers tag schema instead, one request per image saved.
-  // Kept per repository, and learnt only from that unambiguous answer: a NAME_UNKNOWN 404 (a
-  // repository that does not exist, which any pod creator can name) says nothing about the
-  // registry, so one admission can never make bundles on a whole host invisible.
-  std::map<std::string, Clock::time_point> no_referrers;
-  TokenCache tokens;
-  std::atomic<uint64_t> token_requests{0};
+Status HttpClient::Impl::setup(const boost::asio::any_io_executor& executor) {
+  for (auto& h : opts.insecure_hosts) h = ascii_lower(h);
+  if (opts.max_retries < 0) opts.max_retries = 0;
+  if (opts.max_redirects < 0) opts.max_redirects = 0;
+  net::ClientOptions no;
+  no.tls.system_roots = true;
+  if (!opts.ca_file.empty()) no.tls.ca_files.push_back(opts.ca_file);
+  no.user_agent = opts.user_agent;
+  no.max_idle_per_origin = opts.max_idle_per_host;
+  no.observer = opts.observer;
+  http = std::make_unique<net::Client>(executor, std::move(no));
+  if (auto st = http->init_status(); !st) {
+    return make_error(st.error().code, "registry TLS setup: " + st.error().message);
+  }
+  return {};
+}
 
-  Status setup(const boost::asio::any_io_executor& executor) {
-    for (auto& h : opts.insecure_hosts) h = ascii_lower(h);
-    if (opts.max_retries < 0) opts.max_retries = 0;
-    if (opts.max_redirects < 0) opts.max_redirects = 0;
-    net::ClientOptions no;
-    no.tls.system_roots = true;
-    if (!opts.ca_file.empty()) no.tls.ca_files.push_back(opts.ca_file);
-    no.user_agent = opts.user_agent;
-    no.max_idle_per_origin = opts.max_idle_per_host;
-    no.observer = opts.observer;
-    http = std::make_unique<net::Client>(executor, std::move(no));
-    if (auto st = http->init_status(); !st) {
-      return make_error(st.error().code, "registry TLS setup: " + st.error().message);
+net::RetryPolicy HttpClient::Impl::retry_policy() const {
+  net::RetryPolicy p;
+  p.max_retries = opts.max_retries;
+  p.backoff_base = opts.backoff_base;
+  p.max_backoff = opts.max_backoff;
+  return p;
+}
+
+bool HttpClient::Impl::insecure(std::string_view registry, const std::string& authority) const {
+  std::string r = ascii_lower(registry);
+  for (const auto& h : opts.insecure_hosts) {
+    if (h == r || h == authority) return true;
+  }
+  return false;
+}
+
+Result<Url> HttpClient::Impl::origin(const std::string& registry) const {
+  if (registry.empty()) return make_error(Errc::invalid_argument, "empty registry host");
+  std::string api = oci::api_host(registry);
+  auto hp = net::split_host_port(api, "443");
+  if (!hp)
+    return make_error(Errc::invalid_argument, "registry host " + api + ": " + hp.error().message);
+  Url u;
+  u.host = hp->first;
+  u.port = hp->second;
+  bool plain = insecure(registry, u.authority()) || insecure(api, u.authority());
+  if (plain) {
+    auto hp80 = net::split_host_port(api, "80");
+    if (!hp80) return hp80.error();
+    u.port = hp80->second;
+  }
+  u.scheme = plain ? "http" : "https";
+  u.target = "/";
+  return u;
+}
+
+awaitable<Result<net::Response>> HttpClient::Impl::fetch(
+    net::Method method, const std::string& registry, const std::string& repository,
+    const std::string& path, std::string accept, uint64_t limit, Deadline deadline,
+    const DockerConfig* extra) {
+  AuthNotes notes;
+  auto r = co_await fetch_with(method, registry, repository, path, std::move(accept), limit,
+                               deadline, extra, &notes);
+  if (!r && r.error().code == Errc::unauthorized) {
+    Error e = r.error();
+    if (notes.identity_failure) e.message += "; " + notes.identity_failure->message;
+    e.detail = trail(registry, extra, notes, r.error());
+    co_return e;
+  }
+  co_return r;
+}
+
+awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
+    net::Method method, const std::string& registry, const std::string& repository,
+    const std::string& path, std::string accept, uint64_t limit, Deadline deadline,
+    const DockerConfig* extra, AuthNotes* notes) {
+  // The identity source (Azure) only where neither the pod's pull secrets nor the docker
+  // config name the host: those come first, as in the kubelet's order.
+  bool use_identity = opts.identity != nullptr && opts.identity->covers(registry) &&
+                      !credential_for(registry, extra).has_value();
+  auto o = origin(registry);
+  if (!o) co_return o.error();
+  Url url = *o;
+  url.target = path;
+  const std::string scope = pull_scope(repository);
+  net::Limits limits;
+  limits.max_body = limit;
+  limits.max_error_body = kErrorBodyLimit;
+  bool reauthed = false;
+  for (;;) {
+    if (Clock::now() >= deadline) co_return timeout_error("registry " + registry);
+    Result<std::string> a = std::string();
+    if (use_identity) {
+      auto c = co_await opts.identity->for_registry(registry, repository, deadline);
+      if (c && c->has_value()) {
+        a = std::move(**c);
+      } else {
+        if (!c) notes->identity_failure = c.error();
+        use_identity = false;  // nothing from the identities: anonymous from here on
+      }
     }
-    return {};
-  }
-
-  net::RetryPolicy retry_policy() const {
-    net::RetryPolicy p;
-    p.max_retries = opts.max_retries;
-    p.backoff_base = opts.backoff_base;
-    p.max_backoff = opts.max_backoff;
-    return p;
-  }
-
-  bool insecure(std::string_view registry, const std::string& authority) const {
-    std::string r = ascii_lower(registry);
-    for (const auto& h : opts.insecure_hosts) {
-      if (h == r || h == authority) return true;
-    }
-    return false;
-  }
-
-  // The registry origin for API calls (docker.io -> registry-1.docker.io).
-  Result<Url> origin(const std::string& registry) const {
-    if (registry.empty()) return make_error(Errc::invalid_argument, "empty registry host");
-    std::string api = oci::api_host(registry);
-    auto hp = net::split_host_port(api, "443");
-    if (!hp)
-      return make_error(Errc::invalid_argument, "registry host " + api + ": " + hp.error().message);
-    Url u;
-    u.host = hp->first;
-    u.port = hp->second;
-    bool plain = insecure(registry, u.authority()) || insecure(api, u.authority());
-    if (plain) {
-      auto hp80 = net::split_host_port(api, "80");
-      if (!hp80) return hp80.error();
-      u.port = hp80->second;
-    }
-    u.scheme = plain ? "http" : "https";
-    u.target = "/";
-    return u;
-  }
-
-  // ---- auth ----
-
-  // The credential for registry: the admission's pull secrets first (kubelet order), then the
-  // client's own config. Lookup by exact host in both.
-  std::optional<Credential> credential_for(const std::string& registry,
-                                           const DockerConfig* extra) const {
-    if (extra != nullptr) {
-      if (auto c = extra->find(registry)) return c;
-    }
-    return opts.credentials.find(registry);
-  }
-
-  // Which credential a cached token belongs to: tokens obtained with one pod's pull secret are
-  // never handed to a request that came with another (or none).
-  static std::string token_scope(const std::string& scope, const std::optional<Credential>& c) {
-    if (!c || c->empty()) return scope;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    const std::string material = c->username + '\0' + c->password + '\0' + c->identity_token;
-    if (EVP_Digest(material.data(), material.size(), md, &len, EVP_sha256(), nullptr) != 1) {
-      ERR_clear_error();
-      return scope + "#unhashable";
-    }
-    return scope + "#" + hex_encode(std::string_view(reinterpret_cast<const char*>(md), 8));
-  }
-
-  std::string basic_for(const std::string& registry, const DockerConfig* extra) const {
-    auto cred = credential_for(registry, extra);
-    if (!cred || !cred->has_basic()) return {};
-    return basic_authorization(cred->username, cred->password);
-  }
-
-  awaitable<Status> fetch_token(const Url& origin, const std::string& registry, const HostAuth& ha,
-                                const std::string& scope, Deadline deadline,
-                                const DockerConfig* extra) {
-    auto url = token_url(ha.realm, ha.service, scope);
-    if (!url) co_return url.error();
-    bool registry_plain = origin.scheme == "http";
-    if (url->scheme != "https" && !registry_plain) {
-      co_return make_error(Errc::unauthorized,
-                           "registry " + registry + " sent a bearer realm that is not https");
-    }
-    net::Request req = net::get_request(*url, "application/json");
+    if (!use_identity) a = co_await authorization_for(*o, registry, scope, deadline, extra);
+    if (!a) co_return a.error();
+    net::Request req = net::get_request(url, accept);
+    req.method = method;
+    req.authorization = std::move(*a);
     req.retry = retry_policy();
-    auto cred = credential_for(registry, extra);
-    // Credentials of the registry go to its realm only over https (see http_client.hpp), even
-    // for a listed plain-http registry's own realm: a token service is never sent a password
-    // in the clear (the test "credentials are not sent to a plain-http realm" pins this).
-    const bool may_send = cred && url->scheme == "https";
-    if (cred && !may_send) {
-      spdlog::warn("registry: not sending credentials for {} to a plain-http token realm",
-                   registry);
-    }
-    if (may_send && !cred->identity_token.empty()) {
-      auto u2 = net::parse_url(ha.realm);
-      if (!u2) co_return u2.error();
-      req = net::form_post(*u2, {});
-      req.retry = retry_policy();
-      req.body = refresh_token_form(ha.service, scope, cred->identity_token, "sigil");
-    } else if (may_send && cred->has_basic()) {
-      req.authorization = basic_authorization(cred->username, cred->password);
-    }
-    token_requests.fetch_add(1, std::memory_order_relaxed);
-    net::Limits limits;
-    limits.max_body = kTokenBodyLimit;
+    if (method == net::Method::get) req.max_redirects = opts.max_redirects;
+    req.redirect_allowed = [this](const Url& to) {
+      return to.scheme == "https" || insecure(to.authority(), to.authority());
+    };
     auto r = co_await http->send(std::move(req), deadline, limits);
     if (!r) co_return r.error();
-    if (r->status == 401 || r->status == 403) {
-      co_return make_error(Errc::unauthorized, "token service for " + registry + " refused (" +
-                                                   status_text(r->status) + ")");
+    const unsigned s = r->status;
+    const bool same = r->url.same_origin(*o);
+    if (s == 401 && same && !reauthed) {
+      reauthed = true;
+      if (use_identity) {  // the identity's token refused: a fresh one, once
+        opts.identity->rejected(registry, repository);
+        continue;
+      }
+      auto st = co_await on_challenge(*o, registry, scope, r->header("WWW-Authenticate"), deadline,
+                                      extra);
+      if (!st) co_return st.error();
+      continue;
     }
-    if (r->status != 200) {
+    if (s == 401 || s == 403) {
+      notes->identity_token_used = use_identity;
+      co_return make_error(Errc::unauthorized, "registry " + registry + " denied access to " +
+                                                   repository + " (" + status_text(s) + ")");
+    }
+    if (s == 429 || s >= 500) {
       co_return make_error(Errc::unavailable,
-                           "token service for " + registry + " answered " + status_text(r->status));
-    }
-    auto tok = parse_token_response(r->body);
-    if (!tok) co_return tok.error();
-    tokens.put(origin.authority(), token_scope(scope, cred), std::move(tok->token),
-               Clock::now() + token_ttl(tok->expires_in));
-    co_return Status{};
-  }
-
-  // The Authorization header to send to origin for scope, fetching a token when the host is
-  // known to use bearer auth and none is cached. Empty: anonymous.
-  awaitable<Result<std::string>> authorization_for(const Url& origin, const std::string& registry,
-                                                   const std::string& scope, Deadline deadline,
-                                                   const DockerConfig* extra) {
-    HostAuth ha;
-    {
-      std::lock_guard lock(mu);
-      auto it = host_auth.find(origin.authority());
-      if (it != host_auth.end()) ha = it->second;
-    }
-    if (ha.kind == HostAuth::kBasic) co_return basic_for(registry, extra);
-    if (ha.kind != HostAuth::kBearer) co_return std::string();
-    const std::string key = token_scope(scope, credential_for(registry, extra));
-    if (auto t = tokens.get(origin.authority(), key, Clock::now())) co_return "Bearer " + *t;
-    auto st = co_await fetch_token(origin, registry, ha, scope, deadline, extra);
-    if (!st) co_return st.error();
-    if (auto t = tokens.get(origin.authority(), key, Clock::now())) co_return "Bearer " + *t;
-    co_return make_error(Errc::unauthorized, "token for " + registry + " expired immediately");
-  }
-
-  // Handles a 401 challenge: records how the host authenticates and refreshes the token.
-  awaitable<Status> on_challenge(const Url& origin, const std::string& registry,
-                                 const std::string& scope, const std::string& header,
-                                 Deadline deadline, const DockerConfig* extra) {
-    auto challenges = oci::parse_www_authenticate(header);
-    if (!challenges || challenges->empty()) {
-      co_return make_error(Errc::unauthorized,
-                           "registry " + registry + " answered 401 without a usable challenge");
-    }
-    const oci::Challenge* bearer = nullptr;
-    const oci::Challenge* basic = nullptr;
-    for (const auto& c : *challenges) {
-      if (c.scheme == "bearer" && !bearer) bearer = &c;
-      if (c.scheme == "basic" && !basic) basic = &c;
-    }
-    HostAuth ha;
-    if (bearer) {
-      auto realm = bearer->params.find("realm");
-      if (realm == bearer->params.end() || realm->second.empty()) {
-        co_return make_error(Errc::unauthorized,
-                             "registry " + registry + " sent a bearer challenge without realm");
-      }
-      ha.kind = HostAuth::kBearer;
-      ha.realm = realm->second;
-      auto svc = bearer->params.find("service");
-      if (svc != bearer->params.end()) ha.service = svc->second;
-    } else if (basic) {
-      if (basic_for(registry, extra).empty()) {
-        co_return make_error(Errc::unauthorized, "registry " + registry +
-                                                     " requires credentials and none are "
-                                                     "configured for it");
-      }
-      ha.kind = HostAuth::kBasic;
-    } else {
-      co_return make_error(Errc::unsupported,
-                           "registry " + registry + " asks for an unsupported auth scheme");
-    }
-    {
-      std::lock_guard lock(mu);
-      host_auth[origin.authority()] = ha;
-    }
-    tokens.erase(origin.authority(), token_scope(scope, credential_for(registry, extra)));
-    if (ha.kind == HostAuth::kBearer)
-      co_return co_await fetch_token(origin, registry, ha, scope, deadline, extra);
-    co_return Status{};
-  }
-
-  // What the credential chain did in one fetch, for the REGISTRY_AUTH denial's trail.
-  struct AuthNotes {
-    std::optional<Error> identity_failure;  // the identity source's error (every identity failed)
-    bool identity_token_used = false;       // the registry refused the identity's token
-  };
-
-  // A registry API call with auth (anonymous first, then per challenge, re-auth once on 401),
-  // net's retries, and redirects (GET only; net never carries Authorization to another
-  // origin, and refuses plain http but to an insecure host).
-  awaitable<Result<net::Response>> fetch(net::Method method, const std::string& registry,
-                                         const std::string& repository, const std::string& path,
-                                         std::string accept, uint64_t limit, Deadline deadline,
-                                         const DockerConfig* extra) {
-    AuthNotes notes;
-    auto r = co_await fetch_with(method, registry, repository, path, std::move(accept), limit,
-                                 deadline, extra, &notes);
-    if (!r && r.error().code == Errc::unauthorized) {
-      Error e = r.error();
-      if (notes.identity_failure) e.message += "; " + notes.identity_failure->message;
-      e.detail = trail(registry, extra, notes, r.error());
-      co_return e;
+                           "registry " + registry + " unavailable (" + status_text(s) + ")");
     }
     co_return r;
   }
-
-  // The status in an error of this client ("... (401 Unauthorized)", "... (HTTP 401)"), 0
-  // when there is none.
-  static unsigned status_in(const std::string& m) {
-    const auto digit = [&](size_t i) {
-      return i < m.size() && std::isdigit(static_cast<unsigned char>(m[i])) != 0;
-    };
-    for (size_t at = m.find('('); at != std::string::npos; at = m.find('(', at + 1)) {
-      size_t i = at + 1;
-      if (m.compare(i, 5, "HTTP ") == 0) i += 5;
-      if (digit(i) && digit(i + 1) && digit(i + 2) && !digit(i + 3))
-        return static_cast<unsigned>(std::stoi(m.substr(i, 3)));
-    }
-    return 0;
-  }
-
-  // Every credential source, in the kubelet's order, and what it gave for registry: the
-  // REGISTRY_AUTH denial names them (registry/client.hpp).
-  std::shared_ptr<const CredentialTrail> trail(const std::string& registry,
-                                               const DockerConfig* extra, const AuthNotes& notes,
-                                               const Error& final_error) const {
-    using K = CredentialSourceKind;
-    using O = CredentialOutcome;
-    auto t = std::make_shared<CredentialTrail>();
-    const unsigned status = status_in(final_error.message);
-    const bool pod = extra != nullptr && extra->find(registry).has_value();
-    const bool config = opts.credentials.find(registry).has_value();
-    t->tried.push_back({K::pull_secret, pod ? O::refused : O::none_for_host, pod ? status : 0});
-    if (pod) {
-      t->tried.push_back({K::docker_config, O::not_tried, 0});
-    } else {
-      t->tried.push_back(
-          {K::docker_config, config ? O::refused : O::none_for_host, config ? status : 0});
-    }
-    if (!opts.identity) {
-      t->tried.push_back({K::workload_identity, O::not_configured, 0});
-      t->tried.push_back({K::managed_identity, O::not_configured, 0});
-    } else if (pod || config) {
-      t->tried.push_back({K::azure_identity, O::not_tried, 0});
-    } else if (!opts.identity->covers(registry)) {
-      t->tried.push_back({K::azure_identity, O::not_for_host, 0});
-    } else if (notes.identity_token_used) {
-      t->tried.push_back({K::azure_identity, O::refused, status});
-    } else if (notes.identity_failure) {
-      const CredentialTrail* inner = credential_trail(*notes.identity_failure);
-      if (inner != nullptr && !inner->tried.empty()) {
-        t->tried.insert(t->tried.end(), inner->tried.begin(), inner->tried.end());
-      } else {
-        t->tried.push_back({K::azure_identity, outcome_of(notes.identity_failure->code), 0});
-      }
-    } else {
-      t->tried.push_back({K::azure_identity, O::none_for_host, 0});
-    }
-    const bool anonymous = !pod && !config && !notes.identity_token_used;
-    t->tried.push_back(
-        {K::anonymous, anonymous ? O::refused : O::not_tried, anonymous ? status : 0});
-    return t;
-  }
-
-  awaitable<Result<net::Response>> fetch_with(net::Method method, const std::string& registry,
-                                              const std::string& repository,
-                                              const std::string& path, std::string accept,
-                                              uint64_t limit, Deadline deadline,
-                                              const DockerConfig* extra, AuthNotes* notes) {
-    // The identity source (Azure) only where neither the pod's pull secrets nor the docker
-    // config name the host: those come first, as in the kubelet's order.
-    bool use_identity = opts.identity != nullptr && opts.identity->covers(registry) &&
-                        !credential_for(registry, extra).has_value();
-    auto o = origin(registry);
-    if (!o) co_return o.error();
-    Url url = *o;
-    url.target = path;
-    const std::string scope = pull_scope(repository);
-    net::Limits limits;
-    limits.max_body = limit;
-    limits.max_error_body = kErrorBodyLimit;
-    bool reauthed = false;
-    for (;;) {
-      if (Clock::now() >= deadline) co_return timeout_error("registry " + registry);
-      Result<std::string> a = std::string();
-      if (use_identity) {
-        auto c = co_await opts.identity->for_registry(registry, repository, deadline);
-        if (c && c->has_value()) {
-          a = std::move(**c);
-        } else {
-          if (!c) notes->identity_failure = c.error();
-          use_identity = false;  // nothing from the identities: anonymous from here on
-        }
-      }
-      if (!use_identity) a = co_await authorization_for(*o, registry, scope, deadline, extra);
-      if (!a) co_return a.error();
-      net::Request req = net::get_request(url, accept);
-      req.method = method;
-      req.authorization = std::move(*a);
-      req.retry = retry_policy();
-      if (method == net::Method::get) req.max_redirects = opts.max_redirects;
-      req.redirect_allowed = [this](const Url& to) {
-        return to.scheme == "https" || insecure(to.authority(), to.authority());
-      };
-      auto r = co_await http->send(std::move(req), deadline, limits);
-      if (!r) co_return r.error();
-      const unsigned s = r->status;
-      const bool same = r->url.same_origin(*o);
-      if (s == 401 && same && !reauthed) {
-        reauthed = true;
-        if (use_identity) {  // the identity's token refused: a fresh one, once
-          opts.identity->rejected(registry, repository);
-          continue;
-        }
-        auto st = co_await on_challenge(*o, registry, scope, r->header("WWW-Authenticate"),
-                                        deadline, extra);
-        if (!st) co_return st.error();
-        continue;
-      }
-      if (s == 401 || s == 403) {
-        notes->identity_token_used = use_identity;
-        co_return make_error(Errc::unauthorized, "registry " + registry + " denied access to " +
-                                                     repository + " (" + status_text(s) + ")");
-      }
-      if (s == 429 || s >= 500) {
-        co_return make_error(Errc::unavailable,
-                             "registry " + registry + " unavailable (" + status_text(s) + ")");
-      }
-      co_return r;
-    }
-  }
-};
+}
 
 HttpClient::HttpClient(const boost::asio::any_io_executor& executor, ClientOptions options) {
   try {
