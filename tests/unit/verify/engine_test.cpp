@@ -1359,45 +1359,45 @@ TEST_CASE("staleIfError: requireDigest in warn mode never stands in for an unpin
   auto v = run(engine, "reg.test/team/app:v1", policies);
   CHECK(v.outcome == (pinning ? verify::Outcome::warned : verify::Outcome::denied));
   CHECK(v.stale.has_value() == pinning);
-  TEST_CASE("with the tag cache on, only a pinning caller takes a cached digest", "[tagcache]") {
-    // /mutate (Context::pins_digest) may pin a moved tag to the digest it verified before, for
-    // the TTL; /validate of a Pod that was not mutated sees the move at once.
-    Fixture f;
-    f.reg.attach("team/app", f.digest,
-                 {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
-    verify::EngineOptions opts;
-    opts.tag_cache_ttl = std::chrono::seconds(10);
-    verify::Engine engine(f.reg, f.clock, opts);
-    auto policies = policies_for(f.key.pub_pem);
-    verify::Context mutate;
-    mutate.pins_digest = true;
-    CHECK(run(engine, "reg.test/team/app:v1", policies, 5s, mutate).outcome ==
-          verify::Outcome::allowed);
-    f.reg.tags["team/app:v1"] = fake_digest('d');  // moved, unsigned
-    const uint64_t before = f.reg.calls;
-    auto pinned = run(engine, "reg.test/team/app:v1", policies, 5s, mutate);
-    CHECK(pinned.outcome == verify::Outcome::allowed);
-    CHECK(pinned.digest == f.digest);  // the digest /mutate writes into the Pod, and verified
-    CHECK(f.reg.calls == before);      // neither the tag nor the verdict asked the registry
-    CHECK(engine.stats().tag_cache_hits == 1);
-    auto validate = run(engine, "reg.test/team/app:v1", policies);
-    CHECK(validate.outcome == verify::Outcome::denied);
-    CHECK(validate.digest == fake_digest('d'));
-  }
+}
 
-  TEST_CASE("without the tag cache (pinning off) /mutate resolves tags fresh", "[tagcache]") {
-    Fixture f;
-    f.reg.attach("team/app", f.digest,
-                 {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
-    verify::Engine engine(f.reg, f.clock);  // EngineOptions' default: no tag cache
-    auto policies = policies_for(f.key.pub_pem);
-    verify::Context mutate;
-    mutate.pins_digest = true;
-    CHECK(run(engine, "reg.test/team/app:v1", policies, 5s, mutate).outcome ==
-          verify::Outcome::allowed);
-    f.reg.tags["team/app:v1"] = fake_digest('d');
-    auto v = run(engine, "reg.test/team/app:v1", policies, 5s, mutate);
-    CHECK(v.digest == fake_digest('d'));
-    CHECK(v.outcome == verify::Outcome::denied);
-    CHECK(engine.stats().tag_cache_hits == 0);
-  }
+TEST_CASE("with the tag cache on, only a pinning caller takes a cached digest", "[tagcache]") {
+  // /mutate (Context::pins_digest) may pin a moved tag to the digest it verified before, for
+  // the TTL; /validate of a Pod that was not mutated sees the move at once.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::EngineOptions opts;
+  opts.tag_cache_ttl = std::chrono::seconds(10);
+  verify::Engine engine(f.reg, f.clock, opts);
+  auto policies = policies_for(f.key.pub_pem);
+  verify::Context mutate;
+  mutate.pins_digest = true;
+  CHECK(run(engine, "reg.test/team/app:v1", policies, 5s, mutate).outcome ==
+        verify::Outcome::allowed);
+  f.reg.tags["team/app:v1"] = fake_digest('d');  // moved, unsigned
+  const uint64_t before = f.reg.calls;
+  auto pinned = run(engine, "reg.test/team/app:v1", policies, 5s, mutate);
+  CHECK(pinned.outcome == verify::Outcome::allowed);
+  CHECK(pinned.digest == f.digest);  // the digest /mutate writes into the Pod, and verified
+  CHECK(f.reg.calls == before);      // neither the tag nor the verdict asked the registry
+  CHECK(engine.stats().tag_cache_hits == 1);
+  auto validate = run(engine, "reg.test/team/app:v1", policies);
+  CHECK(validate.outcome == verify::Outcome::denied);
+  CHECK(validate.digest == fake_digest('d'));
+}
+
+TEST_CASE("without the tag cache (pinning off) /mutate resolves tags fresh", "[tagcache]") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);  // EngineOptions' default: no tag cache
+  auto policies = policies_for(f.key.pub_pem);
+  verify::Context mutate;
+  mutate.pins_digest = true;
+  CHECK(run(engine, "reg.test/team/app:v1", policies, 5s, mutate).outcome ==
+        verify::Outcome::allowed);
+  f.reg.tags["team/app:v1"] = fake_digest('d');
+  auto v = run(engine, "reg.test/team/app:v1", policies, 5s, mutate);
+  CHECK(v.digest == fake_digest('d'));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(engine.stats().tag_cache_hits == 0);
+}
