@@ -1,6 +1,7 @@
 #include "server/limits.hpp"
 
 #include <algorithm>
+#include <limits>
 
 namespace sigil::server {
 
@@ -21,11 +22,20 @@ void BodyBudget::release(size_t bytes) {
   if (bytes) in_use_.fetch_sub(bytes, std::memory_order_relaxed);
 }
 
-bool BodyReservation::grow_to(size_t total) {
+bool BodyReservation::grow(size_t total, size_t counted_as) {
   if (total <= bytes_) return true;
-  if (!budget_.try_reserve(total - bytes_, total)) return false;
+  if (!budget_.try_reserve(total - bytes_, counted_as)) return false;
   bytes_ = total;
   return true;
+}
+
+bool BodyReservation::grow_to(size_t total) {
+  return grow(total, total);
+}
+
+// Counted as larger than any small body, whatever it has reached (limits.hpp).
+bool BodyReservation::grow_unknown_to(size_t total) {
+  return grow(total, std::numeric_limits<size_t>::max());
 }
 
 ConnectionTable::Admission ConnectionTable::admit(const std::string& peer, Clock::time_point now) {

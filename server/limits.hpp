@@ -6,8 +6,11 @@
 //   - BodyBudget: a process-wide budget of bytes of request bodies being read. A request
 //     reserves its Content-Length before its body is read (a chunked one as it arrives) and
 //     gives it back when it is answered; past the budget the server answers 503 at once. Bodies
-//     up to small_body may use the whole budget, larger ones only budget - reserve, so that a
-//     flood of large bodies never starves the small reviews the API server sends.
+//     whose Content-Length is at most small_body may use the whole budget; larger ones, and
+//     every body of unknown length (chunked), only budget - reserve, so that a flood of large
+//     or chunked bodies never starves the small reviews the API server sends (with a
+//     Content-Length, as Go's client writes them). A chunked body is large from its first
+//     byte: counted as small while it is small, 80 slow chunked bodies could fill the reserve.
 //   - ConnectionTable: open connections by peer address, with a cap per peer and a global
 //     one. At a cap the idlest idle connection (of that peer, else of anyone) is evicted to
 //     make room; a busy one (a request being read, judged or answered) never is, and when
@@ -61,11 +64,16 @@ class BodyReservation {
   BodyReservation(const BodyReservation&) = delete;
   BodyReservation& operator=(const BodyReservation&) = delete;
 
-  // Grows the reservation to total bytes (no-op when it already holds that many).
+  // Grows the reservation to total bytes (no-op when it already holds that many): a body whose
+  // Content-Length is total.
   bool grow_to(size_t total);
+  // The same for a body of unknown length (chunked) that has reached total bytes: it never
+  // takes the reserve kept for small bodies.
+  bool grow_unknown_to(size_t total);
   size_t bytes() const { return bytes_; }
 
  private:
+  bool grow(size_t total, size_t counted_as);
   BodyBudget& budget_;
   size_t bytes_ = 0;
 };

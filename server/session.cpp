@@ -295,7 +295,7 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
           bec = rec2;
           break;
         }
-        if (!content_length && !body_bytes.grow_to(req.body().capacity())) {
+        if (!content_length && !body_bytes.grow_unknown_to(req.body().capacity())) {
           over_budget = true;
           break;
         }

@@ -1,8 +1,10 @@
 // server/limits: the body budget and the connection table on their own (no sockets).
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "server/limits.hpp"
 
@@ -32,18 +34,36 @@ TEST_CASE("body budget: large bodies leave the reserve to small ones", "[limits]
   CHECK_FALSE(one_byte.grow_to(1));
 }
 
-TEST_CASE("body budget: a growing (chunked) body turns large and is refused at the line",
+TEST_CASE("body budget: a body of unknown length (chunked) is large from its first byte",
           "[limits]") {
   BodyBudget budget(1024 * KiB, 256 * KiB, 256 * KiB);
   BodyReservation big(budget);
   REQUIRE(big.grow_to(700 * KiB));
   BodyReservation chunked(budget);
-  CHECK(chunked.grow_to(64 * KiB));
-  CHECK(chunked.grow_to(256 * KiB));        // small: may use the reserve
-  CHECK_FALSE(chunked.grow_to(257 * KiB));  // now large: 700 + 257 > 768
-  CHECK(chunked.bytes() == 256 * KiB);
-  CHECK(chunked.grow_to(100 * KiB));  // never shrinks
-  CHECK(chunked.bytes() == 256 * KiB);
+  CHECK(chunked.grow_unknown_to(64 * KiB));        // 764 KiB: inside the large limit
+  CHECK_FALSE(chunked.grow_unknown_to(69 * KiB));  // 769 KiB > 768 KiB, though it is small
+  CHECK(chunked.bytes() == 64 * KiB);
+  CHECK(chunked.grow_unknown_to(10 * KiB));  // never shrinks
+  CHECK(chunked.bytes() == 64 * KiB);
+  // A small body with its Content-Length still gets the reserve.
+  BodyReservation small(budget);
+  CHECK(small.grow_to(256 * KiB));
+}
+
+TEST_CASE("body budget: many small chunked bodies never starve a small review", "[limits]") {
+  // The attack: many chunked bodies, each still small, growing slowly. Counted as small they
+  // would fill the reserve too; counted as large they stop at the large limit.
+  BodyBudget budget(1024 * KiB, 256 * KiB, 256 * KiB);
+  std::vector<std::unique_ptr<BodyReservation>> attackers;
+  size_t refused = 0;
+  for (int i = 0; i < 80; ++i) {
+    attackers.push_back(std::make_unique<BodyReservation>(budget));
+    if (!attackers.back()->grow_unknown_to(16 * KiB)) ++refused;
+  }
+  CHECK(budget.in_use() == 768 * KiB);
+  CHECK(refused == 80 - 48);
+  BodyReservation review(budget);
+  CHECK(review.grow_to(200 * KiB));
 }
 
 TEST_CASE("body budget: everything is given back", "[limits]") {
