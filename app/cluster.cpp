@@ -461,42 +461,107 @@ struct PullCredentials {
   std::string id;
 };
 
-// The registry credentials held by the named pull secrets of ns (dockerconfigjson and
-// dockercfg; others skipped), the first credential for a host winning as in the kubelet.
-asio::awaitable<PullCredentials> read_pull_secrets(kube::SecretCache& cache, const std::string& ns,
-                                                   const std::vector<std::string>& names,
-                                                   Deadline deadline) {
+// Adds what one pull secret holds (dockerconfigjson or dockercfg; others skipped) to out, the
+// first credential for a host winning as in the kubelet.
+void add_pull_secret(PullCredentials& out, const std::string& ns, const std::string& name,
+                     const Result<std::shared_ptr<const kube::Secret>>& s) {
+  if (!s.ok()) {
+    if (s.error().code != Errc::not_found) {
+      spdlog::warn("admission: pull secret {}/{}: {}", ns, name, s.error().message);
+    }
+    return;
+  }
+  const kube::Secret& secret = **s;
+  Result<registry::DockerConfig> parsed = make_error(Errc::not_found, "not a pull secret");
+  if (auto it = secret.data.find(".dockerconfigjson");
+      secret.type == "kubernetes.io/dockerconfigjson" && it != secret.data.end()) {
+    parsed = registry::parse_docker_config(it->second);
+  } else if (auto it2 = secret.data.find(".dockercfg");
+             secret.type == "kubernetes.io/dockercfg" && it2 != secret.data.end()) {
+    parsed = registry::parse_dockercfg(it2->second);
+  }
+  if (!parsed.ok()) {
+    if (parsed.error().code != Errc::not_found) {
+      spdlog::warn("admission: pull secret {}/{} is malformed: {}", ns, name,
+                   parsed.error().message);
+    }
+    return;
+  }
+  registry::merge_into(*out.config, *parsed);
+  out.id += "|" + name + "@" + secret.meta.resource_version;
+}
+
+PullCredentials no_pull_credentials(const std::string& ns) {
   PullCredentials out;
   out.config = std::make_shared<registry::DockerConfig>();
   out.id = ns;
+  return out;
+}
+
+// The registry credentials held by the named pull secrets of ns.
+asio::awaitable<PullCredentials> read_pull_secrets(kube::SecretCache& cache, const std::string& ns,
+                                                   const std::vector<std::string>& names,
+                                                   Deadline deadline) {
+  PullCredentials out = no_pull_credentials(ns);
   for (const auto& name : names) {
     auto s = co_await cache.secret(ns, name, deadline);
-    if (!s.ok()) {
-      if (s.error().code != Errc::not_found) {
-        spdlog::warn("admission: pull secret {}/{}: {}", ns, name, s.error().message);
-      }
-      continue;
-    }
-    const kube::Secret& secret = **s;
-    Result<registry::DockerConfig> parsed = make_error(Errc::not_found, "not a pull secret");
-    if (auto it = secret.data.find(".dockerconfigjson");
-        secret.type == "kubernetes.io/dockerconfigjson" && it != secret.data.end()) {
-      parsed = registry::parse_docker_config(it->second);
-    } else if (auto it2 = secret.data.find(".dockercfg");
-               secret.type == "kubernetes.io/dockercfg" && it2 != secret.data.end()) {
-      parsed = registry::parse_dockercfg(it2->second);
-    }
-    if (!parsed.ok()) {
-      if (parsed.error().code != Errc::not_found) {
-        spdlog::warn("admission: pull secret {}/{} is malformed: {}", ns, name,
-                     parsed.error().message);
-      }
-      continue;
-    }
-    registry::merge_into(*out.config, *parsed);
-    out.id += "|" + name + "@" + secret.meta.resource_version;
+    add_pull_secret(out, ns, name, s);
   }
   co_return out;
+}
+
+// read_pull_secrets from the cache alone: nullopt when some secret is not in it.
+std::optional<PullCredentials> cached_pull_secrets(kube::SecretCache& cache, const std::string& ns,
+                                                   const std::vector<std::string>& names) {
+  std::vector<Result<std::shared_ptr<const kube::Secret>>> found;
+  found.reserve(names.size());
+  for (const auto& name : names) {
+    auto s = cache.cached_secret(ns, name);
+    if (!s) return std::nullopt;
+    found.push_back(std::move(*s));
+  }
+  PullCredentials out = no_pull_credentials(ns);
+  for (size_t i = 0; i < names.size(); ++i) add_pull_secret(out, ns, names[i], found[i]);
+  return out;
+}
+
+// The pod's imagePullSecrets, then its ServiceAccount's not already named.
+void add_account_secrets(std::vector<std::string>& names, const std::string& ns,
+                         const std::string& account,
+                         const Result<std::shared_ptr<const kube::ServiceAccount>>& sa) {
+  if (sa.ok()) {
+    for (const auto& n : (*sa)->image_pull_secrets) {
+      if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+    }
+  } else if (sa.error().code != Errc::not_found) {
+    spdlog::warn("admission: ServiceAccount {}/{}: {}", ns, account, sa.error().message);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Signature sources' signaturePullSecrets come from the admitted object's namespace too.
+// cache: an aliasing pointer that keeps its owner alive as long as the function.
+decltype(verify::Context::source_credentials) source_credentials_in(
+    std::shared_ptr<kube::SecretCache> cache, std::string ns) {
+  return [cache = std::move(cache), ns = std::move(ns)](
+             std::vector<std::string> names,
+             Deadline dl) -> asio::awaitable<registry::PullCredentials> {
+    auto budget_for_source =
+        std::min(dl, std::chrono::steady_clock::now() + std::chrono::seconds(2));
+    auto creds = co_await read_pull_secrets(*cache, ns, names, budget_for_source);
+    if (creds.config->auths.empty()) co_return registry::PullCredentials{};
+    co_return registry::PullCredentials(std::move(creds.config));
+  };
+}
+
+void use_pull_credentials(verify::Context& ctx, PullCredentials creds) {
+  if (!creds.config->auths.empty()) {
+    ctx.credentials = std::move(creds.config);
+    ctx.credentials_id = std::move(creds.id);
+  }
 }
 
 }  // namespace
@@ -511,34 +576,36 @@ asio::awaitable<verify::Context> ClusterPolicies::context_for(const admission::R
       std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(2));
   const std::string ns = request.namespace_;
   auto impl = impl_;
-  // Signature sources' signaturePullSecrets come from the admitted object's namespace too.
-  ctx.source_credentials = [impl, ns](std::vector<std::string> names,
-                                      Deadline dl) -> asio::awaitable<registry::PullCredentials> {
-    auto budget_for_source =
-        std::min(dl, std::chrono::steady_clock::now() + std::chrono::seconds(2));
-    auto creds = co_await read_pull_secrets(impl->cache, ns, names, budget_for_source);
-    if (creds.config->auths.empty()) co_return registry::PullCredentials{};
-    co_return registry::PullCredentials(std::move(creds.config));
-  };
+  ctx.source_credentials =
+      source_credentials_in(std::shared_ptr<kube::SecretCache>(impl, &impl->cache), ns);
   std::vector<std::string> names = request.image_pull_secrets;
   if (!request.service_account.empty()) {
     auto sa = co_await impl->cache.service_account(ns, request.service_account, budget);
-    if (sa.ok()) {
-      for (const auto& n : (*sa)->image_pull_secrets) {
-        if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
-      }
-    } else if (sa.error().code != Errc::not_found) {
-      spdlog::warn("admission: ServiceAccount {}/{}: {}", ns, request.service_account,
-                   sa.error().message);
-    }
+    add_account_secrets(names, ns, request.service_account, sa);
   }
   if (names.empty()) co_return ctx;
-  auto creds = co_await read_pull_secrets(impl->cache, ns, names, budget);
-  if (!creds.config->auths.empty()) {
-    ctx.credentials = std::move(creds.config);
-    ctx.credentials_id = std::move(creds.id);
-  }
+  use_pull_credentials(ctx, co_await read_pull_secrets(impl->cache, ns, names, budget));
   co_return ctx;
+}
+
+std::optional<verify::Context> ClusterPolicies::context_now(const admission::Request& request) {
+  verify::Context ctx;
+  ctx.namespace_ = request.namespace_;
+  if (request.namespace_.empty()) return ctx;
+  const std::string& ns = request.namespace_;
+  ctx.source_credentials =
+      source_credentials_in(std::shared_ptr<kube::SecretCache>(impl_, &impl_->cache), ns);
+  std::vector<std::string> names = request.image_pull_secrets;
+  if (!request.service_account.empty()) {
+    auto sa = impl_->cache.cached_service_account(ns, request.service_account);
+    if (!sa) return std::nullopt;
+    add_account_secrets(names, ns, request.service_account, *sa);
+  }
+  if (names.empty()) return ctx;
+  auto creds = cached_pull_secrets(impl_->cache, ns, names);
+  if (!creds) return std::nullopt;
+  use_pull_credentials(ctx, std::move(*creds));
+  return ctx;
 }
 
 }  // namespace sigil::app

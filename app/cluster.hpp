@@ -23,6 +23,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
@@ -87,6 +88,10 @@ class ClusterPolicies {
   // content): the registry then answers for itself.
   boost::asio::awaitable<verify::Context> context_for(const admission::Request& request,
                                                       Deadline deadline);
+
+  // context_for() from the Secret cache alone, without waiting: nullopt when some object it
+  // needs is not cached (then context_for() must read it).
+  std::optional<verify::Context> context_now(const admission::Request& request);
 
   struct Stats {
     uint64_t compiles = 0;

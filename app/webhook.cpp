@@ -18,7 +18,6 @@ Webhook::Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolici
       metrics_(metrics),
       validator_(
           [this](std::string image, const verify::Context& context, Deadline deadline) {
-            if (metrics_ != nullptr) return verify_counted(std::move(image), context, deadline);
             return verify_image(std::move(image), context, deadline);
           },
           [this](const admission::Request& request, Deadline deadline) {
@@ -33,22 +32,25 @@ Webhook::Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolici
           },
           [this](const admission::Request& request, Deadline deadline) {
             return admission_context(request, deadline);
-          }) {}
+          }) {
+  // /validate's synchronous path: a cached verdict for every image, a context at hand.
+  validator_.set_now(
+      [this](const std::string& image, const verify::Context& context) {
+        return engine_.verify_cached(image, store_.get(), context);
+      },
+      [this](const admission::Request& request) { return context_now(request); });
+  // Each /validate verdict counted once by reason, whichever path judged it (/mutate is not
+  // counted, so an image pinned then validated counts once).
+  if (metrics_ != nullptr) {
+    validator_.set_counter([this](const verify::Verdict& v) { metrics_->verdict(v); });
+  }
+}
 
 asio::awaitable<verify::Verdict> Webhook::verify_image(std::string image,
                                                        const verify::Context& context,
                                                        Deadline deadline) const {
   // Not a coroutine: the engine's coroutine owns its copies of everything.
   return engine_.verify(std::move(image), store_.get(), deadline, context);
-}
-
-asio::awaitable<verify::Verdict> Webhook::verify_counted(std::string image, verify::Context context,
-                                                         Deadline deadline) const {
-  // A coroutine of its own, owning its copies (the context by value).
-  verify::Verdict v =
-      co_await engine_.verify(std::move(image), store_.get(), deadline, std::move(context));
-  metrics_->verdict(v);
-  co_return v;
 }
 
 asio::awaitable<verify::Context> Webhook::admission_context(const admission::Request& request,
@@ -61,6 +63,14 @@ asio::awaitable<verify::Context> Webhook::admission_context(const admission::Req
   }
   context.budget = engine_.admission_budget();
   co_return context;
+}
+
+std::optional<verify::Context> Webhook::context_now(const admission::Request& request) const {
+  if (cluster_ != nullptr) return cluster_->context_now(request);
+  verify::Context context;
+  context.namespace_ = request.namespace_;
+  // No budget: nothing answered without waiting reads a registry.
+  return context;
 }
 
 }  // namespace sigil::app

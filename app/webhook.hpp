@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
@@ -52,15 +53,16 @@ class Webhook {
   boost::asio::awaitable<verify::Verdict> verify_image(std::string image,
                                                        const verify::Context& context,
                                                        Deadline deadline) const;
-  // verify_image, then the verdict counted by reason (POST /validate with metrics on; /mutate
-  // is not counted, so an image pinned then validated counts once).
-  boost::asio::awaitable<verify::Verdict> verify_counted(std::string image, verify::Context context,
-                                                         Deadline deadline) const;
   // Who is asking (server::MakeContext): with --kube the cluster's answer (namespace, the pod's
   // and its ServiceAccount's imagePullSecrets), else the namespace alone; and a fresh byte
   // budget for all the admission's images.
   boost::asio::awaitable<verify::Context> admission_context(const admission::Request& request,
                                                             Deadline deadline) const;
+
+  // admission_context() when it needs no waiting (server::ContextNow): the namespace alone, or
+  // with --kube the cluster's answer from its caches; nullopt when that needs the API server.
+  // No byte budget: the synchronous path reads no registry.
+  std::optional<verify::Context> context_now(const admission::Request& request) const;
 
   server::Validator& validator() { return validator_; }
   const server::Mutator& mutator() const { return mutator_; }

@@ -93,6 +93,19 @@ struct SecretCache::Impl {
   }
 
   template <class T>
+  std::optional<Result<std::shared_ptr<const T>>> peek(Table<T>& table, const std::string& key) {
+    std::lock_guard lock(mu);
+    auto e = table.find(key, clock.now());
+    if (!e) return std::nullopt;
+    if (e->value) {
+      ++st.hits;
+      return Result<std::shared_ptr<const T>>(std::move(e->value));
+    }
+    ++st.negative_hits;
+    return Result<std::shared_ptr<const T>>(std::move(e->missing));
+  }
+
+  template <class T>
   Result<std::shared_ptr<const T>> store(Table<T>& table, const char* kind, const std::string& key,
                                          Result<T> r) {
     std::lock_guard lock(mu);
@@ -140,6 +153,16 @@ awaitable<Result<std::shared_ptr<const ServiceAccount>>> SecretCache::service_ac
   };
   co_return co_await impl->get<ServiceAccount>(impl->accounts, "ServiceAccount", std::move(ns),
                                                std::move(name), deadline, fetch);
+}
+
+std::optional<Result<std::shared_ptr<const Secret>>> SecretCache::cached_secret(
+    const std::string& ns, const std::string& name) {
+  return impl_->peek(impl_->secrets, ns + "/" + name);
+}
+
+std::optional<Result<std::shared_ptr<const ServiceAccount>>> SecretCache::cached_service_account(
+    const std::string& ns, const std::string& name) {
+  return impl_->peek(impl_->accounts, ns + "/" + name);
 }
 
 void SecretCache::clear() {

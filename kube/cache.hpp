@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/clock.hpp"
@@ -46,6 +47,14 @@ class SecretCache {
   // The ServiceAccount ns/name, likewise.
   boost::asio::awaitable<Result<std::shared_ptr<const ServiceAccount>>> service_account(
       std::string ns, std::string name, Deadline deadline);
+
+  // What secret() / service_account() would answer from the cache alone, without waiting: a
+  // live entry (the object, or a cached not_found), else nullopt, when they would have to read
+  // it (not counted as a miss: the caller reads it through them next). Thread-safe.
+  std::optional<Result<std::shared_ptr<const Secret>>> cached_secret(const std::string& ns,
+                                                                     const std::string& name);
+  std::optional<Result<std::shared_ptr<const ServiceAccount>>> cached_service_account(
+      const std::string& ns, const std::string& name);
 
   // Forgets everything (e.g. after a Secret watch event, or on SIGHUP). Thread-safe.
   void clear();

@@ -11,12 +11,21 @@ HttpReply text_reply(int status, std::string body) {
   return HttpReply{status, "text/plain; charset=utf-8", std::move(body) + "\n"};
 }
 
-void Router::post(std::string path, RouteHandler handler) {
-  routes_.insert_or_assign(std::move(path), Route{Method::post, std::move(handler)});
+void Router::post(std::string path, RouteHandler handler, RouteNow now) {
+  routes_.insert_or_assign(std::move(path),
+                           Route{Method::post, std::move(handler), std::move(now)});
 }
 
 void Router::get(std::string path, RouteHandler handler) {
-  routes_.insert_or_assign(std::move(path), Route{Method::get, std::move(handler)});
+  routes_.insert_or_assign(std::move(path), Route{Method::get, std::move(handler), {}});
+}
+
+std::optional<HttpReply> Router::answer_now(const RouteRequest& request) const {
+  auto it = routes_.find(request.path);
+  if (it == routes_.end() || !it->second.now || request.method != it->second.method) {
+    return std::nullopt;
+  }
+  return it->second.now(request);
 }
 
 const RouteHandler* Router::find(Method method, std::string_view path, HttpReply* refusal) const {

@@ -134,10 +134,13 @@ Server::Impl::Impl(asio::io_context& io, ServerOptions o, Validator& v)
 // at once. Handlers run while a session holds a shared_ptr to this Impl.
 Router Server::Impl::routes() {
   Router r;
-  r.post("/validate", [this](RouteRequest req) {
-    return validate_guarded(shared_from_this(), &validator, "validate", std::move(req.body),
-                            req.deadline);
-  });
+  r.post(
+      "/validate",
+      [this](RouteRequest req) {
+        return validate_guarded(shared_from_this(), &validator, "validate", std::move(req.body),
+                                req.deadline);
+      },
+      [this](const RouteRequest& req) { return answer_now(&validator, "validate", req.body); });
   r.post("/mutate", [this](RouteRequest req) {
     if (!opts.mutator) {
       return at_once(text_reply(404, "not found: the mutating webhook is not enabled"));

@@ -145,17 +145,29 @@ asio::awaitable<HttpReply> Server::Impl::validate_guarded(std::shared_ptr<Impl> 
     co_await st->timer->async_wait(use_tuple);
   }
   HttpReply reply = st->reply ? std::move(*st->reply) : handler->timeout_reply(*shared_body);
-  if (self->opts.observe_admission) {
-    AdmissionResult result = reply.result;
-    if (result == AdmissionResult::none) {
-      result = reply.status == 200 ? AdmissionResult::allowed : AdmissionResult::error;
-    }
-    try {
-      self->opts.observe_admission(route, result, std::chrono::steady_clock::now() - started);
-    } catch (...) {  // metrics never fail an admission
-    }
-  }
+  self->observe(route, reply, started);
   co_return reply;
+}
+
+void Server::Impl::observe(const char* route, const HttpReply& reply,
+                           std::chrono::steady_clock::time_point since) const {
+  if (!opts.observe_admission) return;
+  AdmissionResult result = reply.result;
+  if (result == AdmissionResult::none) {
+    result = reply.status == 200 ? AdmissionResult::allowed : AdmissionResult::error;
+  }
+  try {
+    opts.observe_admission(route, result, std::chrono::steady_clock::now() - since);
+  } catch (...) {  // metrics never fail an admission
+  }
+}
+
+std::optional<HttpReply> Server::Impl::answer_now(const Validator* handler, const char* route,
+                                                  std::string_view body) {
+  const auto since = std::chrono::steady_clock::now();
+  std::optional<HttpReply> reply = handler->answer_now(body);
+  if (reply) observe(route, *reply, since);
+  return reply;
 }
 
 // Answers an error and closes: the response (Connection: close), then what the client is
@@ -332,7 +344,14 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
     route.path = std::string(path);
     route.body = std::move(req.body());
     route.deadline = deadline;
-    HttpReply reply = co_await self->router.dispatch(std::move(route));
+    // A cached admission is answered here, synchronously: no coroutine, timer or strand hop.
+    std::optional<HttpReply> now = self->router.answer_now(route);
+    HttpReply reply;
+    if (now) {
+      reply = std::move(*now);
+    } else {
+      reply = co_await self->router.dispatch(std::move(route));
+    }
 
     const bool keep_alive = req.keep_alive() && !self->stopping && !self->lame && !conn->evicted;
     const size_t body_size = reply.body.size();

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <exception>
 #include <map>
+#include <optional>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -162,69 +164,79 @@ asio::awaitable<std::vector<Verdict>> verify_all(const VerifyImage& verify_image
 Validator::Validator(VerifyImage verify_image, MakeContext make_context)
     : verify_image_(std::move(verify_image)), make_context_(std::move(make_context)) {}
 
-asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline deadline) const {
-  const auto start = std::chrono::steady_clock::now();
-  auto decoded = admission::decode_review(body);
+namespace {
+
+void log_decision(const admission::Request& req, const char* decision, std::string_view reasons,
+                  std::chrono::steady_clock::time_point start) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+  spdlog::info(
+      "admission uid={} kind={} op={} object={}/{} dryRun={} images={} decision={} "
+      "reasons={} latency_ms={}",
+      req.uid, req.kind, req.operation, req.namespace_, req.name, req.dry_run, req.images.size(),
+      decision, reasons.empty() ? "-" : reasons, ms);
+}
+
+// The start of handle() and answer_now(): the reply to a review that does not decode or that
+// runs nothing sigil judges; nullopt when its images must be verified.
+std::optional<HttpReply> answer_without_verifying(const Result<admission::Request>& decoded,
+                                                  std::chrono::steady_clock::time_point start) {
   if (!decoded) {
     spdlog::warn("admission rejected: malformed AdmissionReview: {}",
                  truncate_politely(decoded.error().message, 200));
-    co_return HttpReply{400, "application/json",
-                        json_error("malformed AdmissionReview: " + decoded.error().message)};
+    return HttpReply{400, "application/json",
+                     json_error("malformed AdmissionReview: " + decoded.error().message)};
   }
   const admission::Request& req = *decoded;
-  admission::Response resp;
-  resp.uid = req.uid;
-
-  auto log_line = [&](const char* decision, const std::string& reasons) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - start)
-                        .count();
-    spdlog::info(
-        "admission uid={} kind={} op={} object={}/{} dryRun={} images={} decision={} "
-        "reasons={} latency_ms={}",
-        req.uid, req.kind, req.operation, req.namespace_, req.name, req.dry_run, req.images.size(),
-        decision, reasons.empty() ? "-" : reasons, ms);
-  };
-
+  const char* why = nullptr;
   if (!req.judged || req.operation == "DELETE" || req.operation == "CONNECT" ||
       req.images.empty()) {
-    resp.allowed = true;
-    log_line("allowed-unjudged", "");
-    co_return ok_json(admission::encode_response(resp));
+    why = "";
+  } else if (req.operation == "UPDATE" && req.deleting) {
+    // Nothing new can run, so nothing is asked of a registry: an object being deleted (a Job's
+    // pod losing its finalizer must not hang in Terminating because a registry is down), and an
+    // UPDATE whose every image the old object already had at the same place (a label, a
+    // finalizer, a scale to zero). Pods are always judged when they are created: the API
+    // server clears a deletionTimestamp on CREATE before validating webhooks run, and a CREATE
+    // that still carries one is judged all the same.
+    why = "BEING_DELETED";
+  } else if (req.operation == "UPDATE" && admission::new_image_uses(req).empty()) {
+    why = "IMAGES_UNCHANGED";
   }
-  // Nothing new can run, so nothing is asked of a registry: an object being deleted (a Job's
-  // pod losing its finalizer must not hang in Terminating because a registry is down), and an
-  // UPDATE whose every image the old object already had at the same place (a label, a
-  // finalizer, a scale to zero). Pods are always judged when they are created: the API server
-  // clears a deletionTimestamp on CREATE before validating webhooks run, and a CREATE that
-  // still carries one is judged all the same.
-  if (req.operation == "UPDATE" && req.deleting) {
-    resp.allowed = true;
-    log_line("allowed-unjudged", "BEING_DELETED");
-    co_return ok_json(admission::encode_response(resp));
-  }
-  if (req.operation == "UPDATE" && admission::new_image_uses(req).empty()) {
-    resp.allowed = true;
-    log_line("allowed-unjudged", "IMAGES_UNCHANGED");
-    co_return ok_json(admission::encode_response(resp));
-  }
+  if (why == nullptr) return std::nullopt;
+  admission::Response resp;
+  resp.uid = req.uid;
+  resp.allowed = true;
+  log_decision(req, "allowed-unjudged", why, start);
+  return ok_json(admission::encode_response(resp));
+}
 
-  // Distinct images, each with every path it appears at, in first-seen order.
+// The distinct images of a judged request, in first-seen order.
+std::vector<std::string> distinct_images(const admission::Request& req) {
   std::vector<std::string> images;
-  std::map<std::string, std::vector<std::string>> paths;
+  std::map<std::string_view, size_t> seen;  // a map: a hostile pod may list 10k containers
   for (const auto& use : req.images) {
-    auto [it, inserted] = paths.try_emplace(use.image);
-    if (inserted) images.push_back(use.image);
-    it->second.push_back(use.path);
+    if (seen.try_emplace(use.image, images.size()).second) images.push_back(use.image);
   }
+  return images;
+}
 
-  // Who is asking (namespace, pull credentials), once for all images; then every image at once.
-  const verify::Context context = co_await build_context(make_context_, req, deadline);
-  std::vector<Verdict> verdicts = co_await verify_all(verify_image_, images, context, deadline);
+}  // namespace
 
-  // Finished at or after the deadline: the Server may already have answered TIMEOUT, or may
-  // still take this answer (whichever of the two completes first on the connection's strand);
-  // either way the answer below is complete and correct, so it is built as usual.
+HttpReply Validator::finish(const admission::Request& req, const std::vector<std::string>& images,
+                            std::vector<Verdict>& verdicts,
+                            std::chrono::steady_clock::time_point start) const {
+  // Each image's verdict gets every path it appears at.
+  std::map<std::string_view, size_t> index;
+  for (size_t i = 0; i < images.size(); ++i) index.emplace(images[i], i);
+  for (const auto& use : req.images) {
+    if (auto it = index.find(use.image); it != index.end()) {
+      verdicts[it->second].containers.push_back(use.path);
+    }
+  }
+  admission::Response resp;
+  resp.uid = req.uid;
   std::vector<std::string> deny_lines;
   std::string reasons;
   std::vector<std::pair<std::string, std::string>> summary;
@@ -232,7 +244,12 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
   for (size_t i = 0; i < images.size(); ++i) {
     Verdict& v = verdicts[i];
     v.image = images[i];
-    v.containers = paths[images[i]];
+    if (count_) {
+      try {
+        count_(v);
+      } catch (...) {  // metrics never fail an admission
+      }
+    }
     // The audit annotation: "denied NOT_SIGNED sha256:...", "allowed", "warned WARN sha256:...".
     const std::string_view reason = verify::name(verify::reported_reason(v));
     std::string entry = verify::name(v.outcome);
@@ -269,10 +286,10 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
     resp.reason = "Forbidden";
     resp.code = 403;
     resp.message = truncate_politely(msg, kMaxMessage);
-    log_line("denied", reasons);
+    log_decision(req, "denied", reasons, start);
   } else {
     resp.allowed = true;
-    log_line(resp.warnings.empty() ? "allowed" : "allowed-with-warnings", reasons);
+    log_decision(req, resp.warnings.empty() ? "allowed" : "allowed-with-warnings", reasons, start);
   }
   HttpReply reply = ok_json(admission::encode_response(resp));
   reply.result = !resp.allowed           ? AdmissionResult::denied
@@ -285,7 +302,53 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
       spdlog::warn("admission uid={}: decision observer failed: {}", req.uid, e.what());
     }
   }
-  co_return reply;
+  return reply;
+}
+
+asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline deadline) const {
+  const auto start = std::chrono::steady_clock::now();
+  auto decoded = admission::decode_review(body);
+  if (auto early = answer_without_verifying(decoded, start)) co_return std::move(*early);
+  const admission::Request& req = *decoded;
+  const std::vector<std::string> images = distinct_images(req);
+  // Who is asking (namespace, pull credentials), once for all images; then every image at once.
+  const verify::Context context = co_await build_context(make_context_, req, deadline);
+  std::vector<Verdict> verdicts = co_await verify_all(verify_image_, images, context, deadline);
+  // Finished at or after the deadline: the Server may already have answered TIMEOUT, or may
+  // still take this answer (whichever of the two completes first on the connection's strand);
+  // either way the answer below is complete and correct, so it is built as usual.
+  co_return finish(req, images, verdicts, start);
+}
+
+std::optional<HttpReply> Validator::answer_now(std::string_view body) const {
+  if (!verify_now_ || (make_context_ && !context_now_)) return std::nullopt;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    auto decoded = admission::decode_review(body);
+    if (auto early = answer_without_verifying(decoded, start)) return early;
+    const admission::Request& req = *decoded;
+    std::optional<verify::Context> context;
+    if (context_now_) {
+      context = context_now_(req);
+      if (!context) return std::nullopt;
+    } else {
+      context.emplace();
+      context->namespace_ = req.namespace_;
+    }
+    const std::vector<std::string> images = distinct_images(req);
+    std::vector<Verdict> verdicts;
+    verdicts.reserve(images.size());
+    for (const auto& image : images) {
+      std::optional<Verdict> v = verify_now_(image, *context);
+      if (!v) return std::nullopt;  // nothing logged or counted yet: handle() starts over
+      verdicts.push_back(std::move(*v));
+    }
+    return finish(req, images, verdicts, start);
+  } catch (const std::exception& e) {
+    // handle() starts over and, failing again, denies (fail closed).
+    spdlog::debug("admission: the synchronous path gave up: {}", e.what());
+    return std::nullopt;
+  }
 }
 
 HttpReply handle_policy_review(std::string_view body, const CheckPolicyObject& check) {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -62,6 +63,16 @@ boost::asio::awaitable<std::vector<verify::Verdict>> verify_all(
     const VerifyImage& verify_image, const std::vector<std::string>& images,
     const verify::Context& context, Deadline deadline);
 
+// The synchronous path of an admission whose every answer is at hand (a cached verdict): what
+// VerifyImage would answer for the image, or nullopt when finding out needs waiting (then the
+// whole admission takes the asynchronous path). Must not wait, must not read a registry.
+using VerifyNow = std::function<std::optional<verify::Verdict>(const std::string& image,
+                                                               const verify::Context& context)>;
+// What MakeContext would answer, or nullopt when that needs waiting (the Kubernetes API).
+using ContextNow = std::function<std::optional<verify::Context>(const admission::Request& request)>;
+// Told of every image's verdict of a judged admission, once, whichever path judged it (metrics).
+using CountVerdict = std::function<void(const verify::Verdict& verdict)>;
+
 // Told of each judged POST /validate decision that denies or carries warnings, after the reply
 // is built: the decoded request, the response sent and the images' verdicts (in the order of
 // first use). Kubernetes Events (app/events.hpp). Runs on the admission's path: it must be quick
@@ -76,6 +87,15 @@ class Validator {
 
   // Set before serving (not synchronised with handle()).
   void set_observer(ObserveDecision observe) { observe_ = std::move(observe); }
+  // Set before serving: the synchronous path (answer_now). Without verify_now there is none.
+  // context_now is needed when the Validator has a MakeContext; without one, the context is the
+  // request's namespace, as in handle().
+  void set_now(VerifyNow verify_now, ContextNow context_now = {}) {
+    verify_now_ = std::move(verify_now);
+    context_now_ = std::move(context_now);
+  }
+  // Set before serving.
+  void set_counter(CountVerdict count) { count_ = std::move(count); }
 
   // body: the raw POST body. Returns 400 for an undecodable review, else 200 with an
   // AdmissionReview response. Verifies every distinct image concurrently; each verifier gets
@@ -85,14 +105,29 @@ class Validator {
   // oldObject already had at the same JSON pointer (admission::new_image_uses is empty).
   boost::asio::awaitable<HttpReply> handle(std::string_view body, Deadline deadline) const;
 
+  // handle()'s answer when it can be given without waiting, else nullopt (then handle() must
+  // run; nothing has been logged, counted or observed). Given: a review that does not decode
+  // (400), one sigil does not judge, and one whose context and every image's verdict the
+  // VerifyNow and ContextNow functions answer (a cached admission: no coroutine, no timer).
+  // The reply is byte for byte the one handle() would build from the same verdicts.
+  std::optional<HttpReply> answer_now(std::string_view body) const;
+
   // The deny sent when verification did not finish in time: allowed=false, reason TIMEOUT,
   // uid echoed when the body decodes. Synchronous and cheap.
   HttpReply timeout_reply(std::string_view body) const;
 
  private:
+  // The reply for a judged admission from its images' verdicts (both paths end here).
+  HttpReply finish(const admission::Request& req, const std::vector<std::string>& images,
+                   std::vector<verify::Verdict>& verdicts,
+                   std::chrono::steady_clock::time_point start) const;
+
   VerifyImage verify_image_;
   MakeContext make_context_;
   ObserveDecision observe_;
+  VerifyNow verify_now_;
+  ContextNow context_now_;
+  CountVerdict count_;
 };
 
 // POST /validate-policy: judges a sigil.dev custom resource (ClusterImagePolicy, ImagePolicy,

@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <unordered_map>
+#include <variant>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -166,6 +168,70 @@ TagFreshness tag_freshness(const Context& context) {
   return context.pins_digest ? TagFreshness::pinned : TagFreshness::fresh;
 }
 
+const Finding& no_match_finding() {
+  static const Finding f{Reason::no_matching_policy, "", "", "", false};
+  return f;
+}
+
+// What verify_ref decides before any I/O, shared with verify_cached: the parsed reference and
+// the matched policies, or the verdict itself (no policy set, an invalid reference, no cluster
+// policy matches and no namespace policy adds requirements).
+struct Front {
+  oci::Reference ref;
+  std::vector<const policy::Policy*> matched;
+  bool warn_no_match = false;  // no cluster policy matched and noMatch is warn
+};
+
+std::variant<Verdict, Front> front(const std::string& image, const policy::PolicySet* policies,
+                                   const Context& context) {
+  if (policies == nullptr) return denial(image, Reason::internal, "no policy set is loaded");
+  auto ref = oci::parse_reference(image);
+  if (!ref.ok()) {
+    return denial(image, Reason::invalid_image,
+                  "not a valid image reference: " + ref.error().message);
+  }
+  Front f;
+  f.matched = policies->match(*ref, context.namespace_);
+  f.ref = std::move(*ref);
+  // The no-match behaviour follows the ClusterImagePolicies alone: a namespace's ImagePolicy
+  // can add requirements, never stand in for a cluster policy (an ImagePolicy `static: pass`
+  // for ** must not lift a cluster-wide deny).
+  const bool cluster_matched =
+      std::any_of(f.matched.begin(), f.matched.end(),
+                  [](const policy::Policy* p) { return p->namespace_scope.empty(); });
+  if (!cluster_matched) {
+    Verdict v;
+    v.image = image;
+    v.report(no_match_finding());
+    switch (policies->no_match()) {
+      case policy::NoMatch::allow:
+        v.outcome = Outcome::allowed;
+        break;
+      case policy::NoMatch::warn:
+        v.outcome = Outcome::warned;
+        v.warnings.push_back(no_match_finding());
+        f.warn_no_match = true;
+        break;
+      case policy::NoMatch::deny:
+        v.outcome = Outcome::denied;
+        break;
+    }
+    // Without namespace policies to add requirements, that is the answer.
+    if (v.outcome == Outcome::denied || f.matched.empty()) return v;
+  }
+  return f;
+}
+
+// Whether some matched authority reads a `key.kms` key (resolving it may need Key Vault).
+bool uses_kms(const std::vector<const policy::Policy*>& matched) {
+  for (const policy::Policy* p : matched) {
+    for (const auto& a : p->authorities) {
+      if (a.kind == policy::Authority::Kind::key && !a.kms.empty()) return true;
+    }
+  }
+  return false;
+}
+
 using VerdictChannel =
     asio::experimental::concurrent_channel<void(boost::system::error_code, Verdict)>;
 
@@ -257,14 +323,25 @@ struct Engine::Impl {
                           const policy::PolicySet& set,
                           const std::vector<const policy::Policy*>& matched, const Plan& plan,
                           const Context& context, const KmsKeys& kms) const {
-    std::string key;
-    key.reserve(ref.registry.size() + ref.repository.size() + digest.size() + 32);
-    key += ref.registry;
-    key += '/';
-    key += ref.repository;
-    key += '@';
+    std::string key = key_head(ref);
     key += digest;
-    key += "#g";
+    key += key_tail(ref, set, matched, plan, context, kms);
+    return key;
+  }
+  // The verdict key's parts before and after the digest.
+  static std::string key_head(const oci::Reference& ref) {
+    std::string head;
+    head.reserve(ref.registry.size() + ref.repository.size() + 2);
+    head += ref.registry;
+    head += '/';
+    head += ref.repository;
+    head += '@';
+    return head;
+  }
+  std::string key_tail(const oci::Reference& ref, const policy::PolicySet& set,
+                       const std::vector<const policy::Policy*>& matched, const Plan& plan,
+                       const Context& context, const KmsKeys& kms) const {
+    std::string key = "#g";
     key += std::to_string(set.generation());
     key += "#p";
     const policy::Policy* base = set.policies().data();
@@ -282,6 +359,81 @@ struct Engine::Impl {
       key += k ? crypto::sha256_hex(k->spki_der()).substr(0, 16) : std::string("!");
     }
     return key;
+  }
+
+  // What verify_cached makes of one image before its digest: front()'s verdict, or the parsed
+  // reference and the verdict key around the digest. Depends on the image, the policy set, the
+  // namespace and the pull credentials only, so it is remembered (memo) under those.
+  struct Prepared {
+    std::optional<Verdict> decided;  // front() decided alone
+    oci::Reference ref;
+    bool kms = false;             // some matched authority reads a key.kms key: verify()'s
+    bool require_digest = false;  // some matched policy has requireDigest
+    std::string head, tail;       // the verdict key is head + digest + tail
+  };
+  Prepared prepare(const std::string& image, const policy::PolicySet* set,
+                   const Context& context) const {
+    Prepared out;
+    auto first = front(image, set, context);
+    if (auto* decided = std::get_if<Verdict>(&first)) {
+      out.decided = std::move(*decided);
+      return out;
+    }
+    Front& f = std::get<Front>(first);
+    out.kms = uses_kms(f.matched);
+    for (const policy::Policy* p : f.matched)
+      out.require_digest = out.require_digest || p->require_digest;
+    if (!out.kms) {
+      const Plan pl = plan(f.ref, f.matched);
+      out.head = key_head(f.ref);
+      out.tail = key_tail(f.ref, *set, f.matched, pl, context, KmsKeys{});
+    }
+    out.ref = std::move(f.ref);
+    return out;
+  }
+
+  // prepare(), remembered for the current policy set: a cached admission parses and matches
+  // each image once per policy set, namespace and set of pull credentials. Bounded: past
+  // kMemoEntries entries it starts over; long image names are never remembered.
+  static constexpr size_t kMemoEntries = 4096;
+  static constexpr size_t kMemoImageBytes = 512;
+  mutable std::mutex memo_mu;
+  mutable std::shared_ptr<const policy::PolicySet> memo_set;  // held: its address is not reused
+  mutable std::unordered_map<std::string, std::shared_ptr<const Prepared>> memo;
+
+  std::shared_ptr<const Prepared> prepared(const std::string& image,
+                                           const std::shared_ptr<const policy::PolicySet>& set,
+                                           const Context& context) const {
+    // Credentials without an id cannot be told apart: not remembered.
+    const bool creds = context.credentials != nullptr;
+    if (image.size() > kMemoImageBytes || (creds && context.credentials_id.empty()) || !set) {
+      return std::make_shared<const Prepared>(prepare(image, set.get(), context));
+    }
+    // Length-prefixed parts: no image, namespace or id can forge another's key.
+    std::string key = std::to_string(image.size());
+    key += ':';
+    key += image;
+    key += std::to_string(context.namespace_.size());
+    key += ':';
+    key += context.namespace_;
+    key += creds ? "c" : "-";
+    key += context.credentials_id;
+    {
+      std::lock_guard lock(memo_mu);
+      if (memo_set != set) {
+        memo.clear();
+        memo_set = set;
+      } else if (auto it = memo.find(key); it != memo.end()) {
+        return it->second;
+      }
+    }
+    auto made = std::make_shared<const Prepared>(prepare(image, set.get(), context));
+    std::lock_guard lock(memo_mu);
+    if (memo_set == set) {
+      if (memo.size() >= kMemoEntries) memo.clear();
+      memo.emplace(std::move(key), made);
+    }
+    return made;
   }
 
   // The uncached work for one (image, digest) under one policy snapshot: read the signatures
@@ -440,53 +592,57 @@ Engine::Stats Engine::stats() const {
   return s;
 }
 
+std::optional<Verdict> Engine::verify_cached(
+    const std::string& image, const std::shared_ptr<const policy::PolicySet>& policies,
+    const Context& context) {
+  // Exactly verify_ref's steps up to its verdict-cache lookup, giving up (nullopt) wherever
+  // verify_ref would wait: a tag not in the pinning tag cache, requireDigest on a tag, a
+  // `key.kms` key. A verdict found here is the one verify_ref would return from its cache.
+  Impl& d = *impl_;
+  const std::shared_ptr<const Impl::Prepared> p = d.prepared(image, policies, context);
+  if (p->decided) {
+    Verdict v = *p->decided;
+    v.image = image;
+    return v;
+  }
+  if (p->kms) return std::nullopt;
+  std::string digest = p->ref.digest;  // valid: parse_reference checked it
+  if (digest.empty()) {
+    if (!context.pins_digest) return std::nullopt;  // /validate resolves every tag fresh
+    if (p->require_digest) return std::nullopt;
+    auto pinned = d.resolver.cached(p->ref, context.credentials_id);
+    if (!pinned || !oci::is_valid_digest(*pinned)) return std::nullopt;
+    digest = std::move(*pinned);
+  }
+  if (digest.rfind("sha256:", 0) != 0) return std::nullopt;
+  std::string key;
+  key.reserve(p->head.size() + digest.size() + p->tail.size());
+  key += p->head;
+  key += digest;
+  key += p->tail;
+  auto hit = d.cache.find(key);
+  if (hit) hit->image = image;  // as verify_ref: the verdict names whoever asks
+  return hit;
+}
+
 asio::awaitable<Verdict> Engine::verify_ref(std::string image,
                                             std::shared_ptr<const policy::PolicySet> policies,
                                             Deadline deadline, Context context,
                                             bool written_by_tag) {
   Impl& d = *impl_;
-  if (!policies) co_return denial(image, Reason::internal, "no policy set is loaded");
-
-  auto ref = oci::parse_reference(image);
-  if (!ref.ok()) {
-    co_return denial(image, Reason::invalid_image,
-                     "not a valid image reference: " + ref.error().message);
-  }
-  auto matched = policies->match(*ref, context.namespace_);
-  // The no-match behaviour follows the ClusterImagePolicies alone: a namespace's ImagePolicy
-  // can add requirements, never stand in for a cluster policy (an ImagePolicy `static: pass`
-  // for ** must not lift a cluster-wide deny).
-  const bool cluster_matched =
-      std::any_of(matched.begin(), matched.end(),
-                  [](const policy::Policy* p) { return p->namespace_scope.empty(); });
-  const Finding no_match{Reason::no_matching_policy, "", "", "", false};
-  bool warn_no_match = false;
-  if (!cluster_matched) {
-    Verdict v;
-    v.image = image;
-    v.report(no_match);
-    switch (policies->no_match()) {
-      case policy::NoMatch::allow:
-        v.outcome = Outcome::allowed;
-        break;
-      case policy::NoMatch::warn:
-        v.outcome = Outcome::warned;
-        v.warnings.push_back(no_match);
-        warn_no_match = true;
-        break;
-      case policy::NoMatch::deny:
-        v.outcome = Outcome::denied;
-        break;
-    }
-    // Without namespace policies to add requirements, that is the answer.
-    if (v.outcome == Outcome::denied || matched.empty()) co_return v;
-  }
+  auto first = front(image, policies.get(), context);
+  if (auto* decided = std::get_if<Verdict>(&first)) co_return std::move(*decided);
+  Front& f = std::get<Front>(first);
+  const oci::Reference& ref = f.ref;
+  const std::vector<const policy::Policy*>& matched = f.matched;
+  const bool warn_no_match = f.warn_no_match;
+  const Finding no_match = no_match_finding();
 
   // spec.requireDigest: a tag-only reference such a policy matches is refused before any
   // registry is asked (clusters that forbid /mutate's pinning). A policy in warn mode warns
   // instead: the image is verified pinned to the digest its tag resolves to now, and the warning
   // is added on the way out, never cached (it depends on how the image is written).
-  if (ref->digest.empty()) {
+  if (ref.digest.empty()) {
     const policy::Policy* enforcing = nullptr;
     const policy::Policy* warning = nullptr;
     for (const policy::Policy* p : matched) {
@@ -497,19 +653,19 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
     if (const policy::Policy* strict = enforcing ? enforcing : warning) {
       // The detail is the reference the policy wants to see.
       Finding why{Reason::digest_required, strict->name, "",
-                  ref->name() + ":" + ref->tag + "@sha256:...", false};
+                  ref.name() + ":" + ref.tag + "@sha256:...", false};
       if (enforcing) {
         Verdict v = denial(image, Reason::digest_required, why.detail);
         v.report(why);
         co_return v;
       }
-      auto now = co_await d.resolver.resolve(*ref, deadline, context.credentials,
+      auto now = co_await d.resolver.resolve(ref, deadline, context.credentials,
                                              context.credentials_id, tag_freshness(context));
       if (!now.ok()) {
         co_return soften_if_all_warn(
-            registry_denial(image, "", ref->registry, now.error(), "resolving the tag"), matched);
+            registry_denial(image, "", ref.registry, now.error(), "resolving the tag"), matched);
       }
-      std::string pinned = ref->name() + ":" + ref->tag + "@" + *now;
+      std::string pinned = ref.name() + ":" + ref.tag + "@" + *now;
       // The pod wrote the tag: a last-known-good verdict stands in only with pinning.
       Verdict v = co_await verify_ref(std::move(pinned), policies, deadline, context, true);
       v.image = image;  // rendered as the pod wrote it
@@ -528,24 +684,23 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
 
   // Verify digests, never tags: the tag is resolved exactly once here, and everything below
   // works on that digest.
-  std::string digest = ref->digest;
+  std::string digest = ref.digest;
   if (digest.empty()) {
     // Coalesced with concurrent admissions of the same tag, but never answered from before
     // this request arrived (tag_resolver.hpp): a moved tag is seen at once. Except when the
     // caller pins the Pod to the digest (/mutate with pinning): then the short tag cache may
     // answer, since the Pod runs exactly the digest verified here.
-    auto resolved = co_await d.resolver.resolve(*ref, deadline, context.credentials,
+    auto resolved = co_await d.resolver.resolve(ref, deadline, context.credentials,
                                                 context.credentials_id, tag_freshness(context));
     if (!resolved.ok()) {
       co_return soften_if_all_warn(
-          registry_denial(image, "", ref->registry, resolved.error(), "resolving the tag"),
-          matched);
+          registry_denial(image, "", ref.registry, resolved.error(), "resolving the tag"), matched);
     }
     digest = std::move(*resolved);
   }
   // A last-known-good allow may stand in when the registry cannot be reached: for a digest the
   // pod wrote, or a tag /mutate pins (stale.hpp: may_stand_in).
-  const bool by_digest = !ref->digest.empty() && !written_by_tag;
+  const bool by_digest = !ref.digest.empty() && !written_by_tag;
   if (digest.rfind("sha256:", 0) != 0 || !oci::is_valid_digest(digest)) {
     Verdict v =
         denial(image, Reason::invalid_image, "only sha256 digests can be verified, got " + digest);
@@ -557,9 +712,9 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   // locals are destroyed in reverse order.
   std::shared_ptr<ByteBudget> budget = context.budget;
   if (!budget) budget = admission_budget();
-  Impl::Plan plan = Impl::plan(*ref, matched);
+  Impl::Plan plan = Impl::plan(ref, matched);
   KmsKeys kms = co_await detail::resolve_kms(d.options.keys.get(), matched, deadline);
-  const std::string key = d.verdict_key(*ref, digest, *policies, matched, plan, context, kms);
+  const std::string key = d.verdict_key(ref, digest, *policies, matched, plan, context, kms);
   if (auto hit = d.cache.get(key)) {
     hit->image = image;  // the verdict names whoever asks: it holds no text about the image
     co_return *hit;

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,15 @@ class Engine {
                                          Deadline deadline) {
     return verify(std::move(image), std::move(policies), deadline, Context{});
   }
+
+  // What verify() would return, when that needs no waiting: a cached verdict (for a digest, or
+  // with context.pins_digest for a tag the pinning tag cache holds), or a verdict the policies
+  // give alone (an invalid reference, no matching policy). nullopt: verify() must run. Reads no
+  // registry and never waits: the synchronous path of a cached admission (server/validator.hpp
+  // answer_now). May throw only std::bad_alloc.
+  std::optional<Verdict> verify_cached(const std::string& image,
+                                       const std::shared_ptr<const policy::PolicySet>& policies,
+                                       const Context& context);
 
   // A fresh per-admission byte budget, chained to the process budget.
   std::shared_ptr<ByteBudget> admission_budget() const;

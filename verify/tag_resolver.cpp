@@ -182,6 +182,19 @@ TagResolver::Stats TagResolver::stats() const {
   return s;
 }
 
+std::optional<std::string> TagResolver::cached(const oci::Reference& ref,
+                                               const std::string& credentials_id) {
+  if (!shared_->cache_on()) return std::nullopt;
+  const std::string key = key_of(ref, credentials_id);
+  std::lock_guard lock(shared_->mu);
+  auto hit = shared_->lookup(key);
+  if (hit) {
+    ++shared_->stats.requests;
+    ++shared_->stats.cache_hits;
+  }
+  return hit;
+}
+
 asio::awaitable<Result<std::string>> TagResolver::resolve(const oci::Reference& ref,
                                                           Deadline deadline,
                                                           registry::PullCredentials creds,

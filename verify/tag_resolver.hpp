@@ -46,6 +46,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
@@ -100,8 +101,13 @@ class TagResolver {
     return resolve(ref, deadline, registry::PullCredentials{}, std::string(), TagFreshness::fresh);
   }
 
+  // The cache's answer for a `pinned` caller, without waiting: the digest when an entry within
+  // the TTL holds one, else nullopt (and nothing is counted: the caller then calls resolve(),
+  // which counts the request). Never reads a registry. nullopt whenever the cache is off.
+  std::optional<std::string> cached(const oci::Reference& ref, const std::string& credentials_id);
+
   struct Stats {
-    uint64_t requests = 0;    // resolve() calls
+    uint64_t requests = 0;    // resolve() and answering cached() calls
     uint64_t reads = 0;       // registry reads started
     uint64_t cache_hits = 0;  // pinned requests answered from the cache
     uint64_t joined = 0;      // pinned requests that joined a read already in flight

@@ -10,16 +10,24 @@ VerdictCache::VerdictCache(const Clock& clock, size_t capacity, std::chrono::sec
     : clock_(clock), capacity_(capacity), ttl_(ttl), negative_ttl_(negative_ttl) {}
 
 std::optional<Verdict> VerdictCache::get(const std::string& key) {
+  return lookup(key, true);
+}
+
+std::optional<Verdict> VerdictCache::find(const std::string& key) {
+  return lookup(key, false);
+}
+
+std::optional<Verdict> VerdictCache::lookup(const std::string& key, bool count_miss) {
   std::lock_guard lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
-    ++misses_;
+    if (count_miss) ++misses_;
     return std::nullopt;
   }
   if (clock_.now() >= it->second.expires) {
     lru_.erase(it->second.lru);
     entries_.erase(it);
-    ++misses_;
+    if (count_miss) ++misses_;
     return std::nullopt;
   }
   lru_.splice(lru_.begin(), lru_, it->second.lru);

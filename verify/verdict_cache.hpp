@@ -32,6 +32,9 @@ class VerdictCache {
 
   // A copy of the cached verdict, marked cached; nullopt on a miss or an expired entry.
   std::optional<Verdict> get(const std::string& key);
+  // get(), except that a miss is not counted: for a caller that asks get() next when this
+  // finds nothing (Engine::verify_cached, the synchronous path), so one lookup counts once.
+  std::optional<Verdict> find(const std::string& key);
   // Stores v when is_cacheable(v); denials live negative_ttl.
   void put(const std::string& key, const Verdict& v);
 
@@ -52,6 +55,7 @@ class VerdictCache {
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> lru_;  // front = most recently used
   uint64_t hits_ = 0, misses_ = 0;
+  std::optional<Verdict> lookup(const std::string& key, bool count_miss);
 };
 
 }  // namespace sigil::verify

@@ -12,7 +12,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include <boost/asio/as_tuple.hpp>
@@ -140,6 +142,13 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                                                             const Handler* handler,
                                                             const char* route, std::string body,
                                                             Deadline deadline);
+  // The synchronous path of /validate (Validator::answer_now): the reply, observed as
+  // validate_guarded observes one, when it needs no waiting; else nullopt.
+  std::optional<HttpReply> answer_now(const Validator* handler, const char* route,
+                                      std::string_view body);
+  // Tells ServerOptions::observe_admission of an admission's reply (never throws).
+  void observe(const char* route, const HttpReply& reply,
+               std::chrono::steady_clock::time_point since) const;
   // Answers an error and closes: the response (Connection: close), then what the client is
   // still sending is read and dropped (up to drain_limit bytes, for up to drain_time), so that
   // it sees the answer rather than a reset.

@@ -24,7 +24,10 @@ namespace {
 
 // A Server on 127.0.0.1:0 with the fake verifier, run on one background thread.
 struct Harness {
-  explicit Harness(ServerOptions o = {}) : pki(make_pki()), validator(fake.fn()) {
+  // sync: the Validator has the synchronous path (FakeVerifier::now_fn) as well.
+  explicit Harness(ServerOptions o = {}, bool sync = false)
+      : pki(make_pki()), validator(fake.fn()) {
+    if (sync) validator.set_now(fake.now_fn());
     o.listen = "127.0.0.1:0";
     o.cert_file = pki.cert_file;
     o.key_file = pki.key_file;
@@ -432,4 +435,41 @@ TEST_CASE("server: a certificate from memory; no TLS and not Ready before it, ho
   std::error_code ec;
   std::filesystem::remove_all(pki.dir, ec);
   std::filesystem::remove_all(other.dir, ec);
+}
+
+TEST_CASE("server: a cached admission is answered on the synchronous path, the rest waits",
+          "[server]") {
+  ServerOptions o;
+  std::mutex mu;
+  std::vector<std::string> observed;
+  o.observe_admission = [&](std::string_view route, AdmissionResult r,
+                            std::chrono::steady_clock::duration) {
+    std::lock_guard lock(mu);
+    observed.push_back(std::string(route) + " " + std::string(result_name(r)));
+  };
+  Harness h(o, true);
+  // Every image answered at once: no coroutine verifier runs.
+  auto ok = response_of(
+      h.post("/validate?timeout=10s", pod_with_images({"reg.example/good:1"}, "uid-now")));
+  CHECK(ok["uid"] == "uid-now");
+  CHECK(ok["allowed"] == true);
+  CHECK(h.fake.now_calls == 1);
+  CHECK(h.fake.calls == 0);
+  auto bad = response_of(h.post("/validate", pod_with_images({"reg.example/bad:1"}, "uid-b")));
+  CHECK(bad["allowed"] == false);
+  CHECK(h.fake.calls == 0);
+  // One image not at hand: the whole admission takes the waiting path, each image once there.
+  auto mixed = response_of(h.post(
+      "/validate", pod_with_images({"reg.example/good:2", "reg.example/miss-good:1"}, "uid-m")));
+  CHECK(mixed["allowed"] == true);
+  CHECK(h.fake.calls == 2);
+  // A stalled image still gets the deadline's TIMEOUT: the synchronous path never holds it.
+  auto late = response_of(
+      h.post("/validate?timeout=1s", pod_with_images({"reg.example/stall:1"}, "uid-t")));
+  CHECK(late["allowed"] == false);
+  CHECK(late["status"]["reason"] == "TIMEOUT");
+  // Metrics see every admission once, whichever path answered it.
+  std::lock_guard lock(mu);
+  CHECK(observed == std::vector<std::string>{"validate allowed", "validate denied",
+                                             "validate allowed", "validate denied"});
 }

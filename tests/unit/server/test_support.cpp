@@ -99,6 +99,11 @@ asio::awaitable<verify::Verdict> FakeVerifier::operator()(std::string image, Dea
     asio::steady_timer t(ex, 300ms);
     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
   }
+  verdict_for(image, v);
+  co_return v;
+}
+
+void FakeVerifier::verdict_for(const std::string& image, verify::Verdict& v) {
   if (image.find("bad") != std::string::npos) {
     v.outcome = verify::Outcome::denied;
     v.reason = verify::Reason::not_signed;
@@ -123,7 +128,29 @@ asio::awaitable<verify::Verdict> FakeVerifier::operator()(std::string image, Dea
     v.outcome = verify::Outcome::denied;
     v.reason = verify::Reason::no_matching_policy;
   }
-  co_return v;
+}
+
+std::optional<verify::Verdict> FakeVerifier::now(const std::string& image) {
+  // What would need waiting (or throws) is not answered at once; nor is "miss" (not cached).
+  for (const char* wait : {"throw", "stubborn", "stall", "slow", "miss"}) {
+    if (image.find(wait) != std::string::npos) return std::nullopt;
+  }
+  ++now_calls;
+  verify::Verdict v;
+  v.image = image;
+  v.digest = "sha256:" + std::string(64, 'a');
+  verdict_for(image, v);
+  return v;
+}
+
+server::VerifyNow FakeVerifier::now_fn() {
+  return [this](const std::string& image, const verify::Context& ctx) {
+    {
+      std::lock_guard lock(mu);
+      last_ns = ctx.namespace_;
+    }
+    return now(image);
+  };
 }
 
 server::VerifyImage FakeVerifier::fn() {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,13 @@ struct FakeVerifier {
   std::string last_ns;
   boost::asio::awaitable<verify::Verdict> operator()(std::string image, Deadline deadline);
   server::VerifyImage fn();
+  // The synchronous path (server::VerifyNow): the verdict operator() gives, at once, for
+  // images without "throw", "stubborn", "stall", "slow" or "miss"; else nullopt.
+  std::atomic<int> now_calls{0};
+  std::optional<verify::Verdict> now(const std::string& image);
+  server::VerifyNow now_fn();
+  // The verdict fields operator() and now() set from the image's name.
+  static void verdict_for(const std::string& image, verify::Verdict& v);
 };
 
 struct ClientOptions {

@@ -386,3 +386,94 @@ TEST_CASE("the images audit annotation is JSON with every key and value escaped"
   for (const auto& [k, v] : several) expected[k] = v;
   CHECK(audit_images_json(several) == expected.dump());
 }
+
+TEST_CASE("answer_now gives the reply handle() gives, byte for byte", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  v.set_now(fake.now_fn());
+  std::vector<std::string> bodies = {
+      pod_with_images({"reg.example/good:1"}, "uid-1"),
+      pod_with_images({"reg.example/good:1", "reg.example/bad:2"}, "uid-2"),
+      pod_with_images({"reg.example/bad:1", "reg.example/good:3", "reg.example/bad:1"}, "uid-3"),
+      pod_with_images({"reg.example/warn:1", "other.example/none:1"}, "uid-4"),
+      "{not json",
+      R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"})",
+  };
+  for (const char* f : {"deployment-create.json", "cronjob-create.json", "configmap-create.json",
+                        "pod-create-init-and-sidecar.json", "pod-update-image.json",
+                        "pod-update-ephemeral-containers.json"}) {
+    bodies.push_back(read_fixture(f));
+  }
+  for (const auto& body : bodies) {
+    INFO(body.substr(0, 120));
+    const HttpReply slow = run(v, body);
+    const auto now = v.answer_now(body);
+    REQUIRE(now.has_value());
+    CHECK(now->status == slow.status);
+    CHECK(now->content_type == slow.content_type);
+    CHECK(now->body == slow.body);
+    CHECK(now->result == slow.result);
+  }
+}
+
+TEST_CASE("answer_now gives up, having counted nothing, when an image needs waiting",
+          "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  v.set_now(fake.now_fn());
+  std::vector<std::string> counted;
+  int observed = 0;
+  v.set_counter([&](const sigil::verify::Verdict& verdict) { counted.push_back(verdict.image); });
+  v.set_observer([&](const auto&, const auto&, const auto&) { ++observed; });
+  const std::string body =
+      pod_with_images({"reg.example/bad:1", "reg.example/miss-good:1"}, "uid-miss");
+  CHECK_FALSE(v.answer_now(body).has_value());
+  CHECK(counted.empty());
+  CHECK(observed == 0);
+  // The waiting path then judges (and counts) every image exactly once.
+  auto resp = response_of(run(v, body));
+  CHECK(resp["allowed"] == false);
+  CHECK(counted == std::vector<std::string>{"reg.example/bad:1", "reg.example/miss-good:1"});
+  CHECK(observed == 1);
+  // On the synchronous path too, once each.
+  counted.clear();
+  REQUIRE(v.answer_now(pod_with_images({"reg.example/bad:1", "reg.example/good:1"})));
+  CHECK(counted == std::vector<std::string>{"reg.example/bad:1", "reg.example/good:1"});
+  CHECK(observed == 2);
+}
+
+TEST_CASE("answer_now asks for the admission's context as handle() would", "[validator]") {
+  using sigil::verify::Context;
+  FakeVerifier fake;
+  const std::string body = pod_with_images({"reg.example/good:1"}, "uid-ctx");
+  SECTION("without a synchronous verifier there is no synchronous path") {
+    Validator v(fake.fn());
+    CHECK_FALSE(v.answer_now(body).has_value());
+  }
+  SECTION("a MakeContext without a ContextNow: nothing is answered at once") {
+    Validator v(fake.fn(), [](const sigil::admission::Request&, sigil::Deadline) {
+      return boost::asio::awaitable<Context>(
+          []() -> boost::asio::awaitable<Context> { co_return Context{}; }());
+    });
+    v.set_now(fake.now_fn());
+    CHECK_FALSE(v.answer_now(body).has_value());
+    CHECK(fake.now_calls == 0);
+  }
+  SECTION("a ContextNow that needs waiting: nothing is answered at once") {
+    Validator v(fake.fn());
+    v.set_now(fake.now_fn(),
+              [](const sigil::admission::Request&) -> std::optional<Context> { return {}; });
+    CHECK_FALSE(v.answer_now(body).has_value());
+    CHECK(fake.now_calls == 0);
+  }
+  SECTION("the ContextNow's context reaches the verifier") {
+    Validator v(fake.fn());
+    v.set_now(fake.now_fn(), [](const sigil::admission::Request&) -> std::optional<Context> {
+      Context c;
+      c.namespace_ = "from-context-now";
+      return c;
+    });
+    REQUIRE(v.answer_now(body).has_value());
+    CHECK(fake.last_namespace() == "from-context-now");
+  }
+}

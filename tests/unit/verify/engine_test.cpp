@@ -1401,3 +1401,142 @@ TEST_CASE("without the tag cache (pinning off) /mutate resolves tags fresh", "[t
   CHECK(v.outcome == verify::Outcome::denied);
   CHECK(engine.stats().tag_cache_hits == 0);
 }
+
+TEST_CASE("verify_cached answers only what verify() would answer from its cache", "[fastpath]") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::EngineOptions opts;
+  opts.tag_cache_ttl = std::chrono::seconds(10);
+  verify::Engine engine(f.reg, f.clock, opts);
+  auto policies = policies_for(f.key.pub_pem);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+
+  // Nothing verified yet: no answer, no registry call, no miss counted.
+  CHECK_FALSE(engine.verify_cached(pinned, policies, {}).has_value());
+  CHECK(f.reg.calls == 0);
+  CHECK(engine.stats().cache_misses == 0);
+
+  const auto fresh = run(engine, pinned, policies);
+  REQUIRE(fresh.outcome == verify::Outcome::allowed);
+  const auto from_verify = run(engine, pinned, policies);
+  const auto now = engine.verify_cached(pinned, policies, {});
+  REQUIRE(now.has_value());
+  CHECK(now->cached);
+  CHECK(now->outcome == from_verify.outcome);
+  CHECK(now->reason == from_verify.reason);
+  CHECK(now->digest == from_verify.digest);
+  CHECK(now->policy == from_verify.policy);
+  CHECK(now->authority == from_verify.authority);
+  CHECK(now->image == pinned);
+
+  // Another policy generation, another key: not answered.
+  CHECK_FALSE(engine
+                  .verify_cached(
+                      pinned, policies_for(f.key.pub_pem, "enforce", policy::NoMatch::deny, 2), {})
+                  .has_value());
+
+  // By tag, before the tag was ever read: nothing at once, pinning or not.
+  verify::Context mutate;
+  mutate.pins_digest = true;
+  CHECK_FALSE(engine.verify_cached("reg.test/team/app:v1", policies, mutate).has_value());
+  CHECK(run(engine, "reg.test/team/app:v1", policies, 5s, mutate).outcome ==
+        verify::Outcome::allowed);
+  // /validate (no pinning) always resolves fresh, so never at once, even with the tag cached.
+  CHECK_FALSE(engine.verify_cached("reg.test/team/app:v1", policies, {}).has_value());
+  // /mutate (pinning) with its tag cached: the verified digest, at once.
+  const uint64_t calls = f.reg.calls;
+  auto by_tag = engine.verify_cached("reg.test/team/app:v1", policies, mutate);
+  REQUIRE(by_tag.has_value());
+  CHECK(by_tag->digest == f.digest);
+  CHECK(by_tag->image == "reg.test/team/app:v1");
+  CHECK(f.reg.calls == calls);
+  // Past the tag cache's TTL the tag must be read again.
+  f.clock.advance(std::chrono::seconds(11));
+  CHECK_FALSE(engine.verify_cached("reg.test/team/app:v1", policies, mutate).has_value());
+  // Past the verdict's TTL the digest must be verified again.
+  f.clock.advance(std::chrono::seconds(300));
+  CHECK_FALSE(engine.verify_cached(pinned, policies, {}).has_value());
+}
+
+TEST_CASE("verify_cached: denials it remembers, failures it never does", "[fastpath]") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  // An unsigned image: the cached denial, at once.
+  CHECK(run(engine, pinned, policies).reason == verify::Reason::not_signed);
+  auto denied = engine.verify_cached(pinned, policies, {});
+  REQUIRE(denied.has_value());
+  CHECK(denied->outcome == verify::Outcome::denied);
+  CHECK(denied->reason == verify::Reason::not_signed);
+  // A registry failure is not remembered: the next admission must ask again.
+  const std::string other = "reg.test/team/app@" + fake_digest('b');
+  f.reg.fail_unavailable = true;
+  CHECK(run(engine, other, policies).reason == verify::Reason::registry_unavailable);
+  CHECK_FALSE(engine.verify_cached(other, policies, {}).has_value());
+  f.reg.fail_unavailable = false;
+  // What the policies decide alone needs no registry: no match, an invalid reference.
+  const uint64_t calls = f.reg.calls;
+  auto unmatched = engine.verify_cached("other.test/x@" + f.digest, policies, {});
+  REQUIRE(unmatched.has_value());
+  CHECK(unmatched->reason == verify::Reason::no_matching_policy);
+  CHECK(unmatched->outcome == verify::Outcome::denied);
+  auto invalid = engine.verify_cached("reg.test/team/app@sha256:zz", policies, {});
+  REQUIRE(invalid.has_value());
+  CHECK(invalid->reason == verify::Reason::invalid_image);
+  CHECK(f.reg.calls == calls);
+}
+
+TEST_CASE("verify_cached never answers for a key.kms policy or requireDigest on a tag",
+          "[fastpath]") {
+  Fixture f;
+  auto keys = std::make_shared<FakeKeys>();
+  keys->current = public_key(f.key);
+  verify::EngineOptions o;
+  o.keys = keys;
+  o.tag_cache_ttl = std::chrono::seconds(10);
+  verify::Engine engine(f.reg, f.clock, o);
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  REQUIRE(run(engine, pinned, kms_policies()).outcome == verify::Outcome::allowed);
+  // The verdict is cached, but its key names the KMS key's fingerprint, read through the
+  // resolver (which may wait): that path is verify()'s.
+  CHECK_FALSE(engine.verify_cached(pinned, kms_policies(), {}).has_value());
+  CHECK(run(engine, pinned, kms_policies()).cached);
+}
+
+TEST_CASE("verify_cached: what it remembers of an image is per namespace and per credentials",
+          "[fastpath]") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  auto set = with_image_policy(f.key.pub_pem, "reg.test/**", policy::NoMatch::deny);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  // Unsigned: team-b's cluster policy passes it, team-a's ImagePolicy wants the key.
+  CHECK(run(engine, pinned, set, 5s, in_ns("team-b")).outcome == verify::Outcome::allowed);
+  CHECK(run(engine, pinned, set, 5s, in_ns("team-a")).outcome == verify::Outcome::denied);
+  for (int round = 0; round < 2; ++round) {  // the second round from what was remembered
+    auto b = engine.verify_cached(pinned, set, in_ns("team-b"));
+    auto a = engine.verify_cached(pinned, set, in_ns("team-a"));
+    REQUIRE(a.has_value());
+    REQUIRE(b.has_value());
+    CHECK(b->outcome == verify::Outcome::allowed);
+    CHECK(a->outcome == verify::Outcome::denied);
+    CHECK(a->reason == verify::Reason::not_signed);
+  }
+  // A policy swap forgets it all: under a set that no longer passes everyone, nothing is
+  // answered from the old set's verdicts.
+  auto stricter = policies_for(f.key.pub_pem, "enforce", policy::NoMatch::deny, 2);
+  CHECK_FALSE(engine.verify_cached(pinned, stricter, in_ns("team-b")).has_value());
+  // Pull credentials that cover the registry are part of the key: a verdict made without them
+  // is not answered to a pod holding some (nor the reverse), and ids keep holders apart.
+  auto creds = std::make_shared<registry::DockerConfig>();
+  creds->auths["reg.test"] = registry::Credential{"user", "pass", ""};
+  CHECK(run(engine, pinned, stricter, 5s, in_ns("team-b")).reason == verify::Reason::not_signed);
+  REQUIRE(engine.verify_cached(pinned, stricter, in_ns("team-b")).has_value());
+  CHECK_FALSE(engine.verify_cached(pinned, stricter, in_ns("team-b", creds, "id-1")).has_value());
+  CHECK(run(engine, pinned, stricter, 5s, in_ns("team-b", creds, "id-1")).reason ==
+        verify::Reason::not_signed);
+  CHECK(engine.verify_cached(pinned, stricter, in_ns("team-b", creds, "id-1")).has_value());
+  CHECK_FALSE(engine.verify_cached(pinned, stricter, in_ns("team-b", creds, "id-2")).has_value());
+  CHECK_FALSE(engine.verify_cached(pinned, stricter, in_ns("team-b", creds, "")).has_value());
+}
