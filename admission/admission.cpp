@@ -45,22 +45,23 @@ std::optional<dom::element> member(dom::object obj, std::string_view key) {
 }
 
 // Reads an optional string member; fails if present with another type.
-Result<std::string> opt_string(dom::object obj, const char* key, const std::string& where) {
+// `where` names the object in the error ("request.kind"); a view: only an error builds text.
+Result<std::string> opt_string(dom::object obj, const char* key, std::string_view where) {
   auto e = member(obj, key);
   if (!e) return std::string();
   std::string_view v;
   if (e->get_string().get(v) != simdjson::SUCCESS) {
-    return parse_err(where + "." + key + ": not a string");
+    return parse_err(std::string(where) + "." + key + ": not a string");
   }
   return std::string(v);
 }
 
-Result<std::string> req_string(dom::object obj, const char* key, const std::string& where) {
+Result<std::string> req_string(dom::object obj, const char* key, std::string_view where) {
   auto e = member(obj, key);
-  if (!e) return parse_err(where + "." + key + ": missing");
+  if (!e) return parse_err(std::string(where) + "." + key + ": missing");
   std::string_view v;
   if (e->get_string().get(v) != simdjson::SUCCESS) {
-    return parse_err(where + "." + key + ": not a string");
+    return parse_err(std::string(where) + "." + key + ": not a string");
   }
   return std::string(v);
 }

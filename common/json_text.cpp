@@ -2,6 +2,8 @@
 #include "common/json_text.hpp"
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 
 namespace sigil {
 
@@ -40,6 +42,31 @@ constexpr std::array<bool, 256> kPlain = [] {
   return t;
 }();
 
+// Whether all 8 bytes of w are kPlain (SWAR: "has a byte less than n" and "has a zero byte" are
+// exact as to whether any byte qualifies): none >= 0x80, < 0x20, '"' or '\\'.
+constexpr bool all_plain(uint64_t w) noexcept {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHigh = 0x8080808080808080ULL;
+  const uint64_t below_space = (w - kOnes * 0x20) & ~w & kHigh;
+  const uint64_t q = w ^ (kOnes * static_cast<uint64_t>('"'));
+  const uint64_t b = w ^ (kOnes * static_cast<uint64_t>('\\'));
+  const uint64_t quote = (q - kOnes) & ~q & kHigh;
+  const uint64_t backslash = (b - kOnes) & ~b & kHigh;
+  return ((w & kHigh) | below_space | quote | backslash) == 0;
+}
+
+// The end of the run of kPlain bytes of p[i, n): eight at a time, then one at a time.
+size_t plain_run_end(const unsigned char* p, size_t i, size_t n) noexcept {
+  while (i + 8 <= n) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if (!all_plain(w)) break;
+    i += 8;
+  }
+  while (i < n && kPlain[p[i]]) ++i;
+  return i;
+}
+
 }  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
@@ -54,8 +81,7 @@ void append_json_string(std::string& out, std::string_view s) {
   };
   while (i < n) {
     // The common case, a run of printable ASCII that needs no escaping, in one append.
-    size_t run = i;
-    while (run < n && kPlain[p[run]]) ++run;
+    const size_t run = plain_run_end(p, i, n);
     if (run > i) {
       out.append(s.data() + i, run - i);
       i = run;

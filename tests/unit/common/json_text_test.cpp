@@ -54,3 +54,21 @@ TEST_CASE("append_json_string escapes inside and at the ends of plain runs") {
   append_json_string(out, "v");
   CHECK(out == R"(prefix:"v")");
 }
+
+TEST_CASE("append_json_string finds every byte that needs a look, at every place in a word") {
+  // Plain runs are scanned eight bytes at a time: each byte value, at each offset of the first
+  // two words and of the byte-wise tail, must end the run exactly where a byte-wise scan would.
+  for (int c = 0; c < 256; ++c) {
+    const std::string one(1, static_cast<char>(c));
+    const std::string alone = lit(one);
+    const std::string inner = alone.substr(1, alone.size() - 2);
+    for (size_t at = 0; at < 19; ++at) {
+      std::string s(19, 'p');
+      s[at] = static_cast<char>(c);
+      const std::string expected =
+          "\"" + std::string(at, 'p') + inner + std::string(18 - at, 'p') + "\"";
+      INFO("byte " << c << " at " << at);
+      CHECK(lit(s) == expected);
+    }
+  }
+}
