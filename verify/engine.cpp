@@ -636,7 +636,7 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   const oci::Reference& ref = f.ref;
   const std::vector<const policy::Policy*>& matched = f.matched;
   const bool warn_no_match = f.warn_no_match;
-  const Finding no_match = no_match_finding();
+  const Finding& no_match = no_match_finding();
 
   // spec.requireDigest: a tag-only reference such a policy matches is refused before any
   // registry is asked (clusters that forbid /mutate's pinning). A policy in warn mode warns
