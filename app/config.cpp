@@ -1,14 +1,15 @@
 #include "app/config.hpp"
 
-#include <set>
-
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <sstream>
+#include <string>
+#include <string_view>
 
 #include "server/duration.hpp"
 
@@ -116,6 +117,23 @@ Status get_duration(const YAML::Node& node, const char* key, std::chrono::millis
   out = *d;
   return {};
 }
+// Refuses a section that is not a mapping or that names a key it does not know: a misspelt
+// setting must fail the start, never be ignored in silence.
+Status check_section(const YAML::Node& node, const std::string& section,
+                     std::initializer_list<std::string_view> known, const std::string& path) {
+  if (!node.IsMap()) {
+    return make_error(Errc::invalid_argument,
+                      path + ": setting \"" + section + "\" must be a mapping");
+  }
+  for (const auto& kv : node) {
+    const auto key = kv.first.as<std::string>();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return make_error(Errc::invalid_argument,
+                        path + ": unknown setting \"" + section + "." + key + "\"");
+    }
+  }
+  return {};
+}
 
 }  // namespace
 
@@ -148,16 +166,9 @@ Status load_config_file(const std::string& path, Settings& s) {
   if (!(st = get(root, "noMatchPolicy", s.no_match, path)).ok()) return st;
   if (!(st = get(root, "trustedRoot", s.trusted_root_file, path)).ok()) return st;
   if (const YAML::Node kube = root["kube"]) {
-    if (!kube.IsMap()) {
-      return make_error(Errc::invalid_argument, path + ": setting \"kube\" must be a mapping");
-    }
-    for (const auto& kv : kube) {
-      auto key = kv.first.as<std::string>();
-      if (key != "enabled" && key != "kubeconfig" && key != "context" && key != "namespace" &&
-          key != "resync") {
-        return make_error(Errc::invalid_argument, path + ": unknown setting \"kube." + key + "\"");
-      }
-    }
+    st = check_section(kube, "kube", {"enabled", "kubeconfig", "context", "namespace", "resync"},
+                       path);
+    if (!st.ok()) return st;
     if (!(st = get(kube, "enabled", s.kube.enabled, path)).ok()) return st;
     if (!(st = get(kube, "kubeconfig", s.kube.kubeconfig, path)).ok()) return st;
     if (!(st = get(kube, "context", s.kube.context, path)).ok()) return st;
@@ -167,19 +178,11 @@ Status load_config_file(const std::string& path, Settings& s) {
     s.kube.resync = resync;
   }
   if (const YAML::Node srv = root["server"]) {
-    if (!srv.IsMap()) {
-      return make_error(Errc::invalid_argument, path + ": setting \"server\" must be a mapping");
-    }
-    static const char* kServerKeys[] = {
-        "maxBody",     "bodyBudget",  "maxConnections", "maxConnectionsPerPeer",
-        "readTimeout", "idleTimeout", "lameDuck"};
-    for (const auto& kv : srv) {
-      auto key = kv.first.as<std::string>();
-      if (std::find(std::begin(kServerKeys), std::end(kServerKeys), key) == std::end(kServerKeys)) {
-        return make_error(Errc::invalid_argument,
-                          path + ": unknown setting \"server." + key + "\"");
-      }
-    }
+    st = check_section(srv, "server",
+                       {"maxBody", "bodyBudget", "maxConnections", "maxConnectionsPerPeer",
+                        "readTimeout", "idleTimeout", "lameDuck"},
+                       path);
+    if (!st.ok()) return st;
     auto& sv = s.server;
     if (!(st = get_size(srv, "maxBody", sv.max_body, path)).ok()) return st;
     if (!(st = get_size(srv, "bodyBudget", sv.body_budget, path)).ok()) return st;
@@ -213,47 +216,21 @@ Status load_config_file(const std::string& path, Settings& s) {
     }
   }
   if (const YAML::Node m = root["metrics"]) {
-    if (!m.IsMap()) {
-      return make_error(Errc::invalid_argument, path + ": setting \"metrics\" must be a mapping");
-    }
-    for (const auto& kv : m) {
-      auto key = kv.first.as<std::string>();
-      if (key != "listen") {
-        return make_error(Errc::invalid_argument,
-                          path + ": unknown setting \"metrics." + key + "\"");
-      }
-    }
+    if (!(st = check_section(m, "metrics", {"listen"}, path)).ok()) return st;
     if (!(st = get(m, "listen", s.metrics.listen, path)).ok()) return st;
   }
   if (const YAML::Node ev = root["events"]) {
-    if (!ev.IsMap()) {
-      return make_error(Errc::invalid_argument, path + ": setting \"events\" must be a mapping");
-    }
-    for (const auto& kv : ev) {
-      auto key = kv.first.as<std::string>();
-      if (key != "enabled" && key != "interval") {
-        return make_error(Errc::invalid_argument,
-                          path + ": unknown setting \"events." + key + "\"");
-      }
-    }
+    if (!(st = check_section(ev, "events", {"enabled", "interval"}, path)).ok()) return st;
     if (!(st = get(ev, "enabled", s.events.enabled, path)).ok()) return st;
     if (!(st = get_duration(ev, "interval", s.events.interval, path)).ok()) return st;
   }
   if (const YAML::Node sc = root["selfCert"]) {
-    if (!sc.IsMap()) {
-      return make_error(Errc::invalid_argument, path + ": setting \"selfCert\" must be a mapping");
-    }
-    static const std::set<std::string> kSelf = {
-        "enabled",          "secretName", "serviceName",   "clusterDomain", "validatingWebhooks",
-        "mutatingWebhooks", "caValidity", "caRenewBefore", "certValidity",  "certRenewBefore",
-        "rolloverGrace",    "resync"};
-    for (const auto& kv : sc) {
-      auto key = kv.first.as<std::string>();
-      if (!kSelf.count(key)) {
-        return make_error(Errc::invalid_argument,
-                          path + ": unknown setting \"selfCert." + key + "\"");
-      }
-    }
+    st = check_section(sc, "selfCert",
+                       {"enabled", "secretName", "serviceName", "clusterDomain",
+                        "validatingWebhooks", "mutatingWebhooks", "caValidity", "caRenewBefore",
+                        "certValidity", "certRenewBefore", "rolloverGrace", "resync"},
+                       path);
+    if (!st.ok()) return st;
     auto& c = s.self_cert;
     if (!(st = get(sc, "enabled", c.enabled, path)).ok()) return st;
     if (!(st = get(sc, "secretName", c.secret_name, path)).ok()) return st;
@@ -279,6 +256,8 @@ Status load_config_file(const std::string& path, Settings& s) {
     s.registry.azure = std::move(*parsed);
   }
   if (const YAML::Node reg = root["registry"]) {
+    st = check_section(reg, "registry", {"config", "ca", "insecure", "revealPrivateDetails"}, path);
+    if (!st.ok()) return st;
     if (!(st = get(reg, "config", s.registry.config_file, path)).ok()) return st;
     if (!(st = get(reg, "ca", s.registry.ca_file, path)).ok()) return st;
     if (!(st = get(reg, "insecure", s.registry.insecure_hosts, path)).ok()) return st;
@@ -286,16 +265,9 @@ Status load_config_file(const std::string& path, Settings& s) {
       return st;
   }
   if (const YAML::Node cache = root["cache"]) {
-    if (!cache.IsMap()) {
-      return make_error(Errc::invalid_argument, path + ": setting \"cache\" must be a mapping");
-    }
-    for (const auto& kv : cache) {
-      auto key = kv.first.as<std::string>();
-      if (key != "ttl" && key != "negativeTtl" && key != "size" && key != "staleIfError" &&
-          key != "tagTtl") {
-        return make_error(Errc::invalid_argument, path + ": unknown setting \"cache." + key + "\"");
-      }
-    }
+    st = check_section(cache, "cache", {"ttl", "negativeTtl", "size", "staleIfError", "tagTtl"},
+                       path);
+    if (!st.ok()) return st;
     std::chrono::milliseconds ttl = s.cache_ttl, neg = s.negative_cache_ttl, tag = s.tag_cache_ttl;
     if (!(st = get_duration(cache, "ttl", ttl, path)).ok()) return st;
     if (!(st = get_duration(cache, "negativeTtl", neg, path)).ok()) return st;

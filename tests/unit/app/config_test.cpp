@@ -47,3 +47,36 @@ TEST_CASE("config: a bad or misspelt cache setting is refused, naming it") {
   REQUIRE_FALSE(scalar.ok());
   CHECK(scalar.error().message.find("\"cache\" must be a mapping") != std::string::npos);
 }
+
+TEST_CASE("config: every section refuses a key it does not know, and a non-mapping") {
+  // A misspelt setting would otherwise be ignored: `registry: {insecrue: [...]}` would leave
+  // the registry on TLS, `kube: {namspace: x}` would watch another namespace, without a word.
+  const std::pair<const char*, const char*> sections[] = {
+      {"registry", "insecrue: [\"127.0.0.1:5000\"]"},
+      {"kube", "namspace: sigil"},
+      {"server", "maxbody: 100"},
+      {"metrics", "port: 9090"},
+      {"events", "enable: true"},
+      {"selfCert", "secret: x"},
+      {"cache", "ttll: 5m"}};
+  for (const auto& [section, entry] : sections) {
+    INFO(section);
+    sigil::app::Settings s;
+    auto typo = load(std::string(section) + ": {" + entry + "}\n", s);
+    REQUIRE_FALSE(typo.ok());
+    const std::string key = std::string(entry).substr(0, std::string(entry).find(':'));
+    CHECK(typo.error().message.find("unknown setting \"" + std::string(section) + "." + key +
+                                    "\"") != std::string::npos);
+    auto scalar = load(std::string(section) + ": 5\n", s);
+    REQUIRE_FALSE(scalar.ok());
+    CHECK(scalar.error().message.find("\"" + std::string(section) + "\" must be a mapping") !=
+          std::string::npos);
+  }
+  // The keys the chart writes are known.
+  sigil::app::Settings ok;
+  REQUIRE(load("registry: {config: /etc/sigil/registry/config.json, ca: /etc/ca.pem, insecure: "
+               "[\"127.0.0.1:5000\"], revealPrivateDetails: false}\n",
+               ok)
+              .ok());
+  CHECK(ok.registry.insecure_hosts == std::vector<std::string>{"127.0.0.1:5000"});
+}
