@@ -245,6 +245,11 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
     std::optional<policy::Policy> policy;
     const char* reason = kInvalid;
     std::string problem;  // the full message
+    // What failed is the cluster's present state, not a read that may succeed on retry: a
+    // Secret that does not exist or holds no usable key, a TrustRoot that is gone. The last
+    // good generation is then not kept: trusting a key or a root after it was deleted or
+    // replaced would admit what the cluster no longer trusts.
+    bool definitive = false;
   };
   auto build = [&](policy::Policy p) {
     Built b;
@@ -252,8 +257,11 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
     if (auto st = policy::resolve_secrets(one, lookup, opts.own_namespace); !st) {
       b.reason = kSecretUnavailable;
       b.problem = st.error().message;
+      b.definitive =
+          st.error().code == Errc::not_found || st.error().code == Errc::invalid_argument;
     } else if (auto lk = policy::link_trust_roots(one, roots, opts.default_root); !lk) {
       b.problem = lk.error().message;
+      b.definitive = true;
     } else {
       b.policy = std::move(one.front());
     }
@@ -269,7 +277,7 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
       continue;
     }
     auto lg = last.file_policies.find(fpol.name);
-    if (lg != last.file_policies.end()) {
+    if (lg != last.file_policies.end() && !b.definitive) {
       out.state.file_policies[fpol.name] = lg->second;
       out.policies.push_back(lg->second);
       out.file_problems.push_back(b.problem + "; its previous version stays in force");
@@ -311,8 +319,9 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
     const std::string problem = local_message(b.problem, origin + " document");
     ObjectStatus s;
     auto lg = last.policies.find(key);
-    if (lg != last.policies.end() && lg->second.uid == obj.uid) {
-      // This generation cannot be enforced: keep the last one that could, never relax.
+    if (lg != last.policies.end() && lg->second.uid == obj.uid && !b.definitive) {
+      // This generation cannot be enforced for now (a broken edit, a Secret that could not be
+      // read): keep the last one that could, never relax.
       out.state.policies[key] = lg->second;
       out.policies.push_back(lg->second.value);
       s = make_status(

@@ -778,6 +778,14 @@ class KubePolicyTest(KubeCase):
         self.wait_ready_condition(CIP, "sref-missing", timeout=SECRET_REFRESH_TIMEOUT)
         print("\n  [Secret re-read: created one used after %.1f s, rotated one after %.1f s] "
               % (t_appeared, t_rotated), end="", flush=True)
+        # The key Secret is deleted: its key is revoked, not kept as the last good generation.
+        fk.delete("Secret", "not-yet", SIGIL_NS)
+        v = self.wait_verdict(W.ref("sref/m-img"), False, "POLICY_UNAVAILABLE",
+                              timeout=SECRET_REFRESH_TIMEOUT)
+        self.assertIn("the Secret %s/not-yet does not exist" % SIGIL_NS, v.message)
+        c = self.wait_ready_condition(CIP, "sref-missing", status="False",
+                                      reasons="SecretUnavailable", timeout=SECRET_REFRESH_TIMEOUT)
+        self.assertNotIn("stays in force", c["message"])
 
     # ---- policies that cannot be compiled ------------------------------------------------
     # Each has a static-pass baseline for the same images beside it: were the broken policy

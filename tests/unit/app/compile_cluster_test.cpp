@@ -447,12 +447,13 @@ TEST_CASE("TrustRoots: a missing one makes its policies unavailable until it app
     CHECK(c3.root_statuses[0].message.find("certChain") != std::string::npos);
     CHECK(c3.policies.at(0).unavailable);
   }
-  SECTION("the TrustRoot is deleted: the policy keeps its last good generation") {
+  SECTION("the TrustRoot is deleted: its CA is no longer trusted, the policy denies") {
     in.trust_roots.clear();
     auto c3 = compile_cluster(in, c2.state, options());
-    CHECK(c3.policy_statuses[0].outcome == ObjectOutcome::kept);
-    CHECK_FALSE(c3.policies.at(0).unavailable);
+    CHECK(c3.policy_statuses[0].outcome == ObjectOutcome::unavailable);
+    CHECK(c3.policies.at(0).unavailable);
     CHECK(c3.state.roots.empty());
+    CHECK(judge_all(c3, "reg.test/corp/app:1").at(0).unmet == policy::Unmet::unavailable);
   }
 }
 
@@ -496,14 +497,27 @@ TEST_CASE("file policies link against the cluster and follow the same rules",
   CHECK(c2.file_problems.empty());
   CHECK_FALSE(c2.retry);
 
-  // the Secret disappears: the file policy keeps its last good version
+  // the Secret cannot be read for now: the file policy keeps its last good version
   in.secrets["sigil-system/fk"] =
-      secret_read_failure("sigil-system", "fk", make_error(Errc::not_found, "404"));
+      secret_read_failure("sigil-system", "fk", make_error(Errc::timeout, "deadline exceeded"));
   auto c3 = compile_cluster(in, c2.state, options());
   CHECK_FALSE(c3.policies[1].unavailable);
   REQUIRE(c3.file_problems.size() == 1);
   CHECK(c3.file_problems[0].find("previous version stays in force") != std::string::npos);
   CHECK(c3.kept == 1);
+
+  // the Secret is deleted: its key is no longer trusted, the policy denies what it matches
+  in.secrets["sigil-system/fk"] =
+      secret_read_failure("sigil-system", "fk", make_error(Errc::not_found, "404"));
+  auto c4 = compile_cluster(in, c3.state, options());
+  CHECK(c4.policies[1].unavailable);
+  CHECK(c4.kept == 0);
+  CHECK(judge_all(c4, "reg.test/s/a:1").at(0).unmet == policy::Unmet::unavailable);
+  // the TrustRoot is deleted too: the keyless file policy stops trusting its CA
+  in.trust_roots.clear();
+  auto c5 = compile_cluster(in, c4.state, options());
+  CHECK(c5.policies[0].unavailable);
+  CHECK(judge_all(c5, "reg.test/f/a:1").at(0).unmet == policy::Unmet::unavailable);
 }
 
 TEST_CASE("an unavailable ImagePolicy applies only to its namespace", "[app][compile_cluster]") {
@@ -612,4 +626,33 @@ TEST_CASE("parses are kept across compiles by uid and generation", "[app][compil
   auto refs = cluster_secret_refs(withref, parse_objects(withref, first), "sigil-system");
   REQUIRE(refs.size() == 1);
   CHECK(refs[0].name == "k");
+}
+
+TEST_CASE("a key Secret deleted or replaced by one without a key revokes the old key",
+          "[app][compile_cluster]") {
+  ClusterInputs in;
+  in.policies = {cip("rot", "reg.test/rot/**", key_secret("k"), 1)};
+  in.secrets["sigil-system/k"] = secret({{"cosign.pub", pem_a()}});
+  auto c1 = compile_cluster(in, {}, options());
+  REQUIRE(c1.policy_statuses[0].ready);
+  REQUIRE_FALSE(c1.policies[0].unavailable);
+
+  SECTION("deleted") {
+    in.secrets["sigil-system/k"] =
+        secret_read_failure("sigil-system", "k", make_error(Errc::not_found, "404"));
+  }
+  SECTION("its cosign.pub replaced by something that is not a key") {
+    in.secrets["sigil-system/k"] = secret({{"cosign.pub", "not a key"}}, "2");
+  }
+  SECTION("its cosign.pub removed (two other keys: none is the key)") {
+    in.secrets["sigil-system/k"] = secret({{"other", pem_b()}, {"notes", "rotated"}}, "2");
+  }
+  auto c2 = compile_cluster(in, c1.state, options());
+  REQUIRE(c2.policies.size() == 1);
+  CHECK(c2.policies[0].unavailable);
+  CHECK(c2.policy_statuses[0].outcome == ObjectOutcome::unavailable);
+  CHECK(c2.policy_statuses[0].reason == "SecretUnavailable");
+  CHECK(c2.state.policies.empty());
+  CHECK(c2.changed);
+  CHECK(judge_all(c2, "reg.test/rot/a:1").at(0).unmet == policy::Unmet::unavailable);
 }
