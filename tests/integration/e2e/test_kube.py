@@ -9,7 +9,8 @@ The contract under test:
   - each object gets status.observedGeneration and a Ready condition (True/Compiled, or
     False/Invalid naming the field, or False/SecretUnavailable) through PATCH .../status;
     a policy that fails to compile does not affect the others; an earlier good generation of
-    it stays in force; one that never compiled but whose globs can be read denies every image
+    it stays in force after a broken edit or a failed Secret read, never once its key Secret
+    or TrustRoot is deleted (the old key is revoked); one that never compiled but whose globs can be read denies every image
     it matches with POLICY_UNAVAILABLE (warns in warn mode) until it compiles, so a policy
     that cannot be compiled never lets through what it would have denied; a Secret read that
     fails with anything but 404 is retried with backoff, well before the resync;
