@@ -3,6 +3,7 @@
 // judge.cpp.
 #include "policy/policy.hpp"
 
+#include <atomic>
 #include <string>
 #include <utility>
 #include <vector>
@@ -90,8 +91,15 @@ Result<Policy> identity_policy(std::string_view subject, std::string_view subjec
   return p;
 }
 
+namespace {
+std::atomic<uint64_t> next_serial{1};
+}  // namespace
+
 PolicySet::PolicySet(std::vector<Policy> policies, NoMatch no_match, uint64_t generation)
-    : policies_(std::move(policies)), no_match_(no_match), generation_(generation) {
+    : policies_(std::move(policies)),
+      no_match_(no_match),
+      generation_(generation),
+      serial_(next_serial.fetch_add(1, std::memory_order_relaxed)) {
   for (const auto& p : policies_) has_namespaced_ = has_namespaced_ || !p.namespace_scope.empty();
 }
 

@@ -261,7 +261,11 @@ class PolicySet {
   bool has_namespaced() const noexcept { return has_namespaced_; }
   const std::vector<Policy>& policies() const noexcept { return policies_; }
   NoMatch no_match() const noexcept { return no_match_; }
+  // The generation the caller numbered this set with (logs, status, metrics).
   uint64_t generation() const noexcept { return generation_; }
+  // A number no other PolicySet of this process has had, whatever generation its caller gave
+  // it: what verdict cache keys name, so that two sets can never share a verdict.
+  uint64_t serial() const noexcept { return serial_; }
   // True when any matched policy needs signatures fetched (has a key or keyless authority and
   // is not unavailable).
   static bool needs_signatures(const std::vector<const Policy*>& matched);
@@ -270,6 +274,7 @@ class PolicySet {
   std::vector<Policy> policies_;
   NoMatch no_match_;
   uint64_t generation_;
+  uint64_t serial_;
   bool has_namespaced_ = false;
 };
 

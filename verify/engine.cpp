@@ -313,8 +313,9 @@ struct Engine::Impl {
   // Everything the verdict for (ref, digest) depends on, as a string. Two admissions share a
   // cached or in-flight verdict only when every part is equal:
   //  - the repository and the digest (signatures live in the repository);
-  //  - the policy generation and exactly which of its policies matched (globs match the tag:
-  //    `app:dev` and `app:prod` of one digest may answer to different policies);
+  //  - the policy set (its serial, unique in the process) and exactly which of its policies
+  //    matched (globs match the tag: `app:dev` and `app:prod` of one digest may answer to
+  //    different policies);
   //  - the namespace, when some signature source reads Secrets there;
   //  - the pod's credentials, where they cover a registry this verdict reads: what a registry
   //    shows with them (or without them: a 404 instead of a 401) is theirs alone;
@@ -341,8 +342,8 @@ struct Engine::Impl {
   std::string key_tail(const oci::Reference& ref, const policy::PolicySet& set,
                        const std::vector<const policy::Policy*>& matched, const Plan& plan,
                        const Context& context, const KmsKeys& kms) const {
-    std::string key = "#g";
-    key += std::to_string(set.generation());
+    std::string key = "#s";  // the set itself: generations are the caller's numbering
+    key += std::to_string(set.serial());
     key += "#p";
     const policy::Policy* base = set.policies().data();
     for (const policy::Policy* p : matched) {

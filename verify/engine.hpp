@@ -6,9 +6,9 @@
 // reason_map.hpp) and returns a Verdict (verdict.hpp), which holds facts, not text. Verdicts are
 // cached and identical in-flight verifications coalesced under a key of everything a verdict
 // depends on (verdict_key): the repository and digest, the exact set of matched policies of this
-// policy generation, the namespace where signature sources read its Secrets, and the pod's registry
-// credentials where they apply, and the fingerprint of every `key.kms` key in use (so a key
-// rotation retires the verdicts made with the old key at once). KMS keys come from a
+// policy set (PolicySet::serial), the namespace where signature sources read its Secrets, the
+// pod's registry credentials where they apply, and the fingerprint of every `key.kms` key in use
+// (so a key rotation retires the verdicts made with the old key at once). KMS keys come from a
 // KeyResolver (keys.hpp); when no signature verifies with one, the resolver is asked once to
 // look again (refetch_after_failure) and a changed key gets one more judgement. Registry failures
 // deny with REGISTRY_* / TIMEOUT (fail closed), say nothing about the registry's internals, and are

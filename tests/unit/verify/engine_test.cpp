@@ -768,12 +768,13 @@ TEST_CASE("past the admission's byte budget the image is denied, and it is not c
   }
   f.reg.attach("team/app", f.digest, layers);
   verify::Engine engine(f.reg, f.clock);
-  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  const auto policies = policies_for(f.key.pub_pem);  // one set: the cache key names it
+  auto v = run(engine, "reg.test/team/app:v1", policies);
   CHECK(v.outcome == verify::Outcome::denied);
   CHECK(v.reason == verify::Reason::budget_exceeded);
   CHECK(verify::message(v).find("budget") != std::string::npos);
   const auto before = f.reg.calls.load();
-  auto again = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  auto again = run(engine, "reg.test/team/app:v1", policies);
   CHECK_FALSE(again.cached);
   CHECK(f.reg.calls > before);
 }
@@ -799,16 +800,16 @@ TEST_CASE("'not signed' learnt from an ambiguous referrers answer is not cached"
   Fixture f;
   f.reg.referrers = Errc::not_found;  // NAME_UNKNOWN: the registry may well have the API
   verify::Engine engine(f.reg, f.clock);
-  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  const auto policies = policies_for(f.key.pub_pem);  // one set: the cache key names it
+  auto v = run(engine, "reg.test/team/app:v1", policies);
   CHECK(v.reason == verify::Reason::not_signed);
-  auto again = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  auto again = run(engine, "reg.test/team/app:v1", policies);
   CHECK_FALSE(again.cached);
   // A registry that plainly has no referrers API gives a definitive answer, remembered.
   f.reg.referrers = Errc::unsupported;
   verify::Engine other(f.reg, f.clock);
-  CHECK(run(other, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).reason ==
-        verify::Reason::not_signed);
-  CHECK(run(other, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).cached);
+  CHECK(run(other, "reg.test/team/app:v1", policies).reason == verify::Reason::not_signed);
+  CHECK(run(other, "reg.test/team/app:v1", policies).cached);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1498,11 +1499,12 @@ TEST_CASE("verify_cached never answers for a key.kms policy or requireDigest on 
   verify::Engine engine(f.reg, f.clock, o);
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
   const std::string pinned = "reg.test/team/app@" + f.digest;
-  REQUIRE(run(engine, pinned, kms_policies()).outcome == verify::Outcome::allowed);
+  const auto policies = kms_policies();
+  REQUIRE(run(engine, pinned, policies).outcome == verify::Outcome::allowed);
   // The verdict is cached, but its key names the KMS key's fingerprint, read through the
   // resolver (which may wait): that path is verify()'s.
-  CHECK_FALSE(engine.verify_cached(pinned, kms_policies(), {}).has_value());
-  CHECK(run(engine, pinned, kms_policies()).cached);
+  CHECK_FALSE(engine.verify_cached(pinned, policies, {}).has_value());
+  CHECK(run(engine, pinned, policies).cached);
 }
 
 TEST_CASE("verify_cached: what it remembers of an image is per namespace and per credentials",
@@ -1539,4 +1541,23 @@ TEST_CASE("verify_cached: what it remembers of an image is per namespace and per
   CHECK(engine.verify_cached(pinned, stricter, in_ns("team-b", creds, "id-1")).has_value());
   CHECK_FALSE(engine.verify_cached(pinned, stricter, in_ns("team-b", creds, "id-2")).has_value());
   CHECK_FALSE(engine.verify_cached(pinned, stricter, in_ns("team-b", creds, "")).has_value());
+}
+
+TEST_CASE("two policy sets never share a verdict, even numbered with one generation") {
+  // Generations are the caller's numbering (files, the cluster): the cache key names the set.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  auto trusts_key = policies_for(f.key.pub_pem, "enforce", policy::NoMatch::deny, 7);
+  auto trusts_other = policies_for(f.other.pub_pem, "enforce", policy::NoMatch::deny, 7);
+  CHECK(run(engine, pinned, trusts_key).outcome == verify::Outcome::allowed);
+  auto other = run(engine, pinned, trusts_other);
+  CHECK(other.outcome == verify::Outcome::denied);
+  CHECK_FALSE(other.cached);
+  CHECK_FALSE(engine
+                  .verify_cached(pinned,
+                                 policies_for(f.other.pub_pem, "enforce", policy::NoMatch::deny, 7),
+                                 {})
+                  .has_value());
 }
