@@ -8,7 +8,8 @@
 #   4. the libFuzzer targets built with clang and each run briefly on its corpus, two at a time
 #   5. the main build with -Werror running the whole suite; its ctest summary ends the output
 # Each stage prints its wall time, and a table of them all comes just before the last summary.
-# SIGIL_QUICK=1 skips steps 2 to 4 (for a fast local loop).
+# SIGIL_QUICK=1 skips steps 2 to 4 (for a fast local loop). Every build keeps line tables only
+# (SIGIL_DEBUG_INFO=lines): sanitizer and crash traces keep file:line, compiles take ~25% less.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -45,7 +46,7 @@ fi
 
 if [ "${SIGIL_QUICK:-0}" != 1 ]; then
   stage "sanitizer build (ASan + UBSan)"
-  cmake --preset asan >/dev/null
+  cmake --preset asan -DSIGIL_DEBUG_INFO=lines >/dev/null
   ninja -C build-asan -j"$JOBS"
 
   stage "sanitizer tests"
@@ -75,7 +76,7 @@ if [ "${SIGIL_QUICK:-0}" != 1 ]; then
   fi
 
   stage "libFuzzer targets: build (clang)"
-  cmake --preset fuzz >/dev/null
+  cmake --preset fuzz -DSIGIL_DEBUG_INFO=lines >/dev/null
   ninja -C build-fuzz -j"$JOBS" $(ninja -C build-fuzz -t targets all | grep -o '^fuzz_[a-z0-9_]*' | sort -u)
 
   stage "libFuzzer targets: ${FUZZ_SECONDS} s each"
@@ -96,7 +97,7 @@ if [ "${SIGIL_QUICK:-0}" != 1 ]; then
 fi
 
 stage "main build (-Werror)"
-cmake --preset dev >/dev/null
+cmake --preset dev -DSIGIL_DEBUG_INFO=lines >/dev/null
 ninja -C build -j"$JOBS"
 
 stage "the whole suite"
