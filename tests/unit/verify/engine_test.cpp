@@ -141,6 +141,10 @@ class FakeRegistry final : public registry::Client {
   bool has_credentials_for(const std::string& registry) const override {
     return own_credentials && registry == "reg.test";
   }
+  // As the real client: the pod's credentials cover a registry they hold an entry for.
+  bool covers(const registry::PullCredentials& creds, const std::string& registry) const override {
+    return creds != nullptr && creds->auths.count(registry) != 0;
+  }
 
   // Attach a legacy cosign signature (one layer per entry) to image digest in repo.
   void attach(const std::string& repo, const std::string& image_digest,
@@ -1541,6 +1545,31 @@ TEST_CASE("verify_cached: what it remembers of an image is per namespace and per
   CHECK(engine.verify_cached(pinned, stricter, in_ns("team-b", creds, "id-1")).has_value());
   CHECK_FALSE(engine.verify_cached(pinned, stricter, in_ns("team-b", creds, "id-2")).has_value());
   CHECK_FALSE(engine.verify_cached(pinned, stricter, in_ns("team-b", creds, "")).has_value());
+}
+
+TEST_CASE("verify_cached: credentials without an id are never remembered as another's",
+          "[fastpath]") {
+  // Two pods whose pull secrets carry no id: one holds reg.test, the other only another host.
+  // What verify_cached made of the image for the first (a verdict key naming its credentials)
+  // must not be answered to the second, who does not hold them.
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  auto set = policies_for(f.key.pub_pem, "enforce", policy::NoMatch::deny, 1);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  auto holds = std::make_shared<registry::DockerConfig>();
+  holds->auths["reg.test"] = registry::Credential{"user", "pass", ""};
+  auto elsewhere = std::make_shared<registry::DockerConfig>();
+  elsewhere->auths["other.test"] = registry::Credential{"user", "pass", ""};
+  CHECK_FALSE(engine.verify_cached(pinned, set, in_ns("team", holds, "")).has_value());
+  CHECK(run(engine, pinned, set, 5s, in_ns("team", holds, "")).reason ==
+        verify::Reason::not_signed);
+  // Its verdict is cached under its credentials (an empty id: the same for every such pod) ...
+  REQUIRE(engine.verify_cached(pinned, set, in_ns("team", holds, "")).has_value());
+  // ... and the pod without reg.test's credentials is not handed it.
+  CHECK_FALSE(engine.verify_cached(pinned, set, in_ns("team", elsewhere, "")).has_value());
+  auto own = run(engine, pinned, set, 5s, in_ns("team", elsewhere, ""));
+  CHECK(own.reason == verify::Reason::not_signed);
+  CHECK_FALSE(own.cached);
 }
 
 TEST_CASE("two policy sets never share a verdict, even numbered with one generation") {
