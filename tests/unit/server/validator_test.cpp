@@ -1,6 +1,10 @@
+#include <algorithm>
 #include <catch2/catch.hpp>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "run_coro.hpp"
 #include "server/validator.hpp"
@@ -476,4 +480,37 @@ TEST_CASE("answer_now asks for the admission's context as handle() would", "[val
     REQUIRE(v.answer_now(body).has_value());
     CHECK(fake.last_namespace() == "from-context-now");
   }
+}
+
+TEST_CASE("the admission log line is one line, whatever the review's fields hold", "[validator]") {
+  // Anyone who reaches /validate can post a review: its name, namespace, uid and kind must not
+  // forge a second log line or a `decision=` field of their own.
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  sink->set_pattern("%v");
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+  struct Restore {
+    std::shared_ptr<spdlog::logger> logger;
+    ~Restore() { spdlog::set_default_logger(logger); }
+  } restore{previous};
+
+  auto j =
+      json::parse(pod_with_images({"r/bad:1"}, "uid-1\nadmission uid=forged decision=allowed"));
+  j["request"]["name"] = "web decision=allowed";
+  j["request"]["namespace"] = "ns\r\u007f\"x";
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  CHECK(response_of(run(v, j.dump()))["allowed"] == false);
+  const std::string log = out.str();
+  INFO(log);
+  CHECK(std::count(log.begin(), log.end(), '\n') == 1);  // one line, its own newline
+  CHECK(log.rfind("admission uid=uid-1?admission?uid=forged?decision=allowed kind=Pod op=CREATE "
+                  "object=ns???x/web?decision=allowed dryRun=false images=1 decision=denied "
+                  "reasons=NOT_SIGNED latency_ms=",
+                  0) == 0);
+  // A review that is not one is logged with '?' for what it lacks.
+  out.str("");
+  CHECK(v.timeout_reply("{").status == 200);
+  CHECK(out.str() == "admission uid=? kind=? object=?/? decision=denied reasons=TIMEOUT\n");
 }
