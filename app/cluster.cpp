@@ -2,6 +2,7 @@
 #include "app/cluster.hpp"
 
 #include "app/compile_cluster.hpp"
+#include "app/pull_secrets.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -80,6 +81,7 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   std::function<void(std::shared_ptr<const policy::PolicySet>)> publish;
   policy::DefaultTrustRoot default_root;
   kube::SecretCache cache;
+  PullSecretParses parses;  // the admissions' pull secrets, parsed once per version
   kube::StatusWriter cip_status, ip_status, tr_status;
   std::unique_ptr<kube::Reflector> cips, ips, trs;
   asio::steady_timer resync_timer;
@@ -456,62 +458,22 @@ ClusterPolicies::Stats ClusterPolicies::stats() const {
 
 namespace {
 
-struct PullCredentials {
-  std::shared_ptr<registry::DockerConfig> config;
-  std::string id;
-};
-
-// Adds what one pull secret holds (dockerconfigjson or dockercfg; others skipped) to out, the
-// first credential for a host winning as in the kubelet.
-void add_pull_secret(PullCredentials& out, const std::string& ns, const std::string& name,
-                     const Result<std::shared_ptr<const kube::Secret>>& s) {
-  if (!s.ok()) {
-    if (s.error().code != Errc::not_found) {
-      spdlog::warn("admission: pull secret {}/{}: {}", ns, name, s.error().message);
-    }
-    return;
-  }
-  const kube::Secret& secret = **s;
-  Result<registry::DockerConfig> parsed = make_error(Errc::not_found, "not a pull secret");
-  if (auto it = secret.data.find(".dockerconfigjson");
-      secret.type == "kubernetes.io/dockerconfigjson" && it != secret.data.end()) {
-    parsed = registry::parse_docker_config(it->second);
-  } else if (auto it2 = secret.data.find(".dockercfg");
-             secret.type == "kubernetes.io/dockercfg" && it2 != secret.data.end()) {
-    parsed = registry::parse_dockercfg(it2->second);
-  }
-  if (!parsed.ok()) {
-    if (parsed.error().code != Errc::not_found) {
-      spdlog::warn("admission: pull secret {}/{} is malformed: {}", ns, name,
-                   parsed.error().message);
-    }
-    return;
-  }
-  registry::merge_into(*out.config, *parsed);
-  out.id += "|" + name + "@" + secret.meta.resource_version;
-}
-
-PullCredentials no_pull_credentials(const std::string& ns) {
-  PullCredentials out;
-  out.config = std::make_shared<registry::DockerConfig>();
-  out.id = ns;
-  return out;
-}
-
 // The registry credentials held by the named pull secrets of ns.
-asio::awaitable<PullCredentials> read_pull_secrets(kube::SecretCache& cache, const std::string& ns,
+asio::awaitable<PullCredentials> read_pull_secrets(kube::SecretCache& cache,
+                                                   PullSecretParses& parses, const std::string& ns,
                                                    const std::vector<std::string>& names,
                                                    Deadline deadline) {
   PullCredentials out = no_pull_credentials(ns);
   for (const auto& name : names) {
     auto s = co_await cache.secret(ns, name, deadline);
-    add_pull_secret(out, ns, name, s);
+    parses.add(out, ns, name, s);
   }
   co_return out;
 }
 
 // read_pull_secrets from the cache alone: nullopt when some secret is not in it.
-std::optional<PullCredentials> cached_pull_secrets(kube::SecretCache& cache, const std::string& ns,
+std::optional<PullCredentials> cached_pull_secrets(kube::SecretCache& cache,
+                                                   PullSecretParses& parses, const std::string& ns,
                                                    const std::vector<std::string>& names) {
   std::vector<Result<std::shared_ptr<const kube::Secret>>> found;
   found.reserve(names.size());
@@ -521,7 +483,7 @@ std::optional<PullCredentials> cached_pull_secrets(kube::SecretCache& cache, con
     found.push_back(std::move(*s));
   }
   PullCredentials out = no_pull_credentials(ns);
-  for (size_t i = 0; i < names.size(); ++i) add_pull_secret(out, ns, names[i], found[i]);
+  for (size_t i = 0; i < names.size(); ++i) parses.add(out, ns, names[i], found[i]);
   return out;
 }
 
@@ -543,15 +505,16 @@ void add_account_secrets(std::vector<std::string>& names, const std::string& ns,
 namespace {
 
 // Signature sources' signaturePullSecrets come from the admitted object's namespace too.
-// cache: an aliasing pointer that keeps its owner alive as long as the function.
+// cache, parses: aliasing pointers that keep their owner alive as long as the function.
 decltype(verify::Context::source_credentials) source_credentials_in(
-    std::shared_ptr<kube::SecretCache> cache, std::string ns) {
-  return [cache = std::move(cache), ns = std::move(ns)](
+    std::shared_ptr<kube::SecretCache> cache, std::shared_ptr<PullSecretParses> parses,
+    std::string ns) {
+  return [cache = std::move(cache), parses = std::move(parses), ns = std::move(ns)](
              std::vector<std::string> names,
              Deadline dl) -> asio::awaitable<registry::PullCredentials> {
     auto budget_for_source =
         std::min(dl, std::chrono::steady_clock::now() + std::chrono::seconds(2));
-    auto creds = co_await read_pull_secrets(*cache, ns, names, budget_for_source);
+    auto creds = co_await read_pull_secrets(*cache, *parses, ns, names, budget_for_source);
     if (creds.config->auths.empty()) co_return registry::PullCredentials{};
     co_return registry::PullCredentials(std::move(creds.config));
   };
@@ -577,14 +540,16 @@ asio::awaitable<verify::Context> ClusterPolicies::context_for(const admission::R
   const std::string ns = request.namespace_;
   auto impl = impl_;
   ctx.source_credentials =
-      source_credentials_in(std::shared_ptr<kube::SecretCache>(impl, &impl->cache), ns);
+      source_credentials_in(std::shared_ptr<kube::SecretCache>(impl, &impl->cache),
+                            std::shared_ptr<PullSecretParses>(impl, &impl->parses), ns);
   std::vector<std::string> names = request.image_pull_secrets;
   if (!request.service_account.empty()) {
     auto sa = co_await impl->cache.service_account(ns, request.service_account, budget);
     add_account_secrets(names, ns, request.service_account, sa);
   }
   if (names.empty()) co_return ctx;
-  use_pull_credentials(ctx, co_await read_pull_secrets(impl->cache, ns, names, budget));
+  use_pull_credentials(ctx,
+                       co_await read_pull_secrets(impl->cache, impl->parses, ns, names, budget));
   co_return ctx;
 }
 
@@ -594,7 +559,8 @@ std::optional<verify::Context> ClusterPolicies::context_now(const admission::Req
   if (request.namespace_.empty()) return ctx;
   const std::string& ns = request.namespace_;
   ctx.source_credentials =
-      source_credentials_in(std::shared_ptr<kube::SecretCache>(impl_, &impl_->cache), ns);
+      source_credentials_in(std::shared_ptr<kube::SecretCache>(impl_, &impl_->cache),
+                            std::shared_ptr<PullSecretParses>(impl_, &impl_->parses), ns);
   std::vector<std::string> names = request.image_pull_secrets;
   if (!request.service_account.empty()) {
     auto sa = impl_->cache.cached_service_account(ns, request.service_account);
@@ -602,7 +568,7 @@ std::optional<verify::Context> ClusterPolicies::context_now(const admission::Req
     add_account_secrets(names, ns, request.service_account, *sa);
   }
   if (names.empty()) return ctx;
-  auto creds = cached_pull_secrets(impl_->cache, ns, names);
+  auto creds = cached_pull_secrets(impl_->cache, impl_->parses, ns, names);
   if (!creds) return std::nullopt;
   use_pull_credentials(ctx, std::move(*creds));
   return ctx;

@@ -1,0 +1,82 @@
+#include "app/pull_secrets.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace sigil::app {
+namespace {
+
+// The same Secret version: the cache's own object, or a re-read of it (same uid and
+// resourceVersion, which the API server changes on every write).
+bool same_version(const kube::Secret& a, const kube::Secret& b) {
+  return !a.meta.resource_version.empty() && a.meta.resource_version == b.meta.resource_version &&
+         a.meta.uid == b.meta.uid;
+}
+
+}  // namespace
+
+PullCredentials no_pull_credentials(const std::string& ns) {
+  PullCredentials out;
+  out.config = std::make_shared<registry::DockerConfig>();
+  out.id = ns;
+  return out;
+}
+
+std::shared_ptr<const PullSecretParses::Entry> PullSecretParses::parsed(
+    const std::string& ns, const std::string& name,
+    const std::shared_ptr<const kube::Secret>& secret) {
+  // Length-prefixed: no namespace and name can spell another pair's key.
+  std::string key = std::to_string(ns.size());
+  key += ':';
+  key += ns;
+  key += name;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = entries_.find(key);
+        it != entries_.end() &&
+        (it->second->secret == secret || same_version(*it->second->secret, *secret))) {
+      return it->second;
+    }
+  }
+  auto entry = std::make_shared<Entry>();
+  entry->secret = secret;
+  Result<registry::DockerConfig> config = make_error(Errc::not_found, "not a pull secret");
+  if (auto it = secret->data.find(".dockerconfigjson");
+      secret->type == "kubernetes.io/dockerconfigjson" && it != secret->data.end()) {
+    config = registry::parse_docker_config(it->second);
+  } else if (auto it2 = secret->data.find(".dockercfg");
+             secret->type == "kubernetes.io/dockercfg" && it2 != secret->data.end()) {
+    config = registry::parse_dockercfg(it2->second);
+  }
+  if (config.ok()) {
+    entry->config = std::move(*config);
+  } else if (config.error().code != Errc::not_found) {
+    spdlog::warn("admission: pull secret {}/{} (resourceVersion {}) is malformed: {}", ns, name,
+                 secret->meta.resource_version, config.error().message);
+  }
+  std::lock_guard lock(mu_);
+  ++parses_;
+  if (entries_.size() >= kMaxEntries) entries_.clear();
+  entries_[key] = entry;
+  return entry;
+}
+
+void PullSecretParses::add(PullCredentials& out, const std::string& ns, const std::string& name,
+                           const Result<std::shared_ptr<const kube::Secret>>& s) {
+  if (!s.ok()) {
+    if (s.error().code != Errc::not_found) {
+      spdlog::warn("admission: pull secret {}/{}: {}", ns, name, s.error().message);
+    }
+    return;
+  }
+  const auto entry = parsed(ns, name, *s);
+  if (!entry->config) return;
+  registry::merge_into(*out.config, *entry->config);
+  out.id += "|" + name + "@" + entry->secret->meta.resource_version;
+}
+
+size_t PullSecretParses::parses() const {
+  std::lock_guard lock(mu_);
+  return parses_;
+}
+
+}  // namespace sigil::app

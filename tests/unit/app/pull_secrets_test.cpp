@@ -1,0 +1,136 @@
+#include "app/pull_secrets.hpp"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+using sigil::Errc;
+using sigil::make_error;
+using sigil::Result;
+using sigil::app::no_pull_credentials;
+using sigil::app::PullSecretParses;
+using sigil::kube::Secret;
+
+namespace {
+
+std::shared_ptr<const Secret> pull_secret(const std::string& rv, const std::string& password,
+                                          const std::string& uid = "uid-1") {
+  auto s = std::make_shared<Secret>();
+  s->meta.name = "regcred";
+  s->meta.namespace_ = "team";
+  s->meta.uid = uid;
+  s->meta.resource_version = rv;
+  s->type = "kubernetes.io/dockerconfigjson";
+  s->data[".dockerconfigjson"] =
+      R"({"auths":{"reg.test":{"username":"robot","password":")" + password + R"("}}})";
+  return s;
+}
+
+Result<std::shared_ptr<const Secret>> ok(std::shared_ptr<const Secret> s) {
+  return s;
+}
+
+// Captures what is logged through spdlog's default logger while alive.
+struct LogCapture {
+  std::ostringstream out;
+  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+  LogCapture() {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+    sink->set_pattern("%v");
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous); }
+  size_t count(const std::string& what) const {
+    const std::string text = out.str();
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a pull secret is parsed once per version, and a new version is read anew") {
+  PullSecretParses parses;
+  const auto v1 = pull_secret("100", "first");
+  for (int i = 0; i < 3; ++i) {
+    auto creds = no_pull_credentials("team");
+    parses.add(creds, "team", "regcred", ok(v1));
+    REQUIRE(creds.config->auths.count("reg.test") == 1);
+    CHECK(creds.config->auths.at("reg.test").password == "first");
+    CHECK(creds.id == "team|regcred@100");
+  }
+  CHECK(parses.parses() == 1);
+  // The cache's re-read of the same version (a new object, same uid and resourceVersion).
+  auto creds = no_pull_credentials("team");
+  parses.add(creds, "team", "regcred", ok(pull_secret("100", "first")));
+  CHECK(parses.parses() == 1);
+  // A write gives a new resourceVersion: its credentials, not the remembered ones.
+  creds = no_pull_credentials("team");
+  parses.add(creds, "team", "regcred", ok(pull_secret("101", "rotated")));
+  CHECK(parses.parses() == 2);
+  CHECK(creds.config->auths.at("reg.test").password == "rotated");
+  CHECK(creds.id == "team|regcred@101");
+  // Deleted and re-created under the same name: a new uid, even if a resourceVersion repeats.
+  creds = no_pull_credentials("team");
+  parses.add(creds, "team", "regcred", ok(pull_secret("101", "recreated", "uid-2")));
+  CHECK(parses.parses() == 3);
+  CHECK(creds.config->auths.at("reg.test").password == "recreated");
+}
+
+TEST_CASE("pull secrets of two namespaces or names are never taken for each other") {
+  PullSecretParses parses;
+  auto a = no_pull_credentials("a");
+  parses.add(a, "a", "bc", ok(pull_secret("7", "of-a")));
+  // The same uid and resourceVersion (a real API server never repeats a uid): the key alone
+  // must keep a/bc and ab/c apart.
+  auto b = no_pull_credentials("ab");
+  parses.add(b, "ab", "c", ok(pull_secret("7", "of-ab")));
+  CHECK(parses.parses() == 2);
+  CHECK(a.config->auths.at("reg.test").password == "of-a");
+  CHECK(b.config->auths.at("reg.test").password == "of-ab");
+}
+
+TEST_CASE("a malformed pull secret adds nothing and is reported once per version") {
+  LogCapture log;
+  PullSecretParses parses;
+  auto bad = std::make_shared<Secret>(*pull_secret("5", "x"));
+  bad->data[".dockerconfigjson"] = R"({"auths":{"reg.test":{"auth":"not base64!"}}})";
+  for (int i = 0; i < 5; ++i) {
+    auto creds = no_pull_credentials("team");
+    parses.add(creds, "team", "regcred", ok(bad));
+    CHECK(creds.config->auths.empty());
+    CHECK(creds.id == "team");
+  }
+  CHECK(log.count("pull secret team/regcred (resourceVersion 5) is malformed") == 1);
+  CHECK(log.out.str().find("not base64!") == std::string::npos);  // no secret text in logs
+
+  // Another type of Secret is no pull secret: nothing added, nothing reported.
+  auto opaque = std::make_shared<Secret>(*pull_secret("6", "x"));
+  opaque->type = "Opaque";
+  auto creds = no_pull_credentials("team");
+  parses.add(creds, "team", "regcred", ok(opaque));
+  CHECK(creds.config->auths.empty());
+  CHECK(log.count("regcred (resourceVersion 6)") == 0);
+
+  // A missing Secret is not reported (the kubelet ignores it too); a failed read is.
+  parses.add(creds, "team", "gone", make_error(Errc::not_found, "secrets \"gone\" not found"));
+  parses.add(creds, "team", "denied", make_error(Errc::unauthorized, "HTTP 403"));
+  CHECK(log.count("team/gone") == 0);
+  CHECK(log.count("pull secret team/denied: HTTP 403") == 1);
+  CHECK(creds.config->auths.empty());
+}
+
+TEST_CASE("the first pull secret holding a host wins, as in the kubelet") {
+  PullSecretParses parses;
+  auto creds = no_pull_credentials("team");
+  parses.add(creds, "team", "first", ok(pull_secret("1", "one", "u1")));
+  parses.add(creds, "team", "second", ok(pull_secret("2", "two", "u2")));
+  CHECK(creds.config->auths.at("reg.test").password == "one");
+  CHECK(creds.id == "team|first@1|second@2");
+}
