@@ -39,6 +39,16 @@ Webhook::Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolici
         return engine_.verify_cached(image, store_.get(), context);
       },
       [this](const admission::Request& request) { return context_now(request); });
+  // /mutate's: the same, for a Pod pinned to the digest it gets (the tag cache may answer).
+  mutator_.set_now(
+      [this](const std::string& image, const verify::Context& context) {
+        return engine_.verify_cached(image, store_.get(), context);
+      },
+      [this](const admission::Request& request) {
+        auto context = context_now(request);
+        if (context) context->pins_digest = true;
+        return context;
+      });
   // Each /validate verdict counted once by reason, whichever path judged it (/mutate is not
   // counted, so an image pinned then validated counts once).
   if (metrics_ != nullptr) {

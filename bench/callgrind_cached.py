@@ -3,6 +3,7 @@
 
 usage: bench/callgrind_cached.py [--build build] [--requests 2000] [--threads 1]
                                  [--log-level info] [--keep DIR] [--top 15]
+                                 [--route validate|mutate]
 
 bench/run.sh (a) measures requests/s; on a shared two-core machine that number moves by 10-20%
 from run to run. This counts instructions instead (stable to a fraction of a percent): a real
@@ -64,12 +65,13 @@ def free_port():
 class Client:
     """One keep-alive TLS connection posting the same body."""
 
-    def __init__(self, port, ca):
+    def __init__(self, port, ca, path="/validate"):
         ctx = ssl.create_default_context(cafile=ca)
         self.conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=120)
+        self.path = path
 
     def post(self, body):
-        self.conn.request("POST", "/validate?timeout=30s", body=body,
+        self.conn.request("POST", self.path + "?timeout=30s", body=body,
                           headers={"Content-Type": "application/json"})
         r = self.conn.getresponse()
         data = r.read()
@@ -104,14 +106,14 @@ def total_ir(path):
     raise RuntimeError(f"no totals in {path}")
 
 
-def measure(name, cmd, port, ca, body, n, w, expect_allowed=True):
+def measure(name, cmd, port, ca, body, n, w, expect_allowed=True, path="/validate"):
     out = f"{w}/callgrind.{name}"
     vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p"]
     log = open(f"{w}/{name}.log", "w")
     proc = subprocess.Popen(vg + cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(port, ca, proc)
-        c = Client(port, ca)
+        c = Client(port, ca, path)
         for _ in range(20):  # warm: the verdict cache, the allocator, the connection
             rev = c.post(body)
         if rev["response"]["allowed"] is not expect_allowed:
@@ -189,6 +191,10 @@ def main():
     ap.add_argument("--keep", help="work directory to keep (default: a temporary one, removed)")
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--only", choices=["sigil", "bare"], help="measure one server only")
+    ap.add_argument("--route", choices=["validate", "mutate"], default="validate",
+                    help="validate: a Pod by digest to /validate (default); mutate: a Pod by tag "
+                         "to /mutate, sigil with pinning on and a 60 s tag cache (the warm "
+                         "mutate path: the tag cache, then the verdict cache)")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if not shutil.which(tool):
@@ -213,8 +219,15 @@ def main():
                     "".join("          " + line + "\n" for line in pub.splitlines()))
         make_cert(w)
         review = json.load(open(os.path.join(ROOT, "examples/admission/pod-create-kubectl-run.json")))
+        mutate = args.route == "mutate"
         review["request"]["object"]["spec"]["containers"][0]["image"] = \
-            f"{reg_addr}/bench/app00@{digest}"
+            f"{reg_addr}/bench/app00:v1" if mutate else f"{reg_addr}/bench/app00@{digest}"
+        path = "/" + args.route
+        extra = []
+        if mutate:
+            with open(f"{w}/config.yaml", "w") as f:
+                f.write("pinning: true\ncache: {tagTtl: 60s}\n")
+            extra = ["--config", f"{w}/config.yaml"]
         body = json.dumps(review).encode()
         ca = f"{w}/ca.crt"
         results = {}
@@ -223,16 +236,17 @@ def main():
             results["bare"] = measure(
                 "bare", [f"{args.build}/bench_bare_responder", "--listen", f"127.0.0.1:{port}",
                          "--cert", f"{w}/tls.crt", "--key", f"{w}/tls.key", "--threads",
-                         str(args.threads)], port, ca, body, args.requests, w)
+                         str(args.threads)], port, ca, body, args.requests, w, path=path)
         if args.only in (None, "sigil"):
             port = free_port()
             results["sigil"] = measure(
                 "sigil", [f"{args.build}/sigil", "serve", "--listen", f"127.0.0.1:{port}",
                           "--tls-cert", f"{w}/tls.crt", "--tls-key", f"{w}/tls.key", "--policy",
                           f"{w}/policy.yaml", "--insecure-registry", reg_addr, "--threads",
-                          str(args.threads), "--log-level", args.log_level],
-                port, ca, body, args.requests, w)
-        print(f"instructions per cached admission (callgrind, {args.requests} requests by digest "
+                          str(args.threads), "--log-level", args.log_level] + extra,
+                port, ca, body, args.requests, w, path=path)
+        by = "by tag to /mutate, pinning on" if mutate else "by digest"
+        print(f"instructions per cached admission (callgrind, {args.requests} requests {by} "
               f"on one keep-alive TLS connection, body {len(body)} bytes, threads={args.threads})")
         for name, (ir, dump) in results.items():
             print(f"  {name:6s} {ir:12.0f}   ({dump})")

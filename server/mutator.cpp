@@ -11,6 +11,7 @@
 
 #include "admission/admission.hpp"
 #include "common/encoding.hpp"
+#include "common/json_text.hpp"
 #include "oci/reference.hpp"
 
 namespace sigil::server {
@@ -58,75 +59,101 @@ std::string pin_image(std::string_view image, std::string_view digest) {
 Mutator::Mutator(VerifyImage verify_image, MakeContext make_context)
     : verify_image_(std::move(verify_image)), make_context_(std::move(make_context)) {}
 
-asio::awaitable<HttpReply> Mutator::handle(std::string_view body, Deadline deadline) const {
-  const auto start = std::chrono::steady_clock::now();
-  auto decoded = admission::decode_review(body);
+namespace {
+
+// The line logged per mutation; the request's fields made one-line safe (append_log_value).
+void log_mutation(const admission::Request& req, size_t pinned, std::string_view detail,
+                  std::chrono::steady_clock::time_point start) {
+  if (!spdlog::default_logger_raw()->should_log(spdlog::level::info)) return;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+  std::string line = "mutation uid=";
+  line.reserve(160);
+  append_log_value(line, req.uid);
+  line += " kind=";
+  append_log_value(line, req.kind);
+  line += " op=";
+  append_log_value(line, req.operation);
+  line += " object=";
+  append_log_value(line, req.namespace_);
+  line += '/';
+  append_log_value(line, req.name);
+  line += " images=";
+  line += std::to_string(req.images.size());
+  line += " pinned=";
+  line += std::to_string(pinned);
+  line += " detail=";
+  line += detail.empty() ? std::string_view("-") : detail;
+  line += " latency_ms=";
+  line += std::to_string(ms);
+  spdlog::info(line);
+}
+
+// The new tag-only image uses of a Pod, and their distinct images (first-seen order).
+struct ToPin {
+  std::vector<const admission::ImageUse*> uses;
+  std::vector<std::string> images;
+};
+
+// The start of handle() and answer_now(): the answer when nothing is to be pinned (not a
+// review, not a Pod's spec, no new tag), else nullopt with `out` filled.
+std::optional<HttpReply> answer_without_pinning(std::string_view body,
+                                                const Result<admission::Request>& decoded,
+                                                ToPin& out,
+                                                std::chrono::steady_clock::time_point start) {
   if (!decoded) {
     // A review whose object sigil cannot read (the API server runs mutating webhooks before it
     // validates the object, so an empty image can get here) is admitted unchanged: /validate
     // and the API server's own validation decide about it.
     const std::string uid = admission::review_uid(body);
-    spdlog::warn("mutation uid={}: AdmissionReview not decoded, nothing patched: {}",
-                 uid.empty() ? "?" : uid, truncate_politely(decoded.error().message, 200));
+    std::string line = "mutation uid=";
+    append_log_value(line, uid.empty() ? "?" : uid);
+    line += ": AdmissionReview not decoded, nothing patched: ";
+    line += truncate_politely(decoded.error().message, 200);
+    spdlog::warn(line);
     if (uid.empty()) {
       nlohmann::json j;
       j["error"] = "malformed AdmissionReview: " + decoded.error().message;
-      co_return HttpReply{400, "application/json",
-                          j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+      return HttpReply{400, "application/json",
+                       j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
     }
-    co_return allowed_unchanged(uid);
+    return allowed_unchanged(uid);
   }
   const admission::Request& req = *decoded;
-
-  auto log_line = [&](size_t pinned, const std::string& detail) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - start)
-                        .count();
-    spdlog::info(
-        "mutation uid={} kind={} op={} object={}/{} images={} pinned={} detail={} "
-        "latency_ms={}",
-        req.uid, req.kind, req.operation, req.namespace_, req.name, req.images.size(), pinned,
-        detail.empty() ? "-" : detail, ms);
-  };
-
   // Pods only (never workload templates), and only their spec or ephemeral containers.
   const bool pod = req.resource_group.empty() && req.resource == "pods" && req.judged &&
                    (req.sub_resource.empty() || req.sub_resource == "ephemeralcontainers");
   if (!pod) {
-    log_line(0, "NOT_A_POD_SPEC_WRITE");
-    co_return allowed_unchanged(req.uid);
+    log_mutation(req, 0, "NOT_A_POD_SPEC_WRITE", start);
+    return allowed_unchanged(req.uid);
   }
-
   // The new tag-only uses: on UPDATE, an image already at its place is left as it is (rewriting
   // it would restart its container).
-  std::vector<const admission::ImageUse*> uses;
-  std::vector<std::string> images;  // distinct, first-seen order
   for (const admission::ImageUse* use : admission::new_image_uses(req)) {
     auto ref = oci::parse_reference(use->image);
     if (!ref || ref->has_digest()) continue;
-    uses.push_back(use);
-    if (std::find(images.begin(), images.end(), use->image) == images.end()) {
-      images.push_back(use->image);
+    out.uses.push_back(use);
+    if (std::find(out.images.begin(), out.images.end(), use->image) == out.images.end()) {
+      out.images.push_back(use->image);
     }
   }
-  if (images.empty()) {
-    log_line(0, "NO_TAG_TO_PIN");
-    co_return allowed_unchanged(req.uid);
+  if (out.images.empty()) {
+    log_mutation(req, 0, "NO_TAG_TO_PIN", start);
+    return allowed_unchanged(req.uid);
   }
+  return std::nullopt;
+}
 
-  const verify::Context context = co_await build_context(make_context_, req, deadline);
-  const std::vector<verify::Verdict> verdicts =
-      co_await verify_all(verify_image_, images, context, deadline);
-
-  // Past the deadline the Server has already answered for us: nothing more to say.
-  if (std::chrono::steady_clock::now() >= deadline) {
-    log_line(0, "TIMEOUT");
-    co_return allowed_unchanged(req.uid);
-  }
-
+// The reply from the images' verdicts (both paths end here): each image pinned to the digest
+// its verdict names, when it names one.
+HttpReply pin_reply(const admission::Request& req, const ToPin& to_pin,
+                    const std::vector<verify::Verdict>& verdicts,
+                    std::chrono::steady_clock::time_point start) {
+  const std::vector<std::string>& images = to_pin.images;
   std::map<std::string, std::string> pinned_as;  // image -> pinned reference
   std::string unresolved;
-  nlohmann::json summary = nlohmann::json::object();
+  std::map<std::string_view, std::string_view> summary;  // image -> digest, for the annotation
   for (size_t i = 0; i < images.size(); ++i) {
     std::string pinned = pin_image(images[i], verdicts[i].digest);
     if (pinned.empty()) {
@@ -137,11 +164,11 @@ asio::awaitable<HttpReply> Mutator::handle(std::string_view body, Deadline deadl
       unresolved += reason == verify::Reason::none ? "NO_DIGEST" : verify::name(reason);
       continue;
     }
-    summary[images[i]] = verdicts[i].digest;
+    summary.emplace(images[i], verdicts[i].digest);
     pinned_as.emplace(images[i], std::move(pinned));
   }
   std::vector<admission::ImagePatch> patches;
-  for (const admission::ImageUse* use : uses) {
+  for (const admission::ImageUse* use : to_pin.uses) {
     auto it = pinned_as.find(use->image);
     if (it != pinned_as.end()) patches.push_back({use->pointer, use->image, it->second});
   }
@@ -151,17 +178,78 @@ asio::awaitable<HttpReply> Mutator::handle(std::string_view body, Deadline deadl
   resp.allowed = true;  // never denies: /validate does
   if (!patches.empty()) {
     resp.patch = admission::encode_image_patch(patches);
-    resp.audit_annotations["pinned"] = truncate_politely(
-        summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), kMaxAnnotation);
+    // {"image":"digest",...} in image order, as a JSON object's dump would write it.
+    std::string pinned_json = "{";
+    for (const auto& [image, digest] : summary) {
+      if (pinned_json.size() > 1) pinned_json += ',';
+      append_json_string(pinned_json, image);
+      pinned_json += ':';
+      append_json_string(pinned_json, digest);
+    }
+    pinned_json += '}';
+    resp.audit_annotations["pinned"] = truncate_politely(pinned_json, kMaxAnnotation);
   }
-  log_line(patches.size(), unresolved.empty() ? "" : "unpinned:" + unresolved);
-  co_return HttpReply{200, "application/json", admission::encode_response(resp)};
+  log_mutation(req, patches.size(), unresolved.empty() ? "" : "unpinned:" + unresolved, start);
+  return HttpReply{200, "application/json", admission::encode_response(resp)};
+}
+
+}  // namespace
+
+asio::awaitable<HttpReply> Mutator::handle(std::string_view body, Deadline deadline) const {
+  const auto start = std::chrono::steady_clock::now();
+  auto decoded = admission::decode_review(body);
+  ToPin to_pin;
+  if (auto early = answer_without_pinning(body, decoded, to_pin, start)) co_return *early;
+  const admission::Request& req = *decoded;
+
+  const verify::Context context = co_await build_context(make_context_, req, deadline);
+  const std::vector<verify::Verdict> verdicts =
+      co_await verify_all(verify_image_, to_pin.images, context, deadline);
+
+  // Past the deadline the Server has already answered for us: nothing more to say.
+  if (std::chrono::steady_clock::now() >= deadline) {
+    log_mutation(req, 0, "TIMEOUT", start);
+    co_return allowed_unchanged(req.uid);
+  }
+  co_return pin_reply(req, to_pin, verdicts, start);
+}
+
+std::optional<HttpReply> Mutator::answer_now(std::string_view body) const {
+  if (!verify_now_ || (make_context_ && !context_now_)) return std::nullopt;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    auto decoded = admission::decode_review(body);
+    ToPin to_pin;
+    if (auto early = answer_without_pinning(body, decoded, to_pin, start)) return early;
+    const admission::Request& req = *decoded;
+    std::optional<verify::Context> context;
+    if (context_now_) {
+      context = context_now_(req);
+      if (!context) return std::nullopt;
+    } else {
+      context.emplace();
+      context->namespace_ = req.namespace_;
+    }
+    std::vector<verify::Verdict> verdicts;
+    verdicts.reserve(to_pin.images.size());
+    for (const auto& image : to_pin.images) {
+      std::optional<verify::Verdict> v = verify_now_(image, *context);
+      if (!v) return std::nullopt;  // nothing pinned or logged yet: handle() starts over
+      verdicts.push_back(std::move(*v));
+    }
+    return pin_reply(req, to_pin, verdicts, start);
+  } catch (const std::exception& e) {
+    spdlog::debug("mutation: the synchronous path gave up: {}", e.what());
+    return std::nullopt;
+  }
 }
 
 HttpReply Mutator::timeout_reply(std::string_view body) const {
   const std::string uid = admission::review_uid(body);
-  spdlog::warn("mutation uid={} pinned=0 detail=TIMEOUT (left unchanged for /validate)",
-               uid.empty() ? "?" : uid);
+  std::string line = "mutation uid=";
+  append_log_value(line, uid.empty() ? "?" : uid);
+  line += " pinned=0 detail=TIMEOUT (left unchanged for /validate)";
+  spdlog::warn(line);
   return allowed_unchanged(uid);
 }
 

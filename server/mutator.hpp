@@ -13,6 +13,7 @@
 // the Server owns the transport and the deadline. Never throws.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,12 +32,26 @@ class Mutator {
   // The caller guards the deadline (see Server).
   boost::asio::awaitable<HttpReply> handle(std::string_view body, Deadline deadline) const;
 
+  // Set before serving: the synchronous path (answer_now), as Validator::set_now. The two
+  // answer as the Mutator's VerifyImage does, for a Pod pinned to what it is told (the caller's
+  // functions set Context::pins_digest themselves).
+  void set_now(VerifyNow verify_now, ContextNow context_now = {}) {
+    verify_now_ = std::move(verify_now);
+    context_now_ = std::move(context_now);
+  }
+  // handle()'s answer when it needs no waiting (a review with nothing to pin, or one whose
+  // context and every image's verdict are at hand), else nullopt: then nothing was logged, and
+  // handle() must run. The reply is byte for byte the one handle() would build.
+  std::optional<HttpReply> answer_now(std::string_view body) const;
+
   // The answer when the deadline passed first: allowed, nothing patched (validation decides).
   HttpReply timeout_reply(std::string_view body) const;
 
  private:
   VerifyImage verify_image_;
   MakeContext make_context_;
+  VerifyNow verify_now_;
+  ContextNow context_now_;
 };
 
 // image (a tag-only reference, as written) pinned to digest: "name:tag@sha256:<hex>", with the

@@ -141,13 +141,19 @@ Router Server::Impl::routes() {
                                 req.deadline);
       },
       [this](const RouteRequest& req) { return answer_now(&validator, "validate", req.body); });
-  r.post("/mutate", [this](RouteRequest req) {
-    if (!opts.mutator) {
-      return at_once(text_reply(404, "not found: the mutating webhook is not enabled"));
-    }
-    return validate_guarded(shared_from_this(), opts.mutator, "mutate", std::move(req.body),
-                            req.deadline);
-  });
+  r.post(
+      "/mutate",
+      [this](RouteRequest req) {
+        if (!opts.mutator) {
+          return at_once(text_reply(404, "not found: the mutating webhook is not enabled"));
+        }
+        return validate_guarded(shared_from_this(), opts.mutator, "mutate", std::move(req.body),
+                                req.deadline);
+      },
+      [this](const RouteRequest& req) -> std::optional<HttpReply> {
+        if (!opts.mutator) return std::nullopt;
+        return answer_now(opts.mutator, "mutate", req.body);
+      });
   r.post("/validate-policy", [this](const RouteRequest& req) {
     if (!opts.check_policy) {
       return at_once(text_reply(404, "not found: policy validation is not enabled"));

@@ -162,7 +162,8 @@ void Server::Impl::observe(const char* route, const HttpReply& reply,
   }
 }
 
-std::optional<HttpReply> Server::Impl::answer_now(const Validator* handler, const char* route,
+template <class Handler>
+std::optional<HttpReply> Server::Impl::answer_now(const Handler* handler, const char* route,
                                                   std::string_view body) {
   const auto since = std::chrono::steady_clock::now();
   std::optional<HttpReply> reply = handler->answer_now(body);
@@ -386,6 +387,12 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
 template asio::awaitable<HttpReply> Server::Impl::validate_guarded<Validator>(
     std::shared_ptr<Impl> self, const Validator* handler, const char* route, std::string body,
     Deadline deadline);
+template std::optional<HttpReply> Server::Impl::answer_now<Validator>(const Validator* handler,
+                                                                      const char* route,
+                                                                      std::string_view body);
+template std::optional<HttpReply> Server::Impl::answer_now<Mutator>(const Mutator* handler,
+                                                                    const char* route,
+                                                                    std::string_view body);
 template asio::awaitable<HttpReply> Server::Impl::validate_guarded<Mutator>(
     std::shared_ptr<Impl> self, const Mutator* handler, const char* route, std::string body,
     Deadline deadline);

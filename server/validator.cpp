@@ -166,23 +166,6 @@ Validator::Validator(VerifyImage verify_image, MakeContext make_context)
 
 namespace {
 
-// One value of an admission log line. The request's fields are the caller's text: the API
-// server writes DNS names and UUIDs, but anyone who reaches /validate can post a review, so a
-// control byte (a forged second line), a space or a quote (a forged `decision=` field) becomes
-// '?'. Empty reads "-".
-void append_log_value(std::string& line, std::string_view v) {
-  if (v.empty()) {
-    line += '-';
-    return;
-  }
-  const size_t from = line.size();
-  line += v;  // one copy, then the rare unsafe byte replaced in place
-  for (char *p = line.data() + from, *end = line.data() + line.size(); p != end; ++p) {
-    const auto c = static_cast<unsigned char>(*p);
-    if (c <= 0x20 || c == 0x7f || c == '"') *p = '?';
-  }
-}
-
 // The line logged per admission: key=value pairs, values made safe by append_log_value. Built by
 // hand (no format string parsed at run time): it is written once per admission, and was a tenth
 // of sigil's own instructions on the cached path.
@@ -272,6 +255,19 @@ std::vector<std::string> distinct_images(const admission::Request& req) {
 }
 
 }  // namespace
+
+void append_log_value(std::string& line, std::string_view v) {
+  if (v.empty()) {
+    line += '-';
+    return;
+  }
+  const size_t from = line.size();
+  line += v;  // one copy, then the rare unsafe byte replaced in place
+  for (char *p = line.data() + from, *end = line.data() + line.size(); p != end; ++p) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (c <= 0x20 || c == 0x7f || c == '"') *p = '?';
+  }
+}
 
 HttpReply Validator::finish(const admission::Request& req, const std::vector<std::string>& images,
                             std::vector<Verdict>& verdicts,

@@ -70,6 +70,11 @@ using VerifyNow = std::function<std::optional<verify::Verdict>(const std::string
                                                                const verify::Context& context)>;
 // What MakeContext would answer, or nullopt when that needs waiting (the Kubernetes API).
 using ContextNow = std::function<std::optional<verify::Context>(const admission::Request& request)>;
+// Appends one value of a log line (key=value pairs) made one-line safe: a review's fields are
+// the caller's text (anyone who reaches the port can post one), so control bytes, spaces and
+// quotes become '?', and an empty value reads "-".
+void append_log_value(std::string& line, std::string_view value);
+
 // Told of every image's verdict of a judged admission, once, whichever path judged it (metrics).
 using CountVerdict = std::function<void(const verify::Verdict& verdict)>;
 

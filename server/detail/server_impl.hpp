@@ -142,9 +142,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                                                             const Handler* handler,
                                                             const char* route, std::string body,
                                                             Deadline deadline);
-  // The synchronous path of /validate (Validator::answer_now): the reply, observed as
-  // validate_guarded observes one, when it needs no waiting; else nullopt.
-  std::optional<HttpReply> answer_now(const Validator* handler, const char* route,
+  // The synchronous path of /validate and /mutate (Validator::answer_now,
+  // Mutator::answer_now): the reply, observed as validate_guarded observes one, when it needs
+  // no waiting; else nullopt.
+  template <class Handler>
+  std::optional<HttpReply> answer_now(const Handler* handler, const char* route,
                                       std::string_view body);
   // Tells ServerOptions::observe_admission of an admission's reply (never throws).
   void observe(const char* route, const HttpReply& reply,

@@ -3,18 +3,22 @@
 // the /mutate route of the real Server over TLS.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <thread>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/encoding.hpp"
 #include "run_coro.hpp"
@@ -191,8 +195,11 @@ TEST_CASE("mutate pins every tag-only image of a Pod to the digest it verified",
   CHECK(cs[3]["image"] == "r.example/app:v1@" + digest_of("r.example/app:v1"));
   // One verification per distinct tag-only image; none for the digest reference.
   CHECK(engine.calls == 2);
-  CHECK(resp["auditAnnotations"]["pinned"].get<std::string>().find(digest_of("r.example/side")) !=
-        std::string::npos);
+  // The audit annotation: each pinned image and its digest, a JSON object in image order.
+  const std::string pinned = resp["auditAnnotations"]["pinned"];
+  CHECK(pinned == json({{"r.example/app:v1", digest_of("r.example/app:v1")},
+                        {"r.example/side", digest_of("r.example/side")}})
+                      .dump());
 }
 
 TEST_CASE("mutate pins init, regular and ephemeral containers at their own pointers", "[mutator]") {
@@ -317,14 +324,151 @@ TEST_CASE("mutate admits unchanged a Pod it cannot read, and 400s what is not a 
   CHECK(patch_of(late).empty());
 }
 
+namespace {
+
+// A synchronous verifier for answer_now: a FakeEngine's answer (its own engine: the test's
+// counts only the asynchronous path), run to completion here, for every image but those with
+// "cold" in their name (not at hand: nullopt). Counts its calls.
+struct NowVerifier {
+  FakeEngine engine;
+  std::atomic<int> calls{0};
+  std::string saw_namespace;
+  sigil::server::VerifyNow fn() {
+    return [this](const std::string& image,
+                  const sigil::verify::Context& context) -> std::optional<Verdict> {
+      ++calls;
+      saw_namespace = context.namespace_;
+      if (image.find("cold") != std::string::npos) return std::nullopt;
+      return sigil::test::run_coro(
+          engine.fn()(image, context, std::chrono::steady_clock::now() + 5s), 30s);
+    };
+  }
+};
+
+}  // namespace
+
+TEST_CASE("mutate's synchronous path answers byte for byte what handle() answers",
+          "[mutator][fastpath]") {
+  FakeEngine engine;
+  NowVerifier now;
+  Mutator m(engine.fn());
+  m.set_now(now.fn());
+  for (const auto& images : std::vector<std::vector<std::string>>{
+           {"r/app:v1"},
+           {"r/app:v1", "r/unsigned:v2", "r/nomatch:v3", "r/app:v1"},
+           {"r/missing:v1", "r/app@" + digest_of("x")}}) {
+    const std::string review = pod_with_images(images, "u-now");
+    auto fast = m.answer_now(review);
+    REQUIRE(fast.has_value());
+    const HttpReply slow = run(m, review);
+    CHECK(fast->status == slow.status);
+    CHECK(fast->content_type == slow.content_type);
+    CHECK(fast->body == slow.body);
+  }
+  // The pinned Pod runs exactly the digest its verdict named.
+  const std::string review = pod_with_images({"r/app:v1"}, "u-now");
+  CHECK(patched_object(review,
+                       response_of(*m.answer_now(review)))["spec"]["containers"][0]["image"] ==
+        "r/app:v1@" + digest_of("r/app:v1"));
+}
+
+TEST_CASE("mutate's synchronous path gives up when any verdict or the context is not at hand",
+          "[mutator][fastpath]") {
+  FakeEngine engine;
+  NowVerifier now;
+  SECTION("one image of several is not at hand: the whole review waits") {
+    Mutator m(engine.fn());
+    m.set_now(now.fn());
+    CHECK_FALSE(m.answer_now(pod_with_images({"r/app:v1", "r/cold:v1"})).has_value());
+  }
+  SECTION("no synchronous verifier: no synchronous path") {
+    Mutator m(engine.fn());
+    CHECK_FALSE(m.answer_now(pod_with_images({"r/app:v1"})).has_value());
+  }
+  SECTION("a context that needs the Kubernetes API") {
+    auto make_context = [](const sigil::admission::Request& r,
+                           sigil::Deadline) -> asio::awaitable<sigil::verify::Context> {
+      sigil::verify::Context c;
+      c.namespace_ = r.namespace_;
+      co_return c;
+    };
+    Mutator without(engine.fn(), make_context);
+    without.set_now(now.fn());  // a MakeContext but no ContextNow: nothing to answer with
+    CHECK_FALSE(without.answer_now(pod_with_images({"r/app:v1"})).has_value());
+    Mutator with(engine.fn(), make_context);
+    bool at_hand = false;
+    with.set_now(now.fn(),
+                 [&](const sigil::admission::Request& r) -> std::optional<sigil::verify::Context> {
+                   if (!at_hand) return std::nullopt;
+                   sigil::verify::Context c;
+                   c.namespace_ = "ctx-" + r.namespace_;
+                   return c;
+                 });
+    CHECK_FALSE(with.answer_now(pod_with_images({"r/app:v1"})).has_value());
+    CHECK(now.calls == 0);
+    at_hand = true;
+    CHECK(with.answer_now(pod_with_images({"r/app:v1"})).has_value());
+    CHECK(now.saw_namespace == "ctx-default");  // the verifier was given that context
+  }
+  CHECK(engine.calls == 0);  // never the asynchronous verifier
+}
+
+TEST_CASE("mutate's synchronous path answers reviews with nothing to pin without verifying",
+          "[mutator][fastpath]") {
+  FakeEngine engine;
+  NowVerifier now;
+  Mutator m(engine.fn());
+  m.set_now(now.fn());
+  auto deploy = json::parse(read_fixture("deployment-create.json"));
+  auto r = m.answer_now(deploy.dump());
+  REQUIRE(r.has_value());
+  CHECK(response_of(*r)["allowed"] == true);
+  CHECK_FALSE(response_of(*r).contains("patch"));
+  auto digests = m.answer_now(pod_with_images({"r/app@" + digest_of("a")}));
+  REQUIRE(digests.has_value());
+  CHECK_FALSE(response_of(*digests).contains("patch"));
+  auto junk = m.answer_now("{");
+  REQUIRE(junk.has_value());
+  CHECK(junk->status == 400);
+  CHECK(now.calls == 0);
+}
+
+TEST_CASE("the mutation log line is one line, whatever the review's fields hold", "[mutator]") {
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  sink->set_pattern("%v");
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+  struct Restore {
+    std::shared_ptr<spdlog::logger> logger;
+    ~Restore() { spdlog::set_default_logger(logger); }
+  } restore{previous};
+  FakeEngine engine;
+  Mutator m(engine.fn());
+  auto j = json::parse(pod_with_images({"r/app:v1"}, "u\nmutation uid=forged pinned=9"));
+  j["request"]["name"] = "web pinned=9";
+  CHECK(response_of(run(m, j.dump()))["allowed"] == true);
+  CHECK(m.timeout_reply(j.dump()).status == 200);
+  const std::string log = out.str();
+  INFO(log);
+  CHECK(std::count(log.begin(), log.end(), '\n') == 2);  // two lines, each its own
+  CHECK(log.rfind("mutation uid=u?mutation?uid=forged?pinned=9 kind=Pod op=CREATE "
+                  "object=default/web?pinned=9 images=1 pinned=1 detail=- latency_ms=",
+                  0) == 0);
+  CHECK(log.find("\nmutation uid=u?mutation?uid=forged?pinned=9 pinned=0 detail=TIMEOUT") !=
+        std::string::npos);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The /mutate route of the real Server.
 
 namespace {
 
 struct MutateServer {
-  explicit MutateServer(bool with_mutator = true)
+  // now: the Mutator's synchronous path, when given.
+  explicit MutateServer(bool with_mutator = true, sigil::server::VerifyNow now = {})
       : pki(sigil::test::make_pki()), validator(engine.fn()), mutator(engine.fn()) {
+    if (now) mutator.set_now(std::move(now));
     sigil::server::ServerOptions o;
     o.listen = "127.0.0.1:0";
     o.cert_file = pki.cert_file;
@@ -404,4 +548,34 @@ TEST_CASE("server: /mutate is 404 unless a Mutator is configured", "[mutator][se
   REQUIRE(r.ok);
   CHECK(r.status == 404);
   CHECK(s.engine.calls == 0);
+}
+
+TEST_CASE("server: /mutate answers from verdicts at hand without a coroutine's wait",
+          "[mutator][server][fastpath]") {
+  std::atomic<int> now_calls{0};
+  MutateServer s(
+      true, [&](const std::string& image, const sigil::verify::Context&) -> std::optional<Verdict> {
+        ++now_calls;
+        if (image != "r/app:v1") return std::nullopt;
+        Verdict v;
+        v.image = image;
+        v.outcome = Outcome::allowed;
+        v.digest = digest_of(image);
+        return v;
+      });
+  const std::string review = pod_with_images({"r/app:v1"}, "u-now");
+  auto r = s.request("POST", "/mutate?timeout=10s", review);
+  REQUIRE(r.ok);
+  REQUIRE(r.status == 200);
+  const json resp = json::parse(r.body)["response"];
+  CHECK(resp["uid"] == "u-now");
+  CHECK(patched_object(review, resp)["spec"]["containers"][0]["image"] ==
+        "r/app:v1@" + digest_of("r/app:v1"));
+  CHECK(now_calls == 1);
+  CHECK(s.engine.calls == 0);  // answered synchronously
+  // One image not at hand: the review takes the waiting path, every image verified there.
+  auto mixed = s.request("POST", "/mutate?timeout=10s", pod_with_images({"r/app:v1", "r/b:v2"}));
+  REQUIRE(mixed.ok);
+  CHECK(patch_of(json::parse(mixed.body)["response"]).size() == 4);  // test + replace, twice
+  CHECK(s.engine.calls == 2);
 }
