@@ -89,29 +89,25 @@ bool is_lower_hex(std::string_view s) noexcept {
 }
 
 std::string base64_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
+  // Sized once and written through a pointer: it encodes every /mutate patch.
+  std::string out((bytes.size() + 2) / 3 * 4, '=');
+  char* o = out.data();
+  const auto* in = reinterpret_cast<const unsigned char*>(bytes.data());
   size_t i = 0;
   for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t v = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) |
-                 uint32_t(uint8_t(bytes[i + 2]));
-    out.push_back(kB64[(v >> 18) & 63]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out.push_back(kB64[(v >> 6) & 63]);
-    out.push_back(kB64[v & 63]);
+    const uint32_t v = (uint32_t(in[i]) << 16) | (uint32_t(in[i + 1]) << 8) | uint32_t(in[i + 2]);
+    *o++ = kB64[(v >> 18) & 63];
+    *o++ = kB64[(v >> 12) & 63];
+    *o++ = kB64[(v >> 6) & 63];
+    *o++ = kB64[v & 63];
   }
-  size_t rest = bytes.size() - i;
-  if (rest == 1) {
-    uint32_t v = uint32_t(uint8_t(bytes[i])) << 16;
-    out.push_back(kB64[(v >> 18) & 63]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out += "==";
-  } else if (rest == 2) {
-    uint32_t v = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8);
-    out.push_back(kB64[(v >> 18) & 63]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out.push_back(kB64[(v >> 6) & 63]);
-    out.push_back('=');
+  const size_t rest = bytes.size() - i;
+  if (rest != 0) {  // 1 or 2 bytes left: 2 or 3 characters, then the '=' already in place
+    uint32_t v = uint32_t(in[i]) << 16;
+    if (rest == 2) v |= uint32_t(in[i + 1]) << 8;
+    *o++ = kB64[(v >> 18) & 63];
+    *o++ = kB64[(v >> 12) & 63];
+    if (rest == 2) *o = kB64[(v >> 6) & 63];
   }
   return out;
 }

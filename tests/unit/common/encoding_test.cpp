@@ -31,6 +31,21 @@ TEST_CASE("base64 matches RFC 4648 vectors") {
   CHECK(*d == plain);
 }
 
+TEST_CASE("base64 round-trips every length and byte value") {
+  for (size_t len = 0; len < 300; ++len) {
+    std::string plain;
+    for (size_t i = 0; i < len; ++i) plain.push_back(static_cast<char>((i * 37 + len * 11) & 0xff));
+    const std::string enc = base64_encode(plain);
+    CHECK(enc.size() == (len + 2) / 3 * 4);
+    CHECK(enc.find_first_not_of(
+              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") ==
+          std::string::npos);
+    auto back = base64_decode(enc);
+    REQUIRE(back.ok());
+    CHECK(*back == plain);
+  }
+}
+
 TEST_CASE("base64 rejects malformed input") {
   auto bad = GENERATE(as<std::string>{}, "Zg=", "Z===", "Zm9v!A==", "Zg==Zg==", "=Zg=", "Zm=v");
   CHECK_FALSE(base64_decode(bad).ok());
