@@ -37,9 +37,16 @@ bool is_sha256_digest(std::string_view digest) {
 }  // namespace
 
 std::string pin_image(std::string_view image, std::string_view digest) {
-  if (!is_sha256_digest(digest)) return {};
   auto ref = oci::parse_reference(image);
-  if (!ref || ref->has_digest()) return {};
+  if (!ref) return {};
+  return pin_parsed(image, *ref, digest);
+}
+
+std::string pin_parsed(std::string_view image, const oci::Reference& parsed,
+                       std::string_view digest) {
+  if (!is_sha256_digest(digest)) return {};
+  const oci::Reference* ref = &parsed;
+  if (ref->has_digest()) return {};
   std::string out(image);
   // A tag is a ':' in the last path component; "host:5000/app" has none, "app" neither.
   const size_t slash = out.rfind('/');
@@ -94,6 +101,7 @@ void log_mutation(const admission::Request& req, size_t pinned, std::string_view
 struct ToPin {
   std::vector<const admission::ImageUse*> uses;
   std::vector<std::string> images;
+  std::vector<oci::Reference> refs;  // images[i] parsed
 };
 
 // The start of handle() and answer_now(): the answer when nothing is to be pinned (not a
@@ -136,6 +144,7 @@ std::optional<HttpReply> answer_without_pinning(std::string_view body,
     out.uses.push_back(use);
     if (std::find(out.images.begin(), out.images.end(), use->image) == out.images.end()) {
       out.images.push_back(use->image);
+      out.refs.push_back(std::move(*ref));
     }
   }
   if (out.images.empty()) {
@@ -155,7 +164,7 @@ HttpReply pin_reply(const admission::Request& req, const ToPin& to_pin,
   std::string unresolved;
   std::map<std::string_view, std::string_view> summary;  // image -> digest, for the annotation
   for (size_t i = 0; i < images.size(); ++i) {
-    std::string pinned = pin_image(images[i], verdicts[i].digest);
+    std::string pinned = pin_parsed(images[i], to_pin.refs[i], verdicts[i].digest);
     if (pinned.empty()) {
       // No policy matched it, or its tag could not be resolved: left as written, and /validate
       // judges it (denies it, if it must).

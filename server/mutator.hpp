@@ -19,6 +19,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include "oci/reference.hpp"
 #include "server/validator.hpp"
 
 namespace sigil::server {
@@ -59,5 +60,9 @@ class Mutator {
 // not "sha256:" and 64 lowercase hex digits, or the result would not read back as the same
 // repository, tag and digest.
 std::string pin_image(std::string_view image, std::string_view digest);
+// pin_image for an image already parsed (parsed = oci::parse_reference(image)); the result is
+// still parsed back and checked.
+std::string pin_parsed(std::string_view image, const oci::Reference& parsed,
+                       std::string_view digest);
 
 }  // namespace sigil::server
