@@ -56,6 +56,70 @@ Result<std::string> opt_string(dom::object obj, const char* key, std::string_vie
   return std::string(v);
 }
 
+// opt_string and req_string for a member already found (nullopt: absent or null).
+Result<std::string> opt_string(const std::optional<dom::element>& e, const char* key,
+                               std::string_view where) {
+  if (!e) return std::string();
+  std::string_view v;
+  if (e->get_string().get(v) != simdjson::SUCCESS) {
+    return parse_err(std::string(where) + "." + key + ": not a string");
+  }
+  return std::string(v);
+}
+
+Result<std::string> req_string(const std::optional<dom::element>& e, const char* key,
+                               std::string_view where) {
+  if (!e) return parse_err(std::string(where) + "." + key + ": missing");
+  std::string_view v;
+  if (e->get_string().get(v) != simdjson::SUCCESS) {
+    return parse_err(std::string(where) + "." + key + ": not a string");
+  }
+  return std::string(v);
+}
+
+// The members of `request` that decode reads, found in one pass over its fields (each at_key
+// scans from the first field). As with at_key, the first of a repeated key is the one read, and
+// a null reads as absent.
+struct RequestMembers {
+  std::optional<dom::element> uid, kind, resource, operation, sub_resource, namespace_, name,
+      dry_run, object, old_object;
+};
+
+RequestMembers request_members(dom::object r) {
+  RequestMembers m;
+  uint32_t seen = 0;
+  for (dom::key_value_pair field : r) {
+    const std::string_view k = field.key;
+    std::optional<dom::element>* slot = nullptr;
+    uint32_t bit = 0;
+    if (k == "uid") {
+      slot = &m.uid, bit = 1U << 0;
+    } else if (k == "kind") {
+      slot = &m.kind, bit = 1U << 1;
+    } else if (k == "resource") {
+      slot = &m.resource, bit = 1U << 2;
+    } else if (k == "operation") {
+      slot = &m.operation, bit = 1U << 3;
+    } else if (k == "subResource") {
+      slot = &m.sub_resource, bit = 1U << 4;
+    } else if (k == "namespace") {
+      slot = &m.namespace_, bit = 1U << 5;
+    } else if (k == "name") {
+      slot = &m.name, bit = 1U << 6;
+    } else if (k == "dryRun") {
+      slot = &m.dry_run, bit = 1U << 7;
+    } else if (k == "object") {
+      slot = &m.object, bit = 1U << 8;
+    } else if (k == "oldObject") {
+      slot = &m.old_object, bit = 1U << 9;
+    }
+    if (slot == nullptr || (seen & bit) != 0) continue;
+    seen |= bit;
+    if (!field.value.is_null()) *slot = field.value;
+  }
+  return m;
+}
+
 Result<std::string> req_string(dom::object obj, const char* key, std::string_view where) {
   auto e = member(obj, key);
   if (!e) return parse_err(std::string(where) + "." + key + ": missing");
@@ -96,12 +160,21 @@ class Extractor {
  public:
   explicit Extractor(std::vector<ImageUse>& out) : out_(out) {}
 
+  // field: one of the container list names (no '~' or '/': its pointer token is itself).
   Status list(dom::object spec, const std::string& spec_path, const std::string& spec_pointer,
-              const char* field) {
+              std::string_view field) {
     auto e = member(spec, field);
     if (!e) return {};
-    const std::string list_path = spec_path + "." + field;
-    const std::string list_pointer = spec_pointer + "/" + json_pointer_token(field);
+    std::string list_path;
+    list_path.reserve(spec_path.size() + 1 + field.size());
+    list_path += spec_path;
+    list_path += '.';
+    list_path += field;
+    std::string list_pointer;
+    list_pointer.reserve(spec_pointer.size() + 1 + field.size());
+    list_pointer += spec_pointer;
+    list_pointer += '/';
+    list_pointer += field;
     dom::array items;
     if (e->get_array().get(items) != simdjson::SUCCESS) {
       return parse_err(list_path + ": not an array");
@@ -109,7 +182,12 @@ class Extractor {
     std::size_t i = 0;
     for (dom::element item : items) {
       const std::string index = std::to_string(i++);
-      const std::string at = list_path + "[" + index + "]";
+      std::string at;
+      at.reserve(list_path.size() + index.size() + 2);
+      at += list_path;
+      at += '[';
+      at += index;
+      at += ']';
       if (++count_ > kMaxContainers) {
         return make_error(Errc::too_large, "AdmissionReview: more than " +
                                                std::to_string(kMaxContainers) + " containers");
@@ -125,9 +203,19 @@ class Extractor {
         return parse_err(at + ".image: missing or not a string");
       }
       if (img.empty()) return parse_err(at + ".image: empty");
-      std::string path = name->empty() ? at : at + " (" + *name + ")";
-      out_.push_back(
-          ImageUse{std::string(img), std::move(path), list_pointer + "/" + index + "/image"});
+      std::string pointer;
+      pointer.reserve(list_pointer.size() + index.size() + 7);
+      pointer += list_pointer;
+      pointer += '/';
+      pointer += index;
+      pointer += "/image";
+      if (!name->empty()) {
+        at.reserve(at.size() + name->size() + 3);
+        at += " (";
+        at += *name;
+        at += ')';
+      }
+      out_.push_back(ImageUse{std::string(img), std::move(at), std::move(pointer)});
     }
     return {};
   }
@@ -162,7 +250,7 @@ Result<PodSpec> find_pod_spec(dom::object obj, const std::vector<const char*>& s
 
 Status extract_images(const PodSpec& ps, std::vector<ImageUse>& out) {
   Extractor ex(out);
-  for (const char* field : {"initContainers", "containers", "ephemeralContainers"}) {
+  for (std::string_view field : {"initContainers", "containers", "ephemeralContainers"}) {
     if (auto st = ex.list(ps.spec, ps.path, ps.pointer, field); !st) return st.error();
   }
   return {};
@@ -262,14 +350,15 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
   if (!req_el || req_el->get_object().get(r) != simdjson::SUCCESS) {
     return parse_err("request: missing or not an object");
   }
+  const RequestMembers rm = request_members(r);
 
   Request out;
-  auto uid = req_string(r, "uid", "request");
+  auto uid = req_string(rm.uid, "uid", "request");
   if (!uid) return uid.error();
   if (uid->empty()) return parse_err("request.uid: empty");
   out.uid = std::move(*uid);
 
-  auto k_el = member(r, "kind");
+  const auto& k_el = rm.kind;
   dom::object k;
   if (!k_el || k_el->get_object().get(k) != simdjson::SUCCESS) {
     return parse_err("request.kind: missing or not an object");
@@ -286,7 +375,7 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
 
   // request.resource is what the API server routed (and what the webhook's rules match); the
   // kind only names the object in messages.
-  auto res_el = member(r, "resource");
+  const auto& res_el = rm.resource;
   dom::object res;
   if (!res_el || res_el->get_object().get(res) != simdjson::SUCCESS) {
     return parse_err("request.resource: missing or not an object");
@@ -298,24 +387,24 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
   out.resource = std::move(*rr);
   out.resource_group = std::move(*rg);
 
-  auto op = req_string(r, "operation", "request");
+  auto op = req_string(rm.operation, "operation", "request");
   if (!op) return op.error();
   if (*op != "CREATE" && *op != "UPDATE" && *op != "DELETE" && *op != "CONNECT") {
     return parse_err("request.operation: unknown operation \"" + *op + "\"");
   }
   out.operation = std::move(*op);
 
-  auto sub = opt_string(r, "subResource", "request");
+  auto sub = opt_string(rm.sub_resource, "subResource", "request");
   if (!sub) return sub.error();
   out.sub_resource = std::move(*sub);
-  auto ns = opt_string(r, "namespace", "request");
+  auto ns = opt_string(rm.namespace_, "namespace", "request");
   if (!ns) return ns.error();
   out.namespace_ = std::move(*ns);
-  auto name = opt_string(r, "name", "request");
+  auto name = opt_string(rm.name, "name", "request");
   if (!name) return name.error();
   out.name = std::move(*name);
 
-  if (auto dry = member(r, "dryRun")) {
+  if (const auto& dry = rm.dry_run) {
     bool b = false;
     if (dry->get_bool().get(b) != simdjson::SUCCESS) {
       return parse_err("request.dryRun: not a boolean");
@@ -325,7 +414,7 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
 
   const bool writes = out.operation == "CREATE" || out.operation == "UPDATE";
   auto object = [&]() -> Result<dom::object> {
-    auto e = member(r, "object");
+    const auto& e = rm.object;
     dom::object o;
     if (!e || e->get_object().get(o) != simdjson::SUCCESS) {
       return parse_err("request.object: missing or not an object for " + out.operation + " of " +
@@ -362,7 +451,7 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
   // counts as unchanged: it never fails the review, and never admits anything by itself.
   if (out.operation == "UPDATE") {
     dom::object old;
-    if (auto e = member(r, "oldObject"); e && e->get_object().get(old) == simdjson::SUCCESS) {
+    if (const auto& e = rm.old_object; e && e->get_object().get(old) == simdjson::SUCCESS) {
       auto old_spec = find_pod_spec(old, path, "request.oldObject");
       if (old_spec && extract_images(*old_spec, out.old_images)) {
         out.has_old_images = true;

@@ -790,3 +790,28 @@ TEST_CASE("the object's uid and controller ownerReference are read for Events, l
   CHECK(r->object_uid.empty());
   CHECK(r->images.size() == 1);
 }
+
+TEST_CASE("a repeated request field: the first is read, a null first one as absent",
+          "[admission]") {
+  // The API server never repeats a key; whatever a direct caller sends, decode reads one
+  // occurrence, the first (as simdjson's at_key), whatever comes after it.
+  auto with_text = [](const std::string& request_tail) {
+    std::string body = base_review().dump();
+    const std::string head = R"("request":{)";
+    const size_t at = body.find(head);
+    REQUIRE(at != std::string::npos);
+    return body.insert(at + head.size(), request_tail);
+  };
+  auto first = decode_review(with_text(R"("uid":"first","namespace":"ns-first",)"));
+  REQUIRE(first.ok());
+  CHECK(first->uid == "first");
+  CHECK(first->namespace_ == "ns-first");
+  // A null uid first: the uid is missing, even with one after it.
+  auto null_first = decode_review(with_text(R"("uid":null,)"));
+  REQUIRE_FALSE(null_first.ok());
+  CHECK(null_first.error().message == "AdmissionReview: request.uid: missing");
+  // A first object without images: the later object's images are not read.
+  auto objects = decode_review(with_text(R"("object":{"spec":{"containers":[]}},)"));
+  REQUIRE(objects.ok());
+  CHECK(objects->images.empty());
+}
