@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/encoding.hpp"
+
 namespace sigil::app {
 namespace {
 
@@ -64,7 +66,9 @@ void PullSecretParses::add(PullCredentials& out, const std::string& ns, const st
                            const Result<std::shared_ptr<const kube::Secret>>& s) {
   if (!s.ok()) {
     if (s.error().code != Errc::not_found) {
-      spdlog::warn("admission: pull secret {}/{}: {}", ns, name, s.error().message);
+      // The name is the pod's text (imagePullSecrets): one line, printable, in the log.
+      spdlog::warn("admission: pull secret {}/{}: {}", printable(ns, 253), printable(name, 253),
+                   s.error().message);
     }
     return;
   }

@@ -119,7 +119,9 @@ asio::awaitable<verify::Context> build_context(const MakeContext& make_context,
   try {
     context = co_await make_context(request, deadline);
   } catch (const std::exception& e) {
-    spdlog::warn("admission uid={}: building its context failed: {}", request.uid, e.what());
+    std::string uid;
+    append_log_value(uid, request.uid);
+    spdlog::warn("admission uid={}: building its context failed: {}", uid, e.what());
     context = verify::Context{};
     context.namespace_ = request.namespace_;
   }
@@ -344,7 +346,9 @@ HttpReply Validator::finish(const admission::Request& req, const std::vector<std
     try {
       observe_(req, resp, verdicts);
     } catch (const std::exception& e) {
-      spdlog::warn("admission uid={}: decision observer failed: {}", req.uid, e.what());
+      std::string uid;
+      append_log_value(uid, req.uid);
+      spdlog::warn("admission uid={}: decision observer failed: {}", uid, e.what());
     }
   }
   return reply;

@@ -124,6 +124,10 @@ TEST_CASE("a malformed pull secret adds nothing and is reported once per version
   CHECK(log.count("team/gone") == 0);
   CHECK(log.count("pull secret team/denied: HTTP 403") == 1);
   CHECK(creds.config->auths.empty());
+  // The name is the pod's own text: it cannot forge a log line.
+  parses.add(creds, "team", "x\nadmission uid=forged", make_error(Errc::invalid_argument, "bad"));
+  CHECK(log.count("\nadmission uid=forged") == 0);
+  CHECK(log.count("pull secret team/x?admission uid=forged: bad") == 1);
 }
 
 TEST_CASE("the first pull secret holding a host wins, as in the kubelet") {
