@@ -115,8 +115,9 @@ std::string describe(const registry::CredentialTrail& trail) {
 // cached: the next admission tries again.
 Verdict registry_denial(const std::string& image, const std::string& digest,
                         const std::string& host, const Error& e, std::string_view doing) {
-  spdlog::warn("image {}: {} at registry {}: {} ({})", image, doing, host, e.message,
-               errc_name(e.code));
+  // printable: the message may one day quote what a registry sent; the log stays one line.
+  spdlog::warn("image {}: {} at registry {}: {} ({})", image, doing, host,
+               printable(e.message, 1000), errc_name(e.code));
   std::string what;
   switch (e.code) {
     case Errc::unauthorized:
