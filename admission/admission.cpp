@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <exception>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -44,19 +45,9 @@ std::optional<dom::element> member(dom::object obj, std::string_view key) {
   return e;
 }
 
-// Reads an optional string member; fails if present with another type.
-// `where` names the object in the error ("request.kind"); a view: only an error builds text.
-Result<std::string> opt_string(dom::object obj, const char* key, std::string_view where) {
-  auto e = member(obj, key);
-  if (!e) return std::string();
-  std::string_view v;
-  if (e->get_string().get(v) != simdjson::SUCCESS) {
-    return parse_err(std::string(where) + "." + key + ": not a string");
-  }
-  return std::string(v);
-}
-
-// opt_string and req_string for a member already found (nullopt: absent or null).
+// Reads an optional string member (e: the member, nullopt when absent or null); fails if
+// present with another type. `where` names the object in the error ("request.kind"); a view:
+// only an error builds text.
 Result<std::string> opt_string(const std::optional<dom::element>& e, const char* key,
                                std::string_view where) {
   if (!e) return std::string();
@@ -70,11 +61,15 @@ Result<std::string> opt_string(const std::optional<dom::element>& e, const char*
 Result<std::string> req_string(const std::optional<dom::element>& e, const char* key,
                                std::string_view where) {
   if (!e) return parse_err(std::string(where) + "." + key + ": missing");
-  std::string_view v;
-  if (e->get_string().get(v) != simdjson::SUCCESS) {
-    return parse_err(std::string(where) + "." + key + ": not a string");
-  }
-  return std::string(v);
+  return opt_string(e, key, where);
+}
+
+Result<std::string> opt_string(dom::object obj, const char* key, std::string_view where) {
+  return opt_string(member(obj, key), key, where);
+}
+
+Result<std::string> req_string(dom::object obj, const char* key, std::string_view where) {
+  return req_string(member(obj, key), key, where);
 }
 
 // The members of `request` that decode reads, found in one pass over its fields (each at_key
@@ -86,48 +81,31 @@ struct RequestMembers {
 };
 
 RequestMembers request_members(dom::object r) {
+  using Slot = std::optional<dom::element> RequestMembers::*;
+  static constexpr std::pair<std::string_view, Slot> kFields[] = {
+      {"uid", &RequestMembers::uid},
+      {"kind", &RequestMembers::kind},
+      {"resource", &RequestMembers::resource},
+      {"operation", &RequestMembers::operation},
+      {"subResource", &RequestMembers::sub_resource},
+      {"namespace", &RequestMembers::namespace_},
+      {"name", &RequestMembers::name},
+      {"dryRun", &RequestMembers::dry_run},
+      {"object", &RequestMembers::object},
+      {"oldObject", &RequestMembers::old_object}};
   RequestMembers m;
-  uint32_t seen = 0;
+  bool seen[std::size(kFields)] = {};
   for (dom::key_value_pair field : r) {
-    const std::string_view k = field.key;
-    std::optional<dom::element>* slot = nullptr;
-    uint32_t bit = 0;
-    if (k == "uid") {
-      slot = &m.uid, bit = 1U << 0;
-    } else if (k == "kind") {
-      slot = &m.kind, bit = 1U << 1;
-    } else if (k == "resource") {
-      slot = &m.resource, bit = 1U << 2;
-    } else if (k == "operation") {
-      slot = &m.operation, bit = 1U << 3;
-    } else if (k == "subResource") {
-      slot = &m.sub_resource, bit = 1U << 4;
-    } else if (k == "namespace") {
-      slot = &m.namespace_, bit = 1U << 5;
-    } else if (k == "name") {
-      slot = &m.name, bit = 1U << 6;
-    } else if (k == "dryRun") {
-      slot = &m.dry_run, bit = 1U << 7;
-    } else if (k == "object") {
-      slot = &m.object, bit = 1U << 8;
-    } else if (k == "oldObject") {
-      slot = &m.old_object, bit = 1U << 9;
+    for (size_t i = 0; i < std::size(kFields); ++i) {
+      if (field.key != kFields[i].first) continue;
+      if (!seen[i]) {
+        seen[i] = true;
+        if (!field.value.is_null()) m.*kFields[i].second = field.value;
+      }
+      break;
     }
-    if (slot == nullptr || (seen & bit) != 0) continue;
-    seen |= bit;
-    if (!field.value.is_null()) *slot = field.value;
   }
   return m;
-}
-
-Result<std::string> req_string(dom::object obj, const char* key, std::string_view where) {
-  auto e = member(obj, key);
-  if (!e) return parse_err(std::string(where) + "." + key + ": missing");
-  std::string_view v;
-  if (e->get_string().get(v) != simdjson::SUCCESS) {
-    return parse_err(std::string(where) + "." + key + ": not a string");
-  }
-  return std::string(v);
 }
 
 // Where the pod spec lives inside the object, per (group, kind). Empty when sigil does not judge

@@ -44,20 +44,18 @@ std::string pin_image(std::string_view image, std::string_view digest) {
 
 std::string pin_parsed(std::string_view image, const oci::Reference& parsed,
                        std::string_view digest) {
-  if (!is_sha256_digest(digest)) return {};
-  const oci::Reference* ref = &parsed;
-  if (ref->has_digest()) return {};
+  if (!is_sha256_digest(digest) || parsed.has_digest()) return {};
   std::string out(image);
   // A tag is a ':' in the last path component; "host:5000/app" has none, "app" neither.
   const size_t slash = out.rfind('/');
   if (out.find(':', slash == std::string::npos ? 0 : slash + 1) == std::string::npos) {
-    out += ":" + ref->tag;
+    out += ":" + parsed.tag;
   }
   out += "@";
   out += digest;
   auto back = oci::parse_reference(out);
-  if (!back || back->registry != ref->registry || back->repository != ref->repository ||
-      back->tag != ref->tag || back->digest != digest) {
+  if (!back || back->registry != parsed.registry || back->repository != parsed.repository ||
+      back->tag != parsed.tag || back->digest != digest) {
     return {};
   }
   return out;
@@ -231,22 +229,9 @@ std::optional<HttpReply> Mutator::answer_now(std::string_view body) const {
     ToPin to_pin;
     if (auto early = answer_without_pinning(body, decoded, to_pin, start)) return early;
     const admission::Request& req = *decoded;
-    std::optional<verify::Context> context;
-    if (context_now_) {
-      context = context_now_(req);
-      if (!context) return std::nullopt;
-    } else {
-      context.emplace();
-      context->namespace_ = req.namespace_;
-    }
-    std::vector<verify::Verdict> verdicts;
-    verdicts.reserve(to_pin.images.size());
-    for (const auto& image : to_pin.images) {
-      std::optional<verify::Verdict> v = verify_now_(image, *context);
-      if (!v) return std::nullopt;  // nothing pinned or logged yet: handle() starts over
-      verdicts.push_back(std::move(*v));
-    }
-    return pin_reply(req, to_pin, verdicts, start);
+    auto verdicts = verdicts_now(verify_now_, context_now_, req, to_pin.images);
+    if (!verdicts) return std::nullopt;  // nothing pinned or logged yet: handle() starts over
+    return pin_reply(req, to_pin, *verdicts, start);
   } catch (const std::exception& e) {
     spdlog::debug("mutation: the synchronous path gave up: {}", e.what());
     return std::nullopt;

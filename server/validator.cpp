@@ -258,6 +258,28 @@ std::vector<std::string> distinct_images(const admission::Request& req) {
 
 }  // namespace
 
+std::optional<std::vector<Verdict>> verdicts_now(const VerifyNow& verify_now,
+                                                 const ContextNow& context_now,
+                                                 const admission::Request& request,
+                                                 const std::vector<std::string>& images) {
+  std::optional<verify::Context> context;
+  if (context_now) {
+    context = context_now(request);
+    if (!context) return std::nullopt;
+  } else {
+    context.emplace();
+    context->namespace_ = request.namespace_;
+  }
+  std::vector<Verdict> verdicts;
+  verdicts.reserve(images.size());
+  for (const auto& image : images) {
+    std::optional<Verdict> v = verify_now(image, *context);
+    if (!v) return std::nullopt;
+    verdicts.push_back(std::move(*v));
+  }
+  return verdicts;
+}
+
 void append_log_value(std::string& line, std::string_view v) {
   if (v.empty()) {
     line += '-';
@@ -376,23 +398,10 @@ std::optional<HttpReply> Validator::answer_now(std::string_view body) const {
     auto decoded = admission::decode_review(body);
     if (auto early = answer_without_verifying(decoded, start)) return early;
     const admission::Request& req = *decoded;
-    std::optional<verify::Context> context;
-    if (context_now_) {
-      context = context_now_(req);
-      if (!context) return std::nullopt;
-    } else {
-      context.emplace();
-      context->namespace_ = req.namespace_;
-    }
     const std::vector<std::string> images = distinct_images(req);
-    std::vector<Verdict> verdicts;
-    verdicts.reserve(images.size());
-    for (const auto& image : images) {
-      std::optional<Verdict> v = verify_now_(image, *context);
-      if (!v) return std::nullopt;  // nothing logged or counted yet: handle() starts over
-      verdicts.push_back(std::move(*v));
-    }
-    return finish(req, images, verdicts, start);
+    auto verdicts = verdicts_now(verify_now_, context_now_, req, images);
+    if (!verdicts) return std::nullopt;  // nothing logged or counted yet: handle() starts over
+    return finish(req, images, *verdicts, start);
   } catch (const std::exception& e) {
     // handle() starts over and, failing again, denies (fail closed).
     spdlog::debug("admission: the synchronous path gave up: {}", e.what());

@@ -70,6 +70,16 @@ using VerifyNow = std::function<std::optional<verify::Verdict>(const std::string
                                                                const verify::Context& context)>;
 // What MakeContext would answer, or nullopt when that needs waiting (the Kubernetes API).
 using ContextNow = std::function<std::optional<verify::Context>(const admission::Request& request)>;
+// The synchronous part of Validator::answer_now and Mutator::answer_now: the context
+// (context_now's, or the request's namespace when there is no MakeContext, as build_context)
+// and the verdict of every image from verify_now, in order; nullopt as soon as one is not at
+// hand. Callers check first that they may answer without waiting (verify_now set, and
+// context_now set when they have a MakeContext).
+std::optional<std::vector<verify::Verdict>> verdicts_now(const VerifyNow& verify_now,
+                                                         const ContextNow& context_now,
+                                                         const admission::Request& request,
+                                                         const std::vector<std::string>& images);
+
 // Appends one value of a log line (key=value pairs) made one-line safe: a review's fields are
 // the caller's text (anyone who reaches the port can post one), so control bytes, spaces and
 // quotes become '?', and an empty value reads "-".

@@ -3,11 +3,9 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <memory>
-#include <sstream>
 #include <string>
 
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
+#include "log_capture.hpp"
 
 using sigil::Errc;
 using sigil::make_error;
@@ -34,24 +32,6 @@ std::shared_ptr<const Secret> pull_secret(const std::string& rv, const std::stri
 Result<std::shared_ptr<const Secret>> ok(std::shared_ptr<const Secret> s) {
   return s;
 }
-
-// Captures what is logged through spdlog's default logger while alive.
-struct LogCapture {
-  std::ostringstream out;
-  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
-  LogCapture() {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
-    sink->set_pattern("%v");
-    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous); }
-  size_t count(const std::string& what) const {
-    const std::string text = out.str();
-    size_t n = 0;
-    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-    return n;
-  }
-};
 
 }  // namespace
 
@@ -97,7 +77,7 @@ TEST_CASE("pull secrets of two namespaces or names are never taken for each othe
 }
 
 TEST_CASE("a malformed pull secret adds nothing and is reported once per version") {
-  LogCapture log;
+  sigil::test::LogCapture log;
   PullSecretParses parses;
   auto bad = std::make_shared<Secret>(*pull_secret("5", "x"));
   bad->data[".dockerconfigjson"] = R"({"auths":{"reg.test":{"auth":"not base64!"}}})";
@@ -108,7 +88,7 @@ TEST_CASE("a malformed pull secret adds nothing and is reported once per version
     CHECK(creds.id == "team");
   }
   CHECK(log.count("pull secret team/regcred (resourceVersion 5) is malformed") == 1);
-  CHECK(log.out.str().find("not base64!") == std::string::npos);  // no secret text in logs
+  CHECK(log.text().find("not base64!") == std::string::npos);  // no secret text in logs
 
   // Another type of Secret is no pull secret: nothing added, nothing reported.
   auto opaque = std::make_shared<Secret>(*pull_secret("6", "x"));

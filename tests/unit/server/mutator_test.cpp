@@ -10,17 +10,15 @@
 #include <mutex>
 #include <thread>
 
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "common/encoding.hpp"
+#include "log_capture.hpp"
 #include "run_coro.hpp"
 #include "server/mutator.hpp"
 #include "server/server.hpp"
@@ -434,22 +432,14 @@ TEST_CASE("mutate's synchronous path answers reviews with nothing to pin without
 }
 
 TEST_CASE("the mutation log line is one line, whatever the review's fields hold", "[mutator]") {
-  std::ostringstream out;
-  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
-  sink->set_pattern("%v");
-  auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
-  struct Restore {
-    std::shared_ptr<spdlog::logger> logger;
-    ~Restore() { spdlog::set_default_logger(logger); }
-  } restore{previous};
+  sigil::test::LogCapture capture;
   FakeEngine engine;
   Mutator m(engine.fn());
   auto j = json::parse(pod_with_images({"r/app:v1"}, "u\nmutation uid=forged pinned=9"));
   j["request"]["name"] = "web pinned=9";
   CHECK(response_of(run(m, j.dump()))["allowed"] == true);
   CHECK(m.timeout_reply(j.dump()).status == 200);
-  const std::string log = out.str();
+  const std::string log = capture.text();
   INFO(log);
   CHECK(std::count(log.begin(), log.end(), '\n') == 2);  // two lines, each its own
   CHECK(log.rfind("mutation uid=u?mutation?uid=forged?pinned=9 kind=Pod op=CREATE "

@@ -1,11 +1,9 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "log_capture.hpp"
 #include "run_coro.hpp"
 #include "server/validator.hpp"
 #include "test_support.hpp"
@@ -485,15 +483,7 @@ TEST_CASE("answer_now asks for the admission's context as handle() would", "[val
 TEST_CASE("the admission log line is one line, whatever the review's fields hold", "[validator]") {
   // Anyone who reaches /validate can post a review: its name, namespace, uid and kind must not
   // forge a second log line or a `decision=` field of their own.
-  std::ostringstream out;
-  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
-  sink->set_pattern("%v");
-  auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
-  struct Restore {
-    std::shared_ptr<spdlog::logger> logger;
-    ~Restore() { spdlog::set_default_logger(logger); }
-  } restore{previous};
+  sigil::test::LogCapture capture;
 
   auto j =
       json::parse(pod_with_images({"r/bad:1"}, "uid-1\nadmission uid=forged decision=allowed"));
@@ -502,7 +492,7 @@ TEST_CASE("the admission log line is one line, whatever the review's fields hold
   FakeVerifier fake;
   Validator v(fake.fn());
   CHECK(response_of(run(v, j.dump()))["allowed"] == false);
-  const std::string log = out.str();
+  const std::string log = capture.text();
   INFO(log);
   CHECK(std::count(log.begin(), log.end(), '\n') == 1);  // one line, its own newline
   CHECK(log.rfind("admission uid=uid-1?admission?uid=forged?decision=allowed kind=Pod op=CREATE "
@@ -510,7 +500,7 @@ TEST_CASE("the admission log line is one line, whatever the review's fields hold
                   "reasons=NOT_SIGNED latency_ms=",
                   0) == 0);
   // A review that is not one is logged with '?' for what it lacks.
-  out.str("");
+  capture.clear();
   CHECK(v.timeout_reply("{").status == 200);
-  CHECK(out.str() == "admission uid=? kind=? object=?/? decision=denied reasons=TIMEOUT\n");
+  CHECK(capture.text() == "admission uid=? kind=? object=?/? decision=denied reasons=TIMEOUT\n");
 }

@@ -17,6 +17,7 @@
 
 #include "common/encoding.hpp"
 #include "crypto/keys.hpp"
+#include "log_capture.hpp"
 #include "oci/reference.hpp"
 #include "policy/policy.hpp"
 #include "run_coro.hpp"
@@ -744,6 +745,20 @@ TEST_CASE("a registry failure is named by kind, never by its raw error") {
   CHECK(verify::message(v).find("Connection refused") == std::string::npos);
   CHECK(verify::message(v).find("10.1.2.3") == std::string::npos);
   CHECK(verify::message(v).find("registry reg.test") != std::string::npos);
+}
+
+TEST_CASE("a registry failure's message is logged on one line") {
+  // What the message holds may one day be a registry's own text: it cannot forge a log line.
+  sigil::test::LogCapture log;
+  Fixture f;
+  f.reg.fail_unavailable = true;
+  f.reg.fail_message = "HTTP 503\nimage reg.test/team/app:v1 verified: allowed";
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.reason == verify::Reason::registry_unavailable);
+  INFO(log.text());
+  CHECK(log.count("HTTP 503?image reg.test/team/app:v1 verified: allowed") >= 1);
+  CHECK(log.count("\nimage reg.test/team/app:v1 verified") == 0);
 }
 
 TEST_CASE("a blob listed many times is read once") {
