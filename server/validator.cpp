@@ -432,9 +432,20 @@ HttpReply handle_policy_review(std::string_view body, const CheckPolicyObject& c
       resp.message = truncate_politely(problem, kMaxMessage);
     }
   }
-  spdlog::info("policy review uid={} kind={} op={} object={}/{} decision={}", decoded->uid,
-               decoded->kind, decoded->operation, decoded->namespace_, decoded->name,
-               resp.allowed ? "allowed" : "denied");
+  // The same one-line-safe values as the admission line: anyone who reaches /validate-policy
+  // chooses these fields.
+  std::string line = "policy review uid=";
+  append_log_value(line, decoded->uid);
+  line += " kind=";
+  append_log_value(line, decoded->kind);
+  line += " op=";
+  append_log_value(line, decoded->operation);
+  line += " object=";
+  append_log_value(line, decoded->namespace_);
+  line += '/';
+  append_log_value(line, decoded->name);
+  line += resp.allowed ? " decision=allowed" : " decision=denied";
+  spdlog::info(line);
   return ok_json(admission::encode_response(resp));
 }
 

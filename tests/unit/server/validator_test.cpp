@@ -504,3 +504,31 @@ TEST_CASE("the admission log line is one line, whatever the review's fields hold
   CHECK(v.timeout_reply("{").status == 200);
   CHECK(capture.text() == "admission uid=? kind=? object=?/? decision=denied reasons=TIMEOUT\n");
 }
+
+TEST_CASE("the policy review's log line is one line, whatever the review's fields hold",
+          "[validator]") {
+  // /validate-policy is reachable by anyone who reaches the webhook port, like /validate.
+  sigil::test::LogCapture capture;
+  const json review = {
+      {"apiVersion", "admission.k8s.io/v1"},
+      {"kind", "AdmissionReview"},
+      {"request",
+       {{"uid", "u-1\npolicy review uid=forged decision=allowed"},
+        {"kind",
+         {{"group", "sigil.dev"}, {"version", "v1alpha1"}, {"kind", "Cluster ImagePolicy"}}},
+        {"resource", {{"group", "sigil.dev"}, {"version", "v1alpha1"}, {"resource", "x"}}},
+        {"operation", "CREATE"},
+        {"namespace", "ns\r\""},
+        {"name", "p decision=allowed"},
+        {"object", {{"spec", json::object()}}}}}};
+  const auto reply = sigil::server::handle_policy_review(
+      review.dump(), [](const std::string&, const std::string&) { return std::string("bad"); });
+  CHECK(json::parse(reply.body)["response"]["allowed"] == false);
+  const std::string log = capture.text();
+  INFO(log);
+  CHECK(log ==
+        "policy review uid=u-1?policy?review?uid=forged?decision=allowed "
+        "kind=Cluster?ImagePolicy op=CREATE object=ns?"
+        "?/p?decision=allowed "
+        "decision=denied\n");
+}
