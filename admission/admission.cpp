@@ -9,8 +9,11 @@
 #include "admission/admission.hpp"
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <cstddef>
 #include <exception>
+#include <initializer_list>
 #include <iterator>
 #include <map>
 #include <optional>
@@ -38,99 +41,109 @@ Error parse_err(std::string what) {
   return make_error(Errc::parse_error, "AdmissionReview: " + std::move(what));
 }
 
+std::string concat(std::initializer_list<std::string_view> parts) {
+  size_t n = 0;
+  for (auto p : parts) n += p.size();
+  std::string out;
+  out.reserve(n);
+  for (auto p : parts) out += p;
+  return out;
+}
+
+using Member = std::optional<dom::element>;
+
 // The member `key` of obj; nullopt when absent or null (Kubernetes treats both the same).
-std::optional<dom::element> member(dom::object obj, std::string_view key) {
+Member member(dom::object obj, std::string_view key) {
   dom::element e;
   if (obj.at_key(key).get(e) != simdjson::SUCCESS || e.is_null()) return std::nullopt;
   return e;
 }
 
-// Reads an optional string member (e: the member, nullopt when absent or null); fails if
-// present with another type. `where` names the object in the error ("request.kind"); a view:
-// only an error builds text.
-Result<std::string> opt_string(const std::optional<dom::element>& e, const char* key,
-                               std::string_view where) {
-  if (!e) return std::string();
-  std::string_view v;
-  if (e->get_string().get(v) != simdjson::SUCCESS) {
-    return parse_err(std::string(where) + "." + key + ": not a string");
-  }
-  return std::string(v);
-}
-
-Result<std::string> req_string(const std::optional<dom::element>& e, const char* key,
-                               std::string_view where) {
-  if (!e) return parse_err(std::string(where) + "." + key + ": missing");
-  return opt_string(e, key, where);
-}
-
-Result<std::string> opt_string(dom::object obj, const char* key, std::string_view where) {
-  return opt_string(member(obj, key), key, where);
-}
-
-Result<std::string> req_string(dom::object obj, const char* key, std::string_view where) {
-  return req_string(member(obj, key), key, where);
-}
-
-// The members of `request` that decode reads, found in one pass over its fields (each at_key
-// scans from the first field). As with at_key, the first of a repeated key is the one read, and
-// a null reads as absent.
-struct RequestMembers {
-  std::optional<dom::element> uid, kind, resource, operation, sub_resource, namespace_, name,
-      dry_run, object, old_object;
-};
-
-RequestMembers request_members(dom::object r) {
-  using Slot = std::optional<dom::element> RequestMembers::*;
-  static constexpr std::pair<std::string_view, Slot> kFields[] = {
-      {"uid", &RequestMembers::uid},
-      {"kind", &RequestMembers::kind},
-      {"resource", &RequestMembers::resource},
-      {"operation", &RequestMembers::operation},
-      {"subResource", &RequestMembers::sub_resource},
-      {"namespace", &RequestMembers::namespace_},
-      {"name", &RequestMembers::name},
-      {"dryRun", &RequestMembers::dry_run},
-      {"object", &RequestMembers::object},
-      {"oldObject", &RequestMembers::old_object}};
-  RequestMembers m;
-  bool seen[std::size(kFields)] = {};
-  for (dom::key_value_pair field : r) {
-    for (size_t i = 0; i < std::size(kFields); ++i) {
-      if (field.key != kFields[i].first) continue;
+// The members `keys` of obj, found in one pass over its fields rather than a scan from the first
+// field per key (most of a pod spec's lookups are for keys it does not have). As with at_key and
+// member(), the first of a repeated key is the one read, and a null reads as absent.
+template <size_t N>
+std::array<Member, N> members(dom::object obj, const std::array<std::string_view, N>& keys) {
+  std::array<Member, N> out;
+  std::array<bool, N> seen{};
+  for (dom::key_value_pair field : obj) {
+    for (size_t i = 0; i < N; ++i) {
+      if (field.key != keys[i]) continue;
       if (!seen[i]) {
         seen[i] = true;
-        if (!field.value.is_null()) m.*kFields[i].second = field.value;
+        if (!field.value.is_null()) out[i] = field.value;
       }
       break;
     }
   }
-  return m;
+  return out;
 }
 
-// Where the pod spec lives inside the object, per (group, kind). Empty when sigil does not judge
-// the kind.
-// Where the pod spec sits, by request.resource and request.subResource: what the API server
-// routed, whatever request.kind says. A pod's only judged subresource is ephemeralcontainers
-// (the one that adds images); others (status, binding, eviction, ...) change no image.
-std::vector<const char*> pod_spec_path(const std::string& group, const std::string& resource,
-                                       const std::string& sub_resource) {
-  if (group.empty() && resource == "pods") {
-    if (sub_resource.empty() || sub_resource == "ephemeralcontainers") return {"spec"};
-    return {};
-  }
-  if (!sub_resource.empty()) return {};  // scale, status, ...: no pod template in the object
-  if (group.empty() && resource == "replicationcontrollers") return {"spec", "template", "spec"};
-  if (group == "apps" && (resource == "deployments" || resource == "replicasets" ||
-                          resource == "statefulsets" || resource == "daemonsets")) {
-    return {"spec", "template", "spec"};
-  }
-  if (group == "batch" && resource == "jobs") return {"spec", "template", "spec"};
-  if (group == "batch" && resource == "cronjobs") {
-    return {"spec", "jobTemplate", "spec", "template", "spec"};
+// A string member (e: the member, nullopt when absent or null) as a view into the parser's
+// buffers; `to` is left as it is when absent. nullptr when that worked, else what is wrong
+// ("missing" when absent and `required`, or "not a string"), for field_err: no text is built
+// unless something is wrong.
+const char* read_view(const Member& e, std::string_view& to, bool required) {
+  if (!e) return required ? "missing" : nullptr;
+  return e->get_string().get(to) == simdjson::SUCCESS ? nullptr : "not a string";
+}
+
+// read_view, copied into `to`.
+const char* read_string(const Member& e, std::string& to, bool required) {
+  std::string_view v;
+  if (const char* bad = read_view(e, v, required)) return bad;
+  if (e) to.assign(v.data(), v.size());
+  return nullptr;
+}
+
+// "AdmissionReview: <where>.<key>: <what>" ("request.kind", "kind", "missing").
+Error field_err(std::string_view where, std::string_view key, const char* what) {
+  return parse_err(concat({where, ".", key, ": ", what}));
+}
+
+// An object member that must be there: fails with "<where>: missing or not an object".
+Status read_object(const Member& e, dom::object& to, std::string_view where) {
+  if (!e || e->get_object().get(to) != simdjson::SUCCESS) {
+    return parse_err(concat({where, ": missing or not an object"}));
   }
   return {};
 }
+
+// Where the pod spec sits, by request.resource and request.subResource: what the API server
+// routed, whatever request.kind says. A pod's only judged subresource is ephemeralcontainers
+// (the one that adds images); others (status, binding, eviction, ...) change no image. nullptr
+// when sigil does not judge the resource.
+struct SpecPath {
+  std::string_view path;     // "spec.template.spec": the members taken, for messages
+  std::string_view pointer;  // "/spec/template/spec": each member is its own RFC 6901 token
+};
+constexpr SpecPath kPodSpec{"spec", "/spec"};
+constexpr SpecPath kTemplateSpec{"spec.template.spec", "/spec/template/spec"};
+constexpr SpecPath kCronJobSpec{"spec.jobTemplate.spec.template.spec",
+                                "/spec/jobTemplate/spec/template/spec"};
+
+const SpecPath* pod_spec_path(std::string_view group, std::string_view resource,
+                              std::string_view sub_resource) {
+  if (group.empty() && resource == "pods") {
+    if (sub_resource.empty() || sub_resource == "ephemeralcontainers") return &kPodSpec;
+    return nullptr;
+  }
+  if (!sub_resource.empty()) return nullptr;  // scale, status, ...: no pod template in the object
+  if (group.empty() && resource == "replicationcontrollers") return &kTemplateSpec;
+  if (group == "apps" && (resource == "deployments" || resource == "replicasets" ||
+                          resource == "statefulsets" || resource == "daemonsets")) {
+    return &kTemplateSpec;
+  }
+  if (group == "batch" && resource == "jobs") return &kTemplateSpec;
+  if (group == "batch" && resource == "cronjobs") return &kCronJobSpec;
+  return nullptr;
+}
+
+// The members of a pod spec that decode reads.
+constexpr std::array<std::string_view, 5> kSpecKeys = {"initContainers", "containers",
+                                                       "ephemeralContainers", "serviceAccountName",
+                                                       "imagePullSecrets"};
+constexpr size_t kFirstList = 0, kLists = 3, kServiceAccount = 3, kPullSecrets = 4;
 
 // Appends every image use of one container list (spec.<field>) to out, each with its message
 // path and its JSON pointer (built from the steps actually taken, never from the message path).
@@ -138,62 +151,46 @@ class Extractor {
  public:
   explicit Extractor(std::vector<ImageUse>& out) : out_(out) {}
 
-  // field: one of the container list names (no '~' or '/': its pointer token is itself).
-  Status list(dom::object spec, const std::string& spec_path, const std::string& spec_pointer,
+  // field: one of the container list names (no '~' or '/': its pointer token is itself); e its
+  // member of the spec.
+  Status list(const Member& e, std::string_view spec_path, std::string_view spec_pointer,
               std::string_view field) {
-    auto e = member(spec, field);
     if (!e) return {};
-    std::string list_path;
-    list_path.reserve(spec_path.size() + 1 + field.size());
-    list_path += spec_path;
-    list_path += '.';
-    list_path += field;
-    std::string list_pointer;
-    list_pointer.reserve(spec_pointer.size() + 1 + field.size());
-    list_pointer += spec_pointer;
-    list_pointer += '/';
-    list_pointer += field;
     dom::array items;
     if (e->get_array().get(items) != simdjson::SUCCESS) {
-      return parse_err(list_path + ": not an array");
+      return parse_err(concat({spec_path, ".", field, ": not an array"}));
     }
+    static constexpr std::array<std::string_view, 2> kKeys = {"name", "image"};
+    char digits[24];
     std::size_t i = 0;
     for (dom::element item : items) {
-      const std::string index = std::to_string(i++);
-      std::string at;
-      at.reserve(list_path.size() + index.size() + 2);
-      at += list_path;
-      at += '[';
-      at += index;
-      at += ']';
       if (++count_ > kMaxContainers) {
         return make_error(Errc::too_large, "AdmissionReview: more than " +
                                                std::to_string(kMaxContainers) + " containers");
       }
+      const char* end = std::to_chars(std::begin(digits), std::end(digits), i++).ptr;
+      const std::string_view index(digits, static_cast<size_t>(end - digits));
       dom::object c;
-      if (item.get_object().get(c) != simdjson::SUCCESS) return parse_err(at + ": not an object");
-      auto name = opt_string(c, "name", at);
-      if (!name) return name.error();
-      dom::element image;
-      std::string_view img;
-      if (c.at_key("image").get(image) != simdjson::SUCCESS ||
-          image.get_string().get(img) != simdjson::SUCCESS) {
-        return parse_err(at + ".image: missing or not a string");
+      if (item.get_object().get(c) != simdjson::SUCCESS) {
+        return parse_err(concat({spec_path, ".", field, "[", index, "]: not an object"}));
       }
-      if (img.empty()) return parse_err(at + ".image: empty");
-      std::string pointer;
-      pointer.reserve(list_pointer.size() + index.size() + 7);
-      pointer += list_pointer;
-      pointer += '/';
-      pointer += index;
-      pointer += "/image";
-      if (!name->empty()) {
-        at.reserve(at.size() + name->size() + 3);
-        at += " (";
-        at += *name;
-        at += ')';
+      const auto m = members(c, kKeys);
+      std::string_view name, img;
+      if (m[0] && m[0]->get_string().get(name) != simdjson::SUCCESS) {
+        return parse_err(concat({spec_path, ".", field, "[", index, "].name: not a string"}));
       }
-      out_.push_back(ImageUse{std::string(img), std::move(at), std::move(pointer)});
+      // Present and a string; a null image reads as missing.
+      if (!m[1] || m[1]->get_string().get(img) != simdjson::SUCCESS) {
+        return parse_err(
+            concat({spec_path, ".", field, "[", index, "].image: missing or not a string"}));
+      }
+      if (img.empty())
+        return parse_err(concat({spec_path, ".", field, "[", index, "].image: empty"}));
+      ImageUse& use = out_.emplace_back();
+      use.image.assign(img.data(), img.size());
+      use.path = name.empty() ? concat({spec_path, ".", field, "[", index, "]"})
+                              : concat({spec_path, ".", field, "[", index, "] (", name, ")"});
+      use.pointer = concat({spec_pointer, "/", field, "/", index, "/image"});
     }
     return {};
   }
@@ -203,62 +200,48 @@ class Extractor {
   std::size_t count_ = 0;
 };
 
-// The pod spec inside obj along path, with its message path ("spec.template.spec") and pointer
-// ("/spec/template/spec").
-struct PodSpec {
-  dom::object spec;
-  std::string path;
-  std::string pointer;
-};
-
-Result<PodSpec> find_pod_spec(dom::object obj, const std::vector<const char*>& steps,
-                              const char* object_name) {
-  PodSpec out;
-  out.spec = obj;
-  for (const char* step : steps) {
-    out.path += out.path.empty() ? step : std::string(".") + step;
-    out.pointer += "/" + json_pointer_token(step);
-    auto next = member(out.spec, step);
-    if (!next || next->get_object().get(out.spec) != simdjson::SUCCESS) {
-      return parse_err(std::string(object_name) + "." + out.path + ": missing or not an object");
+// The pod spec inside obj along path, one member per '.'-separated step of path.path.
+Status find_pod_spec(dom::object obj, const SpecPath& path, std::string_view object_name,
+                     dom::object& spec) {
+  spec = obj;
+  for (size_t from = 0; from < path.path.size();) {
+    const size_t end = std::min(path.path.find('.', from), path.path.size());
+    auto next = member(spec, path.path.substr(from, end - from));
+    if (!next || next->get_object().get(spec) != simdjson::SUCCESS) {
+      // The steps up to and including the failing one.
+      return parse_err(
+          concat({object_name, ".", path.path.substr(0, end), ": missing or not an object"}));
     }
-  }
-  return out;
-}
-
-Status extract_images(const PodSpec& ps, std::vector<ImageUse>& out) {
-  Extractor ex(out);
-  for (std::string_view field : {"initContainers", "containers", "ephemeralContainers"}) {
-    if (auto st = ex.list(ps.spec, ps.path, ps.pointer, field); !st) return st.error();
+    from = end + 1;
   }
   return {};
 }
 
-// True when obj.metadata.deletionTimestamp is a non-empty string (what the API server writes
-// for an object being deleted). Anything else, including a malformed value, reads as "not being
-// deleted": the object is then judged as usual.
-bool being_deleted(dom::object obj) {
-  auto meta = member(obj, "metadata");
-  dom::object m;
-  if (!meta || meta->get_object().get(m) != simdjson::SUCCESS) return false;
-  auto ts = member(m, "deletionTimestamp");
-  std::string_view v;
-  return ts && ts->get_string().get(v) == simdjson::SUCCESS && !v.empty();
+Status extract_images(const std::array<Member, kSpecKeys.size()>& spec, const SpecPath& path,
+                      std::vector<ImageUse>& out) {
+  Extractor ex(out);
+  for (size_t i = kFirstList; i < kFirstList + kLists; ++i) {
+    if (auto st = ex.list(spec[i], path.path, path.pointer, kSpecKeys[i]); !st) return st;
+  }
+  return {};
 }
 
-// metadata.uid and the controller ownerReference of obj, for Events. Lenient: a member of the
-// wrong type is skipped (it never decides an admission).
-void read_owner(dom::object obj, Request& out) {
+// metadata.deletionTimestamp (being deleted: a non-empty string, what the API server writes;
+// anything else, including a malformed value, reads as "not being deleted" and the object is
+// then judged as usual), metadata.uid and the controller ownerReference of obj, for Events.
+// Lenient: a member of the wrong type is skipped (it never decides an admission).
+void read_metadata(dom::object obj, Request& out) {
   auto meta = member(obj, "metadata");
-  dom::object m;
-  if (!meta || meta->get_object().get(m) != simdjson::SUCCESS) return;
+  dom::object md;
+  if (!meta || meta->get_object().get(md) != simdjson::SUCCESS) return;
+  static constexpr std::array<std::string_view, 3> kKeys = {"deletionTimestamp", "uid",
+                                                            "ownerReferences"};
+  const auto m = members(md, kKeys);
   std::string_view v;
-  if (auto uid = member(m, "uid"); uid && uid->get_string().get(v) == simdjson::SUCCESS) {
-    out.object_uid = std::string(v);
-  }
-  auto refs = member(m, "ownerReferences");
+  out.deleting = m[0] && m[0]->get_string().get(v) == simdjson::SUCCESS && !v.empty();
+  if (m[1] && m[1]->get_string().get(v) == simdjson::SUCCESS) out.object_uid.assign(v);
   dom::array list;
-  if (!refs || refs->get_array().get(list) != simdjson::SUCCESS) return;
+  if (!m[2] || m[2]->get_array().get(list) != simdjson::SUCCESS) return;
   for (dom::element e : list) {
     dom::object ref;
     bool controller = false;
@@ -297,9 +280,9 @@ Error json_error(simdjson::error_code code) {
   }
 }
 
-// Parses body with `parser` (depth-limited) into what decode needs. Every string is copied out
-// before the parser is reused, so no view into its buffers outlives this call.
-Result<Request> decode_with(dom::parser& parser, std::string_view body) {
+// Parses body with `parser` (depth-limited) into out, a default Request. Every string is copied
+// out before the parser is reused, so no view into its buffers outlives this call.
+Status decode_with(dom::parser& parser, std::string_view body, Request& out) {
   if (parser.max_depth() != kMaxDepth) {
     if (auto err = parser.allocate(std::max<std::size_t>(body.size(), 1024), kMaxDepth)) {
       return json_error(err);
@@ -312,142 +295,137 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
     return parse_err("body is not a JSON object");
   }
 
-  auto api_version = req_string(doc, "apiVersion", "review");
-  if (!api_version) return api_version.error();
-  if (*api_version != "admission.k8s.io/v1") {
-    return make_error(Errc::parse_error, "AdmissionReview: apiVersion \"" + *api_version +
-                                             "\" is not supported; configure the webhook with "
-                                             "admissionReviewVersions: [\"v1\"]");
+  static constexpr std::array<std::string_view, 3> kReviewKeys = {"apiVersion", "kind", "request"};
+  const auto review = members(doc, kReviewKeys);
+  std::string_view api_version, review_kind;
+  if (auto bad = read_view(review[0], api_version, true)) {
+    return field_err("review", "apiVersion", bad);
   }
-  auto kind = req_string(doc, "kind", "review");
-  if (!kind) return kind.error();
-  if (*kind != "AdmissionReview") return parse_err("kind \"" + *kind + "\" is not AdmissionReview");
-
-  auto req_el = member(doc, "request");
+  if (api_version != "admission.k8s.io/v1") {
+    return make_error(Errc::parse_error, concat({"AdmissionReview: apiVersion \"", api_version,
+                                                 "\" is not supported; configure the webhook "
+                                                 "with admissionReviewVersions: [\"v1\"]"}));
+  }
+  if (auto bad = read_view(review[1], review_kind, true)) return field_err("review", "kind", bad);
+  if (review_kind != "AdmissionReview") {
+    return parse_err(concat({"kind \"", review_kind, "\" is not AdmissionReview"}));
+  }
   dom::object r;
-  if (!req_el || req_el->get_object().get(r) != simdjson::SUCCESS) {
-    return parse_err("request: missing or not an object");
-  }
-  const RequestMembers rm = request_members(r);
+  if (auto st = read_object(review[2], r, "request"); !st) return st;
 
-  Request out;
-  auto uid = req_string(rm.uid, "uid", "request");
-  if (!uid) return uid.error();
-  if (uid->empty()) return parse_err("request.uid: empty");
-  out.uid = std::move(*uid);
+  static constexpr std::array<std::string_view, 10> kRequestKeys = {
+      "uid",       "kind", "resource", "operation", "subResource",
+      "namespace", "name", "dryRun",   "object",    "oldObject"};
+  const auto rm = members(r, kRequestKeys);
+  const Member &m_uid = rm[0], &m_kind = rm[1], &m_resource = rm[2], &m_operation = rm[3],
+               &m_sub = rm[4], &m_namespace = rm[5], &m_name = rm[6], &m_dry_run = rm[7],
+               &m_object = rm[8], &m_old_object = rm[9];
 
-  const auto& k_el = rm.kind;
+  if (auto bad = read_string(m_uid, out.uid, true)) return field_err("request", "uid", bad);
+  if (out.uid.empty()) return parse_err("request.uid: empty");
+
+  static constexpr std::array<std::string_view, 3> kKindKeys = {"kind", "group", "version"};
   dom::object k;
-  if (!k_el || k_el->get_object().get(k) != simdjson::SUCCESS) {
-    return parse_err("request.kind: missing or not an object");
+  if (auto st = read_object(m_kind, k, "request.kind"); !st) return st;
+  const auto km = members(k, kKindKeys);
+  if (auto bad = read_string(km[0], out.kind, true)) return field_err("request.kind", "kind", bad);
+  if (auto bad = read_string(km[1], out.group, false)) {
+    return field_err("request.kind", "group", bad);
   }
-  auto kk = req_string(k, "kind", "request.kind");
-  if (!kk) return kk.error();
-  auto kg = opt_string(k, "group", "request.kind");
-  if (!kg) return kg.error();
-  auto kv = opt_string(k, "version", "request.kind");
-  if (!kv) return kv.error();
-  out.kind = std::move(*kk);
-  out.group = std::move(*kg);
-  out.version = std::move(*kv);
+  if (auto bad = read_string(km[2], out.version, false)) {
+    return field_err("request.kind", "version", bad);
+  }
 
   // request.resource is what the API server routed (and what the webhook's rules match); the
   // kind only names the object in messages.
-  const auto& res_el = rm.resource;
+  static constexpr std::array<std::string_view, 2> kResourceKeys = {"resource", "group"};
   dom::object res;
-  if (!res_el || res_el->get_object().get(res) != simdjson::SUCCESS) {
-    return parse_err("request.resource: missing or not an object");
+  if (auto st = read_object(m_resource, res, "request.resource"); !st) return st;
+  const auto resm = members(res, kResourceKeys);
+  if (auto bad = read_string(resm[0], out.resource, true)) {
+    return field_err("request.resource", "resource", bad);
   }
-  auto rr = req_string(res, "resource", "request.resource");
-  if (!rr) return rr.error();
-  auto rg = opt_string(res, "group", "request.resource");
-  if (!rg) return rg.error();
-  out.resource = std::move(*rr);
-  out.resource_group = std::move(*rg);
-
-  auto op = req_string(rm.operation, "operation", "request");
-  if (!op) return op.error();
-  if (*op != "CREATE" && *op != "UPDATE" && *op != "DELETE" && *op != "CONNECT") {
-    return parse_err("request.operation: unknown operation \"" + *op + "\"");
+  if (auto bad = read_string(resm[1], out.resource_group, false)) {
+    return field_err("request.resource", "group", bad);
   }
-  out.operation = std::move(*op);
 
-  auto sub = opt_string(rm.sub_resource, "subResource", "request");
-  if (!sub) return sub.error();
-  out.sub_resource = std::move(*sub);
-  auto ns = opt_string(rm.namespace_, "namespace", "request");
-  if (!ns) return ns.error();
-  out.namespace_ = std::move(*ns);
-  auto name = opt_string(rm.name, "name", "request");
-  if (!name) return name.error();
-  out.name = std::move(*name);
+  std::string_view op;
+  if (auto bad = read_view(m_operation, op, true)) return field_err("request", "operation", bad);
+  if (op != "CREATE" && op != "UPDATE" && op != "DELETE" && op != "CONNECT") {
+    return parse_err(concat({"request.operation: unknown operation \"", op, "\""}));
+  }
+  out.operation.assign(op);
 
-  if (const auto& dry = rm.dry_run) {
+  if (auto bad = read_string(m_sub, out.sub_resource, false)) {
+    return field_err("request", "subResource", bad);
+  }
+  if (auto bad = read_string(m_namespace, out.namespace_, false)) {
+    return field_err("request", "namespace", bad);
+  }
+  if (auto bad = read_string(m_name, out.name, false)) return field_err("request", "name", bad);
+
+  if (m_dry_run) {
     bool b = false;
-    if (dry->get_bool().get(b) != simdjson::SUCCESS) {
+    if (m_dry_run->get_bool().get(b) != simdjson::SUCCESS) {
       return parse_err("request.dryRun: not a boolean");
     }
     out.dry_run = b;
   }
 
-  const bool writes = out.operation == "CREATE" || out.operation == "UPDATE";
-  auto object = [&]() -> Result<dom::object> {
-    const auto& e = rm.object;
-    dom::object o;
-    if (!e || e->get_object().get(o) != simdjson::SUCCESS) {
-      return parse_err("request.object: missing or not an object for " + out.operation + " of " +
-                       out.kind);
+  const bool writes = op == "CREATE" || op == "UPDATE";
+  auto object = [&](dom::object& o) -> Status {
+    if (!m_object || m_object->get_object().get(o) != simdjson::SUCCESS) {
+      return parse_err(
+          concat({"request.object: missing or not an object for ", op, " of ", out.kind}));
     }
-    return o;
+    return {};
   };
 
   if (out.resource_group == "sigil.dev" && writes) {
-    auto obj = object();
-    if (!obj) return obj.error();
-    out.object_json = simdjson::minify(*obj);
-    return out;
+    dom::object obj;
+    if (auto st = object(obj); !st) return st;
+    out.object_json = simdjson::minify(obj);
+    return {};
   }
 
-  const auto path = pod_spec_path(out.resource_group, out.resource, out.sub_resource);
-  if (path.empty() || !writes) {
+  const SpecPath* path = pod_spec_path(out.resource_group, out.resource, out.sub_resource);
+  if (path == nullptr || !writes) {
     out.judged = false;
-    return out;
+    return {};
   }
   out.judged = true;
 
   // The new object. For UPDATE (including the ephemeralcontainers subresource) every image of
   // the new object is listed, not only the changed ones; old_images tells which are new.
-  auto obj = object();
-  if (!obj) return obj.error();
-  auto pod_spec = find_pod_spec(*obj, path, "request.object");
-  if (!pod_spec) return pod_spec.error();
-  if (auto st = extract_images(*pod_spec, out.images); !st) return st.error();
-  out.deleting = being_deleted(*obj);
-  read_owner(*obj, out);
+  dom::object obj, spec;
+  if (auto st = object(obj); !st) return st;
+  if (auto st = find_pod_spec(obj, *path, "request.object", spec); !st) return st;
+  const auto sm = members(spec, kSpecKeys);
+  if (auto st = extract_images(sm, *path, out.images); !st) return st;
+  read_metadata(obj, out);
 
   // The old object of an UPDATE, read the same way. A defect in it only means that no image
   // counts as unchanged: it never fails the review, and never admits anything by itself.
-  if (out.operation == "UPDATE") {
-    dom::object old;
-    if (const auto& e = rm.old_object; e && e->get_object().get(old) == simdjson::SUCCESS) {
-      auto old_spec = find_pod_spec(old, path, "request.oldObject");
-      if (old_spec && extract_images(*old_spec, out.old_images)) {
-        out.has_old_images = true;
-      } else {
-        out.old_images.clear();
-      }
+  if (op == "UPDATE") {
+    dom::object old, old_spec;
+    if (m_old_object && m_old_object->get_object().get(old) == simdjson::SUCCESS &&
+        find_pod_spec(old, *path, "request.oldObject", old_spec) &&
+        extract_images(members(old_spec, kSpecKeys), *path, out.old_images)) {
+      out.has_old_images = true;
+    } else {
+      out.old_images.clear();
     }
   }
 
-  const dom::object spec = pod_spec->spec;
-  const std::string& spec_path = pod_spec->path;
-  auto sa = opt_string(spec, "serviceAccountName", "request.object." + spec_path);
-  if (!sa) return sa.error();
-  out.service_account = sa->empty() ? "default" : std::move(*sa);
-  if (auto ips = member(spec, "imagePullSecrets")) {
+  std::string_view sa;
+  if (auto bad = read_view(sm[kServiceAccount], sa, false)) {
+    return field_err(concat({"request.object.", path->path}), "serviceAccountName", bad);
+  }
+  out.service_account.assign(sa.empty() ? std::string_view("default") : sa);
+  if (const Member& ips = sm[kPullSecrets]) {
     dom::array list;
     if (ips->get_array().get(list) != simdjson::SUCCESS) {
-      return parse_err("request.object." + spec_path + ".imagePullSecrets: not a list");
+      return parse_err(concat({"request.object.", path->path, ".imagePullSecrets: not a list"}));
     }
     for (dom::element e : list) {
       dom::object ref;
@@ -459,7 +437,7 @@ Result<Request> decode_with(dom::parser& parser, std::string_view body) {
       }
     }
   }
-  return out;
+  return {};
 }
 
 // The parser kept per thread (see kReusedParserBytes), shared by decode and review_uid; neither
@@ -469,10 +447,18 @@ dom::parser& reused_parser() {
   return parser;
 }
 
+// One Result, filled in place and returned by name (no Request is moved on the way out).
 Result<Request> decode(std::string_view body) {
-  if (body.size() <= kReusedParserBytes) return decode_with(reused_parser(), body);
-  dom::parser parser;
-  return decode_with(parser, body);
+  Result<Request> out{Request{}};
+  Status st;
+  if (body.size() <= kReusedParserBytes) {
+    st = decode_with(reused_parser(), body, *out);
+  } else {
+    dom::parser parser;
+    st = decode_with(parser, body, *out);
+  }
+  if (!st) out = std::move(st).error();
+  return out;
 }
 
 std::string uid_with(dom::parser& parser, std::string_view body) {
