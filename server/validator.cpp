@@ -83,7 +83,7 @@ asio::awaitable<void> verify_batch(Batch* b) {
 
 }  // namespace
 
-std::string audit_images_json(std::vector<std::pair<std::string, std::string>> entries) {
+std::string audit_images_json(std::vector<std::pair<std::string_view, std::string>> entries) {
   // Byte order of the keys (std::string's, which compares as unsigned char), as the nlohmann
   // object this replaced wrote them; stable, so of equal keys the last one set is kept.
   std::stable_sort(entries.begin(), entries.end(),
@@ -296,19 +296,28 @@ void append_log_value(std::string& line, std::string_view v) {
 HttpReply Validator::finish(const admission::Request& req, const std::vector<std::string>& images,
                             std::vector<Verdict>& verdicts,
                             std::chrono::steady_clock::time_point start) const {
-  // Each image's verdict gets every path it appears at.
+  // Each image's verdict gets every path it appears at. A map only for many images (a hostile
+  // pod may list 10k containers); a pod's handful is found by a scan without allocating.
+  constexpr size_t kScanImages = 16;
   std::map<std::string_view, size_t> index;
-  for (size_t i = 0; i < images.size(); ++i) index.emplace(images[i], i);
+  if (images.size() > kScanImages) {
+    for (size_t i = 0; i < images.size(); ++i) index.emplace(images[i], i);
+  }
   for (const auto& use : req.images) {
-    if (auto it = index.find(use.image); it != index.end()) {
-      verdicts[it->second].containers.push_back(use.path);
+    size_t i = 0;
+    if (images.size() > kScanImages) {
+      auto it = index.find(use.image);
+      i = it == index.end() ? images.size() : it->second;
+    } else {
+      while (i < images.size() && images[i] != use.image) ++i;
     }
+    if (i < images.size()) verdicts[i].containers.push_back(use.path);
   }
   admission::Response resp;
   resp.uid = req.uid;
   std::vector<std::string> deny_lines;
   std::string reasons;
-  std::vector<std::pair<std::string, std::string>> summary;
+  std::vector<std::pair<std::string_view, std::string>> summary;
   summary.reserve(images.size());
   for (size_t i = 0; i < images.size(); ++i) {
     Verdict& v = verdicts[i];
@@ -321,7 +330,10 @@ HttpReply Validator::finish(const admission::Request& req, const std::vector<std
     }
     // The audit annotation: "denied NOT_SIGNED sha256:...", "allowed", "warned WARN sha256:...".
     const std::string_view reason = verify::name(verify::reported_reason(v));
-    std::string entry = verify::name(v.outcome);
+    const std::string_view outcome = verify::name(v.outcome);
+    std::string entry;
+    entry.reserve(outcome.size() + reason.size() + v.digest.size() + 2);
+    entry += outcome;
     if (!reason.empty()) entry.append(" ").append(reason);
     if (!v.digest.empty()) entry.append(" ").append(v.digest);
     summary.emplace_back(images[i], std::move(entry));
@@ -343,8 +355,9 @@ HttpReply Validator::finish(const admission::Request& req, const std::vector<std
     }
   }
 
-  resp.audit_annotations["images"] =
-      truncate_politely(audit_images_json(std::move(summary)), kMaxAnnotation);
+  std::string audit = audit_images_json(std::move(summary));
+  if (audit.size() > kMaxAnnotation) audit = truncate_politely(audit, kMaxAnnotation);
+  resp.audit_annotations["images"] = std::move(audit);
   if (!deny_lines.empty()) {
     std::string msg;
     for (const auto& line : deny_lines) {

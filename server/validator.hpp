@@ -157,7 +157,7 @@ HttpReply handle_policy_review(std::string_view body, const CheckPolicyObject& c
 // entry ("allowed", "denied NOT_SIGNED sha256:..."), keys in byte order (of equal keys, the
 // last), strings escaped by common/json_text.hpp (invalid UTF-8 becomes U+FFFD). Written
 // directly: it runs on every admission.
-std::string audit_images_json(std::vector<std::pair<std::string, std::string>> entries);
+std::string audit_images_json(std::vector<std::pair<std::string_view, std::string>> entries);
 
 // Shortens s to at most max_len bytes, ending in "..." when cut, never splitting a UTF-8
 // sequence.

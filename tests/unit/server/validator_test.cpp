@@ -382,7 +382,7 @@ TEST_CASE("the images audit annotation is JSON with every key and value escaped"
         "allowed");
   // Keys in byte order (as the nlohmann object it replaced wrote them), the same bytes as
   // nlohmann's dump.
-  const std::vector<std::pair<std::string, std::string>> several = {
+  const std::vector<std::pair<std::string_view, std::string>> several = {
       {"z.io/b", "denied NOT_SIGNED"}, {"a.io/\xc3\xa9", "allowed"}, {"a.io/a", "warned WARN"}};
   json expected = json::object();
   for (const auto& [k, v] : several) expected[k] = v;
