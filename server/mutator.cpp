@@ -11,7 +11,6 @@
 
 #include "admission/admission.hpp"
 #include "common/encoding.hpp"
-#include "common/json_text.hpp"
 #include "oci/reference.hpp"
 
 namespace sigil::server {
@@ -186,15 +185,9 @@ HttpReply pin_reply(const admission::Request& req, const ToPin& to_pin,
   if (!patches.empty()) {
     resp.patch = admission::encode_image_patch(patches);
     // {"image":"digest",...} in image order, as a JSON object's dump would write it.
-    std::string pinned_json = "{";
-    for (const auto& [image, digest] : summary) {
-      if (pinned_json.size() > 1) pinned_json += ',';
-      append_json_string(pinned_json, image);
-      pinned_json += ':';
-      append_json_string(pinned_json, digest);
-    }
-    pinned_json += '}';
-    resp.audit_annotations["pinned"] = truncate_politely(pinned_json, kMaxAnnotation);
+    JsonObjectWithin pinned_json(kMaxAnnotation);
+    for (const auto& [image, digest] : summary) pinned_json.add(image, digest);
+    resp.audit_annotations["pinned"] = std::move(pinned_json).finish();
   }
   log_mutation(req, patches.size(), unresolved.empty() ? "" : "unpinned:" + unresolved, start);
   return HttpReply{200, "application/json", admission::encode_response(resp)};

@@ -4,6 +4,7 @@
 #include <exception>
 #include <map>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -83,22 +84,52 @@ asio::awaitable<void> verify_batch(Batch* b) {
 
 }  // namespace
 
-std::string audit_images_json(std::vector<std::pair<std::string_view, std::string>> entries) {
+JsonObjectWithin::JsonObjectWithin(size_t max_bytes) : max_(max_bytes) {
+  out_.push_back('{');
+}
+
+void JsonObjectWithin::add(std::string_view key, std::string_view value) {
+  // Room kept for the closing brace and a `,"...":"<n> more"` member.
+  constexpr size_t kTail = 32;
+  if (left_out_ > 0) {
+    ++left_out_;
+    return;
+  }
+  member_.clear();
+  if (out_.size() > 1) member_.push_back(',');
+  append_json_string(member_, key);
+  member_.push_back(':');
+  append_json_string(member_, value);
+  if (max_ != std::string::npos && out_.size() + member_.size() + kTail > max_) {
+    ++left_out_;
+    return;
+  }
+  out_ += member_;
+}
+
+std::string JsonObjectWithin::finish() && {
+  if (left_out_ > 0) {
+    if (out_.size() > 1) out_.push_back(',');
+    out_ += "\"...\":\"";
+    out_ += std::to_string(left_out_);
+    out_ += " more\"";
+  }
+  out_.push_back('}');
+  return std::move(out_);
+}
+
+std::string audit_images_json(std::vector<std::pair<std::string_view, std::string>> entries,
+                              size_t max_bytes) {
   // Byte order of the keys (std::string's, which compares as unsigned char), as the nlohmann
   // object this replaced wrote them; stable, so of equal keys the last one set is kept.
   std::stable_sort(entries.begin(), entries.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::string out;
-  out.push_back('{');
+  JsonObjectWithin out(max_bytes);
   for (size_t i = 0; i < entries.size(); ++i) {
     if (i + 1 < entries.size() && entries[i + 1].first == entries[i].first) continue;
-    if (out.size() > 1) out.push_back(',');
-    append_json_string(out, entries[i].first);
-    out.push_back(':');
-    append_json_string(out, entries[i].second);
+    out.add(entries[i].first, entries[i].second);
   }
-  out.push_back('}');
-  return out;
+  return std::move(out).finish();
 }
 
 std::string truncate_politely(std::string_view s, size_t max_len) {
@@ -249,9 +280,18 @@ std::optional<HttpReply> answer_without_verifying(const Result<admission::Reques
 // The distinct images of a judged request, in first-seen order.
 std::vector<std::string> distinct_images(const admission::Request& req) {
   std::vector<std::string> images;
-  std::map<std::string_view, size_t> seen;  // a map: a hostile pod may list 10k containers
+  if (req.images.size() <= 16) {  // a pod's handful: a scan, nothing allocated but the result
+    images.reserve(req.images.size());
+    for (const auto& use : req.images) {
+      if (std::find(images.begin(), images.end(), use.image) == images.end()) {
+        images.push_back(use.image);
+      }
+    }
+    return images;
+  }
+  std::set<std::string_view> seen;  // views of req's strings: a hostile pod may list 10k
   for (const auto& use : req.images) {
-    if (seen.try_emplace(use.image, images.size()).second) images.push_back(use.image);
+    if (seen.insert(use.image).second) images.push_back(use.image);
   }
   return images;
 }
@@ -355,9 +395,7 @@ HttpReply Validator::finish(const admission::Request& req, const std::vector<std
     }
   }
 
-  std::string audit = audit_images_json(std::move(summary));
-  if (audit.size() > kMaxAnnotation) audit = truncate_politely(audit, kMaxAnnotation);
-  resp.audit_annotations["images"] = std::move(audit);
+  resp.audit_annotations["images"] = audit_images_json(std::move(summary), kMaxAnnotation);
   if (!deny_lines.empty()) {
     std::string msg;
     for (const auto& line : deny_lines) {

@@ -153,11 +153,27 @@ using CheckPolicyObject =
     std::function<std::string(const std::string& kind, const std::string& object_json)>;
 HttpReply handle_policy_review(std::string_view body, const CheckPolicyObject& check);
 
+// A JSON object of string members, written directly (strings escaped by common/json_text.hpp;
+// invalid UTF-8 becomes U+FFFD) and never longer than max_bytes: once a member does not fit,
+// it and every later one are left out and counted in a last member "...": "N more", so an
+// audit annotation of a pod with hundreds of images is still valid JSON, only shorter.
+class JsonObjectWithin {
+ public:
+  explicit JsonObjectWithin(size_t max_bytes);
+  void add(std::string_view key, std::string_view value);
+  std::string finish() &&;
+
+ private:
+  std::string out_, member_;
+  size_t max_;
+  size_t left_out_ = 0;
+};
+
 // The "images" audit annotation of a judged admission: a JSON object from each image to its
 // entry ("allowed", "denied NOT_SIGNED sha256:..."), keys in byte order (of equal keys, the
-// last), strings escaped by common/json_text.hpp (invalid UTF-8 becomes U+FFFD). Written
-// directly: it runs on every admission.
-std::string audit_images_json(std::vector<std::pair<std::string_view, std::string>> entries);
+// last), at most max_bytes (JsonObjectWithin). Written directly: it runs on every admission.
+std::string audit_images_json(std::vector<std::pair<std::string_view, std::string>> entries,
+                              size_t max_bytes = std::string::npos);
 
 // Shortens s to at most max_len bytes, ending in "..." when cut, never splitting a UTF-8
 // sequence.

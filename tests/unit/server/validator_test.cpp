@@ -186,6 +186,71 @@ TEST_CASE("the same image in two containers is verified once", "[validator]") {
   CHECK(fake.calls == 1);
 }
 
+TEST_CASE("a pod with many images: each verified once, each denial names all its containers",
+          "[validator]") {
+  // Past 16 images, distinct_images and finish() index by set and map instead of a scan.
+  for (const size_t distinct : {3, 16, 17, 40}) {
+    std::vector<std::string> images;
+    for (size_t i = 0; i < distinct; ++i) images.push_back("r/good" + std::to_string(i) + ":1");
+    images.push_back("r/bad:1");
+    images.push_back("r/good0:1");
+    images.insert(images.begin(), "r/bad:1");  // containers 0 and distinct + 1
+    FakeVerifier fake;
+    Validator v(fake.fn());
+    auto resp = response_of(run(v, pod_with_images(images)));
+    INFO(distinct);
+    CHECK(fake.calls == static_cast<int>(distinct) + 1);
+    CHECK(resp["allowed"] == false);
+    const std::string msg = resp["status"]["message"];
+    CHECK(msg.rfind("image r/bad:1 (spec.containers[0] c0, spec.containers[" +
+                        std::to_string(distinct + 1) + "] c" + std::to_string(distinct + 1) + ") ",
+                    0) == 0);
+    // Cut to 2 KiB past about 20 images, and still valid JSON: what is left out is counted.
+    const std::string text = resp["auditAnnotations"]["images"];
+    const json audit = json::parse(text);
+    CHECK(text.size() <= 2048);
+    const size_t more = audit.contains("...") ? std::stoul(audit["..."].get<std::string>()) : 0;
+    CHECK(audit.size() - (more > 0 ? 1 : 0) + more == distinct + 1);
+    CHECK((more > 0) == (distinct == 40));
+  }
+}
+
+TEST_CASE("JsonObjectWithin: valid JSON within the limit, what is left out counted",
+          "[validator]") {
+  using sigil::server::JsonObjectWithin;
+  const std::vector<std::pair<std::string, std::string>> members = {{"a.io/x", "allowed"},
+                                                                    {"b\"q", "denied \n X"},
+                                                                    {"c\xff", "warned"},
+                                                                    {"d", std::string(50, 'v')}};
+  json whole = json::object();
+  for (const auto& [k, v] : members) whole[k] = v;
+  {
+    JsonObjectWithin all(std::string::npos);
+    for (const auto& [k, v] : members) all.add(k, v);
+    CHECK(json::parse(std::move(all).finish()) ==
+          json::parse(whole.dump(-1, ' ', false, json::error_handler_t::replace)));
+  }
+  for (size_t max = 34; max < 200; ++max) {
+    JsonObjectWithin out(max);
+    for (const auto& [k, v] : members) out.add(k, v);
+    const std::string text = std::move(out).finish();
+    INFO(max << ": " << text);
+    CHECK(text.size() <= max);
+    const json j = json::parse(text);  // throws (fails) when not valid JSON
+    const size_t more = j.contains("...") ? std::stoul(j["..."].get<std::string>()) : 0;
+    CHECK(j.size() - (more > 0 ? 1 : 0) + more == members.size());
+    // The members kept are the first ones, in order.
+    size_t kept = 0;
+    for (const auto& [k, v] : members) {
+      if (kept + more == members.size()) break;
+      CHECK(j.contains(k == "c\xff" ? "c\xef\xbf\xbd" : k));
+      ++kept;
+    }
+  }
+  JsonObjectWithin none(0);
+  CHECK(std::move(none).finish() == "{}");
+}
+
 TEST_CASE("timeout reply denies with TIMEOUT and echoes the uid", "[validator]") {
   FakeVerifier fake;
   Validator v(fake.fn());
