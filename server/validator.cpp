@@ -122,8 +122,11 @@ std::string audit_images_json(std::vector<std::pair<std::string_view, std::strin
                               size_t max_bytes) {
   // Byte order of the keys (std::string's, which compares as unsigned char), as the nlohmann
   // object this replaced wrote them; stable, so of equal keys the last one set is kept.
-  std::stable_sort(entries.begin(), entries.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  // (std::stable_sort allocates a buffer even for one element: most pods have one image.)
+  if (entries.size() > 1) {
+    std::stable_sort(entries.begin(), entries.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+  }
   JsonObjectWithin out(max_bytes);
   for (size_t i = 0; i < entries.size(); ++i) {
     if (i + 1 < entries.size() && entries[i + 1].first == entries[i].first) continue;
