@@ -14,6 +14,15 @@ bool same_version(const kube::Secret& a, const kube::Secret& b) {
          a.meta.uid == b.meta.uid;
 }
 
+// Length-prefixed: no namespace and name can spell another pair's key.
+std::string secret_key(const std::string& ns, const std::string& name) {
+  std::string key = std::to_string(ns.size());
+  key += ':';
+  key += ns;
+  key += name;
+  return key;
+}
+
 }  // namespace
 
 PullCredentials no_pull_credentials(const std::string& ns) {
@@ -26,11 +35,7 @@ PullCredentials no_pull_credentials(const std::string& ns) {
 std::shared_ptr<const PullSecretParses::Entry> PullSecretParses::parsed(
     const std::string& ns, const std::string& name,
     const std::shared_ptr<const kube::Secret>& secret) {
-  // Length-prefixed: no namespace and name can spell another pair's key.
-  std::string key = std::to_string(ns.size());
-  key += ':';
-  key += ns;
-  key += name;
+  std::string key = secret_key(ns, name);
   {
     std::lock_guard lock(mu_);
     if (auto it = entries_.find(key);
@@ -65,7 +70,8 @@ std::shared_ptr<const PullSecretParses::Entry> PullSecretParses::parsed(
 void PullSecretParses::add(PullCredentials& out, const std::string& ns, const std::string& name,
                            const Result<std::shared_ptr<const kube::Secret>>& s) {
   if (!s.ok()) {
-    if (s.error().code != Errc::not_found) {
+    if (s.error().code != Errc::not_found &&
+        report_read_error(secret_key(ns, name), s.error().message)) {
       // The name is the pod's text (imagePullSecrets): one line, printable, in the log.
       spdlog::warn("admission: pull secret {}/{}: {}", printable(ns, 253), printable(name, 253),
                    s.error().message);
@@ -81,6 +87,19 @@ void PullSecretParses::add(PullCredentials& out, const std::string& ns, const st
 size_t PullSecretParses::parses() const {
   std::lock_guard lock(mu_);
   return parses_;
+}
+
+bool PullSecretParses::report_read_error(const std::string& key, const std::string& message) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
+  auto it = read_errors_.find(key);
+  if (it != read_errors_.end() && it->second.message == message &&
+      now - it->second.at < repeat_after_) {
+    return false;
+  }
+  if (it == read_errors_.end() && read_errors_.size() >= kMaxEntries) read_errors_.clear();
+  read_errors_[key] = Reported{message, now};
+  return true;
 }
 
 }  // namespace sigil::app

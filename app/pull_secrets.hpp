@@ -7,6 +7,7 @@
 // every time; PullSecretParses keeps the parse of each Secret version.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -33,10 +34,16 @@ PullCredentials no_pull_credentials(const std::string& ns);
 
 class PullSecretParses {
  public:
+  // A read error of one Secret is logged again only after this long while it stays the same:
+  // kube::SecretCache keeps answering it (a 403 from missing RBAC, say) on every admission.
+  explicit PullSecretParses(
+      std::chrono::steady_clock::duration repeat_after = std::chrono::minutes(1))
+      : repeat_after_(repeat_after) {}
+
   // Adds what the Secret ns/name holds (`s`, as kube::SecretCache answered it) to out: its
   // .dockerconfigjson or .dockercfg, when the Secret has that type; other Secrets add nothing.
-  // A read error other than not_found, and a malformed config, are logged, the latter once per
-  // Secret version. Thread-safe.
+  // A read error other than not_found is logged (once per repeat_after while it stays the
+  // same), a malformed config once per Secret version. Thread-safe.
   void add(PullCredentials& out, const std::string& ns, const std::string& name,
            const Result<std::shared_ptr<const kube::Secret>>& s);
 
@@ -54,9 +61,18 @@ class PullSecretParses {
   std::shared_ptr<const Entry> parsed(const std::string& ns, const std::string& name,
                                       const std::shared_ptr<const kube::Secret>& secret);
 
+  // Whether the read error `message` of Secret `key` is to be logged now (see repeat_after).
+  bool report_read_error(const std::string& key, const std::string& message);
+
+  const std::chrono::steady_clock::duration repeat_after_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<const Entry>> entries_;
   size_t parses_ = 0;
+  struct Reported {
+    std::string message;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::unordered_map<std::string, Reported> read_errors_;  // by key, as entries_
 };
 
 }  // namespace sigil::app

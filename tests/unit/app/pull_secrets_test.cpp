@@ -118,3 +118,30 @@ TEST_CASE("the first pull secret holding a host wins, as in the kubelet") {
   CHECK(creds.config->auths.at("reg.test").password == "one");
   CHECK(creds.id == "team|first@1|second@2");
 }
+
+TEST_CASE("a pull secret's read error is logged once a minute while it stays the same") {
+  sigil::test::LogCapture log;
+  const Result<std::shared_ptr<const Secret>> forbidden =
+      make_error(Errc::unauthorized, "secrets \"regcred\" is forbidden");
+  const Result<std::shared_ptr<const Secret>> gone = make_error(Errc::not_found, "not found");
+  PullSecretParses parses;
+  for (int i = 0; i < 5; ++i) {
+    auto creds = no_pull_credentials("team");
+    parses.add(creds, "team", "regcred", forbidden);
+    parses.add(creds, "team", "other", forbidden);  // another Secret: its own line
+    parses.add(creds, "team", "missing", gone);     // a missing Secret is never logged
+    CHECK(creds.config->auths.empty());
+  }
+  CHECK(log.count("pull secret team/regcred: secrets \"regcred\" is forbidden") == 1);
+  CHECK(log.count("pull secret team/other:") == 1);
+  CHECK(log.count("team/missing") == 0);
+  // Another error of the same Secret is news.
+  auto creds = no_pull_credentials("team");
+  parses.add(creds, "team", "regcred", make_error(Errc::unavailable, "connection refused"));
+  CHECK(log.count("pull secret team/regcred: connection refused") == 1);
+
+  // Past repeat_after, the same error is logged again.
+  PullSecretParses every_time(std::chrono::seconds(0));
+  for (int i = 0; i < 3; ++i) every_time.add(creds, "ns2", "regcred", forbidden);
+  CHECK(log.count("pull secret ns2/regcred:") == 3);
+}
