@@ -34,11 +34,16 @@ Webhook::Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolici
             return admission_context(request, deadline);
           }) {
   // /validate's synchronous path: a cached verdict for every image, a context at hand.
+  // Cache hits are counted once the synchronous path answers (Engine::count_answered_now): one
+  // that gives up on an admission asks verify() for every image again, which counts its own.
+  const auto answered = [this](const std::vector<verify::Verdict>& verdicts) {
+    engine_.count_answered_now(verdicts);
+  };
   validator_.set_now(
       [this](const std::string& image, const verify::Context& context) {
         return engine_.verify_cached(image, store_.get(), context);
       },
-      [this](const admission::Request& request) { return context_now(request); });
+      [this](const admission::Request& request) { return context_now(request); }, answered);
   // /mutate's: the same, for a Pod pinned to the digest it gets (the tag cache may answer).
   mutator_.set_now(
       [this](const std::string& image, const verify::Context& context) {
@@ -48,7 +53,8 @@ Webhook::Webhook(verify::Engine& engine, const PolicyStore& store, ClusterPolici
         auto context = context_now(request);
         if (context) context->pins_digest = true;
         return context;
-      });
+      },
+      answered);
   // Each /validate verdict counted once by reason, whichever path judged it (/mutate is not
   // counted, so an image pinned then validated counts once).
   if (metrics_ != nullptr) {

@@ -222,7 +222,7 @@ std::optional<HttpReply> Mutator::answer_now(std::string_view body) const {
     ToPin to_pin;
     if (auto early = answer_without_pinning(body, decoded, to_pin, start)) return early;
     const admission::Request& req = *decoded;
-    auto verdicts = verdicts_now(verify_now_, context_now_, req, to_pin.images);
+    auto verdicts = verdicts_now(verify_now_, context_now_, answered_now_, req, to_pin.images);
     if (!verdicts) return std::nullopt;  // nothing pinned or logged yet: handle() starts over
     return pin_reply(req, to_pin, *verdicts, start);
   } catch (const std::exception& e) {

@@ -36,9 +36,10 @@ class Mutator {
   // Set before serving: the synchronous path (answer_now), as Validator::set_now. The two
   // answer as the Mutator's VerifyImage does, for a Pod pinned to what it is told (the caller's
   // functions set Context::pins_digest themselves).
-  void set_now(VerifyNow verify_now, ContextNow context_now = {}) {
+  void set_now(VerifyNow verify_now, ContextNow context_now = {}, AnsweredNow answered = {}) {
     verify_now_ = std::move(verify_now);
     context_now_ = std::move(context_now);
+    answered_now_ = std::move(answered);
   }
   // handle()'s answer when it needs no waiting (a review with nothing to pin, or one whose
   // context and every image's verdict are at hand), else nullopt: then nothing was logged, and
@@ -53,6 +54,7 @@ class Mutator {
   MakeContext make_context_;
   VerifyNow verify_now_;
   ContextNow context_now_;
+  AnsweredNow answered_now_;
 };
 
 // image (a tag-only reference, as written) pinned to digest: "name:tag@sha256:<hex>", with the

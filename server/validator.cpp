@@ -303,6 +303,7 @@ std::vector<std::string> distinct_images(const admission::Request& req) {
 
 std::optional<std::vector<Verdict>> verdicts_now(const VerifyNow& verify_now,
                                                  const ContextNow& context_now,
+                                                 const AnsweredNow& answered,
                                                  const admission::Request& request,
                                                  const std::vector<std::string>& images) {
   std::optional<verify::Context> context;
@@ -320,6 +321,7 @@ std::optional<std::vector<Verdict>> verdicts_now(const VerifyNow& verify_now,
     if (!v) return std::nullopt;
     verdicts.push_back(std::move(*v));
   }
+  if (answered) answered(verdicts);
   return verdicts;
 }
 
@@ -453,7 +455,7 @@ std::optional<HttpReply> Validator::answer_now(std::string_view body) const {
     if (auto early = answer_without_verifying(decoded, start)) return early;
     const admission::Request& req = *decoded;
     const std::vector<std::string> images = distinct_images(req);
-    auto verdicts = verdicts_now(verify_now_, context_now_, req, images);
+    auto verdicts = verdicts_now(verify_now_, context_now_, answered_now_, req, images);
     if (!verdicts) return std::nullopt;  // nothing logged or counted yet: handle() starts over
     return finish(req, images, *verdicts, start);
   } catch (const std::exception& e) {

@@ -70,13 +70,18 @@ using VerifyNow = std::function<std::optional<verify::Verdict>(const std::string
                                                                const verify::Context& context)>;
 // What MakeContext would answer, or nullopt when that needs waiting (the Kubernetes API).
 using ContextNow = std::function<std::optional<verify::Context>(const admission::Request& request)>;
+// Told of the verdicts the synchronous path answers an admission with (every image's), once it
+// has them all; not told when it gives up, after which the asynchronous path asks for all of
+// them again. What counts cache hits (Engine::count_answered_now), so each counts once.
+using AnsweredNow = std::function<void(const std::vector<verify::Verdict>& verdicts)>;
 // The synchronous part of Validator::answer_now and Mutator::answer_now: the context
 // (context_now's, or the request's namespace when there is no MakeContext, as build_context)
-// and the verdict of every image from verify_now, in order; nullopt as soon as one is not at
-// hand. Callers check first that they may answer without waiting (verify_now set, and
-// context_now set when they have a MakeContext).
+// and the verdict of every image from verify_now, in order, told to `answered` (when set);
+// nullopt as soon as one is not at hand. Callers check first that they may answer without
+// waiting (verify_now set, and context_now set when they have a MakeContext).
 std::optional<std::vector<verify::Verdict>> verdicts_now(const VerifyNow& verify_now,
                                                          const ContextNow& context_now,
+                                                         const AnsweredNow& answered,
                                                          const admission::Request& request,
                                                          const std::vector<std::string>& images);
 
@@ -104,10 +109,11 @@ class Validator {
   void set_observer(ObserveDecision observe) { observe_ = std::move(observe); }
   // Set before serving: the synchronous path (answer_now). Without verify_now there is none.
   // context_now is needed when the Validator has a MakeContext; without one, the context is the
-  // request's namespace, as in handle().
-  void set_now(VerifyNow verify_now, ContextNow context_now = {}) {
+  // request's namespace, as in handle(). answered (optional) is told what it answers with.
+  void set_now(VerifyNow verify_now, ContextNow context_now = {}, AnsweredNow answered = {}) {
     verify_now_ = std::move(verify_now);
     context_now_ = std::move(context_now);
+    answered_now_ = std::move(answered);
   }
   // Set before serving.
   void set_counter(CountVerdict count) { count_ = std::move(count); }
@@ -142,6 +148,7 @@ class Validator {
   ObserveDecision observe_;
   VerifyNow verify_now_;
   ContextNow context_now_;
+  AnsweredNow answered_now_;
   CountVerdict count_;
 };
 

@@ -609,12 +609,14 @@ std::optional<Verdict> Engine::verify_cached(
   }
   if (p->kms) return std::nullopt;
   std::string digest = p->ref.digest;  // valid: parse_reference checked it
+  bool by_tag = false;
   if (digest.empty()) {
     if (!context.pins_digest) return std::nullopt;  // /validate resolves every tag fresh
     if (p->require_digest) return std::nullopt;
     auto pinned = d.resolver.cached(p->ref, context.credentials_id);
     if (!pinned || !oci::is_valid_digest(*pinned)) return std::nullopt;
     digest = std::move(*pinned);
+    by_tag = true;
   }
   if (digest.rfind("sha256:", 0) != 0) return std::nullopt;
   std::string key;
@@ -623,8 +625,21 @@ std::optional<Verdict> Engine::verify_cached(
   key += digest;
   key += p->tail;
   auto hit = d.cache.find(key);
-  if (hit) hit->image = image;  // as verify_ref: the verdict names whoever asks
+  if (hit) {
+    hit->image = image;  // as verify_ref: the verdict names whoever asks
+    hit->tag_cached = by_tag;
+  }
   return hit;
+}
+
+void Engine::count_answered_now(const std::vector<Verdict>& verdicts) {
+  uint64_t hits = 0, tags = 0;
+  for (const Verdict& v : verdicts) {
+    hits += v.cached ? 1 : 0;
+    tags += v.tag_cached ? 1 : 0;
+  }
+  if (hits > 0) impl_->cache.count_hits(hits);
+  if (tags > 0) impl_->resolver.count_cached(tags);
 }
 
 asio::awaitable<Verdict> Engine::verify_ref(std::string image,

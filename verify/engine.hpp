@@ -95,9 +95,13 @@ class Engine {
   // give alone (an invalid reference, no matching policy). nullopt: verify() must run. Reads no
   // registry and never waits: the synchronous path of a cached admission (server/validator.hpp
   // answer_now). May throw only std::bad_alloc.
+  // Counts nothing itself: the synchronous path may give up on an admission after some of
+  // its images were answered here, and ask verify() for all of them. Once it answers, it
+  // passes what it answered with to count_answered_now(), so each lookup counts once.
   std::optional<Verdict> verify_cached(const std::string& image,
                                        const std::shared_ptr<const policy::PolicySet>& policies,
                                        const Context& context);
+  void count_answered_now(const std::vector<Verdict>& verdicts);
 
   // A fresh per-admission byte budget, chained to the process budget.
   std::shared_ptr<ByteBudget> admission_budget() const;

@@ -187,12 +187,13 @@ std::optional<std::string> TagResolver::cached(const oci::Reference& ref,
   if (!shared_->cache_on()) return std::nullopt;
   const std::string key = key_of(ref, credentials_id);
   std::lock_guard lock(shared_->mu);
-  auto hit = shared_->lookup(key);
-  if (hit) {
-    ++shared_->stats.requests;
-    ++shared_->stats.cache_hits;
-  }
-  return hit;
+  return shared_->lookup(key);
+}
+
+void TagResolver::count_cached(uint64_t n) {
+  std::lock_guard lock(shared_->mu);
+  shared_->stats.requests += n;
+  shared_->stats.cache_hits += n;
 }
 
 asio::awaitable<Result<std::string>> TagResolver::resolve(const oci::Reference& ref,

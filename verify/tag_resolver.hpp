@@ -102,9 +102,11 @@ class TagResolver {
   }
 
   // The cache's answer for a `pinned` caller, without waiting: the digest when an entry within
-  // the TTL holds one, else nullopt (and nothing is counted: the caller then calls resolve(),
-  // which counts the request). Never reads a registry. nullopt whenever the cache is off.
+  // the TTL holds one, else nullopt. Never reads a registry. nullopt whenever the cache is off.
+  // Counts nothing: its caller (the synchronous path) may still give up and call resolve(),
+  // which counts; count_cached() counts the answers it used.
   std::optional<std::string> cached(const oci::Reference& ref, const std::string& credentials_id);
+  void count_cached(uint64_t n);
 
   struct Stats {
     uint64_t requests = 0;    // resolve() and answering cached() calls

@@ -149,6 +149,9 @@ struct Verdict {
   std::vector<Finding> warnings;  // warn-mode refusals and the no-match warning
 
   bool cached = false;
+  // Engine::verify_cached found the digest of a tag in the pinning tag cache (for counting it
+  // when the synchronous path answers: Engine::count_answered_now).
+  bool tag_cached = false;
   // False when the verdict rests on something that must not be remembered: a guess about the
   // registry (an ambiguous referrers answer), whatever the outcome.
   bool cacheable = true;

@@ -17,21 +17,26 @@ std::optional<Verdict> VerdictCache::find(const std::string& key) {
   return lookup(key, false);
 }
 
-std::optional<Verdict> VerdictCache::lookup(const std::string& key, bool count_miss) {
+void VerdictCache::count_hits(uint64_t n) {
+  std::lock_guard lock(mu_);
+  hits_ += n;
+}
+
+std::optional<Verdict> VerdictCache::lookup(const std::string& key, bool count) {
   std::lock_guard lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
-    if (count_miss) ++misses_;
+    if (count) ++misses_;
     return std::nullopt;
   }
   if (clock_.now() >= it->second.expires) {
     lru_.erase(it->second.lru);
     entries_.erase(it);
-    if (count_miss) ++misses_;
+    if (count) ++misses_;
     return std::nullopt;
   }
   lru_.splice(lru_.begin(), lru_, it->second.lru);
-  ++hits_;
+  if (count) ++hits_;
   Verdict v = it->second.verdict;
   v.cached = true;
   return v;

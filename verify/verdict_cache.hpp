@@ -32,9 +32,11 @@ class VerdictCache {
 
   // A copy of the cached verdict, marked cached; nullopt on a miss or an expired entry.
   std::optional<Verdict> get(const std::string& key);
-  // get(), except that a miss is not counted: for a caller that asks get() next when this
-  // finds nothing (Engine::verify_cached, the synchronous path), so one lookup counts once.
+  // get(), counting nothing: for the synchronous path (Engine::verify_cached), which may give
+  // up on the admission after this answered and ask get() again on the other path. It counts
+  // its hits with count_hits() once it has answered, so one lookup counts once.
   std::optional<Verdict> find(const std::string& key);
+  void count_hits(uint64_t n);
   // Stores v when is_cacheable(v); denials live negative_ttl.
   void put(const std::string& key, const Verdict& v);
 
@@ -55,7 +57,7 @@ class VerdictCache {
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> lru_;  // front = most recently used
   uint64_t hits_ = 0, misses_ = 0;
-  std::optional<Verdict> lookup(const std::string& key, bool count_miss);
+  std::optional<Verdict> lookup(const std::string& key, bool count);
 };
 
 }  // namespace sigil::verify

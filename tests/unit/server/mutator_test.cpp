@@ -376,8 +376,15 @@ TEST_CASE("mutate's synchronous path gives up when any verdict or the context is
   NowVerifier now;
   SECTION("one image of several is not at hand: the whole review waits") {
     Mutator m(engine.fn());
-    m.set_now(now.fn());
+    int answered = 0;
+    m.set_now(now.fn(), {}, [&](const std::vector<Verdict>& verdicts) {
+      ++answered;
+      CHECK(verdicts.size() == 2);
+    });
     CHECK_FALSE(m.answer_now(pod_with_images({"r/app:v1", "r/cold:v1"})).has_value());
+    CHECK(answered == 0);  // told nothing: the waiting path asks for both again
+    REQUIRE(m.answer_now(pod_with_images({"r/app:v1", "r/web:v2"})).has_value());
+    CHECK(answered == 1);
   }
   SECTION("no synchronous verifier: no synchronous path") {
     Mutator m(engine.fn());

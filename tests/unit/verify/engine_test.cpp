@@ -1478,6 +1478,50 @@ TEST_CASE("verify_cached answers only what verify() would answer from its cache"
   CHECK_FALSE(engine.verify_cached(pinned, policies, {}).has_value());
 }
 
+TEST_CASE("a cache hit counts once, whichever path answers the admission", "[fastpath]") {
+  // The synchronous path asks verify_cached for every image and gives up on the first it does
+  // not have; the asynchronous path then asks verify() for all of them. Before, the hits found
+  // before the give-up were counted twice.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::EngineOptions opts;
+  opts.tag_cache_ttl = std::chrono::seconds(10);
+  verify::Engine engine(f.reg, f.clock, opts);
+  auto policies = policies_for(f.key.pub_pem);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  const std::string other = "reg.test/team/app@" + fake_digest('e');
+  REQUIRE(run(engine, pinned, policies).outcome == verify::Outcome::allowed);  // a miss
+  const auto start = engine.stats();
+
+  // A mixed admission: the first image at hand, the second not.
+  const auto first = engine.verify_cached(pinned, policies, {});
+  REQUIRE(first.has_value());
+  CHECK_FALSE(engine.verify_cached(other, policies, {}).has_value());
+  CHECK(engine.stats().cache_hits == start.cache_hits);  // nothing counted yet
+  // ... so the asynchronous path verifies both: one hit, one miss, each counted once.
+  run(engine, pinned, policies);
+  run(engine, other, policies);
+  CHECK(engine.stats().cache_hits == start.cache_hits + 1);
+  CHECK(engine.stats().cache_misses == start.cache_misses + 1);
+
+  // An admission answered at once counts its hits when it is answered, tags included.
+  verify::Context mutate;
+  mutate.pins_digest = true;
+  REQUIRE(run(engine, "reg.test/team/app:v1", policies, 5s, mutate).outcome ==
+          verify::Outcome::allowed);
+  const auto before = engine.stats();
+  auto by_digest = engine.verify_cached(pinned, policies, {});
+  auto by_tag = engine.verify_cached("reg.test/team/app:v1", policies, mutate);
+  REQUIRE(by_digest.has_value());
+  REQUIRE(by_tag.has_value());
+  CHECK_FALSE(by_digest->tag_cached);
+  CHECK(by_tag->tag_cached);
+  CHECK(engine.stats().tag_cache_hits == before.tag_cache_hits);
+  engine.count_answered_now({*by_digest, *by_tag});
+  CHECK(engine.stats().cache_hits == before.cache_hits + 2);
+  CHECK(engine.stats().tag_cache_hits == before.tag_cache_hits + 1);
+}
+
 TEST_CASE("verify_cached: denials it remembers, failures it never does", "[fastpath]") {
   Fixture f;
   verify::Engine engine(f.reg, f.clock);
