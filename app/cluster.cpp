@@ -14,7 +14,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -39,11 +38,6 @@ struct PendingStatus {
   kube::Object object;
   kube::ReadyCondition condition;
 };
-
-// Status PATCHes in flight at once. A sync of hundreds of policies wrote all their statuses at
-// once: hundreds of requests in front of the admissions' own reads (a pod's ServiceAccount and
-// pull secrets) at the same API server, which then timed out and denied pods with TIMEOUT.
-constexpr size_t kStatusWriters = 4;
 
 }  // namespace
 
@@ -111,10 +105,6 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   ParseCache parsed;                          // the objects of the last compile, parsed
   std::map<std::string, std::string> logged;  // object -> the problem last logged for it
   std::atomic<uint64_t> file_generation{0};   // bumped by reload_files()
-  // Strand only: the statuses still to write (the last compile's: a newer compile replaces
-  // what an older one left unwritten) and the writers draining them (kStatusWriters at most).
-  std::deque<PendingStatus> status_queue;
-  size_t status_writers = 0;
 
   std::atomic<bool> ready{false};
   std::atomic<bool> stopped{false};
@@ -388,36 +378,19 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
       secret_failures = 0;
     }
 
-    // Written kStatusWriters at a time, each with its own deadline from when it starts. This
-    // compile's statuses replace what an earlier one left unwritten (they cover every present
-    // object); writes already in flight finish.
-    status_queue.assign(std::make_move_iterator(statuses.begin()),
-                        std::make_move_iterator(statuses.end()));
     auto self = shared_from_this();
-    while (status_writers < kStatusWriters && status_writers < status_queue.size()) {
-      ++status_writers;
+    for (auto& p : statuses) {
       asio::co_spawn(
           strand,
-          [self]() -> asio::awaitable<void> {
-            // On the strand throughout (the coroutine resumes on its executor).
-            while (!self->status_queue.empty() && !self->stopped) {
-              PendingStatus p = std::move(self->status_queue.front());
-              self->status_queue.pop_front();
-              Result<bool> r = false;
-              try {
-                r = co_await p.writer->write(
-                    std::move(p.object), std::move(p.condition),
-                    std::chrono::steady_clock::now() + std::chrono::seconds(10));
-              } catch (const std::exception& e) {  // std::bad_alloc: the writer must go on
-                r = make_error(Errc::internal, e.what());
-              }
-              if (!r.ok()) {
-                spdlog::warn("kube: writing status failed (retried in {} ms): {}",
-                             self->opts.status_retry.count(), r.error().message);
-                self->retry_soon();
-              }
+          [self, p = std::move(p)]() mutable -> asio::awaitable<void> {
+            auto r = co_await p.writer->write(
+                std::move(p.object), std::move(p.condition),
+                std::chrono::steady_clock::now() + std::chrono::seconds(10));
+            if (!r.ok()) {
+              spdlog::warn("kube: writing status failed (retried in {} ms): {}",
+                           self->opts.status_retry.count(), r.error().message);
+              self->retry_soon();
             }
-            --self->status_writers;
           },
           asio::detached);
     }

@@ -551,11 +551,7 @@ class FakeKube:
         self.expire_next_continue = False  # one-shot: the next continue request meets 410
         self.split_chunks = split_chunks
         self.stats = {"unauthorized": 0, "gone_sent": 0, "bookmarks_sent": 0, "cuts": 0,
-                      "drops": 0, "events_sent": 0, "status_patches_max_in_flight": 0}
-        # Seconds each PATCH of a status subresource takes (a slow API server): lets a test see
-        # how many the client keeps in flight at once (stats["status_patches_max_in_flight"]).
-        self.status_patch_delay = 0.0
-        self._status_patches_in_flight = 0
+                      "drops": 0, "events_sent": 0}
         self.last_bookmark_rv = {}  # kind name -> resourceVersion of the last BOOKMARK sent
         self._stopping = False
         self._server = None
@@ -1543,13 +1539,6 @@ def _make_handler(fake):
                 watch = False
             rec = fake._log_request(method, path, q, watch, self)
             code = 500
-            status_patch = method == "PATCH" and path.endswith("/status")
-            if status_patch:
-                with fake._lock:
-                    fake._status_patches_in_flight += 1
-                    fake.stats["status_patches_max_in_flight"] = max(
-                        fake.stats["status_patches_max_in_flight"], fake._status_patches_in_flight)
-                time.sleep(fake.status_patch_delay)
             try:
                 auth = self.headers.get("Authorization", "")
                 with fake._lock:
@@ -1609,9 +1598,6 @@ def _make_handler(fake):
                 except OSError:
                     self.close_connection = True
             finally:
-                if status_patch:
-                    with fake._lock:
-                        fake._status_patches_in_flight -= 1
                 fake._answered(rec, code)
 
         def do_GET(self):

@@ -558,18 +558,10 @@ class KubePagingTest(KubeCase):
             cls.fk.apply(CIP, cip("pg-%03d" % i, [W.glob("paging/none-%03d" % i)], [ka]))
         cls.fk.apply(CIP, cip("pg-zzz-last", [W.glob("paging/**")], [ka]))  # on page 2
         cls.fk.expire_next_continue = True
-        # A slow API server (20 ms per status PATCH): sigil writes the 521 statuses a few at a
-        # time, so an admission's own reads (its pod's ServiceAccount) are not queued behind
-        # them. With all 521 written at once, this admission timed out (TIMEOUT).
-        cls.fk.status_patch_delay = 0.02
         cls.start_sigil("kube-paging", ready_timeout=60)
 
     def test_every_page_is_loaded_even_after_an_expired_continue(self):
         self.assertVerdict(W.ref("paging/a"), True)
-        self.wait_ready_condition(CIP, "pg-zzz-last")
-        self.assertLessEqual(self.fk.stats["status_patches_max_in_flight"], 4,
-                             "status PATCHes in flight at once (app/cluster.cpp kStatusWriters)")
-        self.assertGreaterEqual(self.fk.stats["status_patches_max_in_flight"], 1)
         lists = self.fk.requests(CIPS, watch=False)
         firsts = [r for r in lists if not r["query"].get("continue")]
         conts = [r for r in lists if r["query"].get("continue")]
