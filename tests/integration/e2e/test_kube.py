@@ -561,6 +561,10 @@ class KubePagingTest(KubeCase):
         cls.start_sigil("kube-paging", ready_timeout=60)
 
     def test_every_page_is_loaded_even_after_an_expired_continue(self):
+        # The policies' statuses first: sigil PATCHes all 521 at once after the sync, and an
+        # admission meanwhile can time out reading its ServiceAccount behind them (a known bug,
+        # noted for the next work: the writes need a bound that does not stall on compiles).
+        self.wait_ready_condition(CIP, "pg-zzz-last", timeout=60)
         self.assertVerdict(W.ref("paging/a"), True)
         lists = self.fk.requests(CIPS, watch=False)
         firsts = [r for r in lists if not r["query"].get("continue")]
@@ -570,7 +574,6 @@ class KubePagingTest(KubeCase):
         self.assertIn(200, [r["code"] for r in conts[1:]])
         self.assertGreaterEqual(len(firsts), 2, "the list did not start over after 410")
         self.assertFalse(self.fk.expire_next_continue)
-        self.wait_ready_condition(CIP, "pg-zzz-last", timeout=60)
 
 
 # ---------------------------------------------------------------------------------------------
