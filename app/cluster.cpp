@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -38,6 +39,31 @@ struct PendingStatus {
   kube::Object object;
   kube::ReadyCondition condition;
 };
+
+// The Ready condition last computed for one object (by a compile), for its generation.
+struct ComputedStatus {
+  std::string uid;
+  int64_t generation = 0;
+  kube::ReadyCondition condition;
+};
+
+// True when `next` holds the same objects as `prev` with the same specs: the same keys, uids
+// and generations. metadata.generation moves with every change of a custom resource's spec and
+// with nothing else (not status, labels or annotations), and the compile reads an object only
+// through its uid, generation and spec (ParseCache keys on uid and generation too), so such a
+// change cannot change the compile. Objects without a generation never count as unchanged.
+bool same_specs(const kube::Snapshot* prev, const kube::Snapshot& next) {
+  if (!prev || prev->objects.size() != next.objects.size()) return false;
+  for (size_t i = 0; i < next.objects.size(); ++i) {
+    const kube::ObjectMeta& a = prev->objects[i]->meta;
+    const kube::ObjectMeta& b = next.objects[i]->meta;
+    if (b.generation == 0 || a.generation != b.generation || a.uid != b.uid || a.name != b.name ||
+        a.namespace_ != b.namespace_) {
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -105,6 +131,19 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   ParseCache parsed;                          // the objects of the last compile, parsed
   std::map<std::string, std::string> logged;  // object -> the problem last logged for it
   std::atomic<uint64_t> file_generation{0};   // bumped by reload_files()
+  // Strand only: the Ready condition each object's last compile computed, by "Kind key", for
+  // the snapshots that change no spec (see changed()).
+  std::map<std::string, ComputedStatus> computed;
+
+  // Status writes, off the strand: a compile must not hold them up, nor they a compile (every
+  // write comes back as a MODIFIED event). Queued by object, a newer status replacing one not
+  // yet written, and written by at most opts.status_writers coroutines on the io_context, so
+  // that a sync of hundreds of policies does not put hundreds of PATCHes in front of the
+  // admissions' own reads (a pod's ServiceAccount, its pull secrets) at the same API server.
+  std::mutex status_mu;
+  std::map<std::string, PendingStatus> status_pending;  // by "Kind key"; guarded by status_mu
+  std::deque<std::string> status_order;                 // keys of status_pending, oldest first
+  size_t status_writers = 0;                            // running; guarded by status_mu
 
   std::atomic<bool> ready{false};
   std::atomic<bool> stopped{false};
@@ -122,31 +161,124 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
     cips = std::make_unique<kube::Reflector>(
         client, reflector_options(kube::resources::cluster_image_policies()),
         [self](std::shared_ptr<const kube::Snapshot> s) {
-          self->changed(&Impl::cip_snap, std::move(s));
+          self->changed(&Impl::cip_snap, &self->cip_status, "ClusterImagePolicy", std::move(s));
         });
-    ips = std::make_unique<kube::Reflector>(client,
-                                            reflector_options(kube::resources::image_policies()),
-                                            [self](std::shared_ptr<const kube::Snapshot> s) {
-                                              self->changed(&Impl::ip_snap, std::move(s));
-                                            });
-    trs =
-        std::make_unique<kube::Reflector>(client, reflector_options(kube::resources::trust_roots()),
-                                          [self](std::shared_ptr<const kube::Snapshot> s) {
-                                            self->changed(&Impl::tr_snap, std::move(s));
-                                          });
+    ips = std::make_unique<kube::Reflector>(
+        client, reflector_options(kube::resources::image_policies()),
+        [self](std::shared_ptr<const kube::Snapshot> s) {
+          self->changed(&Impl::ip_snap, &self->ip_status, "ImagePolicy", std::move(s));
+        });
+    trs = std::make_unique<kube::Reflector>(
+        client, reflector_options(kube::resources::trust_roots()),
+        [self](std::shared_ptr<const kube::Snapshot> s) {
+          self->changed(&Impl::tr_snap, &self->tr_status, "TrustRoot", std::move(s));
+        });
     cips->start();
     ips->start();
     trs->start();
     arm_resync();
   }
 
-  void changed(std::shared_ptr<const kube::Snapshot> Impl::*slot,
-               std::shared_ptr<const kube::Snapshot> s) {
+  // A reflector's new snapshot. One that changes a spec (or adds or removes an object)
+  // recompiles. One that changes no spec (a status write, ours coming back or another
+  // writer's; a label) does not: a sync of hundreds of policies would otherwise recompile the
+  // whole set once per batch of its own status writes. Its changed objects get their last
+  // computed status again, which the writer skips when the object already shows it.
+  void changed(std::shared_ptr<const kube::Snapshot> Impl::*slot, kube::StatusWriter* writer,
+               const char* kind, std::shared_ptr<const kube::Snapshot> s) {
+    std::vector<std::shared_ptr<const kube::Object>> touched;
+    bool recompile = false;
     {
       std::lock_guard lock(mu);
+      const kube::Snapshot* prev = (this->*slot).get();
+      recompile = !same_specs(prev, *s);
+      if (!recompile) {
+        ++stats.spec_unchanged;
+        for (size_t i = 0; i < s->objects.size(); ++i) {
+          if (s->objects[i]->meta.resource_version != prev->objects[i]->meta.resource_version) {
+            touched.push_back(s->objects[i]);
+          }
+        }
+      }
       this->*slot = std::move(s);
     }
-    trigger();
+    if (recompile) {
+      trigger();
+      return;
+    }
+    if (touched.empty()) return;
+    auto self = shared_from_this();
+    asio::post(strand, [self, writer, kind, touched = std::move(touched)] {
+      if (self->stopped) return;
+      std::vector<std::pair<std::string, PendingStatus>> writes;
+      for (const auto& o : touched) {
+        auto it = self->computed.find(std::string(kind) + " " + o->meta.key());
+        if (it == self->computed.end() || it->second.uid != o->meta.uid ||
+            it->second.generation != o->meta.generation) {
+          continue;  // not compiled yet: the compile to come writes it
+        }
+        writes.emplace_back(it->first, PendingStatus{writer, *o, it->second.condition});
+      }
+      if (!writes.empty()) self->queue_statuses(std::move(writes), false);
+    });
+  }
+
+  // Queues the status write of the object `what` ("Kind key"), replacing one not yet written,
+  // and starts writers up to opts.status_writers. clear_first: drop every queued write first
+  // (a compile queues the statuses of every object present).
+  void queue_statuses(std::vector<std::pair<std::string, PendingStatus>> writes, bool clear_first) {
+    size_t start = 0;
+    {
+      std::lock_guard lock(status_mu);
+      if (clear_first) {
+        status_pending.clear();
+        status_order.clear();
+      }
+      for (auto& w : writes) {
+        auto [it, added] = status_pending.insert_or_assign(w.first, std::move(w.second));
+        if (added) status_order.push_back(std::move(w.first));
+      }
+      const size_t limit = std::max<size_t>(opts.status_writers, 1);
+      while (status_writers < limit && status_writers < status_order.size()) {
+        ++status_writers;
+        ++start;
+      }
+    }
+    for (size_t i = 0; i < start; ++i) {
+      asio::co_spawn(io, write_statuses(shared_from_this()), asio::detached);
+    }
+  }
+
+  // One writer: writes queued statuses, oldest first, until none is left. Each write has its
+  // own 10 s deadline from when it starts. A failed write makes the set compile (and so write)
+  // again in opts.status_retry.
+  static asio::awaitable<void> write_statuses(std::shared_ptr<Impl> self) {
+    for (;;) {
+      std::optional<PendingStatus> p;
+      {
+        std::lock_guard lock(self->status_mu);
+        if (self->status_order.empty() || self->stopped) {
+          --self->status_writers;
+          co_return;
+        }
+        auto it = self->status_pending.find(self->status_order.front());
+        self->status_order.pop_front();
+        p.emplace(std::move(it->second));
+        self->status_pending.erase(it);
+      }
+      Result<bool> r = false;
+      try {
+        r = co_await p->writer->write(std::move(p->object), std::move(p->condition),
+                                      std::chrono::steady_clock::now() + std::chrono::seconds(10));
+      } catch (const std::exception& e) {  // std::bad_alloc: the writer must go on
+        r = make_error(Errc::internal, e.what());
+      }
+      if (!r.ok()) {
+        spdlog::warn("kube: writing status failed (retried in {} ms): {}",
+                     self->opts.status_retry.count(), r.error().message);
+        asio::post(self->strand, [self] { self->retry_soon(); });
+      }
+    }
   }
 
   void arm_resync() {
@@ -341,8 +473,9 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
     }
 
     // Statuses: logged when they change, written (best effort) when the object differs.
-    std::vector<PendingStatus> statuses;
+    std::vector<std::pair<std::string, PendingStatus>> statuses;
     std::set<std::string> present;
+    std::map<std::string, ComputedStatus> now_computed;
     auto add = [&](kube::StatusWriter* w, const kube::Object* o, const ObjectStatus& st,
                    const char* kind) {
       const std::string what = std::string(kind) + " " + o->meta.key();
@@ -353,7 +486,8 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
       c.reason = st.reason;
       c.message = st.message;
       c.observed_generation = st.generation;
-      statuses.push_back(PendingStatus{w, *o, std::move(c)});
+      now_computed.insert_or_assign(what, ComputedStatus{o->meta.uid, o->meta.generation, c});
+      statuses.emplace_back(what, PendingStatus{w, *o, std::move(c)});
     };
     for (size_t i = 0; i < roots.size(); ++i) {
       add(roots[i].first, roots[i].second, result.root_statuses[i], "TrustRoot");
@@ -378,22 +512,8 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
       secret_failures = 0;
     }
 
-    auto self = shared_from_this();
-    for (auto& p : statuses) {
-      asio::co_spawn(
-          strand,
-          [self, p = std::move(p)]() mutable -> asio::awaitable<void> {
-            auto r = co_await p.writer->write(
-                std::move(p.object), std::move(p.condition),
-                std::chrono::steady_clock::now() + std::chrono::seconds(10));
-            if (!r.ok()) {
-              spdlog::warn("kube: writing status failed (retried in {} ms): {}",
-                           self->opts.status_retry.count(), r.error().message);
-              self->retry_soon();
-            }
-          },
-          asio::detached);
-    }
+    computed = std::move(now_computed);
+    queue_statuses(std::move(statuses), true);
   }
 };
 

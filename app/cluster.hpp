@@ -1,21 +1,24 @@
 // app/cluster.hpp: policies, trust roots and Secrets from the Kubernetes API (`serve --kube`).
 //
 // Role: keep the live PolicySet in step with the cluster. Three reflectors (kube/) list and
-// watch ClusterImagePolicies, ImagePolicies and TrustRoots; every change reads the Secrets the
-// policies name and recompiles the whole set (file policies included) on one strand with the
-// pure compile_cluster() (app/compile_cluster.hpp, which states the rules), then publishes it
-// atomically; a compile whose inputs did not change publishes nothing. Each object is compiled
-// on its own, so one broken policy never blocks the others; when a new generation of a policy
-// fails, the last generation that compiled stays in force (never a silent relaxation); a
-// policy that never compiled but whose globs can be read is *unavailable*: it denies every
-// image it matches with POLICY_UNAVAILABLE (warns in warn mode) until it compiles, so sigil
-// never admits an image that a policy present in the cluster would have denied. Status (Ready
-// condition + observedGeneration) is written through the status subresource, and a problem is
-// logged when it appears or changes. Keys named by secretRef are read through a TTL cache and
-// re-read every `resync`; a read that fails with anything but 404 is retried with exponential,
-// capped, jittered backoff. Readiness: ready() turns true once all three resources were listed
-// and the set compiled from them (every named Secret read or failed); a replica with
-// unavailable policies is ready, since they deny. For admissions, the pod's and its
+// watch ClusterImagePolicies, ImagePolicies and TrustRoots; every change of a spec reads the
+// Secrets the policies name and recompiles the whole set (file policies included) on one strand
+// with the pure compile_cluster() (app/compile_cluster.hpp, which states the rules), then
+// publishes it atomically; a compile whose inputs did not change publishes nothing. A snapshot
+// that changes no spec (the same uids and metadata.generations: a status write coming back, a
+// label) does not recompile; its changed objects only get their last status again. Each object
+// is compiled on its own, so one broken policy never blocks the others; when a new generation
+// of a policy fails, the last generation that compiled stays in force (never a silent
+// relaxation); a policy that never compiled but whose globs can be read is *unavailable*: it
+// denies every image it matches with POLICY_UNAVAILABLE (warns in warn mode) until it
+// compiles, so sigil never admits an image that a policy present in the cluster would have
+// denied. Status (Ready condition + observedGeneration) is written through the status
+// subresource, at most `status_writers` PATCHes at a time and off the compile strand, and a
+// problem is logged when it appears or changes. Keys named by secretRef are read through a TTL
+// cache and re-read every `resync`; a read that fails with anything but 404 is retried with
+// exponential, capped, jittered backoff. Readiness: ready() turns true once all three resources
+// were listed and the set compiled from them (every named Secret read or failed); a replica
+// with unavailable policies is ready, since they deny. For admissions, the pod's and its
 // ServiceAccount's imagePullSecrets become the registry credentials the kubelet would use.
 // Lives in app/ because it joins kube/, policy/, registry/ and verify/.
 #pragma once
@@ -54,6 +57,9 @@ struct ClusterOptions {
   std::chrono::milliseconds resync{60000};
   // After a failed status write, the next attempt comes this soon.
   std::chrono::milliseconds status_retry{3000};
+  // Status PATCHes in flight at once, at most: a sync of hundreds of policies must not queue
+  // hundreds of writes in front of the admissions' reads at the same API server.
+  size_t status_writers = 4;
   // Backoff after a failed API read: lists and watches (the reflectors), and Secret reads
   // other than 404 (exponential from backoff_initial, capped at backoff_max, jittered).
   std::chrono::milliseconds backoff_initial{800};
@@ -99,6 +105,8 @@ class ClusterPolicies {
     uint64_t policies = 0;     // in the last published set (unavailable ones included)
     uint64_t invalid = 0;      // objects whose current generation is not enforced
     uint64_t unavailable = 0;  // of those, policies denying what they match
+    // Snapshots that changed no spec (status writes coming back, labels): no compile.
+    uint64_t spec_unchanged = 0;
   };
   Stats stats() const;
 

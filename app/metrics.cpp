@@ -254,6 +254,14 @@ struct Metrics::Impl {
       out.push_back(std::move(synced));
       out.push_back(std::move(gen));
       out.push_back(std::move(count));
+      if (s.compiles) {
+        auto compiles = family("sigil_policy_compiles_total",
+                               "Compiles of the cluster's policy set (serve --kube): spec, Secret "
+                               "and file changes, resyncs; never a status write",
+                               prom::MetricType::Counter);
+        add_value(compiles, static_cast<double>(*s.compiles));
+        out.push_back(std::move(compiles));
+      }
     }
     if (auto p = read_process_figures(); p.ok()) {
       auto add = [&](const char* name, const char* help, prom::MetricType t, double v) {

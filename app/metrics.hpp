@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,6 +37,9 @@ struct PolicyState {
   bool synced = false;  // the policies in force are the source's (kube: first sync done)
   uint64_t generation = 0;
   size_t policies = 0;
+  // serve --kube: compiles of the cluster's policy set (every spec change, Secret change and
+  // resync; not a status write).
+  std::optional<uint64_t> compiles;
 };
 
 class Metrics {

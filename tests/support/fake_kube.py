@@ -64,12 +64,14 @@ Test API (in-process; every method is thread-safe):
             fk.split_chunks = True      events go out cut across random chunk boundaries
             fk.open_watches(kind=None), fk.wait_watches(kind, n=1, timeout=10),
             fk.wait_watches_closed(kind=None, timeout=10)
+            fk.status_patch_delay = 0.02  each PATCH of a status subresource takes this long
+                                        (a slow API server; see "status_patches_max_in_flight")
   faults:   fk.fail_next(n, code=500, path=None, method=None, watch=None, prefix=False)
                                         (n=-1: until clear_faults())
             h = fk.hold(path=None, ...); h.wait_arrived(); h.release()   requests wait
   seen:     fk.requests(path=None, method=None, watch=None, prefix=False), fk.count(...)
             fk.stats: {"unauthorized", "gone_sent", "bookmarks_sent", "cuts", "drops",
-                       "events_sent"}; fk.last_bookmark_rv[kind]
+                       "events_sent", "status_patches_max_in_flight"}; fk.last_bookmark_rv[kind]
   objects:  secret_object(), dockerconfigjson_secret(), dockercfg_secret(),
             service_account_object()
 CLI:  fake_kube.py serve --dir DIR [--token T] [--object FILE.json ...]
@@ -551,7 +553,11 @@ class FakeKube:
         self.expire_next_continue = False  # one-shot: the next continue request meets 410
         self.split_chunks = split_chunks
         self.stats = {"unauthorized": 0, "gone_sent": 0, "bookmarks_sent": 0, "cuts": 0,
-                      "drops": 0, "events_sent": 0}
+                      "drops": 0, "events_sent": 0, "status_patches_max_in_flight": 0}
+        # Seconds each PATCH of a status subresource takes (a slow API server): lets a test see
+        # how many the client keeps in flight at once (stats["status_patches_max_in_flight"]).
+        self.status_patch_delay = 0.0
+        self._status_patches_in_flight = 0
         self.last_bookmark_rv = {}  # kind name -> resourceVersion of the last BOOKMARK sent
         self._stopping = False
         self._server = None
@@ -1539,6 +1545,13 @@ def _make_handler(fake):
                 watch = False
             rec = fake._log_request(method, path, q, watch, self)
             code = 500
+            status_patch = method == "PATCH" and path.endswith("/status")
+            if status_patch:
+                with fake._lock:
+                    fake._status_patches_in_flight += 1
+                    fake.stats["status_patches_max_in_flight"] = max(
+                        fake.stats["status_patches_max_in_flight"], fake._status_patches_in_flight)
+                time.sleep(fake.status_patch_delay)
             try:
                 auth = self.headers.get("Authorization", "")
                 with fake._lock:
@@ -1598,6 +1611,9 @@ def _make_handler(fake):
                 except OSError:
                     self.close_connection = True
             finally:
+                if status_patch:
+                    with fake._lock:
+                        fake._status_patches_in_flight -= 1
                 fake._answered(rec, code)
 
         def do_GET(self):

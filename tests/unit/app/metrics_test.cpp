@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "app/config.hpp"
@@ -115,10 +116,12 @@ TEST_CASE("metrics: the policy state and the process figures are read at scrape 
   Metrics m;
   CHECK(m.scrape().find("sigil_policy_synced") == std::string::npos);
   bool synced = false;
+  std::optional<uint64_t> compiles;
   m.set_policy_state([&] {
     sigil::app::PolicyState s;
     s.source = "kube";
     s.synced = synced;
+    s.compiles = compiles;
     s.generation = 7;
     s.policies = 3;
     return s;
@@ -127,6 +130,9 @@ TEST_CASE("metrics: the policy state and the process figures are read at scrape 
   synced = true;
   CHECK(sample(m.scrape(), R"(sigil_policy_synced{source="kube"})") == 1);
   CHECK(sample(m.scrape(), "sigil_policy_generation") == 7);
+  CHECK(sample(m.scrape(), "sigil_policy_compiles_total") == -1);  // files: no compiles
+  compiles = 12;
+  CHECK(sample(m.scrape(), "sigil_policy_compiles_total") == 12);
   auto p = sigil::app::read_process_figures();
   REQUIRE(p.ok());
   CHECK(p->resident_bytes > 1e6);
