@@ -280,10 +280,14 @@ std::optional<HttpReply> answer_without_verifying(const Result<admission::Reques
   return ok_json(admission::encode_response(resp));
 }
 
+// Up to this many images, a request's images are matched by a linear scan, which allocates
+// nothing; past it by a set or map (a hostile pod may list 10k containers).
+constexpr size_t kScanImages = 16;
+
 // The distinct images of a judged request, in first-seen order.
 std::vector<std::string> distinct_images(const admission::Request& req) {
   std::vector<std::string> images;
-  if (req.images.size() <= 16) {  // a pod's handful: a scan, nothing allocated but the result
+  if (req.images.size() <= kScanImages) {  // a pod's handful: nothing allocated but the result
     images.reserve(req.images.size());
     for (const auto& use : req.images) {
       if (std::find(images.begin(), images.end(), use.image) == images.end()) {
@@ -341,9 +345,7 @@ void append_log_value(std::string& line, std::string_view v) {
 HttpReply Validator::finish(const admission::Request& req, const std::vector<std::string>& images,
                             std::vector<Verdict>& verdicts,
                             std::chrono::steady_clock::time_point start) const {
-  // Each image's verdict gets every path it appears at. A map only for many images (a hostile
-  // pod may list 10k containers); a pod's handful is found by a scan without allocating.
-  constexpr size_t kScanImages = 16;
+  // Each image's verdict gets every path it appears at (by scan, or by map past kScanImages).
   std::map<std::string_view, size_t> index;
   if (images.size() > kScanImages) {
     for (size_t i = 0; i < images.size(); ++i) index.emplace(images[i], i);

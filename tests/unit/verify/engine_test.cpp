@@ -1422,18 +1422,31 @@ TEST_CASE("without the tag cache (pinning off) /mutate resolves tags fresh", "[t
   CHECK(engine.stats().tag_cache_hits == 0);
 }
 
-TEST_CASE("verify_cached answers only what verify() would answer from its cache", "[fastpath]") {
-  Fixture f;
-  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
-  verify::EngineOptions opts;
-  opts.tag_cache_ttl = std::chrono::seconds(10);
-  verify::Engine engine(f.reg, f.clock, opts);
-  auto policies = policies_for(f.key.pub_pem);
-  const std::string pinned = "reg.test/team/app@" + f.digest;
+namespace {
 
+// The [fastpath] tests' start: team/app signed with `key`, an engine with a 10 s tag cache,
+// the policies trusting the key, and the image pinned to its digest.
+struct SignedApp : Fixture {
+  static verify::EngineOptions with_tag_cache() {
+    verify::EngineOptions o;
+    o.tag_cache_ttl = std::chrono::seconds(10);
+    return o;
+  }
+  SignedApp() : engine(reg, clock, with_tag_cache()) {
+    reg.attach("team/app", digest, {{payload_for(digest), sign(key, payload_for(digest))}});
+  }
+  verify::Engine engine;
+  std::shared_ptr<const policy::PolicySet> policies = policies_for(key.pub_pem);
+  const std::string pinned = "reg.test/team/app@" + digest;
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(SignedApp, "verify_cached answers only what verify() would answer from its cache",
+                 "[fastpath]") {
   // Nothing verified yet: no answer, no registry call, no miss counted.
   CHECK_FALSE(engine.verify_cached(pinned, policies, {}).has_value());
-  CHECK(f.reg.calls == 0);
+  CHECK(reg.calls == 0);
   CHECK(engine.stats().cache_misses == 0);
 
   const auto fresh = run(engine, pinned, policies);
@@ -1450,10 +1463,10 @@ TEST_CASE("verify_cached answers only what verify() would answer from its cache"
   CHECK(now->image == pinned);
 
   // Another policy generation, another key: not answered.
-  CHECK_FALSE(engine
-                  .verify_cached(
-                      pinned, policies_for(f.key.pub_pem, "enforce", policy::NoMatch::deny, 2), {})
-                  .has_value());
+  CHECK_FALSE(
+      engine
+          .verify_cached(pinned, policies_for(key.pub_pem, "enforce", policy::NoMatch::deny, 2), {})
+          .has_value());
 
   // By tag, before the tag was ever read: nothing at once, pinning or not.
   verify::Context mutate;
@@ -1464,43 +1477,37 @@ TEST_CASE("verify_cached answers only what verify() would answer from its cache"
   // /validate (no pinning) always resolves fresh, so never at once, even with the tag cached.
   CHECK_FALSE(engine.verify_cached("reg.test/team/app:v1", policies, {}).has_value());
   // /mutate (pinning) with its tag cached: the verified digest, at once.
-  const uint64_t calls = f.reg.calls;
+  const uint64_t calls = reg.calls;
   auto by_tag = engine.verify_cached("reg.test/team/app:v1", policies, mutate);
   REQUIRE(by_tag.has_value());
-  CHECK(by_tag->digest == f.digest);
+  CHECK(by_tag->digest == digest);
   CHECK(by_tag->image == "reg.test/team/app:v1");
-  CHECK(f.reg.calls == calls);
+  CHECK(reg.calls == calls);
   // Past the tag cache's TTL the tag must be read again.
-  f.clock.advance(std::chrono::seconds(11));
+  clock.advance(std::chrono::seconds(11));
   CHECK_FALSE(engine.verify_cached("reg.test/team/app:v1", policies, mutate).has_value());
   // Past the verdict's TTL the digest must be verified again.
-  f.clock.advance(std::chrono::seconds(300));
+  clock.advance(std::chrono::seconds(300));
   CHECK_FALSE(engine.verify_cached(pinned, policies, {}).has_value());
 }
 
-TEST_CASE("a cache hit counts once, whichever path answers the admission", "[fastpath]") {
+TEST_CASE_METHOD(SignedApp, "a cache hit counts once, whichever path answers the admission",
+                 "[fastpath]") {
   // The synchronous path asks verify_cached for every image and gives up on the first it does
   // not have; the asynchronous path then asks verify() for all of them. Before, the hits found
   // before the give-up were counted twice.
-  Fixture f;
-  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
-  verify::EngineOptions opts;
-  opts.tag_cache_ttl = std::chrono::seconds(10);
-  verify::Engine engine(f.reg, f.clock, opts);
-  auto policies = policies_for(f.key.pub_pem);
-  const std::string pinned = "reg.test/team/app@" + f.digest;
-  const std::string other = "reg.test/team/app@" + fake_digest('e');
+  const std::string uncached = "reg.test/team/app@" + fake_digest('e');
   REQUIRE(run(engine, pinned, policies).outcome == verify::Outcome::allowed);  // a miss
   const auto start = engine.stats();
 
   // A mixed admission: the first image at hand, the second not.
   const auto first = engine.verify_cached(pinned, policies, {});
   REQUIRE(first.has_value());
-  CHECK_FALSE(engine.verify_cached(other, policies, {}).has_value());
+  CHECK_FALSE(engine.verify_cached(uncached, policies, {}).has_value());
   CHECK(engine.stats().cache_hits == start.cache_hits);  // nothing counted yet
   // ... so the asynchronous path verifies both: one hit, one miss, each counted once.
   run(engine, pinned, policies);
-  run(engine, other, policies);
+  run(engine, uncached, policies);
   CHECK(engine.stats().cache_hits == start.cache_hits + 1);
   CHECK(engine.stats().cache_misses == start.cache_misses + 1);
 
