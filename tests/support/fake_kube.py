@@ -5,6 +5,8 @@ What it serves (HTTPS on 127.0.0.1, HTTP/1.1 keep-alive, one thread per connecti
   sigil.dev/v1alpha1   clusterimagepolicies, trustroots (cluster-scoped), imagepolicies
                        (namespaced; listed per namespace or across all namespaces)
   v1                   secrets, serviceaccounts (namespaced)
+  admissionregistration.k8s.io/v1   validatingwebhookconfigurations,
+                       mutatingwebhookconfigurations (cluster-scoped)
   GET  <collection>                   a List: {"kind":"<Kind>List","apiVersion",
                                        "metadata":{"resourceVersion"[,"continue",
                                        "remainingItemCount"]},"items":[...]} with limit/continue
@@ -29,6 +31,11 @@ What it serves (HTTPS on 127.0.0.1, HTTP/1.1 keep-alive, one thread per connecti
                                        metadata.resourceVersion/uid in the patch are
                                        preconditions (409 Conflict); the status is pruned and
                                        validated against the CRD schema (422 Invalid)
+  POST <collection>                   (secrets, webhook configurations) create: 201, or 409
+                                       AlreadyExists; a Secret is validated (422 Invalid)
+  PUT  <collection>/NAME              (the same kinds) replace: metadata.resourceVersion, when
+                                       sent, must be the stored one (409 Conflict); a PUT that
+                                       changes nothing writes nothing
   GET  /version
 Every request needs "Authorization: Bearer <token>" (401 Status otherwise; set_token() rotates).
 resourceVersion is one global counter (like etcd's revision), as a decimal string; generation
@@ -81,8 +88,8 @@ What it does not model (keep tests inside this subset):
   - no CRD schema/CEL validation of spec (tests must apply only what the real API admits:
     schema-valid objects; secrets are checked like the real ValidateSecret for the docker
     types); no defaulting (spec.mode's default "enforce" is not filled in);
-  - no create/update/delete through HTTP (objects change through the test API only), no PUT,
-    no JSON patch, strategic merge patch or server-side apply (415), no PATCH of the main
+  - no create/update/delete through HTTP but POST and PUT of the kinds above and POST of
+    Events (objects change through the test API otherwise), no JSON patch, strategic merge patch or server-side apply (415), no PATCH of the main
     resource, no dry-run, no fieldValidation;
   - label selectors: equality, inequality and existence only; field selectors: metadata.name
     and metadata.namespace only; an object that stops matching a selector is not turned into
@@ -162,7 +169,14 @@ KINDS = [
     Kind("Secret", "secrets", "", "v1", True, False, False),
     Kind("ServiceAccount", "serviceaccounts", "", "v1", True, False, False),
     Kind("Event", "events", "", "v1", True, False, False),  # core/v1; created by POST
+    Kind("ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
+         "admissionregistration.k8s.io", "v1", False, False, True),
+    Kind("MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
+         "admissionregistration.k8s.io", "v1", False, False, True),
 ]
+# What POST (create) and PUT (replace) are modeled for: sigil's self-managed certificate writes
+# its Secret and the caBundle of its webhook configurations.
+WRITABLE = ("Secret", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 _BY_NAME = {}
 for _k in KINDS:
     for _n in (_k.kind, _k.kind.lower(), _k.plural, _k.qualified):
@@ -553,7 +567,8 @@ class FakeKube:
         self.expire_next_continue = False  # one-shot: the next continue request meets 410
         self.split_chunks = split_chunks
         self.stats = {"unauthorized": 0, "gone_sent": 0, "bookmarks_sent": 0, "cuts": 0,
-                      "drops": 0, "events_sent": 0, "status_patches_max_in_flight": 0}
+                      "drops": 0, "events_sent": 0, "status_patches_max_in_flight": 0,
+                      "creates": 0, "replaces": 0}
         # Seconds each PATCH of a status subresource takes (a slow API server): lets a test see
         # how many the client keeps in flight at once (stats["status_patches_max_in_flight"]).
         self.status_patch_delay = 0.0
@@ -829,6 +844,111 @@ class FakeKube:
                                                                           kv[0][1]))]
 
     # ---- events (POST /api/v1/namespaces/<ns>/events) ----------------------------------------
+
+    def _write_body(self, kind, ns, name, content_type, body):
+        """The object of a POST or PUT, checked as the API server does before storing it."""
+        if content_type.split(";")[0].strip() != "application/json":
+            raise ApiError(415, "UnsupportedMediaType", "unsupported media type %r" % content_type)
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            raise ApiError(400, "BadRequest", "the body is not JSON")
+        if not isinstance(obj, dict) or obj.get("kind") != kind.kind or \
+                obj.get("apiVersion") != kind.api_version:
+            raise ApiError(400, "BadRequest", "the body is not a %s %s" % (kind.api_version,
+                                                                          kind.kind))
+        md = obj.get("metadata")
+        if not isinstance(md, dict) or not md.get("name"):
+            raise ApiError(422, "Invalid", "%s is invalid: metadata.name: Required value" %
+                           kind.kind)
+        if name is not None and md["name"] != name:
+            raise ApiError(400, "BadRequest", "the name of the object (%s) does not match the "
+                           "name on the URL (%s)" % (md["name"], name))
+        if kind.namespaced:
+            if md.get("namespace", ns) != ns:
+                raise ApiError(400, "BadRequest", "the namespace of the provided object does "
+                               "not match the namespace sent on the request")
+            md["namespace"] = ns
+        if kind.kind == "Secret":
+            try:
+                _validate_secret(obj)
+            except ValueError as e:
+                raise ApiError(422, "Invalid", "Secret %r is invalid: %s" % (md["name"], e))
+        if kind.kind.endswith("WebhookConfiguration"):
+            for w in obj.get("webhooks") or []:
+                ca = ((w or {}).get("clientConfig") or {}).get("caBundle")
+                if ca is None:
+                    continue
+                try:  # a []byte field: Go's encoding/json decodes it as strict standard base64
+                    ok = isinstance(ca, str) and \
+                        base64.b64encode(base64.b64decode(ca, validate=True)).decode() == ca
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise ApiError(400, "BadRequest", "json: illegal base64 data in "
+                                   "webhooks.clientConfig.caBundle")
+        obj.pop("status", None)
+        return obj
+
+    def _create(self, kind, ns, content_type, body):
+        """POST <collection>: 201 and the stored object; 409 AlreadyExists when it exists."""
+        obj = self._write_body(kind, ns, None, content_type, body)
+        md = obj["metadata"]
+        for f in ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"):
+            md.pop(f, None)
+        with self._cond:
+            key = self._key(kind, obj)
+            store = self._objects[kind.plural]
+            if key in store:
+                raise ApiError(409, "AlreadyExists", '%s "%s" already exists' %
+                               (kind.qualified, md["name"]),
+                               {"name": md["name"], "kind": kind.plural})
+            md["uid"] = str(uuid.uuid4())
+            md["creationTimestamp"] = now_rfc3339()
+            if kind.generation:
+                md["generation"] = 1
+            md["resourceVersion"] = str(self._bump())
+            store[key] = obj
+            self._record(kind, key[0], "ADDED", obj)
+            self.stats["creates"] += 1
+            return copy.deepcopy(obj)
+
+    def _replace(self, kind, ns, name, content_type, body):
+        """PUT <object>: the whole object replaced. metadata.resourceVersion, when sent, must be
+        the stored one (409 Conflict otherwise); uid and creationTimestamp are kept."""
+        obj = self._write_body(kind, ns, name, content_type, body)
+        md = obj["metadata"]
+        with self._cond:
+            key = self._key(kind, obj)
+            store = self._objects[kind.plural]
+            old = store.get(key)
+            if old is None:
+                raise _not_found(kind, name)
+            omd = old["metadata"]
+            rv = md.get("resourceVersion")
+            if rv and rv != omd["resourceVersion"]:
+                raise ApiError(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": the '
+                               "object has been modified; please apply your changes to the "
+                               "latest version and try again" % (kind.qualified, name),
+                               {"name": name, "kind": kind.plural})
+            if md.get("uid") and md["uid"] != omd["uid"]:
+                raise ApiError(409, "Conflict", "Precondition failed: UID in precondition: %s, "
+                               "UID in object meta: %s" % (md["uid"], omd["uid"]))
+            for f in ("uid", "creationTimestamp", "managedFields"):
+                if f in omd:
+                    md[f] = omd[f]
+            body_old = {k: v for k, v in old.items() if k not in ("metadata", "status")}
+            body_new = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+            if kind.generation:
+                md["generation"] = omd.get("generation", 1) + (0 if body_old == body_new else 1)
+            if body_old == body_new and all(omd.get(f) == md.get(f) for f in (
+                    "labels", "annotations", "finalizers", "ownerReferences")):
+                return copy.deepcopy(old)  # a no-op update writes nothing
+            md["resourceVersion"] = str(self._bump())
+            store[key] = obj
+            self._record(kind, key[0], "MODIFIED", obj)
+            self.stats["replaces"] += 1
+            return copy.deepcopy(obj)
 
     def _create_event(self, ns, content_type, body):
         """Creates a core/v1 Event as the API server's create and validation do (the parts of
@@ -1592,6 +1712,16 @@ def _make_handler(fake):
                     obj = fake._patch_status(kind, ns, name,
                                              self.headers.get("Content-Type", ""), body,
                                              manager)
+                    code = 200
+                    return self._json(200, obj)
+                if method == "POST" and name is None and kind.kind in WRITABLE and sub is None:
+                    obj = fake._create(kind, ns, self.headers.get("Content-Type", ""), body)
+                    code = 201
+                    return self._json(201, obj)
+                if method == "PUT" and name is not None and sub is None and \
+                        kind.kind in WRITABLE:
+                    obj = fake._replace(kind, ns, name, self.headers.get("Content-Type", ""),
+                                        body)
                     code = 200
                     return self._json(200, obj)
                 if method == "POST" and name is None and kind.kind == "Event" and ns:

@@ -351,6 +351,43 @@ class FakeKubeTest(unittest.TestCase):
         sd = {"metadata": {"name": "sd", "namespace": "apps"}, "stringData": {"a": "b"}}
         self.assertEqual(self.fk.apply("Secret", sd)["data"], {"a": "Yg=="})
 
+    def test_create_and_replace_with_preconditions(self):
+        def send(method, path, obj):
+            return self.c.request(method, path, body=json.dumps(obj).encode(),
+                                  headers={"Content-Type": "application/json"})
+        secrets = "/api/v1/namespaces/apps/secrets"
+        sec = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+               "metadata": {"name": "tls"}, "data": {"tls.crt": "QQ==", "tls.key": "Qg=="}}
+        st, made, _ = send("POST", secrets, sec)
+        self.assertEqual((st, made["metadata"]["namespace"]), (201, "apps"))
+        rv = made["metadata"]["resourceVersion"]
+        st, s, _ = send("POST", secrets, sec)
+        self.assertEqual((st, s["reason"]), (409, "AlreadyExists"))
+        made["data"]["tls.crt"] = "Qw=="
+        st, put, _ = send("PUT", secrets + "/tls", made)
+        self.assertEqual(st, 200)
+        self.assertEqual(put["metadata"]["uid"], made["metadata"]["uid"])
+        self.assertNotEqual(put["metadata"]["resourceVersion"], rv)
+        st, s, _ = send("PUT", secrets + "/tls", made)  # made still carries the old version
+        self.assertEqual((st, s["reason"]), (409, "Conflict"))
+        st, s, _ = send("PUT", secrets + "/other", put)
+        self.assertEqual(st, 400)  # the name in the URL is not the object's
+        st, s, _ = send("PUT", secrets + "/nope", dict(put, metadata={"name": "nope"}))
+        self.assertEqual((st, s["reason"]), (404, "NotFound"))
+        self.assertEqual(self.fk.stats["creates"], 1)
+        self.assertEqual(self.fk.stats["replaces"], 1)
+        # A webhook configuration's caBundle is strict standard base64, as Go decodes []byte.
+        vwc = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+        cfg = self.fk.apply("ValidatingWebhookConfiguration", {
+            "metadata": {"name": "w"},
+            "webhooks": [{"name": "a.example", "clientConfig": {"url": "https://x"}}]})
+        cfg["webhooks"][0]["clientConfig"]["caBundle"] = "QUJD"
+        st, ok, _ = send("PUT", vwc + "/w", cfg)
+        self.assertEqual((st, ok["metadata"]["generation"]), (200, 2))
+        ok["webhooks"][0]["clientConfig"]["caBundle"] = "QUJD=QUFB"
+        st, s, _ = send("PUT", vwc + "/w", ok)
+        self.assertEqual(st, 400)
+
     # ---- tokens -----------------------------------------------------------------------------
 
     def test_bearer_token_checked_and_rotated(self):

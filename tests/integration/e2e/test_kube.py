@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import ssl
 import subprocess
 import threading
@@ -89,6 +90,7 @@ class World:
             "tr/app": "a", "conv/app": "a", "file/a": "a", "file/unsigned": None,
             "wf/a": "a", "wf/b": "b", "wfgap/a": "a", "wfnew/a": "a", "wfsref/a": "a",
             "ready/a": "a", "ready/unsigned": None, "paging/a": "a", "statuses/a": "a",
+            "selfcert/a": "a", "selfcert/unsigned": None,
             "ua/a": "a", "ua/unsigned": None, "ua404/a": "a", "uatr/a": "a", "uawarn/a": "a",
             "uasticky/a": "a", "uasticky/b": "b", "uabad/a": "a",
         }
@@ -661,6 +663,158 @@ class KubeStatusWritesTest(KubeCase):
                                labels={"team": "x"}))
         self.wait_ready_condition(CIP, "st-010", generation=2)
         self.assertEqual(self.compiles(), before + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the self-managed serving certificate (the chart's default, tls.mode=self)
+
+
+class _ServiceConnection(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1:port that verifies the certificate for `hostname` (the Service's
+    name, as the API server does), not for the address it connects to."""
+
+    def __init__(self, port, ctx, hostname, timeout):
+        super().__init__("127.0.0.1", port, context=ctx, timeout=timeout)
+        self._service_name = hostname
+
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self._service_name)
+
+
+class SelfCertSigil(KubeSigil):
+    """`sigil serve --config` with selfCert and kube on: no --tls-cert. Until trust() is given
+    the CA sigil published, nothing can verify it."""
+
+    def __init__(self, name, kubeconfig, service="sigil", secret="sigil-self-tls"):
+        self.dir = harness.work_dir("sigil-" + name)
+        self.log = os.path.join(self.dir, "sigil.log")
+        self.port = harness.free_port()
+        self.ctx = None
+        self.hostname = "%s.%s.svc" % (service, SIGIL_NS)
+        config = os.path.join(self.dir, "config.yaml")
+        with open(config, "w") as f:
+            json.dump({  # YAML is a superset of JSON
+                "listen": "127.0.0.1:%d" % self.port,
+                "kube": {"enabled": True, "kubeconfig": kubeconfig, "namespace": SIGIL_NS,
+                         "resync": RESYNC},
+                "selfCert": {"enabled": True, "secretName": secret, "serviceName": service,
+                             "validatingWebhooks": ["sigil"], "mutatingWebhooks": ["sigil"]},
+            }, f)
+        self.args = [harness.sigil_bin(), "serve", "--config", config,
+                     "--insecure-registry", W.addr]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=log, start_new_session=True)
+
+    def trust(self, ca_pem, hostname=None):
+        self.ctx = ssl.create_default_context(cadata=ca_pem)
+        if hostname:
+            self.hostname = hostname
+
+    def _conn(self, timeout):
+        return _ServiceConnection(self.port, self.ctx, self.hostname, timeout)
+
+    def peer_certificate(self):
+        c = self._conn(5)
+        try:
+            c.connect()
+            return c.sock.getpeercert(binary_form=True)
+        finally:
+            c.close()
+
+
+class KubeSelfCertTest(KubeCase):
+    """The chart's default TLS mode against the fake API server. sigil mints its CA and serving
+    certificate into a Secret it creates, publishes the CA as the caBundle of its webhook
+    configurations, and serves that certificate: a client trusting only the published caBundle
+    and naming the Service (as the API server does) verifies it and gets admissions answered. A
+    second replica uses the Secret as it is: no second CA, the bundle unchanged, the same
+    certificate served."""
+
+    SECRET = "sigil-self-tls"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_fake("selfcert")
+        cls.fk.apply(CIP, cip("sc-images", [W.glob("selfcert/**")],
+                              [key_auth("key-a", W.pub("a"))]))
+        for kind, path in (("ValidatingWebhookConfiguration", "/validate"),
+                           ("MutatingWebhookConfiguration", "/mutate")):
+            cls.fk.apply(kind, {"metadata": {"name": "sigil"}, "webhooks": [{
+                "name": "pods.sigil.dev", "admissionReviewVersions": ["v1"],
+                "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 10,
+                "clientConfig": {"service": {"namespace": SIGIL_NS, "name": "sigil",
+                                             "path": path, "port": 443}},
+                "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
+                           "operations": ["CREATE", "UPDATE"]}]}]})
+
+    def start_replica(self, name):
+        s = SelfCertSigil(name, self.kubeconfig, secret=self.SECRET)
+        self.addCleanup(s.stop)
+        return s
+
+    def bundle(self, kind):
+        o = self.fk.get(kind, "sigil") or {}
+        return ((o.get("webhooks") or [{}])[0].get("clientConfig") or {}).get("caBundle", "")
+
+    def wait_published(self, sigil):
+        def published():
+            return self.fk.get("Secret", self.SECRET, SIGIL_NS) and \
+                self.bundle("ValidatingWebhookConfiguration") and \
+                self.bundle("MutatingWebhookConfiguration")
+        ok, _ = eventually(published, 30)
+        self.assertTrue(ok, "no Secret and caBundle within 30 s\n" + sigil.log_tail())
+
+    def test_the_published_ca_verifies_the_served_certificate(self):
+        first = self.start_replica("selfcert-1")
+        self.wait_published(first)
+        secret = self.fk.get("Secret", self.SECRET, SIGIL_NS)
+        self.assertEqual(secret["type"], "kubernetes.io/tls")
+        data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+        for k in ("tls.crt", "tls.key", "ca.crt", "ca.key"):
+            self.assertIn(k, data)
+        bundle = self.bundle("ValidatingWebhookConfiguration")
+        self.assertEqual(self.bundle("MutatingWebhookConfiguration"), bundle)
+        # Exactly the Secret's CA (one CA, no rollover under way), as strict base64.
+        self.assertEqual(bundle, base64.b64encode(data["ca.crt"]).decode())
+        ca_pem = data["ca.crt"].decode()
+
+        # What the API server does: trust the caBundle alone, name the Service.
+        first.trust(ca_pem)
+        self.assertTrue(first.wait_ready(30), "/readyz never 200 over the published CA\n" +
+                        first.log_tail())
+        self.assertVerdict_on(first, W.ref("selfcert/a"), True)
+        self.assertVerdict_on(first, W.ref("selfcert/unsigned"), False)
+        # Both names of the Service are on the certificate.
+        first.trust(ca_pem, "sigil.%s.svc.cluster.local" % SIGIL_NS)
+        self.assertEqual(first.readyz(), 200)
+        # Any other name is refused, as is a client that does not trust the published CA.
+        first.trust(ca_pem, "other.%s.svc" % SIGIL_NS)
+        self.assertIsNone(first.readyz())
+        first.trust(self.fk.ca_pem.decode(), "sigil.%s.svc" % SIGIL_NS)  # another CA
+        self.assertIsNone(first.readyz())
+        first.trust(ca_pem, "sigil.%s.svc" % SIGIL_NS)
+        served = first.peer_certificate()
+
+        # A second replica: the Secret as it is, no new CA, the same certificate.
+        creates = self.fk.stats["creates"]
+        rv = secret["metadata"]["resourceVersion"]
+        second = self.start_replica("selfcert-2")
+        second.trust(ca_pem)
+        self.assertTrue(second.wait_ready(30), "the second replica never ready over the "
+                        "published CA\n" + second.log_tail())
+        self.assertEqual(second.peer_certificate(), served)
+        self.assertVerdict_on(second, W.ref("selfcert/a"), True)
+        self.assertEqual(self.fk.stats["creates"], creates)
+        self.assertEqual(self.fk.get("Secret", self.SECRET, SIGIL_NS)["metadata"]
+                         ["resourceVersion"], rv)
+        self.assertEqual(self.bundle("ValidatingWebhookConfiguration"), bundle)
+
+    def assertVerdict_on(self, sigil, image, allowed):
+        v = admit(sigil, image)
+        self.assertEqual(v.http, 200, repr(v) + "\n" + sigil.log_tail())
+        self.assertIs(v.allowed, allowed, repr(v))
 
 
 # ---------------------------------------------------------------------------------------------
