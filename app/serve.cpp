@@ -263,7 +263,8 @@ int detail::run_serve(Settings s) {
           return st;
         });
     if (auto st = self_cert->start(); !st.ok()) return config_error(st.error().message);
-    spdlog::info("selfcert: certificate from Secret {}/{}", own_ns, c.secret_name);
+    spdlog::info("selfcert: the serving certificate is kept in Secret {}/{}", own_ns,
+                 c.secret_name);
   }
   spdlog::info("sigil serving https on {} (port {})", s.listen, srv.port());
 
