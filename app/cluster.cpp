@@ -193,7 +193,6 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
       const kube::Snapshot* prev = (this->*slot).get();
       recompile = !same_specs(prev, *s);
       if (!recompile) {
-        ++stats.spec_unchanged;
         for (size_t i = 0; i < s->objects.size(); ++i) {
           if (s->objects[i]->meta.resource_version != prev->objects[i]->meta.resource_version) {
             touched.push_back(s->objects[i]);

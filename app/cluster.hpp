@@ -105,8 +105,6 @@ class ClusterPolicies {
     uint64_t policies = 0;     // in the last published set (unavailable ones included)
     uint64_t invalid = 0;      // objects whose current generation is not enforced
     uint64_t unavailable = 0;  // of those, policies denying what they match
-    // Snapshots that changed no spec (status writes coming back, labels): no compile.
-    uint64_t spec_unchanged = 0;
   };
   Stats stats() const;
 

@@ -843,10 +843,11 @@ class FakeKube:
                                                           key=lambda kv: (kv[0][0] or "",
                                                                           kv[0][1]))]
 
-    # ---- events (POST /api/v1/namespaces/<ns>/events) ----------------------------------------
+    # ---- create and replace (POST, PUT) -----------------------------------------------------
 
-    def _write_body(self, kind, ns, name, content_type, body):
-        """The object of a POST or PUT, checked as the API server does before storing it."""
+    @staticmethod
+    def _json_object(kind, content_type, body):
+        """The body of a POST or PUT: JSON (415 otherwise), an object of `kind` (400)."""
         if content_type.split(";")[0].strip() != "application/json":
             raise ApiError(415, "UnsupportedMediaType", "unsupported media type %r" % content_type)
         try:
@@ -857,6 +858,11 @@ class FakeKube:
                 obj.get("apiVersion") != kind.api_version:
             raise ApiError(400, "BadRequest", "the body is not a %s %s" % (kind.api_version,
                                                                           kind.kind))
+        return obj
+
+    def _write_body(self, kind, ns, name, content_type, body):
+        """The object of a POST or PUT, checked as the API server does before storing it."""
+        obj = self._json_object(kind, content_type, body)
         md = obj.get("metadata")
         if not isinstance(md, dict) or not md.get("name"):
             raise ApiError(422, "Invalid", "%s is invalid: metadata.name: Required value" %
@@ -950,18 +956,13 @@ class FakeKube:
             self.stats["replaces"] += 1
             return copy.deepcopy(obj)
 
+    # ---- events (POST /api/v1/namespaces/<ns>/events) ----------------------------------------
+
     def _create_event(self, ns, content_type, body):
         """Creates a core/v1 Event as the API server's create and validation do (the parts of
         ValidateEventCreate for a core/v1 request without eventTime): a DNS-subdomain name,
         involvedObject.namespace equal to the Event's, reason and type present. 201 + stored."""
-        if content_type.split(";")[0].strip() != "application/json":
-            raise ApiError(415, "UnsupportedMediaType", "unsupported media type %r" % content_type)
-        try:
-            obj = json.loads(body)
-        except ValueError:
-            raise ApiError(400, "BadRequest", "the body is not JSON")
-        if not isinstance(obj, dict) or obj.get("kind") != "Event" or obj.get("apiVersion") != "v1":
-            raise ApiError(400, "BadRequest", "the body is not a core/v1 Event")
+        obj = self._json_object(kind_of("Event"), content_type, body)
         md = obj.setdefault("metadata", {})
         name = md.get("name", "")
         if md.get("namespace", ns) != ns:

@@ -427,14 +427,8 @@ class TokenRefreshMetricsTest(unittest.TestCase):
     served, and failures count as failed by source."""
 
     def scrape(self, port):
-        import http.client
-        from test_metrics import parse_exposition
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        try:
-            c.request("GET", "/metrics")
-            return parse_exposition(c.getresponse().read().decode())[0]
-        finally:
-            c.close()
+        from test_metrics import scrape_port
+        return scrape_port(port)[0]
 
     def serve_with_metrics(self, name, azure, env):
         port = harness.free_port()

@@ -21,7 +21,7 @@ import harness
 from harness import fixture
 import fake_kube
 from test_kube import KubeSigil, eventually, pod_review
-from test_metrics import parse_exposition, value
+from test_metrics import scrape_port, value
 
 NS = "ev-team"
 W = None
@@ -113,13 +113,7 @@ class EventsTest(unittest.TestCase):
         return evs
 
     def scrape(self):
-        import http.client
-        c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
-        try:
-            c.request("GET", "/metrics")
-            return parse_exposition(c.getresponse().read().decode())[0]
-        finally:
-            c.close()
+        return scrape_port(self.metrics_port)[0]
 
     def test_denied_pod_of_a_replicaset_gets_one_event_on_its_controller(self):
         rs_uid = str(uuid.uuid4())

@@ -39,7 +39,7 @@ import uuid
 import harness
 from harness import fixture, registry
 import fake_kube
-from test_metrics import parse_exposition, value
+from test_metrics import scrape_port, value
 
 API = "sigil.dev/v1alpha1"
 CIP, IP, TR = "ClusterImagePolicy", "ImagePolicy", "TrustRoot"
@@ -604,13 +604,7 @@ class KubeStatusWritesTest(KubeCase):
                         extra_args=["--metrics-listen", "127.0.0.1:%d" % cls.metrics_port])
 
     def compiles(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
-        try:
-            c.request("GET", "/metrics")
-            body = c.getresponse().read().decode()
-        finally:
-            c.close()
-        samples, types = parse_exposition(body)
+        samples, types = scrape_port(self.metrics_port)
         self.assertEqual(types.get("sigil_policy_compiles_total"), "counter")
         return value(samples, "sigil_policy_compiles_total")
 

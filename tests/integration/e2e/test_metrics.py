@@ -54,6 +54,16 @@ def parse_exposition(text):
     return samples, types
 
 
+def scrape_port(port):
+    """GET /metrics of the plain-HTTP listener on 127.0.0.1:port, parsed (parse_exposition)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/metrics")
+        return parse_exposition(c.getresponse().read().decode())
+    finally:
+        c.close()
+
+
 def value(samples, name, **labels):
     """The sample name{labels...} (labels a subset), summed over the rest; 0 when absent."""
     want = set(labels.items())

@@ -7,7 +7,6 @@ as allowed stay admitted, with a warning, an audit entry and a metric; after it 
 An image whose last verdict was a denial (its signature replaced by a bad one) is never admitted
 on an older allow, and an image referenced by tag without pinning is denied.
 """
-import http.client
 import json
 import os
 import time
@@ -15,7 +14,7 @@ import unittest
 
 import harness
 from harness import fixture
-from test_metrics import parse_exposition, value
+from test_metrics import scrape_port, value
 
 GRACE = 4.0  # seconds: cache.staleIfError
 
@@ -56,13 +55,7 @@ class OutageTest(unittest.TestCase):
         return resp
 
     def stale_metric(self):
-        c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
-        try:
-            c.request("GET", "/metrics")
-            body = c.getresponse().read().decode()
-        finally:
-            c.close()
-        samples, types = parse_exposition(body)
+        samples, types = scrape_port(self.metrics_port)
         self.assertEqual(types.get("sigil_stale_verdicts_total"), "counter")
         return value(samples, "sigil_stale_verdicts_total", reason="REGISTRY_UNAVAILABLE")
 
