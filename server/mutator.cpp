@@ -195,7 +195,8 @@ HttpReply pin_reply(const admission::Request& req, const ToPin& to_pin,
 
 }  // namespace
 
-asio::awaitable<HttpReply> Mutator::handle(std::string_view body, Deadline deadline) const {
+asio::awaitable<HttpReply> Mutator::handle(std::string_view body, Deadline deadline,
+                                           AnswerOnce* once) const {
   const auto start = std::chrono::steady_clock::now();
   auto decoded = admission::decode_review(body);
   ToPin to_pin;
@@ -206,9 +207,10 @@ asio::awaitable<HttpReply> Mutator::handle(std::string_view body, Deadline deadl
   const std::vector<verify::Verdict> verdicts =
       co_await verify_all(verify_image_, to_pin.images, context, deadline);
 
-  // Past the deadline the Server has already answered for us: nothing more to say.
-  if (std::chrono::steady_clock::now() >= deadline) {
-    log_mutation(req, 0, "TIMEOUT", start);
+  // The Server answered for us first (allowed, nothing patched; its line says TIMEOUT): this
+  // late answer is only logged. Without the Server's claim, past the deadline pins nothing.
+  if (once != nullptr ? !once->claim_verdict() : std::chrono::steady_clock::now() >= deadline) {
+    log_mutation(req, 0, once != nullptr ? "LATE" : "TIMEOUT", start);
     co_return allowed_unchanged(req.uid);
   }
   co_return pin_reply(req, to_pin, verdicts, start);

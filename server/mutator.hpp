@@ -30,8 +30,10 @@ class Mutator {
 
   // body: the raw POST body. 400 when it is not an AdmissionReview at all; otherwise 200 with
   // allowed=true, and a JSONPatch (test + replace per image field) when an image was pinned.
-  // The caller guards the deadline (see Server).
-  boost::asio::awaitable<HttpReply> handle(std::string_view body, Deadline deadline) const;
+  // The caller guards the deadline (see Server). once: as Validator::handle's; without it, a
+  // verdict past the deadline pins nothing.
+  boost::asio::awaitable<HttpReply> handle(std::string_view body, Deadline deadline,
+                                           AnswerOnce* once = nullptr) const;
 
   // Set before serving: the synchronous path (answer_now), as Validator::set_now. The two
   // answer as the Mutator's VerifyImage does, for a Pod pinned to what it is told (the caller's

@@ -100,7 +100,9 @@ asio::awaitable<void> Server::Impl::drain(Stream& stream, size_t limit,
 
 // Runs the handler (the Validator, or the Mutator) on its own coroutine and answers its
 // timeout_reply when it has not finished by the deadline; the reply never waits for a
-// verifier that is late. The handler outlives every connection.
+// verifier that is late. The handler outlives every connection. Which of the two answers is
+// decided once (AnswerOnce), so a verdict that comes after the TIMEOUT is logged as late and
+// never reported as the decision, and one claimed just before the deadline is the one sent.
 //
 // The lifetime rule, in one place: the validation is never cancelled. It owns (shares) its
 // body and the server, and every wait inside it (registry, Kubernetes API, coalesced
@@ -122,11 +124,12 @@ asio::awaitable<HttpReply> Server::Impl::validate_guarded(std::shared_ptr<Impl> 
   struct State {
     std::optional<asio::steady_timer> timer;
     std::optional<HttpReply> reply;
+    AnswerOnce once;  // the handler's verdict or our TIMEOUT: one of them is the answer
   };
   auto st = std::make_shared<State>();
   auto shared_body = std::make_shared<const std::string>(std::move(body));
-  auto run = [self, handler, shared_body, deadline]() -> asio::awaitable<HttpReply> {
-    co_return co_await handler->handle(*shared_body, deadline);
+  auto run = [self, handler, shared_body, deadline, st]() -> asio::awaitable<HttpReply> {
+    co_return co_await handler->handle(*shared_body, deadline, &st->once);
   };
   // Completes on ex (this connection's strand), like the timer: no data race on st.
   // NOLINTNEXTLINE(performance-unnecessary-value-param): moved from below
@@ -143,6 +146,14 @@ asio::awaitable<HttpReply> Server::Impl::validate_guarded(std::shared_ptr<Impl> 
   if (!st->reply) {
     st->timer.emplace(ex, deadline);
     co_await st->timer->async_wait(use_tuple);
+    if (!st->reply && !st->once.claim_timeout()) {
+      // The handler claimed the answer just before the deadline: its reply is on its way to this
+      // strand (co_spawn's completion, which cancels the timer). It was logged and observed as
+      // the decision, so it is the one sent. Boost 1.81 dispatches that completion in the same
+      // turn of the strand as the claim, so this wait is for a Boost that posts it.
+      st->timer->expires_at(asio::steady_timer::time_point::max());
+      co_await st->timer->async_wait(use_tuple);
+    }
   }
   HttpReply reply = st->reply ? std::move(*st->reply) : handler->timeout_reply(*shared_body);
   self->observe(route, reply, started);

@@ -236,14 +236,23 @@ std::string decision_line(const admission::Request* req, std::string_view decisi
   return line;
 }
 
-void log_decision(const admission::Request& req, const char* decision, std::string_view reasons,
-                  std::chrono::steady_clock::time_point start) {
+// late: the verdict came after the Server answered TIMEOUT, which was logged as the decision; this
+// line says what the verdict would have been ("decision=late-denied ... answered=TIMEOUT"), so
+// that a search for decision=denied still finds one line per admission.
+void log_decision(const admission::Request& req, std::string_view decision,
+                  std::string_view reasons, std::chrono::steady_clock::time_point start,
+                  bool late = false) {
   if (!spdlog::default_logger_raw()->should_log(spdlog::level::info)) return;
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - start)
                       .count();
+  std::string late_decision;
+  if (late) late_decision.append("late-").append(decision);
+  std::string line =
+      decision_line(&req, late ? late_decision : decision, reasons, static_cast<long long>(ms));
+  if (late) line += " answered=TIMEOUT";
   // spdlog::info(string) writes the line as it is: no format string, so no '{' in it matters.
-  spdlog::info(decision_line(&req, decision, reasons, static_cast<long long>(ms)));
+  spdlog::info(line);
 }
 
 // The start of handle() and answer_now(): the reply to a review that does not decode or that
@@ -344,7 +353,7 @@ void append_log_value(std::string& line, std::string_view v) {
 
 HttpReply Validator::finish(const admission::Request& req, const std::vector<std::string>& images,
                             std::vector<Verdict>& verdicts,
-                            std::chrono::steady_clock::time_point start) const {
+                            std::chrono::steady_clock::time_point start, bool late) const {
   // Each image's verdict gets every path it appears at (by scan, or by map past kScanImages).
   std::map<std::string_view, size_t> index;
   if (images.size() > kScanImages) {
@@ -369,7 +378,7 @@ HttpReply Validator::finish(const admission::Request& req, const std::vector<std
   for (size_t i = 0; i < images.size(); ++i) {
     Verdict& v = verdicts[i];
     v.image = images[i];
-    if (count_) {
+    if (count_ && !late) {
       try {
         count_(v);
       } catch (...) {  // metrics never fail an admission
@@ -413,16 +422,17 @@ HttpReply Validator::finish(const admission::Request& req, const std::vector<std
     resp.reason = "Forbidden";
     resp.code = 403;
     resp.message = truncate_politely(msg, kMaxMessage);
-    log_decision(req, "denied", reasons, start);
+    log_decision(req, "denied", reasons, start, late);
   } else {
     resp.allowed = true;
-    log_decision(req, resp.warnings.empty() ? "allowed" : "allowed-with-warnings", reasons, start);
+    log_decision(req, resp.warnings.empty() ? "allowed" : "allowed-with-warnings", reasons, start,
+                 late);
   }
   HttpReply reply = ok_json(admission::encode_response(resp));
   reply.result = !resp.allowed           ? AdmissionResult::denied
                  : resp.warnings.empty() ? AdmissionResult::allowed
                                          : AdmissionResult::warned;
-  if (observe_ && reply.result != AdmissionResult::allowed) {
+  if (observe_ && !late && reply.result != AdmissionResult::allowed) {
     try {
       observe_(req, resp, verdicts);
     } catch (const std::exception& e) {
@@ -434,7 +444,8 @@ HttpReply Validator::finish(const admission::Request& req, const std::vector<std
   return reply;
 }
 
-asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline deadline) const {
+asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline deadline,
+                                             AnswerOnce* once) const {
   const auto start = std::chrono::steady_clock::now();
   auto decoded = admission::decode_review(body);
   if (auto early = answer_without_verifying(decoded, start)) co_return std::move(*early);
@@ -443,10 +454,10 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
   // Who is asking (namespace, pull credentials), once for all images; then every image at once.
   const verify::Context context = co_await build_context(make_context_, req, deadline);
   std::vector<Verdict> verdicts = co_await verify_all(verify_image_, images, context, deadline);
-  // Finished at or after the deadline: the Server may already have answered TIMEOUT, or may
-  // still take this answer (whichever of the two completes first on the connection's strand);
-  // either way the answer below is complete and correct, so it is built as usual.
-  co_return finish(req, images, verdicts, start);
+  // Near the deadline the Server may have answered TIMEOUT already: then this verdict is late,
+  // and only logged. Otherwise the claim makes it the answer, even past the deadline.
+  const bool late = once != nullptr && !once->claim_verdict();
+  co_return finish(req, images, verdicts, start, late);
 }
 
 std::optional<HttpReply> Validator::answer_now(std::string_view body) const {
@@ -519,6 +530,15 @@ HttpReply Validator::timeout_reply(std::string_view body) const {
   spdlog::warn(decision_line(decoded ? &*decoded : nullptr, "denied", "TIMEOUT", std::nullopt));
   HttpReply reply = ok_json(admission::encode_response(resp));
   reply.result = AdmissionResult::denied;
+  if (observe_ && decoded) {
+    try {
+      observe_(*decoded, resp, {});  // a denial like any other: the Event names TIMEOUT
+    } catch (const std::exception& e) {
+      std::string uid;
+      append_log_value(uid, decoded->uid);
+      spdlog::warn("admission uid={}: decision observer failed: {}", uid, e.what());
+    }
+  }
   return reply;
 }
 

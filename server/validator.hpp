@@ -8,6 +8,7 @@
 // and verify/context.hpp, never the engine. Never throws; an internal failure denies.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -37,6 +38,29 @@ struct HttpReply {
   std::string body;
   std::string allow = {};  // the Allow header of a 405 (router.hpp)
   AdmissionResult result = AdmissionResult::none;
+};
+
+// Who answers an admission whose handler is still running near its deadline: the handler, with
+// its verdict, or the Server, with TIMEOUT. Each side claims the answer once it has one; the first
+// claim wins and the other side learns that it lost, so exactly one answer is logged as the
+// decision, counted and told to the observer (an Event), and it is the one the API server gets.
+// Shared by the Server and the handler's coroutine, which the Server abandons at the deadline.
+class AnswerOnce {
+ public:
+  // The handler, its verdict in hand: true when its answer is the one sent; false when the Server
+  // has answered TIMEOUT already (the verdict is late).
+  bool claim_verdict() noexcept { return claim(kVerdict); }
+  // The Server, at the deadline: true when it answers TIMEOUT; false when the handler has claimed
+  // the answer and its reply is on the way.
+  bool claim_timeout() noexcept { return claim(kTimeout); }
+
+ private:
+  static constexpr uint8_t kOpen = 0, kVerdict = 1, kTimeout = 2;
+  bool claim(uint8_t who) noexcept {
+    uint8_t seen = kOpen;
+    return state_.compare_exchange_strong(seen, who) || seen == who;
+  }
+  std::atomic<uint8_t> state_{kOpen};
 };
 
 // Verifies one image (as written in the pod spec) for the admission described by context,
@@ -95,8 +119,9 @@ using CountVerdict = std::function<void(const verify::Verdict& verdict)>;
 
 // Told of each judged POST /validate decision that denies or carries warnings, after the reply
 // is built: the decoded request, the response sent and the images' verdicts (in the order of
-// first use). Kubernetes Events (app/events.hpp). Runs on the admission's path: it must be quick
-// (queue, never wait) and must not throw (an exception is logged and ignored).
+// first use; none for a TIMEOUT). Never of a verdict that came after the TIMEOUT was sent.
+// Kubernetes Events (app/events.hpp). Runs on the admission's path: it must be quick (queue, never
+// wait) and must not throw (an exception is logged and ignored).
 using ObserveDecision =
     std::function<void(const admission::Request& request, const admission::Response& response,
                        const std::vector<verify::Verdict>& verdicts)>;
@@ -124,7 +149,11 @@ class Validator {
   // Allowed without any verification: kinds and operations sigil does not judge, an UPDATE of
   // an object whose metadata.deletionTimestamp is set, and an UPDATE whose every image use
   // oldObject already had at the same JSON pointer (admission::new_image_uses is empty).
-  boost::asio::awaitable<HttpReply> handle(std::string_view body, Deadline deadline) const;
+  // once (the Server's): claimed before the decision is logged; when the Server has answered
+  // TIMEOUT first, the verdict is logged as late (decision=late-...) and neither counted nor
+  // observed. Without it, the verdict is always the answer.
+  boost::asio::awaitable<HttpReply> handle(std::string_view body, Deadline deadline,
+                                           AnswerOnce* once = nullptr) const;
 
   // handle()'s answer when it can be given without waiting, else nullopt (then handle() must
   // run; nothing has been logged, counted or observed). Given: a review that does not decode
@@ -134,14 +163,16 @@ class Validator {
   std::optional<HttpReply> answer_now(std::string_view body) const;
 
   // The deny sent when verification did not finish in time: allowed=false, reason TIMEOUT,
-  // uid echoed when the body decodes. Synchronous and cheap.
+  // uid echoed when the body decodes. Logged as the decision and told to the observer (an
+  // Event), as any denial. Synchronous and cheap.
   HttpReply timeout_reply(std::string_view body) const;
 
  private:
   // The reply for a judged admission from its images' verdicts (both paths end here).
+  // late: the Server answered TIMEOUT first; the verdict is only logged (decision=late-...).
   HttpReply finish(const admission::Request& req, const std::vector<std::string>& images,
                    std::vector<verify::Verdict>& verdicts,
-                   std::chrono::steady_clock::time_point start) const;
+                   std::chrono::steady_clock::time_point start, bool late = false) const;
 
   VerifyImage verify_image_;
   MakeContext make_context_;

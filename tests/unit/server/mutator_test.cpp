@@ -527,16 +527,23 @@ TEST_CASE("server: POST /mutate answers with the patch over TLS", "[mutator][ser
 
 TEST_CASE("server: a stalled /mutate is answered allowed and unchanged before the deadline",
           "[mutator][server]") {
-  MutateServer s;
-  auto r = s.request("POST", "/mutate?timeout=1s", pod_with_images({"r/stall:v1"}, "u-stall"));
-  REQUIRE(r.ok);
-  REQUIRE(r.status == 200);
-  const json resp = json::parse(r.body)["response"];
-  CHECK(resp["uid"] == "u-stall");
-  CHECK(resp["allowed"] == true);
-  CHECK_FALSE(resp.contains("patch"));
-  // The verifier answers (with a digest) 2 s after the budget: had the reply waited for it, it
-  // would carry a patch.
+  sigil::test::LogCapture log;
+  {
+    MutateServer s;
+    auto r = s.request("POST", "/mutate?timeout=1s", pod_with_images({"r/stall:v1"}, "u-stall"));
+    REQUIRE(r.ok);
+    REQUIRE(r.status == 200);
+    const json resp = json::parse(r.body)["response"];
+    CHECK(resp["uid"] == "u-stall");
+    CHECK(resp["allowed"] == true);
+    CHECK_FALSE(resp.contains("patch"));
+    // The verifier answers (with a digest) 2 s after the budget: had the reply waited for it, it
+    // would carry a patch.
+  }  // joined: the late verdict has been handled
+  // One line for the answer sent (TIMEOUT), one for the verdict that came after it (LATE).
+  CHECK(log.count("mutation uid=u-stall ") == 2);
+  CHECK(log.count("detail=TIMEOUT") == 1);
+  CHECK(log.count("pinned=0 detail=LATE latency_ms=") == 1);
 }
 
 TEST_CASE("server: /mutate is 404 unless a Mutator is configured", "[mutator][server]") {

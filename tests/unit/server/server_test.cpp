@@ -2,6 +2,9 @@
 
 #include <atomic>
 #include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include <openssl/ssl.h>
@@ -11,6 +14,7 @@
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include "log_capture.hpp"
 #include "server/server.hpp"
 #include "test_support.hpp"
 
@@ -24,10 +28,12 @@ namespace {
 
 // A Server on 127.0.0.1:0 with the fake verifier, run on one background thread.
 struct Harness {
-  // sync: the Validator has the synchronous path (FakeVerifier::now_fn) as well.
-  explicit Harness(ServerOptions o = {}, bool sync = false)
+  // sync: the Validator has the synchronous path (FakeVerifier::now_fn) as well. observe: the
+  // Validator's decision observer (Events in production).
+  explicit Harness(ServerOptions o = {}, bool sync = false, ObserveDecision observe = {})
       : pki(make_pki()), validator(fake.fn()) {
     if (sync) validator.set_now(fake.now_fn());
+    if (observe) validator.set_observer(std::move(observe));
     o.listen = "127.0.0.1:0";
     o.cert_file = pki.cert_file;
     o.key_file = pki.key_file;
@@ -158,6 +164,94 @@ TEST_CASE("server: a stalled verifier is answered with TIMEOUT before the deadli
       CHECK(r.elapsed < 1500ms);
     }
   }
+}
+
+namespace {
+
+// What the decision observer was told, by uid: the message of each response (a denial's).
+struct Observed {
+  std::mutex mu;
+  std::map<std::string, std::vector<std::string>> messages;
+  ObserveDecision fn() {
+    return [this](const sigil::admission::Request& req, const sigil::admission::Response& resp,
+                  const std::vector<sigil::verify::Verdict>&) {
+      std::lock_guard lock(mu);
+      messages[req.uid].push_back(resp.message);
+    };
+  }
+};
+
+}  // namespace
+
+TEST_CASE("server: a verdict after the TIMEOUT is logged as late; the TIMEOUT is the decision",
+          "[server]") {
+  // The API server got TIMEOUT, so TIMEOUT is the decision: logged once as decision=denied and
+  // told to the observer (the Event). The verdict that comes 2 s later (NOT_SIGNED here) is
+  // logged as what it would have been, and is not a second decision for the same uid.
+  LogCapture log;
+  Observed seen;
+  {
+    Harness h({}, false, seen.fn());
+    auto r = h.post("/validate?timeout=1s", pod_with_images({"r/stubborn-bad:1"}, "u-late"));
+    auto resp = response_of(r);
+    CHECK(resp["allowed"] == false);
+    CHECK(resp["status"]["reason"] == "TIMEOUT");
+  }  // joined: the late verdict has been handled by now
+  {
+    std::lock_guard lock(seen.mu);
+    REQUIRE(seen.messages["u-late"].size() == 1);
+    CHECK(seen.messages["u-late"][0].find("TIMEOUT") != std::string::npos);
+  }
+  CHECK(log.count("uid=u-late") == 2);
+  CHECK(log.count("decision=denied reasons=TIMEOUT") == 1);
+  CHECK(log.count("decision=late-denied reasons=NOT_SIGNED") == 1);
+  CHECK(log.count("answered=TIMEOUT") == 1);
+  CHECK(log.count("decision=denied reasons=NOT_SIGNED") == 0);
+}
+
+TEST_CASE("server: near the deadline, the decision observed is the answer sent", "[server]") {
+  // Verdicts (NOT_SIGNED, 300 ms each) finish before, at and after their deadlines: 100 ms
+  // (always TIMEOUT), 260-340 ms (a race between the verdict and the TIMEOUT) and 3 s (always
+  // the verdict). Whichever wins, each uid has exactly one decision: the observer and the log
+  // were told the answer the client got, never the other one.
+  ServerOptions o;
+  o.safety_margin = 0ms;
+  o.max_margin_fraction = 0;
+  LogCapture log;
+  Observed seen;
+  std::map<std::string, std::string> sent;  // uid -> the message the client got
+  {
+    Harness h(o, false, seen.fn());
+    std::vector<std::pair<std::string, std::future<ClientReply>>> calls;
+    std::vector<std::string> timeouts = {"100ms", "100ms", "3s", "3s"};
+    for (int ms = 260; ms <= 340; ms += 10) timeouts.push_back(std::to_string(ms) + "ms");
+    for (size_t i = 0; i < timeouts.size(); ++i) {
+      const std::string uid = "u-race-" + std::to_string(i);
+      const std::string target = "/validate?timeout=" + timeouts[i];
+      calls.emplace_back(uid, std::async(std::launch::async, [&h, target, uid] {
+                           return h.post(target, pod_with_images({"r/slow-bad:1"}, uid));
+                         }));
+    }
+    for (auto& [uid, reply] : calls) {
+      auto resp = response_of(reply.get());
+      CHECK(resp["allowed"] == false);
+      sent[uid] = resp["status"]["message"].get<std::string>();
+    }
+  }
+  size_t timeouts_sent = 0;
+  for (const auto& [uid, message] : sent) {
+    INFO(uid << " got: " << message);
+    const bool timed_out = message.find("TIMEOUT") != std::string::npos;
+    timeouts_sent += timed_out ? 1 : 0;
+    std::lock_guard lock(seen.mu);
+    REQUIRE(seen.messages[uid].size() == 1);
+    CHECK(seen.messages[uid][0] == message);
+    CHECK(log.count("uid=" + uid + " ") == (timed_out ? 2U : 1U));
+  }
+  CHECK(timeouts_sent >= 2);                            // the 100 ms ones
+  CHECK(timeouts_sent <= sent.size() - 2);              // not the 3 s ones
+  CHECK(log.count("decision=denied ") == sent.size());  // one decision per admission
+  CHECK(log.count("decision=late-denied ") == timeouts_sent);
 }
 
 TEST_CASE("server: two slow images are verified concurrently", "[server]") {

@@ -606,3 +606,44 @@ TEST_CASE("the policy review's log line is one line, whatever the review's field
         "?/p?decision=allowed "
         "decision=denied\n");
 }
+
+TEST_CASE("a verdict after the Server's TIMEOUT is logged as late, not counted or observed",
+          "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  int counted = 0;
+  int observed = 0;
+  v.set_counter([&](const sigil::verify::Verdict&) { ++counted; });
+  v.set_observer([&](const auto&, const auto&, const auto&) { ++observed; });
+  sigil::test::LogCapture log;
+  const std::string body = pod_with_images({"reg.example/bad:1"}, "uid-once");
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  SECTION("the Server answered TIMEOUT first") {
+    sigil::server::AnswerOnce once;
+    REQUIRE(once.claim_timeout());
+    sigil::test::run_coro(v.handle(body, deadline, &once), 30s);
+    CHECK(counted == 0);
+    CHECK(observed == 0);
+    CHECK(log.count("decision=late-denied reasons=NOT_SIGNED") == 1);
+    CHECK(log.count("answered=TIMEOUT") == 1);
+    CHECK(log.count("decision=denied") == 0);
+    CHECK_FALSE(once.claim_verdict());
+  }
+  SECTION("the verdict claimed the answer: the Server's TIMEOUT then loses") {
+    sigil::server::AnswerOnce once;
+    auto resp = response_of(sigil::test::run_coro(v.handle(body, deadline, &once), 30s));
+    CHECK(resp["allowed"] == false);
+    CHECK(counted == 1);
+    CHECK(observed == 1);
+    CHECK(log.count("decision=denied reasons=NOT_SIGNED") == 1);
+    CHECK(log.count("decision=late-") == 0);
+    CHECK_FALSE(once.claim_timeout());
+  }
+  SECTION("the TIMEOUT reply is a decision: logged and observed") {
+    auto resp = response_of(v.timeout_reply(body));
+    CHECK(resp["status"]["reason"] == "TIMEOUT");
+    CHECK(observed == 1);
+    CHECK(counted == 0);
+    CHECK(log.count("decision=denied reasons=TIMEOUT") == 1);
+  }
+}
