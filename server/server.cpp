@@ -116,6 +116,12 @@ std::chrono::milliseconds request_budget(std::string_view timeout_param,
   return budget - margin;
 }
 
+Deadline handler_deadline(Deadline hard, std::chrono::steady_clock::time_point now,
+                          std::chrono::milliseconds slack) {
+  if (hard <= now || slack <= std::chrono::milliseconds::zero()) return hard;
+  return hard - std::min<std::chrono::steady_clock::duration>(slack, (hard - now) / 10);
+}
+
 Server::Impl::Impl(asio::io_context& io, ServerOptions o, Validator& v)
     : ioc(io),
       opts(std::move(o)),

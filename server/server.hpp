@@ -54,6 +54,10 @@ struct ServerOptions {
   std::chrono::milliseconds max_timeout{30000};
   std::chrono::milliseconds safety_margin{500};
   double max_margin_fraction = 0.25;
+  // The handler's verifiers stop this long (at most a tenth of what is left) before that
+  // deadline: one that runs out of time then answers for itself, naming its image and the step
+  // that was slow, and the Server's bare TIMEOUT is left for a handler that is stuck.
+  std::chrono::milliseconds answer_slack{200};
   // /readyz answers 200 when this returns true (an empty function counts as ready).
   std::function<bool()> ready;
   // POST /validate-policy (the policies' own validating webhook); 404 when empty.
@@ -142,5 +146,10 @@ Result<ListenAddress> parse_listen_address(std::string_view text);
 // the options; the hard deadline is receipt time + this.
 std::chrono::milliseconds request_budget(std::string_view timeout_param,
                                          const ServerOptions& options);
+
+// The deadline the handler works to (ServerOptions::answer_slack): min(slack, (hard - now) / 10)
+// before the hard deadline, never later than it and never before now.
+Deadline handler_deadline(Deadline hard, std::chrono::steady_clock::time_point now,
+                          std::chrono::milliseconds slack);
 
 }  // namespace sigil::server

@@ -128,8 +128,13 @@ asio::awaitable<HttpReply> Server::Impl::validate_guarded(std::shared_ptr<Impl> 
   };
   auto st = std::make_shared<State>();
   auto shared_body = std::make_shared<const std::string>(std::move(body));
-  auto run = [self, handler, shared_body, deadline, st]() -> asio::awaitable<HttpReply> {
-    co_return co_await handler->handle(*shared_body, deadline, &st->once);
+  // The verifiers stop a little earlier than this guard (ServerOptions::answer_slack), so that
+  // a registry too slow for the budget is named in the answer ("registry R did not answer
+  // before the webhook deadline"), and a last-known-good verdict (cache.staleIfError) can stand
+  // for it; this guard's bare TIMEOUT is left for a handler that is stuck.
+  const Deadline work_deadline = handler_deadline(deadline, started, self->opts.answer_slack);
+  auto run = [self, handler, shared_body, work_deadline, st]() -> asio::awaitable<HttpReply> {
+    co_return co_await handler->handle(*shared_body, work_deadline, &st->once);
   };
   // Completes on ex (this connection's strand), like the timer: no data race on st.
   // NOLINTNEXTLINE(performance-unnecessary-value-param): moved from below

@@ -127,9 +127,11 @@ class RunningRegistry:
 class StallServer:
     """Accepts TCP connections and never answers: a registry that hangs."""
 
-    def __init__(self):
+    def __init__(self, port=0):
+        """port: 0 for a free one; else that port (e.g. a stopped registry's: it now hangs)."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(64)
         self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self.conns = []

@@ -188,5 +188,53 @@ class SignatureRegistryOutageTest(unittest.TestCase):
                         json.dumps(resp))
 
 
+class HangingRegistryOutageTest(unittest.TestCase):
+    """The registry does not go away but hangs: it accepts connections and never answers. The
+    last verdict must still stand, although the registry's failure is only known at the
+    deadline: the verifiers stop a little before the Server's own guard, so the stale allow is
+    the answer, not the guard's bare TIMEOUT."""
+
+    @classmethod
+    def setUpClass(cls):
+        harness.sigil_bin()
+        cls.reg = harness.RunningRegistry("outage-hang")
+        cls.addClassCleanup(cls.reg.stop)
+        d = harness.work_dir("outage-hang-keys")
+        keys = harness.Keys(d, [("a", "p256")])
+        cls.digest = cls.reg.push("test/hung", "v1", "outage hung")
+        fixture.sign(cls.reg.client, "test/hung", cls.digest, keys.key("a"))
+        pol = harness.write_policy(os.path.join(d, "policies"), "hang-images",
+                                   "%s/test/**" % cls.reg.address, {"key-a": keys.pub("a")})
+        config = os.path.join(d, "config.yaml")
+        with open(config, "w") as f:
+            f.write("cache: {ttl: 0s, negativeTtl: 0s, staleIfError: 1h}\n")
+        cls.sigil = harness.SigilServer("outage-hang", [pol],
+                                        ["--insecure-registry", cls.reg.address, "--config",
+                                         config])
+        cls.addClassCleanup(cls.sigil.stop)
+
+    def test_stale_allow_when_the_registry_hangs(self):
+        image = self.reg.ref("test/hung", digest=self.digest)
+        status, resp = self.sigil.validate(harness.pod_review([image]), "?timeout=2s")
+        self.assertEqual(status, 200, self.sigil.log_tail())
+        self.assertIs(resp["allowed"], True, json.dumps(resp))
+        self.assertFalse(resp.get("warnings"), json.dumps(resp))
+
+        port = int(self.reg.address.rsplit(":", 1)[1])
+        self.reg.stop()
+        stall = harness.StallServer(port)  # the same address now accepts and never answers
+        self.addCleanup(stall.stop)
+
+        status, resp = self.sigil.validate(harness.pod_review([image]), "?timeout=2s",
+                                           timeout=30)
+        self.assertEqual(status, 200, self.sigil.log_tail())
+        self.assertGreater(stall.accepted, 0, "sigil never contacted the hanging registry")
+        self.assertIs(resp["allowed"], True, json.dumps(resp))
+        (warning,) = resp["warnings"]
+        self.assertTrue(warning.startswith("registry timed out; admitted on a verdict from "),
+                        warning)
+        self.assertIn("decision=allowed-with-warnings reasons=TIMEOUT", self.sigil.log_tail())
+
+
 if __name__ == "__main__":
     unittest.main()

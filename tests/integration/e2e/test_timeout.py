@@ -34,6 +34,12 @@ class TimeoutTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertIs(resp["allowed"], False, json.dumps(resp))
         self.assertIn("TIMEOUT", json.dumps(resp))
+        # The verifier stops a little before the Server's own guard, so the denial names the
+        # image, the step and the registry that was slow, not only that sigil was.
+        message = resp["status"]["message"]
+        self.assertIn("image %s (spec.containers[0] c0)" % image, message)
+        self.assertIn("resolving the tag: registry %s did not answer" % self.stall.address,
+                      message)
         self.assertGreater(self.stall.accepted, 0, "sigil never contacted the registry")
         # That ?timeout= was honoured shows in the answer (TIMEOUT, not a 10 s default wait);
         # the bound below only tells "the 2 s budget" from "sigil's 10 s default" and is far

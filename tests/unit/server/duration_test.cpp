@@ -84,3 +84,13 @@ TEST_CASE("request budget: min(?timeout, configured, 30s) minus a margin", "[bud
     CHECK(sigil::server::request_budget("45s", o) == 29500ms);
   }
 }
+
+TEST_CASE("the handler's deadline is a little before the Server's own", "[server]") {
+  using sigil::server::handler_deadline;
+  const auto now = std::chrono::steady_clock::now();
+  CHECK(handler_deadline(now + 9500ms, now, 200ms) == now + 9300ms);  // the slack
+  CHECK(handler_deadline(now + 1s, now, 200ms) == now + 900ms);       // a tenth of what is left
+  CHECK(handler_deadline(now + 1s, now, 0ms) == now + 1s);            // no slack
+  CHECK(handler_deadline(now, now, 200ms) == now);                    // nothing left
+  CHECK(handler_deadline(now - 1s, now, 200ms) == now - 1s);          // already past
+}

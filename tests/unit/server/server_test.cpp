@@ -183,6 +183,33 @@ struct Observed {
 
 }  // namespace
 
+TEST_CASE("server: a verifier out of time answers itself, naming its image and the slow step",
+          "[server]") {
+  // The verifier waits for its "registry" until the deadline it is given, then says which step
+  // did not finish. It is given a deadline 10% (at most answer_slack) before the Server's, so
+  // its answer arrives first: the person reading the denial learns which image and registry
+  // were slow, not only that sigil was.
+  LogCapture log;
+  Observed seen;
+  std::string message;
+  {
+    Harness h({}, false, seen.fn());
+    auto r =
+        h.post("/validate?timeout=2s", pod_with_images({"r/good:1", "r/expire:1"}, "u-expire"));
+    auto resp = response_of(r);
+    CHECK(resp["allowed"] == false);
+    message = resp["status"]["message"].get<std::string>();
+    CHECK(r.elapsed < 2s);
+  }
+  CHECK(message.find("r/expire:1 (spec.containers[1] c1)") != std::string::npos);
+  CHECK(message.find("did not answer the manifest request in time") != std::string::npos);
+  std::lock_guard lock(seen.mu);
+  REQUIRE(seen.messages["u-expire"].size() == 1);
+  CHECK(seen.messages["u-expire"][0] == message);
+  CHECK(log.count("decision=denied reasons=TIMEOUT") == 1);
+  CHECK(log.count("decision=late-") == 0);  // the verdict was the answer, not late
+}
+
 TEST_CASE("server: a verdict after the TIMEOUT is logged as late; the TIMEOUT is the decision",
           "[server]") {
   // The API server got TIMEOUT, so TIMEOUT is the decision: logged once as decision=denied and

@@ -10,6 +10,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -67,7 +68,7 @@ std::string pod_with_images(const std::vector<std::string>& images, const std::s
   return j.dump();
 }
 
-asio::awaitable<verify::Verdict> FakeVerifier::operator()(std::string image, Deadline) {
+asio::awaitable<verify::Verdict> FakeVerifier::operator()(std::string image, Deadline deadline) {
   ++calls;
   const int now = ++in_flight;
   int prev = max_in_flight.load();
@@ -98,6 +99,18 @@ asio::awaitable<verify::Verdict> FakeVerifier::operator()(std::string image, Dea
   } else if (image.find("slow") != std::string::npos) {
     asio::steady_timer t(ex, 300ms);
     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  } else if (image.find("expire") != std::string::npos) {
+    // As the engine does: wait for the registry until the deadline it was given, then say so.
+    asio::steady_timer t(ex, deadline);
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    // Its answer then takes a few turns to come back (a socket closed, a read aborted, the
+    // verdict handed over), as the engine's does.
+    for (int i = 0; i < 3; ++i) co_await asio::post(ex, asio::use_awaitable);
+    v.outcome = verify::Outcome::denied;
+    v.reason = verify::Reason::timeout;
+    v.policy = "prod";
+    v.detail = "registry r did not answer the manifest request in time";
+    co_return v;
   }
   verdict_for(image, v);
   co_return v;
@@ -132,7 +145,7 @@ void FakeVerifier::verdict_for(const std::string& image, verify::Verdict& v) {
 
 std::optional<verify::Verdict> FakeVerifier::now(const std::string& image) {
   // What would need waiting (or throws) is not answered at once; nor is "miss" (not cached).
-  for (const char* wait : {"throw", "stubborn", "stall", "slow", "miss"}) {
+  for (const char* wait : {"throw", "stubborn", "stall", "slow", "expire", "miss"}) {
     if (image.find(wait) != std::string::npos) return std::nullopt;
   }
   ++now_calls;

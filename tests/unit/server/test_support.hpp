@@ -54,7 +54,8 @@ struct FakeVerifier {
   boost::asio::awaitable<verify::Verdict> operator()(std::string image, Deadline deadline);
   server::VerifyImage fn();
   // The synchronous path (server::VerifyNow): the verdict operator() gives, at once, for
-  // images without "throw", "stubborn", "stall", "slow" or "miss"; else nullopt.
+  // images without "throw", "stubborn", "stall", "slow", "expire" or "miss"; else nullopt.
+  // ("expire" waits until its deadline, then is denied TIMEOUT with a detail naming the step.)
   std::atomic<int> now_calls{0};
   std::optional<verify::Verdict> now(const std::string& image);
   server::VerifyNow now_fn();
