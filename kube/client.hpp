@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -136,49 +137,98 @@ class Client {
   // The executor the client was built with (its connections run on a private strand of it).
   boost::asio::any_io_executor executor() const;
 
+  // Each call below has a plain overload without the Cancel that forwards an empty one: a
+  // coroutine takes no default argument of class type (a GCC 12 bug; README, "Build from
+  // source").
+  //
   // GET one object. not_found on 404.
   boost::asio::awaitable<Result<Object>> get(Resource resource, std::string ns, std::string name,
-                                             Deadline deadline, Cancel cancel = {});
+                                             Deadline deadline, Cancel cancel);
+  boost::asio::awaitable<Result<Object>> get(Resource resource, std::string ns, std::string name,
+                                             Deadline deadline) {
+    return get(std::move(resource), std::move(ns), std::move(name), deadline, Cancel());
+  }
   // One LIST page (limit + continue). An expired continue token fails (HTTP 410).
   boost::asio::awaitable<Result<ObjectList>> list_page(Resource resource, std::string ns,
                                                        ListOptions options, Deadline deadline,
-                                                       Cancel cancel = {});
+                                                       Cancel cancel);
+  boost::asio::awaitable<Result<ObjectList>> list_page(Resource resource, std::string ns,
+                                                       ListOptions options, Deadline deadline) {
+    return list_page(std::move(resource), std::move(ns), std::move(options), deadline, Cancel());
+  }
   // The whole collection, following continue tokens (options.limit per page). When a continue
   // token expires (410) the list restarts from the first page, once. resource_version is the
   // first page's (the consistent snapshot the pages belong to).
   boost::asio::awaitable<Result<ObjectList>> list(Resource resource, std::string ns,
                                                   ListOptions options, Deadline deadline,
-                                                  Cancel cancel = {});
+                                                  Cancel cancel);
+  boost::asio::awaitable<Result<ObjectList>> list(Resource resource, std::string ns,
+                                                  ListOptions options, Deadline deadline) {
+    return list(std::move(resource), std::move(ns), std::move(options), deadline, Cancel());
+  }
   // Opens a watch (?watch=true&resourceVersion=&allowWatchBookmarks=&timeoutSeconds=).
   // connect_deadline bounds connecting and the response header; see WatchStream for reads.
   boost::asio::awaitable<Result<std::unique_ptr<WatchStream>>> watch(Resource resource,
                                                                      std::string ns,
                                                                      WatchOptions options,
                                                                      Deadline connect_deadline,
-                                                                     Cancel cancel = {});
+                                                                     Cancel cancel);
+  boost::asio::awaitable<Result<std::unique_ptr<WatchStream>>> watch(Resource resource,
+                                                                     std::string ns,
+                                                                     WatchOptions options,
+                                                                     Deadline connect_deadline) {
+    return watch(std::move(resource), std::move(ns), std::move(options), connect_deadline,
+                 Cancel());
+  }
   // PATCH <object>/status with Content-Type application/merge-patch+json (RFC 7386); returns
   // the object as the server stored it.
   boost::asio::awaitable<Result<Object>> merge_patch_status(Resource resource, std::string ns,
                                                             std::string name,
                                                             std::string patch_json,
-                                                            Deadline deadline, Cancel cancel = {});
+                                                            Deadline deadline, Cancel cancel);
+  boost::asio::awaitable<Result<Object>> merge_patch_status(Resource resource, std::string ns,
+                                                            std::string name,
+                                                            std::string patch_json,
+                                                            Deadline deadline) {
+    return merge_patch_status(std::move(resource), std::move(ns), std::move(name),
+                              std::move(patch_json), deadline, Cancel());
+  }
   // POST the object (JSON text) to its collection. Written::conflict on 409 (it exists).
   boost::asio::awaitable<Result<Written>> create(Resource resource, std::string ns,
                                                  std::string object_json, Deadline deadline,
-                                                 Cancel cancel = {});
+                                                 Cancel cancel);
+  boost::asio::awaitable<Result<Written>> create(Resource resource, std::string ns,
+                                                 std::string object_json, Deadline deadline) {
+    return create(std::move(resource), std::move(ns), std::move(object_json), deadline, Cancel());
+  }
   // PUT the whole object (an update). The body should carry metadata.resourceVersion: the
   // server then refuses it with 409 (Written::conflict) when the object changed since it was
   // read, so no one's write is lost.
   boost::asio::awaitable<Result<Written>> replace(Resource resource, std::string ns,
                                                   std::string name, std::string object_json,
-                                                  Deadline deadline, Cancel cancel = {});
+                                                  Deadline deadline, Cancel cancel);
+  boost::asio::awaitable<Result<Written>> replace(Resource resource, std::string ns,
+                                                  std::string name, std::string object_json,
+                                                  Deadline deadline) {
+    return replace(std::move(resource), std::move(ns), std::move(name), std::move(object_json),
+                   deadline, Cancel());
+  }
   // GET a core/v1 Secret (values decoded; never log them) / ServiceAccount. not_found on 404.
   boost::asio::awaitable<Result<Secret>> get_secret(std::string ns, std::string name,
-                                                    Deadline deadline, Cancel cancel = {});
+                                                    Deadline deadline, Cancel cancel);
+  boost::asio::awaitable<Result<Secret>> get_secret(std::string ns, std::string name,
+                                                    Deadline deadline) {
+    return get_secret(std::move(ns), std::move(name), deadline, Cancel());
+  }
   boost::asio::awaitable<Result<ServiceAccount>> get_service_account(std::string ns,
                                                                      std::string name,
                                                                      Deadline deadline,
-                                                                     Cancel cancel = {});
+                                                                     Cancel cancel);
+  boost::asio::awaitable<Result<ServiceAccount>> get_service_account(std::string ns,
+                                                                     std::string name,
+                                                                     Deadline deadline) {
+    return get_service_account(std::move(ns), std::move(name), deadline, Cancel());
+  }
 
   // POST a core/v1 Event (JSON from kube/events.hpp's encode_event) to
   // /api/v1/namespaces/<ns>/events; returns the metadata the server stored (201, or 200).
