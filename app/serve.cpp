@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -14,6 +16,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -38,6 +41,38 @@
 namespace sigil::app {
 
 namespace asio = boost::asio;
+
+namespace {
+
+asio::awaitable<void> read_kms_key_ahead(std::shared_ptr<verify::KeyResolver> keys,
+                                         std::string uri) {
+  auto key = co_await keys->key(uri, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+  if (key.ok()) {
+    spdlog::debug("key.kms {}: read ahead", uri);
+  } else {
+    spdlog::warn(
+        "key.kms {}: could not be read ahead (admissions under it are denied "
+        "POLICY_UNAVAILABLE until it can): {}",
+        uri, key.error().message);
+  }
+}
+
+// Reads every `key.kms` key the set names, in the background, so that the first admission
+// under it does not wait for AAD and Key Vault (the resolver caches what it reads, and never a
+// failure). A key that cannot be read is logged here, once per set.
+void read_kms_keys_ahead(asio::io_context& io, const std::shared_ptr<verify::KeyResolver>& keys,
+                         const policy::PolicySet& set) {
+  if (!keys) return;
+  std::set<std::string> uris;
+  for (const auto& policy : set.policies()) {
+    for (const auto& authority : policy.authorities) {
+      if (!authority.kms.empty()) uris.insert(authority.kms);
+    }
+  }
+  for (const auto& uri : uris) asio::co_spawn(io, read_kms_key_ahead(keys, uri), asio::detached);
+}
+
+}  // namespace
 
 int detail::run_serve(Settings s) {
   if (s.self_cert.enabled && (!s.tls_cert.empty() || !s.tls_key.empty())) {
@@ -108,6 +143,7 @@ int detail::run_serve(Settings s) {
   if (s.pinning) eopts.tag_cache_ttl = s.tag_cache_ttl;
   eopts.reveal_private_details = s.registry.reveal_private_details;
   verify::Engine engine(client, clock, eopts);
+  read_kms_keys_ahead(io, eopts.keys, *store.get());
 
   // The Kubernetes API: policies, trust roots, Secrets and pull credentials; and the
   // self-managed certificate's Secret and webhook configurations.
@@ -147,7 +183,10 @@ int detail::run_serve(Settings s) {
     co.resync = std::max(std::chrono::milliseconds(1000), s.kube.resync);
     cluster = std::make_unique<ClusterPolicies>(
         io, kclient, clock, std::move(co),
-        [&store](std::shared_ptr<const policy::PolicySet> set) { store.set(std::move(set)); });
+        [&store, &io, keys = eopts.keys](std::shared_ptr<const policy::PolicySet> set) {
+          read_kms_keys_ahead(io, keys, *set);
+          store.set(std::move(set));
+        });
     if (auto st = cluster->start(); !st.ok()) return config_error(st.error().message);
     spdlog::info("kube: watching sigil.dev policies and trust roots at {} (own namespace {})",
                  kclient->config().source, own_ns);
@@ -331,6 +370,7 @@ int detail::run_serve(Settings s) {
         }
         auto next = load_policies(s.policy_paths, *no_match, ++generation, default_root);
         if (next.ok()) {
+          read_kms_keys_ahead(io, eopts.keys, **next);
           store.set(std::move(*next));
           spdlog::info("policies reloaded (generation {})", generation.load());
         } else {

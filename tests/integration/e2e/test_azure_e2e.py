@@ -354,6 +354,26 @@ class KeyVaultKeyTest(unittest.TestCase):
             vault.keys["cosign"] = vault.keys["cosign"][:1]
             s.stop()
 
+    def test_vault_key_read_ahead_of_the_first_admission(self):
+        # The policies name the key: sigil reads it when the set is loaded, so the first pod
+        # does not wait for AAD and Key Vault on the admission path.
+        vault = W["vault"]
+        before = vault.count("/keys/cosign")
+        s = serve_kms("kv-ahead", vault.address)
+        try:
+            deadline = time.monotonic() + 10
+            while vault.count("/keys/cosign") == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertGreater(vault.count("/keys/cosign"), before,
+                               "the key was not read ahead:\n" + s.log_tail())
+            read = vault.count("/keys/cosign")
+            resp = admit(s, image("kv/v1"), "kv-ahead-1")
+            self.assertIs(resp["allowed"], True, json.dumps(resp) + s.log_tail())
+            self.assertEqual(vault.count("/keys/cosign"), read,
+                             "the first admission read the key again")
+        finally:
+            s.stop()
+
     def test_vault_outside_the_host_list_gets_no_token(self):
         # localhost:PORT is the same fake vault under a name vaultHosts does not hold.
         vault = W["vault"]
