@@ -312,6 +312,24 @@ std::vector<std::string> distinct_images(const admission::Request& req) {
   return images;
 }
 
+// The guard's TIMEOUT message, naming the admission's images (the first two, then a count), so
+// that the one line says which pod's verification was slow. At most kMaxMessage bytes.
+std::string timeout_message(const std::vector<std::string>& images) {
+  std::string msg = "sigil did not finish verifying ";
+  if (images.empty()) {
+    msg += "within the webhook timeout (TIMEOUT)";
+    return msg;
+  }
+  msg += images.size() == 1 ? "image " : "images ";
+  for (size_t i = 0; i < images.size() && i < 2; ++i) {
+    if (i > 0) msg += images.size() == 2 ? " and " : ", ";
+    msg += truncate_politely(images[i], 200);
+  }
+  if (images.size() > 2) msg += " and " + std::to_string(images.size() - 2) + " more";
+  msg += " within the webhook timeout (TIMEOUT)";
+  return truncate_politely(msg, kMaxMessage);
+}
+
 }  // namespace
 
 std::optional<std::vector<Verdict>> verdicts_now(const VerifyNow& verify_now,
@@ -525,7 +543,7 @@ HttpReply Validator::timeout_reply(std::string_view body) const {
   resp.allowed = false;
   resp.reason = std::string(verify::name(Reason::timeout));
   resp.code = 403;
-  resp.message = "sigil did not finish verifying within the webhook timeout (TIMEOUT)";
+  resp.message = timeout_message(decoded ? distinct_images(*decoded) : std::vector<std::string>{});
   resp.audit_annotations["images"] = "TIMEOUT";
   spdlog::warn(decision_line(decoded ? &*decoded : nullptr, "denied", "TIMEOUT", std::nullopt));
   HttpReply reply = ok_json(admission::encode_response(resp));

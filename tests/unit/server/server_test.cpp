@@ -223,6 +223,9 @@ TEST_CASE("server: a verdict after the TIMEOUT is logged as late; the TIMEOUT is
     auto resp = response_of(r);
     CHECK(resp["allowed"] == false);
     CHECK(resp["status"]["reason"] == "TIMEOUT");
+    CHECK(resp["status"]["message"] ==
+          "sigil did not finish verifying image r/stubborn-bad:1 within the webhook timeout "
+          "(TIMEOUT)");
   }  // joined: the late verdict has been handled by now
   {
     std::lock_guard lock(seen.mu);

@@ -642,8 +642,34 @@ TEST_CASE("a verdict after the Server's TIMEOUT is logged as late, not counted o
   SECTION("the TIMEOUT reply is a decision: logged and observed") {
     auto resp = response_of(v.timeout_reply(body));
     CHECK(resp["status"]["reason"] == "TIMEOUT");
+    CHECK(resp["status"]["message"] ==
+          "sigil did not finish verifying image reg.example/bad:1 within the webhook timeout "
+          "(TIMEOUT)");
     CHECK(observed == 1);
     CHECK(counted == 0);
     CHECK(log.count("decision=denied reasons=TIMEOUT") == 1);
   }
+}
+
+TEST_CASE("the TIMEOUT message names the admission's images, the first two and a count",
+          "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  auto message = [&](const std::vector<std::string>& images) {
+    return response_of(v.timeout_reply(pod_with_images(images)))["status"]["message"]
+        .get<std::string>();
+  };
+  CHECK(message({"r/a:1", "r/b:1"}) ==
+        "sigil did not finish verifying images r/a:1 and r/b:1 within the webhook timeout "
+        "(TIMEOUT)");
+  CHECK(message({"r/a:1", "r/b:1", "r/c:1", "r/a:1", "r/d:1"}) ==
+        "sigil did not finish verifying images r/a:1, r/b:1 and 2 more within the webhook "
+        "timeout (TIMEOUT)");
+  // A hostile name is shortened, and the message stays one bounded line.
+  const std::string longest = message({"r/" + std::string(20000, 'x') + ":1", "r/b:1"});
+  CHECK(longest.size() < 600);
+  CHECK(longest.find("...") != std::string::npos);
+  // A body that does not decode still gets the plain message.
+  CHECK(response_of(v.timeout_reply("{"))["status"]["message"] ==
+        "sigil did not finish verifying within the webhook timeout (TIMEOUT)");
 }
