@@ -144,6 +144,11 @@ int detail::run_serve(Settings s) {
   eopts.reveal_private_details = s.registry.reveal_private_details;
   verify::Engine engine(client, clock, eopts);
   read_kms_keys_ahead(io, eopts.keys, *store.get());
+  // Every later set (a cluster compile, a SIGHUP reload) is published through here.
+  auto publish = [&store, &io, keys = eopts.keys](std::shared_ptr<const policy::PolicySet> set) {
+    read_kms_keys_ahead(io, keys, *set);
+    store.set(std::move(set));
+  };
 
   // The Kubernetes API: policies, trust roots, Secrets and pull credentials; and the
   // self-managed certificate's Secret and webhook configurations.
@@ -181,12 +186,7 @@ int detail::run_serve(Settings s) {
     co.default_root = default_root;
     co.file_documents = [paths = s.policy_paths]() { return load_documents(paths); };
     co.resync = std::max(std::chrono::milliseconds(1000), s.kube.resync);
-    cluster = std::make_unique<ClusterPolicies>(
-        io, kclient, clock, std::move(co),
-        [&store, &io, keys = eopts.keys](std::shared_ptr<const policy::PolicySet> set) {
-          read_kms_keys_ahead(io, keys, *set);
-          store.set(std::move(set));
-        });
+    cluster = std::make_unique<ClusterPolicies>(io, kclient, clock, std::move(co), publish);
     if (auto st = cluster->start(); !st.ok()) return config_error(st.error().message);
     spdlog::info("kube: watching sigil.dev policies and trust roots at {} (own namespace {})",
                  kclient->config().source, own_ns);
@@ -370,8 +370,7 @@ int detail::run_serve(Settings s) {
         }
         auto next = load_policies(s.policy_paths, *no_match, ++generation, default_root);
         if (next.ok()) {
-          read_kms_keys_ahead(io, eopts.keys, **next);
-          store.set(std::move(*next));
+          publish(std::move(*next));
           spdlog::info("policies reloaded (generation {})", generation.load());
         } else {
           spdlog::error("policy reload refused, keeping the previous set: {}",

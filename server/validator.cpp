@@ -369,6 +369,18 @@ void append_log_value(std::string& line, std::string_view v) {
   }
 }
 
+void Validator::observe(const admission::Request& req, const admission::Response& resp,
+                        const std::vector<Verdict>& verdicts) const {
+  if (!observe_) return;
+  try {
+    observe_(req, resp, verdicts);
+  } catch (const std::exception& e) {
+    std::string uid;
+    append_log_value(uid, req.uid);
+    spdlog::warn("admission uid={}: decision observer failed: {}", uid, e.what());
+  }
+}
+
 HttpReply Validator::finish(const admission::Request& req, const std::vector<std::string>& images,
                             std::vector<Verdict>& verdicts,
                             std::chrono::steady_clock::time_point start, bool late) const {
@@ -450,15 +462,7 @@ HttpReply Validator::finish(const admission::Request& req, const std::vector<std
   reply.result = !resp.allowed           ? AdmissionResult::denied
                  : resp.warnings.empty() ? AdmissionResult::allowed
                                          : AdmissionResult::warned;
-  if (observe_ && !late && reply.result != AdmissionResult::allowed) {
-    try {
-      observe_(req, resp, verdicts);
-    } catch (const std::exception& e) {
-      std::string uid;
-      append_log_value(uid, req.uid);
-      spdlog::warn("admission uid={}: decision observer failed: {}", uid, e.what());
-    }
-  }
+  if (!late && reply.result != AdmissionResult::allowed) observe(req, resp, verdicts);
   return reply;
 }
 
@@ -548,15 +552,7 @@ HttpReply Validator::timeout_reply(std::string_view body) const {
   spdlog::warn(decision_line(decoded ? &*decoded : nullptr, "denied", "TIMEOUT", std::nullopt));
   HttpReply reply = ok_json(admission::encode_response(resp));
   reply.result = AdmissionResult::denied;
-  if (observe_ && decoded) {
-    try {
-      observe_(*decoded, resp, {});  // a denial like any other: the Event names TIMEOUT
-    } catch (const std::exception& e) {
-      std::string uid;
-      append_log_value(uid, decoded->uid);
-      spdlog::warn("admission uid={}: decision observer failed: {}", uid, e.what());
-    }
-  }
+  if (decoded) observe(*decoded, resp, {});  // a denial like any other: the Event names TIMEOUT
   return reply;
 }
 

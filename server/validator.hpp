@@ -168,6 +168,9 @@ class Validator {
   HttpReply timeout_reply(std::string_view body) const;
 
  private:
+  // Tells observe_ (when set) of a decision sent; an exception is logged and ignored.
+  void observe(const admission::Request& req, const admission::Response& resp,
+               const std::vector<verify::Verdict>& verdicts) const;
   // The reply for a judged admission from its images' verdicts (both paths end here).
   // late: the Server answered TIMEOUT first; the verdict is only logged (decision=late-...).
   HttpReply finish(const admission::Request& req, const std::vector<std::string>& images,
