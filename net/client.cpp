@@ -58,6 +58,12 @@ namespace detail {
 Error timeout_error(const std::string& what) {
   return make_error(Errc::timeout, what + ": deadline exceeded");
 }
+Error buffer_overflow_error(const std::string& where, const Conn& conn) {
+  return make_error(Errc::too_large, "the answer of " + where +
+                                         " has a header, chunk header or trailer that does not "
+                                         "end within " +
+                                         std::to_string(conn.buffer.max_size()) + " bytes");
+}
 Error cancelled_error(const std::string& what) {
   return make_error(Errc::unavailable, what + ": cancelled");
 }

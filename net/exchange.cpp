@@ -84,6 +84,10 @@ awaitable<Attempt> Client::Impl::exchange_on(Stream& stream, Conn& conn,
       skip_body = true;
       r.body = std::move(p.get().body());
       if (r.body.size() > cap) r.body.resize(cap);
+    } else if (bec == http::error::buffer_overflow) {
+      a.retryable = false;
+      a.result = buffer_overflow_error(where, conn);
+      co_return a;
     } else if (bec) {
       if (bec == beast::error::timeout || SteadyClock::now() >= deadline) {
         a.retryable = false;

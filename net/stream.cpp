@@ -52,6 +52,8 @@ struct ResponseStream::Impl {
         err = cancelled_error("reading from " + where);
       } else if (conn->closed) {
         err = make_error(Errc::unavailable, "reading from " + where + ": closed");
+      } else if (ec == http::error::buffer_overflow) {
+        err = buffer_overflow_error(where, *conn);
       } else if (ec == beast::error::timeout || (ec && SteadyClock::now() >= deadline)) {
         err = timeout_error("reading from " + where);
       } else if (ec) {

@@ -236,7 +236,12 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
     co_return;
   }
 
+  // Capped: Beast's parser keeps a chunk header (with its extensions) and a chunked trailer in
+  // this buffer until their line ends, and neither counts against the header or body limit, so
+  // a client sending `1;aaaa...` without end would grow it until the read timeout. A request
+  // header fits (its own limit applies first), with room for one 64 KiB read.
   beast::flat_buffer buffer;
+  buffer.max_size(o.max_header + 64 * 1024);
   bool first = true;
   bool clean = true;  // whether to attempt a TLS close_notify at the end
   while (!self->stopping && !conn->evicted) {
@@ -345,6 +350,17 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
         std::string no_retry;
         co_await refuse(stream, req.version(), std::move(too_large), std::move(no_retry),
                         o.write_timeout, 2 * o.max_body, 2000ms);
+        clean = false;
+        break;
+      }
+      if (bec == http::error::buffer_overflow) {
+        std::string().swap(req.body());
+        HttpReply malformed = text_reply(
+            400, "malformed HTTP request: a chunk header or trailer does not end within " +
+                     std::to_string(buffer.max_size()) + " bytes");
+        std::string no_retry;
+        co_await refuse(stream, req.version(), std::move(malformed), std::move(no_retry),
+                        o.write_timeout, 0, 0ms);
         clean = false;
         break;
       }

@@ -47,6 +47,15 @@ namespace detail {
 
 inline constexpr auto use_tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
 inline constexpr size_t kReadChunk = 16 * 1024;
+// What a connection's read buffer may hold beyond the header limit. Beast's parser consumes a
+// body as it arrives, but it keeps a chunk header (with its extensions) and a chunked trailer
+// in the buffer until their line ends, and neither counts against the header or body limit:
+// without a cap on the buffer, a peer that sends `1;aaaa...` and never a CRLF grows it until the
+// deadline. Beast reads at most 64 KiB at a time, so this leaves room for one read.
+inline constexpr size_t kBufferSlack = 64 * 1024;
+// The error a read gives when the buffer is full (Beast's buffer_overflow), as sigil says it.
+struct Conn;
+Error buffer_overflow_error(const std::string& where, const Conn& conn);
 
 Error timeout_error(const std::string& what);
 Error cancelled_error(const std::string& what);
@@ -131,12 +140,14 @@ struct Attempt {
 }  // namespace detail
 
 using detail::Attempt;
+using detail::buffer_overflow_error;
 using detail::CallState;
 using detail::cancelled_error;
 using detail::check_request;
 using detail::closed_by_peer;
 using detail::Conn;
 using detail::is_redirect;
+using detail::kBufferSlack;
 using detail::kReadChunk;
 using detail::Resolving;
 using detail::timeout_error;
@@ -206,6 +217,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       co_return make_error(Errc::unavailable, "sending to " + where + " failed: " + wec.message());
     }
     p.header_limit(limits.max_header);
+    conn.buffer.max_size(static_cast<size_t>(limits.max_header) + kBufferSlack);
     conn.arm(deadline);
     auto [hec, hn] = co_await http::async_read_header(stream, conn.buffer, p, use_tuple);
     (void)hn;
@@ -214,6 +226,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       if (hec == beast::error::timeout || SteadyClock::now() >= deadline) {
         co_return timeout_error("waiting for " + where);
       }
+      if (hec == http::error::buffer_overflow) co_return buffer_overflow_error(where, conn);
       if (hec == http::error::header_limit) {
         co_return make_error(Errc::too_large, "the answer of " + where + " has a header over " +
                                                   std::to_string(limits.max_header) + " bytes");

@@ -212,6 +212,45 @@ TEST_CASE("caps: a header over max_header is too_large") {
   CHECK(r.error().code == Errc::too_large);
 }
 
+TEST_CASE("caps: a chunk extension or a trailer that never ends is too_large, not buffered") {
+  // Beast's parser keeps a chunk header and a trailer in the read buffer until their line ends,
+  // and neither counts against the header or body limit: a hostile registry sends `1;aaaa...`
+  // (or trailer fields) without end. The client must stop at its buffer cap, not read on until
+  // the deadline; the server counts what it could write before the client went away.
+  const bool trailer = GENERATE(false, true);
+  CAPTURE(trailer);
+  constexpr size_t kFlood = size_t{64} << 20;
+  std::atomic<size_t> written{0};
+  FakeHttpServer srv([&](const HttpRequest&, HttpConn& conn) -> boost::asio::awaitable<bool> {
+    co_await conn.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    co_await conn.write(trailer ? "1\r\nx\r\n0\r\n" : "1;");
+    const std::string line =
+        trailer ? "X-T: " + std::string(60 * 1024, 't') + "\r\n" : std::string(64 * 1024, 'a');
+    while (written < kFlood) {
+      if (!co_await conn.write(line)) co_return false;
+      written += line.size();
+    }
+    conn.abort();
+    co_return false;
+  });
+  Loop loop;
+  Client c(loop.ioc.get_executor(), ClientOptions{});
+  auto r = run_send(loop, c, get_request(url_of(srv)), 10000ms);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::too_large);
+  CHECK(contains(r.error().message, "does not end within"));
+  CHECK(written < kFlood);
+
+  // The same for a streamed answer (a watch).
+  written = 0;
+  auto s = loop.run(c.open(get_request(url_of(srv, "/watch")), in(10s), Limits{}));
+  REQUIRE(s.ok());
+  Result<std::string> got = std::string();
+  while (got.ok()) got = loop.run((*s)->read_some(in(10s)));
+  CHECK(got.error().code == Errc::too_large);
+  CHECK(written < kFlood);
+}
+
 TEST_CASE("HEAD: the header without a body, and the connection stays usable") {
   FakeHttpServer srv([](const HttpRequest& req) {
     HttpReply r = HttpReply::text(200, req.method == "HEAD" ? std::string(5000, 'x') : "get");

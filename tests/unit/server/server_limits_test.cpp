@@ -208,6 +208,29 @@ TEST_CASE("limits: a chunked body is counted as it arrives", "[server][limits]")
   CHECK_THAT(rc.body, Catch::Contains("\"allowed\":true"));
 }
 
+TEST_CASE("limits: a chunk extension or trailer that never ends is refused, not buffered",
+          "[server][limits]") {
+  // Beast keeps a chunk header and a trailer in the read buffer until their line ends; neither
+  // counts against the header or body limit, nor against the body budget. Without a cap on the
+  // buffer, `1;aaaa...` grows it for as long as the client keeps sending.
+  const bool trailer = GENERATE(false, true);
+  CAPTURE(trailer);
+  LimitedServer s(ServerOptions{});
+  auto c = s.client("127.0.0.2");
+  REQUIRE(c->connect() == "");
+  REQUIRE(c->send(post_head("/validate", "") + (trailer ? "1\r\n{\r\n0\r\n" : "1;")));
+  const std::string line =
+      trailer ? "X-T: " + std::string(60 * KiB, 't') + "\r\n" : std::string(64 * KiB, 'a');
+  size_t sent = 0;
+  constexpr size_t kFlood = size_t{32} << 20;
+  while (sent < kFlood && c->send(line, 2s)) sent += line.size();
+  CHECK(sent < kFlood);
+  CHECK(c->closed_within(5s));
+  CHECK(s.stats().body_bytes_in_use == 0);
+  // The server still answers.
+  require_allowed(s.admit("127.0.0.3", "u-after"), "u-after");
+}
+
 TEST_CASE("limits: at the per-peer cap the peer's idlest idle connection is closed",
           "[server][limits]") {
   ServerOptions o;
