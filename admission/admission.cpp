@@ -528,6 +528,11 @@ std::vector<const ImageUse*> new_image_uses(const Request& request) {
   return out;
 }
 
+bool writes_pod_spec(const Request& request) {
+  return request.resource_group.empty() && request.resource == "pods" && request.judged &&
+         (request.sub_resource.empty() || request.sub_resource == "ephemeralcontainers");
+}
+
 // A fixed shape written like encode_response below: only the strings need escaping.
 std::string encode_image_patch(const std::vector<ImagePatch>& patches) {
   std::string out = "[";

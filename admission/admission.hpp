@@ -80,6 +80,10 @@ std::string review_uid(std::string_view body);
 // with no new use (a label change, a finalizer removal, a scale to zero) runs nothing new.
 std::vector<const ImageUse*> new_image_uses(const Request& request);
 
+// Whether the request writes a Pod's spec or its ephemeral containers: what /mutate pins (never
+// a workload's template, never another subresource).
+bool writes_pod_spec(const Request& request);
+
 // One JSON pointer token escaped per RFC 6901: '~' -> "~0", '/' -> "~1".
 std::string json_pointer_token(std::string_view token);
 

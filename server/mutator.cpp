@@ -127,9 +127,7 @@ std::optional<HttpReply> answer_without_pinning(std::string_view body,
   }
   const admission::Request& req = *decoded;
   // Pods only (never workload templates), and only their spec or ephemeral containers.
-  const bool pod = req.resource_group.empty() && req.resource == "pods" && req.judged &&
-                   (req.sub_resource.empty() || req.sub_resource == "ephemeralcontainers");
-  if (!pod) {
+  if (!admission::writes_pod_spec(req)) {
     log_mutation(req, 0, "NOT_A_POD_SPEC_WRITE", start);
     return allowed_unchanged(req.uid);
   }

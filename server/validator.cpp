@@ -67,6 +67,8 @@ struct Batch {
   const VerifyImage* fn;
   const std::vector<std::string>* images;
   const verify::Context* context;
+  const verify::Context* pod_context;   // for the images flagged in pod_images
+  const std::vector<char>* pod_images;  // null or one flag per image
   Deadline deadline;
   std::vector<Verdict>* verdicts;
   std::vector<char>* have;
@@ -77,7 +79,9 @@ asio::awaitable<void> verify_batch(Batch* b) {
   if (b == nullptr) co_return;
   while (b->next < b->images->size()) {
     const size_t i = b->next++;
-    (*b->verdicts)[i] = co_await run_one(b->fn, (*b->images)[i], b->context, b->deadline);
+    const bool pod = b->pod_images != nullptr && (*b->pod_images)[i] != 0;
+    (*b->verdicts)[i] =
+        co_await run_one(b->fn, (*b->images)[i], pod ? b->pod_context : b->context, b->deadline);
     (*b->have)[i] = 1;
   }
 }
@@ -164,20 +168,36 @@ asio::awaitable<verify::Context> build_context(const MakeContext& make_context,
 
 asio::awaitable<std::vector<Verdict>> verify_all(const VerifyImage& verify_image,
                                                  const std::vector<std::string>& images,
-                                                 const verify::Context& context,
-                                                 Deadline deadline) {
+                                                 const verify::Context& context, Deadline deadline,
+                                                 const std::vector<char>* pod_images) {
   // Concurrently, at most kMaxParallelImages at a time (a pod of 50 images from one hostile
   // registry must not open 50 fetch pipelines at once); the group waits for every worker, and
   // each verification ends by the deadline on its own.
   std::vector<Verdict> verdicts(images.size());
   std::vector<char> have(images.size(), 0);
+  if (pod_images != nullptr && pod_images->size() != images.size()) pod_images = nullptr;
+  std::optional<verify::Context> pod_context;
+  if (pod_images != nullptr) {
+    pod_context.emplace(context);
+    pod_context->pod_image = true;
+  }
   if (images.size() == 1) {
     // Most pods run one image: await it directly (no spawn, no group).
-    verdicts[0] = co_await run_one(&verify_image, images[0], &context, deadline);
+    const bool pod = pod_images != nullptr && (*pod_images)[0] != 0;
+    verdicts[0] =
+        co_await run_one(&verify_image, images[0], pod ? &*pod_context : &context, deadline);
     have[0] = 1;
   } else if (!images.empty()) {
     auto ex = co_await asio::this_coro::executor;
-    Batch batch{&verify_image, &images, &context, deadline, &verdicts, &have, 0};
+    Batch batch{&verify_image,
+                &images,
+                &context,
+                pod_context ? &*pod_context : nullptr,
+                pod_images,
+                deadline,
+                &verdicts,
+                &have,
+                0};
     using Op = decltype(asio::co_spawn(ex, verify_batch(nullptr), asio::deferred));
     std::vector<Op> ops;
     const size_t workers = std::min(images.size(), kMaxParallelImages);
@@ -332,11 +352,47 @@ std::string timeout_message(const std::vector<std::string>& images) {
 
 }  // namespace
 
+std::vector<char> pod_images_of(const admission::Request& req,
+                                const std::vector<std::string>& images) {
+  std::vector<char> flags;
+  if (!admission::writes_pod_spec(req)) return flags;
+  // Cheap first: a request whose every image names a digest (a pinned Pod) has none.
+  const auto by_tag = [](std::string_view image) {
+    return image.find('@') == std::string_view::npos;
+  };
+  if (std::none_of(req.images.begin(), req.images.end(),
+                   [&](const admission::ImageUse& use) { return by_tag(use.image); })) {
+    return flags;
+  }
+  bool any = false;
+  flags.assign(images.size(), 0);
+  std::map<std::string_view, size_t> index;  // past kScanImages (a hostile pod may list 10k)
+  if (images.size() > kScanImages) {
+    for (size_t i = 0; i < images.size(); ++i) index.emplace(images[i], i);
+  }
+  for (const admission::ImageUse* use : admission::new_image_uses(req)) {
+    if (!by_tag(use->image)) continue;
+    size_t i = 0;
+    if (images.size() > kScanImages) {
+      const auto it = index.find(use->image);
+      i = it == index.end() ? images.size() : it->second;
+    } else {
+      while (i < images.size() && images[i] != use->image) ++i;
+    }
+    if (i == images.size()) continue;
+    flags[i] = 1;
+    any = true;
+  }
+  if (!any) flags.clear();
+  return flags;
+}
+
 std::optional<std::vector<Verdict>> verdicts_now(const VerifyNow& verify_now,
                                                  const ContextNow& context_now,
                                                  const AnsweredNow& answered,
                                                  const admission::Request& request,
-                                                 const std::vector<std::string>& images) {
+                                                 const std::vector<std::string>& images,
+                                                 const std::vector<char>* pod_images) {
   std::optional<verify::Context> context;
   if (context_now) {
     context = context_now(request);
@@ -345,10 +401,17 @@ std::optional<std::vector<Verdict>> verdicts_now(const VerifyNow& verify_now,
     context.emplace();
     context->namespace_ = request.namespace_;
   }
+  if (pod_images != nullptr && pod_images->size() != images.size()) pod_images = nullptr;
+  std::optional<verify::Context> pod_context;
+  if (pod_images != nullptr) {
+    pod_context.emplace(*context);
+    pod_context->pod_image = true;
+  }
   std::vector<Verdict> verdicts;
   verdicts.reserve(images.size());
-  for (const auto& image : images) {
-    std::optional<Verdict> v = verify_now(image, *context);
+  for (size_t i = 0; i < images.size(); ++i) {
+    const bool pod = pod_images != nullptr && (*pod_images)[i] != 0;
+    std::optional<Verdict> v = verify_now(images[i], pod ? *pod_context : *context);
     if (!v) return std::nullopt;
     verdicts.push_back(std::move(*v));
   }
@@ -473,9 +536,11 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
   if (auto early = answer_without_verifying(decoded, start)) co_return std::move(*early);
   const admission::Request& req = *decoded;
   const std::vector<std::string> images = distinct_images(req);
+  const std::vector<char> pod_images = pod_images_of(req, images);
   // Who is asking (namespace, pull credentials), once for all images; then every image at once.
   const verify::Context context = co_await build_context(make_context_, req, deadline);
-  std::vector<Verdict> verdicts = co_await verify_all(verify_image_, images, context, deadline);
+  std::vector<Verdict> verdicts = co_await verify_all(verify_image_, images, context, deadline,
+                                                      pod_images.empty() ? nullptr : &pod_images);
   // Near the deadline the Server may have answered TIMEOUT already: then this verdict is late,
   // and only logged. Otherwise the claim makes it the answer, even past the deadline.
   const bool late = once != nullptr && !once->claim_verdict();
@@ -490,7 +555,9 @@ std::optional<HttpReply> Validator::answer_now(std::string_view body) const {
     if (auto early = answer_without_verifying(decoded, start)) return early;
     const admission::Request& req = *decoded;
     const std::vector<std::string> images = distinct_images(req);
-    auto verdicts = verdicts_now(verify_now_, context_now_, answered_now_, req, images);
+    const std::vector<char> pod_images = pod_images_of(req, images);
+    auto verdicts = verdicts_now(verify_now_, context_now_, answered_now_, req, images,
+                                 pod_images.empty() ? nullptr : &pod_images);
     if (!verdicts) return std::nullopt;  // nothing logged or counted yet: handle() starts over
     return finish(req, images, *verdicts, start);
   } catch (const std::exception& e) {

@@ -82,10 +82,19 @@ boost::asio::awaitable<verify::Context> build_context(const MakeContext& make_co
 // Verifies every image (a few at a time, concurrently) and returns their verdicts in the same
 // order. A verifier that throws, or a result that is lost, is a denied verdict with reason
 // INTERNAL (fail closed). Each verifier ends by the deadline on its own. The arguments must stay
-// alive until the returned awaitable completes.
+// alive until the returned awaitable completes. pod_images (null: none), one flag per image:
+// the images verified with Context::pod_image set (pod_images_of).
 boost::asio::awaitable<std::vector<verify::Verdict>> verify_all(
     const VerifyImage& verify_image, const std::vector<std::string>& images,
-    const verify::Context& context, Deadline deadline);
+    const verify::Context& context, Deadline deadline,
+    const std::vector<char>* pod_images = nullptr);
+
+// For each of images (a request's distinct images), whether it is written by tag and new in a
+// Pod's spec (admission::writes_pod_spec, admission::new_image_uses): what /mutate pins, so that
+// reaching /validate this way it was not pinned (verify::Context::pod_image). Empty when no
+// image is.
+std::vector<char> pod_images_of(const admission::Request& req,
+                                const std::vector<std::string>& images);
 
 // The synchronous path of an admission whose every answer is at hand (a cached verdict): what
 // VerifyImage would answer for the image, or nullopt when finding out needs waiting (then the
@@ -102,12 +111,12 @@ using AnsweredNow = std::function<void(const std::vector<verify::Verdict>& verdi
 // (context_now's, or the request's namespace when there is no MakeContext, as build_context)
 // and the verdict of every image from verify_now, in order, told to `answered` (when set);
 // nullopt as soon as one is not at hand. Callers check first that they may answer without
-// waiting (verify_now set, and context_now set when they have a MakeContext).
-std::optional<std::vector<verify::Verdict>> verdicts_now(const VerifyNow& verify_now,
-                                                         const ContextNow& context_now,
-                                                         const AnsweredNow& answered,
-                                                         const admission::Request& request,
-                                                         const std::vector<std::string>& images);
+// waiting (verify_now set, and context_now set when they have a MakeContext). pod_images as
+// verify_all's.
+std::optional<std::vector<verify::Verdict>> verdicts_now(
+    const VerifyNow& verify_now, const ContextNow& context_now, const AnsweredNow& answered,
+    const admission::Request& request, const std::vector<std::string>& images,
+    const std::vector<char>* pod_images = nullptr);
 
 // Appends one value of a log line (key=value pairs) made one-line safe: a review's fields are
 // the caller's text (anyone who reaches the port can post one), so control bytes, spaces and

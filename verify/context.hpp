@@ -40,6 +40,13 @@ struct Context {
   // name:tag@digest), so the Pod runs exactly the digest verified: its tags may be answered
   // from the pinning tag cache (verify/tag_resolver.hpp). Never set for /validate.
   bool pins_digest = false;
+  // /validate: the image is new in a Pod's spec (a CREATE, or an UPDATE that adds or changes
+  // it, ephemeral containers included): what /mutate pins when pinning is on. Written by tag
+  // while pinning is on, it was not pinned (/mutate could not resolve the tag in time, or a
+  // later webhook changed the image), so what the kubelet pulls is not known: an enforcing
+  // policy that matches it denies NOT_PINNED before any registry is asked, a warn-mode one
+  // warns. Ignored when the engine's pinning is off.
+  bool pod_image = false;
   // The admission's byte budget (Engine::admission_budget()), shared by all its images.
   // Null: each verification gets a budget of its own.
   std::shared_ptr<ByteBudget> budget;

@@ -612,6 +612,7 @@ std::optional<Verdict> Engine::verify_cached(
   bool by_tag = false;
   if (digest.empty()) {
     if (!context.pins_digest) return std::nullopt;  // /validate resolves every tag fresh
+    if (context.pod_image) return std::nullopt;     // verify_ref: NOT_PINNED, or a warning
     if (p->require_digest) return std::nullopt;
     auto pinned = d.resolver.cached(p->ref, context.credentials_id);
     if (!pinned || !oci::is_valid_digest(*pinned)) return std::nullopt;
@@ -656,23 +657,29 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   const Finding& no_match = no_match_finding();
 
   // spec.requireDigest: a tag-only reference such a policy matches is refused before any
-  // registry is asked (clusters that forbid /mutate's pinning). A policy in warn mode warns
-  // instead: the image is verified pinned to the digest its tag resolves to now, and the warning
-  // is added on the way out, never cached (it depends on how the image is written).
+  // registry is asked (clusters that forbid /mutate's pinning). So is a Pod's new image by tag
+  // while pinning is on (Context::pod_image): /mutate did not pin it, and resolving the tag
+  // here would verify a digest the kubelet need not pull (a registry may answer /mutate's read
+  // with an error and this one with a signed digest, then serve the kubelet another). A
+  // policy in warn mode warns instead: the image is verified pinned to the digest its tag
+  // resolves to now, and the warning is added on the way out, never cached (it depends on how
+  // the image is written).
   if (ref.digest.empty()) {
+    const bool unpinned = context.pod_image && d.options.pinning;
     const policy::Policy* enforcing = nullptr;
     const policy::Policy* warning = nullptr;
     for (const policy::Policy* p : matched) {
-      if (!p->require_digest) continue;
+      if (!p->require_digest && !unpinned) continue;
       const policy::Policy*& slot = p->mode == policy::Mode::warn ? warning : enforcing;
-      if (slot == nullptr) slot = p;
+      // requireDigest's own reason first: the policy's author asked for it.
+      if (slot == nullptr || (p->require_digest && !slot->require_digest)) slot = p;
     }
     if (const policy::Policy* strict = enforcing ? enforcing : warning) {
       // The detail is the reference the policy wants to see.
-      Finding why{Reason::digest_required, strict->name, "",
-                  ref.name() + ":" + ref.tag + "@sha256:...", false};
+      const Reason reason = strict->require_digest ? Reason::digest_required : Reason::not_pinned;
+      Finding why{reason, strict->name, "", ref.name() + ":" + ref.tag + "@sha256:...", false};
       if (enforcing) {
-        Verdict v = denial(image, Reason::digest_required, why.detail);
+        Verdict v = denial(image, reason, why.detail);
         v.report(why);
         co_return v;
       }

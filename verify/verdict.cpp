@@ -60,6 +60,8 @@ std::string_view name(Reason r) noexcept {
       return "NO_MATCHING_POLICY";
     case Reason::digest_required:
       return "DIGEST_REQUIRED";
+    case Reason::not_pinned:
+      return "NOT_PINNED";
     case Reason::warn:
       return "WARN";
     case Reason::policy_unavailable:
@@ -120,6 +122,7 @@ bool is_transient(Reason r) noexcept {
     case Reason::invalid_image:
     case Reason::no_matching_policy:
     case Reason::digest_required:
+    case Reason::not_pinned:
     case Reason::warn:
       return false;
   }
@@ -150,6 +153,8 @@ int severity(Reason r) noexcept {
       return 70;
     case Reason::digest_required:
       return 65;
+    case Reason::not_pinned:
+      return 64;
     case Reason::no_matching_policy:
       return 60;
     case Reason::unsupported_digest:
@@ -316,6 +321,12 @@ std::string line(const Verdict& v, const Finding& f, Role role, bool with_contai
       break;
     case Reason::digest_required:
       s += " is referenced by tag; policy " + f.policy + " requires a digest (" + f.detail + ")";
+      break;
+    case Reason::not_pinned:
+      s += " is referenced by tag and was not pinned to a digest by sigil's /mutate (pinning is "
+           "on: its tag could not be resolved in time, or a later webhook changed the image); "
+           "policy " +
+           f.policy + " admits a Pod's image only pinned: retry, or write " + f.detail;
       break;
     default:
       if (f.policy.empty()) {

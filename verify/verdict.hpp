@@ -49,7 +49,8 @@ enum class Reason : uint8_t {
   invalid_image,       // INVALID_IMAGE: the reference does not parse, or its digest is not sha256
   no_matching_policy,  // NO_MATCHING_POLICY: no ClusterImagePolicy matches (no-match setting)
   digest_required,     // DIGEST_REQUIRED: referenced by tag, and a policy requires a digest
-  warn,                // WARN: admitted, but a warn-mode policy is not satisfied
+  not_pinned,  // NOT_PINNED: a Pod's new image by tag, with pinning on: /mutate did not pin it
+  warn,        // WARN: admitted, but a warn-mode policy is not satisfied
 
   // About the moment, not the image: never cached (is_transient).
   policy_unavailable,    // POLICY_UNAVAILABLE: a matching policy cannot be compiled now
@@ -82,6 +83,7 @@ inline constexpr Reason kAllReasons[] = {
     Reason::invalid_image,
     Reason::no_matching_policy,
     Reason::digest_required,
+    Reason::not_pinned,
     Reason::warn,
     Reason::policy_unavailable,
     Reason::image_not_found,

@@ -7,6 +7,8 @@ registry `delay` later (responses come straight back), so every request costs at
 then tells how many requests lie on the critical path. Order on each connection is kept.
 
 usage: LatencyProxy("127.0.0.1:PORT", 0.05).start() -> .address; .stop()
+.refuse() closes every connection and each new one at once (a registry that fails), until
+.admit().
 Only the Python standard library.
 """
 import collections
@@ -38,6 +40,7 @@ class LatencyProxy:
         self.sock.listen(256)
         self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self._stop = False
+        self._refusing = False
         self._conns = []
         self._lock = threading.Lock()
 
@@ -58,12 +61,28 @@ class LatencyProxy:
                 except OSError:
                     pass
 
+    def refuse(self):
+        self._refusing = True
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def admit(self):
+        self._refusing = False
+
     def _accept(self):
         while not self._stop:
             try:
                 client, _ = self.sock.accept()
             except OSError:
                 return
+            if self._refusing:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=10)
             except OSError:

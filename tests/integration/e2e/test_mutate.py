@@ -12,6 +12,7 @@ import unittest
 
 import harness
 from harness import fixture
+from latency_proxy import LatencyProxy
 
 POLICY = "test-images"
 DIGEST_POLICY = "digests-only"
@@ -114,14 +115,15 @@ class MutateTest(unittest.TestCase):
         try:
             # What the kubelet runs is the pinned digest, and it still verifies...
             self.assertIs(self.validate(pinned)["allowed"], True)
-            # ...while the moved tag itself is denied.
+            # ...while the Pod by tag, unpinned, is denied.
             resp = self.validate(review)
             self.assertIs(resp["allowed"], False, json.dumps(resp))
             self.assertIn("test/moved", harness.message(resp))
-            # A new pod by tag is pinned to what the tag is now (and then denied by /validate).
+            # A new pod by tag is pinned within the tag cache's TTL (cache.tagTtl, 10s by
+            # default) to the digest verified before, which it then runs, never the moved one.
             again, _ = self.pinned_review(harness.pod_review([self.ref("test/moved")]))
-            self.assertEqual(self.images(again), [self.ref("test/moved", "v1", self.img["test/moved-evil"])])
-            self.assertIs(self.validate(again)["allowed"], False)
+            self.assertEqual(self.images(again), [self.ref("test/moved", "v1", self.img["test/moved"])])
+            self.assertIs(self.validate(again)["allowed"], True)
         finally:
             fixture.retag(self.reg.client, "test/moved", "v1", self.img["test/moved"])
 
@@ -220,6 +222,69 @@ class MutateTest(unittest.TestCase):
         with open(self.sigil.log) as f:
             self.assertIn("pinning: on", f.read())
 
+
+
+class UnpinnedTest(unittest.TestCase):
+    """With pinning on, a Pod that reaches /validate still by tag was not pinned, and is denied
+    NOT_PINNED. The attack it stops: a registry fails /mutate's read of the tag (so nothing is
+    pinned), answers /validate's with a signed digest, and serves the kubelet another image.
+    Here the registry's proxy refuses connections during /mutate and is back for /validate."""
+
+    @classmethod
+    def setUpClass(cls):
+        harness.sigil_bin()
+        cls.reg = harness.RunningRegistry("unpinned")
+        cls.addClassCleanup(cls.reg.stop)
+        cls.proxy = LatencyProxy(cls.reg.address, 0).start()
+        cls.addClassCleanup(cls.proxy.stop)
+        d = harness.work_dir("unpinned-keys")
+        cls.keys = harness.Keys(d, [("a", "p256")])
+        cls.digest = cls.reg.push("team/app", "v1", "unpinned-app")
+        fixture.sign(cls.reg.client, "team/app", cls.digest, cls.keys.key("a"))
+        pol = os.path.join(d, "policies")
+        harness.write_policy(pol, POLICY, "%s/team/**" % cls.proxy.address,
+                             {"key-a": cls.keys.pub("a")})
+        cfg = os.path.join(d, "config.yaml")
+        with open(cfg, "w") as f:
+            f.write("pinning: true\n")
+        cls.sigil = harness.SigilServer("unpinned", [pol],
+                                        ["--insecure-registry", cls.proxy.address, "--config", cfg])
+        cls.addClassCleanup(cls.sigil.stop)
+
+    def test_a_pod_mutate_could_not_pin_is_denied_not_pinned(self):
+        tag = "%s/team/app:v1" % self.proxy.address
+        review = harness.pod_review([tag], uid="6c1f0000-0000-4000-8000-0000000000a1")
+        self.proxy.refuse()
+        try:
+            status, resp = self.sigil.mutate(review)
+        finally:
+            self.proxy.admit()
+        self.assertEqual(status, 200, self.sigil.log_tail())
+        self.assertIs(resp["allowed"], True)
+        self.assertEqual(harness.json_patch_of(resp), [], "nothing could be pinned")
+        # The registry answers again, with the signed digest: resolving the tag now would admit
+        # a Pod whose image the kubelet pulls by tag later.
+        status, resp = self.sigil.validate(review)
+        self.assertEqual(status, 200, self.sigil.log_tail())
+        self.assertIs(resp["allowed"], False, json.dumps(resp))
+        msg = harness.message(resp)
+        self.assertIn("was not pinned to a digest by sigil's /mutate", msg)
+        self.assertIn("retry, or write %s@sha256:..." % tag, msg)
+        self.assertIn("NOT_PINNED", resp["auditAnnotations"]["images"])
+        # The retry: /mutate pins it now, and the pinned Pod is admitted.
+        status, resp = self.sigil.mutate(review)
+        patch = harness.json_patch_of(resp)
+        pinned = harness.apply_json_patch(review["request"]["object"], patch)
+        self.assertEqual(pinned["spec"]["containers"][0]["image"], tag + "@" + self.digest)
+        again = json.loads(json.dumps(review))
+        again["request"]["object"] = pinned
+        status, resp = self.sigil.validate(again)
+        self.assertIs(resp["allowed"], True, json.dumps(resp))
+        # A Deployment's template by tag is not pinned by /mutate, and is verified as before.
+        dep = harness.review("deployment-create", {"myregistry.azurecr.io/myapp:v1": tag,
+                                                   "myregistry.azurecr.io/init:v1": tag})
+        status, resp = self.sigil.validate(dep)
+        self.assertIs(resp["allowed"], True, json.dumps(resp))
 
 if __name__ == "__main__":
     unittest.main()

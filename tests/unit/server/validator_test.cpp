@@ -1,5 +1,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <map>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 
@@ -404,6 +406,80 @@ TEST_CASE("an UPDATE that changes or adds an image is verified", "[validator]") 
     CHECK(response_of(run(v, body))["allowed"] == false);
   }
   CHECK(fake.calls >= 1);
+}
+
+namespace {
+
+// Records, for each image it is asked about, whether the Context said it is a Pod's new image
+// (Context::pod_image: what /mutate pins), on both paths; allows everything.
+struct PodImageRecorder {
+  std::mutex mu;
+  std::map<std::string, bool> seen;
+  void record(const std::string& image, const sigil::verify::Context& c) {
+    std::lock_guard lock(mu);
+    seen[image] = c.pod_image;
+  }
+  static sigil::verify::Verdict allow(const std::string& image) {
+    sigil::verify::Verdict v;
+    v.outcome = sigil::verify::Outcome::allowed;
+    v.image = image;
+    return v;
+  }
+  sigil::server::VerifyImage fn() {
+    return [this](std::string image, const sigil::verify::Context& c,
+                  sigil::Deadline) -> boost::asio::awaitable<sigil::verify::Verdict> {
+      record(image, c);
+      co_return allow(image);
+    };
+  }
+  sigil::server::VerifyNow now_fn() {
+    return [this](const std::string& image, const sigil::verify::Context& c) {
+      record(image, c);
+      return std::optional<sigil::verify::Verdict>(allow(image));
+    };
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a Pod's new images by tag are verified as such (what /mutate pins), on both paths",
+          "[validator]") {
+  // With pinning on, the engine denies such an image NOT_PINNED: /mutate did not pin it.
+  // Everything else is verified as before: digests, workload templates, and what an UPDATE
+  // leaves where it was.
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  const bool now = GENERATE(false, true);
+  CAPTURE(now);
+  PodImageRecorder rec;
+  Validator v(rec.fn());
+  v.set_now(rec.now_fn());
+  auto judge = [&](const std::string& body) {
+    rec.seen.clear();
+    if (now) {
+      REQUIRE(v.answer_now(body).has_value());
+    } else {
+      run(v, body);
+    }
+    return rec.seen;
+  };
+  using Seen = std::map<std::string, bool>;
+  CHECK(judge(pod_with_images({"reg.example/a:1", "reg.example/b@" + digest,
+                               "reg.example/c:2@" + digest, "reg.example/a:1"})) ==
+        Seen{{"reg.example/a:1", true},
+             {"reg.example/b@" + digest, false},
+             {"reg.example/c:2@" + digest, false}});
+  // A Deployment's template is not pinned by /mutate: its Pods are.
+  CHECK(judge(read_fixture("deployment-create.json")) ==
+        Seen{{"myregistry.azurecr.io/myapp:v1", false}, {"myregistry.azurecr.io/init:v1", false}});
+  // kubectl debug: the new ephemeral container is the Pod's new image; the running one is not.
+  CHECK(judge(read_fixture("pod-update-ephemeral-containers.json")) ==
+        Seen{{"chetandevsecops.azurecr.io/myapp:v1", false},
+             {"docker.io/library/busybox:1.36", true}});
+  // An UPDATE that changes the image: the new one is new.
+  const Seen changed = judge(read_fixture("pod-update-image.json"));
+  REQUIRE(changed.size() == 1);
+  CHECK(changed.begin()->first.find("myapp:v2") != std::string::npos);
+  CHECK(changed.begin()->second);
 }
 
 TEST_CASE("an object being deleted is admitted without verification", "[validator]") {

@@ -916,6 +916,69 @@ TEST_CASE("requireDigest in warn mode warns, verifies the digest, and caches no 
   CHECK(moved.warnings.size() == 2);
 }
 
+TEST_CASE("with pinning on, a Pod's new image by tag is denied NOT_PINNED before any registry read",
+          "[pinning]") {
+  // /mutate pins a Pod's new tag-only images; one that reaches /validate still by tag was not
+  // pinned (its tag could not be resolved then, or a later webhook changed it). Resolving the
+  // tag now would verify a digest the kubelet need not pull: a registry may fail /mutate's read,
+  // answer /validate's with a signed digest, and serve the kubelet an unsigned one.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::EngineOptions opts;
+  opts.pinning = GENERATE(false, true);
+  INFO("pinning " << opts.pinning);
+  verify::Engine engine(f.reg, f.clock, opts);
+  auto policies = policies_for(f.key.pub_pem, "enforce", policy::NoMatch::allow);
+  verify::Context pod;
+  pod.pod_image = true;
+
+  auto tag = run(engine, "reg.test/team/app:v1", policies, 5s, pod);
+  if (opts.pinning) {
+    CHECK(tag.outcome == verify::Outcome::denied);
+    CHECK(tag.reason == verify::Reason::not_pinned);
+    CHECK(tag.digest.empty());
+    CHECK(f.reg.calls == 0);
+    CHECK(verify::message(tag) ==
+          "image reg.test/team/app:v1 is referenced by tag and was not pinned to a digest by "
+          "sigil's /mutate (pinning is on: its tag could not be resolved in time, or a later "
+          "webhook changed the image); policy team-images admits a Pod's image only pinned: "
+          "retry, or write reg.test/team/app:v1@sha256:...");
+  } else {
+    CHECK(tag.outcome == verify::Outcome::allowed);  // no /mutate: resolved fresh, as before
+    CHECK(tag.digest == f.digest);
+  }
+  // What /mutate writes, by digest with or without the tag: verified as usual.
+  CHECK(run(engine, "reg.test/team/app:v1@" + f.digest, policies, 5s, pod).outcome ==
+        verify::Outcome::allowed);
+  CHECK(run(engine, "reg.test/team/app@" + f.digest, policies, 5s, pod).outcome ==
+        verify::Outcome::allowed);
+  // Not a Pod's new image (a workload template, a container the Pod already ran): resolved.
+  CHECK(run(engine, "reg.test/team/app:v1", policies).outcome == verify::Outcome::allowed);
+  // An image no policy matches is not pinned by /mutate either: the no-match rule decides.
+  CHECK(run(engine, "other.test/x:1", policies, 5s, pod).outcome == verify::Outcome::allowed);
+}
+
+TEST_CASE("with pinning on, a warn-mode policy warns NOT_PINNED and verifies the tag's digest",
+          "[pinning]") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::EngineOptions opts;
+  opts.pinning = true;
+  verify::Engine engine(f.reg, f.clock, opts);
+  verify::Context pod;
+  pod.pod_image = true;
+  auto warn = policies_for(f.key.pub_pem, "warn");
+  auto v = run(engine, "reg.test/team/app:v1", warn, 5s, pod);
+  CHECK(v.outcome == verify::Outcome::warned);
+  CHECK(v.digest == f.digest);
+  REQUIRE(v.warnings.size() == 1);
+  CHECK(v.warnings[0].reason == verify::Reason::not_pinned);
+  // requireDigest's own reason comes first when the policy asks for a digest itself.
+  auto strict = digest_required(f.key.pub_pem, "enforce");
+  CHECK(run(engine, "reg.test/team/app:v1", strict, 5s, pod).reason ==
+        verify::Reason::digest_required);
+}
+
 TEST_CASE("a verdict carries a digest only when a policy matched and the tag resolved") {
   // What /mutate pins by: no digest, nothing pinned.
   Fixture f;
