@@ -65,6 +65,11 @@ Result<TokenResponse> parse_token_impl(std::string_view body) {
     }
   }
   if (out.token.empty()) return make_error(Errc::parse_error, "token response has no token");
+  if (out.token.size() > kMaxTokenBytes) {
+    return make_error(Errc::parse_error,
+                      "token response token is " + std::to_string(out.token.size()) +
+                          " bytes, over the limit of " + std::to_string(kMaxTokenBytes));
+  }
   for (char c : out.token) {
     // The token goes into an HTTP header: refuse anything that could split it.
     if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) {
@@ -189,22 +194,60 @@ std::optional<std::string> TokenCache::get(const std::string& authority, const s
   return it->second.token;
 }
 
+size_t TokenCache::cost(const std::string& authority, const std::string& scope,
+                        const std::string& token) {
+  constexpr size_t kNode = 160;  // the map node, its strings and the allocator's rounding
+  return authority.size() + scope.size() + token.size() + kNode;
+}
+
+void TokenCache::drop(Map::iterator it) {
+  bytes_ -= cost(it->first.first, it->first.second, it->second.token);
+  entries_.erase(it);
+}
+
 void TokenCache::put(const std::string& authority, const std::string& scope, std::string token,
                      TimePoint expires_at) {
   std::lock_guard lock(mu_);
-  // Bound memory: a flood of distinct scopes only costs re-fetching tokens.
-  if (entries_.size() >= 4096) entries_.clear();
+  if (auto old = entries_.find({authority, scope}); old != entries_.end()) drop(old);
+  const size_t need = cost(authority, scope, token);
+  if (need > max_bytes_ || max_entries_ == 0) return;
+  // Room, one entry at a time: the expired first, else the one that expires soonest (a flood
+  // of distinct scopes then costs re-fetching tokens, never the whole cache at once).
+  bool swept = false;
+  while (!entries_.empty() && (entries_.size() >= max_entries_ || bytes_ + need > max_bytes_)) {
+    if (!swept) {
+      swept = true;
+      const TimePoint now = std::chrono::steady_clock::now();
+      for (auto it = entries_.begin(); it != entries_.end();) {
+        auto next = std::next(it);
+        if (it->second.expires_at <= now) drop(it);
+        it = next;
+      }
+      continue;
+    }
+    auto soonest = entries_.begin();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->second.expires_at < soonest->second.expires_at) soonest = it;
+    }
+    drop(soonest);
+  }
+  bytes_ += need;
   entries_[{authority, scope}] = Entry{std::move(token), expires_at};
 }
 
 void TokenCache::erase(const std::string& authority, const std::string& scope) {
   std::lock_guard lock(mu_);
-  entries_.erase({authority, scope});
+  if (auto it = entries_.find({authority, scope}); it != entries_.end()) drop(it);
 }
 
 size_t TokenCache::size() const {
   std::lock_guard lock(mu_);
   return entries_.size();
+}
+
+size_t TokenCache::bytes() const {
+  std::lock_guard lock(mu_);
+  return bytes_;
 }
 
 }  // namespace sigil::registry

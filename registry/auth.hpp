@@ -55,8 +55,13 @@ struct TokenResponse {
   std::chrono::seconds expires_in{60};
 };
 
+// The longest token sigil keeps (registries' tokens are JWTs of 1-8 KiB): a token endpoint is
+// whatever host a registry's challenge names, and its tokens are cached.
+inline constexpr size_t kMaxTokenBytes = 64 * 1024;
+
 // Parses a token endpoint answer: {"token"|"access_token": "...", "expires_in": N}.
-// Missing/invalid expires_in -> 60 s (the distribution spec default); no token -> parse_error.
+// Missing/invalid expires_in -> 60 s (the distribution spec default); no token, or one longer
+// than kMaxTokenBytes -> parse_error.
 Result<TokenResponse> parse_token_response(std::string_view body);
 
 // How long a cached token is used: expires_in minus a skew (10 s, or half for short tokens).
@@ -65,10 +70,19 @@ std::chrono::steady_clock::duration token_ttl(std::chrono::seconds expires_in);
 // "Basic base64(user:pass)"
 std::string basic_authorization(std::string_view user, std::string_view password);
 
-// Thread-safe cache of bearer tokens per (registry authority, scope).
+// Thread-safe cache of bearer tokens per (registry authority, scope). Bounded in entries and in
+// bytes (a hostile registry names as many scopes, and answers as long tokens, as it likes):
+// when full, expired tokens go first, then those that expire soonest, one at a time, so a flood
+// of new scopes never clears the tokens of the registries in use all at once.
 class TokenCache {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
+  static constexpr size_t kMaxEntries = 4096;
+  static constexpr size_t kMaxBytes = 16 * 1024 * 1024;
+
+  TokenCache() = default;
+  TokenCache(size_t max_entries, size_t max_bytes)
+      : max_entries_(max_entries), max_bytes_(max_bytes) {}
 
   std::optional<std::string> get(const std::string& authority, const std::string& scope,
                                  TimePoint now) const;
@@ -76,14 +90,22 @@ class TokenCache {
            TimePoint expires_at);
   void erase(const std::string& authority, const std::string& scope);
   size_t size() const;
+  size_t bytes() const;  // what the entries hold, as counted against max_bytes
 
  private:
   struct Entry {
     std::string token;
     TimePoint expires_at;
   };
+  using Map = std::map<std::pair<std::string, std::string>, Entry>;
+  static size_t cost(const std::string& authority, const std::string& scope,
+                     const std::string& token);
+  void drop(Map::iterator it);  // mu_ held
+  size_t max_entries_ = kMaxEntries;
+  size_t max_bytes_ = kMaxBytes;
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, std::string>, Entry> entries_;
+  Map entries_;
+  size_t bytes_ = 0;
 };
 
 }  // namespace sigil::registry

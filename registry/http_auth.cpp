@@ -23,7 +23,7 @@ using net::Url;
 
 namespace {
 
-constexpr uint64_t kTokenBodyLimit = 1024 * 1024;
+constexpr uint64_t kTokenBodyLimit = 2 * kMaxTokenBytes + 64 * 1024;  // a refresh token too
 
 }  // namespace
 

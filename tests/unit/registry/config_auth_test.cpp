@@ -169,6 +169,51 @@ TEST_CASE("token TTL subtracts a skew and the cache expires") {
   CHECK_FALSE(c.get("r:443", "repository:a:pull", t0));
 }
 
+TEST_CASE("a token longer than kMaxTokenBytes is refused") {
+  // A registry's challenge names any token endpoint, and its tokens are cached: 4096 tokens of
+  // 1 MiB each were half a GiB.
+  CHECK(parse_token_response(R"({"token":")" + std::string(kMaxTokenBytes, 'a') + R"("})").ok());
+  auto big = parse_token_response(R"({"token":")" + std::string(kMaxTokenBytes + 1, 'a') + R"("})");
+  REQUIRE_FALSE(big.ok());
+  CHECK(big.error().message.find("over the limit") != std::string::npos);
+}
+
+TEST_CASE("the token cache is bounded in bytes and entries, and evicts the soonest to expire") {
+  using namespace std::chrono_literals;
+  const auto now = std::chrono::steady_clock::now();
+  TokenCache c(8, 64 * 1024);
+  // The registry in use: a long-lived token.
+  c.put("acr.example:443", "repository:app:pull", "good", now + 1h);
+  // A flood of distinct scopes with long tokens that expire sooner.
+  for (int i = 0; i < 100; ++i) {
+    c.put("evil.example:443", "repository:r" + std::to_string(i) + ":pull",
+          std::string(16 * 1024, 't'), now + 10min);
+    CHECK(c.bytes() <= 64 * 1024);
+    CHECK(c.size() <= 8);
+  }
+  CHECK(c.get("acr.example:443", "repository:app:pull", now) == std::optional<std::string>("good"));
+  // Many small ones: the entry cap holds, and the long-lived token is still there.
+  for (int i = 0; i < 100; ++i) {
+    c.put("evil.example:443", "repository:s" + std::to_string(i) + ":pull", "x", now + 5min);
+  }
+  CHECK(c.size() == 8);
+  CHECK(c.get("acr.example:443", "repository:app:pull", now));
+  // Expired ones go first, whatever their expiry order.
+  TokenCache e(2, 64 * 1024);
+  e.put("a:443", "s1", "expired", now - 1s);
+  e.put("a:443", "s2", "soon", now + 1min);
+  e.put("a:443", "s3", "new", now + 1h);
+  CHECK(e.get("a:443", "s2", now));
+  CHECK(e.get("a:443", "s3", now));
+  // Replacing an entry does not count it twice; erasing returns its bytes.
+  const size_t before = e.bytes();
+  e.put("a:443", "s3", "new", now + 1h);
+  CHECK(e.bytes() == before);
+  e.erase("a:443", "s3");
+  e.erase("a:443", "s2");
+  CHECK(e.bytes() == 0);
+}
+
 TEST_CASE("basic authorization and sha256") {
   CHECK(basic_authorization("aladdin", "opensesame") == "Basic YWxhZGRpbjpvcGVuc2VzYW1l");
   CHECK(*sha256_digest("") ==
