@@ -282,4 +282,36 @@ std::vector<std::string> distribution_error_codes(std::string_view body) {
   return out;
 }
 
+namespace {
+
+// A map node: its header (32 bytes), the pair of strings, the allocator's rounding.
+constexpr uint64_t kMapNode = 32 + 2 * sizeof(std::string) + 16;
+
+uint64_t heap_of(const std::string& s) {
+  return s.capacity() > 15 ? s.capacity() + 1 : 0;  // beyond libstdc++'s small-string buffer
+}
+
+uint64_t held_by(const std::map<std::string, std::string>& annotations) {
+  uint64_t n = 0;
+  for (const auto& [k, v] : annotations) n += kMapNode + heap_of(k) + heap_of(v);
+  return n;
+}
+
+uint64_t held_by(const Descriptor& d) {
+  return sizeof(Descriptor) + heap_of(d.media_type) + heap_of(d.digest) + heap_of(d.artifact_type) +
+         held_by(d.annotations);
+}
+
+}  // namespace
+
+uint64_t held_bytes(const Manifest& m) {
+  uint64_t n =
+      sizeof(Manifest) + heap_of(m.media_type) + heap_of(m.artifact_type) + held_by(m.annotations);
+  if (m.config) n += held_by(*m.config);
+  if (m.subject) n += held_by(*m.subject);
+  for (const auto& d : m.layers) n += held_by(d);
+  for (const auto& d : m.manifests) n += held_by(d);
+  return n;
+}
+
 }  // namespace sigil::oci

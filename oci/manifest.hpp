@@ -57,6 +57,11 @@ struct Manifest {
 // content_type is the HTTP Content-Type (may be empty). Fails on anything malformed.
 Result<Manifest> parse_manifest(std::string_view bytes, std::string_view content_type = {});
 
+// About the memory a parsed manifest holds (its descriptors, strings and annotation maps): what a
+// caller that keeps it charges to its byte budget. Annotations cost far more parsed than as
+// JSON (`"k":"",` is 7 bytes; its map node over 100), so a body's size does not bound it.
+uint64_t held_bytes(const Manifest& m);
+
 // The `code`s of a distribution-spec error body (`{"errors":[{"code":"NAME_UNKNOWN",...}]}`),
 // at most 16, each at most 64 printable ASCII characters. Empty when the body is not such a
 // document (a plain "404 page not found", HTML, anything else): that is how a registry

@@ -112,7 +112,8 @@ class Client {
   // while, per repository); callers then read the referrers tag schema. Errc::not_found when
   // the registry answered 404 with a distribution error (NAME_UNKNOWN): ambiguous, callers
   // fall back to the tag schema for this call but must not treat the result as definitive.
-  // This default is for clients without the API.
+  // The descriptors come without their annotations. This default is for clients without the
+  // API.
   virtual boost::asio::awaitable<Result<std::vector<oci::Descriptor>>> get_referrers(
       const std::string& registry, const std::string& repository, const std::string& digest,
       const std::string& artifact_type, Deadline deadline, PullCredentials creds = {}) {

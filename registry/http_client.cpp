@@ -432,6 +432,9 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
                                                     std::to_string(impl->opts.max_referrers) +
                                                     " descriptors");
         }
+        // Which artifacts, never their annotations: unused by callers, and up to a page each
+        // of map nodes (ten times their JSON) held across all the pages.
+        std::map<std::string, std::string>().swap(d.annotations);
         out.push_back(std::move(d));
       }
       path = link_next_target(r->header("Link"));

@@ -65,7 +65,19 @@ struct Part {
 struct TagManifest {
   oci::Manifest manifest;
   Reservation reserved;
+  Reservation parsed;  // what the parse holds beyond `reserved` (charge_parsed)
 };
+
+// Charges what a parsed manifest holds (oci::held_bytes) beyond what `reserved` already holds
+// for its body: annotations parsed into maps cost over ten times their JSON, which the
+// reservation made for the body does not cover. The extra is added to `reserved`'s budget as a
+// second reservation, returned to be held as long as the manifest is.
+Result<Reservation> charge_parsed(ByteBudget& budget, const Reservation& reserved,
+                                  const oci::Manifest& m, const std::string& what) {
+  const uint64_t held = oci::held_bytes(m);
+  if (held <= reserved.bytes()) return Reservation();
+  return take(budget, held - reserved.bytes(), what);
+}
 
 asio::awaitable<Result<std::optional<TagManifest>>> read_tag_manifest(
     registry::Client& client, const Location& where, const std::string& tag,
@@ -89,9 +101,13 @@ asio::awaitable<Result<std::optional<TagManifest>>> read_tag_manifest(
                          what + " tag " + tag + " holds an index, not a manifest");
   }
   reserved->shrink_to(std::min<uint64_t>(limits.manifest_reservation, manifest->body.size() * 2));
+  auto parsed_bytes =
+      charge_parsed(budget, *reserved, *parsed, "holding " + what + " manifest " + tag);
+  if (!parsed_bytes.ok()) co_return parsed_bytes.error();
   std::optional<TagManifest> out(std::in_place);
   out->manifest = std::move(*parsed);
   out->reserved = std::move(*reserved);
+  out->parsed = std::move(*parsed_bytes);
   co_return out;
 }
 
@@ -218,7 +234,12 @@ asio::awaitable<Result<Part>> read_bundles(registry::Client& client, const Locat
                                (parsed.ok() ? "not an image index" : parsed.error().message));
       co_return out;
     }
+    auto parsed_bytes = charge_parsed(budget, *reserved, *parsed, "reading referrers index");
+    if (!parsed_bytes.ok()) co_return parsed_bytes.error();
     listed = std::move(parsed->manifests);
+    // What is kept of the listing: which artifacts, never their annotations (unused here, and
+    // a hostile index can make them the most of its bytes), as get_referrers does.
+    for (auto& d : listed) std::map<std::string, std::string>().swap(d.annotations);
   }
   size_t taken = 0;
   for (const auto& d : listed) {
@@ -246,6 +267,8 @@ asio::awaitable<Result<Part>> read_bundles(registry::Client& client, const Locat
           where_ref + ": " + (manifest.ok() ? std::string("an index") : manifest.error().message));
       continue;
     }
+    auto parsed_bytes = charge_parsed(budget, *reserved, *manifest, "reading bundle manifests");
+    if (!parsed_bytes.ok()) co_return parsed_bytes.error();
     if (!manifest->subject || manifest->subject->digest != digest) {
       out.unreadable.push_back(where_ref + ": its subject is not this image");
       continue;

@@ -166,6 +166,37 @@ TEST_CASE("parse_manifest reads subject, artifactType and annotations", "[oci][m
   CHECK(m->annotations.at("org.opencontainers.image.created") == "2024-01-01T00:00:00Z");
 }
 
+TEST_CASE("held_bytes counts what a parse holds, annotations above all", "[oci][manifest]") {
+  // `"kN":"",` is about 9 bytes of JSON, and a map node of over 100 once parsed: a caller that
+  // charged a kept manifest by its body would hold ten times what it counted.
+  std::string annotations;
+  constexpr int kEntries = 50000;
+  for (int i = 0; i < kEntries; ++i) {
+    if (!annotations.empty()) annotations += ",";
+    annotations += "\"k" + std::to_string(i) + "\":\"\"";
+  }
+  const std::string body =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
+      R"("config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"sha256:)" +
+      std::string(64, 'c') +
+      R"("},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":2,)"
+      R"("digest":"sha256:)" +
+      std::string(64, 'd') + R"(","annotations":{)" + annotations + "}}]}";
+  auto m = parse_manifest(body);
+  REQUIRE(m.ok());
+  REQUIRE(m->layers.size() == 1);
+  CHECK(m->layers[0].annotations.size() == size_t{kEntries});
+  CHECK(held_bytes(*m) >= uint64_t{kEntries} * 100);
+  CHECK(held_bytes(*m) > 8 * body.size());
+  // A plain manifest holds about what it is.
+  auto small = parse_manifest(
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)"
+      R"({"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"sha256:)" +
+      std::string(64, 'c') + R"("},"layers":[]})");
+  REQUIRE(small.ok());
+  CHECK(held_bytes(*small) < 2048);
+}
+
 TEST_CASE("parse_manifest accepts size boundaries", "[oci][manifest]") {
   auto m = parse_manifest(image(desc("0"), "[]"));
   REQUIRE(m.ok());

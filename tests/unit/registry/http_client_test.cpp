@@ -532,6 +532,32 @@ TEST_CASE("referrers: an index, filtered client-side, pages followed") {
         std::string::npos);
 }
 
+TEST_CASE("referrers: descriptors come without their annotations") {
+  // A hostile listing fills each page with annotations (map nodes, ten times their JSON) over
+  // up to max_referrers_pages pages; nothing reads them, so none is kept.
+  Loop loop;
+  std::string annotations;
+  for (int i = 0; i < 20000; ++i) {
+    if (!annotations.empty()) annotations += ",";
+    annotations += "\"k" + std::to_string(i) + "\":\"\"";
+  }
+  const std::string body =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
+      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:)" +
+      std::string(64, '1') + R"(","size":500,"artifactType":")" + kBundleType +
+      R"(","annotations":{)" + annotations + "}}]}";
+  FakeHttpServer srv([&](const HttpRequest&) -> HttpReply {
+    return {200, {{"Content-Type", "application/vnd.oci.image.index.v1+json"}}, body};
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto r = loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, kBundleType,
+                                    std::chrono::steady_clock::now() + 5s));
+  REQUIRE(r.ok());
+  REQUIRE(r->size() == 1);
+  CHECK((*r)[0].digest == "sha256:" + std::string(64, '1'));
+  CHECK((*r)[0].annotations.empty());
+}
+
 TEST_CASE("referrers: a 404 means the registry has no referrers API") {
   Loop loop;
   FakeHttpServer srv([&](const HttpRequest&) -> HttpReply {

@@ -798,6 +798,27 @@ TEST_CASE("past the admission's byte budget the image is denied, and it is not c
   CHECK(f.reg.calls > before);
 }
 
+TEST_CASE("a signature manifest is charged what its parse holds, not its body's size") {
+  // 1 MiB of annotations is over ten MiB of map nodes, held while the signatures are read.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  std::string& manifest = f.reg.manifests["team/app:" + oci::signature_tag(f.digest)];
+  std::string flood;
+  for (int i = 0; i < 80000; ++i) flood += "\"k" + std::to_string(i) + "\":\"\",";
+  const std::string key = R"("annotations":{)";
+  const size_t at = manifest.find(key);
+  REQUIRE(at != std::string::npos);
+  manifest.insert(at + key.size(), flood);
+  REQUIRE(manifest.size() < 1024 * 1024);
+  verify::EngineOptions opts;
+  opts.max_admission_bytes = 4 * 1024 * 1024;
+  verify::Engine engine(f.reg, f.clock, opts);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason == verify::Reason::budget_exceeded);
+  CHECK(verify::message(v).find("holding signature manifest") != std::string::npos);
+}
+
 TEST_CASE("past the process byte budget every image is denied, then admitted when it frees") {
   Fixture f;
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
