@@ -140,10 +140,10 @@ const SpecPath* pod_spec_path(std::string_view group, std::string_view resource,
 }
 
 // The members of a pod spec that decode reads.
-constexpr std::array<std::string_view, 5> kSpecKeys = {"initContainers", "containers",
+constexpr std::array<std::string_view, 6> kSpecKeys = {"initContainers",      "containers",
                                                        "ephemeralContainers", "serviceAccountName",
-                                                       "imagePullSecrets"};
-constexpr size_t kFirstList = 0, kLists = 3, kServiceAccount = 3, kPullSecrets = 4;
+                                                       "imagePullSecrets",    "volumes"};
+constexpr size_t kFirstList = 0, kLists = 3, kServiceAccount = 3, kPullSecrets = 4, kVolumes = 5;
 
 // Appends every image use of one container list (spec.<field>) to out, each with its message
 // path and its JSON pointer (built from the steps actually taken, never from the message path).
@@ -195,6 +195,56 @@ class Extractor {
     return {};
   }
 
+  // The image volumes of spec.volumes (Kubernetes' ImageVolume: an OCI image or artifact
+  // mounted into the pod's containers): volumes[i].image.reference, judged and pinned like a
+  // container's image. Other volumes are skipped unread.
+  Status volumes(const Member& e, std::string_view spec_path, std::string_view spec_pointer) {
+    if (!e) return {};
+    dom::array items;
+    if (e->get_array().get(items) != simdjson::SUCCESS) {
+      return parse_err(concat({spec_path, ".volumes: not an array"}));
+    }
+    static constexpr std::array<std::string_view, 2> kKeys = {"name", "image"};
+    char digits[24];
+    std::size_t i = 0;
+    for (dom::element item : items) {
+      const char* end = std::to_chars(std::begin(digits), std::end(digits), i++).ptr;
+      const std::string_view index(digits, static_cast<size_t>(end - digits));
+      dom::object v;
+      if (item.get_object().get(v) != simdjson::SUCCESS) {
+        return parse_err(concat({spec_path, ".volumes[", index, "]: not an object"}));
+      }
+      const auto m = members(v, kKeys);
+      if (!m[1] || m[1]->is_null()) continue;  // not an image volume
+      if (++count_ > kMaxContainers) {
+        return make_error(Errc::too_large, "AdmissionReview: more than " +
+                                               std::to_string(kMaxContainers) + " containers");
+      }
+      std::string_view name, img;
+      if (m[0] && m[0]->get_string().get(name) != simdjson::SUCCESS) {
+        return parse_err(concat({spec_path, ".volumes[", index, "].name: not a string"}));
+      }
+      dom::object source;
+      if (m[1]->get_object().get(source) != simdjson::SUCCESS) {
+        return parse_err(concat({spec_path, ".volumes[", index, "].image: not an object"}));
+      }
+      const auto ref = member(source, "reference");
+      if (!ref || ref->get_string().get(img) != simdjson::SUCCESS) {
+        return parse_err(
+            concat({spec_path, ".volumes[", index, "].image.reference: missing or not a string"}));
+      }
+      if (img.empty()) {
+        return parse_err(concat({spec_path, ".volumes[", index, "].image.reference: empty"}));
+      }
+      ImageUse& use = out_.emplace_back();
+      use.image.assign(img.data(), img.size());
+      use.path = name.empty() ? concat({spec_path, ".volumes[", index, "]"})
+                              : concat({spec_path, ".volumes[", index, "] (", name, ")"});
+      use.pointer = concat({spec_pointer, "/volumes/", index, "/image/reference"});
+    }
+    return {};
+  }
+
  private:
   std::vector<ImageUse>& out_;
   std::size_t count_ = 0;
@@ -223,7 +273,7 @@ Status extract_images(const std::array<Member, kSpecKeys.size()>& spec, const Sp
   for (size_t i = kFirstList; i < kFirstList + kLists; ++i) {
     if (auto st = ex.list(spec[i], path.path, path.pointer, kSpecKeys[i]); !st) return st;
   }
-  return {};
+  return ex.volumes(spec[kVolumes], path.path, path.pointer);
 }
 
 // metadata.deletionTimestamp (being deleted: a non-empty string, what the API server writes;

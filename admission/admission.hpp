@@ -1,9 +1,9 @@
 // admission/admission.hpp: AdmissionReview (admission.k8s.io/v1) decode and encode.
 //
 // Role: turn the API server's JSON into the list of images a request would run (containers,
-// initContainers, ephemeralContainers of Pods, and the pod templates of Deployment,
-// ReplicaSet, StatefulSet, DaemonSet, Job, CronJob), each with the JSON pointer it sits at, and
-// the old object's images for an UPDATE; build the response, with a JSONPatch for /mutate.
+// initContainers, ephemeralContainers and image volumes of Pods, and the pod templates of
+// Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob), each with the JSON pointer it sits
+// at, and the old object's images for an UPDATE; build the response, with a JSONPatch for /mutate.
 // Pure: common and simdjson only; never throws across its boundary.
 #pragma once
 

@@ -218,6 +218,24 @@ class MutateTest(unittest.TestCase):
         self.assertIn("decision=allowed-unjudged reasons=IMAGES_UNCHANGED", log)
         self.assertIn("decision=allowed-unjudged reasons=BEING_DELETED", log)
 
+    def test_image_volumes_are_pinned_and_judged(self):
+        # Kubernetes' ImageVolume mounts an image's files into the Pod: an unsigned one is denied
+        # as a container's image would be, and a tag is pinned the same way.
+        review = harness.pod_review([self.ref("test/signed")], uid="6c1f0000-0000-4000-8000-00000000000b")
+        spec = review["request"]["object"]["spec"]
+        spec["volumes"] = [{"name": "models", "image": {"reference": self.ref("test/unsigned")}}]
+        pinned, patch = self.pinned_review(review)
+        self.assertIn("/spec/volumes/0/image/reference", [op["path"] for op in patch])
+        volume = pinned["request"]["object"]["spec"]["volumes"][0]["image"]["reference"]
+        self.assertEqual(volume, self.ref("test/unsigned", "v1", self.img["test/unsigned"]))
+        resp = self.validate(pinned)
+        self.assertIs(resp["allowed"], False, json.dumps(resp))
+        self.assertIn("(spec.volumes[0] models)", harness.message(resp))
+        # A signed image volume is admitted.
+        spec["volumes"][0]["image"]["reference"] = self.ref("test/other")
+        pinned, _ = self.pinned_review(review)
+        self.assertIs(self.validate(pinned)["allowed"], True, self.sigil.log_tail())
+
     def test_pinning_setting_reaches_sigil(self):
         with open(self.sigil.log) as f:
             self.assertIn("pinning: on", f.read())

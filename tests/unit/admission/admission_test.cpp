@@ -228,6 +228,48 @@ TEST_CASE("every use of an image is listed, with its own path and pointer", "[ad
   CHECK(r->images[3].pointer == "/spec/ephemeralContainers/0/image");
 }
 
+TEST_CASE("image volumes are images: read, with their own path and pointer", "[admission]") {
+  // Kubernetes' ImageVolume mounts an OCI image's files into the pod: an unsigned one would
+  // reach the containers unverified.
+  json doc = base_review();
+  doc["request"]["object"]["spec"]["volumes"] = json::parse(R"([
+      {"name": "cfg", "configMap": {"name": "c"}},
+      {"name": "models", "image": {"reference": "reg.example/models:v2", "pullPolicy": "Always"}},
+      {"name": "data", "emptyDir": {}, "image": null}])");
+  auto r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK(images_of(*r) == std::vector<std::string>{"nginx:1.25", "reg.example/models:v2"});
+  CHECK(r->images[1].path == "spec.volumes[1] (models)");
+  CHECK(r->images[1].pointer == "/spec/volumes/1/image/reference");
+  const json object = doc["request"]["object"];
+  for (const auto& use : r->images) {
+    CHECK(object.at(json::json_pointer(use.pointer)) == use.image);
+  }
+  // In a workload's template too.
+  json dep = base_review();
+  dep["request"]["resource"]["group"] = "apps";
+  dep["request"]["resource"]["resource"] = "deployments";
+  dep["request"]["object"] = json::parse(R"({"apiVersion": "apps/v1", "kind": "Deployment",
+      "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "a:1"}],
+               "volumes": [{"name": "m", "image": {"reference": "m:1"}}]}}}})");
+  auto d = decode_review(dep.dump());
+  REQUIRE(d.ok());
+  REQUIRE(d->images.size() == 2);
+  CHECK(d->images[1].pointer == "/spec/template/spec/volumes/0/image/reference");
+  // A malformed image volume is an error, never skipped.
+  for (const char* bad :
+       {R"([{"name": "m", "image": "m:1"}])", R"([{"name": "m", "image": {}}])",
+        R"([{"name": "m", "image": {"reference": ""}}])",
+        R"([{"name": "m", "image": {"reference": 5}}])", R"({"m": 1})", R"([5])"}) {
+    CAPTURE(bad);
+    json b = base_review();
+    b["request"]["object"]["spec"]["volumes"] = json::parse(bad);
+    auto e = decode_review(b.dump());
+    REQUIRE_FALSE(e.ok());
+    CHECK(e.error().message.find("volumes") != std::string::npos);
+  }
+}
+
 TEST_CASE("each image's JSON pointer names the very field it was read from", "[admission]") {
   // The pointer is what /mutate patches: resolved against the object, it must give the image.
   const char* name = GENERATE("deployment-create.json", "cronjob-create.json",
