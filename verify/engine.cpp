@@ -280,6 +280,35 @@ struct Engine::Impl {
     std::map<const policy::Authority*, std::vector<std::string>> uses;  // authority -> keys
     bool namespace_secrets = false;  // some source reads signaturePullSecrets
   };
+  // What one authority reads at each of its sources. An authority with attestations reads .att
+  // instead of .sig (bundles hold both).
+  static Wanted wanted_by(const policy::Authority& a) {
+    Wanted w;
+    const bool tags = a.format != policy::SignatureFormat::bundle;
+    w.legacy = tags && a.attestations.empty();
+    w.attestations = tags && !a.attestations.empty();
+    w.bundles = a.format != policy::SignatureFormat::legacy;
+    return w;
+  }
+
+  // Whether every part p's authorities read was read: then p's refusal is a judgement, whatever
+  // failed elsewhere (a part only another policy reads, another policy's source).
+  static bool read_in_full(const policy::Policy& p, const Plan& plan) {
+    for (const auto& a : p.authorities) {
+      auto u = plan.uses.find(&a);
+      if (u == plan.uses.end()) continue;
+      const Wanted need = wanted_by(a);
+      for (const auto& key : u->second) {
+        const Wanted& failed = plan.sources.at(key).got.failed;
+        if ((need.legacy && failed.legacy) || (need.bundles && failed.bundles) ||
+            (need.attestations && failed.attestations)) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
   static Plan plan(const oci::Reference& ref, const std::vector<const policy::Policy*>& matched) {
     Plan out;
     for (const policy::Policy* p : matched) {
@@ -298,12 +327,11 @@ struct Engine::Impl {
           for (const auto& ps : src.pull_secrets) key += ps + ",";
           out.namespace_secrets = out.namespace_secrets || !src.pull_secrets.empty();
           auto [it, fresh] = out.sources.try_emplace(key, std::move(s));
-          // An authority with attestations reads .att instead of .sig (bundles hold both).
           Wanted& w = it->second.wanted;
-          const bool tags = a.format != policy::SignatureFormat::bundle;
-          w.legacy = w.legacy || (tags && a.attestations.empty());
-          w.attestations = w.attestations || (tags && !a.attestations.empty());
-          w.bundles = w.bundles || a.format != policy::SignatureFormat::legacy;
+          const Wanted mine = wanted_by(a);
+          w.legacy = w.legacy || mine.legacy;
+          w.attestations = w.attestations || mine.attestations;
+          w.bundles = w.bundles || mine.bundles;
           out.uses[&a].push_back(key);
         }
       }
@@ -497,6 +525,7 @@ struct Engine::Impl {
     v.digest = digest;
     v.withheld = withhold;
     std::vector<Finding> refusals;
+    std::vector<Finding> judged;  // the refusals of policies whose evidence was read in full
     std::vector<Finding> satisfied;
     std::set<std::string> refetched;
     bool rotated = false;
@@ -515,12 +544,19 @@ struct Engine::Impl {
             "sigil's own registry credentials]",
             image, short_digest(digest), p->name, r.message, name(reason));
       }
+      if (!f.warn_mode && fetch_failure && read_in_full(*p, plan)) judged.push_back(f);
       (f.warn_mode ? v.warnings : refusals).push_back(std::move(f));
     }
     // Judged with a key that changed during this verification: the verdict key names the old
     // one, so this verdict is not remembered under it.
     if (rotated) v.cacheable = false;
-    if (fetch_failure && (!refusals.empty() || !v.warnings.empty())) {
+    if (fetch_failure && !judged.empty()) {
+      // A policy that read everything it needs refused: that is a judgement, whatever failed
+      // for the others (it must not read as a registry failure, which a last-known-good allow
+      // may stand in for). Not cached: the others were not judged.
+      refusals = std::move(judged);
+      v.cacheable = false;
+    } else if (fetch_failure && (!refusals.empty() || !v.warnings.empty())) {
       // Some signatures could not be read, and what was read does not admit the image: the
       // missing ones might have. A registry failure, never cached, retried next admission.
       co_return soften_if_all_warn(

@@ -450,6 +450,9 @@ asio::awaitable<FetchedEvidence> fetch_evidence(registry::Client& client, const 
     if (!*part || !(*part)->ok()) {
       if (!out.failure)
         out.failure = *part ? (*part)->error() : make_error(Errc::internal, "no result");
+      (part == &sigs   ? out.failed.legacy
+       : part == &haul ? out.failed.bundles
+                       : out.failed.attestations) = true;
       continue;
     }
     Part& p = (*part)->value();

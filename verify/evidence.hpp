@@ -47,20 +47,21 @@ struct Location {
   std::string repository;
 };
 
-struct FetchedEvidence {
-  policy::Evidence evidence;
-  std::optional<Error> failure;  // a part that could not be read (the rest is still here)
-  // True when the bundle list came from the referrers tag schema after an ambiguous answer
-  // (a NAME_UNKNOWN 404 from the referrers API): a "no signatures" built on it is not cached.
-  bool guessed = false;
-  std::vector<Reservation> held;  // the budget the evidence holds, given back with it
-};
-
 // What to read at one location.
 struct Wanted {
   bool legacy = false;        // sha256-<hex>.sig
   bool bundles = false;       // sigstore bundle referrers
   bool attestations = false;  // sha256-<hex>.att: DSSE envelopes, into Evidence::attestations
+};
+
+struct FetchedEvidence {
+  policy::Evidence evidence;
+  std::optional<Error> failure;  // a part that could not be read (the rest is still here)
+  Wanted failed;                 // which parts could not be read
+  // True when the bundle list came from the referrers tag schema after an ambiguous answer
+  // (a NAME_UNKNOWN 404 from the referrers API): a "no signatures" built on it is not cached.
+  bool guessed = false;
+  std::vector<Reservation> held;  // the budget the evidence holds, given back with it
 };
 
 // Reads what `where` holds for digest, every wanted part at once. Never throws.

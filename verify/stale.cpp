@@ -36,7 +36,12 @@ LastKnownGood::LastKnownGood(const Clock& clock, size_t capacity, std::chrono::m
     : clock_(clock), capacity_(capacity), grace_(grace) {}
 
 void LastKnownGood::record(const std::string& key, const Verdict& fresh) {
-  if (!enabled() || !is_cacheable(fresh)) return;  // a failure of the moment changes nothing
+  if (!enabled()) return;
+  // A judgement that refuses forgets the allow even when it is not cached (it rested on a
+  // guess about the registry, or another policy could not be judged); a failure of the moment
+  // changes nothing.
+  const bool refusal = fresh.outcome != Outcome::allowed && !is_transient(reported_reason(fresh));
+  if (!is_cacheable(fresh) && !refusal) return;
   std::lock_guard lock(mu_);
   if (auto it = entries_.find(key); it != entries_.end()) {
     lru_.erase(it->second.lru);

@@ -54,9 +54,9 @@ class LastKnownGood {
   std::chrono::milliseconds grace() const { return grace_; }
 
   // A verification just made for key: an allow that may be remembered (is_cacheable) is kept
-  // with the time now; any other judgement (a denial or a warning that may be cached) forgets
-  // the key, so an older allow never outlives a later refusal; a transient failure changes
-  // nothing.
+  // with the time now; any other judgement (a denial or a warning whose reason is not
+  // transient, cached or not) forgets the key, so an older allow never outlives a later
+  // refusal; a transient failure changes nothing.
   void record(const std::string& key, const Verdict& fresh);
 
   struct Found {

@@ -1419,6 +1419,69 @@ TEST_CASE("staleIfError: never for another policy set, a previous denial, or ano
   }
 }
 
+TEST_CASE("staleIfError: a policy's refusal is never hidden by a part only another policy reads",
+          "[stale]") {
+  // p1 reads .sig only (signatureFormat: legacy); p2 reads .sig and bundles. When p1's
+  // signature is withdrawn and only the referrers listing fails, p1 has read everything it
+  // needs and refuses: a judgement, which no last-known-good allow may stand in for, and which
+  // forgets the allow.
+  Fixture f;  // f.key for p1, f.other for p2
+  std::string p1 = key_policy_doc("p1", "reg.test/team/**", f.key.pub_pem);
+  p1.replace(p1.find("      key:"), 0, "      signatureFormat: legacy\n");
+  auto policies = set_of(p1 + "---\n" + key_policy_doc("p2", "reg.test/team/**", f.other.pub_pem));
+  f.reg.attach("team/app", f.digest,
+               {{payload_for(f.digest), sign(f.key, payload_for(f.digest))},
+                {payload_for(f.digest), sign(f.other, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock, stale_options(false));
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  REQUIRE(run(engine, pinned, policies).outcome == verify::Outcome::allowed);
+
+  // p1's signature is withdrawn; the referrers listing (which p1 never reads) fails.
+  f.reg.attach("team/app", f.digest,
+               {{payload_for(f.digest), sign(f.other, payload_for(f.digest))}});
+  f.reg.referrers = Errc::unavailable;
+  f.clock.advance(1min);  // past the verdict cache's TTL, inside the grace period
+  auto v = run(engine, pinned, policies);
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK_FALSE(v.stale);
+  CHECK(v.policy == "p1");
+  CHECK(v.reason == verify::Reason::bad_signature);  // p2's signature is not p1's key
+  CHECK_FALSE(v.cached);
+  // The allow is forgotten: the whole registry failing next does not bring it back.
+  f.clock.advance(1min);
+  f.reg.fail_unavailable = true;
+  auto later = run(engine, pinned, policies);
+  CHECK(later.outcome == verify::Outcome::denied);
+  CHECK_FALSE(later.stale);
+  // When the failed part is one the refusing policy reads, it is a registry failure as before.
+  f.reg.fail_unavailable = false;
+  auto only_p2 = set_of(key_policy_doc("p2", "reg.test/team/**", f.other.pub_pem));
+  f.reg.attach("team/app", f.digest, {});
+  CHECK(run(engine, pinned, only_p2).reason == verify::Reason::registry_unavailable);
+}
+
+TEST_CASE("staleIfError: a refusal that is not cached still forgets the last allow", "[stale]") {
+  // "Not signed" learnt after an ambiguous referrers answer is not cached (it rests on a guess
+  // about the registry), but it is a judgement: the allow before it must not stand in later.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock, stale_options(false));
+  auto policies = policies_for(f.key.pub_pem);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  REQUIRE(run(engine, pinned, policies).outcome == verify::Outcome::allowed);
+  f.reg.manifests.clear();            // the signature is removed
+  f.reg.referrers = Errc::not_found;  // NAME_UNKNOWN: a guess
+  f.clock.advance(1min);
+  auto removed = run(engine, pinned, policies);
+  REQUIRE(removed.reason == verify::Reason::not_signed);
+  REQUIRE_FALSE(removed.cacheable);
+  f.clock.advance(1min);
+  f.reg.fail_unavailable = true;
+  auto v = run(engine, pinned, policies);
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK_FALSE(v.stale);
+}
+
 TEST_CASE("staleIfError: a tag stands in only with pinning on", "[stale]") {
   Fixture f;
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
