@@ -259,6 +259,7 @@ ServerStats Server::Impl::stats() const {
   st.refused = table.refusals();
   st.body_bytes_in_use = budget.in_use();
   st.body_budget_refusals = budget_refusals.load();
+  st.stalled_bodies_cut = stalled_cut.load();
   return st;
 }
 
@@ -274,6 +275,44 @@ void Server::Impl::evict(uint64_t id) {
     c->evicted = true;
     if (!c->busy && c->stream) beast::get_lowest_layer(*c->stream).cancel();
   });
+}
+
+size_t Server::Impl::cut_stalled_bodies(std::chrono::steady_clock::time_point now) {
+  const auto oldest = (now - opts.stalled_body).time_since_epoch().count();
+  size_t cut = 0;
+  std::lock_guard lock(mu);
+  for (auto& [id, entry] : conns) {
+    (void)id;
+    auto c = entry.second.lock();
+    if (!c) continue;
+    auto since = c->body_since.load(std::memory_order_relaxed);
+    // Claimed once: a body already being cut is not counted again.
+    if (since == 0 || since > oldest || !c->body_since.compare_exchange_strong(since, 0)) {
+      continue;
+    }
+    ++cut;
+    asio::post(entry.first, [weak = entry.second] {
+      auto conn = weak.lock();
+      if (!conn) return;
+      conn->evicted = true;
+      if (conn->stream) beast::get_lowest_layer(*conn->stream).cancel();
+    });
+  }
+  stalled_cut += cut;
+  return cut;
+}
+
+asio::awaitable<bool> Server::Impl::reserve_making_room(std::shared_ptr<Impl> self,
+                                                        std::function<bool()> try_reserve) {
+  if (try_reserve()) co_return true;
+  if (self->cut_stalled_bodies(std::chrono::steady_clock::now()) == 0) co_return false;
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  for (int i = 0; i < 20; ++i) {
+    t.expires_after(5ms);
+    co_await t.async_wait(use_tuple);
+    if (try_reserve()) co_return true;
+  }
+  co_return false;
 }
 
 asio::awaitable<void> Server::Impl::accept_loop(std::shared_ptr<Impl> self) {

@@ -44,8 +44,12 @@ struct ServerOptions {
   // Content-Length before the body is read, or as a chunked body arrives; given back when the
   // request is answered). Past it the request gets 503 with Retry-After and the connection
   // closes. A quarter of it is kept for bodies of at most 256 KiB (the API server's usual
-  // reviews), which a flood of large bodies cannot take.
+  // reviews), which a flood of large bodies cannot take. When a request finds it full, the
+  // bodies that have been arriving for longer than stalled_body are cut (their connections
+  // closed) to make room: the API server sends a review's body at once, so only a client that
+  // announces a body and withholds it holds the budget that long.
   size_t body_budget = 64 * 1024 * 1024;
+  std::chrono::milliseconds stalled_body{500};
   size_t max_header = 16 * 1024;  // larger headers get 431
   // Verification budget: min(?timeout=, default_timeout, max_timeout) minus a margin of
   // min(safety_margin, budget * max_margin_fraction), so the reply leaves before the API
@@ -98,6 +102,7 @@ struct ServerStats {
   uint64_t refused = 0;               // new connections closed at a cap with no idle one to evict
   size_t body_bytes_in_use = 0;       // of body_budget, now
   uint64_t body_budget_refusals = 0;  // requests answered 503 because of body_budget
+  uint64_t stalled_bodies_cut = 0;    // connections closed to make room in body_budget
 };
 
 class Server {

@@ -295,7 +295,14 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
     // Held until this request is answered.
     BodyReservation body_bytes(self->budget);
     const auto content_length = parser.content_length();
-    if (!parser.is_done() && content_length && !body_bytes.grow_to(*content_length)) {
+    bool reserved = parser.is_done() || !content_length || body_bytes.grow_to(*content_length);
+    if (!reserved) {
+      // The budget is full: room made from stalled bodies, if any. (No co_await inside a
+      // condition: GCC 12.)
+      reserved = co_await reserve_making_room(
+          self, [&body_bytes, n = *content_length] { return body_bytes.grow_to(n); });
+    }
+    if (!reserved) {
       std::string().swap(req.body());  // the parser may have reserved it already
       HttpReply busy = self->over_budget_reply();
       std::string retry_after = "1";
@@ -322,6 +329,9 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
           std::min<std::chrono::steady_clock::duration>(left, o.read_timeout), 1ms));
       boost::system::error_code bec;
       bool over_budget = false;
+      // While it arrives the body holds budget: a request that finds the budget full cuts it if
+      // it has been arriving for longer than opts.stalled_body (cut_stalled_bodies).
+      conn->body_since.store(received.time_since_epoch().count());
       while (!parser.is_done()) {
         auto [rec2, bn] = co_await http::async_read_some(stream, buffer, parser, use_tuple);
         (void)bn;
@@ -330,10 +340,16 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
           break;
         }
         if (!content_length && !body_bytes.grow_unknown_to(req.body().capacity())) {
-          over_budget = true;
-          break;
+          const bool grown = co_await reserve_making_room(
+              self,
+              [&body_bytes, n = req.body().capacity()] { return body_bytes.grow_unknown_to(n); });
+          if (!grown) {
+            over_budget = true;
+            break;
+          }
         }
       }
+      conn->body_since.store(0);
       if (over_budget) {
         std::string().swap(req.body());  // not held through the answer and the drain
         HttpReply busy = self->over_budget_reply();

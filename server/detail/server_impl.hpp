@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     Stream* stream = nullptr;
     bool busy = false;     // a request is being read, judged or answered
     bool evicted = false;  // close when idle, or right after the response being worked on
+    // Since when (steady_clock ticks) the request's body, which holds part of the body budget,
+    // has been arriving; 0 when none is. Read by cut_stalled_bodies from other threads.
+    std::atomic<std::chrono::steady_clock::rep> body_since{0};
   };
 
   Impl(boost::asio::io_context& io, ServerOptions o, Validator& v);
@@ -107,6 +111,15 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   // Closes an idle connection to make room for a new one (on its strand: when it turned busy
   // in the meantime, it finishes that request and closes after the response).
   void evict(uint64_t id);
+  // Closes the connections whose request body has been arriving for at least
+  // opts.stalled_body (each once), so that their part of the body budget comes back; returns
+  // how many. Their reservations are given back when their sessions end, a few turns later.
+  size_t cut_stalled_bodies(std::chrono::steady_clock::time_point now);
+  // try_reserve() when it succeeds; else, when cut_stalled_bodies() closed some, try_reserve()
+  // again as their reservations come back (for up to 100 ms).
+  static boost::asio::awaitable<bool> reserve_making_room(std::shared_ptr<Impl> self,
+                                                          std::function<bool()> try_reserve);
+  std::atomic<uint64_t> stalled_cut{0};
   static boost::asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self);
 
   // Unregisters a connection (from stop()'s list and the ConnectionTable) on destruction.

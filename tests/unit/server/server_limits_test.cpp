@@ -100,6 +100,7 @@ ServerOptions budget_options() {
   ServerOptions o;
   o.body_budget = 1024 * KiB;  // bodies above 256 KiB may use 768 KiB of it
   o.max_body = 768 * KiB;
+  o.stalled_body = 60s;  // no body is cut for being slow, however slow this machine is
   return o;
 }
 
@@ -141,6 +142,34 @@ TEST_CASE("limits: a body past the budget gets 503 with Retry-After before it is
   REQUIRE(ra.ok);
   CHECK(ra.status == 200);
   CHECK_THAT(ra.body, Catch::Contains("\"uid\":\"u-a\""));
+  CHECK(eventually([&] { return s.stats().body_bytes_in_use == 0; }));
+}
+
+TEST_CASE("limits: bodies withheld past stalled_body are cut when a review needs the budget",
+          "[server][limits]") {
+  // One peer announces small bodies (which may use the whole budget) and never sends them.
+  // Without the cut, every review from the API server got 503 for as long as it kept that up:
+  // a cluster-wide outage under failurePolicy Fail, everything admitted under Ignore.
+  ServerOptions o = budget_options();
+  o.stalled_body = 300ms;
+  LimitedServer s(o);
+  std::vector<std::unique_ptr<RawTlsClient>> holders;
+  for (int i = 0; i < 4; ++i) {  // 4 x 256 KiB: the whole budget
+    holders.push_back(s.client("127.0.0.2"));
+    REQUIRE(holders.back()->connect() == "");
+    REQUIRE(holders.back()->send(post_head("/validate", std::to_string(256 * KiB)) + "{"));
+  }
+  REQUIRE(eventually([&] { return s.stats().body_bytes_in_use == 1024 * KiB; }));
+  // Young bodies are not cut: the review waits its turn (503, Retry-After).
+  auto early = s.admit("127.0.0.4", "u-early");
+  REQUIRE(early.ok);
+  CHECK(early.status == 503);
+  CHECK(s.stats().stalled_bodies_cut == 0);
+  std::this_thread::sleep_for(400ms);
+  // Withheld past stalled_body: cut, and the review is served.
+  require_allowed(s.admit("127.0.0.4", "u-api"), "u-api");
+  CHECK(s.stats().stalled_bodies_cut == 4);
+  for (auto& h : holders) CHECK(h->closed_within(5s));
   CHECK(eventually([&] { return s.stats().body_bytes_in_use == 0; }));
 }
 
