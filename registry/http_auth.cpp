@@ -23,6 +23,8 @@ using net::Url;
 
 namespace {
 
+constexpr size_t kMaxRealmBytes = 2048;
+constexpr size_t kMaxHostAuth = 1024;
 constexpr uint64_t kTokenBodyLimit = 2 * kMaxTokenBytes + 64 * 1024;  // a refresh token too
 
 }  // namespace
@@ -147,9 +149,19 @@ awaitable<Status> HttpClient::Impl::on_challenge(const Url& origin, const std::s
       co_return make_error(Errc::unauthorized,
                            "registry " + registry + " sent a bearer challenge without realm");
     }
+    // A realm is a URL and a service a host name: a few hundred bytes. What the challenge
+    // names is remembered per registry origin, so a longer one (up to the 16 KiB header limit)
+    // from a hostile registry would be kept for each of its ports and names.
+    auto svc = bearer->params.find("service");
+    if (realm->second.size() > kMaxRealmBytes ||
+        (svc != bearer->params.end() && svc->second.size() > kMaxRealmBytes)) {
+      co_return make_error(Errc::unauthorized, "registry " + registry +
+                                                   " sent a bearer challenge whose realm or "
+                                                   "service is over " +
+                                                   std::to_string(kMaxRealmBytes) + " bytes");
+    }
     ha.kind = HostAuth::kBearer;
     ha.realm = realm->second;
-    auto svc = bearer->params.find("service");
     if (svc != bearer->params.end()) ha.service = svc->second;
   } else if (basic) {
     if (basic_for(registry, extra).empty()) {
@@ -164,6 +176,11 @@ awaitable<Status> HttpClient::Impl::on_challenge(const Url& origin, const std::s
   }
   {
     std::lock_guard lock(mu);
+    // Bounded: a hostile registry answers from as many ports and names as it likes. Forgetting
+    // a registry's challenge costs it one more 401 round trip.
+    if (host_auth.size() >= kMaxHostAuth && host_auth.count(origin.authority()) == 0) {
+      host_auth.clear();
+    }
     host_auth[origin.authority()] = ha;
   }
   tokens.erase(origin.authority(), token_scope(scope, credential_for(registry, extra)));

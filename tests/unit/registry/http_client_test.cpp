@@ -355,6 +355,28 @@ TEST_CASE("bearer: token cached per scope, re-auth once, proactive token for new
   CHECK(c.token_request_count() == 2);
 }
 
+TEST_CASE("bearer: a realm over 2 KiB is refused, and its token endpoint never asked") {
+  // What a challenge names is remembered per registry origin (host and port): a hostile
+  // registry sending 16 KiB realms from thousands of ports held tens of MiB.
+  Loop loop;
+  FakeRegistry reg;
+  reg.bearer = true;
+  FakeHttpServer srv([&](const HttpRequest& r) { return reg.handle(r); });
+  reg.realm = "http://" + srv.authority() + "/token?pad=" + std::string(2100, 'p');
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto r = loop.run(c.resolve(oci::Reference{srv.authority(), "team/app", "v1", ""},
+                              std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::unauthorized);
+  CHECK(r.error().message.find("over 2048 bytes") != std::string::npos);
+  CHECK(reg.token_hits == 0);
+  // An ordinary one works.
+  reg.realm = "http://" + srv.authority() + "/token";
+  CHECK(loop.run(c.resolve(oci::Reference{srv.authority(), "team/app", "v1", ""},
+                           std::chrono::steady_clock::now() + 5s))
+            .ok());
+}
+
 TEST_CASE("bearer: credentials are not sent to a plain-http realm") {
   Loop loop;
   FakeRegistry reg;
