@@ -115,7 +115,11 @@ struct ClientOptions {
   TlsOptions tls;
   std::string user_agent = "sigil/0.1";
   size_t max_idle_per_origin = 16;  // idle keep-alive connections kept per origin
-  size_t max_origins = 256;         // origins with idle connections kept at most
+  // Origins with idle connections kept at most, and idle connections in all. Past either, the
+  // expired ones are closed, then the origin least recently parked at: origins are named by
+  // image references, so a hostile pod could otherwise hold every slot for good.
+  size_t max_origins = 256;
+  size_t max_idle_total = 1024;
   // An idle connection unused this long is closed instead of reused: servers drop idle
   // keep-alive connections (Go's default 90 s, nginx 75 s), and one found dead costs a retry.
   std::chrono::milliseconds idle_timeout{50000};

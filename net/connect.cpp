@@ -26,17 +26,60 @@ std::shared_ptr<Conn> Client::Impl::take_idle(const std::string& origin) {
   return found;
 }
 
+void Client::Impl::drop_idle(std::vector<std::shared_ptr<Conn>>& v, size_t i) {
+  auto c = std::move(v[i]);
+  v.erase(v.begin() + static_cast<std::ptrdiff_t>(i));
+  --idle_total;
+  if (c->armed) --idle_armed;
+  c->close();
+}
+
+void Client::Impl::make_idle_room(const std::string& origin) {
+  const auto full = [&] {
+    return idle_total >= opts.max_idle_total ||
+           (idle.size() >= opts.max_origins && idle.count(origin) == 0);
+  };
+  if (!full()) return;
+  // The expired first, everywhere.
+  const auto now = SteadyClock::now();
+  for (auto it = idle.begin(); it != idle.end();) {
+    auto& v = it->second;
+    for (size_t i = v.size(); i-- > 0;) {
+      if (now - v[i]->idle_since >= opts.idle_timeout) drop_idle(v, i);
+    }
+    it = v.empty() ? idle.erase(it) : std::next(it);
+  }
+  // Then whole origins, least recently parked at first (each vector's newest is its back).
+  while (full() && !idle.empty()) {
+    auto oldest = idle.end();
+    for (auto it = idle.begin(); it != idle.end(); ++it) {
+      if (it->first == origin) continue;
+      if (oldest == idle.end() ||
+          it->second.back()->idle_since < oldest->second.back()->idle_since) {
+        oldest = it;
+      }
+    }
+    if (oldest == idle.end()) break;  // only this origin's own: the per-origin cap applies
+    for (size_t i = oldest->second.size(); i-- > 0;) drop_idle(oldest->second, i);
+    idle.erase(oldest);
+  }
+}
+
 void Client::Impl::park(std::shared_ptr<Conn> c) {
   // The expires_never rule: the deadline of the request that just ended must not stay
   // armed on a connection that waits for another request.
   c->disarm();
-  if (c->closed || opts.max_idle_per_origin == 0) return;
+  if (c->closed || opts.max_idle_per_origin == 0 || opts.max_idle_total == 0) return;
+  make_idle_room(c->origin);
   auto it = idle.find(c->origin);
   if (it == idle.end()) {
     if (idle.size() >= opts.max_origins) return;
     it = idle.emplace(c->origin, std::vector<std::shared_ptr<Conn>>{}).first;
   }
-  if (it->second.size() >= opts.max_idle_per_origin) return;
+  if (it->second.size() >= opts.max_idle_per_origin || idle_total >= opts.max_idle_total) {
+    if (it->second.empty()) idle.erase(it);
+    return;
+  }
   c->idle_since = SteadyClock::now();
   if (c->armed) ++idle_armed;
   it->second.push_back(std::move(c));

@@ -174,6 +174,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   std::shared_ptr<Conn> take_idle(const std::string& origin);
   void park(std::shared_ptr<Conn> c);
+  // Below max_origins (for a new origin) and max_idle_total: the expired connections closed
+  // first, then the origins least recently parked at (never `origin` itself).
+  void make_idle_room(const std::string& origin);
+  void drop_idle(std::vector<std::shared_ptr<Conn>>& v, size_t i);
 
   // ---- connecting (net/connect.cpp) ----
 

@@ -92,6 +92,41 @@ TEST_CASE("pool: bounded per origin; max_idle_per_origin 0 disables it") {
   CHECK(none.pool_stats().idle == 0);
 }
 
+TEST_CASE("pool: at max_origins the expired go first, then the origin least recently used") {
+  // Origins are named by image references: a hostile pod naming many registries must not hold
+  // every slot for good, leaving the registries in use without a pooled connection.
+  FakeHttpServer a(hello), b(hello), d(hello);
+  Loop loop;
+  ClientOptions o;
+  o.max_origins = 2;
+  o.idle_timeout = 150ms;
+  Client c(loop.ioc.get_executor(), o);
+  REQUIRE(run_send(loop, c, get_request(url_of(a))).ok());
+  REQUIRE(run_send(loop, c, get_request(url_of(b))).ok());
+  CHECK(c.pool_stats().idle == 2);
+  std::this_thread::sleep_for(250ms);  // both expired
+  REQUIRE(run_send(loop, c, get_request(url_of(d))).ok());
+  CHECK(c.pool_stats().idle == 1);  // a and b closed, d parked
+  // None expired: the least recently used origin (d) makes room.
+  REQUIRE(run_send(loop, c, get_request(url_of(a))).ok());
+  REQUIRE(run_send(loop, c, get_request(url_of(b))).ok());
+  CHECK(c.pool_stats().idle == 2);
+  REQUIRE(run_send(loop, c, get_request(url_of(a))).ok());  // a reused: a is the newest
+  CHECK(a.connections() == 2);
+  REQUIRE(run_send(loop, c, get_request(url_of(d))).ok());  // new origin: b goes
+  REQUIRE(run_send(loop, c, get_request(url_of(a))).ok());
+  CHECK(a.connections() == 2);  // a was kept
+  REQUIRE(run_send(loop, c, get_request(url_of(b))).ok());
+  CHECK(b.connections() == 3);  // b was not: a third connection
+  // max_idle_total holds across origins.
+  ClientOptions t;
+  t.max_idle_total = 1;
+  Client one(loop.ioc.get_executor(), t);
+  REQUIRE(run_send(loop, one, get_request(url_of(a))).ok());
+  REQUIRE(run_send(loop, one, get_request(url_of(b))).ok());
+  CHECK(one.pool_stats().idle == 1);
+}
+
 TEST_CASE("pool: a connection idle longer than idle_timeout is not reused") {
   FakeHttpServer srv(hello);
   Loop loop;
