@@ -53,11 +53,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto* list : {&r->images, &r->old_images}) {
     for (const auto& use : *list) {
       if (use.image.empty() || use.path.empty()) std::abort();
-      // A pointer into the object's pod spec, ending at an image field.
+      // A pointer into the object's pod spec, ending at an image field: a container's image,
+      // or an image volume's reference.
       if (use.pointer.rfind("/spec/", 0) != 0) std::abort();
-      if (use.pointer.size() < 7 || use.pointer.substr(use.pointer.size() - 6) != "/image") {
-        std::abort();
-      }
+      const std::string_view p(use.pointer);
+      const auto ends = [&](std::string_view tail) {
+        return p.size() > tail.size() && p.substr(p.size() - tail.size()) == tail;
+      };
+      if (!ends("/image") && !ends("/image/reference")) std::abort();
     }
   }
   const auto fresh = sigil::admission::new_image_uses(*r);
