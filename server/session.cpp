@@ -340,9 +340,12 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
           break;
         }
         if (!content_length && !body_bytes.grow_unknown_to(req.body().capacity())) {
+          // Room from others' stalled bodies, never its own.
+          const auto since = conn->body_since.exchange(0);
           const bool grown = co_await reserve_making_room(
               self,
               [&body_bytes, n = req.body().capacity()] { return body_bytes.grow_unknown_to(n); });
+          conn->body_since.store(since);
           if (!grown) {
             over_budget = true;
             break;
