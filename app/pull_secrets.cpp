@@ -7,13 +7,6 @@
 namespace sigil::app {
 namespace {
 
-// The same Secret version: the cache's own object, or a re-read of it (same uid and
-// resourceVersion, which the API server changes on every write).
-bool same_version(const kube::Secret& a, const kube::Secret& b) {
-  return !a.meta.resource_version.empty() && a.meta.resource_version == b.meta.resource_version &&
-         a.meta.uid == b.meta.uid;
-}
-
 // Length-prefixed: no namespace and name can spell another pair's key.
 std::string secret_key(const std::string& ns, const std::string& name) {
   std::string key = std::to_string(ns.size());
@@ -38,14 +31,18 @@ std::shared_ptr<const PullSecretParses::Entry> PullSecretParses::parsed(
   std::string key = secret_key(ns, name);
   {
     std::lock_guard lock(mu_);
+    // The same version: the cache's own object, or a re-read of it (same uid and
+    // resourceVersion, which the API server changes on every write).
     if (auto it = entries_.find(key);
-        it != entries_.end() &&
-        (it->second->secret == secret || same_version(*it->second->secret, *secret))) {
+        it != entries_.end() && !secret->meta.resource_version.empty() &&
+        it->second->resource_version == secret->meta.resource_version &&
+        it->second->uid == secret->meta.uid) {
       return it->second;
     }
   }
   auto entry = std::make_shared<Entry>();
-  entry->secret = secret;
+  entry->uid = secret->meta.uid;
+  entry->resource_version = secret->meta.resource_version;
   Result<registry::DockerConfig> config = make_error(Errc::not_found, "not a pull secret");
   if (auto it = secret->data.find(".dockerconfigjson");
       secret->type == "kubernetes.io/dockerconfigjson" && it != secret->data.end()) {
@@ -81,7 +78,7 @@ void PullSecretParses::add(PullCredentials& out, const std::string& ns, const st
   const auto entry = parsed(ns, name, *s);
   if (!entry->config) return;
   registry::merge_into(*out.config, *entry->config);
-  out.id += "|" + name + "@" + entry->secret->meta.resource_version;
+  out.id += "|" + name + "@" + entry->resource_version;
 }
 
 size_t PullSecretParses::parses() const {

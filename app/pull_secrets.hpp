@@ -54,8 +54,12 @@ class PullSecretParses {
   static constexpr size_t kMaxEntries = 4096;
 
  private:
+  // The version parsed and what it holds for a pull, never the Secret itself: a pod may name
+  // any Secret of its namespace (a TLS or Helm release Secret of up to 1 MiB), and 4096 of those
+  // held here were gigabytes.
   struct Entry {
-    std::shared_ptr<const kube::Secret> secret;    // the version parsed (held: never reused)
+    std::string uid;
+    std::string resource_version;
     std::optional<registry::DockerConfig> config;  // nullopt: not a pull secret, or malformed
   };
   std::shared_ptr<const Entry> parsed(const std::string& ns, const std::string& name,

@@ -63,6 +63,29 @@ TEST_CASE("a pull secret is parsed once per version, and a new version is read a
   CHECK(creds.config->auths.at("reg.test").password == "recreated");
 }
 
+TEST_CASE("no Secret is held once parsed: a pod may name any Secret of its namespace") {
+  // A TLS or Helm release Secret of up to 1 MiB named in imagePullSecrets must not stay in
+  // memory (4096 of them were gigabytes); only what a pull needs is kept.
+  PullSecretParses parses;
+  auto big = std::make_shared<Secret>();
+  big->meta.uid = "uid-big";
+  big->meta.resource_version = "7";
+  big->type = "Opaque";
+  big->data["blob"] = std::string(1 << 20, 'x');
+  std::weak_ptr<const Secret> weak_big = big;
+  auto pull = pull_secret("100", "first");
+  std::weak_ptr<const Secret> weak_pull = pull;
+  auto creds = no_pull_credentials("team");
+  parses.add(creds, "team", "big", ok(std::move(big)));
+  parses.add(creds, "team", "regcred", ok(std::move(pull)));
+  CHECK(creds.config->auths.count("reg.test") == 1);
+  CHECK(weak_big.expired());
+  CHECK(weak_pull.expired());
+  // And the parse is still remembered by version.
+  parses.add(creds, "team", "regcred", ok(pull_secret("100", "first")));
+  CHECK(parses.parses() == 2);
+}
+
 TEST_CASE("pull secrets of two namespaces or names are never taken for each other") {
   PullSecretParses parses;
   auto a = no_pull_credentials("a");
