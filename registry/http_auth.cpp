@@ -24,7 +24,6 @@ using net::Url;
 namespace {
 
 constexpr size_t kMaxRealmBytes = 2048;
-constexpr size_t kMaxHostAuth = 1024;
 constexpr uint64_t kTokenBodyLimit = 2 * kMaxTokenBytes + 64 * 1024;  // a refresh token too
 
 }  // namespace
@@ -178,7 +177,7 @@ awaitable<Status> HttpClient::Impl::on_challenge(const Url& origin, const std::s
     std::lock_guard lock(mu);
     // Bounded: a hostile registry answers from as many ports and names as it likes. Forgetting
     // a registry's challenge costs it one more 401 round trip.
-    if (host_auth.size() >= kMaxHostAuth && host_auth.count(origin.authority()) == 0) {
+    if (host_auth.size() >= opts.max_auth_hosts && host_auth.count(origin.authority()) == 0) {
       host_auth.clear();
     }
     host_auth[origin.authority()] = ha;

@@ -67,6 +67,9 @@ struct ClientOptions {
   int max_redirects = 3;
   int max_referrers_pages = 16;  // Link rel="next" pages followed at most
   size_t max_referrers = 1024;   // descriptors kept at most, over all pages
+  // Registry origins whose 401 challenge is remembered at most; past it the memory starts over
+  // (one more 401 round trip each). Origins are named by image references.
+  size_t max_auth_hosts = 1024;
   // How long a repository whose referrers endpoint answered a bare 404 is taken to have none.
   std::chrono::seconds no_referrers_memo{600};
   // Told of every HTTP exchange (origin, status or error, duration): the metrics hook.

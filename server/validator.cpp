@@ -44,6 +44,16 @@ HttpReply ok_json(std::string body) {
   return HttpReply{200, "application/json", std::move(body)};
 }
 
+// context with Context::pod_image set, when some image is flagged in pod_images (a flag per
+// image, as pod_images_of gives); nullopt otherwise.
+std::optional<verify::Context> pod_context_of(const verify::Context& context,
+                                              const std::vector<char>* pod_images) {
+  if (pod_images == nullptr) return std::nullopt;
+  std::optional<verify::Context> out(context);
+  out->pod_image = true;
+  return out;
+}
+
 // Runs one verifier and turns any exception into a denied verdict (fail closed).
 asio::awaitable<Verdict> run_one(const VerifyImage* fn, std::string image,
                                  const verify::Context* context, Deadline deadline) {
@@ -176,11 +186,7 @@ asio::awaitable<std::vector<Verdict>> verify_all(const VerifyImage& verify_image
   std::vector<Verdict> verdicts(images.size());
   std::vector<char> have(images.size(), 0);
   if (pod_images != nullptr && pod_images->size() != images.size()) pod_images = nullptr;
-  std::optional<verify::Context> pod_context;
-  if (pod_images != nullptr) {
-    pod_context.emplace(context);
-    pod_context->pod_image = true;
-  }
+  const std::optional<verify::Context> pod_context = pod_context_of(context, pod_images);
   if (images.size() == 1) {
     // Most pods run one image: await it directly (no spawn, no group).
     const bool pod = pod_images != nullptr && (*pod_images)[0] != 0;
@@ -313,6 +319,31 @@ std::optional<HttpReply> answer_without_verifying(const Result<admission::Reques
 // nothing; past it by a set or map (a hostile pod may list 10k containers).
 constexpr size_t kScanImages = 16;
 
+// Where each of a request's distinct images sits in `images`: found by a scan up to
+// kScanImages (allocating nothing), by a map past it (a hostile pod may list 10k).
+class ImageIndex {
+ public:
+  explicit ImageIndex(const std::vector<std::string>& images) : images_(images) {
+    if (images.size() > kScanImages) {
+      for (size_t i = 0; i < images.size(); ++i) map_.emplace(images[i], i);
+    }
+  }
+  // The position of image, or images.size() when it is not there.
+  size_t find(std::string_view image) const {
+    if (images_.size() > kScanImages) {
+      const auto it = map_.find(image);
+      return it == map_.end() ? images_.size() : it->second;
+    }
+    size_t i = 0;
+    while (i < images_.size() && images_[i] != image) ++i;
+    return i;
+  }
+
+ private:
+  const std::vector<std::string>& images_;
+  std::map<std::string_view, size_t> map_;
+};
+
 // The distinct images of a judged request, in first-seen order.
 std::vector<std::string> distinct_images(const admission::Request& req) {
   std::vector<std::string> images;
@@ -366,19 +397,10 @@ std::vector<char> pod_images_of(const admission::Request& req,
   }
   bool any = false;
   flags.assign(images.size(), 0);
-  std::map<std::string_view, size_t> index;  // past kScanImages (a hostile pod may list 10k)
-  if (images.size() > kScanImages) {
-    for (size_t i = 0; i < images.size(); ++i) index.emplace(images[i], i);
-  }
+  const ImageIndex index(images);
   for (const admission::ImageUse* use : admission::new_image_uses(req)) {
     if (!by_tag(use->image)) continue;
-    size_t i = 0;
-    if (images.size() > kScanImages) {
-      const auto it = index.find(use->image);
-      i = it == index.end() ? images.size() : it->second;
-    } else {
-      while (i < images.size() && images[i] != use->image) ++i;
-    }
+    const size_t i = index.find(use->image);
     if (i == images.size()) continue;
     flags[i] = 1;
     any = true;
@@ -402,11 +424,7 @@ std::optional<std::vector<Verdict>> verdicts_now(const VerifyNow& verify_now,
     context->namespace_ = request.namespace_;
   }
   if (pod_images != nullptr && pod_images->size() != images.size()) pod_images = nullptr;
-  std::optional<verify::Context> pod_context;
-  if (pod_images != nullptr) {
-    pod_context.emplace(*context);
-    pod_context->pod_image = true;
-  }
+  const std::optional<verify::Context> pod_context = pod_context_of(*context, pod_images);
   std::vector<Verdict> verdicts;
   verdicts.reserve(images.size());
   for (size_t i = 0; i < images.size(); ++i) {
@@ -447,19 +465,10 @@ void Validator::observe(const admission::Request& req, const admission::Response
 HttpReply Validator::finish(const admission::Request& req, const std::vector<std::string>& images,
                             std::vector<Verdict>& verdicts,
                             std::chrono::steady_clock::time_point start, bool late) const {
-  // Each image's verdict gets every path it appears at (by scan, or by map past kScanImages).
-  std::map<std::string_view, size_t> index;
-  if (images.size() > kScanImages) {
-    for (size_t i = 0; i < images.size(); ++i) index.emplace(images[i], i);
-  }
+  // Each image's verdict gets every path it appears at.
+  const ImageIndex index(images);
   for (const auto& use : req.images) {
-    size_t i = 0;
-    if (images.size() > kScanImages) {
-      auto it = index.find(use.image);
-      i = it == index.end() ? images.size() : it->second;
-    } else {
-      while (i < images.size() && images[i] != use.image) ++i;
-    }
+    const size_t i = index.find(use.image);
     if (i < images.size()) verdicts[i].containers.push_back(use.path);
   }
   admission::Response resp;

@@ -647,8 +647,8 @@ std::optional<Verdict> Engine::verify_cached(
   std::string digest = p->ref.digest;  // valid: parse_reference checked it
   bool by_tag = false;
   if (digest.empty()) {
-    if (!context.pins_digest) return std::nullopt;  // /validate resolves every tag fresh
-    if (context.pod_image) return std::nullopt;     // verify_ref: NOT_PINNED, or a warning
+    // /validate never takes a tag from the cache: verify_ref resolves it, or denies NOT_PINNED.
+    if (!context.pins_digest) return std::nullopt;
     if (p->require_digest) return std::nullopt;
     auto pinned = d.resolver.cached(p->ref, context.credentials_id);
     if (!pinned || !oci::is_valid_digest(*pinned)) return std::nullopt;

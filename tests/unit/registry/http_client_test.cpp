@@ -377,6 +377,34 @@ TEST_CASE("bearer: a realm over 2 KiB is refused, and its token endpoint never a
             .ok());
 }
 
+TEST_CASE("bearer: remembered challenges are bounded (max_auth_hosts)") {
+  // Each origin's challenge is remembered; a hostile registry names as many origins as it likes.
+  // Past the bound the memory starts over: a registry forgotten pays one more 401.
+  auto resolves_of_a = [](size_t max_auth_hosts) {
+    Loop loop;
+    FakeRegistry a, b;
+    a.bearer = b.bearer = true;
+    FakeHttpServer sa([&](const HttpRequest& r) { return a.handle(r); });
+    FakeHttpServer sb([&](const HttpRequest& r) { return b.handle(r); });
+    a.realm = "http://" + sa.authority() + "/token";
+    b.realm = "http://" + sb.authority() + "/token";
+    auto o = options_for(sa.authority());
+    o.insecure_hosts.push_back(sb.authority());
+    o.max_auth_hosts = max_auth_hosts;
+    HttpClient c(loop.ioc.get_executor(), o);
+    const auto dl = std::chrono::steady_clock::now() + 5s;
+    REQUIRE(loop.run(c.resolve(oci::Reference{sa.authority(), "team/app", "v1", ""}, dl)).ok());
+    REQUIRE(loop.run(c.resolve(oci::Reference{sb.authority(), "team/app", "v1", ""}, dl)).ok());
+    const int before = sa.requests();
+    // Another repository of a: its token is fetched first when a's challenge is remembered.
+    auto other = loop.run(c.resolve(oci::Reference{sa.authority(), "team/other", "v1", ""}, dl));
+    CHECK(other.error().code == Errc::not_found);  // the fake has no such repository
+    return sa.requests() - before;
+  };
+  CHECK(resolves_of_a(1024) == 2);  // token, HEAD
+  CHECK(resolves_of_a(1) == 3);     // b's challenge pushed a's out: 401, token, HEAD
+}
+
 TEST_CASE("bearer: credentials are not sent to a plain-http realm") {
   Loop loop;
   FakeRegistry reg;

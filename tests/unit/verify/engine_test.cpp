@@ -116,7 +116,12 @@ class FakeRegistry final : public registry::Client {
     }
     auto it = manifests.find(repo + ":" + reference);
     if (it == manifests.end()) co_return make_error(Errc::not_found, "manifest unknown");
-    co_return registry::ManifestResponse{"", "application/vnd.oci.image.manifest.v1+json",
+    // An index says so in its first members, as the tests write them.
+    const bool index =
+        it->second.find(R"("mediaType":"application/vnd.oci.image.index.v1+json")") < 64;
+    co_return registry::ManifestResponse{"",
+                                         index ? "application/vnd.oci.image.index.v1+json"
+                                               : "application/vnd.oci.image.manifest.v1+json",
                                          it->second};
   }
   asio::awaitable<Result<std::string>> get_blob(const std::string&, const std::string&,
@@ -817,6 +822,42 @@ TEST_CASE("a signature manifest is charged what its parse holds, not its body's 
   CHECK(v.outcome == verify::Outcome::denied);
   CHECK(v.reason == verify::Reason::budget_exceeded);
   CHECK(verify::message(v).find("holding signature manifest") != std::string::npos);
+}
+
+TEST_CASE("a referrers index and a bundle manifest are charged what their parse holds") {
+  // As a .sig manifest (above): the tag-schema index that lists bundles, and each bundle
+  // manifest read from it, are charged their parsed size, not their body's.
+  Fixture f;
+  std::string flood;
+  for (int i = 0; i < 80000; ++i) flood += "\"k" + std::to_string(i) + "\":\"\",";
+  flood.pop_back();
+  const std::string bundle_digest = fake_digest('b');
+  const std::string index =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
+      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      bundle_digest +
+      R"(","size":500,"artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json")";
+  const std::string schema_key = "team/app:" + oci::referrers_tag(f.digest);
+  SECTION("the index") {
+    f.reg.manifests[schema_key] = index + R"(,"annotations":{)" + flood + "}}]}";
+  }
+  SECTION("a bundle manifest it lists") {
+    f.reg.manifests[schema_key] = index + "}]}";
+    f.reg.manifests["team/app:" + bundle_digest] =
+        R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
+        R"("config":{"mediaType":"application/vnd.oci.empty.v1+json","size":2,"digest":")" +
+        fake_digest('c') +
+        R"("},"layers":[],"subject":{"mediaType":)"
+        R"("application/vnd.oci.image.manifest.v1+json","size":500,"digest":")" +
+        f.digest + R"("},"annotations":{)" + flood + "}}";
+  }
+  verify::EngineOptions opts;
+  opts.max_admission_bytes = 4 * 1024 * 1024;
+  verify::Engine engine(f.reg, f.clock, opts);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  INFO(verify::message(v));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason == verify::Reason::budget_exceeded);
 }
 
 TEST_CASE("past the process byte budget every image is denied, then admitted when it frees") {
