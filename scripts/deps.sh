@@ -7,7 +7,7 @@
 #                            the registry and the test signer
 set -euo pipefail
 BUILD=(
-  cmake ninja-build ccache g++ pkg-config ca-certificates
+  cmake ninja-build ccache g++ lld pkg-config ca-certificates
   libboost1.81-dev libboost-url1.81-dev libssl-dev nlohmann-json3-dev libsimdjson-dev libyaml-cpp-dev
   libspdlog-dev libre2-dev libcli11-dev libgoogle-perftools-dev prometheus-cpp-dev
 )
