@@ -125,6 +125,14 @@ struct ClientOptions {
   std::chrono::milliseconds idle_timeout{50000};
   bool tcp_nodelay = true;  // Nagle off on every socket (false only to measure its cost)
   Observer observer;
+  // Host names are resolved with c-ares on the client's strand, each lookup bounded by its
+  // call's deadline and abandoned past it: a name whose DNS server never answers (image names
+  // are the pod author's, and so is their DNS) holds up nothing else. /etc/resolv.conf and
+  // /etc/hosts as getaddrinfo reads them, unless `dns_servers` ("127.0.0.1:5353,..." : tests
+  // run their own server) names others. Past `max_dns_lookups` in flight (abandoned ones
+  // included until c-ares times them out) a lookup fails at once.
+  std::string dns_servers;
+  size_t max_dns_lookups = 256;
 };
 
 class Client;

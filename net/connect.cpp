@@ -1,5 +1,5 @@
 // net/connect.cpp: the idle pool (the expires_never rule, dead-connection checks), resolving
-// under a deadline, connecting plain or TLS with SNI and host verification.
+// under a deadline (net/resolver.cpp), connecting plain or TLS with SNI and host verification.
 #include <poll.h>
 
 #include <spdlog/spdlog.h>
@@ -110,29 +110,26 @@ awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url&
   const auto port = static_cast<unsigned short>(std::stoul(url.port));
   auto addr = asio::ip::make_address(url.host, ec);
   if (!ec) co_return std::vector<tcp::endpoint>{tcp::endpoint(addr, port)};
-  auto rs = std::make_shared<Resolving>(strand);
-  call.resolving = rs;
-  asio::steady_timer timer(strand);
-  timer.expires_at(deadline);
-  // The handler holds the shared state, never this frame: it may run after we are gone.
-  timer.async_wait([rs](boost::system::error_code tec) {
-    if (!tec) {
-      rs->timed_out = true;
-      rs->resolver.cancel();
-    }
-  });
-  auto [rec, results] = co_await rs->resolver.async_resolve(url.host, url.port, use_tuple);
-  timer.cancel();
-  if (call.cancelled) co_return cancelled_error("resolving " + url.host);
-  if (rs->timed_out) co_return timeout_error("resolving " + url.host);
-  if (rec) {
-    co_return make_error(Errc::unavailable,
-                         "cannot resolve host " + url.host + ": " + rec.message());
+  if (!resolver) co_return make_error(Errc::internal, "net client without a resolver");
+  auto lookup = std::make_shared<Lookup>(strand);
+  call.resolving = lookup;
+  if (auto st = resolver->start(url.host, port, lookup); !st) co_return st.error();
+  if (!lookup->done && !call.cancelled) {
+    // Woken by the answer or a cancellation; past the deadline the lookup is abandoned (c-ares
+    // ends it by its own timeouts) and this call goes on at once.
+    lookup->wake.expires_at(deadline);
+    co_await lookup->wake.async_wait(use_tuple);
   }
-  std::vector<tcp::endpoint> out;
-  for (const auto& r : results) out.push_back(r.endpoint());
-  if (out.empty()) co_return make_error(Errc::unavailable, "host " + url.host + " has no address");
-  co_return out;
+  if (call.cancelled) co_return cancelled_error("resolving " + url.host);
+  if (!lookup->done) co_return timeout_error("resolving " + url.host);
+  if (lookup->status != 0) {
+    co_return make_error(Errc::unavailable, "cannot resolve host " + url.host + ": " +
+                                                detail::Resolver::describe(lookup->status));
+  }
+  if (lookup->endpoints.empty()) {
+    co_return make_error(Errc::unavailable, "host " + url.host + " has no address");
+  }
+  co_return std::move(lookup->endpoints);
 }
 
 awaitable<Result<std::shared_ptr<Conn>>> Client::Impl::connect(const Url& url, Deadline deadline,

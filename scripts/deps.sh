@@ -9,7 +9,7 @@ set -euo pipefail
 BUILD=(
   cmake ninja-build ccache g++ lld pkg-config ca-certificates
   libboost1.81-dev libboost-url1.81-dev libssl-dev nlohmann-json3-dev libsimdjson-dev libyaml-cpp-dev
-  libspdlog-dev libre2-dev libcli11-dev libgoogle-perftools-dev prometheus-cpp-dev
+  libspdlog-dev libre2-dev libc-ares-dev libcli11-dev libgoogle-perftools-dev prometheus-cpp-dev
 )
 IMAGE=(buildah debootstrap docker-registry python3 python3-cryptography curl)
 case "${1:-all}" in

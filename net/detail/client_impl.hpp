@@ -32,6 +32,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include "net/client.hpp"
+#include "net/detail/resolver.hpp"
 
 namespace sigil::net {
 
@@ -105,13 +106,6 @@ struct Conn {
   }
 };
 
-// Name resolution in flight, shared with its deadline timer and with a cancellation.
-struct Resolving {
-  explicit Resolving(const asio::any_io_executor& ex) : resolver(ex) {}
-  tcp::resolver resolver;
-  bool timed_out = false;
-};
-
 // One call (send, open, or a stream read) on the strand. The caller's cancellation slot holds
 // a shared reference: a cancellation posted after the call ended finds done == true and
 // touches nothing else.
@@ -119,14 +113,14 @@ struct CallState {
   bool cancelled = false;
   bool done = false;
   std::weak_ptr<Conn> active;
-  std::weak_ptr<Resolving> resolving;
+  std::weak_ptr<Lookup> resolving;
   std::shared_ptr<asio::steady_timer> sleeping;
 
   void cancel() {
     if (done || cancelled) return;
     cancelled = true;
     if (auto c = active.lock()) c->close();
-    if (auto r = resolving.lock()) r->resolver.cancel();
+    if (auto r = resolving.lock()) r->cancel();
     if (sleeping) sleeping->cancel();
   }
 };
@@ -149,7 +143,7 @@ using detail::Conn;
 using detail::is_redirect;
 using detail::kBufferSlack;
 using detail::kReadChunk;
-using detail::Resolving;
+using detail::Lookup;
 using detail::timeout_error;
 using detail::use_tuple;
 using detail::verb_of;
@@ -169,6 +163,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   // Strand only.
   std::map<std::string, std::vector<std::shared_ptr<Conn>>> idle;
+  std::unique_ptr<detail::Resolver> resolver;  // host names (c-ares); IP literals need none
 
   // ---- the pool (net/connect.cpp) ----
 

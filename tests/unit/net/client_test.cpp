@@ -556,16 +556,15 @@ TEST_CASE("connection refused is unavailable and names the peer") {
   CHECK(contains(r.error().message, "127.0.0.1:" + std::to_string(port)));
 }
 
-TEST_CASE("a host name is resolved under the deadline") {
+// Names against a DNS server of the test's own: resolver_test.cpp. (A name the system's DNS
+// server is asked for would leave 127.0.0.0/8.)
+TEST_CASE("a host name is resolved: localhost, from /etc/hosts") {
   FakeHttpServer srv(hello);
   Loop loop;
   Client c(loop.ioc.get_executor(), ClientOptions{});
   auto r =
       run_send(loop, c, get_request(*parse_url("http://localhost:" + std::to_string(srv.port()))));
   REQUIRE(r.ok());
-  auto nx = run_send(loop, c, get_request(*parse_url("http://no-such-host.invalid/")));
-  REQUIRE_FALSE(nx.ok());
-  CHECK(nx.error().code == Errc::unavailable);
 }
 
 // ---- requests --------------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+// net/detail/resolver.hpp: name resolution for net::Client, on c-ares (Debian libc-ares).
+//
+// Why not Asio's resolver: it runs getaddrinfo() on one private thread per io_context, so a
+// lookup cannot be abandoned (cancel() reaches it only before it starts) and one slow lookup
+// holds up every other. Image names are chosen by whoever creates a pod, and so is the DNS
+// server that answers for them: a name whose server never answers would stall every registry
+// lookup in the process past every deadline. c-ares resolves on the client's own strand,
+// each lookup on its own, and a lookup that passes its deadline is abandoned at once (c-ares
+// finishes it by its own timeouts, counted against max_lookups until then).
+//
+// It reads what getaddrinfo() would: /etc/resolv.conf (servers, search domains, ndots,
+// timeout, attempts), /etc/nsswitch.conf's order and /etc/hosts. Included only by net/*.cpp.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "common/deadline.hpp"
+#include "common/result.hpp"
+
+namespace sigil::net::detail {
+
+struct ResolverOptions {
+  // "host:port,host:port" (c-ares' CSV form): the DNS servers to ask instead of
+  // /etc/resolv.conf's. Empty: resolv.conf. For tests, which run their own server on 127.0.0.1.
+  std::string servers;
+  // Lookups in flight at most, abandoned ones included until c-ares ends them; past it a lookup
+  // fails at once (unavailable) instead of queueing behind names that never answer.
+  size_t max_lookups = 256;
+};
+
+// One lookup, shared by the waiting call, c-ares' callback and a cancellation.
+struct Lookup {
+  explicit Lookup(const boost::asio::any_io_executor& ex) : wake(ex) {}
+  boost::asio::steady_timer wake;  // waited on until the deadline; cancelled to wake the call
+  bool done = false;               // c-ares has answered (status, endpoints)
+  bool cancelled = false;          // the call was cancelled
+  int status = 0;                  // c-ares status (ARES_SUCCESS ...)
+  std::vector<boost::asio::ip::tcp::endpoint> endpoints;
+  void cancel() {
+    cancelled = true;
+    wake.cancel();
+  }
+};
+
+class Resolver {
+ public:
+  // Runs on `strand`: every member below must be called there.
+  Resolver(const boost::asio::any_io_executor& strand, const ResolverOptions& options);
+  ~Resolver();
+  Resolver(const Resolver&) = delete;
+  Resolver& operator=(const Resolver&) = delete;
+
+  // The channel could not be set up (bad `servers`, no memory): every lookup fails with it.
+  const Status& init_status() const;
+
+  // Starts a lookup of host's IPv4 and IPv6 addresses; `lookup` is filled when c-ares answers
+  // (possibly before this returns: /etc/hosts) and its timer cancelled. An error when the
+  // lookup could not start (too many in flight, the channel failed).
+  Status start(const std::string& host, uint16_t port, const std::shared_ptr<Lookup>& lookup);
+
+  // Lookups c-ares has not finished, abandoned ones included.
+  size_t in_flight() const;
+
+  // The message for a c-ares status ("not found", "timeout" ...).
+  static std::string describe(int status);
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> s_;
+};
+
+}  // namespace sigil::net::detail
