@@ -78,6 +78,7 @@ std::string meanwhile(policy::Mode mode) {
 policy::Policy unavailable_policy(policy::Policy scope, std::string why) {
   scope.authorities.clear();
   scope.unavailable = std::move(why);
+  scope.id = 0;  // other content: the set gives it a fresh id
   return scope;
 }
 
@@ -203,7 +204,7 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
     }
     if (problem.empty()) {
       roots.push_back(d->trust_roots.front());
-      out.state.roots[key] = {obj.uid, obj.generation, d->trust_roots.front()};
+      out.state.roots[key] = {obj.uid, obj.generation, d->trust_roots.front(), {}};
       out.root_statuses.push_back(
           make_status(ObjectOutcome::compiled, kCompiled, "loaded", obj.generation));
       continue;
@@ -225,6 +226,10 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
     count(out, s.outcome);
     out.root_statuses.push_back(std::move(s));
   }
+
+  // What every policy links against (the TrustRoots, the files' among them): part of each
+  // policy's inputs.
+  const std::string roots_fingerprint = fp;
 
   // Secrets, as the caller read them.
   for (const auto& [key, read] : in.secrets) {
@@ -251,6 +256,20 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
     // replaced would admit what the cluster no longer trusts.
     bool definitive = false;
   };
+  // Everything a policy compiles from besides its own document: its Secrets as read (by
+  // version) and every TrustRoot. Equal inputs compile to an equal policy, so a policy whose
+  // inputs are those of its last good compile is carried over as it is, id included.
+  auto policy_inputs = [&](const policy::Policy& p) {
+    std::string s = roots_fingerprint;
+    for (const auto& r : policy::secret_refs({p}, opts.own_namespace)) {
+      const std::string key = r.namespace_ + "/" + r.name;
+      auto it = in.secrets.find(key);
+      s += "Secret " + key + "@";
+      s += it == in.secrets.end() ? "?" : it->second.data.ok() ? it->second.version : "!";
+      s += ";";
+    }
+    return s;
+  };
   auto build = [&](policy::Policy p) {
     Built b;
     std::vector<policy::Policy> one{std::move(p)};
@@ -264,22 +283,29 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
       b.definitive = true;
     } else {
       b.policy = std::move(one.front());
+      b.policy->id = policy::fresh_policy_id();  // new content: verdicts start over
     }
     return b;
   };
 
   // File policies (parsed at load; they may name the cluster's TrustRoots and Secrets).
   for (const auto& fpol : in.files.policies) {
+    const std::string inputs = policy_inputs(fpol);  // the files' generation included
+    auto lg = last.file_policies.find(fpol.name);
+    if (lg != last.file_policies.end() && lg->second.inputs == inputs) {
+      out.state.file_policies[fpol.name] = lg->second;  // nothing it compiles from changed
+      out.policies.push_back(lg->second.value);
+      continue;
+    }
     Built b = build(fpol);
     if (b.policy) {
-      out.state.file_policies[fpol.name] = *b.policy;
+      out.state.file_policies[fpol.name] = {{}, 0, *b.policy, inputs};
       out.policies.push_back(std::move(*b.policy));
       continue;
     }
-    auto lg = last.file_policies.find(fpol.name);
     if (lg != last.file_policies.end() && !b.definitive) {
       out.state.file_policies[fpol.name] = lg->second;
-      out.policies.push_back(lg->second);
+      out.policies.push_back(lg->second.value);
       out.file_problems.push_back(b.problem + "; its previous version stays in force");
       count(out, ObjectOutcome::kept);
     } else {
@@ -297,6 +323,7 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
     fp += key + "@" + obj.uid + "#" + std::to_string(obj.generation) + ";";
 
     Built b;
+    std::string inputs;                   // what it compiles from, once it parsed
     std::optional<policy::Policy> scope;  // what it applies to, once its globs were read
     std::optional<Result<policy::Documents>> scratch;
     const auto& d = parsed_docs(parsed, obj, scratch);
@@ -306,10 +333,25 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
       b.problem = "not a " + kind;
     } else {
       scope = d->policies.front();
+      // An object without a generation may change without it saying so: never carried over
+      // (parse_objects parses it again too).
+      if (obj.generation > 0) {
+        inputs = obj.uid + "#" + std::to_string(obj.generation) + ";" + policy_inputs(*scope);
+      }
+      auto lg = last.policies.find(key);
+      if (!inputs.empty() && lg != last.policies.end() && lg->second.inputs == inputs) {
+        // Nothing it compiles from changed: the same policy, id and verdicts included.
+        out.state.policies[key] = lg->second;
+        out.policies.push_back(lg->second.value);
+        out.policy_statuses.push_back(make_status(
+            ObjectOutcome::compiled, kCompiled,
+            "enforced (generation " + std::to_string(obj.generation) + ")", obj.generation));
+        continue;
+      }
       b = build(d->policies.front());
     }
     if (b.policy) {
-      out.state.policies[key] = {obj.uid, obj.generation, *b.policy};
+      out.state.policies[key] = {obj.uid, obj.generation, *b.policy, inputs};
       out.policies.push_back(std::move(*b.policy));
       out.policy_statuses.push_back(make_status(
           ObjectOutcome::compiled, kCompiled,

@@ -78,13 +78,17 @@ struct LastGood {
   std::string uid;  // of the object (empty for files)
   int64_t generation = 0;
   T value;
+  // Everything value was compiled from (policies only; see policy_inputs in the .cpp): a later
+  // compile with the same inputs carries value over as it is, its Policy::id included, and so
+  // keeps the verdicts cached under that id.
+  std::string inputs;
 };
 
 // What is in force after a compile; the next compile's `last`.
 struct CompileState {
   std::map<std::string, LastGood<policy::Policy>> policies;          // "Kind/key"
   std::map<std::string, LastGood<policy::TrustRootDocument>> roots;  // TrustRoot key
-  std::map<std::string, policy::Policy> file_policies;               // policy name
+  std::map<std::string, LastGood<policy::Policy>> file_policies;     // policy name
   // Everything the compile was made of (objects' uid and generation, Secrets' versions, files'
   // generation): equal fingerprints compile to equal sets.
   std::string fingerprint;

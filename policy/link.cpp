@@ -26,6 +26,7 @@ Status link_trust_roots(std::vector<Policy>& policies, const std::vector<TrustRo
   try {
     std::optional<Result<std::shared_ptr<const crypto::TrustedRoot>>> fallback;
     for (auto& p : policies) {
+      p.id = 0;  // its authorities change: other content than any id named
       for (std::size_t i = 0; i < p.authorities.size(); ++i) {
         Authority& a = p.authorities[i];
         const std::string where = p.origin + " (" + p.name + "): spec.authorities[" +

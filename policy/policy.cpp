@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -92,15 +93,23 @@ Result<Policy> identity_policy(std::string_view subject, std::string_view subjec
 }
 
 namespace {
-std::atomic<uint64_t> next_serial{1};
+std::atomic<uint64_t> next_policy_id{1};
 }  // namespace
 
+uint64_t fresh_policy_id() noexcept {
+  return next_policy_id.fetch_add(1, std::memory_order_relaxed);
+}
+
 PolicySet::PolicySet(std::vector<Policy> policies, NoMatch no_match, uint64_t generation)
-    : policies_(std::move(policies)),
-      no_match_(no_match),
-      generation_(generation),
-      serial_(next_serial.fetch_add(1, std::memory_order_relaxed)) {
-  for (const auto& p : policies_) has_namespaced_ = has_namespaced_ || !p.namespace_scope.empty();
+    : policies_(std::move(policies)), no_match_(no_match), generation_(generation) {
+  std::unordered_set<uint64_t> seen;
+  for (auto& p : policies_) {
+    has_namespaced_ = has_namespaced_ || !p.namespace_scope.empty();
+    if (p.id == 0 || !seen.insert(p.id).second) {
+      p.id = fresh_policy_id();
+      seen.insert(p.id);
+    }
+  }
 }
 
 std::vector<const Policy*> PolicySet::match(const oci::Reference& image,

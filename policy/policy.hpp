@@ -180,7 +180,18 @@ struct Policy {
   // with Unmet::unavailable (POLICY_UNAVAILABLE; a warning in warn mode): a policy that cannot
   // compile never silently drops out. One line saying why, never secret content; no authorities.
   std::optional<std::string> unavailable;
+  // Which compiled content this is: unique in the process, never reused for other content.
+  // Verdicts are cached under the ids of the policies that matched, so a policy carried
+  // unchanged into a new set keeps its verdicts (app/compile_cluster.cpp carries one over when
+  // its object generation, its Secrets and the TrustRoots are what they were), and editing one
+  // policy leaves every other policy's verdicts alone. 0: none yet; PolicySet gives it a fresh
+  // one. Whatever changes a Policy's content must set this back to 0 (resolve_secrets and
+  // link_trust_roots do); never copy a Policy, change it and keep its id.
+  uint64_t id = 0;
 };
+
+// A policy id no Policy of this process has had (Policy::id).
+uint64_t fresh_policy_id() noexcept;
 
 // A TrustRoot document (policy-controller's `spec.sigstoreKeys`), compiled.
 struct TrustRootDocument {
@@ -253,6 +264,8 @@ Result<Policy> identity_policy(std::string_view subject, std::string_view subjec
 // An immutable snapshot. Requests hold a shared_ptr<const PolicySet> for their whole life.
 class PolicySet {
  public:
+  // Policies without an id get a fresh one, and so does any policy whose id an earlier one of
+  // the same set has: two policies of one set never share an id.
   PolicySet(std::vector<Policy> policies, NoMatch no_match, uint64_t generation);
   // Every policy with at least one glob matching the image, in load order: the cluster-wide
   // ones and those scoped to `ns` (empty: cluster-wide ones only).
@@ -263,9 +276,6 @@ class PolicySet {
   NoMatch no_match() const noexcept { return no_match_; }
   // The generation the caller numbered this set with (logs, status, metrics).
   uint64_t generation() const noexcept { return generation_; }
-  // A number no other PolicySet of this process has had, whatever generation its caller gave
-  // it: what verdict cache keys name, so that two sets can never share a verdict.
-  uint64_t serial() const noexcept { return serial_; }
   // True when any matched policy needs signatures fetched (has a key or keyless authority and
   // is not unavailable).
   static bool needs_signatures(const std::vector<const Policy*>& matched);
@@ -274,7 +284,6 @@ class PolicySet {
   std::vector<Policy> policies_;
   NoMatch no_match_;
   uint64_t generation_;
-  uint64_t serial_;
   bool has_namespaced_ = false;
 };
 

@@ -55,6 +55,7 @@ Status resolve_secrets(std::vector<Policy>& policies, const SecretLookup& lookup
                        std::string_view default_namespace) {
   try {
     for (auto& p : policies) {
+      p.id = 0;  // keys and CAs are filled in: other content than any id named
       for (auto& a : p.authorities) {
         auto read = [&](const SecretRef& ref,
                         std::initializer_list<const char*> preferred) -> Result<std::string> {

@@ -342,20 +342,18 @@ struct Engine::Impl {
   // Everything the verdict for (ref, digest) depends on, as a string. Two admissions share a
   // cached or in-flight verdict only when every part is equal:
   //  - the repository and the digest (signatures live in the repository);
-  //  - the policy set (its serial, unique in the process) and exactly which of its policies
-  //    matched (globs match the tag: `app:dev` and `app:prod` of one digest may answer to
-  //    different policies);
+  //  - exactly which policies matched, by id: their compiled content (globs match the tag:
+  //    `app:dev` and `app:prod` of one digest may answer to different policies);
   //  - the namespace, when some signature source reads Secrets there;
   //  - the pod's credentials, where they cover a registry this verdict reads: what a registry
   //    shows with them (or without them: a 404 instead of a 401) is theirs alone;
   //  - the fingerprint of each `key.kms` key read for it.
   std::string verdict_key(const oci::Reference& ref, const std::string& digest,
-                          const policy::PolicySet& set,
                           const std::vector<const policy::Policy*>& matched, const Plan& plan,
                           const Context& context, const KmsKeys& kms) const {
     std::string key = key_head(ref);
     key += digest;
-    key += key_tail(ref, set, matched, plan, context, kms);
+    key += key_tail(ref, matched, plan, context, kms);
     return key;
   }
   // The verdict key's parts before and after the digest.
@@ -368,15 +366,15 @@ struct Engine::Impl {
     head += '@';
     return head;
   }
-  std::string key_tail(const oci::Reference& ref, const policy::PolicySet& set,
-                       const std::vector<const policy::Policy*>& matched, const Plan& plan,
-                       const Context& context, const KmsKeys& kms) const {
-    std::string key = "#s";  // the set itself: generations are the caller's numbering
-    key += std::to_string(set.serial());
-    key += "#p";
-    const policy::Policy* base = set.policies().data();
+  std::string key_tail(const oci::Reference& ref, const std::vector<const policy::Policy*>& matched,
+                       const Plan& plan, const Context& context, const KmsKeys& kms) const {
+    // The matched policies by id (policy::Policy::id): their compiled content, in match order.
+    // Not the set: a policy edited elsewhere in it, a tenant's own ImagePolicy say, changes
+    // nothing this verdict depends on, and must not cost every image a fresh verification
+    // (nor, during an outage, every last-known-good allow).
+    std::string key = "#p";
     for (const policy::Policy* p : matched) {
-      key += std::to_string(p - base);
+      key += std::to_string(p->id);
       key += ',';
     }
     if (plan.namespace_secrets) key += "#ns=" + context.namespace_;
@@ -416,7 +414,7 @@ struct Engine::Impl {
     if (!out.kms) {
       const Plan pl = plan(f.ref, f.matched);
       out.head = key_head(f.ref);
-      out.tail = key_tail(f.ref, *set, f.matched, pl, context, KmsKeys{});
+      out.tail = key_tail(f.ref, f.matched, pl, context, KmsKeys{});
     }
     out.ref = std::move(f.ref);
     return out;
@@ -774,7 +772,7 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   if (!budget) budget = admission_budget();
   Impl::Plan plan = Impl::plan(ref, matched);
   KmsKeys kms = co_await detail::resolve_kms(d.options.keys.get(), matched, deadline);
-  const std::string key = d.verdict_key(ref, digest, *policies, matched, plan, context, kms);
+  const std::string key = d.verdict_key(ref, digest, matched, plan, context, kms);
   if (auto hit = d.cache.get(key)) {
     hit->image = image;  // the verdict names whoever asks: it holds no text about the image
     co_return *hit;

@@ -5,8 +5,9 @@
 // byte budget, judges every matching policy (policy::judge, mapped to verify::Reason by
 // reason_map.hpp) and returns a Verdict (verdict.hpp), which holds facts, not text. Verdicts are
 // cached and identical in-flight verifications coalesced under a key of everything a verdict
-// depends on (verdict_key): the repository and digest, the exact set of matched policies of this
-// policy set (PolicySet::serial), the namespace where signature sources read its Secrets, the
+// depends on (verdict_key): the repository and digest, the matched policies by id (their
+// compiled content, policy::Policy::id: a new set that carries a policy unchanged keeps its
+// verdicts), the namespace where signature sources read its Secrets, the
 // pod's registry credentials where they apply, and the fingerprint of every `key.kms` key in use
 // (so a key rotation retires the verdicts made with the old key at once). KMS keys come from a
 // KeyResolver (keys.hpp); when no signature verifies with one, the resolver is asked once to

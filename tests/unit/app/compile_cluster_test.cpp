@@ -562,6 +562,90 @@ TEST_CASE("equal inputs compile to an unchanged set", "[app][compile_cluster]") 
   CHECK(compile_cluster(files, c2.state, options()).changed);
 }
 
+TEST_CASE("a policy whose inputs did not change keeps its id; a change to them gives a new one",
+          "[app][compile_cluster]") {
+  // Verdicts are cached under the matched policies' ids (policy::Policy::id): a tenant editing its
+  // ImagePolicy must not retire every other policy's verdicts, and nothing that changes what a
+  // policy trusts may keep its id.
+  Pki pki;
+  ClusterInputs in;
+  in.trust_roots = {trust_root(pki, "corp")};
+  in.policies = {cip("keyed", "reg.test/k/**", key_secret("k")),
+                 cip("plain", "reg.test/p/**", key_data(pem_a())),
+                 cip("keyless", "reg.test/l/**", keyless_root("corp")),
+                 ipol("team-a", "a", "reg.test/a/**", key_data(pem_a())),
+                 ipol("team-b", "b", "reg.test/b/**", key_data(pem_a()))};
+  in.secrets["sigil-system/k"] = secret({{"cosign.pub", pem_a()}}, "41");
+  auto ids = [](const ClusterCompile& c) {
+    std::map<std::string, uint64_t> out;
+    for (const auto& p : c.policies) out[p.name] = p.id;
+    return out;
+  };
+  auto c1 = compile_cluster(in, {}, options());
+  const auto first = ids(c1);
+  REQUIRE(first.size() == 5);
+  for (const auto& [name, id] : first) {
+    CAPTURE(name);
+    CHECK(id != 0);
+    CHECK_FALSE(find(c1, name)->unavailable.has_value());
+  }
+  // The set keeps the ids it is given.
+  policy::PolicySet set(c1.policies, policy::NoMatch::deny, 1);
+  for (const auto& p : set.policies()) CHECK(p.id == first.at(p.name));
+
+  SECTION("team-a edits its ImagePolicy: only its id changes") {
+    ClusterInputs edit = in;
+    edit.policies[3] = ipol("team-a", "a", "reg.test/a/**", key_data(pem_b()));
+    edit.policies[3].generation = 2;
+    auto c2 = compile_cluster(edit, c1.state, options());
+    CHECK(c2.changed);
+    auto now = ids(c2);
+    CHECK(now.at("team-a/a") != first.at("team-a/a"));
+    for (const char* same : {"keyed", "plain", "keyless", "team-b/b"})
+      CHECK(now.at(same) == first.at(same));
+    // and compiling again with nothing changed keeps them all
+    CHECK(ids(compile_cluster(edit, c2.state, options())) == now);
+  }
+  SECTION("the Secret a policy reads is rotated: that policy's id changes") {
+    ClusterInputs rotated = in;
+    rotated.secrets["sigil-system/k"] = secret({{"cosign.pub", pem_b()}}, "42");
+    auto now = ids(compile_cluster(rotated, c1.state, options()));
+    CHECK(now.at("keyed") != first.at("keyed"));
+    for (const char* same : {"plain", "keyless", "team-a/a", "team-b/b"})
+      CHECK(now.at(same) == first.at(same));
+  }
+  SECTION("the Secret cannot be read for now: the last good stays in force, id included") {
+    ClusterInputs failing = in;
+    failing.secrets["sigil-system/k"] =
+        secret_read_failure("sigil-system", "k", make_error(Errc::unavailable, "HTTP 500"));
+    CHECK(ids(compile_cluster(failing, c1.state, options())) == first);
+  }
+  SECTION("a TrustRoot changes, or the files are reloaded: every id changes") {
+    ClusterInputs root = in;
+    root.trust_roots[0].generation = 2;
+    ClusterInputs files = in;
+    files.files_generation = 3;
+    for (const auto* changed : {&root, &files}) {
+      auto now = ids(compile_cluster(*changed, c1.state, options()));
+      for (const auto& [name, id] : first) {
+        CAPTURE(name);
+        CHECK(now.at(name) != id);
+      }
+    }
+  }
+  SECTION("an object deleted and created again under its name is a new policy") {
+    ClusterInputs again = in;
+    again.policies[1] = cip("plain", "reg.test/p/**", key_data(pem_a()), 1, "uid-plain-2");
+    CHECK(ids(compile_cluster(again, c1.state, options())).at("plain") != first.at("plain"));
+  }
+  SECTION("an object without a generation is compiled anew every time") {
+    ClusterInputs nogen = in;
+    nogen.policies[1].generation = 0;
+    auto c2 = compile_cluster(nogen, c1.state, options());
+    CHECK(ids(compile_cluster(nogen, c2.state, options())).at("plain") != ids(c2).at("plain"));
+  }
+}
+
 TEST_CASE("secret_read_failure says what happened in one line", "[app][compile_cluster]") {
   struct Case {
     Error e;

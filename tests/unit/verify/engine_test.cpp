@@ -1826,8 +1826,9 @@ TEST_CASE("verify_cached: credentials without an id are never remembered as anot
   CHECK_FALSE(own.cached);
 }
 
-TEST_CASE("two policy sets never share a verdict, even numbered with one generation") {
-  // Generations are the caller's numbering (files, the cluster): the cache key names the set.
+TEST_CASE("two policy sets never share a verdict through other policies, even numbered alike") {
+  // Generations are the caller's numbering (files, the cluster): the cache key names the matched
+  // policies by id, and every policy compiled anew has a fresh one.
   Fixture f;
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
   verify::Engine engine(f.reg, f.clock);
@@ -1843,4 +1844,54 @@ TEST_CASE("two policy sets never share a verdict, even numbered with one generat
                                  policies_for(f.other.pub_pem, "enforce", policy::NoMatch::deny, 7),
                                  {})
                   .has_value());
+}
+
+TEST_CASE("a new set that carries a policy unchanged keeps its verdicts and last known good",
+          "[stale]") {
+  // A tenant editing its own ImagePolicy, or any policy an image does not match, publishes a new
+  // set; the images it does not concern keep their verdicts (no re-verification storm) and,
+  // during an outage, their last-known-good allows.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::Engine engine(f.reg, f.clock, stale_options(false));
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  auto v1 = set_of(key_policy_doc("team", "reg.test/team/**", f.key.pub_pem) + "---\n" +
+                   key_policy_doc("elsewhere", "other.test/**", f.key.pub_pem));
+  REQUIRE(run(engine, pinned, v1).outcome == verify::Outcome::allowed);
+  const uint64_t calls = f.reg.calls;
+
+  // "elsewhere" edited: "team" carried over as it is, id included.
+  auto edited = policy::parse_policies(
+      key_policy_doc("elsewhere", "other.test/**", f.other.pub_pem), "test.yaml");
+  REQUIRE(edited.ok());
+  std::vector<policy::Policy> next{v1->policies()[0], edited->front()};
+  auto v2 = std::make_shared<const policy::PolicySet>(next, policy::NoMatch::deny, 2);
+  CHECK(v2->policies()[0].id == v1->policies()[0].id);
+  auto hit = run(engine, pinned, v2);
+  CHECK(hit.outcome == verify::Outcome::allowed);
+  CHECK(hit.cached);
+  CHECK(f.reg.calls == calls);
+  CHECK(engine.verify_cached(pinned, v2, {}).has_value());
+
+  // Past the verdict's TTL the registry is down: the allow made under v1 stands under v2.
+  f.clock.advance(1min);
+  f.reg.fail_unavailable = true;
+  auto stale = run(engine, pinned, v2);
+  CHECK(stale.outcome == verify::Outcome::warned);
+  CHECK(stale.stale);
+
+  // The same document compiled again is a new policy (a new id): nothing is shared with it,
+  // and a set that copies a policy but changes it is refused its id by whoever changed it.
+  auto fresh = set_of(key_policy_doc("team", "reg.test/team/**", f.key.pub_pem));
+  CHECK(fresh->policies()[0].id != v1->policies()[0].id);
+  auto miss = run(engine, pinned, fresh);
+  CHECK(miss.outcome == verify::Outcome::denied);
+  CHECK_FALSE(miss.cached);
+  CHECK_FALSE(miss.stale);
+  std::vector<policy::Policy> rekeyed{v1->policies()[0]};
+  REQUIRE(policy::resolve_secrets(rekeyed, {}, "ns").ok());  // changes content: forgets the id
+  CHECK(rekeyed[0].id == 0);
+  // Two policies of one set never share an id.
+  policy::PolicySet twice({v1->policies()[0], v1->policies()[0]}, policy::NoMatch::deny, 3);
+  CHECK(twice.policies()[0].id != twice.policies()[1].id);
 }
