@@ -177,6 +177,12 @@ Result<std::optional<std::string>> ready_status_patch(const Object& object, cons
   }
 }
 
+namespace {
+// The damping of a status that another writer undoes (StatusWriter::write).
+constexpr std::chrono::milliseconds kRewriteBackoffMin{1000};
+constexpr std::chrono::milliseconds kRewriteBackoffMax{5 * 60 * 1000};
+}  // namespace
+
 StatusWriter::StatusWriter(std::shared_ptr<Client> client, Resource resource, const Clock& clock)
     : client_(std::move(client)), resource_(std::move(resource)), clock_(clock) {}
 
@@ -194,14 +200,26 @@ boost::asio::awaitable<Result<bool>> StatusWriter::write(Object object, ReadyCon
   const std::string fingerprint = std::string(condition.ready ? "T" : "F") + "\n" +
                                   std::to_string(condition.observed_generation) + "\n" +
                                   condition.reason + "\n" + condition.message;
-  const Written mine{object.meta.uid, object.meta.resource_version, fingerprint};
+  const auto now = clock_.now();
+  Written mine{object.meta.uid, object.meta.resource_version, fingerprint, now, {}};
   {
     std::lock_guard lock(mu_);
     auto it = written_.find(key);
     if (it != written_.end() && it->second.uid == mine.uid &&
-        it->second.resource_version == mine.resource_version &&
         it->second.fingerprint == mine.fingerprint) {
-      co_return false;  // written (or being written) already; the watch has not caught up
+      const Written& last = it->second;
+      if (last.resource_version == mine.resource_version) {
+        co_return false;  // written (or being written) already; the watch has not caught up
+      }
+      // We wrote exactly this, and the object shows something else: someone undid it.
+      const auto since = now - last.at;
+      if (since >= std::chrono::system_clock::duration::zero() && since < last.backoff) {
+        co_return false;  // a rewrite was sent less than a backoff ago: not another
+      }
+      // A quarrel long over (no rewrite for twice the longest backoff) starts over at the least.
+      mine.backoff = since > 2 * kRewriteBackoffMax
+                         ? kRewriteBackoffMin
+                         : std::clamp(2 * last.backoff, kRewriteBackoffMin, kRewriteBackoffMax);
     }
     // Claimed before the PATCH, so a second snapshot racing this one does not send it again.
     written_[key] = mine;

@@ -50,6 +50,15 @@ class StatusWriter {
   // Patches `object`'s status when it differs from `condition`; true when a PATCH was sent.
   // Also skips the PATCH when this writer already wrote the same condition for the same
   // resourceVersion of the object (the watch has not delivered our own write yet).
+  //
+  // Damped when another writer undoes ours: two replicas that compile an object differently
+  // (a Secret one of them could not read, two versions during a rolling upgrade) would
+  // otherwise rewrite each other's status for as long as they disagree, each write answered by
+  // the other's watch within milliseconds. When the object shows something else although this
+  // writer already wrote this very condition for it, the write is sent again at most once per
+  // backoff (1 s, doubling to 5 min) from the last one. A condition of our own that changed is
+  // written at once; the backoff starts over after 10 minutes without a rewrite. (It does not
+  // start over when the object shows our write: in a quarrel it does, between the other's.)
   boost::asio::awaitable<Result<bool>> write(Object object, ReadyCondition condition,
                                              Deadline deadline);
   uint64_t patches() const;
@@ -57,6 +66,8 @@ class StatusWriter {
  private:
   struct Written {
     std::string uid, resource_version, fingerprint;
+    std::chrono::system_clock::time_point at{};  // when it was sent
+    std::chrono::milliseconds backoff{0};  // no rewrite of the same condition before at + this
   };
   std::shared_ptr<Client> client_;
   Resource resource_;

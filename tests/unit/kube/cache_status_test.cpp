@@ -227,3 +227,44 @@ TEST_CASE("StatusWriter: patches once, not again for the same object or a stale 
   REQUIRE_FALSE(w5.ok());
   CHECK(w5.error().code == Errc::not_found);
 }
+
+TEST_CASE("StatusWriter: two writers that disagree do not rewrite each other's status forever") {
+  // Two replicas compile one object differently (one could not read a Secret, say). Each write
+  // comes back to the other through its watch; without damping, each answers with its own.
+  FakeApi api;
+  api.create("clusterimagepolicies", policy_object("prod"));
+  Loop loop(2);
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  ManualClock clock(kNow);
+  StatusWriter a(client, resources::cluster_image_policies(), clock);
+  StatusWriter b(client, resources::cluster_image_policies(), clock);
+  const ReadyCondition ok{true, "Compiled", "fine", 1};
+  const ReadyCondition broken{false, "SecretUnavailable", "the Secret x/k could not be read", 1};
+  auto current = [&] { return object_of(*api.object("clusterimagepolicies", "prod")); };
+  // 50 rounds of the watch delivering the other's write within the same second.
+  for (int i = 0; i < 50; ++i) {
+    REQUIRE(loop.run(a.write(current(), ok, in(5s))).ok());
+    REQUIRE(loop.run(b.write(current(), broken, in(5s))).ok());
+    clock.advance(10ms);
+  }
+  // Each wrote once, and once more when the other first undid it: then they hold back.
+  CHECK(a.patches() == 2);
+  CHECK(b.patches() == 2);
+  // After the backoff, one more rewrite each, and the next waits twice as long.
+  clock.advance(2s);
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(loop.run(a.write(current(), ok, in(5s))).ok());
+    REQUIRE(loop.run(b.write(current(), broken, in(5s))).ok());
+  }
+  CHECK(a.patches() == 3);
+  CHECK(b.patches() == 3);
+  clock.advance(1500ms);  // less than the doubled backoff
+  REQUIRE(loop.run(a.write(current(), ok, in(5s))).ok());
+  CHECK(a.patches() == 3);
+  // A condition of our own that changed is news: written at once.
+  const ReadyCondition fixed{true, "Compiled", "fine again", 1};
+  auto w = loop.run(a.write(current(), fixed, in(5s)));
+  REQUIRE(w.ok());
+  CHECK(*w);
+  CHECK(a.patches() == 4);
+}
