@@ -17,7 +17,26 @@ struct Entry {
   std::shared_ptr<const T> value;  // null: cached 404
   Error missing;
   SysTime expires;
+  size_t bytes = 0;  // what it holds, estimated (held_bytes)
 };
+
+// What an entry holds beyond its key, estimated: its strings plus a fixed overhead per entry and
+// per map or vector element.
+constexpr size_t kEntryOverhead = 256;
+constexpr size_t kElementOverhead = 64;
+size_t held_bytes(const ObjectMeta& m) {
+  return m.name.size() + m.namespace_.size() + m.uid.size() + m.resource_version.size();
+}
+size_t held_bytes(const Secret& s) {
+  size_t n = kEntryOverhead + held_bytes(s.meta) + s.type.size();
+  for (const auto& [k, v] : s.data) n += kElementOverhead + k.size() + v.size();
+  return n;
+}
+size_t held_bytes(const ServiceAccount& a) {
+  size_t n = kEntryOverhead + held_bytes(a.meta);
+  for (const auto& s : a.image_pull_secrets) n += kElementOverhead + s.size();
+  return n;
+}
 
 template <class T>
 class Table {
@@ -28,24 +47,47 @@ class Table {
     if (it == map_.end() || it->second.expires <= now) return std::nullopt;
     return it->second;
   }
-  void put(std::string key, Entry<T> e, SysTime now, size_t max) {
+  void put(std::string key, Entry<T> e, SysTime now, size_t max, size_t max_bytes) {
+    e.bytes += key.size();
+    erase(key);
+    if (e.bytes > max_bytes) return;  // answered, never kept
+    bytes_ += e.bytes;
     map_[std::move(key)] = std::move(e);
-    if (map_.size() <= max) return;
+    const auto full = [&] { return map_.size() > max || bytes_ > max_bytes; };
+    if (!full()) return;
     for (auto it = map_.begin(); it != map_.end();) {
-      it = it->second.expires <= now ? map_.erase(it) : std::next(it);
+      if (it->second.expires <= now) {
+        bytes_ -= it->second.bytes;
+        it = map_.erase(it);
+      } else {
+        ++it;
+      }
     }
-    while (map_.size() > max) {
+    while (full() && !map_.empty()) {
       auto oldest = map_.begin();
       for (auto it = map_.begin(); it != map_.end(); ++it) {
         if (it->second.expires < oldest->second.expires) oldest = it;
       }
+      bytes_ -= oldest->second.bytes;
       map_.erase(oldest);
     }
   }
-  void clear() { map_.clear(); }
+  void clear() {
+    map_.clear();
+    bytes_ = 0;
+  }
+  size_t bytes() const { return bytes_; }
+  size_t size() const { return map_.size(); }
 
  private:
+  void erase(const std::string& key) {
+    auto it = map_.find(key);
+    if (it == map_.end()) return;
+    bytes_ -= it->second.bytes;
+    map_.erase(it);
+  }
   std::map<std::string, Entry<T>> map_;
+  size_t bytes_ = 0;
 };
 
 }  // namespace
@@ -112,13 +154,17 @@ struct SecretCache::Impl {
     const SysTime now = clock.now();
     if (r) {
       auto v = std::make_shared<const T>(std::move(r).value());
-      table.put(key, Entry<T>{v, {}, now + opts.ttl}, now, opts.max_entries);
+      table.put(key, Entry<T>{v, {}, now + opts.ttl, held_bytes(*v)}, now, opts.max_entries,
+                opts.max_bytes);
       return std::shared_ptr<const T>(v);
     }
     if (r.error().code == Errc::not_found && opts.negative_ttl.count() > 0) {
       Error missing = make_error(Errc::not_found, std::string(kind) + " " + key + " not found (" +
                                                       r.error().message + ")");
-      table.put(key, Entry<T>{nullptr, missing, now + opts.negative_ttl}, now, opts.max_entries);
+      table.put(key,
+                Entry<T>{nullptr, missing, now + opts.negative_ttl,
+                         kEntryOverhead + missing.message.size()},
+                now, opts.max_entries, opts.max_bytes);
       return missing;
     }
     return std::move(r).error();
@@ -173,7 +219,10 @@ void SecretCache::clear() {
 
 CacheStats SecretCache::stats() const {
   std::lock_guard lock(impl_->mu);
-  return impl_->st;
+  CacheStats s = impl_->st;
+  s.entries = impl_->secrets.size() + impl_->accounts.size();
+  s.bytes = impl_->secrets.bytes() + impl_->accounts.bytes();
+  return s;
 }
 
 }  // namespace sigil::kube

@@ -4,8 +4,8 @@
 // Role: keep admission requests from hitting the API server for every pod. A found object is
 // kept for `ttl`, a 404 for `negative_ttl` (a missing pull secret is common and must not
 // cost a GET per pod); other errors are not cached. Entries are keyed by namespace/name; the
-// oldest expire first when max_entries is reached. Secret values are never logged. Takes a
-// Clock so tests can move time. Depends on kube/client.hpp and common/clock.hpp.
+// soonest to expire go first when max_entries or max_bytes is reached. Secret values are never
+// logged. Takes a Clock so tests can move time. Depends on kube/client.hpp and common/clock.hpp.
 #pragma once
 
 #include <chrono>
@@ -24,12 +24,19 @@ struct CacheOptions {
   std::chrono::seconds ttl{60};
   std::chrono::seconds negative_ttl{10};
   size_t max_entries = 4096;  // per kind (Secrets, ServiceAccounts)
+  // What the entries of one kind may hold in all (names, values, a fixed overhead each). A
+  // Secret may be up to about 1 MiB, and whoever creates pods names the pull secrets read for
+  // them: 4096 entries alone would allow gigabytes. Past it the entries that expire soonest go
+  // first; an object larger than this is answered but not kept.
+  size_t max_bytes = 64 * 1024 * 1024;
 };
 
 struct CacheStats {
   uint64_t hits = 0;
   uint64_t negative_hits = 0;
   uint64_t misses = 0;  // each one a GET
+  size_t entries = 0;   // kept now, both kinds
+  size_t bytes = 0;     // what they hold, estimated (CacheOptions::max_bytes applies per kind)
 };
 
 class SecretCache {

@@ -35,6 +35,43 @@ const auto kNow = std::chrono::system_clock::time_point(std::chrono::seconds(171
 
 }  // namespace
 
+TEST_CASE("secret cache: bounded in bytes; an object over the bound is answered, never kept") {
+  // Pod authors name the pull secrets read for their pods, and may create large ones.
+  FakeApi api;
+  const std::string big(100 * 1024, 'x');
+  for (int i = 0; i < 30; ++i) api.create("secrets", secret("app", "s" + std::to_string(i), big));
+  api.create("secrets", secret("app", "huge", std::string(600 * 1024, 'y')));
+  Loop loop(2);
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  ManualClock clock(kNow);
+  CacheOptions o;
+  o.max_bytes = 512 * 1024;
+  SecretCache cache(client, o, clock);
+  for (int i = 0; i < 30; ++i) {
+    auto s = loop.run(cache.secret("app", "s" + std::to_string(i), in(5s)));
+    REQUIRE(s.ok());
+    CHECK((*s)->data.at("cosign.pub").size() == big.size());
+    clock.advance(1s);  // later reads expire later: the first ones go first
+    CHECK(cache.stats().bytes <= o.max_bytes);
+  }
+  CHECK(cache.stats().entries == 5);  // 5 x 100 KiB and their overheads fit in 512 KiB
+  // The last ones read are the ones kept.
+  const uint64_t misses = cache.stats().misses;
+  REQUIRE(loop.run(cache.secret("app", "s29", in(5s))).ok());
+  CHECK(cache.stats().misses == misses);
+  REQUIRE(loop.run(cache.secret("app", "s0", in(5s))).ok());
+  CHECK(cache.stats().misses == misses + 1);
+  // Over the bound alone: answered every time, kept never, and nothing else evicted for it.
+  const size_t entries = cache.stats().entries;
+  for (int i = 0; i < 2; ++i) {
+    auto h = loop.run(cache.secret("app", "huge", in(5s)));
+    REQUIRE(h.ok());
+    CHECK((*h)->data.at("cosign.pub").size() == 600 * 1024);
+  }
+  CHECK(cache.stats().misses == misses + 3);
+  CHECK(cache.stats().entries == entries);
+}
+
 TEST_CASE("secret cache: hits within the TTL, refetches after it") {
   FakeApi api;
   api.create("secrets", secret("app", "keys", "v1"));
