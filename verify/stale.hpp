@@ -3,8 +3,8 @@
 // Role: when a verification fails only because sigil could not reach the registry (it was
 // refused, failed with 5xx, or did not answer before the deadline), an allow made for the same
 // verdict key (verify/engine.cpp verdict_key: repository and digest, the ids of the policies
-// matched (their compiled content), namespace, credentials, `key.kms` fingerprints) within the grace
-// period stands, with a warning. The pure decision (which fresh verdicts may be replaced, the
+// matched (their compiled content), namespace, credentials, `key.kms` fingerprints) within the
+// grace period stands, with a warning. The pure decision (which fresh verdicts may be replaced, the
 // window) is here, with the bounded store of last allows (LRU, like the verdict cache; entries
 // outlive the verdict cache's TTL up to the grace period). Never for a judgement (a bad
 // signature, an unknown identity, a missing image), a misconfiguration, a previous denial, a
