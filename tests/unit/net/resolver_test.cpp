@@ -4,6 +4,7 @@
 // lookups still in flight leaks nothing (ASan's leak check in the sanitizer build).
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,7 +29,8 @@ using namespace sigil::test;
 
 namespace {
 
-// A DNS server on 127.0.0.1: `good.test` has the address 127.0.0.1 (and no IPv6 address),
+// A DNS server on 127.0.0.1: `good.test` and `registry.corp.svc.test` have the address
+// 127.0.0.1 (and no IPv6 address),
 // `slow.test` never gets an answer, every other name does not exist (NXDOMAIN).
 class FakeDns {
  public:
@@ -91,7 +93,7 @@ class FakeDns {
       if (name == "slow.test") continue;  // never answered
       std::string r(reinterpret_cast<const char*>(q), question_end);
       r[2] = static_cast<char>(0x81);  // QR, RD
-      const bool exists = name == "good.test";
+      const bool exists = name == "good.test" || name == "registry.corp.svc.test";
       r[3] = static_cast<char>(exists ? 0x80 : 0x83);  // RA; rcode 0 or 3 (NXDOMAIN)
       r[6] = r[7] = r[8] = r[9] = r[10] = r[11] = 0;   // ANCOUNT, NSCOUNT, ARCOUNT
       if (exists && qtype == 1) {                      // A
@@ -240,4 +242,31 @@ TEST_CASE("dns: a servers list c-ares cannot read fails the client, not the proc
   Client c(loop.ioc.get_executor(), o);
   REQUIRE_FALSE(c.init_status().ok());
   CHECK(contains(c.init_status().error().message, "DNS servers 'not an address'"));
+}
+
+TEST_CASE("dns: search domains and ndots apply as getaddrinfo applies them (a pod's resolv.conf)") {
+  // Kubernetes gives pods `search <ns>.svc.cluster.local svc.cluster.local cluster.local` and
+  // `options ndots:5`. c-ares reads them from /etc/resolv.conf, or from LOCALDOMAIN and
+  // RES_OPTIONS as glibc does, which is how this test sets them.
+  FakeDns dns;
+  FakeHttpServer srv(hello);
+  ::setenv("LOCALDOMAIN", "corp.svc.test svc.test", 1);
+  ::setenv("RES_OPTIONS", "ndots:5", 1);
+  Loop loop;
+  ClientOptions o;
+  o.dns_servers = dns.servers();
+  Client c(loop.ioc.get_executor(), o);
+  ::unsetenv("LOCALDOMAIN");
+  ::unsetenv("RES_OPTIONS");
+  // A short name found through the first search domain.
+  auto r = loop.run(c.send(get_request(url_at("registry", srv.port())), in(2s), Limits{}));
+  INFO((r ? std::string() : r.error().message));
+  REQUIRE(r.ok());
+  CHECK(dns.queries("registry.corp.svc.test") >= 1);
+  // A name with fewer dots than ndots: the search domains first, then the name as written.
+  auto g = loop.run(c.send(get_request(url_at("good.test", srv.port())), in(2s), Limits{}));
+  REQUIRE(g.ok());
+  CHECK(dns.queries("good.test.corp.svc.test") >= 1);
+  CHECK(dns.queries("good.test.svc.test") >= 1);
+  CHECK(dns.queries("good.test") >= 1);
 }
