@@ -659,6 +659,36 @@ class KubeStatusWritesTest(KubeCase):
         self.assertEqual(self.compiles(), before + 1)
 
 
+    def test_5_an_edit_keeps_the_verdicts_of_images_it_does_not_match(self):
+        """Verdicts are keyed by the matched policies' compiled content, not by the policy set:
+        editing one policy (a tenant's own, say) must not send every other image back to the
+        registry, nor, during an outage, retire its last-known-good allow."""
+        self.wait_all_ready()
+        img = W.ref("statuses/a")  # matched by st-zzz only
+        ka = key_auth("key-a", W.pub("a"))
+        self.assertVerdict(img, True)
+        samples, _ = scrape_port(self.metrics_port)
+        hits = value(samples, "sigil_verdict_cache_hits_total")
+        misses = value(samples, "sigil_verdict_cache_misses_total")
+        compiles = self.compiles()
+        # Another policy's spec changes: a new policy set is compiled and published.
+        self.fk.apply(CIP, cip("st-011", [W.glob("statuses/else-011")], [ka]))
+        self.wait_ready_condition(CIP, "st-011", generation=2)
+        self.assertEqual(self.compiles(), compiles + 1)
+        self.assertVerdict(img, True)
+        samples, _ = scrape_port(self.metrics_port)
+        self.assertEqual(value(samples, "sigil_verdict_cache_misses_total"), misses,
+                         "an edit of a policy the image does not match retired its verdict")
+        self.assertEqual(value(samples, "sigil_verdict_cache_hits_total"), hits + 1)
+        # The policy it matches changes: verified anew.
+        self.fk.apply(CIP, cip("st-zzz", [W.glob("statuses/**"), W.glob("statuses-more/**")],
+                               [ka]))
+        self.wait_ready_condition(CIP, "st-zzz", generation=2)
+        self.assertVerdict(img, True)
+        samples, _ = scrape_port(self.metrics_port)
+        self.assertEqual(value(samples, "sigil_verdict_cache_misses_total"), misses + 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # the self-managed serving certificate (the chart's default, tls.mode=self)
 
