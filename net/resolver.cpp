@@ -85,13 +85,16 @@ struct Resolver::State : std::enable_shared_from_this<State> {
 
   // Keeps a wait pending for what c-ares wants of fd. Asio's epoll reactor is edge-triggered
   // and a wait is not speculative: readiness that came before the wait was queued would not
-  // wake it, so the descriptor is also polled once after queuing.
+  // wake it, so the descriptor is also polled once right after a wait is queued (only then: a
+  // descriptor that stays ready must not spin the strand).
   void arm(ares_socket_t fd) {
     auto it = watches.find(fd);
     if (it == watches.end() || !channel) return;
     Watch& w = it->second;
     const uint64_t gen = w.gen;
+    bool queued_read = false, queued_write = false;
     if (w.want_read && !w.reading) {
+      queued_read = true;
       w.reading = true;
       w.sd->async_wait(asio::posix::descriptor_base::wait_read,
                        [self = shared_from_this(), fd, gen](boost::system::error_code ec) {
@@ -99,14 +102,15 @@ struct Resolver::State : std::enable_shared_from_this<State> {
                        });
     }
     if (w.want_write && !w.writing) {
+      queued_write = true;
       w.writing = true;
       w.sd->async_wait(asio::posix::descriptor_base::wait_write,
                        [self = shared_from_this(), fd, gen](boost::system::error_code ec) {
                          self->ready(fd, gen, false, ec);
                        });
     }
-    const bool r = w.want_read && ready_now(fd, POLLIN);
-    const bool wr = w.want_write && ready_now(fd, POLLOUT);
+    const bool r = queued_read && ready_now(fd, POLLIN);
+    const bool wr = queued_write && ready_now(fd, POLLOUT);
     if (r || wr) {
       // Handled later on the strand, not from inside the c-ares call that got us here.
       asio::post(strand, [self = shared_from_this(), fd, gen, r, wr] {
@@ -233,10 +237,6 @@ Resolver::~Resolver() {
 
 const Status& Resolver::init_status() const {
   return s_->init;
-}
-
-size_t Resolver::in_flight() const {
-  return s_->in_flight;
 }
 
 std::string Resolver::describe(int status) {

@@ -66,9 +66,6 @@ class Resolver {
   // lookup could not start (too many in flight, the channel failed).
   Status start(const std::string& host, uint16_t port, const std::shared_ptr<Lookup>& lookup);
 
-  // Lookups c-ares has not finished, abandoned ones included.
-  size_t in_flight() const;
-
   // The message for a c-ares status ("not found", "timeout" ...).
   static std::string describe(int status);
 
