@@ -290,7 +290,9 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
 
   // File policies (parsed at load; they may name the cluster's TrustRoots and Secrets).
   for (const auto& fpol : in.files.policies) {
-    const std::string inputs = policy_inputs(fpol);  // the files' generation included
+    // The document (file and index: its content for this generation of the files) and what it
+    // links against; the files' generation is part of every policy's inputs.
+    const std::string inputs = fpol.origin + ";" + policy_inputs(fpol);
     auto lg = last.file_policies.find(fpol.name);
     if (lg != last.file_policies.end() && lg->second.inputs == inputs) {
       out.state.file_policies[fpol.name] = lg->second;  // nothing it compiles from changed

@@ -646,6 +646,28 @@ TEST_CASE("a policy whose inputs did not change keeps its id; a change to them g
   }
 }
 
+TEST_CASE("two file policies of one name are never carried over as each other",
+          "[app][compile_cluster]") {
+  // File policies are remembered by name. load_documents refuses two of one name, but should a
+  // caller pass two, each must keep its own compiled content (and id) from one compile to the
+  // next: a policy carried over as another would trust the other's keys.
+  ClusterInputs in;
+  auto one = policy::parse_documents(
+      policy_yaml("ClusterImagePolicy", "p", "reg.test/one/**", key_data(pem_a())), "one.yaml");
+  auto two = policy::parse_documents(
+      policy_yaml("ClusterImagePolicy", "p", "reg.test/two/**", key_data(pem_b())), "two.yaml");
+  REQUIRE(one.ok());
+  REQUIRE(two.ok());
+  in.files.policies = {one->policies.at(0), two->policies.at(0)};
+  in.files_generation = 1;
+  auto c1 = compile_cluster(in, {}, options());
+  auto c2 = compile_cluster(in, c1.state, options());
+  REQUIRE(c2.policies.size() == 2);
+  CHECK(c2.policies[0].globs.at(0).pattern() == "reg.test/one/**");
+  CHECK(c2.policies[1].globs.at(0).pattern() == "reg.test/two/**");
+  CHECK(c2.policies[0].id != c2.policies[1].id);
+}
+
 TEST_CASE("secret_read_failure says what happened in one line", "[app][compile_cluster]") {
   struct Case {
     Error e;
