@@ -92,23 +92,19 @@ struct Resolver::State : std::enable_shared_from_this<State> {
     if (it == watches.end() || !channel) return;
     Watch& w = it->second;
     const uint64_t gen = w.gen;
-    bool queued_read = false, queued_write = false;
-    if (w.want_read && !w.reading) {
-      queued_read = true;
-      w.reading = true;
-      w.sd->async_wait(asio::posix::descriptor_base::wait_read,
-                       [self = shared_from_this(), fd, gen](boost::system::error_code ec) {
-                         self->ready(fd, gen, true, ec);
-                       });
-    }
-    if (w.want_write && !w.writing) {
-      queued_write = true;
-      w.writing = true;
-      w.sd->async_wait(asio::posix::descriptor_base::wait_write,
-                       [self = shared_from_this(), fd, gen](boost::system::error_code ec) {
-                         self->ready(fd, gen, false, ec);
-                       });
-    }
+    // Queues a wait in one direction unless one is pending; true when it queued one.
+    auto wait = [&](bool want, bool& pending, bool read) {
+      if (!want || pending) return false;
+      pending = true;
+      w.sd->async_wait(
+          read ? asio::posix::descriptor_base::wait_read : asio::posix::descriptor_base::wait_write,
+          [self = shared_from_this(), fd, gen, read](boost::system::error_code ec) {
+            self->ready(fd, gen, read, ec);
+          });
+      return true;
+    };
+    const bool queued_read = wait(w.want_read, w.reading, true);
+    const bool queued_write = wait(w.want_write, w.writing, false);
     const bool r = queued_read && ready_now(fd, POLLIN);
     const bool wr = queued_write && ready_now(fd, POLLOUT);
     if (r || wr) {

@@ -44,8 +44,8 @@ HttpReply ok_json(std::string body) {
   return HttpReply{200, "application/json", std::move(body)};
 }
 
-// context with Context::pod_image set, when some image is flagged in pod_images (a flag per
-// image, as pod_images_of gives); nullopt otherwise.
+// context with Context::pod_image set, for the images pod_images flags (a flag per image, as
+// pod_images_of gives); nullopt when there are no flags.
 std::optional<verify::Context> pod_context_of(const verify::Context& context,
                                               const std::vector<char>* pod_images) {
   if (pod_images == nullptr) return std::nullopt;

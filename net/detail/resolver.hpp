@@ -41,13 +41,10 @@ struct Lookup {
   explicit Lookup(const boost::asio::any_io_executor& ex) : wake(ex) {}
   boost::asio::steady_timer wake;  // waited on until the deadline; cancelled to wake the call
   bool done = false;               // c-ares has answered (status, endpoints)
-  bool cancelled = false;          // the call was cancelled
   int status = 0;                  // c-ares status (ARES_SUCCESS ...)
   std::vector<boost::asio::ip::tcp::endpoint> endpoints;
-  void cancel() {
-    cancelled = true;
-    wake.cancel();
-  }
+  // The call was cancelled (it knows: CallState::cancelled): wake it.
+  void cancel() { wake.cancel(); }
 };
 
 class Resolver {

@@ -133,29 +133,39 @@ void start_send(const boost::asio::any_io_executor& ex, Client& c, Url url, Dead
       std::move(token));
 }
 
+// The test's DNS server, an HTTP server on 127.0.0.1 behind its names, and client options that
+// send lookups to that DNS server.
+struct DnsSetup {
+  FakeDns dns;
+  FakeHttpServer srv{hello};
+  ClientOptions options() const {
+    ClientOptions o;
+    o.dns_servers = dns.servers();
+    return o;
+  }
+  Url url(const std::string& host) const { return url_at(host, srv.port()); }
+};
+
 }  // namespace
 
 TEST_CASE(
     "dns: a name whose server never answers holds up no other lookup, and only until "
     "its deadline") {
-  FakeDns dns;
-  FakeHttpServer srv(hello);
+  DnsSetup s;
   Loop loop;
-  ClientOptions o;
-  o.dns_servers = dns.servers();
+  ClientOptions o = s.options();
   {
     Client c(loop.ioc.get_executor(), o);
     REQUIRE(c.init_status().ok());
     // The stalled lookup starts first and stays pending...
     std::promise<Result<Response>> slow;
     auto slow_done = slow.get_future();
-    start_send(loop.ioc.get_executor(), c, url_at("slow.test", srv.port()), in(1500ms), slow,
+    start_send(loop.ioc.get_executor(), c, s.url("slow.test"), in(1500ms), slow,
                boost::asio::detached);
-    while (dns.queries("slow.test") == 0) std::this_thread::sleep_for(5ms);
+    while (s.dns.queries("slow.test") == 0) std::this_thread::sleep_for(5ms);
     // ...while a name that answers resolves and is fetched meanwhile: one lookup that never
     // ends must not queue the others behind it (Asio's resolver runs them all on one thread).
-    auto good =
-        loop.run(c.send(get_request(url_at("good.test", srv.port())), in(1000ms), Limits{}));
+    auto good = loop.run(c.send(get_request(s.url("good.test")), in(1000ms), Limits{}));
     INFO((good ? std::string() : good.error().message));
     REQUIRE(good.ok());
     CHECK(good->body == "hello");
@@ -165,7 +175,7 @@ TEST_CASE(
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::timeout);
     CHECK(contains(r.error().message, "resolving slow.test"));
-    CHECK(srv.connections() == 1);
+    CHECK(s.srv.connections() == 1);
     // The client goes with the abandoned lookup still in c-ares' hands: nothing may leak or
     // run on freed state (the sanitizer build checks both).
   }
@@ -173,61 +183,55 @@ TEST_CASE(
 }
 
 TEST_CASE("dns: a name that does not exist is unavailable and says so; /etc/hosts is read") {
-  FakeDns dns;
-  FakeHttpServer srv(hello);
+  DnsSetup s;
   Loop loop;
-  ClientOptions o;
-  o.dns_servers = dns.servers();
+  ClientOptions o = s.options();
   Client c(loop.ioc.get_executor(), o);
-  auto nx = loop.run(c.send(get_request(url_at("nx.test", srv.port())), in(2s), Limits{}));
+  auto nx = loop.run(c.send(get_request(s.url("nx.test")), in(2s), Limits{}));
   REQUIRE_FALSE(nx.ok());
   CHECK(nx.error().code == Errc::unavailable);
   CHECK(contains(nx.error().message, "cannot resolve host nx.test: no such host"));
-  CHECK(dns.queries("nx.test") >= 1);
+  CHECK(s.dns.queries("nx.test") >= 1);
   // localhost comes from /etc/hosts, as getaddrinfo would find it, without asking the server.
-  auto local = loop.run(c.send(get_request(url_at("localhost", srv.port())), in(2s), Limits{}));
+  auto local = loop.run(c.send(get_request(s.url("localhost")), in(2s), Limits{}));
   INFO((local ? std::string() : local.error().message));
   REQUIRE(local.ok());
-  CHECK(dns.queries("localhost") == 0);
+  CHECK(s.dns.queries("localhost") == 0);
 }
 
 TEST_CASE("dns: lookups in flight are bounded, abandoned ones included") {
-  FakeDns dns;
-  FakeHttpServer srv(hello);
+  DnsSetup s;
   Loop loop;
-  ClientOptions o;
-  o.dns_servers = dns.servers();
+  ClientOptions o = s.options();
   o.max_dns_lookups = 2;
   Client c(loop.ioc.get_executor(), o);
   for (int i = 0; i < 2; ++i) {
-    auto r = loop.run(c.send(get_request(url_at("slow.test", srv.port())), in(100ms), Limits{}));
+    auto r = loop.run(c.send(get_request(s.url("slow.test")), in(100ms), Limits{}));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::timeout);
   }
   // Both stalled lookups were abandoned at their deadline, but c-ares still waits for them:
   // a third lookup fails at once instead of adding to the pile.
-  auto r = loop.run(c.send(get_request(url_at("good.test", srv.port())), in(2s), Limits{}));
+  auto r = loop.run(c.send(get_request(s.url("good.test")), in(2s), Limits{}));
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == Errc::unavailable);
   CHECK(contains(r.error().message, "2 DNS lookups are already in flight"));
   // An address needs no lookup.
-  CHECK(loop.run(c.send(get_request(url_at("127.0.0.1", srv.port())), in(2s), Limits{})).ok());
+  CHECK(loop.run(c.send(get_request(s.url("127.0.0.1")), in(2s), Limits{})).ok());
 }
 
 TEST_CASE("dns: a cancellation ends a lookup that would never end") {
-  FakeDns dns;
-  FakeHttpServer srv(hello);
+  DnsSetup s;
   Loop loop;
-  ClientOptions o;
-  o.dns_servers = dns.servers();
+  ClientOptions o = s.options();
   Client c(loop.ioc.get_executor(), o);
   boost::asio::cancellation_signal sig;
   std::promise<Result<Response>> done;
   auto fut = done.get_future();
   auto strand = boost::asio::make_strand(loop.ioc);
-  start_send(strand, c, url_at("slow.test", srv.port()), in(10s), done,
+  start_send(strand, c, s.url("slow.test"), in(10s), done,
              boost::asio::bind_cancellation_slot(sig.slot(), boost::asio::detached));
-  while (dns.queries("slow.test") == 0) std::this_thread::sleep_for(5ms);
+  while (s.dns.queries("slow.test") == 0) std::this_thread::sleep_for(5ms);
   boost::asio::post(strand, [&sig] { sig.emit(boost::asio::cancellation_type::terminal); });
   REQUIRE(fut.wait_for(5s) == std::future_status::ready);
   auto r = fut.get();
@@ -248,25 +252,23 @@ TEST_CASE("dns: search domains and ndots apply as getaddrinfo applies them (a po
   // Kubernetes gives pods `search <ns>.svc.cluster.local svc.cluster.local cluster.local` and
   // `options ndots:5`. c-ares reads them from /etc/resolv.conf, or from LOCALDOMAIN and
   // RES_OPTIONS as glibc does, which is how this test sets them.
-  FakeDns dns;
-  FakeHttpServer srv(hello);
+  DnsSetup s;
   ::setenv("LOCALDOMAIN", "corp.svc.test svc.test", 1);
   ::setenv("RES_OPTIONS", "ndots:5", 1);
   Loop loop;
-  ClientOptions o;
-  o.dns_servers = dns.servers();
+  ClientOptions o = s.options();
   Client c(loop.ioc.get_executor(), o);
   ::unsetenv("LOCALDOMAIN");
   ::unsetenv("RES_OPTIONS");
   // A short name found through the first search domain.
-  auto r = loop.run(c.send(get_request(url_at("registry", srv.port())), in(2s), Limits{}));
+  auto r = loop.run(c.send(get_request(s.url("registry")), in(2s), Limits{}));
   INFO((r ? std::string() : r.error().message));
   REQUIRE(r.ok());
-  CHECK(dns.queries("registry.corp.svc.test") >= 1);
+  CHECK(s.dns.queries("registry.corp.svc.test") >= 1);
   // A name with fewer dots than ndots: the search domains first, then the name as written.
-  auto g = loop.run(c.send(get_request(url_at("good.test", srv.port())), in(2s), Limits{}));
+  auto g = loop.run(c.send(get_request(s.url("good.test")), in(2s), Limits{}));
   REQUIRE(g.ok());
-  CHECK(dns.queries("good.test.corp.svc.test") >= 1);
-  CHECK(dns.queries("good.test.svc.test") >= 1);
-  CHECK(dns.queries("good.test") >= 1);
+  CHECK(s.dns.queries("good.test.corp.svc.test") >= 1);
+  CHECK(s.dns.queries("good.test.svc.test") >= 1);
+  CHECK(s.dns.queries("good.test") >= 1);
 }

@@ -1891,6 +1891,9 @@ TEST_CASE("a new set that carries a policy unchanged keeps its verdicts and last
   std::vector<policy::Policy> rekeyed{v1->policies()[0]};
   REQUIRE(policy::resolve_secrets(rekeyed, {}, "ns").ok());  // changes content: forgets the id
   CHECK(rekeyed[0].id == 0);
+  std::vector<policy::Policy> relinked{v1->policies()[0]};
+  REQUIRE(policy::link_trust_roots(relinked, {}, {}).ok());  // likewise
+  CHECK(relinked[0].id == 0);
   // Two policies of one set never share an id.
   policy::PolicySet twice({v1->policies()[0], v1->policies()[0]}, policy::NoMatch::deny, 3);
   CHECK(twice.policies()[0].id != twice.policies()[1].id);
