@@ -157,8 +157,8 @@ Client::Client(const asio::any_io_executor& executor, ClientOptions options) {
     impl_->strand = asio::make_strand(executor);
     impl_->opts = std::move(options);
     impl_->resolver = std::make_unique<detail::Resolver>(
-        impl_->strand,
-        detail::ResolverOptions{impl_->opts.dns_servers, impl_->opts.max_dns_lookups});
+        impl_->strand, detail::ResolverOptions{impl_->opts.dns_servers, impl_->opts.max_dns_lookups,
+                                               impl_->opts.reserved_dns_lookups});
     if (const Status& dns = impl_->resolver->init_status(); !dns) impl_->init = dns;
     auto ctx = detail::make_client_context(impl_->opts.tls);
     if (ctx) {
@@ -198,6 +198,7 @@ awaitable<Result<Response>> Client::send(Request request, Deadline deadline, Lim
   auto impl = impl_;
   const std::string what = std::string(method_name(request.method)) + " " + request.url.authority();
   auto body = [&](CallState& call) -> awaitable<Result<Response>> {
+    call.dns_reserved = request.dns_reserved;
     co_return co_await impl->send_on_strand(request, deadline, limits, call);
   };
   co_return co_await Impl::on_strand<Response>(impl, what, body);

@@ -74,6 +74,11 @@ struct Request {
   // Whether a redirect may go to `to`. Unset: only to https URLs (never a downgrade).
   std::function<bool(const Url& to)> redirect_allowed;
   RetryPolicy retry;  // default: no retries
+  // Sent on behalf of a host the operator configured (a registry sigil holds credentials for or
+  // was told to reach over plain HTTP), never one a pod author named: its host-name lookups, and
+  // its redirects', may use the reserved DNS slots (ClientOptions::reserved_dns_lookups), which
+  // lookups of other names cannot fill.
+  bool dns_reserved = false;
 };
 
 // Helpers for the requests sigil makes.
@@ -130,9 +135,13 @@ struct ClientOptions {
   // are the pod author's, and so is their DNS) holds up nothing else. /etc/resolv.conf and
   // /etc/hosts as getaddrinfo reads them, unless `dns_servers` ("127.0.0.1:5353,..." : tests
   // run their own server) names others. Past `max_dns_lookups` in flight (abandoned ones
-  // included until c-ares times them out) a lookup fails at once.
+  // included until c-ares times them out) a lookup fails at once. Requests marked
+  // dns_reserved have `reserved_dns_lookups` more of their own: a pod author who names hosts
+  // whose DNS never answers can fill the shared slots, but not these, so the operator's own
+  // registries still resolve.
   std::string dns_servers;
   size_t max_dns_lookups = 256;
+  size_t reserved_dns_lookups = 64;
 };
 
 class Client;

@@ -113,7 +113,9 @@ awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url&
   if (!resolver) co_return make_error(Errc::internal, "net client without a resolver");
   auto lookup = std::make_shared<Lookup>(strand);
   call.resolving = lookup;
-  if (auto st = resolver->start(url.host, port, lookup); !st) co_return st.error();
+  if (auto st = resolver->start(url.host, port, lookup, call.dns_reserved); !st) {
+    co_return st.error();
+  }
   if (!lookup->done && !call.cancelled) {
     // Woken by the answer or a cancellation; past the deadline the lookup is abandoned (c-ares
     // ends it by its own timeouts) and this call goes on at once.

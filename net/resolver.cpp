@@ -51,7 +51,9 @@ struct Resolver::State : std::enable_shared_from_this<State> {
   ares_channel channel = nullptr;
   Status init;
   size_t max_lookups = 256;
-  size_t in_flight = 0;
+  size_t max_reserved = 64;
+  size_t in_flight = 0;           // in shared slots
+  size_t reserved_in_flight = 0;  // in reserved slots
   uint64_t next_gen = 1;
   std::map<ares_socket_t, Watch> watches;
 
@@ -166,11 +168,12 @@ struct Pending {
   Resolver::State* state;
   std::shared_ptr<Lookup> lookup;
   uint16_t port;
+  bool reserved_slot;
 };
 
 void on_addrinfo(void* arg, int status, int /*timeouts*/, ares_addrinfo* res) {
   std::unique_ptr<Pending> p(static_cast<Pending*>(arg));
-  --p->state->in_flight;
+  --(p->reserved_slot ? p->state->reserved_in_flight : p->state->in_flight);
   Lookup& l = *p->lookup;
   l.status = status;
   if (status == ARES_SUCCESS && res) {
@@ -201,6 +204,7 @@ int library_status = ARES_SUCCESS;
 Resolver::Resolver(const asio::any_io_executor& strand, const ResolverOptions& options)
     : s_(std::make_shared<State>(strand)) {
   s_->max_lookups = options.max_lookups;
+  s_->max_reserved = options.reserved_lookups;
   std::call_once(library_once, [] { library_status = ares_library_init(ARES_LIB_INIT_ALL); });
   if (library_status != ARES_SUCCESS) {
     s_->init = make_error(Errc::internal, "DNS resolver: " + describe(library_status));
@@ -250,19 +254,20 @@ std::string Resolver::describe(int status) {
 }
 
 Status Resolver::start(const std::string& host, uint16_t port,
-                       const std::shared_ptr<Lookup>& lookup) {
+                       const std::shared_ptr<Lookup>& lookup, bool reserved) {
   if (!s_->init) return s_->init.error();
   if (!s_->channel) return make_error(Errc::unavailable, "resolving " + host + ": shut down");
-  if (s_->in_flight >= s_->max_lookups) {
-    return make_error(Errc::unavailable, "resolving " + host + ": " +
-                                             std::to_string(s_->in_flight) +
+  const bool reserved_slot = reserved && s_->reserved_in_flight < s_->max_reserved;
+  if (!reserved_slot && s_->in_flight >= s_->max_lookups) {
+    const size_t busy = s_->in_flight + (reserved ? s_->reserved_in_flight : 0);
+    return make_error(Errc::unavailable, "resolving " + host + ": " + std::to_string(busy) +
                                              " DNS lookups are already in flight");
   }
   ares_addrinfo_hints hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  ++s_->in_flight;
-  auto* p = new Pending{s_.get(), lookup, port};
+  ++(reserved_slot ? s_->reserved_in_flight : s_->in_flight);
+  auto* p = new Pending{s_.get(), lookup, port, reserved_slot};
   ares_getaddrinfo(s_->channel, host.c_str(), nullptr, &hints, &on_addrinfo, p);
   s_->rearm_timer();
   return {};

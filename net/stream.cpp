@@ -140,6 +140,7 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Request request,
   auto impl = impl_;
   const std::string what = std::string(method_name(request.method)) + " " + request.url.authority();
   auto body = [&](CallState& call) -> awaitable<Result<std::unique_ptr<ResponseStream>>> {
+    call.dns_reserved = request.dns_reserved;
     if (!impl->init) co_return impl->init.error();
     if (auto st = check_request(request); !st) co_return st.error();
     const Url& url = request.url;

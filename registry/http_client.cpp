@@ -66,6 +66,9 @@ Status HttpClient::Impl::setup(const boost::asio::any_io_executor& executor) {
   no.user_agent = opts.user_agent;
   no.max_idle_per_origin = opts.max_idle_per_host;
   no.observer = opts.observer;
+  no.max_dns_lookups = opts.max_dns_lookups;
+  no.reserved_dns_lookups = opts.reserved_dns_lookups;
+  no.dns_servers = opts.dns_servers;
   http = std::make_unique<net::Client>(executor, std::move(no));
   if (auto st = http->init_status(); !st) {
     return make_error(st.error().code, "registry TLS setup: " + st.error().message);
@@ -87,6 +90,11 @@ bool HttpClient::Impl::insecure(std::string_view registry, const std::string& au
     if (h == r || h == authority) return true;
   }
   return false;
+}
+
+bool HttpClient::Impl::operator_named(const std::string& registry) const {
+  return opts.credentials.find(registry).has_value() || insecure(registry, registry) ||
+         (opts.identity && opts.identity->covers(registry));
 }
 
 Result<Url> HttpClient::Impl::origin(const std::string& registry) const {
@@ -160,6 +168,7 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
     req.method = method;
     req.authorization = std::move(*a);
     req.retry = retry_policy();
+    req.dns_reserved = operator_named(registry);
     if (method == net::Method::get) req.max_redirects = opts.max_redirects;
     req.redirect_allowed = [this](const Url& to) {
       return to.scheme == "https" || insecure(to.authority(), to.authority());

@@ -74,6 +74,13 @@ struct ClientOptions {
   std::chrono::seconds no_referrers_memo{600};
   // Told of every HTTP exchange (origin, status or error, duration): the metrics hook.
   net::Observer observer;
+  // Host-name lookups in flight at most (net::ClientOptions). Image names, and so the DNS
+  // servers asked, are the pod authors'; the registries configured here (`credentials`,
+  // `insecure_hosts`, the hosts `identity` covers) resolve in `reserved_dns_lookups` slots of
+  // their own, token realms and redirects included, which those names cannot fill.
+  size_t max_dns_lookups = 256;
+  size_t reserved_dns_lookups = 64;
+  std::string dns_servers;  // "host:port,...": tests' own DNS server; empty: /etc/resolv.conf
 };
 
 class HttpClient final : public Client {

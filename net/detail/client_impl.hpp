@@ -112,6 +112,7 @@ struct Conn {
 struct CallState {
   bool cancelled = false;
   bool done = false;
+  bool dns_reserved = false;  // the request's (Request::dns_reserved), for its lookups
   std::weak_ptr<Conn> active;
   std::weak_ptr<Lookup> resolving;
   std::shared_ptr<asio::steady_timer> sleeping;

@@ -34,6 +34,9 @@ struct ResolverOptions {
   // Lookups in flight at most, abandoned ones included until c-ares ends them; past it a lookup
   // fails at once (unavailable) instead of queueing behind names that never answer.
   size_t max_lookups = 256;
+  // Lookups for reserved callers (Resolver::start's `reserved`) have this many slots more, which
+  // other lookups never take.
+  size_t reserved_lookups = 64;
 };
 
 // One lookup, shared by the waiting call, c-ares' callback and a cancellation.
@@ -60,8 +63,10 @@ class Resolver {
 
   // Starts a lookup of host's IPv4 and IPv6 addresses; `lookup` is filled when c-ares answers
   // (possibly before this returns: /etc/hosts) and its timer cancelled. An error when the
-  // lookup could not start (too many in flight, the channel failed).
-  Status start(const std::string& host, uint16_t port, const std::shared_ptr<Lookup>& lookup);
+  // lookup could not start (too many in flight, the channel failed). A `reserved` lookup takes
+  // a reserved slot, or a shared one when every reserved slot is taken.
+  Status start(const std::string& host, uint16_t port, const std::shared_ptr<Lookup>& lookup,
+               bool reserved = false);
 
   // The message for a c-ares status ("not found", "timeout" ...).
   static std::string describe(int status);

@@ -69,6 +69,11 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
   bool insecure(std::string_view registry, const std::string& authority) const;
 
+  // Whether the operator configured this registry (its own credentials, insecure_hosts, the
+  // identity's hosts): its requests take reserved DNS slots. Never from a pod's pull secrets,
+  // which the pod's author writes.
+  bool operator_named(const std::string& registry) const;
+
   // The registry origin for API calls (docker.io -> registry-1.docker.io).
   Result<net::Url> origin(const std::string& registry) const;
 

@@ -2,15 +2,8 @@
 // name whose server never answers must hold up no other lookup and no call past its deadline;
 // lookups in flight are bounded; a cancellation ends a lookup; a client destroyed with
 // lookups still in flight leaks nothing (ASan's leak check in the sanitizer build).
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <map>
-#include <mutex>
 #include <thread>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -20,7 +13,7 @@
 #include <boost/asio/strand.hpp>
 #include <catch2/catch.hpp>
 
-#include "common/encoding.hpp"
+#include "fake_dns.hpp"
 #include "helpers.hpp"
 
 using namespace sigil;
@@ -28,90 +21,6 @@ using namespace sigil::net;
 using namespace sigil::test;
 
 namespace {
-
-// A DNS server on 127.0.0.1: `good.test` and `registry.corp.svc.test` have the address
-// 127.0.0.1 (and no IPv6 address),
-// `slow.test` never gets an answer, every other name does not exist (NXDOMAIN).
-class FakeDns {
- public:
-  FakeDns() {
-    fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      throw std::runtime_error("FakeDns: cannot bind");
-    }
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~FakeDns() {
-    stop_ = true;
-    thread_.join();
-    ::close(fd_);
-  }
-  FakeDns(const FakeDns&) = delete;
-  FakeDns& operator=(const FakeDns&) = delete;
-
-  std::string servers() const { return "127.0.0.1:" + std::to_string(port_); }
-  int queries(const std::string& name) const {
-    std::lock_guard lock(mu_);
-    auto it = queries_.find(name);
-    return it == queries_.end() ? 0 : it->second;
-  }
-
- private:
-  void serve() {
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      unsigned char q[512];
-      sockaddr_in from{};
-      socklen_t flen = sizeof from;
-      const ssize_t n = ::recvfrom(fd_, q, sizeof q, 0, reinterpret_cast<sockaddr*>(&from), &flen);
-      if (n < 12) continue;
-      // The question's name, label by label, ending at the zero label; then QTYPE and QCLASS.
-      std::string name;
-      size_t at = 12;
-      while (at < static_cast<size_t>(n) && q[at] != 0) {
-        const size_t len = q[at];
-        if (at + 1 + len > static_cast<size_t>(n)) break;
-        if (!name.empty()) name += '.';
-        name.append(reinterpret_cast<const char*>(q + at + 1), len);
-        at += 1 + len;
-      }
-      if (at + 5 > static_cast<size_t>(n)) continue;
-      const size_t question_end = at + 5;
-      const unsigned qtype = (q[at + 1] << 8) | q[at + 2];
-      name = ascii_lower(name);
-      {
-        std::lock_guard lock(mu_);
-        ++queries_[name];
-      }
-      if (name == "slow.test") continue;  // never answered
-      std::string r(reinterpret_cast<const char*>(q), question_end);
-      r[2] = static_cast<char>(0x81);  // QR, RD
-      const bool exists = name == "good.test" || name == "registry.corp.svc.test";
-      r[3] = static_cast<char>(exists ? 0x80 : 0x83);  // RA; rcode 0 or 3 (NXDOMAIN)
-      r[6] = r[7] = r[8] = r[9] = r[10] = r[11] = 0;   // ANCOUNT, NSCOUNT, ARCOUNT
-      if (exists && qtype == 1) {                      // A
-        r[7] = 1;
-        const unsigned char answer[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 127, 0, 0, 1};
-        r.append(reinterpret_cast<const char*>(answer), sizeof answer);
-      }
-      ::sendto(fd_, r.data(), r.size(), 0, reinterpret_cast<sockaddr*>(&from), flen);
-    }
-  }
-
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-  mutable std::mutex mu_;
-  std::map<std::string, int> queries_;
-};
 
 HttpReply hello(const HttpRequest&) {
   return HttpReply::text(200, "hello");
@@ -218,6 +127,46 @@ TEST_CASE("dns: lookups in flight are bounded, abandoned ones included") {
   CHECK(contains(r.error().message, "2 DNS lookups are already in flight"));
   // An address needs no lookup.
   CHECK(loop.run(c.send(get_request(s.url("127.0.0.1")), in(2s), Limits{})).ok());
+}
+
+TEST_CASE("dns: names a pod author chooses cannot take the slots reserved for the operator's") {
+  DnsSetup s;
+  Loop loop;
+  ClientOptions o = s.options();
+  o.max_dns_lookups = 2;
+  o.reserved_dns_lookups = 1;
+  Client c(loop.ioc.get_executor(), o);
+  auto get = [&](const std::string& host, bool reserved, std::chrono::milliseconds d) {
+    Request r = get_request(s.url(host));
+    r.dns_reserved = reserved;
+    return loop.run(c.send(std::move(r), in(d), Limits{}));
+  };
+  // Two names whose DNS never answers fill the shared slots (abandoned at their deadlines,
+  // still in c-ares' hands)...
+  for (const char* host : {"slow1.test", "slow2.test"}) {
+    auto r = get(host, false, 100ms);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::timeout);
+  }
+  // ...so another such name is refused at once...
+  auto refused = get("good.test", false, 2s);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(contains(refused.error().message, "2 DNS lookups are already in flight"));
+  // ...while a request on the operator's behalf still resolves, in its reserved slot.
+  auto mine = get("good.test", true, 2s);
+  INFO((mine ? std::string() : mine.error().message));
+  REQUIRE(mine.ok());
+  CHECK(mine->body == "hello");
+  // The reserved slots are bounded too: once the one slot holds a stalled lookup, a reserved
+  // request finds every slot taken (another name: good.test's connection is pooled now, and a
+  // pooled connection needs no lookup).
+  auto stalled = get("slow3.test", true, 100ms);
+  REQUIRE_FALSE(stalled.ok());
+  CHECK(stalled.error().code == Errc::timeout);
+  s.dns.add("other.test");
+  auto full = get("other.test", true, 2s);
+  REQUIRE_FALSE(full.ok());
+  CHECK(contains(full.error().message, "3 DNS lookups are already in flight"));
 }
 
 TEST_CASE("dns: a cancellation ends a lookup that would never end") {

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/encoding.hpp"
+#include "fake_dns.hpp"
 #include "fake_http.hpp"
 #include "oci/manifest.hpp"
 #include "registry/auth.hpp"
@@ -743,6 +744,49 @@ TEST_CASE("pull credentials of one admission are used for that call only") {
   size_t with_alice = 0;
   for (const auto& a : auth_seen) with_alice += a == alice;
   CHECK(with_alice == 2);  // the two calls that carried her credentials
+}
+
+TEST_CASE("dns: the operator's registries keep resolving while pod-named hosts stall DNS") {
+  // A pod author chooses image names, and so the DNS servers asked for them: names whose DNS
+  // never answers fill the shared lookup slots. The registries the operator configured
+  // (insecure_hosts, its own credentials, the identity's hosts) resolve in reserved slots; a
+  // pod's own pull secret reserves nothing, since the pod's author writes it.
+  Loop loop;
+  FakeRegistry reg;
+  FakeHttpServer srv([&](const HttpRequest& r) { return reg.handle(r); });
+  sigil::test::FakeDns dns;
+  for (const char* name : {"reg.test", "cred.test", "pod.test"}) dns.add(name);
+  const std::string port = std::to_string(srv.port());
+  ClientOptions o = options_for("reg.test:" + port);
+  o.dns_servers = dns.servers();
+  o.max_dns_lookups = 1;
+  o.reserved_dns_lookups = 4;
+  o.credentials.auths["cred.test:" + port] = Credential{"ops", "pw", ""};
+  HttpClient c(loop.ioc.get_executor(), o);
+  auto in = [](std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; };
+  // A pod's image on a host whose DNS never answers: abandoned at its deadline, its lookup
+  // still holds the one shared slot.
+  auto stalled = loop.run(c.resolve({"slow.test:" + port, "x/y", "v1", ""}, in(100ms)));
+  REQUIRE_FALSE(stalled.ok());
+  CHECK(stalled.error().code == Errc::timeout);
+  // The operator's plain-http registry still resolves and serves the whole flow.
+  Flow f = loop.run(full_flow(c, "reg.test:" + port, in(5s)));
+  INFO((f.ok() ? std::string() : f.first_error().message));
+  CHECK(f.ok());
+  // A host the operator holds credentials for gets past DNS (then fails TLS: the fake speaks
+  // plain HTTP, and this host is not listed insecure).
+  const int before = srv.connections();
+  auto cred = loop.run(c.resolve({"cred.test:" + port, "team/app", "v1", ""}, in(5s)));
+  REQUIRE_FALSE(cred.ok());
+  CHECK(cred.error().message.find("in flight") == std::string::npos);
+  CHECK(srv.connections() > before);
+  // Another host, even with the pod's own pull secret for it, finds the shared slot taken.
+  auto pod = std::make_shared<DockerConfig>();
+  pod->auths["pod.test:" + port] = Credential{"alice", "pw", ""};
+  auto other = loop.run(c.resolve({"pod.test:" + port, "team/app", "v1", ""}, in(5s), pod));
+  REQUIRE_FALSE(other.ok());
+  CHECK(other.error().code == Errc::unavailable);
+  CHECK(other.error().message.find("1 DNS lookups are already in flight") != std::string::npos);
 }
 
 TEST_CASE("docker config: the legacy .dockercfg form and merging") {
