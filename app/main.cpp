@@ -3,10 +3,17 @@
 #include <cstdlib>
 
 #include "app/commands.hpp"
+#include "app/openssl_alloc.hpp"
 
 #if defined(SIGIL_WITH_TCMALLOC)
 #include <gperftools/malloc_extension.h>
 #endif
+
+// OpenSSL's allocator is replaceable only before its first allocation: this runs before the
+// binary's static initialisers (priority 101, the first not reserved), some of which use OpenSSL.
+__attribute__((constructor(101))) static void use_openssl_allocator() {
+  (void)sigil::app::install_openssl_allocator();
+}
 
 int main(int argc, char** argv) {
 #if defined(SIGIL_WITH_TCMALLOC)

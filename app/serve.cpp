@@ -28,6 +28,7 @@
 #include "app/config.hpp"
 #include "app/events.hpp"
 #include "app/metrics.hpp"
+#include "app/openssl_alloc.hpp"
 #include "app/selfcert.hpp"
 #include "app/trust.hpp"
 #include "app/webhook.hpp"
@@ -220,6 +221,8 @@ int detail::run_serve(Settings s) {
   } else {
     spdlog::info("pinning: off (tags are resolved at every admission)");
   }
+  spdlog::debug("OpenSSL allocates through sigil's functions (free(NULL) skipped): {}",
+                openssl_allocator_installed() ? "yes" : "no, OpenSSL had allocated already");
   server::ServerOptions sopts;
   sopts.listen = s.listen;
   sopts.cert_file = s.tls_cert;
