@@ -789,6 +789,32 @@ TEST_CASE("dns: the operator's registries keep resolving while pod-named hosts s
   CHECK(other.error().message.find("1 DNS lookups are already in flight") != std::string::npos);
 }
 
+TEST_CASE("dns: an operator's registry's token realm on another name resolves in reserved slots") {
+  // The realm is asked on the registry's behalf: with the one shared slot held by a pod-named
+  // host whose DNS never answers, the realm's own name must still resolve.
+  Loop loop;
+  FakeRegistry reg;
+  FakeHttpServer srv([&](const HttpRequest& r) { return reg.handle(r); });
+  sigil::test::FakeDns dns;
+  dns.add("reg.test");
+  dns.add("auth.test");
+  const std::string port = std::to_string(srv.port());
+  reg.bearer = true;
+  reg.realm = "http://auth.test:" + port + "/token";  // same server, another name and origin
+  ClientOptions o = options_for("reg.test:" + port);
+  o.dns_servers = dns.servers();
+  o.max_dns_lookups = 1;
+  HttpClient c(loop.ioc.get_executor(), o);
+  const auto in = [](std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; };
+  auto stalled = loop.run(c.resolve({"slow.test:" + port, "x/y", "v1", ""}, in(100ms)));
+  REQUIRE_FALSE(stalled.ok());
+  Flow f = loop.run(full_flow(c, "reg.test:" + port, in(5s)));
+  INFO((f.ok() ? std::string() : f.first_error().message));
+  CHECK(f.ok());
+  CHECK(reg.token_hits >= 1);
+  CHECK(dns.queries("auth.test") >= 1);
+}
+
 TEST_CASE("docker config: the legacy .dockercfg form and merging") {
   auto legacy = parse_dockercfg(R"({"myacr.azurecr.io":{"auth":"dTpw"}})");
   REQUIRE(legacy.ok());
