@@ -132,7 +132,9 @@ struct Metrics::Impl {
   std::array<std::array<prom::Counter*, kReasons>, std::size(kOutcomes)> verdict_by{};
 
   std::mutex hosts_mu;
-  std::set<std::string, std::less<>> hosts;  // registry hosts with series of their own
+  // Registry hosts with series of their own: pod-named ones (bounded), the operator's.
+  std::set<std::string, std::less<>> hosts;
+  std::set<std::string, std::less<>> operator_hosts;  // net::Exchange::operator_named
 
   mutable std::mutex mu;  // the scrape-time sources
   const verify::Engine* engine = nullptr;
@@ -311,11 +313,14 @@ void Metrics::verdict(const verify::Verdict& v) {
 void Metrics::registry_exchange(const net::Exchange& e) {
   // Hosts come from the images pods name (where a policy's globs match them): past
   // kMaxRegistryHosts distinct ones, the rest share host="other", so pods cannot grow the
-  // series without bound.
+  // series without bound. The operator's registries (and where they redirect) always keep their
+  // own: configuration bounds them, and pods naming hosts first must not take their series.
   std::string host = host_of(e.origin);
   {
     std::lock_guard lock(impl_->hosts_mu);
-    if (impl_->hosts.count(host) == 0) {
+    if (e.operator_named) {
+      impl_->operator_hosts.insert(host);
+    } else if (impl_->hosts.count(host) == 0 && impl_->operator_hosts.count(host) == 0) {
       if (impl_->hosts.size() < kMaxRegistryHosts) {
         impl_->hosts.insert(host);
       } else {

@@ -198,7 +198,7 @@ awaitable<Result<Response>> Client::send(Request request, Deadline deadline, Lim
   auto impl = impl_;
   const std::string what = std::string(method_name(request.method)) + " " + request.url.authority();
   auto body = [&](CallState& call) -> awaitable<Result<Response>> {
-    call.dns_reserved = request.dns_reserved;
+    call.operator_named = request.operator_named;
     co_return co_await impl->send_on_strand(request, deadline, limits, call);
   };
   co_return co_await Impl::on_strand<Response>(impl, what, body);

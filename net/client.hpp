@@ -75,10 +75,10 @@ struct Request {
   std::function<bool(const Url& to)> redirect_allowed;
   RetryPolicy retry;  // default: no retries
   // Sent on behalf of a host the operator configured (a registry sigil holds credentials for or
-  // was told to reach over plain HTTP), never one a pod author named: its host-name lookups, and
+  // was told to reach over plain HTTP), never one a pod author named. Its host-name lookups, and
   // its redirects', may use the reserved DNS slots (ClientOptions::reserved_dns_lookups), which
-  // lookups of other names cannot fill.
-  bool dns_reserved = false;
+  // lookups of other names cannot fill; its exchanges say so (Exchange::operator_named).
+  bool operator_named = false;
 };
 
 // Helpers for the requests sigil makes.
@@ -111,7 +111,8 @@ struct Exchange {
   unsigned status = 0;
   Errc error = Errc::internal;  // meaningful when status == 0
   std::chrono::steady_clock::duration duration{};
-  bool reused = false;  // sent on a pooled connection
+  bool reused = false;          // sent on a pooled connection
+  bool operator_named = false;  // the request's Request::operator_named
 };
 // Called on the client's strand after each exchange; must be quick and must not throw.
 using Observer = std::function<void(const Exchange&)>;
@@ -136,7 +137,7 @@ struct ClientOptions {
   // /etc/hosts as getaddrinfo reads them, unless `dns_servers` ("127.0.0.1:5353,..." : tests
   // run their own server) names others. Past `max_dns_lookups` in flight (abandoned ones
   // included until c-ares times them out) a lookup fails at once. Requests marked
-  // dns_reserved have `reserved_dns_lookups` more of their own: a pod author who names hosts
+  // operator_named have `reserved_dns_lookups` more of their own: a pod author who names hosts
   // whose DNS never answers can fill the shared slots, but not these, so the operator's own
   // registries still resolve.
   std::string dns_servers;

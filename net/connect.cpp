@@ -87,7 +87,7 @@ void Client::Impl::park(std::shared_ptr<Conn> c) {
 }
 
 void Client::Impl::observe(const Url& url, Method method, unsigned status, Errc error,
-                           SteadyClock::time_point start, bool reused) {
+                           SteadyClock::time_point start, bool reused, bool operator_named) {
   if (!opts.observer) return;
   Exchange e;
   e.origin = url.origin();
@@ -96,6 +96,7 @@ void Client::Impl::observe(const Url& url, Method method, unsigned status, Errc 
   e.error = error;
   e.duration = SteadyClock::now() - start;
   e.reused = reused;
+  e.operator_named = operator_named;
   try {
     opts.observer(e);
   } catch (...) {
@@ -113,7 +114,7 @@ awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url&
   if (!resolver) co_return make_error(Errc::internal, "net client without a resolver");
   auto lookup = std::make_shared<Lookup>(strand);
   call.resolving = lookup;
-  if (auto st = resolver->start(url.host, port, lookup, call.dns_reserved); !st) {
+  if (auto st = resolver->start(url.host, port, lookup, call.operator_named); !st) {
     co_return st.error();
   }
   if (!lookup->done && !call.cancelled) {

@@ -140,7 +140,7 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Request request,
   auto impl = impl_;
   const std::string what = std::string(method_name(request.method)) + " " + request.url.authority();
   auto body = [&](CallState& call) -> awaitable<Result<std::unique_ptr<ResponseStream>>> {
-    call.dns_reserved = request.dns_reserved;
+    call.operator_named = request.operator_named;
     if (!impl->init) co_return impl->init.error();
     if (auto st = check_request(request); !st) co_return st.error();
     const Url& url = request.url;
@@ -154,7 +154,7 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Request request,
       bool retryable = true;
       auto c = co_await impl->acquire(url, deadline, call, i > 0, reused, retryable);
       if (!c) {
-        impl->observe(url, request.method, 0, c.error().code, start, false);
+        impl->observe(url, request.method, 0, c.error().code, start, false, call.operator_named);
         co_return c.error();
       }
       auto s = std::make_shared<ResponseStream::Impl>();
@@ -172,7 +172,7 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Request request,
                                                   deadline, call, where, stale);
       }
       if (!st) {
-        impl->observe(url, request.method, 0, st.error().code, start, reused);
+        impl->observe(url, request.method, 0, st.error().code, start, reused, call.operator_named);
         s->conn->close();
         if (reused && stale && !call.cancelled) continue;
         co_return st.error();
@@ -182,7 +182,8 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Request request,
         s->headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
       }
       s->parser.body_limit(boost::none);  // the caller bounds what it keeps
-      impl->observe(url, request.method, s->status, Errc::internal, start, reused);
+      impl->observe(url, request.method, s->status, Errc::internal, start, reused,
+                    call.operator_named);
       co_return std::make_unique<ResponseStream>(std::move(s));
     }
     co_return make_error(Errc::unavailable, where + " closed the connection");

@@ -168,7 +168,7 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
     req.method = method;
     req.authorization = std::move(*a);
     req.retry = retry_policy();
-    req.dns_reserved = operator_named(registry);
+    req.operator_named = operator_named(registry);
     if (method == net::Method::get) req.max_redirects = opts.max_redirects;
     req.redirect_allowed = [this](const Url& to) {
       return to.scheme == "https" || insecure(to.authority(), to.authority());

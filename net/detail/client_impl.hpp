@@ -112,7 +112,7 @@ struct Conn {
 struct CallState {
   bool cancelled = false;
   bool done = false;
-  bool dns_reserved = false;  // the request's (Request::dns_reserved), for its lookups
+  bool operator_named = false;  // the request's (Request::operator_named): lookups, exchanges
   std::weak_ptr<Conn> active;
   std::weak_ptr<Lookup> resolving;
   std::shared_ptr<asio::steady_timer> sleeping;
@@ -178,7 +178,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   // ---- connecting (net/connect.cpp) ----
 
   void observe(const Url& url, Method method, unsigned status, Errc error,
-               SteadyClock::time_point start, bool reused);
+               SteadyClock::time_point start, bool reused, bool operator_named);
 
   awaitable<Result<std::vector<tcp::endpoint>>> endpoints(const Url& url, Deadline deadline,
                                                           CallState& call);

@@ -95,7 +95,8 @@ TEST_CASE("metrics: registry exchanges by host and status; token refreshes by so
                R"(sigil_token_refreshes_total{result="failed",source="workload-identity"})") == 1);
 }
 
-TEST_CASE("metrics: registry hosts beyond 64 share host=\"other\"") {
+TEST_CASE(
+    "metrics: registry hosts pods name beyond 64 share host=\"other\"; the operator's do not") {
   Metrics m;
   sigil::net::Exchange e;
   e.status = 200;
@@ -110,6 +111,15 @@ TEST_CASE("metrics: registry hosts beyond 64 share host=\"other\"") {
   CHECK(sample(text, R"(sigil_registry_requests_total{host="r63.example",status="200"})") == 1);
   CHECK(sample(text, R"(sigil_registry_requests_total{host="r64.example",status="200"})") == -1);
   CHECK(sample(text, R"(sigil_registry_requests_total{host="other",status="200"})") == 6);
+  // The operator's registry, first seen after pods took every slot, keeps its own series.
+  e.origin = "https://myacr.azurecr.io";
+  e.operator_named = true;
+  m.registry_exchange(e);
+  m.registry_exchange(e);
+  const std::string after = m.scrape();
+  CHECK(sample(after, R"(sigil_registry_requests_total{host="myacr.azurecr.io",status="200"})") ==
+        2);
+  CHECK(sample(after, R"(sigil_registry_requests_total{host="other",status="200"})") == 6);
 }
 
 TEST_CASE("metrics: the policy state and the process figures are read at scrape time") {

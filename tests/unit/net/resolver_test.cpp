@@ -4,7 +4,9 @@
 // lookups still in flight leaks nothing (ASan's leak check in the sanitizer build).
 #include <stdlib.h>
 
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -135,10 +137,16 @@ TEST_CASE("dns: names a pod author chooses cannot take the slots reserved for th
   ClientOptions o = s.options();
   o.max_dns_lookups = 2;
   o.reserved_dns_lookups = 1;
+  std::mutex mu;
+  std::vector<Exchange> seen;  // what the metrics hook is told
+  o.observer = [&](const Exchange& e) {
+    std::lock_guard lock(mu);
+    seen.push_back(e);
+  };
   Client c(loop.ioc.get_executor(), o);
   auto get = [&](const std::string& host, bool reserved, std::chrono::milliseconds d) {
     Request r = get_request(s.url(host));
-    r.dns_reserved = reserved;
+    r.operator_named = reserved;
     return loop.run(c.send(std::move(r), in(d), Limits{}));
   };
   // Two names whose DNS never answers fill the shared slots (abandoned at their deadlines,
@@ -157,6 +165,14 @@ TEST_CASE("dns: names a pod author chooses cannot take the slots reserved for th
   INFO((mine ? std::string() : mine.error().message));
   REQUIRE(mine.ok());
   CHECK(mine->body == "hello");
+  {
+    // Its exchange says it was made on the operator's behalf; the refused one's does not.
+    std::lock_guard lock(mu);
+    REQUIRE(seen.size() >= 2);
+    CHECK(seen.back().status == 200);
+    CHECK(seen.back().operator_named);
+    CHECK_FALSE(seen[seen.size() - 2].operator_named);
+  }
   // The reserved slots are bounded too: once the one slot holds a stalled lookup, a reserved
   // request finds every slot taken (another name: good.test's connection is pooled now, and a
   // pooled connection needs no lookup).
