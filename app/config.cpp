@@ -348,4 +348,17 @@ Result<std::shared_ptr<const policy::PolicySet>> load_policies(
   return std::make_shared<const policy::PolicySet>(std::move(all), no_match, generation);
 }
 
+std::vector<std::string> operator_registries(const policy::PolicySet& set) {
+  std::vector<std::string> out;
+  for (const auto& p : set.policies()) {
+    if (!p.namespace_scope.empty()) continue;
+    for (const auto& g : p.globs) {
+      if (std::string r = g.literal_registry(); !r.empty()) out.push_back(std::move(r));
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 }  // namespace sigil::app

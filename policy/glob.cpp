@@ -181,6 +181,17 @@ Result<Glob> Glob::compile(std::string_view pattern) {
   }
 }
 
+std::string Glob::literal_registry() const {
+  const std::string_view n = normalized_;
+  const size_t slash = n.find('/');
+  if (slash == std::string_view::npos) return {};
+  const std::string_view host = n.substr(0, slash);
+  if (host.find_first_of("*?@") != std::string_view::npos) return {};
+  // Docker's rule: a first component is a registry only with a '.' or a ':', or as localhost.
+  if (host.find_first_of(".:") == std::string_view::npos && host != "localhost") return {};
+  return oci::canonical_registry(std::string(host));
+}
+
 bool Glob::matches(const oci::Reference& image) const {
   if (!re_) return false;
   try {

@@ -52,6 +52,10 @@ class Glob {
   const std::string& pattern() const noexcept { return pattern_; }
   // The pattern after policy-controller's rewrites ("*" -> "index.docker.io/library/*").
   const std::string& normalized() const noexcept { return normalized_; }
+  // The registry this glob names literally, in oci::canonical_registry's spelling ("ghcr.io",
+  // "myreg:5000", "docker.io" for index.docker.io), or "" when its registry part has a wildcard
+  // or it names none (a bare "nginx", "**"). Whoever wrote the glob chose that host.
+  std::string literal_registry() const;
 
  private:
   std::string pattern_;

@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <map>
@@ -93,8 +94,17 @@ bool HttpClient::Impl::insecure(std::string_view registry, const std::string& au
 }
 
 bool HttpClient::Impl::operator_named(const std::string& registry) const {
-  return opts.credentials.find(registry).has_value() || insecure(registry, registry) ||
-         (opts.identity && opts.identity->covers(registry));
+  if (opts.credentials.find(registry).has_value() || insecure(registry, registry) ||
+      (opts.identity && opts.identity->covers(registry))) {
+    return true;
+  }
+  std::shared_ptr<const std::vector<std::string>> named;
+  {
+    std::lock_guard lock(operator_mu);
+    named = operator_registries;
+  }
+  return named && std::binary_search(named->begin(), named->end(),
+                                     oci::canonical_registry(ascii_lower(registry)));
 }
 
 Result<Url> HttpClient::Impl::origin(const std::string& registry) const {
@@ -231,6 +241,15 @@ bool HttpClient::covers(const PullCredentials& creds, const std::string& registr
 uint64_t HttpClient::request_count() const {
   return impl_ && impl_->http ? impl_->http->request_count() : 0;
 }
+void HttpClient::set_operator_registries(std::vector<std::string> registries) {
+  if (!impl_) return;
+  std::sort(registries.begin(), registries.end());
+  registries.erase(std::unique(registries.begin(), registries.end()), registries.end());
+  auto list = std::make_shared<const std::vector<std::string>>(std::move(registries));
+  std::lock_guard lock(impl_->operator_mu);
+  impl_->operator_registries = std::move(list);
+}
+
 uint64_t HttpClient::token_request_count() const {
   return impl_ ? impl_->token_requests.load() : 0;
 }

@@ -114,6 +114,12 @@ class HttpClient final : public Client {
   // Token requests alone (a subset of request_count), for tests of the token cache.
   uint64_t token_request_count() const;
 
+  // More registries the operator named (in oci::canonical_registry's spelling): those that
+  // cluster-wide policies' globs name literally. Their requests get what ClientOptions gives
+  // the configured ones (reserved DNS slots, their own metric series). Replaces the previous
+  // list; thread-safe. Never a namespaced policy's: tenants write those.
+  void set_operator_registries(std::vector<std::string> registries);
+
  private:
   struct Impl;
   std::shared_ptr<Impl> impl_;

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -73,6 +74,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   // identity's hosts): its requests take reserved DNS slots. Never from a pod's pull secrets,
   // which the pod's author writes.
   bool operator_named(const std::string& registry) const;
+  // set_operator_registries' list, sorted; swapped whole under its mutex.
+  mutable std::mutex operator_mu;
+  std::shared_ptr<const std::vector<std::string>> operator_registries;
 
   // The registry origin for API calls (docker.io -> registry-1.docker.io).
   Result<net::Url> origin(const std::string& registry) const;

@@ -1,4 +1,4 @@
-// app/config.cpp: the `cache:` section, cache.staleIfError among it.
+// app/config.cpp: the `cache:` section, cache.staleIfError among it; the registries policies name.
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <string>
@@ -79,4 +79,27 @@ TEST_CASE("config: every section refuses a key it does not know, and a non-mappi
                ok)
               .ok());
   CHECK(ok.registry.insecure_hosts == std::vector<std::string>{"127.0.0.1:5000"});
+}
+
+TEST_CASE("config: the registries cluster-wide policies name, never a namespace's") {
+  const std::string yaml = R"(apiVersion: sigil.dev/v1alpha1
+kind: ClusterImagePolicy
+metadata: {name: cluster}
+spec:
+  images: [{glob: "ghcr.io/org/**"}, {glob: "**"}, {glob: "myreg.example:5000/app"}]
+  authorities: [{static: {action: pass}}]
+---
+apiVersion: sigil.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: tenant, namespace: team-a}
+spec:
+  images: [{glob: "evil.example/**"}]
+  authorities: [{static: {action: pass}}]
+)";
+  auto docs = sigil::policy::parse_documents(yaml, "test.yaml");
+  INFO((docs.ok() ? std::string() : docs.error().message));
+  REQUIRE(docs.ok());
+  const sigil::policy::PolicySet set(docs->policies, sigil::policy::NoMatch::allow, 1);
+  CHECK(sigil::app::operator_registries(set) ==
+        std::vector<std::string>{"ghcr.io", "myreg.example:5000"});
 }

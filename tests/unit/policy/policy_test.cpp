@@ -91,6 +91,27 @@ Policy one_policy(const std::string& yaml) {
 
 }  // namespace
 
+TEST_CASE("glob: the registry it names literally, or none", "[policy][glob]") {
+  auto reg = [](const char* pattern) {
+    auto g = Glob::compile(pattern);
+    REQUIRE(g.ok());
+    return g->literal_registry();
+  };
+  CHECK(reg("ghcr.io/org/**") == "ghcr.io");
+  CHECK(reg("myreg.example:5000/app:*") == "myreg.example:5000");
+  CHECK(reg("myacr.azurecr.io:443/team/**") == "myacr.azurecr.io");  // the default port dropped
+  CHECK(reg("index.docker.io/library/*") == "docker.io");
+  CHECK(reg("*") == "docker.io");  // policy-controller's rewrite: Docker Hub's library
+  CHECK(reg("localhost/app") == "localhost");
+  // A wildcard in the registry part, or no registry part: nothing named.
+  CHECK(reg("**").empty());
+  CHECK(reg("*.example.com/**").empty());
+  CHECK(reg("reg?.example.com/app").empty());
+  CHECK(reg("index.docker.**").empty());
+  CHECK(reg("nginx").empty());
+  CHECK(reg("library/nginx").empty());  // a first component without '.' or ':' is a path
+}
+
 TEST_CASE("glob matching follows policy-controller", "[policy][glob]") {
   struct Case {
     const char* image;

@@ -815,6 +815,33 @@ TEST_CASE("dns: an operator's registry's token realm on another name resolves in
   CHECK(dns.queries("auth.test") >= 1);
 }
 
+TEST_CASE("dns: registries cluster-wide policies name keep DNS slots too, once set") {
+  Loop loop;
+  FakeRegistry reg;
+  FakeHttpServer srv([&](const HttpRequest& r) { return reg.handle(r); });
+  sigil::test::FakeDns dns;
+  dns.add("pol.test");
+  const std::string port = std::to_string(srv.port());
+  ClientOptions o;
+  o.dns_servers = dns.servers();
+  o.max_dns_lookups = 1;
+  HttpClient c(loop.ioc.get_executor(), o);
+  const auto in = [](std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; };
+  auto stalled = loop.run(c.resolve({"slow.test:" + port, "x/y", "v1", ""}, in(100ms)));
+  REQUIRE_FALSE(stalled.ok());
+  const oci::Reference ref{"pol.test:" + port, "team/app", "v1", ""};
+  // Not named yet: refused at the lookup like any pod-named host.
+  auto before = loop.run(c.resolve(ref, in(5s)));
+  REQUIRE_FALSE(before.ok());
+  CHECK(before.error().message.find("DNS lookups are already in flight") != std::string::npos);
+  // Named by a policy: past DNS (then refused over TLS: the fake speaks plain HTTP).
+  c.set_operator_registries({"pol.test:" + port});
+  auto after = loop.run(c.resolve(ref, in(5s)));
+  REQUIRE_FALSE(after.ok());
+  CHECK(after.error().message.find("in flight") == std::string::npos);
+  CHECK(dns.queries("pol.test") >= 1);
+}
+
 TEST_CASE("docker config: the legacy .dockercfg form and merging") {
   auto legacy = parse_dockercfg(R"({"myacr.azurecr.io":{"auth":"dTpw"}})");
   REQUIRE(legacy.ok());
