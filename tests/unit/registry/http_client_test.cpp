@@ -746,100 +746,98 @@ TEST_CASE("pull credentials of one admission are used for that call only") {
   CHECK(with_alice == 2);  // the two calls that carried her credentials
 }
 
+// A fake registry on 127.0.0.1 behind the test's DNS server, and a client whose one shared
+// lookup slot is held by a pod-named host whose DNS never answers (stall()).
+struct StalledDns {
+  Loop loop;
+  FakeRegistry reg;
+  FakeHttpServer srv{[this](const HttpRequest& r) { return reg.handle(r); }};
+  sigil::test::FakeDns dns;
+  const std::string port = std::to_string(srv.port());
+  std::string at(const std::string& host) const { return host + ":" + port; }
+  ClientOptions options(const std::string& insecure_host = {}) const {
+    ClientOptions o = insecure_host.empty() ? ClientOptions{} : options_for(at(insecure_host));
+    o.dns_servers = dns.servers();
+    o.max_dns_lookups = 1;
+    return o;
+  }
+  static Deadline in(std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; }
+  // Abandoned at its deadline, the lookup still holds the one shared slot.
+  void stall(HttpClient& c) {
+    auto stalled = loop.run(c.resolve({at("slow.test"), "x/y", "v1", ""}, in(100ms)));
+    REQUIRE_FALSE(stalled.ok());
+    CHECK(stalled.error().code == Errc::timeout);
+  }
+};
+
+bool refused_at_dns(const Error& e) {
+  return e.message.find("DNS lookups are already in flight") != std::string::npos;
+}
+
 TEST_CASE("dns: the operator's registries keep resolving while pod-named hosts stall DNS") {
   // A pod author chooses image names, and so the DNS servers asked for them: names whose DNS
   // never answers fill the shared lookup slots. The registries the operator configured
   // (insecure_hosts, its own credentials, the identity's hosts) resolve in reserved slots; a
   // pod's own pull secret reserves nothing, since the pod's author writes it.
-  Loop loop;
-  FakeRegistry reg;
-  FakeHttpServer srv([&](const HttpRequest& r) { return reg.handle(r); });
-  sigil::test::FakeDns dns;
-  for (const char* name : {"reg.test", "cred.test", "pod.test"}) dns.add(name);
-  const std::string port = std::to_string(srv.port());
-  ClientOptions o = options_for("reg.test:" + port);
-  o.dns_servers = dns.servers();
-  o.max_dns_lookups = 1;
-  o.reserved_dns_lookups = 4;
-  o.credentials.auths["cred.test:" + port] = Credential{"ops", "pw", ""};
-  HttpClient c(loop.ioc.get_executor(), o);
-  auto in = [](std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; };
-  // A pod's image on a host whose DNS never answers: abandoned at its deadline, its lookup
-  // still holds the one shared slot.
-  auto stalled = loop.run(c.resolve({"slow.test:" + port, "x/y", "v1", ""}, in(100ms)));
-  REQUIRE_FALSE(stalled.ok());
-  CHECK(stalled.error().code == Errc::timeout);
+  StalledDns s;
+  for (const char* name : {"reg.test", "cred.test", "pod.test"}) s.dns.add(name);
+  ClientOptions o = s.options("reg.test");
+  o.credentials.auths[s.at("cred.test")] = Credential{"ops", "pw", ""};
+  HttpClient c(s.loop.ioc.get_executor(), o);
+  s.stall(c);
   // The operator's plain-http registry still resolves and serves the whole flow.
-  Flow f = loop.run(full_flow(c, "reg.test:" + port, in(5s)));
+  Flow f = s.loop.run(full_flow(c, s.at("reg.test"), s.in(5s)));
   INFO((f.ok() ? std::string() : f.first_error().message));
   CHECK(f.ok());
   // A host the operator holds credentials for gets past DNS (then fails TLS: the fake speaks
   // plain HTTP, and this host is not listed insecure).
-  const int before = srv.connections();
-  auto cred = loop.run(c.resolve({"cred.test:" + port, "team/app", "v1", ""}, in(5s)));
+  const int before = s.srv.connections();
+  auto cred = s.loop.run(c.resolve({s.at("cred.test"), "team/app", "v1", ""}, s.in(5s)));
   REQUIRE_FALSE(cred.ok());
-  CHECK(cred.error().message.find("in flight") == std::string::npos);
-  CHECK(srv.connections() > before);
+  CHECK_FALSE(refused_at_dns(cred.error()));
+  CHECK(s.srv.connections() > before);
   // Another host, even with the pod's own pull secret for it, finds the shared slot taken.
   auto pod = std::make_shared<DockerConfig>();
-  pod->auths["pod.test:" + port] = Credential{"alice", "pw", ""};
-  auto other = loop.run(c.resolve({"pod.test:" + port, "team/app", "v1", ""}, in(5s), pod));
+  pod->auths[s.at("pod.test")] = Credential{"alice", "pw", ""};
+  auto other = s.loop.run(c.resolve({s.at("pod.test"), "team/app", "v1", ""}, s.in(5s), pod));
   REQUIRE_FALSE(other.ok());
   CHECK(other.error().code == Errc::unavailable);
-  CHECK(other.error().message.find("1 DNS lookups are already in flight") != std::string::npos);
+  CHECK(refused_at_dns(other.error()));
 }
 
 TEST_CASE("dns: an operator's registry's token realm on another name resolves in reserved slots") {
   // The realm is asked on the registry's behalf: with the one shared slot held by a pod-named
   // host whose DNS never answers, the realm's own name must still resolve.
-  Loop loop;
-  FakeRegistry reg;
-  FakeHttpServer srv([&](const HttpRequest& r) { return reg.handle(r); });
-  sigil::test::FakeDns dns;
-  dns.add("reg.test");
-  dns.add("auth.test");
-  const std::string port = std::to_string(srv.port());
-  reg.bearer = true;
-  reg.realm = "http://auth.test:" + port + "/token";  // same server, another name and origin
-  ClientOptions o = options_for("reg.test:" + port);
-  o.dns_servers = dns.servers();
-  o.max_dns_lookups = 1;
-  HttpClient c(loop.ioc.get_executor(), o);
-  const auto in = [](std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; };
-  auto stalled = loop.run(c.resolve({"slow.test:" + port, "x/y", "v1", ""}, in(100ms)));
-  REQUIRE_FALSE(stalled.ok());
-  Flow f = loop.run(full_flow(c, "reg.test:" + port, in(5s)));
+  StalledDns s;
+  s.dns.add("reg.test");
+  s.dns.add("auth.test");
+  s.reg.bearer = true;
+  s.reg.realm = "http://" + s.at("auth.test") + "/token";  // same server, another origin
+  HttpClient c(s.loop.ioc.get_executor(), s.options("reg.test"));
+  s.stall(c);
+  Flow f = s.loop.run(full_flow(c, s.at("reg.test"), s.in(5s)));
   INFO((f.ok() ? std::string() : f.first_error().message));
   CHECK(f.ok());
-  CHECK(reg.token_hits >= 1);
-  CHECK(dns.queries("auth.test") >= 1);
+  CHECK(s.reg.token_hits >= 1);
+  CHECK(s.dns.queries("auth.test") >= 1);
 }
 
 TEST_CASE("dns: registries cluster-wide policies name keep DNS slots too, once set") {
-  Loop loop;
-  FakeRegistry reg;
-  FakeHttpServer srv([&](const HttpRequest& r) { return reg.handle(r); });
-  sigil::test::FakeDns dns;
-  dns.add("pol.test");
-  const std::string port = std::to_string(srv.port());
-  ClientOptions o;
-  o.dns_servers = dns.servers();
-  o.max_dns_lookups = 1;
-  HttpClient c(loop.ioc.get_executor(), o);
-  const auto in = [](std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; };
-  auto stalled = loop.run(c.resolve({"slow.test:" + port, "x/y", "v1", ""}, in(100ms)));
-  REQUIRE_FALSE(stalled.ok());
-  const oci::Reference ref{"pol.test:" + port, "team/app", "v1", ""};
+  StalledDns s;
+  s.dns.add("pol.test");
+  HttpClient c(s.loop.ioc.get_executor(), s.options());
+  s.stall(c);
+  const oci::Reference ref{s.at("pol.test"), "team/app", "v1", ""};
   // Not named yet: refused at the lookup like any pod-named host.
-  auto before = loop.run(c.resolve(ref, in(5s)));
+  auto before = s.loop.run(c.resolve(ref, s.in(5s)));
   REQUIRE_FALSE(before.ok());
-  CHECK(before.error().message.find("DNS lookups are already in flight") != std::string::npos);
+  CHECK(refused_at_dns(before.error()));
   // Named by a policy: past DNS (then refused over TLS: the fake speaks plain HTTP).
-  c.set_operator_registries({"pol.test:" + port});
-  auto after = loop.run(c.resolve(ref, in(5s)));
+  c.set_operator_registries({s.at("pol.test")});
+  auto after = s.loop.run(c.resolve(ref, s.in(5s)));
   REQUIRE_FALSE(after.ok());
-  CHECK(after.error().message.find("in flight") == std::string::npos);
-  CHECK(dns.queries("pol.test") >= 1);
+  CHECK_FALSE(refused_at_dns(after.error()));
+  CHECK(s.dns.queries("pol.test") >= 1);
 }
 
 TEST_CASE("docker config: the legacy .dockercfg form and merging") {
