@@ -132,7 +132,7 @@ struct Metrics::Impl {
   std::array<std::array<prom::Counter*, kReasons>, std::size(kOutcomes)> verdict_by{};
 
   std::mutex hosts_mu;
-  // Registry hosts with series of their own: pod-named ones (bounded), the operator's.
+  // Registry hosts with series of their own, each set bounded: pod-named ones, the operator's.
   std::set<std::string, std::less<>> hosts;
   std::set<std::string, std::less<>> operator_hosts;  // net::Exchange::operator_named
 
@@ -313,16 +313,16 @@ void Metrics::verdict(const verify::Verdict& v) {
 void Metrics::registry_exchange(const net::Exchange& e) {
   // Hosts come from the images pods name (where a policy's globs match them): past
   // kMaxRegistryHosts distinct ones, the rest share host="other", so pods cannot grow the
-  // series without bound. The operator's registries (and where they redirect) always keep their
-  // own: configuration bounds them, and pods naming hosts first must not take their series.
+  // series without bound. The operator's registries (and where they redirect) have series of
+  // their own, kMaxRegistryHosts more, so pods naming hosts first cannot take theirs; bounded
+  // too, since a pattern the operator allows ("*.azurecr.io") still lets pods pick names in it.
   std::string host = host_of(e.origin);
   {
     std::lock_guard lock(impl_->hosts_mu);
-    if (e.operator_named) {
-      impl_->operator_hosts.insert(host);
-    } else if (impl_->hosts.count(host) == 0 && impl_->operator_hosts.count(host) == 0) {
-      if (impl_->hosts.size() < kMaxRegistryHosts) {
-        impl_->hosts.insert(host);
+    auto& own = e.operator_named ? impl_->operator_hosts : impl_->hosts;
+    if (impl_->hosts.count(host) == 0 && impl_->operator_hosts.count(host) == 0) {
+      if (own.size() < kMaxRegistryHosts) {
+        own.insert(host);
       } else {
         host = "other";
       }

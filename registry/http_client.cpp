@@ -151,6 +151,7 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
   // config name the host: those come first, as in the kubelet's order.
   bool use_identity = opts.identity != nullptr && opts.identity->covers(registry) &&
                       !credential_for(registry, extra).has_value();
+  const bool mine = operator_named(registry);
   auto o = origin(registry);
   if (!o) co_return o.error();
   Url url = *o;
@@ -178,7 +179,7 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
     req.method = method;
     req.authorization = std::move(*a);
     req.retry = retry_policy();
-    req.operator_named = operator_named(registry);
+    req.operator_named = mine;
     if (method == net::Method::get) req.max_redirects = opts.max_redirects;
     req.redirect_allowed = [this](const Url& to) {
       return to.scheme == "https" || insecure(to.authority(), to.authority());

@@ -120,6 +120,15 @@ TEST_CASE(
   CHECK(sample(after, R"(sigil_registry_requests_total{host="myacr.azurecr.io",status="200"})") ==
         2);
   CHECK(sample(after, R"(sigil_registry_requests_total{host="other",status="200"})") == 6);
+  // Bounded too: the Azure identity covers *.azurecr.io, where pods choose the names.
+  for (int i = 0; i < 70; ++i) {
+    e.origin = "https://a" + std::to_string(i) + ".azurecr.io";
+    m.registry_exchange(e);
+  }
+  const std::string last = m.scrape();
+  CHECK(sample(last, R"(sigil_registry_requests_total{host="a62.azurecr.io",status="200"})") == 1);
+  CHECK(sample(last, R"(sigil_registry_requests_total{host="a63.azurecr.io",status="200"})") == -1);
+  CHECK(sample(last, R"(sigil_registry_requests_total{host="other",status="200"})") == 13);
 }
 
 TEST_CASE("metrics: the policy state and the process figures are read at scrape time") {
