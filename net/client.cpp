@@ -157,8 +157,10 @@ Client::Client(const asio::any_io_executor& executor, ClientOptions options) {
     impl_->strand = asio::make_strand(executor);
     impl_->opts = std::move(options);
     impl_->resolver = std::make_unique<detail::Resolver>(
-        impl_->strand, detail::ResolverOptions{impl_->opts.dns_servers, impl_->opts.max_dns_lookups,
-                                               impl_->opts.reserved_dns_lookups});
+        impl_->strand,
+        detail::ResolverOptions{impl_->opts.dns_servers, impl_->opts.max_dns_lookups,
+                                impl_->opts.reserved_dns_lookups, impl_->opts.dns_try_timeout,
+                                impl_->opts.dns_attempts});
     if (const Status& dns = impl_->resolver->init_status(); !dns) impl_->init = dns;
     auto ctx = detail::make_client_context(impl_->opts.tls);
     if (ctx) {

@@ -139,10 +139,17 @@ struct ClientOptions {
   // included until c-ares times them out) a lookup fails at once. Requests marked
   // operator_named have `reserved_dns_lookups` more of their own: a pod author who names hosts
   // whose DNS never answers can fill the shared slots, but not these, so the operator's own
-  // registries still resolve.
+  // registries still resolve. Concurrent lookups of one name share one slot and one query.
+  // c-ares asks each server `dns_attempts` times, waiting `dns_try_timeout` for the first
+  // answer and twice as long on each later round (these replace resolv.conf's `options
+  // timeout:` and `attempts:`): with one server, a name that never answers holds its slot and
+  // sends queries to the cluster's DNS for dns_try_timeout * (2^dns_attempts - 1), 3 s by
+  // default, instead of c-ares' 75 s.
   std::string dns_servers;
   size_t max_dns_lookups = 256;
   size_t reserved_dns_lookups = 64;
+  std::chrono::milliseconds dns_try_timeout{1000};
+  int dns_attempts = 2;
 };
 
 class Client;

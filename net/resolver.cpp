@@ -14,6 +14,9 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
@@ -40,6 +43,18 @@ bool ready_now(int fd, short events) {
   return ::poll(&p, 1, 0) > 0;
 }
 
+// One c-ares lookup of one name, and every call waiting for it. Waiters are held weakly: a call
+// that abandoned its wait (deadline, cancellation) frees its Lookup, and its entry here is only
+// skipped when the answer comes.
+struct Flight {
+  bool reserved_slot = false;
+  std::vector<std::pair<std::weak_ptr<Lookup>, uint16_t>> waiters;  // with each one's port
+};
+
+// Past this many waiters on one name, the abandoned ones are dropped from the list as more join:
+// a burst of admissions naming one host whose DNS never answers does not grow it without bound.
+constexpr size_t kPruneWaitersAt = 64;
+
 }  // namespace
 
 struct Resolver::State : std::enable_shared_from_this<State> {
@@ -54,6 +69,8 @@ struct Resolver::State : std::enable_shared_from_this<State> {
   size_t max_reserved = 64;
   size_t in_flight = 0;           // in shared slots
   size_t reserved_in_flight = 0;  // in reserved slots
+  // The lookups in flight, by name: one of a name already asked for is joined, not repeated.
+  std::map<std::string, std::shared_ptr<Flight>, std::less<>> flights;
   uint64_t next_gen = 1;
   std::map<ares_socket_t, Watch> watches;
 
@@ -166,34 +183,42 @@ namespace {
 // What c-ares carries for one lookup until its callback, which always comes exactly once.
 struct Pending {
   Resolver::State* state;
-  std::shared_ptr<Lookup> lookup;
-  uint16_t port;
-  bool reserved_slot;
+  std::string host;
+  std::shared_ptr<Flight> flight;
 };
 
 void on_addrinfo(void* arg, int status, int /*timeouts*/, ares_addrinfo* res) {
   std::unique_ptr<Pending> p(static_cast<Pending*>(arg));
-  --(p->reserved_slot ? p->state->reserved_in_flight : p->state->in_flight);
-  Lookup& l = *p->lookup;
-  l.status = status;
+  Resolver::State& st = *p->state;
+  --(p->flight->reserved_slot ? st.reserved_in_flight : st.in_flight);
+  if (auto it = st.flights.find(p->host); it != st.flights.end() && it->second == p->flight) {
+    st.flights.erase(it);  // a later lookup of this name asks again
+  }
+  std::vector<asio::ip::address> addresses;
   if (status == ARES_SUCCESS && res) {
     for (const ares_addrinfo_node* n = res->nodes; n; n = n->ai_next) {
       if (n->ai_family == AF_INET && n->ai_addrlen >= sizeof(sockaddr_in)) {
         sockaddr_in sa{};
         std::memcpy(&sa, n->ai_addr, sizeof sa);
-        l.endpoints.emplace_back(asio::ip::address_v4(ntohl(sa.sin_addr.s_addr)), p->port);
+        addresses.emplace_back(asio::ip::address_v4(ntohl(sa.sin_addr.s_addr)));
       } else if (n->ai_family == AF_INET6 && n->ai_addrlen >= sizeof(sockaddr_in6)) {
         sockaddr_in6 sa{};
         std::memcpy(&sa, n->ai_addr, sizeof sa);
         asio::ip::address_v6::bytes_type b;
         std::memcpy(b.data(), &sa.sin6_addr, b.size());
-        l.endpoints.emplace_back(asio::ip::address_v6(b, sa.sin6_scope_id), p->port);
+        addresses.emplace_back(asio::ip::address_v6(b, sa.sin6_scope_id));
       }
     }
   }
   if (res) ares_freeaddrinfo(res);
-  l.done = true;
-  l.wake.cancel();
+  for (const auto& [weak, port] : p->flight->waiters) {
+    const std::shared_ptr<Lookup> l = weak.lock();
+    if (!l) continue;  // abandoned
+    l->status = status;
+    for (const auto& a : addresses) l->endpoints.emplace_back(a, port);
+    l->done = true;
+    l->wake.cancel();
+  }
 }
 
 std::once_flag library_once;
@@ -205,6 +230,13 @@ Resolver::Resolver(const asio::any_io_executor& strand, const ResolverOptions& o
     : s_(std::make_shared<State>(strand)) {
   s_->max_lookups = options.max_lookups;
   s_->max_reserved = options.reserved_lookups;
+  if (options.try_timeout.count() <= 0 || options.try_timeout > std::chrono::hours(1) ||
+      options.attempts < 1 || options.attempts > 16) {
+    s_->init = make_error(Errc::invalid_argument,
+                          "DNS: a try timeout in (0, 1h] and 1 to 16 "
+                          "attempts are needed");
+    return;
+  }
   std::call_once(library_once, [] { library_status = ares_library_init(ARES_LIB_INIT_ALL); });
   if (library_status != ARES_SUCCESS) {
     s_->init = make_error(Errc::internal, "DNS resolver: " + describe(library_status));
@@ -213,8 +245,12 @@ Resolver::Resolver(const asio::any_io_executor& strand, const ResolverOptions& o
   ares_options o{};
   o.sock_state_cb = &State::on_sock_state;
   o.sock_state_cb_data = s_.get();
+  o.timeout = static_cast<int>(options.try_timeout.count());  // milliseconds: ARES_OPT_TIMEOUTMS
+  o.tries = options.attempts;
   ares_channel channel = nullptr;
-  if (int rc = ares_init_options(&channel, &o, ARES_OPT_SOCK_STATE_CB); rc != ARES_SUCCESS) {
+  if (int rc = ares_init_options(&channel, &o,
+                                 ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+      rc != ARES_SUCCESS) {
     s_->init = make_error(Errc::internal, "DNS resolver: " + describe(rc));
     return;
   }
@@ -257,6 +293,14 @@ Status Resolver::start(const std::string& host, uint16_t port,
                        const std::shared_ptr<Lookup>& lookup, bool reserved) {
   if (!s_->init) return s_->init.error();
   if (!s_->channel) return make_error(Errc::unavailable, "resolving " + host + ": shut down");
+  if (auto it = s_->flights.find(host); it != s_->flights.end()) {
+    auto& waiters = it->second->waiters;
+    if (waiters.size() >= kPruneWaitersAt) {
+      std::erase_if(waiters, [](const auto& w) { return w.first.expired(); });
+    }
+    waiters.emplace_back(lookup, port);
+    return {};
+  }
   const bool reserved_slot = reserved && s_->reserved_in_flight < s_->max_reserved;
   if (!reserved_slot && s_->in_flight >= s_->max_lookups) {
     const size_t busy = s_->in_flight + (reserved ? s_->reserved_in_flight : 0);
@@ -267,7 +311,12 @@ Status Resolver::start(const std::string& host, uint16_t port,
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   ++(reserved_slot ? s_->reserved_in_flight : s_->in_flight);
-  auto* p = new Pending{s_.get(), lookup, port, reserved_slot};
+  auto flight = std::make_shared<Flight>();
+  flight->reserved_slot = reserved_slot;
+  flight->waiters.emplace_back(lookup, port);
+  // In the map before c-ares may answer: /etc/hosts answers inside ares_getaddrinfo.
+  s_->flights.emplace(host, flight);
+  auto* p = new Pending{s_.get(), host, std::move(flight)};
   ares_getaddrinfo(s_->channel, host.c_str(), nullptr, &hints, &on_addrinfo, p);
   s_->rearm_timer();
   return {};

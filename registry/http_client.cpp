@@ -69,6 +69,8 @@ Status HttpClient::Impl::setup(const boost::asio::any_io_executor& executor) {
   no.observer = opts.observer;
   no.max_dns_lookups = opts.max_dns_lookups;
   no.reserved_dns_lookups = opts.reserved_dns_lookups;
+  no.dns_try_timeout = opts.dns_try_timeout;
+  no.dns_attempts = opts.dns_attempts;
   no.dns_servers = opts.dns_servers;
   http = std::make_unique<net::Client>(executor, std::move(no));
   if (auto st = http->init_status(); !st) {

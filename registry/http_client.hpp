@@ -77,9 +77,12 @@ struct ClientOptions {
   // Host-name lookups in flight at most (net::ClientOptions). Image names, and so the DNS
   // servers asked, are the pod authors'; the registries configured here (`credentials`,
   // `insecure_hosts`, the hosts `identity` covers) resolve in `reserved_dns_lookups` slots of
-  // their own, token realms and redirects included, which those names cannot fill.
+  // their own, token realms and redirects included, which those names cannot fill. Each
+  // lookup ends within dns_try_timeout * (2^dns_attempts - 1) with one DNS server.
   size_t max_dns_lookups = 256;
   size_t reserved_dns_lookups = 64;
+  std::chrono::milliseconds dns_try_timeout{1000};
+  int dns_attempts = 2;
   std::string dns_servers;  // "host:port,...": tests' own DNS server; empty: /etc/resolv.conf
 };
 

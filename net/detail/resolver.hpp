@@ -6,12 +6,17 @@
 // server that answers for them: a name whose server never answers would stall every registry
 // lookup in the process past every deadline. c-ares resolves on the client's own strand,
 // each lookup on its own, and a lookup that passes its deadline is abandoned at once (c-ares
-// finishes it by its own timeouts, counted against max_lookups until then).
+// finishes it by its own timeouts, counted against max_lookups until then). Those timeouts are
+// ours (try_timeout, attempts), not c-ares' defaults: with one server those would keep a name
+// that never answers for 5 + 10 + 20 + 40 = 75 s, sending 8 queries to the cluster's DNS.
+// Concurrent lookups of one name share one c-ares lookup and one slot.
 //
-// It reads what getaddrinfo() would: /etc/resolv.conf (servers, search domains, ndots,
-// timeout, attempts), /etc/nsswitch.conf's order and /etc/hosts. Included only by net/*.cpp.
+// It reads what getaddrinfo() would: /etc/resolv.conf (servers, search domains, ndots; not its
+// timeout and attempts, which ResolverOptions sets), /etc/nsswitch.conf's order and /etc/hosts.
+// Included only by net/*.cpp.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,6 +42,12 @@ struct ResolverOptions {
   // Lookups for reserved callers (Resolver::start's `reserved`) have this many slots more, which
   // other lookups never take.
   size_t reserved_lookups = 64;
+  // Each query's first wait for an answer, doubled on each round through the servers, and the
+  // rounds (c-ares' ARES_OPT_TIMEOUTMS and ARES_OPT_TRIES, which take precedence over
+  // resolv.conf's `options timeout:` and `attempts:`). With one server a name that never
+  // answers holds its slot for try_timeout * (2^attempts - 1): 3 s by default.
+  std::chrono::milliseconds try_timeout{1000};
+  int attempts = 2;
 };
 
 // One lookup, shared by the waiting call, c-ares' callback and a cancellation.
@@ -62,9 +73,11 @@ class Resolver {
   const Status& init_status() const;
 
   // Starts a lookup of host's IPv4 and IPv6 addresses; `lookup` is filled when c-ares answers
-  // (possibly before this returns: /etc/hosts) and its timer cancelled. An error when the
-  // lookup could not start (too many in flight, the channel failed). A `reserved` lookup takes
-  // a reserved slot, or a shared one when every reserved slot is taken.
+  // (possibly before this returns: /etc/hosts) and its timer cancelled. A lookup of a name
+  // already being looked up joins it: no query, no slot. An error when the lookup could not
+  // start (too many in flight, the channel failed). A `reserved` lookup takes a reserved slot,
+  // or a shared one when every reserved slot is taken. The resolver holds `lookup` weakly: an
+  // abandoned one is freed with its call.
   Status start(const std::string& host, uint16_t port, const std::shared_ptr<Lookup>& lookup,
                bool reserved = false);
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -15,6 +16,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "common/encoding.hpp"
 
@@ -22,7 +25,8 @@ namespace sigil::test {
 
 // A DNS server on 127.0.0.1 (RFC 1035 over UDP): `good.test`, `registry.corp.svc.test` and the
 // names add()ed have the address 127.0.0.1 (and no IPv6 address); a name whose first label
-// starts with "slow" never gets an answer; every other name does not exist (NXDOMAIN).
+// starts with "slow" never gets an answer, and one whose first label starts with "late" gets
+// its answer 300 ms after the question; every other name does not exist (NXDOMAIN).
 class FakeDns {
  public:
   FakeDns() {
@@ -59,9 +63,23 @@ class FakeDns {
 
  private:
   void serve() {
+    using Clock = std::chrono::steady_clock;
+    struct Due {
+      Clock::time_point at;
+      std::string answer;
+      sockaddr_in to;
+    };
+    std::vector<Due> late;  // answers held back, in the order they are due
     while (!stop_) {
+      const auto now = Clock::now();
+      while (!late.empty() && late.front().at <= now) {
+        const Due& d = late.front();
+        ::sendto(fd_, d.answer.data(), d.answer.size(), 0, reinterpret_cast<const sockaddr*>(&d.to),
+                 sizeof d.to);
+        late.erase(late.begin());
+      }
       pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
+      if (::poll(&p, 1, late.empty() ? 50 : 5) <= 0) continue;
       unsigned char q[512];
       sockaddr_in from{};
       socklen_t flen = sizeof from;
@@ -96,6 +114,10 @@ class FakeDns {
         r[7] = 1;
         const unsigned char answer[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 127, 0, 0, 1};
         r.append(reinterpret_cast<const char*>(answer), sizeof answer);
+      }
+      if (name.rfind("late", 0) == 0) {
+        late.push_back({Clock::now() + std::chrono::milliseconds(300), std::move(r), from});
+        continue;
       }
       ::sendto(fd_, r.data(), r.size(), 0, reinterpret_cast<sockaddr*>(&from), flen);
     }

@@ -116,8 +116,8 @@ TEST_CASE("dns: lookups in flight are bounded, abandoned ones included") {
   ClientOptions o = s.options();
   o.max_dns_lookups = 2;
   Client c(loop.ioc.get_executor(), o);
-  for (int i = 0; i < 2; ++i) {
-    auto r = loop.run(c.send(get_request(s.url("slow.test")), in(100ms), Limits{}));
+  for (const char* host : {"slow1.test", "slow2.test"}) {  // two names: one name shares a slot
+    auto r = loop.run(c.send(get_request(s.url(host)), in(100ms), Limits{}));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::timeout);
   }
@@ -236,4 +236,62 @@ TEST_CASE("dns: search domains and ndots apply as getaddrinfo applies them (a po
   CHECK(s.dns.queries("good.test.corp.svc.test") >= 1);
   CHECK(s.dns.queries("good.test.svc.test") >= 1);
   CHECK(s.dns.queries("good.test") >= 1);
+}
+
+TEST_CASE("dns: a name that never answers holds its slot for sigil's tries, not c-ares' 75 s") {
+  // c-ares' own defaults (5 s, 4 rounds, doubling) keep such a lookup, and its slot, for 75 s
+  // and send the cluster's DNS 8 queries: a pod author naming a few new such hosts a second
+  // would hold every slot. Ours: 100 ms, then 200 ms, and two queries (A, AAAA) per round.
+  DnsSetup s;
+  Loop loop;
+  ClientOptions o = s.options();
+  o.max_dns_lookups = 1;
+  o.dns_try_timeout = 100ms;
+  o.dns_attempts = 2;
+  Client c(loop.ioc.get_executor(), o);
+  auto stalled = loop.run(c.send(get_request(s.url("slow.test")), in(50ms), Limits{}));
+  REQUIRE_FALSE(stalled.ok());
+  CHECK(stalled.error().code == Errc::timeout);
+  // Abandoned by its call, the lookup still holds the one slot...
+  auto refused = loop.run(c.send(get_request(s.url("good.test")), in(2s), Limits{}));
+  REQUIRE_FALSE(refused.ok());
+  CHECK(contains(refused.error().message, "1 DNS lookups are already in flight"));
+  // ...until c-ares gives up on it, after its two rounds: then the slot is free again.
+  Result<Response> freed = refused;
+  for (int i = 0; i < 100 && !freed.ok(); ++i) {
+    std::this_thread::sleep_for(50ms);
+    freed = loop.run(c.send(get_request(s.url("good.test")), in(2s), Limits{}));
+  }
+  INFO((freed ? std::string() : freed.error().message));
+  REQUIRE(freed.ok());
+  CHECK(s.dns.queries("slow.test") == 4);
+}
+
+TEST_CASE("dns: concurrent lookups of one name share one query and one slot") {
+  DnsSetup s;
+  FakeHttpServer other{hello};  // the same name on a second port: each waiter gets its own
+  s.dns.add("late.test");       // answered 300 ms after the question
+  Loop loop;
+  ClientOptions o = s.options();
+  o.max_dns_lookups = 1;
+  Client c(loop.ioc.get_executor(), o);
+  constexpr int kCalls = 8;
+  std::vector<std::promise<Result<Response>>> done(kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    const Url u = i % 2 ? url_at("late.test", other.port()) : s.url("late.test");
+    start_send(loop.ioc.get_executor(), c, u, in(5s), done[i], boost::asio::detached);
+  }
+  for (auto& d : done) {
+    auto fut = d.get_future();
+    REQUIRE(fut.wait_for(10s) == std::future_status::ready);
+    auto r = fut.get();
+    INFO((r ? std::string() : r.error().message));
+    REQUIRE(r.ok());
+    CHECK(r->body == "hello");
+  }
+  CHECK(s.srv.connections() == kCalls / 2);
+  CHECK(other.connections() == kCalls / 2);
+  // One lookup: one A and one AAAA question, where eight lookups would have asked 16 (and
+  // seven of them would have found the one slot taken).
+  CHECK(s.dns.queries("late.test") == 2);
 }
