@@ -59,6 +59,10 @@ Result<registry::ClientOptions> detail::registry_options(const RegistrySettings&
     }
   }
   o.insecure_hosts = r.insecure_hosts;
+  o.max_dns_lookups = r.dns.max_lookups;
+  o.reserved_dns_lookups = r.dns.reserved_lookups;
+  o.dns_try_timeout = r.dns.try_timeout;
+  o.dns_attempts = r.dns.attempts;
   if (!r.config_file.empty()) {
     auto text = read_file(r.config_file, 1u << 20);
     if (!text.ok())

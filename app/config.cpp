@@ -80,14 +80,15 @@ Status get_size(const YAML::Node& node, const char* key, size_t& out, const std:
   return {};
 }
 
-Status get_count(const YAML::Node& node, const char* key, size_t& out, const std::string& path) {
+Status get_count(const YAML::Node& node, const char* key, size_t& out, const std::string& path,
+                 std::string_view section = "server.") {
   const YAML::Node v = node[key];
   if (!v) return {};
   const std::string text = v.IsScalar() ? v.Scalar() : std::string();
   if (text.empty() || text.size() > 9 ||
       text.find_first_not_of("0123456789") != std::string::npos) {
-    return make_error(Errc::invalid_argument,
-                      path + ": setting \"server." + key + "\": not a whole number");
+    return make_error(Errc::invalid_argument, path + ": setting \"" + std::string(section) + key +
+                                                  "\": not a whole number");
   }
   out = std::stoul(text);
   return {};
@@ -256,13 +257,38 @@ Status load_config_file(const std::string& path, Settings& s) {
     s.registry.azure = std::move(*parsed);
   }
   if (const YAML::Node reg = root["registry"]) {
-    st = check_section(reg, "registry", {"config", "ca", "insecure", "revealPrivateDetails"}, path);
+    st = check_section(reg, "registry", {"config", "ca", "insecure", "revealPrivateDetails", "dns"},
+                       path);
     if (!st.ok()) return st;
     if (!(st = get(reg, "config", s.registry.config_file, path)).ok()) return st;
     if (!(st = get(reg, "ca", s.registry.ca_file, path)).ok()) return st;
     if (!(st = get(reg, "insecure", s.registry.insecure_hosts, path)).ok()) return st;
     if (!(st = get(reg, "revealPrivateDetails", s.registry.reveal_private_details, path)).ok())
       return st;
+    if (const YAML::Node dns = reg["dns"]) {
+      st = check_section(dns, "registry.dns",
+                         {"maxLookups", "reservedLookups", "timeout", "attempts"}, path);
+      if (!st.ok()) return st;
+      auto& d = s.registry.dns;
+      size_t attempts = static_cast<size_t>(d.attempts);
+      if (!(st = get_count(dns, "maxLookups", d.max_lookups, path, "registry.dns.")).ok() ||
+          !(st = get_count(dns, "reservedLookups", d.reserved_lookups, path, "registry.dns."))
+               .ok() ||
+          !(st = get_count(dns, "attempts", attempts, path, "registry.dns.")).ok() ||
+          !(st = get_duration(dns, "timeout", d.try_timeout, path)).ok()) {
+        return st;
+      }
+      auto fail = [&](const std::string& why) {
+        return make_error(Errc::invalid_argument, path + ": setting \"registry.dns." + why);
+      };
+      if (d.max_lookups == 0) return fail("maxLookups\" must be more than 0");
+      if (d.reserved_lookups == 0) return fail("reservedLookups\" must be more than 0");
+      if (attempts < 1 || attempts > 16) return fail("attempts\" must be from 1 to 16");
+      if (d.try_timeout.count() <= 0 || d.try_timeout > std::chrono::seconds(30)) {
+        return fail("timeout\" must be more than 0 and at most 30s");
+      }
+      d.attempts = static_cast<int>(attempts);
+    }
   }
   if (const YAML::Node cache = root["cache"]) {
     st = check_section(cache, "cache", {"ttl", "negativeTtl", "size", "staleIfError", "tagTtl"},

@@ -16,6 +16,14 @@
 
 namespace sigil::app {
 
+// registry.dns: how registry host names are looked up (net::ClientOptions' dns_* fields).
+struct DnsSettings {
+  size_t max_lookups = 256;      // maxLookups: lookups in flight, of names pods chose
+  size_t reserved_lookups = 64;  // reservedLookups: more, for the operator's registries only
+  std::chrono::milliseconds try_timeout{1000};  // timeout: a query's first wait, then doubled
+  int attempts = 2;                             // attempts: rounds through the DNS servers
+};
+
 struct RegistrySettings {
   std::string config_file;                  // docker config.json with credentials
   std::string ca_file;                      // extra CA bundle for private registries
@@ -26,6 +34,7 @@ struct RegistrySettings {
   // `azure:` (azure/config.hpp): Workload Identity and IMDS for ACR hosts, after the docker
   // config.
   azure::AzureSettings azure;
+  DnsSettings dns;
 };
 
 // serve --kube: policies, trust roots and Secrets from the Kubernetes API.

@@ -661,7 +661,8 @@ class ValueSets(unittest.TestCase):
                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                      "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}]},
                 "config": {"threads": 4, "logLevel": "debug", "noMatchPolicy": "warn", "timeout": "8s",
-                           "registry": {"configSecret": "acr-pull", "caConfigMap": "corp-ca", "insecure": ["127.0.0.1:5000"]},
+                           "registry": {"configSecret": "acr-pull", "caConfigMap": "corp-ca", "insecure": ["127.0.0.1:5000"],
+                                        "dns": {"maxLookups": 96, "reservedLookups": 32, "timeout": "500ms", "attempts": 3}},
                            "trustedRoot": {"json": "{\"mediaType\": \"application/vnd.dev.sigstore.trustedroot+json;version=0.1\"}"}},
                 "webhook": {"matchConditions": [{"name": "not-dry-run", "expression": "!request.dryRun"}],
                             "annotations": {"example.com/owner": "platform"}, "disableAKSAdmissionsEnforcer": False},
@@ -682,7 +683,9 @@ class ValueSets(unittest.TestCase):
         self.assertEqual(cfg["threads"], 4)
         self.assertEqual(cfg["timeout"], "8s")
         self.assertEqual(cfg["registry"], {"config": "/etc/sigil/registry/config.json", "ca": "/etc/sigil/registry/ca.pem",
-                                           "insecure": ["127.0.0.1:5000"]})
+                                           "insecure": ["127.0.0.1:5000"],
+                                           "dns": {"maxLookups": 96, "reservedLookups": 32, "timeout": "500ms",
+                                                   "attempts": 3}})
         # Every file the config names is mounted.
         mounts = [m["mountPath"] for m in c["volumeMounts"]]
         for p in (cfg["registry"]["config"], cfg["registry"]["ca"], cfg["trustedRoot"]):

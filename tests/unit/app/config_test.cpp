@@ -1,8 +1,10 @@
-// app/config.cpp: the `cache:` section, cache.staleIfError among it; the registries policies name.
+// app/config.cpp: the `cache:` section, cache.staleIfError among it; registry.dns; the registries
+// policies name.
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <string>
 
+#include "app/commands_detail.hpp"
 #include "app/config.hpp"
 
 namespace {
@@ -102,4 +104,46 @@ spec:
   const sigil::policy::PolicySet set(docs->policies, sigil::policy::NoMatch::allow, 1);
   CHECK(sigil::app::operator_registries(set) ==
         std::vector<std::string>{"ghcr.io", "myreg.example:5000"});
+}
+
+TEST_CASE("config: registry.dns bounds the lookups of registry names, and reaches the client") {
+  using namespace std::chrono_literals;
+  sigil::app::Settings d;
+  REQUIRE(load("registry: {insecure: []}\n", d).ok());
+  CHECK(d.registry.dns.max_lookups == 256);
+  CHECK(d.registry.dns.reserved_lookups == 64);
+  CHECK(d.registry.dns.try_timeout == 1s);
+  CHECK(d.registry.dns.attempts == 2);
+
+  sigil::app::Settings s;
+  auto st = load(
+      "registry:\n  dns: {maxLookups: 96, reservedLookups: 32, timeout: 500ms, "
+      "attempts: 3}\n",
+      s);
+  INFO((st.ok() ? std::string() : st.error().message));
+  REQUIRE(st.ok());
+  auto o = sigil::app::detail::registry_options(s.registry);
+  REQUIRE(o.ok());
+  CHECK(o->max_dns_lookups == 96);
+  CHECK(o->reserved_dns_lookups == 32);
+  CHECK(o->dns_try_timeout == 500ms);
+  CHECK(o->dns_attempts == 3);
+
+  const std::pair<const char*, const char*> bad[] = {
+      {"maxLookups: 0", "\"registry.dns.maxLookups\" must be more than 0"},
+      {"reservedLookups: 0", "\"registry.dns.reservedLookups\" must be more than 0"},
+      {"maxLookups: -1", "\"registry.dns.maxLookups\": not a whole number"},
+      {"attempts: 0", "\"registry.dns.attempts\" must be from 1 to 16"},
+      {"attempts: 17", "\"registry.dns.attempts\" must be from 1 to 16"},
+      {"timeout: 0s", "\"registry.dns.timeout\" must be more than 0 and at most 30s"},
+      {"timeout: 1m", "\"registry.dns.timeout\" must be more than 0 and at most 30s"},
+      {"timout: 1s", "unknown setting \"registry.dns.timout\""},
+  };
+  for (const auto& [entry, message] : bad) {
+    INFO(entry);
+    sigil::app::Settings b;
+    auto r = load(std::string("registry: {dns: {") + entry + "}}\n", b);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find(message) != std::string::npos);
+  }
 }
