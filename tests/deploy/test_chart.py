@@ -591,6 +591,14 @@ class ValueSets(unittest.TestCase):
         for ns in ("sigil", "sigil-system", "security", "kubesigil"):
             render(namespace=ns)
 
+    def test_dns_looks_up_registry_names_as_written_first(self):
+        # The container runtime resolves image names with the node's resolver, without the
+        # cluster's search domains; sigil's pod does the same for any name with a dot.
+        dep, _ = container(render())
+        self.assertEqual(dep["spec"]["template"]["spec"]["dnsConfig"], {"options": [{"name": "ndots", "value": "1"}]})
+        dep, _ = container(render("--set", "dnsConfig=null"))
+        self.assertNotIn("dnsConfig", dep["spec"]["template"]["spec"])
+
     def test_server_limits(self):
         docs = render("--set", "config.server.maxBody=6Mi", "--set", "config.server.bodyBudget=128Mi",
                       "--set", "config.server.maxConnectionsPerPeer=1024", "--set", "config.server.idleTimeout=45s")

@@ -295,3 +295,27 @@ TEST_CASE("dns: concurrent lookups of one name share one query and one slot") {
   // seven of them would have found the one slot taken).
   CHECK(s.dns.queries("late.test") == 2);
 }
+
+TEST_CASE("dns: with ndots 1 (the chart's), a name with a dot is asked as written first") {
+  // What the chart's dnsConfig relies on: myacr.azurecr.io costs one round, not one per search
+  // domain first; a name without a dot still goes through the search domains.
+  DnsSetup s;
+  s.dns.add("dotless.corp.svc.test");
+  ::setenv("LOCALDOMAIN", "corp.svc.test svc.test", 1);
+  ::setenv("RES_OPTIONS", "ndots:1", 1);
+  Loop loop;
+  ClientOptions o = s.options();
+  Client c(loop.ioc.get_executor(), o);
+  ::unsetenv("LOCALDOMAIN");
+  ::unsetenv("RES_OPTIONS");
+  auto g = loop.run(c.send(get_request(s.url("good.test")), in(2s), Limits{}));
+  INFO((g ? std::string() : g.error().message));
+  REQUIRE(g.ok());
+  CHECK(s.dns.queries("good.test") >= 1);
+  CHECK(s.dns.queries("good.test.corp.svc.test") == 0);
+  CHECK(s.dns.queries("good.test.svc.test") == 0);
+  auto d = loop.run(c.send(get_request(s.url("dotless")), in(2s), Limits{}));
+  INFO((d ? std::string() : d.error().message));
+  REQUIRE(d.ok());
+  CHECK(s.dns.queries("dotless.corp.svc.test") >= 1);
+}
