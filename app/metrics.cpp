@@ -134,7 +134,7 @@ struct Metrics::Impl {
   std::mutex hosts_mu;
   // Registry hosts with series of their own, each set bounded: pod-named ones, the operator's.
   std::set<std::string, std::less<>> hosts;
-  std::set<std::string, std::less<>> operator_hosts;  // net::Exchange::operator_named
+  std::set<std::string, std::less<>> operator_hosts;  // net::Exchange::operator_listed
 
   mutable std::mutex mu;  // the scrape-time sources
   const verify::Engine* engine = nullptr;
@@ -314,12 +314,13 @@ void Metrics::registry_exchange(const net::Exchange& e) {
   // Hosts come from the images pods name (where a policy's globs match them): past
   // kMaxRegistryHosts distinct ones, the rest share host="other", so pods cannot grow the
   // series without bound. The operator's registries (and where they redirect) have series of
-  // their own, kMaxRegistryHosts more, so pods naming hosts first cannot take theirs; bounded
-  // too, since a pattern the operator allows ("*.azurecr.io") still lets pods pick names in it.
+  // their own, kMaxRegistryHosts more, so pods naming hosts first cannot take theirs: only the
+  // hosts the operator named one by one (net::Exchange::operator_listed), never those a pattern
+  // such as "*.azurecr.io" allows, since pods choose names inside it. Bounded too.
   std::string host = host_of(e.origin);
   {
     std::lock_guard lock(impl_->hosts_mu);
-    auto& own = e.operator_named ? impl_->operator_hosts : impl_->hosts;
+    auto& own = e.operator_listed ? impl_->operator_hosts : impl_->hosts;
     if (impl_->hosts.count(host) == 0 && impl_->operator_hosts.count(host) == 0) {
       if (own.size() < kMaxRegistryHosts) {
         own.insert(host);

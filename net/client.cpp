@@ -201,6 +201,7 @@ awaitable<Result<Response>> Client::send(Request request, Deadline deadline, Lim
   const std::string what = std::string(method_name(request.method)) + " " + request.url.authority();
   auto body = [&](CallState& call) -> awaitable<Result<Response>> {
     call.operator_named = request.operator_named;
+    call.operator_listed = request.operator_listed;
     co_return co_await impl->send_on_strand(request, deadline, limits, call);
   };
   co_return co_await Impl::on_strand<Response>(impl, what, body);

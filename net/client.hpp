@@ -79,6 +79,11 @@ struct Request {
   // its redirects', may use the reserved DNS slots (ClientOptions::reserved_dns_lookups), which
   // lookups of other names cannot fill; its exchanges say so (Exchange::operator_named).
   bool operator_named = false;
+  // operator_named, and the operator named this very host (a docker config entry, a literal
+  // registry in a cluster-wide policy), not a pattern such as "*.azurecr.io" inside which pod
+  // authors choose names. Carried to its exchanges (Exchange::operator_listed), its redirects'
+  // included: what gets metric series no pod can take.
+  bool operator_listed = false;
 };
 
 // Helpers for the requests sigil makes.
@@ -111,8 +116,9 @@ struct Exchange {
   unsigned status = 0;
   Errc error = Errc::internal;  // meaningful when status == 0
   std::chrono::steady_clock::duration duration{};
-  bool reused = false;          // sent on a pooled connection
-  bool operator_named = false;  // the request's Request::operator_named
+  bool reused = false;           // sent on a pooled connection
+  bool operator_named = false;   // the request's Request::operator_named
+  bool operator_listed = false;  // the request's Request::operator_listed
 };
 // Called on the client's strand after each exchange; must be quick and must not throw.
 using Observer = std::function<void(const Exchange&)>;

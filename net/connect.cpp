@@ -87,7 +87,7 @@ void Client::Impl::park(std::shared_ptr<Conn> c) {
 }
 
 void Client::Impl::observe(const Url& url, Method method, unsigned status, Errc error,
-                           SteadyClock::time_point start, bool reused, bool operator_named) {
+                           SteadyClock::time_point start, bool reused, const CallState& call) {
   if (!opts.observer) return;
   Exchange e;
   e.origin = url.origin();
@@ -96,7 +96,8 @@ void Client::Impl::observe(const Url& url, Method method, unsigned status, Errc 
   e.error = error;
   e.duration = SteadyClock::now() - start;
   e.reused = reused;
-  e.operator_named = operator_named;
+  e.operator_named = call.operator_named;
+  e.operator_listed = call.operator_listed;
   try {
     opts.observer(e);
   } catch (...) {

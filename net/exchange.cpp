@@ -131,7 +131,7 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
     bool retryable = true;
     auto c = co_await acquire(url, deadline, call, i > 0, reused, retryable);
     if (!c) {
-      observe(url, req.method, 0, c.error().code, start, false, call.operator_named);
+      observe(url, req.method, 0, c.error().code, start, false, call);
       a.result = c.error();
       a.retryable = retryable;
       a.stale = false;
@@ -147,7 +147,7 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
       a = co_await exchange_on(*conn->plain, *conn, m, url, head, limits, deadline, call, keep);
     }
     observe(url, req.method, a.result ? a.result->status : 0,
-            a.result ? Errc::internal : a.result.error().code, start, reused, call.operator_named);
+            a.result ? Errc::internal : a.result.error().code, start, reused, call);
     if (!a.result && reused && a.stale && !call.cancelled) {
       spdlog::debug("net: pooled connection to {} was closed by the peer; reconnecting",
                     url.authority());

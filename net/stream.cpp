@@ -141,6 +141,7 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Request request,
   const std::string what = std::string(method_name(request.method)) + " " + request.url.authority();
   auto body = [&](CallState& call) -> awaitable<Result<std::unique_ptr<ResponseStream>>> {
     call.operator_named = request.operator_named;
+    call.operator_listed = request.operator_listed;
     if (!impl->init) co_return impl->init.error();
     if (auto st = check_request(request); !st) co_return st.error();
     const Url& url = request.url;
@@ -154,7 +155,7 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Request request,
       bool retryable = true;
       auto c = co_await impl->acquire(url, deadline, call, i > 0, reused, retryable);
       if (!c) {
-        impl->observe(url, request.method, 0, c.error().code, start, false, call.operator_named);
+        impl->observe(url, request.method, 0, c.error().code, start, false, call);
         co_return c.error();
       }
       auto s = std::make_shared<ResponseStream::Impl>();
@@ -172,7 +173,7 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Request request,
                                                   deadline, call, where, stale);
       }
       if (!st) {
-        impl->observe(url, request.method, 0, st.error().code, start, reused, call.operator_named);
+        impl->observe(url, request.method, 0, st.error().code, start, reused, call);
         s->conn->close();
         if (reused && stale && !call.cancelled) continue;
         co_return st.error();
@@ -182,8 +183,7 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Request request,
         s->headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
       }
       s->parser.body_limit(boost::none);  // the caller bounds what it keeps
-      impl->observe(url, request.method, s->status, Errc::internal, start, reused,
-                    call.operator_named);
+      impl->observe(url, request.method, s->status, Errc::internal, start, reused, call);
       co_return std::make_unique<ResponseStream>(std::move(s));
     }
     co_return make_error(Errc::unavailable, where + " closed the connection");

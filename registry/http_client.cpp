@@ -95,18 +95,27 @@ bool HttpClient::Impl::insecure(std::string_view registry, const std::string& au
   return false;
 }
 
-bool HttpClient::Impl::operator_named(const std::string& registry) const {
-  if (opts.credentials.find(registry).has_value() || insecure(registry, registry) ||
-      (opts.identity && opts.identity->covers(registry))) {
-    return true;
+HttpClient::Impl::Owner HttpClient::Impl::owner(const std::string& registry) const {
+  if (opts.credentials.find(registry).has_value() || insecure(registry, registry)) {
+    return Owner::listed;
   }
   std::shared_ptr<const std::vector<std::string>> named;
   {
     std::lock_guard lock(operator_mu);
     named = operator_registries;
   }
-  return named && std::binary_search(named->begin(), named->end(),
-                                     oci::canonical_registry(ascii_lower(registry)));
+  if (named && std::binary_search(named->begin(), named->end(),
+                                  oci::canonical_registry(ascii_lower(registry)))) {
+    return Owner::listed;
+  }
+  if (opts.identity && opts.identity->covers(registry)) return Owner::covered;
+  return Owner::pod;
+}
+
+void HttpClient::Impl::mark(net::Request& req, const std::string& registry) const {
+  const Owner o = owner(registry);
+  req.operator_named = o != Owner::pod;
+  req.operator_listed = o == Owner::listed;
 }
 
 Result<Url> HttpClient::Impl::origin(const std::string& registry) const {
@@ -153,7 +162,7 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
   // config name the host: those come first, as in the kubelet's order.
   bool use_identity = opts.identity != nullptr && opts.identity->covers(registry) &&
                       !credential_for(registry, extra).has_value();
-  const bool mine = operator_named(registry);
+  const Owner own = owner(registry);
   auto o = origin(registry);
   if (!o) co_return o.error();
   Url url = *o;
@@ -181,7 +190,8 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
     req.method = method;
     req.authorization = std::move(*a);
     req.retry = retry_policy();
-    req.operator_named = mine;
+    req.operator_named = own != Owner::pod;
+    req.operator_listed = own == Owner::listed;
     if (method == net::Method::get) req.max_redirects = opts.max_redirects;
     req.redirect_allowed = [this](const Url& to) {
       return to.scheme == "https" || insecure(to.authority(), to.authority());

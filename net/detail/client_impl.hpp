@@ -112,7 +112,8 @@ struct Conn {
 struct CallState {
   bool cancelled = false;
   bool done = false;
-  bool operator_named = false;  // the request's (Request::operator_named): lookups, exchanges
+  bool operator_named = false;   // the request's (Request::operator_named): lookups, exchanges
+  bool operator_listed = false;  // the request's (Request::operator_listed): exchanges
   std::weak_ptr<Conn> active;
   std::weak_ptr<Lookup> resolving;
   std::shared_ptr<asio::steady_timer> sleeping;
@@ -177,8 +178,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   // ---- connecting (net/connect.cpp) ----
 
+  // Tells opts.observer of one exchange of `call` (its marks come from the call).
   void observe(const Url& url, Method method, unsigned status, Errc error,
-               SteadyClock::time_point start, bool reused, bool operator_named);
+               SteadyClock::time_point start, bool reused, const CallState& call);
 
   awaitable<Result<std::vector<tcp::endpoint>>> endpoints(const Url& url, Deadline deadline,
                                                           CallState& call);

@@ -70,10 +70,17 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
   bool insecure(std::string_view registry, const std::string& authority) const;
 
-  // Whether the operator configured this registry (its own credentials, insecure_hosts, the
-  // identity's hosts): its requests take reserved DNS slots. Never from a pod's pull secrets,
-  // which the pod's author writes.
-  bool operator_named(const std::string& registry) const;
+  // Whose registry this is. `listed`: the operator named this host (its own credentials,
+  // insecure_hosts, set_operator_registries); `covered`: it falls in a pattern the operator
+  // allows (the identity's "*.azurecr.io"), inside which pod authors choose names; `pod`: any
+  // other. Requests for listed and covered ones take reserved DNS slots (their DNS is the
+  // operator's or the cloud's, never a pod author's); only listed ones get metric series no pod
+  // can take (net::Request::operator_listed). Never from a pod's pull secrets, which the pod's
+  // author writes.
+  enum class Owner { pod, covered, listed };
+  Owner owner(const std::string& registry) const;
+  // Marks req with owner(registry).
+  void mark(net::Request& req, const std::string& registry) const;
   // set_operator_registries' list, sorted; swapped whole under its mutex.
   mutable std::mutex operator_mu;
   std::shared_ptr<const std::vector<std::string>> operator_registries;

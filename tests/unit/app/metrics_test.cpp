@@ -111,24 +111,42 @@ TEST_CASE(
   CHECK(sample(text, R"(sigil_registry_requests_total{host="r63.example",status="200"})") == 1);
   CHECK(sample(text, R"(sigil_registry_requests_total{host="r64.example",status="200"})") == -1);
   CHECK(sample(text, R"(sigil_registry_requests_total{host="other",status="200"})") == 6);
-  // The operator's registry, first seen after pods took every slot, keeps its own series.
+  // The operator's registry, named by the operator and first seen after pods took every slot,
+  // keeps its own series.
   e.origin = "https://myacr.azurecr.io";
   e.operator_named = true;
+  e.operator_listed = true;
   m.registry_exchange(e);
   m.registry_exchange(e);
   const std::string after = m.scrape();
   CHECK(sample(after, R"(sigil_registry_requests_total{host="myacr.azurecr.io",status="200"})") ==
         2);
   CHECK(sample(after, R"(sigil_registry_requests_total{host="other",status="200"})") == 6);
-  // Bounded too: the Azure identity covers *.azurecr.io, where pods choose the names.
+  // Names inside a pattern the operator allows (the Azure identity's *.azurecr.io) are chosen
+  // by pod authors: they share the pods' series, and take none of the operator's.
+  e.operator_listed = false;
   for (int i = 0; i < 70; ++i) {
     e.origin = "https://a" + std::to_string(i) + ".azurecr.io";
     m.registry_exchange(e);
   }
+  const std::string covered = m.scrape();
+  CHECK(sample(covered, R"(sigil_registry_requests_total{host="a0.azurecr.io",status="200"})") ==
+        -1);
+  CHECK(sample(covered, R"(sigil_registry_requests_total{host="other",status="200"})") == 76);
+  // The listed ones are bounded too: 64 series, myacr's among them.
+  e.operator_listed = true;
+  for (int i = 0; i < 70; ++i) {
+    e.origin = "https://l" + std::to_string(i) + ".example";
+    m.registry_exchange(e);
+  }
   const std::string last = m.scrape();
-  CHECK(sample(last, R"(sigil_registry_requests_total{host="a62.azurecr.io",status="200"})") == 1);
-  CHECK(sample(last, R"(sigil_registry_requests_total{host="a63.azurecr.io",status="200"})") == -1);
-  CHECK(sample(last, R"(sigil_registry_requests_total{host="other",status="200"})") == 13);
+  CHECK(sample(last, R"(sigil_registry_requests_total{host="l62.example",status="200"})") == 1);
+  CHECK(sample(last, R"(sigil_registry_requests_total{host="l63.example",status="200"})") == -1);
+  CHECK(sample(last, R"(sigil_registry_requests_total{host="other",status="200"})") == 83);
+  e.origin = "https://myacr.azurecr.io";
+  m.registry_exchange(e);
+  CHECK(sample(m.scrape(),
+               R"(sigil_registry_requests_total{host="myacr.azurecr.io",status="200"})") == 3);
 }
 
 TEST_CASE("metrics: the policy state and the process figures are read at scrape time") {

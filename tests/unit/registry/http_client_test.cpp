@@ -840,6 +840,50 @@ TEST_CASE("dns: registries cluster-wide policies name keep DNS slots too, once s
   CHECK(s.dns.queries("pol.test") >= 1);
 }
 
+// Covers the hosts whose first label is "cov" (as the Azure identity covers "*.azurecr.io")
+// and has nothing for them: the requests go on anonymously.
+struct CoverSource final : CredentialSource {
+  bool covers(std::string_view registry) const override { return registry.rfind("cov.", 0) == 0; }
+  boost::asio::awaitable<Result<std::optional<std::string>>> for_registry(std::string, std::string,
+                                                                          Deadline) override {
+    co_return std::optional<std::string>();
+  }
+  void rejected(std::string_view, std::string_view) override {}
+};
+
+TEST_CASE(
+    "metrics marks: exchanges say whether the operator listed their host, or a pattern "
+    "covered it") {
+  // Listed hosts (registry.insecure, the operator's credentials, literal registries of
+  // cluster-wide policies) get metric series no pod can take; a host inside a pattern the
+  // operator allows is the pod author's choice of name, so only its DNS is reserved.
+  StalledDns s;
+  for (const char* name : {"reg.test", "cov.test", "pod.test", "pol.test"}) s.dns.add(name);
+  ClientOptions o = s.options("reg.test");
+  o.identity = std::make_shared<CoverSource>();
+  std::mutex mu;
+  std::map<std::string, std::pair<bool, bool>> marks;  // origin -> (named, listed)
+  o.observer = [&](const sigil::net::Exchange& e) {
+    std::lock_guard lock(mu);
+    marks[e.origin] = {e.operator_named, e.operator_listed};
+  };
+  HttpClient c(s.loop.ioc.get_executor(), o);
+  c.set_operator_registries({s.at("pol.test")});
+  for (const char* host : {"reg.test", "cov.test", "pod.test", "pol.test"}) {
+    (void)s.loop.run(c.resolve({s.at(host), "team/app", "v1", ""}, s.in(5s)));
+  }
+  std::lock_guard lock(mu);
+  const auto mark = [&](const std::string& origin) {
+    INFO(origin);
+    REQUIRE(marks.count(origin) == 1);
+    return marks[origin];
+  };
+  CHECK(mark("http://" + s.at("reg.test")) == std::pair(true, true));
+  CHECK(mark("https://" + s.at("cov.test")) == std::pair(true, false));
+  CHECK(mark("https://" + s.at("pod.test")) == std::pair(false, false));
+  CHECK(mark("https://" + s.at("pol.test")) == std::pair(true, true));
+}
+
 TEST_CASE("docker config: the legacy .dockercfg form and merging") {
   auto legacy = parse_dockercfg(R"({"myacr.azurecr.io":{"auth":"dTpw"}})");
   REQUIRE(legacy.ok());
