@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -11,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "oci/reference.hpp"
 #include "server/duration.hpp"
 
 namespace sigil::app {
@@ -374,8 +376,14 @@ Result<std::shared_ptr<const policy::PolicySet>> load_policies(
   return std::make_shared<const policy::PolicySet>(std::move(all), no_match, generation);
 }
 
-std::vector<std::string> operator_registries(const policy::PolicySet& set) {
+std::vector<std::string> operator_registries(const policy::PolicySet& set,
+                                             const std::vector<std::string>& also) {
   std::vector<std::string> out;
+  for (const auto& r : also) {
+    std::string lower = r;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!lower.empty()) out.push_back(oci::canonical_registry(lower));
+  }
   for (const auto& p : set.policies()) {
     if (!p.namespace_scope.empty()) continue;
     for (const auto& g : p.globs) {

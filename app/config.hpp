@@ -153,8 +153,10 @@ Result<std::shared_ptr<const policy::PolicySet>> load_policies(
 Result<std::string> read_file(const std::string& path, size_t max_size = 16u << 20);
 
 // The registries that cluster-wide policies (ClusterImagePolicies, file policies) name literally
-// in their globs (policy::Glob::literal_registry), for registry::HttpClient's
+// in their globs (policy::Glob::literal_registry), and `also` (azure.warmRegistries: ACR hosts
+// the operator lists by name), canonical, sorted and unique, for registry::HttpClient's
 // set_operator_registries. An ImagePolicy's globs never count: its namespace's tenants write it.
-std::vector<std::string> operator_registries(const policy::PolicySet& set);
+std::vector<std::string> operator_registries(const policy::PolicySet& set,
+                                             const std::vector<std::string>& also = {});
 
 }  // namespace sigil::app

@@ -134,7 +134,9 @@ int detail::run_serve(Settings s) {
     return config_error(st.error().message);
   registry::HttpClient client(io.get_executor(), std::move(*ropts));
   if (auto st = client.init_status(); !st.ok()) return config_error(st.error().message);
-  client.set_operator_registries(operator_registries(*store.get()));
+  // Named one by one by the operator: their DNS slots and metric series are kept for them.
+  const std::vector<std::string> warm = s.registry.azure.warm_registries;
+  client.set_operator_registries(operator_registries(*store.get(), warm));
   SystemClock clock;
   eopts.cache_ttl = s.cache_ttl;
   eopts.negative_cache_ttl = s.negative_cache_ttl;
@@ -147,10 +149,10 @@ int detail::run_serve(Settings s) {
   verify::Engine engine(client, clock, eopts);
   read_kms_keys_ahead(io, eopts.keys, *store.get());
   // Every later set (a cluster compile, a SIGHUP reload) is published through here.
-  auto publish = [&store, &io, &client,
+  auto publish = [&store, &io, &client, &warm,
                   keys = eopts.keys](std::shared_ptr<const policy::PolicySet> set) {
     read_kms_keys_ahead(io, keys, *set);
-    client.set_operator_registries(operator_registries(*set));
+    client.set_operator_registries(operator_registries(*set, warm));
     store.set(std::move(set));
   };
 

@@ -104,6 +104,9 @@ spec:
   const sigil::policy::PolicySet set(docs->policies, sigil::policy::NoMatch::allow, 1);
   CHECK(sigil::app::operator_registries(set) ==
         std::vector<std::string>{"ghcr.io", "myreg.example:5000"});
+  // azure.warmRegistries are listed by name too: canonical, once each.
+  CHECK(sigil::app::operator_registries(set, {"MyACR.azurecr.io", "ghcr.io:443"}) ==
+        std::vector<std::string>{"ghcr.io", "myacr.azurecr.io", "myreg.example:5000"});
 }
 
 TEST_CASE("config: registry.dns bounds the lookups of registry names, and reaches the client") {
