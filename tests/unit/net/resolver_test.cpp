@@ -4,6 +4,7 @@
 // lookups still in flight leaks nothing (ASan's leak check in the sanitizer build).
 #include <stdlib.h>
 
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -55,6 +56,17 @@ struct DnsSetup {
     return o;
   }
   Url url(const std::string& host) const { return url_at(host, srv.port()); }
+  // A client that read a pod-like resolv.conf: search domains corp.svc.test and svc.test, and
+  // `res_options` ("ndots:5"). c-ares reads them from /etc/resolv.conf, or from LOCALDOMAIN and
+  // RES_OPTIONS as glibc does, which is how they are set here.
+  std::unique_ptr<Client> client_with_search(Loop& loop, const char* res_options) const {
+    ::setenv("LOCALDOMAIN", "corp.svc.test svc.test", 1);
+    ::setenv("RES_OPTIONS", res_options, 1);
+    auto c = std::make_unique<Client>(loop.ioc.get_executor(), options());
+    ::unsetenv("LOCALDOMAIN");
+    ::unsetenv("RES_OPTIONS");
+    return c;
+  }
 };
 
 }  // namespace
@@ -215,16 +227,11 @@ TEST_CASE("dns: a servers list c-ares cannot read fails the client, not the proc
 
 TEST_CASE("dns: search domains and ndots apply as getaddrinfo applies them (a pod's resolv.conf)") {
   // Kubernetes gives pods `search <ns>.svc.cluster.local svc.cluster.local cluster.local` and
-  // `options ndots:5`. c-ares reads them from /etc/resolv.conf, or from LOCALDOMAIN and
-  // RES_OPTIONS as glibc does, which is how this test sets them.
+  // `options ndots:5`.
   DnsSetup s;
-  ::setenv("LOCALDOMAIN", "corp.svc.test svc.test", 1);
-  ::setenv("RES_OPTIONS", "ndots:5", 1);
   Loop loop;
-  ClientOptions o = s.options();
-  Client c(loop.ioc.get_executor(), o);
-  ::unsetenv("LOCALDOMAIN");
-  ::unsetenv("RES_OPTIONS");
+  auto client = s.client_with_search(loop, "ndots:5");
+  Client& c = *client;
   // A short name found through the first search domain.
   auto r = loop.run(c.send(get_request(s.url("registry")), in(2s), Limits{}));
   INFO((r ? std::string() : r.error().message));
@@ -301,13 +308,9 @@ TEST_CASE("dns: with ndots 1 (the chart's), a name with a dot is asked as writte
   // domain first; a name without a dot still goes through the search domains.
   DnsSetup s;
   s.dns.add("dotless.corp.svc.test");
-  ::setenv("LOCALDOMAIN", "corp.svc.test svc.test", 1);
-  ::setenv("RES_OPTIONS", "ndots:1", 1);
   Loop loop;
-  ClientOptions o = s.options();
-  Client c(loop.ioc.get_executor(), o);
-  ::unsetenv("LOCALDOMAIN");
-  ::unsetenv("RES_OPTIONS");
+  auto client = s.client_with_search(loop, "ndots:1");
+  Client& c = *client;
   auto g = loop.run(c.send(get_request(s.url("good.test")), in(2s), Limits{}));
   INFO((g ? std::string() : g.error().message));
   REQUIRE(g.ok());
