@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -49,10 +50,11 @@ bool ready_now(int fd, short events) {
 struct Flight {
   bool reserved_slot = false;
   std::vector<std::pair<std::weak_ptr<Lookup>, uint16_t>> waiters;  // with each one's port
+  // When the list reaches this size, the abandoned waiters are dropped and it is set to twice
+  // what is left (at least kPruneWaitersAt): a burst of admissions naming one host whose DNS
+  // never answers does not grow the list without bound, and joining stays amortised O(1).
+  size_t prune_at = 0;
 };
-
-// Past this many waiters on one name, the abandoned ones are dropped from the list as more join:
-// a burst of admissions naming one host whose DNS never answers does not grow it without bound.
 constexpr size_t kPruneWaitersAt = 64;
 
 }  // namespace
@@ -233,8 +235,7 @@ Resolver::Resolver(const asio::any_io_executor& strand, const ResolverOptions& o
   if (options.try_timeout.count() <= 0 || options.try_timeout > std::chrono::hours(1) ||
       options.attempts < 1 || options.attempts > 16) {
     s_->init = make_error(Errc::invalid_argument,
-                          "DNS: a try timeout in (0, 1h] and 1 to 16 "
-                          "attempts are needed");
+                          "DNS: the try timeout must be in (0, 1h], the attempts 1 to 16");
     return;
   }
   std::call_once(library_once, [] { library_status = ares_library_init(ARES_LIB_INIT_ALL); });
@@ -294,11 +295,12 @@ Status Resolver::start(const std::string& host, uint16_t port,
   if (!s_->init) return s_->init.error();
   if (!s_->channel) return make_error(Errc::unavailable, "resolving " + host + ": shut down");
   if (auto it = s_->flights.find(host); it != s_->flights.end()) {
-    auto& waiters = it->second->waiters;
-    if (waiters.size() >= kPruneWaitersAt) {
-      std::erase_if(waiters, [](const auto& w) { return w.first.expired(); });
+    Flight& f = *it->second;
+    if (f.waiters.size() >= std::max(f.prune_at, kPruneWaitersAt)) {
+      std::erase_if(f.waiters, [](const auto& w) { return w.first.expired(); });
+      f.prune_at = 2 * f.waiters.size();
     }
-    waiters.emplace_back(lookup, port);
+    f.waiters.emplace_back(lookup, port);
     return {};
   }
   const bool reserved_slot = reserved && s_->reserved_in_flight < s_->max_reserved;

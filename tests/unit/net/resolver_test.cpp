@@ -223,6 +223,16 @@ TEST_CASE("dns: a servers list c-ares cannot read fails the client, not the proc
   Client c(loop.ioc.get_executor(), o);
   REQUIRE_FALSE(c.init_status().ok());
   CHECK(contains(c.init_status().error().message, "DNS servers 'not an address'"));
+  // So do timings c-ares would take as "its defaults" (0) or never end.
+  using Timing = std::pair<std::chrono::milliseconds, int>;
+  for (auto [timeout, attempts] : {Timing{0ms, 2}, Timing{1000ms, 0}, Timing{2h, 2}}) {
+    ClientOptions t;
+    t.dns_try_timeout = timeout;
+    t.dns_attempts = attempts;
+    Client bad(loop.ioc.get_executor(), t);
+    REQUIRE_FALSE(bad.init_status().ok());
+    CHECK(contains(bad.init_status().error().message, "the try timeout must be in (0, 1h]"));
+  }
 }
 
 TEST_CASE("dns: search domains and ndots apply as getaddrinfo applies them (a pod's resolv.conf)") {
