@@ -140,6 +140,7 @@ struct Metrics::Impl {
   const verify::Engine* engine = nullptr;
   std::function<PolicyState()> policy_state;
   std::function<kube::EventRecorderStats()> event_stats;
+  std::function<net::DnsStats()> dns_stats;
 
   Impl() {
     const char* routes[] = {"validate", "mutate"};
@@ -169,11 +170,42 @@ struct Metrics::Impl {
     const verify::Engine* e = nullptr;
     std::function<PolicyState()> ps;
     std::function<kube::EventRecorderStats()> es;
+    std::function<net::DnsStats()> ds;
     {
       std::lock_guard lock(mu);
       e = engine;
       ps = policy_state;
       es = event_stats;
+      ds = dns_stats;
+    }
+    if (ds) {
+      const net::DnsStats d = ds();
+      auto in_flight = family("sigil_dns_lookups_in_flight",
+                              "Registry host-name lookups in flight, abandoned ones included, by "
+                              "slots: shared (any host) or reserved (the registries the operator "
+                              "configured or names)",
+                              prom::MetricType::Gauge);
+      add_value(in_flight, static_cast<double>(d.in_flight), {{"slots", "shared"}});
+      add_value(in_flight, static_cast<double>(d.reserved_in_flight), {{"slots", "reserved"}});
+      auto slots = family("sigil_dns_lookup_slots",
+                          "Registry host-name lookups allowed in flight (registry.dns maxLookups "
+                          "and reservedLookups)",
+                          prom::MetricType::Gauge);
+      add_value(slots, static_cast<double>(d.max_lookups), {{"slots", "shared"}});
+      add_value(slots, static_cast<double>(d.reserved_lookups), {{"slots", "reserved"}});
+      auto joined = family("sigil_dns_lookups_joined_total",
+                           "Registry host-name lookups that joined one of the same name in flight",
+                           prom::MetricType::Counter);
+      add_value(joined, static_cast<double>(d.joined));
+      auto refused = family("sigil_dns_lookups_refused_total",
+                            "Registry host-name lookups refused because every slot they may take "
+                            "was taken (the registry call fails REGISTRY_UNAVAILABLE)",
+                            prom::MetricType::Counter);
+      add_value(refused, static_cast<double>(d.refused));
+      out.push_back(std::move(in_flight));
+      out.push_back(std::move(slots));
+      out.push_back(std::move(joined));
+      out.push_back(std::move(refused));
     }
     if (es) {
       const kube::EventRecorderStats st = es();
@@ -354,6 +386,11 @@ void Metrics::set_policy_state(std::function<PolicyState()> state) {
 void Metrics::set_event_stats(std::function<kube::EventRecorderStats()> stats) {
   std::lock_guard lock(impl_->mu);
   impl_->event_stats = std::move(stats);
+}
+
+void Metrics::set_dns_stats(std::function<net::DnsStats()> stats) {
+  std::lock_guard lock(impl_->mu);
+  impl_->dns_stats = std::move(stats);
 }
 
 std::string Metrics::scrape() const {

@@ -68,6 +68,10 @@ class Metrics {
   // Kubernetes Events (kube::EventRecorder): sigil_events_total{result} and
   // sigil_events_queued.
   void set_event_stats(std::function<kube::EventRecorderStats()> stats);
+  // The registry client's host-name lookups (registry::HttpClient::dns_stats):
+  // sigil_dns_lookups_in_flight{slots}, sigil_dns_lookup_slots{slots},
+  // sigil_dns_lookups_joined_total and sigil_dns_lookups_refused_total.
+  void set_dns_stats(std::function<net::DnsStats()> stats);
 
   // The exposition, Prometheus text format 0.0.4.
   std::string scrape() const;

@@ -180,6 +180,10 @@ Status Client::init_status() const {
   return impl_->init;
 }
 
+DnsStats Client::dns_stats() const {
+  return impl_ && impl_->resolver ? impl_->resolver->stats() : DnsStats{};
+}
+
 uint64_t Client::request_count() const {
   return impl_ ? impl_->requests.load() : 0;
 }

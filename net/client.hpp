@@ -160,6 +160,16 @@ struct ClientOptions {
 
 class Client;
 
+// A client's host-name lookups, for metrics (Client::dns_stats; any thread may read them).
+struct DnsStats {
+  size_t in_flight = 0;           // in the shared slots, abandoned ones included
+  size_t reserved_in_flight = 0;  // in the reserved slots (ClientOptions::reserved_dns_lookups)
+  size_t max_lookups = 0;         // ClientOptions::max_dns_lookups
+  size_t reserved_lookups = 0;    // ClientOptions::reserved_dns_lookups
+  uint64_t joined = 0;            // lookups that joined one of the same name in flight
+  uint64_t refused = 0;           // lookups refused because every slot they may take was taken
+};
+
 // An answer read as it arrives (a Kubernetes watch): the status and header first, then the
 // body in pieces. The connection is never pooled again. Not thread-safe except close(); one
 // read at a time.
@@ -218,6 +228,7 @@ class Client {
 
   uint64_t request_count() const;     // requests written so far (every attempt)
   uint64_t connection_count() const;  // connections opened so far
+  DnsStats dns_stats() const;         // thread-safe
 
   struct PoolStats {
     size_t idle = 0;  // connections resting in the pool now

@@ -12,6 +12,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -69,8 +70,10 @@ struct Resolver::State : std::enable_shared_from_this<State> {
   Status init;
   size_t max_lookups = 256;
   size_t max_reserved = 64;
-  size_t in_flight = 0;           // in shared slots
-  size_t reserved_in_flight = 0;  // in reserved slots
+  // Changed on the strand only; atomic so that stats() may read them from another thread.
+  std::atomic<size_t> in_flight{0};           // in shared slots
+  std::atomic<size_t> reserved_in_flight{0};  // in reserved slots
+  std::atomic<uint64_t> joined{0}, refused{0};
   // The lookups in flight, by name: one of a name already asked for is joined, not repeated.
   std::map<std::string, std::shared_ptr<Flight>, std::less<>> flights;
   uint64_t next_gen = 1;
@@ -276,6 +279,17 @@ const Status& Resolver::init_status() const {
   return s_->init;
 }
 
+DnsStats Resolver::stats() const {
+  DnsStats d;
+  d.in_flight = s_->in_flight.load(std::memory_order_relaxed);
+  d.reserved_in_flight = s_->reserved_in_flight.load(std::memory_order_relaxed);
+  d.max_lookups = s_->max_lookups;
+  d.reserved_lookups = s_->max_reserved;
+  d.joined = s_->joined.load(std::memory_order_relaxed);
+  d.refused = s_->refused.load(std::memory_order_relaxed);
+  return d;
+}
+
 std::string Resolver::describe(int status) {
   switch (status) {
     case ARES_ENOTFOUND:
@@ -301,11 +315,13 @@ Status Resolver::start(const std::string& host, uint16_t port,
       f.prune_at = 2 * f.waiters.size();
     }
     f.waiters.emplace_back(lookup, port);
+    s_->joined.fetch_add(1, std::memory_order_relaxed);
     return {};
   }
   const bool reserved_slot = reserved && s_->reserved_in_flight < s_->max_reserved;
   if (!reserved_slot && s_->in_flight >= s_->max_lookups) {
-    const size_t busy = s_->in_flight + (reserved ? s_->reserved_in_flight : 0);
+    s_->refused.fetch_add(1, std::memory_order_relaxed);
+    const size_t busy = s_->in_flight + (reserved ? s_->reserved_in_flight.load() : 0);
     return make_error(Errc::unavailable, "resolving " + host + ": " + std::to_string(busy) +
                                              " DNS lookups are already in flight");
   }

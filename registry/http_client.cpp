@@ -242,6 +242,10 @@ Status HttpClient::init_status() const {
   return impl_->init;
 }
 
+net::DnsStats HttpClient::dns_stats() const {
+  return impl_ && impl_->http ? impl_->http->dns_stats() : net::DnsStats{};
+}
+
 bool HttpClient::has_credentials_for(const std::string& registry) const {
   return impl_ && (impl_->opts.credentials.find(registry).has_value() ||
                    (impl_->opts.identity && impl_->opts.identity->covers(registry)));

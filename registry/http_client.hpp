@@ -116,6 +116,8 @@ class HttpClient final : public Client {
 
   // Token requests alone (a subset of request_count), for tests of the token cache.
   uint64_t token_request_count() const;
+  // Host-name lookups (net::Client::dns_stats), for metrics; thread-safe.
+  net::DnsStats dns_stats() const;
 
   // More registries the operator named (in oci::canonical_registry's spelling): those that
   // cluster-wide policies' globs name literally. Their requests get what ClientOptions gives

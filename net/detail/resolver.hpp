@@ -29,6 +29,7 @@
 
 #include "common/deadline.hpp"
 #include "common/result.hpp"
+#include "net/client.hpp"
 
 namespace sigil::net::detail {
 
@@ -71,6 +72,9 @@ class Resolver {
 
   // The channel could not be set up (bad `servers`, no memory): every lookup fails with it.
   const Status& init_status() const;
+
+  // The slots in use and the lookups joined and refused so far; any thread may call it.
+  DnsStats stats() const;
 
   // Starts a lookup of host's IPv4 and IPv6 addresses; `lookup` is filled when c-ares answers
   // (possibly before this returns: /etc/hosts) and its timer cancelled. A lookup of a name

@@ -914,7 +914,9 @@ class Metrics(unittest.TestCase):
         rule = one(docs, "PrometheusRule")
         (group,) = rule["spec"]["groups"]
         alerts = {r["alert"]: r for r in group["rules"]}
-        self.assertEqual(set(alerts), {"SigilNoReadyReplica", "SigilHighRejectionRate", "SigilWebhookCallingErrors"})
+        self.assertEqual(set(alerts), {"SigilNoReadyReplica", "SigilHighRejectionRate", "SigilWebhookCallingErrors",
+                                       "SigilDnsLookupsRefused"})
+        self.assertIn('sigil_dns_lookups_refused_total{namespace="sigil"}', alerts["SigilDnsLookupsRefused"]["expr"])
         self.assertIn('kube_deployment_status_replicas_available{namespace="sigil", deployment="sigil"} == 0',
                       alerts["SigilNoReadyReplica"]["expr"])
         rej = alerts["SigilHighRejectionRate"]["expr"]

@@ -149,6 +149,12 @@ class MetricsTest(unittest.TestCase):
         self.assertGreater(moved("sigil_registry_requests_total", host=host, status="404"), 0,
                            "the unsigned image's .sig lookup answers 404")
         self.assertEqual(types["sigil_registry_request_duration_seconds"], "histogram")
+        # The registry client's DNS slots (the registry here is an address: no lookup).
+        self.assertEqual(types["sigil_dns_lookups_in_flight"], "gauge")
+        self.assertEqual(value(after, "sigil_dns_lookup_slots", slots="shared"), 256)
+        self.assertEqual(value(after, "sigil_dns_lookup_slots", slots="reserved"), 64)
+        self.assertEqual(types["sigil_dns_lookups_refused_total"], "counter")
+        self.assertEqual(value(after, "sigil_dns_lookups_refused_total"), 0)
         self.assertEqual(value(after, "sigil_registry_request_duration_seconds_count", host=host),
                          value(after, "sigil_registry_requests_total", host=host))
 

@@ -178,6 +178,28 @@ TEST_CASE("metrics: the policy state and the process figures are read at scrape 
   CHECK(sample(m.scrape(), "process_open_fds") >= 3);
 }
 
+TEST_CASE("metrics: the registry client's DNS slots and lookups are read at scrape time") {
+  Metrics m;
+  CHECK(m.scrape().find("sigil_dns_lookups_in_flight") == std::string::npos);
+  sigil::net::DnsStats d;
+  d.in_flight = 5;
+  d.reserved_in_flight = 1;
+  d.max_lookups = 256;
+  d.reserved_lookups = 64;
+  d.joined = 12;
+  d.refused = 3;
+  m.set_dns_stats([&] { return d; });
+  const std::string text = m.scrape();
+  CHECK(sample(text, R"(sigil_dns_lookups_in_flight{slots="shared"})") == 5);
+  CHECK(sample(text, R"(sigil_dns_lookups_in_flight{slots="reserved"})") == 1);
+  CHECK(sample(text, R"(sigil_dns_lookup_slots{slots="shared"})") == 256);
+  CHECK(sample(text, R"(sigil_dns_lookup_slots{slots="reserved"})") == 64);
+  CHECK(sample(text, "sigil_dns_lookups_joined_total") == 12);
+  CHECK(sample(text, "sigil_dns_lookups_refused_total") == 3);
+  d.refused = 4;  // read again at each scrape
+  CHECK(sample(m.scrape(), "sigil_dns_lookups_refused_total") == 4);
+}
+
 TEST_CASE("config: metrics.listen, and unknown metrics keys refused") {
   const std::string path = std::string(SIGIL_BINARY_DIR) + "/metrics_test_config.yaml";
   {

@@ -135,10 +135,18 @@ TEST_CASE("dns: lookups in flight are bounded, abandoned ones included") {
   }
   // Both stalled lookups were abandoned at their deadline, but c-ares still waits for them:
   // a third lookup fails at once instead of adding to the pile.
+  CHECK(c.dns_stats().in_flight == 2);
+  CHECK(c.dns_stats().refused == 0);
   auto r = loop.run(c.send(get_request(s.url("good.test")), in(2s), Limits{}));
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == Errc::unavailable);
   CHECK(contains(r.error().message, "2 DNS lookups are already in flight"));
+  // What the metrics read (sigil_dns_lookups_*).
+  const DnsStats st = c.dns_stats();
+  CHECK(st.in_flight == 2);
+  CHECK(st.reserved_in_flight == 0);
+  CHECK(st.max_lookups == 2);
+  CHECK(st.refused == 1);
   // An address needs no lookup.
   CHECK(loop.run(c.send(get_request(s.url("127.0.0.1")), in(2s), Limits{})).ok());
 }
@@ -282,6 +290,7 @@ TEST_CASE("dns: a name that never answers holds its slot for sigil's tries, not 
   INFO((freed ? std::string() : freed.error().message));
   REQUIRE(freed.ok());
   CHECK(s.dns.queries("slow.test") == 4);
+  CHECK(c.dns_stats().in_flight == 0);
 }
 
 TEST_CASE("dns: concurrent lookups of one name share one query and one slot") {
@@ -311,6 +320,8 @@ TEST_CASE("dns: concurrent lookups of one name share one query and one slot") {
   // One lookup: one A and one AAAA question, where eight lookups would have asked 16 (and
   // seven of them would have found the one slot taken).
   CHECK(s.dns.queries("late.test") == 2);
+  CHECK(c.dns_stats().joined == kCalls - 1);
+  CHECK(c.dns_stats().refused == 0);
 }
 
 TEST_CASE("dns: with ndots 1 (the chart's), a name with a dot is asked as written first") {
