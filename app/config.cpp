@@ -3,7 +3,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -12,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/encoding.hpp"
 #include "oci/reference.hpp"
 #include "server/duration.hpp"
 
@@ -380,9 +380,7 @@ std::vector<std::string> operator_registries(const policy::PolicySet& set,
                                              const std::vector<std::string>& also) {
   std::vector<std::string> out;
   for (const auto& r : also) {
-    std::string lower = r;
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (!lower.empty()) out.push_back(oci::canonical_registry(lower));
+    if (!r.empty()) out.push_back(oci::canonical_registry(ascii_lower(r)));
   }
   for (const auto& p : set.policies()) {
     if (!p.namespace_scope.empty()) continue;

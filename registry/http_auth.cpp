@@ -85,7 +85,7 @@ awaitable<Status> HttpClient::Impl::fetch_token(const Url& origin, const std::st
   } else if (may_send && cred->has_basic()) {
     req.authorization = basic_authorization(cred->username, cred->password);
   }
-  mark(req, registry);  // the realm is asked on the registry's behalf
+  mark(req, owner(registry));  // the realm is asked on the registry's behalf
   token_requests.fetch_add(1, std::memory_order_relaxed);
   net::Limits limits;
   limits.max_body = kTokenBodyLimit;

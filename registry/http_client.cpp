@@ -112,10 +112,9 @@ HttpClient::Impl::Owner HttpClient::Impl::owner(const std::string& registry) con
   return Owner::pod;
 }
 
-void HttpClient::Impl::mark(net::Request& req, const std::string& registry) const {
-  const Owner o = owner(registry);
-  req.operator_named = o != Owner::pod;
-  req.operator_listed = o == Owner::listed;
+void HttpClient::Impl::mark(net::Request& req, Owner owner) {
+  req.operator_named = owner != Owner::pod;
+  req.operator_listed = owner == Owner::listed;
 }
 
 Result<Url> HttpClient::Impl::origin(const std::string& registry) const {
@@ -190,8 +189,7 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
     req.method = method;
     req.authorization = std::move(*a);
     req.retry = retry_policy();
-    req.operator_named = own != Owner::pod;
-    req.operator_listed = own == Owner::listed;
+    mark(req, own);
     if (method == net::Method::get) req.max_redirects = opts.max_redirects;
     req.redirect_allowed = [this](const Url& to) {
       return to.scheme == "https" || insecure(to.authority(), to.authority());

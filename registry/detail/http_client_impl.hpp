@@ -79,8 +79,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   // author writes.
   enum class Owner { pod, covered, listed };
   Owner owner(const std::string& registry) const;
-  // Marks req with owner(registry).
-  void mark(net::Request& req, const std::string& registry) const;
+  // Marks req as the requests of a registry with that owner (net::Request::operator_named,
+  // operator_listed).
+  static void mark(net::Request& req, Owner owner);
   // set_operator_registries' list, sorted; swapped whole under its mutex.
   mutable std::mutex operator_mu;
   std::shared_ptr<const std::vector<std::string>> operator_registries;

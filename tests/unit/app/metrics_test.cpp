@@ -100,10 +100,14 @@ TEST_CASE(
   Metrics m;
   sigil::net::Exchange e;
   e.status = 200;
-  for (int i = 0; i < 70; ++i) {
-    e.origin = "https://r" + std::to_string(i) + ".example";
-    m.registry_exchange(e);
-  }
+  // One exchange with each of 70 hosts "https://<prefix><i><suffix>".
+  auto seventy = [&](const std::string& prefix, const std::string& suffix) {
+    for (int i = 0; i < 70; ++i) {
+      e.origin = "https://" + prefix + std::to_string(i) + suffix;
+      m.registry_exchange(e);
+    }
+  };
+  seventy("r", ".example");
   e.origin = "https://r0.example";  // a host seen before the cap keeps its series
   m.registry_exchange(e);
   const std::string text = m.scrape();
@@ -125,20 +129,14 @@ TEST_CASE(
   // Names inside a pattern the operator allows (the Azure identity's *.azurecr.io) are chosen
   // by pod authors: they share the pods' series, and take none of the operator's.
   e.operator_listed = false;
-  for (int i = 0; i < 70; ++i) {
-    e.origin = "https://a" + std::to_string(i) + ".azurecr.io";
-    m.registry_exchange(e);
-  }
+  seventy("a", ".azurecr.io");
   const std::string covered = m.scrape();
   CHECK(sample(covered, R"(sigil_registry_requests_total{host="a0.azurecr.io",status="200"})") ==
         -1);
   CHECK(sample(covered, R"(sigil_registry_requests_total{host="other",status="200"})") == 76);
   // The listed ones are bounded too: 64 series, myacr's among them.
   e.operator_listed = true;
-  for (int i = 0; i < 70; ++i) {
-    e.origin = "https://l" + std::to_string(i) + ".example";
-    m.registry_exchange(e);
-  }
+  seventy("l", ".example");
   const std::string last = m.scrape();
   CHECK(sample(last, R"(sigil_registry_requests_total{host="l62.example",status="200"})") == 1);
   CHECK(sample(last, R"(sigil_registry_requests_total{host="l63.example",status="200"})") == -1);
