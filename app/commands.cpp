@@ -188,43 +188,12 @@ int run(int argc, char** argv) {
 
   if (serve->parsed()) {
     if (!config_file.empty()) {
-      // The file is the base; flags given on the command line are applied again on top.
+      // The file is the base; flags given on the command line are applied on top.
       Settings from_file;
       if (auto st = load_config_file(config_file, from_file); !st.ok())
         return config_error(st.error().message);
-      auto given = [&](const char* flag) { return serve->count(flag) > 0; };
-      if (!given("--listen")) settings.listen = from_file.listen;
-      if (!given("--tls-cert")) settings.tls_cert = from_file.tls_cert;
-      if (!given("--tls-key")) settings.tls_key = from_file.tls_key;
-      if (!given("--policy")) settings.policy_paths = from_file.policy_paths;
-      if (!given("--no-match-policy")) settings.no_match = from_file.no_match;
-      if (!given("--trusted-root")) settings.trusted_root_file = from_file.trusted_root_file;
-      if (!given("--kube")) settings.kube.enabled = from_file.kube.enabled;
-      if (!given("--kubeconfig")) settings.kube.kubeconfig = from_file.kube.kubeconfig;
-      if (!given("--kube-context")) settings.kube.context = from_file.kube.context;
-      if (!given("--kube-namespace")) settings.kube.namespace_ = from_file.kube.namespace_;
-      settings.kube.resync = from_file.kube.resync;
-      if (!given("--threads")) settings.threads = from_file.threads;
-      if (!given("--log-level")) settings.log_level = from_file.log_level;
-      if (!given("--pinning")) settings.pinning = from_file.pinning;
-      if (!given("--registry-config"))
-        settings.registry.config_file = from_file.registry.config_file;
-      if (!given("--registry-ca")) settings.registry.ca_file = from_file.registry.ca_file;
-      if (!given("--insecure-registry"))
-        settings.registry.insecure_hosts = from_file.registry.insecure_hosts;
-      settings.registry.reveal_private_details = from_file.registry.reveal_private_details;
-      settings.registry.azure = from_file.registry.azure;
-      settings.timeout = from_file.timeout;
-      settings.cache_ttl = from_file.cache_ttl;
-      settings.negative_cache_ttl = from_file.negative_cache_ttl;
-      settings.cache_size = from_file.cache_size;
-      settings.stale_if_error = from_file.stale_if_error;
-      settings.tag_cache_ttl = from_file.tag_cache_ttl;
-      settings.server = from_file.server;
-      if (!given("--metrics-listen")) settings.metrics = from_file.metrics;
-      if (!given("--events")) settings.events.enabled = from_file.events.enabled;
-      settings.events.interval = from_file.events.interval;
-      settings.self_cert = from_file.self_cert;
+      settings = with_flags(std::move(from_file), settings,
+                            [&](const char* flag) { return serve->count(flag) > 0; });
     }
     if (!resync_flag.empty()) {
       auto r = parse_duration(resync_flag);
@@ -243,12 +212,9 @@ int run(int argc, char** argv) {
       Settings from_file;
       if (auto st = load_config_file(va.config, from_file); !st.ok())
         return config_error(st.error().message);
-      const auto vgiven = [&](const char* flag) { return verify_cmd->count(flag) > 0; };
-      if (!vgiven("--registry-config")) va.registry.config_file = from_file.registry.config_file;
-      if (!vgiven("--registry-ca")) va.registry.ca_file = from_file.registry.ca_file;
-      if (!vgiven("--insecure-registry"))
-        va.registry.insecure_hosts = from_file.registry.insecure_hosts;
-      va.registry.azure = from_file.registry.azure;
+      va.registry =
+          with_registry_flags(std::move(from_file.registry), va.registry,
+                              [&](const char* flag) { return verify_cmd->count(flag) > 0; });
     }
     return detail::run_verify(va);
   }

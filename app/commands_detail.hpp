@@ -35,7 +35,7 @@ struct VerifyArgs {
   std::string output = "text";
   std::string timeout = "30s";
   RegistrySettings registry;
-  std::string config;  // serve's --config: its registry: and azure: sections apply
+  std::string config;  // serve's --config: its registry: section applies (azure: and dns: too)
 };
 
 int run_verify(const VerifyArgs& a);

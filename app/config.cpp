@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/encoding.hpp"
 #include "oci/reference.hpp"
@@ -139,6 +140,34 @@ Status check_section(const YAML::Node& node, const std::string& section,
 }
 
 }  // namespace
+
+RegistrySettings with_registry_flags(RegistrySettings file, const RegistrySettings& flags,
+                                     const FlagGiven& given) {
+  if (given("--registry-config")) file.config_file = flags.config_file;
+  if (given("--registry-ca")) file.ca_file = flags.ca_file;
+  if (given("--insecure-registry")) file.insecure_hosts = flags.insecure_hosts;
+  return file;
+}
+
+Settings with_flags(Settings file, const Settings& flags, const FlagGiven& given) {
+  if (given("--listen")) file.listen = flags.listen;
+  if (given("--tls-cert")) file.tls_cert = flags.tls_cert;
+  if (given("--tls-key")) file.tls_key = flags.tls_key;
+  if (given("--policy")) file.policy_paths = flags.policy_paths;
+  if (given("--no-match-policy")) file.no_match = flags.no_match;
+  if (given("--trusted-root")) file.trusted_root_file = flags.trusted_root_file;
+  if (given("--kube")) file.kube.enabled = flags.kube.enabled;
+  if (given("--kubeconfig")) file.kube.kubeconfig = flags.kube.kubeconfig;
+  if (given("--kube-context")) file.kube.context = flags.kube.context;
+  if (given("--kube-namespace")) file.kube.namespace_ = flags.kube.namespace_;
+  if (given("--threads")) file.threads = flags.threads;
+  if (given("--log-level")) file.log_level = flags.log_level;
+  if (given("--pinning")) file.pinning = flags.pinning;
+  if (given("--metrics-listen")) file.metrics.listen = flags.metrics.listen;
+  if (given("--events")) file.events.enabled = flags.events.enabled;
+  file.registry = with_registry_flags(std::move(file.registry), flags.registry, given);
+  return file;
+}
 
 Status load_config_file(const std::string& path, Settings& s) {
   auto text = read_file(path, 1u << 20);

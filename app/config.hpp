@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -130,6 +131,21 @@ struct Settings {
 
 // Reads a YAML config file into settings (fields absent from the file keep their values).
 Status load_config_file(const std::string& path, Settings& settings);
+
+// Whether a command-line flag ("--listen") was given.
+using FlagGiven = std::function<bool(const char* flag)>;
+
+// `serve --config`: the file's settings, with each one whose flag was given taken from `flags`
+// (the settings the command line parsed into). Whatever the file sets that no given flag names
+// is kept as the file has it, so a setting only the file can set needs nothing here to take
+// effect. (The merge once copied the file's settings one by one, and registry.dns, left off
+// that list, never reached the registry client.) --timeout and --kube-resync are parsed later.
+Settings with_flags(Settings file, const Settings& flags, const FlagGiven& given);
+
+// The same for the registry flags alone (`serve` and `verify`): --registry-config,
+// --registry-ca and --insecure-registry.
+RegistrySettings with_registry_flags(RegistrySettings file, const RegistrySettings& flags,
+                                     const FlagGiven& given);
 
 // Go-style duration ("10s", "500ms", "1m30s").
 Result<std::chrono::milliseconds> parse_duration(std::string_view text);

@@ -2,7 +2,9 @@
 // policies name.
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "app/commands_detail.hpp"
 #include "app/config.hpp"
@@ -107,6 +109,49 @@ spec:
   // azure.warmRegistries are listed by name too: canonical, once each.
   CHECK(sigil::app::operator_registries(set, {"MyACR.azurecr.io", "ghcr.io:443"}) ==
         std::vector<std::string>{"ghcr.io", "myacr.azurecr.io", "myreg.example:5000"});
+}
+
+TEST_CASE("config: flags given on the command line go on top of the file; the rest is the file's") {
+  // serve --config: the file is the base. registry.dns was once dropped here, because the
+  // merge copied the file's settings one by one and that list did not have it: the chart's
+  // config.registry.dns never reached the registry client. test_dns.py sees it end to end.
+  using namespace std::chrono_literals;
+  sigil::app::Settings file;
+  auto st = load(
+      "listen: 0.0.0.0:9443\nlogLevel: debug\npinning: true\n"
+      "registry:\n  ca: /file/ca.pem\n  insecure: [\"file.test:5000\"]\n"
+      "  dns: {maxLookups: 96, reservedLookups: 32, timeout: 500ms, attempts: 3}\n"
+      "cache: {staleIfError: 1h, tagTtl: 30s}\nmetrics: {listen: \":9090\"}\n",
+      file);
+  INFO((st.ok() ? std::string() : st.error().message));
+  REQUIRE(st.ok());
+  sigil::app::Settings flags;  // as the command line parsed them
+  flags.listen = "127.0.0.1:8443";
+  flags.registry.insecure_hosts = {"flag.test:5000"};
+  flags.metrics.listen = "127.0.0.1:9091";
+  flags.log_level = "warn";  // not given: its default stays out
+  const std::set<std::string> given = {"--listen", "--insecure-registry", "--metrics-listen"};
+  const auto m =
+      sigil::app::with_flags(file, flags, [&](const char* f) { return given.count(f) > 0; });
+  CHECK(m.listen == "127.0.0.1:8443");
+  CHECK(m.registry.insecure_hosts == std::vector<std::string>{"flag.test:5000"});
+  CHECK(m.metrics.listen == "127.0.0.1:9091");
+  CHECK(m.log_level == "debug");
+  CHECK(m.pinning);
+  CHECK(m.registry.ca_file == "/file/ca.pem");
+  CHECK(m.registry.dns.max_lookups == 96);
+  CHECK(m.registry.dns.reserved_lookups == 32);
+  CHECK(m.registry.dns.try_timeout == 500ms);
+  CHECK(m.registry.dns.attempts == 3);
+  CHECK(m.stale_if_error == 1h);
+  CHECK(m.tag_cache_ttl == 30s);
+  // `sigil verify --config` takes the file's registry section, dns included, the same way.
+  const auto r = sigil::app::with_registry_flags(file.registry, flags.registry, [](const char* f) {
+    return f == std::string("--registry-ca");
+  });
+  CHECK(r.ca_file.empty());
+  CHECK(r.insecure_hosts == std::vector<std::string>{"file.test:5000"});
+  CHECK(r.dns.max_lookups == 96);
 }
 
 TEST_CASE("config: registry.dns bounds the lookups of registry names, and reaches the client") {
