@@ -107,7 +107,9 @@ void Client::Impl::observe(const Url& url, Method method, unsigned status, Errc 
 
 awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url& url,
                                                                       Deadline deadline,
-                                                                      CallState& call) {
+                                                                      CallState& call,
+                                                                      bool& retryable) {
+  retryable = false;
   boost::system::error_code ec;
   const auto port = static_cast<unsigned short>(std::stoul(url.port));
   auto addr = asio::ip::make_address(url.host, ec);
@@ -116,6 +118,8 @@ awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url&
   auto lookup = std::make_shared<Lookup>(strand);
   call.resolving = lookup;
   if (auto st = resolver->start(url.host, port, lookup, call.operator_named); !st) {
+    // Every slot taken: one may be free after the backoff.
+    retryable = st.error().code == Errc::unavailable && !call.cancelled;
     co_return st.error();
   }
   if (!lookup->done && !call.cancelled) {
@@ -127,6 +131,7 @@ awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url&
   if (call.cancelled) co_return cancelled_error("resolving " + url.host);
   if (!lookup->done) co_return timeout_error("resolving " + url.host);
   if (lookup->status != 0) {
+    retryable = detail::Resolver::worth_retrying(lookup->status);
     co_return make_error(Errc::unavailable, "cannot resolve host " + url.host + ": " +
                                                 detail::Resolver::describe(lookup->status));
   }
@@ -140,9 +145,10 @@ awaitable<Result<std::shared_ptr<Conn>>> Client::Impl::connect(const Url& url, D
                                                                CallState& call, bool& retryable) {
   retryable = true;
   const std::string where = url.authority();
-  auto eps = co_await endpoints(url, deadline, call);
+  bool lookup_retryable = false;
+  auto eps = co_await endpoints(url, deadline, call, lookup_retryable);
   if (!eps) {
-    retryable = eps.error().code == Errc::unavailable && !call.cancelled;
+    retryable = lookup_retryable;
     co_return eps.error();
   }
   auto conn = std::make_shared<Conn>();

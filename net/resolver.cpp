@@ -304,6 +304,10 @@ std::string Resolver::describe(int status) {
   }
 }
 
+bool Resolver::worth_retrying(int status) {
+  return status == ARES_ECONNREFUSED;
+}
+
 Status Resolver::start(const std::string& host, uint16_t port,
                        const std::shared_ptr<Lookup>& lookup, bool reserved) {
   if (!s_->init) return s_->init.error();

@@ -182,8 +182,11 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   void observe(const Url& url, Method method, unsigned status, Errc error,
                SteadyClock::time_point start, bool reused, const CallState& call);
 
+  // url's addresses: its host if an IP literal, else a lookup. On failure, `retryable` says
+  // whether a new lookup could help: not when the lookup failed (see
+  // detail::Resolver::worth_retrying), the call was cancelled or ran out of time.
   awaitable<Result<std::vector<tcp::endpoint>>> endpoints(const Url& url, Deadline deadline,
-                                                          CallState& call);
+                                                          CallState& call, bool& retryable);
 
   // A new connection to url's origin, TLS handshake done for https. `retryable` is false
   // when another attempt cannot help (the certificate was refused, the deadline passed).

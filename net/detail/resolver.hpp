@@ -88,6 +88,13 @@ class Resolver {
   // The message for a c-ares status ("not found", "timeout" ...).
   static std::string describe(int status);
 
+  // Whether a lookup that ended with this c-ares status is worth starting again (after the
+  // caller's backoff): only when no DNS server could be reached at all (ECONNREFUSED, which
+  // costs no time). A timeout has already taken the `attempts` rounds, a SERVFAIL has been asked
+  // of every server `attempts` times, and "no such host" is an answer: a new lookup would only
+  // repeat those queries, and hold a slot as long again.
+  static bool worth_retrying(int status);
+
   struct State;
 
  private:

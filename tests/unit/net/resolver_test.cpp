@@ -343,3 +343,44 @@ TEST_CASE("dns: with ndots 1 (the chart's), a name with a dot is asked as writte
   REQUIRE(d.ok());
   CHECK(s.dns.queries("dotless.corp.svc.test") >= 1);
 }
+
+TEST_CASE(
+    "dns: a lookup that failed is not started again by the call's retries; a refused one is") {
+  // c-ares' rounds (ClientOptions::dns_attempts) are the only retries a lookup gets: a call's
+  // retry policy starting a failed lookup again would repeat its queries, and hold a slot for
+  // another full timeout, per retry. A stalled name named in a pod then cost the admission's
+  // whole deadline and (1 + max_retries) lookups.
+  DnsSetup s;
+  Loop loop;
+  ClientOptions o = s.options();
+  o.dns_try_timeout = 150ms;
+  o.dns_attempts = 1;
+  o.max_dns_lookups = 1;
+  Client c(loop.ioc.get_executor(), o);
+  auto send = [&](const std::string& host, int retries) {
+    Request req = get_request(s.url(host));
+    req.retry.max_retries = retries;
+    req.retry.backoff_base = 100ms;
+    return loop.run(c.send(req, in(3s), Limits{}));
+  };
+  // The queries of one lookup, without retries, for each kind of failure; then with three.
+  for (const char* kind : {"nx", "slow"}) {
+    const std::string once = std::string(kind) + "-once.test";
+    const std::string retried = std::string(kind) + "-retried.test";
+    REQUIRE_FALSE(send(once, 0).ok());
+    const auto r = send(retried, 3);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unavailable);
+    INFO(kind << ": " << r.error().message);
+    CHECK(s.dns.queries(once) >= 1);
+    CHECK(s.dns.queries(retried) == s.dns.queries(once));
+  }
+  // Refused because the one slot is taken (by a stalled lookup, abandoned at 20 ms, that
+  // c-ares ends at 150 ms): the call's backoff (at least 50 + 100 + 200 ms) outlasts it.
+  REQUIRE_FALSE(loop.run(c.send(get_request(s.url("slow-holder.test")), in(20ms), Limits{})).ok());
+  const auto refused_before = c.dns_stats().refused;
+  const auto r = send("good.test", 3);
+  INFO((r ? std::string() : r.error().message));
+  REQUIRE(r.ok());
+  CHECK(c.dns_stats().refused > refused_before);
+}
