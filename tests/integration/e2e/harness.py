@@ -244,7 +244,9 @@ def free_port():
 class SigilServer:
     """`sigil serve` on 127.0.0.1 with a TLS certificate from a CA made at test time."""
 
-    def __init__(self, name, policies, extra_args=(), env=None):
+    def __init__(self, name, policies, extra_args=(), env=None, wrap=()):
+        """wrap: a command that runs sigil as its trailing arguments and execs it (so that
+        signals reach sigil), e.g. test_dns.py's own mount namespace."""
         self.dir = work_dir("sigil-" + name)
         tls = registry.write_tls_material(self.dir)
         self.ca = tls["ca.crt"]
@@ -253,7 +255,7 @@ class SigilServer:
         last = ""
         for _attempt in range(5):
             self.port = free_port()
-            args = [sigil_bin(), "serve", "--listen", "127.0.0.1:%d" % self.port,
+            args = list(wrap) + [sigil_bin(), "serve", "--listen", "127.0.0.1:%d" % self.port,
                     "--tls-cert", tls["server.crt"], "--tls-key", tls["server.key"]]
             for p in policies:
                 args += ["--policy", p]
