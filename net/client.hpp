@@ -168,6 +168,9 @@ struct DnsStats {
   size_t reserved_lookups = 0;    // ClientOptions::reserved_dns_lookups
   uint64_t joined = 0;            // lookups that joined one of the same name in flight
   uint64_t refused = 0;           // lookups refused because every slot they may take was taken
+  // Calls waiting on lookups in flight, counted as the lookups hold them: a call that gave up
+  // waiting stays counted until its lookup ends or prunes its list (bounded: see resolver.cpp).
+  size_t waiting = 0;
 };
 
 // An answer read as it arrives (a Kubernetes watch): the status and header first, then the

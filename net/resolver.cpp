@@ -74,6 +74,7 @@ struct Resolver::State : std::enable_shared_from_this<State> {
   std::atomic<size_t> in_flight{0};           // in shared slots
   std::atomic<size_t> reserved_in_flight{0};  // in reserved slots
   std::atomic<uint64_t> joined{0}, refused{0};
+  std::atomic<size_t> waiting{0};  // entries of the flights' waiter lists
   // The lookups in flight, by name: one of a name already asked for is joined, not repeated.
   std::map<std::string, std::shared_ptr<Flight>, std::less<>> flights;
   uint64_t next_gen = 1;
@@ -196,6 +197,7 @@ void on_addrinfo(void* arg, int status, int /*timeouts*/, ares_addrinfo* res) {
   std::unique_ptr<Pending> p(static_cast<Pending*>(arg));
   Resolver::State& st = *p->state;
   --(p->flight->reserved_slot ? st.reserved_in_flight : st.in_flight);
+  st.waiting -= p->flight->waiters.size();
   if (auto it = st.flights.find(p->host); it != st.flights.end() && it->second == p->flight) {
     st.flights.erase(it);  // a later lookup of this name asks again
   }
@@ -287,6 +289,7 @@ DnsStats Resolver::stats() const {
   d.reserved_lookups = s_->max_reserved;
   d.joined = s_->joined.load(std::memory_order_relaxed);
   d.refused = s_->refused.load(std::memory_order_relaxed);
+  d.waiting = s_->waiting.load(std::memory_order_relaxed);
   return d;
 }
 
@@ -315,10 +318,11 @@ Status Resolver::start(const std::string& host, uint16_t port,
   if (auto it = s_->flights.find(host); it != s_->flights.end()) {
     Flight& f = *it->second;
     if (f.waiters.size() >= std::max(f.prune_at, kPruneWaitersAt)) {
-      std::erase_if(f.waiters, [](const auto& w) { return w.first.expired(); });
+      s_->waiting -= std::erase_if(f.waiters, [](const auto& w) { return w.first.expired(); });
       f.prune_at = 2 * f.waiters.size();
     }
     f.waiters.emplace_back(lookup, port);
+    ++s_->waiting;
     s_->joined.fetch_add(1, std::memory_order_relaxed);
     return {};
   }
@@ -336,6 +340,7 @@ Status Resolver::start(const std::string& host, uint16_t port,
   auto flight = std::make_shared<Flight>();
   flight->reserved_slot = reserved_slot;
   flight->waiters.emplace_back(lookup, port);
+  ++s_->waiting;
   // In the map before c-ares may answer: /etc/hosts answers inside ares_getaddrinfo.
   s_->flights.emplace(host, flight);
   auto* p = new Pending{s_.get(), host, std::move(flight)};

@@ -384,3 +384,26 @@ TEST_CASE(
   REQUIRE(r.ok());
   CHECK(c.dns_stats().refused > refused_before);
 }
+
+TEST_CASE("dns: calls that gave up on a lookup that never ends do not pile up in its waiters") {
+  // A pod author can name one host whose DNS never answers in admission after admission: each
+  // joins the lookup in flight and gives up at its deadline. The lookup keeps a (weak) entry
+  // per call until it ends, so the entries of calls that gave up are pruned as more join.
+  DnsSetup s;
+  Loop loop;
+  ClientOptions o = s.options();
+  o.dns_try_timeout = 10s;  // outlives the test: one lookup for every call below
+  o.dns_attempts = 1;
+  Client c(loop.ioc.get_executor(), o);
+  constexpr int kCalls = 300;
+  for (int i = 0; i < kCalls; ++i) {
+    auto r = loop.run(c.send(get_request(s.url("slow-burst.test")), in(5ms), Limits{}));
+    REQUIRE_FALSE(r.ok());
+  }
+  const DnsStats d = c.dns_stats();
+  CHECK(d.in_flight == 1);
+  CHECK(d.joined >= kCalls - 20);  // (a call that times out before it asks does not join)
+  CHECK(d.waiting >= 1);
+  CHECK(d.waiting <= 128);  // pruned at 64, then at twice what is left
+  CHECK(s.dns.queries("slow-burst.test") == 2);
+}
