@@ -7,7 +7,9 @@
 // never answers (tests/support/cpp/fake_dns.hpp):
 //   - how long an abandoned lookup holds its slot, and the queries it sends;
 //   - from that, the new stalled names a second that keep every shared slot taken;
-//   - N concurrent calls naming one host whose answer comes late: the lookups (queries) made.
+//   - N concurrent calls naming one host whose answer comes late: the lookups (queries) made;
+//   - one call with the registry client's retry policy and an admission's deadline naming a
+//     stalled host: how long until it fails, and the queries it cost.
 // --try-timeout-ms and --attempts stand in for other settings (c-ares' own defaults: 5000 and 4,
 // which take 75 s per run).
 #include <CLI/CLI.hpp>
@@ -111,6 +113,15 @@ int main(int argc, char** argv) {
   int ok = 0;
   for (auto& d : done) ok += d.get_future().get() ? 1 : 0;
 
+  // 3. A stalled name in one admission: a call with registry::ClientOptions' retry policy (3
+  // retries, 100 ms backoff doubling) and the admission's deadline (10 s less the answer slack).
+  net::Request retried = net::get_request(url_at("slow-retried.test", srv.port()));
+  retried.retry.max_retries = 3;
+  retried.retry.backoff_base = 100ms;
+  const auto retried_start = Clock::now();
+  const bool retried_ok = loop.run(c.send(retried, in(9s), net::Limits{})).ok();
+  const double retried_s = std::chrono::duration<double>(Clock::now() - retried_start).count();
+
   std::printf("dns.try_timeout_ms %d\n", try_timeout_ms);
   std::printf("dns.attempts %d\n", attempts);
   std::printf("stall.slot_held_s %.2f\n", held);
@@ -120,5 +131,7 @@ int main(int argc, char** argv) {
   std::printf("late.calls %d\n", concurrent);
   std::printf("late.ok %d\n", ok);
   std::printf("late.queries %d\n", dns.queries("late.test"));
-  return held > 0 && ok == concurrent ? 0 : 1;
+  std::printf("admission.failed_after_s %.2f\n", retried_s);
+  std::printf("admission.queries %d\n", dns.queries("slow-retried.test"));
+  return held > 0 && ok == concurrent && !retried_ok ? 0 : 1;
 }
