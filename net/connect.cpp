@@ -9,6 +9,13 @@
 
 namespace sigil::net {
 
+namespace {
+
+// The least time a connection attempt to one of several addresses gets (Go's net.Dialer: 2 s).
+constexpr std::chrono::seconds kConnectShare{2};
+
+}  // namespace
+
 std::shared_ptr<Conn> Client::Impl::take_idle(const std::string& origin) {
   auto it = idle.find(origin);
   if (it == idle.end()) return nullptr;
@@ -159,10 +166,29 @@ awaitable<Result<std::shared_ptr<Conn>>> Client::Impl::connect(const Url& url, D
     conn->plain = std::make_unique<beast::tcp_stream>(strand);
   }
   call.active = conn;
+  // The addresses in turn, each with an equal share of the time left but at least
+  // kConnectShare (as Go's net.Dialer does): an address that drops SYNs (a registry node down,
+  // an address family with no working route) costs its share, not the whole deadline, before
+  // the next is tried. The last address, or a single one, gets all the time left.
+  boost::system::error_code cec = beast::error::timeout;  // (when none could be tried in time)
+  for (size_t i = 0; i < eps->size(); ++i) {
+    const auto now = SteadyClock::now();
+    if (now >= deadline) break;
+    const auto left = deadline - now;
+    const auto share = left / static_cast<int64_t>(eps->size() - i);
+    if (i > 0) {
+      boost::system::error_code ignored;
+      conn->lowest().socket().close(ignored);  // after a failure: a new socket for the next
+    }
+    conn->lowest().expires_at(now +
+                              std::min<SteadyClock::duration>(
+                                  left, std::max<SteadyClock::duration>(share, kConnectShare)));
+    auto [e] = co_await conn->lowest().async_connect((*eps)[i], use_tuple);
+    if (call.cancelled) co_return cancelled_error("connecting to " + where);
+    cec = e;
+    if (!e) break;
+  }
   conn->arm(deadline);
-  auto [cec, ep] = co_await conn->lowest().async_connect(*eps, use_tuple);
-  (void)ep;
-  if (call.cancelled) co_return cancelled_error("connecting to " + where);
   if (cec) {
     if (cec == beast::error::timeout || SteadyClock::now() >= deadline) {
       retryable = false;

@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -24,7 +23,8 @@
 namespace sigil::test {
 
 // A DNS server on 127.0.0.1 (RFC 1035 over UDP): `good.test`, `registry.corp.svc.test` and the
-// names add()ed have the address 127.0.0.1 (and no IPv6 address); a name whose first label
+// names add()ed have the address 127.0.0.1, or the IPv4 addresses add() was given, in that order
+// (and no IPv6 address); a name whose first label
 // starts with "slow" never gets an answer, and one whose first label starts with "late" gets
 // its answer 300 ms after the question; every other name does not exist (NXDOMAIN).
 class FakeDns {
@@ -51,9 +51,9 @@ class FakeDns {
   FakeDns& operator=(const FakeDns&) = delete;
 
   std::string servers() const { return "127.0.0.1:" + std::to_string(port_); }
-  void add(const std::string& name) {
+  void add(const std::string& name, std::vector<uint32_t> addresses = {INADDR_LOOPBACK}) {
     std::lock_guard lock(mu_);
-    names_.insert(ascii_lower(name));
+    names_[ascii_lower(name)] = std::move(addresses);
   }
   int queries(const std::string& name) const {
     std::lock_guard lock(mu_);
@@ -100,10 +100,14 @@ class FakeDns {
       const unsigned qtype = (q[at + 1] << 8) | q[at + 2];
       name = ascii_lower(name);
       bool exists = false;
+      std::vector<uint32_t> addresses;
       {
         std::lock_guard lock(mu_);
         ++queries_[name];
-        exists = names_.count(name) != 0;
+        if (auto it = names_.find(name); it != names_.end()) {
+          exists = true;
+          addresses = it->second;
+        }
       }
       if (name.rfind("slow", 0) == 0) continue;  // never answered
       std::string r(reinterpret_cast<const char*>(q), question_end);
@@ -111,9 +115,26 @@ class FakeDns {
       r[3] = static_cast<char>(exists ? 0x80 : 0x83);  // RA; rcode 0 or 3 (NXDOMAIN)
       r[6] = r[7] = r[8] = r[9] = r[10] = r[11] = 0;   // ANCOUNT, NSCOUNT, ARCOUNT
       if (exists && qtype == 1) {                      // A
-        r[7] = 1;
-        const unsigned char answer[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 127, 0, 0, 1};
-        r.append(reinterpret_cast<const char*>(answer), sizeof answer);
+        r[7] = static_cast<char>(addresses.size());
+        for (const uint32_t a : addresses) {
+          const unsigned char answer[] = {0xc0,
+                                          0x0c,
+                                          0,
+                                          1,
+                                          0,
+                                          1,
+                                          0,
+                                          0,
+                                          0,
+                                          30,
+                                          0,
+                                          4,
+                                          static_cast<unsigned char>(a >> 24),
+                                          static_cast<unsigned char>(a >> 16),
+                                          static_cast<unsigned char>(a >> 8),
+                                          static_cast<unsigned char>(a)};
+          r.append(reinterpret_cast<const char*>(answer), sizeof answer);
+        }
       }
       if (name.rfind("late", 0) == 0) {
         late.push_back({Clock::now() + std::chrono::milliseconds(300), std::move(r), from});
@@ -129,7 +150,8 @@ class FakeDns {
   std::thread thread_;
   mutable std::mutex mu_;
   std::map<std::string, int> queries_;
-  std::set<std::string> names_{"good.test", "registry.corp.svc.test"};
+  std::map<std::string, std::vector<uint32_t>> names_{
+      {"good.test", {INADDR_LOOPBACK}}, {"registry.corp.svc.test", {INADDR_LOOPBACK}}};
 };
 
 }  // namespace sigil::test
