@@ -138,7 +138,7 @@ awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url&
   if (call.cancelled) co_return cancelled_error("resolving " + url.host);
   if (!lookup->done) co_return timeout_error("resolving " + url.host);
   if (lookup->status != 0) {
-    retryable = detail::Resolver::worth_retrying(lookup->status);
+    retryable = detail::Resolver::worth_retrying(lookup->status, call.operator_named);
     co_return make_error(Errc::unavailable, "cannot resolve host " + url.host + ": " +
                                                 detail::Resolver::describe(lookup->status));
   }

@@ -307,8 +307,16 @@ std::string Resolver::describe(int status) {
   }
 }
 
-bool Resolver::worth_retrying(int status) {
-  return status == ARES_ECONNREFUSED;
+bool Resolver::worth_retrying(int status, bool reserved) {
+  switch (status) {
+    case ARES_ENOTFOUND:
+    case ARES_ENODATA:
+      return false;
+    case ARES_ECONNREFUSED:
+      return true;
+    default:
+      return reserved;
+  }
 }
 
 Status Resolver::start(const std::string& host, uint16_t port,

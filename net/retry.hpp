@@ -14,9 +14,10 @@ namespace sigil::net {
 struct RetryPolicy {
   // Extra attempts after the first, for network errors (connection refused or reset, a body
   // cut short, a TLS handshake that failed for a reason other than the certificate, every DNS
-  // lookup slot taken), 429 and 5xx. Not for a DNS lookup that failed: c-ares' own rounds
-  // (ClientOptions::dns_attempts) are its retries. 0: one attempt (a stale pooled connection is
-  // still replaced once, see client.hpp).
+  // lookup slot taken), 429 and 5xx. Not for a DNS lookup that failed (c-ares' own rounds,
+  // ClientOptions::dns_attempts, are its retries), except an operator_named request's after a
+  // timeout or SERVFAIL (detail::Resolver::worth_retrying). 0: one attempt (a stale pooled
+  // connection is still replaced once, see client.hpp).
   int max_retries = 0;
   // Wait before retry n (0-based): d = min(max_backoff, backoff_base * 2^n), drawn uniformly
   // in [d/2, d] (jitter, so that clients cut off together do not come back together). A

@@ -89,11 +89,13 @@ class Resolver {
   static std::string describe(int status);
 
   // Whether a lookup that ended with this c-ares status is worth starting again (after the
-  // caller's backoff): only when no DNS server could be reached at all (ECONNREFUSED, which
-  // costs no time). A timeout has already taken the `attempts` rounds, a SERVFAIL has been asked
-  // of every server `attempts` times, and "no such host" is an answer: a new lookup would only
-  // repeat those queries, and hold a slot as long again.
-  static bool worth_retrying(int status);
+  // caller's backoff). "No such host" is an answer: never. No DNS server could be reached
+  // (ECONNREFUSED, which costs no time): always. Otherwise (a timeout, a SERVFAIL: c-ares has
+  // already asked every server `attempts` times) only for a `reserved` caller, the operator's
+  // registries, whose admissions are worth another lookup inside the deadline; for a name a pod
+  // author chose, a new lookup would repeat those queries and hold a slot as long again, per
+  // retry, and run the admission to its deadline.
+  static bool worth_retrying(int status, bool reserved);
 
   struct State;
 

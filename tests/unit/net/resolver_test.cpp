@@ -345,11 +345,12 @@ TEST_CASE("dns: with ndots 1 (the chart's), a name with a dot is asked as writte
 }
 
 TEST_CASE(
-    "dns: a lookup that failed is not started again by the call's retries; a refused one is") {
-  // c-ares' rounds (ClientOptions::dns_attempts) are the only retries a lookup gets: a call's
-  // retry policy starting a failed lookup again would repeat its queries, and hold a slot for
-  // another full timeout, per retry. A stalled name named in a pod then cost the admission's
-  // whole deadline and (1 + max_retries) lookups.
+    "dns: a failed lookup of a pod's name is not started again by the call's retries; a "
+    "refused one, and the operator's, are") {
+  // For a name a pod author chose, c-ares' rounds (ClientOptions::dns_attempts) are the only
+  // retries a lookup gets: a call's retry policy starting a failed lookup again would repeat its
+  // queries, and hold a slot for another full timeout, per retry. A stalled name named in a pod
+  // then cost the admission's whole deadline and (1 + max_retries) lookups.
   DnsSetup s;
   Loop loop;
   ClientOptions o = s.options();
@@ -357,8 +358,9 @@ TEST_CASE(
   o.dns_attempts = 1;
   o.max_dns_lookups = 1;
   Client c(loop.ioc.get_executor(), o);
-  auto send = [&](const std::string& host, int retries) {
+  auto send = [&](const std::string& host, int retries, bool operator_named = false) {
     Request req = get_request(s.url(host));
+    req.operator_named = operator_named;
     req.retry.max_retries = retries;
     req.retry.backoff_base = 100ms;
     return loop.run(c.send(req, in(3s), Limits{}));
@@ -375,6 +377,12 @@ TEST_CASE(
     CHECK(s.dns.queries(once) >= 1);
     CHECK(s.dns.queries(retried) == s.dns.queries(once));
   }
+  // The operator's registries get a new lookup after a timeout, inside the deadline; never
+  // after "no such host".
+  REQUIRE_FALSE(send("slow-operator.test", 3, true).ok());
+  CHECK(s.dns.queries("slow-operator.test") > s.dns.queries("slow-once.test"));
+  REQUIRE_FALSE(send("nx-operator.test", 3, true).ok());
+  CHECK(s.dns.queries("nx-operator.test") == s.dns.queries("nx-once.test"));
   // Refused because the one slot is taken (by a stalled lookup, abandoned at 20 ms, that
   // c-ares ends at 150 ms): the call's backoff (at least 50 + 100 + 200 ms) outlasts it.
   REQUIRE_FALSE(loop.run(c.send(get_request(s.url("slow-holder.test")), in(20ms), Limits{})).ok());
