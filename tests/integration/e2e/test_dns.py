@@ -129,7 +129,9 @@ class RegistryDnsTest(unittest.TestCase):
         # ...and the registry the operator listed still resolves, in a reserved slot.
         resp, _ = self.admit(self.image("reg.good.test", "test/signed"))
         self.assertIs(resp["allowed"], True, harness.message(resp) + self.sigil.log_tail())
-        self.assertEqual(self.dns.queries("reg.good.test", fake_dns.TYPE_A), 1)
+        # (Its .sig and referrers reads may each open a connection: one lookup, or two when the
+        # first ended before the second began. sigil keeps no DNS cache.)
+        self.assertGreaterEqual(self.dns.queries("reg.good.test", fake_dns.TYPE_A), 1)
         for t in threads:
             t.join(30)
 
