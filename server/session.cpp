@@ -30,6 +30,10 @@ using detail::use_tuple;
 
 namespace {
 
+// The least time a request body is read for, whatever is left of the request's deadline (see
+// the body read in session()).
+constexpr std::chrono::milliseconds kBodyReadFloor{1000};
+
 // The router's name for a request method.
 Method method_of(http::verb verb) {
   switch (verb) {
@@ -322,11 +326,15 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
       if (cec) break;
     }
 
-    // Body: bounded by the limit, the budget and the request's own deadline.
+    // Body: bounded by the limit, the budget and the request's own deadline, but given at least
+    // kBodyReadFloor: a body the client has already sent is read and answered (TIMEOUT, when the
+    // deadline has passed) even when this thread got to it late, instead of the connection being
+    // closed without an answer. A client that withholds its body still loses the connection at
+    // most that long after its deadline.
     if (!parser.is_done()) {
       const auto left = deadline - std::chrono::steady_clock::now();
       tcp_layer.expires_after(std::max<std::chrono::steady_clock::duration>(
-          std::min<std::chrono::steady_clock::duration>(left, o.read_timeout), 1ms));
+          std::min<std::chrono::steady_clock::duration>(left, o.read_timeout), kBodyReadFloor));
       boost::system::error_code bec;
       bool over_budget = false;
       // While it arrives the body holds budget: a request that finds the budget full cuts it if
