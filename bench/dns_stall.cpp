@@ -27,6 +27,7 @@
 #include "fake_dns.hpp"
 #include "fake_http.hpp"
 #include "net/client.hpp"
+#include "registry/http_client.hpp"
 #include "run_coro.hpp"
 
 using namespace sigil;
@@ -113,11 +114,14 @@ int main(int argc, char** argv) {
   int ok = 0;
   for (auto& d : done) ok += d.get_future().get() ? 1 : 0;
 
-  // 3. A stalled name in one admission: a call with registry::ClientOptions' retry policy (3
-  // retries, 100 ms backoff doubling) and the admission's deadline (10 s less the answer slack).
+  // 3. A stalled name in one admission: a call with registry::ClientOptions' retry policy (its
+  // defaults: 3 retries, 100 ms backoff doubling) and the admission's deadline (10 s less the
+  // answer slack).
   net::Request retried = net::get_request(url_at("slow-retried.test", srv.port()));
-  retried.retry.max_retries = 3;
-  retried.retry.backoff_base = 100ms;
+  const registry::ClientOptions registry_defaults;
+  retried.retry.max_retries = registry_defaults.max_retries;
+  retried.retry.backoff_base = registry_defaults.backoff_base;
+  retried.retry.max_backoff = registry_defaults.max_backoff;
   const auto retried_start = Clock::now();
   const bool retried_ok = loop.run(c.send(retried, in(9s), net::Limits{})).ok();
   const double retried_s = std::chrono::duration<double>(Clock::now() - retried_start).count();

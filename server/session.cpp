@@ -327,10 +327,10 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
     }
 
     // Body: bounded by the limit, the budget and the request's own deadline, but given at least
-    // kBodyReadFloor: a body the client has already sent is read and answered (TIMEOUT, when the
-    // deadline has passed) even when this thread got to it late, instead of the connection being
-    // closed without an answer. A client that withholds its body still loses the connection at
-    // most that long after its deadline.
+    // kBodyReadFloor: a body the client has already sent is read and answered (from the verdict
+    // cache, or TIMEOUT once the deadline has passed) even when this thread got to it late,
+    // instead of the connection being closed without an answer. A client that withholds its body
+    // still loses the connection at most that long after its deadline.
     if (!parser.is_done()) {
       const auto left = deadline - std::chrono::steady_clock::now();
       tcp_layer.expires_after(std::max<std::chrono::steady_clock::duration>(
