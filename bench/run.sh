@@ -2,7 +2,9 @@
 # bench/run.sh: the one command for sigil's benchmarks (see bench/README.md).
 #   (a) requests/s of POST /validate on the cached path under wrk on 127.0.0.1, beside
 #       bench_bare_responder (a fixed AdmissionReview over the same TLS stack) in the same run,
-#       and their ratio (target >= 0.5);
+#       and their ratio (target >= 0.5); then the instructions per cached admission of both
+#       servers under callgrind (bench/callgrind_cached.py, needs valgrind), for the `kubectl run`
+#       Pod and for a controller's Pod with managedFields (issue 14 point 1: target >= 0.8);
 #   (b) cold verification latency (p50, p99) of new, tag-referenced, key-signed images against a
 #       local registry, and registry requests per image (target <= 4);
 #   (c) keyless: CPU time of one keyless verification on a warm process (chain cache warm)
@@ -177,6 +179,17 @@ PINNING_OK=yes
   --duration "$DURATION" --connections "$CONNS" > "$W/pinning.txt" 2>&1 || PINNING_OK=no
 grep -q '^warm.ratio=' "$W/pinning.txt" || { echo "bench: bench/pinning.py failed:" >&2; cat "$W/pinning.txt" >&2; exit 1; }
 
+echo "== (a) instructions per cached admission under callgrind (bench/callgrind_cached.py)"
+CG_OK=no
+if command -v valgrind > /dev/null && command -v callgrind_control > /dev/null; then
+  "$PY" "$ROOT/bench/callgrind_cached.py" --build "$BUILD_DIR" --requests 500 --top 0 \
+    > "$W/callgrind.txt" 2>&1 &&
+    "$PY" "$ROOT/bench/callgrind_cached.py" --build "$BUILD_DIR" --requests 300 --top 0 \
+      --review "$ROOT/tests/unit/admission/data/pod-create-by-controller.json" \
+      > "$W/callgrind-controller.txt" 2>&1 && CG_OK=yes
+  [ "$CG_OK" = yes ] || { echo "bench: bench/callgrind_cached.py failed:" >&2; cat "$W"/callgrind*.txt >&2; exit 1; }
+fi
+
 echo "== serving certificate (throwaway CA)"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
   -subj "/CN=sigil bench CA" -keyout "$W/ca.key" -out "$W/ca.crt" 2>/dev/null
@@ -307,6 +320,19 @@ printf '%-40s %12s %12s %12s\n' "    socket errors + non-2xx" "$(errs "$W/wrk-si
 printf '%-40s %12s %12s %12s   target >= 0.50: %s (tag) %s (digest)\n' "    ratio to bare" "$RATIO_T" \
   "$RATIO_D" "1.00" "$RATIO_T_MARK" "$RATIO_D_MARK"
 printf '%-40s %25s %12s\n' "    peak RSS (MiB, VmHWM)" "$(mib "$SIGIL_RSS_KB")" "$(mib "$BARE_RSS_KB")"
+# callgrind's count per admission: "  sigil   117686   (dump)", "  bare / sigil = 0.734 (...)".
+cg() { awk -v k="$2" '$1 == k && $2 ~ /^[0-9]/ { print $2 } $1 == "bare" && $2 == "/" && k == "ratio" { print $5 }' "$1"; }
+cg_row() {  # cg_row LABEL FILE
+  printf '%-40s %12s %12s %12s   target >= 0.80: %s\n' "$1" "$(cg "$2" sigil)" "$(cg "$2" bare)" \
+    "$(cg "$2" ratio)" "$(mark "$(cg "$2" ratio)" ">=" 0.8)"
+}
+if [ "$CG_OK" = yes ]; then
+  printf '%-40s %12s %12s %12s\n' "    instructions per admission (callgrind)" "sigil (dig)" "bare" "bare/sigil"
+  cg_row "      kubectl run Pod, 1.2 KB" "$W/callgrind.txt"
+  cg_row "      ReplicaSet's Pod, managedFields, 3.3 KB" "$W/callgrind-controller.txt"
+else
+  printf '%-40s %s\n' "    instructions per admission" "skipped: valgrind is not installed (apt-get install valgrind)"
+fi
 mratio() { awk -v m="$(kv "$W/wrk-sigilm-$1.txt" wrk.rps)" -v s="$(kv "$W/wrk-sigil-$1.txt" wrk.rps)" \
   'BEGIN { printf "%.3f", (s > 0 ? m / s : 0) }'; }
 printf '%-40s %12s %12s\n' "    with /metrics on: requests/s" "$(kv "$W/wrk-sigilm-tag.txt" wrk.rps)" \
