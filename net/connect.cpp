@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/host_lookup.hpp"
 #include "net/detail/client_impl.hpp"
 #include "net/detail/tls.hpp"
 
@@ -127,7 +128,8 @@ awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url&
   if (auto st = resolver->start(url.host, port, lookup, call.operator_named); !st) {
     // Every slot taken: one may be free after the backoff.
     retryable = st.error().code == Errc::unavailable && !call.cancelled;
-    co_return st.error();
+    if (st.error().code != Errc::unavailable) co_return st.error();
+    co_return with_lookup_failure(st.error(), url.host, HostLookupFailure::Why::busy);
   }
   if (!lookup->done && !call.cancelled) {
     // Woken by the answer or a cancellation; past the deadline the lookup is abandoned (c-ares
@@ -136,14 +138,21 @@ awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url&
     co_await lookup->wake.async_wait(use_tuple);
   }
   if (call.cancelled) co_return cancelled_error("resolving " + url.host);
-  if (!lookup->done) co_return timeout_error("resolving " + url.host);
+  if (!lookup->done) {
+    co_return with_lookup_failure(timeout_error("resolving " + url.host), url.host,
+                                  HostLookupFailure::Why::no_answer);
+  }
   if (lookup->status != 0) {
     retryable = detail::Resolver::worth_retrying(lookup->status, call.operator_named);
-    co_return make_error(Errc::unavailable, "cannot resolve host " + url.host + ": " +
-                                                detail::Resolver::describe(lookup->status));
+    co_return with_lookup_failure(
+        make_error(Errc::unavailable, "cannot resolve host " + url.host + ": " +
+                                          detail::Resolver::describe(lookup->status)),
+        url.host, detail::Resolver::why(lookup->status));
   }
   if (lookup->endpoints.empty()) {
-    co_return make_error(Errc::unavailable, "host " + url.host + " has no address");
+    co_return with_lookup_failure(
+        make_error(Errc::unavailable, "host " + url.host + " has no address"), url.host,
+        HostLookupFailure::Why::no_address);
   }
   co_return std::move(lookup->endpoints);
 }

@@ -307,6 +307,18 @@ std::string Resolver::describe(int status) {
   }
 }
 
+HostLookupFailure::Why Resolver::why(int status) {
+  switch (status) {
+    case ARES_ENOTFOUND:
+    case ARES_ENODATA:
+      return HostLookupFailure::Why::no_such_host;
+    case ARES_ETIMEOUT:
+      return HostLookupFailure::Why::no_answer;
+    default:
+      return HostLookupFailure::Why::failed;
+  }
+}
+
 bool Resolver::worth_retrying(int status, bool reserved) {
   switch (status) {
     case ARES_ENOTFOUND:

@@ -18,6 +18,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/encoding.hpp"
+#include "common/host_lookup.hpp"
 #include "crypto/keys.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
@@ -108,16 +109,34 @@ std::string describe(const registry::CredentialTrail& trail) {
   return out;
 }
 
-// A registry failure becomes a denial that says what kind of failure, at which registry, and
-// nothing more: the registry is chosen by whoever creates the pod, and raw connection errors
-// ("Connection refused", "wrong version number", a TLS verification error) would tell them
-// which internal ports are closed, plain HTTP or TLS. The details go to sigil's log. Never
-// cached: the next admission tries again.
-Verdict registry_denial(const std::string& image, const std::string& digest,
-                        const std::string& host, const Error& e, std::string_view doing) {
-  // printable: the message may one day quote what a registry sent; the log stays one line.
-  spdlog::warn("image {}: {} at registry {}: {} ({})", image, doing, host,
-               printable(e.message, 1000), errc_name(e.code));
+// A failed lookup of the registry's name, in words a person can act on. Unlike the connection
+// errors below, it is told: whether a name resolves is what any pod in the cluster can ask the
+// same DNS, and "no such host" is the commonest cause of all (a mistyped registry name).
+// registry: the image's registry (host[:port]); the name that failed may be another (its token
+// service, or a storage host a blob redirects to), which the image's author did not write.
+std::string lookup_failure_text(const HostLookupFailure& f, std::string_view registry) {
+  const std::string name = "the name " + printable(f.host, 256);
+  const bool written = registry.substr(0, registry.rfind(':')) == f.host || registry == f.host;
+  switch (f.why) {
+    case HostLookupFailure::Why::no_such_host:
+      return name + " does not exist in DNS (no such host)" +
+             (written ? "; check the image's registry name" : "");
+    case HostLookupFailure::Why::no_address:
+      return name + " has no address in DNS";
+    case HostLookupFailure::Why::no_answer:
+      return name + " could not be resolved: the DNS server did not answer in time";
+    case HostLookupFailure::Why::busy:
+      return name +
+             " was not looked up: sigil is resolving as many names as it may at once "
+             "(registry.dns.maxLookups); try again";
+    case HostLookupFailure::Why::failed:
+      break;
+  }
+  return name + " could not be resolved (DNS failed)";
+}
+
+// A registry failure of any other kind (see registry_denial).
+std::string registry_failure_text(const std::string& host, const Error& e) {
   std::string what;
   switch (e.code) {
     case Errc::unauthorized:
@@ -144,6 +163,26 @@ Verdict registry_denial(const std::string& image, const std::string& digest,
     default:
       what = "registry " + host + " could not be reached or failed";
       break;
+  }
+  return what;
+}
+
+// A registry failure becomes a denial that says what kind of failure, at which registry, and
+// nothing more: the registry is chosen by whoever creates the pod, and raw connection errors
+// ("Connection refused", "wrong version number", a TLS verification error) would tell them
+// which internal ports are closed, plain HTTP or TLS. The details go to sigil's log. Never
+// cached: the next admission tries again.
+Verdict registry_denial(const std::string& image, const std::string& digest,
+                        const std::string& host, const Error& e, std::string_view doing) {
+  // printable: the message may one day quote what a registry sent; the log stays one line.
+  spdlog::warn("image {}: {} at registry {}: {} ({})", image, doing, host,
+               printable(e.message, 1000), errc_name(e.code));
+  std::string what;
+  if (const HostLookupFailure* dns = host_lookup_failure(e)) {
+    // dns->host is the name that failed: the registry's, or its token service's.
+    what = lookup_failure_text(*dns, host);
+  } else {
+    what = registry_failure_text(host, e);
   }
   Verdict v = denial(image, registry_reason(e.code), std::string(doing) + ": " + what);
   v.digest = digest;

@@ -28,6 +28,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "common/deadline.hpp"
+#include "common/host_lookup.hpp"
 #include "common/result.hpp"
 #include "net/client.hpp"
 
@@ -87,6 +88,9 @@ class Resolver {
 
   // The message for a c-ares status ("not found", "timeout" ...).
   static std::string describe(int status);
+
+  // What a c-ares status means for the person reading the denial (common/host_lookup.hpp).
+  static HostLookupFailure::Why why(int status);
 
   // Whether a lookup that ended with this c-ares status is worth starting again (after the
   // caller's backoff). "No such host" is an answer: never. No DNS server could be reached

@@ -63,7 +63,8 @@ class RegistryDnsTest(unittest.TestCase):
         fixture.sign(cls.reg.client, "test/signed", cls.digest, keys.key("a"),
                      docker_reference="%s/test/signed" % cls.good)
         pol = harness.write_policy(os.path.join(d, "policies"), "dns-images",
-                                   ["%s/**" % cls.good, "*.stall.test:%s/**" % cls.port],
+                                   ["%s/**" % cls.good, "*.stall.test:%s/**" % cls.port,
+                                    "*.missing.test:%s/**" % cls.port],
                                    {"key-a": keys.pub("a")})
         config = os.path.join(d, "config.yaml")
         with open(config, "w") as f:
@@ -150,6 +151,15 @@ class RegistryDnsTest(unittest.TestCase):
         refused = [h for h in stalled if not self.dns.queries(h)]
         self.assertEqual(len(timed_out), MAX_LOOKUPS, out)
         self.assertEqual(len(refused), 2, out)
+        # Each denial says which: the DNS server's silence, or sigil's own slots all taken.
+        for host, (resp, _seconds) in zip(stalled, out):
+            msg = harness.message(resp)
+            if host in timed_out:
+                self.assertIn("the name %s could not be resolved: the DNS server did not answer "
+                              "in time" % host, msg)
+            else:
+                self.assertIn("the name %s was not looked up" % host, msg)
+                self.assertIn("registry.dns.maxLookups", msg)
         self.assertGreaterEqual(self.metric("sigil_dns_lookups_refused_total") - refused_before,
                                 2)
 
@@ -183,6 +193,20 @@ class RegistryDnsTest(unittest.TestCase):
         self.assertEqual(self.dns.queries("same.stall.test", fake_dns.TYPE_AAAA), ATTEMPTS)
         self.assertGreaterEqual(self.metric("sigil_dns_lookups_joined_total") - joined_before,
                                 n - 1)
+
+    def test_3_a_name_that_does_not_exist_is_denied_in_those_words(self):
+        # The commonest DNS failure is a mistyped registry name. NXDOMAIN is an answer: one
+        # lookup, no retry, and a denial that names the host and says it does not exist (not
+        # "could not be reached or failed", as before the lookup's failure was typed).
+        host = "typo.missing.test"
+        resp, seconds = self.admit(self.image(host))
+        msg = harness.message(resp)
+        self.assertIs(resp["allowed"], False, msg)
+        self.assertIn("the name %s does not exist in DNS (no such host); check the image's "
+                      "registry name" % host, msg)
+        self.assertNotIn("\n", msg)
+        self.assertLess(seconds, TRY_TIMEOUT, msg)
+        self.assertEqual(self.dns.queries(host, fake_dns.TYPE_A), 1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 #include <boost/asio/strand.hpp>
 #include <catch2/catch.hpp>
 
+#include "common/host_lookup.hpp"
 #include "fake_dns.hpp"
 #include "helpers.hpp"
 
@@ -114,6 +115,11 @@ TEST_CASE("dns: a name that does not exist is unavailable and says so; /etc/host
   REQUIRE_FALSE(nx.ok());
   CHECK(nx.error().code == Errc::unavailable);
   CHECK(contains(nx.error().message, "cannot resolve host nx.test: no such host"));
+  // Typed, for the denial's words (verify/engine.cpp): which name, and that it does not exist.
+  const HostLookupFailure* why = host_lookup_failure(nx.error());
+  REQUIRE(why != nullptr);
+  CHECK(why->host == "nx.test");
+  CHECK(why->why == HostLookupFailure::Why::no_such_host);
   CHECK(s.dns.queries("nx.test") >= 1);
   // localhost comes from /etc/hosts, as getaddrinfo would find it, without asking the server.
   auto local = loop.run(c.send(get_request(s.url("localhost")), in(2s), Limits{}));
@@ -132,6 +138,10 @@ TEST_CASE("dns: lookups in flight are bounded, abandoned ones included") {
     auto r = loop.run(c.send(get_request(s.url(host)), in(100ms), Limits{}));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::timeout);
+    const HostLookupFailure* why = host_lookup_failure(r.error());
+    REQUIRE(why != nullptr);
+    CHECK(why->host == host);
+    CHECK(why->why == HostLookupFailure::Why::no_answer);
   }
   // Both stalled lookups were abandoned at their deadline, but c-ares still waits for them:
   // a third lookup fails at once instead of adding to the pile.
@@ -141,6 +151,10 @@ TEST_CASE("dns: lookups in flight are bounded, abandoned ones included") {
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == Errc::unavailable);
   CHECK(contains(r.error().message, "2 DNS lookups are already in flight"));
+  const HostLookupFailure* busy = host_lookup_failure(r.error());
+  REQUIRE(busy != nullptr);
+  CHECK(busy->host == "good.test");
+  CHECK(busy->why == HostLookupFailure::Why::busy);
   // What the metrics read (sigil_dns_lookups_*).
   const DnsStats st = c.dns_stats();
   CHECK(st.in_flight == 2);
