@@ -195,9 +195,9 @@ class RegistryDnsTest(unittest.TestCase):
                                 n - 1)
 
     def test_3_a_name_that_does_not_exist_is_denied_in_those_words(self):
-        # The commonest DNS failure is a mistyped registry name. NXDOMAIN is an answer: one
-        # lookup, no retry, and a denial that names the host and says it does not exist (not
-        # "could not be reached or failed", as before the lookup's failure was typed).
+        # The commonest DNS failure is a mistyped registry name. NXDOMAIN is an answer: no retry,
+        # and a denial that names the host and says it does not exist (not "could not be reached
+        # or failed", as before the lookup's failure was typed).
         host = "typo.missing.test"
         resp, seconds = self.admit(self.image(host))
         msg = harness.message(resp)
@@ -206,7 +206,10 @@ class RegistryDnsTest(unittest.TestCase):
                       "registry name" % host, msg)
         self.assertNotIn("\n", msg)
         self.assertLess(seconds, TRY_TIMEOUT, msg)
-        self.assertEqual(self.dns.queries(host, fake_dns.TYPE_A), 1)
+        # Never looked up again after "no such host" (3 retries each would make 4 or more). The
+        # .sig read and the referrers lookup start at once and may each look the name up: they
+        # share one lookup only while it is in flight, and sigil keeps no negative DNS cache.
+        self.assertIn(self.dns.queries(host, fake_dns.TYPE_A), (1, 2))
 
 
 if __name__ == "__main__":
