@@ -126,9 +126,9 @@ awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url&
   auto lookup = std::make_shared<Lookup>(strand);
   call.resolving = lookup;
   if (auto st = resolver->start(url.host, port, lookup, call.operator_named); !st) {
-    // Every slot taken: one may be free after the backoff.
-    retryable = st.error().code == Errc::unavailable && !call.cancelled;
     if (st.error().code != Errc::unavailable) co_return st.error();
+    // Every slot taken: one may be free after the backoff.
+    retryable = !call.cancelled;
     co_return with_lookup_failure(st.error(), url.host, HostLookupFailure::Why::busy);
   }
   if (!lookup->done && !call.cancelled) {

@@ -116,7 +116,7 @@ std::string describe(const registry::CredentialTrail& trail) {
 // service, or a storage host a blob redirects to), which the image's author did not write.
 std::string lookup_failure_text(const HostLookupFailure& f, std::string_view registry) {
   const std::string name = "the name " + printable(f.host, 256);
-  const bool written = registry.substr(0, registry.rfind(':')) == f.host || registry == f.host;
+  const bool written = registry.substr(0, registry.rfind(':')) == f.host;  // no port: all of it
   switch (f.why) {
     case HostLookupFailure::Why::no_such_host:
       return name + " does not exist in DNS (no such host)" +
@@ -177,13 +177,9 @@ Verdict registry_denial(const std::string& image, const std::string& digest,
   // printable: the message may one day quote what a registry sent; the log stays one line.
   spdlog::warn("image {}: {} at registry {}: {} ({})", image, doing, host,
                printable(e.message, 1000), errc_name(e.code));
-  std::string what;
-  if (const HostLookupFailure* dns = host_lookup_failure(e)) {
-    // dns->host is the name that failed: the registry's, or its token service's.
-    what = lookup_failure_text(*dns, host);
-  } else {
-    what = registry_failure_text(host, e);
-  }
+  // A lookup failure's host is the name that failed: the registry's, or its token service's.
+  const HostLookupFailure* dns = host_lookup_failure(e);
+  const std::string what = dns ? lookup_failure_text(*dns, host) : registry_failure_text(host, e);
   Verdict v = denial(image, registry_reason(e.code), std::string(doing) + ": " + what);
   v.digest = digest;
   return v;
