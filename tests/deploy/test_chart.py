@@ -21,16 +21,15 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-CHART = os.path.join(ROOT, "deploy", "helm", "sigil")
-RENDERER_SRC = os.path.join(ROOT, "tests", "support", "helmrender")
-GOPATH = "/usr/share/gocode"
-SPRIG = os.path.join(GOPATH, "src", "github.com", "Masterminds", "sprig")
-YAML3 = os.path.join(GOPATH, "src", "gopkg.in", "yaml.v3")
+sys.dont_write_bytecode = True  # keep tests/ free of __pycache__
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+import helmchart  # noqa: E402
+
+CHART = helmchart.CHART
 
 
 def skip(reason):
-    print("SKIP: " + reason + " (scripts/deps.sh installs golang-go golang-github-masterminds-sprig-dev "
-          "golang-gopkg-yaml.v3-dev python3-yaml)")
+    print("SKIP: " + reason + " (" + helmchart.INSTALL_HINT + ")")
     sys.exit(77)
 
 
@@ -38,10 +37,8 @@ try:
     import yaml
 except ImportError:  # pragma: no cover
     skip("python3-yaml is not installed")
-if not shutil.which("go"):
-    skip("go is not installed")
-if not os.path.isdir(SPRIG) or not os.path.isdir(YAML3):
-    skip("sprig or yaml.v3 is missing under %s" % GOPATH)
+if helmchart.missing():
+    skip(helmchart.missing())
 
 try:
     from cryptography import x509
@@ -71,7 +68,6 @@ EXPECTED_RULES = {
 }
 CRD_FILES = os.path.join(CHART, "files", "crds")
 EXAMPLES = os.path.join(ROOT, "examples", "policies")
-sys.dont_write_bytecode = True  # keep tests/deploy free of __pycache__
 sys.path.insert(0, HERE)
 import crdschema  # noqa: E402
 
@@ -87,13 +83,7 @@ WORKLOADS = {("", "pods"), ("", "pods/ephemeralcontainers"), ("", "replicationco
 
 
 def setUpModule():
-    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOFLAGS="")
-    if not env.get("GOCACHE") and not env.get("HOME") and not env.get("XDG_CACHE_HOME"):
-        env["GOCACHE"] = os.path.join(TMP, "gocache")
-    r = subprocess.run(["go", "build", "-o", RENDERER, "./tests/support/helmrender"], cwd=ROOT, env=env,
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError("building helmrender failed:\n" + r.stdout + r.stderr)
+    helmchart.build_renderer(TMP)
 
 
 def tearDownModule():
