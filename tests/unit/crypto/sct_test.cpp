@@ -195,6 +195,25 @@ TEST_CASE("an SCT of an unknown version is not counted") {
   CHECK(contains(r.error().message, "version"));
 }
 
+TEST_CASE("an SCT whose signature algorithm is not its log key's fails") {
+  // Signed by the (ECDSA) log key, but declaring RSA (RFC 6962's SignatureAndHashAlgorithm,
+  // after version, log id, timestamp and the empty extensions): refused before any signature
+  // check, as Go's CT code does.
+  SctSpec good = pki().sct_at(t0());
+  auto cert = pki().leaf(t0());
+  std::string sct = sigil::test::serialize_sct(good, sigil::test::precert_tbs(cert),
+                                               pki().intermediate.certificate().spki_der());
+  constexpr size_t kSignatureAlgorithm = 1 + 32 + 8 + 2 + 1;
+  REQUIRE(sct[kSignatureAlgorithm - 1] == '\x04');  // sha256
+  REQUIRE(sct[kSignatureAlgorithm] == '\x03');      // ecdsa
+  sct[kSignatureAlgorithm] = '\x01';                // rsa
+  auto r = verify_embedded_sct(
+      leaf_with_raw(sigil::test::sct_extension_value(sigil::test::sct_list({sct}))), issuer(),
+      {pki().ct_log()});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "signature algorithm does not match"));
+}
+
 TEST_CASE("the public-good leaf's SCT verifies against the public-good CT log") {
   auto root = parse_trusted_root(
       sigil::test::read_source_file("data/sigstore/trusted_root.public-good.json"), "public-good");

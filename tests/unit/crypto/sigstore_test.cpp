@@ -221,6 +221,16 @@ TEST_CASE("keyless: each broken link is its own failure", "[sigstore]") {
       CHECK(verify_entity(s.entity, w.keyless(), image()).failure == Failure::tlog);
     }
   }
+  SECTION("a DSSE log entry for a signature that is not a DSSE envelope") {
+    // The same signature, signer and payload hash, recorded as a DSSE entry: its signature
+    // would be over the envelope's PAE, not over these bytes.
+    auto s = keyless_legacy(w, payload);
+    s.entity.tlog_entries = {w.rekor.entry(TestLog::dsse(payload, s.entity.signature, s.leaf.pem()),
+                                           to_unix_seconds(w.t0) + 30)};
+    auto v = verify_entity(s.entity, w.keyless(), image());
+    CHECK(v.failure == Failure::tlog);
+    CHECK(v.message.find("not a DSSE envelope") != std::string::npos);
+  }
   SECTION("the log key was not valid at the entry's time") {
     auto s = keyless_legacy(w, payload);
     w.tlogs[0].valid_for.end = w.t0;

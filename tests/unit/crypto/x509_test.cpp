@@ -445,6 +445,21 @@ TEST_CASE("path validation: a leaf that is a CA fails") {
   CHECK(contains(r.error().message, "is a CA"));
 }
 
+TEST_CASE("path validation: the signing certificate listed as a CA's anchor fails") {
+  // A trusted root that holds the signing certificate itself (its PEM pasted where the CA's
+  // belongs): OpenSSL's partial-chain mode accepts the leaf as its own anchor, a path of one.
+  auto leaf = pki().leaf(t0()).certificate();
+  CertificateAuthority ca;
+  ca.uri = "https://leaf-as-anchor.test";
+  ca.chain = {leaf};
+  ChainCache cache;
+  for (ChainCache* c : {static_cast<ChainCache*>(nullptr), &cache}) {
+    auto r = verify_certificate(leaf, {}, ca, t0() + 1min, ExtendedKeyUsage::code_signing, c);
+    REQUIRE_FALSE(r.ok());
+    CHECK(contains(r.error().message, "itself the trust anchor"));
+  }
+}
+
 TEST_CASE("path validation: an unknown critical extension fails") {
   CertSpec spec = pki().leaf_spec(t0());
   spec.extra = {RawExtension{"1.3.6.1.4.1.99999.1", sigil::test::der_utf8("x"), true}};
