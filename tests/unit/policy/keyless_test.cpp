@@ -63,9 +63,13 @@ struct World {
   // A keyless legacy signature over payload_for(digest) by email, logged.
   crypto::SignedEntity signature(const std::string& digest,
                                  const std::string& email = "release@corp.test",
-                                 const std::string& issuer = "https://accounts.corp.test") const {
+                                 const std::string& issuer = "https://accounts.corp.test",
+                                 bool with_sct = true) const {
     KeyPair key;
-    auto leaf = pki.leaf(pki.leaf_spec(sigil::test::test_epoch(), email, issuer), &key);
+    const auto spec = pki.leaf_spec(sigil::test::test_epoch(), email, issuer);
+    auto leaf = with_sct ? pki.leaf(spec, &key)
+                         : sigil::test::issue(spec, key = sigil::test::generate_key("P-256"),
+                                              pki.intermediate, pki.intermediate_key);
     crypto::SignedEntity e;
     e.kind = crypto::SignedEntity::Kind::simple_signing;
     e.source = "sha256-aa.sig layer 0";
@@ -170,6 +174,46 @@ TEST_CASE("identity regular expressions must match the whole string", "[policy][
                     evidence({w.signature(kDigest, "a@corp.test",
                                           "https://accounts.corp.test.evil.example")}))
                   .satisfied);
+}
+
+TEST_CASE("what a keyless authority demands of every signature", "[policy][keyless]") {
+  // An authority that accepts any identity: what is left to refuse is the certificate itself.
+  World w;
+  auto ps = parse_and_link(w.trust_root_yaml() + "---\n" +
+                           keyless_policy("trustRootRef: corp\nidentities:\n- issuerRegExp: "
+                                          "'.*'\n  subjectRegExp: '.*'\n"));
+  REQUIRE(ps.ok());
+  Policy& p = ps->front();
+  Authority& a = p.authorities.front();
+  REQUIRE(judge(p, kDigest, evidence({w.signature(kDigest)})).satisfied);
+
+  SECTION("an OIDC issuer: a certificate without one matches no identity, not even '.*'") {
+    auto r = judge(p, kDigest, evidence({w.signature(kDigest, "release@corp.test", "")}));
+    INFO(r.message);
+    CHECK_FALSE(r.satisfied);
+  }
+  SECTION("an embedded SCT, unless insecureIgnoreSCT") {
+    auto e = w.signature(kDigest, "release@corp.test", "https://accounts.corp.test", false);
+    CHECK(refused(judge(p, kDigest, evidence({e})), crypto::Failure::sct));
+    a.insecure_ignore_sct = true;
+    CHECK(judge(p, kDigest, evidence({e})).satisfied);
+  }
+  SECTION("the signature format it names (signatureFormat)") {
+    a.format = SignatureFormat::bundle;
+    auto r = judge(p, kDigest, evidence({w.signature(kDigest)}));  // a legacy .sig layer
+    CHECK(refused(r, Unmet::not_signed));
+    a.format = SignatureFormat::legacy;
+    CHECK(judge(p, kDigest, evidence({w.signature(kDigest)})).satisfied);
+  }
+  SECTION("a proved signing time, also when the log is not required") {
+    // As `ctlog: {}` leaves it (link.cpp then demands a timestamp authority): without a log
+    // entry or a timestamp, the certificate's chain cannot be judged at any time.
+    a.require_tlog = false;
+    a.insecure_ignore_sct = true;
+    auto e = w.signature(kDigest);
+    e.tlog_entries.clear();
+    CHECK(refused(judge(p, kDigest, evidence({e})), crypto::Failure::no_signing_time));
+  }
 }
 
 TEST_CASE("keyless authorities are validated and linked with clear errors", "[policy][keyless]") {

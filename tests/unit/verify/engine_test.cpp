@@ -574,6 +574,20 @@ TEST_CASE("an authority's source: signatures from another repository, with its p
   CHECK(f.reg.seen_creds.front() == nullptr);
   CHECK(f.reg.seen_creds.back() == sig_creds);
 
+  // Another namespace's Secret of that name holds nothing that reads the signatures: its pod is
+  // judged with what it holds, never with team-a's verdict.
+  f.reg.sig_needs_creds = true;
+  verify::Context other = in_ns("team-b");
+  other.source_credentials = [&](std::vector<std::string> names,
+                                 sigil::Deadline) -> asio::awaitable<registry::PullCredentials> {
+    asked.insert(asked.end(), names.begin(), names.end());
+    co_return nullptr;
+  };
+  auto theirs = run(engine, "reg.test/team/app:v1", sourced, 5s, other);
+  CHECK(theirs.outcome == verify::Outcome::denied);
+  CHECK(asked.size() == 2);
+  CHECK(run(engine, "reg.test/team/app:v1", sourced, 5s, ctx).outcome == verify::Outcome::allowed);
+
   // A source repository is a repository: a tag or digest in it is refused.
   auto bad = policy::parse_policies(
       "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n"
@@ -1287,6 +1301,19 @@ TEST_CASE("key.kms: after a rotation, a failed verification refetches and the ne
   CHECK_FALSE(old.cached);
   CHECK(old.outcome == verify::Outcome::denied);
   CHECK(old.reason == verify::Reason::bad_signature);
+
+  // The vault rolls back to the old version; a new image signed by it is judged, fails with the
+  // newer key and refetches. The image signed only by the newer key must then be judged with
+  // the old key, never answered by the verdict the newer key made during the first rotation
+  // (it was judged while the old key's fingerprint was the one in use).
+  keys->current = public_key(f.key);
+  const std::string third = fake_digest('d');
+  f.reg.attach("team/app", third, {{payload_for(third), sign(f.key, payload_for(third))}});
+  CHECK(run(engine, "reg.test/team/app@" + third, policies).outcome == verify::Outcome::allowed);
+  CHECK(keys->refetches == 3);  // one more for the old image judged above
+  auto after = run(engine, "reg.test/team/app@" + new_digest, policies);
+  CHECK_FALSE(after.cached);
+  CHECK(after.outcome == verify::Outcome::denied);
 }
 
 TEST_CASE("key.kms: a key that cannot be read denies with one clear line, never cached", "[kms]") {
