@@ -51,6 +51,7 @@ struct FakeRegistry {
   int fail_at = 0;  // corrupt only
   bool bearer = false;
   bool send_digest_header = true;
+  std::string digest_header;  // sent instead of the manifest's digest when not empty
   std::atomic<int> count{0};
   std::atomic<bool> applied{false};  // the corruption changed a reply
   std::atomic<int> token_hits{0};
@@ -74,7 +75,10 @@ struct FakeRegistry {
     if (target == mpath + "v1" || target == mpath + digest_of(kManifest)) {
       HttpReply r =
           reply(200, {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}}, kManifest);
-      if (send_digest_header) r.headers.push_back({"Docker-Content-Digest", digest_of(kManifest)});
+      if (send_digest_header) {
+        r.headers.push_back({"Docker-Content-Digest",
+                             digest_header.empty() ? digest_of(kManifest) : digest_header});
+      }
       if (corrupt && req.method == "GET") {
         r.body[10] ^= 1;
         applied = true;
@@ -184,6 +188,25 @@ TEST_CASE("no Docker-Content-Digest: GET and hash") {
                               std::chrono::steady_clock::now() + 5s));
   REQUIRE(d.ok());
   CHECK(*d == digest_of(kManifest));
+}
+
+TEST_CASE("a Docker-Content-Digest that is not a sha256 digest is refused") {
+  // The tag's digest is taken from this header: only the one form sigil verifies.
+  auto header = GENERATE(std::string("sha512:") + std::string(128, 'a'),
+                         std::string("sha256:") + std::string(64, 'A'),
+                         std::string("sha256:") + std::string(63, 'a'), std::string("md5:abc"),
+                         std::string("sha256:../../x"));
+  Loop loop;
+  FakeRegistry reg;
+  reg.digest_header = header;
+  FakeHttpServer srv([&](const HttpRequest& r) { return reg.handle(r); });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto d = loop.run(c.resolve(oci::Reference{srv.authority(), "team/app", "v1", ""},
+                              std::chrono::steady_clock::now() + 5s));
+  INFO(header);
+  REQUIRE_FALSE(d.ok());
+  CHECK(d.error().code == Errc::verification);
+  CHECK(d.error().message.find("not sha256") != std::string::npos);
 }
 
 TEST_CASE("failure injection: the n-th request fails, n loops until success") {
@@ -478,6 +501,35 @@ TEST_CASE("redirect to another host: followed, but without Authorization") {
   CHECK(seen[0].header("Authorization").empty());
   // The registry itself did get the token.
   CHECK(srv.seen().back().header("Authorization") == "Bearer good-token");
+}
+
+TEST_CASE("a 401 from the host a redirect led to is not answered with the registry's credentials") {
+  // The storage host a blob is redirected to names its own token realm. Answering that
+  // challenge would send the registry's credentials (here Basic, to the realm) to a host the
+  // registry named, not to the registry: the answer stays a refusal.
+  Loop loop;
+  FakeHttpServer storage([&](const HttpRequest& r) {
+    if (r.path == "/token") return reply(200, {}, R"({"token":"stolen"})");
+    return reply(401, {{"WWW-Authenticate", "Bearer realm=\"http://" + r.header("Host") +
+                                                "/token\",service=\"storage\""}});
+  });
+  FakeRegistry reg;  // anonymous reads: the first 401 of the call is the storage host's
+  FakeHttpServer srv([&](const HttpRequest& r) { return reg.handle(r); });
+  reg.blob_redirect = "http://" + storage.authority() + "/blobs/x?sig=1";
+  auto o = options_for(srv.authority());
+  o.insecure_hosts.push_back(storage.authority());
+  o.credentials.auths[srv.authority()] = Credential{"user", "pass", ""};
+  HttpClient c(loop.ioc.get_executor(), o);
+  auto b = loop.run(c.get_blob(srv.authority(), "team/app", digest_of(kBlob), 1 << 20,
+                               std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(b.ok());
+  CHECK(b.error().code == Errc::unauthorized);
+  for (const auto& r : storage.seen()) {
+    INFO(r.method << " " << r.target);
+    CHECK(r.path != "/token");
+    CHECK(r.header("Authorization").empty());
+  }
+  CHECK_FALSE(storage.seen().empty());
 }
 
 TEST_CASE("redirect to plain http (not an insecure host) is refused; redirect loops end") {
