@@ -189,6 +189,23 @@ TEST_CASE("a pod's subresources: ephemeralcontainers is judged, the others chang
   CHECK(r->judged == (sub.empty() || sub == "ephemeralcontainers"));
 }
 
+TEST_CASE("a workload's subresources carry no pod template and are not judged", "[admission]") {
+  // deployments/scale sends a Scale object: read as a Deployment it would have no
+  // spec.template and be refused, and `kubectl scale` with it.
+  auto sub = GENERATE(as<std::string>{}, "scale", "status");
+  CAPTURE(sub);
+  json doc = base_review();
+  doc["request"]["operation"] = "UPDATE";
+  doc["request"]["resource"] = {{"group", "apps"}, {"version", "v1"}, {"resource", "deployments"}};
+  doc["request"]["subResource"] = sub;
+  doc["request"]["object"] = json::parse(R"({"apiVersion": "autoscaling/v1", "kind": "Scale",
+      "metadata": {"name": "web"}, "spec": {"replicas": 5}})");
+  auto r = decode_review(doc.dump());
+  REQUIRE(r.ok());
+  CHECK_FALSE(r->judged);
+  CHECK(r->images.empty());
+}
+
 TEST_CASE("request.resource is required", "[admission]") {
   json doc = base_review();
   doc["request"].erase("resource");
