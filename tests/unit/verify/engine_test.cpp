@@ -796,6 +796,23 @@ TEST_CASE("a blob listed many times is read once") {
   CHECK(f.reg.blob_fetches[blob] == 1);
 }
 
+TEST_CASE("a .sig manifest is read up to 64 signatures, and the denial says so") {
+  // A registry's .sig manifest fits thousands of layers in its 1 MiB: each would be a
+  // signature check. Past the cap the rest are not read, and not silently.
+  Fixture f;
+  std::vector<std::pair<std::string, std::string>> layers;
+  for (int i = 0; i < 70; ++i) {
+    layers.emplace_back(payload_for(f.digest), sign(f.other, payload_for(f.digest)));
+  }
+  layers.emplace_back(payload_for(f.digest), sign(f.key, payload_for(f.digest)));  // the 71st
+  f.reg.attach("team/app", f.digest, layers);
+  verify::Engine engine(f.reg, f.clock);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK_THAT(verify::message(v),
+             Catch::Contains("more than 64 signatures; the rest were not read"));
+}
+
 TEST_CASE("past the admission's byte budget the image is denied, and it is not cached") {
   Fixture f;
   std::vector<std::pair<std::string, std::string>> layers;
