@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
@@ -184,7 +185,7 @@ class ChartServeTest(unittest.TestCase):
     @classmethod
     def stop(cls):
         if cls.proc.poll() is None:
-            cls.proc.send_signal(2)  # SIGINT: no lame duck
+            cls.proc.send_signal(signal.SIGINT)  # no lame duck (SIGTERM starts one)
             try:
                 cls.proc.wait(10)
             except subprocess.TimeoutExpired:
