@@ -369,13 +369,15 @@ printf '%-44s %12s %12s   target <= 4, +1 in a new repository without the referr
 printf '%-44s %12s %12s\n' "    the run's first image (learns the registry)" "$(kv "$W/cold.txt" cold.tag.requests_first)" "$(kv "$W/cold.txt" cold.digest.requests_first)"
 echo
 KEYLESS_RATIO=$(kv "$W/keyless-cpu.txt" ratio.legacy)
-KEYLESS_MARK=$(mark "$KEYLESS_RATIO" "<=" 1.3)
+KEYLESS_DSSE=$(kv "$W/keyless-cpu.txt" ratio.dsse_bundle)
+# Both kinds of signature must be within the target: the mark is the worse of the two.
+KEYLESS_MARK=$( [ "$(mark "$KEYLESS_RATIO" "<=" 1.3)" = PASS ] && mark "$KEYLESS_DSSE" "<=" 1.3 || echo FAIL)
 printf '%-44s %12s %12s\n' "(c) keyless, CPU per signature (warm)" "legacy .sig" "v3 bundle"
 printf '%-44s %12s %12s\n' "    verify_entity (us)" "$(kv "$W/keyless-cpu.txt" verify.legacy_us)" "$(kv "$W/keyless-cpu.txt" verify.dsse_bundle_us)"
 printf '%-44s %12s\n' "    raw checks it performs (us, leaf cert + 3)" "$(kv "$W/keyless-cpu.txt" raw.total_us)"
 printf '%-44s %12s\n' "      signature, SET, SCT (P-256, us each)" "$(kv "$W/keyless-cpu.txt" raw.signature_us) $(kv "$W/keyless-cpu.txt" raw.set_us) $(kv "$W/keyless-cpu.txt" raw.sct_us)"
 printf '%-44s %12s\n' "      leaf cert; intermediate, cached (P-384, us)" "$(kv "$W/keyless-cpu.txt" raw.leaf_cert_us) $(kv "$W/keyless-cpu.txt" raw.intermediate_cert_us)"
-printf '%-44s %12s %12s   target <= 1.3x: %s\n' "    ratio" "$KEYLESS_RATIO" "$(kv "$W/keyless-cpu.txt" ratio.dsse_bundle)" "$KEYLESS_MARK"
+printf '%-44s %12s %12s   target <= 1.3x (both): %s\n' "    ratio" "$KEYLESS_RATIO" "$KEYLESS_DSSE" "$KEYLESS_MARK"
 printf '%-44s %12s\n' "    verify_entity without the chain cache (us)" "$(kv "$W/keyless-cpu.txt" verify.legacy_uncached_us)"
 printf '%-44s %12s %12s\n' "    cold admission, $(kv "$W/cold-keyless.txt" keyless.tag.images) new images, by tag" "legacy .sig" "v3 bundle"
 printf '%-44s %12s %12s\n' "      latency p50 (ms)" "$(kv "$W/cold-keyless.txt" keyless.tag.p50_ms)" "$(kv "$W/cold-bundles.txt" bundles.tag.p50_ms)"
