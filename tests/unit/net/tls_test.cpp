@@ -1,10 +1,12 @@
 // net::Client's TLS against the fake server over real TLS: trust, host names, IP SANs, SNI,
 // client certificates, SSL_CERT_FILE.
 #include <cstdlib>
+#include <memory>
 
 #include <catch2/catch.hpp>
 
 #include "helpers.hpp"
+#include "tls_pki.hpp"
 
 using namespace sigil;
 using namespace sigil::net;
@@ -103,6 +105,29 @@ TEST_CASE("TLS: server_name overrides the name verified and sent (kubeconfig tls
   auto r = get(loop, wrong, url_of(srv));
   REQUIRE_FALSE(r.ok());
   CHECK(contains(r.error().message, "certificate verification failed"));
+}
+
+TEST_CASE("TLS: a partial wildcard (reg*.example.com) matches no name; a whole-label one does") {
+  // RFC 6125 section 7.2 and the CA/Browser Forum forbid wildcards inside a label; OpenSSL
+  // accepts them unless told not to.
+  const TlsPki pki = TlsPki::create("sigil wildcard test CA");
+  auto serve = [&](const std::string& san) {
+    const TlsIdentity id = pki.server("wildcard", {san});
+    return std::make_unique<FakeHttpServer>(ok, tls_server(id.cert_pem(), id.key_pem()));
+  };
+  Loop loop;
+  auto o = tls_options();
+  o.tls.ca_pem = pki.ca_pem();
+  o.tls.server_name = "registry.example.com";
+  Client client(loop.ioc.get_executor(), o);
+  auto partial = serve("reg*.example.com");
+  auto r = get(loop, client, url_of(*partial));
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "certificate verification failed"));
+  o.tls.server_name = "registry.sub.example.com";
+  Client whole_label(loop.ioc.get_executor(), o);
+  auto whole = serve("*.sub.example.com");
+  CHECK(get(loop, whole_label, url_of(*whole)).ok());
 }
 
 TEST_CASE("TLS: the system roots come from OpenSSL's default paths (SSL_CERT_FILE)") {
