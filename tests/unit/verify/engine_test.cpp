@@ -891,6 +891,82 @@ TEST_CASE("a referrers index and a bundle manifest are charged what their parse 
   CHECK(v.reason == verify::Reason::budget_exceeded);
 }
 
+namespace {
+
+// Bundle referrers through the referrers tag schema: one index listing `n` bundle manifests,
+// each with subject `subject`, one bundle layer of `declared_size` bytes and an unreadable
+// blob. Returns the bundle blobs' digests.
+std::vector<std::string> attach_bundles(FakeRegistry& reg, const std::string& image_digest, int n,
+                                        const std::string& subject, int64_t declared_size = 64) {
+  const std::string bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+  std::string listed;
+  std::vector<std::string> blobs;
+  for (int i = 0; i < n; ++i) {
+    const std::string blob = "not a bundle " + std::to_string(i);
+    const std::string blob_digest = "sha256:" + crypto::sha256_hex(blob);
+    reg.blobs[blob_digest] = blob;
+    blobs.push_back(blob_digest);
+    const std::string manifest =
+        R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
+        R"("artifactType":")" +
+        bundle_type +
+        R"(","config":{"mediaType":)"
+        R"("application/vnd.oci.empty.v1+json","size":2,"digest":")" +
+        fake_digest('c') + R"("},"layers":[{"mediaType":")" + bundle_type + R"(","size":)" +
+        std::to_string(declared_size) + R"(,"digest":")" + blob_digest +
+        R"("}],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":500,)"
+        R"("digest":")" +
+        subject + R"("}})";
+    const std::string manifest_digest = "sha256:" + crypto::sha256_hex(manifest);
+    reg.manifests["team/app:" + manifest_digest] = manifest;
+    listed += std::string(listed.empty() ? "" : ",") +
+              R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+              manifest_digest + R"(","size":)" + std::to_string(manifest.size()) +
+              R"(,"artifactType":")" + bundle_type + R"("})";
+  }
+  reg.manifests["team/app:" + oci::referrers_tag(image_digest)] =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)" +
+      listed + "]}";
+  return blobs;
+}
+
+int fetched(const FakeRegistry& reg, const std::vector<std::string>& digests) {
+  int n = 0;
+  for (const auto& d : digests) {
+    auto it = reg.blob_fetches.find(d);
+    if (it != reg.blob_fetches.end()) n += it->second;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "bundle referrers: what a registry lists is read within limits, and only for this image") {
+  Fixture f;
+  verify::Engine engine(f.reg, f.clock);
+  SECTION("at most 16 bundles per image") {
+    auto blobs = attach_bundles(f.reg, f.digest, 20, f.digest);
+    auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+    CHECK(v.outcome == verify::Outcome::denied);
+    CHECK(fetched(f.reg, blobs) == 16);
+  }
+  SECTION("a bundle over 1 MiB is not fetched") {
+    auto blobs = attach_bundles(f.reg, f.digest, 1, f.digest, (1 << 20) + 1);
+    auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+    CHECK(v.outcome == verify::Outcome::denied);
+    CHECK(fetched(f.reg, blobs) == 0);
+    CHECK_THAT(verify::message(v), Catch::Contains("bundle larger than the cap"));
+  }
+  SECTION("a bundle whose subject is another image is not fetched") {
+    auto blobs = attach_bundles(f.reg, f.digest, 1, fake_digest('e'));
+    auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+    CHECK(v.outcome == verify::Outcome::denied);
+    CHECK(fetched(f.reg, blobs) == 0);
+    CHECK_THAT(verify::message(v), Catch::Contains("its subject is not this image"));
+  }
+}
+
 TEST_CASE("past the process byte budget every image is denied, then admitted when it frees") {
   Fixture f;
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
