@@ -21,6 +21,7 @@ mount becomes a kubeconfig for the fake API server plus the release namespace, a
 files are in a temporary directory.
 """
 import base64
+import copy
 import http.client
 import json
 import os
@@ -141,9 +142,13 @@ class ChartServeTest(unittest.TestCase):
         (c,) = dep["spec"]["template"]["spec"]["containers"]
         cls.container = c
         cls.ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-        cm = one(cls.docs, "ConfigMap")
-        cfg = yaml.safe_load(cm["data"]["config.yaml"])
-        cls.rendered_config = json.loads(json.dumps(cfg))
+        # Each Service port, by number and by name, as the container port it leads to.
+        svc = one(cls.docs, "Service")
+        cls.via_service = {}
+        for p in svc["spec"]["ports"]:
+            cls.via_service[p["port"]] = cls.via_service[p["name"]] = cls.ports[p["targetPort"]]
+        cfg = yaml.safe_load(one(cls.docs, "ConfigMap")["data"]["config.yaml"])
+        cls.secret_name = cfg["selfCert"]["secretName"]
         # The substitutions, each after checking what it replaces.
         assert port_of(cfg["listen"]) == cls.ports["https"], (cfg["listen"], cls.ports)
         assert port_of(cfg["metrics"]["listen"]) == cls.ports["metrics"], (cfg["metrics"], cls.ports)
@@ -170,9 +175,7 @@ class ChartServeTest(unittest.TestCase):
                                         start_new_session=True)
         cls.addClassCleanup(cls.stop)
 
-        svc = one(cls.docs, "Service")
         cls.hostname = "%s.%s.svc" % (svc["metadata"]["name"], NS)
-        cls.secret_name = cls.rendered_config["selfCert"]["secretName"]
         ok, _ = eventually(cls.published_ca, 30)
         if not ok:
             raise AssertionError("no serving Secret and caBundle within 30 s\n" + cls.log_tail())
@@ -219,15 +222,15 @@ class ChartServeTest(unittest.TestCase):
         except (OSError, ssl.SSLError, http.client.HTTPException):
             return None
 
-    def webhooks(self, kind):
-        return [w for d in self.docs if d["kind"] == kind for w in d["webhooks"]]
-
-    def path_of(self, webhook):
-        svc = webhook["clientConfig"]["service"]
+    def webhook_path(self, kind, resource):
+        """The service path of the one webhook of `kind` whose rules name `resource`, after
+        checking that it calls sigil's Service on a port that leads to the https port."""
+        (w,) = [w for d in self.docs if d["kind"] == kind for w in d["webhooks"]
+                if resource in {r for rule in w["rules"] for r in rule["resources"]}]
+        svc = w["clientConfig"]["service"]
         self.assertEqual((svc["name"], svc["namespace"]),
                          (one(self.docs, "Service")["metadata"]["name"], NS))
-        sport = {p["port"]: p for p in one(self.docs, "Service")["spec"]["ports"]}[svc.get("port", 443)]
-        self.assertEqual(self.ports[sport["targetPort"]], self.ports["https"],
+        self.assertEqual(self.via_service[svc.get("port", 443)], self.ports["https"],
                          "the webhook's Service port leads to the https container port")
         return svc["path"]
 
@@ -248,8 +251,7 @@ class ChartServeTest(unittest.TestCase):
         self.assertTrue(m, url)
         host, port, path = m.groups()
         self.assertEqual(host, self.hostname)
-        svc_ports = {p["port"]: p["targetPort"] for p in one(self.docs, "Service")["spec"]["ports"]}
-        self.assertEqual(self.ports[svc_ports[int(port)]], self.ports["https"])
+        self.assertEqual(self.via_service[int(port)], self.ports["https"])
         # --cacert: the file the pod mounts from the Secret sigil created.
         cacert = c["args"][c["args"].index("--cacert") + 1]
         (mount,) = [m for m in c["volumeMounts"] if cacert.startswith(m["mountPath"] + "/")]
@@ -261,23 +263,19 @@ class ChartServeTest(unittest.TestCase):
         st, _ = ServiceClient(self.port, ca.decode(), host).request("GET", path)
         self.assertEqual(st, 200, self.log_tail())
 
-    def pod_webhook(self, kind):
-        (w,) = [w for w in self.webhooks(kind)
-                if "pods" in {r for rule in w["rules"] for r in rule["resources"]}]
-        return self.path_of(w)
-
     def test_mutate_then_validate_under_the_chart_policy(self):
         # The API server's order: /mutate pins the tag (pinning is on with the mutating
         # webhook), then /validate judges the pinned Pod.
         doc = harness.pod_review([self.signed])
-        st, resp = self.client.review(self.pod_webhook("MutatingWebhookConfiguration"), doc)
+        st, resp = self.client.review(self.webhook_path("MutatingWebhookConfiguration", "pods"),
+                                      doc)
         self.assertEqual(st, 200, self.log_tail())
         self.assertTrue(resp["allowed"], resp)
         doc["request"]["object"] = harness.apply_json_patch(doc["request"]["object"],
                                                             harness.json_patch_of(resp))
         pinned = doc["request"]["object"]["spec"]["containers"][0]["image"]
         self.assertEqual(pinned, self.signed + "@" + self.signed_digest)
-        validate = self.pod_webhook("ValidatingWebhookConfiguration")
+        validate = self.webhook_path("ValidatingWebhookConfiguration", "pods")
         st, resp = self.client.review(validate, doc)
         self.assertEqual(st, 200, self.log_tail())
         self.assertTrue(resp["allowed"], resp)
@@ -293,14 +291,12 @@ class ChartServeTest(unittest.TestCase):
         self.assertIn("NOT_PINNED", resp["auditAnnotations"]["images"], resp)
 
     def test_validate_policy_refuses_a_broken_policy(self):
-        (w,) = [w for w in self.webhooks("ValidatingWebhookConfiguration")
-                if "clusterimagepolicies" in {r for rule in w["rules"] for r in rule["resources"]}]
-        path = self.path_of(w)
-        good = json.loads(json.dumps(one(self.docs, "ClusterImagePolicy", "chart-images")))
+        path = self.webhook_path("ValidatingWebhookConfiguration", "clusterimagepolicies")
+        good = copy.deepcopy(one(self.docs, "ClusterImagePolicy", "chart-images"))
         st, resp = self.client.review(path, policy_review(good))
         self.assertEqual(st, 200, self.log_tail())
         self.assertTrue(resp["allowed"], resp)
-        bad = json.loads(json.dumps(good))
+        bad = copy.deepcopy(good)
         bad["spec"]["authorities"][0]["key"]["data"] = "not a key"
         st, resp = self.client.review(path, policy_review(bad))
         self.assertEqual(st, 200)
@@ -308,10 +304,9 @@ class ChartServeTest(unittest.TestCase):
 
     def test_metrics_serve_what_the_alerts_read(self):
         # One denial first: the rejection alert reads result="denied".
-        self.client.review(self.pod_webhook("ValidatingWebhookConfiguration"),
+        self.client.review(self.webhook_path("ValidatingWebhookConfiguration", "pods"),
                            harness.pod_review([self.unsigned]))
-        sm_port = {p["name"]: p for p in one(self.docs, "Service")["spec"]["ports"]}["metrics"]
-        self.assertEqual(self.ports[sm_port["targetPort"]], self.ports["metrics"])
+        self.assertEqual(self.via_service["metrics"], self.ports["metrics"])
         samples, _ = scrape_port(self.metrics_port)
         rule = one(self.docs, "PrometheusRule")
         checked = 0

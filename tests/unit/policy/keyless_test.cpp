@@ -65,11 +65,15 @@ struct World {
                                  const std::string& email = "release@corp.test",
                                  const std::string& issuer = "https://accounts.corp.test",
                                  bool with_sct = true) const {
-    KeyPair key;
     const auto spec = pki.leaf_spec(sigil::test::test_epoch(), email, issuer);
-    auto leaf = with_sct ? pki.leaf(spec, &key)
-                         : sigil::test::issue(spec, key = sigil::test::generate_key("P-256"),
-                                              pki.intermediate, pki.intermediate_key);
+    KeyPair key;
+    sigil::test::Cert leaf;
+    if (with_sct) {
+      leaf = pki.leaf(spec, &key);  // a fresh key, and one SCT
+    } else {
+      key = sigil::test::generate_key("P-256");
+      leaf = sigil::test::issue(spec, key, pki.intermediate, pki.intermediate_key);
+    }
     crypto::SignedEntity e;
     e.kind = crypto::SignedEntity::Kind::simple_signing;
     e.source = "sha256-aa.sig layer 0";
