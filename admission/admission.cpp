@@ -4,8 +4,11 @@
 // parse was half of the CPU of a cached admission with nlohmann's DOM); the response, a fixed
 // shape, is written directly. Every access below is type-checked with error codes; a try/catch at
 // each public function is the last line so that no exception ever escapes. simdjson validates UTF-8
-// and limits nesting (kMaxDepth) while it parses. A member named twice in one object reads as its
-// first occurrence; the API server re-serializes every object, so it never sends one.
+// and limits nesting (kMaxDepth) while it parses. A key that sigil reads and that an object names
+// twice is refused ("duplicate key"), as every other parser of outside bytes in sigil does: the
+// API server's Go decoder reads the last of a repeated key and simdjson's lookups the first, so a
+// repeat is the one place where sigil and the API server could read different images from the
+// same bytes. The API server re-serializes every object, so it never sends one.
 #include "admission/admission.hpp"
 
 #include <algorithm>
@@ -52,31 +55,43 @@ std::string concat(std::initializer_list<std::string_view> parts) {
 
 using Member = std::optional<dom::element>;
 
-// The member `key` of obj; nullopt when absent or null (Kubernetes treats both the same).
-Member member(dom::object obj, std::string_view key) {
-  dom::element e;
-  if (obj.at_key(key).get(e) != simdjson::SUCCESS || e.is_null()) return std::nullopt;
-  return e;
+// The member `key` of obj into `to` (nullopt when absent or null: Kubernetes treats both the
+// same). False when obj names key twice.
+[[nodiscard]] bool read_member(dom::object obj, std::string_view key, Member& to) {
+  to.reset();
+  bool seen = false;
+  for (dom::key_value_pair field : obj) {
+    if (field.key != key) continue;
+    if (seen) return false;
+    seen = true;
+    if (!field.value.is_null()) to = field.value;
+  }
+  return true;
 }
 
-// The members `keys` of obj, found in one pass over its fields rather than a scan from the first
-// field per key (most of a pod spec's lookups are for keys it does not have). As with at_key and
-// member(), the first of a repeated key is the one read, and a null reads as absent.
+// The members `keys` of obj into `to`, found in one pass over its fields rather than a scan from
+// the first field per key (most of a pod spec's lookups are for keys it does not have). A null
+// reads as absent. Returns the key of `keys` that obj names twice, else nullptr.
 template <size_t N>
-std::array<Member, N> members(dom::object obj, const std::array<std::string_view, N>& keys) {
-  std::array<Member, N> out;
+[[nodiscard]] const std::string_view* read_members(dom::object obj,
+                                                   const std::array<std::string_view, N>& keys,
+                                                   std::array<Member, N>& to) {
   std::array<bool, N> seen{};
   for (dom::key_value_pair field : obj) {
     for (size_t i = 0; i < N; ++i) {
       if (field.key != keys[i]) continue;
-      if (!seen[i]) {
-        seen[i] = true;
-        if (!field.value.is_null()) out[i] = field.value;
-      }
+      if (seen[i]) return &keys[i];
+      seen[i] = true;
+      if (!field.value.is_null()) to[i] = field.value;
       break;
     }
   }
-  return out;
+  return nullptr;
+}
+
+// "AdmissionReview: <where...>: duplicate key \"<key>\"".
+Error duplicate_err(std::initializer_list<std::string_view> where, std::string_view key) {
+  return parse_err(concat(where) + ": duplicate key \"" + std::string(key) + "\"");
 }
 
 // A string member (e: the member, nullopt when absent or null) as a view into the parser's
@@ -174,7 +189,10 @@ class Extractor {
       if (item.get_object().get(c) != simdjson::SUCCESS) {
         return parse_err(concat({spec_path, ".", field, "[", index, "]: not an object"}));
       }
-      const auto m = members(c, kKeys);
+      std::array<Member, 2> m;
+      if (const auto* dup = read_members(c, kKeys, m)) {
+        return duplicate_err({spec_path, ".", field, "[", index, "]"}, *dup);
+      }
       std::string_view name, img;
       if (m[0] && m[0]->get_string().get(name) != simdjson::SUCCESS) {
         return parse_err(concat({spec_path, ".", field, "[", index, "].name: not a string"}));
@@ -214,8 +232,11 @@ class Extractor {
       if (item.get_object().get(v) != simdjson::SUCCESS) {
         return parse_err(concat({spec_path, ".volumes[", index, "]: not an object"}));
       }
-      const auto m = members(v, kKeys);
-      if (!m[1] || m[1]->is_null()) continue;  // not an image volume
+      std::array<Member, 2> m;
+      if (const auto* dup = read_members(v, kKeys, m)) {
+        return duplicate_err({spec_path, ".volumes[", index, "]"}, *dup);
+      }
+      if (!m[1]) continue;  // not an image volume
       if (++count_ > kMaxContainers) {
         return make_error(Errc::too_large, "AdmissionReview: more than " +
                                                std::to_string(kMaxContainers) + " containers");
@@ -228,7 +249,10 @@ class Extractor {
       if (m[1]->get_object().get(source) != simdjson::SUCCESS) {
         return parse_err(concat({spec_path, ".volumes[", index, "].image: not an object"}));
       }
-      const auto ref = member(source, "reference");
+      Member ref;
+      if (!read_member(source, "reference", ref)) {
+        return duplicate_err({spec_path, ".volumes[", index, "].image"}, "reference");
+      }
       if (!ref || ref->get_string().get(img) != simdjson::SUCCESS) {
         return parse_err(
             concat({spec_path, ".volumes[", index, "].image.reference: missing or not a string"}));
@@ -256,7 +280,13 @@ Status find_pod_spec(dom::object obj, const SpecPath& path, std::string_view obj
   spec = obj;
   for (size_t from = 0; from < path.path.size();) {
     const size_t end = std::min(path.path.find('.', from), path.path.size());
-    auto next = member(spec, path.path.substr(from, end - from));
+    const std::string_view step = path.path.substr(from, end - from);
+    Member next;
+    if (!read_member(spec, step, next)) {
+      // The object that names the step twice.
+      return from == 0 ? duplicate_err({object_name}, step)
+                       : duplicate_err({object_name, ".", path.path.substr(0, from - 1)}, step);
+    }
     if (!next || next->get_object().get(spec) != simdjson::SUCCESS) {
       // The steps up to and including the failing one.
       return parse_err(
@@ -279,19 +309,24 @@ Status extract_images(const std::array<Member, kSpecKeys.size()>& spec, const Sp
 // metadata.deletionTimestamp (being deleted: a non-empty string, what the API server writes;
 // anything else, including a malformed value, reads as "not being deleted" and the object is
 // then judged as usual), metadata.uid and the controller ownerReference of obj, for Events.
-// Lenient: a member of the wrong type is skipped (it never decides an admission).
-void read_metadata(dom::object obj, Request& out) {
-  auto meta = member(obj, "metadata");
+// Lenient: a member of the wrong type is skipped (it never decides an admission). A repeated
+// key is not: a second deletionTimestamp would decide whether an UPDATE is judged at all.
+Status read_metadata(dom::object obj, Request& out) {
+  Member meta;
+  if (!read_member(obj, "metadata", meta)) return duplicate_err({"request.object"}, "metadata");
   dom::object md;
-  if (!meta || meta->get_object().get(md) != simdjson::SUCCESS) return;
+  if (!meta || meta->get_object().get(md) != simdjson::SUCCESS) return {};
   static constexpr std::array<std::string_view, 3> kKeys = {"deletionTimestamp", "uid",
                                                             "ownerReferences"};
-  const auto m = members(md, kKeys);
+  std::array<Member, 3> m;
+  if (const auto* dup = read_members(md, kKeys, m)) {
+    return duplicate_err({"request.object.metadata"}, *dup);
+  }
   std::string_view v;
   out.deleting = m[0] && m[0]->get_string().get(v) == simdjson::SUCCESS && !v.empty();
   if (m[1] && m[1]->get_string().get(v) == simdjson::SUCCESS) out.object_uid.assign(v);
   dom::array list;
-  if (!m[2] || m[2]->get_array().get(list) != simdjson::SUCCESS) return;
+  if (!m[2] || m[2]->get_array().get(list) != simdjson::SUCCESS) return {};
   for (dom::element e : list) {
     dom::object ref;
     bool controller = false;
@@ -310,8 +345,9 @@ void read_metadata(dom::object obj, Request& out) {
       str("uid", o.uid);
       out.controller = std::move(o);
     }
-    return;  // Kubernetes allows one controller
+    return {};  // Kubernetes allows one controller
   }
+  return {};
 }
 
 Error json_error(simdjson::error_code code) {
@@ -346,7 +382,10 @@ Status decode_with(dom::parser& parser, std::string_view body, Request& out) {
   }
 
   static constexpr std::array<std::string_view, 3> kReviewKeys = {"apiVersion", "kind", "request"};
-  const auto review = members(doc, kReviewKeys);
+  std::array<Member, kReviewKeys.size()> review;
+  if (const auto* dup = read_members(doc, kReviewKeys, review)) {
+    return duplicate_err({"review"}, *dup);
+  }
   std::string_view api_version, review_kind;
   if (auto bad = read_view(review[0], api_version, true)) {
     return field_err("review", "apiVersion", bad);
@@ -366,7 +405,8 @@ Status decode_with(dom::parser& parser, std::string_view body, Request& out) {
   static constexpr std::array<std::string_view, 10> kRequestKeys = {
       "uid",       "kind", "resource", "operation", "subResource",
       "namespace", "name", "dryRun",   "object",    "oldObject"};
-  const auto rm = members(r, kRequestKeys);
+  std::array<Member, kRequestKeys.size()> rm;
+  if (const auto* dup = read_members(r, kRequestKeys, rm)) return duplicate_err({"request"}, *dup);
   const Member &m_uid = rm[0], &m_kind = rm[1], &m_resource = rm[2], &m_operation = rm[3],
                &m_sub = rm[4], &m_namespace = rm[5], &m_name = rm[6], &m_dry_run = rm[7],
                &m_object = rm[8], &m_old_object = rm[9];
@@ -377,7 +417,10 @@ Status decode_with(dom::parser& parser, std::string_view body, Request& out) {
   static constexpr std::array<std::string_view, 3> kKindKeys = {"kind", "group", "version"};
   dom::object k;
   if (auto st = read_object(m_kind, k, "request.kind"); !st) return st;
-  const auto km = members(k, kKindKeys);
+  std::array<Member, kKindKeys.size()> km;
+  if (const auto* dup = read_members(k, kKindKeys, km)) {
+    return duplicate_err({"request.kind"}, *dup);
+  }
   if (auto bad = read_string(km[0], out.kind, true)) return field_err("request.kind", "kind", bad);
   if (auto bad = read_string(km[1], out.group, false)) {
     return field_err("request.kind", "group", bad);
@@ -391,7 +434,10 @@ Status decode_with(dom::parser& parser, std::string_view body, Request& out) {
   static constexpr std::array<std::string_view, 2> kResourceKeys = {"resource", "group"};
   dom::object res;
   if (auto st = read_object(m_resource, res, "request.resource"); !st) return st;
-  const auto resm = members(res, kResourceKeys);
+  std::array<Member, kResourceKeys.size()> resm;
+  if (const auto* dup = read_members(res, kResourceKeys, resm)) {
+    return duplicate_err({"request.resource"}, *dup);
+  }
   if (auto bad = read_string(resm[0], out.resource, true)) {
     return field_err("request.resource", "resource", bad);
   }
@@ -450,17 +496,22 @@ Status decode_with(dom::parser& parser, std::string_view body, Request& out) {
   dom::object obj, spec;
   if (auto st = object(obj); !st) return st;
   if (auto st = find_pod_spec(obj, *path, "request.object", spec); !st) return st;
-  const auto sm = members(spec, kSpecKeys);
+  std::array<Member, kSpecKeys.size()> sm;
+  if (const auto* dup = read_members(spec, kSpecKeys, sm)) {
+    return duplicate_err({"request.object.", path->path}, *dup);
+  }
   if (auto st = extract_images(sm, *path, out.images); !st) return st;
-  read_metadata(obj, out);
+  if (auto st = read_metadata(obj, out); !st) return st;
 
   // The old object of an UPDATE, read the same way. A defect in it only means that no image
   // counts as unchanged: it never fails the review, and never admits anything by itself.
   if (op == "UPDATE") {
     dom::object old, old_spec;
+    std::array<Member, kSpecKeys.size()> old_sm;
     if (m_old_object && m_old_object->get_object().get(old) == simdjson::SUCCESS &&
         find_pod_spec(old, *path, "request.oldObject", old_spec) &&
-        extract_images(members(old_spec, kSpecKeys), *path, out.old_images)) {
+        read_members(old_spec, kSpecKeys, old_sm) == nullptr &&
+        extract_images(old_sm, *path, out.old_images)) {
       out.has_old_images = true;
     } else {
       out.old_images.clear();
@@ -477,11 +528,19 @@ Status decode_with(dom::parser& parser, std::string_view body, Request& out) {
     if (ips->get_array().get(list) != simdjson::SUCCESS) {
       return parse_err(concat({"request.object.", path->path, ".imagePullSecrets: not a list"}));
     }
+    std::size_t i = 0;
     for (dom::element e : list) {
       dom::object ref;
       std::string_view n;
+      const std::size_t index = i++;
       if (e.get_object().get(ref) != simdjson::SUCCESS) continue;
-      if (ref.at_key("name").get_string().get(n) == simdjson::SUCCESS && !n.empty() &&
+      Member name;
+      if (!read_member(ref, "name", name)) {
+        return duplicate_err(
+            {"request.object.", path->path, ".imagePullSecrets[", std::to_string(index), "]"},
+            "name");
+      }
+      if (name && name->get_string().get(n) == simdjson::SUCCESS && !n.empty() &&
           out.image_pull_secrets.size() < 64) {
         out.image_pull_secrets.emplace_back(n);
       }

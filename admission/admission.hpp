@@ -68,7 +68,8 @@ struct Request {
   std::string object_json;
 };
 
-// Fails (Errc::parse_error) on malformed JSON, wrong apiVersion/kind, missing request/uid.
+// Fails (Errc::parse_error) on malformed JSON, wrong apiVersion/kind, missing request/uid, and a
+// key it reads that an object names twice (Go reads the last, a first-match lookup the first).
 Result<Request> decode_review(std::string_view body);
 
 // request.uid of an AdmissionReview v1, or "" when body is not one: for answering a review whose

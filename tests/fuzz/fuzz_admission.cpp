@@ -1,7 +1,9 @@
 // Fuzz target: AdmissionReview decoding (outside bytes from the API server) and re-encoding,
 // with the JSON pointers of the images, the old object of an UPDATE and the /mutate JSONPatch.
 // Also a property of encode_response: whatever bytes a message quotes (here the whole input),
-// the response is valid JSON in valid UTF-8, and valid UTF-8 text survives exactly.
+// the response is valid JSON in valid UTF-8, and valid UTF-8 text survives exactly. And a
+// differential one: every image decode_review reads is the string that the API server's reading
+// (Go's, which takes the last of a repeated key) finds at that image's pointer.
 #include <simdjson.h>
 
 #include <cstddef>
@@ -31,6 +33,67 @@ void check_encoding(std::string_view bytes) {
     std::abort();
   }
   if (simdjson::validate_utf8(bytes.data(), bytes.size()) && message != bytes) std::abort();
+}
+
+// The string at RFC 6901 `pointer` below e, each object key resolved to its last occurrence
+// (Go's encoding/json); false when there is none.
+bool last_wins_string(simdjson::dom::element e, std::string_view pointer, std::string_view& out) {
+  std::size_t pos = 0;
+  while (pos < pointer.size()) {
+    if (pointer[pos] != '/') return false;
+    std::size_t end = pointer.find('/', pos + 1);
+    if (end == std::string_view::npos) end = pointer.size();
+    std::string token;
+    for (std::size_t i = pos + 1; i < end; ++i) {
+      if (pointer[i] == '~' && i + 1 < end) {
+        token.push_back(pointer[i + 1] == '1' ? '/' : '~');
+        ++i;
+      } else {
+        token.push_back(pointer[i]);
+      }
+    }
+    simdjson::dom::object obj;
+    simdjson::dom::array arr;
+    if (e.get_object().get(obj) == simdjson::SUCCESS) {
+      bool found = false;
+      for (simdjson::dom::key_value_pair field : obj) {
+        if (field.key == token) {
+          e = field.value;
+          found = true;
+        }
+      }
+      if (!found) return false;
+    } else if (e.get_array().get(arr) == simdjson::SUCCESS) {
+      std::size_t index = 0;
+      for (char c : token) {
+        if (c < '0' || c > '9') return false;
+        index = index * 10 + static_cast<std::size_t>(c - '0');
+      }
+      if (token.empty() || arr.at(index).get(e) != simdjson::SUCCESS) return false;
+    } else {
+      return false;
+    }
+    pos = end;
+  }
+  return e.get_string().get(out) == simdjson::SUCCESS;
+}
+
+void check_last_wins(std::string_view body, const sigil::admission::Request& r) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(body.data(), body.size()).get(doc) != simdjson::SUCCESS) std::abort();
+  const struct {
+    const std::vector<sigil::admission::ImageUse>* uses;
+    const char* object;
+  } lists[] = {{&r.images, "/request/object"}, {&r.old_images, "/request/oldObject"}};
+  for (const auto& list : lists) {
+    for (const auto& use : *list.uses) {
+      std::string_view image;
+      if (!last_wins_string(doc, list.object + use.pointer, image) || image != use.image) {
+        std::abort();
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -63,6 +126,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!ends("/image") && !ends("/image/reference")) std::abort();
     }
   }
+  check_last_wins(body, *r);
   const auto fresh = sigil::admission::new_image_uses(*r);
   if (fresh.size() > r->images.size()) std::abort();
   if (!r->has_old_images && fresh.size() != r->images.size()) std::abort();

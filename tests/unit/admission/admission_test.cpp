@@ -850,27 +850,121 @@ TEST_CASE("the object's uid and controller ownerReference are read for Events, l
   CHECK(r->images.size() == 1);
 }
 
-TEST_CASE("a repeated request field: the first is read, a null first one as absent",
-          "[admission]") {
-  // The API server never repeats a key; whatever a direct caller sends, decode reads one
-  // occurrence, the first (as simdjson's at_key), whatever comes after it.
-  auto with_text = [](const std::string& request_tail) {
-    std::string body = base_review().dump();
-    const std::string head = R"("request":{)";
-    const size_t at = body.find(head);
-    REQUIRE(at != std::string::npos);
-    return body.insert(at + head.size(), request_tail);
+// The text of doc with `extra` spliced in right after the opening brace of the object that the
+// first occurrence of `anchor` opens (anchor ends with '{').
+std::string spliced(const json& doc, const std::string& anchor, const std::string& extra) {
+  std::string body = doc.dump();
+  const size_t at = body.find(anchor);
+  REQUIRE(at != std::string::npos);
+  return body.insert(at + anchor.size(), extra);
+}
+
+TEST_CASE("a key sigil reads, named twice in one object, is refused", "[admission]") {
+  // Go's decoder (the API server's, and the kubelet's) reads the last of a repeated key; a
+  // lookup that stops at the first would read the other one. So a body in which two readers
+  // could see different images, namespaces or specs is refused, never judged by one reading.
+  json doc = base_review();
+  doc["request"]["object"]["metadata"] = {{"name", "p"}, {"deletionTimestamp", nullptr}};
+  doc["request"]["object"]["spec"]["imagePullSecrets"] = {{{"name", "acr"}}};
+  doc["request"]["object"]["spec"]["serviceAccountName"] = "app";
+  doc["request"]["object"]["spec"]["volumes"] = {
+      {{"name", "v"}, {"image", {{"reference", "data:1"}}}}};
+  REQUIRE(decode_review(doc.dump()).ok());
+  struct Case {
+    const char* anchor;  // where the repeat is spliced in
+    const char* extra;   // the repeated member, first
+    const char* where;   // the refusal names the object and the key
   };
-  auto first = decode_review(with_text(R"("uid":"first","namespace":"ns-first",)"));
-  REQUIRE(first.ok());
-  CHECK(first->uid == "first");
-  CHECK(first->namespace_ == "ns-first");
-  // A null uid first: the uid is missing, even with one after it.
-  auto null_first = decode_review(with_text(R"("uid":null,)"));
-  REQUIRE_FALSE(null_first.ok());
-  CHECK(null_first.error().message == "AdmissionReview: request.uid: missing");
-  // A first object without images: the later object's images are not read.
-  auto objects = decode_review(with_text(R"("object":{"spec":{"containers":[]}},)"));
-  REQUIRE(objects.ok());
-  CHECK(objects->images.empty());
+  auto c = GENERATE(values<Case>({
+      {R"({)", R"("kind":"AdmissionReview",)", R"(review: duplicate key "kind")"},
+      {R"("request":{)", R"("uid":"other",)", R"(request: duplicate key "uid")"},
+      {R"("request":{)", R"("namespace":"kube-system",)", R"(request: duplicate key "namespace")"},
+      {R"("request":{)", R"("object":{"spec":{"containers":[]}},)",
+       R"(request: duplicate key "object")"},
+      {R"("kind":{)", R"("kind":"ConfigMap",)", R"(request.kind: duplicate key "kind")"},
+      {R"("resource":{)", R"("resource":"configmaps",)",
+       R"(request.resource: duplicate key "resource")"},
+      // The attack's shape: the signed image first, the one the kubelet would run last.
+      {R"("object":{)", R"("spec":{"containers":[{"name":"app","image":"signed:1"}]},)",
+       R"(request.object: duplicate key "spec")"},
+      {R"("containers":[{)", R"("image":"signed:1",)",
+       R"(spec.containers[0]: duplicate key "image")"},
+      // An escaped key is the same key once unescaped, for Go as for simdjson.
+      {R"("containers":[{)", R"("im\u0061ge":"signed:1",)",
+       R"(spec.containers[0]: duplicate key "image")"},
+      {R"("containers":[{)", R"("name":"decoy",)", R"(spec.containers[0]: duplicate key "name")"},
+      {R"("spec":{)", R"("containers":[],)", R"(request.object.spec: duplicate key "containers")"},
+      {R"("spec":{)", R"("serviceAccountName":"builder",)",
+       R"(request.object.spec: duplicate key "serviceAccountName")"},
+      {R"("volumes":[{)", R"("image":null,)", R"(spec.volumes[0]: duplicate key "image")"},
+      {R"("volumes":[{"image":{)", R"("reference":"signed:1",)",
+       R"(spec.volumes[0].image: duplicate key "reference")"},
+      {R"("imagePullSecrets":[{)", R"("name":"other",)",
+       R"(request.object.spec.imagePullSecrets[0]: duplicate key "name")"},
+      {R"("metadata":{)", R"("deletionTimestamp":"2026-01-02T03:04:05Z",)",
+       R"(request.object.metadata: duplicate key "deletionTimestamp")"},
+      {R"("object":{)", R"("metadata":{},)", R"(request.object: duplicate key "metadata")"},
+  }));
+  CAPTURE(c.anchor, c.extra);
+  // The spliced member comes first, before the one of the same name already there.
+  const std::string body = spliced(doc, c.anchor, c.extra);
+  auto r = decode_review(body);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::parse_error);
+  CHECK(r.error().message == std::string("AdmissionReview: ") + c.where);
+}
+
+TEST_CASE("a pod template's repeated step is refused with the path to it", "[admission]") {
+  json doc = base_review();
+  doc["request"]["kind"] = {{"group", "apps"}, {"version", "v1"}, {"kind", "Deployment"}};
+  doc["request"]["resource"] = {{"group", "apps"}, {"version", "v1"}, {"resource", "deployments"}};
+  doc["request"]["object"] = {
+      {"kind", "Deployment"},
+      {"spec", {{"template", {{"spec", {{"containers", {{{"name", "a"}, {"image", "a:1"}}}}}}}}}}};
+  REQUIRE(decode_review(doc.dump()).ok());
+  auto r = decode_review(spliced(doc, R"("template":{)", R"("spec":{"containers":[]},)"));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message ==
+        R"(AdmissionReview: request.object.spec.template: duplicate key "spec")");
+}
+
+TEST_CASE("repeated keys sigil does not read, and repeats in oldObject and ownerReferences",
+          "[admission]") {
+  SECTION("a repeat in a member sigil skips is the API server's business") {
+    json doc = base_review();
+    doc["request"]["object"]["metadata"] = {{"labels", {{"app", "x"}}}};
+    auto r = decode_review(spliced(doc, R"("labels":{)", R"("app":"y",)"));
+    REQUIRE(r.ok());
+    CHECK(images_of(*r) == std::vector<std::string>{"nginx:1.25"});
+    r = decode_review(spliced(doc, R"("containers":[{)", R"("ports":[],)"));
+    REQUIRE(r.ok());
+  }
+  SECTION("oldObject with a repeat: no image counts as unchanged") {
+    json upd = pod_update(R"({"containers":[{"name":"a","image":"a:1"}]})",
+                          R"({"containers":[{"name":"a","image":"a:1"}]})");
+    auto plain = decode_review(upd.dump());
+    REQUIRE(plain.ok());
+    CHECK(new_pointers(*plain).empty());
+    // A repeated step on the way to the old spec, and a repeated list in it.
+    auto extra = GENERATE(as<std::pair<std::string, std::string>>{},
+                          std::make_pair(R"("oldObject":{)", R"("spec":{"containers":[]},)"),
+                          std::make_pair(R"("oldObject":{"apiVersion":"v1","kind":"Pod","spec":{)",
+                                         R"("containers":[],)"));
+    CAPTURE(extra.first);
+    auto r = decode_review(spliced(upd, extra.first, extra.second));
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->has_old_images);
+    CHECK(new_pointers(*r) == std::vector<std::string>{"/spec/containers/0/image"});
+  }
+  SECTION("an ownerReference names the controller for Events only: read leniently") {
+    json doc = base_review();
+    doc["request"]["object"]["metadata"] = {{"ownerReferences",
+                                             {{{"apiVersion", "apps/v1"},
+                                               {"kind", "ReplicaSet"},
+                                               {"name", "r"},
+                                               {"controller", true}}}}};
+    auto r = decode_review(spliced(doc, R"("ownerReferences":[{)", R"("name":"other",)"));
+    REQUIRE(r.ok());
+    CHECK(r->images.size() == 1);
+  }
 }
