@@ -315,8 +315,10 @@ Result<TransparencyLog> parse_log(const json& e, const std::string& where) {
 }
 
 // CertificateAuthority / timestamp authority. certChain lists the leaf-most certificate first
-// and the root last, and the chain keeps that order.
-Result<CertificateAuthority> parse_authority(const json& e, const std::string& where) {
+// and the root last, and the chain keeps that order. Every certificate from `first_ca` on must be
+// a CA certificate (check_ca_certificates).
+Result<CertificateAuthority> parse_authority(const json& e, const std::string& where,
+                                             std::size_t first_ca) {
   if (!e.is_object()) return entry_error(Errc::parse_error, where, "not an object");
   CertificateAuthority ca;
   auto uri = string_field(e, where, "uri", nullptr);
@@ -366,11 +368,24 @@ Result<CertificateAuthority> parse_authority(const json& e, const std::string& w
                              std::to_string(i + 1) + " (list the leaf-most first, the root last)");
     }
   }
+  if (auto st = check_ca_certificates(ca.chain, first_ca); !st) {
+    return entry_error(Errc::parse_error, chain_where, st.error().message);
+  }
   auto range = time_range(e, where);
   if (!range) return std::move(range).error();
   ca.valid_for = *range;
   ERR_clear_error();
   return ca;
+}
+
+// A Fulcio CA: {intermediates..., root}, every one a CA.
+Result<CertificateAuthority> parse_certificate_authority(const json& e, const std::string& where) {
+  return parse_authority(e, where, 0);
+}
+
+// A timestamp authority: {tsa, intermediates..., root}, its own certificate first.
+Result<CertificateAuthority> parse_timestamp_authority(const json& e, const std::string& where) {
+  return parse_authority(e, where, 1);
 }
 
 // An entry sigil cannot use (Errc::unsupported: a key type, curve or tree hash it does not
@@ -471,16 +486,17 @@ Result<TrustedRoot> parse_trusted_root(std::string_view text, std::string_view n
     if (auto st = parse_list(root, "tlogs", nullptr, parse_log, out.tlogs, out.warnings); !st) {
       return std::move(st).error();
     }
-    if (auto st = parse_list(root, "certificateAuthorities", "certificate_authorities",
-                             parse_authority, out.certificate_authorities, out.warnings);
+    if (auto st =
+            parse_list(root, "certificateAuthorities", "certificate_authorities",
+                       parse_certificate_authority, out.certificate_authorities, out.warnings);
         !st) {
       return std::move(st).error();
     }
     if (auto st = parse_list(root, "ctlogs", nullptr, parse_log, out.ctlogs, out.warnings); !st) {
       return std::move(st).error();
     }
-    if (auto st = parse_list(root, "timestampAuthorities", "timestamp_authorities", parse_authority,
-                             out.timestamp_authorities, out.warnings);
+    if (auto st = parse_list(root, "timestampAuthorities", "timestamp_authorities",
+                             parse_timestamp_authority, out.timestamp_authorities, out.warnings);
         !st) {
       return std::move(st).error();
     }

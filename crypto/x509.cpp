@@ -351,6 +351,22 @@ Result<std::vector<Certificate>> parse_pem_certificates(std::string_view pem) {
 
 // ---- path validation --------------------------------------------------------------------------
 
+Status check_ca_certificates(const std::vector<Certificate>& chain, std::size_t first) {
+  for (std::size_t i = first; i < chain.size(); ++i) {
+    if (chain[i].native() == nullptr) return make_error(Errc::internal, "empty certificate");
+    if (X509_check_ca(mutable_x509(chain[i])) == 0) {
+      ERR_clear_error();
+      const std::string subject = chain[i].subject_line();
+      return make_error(Errc::invalid_argument,
+                        "certificate " + std::to_string(i) + " is not a CA certificate (" +
+                            (subject.empty() ? "empty subject" : "subject " + subject) +
+                            "; no basicConstraints CA:TRUE, or no keyCertSign): list the CA's "
+                            "certificates, not a signing certificate");
+    }
+  }
+  return {};
+}
+
 // Sets what every validation here uses: the time (seconds; sub-second precision is checked by
 // the callers), the depth, and the partial-chain mode (the anchor is whatever the store holds,
 // self-signed or not: Go's x509 semantics, which sigstore-go and cosign use).

@@ -116,6 +116,14 @@ struct CertificateAuthority {
 
 enum class ExtendedKeyUsage { code_signing, time_stamping };
 
+// Checks, when a trust root or a policy is read, what path validation would otherwise find only
+// at every signature: that each certificate of chain from index `first` on can issue
+// certificates (what OpenSSL's X509_check_ca accepts: basicConstraints CA:TRUE, with
+// keyCertSign if key usages are stated, or a self-signed v1 root). A Fulcio CA's chain is checked
+// from 0; a timestamp authority's from 1 (sigstore lists the TSA's own certificate first).
+// Errc::invalid_argument naming the first certificate that cannot, by index and subject.
+Status check_ca_certificates(const std::vector<Certificate>& chain, std::size_t first);
+
 // The path a leaf was validated along: path[0] is the leaf, path[1] its issuer, ... , the
 // trust anchor last.
 struct VerifiedChain {

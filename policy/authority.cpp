@@ -210,6 +210,7 @@ Result<crypto::CertificateAuthority> ca_from_text(const std::string& text,
     return make_error(Errc::invalid_argument,
                       "the last certificate must be the self-signed root CA");
   }
+  if (auto st = crypto::check_ca_certificates(*certs, 0); !st) return st.error();
   crypto::CertificateAuthority ca;
   ca.subject = certs->back().subject_line();
   ca.uri = "ca-cert of authority " + authority_name;

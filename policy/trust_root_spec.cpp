@@ -79,8 +79,10 @@ Result<std::optional<crypto::TransparencyLog>> rekor_v2_twin(const crypto::Trans
   return std::optional<crypto::TransparencyLog>(std::move(twin));
 }
 
+// first_ca: as crypto::check_ca_certificates (0 for a Fulcio CA, 1 for a timestamp authority).
 Result<crypto::CertificateAuthority> parse_ca_instance(const YAML::Node& node, const Where& w,
-                                                       const std::string& path) {
+                                                       const std::string& path,
+                                                       std::size_t first_ca) {
   auto f = fields(node, w, path);
   if (!f) return f.error();
   if (auto st = check_fields(*f, w, path, {"subject", "uri", "certChain"}, {}); !st) {
@@ -119,6 +121,9 @@ Result<crypto::CertificateAuthority> parse_ca_instance(const YAML::Node& node, c
   if (!certs->back().is_self_signed()) {
     return w.err(Errc::invalid_argument, path + ".certChain",
                  "the last certificate must be the self-signed root");
+  }
+  if (auto st = crypto::check_ca_certificates(*certs, first_ca); !st) {
+    return w.err(Errc::invalid_argument, path + ".certChain", st.error().message);
   }
   ca.chain = std::move(*certs);
   return ca;
@@ -162,9 +167,9 @@ Result<TrustRootDocument> parse_trust_root_spec(const YAML::Node& spec, const Wh
     }
     return {};
   };
-  auto cas = [&](std::vector<crypto::CertificateAuthority>& out) {
-    return [&out, &w](const YAML::Node& n, const std::string& p) -> Status {
-      auto ca = parse_ca_instance(n, w, p);
+  auto cas = [&](std::vector<crypto::CertificateAuthority>& out, std::size_t first_ca) {
+    return [&out, &w, first_ca](const YAML::Node& n, const std::string& p) -> Status {
+      auto ca = parse_ca_instance(n, w, p, first_ca);
       if (!ca) return ca.error();
       out.push_back(std::move(*ca));
       return {};
@@ -185,12 +190,12 @@ Result<TrustRootDocument> parse_trust_root_spec(const YAML::Node& spec, const Wh
       return {};
     };
   };
-  if (auto st = list("certificateAuthorities", cas(root->certificate_authorities)); !st) {
+  if (auto st = list("certificateAuthorities", cas(root->certificate_authorities, 0)); !st) {
     return st.error();
   }
   if (auto st = list("tLogs", logs(root->tlogs, true)); !st) return st.error();
   if (auto st = list("ctLogs", logs(root->ctlogs, false)); !st) return st.error();
-  if (auto st = list("timestampAuthorities", cas(root->timestamp_authorities)); !st) {
+  if (auto st = list("timestampAuthorities", cas(root->timestamp_authorities, 1)); !st) {
     return st.error();
   }
   TrustRootDocument doc;

@@ -84,6 +84,19 @@ TEST_CASE("the public-good trusted root parses") {
   CHECK(tsa.chain[1].is_self_signed());
 }
 
+TEST_CASE("a timestamp authority's chain starts with its own certificate, which is no CA") {
+  auto root = parse_trusted_root(public_good(), "public-good");
+  REQUIRE(root.ok());
+  REQUIRE(root->timestamp_authorities.size() == 1);
+  const auto& chain = root->timestamp_authorities.front().chain;
+  REQUIRE(chain.size() >= 2);
+  CHECK_FALSE(chain.front().is_ca());
+  for (size_t i = 1; i < chain.size(); ++i) CHECK(chain[i].is_ca());
+  for (const auto& ca : root->certificate_authorities) {
+    for (const auto& c : ca.chain) CHECK(c.is_ca());
+  }
+}
+
 TEST_CASE("find_log and key_log_id") {
   auto root = parse_trusted_root(public_good(), "public-good");
   REQUIRE(root.ok());
@@ -241,6 +254,17 @@ TEST_CASE("malformed entries are errors that name the entry") {
              std::swap(certs[0], certs[1]);
            },
            "certificateAuthorities[1].certChain: certificate 0 is not issued by certificate 1"},
+      // The public-good leaf is issued by CA 1's intermediate, so the order is right; but a
+      // signing certificate can issue nothing.
+      Case{"a signing certificate in a CA's chain",
+           [](json& j) {
+             auto& certs = j["certificateAuthorities"][1]["certChain"]["certificates"];
+             certs.insert(
+                 certs.begin(),
+                 json{{"rawBytes", base64_encode(sigil::test::public_good_sample().leaf_der)}});
+           },
+           "certificateAuthorities[1].certChain: certificate 0 is not a CA certificate (empty "
+           "subject;"},
       Case{"tlogs not an array", [](json& j) { j["tlogs"] = json::object(); },
            "tlogs: not an array"},
       Case{"entry not an object", [](json& j) { j["ctlogs"][1] = "x"; },

@@ -310,10 +310,20 @@ TEST_CASE("ca-cert authorities chain to the given CA", "[policy][keyless]") {
                                     "identities:\n- issuer: https://i\n  subject: a\n"));
   REQUIRE_FALSE(leaf_only.ok());
   CHECK_THAT(leaf_only.error().message, Catch::Contains("self-signed root"));
+  // A signing certificate pasted above the CA's chain could never issue anything: refused when
+  // the policy is read, not at every signature.
+  const std::string with_leaf = w.pki.leaf(sigil::test::test_epoch()).pem() + pem;
+  auto signer_listed =
+      parse_and_link(keyless_policy("ca-cert:\n  data: |\n" + indent(with_leaf, 4) +
+                                    "identities:\n- issuer: https://i\n  subject: a\n"));
+  REQUIRE_FALSE(signer_listed.ok());
+  CHECK_THAT(signer_listed.error().message,
+             Catch::Contains("certificate 0 is not a CA certificate (empty subject;"));
 }
 
 TEST_CASE("TrustRoot documents are validated field by field", "[policy][trustroot]") {
   World w;
+  const auto tsa = sigil::test::TestTsa::create();
   const std::string head =
       "apiVersion: policy.sigstore.dev/v1alpha1\nkind: TrustRoot\nmetadata: {name: t}\n";
   struct Case {
@@ -334,6 +344,19 @@ TEST_CASE("TrustRoot documents are validated field by field", "[policy][trustroo
            base64_encode(w.pki.intermediate.pem()) + "'}]}}",
        "spec.sigstoreKeys.certificateAuthorities[0].certChain: the last certificate must be "
        "the self-signed root"},
+      {"spec: {sigstoreKeys: {certificateAuthorities: [{certChain: '" +
+           base64_encode(w.pki.leaf(sigil::test::test_epoch()).pem() + w.pki.intermediate.pem() +
+                         w.pki.root.pem()) +
+           "'}]}}",
+       "spec.sigstoreKeys.certificateAuthorities[0].certChain: certificate 0 is not a CA "
+       "certificate"},
+      // A timestamp authority's own certificate comes first; the ones after it issue.
+      {"spec: {sigstoreKeys: {timestampAuthorities: [{certChain: '" +
+           base64_encode(tsa.cert.pem() + w.pki.leaf(sigil::test::test_epoch()).pem() +
+                         tsa.root.pem()) +
+           "'}]}}",
+       "spec.sigstoreKeys.timestampAuthorities[0].certChain: certificate 1 is not a CA "
+       "certificate"},
       {"spec: {sigstoreKeys: {ctLogs: {}}}", "spec.sigstoreKeys.ctLogs: expected a list"},
       {"spec: {sigstoreKeys: {tlogs: []}}", "spec.sigstoreKeys.tlogs: unknown field"},
   }));
@@ -341,6 +364,22 @@ TEST_CASE("TrustRoot documents are validated field by field", "[policy][trustroo
   auto d = parse_documents(head + c.spec + "\n", "f.yaml");
   REQUIRE_FALSE(d.ok());
   CHECK_THAT(d.error().message, Catch::Contains("f.yaml document 1 (t): " + c.expect));
+}
+
+TEST_CASE("a TrustRoot's timestamp authority lists its own certificate first",
+          "[policy][trustroot]") {
+  const auto tsa = sigil::test::TestTsa::create();
+  auto d = parse_documents(
+      "apiVersion: policy.sigstore.dev/v1alpha1\nkind: TrustRoot\nmetadata: {name: t}\nspec: "
+      "{sigstoreKeys: {timestampAuthorities: [{certChain: '" +
+          base64_encode(tsa.cert.pem() + tsa.root.pem()) + "'}]}}\n",
+      "f.yaml");
+  INFO((d ? std::string() : d.error().message));
+  REQUIRE(d.ok());
+  const auto& tsas = d->trust_roots.front().root->timestamp_authorities;
+  REQUIRE(tsas.size() == 1);
+  CHECK(tsas.front().chain.size() == 2);
+  CHECK_FALSE(tsas.front().chain.front().is_ca());
 }
 
 TEST_CASE("TrustRoot PEM fields accept base64 of PEM (policy-controller) or PEM itself",
