@@ -893,12 +893,15 @@ TEST_CASE("a referrers index and a bundle manifest are charged what their parse 
 
 namespace {
 
+constexpr const char* kBundleType = "application/vnd.dev.sigstore.bundle.v0.3+json";
+
 // Bundle referrers through the referrers tag schema: one index listing `n` bundle manifests,
 // each with subject `subject`, one bundle layer of `declared_size` bytes and an unreadable
-// blob. Returns the bundle blobs' digests.
+// blob, listed (and typed) as `listed_type`. Returns the bundle blobs' digests.
 std::vector<std::string> attach_bundles(FakeRegistry& reg, const std::string& image_digest, int n,
-                                        const std::string& subject, int64_t declared_size = 64) {
-  const std::string bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+                                        const std::string& subject, int64_t declared_size = 64,
+                                        const std::string& listed_type = kBundleType) {
+  const std::string bundle_type = kBundleType;
   std::string listed;
   std::vector<std::string> blobs;
   for (int i = 0; i < n; ++i) {
@@ -909,7 +912,7 @@ std::vector<std::string> attach_bundles(FakeRegistry& reg, const std::string& im
     const std::string manifest =
         R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
         R"("artifactType":")" +
-        bundle_type +
+        listed_type +
         R"(","config":{"mediaType":)"
         R"("application/vnd.oci.empty.v1+json","size":2,"digest":")" +
         fake_digest('c') + R"("},"layers":[{"mediaType":")" + bundle_type + R"(","size":)" +
@@ -922,7 +925,7 @@ std::vector<std::string> attach_bundles(FakeRegistry& reg, const std::string& im
     listed += std::string(listed.empty() ? "" : ",") +
               R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
               manifest_digest + R"(","size":)" + std::to_string(manifest.size()) +
-              R"(,"artifactType":")" + bundle_type + R"("})";
+              R"(,"artifactType":")" + listed_type + R"("})";
   }
   reg.manifests["team/app:" + oci::referrers_tag(image_digest)] =
       R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)" +
@@ -964,6 +967,35 @@ TEST_CASE(
     CHECK(v.outcome == verify::Outcome::denied);
     CHECK(fetched(f.reg, blobs) == 0);
     CHECK_THAT(verify::message(v), Catch::Contains("its subject is not this image"));
+  }
+  SECTION("referrers of other types are not read, so they cannot crowd the bundles out") {
+    // An image's SBOMs, scans and other signatures are its referrers too; a registry may list
+    // hundreds. Only sigstore bundles count toward the 16.
+    auto blobs = attach_bundles(f.reg, f.digest, 20, f.digest, 64, "application/spdx+json");
+    auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+    CHECK(v.outcome == verify::Outcome::denied);
+    CHECK(fetched(f.reg, blobs) == 0);
+    CHECK_THAT(verify::message(v), !Catch::Contains("bundles; the rest were not read"));
+  }
+}
+
+TEST_CASE("a .sig layer of another media type is not read as a signature") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  const std::string key = "team/app:" + oci::signature_tag(f.digest);
+  std::string& manifest = f.reg.manifests[key];
+  const std::string simple = "application/vnd.dev.cosign.simplesigning.v1+json";
+  SECTION("as written by cosign it admits") {
+    verify::Engine engine(f.reg, f.clock);
+    CHECK(run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).outcome ==
+          verify::Outcome::allowed);
+  }
+  SECTION("another media type: not fetched, not verified") {
+    manifest.replace(manifest.find(simple), simple.size(), "application/octet-stream");
+    verify::Engine engine(f.reg, f.clock);
+    auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+    CHECK(v.outcome == verify::Outcome::denied);
+    CHECK(fetched(f.reg, {"sha256:" + crypto::sha256_hex(payload_for(f.digest))}) == 0);
   }
 }
 
