@@ -274,18 +274,27 @@ class Extractor {
   std::size_t count_ = 0;
 };
 
-// The pod spec inside obj along path, one member per '.'-separated step of path.path.
-Status find_pod_spec(dom::object obj, const SpecPath& path, std::string_view object_name,
+// The members of an object sigil reads: its metadata (read_metadata) and its spec, the first
+// step of every SpecPath; one pass over the object's fields finds both.
+constexpr std::array<std::string_view, 2> kObjectKeys = {"metadata", "spec"};
+constexpr size_t kObjectMetadata = 0, kObjectSpec = 1;
+
+// The pod spec along path from the object's spec member (`first`), one member per
+// '.'-separated step of path.path after the first ("spec").
+Status find_pod_spec(const Member& first, const SpecPath& path, std::string_view object_name,
                      dom::object& spec) {
-  spec = obj;
-  for (size_t from = 0; from < path.path.size();) {
+  const size_t first_end = std::min(path.path.find('.'), path.path.size());
+  if (!first || first->get_object().get(spec) != simdjson::SUCCESS) {
+    return parse_err(
+        concat({object_name, ".", path.path.substr(0, first_end), ": missing or not an object"}));
+  }
+  for (size_t from = first_end + 1; from < path.path.size();) {
     const size_t end = std::min(path.path.find('.', from), path.path.size());
     const std::string_view step = path.path.substr(from, end - from);
     Member next;
     if (!read_member(spec, step, next)) {
       // The object that names the step twice.
-      return from == 0 ? duplicate_err({object_name}, step)
-                       : duplicate_err({object_name, ".", path.path.substr(0, from - 1)}, step);
+      return duplicate_err({object_name, ".", path.path.substr(0, from - 1)}, step);
     }
     if (!next || next->get_object().get(spec) != simdjson::SUCCESS) {
       // The steps up to and including the failing one.
@@ -311,9 +320,7 @@ Status extract_images(const std::array<Member, kSpecKeys.size()>& spec, const Sp
 // then judged as usual), metadata.uid and the controller ownerReference of obj, for Events.
 // Lenient: a member of the wrong type is skipped (it never decides an admission). A repeated
 // key is not: a second deletionTimestamp would decide whether an UPDATE is judged at all.
-Status read_metadata(dom::object obj, Request& out) {
-  Member meta;
-  if (!read_member(obj, "metadata", meta)) return duplicate_err({"request.object"}, "metadata");
+Status read_metadata(const Member& meta, Request& out) {
   dom::object md;
   if (!meta || meta->get_object().get(md) != simdjson::SUCCESS) return {};
   static constexpr std::array<std::string_view, 3> kKeys = {"deletionTimestamp", "uid",
@@ -495,21 +502,27 @@ Status decode_with(dom::parser& parser, std::string_view body, Request& out) {
   // the new object is listed, not only the changed ones; old_images tells which are new.
   dom::object obj, spec;
   if (auto st = object(obj); !st) return st;
-  if (auto st = find_pod_spec(obj, *path, "request.object", spec); !st) return st;
+  std::array<Member, kObjectKeys.size()> om;
+  if (const auto* dup = read_members(obj, kObjectKeys, om)) {
+    return duplicate_err({"request.object"}, *dup);
+  }
+  if (auto st = find_pod_spec(om[kObjectSpec], *path, "request.object", spec); !st) return st;
   std::array<Member, kSpecKeys.size()> sm;
   if (const auto* dup = read_members(spec, kSpecKeys, sm)) {
     return duplicate_err({"request.object.", path->path}, *dup);
   }
   if (auto st = extract_images(sm, *path, out.images); !st) return st;
-  if (auto st = read_metadata(obj, out); !st) return st;
+  if (auto st = read_metadata(om[kObjectMetadata], out); !st) return st;
 
   // The old object of an UPDATE, read the same way. A defect in it only means that no image
   // counts as unchanged: it never fails the review, and never admits anything by itself.
   if (op == "UPDATE") {
     dom::object old, old_spec;
+    std::array<Member, kObjectKeys.size()> old_om;
     std::array<Member, kSpecKeys.size()> old_sm;
     if (m_old_object && m_old_object->get_object().get(old) == simdjson::SUCCESS &&
-        find_pod_spec(old, *path, "request.oldObject", old_spec) &&
+        read_members(old, kObjectKeys, old_om) == nullptr &&
+        find_pod_spec(old_om[kObjectSpec], *path, "request.oldObject", old_spec) &&
         read_members(old_spec, kSpecKeys, old_sm) == nullptr &&
         extract_images(old_sm, *path, out.old_images)) {
       out.has_old_images = true;
