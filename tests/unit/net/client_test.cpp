@@ -127,6 +127,31 @@ TEST_CASE("pool: at max_origins the expired go first, then the origin least rece
   CHECK(one.pool_stats().idle == 1);
 }
 
+TEST_CASE("pool: a connection with bytes beyond its answer is not reused") {
+  // A peer that sends more than the answer (a second response, queued ahead of the request
+  // it would answer) is confused or hostile: the next request goes on a new connection, so
+  // those bytes never answer it.
+  std::atomic<int> n{0};
+  FakeHttpServer srv([&n](const HttpRequest&, HttpConn& conn) -> boost::asio::awaitable<bool> {
+    if (n++ == 0) {
+      co_await conn.write(
+          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+          "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nqueued");
+      co_return true;
+    }
+    co_return co_await conn.reply(HttpReply::text(200, "fresh"));
+  });
+  Loop loop;
+  Client c(loop.ioc.get_executor(), ClientOptions{});
+  auto first = run_send(loop, c, get_request(url_of(srv)));
+  REQUIRE(first.ok());
+  CHECK(first->body == "ok");
+  auto second = run_send(loop, c, get_request(url_of(srv)));
+  REQUIRE(second.ok());
+  CHECK(second->body == "fresh");
+  CHECK(srv.connections() == 2);
+}
+
 TEST_CASE("pool: a connection idle longer than idle_timeout is not reused") {
   FakeHttpServer srv(hello);
   Loop loop;
@@ -674,6 +699,12 @@ TEST_CASE("streams: the header first, then the body as it arrives, then a clean 
   auto body = loop.run((*e)->read_rest(1000, in(5s)));
   REQUIRE(body.ok());
   CHECK(*body == R"({"reason":"Expired"})");
+  // read_rest keeps at most its limit, however much one read brought.
+  auto cut = loop.run(c.open(get_request(url_of(srv, "/error")), in(5s), Limits{}));
+  REQUIRE(cut.ok());
+  auto head = loop.run((*cut)->read_rest(5, in(5s)));
+  REQUIRE(head.ok());
+  CHECK(*head == R"({"rea)");
 }
 
 TEST_CASE("streams: bytes that came with a drop first, then the error; deadline; close()") {

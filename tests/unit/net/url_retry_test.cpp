@@ -100,6 +100,8 @@ TEST_CASE("Retry-After: seconds and the three HTTP-date forms") {
       {"Sun Nov  6 08:49:37 1994", 30000},
       {"Sun, 06 Nov 1994 08:48:37 GMT", 0},  // in the past
       {"99999999999", 86400000},             // capped at a day
+      {"10000000000000000", 86400000},       // as milliseconds, past int64
+      {"99999999999999999999", 86400000},    // past int64 as seconds
       {"", std::nullopt},
       {"-5", std::nullopt},
       {"1.5", std::nullopt},
