@@ -337,14 +337,23 @@ Status verify_signed_entry_timestamp(const TlogEntry& entry, const TransparencyL
                         " has no signed entry timestamp");
     }
     if (auto same = same_log(entry, log); !same) return same;
-    // The payload Rekor signs, canonicalized (RFC 8785) as Rekor and cosign do.
+    // The payload Rekor signs, canonicalized (RFC 8785) as Rekor and cosign do. As written here
+    // it is canonical already (keys in order, no space, base64 and hex need no escaping), except
+    // for its numbers: RFC 8785 writes them as IEEE doubles, which changes an integer only past
+    // 2^53 in magnitude. So the canonicalizer (a parse and a rewrite: about 2% of a keyless
+    // verification) runs only for such a value, which it rounds as Rekor's did.
     std::string payload = "{\"body\":\"" + base64_encode(entry.canonicalized_body) +
                           "\",\"integratedTime\":" + std::to_string(entry.integrated_time) +
                           ",\"logID\":\"" + hex_encode(entry.log_id) +
                           "\",\"logIndex\":" + std::to_string(entry.log_index) + "}";
-    auto message = canonicalize_json(payload);
-    if (!message) return make_error(Errc::internal, "cannot canonicalize the SET payload");
-    if (auto ok = log.key.verify(*message, entry.signed_entry_timestamp, log.hash); !ok) {
+    constexpr int64_t kExactInDouble = int64_t{1} << 53;
+    const auto exact = [](int64_t v) { return v >= -kExactInDouble && v <= kExactInDouble; };
+    if (!exact(entry.integrated_time) || !exact(entry.log_index)) {
+      auto canonical = canonicalize_json(payload);
+      if (!canonical) return make_error(Errc::internal, "cannot canonicalize the SET payload");
+      payload = std::move(*canonical);
+    }
+    if (auto ok = log.key.verify(payload, entry.signed_entry_timestamp, log.hash); !ok) {
       if (ok.error().code == Errc::internal) return ok;
       return verify_err("signed entry timestamp of log entry " + std::to_string(entry.log_index) +
                         " does not verify with the key of log " + log_name(log));

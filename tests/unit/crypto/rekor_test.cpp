@@ -14,6 +14,7 @@
 
 #include "common/encoding.hpp"
 #include "crypto/bundle.hpp"
+#include "crypto/jcs.hpp"
 #include "crypto/keys.hpp"
 #include "crypto/rekor.hpp"
 #include "pki.hpp"
@@ -416,6 +417,31 @@ TEST_CASE("Rekor SET: every signed field is bound") {
     TransparencyLog empty;
     empty.log_id = log.log_id;
     CHECK_FALSE(verify_signed_entry_timestamp(good, empty).ok());
+  }
+}
+
+TEST_CASE("Rekor SET: the payload is signed in its RFC 8785 form, numbers past 2^53 included") {
+  // RFC 8785 writes numbers as IEEE doubles: up to 2^53 an integer is its digits, past it the
+  // nearest double. A log (Rekor, cosign's check) signs that form, so a SET over the digits of
+  // such a value as written must not verify, and one over the rounded form must.
+  const KeyPair& k = cached_key("P-256");
+  const TransparencyLog log = log_for(k);
+  static constexpr int64_t k53 = int64_t{1} << 53;
+  const int64_t index = GENERATE(int64_t{0}, int64_t{-1}, k53 - 1, k53, -k53, k53 + 1, -k53 - 1,
+                                 k53 + 3, INT64_MAX, INT64_MIN);
+  const int64_t time = GENERATE(int64_t{1700000000}, int64_t{1} << 60);
+  CAPTURE(index, time);
+  TlogEntry e = signed_entry(k, "{\"kind\":\"x\"}", index, time);
+  const std::string digits = set_message(e.canonicalized_body, time, e.log_id, index);
+  auto canonical = canonicalize_json(digits);
+  REQUIRE(canonical.ok());
+  const bool rounded = *canonical != digits;
+  CHECK(rounded == (index > k53 || index < -k53 || time > k53));
+  e.signed_entry_timestamp = sign_msg(k, *canonical);
+  CHECK(verify_signed_entry_timestamp(e, log).ok());
+  if (rounded) {
+    e.signed_entry_timestamp = sign_msg(k, digits);
+    CHECK_FALSE(verify_signed_entry_timestamp(e, log).ok());
   }
 }
 
