@@ -1,7 +1,9 @@
 // kube::Client against the fake API server: TLS verification, bearer tokens and rotation,
 // keep-alive reuse, paging, error bodies, caps, deadlines, cancellation, status patches.
+#include <cstdlib>
 #include <future>
 #include <random>
+#include <thread>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_future.hpp>
@@ -89,6 +91,33 @@ TEST_CASE("TLS: a server certificate from another CA or for another name is refu
     auto r = loop.run(client.get(kCip, "", "a", in(5s)));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::not_found);  // TLS fine, object missing
+  }
+  // The host's trust store holds public CAs, any of which can issue a certificate for an
+  // address. With a cluster CA, only it may vouch for the API server. SSL_CERT_FILE is where
+  // OpenSSL's default paths (the system roots) look: here it holds the server's own CA.
+  SECTION("with a cluster CA, the system roots are not trusted as well") {
+    TempDir dir;
+    const std::string roots = dir.file("roots.pem", pki().ca_pem);
+    const char* before = std::getenv("SSL_CERT_FILE");
+    const std::string saved = before ? before : "";
+    ::setenv("SSL_CERT_FILE", roots.c_str(), 1);
+    auto system = api.config();
+    system.ca_pem.clear();  // no cluster CA: the system roots, which now vouch for the server
+    Client by_system(loop.ioc.get_executor(), system);
+    auto ok = loop.run(by_system.get(kCip, "", "a", in(5s)));
+    auto cfg = api.config();
+    cfg.ca_pem = pki().other_ca_pem;
+    Client client(loop.ioc.get_executor(), cfg);
+    auto r = loop.run(client.get(kCip, "", "a", in(5s)));
+    if (before) {
+      ::setenv("SSL_CERT_FILE", saved.c_str(), 1);
+    } else {
+      ::unsetenv("SSL_CERT_FILE");
+    }
+    REQUIRE_FALSE(ok.ok());
+    CHECK(ok.error().code == Errc::not_found);  // TLS accepted through the system roots
+    REQUIRE_FALSE(r.ok());
+    CHECK(contains(r.error().message, "certificate verification failed"));
   }
   SECTION("a CA that does not parse fails every call") {
     auto cfg = api.config();
@@ -240,6 +269,24 @@ TEST_CASE("LIST follows continue tokens; an expired token restarts the list once
   CHECK(contains(gone.error().message, "Expired"));
 }
 
+// A list restarts once when its continue token expires; a server whose every continue token
+// has expired gets an error, not a list that starts over until its deadline.
+TEST_CASE("LIST: continue tokens that always expire end the list after one restart") {
+  FakeApi api;
+  for (int i = 0; i < 5; ++i)
+    api.create("clusterimagepolicies", policy_object("p" + std::to_string(i)));
+  api.expire_continues = true;
+  Loop loop(2);
+  Client client(loop.ioc.get_executor(), api.config());
+  ListOptions lo;
+  lo.limit = 2;
+  auto r = loop.run(client.list(kCip, "", lo, in(5s)));
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "HTTP 410"));
+  // The first page and its expired continuation, twice.
+  CHECK(api.count("GET", "/apis/sigil.dev/v1alpha1/clusterimagepolicies") == 4);
+}
+
 TEST_CASE("response size caps") {
   FakeApi api;
   api.create("clusterimagepolicies", policy_object("big", "", {{"blob", std::string(8000, 'x')}}));
@@ -340,6 +387,32 @@ TEST_CASE("HTTP errors map to error codes with the server's message") {
   CHECK(contains(u.error().message, "injected failure"));
   api.fail_gets_with = 504;
   CHECK(loop.run(client.get_secret("ns", "x", in(5s))).error().code == Errc::timeout);
+}
+
+// A proxy or a broken server may answer with a body that is not a metav1.Status. It is quoted
+// only when it is text, and then cleaned and capped: an error message is a log line.
+TEST_CASE("HTTP errors whose body is not a Status: text is quoted clean and short, bytes never") {
+  FakeApi api;
+  Loop loop(2);
+  Client client(loop.ioc.get_executor(), api.config());
+  const std::string evil = "\x1b[31mdenied\r\nlevel=info msg=forged " + std::string(500, 'x');
+  // fail_nth counts requests from the server's start.
+  api.http().fail_nth(Fault::http_500, static_cast<int>(api.http().seen().size()) + 1,
+                      {{"Content-Type", "text/plain"}}, evil);
+  auto text = loop.run(client.get_secret("ns", "x", in(5s)));
+  REQUIRE_FALSE(text.ok());
+  const std::string& m = text.error().message;
+  CAPTURE(m);
+  CHECK(contains(m, "HTTP 500"));
+  CHECK(contains(m, "denied"));
+  CHECK(m.find_first_of("\r\n\x1b") == std::string::npos);
+  CHECK(m.size() < 400);
+  api.http().fail_nth(Fault::http_500, static_cast<int>(api.http().seen().size()) + 1,
+                      {{"Content-Type", "application/octet-stream"}}, "binary-secret-bytes");
+  auto bytes = loop.run(client.get_secret("ns", "x", in(5s)));
+  REQUIRE_FALSE(bytes.ok());
+  CHECK(contains(bytes.error().message, "HTTP 500"));
+  CHECK_FALSE(contains(bytes.error().message, "binary-secret-bytes"));
 }
 
 TEST_CASE("merge-patch on /status sends the patch and returns the stored object") {
@@ -479,6 +552,35 @@ TEST_CASE("a watch read is cancelled promptly") {
   t.join();
   REQUIRE_FALSE(evs.ok());
   CHECK(std::chrono::steady_clock::now() - start < 2s);
+}
+
+// A watch whose connection goes silent (a half-open TCP connection, a stuck proxy) must end by
+// itself a little after the server should have ended it (timeoutSeconds + read_slack), so the
+// reflector renews it. The test's own cancel, at 10 s, only keeps a broken build from hanging.
+TEST_CASE("a silent watch stream ends at timeoutSeconds plus the read slack") {
+  FakeApi api;
+  api.silent_watches = true;
+  Loop loop(2);
+  Client client(loop.ioc.get_executor(), api.config());
+  Cancel cancel;
+  WatchOptions wo;
+  wo.timeout_seconds = 1;
+  wo.read_slack = 300ms;
+  auto w = loop.run(client.watch(kCip, "", wo, in(5s), cancel));
+  REQUIRE(w.ok());
+  std::promise<void> done;
+  std::thread guard([&, f = done.get_future()] {
+    if (f.wait_for(10s) == std::future_status::timeout) cancel.cancel();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto evs = loop.run((*w)->next());
+  const auto took = std::chrono::steady_clock::now() - start;
+  done.set_value();
+  guard.join();
+  REQUIRE_FALSE(evs.ok());
+  CHECK(evs.error().code == Errc::timeout);
+  CHECK(took >= 1s);
+  CHECK(took < 5s);
 }
 
 TEST_CASE("a watch event larger than max_event fails the stream, not the process") {

@@ -120,6 +120,21 @@ TEST_CASE("in-cluster: each bad piece is named") {
     REQUIRE_FALSE(c.ok());
     CHECK(contains(c.error().message, ic.opts.token_file));
   }
+  SECTION("a token file past its cap") {
+    ic.opts.token_file = ic.dir.file("token", std::string(64 * 1024 + 1, 'a'));
+    auto c = in_cluster_config(ic.opts);
+    REQUIRE_FALSE(c.ok());
+    CHECK(contains(c.error().message,
+                   "token file: " + ic.opts.token_file + " is larger than 65536 bytes"));
+    ic.opts.token_file = ic.dir.file("token", std::string(64 * 1024, 'a'));
+    CHECK(in_cluster_config(ic.opts).ok());
+  }
+  SECTION("a CA file past its cap") {
+    ic.opts.ca_file = ic.dir.file("ca.crt", pki().ca_pem + std::string(1024 * 1024, '\n'));
+    auto c = in_cluster_config(ic.opts);
+    REQUIRE_FALSE(c.ok());
+    CHECK(contains(c.error().message, ic.opts.ca_file + " is larger than 1048576 bytes"));
+  }
   SECTION("empty token") {
     ic.opts.token_file = ic.dir.file("token", "  \n");
     CHECK(contains(in_cluster_config(ic.opts).error().message, "is empty"));
@@ -223,6 +238,16 @@ TEST_CASE("kubeconfig: every bad field is named") {
       {kubeconfig(kServer, "    username: admin\n    password: pw\n"), "user.username",
        Errc::unsupported},
       {kubeconfig(kServer, "    as: someone\n"), "user.as: impersonation", Errc::unsupported},
+      // A space or a control byte in the server's path or in the token would be written into
+      // the request line or the Authorization header of every call.
+      {kubeconfig("    server: \"https://127.0.0.1:6443/a b\"\n", tok),
+       "cluster.server: has a path with spaces or control characters", Errc::invalid_argument},
+      {kubeconfig("    server: \"https://127.0.0.1:6443/a\\r\\nX-Evil: 1\"\n", tok),
+       "cluster.server: has a path with spaces or control characters", Errc::invalid_argument},
+      {kubeconfig(kServer, "    token: \"t\\r\\nX-Evil: 1\"\n"),
+       "user.token: contains whitespace or control bytes", Errc::invalid_argument},
+      {kubeconfig(kServer, "    token: \"a b\"\n"),
+       "user.token: contains whitespace or control bytes", Errc::invalid_argument},
       {kubeconfig(kServer, "    token: [1, 2]\n"), "user.token: must be a string",
        Errc::invalid_argument},
       {kubeconfig(kServer, "    client-certificate-data: " + b64(pki().client_cert_pem) + "\n"),

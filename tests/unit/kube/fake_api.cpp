@@ -308,7 +308,7 @@ struct FakeApi::Impl {
     int64_t list_rv = rv;
     const std::string cont = query["continue"];
     if (!cont.empty()) {
-      if (owner->expire_continue.exchange(false)) {
+      if (owner->expire_continue.exchange(false) || owner->expire_continues.load()) {
         return {410, status_json(410, "Expired",
                                  "The provided continue parameter is too old to display a "
                                  "consistent list result.")};
@@ -412,6 +412,11 @@ struct FakeApi::Impl {
     const bool bookmarks = query["allowWatchBookmarks"] == "true";
     int64_t timeout = query.count("timeoutSeconds") ? std::stoll(query["timeoutSeconds"]) : 60;
     const auto end_at = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);
+    if (owner->silent_watches.load()) {  // a half-open stream: headers, then nothing, ever
+      while (!s.stopping()) co_await s.sleep(std::chrono::milliseconds(50));
+      s.abort();
+      co_return false;
+    }
     // The knobs apply to the watch that is open when they are set (or the next one).
     int drop_budget = -1;  // events still to send before the connection is dropped
     bool mid = false;

@@ -93,19 +93,21 @@ class FakeApi {
   void set_token(std::string token);
 
   // ---- failure injection (each one-shot or a countdown) ----
-  std::atomic<int> drop_after_events{-1};    // next watch: close after sending N events
-  std::atomic<bool> drop_mid_event{false};   // next watch: send half of its first event, close
-  std::atomic<bool> gone_as_http{false};     // compaction 410 as HTTP status, not ERROR event
-  std::atomic<bool> always_gone{false};      // every watch meets 410, whatever its version
-  std::atomic<bool> rv_too_large{false};     // next watch: HTTP 504 "Too large resource version"
-  std::atomic<int> fail_watches{0};          // next N watch requests: 500
-  std::atomic<int> fail_lists{0};            // next N list requests: 500
-  std::atomic<int> instant_end_watches{0};   // next N watches: 200 then at once a clean end
-  std::atomic<bool> expire_continue{false};  // next continue token: 410 Expired
-  std::atomic<bool> split_events{true};      // send events cut into random chunks
-  std::atomic<int> stall_ms{0};              // GETs of objects named "stall" wait this long
-  std::atomic<int> fail_gets_with{0};        // GETs answer this status (0 = normal)
-  std::atomic<int> hide_gets{0};             // next N GETs of one object: 404 (lost a race)
+  std::atomic<int> drop_after_events{-1};     // next watch: close after sending N events
+  std::atomic<bool> drop_mid_event{false};    // next watch: send half of its first event, close
+  std::atomic<bool> gone_as_http{false};      // compaction 410 as HTTP status, not ERROR event
+  std::atomic<bool> always_gone{false};       // every watch meets 410, whatever its version
+  std::atomic<bool> rv_too_large{false};      // next watch: HTTP 504 "Too large resource version"
+  std::atomic<int> fail_watches{0};           // next N watch requests: 500
+  std::atomic<int> fail_lists{0};             // next N list requests: 500
+  std::atomic<int> instant_end_watches{0};    // next N watches: 200 then at once a clean end
+  std::atomic<bool> expire_continue{false};   // next continue token: 410 Expired
+  std::atomic<bool> expire_continues{false};  // every continue token: 410 Expired
+  std::atomic<bool> silent_watches{false};    // watches ignore timeoutSeconds and send nothing
+  std::atomic<bool> split_events{true};       // send events cut into random chunks
+  std::atomic<int> stall_ms{0};               // GETs of objects named "stall" wait this long
+  std::atomic<int> fail_gets_with{0};         // GETs answer this status (0 = normal)
+  std::atomic<int> hide_gets{0};              // next N GETs of one object: 404 (lost a race)
 
   // ---- what was seen ----
   std::vector<Seen> seen() const;

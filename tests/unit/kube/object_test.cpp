@@ -55,6 +55,23 @@ TEST_CASE("malformed objects are parse errors, never exceptions") {
   CHECK(o.error().code == Errc::parse_error);
 }
 
+// A CR's spec may hold any JSON its author writes (preserve-unknown-fields): nesting past the
+// cap is refused by name before anything recurses into it, and the cap itself is accepted.
+TEST_CASE("an object nested past kMaxJsonDepth is refused; at the cap it parses") {
+  auto nested = [](size_t depth) {
+    // The object is one level; spec holds depth - 1 arrays, one in another.
+    return R"({"metadata":{"name":"a"},"spec":)" + std::string(depth - 1, '[') +
+           std::string(depth - 1, ']') + "}";
+  };
+  auto deep = parse_object(nested(kMaxJsonDepth + 1));
+  REQUIRE_FALSE(deep.ok());
+  CHECK(deep.error().code == Errc::parse_error);
+  CHECK(deep.error().message.find("nested deeper than 100") != std::string::npos);
+  auto at_cap = parse_object(nested(kMaxJsonDepth));
+  INFO((at_cap ? std::string() : at_cap.error().message));
+  CHECK(at_cap.ok());
+}
+
 TEST_CASE("lists carry resourceVersion, continue and items") {
   auto l = parse_object_list(
       R"J({"kind":"SecretList","metadata":{"resourceVersion":"900","continue":"tok"},

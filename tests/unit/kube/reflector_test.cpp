@@ -329,6 +329,12 @@ TEST_CASE("reflector: a server that keeps failing is retried with bounded backof
     auto st = r.stats();
     CHECK(st.failures >= 3);
     CHECK(st.last_error.find("HTTP 500") != std::string::npos);
+    // The delay stops growing at backoff_max (200 ms): a second later, attempts still come
+    // every 100-200 ms. Doubling without the cap would wait 0.6-1.3 s by then.
+    std::this_thread::sleep_for(1000ms);
+    const int later = api.count("GET", "/apis/sigil.dev/v1alpha1/clusterimagepolicies") - lists;
+    CHECK(later >= 3);
+    CHECK(later <= 12);
     api.fail_lists = 0;
     REQUIRE(eventually([&] { return r.synced(); }, 2000ms));
     CHECK(r.stats().last_error.empty());
