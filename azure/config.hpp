@@ -15,7 +15,7 @@
 //     warmRegistries: []            # fetched at start, kept fresh
 //     refreshBeforeSeconds: 300
 //     keyVault:                     # key.kms: azurekms:// keys (azure/keyvault.hpp)
-//       refreshSeconds: 3600        # an unversioned key is read again this often
+//       refreshSeconds: 3600        # every key is read again this often (disabled? rotated?)
 //       minRefetchSeconds: 300      # after a failed verification, at most this often
 #pragma once
 

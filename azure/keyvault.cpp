@@ -25,38 +25,60 @@ struct KeyVaultKeys::Impl {
 
   SysTime now() const { return azure->options().clock->now(); }
 
-  asio::awaitable<Result<crypto::PublicKey>> fetch(KmsKeyRef ref, Deadline deadline) {
+  // A fetch's result. `revoked`: the vault itself answered that the key is disabled or does not
+  // exist (404: deleted, or never made), which ends trust in a cached copy. Any other failure
+  // (the vault or Entra ID unreachable or failing, a refused token, an answer sigil cannot read)
+  // says nothing about the key, and a cached copy stays in use.
+  struct Fetched {
+    Result<crypto::PublicKey> key;
+    bool revoked = false;
+  };
+
+  asio::awaitable<Fetched> fetch(KmsKeyRef ref, Deadline deadline) {
     const std::string name = ref.uri();
     // Before any token is fetched: a vault outside the list gets nothing.
     if (!azure->options().vaults.allows(ref.vault))
-      co_return make_error(Errc::invalid_argument, name + ": vault host " + ref.vault +
-                                                       " is not in the Key Vault host list");
+      co_return Fetched{
+          make_error(Errc::invalid_argument,
+                     name + ": vault host " + ref.vault + " is not in the Key Vault host list")};
     const std::string url = "https://" + ref.vault + ref.target();
     for (int attempt = 0; attempt < 2; ++attempt) {
       auto tok = co_await azure->aad_token(std::string(kVaultScope), deadline, attempt == 1);
-      if (!tok) co_return make_error(tok.error().code, name + ": " + tok.error().message);
+      if (!tok) co_return Fetched{make_error(tok.error().code, name + ": " + tok.error().message)};
       auto r = co_await azure->get_with_bearer(url, tok->access_token, deadline);
-      if (!r) co_return make_error(r.error().code, name + ": " + r.error().message);
+      if (!r) co_return Fetched{make_error(r.error().code, name + ": " + r.error().message)};
       if (r->status == 401 && attempt == 0) continue;  // a new AAD token, once
       if (r->status != 200) {
         const Errc code = r->status == 404                       ? Errc::not_found
                           : r->status == 401 || r->status == 403 ? Errc::unauthorized
                                                                  : Errc::unavailable;
         std::string detail = aad_error_message(r->body);
-        co_return make_error(code, name + ": Key Vault answered " + std::to_string(r->status) +
-                                       (detail.empty() ? "" : " (" + detail + ")"));
+        co_return Fetched{
+            make_error(code, name + ": Key Vault answered " + std::to_string(r->status) +
+                                 (detail.empty() ? "" : " (" + detail + ")")),
+            r->status == 404};
       }
       auto k = parse_key_vault_key(r->body);
-      if (!k) co_return make_error(k.error().code, name + ": " + k.error().message);
-      if (!k->enabled) co_return make_error(Errc::verification, name + ": the key is disabled");
-      co_return k->key;
+      if (!k) co_return Fetched{make_error(k.error().code, name + ": " + k.error().message)};
+      if (!k->enabled)
+        co_return Fetched{make_error(Errc::verification, name + ": the key is disabled"), true};
+      co_return Fetched{k->key};
     }
-    co_return make_error(Errc::unauthorized, name + ": Key Vault refused the token twice");
+    co_return Fetched{make_error(Errc::unauthorized, name + ": Key Vault refused the token twice")};
   }
 
   void store(const std::string& name, const crypto::PublicKey& key) {
     std::lock_guard lock(mu);
     cache.insert_or_assign(name, Entry{key, now()});
+  }
+
+  // The vault said the key is disabled or gone: the cached copy is trusted no more.
+  void forget(const std::string& name, const Error& why) {
+    {
+      std::lock_guard lock(mu);
+      cache.erase(name);
+    }
+    spdlog::warn("azure: {}; its cached copy is no longer trusted", why.message);
   }
 };
 
@@ -78,19 +100,20 @@ asio::awaitable<Result<crypto::PublicKey>> KeyVaultKeys::key(std::string uri, De
     std::lock_guard lock(self->mu);
     auto it = self->cache.find(name);
     if (it != self->cache.end()) {
-      // A versioned key never changes; the newest version is looked at again every `refresh`.
-      if (!ref->version.empty() || self->now() - it->second.fetched_at < self->opt.refresh)
-        co_return it->second.key;
+      // Looked at again every `refresh`, a versioned key too: its bytes never change, but it
+      // can be disabled or deleted, and either must end sigil's trust in it.
+      if (self->now() - it->second.fetched_at < self->opt.refresh) co_return it->second.key;
       cached = it->second.key;
     }
   }
-  auto k = co_await self->fetch(*ref, deadline);
+  auto [k, revoked] = co_await self->fetch(*ref, deadline);
   if (!k) {
-    if (cached) {
+    if (cached && !revoked) {
       spdlog::warn("azure: refetching {} failed, the cached key stays in use: {}", name,
                    k.error().message);
       co_return *cached;
     }
+    if (cached) self->forget(name, k.error());
     co_return std::move(k).error();
   }
   self->store(name, *k);
@@ -113,8 +136,11 @@ asio::awaitable<Result<std::optional<crypto::PublicKey>>> KeyVaultKeys::refetch_
       cached = it->second.key;
     }
   }
-  auto k = co_await self->fetch(*ref, deadline);
-  if (!k) co_return std::move(k).error();
+  auto [k, revoked] = co_await self->fetch(*ref, deadline);
+  if (!k) {
+    if (cached && revoked) self->forget(name, k.error());
+    co_return std::move(k).error();
+  }
   self->store(name, *k);
   if (cached && cached->spki_der() == k->spki_der()) co_return std::optional<crypto::PublicKey>();
   co_return std::optional<crypto::PublicKey>(std::move(k).value());

@@ -3,11 +3,14 @@
 // Role: resolve a ClusterImagePolicy's azurekms:// key to a crypto::PublicKey with the same
 // Azure identity as the registry (issue 11 item 6): GET https://<vault>/keys/<key>[/<version>]
 // ?api-version=7.4 with an AAD token for https://vault.azure.net/.default, sent only to hosts
-// of Options::vaults (default *.vault.azure.net). Keys are cached: a versioned key never
-// changes; an unversioned one (the newest version, which rotation changes) is refetched every
-// `refresh`, and at once when a signature fails to verify with it, at most every
-// `min_refetch` per key. When a scheduled refetch fails, the cached key stays in use (a log
-// line); the first fetch failing is an error the caller turns into a denial.
+// of Options::vaults (default *.vault.azure.net). Keys are cached and looked at again every
+// `refresh`, a versioned one too (its bytes never change, but it can be disabled or deleted),
+// and at once when a signature fails to verify with it, at most every `min_refetch` per key.
+// When the vault answers that the key is disabled (`attributes.enabled: false`) or does not
+// exist (404), the cached copy is dropped and the error returned: disabling a stolen key in the
+// vault ends sigil's trust in it within `refresh`. When a refetch fails for any other reason
+// (the vault or Entra ID unreachable, a refused token, an unreadable answer), the cached key
+// stays in use (a log line); the first fetch failing is an error the caller turns into a denial.
 //
 // How verify/ (or policy/'s compile) uses it: `key(uri)` for each azurekms authority before
 // checking signatures; when none of an image's signatures verifies with that key,
@@ -30,7 +33,7 @@
 namespace sigil::azure {
 
 struct KeyVaultOptions {
-  std::chrono::seconds refresh{3600};     // unversioned keys: refetched this often
+  std::chrono::seconds refresh{3600};     // every key (versioned too): looked at again this often
   std::chrono::seconds min_refetch{300};  // after a verification failure, at most this often
 };
 

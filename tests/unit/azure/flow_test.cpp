@@ -81,6 +81,8 @@ struct World {
   std::vector<Form> aad_forms, exchange_forms, token_forms;
   std::vector<HttpRequest> imds_seen;
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> vault_keys;
+  std::set<std::string> vault_disabled;  // "name/version": answered with "enabled": false
+  int vault_failing = 0;                 // answer 503 (Key Vault's ServiceUnavailable) if nonzero
   int aad_ttl = 3600, refresh_ttl = 3 * 3600, access_ttl = 3600;
   const std::string tenant = "tenant-1", client_id = "client-1", kubelet_id = "kubelet-id";
   int n = 0;
@@ -194,6 +196,8 @@ struct World {
       return HttpReply::json(401, R"({"error":{"code":"Unauthorized","message":"AKV10000"}})");
     if (r.query.count("api-version") == 0 || r.query.at("api-version") != "7.4")
       return HttpReply::json(400, R"({"error":{"code":"BadParameter"}})");
+    if (vault_failing != 0)
+      return HttpReply::json(503, R"({"error":{"code":"ServiceUnavailable","message":"busy"}})");
     std::vector<std::string> parts;
     for (size_t s = 1; s < r.path.size();) {
       size_t e = r.path.find('/', s);
@@ -214,7 +218,11 @@ struct World {
     std::string key = v.second;
     key.pop_back();
     key += R"(,"kid":")" + vault.origin() + "/keys/" + parts[1] + "/" + v.first + R"("})";
-    return HttpReply::json(200, R"({"key":)" + key + R"(,"attributes":{"enabled":true}})");
+    const bool enabled = vault_disabled.count(parts[1] + "/" + v.first) == 0;
+    return HttpReply::json(200, R"({"key":)" + key + R"(,"attributes":{"enabled":)" +
+                                    (enabled ? "true" : "false") +
+                                    R"(,"created":1700000000,"updated":1700000000,)" +
+                                    R"("recoveryLevel":"Recoverable+Purgeable"}})");
   }
 
   void rotate_token_file(const std::string& content) {
@@ -553,6 +561,79 @@ TEST_CASE("keyvault: a JWK key is fetched with a vault token, cached, and a rota
   CHECK(loop.run(kv.key(uri, in(10s)))->spki_der() == k3.spki_der());
   // A versioned key is that version.
   CHECK(loop.run(kv.key(uri + "/v1", in(10s)))->spki_der() == k1.spki_der());
+}
+
+// A stolen signing key is answered in the vault by disabling or deleting it. Both must end
+// sigil's trust in its cached copy at the next look (every `refresh`, a versioned key too, or
+// after a failed verification); a vault that is only down must not.
+TEST_CASE(
+    "keyvault: a key disabled or deleted in the vault is trusted no more; an outage keeps it") {
+  World w;
+  const auto k1 = sigil::test::generate_key("P-256");
+  w.vault_keys["cosign"] = {{"v1", jwk_of(k1, "P-256")}};
+  w.vault_keys["release"] = {{"r1", jwk_of(k1, "P-256")}};
+  Loop loop(2);
+  auto az = std::make_shared<AzureCredentials>(loop.ioc.get_executor(), w.options(true, false));
+  KeyVaultKeys kv(az, KeyVaultOptions{});
+  const std::string newest = "azurekms://" + w.vault.authority() + "/cosign";
+  const std::string pinned = newest + "/v1";
+  const std::string other = "azurekms://" + w.vault.authority() + "/release";
+  for (const auto& uri : {newest, pinned, other}) {
+    auto k = loop.run(kv.key(uri, in(10s)));
+    INFO(uri << ": " << (k ? std::string() : k.error().message));
+    REQUIRE(k.ok());
+  }
+  CHECK(w.vault.requests() == 3);
+
+  // The vault is down at the next look: the cached keys stay in use.
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_failing = 1;
+  }
+  w.clock->advance(61min);
+  for (const auto& uri : {newest, pinned}) {
+    auto k = loop.run(kv.key(uri, in(10s)));
+    INFO(uri << ": " << (k ? std::string() : k.error().message));
+    CHECK(k.ok());
+  }
+  CHECK(w.vault.requests() == 5);
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_failing = 0;
+  }
+
+  // v1 disabled (the portal's "Disable" on the current version): refused by its name and by
+  // its version, and stays refused.
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_disabled.insert("cosign/v1");
+  }
+  for (const auto& uri : {newest, pinned, newest, pinned}) {
+    auto k = loop.run(kv.key(uri, in(10s)));
+    REQUIRE_FALSE(k.ok());
+    CHECK(k.error().code == Errc::verification);
+    CHECK(k.error().message == uri + ": the key is disabled");
+  }
+  // Enabled again: trusted again.
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_disabled.clear();
+  }
+  CHECK(loop.run(kv.key(pinned, in(10s))).ok());
+
+  // Deleted, seen on a refetch after a failed verification: gone from the cache at once.
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_keys.erase("release");
+  }
+  w.clock->advance(301s);
+  auto after = loop.run(kv.refetch_after_failure(other, in(10s)));
+  REQUIRE_FALSE(after.ok());
+  CHECK(after.error().code == Errc::not_found);
+  auto gone = loop.run(kv.key(other, in(10s)));
+  REQUIRE_FALSE(gone.ok());
+  CHECK(gone.error().code == Errc::not_found);
+  CHECK(gone.error().message.find("Key Vault answered 404 (KeyNotFound)") != std::string::npos);
 }
 
 TEST_CASE("keyvault: vault hosts outside the list get no token; other schemes are unsupported") {
