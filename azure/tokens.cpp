@@ -29,12 +29,29 @@ std::optional<json> jwt_payload(std::string_view jwt) {
   return parse_object(*raw);
 }
 
-// A JSON number or a string of decimal digits, as IMDS sends them.
+// The latest expiry sigil takes from a token answer (2100-01-01T00:00:00Z) and the longest
+// lifetime (ten years): far past any real token, and well inside what SysTime holds
+// (nanoseconds: until 2262), so that arithmetic on an expiry (the refresh schedule) cannot
+// overflow. A value past them is an error, not a token that never expires.
+constexpr int64_t kMaxUnixSeconds = 4'102'444'800;
+constexpr int64_t kMaxLifetimeSeconds = 10LL * 366 * 24 * 3600;
+
+// A JSON number or a string of decimal digits, as IMDS sends them. A fraction is cut; a number
+// past int64 is the nearest int64 (never converted out of range).
 std::optional<int64_t> number_or_string(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end()) return std::nullopt;
+  if (it->is_number_unsigned()) {
+    const auto u = it->get<uint64_t>();
+    return u > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(u);
+  }
   if (it->is_number_integer()) return it->get<int64_t>();
-  if (it->is_number_float()) return static_cast<int64_t>(it->get<double>());
+  if (it->is_number_float()) {
+    const double d = it->get<double>();
+    if (!(d < 9.2e18)) return INT64_MAX;
+    if (!(d > -9.2e18)) return INT64_MIN;
+    return static_cast<int64_t>(d);
+  }
   if (it->is_string()) {
     const std::string& s = it->get_ref<const std::string&>();
     int64_t v = 0;
@@ -89,6 +106,8 @@ Result<SysTime> jwt_expiry(std::string_view jwt) {
   if (!p) return make_error(Errc::parse_error, "token is not a JWT");
   auto exp = number_or_string(*p, "exp");
   if (!exp || *exp <= 0) return make_error(Errc::parse_error, "JWT has no numeric exp claim");
+  if (*exp > kMaxUnixSeconds)
+    return make_error(Errc::parse_error, "JWT exp claim " + std::to_string(*exp) + " is past 2100");
   return from_unix(*exp);
 }
 
@@ -106,8 +125,14 @@ Result<AadToken> parse_aad_token_response(std::string_view body, SysTime now) {
   if (t.access_token.empty())
     return make_error(Errc::parse_error, "token answer has no access_token");
   if (auto on = number_or_string(*j, "expires_on"); on && *on > 0) {
+    if (*on > kMaxUnixSeconds)
+      return make_error(Errc::parse_error,
+                        "token answer's expires_on " + std::to_string(*on) + " is past 2100");
     t.expires_at = from_unix(*on);
   } else if (auto in = number_or_string(*j, "expires_in"); in && *in > 0) {
+    if (*in > kMaxLifetimeSeconds)
+      return make_error(Errc::parse_error, "token answer's expires_in " + std::to_string(*in) +
+                                               " is longer than ten years");
     t.expires_at = now + std::chrono::seconds(*in);
   } else if (auto exp = jwt_expiry(t.access_token)) {
     t.expires_at = *exp;

@@ -57,6 +57,43 @@ TEST_CASE("tokens: answers without a token or an expiry are errors, never tokens
   CHECK_FALSE(parse_aad_token_response(body, kNow).ok());
 }
 
+// An expiry is kept as nanoseconds since 1970 (SysTime): until 2262. A hostile or broken token
+// endpoint's number past that must be an error, never an overflow (undefined behaviour, and a
+// token that looks valid forever or expired at once). The sanitizer build aborts on overflow.
+TEST_CASE("tokens: an expiry past 2100 or a lifetime past ten years is an error, not an overflow") {
+  struct Case {
+    std::string body, error;
+  };
+  auto c =
+      GENERATE(Case{R"({"access_token":"a","expires_on":99999999999})",
+                    "expires_on 99999999999 is past 2100"},
+               Case{R"({"access_token":"a","expires_on":"9223372036854775807"})", "is past 2100"},
+               Case{R"({"access_token":"a","expires_on":18446744073709551615})", "is past 2100"},
+               Case{R"({"access_token":"a","expires_on":4102444801})", "is past 2100"},
+               Case{R"({"access_token":"a","expires_in":1e300})", "is longer than ten years"},
+               Case{R"({"access_token":"a","expires_in":9223372036})", "is longer than ten years"},
+               Case{R"({"access_token":"a","expires_in":316224001})", "is longer than ten years"});
+  CAPTURE(c.body);
+  auto t = parse_aad_token_response(c.body, kNow);
+  REQUIRE_FALSE(t.ok());
+  CHECK(t.error().code == Errc::parse_error);
+  CHECK(t.error().message.find(c.error) != std::string::npos);
+
+  // At the bounds: taken as they are.
+  auto latest = parse_aad_token_response(R"({"access_token":"a","expires_on":4102444800})", kNow);
+  REQUIRE(latest.ok());
+  CHECK(latest->expires_at == SysTime(seconds(4102444800)));
+  auto longest = parse_aad_token_response(R"({"access_token":"a","expires_in":316224000.9})", kNow);
+  REQUIRE(longest.ok());
+  CHECK(longest->expires_at == kNow + seconds(316224000));
+  // A JWT's exp: the same bound (ACR's refresh and access tokens are JWTs).
+  CHECK(jwt_expiry(jwt(R"({"exp":4102444800})")).ok());
+  auto far = jwt_expiry(jwt(R"({"exp":1e19})"));
+  REQUIRE_FALSE(far.ok());
+  CHECK(far.error().message.find("is past 2100") != std::string::npos);
+  CHECK_FALSE(jwt_expiry(jwt(R"({"exp":4102444801})")).ok());
+}
+
 TEST_CASE("tokens: a JWT's exp and tid, read without verification") {
   auto e = jwt_expiry(jwt(R"({"exp":1700000300,"tid":"t"})"));
   REQUIRE(e.ok());
@@ -77,6 +114,30 @@ TEST_CASE("tokens: error messages quote error and description, never a token") {
   CHECK(aad_error_message("not json") == "");
   CHECK(aad_error_message(R"({"error":{"code":"Unauthorized","message":"AKV10000"}})") ==
         "Unauthorized: AKV10000");
+
+  // The endpoints' text reaches logs, Events and denials: control bytes are replaced and the
+  // length is capped, whatever the endpoint sends.
+  const std::string forged = R"(line1\r\nlevel=warn msg=\"forged\"\u001b[31m)";
+  for (const std::string& m :
+       {aad_error_message(R"({"error":"invalid_client","error_description":")" + forged + "\"}"),
+        acr_error_message(R"({"errors":[{"code":"DENIED","message":")" + forged + "\"}]}")}) {
+    CAPTURE(m);
+    CHECK(m.find("line1") != std::string::npos);
+    CHECK(m.find_first_of("\r\n\x1b") == std::string::npos);
+  }
+  const std::string longer = std::string(5000, 'x');
+  for (const std::string& m :
+       {aad_error_message(R"({"error":"e","error_description":")" + longer + "\"}"),
+        acr_error_message(R"({"errors":[{"code":"E","message":")" + longer + "\"}]}")}) {
+    CHECK(m.size() >= 200);
+    CHECK(m.size() <= 203);  // 200 bytes and an ellipsis (3)
+  }
+  // Shapes ACR does not send are no message, never an exception.
+  for (const std::string body : {R"({"errors":{"0":{"code":"E"}}})", R"({"errors":{"code":"E"}})",
+                                 R"({"errors":"E"})", R"({"errors":[]})", R"({"errors":["E"]})"}) {
+    CAPTURE(body);
+    CHECK(acr_error_message(body).empty());
+  }
 }
 
 TEST_CASE("tokens: forms and scopes") {
