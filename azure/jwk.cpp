@@ -216,10 +216,15 @@ Result<VaultKey> parse_key_vault_key(std::string_view body) {
     const size_t s = v.kid.rfind('/');
     if (s != std::string::npos) v.version = v.kid.substr(s + 1);
   }
-  if (auto a = j.find("attributes"); a != j.end() && a->is_object()) {
-    if (auto en = a->find("enabled"); en != a->end() && en->is_boolean())
-      v.enabled = en->get<bool>();
-  }
+  // Whether the key may be used at all: Key Vault always says, and an answer that does not (or
+  // says it with anything but a boolean) is not taken as a yes.
+  auto a = j.find("attributes");
+  if (a == j.end() || !a->is_object())
+    return make_error(Errc::parse_error, "Key Vault answer has no \"attributes\" object");
+  auto en = a->find("enabled");
+  if (en == a->end() || !en->is_boolean())
+    return make_error(Errc::parse_error, "Key Vault answer's attributes.enabled is not a boolean");
+  v.enabled = en->get<bool>();
   return v;
 }
 

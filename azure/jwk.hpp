@@ -43,7 +43,8 @@ struct VaultKey {
   bool enabled = true;  // attributes.enabled
 };
 
-// Key Vault's key bundle {"key": {...}, "attributes": {...}}.
+// Key Vault's key bundle {"key": {...}, "attributes": {"enabled": bool, ...}}; attributes.enabled
+// missing or not a boolean is parse_error.
 Result<VaultKey> parse_key_vault_key(std::string_view body);
 
 }  // namespace sigil::azure

@@ -47,6 +47,22 @@ TEST_CASE("jwk: EC P-256/384/521 and RSA become the same key, and verify its sig
   REQUIRE(bundle.ok());
   CHECK(bundle->version == "abc123");
   CHECK(bundle->key.spki_der() == k.spki_der());
+  CHECK(bundle->enabled);
+
+  // Whether the key is enabled: only a boolean answers it, and false is read as false.
+  const std::string key_member = R"({"key":)" + jwk + ",";
+  auto off = parse_key_vault_key(key_member + R"("attributes":{"enabled":false}})");
+  REQUIRE(off.ok());
+  CHECK_FALSE(off->enabled);
+  for (const std::string attributes :
+       {R"("attributes":{"enabled":"false"})", R"("attributes":{"enabled":0})",
+        R"("attributes":{"enabled":null})", R"("attributes":{})", R"("attributes":[])",
+        R"("tags":{})"}) {
+    CAPTURE(attributes);
+    auto r = parse_key_vault_key(key_member + attributes + "}");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::parse_error);
+  }
 }
 
 TEST_CASE("jwk: a point off the curve, short coordinates, a short RSA key are refused") {
