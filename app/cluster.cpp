@@ -362,7 +362,7 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
   asio::awaitable<void> read_secrets(ClusterInputs& inputs) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     const std::vector<policy::SecretRef> refs =
-        cluster_secret_refs(inputs, parsed, opts.own_namespace);
+        cluster_secret_refs(inputs, parsed, opts.own_namespace, &in_force);
     for (const auto& r : refs) {
       const std::string key = r.namespace_ + "/" + r.name;
       if (inputs.secrets.count(key)) continue;

@@ -162,12 +162,18 @@ ParseCache parse_objects(const ClusterInputs& inputs, const ParseCache& previous
 
 std::vector<policy::SecretRef> cluster_secret_refs(const ClusterInputs& inputs,
                                                    const ParseCache& parsed,
-                                                   const std::string& own_namespace) {
+                                                   const std::string& own_namespace,
+                                                   const CompileState* last) {
   std::vector<policy::Policy> policies = inputs.files.policies;
   for (const auto& obj : inputs.policies) {
     std::optional<Result<policy::Documents>> scratch;
     const auto& d = parsed_docs(parsed, obj, scratch);
     if (d.ok()) policies.insert(policies.end(), d->policies.begin(), d->policies.end());
+  }
+  // A last good generation may stay in force while its object is broken: only while its own
+  // Secrets stand, so they are read too.
+  if (last != nullptr) {
+    for (const auto& [key, good] : last->policies) policies.push_back(good.value);
   }
   return policy::secret_refs(policies, own_namespace);
 }
@@ -360,19 +366,45 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
           "enforced (generation " + std::to_string(obj.generation) + ")", obj.generation));
       continue;
     }
-    const std::string problem = local_message(b.problem, origin + " document");
+    std::string problem = local_message(b.problem, origin + " document");
     ObjectStatus s;
+    // This generation cannot be enforced for now (a broken edit, a Secret that could not be
+    // read): the last one that could stays in force, never relaxed. But only as its own Secrets
+    // and TrustRoots stand now (read_secrets reads those of every last good generation): a key
+    // or a root deleted or replaced while the object is broken is not trusted on. When what it
+    // links against changed, it is compiled again from them; when that fails for good, it goes.
+    std::optional<LastGood<policy::Policy>> kept;
+    std::optional<policy::Policy> revoked;  // a last good generation that no longer stands
     auto lg = last.policies.find(key);
     if (lg != last.policies.end() && lg->second.uid == obj.uid && !b.definitive) {
-      // This generation cannot be enforced for now (a broken edit, a Secret that could not be
-      // read): keep the last one that could, never relax.
-      out.state.policies[key] = lg->second;
-      out.policies.push_back(lg->second.value);
+      kept = lg->second;
+      const size_t cut = kept->inputs.find(';');  // "uid#generation;" then what it links
+      const std::string links = policy_inputs(kept->value);
+      if (cut == std::string::npos ||
+          kept->inputs.compare(cut + 1, std::string::npos, links) != 0) {
+        Built again = build(kept->value);
+        if (again.policy) {
+          kept->value = std::move(*again.policy);
+          if (cut != std::string::npos) kept->inputs = kept->inputs.substr(0, cut + 1) + links;
+        } else if (again.definitive) {
+          problem += "; generation " + std::to_string(kept->generation) +
+                     " is not kept either: " + local_message(again.problem, origin + " document");
+          revoked = std::move(kept->value);
+          kept.reset();
+        }
+      }
+    }
+    if (kept) {
+      out.state.policies[key] = *kept;
+      out.policies.push_back(kept->value);
       s = make_status(
           ObjectOutcome::kept, b.reason,
-          problem + "; generation " + std::to_string(lg->second.generation) + " stays in force",
+          problem + "; generation " + std::to_string(kept->generation) + " stays in force",
           obj.generation);
     } else {
+      // What it denies meanwhile: what the generation that no longer stands matched, when
+      // this one's images cannot be read.
+      if (!scope && revoked) scope = std::move(revoked);
       if (!scope && d.ok() == false) {
         // The whole document was refused: maybe its globs can still be read.
         auto sc = policy::parse_policy_scope(obj.json, origin);

@@ -142,10 +142,12 @@ ParseCache parse_objects(const ClusterInputs& inputs, const ParseCache& previous
 
 // Every Secret the policies (cluster objects and files) may read: their secretRefs, with
 // ClusterImagePolicies' and files' defaulting to own_namespace. Objects that do not parse name
-// none.
+// none; with `last` (the compile in force), its policies' Secrets are named too, since a last
+// good generation stays in force only while they stand.
 std::vector<policy::SecretRef> cluster_secret_refs(const ClusterInputs& inputs,
                                                    const ParseCache& parsed,
-                                                   const std::string& own_namespace);
+                                                   const std::string& own_namespace,
+                                                   const CompileState* last = nullptr);
 
 // The pure compile. parsed is parse_objects(inputs, ...). Never throws for bad objects: every
 // failure is a status.

@@ -380,6 +380,121 @@ TEST_CASE("the last good generation stays in force when a new one breaks",
   }
 }
 
+// A broken edit keeps the last good generation in force, but not the key or root it was
+// compiled from once the cluster no longer has them: revoking a stolen key (deleting its
+// Secret) must work whatever state the policy's own object is in.
+TEST_CASE("a broken edit keeps the last good generation only while its Secrets and roots stand",
+          "[app][compile_cluster]") {
+  ClusterInputs in;
+  in.policies = {cip("sticky", "reg.test/sticky/**", key_secret("k"), 1)};
+  in.secrets["sigil-system/k"] = secret({{"cosign.pub", pem_a()}});
+  auto c1 = compile_cluster(in, {}, options());
+  REQUIRE(c1.policy_statuses[0].ready);
+  const uint64_t id1 = c1.policies.at(0).id;
+
+  // Generation 2 does not parse: it names no Secret, but the generation in force does, so the
+  // Secret is still read.
+  in.policies = {cip("sticky", "reg.test/sticky/bad glob", key_secret("k"), 2)};
+  auto refs = [&](const CompileState* last) {
+    std::vector<std::string> out;
+    for (const auto& r : cluster_secret_refs(in, parse_objects(in, {}), "sigil-system", last))
+      out.push_back(r.namespace_ + "/" + r.name);
+    return out;
+  };
+  CHECK(refs(nullptr).empty());
+  CHECK(refs(&c1.state) == std::vector<std::string>{"sigil-system/k"});
+
+  SECTION("the Secret is unchanged: generation 1 stays, id and all") {
+    auto c2 = compile_cluster(in, c1.state, options());
+    CHECK(c2.policy_statuses[0].outcome == ObjectOutcome::kept);
+    CHECK(c2.policies.at(0).id == id1);
+  }
+  SECTION("the Secret is deleted: the key is no longer trusted, the policy denies") {
+    in.secrets["sigil-system/k"] =
+        secret_read_failure("sigil-system", "k", make_error(Errc::not_found, "404"));
+    auto c2 = compile_cluster(in, c1.state, options());
+    REQUIRE(c2.policies.size() == 1);
+    CHECK(c2.policies[0].unavailable);
+    CHECK(c2.policy_statuses[0].outcome == ObjectOutcome::unavailable);
+    CHECK(c2.policy_statuses[0].message.find("generation 1 is not kept either") !=
+          std::string::npos);
+    CHECK(c2.state.policies.empty());
+    CHECK(judge_all(c2, "reg.test/sticky/a:1").at(0).unmet == policy::Unmet::unavailable);
+  }
+  SECTION("the Secret now holds another key: generation 1 is kept with the key of today") {
+    in.secrets["sigil-system/k"] = secret({{"cosign.pub", pem_b()}}, "2");
+    auto c2 = compile_cluster(in, c1.state, options());
+    CHECK(c2.policy_statuses[0].outcome == ObjectOutcome::kept);
+    REQUIRE(c2.policies.size() == 1);
+    CHECK(c2.policies[0].authorities.at(0).key->spki_der() ==
+          crypto::PublicKey::from_pem(pem_b())->spki_der());
+    CHECK(c2.policies[0].id != id1);  // other content: its verdicts start over
+    // and the next compile with the same inputs carries that over unchanged
+    auto c3 = compile_cluster(in, c2.state, options());
+    CHECK(c3.policies.at(0).id == c2.policies[0].id);
+    CHECK_FALSE(c3.changed);
+  }
+  SECTION("the Secret cannot be read for now: generation 1 stays as it was") {
+    in.secrets["sigil-system/k"] =
+        secret_read_failure("sigil-system", "k", make_error(Errc::timeout, "deadline exceeded"));
+    auto c2 = compile_cluster(in, c1.state, options());
+    CHECK(c2.policy_statuses[0].outcome == ObjectOutcome::kept);
+    CHECK(c2.policies.at(0).authorities.at(0).key->spki_der() ==
+          crypto::PublicKey::from_pem(pem_a())->spki_der());
+  }
+}
+
+TEST_CASE("a broken edit does not keep a keyless generation whose TrustRoot was deleted",
+          "[app][compile_cluster]") {
+  Pki pki;
+  ClusterInputs in;
+  in.trust_roots = {trust_root(pki, "corp")};
+  in.policies = {cip("corp-keyless", "reg.test/corp/**", keyless_root("corp"), 1)};
+  auto c1 = compile_cluster(in, {}, options());
+  REQUIRE(c1.policy_statuses.at(0).ready);
+  in.policies = {cip("corp-keyless", "reg.test/corp/bad glob", keyless_root("corp"), 2)};
+  SECTION("the TrustRoot stands: kept") {
+    CHECK(compile_cluster(in, c1.state, options()).policy_statuses.at(0).outcome ==
+          ObjectOutcome::kept);
+  }
+  SECTION("the TrustRoot is deleted: unavailable") {
+    in.trust_roots.clear();
+    auto c2 = compile_cluster(in, c1.state, options());
+    CHECK(c2.policy_statuses.at(0).outcome == ObjectOutcome::unavailable);
+    CHECK(judge_all(c2, "reg.test/corp/app:1").at(0).unmet == policy::Unmet::unavailable);
+  }
+}
+
+// Deleted and created again between two compiles (a new uid under the same name), broken: the
+// new object never compiled, so nothing of the old one stands for it.
+TEST_CASE("an object recreated broken between two compiles inherits no last good generation",
+          "[app][compile_cluster]") {
+  Pki pki;
+  ClusterInputs in;
+  in.trust_roots = {trust_root(pki, "corp")};
+  in.policies = {cip("p", "reg.test/p/**", keyless_root("corp"), 1, "uid-old")};
+  auto c1 = compile_cluster(in, {}, options());
+  REQUIRE(c1.policy_statuses.at(0).ready);
+  REQUIRE(c1.root_statuses.at(0).ready);
+
+  SECTION("a policy") {
+    in.policies = {cip("p", "reg.test/p/**", key_secret("gone"), 1, "uid-new")};
+    in.secrets["sigil-system/gone"] =
+        secret_read_failure("sigil-system", "gone", make_error(Errc::timeout, "slow"));
+    auto c2 = compile_cluster(in, c1.state, options());
+    CHECK(c2.policy_statuses.at(0).outcome == ObjectOutcome::unavailable);
+    CHECK(judge_all(c2, "reg.test/p/a:1").at(0).unmet == policy::Unmet::unavailable);
+  }
+  SECTION("a TrustRoot") {
+    ClusterObject root = trust_root(pki, "corp", 1, true);
+    root.uid = "uid-tr-corp-new";
+    in.trust_roots = {root};
+    auto c2 = compile_cluster(in, c1.state, options());
+    CHECK(c2.root_statuses.at(0).outcome == ObjectOutcome::invalid);
+    CHECK(c2.policy_statuses.at(0).outcome == ObjectOutcome::unavailable);
+  }
+}
+
 TEST_CASE("a deleted object's last good is forgotten; a recreated one inherits nothing",
           "[app][compile_cluster]") {
   ClusterInputs in;
