@@ -80,6 +80,8 @@ Status SelfCertOptions::validate() const {
     return bad("selfCert.certRenewBefore must be > 0 and below selfCert.certValidity");
   if (cert_validity > ca_validity)
     return bad("selfCert.certValidity must not exceed selfCert.caValidity");
+  if (resync < std::chrono::seconds(1))
+    return bad("selfCert.resync must be at least 1s (each pass reads the Secret and the webhooks)");
   if (rollover_grace < 2 * resync)
     return bad(
         "selfCert.rolloverGrace must be at least twice selfCert.resync (every replica re-reads "

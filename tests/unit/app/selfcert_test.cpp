@@ -315,6 +315,36 @@ TEST_CASE("selfcert: a tampered Secret is repaired, never served as it is") {
     CHECK(after["tls.crt"] != leaf->cert_pem);
     CHECK(after["ca.crt"] == before["ca.crt"]);
   }
+  // A pair that matches but is no CA, or no longer valid, or a serving certificate of our CA
+  // for other names: none of them is used as it is.
+  SECTION("a CA that is not a CA (a leaf and its key), or that has expired: replaced") {
+    const bool leaf = GENERATE(true, false);
+    Result<crypto::CertAndKey> planted =
+        leaf ? crypto::issue_server_cert(*foreign, {"intruder.test"}, clock.now() - 1h,
+                                         clock.now() + 100h)
+             : crypto::make_ca("expired", clock.now() - 100h, clock.now() - 1h);
+    REQUIRE(planted.ok());
+    set("ca.crt", planted->cert_pem);
+    set("ca.key", planted->key_pem);
+    REQUIRE(r.pass(loop).ok());
+    auto after = secret_data(api);
+    CHECK(after["ca.crt"] != planted->cert_pem);
+    CHECK(after["ca.crt"] != before["ca.crt"]);
+    CHECK(crypto::check_key_pair(after["ca.crt"], after["ca.key"]).ok());
+    CHECK(published(api) == after["ca.crt"]);
+  }
+  SECTION("a serving certificate of our CA for other names: re-issued for the Service's") {
+    const crypto::CertAndKey ours{before["ca.crt"], before["ca.key"]};
+    auto leaf =
+        crypto::issue_server_cert(ours, {"evil.example"}, clock.now() - 1h, clock.now() + 20h);
+    REQUIRE(leaf.ok());
+    set("tls.crt", leaf->cert_pem);
+    set("tls.key", leaf->key_pem);
+    REQUIRE(r.pass(loop).ok());
+    auto after = secret_data(api);
+    CHECK(after["tls.crt"] != leaf->cert_pem);
+    CHECK(after["ca.crt"] == before["ca.crt"]);
+  }
   SECTION("garbage or a mismatched CA: a new CA replaces it, the bundle follows") {
     const bool garbage = GENERATE(true, false);
     if (garbage) {
@@ -358,6 +388,14 @@ TEST_CASE("selfcert: the serving certificate moves to a new CA only after the bu
     CHECK(s["ca-prev.crt"] == ca1);
     CHECK(published(api) == ca1 + s["ca.crt"]);
     CHECK(handshake(r.srv->port(), published(api), clock.now()).empty());
+    // The retired CA leaves the bundle once the grace has passed after the switch: its key is
+    // trusted no longer than the rollover needs.
+    clock.advance(61min);
+    REQUIRE(r.pass(loop).ok());
+    auto t = secret_data(api);
+    CHECK(t["ca.crt"] == s["ca.crt"]);
+    CHECK(t.count("ca-prev.crt") == 0);
+    CHECK(published(api) == t["ca.crt"]);
   }
   SECTION("never switched while the bundle could not be published") {
     api.remove("mutatingwebhookconfigurations", "sigil");
@@ -446,4 +484,12 @@ TEST_CASE("selfcert: the config section is read, and inconsistent settings are n
   o = options();
   o.cert_renew_before = o.cert_validity;
   CHECK_FALSE(o.validate().ok());
+  // A resync of 0 passed "rolloverGrace >= 2 x resync" and re-ran the pass (GETs and PUTs to
+  // the API server) in a loop.
+  o = options();
+  o.resync = 0s;
+  o.rollover_grace = 0s;
+  v = o.validate();
+  REQUIRE_FALSE(v.ok());
+  CHECK(v.error().message.find("selfCert.resync") != std::string::npos);
 }
