@@ -195,3 +195,93 @@ TEST_CASE("config: registry.dns bounds the lookups of registry names, and reache
     CHECK(r.error().message.find(message) != std::string::npos);
   }
 }
+
+// The limits and cross-checks of the config file, each refused by name (a mutation sweep of
+// app/ found these unheld).
+TEST_CASE("config: sizes, budgets and connection limits that cannot work are refused") {
+  using sigil::app::parse_size;
+  CHECK(parse_size("1024Gi").value() == size_t{1} << 40);
+  for (const char* big : {"1025Gi", "99999999999Gi", "18446744073709551615Ki", "2000000000000"}) {
+    CAPTURE(big);
+    CHECK_FALSE(parse_size(big).ok());
+  }
+  struct Case {
+    std::string yaml, error;
+  };
+  const auto c = GENERATE(
+      Case{"server: {maxBody: 4Mi, bodyBudget: 5Mi}\n", "bodyBudget\" (5242880 bytes) must be"},
+      Case{"server: {maxConnections: 10, maxConnectionsPerPeer: 11}\n",
+           "maxConnectionsPerPeer\" must be from 1 to server.maxConnections"},
+      Case{"server: {maxBody: 99999999999Gi}\n", "maxBody"});
+  CAPTURE(c.yaml);
+  sigil::app::Settings s;
+  auto st = load(c.yaml, s);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().message.find(c.error) != std::string::npos);
+  // The same limits at what they allow.
+  sigil::app::Settings fine;
+  CHECK(load("server: {maxBody: 3Mi, bodyBudget: 4Mi, maxConnections: 10, "
+             "maxConnectionsPerPeer: 10}\n",
+             fine)
+            .ok());
+}
+
+TEST_CASE("config: files past their cap are refused, not read whole") {
+  const std::string path = std::string(SIGIL_BINARY_DIR) + "/config_test_big.yaml";
+  {
+    std::ofstream f(path);
+    f << std::string(2000, '#') << "\n";
+  }
+  auto small = sigil::app::read_file(path, 1000);
+  REQUIRE_FALSE(small.ok());
+  CHECK(small.error().code == sigil::Errc::too_large);
+  CHECK(sigil::app::read_file(path, 2001).ok());
+}
+
+TEST_CASE("config: --no-match-policy on the command line wins over the file") {
+  sigil::app::Settings file, flags;
+  file.no_match = "allow";
+  flags.no_match = "deny";
+  const auto m = sigil::app::with_flags(
+      file, flags, [](const char* f) { return f == std::string("--no-match-policy"); });
+  CHECK(m.no_match == "deny");
+  CHECK(sigil::app::with_flags(file, flags, [](const char*) { return false; }).no_match == "allow");
+}
+
+TEST_CASE("config: policy files: a name defined twice, and keys from Secrets without --kube") {
+  const std::string dir = std::string(SIGIL_BINARY_DIR) + "/config_test_policies";
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream f(dir + "-" + name);
+    f << text;
+    return dir + "-" + name;
+  };
+  auto policy = [](const std::string& name, const std::string& authority) {
+    return "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: " + name +
+           "}\nspec:\n  images: [{glob: \"reg.test/**\"}]\n  authorities:\n  - name: a\n" +
+           authority;
+  };
+  const std::string pass = "    static: {action: pass}\n";
+  const std::string a = write("a.yaml", policy("same", pass));
+  const std::string b = write("b.yaml", policy("same", pass));
+  auto twice = sigil::app::load_documents({a, b});
+  REQUIRE_FALSE(twice.ok());
+  CHECK(twice.error().message.find(a) != std::string::npos);
+  CHECK(twice.error().message.find(b) != std::string::npos);
+  REQUIRE(sigil::app::load_documents({a}).ok());
+
+  const std::string secret =
+      write("secret.yaml", policy("from-secret", "    key: {secretRef: {name: k}}\n"));
+  auto no_kube = sigil::app::load_policies({secret}, sigil::policy::NoMatch::deny, 1, nullptr);
+  REQUIRE_FALSE(no_kube.ok());
+  CHECK(no_kube.error().message.find("need the Kubernetes API") != std::string::npos);
+}
+
+TEST_CASE("config: an insecure registry on port 443 is refused (it would name the https origin)") {
+  sigil::app::RegistrySettings r;
+  r.insecure_hosts = {"reg.test:443"};
+  auto o = sigil::app::detail::registry_options(r);
+  REQUIRE_FALSE(o.ok());
+  CHECK(o.error().message.find("port 443 is the https port") != std::string::npos);
+  r.insecure_hosts = {"reg.test:5000"};
+  CHECK(sigil::app::detail::registry_options(r).ok());
+}

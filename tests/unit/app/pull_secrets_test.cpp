@@ -168,3 +168,22 @@ TEST_CASE("a pull secret's read error is logged once a minute while it stays the
   for (int i = 0; i < 3; ++i) every_time.add(creds, "ns2", "regcred", forbidden);
   CHECK(log.count("pull secret ns2/regcred:") == 3);
 }
+
+// A pod may name any Secret of its namespace, and each name is remembered: the memory is
+// bounded (past kMaxEntries it starts over), and starting over only costs parses.
+TEST_CASE("the memory of parsed pull secrets is bounded") {
+  PullSecretParses parses;
+  const auto v = pull_secret("7", "pw");
+  auto add = [&](size_t i) {
+    auto creds = no_pull_credentials("team");
+    parses.add(creds, "team", "s" + std::to_string(i), ok(v));
+    REQUIRE(creds.config);
+  };
+  add(0);
+  add(0);
+  CHECK(parses.parses() == 1);  // remembered
+  for (size_t i = 1; i <= PullSecretParses::kMaxEntries; ++i) add(i);
+  CHECK(parses.parses() == PullSecretParses::kMaxEntries + 1);
+  add(0);  // forgotten when the memory started over
+  CHECK(parses.parses() == PullSecretParses::kMaxEntries + 2);
+}
