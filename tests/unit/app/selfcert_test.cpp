@@ -8,6 +8,8 @@
 
 #include <fstream>
 #include <set>
+#include <string>
+#include <vector>
 
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -304,9 +306,16 @@ TEST_CASE("selfcert: a tampered Secret is repaired, never served as it is") {
     CHECK(after["tls.crt"] != before["tls.crt"]);
     CHECK(crypto::check_key_pair(after["tls.crt"], after["tls.key"]).ok());
   }
-  SECTION("a serving certificate from another CA (a valid pair): re-issued by ours") {
-    auto leaf = crypto::issue_server_cert(*foreign, {kHost, kHost + ".cluster.local"},
-                                          clock.now() - 1h, clock.now() + 20h);
+  // A valid pair either way: from another CA for the Service's names, or from our CA for
+  // other names. Re-issued by ours for the Service's.
+  SECTION("a serving certificate from another CA, or from ours for other names: re-issued") {
+    const bool ours = GENERATE(false, true);
+    const crypto::CertAndKey issuer =
+        ours ? crypto::CertAndKey{before["ca.crt"], before["ca.key"]} : *foreign;
+    const std::vector<std::string> names =
+        ours ? std::vector<std::string>{"evil.example"}
+             : std::vector<std::string>{kHost, kHost + ".cluster.local"};
+    auto leaf = crypto::issue_server_cert(issuer, names, clock.now() - 1h, clock.now() + 20h);
     REQUIRE(leaf.ok());
     set("tls.crt", leaf->cert_pem);
     set("tls.key", leaf->key_pem);
@@ -315,8 +324,7 @@ TEST_CASE("selfcert: a tampered Secret is repaired, never served as it is") {
     CHECK(after["tls.crt"] != leaf->cert_pem);
     CHECK(after["ca.crt"] == before["ca.crt"]);
   }
-  // A pair that matches but is no CA, or no longer valid, or a serving certificate of our CA
-  // for other names: none of them is used as it is.
+  // A pair that matches but is no CA, or is no longer valid: never used to sign.
   SECTION("a CA that is not a CA (a leaf and its key), or that has expired: replaced") {
     const bool leaf = GENERATE(true, false);
     Result<crypto::CertAndKey> planted =
@@ -332,18 +340,6 @@ TEST_CASE("selfcert: a tampered Secret is repaired, never served as it is") {
     CHECK(after["ca.crt"] != before["ca.crt"]);
     CHECK(crypto::check_key_pair(after["ca.crt"], after["ca.key"]).ok());
     CHECK(published(api) == after["ca.crt"]);
-  }
-  SECTION("a serving certificate of our CA for other names: re-issued for the Service's") {
-    const crypto::CertAndKey ours{before["ca.crt"], before["ca.key"]};
-    auto leaf =
-        crypto::issue_server_cert(ours, {"evil.example"}, clock.now() - 1h, clock.now() + 20h);
-    REQUIRE(leaf.ok());
-    set("tls.crt", leaf->cert_pem);
-    set("tls.key", leaf->key_pem);
-    REQUIRE(r.pass(loop).ok());
-    auto after = secret_data(api);
-    CHECK(after["tls.crt"] != leaf->cert_pem);
-    CHECK(after["ca.crt"] == before["ca.crt"]);
   }
   SECTION("garbage or a mismatched CA: a new CA replaces it, the bundle follows") {
     const bool garbage = GENERATE(true, false);
