@@ -147,7 +147,7 @@ asio::awaitable<Result<std::string>> AzureCredentials::Impl::refresh_token_once(
         break;
       }
       auto exp = jwt_expiry(*rt);
-      Refresh entry{*rt, exp ? *exp : a->expires_at};
+      Refresh entry{*rt, exp ? *exp : a->expires_at, now()};
       {
         std::lock_guard lock(mu);
         refresh.insert_or_assign(host, entry);
@@ -185,7 +185,7 @@ asio::awaitable<Result<std::string>> AzureCredentials::Impl::access_token_once(s
     auto exp = jwt_expiry(*at);
     const SysTime t = now();
     // No exp: the distribution spec's default lifetime.
-    Access entry{*at, exp ? *exp : t + seconds(60), t};
+    Access entry{*at, exp ? *exp : t + seconds(60), t, t};
     {
       std::lock_guard lock(mu);
       auto it = access.find(std::make_pair(host, scope));

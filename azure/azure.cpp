@@ -4,6 +4,7 @@
 // aad_client.cpp, the ACR exchange in acr_exchange.cpp (azure/detail/credentials_impl.hpp).
 #include "azure/azure.hpp"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -122,16 +123,23 @@ asio::awaitable<void> AzureCredentials::Impl::warm_all() {
 
 asio::awaitable<void> AzureCredentials::Impl::refresh_due() {
   const SysTime t = now();
-  const auto due = [&](SysTime exp) { return exp - t < opt.refresh_before; };
+  // Due when less than refresh_before is left, or less than half its lifetime, whichever comes
+  // first: a refresh_before at or past a token's lifetime (ACR's access tokens live about 75
+  // minutes) would otherwise make every token due again at every tick.
+  const auto due = [&](SysTime exp, SysTime fetched) {
+    const SysTime::duration window = std::min<SysTime::duration>(
+        opt.refresh_before, std::max<SysTime::duration>((exp - fetched) / 2, {}));
+    return exp - t < window;
+  };
   std::vector<std::pair<size_t, std::string>> aad_due;
   std::vector<std::string> rt_due;
   std::vector<std::pair<std::string, std::string>> at_due;
   {
     std::lock_guard lock(mu);
     for (auto& [k, v] : aad)
-      if (due(v.expires_at)) aad_due.push_back(k);
+      if (due(v.expires_at, v.fetched_at)) aad_due.push_back(k);
     for (auto& [k, v] : refresh)
-      if (due(v.expires_at)) rt_due.push_back(k);
+      if (due(v.expires_at, v.fetched_at)) rt_due.push_back(k);
     for (const std::string& r : opt.warm_registries) {
       const std::string host = normalize_host(r);
       if (!refresh.count(host)) rt_due.push_back(host);
@@ -141,7 +149,7 @@ asio::awaitable<void> AzureCredentials::Impl::refresh_due() {
         it = access.erase(it);
         continue;
       }
-      if (due(it->second.expires_at)) at_due.push_back(it->first);
+      if (due(it->second.expires_at, it->second.fetched_at)) at_due.push_back(it->first);
       ++it;
     }
   }

@@ -115,7 +115,8 @@ struct Options {
   std::vector<std::string> warm_registries;
   // Outbound TLS: system roots plus registry.ca (ca_files).
   net::TlsOptions tls;
-  // Refresh a cached token this long before it expires.
+  // Refresh a cached token this long before it expires, or at half its lifetime if that is
+  // sooner (so a value past a lifetime does not refresh at every tick).
   std::chrono::seconds refresh_before{300};
   // A token with less than this left is not handed out (fetched again on the path).
   std::chrono::seconds min_validity{30};

@@ -13,7 +13,7 @@
 //     registryHosts: []             # replaces ^[a-z0-9-]+\.azurecr\.(io|cn|us|de)$ when set
 //     vaultHosts: []                # replaces *.vault.azure.net when set
 //     warmRegistries: []            # fetched at start, kept fresh
-//     refreshBeforeSeconds: 300
+//     refreshBeforeSeconds: 300     # or at half a token's lifetime, if sooner
 //     keyVault:                     # key.kms: azurekms:// keys (azure/keyvault.hpp)
 //       refreshSeconds: 3600        # every key is read again this often (disabled? rotated?)
 //       minRefetchSeconds: 300      # after a failed verification, at most this often

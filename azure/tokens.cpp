@@ -140,6 +140,7 @@ Result<AadToken> parse_aad_token_response(std::string_view body, SysTime now) {
     return make_error(Errc::parse_error, "token answer has no expires_on, expires_in or exp");
   }
   t.tenant = jwt_tenant(t.access_token);
+  t.fetched_at = now;
   return t;
 }
 

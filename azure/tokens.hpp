@@ -31,6 +31,7 @@ struct AadToken {
   std::string access_token;
   SysTime expires_at;
   std::string tenant;  // the token's `tid` claim, "" when it has none
+  SysTime fetched_at;  // when the answer was read (`now`): with expires_at, the lifetime
 };
 
 // Unpadded base64url (RFC 4648 section 5, as JWTs and JWKs write it); trailing '=' tolerated.

@@ -63,11 +63,13 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
   struct Refresh {
     std::string token;
     SysTime expires_at;
+    SysTime fetched_at;
   };
   struct Access {
     std::string token;
     SysTime expires_at;
     SysTime last_used;
+    SysTime fetched_at;
   };
 
   Impl(const asio::any_io_executor& executor, Options o);

@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -350,6 +351,34 @@ TEST_CASE("azure: IMDS 429 and 500 are answered by a retry") {
   CHECK(w.imds.fault_fired());
   CHECK(w.imds.requests() == 2);
   CHECK(v2_get(loop, w, t) == 200);
+}
+
+// refreshBeforeSeconds accepts up to a day; tokens live about an hour. A window past a token's
+// lifetime made it due again at every tick (here 20 ms): half its lifetime is the most.
+TEST_CASE("azure: a refresh window longer than a token's life refreshes at half-life, not always") {
+  World w;
+  Loop loop(2);
+  Options o = w.options(true, false);
+  o.warm_registries = {w.acr.authority()};
+  o.refresh_before = std::chrono::hours(2);  // past every token's lifetime (1 h, 3 h refresh)
+  AzureCredentials az(loop.ioc.get_executor(), o);
+  az.start();
+  REQUIRE(sigil::test::eventually([&] { return az.stats().refreshes >= 1; }));
+  (void)bearer(loop, az, w.acr.authority());
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // about 20 ticks
+  const Stats first = az.stats();
+  CHECK(first.aad_requests == 1);
+  CHECK(first.exchange_requests == 1);
+  CHECK(first.token_requests == 1);
+  // Past half of the AAD and access tokens' hour: each is refreshed once, then left alone.
+  w.clock->advance(31min);
+  REQUIRE(sigil::test::eventually([&] { return az.stats().token_requests >= 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const Stats second = az.stats();
+  CHECK(second.aad_requests == 2);
+  CHECK(second.exchange_requests == 1);  // the refresh token lives 3 h: not at half-life yet
+  CHECK(second.token_requests == 2);
+  CHECK(second.refresh_failures == 0);
 }
 
 TEST_CASE("azure: tokens are refreshed in the background; no AAD call on the request path") {
