@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <set>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -138,10 +139,10 @@ asio::awaitable<void> AzureCredentials::Impl::refresh_due() {
     std::lock_guard lock(mu);
     for (auto& [k, v] : aad)
       if (due(v.expires_at, v.fetched_at)) aad_due.push_back(k);
-    for (auto& [k, v] : refresh)
-      if (due(v.expires_at, v.fetched_at)) rt_due.push_back(k);
+    std::set<std::string> warm, in_use;  // registries kept fresh: listed, or used lately
     for (const std::string& r : opt.warm_registries) {
       const std::string host = normalize_host(r);
+      warm.insert(host);
       if (!refresh.count(host)) rt_due.push_back(host);
     }
     for (auto it = access.begin(); it != access.end();) {
@@ -149,7 +150,20 @@ asio::awaitable<void> AzureCredentials::Impl::refresh_due() {
         it = access.erase(it);
         continue;
       }
+      in_use.insert(it->first.first);
       if (due(it->second.expires_at, it->second.fetched_at)) at_due.push_back(it->first);
+      ++it;
+    }
+    // A registry no admission has used for keep_warm_for (its access tokens are gone) and that
+    // is not listed: its refresh token is dropped, not renewed for the life of the process.
+    for (auto it = refresh.begin(); it != refresh.end();) {
+      const bool idle = !warm.count(it->first) && !in_use.count(it->first) &&
+                        t - it->second.fetched_at > opt.keep_warm_for;
+      if (idle) {
+        it = refresh.erase(it);
+        continue;
+      }
+      if (due(it->second.expires_at, it->second.fetched_at)) rt_due.push_back(it->first);
       ++it;
     }
   }

@@ -122,7 +122,8 @@ struct Options {
   std::chrono::seconds min_validity{30};
   // How often the background task looks for tokens to refresh.
   std::chrono::milliseconds refresh_tick{15000};
-  // Access tokens unused this long are no longer refreshed, then dropped.
+  // Access tokens unused this long are no longer refreshed, then dropped; so is the refresh
+  // token of a registry with none left that warm_registries does not list.
   std::chrono::seconds keep_warm_for{3600};
   size_t max_access_tokens = 4096;
   // IMDS: 429 and 5xx retried with backoff (IMDS asks for it).

@@ -381,6 +381,34 @@ TEST_CASE("azure: a refresh window longer than a token's life refreshes at half-
   CHECK(second.refresh_failures == 0);
 }
 
+// Any allowed registry an admission names gets a refresh token. One no admission uses any more
+// (and warm_registries does not list) is not renewed in the background for the life of the
+// process: it is exchanged again when it is next used.
+TEST_CASE("azure: a registry no admission uses any more is no longer kept fresh") {
+  World w;
+  Loop loop(2);
+  AzureCredentials az(loop.ioc.get_executor(), w.options(true, false));
+  az.start();
+  (void)bearer(loop, az, w.acr.authority());
+  CHECK(az.stats().exchange_requests == 1);
+  SECTION("unused") {
+    w.clock->advance(3h);  // unused for more than keep_warm_for; its refresh token expires now
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    CHECK(az.stats().exchange_requests == 1);
+    CHECK(az.stats().token_requests == 1);
+    (void)bearer(loop, az, w.acr.authority());
+    CHECK(az.stats().exchange_requests == 2);
+  }
+  SECTION("in use: its refresh token, older than keep_warm_for, is kept and used") {
+    w.clock->advance(40min);
+    (void)bearer(loop, az, w.acr.authority());
+    w.clock->advance(40min);  // the access token (1 h) is renewed with the refresh token
+    REQUIRE(sigil::test::eventually([&] { return az.stats().token_requests >= 2; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(az.stats().exchange_requests == 1);
+  }
+}
+
 TEST_CASE("azure: tokens are refreshed in the background; no AAD call on the request path") {
   World w;
   w.refresh_ttl = 3600;  // every token expires at the same time
