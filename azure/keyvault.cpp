@@ -17,11 +17,16 @@ struct KeyVaultKeys::Impl {
     crypto::PublicKey key;
     SysTime fetched_at;
   };
+  struct Failure {
+    Error error;
+    SysTime at;
+  };
 
   std::shared_ptr<AzureCredentials> azure;
   KeyVaultOptions opt;
   std::mutex mu;
-  std::map<std::string, Entry> cache;  // by KmsKeyRef::uri()
+  std::map<std::string, Entry> cache;       // by KmsKeyRef::uri()
+  std::map<std::string, Failure> failures;  // keys without an entry whose last read failed
 
   SysTime now() const { return azure->options().clock->now(); }
 
@@ -70,6 +75,14 @@ struct KeyVaultKeys::Impl {
   void store(const std::string& name, const crypto::PublicKey& key) {
     std::lock_guard lock(mu);
     cache.insert_or_assign(name, Entry{key, now()});
+    failures.erase(name);
+  }
+
+  // A key with no usable copy could not be read: remembered for retry_failed. Bounded: the
+  // keys are those the policies name.
+  void failed(const std::string& name, const Error& why) {
+    std::lock_guard lock(mu);
+    failures.insert_or_assign(name, Failure{why, now()});
   }
 
   // The vault said the key is disabled or gone: the cached copy is trusted no more.
@@ -78,6 +91,7 @@ struct KeyVaultKeys::Impl {
       std::lock_guard lock(mu);
       cache.erase(name);
     }
+    failed(name, why);
     spdlog::warn("azure: {}; its cached copy is no longer trusted", why.message);
   }
 };
@@ -104,6 +118,10 @@ asio::awaitable<Result<crypto::PublicKey>> KeyVaultKeys::key(std::string uri, De
       // can be disabled or deleted, and either must end sigil's trust in it.
       if (self->now() - it->second.fetched_at < self->opt.refresh) co_return it->second.key;
       cached = it->second.key;
+    } else if (auto f = self->failures.find(name); f != self->failures.end()) {
+      const auto age = self->now() - f->second.at;
+      if (age >= SysTime::duration::zero() && age < self->opt.retry_failed)
+        co_return f->second.error;
     }
   }
   auto [k, revoked] = co_await self->fetch(*ref, deadline);
@@ -113,7 +131,11 @@ asio::awaitable<Result<crypto::PublicKey>> KeyVaultKeys::key(std::string uri, De
                    k.error().message);
       co_return *cached;
     }
-    if (cached) self->forget(name, k.error());
+    if (cached) {
+      self->forget(name, k.error());
+    } else {
+      self->failed(name, k.error());
+    }
     co_return std::move(k).error();
   }
   self->store(name, *k);

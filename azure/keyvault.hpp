@@ -10,7 +10,8 @@
 // exist (404), the cached copy is dropped and the error returned: disabling a stolen key in the
 // vault ends sigil's trust in it within `refresh`. When a refetch fails for any other reason
 // (the vault or Entra ID unreachable, a refused token, an unreadable answer), the cached key
-// stays in use (a log line); the first fetch failing is an error the caller turns into a denial.
+// stays in use (a log line); the first fetch failing is an error the caller turns into a denial,
+// answered again for `retry_failed` without another request (so is a revoked key's).
 //
 // How verify/ (or policy/'s compile) uses it: `key(uri)` for each azurekms authority before
 // checking signatures; when none of an image's signatures verifies with that key,
@@ -35,6 +36,10 @@ namespace sigil::azure {
 struct KeyVaultOptions {
   std::chrono::seconds refresh{3600};     // every key (versioned too): looked at again this often
   std::chrono::seconds min_refetch{300};  // after a verification failure, at most this often
+  // A key that could not be read, with no copy to fall back on (never read, disabled, deleted):
+  // its error is answered again for this long without asking the vault, so a burst of
+  // admissions under its policy costs the vault one request, not one each.
+  std::chrono::seconds retry_failed{30};
 };
 
 class KeyVaultKeys {

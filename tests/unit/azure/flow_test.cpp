@@ -665,18 +665,25 @@ TEST_CASE(
     std::lock_guard lock(w.mu);
     w.vault_disabled.insert("cosign/v1");
   }
+  const int before = w.vault.requests();
   for (const auto& uri : {newest, pinned, newest, pinned}) {
     auto k = loop.run(kv.key(uri, in(10s)));
     REQUIRE_FALSE(k.ok());
     CHECK(k.error().code == Errc::verification);
     CHECK(k.error().message == uri + ": the key is disabled");
   }
-  // Enabled again: trusted again.
+  // Each refusal is remembered for retry_failed (30 s): a burst of admissions under the policy
+  // costs the vault one request per key, not one each.
+  CHECK(w.vault.requests() == before + 2);
+  // Enabled again: trusted again, once the memory of the refusal has passed.
   {
     std::lock_guard lock(w.mu);
     w.vault_disabled.clear();
   }
+  CHECK_FALSE(loop.run(kv.key(pinned, in(10s))).ok());
+  w.clock->advance(31s);
   CHECK(loop.run(kv.key(pinned, in(10s))).ok());
+  CHECK(w.vault.requests() == before + 3);
 
   // Deleted, seen on a refetch after a failed verification: gone from the cache at once.
   {
@@ -691,6 +698,15 @@ TEST_CASE(
   REQUIRE_FALSE(gone.ok());
   CHECK(gone.error().code == Errc::not_found);
   CHECK(gone.error().message.find("Key Vault answered 404 (KeyNotFound)") != std::string::npos);
+
+  // A key never read whose first read fails: remembered the same way, then asked again.
+  const std::string never = "azurekms://" + w.vault.authority() + "/never";
+  const int n = w.vault.requests();
+  for (int i = 0; i < 3; ++i) CHECK_FALSE(loop.run(kv.key(never, in(10s))).ok());
+  CHECK(w.vault.requests() == n + 1);
+  w.clock->advance(31s);
+  CHECK_FALSE(loop.run(kv.key(never, in(10s))).ok());
+  CHECK(w.vault.requests() == n + 2);
 }
 
 TEST_CASE("keyvault: vault hosts outside the list get no token; other schemes are unsupported") {
