@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "azure/tokens.hpp"
 #include "common/encoding.hpp"
 
 namespace sigil::azure {
@@ -53,6 +54,11 @@ struct KeyVaultKeys::Impl {
       auto r = co_await azure->get_with_bearer(url, tok->access_token, deadline);
       if (!r) co_return Fetched{make_error(r.error().code, name + ": " + r.error().message)};
       if (r->status == 401 && attempt == 0) continue;  // a new AAD token, once
+      // Whether Key Vault answers a GET of a disabled key with the key and "enabled": false, or
+      // with 403 and the inner error KeyDisabled (as it does for a disabled secret), the key
+      // is disabled.
+      if (r->status == 403 && key_vault_inner_error(r->body) == "KeyDisabled")
+        co_return Fetched{make_error(Errc::verification, name + ": the key is disabled"), true};
       if (r->status != 200) {
         const Errc code = r->status == 404                       ? Errc::not_found
                           : r->status == 401 || r->status == 403 ? Errc::unauthorized

@@ -6,12 +6,13 @@
 // of Options::vaults (default *.vault.azure.net). Keys are cached and looked at again every
 // `refresh`, a versioned one too (its bytes never change, but it can be disabled or deleted),
 // and at once when a signature fails to verify with it, at most every `min_refetch` per key.
-// When the vault answers that the key is disabled (`attributes.enabled: false`) or does not
-// exist (404), the cached copy is dropped and the error returned: disabling a stolen key in the
-// vault ends sigil's trust in it within `refresh`. When a refetch fails for any other reason
-// (the vault or Entra ID unreachable, a refused token, an unreadable answer), the cached key
-// stays in use (a log line); the first fetch failing is an error the caller turns into a denial,
-// answered again for `retry_failed` without another request (so is a revoked key's).
+// When the vault answers that the key is disabled (`attributes.enabled: false`, or 403 with
+// the inner error KeyDisabled) or does not exist (404), the cached copy is dropped and the error
+// returned: disabling a stolen key in the vault ends sigil's trust in it within `refresh`. When a
+// refetch fails for any other reason (the vault or Entra ID unreachable, a refused token, an
+// unreadable answer), the cached key stays in use (a log line); the first fetch failing is an error
+// the caller turns into a denial, answered again for `retry_failed` without another request (so is
+// a revoked key's).
 //
 // How verify/ (or policy/'s compile) uses it: `key(uri)` for each azurekms authority before
 // checking signatures; when none of an image's signatures verifies with that key,

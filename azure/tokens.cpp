@@ -161,6 +161,23 @@ std::string aad_error_message(std::string_view body) {
   return printable(d.empty() ? e : e + ": " + d, 200);
 }
 
+std::string key_vault_inner_error(std::string_view body) {
+  auto j = parse_object(body);
+  if (!j) return "";
+  auto it = j->find("error");
+  if (it == j->end() || !it->is_object()) return "";
+  const json* e = &*it;
+  std::string code;
+  for (int depth = 0; depth < 8; ++depth) {
+    auto inner = e->find("innererror");
+    if (inner == e->end()) inner = e->find("innerError");
+    if (inner == e->end() || !inner->is_object()) break;
+    e = &*inner;
+    code = string_member(*e, "code");
+  }
+  return printable(code, 100);
+}
+
 std::string acr_error_message(std::string_view body) {
   auto j = parse_object(body);
   if (!j) return "";

@@ -51,6 +51,9 @@ Result<AadToken> parse_aad_token_response(std::string_view body, SysTime now);
 // The message of an AAD/IMDS error answer: "<error>: <error_description>" (printable, cut),
 // or "" when the body is not one.
 std::string aad_error_message(std::string_view body);
+// The innermost code of a Key Vault error answer {"error": {"code", "message", "innererror":
+// {"code", "innererror": ...}}} ("KeyDisabled"), or "" when it has none. At most 8 levels.
+std::string key_vault_inner_error(std::string_view body);
 // The message of an ACR error answer {"errors":[{"code","message"}]}, or "".
 std::string acr_error_message(std::string_view body);
 

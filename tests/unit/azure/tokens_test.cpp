@@ -159,3 +159,19 @@ TEST_CASE("tokens: base64url") {
   CHECK_FALSE(base64url_decode("ab c").ok());
   CHECK_FALSE(base64url_decode("a").ok());
 }
+
+TEST_CASE("tokens: Key Vault's inner error code, the innermost one") {
+  CHECK(key_vault_inner_error(
+            R"({"error":{"code":"Forbidden","message":"Operation get is not )"
+            R"(allowed on a disabled key.","innererror":{"code":"KeyDisabled"}}})") ==
+        "KeyDisabled");
+  CHECK(key_vault_inner_error(R"({"error":{"code":"Forbidden","innerError":{"code":"A",)"
+                              R"("innererror":{"code":"ForbiddenByRbac"}}}})") ==
+        "ForbiddenByRbac");
+  for (const std::string body :
+       {"", "not json", R"({"error":"x"})", R"({"error":{"code":"Forbidden"}})",
+        R"({"error":{"innererror":"KeyDisabled"}})", R"({"innererror":{"code":"KeyDisabled"}})"}) {
+    CAPTURE(body);
+    CHECK(key_vault_inner_error(body).empty());
+  }
+}
