@@ -1,10 +1,16 @@
 // azure/keyvault.cpp: Key Vault keys, cached and refetched (see keyvault.hpp).
 #include "azure/keyvault.hpp"
 
+#include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "azure/tokens.hpp"
 #include "common/encoding.hpp"
@@ -27,7 +33,7 @@ struct KeyVaultKeys::Impl {
   KeyVaultOptions opt;
   std::mutex mu;
   std::map<std::string, Entry> cache;       // by KmsKeyRef::uri()
-  std::map<std::string, Failure> failures;  // keys without an entry whose last read failed
+  std::map<std::string, Failure> failures;  // the last read of each key that failed
 
   SysTime now() const { return azure->options().clock->now(); }
 
@@ -78,27 +84,103 @@ struct KeyVaultKeys::Impl {
     co_return Fetched{make_error(Errc::unauthorized, name + ": Key Vault refused the token twice")};
   }
 
-  void store(const std::string& name, const crypto::PublicKey& key) {
-    std::lock_guard lock(mu);
-    cache.insert_or_assign(name, Entry{key, now()});
-    failures.erase(name);
+  // --- one read of a key at a time ------------------------------------------------------------
+  // Concurrent reads of one key (a burst of admissions on a cold or due key, a refetch after a
+  // failed verification meeting a scheduled one) share one request: the first caller fetches,
+  // the others poll its result every few milliseconds until it is there or their deadline
+  // passes. Its leader applies the result to the cache under the same lock that lands it, so
+  // reads of a key never overlap and a read that started before a revocation can never put the
+  // revoked key back after it.
+  struct Flight {
+    bool done = false;
+    std::optional<Fetched> result;
+  };
+  std::map<std::string, std::shared_ptr<Flight>> flights;  // by KmsKeyRef::uri()
+
+  // A failure that says nothing about the vault: the reader's own deadline cut it short (an
+  // admission with little time left). Not remembered, or one short admission would deny every
+  // admission under the key for retry_failed.
+  static bool own_deadline(const Fetched& f, Deadline deadline) {
+    return !f.key && f.key.error().code == Errc::timeout &&
+           std::chrono::steady_clock::now() >= deadline;
   }
 
-  // A key with no usable copy could not be read: remembered for retry_failed. Bounded: the
-  // keys are those the policies name.
-  void failed(const std::string& name, const Error& why) {
-    std::lock_guard lock(mu);
-    failures.insert_or_assign(name, Failure{why, now()});
-  }
-
-  // The vault said the key is disabled or gone: the cached copy is trusted no more.
-  void forget(const std::string& name, const Error& why) {
-    {
-      std::lock_guard lock(mu);
-      cache.erase(name);
+  // Under mu: the outcome of a read applied to the cache, and its flight landed.
+  void settle(const std::string& name, const std::shared_ptr<Flight>& flight, const Fetched& f,
+              Deadline deadline) {
+    if (f.key) {
+      cache.insert_or_assign(name, Entry{*f.key, now()});
+      failures.erase(name);
+    } else if (f.revoked) {
+      // The vault said the key is disabled or gone: the cached copy is trusted no more.
+      if (cache.erase(name) != 0)
+        spdlog::warn("azure: {}; its cached copy is no longer trusted", f.key.error().message);
+      failures.insert_or_assign(name, Failure{f.key.error(), now()});
+    } else if (cache.count(name) != 0) {
+      // An outage or a refusal says nothing about the key: its copy stays in use, and the vault
+      // is asked again after retry_failed, not by every admission meanwhile.
+      spdlog::warn("azure: refetching {} failed, the cached key stays in use: {}", name,
+                   f.key.error().message);
+      failures.insert_or_assign(name, Failure{f.key.error(), now()});
+    } else if (!own_deadline(f, deadline)) {
+      failures.insert_or_assign(name, Failure{f.key.error(), now()});
     }
-    failed(name, why);
-    spdlog::warn("azure: {}; its cached copy is no longer trusted", why.message);
+    flight->result = f;
+    flight->done = true;
+    auto it = flights.find(name);
+    if (it != flights.end() && it->second == flight) flights.erase(it);
+  }
+
+  // Under mu: whether a read failed less than retry_failed ago.
+  const Failure* recent_failure(const std::string& name) const {
+    auto f = failures.find(name);
+    if (f == failures.end()) return nullptr;
+    const auto age = now() - f->second.at;
+    return age >= SysTime::duration::zero() && age < opt.retry_failed ? &f->second : nullptr;
+  }
+
+  // Reads the key, sharing a read in flight. A follower whose leader's deadline cut the read
+  // short, with time of its own left, reads again rather than take that timeout as its own.
+  asio::awaitable<Fetched> read(const KmsKeyRef& ref, Deadline deadline) {
+    const std::string name = ref.uri();
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+      std::shared_ptr<Flight> flight;
+      bool leads = false;
+      {
+        std::lock_guard lock(mu);
+        auto& f = flights[name];
+        if (!f) {
+          f = std::make_shared<Flight>();
+          leads = true;
+        }
+        flight = f;
+      }
+      if (leads) {
+        Fetched f = co_await fetch(ref, deadline);
+        std::lock_guard lock(mu);
+        settle(name, flight, f, deadline);
+        co_return f;
+      }
+      std::optional<Fetched> got;
+      for (;;) {
+        {
+          std::lock_guard lock(mu);
+          if (flight->done) {
+            got = flight->result;
+            break;
+          }
+        }
+        if (std::chrono::steady_clock::now() >= deadline)
+          co_return Fetched{make_error(Errc::timeout, name + ": timed out waiting for the key")};
+        timer.expires_after(std::chrono::milliseconds(5));
+        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (ec) co_return Fetched{make_error(Errc::unavailable, name + ": cancelled")};
+      }
+      if (got->key || got->key.error().code != Errc::timeout ||
+          std::chrono::steady_clock::now() >= deadline)
+        co_return *got;
+    }
   }
 };
 
@@ -115,37 +197,27 @@ asio::awaitable<Result<crypto::PublicKey>> KeyVaultKeys::key(std::string uri, De
   auto ref = parse_azurekms(uri);
   if (!ref) co_return std::move(ref).error();
   const std::string name = ref->uri();
-  std::optional<crypto::PublicKey> cached;
   {
     std::lock_guard lock(self->mu);
     auto it = self->cache.find(name);
+    const Impl::Failure* failed = self->recent_failure(name);
     if (it != self->cache.end()) {
       // Looked at again every `refresh`, a versioned key too: its bytes never change, but it
       // can be disabled or deleted, and either must end sigil's trust in it.
-      if (self->now() - it->second.fetched_at < self->opt.refresh) co_return it->second.key;
-      cached = it->second.key;
-    } else if (auto f = self->failures.find(name); f != self->failures.end()) {
-      const auto age = self->now() - f->second.at;
-      if (age >= SysTime::duration::zero() && age < self->opt.retry_failed)
-        co_return f->second.error;
+      if (self->now() - it->second.fetched_at < self->opt.refresh || failed != nullptr)
+        co_return it->second.key;
+    } else if (failed != nullptr) {
+      co_return failed->error;
     }
   }
-  auto [k, revoked] = co_await self->fetch(*ref, deadline);
-  if (!k) {
-    if (cached && !revoked) {
-      spdlog::warn("azure: refetching {} failed, the cached key stays in use: {}", name,
-                   k.error().message);
-      co_return *cached;
-    }
-    if (cached) {
-      self->forget(name, k.error());
-    } else {
-      self->failed(name, k.error());
-    }
-    co_return std::move(k).error();
+  auto fetched = co_await self->read(*ref, deadline);
+  if (fetched.key) co_return std::move(fetched.key).value();
+  if (!fetched.revoked) {
+    // Kept by the read's leader (an outage says nothing about the key): use the copy.
+    std::lock_guard lock(self->mu);
+    if (auto it = self->cache.find(name); it != self->cache.end()) co_return it->second.key;
   }
-  self->store(name, *k);
-  co_return std::move(k).value();
+  co_return std::move(fetched.key).error();
 }
 
 asio::awaitable<Result<std::optional<crypto::PublicKey>>> KeyVaultKeys::refetch_after_failure(
@@ -158,20 +230,22 @@ asio::awaitable<Result<std::optional<crypto::PublicKey>>> KeyVaultKeys::refetch_
   {
     std::lock_guard lock(self->mu);
     auto it = self->cache.find(name);
+    const Impl::Failure* failed = self->recent_failure(name);
     if (it != self->cache.end()) {
-      if (self->now() - it->second.fetched_at < self->opt.min_refetch)
-        co_return std::optional<crypto::PublicKey>();  // rate-limited
+      // Rate-limited: read less than min_refetch ago, or a read failed less than retry_failed
+      // ago (a hostile image's bad signatures must not turn into vault requests).
+      if (self->now() - it->second.fetched_at < self->opt.min_refetch || failed != nullptr)
+        co_return std::optional<crypto::PublicKey>();
       cached = it->second.key;
+    } else if (failed != nullptr) {
+      co_return failed->error;
     }
   }
-  auto [k, revoked] = co_await self->fetch(*ref, deadline);
-  if (!k) {
-    if (cached && revoked) self->forget(name, k.error());
-    co_return std::move(k).error();
-  }
-  self->store(name, *k);
-  if (cached && cached->spki_der() == k->spki_der()) co_return std::optional<crypto::PublicKey>();
-  co_return std::optional<crypto::PublicKey>(std::move(k).value());
+  auto fetched = co_await self->read(*ref, deadline);
+  if (!fetched.key) co_return std::move(fetched.key).error();
+  if (cached && cached->spki_der() == fetched.key->spki_der())
+    co_return std::optional<crypto::PublicKey>();
+  co_return std::optional<crypto::PublicKey>(std::move(fetched.key).value());
 }
 
 }  // namespace sigil::azure

@@ -10,9 +10,12 @@
 // the inner error KeyDisabled) or does not exist (404), the cached copy is dropped and the error
 // returned: disabling a stolen key in the vault ends sigil's trust in it within `refresh`. When a
 // refetch fails for any other reason (the vault or Entra ID unreachable, a refused token, an
-// unreadable answer), the cached key stays in use (a log line); the first fetch failing is an error
-// the caller turns into a denial, answered again for `retry_failed` without another request (so is
-// a revoked key's).
+// unreadable answer), the cached key stays in use (a log line) and the vault is asked again after
+// `retry_failed`; the first fetch failing is an error the caller turns into a denial, answered
+// again for `retry_failed` without another request (so is a revoked key's), except a timeout of
+// the caller's own deadline. Reads of one key never overlap: concurrent callers share one
+// request, and its result is applied to the cache as it lands, so an older read cannot undo a
+// revocation a newer one saw.
 //
 // How verify/ (or policy/'s compile) uses it: `key(uri)` for each azurekms authority before
 // checking signatures; when none of an image's signatures verifies with that key,

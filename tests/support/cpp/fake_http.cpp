@@ -210,6 +210,7 @@ class FakeHttpServer::Impl::Session final : public HttpConn {
   }
 
   asio::awaitable<bool> reply(const HttpReply& r) override {
+    if (r.delay.count() > 0) co_await sleep(r.delay);
     if (r.stall) {
       co_await sleep(server_.opts.stall_for);
       abort();

@@ -51,6 +51,7 @@ struct HttpReply {
   bool truncate = false;  // announce the whole body, send half of it, close
   bool stall = false;     // send nothing and hold the connection (FakeHttpOptions::stall_for)
   bool close = false;     // Connection: close after this answer
+  std::chrono::milliseconds delay{0};  // answered after this long (a slow server)
 
   static HttpReply json(unsigned status, std::string body);
   static HttpReply text(unsigned status, std::string body);

@@ -2,6 +2,7 @@
 // (real HTTP over real sockets on 127.0.0.1, TLS with the test CA) that speak the wire formats
 // of platform-facts section 1 and mint tokens on a clock the test moves.
 #include <atomic>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -85,6 +86,8 @@ struct World {
   std::set<std::string> vault_disabled;  // "name/version": answered with "enabled": false
   int vault_failing = 0;                 // 1: answer 503 ServiceUnavailable; 2: 403 ForbiddenByRbac
   bool disabled_as_403 = false;          // a disabled key: 403 KeyDisabled, not "enabled": false
+  std::deque<std::chrono::milliseconds> vault_delays;  // the next answers' delays, in order
+  int vault_saw_disabled = 0;                          // answers that said a key is disabled
   int aad_ttl = 3600, refresh_ttl = 3 * 3600, access_ttl = 3600;
   const std::string tenant = "tenant-1", client_id = "client-1", kubelet_id = "kubelet-id";
   int n = 0;
@@ -191,6 +194,18 @@ struct World {
 
   HttpReply on_vault(const HttpRequest& r) {
     std::lock_guard lock(mu);
+    HttpReply rep = vault_answer(r);
+    if (!vault_delays.empty()) {
+      rep.delay = vault_delays.front();
+      vault_delays.pop_front();
+    }
+    if (rep.body.find(R"("enabled":false)") != std::string::npos ||
+        rep.body.find("KeyDisabled") != std::string::npos)
+      ++vault_saw_disabled;
+    return rep;
+  }
+
+  HttpReply vault_answer(const HttpRequest& r) {  // under mu
     const std::string auth = r.header("Authorization");
     const std::string tok = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
     auto it = aad_tokens.find(tok);
@@ -654,17 +669,23 @@ TEST_CASE(
   CHECK(w.vault.requests() == 3);
 
   // The vault is down, then refuses sigil's token, at the next looks: the cached keys stay in
-  // use (neither says anything about the key).
+  // use (neither says anything about the key), and the vault is asked again only after
+  // retry_failed, not by every admission (or failed verification) meanwhile.
   for (int failing : {1, 2}) {
     {
       std::lock_guard lock(w.mu);
       w.vault_failing = failing;
     }
     w.clock->advance(61min);
-    for (const auto& uri : {newest, pinned}) {
-      auto k = loop.run(kv.key(uri, in(10s)));
-      INFO(uri << ": " << (k ? std::string() : k.error().message));
-      CHECK(k.ok());
+    for (int i = 0; i < 3; ++i) {
+      for (const auto& uri : {newest, pinned}) {
+        auto k = loop.run(kv.key(uri, in(10s)));
+        INFO(uri << ": " << (k ? std::string() : k.error().message));
+        CHECK(k.ok());
+        auto again = loop.run(kv.refetch_after_failure(uri, in(10s)));
+        REQUIRE(again.ok());
+        CHECK_FALSE(again->has_value());
+      }
     }
   }
   CHECK(w.vault.requests() == 3 + 2 + 2);
@@ -672,6 +693,7 @@ TEST_CASE(
     std::lock_guard lock(w.mu);
     w.vault_failing = 0;
   }
+  w.clock->advance(31s);
 
   // v1 disabled (the portal's "Disable" on the current version): refused by its name and by
   // its version, and stays refused.
@@ -721,6 +743,101 @@ TEST_CASE(
   w.clock->advance(31s);
   CHECK_FALSE(loop.run(kv.key(never, in(10s))).ok());
   CHECK(w.vault.requests() == n + 2);
+}
+
+// Reads of one key never overlap: a burst shares one request, and a read that began before the
+// key was disabled cannot put it back after a later read saw it disabled. One admission's
+// short deadline is not remembered as the vault's failure.
+TEST_CASE("keyvault: concurrent reads of a key share one request; a short deadline is not kept") {
+  World w;
+  const auto k1 = sigil::test::generate_key("P-256");
+  w.vault_keys["cosign"] = {{"v1", jwk_of(k1, "P-256")}};
+  Loop loop(2);
+  auto az = std::make_shared<AzureCredentials>(loop.ioc.get_executor(), w.options(true, false));
+  KeyVaultKeys kv(az, KeyVaultOptions{});
+  const std::string uri = "azurekms://" + w.vault.authority() + "/cosign";
+  auto spawn_key = [&](Deadline d) {
+    return boost::asio::co_spawn(loop.ioc, sigil::test::detail::as_optional(kv.key(uri, d)),
+                                 boost::asio::use_future);
+  };
+
+  // A burst on a cold key, the vault slow: one request.
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_delays = {300ms};
+  }
+  std::vector<std::future<std::optional<Result<crypto::PublicKey>>>> burst;
+  for (int i = 0; i < 16; ++i) burst.push_back(spawn_key(in(10s)));
+  for (auto& f : burst) {
+    auto r = *f.get();
+    INFO((r ? std::string() : r.error().message));
+    REQUIRE(r.ok());
+    CHECK(r->spki_der() == k1.spki_der());
+  }
+  CHECK(w.vault.requests() == 1);
+
+  // Due again (refresh): a slow read starts while the key is enabled; the key is disabled and
+  // a signature fails to verify meanwhile, and its refetch would be answered at once. Were the
+  // two reads separate, the refetch would drop the key and the slow read then store it again.
+  w.clock->advance(61min);
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_delays = {400ms, 0ms};
+  }
+  auto slow = spawn_key(in(10s));
+  std::this_thread::sleep_for(100ms);
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_disabled.insert("cosign/v1");
+  }
+  auto refetch = loop.run(kv.refetch_after_failure(uri, in(10s)));
+  auto slow_result = *slow.get();
+  const bool trusted = loop.run(kv.key(uri, in(10s))).ok();
+  {
+    std::lock_guard lock(w.mu);
+    INFO("answers that said disabled: " << w.vault_saw_disabled);
+    CHECK_FALSE((w.vault_saw_disabled > 0 && trusted));
+  }
+  CHECK(slow_result.ok() == refetch.ok());  // one read, one answer
+  CHECK(w.vault.requests() == 2);
+  // The next look sees it disabled.
+  w.clock->advance(61min);
+  CHECK_FALSE(loop.run(kv.key(uri, in(10s))).ok());
+  CHECK(w.vault.requests() == 3);
+
+  // A key never read, and an admission with 300 ms left while the vault takes 1.5 s: a
+  // timeout for that admission only. The next admission asks the vault again.
+  const std::string other = "azurekms://" + w.vault.authority() + "/other";
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_keys["other"] = {{"o1", jwk_of(k1, "P-256")}};
+    w.vault_delays = {1500ms};
+  }
+  auto cut = loop.run(kv.key(other, in(300ms)));
+  REQUIRE_FALSE(cut.ok());
+  CHECK(cut.error().code == Errc::timeout);
+  auto next = loop.run(kv.key(other, in(10s)));
+  INFO((next ? std::string() : next.error().message));
+  CHECK(next.ok());
+  CHECK(w.vault.requests() == 5);
+
+  // A reader sharing a read that its leader's short deadline cut, with time of its own left,
+  // reads again instead of taking the leader's timeout.
+  const std::string third = "azurekms://" + w.vault.authority() + "/third";
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_keys["third"] = {{"t1", jwk_of(k1, "P-256")}};
+    w.vault_delays = {1500ms};
+  }
+  auto leader =
+      boost::asio::co_spawn(loop.ioc, sigil::test::detail::as_optional(kv.key(third, in(300ms))),
+                            boost::asio::use_future);
+  std::this_thread::sleep_for(100ms);
+  auto follower = loop.run(kv.key(third, in(10s)));
+  CHECK_FALSE((*leader.get()).ok());
+  INFO((follower ? std::string() : follower.error().message));
+  CHECK(follower.ok());
+  CHECK(w.vault.requests() == 7);
 }
 
 TEST_CASE("keyvault: vault hosts outside the list get no token; other schemes are unsupported") {
