@@ -191,6 +191,11 @@ uint64_t StatusWriter::patches() const {
   return patches_;
 }
 
+size_t StatusWriter::remembered() const {
+  std::lock_guard lock(mu_);
+  return written_.size();
+}
+
 boost::asio::awaitable<Result<bool>> StatusWriter::write(Object object, ReadyCondition condition,
                                                          Deadline deadline) {
   auto patch = ready_status_patch(object, condition, clock_.now());
@@ -204,6 +209,11 @@ boost::asio::awaitable<Result<bool>> StatusWriter::write(Object object, ReadyCon
   Written mine{object.meta.uid, object.meta.resource_version, fingerprint, now, {}};
   {
     std::lock_guard lock(mu_);
+    // Objects written more than twice the longest backoff ago are forgotten (deleted since, or
+    // long settled): such an entry decides nothing an absent one would not, and without this
+    // the map kept every object ever written, however many came and went.
+    std::erase_if(written_,
+                  [&](const auto& kv) { return now - kv.second.at > 2 * kRewriteBackoffMax; });
     auto it = written_.find(key);
     if (it != written_.end() && it->second.uid == mine.uid &&
         it->second.fingerprint == mine.fingerprint) {

@@ -62,6 +62,7 @@ class StatusWriter {
   boost::asio::awaitable<Result<bool>> write(Object object, ReadyCondition condition,
                                              Deadline deadline);
   uint64_t patches() const;
+  size_t remembered() const;  // objects whose last write is remembered (bounded: see write)
 
  private:
   struct Written {

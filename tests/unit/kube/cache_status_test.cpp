@@ -263,6 +263,14 @@ TEST_CASE("StatusWriter: patches once, not again for the same object or a stale 
   auto w5 = loop.run(writer.write(object_of(ghost), ok, in(5s)));
   REQUIRE_FALSE(w5.ok());
   CHECK(w5.error().code == Errc::not_found);
+  // What is remembered of each object is forgotten after twice the longest backoff (10 min):
+  // policies that came and went do not stay in memory.
+  CHECK(writer.remembered() == 1);
+  api.create("clusterimagepolicies", policy_object("dev"));
+  clock.advance(std::chrono::minutes(11));
+  REQUIRE(loop.run(writer.write(object_of(*api.object("clusterimagepolicies", "dev")), ok, in(5s)))
+              .ok());
+  CHECK(writer.remembered() == 1);
 }
 
 TEST_CASE("StatusWriter: two writers that disagree do not rewrite each other's status forever") {
