@@ -240,11 +240,13 @@ awaitable<Result<Resp>> Client::Impl::request(net::Method method, const std::str
 }
 
 awaitable<Result<ObjectList>> Client::Impl::list_page(const std::string& path, const ListOptions& o,
-                                                      Deadline deadline, unsigned& status) {
+                                                      Deadline deadline, unsigned& status,
+                                                      size_t& bytes) {
   const std::string target = path + list_query(o);
   auto r = co_await request(net::Method::get, target, {}, {}, opts.max_response, deadline);
   if (!r) co_return r.error();
   status = r->status;
+  bytes = r->body.size();
   if (r->status != 200) co_return api_error("LIST " + path, *r);
   auto l = parse_object_list(r->body);
   if (!l) co_return make_error(l.error().code, "LIST " + path + ": " + l.error().message);
@@ -316,7 +318,8 @@ awaitable<Result<ObjectList>> Client::list_page(Resource resource, std::string n
   if (!path) co_return path.error();
   auto body = [&]() -> awaitable<Result<ObjectList>> {
     unsigned status = 0;
-    co_return co_await impl->list_page(*path, options, deadline, status);
+    size_t bytes = 0;
+    co_return co_await impl->list_page(*path, options, deadline, status, bytes);
   };
   co_return co_await guarded<ObjectList>(impl->ex, cancel, body);
 }
@@ -331,14 +334,23 @@ awaitable<Result<ObjectList>> Client::list(Resource resource, std::string ns, Li
       ObjectList all;
       ListOptions page = options;
       page.continue_token.clear();
+      size_t total = 0;
       for (bool first = true;; first = false) {
         unsigned status = 0;
-        auto r = co_await impl->list_page(*path, page, deadline, status);
+        size_t bytes = 0;
+        auto r = co_await impl->list_page(*path, page, deadline, status, bytes);
         if (!r) {
           // An expired continue token (410) restarts the list from the top, once.
           if (!first && status == 410 && round == 0) break;
           co_return r.error();
         }
+        // Each page is capped; so is their sum, or a server that never stops sending continue
+        // tokens (or a collection far larger than sigil's) would grow the list without end.
+        total += bytes;
+        if (total > impl->opts.max_list)
+          co_return make_error(Errc::too_large, "LIST " + *path + ": more than " +
+                                                    std::to_string(impl->opts.max_list) +
+                                                    " bytes over its pages");
         if (first) all.resource_version = std::move(r->resource_version);
         for (auto& o : r->items) all.items.push_back(std::move(o));
         if (r->continue_token.empty()) co_return all;

@@ -60,6 +60,7 @@ class Cancel {
 struct ClientOptions {
   std::chrono::milliseconds token_reload{60000};  // token file re-read period (client-go: 1 min)
   size_t max_response = 32 * 1024 * 1024;         // GET / one LIST page / PATCH answer
+  size_t max_list = 256 * 1024 * 1024;            // one whole LIST, its pages' bodies together
   size_t max_event = kDefaultMaxEventSize;        // one watch event
   size_t max_idle = 4;                            // idle keep-alive connections kept
   std::string user_agent = "sigil/0.1";
@@ -158,7 +159,8 @@ class Client {
   }
   // The whole collection, following continue tokens (options.limit per page). When a continue
   // token expires (410) the list restarts from the first page, once. resource_version is the
-  // first page's (the consistent snapshot the pages belong to).
+  // first page's (the consistent snapshot the pages belong to). too_large once the pages'
+  // bodies together pass ClientOptions::max_list (each page is capped by max_response).
   boost::asio::awaitable<Result<ObjectList>> list(Resource resource, std::string ns,
                                                   ListOptions options, Deadline deadline,
                                                   Cancel cancel);

@@ -151,10 +151,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                                                        const std::string& content_type,
                                                        size_t limit, Deadline deadline);
 
-  // One LIST page; status is the HTTP status (0 when none arrived).
+  // One LIST page; status is the HTTP status (0 when none arrived), bytes its body's size.
   boost::asio::awaitable<Result<ObjectList>> list_page(const std::string& path,
                                                        const ListOptions& o, Deadline deadline,
-                                                       unsigned& status);
+                                                       unsigned& status, size_t& bytes);
 
   // client_watch.cpp: opens a watch; an HTTP 410 (or "too large resource version") becomes a
   // stream with one synthesized ERROR event.

@@ -287,6 +287,32 @@ TEST_CASE("LIST: continue tokens that always expire end the list after one resta
   CHECK(api.count("GET", "/apis/sigil.dev/v1alpha1/clusterimagepolicies") == 4);
 }
 
+// Each page is capped, and so are the pages together: a server whose continue tokens never end
+// (or a collection far larger than sigil's) gets an error, not a list that grows without bound.
+TEST_CASE("LIST: the pages together are capped") {
+  FakeApi api;
+  for (int i = 0; i < 8; ++i)
+    api.create("clusterimagepolicies",
+               policy_object("p" + std::to_string(i), "", {{"blob", std::string(1000, 'x')}}));
+  Loop loop(2);
+  ClientOptions co;
+  co.max_list = 5000;
+  Client client(loop.ioc.get_executor(), api.config(), co);
+  ListOptions lo;
+  lo.limit = 1;
+  auto r = loop.run(client.list(kCip, "", lo, in(5s)));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::too_large);
+  CHECK(contains(r.error().message, "more than 5000 bytes"));
+  CHECK(api.count("GET", "/apis/sigil.dev/v1alpha1/clusterimagepolicies") < 8);
+  // Under the cap, the same list is whole.
+  co.max_list = 64 * 1024;
+  Client roomy(loop.ioc.get_executor(), api.config(), co);
+  auto all = loop.run(roomy.list(kCip, "", lo, in(5s)));
+  REQUIRE(all.ok());
+  CHECK(all->items.size() == 8);
+}
+
 TEST_CASE("response size caps") {
   FakeApi api;
   api.create("clusterimagepolicies", policy_object("big", "", {{"blob", std::string(8000, 'x')}}));
