@@ -77,6 +77,12 @@ struct KeyVaultKeys::Impl {
       }
       auto k = parse_key_vault_key(r->body);
       if (!k) co_return Fetched{make_error(k.error().code, name + ": " + k.error().message)};
+      // A pinned version is that version, or the answer is not the key asked for: an unreadable
+      // answer (the cached copy stays in use; a first read fails closed).
+      if (!ref.version.empty() && ascii_lower(k->version) != ascii_lower(ref.version))
+        co_return Fetched{
+            make_error(Errc::unavailable, name + ": Key Vault answered with version '" +
+                                              printable(k->version, 64) + "', not the pinned one")};
       if (!k->enabled)
         co_return Fetched{make_error(Errc::verification, name + ": the key is disabled"), true};
       co_return Fetched{k->key};

@@ -88,6 +88,7 @@ struct World {
   bool disabled_as_403 = false;          // a disabled key: 403 KeyDisabled, not "enabled": false
   std::deque<std::chrono::milliseconds> vault_delays;  // the next answers' delays, in order
   int vault_saw_disabled = 0;                          // answers that said a key is disabled
+  bool vault_newest_always = false;  // a pinned version is answered with the newest one
   int aad_ttl = 3600, refresh_ttl = 3 * 3600, access_ttl = 3600;
   const std::string tenant = "tenant-1", client_id = "client-1", kubelet_id = "kubelet-id";
   int n = 0;
@@ -229,7 +230,7 @@ struct World {
       return HttpReply::json(404, R"({"error":{"code":"KeyNotFound"}})");
     const auto& versions = vault_keys[parts[1]];
     std::pair<std::string, std::string> v = versions.back();
-    if (parts.size() == 3) {
+    if (parts.size() == 3 && !vault_newest_always) {
       bool found = false;
       for (const auto& x : versions)
         if (x.first == parts[2]) v = x, found = true;
@@ -640,6 +641,18 @@ TEST_CASE("keyvault: a JWK key is fetched with a vault token, cached, and a rota
   w.clock->advance(61min);
   CHECK(loop.run(kv.key(uri, in(10s)))->spki_der() == k3.spki_der());
   // A versioned key is that version.
+  CHECK(loop.run(kv.key(uri + "/v1", in(10s)))->spki_der() == k1.spki_der());
+  // An answer with another version than the pinned one is not that key: refused on a first
+  // read, and a cached copy stays in use (as for any answer sigil cannot use).
+  {
+    std::lock_guard lock(w.mu);
+    w.vault_newest_always = true;
+  }
+  auto other = loop.run(kv.key(uri + "/v2", in(10s)));
+  REQUIRE_FALSE(other.ok());
+  CHECK(other.error().message ==
+        uri + "/v2: Key Vault answered with version 'v3', not the pinned one");
+  w.clock->advance(61min);
   CHECK(loop.run(kv.key(uri + "/v1", in(10s)))->spki_der() == k1.spki_der());
 }
 
