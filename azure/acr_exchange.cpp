@@ -68,7 +68,12 @@ asio::awaitable<Result<std::string>> AzureCredentials::Impl::refresh_token(std::
   std::pair<std::shared_ptr<Flight>, bool> joined = join(key);
   std::shared_ptr<Flight> flight = joined.first;
   if (!joined.second) co_return co_await follow(flight, deadline);
-  auto r = co_await refresh_token_once(host, deadline, force);
+  Result<std::string> r = make_error(Errc::internal, "");
+  try {
+    r = co_await refresh_token_once(host, deadline, force);
+  } catch (const std::exception& e) {  // never a flight that does not land
+    r = make_error(Errc::internal, std::string("internal error: ") + e.what());
+  }
   report("acr-refresh-token", r.ok());
   land(key, flight, r);
   co_return r;
@@ -81,7 +86,12 @@ asio::awaitable<Result<std::string>> AzureCredentials::Impl::access_token(std::s
   std::pair<std::shared_ptr<Flight>, bool> joined = join(key);
   std::shared_ptr<Flight> flight = joined.first;
   if (!joined.second) co_return co_await follow(flight, deadline);
-  auto r = co_await access_token_once(host, scope, deadline);
+  Result<std::string> r = make_error(Errc::internal, "");
+  try {
+    r = co_await access_token_once(host, scope, deadline);
+  } catch (const std::exception& e) {  // never a flight that does not land
+    r = make_error(Errc::internal, std::string("internal error: ") + e.what());
+  }
   report("acr-access-token", r.ok());
   land(key, flight, r);
   co_return r;

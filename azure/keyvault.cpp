@@ -163,7 +163,13 @@ struct KeyVaultKeys::Impl {
         flight = f;
       }
       if (leads) {
-        Fetched f = co_await fetch(ref, deadline);
+        // Never a flight that does not land: its key would be read by no one again.
+        Fetched f{make_error(Errc::internal, name + ": internal error")};
+        try {
+          f = co_await fetch(ref, deadline);
+        } catch (const std::exception& e) {
+          f = Fetched{make_error(Errc::internal, name + ": internal error: " + e.what())};
+        }
         std::lock_guard lock(mu);
         settle(name, flight, f, deadline);
         co_return f;
