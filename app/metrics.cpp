@@ -202,7 +202,13 @@ struct Metrics::Impl {
                             "was taken (the registry call fails REGISTRY_UNAVAILABLE)",
                             prom::MetricType::Counter);
       add_value(refused, static_cast<double>(d.refused));
+      auto waiting = family("sigil_dns_lookup_waiters",
+                            "Registry calls waiting on a host-name lookup in flight (one that "
+                            "gave up waiting stays counted until its lookup ends or is pruned)",
+                            prom::MetricType::Gauge);
+      add_value(waiting, static_cast<double>(d.waiting));
       out.push_back(std::move(in_flight));
+      out.push_back(std::move(waiting));
       out.push_back(std::move(slots));
       out.push_back(std::move(joined));
       out.push_back(std::move(refused));

@@ -186,6 +186,7 @@ TEST_CASE("metrics: the registry client's DNS slots and lookups are read at scra
   d.reserved_lookups = 64;
   d.joined = 12;
   d.refused = 3;
+  d.waiting = 41;
   m.set_dns_stats([&] { return d; });
   const std::string text = m.scrape();
   CHECK(sample(text, R"(sigil_dns_lookups_in_flight{slots="shared"})") == 5);
@@ -194,6 +195,7 @@ TEST_CASE("metrics: the registry client's DNS slots and lookups are read at scra
   CHECK(sample(text, R"(sigil_dns_lookup_slots{slots="reserved"})") == 64);
   CHECK(sample(text, "sigil_dns_lookups_joined_total") == 12);
   CHECK(sample(text, "sigil_dns_lookups_refused_total") == 3);
+  CHECK(sample(text, "sigil_dns_lookup_waiters") == 41);
   d.refused = 4;  // read again at each scrape
   CHECK(sample(m.scrape(), "sigil_dns_lookups_refused_total") == 4);
 }
