@@ -81,3 +81,28 @@ TEST_CASE("concurrent takes never exceed the limit") {
   CHECK(taken.load() == process.used());
   CHECK(process.used() <= 10000);
 }
+
+TEST_CASE("an empty, refused or released reservation holds nothing and gives nothing back") {
+  ByteBudget b(100);
+  Reservation none;
+  CHECK_FALSE(none.shrink_to(0));
+  Reservation refused = Reservation::take(b, 101);
+  CHECK_FALSE(refused.ok());
+  CHECK_FALSE(refused.shrink_to(0));
+  CHECK(b.used() == 0);
+  Reservation r = Reservation::take(b, 60);
+  REQUIRE(r.ok());
+  Reservation other = Reservation::take(b, 30);
+  REQUIRE(other.ok());
+  r.release();
+  CHECK_FALSE(r.ok());
+  CHECK(r.bytes() == 0);
+  CHECK(b.used() == 30);
+  CHECK_FALSE(r.shrink_to(0));
+  r.release();  // a second time gives back nothing more
+  CHECK(b.used() == 30);
+  Reservation moved = std::move(r);
+  CHECK(moved.bytes() == 0);
+  moved.release();
+  CHECK(b.used() == 30);
+}

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <set>
+#include <string>
+
 #include "common/clock.hpp"
 #include "common/encoding.hpp"
 
@@ -92,4 +95,55 @@ TEST_CASE("printable makes outside text safe for one line") {
   CHECK(printable("a\xc3\xa9", 2) == "a?\xE2\x80\xA6");
   CHECK(printable("abcdef", 3) == "abc\xE2\x80\xA6");
   CHECK(printable("abc", 3) == "abc");
+}
+
+TEST_CASE("hex_decode and is_lower_hex judge every byte on either side of a pair") {
+  for (int c = 0; c < 256; ++c) {
+    const char ch = static_cast<char>(c);
+    const bool lower = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    const bool hex = lower || (c >= 'A' && c <= 'F');
+    INFO("byte " << c);
+    const auto first = hex_decode(std::string{ch, '0'});
+    const auto second = hex_decode(std::string{'0', ch});
+    CHECK(first.ok() == hex);
+    CHECK(second.ok() == hex);
+    if (hex && first.ok() && second.ok()) {
+      CHECK(hex_encode(*first) == ascii_lower(std::string{ch, '0'}));
+      CHECK(hex_encode(*second) == ascii_lower(std::string{'0', ch}));
+    }
+    CHECK(is_lower_hex(std::string{'0', ch}) == lower);
+  }
+}
+
+TEST_CASE("hex_decode reads nothing past the end of a view") {
+  // An odd length is refused before a pair is read: the byte after the view is valid hex here.
+  const std::string buffer = "abcd";
+  CHECK_FALSE(hex_decode(std::string_view(buffer.data(), 3)).ok());
+  CHECK_FALSE(hex_decode(std::string_view(buffer.data(), 1)).ok());
+}
+
+TEST_CASE("printable keeps printable ASCII and makes every other byte '?'") {
+  for (int c = 0; c < 256; ++c) {
+    const std::string one(1, static_cast<char>(c));
+    INFO("byte " << c);
+    CHECK(printable(one) == (c >= 0x20 && c < 0x7f ? one : std::string("?")));
+  }
+}
+
+TEST_CASE("short_digest stays short whatever comes before the colon") {
+  const std::string tail(64, 'a');
+  // Up to 16 characters are an algorithm, kept whole; a longer prefix is cut as a whole digest.
+  const std::string alg16(16, 'x');
+  CHECK(short_digest(alg16 + ":" + tail) == alg16 + ":" + tail.substr(0, 12) + "…");
+  const std::string alg17(17, 'x');
+  CHECK(short_digest(alg17 + ":" + tail) == alg17 + ":a…");
+  CHECK(short_digest(std::string(30, 'x') + ":" + tail) == std::string(19, 'x') + "…");
+}
+
+TEST_CASE("errc_name gives every code a name of its own") {
+  // The names are metric labels and words in denials: two codes must never read the same.
+  std::set<std::string> names;
+  const int last = static_cast<int>(Errc::internal);
+  for (int c = 0; c <= last; ++c) names.insert(errc_name(static_cast<Errc>(c)));
+  CHECK(names.size() == static_cast<size_t>(last) + 1);
 }

@@ -72,3 +72,54 @@ TEST_CASE("append_json_string finds every byte that needs a look, at every place
     }
   }
 }
+
+TEST_CASE("json_depth_ok: braces count and a closer with nothing open buys no depth") {
+  CHECK(json_depth_ok("{[{}]}", 3));
+  CHECK_FALSE(json_depth_ok("{[{[]}]}", 3));
+  CHECK_FALSE(json_depth_ok(std::string(100000, '{'), 64));
+  for (const char* closer : {"]", "}"}) {
+    INFO("closer " << closer);
+    CHECK(json_depth_ok(std::string(closer) + "[[[]]]", 3));
+    CHECK_FALSE(json_depth_ok(std::string(closer) + "[[[[]]]]", 3));
+  }
+}
+
+TEST_CASE("append_json_string reads nothing past the end of a view") {
+  // Views into a longer buffer: the bytes after the view would complete a word of plain bytes
+  // or a UTF-8 sequence, and must neither be read nor copied.
+  const std::string plain(24, 'p');
+  for (size_t len = 0; len < plain.size(); ++len) {
+    INFO("length " << len);
+    CHECK(lit(std::string_view(plain.data(), len)) == "\"" + std::string(len, 'p') + "\"");
+  }
+  const std::string fffd = "\xef\xbf\xbd";
+  for (const std::string seq : {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x94\x91"}) {
+    REQUIRE(lit(seq) == "\"" + seq + "\"");
+    for (size_t cut = 1; cut < seq.size(); ++cut) {
+      INFO("sequence of " << seq.size() << " cut at " << cut);
+      std::string expected = "\"";
+      for (size_t i = 0; i < cut; ++i) expected += fffd;
+      CHECK(lit(std::string_view(seq.data(), cut)) == expected + "\"");
+    }
+  }
+}
+
+TEST_CASE("append_json_string replaces overlong, out-of-range and broken sequences byte by byte") {
+  const std::string fffd = "\xef\xbf\xbd";
+  auto replaced = [&](size_t n) {
+    std::string s = "\"";
+    for (size_t i = 0; i < n; ++i) s += fffd;
+    return s + "\"";
+  };
+  CHECK(lit("\xc1\xbf") == replaced(2));                     // overlong two-byte
+  CHECK(lit("\xe0\x80\xa2") == replaced(3));                 // overlong three-byte ('"')
+  CHECK(lit("\xe0\x9f\xbf") == replaced(3));                 // overlong three-byte, highest
+  CHECK(lit("\xf0\x80\x80\xa2") == replaced(4));             // overlong four-byte
+  CHECK(lit("\xf0\x8f\xbf\xbf") == replaced(4));             // overlong four-byte, highest
+  CHECK(lit("\xf5\x80\x80\x80") == replaced(4));             // lead byte past U+10FFFF
+  CHECK(lit("\xf7\xbf\xbf\xbf") == replaced(4));             // lead byte past U+10FFFF
+  CHECK(lit("\xc3\xc0") == replaced(2));                     // a lead byte is no continuation
+  CHECK(lit("\xe2\x82\xc0") == replaced(3));                 // nor in the third place
+  CHECK(lit("\xe0\xa0\x80") == "\"\xe0\xa0\x80\"");          // the lowest three-byte is fine
+  CHECK(lit("\xf0\x90\x80\x80") == "\"\xf0\x90\x80\x80\"");  // the lowest four-byte too
+}
