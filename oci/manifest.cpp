@@ -304,6 +304,10 @@ uint64_t held_by(const Descriptor& d) {
 
 }  // namespace
 
+uint64_t held_bytes(const Descriptor& d) {
+  return held_by(d);
+}
+
 uint64_t held_bytes(const Manifest& m) {
   uint64_t n =
       sizeof(Manifest) + heap_of(m.media_type) + heap_of(m.artifact_type) + held_by(m.annotations);

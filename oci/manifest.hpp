@@ -61,6 +61,7 @@ Result<Manifest> parse_manifest(std::string_view bytes, std::string_view content
 // caller that keeps it charges to its byte budget. Annotations cost far more parsed than as
 // JSON (`"k":"",` is 7 bytes; its map node over 100), so a body's size does not bound it.
 uint64_t held_bytes(const Manifest& m);
+uint64_t held_bytes(const Descriptor& d);  // one descriptor, kept apart from its manifest
 
 // The `code`s of a distribution-spec error body (`{"errors":[{"code":"NAME_UNKNOWN",...}]}`),
 // at most 16, each at most 64 printable ASCII characters. Empty when the body is not such a

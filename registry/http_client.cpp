@@ -433,6 +433,7 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
     }
     const std::string what = registry + "/" + repository + "@" + digest;
     std::vector<oci::Descriptor> out;
+    uint64_t held = 0;  // what `out` holds (oci::held_bytes), at most max_manifest_size
     std::string path = std::move(*first);
     for (int page = 0; !path.empty(); ++page) {
       if (page >= impl->opts.max_referrers_pages) {
@@ -478,6 +479,14 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
         // Which artifacts, never their annotations: unused by callers, and up to a page each
         // of map nodes (ten times their JSON) held across all the pages.
         std::map<std::string, std::string>().swap(d.annotations);
+        // What is kept over all the pages holds no more than one page may: each page is dropped
+        // once read, but a descriptor's strings (a mediaType of a page's size) would stay.
+        held += oci::held_bytes(d);
+        if (held > static_cast<uint64_t>(impl->opts.max_manifest_size)) {
+          co_return make_error(Errc::too_large,
+                               "referrers of " + what + ": the list would hold more than " +
+                                   std::to_string(impl->opts.max_manifest_size) + " bytes");
+        }
         out.push_back(std::move(d));
       }
       path = link_next_target(r->header("Link"));

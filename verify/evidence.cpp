@@ -175,8 +175,10 @@ asio::awaitable<Result<Part>> read_legacy(registry::Client& client, const Locati
       out.held.push_back(std::move(*held));
       it = payloads.emplace(layer.digest, std::move(*blob)).first;
     }
-    // The entity keeps its own copy of the payload (verification parses it): counted too.
-    auto copy = take(budget, size, "reading signature payloads");
+    // The entity keeps its own copy of the payload (verification parses it): counted too, at
+    // the size of the blob held, not this layer's: a later layer naming a blob already read
+    // can declare any size (0), and a copy of 256 KiB would then be held for nothing.
+    auto copy = take(budget, it->second.size(), "reading signature payloads");
     if (!copy.ok()) co_return copy.error();
     out.held.push_back(std::move(*copy));
     sig.payload = it->second;
@@ -200,6 +202,10 @@ asio::awaitable<Result<Part>> read_bundles(registry::Client& client, const Locat
                                            ByteBudget& budget, const EvidenceLimits& limits) {
   Part out;
   std::vector<oci::Descriptor> listed;
+  // What the listing holds, charged for as long as `listed` is held: the registry client keeps
+  // at most max_manifest_size of a referrers listing; the tag schema's index is charged its
+  // parse.
+  std::vector<Reservation> listing;
   bool via_api = true;
   {
     auto reserved = take(budget, limits.manifest_reservation, "listing referrers");
@@ -209,6 +215,7 @@ asio::awaitable<Result<Part>> read_bundles(registry::Client& client, const Locat
                                       std::string(crypto::kBundleMediaTypeV03), deadline, creds);
     if (r.ok()) {
       listed = std::move(*r);
+      listing.push_back(std::move(*reserved));
     } else if (r.error().code == Errc::unsupported) {
       via_api = false;  // no referrers API: the tag schema
     } else if (r.error().code == Errc::not_found) {
@@ -240,6 +247,8 @@ asio::awaitable<Result<Part>> read_bundles(registry::Client& client, const Locat
     // What is kept of the listing: which artifacts, never their annotations (unused here, and
     // a hostile index can make them the most of its bytes), as get_referrers does.
     for (auto& d : listed) std::map<std::string, std::string>().swap(d.annotations);
+    listing.push_back(std::move(*reserved));
+    listing.push_back(std::move(*parsed_bytes));
   }
   size_t taken = 0;
   for (const auto& d : listed) {

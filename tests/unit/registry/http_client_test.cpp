@@ -661,6 +661,33 @@ TEST_CASE("referrers: descriptors come without their annotations") {
   CHECK((*r)[0].annotations.empty());
 }
 
+TEST_CASE("referrers: what is kept over all the pages holds no more than one page") {
+  // Each page is dropped once read, but a descriptor's strings stay: 16 pages of one descriptor
+  // with a mediaType of most of a page would keep 16 pages' worth.
+  Loop loop;
+  const std::string base = "/v2/team/app/referrers/" + kSubject;
+  int served = 0;
+  FakeHttpServer srv([&](const HttpRequest&) -> HttpReply {
+    ++served;
+    const std::string body =
+        R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
+        R"({"mediaType":"application/vnd.oci.image.manifest.v1+json;x=)" +
+        std::string(400 * 1024, 'x') + R"(","digest":"sha256:)" + std::string(64, '1') +
+        R"(","size":500,"artifactType":")" + kBundleType + R"("}]})";
+    return {200,
+            {{"Content-Type", "application/vnd.oci.image.index.v1+json"},
+             {"Link", "<" + base + "?page=" + std::to_string(served) + ">; rel=\"next\""}},
+            body};
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto r = loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, kBundleType,
+                                    std::chrono::steady_clock::now() + 5s));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::too_large);
+  CHECK(r.error().message.find("would hold more than") != std::string::npos);
+  CHECK(served == 3);  // 3 x 400 KiB is past 1 MiB
+}
+
 TEST_CASE("referrers: a 404 means the registry has no referrers API") {
   Loop loop;
   FakeHttpServer srv([&](const HttpRequest&) -> HttpReply {

@@ -18,6 +18,7 @@
 #include "common/encoding.hpp"
 #include "crypto/keys.hpp"
 #include "log_capture.hpp"
+#include "oci/manifest.hpp"
 #include "oci/reference.hpp"
 #include "policy/policy.hpp"
 #include "run_coro.hpp"
@@ -796,6 +797,34 @@ TEST_CASE("a blob listed many times is read once") {
   CHECK(f.reg.blob_fetches[blob] == 1);
 }
 
+TEST_CASE("a blob listed again under a smaller size is charged what it holds") {
+  // One real 200 KiB payload, then layers naming the same blob with "size": 0, each with its own
+  // signature: every signature holds a copy of the 200 KiB payload, and each copy is charged.
+  Fixture f;
+  const std::string junk(200 * 1024, 'j');
+  std::vector<std::pair<std::string, std::string>> layers;
+  for (int i = 0; i < 30; ++i) layers.emplace_back(junk, sign(f.other, junk));
+  f.reg.attach("team/app", f.digest, layers);
+  std::string& manifest = f.reg.manifests["team/app:" + oci::signature_tag(f.digest)];
+  const std::string declared = "\"size\":" + std::to_string(junk.size()) + ",";
+  size_t at = manifest.find(declared);
+  REQUIRE(at != std::string::npos);
+  int lowered = 0;
+  while ((at = manifest.find(declared, at + 1)) != std::string::npos) {
+    manifest.replace(at, declared.size(), "\"size\":0,");
+    ++lowered;
+  }
+  REQUIRE(lowered == 29);
+  verify::EngineOptions opts;
+  opts.max_admission_bytes = 4 * 1024 * 1024;  // 30 copies of 200 KiB are 6 MiB
+  verify::Engine engine(f.reg, f.clock, opts);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  INFO(verify::message(v));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason == verify::Reason::budget_exceeded);
+  CHECK(f.reg.blob_fetches["sha256:" + crypto::sha256_hex(junk)] == 1);
+}
+
 TEST_CASE("a .sig manifest is read up to 64 signatures, and the denial says so") {
   // A registry's .sig manifest fits thousands of layers in its 1 MiB: each would be a
   // signature check. Past the cap the rest are not read, and not silently.
@@ -889,6 +918,37 @@ TEST_CASE("a referrers index and a bundle manifest are charged what their parse 
   INFO(verify::message(v));
   CHECK(v.outcome == verify::Outcome::denied);
   CHECK(v.reason == verify::Reason::budget_exceeded);
+}
+
+TEST_CASE("a referrers index stays charged while the bundles it lists are read") {
+  // The listing is kept while up to 16 bundle manifests are fetched one after another (each can
+  // be slow): what it holds stays charged until then, not only while it is parsed.
+  Fixture f;
+  std::string listed;
+  for (int i = 0; i < 4000; ++i) {
+    if (!listed.empty()) listed += ",";
+    listed += R"({"mediaType":"application/vnd.oci.image.manifest.v1+json;x=)" +
+              std::string(120, 'x') + R"(","digest":"sha256:)" +
+              crypto::sha256_hex(std::to_string(i)) +
+              R"(","size":500,"artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json"})";
+  }
+  const std::string index =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)" +
+      listed + "]}";
+  f.reg.manifests["team/app:" + oci::referrers_tag(f.digest)] = index;
+  auto parsed = oci::parse_manifest(index);
+  REQUIRE(parsed.ok());
+  const uint64_t held = oci::held_bytes(*parsed);
+  REQUIRE(held > 1024 * 1024);
+  verify::EngineOptions opts;
+  // Room for the listing, and for one 1 MiB manifest read only when the listing is let go.
+  opts.max_admission_bytes = held + 512 * 1024;
+  verify::Engine engine(f.reg, f.clock, opts);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  INFO(verify::message(v));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason == verify::Reason::budget_exceeded);
+  CHECK_THAT(verify::message(v), Catch::Contains("reading bundle manifests"));
 }
 
 namespace {
