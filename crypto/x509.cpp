@@ -524,8 +524,11 @@ Result<VerifiedChain> verify_certificate_any(
     return make_error(Errc::verification, "no certificate authority is configured");
   }
   Error last;
+  const std::vector<Certificate> none;
   for (const auto& ca : cas) {
-    auto r = verify_certificate(leaf, untrusted_intermediates, ca, at, eku, cache);
+    const bool lists_intermediates = ca.chain.size() > 1;
+    auto r = verify_certificate(leaf, lists_intermediates ? none : untrusted_intermediates, ca, at,
+                                eku, cache);
     if (r) return r;
     last = std::move(r).error();
   }

@@ -192,7 +192,11 @@ Result<VerifiedChain> verify_certificate(const Certificate& leaf,
                                          ExtendedKeyUsage eku, ChainCache* cache = nullptr);
 
 // Tries every CA in turn and returns the first path that validates; the error of the last
-// failure otherwise (or "no certificate authority is configured").
+// failure otherwise (or "no certificate authority is configured"). The signature's own
+// intermediates are used only with a CA that lists none (a policy's `ca-cert` root, as cosign
+// does); a CA that lists its intermediates (a trusted_root.json Fulcio entry) is reached
+// through them alone, as sigstore-go does: another CA certificate its root once issued (a
+// retired intermediate, a sub-CA the trust root does not name) cannot be brought along.
 Result<VerifiedChain> verify_certificate_any(
     const Certificate& leaf, const std::vector<Certificate>& untrusted_intermediates,
     const std::vector<CertificateAuthority>& cas, TimePoint at, ExtendedKeyUsage eku,

@@ -527,6 +527,41 @@ TEST_CASE(
                   .ok());
 }
 
+TEST_CASE(
+    "verify_certificate_any: a CA that lists its intermediates is reached only through them") {
+  // A sibling of the listed intermediate, issued by the same root but not in the trust root (a
+  // retired one, a sub-CA the trust root does not name), brought along by the signature.
+  FulcioPki sibling = pki();
+  sibling.intermediate_key = sigil::test::generate_key("P-384");
+  CertSpec inter;
+  inter.subject = "O=sigil-test,CN=sigil-test-unlisted-intermediate";
+  inter.not_before = pki().start - 24h;
+  inter.not_after = pki().start + 24h * 3650;
+  inter.ca = true;
+  inter.key_usage = "critical,keyCertSign,cRLSign";
+  inter.path_len = 0;
+  inter.ext_key_usage = {"codeSigning"};
+  sibling.intermediate =
+      sigil::test::issue(inter, sibling.intermediate_key, pki().root, pki().root_key);
+  const auto leaf = sibling.leaf(t0()).certificate();
+  const std::vector<Certificate> brought = {sibling.intermediate.certificate()};
+  // As the trust root lists it ({intermediate, root}): the unlisted one is not used.
+  auto listed = verify_certificate_any(leaf, brought, {pki().authority()}, t0() + 1min,
+                                       ExtendedKeyUsage::code_signing);
+  CHECK_FALSE(listed.ok());
+  // A CA of the root alone (a policy's ca-cert): the signature's intermediates complete it.
+  CertificateAuthority root_only;
+  root_only.chain = {pki().root.certificate()};
+  auto rooted = verify_certificate_any(leaf, brought, {root_only}, t0() + 1min,
+                                       ExtendedKeyUsage::code_signing);
+  INFO((rooted ? std::string() : rooted.error().message));
+  CHECK(rooted.ok());
+  // The listed intermediate's own leaves verify either way.
+  CHECK(verify_certificate_any(pki().leaf(t0()).certificate(), brought, {pki().authority()},
+                               t0() + 1min, ExtendedKeyUsage::code_signing)
+            .ok());
+}
+
 TEST_CASE("path validation: a CA with no certificates fails cleanly") {
   CertificateAuthority empty;
   empty.uri = "https://empty.test";
