@@ -223,6 +223,14 @@ Result<CertificateIdentity> certificate_identity(const Certificate& leaf) {
                            "certificate OIDC issuer extension 1.3.6.1.4.1.57264.1.8 is not UTF-8");
     }
     id.issuer = std::string(v);
+    // Fulcio writes both from one token. Two that disagree would have sigil, sigstore-go (the
+    // last one listed) and cosign (.1.1) name different issuers for one certificate.
+    if (X509_EXTENSION* v1 = find_extension(x, v1_oid.get());
+        v1 != nullptr && asn1_view(X509_EXTENSION_get_data(v1)) != v) {
+      return openssl_error(Errc::parse_error,
+                           "certificate OIDC issuer extensions 1.3.6.1.4.1.57264.1.1 and .1.8 "
+                           "disagree");
+    }
   } else if (X509_EXTENSION* v1 = find_extension(x, v1_oid.get())) {
     id.issuer = std::string(asn1_view(X509_EXTENSION_get_data(v1)));
   }

@@ -243,13 +243,19 @@ TEST_CASE("certificate_identity refuses malformed SANs") {
   CHECK(id.error().code == Errc::parse_error);
 }
 
-TEST_CASE("the OIDC issuer prefers 1.3.6.1.4.1.57264.1.8 over .1.1") {
+TEST_CASE("the OIDC issuer: 1.3.6.1.4.1.57264.1.8 or .1.1, and both must agree") {
   CertSpec spec = pki().leaf_spec(t0());
-  spec.issuer_v1 = "https://v1.example.com";
+  spec.issuer_v1 = "https://v2.example.com";
   spec.issuer_v2 = "https://v2.example.com";
   auto both = certificate_identity(leaf_with(spec));
   REQUIRE(both.ok());
   CHECK(both->issuer == "https://v2.example.com");
+  // Two that disagree: which is the issuer depends on the verifier, so neither is taken.
+  spec.issuer_v1 = "https://v1.example.com";
+  auto differ = certificate_identity(leaf_with(spec));
+  REQUIRE_FALSE(differ.ok());
+  CHECK(differ.error().code == Errc::parse_error);
+  CHECK(contains(differ.error().message, "disagree"));
 
   spec.issuer_v2.reset();
   auto v1 = certificate_identity(leaf_with(spec));
