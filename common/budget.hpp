@@ -17,9 +17,12 @@ namespace sigil {
 
 class ByteBudget {
  public:
-  // Taking from this budget takes from parent (optional) too; the parent is kept alive.
-  explicit ByteBudget(uint64_t limit, std::shared_ptr<ByteBudget> parent = nullptr) noexcept
-      : limit_(limit), parent_(std::move(parent)) {}
+  // Taking from this budget takes from parent (optional) too, and from `also` (optional: a
+  // pool that bytes of one kind share, such as those of registries pods name); both are kept
+  // alive.
+  explicit ByteBudget(uint64_t limit, std::shared_ptr<ByteBudget> parent = nullptr,
+                      std::shared_ptr<ByteBudget> also = nullptr) noexcept
+      : limit_(limit), parent_(std::move(parent)), also_(std::move(also)) {}
   ByteBudget(const ByteBudget&) = delete;
   ByteBudget& operator=(const ByteBudget&) = delete;
 
@@ -33,20 +36,28 @@ class ByteBudget {
       used_.fetch_sub(n, std::memory_order_relaxed);
       return false;
     }
+    if (also_ != nullptr && !also_->try_take(n)) {
+      if (parent_ != nullptr) parent_->give(n);
+      used_.fetch_sub(n, std::memory_order_relaxed);
+      return false;
+    }
     return true;
   }
   void give(uint64_t n) noexcept {
     used_.fetch_sub(n, std::memory_order_relaxed);
     if (parent_ != nullptr) parent_->give(n);
+    if (also_ != nullptr) also_->give(n);
   }
   uint64_t used() const noexcept { return used_.load(std::memory_order_relaxed); }
   uint64_t limit() const noexcept { return limit_; }
+  const ByteBudget* parent() const noexcept { return parent_.get(); }
   // The high-water mark is not kept: peak RSS is measured from outside (bench/).
 
  private:
   std::atomic<uint64_t> used_{0};
   const uint64_t limit_;
   const std::shared_ptr<ByteBudget> parent_;
+  const std::shared_ptr<ByteBudget> also_;
 };
 
 // Bytes taken from a budget, given back when the reservation is destroyed or released. The

@@ -138,6 +138,15 @@ class Client {
     return creds != nullptr;
   }
 
+  // True when the operator named registry (its own credentials, an insecure host, a cluster
+  // policy's literal glob, a host its cloud identity covers), so that pod-named hosts cannot
+  // take what it needs (reserved DNS slots, its share of the byte budget). The default, for
+  // clients without that knowledge: false, every host a pod's.
+  virtual bool operator_named(const std::string& registry) const {
+    (void)registry;
+    return false;
+  }
+
   // Number of HTTP requests sent so far (for benchmarks and tests).
   virtual uint64_t request_count() const = 0;
 };

@@ -253,6 +253,10 @@ bool HttpClient::covers(const PullCredentials& creds, const std::string& registr
   return creds && creds->find(registry).has_value();
 }
 
+bool HttpClient::operator_named(const std::string& registry) const {
+  return impl_ && impl_->owner(registry) != Impl::Owner::pod;
+}
+
 uint64_t HttpClient::request_count() const {
   return impl_ && impl_->http ? impl_->http->request_count() : 0;
 }

@@ -113,6 +113,7 @@ class HttpClient final : public Client {
   uint64_t request_count() const override;
   bool has_credentials_for(const std::string& registry) const override;
   bool covers(const PullCredentials& creds, const std::string& registry) const override;
+  bool operator_named(const std::string& registry) const override;
 
   // Token requests alone (a subset of request_count), for tests of the token cache.
   uint64_t token_request_count() const;

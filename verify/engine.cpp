@@ -2,6 +2,7 @@
 #include "verify/engine.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -280,6 +281,8 @@ struct Engine::Impl {
   TagResolver resolver;
   VerdictCache cache;
   std::shared_ptr<ByteBudget> process_budget;
+  // What images on registries pods name share of it (EngineOptions::reserved_process_bytes).
+  std::shared_ptr<ByteBudget> pod_registries_budget;
 
   LastKnownGood last_good;
 
@@ -294,6 +297,10 @@ struct Engine::Impl {
         resolver(c, k, TagCacheOptions{o.tag_cache_ttl, o.tag_cache_capacity}),
         cache(k, o.cache_capacity, o.cache_ttl, o.negative_cache_ttl),
         process_budget(std::make_shared<ByteBudget>(o.max_process_bytes)),
+        pod_registries_budget(
+            std::make_shared<ByteBudget>(o.reserved_process_bytes < o.max_process_bytes
+                                             ? o.max_process_bytes - o.reserved_process_bytes
+                                             : o.max_process_bytes)),
         last_good(k, o.cache_capacity, o.stale_if_error) {}
 
   // Whether the pod's own credentials cover host (then what sigil reads there is theirs to
@@ -805,6 +812,12 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   // locals are destroyed in reverse order.
   std::shared_ptr<ByteBudget> budget = context.budget;
   if (!budget) budget = admission_budget();
+  // An image on a registry a pod named takes from the pool such registries share too, so that
+  // however many of them stall, the operator's registries keep their share of the process.
+  if (!d.client.operator_named(ref.registry)) {
+    budget = std::make_shared<ByteBudget>(std::numeric_limits<uint64_t>::max(), std::move(budget),
+                                          d.pod_registries_budget);
+  }
   Impl::Plan plan = Impl::plan(ref, matched);
   KmsKeys kms = co_await detail::resolve_kms(d.options.keys.get(), matched, deadline);
   const std::string key = d.verdict_key(ref, digest, matched, plan, context, kms);

@@ -48,6 +48,11 @@ struct EngineOptions {
   // and all admissions together. Past either, the image is denied with BUDGET_EXCEEDED.
   uint64_t max_admission_bytes = 16u << 20;
   uint64_t max_process_bytes = 256u << 20;
+  // Of max_process_bytes, what registries pods name (registry::Client::operator_named is
+  // false) cannot take: a slow hostile registry holds what it is charged until the deadline,
+  // and a crowd of such admissions must not deny the operator's own registries. 0, or not less
+  // than max_process_bytes: nothing kept back.
+  uint64_t reserved_process_bytes = 64u << 20;
   // Denials normally withhold the digest and the signer's identity when sigil read the image
   // with registry credentials of its own that the pod does not hold (the pod's creator could
   // not read them). true: say everything (the `sigil verify` command line, trusted clusters).

@@ -2,6 +2,7 @@
 #include "verify/evidence.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -31,9 +32,15 @@ std::string mib(uint64_t bytes) {
 Result<Reservation> take(ByteBudget& budget, uint64_t n, const std::string& what) {
   Reservation r = Reservation::take(budget, n);
   if (r.ok()) return r;
-  if (n > budget.limit() || budget.used() > budget.limit() - n) {
+  // The admission's budget: the first with a limit (an image's own, in front of it, has none).
+  const ByteBudget* admission = &budget;
+  while (admission->limit() == std::numeric_limits<uint64_t>::max() &&
+         admission->parent() != nullptr) {
+    admission = admission->parent();
+  }
+  if (n > admission->limit() || admission->used() > admission->limit() - n) {
     return make_error(Errc::exhausted, what + " would take this admission past sigil's " +
-                                           mib(budget.limit()) + " budget for registry data");
+                                           mib(admission->limit()) + " budget for registry data");
   }
   return make_error(Errc::exhausted,
                     what +

@@ -106,3 +106,21 @@ TEST_CASE("an empty, refused or released reservation holds nothing and gives not
   moved.release();
   CHECK(b.used() == 30);
 }
+
+TEST_CASE("a budget with a second parent takes from both, all or nothing") {
+  auto process = std::make_shared<ByteBudget>(10);
+  auto shared = std::make_shared<ByteBudget>(6);  // what one kind of use shares of it
+  ByteBudget mine(100, process, shared);
+  ByteBudget other(100, process);  // another kind: the process only
+  CHECK(mine.try_take(6));
+  CHECK_FALSE(mine.try_take(1));  // the shared pool is full; nothing is kept of the attempt
+  CHECK(process->used() == 6);
+  CHECK(shared->used() == 6);
+  CHECK(mine.used() == 6);
+  CHECK(other.try_take(4));  // the rest of the process stays for the other kind
+  CHECK_FALSE(other.try_take(1));
+  mine.give(6);
+  CHECK(shared->used() == 0);
+  CHECK(process->used() == 4);
+  CHECK(mine.parent() == process.get());
+}

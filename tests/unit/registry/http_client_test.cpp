@@ -853,6 +853,23 @@ bool refused_at_dns(const Error& e) {
   return e.message.find("DNS lookups are already in flight") != std::string::npos;
 }
 
+TEST_CASE("operator_named: the operator's hosts, never a pod's") {
+  // What verify/ keeps a share of the byte budget for: insecure hosts, the client's own
+  // credentials, cluster policies' literal registries. Anything else is a pod's choice.
+  Loop loop;
+  ClientOptions o;
+  o.insecure_hosts = {"127.0.0.1:5000"};
+  o.credentials.auths["cred.example"] = Credential{"ops", "pw", ""};
+  HttpClient c(loop.ioc.get_executor(), o);
+  CHECK(c.operator_named("127.0.0.1:5000"));
+  CHECK(c.operator_named("cred.example"));
+  CHECK_FALSE(c.operator_named("ghcr.io"));
+  CHECK_FALSE(c.operator_named("evil.example"));
+  c.set_operator_registries({"ghcr.io"});
+  CHECK(c.operator_named("ghcr.io"));
+  CHECK_FALSE(c.operator_named("evil.example"));
+}
+
 TEST_CASE("dns: the operator's registries keep resolving while pod-named hosts stall DNS") {
   // A pod author chooses image names, and so the DNS servers asked for them: names whose DNS
   // never answers fill the shared lookup slots. The registries the operator configured

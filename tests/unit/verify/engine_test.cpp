@@ -83,6 +83,7 @@ class FakeRegistry final : public registry::Client {
   std::optional<Error> fail_reads;  // manifest and referrers reads answer this (tags resolve)
   std::string fail_message = "HTTP 503 from registry";
   std::chrono::milliseconds delay{0};
+  std::map<std::string, std::chrono::milliseconds> host_delay;  // more, for one registry
   mutable std::atomic<uint64_t> calls{0};
   std::vector<registry::PullCredentials> seen_creds;  // per call, in order
   std::map<std::string, int> blob_fetches;            // digest -> GETs
@@ -93,7 +94,7 @@ class FakeRegistry final : public registry::Client {
 
   asio::awaitable<Result<std::string>> resolve(const oci::Reference& ref, sigil::Deadline,
                                                registry::PullCredentials creds) override {
-    co_await pause();
+    co_await pause(ref.registry);
     seen_creds.push_back(creds);
     if (ref.has_digest()) co_return ref.digest;
     ++calls;
@@ -104,9 +105,9 @@ class FakeRegistry final : public registry::Client {
     co_return it->second;
   }
   asio::awaitable<Result<registry::ManifestResponse>> get_manifest(
-      const std::string&, const std::string& repo, const std::string& reference, sigil::Deadline,
-      registry::PullCredentials creds) override {
-    co_await pause();
+      const std::string& registry, const std::string& repo, const std::string& reference,
+      sigil::Deadline, registry::PullCredentials creds) override {
+    co_await pause(registry);
     seen_creds.push_back(creds);
     ++calls;
     if (fail_unavailable) co_return make_error(Errc::unavailable, fail_message);
@@ -125,10 +126,10 @@ class FakeRegistry final : public registry::Client {
                                                : "application/vnd.oci.image.manifest.v1+json",
                                          it->second};
   }
-  asio::awaitable<Result<std::string>> get_blob(const std::string&, const std::string&,
+  asio::awaitable<Result<std::string>> get_blob(const std::string& registry, const std::string&,
                                                 const std::string& digest, int64_t, sigil::Deadline,
                                                 registry::PullCredentials) override {
-    co_await pause();
+    co_await pause(registry);
     ++calls;
     ++blob_fetches[digest];
     auto it = blobs.find(digest);
@@ -136,15 +137,17 @@ class FakeRegistry final : public registry::Client {
     co_return it->second;
   }
   asio::awaitable<Result<std::vector<oci::Descriptor>>> get_referrers(
-      const std::string&, const std::string&, const std::string&, const std::string&,
+      const std::string& registry, const std::string&, const std::string&, const std::string&,
       sigil::Deadline, registry::PullCredentials) override {
-    co_await pause();
+    co_await pause(registry);
     ++referrer_calls;  // not in `calls`: the older tests count the other requests
     if (fail_unavailable) co_return make_error(Errc::unavailable, fail_message);
     if (fail_reads) co_return *fail_reads;
     co_return make_error(referrers, "referrers");
   }
   uint64_t request_count() const override { return calls; }
+  // The operator's registry is reg.test (a policy glob names it); any other is a pod's.
+  bool operator_named(const std::string& registry) const override { return registry == "reg.test"; }
   bool has_credentials_for(const std::string& registry) const override {
     return own_credentials && registry == "reg.test";
   }
@@ -173,9 +176,11 @@ class FakeRegistry final : public registry::Client {
   }
 
  private:
-  asio::awaitable<void> pause() {
-    if (delay.count() > 0) {
-      asio::steady_timer t(co_await asio::this_coro::executor, delay);
+  asio::awaitable<void> pause(const std::string& registry) {
+    auto d = delay;
+    if (auto it = host_delay.find(registry); it != host_delay.end()) d += it->second;
+    if (d.count() > 0) {
+      asio::steady_timer t(co_await asio::this_coro::executor, d);
       co_await t.async_wait(asio::use_awaitable);
     }
   }
@@ -183,7 +188,8 @@ class FakeRegistry final : public registry::Client {
 
 std::shared_ptr<const policy::PolicySet> policies_for(
     const std::string& pub_pem, const char* mode = "enforce",
-    policy::NoMatch no_match = policy::NoMatch::deny, uint64_t generation = 1) {
+    policy::NoMatch no_match = policy::NoMatch::deny, uint64_t generation = 1,
+    const std::string& glob = "reg.test/team/**") {
   std::string indented;
   for (size_t i = 0, start = 0; i <= pub_pem.size(); ++i) {
     if (i == pub_pem.size() || pub_pem[i] == '\n') {
@@ -198,7 +204,8 @@ metadata:
 spec:
   mode: )") + mode + R"(
   images:
-    - glob: "reg.test/team/**"
+    - glob: ")" + glob +
+                     R"("
   authorities:
     - name: release-key
       key:
@@ -852,13 +859,19 @@ TEST_CASE("past the admission's byte budget the image is denied, and it is not c
   }
   f.reg.attach("team/app", f.digest, layers);
   verify::Engine engine(f.reg, f.clock);
-  const auto policies = policies_for(f.key.pub_pem);  // one set: the cache key names it
-  auto v = run(engine, "reg.test/team/app:v1", policies);
+  // The operator's registry, or one a pod named (whose images also draw on a shared pool):
+  // either way the denial names the admission's budget, not the process's.
+  const std::string image =
+      GENERATE(std::string("reg.test"), std::string("evil.test")) + "/team/app:v1";
+  CAPTURE(image);
+  // One set: the cache key names it.
+  const auto policies = policies_for(f.key.pub_pem, "enforce", policy::NoMatch::deny, 1, "**");
+  auto v = run(engine, image, policies);
   CHECK(v.outcome == verify::Outcome::denied);
   CHECK(v.reason == verify::Reason::budget_exceeded);
-  CHECK(verify::message(v).find("budget") != std::string::npos);
+  CHECK_THAT(verify::message(v), Catch::Contains("would take this admission past sigil's 16 MiB"));
   const auto before = f.reg.calls.load();
-  auto again = run(engine, "reg.test/team/app:v1", policies);
+  auto again = run(engine, image, policies);
   CHECK_FALSE(again.cached);
   CHECK(f.reg.calls > before);
 }
@@ -1074,6 +1087,46 @@ TEST_CASE("past the process byte budget every image is denied, then admitted whe
   hog->give(1);
   CHECK(run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem)).outcome ==
         verify::Outcome::allowed);
+}
+
+TEST_CASE("registries pods name cannot take the operator's share of the process budget") {
+  // A registry anyone can name stalls every read: each image on it holds what its reads were
+  // charged until the deadline. However many such admissions, the operator's registry (reg.test
+  // here) keeps reserved_process_bytes of the process budget.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  f.reg.host_delay["evil.test"] = 1500ms;
+  verify::EngineOptions o;
+  o.max_process_bytes = 6u << 20;
+  o.reserved_process_bytes = 2u << 20;  // pod-named registries share 4 MiB
+  verify::Engine engine(f.reg, f.clock, o);
+  const auto policies = policies_for(f.key.pub_pem, "enforce", policy::NoMatch::deny, 1, "**");
+  asio::io_context io;
+  auto guard = asio::make_work_guard(io);
+  std::thread runner([&] { io.run(); });
+  // Three stalled images on evil.test: each holds 2 MiB (its .sig read and its referrers read)
+  // while it waits; the third cannot, as the first two fill what pod-named registries share.
+  std::vector<std::future<verify::Verdict>> stalled;
+  for (const char* repo : {"a", "b", "c"}) {
+    stalled.push_back(
+        asio::co_spawn(io,
+                       engine.verify(std::string("evil.test/") + repo + "@" + fake_digest('e'),
+                                     policies, std::chrono::steady_clock::now() + 5s),
+                       asio::use_future));
+  }
+  std::this_thread::sleep_for(300ms);
+  auto v = run(engine, "reg.test/team/app:v1", policies);
+  INFO(verify::message(v));
+  CHECK(v.outcome == verify::Outcome::allowed);
+  guard.reset();
+  int budget_denials = 0;
+  for (auto& s : stalled) {
+    auto sv = s.get();
+    CHECK(sv.outcome == verify::Outcome::denied);
+    if (sv.reason == verify::Reason::budget_exceeded) ++budget_denials;
+  }
+  runner.join();
+  CHECK(budget_denials == 1);
 }
 
 TEST_CASE("'not signed' learnt from an ambiguous referrers answer is not cached") {
