@@ -812,18 +812,18 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   // locals are destroyed in reverse order.
   std::shared_ptr<ByteBudget> budget = context.budget;
   if (!budget) budget = admission_budget();
-  // An image on a registry a pod named takes from the pool such registries share too, so that
-  // however many of them stall, the operator's registries keep their share of the process.
-  if (!d.client.operator_named(ref.registry)) {
-    budget = std::make_shared<ByteBudget>(std::numeric_limits<uint64_t>::max(), std::move(budget),
-                                          d.pod_registries_budget);
-  }
   Impl::Plan plan = Impl::plan(ref, matched);
   KmsKeys kms = co_await detail::resolve_kms(d.options.keys.get(), matched, deadline);
   const std::string key = d.verdict_key(ref, digest, matched, plan, context, kms);
   if (auto hit = d.cache.get(key)) {
     hit->image = image;  // the verdict names whoever asks: it holds no text about the image
     co_return *hit;
+  }
+  // An image on a registry a pod named takes from the pool such registries share too, so that
+  // however many of them stall, the operator's registries keep their share of the process.
+  if (!d.client.operator_named(ref.registry)) {
+    budget = std::make_shared<ByteBudget>(std::numeric_limits<uint64_t>::max(), std::move(budget),
+                                          d.pod_registries_budget);
   }
 
   // Coalesce: the first request for a key does the work; later identical ones wait for it.
