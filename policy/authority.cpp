@@ -470,6 +470,14 @@ Result<Authority> parse_authority(const YAML::Node& node, const Where& w, const 
     a.hash = crypto::default_hash_for(pk->type());
     a.key = std::move(*pk);
   } else if (ref->kms) {
+    if (!w.ns.empty()) {
+      // sigil reads Key Vault with its own Azure identity, shared with every registry it
+      // reads: a team's policy must not choose what that identity is asked for.
+      return w.err(Errc::invalid_argument, kp + ".kms",
+                   "an ImagePolicy may not use key.kms (sigil's own Azure identity reads it); "
+                   "use key.data, or a secretRef in namespace " +
+                       w.ns);
+    }
     a.kms = std::move(*ref->kms);
   } else {
     a.key_secret = std::move(ref->secret);

@@ -553,6 +553,22 @@ TEST_CASE("keys and CA chains from Secrets", "[policy][secrets]") {
       "f.yaml");
   REQUIRE_FALSE(cross.ok());
   CHECK_THAT(cross.error().message, Catch::Contains("only read Secrets of its own namespace"));
+  // Nor drive sigil's own Azure identity at Key Vault (a ClusterImagePolicy may).
+  const std::string kms_spec =
+      "spec:\n  images: [{glob: '**'}]\n  authorities:\n  - key:\n      kms: "
+      "azurekms://v.vault.azure.net/cosign\n";
+  auto team_kms = parse_documents(
+      "apiVersion: sigil.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: t, namespace: team}\n" +
+          kms_spec,
+      "f.yaml");
+  REQUIRE_FALSE(team_kms.ok());
+  CHECK_THAT(team_kms.error().message, Catch::Contains("an ImagePolicy may not use key.kms"));
+  auto cluster_kms = parse_documents(
+      "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata: {name: c}\n" +
+          kms_spec,
+      "f.yaml");
+  INFO((cluster_kms ? std::string() : cluster_kms.error().message));
+  CHECK(cluster_kms.ok());
 }
 
 TEST_CASE("a signer the authority does not accept is named first", "[policy][keyless]") {
