@@ -5,11 +5,6 @@
 #include <chrono>
 #include <utility>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 #include "azure/detail/credentials_impl.hpp"
 #include "common/encoding.hpp"
 #include "net/url.hpp"
@@ -24,35 +19,22 @@ using std::chrono::seconds;
 std::pair<std::shared_ptr<AzureCredentials::Impl::Flight>, bool> AzureCredentials::Impl::join(
     const std::string& key) {
   std::lock_guard lock(mu);
-  auto& f = flights[key];
-  if (f) return {f, false};
-  f = std::make_shared<Flight>();
-  return {f, true};
+  return flights.join(key);
 }
 
 void AzureCredentials::Impl::land(const std::string& key, const std::shared_ptr<Flight>& f,
                                   const Result<std::string>& r) {
   std::lock_guard lock(mu);
-  f->result = r;
-  f->done = true;
-  auto it = flights.find(key);
-  if (it != flights.end() && it->second == f) flights.erase(it);
+  flights.land(key, f, r);
 }
 
 asio::awaitable<Result<std::string>> AzureCredentials::Impl::follow(std::shared_ptr<Flight> f,
                                                                     Deadline deadline) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  for (;;) {
-    {
-      std::lock_guard lock(mu);
-      if (f->done) co_return *f->result;
-    }
-    if (std::chrono::steady_clock::now() >= deadline)
-      co_return make_error(Errc::timeout, "timed out waiting for a token being fetched");
-    timer.expires_after(std::chrono::milliseconds(5));
-    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (ec) co_return make_error(Errc::unavailable, "waiting for a token: cancelled");
-  }
+  auto r = co_await detail::Flights<Result<std::string>>::follow(mu, std::move(f), deadline);
+  if (r) co_return std::move(*r);
+  if (std::chrono::steady_clock::now() >= deadline)
+    co_return make_error(Errc::timeout, "timed out waiting for a token being fetched");
+  co_return make_error(Errc::unavailable, "waiting for a token: cancelled");
 }
 
 asio::awaitable<Result<std::string>> AzureCredentials::Impl::refresh_token(std::string host,

@@ -7,11 +7,8 @@
 #include <optional>
 
 #include <spdlog/spdlog.h>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
+#include "azure/detail/flights.hpp"
 #include "azure/tokens.hpp"
 #include "common/encoding.hpp"
 
@@ -92,16 +89,12 @@ struct KeyVaultKeys::Impl {
 
   // --- one read of a key at a time ------------------------------------------------------------
   // Concurrent reads of one key (a burst of admissions on a cold or due key, a refetch after a
-  // failed verification meeting a scheduled one) share one request: the first caller fetches,
-  // the others poll its result every few milliseconds until it is there or their deadline
-  // passes. Its leader applies the result to the cache under the same lock that lands it, so
-  // reads of a key never overlap and a read that started before a revocation can never put the
-  // revoked key back after it.
-  struct Flight {
-    bool done = false;
-    std::optional<Fetched> result;
-  };
-  std::map<std::string, std::shared_ptr<Flight>> flights;  // by KmsKeyRef::uri()
+  // failed verification meeting a scheduled one) share one request (detail::Flights, under mu).
+  // Its leader applies the result to the cache under the same lock that lands it, so reads of a
+  // key never overlap and a read that started before a revocation can never put the revoked key
+  // back after it.
+  using Flight = detail::Flights<Fetched>::Flight;
+  detail::Flights<Fetched> flights;  // by KmsKeyRef::uri()
 
   // A failure that says nothing about the vault: the reader's own deadline cut it short (an
   // admission with little time left). Not remembered, or one short admission would deny every
@@ -131,10 +124,7 @@ struct KeyVaultKeys::Impl {
     } else if (!own_deadline(f, deadline)) {
       failures.insert_or_assign(name, Failure{f.key.error(), now()});
     }
-    flight->result = f;
-    flight->done = true;
-    auto it = flights.find(name);
-    if (it != flights.end() && it->second == flight) flights.erase(it);
+    flights.land(name, flight, f);
   }
 
   // Under mu: whether a read failed less than retry_failed ago.
@@ -149,20 +139,13 @@ struct KeyVaultKeys::Impl {
   // short, with time of its own left, reads again rather than take that timeout as its own.
   asio::awaitable<Fetched> read(const KmsKeyRef& ref, Deadline deadline) {
     const std::string name = ref.uri();
-    asio::steady_timer timer(co_await asio::this_coro::executor);
     for (;;) {
-      std::shared_ptr<Flight> flight;
-      bool leads = false;
+      std::pair<std::shared_ptr<Flight>, bool> joined;
       {
         std::lock_guard lock(mu);
-        auto& f = flights[name];
-        if (!f) {
-          f = std::make_shared<Flight>();
-          leads = true;
-        }
-        flight = f;
+        joined = flights.join(name);
       }
-      if (leads) {
+      if (joined.second) {
         // Never a flight that does not land: its key would be read by no one again.
         Fetched f{make_error(Errc::internal, name + ": internal error")};
         try {
@@ -171,27 +154,19 @@ struct KeyVaultKeys::Impl {
           f = Fetched{make_error(Errc::internal, name + ": internal error: " + e.what())};
         }
         std::lock_guard lock(mu);
-        settle(name, flight, f, deadline);
+        settle(name, joined.first, f, deadline);
         co_return f;
       }
-      std::optional<Fetched> got;
-      for (;;) {
-        {
-          std::lock_guard lock(mu);
-          if (flight->done) {
-            got = flight->result;
-            break;
-          }
-        }
+      std::optional<Fetched> got =
+          co_await detail::Flights<Fetched>::follow(mu, std::move(joined.first), deadline);
+      if (!got) {
         if (std::chrono::steady_clock::now() >= deadline)
           co_return Fetched{make_error(Errc::timeout, name + ": timed out waiting for the key")};
-        timer.expires_after(std::chrono::milliseconds(5));
-        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-        if (ec) co_return Fetched{make_error(Errc::unavailable, name + ": cancelled")};
+        co_return Fetched{make_error(Errc::unavailable, name + ": cancelled")};
       }
       if (got->key || got->key.error().code != Errc::timeout ||
           std::chrono::steady_clock::now() >= deadline)
-        co_return *got;
+        co_return std::move(*got);
     }
   }
 };

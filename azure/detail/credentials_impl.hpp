@@ -23,6 +23,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "azure/azure.hpp"
+#include "azure/detail/flights.hpp"
 #include "net/client.hpp"
 
 namespace sigil::azure {
@@ -99,14 +100,9 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
 
   // --- coalescing ---------------------------------------------------------------------------
   // Concurrent fetches of the same token (a burst of admissions on a cold cache, a background
-  // refresh meeting an admission) share one request: the first caller fetches, the others poll
-  // its result every few milliseconds until it is there or their deadline passes. Polling
-  // keeps every waiter on its own executor and timer (no cross-thread wake-up of a timer).
+  // refresh meeting an admission) share one request (detail::Flights, under mu).
 
-  struct Flight {
-    bool done = false;
-    std::optional<Result<std::string>> result;
-  };
+  using Flight = detail::Flights<Result<std::string>>::Flight;
 
   // The caller's flight for key, and whether it leads it.
   std::pair<std::shared_ptr<Flight>, bool> join(const std::string& key);
@@ -151,7 +147,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::string, Refresh> refresh;                        // registry host
   std::map<std::pair<std::string, std::string>, Access> access;  // (host, scope)
   std::map<std::string, std::string> last_logged;
-  std::map<std::string, std::shared_ptr<Flight>> flights;  // in-flight fetches, by key
+  detail::Flights<Result<std::string>> flights;  // in-flight fetches, by key
   std::atomic<bool> stopped{false};
   std::atomic<bool> started{false};
   std::atomic<uint64_t> aad_requests{0}, imds_requests{0}, exchange_requests{0}, token_requests{0},
