@@ -115,4 +115,29 @@ class Reservation {
   bool ok_ = false;
 };
 
+// Work that is spent, not held: signature checks (policy::judge), which cost CPU rather than
+// memory. One per admission, shared by its images (their verifications may run on several
+// threads); nothing is ever given back. Taking fails, all or nothing, once the limit would be
+// passed.
+class WorkBudget {
+ public:
+  explicit WorkBudget(uint64_t limit) noexcept : limit_(limit) {}
+  WorkBudget(const WorkBudget&) = delete;
+  WorkBudget& operator=(const WorkBudget&) = delete;
+
+  bool try_spend(uint64_t n) noexcept {
+    uint64_t spent = spent_.load(std::memory_order_relaxed);
+    do {
+      if (n > limit_ || spent > limit_ - n) return false;
+    } while (!spent_.compare_exchange_weak(spent, spent + n, std::memory_order_relaxed));
+    return true;
+  }
+  uint64_t spent() const noexcept { return spent_.load(std::memory_order_relaxed); }
+  uint64_t limit() const noexcept { return limit_; }
+
+ private:
+  std::atomic<uint64_t> spent_{0};
+  const uint64_t limit_;
+};
+
 }  // namespace sigil

@@ -251,6 +251,10 @@ Result<KeyParts> finish(Result<PkeyPtr> decoded) {
 
 }  // namespace
 
+int PublicKey::bits() const noexcept {
+  return pkey_ ? EVP_PKEY_get_bits(static_cast<EVP_PKEY*>(pkey_.get())) : 0;
+}
+
 PublicKey PublicKey::make(std::shared_ptr<void> pkey, KeyType type, std::string spki_der) {
   PublicKey k;
   k.pkey_ = std::move(pkey);

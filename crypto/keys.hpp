@@ -39,6 +39,8 @@ class PublicKey {
   static Result<PublicKey> from_native(const void* evp_pkey, std::string spki_der);
 
   KeyType type() const noexcept { return type_; }
+  // The key's size in bits (the modulus for RSA, the field for ECDSA, 256 for Ed25519).
+  int bits() const noexcept;
   // SubjectPublicKeyInfo DER, for comparing keys and computing key ids.
   const std::string& spki_der() const noexcept { return spki_der_; }
 

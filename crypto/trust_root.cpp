@@ -250,10 +250,6 @@ Status tree_hash(const json& obj, const std::string& where) {
                      "only SHA2_256 transparency logs are supported");
 }
 
-int rsa_bits(const PublicKey& key) {
-  return EVP_PKEY_get_bits(static_cast<EVP_PKEY*>(const_cast<void*>(key.native())));
-}
-
 Result<TransparencyLog> parse_log(const json& e, const std::string& where) {
   if (!e.is_object()) return entry_error(Errc::parse_error, where, "not an object");
   TransparencyLog log;
@@ -300,9 +296,9 @@ Result<TransparencyLog> parse_log(const json& e, const std::string& where) {
                          std::string("key is ") + key_type_name(key->type()) +
                              " but keyDetails says " + key_type_name(kd->type));
     }
-    if (kd->rsa_bits != 0 && rsa_bits(*key) != kd->rsa_bits) {
+    if (kd->rsa_bits != 0 && key->bits() != kd->rsa_bits) {
       return entry_error(Errc::parse_error, pk_where,
-                         "RSA key of " + std::to_string(rsa_bits(*key)) +
+                         "RSA key of " + std::to_string(key->bits()) +
                              " bits but keyDetails says " + std::to_string(kd->rsa_bits));
     }
     log.hash = kd->hash;

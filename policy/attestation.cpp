@@ -158,7 +158,7 @@ std::string describe_type(const Attestation& att) {
 }  // namespace
 
 AttestationOutcome judge_attestations(const Authority& a, std::string_view digest,
-                                      const Evidence& evidence) {
+                                      const Evidence& evidence, Meter& meter) {
   AttestationOutcome out;
   try {
     crypto::Requirements req = requirements_for(a);
@@ -173,6 +173,7 @@ AttestationOutcome judge_attestations(const Authority& a, std::string_view diges
     auto consider = [&](const crypto::SignedEntity& e) {
       if (e.kind != crypto::SignedEntity::Kind::dsse || !format_allows(a, e)) return;
       ++candidates;
+      if (!meter.allow(a)) return;
       const std::string claimed = claimed_predicate(e);
       const crypto::VerifiedSignature v = crypto::verify_entity(e, req, artifact);
       Miss m;
@@ -216,6 +217,14 @@ AttestationOutcome judge_attestations(const Authority& a, std::string_view diges
     };
     for (const auto& e : evidence.attestations) consider(e);
     for (const auto& e : evidence.signatures) consider(e);
+    if (meter.stopped() != Unmet::none) {
+      for (const auto& att : a.attestations) {
+        if (verified.count(att.predicate_uri) != 0) continue;
+        out.unmet = meter.stopped();  // judge() says why
+        out.failure = crypto::Failure::none;
+        return out;
+      }
+    }
 
     for (const auto& att : a.attestations) {
       if (verified.count(att.predicate_uri) != 0) continue;

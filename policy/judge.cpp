@@ -156,13 +156,57 @@ crypto::Requirements requirements_for(const Authority& a) {
   return req;
 }
 
+uint32_t check_cost(const Authority& a) noexcept {
+  if (a.kind == Authority::Kind::keyless) return 20;
+  if (a.kind != Authority::Kind::key || !a.key) return 1;
+  switch (a.key->type()) {
+    case crypto::KeyType::ecdsa_p256:
+    case crypto::KeyType::ed25519:
+      return 1;
+    case crypto::KeyType::ecdsa_p384:
+      return 8;
+    case crypto::KeyType::ecdsa_p521:
+      return 6;
+    case crypto::KeyType::rsa: {
+      const int bits = a.key->bits();
+      return bits <= 4096 ? 1 : bits <= 8192 ? 4 : 16;
+    }
+  }
+  return 16;
+}
+
+namespace detail {
+
+bool Meter::allow(const Authority& a) {
+  if (stopped_ != Unmet::none) return false;
+  if (limits_.out_of_time && limits_.out_of_time()) {
+    stopped_ = Unmet::out_of_time;
+    return false;
+  }
+  if (limits_.checks != nullptr && !limits_.checks->try_spend(check_cost(a))) {
+    stopped_ = Unmet::check_budget;
+    return false;
+  }
+  ++checks_;
+  return true;
+}
+
+}  // namespace detail
+
 PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence& evidence) {
   return judge(policy, digest, [&evidence](const Authority&) { return &evidence; });
 }
 
 PolicyResult judge(const Policy& policy, std::string_view digest, const EvidenceFor& evidence_for) {
+  static const JudgeLimits unlimited;
+  return judge(policy, digest, evidence_for, unlimited);
+}
+
+PolicyResult judge(const Policy& policy, std::string_view digest, const EvidenceFor& evidence_for,
+                   const JudgeLimits& limits) {
   PolicyResult r;
   r.policy = policy.name;
+  detail::Meter meter(limits);
   try {
     if (policy.unavailable) {
       // A policy that could not be compiled denies what it matches; it never drops out. Like
@@ -208,13 +252,14 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
       }
       if (!a.attestations.empty()) {
         // Attestations instead of signatures (policy-controller): attestation.cpp.
-        auto o = detail::judge_attestations(a, digest, *evidence);
+        auto o = detail::judge_attestations(a, digest, *evidence, meter);
         if (o.satisfied) {
           r.satisfied = true;
           r.unmet = Unmet::none;
           r.authority = a.name;
           return r;
         }
+        if (meter.stopped() != Unmet::none) break;
         best.offer({o.unmet, o.failure}, o.message, a.name);
         considered = std::max<size_t>(considered, 1);  // its message says what was found
         continue;
@@ -222,6 +267,7 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
       for (const auto& e : evidence->signatures) {
         if (!detail::format_allows(a, e)) continue;
         ++seen_here;
+        if (!meter.allow(a)) break;
         const crypto::VerifiedSignature v = crypto::verify_entity(e, req, artifact);
         // Keyless: who signed, once the certificate is proved, comes before what was signed. A
         // signer the authority does not accept is the denial even when its payload is also
@@ -268,6 +314,7 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
         best.offer({Unmet::signature, v.failure}, msg, a.name);
       }
       considered = std::max(considered, seen_here);
+      if (meter.stopped() != Unmet::none) break;
     }
 
     auto quoted_names = [&] {
@@ -293,7 +340,19 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
              " not be read: " + printable(all.front(), 200);
     };
 
-    if (static_fail != nullptr) {
+    if (static_fail == nullptr && meter.stopped() != Unmet::none) {
+      // Not a judgement of the image: no authority passed before judging had to stop.
+      r.unmet = meter.stopped();
+      const std::string done = std::to_string(meter.checks()) + " signature check" +
+                               (meter.checks() == 1 ? "" : "s") + " under this policy";
+      if (r.unmet == Unmet::out_of_time) {
+        r.message = "the webhook deadline passed while checking signatures (" + done + ")";
+      } else {
+        r.message = "stopped checking signatures: the admission's budget of " +
+                    std::to_string(limits.checks->limit()) + " check units is spent (" + done +
+                    "; too many policies, authorities or signatures for one admission)";
+      }
+    } else if (static_fail != nullptr) {
       r.unmet = Unmet::static_fail;
       r.authority = static_fail->name;
       r.message = "disallowed by static authority '" + static_fail->name + "'";

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/budget.hpp"
 #include "common/result.hpp"
 #include "crypto/cosign.hpp"
 #include "crypto/keys.hpp"
@@ -318,6 +319,9 @@ enum class Unmet {
   missing_attestation,  // no attestation of a required predicate type (none claims it)
   signature,  // signatures failed crypto's checks: PolicyResult::signature_failure says how
   internal,   // an unexpected failure while judging (fails closed)
+  // Judging stopped before an authority passed (JudgeLimits): never a judgement of the image.
+  check_budget,  // the admission's signature-check budget is spent
+  out_of_time,   // the admission's deadline passed
 };
 
 // The outcome of one policy for one image digest.
@@ -342,6 +346,23 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
 // The same, with each authority judged on the evidence of its own sources (nullptr: none).
 using EvidenceFor = std::function<const Evidence*(const Authority&)>;
 PolicyResult judge(const Policy& policy, std::string_view digest, const EvidenceFor& evidence_for);
+// What one admission lets judging spend. Every signature or attestation check costs
+// check_cost() units of `checks` before it runs, and `out_of_time` (called before each check)
+// stops judging at the admission's deadline; either stops with Unmet::check_budget or
+// Unmet::out_of_time, a refusal that names no signature. Without them, a tenant's 32
+// authorities against a registry's 80 signatures is 2,560 checks for one image, seconds of a
+// server thread. Defaults: no limit (the CLI, tests).
+struct JudgeLimits {
+  WorkBudget* checks = nullptr;
+  std::function<bool()> out_of_time;  // the clock stays out of policy/
+};
+PolicyResult judge(const Policy& policy, std::string_view digest, const EvidenceFor& evidence_for,
+                   const JudgeLimits& limits);
+// What one check with authority `a` costs, in units of about one P-256 signature check (60 us
+// here): 1 for P-256, Ed25519 and RSA up to 4096 bits; 8 for P-384; 6 for P-521; 4 and 16 for
+// RSA up to 8192 and 16384 bits (verification is quadratic in the modulus); 20 for a keyless
+// check (the leaf's chain, the signature, the SCT, the Rekor SET).
+uint32_t check_cost(const Authority& a) noexcept;
 // Legacy convenience: judge(policy, digest, evidence_from_legacy(signatures)).
 PolicyResult judge(const Policy& policy, std::string_view digest,
                    const std::vector<crypto::Signature>& signatures);

@@ -2,10 +2,10 @@
 //
 // Role: the per-admission facts a verdict depends on besides the image and the policies: the
 // admitted object's namespace, the registry credentials its pod would pull with, how to read an
-// authority's signaturePullSecrets there, and the admission's byte budget. The server builds
-// one per request (server::MakeContext; app/webhook.cpp with app/cluster.cpp in production)
-// and hands it to every image's verification. Header only and small on purpose: the server
-// includes this and verdict.hpp, never the engine. Depends on common and the registry's
+// authority's signaturePullSecrets there, and the admission's byte and signature-check budgets. The
+// server builds one per request (server::MakeContext; app/webhook.cpp with app/cluster.cpp in
+// production) and hands it to every image's verification. Header only and small on purpose: the
+// server includes this and verdict.hpp, never the engine. Depends on common and the registry's
 // credential type (registry/docker_config.hpp, pure).
 #pragma once
 
@@ -50,6 +50,9 @@ struct Context {
   // The admission's byte budget (Engine::admission_budget()), shared by all its images.
   // Null: each verification gets a budget of its own.
   std::shared_ptr<ByteBudget> budget;
+  // The admission's signature-check budget (Engine::admission_checks()), shared by all its
+  // images. Null: each verification gets one of its own.
+  std::shared_ptr<WorkBudget> checks;
 };
 
 }  // namespace sigil::verify

@@ -569,9 +569,15 @@ struct Engine::Impl {
     std::vector<Finding> satisfied;
     std::set<std::string> refetched;
     bool rotated = false;
+    // Every check of this image spends the admission's budget, and judging stops at its deadline.
+    const std::shared_ptr<WorkBudget> checks =
+        context.checks ? context.checks
+                       : std::make_shared<WorkBudget>(options.max_admission_checks);
+    const policy::JudgeLimits limits{
+        checks.get(), [deadline] { return std::chrono::steady_clock::now() >= deadline; }};
     for (const policy::Policy* p : matched) {
       const policy::PolicyResult r = co_await detail::judge_policy(
-          options.keys.get(), *p, digest, evidence_for, kms, refetched, deadline, rotated);
+          options.keys.get(), *p, digest, evidence_for, limits, kms, refetched, deadline, rotated);
       const Reason reason = reason_for(r);
       if (reason == Reason::none) {
         satisfied.push_back(Finding{Reason::none, p->name, r.authority, "", false});
@@ -651,6 +657,10 @@ Engine::~Engine() = default;
 
 std::shared_ptr<ByteBudget> Engine::admission_budget() const {
   return std::make_shared<ByteBudget>(impl_->options.max_admission_bytes, impl_->process_budget);
+}
+
+std::shared_ptr<WorkBudget> Engine::admission_checks() const {
+  return std::make_shared<WorkBudget>(impl_->options.max_admission_checks);
 }
 
 Engine::Stats Engine::stats() const {

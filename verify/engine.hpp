@@ -53,6 +53,11 @@ struct EngineOptions {
   // and a crowd of such admissions must not deny the operator's own registries. 0, or not less
   // than max_process_bytes: nothing kept back.
   uint64_t reserved_process_bytes = 64u << 20;
+  // Signature checks one admission may run, in units of about one P-256 check
+  // (policy::check_cost: a keyless check is 20, an RSA-16384 one 16): about 0.5 s of one
+  // core. Matched policies x authorities x signatures is otherwise unbounded, and tenants
+  // write namespaced policies. Past it the image is denied with BUDGET_EXCEEDED (not cached).
+  uint64_t max_admission_checks = 8192;
   // Denials normally withhold the digest and the signer's identity when sigil read the image
   // with registry credentials of its own that the pod does not hold (the pod's creator could
   // not read them). true: say everything (the `sigil verify` command line, trusted clusters).
@@ -111,6 +116,8 @@ class Engine {
 
   // A fresh per-admission byte budget, chained to the process budget.
   std::shared_ptr<ByteBudget> admission_budget() const;
+  // A fresh per-admission signature-check budget (EngineOptions::max_admission_checks).
+  std::shared_ptr<WorkBudget> admission_checks() const;
 
   struct Stats {
     uint64_t cache_hits = 0, cache_misses = 0, coalesced = 0;

@@ -61,9 +61,10 @@ asio::awaitable<KmsKeys> resolve_kms(KeyResolver* keys,
 asio::awaitable<policy::PolicyResult> judge_policy(KeyResolver* keys, const policy::Policy& p,
                                                    const std::string& digest,
                                                    const policy::EvidenceFor& evidence_for,
-                                                   KmsKeys& kms, std::set<std::string>& refetched,
+                                                   const policy::JudgeLimits& limits, KmsKeys& kms,
+                                                   std::set<std::string>& refetched,
                                                    Deadline deadline, bool& rotated) {
-  if (!has_kms(p)) co_return policy::judge(p, digest, evidence_for);
+  if (!has_kms(p)) co_return policy::judge(p, digest, evidence_for, limits);
   policy::Policy copy = p;
   copy.authorities.clear();
   std::vector<const policy::Authority*> original;  // copy.authorities[i] stands for original[i]
@@ -93,7 +94,7 @@ asio::awaitable<policy::PolicyResult> judge_policy(KeyResolver* keys, const poli
     return i < original.size() ? evidence_for(*original[i]) : nullptr;
   };
   policy::PolicyResult r;
-  if (!copy.authorities.empty()) r = policy::judge(copy, digest, copy_evidence);
+  if (!copy.authorities.empty()) r = policy::judge(copy, digest, copy_evidence, limits);
   if (!r.satisfied && !copy.authorities.empty() && keys) {
     bool changed = false;
     for (size_t i = 0; i < copy.authorities.size(); ++i) {
@@ -130,7 +131,7 @@ asio::awaitable<policy::PolicyResult> judge_policy(KeyResolver* keys, const poli
     }
     if (changed) {
       rotated = true;
-      r = policy::judge(copy, digest, copy_evidence);
+      r = policy::judge(copy, digest, copy_evidence, limits);
     }
   }
   if (!r.satisfied && !key_error.empty()) {

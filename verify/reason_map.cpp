@@ -60,6 +60,10 @@ Reason reason_for(const policy::PolicyResult& result) noexcept {
       return reason_for(result.signature_failure);
     case policy::Unmet::internal:
       return Reason::internal;
+    case policy::Unmet::check_budget:
+      return Reason::budget_exceeded;
+    case policy::Unmet::out_of_time:
+      return Reason::timeout;
     // Not satisfied, yet nothing unmet: a bug, never a pass.
     case policy::Unmet::none:
       return Reason::internal;

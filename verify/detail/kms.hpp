@@ -37,10 +37,10 @@ boost::asio::awaitable<KmsKeys> resolve_kms(KeyResolver* keys,
 // again (a rotation: the resolver rate-limits), and a changed key gets one more judgement.
 // When the policy still fails and a key was unreadable, the key is the reason
 // (POLICY_UNAVAILABLE, never cached). `rotated` is set when a key changed here. `kms` and
-// `refetched` are shared by the policies of one verification.
+// `refetched` are shared by the policies of one verification. Every judgement spends `limits`.
 boost::asio::awaitable<policy::PolicyResult> judge_policy(
     KeyResolver* keys, const policy::Policy& p, const std::string& digest,
-    const policy::EvidenceFor& evidence_for, KmsKeys& kms, std::set<std::string>& refetched,
-    Deadline deadline, bool& rotated);
+    const policy::EvidenceFor& evidence_for, const policy::JudgeLimits& limits, KmsKeys& kms,
+    std::set<std::string>& refetched, Deadline deadline, bool& rotated);
 
 }  // namespace sigil::verify::detail

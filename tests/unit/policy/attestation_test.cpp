@@ -246,3 +246,26 @@ TEST_CASE("an authority without attestations does not accept an attestation as a
   CHECK_FALSE(r.satisfied);
   CHECK(r.unmet == Unmet::not_signed);
 }
+
+TEST_CASE("attestation checks spend the admission's check budget", "[policy][attestation]") {
+  const KeyPair k = generate_key();
+  const KeyPair stranger = generate_key();
+  const Policy p =
+      one_policy(policy_yaml(k, "    - name: provenance\n      predicateType: slsaprovenance1\n"));
+  const auto ev = [&] {
+    return legacy({attestation(stranger, kDigest, kSlsa1), attestation(stranger, kDigest, kSlsa1),
+                   attestation(k, kDigest, kSlsa1)});
+  };
+  const auto evidence = ev();
+  const EvidenceFor all = [&](const Authority&) { return &evidence; };
+
+  sigil::WorkBudget two(2);
+  auto stopped = judge(p, kDigest, all, JudgeLimits{&two, {}});
+  CHECK_FALSE(stopped.satisfied);
+  CHECK(stopped.unmet == Unmet::check_budget);
+  CHECK(two.spent() == 2);
+
+  sigil::WorkBudget three(3);
+  CHECK(judge(p, kDigest, all, JudgeLimits{&three, {}}).satisfied);
+  CHECK(three.spent() == 3);
+}

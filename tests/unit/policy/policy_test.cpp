@@ -2,7 +2,11 @@
 // and validation errors, matching, and evaluation of authorities over real signatures.
 #include <catch2/catch.hpp>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
 
 #include <fstream>
 #include <memory>
@@ -756,6 +760,117 @@ TEST_CASE("judge: second key authority may satisfy", "[policy][judge]") {
   KeyPair c = generate_key("P-256");
   auto none = judge(p, kDigestA, {sig_for(c, kDigestA)});
   CHECK(none.message == "1 signature found, it does not verify with key authorities 'a', 'b'");
+}
+
+namespace {
+// An RSA public key with a modulus of `bits` bits (not a product of primes: a public key is
+// never checked for that, and generating a 16384-bit key takes minutes).
+crypto::PublicKey rsa_public_key(int bits) {
+  std::string n(static_cast<size_t>(bits / 8), '\x5a');
+  n.front() = '\xc3';
+  n.back() = '\x01';
+  std::unique_ptr<BIGNUM, decltype(&BN_free)> bn(
+      BN_bin2bn(reinterpret_cast<const unsigned char*>(n.data()), static_cast<int>(n.size()),
+                nullptr),
+      BN_free);
+  std::unique_ptr<BIGNUM, decltype(&BN_free)> e(BN_new(), BN_free);
+  BN_set_word(e.get(), 65537);
+  std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld(OSSL_PARAM_BLD_new(),
+                                                                      OSSL_PARAM_BLD_free);
+  OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn.get());
+  OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get());
+  std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(OSSL_PARAM_BLD_to_param(bld.get()),
+                                                                 OSSL_PARAM_free);
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr), EVP_PKEY_CTX_free);
+  EVP_PKEY* raw = nullptr;
+  REQUIRE(EVP_PKEY_fromdata_init(ctx.get()) == 1);
+  REQUIRE(EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) == 1);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(raw, EVP_PKEY_free);
+  unsigned char* der = nullptr;
+  const int len = i2d_PUBKEY(pkey.get(), &der);
+  REQUIRE(len > 0);
+  std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  auto key = crypto::PublicKey::from_der(spki);
+  INFO((key ? std::string() : key.error().message));
+  REQUIRE(key.ok());
+  return *key;
+}
+}  // namespace
+
+TEST_CASE("check_cost prices a check by what verifying it costs", "[policy][judge]") {
+  Authority a;
+  a.kind = Authority::Kind::key;
+  a.key = crypto::PublicKey::from_pem(generate_key("P-256").public_pem()).value();
+  CHECK(check_cost(a) == 1);
+  a.key = crypto::PublicKey::from_pem(generate_key("P-384").public_pem()).value();
+  CHECK(check_cost(a) == 8);
+  a.key = rsa_public_key(4096);
+  CHECK(a.key->bits() == 4096);
+  CHECK(check_cost(a) == 1);
+  a.key = rsa_public_key(8192);
+  CHECK(check_cost(a) == 4);
+  a.key = rsa_public_key(16384);
+  CHECK(a.key->bits() == 16384);
+  CHECK(check_cost(a) == 16);
+  Authority keyless;
+  keyless.kind = Authority::Kind::keyless;
+  CHECK(check_cost(keyless) == 20);
+}
+
+TEST_CASE("judge: a check budget and a deadline bound the work", "[policy][judge]") {
+  KeyPair release = generate_key("P-256");
+  KeyPair other = generate_key("P-256");
+  Policy p = one_policy(key_policy_yaml(release.public_pem()));
+  // Five signatures by another key, then the good one: six checks to pass.
+  std::vector<crypto::Signature> sigs(5, sig_for(other, kDigestA));
+  sigs.push_back(sig_for(release, kDigestA));
+  const Evidence evidence = evidence_from_legacy(sigs);
+  const EvidenceFor all = [&](const Authority&) { return &evidence; };
+
+  SECTION("enough budget: the same as without one") {
+    sigil::WorkBudget budget(6);
+    auto r = judge(p, kDigestA, all, JudgeLimits{&budget, {}});
+    CHECK(r.satisfied);
+    CHECK(budget.spent() == 6);
+  }
+  SECTION("a spent budget stops judging, never a pass and never a judgement") {
+    sigil::WorkBudget budget(5);
+    auto r = judge(p, kDigestA, all, JudgeLimits{&budget, {}});
+    CHECK(refused(r, Unmet::check_budget));
+    CHECK(budget.spent() == 5);
+    CHECK(r.message ==
+          "stopped checking signatures: the admission's budget of 5 check units is spent (5 "
+          "signature checks under this policy; too many policies, authorities or signatures for "
+          "one admission)");
+  }
+  SECTION("the budget is the admission's: what another image spent is gone") {
+    sigil::WorkBudget budget(8);
+    REQUIRE(budget.try_spend(3));
+    CHECK(refused(judge(p, kDigestA, all, JudgeLimits{&budget, {}}), Unmet::check_budget));
+  }
+  SECTION("past the deadline no check runs") {
+    sigil::WorkBudget budget(100);
+    int asked = 0;
+    auto r = judge(p, kDigestA, all, JudgeLimits{&budget, [&] { return ++asked > 2; }});
+    CHECK(refused(r, Unmet::out_of_time));
+    CHECK(budget.spent() == 2);
+    CHECK(r.message ==
+          "the webhook deadline passed while checking signatures (2 signature checks under this "
+          "policy)");
+  }
+  SECTION("a static fail authority is still the reason") {
+    const std::string yaml =
+        "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: s}\n"
+        "spec:\n  images: [{glob: '**'}]\n  authorities:\n"
+        "  - {name: no, static: {action: fail}}\n"
+        "  - name: k\n    key:\n      data: |\n" +
+        indent(release.public_pem(), 8);
+    sigil::WorkBudget budget(1);
+    CHECK(refused(judge(one_policy(yaml), kDigestA, all, JudgeLimits{&budget, {}}),
+                  Unmet::static_fail));
+  }
 }
 
 TEST_CASE("key_policy for sigil verify --key", "[policy]") {

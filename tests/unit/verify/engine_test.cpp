@@ -1089,6 +1089,36 @@ TEST_CASE("past the process byte budget every image is denied, then admitted whe
         verify::Outcome::allowed);
 }
 
+TEST_CASE("an admission's signature checks are capped: denied BUDGET_EXCEEDED, not cached") {
+  // Policies x authorities x signatures is the work one image asks for; a registry chooses the
+  // signatures and a tenant the policies. Four signatures for other images come before the good
+  // one here: five checks to pass.
+  Fixture f;
+  const std::string payload = payload_for(f.digest);
+  std::vector<std::pair<std::string, std::string>> layers;
+  for (const char* digest : {"b", "c", "d", "e"}) {  // another image's: each layer distinct
+    const std::string elsewhere = payload_for(fake_digest(digest[0]));
+    layers.emplace_back(elsewhere, sign(f.key, elsewhere));
+  }
+  layers.emplace_back(payload, sign(f.key, payload));
+  f.reg.attach("team/app", f.digest, layers);
+  verify::EngineOptions o;
+  o.max_admission_checks = 4;
+  verify::Engine engine(f.reg, f.clock, o);
+  auto v = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem));
+  INFO(verify::message(v));
+  CHECK(v.outcome == verify::Outcome::denied);
+  CHECK(v.reason == verify::Reason::budget_exceeded);
+  CHECK(verify::message(v).find("budget of 4 check units") != std::string::npos);
+  // The admission's own budget (Context::checks) is what is spent, and the denial was not
+  // remembered: with budget left the same image is admitted.
+  verify::Context ctx;
+  ctx.checks = std::make_shared<sigil::WorkBudget>(5);
+  auto again = run(engine, "reg.test/team/app:v1", policies_for(f.key.pub_pem), 5s, ctx);
+  CHECK(again.outcome == verify::Outcome::allowed);
+  CHECK(ctx.checks->spent() == 5);
+}
+
 TEST_CASE("registries pods name cannot take the operator's share of the process budget") {
   // A registry anyone can name stalls every read: each image on it holds what its reads were
   // charged until the deadline. However many such admissions, the operator's registry (reg.test
