@@ -115,7 +115,7 @@ std::optional<HttpReply> answer_without_pinning(std::string_view body,
     std::string line = "mutation uid=";
     append_log_value(line, uid.empty() ? "?" : uid);
     line += ": AdmissionReview not decoded, nothing patched: ";
-    line += truncate_politely(decoded.error().message, 200);
+    line += printable(decoded.error().message, 200);  // a decoded key or value may be in it
     spdlog::warn(line);
     if (uid.empty()) {
       nlohmann::json j;

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "admission/admission.hpp"
+#include "common/encoding.hpp"
 #include "common/json_text.hpp"
 
 namespace sigil::server {
@@ -283,13 +284,36 @@ void log_decision(const admission::Request& req, std::string_view decision,
 
 // The start of handle() and answer_now(): the reply to a review that does not decode or that
 // runs nothing sigil judges; nullopt when its images must be verified.
-std::optional<HttpReply> answer_without_verifying(const Result<admission::Request>& decoded,
+std::optional<HttpReply> answer_without_verifying(std::string_view body,
+                                                  const Result<admission::Request>& decoded,
                                                   std::chrono::steady_clock::time_point start) {
   if (!decoded) {
-    spdlog::warn("admission rejected: malformed AdmissionReview: {}",
-                 truncate_politely(decoded.error().message, 200));
-    return HttpReply{400, "application/json",
-                     json_error("malformed AdmissionReview: " + decoded.error().message)};
+    // A review past sigil's caps (more than 1000 containers, nesting, a repeated key) whose uid
+    // can be read is denied with a 200: an HTTP error would leave the decision to the
+    // webhook's failurePolicy, and with `Ignore` admit a Pod nobody judged. Only a body that is
+    // no review at all gets a 400.
+    const std::string uid = admission::review_uid(body);
+    std::string line = "admission uid=";
+    append_log_value(line, uid.empty() ? "?" : uid);
+    line += uid.empty() ? " rejected (HTTP 400)" : " decision=denied reasons=INVALID_REVIEW";
+    line += ": malformed AdmissionReview: ";
+    line += printable(decoded.error().message, 200);  // a decoded key or value may be in it
+    spdlog::warn(line);
+    if (uid.empty()) {
+      return HttpReply{400, "application/json",
+                       json_error("malformed AdmissionReview: " + decoded.error().message)};
+    }
+    admission::Response resp;
+    resp.uid = uid;
+    resp.allowed = false;
+    resp.code = 400;
+    resp.reason = std::string(verify::name(Reason::invalid_review));
+    resp.message = "sigil cannot read this AdmissionReview, so none of its images is judged: " +
+                   printable(decoded.error().message, 300);
+    resp.audit_annotations["images"] = "INVALID_REVIEW";
+    HttpReply reply = ok_json(admission::encode_response(resp));
+    reply.result = AdmissionResult::denied;
+    return reply;
   }
   const admission::Request& req = *decoded;
   const char* why = nullptr;
@@ -542,7 +566,7 @@ asio::awaitable<HttpReply> Validator::handle(std::string_view body, Deadline dea
                                              AnswerOnce* once) const {
   const auto start = std::chrono::steady_clock::now();
   auto decoded = admission::decode_review(body);
-  if (auto early = answer_without_verifying(decoded, start)) co_return std::move(*early);
+  if (auto early = answer_without_verifying(body, decoded, start)) co_return std::move(*early);
   const admission::Request& req = *decoded;
   const std::vector<std::string> images = distinct_images(req);
   const std::vector<char> pod_images = pod_images_of(req, images);
@@ -561,7 +585,7 @@ std::optional<HttpReply> Validator::answer_now(std::string_view body) const {
   const auto start = std::chrono::steady_clock::now();
   try {
     auto decoded = admission::decode_review(body);
-    if (auto early = answer_without_verifying(decoded, start)) return early;
+    if (auto early = answer_without_verifying(body, decoded, start)) return early;
     const admission::Request& req = *decoded;
     const std::vector<std::string> images = distinct_images(req);
     const std::vector<char> pod_images = pod_images_of(req, images);

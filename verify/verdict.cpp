@@ -56,6 +56,8 @@ std::string_view name(Reason r) noexcept {
       return "NO_AUTHORITY";
     case Reason::invalid_image:
       return "INVALID_IMAGE";
+    case Reason::invalid_review:
+      return "INVALID_REVIEW";
     case Reason::no_matching_policy:
       return "NO_MATCHING_POLICY";
     case Reason::digest_required:
@@ -120,6 +122,7 @@ bool is_transient(Reason r) noexcept {
     case Reason::static_fail:
     case Reason::no_authority:
     case Reason::invalid_image:
+    case Reason::invalid_review:
     case Reason::no_matching_policy:
     case Reason::digest_required:
     case Reason::not_pinned:
@@ -147,6 +150,8 @@ int severity(Reason r) noexcept {
       return 90;
     case Reason::policy_unavailable:
       return 80;
+    case Reason::invalid_review:
+      return 76;
     case Reason::invalid_image:
       return 75;
     case Reason::static_fail:

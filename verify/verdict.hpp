@@ -47,6 +47,7 @@ enum class Reason : uint8_t {
 
   // About the reference and the policy set.
   invalid_image,       // INVALID_IMAGE: the reference does not parse, or its digest is not sha256
+  invalid_review,      // INVALID_REVIEW: the AdmissionReview cannot be read (over sigil's caps)
   no_matching_policy,  // NO_MATCHING_POLICY: no ClusterImagePolicy matches (no-match setting)
   digest_required,     // DIGEST_REQUIRED: referenced by tag, and a policy requires a digest
   not_pinned,  // NOT_PINNED: a Pod's new image by tag, with pinning on: /mutate did not pin it
@@ -81,6 +82,7 @@ inline constexpr Reason kAllReasons[] = {
     Reason::static_fail,
     Reason::no_authority,
     Reason::invalid_image,
+    Reason::invalid_review,
     Reason::no_matching_policy,
     Reason::digest_required,
     Reason::not_pinned,

@@ -169,6 +169,45 @@ TEST_CASE("malformed reviews get 400 naming the problem", "[validator]") {
   CHECK(fake.calls == 0);
 }
 
+TEST_CASE("a review past sigil's caps is denied with a 200, never left to failurePolicy",
+          "[validator]") {
+  // An HTTP error leaves the decision to the webhook's failurePolicy: with `Ignore`, a Pod of
+  // 1000 signed init containers and one unsigned container would run unjudged.
+  sigil::test::LogCapture capture;
+  std::vector<std::string> images(1000, "r/signed@sha256:" + std::string(64, 'a'));
+  auto j = json::parse(pod_with_images(images, "uid-many"));
+  auto& spec = j["request"]["object"]["spec"];
+  spec["initContainers"] = spec["containers"];
+  spec["containers"] =
+      json::array({{{"name", "x\nadmission uid=f decision=allowed"}, {"image", "quay.io/evil:1"}}});
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  v.set_now(fake.now_fn());
+  const auto check = [&](const HttpReply& r) {
+    const json resp = response_of(r);
+    CHECK(resp["uid"] == "uid-many");
+    CHECK(resp["allowed"] == false);
+    CHECK(resp["status"]["code"] == 400);
+    CHECK(resp["status"]["reason"] == "INVALID_REVIEW");
+    CHECK_THAT(std::string(resp["status"]["message"]),
+               Catch::Contains("cannot read this AdmissionReview") &&
+                   Catch::Contains("more than 1000 containers"));
+  };
+  check(run(v, j.dump()));
+  const auto now = v.answer_now(j.dump());
+  REQUIRE(now.has_value());
+  check(*now);
+  CHECK(fake.calls == 0);
+  // A decode error may quote what it refused: still one line.
+  auto bad_op = json::parse(pod_with_images({"r/a:1"}, "uid-op"));
+  bad_op["request"]["operation"] = "X\nadmission uid=forged decision=allowed";
+  CHECK(response_of(run(v, bad_op.dump()))["status"]["reason"] == "INVALID_REVIEW");
+  const std::string log = capture.text();
+  INFO(log);
+  CHECK(std::count(log.begin(), log.end(), '\n') == 3);  // one line each, nothing forged
+  CHECK(log.find("\nadmission uid=forged") == std::string::npos);
+}
+
 TEST_CASE("images are verified concurrently", "[validator]") {
   FakeVerifier fake;
   Validator v(fake.fn());
