@@ -6,6 +6,8 @@
 #include <optional>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 namespace sigil::app {
 
 namespace {
@@ -92,6 +94,33 @@ std::string origin_of(const ClusterObject& obj) {
   return std::string(kind_name(obj.kind)) + " " + obj.key();
 }
 
+}  // namespace
+
+std::string object_document(const std::string& json) {
+  try {
+    const auto j = nlohmann::json::parse(json);
+    if (!j.is_object()) return json;
+    nlohmann::json doc = nlohmann::json::object();
+    for (const char* k : {"apiVersion", "kind", "spec"}) {
+      if (auto it = j.find(k); it != j.end()) doc[k] = *it;
+    }
+    if (auto meta = j.find("metadata"); meta != j.end() && meta->is_object()) {
+      nlohmann::json m = nlohmann::json::object();
+      for (const char* k : {"name", "namespace", "uid", "resourceVersion", "generation"}) {
+        if (auto it = meta->find(k); it != meta->end()) m[k] = *it;
+      }
+      doc["metadata"] = std::move(m);
+    } else if (meta != j.end()) {
+      doc["metadata"] = *meta;  // the parser names the problem
+    }
+    return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  } catch (const std::exception&) {
+    return json;
+  }
+}
+
+namespace {
+
 // obj parsed: from the cache when it holds this uid and generation, else parsed now.
 const Result<policy::Documents>& parsed_docs(const ParseCache& parsed, const ClusterObject& obj,
                                              std::optional<Result<policy::Documents>>& scratch) {
@@ -99,7 +128,7 @@ const Result<policy::Documents>& parsed_docs(const ParseCache& parsed, const Clu
   if (it != parsed.end() && it->second.uid == obj.uid && it->second.generation == obj.generation) {
     return it->second.docs;
   }
-  scratch = policy::parse_documents(obj.json, origin_of(obj));
+  scratch = policy::parse_documents(object_document(obj.json), origin_of(obj));
   return *scratch;
 }
 
@@ -153,8 +182,9 @@ ParseCache parse_objects(const ClusterInputs& inputs, const ParseCache& previous
         out.insert(*it);
         continue;
       }
-      out.insert_or_assign(key, ParsedObject{obj.uid, obj.generation,
-                                             policy::parse_documents(obj.json, origin_of(obj))});
+      out.insert_or_assign(
+          key, ParsedObject{obj.uid, obj.generation,
+                            policy::parse_documents(object_document(obj.json), origin_of(obj))});
     }
   }
   return out;
@@ -407,7 +437,7 @@ ClusterCompile compile_cluster(const ClusterInputs& in, const ParseCache& parsed
       if (!scope && revoked) scope = std::move(revoked);
       if (!scope && d.ok() == false) {
         // The whole document was refused: maybe its globs can still be read.
-        auto sc = policy::parse_policy_scope(obj.json, origin);
+        auto sc = policy::parse_policy_scope(object_document(obj.json), origin);
         if (sc.ok()) {
           scope = std::move(*sc);
         } else {

@@ -32,6 +32,19 @@ namespace sigil::app {
 enum class ObjectKind { cluster_image_policy, image_policy, trust_root };
 const char* kind_name(ObjectKind kind) noexcept;  // "ClusterImagePolicy", ...
 
+// An object as the API server stores it (JSON) -> the document its policy or TrustRoot is
+// parsed from: apiVersion, kind, metadata's name, namespace, uid, resourceVersion and
+// generation, and spec. What others write is left out (annotations, labels, managedFields,
+// status: a tenant's tooling, the API server, other controllers): it must neither push the
+// document past the parser's size cap, which would leave the policy nothing to match (rule 4
+// below) on a replica that parses it afresh, nor cost the parser. The object's own JSON when it
+// is not a JSON object (the parser then says why).
+std::string object_document(const std::string& json);
+// /validate-policy refuses an object whose document is larger: the YAML parser takes about 200
+// times a document's size in memory and runs on a server thread. Objects stored before this cap
+// are still compiled up to the parser's own (1 MiB), so none drops out on an upgrade.
+inline constexpr size_t kMaxAppliedDocument = 256u << 10;
+
 // One custom resource as listed from the API server.
 struct ClusterObject {
   ObjectKind kind = ObjectKind::cluster_image_policy;

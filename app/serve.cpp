@@ -25,6 +25,7 @@
 #include "app/azure_glue.hpp"
 #include "app/cluster.hpp"
 #include "app/commands_detail.hpp"
+#include "app/compile_cluster.hpp"
 #include "app/config.hpp"
 #include "app/events.hpp"
 #include "app/metrics.hpp"
@@ -247,7 +248,13 @@ int detail::run_serve(Settings s) {
   if (cluster) sopts.ready = [&cluster] { return cluster->ready(); };
   // kubectl apply of a broken policy fails with the field named, before the watch sees it.
   sopts.check_policy = [](const std::string& kind, const std::string& object_json) {
-    auto docs = policy::parse_documents(object_json, kind);
+    const std::string doc = object_document(object_json);
+    if (doc.size() > kMaxAppliedDocument) {
+      return kind + ": its apiVersion, kind, metadata and spec take " + std::to_string(doc.size()) +
+             " bytes, more than sigil accepts (" + std::to_string(kMaxAppliedDocument) +
+             "); a policy holds keys and identities, not data";
+    }
+    auto docs = policy::parse_documents(doc, kind);
     return docs.ok() ? std::string() : docs.error().message;
   };
   sopts.mutator = &webhook.mutator();

@@ -1215,6 +1215,15 @@ class KubePolicyTest(KubeCase):
                         fixture.public_pem(fixture.generate_key("p256"))), False,
              "spec.sigstoreKeys.certificateAuthorities[0].certChain"),
         ]
+        # What others write (annotations, managedFields, status) is not parsed, nor counted
+        # against the document cap; a spec past it (256 KiB) is refused.
+        noted = cip("vp-annotated", [W.glob("vp/**")], [ka])
+        noted["metadata"]["annotations"] = {"tooling.example/notes": "n" * (1536 << 10)}
+        cases.append((noted, True, None))
+        cases.append((cip("vp-huge", [W.glob("vp/**")],
+                          [{"name": "no", "static": {"action": "fail",
+                                                     "message": "m" * (300 << 10)}}]),
+                      False, "more than sigil accepts"))
         for obj, ok, field in cases:
             with self.subTest(name=obj["metadata"]["name"]):
                 doc = policy_review(obj)

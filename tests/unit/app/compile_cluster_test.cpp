@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "app/compile_cluster.hpp"
 #include "common/encoding.hpp"
 #include "policy/policy.hpp"
@@ -337,6 +339,56 @@ TEST_CASE("an object whose globs cannot be read has nothing to match: Invalid",
   CHECK(st.message.rfind("spec.images[0].glob: invalid glob", 0) == 0);
   CHECK(st.message.find("its images cannot be read") != std::string::npos);
   CHECK(c.invalid == 1);
+}
+
+TEST_CASE("what others write on an object never pushes its policy out: only spec is parsed",
+          "[app][compile_cluster]") {
+  // Another controller's status conditions, managedFields and a tenant's annotations can make
+  // a stored object far larger than its spec. Parsed whole, past the parser's 1 MiB cap, a
+  // replica that parsed it afresh had nothing to match (rule 4): a pod another replica denied
+  // was admitted here.
+  nlohmann::json obj = {
+      {"apiVersion", "sigil.dev/v1alpha1"},
+      {"kind", "ClusterImagePolicy"},
+      {"metadata",
+       {{"name", "prod"},
+        {"uid", "uid-prod"},
+        {"generation", 2},
+        {"annotations", {{"tooling.example/notes", std::string(600 << 10, 'n')}}},
+        {"managedFields", nlohmann::json::array({{{"manager", "kubectl"}}})}}},
+      {"spec",
+       {{"images", nlohmann::json::array({{{"glob", "reg.test/prod/**"}}})},
+        {"authorities",
+         nlohmann::json::array({{{"name", "release"}, {"key", {{"data", pem_a()}}}}})}}},
+      {"status",
+       {{"conditions",
+         nlohmann::json::array({{{"type", "Other"}, {"message", std::string(600 << 10, 'c')}}})}}}};
+  ClusterObject o;
+  o.kind = ObjectKind::cluster_image_policy;
+  o.name = "prod";
+  o.uid = "uid-prod";
+  o.generation = 2;
+  o.json = obj.dump();
+  REQUIRE(o.json.size() > (1u << 20));
+  ClusterInputs in;
+  in.policies = {o};
+  auto c = compile_cluster(in, {}, options());
+  REQUIRE(c.policy_statuses.size() == 1);
+  INFO(c.policy_statuses[0].message);
+  CHECK(c.policy_statuses[0].outcome == ObjectOutcome::compiled);
+  auto r = judge_all(c, "reg.test/prod/app:v1");
+  REQUIRE(r.size() == 1);
+  CHECK(r[0].unmet == policy::Unmet::not_signed);
+
+  const std::string doc = object_document(o.json);
+  CHECK(doc.size() < 1024);
+  const auto kept = nlohmann::json::parse(doc);
+  CHECK(kept["metadata"] ==
+        nlohmann::json({{"name", "prod"}, {"uid", "uid-prod"}, {"generation", 2}}));
+  CHECK_FALSE(kept.contains("status"));
+  CHECK(kept["spec"] == obj["spec"]);
+  // Not JSON (a --policy file's YAML): as it is, for the parser to read or refuse.
+  CHECK(object_document("kind: x\n") == "kind: x\n");
 }
 
 TEST_CASE("the last good generation stays in force when a new one breaks",
