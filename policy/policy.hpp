@@ -50,6 +50,8 @@ class Glob {
  public:
   static Result<Glob> compile(std::string_view pattern);
   bool matches(const oci::Reference& image) const;
+  // Whether the glob matches this one spelling, exactly as given (matches() tries them all).
+  bool matches_spelling(std::string_view name) const;
   const std::string& pattern() const noexcept { return pattern_; }
   // The pattern after policy-controller's rewrites ("*" -> "index.docker.io/library/*").
   const std::string& normalized() const noexcept { return normalized_; }
@@ -58,10 +60,12 @@ class Glob {
   // or it names none (a bare "nginx", "**"). Whoever wrote the glob chose that host.
   std::string literal_registry() const;
 
+  struct Program;  // glob.cpp: the compiled matcher
+
  private:
   std::string pattern_;
   std::string normalized_;
-  std::shared_ptr<const re2::RE2> re_;
+  std::shared_ptr<const Program> program_;
 };
 
 // One accepted keyless identity (policy-controller `keyless.identities[]`): the issuer is
