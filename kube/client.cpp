@@ -335,23 +335,35 @@ awaitable<Result<ObjectList>> Client::list(Resource resource, std::string ns, Li
       ListOptions page = options;
       page.continue_token.clear();
       size_t total = 0;
-      for (bool first = true;; first = false) {
+      bool first = true;
+      for (;;) {
         unsigned status = 0;
         size_t bytes = 0;
         auto r = co_await impl->list_page(*path, page, deadline, status, bytes);
+        if (!r && r.error().code == Errc::too_large && status == 0 && page.limit != 1) {
+          // A page past max_response: large objects (up to etcd's 1.5 MiB each, a tenant's
+          // ImagePolicies) make a page of `limit` too big to read. The same page again, in
+          // pages of a quarter the size, down to one object each.
+          page.limit = page.limit > 1 ? std::max<int64_t>(1, page.limit / 4) : 16;
+          spdlog::info("kube: a page of the list of {} was too large; asking for {} at a time",
+                       resource.display(), page.limit);
+          continue;
+        }
         if (!r) {
           // An expired continue token (410) restarts the list from the top, once.
           if (!first && status == 410 && round == 0) break;
           co_return r.error();
         }
-        // Each page is capped; so is their sum, or a server that never stops sending continue
-        // tokens (or a collection far larger than sigil's) would grow the list without end.
-        total += bytes;
+        // Each page is capped; so is what the list keeps of them all (managedFields and
+        // annotations are not kept: kube/object.hpp), or a server that never stops sending
+        // continue tokens (or a collection far larger than sigil's) would grow it without end.
+        for (const auto& o : r->items) total += o.json.size();
         if (total > impl->opts.max_list)
           co_return make_error(Errc::too_large, "LIST " + *path + ": more than " +
                                                     std::to_string(impl->opts.max_list) +
                                                     " bytes over its pages");
         if (first) all.resource_version = std::move(r->resource_version);
+        first = false;
         for (auto& o : r->items) all.items.push_back(std::move(o));
         if (r->continue_token.empty()) co_return all;
         page.continue_token = std::move(r->continue_token);

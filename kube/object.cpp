@@ -204,7 +204,19 @@ Result<Object> object_from_json(const json& j, const std::string& where, bool al
   Object o;
   o.meta = std::move(*meta);
   try {
-    o.json = j.dump(-1, ' ', false, json::error_handler_t::replace);
+    json kept = json::object();
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (it.key() != "metadata" || !it->is_object()) {
+        kept[it.key()] = *it;
+        continue;
+      }
+      json m = json::object();
+      for (auto f = it->begin(); f != it->end(); ++f) {
+        if (f.key() != "managedFields" && f.key() != "annotations") m[f.key()] = *f;
+      }
+      kept["metadata"] = std::move(m);
+    }
+    o.json = kept.dump(-1, ' ', false, json::error_handler_t::replace);
   } catch (const std::exception&) {
     return perr(where + ": cannot be serialized");
   }

@@ -68,7 +68,10 @@ struct ObjectMeta {
 
 struct Object {
   ObjectMeta meta;
-  std::string json;  // the whole object as compact JSON text
+  // The object as compact JSON text, without metadata.managedFields and metadata.annotations:
+  // sigil reads neither, and they are often most of an object's bytes (the last-applied
+  // configuration, a tenant's tooling), which the store would keep for as long as the object.
+  std::string json;
 };
 
 struct ObjectList {
