@@ -517,7 +517,9 @@ HttpReply Validator::finish(const admission::Request& req, const std::vector<std
     entry.reserve(outcome.size() + reason.size() + v.digest.size() + 2);
     entry += outcome;
     if (!reason.empty()) entry.append(" ").append(reason);
-    if (!v.digest.empty()) entry.append(" ").append(v.digest);
+    // A digest read with sigil's own credentials is withheld here too: the reply goes to
+    // whoever posted the review.
+    if (!v.digest.empty() && !v.withheld) entry.append(" ").append(v.digest);
     summary.emplace_back(images[i], std::move(entry));
     if (v.outcome == Outcome::denied) {
       deny_lines.push_back(verify::message(v));

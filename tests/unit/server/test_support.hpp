@@ -59,7 +59,7 @@ struct FakeVerifier {
   std::atomic<int> now_calls{0};
   std::optional<verify::Verdict> now(const std::string& image);
   server::VerifyNow now_fn();
-  // The verdict fields operator() and now() set from the image's name.
+  // The verdict fields operator() and now() set from the image's name ("private": withheld).
   static void verdict_for(const std::string& image, verify::Verdict& v);
 };
 

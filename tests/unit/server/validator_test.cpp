@@ -569,6 +569,16 @@ TEST_CASE("the images audit annotation is JSON with every key and value escaped"
   CHECK(audit_images_json(several) == expected.dump());
 }
 
+TEST_CASE("a withheld verdict's digest is not in the audit annotation", "[validator]") {
+  FakeVerifier fake;
+  Validator v(fake.fn());
+  const json resp =
+      response_of(run(v, pod_with_images({"reg.example/private-bad:1", "reg.example/good:1"})));
+  const json images = json::parse(std::string(resp["auditAnnotations"]["images"]));
+  CHECK(images["reg.example/private-bad:1"] == "denied NOT_SIGNED");
+  CHECK(images["reg.example/good:1"] == "allowed sha256:" + std::string(64, 'a'));
+}
+
 TEST_CASE("answer_now gives the reply handle() gives, byte for byte", "[validator]") {
   FakeVerifier fake;
   Validator v(fake.fn());
