@@ -17,6 +17,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -500,7 +501,13 @@ struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
     for (;;) {
       auto [ec, socket] = co_await self->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
       if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) co_return;
-      if (ec) continue;
+      if (ec) {
+        // EMFILE and friends: accept() fails at once, again and again; wait instead of
+        // spinning a core.
+        asio::steady_timer wait(self->acceptor.get_executor(), std::chrono::milliseconds(50));
+        co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+        continue;
+      }
       if (self->open.load() >= kMaxConnections) continue;  // closed as it goes out of scope
       ++self->open;
       auto ex = asio::make_strand(self->acceptor.get_executor());

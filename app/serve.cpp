@@ -3,6 +3,7 @@
 // metrics, Events and the self-managed certificate; then signals (SIGHUP reload, SIGTERM lame
 // duck and drain) and the io_context on N threads. Flags are bound in commands.cpp.
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -45,6 +46,31 @@ namespace sigil::app {
 namespace asio = boost::asio;
 
 namespace {
+
+// The file descriptors sigil may open: the soft limit raised to the hard one first (as Go's
+// runtime does; many container runtimes leave the soft limit at 1024). 0 when unknown.
+uint64_t raise_fd_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  return lim.rlim_cur == RLIM_INFINITY ? 0 : static_cast<uint64_t>(lim.rlim_cur);
+}
+
+// Inbound connections the descriptors can hold beside the outbound pool (net::ClientOptions:
+// 1024 idle) and files: the configured cap, or, when the limit is lower than all of them
+// together, half of what is left after 64 (at least 16). Past the limit accept() fails with
+// EMFILE, and then no connection is evicted to make room: a flood of idle connections would
+// shut the API server out below the cap that evicts them.
+size_t inbound_connections(size_t configured, uint64_t fd_limit) {
+  constexpr uint64_t kOutbound = 1024 + 256;
+  if (fd_limit == 0 || fd_limit >= configured + kOutbound) return configured;
+  const uint64_t half = fd_limit > 64 ? (fd_limit - 64) / 2 : 0;
+  return static_cast<size_t>(std::min<uint64_t>(configured, std::max<uint64_t>(16, half)));
+}
 
 asio::awaitable<void> read_kms_key_ahead(std::shared_ptr<verify::KeyResolver> keys,
                                          std::string uri) {
@@ -237,7 +263,15 @@ int detail::run_serve(Settings s) {
   sopts.default_timeout = s.timeout;
   sopts.max_body = s.server.max_body;
   sopts.body_budget = s.server.body_budget;
-  sopts.max_connections = s.server.max_connections;
+  const uint64_t fd_limit = raise_fd_limit();
+  sopts.max_connections = inbound_connections(s.server.max_connections, fd_limit);
+  if (sopts.max_connections < s.server.max_connections) {
+    spdlog::warn(
+        "server.maxConnections lowered from {} to {}: the file descriptor limit is {}, too few "
+        "for that many connections beside the outbound ones (raise the hard limit, "
+        "RLIMIT_NOFILE, of the container)",
+        s.server.max_connections, sopts.max_connections, fd_limit);
+  }
   sopts.max_connections_per_peer = s.server.max_connections_per_peer;
   sopts.read_timeout = s.server.read_timeout;
   sopts.idle_timeout = s.server.idle_timeout;

@@ -47,7 +47,7 @@ ConnectionTable::Admission ConnectionTable::admit(const std::string& peer, Clock
   if (out.at_peer_cap || out.at_global_cap) {
     // The peer's own idlest first: a flood from one address pushes out only its own
     // connections. At the global cap alone, the idlest of anyone.
-    auto victim = idlest(out.at_peer_cap ? &peer : nullptr);
+    auto victim = idlest(out.at_peer_cap ? &peer : nullptr, now);
     if (!victim) {
       ++refusals_;
       if (mine == 0) per_peer_.erase(peer);
@@ -65,23 +65,29 @@ ConnectionTable::Admission ConnectionTable::admit(const std::string& peer, Clock
   }
   out.admitted = true;
   out.id = next_id_++;
-  entries_.emplace(out.id, Entry{peer, false, false, now});
+  entries_.emplace(out.id, Entry{peer, false, false, false, now});
   ++per_peer_[peer];
   ++live_;
   return out;
 }
 
-std::optional<ConnectionTable::Id> ConnectionTable::idlest(const std::string* peer) const {
-  std::optional<Id> best;
-  Clock::time_point best_since{};
+std::optional<ConnectionTable::Id> ConnectionTable::idlest(const std::string* peer,
+                                                           Clock::time_point now) const {
+  std::optional<Id> best, stalled;
+  Clock::time_point best_since{}, stalled_since{};
   for (const auto& [id, e] : entries_) {
     if (e.busy || e.evicting || (peer && e.peer != *peer)) continue;
-    if (!best || e.since < best_since) {
+    if (e.reading) {
+      if (now - e.since >= limits_.stalled_body && (!stalled || e.since < stalled_since)) {
+        stalled = id;
+        stalled_since = e.since;
+      }
+    } else if (!best || e.since < best_since) {
       best = id;
       best_since = e.since;
     }
   }
-  return best;
+  return best ? best : stalled;
 }
 
 void ConnectionTable::set_busy(Id id, bool busy, Clock::time_point now) {
@@ -89,6 +95,16 @@ void ConnectionTable::set_busy(Id id, bool busy, Clock::time_point now) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   it->second.busy = busy;
+  it->second.reading = false;
+  it->second.since = now;
+}
+
+void ConnectionTable::set_reading(Id id, Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  it->second.busy = false;
+  it->second.reading = true;
   it->second.since = now;
 }
 

@@ -81,6 +81,10 @@ class BodyReservation {
 struct ConnectionLimits {
   size_t max_connections = 2048;
   size_t max_per_peer = 512;
+  // A connection whose request body has been arriving for this long may be evicted like an
+  // idle one (after every idle one): otherwise bodies withheld from a few addresses fill the
+  // caps with connections nothing can close, and the API server's are refused.
+  std::chrono::milliseconds stalled_body{500};
 };
 
 class ConnectionTable {
@@ -103,6 +107,8 @@ class ConnectionTable {
   // The connection started (true) or finished (false) handling a request; an idle connection's
   // idleness counts from the last change.
   void set_busy(Id id, bool busy, Clock::time_point now);
+  // The connection has a request's header and is reading its body (then set_busy(true)).
+  void set_reading(Id id, Clock::time_point now);
   // The connection is gone. (An evicted one stops counting when it is picked: it closes at
   // once when idle, or right after the response it was already working on.)
   void remove(Id id);
@@ -117,11 +123,13 @@ class ConnectionTable {
   struct Entry {
     std::string peer;
     bool busy = false;
+    bool reading = false;  // a body, since `since`
     bool evicting = false;
     Clock::time_point since;
   };
-  // Idlest idle entry not already being evicted, of peer (or of anyone when peer is null).
-  std::optional<Id> idlest(const std::string* peer) const;
+  // Idlest idle entry not already being evicted, of peer (or of anyone when peer is null); when
+  // none, the one whose body has been arriving longest, past stalled_body.
+  std::optional<Id> idlest(const std::string* peer, Clock::time_point now) const;
 
   const ConnectionLimits limits_;
   mutable std::mutex mu_;

@@ -131,7 +131,8 @@ Server::Impl::Impl(asio::io_context& io, ServerOptions o, Validator& v)
             opts.external_certificate ? std::string() : opts.key_file, opts.cert_check_interval),
       acceptor(asio::make_strand(io)),
       grace_timer(acceptor.get_executor()),
-      table(ConnectionLimits{opts.max_connections, opts.max_connections_per_peer}),
+      table(
+          ConnectionLimits{opts.max_connections, opts.max_connections_per_peer, opts.stalled_body}),
       budget(opts.body_budget, kSmallBody, opts.body_budget / 4),
       router(routes()) {}
 
@@ -273,7 +274,10 @@ void Server::Impl::evict(uint64_t id) {
     auto c = weak.lock();
     if (!c) return;
     c->evicted = true;
-    if (!c->busy && c->stream) beast::get_lowest_layer(*c->stream).cancel();
+    // Idle, or withholding its body past stalled_body (ConnectionTable::idlest): closed now.
+    // One handling a request closes after its answer.
+    const bool reading = c->body_since.load(std::memory_order_relaxed) != 0;
+    if ((!c->busy || reading) && c->stream) beast::get_lowest_layer(*c->stream).cancel();
   });
 }
 
@@ -321,8 +325,9 @@ asio::awaitable<void> Server::Impl::accept_loop(std::shared_ptr<Impl> self) {
         co_await self->acceptor.async_accept(asio::make_strand(self->ioc), use_tuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || self->stopping) break;
-      // EMFILE and friends: back off a little instead of spinning.
-      spdlog::warn("accept failed: {}", ec.message());
+      // EMFILE and friends: back off a little instead of spinning, and say so now and then
+      // (once per failure would write 20 lines a second for as long as it lasts).
+      if (self->accept_warning.due()) spdlog::warn("accept failed: {}", ec.message());
       asio::steady_timer t(self->acceptor.get_executor(), 50ms);
       co_await t.async_wait(use_tuple);
       continue;

@@ -257,7 +257,8 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
     auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
     (void)rn;
     conn->busy = true;
-    table.set_busy(id, true, std::chrono::steady_clock::now());
+    // Not yet busy to the table: a body withheld past stalled_body may be evicted.
+    table.set_reading(id, std::chrono::steady_clock::now());
     std::optional<HttpReply> early;  // an error answer; the connection closes after it
     if (rec == http::error::body_limit) {
       early = text_reply(
@@ -398,6 +399,7 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
       }
     }
 
+    table.set_busy(id, true, std::chrono::steady_clock::now());
     // What answers it: server/router.hpp, the table in routes().
     RouteRequest route;
     route.method = method_of(req.method());

@@ -91,7 +91,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   BodyBudget budget;
   const Router router;
   std::atomic<uint64_t> budget_refusals{0};
-  RareWarning cap_warning, budget_warning;
+  RareWarning cap_warning, budget_warning, accept_warning;
 
   // Open connections by their ConnectionTable id, for stop() and eviction.
   mutable std::mutex mu;

@@ -172,6 +172,32 @@ class AttackTest(unittest.TestCase):
             flood.close()
 
 
+    def test_b3_idle_connections_under_a_low_file_descriptor_limit(self):
+        # Where the container's RLIMIT_NOFILE is below the connection cap, accept() failed with
+        # EMFILE before the cap that evicts idle connections was reached, and the API server was
+        # shut out for as long as the flood lasted. sigil now lowers the cap to what the limit
+        # holds beside its outbound connections: (256 - 64) / 2 = 96 here.
+        nofile = 256
+        small = harness.SigilServer("attacks-nofile", [], ["--config", W.config],
+                                    wrap=("prlimit", "--nofile=%d:%d" % (nofile, nofile), "--"))
+        ctx = ssl.create_default_context(cafile=small.ca)
+        flood = attacks.IdleConnections(small.port, ctx, nofile,
+                                        sources=("127.0.0.20", "127.0.0.21", "127.0.0.22"))
+        try:
+            with open(small.log) as f:
+                self.assertIn("server.maxConnections lowered from 2048 to 96", f.read())
+            flood.open()
+            for _ in range(3):
+                self.assert_admissions_correct(server=small, ctx=ctx)
+            self.assertGreaterEqual(flood.closed(), len(flood.socks) - 96,
+                                    "past the lowered cap the idlest connections are evicted")
+            with open(small.log) as f:
+                self.assertNotIn("Too many open files", f.read())
+        finally:
+            flood.close()
+            small.stop()
+
+
 class ConfigTest(unittest.TestCase):
     def test_server_section_is_applied(self):
         # A smaller maxBody than the chart's: a body between the two gets 413, so the file's

@@ -302,6 +302,7 @@ TEST_CASE("limits: a busy connection is never evicted; with all busy the new one
           "[server][limits]") {
   ServerOptions o;
   o.max_connections_per_peer = 2;
+  o.stalled_body = 30s;  // the body being sent is not stalled yet (next test)
   LimitedServer s(o);
   // Two busy connections: one waits for its verdict (a stalled verifier, cut at the deadline),
   // one is sending its body.
@@ -336,6 +337,31 @@ TEST_CASE("limits: a busy connection is never evicted; with all busy the new one
   }));
   CHECK(judging->closed_within(5s));
   CHECK(s.stats().evicted == 1);
+}
+
+TEST_CASE("limits: a body withheld past stalled_body is evicted when nothing is idle",
+          "[server][limits]") {
+  // Headers with Content-Length, then nothing: from a few addresses such connections filled
+  // both caps, nothing could close them, and the API server's new connections were refused.
+  ServerOptions o;
+  o.max_connections = 3;
+  o.stalled_body = 300ms;
+  o.read_timeout = 20s;  // so that only the eviction closes them in time
+  LimitedServer s(o);
+  std::vector<std::unique_ptr<RawTlsClient>> withheld;
+  for (const char* peer : {"127.0.0.2", "127.0.0.3", "127.0.0.4"}) {
+    withheld.push_back(s.client(peer));
+    REQUIRE(withheld.back()->connect() == "");
+    REQUIRE(withheld.back()->send(post_head("/validate", "100") + "{"));
+  }
+  REQUIRE(eventually([&] { return s.stats().body_bytes_in_use == 300; }));
+  std::this_thread::sleep_for(400ms);
+  // A review from another address is admitted and answered: the longest-withheld body made
+  // room (and its connection was closed).
+  require_allowed(s.admit("127.0.0.5", "u-after-withheld"), "u-after-withheld");
+  CHECK(s.stats().evicted >= 1);
+  CHECK(s.stats().refused == 0);
+  CHECK(withheld[0]->closed_within(5s));
 }
 
 TEST_CASE("limits: at the global cap the idlest idle connection of anyone is closed",
