@@ -287,7 +287,12 @@ struct Engine::Impl {
   LastKnownGood last_good;
 
   mutable std::mutex mu;
-  std::unordered_map<std::string, std::vector<std::shared_ptr<VerdictChannel>>> in_flight;
+  // One verification per key at a time: its leader's deadline, and who waits for it.
+  struct Flight {
+    Deadline deadline;
+    std::vector<std::shared_ptr<VerdictChannel>> waiters;
+  };
+  std::unordered_map<std::string, Flight> in_flight;
   uint64_t coalesced = 0;
 
   Impl(registry::Client& c, const Clock& k, const EngineOptions& o)
@@ -838,20 +843,29 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
 
   // Coalesce: the first request for a key does the work; later identical ones wait for it.
   auto executor = co_await asio::this_coro::executor;
-  std::shared_ptr<VerdictChannel> my_channel;
-  {
-    std::lock_guard lock(d.mu);
-    auto it = d.in_flight.find(key);
-    if (it != d.in_flight.end()) {
-      my_channel = std::make_shared<VerdictChannel>(executor, 1);
-      it->second.push_back(my_channel);
-      ++d.coalesced;
-    } else {
-      d.in_flight.emplace(key, std::vector<std::shared_ptr<VerdictChannel>>{});
+  for (bool again = false;; again = true) {
+    std::shared_ptr<VerdictChannel> my_channel;
+    Deadline leader_deadline{};
+    {
+      std::lock_guard lock(d.mu);
+      auto it = d.in_flight.find(key);
+      if (it != d.in_flight.end()) {
+        my_channel = std::make_shared<VerdictChannel>(executor, 1);
+        it->second.waiters.push_back(my_channel);
+        leader_deadline = it->second.deadline;
+        ++d.coalesced;
+      } else {
+        d.in_flight.emplace(key, Impl::Flight{deadline, {}});
+      }
     }
-  }
-  if (my_channel) {
+    if (!my_channel) break;  // this request leads
     auto v = co_await d.wait_for(my_channel, deadline);
+    if (v && !again && reported_reason(*v) == Reason::timeout && leader_deadline < deadline &&
+        std::chrono::steady_clock::now() < deadline) {
+      // The leader ran out of its own time (a shorter ?timeout=, which any client of the port
+      // may send, or an earlier start): that says nothing about ours. Once more, ourselves.
+      continue;
+    }
     if (v) {
       v->image = image;
       co_return d.last_good.answer(std::move(*v), key, by_digest, d.options.pinning);
@@ -885,7 +899,7 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
     std::lock_guard lock(d.mu);
     auto it = d.in_flight.find(key);
     if (it != d.in_flight.end()) {
-      waiters = std::move(it->second);
+      waiters = std::move(it->second.waiters);
       d.in_flight.erase(it);
     }
   }

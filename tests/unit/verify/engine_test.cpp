@@ -413,6 +413,32 @@ TEST_CASE("a verification that outlives its deadline is denied with TIMEOUT for 
   CHECK(w.reason == verify::Reason::timeout);
 }
 
+TEST_CASE("a leader that runs out of its own shorter time does not time its waiters out") {
+  // Any client of the webhook port may post reviews of an image with a short ?timeout=: the
+  // API server's own admissions of that image joined the doomed verification and were denied
+  // TIMEOUT for as long as that went on. A waiter with time left verifies once more itself.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  f.reg.delay = 150ms;  // three reads: about 450 ms
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  asio::io_context io;
+  auto leader = asio::co_spawn(io,
+                               engine.verify("reg.test/team/app@" + f.digest, policies,
+                                             std::chrono::steady_clock::now() + 200ms),
+                               asio::use_future);
+  auto waiter = asio::co_spawn(io,
+                               engine.verify("reg.test/team/app@" + f.digest, policies,
+                                             std::chrono::steady_clock::now() + 10s),
+                               asio::use_future);
+  io.run();
+  CHECK(leader.get().reason == verify::Reason::timeout);
+  auto w = waiter.get();
+  INFO(verify::message(w));
+  CHECK(w.outcome == verify::Outcome::allowed);
+  CHECK(engine.stats().coalesced == 1);
+}
+
 TEST_CASE("a registry failure under warn-mode policies only warns, and is not cached") {
   Fixture f;
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
