@@ -280,6 +280,24 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
     }
   }
 
+  // Said once a resync while a resource's copy has not been the server's for 5 minutes: the
+  // policies in force stay as they were (never dropped), so nothing else shows it.
+  void warn_if_stale() {
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto* r : {cips.get(), ips.get(), trs.get()}) {
+      if (r == nullptr) continue;
+      const kube::ReflectorStats st = r->stats();
+      if (st.current_at == std::chrono::steady_clock::time_point{}) continue;
+      const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - st.current_at);
+      if (age < std::chrono::minutes(5)) continue;
+      spdlog::warn(
+          "kube: {}: not in step with the API server for {} s ({}); changes to them are not "
+          "applied, the ones last read stay in force",
+          r->resource().display(), age.count(),
+          st.last_error.empty() ? std::string("no error recorded") : st.last_error);
+    }
+  }
+
   void arm_resync() {
     auto self = shared_from_this();
     resync_timer.expires_after(opts.resync);
@@ -288,6 +306,7 @@ struct ClusterPolicies::Impl : std::enable_shared_from_this<ClusterPolicies::Imp
       // Re-read every Secret now, not when its cache entry happens to expire.
       self->cache.clear();
       self->trigger();
+      self->warn_if_stale();
       self->arm_resync();
     });
   }
@@ -568,6 +587,20 @@ void ClusterPolicies::reload_files() {
   }
   ++impl_->file_generation;
   impl_->trigger();
+}
+
+std::vector<std::pair<std::string, double>> ClusterPolicies::sync_ages() const {
+  std::vector<std::pair<std::string, double>> out;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto* r : {impl_->cips.get(), impl_->ips.get(), impl_->trs.get()}) {
+    if (r == nullptr) continue;
+    const kube::ReflectorStats st = r->stats();
+    const double age = st.current_at == std::chrono::steady_clock::time_point{}
+                           ? -1.0
+                           : std::chrono::duration<double>(now - st.current_at).count();
+    out.emplace_back(r->resource().plural, age);
+  }
+  return out;
 }
 
 ClusterPolicies::Stats ClusterPolicies::stats() const {

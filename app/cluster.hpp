@@ -108,6 +108,12 @@ class ClusterPolicies {
   };
   Stats stats() const;
 
+  // Per resource ("clusterimagepolicies", "imagepolicies", "trustroots"): seconds since its
+  // store was last known to be the API server's (kube::ReflectorStats::current_at), or -1
+  // before its first list. Readiness stays true once synced (a replica with an older set still
+  // enforces it), so this is what says that policy changes are not reaching sigil.
+  std::vector<std::pair<std::string, double>> sync_ages() const;
+
  private:
   struct Impl;
   std::shared_ptr<Impl> impl_;

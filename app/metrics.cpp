@@ -303,6 +303,18 @@ struct Metrics::Impl {
         add_value(compiles, static_cast<double>(*s.compiles));
         out.push_back(std::move(compiles));
       }
+      if (!s.sync_age_seconds.empty()) {
+        auto age = family("sigil_policy_sync_age_seconds",
+                          "Seconds since sigil's copy of a policy resource was last known to be "
+                          "the API server's (a list, a watch event or bookmark, a watch that ran "
+                          "its course); -1 before its first list. Growing: policy changes are "
+                          "not reaching sigil (watch failures, RBAC), see its log",
+                          prom::MetricType::Gauge);
+        for (const auto& [resource, seconds] : s.sync_age_seconds) {
+          add_value(age, seconds, {{"resource", resource}});
+        }
+        out.push_back(std::move(age));
+      }
     }
     if (auto p = read_process_figures(); p.ok()) {
       auto add = [&](const char* name, const char* help, prom::MetricType t, double v) {

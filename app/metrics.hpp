@@ -40,6 +40,8 @@ struct PolicyState {
   // serve --kube: compiles of the cluster's policy set (every spec change, Secret change and
   // resync; not a status write).
   std::optional<uint64_t> compiles;
+  // serve --kube: per resource, seconds since its store was last the API server's (-1: never).
+  std::vector<std::pair<std::string, double>> sync_age_seconds;
 };
 
 class Metrics {

@@ -315,7 +315,10 @@ int detail::run_serve(Settings s) {
       const auto set = store.get();
       ps.generation = set ? set->generation() : 0;
       ps.policies = set ? set->policies().size() : 0;
-      if (cluster) ps.compiles = cluster->stats().compiles;
+      if (cluster) {
+        ps.compiles = cluster->stats().compiles;
+        ps.sync_age_seconds = cluster->sync_ages();
+      }
       return ps;
     });
     metrics_server = std::make_unique<MetricsServer>(io, metrics, s.metrics.listen);

@@ -52,7 +52,8 @@ struct Reflector::Impl : std::enable_shared_from_this<Reflector::Impl> {
   // Strand only.
   std::map<std::string, std::shared_ptr<const Object>> store;
   std::string rv;
-  int failures = 0;  // consecutive failed attempts without healthy progress
+  int failures = 0;        // consecutive failed attempts without healthy progress
+  int failed_watches = 0;  // consecutive watches that failed (relist_after_failed_watches)
   uint64_t sequence = 0;
 
   mutable std::mutex mu;  // guards snap and st
@@ -190,11 +191,13 @@ struct Reflector::Impl : std::enable_shared_from_this<Reflector::Impl> {
       spdlog::warn("kube: {}: the list carried no resourceVersion; the watch starts at 'now'",
                    name());
     }
+    failed_watches = 0;
     update_stats([&](ReflectorStats& s) {
       ++s.lists;
       if (is_relist) ++s.relists;
       s.resource_version = rv;
       s.last_error.clear();
+      s.current_at = SteadyClock::now();
     });
     if (first) {
       spdlog::info("kube: {} synced: {} object(s) at resourceVersion {}", name(), store.size(), rv);
@@ -267,8 +270,9 @@ struct Reflector::Impl : std::enable_shared_from_this<Reflector::Impl> {
     for (;;) {
       auto evs = co_await (*w)->next();
       if (stopping) co_return WatchResult{Outcome::failed, cancelled()};
-      const bool long_enough = SteadyClock::now() - started_at >= opts.min_watch_duration;
-      if (long_enough) failures = 0;
+      const auto lasted = SteadyClock::now() - started_at;
+      const bool long_enough = lasted >= opts.min_watch_duration;
+      if (lasted >= opts.healthy_watch_duration) failures = 0;
       if (!evs) co_return WatchResult{Outcome::failed, evs.error()};
       if (evs->empty()) {
         if (seen == 0 && !long_enough) {
@@ -276,6 +280,7 @@ struct Reflector::Impl : std::enable_shared_from_this<Reflector::Impl> {
               Outcome::failed,
               make_error(Errc::unavailable, "the watch ended at once without any event")};
         }
+        update_stats([](ReflectorStats& s) { s.current_at = SteadyClock::now(); });
         co_return WatchResult{Outcome::rewatch, {}};
       }
       bool changed = false;
@@ -305,12 +310,16 @@ struct Reflector::Impl : std::enable_shared_from_this<Reflector::Impl> {
         }
         changed = apply(ev) || changed;
       }
-      if (applied + marks > 0) failures = 0;  // healthy progress
+      // A change applied is progress; a bookmark alone is not (a server may send one before
+      // every 410).
+      if (applied > 0) failures = 0;
+      if (applied + marks > 0) failed_watches = 0;
       update_stats([&](ReflectorStats& s) {
         s.events += applied;
         s.bookmarks += marks;
         s.resource_version = rv;
         s.last_error.clear();
+        if (applied + marks > 0) s.current_at = SteadyClock::now();
       });
       if (changed) publish();
       if (end) co_return std::move(*end);
@@ -341,8 +350,9 @@ struct Reflector::Impl : std::enable_shared_from_this<Reflector::Impl> {
           need_list = true;
           is_relist = true;
           spdlog::info("kube: {}: {}; listing again", self->name(), r.error.message);
-          // The first 410 is routine (history compacted): relist at once. Repeated ones
-          // without progress back off like any failure.
+          // The first 410 is routine (history compacted): relist soon, at a random point of
+          // the next half second so that replicas do not list in step. Repeated ones without
+          // progress back off like any failure.
           if (self->failures++ > 0) {
             const milliseconds d = self->backoff_delay(self->failures - 1);
             self->update_stats([&](ReflectorStats& s) {
@@ -350,10 +360,20 @@ struct Reflector::Impl : std::enable_shared_from_this<Reflector::Impl> {
               s.last_error = r.error.message;
             });
             co_await self->sleep(d);
+          } else {
+            std::uniform_int_distribution<int64_t> jitter(0, 500);
+            co_await self->sleep(milliseconds(jitter(self->rng)));
           }
           break;
         case Outcome::failed:
           co_await self->fail(r.error);
+          if (++self->failed_watches >= self->opts.relist_after_failed_watches) {
+            spdlog::warn("kube: {}: {} watches in a row failed; listing again", self->name(),
+                         self->failed_watches);
+            self->failed_watches = 0;
+            need_list = true;
+            is_relist = true;
+          }
           break;
       }
     }
@@ -410,6 +430,10 @@ bool Reflector::running() const {
 std::shared_ptr<const Snapshot> Reflector::snapshot() const {
   std::lock_guard lock(impl_->mu);
   return impl_->snap;
+}
+
+const Resource& Reflector::resource() const {
+  return impl_->opts.resource;
 }
 
 ReflectorStats Reflector::stats() const {

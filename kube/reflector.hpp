@@ -41,6 +41,14 @@ struct ReflectorOptions {
   // A watch that ends (cleanly or not) sooner than this without a single event counts as a
   // failure (client-go's "very short watch").
   std::chrono::milliseconds min_watch_duration{1000};
+  // Only a watch that lasted this long, or that applied a change, resets the backoff: a
+  // broken server answering every watch with a bookmark and then 410 otherwise had every
+  // replica list everything again at once, per watch, without end.
+  std::chrono::milliseconds healthy_watch_duration{30000};
+  // After this many failed watches in a row (a 403 after an RBAC change, an event sigil cannot
+  // read, 5xx), list again: re-watching from the same resourceVersion forever kept policies
+  // as they were with nothing to say so but a log line.
+  int relist_after_failed_watches = 5;
 };
 
 // An immutable view of the store. Objects sorted by key ("namespace/name" or "name").
@@ -69,6 +77,9 @@ struct ReflectorStats {
   std::string resource_version;
   std::string last_error;  // "" when the last attempt succeeded
   bool synced = false;
+  // When the store was last known to be the server's: a LIST, a watch event or bookmark, or a
+  // watch that ran to its timeout. The epoch until the first LIST.
+  std::chrono::steady_clock::time_point current_at{};
 };
 
 class Reflector {
@@ -94,6 +105,7 @@ class Reflector {
   // The latest snapshot (nullptr before the first list).
   std::shared_ptr<const Snapshot> snapshot() const;
   ReflectorStats stats() const;
+  const Resource& resource() const;
 
  private:
   struct Impl;

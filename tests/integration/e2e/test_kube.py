@@ -613,6 +613,16 @@ class KubeStatusWritesTest(KubeCase):
             self.wait_ready_condition(CIP, "st-%03d" % i)
         self.wait_ready_condition(CIP, "st-zzz")
 
+    def test_0_sync_age_is_exported_per_resource(self):
+        self.assertVerdict(W.ref("statuses/a"), True)
+        samples, types = scrape_port(self.metrics_port)
+        self.assertEqual(types.get("sigil_policy_sync_age_seconds"), "gauge")
+        for resource in ("clusterimagepolicies", "imagepolicies", "trustroots"):
+            age = value(samples, "sigil_policy_sync_age_seconds", resource=resource)
+            # Listed, and watched since: the copy is current (a watch renews it as it ends).
+            self.assertGreaterEqual(age, 0, resource)
+            self.assertLess(age, 600, resource)
+
     def test_1_statuses_are_written_a_few_at_a_time(self):
         self.assertVerdict(W.ref("statuses/a"), True)
         self.wait_all_ready()

@@ -159,6 +159,7 @@ TEST_CASE("metrics: the policy state and the process figures are read at scrape 
     s.compiles = compiles;
     s.generation = 7;
     s.policies = 3;
+    if (compiles) s.sync_age_seconds = {{"clusterimagepolicies", 12.5}, {"trustroots", -1}};
     return s;
   });
   CHECK(sample(m.scrape(), R"(sigil_policy_synced{source="kube"})") == 0);
@@ -166,8 +167,12 @@ TEST_CASE("metrics: the policy state and the process figures are read at scrape 
   CHECK(sample(m.scrape(), R"(sigil_policy_synced{source="kube"})") == 1);
   CHECK(sample(m.scrape(), "sigil_policy_generation") == 7);
   CHECK(sample(m.scrape(), "sigil_policy_compiles_total") == -1);  // files: no compiles
+  CHECK(m.scrape().find("sigil_policy_sync_age_seconds") == std::string::npos);
   compiles = 12;
   CHECK(sample(m.scrape(), "sigil_policy_compiles_total") == 12);
+  CHECK(sample(m.scrape(), R"(sigil_policy_sync_age_seconds{resource="clusterimagepolicies"})") ==
+        12.5);
+  CHECK(sample(m.scrape(), R"(sigil_policy_sync_age_seconds{resource="trustroots"})") == -1);
   auto p = sigil::app::read_process_figures();
   REQUIRE(p.ok());
   CHECK(p->resident_bytes > 1e6);

@@ -399,6 +399,14 @@ struct FakeApi::Impl {
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
     if (!co_await s.write(head)) co_return false;
     if (gone) {
+      if (owner->bookmark_before_gone.load()) {
+        json mark = {{"type", "BOOKMARK"},
+                     {"object",
+                      {{"kind", "ClusterImagePolicy"},
+                       {"apiVersion", "sigil.dev/v1alpha1"},
+                       {"metadata", {{"resourceVersion", std::to_string(cursor)}}}}}};
+        co_await s.chunk(mark.dump() + "\n");
+      }
       json ev = {{"type", "ERROR"}, {"object", status_json(410, "Expired", too_old)}};
       co_await s.chunk(ev.dump() + "\n");
       co_await s.write("0\r\n\r\n");

@@ -93,10 +93,11 @@ class FakeApi {
   void set_token(std::string token);
 
   // ---- failure injection (each one-shot or a countdown) ----
-  std::atomic<int> drop_after_events{-1};     // next watch: close after sending N events
-  std::atomic<bool> drop_mid_event{false};    // next watch: send half of its first event, close
-  std::atomic<bool> gone_as_http{false};      // compaction 410 as HTTP status, not ERROR event
-  std::atomic<bool> always_gone{false};       // every watch meets 410, whatever its version
+  std::atomic<int> drop_after_events{-1};         // next watch: close after sending N events
+  std::atomic<bool> drop_mid_event{false};        // next watch: send half of its first event, close
+  std::atomic<bool> gone_as_http{false};          // compaction 410 as HTTP status, not ERROR event
+  std::atomic<bool> always_gone{false};           // every watch meets 410, whatever its version
+  std::atomic<bool> bookmark_before_gone{false};  // ... after a BOOKMARK (a broken server)
   std::atomic<bool> rv_too_large{false};      // next watch: HTTP 504 "Too large resource version"
   std::atomic<int> fail_watches{0};           // next N watch requests: 500
   std::atomic<int> fail_lists{0};             // next N list requests: 500
