@@ -22,10 +22,19 @@ void BodyBudget::release(size_t bytes) {
   if (bytes) in_use_.fetch_sub(bytes, std::memory_order_relaxed);
 }
 
+size_t BodyBudget::charge(size_t total, size_t counted_as) const {
+  (void)counted_as;  // the size decides what decoding it takes, however it is counted
+  if (total <= small_body_) return total;
+  const size_t cap = large_limit();
+  const size_t weighted = total > cap / kDecodeFactor ? cap : total * kDecodeFactor;
+  return std::max(total, weighted);
+}
+
 bool BodyReservation::grow(size_t total, size_t counted_as) {
-  if (total <= bytes_) return true;
-  if (!budget_.try_reserve(total - bytes_, counted_as)) return false;
-  bytes_ = total;
+  const size_t want = budget_.charge(total, counted_as);
+  if (want <= bytes_) return true;
+  if (!budget_.try_reserve(want - bytes_, counted_as)) return false;
+  bytes_ = want;
   return true;
 }
 

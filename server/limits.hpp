@@ -48,6 +48,13 @@ class BodyBudget {
   size_t capacity() const { return capacity_; }
   // The most bytes one request may ever reserve (capacity - reserve, or capacity for small).
   size_t large_limit() const { return capacity_ - reserve_; }
+  // What a body of `total` bytes (counted as `counted_as`: see BodyReservation) is charged. A
+  // small one, its size. A larger one, kDecodeFactor times its size, at most large_limit():
+  // decoding a review takes about that much more (simdjson's string buffer and tape, then the
+  // Request's copies; +57 MiB for a 4 MiB review was measured), and a dozen concurrent 4 MiB
+  // reviews charged their size alone took a replica past the chart's 512 Mi.
+  static constexpr size_t kDecodeFactor = 12;
+  size_t charge(size_t total, size_t counted_as) const;
 
  private:
   const size_t capacity_;

@@ -1,6 +1,7 @@
 // server/limits: the body budget and the connection table on their own (no sockets).
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <set>
 #include <string>
@@ -20,25 +21,49 @@ TEST_CASE("body budget: large bodies leave the reserve to small ones", "[limits]
   BodyBudget budget(1024 * KiB, 256 * KiB, 256 * KiB);
   CHECK(budget.large_limit() == 768 * KiB);
   BodyReservation a(budget), b(budget), small(budget);
-  CHECK(a.grow_to(500 * KiB));
-  CHECK_FALSE(b.grow_to(300 * KiB));  // 800 KiB of large bodies > 768 KiB
-  CHECK(b.bytes() == 0);
-  CHECK(b.grow_to(268 * KiB));  // exactly 768 KiB
-  CHECK(budget.in_use() == 768 * KiB);
-  // A small body still fits, up to the whole capacity.
-  CHECK(small.grow_to(200 * KiB));
-  BodyReservation more_small(budget);
-  CHECK(more_small.grow_to(56 * KiB));
+  CHECK(b.grow_to(700 * KiB));    // a large body is charged its decode too: 12 times, at most
+  CHECK(b.bytes() == 768 * KiB);  // 768 KiB
+  BodyReservation c(budget);
+  CHECK_FALSE(c.grow_to(257 * KiB));  // no room left for another large one
+  CHECK(a.grow_to(60 * KiB));         // small bodies are charged their size
+  CHECK(budget.in_use() == 828 * KiB);
+  // Small bodies still fit, up to the whole capacity.
+  CHECK(small.grow_to(196 * KiB));
   CHECK(budget.in_use() == 1024 * KiB);
   BodyReservation one_byte(budget);
   CHECK_FALSE(one_byte.grow_to(1));
 }
 
+TEST_CASE("body budget: a large body is charged what decoding it takes", "[limits]") {
+  // 64 MiB in all (the chart's), 48 MiB for large bodies.
+  constexpr size_t MiB = 1024 * KiB;
+  BodyBudget budget(64 * MiB, 256 * KiB, 16 * MiB);
+  CHECK(budget.charge(256 * KiB, 256 * KiB) == 256 * KiB);
+  CHECK(budget.charge(1 * MiB, 1 * MiB) == 12 * MiB);
+  CHECK(budget.charge(4 * MiB, 4 * MiB) == 48 * MiB);    // the most one request may hold
+  CHECK(budget.charge(64 * KiB, SIZE_MAX) == 64 * KiB);  // chunked, still small
+  // Four reviews of 1 MiB are decoded at once, not a fifth: a dozen 4 MiB reviews charged
+  // their size alone took a replica past 512 Mi.
+  std::vector<std::unique_ptr<BodyReservation>> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(std::make_unique<BodyReservation>(budget));
+    CHECK(held.back()->grow_to(1 * MiB));
+  }
+  BodyReservation fifth(budget);
+  CHECK_FALSE(fifth.grow_to(1 * MiB));
+  // A small review still fits.
+  BodyReservation review(budget);
+  CHECK(review.grow_to(200 * KiB));
+}
+
 TEST_CASE("body budget: a body of unknown length (chunked) is large from its first byte",
           "[limits]") {
   BodyBudget budget(1024 * KiB, 256 * KiB, 256 * KiB);
-  BodyReservation big(budget);
-  REQUIRE(big.grow_to(700 * KiB));
+  std::vector<std::unique_ptr<BodyReservation>> small;
+  for (int i = 0; i < 7; ++i) {  // 700 KiB of small reviews with their Content-Length
+    small.push_back(std::make_unique<BodyReservation>(budget));
+    REQUIRE(small.back()->grow_to(100 * KiB));
+  }
   BodyReservation chunked(budget);
   CHECK(chunked.grow_unknown_to(64 * KiB));        // 764 KiB: inside the large limit
   CHECK_FALSE(chunked.grow_unknown_to(69 * KiB));  // 769 KiB > 768 KiB, though it is small
@@ -46,8 +71,8 @@ TEST_CASE("body budget: a body of unknown length (chunked) is large from its fir
   CHECK(chunked.grow_unknown_to(10 * KiB));  // never shrinks
   CHECK(chunked.bytes() == 64 * KiB);
   // A small body with its Content-Length still gets the reserve.
-  BodyReservation small(budget);
-  CHECK(small.grow_to(256 * KiB));
+  BodyReservation review(budget);
+  CHECK(review.grow_to(256 * KiB));
 }
 
 TEST_CASE("body budget: many small chunked bodies never starve a small review", "[limits]") {
@@ -70,10 +95,10 @@ TEST_CASE("body budget: everything is given back", "[limits]") {
   BodyBudget budget(1024 * KiB, 256 * KiB, 256 * KiB);
   {
     BodyReservation a(budget), b(budget);
-    REQUIRE(a.grow_to(300 * KiB));
+    REQUIRE(a.grow_to(300 * KiB));  // charged 768 KiB (limits.hpp: kDecodeFactor)
     REQUIRE(b.grow_to(100 * KiB));
     REQUIRE(b.grow_to(200 * KiB));
-    CHECK(budget.in_use() == 500 * KiB);
+    CHECK(budget.in_use() == 968 * KiB);
   }
   CHECK(budget.in_use() == 0);
   BodyReservation c(budget);
