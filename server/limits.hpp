@@ -5,7 +5,8 @@
 // tested on its own (no Asio, no clock of its own: callers pass times in).
 //   - BodyBudget: a process-wide budget of bytes of request bodies being read. A request
 //     reserves its Content-Length before its body is read (a chunked one as it arrives) and
-//     gives it back when it is answered; past the budget the server answers 503 at once. Bodies
+//     gives it back when it is answered; past the budget the server answers 503 at once. A body
+//     over small_body is charged its decode too (charge()). Bodies
 //     whose Content-Length is at most small_body may use the whole budget; larger ones, and
 //     every body of unknown length (chunked), only budget - reserve, so that a flood of large
 //     or chunked bodies never starves the small reviews the API server sends (with a
@@ -13,8 +14,9 @@
 //     byte: counted as small while it is small, 80 slow chunked bodies could fill the reserve.
 //   - ConnectionTable: open connections by peer address, with a cap per peer and a global
 //     one. At a cap the idlest idle connection (of that peer, else of anyone) is evicted to
-//     make room; a busy one (a request being read, judged or answered) never is, and when
-//     every candidate is busy the new connection is refused. On AKS the API server reaches the
+//     make room, else one whose request body has been withheld past stalled_body; one whose
+//     request is being judged or answered never is, and when no candidate is left the new
+//     connection is refused. On AKS the API server reaches the
 //     webhook through a few konnectivity-agent pods, so each of their IPs carries many of the
 //     API server's keep-alive connections: eviction of idle ones is what keeps a flood from one
 //     address from pushing the API server out, and a per-peer cap alone would not.
