@@ -235,6 +235,15 @@ struct Reflector::Impl : std::enable_shared_from_this<Reflector::Impl> {
             it->second->json == ev.object.json) {
           return false;  // already there (a replayed event)
         }
+        if (it != store.end() && it->second->meta.uid == ev.object.meta.uid &&
+            ev.object.meta.generation < it->second->meta.generation) {
+          // The same object at an older spec: a generation never goes back, so this comes
+          // from a stale cache of a server behind a load balancer. Applied, it would roll a
+          // ClusterImagePolicy back to what it was before it was tightened.
+          spdlog::warn("kube: {}: {} arrived at generation {} after {}; kept the newer one", name(),
+                       key, ev.object.meta.generation, it->second->meta.generation);
+          return false;
+        }
         store[std::move(key)] = std::make_shared<const Object>(std::move(ev.object));
         return true;
       }

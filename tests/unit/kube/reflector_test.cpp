@@ -394,6 +394,39 @@ TEST_CASE("reflector: a server that keeps failing is retried with bounded backof
   stop_and_wait(r);
 }
 
+TEST_CASE("reflector: an object never goes back to an older generation") {
+  // A watch served from a stale cache (an HA API server behind a load balancer) can send the
+  // same object at an older spec: applied, it would undo a tightened ClusterImagePolicy.
+  FakeApi api;
+  api.create(kPlural, policy_object("a", "", {{"images", {{{"glob", "old/**"}}}}}));
+  Loop loop(2);
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  Recorder rec;
+  Reflector r(client, fast(), rec.fn());
+  r.start();
+  REQUIRE(eventually([&] { return r.synced(); }));
+  const auto glob = [&] {
+    auto snap = r.snapshot();
+    const Object* o = snap ? snap->find("a") : nullptr;
+    return o ? json::parse(o->json)["spec"]["images"][0]["glob"].get<std::string>() : "";
+  };
+  api.update(kPlural, "a", [](json& o) { o["spec"]["images"][0]["glob"] = "new/**"; });
+  REQUIRE(eventually([&] { return glob() == "new/**"; }));
+  // The stale copy: generation 1 again, with a newer resourceVersion.
+  api.update(
+      kPlural, "a",
+      [](json& o) {
+        o["spec"]["images"][0]["glob"] = "old/**";
+        o["metadata"]["generation"] = 1;
+      },
+      false);
+  api.create(kPlural, policy_object("marker"));  // once it is seen, so was the stale event
+  REQUIRE(eventually([&] { return rec.has_keys({"a", "marker"}); }));
+  CHECK(glob() == "new/**");
+  CHECK(r.snapshot()->find("a")->meta.generation == 2);
+  stop_and_wait(r);
+}
+
 TEST_CASE("reflector: current_at says when the store was last known to be the server's") {
   FakeApi api;
   api.create(kPlural, policy_object("a"));
