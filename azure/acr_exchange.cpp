@@ -30,7 +30,7 @@ void AzureCredentials::Impl::land(const std::string& key, const std::shared_ptr<
 
 asio::awaitable<Result<std::string>> AzureCredentials::Impl::follow(std::shared_ptr<Flight> f,
                                                                     Deadline deadline) {
-  auto r = co_await detail::Flights<Result<std::string>>::follow(mu, std::move(f), deadline);
+  auto r = co_await net::Flights<Result<std::string>>::follow(mu, std::move(f), deadline);
   if (r) co_return std::move(*r);
   if (std::chrono::steady_clock::now() >= deadline)
     co_return make_error(Errc::timeout, "timed out waiting for a token being fetched");

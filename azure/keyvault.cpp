@@ -8,9 +8,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "azure/detail/flights.hpp"
 #include "azure/tokens.hpp"
 #include "common/encoding.hpp"
+#include "net/flights.hpp"
 
 namespace sigil::azure {
 
@@ -89,12 +89,12 @@ struct KeyVaultKeys::Impl {
 
   // --- one read of a key at a time ------------------------------------------------------------
   // Concurrent reads of one key (a burst of admissions on a cold or due key, a refetch after a
-  // failed verification meeting a scheduled one) share one request (detail::Flights, under mu).
+  // failed verification meeting a scheduled one) share one request (net::Flights, under mu).
   // Its leader applies the result to the cache under the same lock that lands it, so reads of a
   // key never overlap and a read that started before a revocation can never put the revoked key
   // back after it.
-  using Flight = detail::Flights<Fetched>::Flight;
-  detail::Flights<Fetched> flights;  // by KmsKeyRef::uri()
+  using Flight = net::Flights<Fetched>::Flight;
+  net::Flights<Fetched> flights;  // by KmsKeyRef::uri()
 
   // A failure that says nothing about the vault: the reader's own deadline cut it short (an
   // admission with little time left). Not remembered, or one short admission would deny every
@@ -158,7 +158,7 @@ struct KeyVaultKeys::Impl {
         co_return f;
       }
       std::optional<Fetched> got =
-          co_await detail::Flights<Fetched>::follow(mu, std::move(joined.first), deadline);
+          co_await net::Flights<Fetched>::follow(mu, std::move(joined.first), deadline);
       if (!got) {
         if (std::chrono::steady_clock::now() >= deadline)
           co_return Fetched{make_error(Errc::timeout, name + ": timed out waiting for the key")};

@@ -1,9 +1,13 @@
 #include "kube/cache.hpp"
 
+#include <chrono>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <utility>
+
+#include "net/flights.hpp"
 
 namespace sigil::kube {
 
@@ -99,15 +103,21 @@ struct SecretCache::Impl {
   mutable std::mutex mu;
   Table<Secret> secrets;
   Table<ServiceAccount> accounts;
+  // One GET per object in flight: after every resync (the cache is cleared) the admissions of
+  // a busy namespace all miss its ServiceAccount at once, and each sent its own GET to an API
+  // server that may be the one in trouble.
+  net::Flights<Result<std::shared_ptr<const Secret>>> secret_flights;
+  net::Flights<Result<std::shared_ptr<const ServiceAccount>>> account_flights;
   CacheStats st;
 
   Impl(std::shared_ptr<Client> c, CacheOptions o, const Clock& k)
       : client(std::move(c)), opts(o), clock(k) {}
 
   template <class T, class Fetch>
-  awaitable<Result<std::shared_ptr<const T>>> get(Table<T>& table, const char* kind, std::string ns,
-                                                  std::string name, Deadline deadline,
-                                                  Fetch& fetch) {
+  awaitable<Result<std::shared_ptr<const T>>> get(
+      Table<T>& table, net::Flights<Result<std::shared_ptr<const T>>>& flights, const char* kind,
+      std::string ns, std::string name, Deadline deadline, Fetch& fetch) {
+    using Got = Result<std::shared_ptr<const T>>;
     const std::string key = ns + "/" + name;
     // Lookup and store happen in plain functions: no lock is held, and no variable declared in
     // a condition lives, across a suspension point of this coroutine.
@@ -116,8 +126,45 @@ struct SecretCache::Impl {
       if (hit->value) co_return hit->value;
       co_return hit->missing;
     }
-    Result<T> r = co_await fetch(std::move(ns), std::move(name), deadline);
-    co_return store(table, kind, key, std::move(r));
+    for (;;) {
+      auto joined = join(flights, key);
+      if (joined.second) {
+        Got got = make_error(Errc::internal, std::string(kind) + " " + key + ": internal error");
+        try {
+          Result<T> r = co_await fetch(ns, name, deadline);
+          got = store(table, kind, key, std::move(r));
+        } catch (const std::exception& e) {
+          got = make_error(Errc::internal,
+                           std::string(kind) + " " + key + ": internal error: " + e.what());
+        }
+        land(flights, key, joined.first, got);
+        co_return got;
+      }
+      std::optional<Got> shared = co_await net::Flights<Got>::follow(mu, joined.first, deadline);
+      if (!shared) {
+        co_return make_error(Errc::timeout, std::string(kind) + " " + key +
+                                                ": timed out waiting for the API server");
+      }
+      // The leader's own deadline cut its read: ours may have time left to read it again.
+      if (shared->ok() || shared->error().code != Errc::timeout ||
+          std::chrono::steady_clock::now() >= deadline) {
+        co_return std::move(*shared);
+      }
+    }
+  }
+
+  template <class Got>
+  std::pair<std::shared_ptr<typename net::Flights<Got>::Flight>, bool> join(
+      net::Flights<Got>& flights, const std::string& key) {
+    std::lock_guard lock(mu);
+    return flights.join(key);
+  }
+
+  template <class Got>
+  void land(net::Flights<Got>& flights, const std::string& key,
+            const std::shared_ptr<typename net::Flights<Got>::Flight>& f, const Got& got) {
+    std::lock_guard lock(mu);
+    flights.land(key, f, got);
   }
 
   template <class T>
@@ -185,8 +232,8 @@ awaitable<Result<std::shared_ptr<const Secret>>> SecretCache::secret(std::string
   auto fetch = [client](std::string n, std::string m, Deadline d) -> awaitable<Result<Secret>> {
     co_return co_await client->get_secret(std::move(n), std::move(m), d);
   };
-  co_return co_await impl->get<Secret>(impl->secrets, "Secret", std::move(ns), std::move(name),
-                                       deadline, fetch);
+  co_return co_await impl->get<Secret>(impl->secrets, impl->secret_flights, "Secret", std::move(ns),
+                                       std::move(name), deadline, fetch);
 }
 
 awaitable<Result<std::shared_ptr<const ServiceAccount>>> SecretCache::service_account(
@@ -197,8 +244,9 @@ awaitable<Result<std::shared_ptr<const ServiceAccount>>> SecretCache::service_ac
                         Deadline d) -> awaitable<Result<ServiceAccount>> {
     co_return co_await client->get_service_account(std::move(n), std::move(m), d);
   };
-  co_return co_await impl->get<ServiceAccount>(impl->accounts, "ServiceAccount", std::move(ns),
-                                               std::move(name), deadline, fetch);
+  co_return co_await impl->get<ServiceAccount>(impl->accounts, impl->account_flights,
+                                               "ServiceAccount", std::move(ns), std::move(name),
+                                               deadline, fetch);
 }
 
 std::optional<Result<std::shared_ptr<const Secret>>> SecretCache::cached_secret(

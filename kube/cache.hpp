@@ -3,7 +3,8 @@
 //
 // Role: keep admission requests from hitting the API server for every pod. A found object is
 // kept for `ttl`, a 404 for `negative_ttl` (a missing pull secret is common and must not
-// cost a GET per pod); other errors are not cached. Entries are keyed by namespace/name; the
+// cost a GET per pod); other errors are not cached. Concurrent misses of one object share one
+// GET (net/flights.hpp). Entries are keyed by namespace/name; the
 // soonest to expire go first when max_entries or max_bytes is reached. Secret values are never
 // logged. Takes a Clock so tests can move time. Depends on kube/client.hpp and common/clock.hpp.
 #pragma once

@@ -23,8 +23,8 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "azure/azure.hpp"
-#include "azure/detail/flights.hpp"
 #include "net/client.hpp"
+#include "net/flights.hpp"
 
 namespace sigil::azure {
 
@@ -100,9 +100,9 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
 
   // --- coalescing ---------------------------------------------------------------------------
   // Concurrent fetches of the same token (a burst of admissions on a cold cache, a background
-  // refresh meeting an admission) share one request (detail::Flights, under mu).
+  // refresh meeting an admission) share one request (net::Flights, under mu).
 
-  using Flight = detail::Flights<Result<std::string>>::Flight;
+  using Flight = net::Flights<Result<std::string>>::Flight;
 
   // The caller's flight for key, and whether it leads it.
   std::pair<std::shared_ptr<Flight>, bool> join(const std::string& key);
@@ -147,7 +147,7 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::string, Refresh> refresh;                        // registry host
   std::map<std::pair<std::string, std::string>, Access> access;  // (host, scope)
   std::map<std::string, std::string> last_logged;
-  detail::Flights<Result<std::string>> flights;  // in-flight fetches, by key
+  net::Flights<Result<std::string>> flights;  // in-flight fetches, by key
   std::atomic<bool> stopped{false};
   std::atomic<bool> started{false};
   std::atomic<uint64_t> aad_requests{0}, imds_requests{0}, exchange_requests{0}, token_requests{0},

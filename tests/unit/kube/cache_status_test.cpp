@@ -1,6 +1,11 @@
 // SecretCache TTLs (positive and negative) and the Ready-condition status writer.
 #include <catch2/catch.hpp>
 
+#include <future>
+#include <optional>
+#include <thread>
+#include <vector>
+
 #include "common/clock.hpp"
 #include "common/encoding.hpp"
 #include "fake_api.hpp"
@@ -70,6 +75,49 @@ TEST_CASE("secret cache: bounded in bytes; an object over the bound is answered,
   }
   CHECK(cache.stats().misses == misses + 3);
   CHECK(cache.stats().entries == entries);
+}
+
+TEST_CASE("secret cache: concurrent misses of one object share one GET") {
+  // After every resync the cache is empty: a busy namespace's admissions all miss its
+  // ServiceAccount and pull secret at once, and each sent a GET of its own.
+  FakeApi api;
+  api.create("secrets", secret("app", "stall", "v1"));
+  api.stall_ms = 300;
+  Loop loop(2);
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  ManualClock clock(kNow);
+  SecretCache cache(client, CacheOptions{}, clock);
+  std::vector<std::future<std::optional<Result<std::shared_ptr<const Secret>>>>> reads;
+  for (int i = 0; i < 16; ++i) {
+    reads.push_back(boost::asio::co_spawn(
+        loop.ioc, test::detail::as_optional(cache.secret("app", "stall", in(5s))),
+        boost::asio::use_future));
+  }
+  for (auto& r : reads) {
+    auto got = r.get();
+    REQUIRE(got.has_value());
+    REQUIRE(got->ok());
+    CHECK((**got)->data.at("cosign.pub") == "v1");
+  }
+  CHECK(api.count("GET", "/api/v1/namespaces/app/secrets/stall") == 1);
+  // A reader whose own deadline cuts the shared GET does not pass its timeout on: one with time
+  // left reads again.
+  cache.clear();
+  api.stall_ms = 400;
+  auto short_one = boost::asio::co_spawn(
+      loop.ioc, test::detail::as_optional(cache.secret("app", "stall", in(100ms))),
+      boost::asio::use_future);
+  std::this_thread::sleep_for(20ms);
+  auto long_one = boost::asio::co_spawn(
+      loop.ioc, test::detail::as_optional(cache.secret("app", "stall", in(5s))),
+      boost::asio::use_future);
+  auto s = short_one.get();
+  REQUIRE(s.has_value());
+  CHECK_FALSE(s->ok());
+  auto l = long_one.get();
+  REQUIRE(l.has_value());
+  INFO((l->ok() ? std::string() : l->error().message));
+  CHECK(l->ok());
 }
 
 TEST_CASE("secret cache: hits within the TTL, refetches after it") {

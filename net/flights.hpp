@@ -1,12 +1,13 @@
-// azure/detail/flights.hpp: one fetch per key in flight, its result shared by concurrent callers.
+// net/flights.hpp: one fetch per key in flight, its result shared by concurrent callers.
 //
-// Role: the coalescing of AzureCredentials' token fetches (acr_exchange.cpp) and of Key Vault
-// key reads (keyvault.cpp). The first caller for a key leads: it fetches and lands the result;
-// the others follow, polling the flight every few milliseconds until it has landed or their own
-// deadline passes. Polling keeps every follower on its own executor and timer (no cross-thread
-// wake-up of a timer). The owner's mutex guards the map and every flight: join and land are
-// called with it held (so an owner can apply a result to its caches in the same step), follow
-// takes it to look. Included only by azure/*.cpp.
+// Role: the coalescing of the clients built on net/: AzureCredentials' token fetches
+// (azure/acr_exchange.cpp), Key Vault key reads (azure/keyvault.cpp), and the Secrets and
+// ServiceAccounts admissions read (kube/cache.cpp). The first caller for a key leads: it fetches
+// and lands the result; the others follow, polling the flight every few milliseconds until it has
+// landed or their own deadline passes. Polling keeps every follower on its own executor and timer
+// (no cross-thread wake-up of a timer). The owner's mutex guards the map and every flight: join and
+// land are called with it held (so an owner can apply a result to its caches in the same step),
+// follow takes it to look. Header only: Asio's timer and the standard library.
 #pragma once
 
 #include <chrono>
@@ -25,7 +26,7 @@
 
 #include "common/deadline.hpp"
 
-namespace sigil::azure::detail {
+namespace sigil::net {
 
 template <class T>
 class Flights {
@@ -72,4 +73,4 @@ class Flights {
   std::map<std::string, std::shared_ptr<Flight>> flights_;
 };
 
-}  // namespace sigil::azure::detail
+}  // namespace sigil::net
