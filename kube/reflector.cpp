@@ -168,6 +168,20 @@ struct Reflector::Impl : std::enable_shared_from_this<Reflector::Impl> {
     auto r = co_await client->list(opts.resource, opts.namespace_, lo,
                                    SteadyClock::now() + opts.request_timeout, stop_signal);
     if (!r) co_return r.error();
+    if (r->items.empty() && !store.empty()) {
+      // Everything gone at once, learnt from one answer: with noMatch allow, every image the
+      // dropped ClusterImagePolicies covered would be admitted. Deletions normally arrive as
+      // watch events; a relist that finds none is asked once more before it is believed.
+      spdlog::warn(
+          "kube: {}: a list found none of the {} object(s) held; listing once more "
+          "before dropping them",
+          name(), store.size());
+      co_await sleep(opts.confirm_empty_after);
+      if (stopping) co_return cancelled();
+      r = co_await client->list(opts.resource, opts.namespace_, lo,
+                                SteadyClock::now() + opts.request_timeout, stop_signal);
+      if (!r) co_return r.error();
+    }
     std::map<std::string, std::shared_ptr<const Object>> fresh;
     for (auto& o : r->items) {
       std::string key = o.meta.key();

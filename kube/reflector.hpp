@@ -49,6 +49,9 @@ struct ReflectorOptions {
   // read, 5xx), list again: re-watching from the same resourceVersion forever kept policies
   // as they were with nothing to say so but a log line.
   int relist_after_failed_watches = 5;
+  // A relist that finds no object while the store holds some is made again after this before
+  // it empties the store (a broken server's empty answer would drop every policy).
+  std::chrono::milliseconds confirm_empty_after{1000};
 };
 
 // An immutable view of the store. Objects sorted by key ("namespace/name" or "name").

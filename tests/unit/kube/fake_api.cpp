@@ -304,6 +304,14 @@ struct FakeApi::Impl {
       return {500, status_json(500, "InternalError", "injected list failure")};
     }
     std::lock_guard lock(mu);
+    if (owner->empty_lists.load() > 0) {
+      --owner->empty_lists;
+      return {200,
+              {{"kind", "List"},
+               {"apiVersion", r.api_version},
+               {"metadata", {{"resourceVersion", std::to_string(rv)}}},
+               {"items", json::array()}}};
+    }
     size_t offset = 0;
     int64_t list_rv = rv;
     const std::string cont = query["continue"];

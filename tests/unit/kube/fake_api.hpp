@@ -101,6 +101,7 @@ class FakeApi {
   std::atomic<bool> rv_too_large{false};      // next watch: HTTP 504 "Too large resource version"
   std::atomic<int> fail_watches{0};           // next N watch requests: 500
   std::atomic<int> fail_lists{0};             // next N list requests: 500
+  std::atomic<int> empty_lists{0};            // next N list requests: 200 with no items
   std::atomic<int> instant_end_watches{0};    // next N watches: 200 then at once a clean end
   std::atomic<bool> expire_continue{false};   // next continue token: 410 Expired
   std::atomic<bool> expire_continues{false};  // every continue token: 410 Expired

@@ -394,6 +394,34 @@ TEST_CASE("reflector: a server that keeps failing is retried with bounded backof
   stop_and_wait(r);
 }
 
+TEST_CASE("reflector: a relist that finds nothing is asked again before it drops everything") {
+  FakeApi api;
+  api.create(kPlural, policy_object("a"));
+  api.create(kPlural, policy_object("b"));
+  Loop loop(2);
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  Recorder rec;
+  auto o = fast();
+  o.confirm_empty_after = 50ms;
+  Reflector r(client, o, rec.fn());
+  r.start();
+  REQUIRE(eventually([&] { return r.synced() && watches(api).size() == 1; }));
+  // One empty answer (a broken server): the second list says otherwise, nothing is dropped.
+  api.empty_lists = 1;
+  api.expire_watches();
+  REQUIRE(eventually([&] { return r.stats().relists == 1; }));
+  CHECK(r.stats().lists == 2);
+  CHECK(rec.has_keys({"a", "b"}));
+  CHECK(api.count("GET", "/apis/sigil.dev/v1alpha1/clusterimagepolicies") >= 3);
+  CHECK(api.empty_lists == 0);
+  // Two answers that agree are believed.
+  api.empty_lists = 2;
+  api.expire_watches();
+  REQUIRE(eventually([&] { return r.stats().relists == 2; }));
+  REQUIRE(eventually([&] { return rec.has_keys({}); }));
+  stop_and_wait(r);
+}
+
 TEST_CASE("reflector: an object never goes back to an older generation") {
   // A watch served from a stale cache (an HA API server behind a load balancer) can send the
   // same object at an older spec: applied, it would undo a tightened ClusterImagePolicy.
