@@ -198,12 +198,17 @@ Result<ObjectMeta> parse_meta(const json& obj, const std::string& where, bool al
   return m;
 }
 
-Result<Object> object_from_json(const json& j, const std::string& where, bool allow_nameless) {
+Result<Object> object_from_json(const json& j, const std::string& where, bool allow_nameless,
+                                bool slim) {
   auto meta = parse_meta(j, where, allow_nameless);
   if (!meta) return meta.error();
   Object o;
   o.meta = std::move(*meta);
   try {
+    if (!slim) {
+      o.json = j.dump(-1, ' ', false, json::error_handler_t::replace);
+      return o;
+    }
     json kept = json::object();
     for (auto it = j.begin(); it != j.end(); ++it) {
       if (it.key() != "metadata" || !it->is_object()) {
@@ -284,7 +289,7 @@ Result<ObjectList> parse_object_list(std::string_view text) {
   out.items.reserve(items->size());
   size_t i = 0;
   for (const auto& item : *items) {
-    auto o = detail::object_from_json(item, "list.items[" + std::to_string(i++) + "]", false);
+    auto o = detail::object_from_json(item, "list.items[" + std::to_string(i++) + "]", false, true);
     if (!o) return o.error();
     out.items.push_back(std::move(*o));
   }

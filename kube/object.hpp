@@ -68,9 +68,11 @@ struct ObjectMeta {
 
 struct Object {
   ObjectMeta meta;
-  // The object as compact JSON text, without metadata.managedFields and metadata.annotations:
-  // sigil reads neither, and they are often most of an object's bytes (the last-applied
-  // configuration, a tenant's tooling), which the store would keep for as long as the object.
+  // The object as compact JSON text. From a list or a watch, without metadata.managedFields and
+  // metadata.annotations: the reflectors' stores keep objects for as long as they exist, sigil
+  // reads neither there, and they are often most of an object's bytes (the last-applied
+  // configuration, a tenant's tooling). From a GET, whole: it may be edited and written back
+  // with a PUT (app/selfcert.cpp), which would otherwise delete every annotation.
   std::string json;
 };
 

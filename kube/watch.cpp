@@ -70,7 +70,7 @@ Result<WatchEvent> parse_watch_event(std::string_view line, size_t max_size) {
     return ev;
   }
   const bool bookmark = ev.type == EventType::bookmark;
-  auto obj = detail::object_from_json(*o, std::string(type) + " object", bookmark);
+  auto obj = detail::object_from_json(*o, std::string(type) + " object", bookmark, true);
   if (!obj) return perr(obj.error().message);
   if (bookmark) {
     if (obj->meta.resource_version.empty()) return perr("BOOKMARK without a resourceVersion");

@@ -23,9 +23,10 @@ Result<std::string> opt_string(const nlohmann::json& obj, const char* key,
                                const std::string& where);
 Result<ObjectMeta> parse_meta(const nlohmann::json& obj, const std::string& where,
                               bool allow_nameless);
-// metadata + compact JSON text of obj.
+// metadata + compact JSON text of obj. `slim`: without metadata.managedFields and
+// metadata.annotations (what lists and watches keep; see Object::json).
 Result<Object> object_from_json(const nlohmann::json& obj, const std::string& where,
-                                bool allow_nameless);
+                                bool allow_nameless, bool slim = false);
 // Best effort: a metav1.Status from whatever members are there.
 ApiStatus status_from_json(const nlohmann::json& obj);
 

@@ -50,9 +50,12 @@ json webhook_config(const std::string& kind, const std::string& name,
 }
 
 void add_configs(FakeApi& api) {
-  api.create("validatingwebhookconfigurations",
-             webhook_config("ValidatingWebhookConfiguration", "sigil",
-                            {"validate.sigil.dev", "validate-policy.sigil.dev"}));
+  // The chart's annotation for AKS: a PUT that dropped it would let the Admissions Enforcer
+  // rewrite the namespaceSelector.
+  json validating = webhook_config("ValidatingWebhookConfiguration", "sigil",
+                                   {"validate.sigil.dev", "validate-policy.sigil.dev"});
+  validating["metadata"]["annotations"] = {{"admissions.enforcer/disabled", "true"}};
+  api.create("validatingwebhookconfigurations", validating);
   api.create("mutatingwebhookconfigurations",
              webhook_config("MutatingWebhookConfiguration", "sigil", {"mutate.sigil.dev"}));
 }
@@ -203,6 +206,9 @@ TEST_CASE("selfcert: the Secret is created, every webhook entry gets the caBundl
   const std::string bundle = published(api);
   CHECK(bundle == data["ca.crt"]);
   CHECK(handshake(r.srv->port(), bundle, clock.now()).empty());
+  // Publishing wrote the configuration back whole: its annotations are still there.
+  CHECK((*api.object("validatingwebhookconfigurations", "sigil"))["metadata"]["annotations"] ==
+        json({{"admissions.enforcer/disabled", "true"}}));
   // A client that trusts another CA is refused: the check is real.
   auto other = crypto::make_ca("other", clock.now() - 1h, clock.now() + 24h);
   REQUIRE(other.ok());
