@@ -340,6 +340,19 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
              " not be read: " + printable(all.front(), 200);
     };
 
+    if (meter.stopped() != Unmet::none) {
+      // Judging stopped before every authority was looked at: a static one further on still
+      // decides as it would have (a pass admits, a fail is the reason).
+      for (const auto& a : policy.authorities) {
+        if (a.kind == Authority::Kind::static_pass) {
+          r.satisfied = true;
+          r.unmet = Unmet::none;
+          r.authority = a.name;
+          return r;
+        }
+        if (a.kind == Authority::Kind::static_fail && static_fail == nullptr) static_fail = &a;
+      }
+    }
     if (static_fail == nullptr && meter.stopped() != Unmet::none) {
       // Not a judgement of the image: no authority passed before judging had to stop.
       r.unmet = meter.stopped();

@@ -844,7 +844,15 @@ TEST_CASE("judge: second key authority may satisfy", "[policy][judge]") {
 namespace {
 // An RSA public key with a modulus of `bits` bits (not a product of primes: a public key is
 // never checked for that, and generating a 16384-bit key takes minutes).
+sigil::Result<crypto::PublicKey> rsa_key_with(int bits, int exponent_bits, bool odd = true);
 crypto::PublicKey rsa_public_key(int bits) {
+  auto key = rsa_key_with(bits, 17);
+  INFO((key ? std::string() : key.error().message));
+  REQUIRE(key.ok());
+  return *key;
+}
+// exponent: 2^(exponent_bits - 1) + 1 (65537 for 17), or that + 1 when !odd.
+sigil::Result<crypto::PublicKey> rsa_key_with(int bits, int exponent_bits, bool odd) {
   std::string n(static_cast<size_t>(bits / 8), '\x5a');
   n.front() = '\xc3';
   n.back() = '\x01';
@@ -853,7 +861,9 @@ crypto::PublicKey rsa_public_key(int bits) {
                 nullptr),
       BN_free);
   std::unique_ptr<BIGNUM, decltype(&BN_free)> e(BN_new(), BN_free);
-  BN_set_word(e.get(), 65537);
+  BN_zero(e.get());
+  BN_set_bit(e.get(), exponent_bits - 1);
+  BN_add_word(e.get(), odd ? 1 : 2);
   std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld(OSSL_PARAM_BLD_new(),
                                                                       OSSL_PARAM_BLD_free);
   OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn.get());
@@ -871,10 +881,7 @@ crypto::PublicKey rsa_public_key(int bits) {
   REQUIRE(len > 0);
   std::string spki(reinterpret_cast<char*>(der), static_cast<size_t>(len));
   OPENSSL_free(der);
-  auto key = crypto::PublicKey::from_der(spki);
-  INFO((key ? std::string() : key.error().message));
-  REQUIRE(key.ok());
-  return *key;
+  return crypto::PublicKey::from_der(spki);
 }
 }  // namespace
 
@@ -896,6 +903,20 @@ TEST_CASE("check_cost prices a check by what verifying it costs", "[policy][judg
   Authority keyless;
   keyless.kind = Authority::Kind::keyless;
   CHECK(check_cost(keyless) == 20);
+}
+
+TEST_CASE("an RSA key's public exponent is bounded, as Go's crypto/rsa bounds it",
+          "[policy][judge]") {
+  // Each bit of the exponent is one more multiplication per check: a 2041-bit exponent made an
+  // RSA-2048 check 70 times dearer than check_cost prices it.
+  CHECK(rsa_key_with(2048, 17).ok());
+  CHECK(rsa_key_with(2048, 31).ok());
+  for (int bits : {32, 64, 2041}) {
+    auto big = rsa_key_with(2048, bits);
+    REQUIRE_FALSE(big.ok());
+    CHECK_THAT(big.error().message, Catch::Contains("RSA public exponent"));
+  }
+  CHECK_FALSE(rsa_key_with(2048, 17, false).ok());  // even
 }
 
 TEST_CASE("judge: a check budget and a deadline bound the work", "[policy][judge]") {
@@ -938,6 +959,18 @@ TEST_CASE("judge: a check budget and a deadline bound the work", "[policy][judge
     CHECK(r.message ==
           "the webhook deadline passed while checking signatures (2 signature checks under this "
           "policy)");
+  }
+  SECTION("a static pass further on still admits") {
+    const KeyPair third = generate_key("P-256");  // signed none of them
+    const std::string yaml =
+        "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: s}\n"
+        "spec:\n  images: [{glob: '**'}]\n  authorities:\n"
+        "  - name: k\n    key:\n      data: |\n" +
+        indent(third.public_pem(), 8) + "  - {name: anything, static: {action: pass}}\n";
+    sigil::WorkBudget budget(2);
+    auto r = judge(one_policy(yaml), kDigestA, all, JudgeLimits{&budget, {}});
+    CHECK(r.satisfied);
+    CHECK(r.authority == "anything");
   }
   SECTION("a static fail authority is still the reason") {
     const std::string yaml =
