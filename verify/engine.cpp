@@ -610,9 +610,10 @@ struct Engine::Impl {
     } else if (fetch_failure && (!refusals.empty() || !v.warnings.empty())) {
       // Some signatures could not be read, and what was read does not admit the image: the
       // missing ones might have. A registry failure, never cached, retried next admission.
-      co_return soften_if_all_warn(
-          registry_denial(image, digest, failed_host, *fetch_failure, "fetching signatures"),
-          matched);
+      Verdict failed =
+          registry_denial(image, digest, failed_host, *fetch_failure, "fetching signatures");
+      failed.withheld = withhold;  // the digest, read with sigil's own credentials
+      co_return soften_if_all_warn(std::move(failed), matched);
     }
     if (!refusals.empty()) {
       // Every enforcing policy that refuses is named, the most severe first (verdict.hpp).
@@ -860,12 +861,13 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
     }
     if (!my_channel) break;  // this request leads
     auto v = co_await d.wait_for(my_channel, deadline);
-    if (v && !again && reported_reason(*v) == Reason::timeout && leader_deadline < deadline &&
-        std::chrono::steady_clock::now() < deadline) {
-      // The leader ran out of its own time (a shorter ?timeout=, which any client of the port
-      // may send, or an earlier start): that says nothing about ours. Once more, ourselves.
-      continue;
-    }
+    // The leader ran out of its own time (a shorter ?timeout=, which any client of the port may
+    // send, or an earlier start) or of its own admission's budgets (other images of its pod):
+    // that says nothing about ours. Once more, ourselves.
+    const Reason why = v ? reported_reason(*v) : Reason::none;
+    const bool leaders_own =
+        (why == Reason::timeout && leader_deadline < deadline) || why == Reason::budget_exceeded;
+    if (v && !again && leaders_own && std::chrono::steady_clock::now() < deadline) continue;
     if (v) {
       v->image = image;
       co_return d.last_good.answer(std::move(*v), key, by_digest, d.options.pinning);
@@ -873,6 +875,10 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
     Verdict late =
         denial(image, Reason::timeout, "verification did not finish before the webhook deadline");
     late.digest = digest;
+    // A digest resolved with sigil's own registry credentials is not the pod's to learn.
+    late.withheld = !d.options.reveal_private_details &&
+                    !d.client.covers(context.credentials, ref.registry) &&
+                    d.client.has_credentials_for(ref.registry);
     co_return d.last_good.answer(std::move(late), key, by_digest, d.options.pinning);
   }
 

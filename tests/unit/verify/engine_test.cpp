@@ -439,6 +439,33 @@ TEST_CASE("a leader that runs out of its own shorter time does not time its wait
   CHECK(engine.stats().coalesced == 1);
 }
 
+TEST_CASE("a leader whose own admission's budget ran out does not deny its waiters") {
+  // The check budget is the admission's: a pod of many costly images spends it, and another
+  // pod's admission of a shared image must not take that BUDGET_EXCEEDED as its own.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  f.reg.delay = 100ms;
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  verify::Context spent;
+  spent.checks = std::make_shared<sigil::WorkBudget>(0);
+  asio::io_context io;
+  auto leader = asio::co_spawn(io,
+                               engine.verify("reg.test/team/app@" + f.digest, policies,
+                                             std::chrono::steady_clock::now() + 10s, spent),
+                               asio::use_future);
+  auto waiter = asio::co_spawn(io,
+                               engine.verify("reg.test/team/app@" + f.digest, policies,
+                                             std::chrono::steady_clock::now() + 10s),
+                               asio::use_future);
+  io.run();
+  CHECK(leader.get().reason == verify::Reason::budget_exceeded);
+  auto w = waiter.get();
+  INFO(verify::message(w));
+  CHECK(w.outcome == verify::Outcome::allowed);
+  CHECK(engine.stats().coalesced == 1);
+}
+
 TEST_CASE("a registry failure under warn-mode policies only warns, and is not cached") {
   Fixture f;
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
@@ -770,6 +797,15 @@ TEST_CASE("a denial withholds what sigil read with credentials the pod does not 
     CHECK(verify::message(v).find(f.digest.substr(7, 12)) == std::string::npos);
     CHECK(verify::message(v).find("withheld") != std::string::npos);
     CHECK(verify::message(v).find("policy team-images") != std::string::npos);
+  }
+  SECTION("withheld when the signatures cannot be read, and in the audit's digest") {
+    // The tag resolved with sigil's credentials, then the reads failed: the digest is still not
+    // the pod's to learn (a client of the port posting reviews of private tags asked for it).
+    f.reg.fail_reads = make_error(sigil::Errc::unavailable, "HTTP 503 from registry");
+    verify::Engine engine(f.reg, f.clock);
+    auto v = run(engine, "reg.test/team/app:v1", policies);
+    CHECK(v.reason == verify::Reason::registry_unavailable);
+    CHECK(v.withheld);
   }
   SECTION("the pod's own credentials: everything is said") {
     verify::Engine engine(f.reg, f.clock);
