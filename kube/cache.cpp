@@ -136,6 +136,9 @@ struct SecretCache::Impl {
         } catch (const std::exception& e) {
           got = make_error(Errc::internal,
                            std::string(kind) + " " + key + ": internal error: " + e.what());
+        } catch (...) {
+          // Whatever was thrown, the flight lands: else every later reader of this object
+          // would wait out its deadline on it.
         }
         land(flights, key, joined.first, got);
         co_return got;

@@ -90,9 +90,11 @@ class BodyReservation {
 struct ConnectionLimits {
   size_t max_connections = 2048;
   size_t max_per_peer = 512;
-  // A connection whose request body has been arriving for this long may be evicted like an
-  // idle one (after every idle one): otherwise bodies withheld from a few addresses fill the
-  // caps with connections nothing can close, and the API server's are refused.
+  // A connection whose request body is not in this long after its header may be evicted like
+  // an idle one (after every idle one): otherwise bodies withheld from a few addresses fill the
+  // caps with connections nothing can close, and the API server's are refused. Counted from
+  // the header, not from the last byte: a body dripped a byte at a time is withheld too. (The
+  // API server's bodies arrive in milliseconds.)
   std::chrono::milliseconds stalled_body{500};
 };
 

@@ -274,10 +274,9 @@ void Server::Impl::evict(uint64_t id) {
     auto c = weak.lock();
     if (!c) return;
     c->evicted = true;
-    // Idle, or withholding its body past stalled_body (ConnectionTable::idlest): closed now.
-    // One handling a request closes after its answer.
-    const bool reading = c->body_since.load(std::memory_order_relaxed) != 0;
-    if ((!c->busy || reading) && c->stream) beast::get_lowest_layer(*c->stream).cancel();
+    // Idle, or its body not in after stalled_body (ConnectionTable::idlest): closed now. One
+    // handling a request closes after its answer.
+    if ((!c->busy || c->reading) && c->stream) beast::get_lowest_layer(*c->stream).cancel();
   });
 }
 

@@ -257,7 +257,8 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
     auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
     (void)rn;
     conn->busy = true;
-    // Not yet busy to the table: a body withheld past stalled_body may be evicted.
+    // Not yet busy to the table: a body not in after stalled_body may be evicted.
+    conn->reading = true;
     table.set_reading(id, std::chrono::steady_clock::now());
     std::optional<HttpReply> early;  // an error answer; the connection closes after it
     if (rec == http::error::body_limit) {
@@ -399,6 +400,7 @@ asio::awaitable<void> Server::Impl::session(std::shared_ptr<Impl> self, tcp::soc
       }
     }
 
+    conn->reading = false;
     table.set_busy(id, true, std::chrono::steady_clock::now());
     // What answers it: server/router.hpp, the table in routes().
     RouteRequest route;

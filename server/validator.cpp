@@ -288,8 +288,9 @@ std::optional<HttpReply> answer_without_verifying(std::string_view body,
                                                   const Result<admission::Request>& decoded,
                                                   std::chrono::steady_clock::time_point start) {
   if (!decoded) {
-    // A review past sigil's caps (more than 1000 containers, nesting, a repeated key) whose uid
-    // can be read is denied with a 200: an HTTP error would leave the decision to the
+    // A review past sigil's caps (more than 1000 containers, a repeated key) whose uid can be
+    // read is denied with a 200 (one nested past 64 levels has no readable uid: the uid is read
+    // with the same parser): an HTTP error would leave the decision to the
     // webhook's failurePolicy, and with `Ignore` admit a Pod nobody judged. Only a body that is
     // no review at all gets a 400.
     const std::string uid = admission::review_uid(body);

@@ -68,6 +68,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   struct Conn {
     Stream* stream = nullptr;
     bool busy = false;     // a request is being read, judged or answered
+    bool reading = false;  // of those, read: its header is in, its body not yet (evictable)
     bool evicted = false;  // close when idle, or right after the response being worked on
     // Since when (steady_clock ticks) the request's body, which holds part of the body budget,
     // has been arriving; 0 when none is. Read by cut_stalled_bodies from other threads.
