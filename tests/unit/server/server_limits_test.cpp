@@ -299,8 +299,10 @@ TEST_CASE("limits: at the per-peer cap the peer's idlest idle connection is clos
   CHECK(warm->read_response().status == 200);
 }
 
-TEST_CASE("limits: a busy connection is never evicted; with all busy the new one is refused",
-          "[server][limits]") {
+TEST_CASE(
+    "limits: a connection being judged, or sending its body, is not evicted; with all busy "
+    "the new one is refused",
+    "[server][limits]") {
   ServerOptions o;
   o.max_connections_per_peer = 2;
   o.stalled_body = 30s;  // the body being sent is not stalled yet (next test)

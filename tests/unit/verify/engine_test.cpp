@@ -466,6 +466,30 @@ TEST_CASE("a leader whose own admission's budget ran out does not deny its waite
   CHECK(engine.stats().coalesced == 1);
 }
 
+TEST_CASE("a waiter's TIMEOUT withholds a digest resolved with sigil's own credentials") {
+  Fixture f;
+  f.reg.own_credentials = true;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  // The tag resolves after two delays; the leader's reads take two more (.sig, then its
+  // payload): the waiter's deadline (three) falls between, a delay of margin either side.
+  f.reg.delay = 300ms;
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  asio::io_context io;
+  auto leader = asio::co_spawn(
+      io, engine.verify("reg.test/team/app:v1", policies, std::chrono::steady_clock::now() + 10s),
+      asio::use_future);
+  auto waiter = asio::co_spawn(
+      io, engine.verify("reg.test/team/app:v1", policies, std::chrono::steady_clock::now() + 900ms),
+      asio::use_future);
+  io.run();
+  CHECK(leader.get().outcome == verify::Outcome::allowed);
+  auto w = waiter.get();
+  REQUIRE(w.reason == verify::Reason::timeout);
+  CHECK(w.digest == f.digest);
+  CHECK(w.withheld);
+}
+
 TEST_CASE("a registry failure under warn-mode policies only warns, and is not cached") {
   Fixture f;
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
