@@ -207,6 +207,13 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
   PolicyResult r;
   r.policy = policy.name;
   detail::Meter meter(limits);
+  // The policy is satisfied by authority a.
+  const auto passed_by = [&r](const Authority& a) {
+    r.satisfied = true;
+    r.unmet = Unmet::none;
+    r.authority = a.name;
+    return r;
+  };
   try {
     if (policy.unavailable) {
       // A policy that could not be compiled denies what it matches; it never drops out. Like
@@ -223,12 +230,7 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
     std::vector<const Evidence*> looked_at;
 
     for (const auto& a : policy.authorities) {
-      if (a.kind == Authority::Kind::static_pass) {
-        r.satisfied = true;
-        r.unmet = Unmet::none;
-        r.authority = a.name;
-        return r;
-      }
+      if (a.kind == Authority::Kind::static_pass) return passed_by(a);
       if (a.kind == Authority::Kind::static_fail) {
         if (static_fail == nullptr) static_fail = &a;
         continue;
@@ -253,12 +255,7 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
       if (!a.attestations.empty()) {
         // Attestations instead of signatures (policy-controller): attestation.cpp.
         auto o = detail::judge_attestations(a, digest, *evidence, meter);
-        if (o.satisfied) {
-          r.satisfied = true;
-          r.unmet = Unmet::none;
-          r.authority = a.name;
-          return r;
-        }
+        if (o.satisfied) return passed_by(a);
         if (meter.stopped() != Unmet::none) break;
         best.offer({o.unmet, o.failure}, o.message, a.name);
         considered = std::max<size_t>(considered, 1);  // its message says what was found
@@ -290,12 +287,7 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
             continue;
           }
         }
-        if (v.ok) {
-          r.satisfied = true;
-          r.unmet = Unmet::none;
-          r.authority = a.name;
-          return r;
-        }
+        if (v.ok) return passed_by(a);
         std::string msg;
         if (v.failure == crypto::Failure::wrong_type) {
           msg = "signature verified with " + std::string(detail::kind_word(a)) + " authority '" +
@@ -344,12 +336,7 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
       // Judging stopped before every authority was looked at: a static one further on still
       // decides as it would have (a pass admits, a fail is the reason).
       for (const auto& a : policy.authorities) {
-        if (a.kind == Authority::Kind::static_pass) {
-          r.satisfied = true;
-          r.unmet = Unmet::none;
-          r.authority = a.name;
-          return r;
-        }
+        if (a.kind == Authority::Kind::static_pass) return passed_by(a);
         if (a.kind == Authority::Kind::static_fail && static_fail == nullptr) static_fail = &a;
       }
     }
