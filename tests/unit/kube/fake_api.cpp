@@ -124,6 +124,7 @@ struct FakeApi::Impl {
   std::vector<Event> log;
   int64_t compacted_rv = 0;
   uint64_t bookmark_gen = 0, expire_gen = 0, kick_gen = 0;
+  std::atomic<int> open_watches{0};
   std::string token;
   std::vector<Seen> seen;
   std::vector<std::string> patches;
@@ -406,6 +407,15 @@ struct FakeApi::Impl {
     const std::string head =
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
     if (!co_await s.write(head)) co_return false;
+    // Open from here to its end: it took bookmark_gen, expire_gen and kick_gen above, so a
+    // bookmark(), expire_watches() or kick() called once open_watches() counts it reaches it.
+    struct Open {
+      std::atomic<int>& n;
+      explicit Open(std::atomic<int>& count) : n(count) { ++n; }
+      Open(const Open&) = delete;
+      Open& operator=(const Open&) = delete;
+      ~Open() { --n; }
+    } const open(open_watches);
     if (gone) {
       if (owner->bookmark_before_gone.load()) {
         json mark = {{"type", "BOOKMARK"},
@@ -626,6 +636,10 @@ void FakeApi::bookmark() {
 void FakeApi::expire_watches() {
   std::lock_guard lock(impl_->mu);
   ++impl_->expire_gen;
+}
+
+int FakeApi::open_watches() const {
+  return impl_->open_watches.load();
 }
 
 void FakeApi::kick() {

@@ -116,6 +116,9 @@ class FakeApi {
   int count(const std::string& method, const std::string& path_prefix = "",
             bool watch_only = false) const;
   int connections() const;  // accepted, TLS handshake or not
+  // Watches streaming now. One counted here sees every later bookmark(), expire_watches() and
+  // kick(); one merely recorded in seen() may not have started, and would miss them.
+  int open_watches() const;
   int unauthorized() const { return unauthorized_.load(); }
   int events_sent() const { return events_sent_.load(); }
   std::vector<std::string> patches() const;  // bodies of PATCH /status

@@ -232,7 +232,7 @@ TEST_CASE(
   Recorder rec;
   Reflector r(client, fast(), rec.fn());
   r.start();
-  REQUIRE(eventually([&] { return r.synced() && watches(api).size() == 1; }));
+  REQUIRE(eventually([&] { return r.synced() && api.open_watches() == 1; }));
   // b disappears inside history the server no longer has.
   api.remove_silently(kPlural, "b");
   api.compact();
@@ -270,7 +270,7 @@ TEST_CASE("reflector: bookmarks advance the resourceVersion without a notificati
   Recorder rec;
   Reflector r(client, fast(), rec.fn());
   r.start();
-  REQUIRE(eventually([&] { return r.synced() && watches(api).size() == 1; }));
+  REQUIRE(eventually([&] { return r.synced() && api.open_watches() == 1; }));
   // Changes elsewhere move the global resourceVersion; this watch sees no event for them.
   api.create("trustroots", policy_object("t1"));
   api.create("trustroots", policy_object("t2"));
@@ -341,7 +341,7 @@ TEST_CASE("reflector: a server that keeps failing is retried with bounded backof
   }
   SECTION("WATCH keeps answering 500") {
     r.start();
-    REQUIRE(eventually([&] { return r.synced(); }));
+    REQUIRE(eventually([&] { return r.synced() && api.open_watches() == 1; }));
     api.fail_watches = 1000000;
     api.kick();
     std::this_thread::sleep_for(1000ms);
@@ -356,7 +356,7 @@ TEST_CASE("reflector: a server that keeps failing is retried with bounded backof
   }
   SECTION("WATCH keeps ending at once without events") {
     r.start();
-    REQUIRE(eventually([&] { return r.synced(); }));
+    REQUIRE(eventually([&] { return r.synced() && api.open_watches() == 1; }));
     api.instant_end_watches = 1000000;
     api.kick();
     std::this_thread::sleep_for(1000ms);
@@ -366,7 +366,7 @@ TEST_CASE("reflector: a server that keeps failing is retried with bounded backof
   }
   SECTION("every watch meets 410: relists back off too") {
     r.start();
-    REQUIRE(eventually([&] { return r.synced(); }));
+    REQUIRE(eventually([&] { return r.synced() && api.open_watches() == 1; }));
     api.always_gone = true;  // every watch meets 410 at once
     api.kick();
     std::this_thread::sleep_for(1000ms);
@@ -376,7 +376,7 @@ TEST_CASE("reflector: a server that keeps failing is retried with bounded backof
   }
   SECTION("every watch meets a bookmark, then 410: a bookmark is not progress") {
     r.start();
-    REQUIRE(eventually([&] { return r.synced(); }));
+    REQUIRE(eventually([&] { return r.synced() && api.open_watches() == 1; }));
     api.bookmark_before_gone = true;
     api.always_gone = true;
     api.kick();  // a failure of its own (a dropped stream)
@@ -508,7 +508,7 @@ TEST_CASE("reflector: a rotated token is picked up after the watch meets 401") {
   Recorder rec;
   Reflector r(client, fast(), rec.fn());
   r.start();
-  REQUIRE(eventually([&] { return r.synced() && watches(api).size() == 1; }));
+  REQUIRE(eventually([&] { return r.synced() && api.open_watches() == 1; }));
   write_file_atomically(tf, "tok-2");
   api.set_token("tok-2");
   // The watch is cut before the next change: created first, "b" could still reach the watch
