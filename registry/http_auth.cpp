@@ -224,7 +224,7 @@ std::shared_ptr<const CredentialTrail> HttpClient::Impl::trail(const std::string
     t->tried.push_back({K::managed_identity, O::not_configured, 0});
   } else if (pod || config) {
     t->tried.push_back({K::azure_identity, O::not_tried, 0});
-  } else if (!opts.identity->covers(registry)) {
+  } else if (!identity_for(registry)) {
     t->tried.push_back({K::azure_identity, O::not_for_host, 0});
   } else if (notes.identity_token_used) {
     t->tried.push_back({K::azure_identity, O::refused, status});

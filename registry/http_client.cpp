@@ -137,6 +137,12 @@ Result<Url> HttpClient::Impl::origin(const std::string& registry) const {
   return u;
 }
 
+bool HttpClient::Impl::identity_for(const std::string& registry) const {
+  if (opts.identity == nullptr || !opts.identity->covers(registry)) return false;
+  auto o = origin(registry);
+  return o && o->scheme == "https";
+}
+
 awaitable<Result<net::Response>> HttpClient::Impl::fetch(
     net::Method method, const std::string& registry, const std::string& repository,
     const std::string& path, std::string accept, uint64_t limit, Deadline deadline,
@@ -159,8 +165,7 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
     const DockerConfig* extra, AuthNotes* notes) {
   // The identity source (Azure) only where neither the pod's pull secrets nor the docker
   // config name the host: those come first, as in the kubelet's order.
-  bool use_identity = opts.identity != nullptr && opts.identity->covers(registry) &&
-                      !credential_for(registry, extra).has_value();
+  bool use_identity = identity_for(registry) && !credential_for(registry, extra).has_value();
   const Owner own = owner(registry);
   auto o = origin(registry);
   if (!o) co_return o.error();
@@ -245,8 +250,8 @@ net::DnsStats HttpClient::dns_stats() const {
 }
 
 bool HttpClient::has_credentials_for(const std::string& registry) const {
-  return impl_ && (impl_->opts.credentials.find(registry).has_value() ||
-                   (impl_->opts.identity && impl_->opts.identity->covers(registry)));
+  return impl_ &&
+         (impl_->opts.credentials.find(registry).has_value() || impl_->identity_for(registry));
 }
 
 bool HttpClient::covers(const PullCredentials& creds, const std::string& registry) const {

@@ -89,6 +89,11 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   // The registry origin for API calls (docker.io -> registry-1.docker.io).
   Result<net::Url> origin(const std::string& registry) const;
 
+  // Whether the identity source (Azure) may give registry a token: it covers the host, and the
+  // host is spoken to over TLS. A bearer token for the cloud identity never crosses plain HTTP,
+  // not even to a host the operator listed as insecure (a listing meant for a local mirror).
+  bool identity_for(const std::string& registry) const;
+
   // ---- auth ----
 
   // The credential for registry: the admission's pull secrets first (kubelet order), then the
