@@ -1246,13 +1246,17 @@ def cel_evaluator():
     return evaluate
 
 
-def _spec(*images, init=(), image_less=False):
+def _spec(*images, init=(), image_less=False, volumes=()):
     cs = [{"name": "c%d" % i, "image": img} for i, img in enumerate(images)]
     if image_less:
         cs.append({"name": "no-image"})
     spec = {"containers": cs}
     if init:
         spec["initContainers"] = [{"name": "i%d" % i, "image": img} for i, img in enumerate(init)]
+    if volumes:
+        # An image volume per reference; None is a volume of another kind.
+        spec["volumes"] = [{"name": "v%d" % i, "image": {"reference": ref}} if ref else {"name": "v%d" % i, "emptyDir": {}}
+                           for i, ref in enumerate(volumes)]
     return spec
 
 
@@ -1305,6 +1309,17 @@ class MatchConditionsCEL(unittest.TestCase):
                                   _wrap(kind, _spec("app:1", "side:1", init=("init:1",))), _wrap(kind, b)), True))
             out.append((self.case(kind + " update, an image-less container", kind, "UPDATE",
                                   _wrap(kind, _spec("app:1", image_less=True)), _wrap(kind, _spec("app:1", image_less=True))), False))
+            # sigil reads image volumes too, and compares each field's list by position.
+            with_data = _spec("app:1", init=("init:1",), volumes=(None, "data:1"))
+            out.append((self.case(kind + " update, same image volumes", kind, "UPDATE", _wrap(kind, with_data),
+                                  _wrap(kind, _spec("app:1", init=("init:1",), volumes=(None, "data:1")))), False))
+            out.append((self.case(kind + " update, image volume changed", kind, "UPDATE",
+                                  _wrap(kind, _spec("app:1", init=("init:1",), volumes=(None, "data:2"))),
+                                  _wrap(kind, with_data)), True))
+            out.append((self.case(kind + " update, image volume added", kind, "UPDATE", _wrap(kind, with_data),
+                                  _wrap(kind, _spec("app:1", init=("init:1",), volumes=(None,)))), True))
+            out.append((self.case(kind + " update, init image moved to containers", kind, "UPDATE",
+                                  _wrap(kind, _spec("init:1", "app:1")), _wrap(kind, b)), True))
             gone = _wrap(kind, a)
             gone["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
             out.append((self.case(kind + " update while being deleted", kind, "UPDATE", gone, _wrap(kind, b)), False))

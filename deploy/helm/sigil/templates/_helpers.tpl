@@ -147,10 +147,13 @@ has(object.spec) && has(object.spec.template) && ... (has() of a missing parent 
 {{- join " && " $checks -}}
 {{- end -}}
 
-{{/* CEL: the images of the PodSpec at path P, as one list (init, regular and ephemeral
-containers; an unset image counts as ""). */}}
+{{/* CEL: the images of the PodSpec at path P, as a list of four lists, one per field sigil reads
+(init, regular and ephemeral containers, and image volumes' references; an unset image counts as
+"", a volume that is not an image volume too). Kept apart, and by position, as sigil compares them
+(admission.cpp: new_image_uses): an image moved from initContainers to containers is a change,
+and so is a new image volume reference. */}}
 {{- define "sigil.celImages" -}}
-(has({{ . }}.initContainers) ? {{ . }}.initContainers.map(c, has(c.image) ? c.image : '') : []) + (has({{ . }}.containers) ? {{ . }}.containers.map(c, has(c.image) ? c.image : '') : []) + (has({{ . }}.ephemeralContainers) ? {{ . }}.ephemeralContainers.map(c, has(c.image) ? c.image : '') : [])
+[(has({{ . }}.initContainers) ? {{ . }}.initContainers.map(c, has(c.image) ? c.image : '') : []), (has({{ . }}.containers) ? {{ . }}.containers.map(c, has(c.image) ? c.image : '') : []), (has({{ . }}.ephemeralContainers) ? {{ . }}.ephemeralContainers.map(c, has(c.image) ? c.image : '') : []), (has({{ . }}.volumes) ? {{ . }}.volumes.map(v, has(v.image) && has(v.image.reference) ? v.image.reference : '') : [])]
 {{- end -}}
 
 {{/* CEL: true unless this is an UPDATE of one of RESOURCES whose PodSpec at PATH (below object and
