@@ -282,14 +282,24 @@ int detail::run_serve(Settings s) {
   if (cluster) sopts.ready = [&cluster] { return cluster->ready(); };
   // kubectl apply of a broken policy fails with the field named, before the watch sees it.
   sopts.check_policy = [](const std::string& kind, const std::string& object_json) {
+    server::PolicyCheck checked;
     const std::string doc = object_document(object_json);
     if (doc.size() > kMaxAppliedDocument) {
-      return kind + ": its apiVersion, kind, metadata and spec take " + std::to_string(doc.size()) +
-             " bytes, more than sigil accepts (" + std::to_string(kMaxAppliedDocument) +
-             "); a policy holds keys and identities, not data";
+      checked.problem = kind + ": its apiVersion, kind, metadata and spec take " +
+                        std::to_string(doc.size()) + " bytes, more than sigil accepts (" +
+                        std::to_string(kMaxAppliedDocument) +
+                        "); a policy holds keys and identities, not data";
+      return checked;
     }
     auto docs = policy::parse_documents(doc, kind);
-    return docs.ok() ? std::string() : docs.error().message;
+    if (!docs) {
+      checked.problem = docs.error().message;
+      return checked;
+    }
+    for (const auto& p : docs->policies) {
+      for (auto& w : policy::scope_warnings(p)) checked.warnings.push_back(std::move(w));
+    }
+    return checked;
   };
   sopts.mutator = &webhook.mutator();
   if (events) {

@@ -251,6 +251,13 @@ Result<Glob> Glob::compile(std::string_view pattern) {
   }
 }
 
+bool Glob::selects_by_tag() const {
+  const std::string_view p = pattern_;
+  const size_t slash = p.rfind('/');
+  const std::string_view last = slash == std::string_view::npos ? p : p.substr(slash + 1);
+  return last.find(':') != std::string_view::npos;
+}
+
 std::string Glob::literal_registry() const {
   const std::string_view n = normalized_;
   const size_t slash = n.find('/');

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/encoding.hpp"
 #include "policy/yaml_detail.hpp"
 
 namespace sigil::policy {
@@ -19,6 +20,18 @@ Result<NoMatch> parse_no_match(std::string_view s) {
   if (s == "allow") return NoMatch::allow;
   return make_error(Errc::invalid_argument,
                     "no-match behaviour \"" + std::string(s) + "\" is not deny, warn or allow");
+}
+
+std::vector<std::string> scope_warnings(const Policy& p) {
+  std::vector<std::string> out;
+  const char* kind = p.namespace_scope.empty() ? "ClusterImagePolicy " : "ImagePolicy ";
+  for (const Glob& g : p.globs) {
+    if (!g.selects_by_tag()) continue;
+    out.push_back(kind + printable(p.name, 63) + ": glob \"" + printable(g.pattern(), 80) +
+                  "\" selects by tag, and a Pod's author picks the tag (name:tag@sha256:... may "
+                  "name any digest); select by repository, and tell releases apart by signer");
+  }
+  return out;
 }
 
 std::string SignatureSource::key() const {

@@ -613,17 +613,19 @@ HttpReply handle_policy_review(std::string_view body, const CheckPolicyObject& c
   resp.uid = decoded->uid;
   resp.allowed = true;
   if (!decoded->object_json.empty() && check) {
-    std::string problem;
+    PolicyCheck checked;
     try {
-      problem = check(decoded->kind, decoded->object_json);
+      checked = check(decoded->kind, decoded->object_json);
     } catch (const std::exception& e) {
-      problem = std::string("internal error while checking the policy: ") + e.what();
+      checked.problem = std::string("internal error while checking the policy: ") + e.what();
     }
-    if (!problem.empty()) {
+    if (!checked.problem.empty()) {
       resp.allowed = false;
       resp.reason = "Invalid";
       resp.code = 422;
-      resp.message = truncate_politely(problem, kMaxMessage);
+      resp.message = truncate_politely(checked.problem, kMaxMessage);
+    } else {
+      resp.warnings = std::move(checked.warnings);
     }
   }
   // The same one-line-safe values as the admission line: anyone who reaches /validate-policy

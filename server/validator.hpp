@@ -197,10 +197,15 @@ class Validator {
 
 // POST /validate-policy: judges a sigil.dev custom resource (ClusterImagePolicy, ImagePolicy,
 // TrustRoot) being created or updated, so that `kubectl apply` of a broken policy fails with a
-// message naming the field instead of the policy failing later in the watch. check returns ""
-// when the object is valid, else the one-line reason. Other kinds and DELETE are allowed.
+// message naming the field instead of the policy failing later in the watch. check returns an
+// empty problem when the object is valid, else the one-line reason; a valid object may come
+// with warnings, which kubectl shows ("Warning: ..."). Other kinds and DELETE are allowed.
+struct PolicyCheck {
+  std::string problem;
+  std::vector<std::string> warnings;
+};
 using CheckPolicyObject =
-    std::function<std::string(const std::string& kind, const std::string& object_json)>;
+    std::function<PolicyCheck(const std::string& kind, const std::string& object_json)>;
 HttpReply handle_policy_review(std::string_view body, const CheckPolicyObject& check);
 
 // A JSON object of string members, written directly (strings escaped by common/json_text.hpp;

@@ -1241,9 +1241,18 @@ class KubePolicyTest(KubeCase):
                 self.assertEqual(st, 200, self.sigil.log_tail())
                 self.assertEqual(resp["uid"], doc["request"]["uid"])
                 self.assertIs(resp["allowed"], ok, json.dumps(resp))
+                self.assertNotIn("warnings", resp)
                 if not ok:
                     self.assertEqual(resp["status"]["code"], 422, json.dumps(resp))
                     self.assertIn(field, resp["status"]["message"])
+        # A glob that names a tag is valid, and kubectl warns: a Pod's author picks the tag.
+        st, resp = self.sigil.validate_policy(policy_review(
+            ipol("vp-by-tag", "team-a", [W.glob("vp/app:prod-*"), W.glob("vp/tools/**")], [ka])))
+        self.assertEqual(st, 200, self.sigil.log_tail())
+        self.assertIs(resp["allowed"], True, json.dumps(resp))
+        self.assertEqual(len(resp.get("warnings", [])), 1, json.dumps(resp))
+        self.assertIn('ImagePolicy team-a/vp-by-tag: glob "', resp["warnings"][0])
+        self.assertIn('vp/app:prod-*" selects by tag', resp["warnings"][0])
         # validating a policy does not enforce it
         self.assertVerdict(W.ref("file/a"), True)
         self.assertIsNone(self.fk.get(CIP, "vp-good"))

@@ -117,6 +117,47 @@ TEST_CASE("glob: the registry it names literally, or none", "[policy][glob]") {
   CHECK(reg("library/nginx").empty());  // a first component without '.' or ':' is a path
 }
 
+TEST_CASE("glob: one that names a tag selects by a label the pod writes, and is warned about",
+          "[policy][glob]") {
+  auto by_tag = [](const char* pattern) {
+    auto g = Glob::compile(pattern);
+    REQUIRE(g.ok());
+    return g->selects_by_tag();
+  };
+  CHECK(by_tag("myacr.azurecr.io/app:prod-*"));
+  CHECK(by_tag("nginx:1.25"));
+  CHECK(by_tag("ghcr.io/**:latest"));
+  CHECK_FALSE(by_tag("myreg.example:5000/app"));  // a port, not a tag
+  CHECK_FALSE(by_tag("myacr.azurecr.io/team/**"));
+  CHECK_FALSE(by_tag("**"));
+  // Why it matters: the tag of name:tag@digest is the pod's to choose, digest unchanged.
+  auto prod = Glob::compile("r.example/app:prod-*");
+  REQUIRE(prod.ok());
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  auto as_prod = oci::parse_reference("r.example/app:prod-1@" + digest);
+  auto as_dev = oci::parse_reference("r.example/app:dev-1@" + digest);
+  REQUIRE(as_prod.ok());
+  REQUIRE(as_dev.ok());
+  CHECK(prod->matches(*as_prod));
+  CHECK_FALSE(prod->matches(*as_dev));
+
+  auto docs = parse_documents(R"(apiVersion: sigil.dev/v1alpha1
+kind: ClusterImagePolicy
+metadata: {name: releases}
+spec:
+  images: [{glob: "r.example/app:prod-*"}, {glob: "r.example/tools/**"}]
+  authorities: [{static: {action: pass}}]
+)",
+                              "f.yaml");
+  REQUIRE(docs.ok());
+  REQUIRE(docs->policies.size() == 1);
+  const auto w = scope_warnings(docs->policies[0]);
+  REQUIRE(w.size() == 1);
+  CHECK(w[0].find("ClusterImagePolicy releases: glob \"r.example/app:prod-*\" selects by tag") ==
+        0);
+  CHECK(w[0].size() < 256);
+}
+
 TEST_CASE("glob matching follows policy-controller", "[policy][glob]") {
   struct Case {
     const char* image;

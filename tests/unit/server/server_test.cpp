@@ -480,14 +480,27 @@ TEST_CASE("server: /validate-policy judges sigil.dev objects with the given chec
   std::vector<std::string> seen;
   o.check_policy = [&seen](const std::string& kind, const std::string& object_json) {
     seen.push_back(kind);
-    return object_json.find("\"bad\"") == std::string::npos
-               ? std::string()
-               : std::string("f document 1 (prod): spec.images[0].glob: invalid glob \"bad\"");
+    PolicyCheck c;
+    if (object_json.find("\"bad\"") != std::string::npos) {
+      c.problem = "f document 1 (prod): spec.images[0].glob: invalid glob \"bad\"";
+    }
+    if (object_json.find("\"tagged\"") != std::string::npos) c.warnings = {"w1", "w2"};
+    return c;
   };
   Harness h(o);
   auto good = response_of(h.post("/validate-policy", policy_review("ClusterImagePolicy", "{}")));
   CHECK(good["allowed"] == true);
   CHECK(good["uid"] == "p-1");
+  CHECK_FALSE(good.contains("warnings"));
+  // A valid object's warnings reach kubectl; an invalid one's problem is the answer.
+  auto warned = response_of(
+      h.post("/validate-policy", policy_review("ClusterImagePolicy", R"({"glob":"tagged"})")));
+  CHECK(warned["allowed"] == true);
+  CHECK(warned["warnings"] == json::array({"w1", "w2"}));
+  auto both = response_of(h.post(
+      "/validate-policy", policy_review("ClusterImagePolicy", R"({"glob":["bad","tagged"]})")));
+  CHECK(both["allowed"] == false);
+  CHECK_FALSE(both.contains("warnings"));
   auto bad = response_of(
       h.post("/validate-policy", policy_review("ClusterImagePolicy", R"({"glob":"bad"})")));
   CHECK(bad["allowed"] == false);
@@ -500,7 +513,8 @@ TEST_CASE("server: /validate-policy judges sigil.dev objects with the given chec
   CHECK(del["allowed"] == true);
   auto cm = response_of(h.post("/validate-policy", read_fixture("configmap-create.json")));
   CHECK(cm["allowed"] == true);
-  CHECK(seen == std::vector<std::string>{"ClusterImagePolicy", "ClusterImagePolicy"});
+  CHECK(seen == std::vector<std::string>{"ClusterImagePolicy", "ClusterImagePolicy",
+                                         "ClusterImagePolicy", "ClusterImagePolicy"});
   auto get = h.get("/validate-policy");
   REQUIRE(get.ok);
   CHECK(get.status == 405);

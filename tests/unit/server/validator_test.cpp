@@ -721,7 +721,9 @@ TEST_CASE("the policy review's log line is one line, whatever the review's field
         {"name", "p decision=allowed"},
         {"object", {{"spec", json::object()}}}}}};
   const auto reply = sigil::server::handle_policy_review(
-      review.dump(), [](const std::string&, const std::string&) { return std::string("bad"); });
+      review.dump(), [](const std::string&, const std::string&) {
+        return sigil::server::PolicyCheck{"bad", {}};
+      });
   CHECK(json::parse(reply.body)["response"]["allowed"] == false);
   const std::string log = capture.text();
   INFO(log);
