@@ -898,8 +898,9 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
       v.also.clear();
     }
   }
-  d.cache.put(key, v);
-  d.last_good.record(key, v);
+  // Owned by the admission's namespace: no one namespace's verdicts push out everyone's.
+  d.cache.put(key, v, context.namespace_);
+  d.last_good.record(key, v, context.namespace_);
   std::vector<std::shared_ptr<VerdictChannel>> waiters;
   {
     std::lock_guard lock(d.mu);

@@ -1,6 +1,8 @@
 // verify/stale.cpp: see stale.hpp.
 #include "verify/stale.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "verify/verdict_cache.hpp"
@@ -33,9 +35,12 @@ bool within_grace(std::chrono::system_clock::time_point verified,
 }
 
 LastKnownGood::LastKnownGood(const Clock& clock, size_t capacity, std::chrono::milliseconds grace)
-    : clock_(clock), capacity_(capacity), grace_(grace) {}
+    : clock_(clock),
+      capacity_(capacity),
+      grace_(grace),
+      entries_(capacity, std::max<size_t>(1, capacity / 4)) {}
 
-void LastKnownGood::record(const std::string& key, const Verdict& fresh) {
+void LastKnownGood::record(const std::string& key, const Verdict& fresh, std::string_view owner) {
   if (!enabled()) return;
   // A judgement that refuses forgets the allow even when it is not cached (it rested on a
   // guess about the registry, or another policy could not be judged); a failure of the moment
@@ -43,36 +48,26 @@ void LastKnownGood::record(const std::string& key, const Verdict& fresh) {
   const bool refusal = fresh.outcome != Outcome::allowed && !is_transient(reported_reason(fresh));
   if (!is_cacheable(fresh) && !refusal) return;
   std::lock_guard lock(mu_);
-  if (auto it = entries_.find(key); it != entries_.end()) {
-    lru_.erase(it->second.lru);
-    entries_.erase(it);
-  }
+  entries_.erase(key);
   // Only a plain allow is kept: a denial, or a warning, forgets what was allowed before.
   if (fresh.outcome != Outcome::allowed || fresh.stale) return;
-  while (entries_.size() >= capacity_ && !lru_.empty()) {
-    entries_.erase(lru_.back());
-    lru_.pop_back();
-  }
-  lru_.push_front(key);
   Verdict kept = fresh;
   kept.containers.clear();  // the pod's, not the image's
-  entries_.emplace(key, Entry{std::move(kept), clock_.now(), lru_.begin()});
+  entries_.put(key, owner, Entry{std::move(kept), clock_.now()});
 }
 
 std::optional<LastKnownGood::Found> LastKnownGood::find(const std::string& key) {
   if (!enabled()) return std::nullopt;
   std::lock_guard lock(mu_);
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return std::nullopt;
+  Entry* e = entries_.find(key);
+  if (e == nullptr) return std::nullopt;
   const auto now = clock_.now();
-  if (!within_grace(it->second.verified, now, grace_)) {
-    lru_.erase(it->second.lru);
-    entries_.erase(it);
+  if (!within_grace(e->verified, now, grace_)) {
+    entries_.erase(key);
     return std::nullopt;
   }
-  lru_.splice(lru_.begin(), lru_, it->second.lru);
-  return Found{it->second.verdict,
-               std::chrono::duration_cast<std::chrono::milliseconds>(now - it->second.verified)};
+  return Found{e->verdict,
+               std::chrono::duration_cast<std::chrono::milliseconds>(now - e->verified)};
 }
 
 Verdict LastKnownGood::answer(Verdict fresh, const std::string& key, bool by_digest, bool pinning) {
@@ -98,6 +93,10 @@ uint64_t LastKnownGood::used(Reason r) const {
 size_t LastKnownGood::size() const {
   std::lock_guard lock(mu_);
   return entries_.size();
+}
+size_t LastKnownGood::owned_by(std::string_view owner) const {
+  std::lock_guard lock(mu_);
+  return entries_.owned_by(owner);
 }
 
 Verdict stand_in(const Verdict& fresh, const LastKnownGood::Found& found,

@@ -14,13 +14,13 @@
 
 #include <chrono>
 #include <cstdint>
-#include <list>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
+#include <string_view>
 
 #include "common/clock.hpp"
+#include "verify/owned_lru.hpp"
 #include "verify/verdict.hpp"
 
 namespace sigil::verify {
@@ -45,7 +45,9 @@ bool within_grace(std::chrono::system_clock::time_point verified,
                   std::chrono::system_clock::time_point now,
                   std::chrono::milliseconds grace) noexcept;
 
-// The last allow per verdict key, and when it was verified. Bounded (LRU).
+// The last allow per verdict key, and when it was verified. Bounded (LRU), and once full no
+// namespace takes more than a quarter from the others (verify/owned_lru.hpp): a tenant's flood
+// of fresh allows cannot take the cluster's last known good away just before an outage.
 class LastKnownGood {
  public:
   LastKnownGood(const Clock& clock, size_t capacity, std::chrono::milliseconds grace);
@@ -57,7 +59,8 @@ class LastKnownGood {
   // with the time now; any other judgement (a denial or a warning whose reason is not
   // transient, cached or not) forgets the key, so an older allow never outlives a later
   // refusal; a transient failure changes nothing.
-  void record(const std::string& key, const Verdict& fresh);
+  // owner: the namespace of the admission that verified it.
+  void record(const std::string& key, const Verdict& fresh, std::string_view owner = {});
 
   struct Found {
     Verdict verdict;
@@ -74,19 +77,18 @@ class LastKnownGood {
   uint64_t used(Reason r) const;
 
   size_t size() const;
+  size_t owned_by(std::string_view owner) const;
 
  private:
   struct Entry {
     Verdict verdict;
     std::chrono::system_clock::time_point verified;
-    std::list<std::string>::iterator lru;
   };
   const Clock& clock_;
   const size_t capacity_;
   const std::chrono::milliseconds grace_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry> entries_;
-  std::list<std::string> lru_;  // front = most recently recorded or used
+  OwnedLru<Entry> entries_;
   uint64_t used_unavailable_ = 0, used_timeout_ = 0;
 };
 

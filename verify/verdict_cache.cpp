@@ -5,9 +5,18 @@
 
 namespace sigil::verify {
 
+namespace {
+// Once the cache is full, a namespace holding a quarter of it replaces its own verdicts: one
+// tenant's flood leaves three quarters to everyone else. Below full, any namespace may fill it.
+constexpr size_t kShareOf = 4;
+}  // namespace
+
 VerdictCache::VerdictCache(const Clock& clock, size_t capacity, std::chrono::seconds ttl,
                            std::chrono::seconds negative_ttl)
-    : clock_(clock), capacity_(capacity), ttl_(ttl), negative_ttl_(negative_ttl) {}
+    : clock_(clock),
+      ttl_(ttl),
+      negative_ttl_(negative_ttl),
+      entries_(capacity, std::max<size_t>(1, capacity / kShareOf)) {}
 
 std::optional<Verdict> VerdictCache::get(const std::string& key) {
   return lookup(key, true);
@@ -24,20 +33,18 @@ void VerdictCache::count_hits(uint64_t n) {
 
 std::optional<Verdict> VerdictCache::lookup(const std::string& key, bool count) {
   std::lock_guard lock(mu_);
-  auto it = entries_.find(key);
-  if (it == entries_.end()) {
+  Entry* e = entries_.find(key);
+  if (e == nullptr) {
     if (count) ++misses_;
     return std::nullopt;
   }
-  if (clock_.now() >= it->second.expires) {
-    lru_.erase(it->second.lru);
-    entries_.erase(it);
+  if (clock_.now() >= e->expires) {
+    entries_.erase(key);
     if (count) ++misses_;
     return std::nullopt;
   }
-  lru_.splice(lru_.begin(), lru_, it->second.lru);
   if (count) ++hits_;
-  Verdict v = it->second.verdict;
+  Verdict v = e->verdict;
   v.cached = true;
   return v;
 }
@@ -56,28 +63,26 @@ bool is_cacheable(const Verdict& v) noexcept {
   return true;
 }
 
-void VerdictCache::put(const std::string& key, const Verdict& v) {
+void VerdictCache::put(const std::string& key, const Verdict& v, std::string_view owner) {
   // Only judgements about signatures are cached; a registry, deadline, budget or internal
   // failure (even one a warn-mode policy turned into a warning) is retried next admission.
-  if (!is_cacheable(v) || capacity_ == 0) return;
+  if (!is_cacheable(v)) return;
   const auto ttl = v.outcome == Outcome::denied ? std::min(ttl_, negative_ttl_) : ttl_;
   if (ttl.count() <= 0) return;
   std::lock_guard lock(mu_);
-  if (auto it = entries_.find(key); it != entries_.end()) {
-    lru_.erase(it->second.lru);
-    entries_.erase(it);
-  }
-  while (entries_.size() >= capacity_ && !lru_.empty()) {
-    entries_.erase(lru_.back());
-    lru_.pop_back();
-  }
-  lru_.push_front(key);
-  entries_.emplace(key, Entry{v, clock_.now() + ttl, lru_.begin()});
+  entries_.put(key, owner, Entry{v, clock_.now() + ttl});
 }
 
 size_t VerdictCache::size() const {
   std::lock_guard lock(mu_);
   return entries_.size();
+}
+size_t VerdictCache::owned_by(std::string_view owner) const {
+  std::lock_guard lock(mu_);
+  return entries_.owned_by(owner);
+}
+size_t VerdictCache::share() const {
+  return entries_.share();  // constant
 }
 uint64_t VerdictCache::hits() const {
   std::lock_guard lock(mu_);

@@ -2,7 +2,8 @@
 //
 // Role: remember judgements about signatures so a digest already verified under the same
 // policies is answered without the registry. The key is built by the engine (verdict_key) from
-// everything the verdict depends on; this class only stores, expires and evicts (LRU). Only
+// everything the verdict depends on; this class only stores, expires and evicts (LRU, and once
+// full no namespace takes more than a quarter from the others: verify/owned_lru.hpp). Only
 // judgements are kept: registry, deadline, budget and internal failures, and anything marked
 // not cacheable (a verdict built on a guess), are answered once and forgotten. Thread-safe.
 // Depends on common (Clock) and the Verdict type only.
@@ -10,13 +11,13 @@
 
 #include <chrono>
 #include <cstdint>
-#include <list>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
+#include <string_view>
 
 #include "common/clock.hpp"
+#include "verify/owned_lru.hpp"
 #include "verify/verdict.hpp"
 
 namespace sigil::verify {
@@ -37,10 +38,14 @@ class VerdictCache {
   // its hits with count_hits() once it has answered, so one lookup counts once.
   std::optional<Verdict> find(const std::string& key);
   void count_hits(uint64_t n);
-  // Stores v when is_cacheable(v); denials live negative_ttl.
-  void put(const std::string& key, const Verdict& v);
+  // Stores v when is_cacheable(v); denials live negative_ttl. owner: the namespace of the
+  // admission that verified it. When the cache is full, an owner holding share() entries
+  // replaces its own, so one namespace's pods cannot push every other namespace's verdicts out.
+  void put(const std::string& key, const Verdict& v, std::string_view owner = {});
 
   size_t size() const;
+  size_t owned_by(std::string_view owner) const;
+  size_t share() const;
   uint64_t hits() const;
   uint64_t misses() const;
 
@@ -48,14 +53,11 @@ class VerdictCache {
   struct Entry {
     Verdict verdict;
     std::chrono::system_clock::time_point expires;
-    std::list<std::string>::iterator lru;
   };
   const Clock& clock_;
-  const size_t capacity_;
   const std::chrono::seconds ttl_, negative_ttl_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry> entries_;
-  std::list<std::string> lru_;  // front = most recently used
+  OwnedLru<Entry> entries_;
   uint64_t hits_ = 0, misses_ = 0;
   std::optional<Verdict> lookup(const std::string& key, bool count);
 };

@@ -325,6 +325,32 @@ TEST_CASE("verdicts are cached by digest and policy generation, with a TTL") {
   CHECK_FALSE(v4.cached);
 }
 
+TEST_CASE("a namespace's flood of verdicts does not push another namespace's out") {
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  verify::EngineOptions o;
+  o.cache_capacity = 8;  // a quarter: 2
+  verify::Engine engine(f.reg, f.clock, o);
+  auto policies = policies_for(f.key.pub_pem);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  verify::Context team;
+  team.namespace_ = "team-a";
+  REQUIRE(run(engine, pinned, policies, 5s, team).outcome == verify::Outcome::allowed);
+  // Another namespace's pods name 40 unsigned images: 40 denials, each cached.
+  verify::Context tenant;
+  tenant.namespace_ = "tenant-x";
+  for (int i = 0; i < 40; ++i) {
+    const std::string digest = "sha256:" + std::string(60, 'b') + std::to_string(1000 + i);
+    const auto v = run(engine, "reg.test/team/junk@" + digest, policies, 5s, tenant);
+    REQUIRE(v.reason == verify::Reason::not_signed);
+  }
+  const uint64_t before = f.reg.calls;
+  const auto again = run(engine, pinned, policies, 5s, team);
+  CHECK(again.outcome == verify::Outcome::allowed);
+  CHECK(again.cached);
+  CHECK(f.reg.calls == before);
+}
+
 TEST_CASE("registry failures deny and are not cached") {
   Fixture f;
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
