@@ -174,6 +174,26 @@ std::string_view outcome_name(EventRecorder::Outcome o) noexcept {
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+// A token bucket: full at first, refilled at rate per second up to burst.
+struct Bucket {
+  double tokens = -1;  // < 0: never used, full
+  SteadyTime refilled{};
+  // The tokens at t (refilled, not taken).
+  double at(SteadyTime t, double rate, double burst) {
+    if (tokens < 0) {
+      tokens = burst;
+    } else if (t > refilled) {
+      tokens = std::min(burst, tokens + std::chrono::duration<double>(t - refilled).count() * rate);
+    }
+    refilled = std::max(refilled, t);
+    return tokens;
+  }
+};
+
+}  // namespace
+
 struct EventRecorder::Impl : std::enable_shared_from_this<EventRecorder::Impl> {
   std::shared_ptr<Client> client;
   EventRecorderOptions opt;
@@ -183,8 +203,10 @@ struct EventRecorder::Impl : std::enable_shared_from_this<EventRecorder::Impl> {
   // LRU of (object, reason) -> when its last Event was queued; front = most recent.
   std::list<std::pair<std::string, SteadyTime>> lru;
   std::unordered_map<std::string, std::list<std::pair<std::string, SteadyTime>>::iterator> keys;
-  double tokens = 0;
-  SteadyTime refilled{};
+  Bucket all;
+  // Each namespace's bucket, the least recently used forgotten first (opt.max_namespaces).
+  std::list<std::pair<std::string, Bucket>> ns_lru;
+  std::unordered_map<std::string, std::list<std::pair<std::string, Bucket>>::iterator> ns_buckets;
   std::deque<Event> queue;
   bool running = false;  // a worker is draining the queue
   bool stopped = false;
@@ -218,16 +240,28 @@ struct EventRecorder::Impl : std::enable_shared_from_this<EventRecorder::Impl> {
       lru.pop_back();
     }
   }
-  bool take_token(SteadyTime t) {
-    if (refilled == SteadyTime{}) {
-      tokens = opt.burst;
-    } else if (t > refilled) {
-      tokens = std::min(
-          opt.burst, tokens + std::chrono::duration<double>(t - refilled).count() * opt.per_second);
+  Bucket& namespace_bucket(const std::string& ns) {
+    auto it = ns_buckets.find(ns);
+    if (it != ns_buckets.end()) {
+      ns_lru.splice(ns_lru.begin(), ns_lru, it->second);
+      return it->second->second;
     }
-    refilled = t;
-    if (tokens < 1) return false;
-    tokens -= 1;
+    ns_lru.emplace_front(ns, Bucket{});
+    ns_buckets.emplace(ns, ns_lru.begin());
+    while (ns_buckets.size() > std::max<size_t>(opt.max_namespaces, 1)) {
+      ns_buckets.erase(ns_lru.back().first);
+      ns_lru.pop_back();
+    }
+    return ns_lru.front().second;
+  }
+  // One token from the namespace's bucket and one from everyone's, or none when either is
+  // empty (a namespace over its rate spends nothing of the others').
+  bool take_token(const std::string& ns, SteadyTime t) {
+    Bucket& mine = namespace_bucket(ns);
+    if (mine.at(t, opt.per_namespace_per_second, opt.per_namespace_burst) < 1) return false;
+    if (all.at(t, opt.per_second, opt.burst) < 1) return false;
+    mine.tokens -= 1;
+    all.tokens -= 1;
     return true;
   }
 
@@ -308,7 +342,7 @@ EventRecorder::Outcome EventRecorder::record(Event event) {
         ++impl_->st.queue_full;
         return Outcome::queue_full;
       }
-      if (!impl_->take_token(t)) {
+      if (!impl_->take_token(event.involved.namespace_, t)) {
         ++impl_->st.throttled;
         return Outcome::throttled;
       }
@@ -346,6 +380,7 @@ EventRecorderStats EventRecorder::stats() const {
   EventRecorderStats s = impl_->st;
   s.queued = impl_->queue.size();
   s.keys = impl_->keys.size();
+  s.namespaces = impl_->ns_buckets.size();
   return s;
 }
 

@@ -5,7 +5,8 @@
 // recorder sends them off the admission path: record() never waits for the API server and never
 // throws; it validates and bounds every field (hostile names from a review are refused, not
 // stored), rate-limits per (object, reason) with an LRU of bounded size, caps the rate of all
-// Events with a token bucket, and queues at most queue_size of them; what does not fit is
+// Events with a token bucket and each namespace's with one of its own, and queues at most
+// queue_size of them; what does not fit is
 // dropped and counted. One worker coroutine POSTs the queue through kube::Client, each under its
 // own deadline. core/v1 (not events.k8s.io/v1): every API server sigil supports serves it,
 // `kubectl describe` reads it, and one RBAC rule (create on "" events) covers it. Events are
@@ -75,6 +76,13 @@ struct EventRecorderOptions {
   // All Events: a token bucket of `burst`, refilled at `per_second`.
   double per_second = 5;
   double burst = 25;
+  // Each namespace's Events as well: one tenant whose pods are denied over and over takes at
+  // most this from the bucket above, and the other namespaces' Events still get through.
+  // Buckets are kept for the max_namespaces most recently seen namespaces (a forgotten one
+  // comes back with a full bucket).
+  double per_namespace_per_second = 1;
+  double per_namespace_burst = 10;
+  size_t max_namespaces = 1024;
   std::chrono::milliseconds post_timeout{10000};  // one POST
   std::string controller = "sigil";               // source.component, reportingComponent
   std::string instance;                           // reportingInstance: the pod's name
@@ -87,11 +95,12 @@ struct EventRecorderStats {
   uint64_t sent = 0;          // created by the API server
   uint64_t failed = 0;        // POST failed (answer, network, deadline)
   uint64_t rate_limited = 0;  // same (object, reason) within per_object_interval
-  uint64_t throttled = 0;     // over the global rate
+  uint64_t throttled = 0;     // over the global rate, or over its namespace's
   uint64_t queue_full = 0;    // the queue was full
   uint64_t invalid = 0;       // refused by validate_event
   size_t queued = 0;          // waiting now
   size_t keys = 0;            // (object, reason) pairs remembered now
+  size_t namespaces = 0;      // namespaces with a token bucket now
 };
 
 class EventRecorder {

@@ -224,6 +224,43 @@ TEST_CASE("a hostile stream of names: the LRU stays bounded and the global cap h
   CHECK(st.throttled + st.queue_full >= 5000 - 61);
 }
 
+TEST_CASE("one namespace's stream of denials leaves the other namespaces' Events through") {
+  FakeApi api;
+  Loop loop(2);
+  auto client = std::make_shared<Client>(loop.ioc.get_executor(), api.config());
+  FakeClock clock;
+  EventRecorderOptions o;
+  o.now = clock.fn();
+  o.per_second = 5;
+  o.burst = 25;
+  o.per_namespace_per_second = 1;
+  o.per_namespace_burst = 10;
+  o.max_namespaces = 8;
+  EventRecorder rec(client, o);
+  int tenant = 0, others = 0;
+  for (int i = 0; i < 1000; ++i) {
+    clock.ms += 10;  // 10 s of fake time: the tenant asks 100 a second
+    if (rec.record(denial("flood-" + std::to_string(i), "tenant-x")) ==
+        EventRecorder::Outcome::queued)
+      ++tenant;
+    if (i % 100 == 0 &&
+        rec.record(denial("app-" + std::to_string(i), "team-a")) == EventRecorder::Outcome::queued)
+      ++others;  // 1 a second from team-a
+  }
+  // The tenant gets its own burst and rate (10 + 10 s at 1/s), never the whole bucket.
+  CHECK(tenant <= 10 + 10 + 1);
+  CHECK(tenant >= 10 + 10 - 1);
+  CHECK(others == 10);
+  // Many namespaces: the buckets kept stay bounded.
+  CHECK(rec.stats().namespaces == 2);
+  for (int n = 0; n < 100; ++n) {
+    clock.ms += 1000;
+    CHECK(rec.record(denial("x", "ns-" + std::to_string(n))) == EventRecorder::Outcome::queued);
+  }
+  CHECK(rec.stats().namespaces == 8);
+  rec.stop();
+}
+
 TEST_CASE("a hanging API server: record() returns at once, the queue is bounded, drops count") {
   FakeApi api;
   api.stall_ms = 20000;  // every POST of an Event on "stall" hangs
@@ -264,6 +301,7 @@ TEST_CASE("the (object, reason) memory is an LRU of max_keys: the oldest is forg
   EventRecorderOptions o;
   o.max_keys = 64;
   o.burst = 1e9;
+  o.per_namespace_burst = 1e9;
   o.queue_size = 100000;
   EventRecorder rec(client, o);
   REQUIRE(rec.record(denial("stall")) == EventRecorder::Outcome::queued);
