@@ -42,41 +42,34 @@ size_t held_bytes(const ServiceAccount& a) {
   return n;
 }
 
+// Entries by key, and an index by expiry, so that making room takes the entry that expires
+// soonest in O(log n): the mutex around a Table is the one the cached path takes, and a pod's
+// author chooses which Secrets are read (once this scanned every entry for every eviction).
 template <class T>
 class Table {
  public:
   // A live entry, or nullopt.
   std::optional<Entry<T>> find(const std::string& key, SysTime now) const {
     auto it = map_.find(key);
-    if (it == map_.end() || it->second.expires <= now) return std::nullopt;
-    return it->second;
+    if (it == map_.end() || it->second.entry.expires <= now) return std::nullopt;
+    return it->second.entry;
   }
   void put(std::string key, Entry<T> e, SysTime now, size_t max, size_t max_bytes) {
     e.bytes += key.size();
-    erase(key);
+    erase(map_.find(key));
     if (e.bytes > max_bytes) return;  // answered, never kept
     bytes_ += e.bytes;
-    map_[std::move(key)] = std::move(e);
-    const auto full = [&] { return map_.size() > max || bytes_ > max_bytes; };
-    if (!full()) return;
-    for (auto it = map_.begin(); it != map_.end();) {
-      if (it->second.expires <= now) {
-        bytes_ -= it->second.bytes;
-        it = map_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    while (full() && !map_.empty()) {
-      auto oldest = map_.begin();
-      for (auto it = map_.begin(); it != map_.end(); ++it) {
-        if (it->second.expires < oldest->second.expires) oldest = it;
-      }
-      bytes_ -= oldest->second.bytes;
-      map_.erase(oldest);
+    const SysTime expires = e.expires;
+    auto it = map_.emplace(std::move(key), Slot{std::move(e), {}}).first;
+    it->second.by_expiry = expiry_.emplace(expires, it);
+    // Expired entries first, then the ones that expire soonest.
+    while (!expiry_.empty() && expiry_.begin()->first <= now) erase(expiry_.begin()->second);
+    while ((map_.size() > max || bytes_ > max_bytes) && !expiry_.empty()) {
+      erase(expiry_.begin()->second);
     }
   }
   void clear() {
+    expiry_.clear();
     map_.clear();
     bytes_ = 0;
   }
@@ -84,13 +77,21 @@ class Table {
   size_t size() const { return map_.size(); }
 
  private:
-  void erase(const std::string& key) {
-    auto it = map_.find(key);
+  struct Slot;
+  using Map = std::map<std::string, Slot>;
+  using Expiry = std::multimap<SysTime, typename Map::iterator>;
+  struct Slot {
+    Entry<T> entry;
+    typename Expiry::iterator by_expiry;
+  };
+  void erase(typename Map::iterator it) {
     if (it == map_.end()) return;
-    bytes_ -= it->second.bytes;
+    bytes_ -= it->second.entry.bytes;
+    expiry_.erase(it->second.by_expiry);
     map_.erase(it);
   }
-  std::map<std::string, Entry<T>> map_;
+  Map map_;
+  Expiry expiry_;  // std::map iterators stay valid until their element is erased
   size_t bytes_ = 0;
 };
 
