@@ -24,11 +24,14 @@
 #include <boost/beast/http.hpp>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
 #include <vector>
 
+#include "server/limits.hpp"
 #include "server/router.hpp"
 #include "server/server.hpp"
 
@@ -461,7 +464,12 @@ Result<ProcessFigures> read_process_figures() {
 // --------------------------------------------------------------------------- MetricsServer
 
 struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
+  // 32 connections, 8 from one address; a scrape answers in milliseconds and closes. A
+  // connection still waiting for its request when the caps are reached is evicted for the new
+  // one, the longest waiting first (the webhook port's ConnectionTable): otherwise anyone who
+  // reaches the port holds Prometheus out with 32 silent connections, renewed every 5 s.
   static constexpr size_t kMaxConnections = 32;
+  static constexpr size_t kMaxPerPeer = 8;
   static constexpr auto kReadTimeout = std::chrono::seconds(5);
 
   Impl(asio::io_context& io, const Metrics& m, std::string l)
@@ -482,8 +490,23 @@ struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
   const std::string listen;
   tcp::acceptor acceptor;
   server::Router router;
-  std::atomic<size_t> open{0};
+  server::ConnectionTable table{server::ConnectionLimits{kMaxConnections, kMaxPerPeer, {}}};
+  // How to close each connection in the table: on its own strand, never from the acceptor's.
+  std::mutex closers_mu;
+  std::map<server::ConnectionTable::Id, std::function<void()>> closers;
   std::atomic<uint16_t> bound{0};
+
+  void evict(server::ConnectionTable::Id id) {
+    std::function<void()> close;
+    {
+      std::lock_guard lock(closers_mu);
+      auto it = closers.find(id);
+      if (it == closers.end()) return;
+      close = std::move(it->second);
+      closers.erase(it);
+    }
+    close();
+  }
 
   Status start() {
     auto addr = server::parse_listen_address(listen);
@@ -520,18 +543,40 @@ struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
         co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
         continue;
       }
-      if (self->open.load() >= kMaxConnections) continue;  // closed as it goes out of scope
-      ++self->open;
+      boost::system::error_code pec;
+      const auto remote = socket.remote_endpoint(pec);
+      if (pec) continue;  // gone already
+      const auto now = std::chrono::steady_clock::now();
+      const auto admitted = self->table.admit(remote.address().to_string(), now);
+      if (admitted.evict) self->evict(*admitted.evict);
+      if (!admitted.admitted) continue;  // closed as it goes out of scope
       auto ex = asio::make_strand(self->acceptor.get_executor());
-      asio::co_spawn(ex, session(self, beast::tcp_stream(std::move(socket))), asio::detached);
+      auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+      {
+        std::lock_guard lock(self->closers_mu);
+        self->closers[admitted.id] = [ex, weak = std::weak_ptr<beast::tcp_stream>(stream)] {
+          asio::post(ex, [weak] {
+            if (auto st = weak.lock()) st->cancel();
+          });
+        };
+      }
+      asio::co_spawn(ex, session(self, std::move(stream), admitted.id), asio::detached);
     }
   }
 
-  static asio::awaitable<void> session(std::shared_ptr<Impl> self, beast::tcp_stream stream) {
+  static asio::awaitable<void> session(std::shared_ptr<Impl> self,
+                                       std::shared_ptr<beast::tcp_stream> conn,
+                                       server::ConnectionTable::Id id) {
     struct Release {
       Impl* impl;
-      ~Release() { --impl->open; }
-    } release{self.get()};
+      server::ConnectionTable::Id id;
+      ~Release() {
+        impl->table.remove(id);
+        std::lock_guard lock(impl->closers_mu);
+        impl->closers.erase(id);
+      }
+    } release{self.get(), id};
+    beast::tcp_stream& stream = *conn;
     beast::flat_buffer buffer(8 * 1024);
     http::request_parser<http::empty_body> parser;
     parser.header_limit(8 * 1024);
@@ -541,6 +586,8 @@ struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
         co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
     (void)rn;
     if (rec) co_return;
+    // Answering now: never evicted.
+    self->table.set_busy(id, true, std::chrono::steady_clock::now());
     const auto& req = parser.get();
     server::RouteRequest rr;
     rr.method = req.method() == http::verb::get    ? server::Method::get

@@ -9,6 +9,7 @@ registry observer) and a test here fails.
 """
 import http.client
 import re
+import socket
 import time
 import unittest
 
@@ -184,6 +185,40 @@ class MetricsTest(unittest.TestCase):
         # ... and the webhook's HTTPS port does not serve the metrics.
         status, _ = self.sigil.get("/metrics")
         self.assertEqual(status, 404)
+
+    def test_silent_connections_cannot_hold_the_scrape_out(self):
+        # 40 connections that never send a request, from four addresses (8 each, the per-peer
+        # cap): more than the listener's 32. Prometheus's scrape from a fifth still gets in, by
+        # evicting the connection that has waited longest.
+        held = []
+        try:
+            for i in range(40):
+                c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                c.bind(("127.0.0.%d" % (2 + i % 4), 0))
+                c.connect(("127.0.0.1", self.metrics_port))
+                held.append(c)
+            time.sleep(0.2)  # all accepted (or refused) by now
+            for _ in range(3):
+                status, _, body = self.get("/metrics")
+                self.assertEqual(status, 200, body)
+            # The silent ones were closed as others came: 8 past the caps, 1 for the first
+            # scrape, and for each later one unless the room a finished scrape left was
+            # already free when it came.
+            time.sleep(0.2)
+            closed = 0
+            for c in held:
+                c.setblocking(False)
+                try:
+                    closed += c.recv(1) == b""
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    closed += 1
+            self.assertGreaterEqual(closed, 40 - 32 + 1)
+            self.assertLessEqual(closed, 40 - 32 + 3)
+        finally:
+            for c in held:
+                c.close()
 
 
 class ExpositionParserTest(unittest.TestCase):
