@@ -667,13 +667,13 @@ decltype(verify::Context::source_credentials) source_credentials_in(
     auto budget_for_source =
         std::min(dl, std::chrono::steady_clock::now() + std::chrono::seconds(2));
     auto creds = co_await read_pull_secrets(*cache, *parses, ns, names, budget_for_source);
-    if (creds.config->auths.empty()) co_return registry::PullCredentials{};
+    if (creds.config->empty()) co_return registry::PullCredentials{};
     co_return registry::PullCredentials(std::move(creds.config));
   };
 }
 
 void use_pull_credentials(verify::Context& ctx, PullCredentials creds) {
-  if (!creds.config->auths.empty()) {
+  if (!creds.config->empty()) {
     ctx.credentials = std::move(creds.config);
     ctx.credentials_id = std::move(creds.id);
   }

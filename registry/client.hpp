@@ -122,19 +122,23 @@ class Client {
     co_return make_error(Errc::unsupported, "this registry client has no referrers API");
   }
 
-  // True when the client holds credentials of its own (configured docker config, later
-  // Azure identity) for registry: what it reads there with them, a pod without pull access
-  // could not read itself.
-  virtual bool has_credentials_for(const std::string& registry) const {
-    (void)registry;
+  // True when the client holds credentials of its own (configured docker config, Azure
+  // identity) for repository on registry: what it reads there with them, a pod without pull
+  // access could not read itself.
+  virtual bool has_credentials_for(const std::string& registry,
+                                   const std::string& repository) const {
+    (void)registry, (void)repository;
     return false;
   }
 
-  // True when creds (an admission's pull credentials) hold a credential for registry, looked
-  // up as this client looks them up. The default, for clients without a lookup of their own,
-  // answers for any non-null creds (the cautious answer: such verdicts are kept apart).
-  virtual bool covers(const PullCredentials& creds, const std::string& registry) const {
-    (void)registry;
+  // True when creds (an admission's pull credentials) hold a credential for repository on
+  // registry, looked up exactly as this client looks them up when it reads there (a key with a
+  // path covers only the repositories under it). The default, for clients without a lookup of
+  // their own, answers for any non-null creds (the cautious answer: such verdicts are kept
+  // apart).
+  virtual bool covers(const PullCredentials& creds, const std::string& registry,
+                      const std::string& repository) const {
+    (void)registry, (void)repository;
     return creds != nullptr;
   }
 

@@ -72,12 +72,23 @@ Result<DockerConfig> parse_impl(std::string_view json) {
       cred.password = decoded->substr(colon + 1);
     }
     if (cred.empty()) continue;  // e.g. {"auth": ""} left by a credential helper
-    if (out.auths.count(host) != 0) {
-      // Two spellings of one host ("https://h" and "h"): ambiguous, refuse rather than guess.
-      return make_error(Errc::parse_error,
-                        "docker config: registry " + shown + " has more than one auths entry");
+    // A key with a path covers the repositories under it only (the kubelet's reading): one
+    // host may have several, e.g. one repository-scoped token per team.
+    const std::string path = registry_key_path(key);
+    const bool taken = path.empty()
+                           ? out.auths.count(host) != 0
+                           : out.scoped.count(host) != 0 && out.scoped[host].count(path) != 0;
+    if (taken) {
+      // Two spellings of one key ("https://h" and "h"): ambiguous, refuse rather than guess.
+      return make_error(Errc::parse_error, "docker config: registry " + shown +
+                                               (path.empty() ? "" : " (a path under it)") +
+                                               " has more than one auths entry");
     }
-    out.auths.emplace(std::move(host), std::move(cred));
+    if (path.empty()) {
+      out.auths.emplace(std::move(host), std::move(cred));
+    } else {
+      out.scoped[host].emplace(path, std::move(cred));
+    }
   }
   return out;
 }
@@ -116,12 +127,47 @@ std::string normalize_registry_host(std::string_view key) {
   return oci::canonical_registry(std::string(s));
 }
 
+std::string registry_key_path(std::string_view key) {
+  std::string_view s = trim(key);
+  for (std::string_view scheme : {"https://", "http://"}) {
+    if (s.size() >= scheme.size() && ascii_lower(s.substr(0, scheme.size())) == scheme) {
+      s.remove_prefix(scheme.size());
+      break;
+    }
+  }
+  const size_t slash = s.find('/');
+  if (slash == std::string_view::npos) return {};
+  std::string_view path = s.substr(slash);  // "/..."
+  if (path.rfind("/v1/", 0) == 0 || path.rfind("/v2/", 0) == 0) path.remove_prefix(3);
+  if (path == "/" || path.empty()) return {};
+  return std::string(path.substr(1));
+}
+
 std::optional<Credential> DockerConfig::find(std::string_view registry) const {
   std::string host = normalize_registry_host(registry);
   if (host.empty()) return std::nullopt;
   auto it = auths.find(host);
   if (it == auths.end()) return std::nullopt;
   return it->second;
+}
+
+std::optional<Credential> DockerConfig::find(std::string_view registry,
+                                             std::string_view repository) const {
+  if (!scoped.empty() && !repository.empty()) {
+    const std::string host = normalize_registry_host(registry);
+    if (auto h = scoped.find(host); h != scoped.end()) {
+      const Credential* best = nullptr;
+      size_t best_len = 0;
+      for (const auto& [path, cred] : h->second) {
+        if (path.size() > best_len && repository.substr(0, path.size()) == path) {
+          best = &cred;
+          best_len = path.size();
+        }
+      }
+      if (best != nullptr) return *best;
+    }
+  }
+  return find(registry);
 }
 
 Result<DockerConfig> parse_docker_config(std::string_view json) {
@@ -150,6 +196,9 @@ Result<DockerConfig> parse_dockercfg(std::string_view json) {
 
 void merge_into(DockerConfig& into, const DockerConfig& from) {
   for (const auto& [host, cred] : from.auths) into.auths.emplace(host, cred);
+  for (const auto& [host, paths] : from.scoped) {
+    for (const auto& [path, cred] : paths) into.scoped[host].emplace(path, cred);
+  }
 }
 
 }  // namespace sigil::registry

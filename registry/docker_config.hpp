@@ -1,5 +1,7 @@
 // registry/docker_config.hpp: pull credentials from a docker config.json (or a Kubernetes
-// .dockerconfigjson Secret), keyed by exact normalized registry host.
+// .dockerconfigjson Secret), keyed by exact normalized registry host, and for keys that name a
+// path ("myacr.azurecr.io/team-a", as ACR's repository-scoped tokens are written) by host and
+// path, matched as the kubelet matches them.
 //
 // Role: parse outside bytes into credentials and look them up by host. Pure: no I/O, no
 // Asio; depends on common and nlohmann/json (wrapped here: nothing throws out).
@@ -27,9 +29,18 @@ struct Credential {
 struct DockerConfig {
   // Keys are normalized hosts (see normalize_registry_host).
   std::map<std::string, Credential> auths;
+  // Keys with a path: normalized host -> path (without the leading '/') -> credential.
+  std::map<std::string, std::map<std::string, Credential>> scoped;
 
-  // Credential for exactly this registry host (normalized first); nullopt when none.
+  // Credential for exactly this registry host (normalized first), from a key without a path;
+  // nullopt when none.
   std::optional<Credential> find(std::string_view registry) const;
+  // The credential the kubelet would use for repository on registry: of the keys for this host
+  // whose path is a prefix of the repository (as strings: "team" covers "team-a/app", as in
+  // the kubelet's URLsMatch), the longest; else the host's own key. nullopt when none.
+  std::optional<Credential> find(std::string_view registry, std::string_view repository) const;
+  // No credential at all, with or without a path.
+  bool empty() const noexcept { return auths.empty() && scoped.empty(); }
 };
 
 // Docker's key forms: "host", "host:port", "https://host", "http://host/v1/", "host/path".
@@ -37,6 +48,11 @@ struct DockerConfig {
 // registry-1.docker.io, registry.hub.docker.com) to "docker.io". Empty result when the key has
 // no usable host (empty, userinfo, spaces...).
 std::string normalize_registry_host(std::string_view key);
+
+// The path a key names after its host, as the kubelet reads it: "/v1/" and "/v2/" prefixes (the
+// Docker API's) dropped, then the leading '/'; "" for a key of the host alone ("host",
+// "https://index.docker.io/v1/").
+std::string registry_key_path(std::string_view key);
 
 // Parses {"auths": {"<key>": {"auth": base64(user:pass) | "username"/"password" |
 // "identitytoken"}}}. Unknown top-level members (credsStore, credHelpers, proxies) are ignored.

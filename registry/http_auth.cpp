@@ -29,11 +29,12 @@ constexpr uint64_t kTokenBodyLimit = 2 * kMaxTokenBytes + 64 * 1024;  // a refre
 }  // namespace
 
 std::optional<Credential> HttpClient::Impl::credential_for(const std::string& registry,
+                                                           const std::string& repository,
                                                            const DockerConfig* extra) const {
   if (extra != nullptr) {
-    if (auto c = extra->find(registry)) return c;
+    if (auto c = extra->find(registry, repository)) return c;
   }
-  return opts.credentials.find(registry);
+  return opts.credentials.find(registry, repository);
 }
 
 std::string HttpClient::Impl::token_scope(const std::string& scope,
@@ -49,16 +50,17 @@ std::string HttpClient::Impl::token_scope(const std::string& scope,
   return scope + "#" + hex_encode(std::string_view(reinterpret_cast<const char*>(md), 8));
 }
 
-std::string HttpClient::Impl::basic_for(const std::string& registry,
+std::string HttpClient::Impl::basic_for(const std::string& registry, const std::string& repository,
                                         const DockerConfig* extra) const {
-  auto cred = credential_for(registry, extra);
+  auto cred = credential_for(registry, repository, extra);
   if (!cred || !cred->has_basic()) return {};
   return basic_authorization(cred->username, cred->password);
 }
 
 awaitable<Status> HttpClient::Impl::fetch_token(const Url& origin, const std::string& registry,
-                                                const HostAuth& ha, const std::string& scope,
-                                                Deadline deadline, const DockerConfig* extra) {
+                                                const std::string& repository, const HostAuth& ha,
+                                                const std::string& scope, Deadline deadline,
+                                                const DockerConfig* extra) {
   auto url = token_url(ha.realm, ha.service, scope);
   if (!url) co_return url.error();
   bool registry_plain = origin.scheme == "http";
@@ -68,7 +70,7 @@ awaitable<Status> HttpClient::Impl::fetch_token(const Url& origin, const std::st
   }
   net::Request req = net::get_request(*url, "application/json");
   req.retry = retry_policy();
-  auto cred = credential_for(registry, extra);
+  auto cred = credential_for(registry, repository, extra);
   // Credentials of the registry go to its realm only over https (see http_client.hpp), even
   // for a listed plain-http registry's own realm: a token service is never sent a password
   // in the clear (the test "credentials are not sent to a plain-http realm" pins this).
@@ -106,28 +108,27 @@ awaitable<Status> HttpClient::Impl::fetch_token(const Url& origin, const std::st
   co_return Status{};
 }
 
-awaitable<Result<std::string>> HttpClient::Impl::authorization_for(const Url& origin,
-                                                                   const std::string& registry,
-                                                                   const std::string& scope,
-                                                                   Deadline deadline,
-                                                                   const DockerConfig* extra) {
+awaitable<Result<std::string>> HttpClient::Impl::authorization_for(
+    const Url& origin, const std::string& registry, const std::string& repository,
+    const std::string& scope, Deadline deadline, const DockerConfig* extra) {
   HostAuth ha;
   {
     std::lock_guard lock(mu);
     auto it = host_auth.find(origin.authority());
     if (it != host_auth.end()) ha = it->second;
   }
-  if (ha.kind == HostAuth::kBasic) co_return basic_for(registry, extra);
+  if (ha.kind == HostAuth::kBasic) co_return basic_for(registry, repository, extra);
   if (ha.kind != HostAuth::kBearer) co_return std::string();
-  const std::string key = token_scope(scope, credential_for(registry, extra));
+  const std::string key = token_scope(scope, credential_for(registry, repository, extra));
   if (auto t = tokens.get(origin.authority(), key, Clock::now())) co_return "Bearer " + *t;
-  auto st = co_await fetch_token(origin, registry, ha, scope, deadline, extra);
+  auto st = co_await fetch_token(origin, registry, repository, ha, scope, deadline, extra);
   if (!st) co_return st.error();
   if (auto t = tokens.get(origin.authority(), key, Clock::now())) co_return "Bearer " + *t;
   co_return make_error(Errc::unauthorized, "token for " + registry + " expired immediately");
 }
 
 awaitable<Status> HttpClient::Impl::on_challenge(const Url& origin, const std::string& registry,
+                                                 const std::string& repository,
                                                  const std::string& scope,
                                                  const std::string& header, Deadline deadline,
                                                  const DockerConfig* extra) {
@@ -164,7 +165,7 @@ awaitable<Status> HttpClient::Impl::on_challenge(const Url& origin, const std::s
     ha.realm = realm->second;
     if (svc != bearer->params.end()) ha.service = svc->second;
   } else if (basic) {
-    if (basic_for(registry, extra).empty()) {
+    if (basic_for(registry, repository, extra).empty()) {
       co_return make_error(Errc::unauthorized, "registry " + registry +
                                                    " requires credentials and none are "
                                                    "configured for it");
@@ -183,9 +184,9 @@ awaitable<Status> HttpClient::Impl::on_challenge(const Url& origin, const std::s
     }
     host_auth[origin.authority()] = ha;
   }
-  tokens.erase(origin.authority(), token_scope(scope, credential_for(registry, extra)));
+  tokens.erase(origin.authority(), token_scope(scope, credential_for(registry, repository, extra)));
   if (ha.kind == HostAuth::kBearer)
-    co_return co_await fetch_token(origin, registry, ha, scope, deadline, extra);
+    co_return co_await fetch_token(origin, registry, repository, ha, scope, deadline, extra);
   co_return Status{};
 }
 
@@ -203,6 +204,7 @@ unsigned HttpClient::Impl::status_in(const std::string& m) {
 }
 
 std::shared_ptr<const CredentialTrail> HttpClient::Impl::trail(const std::string& registry,
+                                                               const std::string& repository,
                                                                const DockerConfig* extra,
                                                                const AuthNotes& notes,
                                                                const Error& final_error) const {
@@ -210,8 +212,8 @@ std::shared_ptr<const CredentialTrail> HttpClient::Impl::trail(const std::string
   using O = CredentialOutcome;
   auto t = std::make_shared<CredentialTrail>();
   const unsigned status = status_in(final_error.message);
-  const bool pod = extra != nullptr && extra->find(registry).has_value();
-  const bool config = opts.credentials.find(registry).has_value();
+  const bool pod = extra != nullptr && extra->find(registry, repository).has_value();
+  const bool config = opts.credentials.find(registry, repository).has_value();
   t->tried.push_back({K::pull_secret, pod ? O::refused : O::none_for_host, pod ? status : 0});
   if (pod) {
     t->tried.push_back({K::docker_config, O::not_tried, 0});

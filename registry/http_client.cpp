@@ -96,7 +96,9 @@ bool HttpClient::Impl::insecure(std::string_view registry, const std::string& au
 }
 
 HttpClient::Impl::Owner HttpClient::Impl::owner(const std::string& registry) const {
-  if (opts.credentials.find(registry).has_value() || insecure(registry, registry)) {
+  const bool configured = opts.credentials.find(registry).has_value() ||
+                          opts.credentials.scoped.count(normalize_registry_host(registry)) != 0;
+  if (configured || insecure(registry, registry)) {
     return Owner::listed;
   }
   std::shared_ptr<const std::vector<std::string>> named;
@@ -153,7 +155,7 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch(
   if (!r && r.error().code == Errc::unauthorized) {
     Error e = r.error();
     if (notes.identity_failure) e.message += "; " + notes.identity_failure->message;
-    e.detail = trail(registry, extra, notes, r.error());
+    e.detail = trail(registry, repository, extra, notes, r.error());
     co_return e;
   }
   co_return r;
@@ -165,7 +167,8 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
     const DockerConfig* extra, AuthNotes* notes) {
   // The identity source (Azure) only where neither the pod's pull secrets nor the docker
   // config name the host: those come first, as in the kubelet's order.
-  bool use_identity = identity_for(registry) && !credential_for(registry, extra).has_value();
+  bool use_identity =
+      identity_for(registry) && !credential_for(registry, repository, extra).has_value();
   const Owner own = owner(registry);
   auto o = origin(registry);
   if (!o) co_return o.error();
@@ -188,7 +191,9 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
         use_identity = false;  // nothing from the identities: anonymous from here on
       }
     }
-    if (!use_identity) a = co_await authorization_for(*o, registry, scope, deadline, extra);
+    if (!use_identity) {
+      a = co_await authorization_for(*o, registry, repository, scope, deadline, extra);
+    }
     if (!a) co_return a.error();
     net::Request req = net::get_request(url, accept);
     req.method = method;
@@ -209,8 +214,8 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
         opts.identity->rejected(registry, repository);
         continue;
       }
-      auto st = co_await on_challenge(*o, registry, scope, r->header("WWW-Authenticate"), deadline,
-                                      extra);
+      auto st = co_await on_challenge(*o, registry, repository, scope,
+                                      r->header("WWW-Authenticate"), deadline, extra);
       if (!st) co_return st.error();
       continue;
     }
@@ -249,13 +254,16 @@ net::DnsStats HttpClient::dns_stats() const {
   return impl_ && impl_->http ? impl_->http->dns_stats() : net::DnsStats{};
 }
 
-bool HttpClient::has_credentials_for(const std::string& registry) const {
-  return impl_ &&
-         (impl_->opts.credentials.find(registry).has_value() || impl_->identity_for(registry));
+bool HttpClient::has_credentials_for(const std::string& registry,
+                                     const std::string& repository) const {
+  return impl_ && (impl_->opts.credentials.find(registry, repository).has_value() ||
+                   impl_->identity_for(registry));
 }
 
-bool HttpClient::covers(const PullCredentials& creds, const std::string& registry) const {
-  return creds && creds->find(registry).has_value();
+bool HttpClient::covers(const PullCredentials& creds, const std::string& registry,
+                        const std::string& repository) const {
+  // The same lookup as credential_for's first step.
+  return creds && creds->find(registry, repository).has_value();
 }
 
 bool HttpClient::operator_named(const std::string& registry) const {

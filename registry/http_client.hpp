@@ -111,8 +111,10 @@ class HttpClient final : public Client {
       const std::string& registry, const std::string& repository, const std::string& digest,
       const std::string& artifact_type, Deadline deadline, PullCredentials creds = {}) override;
   uint64_t request_count() const override;
-  bool has_credentials_for(const std::string& registry) const override;
-  bool covers(const PullCredentials& creds, const std::string& registry) const override;
+  bool has_credentials_for(const std::string& registry,
+                           const std::string& repository) const override;
+  bool covers(const PullCredentials& creds, const std::string& registry,
+              const std::string& repository) const override;
   bool operator_named(const std::string& registry) const override;
 
   // Token requests alone (a subset of request_count), for tests of the token cache.

@@ -308,10 +308,11 @@ struct Engine::Impl {
                                              : o.max_process_bytes)),
         last_good(k, o.cache_capacity, o.stale_if_error) {}
 
-  // Whether the pod's own credentials cover host (then what sigil reads there is theirs to
-  // read, and shared only with requests holding the same credentials).
-  bool pod_holds(const Context& context, const std::string& host) const {
-    return client.covers(context.credentials, host);
+  // Whether the pod's own credentials cover repository on host (then what sigil reads there is
+  // theirs to read, and shared only with requests holding the same credentials).
+  bool pod_holds(const Context& context, const std::string& host,
+                 const std::string& repository) const {
+    return client.covers(context.credentials, host, repository);
   }
 
   // Where each authority reads signatures: the image's own repository with the admission's
@@ -425,8 +426,10 @@ struct Engine::Impl {
       key += ',';
     }
     if (plan.namespace_secrets) key += "#ns=" + context.namespace_;
-    bool creds = pod_holds(context, ref.registry);
-    for (const auto& [k, s] : plan.sources) creds = creds || pod_holds(context, s.where.registry);
+    bool creds = pod_holds(context, ref.registry, ref.repository);
+    for (const auto& [k, s] : plan.sources) {
+      creds = creds || pod_holds(context, s.where.registry, s.where.repository);
+    }
     if (creds) key += "#c=" + context.credentials_id;
     // The KMS keys in use: a rotated key retires every verdict made with the old one.
     for (const auto& [uri, k] : kms) {
@@ -531,8 +534,8 @@ struct Engine::Impl {
           creds = nullptr;  // signaturePullSecrets without the Kubernetes API: sigil's own only
         }
       }
-      if (!client.covers(creds, src.where.registry) &&
-          client.has_credentials_for(src.where.registry)) {
+      if (!client.covers(creds, src.where.registry, src.where.repository) &&
+          client.has_credentials_for(src.where.registry, src.where.repository)) {
         private_read = true;
       }
       src.got = co_await fetch_evidence(client, src.where, digest, src.wanted, deadline, creds,
@@ -877,8 +880,8 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
     late.digest = digest;
     // A digest resolved with sigil's own registry credentials is not the pod's to learn.
     late.withheld = !d.options.reveal_private_details &&
-                    !d.client.covers(context.credentials, ref.registry) &&
-                    d.client.has_credentials_for(ref.registry);
+                    !d.client.covers(context.credentials, ref.registry, ref.repository) &&
+                    d.client.has_credentials_for(ref.registry, ref.repository);
     co_return d.last_good.answer(std::move(late), key, by_digest, d.options.pinning);
   }
 

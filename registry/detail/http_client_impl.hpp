@@ -96,31 +96,34 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
   // ---- auth ----
 
-  // The credential for registry: the admission's pull secrets first (kubelet order), then the
-  // client's own config. Lookup by exact host in both.
+  // The credential for repository on registry: the admission's pull secrets first (kubelet
+  // order), then the client's own config. In each, the most specific key with a path that covers
+  // the repository, else the key of the exact host (DockerConfig::find).
   std::optional<Credential> credential_for(const std::string& registry,
+                                           const std::string& repository,
                                            const DockerConfig* extra) const;
 
   // Which credential a cached token belongs to: tokens obtained with one pod's pull secret are
   // never handed to a request that came with another (or none).
   static std::string token_scope(const std::string& scope, const std::optional<Credential>& c);
 
-  std::string basic_for(const std::string& registry, const DockerConfig* extra) const;
+  std::string basic_for(const std::string& registry, const std::string& repository,
+                        const DockerConfig* extra) const;
 
   boost::asio::awaitable<Status> fetch_token(const net::Url& origin, const std::string& registry,
+                                             const std::string& repository,
                                              const detail::HostAuth& ha, const std::string& scope,
                                              Deadline deadline, const DockerConfig* extra);
 
   // The Authorization header to send to origin for scope, fetching a token when the host is
   // known to use bearer auth and none is cached. Empty: anonymous.
-  boost::asio::awaitable<Result<std::string>> authorization_for(const net::Url& origin,
-                                                                const std::string& registry,
-                                                                const std::string& scope,
-                                                                Deadline deadline,
-                                                                const DockerConfig* extra);
+  boost::asio::awaitable<Result<std::string>> authorization_for(
+      const net::Url& origin, const std::string& registry, const std::string& repository,
+      const std::string& scope, Deadline deadline, const DockerConfig* extra);
 
   // Handles a 401 challenge: records how the host authenticates and refreshes the token.
   boost::asio::awaitable<Status> on_challenge(const net::Url& origin, const std::string& registry,
+                                              const std::string& repository,
                                               const std::string& scope, const std::string& header,
                                               Deadline deadline, const DockerConfig* extra);
 
@@ -147,6 +150,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   // Every credential source, in the kubelet's order, and what it gave for registry: the
   // REGISTRY_AUTH denial names them (registry/client.hpp).
   std::shared_ptr<const CredentialTrail> trail(const std::string& registry,
+                                               const std::string& repository,
                                                const DockerConfig* extra, const AuthNotes& notes,
                                                const Error& final_error) const;
 

@@ -1609,6 +1609,7 @@ class KubePullSecretsTest(KubeCase):
         cls.preg.push("pull/unsigned", "v1", "private unsigned")
         cls.app, cls.unsigned = cls.preg.ref("pull/app", "v1"), cls.preg.ref("pull/unsigned",
                                                                                "v1")
+        cls.app_by_digest = cls.preg.ref("pull/app", digest=d)
         good = {cls.preg.address: (env["user"], env["password"])}
         cls.start_fake("pull")
         fk = cls.fk
@@ -1630,7 +1631,28 @@ class KubePullSecretsTest(KubeCase):
         fk.apply("Secret", fake_kube.dockerconfigjson_secret("regcred-sa", "team-sa", good))
         fk.apply("ServiceAccount", fake_kube.service_account_object("default", "team-sa",
                                                                     ["regcred-sa"]))
+        # Keys with a path, as ACR's repository-scoped tokens are written: the kubelet uses the
+        # most specific one whose path starts the image's.
+        fk.apply("Secret", fake_kube.dockerconfigjson_secret("scoped", "apps", {
+            cls.preg.address + "/pull": (env["user"], env["password"]),
+            cls.preg.address + "/elsewhere": (env["user"], "wrong-password")}))
+        fk.apply("Secret", fake_kube.dockerconfigjson_secret("scoped-elsewhere", "apps", {
+            cls.preg.address + "/elsewhere": (env["user"], env["password"])}))
         cls.start_sigil("kube-pull", extra_args=["--registry-ca", env["ca"]])
+
+    def test_pull_secret_keys_with_a_path(self):
+        self.assertVerdict(self.app, True, ns="apps", pull_secrets=["scoped"])
+        self.assertVerdict(self.unsigned, False, "NOT_SIGNED", ns="apps",
+                           pull_secrets=["scoped"])
+        # A key for another path covers nothing here: no credential was sent.
+        self.assertVerdict(self.app, False, "REGISTRY_AUTH", ns="apps",
+                           pull_secrets=["scoped-elsewhere"])
+        # The allow read with the scoped credential is that credential's: a pod without it is
+        # not answered from the cache (by digest: no tag to resolve first).
+        self.assertVerdict(self.app_by_digest, True, ns="apps", pull_secrets=["scoped"])
+        self.assertVerdict(self.app_by_digest, False, "REGISTRY_AUTH", ns="apps")
+        self.assertVerdict(self.app_by_digest, False, "REGISTRY_AUTH", ns="apps",
+                           pull_secrets=["scoped-elsewhere"])
 
     def test_pod_pull_secret(self):
         self.assertVerdict(self.app, True, ns="apps", pull_secrets=["regcred"])

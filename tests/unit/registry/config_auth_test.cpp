@@ -59,6 +59,59 @@ TEST_CASE("docker config: lookalike hosts never match") {
   CHECK_FALSE(cfg->find(host));
 }
 
+TEST_CASE("docker config: a key with a path covers the repositories under it, as the kubelet") {
+  // ACR's repository-scoped tokens: one credential per team on one registry, and one for the
+  // rest. The kubelet matches a key's path as a prefix of the image's path and takes the most
+  // specific; once sigil refused the whole Secret for "more than one auths entry".
+  const auto cred = [](const char* u) {
+    return R"({"username":")" + std::string(u) + R"(","password":"p"})";
+  };
+  auto cfg = parse_docker_config(R"({"auths":{"myacr.azurecr.io/team-a":)" + cred("a") +
+                                 R"(,"https://myacr.azurecr.io/team-a/tools":)" + cred("tools") +
+                                 R"(,"myacr.azurecr.io/v2/team-b":)" + cred("b") +
+                                 R"(,"myacr.azurecr.io":)" + cred("host") + R"(,"other.io/x":)" +
+                                 cred("x") + "}}");
+  REQUIRE(cfg.ok());
+  const auto user = [&](const char* registry, const char* repository) {
+    auto c = cfg->find(registry, repository);
+    return c ? c->username : std::string("(none)");
+  };
+  CHECK(user("myacr.azurecr.io", "team-a/app") == "a");
+  CHECK(user("myacr.azurecr.io", "team-a/tools/lint") == "tools");  // the longest path
+  CHECK(user("myacr.azurecr.io", "team-b/app") == "b");             // "/v2/" is the API's
+  CHECK(user("myacr.azurecr.io", "team-a2/app") == "a");  // a string prefix, as the kubelet
+  CHECK(user("myacr.azurecr.io", "team-c/app") == "host");
+  CHECK(user("MyACR.azurecr.io:443", "team-b/app") == "b");
+  CHECK(user("other.io", "x/app") == "x");
+  CHECK(user("other.io", "y/app") == "(none)");  // no key for the host alone
+  CHECK(user("evil.io", "team-a/app") == "(none)");
+  // find(host) alone is the key of the host alone.
+  REQUIRE(cfg->find("myacr.azurecr.io"));
+  CHECK(cfg->find("myacr.azurecr.io")->username == "host");
+  CHECK_FALSE(cfg->find("other.io"));
+  // The same key spelled twice is still refused; the first Secret's key wins in a merge.
+  CHECK_FALSE(parse_docker_config(R"({"auths":{"r.io/t":)" + cred("1") + R"(,"https://r.io/t":)" +
+                                  cred("2") + "}}")
+                  .ok());
+  DockerConfig merged = *cfg;
+  auto later = parse_docker_config(R"({"auths":{"myacr.azurecr.io/team-a":)" + cred("late") +
+                                   R"(,"myacr.azurecr.io/team-d":)" + cred("d") + "}}");
+  REQUIRE(later.ok());
+  merge_into(merged, *later);
+  CHECK(merged.find("myacr.azurecr.io", "team-a/app")->username == "a");
+  CHECK(merged.find("myacr.azurecr.io", "team-d/app")->username == "d");
+}
+
+TEST_CASE("registry_key_path") {
+  CHECK(registry_key_path("myreg.io").empty());
+  CHECK(registry_key_path("https://index.docker.io/v1/").empty());
+  CHECK(registry_key_path("http://myreg.io/v2/").empty());
+  CHECK(registry_key_path("myreg.io/").empty());
+  CHECK(registry_key_path("myreg.io/team") == "team");
+  CHECK(registry_key_path("HTTPS://myreg.io/v1/team/app") == "team/app");
+  CHECK(registry_key_path(" myreg.io:5000/team/ ") == "team/");
+}
+
 TEST_CASE("docker config: malformed input is an error, never a throw") {
   auto bad = GENERATE(
       as<std::string>{}, "", "{", "[]", "null", R"({"auths":[]})", R"({"auths":{"r.io":"x"}})",

@@ -480,6 +480,39 @@ TEST_CASE("basic auth: right, wrong and missing credentials") {
   }
 }
 
+TEST_CASE("pull secrets with a path: each repository gets the credential the kubelet would use") {
+  // One registry, two repository-scoped credentials in one pod's pull secret (ACR tokens).
+  Loop loop;
+  const std::string for_a = basic_authorization("team-a", "pa");
+  const std::string for_b = basic_authorization("team-b", "pb");
+  FakeHttpServer srv([&](const HttpRequest& r) {
+    const std::string a = r.header("Authorization");
+    const bool ok = (r.target.rfind("/v2/team-a/", 0) == 0 && a == for_a) ||
+                    (r.target.rfind("/v2/team-b/", 0) == 0 && a == for_b);
+    if (!ok) return reply(401, {{"WWW-Authenticate", "Basic realm=\"fake\""}});
+    return reply(200, {{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}}, kManifest);
+  });
+  auto pod = std::make_shared<DockerConfig>();
+  pod->scoped[srv.authority()]["team-a"] = Credential{"team-a", "pa", ""};
+  pod->scoped[srv.authority()]["team-b"] = Credential{"team-b", "pb", ""};
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  const auto in5 = [] { return std::chrono::steady_clock::now() + 5s; };
+  CHECK(loop.run(c.get_manifest(srv.authority(), "team-a/app", "v1", in5(), pod)).ok());
+  CHECK(loop.run(c.get_manifest(srv.authority(), "team-b/app", "v1", in5(), pod)).ok());
+  // No key covers team-c: anonymous, refused, and neither team's password was sent there.
+  auto c3 = loop.run(c.get_manifest(srv.authority(), "team-c/app", "v1", in5(), pod));
+  REQUIRE_FALSE(c3.ok());
+  CHECK(c3.error().code == Errc::unauthorized);
+  for (const auto& seen : srv.seen()) {
+    if (seen.target.rfind("/v2/team-c/", 0) == 0) CHECK(seen.header("Authorization").empty());
+  }
+  // What the pod holds, as the verdict cache keys on it: per repository, not per host.
+  CHECK(c.covers(pod, srv.authority(), "team-a/app"));
+  CHECK(c.covers(pod, srv.authority(), "team-b/tools"));
+  CHECK_FALSE(c.covers(pod, srv.authority(), "team-c/app"));
+  CHECK_FALSE(c.covers(pod, "other.example", "team-a/app"));
+}
+
 TEST_CASE("redirect to another host: followed, but without Authorization") {
   Loop loop;
   FakeHttpServer storage([&](const HttpRequest&) { return reply(200, {}, kBlob); });

@@ -112,8 +112,8 @@ TEST_CASE("identity: its credential is sent to /v2/ of the host it covers") {
   std::lock_guard lock(reg.mu);
   REQUIRE(reg.auths.size() == 1);
   CHECK(reg.auths[0] == "Bearer good-1");
-  CHECK(c.has_credentials_for(reg.srv.authority()));
-  CHECK_FALSE(c.has_credentials_for("other.example"));
+  CHECK(c.has_credentials_for(reg.srv.authority(), "app"));
+  CHECK_FALSE(c.has_credentials_for("other.example", "app"));
 }
 
 TEST_CASE("identity: a 401 with its credential: rejected, one fresh credential, then success") {
@@ -199,7 +199,7 @@ TEST_CASE("identity: a host it covers but spoken to over plain HTTP gets no toke
   CHECK(m.error().code == Errc::unauthorized);
   CHECK(src->issued == 0);
   // Nothing here reads with sigil's own credentials: a verdict is not withheld for it.
-  CHECK_FALSE(c.has_credentials_for(reg.srv.authority()));
+  CHECK_FALSE(c.has_credentials_for(reg.srv.authority(), "app"));
   std::lock_guard lock(reg.mu);
   REQUIRE_FALSE(reg.auths.empty());
   for (const auto& a : reg.auths) CHECK(a.find("Bearer") == std::string::npos);

@@ -148,11 +148,13 @@ class FakeRegistry final : public registry::Client {
   uint64_t request_count() const override { return calls; }
   // The operator's registry is reg.test (a policy glob names it); any other is a pod's.
   bool operator_named(const std::string& registry) const override { return registry == "reg.test"; }
-  bool has_credentials_for(const std::string& registry) const override {
+  bool has_credentials_for(const std::string& registry, const std::string&) const override {
     return own_credentials && registry == "reg.test";
   }
-  // As the real client: the pod's credentials cover a registry they hold an entry for.
-  bool covers(const registry::PullCredentials& creds, const std::string& registry) const override {
+  // As the real client for keys without a path: the pod's credentials cover a registry they
+  // hold an entry for.
+  bool covers(const registry::PullCredentials& creds, const std::string& registry,
+              const std::string&) const override {
     return creds != nullptr && creds->auths.count(registry) != 0;
   }
 
