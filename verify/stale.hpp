@@ -45,9 +45,9 @@ bool within_grace(std::chrono::system_clock::time_point verified,
                   std::chrono::system_clock::time_point now,
                   std::chrono::milliseconds grace) noexcept;
 
-// The last allow per verdict key, and when it was verified. Bounded (LRU), and once full no
-// namespace takes more than a quarter from the others (verify/owned_lru.hpp): a tenant's flood
-// of fresh allows cannot take the cluster's last known good away just before an outage.
+// The last allow per verdict key, and when it was verified. Bounded (LRU; once full, a namespace
+// holding more than a quarter is the first to make room: verify/owned_lru.hpp), so a tenant's
+// flood of fresh allows cannot take the cluster's last known good away just before an outage.
 class LastKnownGood {
  public:
   LastKnownGood(const Clock& clock, size_t capacity, std::chrono::milliseconds grace);

@@ -6,8 +6,9 @@
 namespace sigil::verify {
 
 namespace {
-// Once the cache is full, a namespace holding a quarter of it replaces its own verdicts: one
-// tenant's flood leaves three quarters to everyone else. Below full, any namespace may fill it.
+// Once the cache is full, a namespace holding more than a quarter of it is the first to make
+// room: one tenant's flood cannot push the others below a quarter each. Below full, any
+// namespace may fill it.
 constexpr size_t kShareOf = 4;
 }  // namespace
 

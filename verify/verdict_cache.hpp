@@ -2,8 +2,8 @@
 //
 // Role: remember judgements about signatures so a digest already verified under the same
 // policies is answered without the registry. The key is built by the engine (verdict_key) from
-// everything the verdict depends on; this class only stores, expires and evicts (LRU, and once
-// full no namespace takes more than a quarter from the others: verify/owned_lru.hpp). Only
+// everything the verdict depends on; this class only stores, expires and evicts (LRU; once full,
+// a namespace holding more than a quarter is the first to make room: verify/owned_lru.hpp). Only
 // judgements are kept: registry, deadline, budget and internal failures, and anything marked
 // not cacheable (a verdict built on a guess), are answered once and forgotten. Thread-safe.
 // Depends on common (Clock) and the Verdict type only.
@@ -39,8 +39,9 @@ class VerdictCache {
   std::optional<Verdict> find(const std::string& key);
   void count_hits(uint64_t n);
   // Stores v when is_cacheable(v); denials live negative_ttl. owner: the namespace of the
-  // admission that verified it. When the cache is full, an owner holding share() entries
-  // replaces its own, so one namespace's pods cannot push every other namespace's verdicts out.
+  // admission that verified it. When the cache is full, an owner holding more than share()
+  // entries is the first to make room (verify/owned_lru.hpp), so one namespace's pods cannot
+  // push every other namespace's verdicts out.
   void put(const std::string& key, const Verdict& v, std::string_view owner = {});
 
   size_t size() const;

@@ -40,17 +40,24 @@ struct Model {
                                [&](const auto& i) { return std::get<0>(i) == key; }),
                 items.end());
   }
-  void put(const std::string& key, const std::string& owner, int value) {
-    erase(key);
-    if (items.size() >= capacity && owned(owner) >= share) {
-      for (auto it = items.rbegin(); it != items.rend(); ++it) {
-        if (std::get<1>(*it) == owner) {
-          items.erase(std::next(it).base());
-          break;
-        }
-      }
+  // The least recently used item whose owner passes want, or items.end().
+  template <class Want>
+  std::vector<std::tuple<std::string, std::string, int>>::iterator oldest(Want want) {
+    for (auto it = items.rbegin(); it != items.rend(); ++it) {
+      if (want(std::get<1>(*it))) return std::next(it).base();
     }
-    while (items.size() >= capacity) items.pop_back();
+    return items.end();
+  }
+  void put(const std::string& key, const std::string& owner, int value) {
+    if (capacity == 0) return;
+    erase(key);
+    if (items.size() >= capacity) {
+      auto victim = owned(owner) >= share
+                        ? oldest([&](const std::string& o) { return o == owner; })
+                        : oldest([&](const std::string& o) { return owned(o) > share; });
+      if (victim == items.end()) victim = std::prev(items.end());
+      items.erase(victim);
+    }
     items.insert(items.begin(), {key, owner, value});
   }
 };
@@ -96,6 +103,26 @@ TEST_CASE("owned LRU: once full, an owner at its share replaces its own entries"
   CHECK(lru.size() == 7);
 }
 
+TEST_CASE("owned LRU: an owner that filled the map alone shrinks to its share as others come") {
+  // After a restart, say, one tenant's pods are the first to run: it fills the whole map, and
+  // keeps every entry in use. Everyone else's new entries still take room from it, not from
+  // each other, until each of them holds its share (then each makes room among its own).
+  OwnedLru<int> lru(40, 10);
+  for (int i = 0; i < 40; ++i) lru.put("x" + std::to_string(i), "tenant-x", i);
+  CHECK(lru.owned_by("tenant-x") == 40);
+  for (int round = 0; round < 60; ++round) {
+    for (int i = 0; i < 40; ++i) (void)lru.find("x" + std::to_string(i));  // all kept hot
+    const std::string ns = "team-" + std::to_string(round % 3);
+    lru.put(ns + "-" + std::to_string(round), ns, round);
+  }
+  CHECK(lru.owned_by("tenant-x") == 10);
+  for (const char* ns : {"team-0", "team-1", "team-2"}) CHECK(lru.owned_by(ns) == 10);
+  // The tenant's churn now makes room among its own entries only.
+  for (int i = 100; i < 300; ++i) lru.put("x" + std::to_string(i), "tenant-x", i);
+  CHECK(lru.owned_by("tenant-x") == 10);
+  for (const char* ns : {"team-0", "team-1", "team-2"}) CHECK(lru.owned_by(ns) == 10);
+}
+
 TEST_CASE("owned LRU: a use refreshes an entry for its owner too") {
   OwnedLru<int> lru(4, 2);
   lru.put("a1", "a", 1);
@@ -111,10 +138,10 @@ TEST_CASE("owned LRU: a use refreshes an entry for its owner too") {
 }
 
 TEST_CASE("owned LRU: the same as a plain model over random operations") {
-  const size_t capacity = GENERATE(1, 2, 5, 9);
-  const size_t share = GENERATE(1, 2, 4);
+  const size_t capacity = GENERATE(0, 1, 2, 5, 9);
+  const size_t share = GENERATE(0, 1, 2, 4);
   OwnedLru<int> lru(capacity, share);
-  Model model{capacity, std::min(share, capacity), {}};
+  Model model{capacity, std::max<size_t>(1, capacity > 0 ? std::min(share, capacity) : share), {}};
   std::mt19937 rng(static_cast<unsigned>(capacity * 31 + share));
   for (int step = 0; step < 4000; ++step) {
     const std::string key = "k" + std::to_string(rng() % 14);
