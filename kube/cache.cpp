@@ -58,15 +58,19 @@ class Table {
     e.bytes += key.size();
     erase(map_.find(key));
     if (e.bytes > max_bytes) return;  // answered, never kept
-    bytes_ += e.bytes;
     const SysTime expires = e.expires;
+    const size_t bytes = e.bytes;
     auto it = map_.emplace(std::move(key), Slot{std::move(e), {}}).first;
-    it->second.by_expiry = expiry_.emplace(expires, it);
-    // Expired entries first, then the ones that expire soonest.
-    while (!expiry_.empty() && expiry_.begin()->first <= now) erase(expiry_.begin()->second);
-    while ((map_.size() > max || bytes_ > max_bytes) && !expiry_.empty()) {
-      erase(expiry_.begin()->second);
+    try {
+      it->second.by_expiry = expiry_.emplace(expires, &it->first);
+    } catch (...) {
+      map_.erase(it);
+      throw;
     }
+    bytes_ += bytes;
+    // Expired entries first, then the ones that expire soonest.
+    while (!expiry_.empty() && expiry_.begin()->first <= now) erase_soonest();
+    while ((map_.size() > max || bytes_ > max_bytes) && !expiry_.empty()) erase_soonest();
   }
   void clear() {
     expiry_.clear();
@@ -77,21 +81,22 @@ class Table {
   size_t size() const { return map_.size(); }
 
  private:
-  struct Slot;
-  using Map = std::map<std::string, Slot>;
-  using Expiry = std::multimap<SysTime, typename Map::iterator>;
+  // The expiry index names entries by their key in map_ (stable until erased).
+  using Expiry = std::multimap<SysTime, const std::string*>;
   struct Slot {
     Entry<T> entry;
     typename Expiry::iterator by_expiry;
   };
+  using Map = std::map<std::string, Slot>;
   void erase(typename Map::iterator it) {
     if (it == map_.end()) return;
     bytes_ -= it->second.entry.bytes;
     expiry_.erase(it->second.by_expiry);
     map_.erase(it);
   }
+  void erase_soonest() { erase(map_.find(*expiry_.begin()->second)); }
   Map map_;
-  Expiry expiry_;  // std::map iterators stay valid until their element is erased
+  Expiry expiry_;
   size_t bytes_ = 0;
 };
 
