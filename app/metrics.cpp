@@ -551,21 +551,30 @@ struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
       if (admitted.evict) self->evict(*admitted.evict);
       if (!admitted.admitted) continue;  // closed as it goes out of scope
       auto ex = asio::make_strand(self->acceptor.get_executor());
-      auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+      auto conn = std::make_shared<Conn>(std::move(socket));
       {
         std::lock_guard lock(self->closers_mu);
-        self->closers[admitted.id] = [ex, weak = std::weak_ptr<beast::tcp_stream>(stream)] {
+        // Run on the session's strand, so it sees `answering` as the session left it: the table
+        // picked this connection while it waited for a request, which may have come since.
+        self->closers[admitted.id] = [ex, weak = std::weak_ptr<Conn>(conn)] {
           asio::post(ex, [weak] {
-            if (auto st = weak.lock()) st->cancel();
+            if (auto c = weak.lock(); c && !c->answering) c->stream.cancel();
           });
         };
       }
-      asio::co_spawn(ex, session(self, std::move(stream), admitted.id), asio::detached);
+      asio::co_spawn(ex, session(self, std::move(conn), admitted.id), asio::detached);
     }
   }
 
-  static asio::awaitable<void> session(std::shared_ptr<Impl> self,
-                                       std::shared_ptr<beast::tcp_stream> conn,
+  // One connection: its stream, and whether it is being answered (then never cancelled). Both
+  // touched only on the session's strand.
+  struct Conn {
+    explicit Conn(tcp::socket s) : stream(std::move(s)) {}
+    beast::tcp_stream stream;
+    bool answering = false;
+  };
+
+  static asio::awaitable<void> session(std::shared_ptr<Impl> self, std::shared_ptr<Conn> conn,
                                        server::ConnectionTable::Id id) {
     struct Release {
       Impl* impl;
@@ -576,7 +585,7 @@ struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
         impl->closers.erase(id);
       }
     } release{self.get(), id};
-    beast::tcp_stream& stream = *conn;
+    beast::tcp_stream& stream = conn->stream;
     beast::flat_buffer buffer(8 * 1024);
     http::request_parser<http::empty_body> parser;
     parser.header_limit(8 * 1024);
@@ -586,7 +595,8 @@ struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
         co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
     (void)rn;
     if (rec) co_return;
-    // Answering now: never evicted.
+    // Answering now: never evicted, and a cancel already posted for it does nothing.
+    conn->answering = true;
     self->table.set_busy(id, true, std::chrono::steady_clock::now());
     const auto& req = parser.get();
     server::RouteRequest rr;

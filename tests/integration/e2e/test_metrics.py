@@ -191,31 +191,41 @@ class MetricsTest(unittest.TestCase):
         # cap): more than the listener's 32. Prometheus's scrape from a fifth still gets in, by
         # evicting the connection that has waited longest.
         held = []
+
+        def closed():
+            n = 0
+            for c in held:
+                try:
+                    n += c.recv(1) == b""
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    n += 1
+            return n
+
+        def wait_closed(at_least):
+            deadline = time.monotonic() + 10
+            while closed() < at_least and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return closed()
+
         try:
             for i in range(40):
                 c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 c.bind(("127.0.0.%d" % (2 + i % 4), 0))
                 c.connect(("127.0.0.1", self.metrics_port))
+                c.setblocking(False)
                 held.append(c)
-            time.sleep(0.2)  # all accepted (or refused) by now
+            # 8 past the caps are closed as the others come, none of the 32 yet.
+            self.assertEqual(wait_closed(8), 8)
             for _ in range(3):
                 status, _, body = self.get("/metrics")
                 self.assertEqual(status, 200, body)
-            # The silent ones were closed as others came: 8 past the caps, 1 for the first
-            # scrape, and for each later one unless the room a finished scrape left was
-            # already free when it came.
-            time.sleep(0.2)
-            closed = 0
-            for c in held:
-                c.setblocking(False)
-                try:
-                    closed += c.recv(1) == b""
-                except BlockingIOError:
-                    pass
-                except ConnectionResetError:
-                    closed += 1
-            self.assertGreaterEqual(closed, 40 - 32 + 1)
-            self.assertLessEqual(closed, 40 - 32 + 3)
+            # 1 more for the first scrape, and one for each later one unless the room a finished
+            # scrape left was already free when it came.
+            got = wait_closed(9)
+            self.assertGreaterEqual(got, 9)
+            self.assertLessEqual(got, 11)
         finally:
             for c in held:
                 c.close()
