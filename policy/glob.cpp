@@ -252,7 +252,8 @@ Result<Glob> Glob::compile(std::string_view pattern) {
 }
 
 bool Glob::selects_by_tag() const {
-  const std::string_view p = pattern_;
+  std::string_view p = pattern_;
+  p = p.substr(0, p.find('@'));  // a digest's "sha256:" is no tag
   const size_t slash = p.rfind('/');
   const std::string_view last = slash == std::string_view::npos ? p : p.substr(slash + 1);
   return last.find(':') != std::string_view::npos;

@@ -24,12 +24,23 @@ Result<NoMatch> parse_no_match(std::string_view s) {
 
 std::vector<std::string> scope_warnings(const Policy& p) {
   std::vector<std::string> out;
-  const char* kind = p.namespace_scope.empty() ? "ClusterImagePolicy " : "ImagePolicy ";
+  const std::string who = (p.namespace_scope.empty() ? "ClusterImagePolicy " : "ImagePolicy ") +
+                          printable(p.name, 50) + ": ";
+  size_t more = 0;
   for (const Glob& g : p.globs) {
     if (!g.selects_by_tag()) continue;
-    out.push_back(kind + printable(p.name, 63) + ": glob \"" + printable(g.pattern(), 80) +
-                  "\" selects by tag, and a Pod's author picks the tag (name:tag@sha256:... may "
-                  "name any digest); select by repository, and tell releases apart by signer");
+    if (out.size() == kMaxScopeWarnings) {
+      ++more;
+      continue;
+    }
+    // printable() cuts the name and glob, so a line stays under 256 bytes (a test checks it).
+    out.push_back(who + "glob \"" + printable(g.pattern(), 64) +
+                  "\" selects by tag, which a Pod's author picks in name:tag@digest; select by "
+                  "repository");
+  }
+  if (more > 0) {
+    out.push_back(who + std::to_string(more) + " more glob" + (more == 1 ? "" : "s") +
+                  " select by tag");
   }
   return out;
 }

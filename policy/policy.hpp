@@ -59,9 +59,11 @@ class Glob {
   // "myreg:5000", "docker.io" for index.docker.io), or "" when its registry part has a wildcard
   // or it names none (a bare "nginx", "**"). Whoever wrote the glob chose that host.
   std::string literal_registry() const;
-  // Whether the glob names a tag: its last path component holds a ':' ("r/app:prod-*"). Such a
-  // glob selects by a label the pod's author writes: name:tag@sha256:... may pair any tag with
-  // any digest, and pinning keeps the tag, so sigil matches it as written.
+  // Whether the glob names a tag: its last path component, before any '@', holds a ':'
+  // ("r/app:prod-*"). Such a glob selects by a label the pod's author writes:
+  // name:tag@sha256:... may pair any tag with any digest, and pinning keeps the tag, so sigil
+  // matches it as written. (A wildcard can also reach into the tag, `r/*-prod` matching
+  // app:x-prod, but such a glob matches repository names just as well; it is not counted.)
   bool selects_by_tag() const;
 
   struct Program;  // glob.cpp: the compiled matcher
@@ -226,10 +228,12 @@ Result<Documents> parse_documents(std::string_view yaml, std::string_view origin
 // be read (then the policy has nothing to match). The caller marks the result unavailable.
 Result<Policy> parse_policy_scope(std::string_view yaml, std::string_view origin);
 
-// What `kubectl apply` should warn about in a policy that is valid: one line per glob that
-// selects by tag (Glob::selects_by_tag), since a Pod's author picks the tag of name:tag@digest
-// and so which of such policies apply. Each line names the policy and the glob, and stays
-// under the API server's 256 characters per warning for names and globs of usual length.
+// What `kubectl apply` should warn about in a policy that is valid: a line per glob that selects
+// by tag (Glob::selects_by_tag), since a Pod's author picks the tag of name:tag@digest and so
+// which of such policies apply; at most kMaxScopeWarnings such lines, then one saying how many
+// more. Each line names the policy and the glob (both cut short), under the API server's 256
+// characters per warning.
+inline constexpr size_t kMaxScopeWarnings = 4;
 std::vector<std::string> scope_warnings(const Policy& p);
 
 // Every Secret the policies refer to (key.secretRef, keyless.ca-cert.secretRef), with empty

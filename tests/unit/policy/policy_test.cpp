@@ -127,7 +127,8 @@ TEST_CASE("glob: one that names a tag selects by a label the pod writes, and is 
   CHECK(by_tag("myacr.azurecr.io/app:prod-*"));
   CHECK(by_tag("nginx:1.25"));
   CHECK(by_tag("ghcr.io/**:latest"));
-  CHECK_FALSE(by_tag("myreg.example:5000/app"));  // a port, not a tag
+  CHECK_FALSE(by_tag("myreg.example:5000/app"));      // a port, not a tag
+  CHECK_FALSE(by_tag("r.example/app@sha256:aaaa*"));  // a digest, not a tag
   CHECK_FALSE(by_tag("myacr.azurecr.io/team/**"));
   CHECK_FALSE(by_tag("**"));
   // Why it matters: the tag of name:tag@digest is the pod's to choose, digest unchanged.
@@ -155,7 +156,23 @@ spec:
   REQUIRE(w.size() == 1);
   CHECK(w[0].find("ClusterImagePolicy releases: glob \"r.example/app:prod-*\" selects by tag") ==
         0);
-  CHECK(w[0].size() < 256);
+
+  // Long names and globs are cut, and many globs make a bounded list.
+  std::string images;
+  for (int i = 0; i < 9; ++i) {
+    images += "{glob: \"r.example/" + std::string(200, 'a') + std::to_string(i) + ":prod-*\"}, ";
+  }
+  auto many = parse_documents(
+      "apiVersion: sigil.dev/v1alpha1\nkind: ImagePolicy\n"
+      "metadata: {name: " +
+          std::string(60, 'n') + ", namespace: team-a}\nspec:\n  images: [" + images +
+          "]\n  authorities: [{static: {action: pass}}]\n",
+      "f.yaml");
+  REQUIRE(many.ok());
+  const auto lines = scope_warnings(many->policies[0]);
+  REQUIRE(lines.size() == kMaxScopeWarnings + 1);
+  for (const auto& l : lines) CHECK(l.size() < 256);
+  CHECK(lines.back().find("5 more globs select by tag") != std::string::npos);
 }
 
 TEST_CASE("glob matching follows policy-controller", "[policy][glob]") {
