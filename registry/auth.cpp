@@ -109,7 +109,7 @@ Result<std::string> referrers_path(std::string_view repository, std::string_view
   return p;
 }
 
-std::string link_next_target(std::string_view link) {
+std::string link_next_target(std::string_view link, std::string_view within) {
   // Link: <target>; rel="next"[, <other>; rel="prev"]
   size_t pos = 0;
   while (pos < link.size()) {
@@ -130,6 +130,9 @@ std::string link_next_target(std::string_view link) {
       for (char c : target) {
         if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '#' || c == '\\') return "";
       }
+      // The same list: `within` exactly, then nothing or a query.
+      if (target.substr(0, within.size()) != within) return "";
+      if (target.size() > within.size() && target[within.size()] != '?') return "";
       return std::string(target);
     }
     if (end == std::string_view::npos) break;

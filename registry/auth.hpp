@@ -37,8 +37,10 @@ Result<std::string> referrers_path(std::string_view repository, std::string_view
                                    std::string_view artifact_type);
 // The target of the `rel="next"` entry of a Link header (RFC 8288, as the distribution spec
 // paginates: `</v2/repo/referrers/sha256:..?n=10&last=..>; rel="next"`), or "" when absent or
-// unparsable. Only a path on the same origin is returned; an absolute URL is refused ("").
-std::string link_next_target(std::string_view link);
+// unparsable. Only a path on the same origin is returned, and only `within` itself with a query
+// or none: the next page of the same list (a registry cannot send the credential chosen for one
+// repository to another's path; an absolute URL is refused too).
+std::string link_next_target(std::string_view link, std::string_view within);
 
 // realm?service=...&scope=... with proper percent-encoding (realm may carry its own query).
 Result<net::Url> token_url(std::string_view realm, std::string_view service,

@@ -452,6 +452,8 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
     std::vector<oci::Descriptor> out;
     uint64_t held = 0;  // what `out` holds (oci::held_bytes), at most max_manifest_size
     std::string path = std::move(*first);
+    // Later pages: this repository's referrers of this digest, whatever query the registry adds.
+    const std::string list = path.substr(0, path.find('?'));
     for (int page = 0; !path.empty(); ++page) {
       if (page >= impl->opts.max_referrers_pages) {
         co_return make_error(Errc::too_large, "referrers of " + what + ": more than " +
@@ -506,7 +508,7 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
         }
         out.push_back(std::move(d));
       }
-      path = link_next_target(r->header("Link"));
+      path = link_next_target(r->header("Link"), list);
     }
     co_return out;
   };

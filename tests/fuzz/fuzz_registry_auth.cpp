@@ -28,9 +28,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (c == '\r' || c == '\n') __builtin_trap();
     }
   }
-  // Only a path on the registry's own origin, never another host, never a split request line.
-  const std::string next = sigil::registry::link_next_target(in);
-  if (!next.empty() && (next.front() != '/' || next.rfind("//", 0) == 0 || !printable(next))) {
+  // Only a path on the registry's own origin, never another host, never a split request line,
+  // and only the same list: never another repository's path.
+  constexpr std::string_view kList = "/v2/team/app/referrers/sha256:0";
+  const std::string next = sigil::registry::link_next_target(in, kList);
+  if (!next.empty() &&
+      (next.front() != '/' || next.rfind("//", 0) == 0 || !printable(next) ||
+       next.rfind(kList, 0) != 0 || (next.size() > kList.size() && next[kList.size()] != '?'))) {
     __builtin_trap();
   }
   if (auto u = sigil::registry::token_url(in, "registry.example", "repository:team/app:pull");

@@ -286,16 +286,26 @@ TEST_CASE("referrers path and Link pagination") {
   CHECK_FALSE(referrers_path("team/../x", d, "").ok());
   CHECK_FALSE(referrers_path("team/app", "sha256:zz", "").ok());
 
-  CHECK(link_next_target(R"(</v2/team/app/referrers/x?n=2&last=b>; rel="next")") ==
-        "/v2/team/app/referrers/x?n=2&last=b");
-  CHECK(link_next_target(
-            R"(</v2/a/referrers/x?p=1>; rel="prev", </v2/a/referrers/x?p=3>; rel=next)") ==
-        "/v2/a/referrers/x?p=3");
-  CHECK(link_next_target("").empty());
-  CHECK(link_next_target(R"(</v2/a/referrers/x?p=1>; rel="prev")").empty());
+  CHECK(link_next_target(R"(</v2/team/app/referrers/x?n=2&last=b>; rel="next")",
+                         "/v2/team/app/referrers/x") == "/v2/team/app/referrers/x?n=2&last=b");
+  CHECK(
+      link_next_target(R"(</v2/a/referrers/x?p=1>; rel="prev", </v2/a/referrers/x?p=3>; rel=next)",
+                       "/v2/a/referrers/x") == "/v2/a/referrers/x?p=3");
+  CHECK(link_next_target("", "/v2/a/referrers/x").empty());
+  CHECK(link_next_target(R"(</v2/a/referrers/x?p=1>; rel="prev")", "/v2/a/referrers/x").empty());
   // Never another origin, never outside the API, never control bytes.
-  CHECK(link_next_target(R"(<https://evil.example/v2/a/referrers/x>; rel="next")").empty());
-  CHECK(link_next_target(R"(</token?x=1>; rel="next")").empty());
-  CHECK(link_next_target("</v2/a/referrers/x\r\nX-Evil: 1>; rel=\"next\"").empty());
-  CHECK(link_next_target(R"(<//evil.example/v2/a>; rel="next")").empty());
+  CHECK(link_next_target(R"(<https://evil.example/v2/a/referrers/x>; rel="next")",
+                         "/v2/a/referrers/x")
+            .empty());
+  CHECK(link_next_target(R"(</token?x=1>; rel="next")", "/token").empty());
+  CHECK(link_next_target("</v2/a/referrers/x\r\nX-Evil: 1>; rel=\"next\"", "/v2/a/referrers/x")
+            .empty());
+  // Never another list: another repository (whose credential may differ), digest or path.
+  CHECK(link_next_target(R"(</v2/b/referrers/x?p=2>; rel="next")", "/v2/a/referrers/x").empty());
+  CHECK(link_next_target(R"(</v2/a/referrers/y?p=2>; rel="next")", "/v2/a/referrers/x").empty());
+  CHECK(link_next_target(R"(</v2/a/referrers/x/../../../b/referrers/x>; rel="next")",
+                         "/v2/a/referrers/x")
+            .empty());
+  CHECK(link_next_target(R"(</v2/a/referrers/xy>; rel="next")", "/v2/a/referrers/x").empty());
+  CHECK(link_next_target(R"(<//evil.example/v2/a>; rel="next")", "//evil.example/v2/a").empty());
 }
