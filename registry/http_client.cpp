@@ -166,7 +166,8 @@ awaitable<Result<net::Response>> HttpClient::Impl::fetch_with(
     const std::string& path, std::string accept, uint64_t limit, Deadline deadline,
     const DockerConfig* extra, AuthNotes* notes) {
   // The identity source (Azure) only where neither the pod's pull secrets nor the docker
-  // config name the host: those come first, as in the kubelet's order.
+  // config have a key for this repository (credential_for): those come first, as in the
+  // kubelet's order.
   bool use_identity =
       identity_for(registry) && !credential_for(registry, repository, extra).has_value();
   const Owner own = owner(registry);
