@@ -151,11 +151,17 @@ class FakeRegistry final : public registry::Client {
   bool has_credentials_for(const std::string& registry, const std::string&) const override {
     return own_credentials && registry == "reg.test";
   }
-  // As the real client for keys without a path: the pod's credentials cover a registry they
-  // hold an entry for.
+  // As the real client: the pod's credentials cover a repository they hold a key for, one
+  // with a path that starts the repository's, or one for the whole registry.
   bool covers(const registry::PullCredentials& creds, const std::string& registry,
-              const std::string&) const override {
-    return creds != nullptr && creds->auths.count(registry) != 0;
+              const std::string& repository) const override {
+    if (creds == nullptr) return false;
+    if (auto h = creds->scoped.find(registry); h != creds->scoped.end()) {
+      for (const auto& [path, c] : h->second) {
+        if (repository.rfind(path, 0) == 0) return true;
+      }
+    }
+    return creds->auths.count(registry) != 0;
   }
 
   // Attach a legacy cosign signature (one layer per entry) to image digest in repo.
@@ -638,6 +644,44 @@ TEST_CASE("the pod's pull credentials reach every registry call") {
   CHECK(v.outcome == verify::Outcome::allowed);
   REQUIRE(f.reg.seen_creds.size() >= 3);
   for (const auto& c : f.reg.seen_creds) CHECK(c == creds);
+}
+
+TEST_CASE("a verdict is kept per credentials when the pod's key covers a source's repository") {
+  // The pod's pull secret has a key for reg.test/signatures only: it covers the authority's
+  // source, not the image's repository. The verdict read with it is that credential's.
+  Fixture f;
+  f.reg.attach("signatures", f.digest,
+               {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  std::string indented;
+  for (size_t i = 0, start = 0; i <= f.key.pub_pem.size(); ++i) {
+    if (i == f.key.pub_pem.size() || f.key.pub_pem[i] == '\n') {
+      if (i > start) indented += "          " + f.key.pub_pem.substr(start, i - start) + "\n";
+      start = i + 1;
+    }
+  }
+  auto parsed = policy::parse_policies(
+      "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n"
+      "  images: [{glob: \"reg.test/team/**\"}]\n  authorities:\n    - name: k\n"
+      "      source: [{oci: reg.test/signatures}]\n      key:\n        data: |\n" +
+          indented,
+      "test.yaml");
+  REQUIRE(parsed.ok());
+  auto set =
+      std::make_shared<const policy::PolicySet>(std::move(*parsed), policy::NoMatch::deny, 1);
+  auto scoped = std::make_shared<registry::DockerConfig>();
+  scoped->scoped["reg.test"]["signatures"] = registry::Credential{"sig-reader", "pw", ""};
+  verify::Engine engine(f.reg, f.clock);
+  const std::string pinned = "reg.test/team/app@" + f.digest;
+  REQUIRE(run(engine, pinned, set, 5s, in_ns("team-a", scoped, "team-a|regcred@1")).outcome ==
+          verify::Outcome::allowed);
+  // The same credentials: answered from the cache.
+  uint64_t before = f.reg.calls;
+  CHECK(run(engine, pinned, set, 5s, in_ns("team-a", scoped, "team-a|regcred@1")).cached);
+  CHECK(f.reg.calls == before);
+  // None: verified afresh, never handed the other pod's verdict.
+  const auto bare = run(engine, pinned, set, 5s, in_ns("team-b"));
+  CHECK_FALSE(bare.cached);
+  CHECK(f.reg.calls > before);
 }
 
 TEST_CASE("an authority's source: signatures from another repository, with its pull secrets") {
