@@ -194,17 +194,23 @@ class FakeRegistry final : public registry::Client {
   }
 };
 
+// A PEM block as a YAML literal's lines under `data: |`, ten spaces in.
+std::string indent_pem(const std::string& pem) {
+  std::string out;
+  for (size_t i = 0, start = 0; i <= pem.size(); ++i) {
+    if (i == pem.size() || pem[i] == '\n') {
+      if (i > start) out += "          " + pem.substr(start, i - start) + "\n";
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
 std::shared_ptr<const policy::PolicySet> policies_for(
     const std::string& pub_pem, const char* mode = "enforce",
     policy::NoMatch no_match = policy::NoMatch::deny, uint64_t generation = 1,
     const std::string& glob = "reg.test/team/**") {
-  std::string indented;
-  for (size_t i = 0, start = 0; i <= pub_pem.size(); ++i) {
-    if (i == pub_pem.size() || pub_pem[i] == '\n') {
-      if (i > start) indented += "          " + pub_pem.substr(start, i - start) + "\n";
-      start = i + 1;
-    }
-  }
+  const std::string indented = indent_pem(pub_pem);
   std::string yaml = std::string(R"(apiVersion: policy.sigstore.dev/v1beta1
 kind: ClusterImagePolicy
 metadata:
@@ -570,13 +576,7 @@ verify::Context in_ns(std::string ns, registry::PullCredentials creds = {}, std:
 std::shared_ptr<const policy::PolicySet> with_image_policy(const std::string& pub_pem,
                                                            const std::string& cluster_glob,
                                                            policy::NoMatch no_match) {
-  std::string indented;
-  for (size_t i = 0, start = 0; i <= pub_pem.size(); ++i) {
-    if (i == pub_pem.size() || pub_pem[i] == '\n') {
-      if (i > start) indented += "          " + pub_pem.substr(start, i - start) + "\n";
-      start = i + 1;
-    }
-  }
+  const std::string indented = indent_pem(pub_pem);
   std::string yaml =
       "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: "
       "base}\nspec:\n  images: [{glob: \"" +
@@ -652,13 +652,7 @@ TEST_CASE("a verdict is kept per credentials when the pod's key covers a source'
   Fixture f;
   f.reg.attach("signatures", f.digest,
                {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
-  std::string indented;
-  for (size_t i = 0, start = 0; i <= f.key.pub_pem.size(); ++i) {
-    if (i == f.key.pub_pem.size() || f.key.pub_pem[i] == '\n') {
-      if (i > start) indented += "          " + f.key.pub_pem.substr(start, i - start) + "\n";
-      start = i + 1;
-    }
-  }
+  const std::string indented = indent_pem(f.key.pub_pem);
   auto parsed = policy::parse_policies(
       "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n"
       "  images: [{glob: \"reg.test/team/**\"}]\n  authorities:\n    - name: k\n"
@@ -689,13 +683,7 @@ TEST_CASE("an authority's source: signatures from another repository, with its p
   // The signature lives in reg.test/signatures, not next to the image.
   f.reg.attach("signatures", f.digest,
                {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
-  std::string indented;
-  for (size_t i = 0, start = 0; i <= f.key.pub_pem.size(); ++i) {
-    if (i == f.key.pub_pem.size() || f.key.pub_pem[i] == '\n') {
-      if (i > start) indented += "          " + f.key.pub_pem.substr(start, i - start) + "\n";
-      start = i + 1;
-    }
-  }
+  const std::string indented = indent_pem(f.key.pub_pem);
   auto parse = [&](const std::string& source, uint64_t generation) {
     std::string yaml =
         "apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: p}\nspec:\n"
@@ -758,17 +746,6 @@ TEST_CASE("an authority's source: signatures from another repository, with its p
 // ------------------------------------------------------------------ verdict integrity (#9)
 
 namespace {
-
-std::string indent_pem(const std::string& pem) {
-  std::string out;
-  for (size_t i = 0, start = 0; i <= pem.size(); ++i) {
-    if (i == pem.size() || pem[i] == '\n') {
-      if (i > start) out += "          " + pem.substr(start, i - start) + "\n";
-      start = i + 1;
-    }
-  }
-  return out;
-}
 
 std::string key_policy_doc(const std::string& name, const std::string& glob,
                            const std::string& pub_pem) {
@@ -1342,13 +1319,7 @@ namespace {
 // unrelated policy for reg.test/other/** without it.
 std::shared_ptr<const policy::PolicySet> digest_required(const std::string& pub_pem,
                                                          const char* mode) {
-  std::string indented;
-  for (size_t i = 0, start = 0; i <= pub_pem.size(); ++i) {
-    if (i == pub_pem.size() || pub_pem[i] == '\n') {
-      if (i > start) indented += "          " + pub_pem.substr(start, i - start) + "\n";
-      start = i + 1;
-    }
-  }
+  const std::string indented = indent_pem(pub_pem);
   const std::string key = "  authorities:\n    - key:\n        data: |\n" + indented;
   std::string yaml =
       std::string("apiVersion: sigil.dev/v1alpha1\nkind: ClusterImagePolicy\n") +
@@ -1539,13 +1510,7 @@ namespace {
 // The same policy as policies_for, its authority requiring a provenance attestation.
 std::shared_ptr<const policy::PolicySet> attestation_policies(const std::string& pub_pem,
                                                               uint64_t generation) {
-  std::string indented;
-  for (size_t i = 0, start = 0; i <= pub_pem.size(); ++i) {
-    if (i == pub_pem.size() || pub_pem[i] == '\n') {
-      if (i > start) indented += "          " + pub_pem.substr(start, i - start) + "\n";
-      start = i + 1;
-    }
-  }
+  const std::string indented = indent_pem(pub_pem);
   const std::string yaml =
       "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\n"
       "metadata:\n  name: team-images\nspec:\n  images:\n    - glob: "
