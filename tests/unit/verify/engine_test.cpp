@@ -237,6 +237,22 @@ verify::Verdict run(verify::Engine& engine, const std::string& image,
       engine.verify(image, policies, std::chrono::steady_clock::now() + budget, context));
 }
 
+// Two verifications of one image at once: the leader starts first, the waiter joins it. Each
+// with its own deadline (from now) and context; both verdicts, once both have finished.
+std::pair<verify::Verdict, verify::Verdict> lead_and_join(
+    verify::Engine& engine, const std::string& image,
+    const std::shared_ptr<const policy::PolicySet>& policies, std::chrono::milliseconds leader_in,
+    std::chrono::milliseconds waiter_in, const verify::Context& leader_context = {}) {
+  asio::io_context io;
+  const auto now = std::chrono::steady_clock::now();
+  auto leader = asio::co_spawn(io, engine.verify(image, policies, now + leader_in, leader_context),
+                               asio::use_future);
+  auto waiter =
+      asio::co_spawn(io, engine.verify(image, policies, now + waiter_in), asio::use_future);
+  io.run();
+  return {leader.get(), waiter.get()};
+}
+
 struct Fixture {
   FakeRegistry reg;
   ManualClock clock{std::chrono::system_clock::time_point(std::chrono::hours(24 * 365 * 50))};
@@ -437,18 +453,8 @@ TEST_CASE("a verification that outlives its deadline is denied with TIMEOUT for 
   f.reg.delay = 300ms;
   verify::Engine engine(f.reg, f.clock);
   auto policies = policies_for(f.key.pub_pem);
-  asio::io_context io;
-  auto leader = asio::co_spawn(io,
-                               engine.verify("reg.test/team/app@" + f.digest, policies,
-                                             std::chrono::steady_clock::now() + 5s),
-                               asio::use_future);
-  auto waiter = asio::co_spawn(io,
-                               engine.verify("reg.test/team/app@" + f.digest, policies,
-                                             std::chrono::steady_clock::now() + 50ms),
-                               asio::use_future);
-  io.run();
-  CHECK(leader.get().outcome == verify::Outcome::allowed);
-  auto w = waiter.get();
+  auto [leader, w] = lead_and_join(engine, "reg.test/team/app@" + f.digest, policies, 5s, 50ms);
+  CHECK(leader.outcome == verify::Outcome::allowed);
   CHECK(w.outcome == verify::Outcome::denied);
   CHECK(w.reason == verify::Reason::timeout);
 }
@@ -462,18 +468,8 @@ TEST_CASE("a leader that runs out of its own shorter time does not time its wait
   f.reg.delay = 150ms;  // three reads: about 450 ms
   verify::Engine engine(f.reg, f.clock);
   auto policies = policies_for(f.key.pub_pem);
-  asio::io_context io;
-  auto leader = asio::co_spawn(io,
-                               engine.verify("reg.test/team/app@" + f.digest, policies,
-                                             std::chrono::steady_clock::now() + 200ms),
-                               asio::use_future);
-  auto waiter = asio::co_spawn(io,
-                               engine.verify("reg.test/team/app@" + f.digest, policies,
-                                             std::chrono::steady_clock::now() + 10s),
-                               asio::use_future);
-  io.run();
-  CHECK(leader.get().reason == verify::Reason::timeout);
-  auto w = waiter.get();
+  auto [leader, w] = lead_and_join(engine, "reg.test/team/app@" + f.digest, policies, 200ms, 10s);
+  CHECK(leader.reason == verify::Reason::timeout);
   INFO(verify::message(w));
   CHECK(w.outcome == verify::Outcome::allowed);
   CHECK(engine.stats().coalesced == 1);
@@ -489,18 +485,9 @@ TEST_CASE("a leader whose own admission's budget ran out does not deny its waite
   auto policies = policies_for(f.key.pub_pem);
   verify::Context spent;
   spent.checks = std::make_shared<sigil::WorkBudget>(0);
-  asio::io_context io;
-  auto leader = asio::co_spawn(io,
-                               engine.verify("reg.test/team/app@" + f.digest, policies,
-                                             std::chrono::steady_clock::now() + 10s, spent),
-                               asio::use_future);
-  auto waiter = asio::co_spawn(io,
-                               engine.verify("reg.test/team/app@" + f.digest, policies,
-                                             std::chrono::steady_clock::now() + 10s),
-                               asio::use_future);
-  io.run();
-  CHECK(leader.get().reason == verify::Reason::budget_exceeded);
-  auto w = waiter.get();
+  auto [leader, w] =
+      lead_and_join(engine, "reg.test/team/app@" + f.digest, policies, 10s, 10s, spent);
+  CHECK(leader.reason == verify::Reason::budget_exceeded);
   INFO(verify::message(w));
   CHECK(w.outcome == verify::Outcome::allowed);
   CHECK(engine.stats().coalesced == 1);
@@ -515,16 +502,8 @@ TEST_CASE("a waiter's TIMEOUT withholds a digest resolved with sigil's own crede
   f.reg.delay = 300ms;
   verify::Engine engine(f.reg, f.clock);
   auto policies = policies_for(f.key.pub_pem);
-  asio::io_context io;
-  auto leader = asio::co_spawn(
-      io, engine.verify("reg.test/team/app:v1", policies, std::chrono::steady_clock::now() + 10s),
-      asio::use_future);
-  auto waiter = asio::co_spawn(
-      io, engine.verify("reg.test/team/app:v1", policies, std::chrono::steady_clock::now() + 900ms),
-      asio::use_future);
-  io.run();
-  CHECK(leader.get().outcome == verify::Outcome::allowed);
-  auto w = waiter.get();
+  auto [leader, w] = lead_and_join(engine, "reg.test/team/app:v1", policies, 10s, 900ms);
+  CHECK(leader.outcome == verify::Outcome::allowed);
   REQUIRE(w.reason == verify::Reason::timeout);
   CHECK(w.digest == f.digest);
   CHECK(w.withheld);
