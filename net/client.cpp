@@ -162,6 +162,9 @@ Client::Client(const asio::any_io_executor& executor, ClientOptions options) {
                                 impl_->opts.reserved_dns_lookups, impl_->opts.dns_try_timeout,
                                 impl_->opts.dns_attempts});
     if (const Status& dns = impl_->resolver->init_status(); !dns) impl_->init = dns;
+    if (impl_->opts.fail_fast.after > 0) {
+      impl_->outages = std::make_unique<OutageMemo>(impl_->opts.fail_fast);
+    }
     auto ctx = detail::make_client_context(impl_->opts.tls);
     if (ctx) {
       impl_->ctx = std::move(*ctx);
@@ -182,6 +185,10 @@ Status Client::init_status() const {
 
 DnsStats Client::dns_stats() const {
   return impl_ && impl_->resolver ? impl_->resolver->stats() : DnsStats{};
+}
+
+OutageMemo::Stats Client::outage_stats() const {
+  return impl_ && impl_->outages ? impl_->outages->stats() : OutageMemo::Stats{};
 }
 
 uint64_t Client::request_count() const {

@@ -43,6 +43,7 @@
 
 #include "common/deadline.hpp"
 #include "common/result.hpp"
+#include "net/outage.hpp"
 #include "net/retry.hpp"
 #include "net/tls.hpp"
 #include "net/url.hpp"
@@ -156,6 +157,9 @@ struct ClientOptions {
   size_t reserved_dns_lookups = 64;
   std::chrono::milliseconds dns_try_timeout{1000};
   int dns_attempts = 2;
+  // Origins that stopped answering fail their calls at once for a while (net/outage.hpp). Off
+  // unless fail_fast.after > 0: the registry client turns it on.
+  FailFastOptions fail_fast;
 };
 
 class Client;
@@ -229,9 +233,10 @@ class Client {
                                                                        Deadline deadline,
                                                                        Limits limits);
 
-  uint64_t request_count() const;     // requests written so far (every attempt)
-  uint64_t connection_count() const;  // connections opened so far
-  DnsStats dns_stats() const;         // thread-safe
+  uint64_t request_count() const;          // requests written so far (every attempt)
+  uint64_t connection_count() const;       // connections opened so far
+  DnsStats dns_stats() const;              // thread-safe
+  OutageMemo::Stats outage_stats() const;  // thread-safe
 
   struct PoolStats {
     size_t idle = 0;  // connections resting in the pool now

@@ -44,6 +44,7 @@ awaitable<Attempt> Client::Impl::exchange_on(Stream& stream, Conn& conn,
     a.result = st.error();
     co_return a;
   }
+  a.answered = true;
   Response r;
   r.status = p.get().result_int();
   r.url = url;
@@ -115,15 +116,43 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
   auto m = make_message(req, url, with_auth);
   const bool head = req.method == Method::head;
   Attempt a;
+  // An origin that stopped answering: fail at once (net/outage.hpp), or go as its probe.
+  const std::string origin = url.origin();
+  OutageMemo::Ticket ticket;
+  if (outages) {
+    auto t = outages->before(origin, SteadyClock::now());
+    if (!t) {
+      a.result = std::move(t).error();
+      a.retryable = false;
+      co_return a;
+    }
+    ticket = *t;
+  }
+  const auto first_start = SteadyClock::now();
+  // How the attempt went, told to the memo once: a stale pooled connection replaced by a fresh
+  // one is not an outcome.
+  const auto settle = [&](const Attempt& done) {
+    if (!outages) return;
+    OutageMemo::Outcome o = OutageMemo::Outcome::answered;
+    if (!done.answered) {
+      o = done.result ? OutageMemo::Outcome::neutral
+                      : outages->classify(done.result.error(), SteadyClock::now() - first_start,
+                                          call.cancelled);
+    }
+    outages->after(origin, ticket, o, done.result ? nullptr : &done.result.error(),
+                   call.operator_named, SteadyClock::now());
+  };
   for (int i = 0; i < 2; ++i) {
     if (call.cancelled) {
       a.result = cancelled_error("request to " + url.authority());
       a.retryable = false;
+      settle(a);
       co_return a;
     }
     if (SteadyClock::now() >= deadline) {
       a.result = timeout_error("request to " + url.authority());
       a.retryable = false;
+      settle(a);
       co_return a;
     }
     const auto start = SteadyClock::now();
@@ -135,6 +164,7 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
       a.result = c.error();
       a.retryable = retryable;
       a.stale = false;
+      settle(a);
       co_return a;
     }
     auto conn = std::move(*c);
@@ -159,8 +189,10 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
     } else {
       conn->disarm();
     }
+    settle(a);
     co_return a;
   }
+  settle(a);
   co_return a;
 }
 

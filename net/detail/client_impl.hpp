@@ -131,6 +131,7 @@ struct Attempt {
   Result<Response> result = make_error(Errc::internal, "no attempt");
   bool retryable = false;  // a network failure worth another attempt
   bool stale = false;      // failed before any byte of the answer, on a pooled connection
+  bool answered = false;   // a status line arrived (OutageMemo: the origin is alive)
 };
 
 }  // namespace detail
@@ -165,6 +166,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   // Strand only.
   std::map<std::string, std::vector<std::shared_ptr<Conn>>> idle;
+  std::unique_ptr<OutageMemo> outages;         // ClientOptions::fail_fast
   std::unique_ptr<detail::Resolver> resolver;  // host names (c-ares); IP literals need none
 
   // ---- the pool (net/connect.cpp) ----

@@ -1,0 +1,167 @@
+#include "net/outage.hpp"
+
+#include <algorithm>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "common/host_lookup.hpp"
+
+namespace sigil::net {
+
+namespace {
+
+constexpr size_t kMaxMessage = 200;  // of the last failure, kept per origin
+
+std::chrono::milliseconds ms_until(OutageMemo::Clock::time_point until,
+                                   OutageMemo::Clock::time_point now) {
+  if (until <= now) return std::chrono::milliseconds(0);
+  return std::chrono::ceil<std::chrono::milliseconds>(until - now);
+}
+
+std::string attempts(int n) {
+  return n == 1 ? "1 attempt" : std::to_string(n) + " attempts";
+}
+
+}  // namespace
+
+Result<OutageMemo::Ticket> OutageMemo::before(const std::string& origin, Clock::time_point now) {
+  if (!enabled()) return Ticket{};
+  auto it = entries_.find(origin);
+  if (it == entries_.end() || !it->second.down) return Ticket{};
+  Entry& e = it->second;
+  if (now >= e.until && !e.probing) {
+    e.probing = true;
+    e.touched = now;
+    return Ticket{true};
+  }
+  ++refused_;
+  const auto retry_in = ms_until(e.until, now);
+  Error err;
+  err.code = Errc::unavailable;
+  err.message = origin + " is not answering: " + attempts(e.failures) +
+                " in a row failed (the last: " + e.last.message + "); " +
+                (e.probing ? "another request is trying it now"
+                           : "tried again in " + std::to_string(retry_in.count()) + " ms");
+  if (host_lookup_failure(e.last) != nullptr) {
+    err.detail = e.last.detail;  // "no such host" says more than "not answering"
+  } else {
+    auto d = std::make_shared<OriginDown>();
+    d->origin = origin;
+    d->failures = e.failures;
+    d->retry_in = retry_in;
+    err.detail = std::move(d);
+  }
+  return err;
+}
+
+void OutageMemo::after(const std::string& origin, const Ticket& ticket, Outcome outcome,
+                       const Error* error, bool operator_named, Clock::time_point now) {
+  if (!enabled()) return;
+  auto it = entries_.find(origin);
+  if (outcome == Outcome::answered) {
+    if (it == entries_.end()) return;
+    if (it->second.down) {
+      spdlog::info("net: {} answers again; its requests go through again", origin);
+    }
+    erase(it);
+    return;
+  }
+  if (outcome == Outcome::neutral) {
+    if (it != entries_.end() && ticket.probe) it->second.probing = false;  // the next one probes
+    return;
+  }
+  if (it == entries_.end()) {
+    if (entries_.size() >= opt_.max_origins) make_room();
+    if (entries_.size() >= opt_.max_origins) return;
+    it = entries_.emplace(origin, Entry{}).first;
+    remembered_.store(entries_.size(), std::memory_order_relaxed);
+  }
+  Entry& e = it->second;
+  e.failures = e.failures < (1 << 20) ? e.failures + 1 : e.failures;
+  e.operator_named = e.operator_named || operator_named;
+  e.touched = now;
+  if (error != nullptr) {
+    e.last = *error;
+    if (e.last.message.size() > kMaxMessage) e.last.message.resize(kMaxMessage);
+  }
+  if (ticket.probe && e.down) {
+    e.probing = false;
+    e.backoff = std::min<std::chrono::milliseconds>(e.backoff * 2, opt_.max_backoff);
+    e.until = now + e.backoff;
+    return;
+  }
+  if (!e.down && e.failures >= opt_.after) {
+    set_down(e, true);
+    e.probing = false;
+    e.backoff = std::min(opt_.backoff, opt_.max_backoff);
+    e.until = now + e.backoff;
+    ++went_down_;
+    spdlog::warn(
+        "net: {} is not answering ({} in a row failed, the last: {}); its requests fail "
+        "at once for {} ms, then one at a time tries it",
+        origin, attempts(e.failures), e.last.message, e.backoff.count());
+  }
+}
+
+OutageMemo::Outcome OutageMemo::classify(const Error& error, Clock::duration waited,
+                                         bool cancelled) const {
+  // A failure that came fast (a refused connection, NXDOMAIN) costs the next attempt nothing
+  // either: only waiting is worth saving, and a host back after a blip is used at once.
+  if (cancelled || waited < opt_.slow) return Outcome::neutral;
+  switch (error.code) {
+    case Errc::timeout:
+      return Outcome::failed;
+    case Errc::unavailable: {
+      const HostLookupFailure* dns = host_lookup_failure(error);
+      if (dns != nullptr && dns->why == HostLookupFailure::Why::busy) return Outcome::neutral;
+      return Outcome::failed;
+    }
+    default:
+      return Outcome::neutral;
+  }
+}
+
+OutageMemo::Stats OutageMemo::stats() const {
+  Stats s;
+  s.remembered = remembered_.load(std::memory_order_relaxed);
+  s.down = down_.load(std::memory_order_relaxed);
+  s.refused = refused_.load(std::memory_order_relaxed);
+  s.went_down = went_down_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void OutageMemo::set_down(Entry& e, bool down) {
+  if (e.down == down) return;
+  e.down = down;
+  if (down) {
+    down_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    down_.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+void OutageMemo::erase(std::map<std::string, Entry, std::less<>>::iterator it) {
+  set_down(it->second, false);
+  entries_.erase(it);
+  remembered_.store(entries_.size(), std::memory_order_relaxed);
+}
+
+void OutageMemo::make_room() {
+  auto victim = entries_.end();
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (victim == entries_.end()) {
+      victim = it;
+      continue;
+    }
+    const Entry& a = it->second;
+    const Entry& b = victim->second;
+    // An origin no operator named before one that was; among equals, the least recently used.
+    if (a.operator_named != b.operator_named ? !a.operator_named : a.touched < b.touched) {
+      victim = it;
+    }
+  }
+  if (victim != entries_.end()) erase(victim);
+}
+
+}  // namespace sigil::net

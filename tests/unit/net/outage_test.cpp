@@ -1,0 +1,323 @@
+// net/outage.hpp: origins that stopped answering fail their calls at once, one probe at a time
+// goes through after the backoff, and any answer heals. First the memo alone (times passed in),
+// then net::Client against real servers on 127.0.0.1: one that hangs, one that answers 500,
+// one that never speaks TLS.
+#include <atomic>
+#include <thread>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <catch2/catch.hpp>
+
+#include "common/host_lookup.hpp"
+#include "common/origin_down.hpp"
+#include "helpers.hpp"
+#include "net/outage.hpp"
+
+using namespace sigil;
+using namespace sigil::net;
+using namespace sigil::test;
+using Outcome = OutageMemo::Outcome;
+using MemoClock = OutageMemo::Clock;
+
+namespace {
+
+const std::string kA = "https://a.example:443";
+const std::string kB = "https://b.example:443";
+
+FailFastOptions opts(int after = 2) {
+  FailFastOptions o;
+  o.after = after;
+  o.backoff = 1000ms;
+  o.max_backoff = 3000ms;
+  o.slow = 500ms;
+  return o;
+}
+
+Error refused_connection() {
+  return make_error(Errc::unavailable, "cannot connect to a.example:443: Connection refused");
+}
+
+// One attempt that goes and ends as `o`; false if the memo refused it.
+bool attempt(OutageMemo& m, const std::string& origin, Outcome o, MemoClock::time_point now,
+             bool operator_named = false) {
+  auto t = m.before(origin, now);
+  if (!t) return false;
+  const Error e = refused_connection();
+  m.after(origin, *t, o, o == Outcome::failed ? &e : nullptr, operator_named, now);
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("outage memo: off unless `after` is set") {
+  OutageMemo m(opts(0));
+  CHECK_FALSE(m.enabled());
+  const auto t0 = MemoClock::now();
+  for (int i = 0; i < 10; ++i) CHECK(attempt(m, kA, Outcome::failed, t0));
+  CHECK(m.stats().remembered == 0);
+}
+
+TEST_CASE("outage memo: failures in a row take an origin down, and only that origin") {
+  OutageMemo m(opts(2));
+  const auto t0 = MemoClock::now();
+  CHECK(attempt(m, kA, Outcome::failed, t0));
+  CHECK(attempt(m, kA, Outcome::answered, t0));  // an answer in between: the count starts over
+  CHECK(attempt(m, kA, Outcome::failed, t0));
+  CHECK(m.stats().down == 0);
+  CHECK(attempt(m, kA, Outcome::failed, t0));
+  CHECK(m.stats().down == 1);
+  CHECK(m.stats().went_down == 1);
+
+  auto r = m.before(kA, t0 + 100ms);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::unavailable);
+  CHECK_THAT(r.error().message, Catch::Contains("is not answering: 2 attempts in a row failed") &&
+                                    Catch::Contains("Connection refused") &&
+                                    Catch::Contains("tried again in 900 ms"));
+  const OriginDown* d = origin_down(r.error());
+  REQUIRE(d != nullptr);
+  CHECK(d->origin == kA);
+  CHECK(d->failures == 2);
+  CHECK(d->retry_in == 900ms);
+  CHECK(m.stats().refused == 1);
+  CHECK(attempt(m, kB, Outcome::answered, t0 + 100ms));  // another origin is not concerned
+}
+
+TEST_CASE("outage memo: one probe at a time after the backoff; an answer heals") {
+  OutageMemo m(opts(1));
+  const auto t0 = MemoClock::now();
+  CHECK(attempt(m, kA, Outcome::failed, t0));
+  CHECK_FALSE(m.before(kA, t0 + 999ms).ok());
+  auto probe = m.before(kA, t0 + 1000ms);
+  REQUIRE(probe.ok());
+  CHECK(probe->probe);
+  // While the probe is out, everyone else still fails at once.
+  auto other = m.before(kA, t0 + 1500ms);
+  REQUIRE_FALSE(other.ok());
+  CHECK_THAT(other.error().message, Catch::Contains("another request is trying it now"));
+  m.after(kA, *probe, Outcome::answered, nullptr, false, t0 + 1600ms);
+  CHECK(m.stats().down == 0);
+  CHECK(m.stats().remembered == 0);
+  CHECK(attempt(m, kA, Outcome::answered, t0 + 1600ms));
+}
+
+TEST_CASE("outage memo: a failed probe doubles the wait, up to max_backoff") {
+  OutageMemo m(opts(1));
+  auto now = MemoClock::now();
+  CHECK(attempt(m, kA, Outcome::failed, now));
+  const std::chrono::milliseconds waits[] = {2000ms, 3000ms, 3000ms};
+  now += 1000ms;
+  for (auto wait : waits) {
+    auto probe = m.before(kA, now);
+    REQUIRE(probe.ok());
+    REQUIRE(probe->probe);
+    const Error e = refused_connection();
+    m.after(kA, *probe, Outcome::failed, &e, false, now);
+    CHECK_FALSE(m.before(kA, now + wait - 1ms).ok());
+    now += wait;
+  }
+  CHECK(m.before(kA, now).ok());
+  CHECK(m.stats().went_down == 1);  // one outage, however many probes failed
+}
+
+TEST_CASE("outage memo: a probe that says nothing lets the next request probe") {
+  OutageMemo m(opts(1));
+  const auto t0 = MemoClock::now();
+  CHECK(attempt(m, kA, Outcome::failed, t0));
+  auto probe = m.before(kA, t0 + 1000ms);
+  REQUIRE(probe.ok());
+  m.after(kA, *probe, Outcome::neutral, nullptr, false, t0 + 1001ms);  // cancelled, say
+  auto next = m.before(kA, t0 + 1002ms);
+  REQUIRE(next.ok());
+  CHECK(next->probe);
+}
+
+TEST_CASE("outage memo: an answer to an attempt that went before the outage heals too") {
+  OutageMemo m(opts(1));
+  const auto t0 = MemoClock::now();
+  auto early = m.before(kA, t0);
+  REQUIRE(early.ok());
+  CHECK(attempt(m, kA, Outcome::failed, t0));
+  CHECK_FALSE(m.before(kA, t0 + 10ms).ok());
+  m.after(kA, *early, Outcome::answered, nullptr, false, t0 + 20ms);
+  CHECK(m.before(kA, t0 + 30ms).ok());
+}
+
+TEST_CASE("outage memo: what counts as no answer") {
+  OutageMemo m(opts(1));
+  const Error timeout = make_error(Errc::timeout, "connecting to a.example:443: deadline exceeded");
+  // Only a wait counts: a timeout sooner than `slow` says more about the caller's deadline (any
+  // client of the webhook may send ?timeout=1s) than about the host, and a failure that came
+  // fast costs the next attempt nothing either.
+  CHECK(m.classify(timeout, 499ms, false) == Outcome::neutral);
+  CHECK(m.classify(timeout, 500ms, false) == Outcome::failed);
+  CHECK(m.classify(refused_connection(), 1ms, false) == Outcome::neutral);
+  CHECK(m.classify(refused_connection(), 600ms, false) == Outcome::failed);
+  CHECK(m.classify(timeout, 600ms, true) == Outcome::neutral);  // cancelled
+  // Every DNS slot taken is sigil's own state, not the host's.
+  const Error busy = with_lookup_failure(make_error(Errc::unavailable, "busy"), "a.example",
+                                         HostLookupFailure::Why::busy);
+  CHECK(m.classify(busy, 600ms, false) == Outcome::neutral);
+  const Error no_answer = with_lookup_failure(make_error(Errc::timeout, "no answer"), "a.example",
+                                              HostLookupFailure::Why::no_answer);
+  CHECK(m.classify(no_answer, 600ms, false) == Outcome::failed);
+  CHECK(m.classify(make_error(Errc::too_large, "big"), 600ms, false) == Outcome::neutral);
+  CHECK(m.classify(make_error(Errc::invalid_argument, "bad"), 600ms, false) == Outcome::neutral);
+}
+
+TEST_CASE("outage memo: a refusal keeps a DNS failure's detail, so the denial still says it") {
+  OutageMemo m(opts(1));
+  const auto t0 = MemoClock::now();
+  auto t = m.before(kA, t0);
+  REQUIRE(t.ok());
+  const Error nx = with_lookup_failure(make_error(Errc::unavailable, "no such host"), "a.example",
+                                       HostLookupFailure::Why::no_such_host);
+  m.after(kA, *t, Outcome::failed, &nx, false, t0);
+  auto r = m.before(kA, t0 + 1ms);
+  REQUIRE_FALSE(r.ok());
+  const HostLookupFailure* dns = host_lookup_failure(r.error());
+  REQUIRE(dns != nullptr);
+  CHECK(dns->why == HostLookupFailure::Why::no_such_host);
+  CHECK(origin_down(r.error()) == nullptr);
+}
+
+TEST_CASE("outage memo: a pod author's dead hosts cannot push out the operator's registry") {
+  FailFastOptions o = opts(1);
+  o.max_origins = 8;
+  OutageMemo m(o);
+  auto now = MemoClock::now();
+  const std::string acr = "https://myacr.azurecr.io:443";
+  CHECK(attempt(m, acr, Outcome::failed, now, true));
+  for (int i = 0; i < 500; ++i) {
+    now += 1ms;  // all of it inside the registry's first backoff (1 s)
+    CHECK(attempt(m, "https://dead" + std::to_string(i) + ".example:443", Outcome::failed, now));
+    CHECK(m.stats().remembered <= 8);
+  }
+  CHECK(m.stats().remembered == 8);
+  CHECK(m.stats().down == 8);
+  CHECK_FALSE(m.before(acr, now).ok());  // still remembered as down
+  // The newest of the pod's hosts are the ones remembered.
+  CHECK_FALSE(m.before("https://dead499.example:443", now).ok());
+  CHECK(m.before("https://dead0.example:443", now).ok());
+}
+
+// ---- net::Client against real servers ------------------------------------------------------
+
+namespace {
+
+ClientOptions fail_fast_options(ClientOptions o = {}) {
+  o.fail_fast.after = 2;
+  o.fail_fast.backoff = 400ms;
+  o.fail_fast.max_backoff = 400ms;
+  o.fail_fast.slow = 100ms;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("client: a registry that hangs fails at once after two timeouts, then heals") {
+  std::atomic<bool> hang{true};
+  FakeHttpServer srv([&hang](const HttpRequest&, HttpConn& conn) -> boost::asio::awaitable<bool> {
+    if (hang.load()) co_await conn.sleep(2000ms);
+    co_return co_await conn.reply(HttpReply::text(200, "ok"));
+  });
+  Loop loop;
+  Client c(loop.ioc.get_executor(), fail_fast_options());
+  auto send = [&](std::chrono::milliseconds budget) {
+    return loop.run(c.send(get_request(url_of(srv)), in(budget), Limits{}));
+  };
+  for (int i = 0; i < 2; ++i) {
+    auto r = send(200ms);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::timeout);
+  }
+  CHECK(srv.requests() == 2);
+  CHECK(c.outage_stats().down == 1);
+
+  // Down: the calls fail at once (a 5 s budget, a server that would hold them 2 s: nothing
+  // reaches it).
+  for (int i = 0; i < 5; ++i) {
+    auto r = send(5000ms);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unavailable);
+    const OriginDown* d = origin_down(r.error());
+    REQUIRE(d != nullptr);
+    CHECK(d->origin == srv.origin());
+  }
+  CHECK(srv.requests() == 2);
+  CHECK(c.outage_stats().refused == 5);
+
+  // The registry is back; after the backoff one call probes, is answered, and all go again.
+  hang = false;
+  std::this_thread::sleep_for(450ms);
+  auto probe = send(5000ms);
+  REQUIRE(probe.ok());
+  CHECK(probe->status == 200);
+  CHECK(c.outage_stats().down == 0);
+  for (int i = 0; i < 3; ++i) REQUIRE(send(5000ms).ok());
+  CHECK(srv.requests() == 2 + 1 + 3);
+}
+
+TEST_CASE("client: answers never take an origin down, whatever their status") {
+  FakeHttpServer srv([](const HttpRequest&) { return HttpReply::text(500, "broken"); });
+  Loop loop;
+  Client c(loop.ioc.get_executor(), fail_fast_options());
+  for (int i = 0; i < 6; ++i) {
+    auto r = loop.run(c.send(get_request(url_of(srv)), in(2000ms), Limits{}));
+    REQUIRE(r.ok());
+    CHECK(r->status == 500);
+  }
+  CHECK(srv.requests() == 6);
+  CHECK(c.outage_stats().went_down == 0);
+}
+
+TEST_CASE("client: timeouts shorter than `slow` never take an origin down") {
+  FakeHttpServer srv([](const HttpRequest&, HttpConn& conn) -> boost::asio::awaitable<bool> {
+    co_await conn.sleep(2000ms);
+    co_return co_await conn.reply(HttpReply::text(200, "ok"));
+  });
+  Loop loop;
+  Client c(loop.ioc.get_executor(), fail_fast_options());
+  for (int i = 0; i < 4; ++i) {
+    auto r = loop.run(c.send(get_request(url_of(srv)), in(30ms), Limits{}));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::timeout);
+  }
+  CHECK(srv.requests() == 4);
+  CHECK(c.outage_stats().went_down == 0);
+}
+
+TEST_CASE("client: a TLS listener that never speaks, and a closed port, go down too") {
+  Loop loop;
+  SECTION("a stalled TLS handshake") {
+    boost::asio::ip::tcp::acceptor silent(loop.ioc,
+                                          {boost::asio::ip::make_address("127.0.0.1"), 0});
+    Client c(loop.ioc.get_executor(), fail_fast_options(tls_options()));
+    auto u = *parse_url("https://127.0.0.1:" + std::to_string(silent.local_endpoint().port()));
+    for (int i = 0; i < 2; ++i) {
+      auto r = loop.run(c.send(get_request(u), in(200ms), Limits{}));
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().code == Errc::timeout);
+    }
+    auto r = loop.run(c.send(get_request(u), in(5000ms), Limits{}));
+    REQUIRE_FALSE(r.ok());
+    CHECK(origin_down(r.error()) != nullptr);
+  }
+  SECTION("a refused connection fails fast anyway, and never takes the origin down") {
+    uint16_t port;
+    {
+      boost::asio::ip::tcp::acceptor a(loop.ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+      port = a.local_endpoint().port();
+    }
+    Client c(loop.ioc.get_executor(), fail_fast_options());
+    auto req = get_request(*parse_url("http://127.0.0.1:" + std::to_string(port)));
+    req.retry.max_retries = 3;
+    req.retry.backoff_base = 1ms;
+    for (int i = 0; i < 3; ++i) {
+      auto r = loop.run(c.send(req, in(2000ms), Limits{}));
+      REQUIRE_FALSE(r.ok());
+      CHECK(origin_down(r.error()) == nullptr);
+    }
+    CHECK(c.outage_stats().went_down == 0);
+  }
+}
