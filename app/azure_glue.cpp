@@ -93,6 +93,9 @@ Status attach_azure(registry::ClientOptions& o, const RegistrySettings& r,
   }
   if (!aopts->workload_identity && !aopts->managed_identity.enabled) return {};
   if (!r.ca_file.empty()) aopts->tls.ca_files.push_back(r.ca_file);
+  // The ACR token endpoint is the registry's own host: in its outage, as in the registry
+  // client's (registry.failFast), admissions stop waiting for it.
+  aopts->fail_fast = o.fail_fast;
   auto az = std::make_shared<azure::AzureCredentials>(executor, std::move(*aopts));
   if (auto st = az->init_status(); !st.ok()) return st.error();
   for (const auto& name : az->identity_names()) spdlog::info("azure: using {}", name);

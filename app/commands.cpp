@@ -63,6 +63,9 @@ Result<registry::ClientOptions> detail::registry_options(const RegistrySettings&
   o.reserved_dns_lookups = r.dns.reserved_lookups;
   o.dns_try_timeout = r.dns.try_timeout;
   o.dns_attempts = r.dns.attempts;
+  o.fail_fast.after = static_cast<int>(r.fail_fast.after);
+  o.fail_fast.backoff = r.fail_fast.backoff;
+  o.fail_fast.max_backoff = r.fail_fast.max_backoff;
   if (!r.config_file.empty()) {
     auto text = read_file(r.config_file, 1u << 20);
     if (!text.ok())

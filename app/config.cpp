@@ -288,7 +288,8 @@ Status load_config_file(const std::string& path, Settings& s) {
     s.registry.azure = std::move(*parsed);
   }
   if (const YAML::Node reg = root["registry"]) {
-    st = check_section(reg, "registry", {"config", "ca", "insecure", "revealPrivateDetails", "dns"},
+    st = check_section(reg, "registry",
+                       {"config", "ca", "insecure", "revealPrivateDetails", "dns", "failFast"},
                        path);
     if (!st.ok()) return st;
     if (!(st = get(reg, "config", s.registry.config_file, path)).ok()) return st;
@@ -319,6 +320,26 @@ Status load_config_file(const std::string& path, Settings& s) {
         return fail("timeout\" must be more than 0 and at most 30s");
       }
       d.attempts = static_cast<int>(attempts);
+    }
+    if (const YAML::Node ff = reg["failFast"]) {
+      st = check_section(ff, "registry.failFast", {"after", "backoff", "maxBackoff"}, path);
+      if (!st.ok()) return st;
+      auto& f = s.registry.fail_fast;
+      if (!(st = get_count(ff, "after", f.after, path, "registry.failFast.")).ok() ||
+          !(st = get_duration(ff, "backoff", f.backoff, path)).ok() ||
+          !(st = get_duration(ff, "maxBackoff", f.max_backoff, path)).ok()) {
+        return st;
+      }
+      auto fail = [&](const std::string& why) {
+        return make_error(Errc::invalid_argument, path + ": setting \"registry.failFast." + why);
+      };
+      if (f.after > 100) return fail("after\" must be at most 100 (0 turns it off)");
+      if (f.backoff.count() <= 0 || f.backoff > std::chrono::minutes(5)) {
+        return fail("backoff\" must be more than 0 and at most 5m");
+      }
+      if (f.max_backoff < f.backoff || f.max_backoff > std::chrono::minutes(30)) {
+        return fail("maxBackoff\" must be at least backoff and at most 30m");
+      }
     }
   }
   if (const YAML::Node cache = root["cache"]) {

@@ -25,6 +25,14 @@ struct DnsSettings {
   int attempts = 2;                             // attempts: rounds through the DNS servers
 };
 
+// registry.failFast: a registry that stopped answering fails its admissions at once for a
+// while (net/outage.hpp), instead of each one waiting for it until the webhook deadline.
+struct FailFastSettings {
+  size_t after = 2;                              // after: attempts in a row with no answer; 0: off
+  std::chrono::milliseconds backoff{2000};       // backoff: how long at first
+  std::chrono::milliseconds max_backoff{30000};  // maxBackoff: doubled while down, up to this
+};
+
 struct RegistrySettings {
   std::string config_file;                  // docker config.json with credentials
   std::string ca_file;                      // extra CA bundle for private registries
@@ -36,6 +44,7 @@ struct RegistrySettings {
   // config.
   azure::AzureSettings azure;
   DnsSettings dns;
+  FailFastSettings fail_fast;
 };
 
 // serve --kube: policies, trust roots and Secrets from the Kubernetes API.

@@ -145,6 +145,7 @@ struct Metrics::Impl {
   std::function<PolicyState()> policy_state;
   std::function<kube::EventRecorderStats()> event_stats;
   std::function<net::DnsStats()> dns_stats;
+  std::function<net::OutageMemo::Stats()> outage_stats;
 
   Impl() {
     const char* routes[] = {"validate", "mutate"};
@@ -175,12 +176,36 @@ struct Metrics::Impl {
     std::function<PolicyState()> ps;
     std::function<kube::EventRecorderStats()> es;
     std::function<net::DnsStats()> ds;
+    std::function<net::OutageMemo::Stats()> os;
     {
       std::lock_guard lock(mu);
       e = engine;
       ps = policy_state;
       es = event_stats;
       ds = dns_stats;
+      os = outage_stats;
+    }
+    if (os) {
+      const net::OutageMemo::Stats o = os();
+      auto down = family("sigil_registry_hosts_down",
+                         "Registry origins (and their token services and blob storage) that "
+                         "stopped answering: their requests fail at once until a probe gets an "
+                         "answer (registry.failFast)",
+                         prom::MetricType::Gauge);
+      add_value(down, static_cast<double>(o.down));
+      auto fast = family("sigil_registry_fail_fast_total",
+                         "Registry requests failed at once, unsent, because their origin was "
+                         "down (registry.failFast)",
+                         prom::MetricType::Counter);
+      add_value(fast, static_cast<double>(o.refused));
+      auto went = family("sigil_registry_went_down_total",
+                         "Times a registry origin was taken to be down after attempts in a row "
+                         "got no answer (registry.failFast)",
+                         prom::MetricType::Counter);
+      add_value(went, static_cast<double>(o.went_down));
+      out.push_back(std::move(down));
+      out.push_back(std::move(fast));
+      out.push_back(std::move(went));
     }
     if (ds) {
       const net::DnsStats d = ds();
@@ -413,6 +438,11 @@ void Metrics::set_event_stats(std::function<kube::EventRecorderStats()> stats) {
 void Metrics::set_dns_stats(std::function<net::DnsStats()> stats) {
   std::lock_guard lock(impl_->mu);
   impl_->dns_stats = std::move(stats);
+}
+
+void Metrics::set_outage_stats(std::function<net::OutageMemo::Stats()> stats) {
+  std::lock_guard lock(impl_->mu);
+  impl_->outage_stats = std::move(stats);
 }
 
 std::string Metrics::scrape() const {

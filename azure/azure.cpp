@@ -64,6 +64,7 @@ net::ClientOptions AzureCredentials::Impl::client_options(const Options& o) {
   net::ClientOptions c;
   c.tls = o.tls;
   c.user_agent = "sigil/0.1 azure";
+  c.fail_fast = o.fail_fast;
   return c;
 }
 

@@ -55,6 +55,7 @@
 #include "common/clock.hpp"
 #include "common/deadline.hpp"
 #include "common/result.hpp"
+#include "net/outage.hpp"
 #include "net/retry.hpp"
 #include "net/tls.hpp"
 
@@ -115,6 +116,9 @@ struct Options {
   std::vector<std::string> warm_registries;
   // Outbound TLS: system roots plus registry.ca (ca_files).
   net::TlsOptions tls;
+  // An origin (AAD, IMDS, an ACR token endpoint, a vault) that stopped answering fails its
+  // calls at once for a while (net/outage.hpp; app/ sets registry.failFast). Default: off.
+  net::FailFastOptions fail_fast;
   // Refresh a cached token this long before it expires, or at half its lifetime if that is
   // sooner (so a value past a lifetime does not refresh at every tick).
   std::chrono::seconds refresh_before{300};

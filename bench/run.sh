@@ -18,6 +18,9 @@
 #       digest, counted from the registry's access log (one request of each kind).
 #   (h) memory and startup: VmRSS with BENCH_MEMORY_IMAGES cached verdicts and the bytes per
 #       verdict (target <= 60 MB with 10k), and process start to /readyz (target <= 200 ms).
+#   (o) outage (bench/outage.py): admissions, one at a time, while the registry hangs, with
+#       registry.failFast on (the default) and off: their latency and the connections that reach
+#       the hanging registry (no target: for the record).
 # Environment: BUILD_DIR (default build/), BENCH_SKIP_BUILD=1 (use the binaries as they are),
 # BENCH_IMAGES (60), BENCH_THREADS (2, for both servers), BENCH_DURATION (10s),
 # BENCH_CONNECTIONS (32), BENCH_LOG_LEVEL (sigil's --log-level, default info as deployed),
@@ -179,6 +182,10 @@ PINNING_OK=yes
 "$PY" "$ROOT/bench/pinning.py" --sigil "$SIGIL" --bare "$BARE" --threads "$THREADS" \
   --duration "$DURATION" --connections "$CONNS" > "$W/pinning.txt" 2>&1 || PINNING_OK=no
 grep -q '^warm.ratio=' "$W/pinning.txt" || { echo "bench: bench/pinning.py failed:" >&2; cat "$W/pinning.txt" >&2; exit 1; }
+
+echo "== (o) a registry that hangs, registry.failFast on and off (bench/outage.py)"
+"$PY" "$ROOT/bench/outage.py" --sigil "$SIGIL" > "$W/outage.txt" 2>&1 || {
+  echo "bench: bench/outage.py failed:" >&2; cat "$W/outage.txt" >&2; exit 1; }
 
 echo "== (a) instructions per cached admission under callgrind (bench/callgrind_cached.py)"
 CG_OK=no
@@ -402,6 +409,9 @@ echo
 echo "(h) memory and startup (bench/memory.py, bench/shutdown.py)"
 sed -n 's/^VmRSS/    VmRSS/p; s/^per cached/    per cached/p; s/^admitted/    admitted/p' "$W/memory.txt"
 sed -n 's/^start -> \/readyz/    start -> \/readyz (target <= 200 ms)/p; s/^SIGTERM/    SIGTERM/p' "$W/shutdown.txt"
+echo
+echo "(o) a registry that hangs (bench/outage.py)"
+sed -n 's/^|/    |/p; s/^\([0-9]* admissions in a hang outage.*\)/    \1/p' "$W/outage.txt"
 echo
 [ "$PINNING_OK" = yes ] && [ "$RATIO_D_MARK" = PASS ] && [ "$CG_MARK" = PASS ] && [ "$REQ_MARK" = PASS ] && [ "$KEYLESS_MARK" = PASS ] && [ "$SIGIL_STILL_ALLOWS" = yes ] && exit 0
 exit 1

@@ -72,6 +72,7 @@ Status HttpClient::Impl::setup(const boost::asio::any_io_executor& executor) {
   no.dns_try_timeout = opts.dns_try_timeout;
   no.dns_attempts = opts.dns_attempts;
   no.dns_servers = opts.dns_servers;
+  no.fail_fast = opts.fail_fast;
   http = std::make_unique<net::Client>(executor, std::move(no));
   if (auto st = http->init_status(); !st) {
     return make_error(st.error().code, "registry TLS setup: " + st.error().message);
@@ -253,6 +254,10 @@ Status HttpClient::init_status() const {
 
 net::DnsStats HttpClient::dns_stats() const {
   return impl_ && impl_->http ? impl_->http->dns_stats() : net::DnsStats{};
+}
+
+net::OutageMemo::Stats HttpClient::outage_stats() const {
+  return impl_ && impl_->http ? impl_->http->outage_stats() : net::OutageMemo::Stats{};
 }
 
 bool HttpClient::has_credentials_for(const std::string& registry,

@@ -84,6 +84,11 @@ struct ClientOptions {
   std::chrono::milliseconds dns_try_timeout{1000};
   int dns_attempts = 2;
   std::string dns_servers;  // "host:port,...": tests' own DNS server; empty: /etc/resolv.conf
+  // A registry origin (or its token service, or its blob storage) that stopped answering
+  // fails its requests at once for a while (net/outage.hpp): in an outage where connections
+  // hang, admissions get their answer (a denial, or a last-known-good verdict) in
+  // microseconds instead of at the webhook deadline. after = 0: off.
+  net::FailFastOptions fail_fast{.after = 2};
 };
 
 class HttpClient final : public Client {
@@ -121,6 +126,8 @@ class HttpClient final : public Client {
   uint64_t token_request_count() const;
   // Host-name lookups (net::Client::dns_stats), for metrics; thread-safe.
   net::DnsStats dns_stats() const;
+  // Origins that stopped answering (net::Client::outage_stats), for metrics; thread-safe.
+  net::OutageMemo::Stats outage_stats() const;
 
   // More registries the operator named (in oci::canonical_registry's spelling): those that
   // cluster-wide policies' globs name literally. Their requests get what ClientOptions gives

@@ -20,6 +20,7 @@
 
 #include "common/encoding.hpp"
 #include "common/host_lookup.hpp"
+#include "common/origin_down.hpp"
 #include "crypto/keys.hpp"
 #include "oci/manifest.hpp"
 #include "oci/reference.hpp"
@@ -139,6 +140,15 @@ std::string lookup_failure_text(const HostLookupFailure& f, std::string_view reg
 // A registry failure of any other kind (see registry_denial).
 std::string registry_failure_text(const std::string& host, const Error& e) {
   std::string what;
+  if (const OriginDown* down = origin_down(e)) {
+    // Which origin (the registry, its token service, its blob storage) stays in the log: a
+    // registry may send sigil anywhere, and whether that place answers is not the pod's to
+    // learn.
+    const auto secs = (down->retry_in.count() + 999) / 1000;
+    return "registry " + host +
+           " could not be reached (it has not answered recently; sigil tries it again " +
+           (secs > 0 ? "within " + std::to_string(secs) + " s)" : "now)");
+  }
   switch (e.code) {
     case Errc::unauthorized:
       what = "registry " + host + " refused access";

@@ -7,8 +7,9 @@ registry `delay` later (responses come straight back), so every request costs at
 then tells how many requests lie on the critical path. Order on each connection is kept.
 
 usage: LatencyProxy("127.0.0.1:PORT", 0.05).start() -> .address; .stop()
-.refuse() closes every connection and each new one at once (a registry that fails), until
-.admit().
+.refuse() closes every connection and each new one at once (a registry that fails), and
+.hang() closes every connection and holds each new one open without a byte (a registry that
+hangs: .held counts them), until .admit().
 Only the Python standard library.
 """
 import collections
@@ -41,6 +42,9 @@ class LatencyProxy:
         self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self._stop = False
         self._refusing = False
+        self._hanging = False
+        self._held = []
+        self.held = 0
         self._conns = []
         self._lock = threading.Lock()
 
@@ -63,6 +67,13 @@ class LatencyProxy:
 
     def refuse(self):
         self._refusing = True
+        self._drop_all()
+
+    def hang(self):
+        self._hanging = True
+        self._drop_all()
+
+    def _drop_all(self):
         with self._lock:
             conns, self._conns = self._conns, []
         for c in conns:
@@ -73,6 +84,14 @@ class LatencyProxy:
 
     def admit(self):
         self._refusing = False
+        self._hanging = False
+        with self._lock:
+            held, self._held = self._held, []
+        for c in held:
+            try:
+                c.close()
+            except OSError:
+                pass
 
     def _accept(self):
         while not self._stop:
@@ -82,6 +101,11 @@ class LatencyProxy:
                 return
             if self._refusing:
                 client.close()
+                continue
+            if self._hanging:
+                with self._lock:
+                    self._held.append(client)  # open, read nothing, answer nothing
+                    self.held += 1
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=10)

@@ -14,6 +14,7 @@ import unittest
 
 import harness
 from harness import fixture
+from latency_proxy import LatencyProxy
 from test_metrics import scrape_port, value
 
 GRACE = 4.0  # seconds: cache.staleIfError
@@ -242,6 +243,97 @@ class HangingRegistryOutageTest(unittest.TestCase):
         self.assertTrue(warning.startswith("registry timed out; admitted on a verdict from "),
                         warning)
         self.assertIn("decision=allowed-with-warnings reasons=TIMEOUT", self.sigil.log_tail())
+
+
+class FailFastOutageTest(unittest.TestCase):
+    """registry.failFast: once a hanging registry has held two attempts to their deadline, the
+    admissions that follow do not wait for it. A last-known-good verdict stands at once, and an
+    image with none is denied at once, saying so; nothing is sent to the registry until the
+    backoff is over, and then one probe finds it back."""
+
+    BACKOFF = 6  # seconds: registry.failFast.backoff (and maxBackoff)
+
+    @classmethod
+    def setUpClass(cls):
+        harness.sigil_bin()
+        cls.reg = harness.RunningRegistry("outage-fast")
+        cls.addClassCleanup(cls.reg.stop)
+        # sigil reaches the registry through a proxy that can be made to hang.
+        cls.proxy = LatencyProxy(cls.reg.address, 0).start()
+        cls.addClassCleanup(cls.proxy.stop)
+        d = harness.work_dir("outage-fast-keys")
+        keys = harness.Keys(d, [("a", "p256")])
+        cls.known = cls.reg.push("test/known", "v1", "fail fast known")
+        fixture.sign(cls.reg.client, "test/known", cls.known, keys.key("a"))
+        cls.unknown = cls.reg.push("test/unknown", "v1", "fail fast never admitted")
+        fixture.sign(cls.reg.client, "test/unknown", cls.unknown, keys.key("a"))
+        pol = harness.write_policy(os.path.join(d, "policies"), "fast-images",
+                                   "%s/test/**" % cls.proxy.address, {"key-a": keys.pub("a")})
+        config = os.path.join(d, "config.yaml")
+        with open(config, "w") as f:
+            f.write("cache: {ttl: 0s, negativeTtl: 0s, staleIfError: 1h}\n"
+                    "registry: {failFast: {after: 2, backoff: %ds, maxBackoff: %ds}}\n"
+                    % (cls.BACKOFF, cls.BACKOFF))
+        cls.metrics_port = harness.free_port()
+        cls.sigil = harness.SigilServer(
+            "outage-fast", [pol], ["--insecure-registry", cls.proxy.address, "--config", config,
+                                   "--metrics-listen", "127.0.0.1:%d" % cls.metrics_port])
+        cls.addClassCleanup(cls.sigil.stop)
+
+    def admit(self, image, query=""):
+        status, resp = self.sigil.validate(harness.pod_review([image]), query, timeout=30)
+        self.assertEqual(status, 200, self.sigil.log_tail())
+        return resp
+
+    def metric(self, name):
+        samples, _ = scrape_port(self.metrics_port)
+        return value(samples, name)
+
+    def test_admissions_stop_waiting_for_a_hanging_registry(self):
+        known = "%s/test/known@%s" % (self.proxy.address, self.known)
+        unknown = "%s/test/unknown@%s" % (self.proxy.address, self.unknown)
+        resp = self.admit(known)
+        self.assertIs(resp["allowed"], True, json.dumps(resp))
+        self.assertEqual(self.metric("sigil_registry_hosts_down"), 0)
+
+        self.proxy.hang()
+        # The first admission in the outage waits for the registry until its deadline (the
+        # failure is only known then), and its signature reads time out.
+        resp = self.admit(known, "?timeout=3s")
+        self.assertIs(resp["allowed"], True, json.dumps(resp))
+        self.assertTrue(resp["warnings"][0].startswith("registry timed out; admitted on"),
+                        json.dumps(resp))
+        went_down = time.monotonic()
+        self.assertEqual(self.metric("sigil_registry_hosts_down"), 1, self.sigil.log_tail())
+        self.assertIn("is not answering (2 attempts in a row failed", self.sigil.log_tail())
+        held = self.proxy.held
+
+        # Inside the backoff: answered without a byte to the registry, whatever the budget.
+        for _ in range(5):
+            resp = self.admit(known, "?timeout=10s")
+            self.assertIs(resp["allowed"], True, json.dumps(resp))
+            self.assertTrue(resp["warnings"][0].startswith("registry unreachable; admitted on"),
+                            json.dumps(resp))
+        resp = self.admit(unknown, "?timeout=10s")
+        self.assertIs(resp["allowed"], False, json.dumps(resp))
+        message = harness.message(resp)
+        self.assertIn("could not be reached (it has not answered recently; sigil tries it again "
+                      "within ", message)
+        self.assertNotIn("http://", message)  # which origin failed stays in sigil's log
+        self.assertLess(time.monotonic() - went_down, self.BACKOFF, "the test ran too slowly")
+        self.assertEqual(self.proxy.held, held)
+        self.assertGreaterEqual(self.metric("sigil_registry_fail_fast_total"), 6)
+        self.assertEqual(self.metric("sigil_registry_went_down_total"), 1)
+
+        # The registry is back: after the backoff, one admission probes it and all go again.
+        self.proxy.admit()
+        time.sleep(max(0.0, self.BACKOFF + 0.5 - (time.monotonic() - went_down)))
+        for image in (known, unknown):
+            resp = self.admit(image)
+            self.assertIs(resp["allowed"], True, json.dumps(resp))
+            self.assertFalse(resp.get("warnings"), json.dumps(resp))
+        self.assertEqual(self.metric("sigil_registry_hosts_down"), 0)
+        self.assertIn("answers again", self.sigil.log_tail())
 
 
 if __name__ == "__main__":

@@ -196,6 +196,47 @@ TEST_CASE("config: registry.dns bounds the lookups of registry names, and reache
   }
 }
 
+TEST_CASE("config: registry.failFast reaches the registry client; bad values are refused") {
+  using namespace std::chrono_literals;
+  sigil::app::Settings d;
+  REQUIRE(load("registry: {insecure: []}\n", d).ok());
+  auto od = sigil::app::detail::registry_options(d.registry);
+  REQUIRE(od.ok());
+  CHECK(od->fail_fast.after == 2);  // on by default
+  CHECK(od->fail_fast.backoff == 2s);
+  CHECK(od->fail_fast.max_backoff == 30s);
+
+  sigil::app::Settings s;
+  auto st = load("registry:\n  failFast: {after: 3, backoff: 500ms, maxBackoff: 1m}\n", s);
+  INFO((st.ok() ? std::string() : st.error().message));
+  REQUIRE(st.ok());
+  auto o = sigil::app::detail::registry_options(s.registry);
+  REQUIRE(o.ok());
+  CHECK(o->fail_fast.after == 3);
+  CHECK(o->fail_fast.backoff == 500ms);
+  CHECK(o->fail_fast.max_backoff == 1min);
+  sigil::app::Settings off;
+  REQUIRE(load("registry: {failFast: {after: 0}}\n", off).ok());
+  CHECK(sigil::app::detail::registry_options(off.registry)->fail_fast.after == 0);
+
+  const std::pair<const char*, const char*> bad[] = {
+      {"after: 101", "\"registry.failFast.after\" must be at most 100"},
+      {"after: -1", "\"registry.failFast.after\": not a whole number"},
+      {"backoff: 0s", "\"registry.failFast.backoff\" must be more than 0 and at most 5m"},
+      {"backoff: 6m", "\"registry.failFast.backoff\" must be more than 0 and at most 5m"},
+      {"backoff: 10s, maxBackoff: 5s", "\"registry.failFast.maxBackoff\" must be at least backoff"},
+      {"maxBackoff: 31m", "\"registry.failFast.maxBackoff\" must be at least backoff and at most"},
+      {"afer: 2", "unknown setting \"registry.failFast.afer\""},
+  };
+  for (const auto& [entry, message] : bad) {
+    INFO(entry);
+    sigil::app::Settings b;
+    auto r = load(std::string("registry: {failFast: {") + entry + "}}\n", b);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find(message) != std::string::npos);
+  }
+}
+
 // The limits and cross-checks of the config file, each refused by name (a mutation sweep of
 // app/ found these unheld).
 TEST_CASE("config: sizes, budgets and connection limits that cannot work are refused") {

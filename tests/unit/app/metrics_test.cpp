@@ -205,6 +205,22 @@ TEST_CASE("metrics: the registry client's DNS slots and lookups are read at scra
   CHECK(sample(m.scrape(), "sigil_dns_lookups_refused_total") == 4);
 }
 
+TEST_CASE("metrics: origins down and requests failed at once, read at each scrape") {
+  Metrics m;
+  CHECK(m.scrape().find("sigil_registry_hosts_down") == std::string::npos);
+  sigil::net::OutageMemo::Stats o;
+  o.down = 2;
+  o.refused = 17;
+  o.went_down = 3;
+  m.set_outage_stats([&] { return o; });
+  const std::string text = m.scrape();
+  CHECK(sample(text, "sigil_registry_hosts_down") == 2);
+  CHECK(sample(text, "sigil_registry_fail_fast_total") == 17);
+  CHECK(sample(text, "sigil_registry_went_down_total") == 3);
+  o.down = 0;
+  CHECK(sample(m.scrape(), "sigil_registry_hosts_down") == 0);
+}
+
 TEST_CASE("config: metrics.listen, and unknown metrics keys refused") {
   const std::string path = std::string(SIGIL_BINARY_DIR) + "/metrics_test_config.yaml";
   {

@@ -377,6 +377,30 @@ TEST_CASE("azure: IMDS 429 and 500 are answered by a retry") {
   CHECK(v2_get(loop, w, t) == 200);
 }
 
+// registry.failFast reaches the identity's own client: in an ACR outage where its token endpoint
+// hangs, an admission whose repository has no cached token stops waiting for it too.
+TEST_CASE("azure: an ACR token endpoint that hangs fails at once once it is known down") {
+  World w;
+  Loop loop(2);
+  Options o = w.options(true, false);
+  o.fail_fast.after = 1;
+  o.fail_fast.backoff = 5s;
+  o.fail_fast.max_backoff = 5s;
+  o.fail_fast.slow = 100ms;
+  AzureCredentials az(loop.ioc.get_executor(), o);
+  (void)bearer(loop, az, w.acr.authority(), "app");  // AAD, the exchange and one token: warm
+  const int before = w.acr.requests();
+  w.acr.fail_nth(Fault::stall, before + 1);  // the next token request hangs
+  auto slow = loop.run(az.for_registry(w.acr.authority(), "other", in(400ms)));
+  REQUIRE_FALSE(slow.ok());
+  CHECK(w.acr.requests() == before + 1);
+  auto fast = loop.run(az.for_registry(w.acr.authority(), "third", in(10s)));
+  REQUIRE_FALSE(fast.ok());
+  INFO(fast.error().message);
+  CHECK_THAT(fast.error().message, Catch::Contains("is not answering"));
+  CHECK(w.acr.requests() == before + 1);  // not sent
+}
+
 // refreshBeforeSeconds accepts up to a day; tokens live about an hour. A window past a token's
 // lifetime made it due again at every tick (here 20 ms): half its lifetime is the most.
 TEST_CASE("azure: a refresh window longer than a token's life refreshes at half-life, not always") {
