@@ -100,6 +100,12 @@ Status attach_azure(registry::ClientOptions& o, const RegistrySettings& r,
   if (auto st = az->init_status(); !st.ok()) return st.error();
   for (const auto& name : az->identity_names()) spdlog::info("azure: using {}", name);
   if (start) az->start();
+  if (metrics != nullptr) {
+    metrics->add_outage_stats([weak = std::weak_ptr(az)] {
+      auto a = weak.lock();
+      return a ? a->outage_stats() : net::OutageMemo::Stats{};
+    });
+  }
   keys = vault_key_resolver(az, r.azure);
   o.identity = std::make_shared<AzureIdentity>(std::move(az));
   return {};

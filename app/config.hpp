@@ -25,10 +25,11 @@ struct DnsSettings {
   int attempts = 2;                             // attempts: rounds through the DNS servers
 };
 
-// registry.failFast: a registry that stopped answering fails its admissions at once for a
-// while (net/outage.hpp), instead of each one waiting for it until the webhook deadline.
+// registry.failFast: a registry that cannot be reached (connections that hang) fails its
+// admissions at once for a while (net/outage.hpp), instead of each one waiting for it until the
+// webhook deadline.
 struct FailFastSettings {
-  size_t after = 2;                              // after: attempts in a row with no answer; 0: off
+  size_t after = 2;  // after: attempts in a row that could not connect; 0: off
   std::chrono::milliseconds backoff{2000};       // backoff: how long at first
   std::chrono::milliseconds max_backoff{30000};  // maxBackoff: doubled while down, up to this
 };

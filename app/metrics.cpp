@@ -145,7 +145,7 @@ struct Metrics::Impl {
   std::function<PolicyState()> policy_state;
   std::function<kube::EventRecorderStats()> event_stats;
   std::function<net::DnsStats()> dns_stats;
-  std::function<net::OutageMemo::Stats()> outage_stats;
+  std::vector<std::function<net::OutageMemo::Stats()>> outage_stats;
 
   Impl() {
     const char* routes[] = {"validate", "mutate"};
@@ -176,7 +176,7 @@ struct Metrics::Impl {
     std::function<PolicyState()> ps;
     std::function<kube::EventRecorderStats()> es;
     std::function<net::DnsStats()> ds;
-    std::function<net::OutageMemo::Stats()> os;
+    std::vector<std::function<net::OutageMemo::Stats()>> os;
     {
       std::lock_guard lock(mu);
       e = engine;
@@ -185,22 +185,32 @@ struct Metrics::Impl {
       ds = dns_stats;
       os = outage_stats;
     }
-    if (os) {
-      const net::OutageMemo::Stats o = os();
+    if (!os.empty()) {
+      net::OutageMemo::Stats o;  // the registry client's and the Azure identity's, summed
+      for (const auto& source : os) {
+        const net::OutageMemo::Stats one = source();
+        o.down += one.down;
+        o.down_listed += one.down_listed;
+        o.refused += one.refused;
+        o.went_down += one.went_down;
+      }
       auto down = family("sigil_registry_hosts_down",
-                         "Registry origins (and their token services and blob storage) that "
-                         "stopped answering: their requests fail at once until a probe gets an "
-                         "answer (registry.failFast)",
+                         "Origins (registries, their token services and blob storage, the Azure "
+                         "identity's endpoints) that could not be reached: their requests fail "
+                         "at once until a probe connects (registry.failFast). owner=operator: "
+                         "hosts the operator named; other: hosts pods named",
                          prom::MetricType::Gauge);
-      add_value(down, static_cast<double>(o.down));
+      add_value(down, static_cast<double>(o.down_listed), {{"owner", "operator"}});
+      add_value(down, static_cast<double>(o.down - std::min(o.down, o.down_listed)),
+                {{"owner", "other"}});
       auto fast = family("sigil_registry_fail_fast_total",
-                         "Registry requests failed at once, unsent, because their origin was "
-                         "down (registry.failFast)",
+                         "Requests failed at once, unsent, because their origin could not be "
+                         "reached (registry.failFast)",
                          prom::MetricType::Counter);
       add_value(fast, static_cast<double>(o.refused));
       auto went = family("sigil_registry_went_down_total",
-                         "Times a registry origin was taken to be down after attempts in a row "
-                         "got no answer (registry.failFast)",
+                         "Times an origin was taken to be down after attempts in a row could "
+                         "not connect (registry.failFast)",
                          prom::MetricType::Counter);
       add_value(went, static_cast<double>(o.went_down));
       out.push_back(std::move(down));
@@ -440,9 +450,9 @@ void Metrics::set_dns_stats(std::function<net::DnsStats()> stats) {
   impl_->dns_stats = std::move(stats);
 }
 
-void Metrics::set_outage_stats(std::function<net::OutageMemo::Stats()> stats) {
+void Metrics::add_outage_stats(std::function<net::OutageMemo::Stats()> stats) {
   std::lock_guard lock(impl_->mu);
-  impl_->outage_stats = std::move(stats);
+  impl_->outage_stats.push_back(std::move(stats));
 }
 
 std::string Metrics::scrape() const {

@@ -74,10 +74,11 @@ class Metrics {
   // sigil_dns_lookups_in_flight{slots}, sigil_dns_lookup_slots{slots},
   // sigil_dns_lookups_joined_total and sigil_dns_lookups_refused_total.
   void set_dns_stats(std::function<net::DnsStats()> stats);
-  // The registry client's memory of origins that stopped answering
-  // (registry::HttpClient::outage_stats): sigil_registry_hosts_down,
-  // sigil_registry_fail_fast_total and sigil_registry_went_down_total.
-  void set_outage_stats(std::function<net::OutageMemo::Stats()> stats);
+  // A client's memory of origins that cannot be reached (registry::HttpClient::outage_stats,
+  // azure::AzureCredentials::outage_stats), summed over every source added:
+  // sigil_registry_hosts_down{owner}, sigil_registry_fail_fast_total and
+  // sigil_registry_went_down_total.
+  void add_outage_stats(std::function<net::OutageMemo::Stats()> stats);
 
   // The exposition, Prometheus text format 0.0.4.
   std::string scrape() const;

@@ -318,7 +318,7 @@ int detail::run_serve(Settings s) {
     metrics.set_engine(&engine);
     if (events) metrics.set_event_stats([&events] { return events->stats(); });
     metrics.set_dns_stats([&client] { return client.dns_stats(); });
-    metrics.set_outage_stats([&client] { return client.outage_stats(); });
+    metrics.add_outage_stats([&client] { return client.outage_stats(); });
     metrics.set_policy_state([&store, &cluster] {
       PolicyState ps;
       ps.source = cluster ? "kube" : "files";

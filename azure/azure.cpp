@@ -308,6 +308,10 @@ asio::awaitable<Result<AzureCredentials::HttpAnswer>> AzureCredentials::get_with
   co_return a;
 }
 
+net::OutageMemo::Stats AzureCredentials::outage_stats() const {
+  return impl_->client.outage_stats();
+}
+
 Stats AzureCredentials::stats() const {
   Stats s;
   s.aad_requests = impl_->aad_requests;

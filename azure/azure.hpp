@@ -116,7 +116,7 @@ struct Options {
   std::vector<std::string> warm_registries;
   // Outbound TLS: system roots plus registry.ca (ca_files).
   net::TlsOptions tls;
-  // An origin (AAD, IMDS, an ACR token endpoint, a vault) that stopped answering fails its
+  // An origin (AAD, IMDS, an ACR token endpoint, a vault) that cannot be reached fails its
   // calls at once for a while (net/outage.hpp; app/ sets registry.failFast). Default: off.
   net::FailFastOptions fail_fast;
   // Refresh a cached token this long before it expires, or at half its lifetime if that is
@@ -188,6 +188,8 @@ class AzureCredentials final : public CredentialSource {
                                                              Deadline deadline);
 
   Stats stats() const;
+  // Origins its client could not reach (net::Client::outage_stats), for metrics; thread-safe.
+  net::OutageMemo::Stats outage_stats() const;
   const Options& options() const;
 
   struct Impl;

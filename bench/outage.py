@@ -4,12 +4,13 @@
   python3 bench/outage.py --sigil build/sigil [--images 4] [--admissions 16] [--timeout 5]
       [--gap 0.5]
 
-Starts a real distribution registry on 127.0.0.1 (tests/support/registry.py) behind
+Starts a real distribution registry on 127.0.0.1 with TLS (tests/support/registry.py) behind
 tests/support/latency_proxy.py (no delay), signs --images images, and runs `sigil serve` twice:
 with `registry.failFast` at its defaults (after 2 attempts, 2 s backoff) and with it off
 (`after: 0`); both with `cache: {ttl: 0s, staleIfError: 1h}`, so every admission asks the
 registry and a last-known-good allow may stand. Each run admits every image once while the
-registry answers, then makes the proxy hang (it accepts connections and answers nothing) and
+registry answers, then makes the proxy hang (it accepts connections and sends nothing, so no TLS handshake
+completes: a registry that cannot be reached) and
 admits the images in turn, --admissions times, one at a time with --gap seconds between them
 (so that backoffs run out and probes go), each with `?timeout=--timeout s`.
 Prints per run: how many were allowed, the latency of the first admission in the outage and the
@@ -46,7 +47,7 @@ def run(args, name, fail_fast, reg, proxy, images, keys, work):
         if not fail_fast:
             f.write("registry: {failFast: {after: 0}}\n")
     sigil = harness.SigilServer("outage-bench-" + name, [pol],
-                                ["--insecure-registry", proxy.address, "--config", config])
+                                ["--registry-ca", reg.env["ca"], "--config", config])
     try:
         proxy.admit()
         for image in images:
@@ -86,7 +87,7 @@ def main():
     harness.sigil_bin()
     harness.require_registry()
     work = harness.work_dir("bench-outage")
-    reg = harness.RunningRegistry("bench-outage-registry")
+    reg = harness.RunningRegistry("bench-outage-registry", tls=True)
     proxy = latency_proxy.LatencyProxy(reg.address, 0).start()
     try:
         keys = harness.Keys(work, [("a", "p256")])

@@ -1,4 +1,4 @@
-// common/origin_down.hpp: a call failed at once because its origin had stopped answering.
+// common/origin_down.hpp: a call failed at once because its origin could not be reached.
 //
 // net sets it (Error::detail) on a call its outage memo refused (net/outage.hpp); the verify
 // engine turns it into the one-line denial ("registry X has not been answering; sigil tries it

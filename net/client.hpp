@@ -157,7 +157,7 @@ struct ClientOptions {
   size_t reserved_dns_lookups = 64;
   std::chrono::milliseconds dns_try_timeout{1000};
   int dns_attempts = 2;
-  // Origins that stopped answering fail their calls at once for a while (net/outage.hpp). Off
+  // Origins that cannot be reached fail their calls at once for a while (net/outage.hpp). Off
   // unless fail_fast.after > 0: the registry client turns it on.
   FailFastOptions fail_fast;
 };

@@ -110,49 +110,99 @@ awaitable<Attempt> Client::Impl::exchange_on(Stream& stream, Conn& conn,
   co_return a;
 }
 
+namespace {
+
+// Tells the outage memo how one round trip went, exactly once: at the first outcome given, or
+// as neutral when the round trip ends (or throws) without one.
+class OutageSettle {
+ public:
+  OutageSettle(Client::Impl& impl, const std::string& origin, bool listed)
+      : impl_(impl), origin_(origin), listed_(listed) {}
+  ~OutageSettle() {
+    try {
+      (*this)(OutageMemo::Outcome::neutral, nullptr);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor must not throw
+    }
+  }
+  OutageSettle(const OutageSettle&) = delete;
+  OutageSettle& operator=(const OutageSettle&) = delete;
+
+  void arm(OutageMemo::Ticket ticket) {
+    ticket_ = ticket;
+    armed_ = true;
+  }
+  void operator()(OutageMemo::Outcome outcome, const Error* error) {
+    if (!armed_) return;
+    armed_ = false;
+    impl_.outages->after(origin_, ticket_, outcome, error, listed_, SteadyClock::now());
+    if (ticket_.probe) impl_.wake_probe_waiters(origin_);
+  }
+
+ private:
+  Client::Impl& impl_;
+  const std::string& origin_;
+  bool listed_;
+  OutageMemo::Ticket ticket_;
+  bool armed_ = false;
+};
+
+}  // namespace
+
+awaitable<void> Client::Impl::await_probe(const std::string& origin, Deadline deadline,
+                                          CallState& call) {
+  const Deadline until = std::min(deadline, SteadyClock::now() + outages->options().slow);
+  auto timer = std::make_shared<asio::steady_timer>(strand);
+  timer->expires_at(until);
+  auto& waiters = probe_waiters[origin];
+  std::erase_if(waiters, [](const auto& w) { return w.expired(); });
+  waiters.push_back(timer);
+  call.sleeping = timer;
+  co_await timer->async_wait(use_tuple);
+  call.sleeping.reset();
+}
+
+void Client::Impl::wake_probe_waiters(const std::string& origin) {
+  auto it = probe_waiters.find(origin);
+  if (it == probe_waiters.end()) return;
+  auto waiters = std::move(it->second);
+  probe_waiters.erase(it);
+  for (auto& w : waiters) {
+    if (auto t = w.lock()) t->cancel();
+  }
+}
+
 awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, bool with_auth,
                                             const Limits& limits, Deadline deadline,
                                             CallState& call) {
   auto m = make_message(req, url, with_auth);
   const bool head = req.method == Method::head;
   Attempt a;
-  // An origin that stopped answering: fail at once (net/outage.hpp), or go as its probe.
+  // An origin that cannot be reached: fail at once, or wait for its probe, or go as the probe
+  // (net/outage.hpp). Only connecting is judged: what comes after depends on the path.
   const std::string origin = url.origin();
-  OutageMemo::Ticket ticket;
+  OutageSettle settle(*this, origin, call.operator_listed);
   if (outages) {
+    if (outages->probing(origin)) co_await await_probe(origin, deadline, call);
+    if (call.cancelled) {
+      a.result = cancelled_error("request to " + url.authority());
+      co_return a;
+    }
     auto t = outages->before(origin, SteadyClock::now());
     if (!t) {
       a.result = std::move(t).error();
-      a.retryable = false;
       co_return a;
     }
-    ticket = *t;
+    settle.arm(*t);
   }
-  const auto first_start = SteadyClock::now();
-  // How the attempt went, told to the memo once: a stale pooled connection replaced by a fresh
-  // one is not an outcome.
-  const auto settle = [&](const Attempt& done) {
-    if (!outages) return;
-    OutageMemo::Outcome o = OutageMemo::Outcome::answered;
-    if (!done.answered) {
-      o = done.result ? OutageMemo::Outcome::neutral
-                      : outages->classify(done.result.error(), SteadyClock::now() - first_start,
-                                          call.cancelled);
-    }
-    outages->after(origin, ticket, o, done.result ? nullptr : &done.result.error(),
-                   call.operator_named, SteadyClock::now());
-  };
   for (int i = 0; i < 2; ++i) {
     if (call.cancelled) {
       a.result = cancelled_error("request to " + url.authority());
       a.retryable = false;
-      settle(a);
       co_return a;
     }
     if (SteadyClock::now() >= deadline) {
       a.result = timeout_error("request to " + url.authority());
       a.retryable = false;
-      settle(a);
       co_return a;
     }
     const auto start = SteadyClock::now();
@@ -160,13 +210,17 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
     bool retryable = true;
     auto c = co_await acquire(url, deadline, call, i > 0, reused, retryable);
     if (!c) {
+      if (outages) {
+        settle(outages->classify(c.error(), SteadyClock::now() - start, call.cancelled),
+               &c.error());
+      }
       observe(url, req.method, 0, c.error().code, start, false, call);
       a.result = c.error();
       a.retryable = retryable;
       a.stale = false;
-      settle(a);
       co_return a;
     }
+    if (!reused && outages) settle(OutageMemo::Outcome::reached, nullptr);
     auto conn = std::move(*c);
     requests.fetch_add(1, std::memory_order_relaxed);
     bool keep = false;
@@ -176,6 +230,7 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
     } else {
       a = co_await exchange_on(*conn->plain, *conn, m, url, head, limits, deadline, call, keep);
     }
+    if (a.answered && outages) settle(OutageMemo::Outcome::reached, nullptr);
     observe(url, req.method, a.result ? a.result->status : 0,
             a.result ? Errc::internal : a.result.error().code, start, reused, call);
     if (!a.result && reused && a.stale && !call.cancelled) {
@@ -189,10 +244,8 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
     } else {
       conn->disarm();
     }
-    settle(a);
     co_return a;
   }
-  settle(a);
   co_return a;
 }
 

@@ -27,42 +27,47 @@ std::string attempts(int n) {
 
 Result<OutageMemo::Ticket> OutageMemo::before(const std::string& origin, Clock::time_point now) {
   if (!enabled()) return Ticket{};
+  sweep(now);
   auto it = entries_.find(origin);
   if (it == entries_.end() || !it->second.down) return Ticket{};
   Entry& e = it->second;
-  if (now >= e.until && !e.probing) {
+  e.touched = now;
+  const bool lost_probe = e.probing && now - e.probe_since >= kProbeLimit;
+  if (now >= e.until && (!e.probing || lost_probe)) {
     e.probing = true;
-    e.touched = now;
+    e.probe_since = now;
     return Ticket{true};
   }
-  ++refused_;
+  refused_.fetch_add(1, std::memory_order_relaxed);
   const auto retry_in = ms_until(e.until, now);
   Error err;
   err.code = Errc::unavailable;
-  err.message = origin + " is not answering: " + attempts(e.failures) +
-                " in a row failed (the last: " + e.last.message + "); " +
+  err.message = origin + " cannot be reached: " + attempts(e.failures) +
+                " in a row could not connect (the last: " + e.last.message + "); " +
                 (e.probing ? "another request is trying it now"
                            : "tried again in " + std::to_string(retry_in.count()) + " ms");
-  if (host_lookup_failure(e.last) != nullptr) {
-    err.detail = e.last.detail;  // "no such host" says more than "not answering"
-  } else {
-    auto d = std::make_shared<OriginDown>();
-    d->origin = origin;
-    d->failures = e.failures;
-    d->retry_in = retry_in;
-    err.detail = std::move(d);
-  }
+  auto d = std::make_shared<OriginDown>();
+  d->origin = origin;
+  d->failures = e.failures;
+  d->retry_in = retry_in;
+  err.detail = std::move(d);
   return err;
 }
 
+bool OutageMemo::probing(const std::string& origin) const {
+  if (!enabled()) return false;
+  auto it = entries_.find(origin);
+  return it != entries_.end() && it->second.probing;
+}
+
 void OutageMemo::after(const std::string& origin, const Ticket& ticket, Outcome outcome,
-                       const Error* error, bool operator_named, Clock::time_point now) {
+                       const Error* error, bool operator_listed, Clock::time_point now) {
   if (!enabled()) return;
   auto it = entries_.find(origin);
-  if (outcome == Outcome::answered) {
+  if (outcome == Outcome::reached) {
     if (it == entries_.end()) return;
     if (it->second.down) {
-      spdlog::info("net: {} answers again; its requests go through again", origin);
+      spdlog::info("net: {} can be reached again; its requests go through again", origin);
     }
     erase(it);
     return;
@@ -72,17 +77,21 @@ void OutageMemo::after(const std::string& origin, const Ticket& ticket, Outcome 
     return;
   }
   if (it == entries_.end()) {
-    if (entries_.size() >= opt_.max_origins) make_room();
-    if (entries_.size() >= opt_.max_origins) return;
+    if (entries_.size() >= opt_.max_origins && !make_room(operator_listed)) return;
     it = entries_.emplace(origin, Entry{}).first;
     remembered_.store(entries_.size(), std::memory_order_relaxed);
   }
   Entry& e = it->second;
+  if (!e.down && e.failures > 0 && now - e.touched > kFailureWindow) e.failures = 0;
   e.failures = e.failures < (1 << 20) ? e.failures + 1 : e.failures;
-  e.operator_named = e.operator_named || operator_named;
+  if (operator_listed && !e.listed) {
+    if (e.down) down_listed_.fetch_add(1, std::memory_order_relaxed);
+    e.listed = true;
+  }
   e.touched = now;
   if (error != nullptr) {
     e.last = *error;
+    e.last.detail.reset();
     if (e.last.message.size() > kMaxMessage) e.last.message.resize(kMaxMessage);
   }
   if (ticket.probe && e.down) {
@@ -96,18 +105,18 @@ void OutageMemo::after(const std::string& origin, const Ticket& ticket, Outcome 
     e.probing = false;
     e.backoff = std::min(opt_.backoff, opt_.max_backoff);
     e.until = now + e.backoff;
-    ++went_down_;
+    went_down_.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn(
-        "net: {} is not answering ({} in a row failed, the last: {}); its requests fail "
-        "at once for {} ms, then one at a time tries it",
+        "net: {} cannot be reached ({} in a row could not connect, the last: {}); its "
+        "requests fail at once for {} ms, then one at a time tries it",
         origin, attempts(e.failures), e.last.message, e.backoff.count());
   }
 }
 
 OutageMemo::Outcome OutageMemo::classify(const Error& error, Clock::duration waited,
                                          bool cancelled) const {
-  // A failure that came fast (a refused connection, NXDOMAIN) costs the next attempt nothing
-  // either: only waiting is worth saving, and a host back after a blip is used at once.
+  // A connection that failed fast (refused, NXDOMAIN) costs the next attempt nothing either:
+  // only waiting is worth saving, and a host back after a blip is used at once.
   if (cancelled || waited < opt_.slow) return Outcome::neutral;
   switch (error.code) {
     case Errc::timeout:
@@ -126,6 +135,7 @@ OutageMemo::Stats OutageMemo::stats() const {
   Stats s;
   s.remembered = remembered_.load(std::memory_order_relaxed);
   s.down = down_.load(std::memory_order_relaxed);
+  s.down_listed = down_listed_.load(std::memory_order_relaxed);
   s.refused = refused_.load(std::memory_order_relaxed);
   s.went_down = went_down_.load(std::memory_order_relaxed);
   return s;
@@ -134,34 +144,44 @@ OutageMemo::Stats OutageMemo::stats() const {
 void OutageMemo::set_down(Entry& e, bool down) {
   if (e.down == down) return;
   e.down = down;
-  if (down) {
-    down_.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    down_.fetch_sub(1, std::memory_order_relaxed);
-  }
+  const int d = down ? 1 : -1;
+  down_.fetch_add(static_cast<size_t>(d), std::memory_order_relaxed);
+  if (e.listed) down_listed_.fetch_add(static_cast<size_t>(d), std::memory_order_relaxed);
 }
 
-void OutageMemo::erase(std::map<std::string, Entry, std::less<>>::iterator it) {
+void OutageMemo::erase(Map::iterator it) {
   set_down(it->second, false);
   entries_.erase(it);
   remembered_.store(entries_.size(), std::memory_order_relaxed);
 }
 
-void OutageMemo::make_room() {
+void OutageMemo::sweep(Clock::time_point now) {
+  if (now - last_sweep_ < std::chrono::seconds(1)) return;
+  last_sweep_ = now;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    auto next = std::next(it);
+    if (!it->second.probing && now - it->second.touched >= kForget) erase(it);
+    it = next;
+  }
+}
+
+bool OutageMemo::make_room(bool listed) {
   auto victim = entries_.end();
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    const Entry& a = it->second;
+    if (a.probing) continue;  // its caller will report
     if (victim == entries_.end()) {
       victim = it;
       continue;
     }
-    const Entry& a = it->second;
     const Entry& b = victim->second;
-    // An origin no operator named before one that was; among equals, the least recently used.
-    if (a.operator_named != b.operator_named ? !a.operator_named : a.touched < b.touched) {
-      victim = it;
-    }
+    // An origin no operator listed before one that was; among equals, the least recently used.
+    if (a.listed != b.listed ? !a.listed : a.touched < b.touched) victim = it;
   }
-  if (victim != entries_.end()) erase(victim);
+  // A pod's origin never pushes out one the operator listed.
+  if (victim == entries_.end() || (victim->second.listed && !listed)) return false;
+  erase(victim);
+  return true;
 }
 
 }  // namespace sigil::net

@@ -1,32 +1,34 @@
-// net/outage.hpp: origins that stopped answering, so that calls to them fail at once.
+// net/outage.hpp: origins that cannot be reached, so that calls to them fail at once.
 //
-// Role: in a registry outage where connections hang (a network partition, a registry that
-// accepts and never answers), every admission would otherwise wait for the registry until the
-// webhook's deadline, seconds each, before its denial or its last-known-good verdict. Once
-// `after` attempts in a row to one origin got no answer, the origin is down: attempts fail at
+// Role: in a registry outage where connections hang (a network partition, a registry whose
+// address drops packets or that accepts connections and never completes the TLS handshake),
+// every admission would otherwise wait for the registry until the webhook's deadline, seconds
+// each, before its denial or its last-known-good verdict. Once `after` attempts in a row to one
+// origin could not connect after waiting at least `slow`, the origin is down: attempts fail at
 // once (an error that says so) for `backoff`, then one attempt at a time goes through as a
-// probe. An answer, any answer (a 5xx too), from the probe or from any attempt still in flight,
-// makes the origin healthy again; a probe that fails keeps it down for twice as long, up to
-// `max_backoff`.
+// probe; calls that arrive while the probe is out wait for it, at most `slow`. A connection
+// made (the TLS handshake done) or an answer heals; a probe that fails keeps the origin down
+// for twice as long, up to `max_backoff`.
 //
 // What counts (the caller classifies each attempt, Client::Impl::round_trip):
-//  - answered: a status line arrived. The host is alive, whatever the status: a 5xx or a slow
-//    body depends on the path, which pod authors choose on a shared registry, so it must never
-//    take the host down for everyone.
-//  - failed: no answer after a wait of at least `slow`: a connection or TLS handshake that
-//    never completed, a request never answered, a DNS lookup that never came back (or failed
-//    only after that long). Waiting is what there is to save; and a timeout sooner says more
-//    about the caller's deadline (any client of the webhook may send ?timeout=1s) than about
-//    the host.
-//  - neutral: a failure that came fast (a refused connection, NXDOMAIN: the next attempt costs
-//    as little, and a registry back after a blip is used at once), cancelled, refused locally
-//    (every DNS slot taken), invalid: says nothing.
-// A healthy origin holds no entry; at most `max_origins` failing ones are kept, and when full
-// the oldest entry of an origin no operator named makes room first (a pod author's many dead
-// hosts never push out the memory of the operator's registry being down).
+//  - reached: a new connection was made (TCP connected, TLS handshake done), or an answer came
+//    on a pooled one. What happens after that, a slow or missing status line, a 5xx, a body
+//    cut short, depends on the path, which pod authors choose on a shared registry and which a
+//    hostile registry can redirect sigil to: it never counts.
+//  - failed: the connection could not be made after at least `slow` of waiting (the name's
+//    lookup, the TCP connect and the TLS handshake): none of that depends on the path, and a
+//    reachable host finishes it in milliseconds, so no caller's deadline (any client of the
+//    webhook may send ?timeout=) can make it last that long.
+//  - neutral: a connection that failed fast (refused, NXDOMAIN: the next attempt costs as
+//    little, and a registry back after a blip is used at once), cancelled, refused locally
+//    (every DNS slot taken), anything after the connection.
+// A healthy origin holds no entry; failures older than a minute start the count over; an entry
+// nobody asked about for ten minutes is forgotten. At most `max_origins` failing origins are
+// kept; an origin the operator listed is never pushed out by another one, and among equals the
+// least recently used goes first.
 //
-// Not thread-safe but for stats(): the client calls it on its strand only. No clock of its own:
-// callers pass times in. Depends only on the standard library and common.
+// Not thread-safe but for stats(): the client calls it on its strand only. No clock of its
+// own: callers pass times in. Depends only on the standard library and common.
 #pragma once
 
 #include <atomic>
@@ -34,9 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <string>
-#include <string_view>
 
 #include "common/origin_down.hpp"
 #include "common/result.hpp"
@@ -47,16 +47,24 @@ struct FailFastOptions {
   int after = 0;                                 // failed attempts in a row; 0: off
   std::chrono::milliseconds backoff{2000};       // down this long the first time
   std::chrono::milliseconds max_backoff{30000};  // doubled after each failed probe, up to this
-  std::chrono::milliseconds slow{1000};          // a timeout counts after this long a wait
+  std::chrono::milliseconds slow{1000};          // a connection still not made after this counts
   size_t max_origins = 1024;                     // failing origins remembered
 };
 
 class OutageMemo {
  public:
   using Clock = std::chrono::steady_clock;
+  // Failures older than this start the count over.
+  static constexpr std::chrono::seconds kFailureWindow{60};
+  // An entry nobody asked about this long is forgotten (its origin is probed when asked again).
+  static constexpr std::chrono::minutes kForget{10};
+  // A probe outstanding this long is taken to be lost: the next call probes.
+  static constexpr std::chrono::minutes kProbeLimit{5};
+
   explicit OutageMemo(FailFastOptions options) : opt_(options) {}
 
   bool enabled() const { return opt_.after > 0; }
+  const FailFastOptions& options() const { return opt_; }
 
   // Before an attempt to origin: whether it may go (a Ticket, which after() must be given
   // exactly once), or the error it fails with at once.
@@ -64,18 +72,21 @@ class OutageMemo {
     bool probe = false;
   };
   Result<Ticket> before(const std::string& origin, Clock::time_point now);
+  // Whether a probe of origin is out now (a caller may wait for it before before()).
+  bool probing(const std::string& origin) const;
 
-  enum class Outcome { answered, failed, neutral };
-  // How the attempt went. `error`: the failure (kept for the refusals' message and detail);
-  // operator_named: an origin the operator configured (kept longest when full).
+  enum class Outcome { reached, failed, neutral };
+  // How the attempt went. `error`: the failure (kept for the refusals' message);
+  // operator_listed: an origin the operator named (never pushed out by another).
   void after(const std::string& origin, const Ticket& ticket, Outcome outcome, const Error* error,
-             bool operator_named, Clock::time_point now);
+             bool operator_listed, Clock::time_point now);
 
-  // What an attempt that ended with `error` after waiting `waited` says about its origin.
+  // What a connection attempt that ended with `error` after waiting `waited` says.
   Outcome classify(const Error& error, Clock::duration waited, bool cancelled) const;
 
   struct Stats {
-    size_t down = 0;         // origins down now (their backoff not yet over, or probing)
+    size_t down = 0;         // origins down now (not yet probed back), asked about lately
+    size_t down_listed = 0;  // of which the operator listed
     size_t remembered = 0;   // origins with at least one failure in a row
     uint64_t refused = 0;    // attempts failed at once
     uint64_t went_down = 0;  // times an origin went down
@@ -87,21 +98,26 @@ class OutageMemo {
     int failures = 0;
     bool down = false;
     bool probing = false;
-    bool operator_named = false;
+    bool listed = false;
     Clock::time_point until{};  // when down: the next probe may go from then
+    Clock::time_point probe_since{};
     std::chrono::milliseconds backoff{};
     Error last;  // the last failure, its message shortened
     Clock::time_point touched{};
   };
-  void make_room();
-  void erase(std::map<std::string, Entry, std::less<>>::iterator it);
+  using Map = std::map<std::string, Entry, std::less<>>;
+  void set_down(Entry& e, bool down);
+  void erase(Map::iterator it);
+  void sweep(Clock::time_point now);
+  // Room for one more entry (listed: the newcomer's); false if there is none to be had.
+  bool make_room(bool listed);
 
   FailFastOptions opt_;
-  std::map<std::string, Entry, std::less<>> entries_;
-  void set_down(Entry& e, bool down);
-
+  Map entries_;
+  Clock::time_point last_sweep_{};
   std::atomic<size_t> remembered_{0};
   std::atomic<size_t> down_{0};
+  std::atomic<size_t> down_listed_{0};
   std::atomic<uint64_t> refused_{0};
   std::atomic<uint64_t> went_down_{0};
 };

@@ -84,10 +84,10 @@ struct ClientOptions {
   std::chrono::milliseconds dns_try_timeout{1000};
   int dns_attempts = 2;
   std::string dns_servers;  // "host:port,...": tests' own DNS server; empty: /etc/resolv.conf
-  // A registry origin (or its token service, or its blob storage) that stopped answering
-  // fails its requests at once for a while (net/outage.hpp): in an outage where connections
-  // hang, admissions get their answer (a denial, or a last-known-good verdict) in
-  // microseconds instead of at the webhook deadline. after = 0: off.
+  // A registry origin (or its token service, or its blob storage) that cannot be reached fails
+  // its requests at once for a while (net/outage.hpp): in an outage where connections hang,
+  // admissions get their answer (a denial, or a last-known-good verdict) at once instead of at
+  // the webhook deadline. after = 0: off.
   net::FailFastOptions fail_fast{.after = 2};
 };
 
@@ -126,7 +126,7 @@ class HttpClient final : public Client {
   uint64_t token_request_count() const;
   // Host-name lookups (net::Client::dns_stats), for metrics; thread-safe.
   net::DnsStats dns_stats() const;
-  // Origins that stopped answering (net::Client::outage_stats), for metrics; thread-safe.
+  // Origins that cannot be reached (net::Client::outage_stats), for metrics; thread-safe.
   net::OutageMemo::Stats outage_stats() const;
 
   // More registries the operator named (in oci::canonical_registry's spelling): those that

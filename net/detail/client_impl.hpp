@@ -166,7 +166,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   // Strand only.
   std::map<std::string, std::vector<std::shared_ptr<Conn>>> idle;
-  std::unique_ptr<OutageMemo> outages;         // ClientOptions::fail_fast
+  std::unique_ptr<OutageMemo> outages;  // ClientOptions::fail_fast
+  // Calls waiting for an origin's probe (OutageMemo::probing), woken when it settles.
+  std::map<std::string, std::vector<std::weak_ptr<asio::steady_timer>>> probe_waiters;
   std::unique_ptr<detail::Resolver> resolver;  // host names (c-ares); IP literals need none
 
   // ---- the pool (net/connect.cpp) ----
@@ -258,6 +260,12 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   // Waits `delay` unless it would pass the deadline or the call is cancelled. False: do not
   // retry.
   awaitable<bool> sleep(std::chrono::milliseconds delay, Deadline deadline, CallState& call);
+
+  // ---- the outage memo (net/outage.hpp), from round_trip ----
+
+  // Waits until origin's probe settles, at most OutageMemo's `slow` and never past deadline.
+  awaitable<void> await_probe(const std::string& origin, Deadline deadline, CallState& call);
+  void wake_probe_waiters(const std::string& origin);
 
   // round_trip with the request's retry policy: network errors, 429 and 5xx again after a
   // backoff (or the server's Retry-After), within the deadline. The last answer is returned

@@ -353,6 +353,11 @@ class FakeHttpServer::Impl::Session final : public HttpConn {
   asio::awaitable<void> serve() {
     boost::system::error_code ignored;
     lowest().socket().set_option(tcp::no_delay(true), ignored);  // as Go servers do
+    if (server_.opts.hang && server_.opts.hang->load()) {
+      co_await sleep(server_.opts.stall_for);
+      abort();
+      co_return;
+    }
     if (tls_fault_here()) {
       if (tls_) co_await write("HTTP/1.1 400 this is not TLS\r\n\r\n");
       abort();

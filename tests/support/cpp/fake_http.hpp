@@ -9,6 +9,7 @@
 // connection), a stall. Every request is recorded. Test-only; failures throw.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -98,6 +99,9 @@ struct FakeHttpOptions {
   std::string key_pem;
   bool require_client_cert = false;  // verified against tls_pki().ca_pem
   std::chrono::milliseconds stall_for{3000};
+  // While *hang is true, each new connection is accepted and then held without a byte (no TLS
+  // handshake, no answer) for stall_for, then closed: a host that cannot be reached.
+  std::shared_ptr<std::atomic<bool>> hang;
 };
 
 class FakeHttpServer {

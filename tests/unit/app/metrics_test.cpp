@@ -205,20 +205,29 @@ TEST_CASE("metrics: the registry client's DNS slots and lookups are read at scra
   CHECK(sample(m.scrape(), "sigil_dns_lookups_refused_total") == 4);
 }
 
-TEST_CASE("metrics: origins down and requests failed at once, read at each scrape") {
+TEST_CASE("metrics: origins down and requests failed at once, summed, read at each scrape") {
   Metrics m;
   CHECK(m.scrape().find("sigil_registry_hosts_down") == std::string::npos);
-  sigil::net::OutageMemo::Stats o;
-  o.down = 2;
-  o.refused = 17;
-  o.went_down = 3;
-  m.set_outage_stats([&] { return o; });
+  sigil::net::OutageMemo::Stats registry;
+  registry.down = 3;
+  registry.down_listed = 1;
+  registry.refused = 17;
+  registry.went_down = 3;
+  sigil::net::OutageMemo::Stats azure;
+  azure.down = 1;
+  azure.down_listed = 1;
+  azure.refused = 2;
+  azure.went_down = 1;
+  m.add_outage_stats([&] { return registry; });
+  m.add_outage_stats([&] { return azure; });
   const std::string text = m.scrape();
-  CHECK(sample(text, "sigil_registry_hosts_down") == 2);
-  CHECK(sample(text, "sigil_registry_fail_fast_total") == 17);
-  CHECK(sample(text, "sigil_registry_went_down_total") == 3);
-  o.down = 0;
-  CHECK(sample(m.scrape(), "sigil_registry_hosts_down") == 0);
+  CHECK(sample(text, R"(sigil_registry_hosts_down{owner="operator"})") == 2);
+  CHECK(sample(text, R"(sigil_registry_hosts_down{owner="other"})") == 2);
+  CHECK(sample(text, "sigil_registry_fail_fast_total") == 19);
+  CHECK(sample(text, "sigil_registry_went_down_total") == 4);
+  registry.down = 0;
+  registry.down_listed = 0;
+  CHECK(sample(m.scrape(), R"(sigil_registry_hosts_down{owner="operator"})") == 1);
 }
 
 TEST_CASE("config: metrics.listen, and unknown metrics keys refused") {

@@ -69,6 +69,12 @@ FakeHttpOptions tls_server() {
   return o;
 }
 
+FakeHttpOptions hanging(std::shared_ptr<std::atomic<bool>> hang) {
+  FakeHttpOptions o = tls_server();
+  o.hang = std::move(hang);
+  return o;
+}
+
 Deadline in(std::chrono::milliseconds d) {
   return std::chrono::steady_clock::now() + d;
 }
@@ -96,7 +102,9 @@ struct World {
   std::string token_file = dir.file("azure-identity-token", "federated-1");
   FakeHttpServer aad{[this](const HttpRequest& r) { return on_aad(r); }, tls_server()};
   FakeHttpServer imds{[this](const HttpRequest& r) { return on_imds(r); }};
-  FakeHttpServer acr{[this](const HttpRequest& r) { return on_acr(r); }, tls_server()};
+  // While true, new connections to the fake ACR are held without a TLS handshake.
+  std::shared_ptr<std::atomic<bool>> acr_hang = std::make_shared<std::atomic<bool>>(false);
+  FakeHttpServer acr{[this](const HttpRequest& r) { return on_acr(r); }, hanging(acr_hang)};
   FakeHttpServer vault{[this](const HttpRequest& r) { return on_vault(r); }, tls_server()};
 
   int64_t unix_now() const {
@@ -378,8 +386,8 @@ TEST_CASE("azure: IMDS 429 and 500 are answered by a retry") {
 }
 
 // registry.failFast reaches the identity's own client: in an ACR outage where its token endpoint
-// hangs, an admission whose repository has no cached token stops waiting for it too.
-TEST_CASE("azure: an ACR token endpoint that hangs fails at once once it is known down") {
+// cannot be reached, an admission whose repository has no cached token stops waiting for it too.
+TEST_CASE("azure: an ACR token endpoint that cannot be reached fails at once once known down") {
   World w;
   Loop loop(2);
   Options o = w.options(true, false);
@@ -389,16 +397,18 @@ TEST_CASE("azure: an ACR token endpoint that hangs fails at once once it is know
   o.fail_fast.slow = 100ms;
   AzureCredentials az(loop.ioc.get_executor(), o);
   (void)bearer(loop, az, w.acr.authority(), "app");  // AAD, the exchange and one token: warm
-  const int before = w.acr.requests();
-  w.acr.fail_nth(Fault::stall, before + 1);  // the next token request hangs
+  w.acr_hang->store(true);   // new connections hang before the TLS handshake
+  w.acr.drop_connections();  // and the pooled one is gone
+  const int before = w.acr.connections();
   auto slow = loop.run(az.for_registry(w.acr.authority(), "other", in(400ms)));
   REQUIRE_FALSE(slow.ok());
-  CHECK(w.acr.requests() == before + 1);
+  CHECK(w.acr.connections() == before + 1);
   auto fast = loop.run(az.for_registry(w.acr.authority(), "third", in(10s)));
   REQUIRE_FALSE(fast.ok());
   INFO(fast.error().message);
-  CHECK_THAT(fast.error().message, Catch::Contains("is not answering"));
-  CHECK(w.acr.requests() == before + 1);  // not sent
+  CHECK_THAT(fast.error().message, Catch::Contains("cannot be reached"));
+  CHECK(w.acr.connections() == before + 1);  // not sent
+  CHECK(az.outage_stats().down == 1);
 }
 
 // refreshBeforeSeconds accepts up to a day; tokens live about an hour. A window past a token's

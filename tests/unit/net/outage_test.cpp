@@ -1,8 +1,10 @@
-// net/outage.hpp: origins that stopped answering fail their calls at once, one probe at a time
-// goes through after the backoff, and any answer heals. First the memo alone (times passed in),
-// then net::Client against real servers on 127.0.0.1: one that hangs, one that answers 500,
-// one that never speaks TLS.
+// net/outage.hpp: origins that cannot be reached fail their calls at once, one probe at a time
+// goes through after the backoff, and a connection made heals. First the memo alone (times
+// passed in), then net::Client against real servers on 127.0.0.1: one whose connections hang
+// before the TLS handshake, one that answers only after the deadline, one that answers 500,
+// one that refuses.
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -61,7 +63,7 @@ TEST_CASE("outage memo: failures in a row take an origin down, and only that ori
   OutageMemo m(opts(2));
   const auto t0 = MemoClock::now();
   CHECK(attempt(m, kA, Outcome::failed, t0));
-  CHECK(attempt(m, kA, Outcome::answered, t0));  // an answer in between: the count starts over
+  CHECK(attempt(m, kA, Outcome::reached, t0));  // an answer in between: the count starts over
   CHECK(attempt(m, kA, Outcome::failed, t0));
   CHECK(m.stats().down == 0);
   CHECK(attempt(m, kA, Outcome::failed, t0));
@@ -71,16 +73,16 @@ TEST_CASE("outage memo: failures in a row take an origin down, and only that ori
   auto r = m.before(kA, t0 + 100ms);
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == Errc::unavailable);
-  CHECK_THAT(r.error().message, Catch::Contains("is not answering: 2 attempts in a row failed") &&
-                                    Catch::Contains("Connection refused") &&
-                                    Catch::Contains("tried again in 900 ms"));
+  CHECK_THAT(r.error().message,
+             Catch::Contains("cannot be reached: 2 attempts in a row could not connect") &&
+                 Catch::Contains("Connection refused") && Catch::Contains("tried again in 900 ms"));
   const OriginDown* d = origin_down(r.error());
   REQUIRE(d != nullptr);
   CHECK(d->origin == kA);
   CHECK(d->failures == 2);
   CHECK(d->retry_in == 900ms);
   CHECK(m.stats().refused == 1);
-  CHECK(attempt(m, kB, Outcome::answered, t0 + 100ms));  // another origin is not concerned
+  CHECK(attempt(m, kB, Outcome::reached, t0 + 100ms));  // another origin is not concerned
 }
 
 TEST_CASE("outage memo: one probe at a time after the backoff; an answer heals") {
@@ -95,10 +97,10 @@ TEST_CASE("outage memo: one probe at a time after the backoff; an answer heals")
   auto other = m.before(kA, t0 + 1500ms);
   REQUIRE_FALSE(other.ok());
   CHECK_THAT(other.error().message, Catch::Contains("another request is trying it now"));
-  m.after(kA, *probe, Outcome::answered, nullptr, false, t0 + 1600ms);
+  m.after(kA, *probe, Outcome::reached, nullptr, false, t0 + 1600ms);
   CHECK(m.stats().down == 0);
   CHECK(m.stats().remembered == 0);
-  CHECK(attempt(m, kA, Outcome::answered, t0 + 1600ms));
+  CHECK(attempt(m, kA, Outcome::reached, t0 + 1600ms));
 }
 
 TEST_CASE("outage memo: a failed probe doubles the wait, up to max_backoff") {
@@ -139,7 +141,7 @@ TEST_CASE("outage memo: an answer to an attempt that went before the outage heal
   REQUIRE(early.ok());
   CHECK(attempt(m, kA, Outcome::failed, t0));
   CHECK_FALSE(m.before(kA, t0 + 10ms).ok());
-  m.after(kA, *early, Outcome::answered, nullptr, false, t0 + 20ms);
+  m.after(kA, *early, Outcome::reached, nullptr, false, t0 + 20ms);
   CHECK(m.before(kA, t0 + 30ms).ok());
 }
 
@@ -165,20 +167,34 @@ TEST_CASE("outage memo: what counts as no answer") {
   CHECK(m.classify(make_error(Errc::invalid_argument, "bad"), 600ms, false) == Outcome::neutral);
 }
 
-TEST_CASE("outage memo: a refusal keeps a DNS failure's detail, so the denial still says it") {
+TEST_CASE("outage memo: old failures start the count over; unasked entries are forgotten") {
+  OutageMemo m(opts(2));
+  auto now = MemoClock::now();
+  CHECK(attempt(m, kA, Outcome::failed, now));
+  now += OutageMemo::kFailureWindow + 1s;
+  CHECK(attempt(m, kA, Outcome::failed, now));  // one, again: not two in a row
+  CHECK(m.stats().down == 0);
+  CHECK(attempt(m, kA, Outcome::failed, now + 1s));
+  CHECK(m.stats().down == 1);
+  // Nobody asks about it for ten minutes: forgotten (and asked again, it goes).
+  CHECK(attempt(m, kB, Outcome::failed, now + 1s));
+  const auto later = now + OutageMemo::kForget + 2s;
+  CHECK(m.before(kB, later).ok());  // the sweep runs first
+  CHECK(m.stats().down == 0);
+  CHECK(m.stats().remembered <= 1);
+}
+
+TEST_CASE("outage memo: a probe that never reports is taken to be lost") {
   OutageMemo m(opts(1));
   const auto t0 = MemoClock::now();
-  auto t = m.before(kA, t0);
-  REQUIRE(t.ok());
-  const Error nx = with_lookup_failure(make_error(Errc::unavailable, "no such host"), "a.example",
-                                       HostLookupFailure::Why::no_such_host);
-  m.after(kA, *t, Outcome::failed, &nx, false, t0);
-  auto r = m.before(kA, t0 + 1ms);
-  REQUIRE_FALSE(r.ok());
-  const HostLookupFailure* dns = host_lookup_failure(r.error());
-  REQUIRE(dns != nullptr);
-  CHECK(dns->why == HostLookupFailure::Why::no_such_host);
-  CHECK(origin_down(r.error()) == nullptr);
+  CHECK(attempt(m, kA, Outcome::failed, t0));
+  auto probe = m.before(kA, t0 + 1000ms);
+  REQUIRE(probe.ok());
+  CHECK(m.probing(kA));
+  CHECK_FALSE(m.before(kA, t0 + 1000ms + OutageMemo::kProbeLimit - 1s).ok());
+  auto next = m.before(kA, t0 + 1000ms + OutageMemo::kProbeLimit);
+  REQUIRE(next.ok());
+  CHECK(next->probe);
 }
 
 TEST_CASE("outage memo: a pod author's dead hosts cannot push out the operator's registry") {
@@ -195,10 +211,20 @@ TEST_CASE("outage memo: a pod author's dead hosts cannot push out the operator's
   }
   CHECK(m.stats().remembered == 8);
   CHECK(m.stats().down == 8);
+  CHECK(m.stats().down_listed == 1);
   CHECK_FALSE(m.before(acr, now).ok());  // still remembered as down
   // The newest of the pod's hosts are the ones remembered.
   CHECK_FALSE(m.before("https://dead499.example:443", now).ok());
   CHECK(m.before("https://dead0.example:443", now).ok());
+
+  // Full of the operator's: a pod's host is not remembered at all, and pushes none out.
+  FailFastOptions one = opts(1);
+  one.max_origins = 1;
+  OutageMemo full(one);
+  CHECK(attempt(full, acr, Outcome::failed, now, true));
+  CHECK(attempt(full, "https://dead.example:443", Outcome::failed, now));
+  CHECK(full.before("https://dead.example:443", now).ok());
+  CHECK_FALSE(full.before(acr, now).ok());
 }
 
 // ---- net::Client against real servers ------------------------------------------------------
@@ -207,34 +233,40 @@ namespace {
 
 ClientOptions fail_fast_options(ClientOptions o = {}) {
   o.fail_fast.after = 2;
-  o.fail_fast.backoff = 400ms;
-  o.fail_fast.max_backoff = 400ms;
+  o.fail_fast.backoff = 1000ms;
+  o.fail_fast.max_backoff = 1000ms;
   o.fail_fast.slow = 100ms;
+  return o;
+}
+
+FakeHttpOptions hanging_tls(const std::shared_ptr<std::atomic<bool>>& hang) {
+  FakeHttpOptions o;
+  o.tls = true;
+  o.hang = hang;
+  o.stall_for = 2000ms;
   return o;
 }
 
 }  // namespace
 
-TEST_CASE("client: a registry that hangs fails at once after two timeouts, then heals") {
-  std::atomic<bool> hang{true};
-  FakeHttpServer srv([&hang](const HttpRequest&, HttpConn& conn) -> boost::asio::awaitable<bool> {
-    if (hang.load()) co_await conn.sleep(2000ms);
-    co_return co_await conn.reply(HttpReply::text(200, "ok"));
-  });
+TEST_CASE("client: a registry that cannot be reached fails at once after two tries, then heals") {
+  auto hang = std::make_shared<std::atomic<bool>>(true);
+  FakeHttpServer srv([](const HttpRequest&) { return HttpReply::text(200, "ok"); },
+                     hanging_tls(hang));
   Loop loop;
-  Client c(loop.ioc.get_executor(), fail_fast_options());
+  Client c(loop.ioc.get_executor(), fail_fast_options(tls_options()));
   auto send = [&](std::chrono::milliseconds budget) {
     return loop.run(c.send(get_request(url_of(srv)), in(budget), Limits{}));
   };
   for (int i = 0; i < 2; ++i) {
-    auto r = send(200ms);
+    auto r = send(300ms);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::timeout);
   }
-  CHECK(srv.requests() == 2);
+  CHECK(srv.connections() == 2);
   CHECK(c.outage_stats().down == 1);
 
-  // Down: the calls fail at once (a 5 s budget, a server that would hold them 2 s: nothing
+  // Down: the calls fail at once (a 5 s budget against a host that would hold each 2 s: none
   // reaches it).
   for (int i = 0; i < 5; ++i) {
     auto r = send(5000ms);
@@ -244,66 +276,108 @@ TEST_CASE("client: a registry that hangs fails at once after two timeouts, then 
     REQUIRE(d != nullptr);
     CHECK(d->origin == srv.origin());
   }
-  CHECK(srv.requests() == 2);
+  CHECK(srv.connections() == 2);
   CHECK(c.outage_stats().refused == 5);
 
-  // The registry is back; after the backoff one call probes, is answered, and all go again.
-  hang = false;
-  std::this_thread::sleep_for(450ms);
+  // The host is back; after the backoff one call probes, connects, and all go again.
+  hang->store(false);
+  std::this_thread::sleep_for(1100ms);
   auto probe = send(5000ms);
   REQUIRE(probe.ok());
   CHECK(probe->status == 200);
   CHECK(c.outage_stats().down == 0);
   for (int i = 0; i < 3; ++i) REQUIRE(send(5000ms).ok());
-  CHECK(srv.requests() == 2 + 1 + 3);
-}
-
-TEST_CASE("client: answers never take an origin down, whatever their status") {
-  FakeHttpServer srv([](const HttpRequest&) { return HttpReply::text(500, "broken"); });
-  Loop loop;
-  Client c(loop.ioc.get_executor(), fail_fast_options());
-  for (int i = 0; i < 6; ++i) {
-    auto r = loop.run(c.send(get_request(url_of(srv)), in(2000ms), Limits{}));
-    REQUIRE(r.ok());
-    CHECK(r->status == 500);
-  }
-  CHECK(srv.requests() == 6);
-  CHECK(c.outage_stats().went_down == 0);
-}
-
-TEST_CASE("client: timeouts shorter than `slow` never take an origin down") {
-  FakeHttpServer srv([](const HttpRequest&, HttpConn& conn) -> boost::asio::awaitable<bool> {
-    co_await conn.sleep(2000ms);
-    co_return co_await conn.reply(HttpReply::text(200, "ok"));
-  });
-  Loop loop;
-  Client c(loop.ioc.get_executor(), fail_fast_options());
-  for (int i = 0; i < 4; ++i) {
-    auto r = loop.run(c.send(get_request(url_of(srv)), in(30ms), Limits{}));
-    REQUIRE_FALSE(r.ok());
-    CHECK(r.error().code == Errc::timeout);
-  }
   CHECK(srv.requests() == 4);
-  CHECK(c.outage_stats().went_down == 0);
 }
 
-TEST_CASE("client: a TLS listener that never speaks, and a closed port, go down too") {
+TEST_CASE("client: calls that come while the probe is out wait for it, and go when it connects") {
+  auto hang = std::make_shared<std::atomic<bool>>(true);
+  FakeHttpServer srv([](const HttpRequest&) { return HttpReply::text(200, "ok"); },
+                     hanging_tls(hang));
+  Loop loop(2);
+  ClientOptions o = fail_fast_options(tls_options());
+  o.fail_fast.slow = 500ms;
+  o.fail_fast.backoff = 300ms;
+  o.fail_fast.max_backoff = 300ms;
+  Client c(loop.ioc.get_executor(), o);
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(600ms), Limits{})).ok());
+  }
+  REQUIRE(c.outage_stats().down == 1);
+  hang->store(false);
+  std::this_thread::sleep_for(350ms);
+  // Four calls at once, as one admission's concurrent reads: one probes, the others wait for
+  // it and go as soon as it connects, well before their deadline (shorter than `slow`, so a
+  // waiter not woken would run out of time); none is refused.
+  std::vector<std::future<Result<Response>>> calls;
+  for (int i = 0; i < 4; ++i) {
+    calls.push_back(std::async(std::launch::async, [&] {
+      return loop.run(c.send(get_request(url_of(srv)), in(450ms), Limits{}));
+    }));
+  }
+  for (auto& f : calls) {
+    auto r = f.get();
+    INFO((r ? std::string() : r.error().message));
+    CHECK(r.ok());
+  }
+  CHECK(c.outage_stats().refused == 0);
+}
+
+TEST_CASE("client: a probe that connects heals the origin, however slow its answer") {
+  auto hang = std::make_shared<std::atomic<bool>>(true);
+  FakeHttpOptions so = hanging_tls(hang);
+  FakeHttpServer srv(
+      [](const HttpRequest&, HttpConn& conn) -> boost::asio::awaitable<bool> {
+        co_await conn.sleep(2000ms);  // a slow path
+        co_return co_await conn.reply(HttpReply::text(200, "ok"));
+      },
+      so);
   Loop loop;
-  SECTION("a stalled TLS handshake") {
-    boost::asio::ip::tcp::acceptor silent(loop.ioc,
-                                          {boost::asio::ip::make_address("127.0.0.1"), 0});
-    Client c(loop.ioc.get_executor(), fail_fast_options(tls_options()));
-    auto u = *parse_url("https://127.0.0.1:" + std::to_string(silent.local_endpoint().port()));
-    for (int i = 0; i < 2; ++i) {
-      auto r = loop.run(c.send(get_request(u), in(200ms), Limits{}));
+  Client c(loop.ioc.get_executor(), fail_fast_options(tls_options()));
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(300ms), Limits{})).ok());
+  }
+  REQUIRE(c.outage_stats().down == 1);
+  hang->store(false);
+  std::this_thread::sleep_for(1100ms);
+  auto probe = loop.run(c.send(get_request(url_of(srv)), in(300ms), Limits{}));
+  REQUIRE_FALSE(probe.ok());
+  CHECK(probe.error().code == Errc::timeout);  // the answer came too late...
+  CHECK(c.outage_stats().down == 0);           // ...but the host was reached
+}
+
+TEST_CASE("client: what comes after connecting never takes an origin down") {
+  Loop loop;
+  SECTION("answers, whatever their status") {
+    FakeHttpServer srv([](const HttpRequest&) { return HttpReply::text(500, "broken"); });
+    Client c(loop.ioc.get_executor(), fail_fast_options());
+    for (int i = 0; i < 6; ++i) {
+      auto r = loop.run(c.send(get_request(url_of(srv)), in(2000ms), Limits{}));
+      REQUIRE(r.ok());
+      CHECK(r->status == 500);
+    }
+    CHECK(srv.requests() == 6);
+    CHECK(c.outage_stats().went_down == 0);
+  }
+  SECTION("an answer that comes after the deadline (a slow path, or a short ?timeout=)") {
+    FakeHttpServer srv([](const HttpRequest&, HttpConn& conn) -> boost::asio::awaitable<bool> {
+      co_await conn.sleep(2000ms);
+      co_return co_await conn.reply(HttpReply::text(200, "ok"));
+    });
+    Client c(loop.ioc.get_executor(), fail_fast_options());
+    for (int i = 0; i < 4; ++i) {
+      auto r = loop.run(c.send(get_request(url_of(srv)), in(300ms), Limits{}));
       REQUIRE_FALSE(r.ok());
       CHECK(r.error().code == Errc::timeout);
     }
-    auto r = loop.run(c.send(get_request(u), in(5000ms), Limits{}));
-    REQUIRE_FALSE(r.ok());
-    CHECK(origin_down(r.error()) != nullptr);
+    CHECK(srv.requests() == 4);
+    CHECK(c.outage_stats().went_down == 0);
   }
-  SECTION("a refused connection fails fast anyway, and never takes the origin down") {
+}
+
+TEST_CASE("client: failures that come fast never take an origin down") {
+  Loop loop;
+  SECTION("a refused connection, retried") {
     uint16_t port;
     {
       boost::asio::ip::tcp::acceptor a(loop.ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
@@ -320,4 +394,48 @@ TEST_CASE("client: a TLS listener that never speaks, and a closed port, go down 
     }
     CHECK(c.outage_stats().went_down == 0);
   }
+  SECTION("a deadline shorter than `slow`, on a host that cannot be reached") {
+    auto hang = std::make_shared<std::atomic<bool>>(true);
+    FakeHttpServer srv([](const HttpRequest&) { return HttpReply::text(200, "ok"); },
+                       hanging_tls(hang));
+    ClientOptions o = fail_fast_options(tls_options());
+    o.fail_fast.slow = 2000ms;
+    Client c(loop.ioc.get_executor(), o);
+    for (int i = 0; i < 4; ++i) {
+      auto r = loop.run(c.send(get_request(url_of(srv)), in(50ms), Limits{}));
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().code == Errc::timeout);
+    }
+    CHECK(srv.connections() == 4);
+    CHECK(c.outage_stats().went_down == 0);
+  }
+}
+
+TEST_CASE("client: the operator's listing reaches the memo") {
+  // One origin remembered at most: the listed host's entry stays, a pod's host gets none.
+  auto hang = std::make_shared<std::atomic<bool>>(true);
+  FakeHttpServer listed([](const HttpRequest&) { return HttpReply::text(200, "ok"); },
+                        hanging_tls(hang));
+  FakeHttpServer pod([](const HttpRequest&) { return HttpReply::text(200, "ok"); },
+                     hanging_tls(hang));
+  Loop loop;
+  ClientOptions o = fail_fast_options(tls_options());
+  o.fail_fast.max_origins = 1;
+  o.fail_fast.backoff = 5000ms;
+  o.fail_fast.max_backoff = 5000ms;
+  Client c(loop.ioc.get_executor(), o);
+  auto send = [&](const FakeHttpServer& s, bool operator_listed) {
+    auto req = get_request(url_of(s));
+    req.operator_named = operator_listed;
+    req.operator_listed = operator_listed;
+    return loop.run(c.send(req, in(300ms), Limits{}));
+  };
+  for (int i = 0; i < 2; ++i) REQUIRE_FALSE(send(listed, true).ok());
+  for (int i = 0; i < 3; ++i) REQUIRE_FALSE(send(pod, false).ok());
+  CHECK(pod.connections() == 3);  // never remembered: each one tried
+  auto r = send(listed, true);
+  REQUIRE_FALSE(r.ok());
+  CHECK(origin_down(r.error()) != nullptr);
+  CHECK(listed.connections() == 2);
+  CHECK(c.outage_stats().down_listed == 1);
 }
