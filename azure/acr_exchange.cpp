@@ -122,10 +122,16 @@ asio::awaitable<Result<std::string>> AzureCredentials::Impl::refresh_token_once(
         co_return failure(r.error().code);
       }
       if (r->status == 401 && attempt == 0) {
-        // AAD's token may have been revoked or its identity changed: fetch a new one once.
+        // AAD's token may have been revoked or its identity changed: fetch a new one once, and
+        // at most once per kForcedAadRefresh whichever host answered (credentials_impl.hpp).
         std::lock_guard lock(mu);
-        aad.erase(std::make_pair(i, std::string(kAcrScope)));
-        continue;
+        auto it = aad_dropped.find(i);
+        const SysTime t = now();
+        if (it == aad_dropped.end() || t - it->second >= kForcedAadRefresh || t < it->second) {
+          aad_dropped[i] = t;
+          aad.erase(std::make_pair(i, std::string(kAcrScope)));
+          continue;
+        }
       }
       if (r->status != 200) {
         fail(i, errc_of_status(r->status),

@@ -147,6 +147,13 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::string, Refresh> refresh;                        // registry host
   std::map<std::pair<std::string, std::string>, Access> access;  // (host, scope)
   std::map<std::string, std::string> last_logged;
+  // When each identity's ACR-scope AAD token was last dropped because an ACR exchange answered
+  // 401 with it. Pods choose ACR names (any *.azurecr.io, their own registry or one in another
+  // tenant): a 401 from such a host says more about the host than about the token, so the
+  // shared token is dropped at most once per kForcedAadRefresh, not per admission (which would
+  // send AAD or IMDS a request per pod and take the token from everyone in the meantime).
+  std::map<size_t, SysTime> aad_dropped;
+  static constexpr std::chrono::seconds kForcedAadRefresh{30};
   net::Flights<Result<std::string>> flights;  // in-flight fetches, by key
   std::atomic<bool> stopped{false};
   std::atomic<bool> started{false};

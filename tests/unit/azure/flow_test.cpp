@@ -90,6 +90,7 @@ struct World {
   std::vector<HttpRequest> imds_seen;
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> vault_keys;
   std::set<std::string> vault_disabled;  // "name/version": answered with "enabled": false
+  bool exchange_refuses = false;         // /oauth2/exchange answers 401 to every AAD token
   int vault_failing = 0;                 // 1: answer 503 ServiceUnavailable; 2: 403 ForbiddenByRbac
   bool disabled_as_403 = false;          // a disabled key: 403 KeyDisabled, not "enabled": false
   std::deque<std::chrono::milliseconds> vault_delays;  // the next answers' delays, in order
@@ -168,7 +169,7 @@ struct World {
       auto it = aad_tokens.find(f["access_token"]);
       if (f["grant_type"] != "access_token" || f["service"] != acr.authority())
         return HttpReply::json(400, R"({"errors":[{"code":"UNSUPPORTED"}]})");
-      if (it == aad_tokens.end() || it->second != std::string(kAcrScope) ||
+      if (exchange_refuses || it == aad_tokens.end() || it->second != std::string(kAcrScope) ||
           (f.count("tenant") && f["tenant"] != tenant))
         return HttpReply::json(
             401, R"({"errors":[{"code":"UNAUTHORIZED","message":"invalid AAD token"}]})");
@@ -383,6 +384,32 @@ TEST_CASE("azure: IMDS 429 and 500 are answered by a retry") {
   CHECK(w.imds.fault_fired());
   CHECK(w.imds.requests() == 2);
   CHECK(v2_get(loop, w, t) == 200);
+}
+
+// Pods choose ACR names: one that answers the exchange with 401 (a registry of their own, or one
+// in another tenant) must not make sigil drop and refetch its AAD token on every admission.
+TEST_CASE("azure: a 401 from an ACR exchange refetches the AAD token at most every 30 s") {
+  World w;
+  Loop loop(2);
+  AzureCredentials az(loop.ioc.get_executor(), w.options(true, false));
+  (void)bearer(loop, az, w.acr.authority(), "app");
+  CHECK(az.stats().aad_requests == 1);
+  {
+    // The registry now refuses sigil: its refresh token, and any AAD token in an exchange.
+    std::lock_guard lock(w.mu);
+    w.refresh_tokens.clear();
+    w.exchange_refuses = true;
+  }
+  for (int i = 0; i < 6; ++i) {
+    auto r = loop.run(az.for_registry(w.acr.authority(), "repo" + std::to_string(i), in(5s)));
+    CHECK_FALSE((r.ok() && r->has_value()));
+  }
+  CHECK(az.stats().exchange_requests >= 6);
+  CHECK(az.stats().aad_requests == 2);  // one forced refetch, not six
+  w.clock->advance(31s);
+  auto r = loop.run(az.for_registry(w.acr.authority(), "later", in(5s)));
+  CHECK_FALSE((r.ok() && r->has_value()));
+  CHECK(az.stats().aad_requests == 3);  // the window has passed: once more
 }
 
 // registry.failFast reaches the identity's own client: in an ACR outage where its token endpoint
