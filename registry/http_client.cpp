@@ -445,7 +445,11 @@ awaitable<Result<std::vector<oci::Descriptor>>> HttpClient::get_referrers(
     const auto unsupported = [&] {
       return make_error(Errc::unsupported, "registry " + registry + " has no referrers API");
     };
-    const std::string memo_key = registry + "/" + repository;
+    // Per credential too: what a registry answers without credentials (a bare 404 from one
+    // that hides its API from anonymous callers) says nothing of what it answers a pod that
+    // brings its pull secret.
+    const std::string memo_key = Impl::token_scope(
+        registry + "/" + repository, impl->credential_for(registry, repository, creds.get()));
     {
       std::lock_guard lock(impl->mu);
       auto it = impl->no_referrers.find(memo_key);

@@ -54,7 +54,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   std::unique_ptr<net::Client> http;
   std::mutex mu;  // guards host_auth and no_referrers
   std::map<std::string, detail::HostAuth> host_auth;
-  // Repositories ("registry/repository") whose referrers endpoint answered a 404 that no
+  // Repositories ("registry/repository", and which credential: token_scope) whose referrers
+  // endpoint answered a 404 that no
   // route served (no distribution error body: the registry has no referrers API), until when
   // to believe it: callers read the referrers tag schema instead, one request per image saved.
   // Kept per repository, and learnt only from that unambiguous answer: a NAME_UNKNOWN 404 (a

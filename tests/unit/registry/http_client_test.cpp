@@ -776,6 +776,43 @@ TEST_CASE("referrers: a registry without the API is remembered, not asked again"
   CHECK(c.request_count() == 1);
 }
 
+TEST_CASE("referrers: a bare 404 without credentials is not remembered for a pod that has some") {
+  // A registry that hides its referrers API from anonymous callers behind a bare 404. One
+  // admission without pull secrets must not make sigil skip the API for ten minutes for the
+  // pods that bring theirs (their bundles would go unseen: a denial).
+  Loop loop;
+  const std::string alice = basic_authorization("alice", "pw");
+  FakeHttpServer srv([&](const HttpRequest& r) -> HttpReply {
+    const bool authed = r.header("Authorization") == alice;
+    if (r.target.find("/referrers/") != std::string::npos) {
+      if (!authed) return {404, {{"Content-Type", "text/plain"}}, "404 page not found"};
+      return {200,
+              {{"Content-Type", "application/vnd.oci.image.index.v1+json"}},
+              index_of({{kBundleType, '1'}})};
+    }
+    return reply(401, {{"WWW-Authenticate", "Basic realm=\"fake\""}});
+  });
+  HttpClient c(loop.ioc.get_executor(), options_for(srv.authority()));
+  auto pod = std::make_shared<DockerConfig>();
+  pod->auths[srv.authority()] = Credential{"alice", "pw", ""};
+  auto dl = std::chrono::steady_clock::now() + 5s;
+  // The host is learnt to want Basic.
+  (void)loop.run(c.get_manifest(srv.authority(), "team/app", "v1", dl, pod));
+  auto anonymous =
+      loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, kBundleType, dl));
+  REQUIRE_FALSE(anonymous.ok());
+  CHECK(anonymous.error().code == Errc::unsupported);
+  auto with_secret =
+      loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, kBundleType, dl, pod));
+  INFO((with_secret ? std::string() : with_secret.error().message));
+  REQUIRE(with_secret.ok());
+  CHECK(with_secret->size() == 1);
+  // Still remembered for callers without credentials.
+  auto again = loop.run(c.get_referrers(srv.authority(), "team/app", kSubject, kBundleType, dl));
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == Errc::unsupported);
+}
+
 TEST_CASE("referrers: a NAME_UNKNOWN 404 teaches nothing about the registry") {
   // Anyone who can create a pod can name a repository that does not exist on a real
   // registry. Its 404 (with a distribution error body) must not make the registry look like
