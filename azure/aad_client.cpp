@@ -69,6 +69,7 @@ asio::awaitable<Result<AadToken>> AzureCredentials::Impl::fetch_workload(std::st
   if (!url)
     co_return make_error(Errc::invalid_argument, "bad AAD endpoint: " + url.error().message);
   net::Request req = net::form_post(*url, workload_identity_form(wi.client_id, assertion, scope));
+  mark_listed(req);
   aad_requests++;
   auto r = co_await client.send(std::move(req), deadline, token_limits());
   if (!r) co_return make_error(r.error().code, "AAD " + url->origin() + ": " + r.error().message);
@@ -96,6 +97,7 @@ asio::awaitable<Result<AadToken>> AzureCredentials::Impl::fetch_imds(std::string
   if (!url)
     co_return make_error(Errc::invalid_argument, "bad IMDS endpoint: " + url.error().message);
   net::Request req = net::get_request(*url, "application/json");
+  mark_listed(req);
   req.headers.emplace_back("Metadata", "true");
   req.retry = opt.imds_retry;  // 429 and 5xx, with backoff and Retry-After
   imds_requests++;

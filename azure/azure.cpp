@@ -298,6 +298,7 @@ asio::awaitable<Result<AzureCredentials::HttpAnswer>> AzureCredentials::get_with
     co_return make_error(Errc::invalid_argument,
                          "host " + u->authority() + " is not in the Key Vault host list");
   net::Request req = net::get_request(*u, "application/json");
+  mark_listed(req);
   req.authorization = "Bearer " + token;
   self->vault_requests++;
   auto r = co_await self->client.send(std::move(req), deadline, token_limits());

@@ -113,14 +113,20 @@ awaitable<Attempt> Client::Impl::exchange_on(Stream& stream, Conn& conn,
 namespace {
 
 // Tells the outage memo how one round trip went, exactly once: at the first outcome given, or
-// as neutral when the round trip ends (or throws) without one.
+// as neutral when the round trip ends (or throws, or its frame is destroyed unresumed at
+// shutdown: it owns the client's state, so that is still there) without one.
 class OutageSettle {
  public:
-  OutageSettle(Client::Impl& impl, const std::string& origin, bool listed)
-      : impl_(impl), origin_(origin), listed_(listed) {}
+  OutageSettle(std::shared_ptr<Client::Impl> impl, const std::string& origin, bool listed)
+      : impl_(std::move(impl)), origin_(origin), listed_(listed) {}
   ~OutageSettle() {
+    // The memo only: waiters are not woken from here (this may run while the io_context is
+    // being destroyed); they stop waiting at their own bound.
+    if (!armed_) return;
+    armed_ = false;
     try {
-      (*this)(OutageMemo::Outcome::neutral, nullptr);
+      impl_->outages->after(origin_, ticket_, OutageMemo::Outcome::neutral, nullptr, listed_,
+                            SteadyClock::now());
     } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor must not throw
     }
   }
@@ -134,13 +140,13 @@ class OutageSettle {
   void operator()(OutageMemo::Outcome outcome, const Error* error) {
     if (!armed_) return;
     armed_ = false;
-    impl_.outages->after(origin_, ticket_, outcome, error, listed_, SteadyClock::now());
-    if (ticket_.probe) impl_.wake_probe_waiters(origin_);
+    impl_->outages->after(origin_, ticket_, outcome, error, listed_, SteadyClock::now());
+    if (ticket_.probe) impl_->wake_probe_waiters(origin_);
   }
 
  private:
-  Client::Impl& impl_;
-  const std::string& origin_;
+  std::shared_ptr<Client::Impl> impl_;
+  std::string origin_;
   bool listed_;
   OutageMemo::Ticket ticket_;
   bool armed_ = false;
@@ -148,9 +154,8 @@ class OutageSettle {
 
 }  // namespace
 
-awaitable<void> Client::Impl::await_probe(const std::string& origin, Deadline deadline,
+awaitable<void> Client::Impl::await_probe(const std::string& origin, Deadline until,
                                           CallState& call) {
-  const Deadline until = std::min(deadline, SteadyClock::now() + outages->options().slow);
   auto timer = std::make_shared<asio::steady_timer>(strand);
   timer->expires_at(until);
   auto& waiters = probe_waiters[origin];
@@ -180,14 +185,21 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
   // An origin that cannot be reached: fail at once, or wait for its probe, or go as the probe
   // (net/outage.hpp). Only connecting is judged: what comes after depends on the path.
   const std::string origin = url.origin();
-  OutageSettle settle(*this, origin, call.operator_listed);
+  OutageSettle settle(shared_from_this(), origin, call.operator_listed);
   if (outages) {
-    if (outages->probing(origin)) co_await await_probe(origin, deadline, call);
+    // While a probe is out, wait for it (a probe that says nothing lets another go: wait again)
+    // up to probe_wait.
+    const Deadline wait_until =
+        std::min(deadline, SteadyClock::now() + outages->options().probe_wait);
+    while (outages->probing(origin) && !call.cancelled && SteadyClock::now() < wait_until) {
+      co_await await_probe(origin, wait_until, call);
+    }
     if (call.cancelled) {
       a.result = cancelled_error("request to " + url.authority());
       co_return a;
     }
-    auto t = outages->before(origin, SteadyClock::now());
+    const auto now = SteadyClock::now();
+    auto t = outages->before(origin, now, deadline - now);
     if (!t) {
       a.result = std::move(t).error();
       co_return a;
@@ -211,7 +223,8 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
     auto c = co_await acquire(url, deadline, call, i > 0, reused, retryable);
     if (!c) {
       if (outages) {
-        settle(outages->classify(c.error(), SteadyClock::now() - start, call.cancelled),
+        settle(outages->classify(c.error(), SteadyClock::now() - start, deadline - start,
+                                 call.cancelled),
                &c.error());
       }
       observe(url, req.method, 0, c.error().code, start, false, call);

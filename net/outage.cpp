@@ -25,7 +25,8 @@ std::string attempts(int n) {
 
 }  // namespace
 
-Result<OutageMemo::Ticket> OutageMemo::before(const std::string& origin, Clock::time_point now) {
+Result<OutageMemo::Ticket> OutageMemo::before(const std::string& origin, Clock::time_point now,
+                                              Clock::duration budget) {
   if (!enabled()) return Ticket{};
   sweep(now);
   auto it = entries_.find(origin);
@@ -33,19 +34,22 @@ Result<OutageMemo::Ticket> OutageMemo::before(const std::string& origin, Clock::
   Entry& e = it->second;
   e.touched = now;
   const bool lost_probe = e.probing && now - e.probe_since >= kProbeLimit;
-  if (now >= e.until && (!e.probing || lost_probe)) {
+  if (now >= e.until && (!e.probing || lost_probe) && budget >= opt_.min_budget) {
     e.probing = true;
     e.probe_since = now;
-    return Ticket{true};
+    e.probe_id = ++probes_;
+    return Ticket{true, e.probe_id};
   }
   refused_.fetch_add(1, std::memory_order_relaxed);
   const auto retry_in = ms_until(e.until, now);
   Error err;
   err.code = Errc::unavailable;
-  err.message = origin + " cannot be reached: " + attempts(e.failures) +
-                " in a row could not connect (the last: " + e.last.message + "); " +
-                (e.probing ? "another request is trying it now"
-                           : "tried again in " + std::to_string(retry_in.count()) + " ms");
+  err.message =
+      origin + " cannot be reached: " + attempts(e.failures) +
+      " in a row could not connect (the last: " + e.last.message + "); " +
+      (e.probing              ? std::string("another request is trying it now")
+       : retry_in.count() > 0 ? "tried again in " + std::to_string(retry_in.count()) + " ms"
+                              : std::string("tried again by a request with more time"));
   auto d = std::make_shared<OriginDown>();
   d->origin = origin;
   d->failures = e.failures;
@@ -72,8 +76,11 @@ void OutageMemo::after(const std::string& origin, const Ticket& ticket, Outcome 
     erase(it);
     return;
   }
+  // The probe this ticket was, if it is still the origin's current one.
+  const bool current_probe = it != entries_.end() && ticket.probe && it->second.probing &&
+                             it->second.probe_id == ticket.probe_id;
   if (outcome == Outcome::neutral) {
-    if (it != entries_.end() && ticket.probe) it->second.probing = false;  // the next one probes
+    if (current_probe) it->second.probing = false;  // the next one probes
     return;
   }
   if (it == entries_.end()) {
@@ -94,7 +101,7 @@ void OutageMemo::after(const std::string& origin, const Ticket& ticket, Outcome 
     e.last.detail.reset();
     if (e.last.message.size() > kMaxMessage) e.last.message.resize(kMaxMessage);
   }
-  if (ticket.probe && e.down) {
+  if (current_probe && e.down) {
     e.probing = false;
     e.backoff = std::min<std::chrono::milliseconds>(e.backoff * 2, opt_.max_backoff);
     e.until = now + e.backoff;
@@ -114,10 +121,11 @@ void OutageMemo::after(const std::string& origin, const Ticket& ticket, Outcome 
 }
 
 OutageMemo::Outcome OutageMemo::classify(const Error& error, Clock::duration waited,
-                                         bool cancelled) const {
+                                         Clock::duration budget, bool cancelled) const {
   // A connection that failed fast (refused, NXDOMAIN) costs the next attempt nothing either:
-  // only waiting is worth saving, and a host back after a blip is used at once.
-  if (cancelled || waited < opt_.slow) return Outcome::neutral;
+  // only waiting is worth saving, and a host back after a blip is used at once. A caller that
+  // left the attempt too little time may be what cut it short.
+  if (cancelled || waited < opt_.slow || budget < opt_.min_budget) return Outcome::neutral;
   switch (error.code) {
     case Errc::timeout:
       return Outcome::failed;

@@ -6,7 +6,7 @@
 // each, before its denial or its last-known-good verdict. Once `after` attempts in a row to one
 // origin could not connect after waiting at least `slow`, the origin is down: attempts fail at
 // once (an error that says so) for `backoff`, then one attempt at a time goes through as a
-// probe; calls that arrive while the probe is out wait for it, at most `slow`. A connection
+// probe; calls that arrive while the probe is out wait for it, at most `probe_wait`. A connection
 // made (the TLS handshake done) or an answer heals; a probe that fails keeps the origin down
 // for twice as long, up to `max_backoff`.
 //
@@ -16,12 +16,16 @@
 //    cut short, depends on the path, which pod authors choose on a shared registry and which a
 //    hostile registry can redirect sigil to: it never counts.
 //  - failed: the connection could not be made after at least `slow` of waiting (the name's
-//    lookup, the TCP connect and the TLS handshake): none of that depends on the path, and a
-//    reachable host finishes it in milliseconds, so no caller's deadline (any client of the
-//    webhook may send ?timeout=) can make it last that long.
+//    lookup, the TCP connect and the TLS handshake), by an attempt whose caller gave it at
+//    least `min_budget`: none of that depends on the path, and a reachable host finishes it in
+//    milliseconds, or within the share of time its addresses get when one of them drops
+//    packets, so no caller's deadline (any client of the webhook may send ?timeout=) can make
+//    a reachable host fail it. Calls with less than `min_budget` left never count and never
+//    probe.
 //  - neutral: a connection that failed fast (refused, NXDOMAIN: the next attempt costs as
 //    little, and a registry back after a blip is used at once), cancelled, refused locally
-//    (every DNS slot taken), anything after the connection.
+//    (every DNS slot taken), a caller's deadline shorter than `min_budget`, anything after the
+//    connection.
 // A healthy origin holds no entry; failures older than a minute start the count over; an entry
 // nobody asked about for ten minutes is forgotten. At most `max_origins` failing origins are
 // kept; an origin the operator listed is never pushed out by another one, and among equals the
@@ -48,7 +52,12 @@ struct FailFastOptions {
   std::chrono::milliseconds backoff{2000};       // down this long the first time
   std::chrono::milliseconds max_backoff{30000};  // doubled after each failed probe, up to this
   std::chrono::milliseconds slow{1000};          // a connection still not made after this counts
-  size_t max_origins = 1024;                     // failing origins remembered
+  // ...if the caller gave the attempt at least this long: a shorter deadline may be what cut it
+  // (an address of several gets its share of the time left, a lost SYN is resent after 1 s),
+  // and any client of the webhook may send ?timeout=. Nor does such a call get the probe.
+  std::chrono::milliseconds min_budget{3000};
+  std::chrono::milliseconds probe_wait{1000};  // how long a call waits for the probe, at most
+  size_t max_origins = 1024;                   // failing origins remembered
 };
 
 class OutageMemo {
@@ -70,8 +79,11 @@ class OutageMemo {
   // exactly once), or the error it fails with at once.
   struct Ticket {
     bool probe = false;
+    uint64_t probe_id = 0;  // which probe (a late report of an earlier one changes nothing)
   };
-  Result<Ticket> before(const std::string& origin, Clock::time_point now);
+  // budget: the time the caller's deadline leaves the attempt.
+  Result<Ticket> before(const std::string& origin, Clock::time_point now,
+                        Clock::duration budget = std::chrono::hours(1));
   // Whether a probe of origin is out now (a caller may wait for it before before()).
   bool probing(const std::string& origin) const;
 
@@ -81,8 +93,10 @@ class OutageMemo {
   void after(const std::string& origin, const Ticket& ticket, Outcome outcome, const Error* error,
              bool operator_listed, Clock::time_point now);
 
-  // What a connection attempt that ended with `error` after waiting `waited` says.
-  Outcome classify(const Error& error, Clock::duration waited, bool cancelled) const;
+  // What a connection attempt that ended with `error` after waiting `waited`, out of the
+  // `budget` its caller's deadline left it, says.
+  Outcome classify(const Error& error, Clock::duration waited, Clock::duration budget,
+                   bool cancelled) const;
 
   struct Stats {
     size_t down = 0;         // origins down now (not yet probed back), asked about lately
@@ -101,6 +115,7 @@ class OutageMemo {
     bool listed = false;
     Clock::time_point until{};  // when down: the next probe may go from then
     Clock::time_point probe_since{};
+    uint64_t probe_id = 0;
     std::chrono::milliseconds backoff{};
     Error last;  // the last failure, its message shortened
     Clock::time_point touched{};
@@ -115,6 +130,7 @@ class OutageMemo {
   FailFastOptions opt_;
   Map entries_;
   Clock::time_point last_sweep_{};
+  uint64_t probes_ = 0;
   std::atomic<size_t> remembered_{0};
   std::atomic<size_t> down_{0};
   std::atomic<size_t> down_listed_{0};

@@ -28,6 +28,14 @@
 
 namespace sigil::azure {
 
+// AAD, IMDS and the vaults are hosts the operator configured (never a pod's choice): their
+// requests take the reserved DNS slots, and their outage memory is never pushed out by the ACR
+// names pods choose (net::Request::operator_named, operator_listed; net/outage.hpp).
+inline void mark_listed(net::Request& req) {
+  req.operator_named = true;
+  req.operator_listed = true;
+}
+
 namespace detail {
 
 inline constexpr uint64_t kMaxTokenAnswer = 64 * 1024;

@@ -263,8 +263,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   // ---- the outage memo (net/outage.hpp), from round_trip ----
 
-  // Waits until origin's probe settles, at most OutageMemo's `slow` and never past deadline.
-  awaitable<void> await_probe(const std::string& origin, Deadline deadline, CallState& call);
+  // Waits until origin's probe settles, or until `until`.
+  awaitable<void> await_probe(const std::string& origin, Deadline until, CallState& call);
   void wake_probe_waiters(const std::string& origin);
 
   // round_trip with the request's retry policy: network errors, 429 and 5xx again after a

@@ -422,12 +422,13 @@ TEST_CASE("azure: an ACR token endpoint that cannot be reached fails at once onc
   o.fail_fast.backoff = 5s;
   o.fail_fast.max_backoff = 5s;
   o.fail_fast.slow = 100ms;
+  o.fail_fast.min_budget = 300ms;
   AzureCredentials az(loop.ioc.get_executor(), o);
   (void)bearer(loop, az, w.acr.authority(), "app");  // AAD, the exchange and one token: warm
   w.acr_hang->store(true);   // new connections hang before the TLS handshake
   w.acr.drop_connections();  // and the pooled one is gone
   const int before = w.acr.connections();
-  auto slow = loop.run(az.for_registry(w.acr.authority(), "other", in(400ms)));
+  auto slow = loop.run(az.for_registry(w.acr.authority(), "other", in(800ms)));
   REQUIRE_FALSE(slow.ok());
   CHECK(w.acr.connections() == before + 1);
   auto fast = loop.run(az.for_registry(w.acr.authority(), "third", in(10s)));

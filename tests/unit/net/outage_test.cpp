@@ -147,24 +147,61 @@ TEST_CASE("outage memo: an answer to an attempt that went before the outage heal
 
 TEST_CASE("outage memo: what counts as no answer") {
   OutageMemo m(opts(1));
+  const auto plenty = std::chrono::hours(1);
   const Error timeout = make_error(Errc::timeout, "connecting to a.example:443: deadline exceeded");
-  // Only a wait counts: a timeout sooner than `slow` says more about the caller's deadline (any
-  // client of the webhook may send ?timeout=1s) than about the host, and a failure that came
-  // fast costs the next attempt nothing either.
-  CHECK(m.classify(timeout, 499ms, false) == Outcome::neutral);
-  CHECK(m.classify(timeout, 500ms, false) == Outcome::failed);
-  CHECK(m.classify(refused_connection(), 1ms, false) == Outcome::neutral);
-  CHECK(m.classify(refused_connection(), 600ms, false) == Outcome::failed);
-  CHECK(m.classify(timeout, 600ms, true) == Outcome::neutral);  // cancelled
+  // Only a wait counts, and only when the caller gave the attempt min_budget (3 s): a shorter
+  // deadline (any client of the webhook may send ?timeout=; an address of several gets a share
+  // of the time left) may be what cut it. A failure that came fast costs the next attempt
+  // nothing either.
+  CHECK(m.classify(timeout, 499ms, plenty, false) == Outcome::neutral);
+  CHECK(m.classify(timeout, 500ms, plenty, false) == Outcome::failed);
+  CHECK(m.classify(timeout, 2999ms, 2999ms, false) == Outcome::neutral);
+  CHECK(m.classify(timeout, 3000ms, 3000ms, false) == Outcome::failed);
+  CHECK(m.classify(refused_connection(), 1ms, plenty, false) == Outcome::neutral);
+  CHECK(m.classify(refused_connection(), 600ms, plenty, false) == Outcome::failed);
+  CHECK(m.classify(timeout, 600ms, plenty, true) == Outcome::neutral);  // cancelled
   // Every DNS slot taken is sigil's own state, not the host's.
   const Error busy = with_lookup_failure(make_error(Errc::unavailable, "busy"), "a.example",
                                          HostLookupFailure::Why::busy);
-  CHECK(m.classify(busy, 600ms, false) == Outcome::neutral);
+  CHECK(m.classify(busy, 600ms, plenty, false) == Outcome::neutral);
   const Error no_answer = with_lookup_failure(make_error(Errc::timeout, "no answer"), "a.example",
                                               HostLookupFailure::Why::no_answer);
-  CHECK(m.classify(no_answer, 600ms, false) == Outcome::failed);
-  CHECK(m.classify(make_error(Errc::too_large, "big"), 600ms, false) == Outcome::neutral);
-  CHECK(m.classify(make_error(Errc::invalid_argument, "bad"), 600ms, false) == Outcome::neutral);
+  CHECK(m.classify(no_answer, 600ms, plenty, false) == Outcome::failed);
+  CHECK(m.classify(make_error(Errc::too_large, "big"), 600ms, plenty, false) == Outcome::neutral);
+  CHECK(m.classify(make_error(Errc::invalid_argument, "bad"), 600ms, plenty, false) ==
+        Outcome::neutral);
+}
+
+TEST_CASE("outage memo: a call with little time left never gets the probe") {
+  OutageMemo m(opts(1));
+  const auto t0 = MemoClock::now();
+  CHECK(attempt(m, kA, Outcome::failed, t0));
+  auto short_call = m.before(kA, t0 + 1000ms, 2999ms);
+  REQUIRE_FALSE(short_call.ok());
+  CHECK(origin_down(short_call.error()) != nullptr);
+  CHECK_FALSE(m.probing(kA));
+  auto probe = m.before(kA, t0 + 1000ms, 3000ms);
+  REQUIRE(probe.ok());
+  CHECK(probe->probe);
+}
+
+TEST_CASE("outage memo: a late report of an earlier probe leaves the current one alone") {
+  OutageMemo m(opts(1));
+  const auto t0 = MemoClock::now();
+  auto early = m.before(kA, t0);  // an attempt that went before the outage
+  REQUIRE(early.ok());
+  CHECK(attempt(m, kA, Outcome::failed, t0));
+  auto first = m.before(kA, t0 + 1000ms);
+  REQUIRE(first.ok());
+  REQUIRE(first->probe);
+  m.after(kA, *early, Outcome::reached, nullptr, false, t0 + 1001ms);  // healed by it
+  CHECK(attempt(m, kA, Outcome::failed, t0 + 1002ms));                 // and down again
+  auto second = m.before(kA, t0 + 2002ms);
+  REQUIRE(second.ok());
+  REQUIRE(second->probe);
+  m.after(kA, *first, Outcome::neutral, nullptr, false, t0 + 2003ms);  // the first one, late
+  CHECK(m.probing(kA));  // the second is still the probe: no second probe at once
+  CHECK_FALSE(m.before(kA, t0 + 2004ms).ok());
 }
 
 TEST_CASE("outage memo: old failures start the count over; unasked entries are forgotten") {
@@ -228,6 +265,8 @@ TEST_CASE("outage memo: a pod author's dead hosts cannot push out the operator's
 }
 
 // ---- net::Client against real servers ------------------------------------------------------
+// Margins are wide (a 2-core machine under ASan): failing attempts wait 800 ms against a `slow`
+// of 100 ms, and probes have seconds.
 
 namespace {
 
@@ -236,6 +275,7 @@ ClientOptions fail_fast_options(ClientOptions o = {}) {
   o.fail_fast.backoff = 1000ms;
   o.fail_fast.max_backoff = 1000ms;
   o.fail_fast.slow = 100ms;
+  o.fail_fast.min_budget = 500ms;
   return o;
 }
 
@@ -243,7 +283,7 @@ FakeHttpOptions hanging_tls(const std::shared_ptr<std::atomic<bool>>& hang) {
   FakeHttpOptions o;
   o.tls = true;
   o.hang = hang;
-  o.stall_for = 2000ms;
+  o.stall_for = 3000ms;
   return o;
 }
 
@@ -259,14 +299,14 @@ TEST_CASE("client: a registry that cannot be reached fails at once after two tri
     return loop.run(c.send(get_request(url_of(srv)), in(budget), Limits{}));
   };
   for (int i = 0; i < 2; ++i) {
-    auto r = send(300ms);
+    auto r = send(800ms);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::timeout);
   }
-  CHECK(srv.connections() == 2);
   CHECK(c.outage_stats().down == 1);
+  const int tried = srv.connections();
 
-  // Down: the calls fail at once (a 5 s budget against a host that would hold each 2 s: none
+  // Down: the calls fail at once (a 5 s budget against a host that would hold each 3 s: none
   // reaches it).
   for (int i = 0; i < 5; ++i) {
     auto r = send(5000ms);
@@ -276,7 +316,7 @@ TEST_CASE("client: a registry that cannot be reached fails at once after two tri
     REQUIRE(d != nullptr);
     CHECK(d->origin == srv.origin());
   }
-  CHECK(srv.connections() == 2);
+  CHECK(srv.connections() == tried);
   CHECK(c.outage_stats().refused == 5);
 
   // The host is back; after the backoff one call probes, connects, and all go again.
@@ -296,23 +336,23 @@ TEST_CASE("client: calls that come while the probe is out wait for it, and go wh
                      hanging_tls(hang));
   Loop loop(2);
   ClientOptions o = fail_fast_options(tls_options());
-  o.fail_fast.slow = 500ms;
   o.fail_fast.backoff = 300ms;
   o.fail_fast.max_backoff = 300ms;
+  o.fail_fast.probe_wait = 10000ms;
   Client c(loop.ioc.get_executor(), o);
   for (int i = 0; i < 2; ++i) {
-    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(600ms), Limits{})).ok());
+    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(800ms), Limits{})).ok());
   }
   REQUIRE(c.outage_stats().down == 1);
   hang->store(false);
-  std::this_thread::sleep_for(350ms);
+  std::this_thread::sleep_for(400ms);
   // Four calls at once, as one admission's concurrent reads: one probes, the others wait for
-  // it and go as soon as it connects, well before their deadline (shorter than `slow`, so a
-  // waiter not woken would run out of time); none is refused.
+  // it and go as soon as it connects, well before their deadline (shorter than probe_wait, so
+  // a waiter not woken would run out of time); none is refused.
   std::vector<std::future<Result<Response>>> calls;
   for (int i = 0; i < 4; ++i) {
     calls.push_back(std::async(std::launch::async, [&] {
-      return loop.run(c.send(get_request(url_of(srv)), in(450ms), Limits{}));
+      return loop.run(c.send(get_request(url_of(srv)), in(4000ms), Limits{}));
     }));
   }
   for (auto& f : calls) {
@@ -323,24 +363,49 @@ TEST_CASE("client: calls that come while the probe is out wait for it, and go wh
   CHECK(c.outage_stats().refused == 0);
 }
 
+TEST_CASE("client: a call with less than min_budget left does not get the probe") {
+  auto hang = std::make_shared<std::atomic<bool>>(true);
+  FakeHttpServer srv([](const HttpRequest&) { return HttpReply::text(200, "ok"); },
+                     hanging_tls(hang));
+  Loop loop;
+  ClientOptions o = fail_fast_options(tls_options());
+  o.fail_fast.backoff = 300ms;
+  o.fail_fast.max_backoff = 300ms;
+  Client c(loop.ioc.get_executor(), o);
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(800ms), Limits{})).ok());
+  }
+  REQUIRE(c.outage_stats().down == 1);
+  hang->store(false);
+  std::this_thread::sleep_for(400ms);
+  const int tried = srv.connections();
+  // Due for a probe, but this call could not tell a host that is down from its own deadline.
+  auto short_call = loop.run(c.send(get_request(url_of(srv)), in(200ms), Limits{}));
+  REQUIRE_FALSE(short_call.ok());
+  CHECK(origin_down(short_call.error()) != nullptr);
+  CHECK(srv.connections() == tried);
+  auto probe = loop.run(c.send(get_request(url_of(srv)), in(5000ms), Limits{}));
+  REQUIRE(probe.ok());
+  CHECK(c.outage_stats().down == 0);
+}
+
 TEST_CASE("client: a probe that connects heals the origin, however slow its answer") {
   auto hang = std::make_shared<std::atomic<bool>>(true);
-  FakeHttpOptions so = hanging_tls(hang);
   FakeHttpServer srv(
       [](const HttpRequest&, HttpConn& conn) -> boost::asio::awaitable<bool> {
-        co_await conn.sleep(2000ms);  // a slow path
+        co_await conn.sleep(3000ms);  // a slow path
         co_return co_await conn.reply(HttpReply::text(200, "ok"));
       },
-      so);
+      hanging_tls(hang));
   Loop loop;
   Client c(loop.ioc.get_executor(), fail_fast_options(tls_options()));
   for (int i = 0; i < 2; ++i) {
-    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(300ms), Limits{})).ok());
+    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(800ms), Limits{})).ok());
   }
   REQUIRE(c.outage_stats().down == 1);
   hang->store(false);
   std::this_thread::sleep_for(1100ms);
-  auto probe = loop.run(c.send(get_request(url_of(srv)), in(300ms), Limits{}));
+  auto probe = loop.run(c.send(get_request(url_of(srv)), in(1500ms), Limits{}));
   REQUIRE_FALSE(probe.ok());
   CHECK(probe.error().code == Errc::timeout);  // the answer came too late...
   CHECK(c.outage_stats().down == 0);           // ...but the host was reached
@@ -348,25 +413,31 @@ TEST_CASE("client: a probe that connects heals the origin, however slow its answ
 
 TEST_CASE("client: what comes after connecting never takes an origin down") {
   Loop loop;
-  SECTION("answers, whatever their status") {
-    FakeHttpServer srv([](const HttpRequest&) { return HttpReply::text(500, "broken"); });
-    Client c(loop.ioc.get_executor(), fail_fast_options());
-    for (int i = 0; i < 6; ++i) {
-      auto r = loop.run(c.send(get_request(url_of(srv)), in(2000ms), Limits{}));
-      REQUIRE(r.ok());
-      CHECK(r->status == 500);
-    }
-    CHECK(srv.requests() == 6);
+  SECTION("a 500 between two failures starts the count over") {
+    auto hang = std::make_shared<std::atomic<bool>>(true);
+    FakeHttpServer srv([](const HttpRequest&) { return HttpReply::text(500, "broken"); },
+                       hanging_tls(hang));
+    Client c(loop.ioc.get_executor(), fail_fast_options(tls_options()));
+    auto send = [&] { return loop.run(c.send(get_request(url_of(srv)), in(800ms), Limits{})); };
+    REQUIRE_FALSE(send().ok());  // one failure
+    hang->store(false);
+    auto r = send();
+    REQUIRE(r.ok());
+    CHECK(r->status == 500);  // reached: the count starts over
+    hang->store(true);
+    srv.drop_connections();
+    REQUIRE_FALSE(send().ok());  // one failure again, not two in a row
     CHECK(c.outage_stats().went_down == 0);
+    CHECK(c.outage_stats().down == 0);
   }
   SECTION("an answer that comes after the deadline (a slow path, or a short ?timeout=)") {
     FakeHttpServer srv([](const HttpRequest&, HttpConn& conn) -> boost::asio::awaitable<bool> {
-      co_await conn.sleep(2000ms);
+      co_await conn.sleep(3000ms);
       co_return co_await conn.reply(HttpReply::text(200, "ok"));
     });
     Client c(loop.ioc.get_executor(), fail_fast_options());
     for (int i = 0; i < 4; ++i) {
-      auto r = loop.run(c.send(get_request(url_of(srv)), in(300ms), Limits{}));
+      auto r = loop.run(c.send(get_request(url_of(srv)), in(800ms), Limits{}));
       REQUIRE_FALSE(r.ok());
       CHECK(r.error().code == Errc::timeout);
     }
@@ -375,7 +446,7 @@ TEST_CASE("client: what comes after connecting never takes an origin down") {
   }
 }
 
-TEST_CASE("client: failures that come fast never take an origin down") {
+TEST_CASE("client: failures that come fast, or under a short deadline, never take it down") {
   Loop loop;
   SECTION("a refused connection, retried") {
     uint16_t port;
@@ -394,19 +465,20 @@ TEST_CASE("client: failures that come fast never take an origin down") {
     }
     CHECK(c.outage_stats().went_down == 0);
   }
-  SECTION("a deadline shorter than `slow`, on a host that cannot be reached") {
+  SECTION("a deadline shorter than min_budget, on a host that cannot be reached") {
+    // As a client of the webhook port would send, or a read late in an admission: the host
+    // did not connect within `slow`, but the deadline may be what cut it.
     auto hang = std::make_shared<std::atomic<bool>>(true);
     FakeHttpServer srv([](const HttpRequest&) { return HttpReply::text(200, "ok"); },
                        hanging_tls(hang));
     ClientOptions o = fail_fast_options(tls_options());
-    o.fail_fast.slow = 2000ms;
+    o.fail_fast.min_budget = 2000ms;
     Client c(loop.ioc.get_executor(), o);
     for (int i = 0; i < 4; ++i) {
-      auto r = loop.run(c.send(get_request(url_of(srv)), in(50ms), Limits{}));
+      auto r = loop.run(c.send(get_request(url_of(srv)), in(400ms), Limits{}));
       REQUIRE_FALSE(r.ok());
       CHECK(r.error().code == Errc::timeout);
     }
-    CHECK(srv.connections() == 4);
     CHECK(c.outage_stats().went_down == 0);
   }
 }
@@ -421,21 +493,23 @@ TEST_CASE("client: the operator's listing reaches the memo") {
   Loop loop;
   ClientOptions o = fail_fast_options(tls_options());
   o.fail_fast.max_origins = 1;
-  o.fail_fast.backoff = 5000ms;
-  o.fail_fast.max_backoff = 5000ms;
+  o.fail_fast.backoff = 10000ms;
+  o.fail_fast.max_backoff = 10000ms;
   Client c(loop.ioc.get_executor(), o);
   auto send = [&](const FakeHttpServer& s, bool operator_listed) {
     auto req = get_request(url_of(s));
     req.operator_named = operator_listed;
     req.operator_listed = operator_listed;
-    return loop.run(c.send(req, in(300ms), Limits{}));
+    return loop.run(c.send(req, in(800ms), Limits{}));
   };
   for (int i = 0; i < 2; ++i) REQUIRE_FALSE(send(listed, true).ok());
-  for (int i = 0; i < 3; ++i) REQUIRE_FALSE(send(pod, false).ok());
-  CHECK(pod.connections() == 3);  // never remembered: each one tried
+  for (int i = 0; i < 3; ++i) {
+    auto r = send(pod, false);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::timeout);  // never remembered: each one tried
+  }
   auto r = send(listed, true);
   REQUIRE_FALSE(r.ok());
   CHECK(origin_down(r.error()) != nullptr);
-  CHECK(listed.connections() == 2);
   CHECK(c.outage_stats().down_listed == 1);
 }
