@@ -101,7 +101,9 @@ struct World {
   int n = 0;
   sigil::test::TempDir dir;
   std::string token_file = dir.file("azure-identity-token", "federated-1");
-  FakeHttpServer aad{[this](const HttpRequest& r) { return on_aad(r); }, tls_server()};
+  // While true, new connections to the fake AAD are held without a TLS handshake.
+  std::shared_ptr<std::atomic<bool>> aad_hang = std::make_shared<std::atomic<bool>>(false);
+  FakeHttpServer aad{[this](const HttpRequest& r) { return on_aad(r); }, hanging(aad_hang)};
   FakeHttpServer imds{[this](const HttpRequest& r) { return on_imds(r); }};
   // While true, new connections to the fake ACR are held without a TLS handshake.
   std::shared_ptr<std::atomic<bool>> acr_hang = std::make_shared<std::atomic<bool>>(false);
@@ -384,6 +386,23 @@ TEST_CASE("azure: IMDS 429 and 500 are answered by a retry") {
   CHECK(w.imds.fault_fired());
   CHECK(w.imds.requests() == 2);
   CHECK(v2_get(loop, w, t) == 200);
+}
+
+// AAD is the operator's endpoint, never a pod's choice: its outage memory is kept as the
+// operator's (never pushed out by the ACR names pods choose) and takes reserved DNS slots.
+TEST_CASE("azure: AAD that cannot be reached is remembered as the operator's origin") {
+  World w;
+  Loop loop(2);
+  Options o = w.options(true, false);
+  o.fail_fast.after = 1;
+  o.fail_fast.slow = 100ms;
+  o.fail_fast.min_budget = 300ms;
+  w.aad_hang->store(true);
+  AzureCredentials az(loop.ioc.get_executor(), o);
+  auto r = loop.run(az.for_registry(w.acr.authority(), "app", in(800ms)));
+  REQUIRE_FALSE(r.ok());
+  CHECK(az.outage_stats().down == 1);
+  CHECK(az.outage_stats().down_listed == 1);
 }
 
 // Pods choose ACR names: one that answers the exchange with 401 (a registry of their own, or one

@@ -287,6 +287,14 @@ FakeHttpOptions hanging_tls(const std::shared_ptr<std::atomic<bool>>& hang) {
   return o;
 }
 
+// Two attempts (fail_fast.after) that cannot connect: srv's origin is down.
+void take_down(Loop& loop, Client& c, const FakeHttpServer& srv) {
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(800ms), Limits{})).ok());
+  }
+  REQUIRE(c.outage_stats().down == 1);
+}
+
 }  // namespace
 
 TEST_CASE("client: a registry that cannot be reached fails at once after two tries, then heals") {
@@ -340,10 +348,7 @@ TEST_CASE("client: calls that come while the probe is out wait for it, and go wh
   o.fail_fast.max_backoff = 300ms;
   o.fail_fast.probe_wait = 10000ms;
   Client c(loop.ioc.get_executor(), o);
-  for (int i = 0; i < 2; ++i) {
-    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(800ms), Limits{})).ok());
-  }
-  REQUIRE(c.outage_stats().down == 1);
+  take_down(loop, c, srv);
   hang->store(false);
   std::this_thread::sleep_for(400ms);
   // Four calls at once, as one admission's concurrent reads: one probes, the others wait for
@@ -372,10 +377,7 @@ TEST_CASE("client: a call with less than min_budget left does not get the probe"
   o.fail_fast.backoff = 300ms;
   o.fail_fast.max_backoff = 300ms;
   Client c(loop.ioc.get_executor(), o);
-  for (int i = 0; i < 2; ++i) {
-    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(800ms), Limits{})).ok());
-  }
-  REQUIRE(c.outage_stats().down == 1);
+  take_down(loop, c, srv);
   hang->store(false);
   std::this_thread::sleep_for(400ms);
   const int tried = srv.connections();
@@ -399,10 +401,7 @@ TEST_CASE("client: a probe that connects heals the origin, however slow its answ
       hanging_tls(hang));
   Loop loop;
   Client c(loop.ioc.get_executor(), fail_fast_options(tls_options()));
-  for (int i = 0; i < 2; ++i) {
-    REQUIRE_FALSE(loop.run(c.send(get_request(url_of(srv)), in(800ms), Limits{})).ok());
-  }
-  REQUIRE(c.outage_stats().down == 1);
+  take_down(loop, c, srv);
   hang->store(false);
   std::this_thread::sleep_for(1100ms);
   auto probe = loop.run(c.send(get_request(url_of(srv)), in(1500ms), Limits{}));
