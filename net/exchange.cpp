@@ -1,5 +1,6 @@
 // net/exchange.cpp: one request/answer exchange with its caps, the stale keep-alive retry,
 // the retry loop (backoff, Retry-After) and redirects without credentials.
+#include <optional>
 #include <random>
 
 #include <spdlog/spdlog.h>
@@ -184,9 +185,10 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
   Attempt a;
   // An origin that cannot be reached: fail at once, or wait for its probe, or go as the probe
   // (net/outage.hpp). Only connecting is judged: what comes after depends on the path.
-  const std::string origin = url.origin();
-  OutageSettle settle(shared_from_this(), origin, call.operator_listed);
+  const std::string origin = outages ? url.origin() : std::string();
+  std::optional<OutageSettle> settle;  // only for a client with the memo
   if (outages) {
+    settle.emplace(shared_from_this(), origin, call.operator_listed);
     // While a probe is out, wait for it (a probe that says nothing lets another go: wait again)
     // up to probe_wait.
     const Deadline wait_until =
@@ -204,7 +206,7 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
       a.result = std::move(t).error();
       co_return a;
     }
-    settle.arm(*t);
+    settle->arm(*t);
   }
   for (int i = 0; i < 2; ++i) {
     if (call.cancelled) {
@@ -222,10 +224,10 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
     bool retryable = true;
     auto c = co_await acquire(url, deadline, call, i > 0, reused, retryable);
     if (!c) {
-      if (outages) {
-        settle(outages->classify(c.error(), SteadyClock::now() - start, deadline - start,
-                                 call.cancelled),
-               &c.error());
+      if (settle) {
+        (*settle)(outages->classify(c.error(), SteadyClock::now() - start, deadline - start,
+                                    call.cancelled),
+                  &c.error());
       }
       observe(url, req.method, 0, c.error().code, start, false, call);
       a.result = c.error();
@@ -233,7 +235,7 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
       a.stale = false;
       co_return a;
     }
-    if (!reused && outages) settle(OutageMemo::Outcome::reached, nullptr);
+    if (!reused && settle) (*settle)(OutageMemo::Outcome::reached, nullptr);
     auto conn = std::move(*c);
     requests.fetch_add(1, std::memory_order_relaxed);
     bool keep = false;
@@ -243,7 +245,7 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
     } else {
       a = co_await exchange_on(*conn->plain, *conn, m, url, head, limits, deadline, call, keep);
     }
-    if (a.answered && outages) settle(OutageMemo::Outcome::reached, nullptr);
+    if (a.answered && settle) (*settle)(OutageMemo::Outcome::reached, nullptr);
     observe(url, req.method, a.result ? a.result->status : 0,
             a.result ? Errc::internal : a.result.error().code, start, reused, call);
     if (!a.result && reused && a.stale && !call.cancelled) {

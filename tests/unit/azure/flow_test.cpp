@@ -388,15 +388,26 @@ TEST_CASE("azure: IMDS 429 and 500 are answered by a retry") {
   CHECK(v2_get(loop, w, t) == 200);
 }
 
+namespace {
+
+// registry.failFast for the identity's client, quick enough for a test: down after one attempt
+// that could not connect in 100 ms with 300 ms or more left.
+Options fail_fast_options(World& w) {
+  Options o = w.options(true, false);
+  o.fail_fast.after = 1;
+  o.fail_fast.slow = 100ms;
+  o.fail_fast.min_budget = 300ms;
+  return o;
+}
+
+}  // namespace
+
 // AAD is the operator's endpoint, never a pod's choice: its outage memory is kept as the
 // operator's (never pushed out by the ACR names pods choose) and takes reserved DNS slots.
 TEST_CASE("azure: AAD that cannot be reached is remembered as the operator's origin") {
   World w;
   Loop loop(2);
-  Options o = w.options(true, false);
-  o.fail_fast.after = 1;
-  o.fail_fast.slow = 100ms;
-  o.fail_fast.min_budget = 300ms;
+  Options o = fail_fast_options(w);
   w.aad_hang->store(true);
   AzureCredentials az(loop.ioc.get_executor(), o);
   auto r = loop.run(az.for_registry(w.acr.authority(), "app", in(800ms)));
@@ -436,12 +447,9 @@ TEST_CASE("azure: a 401 from an ACR exchange refetches the AAD token at most eve
 TEST_CASE("azure: an ACR token endpoint that cannot be reached fails at once once known down") {
   World w;
   Loop loop(2);
-  Options o = w.options(true, false);
-  o.fail_fast.after = 1;
+  Options o = fail_fast_options(w);
   o.fail_fast.backoff = 5s;
   o.fail_fast.max_backoff = 5s;
-  o.fail_fast.slow = 100ms;
-  o.fail_fast.min_budget = 300ms;
   AzureCredentials az(loop.ioc.get_executor(), o);
   (void)bearer(loop, az, w.acr.authority(), "app");  // AAD, the exchange and one token: warm
   w.acr_hang->store(true);   // new connections hang before the TLS handshake
