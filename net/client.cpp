@@ -191,6 +191,22 @@ OutageMemo::Stats Client::outage_stats() const {
   return impl_ && impl_->outages ? impl_->outages->stats() : OutageMemo::Stats{};
 }
 
+ConnStats Client::conn_stats() const {
+  ConnStats s;
+  if (!impl_) return s;
+  {
+    std::lock_guard lock(impl_->slots.m);
+    s.open = impl_->slots.shared + impl_->slots.reserved;
+    s.reserved_open = impl_->slots.reserved;
+  }
+  s.max_connections = impl_->opts.max_connections;
+  s.reserved_connections = impl_->opts.reserved_connections;
+  s.waiting = impl_->slot_waiting.load(std::memory_order_relaxed);
+  s.waited = impl_->slot_waited.load(std::memory_order_relaxed);
+  s.timed_out = impl_->slot_timed_out.load(std::memory_order_relaxed);
+  return s;
+}
+
 uint64_t Client::request_count() const {
   return impl_ ? impl_->requests.load() : 0;
 }

@@ -43,6 +43,7 @@
 
 #include "common/deadline.hpp"
 #include "common/result.hpp"
+#include "net/conn_stats.hpp"
 #include "net/outage.hpp"
 #include "net/retry.hpp"
 #include "net/tls.hpp"
@@ -160,6 +161,20 @@ struct ClientOptions {
   // Origins that cannot be reached fail their calls at once for a while (net/outage.hpp). Off
   // unless fail_fast.after > 0: the registry client turns it on.
   FailFastOptions fail_fast;
+  // Connections open at once, each a file descriptor from its socket's creation to its close
+  // (connecting, in use, or idle in the pool): at most `max_connections`, and requests marked
+  // operator_named have `reserved_connections` more of their own. A request not marked
+  // operator_listed has at most `max_connections_per_origin` open to one origin. A request that
+  // needs a new connection past a cap closes idle connections first (of other origins, least
+  // recently parked first), then waits within its deadline for one to close or be parked; a wait
+  // that outlives the deadline fails with timeout and never counts against the origin
+  // (fail_fast). Pod authors name hosts, and a host can hold each connection sigil opens to it
+  // until the deadline: without the caps, admissions that name hosts that hang could take every
+  // descriptor, and with them the webhook's listener (accept fails with EMFILE). 0: no cap (the
+  // default; the registry and Azure clients set them).
+  size_t max_connections = 0;
+  size_t reserved_connections = 0;
+  size_t max_connections_per_origin = 0;
 };
 
 class Client;
@@ -237,6 +252,7 @@ class Client {
   uint64_t connection_count() const;       // connections opened so far
   DnsStats dns_stats() const;              // thread-safe
   OutageMemo::Stats outage_stats() const;  // thread-safe
+  ConnStats conn_stats() const;            // thread-safe
 
   struct PoolStats {
     size_t idle = 0;  // connections resting in the pool now

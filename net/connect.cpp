@@ -90,8 +90,10 @@ void Client::Impl::park(std::shared_ptr<Conn> c) {
   }
   c->idle_since = SteadyClock::now();
   if (c->armed) ++idle_armed;
+  const std::string& origin = c->origin;
   it->second.push_back(std::move(c));
   ++idle_total;
+  if (slot_waiting.load(std::memory_order_relaxed) > 0) wake_slot_waiters(origin);
 }
 
 void Client::Impl::observe(const Url& url, Method method, unsigned status, Errc error,
@@ -158,7 +160,8 @@ awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::endpoints(const Url&
 }
 
 awaitable<Result<std::shared_ptr<Conn>>> Client::Impl::connect(const Url& url, Deadline deadline,
-                                                               CallState& call, bool& retryable) {
+                                                               CallState& call, bool& retryable,
+                                                               SlotHold slot) {
   retryable = true;
   const std::string where = url.authority();
   bool lookup_retryable = false;
@@ -168,6 +171,7 @@ awaitable<Result<std::shared_ptr<Conn>>> Client::Impl::connect(const Url& url, D
     co_return eps.error();
   }
   auto conn = std::make_shared<Conn>();
+  conn->slot = std::move(slot);
   conn->origin = url.origin();
   if (url.scheme == "https") {
     conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(strand, *ctx);
@@ -238,11 +242,161 @@ awaitable<Result<std::shared_ptr<Conn>>> Client::Impl::connect(const Url& url, D
   co_return conn;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The connection caps
+
+void detail::SlotHold::release() noexcept {
+  if (!held_) return;
+  held_ = false;
+  try {
+    if (auto owner = owner_.lock()) owner->release_slot(origin_, reserved_);
+  } catch (...) {  // NOLINT(bugprone-empty-catch): runs in destructors; a count is all it loses
+  }
+}
+
+Client::Impl::SlotTaken Client::Impl::take_slot(const std::string& origin, const CallState& call) {
+  std::lock_guard lock(slots.m);
+  const auto it = slots.per_origin.find(origin);
+  const size_t here = it == slots.per_origin.end() ? 0 : it->second;
+  if (opts.max_connections_per_origin > 0 && !call.operator_listed &&
+      here >= opts.max_connections_per_origin) {
+    return SlotTaken::origin_full;
+  }
+  SlotTaken taken = SlotTaken::shared;
+  if (opts.max_connections == 0 || slots.shared < opts.max_connections) {
+    ++slots.shared;
+  } else if (call.operator_named && slots.reserved < opts.reserved_connections) {
+    ++slots.reserved;
+    taken = SlotTaken::reserved;
+  } else {
+    return SlotTaken::total_full;
+  }
+  ++slots.per_origin[origin];
+  return taken;
+}
+
+void Client::Impl::release_slot(const std::string& origin, bool reserved) {
+  {
+    std::lock_guard lock(slots.m);
+    size_t& n = reserved ? slots.reserved : slots.shared;
+    if (n > 0) --n;
+    auto it = slots.per_origin.find(origin);
+    if (it != slots.per_origin.end() && --it->second == 0) slots.per_origin.erase(it);
+  }
+  const bool capped = opts.max_connections > 0 || opts.max_connections_per_origin > 0;
+  if (!capped) return;
+  // To the strand, always: a call may be between finding no slot and starting to wait, and it
+  // starts waiting before this can run.
+  asio::post(strand, [w = weak_from_this(), origin] {
+    if (auto self = w.lock()) self->wake_slot_waiters(origin);
+  });
+}
+
+void Client::Impl::wake_slot_waiters(const std::string& origin) {
+  for (const std::string& key : {origin, std::string()}) {
+    auto it = slot_waiters.find(key);
+    if (it == slot_waiters.end()) continue;
+    auto waiters = std::move(it->second);
+    slot_waiters.erase(it);
+    for (auto& w : waiters) {
+      if (auto t = w.lock()) t->cancel();
+    }
+  }
+}
+
+bool Client::Impl::drop_oldest_idle(const std::string& origin, bool only_origin, bool shared_only) {
+  auto oldest = idle.end();
+  size_t oldest_i = 0;
+  for (auto it = idle.begin(); it != idle.end(); ++it) {
+    if (only_origin && it->first != origin) continue;
+    // Each vector is in the order its connections were parked: the first that may go.
+    const auto& v = it->second;
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (shared_only && v[i]->slot.reserved()) continue;
+      if (oldest == idle.end() || v[i]->idle_since < oldest->second[oldest_i]->idle_since) {
+        oldest = it;
+        oldest_i = i;
+      }
+      break;
+    }
+  }
+  if (oldest == idle.end()) return false;
+  drop_idle(oldest->second, oldest_i);
+  if (oldest->second.empty()) idle.erase(oldest);
+  return true;
+}
+
+awaitable<Result<SlotHold>> Client::Impl::slot_for(const Url& url, Deadline deadline,
+                                                   CallState& call, bool fresh,
+                                                   std::shared_ptr<Conn>& idle_found) {
+  const std::string origin = url.origin();
+  struct Waiting {
+    std::atomic<size_t>* gauge = nullptr;
+    ~Waiting() {
+      if (gauge != nullptr) --*gauge;
+    }
+  } waiting;
+  for (;;) {
+    SlotTaken t = take_slot(origin, call);
+    // Past a cap, idle connections that hold a slot go first: another origin's for the total,
+    // this origin's own for its cap (only a fresh call, which may not reuse them, finds any).
+    const bool shared_only = !call.operator_named;
+    while ((t == SlotTaken::total_full && drop_oldest_idle(origin, false, shared_only)) ||
+           (t == SlotTaken::origin_full && drop_oldest_idle(origin, true, false))) {
+      t = take_slot(origin, call);
+    }
+    if (t == SlotTaken::shared || t == SlotTaken::reserved) {
+      co_return SlotHold(weak_from_this(), origin, t == SlotTaken::reserved);
+    }
+    if (waiting.gauge == nullptr) {
+      waiting.gauge = &slot_waiting;
+      ++slot_waiting;
+      slot_waited.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("net: {} waits for a connection ({})", url.authority(),
+                    t == SlotTaken::origin_full ? "the cap of connections to one host"
+                                                : "the cap of connections in all");
+    }
+    if (call.cancelled) {
+      slot_timed_out.fetch_add(1, std::memory_order_relaxed);
+      co_return cancelled_error("waiting for a connection to " + url.authority());
+    }
+    if (SteadyClock::now() >= deadline) {
+      slot_timed_out.fetch_add(1, std::memory_order_relaxed);
+      std::string why;
+      if (t == SlotTaken::origin_full) {
+        why = std::to_string(opts.max_connections_per_origin) +
+              " connections are open to it, the most sigil opens to a host the operator did not "
+              "list";
+      } else {
+        why = std::to_string(opts.max_connections) +
+              " connections are open, the most sigil opens in all";
+      }
+      co_return make_error(Errc::timeout,
+                           "no connection to " + url.authority() + " within the deadline: " + why);
+    }
+    auto timer = std::make_shared<asio::steady_timer>(strand);
+    timer->expires_at(deadline);
+    slot_waiters[t == SlotTaken::origin_full ? origin : std::string()].push_back(timer);
+    call.sleeping = timer;
+    co_await timer->async_wait(use_tuple);
+    call.sleeping.reset();
+    if (!fresh && !call.cancelled) {
+      if (auto c = take_idle(origin)) {  // parked while this call waited
+        idle_found = std::move(c);
+        co_return SlotHold();
+      }
+    }
+  }
+}
+
 awaitable<Result<std::shared_ptr<Conn>>> Client::Impl::acquire(const Url& url, Deadline deadline,
                                                                CallState& call, bool fresh,
-                                                               bool& reused, bool& retryable) {
+                                                               bool& reused, bool& retryable,
+                                                               SteadyClock::time_point& dialed,
+                                                               bool& queued) {
   reused = false;
   retryable = true;
+  queued = false;
   if (!fresh) {
     if (auto c = take_idle(url.origin())) {
       reused = true;
@@ -250,7 +404,20 @@ awaitable<Result<std::shared_ptr<Conn>>> Client::Impl::acquire(const Url& url, D
       co_return c;
     }
   }
-  co_return co_await connect(url, deadline, call, retryable);
+  std::shared_ptr<Conn> parked;
+  auto slot = co_await slot_for(url, deadline, call, fresh, parked);
+  if (!slot) {
+    queued = true;
+    retryable = false;
+    co_return slot.error();
+  }
+  if (parked) {
+    reused = true;
+    call.active = parked;
+    co_return parked;
+  }
+  dialed = SteadyClock::now();
+  co_return co_await connect(url, deadline, call, retryable, std::move(*slot));
 }
 
 }  // namespace sigil::net

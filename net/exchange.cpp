@@ -222,11 +222,16 @@ awaitable<Attempt> Client::Impl::round_trip(const Request& req, const Url& url, 
     const auto start = SteadyClock::now();
     bool reused = false;
     bool retryable = true;
-    auto c = co_await acquire(url, deadline, call, i > 0, reused, retryable);
+    SteadyClock::time_point dialed = start;
+    bool queued = false;
+    auto c = co_await acquire(url, deadline, call, i > 0, reused, retryable, dialed, queued);
     if (!c) {
+      // Judged from when connecting began: a wait for a slot (the connection caps) says
+      // nothing about the origin.
       if (settle) {
-        (*settle)(outages->classify(c.error(), SteadyClock::now() - start, deadline - start,
-                                    call.cancelled),
+        (*settle)(queued ? OutageMemo::Outcome::neutral
+                         : outages->classify(c.error(), SteadyClock::now() - dialed,
+                                             deadline - dialed, call.cancelled),
                   &c.error());
       }
       observe(url, req.method, 0, c.error().code, start, false, call);

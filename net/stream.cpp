@@ -153,7 +153,10 @@ awaitable<Result<std::unique_ptr<ResponseStream>>> Client::open(Request request,
       const auto start = SteadyClock::now();
       bool reused = false;
       bool retryable = true;
-      auto c = co_await impl->acquire(url, deadline, call, i > 0, reused, retryable);
+      SteadyClock::time_point dialed{};
+      bool queued = false;
+      auto c =
+          co_await impl->acquire(url, deadline, call, i > 0, reused, retryable, dialed, queued);
       if (!c) {
         impl->observe(url, request.method, 0, c.error().code, start, false, call);
         co_return c.error();

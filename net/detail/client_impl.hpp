@@ -13,8 +13,11 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -70,7 +73,44 @@ bool closed_by_peer(const boost::system::error_code& ec);
 // ---------------------------------------------------------------------------------------------
 // Connections (touched only on the client's strand)
 
+// One slot of the client's connection caps (ClientOptions::max_connections), held from before
+// the socket is made to the end of its Conn, which may end on any thread (a ResponseStream's).
+// Releasing it wakes the calls waiting for one (Client::Impl::release_slot).
+class SlotHold {
+ public:
+  SlotHold() = default;
+  SlotHold(std::weak_ptr<Client::Impl> owner, std::string origin, bool reserved)
+      : owner_(std::move(owner)), origin_(std::move(origin)), reserved_(reserved), held_(true) {}
+  SlotHold(SlotHold&& o) noexcept
+      : owner_(std::move(o.owner_)),
+        origin_(std::move(o.origin_)),
+        reserved_(o.reserved_),
+        held_(std::exchange(o.held_, false)) {}
+  SlotHold& operator=(SlotHold&& o) noexcept {
+    if (this != &o) {
+      release();
+      owner_ = std::move(o.owner_);
+      origin_ = std::move(o.origin_);
+      reserved_ = o.reserved_;
+      held_ = std::exchange(o.held_, false);
+    }
+    return *this;
+  }
+  SlotHold(const SlotHold&) = delete;
+  SlotHold& operator=(const SlotHold&) = delete;
+  ~SlotHold() { release(); }
+  void release() noexcept;  // net/connect.cpp
+  bool reserved() const noexcept { return held_ && reserved_; }
+
+ private:
+  std::weak_ptr<Client::Impl> owner_;
+  std::string origin_;
+  bool reserved_ = false;
+  bool held_ = false;
+};
+
 struct Conn {
+  SlotHold slot;  // first: members end in reverse order, so it is released after the socket
   std::unique_ptr<beast::tcp_stream> plain;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
   beast::flat_buffer buffer;
@@ -147,6 +187,7 @@ using detail::is_redirect;
 using detail::kBufferSlack;
 using detail::kReadChunk;
 using detail::Lookup;
+using detail::SlotHold;
 using detail::timeout_error;
 using detail::use_tuple;
 using detail::verb_of;
@@ -170,6 +211,19 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   // Calls waiting for an origin's probe (OutageMemo::probing), woken when it settles.
   std::map<std::string, std::vector<std::weak_ptr<asio::steady_timer>>> probe_waiters;
   std::unique_ptr<detail::Resolver> resolver;  // host names (c-ares); IP literals need none
+
+  // Open connections by slot (ClientOptions::max_connections): any thread releases.
+  struct Slots {
+    std::mutex m;
+    size_t shared = 0;
+    size_t reserved = 0;
+    std::unordered_map<std::string, size_t> per_origin;  // origins with a connection open
+  } slots;
+  std::atomic<size_t> slot_waiting{0};
+  std::atomic<uint64_t> slot_waited{0};
+  std::atomic<uint64_t> slot_timed_out{0};
+  // Strand only: calls waiting for a slot, by the origin whose cap they met ("": the total).
+  std::map<std::string, std::vector<std::weak_ptr<asio::steady_timer>>> slot_waiters;
 
   // ---- the pool (net/connect.cpp) ----
 
@@ -195,12 +249,29 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   // A new connection to url's origin, TLS handshake done for https. `retryable` is false
   // when another attempt cannot help (the certificate was refused, the deadline passed).
   awaitable<Result<std::shared_ptr<Conn>>> connect(const Url& url, Deadline deadline,
-                                                   CallState& call, bool& retryable);
+                                                   CallState& call, bool& retryable, SlotHold slot);
 
-  // A connection to url's origin: an idle one when there is one, else a new one.
+  // A connection to url's origin: an idle one when there is one (unless `fresh`), else a new
+  // one within the connection caps, waiting for a slot if need be. `dialed`: when connecting
+  // began (after any wait); `queued`: the call failed waiting for a slot, not connecting.
   awaitable<Result<std::shared_ptr<Conn>>> acquire(const Url& url, Deadline deadline,
                                                    CallState& call, bool fresh, bool& reused,
-                                                   bool& retryable);
+                                                   bool& retryable, SteadyClock::time_point& dialed,
+                                                   bool& queued);
+
+  // ---- the connection caps (net/connect.cpp) ----
+
+  enum class SlotTaken { shared, reserved, origin_full, total_full };
+  SlotTaken take_slot(const std::string& origin, const CallState& call);
+  // From SlotHold, on any thread.
+  void release_slot(const std::string& origin, bool reserved);
+  void wake_slot_waiters(const std::string& origin);
+  // Closes the idle connection parked longest ago: of `origin` only if only_origin, and only one
+  // in a shared slot if shared_only (a reserved slot is no use to a call without the mark).
+  bool drop_oldest_idle(const std::string& origin, bool only_origin, bool shared_only);
+  // A slot for a new connection to origin, waiting for one within the deadline.
+  awaitable<Result<SlotHold>> slot_for(const Url& url, Deadline deadline, CallState& call,
+                                       bool fresh, std::shared_ptr<Conn>& idle_found);
 
   // ---- one exchange, retries, redirects (net/exchange.cpp) ----
 
