@@ -105,6 +105,10 @@ Status attach_azure(registry::ClientOptions& o, const RegistrySettings& r,
       auto a = weak.lock();
       return a ? a->outage_stats() : net::OutageMemo::Stats{};
     });
+    metrics->add_conn_stats([weak = std::weak_ptr(az)] {
+      auto a = weak.lock();
+      return a ? a->conn_stats() : net::ConnStats{};
+    });
   }
   keys = vault_key_resolver(az, r.azure);
   o.identity = std::make_shared<AzureIdentity>(std::move(az));

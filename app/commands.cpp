@@ -66,6 +66,9 @@ Result<registry::ClientOptions> detail::registry_options(const RegistrySettings&
   o.fail_fast.after = static_cast<int>(r.fail_fast.after);
   o.fail_fast.backoff = r.fail_fast.backoff;
   o.fail_fast.max_backoff = r.fail_fast.max_backoff;
+  o.max_connections = r.connections.max;
+  o.reserved_connections = r.connections.reserved;
+  o.max_connections_per_host = r.connections.per_host;
   if (!r.config_file.empty()) {
     auto text = read_file(r.config_file, 1u << 20);
     if (!text.ok())

@@ -288,9 +288,10 @@ Status load_config_file(const std::string& path, Settings& s) {
     s.registry.azure = std::move(*parsed);
   }
   if (const YAML::Node reg = root["registry"]) {
-    st = check_section(reg, "registry",
-                       {"config", "ca", "insecure", "revealPrivateDetails", "dns", "failFast"},
-                       path);
+    st = check_section(
+        reg, "registry",
+        {"config", "ca", "insecure", "revealPrivateDetails", "dns", "failFast", "connections"},
+        path);
     if (!st.ok()) return st;
     if (!(st = get(reg, "config", s.registry.config_file, path)).ok()) return st;
     if (!(st = get(reg, "ca", s.registry.ca_file, path)).ok()) return st;
@@ -340,6 +341,22 @@ Status load_config_file(const std::string& path, Settings& s) {
       if (f.max_backoff < f.backoff || f.max_backoff > std::chrono::minutes(30)) {
         return fail("maxBackoff\" must be at least backoff and at most 30m");
       }
+    }
+    if (const YAML::Node cn = reg["connections"]) {
+      st = check_section(cn, "registry.connections", {"max", "reserved", "perHost"}, path);
+      if (!st.ok()) return st;
+      auto& c = s.registry.connections;
+      if (!(st = get_count(cn, "max", c.max, path, "registry.connections.")).ok() ||
+          !(st = get_count(cn, "reserved", c.reserved, path, "registry.connections.")).ok() ||
+          !(st = get_count(cn, "perHost", c.per_host, path, "registry.connections.")).ok()) {
+        return st;
+      }
+      auto fail = [&](const std::string& why) {
+        return make_error(Errc::invalid_argument, path + ": setting \"registry.connections." + why);
+      };
+      if (c.max < 16 || c.max > 65536) return fail("max\" must be from 16 to 65536");
+      if (c.reserved < 1 || c.reserved > 65536) return fail("reserved\" must be from 1 to 65536");
+      if (c.per_host < 1 || c.per_host > c.max) return fail("perHost\" must be from 1 to max");
     }
   }
   if (const YAML::Node cache = root["cache"]) {

@@ -34,6 +34,15 @@ struct FailFastSettings {
   std::chrono::milliseconds max_backoff{30000};  // maxBackoff: doubled while down, up to this
 };
 
+// registry.connections: the connections sigil keeps open to registries at once
+// (net::ClientOptions' max_connections fields), so that hosts that hang cannot take every file
+// descriptor.
+struct ConnectionSettings {
+  size_t max = 512;       // max: open in all, to hosts pods chose (and the operator's)
+  size_t reserved = 128;  // reserved: more, for the operator's registries only
+  size_t per_host = 64;   // perHost: open to one host the operator did not list
+};
+
 struct RegistrySettings {
   std::string config_file;                  // docker config.json with credentials
   std::string ca_file;                      // extra CA bundle for private registries
@@ -46,6 +55,7 @@ struct RegistrySettings {
   azure::AzureSettings azure;
   DnsSettings dns;
   FailFastSettings fail_fast;
+  ConnectionSettings connections;
 };
 
 // serve --kube: policies, trust roots and Secrets from the Kubernetes API.

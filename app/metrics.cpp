@@ -146,6 +146,7 @@ struct Metrics::Impl {
   std::function<kube::EventRecorderStats()> event_stats;
   std::function<net::DnsStats()> dns_stats;
   std::vector<std::function<net::OutageMemo::Stats()>> outage_stats;
+  std::vector<std::function<net::ConnStats()>> conn_stats;
 
   Impl() {
     const char* routes[] = {"validate", "mutate"};
@@ -177,6 +178,7 @@ struct Metrics::Impl {
     std::function<kube::EventRecorderStats()> es;
     std::function<net::DnsStats()> ds;
     std::vector<std::function<net::OutageMemo::Stats()>> os;
+    std::vector<std::function<net::ConnStats()>> cs;
     {
       std::lock_guard lock(mu);
       e = engine;
@@ -184,6 +186,53 @@ struct Metrics::Impl {
       es = event_stats;
       ds = dns_stats;
       os = outage_stats;
+      cs = conn_stats;
+    }
+    if (!cs.empty()) {
+      net::ConnStats c;  // the registry client's and the Azure identity's, summed
+      for (const auto& source : cs) {
+        const net::ConnStats one = source();
+        c.open += one.open;
+        c.reserved_open += one.reserved_open;
+        c.max_connections += one.max_connections;
+        c.reserved_connections += one.reserved_connections;
+        c.waiting += one.waiting;
+        c.waited += one.waited;
+        c.timed_out += one.timed_out;
+      }
+      auto open = family("sigil_registry_connections_open",
+                         "Connections open to registries, their token services and blob storage "
+                         "and the Azure identity's endpoints (connecting, in use or idle), by "
+                         "slots: shared, or reserved for the hosts the operator configured",
+                         prom::MetricType::Gauge);
+      add_value(open, static_cast<double>(c.open - std::min(c.open, c.reserved_open)),
+                {{"slots", "shared"}});
+      add_value(open, static_cast<double>(c.reserved_open), {{"slots", "reserved"}});
+      auto slots = family("sigil_registry_connection_slots",
+                          "Connections allowed open at once (registry.connections max and "
+                          "reserved, and the Azure identity's)",
+                          prom::MetricType::Gauge);
+      add_value(slots, static_cast<double>(c.max_connections), {{"slots", "shared"}});
+      add_value(slots, static_cast<double>(c.reserved_connections), {{"slots", "reserved"}});
+      auto waiters = family("sigil_registry_connection_waiters",
+                            "Requests waiting for a connection now, because a cap was reached "
+                            "(registry.connections)",
+                            prom::MetricType::Gauge);
+      add_value(waiters, static_cast<double>(c.waiting));
+      auto waits = family("sigil_registry_connection_waits_total",
+                          "Requests that had to wait for a connection (registry.connections)",
+                          prom::MetricType::Counter);
+      add_value(waits, static_cast<double>(c.waited));
+      auto timeouts = family("sigil_registry_connection_wait_timeouts_total",
+                             "Requests whose deadline passed while they waited for a connection "
+                             "(registry.connections): the registry call failed",
+                             prom::MetricType::Counter);
+      add_value(timeouts, static_cast<double>(c.timed_out));
+      out.push_back(std::move(open));
+      out.push_back(std::move(slots));
+      out.push_back(std::move(waiters));
+      out.push_back(std::move(waits));
+      out.push_back(std::move(timeouts));
     }
     if (!os.empty()) {
       net::OutageMemo::Stats o;  // the registry client's and the Azure identity's, summed
@@ -453,6 +502,11 @@ void Metrics::set_dns_stats(std::function<net::DnsStats()> stats) {
 void Metrics::add_outage_stats(std::function<net::OutageMemo::Stats()> stats) {
   std::lock_guard lock(impl_->mu);
   impl_->outage_stats.push_back(std::move(stats));
+}
+
+void Metrics::add_conn_stats(std::function<net::ConnStats()> stats) {
+  std::lock_guard lock(impl_->mu);
+  impl_->conn_stats.push_back(std::move(stats));
 }
 
 std::string Metrics::scrape() const {

@@ -79,6 +79,12 @@ class Metrics {
   // sigil_registry_hosts_down{owner}, sigil_registry_fail_fast_total and
   // sigil_registry_went_down_total.
   void add_outage_stats(std::function<net::OutageMemo::Stats()> stats);
+  // A client's open connections (registry::HttpClient::conn_stats,
+  // azure::AzureCredentials::conn_stats), summed over every source added:
+  // sigil_registry_connections_open{slots}, sigil_registry_connection_slots{slots},
+  // sigil_registry_connection_waiters, sigil_registry_connection_waits_total and
+  // sigil_registry_connection_wait_timeouts_total.
+  void add_conn_stats(std::function<net::ConnStats()> stats);
 
   // The exposition, Prometheus text format 0.0.4.
   std::string scrape() const;

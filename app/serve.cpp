@@ -60,13 +60,14 @@ uint64_t raise_fd_limit() {
   return lim.rlim_cur == RLIM_INFINITY ? 0 : static_cast<uint64_t>(lim.rlim_cur);
 }
 
-// Inbound connections the descriptors can hold beside the outbound pool (net::ClientOptions:
-// 1024 idle) and files: the configured cap, or, when the limit is lower than all of them
-// together, half of what is left after 64 (at least 16). Past the limit accept() fails with
-// EMFILE, and then no connection is evicted to make room: a flood of idle connections would
-// shut the API server out below the cap that evicts them.
-size_t inbound_connections(size_t configured, uint64_t fd_limit) {
-  constexpr uint64_t kOutbound = 1024 + 256;
+// Inbound connections the descriptors can hold beside the outbound ones and files: the
+// configured cap, or, when the limit is lower than all of them together, half of what is left
+// after 64 (at least 16). Outbound: the registry client's caps (registry.connections, max and
+// reserved), the Azure identity's (256 + 64) and 256 for the Kubernetes client and files. Past
+// the limit accept() fails with EMFILE, and then no connection is evicted to make room: a flood
+// of idle connections would shut the API server out below the cap that evicts them.
+size_t inbound_connections(size_t configured, uint64_t fd_limit, uint64_t registry_outbound) {
+  const uint64_t kOutbound = registry_outbound + 256 + 64 + 256;
   if (fd_limit == 0 || fd_limit >= configured + kOutbound) return configured;
   const uint64_t half = fd_limit > 64 ? (fd_limit - 64) / 2 : 0;
   return static_cast<size_t>(std::min<uint64_t>(configured, std::max<uint64_t>(16, half)));
@@ -264,7 +265,9 @@ int detail::run_serve(Settings s) {
   sopts.max_body = s.server.max_body;
   sopts.body_budget = s.server.body_budget;
   const uint64_t fd_limit = raise_fd_limit();
-  sopts.max_connections = inbound_connections(s.server.max_connections, fd_limit);
+  sopts.max_connections =
+      inbound_connections(s.server.max_connections, fd_limit,
+                          s.registry.connections.max + s.registry.connections.reserved);
   if (sopts.max_connections < s.server.max_connections) {
     spdlog::warn(
         "server.maxConnections lowered from {} to {}: the file descriptor limit is {}, too few "
@@ -319,6 +322,7 @@ int detail::run_serve(Settings s) {
     if (events) metrics.set_event_stats([&events] { return events->stats(); });
     metrics.set_dns_stats([&client] { return client.dns_stats(); });
     metrics.add_outage_stats([&client] { return client.outage_stats(); });
+    metrics.add_conn_stats([&client] { return client.conn_stats(); });
     metrics.set_policy_state([&store, &cluster] {
       PolicyState ps;
       ps.source = cluster ? "kube" : "files";

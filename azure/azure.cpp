@@ -65,6 +65,11 @@ net::ClientOptions AzureCredentials::Impl::client_options(const Options& o) {
   c.tls = o.tls;
   c.user_agent = "sigil/0.1 azure";
   c.fail_fast = o.fail_fast;
+  // ACR token exchanges go to registries pods name (`*.azurecr.io`); AAD, IMDS and Key Vault
+  // are the operator's (operator_named) and keep slots of their own.
+  c.max_connections = 256;
+  c.reserved_connections = 64;
+  c.max_connections_per_origin = 32;
   return c;
 }
 
@@ -307,6 +312,10 @@ asio::awaitable<Result<AzureCredentials::HttpAnswer>> AzureCredentials::get_with
   a.status = r->status;
   a.body = std::move(r->body);
   co_return a;
+}
+
+net::ConnStats AzureCredentials::conn_stats() const {
+  return impl_->client.conn_stats();
 }
 
 net::OutageMemo::Stats AzureCredentials::outage_stats() const {

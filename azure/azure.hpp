@@ -55,6 +55,7 @@
 #include "common/clock.hpp"
 #include "common/deadline.hpp"
 #include "common/result.hpp"
+#include "net/conn_stats.hpp"
 #include "net/outage.hpp"
 #include "net/retry.hpp"
 #include "net/tls.hpp"
@@ -190,6 +191,8 @@ class AzureCredentials final : public CredentialSource {
   Stats stats() const;
   // Origins its client could not reach (net::Client::outage_stats), for metrics; thread-safe.
   net::OutageMemo::Stats outage_stats() const;
+  // Its client's connections (net::Client::conn_stats), for metrics; thread-safe.
+  net::ConnStats conn_stats() const;
   const Options& options() const;
 
   struct Impl;

@@ -73,6 +73,9 @@ Status HttpClient::Impl::setup(const boost::asio::any_io_executor& executor) {
   no.dns_attempts = opts.dns_attempts;
   no.dns_servers = opts.dns_servers;
   no.fail_fast = opts.fail_fast;
+  no.max_connections = opts.max_connections;
+  no.reserved_connections = opts.reserved_connections;
+  no.max_connections_per_origin = opts.max_connections_per_host;
   http = std::make_unique<net::Client>(executor, std::move(no));
   if (auto st = http->init_status(); !st) {
     return make_error(st.error().code, "registry TLS setup: " + st.error().message);
@@ -254,6 +257,10 @@ Status HttpClient::init_status() const {
 
 net::DnsStats HttpClient::dns_stats() const {
   return impl_ && impl_->http ? impl_->http->dns_stats() : net::DnsStats{};
+}
+
+net::ConnStats HttpClient::conn_stats() const {
+  return impl_ && impl_->http ? impl_->http->conn_stats() : net::ConnStats{};
 }
 
 net::OutageMemo::Stats HttpClient::outage_stats() const {

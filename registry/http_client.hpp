@@ -89,6 +89,13 @@ struct ClientOptions {
   // admissions get their answer (a denial, or a last-known-good verdict) at once instead of at
   // the webhook deadline. after = 0: off.
   net::FailFastOptions fail_fast{.after = 2};
+  // Connections open at once (net::ClientOptions::max_connections): in all, more for the
+  // registries configured here (as reserved_dns_lookups), and to one host none of them names.
+  // A registry that holds every connection until the deadline then costs its own admissions
+  // a wait, and nobody else a file descriptor.
+  size_t max_connections = 512;
+  size_t reserved_connections = 128;
+  size_t max_connections_per_host = 64;
 };
 
 class HttpClient final : public Client {
@@ -128,6 +135,8 @@ class HttpClient final : public Client {
   net::DnsStats dns_stats() const;
   // Origins that cannot be reached (net::Client::outage_stats), for metrics; thread-safe.
   net::OutageMemo::Stats outage_stats() const;
+  // Its connections (net::Client::conn_stats), for metrics; thread-safe.
+  net::ConnStats conn_stats() const;
 
   // More registries the operator named (in oci::canonical_registry's spelling): those that
   // cluster-wide policies' globs name literally. Their requests get what ClientOptions gives

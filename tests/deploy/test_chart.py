@@ -661,7 +661,8 @@ class ValueSets(unittest.TestCase):
                 "config": {"threads": 4, "logLevel": "debug", "noMatchPolicy": "warn", "timeout": "8s",
                            "registry": {"configSecret": "acr-pull", "caConfigMap": "corp-ca", "insecure": ["127.0.0.1:5000"],
                                         "dns": {"maxLookups": 96, "reservedLookups": 32, "timeout": "500ms", "attempts": 3},
-                                        "failFast": {"after": 3, "backoff": "1s", "maxBackoff": "1m"}},
+                                        "failFast": {"after": 3, "backoff": "1s", "maxBackoff": "1m"},
+                                        "connections": {"max": 256, "reserved": 64, "perHost": 16}},
                            "trustedRoot": {"json": "{\"mediaType\": \"application/vnd.dev.sigstore.trustedroot+json;version=0.1\"}"}},
                 "webhook": {"matchConditions": [{"name": "not-dry-run", "expression": "!request.dryRun"}],
                             "annotations": {"example.com/owner": "platform"}, "disableAKSAdmissionsEnforcer": False},
@@ -685,7 +686,8 @@ class ValueSets(unittest.TestCase):
                                            "insecure": ["127.0.0.1:5000"],
                                            "dns": {"maxLookups": 96, "reservedLookups": 32, "timeout": "500ms",
                                                    "attempts": 3},
-                                           "failFast": {"after": 3, "backoff": "1s", "maxBackoff": "1m"}})
+                                           "failFast": {"after": 3, "backoff": "1s", "maxBackoff": "1m"},
+                                           "connections": {"max": 256, "reserved": 64, "perHost": 16}})
         # Every file the config names is mounted.
         mounts = [m["mountPath"] for m in c["volumeMounts"]]
         for p in (cfg["registry"]["config"], cfg["registry"]["ca"], cfg["trustedRoot"]):

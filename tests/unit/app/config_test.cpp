@@ -196,6 +196,43 @@ TEST_CASE("config: registry.dns bounds the lookups of registry names, and reache
   }
 }
 
+TEST_CASE("config: registry.connections reaches the registry client; bad values are refused") {
+  sigil::app::Settings d;
+  REQUIRE(load("registry: {insecure: []}\n", d).ok());
+  auto od = sigil::app::detail::registry_options(d.registry);
+  REQUIRE(od.ok());
+  CHECK(od->max_connections == 512);  // capped by default
+  CHECK(od->reserved_connections == 128);
+  CHECK(od->max_connections_per_host == 64);
+
+  sigil::app::Settings s;
+  auto st = load("registry:\n  connections: {max: 100, reserved: 20, perHost: 10}\n", s);
+  INFO((st.ok() ? std::string() : st.error().message));
+  REQUIRE(st.ok());
+  auto o = sigil::app::detail::registry_options(s.registry);
+  REQUIRE(o.ok());
+  CHECK(o->max_connections == 100);
+  CHECK(o->reserved_connections == 20);
+  CHECK(o->max_connections_per_host == 10);
+
+  const std::pair<const char*, const char*> bad[] = {
+      {"max: 15", "\"registry.connections.max\" must be from 16 to 65536"},
+      {"max: 65537", "\"registry.connections.max\" must be from 16 to 65536"},
+      {"reserved: 0", "\"registry.connections.reserved\" must be from 1 to 65536"},
+      {"perHost: 0", "\"registry.connections.perHost\" must be from 1 to max"},
+      {"max: 32, perHost: 33", "\"registry.connections.perHost\" must be from 1 to max"},
+      {"max: -1", "\"registry.connections.max\": not a whole number"},
+      {"perhost: 2", "unknown setting \"registry.connections.perhost\""},
+  };
+  for (const auto& [entry, message] : bad) {
+    INFO(entry);
+    sigil::app::Settings b;
+    auto r = load(std::string("registry: {connections: {") + entry + "}}\n", b);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find(message) != std::string::npos);
+  }
+}
+
 TEST_CASE("config: registry.failFast reaches the registry client; bad values are refused") {
   using namespace std::chrono_literals;
   sigil::app::Settings d;
