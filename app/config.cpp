@@ -354,7 +354,7 @@ Status load_config_file(const std::string& path, Settings& s) {
       auto fail = [&](const std::string& why) {
         return make_error(Errc::invalid_argument, path + ": setting \"registry.connections." + why);
       };
-      if (c.max < 16 || c.max > 65536) return fail("max\" must be from 16 to 65536");
+      if (c.max < 8 || c.max > 65536) return fail("max\" must be from 8 to 65536");
       if (c.reserved < 1 || c.reserved > 65536) return fail("reserved\" must be from 1 to 65536");
       if (c.per_host < 1 || c.per_host > c.max) return fail("perHost\" must be from 1 to max");
     }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "app/azure_glue.hpp"
+#include "azure/azure.hpp"
 #include "app/cluster.hpp"
 #include "app/commands_detail.hpp"
 #include "app/compile_cluster.hpp"
@@ -63,11 +64,13 @@ uint64_t raise_fd_limit() {
 // Inbound connections the descriptors can hold beside the outbound ones and files: the
 // configured cap, or, when the limit is lower than all of them together, half of what is left
 // after 64 (at least 16). Outbound: the registry client's caps (registry.connections, max and
-// reserved), the Azure identity's (256 + 64) and 256 for the Kubernetes client and files. Past
-// the limit accept() fails with EMFILE, and then no connection is evicted to make room: a flood
-// of idle connections would shut the API server out below the cap that evicts them.
+// reserved), the Azure identity's (azure::kMaxConnections and its reserve) and 256 for the
+// Kubernetes client and files. Past the limit accept() fails with EMFILE, and then no connection
+// is evicted to make room: a flood of idle connections would shut the API server out below the
+// cap that evicts them.
 size_t inbound_connections(size_t configured, uint64_t fd_limit, uint64_t registry_outbound) {
-  const uint64_t kOutbound = registry_outbound + 256 + 64 + 256;
+  const uint64_t kOutbound =
+      registry_outbound + azure::kMaxConnections + azure::kReservedConnections + 256;
   if (fd_limit == 0 || fd_limit >= configured + kOutbound) return configured;
   const uint64_t half = fd_limit > 64 ? (fd_limit - 64) / 2 : 0;
   return static_cast<size_t>(std::min<uint64_t>(configured, std::max<uint64_t>(16, half)));

@@ -65,11 +65,9 @@ net::ClientOptions AzureCredentials::Impl::client_options(const Options& o) {
   c.tls = o.tls;
   c.user_agent = "sigil/0.1 azure";
   c.fail_fast = o.fail_fast;
-  // ACR token exchanges go to registries pods name (`*.azurecr.io`); AAD, IMDS and Key Vault
-  // are the operator's (operator_named) and keep slots of their own.
-  c.max_connections = 256;
-  c.reserved_connections = 64;
-  c.max_connections_per_origin = 32;
+  c.max_connections = kMaxConnections;
+  c.reserved_connections = kReservedConnections;
+  c.max_connections_per_host = kConnectionsPerHost;
   return c;
 }
 

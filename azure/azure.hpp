@@ -62,6 +62,13 @@
 
 namespace sigil::azure {
 
+// The identity client's connection caps (net::ClientOptions::max_connections): ACR token
+// exchanges go to registries pods name (`*.azurecr.io`); AAD, IMDS and Key Vault are the
+// operator's (operator_named) and keep the reserve.
+inline constexpr size_t kMaxConnections = 256;
+inline constexpr size_t kReservedConnections = 64;
+inline constexpr size_t kConnectionsPerHost = 32;
+
 // What the registry's credential chain calls (see the paragraph above).
 class CredentialSource {
  public:

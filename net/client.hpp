@@ -163,18 +163,22 @@ struct ClientOptions {
   FailFastOptions fail_fast;
   // Connections open at once, each a file descriptor from its socket's creation to its close
   // (connecting, in use, or idle in the pool): at most `max_connections`, and requests marked
-  // operator_named have `reserved_connections` more of their own. A request not marked
-  // operator_listed has at most `max_connections_per_origin` open to one origin. A request that
-  // needs a new connection past a cap closes idle connections first (of other origins, least
-  // recently parked first), then waits within its deadline for one to close or be parked; a wait
-  // that outlives the deadline fails with timeout and never counts against the origin
+  // operator_named have `reserved_connections` more of their own. Requests not marked
+  // operator_listed have at most `max_connections_per_host` open to one host name, whatever the
+  // port (the operator's listed hosts are not held to it, and do not count against it). A
+  // request that needs a new connection past a cap closes idle connections that hold a slot it
+  // may use (least recently parked first), then waits within its deadline for a connection to
+  // close or be parked: each such event wakes one waiter per cap, operator_named ones first. A
+  // wait that outlives the deadline fails with timeout and never counts against the origin
   // (fail_fast). Pod authors name hosts, and a host can hold each connection sigil opens to it
   // until the deadline: without the caps, admissions that name hosts that hang could take every
-  // descriptor, and with them the webhook's listener (accept fails with EMFILE). 0: no cap (the
-  // default; the registry and Azure clients set them).
+  // descriptor, and with them the webhook's listener (accept fails with EMFILE). The per-host
+  // cap is by name: a wildcard DNS domain gives a pod author any number of hosts, so the total
+  // and the reserve are what keep the operator's registries answered. 0: no cap (the default;
+  // the registry and Azure clients set them).
   size_t max_connections = 0;
   size_t reserved_connections = 0;
-  size_t max_connections_per_origin = 0;
+  size_t max_connections_per_host = 0;
 };
 
 class Client;

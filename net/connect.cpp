@@ -90,10 +90,10 @@ void Client::Impl::park(std::shared_ptr<Conn> c) {
   }
   c->idle_since = SteadyClock::now();
   if (c->armed) ++idle_armed;
-  const std::string& origin = c->origin;
+  const std::string& host = c->slot.host();
   it->second.push_back(std::move(c));
   ++idle_total;
-  if (slot_waiting.load(std::memory_order_relaxed) > 0) wake_slot_waiters(origin);
+  if (slot_waiting.load(std::memory_order_relaxed) > 0 && !host.empty()) wake_slot_waiters(host);
 }
 
 void Client::Impl::observe(const Url& url, Method method, unsigned status, Errc error,
@@ -249,18 +249,22 @@ void detail::SlotHold::release() noexcept {
   if (!held_) return;
   held_ = false;
   try {
-    if (auto owner = owner_.lock()) owner->release_slot(origin_, reserved_);
+    if (auto owner = owner_.lock()) owner->release_slot(host_, reserved_, per_host_);
   } catch (...) {  // NOLINT(bugprone-empty-catch): runs in destructors; a count is all it loses
   }
 }
 
-Client::Impl::SlotTaken Client::Impl::take_slot(const std::string& origin, const CallState& call) {
+Client::Impl::SlotTaken Client::Impl::take_slot(const std::string& host, const CallState& call,
+                                                bool& per_host) {
   std::lock_guard lock(slots.m);
-  const auto it = slots.per_origin.find(origin);
-  const size_t here = it == slots.per_origin.end() ? 0 : it->second;
-  if (opts.max_connections_per_origin > 0 && !call.operator_listed &&
-      here >= opts.max_connections_per_origin) {
-    return SlotTaken::origin_full;
+  // The operator's own hosts are not held to the per-host cap, and their connections do not
+  // count against it.
+  per_host = !call.operator_listed;
+  if (per_host && opts.max_connections_per_host > 0) {
+    const auto it = slots.per_host.find(host);
+    if (it != slots.per_host.end() && it->second >= opts.max_connections_per_host) {
+      return SlotTaken::origin_full;
+    }
   }
   SlotTaken taken = SlotTaken::shared;
   if (opts.max_connections == 0 || slots.shared < opts.max_connections) {
@@ -271,47 +275,71 @@ Client::Impl::SlotTaken Client::Impl::take_slot(const std::string& origin, const
   } else {
     return SlotTaken::total_full;
   }
-  ++slots.per_origin[origin];
+  if (per_host) ++slots.per_host[host];
   return taken;
 }
 
-void Client::Impl::release_slot(const std::string& origin, bool reserved) {
+void Client::Impl::release_slot(const std::string& host, bool reserved, bool per_host) {
   {
     std::lock_guard lock(slots.m);
     size_t& n = reserved ? slots.reserved : slots.shared;
     if (n > 0) --n;
-    auto it = slots.per_origin.find(origin);
-    if (it != slots.per_origin.end() && --it->second == 0) slots.per_origin.erase(it);
+    if (per_host) {
+      auto it = slots.per_host.find(host);
+      if (it != slots.per_host.end() && --it->second == 0) slots.per_host.erase(it);
+    }
   }
-  const bool capped = opts.max_connections > 0 || opts.max_connections_per_origin > 0;
+  const bool capped = opts.max_connections > 0 || opts.max_connections_per_host > 0;
   if (!capped) return;
   // To the strand, always: a call may be between finding no slot and starting to wait, and it
   // starts waiting before this can run.
-  asio::post(strand, [w = weak_from_this(), origin] {
-    if (auto self = w.lock()) self->wake_slot_waiters(origin);
+  asio::post(strand, [w = weak_from_this(), host] {
+    if (auto self = w.lock()) self->wake_slot_waiters(host);
   });
 }
 
-void Client::Impl::wake_slot_waiters(const std::string& origin) {
-  for (const std::string& key : {origin, std::string()}) {
-    auto it = slot_waiters.find(key);
-    if (it == slot_waiters.end()) continue;
-    auto waiters = std::move(it->second);
-    slot_waiters.erase(it);
-    for (auto& w : waiters) {
-      if (auto t = w.lock()) t->cancel();
+void Client::Impl::wake_one(const std::string& key) {
+  auto it = slot_waiters.find(key);
+  if (it == slot_waiters.end()) return;
+  auto& q = it->second;
+  std::shared_ptr<detail::SlotWaiter> chosen;
+  size_t at = 0;
+  for (size_t i = 0; i < q.size(); ++i) {
+    auto w = q[i].lock();
+    if (!w) continue;
+    if (!chosen) {
+      chosen = w;
+      at = i;
+    }
+    if (w->named) {  // the operator's first
+      chosen = w;
+      at = i;
+      break;
     }
   }
+  if (chosen) {
+    q.erase(q.begin() + static_cast<std::ptrdiff_t>(at));
+    chosen->woken = true;
+    chosen->timer->cancel();
+  }
+  std::erase_if(q, [](const auto& w) { return w.expired(); });
+  if (q.empty()) slot_waiters.erase(it);
 }
 
-bool Client::Impl::drop_oldest_idle(const std::string& origin, bool only_origin, bool shared_only) {
+void Client::Impl::wake_slot_waiters(const std::string& host) {
+  wake_one(host);
+  wake_one(std::string());
+}
+
+bool Client::Impl::drop_oldest_idle(const std::string& host, bool only_host, bool shared_only) {
   auto oldest = idle.end();
   size_t oldest_i = 0;
   for (auto it = idle.begin(); it != idle.end(); ++it) {
-    if (only_origin && it->first != origin) continue;
     // Each vector is in the order its connections were parked: the first that may go.
     const auto& v = it->second;
     for (size_t i = 0; i < v.size(); ++i) {
+      if (only_host && v[i]->slot.host() != host) break;  // one origin, one host
+      if (only_host && !v[i]->slot.per_host()) continue;  // not counted against the cap
       if (shared_only && v[i]->slot.reserved()) continue;
       if (oldest == idle.end() || v[i]->idle_since < oldest->second[oldest_i]->idle_since) {
         oldest = it;
@@ -329,44 +357,52 @@ bool Client::Impl::drop_oldest_idle(const std::string& origin, bool only_origin,
 awaitable<Result<SlotHold>> Client::Impl::slot_for(const Url& url, Deadline deadline,
                                                    CallState& call, bool fresh,
                                                    std::shared_ptr<Conn>& idle_found) {
+  const std::string& host = url.host;
   const std::string origin = url.origin();
   struct Waiting {
-    std::atomic<size_t>* gauge = nullptr;
+    std::atomic<size_t>& gauge;
+    bool counted = false;
     ~Waiting() {
-      if (gauge != nullptr) --*gauge;
+      if (counted) --gauge;
     }
-  } waiting;
+  } waiting{slot_waiting};
+  // Woken by a release or park, and leaving without a slot (cancelled, out of time): the wake
+  // goes to the next call, or a slot could sit free while others wait. (Not from a destructor:
+  // a frame destroyed unresumed at shutdown must not touch timers.)
+  std::optional<std::string> pass;
   for (;;) {
-    SlotTaken t = take_slot(origin, call);
-    // Past a cap, idle connections that hold a slot go first: another origin's for the total,
-    // this origin's own for its cap (only a fresh call, which may not reuse them, finds any).
+    bool per_host = false;
+    SlotTaken t = take_slot(host, call, per_host);
+    // Past a cap, idle connections that hold a usable slot go first: any host's for the total
+    // (a shared one, unless the call is the operator's), this host's for its cap (only a fresh
+    // call, which may not reuse them, finds any).
     const bool shared_only = !call.operator_named;
-    while ((t == SlotTaken::total_full && drop_oldest_idle(origin, false, shared_only)) ||
-           (t == SlotTaken::origin_full && drop_oldest_idle(origin, true, false))) {
-      t = take_slot(origin, call);
+    while ((t == SlotTaken::total_full && drop_oldest_idle(host, false, shared_only)) ||
+           (t == SlotTaken::origin_full && drop_oldest_idle(host, true, false))) {
+      t = take_slot(host, call, per_host);
     }
     if (t == SlotTaken::shared || t == SlotTaken::reserved) {
-      co_return SlotHold(weak_from_this(), origin, t == SlotTaken::reserved);
+      co_return SlotHold(weak_from_this(), host, t == SlotTaken::reserved, per_host);
     }
-    if (waiting.gauge == nullptr) {
-      waiting.gauge = &slot_waiting;
+    if (!waiting.counted) {
+      waiting.counted = true;
       ++slot_waiting;
       slot_waited.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("net: {} waits for a connection ({})", url.authority(),
                     t == SlotTaken::origin_full ? "the cap of connections to one host"
                                                 : "the cap of connections in all");
     }
-    if (call.cancelled) {
+    if (call.cancelled || SteadyClock::now() >= deadline) {
       slot_timed_out.fetch_add(1, std::memory_order_relaxed);
-      co_return cancelled_error("waiting for a connection to " + url.authority());
-    }
-    if (SteadyClock::now() >= deadline) {
-      slot_timed_out.fetch_add(1, std::memory_order_relaxed);
+      if (pass) wake_one(*pass);
+      if (call.cancelled) {
+        co_return cancelled_error("waiting for a connection to " + url.authority());
+      }
       std::string why;
       if (t == SlotTaken::origin_full) {
-        why = std::to_string(opts.max_connections_per_origin) +
-              " connections are open to it, the most sigil opens to a host the operator did not "
-              "list";
+        why = std::to_string(opts.max_connections_per_host) +
+              " connections are open to its host, the most sigil opens to a host the operator "
+              "did not list";
       } else {
         why = std::to_string(opts.max_connections) +
               " connections are open, the most sigil opens in all";
@@ -374,13 +410,20 @@ awaitable<Result<SlotHold>> Client::Impl::slot_for(const Url& url, Deadline dead
       co_return make_error(Errc::timeout,
                            "no connection to " + url.authority() + " within the deadline: " + why);
     }
-    auto timer = std::make_shared<asio::steady_timer>(strand);
-    timer->expires_at(deadline);
-    slot_waiters[t == SlotTaken::origin_full ? origin : std::string()].push_back(timer);
-    call.sleeping = timer;
-    co_await timer->async_wait(use_tuple);
+    // Waiting again after a wake that brought nothing this call could use: that wake is spent
+    // (what was freed was taken, or is of no use to a call without the operator's mark).
+    pass.reset();
+    const std::string key = t == SlotTaken::origin_full ? host : std::string();
+    auto w = std::make_shared<detail::SlotWaiter>();
+    w->timer = std::make_shared<asio::steady_timer>(strand);
+    w->named = call.operator_named;
+    w->timer->expires_at(deadline);
+    slot_waiters[key].push_back(w);
+    call.sleeping = w->timer;
+    co_await w->timer->async_wait(use_tuple);
     call.sleeping.reset();
-    if (!fresh && !call.cancelled) {
+    if (w->woken) pass = key;
+    if (!fresh && !call.cancelled && SteadyClock::now() < deadline) {
       if (auto c = take_idle(origin)) {  // parked while this call waited
         idle_found = std::move(c);
         co_return SlotHold();

@@ -75,7 +75,7 @@ Status HttpClient::Impl::setup(const boost::asio::any_io_executor& executor) {
   no.fail_fast = opts.fail_fast;
   no.max_connections = opts.max_connections;
   no.reserved_connections = opts.reserved_connections;
-  no.max_connections_per_origin = opts.max_connections_per_host;
+  no.max_connections_per_host = opts.max_connections_per_host;
   http = std::make_unique<net::Client>(executor, std::move(no));
   if (auto st = http->init_status(); !st) {
     return make_error(st.error().code, "registry TLS setup: " + st.error().message);

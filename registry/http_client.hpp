@@ -90,7 +90,8 @@ struct ClientOptions {
   // the webhook deadline. after = 0: off.
   net::FailFastOptions fail_fast{.after = 2};
   // Connections open at once (net::ClientOptions::max_connections): in all, more for the
-  // registries configured here (as reserved_dns_lookups), and to one host none of them names.
+  // registries configured here (as reserved_dns_lookups), and to one host name none of them
+  // names, whatever the port.
   // A registry that holds every connection until the deadline then costs its own admissions
   // a wait, and nobody else a file descriptor.
   size_t max_connections = 512;

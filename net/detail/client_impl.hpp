@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -75,23 +76,31 @@ bool closed_by_peer(const boost::system::error_code& ec);
 
 // One slot of the client's connection caps (ClientOptions::max_connections), held from before
 // the socket is made to the end of its Conn, which may end on any thread (a ResponseStream's).
-// Releasing it wakes the calls waiting for one (Client::Impl::release_slot).
+// Counted against its host name (`host`; the per-origin cap is one host's whatever the port)
+// when a request without operator_listed opened it (`per_host`). Releasing it wakes a call
+// waiting for one (Client::Impl::release_slot).
 class SlotHold {
  public:
   SlotHold() = default;
-  SlotHold(std::weak_ptr<Client::Impl> owner, std::string origin, bool reserved)
-      : owner_(std::move(owner)), origin_(std::move(origin)), reserved_(reserved), held_(true) {}
+  SlotHold(std::weak_ptr<Client::Impl> owner, std::string host, bool reserved, bool per_host)
+      : owner_(std::move(owner)),
+        host_(std::move(host)),
+        reserved_(reserved),
+        per_host_(per_host),
+        held_(true) {}
   SlotHold(SlotHold&& o) noexcept
       : owner_(std::move(o.owner_)),
-        origin_(std::move(o.origin_)),
+        host_(std::move(o.host_)),
         reserved_(o.reserved_),
+        per_host_(o.per_host_),
         held_(std::exchange(o.held_, false)) {}
   SlotHold& operator=(SlotHold&& o) noexcept {
     if (this != &o) {
       release();
       owner_ = std::move(o.owner_);
-      origin_ = std::move(o.origin_);
+      host_ = std::move(o.host_);
       reserved_ = o.reserved_;
+      per_host_ = o.per_host_;
       held_ = std::exchange(o.held_, false);
     }
     return *this;
@@ -101,12 +110,22 @@ class SlotHold {
   ~SlotHold() { release(); }
   void release() noexcept;  // net/connect.cpp
   bool reserved() const noexcept { return held_ && reserved_; }
+  bool per_host() const noexcept { return held_ && per_host_; }
+  const std::string& host() const noexcept { return host_; }
 
  private:
   std::weak_ptr<Client::Impl> owner_;
-  std::string origin_;
+  std::string host_;
   bool reserved_ = false;
+  bool per_host_ = false;
   bool held_ = false;
+};
+
+// A call waiting for a slot (strand only). `woken`: a release or park chose it.
+struct SlotWaiter {
+  std::shared_ptr<asio::steady_timer> timer;  // also the call's `sleeping` (cancellation)
+  bool named = false;                         // operator_named: woken before the others
+  bool woken = false;
 };
 
 struct Conn {
@@ -217,13 +236,15 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     std::mutex m;
     size_t shared = 0;
     size_t reserved = 0;
-    std::unordered_map<std::string, size_t> per_origin;  // origins with a connection open
+    // By host name, those that count against max_connections_per_host (hosts with one).
+    std::unordered_map<std::string, size_t> per_host;
   } slots;
   std::atomic<size_t> slot_waiting{0};
   std::atomic<uint64_t> slot_waited{0};
   std::atomic<uint64_t> slot_timed_out{0};
-  // Strand only: calls waiting for a slot, by the origin whose cap they met ("": the total).
-  std::map<std::string, std::vector<std::weak_ptr<asio::steady_timer>>> slot_waiters;
+  // Strand only: calls waiting for a slot in arrival order, by the host whose cap they met ("":
+  // the total).
+  std::map<std::string, std::deque<std::weak_ptr<detail::SlotWaiter>>> slot_waiters;
 
   // ---- the pool (net/connect.cpp) ----
 
@@ -262,14 +283,21 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   // ---- the connection caps (net/connect.cpp) ----
 
   enum class SlotTaken { shared, reserved, origin_full, total_full };
-  SlotTaken take_slot(const std::string& origin, const CallState& call);
+  // per_host: the slot counts against host's cap (the call is not operator_listed).
+  SlotTaken take_slot(const std::string& host, const CallState& call, bool& per_host);
   // From SlotHold, on any thread.
-  void release_slot(const std::string& origin, bool reserved);
-  void wake_slot_waiters(const std::string& origin);
-  // Closes the idle connection parked longest ago: of `origin` only if only_origin, and only one
-  // in a shared slot if shared_only (a reserved slot is no use to a call without the mark).
-  bool drop_oldest_idle(const std::string& origin, bool only_origin, bool shared_only);
-  // A slot for a new connection to origin, waiting for one within the deadline.
+  void release_slot(const std::string& host, bool reserved, bool per_host);
+  // Wakes one call waiting on host's cap and one waiting on the total, operator_named ones
+  // first: each release or park frees at most one slot or connection. A woken call that cannot
+  // use it, or gives up, wakes the next (slot_for).
+  void wake_slot_waiters(const std::string& host);
+  void wake_one(const std::string& key);
+  // Closes the idle connection parked longest ago: of `host`, counted against its cap, only if
+  // only_host; and only one in a shared slot if shared_only (a reserved slot is no use to a call
+  // without the mark).
+  bool drop_oldest_idle(const std::string& host, bool only_host, bool shared_only);
+  // A slot for a new connection to url's host, waiting for one within the deadline; or, for a
+  // call that may reuse one (not `fresh`), a connection parked while it waited (idle_found).
   awaitable<Result<SlotHold>> slot_for(const Url& url, Deadline deadline, CallState& call,
                                        bool fresh, std::shared_ptr<Conn>& idle_found);
 

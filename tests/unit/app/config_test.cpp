@@ -216,8 +216,8 @@ TEST_CASE("config: registry.connections reaches the registry client; bad values 
   CHECK(o->max_connections_per_host == 10);
 
   const std::pair<const char*, const char*> bad[] = {
-      {"max: 15", "\"registry.connections.max\" must be from 16 to 65536"},
-      {"max: 65537", "\"registry.connections.max\" must be from 16 to 65536"},
+      {"max: 7", "\"registry.connections.max\" must be from 8 to 65536"},
+      {"max: 65537", "\"registry.connections.max\" must be from 8 to 65536"},
       {"reserved: 0", "\"registry.connections.reserved\" must be from 1 to 65536"},
       {"perHost: 0", "\"registry.connections.perHost\" must be from 1 to max"},
       {"max: 32, perHost: 33", "\"registry.connections.perHost\" must be from 1 to max"},

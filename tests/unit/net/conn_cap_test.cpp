@@ -1,5 +1,5 @@
 // net::Client's connection caps (ClientOptions::max_connections, reserved_connections,
-// max_connections_per_origin) against real TLS servers on 127.0.0.1: hosts that hold
+// max_connections_per_host) against real TLS servers on 127.0.0.1: hosts that hold
 // connections cannot take every descriptor, the operator's requests keep slots of their own, and
 // a wait for a slot never counts against the origin (fail_fast).
 #include <atomic>
@@ -7,7 +7,12 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <catch2/catch.hpp>
 
 #include "helpers.hpp"
@@ -15,6 +20,7 @@
 using namespace sigil;
 using namespace sigil::net;
 using namespace sigil::test;
+namespace asio = boost::asio;
 
 namespace {
 
@@ -33,7 +39,7 @@ ClientOptions capped(size_t max, size_t reserved, size_t per_origin) {
   ClientOptions o = tls_options();
   o.max_connections = max;
   o.reserved_connections = reserved;
-  o.max_connections_per_origin = per_origin;
+  o.max_connections_per_host = per_origin;
   return o;
 }
 
@@ -60,9 +66,41 @@ std::vector<Result<Response>> at_once(Loop& loop, Client& c, const std::vector<R
   return out;
 }
 
+// One send on its own strand, bound to a CancelSignal of that strand (as net/cancel_test.cpp).
+std::future<Result<Response>> send_cancellable(Loop& loop, Client& c, Request req,
+                                               Deadline deadline,
+                                               std::optional<CancelSignal>& sig) {
+  auto strand = asio::make_strand(loop.ioc);
+  sig.emplace(strand);
+  auto out = std::make_shared<std::promise<Result<Response>>>();
+  auto fut = out->get_future();
+  auto s = *sig;
+  asio::post(strand, [&c, req = std::move(req), deadline, out, s, strand]() mutable {
+    auto run = [](Client& client, Request r, Deadline d,
+                  std::shared_ptr<std::promise<Result<Response>>> o) -> asio::awaitable<void> {
+      co_await asio::this_coro::throw_if_cancelled(false);
+      o->set_value(co_await client.send(std::move(r), d, Limits{}));
+    };
+    asio::co_spawn(strand, run(c, std::move(req), deadline, out),
+                   asio::bind_cancellation_slot(s.slot(), [](std::exception_ptr) {}));
+  });
+  return fut;
+}
+
+// A port on 127.0.0.1 where nothing listens (connections are refused at once).
+Url refused_url() {
+  asio::io_context ioc;
+  asio::ip::tcp::acceptor acc(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+  const auto port = acc.local_endpoint().port();
+  acc.close();
+  auto u = parse_url("https://127.0.0.1:" + std::to_string(port) + "/");
+  if (!u) throw std::runtime_error("bad URL");
+  return *u;
+}
+
 }  // namespace
 
-TEST_CASE("connection caps: a host no operator listed gets max_connections_per_origin at once") {
+TEST_CASE("connection caps: a host no operator listed gets max_connections_per_host at once") {
   auto srv = slow_server(400ms);
   Loop loop(2);
   Client c(loop.ioc.get_executor(), capped(64, 8, 2));
@@ -106,8 +144,9 @@ TEST_CASE("connection caps: a wait that outlives its deadline fails clearly and 
   auto r = loop.run(c.send(get(srv), in(1500ms), Limits{}));
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == Errc::timeout);
-  CHECK(contains(r.error().message, "no connection to " + srv.authority() +
-                                        " within the deadline: 1 connections are open to it"));
+  CHECK(
+      contains(r.error().message, "no connection to " + srv.authority() +
+                                      " within the deadline: 1 connections are open to its host"));
   CHECK(c.conn_stats().timed_out == 1);
   // Waiting for a slot says nothing about the host: it is not down.
   CHECK(c.outage_stats().went_down == 0);
@@ -119,7 +158,7 @@ TEST_CASE("connection caps: a wait that outlives its deadline fails clearly and 
 TEST_CASE(
     "connection caps: the total: idle connections make room, then only the operator's "
     "requests get the reserved slots") {
-  auto a = slow_server(100ms);
+  auto a = slow_server(500ms);
   auto b = slow_server(0ms);
   auto hold = slow_server(3000ms);
   Loop loop(2);
@@ -162,14 +201,9 @@ TEST_CASE("connection caps: connections that fail or close give their slot back"
   Loop loop;
   Client c(loop.ioc.get_executor(), capped(16, 1, 1));
   // Nothing listens there: each attempt fails at once and must not keep the host's one slot.
-  boost::asio::io_context probe_ioc;
-  boost::asio::ip::tcp::acceptor acc(probe_ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
-  const auto port = acc.local_endpoint().port();
-  acc.close();
-  auto dead = parse_url("https://127.0.0.1:" + std::to_string(port) + "/");
-  REQUIRE(dead);
+  const Url dead = refused_url();
   for (int i = 0; i < 3; ++i) {
-    auto r = loop.run(c.send(get_request(*dead), in(2000ms), Limits{}));
+    auto r = loop.run(c.send(get_request(dead), in(2000ms), Limits{}));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::unavailable);  // refused, not a wait for a slot
   }
@@ -189,4 +223,105 @@ TEST_CASE("connection caps: connections that fail or close give their slot back"
   }
   CHECK(slow_closing.connections() == 3);
   CHECK(c.conn_stats().waited == 2);
+}
+
+TEST_CASE(
+    "connection caps: the per-host cap is one host name's, whatever the port; the "
+    "operator's listed connections do not count against it") {
+  auto holding = slow_server(3000ms);
+  auto other_port = slow_server(0ms);  // the same host, 127.0.0.1
+  Loop loop(2);
+  Client c(loop.ioc.get_executor(), capped(64, 8, 1));
+  // A listed call holds a connection to 127.0.0.1: it does not count, so a pod's call to
+  // another port of that host connects.
+  auto listed = std::async(std::launch::async, [&] {
+    return loop.run(c.send(get(holding, true, true), in(10000ms), Limits{}));
+  });
+  REQUIRE(eventually([&] { return holding.connections() == 1; }));
+  REQUIRE(loop.run(c.send(get(other_port), in(1500ms), Limits{})).ok());
+  CHECK(c.conn_stats().waited == 0);
+  // A pod's call holds one: another pod's call to another port of the host waits, in vain.
+  auto pods = std::async(std::launch::async,
+                         [&] { return loop.run(c.send(get(holding), in(10000ms), Limits{})); });
+  REQUIRE(eventually([&] { return holding.connections() == 2; }));
+  auto r = loop.run(c.send(get(other_port, false, false), in(700ms), Limits{}));
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "1 connections are open to its host"));
+  REQUIRE(listed.get().ok());
+  REQUIRE(pods.get().ok());
+}
+
+TEST_CASE(
+    "connection caps: a wait is not counted as connecting (a refused host after a wait "
+    "stays up)") {
+  auto holding = slow_server(1500ms);
+  Loop loop(2);
+  ClientOptions o = capped(8, 1, 0);
+  o.max_connections = 1;  // (below what the config allows: the test's own)
+  o.fail_fast.after = 1;
+  o.fail_fast.slow = 300ms;
+  o.fail_fast.min_budget = 500ms;
+  Client c(loop.ioc.get_executor(), o);
+  auto held = std::async(std::launch::async,
+                         [&] { return loop.run(c.send(get(holding), in(10000ms), Limits{})); });
+  REQUIRE(eventually([&] { return holding.connections() == 1; }));
+  // Waits about 1.5 s for the one slot, then is refused at once: measured from the wait's start
+  // it would look like a connection that hung for 1.5 s, and take the origin down.
+  auto r = loop.run(c.send(get_request(refused_url()), in(10000ms), Limits{}));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::unavailable);
+  CHECK(c.conn_stats().waited == 1);
+  CHECK(c.outage_stats().went_down == 0);
+  REQUIRE(held.get().ok());
+}
+
+TEST_CASE("connection caps: a call cancelled while it waits ends at once and is counted") {
+  auto holding = slow_server(3000ms);
+  Loop loop(2);
+  Client c(loop.ioc.get_executor(), capped(64, 8, 1));
+  auto held = std::async(std::launch::async,
+                         [&] { return loop.run(c.send(get(holding), in(10000ms), Limits{})); });
+  REQUIRE(eventually([&] { return holding.connections() == 1; }));
+  std::optional<CancelSignal> sig;
+  auto waiting = send_cancellable(loop, c, get(holding), in(10000ms), sig);
+  REQUIRE(eventually([&] { return c.conn_stats().waiting == 1; }));
+  sig->cancel();
+  REQUIRE(waiting.wait_for(2s) == std::future_status::ready);
+  auto r = waiting.get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error().message, "cancelled"));
+  CHECK(c.conn_stats().waiting == 0);
+  CHECK(c.conn_stats().timed_out == 1);
+  REQUIRE(held.get().ok());
+  CHECK(holding.connections() == 1);
+}
+
+TEST_CASE("connection caps: a freed slot goes to the operator's waiting call first") {
+  auto holding = slow_server(800ms, true);
+  auto next = slow_server(800ms, true);
+  Loop loop(2);
+  ClientOptions o = capped(8, 1, 0);
+  o.max_connections = 1;
+  o.reserved_connections = 0;  // the operator's call waits for the shared slot too
+  Client c(loop.ioc.get_executor(), o);
+  auto held = std::async(std::launch::async,
+                         [&] { return loop.run(c.send(get(holding), in(10000ms), Limits{})); });
+  REQUIRE(eventually([&] { return holding.connections() == 1; }));
+  using Clock = std::chrono::steady_clock;
+  auto timed = [&](Request req) {
+    return std::async(std::launch::async, [&c, &loop, req] {
+      auto r = loop.run(c.send(req, in(10000ms), Limits{}));
+      return std::make_pair(r.ok(), Clock::now());
+    });
+  };
+  auto pods = timed(get(next));  // waits first
+  REQUIRE(eventually([&] { return c.conn_stats().waiting == 1; }));
+  auto ops = timed(get(next, true));  // waits second, and is the operator's
+  REQUIRE(eventually([&] { return c.conn_stats().waiting == 2; }));
+  REQUIRE(held.get().ok());
+  const auto [pods_ok, pods_done] = pods.get();
+  const auto [ops_ok, ops_done] = ops.get();
+  CHECK(pods_ok);
+  CHECK(ops_ok);
+  CHECK(ops_done < pods_done);  // one slot: whoever got it first finished first
 }
