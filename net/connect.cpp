@@ -90,10 +90,13 @@ void Client::Impl::park(std::shared_ptr<Conn> c) {
   }
   c->idle_since = SteadyClock::now();
   if (c->armed) ++idle_armed;
-  const std::string& host = c->slot.host();
+  const std::string host = c->slot.host();
+  const std::string origin = c->origin;
   it->second.push_back(std::move(c));
   ++idle_total;
-  if (slot_waiting.load(std::memory_order_relaxed) > 0 && !host.empty()) wake_slot_waiters(host);
+  if (slot_waiting.load(std::memory_order_relaxed) > 0 && !host.empty()) {
+    wake_slot_waiters(host, true, &origin);
+  }
 }
 
 void Client::Impl::observe(const Url& url, Method method, unsigned status, Errc error,
@@ -293,42 +296,45 @@ void Client::Impl::release_slot(const std::string& host, bool reserved, bool per
   if (!capped) return;
   // To the strand, always: a call may be between finding no slot and starting to wait, and it
   // starts waiting before this can run.
-  asio::post(strand, [w = weak_from_this(), host] {
-    if (auto self = w.lock()) self->wake_slot_waiters(host);
+  asio::post(strand, [w = weak_from_this(), host, per_host] {
+    if (auto self = w.lock()) self->wake_slot_waiters(host, per_host, nullptr);
   });
 }
 
-void Client::Impl::wake_one(const std::string& key) {
+void Client::Impl::wake_one(const std::string& key, const std::string* parked) {
   auto it = slot_waiters.find(key);
   if (it == slot_waiters.end()) return;
   auto& q = it->second;
-  std::shared_ptr<detail::SlotWaiter> chosen;
-  size_t at = 0;
-  for (size_t i = 0; i < q.size(); ++i) {
+  // The call to wake: for a parked connection, one that can take it (its origin's, the
+  // operator's first); else the operator's first, then the longest waiting. (A scan: waiters
+  // hold no descriptor, and each is a pointer check here.)
+  const int top = parked != nullptr ? 3 : 1;
+  size_t best = q.size();
+  int best_rank = -1;
+  for (size_t i = 0; i < q.size() && best_rank < top; ++i) {
     auto w = q[i].lock();
     if (!w) continue;
-    if (!chosen) {
-      chosen = w;
-      at = i;
-    }
-    if (w->named) {  // the operator's first
-      chosen = w;
-      at = i;
-      break;
+    const bool takes = parked != nullptr && w->reuses && w->origin == *parked;
+    const int rank = (takes ? 2 : 0) + (w->named ? 1 : 0);
+    if (rank > best_rank) {
+      best = i;
+      best_rank = rank;
     }
   }
-  if (chosen) {
-    q.erase(q.begin() + static_cast<std::ptrdiff_t>(at));
+  if (best < q.size()) {
+    auto chosen = q[best].lock();
+    q.erase(q.begin() + static_cast<std::ptrdiff_t>(best));
     chosen->woken = true;
     chosen->timer->cancel();
   }
-  std::erase_if(q, [](const auto& w) { return w.expired(); });
+  while (!q.empty() && q.front().expired()) q.pop_front();
   if (q.empty()) slot_waiters.erase(it);
 }
 
-void Client::Impl::wake_slot_waiters(const std::string& host) {
-  wake_one(host);
-  wake_one(std::string());
+void Client::Impl::wake_slot_waiters(const std::string& host, bool per_host,
+                                     const std::string* parked) {
+  if (per_host) wake_one(host, parked);
+  wake_one(std::string(), parked);
 }
 
 bool Client::Impl::drop_oldest_idle(const std::string& host, bool only_host, bool shared_only) {
@@ -370,20 +376,24 @@ awaitable<Result<SlotHold>> Client::Impl::slot_for(const Url& url, Deadline dead
   // goes to the next call, or a slot could sit free while others wait. (Not from a destructor:
   // a frame destroyed unresumed at shutdown must not touch timers.)
   std::optional<std::string> pass;
+  SlotTaken last = SlotTaken::total_full;  // the cap met last
   for (;;) {
+    // After a wait: a call cancelled or out of time takes nothing more (below).
+    const bool gone = waiting.counted && (call.cancelled || SteadyClock::now() >= deadline);
     bool per_host = false;
-    SlotTaken t = take_slot(host, call, per_host);
+    SlotTaken t = gone ? last : take_slot(host, call, per_host);
     // Past a cap, idle connections that hold a usable slot go first: any host's for the total
     // (a shared one, unless the call is the operator's), this host's for its cap (only a fresh
     // call, which may not reuse them, finds any).
     const bool shared_only = !call.operator_named;
-    while ((t == SlotTaken::total_full && drop_oldest_idle(host, false, shared_only)) ||
-           (t == SlotTaken::origin_full && drop_oldest_idle(host, true, false))) {
+    while (!gone && ((t == SlotTaken::total_full && drop_oldest_idle(host, false, shared_only)) ||
+                     (t == SlotTaken::origin_full && drop_oldest_idle(host, true, false)))) {
       t = take_slot(host, call, per_host);
     }
     if (t == SlotTaken::shared || t == SlotTaken::reserved) {
       co_return SlotHold(weak_from_this(), host, t == SlotTaken::reserved, per_host);
     }
+    last = t;
     if (!waiting.counted) {
       waiting.counted = true;
       ++slot_waiting;
@@ -410,21 +420,33 @@ awaitable<Result<SlotHold>> Client::Impl::slot_for(const Url& url, Deadline dead
       co_return make_error(Errc::timeout,
                            "no connection to " + url.authority() + " within the deadline: " + why);
     }
-    // Waiting again after a wake that brought nothing this call could use: that wake is spent
-    // (what was freed was taken, or is of no use to a call without the operator's mark).
-    pass.reset();
+    // Waiting again after a wake that brought nothing this call could use. On the same cap the
+    // wake is spent (what was freed was taken, or is no use without the operator's mark), and
+    // the call keeps its place at the front. On the other cap (freed from the host's, blocked by
+    // the total, or the other way round) the wake goes on to the next waiter on the first.
     const std::string key = t == SlotTaken::origin_full ? host : std::string();
+    const bool again = pass.has_value() && *pass == key;
+    if (pass && *pass != key) wake_one(*pass);
+    pass.reset();
     auto w = std::make_shared<detail::SlotWaiter>();
     w->timer = std::make_shared<asio::steady_timer>(strand);
+    w->origin = origin;
     w->named = call.operator_named;
+    w->reuses = !fresh;
     w->timer->expires_at(deadline);
-    slot_waiters[key].push_back(w);
+    if (again) {
+      slot_waiters[key].push_front(w);
+    } else {
+      slot_waiters[key].push_back(w);
+    }
     call.sleeping = w->timer;
     co_await w->timer->async_wait(use_tuple);
     call.sleeping.reset();
     if (w->woken) pass = key;
     if (!fresh && !call.cancelled && SteadyClock::now() < deadline) {
       if (auto c = take_idle(origin)) {  // parked while this call waited
+        // The wake may have been for a freed slot: the next waiter gets it.
+        if (pass) wake_one(*pass);
         idle_found = std::move(c);
         co_return SlotHold();
       }

@@ -124,7 +124,9 @@ class SlotHold {
 // A call waiting for a slot (strand only). `woken`: a release or park chose it.
 struct SlotWaiter {
   std::shared_ptr<asio::steady_timer> timer;  // also the call's `sleeping` (cancellation)
+  std::string origin;                         // what it connects to
   bool named = false;                         // operator_named: woken before the others
+  bool reuses = false;  // may take a parked connection of `origin` (not a fresh call)
   bool woken = false;
 };
 
@@ -290,8 +292,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   // Wakes one call waiting on host's cap and one waiting on the total, operator_named ones
   // first: each release or park frees at most one slot or connection. A woken call that cannot
   // use it, or gives up, wakes the next (slot_for).
-  void wake_slot_waiters(const std::string& host);
-  void wake_one(const std::string& key);
+  // per_host: the event freed a slot of host's cap (else only the total's is woken). parked: the
+  // origin of a connection just parked, which a waiter for that origin takes first.
+  void wake_slot_waiters(const std::string& host, bool per_host, const std::string* parked);
+  void wake_one(const std::string& key, const std::string* parked = nullptr);
   // Closes the idle connection parked longest ago: of `host`, counted against its cap, only if
   // only_host; and only one in a shared slot if shared_only (a reserved slot is no use to a call
   // without the mark).

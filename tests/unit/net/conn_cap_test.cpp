@@ -101,7 +101,7 @@ Url refused_url() {
 }  // namespace
 
 TEST_CASE("connection caps: a host no operator listed gets max_connections_per_host at once") {
-  auto srv = slow_server(400ms);
+  auto srv = slow_server(1500ms);
   Loop loop(2);
   Client c(loop.ioc.get_executor(), capped(64, 8, 2));
   // Six calls to a host a pod named: two connect, four wait, and each waiter takes a connection
@@ -120,7 +120,7 @@ TEST_CASE("connection caps: a host no operator listed gets max_connections_per_h
 }
 
 TEST_CASE("connection caps: the operator's listed hosts are not held to the per-host cap") {
-  auto srv = slow_server(400ms);
+  auto srv = slow_server(1500ms);
   Loop loop(2);
   Client c(loop.ioc.get_executor(), capped(64, 8, 2));
   std::vector<Request> reqs(4, get(srv, true, true));
@@ -158,7 +158,7 @@ TEST_CASE("connection caps: a wait that outlives its deadline fails clearly and 
 TEST_CASE(
     "connection caps: the total: idle connections make room, then only the operator's "
     "requests get the reserved slots") {
-  auto a = slow_server(500ms);
+  auto a = slow_server(1500ms);
   auto b = slow_server(0ms);
   auto hold = slow_server(3000ms);
   Loop loop(2);
@@ -215,8 +215,8 @@ TEST_CASE("connection caps: connections that fail or close give their slot back"
   CHECK(eventually([&] { return c.conn_stats().open == 0; }));
   // Three at once to a slow one that closes: each waiter goes when the connection before it
   // closes (not parked), well before its deadline (a waiter not woken would wait for it).
-  auto slow_closing = slow_server(300ms, true);
-  const auto rs = at_once(loop, c, std::vector<Request>(3, get(slow_closing)), 8000ms);
+  auto slow_closing = slow_server(1000ms, true);
+  const auto rs = at_once(loop, c, std::vector<Request>(3, get(slow_closing)), 15000ms);
   for (const auto& r : rs) {
     INFO((r ? std::string() : r.error().message));
     CHECK(r.ok());
@@ -297,8 +297,8 @@ TEST_CASE("connection caps: a call cancelled while it waits ends at once and is 
 }
 
 TEST_CASE("connection caps: a freed slot goes to the operator's waiting call first") {
-  auto holding = slow_server(800ms, true);
-  auto next = slow_server(800ms, true);
+  auto holding = slow_server(2000ms, true);
+  auto next = slow_server(1500ms, true);
   Loop loop(2);
   ClientOptions o = capped(8, 1, 0);
   o.max_connections = 1;
@@ -324,4 +324,35 @@ TEST_CASE("connection caps: a freed slot goes to the operator's waiting call fir
   CHECK(pods_ok);
   CHECK(ops_ok);
   CHECK(ops_done < pods_done);  // one slot: whoever got it first finished first
+}
+
+TEST_CASE("connection caps: a parked connection wakes a call that can take it") {
+  auto a = slow_server(0ms);
+  auto b = slow_server(3000ms);
+  Loop loop(2);
+  Client c(loop.ioc.get_executor(), capped(64, 8, 1));
+  using Clock = std::chrono::steady_clock;
+  auto timed = [&](Request req) {
+    return std::async(std::launch::async, [&c, &loop, req] {
+      auto r = loop.run(c.send(req, in(15000ms), Limits{}));
+      return std::make_pair(r.ok(), Clock::now());
+    });
+  };
+  // A pod's call to b holds 127.0.0.1's one slot; a pod's call to b, then one to a, wait.
+  auto holder = timed(get(b));
+  REQUIRE(eventually([&] { return b.connections() == 1; }));
+  auto to_b = timed(get(b));
+  REQUIRE(eventually([&] { return c.conn_stats().waiting == 1; }));
+  auto to_a = timed(get(a));
+  REQUIRE(eventually([&] { return c.conn_stats().waiting == 2; }));
+  // The operator's listed call to a (not held to the cap) parks its connection: the waiting
+  // call to a takes it at once, though the call to b waited longer (and could not use it).
+  REQUIRE(loop.run(c.send(get(a, true, true), in(5000ms), Limits{})).ok());
+  const auto [a_ok, a_done] = to_a.get();
+  const auto [holder_ok, holder_done] = holder.get();
+  CHECK(a_ok);
+  CHECK(holder_ok);
+  CHECK(a_done < holder_done);
+  CHECK(a.connections() == 1);
+  CHECK(to_b.get().first);
 }
