@@ -24,7 +24,6 @@
 #include <vector>
 
 #include "app/azure_glue.hpp"
-#include "azure/azure.hpp"
 #include "app/cluster.hpp"
 #include "app/commands_detail.hpp"
 #include "app/compile_cluster.hpp"
@@ -35,6 +34,7 @@
 #include "app/selfcert.hpp"
 #include "app/trust.hpp"
 #include "app/webhook.hpp"
+#include "azure/azure.hpp"
 #include "common/clock.hpp"
 #include "kube/client.hpp"
 #include "kube/config.hpp"
