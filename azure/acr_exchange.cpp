@@ -114,6 +114,7 @@ asio::awaitable<Result<std::string>> AzureCredentials::Impl::refresh_token_once(
       std::string tenant = a->tenant;
       if (identities[i].kind == Kind::workload) tenant = opt.workload_identity->tenant_id;
       net::Request req = net::form_post(*url, acr_exchange_form(host, tenant, a->access_token));
+      if (operator_registry(host)) mark_listed(req);
       exchange_requests++;
       auto r = co_await client.send(std::move(req), deadline, token_limits());
       if (!r) {
@@ -123,12 +124,14 @@ asio::awaitable<Result<std::string>> AzureCredentials::Impl::refresh_token_once(
       }
       if (r->status == 401 && attempt == 0) {
         // AAD's token may have been revoked or its identity changed: fetch a new one once, and
-        // at most once per kForcedAadRefresh whichever host answered (credentials_impl.hpp).
+        // at most once per kForcedAadRefresh per window: all pods' hosts share one, each of the
+        // operator's registries has its own (credentials_impl.hpp).
         std::lock_guard lock(mu);
-        auto it = aad_dropped.find(i);
+        const auto window = std::make_pair(i, operator_registry(host) ? host : std::string());
+        auto it = aad_dropped.find(window);
         const SysTime t = now();
         if (it == aad_dropped.end() || t - it->second >= kForcedAadRefresh || t < it->second) {
-          aad_dropped[i] = t;
+          aad_dropped[window] = t;
           aad.erase(std::make_pair(i, std::string(kAcrScope)));
           continue;
         }
@@ -166,6 +169,7 @@ asio::awaitable<Result<std::string>> AzureCredentials::Impl::access_token_once(s
     auto rt = co_await refresh_token(host, deadline, attempt == 1);
     if (!rt) co_return std::move(rt).error();
     net::Request req = net::form_post(*url, acr_token_form(host, scope, *rt));
+    if (operator_registry(host)) mark_listed(req);
     token_requests++;
     auto r = co_await client.send(std::move(req), deadline, token_limits());
     if (!r)

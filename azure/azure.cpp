@@ -57,6 +57,7 @@ AzureCredentials::Impl::Impl(const asio::any_io_executor& executor, Options o)
                                                 printable(opt.managed_identity.client_id, 64) +
                                                 ")"});
   }
+  for (const std::string& r : opt.warm_registries) warm_hosts.insert(normalize_host(r));
   init = check();
 }
 

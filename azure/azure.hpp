@@ -63,8 +63,9 @@
 namespace sigil::azure {
 
 // The identity client's connection caps (net::ClientOptions::max_connections): ACR token
-// exchanges go to registries pods name (`*.azurecr.io`); AAD, IMDS and Key Vault are the
-// operator's (operator_named) and keep the reserve.
+// exchanges go to registries pods name (`*.azurecr.io`); AAD, IMDS, Key Vault and the ACRs the
+// operator wrote down (warm_registries, an exact `registries` entry) are the operator's
+// (operator_named, operator_listed) and keep the reserve.
 inline constexpr size_t kMaxConnections = 256;
 inline constexpr size_t kReservedConnections = 64;
 inline constexpr size_t kConnectionsPerHost = 32;

@@ -127,4 +127,13 @@ bool HostAllowlist::allows(std::string_view host) const {
   return false;
 }
 
+bool HostAllowlist::names(std::string_view host) const {
+  const std::string h = normalize_host(host);
+  if (h.empty()) return false;
+  for (const Pattern& p : compiled_) {
+    if (!p.wildcard && h == p.rest) return true;
+  }
+  return false;
+}
+
 }  // namespace sigil::azure

@@ -32,6 +32,10 @@ class HostAllowlist {
   // credentials. Malformed names never match.
   bool allows(std::string_view host) const;
 
+  // Whether `host` is one of the exact names (not matched by a "*." pattern only): a registry the
+  // operator wrote down, as against one a pod chose under a wildcard.
+  bool names(std::string_view host) const;
+
   const std::vector<std::string>& patterns() const noexcept { return patterns_; }
 
  private:

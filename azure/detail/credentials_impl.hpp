@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -156,11 +157,24 @@ struct AzureCredentials::Impl : std::enable_shared_from_this<Impl> {
   std::map<std::pair<std::string, std::string>, Access> access;  // (host, scope)
   std::map<std::string, std::string> last_logged;
   // When each identity's ACR-scope AAD token was last dropped because an ACR exchange answered
-  // 401 with it. Pods choose ACR names (any *.azurecr.io, their own registry or one in another
-  // tenant): a 401 from such a host says more about the host than about the token, so the
-  // shared token is dropped at most once per kForcedAadRefresh, not per admission (which would
-  // send AAD or IMDS a request per pod and take the token from everyone in the meantime).
-  std::map<size_t, SysTime> aad_dropped;
+  // 401 with it, per window: (identity, host) for a registry the operator wrote down
+  // (warmRegistries, an exact registryHosts entry), (identity, "") for every other. Pods choose
+  // ACR names (any *.azurecr.io, their own registry or one in another tenant): a 401 from such a
+  // host says more about the host than about the token, so the shared token is dropped at most
+  // once per kForcedAadRefresh for all of them, not per admission (which would send AAD or IMDS
+  // a request per pod and take the token from everyone in the meantime). The operator's own
+  // registries each have a window of their own, which no pod's 401 can spend: a revoked token
+  // there is refetched at once. At most 1 + (the operator's registries) drops per window.
+  std::map<std::pair<size_t, std::string>, SysTime> aad_dropped;
+  // The registries the operator wrote down (normalized warm_registries; exact registryHosts
+  // entries are asked of opt.registries).
+  std::set<std::string> warm_hosts;
+  // Whether `host` is a registry the operator wrote down (warmRegistries, an exact registryHosts
+  // entry) rather than one a pod chose under a wildcard: its exchanges are marked as the
+  // operator's (mark_listed) and it has a forced-refetch window of its own.
+  bool operator_registry(const std::string& host) const {
+    return warm_hosts.count(host) != 0 || opt.registries.names(host);
+  }
   static constexpr std::chrono::seconds kForcedAadRefresh{30};
   net::Flights<Result<std::string>> flights;  // in-flight fetches, by key
   std::atomic<bool> stopped{false};

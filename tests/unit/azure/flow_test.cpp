@@ -442,6 +442,62 @@ TEST_CASE("azure: a 401 from an ACR exchange refetches the AAD token at most eve
   CHECK(az.stats().aad_requests == 3);  // the window has passed: once more
 }
 
+// The 30 s window is per registry the operator wrote down: a pod's ACR that answers 401 (one in
+// another tenant) spends the window every pod's registry shares, never the operator's. When AAD
+// then revokes the token, the operator's registry still gets a fresh one at once.
+TEST_CASE("azure: a pod's ACR answering 401 does not spend the operator's registry's refetch") {
+  World w;
+  // Another tenant's registry, named by a pod under the identity's wildcard: every exchange 401.
+  std::atomic<int> foreign_exchanges{0};
+  const auto refuse = [&](const HttpRequest& r) {
+    if (r.path == "/oauth2/exchange") ++foreign_exchanges;
+    return HttpReply::json(401, R"({"errors":[{"code":"UNAUTHORIZED"}]})");
+  };
+  FakeHttpServer foreign(refuse, tls_server());
+  FakeHttpServer foreign2(refuse, tls_server());
+  Loop loop(2);
+  Options o = w.options(true, false);
+  // "*.0.0.1:PORT" matches 127.0.0.1:PORT as "*.azurecr.io" matches a pod's ACR name: a
+  // wildcard, not a name the operator wrote down.
+  const auto wildcard = [](const FakeHttpServer& s) { return "*." + s.authority().substr(4); };
+  const std::string pods_acr = foreign.authority();
+  const std::string other_pods_acr = foreign2.authority();
+  SECTION("the operator's registry is named in warmRegistries") {
+    o.registries =
+        HostAllowlist::parse({wildcard(w.acr), wildcard(foreign), wildcard(foreign2)}).value();
+    o.warm_registries = {w.acr.authority()};  // not warmed: the client is not started
+  }
+  SECTION("the operator's registry is an exact registryHosts entry") {
+    o.registries =
+        HostAllowlist::parse({w.acr.authority(), wildcard(foreign), wildcard(foreign2)}).value();
+  }
+  for (const auto& h : {pods_acr, other_pods_acr}) {
+    REQUIRE(o.registries.allows(h));
+    REQUIRE_FALSE(o.registries.names(h));
+  }
+  AzureCredentials az(loop.ioc.get_executor(), o);
+  (void)bearer(loop, az, w.acr.authority(), "app");
+  CHECK(az.stats().aad_requests == 1);
+  auto pod = loop.run(az.for_registry(pods_acr, "app", in(5s)));
+  CHECK_FALSE((pod.ok() && pod->has_value()));
+  CHECK(foreign_exchanges.load() == 2);
+  CHECK(az.stats().aad_requests == 2);
+  // Every registry pods name shares that window: a second one refetches nothing.
+  auto other_pod = loop.run(az.for_registry(other_pods_acr, "app", in(5s)));
+  CHECK_FALSE((other_pod.ok() && other_pod->has_value()));
+  CHECK(foreign_exchanges.load() == 3);
+  CHECK(az.stats().aad_requests == 2);
+  {
+    // AAD revokes the token (and the operator's ACR forgets its refresh token).
+    std::lock_guard lock(w.mu);
+    w.aad_tokens.clear();
+    w.refresh_tokens.clear();
+  }
+  // Within 30 s of the pod's forced refetch: the operator's registry refetches all the same.
+  (void)bearer(loop, az, w.acr.authority(), "other");
+  CHECK(az.stats().aad_requests == 3);
+}
+
 // registry.failFast reaches the identity's own client: in an ACR outage where its token endpoint
 // cannot be reached, an admission whose repository has no cached token stops waiting for it too.
 TEST_CASE("azure: an ACR token endpoint that cannot be reached fails at once once known down") {
@@ -450,6 +506,15 @@ TEST_CASE("azure: an ACR token endpoint that cannot be reached fails at once onc
   Options o = fail_fast_options(w);
   o.fail_fast.backoff = 5s;
   o.fail_fast.max_backoff = 5s;
+  // An ACR the operator wrote down is remembered as the operator's origin; one a pod named
+  // under a wildcard ("*.0.0.1:PORT" here, "*.azurecr.io" in a cluster) is not.
+  size_t listed = 1;
+  SECTION("an exact registryHosts entry") {}
+  SECTION("a wildcard's match") {
+    o.registries = HostAllowlist::parse({"*." + w.acr.authority().substr(4)}).value();
+    REQUIRE(o.registries.allows(w.acr.authority()));
+    listed = 0;
+  }
   AzureCredentials az(loop.ioc.get_executor(), o);
   (void)bearer(loop, az, w.acr.authority(), "app");  // AAD, the exchange and one token: warm
   w.acr_hang->store(true);   // new connections hang before the TLS handshake
@@ -464,6 +529,32 @@ TEST_CASE("azure: an ACR token endpoint that cannot be reached fails at once onc
   CHECK_THAT(fast.error().message, Catch::Contains("cannot be reached"));
   CHECK(w.acr.connections() == before + 1);  // not sent
   CHECK(az.outage_stats().down == 1);
+  CHECK(az.outage_stats().down_listed == listed);
+}
+
+// The exchange itself: an ACR the operator wrote down that cannot be reached is remembered as the
+// operator's origin (never pushed out by the names pods choose); one a pod named is not.
+TEST_CASE("azure: an ACR exchange that cannot be reached is the operator's only if listed") {
+  World w;
+  Loop loop(2);
+  Options o = fail_fast_options(w);
+  size_t listed = 1;
+  SECTION("an exact registryHosts entry") {}
+  SECTION("named in warmRegistries, matched by a wildcard") {
+    o.registries = HostAllowlist::parse({"*." + w.acr.authority().substr(4)}).value();
+    o.warm_registries = {w.acr.authority()};  // not warmed: the client is not started
+  }
+  SECTION("a wildcard's match") {
+    o.registries = HostAllowlist::parse({"*." + w.acr.authority().substr(4)}).value();
+    listed = 0;
+  }
+  AzureCredentials az(loop.ioc.get_executor(), o);
+  w.acr_hang->store(true);  // the exchange's connection hangs before the TLS handshake
+  auto r = loop.run(az.for_registry(w.acr.authority(), "app", in(800ms)));
+  REQUIRE_FALSE((r.ok() && r->has_value()));
+  CHECK(az.stats().exchange_requests == 1);
+  CHECK(az.outage_stats().down == 1);
+  CHECK(az.outage_stats().down_listed == listed);
 }
 
 // refreshBeforeSeconds accepts up to a day; tokens live about an hour. A window past a token's

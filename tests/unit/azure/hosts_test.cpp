@@ -56,6 +56,15 @@ TEST_CASE("hosts: configured patterns: *.suffix, exact host, exact host:port") {
   CHECK_FALSE(l->allows("x.registry.internal"));  // an exact host is not a suffix
   CHECK_FALSE(l->allows("registry.internal.evil"));
   CHECK_FALSE(HostAllowlist::default_registries().allows("127.0.0.1:8443"));
+  // names(): only the exact entries, as the operator wrote them (normalized).
+  CHECK(l->names("registry.internal"));
+  CHECK(l->names("Registry.Internal:443"));
+  CHECK(l->names("127.0.0.1:8443"));
+  CHECK_FALSE(l->names("x.azurecr.microsoftazure.de"));  // a wildcard's match is not a name
+  CHECK_FALSE(l->names("x.registry.internal"));
+  CHECK_FALSE(l->names("azurecr.microsoftazure.de"));  // a wildcard's suffix names nothing
+  CHECK_FALSE(l->names(""));
+  CHECK_FALSE(HostAllowlist::default_registries().names("x.azurecr.io"));
 }
 
 TEST_CASE("hosts: malformed patterns are refused with the pattern named") {
