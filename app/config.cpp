@@ -183,7 +183,7 @@ Status load_config_file(const std::string& path, Settings& s) {
   static const char* kKnown[] = {"listen",      "tlsCert",  "tlsKey", "policies", "noMatchPolicy",
                                  "registry",    "timeout",  "cache",  "threads",  "logLevel",
                                  "trustedRoot", "kube",     "server", "pinning",  "azure",
-                                 "metrics",     "selfCert", "events"};
+                                 "metrics",     "selfCert", "events", "checks"};
   for (const auto& kv : root) {
     auto key = kv.first.as<std::string>();
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
@@ -358,6 +358,22 @@ Status load_config_file(const std::string& path, Settings& s) {
       if (c.reserved < 1 || c.reserved > 65536) return fail("reserved\" must be from 1 to 65536");
       if (c.per_host < 1 || c.per_host > c.max) return fail("perHost\" must be from 1 to max");
     }
+  }
+  if (const YAML::Node checks = root["checks"]) {
+    st = check_section(checks, "checks", {"namespacePerSecond", "namespaceBurst"}, path);
+    if (!st.ok()) return st;
+    size_t rate = s.namespace_checks_per_second, burst = s.namespace_checks_burst;
+    if (!(st = get_count(checks, "namespacePerSecond", rate, path, "checks.")).ok() ||
+        !(st = get_count(checks, "namespaceBurst", burst, path, "checks.")).ok()) {
+      return st;
+    }
+    // A burst below the dearest check (a keyless one, 20 units) would refuse it forever.
+    if (burst < 64 || burst > 100000000) {
+      return make_error(Errc::invalid_argument,
+                        path + ": setting \"checks.namespaceBurst\" must be from 64 to 100000000");
+    }
+    s.namespace_checks_per_second = rate;
+    s.namespace_checks_burst = burst;
   }
   if (const YAML::Node cache = root["cache"]) {
     st = check_section(cache, "cache", {"ttl", "negativeTtl", "size", "staleIfError", "tagTtl"},

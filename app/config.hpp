@@ -141,6 +141,10 @@ struct Settings {
   // before (verify/tag_resolver.hpp); a push becomes visible to /mutate within it. 0s: never.
   std::chrono::seconds tag_cache_ttl{10};
   unsigned threads = 0;  // 0 = number of cores
+  // checks.namespacePerSecond, checks.namespaceBurst: each namespace's share of signature checks
+  // (verify::EngineOptions::namespace_checks_per_second); perSecond 0 turns it off.
+  size_t namespace_checks_per_second = 2048;
+  size_t namespace_checks_burst = 16384;
   // The mutating webhook (POST /mutate) is registered: Pods' tags are pinned to the digests sigil
   // verified, so the kubelet runs exactly those. Set by the chart with the webhook; turns on
   // the tag cache of /mutate (cache.tagTtl), and with it a tag-referenced image may be admitted

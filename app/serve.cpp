@@ -177,6 +177,8 @@ int detail::run_serve(Settings s) {
   // The tag cache only with pinning: /mutate pins what it answers (verify/tag_resolver.hpp).
   if (s.pinning) eopts.tag_cache_ttl = s.tag_cache_ttl;
   eopts.reveal_private_details = s.registry.reveal_private_details;
+  eopts.namespace_checks_per_second = s.namespace_checks_per_second;  // checks.*
+  eopts.namespace_checks_burst = s.namespace_checks_burst;
   verify::Engine engine(client, clock, eopts);
   read_kms_keys_ahead(io, eopts.keys, *store.get());
   // Every later set (a cluster compile, a SIGHUP reload) is published through here.

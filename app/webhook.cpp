@@ -78,7 +78,7 @@ asio::awaitable<verify::Context> Webhook::admission_context(const admission::Req
     context.namespace_ = request.namespace_;
   }
   context.budget = engine_.admission_budget();
-  context.checks = engine_.admission_checks();
+  context.checks = engine_.admission_checks(request.namespace_);
   co_return context;
 }
 

@@ -5,13 +5,20 @@
 // is read and given back when it is dropped: one budget per admission, chained to one for the
 // whole process, so no admission and no crowd of admissions can push the process past its
 // memory limit. Past a budget the work fails with Errc::exhausted and the admission is denied
-// (never allowed, never an outage). Pure and thread-safe (atomics only); no I/O, no clock.
+// (never allowed, never an outage). Signature checks, which cost CPU, have WorkBudget (per
+// admission) and RateBudget (a namespace's share over time). Pure and thread-safe; no I/O, and
+// no clock of their own (RateBudget is told the time).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <utility>
+
+#include "common/clock.hpp"
 
 namespace sigil {
 
@@ -115,13 +122,63 @@ class Reservation {
   bool ok_ = false;
 };
 
+// Check units that come back over time: one namespace's share of the process's signature checks
+// (verify::EngineOptions::namespace_checks_per_second). Without it, whoever may create pods in
+// one namespace can make every admission cost a whole admission budget (new digests, each with
+// many signatures that verify against nothing), and keep sigil's threads busy for everyone. It
+// holds `burst` units at most and gets `per_second` back each second; taking fails, all or
+// nothing, when fewer are left. The time comes from the caller (the engine's clock); a clock
+// that steps back refills nothing.
+class RateBudget {
+ public:
+  using TimePoint = std::chrono::system_clock::time_point;
+  RateBudget(uint64_t per_second, uint64_t burst, TimePoint now) noexcept
+      : per_second_(per_second), burst_(burst), units_(static_cast<double>(burst)), last_(now) {}
+  RateBudget(const RateBudget&) = delete;
+  RateBudget& operator=(const RateBudget&) = delete;
+
+  bool try_spend(uint64_t n, TimePoint now) noexcept {
+    std::lock_guard lock(m_);
+    refill(now);
+    if (static_cast<double>(n) > units_) return false;
+    units_ -= static_cast<double>(n);
+    return true;
+  }
+  // Whether it holds `burst` again at `now` (a share nobody has used lately: forgetting it
+  // loses nothing).
+  bool full(TimePoint now) noexcept {
+    std::lock_guard lock(m_);
+    refill(now);
+    return units_ >= static_cast<double>(burst_);
+  }
+  uint64_t per_second() const noexcept { return per_second_; }
+  uint64_t burst() const noexcept { return burst_; }
+
+ private:
+  void refill(TimePoint now) noexcept {  // under m_
+    if (now <= last_) return;            // a step back: nothing, until the clock passes last_ again
+    const double secs = std::chrono::duration<double>(now - last_).count();
+    units_ =
+        std::min(static_cast<double>(burst_), units_ + secs * static_cast<double>(per_second_));
+    last_ = now;
+  }
+  const uint64_t per_second_;
+  const uint64_t burst_;
+  std::mutex m_;
+  double units_;
+  TimePoint last_;
+};
+
 // Work that is spent, not held: signature checks (policy::judge), which cost CPU rather than
 // memory. One per admission, shared by its images (their verifications may run on several
 // threads); nothing is ever given back. Taking fails, all or nothing, once the limit would be
-// passed.
+// passed, or when `share` (optional: the admission's namespace's RateBudget, read at `clock`'s
+// time) has too few units left; share_refused() then says which.
 class WorkBudget {
  public:
   explicit WorkBudget(uint64_t limit) noexcept : limit_(limit) {}
+  WorkBudget(uint64_t limit, std::shared_ptr<RateBudget> share, const Clock& clock) noexcept
+      : limit_(limit), share_(std::move(share)), clock_(&clock) {}
   WorkBudget(const WorkBudget&) = delete;
   WorkBudget& operator=(const WorkBudget&) = delete;
 
@@ -130,14 +187,25 @@ class WorkBudget {
     do {
       if (n > limit_ || spent > limit_ - n) return false;
     } while (!spent_.compare_exchange_weak(spent, spent + n, std::memory_order_relaxed));
+    if (share_ != nullptr && !share_->try_spend(n, clock_->now())) {
+      spent_.fetch_sub(n, std::memory_order_relaxed);
+      share_refused_.store(true, std::memory_order_relaxed);
+      return false;
+    }
     return true;
   }
   uint64_t spent() const noexcept { return spent_.load(std::memory_order_relaxed); }
   uint64_t limit() const noexcept { return limit_; }
+  // The namespace's share (null: none), and whether it refused a check.
+  const RateBudget* share() const noexcept { return share_.get(); }
+  bool share_refused() const noexcept { return share_refused_.load(std::memory_order_relaxed); }
 
  private:
   std::atomic<uint64_t> spent_{0};
   const uint64_t limit_;
+  std::shared_ptr<RateBudget> share_;
+  const Clock* clock_ = nullptr;  // outlives the budget (the engine's)
+  std::atomic<bool> share_refused_{false};
 };
 
 }  // namespace sigil

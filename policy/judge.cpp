@@ -347,6 +347,13 @@ PolicyResult judge(const Policy& policy, std::string_view digest, const Evidence
                                (meter.checks() == 1 ? "" : "s") + " under this policy";
       if (r.unmet == Unmet::out_of_time) {
         r.message = "the webhook deadline passed while checking signatures (" + done + ")";
+      } else if (limits.checks->share_refused()) {
+        const RateBudget& share = *limits.checks->share();
+        r.message = "stopped checking signatures: the namespace's share of signature checks (" +
+                    std::to_string(share.per_second()) + " check units a second, " +
+                    std::to_string(share.burst()) + " at once) is spent for now (" + done +
+                    "; too many new images, policies, authorities or signatures from one "
+                    "namespace at once)";
       } else {
         r.message = "stopped checking signatures: the admission's budget of " +
                     std::to_string(limits.checks->limit()) + " check units is spent (" + done +

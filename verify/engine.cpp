@@ -305,6 +305,28 @@ struct Engine::Impl {
   std::unordered_map<std::string, Flight> in_flight;
   uint64_t coalesced = 0;
 
+  // Each namespace's share of signature checks (EngineOptions::namespace_checks_per_second).
+  // Bounded: at kMaxShares the shares that are full again are forgotten (a new one is the same);
+  // if none is, namespaces past the bound share one.
+  static constexpr size_t kMaxShares = 4096;
+  mutable std::mutex shares_mu;
+  mutable std::unordered_map<std::string, std::shared_ptr<RateBudget>> shares;
+  std::shared_ptr<RateBudget> overflow_share;
+
+  std::shared_ptr<RateBudget> share_of(const std::string& ns) const {
+    std::lock_guard lock(shares_mu);
+    if (auto it = shares.find(ns); it != shares.end()) return it->second;
+    const auto now = clock.now();
+    if (shares.size() >= kMaxShares) {
+      std::erase_if(shares, [now](const auto& kv) { return kv.second->full(now); });
+      if (shares.size() >= kMaxShares) return overflow_share;
+    }
+    auto share = std::make_shared<RateBudget>(options.namespace_checks_per_second,
+                                              options.namespace_checks_burst, now);
+    shares.emplace(ns, share);
+    return share;
+  }
+
   Impl(registry::Client& c, const Clock& k, const EngineOptions& o)
       : client(c),
         clock(k),
@@ -316,7 +338,9 @@ struct Engine::Impl {
             std::make_shared<ByteBudget>(o.reserved_process_bytes < o.max_process_bytes
                                              ? o.max_process_bytes - o.reserved_process_bytes
                                              : o.max_process_bytes)),
-        last_good(k, o.cache_capacity, o.stale_if_error) {}
+        last_good(k, o.cache_capacity, o.stale_if_error),
+        overflow_share(std::make_shared<RateBudget>(o.namespace_checks_per_second,
+                                                    o.namespace_checks_burst, k.now())) {}
 
   // Whether the pod's own credentials cover repository on host (then what sigil reads there is
   // theirs to read, and shared only with requests holding the same credentials).
@@ -678,8 +702,17 @@ std::shared_ptr<ByteBudget> Engine::admission_budget() const {
   return std::make_shared<ByteBudget>(impl_->options.max_admission_bytes, impl_->process_budget);
 }
 
-std::shared_ptr<WorkBudget> Engine::admission_checks() const {
-  return std::make_shared<WorkBudget>(impl_->options.max_admission_checks);
+std::shared_ptr<WorkBudget> Engine::admission_checks(const std::string& namespace_) const {
+  const auto& o = impl_->options;
+  if (o.namespace_checks_per_second == 0)
+    return std::make_shared<WorkBudget>(o.max_admission_checks);
+  return std::make_shared<WorkBudget>(o.max_admission_checks, impl_->share_of(namespace_),
+                                      impl_->clock);
+}
+
+size_t Engine::namespace_shares() const {
+  std::lock_guard lock(impl_->shares_mu);
+  return impl_->shares.size();
 }
 
 Engine::Stats Engine::stats() const {

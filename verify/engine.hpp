@@ -58,6 +58,15 @@ struct EngineOptions {
   // core. Matched policies x authorities x signatures is otherwise unbounded, and tenants
   // write namespaced policies. Past it the image is denied with BUDGET_EXCEEDED (not cached).
   uint64_t max_admission_checks = 8192;
+  // Each namespace's share of signature checks over time (RateBudget): this many units come back
+  // each second, up to namespace_checks_burst. Without it, whoever may create pods in one
+  // namespace could make every admission spend a whole admission budget (new digests, each with
+  // many signatures that verify against nothing) and keep sigil's threads busy for every tenant.
+  // The defaults are about 0.12 s of one core a second, a burst of about a second: a rollout of
+  // hundreds of new images fits. Past it the image is denied with BUDGET_EXCEEDED (not cached;
+  // the next admission tries again). 0: no share (the CLI).
+  uint64_t namespace_checks_per_second = 2048;
+  uint64_t namespace_checks_burst = 16384;
   // Denials normally withhold the digest and the signer's identity when sigil read the image
   // with registry credentials of its own that the pod does not hold (the pod's creator could
   // not read them). true: say everything (the `sigil verify` command line, trusted clusters).
@@ -116,8 +125,11 @@ class Engine {
 
   // A fresh per-admission byte budget, chained to the process budget.
   std::shared_ptr<ByteBudget> admission_budget() const;
-  // A fresh per-admission signature-check budget (EngineOptions::max_admission_checks).
-  std::shared_ptr<WorkBudget> admission_checks() const;
+  // A fresh per-admission signature-check budget (EngineOptions::max_admission_checks), which
+  // also spends from `namespace_`'s share (EngineOptions::namespace_checks_per_second).
+  std::shared_ptr<WorkBudget> admission_checks(const std::string& namespace_ = {}) const;
+  // Namespaces whose share is tracked now (bounded: a full share is forgotten).
+  size_t namespace_shares() const;
 
   struct Stats {
     uint64_t cache_hits = 0, cache_misses = 0, coalesced = 0;

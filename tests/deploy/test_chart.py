@@ -73,7 +73,7 @@ import crdschema  # noqa: E402
 
 CONFIG_KEYS = {"listen", "tlsCert", "tlsKey", "noMatchPolicy", "timeout", "logLevel", "cache", "registry",
                "kube", "trustedRoot", "threads", "server", "pinning", "azure", "metrics",
-               "events", "selfCert"}
+               "events", "selfCert", "checks"}
 # The AKS API server's path to webhooks: the konnectivity-agent pods in kube-system.
 KONNECTIVITY = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                 "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}
@@ -659,6 +659,7 @@ class ValueSets(unittest.TestCase):
                     {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                      "podSelector": {"matchLabels": {"app": "konnectivity-agent"}}}]},
                 "config": {"threads": 4, "logLevel": "debug", "noMatchPolicy": "warn", "timeout": "8s",
+                           "checks": {"namespacePerSecond": 512, "namespaceBurst": 4096},
                            "registry": {"configSecret": "acr-pull", "caConfigMap": "corp-ca", "insecure": ["127.0.0.1:5000"],
                                         "dns": {"maxLookups": 96, "reservedLookups": 32, "timeout": "500ms", "attempts": 3},
                                         "failFast": {"after": 3, "backoff": "1s", "maxBackoff": "1m"},
@@ -682,6 +683,7 @@ class ValueSets(unittest.TestCase):
         self.assertLessEqual(set(cfg), CONFIG_KEYS)
         self.assertEqual(cfg["threads"], 4)
         self.assertEqual(cfg["timeout"], "8s")
+        self.assertEqual(cfg["checks"], {"namespacePerSecond": 512, "namespaceBurst": 4096})
         self.assertEqual(cfg["registry"], {"config": "/etc/sigil/registry/config.json", "ca": "/etc/sigil/registry/ca.pem",
                                            "insecure": ["127.0.0.1:5000"],
                                            "dns": {"maxLookups": 96, "reservedLookups": 32, "timeout": "500ms",

@@ -233,6 +233,31 @@ TEST_CASE("config: registry.connections reaches the registry client; bad values 
   }
 }
 
+TEST_CASE("config: checks sets each namespace's share of signature checks; bad values refused") {
+  sigil::app::Settings d;
+  REQUIRE(load("cache: {size: 10}\n", d).ok());
+  CHECK(d.namespace_checks_per_second == 2048);  // on by default
+  CHECK(d.namespace_checks_burst == 16384);
+  sigil::app::Settings s;
+  auto st = load("checks: {namespacePerSecond: 0, namespaceBurst: 64}\n", s);
+  INFO((st.ok() ? std::string() : st.error().message));
+  REQUIRE(st.ok());
+  CHECK(s.namespace_checks_per_second == 0);  // off
+  CHECK(s.namespace_checks_burst == 64);
+  const std::pair<const char*, const char*> bad[] = {
+      {"namespaceBurst: 63", "\"checks.namespaceBurst\" must be from 64 to 100000000"},
+      {"namespacePerSecond: -5", "\"checks.namespacePerSecond\": not a whole number"},
+      {"perNamespace: 5", "unknown setting \"checks.perNamespace\""},
+  };
+  for (const auto& [entry, message] : bad) {
+    INFO(entry);
+    sigil::app::Settings b;
+    auto r = load(std::string("checks: {") + entry + "}\n", b);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find(message) != std::string::npos);
+  }
+}
+
 TEST_CASE("config: registry.failFast reaches the registry client; bad values are refused") {
   using namespace std::chrono_literals;
   sigil::app::Settings d;

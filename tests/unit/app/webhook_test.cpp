@@ -78,5 +78,17 @@ TEST_CASE("each admission's context has its own check and byte budgets, at the e
   REQUIRE(b.budget);
   CHECK(a.checks != b.checks);
   CHECK(a.budget != b.budget);
+  // ...but one share of checks per namespace (EngineOptions::namespace_checks_per_second).
+  REQUIRE(a.checks->share() != nullptr);
+  CHECK(a.checks->share() == b.checks->share());
+  CHECK(a.checks->share()->per_second() == options.namespace_checks_per_second);
+  admission::Request other = request;
+  other.namespace_ = "team-b";
+  auto third = asio::co_spawn(ioc, hook.admission_context(other, deadline), asio::use_future);
+  ioc.restart();
+  ioc.run();
+  const verify::Context c = third.get();
+  REQUIRE(c.checks);
+  CHECK(c.checks->share() != a.checks->share());
   CHECK(reg.calls == 0);
 }

@@ -1,10 +1,13 @@
 // ByteBudget and Reservation: all-or-nothing through a chain, given back exactly once.
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <memory>
 #include <thread>
 #include <vector>
 
 #include "common/budget.hpp"
+#include "common/clock.hpp"
 
 using sigil::ByteBudget;
 using sigil::Reservation;
@@ -123,4 +126,53 @@ TEST_CASE("a budget with a second parent takes from both, all or nothing") {
   CHECK(shared->used() == 0);
   CHECK(process->used() == 4);
   CHECK(mine.parent() == process.get());
+}
+
+TEST_CASE(
+    "a rate budget holds burst at most, gets per_second back, and a clock step back gives none") {
+  using namespace std::chrono_literals;
+  sigil::ManualClock clock(std::chrono::system_clock::time_point(1000s));
+  sigil::RateBudget r(100, 300, clock.now());
+  CHECK(r.full(clock.now()));
+  CHECK(r.try_spend(250, clock.now()));
+  CHECK_FALSE(r.try_spend(51, clock.now()));  // 50 left: all or nothing
+  CHECK(r.try_spend(50, clock.now()));
+  CHECK_FALSE(r.try_spend(1, clock.now()));
+  clock.advance(500ms);  // 50 back
+  CHECK_FALSE(r.try_spend(51, clock.now()));
+  CHECK(r.try_spend(50, clock.now()));
+  CHECK_FALSE(r.full(clock.now()));
+  // A clock that steps back refills nothing, and time lost so is not counted twice after.
+  const auto later = clock.now();
+  CHECK_FALSE(r.try_spend(1, later - 60s));
+  clock.advance(1s);
+  CHECK(r.try_spend(100, clock.now()));
+  CHECK_FALSE(r.try_spend(1, clock.now()));
+  clock.advance(1h);  // never more than burst
+  CHECK(r.full(clock.now()));
+  // Stepped back, the units held are still there (nothing is taken away either).
+  CHECK(r.try_spend(10, clock.now() - 60s));
+  CHECK(r.try_spend(290, clock.now()));
+  CHECK_FALSE(r.try_spend(1, clock.now()));
+}
+
+TEST_CASE("a work budget with a share spends from both and says which refused") {
+  using namespace std::chrono_literals;
+  sigil::ManualClock clock(std::chrono::system_clock::time_point(1000s));
+  auto share = std::make_shared<sigil::RateBudget>(10, 30, clock.now());
+  sigil::WorkBudget a(25, share, clock);
+  CHECK(a.try_spend(20));
+  CHECK_FALSE(a.try_spend(6));  // the admission's own limit: not the share's doing
+  CHECK_FALSE(a.share_refused());
+  CHECK(a.spent() == 20);
+  // A second admission of the namespace: its own limit is fresh, the share is not.
+  sigil::WorkBudget b(25, share, clock);
+  CHECK_FALSE(b.try_spend(11));
+  CHECK(b.share_refused());
+  CHECK(b.spent() == 0);  // given back: nothing was checked
+  CHECK(b.try_spend(10));
+  REQUIRE(b.share() == share.get());
+  clock.advance(2s);
+  CHECK(b.try_spend(15));
+  CHECK(b.spent() == 25);
 }

@@ -1233,6 +1233,86 @@ TEST_CASE("an admission's signature checks are capped: denied BUDGET_EXCEEDED, n
   CHECK(ctx.checks->spent() == 5);
 }
 
+TEST_CASE("a namespace's share of signature checks: spent, it denies that namespace only") {
+  // Whoever may create pods in one namespace chooses images (new digests, many signatures that
+  // verify against nothing): each admission within its own budget, yet together they could
+  // keep sigil's threads busy for every tenant. Each image here costs five checks (four
+  // signatures for other images come before the good one); the namespace gets 12 at once and
+  // one more a second.
+  Fixture f;
+  const auto five_checks = [&f](const std::string& tag, char d) {
+    const std::string digest = fake_digest(d);
+    f.reg.tags["team/app:" + tag] = digest;
+    std::vector<std::pair<std::string, std::string>> layers;
+    for (const char other : {'w', 'x', 'y', 'z'}) {
+      const std::string elsewhere = payload_for(fake_digest(other));
+      layers.emplace_back(elsewhere, sign(f.key, elsewhere));
+    }
+    layers.emplace_back(payload_for(digest), sign(f.key, payload_for(digest)));
+    f.reg.attach("team/app", digest, layers);
+  };
+  for (const auto& [tag, d] : {std::pair{"v1", 'b'}, {"v2", 'c'}, {"v3", 'd'}, {"v4", 'e'}}) {
+    five_checks(tag, d);
+  }
+  verify::EngineOptions o;
+  o.namespace_checks_per_second = 1;
+  o.namespace_checks_burst = 12;
+  verify::Engine engine(f.reg, f.clock, o);
+  const auto policies = policies_for(f.key.pub_pem);
+  const auto in = [&engine](const std::string& ns) {
+    verify::Context ctx;
+    ctx.namespace_ = ns;
+    ctx.checks = engine.admission_checks(ns);
+    return ctx;
+  };
+  CHECK(run(engine, "reg.test/team/app:v1", policies, 5s, in("team-a")).outcome ==
+        verify::Outcome::allowed);
+  CHECK(run(engine, "reg.test/team/app:v2", policies, 5s, in("team-a")).outcome ==
+        verify::Outcome::allowed);
+  // Two units left: the third image stops after two checks, a denial that names the share.
+  auto spent = run(engine, "reg.test/team/app:v3", policies, 5s, in("team-a"));
+  INFO(verify::message(spent));
+  CHECK(spent.outcome == verify::Outcome::denied);
+  CHECK(spent.reason == verify::Reason::budget_exceeded);
+  CHECK(verify::message(spent).find("the namespace's share of signature checks (1 check units a "
+                                    "second, 12 at once) is spent") != std::string::npos);
+  // Another namespace has its own share.
+  CHECK(run(engine, "reg.test/team/app:v3", policies, 5s, in("team-b")).outcome ==
+        verify::Outcome::allowed);
+  CHECK(engine.namespace_shares() == 2);
+  // Still spent for team-a; after five seconds, five units are back: one more image.
+  CHECK(run(engine, "reg.test/team/app:v4", policies, 5s, in("team-a")).reason ==
+        verify::Reason::budget_exceeded);
+  f.clock.advance(5s);
+  CHECK(run(engine, "reg.test/team/app:v4", policies, 5s, in("team-a")).outcome ==
+        verify::Outcome::allowed);
+}
+
+TEST_CASE("namespace shares are bounded: full ones are forgotten, past the bound one is shared") {
+  Fixture f;
+  verify::EngineOptions o;
+  o.namespace_checks_per_second = 1;
+  o.namespace_checks_burst = 100;
+  verify::Engine engine(f.reg, f.clock, o);
+  constexpr size_t kBound = 4096;
+  for (size_t i = 0; i < kBound; ++i) {
+    REQUIRE(engine.admission_checks("ns-" + std::to_string(i))->try_spend(1));
+  }
+  CHECK(engine.namespace_shares() == kBound);
+  // None is full: a new namespace shares the overflow share, and nothing is forgotten.
+  auto late = engine.admission_checks("late");
+  auto later = engine.admission_checks("later");
+  CHECK(engine.namespace_shares() == kBound);
+  REQUIRE(late->share() != nullptr);
+  CHECK(late->share() == later->share());
+  CHECK(engine.admission_checks("ns-7")->share() != late->share());
+  // A second later every share is full again: forgotten, and the new namespace has its own.
+  f.clock.advance(1s);
+  auto fresh = engine.admission_checks("fresh");
+  CHECK(engine.namespace_shares() == 1);
+  CHECK(fresh->share() != late->share());
+}
+
 TEST_CASE("registries pods name cannot take the operator's share of the process budget") {
   // A registry anyone can name stalls every read: each image on it holds what its reads were
   // charged until the deadline. However many such admissions, the operator's registry (reg.test
