@@ -128,7 +128,7 @@ class Reservation {
 // many signatures that verify against nothing), and keep sigil's threads busy for everyone. It
 // holds `burst` units at most and gets `per_second` back each second; taking fails, all or
 // nothing, when fewer are left. The time comes from the caller (the engine's clock); a clock
-// that steps back refills nothing.
+// that steps back refills nothing, and counts on from where it stepped to.
 class RateBudget {
  public:
   using TimePoint = std::chrono::system_clock::time_point;
@@ -156,7 +156,10 @@ class RateBudget {
 
  private:
   void refill(TimePoint now) noexcept {  // under m_
-    if (now <= last_) return;            // a step back: nothing, until the clock passes last_ again
+    if (now <= last_) {  // a step back (or no time): nothing back, and time counts from here
+      last_ = now;
+      return;
+    }
     const double secs = std::chrono::duration<double>(now - last_).count();
     units_ =
         std::min(static_cast<double>(burst_), units_ + secs * static_cast<double>(per_second_));

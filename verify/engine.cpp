@@ -890,7 +890,9 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
 
   // Coalesce: the first request for a key does the work; later identical ones wait for it.
   auto executor = co_await asio::this_coro::executor;
-  for (bool again = false;; again = true) {
+  // Verifying without leading a flight: after a leader's own failure (below).
+  bool solo = false;
+  for (;;) {
     std::shared_ptr<VerdictChannel> my_channel;
     Deadline leader_deadline{};
     {
@@ -908,12 +910,17 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
     if (!my_channel) break;  // this request leads
     auto v = co_await d.wait_for(my_channel, deadline);
     // The leader ran out of its own time (a shorter ?timeout=, which any client of the port may
-    // send, or an earlier start) or of its own admission's budgets (other images of its pod):
-    // that says nothing about ours. Once more, ourselves.
+    // send, or an earlier start) or of its own admission's budgets (other images of its pod, its
+    // namespace's share of checks): that says nothing about ours. Once more, ourselves, and
+    // without joining another flight: a namespace whose share is spent could otherwise keep one
+    // in flight (each refused at its first check) and hand every other namespace its denial.
     const Reason why = v ? reported_reason(*v) : Reason::none;
     const bool leaders_own =
         (why == Reason::timeout && leader_deadline < deadline) || why == Reason::budget_exceeded;
-    if (v && !again && leaders_own && std::chrono::steady_clock::now() < deadline) continue;
+    if (v && leaders_own && std::chrono::steady_clock::now() < deadline) {
+      solo = true;
+      break;
+    }
     if (v) {
       v->image = image;
       co_return d.last_good.answer(std::move(*v), key, by_digest, d.options.pinning);
@@ -948,7 +955,7 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   d.cache.put(key, v, context.namespace_);
   d.last_good.record(key, v, context.namespace_);
   std::vector<std::shared_ptr<VerdictChannel>> waiters;
-  {
+  if (!solo) {  // a solo verification leads no flight: the one in_flight holds is another's
     std::lock_guard lock(d.mu);
     auto it = d.in_flight.find(key);
     if (it != d.in_flight.end()) {

@@ -32,8 +32,13 @@ class CheckShareTest(unittest.TestCase):
         d = harness.work_dir("check-share-keys")
         cls.keys = harness.Keys(d, [("trusted", "p256"), ("stranger", "p256")])
         trusted, stranger = cls.keys.key("trusted"), cls.keys.key("stranger")
-        for repo in ("test/signed", "test/later"):
-            fixture.sign(c, repo, r.push(repo, "v1", repo), trusted)
+        # test/signed needs 11 checks (10 stranger signatures come first), more than the share
+        # can refill while the test runs; test/later needs one.
+        dg = r.push("test/signed", "v1", "test/signed")
+        for n in range(10):
+            fixture.sign(c, "test/signed", dg, stranger, append=n > 0)
+        fixture.sign(c, "test/signed", dg, trusted, append=True)
+        fixture.sign(c, "test/later", r.push("test/later", "v1", "test/later"), trusted)
         for i in (1, 2, 3):
             dg = r.push("test/flood%d" % i, "v1", "flood %d" % i)
             for n in range(30):  # 30 signatures by a key no policy trusts
@@ -72,7 +77,7 @@ class CheckShareTest(unittest.TestCase):
         self.assertIn("BUDGET_EXCEEDED", self.reasons(resp))
         self.assertIn("the namespace's share of signature checks (1 check units a second, 64 at "
                       "once) is spent", harness.message(resp))
-        # Nothing is left in this namespace, even for a properly signed image...
+        # Too little is left in this namespace, even for a properly signed image...
         resp = self.admit("flood", ref("test/signed"))
         self.assertIs(resp["allowed"], False, json.dumps(resp))
         self.assertIn("BUDGET_EXCEEDED", self.reasons(resp))

@@ -493,6 +493,35 @@ TEST_CASE("a leader whose own admission's budget ran out does not deny its waite
   CHECK(engine.stats().coalesced == 1);
 }
 
+TEST_CASE("a waiter whose leaders' own budgets keep running out verifies on its own") {
+  // A namespace whose share of checks is spent can keep a verification of another namespace's
+  // image in flight at almost no cost (each is refused at its first check). A waiter handed such
+  // a leader's BUDGET_EXCEEDED verifies itself, never joining the next such flight.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  f.reg.delay = 100ms;
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  verify::Context spent1, spent2;
+  spent1.checks = std::make_shared<sigil::WorkBudget>(0);
+  spent2.checks = std::make_shared<sigil::WorkBudget>(0);
+  const std::string image = "reg.test/team/app@" + f.digest;
+  asio::io_context io;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  // The first leads; the second (spent too) and then ours wait. When the first fails, the second
+  // is resumed first and leads a new flight, which fails too.
+  auto l1 = asio::co_spawn(io, engine.verify(image, policies, until, spent1), asio::use_future);
+  auto l2 = asio::co_spawn(io, engine.verify(image, policies, until, spent2), asio::use_future);
+  auto ours = asio::co_spawn(io, engine.verify(image, policies, until), asio::use_future);
+  io.run();
+  CHECK(l1.get().reason == verify::Reason::budget_exceeded);
+  CHECK(l2.get().reason == verify::Reason::budget_exceeded);
+  auto w = ours.get();
+  INFO(verify::message(w));
+  CHECK(w.outcome == verify::Outcome::allowed);
+  CHECK(engine.stats().coalesced == 2);
+}
+
 TEST_CASE("a waiter's TIMEOUT withholds a digest resolved with sigil's own credentials") {
   Fixture f;
   f.reg.own_credentials = true;
@@ -1286,6 +1315,18 @@ TEST_CASE("a namespace's share of signature checks: spent, it denies that namesp
   f.clock.advance(5s);
   CHECK(run(engine, "reg.test/team/app:v4", policies, 5s, in("team-a")).outcome ==
         verify::Outcome::allowed);
+}
+
+TEST_CASE("namespace_checks_per_second 0: no share, only the admission's own budget") {
+  Fixture f;
+  verify::EngineOptions o;
+  o.namespace_checks_per_second = 0;
+  o.namespace_checks_burst = 10;
+  verify::Engine engine(f.reg, f.clock, o);
+  auto checks = engine.admission_checks("team-a");
+  CHECK(checks->share() == nullptr);
+  CHECK(checks->try_spend(100));  // more than the burst: no share to refuse it
+  CHECK(engine.namespace_shares() == 0);
 }
 
 TEST_CASE("namespace shares are bounded: full ones are forgotten, past the bound one is shared") {
