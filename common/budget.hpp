@@ -10,7 +10,6 @@
 // no clock of their own (RateBudget is told the time).
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -19,6 +18,7 @@
 #include <utility>
 
 #include "common/clock.hpp"
+#include "common/token_bucket.hpp"
 
 namespace sigil {
 
@@ -127,49 +127,36 @@ class Reservation {
 // one namespace can make every admission cost a whole admission budget (new digests, each with
 // many signatures that verify against nothing), and keep sigil's threads busy for everyone. It
 // holds `burst` units at most and gets `per_second` back each second; taking fails, all or
-// nothing, when fewer are left. The time comes from the caller (the engine's clock); a clock
-// that steps back refills nothing, and counts on from where it stepped to.
+// nothing, when fewer are left. The time comes from the caller (the engine's clock); the
+// arithmetic, and what a clock that steps back does, is TokenBucket's.
 class RateBudget {
  public:
   using TimePoint = std::chrono::system_clock::time_point;
-  RateBudget(uint64_t per_second, uint64_t burst, TimePoint now) noexcept
-      : per_second_(per_second), burst_(burst), units_(static_cast<double>(burst)), last_(now) {}
+  RateBudget(uint64_t per_second, uint64_t burst) noexcept
+      : per_second_(per_second),
+        burst_(burst),
+        bucket_(static_cast<double>(per_second), static_cast<double>(burst)) {}
   RateBudget(const RateBudget&) = delete;
   RateBudget& operator=(const RateBudget&) = delete;
 
   bool try_spend(uint64_t n, TimePoint now) noexcept {
     std::lock_guard lock(m_);
-    refill(now);
-    if (static_cast<double>(n) > units_) return false;
-    units_ -= static_cast<double>(n);
-    return true;
+    return bucket_.try_take(static_cast<double>(n), now);
   }
   // Whether it holds `burst` again at `now` (a share nobody has used lately: forgetting it
   // loses nothing).
   bool full(TimePoint now) noexcept {
     std::lock_guard lock(m_);
-    refill(now);
-    return units_ >= static_cast<double>(burst_);
+    return bucket_.full(now);
   }
   uint64_t per_second() const noexcept { return per_second_; }
   uint64_t burst() const noexcept { return burst_; }
 
  private:
-  void refill(TimePoint now) noexcept {  // under m_
-    if (now <= last_) {  // a step back (or no time): nothing back, and time counts from here
-      last_ = now;
-      return;
-    }
-    const double secs = std::chrono::duration<double>(now - last_).count();
-    units_ =
-        std::min(static_cast<double>(burst_), units_ + secs * static_cast<double>(per_second_));
-    last_ = now;
-  }
   const uint64_t per_second_;
   const uint64_t burst_;
   std::mutex m_;
-  double units_;
-  TimePoint last_;
+  TokenBucket<TimePoint> bucket_;  // under m_
 };
 
 // Work that is spent, not held: signature checks (policy::judge), which cost CPU rather than

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/encoding.hpp"
+#include "common/token_bucket.hpp"
 #include "kube/client.hpp"
 
 namespace sigil::kube {
@@ -174,27 +175,9 @@ std::string_view outcome_name(EventRecorder::Outcome o) noexcept {
 
 // ---------------------------------------------------------------------------------------------
 
-namespace {
-
-// A token bucket: full at first, refilled at rate per second up to burst.
-struct Bucket {
-  double tokens = -1;  // < 0: never used, full
-  SteadyTime refilled{};
-  // The tokens at t (refilled, not taken).
-  double at(SteadyTime t, double rate, double burst) {
-    if (tokens < 0) {
-      tokens = burst;
-    } else if (t > refilled) {
-      tokens = std::min(burst, tokens + std::chrono::duration<double>(t - refilled).count() * rate);
-    }
-    refilled = std::max(refilled, t);
-    return tokens;
-  }
-};
-
-}  // namespace
-
 struct EventRecorder::Impl : std::enable_shared_from_this<EventRecorder::Impl> {
+  using Bucket = TokenBucket<SteadyTime>;  // full at first, refilled per second up to burst
+
   std::shared_ptr<Client> client;
   EventRecorderOptions opt;
   Cancel cancel;
@@ -203,7 +186,7 @@ struct EventRecorder::Impl : std::enable_shared_from_this<EventRecorder::Impl> {
   // LRU of (object, reason) -> when its last Event was queued; front = most recent.
   std::list<std::pair<std::string, SteadyTime>> lru;
   std::unordered_map<std::string, std::list<std::pair<std::string, SteadyTime>>::iterator> keys;
-  Bucket all;
+  Bucket all{0, 0};  // set from opt once it is known (EventRecorder's constructor)
   // Each namespace's bucket, the least recently used forgotten first (opt.max_namespaces).
   std::list<std::pair<std::string, Bucket>> ns_lru;
   std::unordered_map<std::string, std::list<std::pair<std::string, Bucket>>::iterator> ns_buckets;
@@ -246,7 +229,7 @@ struct EventRecorder::Impl : std::enable_shared_from_this<EventRecorder::Impl> {
       ns_lru.splice(ns_lru.begin(), ns_lru, it->second);
       return it->second->second;
     }
-    ns_lru.emplace_front(ns, Bucket{});
+    ns_lru.emplace_front(ns, Bucket(opt.per_namespace_per_second, opt.per_namespace_burst));
     ns_buckets.emplace(ns, ns_lru.begin());
     while (ns_buckets.size() > std::max<size_t>(opt.max_namespaces, 1)) {
       ns_buckets.erase(ns_lru.back().first);
@@ -258,10 +241,9 @@ struct EventRecorder::Impl : std::enable_shared_from_this<EventRecorder::Impl> {
   // empty (a namespace over its rate spends nothing of the others').
   bool take_token(const std::string& ns, SteadyTime t) {
     Bucket& mine = namespace_bucket(ns);
-    if (mine.at(t, opt.per_namespace_per_second, opt.per_namespace_burst) < 1) return false;
-    if (all.at(t, opt.per_second, opt.burst) < 1) return false;
-    mine.tokens -= 1;
-    all.tokens -= 1;
+    if (mine.available(t) < 1 || all.available(t) < 1) return false;
+    mine.take(1);
+    all.take(1);
     return true;
   }
 
@@ -309,6 +291,7 @@ EventRecorder::EventRecorder(std::shared_ptr<Client> client, EventRecorderOption
     : impl_(std::make_shared<Impl>()) {
   impl_->client = std::move(client);
   impl_->opt = std::move(options);
+  impl_->all = Impl::Bucket(impl_->opt.per_second, impl_->opt.burst);
 }
 
 EventRecorder::~EventRecorder() {

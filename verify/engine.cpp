@@ -322,7 +322,7 @@ struct Engine::Impl {
       if (shares.size() >= kMaxShares) return overflow_share;
     }
     auto share = std::make_shared<RateBudget>(options.namespace_checks_per_second,
-                                              options.namespace_checks_burst, now);
+                                              options.namespace_checks_burst);
     shares.emplace(ns, share);
     return share;
   }
@@ -340,7 +340,7 @@ struct Engine::Impl {
                                              : o.max_process_bytes)),
         last_good(k, o.cache_capacity, o.stale_if_error),
         overflow_share(std::make_shared<RateBudget>(o.namespace_checks_per_second,
-                                                    o.namespace_checks_burst, k.now())) {}
+                                                    o.namespace_checks_burst)) {}
 
   // Whether the pod's own credentials cover repository on host (then what sigil reads there is
   // theirs to read, and shared only with requests holding the same credentials).

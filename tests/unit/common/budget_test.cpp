@@ -8,6 +8,7 @@
 
 #include "common/budget.hpp"
 #include "common/clock.hpp"
+#include "common/token_bucket.hpp"
 
 using sigil::ByteBudget;
 using sigil::Reservation;
@@ -133,7 +134,7 @@ TEST_CASE(
     "freezes") {
   using namespace std::chrono_literals;
   sigil::ManualClock clock(std::chrono::system_clock::time_point(1000s));
-  sigil::RateBudget r(100, 300, clock.now());
+  sigil::RateBudget r(100, 300);
   CHECK(r.full(clock.now()));
   CHECK(r.try_spend(250, clock.now()));
   CHECK_FALSE(r.try_spend(51, clock.now()));  // 50 left: all or nothing
@@ -160,7 +161,7 @@ TEST_CASE(
 TEST_CASE("a work budget with a share spends from both and says which refused") {
   using namespace std::chrono_literals;
   sigil::ManualClock clock(std::chrono::system_clock::time_point(1000s));
-  auto share = std::make_shared<sigil::RateBudget>(10, 30, clock.now());
+  auto share = std::make_shared<sigil::RateBudget>(10, 30);
   sigil::WorkBudget a(25, share, clock);
   CHECK(a.try_spend(20));
   CHECK_FALSE(a.try_spend(6));  // the admission's own limit: not the share's doing
@@ -176,4 +177,24 @@ TEST_CASE("a work budget with a share spends from both and says which refused") 
   clock.advance(2s);
   CHECK(b.try_spend(15));
   CHECK(b.spent() == 25);
+}
+
+TEST_CASE("a token bucket starts full at any time, takes all or nothing, and a step back stalls") {
+  using namespace std::chrono_literals;
+  using Steady = std::chrono::steady_clock::time_point;
+  const Steady t0(1000s);
+  sigil::TokenBucket<Steady> b(2, 5);  // 2 a second, 5 at most
+  CHECK(b.full(t0 + 1h));              // the first reading only records the time
+  CHECK(b.available(t0) == 5);  // a reading earlier than the first gives nothing and takes nothing
+  CHECK(b.try_take(4, t0));
+  CHECK_FALSE(b.try_take(2, t0));  // 1 left
+  CHECK(b.available(t0) == 1);
+  b.take(1);
+  CHECK(b.available(t0 + 1500ms) == 3);  // 1.5 s at 2 a second
+  CHECK(b.available(t0 + 1h) == 5);      // never more than burst
+  b.take(5);
+  CHECK(b.available(t0) == 0);  // stepped back: nothing back, and counts on from t0
+  CHECK(b.available(t0 + 1s) == 2);
+  CHECK(b.rate() == 2);
+  CHECK(b.burst() == 5);
 }
