@@ -90,12 +90,11 @@ void Client::Impl::park(std::shared_ptr<Conn> c) {
   }
   c->idle_since = SteadyClock::now();
   if (c->armed) ++idle_armed;
-  const std::string host = c->slot.host();
-  const std::string origin = c->origin;
+  const Conn& parked = *c;  // kept alive by the idle list; waking touches no idle list
   it->second.push_back(std::move(c));
   ++idle_total;
-  if (slot_waiting.load(std::memory_order_relaxed) > 0 && !host.empty()) {
-    wake_slot_waiters(host, true, &origin);
+  if (slot_waiting.load(std::memory_order_relaxed) > 0 && !parked.slot.host().empty()) {
+    wake_slot_waiters(parked.slot.host(), true, &parked.origin);
   }
 }
 
