@@ -522,6 +522,51 @@ TEST_CASE("a waiter whose leaders' own budgets keep running out verifies on its 
   CHECK(engine.stats().coalesced == 2);
 }
 
+TEST_CASE("a solo verification never ends another leader's flight") {
+  // A waiter handed a leader's own BUDGET_EXCEEDED verifies solo, leading no flight. By the time
+  // it finishes, another request may lead a new flight of the key, with waiters of its own:
+  // those wait for their leader, never taking the solo one's verdict and ending its flight.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  // Each read takes 300 ms, and a verification by digest reads twice (the .sig manifest with the
+  // referrers lookup, then the payload). The spent leader fails at 600 ms, at its first check;
+  // its waiter verifies solo until 1,200 ms. A second leader starts at 800 ms (the first flight
+  // is over) and reads until 1,400 ms; its joiner comes at 1,000 ms, before anything is cached.
+  // At least 200 ms lies between any two of these.
+  f.reg.delay = 300ms;
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  verify::Context spent;
+  spent.checks = std::make_shared<sigil::WorkBudget>(0);
+  const std::string image = "reg.test/team/app@" + f.digest;
+  asio::io_context io;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto until = t0 + 20s;
+  std::vector<std::string> order;  // who finished, in order
+  auto run_as = [&](std::string who, std::chrono::milliseconds after,
+                    verify::Context context) -> asio::awaitable<verify::Verdict> {
+    asio::steady_timer t(co_await asio::this_coro::executor, t0 + after);
+    co_await t.async_wait(asio::use_awaitable);
+    auto v = co_await engine.verify(image, policies, until, context);
+    order.push_back(who);
+    co_return v;
+  };
+  auto l1 = asio::co_spawn(io, run_as("spent", 0ms, spent), asio::use_future);
+  auto solo = asio::co_spawn(io, run_as("solo", 0ms, {}), asio::use_future);
+  auto lead2 = asio::co_spawn(io, run_as("leader", 800ms, {}), asio::use_future);
+  auto join2 = asio::co_spawn(io, run_as("joiner", 1000ms, {}), asio::use_future);
+  io.run();
+  CHECK(l1.get().reason == verify::Reason::budget_exceeded);
+  CHECK(solo.get().outcome == verify::Outcome::allowed);
+  CHECK(lead2.get().outcome == verify::Outcome::allowed);
+  CHECK(join2.get().outcome == verify::Outcome::allowed);
+  // The solo verification ends while the second flight is still reading; its joiner is given
+  // its own leader's verdict, after the solo one ended.
+  REQUIRE(order.size() == 4);
+  CHECK(order == std::vector<std::string>{"spent", "solo", "leader", "joiner"});
+  CHECK(engine.stats().coalesced == 2);
+}
+
 TEST_CASE("a waiter's TIMEOUT withholds a digest resolved with sigil's own credentials") {
   Fixture f;
   f.reg.own_credentials = true;
