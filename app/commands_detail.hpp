@@ -3,6 +3,8 @@
 // verify_cmd.cpp (`sigil verify`, `sigil verify-bundle`).
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -54,6 +56,15 @@ struct VerifyBundleArgs {
 };
 
 int run_verify_bundle(const VerifyBundleArgs& a);
+
+// Inbound connections the descriptors can hold beside the outbound ones and files: the
+// configured cap, or, when the limit is lower than all of them together, half of what is left
+// after 64 (at least 16). Outbound: the registry client's caps (registry.connections, max and
+// reserved), the Azure identity's (azure::kMaxConnections and its reserve) and 256 for the
+// Kubernetes client and files. Past the limit accept() fails with EMFILE, and then no connection
+// is evicted to make room: a flood of idle connections would shut the API server out below the
+// cap that evicts them.
+size_t inbound_connections(size_t configured, uint64_t fd_limit, uint64_t registry_outbound);
 
 // `sigil serve` with its settings merged (config file, then flags); returns when a signal has
 // stopped it.

@@ -61,21 +61,6 @@ uint64_t raise_fd_limit() {
   return lim.rlim_cur == RLIM_INFINITY ? 0 : static_cast<uint64_t>(lim.rlim_cur);
 }
 
-// Inbound connections the descriptors can hold beside the outbound ones and files: the
-// configured cap, or, when the limit is lower than all of them together, half of what is left
-// after 64 (at least 16). Outbound: the registry client's caps (registry.connections, max and
-// reserved), the Azure identity's (azure::kMaxConnections and its reserve) and 256 for the
-// Kubernetes client and files. Past the limit accept() fails with EMFILE, and then no connection
-// is evicted to make room: a flood of idle connections would shut the API server out below the
-// cap that evicts them.
-size_t inbound_connections(size_t configured, uint64_t fd_limit, uint64_t registry_outbound) {
-  const uint64_t kOutbound =
-      registry_outbound + azure::kMaxConnections + azure::kReservedConnections + 256;
-  if (fd_limit == 0 || fd_limit >= configured + kOutbound) return configured;
-  const uint64_t half = fd_limit > 64 ? (fd_limit - 64) / 2 : 0;
-  return static_cast<size_t>(std::min<uint64_t>(configured, std::max<uint64_t>(16, half)));
-}
-
 asio::awaitable<void> read_kms_key_ahead(std::shared_ptr<verify::KeyResolver> keys,
                                          std::string uri) {
   auto key = co_await keys->key(uri, std::chrono::steady_clock::now() + std::chrono::seconds(30));
@@ -105,6 +90,15 @@ void read_kms_keys_ahead(asio::io_context& io, const std::shared_ptr<verify::Key
 }
 
 }  // namespace
+
+size_t detail::inbound_connections(size_t configured, uint64_t fd_limit,
+                                   uint64_t registry_outbound) {
+  const uint64_t kOutbound =
+      registry_outbound + azure::kMaxConnections + azure::kReservedConnections + 256;
+  if (fd_limit == 0 || fd_limit >= configured + kOutbound) return configured;
+  const uint64_t half = fd_limit > 64 ? (fd_limit - 64) / 2 : 0;
+  return static_cast<size_t>(std::min<uint64_t>(configured, std::max<uint64_t>(16, half)));
+}
 
 int detail::run_serve(Settings s) {
   if (s.self_cert.enabled && (!s.tls_cert.empty() || !s.tls_key.empty())) {
@@ -271,8 +265,8 @@ int detail::run_serve(Settings s) {
   sopts.body_budget = s.server.body_budget;
   const uint64_t fd_limit = raise_fd_limit();
   sopts.max_connections =
-      inbound_connections(s.server.max_connections, fd_limit,
-                          s.registry.connections.max + s.registry.connections.reserved);
+      detail::inbound_connections(s.server.max_connections, fd_limit,
+                                  s.registry.connections.max + s.registry.connections.reserved);
   if (sopts.max_connections < s.server.max_connections) {
     spdlog::warn(
         "server.maxConnections lowered from {} to {}: the file descriptor limit is {}, too few "

@@ -388,3 +388,18 @@ TEST_CASE("config: an insecure registry on port 443 is refused (it would name th
   r.insecure_hosts = {"reg.test:5000"};
   CHECK(sigil::app::detail::registry_options(r).ok());
 }
+
+TEST_CASE("inbound connections fit the descriptors beside the outbound ones") {
+  using sigil::app::detail::inbound_connections;
+  // Outbound at most: the registry client's 512 + 128, the Azure identity's 256 + 64, and 256
+  // for the Kubernetes client and files: 1,216.
+  constexpr uint64_t kRegistry = 512 + 128;
+  CHECK(inbound_connections(2048, 0, kRegistry) == 2048);                // limit unknown
+  CHECK(inbound_connections(2048, 1u << 20, kRegistry) == 2048);         // room for everything
+  CHECK(inbound_connections(2048, 2048 + 1216, kRegistry) == 2048);      // exactly enough
+  CHECK(inbound_connections(2048, 2048 + 1215, kRegistry) == 1599);      // (3263 - 64) / 2
+  CHECK(inbound_connections(2048, 1024, kRegistry) == 480);              // a container's 1,024
+  CHECK(inbound_connections(100, 1024, kRegistry) == 100);               // never above the cap
+  CHECK(inbound_connections(2048, 64, kRegistry) == 16);                 // always a few
+  CHECK(inbound_connections(2048, 2048 + 1216, kRegistry + 1) == 1600);  // (3264 - 64) / 2
+}
