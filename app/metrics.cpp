@@ -199,6 +199,7 @@ struct Metrics::Impl {
         c.waiting += one.waiting;
         c.waited += one.waited;
         c.timed_out += one.timed_out;
+        c.refused += one.refused;
       }
       auto open = family("sigil_registry_connections_open",
                          "Connections open to registries, their token services and blob storage "
@@ -228,11 +229,17 @@ struct Metrics::Impl {
                              "(registry.connections): the registry call failed",
                              prom::MetricType::Counter);
       add_value(timeouts, static_cast<double>(c.timed_out));
+      auto refused = family("sigil_registry_connection_waits_refused_total",
+                            "Requests refused at once because 1024 others already waited for the "
+                            "same cap (registry.connections): the registry call failed",
+                            prom::MetricType::Counter);
+      add_value(refused, static_cast<double>(c.refused));
       out.push_back(std::move(open));
       out.push_back(std::move(slots));
       out.push_back(std::move(waiters));
       out.push_back(std::move(waits));
       out.push_back(std::move(timeouts));
+      out.push_back(std::move(refused));
     }
     if (!os.empty()) {
       net::OutageMemo::Stats o;  // the registry client's and the Azure identity's, summed

@@ -204,6 +204,7 @@ ConnStats Client::conn_stats() const {
   s.waiting = impl_->slot_waiting.load(std::memory_order_relaxed);
   s.waited = impl_->slot_waited.load(std::memory_order_relaxed);
   s.timed_out = impl_->slot_timed_out.load(std::memory_order_relaxed);
+  s.refused = impl_->slot_refused.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -16,6 +16,7 @@ struct ConnStats {
   size_t waiting = 0;      // calls waiting for a connection now (a cap reached)
   uint64_t waited = 0;     // calls that had to wait
   uint64_t timed_out = 0;  // of those, calls whose deadline passed (or were cancelled) first
+  uint64_t refused = 0;    // calls refused at once: max_waiting_per_cap calls already waited
 };
 
 }  // namespace sigil::net

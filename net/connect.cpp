@@ -330,6 +330,14 @@ void Client::Impl::wake_one(const std::string& key, const std::string* parked) {
   if (q.empty()) slot_waiters.erase(it);
 }
 
+bool Client::Impl::waiters_at_bound(const std::string& key) {
+  auto it = slot_waiters.find(key);
+  if (it == slot_waiters.end() || it->second.size() < opts.max_waiting_per_cap) return false;
+  // Calls that left (out of time, cancelled) stay in the queue until they reach its front.
+  std::erase_if(it->second, [](const std::weak_ptr<detail::SlotWaiter>& w) { return w.expired(); });
+  return it->second.size() >= opts.max_waiting_per_cap;
+}
+
 void Client::Impl::wake_slot_waiters(const std::string& host, bool per_host,
                                      const std::string* parked) {
   if (per_host) wake_one(host, parked);
@@ -393,6 +401,21 @@ awaitable<Result<SlotHold>> Client::Impl::slot_for(const Url& url, Deadline dead
       co_return SlotHold(weak_from_this(), host, t == SlotTaken::reserved, per_host);
     }
     last = t;
+    // The cap's queue for this call (a host's, or "" for the total).
+    const std::string key = t == SlotTaken::origin_full ? host : std::string();
+    // A pod's call that would join a full queue is refused at once (one already waiting, and
+    // woken to wait again, keeps its place).
+    if (!waiting.counted && !call.operator_named && opts.max_waiting_per_cap > 0 &&
+        waiters_at_bound(key)) {
+      slot_refused.fetch_add(1, std::memory_order_relaxed);
+      co_return make_error(Errc::exhausted,
+                           "no connection to " + url.authority() + ": " +
+                               std::to_string(opts.max_waiting_per_cap) +
+                               " calls already wait for one (" +
+                               (t == SlotTaken::origin_full ? "the cap of connections to its host"
+                                                            : "the cap of connections in all") +
+                               ")");
+    }
     if (!waiting.counted) {
       waiting.counted = true;
       ++slot_waiting;
@@ -423,7 +446,6 @@ awaitable<Result<SlotHold>> Client::Impl::slot_for(const Url& url, Deadline dead
     // wake is spent (what was freed was taken, or is no use without the operator's mark), and
     // the call keeps its place at the front. On the other cap (freed from the host's, blocked by
     // the total, or the other way round) the wake goes on to the next waiter on the first.
-    const std::string key = t == SlotTaken::origin_full ? host : std::string();
     const bool again = pass.has_value() && *pass == key;
     if (pass && *pass != key) wake_one(*pass);
     pass.reset();

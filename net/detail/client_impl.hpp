@@ -244,6 +244,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::atomic<size_t> slot_waiting{0};
   std::atomic<uint64_t> slot_waited{0};
   std::atomic<uint64_t> slot_timed_out{0};
+  std::atomic<uint64_t> slot_refused{0};
   // Strand only: calls waiting for a slot in arrival order, by the host whose cap they met ("":
   // the total).
   std::map<std::string, std::deque<std::weak_ptr<detail::SlotWaiter>>> slot_waiters;
@@ -296,6 +297,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   // origin of a connection just parked, which a waiter for that origin takes first.
   void wake_slot_waiters(const std::string& host, bool per_host, const std::string* parked);
   void wake_one(const std::string& key, const std::string* parked = nullptr);
+  // Whether the cap's queue (key: a host, or "" for the total) holds max_waiting_per_cap calls
+  // that still wait.
+  bool waiters_at_bound(const std::string& key);
   // Closes the idle connection parked longest ago: of `host`, counted against its cap, only if
   // only_host; and only one in a shared slot if shared_only (a reserved slot is no use to a call
   // without the mark).

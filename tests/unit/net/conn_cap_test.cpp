@@ -296,6 +296,67 @@ TEST_CASE("connection caps: a call cancelled while it waits ends at once and is 
   CHECK(holding.connections() == 1);
 }
 
+TEST_CASE(
+    "connection caps: past max_waiting_per_cap waiters a pod's call is refused at once, the "
+    "operator's never") {
+  auto holding = slow_server(600ms);
+  Loop loop(2);
+  ClientOptions o = capped(64, 8, 1);
+  o.max_waiting_per_cap = 2;
+  Client c(loop.ioc.get_executor(), o);
+  auto send_async = [&](Request r) {
+    return std::async(std::launch::async,
+                      [&, r] { return loop.run(c.send(r, in(10000ms), Limits{})); });
+  };
+  auto held = send_async(get(holding));
+  REQUIRE(eventually([&] { return holding.connections() == 1; }));
+  auto w1 = send_async(get(holding));
+  auto w2 = send_async(get(holding));
+  REQUIRE(eventually([&] { return c.conn_stats().waiting == 2; }));
+  // A third pod's call: two already wait for the host's one connection.
+  const auto start = std::chrono::steady_clock::now();
+  auto r = loop.run(c.send(get(holding), in(10000ms), Limits{}));
+  REQUIRE_FALSE(r.ok());
+  CHECK(std::chrono::steady_clock::now() - start < 500ms);  // at once, not after a wait
+  CHECK(r.error().code == Errc::exhausted);
+  CHECK(contains(r.error().message, "2 calls already wait for one"));
+  CHECK(contains(r.error().message, "the cap of connections to its host"));
+  CHECK(c.conn_stats().refused == 1);
+  CHECK(c.conn_stats().waited == 2);
+  CHECK(c.outage_stats().went_down == 0);
+  // The operator's call (named, not listed: held to the host's cap) waits its turn.
+  auto named = send_async(get(holding, true));
+  for (auto* f : {&held, &w1, &w2, &named}) {
+    auto one = f->get();
+    INFO((one ? std::string() : one.error().message));
+    CHECK(one.ok());
+  }
+  CHECK(c.conn_stats().refused == 1);
+  CHECK(c.conn_stats().waited == 3);
+  CHECK(holding.connections() == 1);  // each waiter took the parked connection in turn
+}
+
+TEST_CASE("connection caps: calls that gave up waiting do not count toward max_waiting_per_cap") {
+  auto holding = slow_server(2500ms);
+  Loop loop(2);
+  ClientOptions o = capped(64, 8, 1);
+  o.max_waiting_per_cap = 2;
+  Client c(loop.ioc.get_executor(), o);
+  auto held = std::async(std::launch::async,
+                         [&] { return loop.run(c.send(get(holding), in(10000ms), Limits{})); });
+  REQUIRE(eventually([&] { return holding.connections() == 1; }));
+  // Two calls wait and run out of time; they stay in the queue until a wake reaches them.
+  const auto gave_up = at_once(loop, c, std::vector<Request>(2, get(holding)), 300ms);
+  for (const auto& r : gave_up) REQUIRE_FALSE(r.ok());
+  CHECK(c.conn_stats().timed_out == 2);
+  // So a new call finds the queue "full" of calls that left: it waits all the same.
+  auto r = loop.run(c.send(get(holding), in(10000ms), Limits{}));
+  INFO((r ? std::string() : r.error().message));
+  CHECK(r.ok());
+  CHECK(c.conn_stats().refused == 0);
+  REQUIRE(held.get().ok());
+}
+
 TEST_CASE("connection caps: a freed slot goes to the operator's waiting call first") {
   auto holding = slow_server(2000ms, true);
   auto next = slow_server(1500ms, true);
