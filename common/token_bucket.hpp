@@ -3,9 +3,11 @@
 //
 // Role: holds `burst` tokens at most and gets `rate` back each second. It has no lock and no
 // clock: its owner holds the lock and says the time, in whichever clock it keeps (TimePoint).
-// A bucket starts full; its first reading only records the time. A clock that steps back gives
-// nothing back, and time counts on from where it stepped to (so an NTP correction of a system
-// clock never freezes a bucket until the clock is back where it was).
+// A bucket starts full; its first reading only records the time. A clock that steps back (by
+// more than kStep) gives nothing back, and time counts on from where it stepped to, so an NTP
+// correction of a system clock never freezes a bucket until the clock is back where it was. A
+// reading a little older than the last is another thread's, taken before it got its owner's
+// lock: it gives nothing and moves nothing, or the time between would be refilled twice.
 #pragma once
 
 #include <algorithm>
@@ -39,10 +41,14 @@ class TokenBucket {
   double burst() const noexcept { return burst_; }
 
  private:
+  static constexpr std::chrono::seconds kStep{1};
+
   void refill(TimePoint now) noexcept {
     if (read_ && now > last_) {
       const double secs = std::chrono::duration<double>(now - last_).count();
       tokens_ = std::min(burst_, tokens_ + secs * rate_);
+    } else if (read_ && last_ - now <= kStep) {
+      return;  // late, or the same instant
     }
     read_ = true;
     last_ = now;  // also after a step back: count on from here

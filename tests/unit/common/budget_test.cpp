@@ -198,3 +198,15 @@ TEST_CASE("a token bucket starts full at any time, takes all or nothing, and a s
   CHECK(b.rate() == 2);
   CHECK(b.burst() == 5);
 }
+
+TEST_CASE("a token bucket: a reading a little older than the last refills nothing twice") {
+  using namespace std::chrono_literals;
+  using Steady = std::chrono::steady_clock::time_point;
+  const Steady t0(1000s);
+  sigil::TokenBucket<Steady> b(100, 100);
+  CHECK(b.try_take(100, t0 + 1s));
+  // Two threads read t0 + 1.5 s and t0 + 1.49 s; the later reading got the lock first.
+  CHECK(b.available(t0 + 1500ms) == 50);
+  CHECK(b.available(t0 + 1490ms) == 50);  // late: nothing, and time does not go back
+  CHECK(b.available(t0 + 1500ms) == 50);  // so the 10 ms between are not counted again
+}
