@@ -890,34 +890,46 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
 
   // Coalesce: the first request for a key does the work; later identical ones wait for it.
   auto executor = co_await asio::this_coro::executor;
-  // Verifying without leading a flight: after a leader's own failure (below).
+  // The flight this request leads or joins: the key's; after its leader's own failure (below),
+  // one of this admission's namespace only; after another such failure, none (`solo`).
+  std::string flight = key;
   bool solo = false;
   for (;;) {
     std::shared_ptr<VerdictChannel> my_channel;
     Deadline leader_deadline{};
     {
       std::lock_guard lock(d.mu);
-      auto it = d.in_flight.find(key);
+      auto it = d.in_flight.find(flight);
       if (it != d.in_flight.end()) {
         my_channel = std::make_shared<VerdictChannel>(executor, 1);
         it->second.waiters.push_back(my_channel);
         leader_deadline = it->second.deadline;
         ++d.coalesced;
       } else {
-        d.in_flight.emplace(key, Impl::Flight{deadline, {}});
+        d.in_flight.emplace(flight, Impl::Flight{deadline, {}});
       }
     }
     if (!my_channel) break;  // this request leads
     auto v = co_await d.wait_for(my_channel, deadline);
     // The leader ran out of its own time (a shorter ?timeout=, which any client of the port may
     // send, or an earlier start) or of its own admission's budgets (other images of its pod, its
-    // namespace's share of checks): that says nothing about ours. Once more, ourselves, and
-    // without joining another flight: a namespace whose share is spent could otherwise keep one
-    // in flight (each refused at its first check) and hand every other namespace its denial.
+    // namespace's share of checks): that says nothing about ours. Once more, in a flight of our
+    // namespace's admissions only: a namespace whose share is spent could otherwise keep the
+    // key's flight going (each refused at its first check) and hand every other namespace its
+    // denial, and our namespace's waiters still verify once, not each on its own. If that
+    // flight's leader fails on its own too, alone.
     const Reason why = v ? reported_reason(*v) : Reason::none;
     const bool leaders_own =
         (why == Reason::timeout && leader_deadline < deadline) || why == Reason::budget_exceeded;
     if (v && leaders_own && std::chrono::steady_clock::now() < deadline) {
+      if (flight == key) {
+        flight = key + std::string(1, '\0') + context.namespace_;
+        if (auto hit = d.cache.get(key)) {  // verified meanwhile
+          hit->image = image;
+          co_return *hit;
+        }
+        continue;
+      }
       solo = true;
       break;
     }
@@ -957,7 +969,7 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   std::vector<std::shared_ptr<VerdictChannel>> waiters;
   if (!solo) {  // a solo verification leads no flight: the one in_flight holds is another's
     std::lock_guard lock(d.mu);
-    auto it = d.in_flight.find(key);
+    auto it = d.in_flight.find(flight);
     if (it != d.in_flight.end()) {
       waiters = std::move(it->second.waiters);
       d.in_flight.erase(it);

@@ -493,26 +493,30 @@ TEST_CASE("a leader whose own admission's budget ran out does not deny its waite
   CHECK(engine.stats().coalesced == 1);
 }
 
-TEST_CASE("a waiter whose leaders' own budgets keep running out verifies on its own") {
+TEST_CASE("a waiter whose leader's own budget ran out retries in its own namespace's flight") {
   // A namespace whose share of checks is spent can keep a verification of another namespace's
   // image in flight at almost no cost (each is refused at its first check). A waiter handed such
-  // a leader's BUDGET_EXCEEDED verifies itself, never joining the next such flight.
+  // a leader's BUDGET_EXCEEDED retries in a flight of its own namespace's admissions, which the
+  // spent namespace cannot lead.
   Fixture f;
   f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
   f.reg.delay = 100ms;
   verify::Engine engine(f.reg, f.clock);
   auto policies = policies_for(f.key.pub_pem);
-  verify::Context spent1, spent2;
+  verify::Context spent1, spent2, ours_context;
+  spent1.namespace_ = spent2.namespace_ = "spent";
   spent1.checks = std::make_shared<sigil::WorkBudget>(0);
   spent2.checks = std::make_shared<sigil::WorkBudget>(0);
+  ours_context.namespace_ = "team-b";
   const std::string image = "reg.test/team/app@" + f.digest;
   asio::io_context io;
   const auto until = std::chrono::steady_clock::now() + 10s;
   // The first leads; the second (spent too) and then ours wait. When the first fails, the second
-  // is resumed first and leads a new flight, which fails too.
+  // is resumed first and leads its namespace's flight, which fails too; ours leads its own.
   auto l1 = asio::co_spawn(io, engine.verify(image, policies, until, spent1), asio::use_future);
   auto l2 = asio::co_spawn(io, engine.verify(image, policies, until, spent2), asio::use_future);
-  auto ours = asio::co_spawn(io, engine.verify(image, policies, until), asio::use_future);
+  auto ours =
+      asio::co_spawn(io, engine.verify(image, policies, until, ours_context), asio::use_future);
   io.run();
   CHECK(l1.get().reason == verify::Reason::budget_exceeded);
   CHECK(l2.get().reason == verify::Reason::budget_exceeded);
@@ -522,22 +526,63 @@ TEST_CASE("a waiter whose leaders' own budgets keep running out verifies on its 
   CHECK(engine.stats().coalesced == 2);
 }
 
-TEST_CASE("a solo verification never ends another leader's flight") {
-  // A waiter handed a leader's own BUDGET_EXCEEDED verifies solo, leading no flight. By the time
-  // it finishes, another request may lead a new flight of the key, with waiters of its own:
-  // those wait for their leader, never taking the solo one's verdict and ending its flight.
+TEST_CASE("waiters of a leader that failed on its own verify once, together, not each alone") {
+  // A spent namespace leads; a rollout of 5 pods of another namespace waits for it. They retry
+  // in one flight: one verification's reads, not five.
   Fixture f;
-  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
-  // Each read takes 300 ms, and a verification by digest reads twice (the .sig manifest with the
-  // referrers lookup, then the payload). The spent leader fails at 600 ms, at its first check;
-  // its waiter verifies solo until 1,200 ms. A second leader starts at 800 ms (the first flight
-  // is over) and reads until 1,400 ms; its joiner comes at 1,000 ms, before anything is cached.
-  // At least 200 ms lies between any two of these.
-  f.reg.delay = 300ms;
+  const std::string payload = payload_for(f.digest);
+  f.reg.attach("team/app", f.digest, {{payload, sign(f.key, payload)}});
+  f.reg.delay = 100ms;
   verify::Engine engine(f.reg, f.clock);
   auto policies = policies_for(f.key.pub_pem);
-  verify::Context spent;
+  verify::Context spent, rollout;
+  spent.namespace_ = "spent";
   spent.checks = std::make_shared<sigil::WorkBudget>(0);
+  rollout.namespace_ = "team-b";
+  const std::string image = "reg.test/team/app@" + f.digest;
+  asio::io_context io;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  auto l = asio::co_spawn(io, engine.verify(image, policies, until, spent), asio::use_future);
+  std::vector<std::future<verify::Verdict>> pods;
+  for (int i = 0; i < 5; ++i) {
+    pods.push_back(
+        asio::co_spawn(io, engine.verify(image, policies, until, rollout), asio::use_future));
+  }
+  io.run();
+  CHECK(l.get().reason == verify::Reason::budget_exceeded);
+  for (auto& p : pods) CHECK(p.get().outcome == verify::Outcome::allowed);
+  CHECK(engine.stats().coalesced == 5 + 4);
+  CHECK(f.reg.blob_fetches["sha256:" + crypto::sha256_hex(payload)] <= 2);
+}
+
+TEST_CASE("a solo verification never ends another leader's flight") {
+  // A waiter whose namespace's retry flight fails on its own leader's budget too verifies solo,
+  // leading no flight. By the time it finishes, another waiter of its namespace may lead a
+  // new retry flight, with waiters of its own: those wait for their leader, never taking the
+  // solo one's verdict and ending its flight.
+  Fixture f;
+  f.reg.attach("team/app", f.digest, {{payload_for(f.digest), sign(f.key, payload_for(f.digest))}});
+  // Each read takes 500 ms, and a verification by digest reads twice (the .sig manifest with the
+  // referrers lookup, then the payload): a spent leader fails at its first check, 1 s after it
+  // leads. Namespace "a" is spent, "b" is the team's:
+  //   0 s    spent-a leads the key's flight; spent-b, then solo (both b) join it
+  //   1 s    spent-a fails; spent-b leads b's retry flight, solo joins it
+  //   1.2 s  spent-a2 leads the key's flight again; x and y (b) join it at 1.3 and 1.4 s
+  //   2 s    spent-b fails; solo verifies alone, until 3 s
+  //   2.2 s  spent-a2 fails; x leads b's retry flight (the first is over), y joins it
+  //   3 s    solo ends; x ends at 3.2 s and hands y its verdict
+  // At least 200 ms lies between any two of these.
+  f.reg.delay = 500ms;
+  verify::Engine engine(f.reg, f.clock);
+  auto policies = policies_for(f.key.pub_pem);
+  auto spent_in = [](const char* ns) {
+    verify::Context c;
+    c.namespace_ = ns;
+    c.checks = std::make_shared<sigil::WorkBudget>(0);
+    return c;
+  };
+  verify::Context team;
+  team.namespace_ = "b";
   const std::string image = "reg.test/team/app@" + f.digest;
   asio::io_context io;
   const auto t0 = std::chrono::steady_clock::now();
@@ -551,20 +596,25 @@ TEST_CASE("a solo verification never ends another leader's flight") {
     order.push_back(who);
     co_return v;
   };
-  auto l1 = asio::co_spawn(io, run_as("spent", 0ms, spent), asio::use_future);
-  auto solo = asio::co_spawn(io, run_as("solo", 0ms, {}), asio::use_future);
-  auto lead2 = asio::co_spawn(io, run_as("leader", 800ms, {}), asio::use_future);
-  auto join2 = asio::co_spawn(io, run_as("joiner", 1000ms, {}), asio::use_future);
+  auto spawn = [&](std::string who, std::chrono::milliseconds after, verify::Context context) {
+    return asio::co_spawn(io, run_as(std::move(who), after, std::move(context)), asio::use_future);
+  };
+  auto spent_a = spawn("spent-a", 0ms, spent_in("a"));
+  auto spent_b = spawn("spent-b", 50ms, spent_in("b"));  // joins first, so resumes first
+  auto solo = spawn("solo", 100ms, team);
+  auto spent_a2 = spawn("spent-a2", 1200ms, spent_in("a"));
+  auto x = spawn("x", 1300ms, team);
+  auto y = spawn("y", 1400ms, team);
   io.run();
-  CHECK(l1.get().reason == verify::Reason::budget_exceeded);
+  CHECK(spent_a.get().reason == verify::Reason::budget_exceeded);
+  CHECK(spent_b.get().reason == verify::Reason::budget_exceeded);
+  CHECK(spent_a2.get().reason == verify::Reason::budget_exceeded);
   CHECK(solo.get().outcome == verify::Outcome::allowed);
-  CHECK(lead2.get().outcome == verify::Outcome::allowed);
-  CHECK(join2.get().outcome == verify::Outcome::allowed);
-  // The solo verification ends while the second flight is still reading; its joiner is given
-  // its own leader's verdict, after the solo one ended.
-  REQUIRE(order.size() == 4);
-  CHECK(order == std::vector<std::string>{"spent", "solo", "leader", "joiner"});
-  CHECK(engine.stats().coalesced == 2);
+  CHECK(x.get().outcome == verify::Outcome::allowed);
+  CHECK(y.get().outcome == verify::Outcome::allowed);
+  CHECK(order == std::vector<std::string>{"spent-a", "spent-b", "spent-a2", "solo", "x", "y"});
+  // spent-b, solo; x, y (the key's flights); solo (b's first); y (b's second)
+  CHECK(engine.stats().coalesced == 6);
 }
 
 TEST_CASE("a waiter's TIMEOUT withholds a digest resolved with sigil's own credentials") {
