@@ -180,7 +180,7 @@ struct ClientOptions {
   size_t reserved_connections = 0;
   size_t max_connections_per_host = 0;
   // Calls not marked operator_named that may wait at once for one cap (the total, or one host's):
-  // past it such a call fails at once (Errc::exhausted, never counted against the origin). Each
+  // past it such a call fails at once (Errc::unavailable, never counted against the origin). Each
   // freed or parked slot looks through a cap's waiters for the one to wake, so without a bound
   // pods naming hosts that hang could queue calls by the ten thousand and make every request's
   // end cost as many steps. The operator's calls are never refused for it. 0: no bound.

@@ -403,12 +403,16 @@ awaitable<Result<SlotHold>> Client::Impl::slot_for(const Url& url, Deadline dead
     last = t;
     // The cap's queue for this call (a host's, or "" for the total).
     const std::string key = t == SlotTaken::origin_full ? host : std::string();
-    // A pod's call that would join a full queue is refused at once (one already waiting, and
-    // woken to wait again, keeps its place).
-    if (!waiting.counted && !call.operator_named && opts.max_waiting_per_cap > 0 &&
+    // Woken from this very queue: the call keeps its place (below).
+    const bool again = pass.has_value() && *pass == key;
+    // A pod's call that would join a full queue, waiting first or moving over from the other
+    // cap's, is refused at once, its wake passed on. Errc::unavailable (the registry cannot be
+    // reached now, as a stale verdict may cover), never counted against the origin (queued).
+    if (!again && !gone && !call.operator_named && opts.max_waiting_per_cap > 0 &&
         waiters_at_bound(key)) {
+      if (pass) wake_one(*pass);
       slot_refused.fetch_add(1, std::memory_order_relaxed);
-      co_return make_error(Errc::exhausted,
+      co_return make_error(Errc::unavailable,
                            "no connection to " + url.authority() + ": " +
                                std::to_string(opts.max_waiting_per_cap) +
                                " calls already wait for one (" +
@@ -446,7 +450,6 @@ awaitable<Result<SlotHold>> Client::Impl::slot_for(const Url& url, Deadline dead
     // wake is spent (what was freed was taken, or is no use without the operator's mark), and
     // the call keeps its place at the front. On the other cap (freed from the host's, blocked by
     // the total, or the other way round) the wake goes on to the next waiter on the first.
-    const bool again = pass.has_value() && *pass == key;
     if (pass && *pass != key) wake_one(*pass);
     pass.reset();
     auto w = std::make_shared<detail::SlotWaiter>();
