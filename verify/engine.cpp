@@ -923,7 +923,9 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
         (why == Reason::timeout && leader_deadline < deadline) || why == Reason::budget_exceeded;
     if (v && leaders_own && std::chrono::steady_clock::now() < deadline) {
       if (flight == key) {
-        flight = key + std::string(1, '\0') + context.namespace_;
+        // No key starts with NUL (it starts with the parsed image), and the key's length makes
+        // (key, namespace) one string whatever bytes a forged review puts in its namespace.
+        flight = std::string(1, '\0') + std::to_string(key.size()) + ':' + key + context.namespace_;
         if (auto hit = d.cache.get(key)) {  // verified meanwhile
           hit->image = image;
           co_return *hit;
