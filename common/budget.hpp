@@ -133,9 +133,7 @@ class RateBudget {
  public:
   using TimePoint = std::chrono::system_clock::time_point;
   RateBudget(uint64_t per_second, uint64_t burst) noexcept
-      : per_second_(per_second),
-        burst_(burst),
-        bucket_(static_cast<double>(per_second), static_cast<double>(burst)) {}
+      : bucket_(static_cast<double>(per_second), static_cast<double>(burst)) {}
   RateBudget(const RateBudget&) = delete;
   RateBudget& operator=(const RateBudget&) = delete;
 
@@ -149,14 +147,13 @@ class RateBudget {
     std::lock_guard lock(m_);
     return bucket_.full(now);
   }
-  uint64_t per_second() const noexcept { return per_second_; }
-  uint64_t burst() const noexcept { return burst_; }
+  // (The rate and burst never change: read without the lock.)
+  uint64_t per_second() const noexcept { return static_cast<uint64_t>(bucket_.rate()); }
+  uint64_t burst() const noexcept { return static_cast<uint64_t>(bucket_.burst()); }
 
  private:
-  const uint64_t per_second_;
-  const uint64_t burst_;
   std::mutex m_;
-  TokenBucket<TimePoint> bucket_;  // under m_
+  TokenBucket<TimePoint> bucket_;  // its tokens under m_
 };
 
 // Work that is spent, not held: signature checks (policy::judge), which cost CPU rather than

@@ -178,6 +178,9 @@ std::string_view outcome_name(EventRecorder::Outcome o) noexcept {
 struct EventRecorder::Impl : std::enable_shared_from_this<EventRecorder::Impl> {
   using Bucket = TokenBucket<SteadyTime>;  // full at first, refilled per second up to burst
 
+  Impl(std::shared_ptr<Client> c, EventRecorderOptions o)
+      : client(std::move(c)), opt(std::move(o)), all(opt.per_second, opt.burst) {}
+
   std::shared_ptr<Client> client;
   EventRecorderOptions opt;
   Cancel cancel;
@@ -186,7 +189,7 @@ struct EventRecorder::Impl : std::enable_shared_from_this<EventRecorder::Impl> {
   // LRU of (object, reason) -> when its last Event was queued; front = most recent.
   std::list<std::pair<std::string, SteadyTime>> lru;
   std::unordered_map<std::string, std::list<std::pair<std::string, SteadyTime>>::iterator> keys;
-  Bucket all{0, 0};  // set from opt once it is known (EventRecorder's constructor)
+  Bucket all;
   // Each namespace's bucket, the least recently used forgotten first (opt.max_namespaces).
   std::list<std::pair<std::string, Bucket>> ns_lru;
   std::unordered_map<std::string, std::list<std::pair<std::string, Bucket>>::iterator> ns_buckets;
@@ -288,11 +291,7 @@ struct EventRecorder::Impl : std::enable_shared_from_this<EventRecorder::Impl> {
 };
 
 EventRecorder::EventRecorder(std::shared_ptr<Client> client, EventRecorderOptions options)
-    : impl_(std::make_shared<Impl>()) {
-  impl_->client = std::move(client);
-  impl_->opt = std::move(options);
-  impl_->all = Impl::Bucket(impl_->opt.per_second, impl_->opt.burst);
-}
+    : impl_(std::make_shared<Impl>(std::move(client), std::move(options))) {}
 
 EventRecorder::~EventRecorder() {
   stop();

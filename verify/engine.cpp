@@ -877,16 +877,6 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   Impl::Plan plan = Impl::plan(ref, matched);
   KmsKeys kms = co_await detail::resolve_kms(d.options.keys.get(), matched, deadline);
   const std::string key = d.verdict_key(ref, digest, matched, plan, context, kms);
-  if (auto hit = d.cache.get(key)) {
-    hit->image = image;  // the verdict names whoever asks: it holds no text about the image
-    co_return *hit;
-  }
-  // An image on a registry a pod named takes from the pool such registries share too, so that
-  // however many of them stall, the operator's registries keep their share of the process.
-  if (!d.client.operator_named(ref.registry)) {
-    budget = std::make_shared<ByteBudget>(std::numeric_limits<uint64_t>::max(), std::move(budget),
-                                          d.pod_registries_budget);
-  }
 
   // Coalesce: the first request for a key does the work; later identical ones wait for it.
   auto executor = co_await asio::this_coro::executor;
@@ -895,6 +885,11 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
   std::string flight = key;
   bool solo = false;
   for (;;) {
+    // Cached (at first, or meanwhile, after a leader's own failure).
+    if (auto hit = d.cache.get(key)) {
+      hit->image = image;  // the verdict names whoever asks: it holds no text about the image
+      co_return *hit;
+    }
     std::shared_ptr<VerdictChannel> my_channel;
     Deadline leader_deadline{};
     {
@@ -926,10 +921,6 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
         // No key starts with NUL (it starts with the parsed image), and the key's length makes
         // (key, namespace) one string whatever bytes a forged review puts in its namespace.
         flight = std::string(1, '\0') + std::to_string(key.size()) + ':' + key + context.namespace_;
-        if (auto hit = d.cache.get(key)) {  // verified meanwhile
-          hit->image = image;
-          co_return *hit;
-        }
         continue;
       }
       solo = true;
@@ -949,6 +940,12 @@ asio::awaitable<Verdict> Engine::verify_ref(std::string image,
     co_return d.last_good.answer(std::move(late), key, by_digest, d.options.pinning);
   }
 
+  // An image on a registry a pod named takes from the pool such registries share too, so that
+  // however many of them stall, the operator's registries keep their share of the process.
+  if (!d.client.operator_named(ref.registry)) {
+    budget = std::make_shared<ByteBudget>(std::numeric_limits<uint64_t>::max(), std::move(budget),
+                                          d.pod_registries_budget);
+  }
   Verdict v;
   try {
     v = co_await d.verify_digest(image, digest, matched, plan, deadline, context, *budget, kms);
